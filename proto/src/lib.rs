@@ -1,0 +1,24 @@
+//! Rudder's wire types, generated from `proto/`:
+//!
+//! - [`etcdserverpb`] and [`mvccpb`]: the etcd v3 gRPC API (KV, Watch, Lease, Cluster,
+//!   Maintenance), field-for-field compatible so `etcdctl` and etcd client libraries work
+//!   against Rudder's store unchanged.
+//! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
+//!   openraft message, so this crate does not depend on openraft.
+//!
+//! Conversions to the store's own types live next to those types (`rudder-raftstore`),
+//! because Rust's orphan rule puts a `From` impl beside one of its two types.
+
+#![allow(clippy::all, clippy::pedantic)]
+
+pub mod mvccpb {
+    tonic::include_proto!("mvccpb");
+}
+
+pub mod etcdserverpb {
+    tonic::include_proto!("etcdserverpb");
+}
+
+pub mod raft {
+    tonic::include_proto!("rudder.raft");
+}

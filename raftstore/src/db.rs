@@ -1,0 +1,145 @@
+//! The member's RocksDB: one database, one write-ahead log, several column families.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `logs` | log index (u64 BE) | Raft entry |
+//! | `raft` | `vote`, `purged`, `committed`, `member_id` | Raft metadata |
+//! | `mvcc` | [`Rev`](crate::mvcc::Rev) (12 bytes BE) | one key version |
+//! | `leases` | lease id (i64 BE) | lease |
+//! | `sm` | `applied`, `membership`, `revision`, `compact`, `members_ever`, `cluster_id` | state-machine metadata |
+//! | `snapshot` | `current` | the last built or installed snapshot |
+//!
+//! Sharing one WAL means a synced write also makes every earlier write durable.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openraft::AnyError;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec;
+
+pub const CF_LOGS: &str = "logs";
+pub const CF_RAFT: &str = "raft";
+pub const CF_MVCC: &str = "mvcc";
+pub const CF_LEASES: &str = "leases";
+pub const CF_SM: &str = "sm";
+pub const CF_SNAPSHOT: &str = "snapshot";
+
+const FAMILIES: [&str; 6] = [CF_LOGS, CF_RAFT, CF_MVCC, CF_LEASES, CF_SM, CF_SNAPSHOT];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("opening the store database at {path:?}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("reading {what} from the store database")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("writing to the store database (the member stops: a failed write is never retried)")]
+    Write {
+        #[source]
+        source: rocksdb::Error,
+    },
+    #[error("decoding {what} from the store database")]
+    Decode {
+        what: &'static str,
+        #[source]
+        source: codec::DecodeError,
+    },
+    #[error("encoding {what} for the store database")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: codec::EncodeError,
+    },
+}
+
+impl From<DbError> for openraft::StorageIOError<u64> {
+    fn from(error: DbError) -> Self {
+        openraft::StorageIOError::write(AnyError::new(&error))
+    }
+}
+
+/// The opened database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    inner: Arc<DB>,
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let families = FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+        let inner =
+            DB::open_cf_descriptors(&options, path, families).map_err(|source| DbError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    pub fn raw(&self) -> &DB {
+        &self.inner
+    }
+
+    pub fn cf(&self, name: &'static str) -> &ColumnFamily {
+        // Every family in FAMILIES is created at open, so the handle always exists.
+        self.inner
+            .cf_handle(name)
+            .expect("column family created at open")
+    }
+
+    pub fn get<T: DeserializeOwned>(
+        &self,
+        cf: &'static str,
+        key: &'static str,
+    ) -> Result<Option<T>, DbError> {
+        let bytes = self
+            .inner
+            .get_cf(self.cf(cf), key)
+            .map_err(|source| DbError::Read { what: key, source })?;
+        bytes
+            .map(|bytes| {
+                codec::decode(&bytes).map_err(|source| DbError::Decode { what: key, source })
+            })
+            .transpose()
+    }
+
+    pub fn put_in<T: Serialize>(
+        &self,
+        batch: &mut WriteBatch,
+        cf: &'static str,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), DbError> {
+        let bytes = codec::encode(value).map_err(|source| DbError::Encode { what: key, source })?;
+        batch.put_cf(self.cf(cf), key, bytes);
+        Ok(())
+    }
+
+    /// Writes the batch and fsyncs the WAL before returning.
+    pub fn write_synced(&self, batch: WriteBatch) -> Result<(), DbError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.inner.write_opt(batch, &options).map_err(|source| {
+            tracing::error!(error = %source, "store write or fsync failed; this member stops");
+            DbError::Write { source }
+        })
+    }
+}

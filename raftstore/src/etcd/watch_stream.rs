@@ -1,0 +1,216 @@
+//! etcd's `Watch` service: one bidirectional stream carries many watches, each created,
+//! cancelled and asked for progress by id.
+
+use std::collections::HashMap;
+
+use rudder_proto::etcdserverpb as pb;
+use rudder_proto::etcdserverpb::watch_create_request::FilterType;
+use rudder_proto::etcdserverpb::watch_request::RequestUnion;
+use rudder_proto::etcdserverpb::watch_server::Watch;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{convert, EtcdApi, ResponseStream};
+use crate::kv::KeyRange;
+use crate::store::{Header, Store};
+use crate::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
+
+type Outbox = mpsc::Sender<Result<pb::WatchResponse, Status>>;
+
+#[tonic::async_trait]
+impl Watch for EtcdApi {
+    type WatchStream = ResponseStream<pb::WatchResponse>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (outbox, receiver) = mpsc::channel(256);
+        let session = Session {
+            store: self.store.clone(),
+            outbox,
+            watches: HashMap::new(),
+            next_id: 0,
+        };
+        tokio::spawn(session.run(request.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// The watches of one client stream.
+struct Session {
+    store: Store,
+    outbox: Outbox,
+    watches: HashMap<i64, (JoinHandle<()>, ProgressHandle)>,
+    next_id: i64,
+}
+
+impl Session {
+    async fn run(mut self, mut requests: Streaming<pb::WatchRequest>) {
+        while let Ok(Some(request)) = requests.message().await {
+            let reply = match request.request_union {
+                Some(RequestUnion::CreateRequest(create)) => self.create(create),
+                Some(RequestUnion::CancelRequest(cancel)) => self.cancel(cancel.watch_id),
+                Some(RequestUnion::ProgressRequest(_)) => {
+                    self.watches
+                        .values()
+                        .for_each(|(_, progress)| progress.request());
+                    None
+                }
+                None => None,
+            };
+            if let Some(reply) = reply {
+                if self.outbox.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+            self.watches.retain(|_, (task, _)| !task.is_finished());
+        }
+        for (task, _) in self.watches.into_values() {
+            task.abort();
+        }
+    }
+
+    fn response(&self, watch_id: i64) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: convert::header(self.store.header()),
+            watch_id,
+            ..Default::default()
+        }
+    }
+
+    fn create(&mut self, create: pb::WatchCreateRequest) -> Option<pb::WatchResponse> {
+        let id = if create.watch_id != 0 {
+            create.watch_id
+        } else {
+            self.next_free_id()
+        };
+        let refuse = |reason: String| pb::WatchResponse {
+            created: true,
+            canceled: true,
+            cancel_reason: reason,
+            ..self.response(id)
+        };
+        if self.watches.contains_key(&id) {
+            return Some(refuse(format!(
+                "etcdserver: watch id {id} is already in use on this stream"
+            )));
+        }
+        let limit = self.store.limits().max_watchers_per_stream;
+        if self.watches.len() >= limit {
+            return Some(refuse(format!(
+                "etcdserver: too many watches on this stream (limit {limit}, --max-watchers-per-stream): open another stream"
+            )));
+        }
+        let request = WatchRequest {
+            range: KeyRange {
+                key: create.key,
+                range_end: create.range_end,
+            },
+            start_revision: create.start_revision.max(0),
+            prev_kv: create.prev_kv,
+            progress_notify: create.progress_notify,
+            filter_puts: create.filters.contains(&(FilterType::Noput as i32)),
+            filter_deletes: create.filters.contains(&(FilterType::Nodelete as i32)),
+        };
+        let watcher = match self.store.watch(request) {
+            Ok(watcher) => watcher,
+            Err(error) => return Some(refuse(format!("etcdserver: {error}"))),
+        };
+        let created = pb::WatchResponse {
+            created: true,
+            ..self.response(id)
+        };
+        // The "created" reply must precede the watch's first event: send it from the task.
+        let progress = watcher.progress_handle();
+        let task = tokio::spawn(pump(
+            id,
+            watcher,
+            self.store.clone(),
+            self.outbox.clone(),
+            created,
+        ));
+        self.watches.insert(id, (task, progress));
+        None
+    }
+
+    fn next_free_id(&mut self) -> i64 {
+        while self.watches.contains_key(&self.next_id) {
+            self.next_id += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    fn cancel(&mut self, id: i64) -> Option<pb::WatchResponse> {
+        match self.watches.remove(&id) {
+            Some((task, _)) => {
+                task.abort();
+                Some(pb::WatchResponse {
+                    canceled: true,
+                    ..self.response(id)
+                })
+            }
+            None => Some(pb::WatchResponse {
+                canceled: true,
+                cancel_reason: format!("etcdserver: no watch with id {id} on this stream"),
+                ..self.response(id)
+            }),
+        }
+    }
+}
+
+/// Moves one watch's messages to the client stream.
+async fn pump(
+    id: i64,
+    mut watcher: Watcher,
+    store: Store,
+    outbox: Outbox,
+    created: pb::WatchResponse,
+) {
+    if outbox.send(Ok(created)).await.is_err() {
+        return;
+    }
+    while let Some(message) = watcher.next().await {
+        if outbox
+            .send(Ok(to_response(id, &store, message)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn to_response(id: i64, store: &Store, message: WatchMessage) -> pb::WatchResponse {
+    let header = |revision| {
+        convert::header(Header {
+            revision,
+            ..store.header()
+        })
+    };
+    match message {
+        WatchMessage::Events { revision, events } => pb::WatchResponse {
+            header: header(revision),
+            watch_id: id,
+            events: events.into_iter().map(convert::event).collect(),
+            ..Default::default()
+        },
+        WatchMessage::Progress { revision } => pb::WatchResponse {
+            header: header(revision),
+            watch_id: id,
+            ..Default::default()
+        },
+        WatchMessage::Compacted { compact_revision } => pb::WatchResponse {
+            header: convert::header(store.header()),
+            watch_id: id,
+            canceled: true,
+            compact_revision,
+            cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
+            ..Default::default()
+        },
+    }
+}

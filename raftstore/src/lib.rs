@@ -1,0 +1,47 @@
+//! `rudder-raftstore`: Rudder's replicated key-value store — etcd v3's data model and
+//! guarantees on openraft 0.9 and RocksDB, embedded in every master.
+//!
+//! ```text
+//!  client ─► Store (store.rs) ─ validate ─► Raft (openraft) ─ peers (network.rs, gRPC+bincode)
+//!             │  ▲ reads: ReadIndex, then        │ committed entries
+//!             │  │ the local replica             ▼
+//!             │  └──────────────── StateMachine (state_machine.rs)
+//!             │                      │ Mvcc::apply (mvcc.rs, pure) ─► effects
+//!             │                      │ effects + applied log id ─► one synced RocksDB batch
+//!             └─ watch (watch.rs) ◄──┘ feed of applied revisions (keyspace.rs)
+//! ```
+//!
+//! - [`kv`]: the request/response types (etcd's model in plain Rust).
+//! - [`mvcc`]: the pure keyspace: revisions, versions, txn, compaction, leases, hash.
+//! - [`validate`]: request limits and shape checks before anything reaches the log.
+//! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft.
+//! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
+//! - [`lease`]: the leader's lease clock (pure).
+//! - [`network`]: peer RPCs and request forwarding.
+//! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
+//! - [`etcd`]: the etcd v3 gRPC API on the client port.
+
+// openraft's `StorageError` (returned by every storage call) is large by its design.
+#![allow(clippy::result_large_err)]
+
+pub mod codec;
+pub mod db;
+pub mod error;
+pub mod etcd;
+pub mod keyspace;
+pub mod kv;
+pub mod lease;
+pub mod log_store;
+pub mod mvcc;
+pub mod network;
+pub mod server;
+pub mod state_machine;
+pub mod store;
+pub mod types;
+pub mod validate;
+pub mod watch;
+
+pub use error::KvError;
+pub use server::{MemberConfig, RunningMember};
+pub use store::{Store, StoreError, StoreOptions};
+pub use types::{Member, NodeId};

@@ -1,0 +1,199 @@
+//! The Raft log in RocksDB (openraft's `RaftLogStorage`).
+//!
+//! Entries are fsynced before openraft is told they are flushed, so nothing is acknowledged
+//! before it is durable.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+
+use crate::codec;
+use crate::db::{Db, CF_LOGS, CF_RAFT};
+use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
+
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    db: Db,
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn io<E: std::error::Error + 'static>(
+    make: fn(AnyError) -> StorageIOError<NodeId>,
+) -> impl Fn(E) -> StorageError {
+    move |error| StorageError::IO {
+        source: make(AnyError::new(&error)),
+    }
+}
+
+impl LogStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.db
+            .write_synced(batch)
+            .map_err(io(StorageIOError::write_logs))
+    }
+
+    fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        self.db
+            .put_in(&mut batch, CF_RAFT, key, value)
+            .map_err(io(StorageIOError::write))?;
+        self.write(batch)
+    }
+
+    fn last_entry(&self) -> Result<Option<LogId>, StorageError> {
+        let mut iter = self
+            .db
+            .raw()
+            .iterator_cf(self.db.cf(CF_LOGS), IteratorMode::End);
+        match iter.next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, bytes) = item.map_err(io(StorageIOError::read_logs))?;
+                let entry: Entry = codec::decode(&bytes).map_err(io(StorageIOError::read_logs))?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let from = index_key(start);
+        let iter = self.db.raw().iterator_cf(
+            self.db.cf(CF_LOGS),
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for item in iter {
+            let (key, bytes) = item.map_err(io(StorageIOError::read_logs))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0xff; 8]));
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(codec::decode(&bytes).map_err(io(StorageIOError::read_logs))?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id: Option<LogId> = self
+            .db
+            .get(CF_RAFT, "purged")
+            .map_err(io(StorageIOError::read_logs))?;
+        let last_log_id = self.last_entry()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.put_meta("vote", vote)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.db
+            .get(CF_RAFT, "vote")
+            .map_err(io(StorageIOError::read_vote))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // Not synced: losing it only means re-applying committed entries after a restart.
+        let mut batch = WriteBatch::default();
+        self.db
+            .put_in(&mut batch, CF_RAFT, "committed", &committed)
+            .map_err(io(StorageIOError::write))?;
+        self.db
+            .raw()
+            .write(batch)
+            .map_err(io(StorageIOError::write))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self
+            .db
+            .get::<Option<LogId>>(CF_RAFT, "committed")
+            .map_err(io(StorageIOError::read))?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let logs = self.db.cf(CF_LOGS);
+        for entry in entries {
+            let bytes = codec::encode(&entry).map_err(io(StorageIOError::write_logs))?;
+            batch.put_cf(logs, index_key(entry.log_id.index), bytes);
+        }
+        match self.db.write_synced(batch) {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(error) => {
+                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+                Err(io(StorageIOError::write_logs)(error))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.db.cf(CF_LOGS),
+            index_key(log_id.index),
+            index_key(u64::MAX),
+        );
+        self.write(batch)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        self.db
+            .put_in(&mut batch, CF_RAFT, "purged", &log_id)
+            .map_err(io(StorageIOError::write))?;
+        batch.delete_range_cf(
+            self.db.cf(CF_LOGS),
+            index_key(0),
+            index_key(log_id.index + 1),
+        );
+        self.write(batch)
+    }
+}

@@ -1,0 +1,766 @@
+//! The MVCC keyspace: etcd's data model as a pure, deterministic state machine.
+//!
+//! Every replica applies the same committed [`Command`]s in the same order and so reaches the
+//! same state. Applying returns the response plus the [`Effects`] the shell must persist
+//! (in one RocksDB batch with the applied log id) and publish to watchers. No I/O, no clock.
+//!
+//! Layout: every version of every key is kept under its [`Rev`] (`main` = the revision of the
+//! write transaction, `sub` = its position inside it), like etcd's backend; `index` maps each key
+//! to its versions in revision order. A delete writes a tombstone version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{show_key, KvError};
+use crate::kv::*;
+
+/// Position of one version: the transaction's revision and the change's index inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Rev {
+    pub main: Revision,
+    pub sub: u32,
+}
+
+impl Rev {
+    /// Big-endian bytes, so RocksDB's byte order is revision order.
+    pub fn to_bytes(self) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        out[..8].copy_from_slice(&self.main.to_be_bytes());
+        out[8..].copy_from_slice(&self.sub.to_be_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let main = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let sub = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
+        Some(Self { main, sub })
+    }
+}
+
+/// One stored version: a put, or a tombstone left by a delete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+}
+
+/// What applying one command changed; the shell persists and publishes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The changes of this command, in order; they all carry `revision` as `mod_revision`.
+    pub events: Vec<Event>,
+    /// Versions removed by compaction.
+    pub removed: Vec<Rev>,
+    pub leases_granted: Vec<Lease>,
+    pub leases_revoked: Vec<LeaseId>,
+    /// Set when the command compacted the history.
+    pub compacted_to: Option<Revision>,
+}
+
+/// Everything the keyspace holds, for Raft snapshots and for `snapshot save`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MvccImage {
+    pub revision: Revision,
+    pub compact_revision: Revision,
+    pub versions: Vec<(Rev, Version)>,
+    pub leases: Vec<Lease>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct LeaseState {
+    ttl: i64,
+    keys: BTreeSet<Vec<u8>>,
+}
+
+/// The longest lease etcd accepts (`MaxLeaseTTL`), in seconds.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+#[derive(Debug, Clone, Default)]
+pub struct Mvcc {
+    revision: Revision,
+    compact_revision: Revision,
+    versions: BTreeMap<Rev, Version>,
+    index: BTreeMap<Vec<u8>, Vec<Rev>>,
+    leases: BTreeMap<LeaseId, LeaseState>,
+}
+
+impl Mvcc {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds the keyspace from what was persisted (or shipped in a snapshot).
+    pub fn restore(image: MvccImage) -> Self {
+        let mut mvcc = Self {
+            revision: image.revision,
+            compact_revision: image.compact_revision,
+            ..Self::default()
+        };
+        for lease in image.leases {
+            mvcc.leases.insert(
+                lease.id,
+                LeaseState {
+                    ttl: lease.ttl,
+                    keys: BTreeSet::new(),
+                },
+            );
+        }
+        for (rev, version) in image.versions {
+            mvcc.index
+                .entry(version.kv.key.clone())
+                .or_default()
+                .push(rev);
+            mvcc.versions.insert(rev, version);
+        }
+        for revs in mvcc.index.values_mut() {
+            revs.sort_unstable();
+        }
+        let live: Vec<(Vec<u8>, LeaseId)> = mvcc
+            .index
+            .keys()
+            .filter_map(|key| mvcc.latest(key, mvcc.revision))
+            .filter(|kv| kv.lease != 0)
+            .map(|kv| (kv.key.clone(), kv.lease))
+            .collect();
+        for (key, lease) in live {
+            if let Some(state) = mvcc.leases.get_mut(&lease) {
+                state.keys.insert(key);
+            }
+        }
+        mvcc
+    }
+
+    pub fn image(&self) -> MvccImage {
+        MvccImage {
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+            versions: self
+                .versions
+                .iter()
+                .map(|(rev, v)| (*rev, v.clone()))
+                .collect(),
+            leases: self.leases().collect(),
+        }
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    pub fn compact_revision(&self) -> Revision {
+        self.compact_revision
+    }
+
+    pub fn leases(&self) -> impl Iterator<Item = Lease> + '_ {
+        self.leases.iter().map(|(id, state)| Lease {
+            id: *id,
+            ttl: state.ttl,
+        })
+    }
+
+    pub fn lease(&self, id: LeaseId) -> Option<Lease> {
+        self.leases
+            .get(&id)
+            .map(|state| Lease { id, ttl: state.ttl })
+    }
+
+    pub fn lease_keys(&self, id: LeaseId) -> Vec<Vec<u8>> {
+        self.leases
+            .get(&id)
+            .map(|s| s.keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of stored versions (live, overwritten and tombstones).
+    pub fn version_count(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// The newest version of `key` at or before `at`, if it is live (not deleted).
+    fn latest(&self, key: &[u8], at: Revision) -> Option<&KeyValue> {
+        let revs = self.index.get(key)?;
+        let position = revs.partition_point(|rev| rev.main <= at);
+        let version = self.versions.get(revs.get(position.checked_sub(1)?)?)?;
+        (version.kind == EventKind::Put).then_some(&version.kv)
+    }
+
+    /// Keys of the index inside `range`, in key order.
+    fn keys_in<'a>(&'a self, range: &'a KeyRange) -> Box<dyn Iterator<Item = &'a Vec<u8>> + 'a> {
+        if range.is_single() {
+            return Box::new(
+                self.index
+                    .get_key_value(&range.key)
+                    .map(|(k, _)| k)
+                    .into_iter(),
+            );
+        }
+        let upper = match range.upper() {
+            Some(end) => Bound::Excluded(end.to_vec()),
+            None => Bound::Unbounded,
+        };
+        Box::new(
+            self.index
+                .range((Bound::Included(range.key.clone()), upper))
+                .map(|(k, _)| k),
+        )
+    }
+
+    fn live_in(&self, range: &KeyRange, at: Revision) -> Vec<KeyValue> {
+        self.keys_in(range)
+            .filter_map(|key| self.latest(key, at))
+            .cloned()
+            .collect()
+    }
+
+    /// Checks that revision `at` can be read: not compacted away, not in the future.
+    pub fn check_readable(&self, at: Revision) -> Result<(), KvError> {
+        if at < 0 {
+            return Err(KvError::NegativeRevision { revision: at });
+        }
+        if at > self.revision {
+            return Err(KvError::FutureRevision {
+                requested: at,
+                current: self.revision,
+            });
+        }
+        if at != 0 && at < self.compact_revision {
+            return Err(KvError::Compacted {
+                requested: at,
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(())
+    }
+
+    /// Range read at `req.revision` (0 = now).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
+        self.check_readable(req.revision)?;
+        let at = if req.revision == 0 {
+            self.revision
+        } else {
+            req.revision
+        };
+        Ok(self.range_at(req, at))
+    }
+
+    fn range_at(&self, req: &RangeRequest, at: Revision) -> RangeResponse {
+        let in_bounds = |value: Revision, min: Revision, max: Revision| {
+            (min == 0 || value >= min) && (max == 0 || value <= max)
+        };
+        let mut kvs: Vec<KeyValue> = self
+            .live_in(&req.range, at)
+            .into_iter()
+            .filter(|kv| in_bounds(kv.mod_revision, req.min_mod_revision, req.max_mod_revision))
+            .filter(|kv| {
+                in_bounds(
+                    kv.create_revision,
+                    req.min_create_revision,
+                    req.max_create_revision,
+                )
+            })
+            .collect();
+        let count = kvs.len() as i64;
+        sort_kvs(&mut kvs, req.sort_order, req.sort_target);
+        let limit = usize::try_from(req.limit).unwrap_or(0);
+        let more = limit > 0 && kvs.len() > limit;
+        if more {
+            kvs.truncate(limit);
+        }
+        if req.count_only {
+            kvs.clear();
+        } else if req.keys_only {
+            kvs.iter_mut().for_each(|kv| kv.value.clear());
+        }
+        RangeResponse { kvs, more, count }
+    }
+
+    /// Applies one committed command. On error nothing changed and no revision was used.
+    pub fn apply(&mut self, command: &Command) -> (Result<CommandResult, KvError>, Effects) {
+        let mut effects = Effects::default();
+        let result = match command {
+            Command::Put(put) => self.check_put(put).map(|()| {
+                let rev = self.revision + 1;
+                let response = self.exec_put(put, rev, &mut effects);
+                CommandResult::Put(response)
+            }),
+            Command::DeleteRange(delete) => {
+                let rev = self.revision + 1;
+                Ok(CommandResult::DeleteRange(self.exec_delete(
+                    delete,
+                    rev,
+                    &mut effects,
+                )))
+            }
+            Command::Txn(txn) => self.txn(txn, &mut effects).map(CommandResult::Txn),
+            Command::Compact { revision } => self.compact(*revision, &mut effects),
+            Command::LeaseGrant { id, ttl } => self.grant(*id, *ttl, &mut effects),
+            Command::LeaseRevoke { id } => self.revoke(*id, &mut effects),
+        };
+        if result.is_err() {
+            return (result, Effects::default());
+        }
+        if !effects.events.is_empty() {
+            self.revision += 1;
+        }
+        (result, effects)
+    }
+
+    fn next_rev(&self, main: Revision, effects: &Effects) -> Rev {
+        Rev {
+            main,
+            sub: effects.events.len() as u32,
+        }
+    }
+
+    fn exec_put(&mut self, put: &PutRequest, rev: Revision, effects: &mut Effects) -> PutResponse {
+        let prev = self.latest(&put.key, rev).cloned();
+        let value = match (&prev, put.ignore_value) {
+            (Some(prev), true) => prev.value.clone(),
+            _ => put.value.clone(),
+        };
+        let lease = match (&prev, put.ignore_lease) {
+            (Some(prev), true) => prev.lease,
+            _ => put.lease,
+        };
+        let (create_revision, version) = match &prev {
+            Some(prev) => (prev.create_revision, prev.version + 1),
+            None => (rev, 1),
+        };
+        let kv = KeyValue {
+            key: put.key.clone(),
+            create_revision,
+            mod_revision: rev,
+            version,
+            value,
+            lease,
+        };
+        if let Some(old) = prev
+            .as_ref()
+            .map(|p| p.lease)
+            .filter(|l| *l != 0 && *l != lease)
+        {
+            if let Some(state) = self.leases.get_mut(&old) {
+                state.keys.remove(&put.key);
+            }
+        }
+        if let Some(state) = self.leases.get_mut(&lease) {
+            state.keys.insert(put.key.clone());
+        }
+        self.record(EventKind::Put, kv, prev.clone(), rev, effects);
+        PutResponse {
+            prev_kv: if put.prev_kv { prev } else { None },
+        }
+    }
+
+    fn exec_delete(
+        &mut self,
+        delete: &DeleteRangeRequest,
+        rev: Revision,
+        effects: &mut Effects,
+    ) -> DeleteRangeResponse {
+        let doomed = self.live_in(&delete.range, rev);
+        for prev in &doomed {
+            if let Some(state) = self.leases.get_mut(&prev.lease) {
+                state.keys.remove(&prev.key);
+            }
+            let tombstone = KeyValue {
+                key: prev.key.clone(),
+                mod_revision: rev,
+                ..KeyValue::default()
+            };
+            self.record(
+                EventKind::Delete,
+                tombstone,
+                Some(prev.clone()),
+                rev,
+                effects,
+            );
+        }
+        DeleteRangeResponse {
+            deleted: doomed.len() as i64,
+            prev_kvs: if delete.prev_kv { doomed } else { Vec::new() },
+        }
+    }
+
+    fn record(
+        &mut self,
+        kind: EventKind,
+        kv: KeyValue,
+        prev_kv: Option<KeyValue>,
+        rev: Revision,
+        effects: &mut Effects,
+    ) {
+        let at = self.next_rev(rev, effects);
+        self.index.entry(kv.key.clone()).or_default().push(at);
+        self.versions.insert(
+            at,
+            Version {
+                kind,
+                kv: kv.clone(),
+            },
+        );
+        effects.events.push(Event { kind, kv, prev_kv });
+    }
+
+    /// A put that names a lease needs the lease; `ignore_*` needs the key to exist.
+    fn check_put(&self, put: &PutRequest) -> Result<(), KvError> {
+        if !put.ignore_lease && put.lease != 0 && !self.leases.contains_key(&put.lease) {
+            return Err(KvError::LeaseNotFound { id: put.lease });
+        }
+        if (put.ignore_value || put.ignore_lease) && self.latest(&put.key, self.revision).is_none()
+        {
+            return Err(KvError::KeyNotFound {
+                key: show_key(&put.key),
+            });
+        }
+        Ok(())
+    }
+
+    fn txn(&mut self, txn: &TxnRequest, effects: &mut Effects) -> Result<TxnResponse, KvError> {
+        // Like etcd: every compare on the chosen path is evaluated against the state before
+        // the transaction, and the whole path is checked before anything is written.
+        let mut path = Vec::new();
+        self.choose_path(txn, &mut path);
+        let mut writes = TxnWrites::default();
+        self.check_path(txn, &path, &mut 0, &mut writes)?;
+        let rev = self.revision + 1;
+        Ok(self.exec_txn(txn, &path, &mut 0, rev, effects))
+    }
+
+    fn choose_path(&self, txn: &TxnRequest, path: &mut Vec<bool>) {
+        let succeeded = txn.compare.iter().all(|cmp| self.compare_holds(cmp));
+        path.push(succeeded);
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        for op in ops {
+            if let RequestOp::Txn(inner) = op {
+                self.choose_path(inner, path);
+            }
+        }
+    }
+
+    fn check_path(
+        &self,
+        txn: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        writes: &mut TxnWrites,
+    ) -> Result<(), KvError> {
+        let succeeded = path[*at];
+        *at += 1;
+        for op in if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        } {
+            match op {
+                RequestOp::Range(range) => self.check_readable(range.revision)?,
+                RequestOp::Put(put) => {
+                    self.check_put(put)?;
+                    writes.put(&put.key)?;
+                }
+                RequestOp::DeleteRange(delete) => writes.delete(&delete.range)?,
+                RequestOp::Txn(inner) => self.check_path(inner, path, at, writes)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn exec_txn(
+        &mut self,
+        txn: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        rev: Revision,
+        effects: &mut Effects,
+    ) -> TxnResponse {
+        let succeeded = path[*at];
+        *at += 1;
+        let ops = if succeeded {
+            &txn.success
+        } else {
+            &txn.failure
+        };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(range) => {
+                    // Reads inside a transaction see its earlier writes, as in etcd.
+                    let read_at = if range.revision == 0 {
+                        rev
+                    } else {
+                        range.revision
+                    };
+                    ResponseOp::Range(self.range_at(range, read_at))
+                }
+                RequestOp::Put(put) => ResponseOp::Put(self.exec_put(put, rev, effects)),
+                RequestOp::DeleteRange(del) => {
+                    ResponseOp::DeleteRange(self.exec_delete(del, rev, effects))
+                }
+                RequestOp::Txn(inner) => {
+                    ResponseOp::Txn(self.exec_txn(inner, path, at, rev, effects))
+                }
+            });
+        }
+        TxnResponse {
+            succeeded,
+            responses,
+        }
+    }
+
+    fn compare_holds(&self, cmp: &Compare) -> bool {
+        let kvs = self.live_in(&cmp.range, self.revision);
+        if kvs.is_empty() {
+            // A missing key compares as zero values; a value compare on it fails (etcd).
+            return !matches!(cmp.target, CompareTarget::Value(_))
+                && compare_kv(cmp, &KeyValue::default());
+        }
+        kvs.iter().all(|kv| compare_kv(cmp, kv))
+    }
+
+    fn compact(
+        &mut self,
+        revision: Revision,
+        effects: &mut Effects,
+    ) -> Result<CommandResult, KvError> {
+        if revision > self.revision {
+            return Err(KvError::FutureRevision {
+                requested: revision,
+                current: self.revision,
+            });
+        }
+        if revision <= self.compact_revision {
+            return Err(KvError::Compacted {
+                requested: revision,
+                compact_revision: self.compact_revision,
+            });
+        }
+        // Per key keep every version after `revision` and the newest one at or before it,
+        // unless that one is a tombstone older than `revision` (nothing left to read there).
+        let mut emptied = Vec::new();
+        for (key, revs) in self.index.iter_mut() {
+            let upto = revs.partition_point(|rev| rev.main <= revision);
+            if upto == 0 {
+                continue;
+            }
+            let newest = revs[upto - 1];
+            let keep_newest = newest.main == revision
+                || self
+                    .versions
+                    .get(&newest)
+                    .is_some_and(|v| v.kind == EventKind::Put);
+            let drop_until = if keep_newest { upto - 1 } else { upto };
+            for rev in revs.drain(..drop_until) {
+                self.versions.remove(&rev);
+                effects.removed.push(rev);
+            }
+            if revs.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            self.index.remove(&key);
+        }
+        effects.removed.sort_unstable();
+        self.compact_revision = revision;
+        effects.compacted_to = Some(revision);
+        Ok(CommandResult::Compacted)
+    }
+
+    fn grant(
+        &mut self,
+        id: LeaseId,
+        ttl: i64,
+        effects: &mut Effects,
+    ) -> Result<CommandResult, KvError> {
+        check_ttl(ttl)?;
+        if self.leases.contains_key(&id) {
+            return Err(KvError::LeaseExists { id });
+        }
+        self.leases.insert(
+            id,
+            LeaseState {
+                ttl,
+                keys: BTreeSet::new(),
+            },
+        );
+        effects.leases_granted.push(Lease { id, ttl });
+        Ok(CommandResult::LeaseGranted { id, ttl })
+    }
+
+    fn revoke(&mut self, id: LeaseId, effects: &mut Effects) -> Result<CommandResult, KvError> {
+        let state = self
+            .leases
+            .remove(&id)
+            .ok_or(KvError::LeaseNotFound { id })?;
+        let rev = self.revision + 1;
+        for key in state.keys {
+            let delete = DeleteRangeRequest {
+                range: KeyRange::single(key),
+                prev_kv: false,
+            };
+            self.exec_delete(&delete, rev, effects);
+        }
+        effects.leases_revoked.push(id);
+        Ok(CommandResult::LeaseRevoked)
+    }
+
+    /// The changes with revision in `from..=to` inside `range`, in revision order, each with
+    /// the key's previous version when `with_prev` (absent if compacted away). The caller
+    /// checks that `from` is not compacted, under the same lock.
+    pub fn events_in(
+        &self,
+        from: Revision,
+        to: Revision,
+        range: &KeyRange,
+        with_prev: bool,
+    ) -> Vec<Event> {
+        let start = Rev {
+            main: from.max(1),
+            sub: 0,
+        };
+        let end = Rev {
+            main: to,
+            sub: u32::MAX,
+        };
+        if start > end {
+            return Vec::new();
+        }
+        self.versions
+            .range(start..=end)
+            .filter(|(_, version)| range.contains(&version.kv.key))
+            .map(|(rev, version)| Event {
+                kind: version.kind,
+                kv: version.kv.clone(),
+                prev_kv: if with_prev {
+                    self.previous(&version.kv.key, *rev)
+                } else {
+                    None
+                },
+            })
+            .collect()
+    }
+
+    fn previous(&self, key: &[u8], before: Rev) -> Option<KeyValue> {
+        let revs = self.index.get(key)?;
+        let position = revs.partition_point(|rev| *rev < before);
+        let version = self.versions.get(revs.get(position.checked_sub(1)?)?)?;
+        (version.kind == EventKind::Put).then(|| version.kv.clone())
+    }
+
+    /// A CRC-32 over every retained version up to `at` (0 = now), like etcd's HashKV: equal
+    /// on replicas that applied the same history and compacted at the same revision.
+    pub fn hash(&self, at: Revision) -> Result<KeyspaceHash, KvError> {
+        self.check_readable(at)?;
+        let at = if at == 0 { self.revision } else { at };
+        let mut hasher = crc32fast::Hasher::new();
+        for (rev, version) in self.versions.range(
+            ..=Rev {
+                main: at,
+                sub: u32::MAX,
+            },
+        ) {
+            hasher.update(&rev.to_bytes());
+            hasher.update(&[matches!(version.kind, EventKind::Put) as u8]);
+            let kv = &version.kv;
+            for field in [&kv.key, &kv.value] {
+                hasher.update(&(field.len() as u64).to_be_bytes());
+                hasher.update(field);
+            }
+            for number in [kv.create_revision, kv.version, kv.lease] {
+                hasher.update(&number.to_be_bytes());
+            }
+        }
+        Ok(KeyspaceHash {
+            hash: hasher.finalize(),
+            revision: at,
+            compact_revision: self.compact_revision,
+        })
+    }
+}
+
+/// Keys written so far on a transaction's path: etcd refuses a key written twice, or a put
+/// inside a range the same transaction deletes.
+#[derive(Default)]
+struct TxnWrites {
+    puts: BTreeSet<Vec<u8>>,
+    deletes: Vec<KeyRange>,
+}
+
+impl TxnWrites {
+    fn put(&mut self, key: &[u8]) -> Result<(), KvError> {
+        let clash = self.deletes.iter().any(|range| range.contains(key));
+        if clash || !self.puts.insert(key.to_vec()) {
+            return Err(KvError::DuplicateKey { key: show_key(key) });
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, range: &KeyRange) -> Result<(), KvError> {
+        if let Some(key) = self.puts.iter().find(|key| range.contains(key)) {
+            return Err(KvError::DuplicateKey { key: show_key(key) });
+        }
+        self.deletes.push(range.clone());
+        Ok(())
+    }
+}
+
+pub(crate) fn check_ttl(ttl: i64) -> Result<(), KvError> {
+    if ttl <= 0 {
+        return Err(KvError::InvalidTtl { ttl });
+    }
+    if ttl > MAX_LEASE_TTL {
+        return Err(KvError::TtlTooLarge {
+            ttl,
+            max: MAX_LEASE_TTL,
+        });
+    }
+    Ok(())
+}
+
+fn compare_kv(cmp: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ordering = match &cmp.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(r) => kv.create_revision.cmp(r),
+        CompareTarget::Mod(r) => kv.mod_revision.cmp(r),
+        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Lease(l) => kv.lease.cmp(l),
+    };
+    match cmp.result {
+        CompareResult::Equal => ordering == Ordering::Equal,
+        CompareResult::NotEqual => ordering != Ordering::Equal,
+        CompareResult::Greater => ordering == Ordering::Greater,
+        CompareResult::Less => ordering == Ordering::Less,
+    }
+}
+
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    // etcd: no order on a non-key target means ascending; keys are already ascending.
+    let order = match (order, target) {
+        (SortOrder::None, SortTarget::Key) => return,
+        (SortOrder::None, _) => SortOrder::Ascend,
+        (order, _) => order,
+    };
+    kvs.sort_by(|a, b| {
+        let ordering = match target {
+            SortTarget::Key => a.key.cmp(&b.key),
+            SortTarget::Version => a.version.cmp(&b.version),
+            SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+            SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+            SortTarget::Value => a.value.cmp(&b.value),
+        };
+        ordering.then_with(|| a.key.cmp(&b.key))
+    });
+    if order == SortOrder::Descend {
+        kvs.reverse();
+    }
+}
+
+#[cfg(test)]
+mod tests;

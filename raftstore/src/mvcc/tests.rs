@@ -1,0 +1,429 @@
+use super::*;
+
+fn put(key: &str, value: &str) -> Command {
+    Command::Put(PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    })
+}
+
+fn put_leased(key: &str, lease: LeaseId) -> Command {
+    Command::Put(PutRequest {
+        key: key.into(),
+        value: b"v".to_vec(),
+        lease,
+        ..Default::default()
+    })
+}
+
+fn delete(range: KeyRange) -> Command {
+    Command::DeleteRange(DeleteRangeRequest {
+        range,
+        prev_kv: true,
+    })
+}
+
+fn get(mvcc: &Mvcc, key: &str, revision: Revision) -> Result<Option<KeyValue>, KvError> {
+    let req = RangeRequest {
+        range: KeyRange::single(key),
+        revision,
+        ..Default::default()
+    };
+    Ok(mvcc.range(&req)?.kvs.into_iter().next())
+}
+
+fn apply_ok(mvcc: &mut Mvcc, command: Command) -> (CommandResult, Effects) {
+    let (result, effects) = mvcc.apply(&command);
+    (result.expect("command should apply"), effects)
+}
+
+#[test]
+fn each_write_takes_the_next_revision_and_counts_versions() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    apply_ok(&mut mvcc, put("a", "2"));
+    apply_ok(&mut mvcc, put("b", "1"));
+    assert_eq!(mvcc.revision(), 3);
+    let a = get(&mvcc, "a", 0).unwrap().unwrap();
+    assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 2, 2));
+    assert_eq!(a.value, b"2");
+}
+
+#[test]
+fn reads_at_a_past_revision_see_the_past() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    apply_ok(&mut mvcc, put("a", "2"));
+    apply_ok(&mut mvcc, delete(KeyRange::single("a")));
+    assert_eq!(get(&mvcc, "a", 1).unwrap().unwrap().value, b"1");
+    assert_eq!(get(&mvcc, "a", 2).unwrap().unwrap().value, b"2");
+    assert_eq!(get(&mvcc, "a", 3).unwrap(), None);
+    assert_eq!(
+        get(&mvcc, "a", 4),
+        Err(KvError::FutureRevision {
+            requested: 4,
+            current: 3
+        })
+    );
+}
+
+#[test]
+fn a_key_recreated_after_delete_starts_a_new_generation() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    apply_ok(&mut mvcc, delete(KeyRange::single("a")));
+    apply_ok(&mut mvcc, put("a", "again"));
+    let a = get(&mvcc, "a", 0).unwrap().unwrap();
+    assert_eq!((a.create_revision, a.version), (3, 1));
+}
+
+#[test]
+fn deleting_nothing_uses_no_revision() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    let (result, effects) = apply_ok(&mut mvcc, delete(KeyRange::single("zzz")));
+    assert_eq!(
+        result,
+        CommandResult::DeleteRange(DeleteRangeResponse::default())
+    );
+    assert!(effects.events.is_empty());
+    assert_eq!(mvcc.revision(), 1);
+}
+
+#[test]
+fn prefix_and_open_ranges_cover_the_right_keys() {
+    let mut mvcc = Mvcc::new();
+    for key in ["a", "ab", "abc", "b", "c"] {
+        apply_ok(&mut mvcc, put(key, "v"));
+    }
+    let keys = |range: KeyRange, limit: i64| {
+        let resp = mvcc
+            .range(&RangeRequest {
+                range,
+                limit,
+                ..Default::default()
+            })
+            .unwrap();
+        let keys: Vec<String> = resp
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+            .collect();
+        (keys, resp.count, resp.more)
+    };
+    assert_eq!(keys(KeyRange::prefix("ab"), 0).0, ["ab", "abc"]);
+    assert_eq!(
+        keys(
+            KeyRange {
+                key: b"b".to_vec(),
+                range_end: vec![0]
+            },
+            0
+        )
+        .0,
+        ["b", "c"]
+    );
+    assert_eq!(
+        keys(
+            KeyRange {
+                key: vec![0],
+                range_end: vec![0]
+            },
+            2
+        ),
+        (vec!["a".into(), "ab".into()], 5, true)
+    );
+}
+
+#[test]
+fn sorting_and_filters_follow_etcd() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "3"));
+    apply_ok(&mut mvcc, put("b", "1"));
+    apply_ok(&mut mvcc, put("c", "2"));
+    let req = RangeRequest {
+        range: KeyRange::prefix(""),
+        sort_target: SortTarget::Value,
+        sort_order: SortOrder::Descend,
+        ..Default::default()
+    };
+    let values: Vec<_> = mvcc
+        .range(&req)
+        .unwrap()
+        .kvs
+        .into_iter()
+        .map(|kv| kv.value)
+        .collect();
+    assert_eq!(values, [b"3".to_vec(), b"2".to_vec(), b"1".to_vec()]);
+    let req = RangeRequest {
+        range: KeyRange::prefix(""),
+        min_mod_revision: 2,
+        ..Default::default()
+    };
+    assert_eq!(mvcc.range(&req).unwrap().count, 2);
+    let req = RangeRequest {
+        range: KeyRange::prefix(""),
+        count_only: true,
+        ..Default::default()
+    };
+    let resp = mvcc.range(&req).unwrap();
+    assert_eq!((resp.count, resp.kvs.len()), (3, 0));
+}
+
+#[test]
+fn a_transaction_is_one_revision_and_reads_its_own_writes() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            range: KeyRange::single("a"),
+            result: CompareResult::Equal,
+            target: CompareTarget::Value(b"1".to_vec()),
+        }],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b"b".to_vec(),
+                value: b"2".to_vec(),
+                ..Default::default()
+            }),
+            RequestOp::Range(RangeRequest {
+                range: KeyRange::single("b"),
+                ..Default::default()
+            }),
+            RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::single("a"),
+                prev_kv: false,
+            }),
+        ],
+        failure: vec![],
+    };
+    let (result, effects) = apply_ok(&mut mvcc, Command::Txn(txn));
+    let CommandResult::Txn(response) = result else {
+        panic!("not a txn response")
+    };
+    assert!(response.succeeded);
+    let ResponseOp::Range(read) = &response.responses[1] else {
+        panic!("not a range")
+    };
+    assert_eq!(read.kvs[0].value, b"2");
+    assert_eq!(mvcc.revision(), 2);
+    assert_eq!(effects.events.len(), 2);
+    assert!(effects.events.iter().all(|e| e.kv.mod_revision == 2));
+}
+
+#[test]
+fn a_failed_compare_runs_the_failure_branch() {
+    let mut mvcc = Mvcc::new();
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            range: KeyRange::single("missing"),
+            result: CompareResult::Greater,
+            target: CompareTarget::Version(0),
+        }],
+        success: vec![RequestOp::Put(PutRequest {
+            key: b"s".to_vec(),
+            ..Default::default()
+        })],
+        failure: vec![RequestOp::Put(PutRequest {
+            key: b"f".to_vec(),
+            ..Default::default()
+        })],
+    };
+    let (result, _) = apply_ok(&mut mvcc, Command::Txn(txn));
+    assert!(matches!(
+        result,
+        CommandResult::Txn(TxnResponse {
+            succeeded: false,
+            ..
+        })
+    ));
+    assert!(get(&mvcc, "f", 0).unwrap().is_some());
+    assert!(get(&mvcc, "s", 0).unwrap().is_none());
+}
+
+#[test]
+fn a_transaction_writing_a_key_twice_is_refused_and_changes_nothing() {
+    let mut mvcc = Mvcc::new();
+    let write = |key: &str| {
+        RequestOp::Put(PutRequest {
+            key: key.into(),
+            ..Default::default()
+        })
+    };
+    let txn = TxnRequest {
+        compare: vec![],
+        success: vec![write("x"), write("x")],
+        failure: vec![],
+    };
+    let (result, effects) = mvcc.apply(&Command::Txn(txn));
+    assert_eq!(result, Err(KvError::DuplicateKey { key: "x".into() }));
+    assert_eq!(effects, Effects::default());
+    assert_eq!(mvcc.revision(), 0);
+}
+
+#[test]
+fn keys_go_with_their_revoked_lease_in_one_revision() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, Command::LeaseGrant { id: 7, ttl: 10 });
+    apply_ok(&mut mvcc, put_leased("a", 7));
+    apply_ok(&mut mvcc, put_leased("b", 7));
+    apply_ok(&mut mvcc, put("c", "stays"));
+    assert_eq!(mvcc.lease_keys(7), [b"a".to_vec(), b"b".to_vec()]);
+    let (_, effects) = apply_ok(&mut mvcc, Command::LeaseRevoke { id: 7 });
+    assert_eq!(effects.events.len(), 2);
+    assert_eq!(mvcc.revision(), 4);
+    assert!(get(&mvcc, "a", 0).unwrap().is_none());
+    assert!(get(&mvcc, "c", 0).unwrap().is_some());
+    assert_eq!(mvcc.lease(7), None);
+}
+
+#[test]
+fn a_put_with_an_unknown_lease_is_refused() {
+    let mut mvcc = Mvcc::new();
+    let (result, _) = mvcc.apply(&put_leased("a", 99));
+    assert_eq!(result, Err(KvError::LeaseNotFound { id: 99 }));
+    assert_eq!(mvcc.revision(), 0);
+}
+
+#[test]
+fn overwriting_a_leased_key_without_lease_detaches_it() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, Command::LeaseGrant { id: 1, ttl: 10 });
+    apply_ok(&mut mvcc, put_leased("a", 1));
+    apply_ok(&mut mvcc, put("a", "free"));
+    apply_ok(&mut mvcc, Command::LeaseRevoke { id: 1 });
+    assert!(get(&mvcc, "a", 0).unwrap().is_some());
+}
+
+#[test]
+fn compaction_keeps_what_later_reads_need() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1")); // 1
+    apply_ok(&mut mvcc, put("a", "2")); // 2
+    apply_ok(&mut mvcc, put("gone", "x")); // 3
+    apply_ok(&mut mvcc, delete(KeyRange::single("gone"))); // 4
+    apply_ok(&mut mvcc, put("a", "3")); // 5
+    let (_, effects) = apply_ok(&mut mvcc, Command::Compact { revision: 4 });
+    // a@1 is superseded by a@2; gone@3 is superseded by its tombstone at 4, which is kept
+    // because it sits exactly at the compact revision.
+    assert_eq!(
+        effects.removed,
+        [Rev { main: 1, sub: 0 }, Rev { main: 3, sub: 0 }]
+    );
+    assert_eq!(get(&mvcc, "a", 4).unwrap().unwrap().value, b"2");
+    assert_eq!(
+        get(&mvcc, "a", 3),
+        Err(KvError::Compacted {
+            requested: 3,
+            compact_revision: 4
+        })
+    );
+    let events = mvcc.events_in(4, Revision::MAX, &KeyRange::prefix(""), false);
+    assert_eq!(
+        events.iter().map(|e| e.kv.mod_revision).collect::<Vec<_>>(),
+        [4, 5]
+    );
+    let (_, effects) = apply_ok(&mut mvcc, Command::Compact { revision: 5 });
+    assert_eq!(
+        effects.removed,
+        [Rev { main: 2, sub: 0 }, Rev { main: 4, sub: 0 }]
+    );
+}
+
+#[test]
+fn compaction_outside_the_history_is_refused() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    apply_ok(&mut mvcc, put("a", "2"));
+    let (beyond, _) = mvcc.apply(&Command::Compact { revision: 3 });
+    assert_eq!(
+        beyond,
+        Err(KvError::FutureRevision {
+            requested: 3,
+            current: 2
+        })
+    );
+    apply_ok(&mut mvcc, Command::Compact { revision: 2 });
+    let (again, _) = mvcc.apply(&Command::Compact { revision: 1 });
+    assert_eq!(
+        again,
+        Err(KvError::Compacted {
+            requested: 1,
+            compact_revision: 2
+        })
+    );
+}
+
+#[test]
+fn history_events_carry_the_previous_version() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    apply_ok(&mut mvcc, put("a", "2"));
+    apply_ok(&mut mvcc, delete(KeyRange::single("a")));
+    let events = mvcc.events_in(2, Revision::MAX, &KeyRange::single("a"), true);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(events[1].kind, EventKind::Delete);
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"2");
+}
+
+#[test]
+fn live_effects_match_history_replay() {
+    let mut mvcc = Mvcc::new();
+    let mut live = Vec::new();
+    for command in [
+        put("a", "1"),
+        put("b", "1"),
+        put("a", "2"),
+        delete(KeyRange::prefix("")),
+    ] {
+        live.extend(apply_ok(&mut mvcc, command).1.events);
+    }
+    assert_eq!(
+        live,
+        mvcc.events_in(1, Revision::MAX, &KeyRange::prefix(""), true)
+    );
+}
+
+#[test]
+fn replicas_with_the_same_history_hash_alike_and_restore_exactly() {
+    let commands = [
+        Command::LeaseGrant { id: 3, ttl: 5 },
+        put_leased("a", 3),
+        put("b", "x"),
+        delete(KeyRange::single("b")),
+        Command::Compact { revision: 2 },
+    ];
+    let mut one = Mvcc::new();
+    let mut two = Mvcc::new();
+    for command in &commands {
+        apply_ok(&mut one, command.clone());
+        apply_ok(&mut two, command.clone());
+    }
+    assert_eq!(one.hash(0), two.hash(0));
+    let restored = Mvcc::restore(one.image());
+    assert_eq!(restored.hash(0), one.hash(0));
+    assert_eq!(restored.lease_keys(3), [b"a".to_vec()]);
+    apply_ok(&mut two, put("c", "diverge"));
+    assert_ne!(one.hash(0).unwrap().hash, two.hash(0).unwrap().hash);
+    assert_eq!(one.hash(3), two.hash(3));
+}
+
+#[test]
+fn lease_ttl_must_be_positive_and_ids_unique() {
+    let mut mvcc = Mvcc::new();
+    assert_eq!(
+        mvcc.apply(&Command::LeaseGrant { id: 1, ttl: -5 }).0,
+        Err(KvError::InvalidTtl { ttl: -5 })
+    );
+    apply_ok(&mut mvcc, Command::LeaseGrant { id: 1, ttl: 5 });
+    assert_eq!(
+        mvcc.apply(&Command::LeaseGrant { id: 1, ttl: 5 }).0,
+        Err(KvError::LeaseExists { id: 1 })
+    );
+    assert_eq!(
+        mvcc.apply(&Command::LeaseRevoke { id: 2 }).0,
+        Err(KvError::LeaseNotFound { id: 2 })
+    );
+}

@@ -1,0 +1,253 @@
+//! Peer traffic: openraft's RPCs and forwarded client requests, over tonic gRPC with
+//! bincode payloads (`rudder.raft.RaftPeer`).
+//!
+//! Clients connect lazily and reconnect by themselves; an unreachable peer is reported to
+//! openraft as `Unreachable` so it backs off instead of spinning.
+
+use std::error::Error;
+use std::time::Duration;
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use rudder_proto::raft::raft_peer_client::RaftPeerClient;
+use rudder_proto::raft::raft_peer_server::RaftPeer;
+use rudder_proto::raft::RaftPayload;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use crate::codec;
+use crate::kv::{Command, LeaseId, LeaseTimeToLive};
+use crate::store::{Store, StoreError};
+use crate::types::{Applied, Member, NodeId, Raft, TypeConfig};
+
+/// Peer messages can carry many log entries or a snapshot chunk: allow large ones.
+pub const PEER_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+
+/// A client request a follower hands to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRequest {
+    Write(Command),
+    /// "Which log index must I apply before a linearizable read?"
+    ReadIndex,
+    LeaseKeepAlive(LeaseId),
+    LeaseTimeToLive {
+        id: LeaseId,
+        keys: bool,
+    },
+    AddMember {
+        id: NodeId,
+        member: Member,
+        learner: bool,
+    },
+    /// A new member asks to be added; whoever receives it passes it on to the leader.
+    Join {
+        id: NodeId,
+        member: Member,
+    },
+    /// Updates a member's addresses.
+    SetMember {
+        id: NodeId,
+        member: Member,
+    },
+    PromoteMember(NodeId),
+    RemoveMember(NodeId),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardResponse {
+    Applied(Applied),
+    ReadIndex(u64),
+    KeepAlive { ttl: i64 },
+    TimeToLive(LeaseTimeToLive),
+    Done,
+}
+
+pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    Ok(endpoint.connect_lazy())
+}
+
+pub fn peer_client(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    Ok(RaftPeerClient::new(channel_to(addr)?)
+        .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
+}
+
+/// Creates one [`PeerConnection`] per target member.
+#[derive(Debug, Clone, Default)]
+pub struct PeerNetwork;
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        PeerConnection {
+            target,
+            client: peer_client(&node.peer_addr).ok(),
+            addr: node.peer_addr.clone(),
+        }
+    }
+}
+
+pub struct PeerConnection {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftPeerClient<Channel>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("peer {addr}: {status}")]
+struct PeerCallError {
+    addr: String,
+    status: String,
+}
+
+#[derive(Clone, Copy)]
+enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl PeerConnection {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        request: &Req,
+        option: RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: Error + DeserializeOwned,
+    {
+        let Some(client) = self.client.as_mut() else {
+            let error = PeerCallError {
+                addr: self.addr.clone(),
+                status: "invalid address".into(),
+            };
+            return Err(RPCError::Unreachable(Unreachable::new(&error)));
+        };
+        let data = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = Request::new(RaftPayload { data });
+        let call = async {
+            match rpc {
+                Rpc::AppendEntries => client.append_entries(payload).await,
+                Rpc::Vote => client.vote(payload).await,
+                Rpc::InstallSnapshot => client.install_snapshot(payload).await,
+            }
+        };
+        let response = match tokio::time::timeout(option.hard_ttl(), call).await {
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+            Ok(Err(status)) => {
+                let error = PeerCallError {
+                    addr: self.addr.clone(),
+                    status: status.to_string(),
+                };
+                return Err(RPCError::Unreachable(Unreachable::new(&error)));
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            codec::decode(&response.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call(Rpc::AppendEntries, &rpc, option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call(Rpc::InstallSnapshot, &rpc, option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.call(Rpc::Vote, &rpc, option).await
+    }
+}
+
+/// The peer port's gRPC service.
+pub struct PeerService {
+    raft: Raft,
+    store: Store,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft, store: Store) -> Self {
+        Self { raft, store }
+    }
+}
+
+fn decode_request<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
+    codec::decode(&request.into_inner().data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable peer message: {e}")))
+}
+
+fn encode_response<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
+    let data =
+        codec::encode(value).map_err(|e| Status::internal(format!("encoding reply: {e}")))?;
+    Ok(Response::new(RaftPayload { data }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = decode_request(request)?;
+        encode_response(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let rpc: VoteRequest<NodeId> = decode_request(request)?;
+        encode_response(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode_request(request)?;
+        encode_response(&self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let forwarded: ForwardRequest = decode_request(request)?;
+        let result: Result<ForwardResponse, StoreError> =
+            self.store.serve_forwarded(forwarded).await;
+        encode_response(&result)
+    }
+}

@@ -1,0 +1,417 @@
+//! Assembling and running one store member: database, Raft, peer and client ports, and the
+//! background duties (lease expiry, publishing this member's client address).
+//!
+//! A fresh member either bootstraps with the others listed in `initial_cluster`, or, with
+//! `join`, asks a running cluster to add it (as a learner that is promoted once caught up).
+//! A member restarted on the same data directory resumes as it was.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{Config, SnapshotPolicy};
+use rocksdb::WriteBatch;
+use rudder_proto::raft::raft_peer_server::RaftPeerServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::db::{Db, DbError, CF_RAFT};
+use crate::log_store::LogStore;
+use crate::network::{
+    peer_client, ForwardRequest, ForwardResponse, PeerNetwork, PeerService, PEER_MAX_MESSAGE_BYTES,
+};
+use crate::state_machine::StateMachine;
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::types::{initial_member_id, Member, NodeId, Raft};
+use crate::{codec, etcd};
+
+/// Raft timing and log retention of a member.
+#[derive(Debug, Clone)]
+pub struct RaftOptions {
+    pub heartbeat_interval: Duration,
+    /// Election timeouts are drawn from `[election_timeout, 2 × election_timeout)`.
+    pub election_timeout: Duration,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_entries: u64,
+    /// Entries kept in the log behind the last snapshot (for followers slightly behind).
+    pub keep_entries: u64,
+}
+
+impl Default for RaftOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout: Duration::from_millis(250),
+            snapshot_entries: 10_000,
+            keep_entries: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: SocketAddr,
+    pub listen_peer: SocketAddr,
+    /// `name=peer_addr` of every member of a new cluster, this one included.
+    pub initial_cluster: Vec<(String, String)>,
+    /// The peer address of any member of a running cluster to join.
+    pub join: Option<String>,
+    pub raft: RaftOptions,
+    pub store: StoreOptions,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("creating the data directory {path:?}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding {what} address {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid Raft settings")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("starting Raft")]
+    Raft(#[from] openraft::error::Fatal<NodeId>),
+    #[error(
+        "--initial-cluster does not list this member's name {name:?}: add {name}=<peer address>"
+    )]
+    NotInInitialCluster { name: String },
+    #[error(
+        "a new member needs --initial-cluster (to bootstrap) or --join (to join a running cluster)"
+    )]
+    NoClusterToForm,
+    #[error("joining the cluster through {endpoint}: {source}")]
+    Join {
+        endpoint: String,
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// A running member. Dropping it does not stop it: call [`RunningMember::shutdown`].
+pub struct RunningMember {
+    pub id: NodeId,
+    pub store: Store,
+    pub client_addr: SocketAddr,
+    pub peer_addr: SocketAddr,
+    raft: Raft,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl RunningMember {
+    /// Binds `listen_peer` and `listen_client`, then starts.
+    pub async fn start(config: MemberConfig) -> Result<Self, ServerError> {
+        let peer_listener = bind("peer", config.listen_peer).await?;
+        let client_listener = bind("client", config.listen_client).await?;
+        Self::start_on(config, peer_listener, client_listener).await
+    }
+
+    /// Starts on listeners the caller bound (tests bind port 0 first to learn the addresses).
+    pub async fn start_on(
+        config: MemberConfig,
+        peer_listener: TcpListener,
+        client_listener: TcpListener,
+    ) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let db = Db::open(&config.data_dir.join("db"))?;
+        let peer_addr = peer_listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                what: "peer",
+                addr: config.listen_peer,
+                source,
+            })?;
+        let client_addr = client_listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind {
+                what: "client",
+                addr: config.listen_client,
+                source,
+            })?;
+
+        let id = member_id(&db, &config)?;
+        let me = Member {
+            name: config.name.clone(),
+            peer_addr: peer_addr.to_string(),
+            client_addr: client_addr.to_string(),
+        };
+        let (state_machine, keyspace) = StateMachine::open(db.clone())?;
+        let raft_config = Config {
+            cluster_name: "rudder".into(),
+            heartbeat_interval: config.raft.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.raft.election_timeout.as_millis() as u64,
+            election_timeout_max: 2 * config.raft.election_timeout.as_millis() as u64,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_entries),
+            max_in_snapshot_log_to_keep: config.raft.keep_entries,
+            purge_batch_size: 256,
+            ..Config::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            id,
+            Arc::new(raft_config),
+            PeerNetwork,
+            LogStore::new(db.clone()),
+            state_machine,
+        )
+        .await?;
+        let size_db = db.clone();
+        let db_size = Box::new(move || {
+            size_db
+                .raw()
+                .property_int_value("rocksdb.total-sst-files-size")
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+                + size_db
+                    .raw()
+                    .property_int_value("rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+        });
+        let store = Store::new(id, raft.clone(), keyspace, config.store.clone(), db_size);
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let peer_service = RaftPeerServer::new(PeerService::new(raft.clone(), store.clone()))
+            .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
+        let peer_server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(peer_service)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(peer_listener),
+                until(stopped.clone()),
+            );
+        tasks.spawn(async move {
+            if let Err(error) = peer_server.await {
+                tracing::error!(%error, "peer server failed");
+            }
+        });
+        let client_server = etcd::router(store.clone(), &config.store.limits)
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(client_listener),
+                until(stopped.clone()),
+            );
+        tasks.spawn(async move {
+            if let Err(error) = client_server.await {
+                tracing::error!(%error, "client server failed");
+            }
+        });
+        tasks.spawn(expire_leases(store.clone(), stopped.clone()));
+        tasks.spawn(publish_self(store.clone(), me.clone(), stopped.clone()));
+
+        let member = Self {
+            id,
+            store,
+            client_addr,
+            peer_addr,
+            raft,
+            stop,
+            tasks,
+        };
+        member.form_cluster(&config, me).await?;
+        tracing::info!(name = %config.name, id = format_args!("{id:x}"), %client_addr, %peer_addr, "member started");
+        Ok(member)
+    }
+
+    async fn form_cluster(&self, config: &MemberConfig, me: Member) -> Result<(), ServerError> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        if let Some(endpoint) = &config.join {
+            return join(endpoint, self.id, me, config.store.request_timeout).await;
+        }
+        if config.initial_cluster.is_empty() {
+            return Err(ServerError::NoClusterToForm);
+        }
+        let members: BTreeMap<NodeId, Member> = config
+            .initial_cluster
+            .iter()
+            .map(|(name, peer)| {
+                let member = if *name == config.name {
+                    me.clone()
+                } else {
+                    Member {
+                        name: name.clone(),
+                        peer_addr: peer.clone(),
+                        client_addr: String::new(),
+                    }
+                };
+                (initial_member_id(name), member)
+            })
+            .collect();
+        // Every initial member proposes the same membership; whichever lands first wins and
+        // the others' attempts are refused harmlessly.
+        if let Err(error) = self.raft.initialize(members).await {
+            tracing::debug!(%error, "cluster already initialized by a peer");
+        }
+        Ok(())
+    }
+
+    /// Resolves when Raft stopped on its own (a storage failure): the process should exit.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft stopped".into();
+            }
+        }
+    }
+
+    /// Stops serving and shuts Raft down; the data directory stays consistent.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft shutdown");
+        }
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { what, addr, source })
+}
+
+async fn until(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// This member's id: stored in the data directory once chosen. Initial members derive it
+/// from their name; a joining member picks a random one (the cluster refuses used ids).
+fn member_id(db: &Db, config: &MemberConfig) -> Result<NodeId, ServerError> {
+    if let Some(id) = db.get::<NodeId>(CF_RAFT, "member_id")? {
+        return Ok(id);
+    }
+    let id = if config.join.is_some() {
+        (rand::random::<u64>() >> 1).max(1)
+    } else if config
+        .initial_cluster
+        .iter()
+        .any(|(name, _)| *name == config.name)
+    {
+        initial_member_id(&config.name)
+    } else if config.initial_cluster.is_empty() {
+        return Err(ServerError::NoClusterToForm);
+    } else {
+        return Err(ServerError::NotInInitialCluster {
+            name: config.name.clone(),
+        });
+    };
+    let mut batch = WriteBatch::default();
+    db.put_in(&mut batch, CF_RAFT, "member_id", &id)?;
+    db.write_synced(batch)?;
+    Ok(id)
+}
+
+async fn join(
+    endpoint: &str,
+    id: NodeId,
+    me: Member,
+    timeout: Duration,
+) -> Result<(), ServerError> {
+    let error = |source| ServerError::Join {
+        endpoint: endpoint.to_owned(),
+        source,
+    };
+    let mut client = peer_client(endpoint).map_err(|e| {
+        error(StoreError::LeaderUnreachable {
+            leader: endpoint.into(),
+            reason: e.to_string(),
+        })
+    })?;
+    let request = ForwardRequest::Join { id, member: me };
+    let data = codec::encode(&request).map_err(|e| {
+        error(StoreError::UnexpectedReply {
+            detail: e.to_string(),
+        })
+    })?;
+    let deadline = tokio::time::Instant::now() + timeout * 4;
+    loop {
+        let reply = client
+            .forward(rudder_proto::raft::RaftPayload { data: data.clone() })
+            .await;
+        let outcome = match reply {
+            Ok(reply) => {
+                codec::decode::<Result<ForwardResponse, StoreError>>(&reply.into_inner().data)
+                    .map_err(|e| StoreError::UnexpectedReply {
+                        detail: e.to_string(),
+                    })
+                    .and_then(|result| result)
+            }
+            Err(status) => Err(StoreError::LeaderUnreachable {
+                leader: endpoint.into(),
+                reason: status.message().into(),
+            }),
+        };
+        match outcome {
+            Ok(_) => return Ok(()),
+            Err(fatal @ (StoreError::MemberIdUsed { .. } | StoreError::Membership { .. })) => {
+                return Err(error(fatal))
+            }
+            Err(retry) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %retry, "cluster not ready to add this member yet; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(last) => return Err(error(last)),
+        }
+    }
+}
+
+/// The leader's lease duty, a few times per second; idle on followers.
+async fn expire_leases(store: Store, mut stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => store.expire_leases().await,
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Makes the membership carry this member's current addresses (initial members are listed
+/// with their peer address only; a restarted member may have a new client port).
+async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        let listed = store.members().into_iter().find(|m| m.id == store.id());
+        match listed {
+            Some(info) if info.member == me => return,
+            Some(_) => {
+                if let Err(error) = store.set_member(store.id(), me.clone()).await {
+                    tracing::debug!(%error, "publishing this member's addresses; will retry");
+                }
+            }
+            None => {} // not in the membership (yet): joining, or removed.
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The Raft state machine (openraft's `RaftStateMachine`): applies committed entries to the
+//! MVCC keyspace, persists each applied batch together with the applied log id in one synced
+//! RocksDB `WriteBatch`, publishes the revisions to watchers, and builds/installs snapshots.
+
+use std::collections::BTreeSet;
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use rocksdb::{IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
+use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
+use crate::kv::Lease;
+use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
+use crate::types::*;
+
+/// The payload of a Raft snapshot: the whole replicated state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotImage {
+    pub mvcc: MvccImage,
+    pub members_ever: BTreeSet<NodeId>,
+    pub cluster_id: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StateMachine {
+    db: Db,
+    keyspace: Arc<Keyspace>,
+}
+
+fn sm_error(error: impl std::error::Error + 'static) -> StorageError {
+    StorageError::IO {
+        source: StorageIOError::write_state_machine(AnyError::new(&error)),
+    }
+}
+
+fn snapshot_error(
+    meta: Option<&SnapshotMeta>,
+    error: impl std::error::Error + 'static,
+) -> StorageError {
+    let signature = meta.map(|m| m.signature());
+    StorageError::IO {
+        source: StorageIOError::write_snapshot(signature, AnyError::new(&error)),
+    }
+}
+
+impl StateMachine {
+    /// Loads the applied state from the database.
+    pub fn open(db: Db) -> Result<(Self, Arc<Keyspace>), DbError> {
+        let meta: SmMeta = db.get(CF_SM, "meta")?.unwrap_or_default();
+        let mvcc_state: (i64, i64) = db.get(CF_SM, "revisions")?.unwrap_or_default();
+        let mut versions = Vec::new();
+        for item in db.raw().iterator_cf(db.cf(CF_MVCC), IteratorMode::Start) {
+            let (key, value) = item.map_err(|source| DbError::Read {
+                what: "mvcc",
+                source,
+            })?;
+            let Some(rev) = Rev::from_bytes(&key) else {
+                continue;
+            };
+            let version: Version = codec::decode(&value).map_err(|source| DbError::Decode {
+                what: "mvcc",
+                source,
+            })?;
+            versions.push((rev, version));
+        }
+        let mut leases = Vec::new();
+        for item in db.raw().iterator_cf(db.cf(CF_LEASES), IteratorMode::Start) {
+            let (_, value) = item.map_err(|source| DbError::Read {
+                what: "leases",
+                source,
+            })?;
+            leases.push(codec::decode(&value).map_err(|source| DbError::Decode {
+                what: "leases",
+                source,
+            })?);
+        }
+        let mvcc = Mvcc::restore(MvccImage {
+            revision: mvcc_state.0,
+            compact_revision: mvcc_state.1,
+            versions,
+            leases,
+        });
+        let keyspace = Arc::new(Keyspace::new(Replicated { mvcc, meta }));
+        Ok((
+            Self {
+                db,
+                keyspace: keyspace.clone(),
+            },
+            keyspace,
+        ))
+    }
+
+    fn persist_effects(&self, batch: &mut WriteBatch, effects: &Effects) -> Result<(), DbError> {
+        let mvcc = self.db.cf(CF_MVCC);
+        for (sub, event) in effects.events.iter().enumerate() {
+            let rev = Rev {
+                main: event.kv.mod_revision,
+                sub: sub as u32,
+            };
+            let version = Version {
+                kind: event.kind,
+                kv: event.kv.clone(),
+            };
+            let bytes = codec::encode(&version).map_err(|source| DbError::Encode {
+                what: "mvcc",
+                source,
+            })?;
+            batch.put_cf(mvcc, rev.to_bytes(), bytes);
+        }
+        for rev in &effects.removed {
+            batch.delete_cf(mvcc, rev.to_bytes());
+        }
+        let leases = self.db.cf(CF_LEASES);
+        for lease in &effects.leases_granted {
+            let bytes = codec::encode(lease).map_err(|source| DbError::Encode {
+                what: "lease",
+                source,
+            })?;
+            batch.put_cf(leases, lease.id.to_be_bytes(), bytes);
+        }
+        for id in &effects.leases_revoked {
+            batch.delete_cf(leases, id.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    fn persist_meta(&self, batch: &mut WriteBatch, state: &Replicated) -> Result<(), DbError> {
+        self.db.put_in(batch, CF_SM, "meta", &state.meta)?;
+        let revisions = (state.mvcc.revision(), state.mvcc.compact_revision());
+        self.db.put_in(batch, CF_SM, "revisions", &revisions)
+    }
+
+    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, DbError> {
+        self.db.get(CF_SNAPSHOT, "current")
+    }
+
+    fn save_snapshot(
+        &self,
+        snapshot: &StoredSnapshot,
+        batch: &mut WriteBatch,
+    ) -> Result<(), DbError> {
+        self.db.put_in(batch, CF_SNAPSHOT, "current", snapshot)
+    }
+}
+
+/// A cluster id every member derives alike from the first membership entry.
+fn cluster_id_of(log_id: &LogId, members: &[NodeId]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |value: u64| {
+        for byte in value.to_be_bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    mix(log_id.index);
+    members.iter().for_each(|id| mix(*id));
+    hash
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let state = self.keyspace.read();
+        Ok((state.meta.applied, state.meta.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let mut replies = Vec::new();
+        let mut published = Vec::new();
+        let mut state = self.keyspace.write();
+        for entry in entries {
+            state.meta.applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => None,
+                EntryPayload::Normal(command) => {
+                    let (result, effects) = state.mvcc.apply(&command);
+                    self.persist_effects(&mut batch, &effects)
+                        .map_err(sm_error)?;
+                    if !effects.events.is_empty() {
+                        let revision = state.mvcc.revision();
+                        published.push(FeedItem::Revision {
+                            revision,
+                            events: effects.events,
+                        });
+                    }
+                    Some(result)
+                }
+                EntryPayload::Membership(membership) => {
+                    let ids: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+                    if state.meta.cluster_id == 0 {
+                        state.meta.cluster_id = cluster_id_of(&entry.log_id, &ids);
+                    }
+                    state.meta.members_ever.extend(ids);
+                    state.meta.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    None
+                }
+            };
+            replies.push(Applied {
+                revision: state.mvcc.revision(),
+                result,
+            });
+        }
+        self.persist_meta(&mut batch, &state).map_err(sm_error)?;
+        self.db.write_synced(batch).map_err(sm_error)?;
+        for item in published {
+            self.keyspace.publish(item);
+        }
+        drop(state);
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let image: SnapshotImage =
+            codec::decode(&data).map_err(|e| snapshot_error(Some(meta), e))?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.db.cf(CF_MVCC), [0u8; 12], [0xffu8; 12]);
+        batch.delete_range_cf(self.db.cf(CF_LEASES), [0u8; 8], [0xffu8; 8]);
+        batch.delete_cf(self.db.cf(CF_LEASES), [0xffu8; 8]);
+        let effects = Effects {
+            events: Vec::new(),
+            leases_granted: image.mvcc.leases.clone(),
+            ..Effects::default()
+        };
+        self.persist_effects(&mut batch, &effects)
+            .map_err(sm_error)?;
+        let mvcc_cf = self.db.cf(CF_MVCC);
+        for (rev, version) in &image.mvcc.versions {
+            let bytes = codec::encode(version).map_err(sm_error)?;
+            batch.put_cf(mvcc_cf, rev.to_bytes(), bytes);
+        }
+        let mut state = self.keyspace.write();
+        *state = Replicated {
+            mvcc: Mvcc::restore(image.mvcc),
+            meta: SmMeta {
+                applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                members_ever: image.members_ever,
+                cluster_id: image.cluster_id,
+            },
+        };
+        self.persist_meta(&mut batch, &state).map_err(sm_error)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.save_snapshot(&stored, &mut batch)
+            .map_err(|e| snapshot_error(Some(meta), e))?;
+        self.db.write_synced(batch).map_err(sm_error)?;
+        self.keyspace.publish(FeedItem::Reset);
+        tracing::info!(snapshot = %meta.snapshot_id, revision = state.mvcc.revision(), "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let stored = self
+            .current_snapshot()
+            .map_err(|e| snapshot_error(None, e))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (image, meta) = {
+            let state = self.keyspace.read();
+            let image = SnapshotImage {
+                mvcc: state.mvcc.image(),
+                members_ever: state.meta.members_ever.clone(),
+                cluster_id: state.meta.cluster_id,
+            };
+            let snapshot_id = match state.meta.applied {
+                Some(applied) => format!(
+                    "{}-{}-{}",
+                    applied.leader_id,
+                    applied.index,
+                    state.mvcc.revision()
+                ),
+                None => format!("empty-{}", state.mvcc.revision()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: state.meta.applied,
+                last_membership: state.meta.membership.clone(),
+                snapshot_id,
+            };
+            (image, meta)
+        };
+        let data = codec::encode(&image).map_err(|e| snapshot_error(Some(&meta), e))?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        let mut batch = WriteBatch::default();
+        self.save_snapshot(&stored, &mut batch)
+            .map_err(|e| snapshot_error(Some(&meta), e))?;
+        self.db
+            .write_synced(batch)
+            .map_err(|e| snapshot_error(Some(&meta), e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(stored.data)),
+        })
+    }
+}
+
+/// Lists the leases of a loaded keyspace (for the leader's lease clock).
+pub fn leases_of(keyspace: &Keyspace) -> Vec<Lease> {
+    keyspace.read().mvcc.leases().collect()
+}

@@ -1,0 +1,829 @@
+//! [`Store`]: the store's Rust client API, used in-process by the API server and behind the
+//! etcd-compatible gRPC service.
+//!
+//! Any member serves every call. Writes go through Raft on the leader (a follower forwards
+//! them over the peer port); linearizable reads confirm the leader's read index first (a
+//! follower asks the leader for it, then waits until it has applied that far); serializable
+//! reads are served from the local replica.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use rudder_proto::raft::raft_peer_client::RaftPeerClient;
+use rudder_proto::raft::RaftPayload;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Channel;
+
+use crate::codec;
+use crate::error::KvError;
+use crate::keyspace::Keyspace;
+use crate::kv::*;
+use crate::lease::LeaseClock;
+use crate::network::{peer_client, ForwardRequest, ForwardResponse};
+use crate::types::{Applied, Member, NodeId, Raft};
+use crate::validate::{check_command, check_range_request, Limits};
+use crate::watch::{self, WatchRequest, Watcher};
+
+/// Why a store call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum StoreError {
+    #[error(transparent)]
+    Kv(#[from] KvError),
+    #[error("no leader is available (election in progress or no quorum); retry shortly")]
+    NoLeader,
+    #[error("the leader {leader} could not be reached ({reason}); the request may or may not have been applied")]
+    LeaderUnreachable { leader: String, reason: String },
+    #[error("request timed out after {millis} ms waiting for the cluster")]
+    Timeout { millis: u64 },
+    #[error("this member has stopped")]
+    Stopped,
+    #[error("member id {id:x} was used before: a removed member's id is never reused")]
+    MemberIdUsed { id: NodeId },
+    #[error("member {id:x} is not in the cluster")]
+    MemberNotFound { id: NodeId },
+    #[error("member {id:x} is not a learner: only a learner can be promoted")]
+    NotLearner { id: NodeId },
+    #[error("membership change refused: {reason}")]
+    Membership { reason: String },
+    #[error("the leader answered with {detail}: members run incompatible versions")]
+    UnexpectedReply { detail: String },
+}
+
+/// The response header of every call, like etcd's `ResponseHeader`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Header {
+    pub cluster_id: u64,
+    pub member_id: NodeId,
+    pub revision: Revision,
+    pub raft_term: u64,
+}
+
+/// One member as `member list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: NodeId,
+    pub member: Member,
+    pub is_learner: bool,
+}
+
+/// A member's view of itself (etcd's `Status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub header: Header,
+    pub leader: Option<NodeId>,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub is_learner: bool,
+    pub db_size: u64,
+    pub version_count: usize,
+}
+
+/// Tunables of the client-facing side of a member.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub limits: Limits,
+    /// How long a call waits for a leader, a forward, or a read index before giving up.
+    pub request_timeout: Duration,
+    /// Idle interval between progress notifications of watches that asked for them.
+    pub watch_progress_interval: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            request_timeout: Duration::from_secs(7),
+            watch_progress_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    keyspace: Arc<Keyspace>,
+    options: StoreOptions,
+    leases: Mutex<LeaseClock>,
+    peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+/// What to do after one attempt at a leader-only call.
+enum Attempt<T> {
+    Done(T),
+    Forward(Member),
+    WaitForLeader,
+}
+
+impl Store {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        keyspace: Arc<Keyspace>,
+        options: StoreOptions,
+        db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        let inner = Inner {
+            id,
+            raft,
+            keyspace,
+            options,
+            leases: Mutex::new(LeaseClock::default()),
+            peers: Mutex::new(HashMap::new()),
+            db_size,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.options.limits
+    }
+
+    pub fn header(&self) -> Header {
+        let revision = self.inner.keyspace.read().mvcc.revision();
+        self.header_at(revision)
+    }
+
+    fn header_at(&self, revision: Revision) -> Header {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        Header {
+            cluster_id: self.inner.keyspace.read().meta.cluster_id,
+            member_id: self.inner.id,
+            revision,
+            raft_term: metrics.current_term,
+        }
+    }
+
+    // ---- KV ----
+
+    pub async fn range(&self, req: RangeRequest) -> Result<(Header, RangeResponse), StoreError> {
+        check_range_request(&req, self.limits())?;
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        let state = self.inner.keyspace.read();
+        let response = state.mvcc.range(&req)?;
+        let revision = state.mvcc.revision();
+        drop(state);
+        Ok((self.header_at(revision), response))
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<(Header, PutResponse), StoreError> {
+        match self.propose(Command::Put(req)).await? {
+            (header, CommandResult::Put(response)) => Ok((header, response)),
+            (_, other) => unreachable!("put answered with {other:?}"),
+        }
+    }
+
+    pub async fn delete_range(
+        &self,
+        req: DeleteRangeRequest,
+    ) -> Result<(Header, DeleteRangeResponse), StoreError> {
+        match self.propose(Command::DeleteRange(req)).await? {
+            (header, CommandResult::DeleteRange(response)) => Ok((header, response)),
+            (_, other) => unreachable!("delete answered with {other:?}"),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<(Header, TxnResponse), StoreError> {
+        match self.propose(Command::Txn(req)).await? {
+            (header, CommandResult::Txn(response)) => Ok((header, response)),
+            (_, other) => unreachable!("txn answered with {other:?}"),
+        }
+    }
+
+    pub async fn compact(&self, revision: Revision) -> Result<Header, StoreError> {
+        Ok(self.propose(Command::Compact { revision }).await?.0)
+    }
+
+    /// Validates, commits through Raft, and returns the command's result.
+    pub async fn propose(&self, command: Command) -> Result<(Header, CommandResult), StoreError> {
+        check_command(&command, self.limits())?;
+        let applied = self.write(command).await?;
+        let header = self.header_at(applied.revision);
+        match applied.result {
+            Some(Ok(result)) => Ok((header, result)),
+            Some(Err(error)) => Err(error.into()),
+            None => unreachable!("a normal entry always has a result"),
+        }
+    }
+
+    async fn write(&self, command: Command) -> Result<Applied, StoreError> {
+        let request = ForwardRequest::Write(command.clone());
+        self.on_leader(request, || async {
+            match self.inner.raft.client_write(command.clone()).await {
+                Ok(response) => Ok(Attempt::Done(response.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => Ok(redirect(to)),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    Err(StoreError::Membership {
+                        reason: e.to_string(),
+                    })
+                }
+                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            }
+        })
+        .await
+        .and_then(|response| match response {
+            LeaderAnswer::Local(applied)
+            | LeaderAnswer::Remote(ForwardResponse::Applied(applied)) => Ok(applied),
+            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+        })
+    }
+
+    /// Waits until this replica has applied everything committed before the call started,
+    /// as confirmed by the current leader (ReadIndex).
+    async fn read_barrier(&self) -> Result<(), StoreError> {
+        let index = self
+            .on_leader(ForwardRequest::ReadIndex, || async {
+                self.local_read_index().await
+            })
+            .await?;
+        let index = match index {
+            LeaderAnswer::Local(index)
+            | LeaderAnswer::Remote(ForwardResponse::ReadIndex(index)) => index,
+            LeaderAnswer::Remote(other) => return Err(unexpected(other)),
+        };
+        self.wait_applied(index).await
+    }
+
+    async fn local_read_index(&self) -> Result<Attempt<u64>, StoreError> {
+        match self.inner.raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(Attempt::Done(read.map(|id| id.index).unwrap_or(0))),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => Ok(redirect(to)),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Ok(Attempt::WaitForLeader)
+            }
+            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        }
+    }
+
+    async fn wait_applied(&self, index: u64) -> Result<(), StoreError> {
+        let timeout = self.inner.options.request_timeout;
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "read index")
+            .await
+            .map(|_| ())
+            .map_err(|error| match error {
+                openraft::metrics::WaitError::Timeout(..) => StoreError::Timeout {
+                    millis: timeout.as_millis() as u64,
+                },
+                openraft::metrics::WaitError::ShuttingDown => StoreError::Stopped,
+            })
+    }
+
+    /// Runs `local` on this member if it leads; otherwise forwards `request` to the leader.
+    /// Retries while there is no leader, until the request timeout.
+    async fn on_leader<T, F, Fut>(
+        &self,
+        request: ForwardRequest,
+        local: F,
+    ) -> Result<LeaderAnswer<T>, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Attempt<T>, StoreError>>,
+    {
+        let timeout = self.inner.options.request_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut last_error;
+        loop {
+            match local().await? {
+                Attempt::Done(value) => return Ok(LeaderAnswer::Local(value)),
+                Attempt::Forward(leader) => match self.forward(&leader, &request).await {
+                    Ok(response) => return Ok(LeaderAnswer::Remote(response)),
+                    Err(error @ (StoreError::NoLeader | StoreError::LeaderUnreachable { .. })) => {
+                        last_error = error;
+                    }
+                    Err(error) => return Err(error),
+                },
+                Attempt::WaitForLeader => last_error = StoreError::NoLeader,
+            }
+            if Instant::now() >= deadline {
+                return Err(match last_error {
+                    StoreError::NoLeader => StoreError::Timeout {
+                        millis: timeout.as_millis() as u64,
+                    },
+                    other => other,
+                });
+            }
+            // The election timeout is a few hundred milliseconds: poll a few times per round.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &Member,
+        request: &ForwardRequest,
+    ) -> Result<ForwardResponse, StoreError> {
+        let unreachable = |reason: String| StoreError::LeaderUnreachable {
+            leader: leader.name.clone(),
+            reason,
+        };
+        let mut client = {
+            let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
+            match peers.get(&leader.peer_addr) {
+                Some(client) => client.clone(),
+                None => {
+                    let client =
+                        peer_client(&leader.peer_addr).map_err(|e| unreachable(e.to_string()))?;
+                    peers.insert(leader.peer_addr.clone(), client.clone());
+                    client
+                }
+            }
+        };
+        let data = codec::encode(request).map_err(|e| unreachable(e.to_string()))?;
+        let call = client.forward(RaftPayload { data });
+        let reply = tokio::time::timeout(self.inner.options.request_timeout, call)
+            .await
+            .map_err(|_| StoreError::Timeout {
+                millis: self.inner.options.request_timeout.as_millis() as u64,
+            })?
+            .map_err(|status| {
+                if status.code() == tonic::Code::Unavailable {
+                    // Not connected: nothing was sent, so retrying is safe.
+                    StoreError::NoLeader
+                } else {
+                    unreachable(status.message().to_owned())
+                }
+            })?;
+        let result: Result<ForwardResponse, StoreError> =
+            codec::decode(&reply.into_inner().data).map_err(|e| unreachable(e.to_string()))?;
+        result
+    }
+
+    /// Serves a request another member forwarded here because it believed this member leads.
+    /// Never forwards again: a member that no longer leads says so and the sender retries.
+    pub async fn serve_forwarded(
+        &self,
+        request: ForwardRequest,
+    ) -> Result<ForwardResponse, StoreError> {
+        let not_leader = || StoreError::NoLeader;
+        match request {
+            ForwardRequest::Write(command) => match self.inner.raft.client_write(command).await {
+                Ok(response) => Ok(ForwardResponse::Applied(response.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(not_leader()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                    Err(StoreError::Membership {
+                        reason: e.to_string(),
+                    })
+                }
+                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            },
+            ForwardRequest::ReadIndex => match self.local_read_index().await? {
+                Attempt::Done(index) => Ok(ForwardResponse::ReadIndex(index)),
+                _ => Err(not_leader()),
+            },
+            ForwardRequest::LeaseKeepAlive(id) => self
+                .keep_alive_local(id)?
+                .map(|ttl| ForwardResponse::KeepAlive { ttl })
+                .ok_or_else(not_leader),
+            ForwardRequest::LeaseTimeToLive { id, keys } => self
+                .time_to_live_local(id, keys)?
+                .map(ForwardResponse::TimeToLive)
+                .ok_or_else(not_leader),
+            ForwardRequest::AddMember {
+                id,
+                member,
+                learner,
+            } => self
+                .add_member_local(id, member, learner)
+                .await
+                .map(|()| ForwardResponse::Done),
+            ForwardRequest::Join { id, member } => self
+                .add_member(id, member, false)
+                .await
+                .map(|()| ForwardResponse::Done),
+            ForwardRequest::SetMember { id, member } => self
+                .set_member_local(id, member)
+                .await
+                .map(|()| ForwardResponse::Done),
+            ForwardRequest::PromoteMember(id) => {
+                self.promote_local(id).await.map(|()| ForwardResponse::Done)
+            }
+            ForwardRequest::RemoveMember(id) => {
+                self.remove_local(id).await.map(|()| ForwardResponse::Done)
+            }
+        }
+    }
+
+    // ---- Watch ----
+
+    /// Starts a watch. As in etcd, a start revision in the future is allowed (events arrive
+    /// once the store gets there); a compacted one gives a watcher whose only message is
+    /// `Compacted`.
+    pub fn watch(&self, request: WatchRequest) -> Result<Watcher, StoreError> {
+        crate::validate::check_range(&request.range)?;
+        if request.start_revision < 0 {
+            return Err(KvError::NegativeRevision {
+                revision: request.start_revision,
+            }
+            .into());
+        }
+        let interval = self.inner.options.watch_progress_interval;
+        Ok(watch::start(self.inner.keyspace.clone(), request, interval))
+    }
+
+    // ---- Leases ----
+
+    /// Grants a lease; `id` 0 picks a fresh id.
+    pub async fn lease_grant(&self, id: LeaseId, ttl: i64) -> Result<(Header, Lease), StoreError> {
+        let id = if id == 0 {
+            (rand::random::<u64>() >> 1).max(1) as LeaseId
+        } else {
+            id
+        };
+        match self.propose(Command::LeaseGrant { id, ttl }).await? {
+            (header, CommandResult::LeaseGranted { id, ttl }) => Ok((header, Lease { id, ttl })),
+            (_, other) => unreachable!("lease grant answered with {other:?}"),
+        }
+    }
+
+    pub async fn lease_revoke(&self, id: LeaseId) -> Result<Header, StoreError> {
+        Ok(self.propose(Command::LeaseRevoke { id }).await?.0)
+    }
+
+    /// Restarts the lease's clock on the leader; returns the TTL in seconds.
+    pub async fn lease_keep_alive(&self, id: LeaseId) -> Result<(Header, i64), StoreError> {
+        let answer = self
+            .on_leader(ForwardRequest::LeaseKeepAlive(id), || async {
+                Ok(match self.keep_alive_local(id)? {
+                    Some(ttl) => Attempt::Done(ttl),
+                    None => self.leader_attempt(),
+                })
+            })
+            .await?;
+        match answer {
+            LeaderAnswer::Local(ttl) | LeaderAnswer::Remote(ForwardResponse::KeepAlive { ttl }) => {
+                Ok((self.header(), ttl))
+            }
+            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn lease_time_to_live(
+        &self,
+        id: LeaseId,
+        keys: bool,
+    ) -> Result<(Header, LeaseTimeToLive), StoreError> {
+        let answer = self
+            .on_leader(ForwardRequest::LeaseTimeToLive { id, keys }, || async {
+                Ok(match self.time_to_live_local(id, keys)? {
+                    Some(ttl) => Attempt::Done(ttl),
+                    None => self.leader_attempt(),
+                })
+            })
+            .await?;
+        match answer {
+            LeaderAnswer::Local(ttl) | LeaderAnswer::Remote(ForwardResponse::TimeToLive(ttl)) => {
+                Ok((self.header(), ttl))
+            }
+            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn leases(&self) -> Result<(Header, Vec<Lease>), StoreError> {
+        self.read_barrier().await?;
+        let leases = self.inner.keyspace.read().mvcc.leases().collect();
+        Ok((self.header(), leases))
+    }
+
+    /// The term this member leads in, if it leads.
+    fn leading_term(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        (metrics.state == ServerState::Leader).then_some(metrics.current_term)
+    }
+
+    fn leader_attempt<T>(&self) -> Attempt<T> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let leader = metrics.current_leader.filter(|id| *id != self.inner.id);
+        match leader.and_then(|id| {
+            metrics
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .cloned()
+        }) {
+            Some(member) => Attempt::Forward(member),
+            None => Attempt::WaitForLeader,
+        }
+    }
+
+    /// `Ok(None)` when this member does not lead.
+    fn keep_alive_local(&self, id: LeaseId) -> Result<Option<i64>, StoreError> {
+        let Some(term) = self.leading_term() else {
+            return Ok(None);
+        };
+        let leases: Vec<Lease> = self.inner.keyspace.read().mvcc.leases().collect();
+        let lease = leases
+            .iter()
+            .find(|l| l.id == id)
+            .cloned()
+            .ok_or(KvError::LeaseNotFound { id })?;
+        let mut clock = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        clock.sync(Some(term), &leases, now);
+        Ok(Some(clock.keep_alive(&lease, now)))
+    }
+
+    fn time_to_live_local(
+        &self,
+        id: LeaseId,
+        with_keys: bool,
+    ) -> Result<Option<LeaseTimeToLive>, StoreError> {
+        let Some(term) = self.leading_term() else {
+            return Ok(None);
+        };
+        let state = self.inner.keyspace.read();
+        let leases: Vec<Lease> = state.mvcc.leases().collect();
+        let Some(lease) = state.mvcc.lease(id) else {
+            return Ok(Some(LeaseTimeToLive {
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            }));
+        };
+        let keys = if with_keys {
+            state.mvcc.lease_keys(id)
+        } else {
+            Vec::new()
+        };
+        drop(state);
+        let mut clock = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        clock.sync(Some(term), &leases, now);
+        let ttl = clock.remaining(id, now).unwrap_or(lease.ttl);
+        Ok(Some(LeaseTimeToLive {
+            id,
+            ttl,
+            granted_ttl: lease.ttl,
+            keys,
+        }))
+    }
+
+    /// One round of the leader's lease duty: sync the clock, revoke what expired.
+    /// Run by [`crate::server`] a few times per second.
+    pub async fn expire_leases(&self) {
+        let expired = {
+            let leases: Vec<Lease> = self.inner.keyspace.read().mvcc.leases().collect();
+            let mut clock = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            clock.sync(self.leading_term(), &leases, now);
+            clock.expired(now)
+        };
+        for id in expired {
+            match self
+                .inner
+                .raft
+                .client_write(Command::LeaseRevoke { id })
+                .await
+            {
+                Ok(_) => tracing::debug!(lease = id, "lease expired and was revoked"),
+                Err(error) => {
+                    tracing::debug!(lease = id, %error, "could not revoke an expired lease yet");
+                    return;
+                }
+            }
+        }
+    }
+
+    // ---- Cluster ----
+
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let metrics = self.inner.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, member)| MemberInfo {
+                id: *id,
+                member: member.clone(),
+                is_learner: !voters.contains(id),
+            })
+            .collect()
+    }
+
+    /// Adds a member: as a learner, or (after it caught up) as a voter.
+    pub async fn add_member(
+        &self,
+        id: NodeId,
+        member: Member,
+        learner: bool,
+    ) -> Result<(), StoreError> {
+        let request = ForwardRequest::AddMember {
+            id,
+            member: member.clone(),
+            learner,
+        };
+        self.membership_call(request, || {
+            self.add_member_local(id, member.clone(), learner)
+        })
+        .await
+    }
+
+    /// Replaces a member's name and addresses.
+    pub async fn set_member(&self, id: NodeId, member: Member) -> Result<(), StoreError> {
+        let request = ForwardRequest::SetMember {
+            id,
+            member: member.clone(),
+        };
+        self.membership_call(request, || self.set_member_local(id, member.clone()))
+            .await
+    }
+
+    pub async fn promote_member(&self, id: NodeId) -> Result<(), StoreError> {
+        self.membership_call(ForwardRequest::PromoteMember(id), || self.promote_local(id))
+            .await
+    }
+
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), StoreError> {
+        self.membership_call(ForwardRequest::RemoveMember(id), || self.remove_local(id))
+            .await
+    }
+
+    async fn membership_call<F, Fut>(
+        &self,
+        request: ForwardRequest,
+        local: F,
+    ) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), StoreError>>,
+    {
+        let answer = self
+            .on_leader(request, || async {
+                if self.leading_term().is_none() {
+                    return Ok(self.leader_attempt());
+                }
+                local().await.map(Attempt::Done)
+            })
+            .await?;
+        match answer {
+            LeaderAnswer::Local(()) | LeaderAnswer::Remote(ForwardResponse::Done) => Ok(()),
+            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+        }
+    }
+
+    async fn add_member_local(
+        &self,
+        id: NodeId,
+        member: Member,
+        learner: bool,
+    ) -> Result<(), StoreError> {
+        let known = self.members().into_iter().find(|m| m.id == id);
+        if known.is_none() && self.inner.keyspace.read().meta.members_ever.contains(&id) {
+            return Err(StoreError::MemberIdUsed { id });
+        }
+        if known.is_none() {
+            self.inner
+                .raft
+                .add_learner(id, member, !learner)
+                .await
+                .map_err(membership_error)?;
+        }
+        if !learner {
+            self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn set_member_local(&self, id: NodeId, member: Member) -> Result<(), StoreError> {
+        self.change(ChangeMembers::SetNodes(std::collections::BTreeMap::from([
+            (id, member),
+        ])))
+        .await
+    }
+
+    async fn promote_local(&self, id: NodeId) -> Result<(), StoreError> {
+        match self.members().into_iter().find(|m| m.id == id) {
+            None => Err(StoreError::MemberNotFound { id }),
+            Some(info) if !info.is_learner => Err(StoreError::NotLearner { id }),
+            Some(_) => {
+                self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                    .await
+            }
+        }
+    }
+
+    async fn remove_local(&self, id: NodeId) -> Result<(), StoreError> {
+        let info = self
+            .members()
+            .into_iter()
+            .find(|m| m.id == id)
+            .ok_or(StoreError::MemberNotFound { id })?;
+        let ids = BTreeSet::from([id]);
+        if !info.is_learner {
+            self.change(ChangeMembers::RemoveVoters(ids.clone()))
+                .await?;
+        }
+        if self.members().iter().any(|m| m.id == id) {
+            self.change(ChangeMembers::RemoveNodes(ids)).await?;
+        }
+        Ok(())
+    }
+
+    async fn change(&self, change: ChangeMembers<NodeId, Member>) -> Result<(), StoreError> {
+        self.inner
+            .raft
+            .change_membership(change, false)
+            .await
+            .map(|_| ())
+            .map_err(membership_error)
+    }
+
+    // ---- Maintenance ----
+
+    pub fn hash_kv(&self, revision: Revision) -> Result<(Header, KeyspaceHash), StoreError> {
+        let hash = self.inner.keyspace.read().mvcc.hash(revision)?;
+        Ok((self.header(), hash))
+    }
+
+    pub fn status(&self) -> MemberStatus {
+        let metrics = self.inner.raft.metrics().borrow().clone();
+        let state = self.inner.keyspace.read();
+        let is_learner = !metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|id| id == self.inner.id);
+        let header = Header {
+            cluster_id: state.meta.cluster_id,
+            member_id: self.inner.id,
+            revision: state.mvcc.revision(),
+            raft_term: metrics.current_term,
+        };
+        MemberStatus {
+            header,
+            leader: metrics.current_leader,
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or(0),
+            is_learner,
+            db_size: (self.inner.db_size)(),
+            version_count: state.mvcc.version_count(),
+        }
+    }
+
+    /// The whole replicated state, for `snapshot save` backups.
+    pub async fn backup(&self) -> Result<crate::state_machine::SnapshotImage, StoreError> {
+        self.read_barrier().await?;
+        let state = self.inner.keyspace.read();
+        let image = crate::state_machine::SnapshotImage {
+            mvcc: state.mvcc.image(),
+            members_ever: state.meta.members_ever.clone(),
+            cluster_id: state.meta.cluster_id,
+        };
+        Ok(image)
+    }
+}
+
+enum LeaderAnswer<T> {
+    Local(T),
+    Remote(ForwardResponse),
+}
+
+fn redirect<T>(to: ForwardToLeader<NodeId, Member>) -> Attempt<T> {
+    match to.leader_node {
+        Some(node) => Attempt::Forward(node),
+        None => Attempt::WaitForLeader,
+    }
+}
+
+fn unexpected(response: ForwardResponse) -> StoreError {
+    StoreError::UnexpectedReply {
+        detail: format!("{response:?}"),
+    }
+}
+
+fn membership_error<E: std::fmt::Display>(error: RaftError<NodeId, E>) -> StoreError {
+    match error {
+        RaftError::Fatal(_) => StoreError::Stopped,
+        RaftError::APIError(e) => StoreError::Membership {
+            reason: e.to_string(),
+        },
+    }
+}

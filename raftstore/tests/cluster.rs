@@ -1,0 +1,517 @@
+//! The store contract (DESIGN.md §3) on real three-member clusters in one process.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::Cluster;
+use rudder_raftstore::kv::*;
+use rudder_raftstore::server::RaftOptions;
+use rudder_raftstore::store::Store;
+use rudder_raftstore::watch::{WatchMessage, WatchRequest, Watcher};
+use rudder_raftstore::{KvError, Member, StoreError};
+
+async fn put(store: &Store, key: &str, value: &str) -> Revision {
+    let req = PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    };
+    store.put(req).await.expect("put succeeds").0.revision
+}
+
+async fn get(store: &Store, key: &str) -> Option<KeyValue> {
+    let req = RangeRequest {
+        range: KeyRange::single(key),
+        ..Default::default()
+    };
+    store
+        .range(req)
+        .await
+        .expect("range succeeds")
+        .1
+        .kvs
+        .into_iter()
+        .next()
+}
+
+/// The next watch message, failing the test after `seconds`.
+async fn next(watcher: &mut Watcher, seconds: u64) -> WatchMessage {
+    tokio::time::timeout(Duration::from_secs(seconds), watcher.next())
+        .await
+        .expect("a watch message in time")
+        .expect("the watch is still open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_on_a_follower_is_read_linearizably_on_another() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let revision = put(cluster.store(followers[0]), "greeting", "hello").await;
+    let read = get(cluster.store(followers[1]), "greeting")
+        .await
+        .expect("the key is visible");
+    assert_eq!(read.value, b"hello");
+    assert_eq!(read.mod_revision, revision);
+    let (header, _) = cluster
+        .store(leader)
+        .range(RangeRequest {
+            range: KeyRange::single("greeting"),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(header.revision, revision);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_from_an_old_revision_sees_every_event_once_in_order_under_8_writers() {
+    let cluster = Cluster::start(3).await;
+    let first = put(cluster.store(0), "w/seed", "0").await;
+    let mut writers = Vec::new();
+    for writer in 0..8 {
+        let store = cluster.store(writer % 3).clone();
+        writers.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            for n in 0..40 {
+                let key = format!("w/{writer}/{}", n % 7);
+                written.push((key.clone(), put(&store, &key, &format!("{n}")).await));
+            }
+            written
+        }));
+    }
+    // Start watching from the old revision while the writers run.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = WatchRequest {
+        range: KeyRange::prefix("w/"),
+        start_revision: first,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(2).watch(request).unwrap();
+    let mut expected: BTreeSet<(String, Revision)> =
+        BTreeSet::from([("w/seed".to_string(), first)]);
+    for writer in writers {
+        expected.extend(writer.await.unwrap());
+    }
+    let mut seen = Vec::new();
+    let mut last_revision = 0;
+    while seen.len() < expected.len() {
+        match next(&mut watcher, 10).await {
+            WatchMessage::Events { revision, events } => {
+                assert!(
+                    revision > last_revision,
+                    "revisions go strictly up: {revision} after {last_revision}"
+                );
+                last_revision = revision;
+                for event in events {
+                    assert_eq!(event.kv.mod_revision, revision);
+                    seen.push((
+                        String::from_utf8(event.kv.key).unwrap(),
+                        event.kv.mod_revision,
+                    ));
+                }
+            }
+            WatchMessage::Progress { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let unique: BTreeSet<_> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no event is delivered twice");
+    assert_eq!(unique, expected, "every write is seen exactly once");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_from_a_compacted_revision_ends_with_compacted() {
+    let cluster = Cluster::start(3).await;
+    let store = cluster.store(1);
+    let first = put(store, "c/a", "1").await;
+    put(store, "c/a", "2").await;
+    let third = put(store, "c/a", "3").await;
+    store.compact(third).await.unwrap();
+    let request = WatchRequest {
+        range: KeyRange::prefix("c/"),
+        start_revision: first,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(2).watch(request).unwrap();
+    assert_eq!(
+        next(&mut watcher, 5).await,
+        WatchMessage::Compacted {
+            compact_revision: third
+        }
+    );
+    assert!(
+        watcher.next().await.is_none(),
+        "the watch ends after compacted"
+    );
+    // From the compact revision itself, history is complete.
+    let request = WatchRequest {
+        range: KeyRange::prefix("c/"),
+        start_revision: third,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(0).watch(request).unwrap();
+    assert!(
+        matches!(next(&mut watcher, 5).await, WatchMessage::Events { revision, .. } if revision == third)
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transactions_events_arrive_together() {
+    let cluster = Cluster::start(3).await;
+    let request = WatchRequest {
+        range: KeyRange::prefix("t/"),
+        prev_kv: true,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(0).watch(request).unwrap();
+    put(cluster.store(1), "t/b", "old").await;
+    let write = |key: &str| {
+        RequestOp::Put(PutRequest {
+            key: key.into(),
+            value: b"new".to_vec(),
+            ..Default::default()
+        })
+    };
+    let txn = TxnRequest {
+        compare: vec![],
+        success: vec![write("t/a"), write("t/b"), write("t/c")],
+        failure: vec![],
+    };
+    let (header, response) = cluster.store(2).txn(txn).await.unwrap();
+    assert!(response.succeeded);
+    let WatchMessage::Events { .. } = next(&mut watcher, 5).await else {
+        panic!("first the single put")
+    };
+    match next(&mut watcher, 5).await {
+        WatchMessage::Events { revision, events } => {
+            assert_eq!(revision, header.revision);
+            let keys: Vec<_> = events.iter().map(|e| e.kv.key.clone()).collect();
+            assert_eq!(keys, [b"t/a".to_vec(), b"t/b".to_vec(), b"t/c".to_vec()]);
+            assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"old");
+        }
+        other => panic!("expected the txn's events, got {other:?}"),
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn progress_notifications_report_the_revision_reached() {
+    let cluster = Cluster::start(3).await;
+    let revision = put(cluster.store(0), "elsewhere", "x").await;
+    let request = WatchRequest {
+        range: KeyRange::prefix("quiet/"),
+        progress_notify: true,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(1).watch(request).unwrap();
+    match next(&mut watcher, 5).await {
+        WatchMessage::Progress { revision: reached } => assert!(reached >= revision),
+        other => panic!("expected progress, got {other:?}"),
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_keys_vanish_after_the_ttl() {
+    let cluster = Cluster::start(3).await;
+    let store = cluster.store(1);
+    let (_, lease) = store.lease_grant(0, 1).await.unwrap();
+    let req = PutRequest {
+        key: b"l/key".to_vec(),
+        value: b"v".to_vec(),
+        lease: lease.id,
+        ..Default::default()
+    };
+    let (header, _) = store.put(req).await.unwrap();
+    let request = WatchRequest {
+        range: KeyRange::single("l/key"),
+        start_revision: header.revision + 1,
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(2).watch(request).unwrap();
+    match next(&mut watcher, 5).await {
+        WatchMessage::Events { events, .. } => assert_eq!(events[0].kind, EventKind::Delete),
+        other => panic!("expected the lease's delete, got {other:?}"),
+    }
+    for i in 0..3 {
+        assert_eq!(get(cluster.store(i), "l/key").await, None);
+    }
+    let (_, ttl) = cluster
+        .store(0)
+        .lease_time_to_live(lease.id, false)
+        .await
+        .unwrap();
+    assert_eq!(ttl.ttl, -1, "the lease is gone");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kept_alive_lease_survives_a_leader_change() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = cluster.follower(leader);
+    let keeper = cluster.store(follower).clone();
+    let (_, lease) = keeper.lease_grant(0, 2).await.unwrap();
+    let req = PutRequest {
+        key: b"kept".to_vec(),
+        value: b"v".to_vec(),
+        lease: lease.id,
+        ..Default::default()
+    };
+    keeper.put(req).await.unwrap();
+    let keep_alive = tokio::spawn(async move {
+        for _ in 0..12 {
+            let _ = keeper.lease_keep_alive(lease.id).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    cluster.stop(leader).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        get(cluster.store(follower), "kept").await.is_some(),
+        "kept alive across the leader change"
+    );
+    keep_alive.await.unwrap();
+    // Without keep-alives it goes within the TTL (plus the expiry check period).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while get(cluster.store(follower), "kept").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease expired once no longer kept alive"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_kept_down_rejoins_through_a_snapshot() {
+    let raft = RaftOptions {
+        snapshot_entries: 100,
+        keep_entries: 10,
+        ..common::raft_options()
+    };
+    let mut cluster = Cluster::start_with(3, raft).await;
+    let leader = cluster.leader().await;
+    let lagging = cluster.follower(leader);
+    cluster.stop(lagging).await;
+    for n in 0..400 {
+        put(
+            cluster.store(leader),
+            &format!("s/{}", n % 50),
+            &format!("{n}"),
+        )
+        .await;
+    }
+    let purged = cluster.store(leader).raft().metrics().borrow().purged;
+    assert!(
+        purged.is_some_and(|p| p.index > 100),
+        "the leader purged its log: {purged:?}"
+    );
+    cluster.restart(lagging).await;
+    cluster.converge().await;
+    let snapshot = cluster.store(lagging).raft().metrics().borrow().snapshot;
+    assert!(
+        snapshot.is_some(),
+        "the restarted member installed a snapshot"
+    );
+    let (_, expected) = cluster.store(leader).hash_kv(0).unwrap();
+    let (_, hash) = cluster.store(lagging).hash_kv(0).unwrap();
+    assert_eq!(hash, expected);
+    assert_eq!(
+        get(cluster.store(lagging), "s/49").await.unwrap().value,
+        b"399"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn members_are_added_promoted_and_removed_and_ids_never_reused() {
+    let cluster = Cluster::start(3).await;
+    let store = cluster.store(0);
+    let newcomer = Member {
+        name: "m4".into(),
+        peer_addr: "127.0.0.1:9".into(),
+        client_addr: String::new(),
+    };
+    store
+        .add_member(4444, newcomer.clone(), true)
+        .await
+        .unwrap();
+    let listed = store
+        .members()
+        .into_iter()
+        .find(|m| m.id == 4444)
+        .expect("the learner is listed");
+    assert!(listed.is_learner);
+    assert_eq!(
+        store.promote_member(1).await,
+        Err(StoreError::MemberNotFound { id: 1 })
+    );
+    let voter = store
+        .members()
+        .into_iter()
+        .find(|m| !m.is_learner)
+        .unwrap()
+        .id;
+    assert_eq!(
+        store.promote_member(voter).await,
+        Err(StoreError::NotLearner { id: voter })
+    );
+    store.promote_member(4444).await.unwrap();
+    assert!(
+        !store
+            .members()
+            .into_iter()
+            .find(|m| m.id == 4444)
+            .unwrap()
+            .is_learner
+    );
+    store.remove_member(4444).await.unwrap();
+    assert!(store.members().iter().all(|m| m.id != 4444));
+    assert_eq!(
+        store.add_member(4444, newcomer, true).await,
+        Err(StoreError::MemberIdUsed { id: 4444 })
+    );
+    // The cluster still works with its three original members.
+    put(cluster.store(2), "after", "membership").await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_precise_error_and_changes_nothing() {
+    let cluster = Cluster::start(3).await;
+    let store = cluster.store(1);
+    put(store, "present", "v").await;
+    let (_, before) = store.hash_kv(0).unwrap();
+    let limits = store.limits().clone();
+    let put_req = |key: &str, value: Vec<u8>, lease: LeaseId| {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value,
+            lease,
+            ..Default::default()
+        })
+    };
+    let many_ops = TxnRequest {
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b"k".to_vec(),
+                ..Default::default()
+            });
+            limits.max_txn_ops + 1
+        ],
+        ..Default::default()
+    };
+    let cases: Vec<(&str, Command, KvError)> = vec![
+        (
+            "empty key",
+            put_req("", b"v".to_vec(), 0),
+            KvError::EmptyKey,
+        ),
+        (
+            "range end before key",
+            Command::DeleteRange(DeleteRangeRequest {
+                range: KeyRange {
+                    key: b"b".to_vec(),
+                    range_end: b"a".to_vec(),
+                },
+                prev_kv: false,
+            }),
+            KvError::RangeEndBeforeKey {
+                key: "b".into(),
+                range_end: "a".into(),
+            },
+        ),
+        (
+            "oversized value",
+            put_req("big", vec![0; limits.max_request_bytes], 0),
+            KvError::RequestTooLarge {
+                size: limits.max_request_bytes + 3,
+                limit: limits.max_request_bytes,
+            },
+        ),
+        (
+            "too many txn ops",
+            Command::Txn(many_ops),
+            KvError::TooManyTxnOps {
+                count: limits.max_txn_ops + 1,
+                limit: limits.max_txn_ops,
+            },
+        ),
+        (
+            "unknown lease",
+            put_req("leased", b"v".to_vec(), 12345),
+            KvError::LeaseNotFound { id: 12345 },
+        ),
+        (
+            "negative ttl",
+            Command::LeaseGrant { id: 7, ttl: -10 },
+            KvError::InvalidTtl { ttl: -10 },
+        ),
+        (
+            "compaction beyond current revision",
+            Command::Compact {
+                revision: before.revision + 100,
+            },
+            KvError::FutureRevision {
+                requested: before.revision + 100,
+                current: before.revision,
+            },
+        ),
+        (
+            "ignore_value on a missing key",
+            Command::Put(PutRequest {
+                key: b"absent".to_vec(),
+                ignore_value: true,
+                ..Default::default()
+            }),
+            KvError::KeyNotFound {
+                key: "absent".into(),
+            },
+        ),
+    ];
+    for (what, command, expected) in cases {
+        let got = store.propose(command).await;
+        assert_eq!(got.map(|_| ()), Err(StoreError::Kv(expected)), "{what}");
+    }
+    let future = RangeRequest {
+        range: KeyRange::single("present"),
+        revision: before.revision + 5,
+        ..Default::default()
+    };
+    assert_eq!(
+        store.range(future).await.map(|_| ()),
+        Err(StoreError::Kv(KvError::FutureRevision {
+            requested: before.revision + 5,
+            current: before.revision
+        }))
+    );
+    let watch_empty_key = WatchRequest {
+        range: KeyRange::single(""),
+        ..Default::default()
+    };
+    assert!(matches!(
+        cluster.store(0).watch(watch_empty_key),
+        Err(StoreError::Kv(KvError::EmptyKey))
+    ));
+    for i in 0..3 {
+        cluster
+            .store(i)
+            .range(RangeRequest {
+                range: KeyRange::single("present"),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, after) = cluster.store(i).hash_kv(0).unwrap();
+        assert_eq!(after, before, "member {i} unchanged");
+    }
+    cluster.shutdown().await;
+}

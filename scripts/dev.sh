@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: installs what Rudder needs, then runs it or tests it.
+#   scripts/dev.sh up [rudder up flags]   build and start a local 3-member cluster on loopback
+#   scripts/dev.sh test                   fmt, clippy, and the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build outside the clone so CI and later checkouts reuse it; still works without.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rudder-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+APT_PACKAGES=(libclang-dev libseccomp-dev pkg-config)
+
+install_system_packages() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    echo "==> installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+  fi
+}
+
+install_cargo_tools() {
+  command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "==> installing cargo-nextest"
+    cargo install --locked cargo-nextest
+  fi
+}
+
+case "${1:-}" in
+  up)
+    shift
+    install_system_packages
+    cargo build --locked -p rudder-cli
+    exec "$CARGO_TARGET_DIR/debug/rudder" up "$@"
+    ;;
+  test)
+    install_system_packages
+    install_cargo_tools
+    cargo fmt --all -- --check
+    cargo clippy --locked --workspace --all-targets -- -D warnings
+    # End-to-end tests start the real binary: build it first.
+    cargo build --locked -p rudder-cli
+    cargo nextest run --locked --workspace --no-fail-fast
+    ;;
+  *)
+    echo "usage: scripts/dev.sh up|test" >&2
+    exit 2
+    ;;
+esac
