@@ -12,6 +12,7 @@
 //! Sharing one WAL means a synced write also makes every earlier write durable.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use openraft::AnyError;
@@ -49,6 +50,8 @@ pub enum DbError {
         #[source]
         source: rocksdb::Error,
     },
+    #[error("writing to the store database failed: injected disk fault (the member stops)")]
+    InjectedFault,
     #[error("decoding {what} from the store database")]
     Decode {
         what: &'static str,
@@ -73,6 +76,8 @@ impl From<DbError> for openraft::StorageIOError<u64> {
 #[derive(Clone, Debug)]
 pub struct Db {
     inner: Arc<DB>,
+    /// A failpoint for disk-fault tests and chaos runs: when set, every synced write fails.
+    fail_writes: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -91,6 +96,7 @@ impl Db {
             })?;
         Ok(Self {
             inner: Arc::new(inner),
+            fail_writes: Arc::default(),
         })
     }
 
@@ -133,8 +139,17 @@ impl Db {
         Ok(())
     }
 
+    /// From now on every synced write fails, as if the disk broke.
+    pub fn inject_write_failure(&self) {
+        self.fail_writes.store(true, Ordering::SeqCst);
+    }
+
     /// Writes the batch and fsyncs the WAL before returning.
     pub fn write_synced(&self, batch: WriteBatch) -> Result<(), DbError> {
+        if self.fail_writes.load(Ordering::Relaxed) {
+            tracing::error!("store write failed: injected disk fault; this member stops");
+            return Err(DbError::InjectedFault);
+        }
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.inner.write_opt(batch, &options).map_err(|source| {

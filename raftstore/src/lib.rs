@@ -16,7 +16,7 @@
 //! - [`validate`]: request limits and shape checks before anything reaches the log.
 //! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
-//! - [`lease`]: the leader's lease clock (pure).
+//! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
 //! - [`network`]: peer RPCs and request forwarding.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
@@ -25,6 +25,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod codec;
+pub mod compaction;
 pub mod db;
 pub mod error;
 pub mod etcd;

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
 use crate::log_store::LogStore;
 use crate::network::{
@@ -64,6 +65,7 @@ pub struct MemberConfig {
     pub join: Option<String>,
     pub raft: RaftOptions,
     pub store: StoreOptions,
+    pub auto_compaction: Retention,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +112,7 @@ pub struct RunningMember {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     raft: Raft,
+    db: Db,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -219,6 +222,11 @@ impl RunningMember {
             }
         });
         tasks.spawn(expire_leases(store.clone(), stopped.clone()));
+        tasks.spawn(auto_compact(
+            store.clone(),
+            config.auto_compaction,
+            stopped.clone(),
+        ));
         tasks.spawn(publish_self(store.clone(), me.clone(), stopped.clone()));
 
         let member = Self {
@@ -227,6 +235,7 @@ impl RunningMember {
             client_addr,
             peer_addr,
             raft,
+            db,
             stop,
             tasks,
         };
@@ -267,6 +276,11 @@ impl RunningMember {
             tracing::debug!(%error, "cluster already initialized by a peer");
         }
         Ok(())
+    }
+
+    /// Failpoint: every later disk write of this member fails (for fault tests and chaos).
+    pub fn inject_disk_failure(&self) {
+        self.db.inject_write_failure();
     }
 
     /// Resolves when Raft stopped on its own (a storage failure): the process should exit.
@@ -390,6 +404,32 @@ async fn expire_leases(store: Store, mut stopped: watch::Receiver<bool>) {
         tokio::select! {
             _ = ticker.tick() => store.expire_leases().await,
             _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// The leader's automatic compaction; idle on followers and when retention is off.
+async fn auto_compact(store: Store, retention: Retention, mut stopped: watch::Receiver<bool>) {
+    let mut compactor = AutoCompactor::new(retention);
+    if retention == Retention::Off {
+        return;
+    }
+    let mut ticker = tokio::time::interval(compactor.interval());
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.changed() => return,
+        }
+        if !store.is_leader() {
+            compactor.reset();
+            continue;
+        }
+        let (current, compacted) = store.revisions();
+        if let Some(target) = compactor.step(std::time::Instant::now(), current, compacted) {
+            match store.compact(target).await {
+                Ok(_) => tracing::info!(revision = target, "compacted history by retention"),
+                Err(error) => tracing::debug!(%error, "automatic compaction skipped"),
+            }
         }
     }
 }

@@ -508,6 +508,16 @@ impl Store {
         Ok((self.header(), leases))
     }
 
+    /// The current and the compacted revision of this replica.
+    pub fn revisions(&self) -> (Revision, Revision) {
+        let state = self.inner.keyspace.read();
+        (state.mvcc.revision(), state.mvcc.compact_revision())
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading_term().is_some()
+    }
+
     /// The term this member leads in, if it leads.
     fn leading_term(&self) -> Option<u64> {
         let metrics = self.inner.raft.metrics();

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::Cluster;
+use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::kv::*;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::store::Store;
@@ -513,5 +514,100 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
         let (_, after) = cluster.store(i).hash_kv(0).unwrap();
         assert_eq!(after, before, "member {i} unchanged");
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_leader_compacts_by_revision_retention() {
+    let cluster =
+        Cluster::start_configured(3, common::raft_options(), Retention::Revisions(10)).await;
+    let mut last = 0;
+    for n in 0..30 {
+        last = put(cluster.store(0), "r/key", &n.to_string()).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let compacted: Vec<Revision> = (0..3).map(|i| cluster.store(i).revisions().1).collect();
+        if compacted.iter().all(|c| *c >= last - 10) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "automatic compaction reached {compacted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old = RangeRequest {
+        range: KeyRange::single("r/key"),
+        revision: 1,
+        ..Default::default()
+    };
+    assert!(matches!(
+        cluster.store(1).range(old).await,
+        Err(StoreError::Kv(KvError::Compacted { .. }))
+    ));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disk_write_failure_stops_the_member_and_the_others_go_on() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let broken = cluster.follower(leader);
+    let member = cluster.members[broken].as_ref().unwrap();
+    member.inject_disk_failure();
+    put(cluster.store(leader), "after/failure", "1").await;
+    let reason = tokio::time::timeout(Duration::from_secs(10), member.failed())
+        .await
+        .expect("the member stops");
+    assert!(
+        reason.contains("injected disk fault"),
+        "the reason names the fault: {reason}"
+    );
+    let healthy = (0..3).find(|i| *i != broken && *i != leader).unwrap();
+    put(cluster.store(healthy), "after/failure", "2").await;
+    assert_eq!(
+        get(cluster.store(leader), "after/failure")
+            .await
+            .unwrap()
+            .value,
+        b"2"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_cluster_resumes_from_its_data() {
+    let mut cluster = Cluster::start(3).await;
+    let (_, lease) = cluster.store(0).lease_grant(0, 3600).await.unwrap();
+    let req = PutRequest {
+        key: b"durable".to_vec(),
+        value: b"yes".to_vec(),
+        lease: lease.id,
+        ..Default::default()
+    };
+    let (header, _) = cluster.store(0).put(req).await.unwrap();
+    let (_, hash) = cluster.store(0).hash_kv(0).unwrap();
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    for i in 0..3 {
+        cluster.restart(i).await;
+    }
+    cluster.leader().await;
+    let kv = get(cluster.store(2), "durable")
+        .await
+        .expect("the key survived a full restart");
+    assert_eq!(
+        (kv.value.as_slice(), kv.mod_revision, kv.lease),
+        (&b"yes"[..], header.revision, lease.id)
+    );
+    assert_eq!(cluster.store(1).hash_kv(0).unwrap().1, hash);
+    let next = put(cluster.store(1), "durable", "again").await;
+    assert_eq!(
+        next,
+        header.revision + 1,
+        "revisions continue where they were"
+    );
     cluster.shutdown().await;
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::validate::Limits;
 use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
@@ -60,9 +61,59 @@ pub struct ServerArgs {
     /// How long a request waits for a leader before failing, milliseconds.
     #[arg(long, default_value_t = 7000)]
     request_timeout_ms: u64,
+    /// Automatic compaction: `periodic` keeps --auto-compaction-retention of time (e.g. 10m,
+    /// 1h), `revision` keeps that many revisions, `off` never compacts by itself.
+    #[arg(long, value_enum, default_value = "periodic")]
+    auto_compaction_mode: CompactionMode,
+    /// What automatic compaction keeps: a duration (periodic) or a revision count (revision).
+    #[arg(long, default_value = "10m")]
+    auto_compaction_retention: String,
     /// Interval of watch progress notifications, milliseconds.
     #[arg(long, default_value_t = 600_000)]
     watch_progress_interval_ms: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum CompactionMode {
+    Periodic,
+    Revision,
+    Off,
+}
+
+fn retention(mode: CompactionMode, value: &str) -> anyhow::Result<Retention> {
+    match mode {
+        CompactionMode::Off => Ok(Retention::Off),
+        CompactionMode::Revision => match value.parse::<i64>() {
+            Ok(count) if count > 0 => Ok(Retention::Revisions(count)),
+            _ => bail!("--auto-compaction-retention {value:?} must be a positive revision count in revision mode"),
+        },
+        CompactionMode::Periodic => parse_duration(value).map(Retention::Period),
+    }
+}
+
+/// `500ms`, `30s`, `10m`, `1h`, or a bare number of hours (as etcd reads it).
+fn parse_duration(value: &str) -> anyhow::Result<Duration> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: u64 = number.parse().with_context(|| {
+        format!("--auto-compaction-retention {value:?} is not like 10m, 1h or 30s")
+    })?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" | "" => Duration::from_secs(number * 3600),
+        _ => bail!(
+            "--auto-compaction-retention {value:?}: unknown unit {unit:?} (use ms, s, m or h)"
+        ),
+    };
+    anyhow::ensure!(
+        !duration.is_zero(),
+        "--auto-compaction-retention must be more than zero"
+    );
+    Ok(duration)
 }
 
 fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -103,6 +154,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             watch_progress_interval: Duration::from_millis(args.watch_progress_interval_ms),
         },
+        auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
     };
     let member = RunningMember::start(config).await.with_context(|| {
         format!(
@@ -126,4 +178,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     member.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_reads_like_etcd() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("10x")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown unit"));
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(
+            retention(CompactionMode::Revision, "1000").unwrap(),
+            Retention::Revisions(1000)
+        );
+        assert!(retention(CompactionMode::Revision, "-5").is_err());
+        assert_eq!(
+            retention(CompactionMode::Off, "whatever").unwrap(),
+            Retention::Off
+        );
+    }
+
+    #[test]
+    fn initial_cluster_entries_need_a_name_and_an_address() {
+        let parsed = parse_initial_cluster(&["m1=http://127.0.0.1:2380".into()]).unwrap();
+        assert_eq!(parsed, [("m1".to_string(), "127.0.0.1:2380".to_string())]);
+        assert!(parse_initial_cluster(&["m1".into()]).is_err());
+        assert!(parse_initial_cluster(&["=127.0.0.1:1".into()]).is_err());
+    }
 }

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use std::time::Duration;
+
+use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
 
@@ -46,6 +49,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             join: None,
             raft: RaftOptions::default(),
             store: StoreOptions::default(),
+            auto_compaction: Retention::Period(Duration::from_secs(600)),
         };
         starting.push(tokio::spawn(RunningMember::start(config)));
     }

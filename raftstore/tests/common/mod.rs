@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::store::Store;
 use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
@@ -44,6 +45,14 @@ impl Cluster {
     }
 
     pub async fn start_with(size: usize, raft: RaftOptions) -> Self {
+        Self::start_configured(size, raft, Retention::Off).await
+    }
+
+    pub async fn start_configured(
+        size: usize,
+        raft: RaftOptions,
+        auto_compaction: Retention,
+    ) -> Self {
         let dir = TempDir::new().expect("a temporary directory");
         let mut peers = Vec::new();
         let mut clients = Vec::new();
@@ -68,6 +77,7 @@ impl Cluster {
                 join: None,
                 raft: raft.clone(),
                 store: store_options(),
+                auto_compaction,
             };
             configs.push(config.clone());
             starting.push(tokio::spawn(RunningMember::start_on(config, peer, client)));
