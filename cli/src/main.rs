@@ -23,6 +23,9 @@ enum Command {
     Server(Box<commands::server::ServerArgs>),
     /// Start a local HA cluster of masters on loopback (resumes if its data exists).
     Up(commands::up::UpArgs),
+    /// Benchmarks: store load (`kv`) and leader failover time (`failover`).
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Server(args) => commands::server::run(*args).await,
             Command::Up(args) => commands::up::run(args).await,
+            Command::Bench(command) => commands::bench::run(command).await,
         }
     })
 }

@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError};
+use openraft::error::{
+    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
+};
 use openraft::{ChangeMembers, ServerState};
 use rudder_proto::raft::raft_peer_client::RaftPeerClient;
 use rudder_proto::raft::RaftPayload;
@@ -709,11 +711,7 @@ impl Store {
             return Err(StoreError::MemberIdUsed { id });
         }
         if known.is_none() {
-            self.inner
-                .raft
-                .add_learner(id, member, !learner)
-                .await
-                .map_err(membership_error)?;
+            self.add_learner(id, member, !learner).await?;
         }
         if !learner {
             self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
@@ -727,6 +725,31 @@ impl Store {
             (id, member),
         ])))
         .await
+    }
+
+    async fn add_learner(
+        &self,
+        id: NodeId,
+        member: Member,
+        blocking: bool,
+    ) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.inner.options.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .add_learner(id, member.clone(), blocking)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(membership_error(error)),
+            }
+        }
     }
 
     async fn promote_local(&self, id: NodeId) -> Result<(), StoreError> {
@@ -757,13 +780,26 @@ impl Store {
         Ok(())
     }
 
+    /// Applies a membership change, waiting out one that is still in progress (members
+    /// publish their addresses at start-up, and only one change runs at a time).
     async fn change(&self, change: ChangeMembers<NodeId, Member>) -> Result<(), StoreError> {
-        self.inner
-            .raft
-            .change_membership(change, false)
-            .await
-            .map(|_| ())
-            .map_err(membership_error)
+        let deadline = Instant::now() + self.inner.options.request_timeout;
+        loop {
+            match self
+                .inner
+                .raft
+                .change_membership(change.clone(), false)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_),
+                ))) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(membership_error(error)),
+            }
+        }
     }
 
     // ---- Maintenance ----

@@ -310,11 +310,17 @@ async fn a_member_kept_down_rejoins_through_a_snapshot() {
         )
         .await;
     }
-    let purged = cluster.store(leader).raft().metrics().borrow().purged;
-    assert!(
-        purged.is_some_and(|p| p.index > 100),
-        "the leader purged its log: {purged:?}"
-    );
+    // Snapshots are built and the log purged in the background: wait for it.
+    cluster
+        .store(leader)
+        .raft()
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(
+            |m| m.purged.is_some_and(|p| p.index > 100),
+            "the leader purges its log",
+        )
+        .await
+        .expect("the leader purged its log behind a snapshot");
     cluster.restart(lagging).await;
     cluster.converge().await;
     let snapshot = cluster.store(lagging).raft().metrics().borrow().snapshot;
@@ -390,6 +396,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let cluster = Cluster::start(3).await;
     let store = cluster.store(1);
     put(store, "present", "v").await;
+    get(store, "present").await; // catches the local replica up before its HashKV
     let (_, before) = store.hash_kv(0).unwrap();
     let limits = store.limits().clone();
     let put_req = |key: &str, value: Vec<u8>, lease: LeaseId| {
@@ -587,6 +594,8 @@ async fn a_restarted_cluster_resumes_from_its_data() {
         ..Default::default()
     };
     let (header, _) = cluster.store(0).put(req).await.unwrap();
+    // HashKV reads the local replica (as in etcd): a linearizable read first catches it up.
+    get(cluster.store(0), "durable").await;
     let (_, hash) = cluster.store(0).hash_kv(0).unwrap();
     for i in 0..3 {
         cluster.stop(i).await;
@@ -602,6 +611,7 @@ async fn a_restarted_cluster_resumes_from_its_data() {
         (kv.value.as_slice(), kv.mod_revision, kv.lease),
         (&b"yes"[..], header.revision, lease.id)
     );
+    get(cluster.store(1), "durable").await;
     assert_eq!(cluster.store(1).hash_kv(0).unwrap().1, hash);
     let next = put(cluster.store(1), "durable", "again").await;
     assert_eq!(

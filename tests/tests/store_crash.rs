@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rudder_proto::etcdserverpb::{HashKvRequest, PutRequest, RangeRequest, StatusRequest};
-use rudder_tests::{kv, maintenance, ProcessCluster};
+use rudder_tests::{kv, maintenance, rudder_binary_beside_tests, ProcessCluster};
 
 type Acked = Arc<Mutex<BTreeMap<String, String>>>;
 
@@ -50,7 +50,8 @@ async fn writer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
-    let mut cluster = ProcessCluster::start(3);
+    let mut cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
+        .expect("three members start");
     let endpoints = cluster.endpoints();
     let acked: Acked = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -59,7 +60,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         .collect();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let leader = cluster.leader().await;
+    let leader = cluster.leader().await.unwrap();
     let before_kill = acked.lock().unwrap().len();
     assert!(before_kill > 0, "writes were acknowledged before the crash");
     cluster.members[leader].kill();
@@ -75,7 +76,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         "writes resumed {:?} after kill -9 of the leader",
         killed_at.elapsed()
     );
-    let new_leader = cluster.leader().await;
+    let new_leader = cluster.leader().await.unwrap();
     assert_ne!(new_leader, leader, "a new leader was elected");
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -83,9 +84,14 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         writer.await.unwrap();
     }
 
-    cluster.members[leader].restart();
+    cluster.members[leader]
+        .restart()
+        .await
+        .expect("the killed member restarts");
     let acked = acked.lock().unwrap().clone();
-    let leader_addr = cluster.members[cluster.leader().await].client_addr.clone();
+    let leader_addr = cluster.members[cluster.leader().await.unwrap()]
+        .client_addr
+        .clone();
     let revision = maintenance(&leader_addr)
         .await
         .unwrap()

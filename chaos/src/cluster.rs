@@ -1,0 +1,358 @@
+//! The cluster under test: real member processes on loopback, Rudder's or etcd's.
+//!
+//! Rudder members start on port 0 (addresses read from each member's ready line): the first
+//! bootstraps, the others `--join` it. etcd members need their peer URLs up front, so they
+//! get free loopback ports picked just before they start. Members are killed by PID (SIGKILL
+//! for crash tests) and restarted on the same data directory and addresses; dropping the
+//! cluster kills every process it started, also when a test fails.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rudder_proto::etcdserverpb::StatusRequest;
+use tempfile::TempDir;
+
+use crate::client::maintenance;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("starting {program:?}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("member {name} did not start: {detail}")]
+    NotReady { name: String, detail: String },
+    #[error("creating a scratch directory")]
+    Scratch(#[source] std::io::Error),
+    #[error("no leader within {0:?}")]
+    NoLeader(Duration),
+}
+
+/// Which store the processes run.
+#[derive(Debug, Clone)]
+pub enum Flavor {
+    Rudder { binary: PathBuf },
+    Etcd { binary: PathBuf },
+}
+
+/// One member process.
+pub struct MemberProcess {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub client_addr: String,
+    pub peer_addr: String,
+    pub id: u64,
+    flavor: Flavor,
+    /// Flags that only a first start needs (etcd takes them on every start).
+    restart_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl MemberProcess {
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts on the same data directory and addresses.
+    pub async fn restart(&mut self) -> Result<(), ClusterError> {
+        self.kill();
+        let again = match &self.flavor {
+            Flavor::Rudder { binary } => start_rudder(
+                binary,
+                &self.name,
+                &self.data_dir,
+                &self.client_addr,
+                &self.peer_addr,
+                &[],
+            )?,
+            Flavor::Etcd { binary } => {
+                start_etcd(
+                    binary,
+                    &self.name,
+                    &self.data_dir,
+                    &self.client_addr,
+                    &self.peer_addr,
+                    &self.restart_args,
+                )
+                .await?
+            }
+        };
+        let mut again = again;
+        self.child = again.child.take();
+        self.id = again.id;
+        // `again` is dropped with no child left to kill.
+        Ok(())
+    }
+}
+
+impl Drop for MemberProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn log_file(data_dir: &Path) -> Result<std::fs::File, ClusterError> {
+    std::fs::File::create(data_dir.with_extension("log")).map_err(ClusterError::Scratch)
+}
+
+fn start_rudder(
+    binary: &Path,
+    name: &str,
+    data_dir: &Path,
+    client: &str,
+    peer: &str,
+    cluster_flags: &[String],
+) -> Result<MemberProcess, ClusterError> {
+    let mut child = Command::new(binary)
+        .args(["server", "--name", name, "--data-dir"])
+        .arg(data_dir)
+        .args(["--listen-client", client, "--listen-peer", peer])
+        .args(cluster_flags)
+        .stdout(Stdio::piped())
+        .stderr(log_file(data_dir)?)
+        .spawn()
+        .map_err(|source| ClusterError::Spawn {
+            program: binary.into(),
+            source,
+        })?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    // "rudder server NAME ready: client ADDR peer ADDR id HEX"
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let id = (words.len() == 10 && words[3] == "ready:")
+        .then(|| u64::from_str_radix(words[9], 16).ok())
+        .flatten();
+    let Some(id) = id else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+        return Err(ClusterError::NotReady {
+            name: name.into(),
+            detail: format!("{line:?}\n{log}"),
+        });
+    };
+    Ok(MemberProcess {
+        name: name.into(),
+        data_dir: data_dir.into(),
+        client_addr: words[5].into(),
+        peer_addr: words[7].into(),
+        id,
+        flavor: Flavor::Rudder {
+            binary: binary.into(),
+        },
+        restart_args: Vec::new(),
+        child: Some(child),
+    })
+}
+
+async fn start_etcd(
+    binary: &Path,
+    name: &str,
+    data_dir: &Path,
+    client: &str,
+    peer: &str,
+    cluster_flags: &[String],
+) -> Result<MemberProcess, ClusterError> {
+    let child = Command::new(binary)
+        .args(["--name", name, "--data-dir"])
+        .arg(data_dir)
+        .arg(format!("--listen-client-urls=http://{client}"))
+        .arg(format!("--advertise-client-urls=http://{client}"))
+        .arg(format!("--listen-peer-urls=http://{peer}"))
+        .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
+        .args(cluster_flags)
+        .stdout(Stdio::null())
+        .stderr(log_file(data_dir)?)
+        .spawn()
+        .map_err(|source| ClusterError::Spawn {
+            program: binary.into(),
+            source,
+        })?;
+    let mut member = MemberProcess {
+        name: name.into(),
+        data_dir: data_dir.into(),
+        client_addr: client.into(),
+        peer_addr: peer.into(),
+        id: 0,
+        flavor: Flavor::Etcd {
+            binary: binary.into(),
+        },
+        restart_args: cluster_flags.to_vec(),
+        child: Some(child),
+    };
+    // etcd answers Status once it serves; until then, poll.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut client) = maintenance(client).await {
+            if let Ok(status) = client.status(StatusRequest {}).await {
+                member.id = status.into_inner().header.map(|h| h.member_id).unwrap_or(0);
+                return Ok(member);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            member.kill();
+            return Err(ClusterError::NotReady {
+                name: name.into(),
+                detail: "no Status answer in 30 s".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A free loopback port: bound, read, released (the member binds it right after).
+fn free_port() -> Result<String, ClusterError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Scratch)?;
+    Ok(listener
+        .local_addr()
+        .map_err(ClusterError::Scratch)?
+        .to_string())
+}
+
+pub struct ProcessCluster {
+    pub dir: TempDir,
+    pub members: Vec<MemberProcess>,
+}
+
+impl ProcessCluster {
+    /// `size` Rudder members: the first bootstraps a one-member cluster, the others join it.
+    pub fn start_rudder(
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
+        let dir = TempDir::new().map_err(ClusterError::Scratch)?;
+        let any = "127.0.0.1:0";
+        let mut bootstrap = vec!["--initial-cluster".to_string(), "m1=127.0.0.1:0".into()];
+        bootstrap.extend_from_slice(extra_flags);
+        let first = start_rudder(binary, "m1", &dir.path().join("m1"), any, any, &bootstrap)?;
+        let mut join = vec!["--join".to_string(), first.peer_addr.clone()];
+        join.extend_from_slice(extra_flags);
+        let mut members = vec![first];
+        for n in 2..=size {
+            let name = format!("m{n}");
+            members.push(start_rudder(
+                binary,
+                &name,
+                &dir.path().join(&name),
+                any,
+                any,
+                &join,
+            )?);
+        }
+        Ok(Self { dir, members })
+    }
+
+    /// `size` etcd members forming a new cluster, fsync on (etcd's default).
+    pub async fn start_etcd(binary: &Path, size: usize) -> Result<Self, ClusterError> {
+        let dir = TempDir::new().map_err(ClusterError::Scratch)?;
+        let mut ports = Vec::new();
+        for _ in 0..size {
+            ports.push((free_port()?, free_port()?));
+        }
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{}=http://{peer}", i + 1))
+            .collect();
+        let flags = vec![
+            format!("--initial-cluster={}", initial.join(",")),
+            "--initial-cluster-state=new".into(),
+            "--initial-cluster-token=rudder-bench".into(),
+        ];
+        let starting: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let name = format!("m{}", i + 1);
+                let data_dir = dir.path().join(&name);
+                let (binary, flags, client, peer) = (
+                    binary.to_owned(),
+                    flags.clone(),
+                    client.clone(),
+                    peer.clone(),
+                );
+                tokio::spawn(async move {
+                    start_etcd(&binary, &name, &data_dir, &client, &peer, &flags).await
+                })
+            })
+            .collect();
+        let mut members = Vec::new();
+        for task in starting {
+            members.push(task.await.expect("etcd start task")?);
+        }
+        Ok(Self { dir, members })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(|m| m.client_addr.clone())
+            .collect()
+    }
+
+    /// The index of the member that the running members say leads, waiting up to 10 s.
+    pub async fn leader(&self) -> Result<usize, ClusterError> {
+        let limit = Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            for member in self.members.iter().filter(|m| m.is_running()) {
+                let Ok(mut client) = maintenance(&member.client_addr).await else {
+                    continue;
+                };
+                let Ok(status) = client.status(StatusRequest {}).await else {
+                    continue;
+                };
+                let leader = status.into_inner().leader;
+                if let Some(i) = self
+                    .members
+                    .iter()
+                    .position(|m| m.id == leader && m.is_running())
+                {
+                    return Ok(i);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClusterError::NoLeader(limit));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The `rudder` binary built beside a test executable (`target/<profile>/rudder`), or
+/// `$RUDDER_BIN`.
+pub fn rudder_binary_beside_tests() -> PathBuf {
+    if let Some(path) = std::env::var_os("RUDDER_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("rudder");
+    assert!(
+        binary.exists(),
+        "{binary:?} is missing: build it with `cargo build -p rudder-cli`"
+    );
+    binary
+}

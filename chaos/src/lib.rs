@@ -1,0 +1,13 @@
+//! `rudder-chaos`: drives clusters under test and measures them.
+//!
+//! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's.
+//! - [`client`]: etcd v3 gRPC clients; everything here speaks only that API, so the same
+//!   code measures Rudder and etcd side by side.
+//! - [`bench`]: load generators (`rudder bench kv ...`), failover measurement, and the pure
+//!   statistics they report.
+//!
+//! Fault injection, history recording and the checkers of DESIGN.md §8 grow here next.
+
+pub mod bench;
+pub mod client;
+pub mod cluster;

@@ -1,0 +1,209 @@
+//! `rudder bench ...`: benchmarks (never tests). Each prints its figures and can write JSON.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use rudder_chaos::bench::kv::{self, KvLoad, Workload};
+use rudder_chaos::bench::{failover, stats::Summary};
+use rudder_chaos::cluster::ProcessCluster;
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Load a store through the etcd v3 API (works against Rudder and etcd alike).
+    Kv(KvArgs),
+    /// kill -9 the leader of a fresh local cluster and time the first write after, N times.
+    Failover(FailoverArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Store {
+    Rudder,
+    Etcd,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Client endpoints of a running cluster: host:port,...
+    #[arg(long, value_delimiter = ',', conflicts_with = "spawn")]
+    endpoints: Vec<String>,
+    /// Start a fresh local cluster for this run instead (torn down afterwards).
+    #[arg(long)]
+    spawn: Option<Store>,
+    /// Members of a spawned cluster.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// The etcd binary for --spawn etcd (Debian's etcd-server).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_binary: PathBuf,
+    /// Extra flags for spawned `rudder server` members (e.g. --election-timeout-ms=500).
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    rudder_flags: Vec<String>,
+}
+
+impl Target {
+    async fn spawn(&self) -> anyhow::Result<Option<ProcessCluster>> {
+        let cluster = match self.spawn {
+            None => return Ok(None),
+            Some(Store::Rudder) => {
+                let binary = std::env::current_exe().context("locating the rudder binary")?;
+                ProcessCluster::start_rudder(&binary, self.members, &self.rudder_flags)?
+            }
+            Some(Store::Etcd) => {
+                ProcessCluster::start_etcd(&self.etcd_binary, self.members).await?
+            }
+        };
+        Ok(Some(cluster))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct KvArgs {
+    #[command(subcommand)]
+    workload: KvWorkload,
+    #[command(flatten)]
+    target: Target,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    /// HTTP/2 connections the clients share.
+    #[arg(long, default_value_t = 1)]
+    conns: usize,
+    /// Operations in all (puts for watch).
+    #[arg(long, default_value_t = 10_000)]
+    total: u64,
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    #[arg(long, default_value_t = 256)]
+    val_size: usize,
+    /// Keys are drawn from 0..key-space.
+    #[arg(long, default_value_t = 100_000)]
+    key_space: u64,
+    /// Sequential keys instead of random ones.
+    #[arg(long)]
+    sequential_keys: bool,
+    /// Send every request to the leader only (default: spread over all members).
+    #[arg(long)]
+    target_leader: bool,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum KvWorkload {
+    Put,
+    Range {
+        /// Serializable (local) reads instead of linearizable ones.
+        #[arg(long)]
+        serializable: bool,
+    },
+    Txn,
+    Watch {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        /// Puts per second.
+        #[arg(long, default_value_t = 100)]
+        put_rate: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    #[arg(long, value_enum, default_value = "rudder")]
+    store: Store,
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_binary: PathBuf,
+    /// Extra flags for the `rudder server` members (e.g. "--election-timeout-ms=300").
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    rudder_flags: Vec<String>,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn write_json(path: &Option<PathBuf>, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        let text = serde_json::to_string_pretty(value)?;
+        std::fs::write(path, text).with_context(|| format!("writing {path:?}"))?;
+    }
+    Ok(())
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Kv(args) => run_kv(args).await,
+        BenchCommand::Failover(args) => run_failover(args).await,
+    }
+}
+
+async fn run_kv(args: KvArgs) -> anyhow::Result<()> {
+    let spawned = args.target.spawn().await?;
+    let mut endpoints = match &spawned {
+        Some(cluster) => cluster.endpoints(),
+        None => args.target.endpoints.clone(),
+    };
+    if args.target_leader {
+        endpoints = vec![leader_endpoint(&endpoints).await?];
+    }
+    let workload = match args.workload {
+        KvWorkload::Put => Workload::Put,
+        KvWorkload::Range { serializable } => Workload::Range { serializable },
+        KvWorkload::Txn => Workload::Txn,
+        KvWorkload::Watch { watchers, put_rate } => Workload::Watch {
+            watchers,
+            rate: put_rate,
+        },
+    };
+    let load = KvLoad {
+        endpoints,
+        clients: args.clients,
+        connections: args.conns,
+        total: args.total,
+        key_size: args.key_size,
+        value_size: args.val_size,
+        key_space: args.key_space,
+        sequential_keys: args.sequential_keys,
+        progress: true,
+    };
+    let summary: Summary = kv::run(&load, workload).await?;
+    println!("{summary}");
+    write_json(&args.json, &summary)
+}
+
+async fn leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
+    use rudder_proto::etcdserverpb::StatusRequest;
+    for endpoint in endpoints {
+        let Ok(mut client) = rudder_chaos::client::maintenance(endpoint).await else {
+            continue;
+        };
+        let Ok(status) = client.status(StatusRequest {}).await else {
+            continue;
+        };
+        let status = status.into_inner();
+        if status.header.is_some_and(|h| h.member_id == status.leader) {
+            return Ok(endpoint.clone());
+        }
+    }
+    anyhow::bail!("none of {endpoints:?} says it is the leader: is the cluster up?")
+}
+
+async fn run_failover(args: FailoverArgs) -> anyhow::Result<()> {
+    let mut cluster = match args.store {
+        Store::Rudder => {
+            let binary = std::env::current_exe().context("locating the rudder binary")?;
+            ProcessCluster::start_rudder(&binary, args.members, &args.rudder_flags)?
+        }
+        Store::Etcd => ProcessCluster::start_etcd(&args.etcd_binary, args.members).await?,
+    };
+    let report = failover::measure(&mut cluster, args.runs).await?;
+    println!(
+        "failover ({:?}, {} members, {} runs): min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        args.store, args.members, args.runs, report.min_ms, report.median_ms, report.max_ms
+    );
+    write_json(&args.json, &report)
+}
