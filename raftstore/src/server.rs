@@ -255,18 +255,18 @@ impl RunningMember {
         if config.initial_cluster.is_empty() {
             return Err(ServerError::NoClusterToForm);
         }
+        // Every initial member must propose exactly the same membership: openraft treats the
+        // initial entries as one log entry, so any difference (say, each member filling in its
+        // own client address) would leave replicas with different contents at the same log id.
+        // Client addresses are published afterwards through the log (see `publish_self`).
         let members: BTreeMap<NodeId, Member> = config
             .initial_cluster
             .iter()
             .map(|(name, peer)| {
-                let member = if *name == config.name {
-                    me.clone()
-                } else {
-                    Member {
-                        name: name.clone(),
-                        peer_addr: peer.clone(),
-                        client_addr: String::new(),
-                    }
+                let member = Member {
+                    name: name.clone(),
+                    peer_addr: peer.clone(),
+                    client_addr: String::new(),
                 };
                 (initial_member_id(name), member)
             })

@@ -621,3 +621,33 @@ async fn a_restarted_cluster_resumes_from_its_data() {
     );
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_member_publishes_its_client_address() {
+    let cluster = Cluster::start(3).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let members = cluster.store(0).members();
+        let published = members
+            .iter()
+            .filter(|m| !m.member.client_addr.is_empty())
+            .count();
+        if published == 3 {
+            let expected: BTreeSet<String> = cluster
+                .configs
+                .iter()
+                .map(|c| c.listen_client.to_string())
+                .collect();
+            let listed: BTreeSet<String> =
+                members.into_iter().map(|m| m.member.client_addr).collect();
+            assert_eq!(listed, expected);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client addresses published: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.shutdown().await;
+}

@@ -243,11 +243,18 @@ pub fn member(info: MemberInfo) -> pb::Member {
             vec![format!("http://{addr}")]
         }
     };
+    // Client URLs are listed as bare host:port: etcd 3.4's client dials a listed URL with the
+    // whole URL as the HTTP/2 `:authority`, which hyper (rightly) refuses; host:port works
+    // with every etcd client version.
+    let client_urls = match info.member.client_addr.as_str() {
+        "" => Vec::new(),
+        addr => vec![addr.to_owned()],
+    };
     pb::Member {
         id: info.id,
         name: info.member.name.clone(),
         peer_ur_ls: url(&info.member.peer_addr),
-        client_ur_ls: url(&info.member.client_addr),
+        client_ur_ls: client_urls,
         is_learner: info.is_learner,
     }
 }

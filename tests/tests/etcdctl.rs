@@ -1,0 +1,228 @@
+//! Debian's `etcdctl` (v3 API) against a 3-member Rudder cluster: every output asserted,
+//! once undisturbed and once with the leader killed between steps.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+struct Ctl {
+    endpoints: String,
+}
+
+impl Ctl {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(ETCDCTL);
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoints))
+            .arg("--command-timeout=15s")
+            .args(args);
+        command
+    }
+
+    /// Runs etcdctl; returns stdout, panicking with stderr if it failed.
+    fn run(&self, args: &[&str]) -> String {
+        self.run_with_input(args, None)
+    }
+
+    fn run_with_input(&self, args: &[&str], input: Option<&str>) -> String {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("etcdctl runs (apt-get install etcd-client)");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "etcdctl {args:?} failed:\n{stdout}\n{stderr}"
+        );
+        stdout
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.command(args).output().unwrap();
+        assert!(!output.status.success(), "etcdctl {args:?} should fail");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+
+    fn revision(&self, key: &str) -> i64 {
+        let json = self.run(&["get", key, "-w", "json"]);
+        let start = json
+            .find("\"revision\":")
+            .expect("a revision in the header")
+            + "\"revision\":".len();
+        json[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Kills the current leader (SIGKILL) and returns its index, for a restart later.
+async fn kill_leader(cluster: &mut ProcessCluster) -> usize {
+    let leader = cluster.leader().await.expect("a leader");
+    cluster.members[leader].kill();
+    leader
+}
+
+async fn scenario(kill_between_steps: bool) {
+    let mut cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).expect("three members");
+    let ctl = Ctl {
+        endpoints: cluster.endpoints().join(","),
+    };
+
+    assert_eq!(ctl.run(&["put", "foo", "bar"]), "OK\n");
+    let first = ctl.revision("foo");
+    let killed = if kill_between_steps {
+        Some(kill_leader(&mut cluster).await)
+    } else {
+        None
+    };
+    assert_eq!(ctl.run(&["put", "foo", "baz"]), "OK\n");
+    assert_eq!(
+        ctl.run(&["get", "foo", "--prefix", &format!("--rev={first}")]),
+        "foo\nbar\n"
+    );
+    assert_eq!(ctl.run(&["get", "f", "--prefix"]), "foo\nbaz\n");
+
+    let txn = "value(\"foo\") = \"baz\"\n\nput key2 yes\n\nput key2 no\n\n";
+    assert_eq!(ctl.run_with_input(&["txn"], Some(txn)), "SUCCESS\n\nOK\n");
+    assert_eq!(ctl.run(&["get", "key2"]), "key2\nyes\n");
+
+    // watch --rev replays history, then follows writes made by another process.
+    let mut watch = ctl
+        .command(&["watch", "foo", &format!("--rev={first}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut next_lines = |n: usize| {
+        (0..n)
+            .map(|_| lines.next().unwrap().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(next_lines(6), ["PUT", "foo", "bar", "PUT", "foo", "baz"]);
+    assert_eq!(ctl.run(&["put", "foo", "qux"]), "OK\n");
+    assert_eq!(next_lines(3), ["PUT", "foo", "qux"]);
+    let _ = watch.kill();
+    let _ = watch.wait();
+    if let Some(member) = killed {
+        cluster.members[member]
+            .restart()
+            .await
+            .expect("the killed member restarts");
+    }
+
+    assert_eq!(ctl.run(&["del", "foo", "--prev-kv"]), "1\nfoo\nqux\n");
+
+    let killed = if kill_between_steps {
+        Some(kill_leader(&mut cluster).await)
+    } else {
+        None
+    };
+    let granted = ctl.run(&["lease", "grant", "60"]);
+    let lease = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("lease <id> granted")
+        .to_string();
+    assert_eq!(granted, format!("lease {lease} granted with TTL(60s)\n"));
+    assert_eq!(ctl.run(&["put", "--lease", &lease, "leased", "v"]), "OK\n");
+    assert_eq!(
+        ctl.run(&["lease", "keep-alive", "--once", &lease]),
+        format!("lease {lease} keepalived with TTL(60)\n")
+    );
+    let ttl = ctl.run(&["lease", "timetolive", &lease, "--keys"]);
+    assert!(
+        ttl.starts_with(&format!("lease {lease} granted with TTL(60s), remaining(")),
+        "{ttl}"
+    );
+    assert!(ttl.ends_with("attached keys([leased])\n"), "{ttl}");
+    assert_eq!(
+        ctl.run(&["lease", "revoke", &lease]),
+        format!("lease {lease} revoked\n")
+    );
+    assert_eq!(ctl.run(&["get", "leased"]), "");
+    if let Some(member) = killed {
+        cluster.members[member]
+            .restart()
+            .await
+            .expect("the killed member restarts");
+    }
+
+    let current = ctl.revision("key2");
+    assert_eq!(
+        ctl.run(&["compaction", &current.to_string()]),
+        format!("compacted revision {current}\n")
+    );
+    let refused = ctl.fails(&["get", "foo", &format!("--rev={first}")]);
+    assert!(refused.contains("has been compacted"), "{refused}");
+
+    // Every member has caught up before the cluster-wide views.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let members = ctl.run(&["member", "list"]);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert!(
+        members.lines().all(|line| line.contains(", started, m")),
+        "{members}"
+    );
+    let status = ctl.run(&["endpoint", "status", "--cluster"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    assert_eq!(
+        status
+            .lines()
+            .filter(|line| line.contains(", true, false,"))
+            .count(),
+        1,
+        "one leader: {status}"
+    );
+    let hashes = ctl.run(&["endpoint", "hashkv", "--cluster"]);
+    let values: Vec<&str> = hashes
+        .lines()
+        .filter_map(|line| line.split(", ").nth(1))
+        .collect();
+    assert_eq!(values.len(), 3, "{hashes}");
+    assert!(
+        values.iter().all(|hash| *hash == values[0]),
+        "all members hash alike: {hashes}"
+    );
+
+    let file = cluster.dir.path().join("backup.db");
+    let one = Ctl {
+        endpoints: cluster.members[0].client_addr.clone(),
+    };
+    let saved = one.run(&["snapshot", "save", file.to_str().unwrap()]);
+    assert!(saved.contains("Snapshot saved at"), "{saved}");
+    assert!(std::fs::metadata(&file).unwrap().len() > 32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_drives_a_three_member_cluster() {
+    scenario(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_works_while_the_leader_is_killed_between_steps() {
+    scenario(true).await;
+}
