@@ -40,6 +40,10 @@ case "${1:-}" in
     cargo build --locked -p rudder-cli
     exec "$CARGO_TARGET_DIR/debug/rudder" up "$@"
     ;;
+  build-release)
+    install_system_packages
+    cargo build --locked --release -p rudder-cli
+    ;;
   test)
     install_system_packages
     install_cargo_tools
@@ -50,7 +54,7 @@ case "${1:-}" in
     cargo nextest run --locked --workspace --no-fail-fast
     ;;
   *)
-    echo "usage: scripts/dev.sh up|test" >&2
+    echo "usage: scripts/dev.sh up|test|build-release" >&2
     exit 2
     ;;
 esac

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
-use crate::kv::Lease;
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
 use crate::types::*;
 
@@ -333,9 +332,4 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             snapshot: Box::new(Cursor::new(stored.data)),
         })
     }
-}
-
-/// Lists the leases of a loaded keyspace (for the leader's lease clock).
-pub fn leases_of(keyspace: &Keyspace) -> Vec<Lease> {
-    keyspace.read().mvcc.leases().collect()
 }

@@ -733,23 +733,9 @@ impl Store {
         member: Member,
         blocking: bool,
     ) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.inner.options.request_timeout;
-        loop {
-            match self
-                .inner
-                .raft
-                .add_learner(id, member.clone(), blocking)
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                    ChangeMembershipError::InProgress(_),
-                ))) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(error) => return Err(membership_error(error)),
-            }
-        }
+        let raft = &self.inner.raft;
+        self.one_change_at_a_time(|| raft.add_learner(id, member.clone(), blocking))
+            .await
     }
 
     async fn promote_local(&self, id: NodeId) -> Result<(), StoreError> {
@@ -780,17 +766,24 @@ impl Store {
         Ok(())
     }
 
-    /// Applies a membership change, waiting out one that is still in progress (members
-    /// publish their addresses at start-up, and only one change runs at a time).
     async fn change(&self, change: ChangeMembers<NodeId, Member>) -> Result<(), StoreError> {
+        let raft = &self.inner.raft;
+        self.one_change_at_a_time(|| raft.change_membership(change.clone(), false))
+            .await
+    }
+
+    /// Runs a membership call, waiting out a change still in progress: openraft runs one at a
+    /// time, and members publish their addresses through such changes at start-up.
+    async fn one_change_at_a_time<F, Fut, T>(&self, call: F) -> Result<(), StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, Member>>>,
+        >,
+    {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
-            match self
-                .inner
-                .raft
-                .change_membership(change.clone(), false)
-                .await
-            {
+            match call().await {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),

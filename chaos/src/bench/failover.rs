@@ -57,9 +57,7 @@ async fn first_write_after(
             Some(Ok(Ok(()))) = attempts.join_next(), if !attempts.is_empty() => return Ok(started.elapsed()),
         }
         if started.elapsed() > limit {
-            return Err(BenchError::Setup(format!(
-                "no write succeeded within {limit:?} of the kill"
-            )));
+            return Err(BenchError::Stalled("no write succeeded in time"));
         }
     }
 }
@@ -87,10 +85,7 @@ async fn new_leader_seen(endpoints: Vec<String>, old: u64) -> Option<Duration> {
 
 /// Waits until a restarted member has applied what the leader had committed.
 async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result<(), BenchError> {
-    let leader = cluster
-        .leader()
-        .await
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let leader = cluster.leader().await?;
     let status = |addr: String| async move {
         let mut client = maintenance(&addr).await.ok()?;
         client
@@ -112,8 +107,8 @@ async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result<(), BenchE
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Err(BenchError::Setup(
-        "the restarted member did not catch up within 30 s".into(),
+    Err(BenchError::Stalled(
+        "the restarted member did not catch up within 30 s",
     ))
 }
 
@@ -125,10 +120,7 @@ pub async fn measure(
     for run in 1..=runs {
         // A write first, so the cluster is known to be serving before the kill.
         first_write_after(cluster, Duration::from_secs(30)).await?;
-        let leader = cluster
-            .leader()
-            .await
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let leader = cluster.leader().await?;
         let old_leader = cluster.members[leader].id;
         cluster.members[leader].kill();
         let election = tokio::spawn(new_leader_seen(cluster.endpoints(), old_leader));
@@ -142,10 +134,7 @@ pub async fn measure(
             took.as_secs_f64() * 1000.0
         );
         runs_ms.push(took.as_secs_f64() * 1000.0);
-        cluster.members[leader]
-            .restart()
-            .await
-            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        cluster.members[leader].restart().await?;
         caught_up(cluster, leader).await?;
     }
     let mut sorted = runs_ms.clone();

@@ -104,7 +104,10 @@ pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchErro
             client
                 .put(put)
                 .await
-                .map_err(|status| BenchError::Setup(status.message().into()))?;
+                .map_err(|status| BenchError::Prepare {
+                    what: "writing the key to read",
+                    status,
+                })?;
         }
         _ => {}
     }
@@ -132,7 +135,7 @@ pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchErro
     }
     let mut latencies = Vec::with_capacity(load.total as usize);
     for task in tasks {
-        latencies.extend(task.await.map_err(|e| BenchError::Setup(e.to_string()))?);
+        latencies.extend(task.await?);
     }
     bar.finish_and_clear();
     Ok(summarize(
@@ -288,8 +291,8 @@ async fn watch(load: &KvLoad, watchers: usize, rate: u64) -> Result<Summary, Ben
     drop(ready_tx);
     for _ in 0..watchers.max(1) {
         if ready_rx.recv().await.is_none() {
-            return Err(BenchError::Setup(
-                "a watch stream closed before it was created".into(),
+            return Err(BenchError::Stalled(
+                "a watch stream closed before it was created",
             ));
         }
     }
@@ -315,8 +318,8 @@ async fn watch(load: &KvLoad, watchers: usize, rate: u64) -> Result<Summary, Ben
         match tokio::time::timeout(Duration::from_secs(30), stream).await {
             Ok(Ok(received)) => latencies.extend(received),
             _ => {
-                return Err(BenchError::Setup(
-                    "a watcher did not receive every event within 30 s".into(),
+                return Err(BenchError::Stalled(
+                    "a watcher did not receive every event within 30 s",
                 ))
             }
         }

@@ -10,6 +10,15 @@ pub enum BenchError {
     NoEndpoints,
     #[error("connecting to {endpoint}: {reason}")]
     Connect { endpoint: String, reason: String },
-    #[error("benchmark setup failed: {0}")]
-    Setup(String),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+    #[error("preparing the benchmark: {what} failed: {status}")]
+    Prepare {
+        what: &'static str,
+        status: tonic::Status,
+    },
+    #[error("{0} (the cluster did not recover in time: see the members' logs)")]
+    Stalled(&'static str),
+    #[error("a load task panicked: {0}")]
+    TaskPanicked(#[from] tokio::task::JoinError),
 }

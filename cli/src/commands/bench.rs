@@ -22,6 +22,32 @@ pub enum Store {
     Etcd,
 }
 
+/// How to start a fresh local cluster for a benchmark.
+#[derive(Args, Debug)]
+pub struct SpawnArgs {
+    /// Members of a spawned cluster.
+    #[arg(long, default_value_t = 3)]
+    members: usize,
+    /// The etcd binary (Debian's etcd-server).
+    #[arg(long, default_value = "/usr/bin/etcd")]
+    etcd_binary: PathBuf,
+    /// Extra flags for spawned `rudder server` members (e.g. "--election-timeout-ms=300").
+    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
+    rudder_flags: Vec<String>,
+}
+
+impl SpawnArgs {
+    async fn spawn(&self, store: Store) -> anyhow::Result<ProcessCluster> {
+        Ok(match store {
+            Store::Rudder => {
+                let binary = std::env::current_exe().context("locating the rudder binary")?;
+                ProcessCluster::start_rudder(&binary, self.members, &self.rudder_flags)?
+            }
+            Store::Etcd => ProcessCluster::start_etcd(&self.etcd_binary, self.members).await?,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct Target {
     /// Client endpoints of a running cluster: host:port,...
@@ -30,31 +56,8 @@ pub struct Target {
     /// Start a fresh local cluster for this run instead (torn down afterwards).
     #[arg(long)]
     spawn: Option<Store>,
-    /// Members of a spawned cluster.
-    #[arg(long, default_value_t = 3)]
-    members: usize,
-    /// The etcd binary for --spawn etcd (Debian's etcd-server).
-    #[arg(long, default_value = "/usr/bin/etcd")]
-    etcd_binary: PathBuf,
-    /// Extra flags for spawned `rudder server` members (e.g. --election-timeout-ms=500).
-    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
-    rudder_flags: Vec<String>,
-}
-
-impl Target {
-    async fn spawn(&self) -> anyhow::Result<Option<ProcessCluster>> {
-        let cluster = match self.spawn {
-            None => return Ok(None),
-            Some(Store::Rudder) => {
-                let binary = std::env::current_exe().context("locating the rudder binary")?;
-                ProcessCluster::start_rudder(&binary, self.members, &self.rudder_flags)?
-            }
-            Some(Store::Etcd) => {
-                ProcessCluster::start_etcd(&self.etcd_binary, self.members).await?
-            }
-        };
-        Ok(Some(cluster))
-    }
+    #[command(flatten)]
+    cluster: SpawnArgs,
 }
 
 #[derive(Args, Debug)]
@@ -114,13 +117,8 @@ pub struct FailoverArgs {
     store: Store,
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    #[arg(long, default_value_t = 3)]
-    members: usize,
-    #[arg(long, default_value = "/usr/bin/etcd")]
-    etcd_binary: PathBuf,
-    /// Extra flags for the `rudder server` members (e.g. "--election-timeout-ms=300").
-    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
-    rudder_flags: Vec<String>,
+    #[command(flatten)]
+    cluster: SpawnArgs,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -142,7 +140,10 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn run_kv(args: KvArgs) -> anyhow::Result<()> {
-    let spawned = args.target.spawn().await?;
+    let spawned = match args.target.spawn {
+        Some(store) => Some(args.target.cluster.spawn(store).await?),
+        None => None,
+    };
     let mut endpoints = match &spawned {
         Some(cluster) => cluster.endpoints(),
         None => args.target.endpoints.clone(),
@@ -193,17 +194,11 @@ async fn leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
 }
 
 async fn run_failover(args: FailoverArgs) -> anyhow::Result<()> {
-    let mut cluster = match args.store {
-        Store::Rudder => {
-            let binary = std::env::current_exe().context("locating the rudder binary")?;
-            ProcessCluster::start_rudder(&binary, args.members, &args.rudder_flags)?
-        }
-        Store::Etcd => ProcessCluster::start_etcd(&args.etcd_binary, args.members).await?,
-    };
+    let mut cluster = args.cluster.spawn(args.store).await?;
     let report = failover::measure(&mut cluster, args.runs).await?;
     println!(
         "failover ({:?}, {} members, {} runs): min {:.0} ms, median {:.0} ms, max {:.0} ms",
-        args.store, args.members, args.runs, report.min_ms, report.median_ms, report.max_ms
+        args.store, args.cluster.members, args.runs, report.min_ms, report.median_ms, report.max_ms
     );
     write_json(&args.json, &report)
 }
