@@ -9,7 +9,10 @@
 //! | `sm` | `applied`, `membership`, `revision`, `compact`, `members_ever`, `cluster_id` | state-machine metadata |
 //! | `snapshot` | `current` | the last built or installed snapshot |
 //!
-//! Sharing one WAL means a synced write also makes every earlier write durable.
+//! Sharing one WAL means a synced write also makes every earlier write durable. That is what
+//! lets the state machine write without its own fsync: the log entries it applies were synced
+//! before they were committed, and anything that lets the log be purged (a snapshot) is
+//! written synced, which carries every earlier state-machine write to disk with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,15 +149,38 @@ impl Db {
 
     /// Writes the batch and fsyncs the WAL before returning.
     pub fn write_synced(&self, batch: WriteBatch) -> Result<(), DbError> {
+        self.write(batch, true)
+    }
+
+    /// Writes the batch to the WAL without waiting for the disk: it becomes durable with the
+    /// next synced write or [`Db::sync_wal`] (the WAL is one ordered file).
+    pub fn write_unsynced(&self, batch: WriteBatch) -> Result<(), DbError> {
+        self.write(batch, false)
+    }
+
+    /// Fsyncs everything written so far.
+    pub fn sync_wal(&self) -> Result<(), DbError> {
+        self.check_failpoint()?;
+        self.inner.flush_wal(true).map_err(failed)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), DbError> {
+        self.check_failpoint()?;
+        let mut options = WriteOptions::default();
+        options.set_sync(sync);
+        self.inner.write_opt(batch, &options).map_err(failed)
+    }
+
+    fn check_failpoint(&self) -> Result<(), DbError> {
         if self.fail_writes.load(Ordering::Relaxed) {
             tracing::error!("store write failed: injected disk fault; this member stops");
             return Err(DbError::InjectedFault);
         }
-        let mut options = WriteOptions::default();
-        options.set_sync(true);
-        self.inner.write_opt(batch, &options).map_err(|source| {
-            tracing::error!(error = %source, "store write or fsync failed; this member stops");
-            DbError::Write { source }
-        })
+        Ok(())
     }
+}
+
+fn failed(source: rocksdb::Error) -> DbError {
+    tracing::error!(error = %source, "store write or fsync failed; this member stops");
+    DbError::Write { source }
 }

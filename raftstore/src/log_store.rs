@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::mpsc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
@@ -17,6 +18,36 @@ use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 #[derive(Clone, Debug)]
 pub struct LogStore {
     db: Db,
+    /// Appends waiting for their fsync, in order.
+    flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+}
+
+/// Group commit: one fsync covers every append that queued up while the last one ran, and
+/// the callbacks fire in append order. The thread ends when the last `LogStore` is dropped.
+fn start_flusher(db: Db) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+    let (sender, receiver) = mpsc::channel::<LogFlushed<TypeConfig>>();
+    let spawned = std::thread::Builder::new()
+        .name("rudder-log-fsync".into())
+        .spawn(move || {
+            while let Ok(first) = receiver.recv() {
+                let mut waiting = vec![first];
+                waiting.extend(receiver.try_iter());
+                let result = db.sync_wal();
+                for callback in waiting {
+                    let outcome = match &result {
+                        Ok(()) => Ok(()),
+                        Err(error) => Err(std::io::Error::other(error.to_string())),
+                    };
+                    callback.log_io_completed(outcome);
+                }
+            }
+        });
+    if let Err(error) = spawned {
+        // Without the thread every append fails (its callback queue is closed), which stops
+        // the member with this reason in the log.
+        tracing::error!(%error, "could not start the log fsync thread");
+    }
+    sender
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -33,7 +64,8 @@ fn io<E: std::error::Error + 'static>(
 
 impl LogStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        let flusher = start_flusher(db.clone());
+        Self { db, flusher }
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -162,16 +194,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let bytes = codec::encode(&entry).map_err(io(StorageIOError::write_logs))?;
             batch.put_cf(logs, index_key(entry.log_id.index), bytes);
         }
-        match self.db.write_synced(batch) {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(error) => {
-                callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
-                Err(io(StorageIOError::write_logs)(error))
-            }
+        // Written now (readable at once), flushed by the fsync thread: openraft learns the
+        // entries are durable through the callback, and only then counts them as accepted.
+        if let Err(error) = self.db.write_unsynced(batch) {
+            callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+            return Err(io(StorageIOError::write_logs)(error));
         }
+        self.flusher.send(callback).map_err(|_| {
+            let stopped = std::io::Error::other("the log fsync thread has stopped");
+            io(StorageIOError::write_logs)(stopped)
+        })
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

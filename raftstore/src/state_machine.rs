@@ -217,7 +217,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             });
         }
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
-        self.db.write_synced(batch).map_err(sm_error)?;
+        // Unsynced on purpose: see `db` (the applied entries are already durable in the log).
+        self.db.write_unsynced(batch).map_err(sm_error)?;
         for item in published {
             self.keyspace.publish(item);
         }

@@ -62,8 +62,17 @@ pub struct Target {
 
 #[derive(Args, Debug)]
 pub struct KvArgs {
-    #[command(subcommand)]
+    #[arg(value_enum)]
     workload: KvWorkload,
+    /// range: serve reads from the local member (serializable) instead of linearizably.
+    #[arg(long)]
+    serializable: bool,
+    /// watch: number of watchers.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// watch: puts per second.
+    #[arg(long, default_value_t = 100)]
+    put_rate: u64,
     #[command(flatten)]
     target: Target,
     /// Concurrent clients.
@@ -93,22 +102,16 @@ pub struct KvArgs {
     json: Option<PathBuf>,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(ValueEnum, Debug, Clone, Copy)]
 enum KvWorkload {
+    /// Writes of --val-size bytes to keys drawn from --key-space.
     Put,
-    Range {
-        /// Serializable (local) reads instead of linearizable ones.
-        #[arg(long)]
-        serializable: bool,
-    },
+    /// Reads of one key (linearizable unless --serializable).
+    Range,
+    /// Compare-and-swap transactions, each client on its own key.
     Txn,
-    Watch {
-        #[arg(long, default_value_t = 1000)]
-        watchers: usize,
-        /// Puts per second.
-        #[arg(long, default_value_t = 100)]
-        put_rate: u64,
-    },
+    /// --watchers watch one key while --put-rate puts per second arrive.
+    Watch,
 }
 
 #[derive(Args, Debug)]
@@ -153,11 +156,13 @@ async fn run_kv(args: KvArgs) -> anyhow::Result<()> {
     }
     let workload = match args.workload {
         KvWorkload::Put => Workload::Put,
-        KvWorkload::Range { serializable } => Workload::Range { serializable },
+        KvWorkload::Range => Workload::Range {
+            serializable: args.serializable,
+        },
         KvWorkload::Txn => Workload::Txn,
-        KvWorkload::Watch { watchers, put_rate } => Workload::Watch {
-            watchers,
-            rate: put_rate,
+        KvWorkload::Watch => Workload::Watch {
+            watchers: args.watchers,
+            rate: args.put_rate,
         },
     };
     let load = KvLoad {
