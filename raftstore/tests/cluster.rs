@@ -133,6 +133,9 @@ async fn a_watch_from_a_compacted_revision_ends_with_compacted() {
     put(store, "c/a", "2").await;
     let third = put(store, "c/a", "3").await;
     store.compact(third).await.unwrap();
+    // Watches are served by the local replica: catch the watching members up first.
+    get(cluster.store(2), "c/a").await;
+    get(cluster.store(0), "c/a").await;
     let request = WatchRequest {
         range: KeyRange::prefix("c/"),
         start_revision: first,
@@ -649,5 +652,103 @@ async fn every_member_publishes_its_client_address() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
+    let mut cluster = Cluster::start(3).await;
+    put(cluster.store(0), "before", "join").await;
+    let fourth = cluster.join_new_member().await;
+    let members = cluster.store(0).members();
+    assert_eq!(members.len(), 4);
+    assert!(
+        members.iter().all(|m| !m.is_learner),
+        "the joined member was promoted: {members:?}"
+    );
+    // The new member serves reads of what was written before it joined.
+    assert_eq!(
+        get(cluster.store(fourth), "before").await.unwrap().value,
+        b"join"
+    );
+
+    let leader = cluster.leader().await;
+    let removed = cluster.follower(leader);
+    let removed_id = cluster.members[removed].as_ref().unwrap().id;
+    let removed_member = cluster
+        .store(removed)
+        .members()
+        .into_iter()
+        .find(|m| m.id == removed_id)
+        .unwrap()
+        .member;
+    cluster
+        .store(fourth)
+        .remove_member(removed_id)
+        .await
+        .unwrap();
+    cluster.stop(removed).await;
+    assert_eq!(cluster.store(leader).members().len(), 3);
+    put(cluster.store(fourth), "after", "removal").await;
+    assert_eq!(
+        cluster
+            .store(leader)
+            .add_member(removed_id, removed_member, true)
+            .await,
+        Err(StoreError::MemberIdUsed { id: removed_id })
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_reads_serve_the_local_replica() {
+    let cluster = Cluster::start(3).await;
+    let revision = put(cluster.store(0), "local", "v").await;
+    cluster.converge().await;
+    for i in 0..3 {
+        let req = RangeRequest {
+            range: KeyRange::single("local"),
+            serializable: true,
+            ..Default::default()
+        };
+        let (header, response) = cluster.store(i).range(req).await.unwrap();
+        assert_eq!(response.kvs[0].mod_revision, revision);
+        assert_eq!(header.member_id, cluster.store(i).id());
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_resumed_from_its_last_revision_misses_nothing() {
+    let cluster = Cluster::start(3).await;
+    let request = WatchRequest {
+        range: KeyRange::prefix("resume/"),
+        ..Default::default()
+    };
+    let mut watcher = cluster.store(0).watch(request.clone()).unwrap();
+    let mut last_seen = 0;
+    for n in 0..3 {
+        put(cluster.store(1), &format!("resume/{n}"), "v").await;
+        if let WatchMessage::Events { revision, .. } = next(&mut watcher, 5).await {
+            last_seen = revision;
+        }
+    }
+    drop(watcher); // the stream breaks
+    let mut missed = Vec::new();
+    for n in 3..6 {
+        missed.push(put(cluster.store(2), &format!("resume/{n}"), "v").await);
+    }
+    let resumed = WatchRequest {
+        start_revision: last_seen + 1,
+        ..request
+    };
+    let mut watcher = cluster.store(1).watch(resumed).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < missed.len() {
+        if let WatchMessage::Events { revision, .. } = next(&mut watcher, 5).await {
+            seen.push(revision);
+        }
+    }
+    assert_eq!(seen, missed);
     cluster.shutdown().await;
 }

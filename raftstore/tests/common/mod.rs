@@ -147,6 +147,30 @@ impl Cluster {
         self.members[i] = Some(member);
     }
 
+    /// Starts one more member that joins through member 0's peer address; returns its index.
+    pub async fn join_new_member(&mut self) -> usize {
+        let n = self.members.len() + 1;
+        let peer = listen().await;
+        let client = listen().await;
+        let config = MemberConfig {
+            name: format!("m{n}"),
+            data_dir: self.dir.path().join(format!("m{n}")),
+            listen_client: client.local_addr().unwrap(),
+            listen_peer: peer.local_addr().unwrap(),
+            initial_cluster: Vec::new(),
+            join: Some(self.configs[0].listen_peer.to_string()),
+            raft: self.configs[0].raft.clone(),
+            store: store_options(),
+            auto_compaction: Retention::Off,
+        };
+        let member = RunningMember::start_on(config.clone(), peer, client)
+            .await
+            .expect("the new member joins");
+        self.configs.push(config);
+        self.members.push(Some(member));
+        self.members.len() - 1
+    }
+
     pub async fn shutdown(mut self) {
         for i in 0..self.members.len() {
             if self.members[i].is_some() {
