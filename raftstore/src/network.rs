@@ -4,7 +4,9 @@
 //! Clients connect lazily and reconnect by themselves; an unreachable peer is reported to
 //! openraft as `Unreachable` so it backs off instead of spinning.
 
+use std::collections::HashMap;
 use std::error::Error;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{
@@ -85,9 +87,34 @@ pub fn peer_client(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transpo
         .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
 }
 
-/// Creates one [`PeerConnection`] per target member.
+/// One HTTP/2 connection per peer address, shared by every user: openraft's replication
+/// streams, the leadership checks it makes for each linearizable read (which ask for a new
+/// client every time), and request forwarding.
 #[derive(Debug, Clone, Default)]
-pub struct PeerNetwork;
+pub struct PeerClients {
+    clients: Arc<Mutex<HashMap<String, RaftPeerClient<Channel>>>>,
+}
+
+impl PeerClients {
+    pub fn get(&self, addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(client) = clients.get(addr) {
+            return Ok(client.clone());
+        }
+        let client = peer_client(addr)?;
+        clients.insert(addr.to_owned(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Creates one [`PeerConnection`] per target member, over the shared [`PeerClients`].
+#[derive(Debug, Clone, Default)]
+pub struct PeerNetwork {
+    pub clients: PeerClients,
+}
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerConnection;
@@ -95,7 +122,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
         PeerConnection {
             target,
-            client: peer_client(&node.peer_addr).ok(),
+            client: self.clients.get(&node.peer_addr).ok(),
             addr: node.peer_addr.clone(),
         }
     }

@@ -23,7 +23,8 @@ use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
 use crate::log_store::LogStore;
 use crate::network::{
-    peer_client, ForwardRequest, ForwardResponse, PeerNetwork, PeerService, PEER_MAX_MESSAGE_BYTES,
+    peer_client, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, PeerService,
+    PEER_MAX_MESSAGE_BYTES,
 };
 use crate::state_machine::StateMachine;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -170,10 +171,13 @@ impl RunningMember {
             ..Config::default()
         }
         .validate()?;
+        let peers = PeerClients::default();
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
-            PeerNetwork,
+            PeerNetwork {
+                clients: peers.clone(),
+            },
             LogStore::new(db.clone()),
             state_machine,
         )
@@ -193,7 +197,14 @@ impl RunningMember {
                     .flatten()
                     .unwrap_or(0)
         });
-        let store = Store::new(id, raft.clone(), keyspace, config.store.clone(), db_size);
+        let store = Store::new(
+            id,
+            raft.clone(),
+            keyspace,
+            config.store.clone(),
+            peers,
+            db_size,
+        );
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -204,7 +215,7 @@ impl RunningMember {
             .tcp_nodelay(true)
             .add_service(peer_service)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(peer_listener),
+                accepted_without_nagle(peer_listener),
                 until(stopped.clone()),
             );
         tasks.spawn(async move {
@@ -214,7 +225,7 @@ impl RunningMember {
         });
         let client_server = etcd::router(store.clone(), &config.store.limits)
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(client_listener),
+                accepted_without_nagle(client_listener),
                 until(stopped.clone()),
             );
         tasks.spawn(async move {
@@ -305,6 +316,20 @@ impl RunningMember {
         }
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The connections a listener accepts, with Nagle's algorithm off. tonic's own `tcp_nodelay`
+/// applies only to listeners it binds itself; left on, small replies wait for the peer's
+/// delayed ACK (about 40 ms on Linux) — on every linearizable read and many writes.
+fn accepted_without_nagle(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {

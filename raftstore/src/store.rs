@@ -6,7 +6,7 @@
 //! follower asks the leader for it, then waits until it has applied that far); serializable
 //! reads are served from the local replica.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,17 +14,15 @@ use openraft::error::{
     ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
 };
 use openraft::{ChangeMembers, ServerState};
-use rudder_proto::raft::raft_peer_client::RaftPeerClient;
 use rudder_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Channel;
 
 use crate::codec;
 use crate::error::KvError;
 use crate::keyspace::Keyspace;
 use crate::kv::*;
 use crate::lease::LeaseClock;
-use crate::network::{peer_client, ForwardRequest, ForwardResponse};
+use crate::network::{ForwardRequest, ForwardResponse, PeerClients};
 use crate::types::{Applied, Member, NodeId, Raft};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
@@ -114,7 +112,7 @@ struct Inner {
     keyspace: Arc<Keyspace>,
     options: StoreOptions,
     leases: Mutex<LeaseClock>,
-    peers: Mutex<HashMap<String, RaftPeerClient<Channel>>>,
+    peers: PeerClients,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -131,6 +129,7 @@ impl Store {
         raft: Raft,
         keyspace: Arc<Keyspace>,
         options: StoreOptions,
+        peers: PeerClients,
         db_size: Box<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
         let inner = Inner {
@@ -139,7 +138,7 @@ impl Store {
             keyspace,
             options,
             leases: Mutex::new(LeaseClock::default()),
-            peers: Mutex::new(HashMap::new()),
+            peers,
             db_size,
         };
         Self {
@@ -342,18 +341,11 @@ impl Store {
             leader: leader.name.clone(),
             reason,
         };
-        let mut client = {
-            let mut peers = self.inner.peers.lock().unwrap_or_else(|p| p.into_inner());
-            match peers.get(&leader.peer_addr) {
-                Some(client) => client.clone(),
-                None => {
-                    let client =
-                        peer_client(&leader.peer_addr).map_err(|e| unreachable(e.to_string()))?;
-                    peers.insert(leader.peer_addr.clone(), client.clone());
-                    client
-                }
-            }
-        };
+        let mut client = self
+            .inner
+            .peers
+            .get(&leader.peer_addr)
+            .map_err(|e| unreachable(e.to_string()))?;
         let data = codec::encode(request).map_err(|e| unreachable(e.to_string()))?;
         let call = client.forward(RaftPayload { data });
         let reply = tokio::time::timeout(self.inner.options.request_timeout, call)
