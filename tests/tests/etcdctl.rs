@@ -106,7 +106,12 @@ async fn scenario(kill_between_steps: bool) {
     assert_eq!(ctl.run(&["get", "f", "--prefix"]), "foo\nbaz\n");
 
     let txn = "value(\"foo\") = \"baz\"\n\nput key2 yes\n\nput key2 no\n\n";
-    assert_eq!(ctl.run_with_input(&["txn"], Some(txn)), "SUCCESS\n\nOK\n");
+    let prompts =
+        "compares:\nsuccess requests (get, put, del):\nfailure requests (get, put, del):\n";
+    assert_eq!(
+        ctl.run_with_input(&["txn", "--interactive"], Some(txn)),
+        format!("{prompts}SUCCESS\n\nOK\n")
+    );
     assert_eq!(ctl.run(&["get", "key2"]), "key2\nyes\n");
 
     // watch --rev replays history, then follows writes made by another process.
