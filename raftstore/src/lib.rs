@@ -17,7 +17,7 @@
 //! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
-//! - [`network`]: peer RPCs and request forwarding.
+//! - [`network`]: peer RPCs and request forwarding; [`proposer`]: group proposal of writes.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
 
@@ -35,6 +35,7 @@ pub mod lease;
 pub mod log_store;
 pub mod mvcc;
 pub mod network;
+pub mod proposer;
 pub mod server;
 pub mod state_machine;
 pub mod store;

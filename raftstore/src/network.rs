@@ -28,7 +28,7 @@ use tonic::{Request, Response, Status};
 use crate::codec;
 use crate::kv::{Command, LeaseId, LeaseTimeToLive};
 use crate::store::{Store, StoreError};
-use crate::types::{Applied, Member, NodeId, Raft, TypeConfig};
+use crate::types::{Member, NodeId, Outcome, Raft, TypeConfig};
 
 /// Peer messages can carry many log entries or a snapshot chunk: allow large ones.
 pub const PEER_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -65,7 +65,7 @@ pub enum ForwardRequest {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardResponse {
-    Applied(Applied),
+    Written(Outcome),
     ReadIndex(u64),
     KeepAlive { ttl: i64 },
     TimeToLive(LeaseTimeToLive),

@@ -186,20 +186,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut state = self.keyspace.write();
         for entry in entries {
             state.meta.applied = Some(entry.log_id);
-            let result = match entry.payload {
-                EntryPayload::Blank => None,
-                EntryPayload::Normal(command) => {
-                    let (result, effects) = state.mvcc.apply(&command);
-                    self.persist_effects(&mut batch, &effects)
-                        .map_err(sm_error)?;
-                    if !effects.events.is_empty() {
+            let outcomes = match entry.payload {
+                EntryPayload::Blank => Vec::new(),
+                EntryPayload::Normal(proposal) => {
+                    let mut outcomes = Vec::with_capacity(proposal.commands.len());
+                    for command in &proposal.commands {
+                        let (result, effects) = state.mvcc.apply(command);
+                        self.persist_effects(&mut batch, &effects)
+                            .map_err(sm_error)?;
                         let revision = state.mvcc.revision();
-                        published.push(FeedItem::Revision {
-                            revision,
-                            events: effects.events,
-                        });
+                        if !effects.events.is_empty() {
+                            let events = effects.events;
+                            published.push(FeedItem::Revision { revision, events });
+                        }
+                        outcomes.push(Outcome { revision, result });
                     }
-                    Some(result)
+                    outcomes
                 }
                 EntryPayload::Membership(membership) => {
                     let ids: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
@@ -208,13 +210,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     state.meta.members_ever.extend(ids);
                     state.meta.membership = StoredMembership::new(Some(entry.log_id), membership);
-                    None
+                    Vec::new()
                 }
             };
-            replies.push(Applied {
-                revision: state.mvcc.revision(),
-                result,
-            });
+            replies.push(Applied { outcomes });
         }
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         // Unsynced on purpose: see `db` (the applied entries are already durable in the log).

@@ -23,7 +23,8 @@ use crate::keyspace::Keyspace;
 use crate::kv::*;
 use crate::lease::LeaseClock;
 use crate::network::{ForwardRequest, ForwardResponse, PeerClients};
-use crate::types::{Applied, Member, NodeId, Raft};
+use crate::proposer::{Proposer, Rejected};
+use crate::types::{Member, NodeId, Outcome, Raft};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
 
@@ -113,6 +114,7 @@ struct Inner {
     options: StoreOptions,
     leases: Mutex<LeaseClock>,
     peers: PeerClients,
+    proposer: Proposer,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -134,6 +136,7 @@ impl Store {
     ) -> Self {
         let inner = Inner {
             id,
+            proposer: Proposer::start(raft.clone()),
             raft,
             keyspace,
             options,
@@ -219,33 +222,25 @@ impl Store {
     /// Validates, commits through Raft, and returns the command's result.
     pub async fn propose(&self, command: Command) -> Result<(Header, CommandResult), StoreError> {
         check_command(&command, self.limits())?;
-        let applied = self.write(command).await?;
-        let header = self.header_at(applied.revision);
-        match applied.result {
-            Some(Ok(result)) => Ok((header, result)),
-            Some(Err(error)) => Err(error.into()),
-            None => unreachable!("a normal entry always has a result"),
-        }
+        let outcome = self.write(command).await?;
+        let header = self.header_at(outcome.revision);
+        Ok((header, outcome.result?))
     }
 
-    async fn write(&self, command: Command) -> Result<Applied, StoreError> {
+    async fn write(&self, command: Command) -> Result<Outcome, StoreError> {
         let request = ForwardRequest::Write(command.clone());
         self.on_leader(request, || async {
-            match self.inner.raft.client_write(command.clone()).await {
-                Ok(response) => Ok(Attempt::Done(response.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => Ok(redirect(to)),
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    Err(StoreError::Membership {
-                        reason: e.to_string(),
-                    })
-                }
-                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            match self.inner.proposer.propose(command.clone()).await {
+                Ok(outcome) => Ok(Attempt::Done(outcome)),
+                Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
+                Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
+                Err(Rejected::Stopped) => Err(StoreError::Stopped),
             }
         })
         .await
         .and_then(|response| match response {
-            LeaderAnswer::Local(applied)
-            | LeaderAnswer::Remote(ForwardResponse::Applied(applied)) => Ok(applied),
+            LeaderAnswer::Local(outcome)
+            | LeaderAnswer::Remote(ForwardResponse::Written(outcome)) => Ok(outcome),
             LeaderAnswer::Remote(other) => Err(unexpected(other)),
         })
     }
@@ -374,15 +369,10 @@ impl Store {
     ) -> Result<ForwardResponse, StoreError> {
         let not_leader = || StoreError::NoLeader;
         match request {
-            ForwardRequest::Write(command) => match self.inner.raft.client_write(command).await {
-                Ok(response) => Ok(ForwardResponse::Applied(response.data)),
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(not_leader()),
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                    Err(StoreError::Membership {
-                        reason: e.to_string(),
-                    })
-                }
-                Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+            ForwardRequest::Write(command) => match self.inner.proposer.propose(command).await {
+                Ok(outcome) => Ok(ForwardResponse::Written(outcome)),
+                Err(Rejected::NotLeader(_)) => Err(not_leader()),
+                Err(Rejected::Stopped) => Err(StoreError::Stopped),
             },
             ForwardRequest::ReadIndex => match self.local_read_index().await? {
                 Attempt::Done(index) => Ok(ForwardResponse::ReadIndex(index)),
@@ -601,13 +591,17 @@ impl Store {
         for id in expired {
             match self
                 .inner
-                .raft
-                .client_write(Command::LeaseRevoke { id })
+                .proposer
+                .propose(Command::LeaseRevoke { id })
                 .await
             {
                 Ok(_) => tracing::debug!(lease = id, "lease expired and was revoked"),
-                Err(error) => {
-                    tracing::debug!(lease = id, %error, "could not revoke an expired lease yet");
+                Err(rejected) => {
+                    tracing::debug!(
+                        lease = id,
+                        ?rejected,
+                        "could not revoke an expired lease yet"
+                    );
                     return;
                 }
             }

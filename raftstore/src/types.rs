@@ -29,19 +29,31 @@ impl fmt::Display for Member {
     }
 }
 
-/// What the state machine answers for one log entry.
+/// One Raft entry's payload: client commands proposed together share one log write and one
+/// replication round; they are applied in order, each exactly as if proposed alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
-    /// The store revision after this entry.
+pub struct Proposal {
+    pub commands: Vec<Command>,
+}
+
+/// What one command did: its result, and the store revision right after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
     pub revision: Revision,
-    /// `None` for entries that carry no command (blank, membership).
-    pub result: Option<Result<CommandResult, KvError>>,
+    pub result: Result<CommandResult, KvError>,
+}
+
+/// The state machine's answer for one entry: an outcome per command of its proposal (none
+/// for blank and membership entries).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
 }
 
 openraft::declare_raft_types!(
-    /// The store's Raft: commands in, [`Applied`] out, members addressed by [`Member`].
+    /// The store's Raft: [`Proposal`]s in, [`Applied`] out, members addressed by [`Member`].
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Applied,
         NodeId = NodeId,
         Node = Member,

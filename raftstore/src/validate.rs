@@ -117,7 +117,8 @@ fn check_txn(txn: &TxnRequest, limits: &Limits) -> Result<(), KvError> {
     Ok(())
 }
 
-fn command_size(command: &Command) -> usize {
+/// The bytes of keys and values a command carries (what the request size limit counts).
+pub fn command_size(command: &Command) -> usize {
     match command {
         Command::Put(put) => put.key.len() + put.value.len(),
         Command::DeleteRange(delete) => range_size(&delete.range),

@@ -83,6 +83,27 @@ async fn connect_all(load: &KvLoad) -> Result<Vec<Channel>, BenchError> {
     Ok(channels)
 }
 
+/// One unmeasured write per connection: connections are established, the cluster has settled
+/// after its start, and the first measured request pays no set-up cost — for both stores.
+async fn warm_up(channels: &[Channel], load: &KvLoad) -> Result<(), BenchError> {
+    for connection in channels {
+        let mut client = KvClient::new(connection.clone());
+        let put = PutRequest {
+            key: key(u64::MAX / 2, load.key_size),
+            value: b"warm".to_vec(),
+            ..Default::default()
+        };
+        client
+            .put(put)
+            .await
+            .map_err(|status| BenchError::Prepare {
+                what: "warming up a connection",
+                status,
+            })?;
+    }
+    Ok(())
+}
+
 pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchError> {
     if load.endpoints.is_empty() {
         return Err(BenchError::NoEndpoints);
@@ -112,6 +133,7 @@ pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchErro
         _ => {}
     }
     let channels = connect_all(load).await?;
+    warm_up(&channels, load).await?;
     let name = match workload {
         Workload::Put => "put".to_string(),
         Workload::Range { serializable: true } => "range (serializable)".into(),
