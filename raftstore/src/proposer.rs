@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::kv::Command;
@@ -103,6 +103,54 @@ async fn commit(raft: &Raft, batch: Vec<Pending>) {
             for reply in replies {
                 let _ = reply.send(Err(rejected.clone()));
             }
+        }
+    }
+}
+
+/// Batched ReadIndex: linearizable reads that arrive while a leadership check is under way
+/// wait for the next one, and one check then serves all of them. (openraft 0.9 sends a
+/// heartbeat round to the followers for every check.) Each waiter's check starts after it
+/// arrived, so every read still sees every write acknowledged before the read began.
+#[derive(Clone)]
+pub struct ReadIndexer {
+    queue: mpsc::UnboundedSender<oneshot::Sender<Result<u64, Rejected>>>,
+}
+
+impl ReadIndexer {
+    pub fn start(raft: Raft) -> Self {
+        let (queue, waiting) = mpsc::unbounded_channel();
+        tokio::spawn(read_index_rounds(raft, waiting));
+        Self { queue }
+    }
+
+    /// The log index a linearizable read must wait to have applied.
+    pub async fn read_index(&self) -> Result<u64, Rejected> {
+        let (reply, index) = oneshot::channel();
+        self.queue.send(reply).map_err(|_| Rejected::Stopped)?;
+        index.await.map_err(|_| Rejected::Stopped)?
+    }
+}
+
+async fn read_index_rounds(
+    raft: Raft,
+    mut waiting: mpsc::UnboundedReceiver<oneshot::Sender<Result<u64, Rejected>>>,
+) {
+    while let Some(first) = waiting.recv().await {
+        let mut replies = vec![first];
+        replies.extend(std::iter::from_fn(|| waiting.try_recv().ok()));
+        let result = match raft.get_read_log_id().await {
+            Ok((read, _applied)) => Ok(read.map(|id| id.index).unwrap_or(0)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
+                Err(Rejected::NotLeader(to.leader_node))
+            }
+            // No quorum answered: there may be a new leader soon.
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
+                Err(Rejected::NotLeader(None))
+            }
+            Err(RaftError::Fatal(_)) => Err(Rejected::Stopped),
+        };
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
     }
 }

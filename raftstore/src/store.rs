@@ -10,9 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openraft::error::{
-    ChangeMembershipError, CheckIsLeaderError, ClientWriteError, ForwardToLeader, RaftError,
-};
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use rudder_proto::raft::RaftPayload;
 use serde::{Deserialize, Serialize};
@@ -23,7 +21,7 @@ use crate::keyspace::Keyspace;
 use crate::kv::*;
 use crate::lease::LeaseClock;
 use crate::network::{ForwardRequest, ForwardResponse, PeerClients};
-use crate::proposer::{Proposer, Rejected};
+use crate::proposer::{Proposer, ReadIndexer, Rejected};
 use crate::types::{Member, NodeId, Outcome, Raft};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
@@ -115,6 +113,7 @@ struct Inner {
     leases: Mutex<LeaseClock>,
     peers: PeerClients,
     proposer: Proposer,
+    read_indexer: ReadIndexer,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -137,6 +136,7 @@ impl Store {
         let inner = Inner {
             id,
             proposer: Proposer::start(raft.clone()),
+            read_indexer: ReadIndexer::start(raft.clone()),
             raft,
             keyspace,
             options,
@@ -262,13 +262,11 @@ impl Store {
     }
 
     async fn local_read_index(&self) -> Result<Attempt<u64>, StoreError> {
-        match self.inner.raft.get_read_log_id().await {
-            Ok((read, _applied)) => Ok(Attempt::Done(read.map(|id| id.index).unwrap_or(0))),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => Ok(redirect(to)),
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {
-                Ok(Attempt::WaitForLeader)
-            }
-            Err(RaftError::Fatal(_)) => Err(StoreError::Stopped),
+        match self.inner.read_indexer.read_index().await {
+            Ok(index) => Ok(Attempt::Done(index)),
+            Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
+            Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
+            Err(Rejected::Stopped) => Err(StoreError::Stopped),
         }
     }
 
@@ -829,13 +827,6 @@ impl Store {
 enum LeaderAnswer<T> {
     Local(T),
     Remote(ForwardResponse),
-}
-
-fn redirect<T>(to: ForwardToLeader<NodeId, Member>) -> Attempt<T> {
-    match to.leader_node {
-        Some(node) => Attempt::Forward(node),
-        None => Attempt::WaitForLeader,
-    }
 }
 
 fn unexpected(response: ForwardResponse) -> StoreError {
