@@ -212,7 +212,6 @@ impl RunningMember {
             .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
             .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
         let peer_server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(peer_service)
             .serve_with_incoming_shutdown(
                 accepted_without_nagle(peer_listener),

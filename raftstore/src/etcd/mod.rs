@@ -38,7 +38,6 @@ pub fn router(store: Store, limits: &Limits) -> Router {
     let api = EtcdApi { store };
     let max = limits.max_grpc_message_bytes;
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .add_service(KvServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(WatchServer::new(api.clone()).max_decoding_message_size(max))
