@@ -103,6 +103,15 @@ impl Db {
         })
     }
 
+    /// A handle that does not keep the database open (for helper threads: RocksDB must be
+    /// closed by its owners, not by a thread that may still run while the process exits).
+    pub fn downgrade(&self) -> WeakDb {
+        WeakDb {
+            inner: Arc::downgrade(&self.inner),
+            fail_writes: self.fail_writes.clone(),
+        }
+    }
+
     pub fn raw(&self) -> &DB {
         &self.inner
     }
@@ -177,6 +186,23 @@ impl Db {
             return Err(DbError::InjectedFault);
         }
         Ok(())
+    }
+}
+
+/// See [`Db::downgrade`].
+#[derive(Clone, Debug)]
+pub struct WeakDb {
+    inner: std::sync::Weak<DB>,
+    fail_writes: Arc<AtomicBool>,
+}
+
+impl WeakDb {
+    /// The database, unless every owner has closed it.
+    pub fn upgrade(&self) -> Option<Db> {
+        Some(Db {
+            inner: self.inner.upgrade()?,
+            fail_writes: self.fail_writes.clone(),
+        })
     }
 }
 

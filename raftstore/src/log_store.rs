@@ -12,7 +12,7 @@ use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
 use crate::codec;
-use crate::db::{Db, CF_LOGS, CF_RAFT};
+use crate::db::{Db, WeakDb, CF_LOGS, CF_RAFT};
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone, Debug)]
@@ -24,7 +24,7 @@ pub struct LogStore {
 
 /// Group commit: one fsync covers every append that queued up while the last one ran, and
 /// the callbacks fire in append order. The thread ends when the last `LogStore` is dropped.
-fn start_flusher(db: Db) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+fn start_flusher(db: WeakDb) -> mpsc::Sender<LogFlushed<TypeConfig>> {
     let (sender, receiver) = mpsc::channel::<LogFlushed<TypeConfig>>();
     let spawned = std::thread::Builder::new()
         .name("rudder-log-fsync".into())
@@ -32,12 +32,12 @@ fn start_flusher(db: Db) -> mpsc::Sender<LogFlushed<TypeConfig>> {
             while let Ok(first) = receiver.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(receiver.try_iter());
-                let result = db.sync_wal();
+                let result = match db.upgrade() {
+                    Some(db) => db.sync_wal().map_err(|error| error.to_string()),
+                    None => Err("the store database is closed".to_string()),
+                };
                 for callback in waiting {
-                    let outcome = match &result {
-                        Ok(()) => Ok(()),
-                        Err(error) => Err(std::io::Error::other(error.to_string())),
-                    };
+                    let outcome = result.clone().map_err(std::io::Error::other);
                     callback.log_io_completed(outcome);
                 }
             }
@@ -64,7 +64,7 @@ fn io<E: std::error::Error + 'static>(
 
 impl LogStore {
     pub fn new(db: Db) -> Self {
-        let flusher = start_flusher(db.clone());
+        let flusher = start_flusher(db.downgrade());
         Self { db, flusher }
     }
 
