@@ -208,6 +208,7 @@ async fn a_transactions_events_arrive_together() {
 async fn progress_notifications_report_the_revision_reached() {
     let cluster = Cluster::start(3).await;
     let revision = put(cluster.store(0), "elsewhere", "x").await;
+    get(cluster.store(1), "elsewhere").await; // the watching member has applied it
     let request = WatchRequest {
         range: KeyRange::prefix("quiet/"),
         progress_notify: true,
@@ -354,6 +355,8 @@ async fn members_are_added_promoted_and_removed_and_ids_never_reused() {
         .add_member(4444, newcomer.clone(), true)
         .await
         .unwrap();
+    // The membership a member lists is its own view: let it catch up first.
+    cluster.converge().await;
     let listed = store
         .members()
         .into_iter()
@@ -375,6 +378,7 @@ async fn members_are_added_promoted_and_removed_and_ids_never_reused() {
         Err(StoreError::NotLearner { id: voter })
     );
     store.promote_member(4444).await.unwrap();
+    cluster.converge().await;
     assert!(
         !store
             .members()
@@ -384,6 +388,7 @@ async fn members_are_added_promoted_and_removed_and_ids_never_reused() {
             .is_learner
     );
     store.remove_member(4444).await.unwrap();
+    cluster.converge().await;
     assert!(store.members().iter().all(|m| m.id != 4444));
     assert_eq!(
         store.add_member(4444, newcomer, true).await,
@@ -660,6 +665,7 @@ async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
     let mut cluster = Cluster::start(3).await;
     put(cluster.store(0), "before", "join").await;
     let fourth = cluster.join_new_member().await;
+    cluster.converge().await;
     let members = cluster.store(0).members();
     assert_eq!(members.len(), 4);
     assert!(
@@ -688,6 +694,7 @@ async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
         .await
         .unwrap();
     cluster.stop(removed).await;
+    cluster.converge().await;
     assert_eq!(cluster.store(leader).members().len(), 3);
     put(cluster.store(fourth), "after", "removal").await;
     assert_eq!(

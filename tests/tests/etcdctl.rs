@@ -184,34 +184,38 @@ async fn scenario(kill_between_steps: bool) {
     let refused = ctl.fails(&["get", "foo", &format!("--rev={first}")]);
     assert!(refused.contains("has been compacted"), "{refused}");
 
-    // Every member has caught up before the cluster-wide views.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cluster-wide views read each member's own state: a restarted member may still be
+    // catching up, so wait (bounded) until every member reports the same hash.
     let members = ctl.run(&["member", "list"]);
     assert_eq!(members.lines().count(), 3, "{members}");
     assert!(
         members.lines().all(|line| line.contains(", started, m")),
         "{members}"
     );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let hashes = ctl.run(&["endpoint", "hashkv", "--cluster"]);
+        let values: Vec<&str> = hashes
+            .lines()
+            .filter_map(|line| line.split(", ").nth(1))
+            .collect();
+        assert_eq!(values.len(), 3, "{hashes}");
+        if values.iter().all(|hash| *hash == values[0]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "members never hashed alike: {hashes}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let status = ctl.run(&["endpoint", "status", "--cluster"]);
     assert_eq!(status.lines().count(), 3, "{status}");
-    assert_eq!(
-        status
-            .lines()
-            .filter(|line| line.contains(", true, false,"))
-            .count(),
-        1,
-        "one leader: {status}"
-    );
-    let hashes = ctl.run(&["endpoint", "hashkv", "--cluster"]);
-    let values: Vec<&str> = hashes
+    let leaders = status
         .lines()
-        .filter_map(|line| line.split(", ").nth(1))
-        .collect();
-    assert_eq!(values.len(), 3, "{hashes}");
-    assert!(
-        values.iter().all(|hash| *hash == values[0]),
-        "all members hash alike: {hashes}"
-    );
+        .filter(|line| line.contains(", true, false,"))
+        .count();
+    assert_eq!(leaders, 1, "one leader: {status}");
 
     let file = cluster.dir.path().join("backup.db");
     let one = Ctl {
