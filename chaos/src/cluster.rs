@@ -47,7 +47,7 @@ pub struct MemberProcess {
     pub peer_addr: String,
     pub id: u64,
     flavor: Flavor,
-    /// Flags that only a first start needs (etcd takes them on every start).
+    /// Flags given again on every restart (Rudder: its tuning flags; etcd: all of them).
     restart_args: Vec<String>,
     child: Option<Child>,
 }
@@ -79,7 +79,7 @@ impl MemberProcess {
                 &self.data_dir,
                 &self.client_addr,
                 &self.peer_addr,
-                &[],
+                &self.restart_args,
             )?,
             Flavor::Etcd { binary } => {
                 start_etcd(
@@ -231,6 +231,21 @@ pub struct ProcessCluster {
     pub members: Vec<MemberProcess>,
 }
 
+impl Drop for ProcessCluster {
+    /// With `RUDDER_KEEP_CLUSTER_DIR` set, the data directories and member logs are kept
+    /// (and their path printed) for a post-mortem; otherwise they go with the cluster.
+    fn drop(&mut self) {
+        for member in &mut self.members {
+            member.kill();
+        }
+        if std::env::var_os("RUDDER_KEEP_CLUSTER_DIR").is_some() {
+            let dir =
+                std::mem::replace(&mut self.dir, TempDir::new().expect("a scratch directory"));
+            eprintln!("kept the cluster's data and logs in {:?}", dir.keep());
+        }
+    }
+}
+
 impl ProcessCluster {
     /// `size` Rudder members: the first bootstraps a one-member cluster, the others join it.
     pub fn start_rudder(
@@ -256,6 +271,9 @@ impl ProcessCluster {
                 any,
                 &join,
             )?);
+        }
+        for member in &mut members {
+            member.restart_args = extra_flags.to_vec();
         }
         Ok(Self { dir, members })
     }

@@ -10,6 +10,7 @@
 //! At most `MAX_IN_FLIGHT` entries are being committed at a time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -29,6 +30,8 @@ pub enum Rejected {
     NotLeader(Option<Member>),
     /// Raft has stopped.
     Stopped,
+    /// Not committed within the request timeout; it may still be, later.
+    TimedOut,
 }
 
 struct Pending {
@@ -42,10 +45,12 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batching task; it ends when the last `Proposer` is dropped.
-    pub fn start(raft: Raft) -> Self {
+    /// Starts the batching task; it ends when the last `Proposer` is dropped. A batch not
+    /// committed within `timeout` gives its slot back (its callers hear `TimedOut`), so an
+    /// entry that Raft never answers for cannot stall every later write.
+    pub fn start(raft: Raft, timeout: Duration) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, waiting));
+        tokio::spawn(run(raft, waiting, timeout));
         Self { queue }
     }
 
@@ -58,7 +63,7 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>) {
+async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>, timeout: Duration) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -74,18 +79,30 @@ async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>) {
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            commit(&raft, batch).await;
+            commit(&raft, batch, timeout).await;
             drop(slot);
         });
     }
 }
 
-async fn commit(raft: &Raft, batch: Vec<Pending>) {
+async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
     let (commands, replies): (Vec<Command>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.command, pending.reply))
         .unzip();
-    match raft.client_write(Proposal { commands }).await {
+    let written = tokio::time::timeout(timeout, raft.client_write(Proposal { commands })).await;
+    let Ok(written) = written else {
+        tracing::warn!(
+            commands = replies.len(),
+            ?timeout,
+            "a proposal was not committed in time"
+        );
+        for reply in replies {
+            let _ = reply.send(Err(Rejected::TimedOut));
+        }
+        return;
+    };
+    match written {
         Ok(response) => {
             for (reply, outcome) in replies.into_iter().zip(response.data.outcomes) {
                 let _ = reply.send(Ok(outcome));

@@ -269,14 +269,21 @@ impl RunningMember {
         // initial entries as one log entry, so any difference (say, each member filling in its
         // own client address) would leave replicas with different contents at the same log id.
         // Client addresses are published afterwards through the log (see `publish_self`).
+        // A cluster of one proposes alone, so it can list its real (bound) addresses: a
+        // bootstrap on port 0 is then reachable before it publishes itself.
+        let alone = config.initial_cluster.len() == 1;
         let members: BTreeMap<NodeId, Member> = config
             .initial_cluster
             .iter()
             .map(|(name, peer)| {
-                let member = Member {
-                    name: name.clone(),
-                    peer_addr: peer.clone(),
-                    client_addr: String::new(),
+                let member = if alone {
+                    me.clone()
+                } else {
+                    Member {
+                        name: name.clone(),
+                        peer_addr: peer.clone(),
+                        client_addr: String::new(),
+                    }
                 };
                 (initial_member_id(name), member)
             })
@@ -473,7 +480,12 @@ async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<boo
             Some(info) if info.member == me => return,
             Some(_) => {
                 if let Err(error) = store.set_member(store.id(), me.clone()).await {
-                    tracing::debug!(%error, "publishing this member's addresses; will retry");
+                    // With a changed address the leader cannot reach this member, so this
+                    // member may never learn who leads: ask the others to pass it on.
+                    tracing::debug!(%error, "publishing this member's addresses through a peer");
+                    if let Err(error) = store.publish_via_peers(me.clone()).await {
+                        tracing::debug!(%error, "publishing this member's addresses; will retry");
+                    }
                 }
             }
             None => {} // not in the membership (yet): joining, or removed.

@@ -135,7 +135,7 @@ impl Store {
     ) -> Self {
         let inner = Inner {
             id,
-            proposer: Proposer::start(raft.clone()),
+            proposer: Proposer::start(raft.clone(), options.request_timeout),
             read_indexer: ReadIndexer::start(raft.clone()),
             raft,
             keyspace,
@@ -228,6 +228,7 @@ impl Store {
     }
 
     async fn write(&self, command: Command) -> Result<Outcome, StoreError> {
+        let timeout_ms = self.inner.options.request_timeout.as_millis() as u64;
         let request = ForwardRequest::Write(command.clone());
         self.on_leader(request, || async {
             match self.inner.proposer.propose(command.clone()).await {
@@ -235,6 +236,7 @@ impl Store {
                 Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
                 Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
                 Err(Rejected::Stopped) => Err(StoreError::Stopped),
+                Err(Rejected::TimedOut) => Err(StoreError::Timeout { millis: timeout_ms }),
             }
         })
         .await
@@ -267,6 +269,9 @@ impl Store {
             Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
             Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
             Err(Rejected::Stopped) => Err(StoreError::Stopped),
+            Err(Rejected::TimedOut) => Err(StoreError::Timeout {
+                millis: self.inner.options.request_timeout.as_millis() as u64,
+            }),
         }
     }
 
@@ -371,6 +376,9 @@ impl Store {
                 Ok(outcome) => Ok(ForwardResponse::Written(outcome)),
                 Err(Rejected::NotLeader(_)) => Err(not_leader()),
                 Err(Rejected::Stopped) => Err(StoreError::Stopped),
+                Err(Rejected::TimedOut) => Err(StoreError::Timeout {
+                    millis: self.inner.options.request_timeout.as_millis() as u64,
+                }),
             },
             ForwardRequest::ReadIndex => match self.local_read_index().await? {
                 Attempt::Done(index) => Ok(ForwardResponse::ReadIndex(index)),
@@ -396,8 +404,9 @@ impl Store {
                 .add_member(id, member, false)
                 .await
                 .map(|()| ForwardResponse::Done),
+            // Routed like any call: a member whose address changed sends this to any peer.
             ForwardRequest::SetMember { id, member } => self
-                .set_member_local(id, member)
+                .set_member(id, member)
                 .await
                 .map(|()| ForwardResponse::Done),
             ForwardRequest::PromoteMember(id) => {
@@ -649,6 +658,23 @@ impl Store {
         };
         self.membership_call(request, || self.set_member_local(id, member.clone()))
             .await
+    }
+
+    /// Asks the other members, one after the other, to pass this member's addresses on to
+    /// the leader (used when this member cannot find the leader itself).
+    pub async fn publish_via_peers(&self, me: Member) -> Result<(), StoreError> {
+        let request = ForwardRequest::SetMember {
+            id: self.id(),
+            member: me,
+        };
+        let mut last_error = StoreError::NoLeader;
+        for other in self.members().into_iter().filter(|m| m.id != self.id()) {
+            match self.forward(&other.member, &request).await {
+                Ok(_) => return Ok(()),
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
     }
 
     pub async fn promote_member(&self, id: NodeId) -> Result<(), StoreError> {

@@ -759,3 +759,31 @@ async fn a_watch_resumed_from_its_last_revision_misses_nothing() {
     assert_eq!(seen, missed);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_restarted_at_new_addresses_rejoins_through_its_peers() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let moved = cluster.follower(leader);
+    cluster.stop(moved).await;
+    let revision = put(cluster.store(leader), "moved/key", "v").await;
+    // The leader only knows the old address: the moved member must tell it, through a peer.
+    cluster.restart_elsewhere(moved).await;
+    let new_peer = cluster.configs[moved].listen_peer.to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = cluster.store(leader).members();
+        if listed.iter().any(|m| m.member.peer_addr == new_peer) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new address never published: {listed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.converge().await;
+    let kv = get(cluster.store(moved), "moved/key").await.unwrap();
+    assert_eq!(kv.mod_revision, revision);
+    cluster.shutdown().await;
+}

@@ -147,6 +147,18 @@ impl Cluster {
         self.members[i] = Some(member);
     }
 
+    /// Restarts a stopped member on the same data directory but new ports, as after a move.
+    pub async fn restart_elsewhere(&mut self, i: usize) {
+        let peer = listen().await;
+        let client = listen().await;
+        self.configs[i].listen_peer = peer.local_addr().unwrap();
+        self.configs[i].listen_client = client.local_addr().unwrap();
+        let member = RunningMember::start_on(self.configs[i].clone(), peer, client)
+            .await
+            .expect("member restarts");
+        self.members[i] = Some(member);
+    }
+
     /// Starts one more member that joins through member 0's peer address; returns its index.
     pub async fn join_new_member(&mut self) -> usize {
         let n = self.members.len() + 1;
