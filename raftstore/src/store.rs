@@ -701,7 +701,12 @@ impl Store {
                 if self.leading_term().is_none() {
                     return Ok(self.leader_attempt());
                 }
-                local().await.map(Attempt::Done)
+                match local().await {
+                    Ok(()) => Ok(Attempt::Done(())),
+                    // Leadership moved between the check and the change: find the new leader.
+                    Err(StoreError::NoLeader) => Ok(self.leader_attempt()),
+                    Err(error) => Err(error),
+                }
             })
             .await?;
         match answer {
@@ -799,6 +804,9 @@ impl Store {
                     ChangeMembershipError::InProgress(_),
                 ))) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    return Err(StoreError::NoLeader)
                 }
                 Err(error) => return Err(membership_error(error)),
             }
