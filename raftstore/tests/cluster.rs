@@ -84,8 +84,10 @@ async fn a_watch_from_an_old_revision_sees_every_event_once_in_order_under_8_wri
             written
         }));
     }
-    // Start watching from the old revision while the writers run.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Start watching from the old revision once the writers are under way.
+    while cluster.store(2).revisions().0 < first + 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let request = WatchRequest {
         range: KeyRange::prefix("w/"),
         start_revision: first,

@@ -48,6 +48,18 @@ async fn writer(
     }
 }
 
+/// Waits (up to 15 s) until at least `count` writes were acknowledged.
+async fn wait_for_acked(acked: &Acked, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while acked.lock().unwrap().len() < count {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} writes acknowledged in 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     let mut cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
@@ -59,7 +71,7 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         .map(|id| tokio::spawn(writer(id, endpoints.clone(), acked.clone(), stop.clone())))
         .collect();
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_for_acked(&acked, 50).await; // the load is under way before the crash
     let leader = cluster.leader().await.unwrap();
     let before_kill = acked.lock().unwrap().len();
     assert!(before_kill > 0, "writes were acknowledged before the crash");
@@ -78,7 +90,8 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
     );
     let new_leader = cluster.leader().await.unwrap();
     assert_ne!(new_leader, leader, "a new leader was elected");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_kill = acked.lock().unwrap().len();
+    wait_for_acked(&acked, after_kill + 50).await; // and it goes on under the new leader
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for writer in writers {
         writer.await.unwrap();
