@@ -107,8 +107,21 @@ impl Drop for MemberProcess {
     }
 }
 
-fn log_file(data_dir: &Path) -> Result<std::fs::File, ClusterError> {
-    std::fs::File::create(data_dir.with_extension("log")).map_err(ClusterError::Scratch)
+/// Starts a member with its stderr in `<data_dir>.log`.
+fn spawn_logged(
+    mut command: Command,
+    binary: &Path,
+    data_dir: &Path,
+) -> Result<Child, ClusterError> {
+    let log =
+        std::fs::File::create(data_dir.with_extension("log")).map_err(ClusterError::Scratch)?;
+    command
+        .stderr(log)
+        .spawn()
+        .map_err(|source| ClusterError::Spawn {
+            program: binary.into(),
+            source,
+        })
 }
 
 fn start_rudder(
@@ -119,18 +132,14 @@ fn start_rudder(
     peer: &str,
     cluster_flags: &[String],
 ) -> Result<MemberProcess, ClusterError> {
-    let mut child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["server", "--name", name, "--data-dir"])
         .arg(data_dir)
         .args(["--listen-client", client, "--listen-peer", peer])
         .args(cluster_flags)
-        .stdout(Stdio::piped())
-        .stderr(log_file(data_dir)?)
-        .spawn()
-        .map_err(|source| ClusterError::Spawn {
-            program: binary.into(),
-            source,
-        })?;
+        .stdout(Stdio::piped());
+    let mut child = spawn_logged(command, binary, data_dir)?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut line = String::new();
     let _ = BufReader::new(stdout).read_line(&mut line);
@@ -170,7 +179,8 @@ async fn start_etcd(
     peer: &str,
     cluster_flags: &[String],
 ) -> Result<MemberProcess, ClusterError> {
-    let child = Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args(["--name", name, "--data-dir"])
         .arg(data_dir)
         .arg(format!("--listen-client-urls=http://{client}"))
@@ -178,13 +188,8 @@ async fn start_etcd(
         .arg(format!("--listen-peer-urls=http://{peer}"))
         .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
         .args(cluster_flags)
-        .stdout(Stdio::null())
-        .stderr(log_file(data_dir)?)
-        .spawn()
-        .map_err(|source| ClusterError::Spawn {
-            program: binary.into(),
-            source,
-        })?;
+        .stdout(Stdio::null());
+    let child = spawn_logged(command, binary, data_dir)?;
     let mut member = MemberProcess {
         name: name.into(),
         data_dir: data_dir.into(),
