@@ -2,12 +2,12 @@
 //! guarantees on openraft 0.9 and RocksDB, embedded in every master.
 //!
 //! ```text
-//!  client ─► Store (store.rs) ─ validate ─► Raft (openraft) ─ peers (network.rs, gRPC+bincode)
-//!             │  ▲ reads: ReadIndex, then        │ committed entries
-//!             │  │ the local replica             ▼
+//!  client ─► Store (store.rs) ─ validate ─► proposer ─► Raft ─ peers (network.rs, gRPC+bincode)
+//!             │  ▲ reads: batched ReadIndex,   (batches)     │ committed entries (log_store.rs:
+//!             │  │ then the local replica                    ▼  group-committed fsync)
 //!             │  └──────────────── StateMachine (state_machine.rs)
 //!             │                      │ Mvcc::apply (mvcc.rs, pure) ─► effects
-//!             │                      │ effects + applied log id ─► one synced RocksDB batch
+//!             │                      │ effects + applied log id ─► one RocksDB batch
 //!             └─ watch (watch.rs) ◄──┘ feed of applied revisions (keyspace.rs)
 //! ```
 //!
@@ -17,7 +17,8 @@
 //! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
-//! - [`network`]: peer RPCs and request forwarding; [`proposer`]: group proposal of writes.
+//! - [`network`]: peer RPCs and request forwarding; [`proposer`]: group proposal of writes
+//!   and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
 
