@@ -76,7 +76,7 @@ async fn connect_all(load: &KvLoad) -> Result<Vec<Channel>, BenchError> {
         let endpoint = &load.endpoints[i % load.endpoints.len()];
         let connection = channel(endpoint).await.map_err(|e| BenchError::Connect {
             endpoint: endpoint.clone(),
-            reason: e.to_string(),
+            source: e,
         })?;
         channels.push(connection);
     }
@@ -85,12 +85,13 @@ async fn connect_all(load: &KvLoad) -> Result<Vec<Channel>, BenchError> {
 
 /// One unmeasured write per connection: connections are established, the cluster has settled
 /// after its start, and the first measured request pays no set-up cost — for both stores.
+/// It writes key 0 with a value of the configured size, which is the key `range` reads.
 async fn warm_up(channels: &[Channel], load: &KvLoad) -> Result<(), BenchError> {
     for connection in channels {
         let mut client = KvClient::new(connection.clone());
         let put = PutRequest {
-            key: key(u64::MAX / 2, load.key_size),
-            value: b"warm".to_vec(),
+            key: key(0, load.key_size),
+            value: vec![b'v'; load.value_size],
             ..Default::default()
         };
         client
@@ -108,29 +109,8 @@ pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchErro
     if load.endpoints.is_empty() {
         return Err(BenchError::NoEndpoints);
     }
-    match workload {
-        Workload::Watch { watchers, rate } => return watch(load, watchers, rate).await,
-        Workload::Range { .. } => {
-            let mut client = KvClient::new(channel(&load.endpoints[0]).await.map_err(|e| {
-                BenchError::Connect {
-                    endpoint: load.endpoints[0].clone(),
-                    reason: e.to_string(),
-                }
-            })?);
-            let put = PutRequest {
-                key: key(0, load.key_size),
-                value: vec![b'v'; load.value_size],
-                ..Default::default()
-            };
-            client
-                .put(put)
-                .await
-                .map_err(|status| BenchError::Prepare {
-                    what: "writing the key to read",
-                    status,
-                })?;
-        }
-        _ => {}
+    if let Workload::Watch { watchers, rate } = workload {
+        return watch(load, watchers, rate).await;
     }
     let channels = connect_all(load).await?;
     warm_up(&channels, load).await?;
@@ -265,7 +245,7 @@ async fn watch(load: &KvLoad, watchers: usize, rate: u64) -> Result<Summary, Ben
                 .await
                 .map_err(|e| BenchError::Connect {
                     endpoint: endpoint.clone(),
-                    reason: e.to_string(),
+                    source: e,
                 })?,
         );
     }

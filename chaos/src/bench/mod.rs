@@ -8,8 +8,12 @@ pub mod stats;
 pub enum BenchError {
     #[error("no endpoints to measure: give --endpoints host:port,... or --spawn rudder|etcd")]
     NoEndpoints,
-    #[error("connecting to {endpoint}: {reason}")]
-    Connect { endpoint: String, reason: String },
+    #[error("connecting to {endpoint}: is a store listening there?")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("preparing the benchmark: {what} failed: {status}")]
