@@ -244,9 +244,11 @@ impl Drop for ProcessCluster {
             member.kill();
         }
         if std::env::var_os("RUDDER_KEEP_CLUSTER_DIR").is_some() {
-            let dir =
-                std::mem::replace(&mut self.dir, TempDir::new().expect("a scratch directory"));
-            eprintln!("kept the cluster's data and logs in {:?}", dir.keep());
+            // Swap in an empty placeholder (never panic in drop: this may run while unwinding).
+            if let Ok(placeholder) = TempDir::new() {
+                let dir = std::mem::replace(&mut self.dir, placeholder);
+                eprintln!("kept the cluster's data and logs in {:?}", dir.keep());
+            }
         }
     }
 }
