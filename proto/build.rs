@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/mvccpb/kv.proto",
         "proto/etcd/etcdserverpb/rpc.proto",
         "proto/rudder/raft.proto",
+        "proto/rudder/api.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

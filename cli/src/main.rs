@@ -3,6 +3,7 @@
 //! Each verb lives in `commands/<verb>.rs`.
 
 mod commands;
+mod output;
 
 use clap::{Parser, Subcommand};
 

@@ -3,6 +3,8 @@
 //! - [`etcdserverpb`] and [`mvccpb`]: the etcd v3 gRPC API (KV, Watch, Lease, Cluster,
 //!   Maintenance), field-for-field compatible so `etcdctl` and etcd client libraries work
 //!   against Rudder's store unchanged.
+//! - [`api`]: the Rudder API (`Resources`): Kubernetes verbs over every kind, objects as
+//!   Kubernetes JSON.
 //! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
 //!   openraft message, so this crate does not depend on openraft.
 //!
@@ -21,4 +23,8 @@ pub mod etcdserverpb {
 
 pub mod raft {
     tonic::include_proto!("rudder.raft");
+}
+
+pub mod api {
+    tonic::include_proto!("rudder.api");
 }
