@@ -1,4 +1,33 @@
-//! The API server: Kubernetes objects over Rudder's replicated store.
+//! `rudder-apiserver`: Kubernetes objects over Rudder's replicated store, served as the
+//! `Resources` gRPC service on every master's client port.
 //!
-//! - [`validation`]: pure checks and defaults per kind, with field-pathed errors.
+//! ```text
+//!  gRPC (service.rs) ─► Registry (registry.rs, list.rs, delete.rs, watch.rs)
+//!                          │ kind (kinds.rs) ─ admit: strict decode, defaults, validation
+//!                          │                   (validation/, pure, field-pathed errors)
+//!                          └─ one store txn per write: compare revision / namespace / lease
+//!                             ─► Store (rudder-raftstore, in-process)
+//! ```
+//!
+//! - [`kinds`]: the served kinds, their names and short names, typed admission.
+//! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
+//! - [`registry`]: create, get, update, update-status, patch, bind, fencing;
+//!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, propagation,
+//!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
+//! - [`service`]: the gRPC glue; [`master`]: a store member serving the API.
+//! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
+
+pub mod delete;
+pub mod error;
+pub mod kinds;
+pub mod list;
+pub mod master;
+pub mod object;
+pub mod registry;
+pub mod service;
 pub mod validation;
+pub mod watch;
+
+pub use error::ApiError;
+pub use master::Master;
+pub use registry::{Fence, Registry};

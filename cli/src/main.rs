@@ -1,9 +1,15 @@
-//! `rudder`: the one binary. `rudder server` runs a store member, `rudder up` a local cluster;
-//! later verbs (`node`, `get`, `apply`, …) arrive with their issues.
-//! Each verb lives in `commands/<verb>.rs`.
+//! `rudder`: the one binary. `rudder server` runs a master (store + API), `rudder up` a
+//! local cluster, and the operator verbs (`get`, `apply`, `scale`, …) talk gRPC to any
+//! master, failing over between them.
+//!
+//! - `commands/<verb>.rs`: each verb (clap arguments + the calls it makes).
+//! - `session.rs`: which masters, discovery, kind names; `manifest.rs`: reading -f files.
+//! - `output/`: kubectl's tables, AGE and `describe` (pure).
 
 mod commands;
+mod manifest;
 mod output;
+mod session;
 
 use clap::{Parser, Subcommand};
 
@@ -24,9 +30,37 @@ enum Command {
     Server(Box<commands::server::ServerArgs>),
     /// Start a local HA cluster of masters on loopback (resumes if its data exists).
     Up(commands::up::UpArgs),
-    /// Benchmarks: store load (`kv`) and leader failover time (`failover`).
+    /// Benchmarks: store load (`kv`), leader failover time (`failover`), the API (`api`).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Show objects: a table (or -o wide|yaml|json|name); -w follows changes.
+    Get(commands::get::GetArgs),
+    /// Show objects in detail, with their events.
+    Describe(commands::get::DescribeArgs),
+    /// Create or update objects from manifests (-f file, directory or -).
+    Apply(commands::apply::ApplyArgs),
+    /// Create objects from manifests, or a namespace / deployment.
+    Create(commands::apply::CreateArgs),
+    /// Run an image: a Pod (default), a ReplicationController (--generator=run/v1) or a
+    /// Deployment.
+    Run(commands::apply::RunArgs),
+    /// Create a Service for the pods of an rc, rs, deployment or pod.
+    Expose(commands::apply::ExposeArgs),
+    /// Set the replica count of an rc, rs, deployment or statefulset.
+    Scale(commands::edit::ScaleArgs),
+    /// Delete objects by name, manifest (-f), label selector (-l) or --all.
+    Delete(commands::edit::DeleteArgs),
+    /// Set (key=value) or remove (key-) labels.
+    Label(commands::edit::MetadataArgs),
+    /// Set (key=value) or remove (key-) annotations.
+    Annotate(commands::edit::MetadataArgs),
+    /// Where the control plane is.
+    ClusterInfo(commands::cluster::InfoArgs),
+    /// Client and server versions.
+    Version(commands::cluster::InfoArgs),
+    /// The control plane's members and their Raft state.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,11 +75,40 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
+        use commands::edit::MetadataField;
         match cli.command {
             Command::Server(args) => commands::server::run(*args).await,
             Command::Up(args) => commands::up::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
+            Command::Get(args) => commands::get::run(args).await,
+            Command::Describe(args) => commands::get::describe_command(args).await,
+            Command::Apply(args) => commands::apply::apply(args).await,
+            Command::Create(args) => commands::apply::create_command(args).await,
+            Command::Run(args) => commands::apply::run_command(args).await,
+            Command::Expose(args) => commands::apply::expose(args).await,
+            Command::Scale(args) => commands::edit::scale(args).await,
+            Command::Delete(args) => commands::edit::delete(args).await,
+            Command::Label(args) => {
+                commands::edit::edit_metadata(args, MetadataField::Labels).await
+            }
+            Command::Annotate(args) => {
+                commands::edit::edit_metadata(args, MetadataField::Annotations).await
+            }
+            Command::ClusterInfo(args) => commands::cluster::cluster_info(args).await,
+            Command::Version(args) => commands::cluster::version(args).await,
+            Command::Cluster(command) => commands::cluster::run(command).await,
         }
-    })
+    });
+    if let Err(error) = outcome {
+        // Server errors already read like kubectl's ("Error from server (NotFound): ...").
+        let text = format!("{error:#}");
+        if text.starts_with("Error from server") {
+            eprintln!("{text}");
+        } else {
+            eprintln!("error: {text}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
 }

@@ -8,10 +8,14 @@
 //! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
 //!   openraft message, so this crate does not depend on openraft.
 //!
+//! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
+//!
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
 
 #![allow(clippy::all, clippy::pedantic)]
+
+pub mod client;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

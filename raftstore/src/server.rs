@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
 
 use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
@@ -133,6 +134,17 @@ impl RunningMember {
         peer_listener: TcpListener,
         client_listener: TcpListener,
     ) -> Result<Self, ServerError> {
+        Self::start_serving(config, peer_listener, client_listener, |router, _| router).await
+    }
+
+    /// Like [`RunningMember::start_on`], with more gRPC services on the client port:
+    /// `mount` adds them to the router that serves the etcd API (the API server does).
+    pub async fn start_serving(
+        config: MemberConfig,
+        peer_listener: TcpListener,
+        client_listener: TcpListener,
+        mount: impl FnOnce(Router, &Store) -> Router,
+    ) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -222,7 +234,7 @@ impl RunningMember {
                 tracing::error!(%error, "peer server failed");
             }
         });
-        let client_server = etcd::router(store.clone(), &config.store.limits)
+        let client_server = mount(etcd::router(store.clone(), &config.store.limits), &store)
             .serve_with_incoming_shutdown(
                 accepted_without_nagle(client_listener),
                 until(stopped.clone()),
@@ -338,7 +350,8 @@ fn accepted_without_nagle(
     })
 }
 
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
+/// Binds a listener, naming which address failed.
+pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { what, addr, source })

@@ -1,16 +1,208 @@
-//! [`ApplyDefaults`] for every kind the API serves.
+//! [`ApplyDefaults`] for every kind the API serves: the values the Kubernetes API server fills
+//! in when a field is left out (`pkg/apis/{core,apps,batch}/v1/defaults.go` and the
+//! declarative `+default` markers), so objects read back the way kubectl users expect.
+//!
+//! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...) and
+//!   the small helpers everything shares;
+//! - [`pod`]: pod specs, containers, probes and volumes, used by Pods and every template;
+//! - [`workloads`]: ReplicationController and the apps and batch kinds.
+//!
+//! "Unset" means what it means in Go: a missing pointer, but also `""` or `0` for fields
+//! that Go stores by value, because a Go client sends those when the user wrote nothing.
+//! Every function only fills what is unset, so applying defaults twice equals applying once.
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+mod pod;
+mod workloads;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-    ReplicationController, Secret, Service,
+    ConfigMap, Endpoints, Event, HostPathVolumeSource, Namespace, Node, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Secret, Service,
 };
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ApplyDefaults;
 
-macro_rules! no_defaults_yet {
+/// The label every namespace carries with its own name, so selectors can pick namespaces.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// The finalizer that keeps a namespace until its contents are deleted.
+const NAMESPACE_FINALIZER: &str = "kubernetes";
+/// How long a ClientIP session affinity sticks: three hours.
+const CLIENT_IP_AFFINITY_SECONDS: i32 = 10_800;
+
+/// Fills a string field Go stores by value, where `""` and missing both mean unset.
+fn default_string(field: &mut Option<String>, value: &str) {
+    if field.as_deref().is_none_or(str::is_empty) {
+        *field = Some(value.to_string());
+    }
+}
+
+/// Fills a number Go stores by value, where `0` and missing both mean unset.
+fn default_nonzero(field: &mut Option<i32>, value: i32) {
+    if matches!(field, None | Some(0)) {
+        *field = Some(value);
+    }
+}
+
+/// A hostPath volume's type, whose default `""` means "no check before mounting".
+fn host_path(source: &mut HostPathVolumeSource) {
+    source.type_.get_or_insert_with(String::new);
+}
+
+/// A claim's spec, wherever it appears: a PVC, a StatefulSet's claim templates, an
+/// ephemeral volume.
+fn claim_spec(spec: &mut PersistentVolumeClaimSpec) {
+    spec.volume_mode
+        .get_or_insert_with(|| "Filesystem".to_string());
+}
+
+impl ApplyDefaults for Pod {
+    fn apply_defaults(&mut self) {
+        if let Some(spec) = &mut self.spec {
+            pod::pod_spec(spec);
+            pod::pod_only(spec);
+        }
+    }
+}
+
+impl ApplyDefaults for Service {
+    fn apply_defaults(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        default_string(&mut spec.session_affinity, "None");
+        match spec.session_affinity.as_deref() {
+            Some("None") => spec.session_affinity_config = None,
+            Some("ClientIP") => {
+                let config = spec
+                    .session_affinity_config
+                    .get_or_insert_with(Default::default);
+                let client_ip = config.client_ip.get_or_insert_with(Default::default);
+                client_ip
+                    .timeout_seconds
+                    .get_or_insert(CLIENT_IP_AFFINITY_SECONDS);
+            }
+            _ => {}
+        }
+        default_string(&mut spec.type_, "ClusterIP");
+        for port in spec.ports.iter_mut().flatten() {
+            default_string(&mut port.protocol, "TCP");
+            let unset = match &port.target_port {
+                None | Some(IntOrString::Int(0)) => true,
+                Some(IntOrString::String(name)) => name.is_empty(),
+                Some(IntOrString::Int(_)) => false,
+            };
+            if unset {
+                port.target_port = Some(IntOrString::Int(port.port));
+            }
+        }
+        let type_ = spec.type_.as_deref().unwrap_or_default();
+        let has_external_ips = spec
+            .external_ips
+            .as_ref()
+            .is_some_and(|ips| !ips.is_empty());
+        let externally_accessible = matches!(type_, "LoadBalancer" | "NodePort")
+            || (type_ == "ClusterIP" && has_external_ips);
+        if externally_accessible {
+            default_string(&mut spec.external_traffic_policy, "Cluster");
+        }
+        if matches!(type_, "ClusterIP" | "NodePort" | "LoadBalancer") {
+            spec.internal_traffic_policy
+                .get_or_insert_with(|| "Cluster".to_string());
+        }
+        if type_ == "LoadBalancer" {
+            spec.allocate_load_balancer_node_ports.get_or_insert(true);
+            let ingresses = self
+                .status
+                .iter_mut()
+                .filter_map(|status| status.load_balancer.as_mut())
+                .filter_map(|load_balancer| load_balancer.ingress.as_mut())
+                .flatten();
+            for ingress in ingresses {
+                if ingress.ip.as_ref().is_some_and(|ip| !ip.is_empty()) {
+                    ingress.ip_mode.get_or_insert_with(|| "VIP".to_string());
+                }
+            }
+        }
+        // clusterIP(s), ipFamilies and ipFamilyPolicy are the registry's to allocate.
+    }
+}
+
+impl ApplyDefaults for Endpoints {
+    fn apply_defaults(&mut self) {
+        let ports = self
+            .subsets
+            .iter_mut()
+            .flatten()
+            .flat_map(|s| s.ports.iter_mut().flatten());
+        for port in ports {
+            default_string(&mut port.protocol, "TCP");
+        }
+    }
+}
+
+impl ApplyDefaults for Namespace {
+    fn apply_defaults(&mut self) {
+        if let Some(name) = self.metadata.name.as_ref().filter(|name| !name.is_empty()) {
+            let labels = self.metadata.labels.get_or_insert_with(BTreeMap::new);
+            labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+        }
+        let status = self.status.get_or_insert_with(Default::default);
+        if status.phase.as_deref().is_none_or(str::is_empty) {
+            // Only a namespace being created has no phase yet (updates carry the stored
+            // status), so the finalizer is added once and never brought back after removal.
+            let spec = self.spec.get_or_insert_with(Default::default);
+            let finalizers = spec.finalizers.get_or_insert_with(Vec::new);
+            if !finalizers.iter().any(|f| f == NAMESPACE_FINALIZER) {
+                finalizers.push(NAMESPACE_FINALIZER.to_string());
+            }
+            status.phase = Some("Active".to_string());
+        }
+    }
+}
+
+impl ApplyDefaults for Node {
+    fn apply_defaults(&mut self) {
+        // A node that reports only its capacity can offer all of it.
+        if let Some(status) = &mut self.status {
+            if status.allocatable.is_none() {
+                status.allocatable.clone_from(&status.capacity);
+            }
+        }
+    }
+}
+
+impl ApplyDefaults for Secret {
+    fn apply_defaults(&mut self) {
+        default_string(&mut self.type_, "Opaque");
+    }
+}
+
+impl ApplyDefaults for PersistentVolume {
+    fn apply_defaults(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        default_string(&mut spec.persistent_volume_reclaim_policy, "Retain");
+        spec.volume_mode
+            .get_or_insert_with(|| "Filesystem".to_string());
+        if let Some(source) = &mut spec.host_path {
+            host_path(source);
+        }
+        let status = self.status.get_or_insert_with(Default::default);
+        default_string(&mut status.phase, "Pending");
+    }
+}
+
+impl ApplyDefaults for PersistentVolumeClaim {
+    fn apply_defaults(&mut self) {
+        claim_spec(self.spec.get_or_insert_with(Default::default));
+        let status = self.status.get_or_insert_with(Default::default);
+        default_string(&mut status.phase, "Pending");
+    }
+}
+
+/// Kinds the Kubernetes API server fills nothing in for.
+macro_rules! nothing_to_default {
     ($($kind:ty),*) => {$(
         impl ApplyDefaults for $kind {
             fn apply_defaults(&mut self) {}
@@ -18,8 +210,233 @@ macro_rules! no_defaults_yet {
     )*};
 }
 
-no_defaults_yet!(
-    Pod, Node, Service, Endpoints, Namespace, ReplicationController, Event, ConfigMap, Secret,
-    PersistentVolume, PersistentVolumeClaim, ReplicaSet, Deployment, DaemonSet, StatefulSet,
-    ControllerRevision, Job, CronJob, Lease
-);
+nothing_to_default!(ConfigMap, Event, ControllerRevision, Lease);
+
+/// Decodes a manifest, applies defaults, checks that a second pass changes nothing, and
+/// returns the result as JSON for assertions on paths.
+#[cfg(test)]
+fn defaulted<K>(manifest: serde_json::Value) -> serde_json::Value
+where
+    K: ApplyDefaults
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + Clone
+        + PartialEq
+        + std::fmt::Debug,
+{
+    let mut object: K = match serde_json::from_value(manifest) {
+        Ok(object) => object,
+        Err(error) => panic!("test manifest does not decode: {error}"),
+    };
+    object.apply_defaults();
+    let once = object.clone();
+    object.apply_defaults();
+    assert_eq!(object, once, "a second pass of defaults changed the object");
+    match serde_json::to_value(&object) {
+        Ok(value) => value,
+        Err(error) => panic!("defaulted object does not encode: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_minimal_service_gets_cluster_ip_defaults() {
+        let service = defaulted::<Service>(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubia"},
+            "spec": {
+                "selector": {"app": "kubia"},
+                "ports": [{"port": 80, "targetPort": 8080}, {"name": "metrics", "port": 9090}]
+            }
+        }));
+        let spec = &service["spec"];
+        assert_eq!(spec["type"], "ClusterIP");
+        assert_eq!(spec["sessionAffinity"], "None");
+        assert_eq!(spec["internalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["ports"][0]["protocol"], "TCP");
+        assert_eq!(spec["ports"][0]["targetPort"], 8080);
+        assert_eq!(spec["ports"][1]["targetPort"], 9090);
+        assert!(spec.get("externalTrafficPolicy").is_none());
+        assert!(spec.get("ipFamilies").is_none());
+        assert!(spec.get("clusterIP").is_none());
+    }
+
+    #[test]
+    fn a_load_balancer_service_gets_external_defaults() {
+        let service = defaulted::<Service>(json!({
+            "metadata": {"name": "web"},
+            "spec": {
+                "type": "LoadBalancer",
+                "sessionAffinity": "ClientIP",
+                "ports": [{"port": 443, "targetPort": "https", "protocol": "UDP"}]
+            },
+            "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.9"}, {"hostname": "lb"}]}}
+        }));
+        let spec = &service["spec"];
+        assert_eq!(spec["externalTrafficPolicy"], "Cluster");
+        assert_eq!(spec["allocateLoadBalancerNodePorts"], true);
+        assert_eq!(
+            spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"],
+            10800
+        );
+        assert_eq!(spec["ports"][0]["protocol"], "UDP");
+        assert_eq!(spec["ports"][0]["targetPort"], "https");
+        let ingress = &service["status"]["loadBalancer"]["ingress"];
+        assert_eq!(ingress[0]["ipMode"], "VIP");
+        assert!(ingress[1].get("ipMode").is_none());
+    }
+
+    #[test]
+    fn an_external_name_service_has_no_traffic_policies() {
+        let service = defaulted::<Service>(json!({
+            "metadata": {"name": "db"},
+            "spec": {"type": "ExternalName", "externalName": "db.example.com"}
+        }));
+        assert!(service["spec"].get("internalTrafficPolicy").is_none());
+        assert!(service["spec"].get("externalTrafficPolicy").is_none());
+    }
+
+    #[test]
+    fn session_affinity_none_drops_its_config() {
+        let service = defaulted::<Service>(json!({
+            "metadata": {"name": "web"},
+            "spec": {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}}}
+        }));
+        assert!(service["spec"].get("sessionAffinityConfig").is_none());
+    }
+
+    #[test]
+    fn endpoint_ports_default_to_tcp() {
+        let endpoints = defaulted::<Endpoints>(json!({
+            "metadata": {"name": "kubia"},
+            "subsets": [{
+                "addresses": [{"ip": "10.1.0.4"}],
+                "ports": [{"port": 8080}, {"port": 53, "protocol": "UDP"}]
+            }]
+        }));
+        assert_eq!(endpoints["subsets"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(endpoints["subsets"][0]["ports"][1]["protocol"], "UDP");
+    }
+
+    #[test]
+    fn a_new_namespace_is_active_with_the_kubernetes_finalizer() {
+        let namespace = defaulted::<Namespace>(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "custom-namespace"}
+        }));
+        assert_eq!(namespace["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(namespace["status"]["phase"], "Active");
+        assert_eq!(
+            namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
+            "custom-namespace"
+        );
+    }
+
+    #[test]
+    fn a_namespace_with_a_phase_keeps_its_finalizers_as_they_are() {
+        let namespace = defaulted::<Namespace>(json!({
+            "metadata": {"name": "going", "labels": {"team": "a"}},
+            "spec": {"finalizers": []},
+            "status": {"phase": "Terminating"}
+        }));
+        assert_eq!(namespace["spec"]["finalizers"], json!([]));
+        assert_eq!(namespace["status"]["phase"], "Terminating");
+        assert_eq!(namespace["metadata"]["labels"]["team"], "a");
+    }
+
+    #[test]
+    fn node_allocatable_defaults_to_capacity() {
+        let node = defaulted::<Node>(json!({
+            "metadata": {"name": "n1"},
+            "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+        }));
+        assert_eq!(node["status"]["allocatable"], node["status"]["capacity"]);
+        let bare = defaulted::<Node>(json!({"metadata": {"name": "n2"}, "spec": {}}));
+        assert!(bare.get("status").is_none());
+    }
+
+    #[test]
+    fn secrets_are_opaque_unless_typed() {
+        let opaque = defaulted::<Secret>(json!({
+            "metadata": {"name": "creds"}, "stringData": {"password": "hunter2"}
+        }));
+        assert_eq!(opaque["type"], "Opaque");
+        let tls = defaulted::<Secret>(json!({
+            "metadata": {"name": "cert"}, "type": "kubernetes.io/tls"
+        }));
+        assert_eq!(tls["type"], "kubernetes.io/tls");
+    }
+
+    #[test]
+    fn persistent_volumes_are_retained_filesystems_pending_a_claim() {
+        let volume = defaulted::<PersistentVolume>(json!({
+            "metadata": {"name": "pv-a"},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "hostPath": {"path": "/tmp/pv-a"}
+            }
+        }));
+        assert_eq!(volume["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+        assert_eq!(volume["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(volume["spec"]["hostPath"]["type"], "");
+        assert_eq!(volume["status"]["phase"], "Pending");
+    }
+
+    #[test]
+    fn claims_are_filesystems_pending_a_volume() {
+        let claim = defaulted::<PersistentVolumeClaim>(json!({
+            "metadata": {"name": "data"},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}
+            }
+        }));
+        assert_eq!(claim["spec"]["volumeMode"], "Filesystem");
+        assert_eq!(claim["status"]["phase"], "Pending");
+        let block = defaulted::<PersistentVolumeClaim>(json!({
+            "metadata": {"name": "raw"},
+            "spec": {"volumeMode": "Block"},
+            "status": {"phase": "Bound"}
+        }));
+        assert_eq!(block["spec"]["volumeMode"], "Block");
+        assert_eq!(block["status"]["phase"], "Bound");
+    }
+
+    #[test]
+    fn kinds_without_defaults_are_left_as_written() {
+        let config_map = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "settings"}, "data": {"a": "1"}
+        });
+        assert_eq!(defaulted::<ConfigMap>(config_map.clone()), config_map);
+        let lease = json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "lock"}, "spec": {"holderIdentity": "n1"}
+        });
+        assert_eq!(defaulted::<Lease>(lease.clone()), lease);
+    }
+
+    #[test]
+    fn every_core_kind_is_idempotent_from_an_empty_object() {
+        // `defaulted` asserts that a second pass changes nothing.
+        let empty = || json!({"metadata": {"name": "x"}});
+        defaulted::<Pod>(empty());
+        defaulted::<Node>(empty());
+        defaulted::<Service>(empty());
+        defaulted::<Endpoints>(empty());
+        defaulted::<Namespace>(empty());
+        defaulted::<Event>(json!({"metadata": {"name": "x"}, "involvedObject": {}}));
+        defaulted::<ConfigMap>(empty());
+        defaulted::<Secret>(empty());
+        defaulted::<PersistentVolume>(empty());
+        defaulted::<PersistentVolumeClaim>(empty());
+        defaulted::<ControllerRevision>(json!({"metadata": {"name": "x"}, "revision": 1}));
+        defaulted::<Lease>(empty());
+    }
+}

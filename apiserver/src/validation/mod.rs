@@ -141,7 +141,9 @@ impl fmt::Display for FieldError {
             FieldErrorKind::Forbidden => write!(f, "Forbidden")?,
             FieldErrorKind::Duplicate { value } => write!(f, "Duplicate value: {value:?}")?,
             FieldErrorKind::TooLong { max } => write!(f, "Too long: may not be more than {max}")?,
-            FieldErrorKind::TooMany { max } => write!(f, "Too many: must have at most {max} items")?,
+            FieldErrorKind::TooMany { max } => {
+                write!(f, "Too many: must have at most {max} items")?
+            }
         }
         if !self.detail.is_empty() {
             write!(f, ": {}", self.detail)?;
@@ -154,6 +156,7 @@ pub mod defaults;
 pub mod kinds;
 pub mod meta;
 pub mod names;
+pub mod quantity;
 pub mod selector;
 
 /// Checks of one kind's own fields (metadata is checked by [`meta`]).

@@ -1,5 +1,6 @@
 //! Benchmarks: load generators and measurements behind `rudder bench ...`.
 
+pub mod api;
 pub mod failover;
 pub mod kv;
 pub mod stats;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
-use rudder_chaos::bench::{failover, stats::Summary};
+use rudder_chaos::bench::{api, failover, stats::Summary};
 use rudder_chaos::cluster::ProcessCluster;
 
 #[derive(Subcommand, Debug)]
@@ -14,6 +14,28 @@ pub enum BenchCommand {
     Kv(KvArgs),
     /// kill -9 the leader of a fresh local cluster and time the first write after, N times.
     Failover(FailoverArgs),
+    /// Create, list and watch N pods through the API server.
+    Api(ApiArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// API servers of a running cluster: host:port,... (default: spawn 3 masters).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    #[command(flatten)]
+    cluster: SpawnArgs,
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Concurrent creating clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Namespace for the pods (created, and deleted afterwards).
+    #[arg(long, default_value = "bench-api")]
+    namespace: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -139,7 +161,42 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Kv(args) => run_kv(args).await,
         BenchCommand::Failover(args) => run_failover(args).await,
+        BenchCommand::Api(args) => run_api(args).await,
     }
+}
+
+async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
+    let spawned = match args.endpoints.is_empty() {
+        true => Some(args.cluster.spawn(Store::Rudder).await?),
+        false => None,
+    };
+    let endpoints = match &spawned {
+        Some(cluster) => cluster.endpoints(),
+        None => args.endpoints.clone(),
+    };
+    println!(
+        "bench api: {} pods, {} clients, {} masters",
+        args.pods,
+        args.clients,
+        endpoints.len()
+    );
+    let load = api::ApiLoad {
+        endpoints,
+        pods: args.pods,
+        clients: args.clients,
+        namespace: args.namespace.clone(),
+        progress: true,
+    };
+    let report = api::run(&load).await?;
+    println!("{}", report.create);
+    println!("{}", report.watch_delivery);
+    println!("{}", report.list_paged);
+    println!("{}", report.list_full);
+    println!(
+        "watch delivered {} of {} pods",
+        report.watch_delivered, report.create.ops
+    );
+    write_json(&args.json, &report)
 }
 
 async fn run_kv(args: KvArgs) -> anyhow::Result<()> {

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_apiserver::Master;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::validate::Limits;
-use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
+use rudder_raftstore::{MemberConfig, StoreOptions};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
@@ -156,13 +157,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
     };
-    let member = RunningMember::start(config).await.with_context(|| {
+    let master = Master::start(config).await.with_context(|| {
         format!(
             "starting member {} with data in {:?}",
             args.name, args.data_dir
         )
     })?;
     // Machine-readable line for scripts and tests that start members on port 0.
+    let member = &master.member;
     println!(
         "rudder server {} ready: client {} peer {} id {:x}",
         args.name, member.client_addr, member.peer_addr, member.id
@@ -176,7 +178,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             bail!("member stopped: {reason}");
         }
     }
-    member.shutdown().await;
+    master.shutdown().await;
     Ok(())
 }
 

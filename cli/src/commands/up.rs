@@ -1,20 +1,29 @@
-//! `rudder up`: a local HA control plane on loopback, in one process — the first thing a new
-//! user runs. Running it again on the same `--data-dir` resumes the same cluster.
+//! `rudder up`: a local HA control plane on loopback — the first thing a new user runs.
+//! Each master is its own `rudder server` process (so one can be killed and restarted like a
+//! real machine); `up` waits until all are ready, writes the CLI config, prints the
+//! endpoints, and on Ctrl-C stops every process it started. Running it again on the same
+//! `--data-dir` resumes the same cluster.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-
-use anyhow::Context;
-use clap::Args;
+use std::process::Stdio;
 use std::time::Duration;
 
-use rudder_raftstore::compaction::Retention;
-use rudder_raftstore::server::RaftOptions;
-use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
+use anyhow::{bail, Context};
+use clap::Args;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::session::{config_path, write_config, CliConfig};
+
+/// How long a master may take to report ready (a first start opens RocksDB and elects).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a master gets to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
-    /// Where every member keeps its data (one subdirectory each).
+    /// Where every master keeps its data (one subdirectory each) and its log.
     #[arg(long, default_value = "./rudder-data")]
     data_dir: PathBuf,
     /// Number of masters (3 or 5 tolerate one or two failures).
@@ -23,6 +32,12 @@ pub struct UpArgs {
     /// Client port of the first master; master i listens on base + 10000·i (peer port + 1).
     #[arg(long, default_value_t = 2379)]
     base_port: u16,
+    /// Where to write the CLI config (default: $RUDDER_CONFIG, else ~/.rudder/config).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Extra flags for every `rudder server` (e.g. "--election-timeout-ms=150").
+    #[arg(long, allow_hyphen_values = true)]
+    server_flag: Vec<String>,
 }
 
 fn addr(port: u32) -> anyhow::Result<SocketAddr> {
@@ -30,60 +45,174 @@ fn addr(port: u32) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
+/// One master process `up` started.
+struct MasterProcess {
+    name: String,
+    client: SocketAddr,
+    child: Child,
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.masters >= 1, "--masters must be at least 1");
+    let binary = std::env::current_exe().context("finding the rudder binary")?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {:?}", args.data_dir))?;
     let port =
         |i: u16, offset: u32| addr(u32::from(args.base_port) + 10_000 * u32::from(i) + offset);
     let mut initial = Vec::new();
     for i in 0..args.masters {
-        initial.push((format!("m{}", i + 1), port(i, 1)?.to_string()));
+        initial.push(format!("m{}={}", i + 1, port(i, 1)?));
     }
-    let mut starting = Vec::new();
-    for i in 0..args.masters {
-        let config = MemberConfig {
-            name: format!("m{}", i + 1),
-            data_dir: args.data_dir.join(format!("m{}", i + 1)),
-            listen_client: port(i, 0)?,
-            listen_peer: port(i, 1)?,
-            initial_cluster: initial.clone(),
-            join: None,
-            raft: RaftOptions::default(),
-            store: StoreOptions::default(),
-            auto_compaction: Retention::Period(Duration::from_secs(600)),
-        };
-        starting.push(tokio::spawn(RunningMember::start(config)));
-    }
-    let mut members = Vec::new();
-    for (i, task) in starting.into_iter().enumerate() {
-        let member = task
-            .await?
-            .with_context(|| format!("starting master m{}", i + 1))?;
-        members.push(member);
-    }
-    let endpoints: Vec<String> = members.iter().map(|m| m.client_addr.to_string()).collect();
+    let resuming = args.data_dir.join("m1").exists();
     println!(
-        "rudder is up: {} masters, data in {:?}",
-        members.len(),
+        "{} {} masters on loopback (data in {:?})...",
+        if resuming { "resuming" } else { "starting" },
+        args.masters,
         args.data_dir
     );
-    for member in &members {
+    let mut masters = Vec::new();
+    for i in 0..args.masters {
+        let name = format!("m{}", i + 1);
+        let log_path = args.data_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening the master log {log_path:?}"))?;
+        let mut command = Command::new(&binary);
+        command
+            .arg("server")
+            .arg("--name")
+            .arg(&name)
+            .arg("--data-dir")
+            .arg(args.data_dir.join(&name))
+            .arg("--listen-client")
+            .arg(port(i, 0)?.to_string())
+            .arg("--listen-peer")
+            .arg(port(i, 1)?.to_string())
+            .arg("--initial-cluster")
+            .arg(initial.join(","))
+            .args(&args.server_flag)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true);
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting master {name} ({binary:?} server)"))?;
+        masters.push(MasterProcess {
+            name,
+            client: port(i, 0)?,
+            child,
+        });
+    }
+    let ready = wait_until_ready(&mut masters, &args.data_dir).await;
+    if let Err(error) = ready {
+        stop(masters).await;
+        return Err(error);
+    }
+    let endpoints: Vec<String> = masters.iter().map(|m| m.client.to_string()).collect();
+    let config = config_path(args.config.as_ref());
+    write_config(
+        &config,
+        &CliConfig {
+            servers: endpoints.clone(),
+        },
+    )?;
+    println!("rudder is up: {} masters", masters.len());
+    for master in &masters {
         println!(
-            "  m{:<3} client {}  peer {}",
-            members.iter().position(|m| m.id == member.id).unwrap_or(0) + 1,
-            member.client_addr,
-            member.peer_addr
+            "  {:<4} API + etcd v3 at {}   (pid {}, log {:?})",
+            master.name,
+            master.client,
+            master.child.id().unwrap_or(0),
+            args.data_dir.join(format!("{}.log", master.name))
         );
     }
-    println!(
-        "etcd v3 clients work against it: etcdctl --endpoints={}",
-        endpoints.join(",")
-    );
+    println!("CLI config written to {config:?}: try `rudder get nodes`, `rudder cluster status`");
     println!("press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await?;
-    println!("stopping...");
-    for member in members {
-        member.shutdown().await;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let died = wait_for_any_exit(&mut masters);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+        name = died => eprintln!("master {name} exited; stopping the others (see its log)"),
     }
+    println!("stopping...");
+    stop(masters).await;
     println!("stopped; run `rudder up` again to resume");
     Ok(())
+}
+
+async fn wait_until_ready(
+    masters: &mut [MasterProcess],
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let mut waiting = Vec::new();
+    for master in masters.iter_mut() {
+        let stdout = master.child.stdout.take().context("master stdout")?;
+        let name = master.name.clone();
+        waiting.push(tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("rudder server") && line.contains(" ready: ") {
+                    // Keep draining so the master never blocks on a full pipe.
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    return Ok(());
+                }
+            }
+            bail!("master {name} exited before it was ready")
+        }));
+    }
+    for (task, master) in waiting.into_iter().zip(masters.iter()) {
+        match tokio::time::timeout(READY_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => {
+                return Err(error.context(format!(
+                    "see {:?}",
+                    data_dir.join(format!("{}.log", master.name))
+                )))
+            }
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => bail!(
+                "master {} was not ready within {} s; see {:?}",
+                master.name,
+                READY_TIMEOUT.as_secs(),
+                data_dir.join(format!("{}.log", master.name))
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The name of the first master to exit.
+async fn wait_for_any_exit(masters: &mut [MasterProcess]) -> String {
+    let waits = masters.iter_mut().map(|m| {
+        Box::pin(async move {
+            let _ = m.child.wait().await;
+            m.name.clone()
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+/// SIGTERM to every master, then SIGKILL to any that has not stopped in time.
+async fn stop(masters: Vec<MasterProcess>) {
+    for master in &masters {
+        if let Some(pid) = master.child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for mut master in masters {
+        match tokio::time::timeout(STOP_TIMEOUT, master.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("master {} did not stop in time; killing it", master.name);
+                let _ = master.child.kill().await;
+            }
+        }
+    }
 }

@@ -1,6 +1,22 @@
 //! What the operator sees: kubectl's tables (columns per kind, AGE), and `describe`.
 //! Pure: objects and the current time in, text out.
+//!
+//! ```text
+//! object ──▶ table::row ──▶ pod / cells / network / volumes / workloads ──┐
+//!              (fields: tolerant JSON reads; age: AGE)                     ├──▶ tabwriter
+//! object + events ──▶ describe ──▶ describe_pod / describe_kinds / yaml ───┘
+//! ```
 
 pub mod age;
+mod cells;
 pub mod describe;
+mod describe_kinds;
+mod describe_pod;
+mod fields;
+mod network;
+mod pod;
 pub mod table;
+mod tabwriter;
+mod volumes;
+mod workloads;
+mod yaml;

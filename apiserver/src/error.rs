@@ -1,0 +1,236 @@
+//! Why an API call failed, worded like the Kubernetes API server, and carried to clients as
+//! a gRPC status whose details hold a Kubernetes `Status` object (reason, code, causes).
+
+use rudder_raftstore::{KvError, StoreError};
+use serde_json::{json, Value};
+
+use crate::validation::FieldError;
+
+/// Names an object in messages the way Kubernetes does: `deployments.apps "web"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    /// `pods`, `deployments.apps`.
+    pub resource: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:?}", self.resource, self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{object} not found")]
+    NotFound { object: ObjectRef },
+    #[error("{object} already exists")]
+    AlreadyExists { object: ObjectRef },
+    /// A stale `resourceVersion`, a failed precondition, or a lost compare-and-swap.
+    #[error("Operation cannot be fulfilled on {object}: {reason}")]
+    Conflict { object: ObjectRef, reason: String },
+    /// Validation failed; `kind` like `Deployment.apps`.
+    #[error("{kind} {name:?} is invalid: {}", show_causes(.causes))]
+    Invalid {
+        kind: String,
+        name: String,
+        causes: Vec<FieldError>,
+    },
+    /// The request itself is malformed (bad JSON, unknown kind, mismatched names).
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        field: Option<String>,
+    },
+    /// The request is well-formed but not allowed now (terminating namespace, pod being
+    /// deleted, a fenced writer that lost its lease).
+    #[error("{message}")]
+    Forbidden { message: String },
+    /// The resourceVersion or continue token is older than the store keeps: list again.
+    #[error("{message}")]
+    Expired { message: String },
+    #[error("Request entity too large: the object is {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    /// The store cannot answer now (no quorum, leader unreachable, timeout).
+    #[error("the cluster is unavailable: {source}; retry shortly")]
+    Unavailable {
+        #[source]
+        source: StoreError,
+    },
+    #[error("internal error: {message}")]
+    Internal { message: String },
+}
+
+fn show_causes(causes: &[FieldError]) -> String {
+    match causes {
+        [one] => one.to_string(),
+        many => format!(
+            "[{}]",
+            many.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::Internal {
+            message: message.into(),
+        }
+    }
+
+    /// Kubernetes' `reason` and HTTP code for this error.
+    pub fn reason_and_code(&self) -> (&'static str, u16) {
+        match self {
+            Self::NotFound { .. } => ("NotFound", 404),
+            Self::AlreadyExists { .. } => ("AlreadyExists", 409),
+            Self::Conflict { .. } => ("Conflict", 409),
+            Self::Invalid { .. } => ("Invalid", 422),
+            Self::BadRequest { .. } => ("BadRequest", 400),
+            Self::Forbidden { .. } => ("Forbidden", 403),
+            Self::Expired { .. } => ("Expired", 410),
+            Self::TooLarge { .. } => ("RequestEntityTooLarge", 413),
+            Self::Unavailable { .. } => ("ServiceUnavailable", 503),
+            Self::Internal { .. } => ("InternalError", 500),
+        }
+    }
+
+    /// The Kubernetes `Status` object describing this error.
+    pub fn status_object(&self) -> Value {
+        let (reason, code) = self.reason_and_code();
+        let mut details = json!({});
+        match self {
+            Self::NotFound { object }
+            | Self::AlreadyExists { object }
+            | Self::Conflict { object, .. } => {
+                details = json!({ "name": object.name, "kind": object.resource });
+            }
+            Self::Invalid { kind, name, causes } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|cause| {
+                        let full = cause.to_string();
+                        let message = full
+                            .strip_prefix(&format!("{}: ", cause.path))
+                            .unwrap_or(&full)
+                            .to_string();
+                        json!({ "reason": cause.reason(), "message": message, "field": cause.path })
+                    })
+                    .collect();
+                details = json!({ "name": name, "kind": kind, "causes": causes });
+            }
+            Self::BadRequest {
+                field: Some(field),
+                message,
+            } => {
+                details = json!({ "causes": [{ "reason": "FieldValueInvalid", "message": message, "field": field }] });
+            }
+            _ => {}
+        }
+        json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": reason,
+            "details": details,
+            "code": code,
+        })
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Kv(KvError::Compacted {
+                requested,
+                compact_revision,
+            }) => Self::Expired {
+                message: format!(
+                    "too old resource version: {requested} ({compact_revision}): list again to get a current resourceVersion"
+                ),
+            },
+            StoreError::Kv(KvError::RequestTooLarge { size, limit }) => {
+                Self::TooLarge { size, limit }
+            }
+            StoreError::Kv(other) => Self::internal(other.to_string()),
+            other => Self::Unavailable { source: other },
+        }
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        use tonic::Code;
+        let code = match &error {
+            ApiError::NotFound { .. } => Code::NotFound,
+            ApiError::AlreadyExists { .. } => Code::AlreadyExists,
+            ApiError::Conflict { .. } => Code::Aborted,
+            ApiError::Invalid { .. } | ApiError::BadRequest { .. } => Code::InvalidArgument,
+            ApiError::Forbidden { .. } => Code::FailedPrecondition,
+            ApiError::Expired { .. } => Code::OutOfRange,
+            ApiError::TooLarge { .. } => Code::ResourceExhausted,
+            ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Internal { .. } => Code::Internal,
+        };
+        let details = error.status_object().to_string();
+        tonic::Status::with_details(code, error.to_string(), details.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_objects_list_every_cause_with_its_field() {
+        let error = ApiError::Invalid {
+            kind: "Deployment.apps".into(),
+            name: "web".into(),
+            causes: vec![
+                FieldError::invalid("spec.replicas", -1, "must be greater than or equal to 0"),
+                FieldError::required("spec.selector", ""),
+            ],
+        };
+        assert_eq!(
+            error.to_string(),
+            "Deployment.apps \"web\" is invalid: [spec.replicas: Invalid value: \"-1\": must be \
+             greater than or equal to 0, spec.selector: Required value]"
+        );
+        let status = error.status_object();
+        assert_eq!(status["code"], 422);
+        assert_eq!(status["details"]["causes"][1]["field"], "spec.selector");
+        assert_eq!(
+            status["details"]["causes"][1]["reason"],
+            "FieldValueRequired"
+        );
+    }
+
+    #[test]
+    fn a_compacted_revision_is_expired_and_says_to_list_again() {
+        let error = ApiError::from(StoreError::Kv(KvError::Compacted {
+            requested: 3,
+            compact_revision: 9,
+        }));
+        assert!(matches!(error, ApiError::Expired { .. }));
+        assert!(error.to_string().contains("list again"));
+        assert_eq!(tonic::Status::from(error).code(), tonic::Code::OutOfRange);
+    }
+}

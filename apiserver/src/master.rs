@@ -1,0 +1,149 @@
+//! [`Master`]: one control-plane member — the store member with the API on its client port,
+//! and the API server's own duties: the system namespaces, and emptying terminating
+//! namespaces (until the namespace controller of `rudder-actors` takes that over).
+
+use std::time::Duration;
+
+use rudder_raftstore::kv::{prefix_end, KeyRange};
+use rudder_raftstore::server::{bind, ServerError};
+use rudder_raftstore::watch::WatchRequest;
+use rudder_raftstore::{MemberConfig, RunningMember};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::error::ApiError;
+use crate::registry::Registry;
+use crate::service::service;
+
+/// The namespaces every cluster has, created by the first master that can.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+/// How often a terminating namespace is looked at again while it still has contents.
+const FINALIZE_RETRY: Duration = Duration::from_millis(500);
+/// The longest a master waits between looks at terminating namespaces when nothing happens
+/// (a new leader picks up a namespace whose deletion its predecessor started).
+const FINALIZE_IDLE: Duration = Duration::from_secs(5);
+
+/// A running master. Dropping it does not stop it: call [`Master::shutdown`].
+pub struct Master {
+    pub member: RunningMember,
+    pub registry: Registry,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Master {
+    /// Binds the configured peer and client addresses, then starts.
+    pub async fn start(config: MemberConfig) -> Result<Self, ServerError> {
+        let peer = bind("peer", config.listen_peer).await?;
+        let client = bind("client", config.listen_client).await?;
+        Self::start_on(config, peer, client).await
+    }
+
+    /// Starts on listeners the caller bound (tests bind port 0).
+    pub async fn start_on(
+        config: MemberConfig,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> Result<Self, ServerError> {
+        let max_message = config.store.limits.max_grpc_message_bytes;
+        let mut served = None;
+        let member = RunningMember::start_serving(config, peer, client, |router, store| {
+            let registry = Registry::new(store.clone());
+            served = Some(registry.clone());
+            router.add_service(service(registry, max_message))
+        })
+        .await?;
+        let registry = served.expect("start_serving mounts the API");
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(ensure_system_namespaces(registry.clone(), stopped.clone()));
+        tasks.spawn(finalize_namespaces(registry.clone(), stopped));
+        Ok(Self {
+            member,
+            registry,
+            stop,
+            tasks,
+        })
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        self.registry.stop();
+        while self.tasks.join_next().await.is_some() {}
+        self.member.shutdown().await;
+    }
+}
+
+/// Creates the system namespaces, retrying until the cluster has a leader.
+async fn ensure_system_namespaces(registry: Registry, mut stopped: watch::Receiver<bool>) {
+    for name in SYSTEM_NAMESPACES {
+        let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        loop {
+            match registry
+                .create("namespaces", "", body.to_string().as_bytes(), None, false)
+                .await
+            {
+                Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
+                Err(error) => {
+                    tracing::debug!(%error, namespace = name, "creating system namespace")
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+}
+
+/// The leader empties terminating namespaces and removes them once empty. It wakes on every
+/// namespace change, and retries while a namespace still has contents (pods terminating).
+async fn finalize_namespaces(registry: Registry, mut stopped: watch::Receiver<bool>) {
+    let prefix = b"/registry/namespaces/".to_vec();
+    let mut changes = match registry.store().watch(WatchRequest {
+        range: KeyRange {
+            key: prefix.clone(),
+            range_end: prefix_end(&prefix),
+        },
+        ..Default::default()
+    }) {
+        Ok(watcher) => watcher,
+        Err(error) => {
+            tracing::error!(%error, "watching namespaces");
+            return;
+        }
+    };
+    loop {
+        let mut pending = false;
+        if registry.store().is_leader() {
+            match registry.terminating_namespaces().await {
+                Ok(names) => {
+                    for name in names {
+                        match registry.finalize_namespace(&name).await {
+                            Ok(true) => tracing::info!(namespace = %name, "namespace deleted"),
+                            Ok(false) => pending = true,
+                            Err(error) => {
+                                pending = true;
+                                tracing::debug!(%error, namespace = %name, "finalizing namespace");
+                            }
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "listing terminating namespaces"),
+            }
+        }
+        let wait = if pending {
+            FINALIZE_RETRY
+        } else {
+            FINALIZE_IDLE
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            message = changes.next() => if message.is_none() { return },
+            _ = stopped.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! The `Resources` gRPC service: protobuf in, [`Registry`] calls, protobuf out. No decisions
+//! here; errors become statuses carrying a Kubernetes `Status` (see `error.rs`).
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use rudder_proto::api as pb;
+use rudder_proto::api::resources_server::{Resources, ResourcesServer};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::delete::{DeleteOptions, Propagation};
+use crate::kinds::KINDS;
+use crate::list::ListOptions;
+use crate::registry::{Fence, Registry};
+use crate::watch::WatchOptions;
+
+/// The service over `registry`, ready to add to a tonic server.
+pub fn service(registry: Registry, max_message_bytes: usize) -> ResourcesServer<Api> {
+    ResourcesServer::new(Api { registry })
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes)
+}
+
+#[derive(Clone)]
+pub struct Api {
+    registry: Registry,
+}
+
+fn fence(fence: Option<pb::Fence>) -> Option<Fence> {
+    fence.map(|f| Fence {
+        lease_namespace: f.lease_namespace,
+        lease_name: f.lease_name,
+        holder: f.holder,
+        epoch: f.epoch,
+    })
+}
+
+fn object(value: serde_json::Value) -> Response<pb::Object> {
+    Response::new(pb::Object {
+        json: value.to_string().into_bytes(),
+    })
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Resources for Api {
+    async fn discover(
+        &self,
+        _request: Request<pb::DiscoverRequest>,
+    ) -> Result<Response<pb::DiscoverResponse>, Status> {
+        let kinds = KINDS
+            .iter()
+            .map(|info| pb::Kind {
+                kind: info.kind.into(),
+                group: info.group.into(),
+                version: info.version.into(),
+                api_version: info.api_version.into(),
+                resource: info.resource.into(),
+                singular: info.singular.clone(),
+                short_names: info.short_names.iter().map(|s| s.to_string()).collect(),
+                namespaced: info.namespaced,
+            })
+            .collect();
+        let masters = self
+            .registry
+            .store()
+            .members()
+            .into_iter()
+            .filter(|m| !m.member.client_addr.is_empty())
+            .map(|m| m.member.client_addr)
+            .collect();
+        Ok(Response::new(pb::DiscoverResponse {
+            kinds,
+            server_version: env!("CARGO_PKG_VERSION").into(),
+            masters,
+        }))
+    }
+
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let created = self
+            .registry
+            .create(
+                &r.resource,
+                &r.namespace,
+                &r.json,
+                fence.as_ref(),
+                r.dry_run,
+            )
+            .await?;
+        Ok(object(created))
+    }
+
+    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        Ok(object(
+            self.registry
+                .get(&r.resource, &r.namespace, &r.name)
+                .await?,
+        ))
+    }
+
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
+        let r = request.into_inner();
+        let listed = self
+            .registry
+            .list(
+                &r.resource,
+                &ListOptions {
+                    namespace: r.namespace,
+                    label_selector: r.label_selector,
+                    field_selector: r.field_selector,
+                    limit: r.limit,
+                    continue_token: r.continue_token,
+                    resource_version: r.resource_version,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ListResponse {
+            items: listed
+                .items
+                .iter()
+                .map(|item| item.to_string().into_bytes())
+                .collect(),
+            resource_version: listed.revision.to_string(),
+            continue_token: listed.continue_token,
+            remaining_item_count: listed.remaining.unwrap_or(0),
+            kind: format!("{}List", listed.info.kind),
+            api_version: listed.info.api_version.into(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let updated = self
+            .registry
+            .update(
+                &r.resource,
+                &r.namespace,
+                &r.name,
+                &r.json,
+                fence.as_ref(),
+                r.dry_run,
+            )
+            .await?;
+        Ok(object(updated))
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let updated = self
+            .registry
+            .update_status(
+                &r.resource,
+                &r.namespace,
+                &r.name,
+                &r.json,
+                fence.as_ref(),
+                r.dry_run,
+            )
+            .await?;
+        Ok(object(updated))
+    }
+
+    async fn patch(
+        &self,
+        request: Request<pb::PatchRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let patched = self
+            .registry
+            .patch(
+                &r.resource,
+                &r.namespace,
+                &r.name,
+                &r.patch,
+                r.status,
+                fence.as_ref(),
+            )
+            .await?;
+        Ok(object(patched))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let options = DeleteOptions {
+            grace_period_seconds: r.grace_period_seconds,
+            propagation: Propagation::parse(&r.propagation_policy)?,
+            precondition_uid: r.precondition_uid,
+            precondition_resource_version: r.precondition_resource_version,
+        };
+        let (object, deleted) = self
+            .registry
+            .delete(&r.resource, &r.namespace, &r.name, &options, fence.as_ref())
+            .await?;
+        Ok(Response::new(pb::DeleteResponse {
+            json: object.to_string().into_bytes(),
+            deleted,
+        }))
+    }
+
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let r = request.into_inner();
+        let options = WatchOptions {
+            namespace: r.namespace,
+            label_selector: r.label_selector,
+            field_selector: r.field_selector,
+            resource_version: r.resource_version,
+            allow_bookmarks: r.allow_bookmarks,
+            bookmark_interval: (r.bookmark_interval_ms > 0)
+                .then(|| Duration::from_millis(u64::from(r.bookmark_interval_ms))),
+        };
+        let events = self.registry.watch(&r.resource, &options).await?;
+        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
+            Ok(pb::WatchEvent {
+                r#type: event.kind.into(),
+                object: event.object.to_string().into_bytes(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn bind(
+        &self,
+        request: Request<pb::BindRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let r = request.into_inner();
+        let fence = fence(r.fence);
+        let bound = self
+            .registry
+            .bind(&r.namespace, &r.name, &r.node_name, &r.uid, fence.as_ref())
+            .await?;
+        Ok(object(bound))
+    }
+}

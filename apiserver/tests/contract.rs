@@ -1,0 +1,642 @@
+//! The API server contract (DESIGN.md §4) against a three-master control plane in-process:
+//! optimistic concurrency, binding, fencing, graceful deletion, namespaces, owner references,
+//! paged lists and watches from their revision.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{names, next_event, Plane};
+use rudder_proto::api as pb;
+use rudder_proto::client::ClientError;
+use serde_json::{json, Value};
+
+fn config_map(name: &str, labels: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": name, "labels": labels },
+        "data": { "k": "v" }
+    })
+}
+
+fn pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": "web" } },
+        "spec": { "containers": [{ "name": "app", "image": "busybox" }] }
+    })
+}
+
+fn reason(error: &ClientError) -> &str {
+    error.reason()
+}
+
+/// Waits (bounded) until `condition` holds, checking after every change it could depend on
+/// would be too elaborate for these few cases: a short poll with a deadline.
+async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_swap() {
+    let plane = Plane::start(3).await;
+    let created = plane.create("po", "default", &pod("web-1")).await.unwrap();
+    let meta = &created["metadata"];
+    assert!(!meta["uid"].as_str().unwrap().is_empty());
+    assert!(meta["creationTimestamp"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(meta["namespace"], "default");
+    assert_eq!(created["spec"]["restartPolicy"], "Always");
+    assert_eq!(
+        created["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    assert_eq!(created["status"]["phase"], "Pending");
+    let version: i64 = meta["resourceVersion"].as_str().unwrap().parse().unwrap();
+
+    // generateName gives a fresh name; the same name twice is AlreadyExists.
+    let generated = plane
+        .create(
+            "pods",
+            "default",
+            &json!({ "apiVersion": "v1", "kind": "Pod",
+            "metadata": { "generateName": "kubia-" },
+            "spec": { "containers": [{ "name": "c", "image": "luksa/kubia" }] } }),
+        )
+        .await
+        .unwrap();
+    assert!(generated["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .starts_with("kubia-"));
+    let again = plane
+        .create("pods", "default", &pod("web-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&again), "AlreadyExists");
+
+    // Two writers read the same version; the second one's update is a conflict.
+    let mut first = created.clone();
+    first["metadata"]["labels"]["tier"] = json!("front");
+    let updated = plane
+        .update("pods", "default", "web-1", &first)
+        .await
+        .unwrap();
+    assert!(
+        updated["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > version
+    );
+    let mut second = created.clone();
+    second["metadata"]["labels"]["tier"] = json!("back");
+    let stale = plane
+        .update("pods", "default", "web-1", &second)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&stale), "Conflict", "{stale}");
+    assert!(stale.to_string().contains("the object has been modified"));
+    assert_eq!(
+        plane.get("pods", "default", "web-1").await.unwrap()["metadata"]["labels"]["tier"],
+        "front"
+    );
+
+    // Status changes only through update-status, which leaves the spec alone.
+    let mut status = updated.clone();
+    status["status"] = json!({ "phase": "Running", "podIP": "10.1.0.2" });
+    status["spec"]["activeDeadlineSeconds"] = json!(5);
+    let with_status = plane
+        .update_raw(
+            "pods",
+            "default",
+            "web-1",
+            status.to_string().as_bytes(),
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(with_status["status"]["phase"], "Running");
+    assert!(with_status["spec"]["activeDeadlineSeconds"].is_null());
+
+    // A merge patch changes what it names; an unchanged write does not bump the version.
+    let patched = plane
+        .patch(
+            "pods",
+            "default",
+            "web-1",
+            &json!({ "metadata": { "labels": { "tier": null, "v": "2" } } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched["metadata"]["labels"],
+        json!({ "app": "web", "v": "2" })
+    );
+    let same = plane
+        .patch(
+            "pods",
+            "default",
+            "web-1",
+            &json!({ "metadata": { "labels": { "v": "2" } } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        same["metadata"]["resourceVersion"],
+        patched["metadata"]["resourceVersion"]
+    );
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn binding_moves_a_pod_only_from_unassigned_and_never_while_it_is_deleted() {
+    let plane = Plane::start(3).await;
+    plane.create("pods", "default", &pod("p")).await.unwrap();
+    // Two schedulers race: exactly one bind wins, the other is a conflict.
+    let (a, b) = tokio::join!(
+        plane.bind("default", "p", "node-a"),
+        plane.bind("default", "p", "node-b")
+    );
+    let winners = [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count();
+    assert_eq!(winners, 1, "a: {a:?}\nb: {b:?}");
+    let loser = a.err().or(b.err()).unwrap();
+    assert_eq!(reason(&loser), "Conflict");
+    assert!(loser.to_string().contains("already assigned"), "{loser}");
+    let bound = plane.get("pods", "default", "p").await.unwrap();
+    let node = bound["spec"]["nodeName"].as_str().unwrap().to_string();
+    assert!(node == "node-a" || node == "node-b");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+
+    // nodeName cannot be changed by an update either.
+    let mut moved = bound.clone();
+    moved["spec"]["nodeName"] = json!("node-c");
+    assert_eq!(
+        reason(
+            &plane
+                .update("pods", "default", "p", &moved)
+                .await
+                .unwrap_err()
+        ),
+        "Invalid"
+    );
+
+    // A pod being deleted is never bound.
+    plane.create("pods", "default", &pod("q")).await.unwrap();
+    let mut held = plane.get("pods", "default", "q").await.unwrap();
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    plane.update("pods", "default", "q", &held).await.unwrap();
+    plane
+        .delete(pb::DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "q".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused = plane.bind("default", "q", "node-a").await.unwrap_err();
+    assert_eq!(reason(&refused), "Forbidden", "{refused}");
+    assert!(plane.get("pods", "default", "q").await.unwrap()["spec"]["nodeName"].is_null());
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deposed_leaders_fenced_write_is_refused_and_writes_nothing() {
+    let plane = Plane::start(3).await;
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        .to_string();
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": { "name": "scheduler", "namespace": "kube-system" },
+        "spec": { "holderIdentity": "m1", "leaseDurationSeconds": 15, "leaseTransitions": 1,
+                  "acquireTime": now, "renewTime": now }
+    });
+    plane.create("leases", "kube-system", &lease).await.unwrap();
+    let fence = |holder: &str, epoch: i32| pb::Fence {
+        lease_namespace: "kube-system".into(),
+        lease_name: "scheduler".into(),
+        holder: holder.into(),
+        epoch,
+    };
+    // The holder writes under its fence.
+    plane
+        .create_fenced("pods", "default", &pod("by-m1"), Some(fence("m1", 1)))
+        .await
+        .unwrap();
+    // m2 takes the lease over (a new epoch); m1 still believes it leads.
+    let mut taken = plane
+        .get("leases", "kube-system", "scheduler")
+        .await
+        .unwrap();
+    taken["spec"]["holderIdentity"] = json!("m2");
+    taken["spec"]["leaseTransitions"] = json!(2);
+    plane
+        .update("leases", "kube-system", "scheduler", &taken)
+        .await
+        .unwrap();
+    let before = plane.revision().await;
+    let refused = plane
+        .create_fenced(
+            "pods",
+            "default",
+            &pod("by-deposed-m1"),
+            Some(fence("m1", 1)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "Forbidden", "{refused}");
+    assert!(
+        refused.to_string().contains("fenced write refused"),
+        "{refused}"
+    );
+    let bind = plane
+        .client
+        .call(|mut c| async move {
+            c.bind(pb::BindRequest {
+                namespace: "default".into(),
+                name: "by-m1".into(),
+                node_name: "n1".into(),
+                fence: Some(fence("m1", 1)),
+                uid: String::new(),
+            })
+            .await
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&bind), "Forbidden");
+    assert_eq!(plane.revision().await, before, "a fenced write landed");
+    // The new holder's write goes through.
+    plane
+        .create_fenced("pods", "default", &pod("by-m2"), Some(fence("m2", 2)))
+        .await
+        .unwrap();
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graceful_deletion_marks_bound_pods_until_the_kubelet_confirms() {
+    let plane = Plane::start(3).await;
+    plane
+        .create("pods", "default", &pod("bound"))
+        .await
+        .unwrap();
+    plane.bind("default", "bound", "n1").await.unwrap();
+    let request = |grace: Option<i64>| pb::DeleteRequest {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        name: "bound".into(),
+        grace_period_seconds: grace,
+        ..Default::default()
+    };
+    let marked = plane.delete(request(None)).await.unwrap();
+    assert!(!marked.deleted);
+    let marked_pod: Value = plane.get("pods", "default", "bound").await.unwrap();
+    assert_eq!(marked_pod["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(marked_pod["metadata"]["deletionTimestamp"].is_string());
+    // The kubelet confirms with grace period 0.
+    assert!(plane.delete(request(Some(0))).await.unwrap().deleted);
+    assert!(plane
+        .get("pods", "default", "bound")
+        .await
+        .unwrap_err()
+        .is_not_found());
+    // An unscheduled pod goes at once.
+    plane
+        .create("pods", "default", &pod("unbound"))
+        .await
+        .unwrap();
+    let gone = plane
+        .delete(pb::DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "unbound".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(gone.deleted);
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deleting_a_namespace_deletes_what_is_in_it() {
+    let plane = Plane::start(3).await;
+    plane
+        .create(
+            "ns",
+            "",
+            &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team" } }),
+        )
+        .await
+        .unwrap();
+    plane
+        .create("cm", "team", &config_map("settings", json!({})))
+        .await
+        .unwrap();
+    plane.create("pods", "team", &pod("worker")).await.unwrap();
+    plane
+        .create("secrets", "team", &json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" }, "stringData": { "a": "b" } }))
+        .await
+        .unwrap();
+    let deleted = plane
+        .delete(pb::DeleteRequest {
+            resource: "namespaces".into(),
+            name: "team".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!deleted.deleted, "a namespace empties before it goes");
+    let terminating: Value = serde_json::from_slice(&deleted.json).unwrap();
+    assert_eq!(terminating["status"]["phase"], "Terminating");
+    eventually("the namespace and its contents going away", || async {
+        plane
+            .get("namespaces", "", "team")
+            .await
+            .is_err_and(|e| e.is_not_found())
+    })
+    .await;
+    for resource in ["configmaps", "pods", "secrets"] {
+        assert!(
+            names(&plane.list(resource, "team", "", "").await.unwrap()).is_empty(),
+            "{resource} left"
+        );
+    }
+    let refused = plane
+        .create("cm", "team", &config_map("late", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "NotFound");
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
+    let plane = Plane::start(3).await;
+    let rs = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "web" },
+        "spec": { "replicas": 2, "selector": { "matchLabels": { "app": "web" } },
+                  "template": { "metadata": { "labels": { "app": "web" } },
+                                "spec": { "containers": [{ "name": "c", "image": "i" }] } } }
+    });
+    let owner = |rs: &Value| {
+        json!([{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
+        "uid": rs["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true }])
+    };
+    let first = plane.create("rs", "default", &rs).await.unwrap();
+    for name in ["web-a", "web-b"] {
+        let mut owned = pod(name);
+        owned["metadata"]["ownerReferences"] = owner(&first);
+        plane.create("pods", "default", &owned).await.unwrap();
+    }
+    let listed = plane.list("pods", "default", "app=web", "").await.unwrap();
+    for item in &listed.items {
+        let object: Value = serde_json::from_slice(item).unwrap();
+        assert_eq!(
+            object["metadata"]["ownerReferences"][0]["uid"],
+            first["metadata"]["uid"]
+        );
+    }
+    // Background (the default): the owner's pods go with it.
+    plane
+        .delete(pb::DeleteRequest {
+            resource: "rs".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(names(&plane.list("pods", "default", "app=web", "").await.unwrap()).is_empty());
+
+    // Orphan: the pods stay, without the owner reference.
+    let second = plane.create("rs", "default", &rs).await.unwrap();
+    let mut owned = pod("web-c");
+    owned["metadata"]["ownerReferences"] = owner(&second);
+    plane.create("pods", "default", &owned).await.unwrap();
+    plane
+        .delete(pb::DeleteRequest {
+            resource: "rs".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            propagation_policy: "Orphan".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let orphan = plane.get("pods", "default", "web-c").await.unwrap();
+    assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_nothing() {
+    let plane = Plane::start(3).await;
+    for i in 0..25 {
+        let labels = json!({ "parity": if i % 2 == 0 { "even" } else { "odd" } });
+        plane
+            .create("cm", "default", &config_map(&format!("c{i:02}"), labels))
+            .await
+            .unwrap();
+    }
+    let first = plane
+        .list_page("cm", "default", "", "", 10, "")
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 10);
+    assert_eq!(first.remaining_item_count, 15);
+    // Writes between pages do not show up in later pages of the same list.
+    plane
+        .create(
+            "cm",
+            "default",
+            &config_map("c99", json!({ "parity": "odd" })),
+        )
+        .await
+        .unwrap();
+    let mut all = names(&first);
+    let mut token = first.continue_token.clone();
+    while !token.is_empty() {
+        let page = plane
+            .list_page("cm", "default", "", "", 10, &token)
+            .await
+            .unwrap();
+        assert_eq!(page.resource_version, first.resource_version);
+        all.extend(names(&page));
+        token = page.continue_token;
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("c{i:02}")).collect();
+    assert_eq!(all, expected);
+    // Selectors filter across pages.
+    let odd = plane
+        .list_page("cm", "default", "parity=odd", "", 5, "")
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 5);
+    let named = plane
+        .list("cm", "default", "", "metadata.name=c03")
+        .await
+        .unwrap();
+    assert_eq!(names(&named), ["c03"]);
+
+    // A watch from the list's revision sees c99, then later changes, in order.
+    let mut watch = plane
+        .watch(pb::WatchRequest {
+            resource: "configmaps".into(),
+            namespace: "default".into(),
+            label_selector: "parity=odd".into(),
+            resource_version: first.resource_version.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (kind, object) = next_event(&mut watch).await;
+    assert_eq!(
+        (kind.as_str(), object["metadata"]["name"].as_str()),
+        ("ADDED", Some("c99"))
+    );
+    // Relabelling out of the selector is a DELETED for this watch; back in, an ADDED.
+    plane
+        .patch(
+            "cm",
+            "default",
+            "c01",
+            &json!({ "metadata": { "labels": { "parity": "even" } } }),
+        )
+        .await
+        .unwrap();
+    let (kind, object) = next_event(&mut watch).await;
+    assert_eq!(
+        (kind.as_str(), object["metadata"]["name"].as_str()),
+        ("DELETED", Some("c01"))
+    );
+    plane
+        .patch(
+            "cm",
+            "default",
+            "c01",
+            &json!({ "metadata": { "labels": { "parity": "odd" } } }),
+        )
+        .await
+        .unwrap();
+    let (kind, _) = next_event(&mut watch).await;
+    assert_eq!(kind, "ADDED");
+    plane
+        .delete(pb::DeleteRequest {
+            resource: "cm".into(),
+            namespace: "default".into(),
+            name: "c03".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (kind, object) = next_event(&mut watch).await;
+    assert_eq!(
+        (kind.as_str(), object["metadata"]["name"].as_str()),
+        ("DELETED", Some("c03"))
+    );
+
+    // Bookmarks carry the revision reached while nothing matches.
+    let mut quiet = plane
+        .watch(pb::WatchRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            resource_version: first.resource_version.clone(),
+            allow_bookmarks: true,
+            bookmark_interval_ms: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (kind, object) = next_event(&mut quiet).await;
+    assert_eq!(kind, "BOOKMARK");
+    let reached: i64 = object["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reached >= first.resource_version.parse::<i64>().unwrap());
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_or_continue_from_a_compacted_revision_is_expired() {
+    let plane = Plane::start(3).await;
+    for i in 0..5 {
+        plane
+            .create("cm", "default", &config_map(&format!("c{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    let page = plane
+        .list_page("cm", "default", "", "", 2, "")
+        .await
+        .unwrap();
+    let old = page.resource_version.clone();
+    for i in 5..8 {
+        plane
+            .create("cm", "default", &config_map(&format!("c{i}"), json!({})))
+            .await
+            .unwrap();
+    }
+    let now = plane.revision().await;
+    plane.masters[0].member.store.compact(now).await.unwrap();
+    // Watches read a master's local state: let every master apply the compaction first.
+    plane.sync().await;
+    let mut watch = plane
+        .watch(pb::WatchRequest {
+            resource: "cm".into(),
+            namespace: "default".into(),
+            resource_version: old.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (kind, status) = next_event(&mut watch).await;
+    assert_eq!(kind, "ERROR");
+    assert_eq!(status["code"], 410);
+    assert_eq!(status["reason"], "Expired");
+    let expired = plane
+        .list_page("cm", "default", "", "", 2, &page.continue_token)
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&expired), "Expired", "{expired}");
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_master_serves_the_api_and_writes_survive_the_loss_of_one() {
+    let mut plane = Plane::start(3).await;
+    // Stop one master (possibly the leader): the failover client goes on with the others.
+    let stopped = plane.masters.remove(0);
+    stopped.shutdown().await;
+    for i in 0..5 {
+        plane
+            .create(
+                "cm",
+                "default",
+                &config_map(&format!("after-{i}"), json!({})),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        names(&plane.list("cm", "default", "", "").await.unwrap()).len(),
+        5
+    );
+    plane.shutdown().await;
+}

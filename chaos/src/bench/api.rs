@@ -1,0 +1,296 @@
+//! `rudder bench api`: pods through the API server — concurrent creates, paged and full
+//! lists, and a watch that must deliver every create (its delivery latency measured from
+//! the moment each create was sent).
+//!
+//! ```text
+//!  watch (from the namespace's current revision) ──────────────► deliveries (name → seen at)
+//!  clients × create pod-i (sent at) ──► API (any master) ──► store
+//!  then: list in pages of 500, and in one response
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rudder_proto::api as pb;
+use rudder_proto::client::{ApiClient, ClientError};
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use super::stats::{summarize, Summary};
+
+/// The shape of one run.
+#[derive(Debug, Clone)]
+pub struct ApiLoad {
+    pub endpoints: Vec<String>,
+    pub pods: usize,
+    pub clients: usize,
+    /// The namespace the pods go to (created if missing, deleted afterwards).
+    pub namespace: String,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiReport {
+    pub create: Summary,
+    pub list_paged: Summary,
+    pub list_full: Summary,
+    pub watch_delivery: Summary,
+    /// Pods the watch saw, of those created.
+    pub watch_delivered: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiBenchError {
+    #[error("preparing the run: {0}")]
+    Prepare(#[source] ClientError),
+    #[error("the watch broke after {seen} events: {reason}")]
+    Watch { seen: usize, reason: String },
+    #[error("the watch delivered {seen} of {created} pods within 60 s of the last create")]
+    Missed { seen: usize, created: usize },
+    #[error("listing: {0}")]
+    List(#[source] ClientError),
+    #[error("a load task panicked: {0}")]
+    TaskPanicked(#[from] tokio::task::JoinError),
+}
+
+fn pod(name: &str) -> Vec<u8> {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "labels": { "app": "bench", "tier": "load" } },
+        "spec": { "containers": [{
+            "name": "app", "image": "registry.local/bench:1.0",
+            "ports": [{ "containerPort": 8080 }],
+            "resources": { "requests": { "cpu": "100m", "memory": "64Mi" } }
+        }] }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
+    let client = Arc::new(ApiClient::new(load.endpoints.clone()));
+    prepare_namespace(&client, &load.namespace).await?;
+
+    // The watch starts first, from the revision an empty list reports.
+    let listed = list_page(&client, &load.namespace, 1, "")
+        .await
+        .map_err(ApiBenchError::List)?;
+    let request = pb::WatchRequest {
+        resource: "pods".into(),
+        namespace: load.namespace.clone(),
+        resource_version: listed.resource_version,
+        ..Default::default()
+    };
+    let mut stream = client
+        .open(|mut c| {
+            let request = request.clone();
+            async move { c.watch(request).await }
+        })
+        .await
+        .map_err(ApiBenchError::Prepare)?;
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let watch_sent = sent.clone();
+    let expected = load.pods;
+    let watcher = tokio::spawn(async move {
+        let mut delays = Vec::with_capacity(expected);
+        while delays.len() < expected {
+            match stream.message().await {
+                Ok(Some(event)) if event.r#type == "ADDED" => {
+                    let seen = Instant::now();
+                    let object: serde_json::Value =
+                        serde_json::from_slice(&event.object).unwrap_or_default();
+                    let name = object["metadata"]["name"].as_str().unwrap_or("");
+                    if let Some(at) = watch_sent.lock().await.get(name) {
+                        delays.push(seen.saturating_duration_since(*at));
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Err(("the stream ended".to_string(), delays)),
+                Err(status) => return Err((status.message().to_string(), delays)),
+            }
+        }
+        Ok(delays)
+    });
+
+    // Creates, spread over the clients.
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..load.clients.max(1) {
+        let client = client.clone();
+        let next = next.clone();
+        let sent = sent.clone();
+        let namespace = load.namespace.clone();
+        let total = load.pods;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let name = format!("bench-{i:06}");
+                let request = pb::CreateRequest {
+                    resource: "pods".into(),
+                    namespace: namespace.clone(),
+                    json: pod(&name),
+                    fence: None,
+                    dry_run: false,
+                };
+                let at = Instant::now();
+                sent.lock().await.insert(name, at);
+                let outcome = client
+                    .call(|mut c| {
+                        let request = request.clone();
+                        async move { c.create(request).await }
+                    })
+                    .await;
+                match outcome {
+                    Ok(_) => latencies.push(at.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut last_progress = Instant::now();
+    for task in tasks {
+        let (mut own, own_errors) = task.await?;
+        latencies.append(&mut own);
+        errors += own_errors;
+        if load.progress && last_progress.elapsed() > Duration::from_secs(2) {
+            eprintln!("  created {} pods...", latencies.len());
+            last_progress = Instant::now();
+        }
+    }
+    let create = summarize("create pod", latencies, errors, started.elapsed());
+    let created = create.ops as usize;
+
+    let watched = match tokio::time::timeout(Duration::from_secs(60), watcher).await {
+        Ok(joined) => joined?,
+        Err(_) => return Err(ApiBenchError::Missed { seen: 0, created }),
+    };
+    let delays = match watched {
+        Ok(delays) => delays,
+        Err((reason, delays)) => {
+            return Err(ApiBenchError::Watch {
+                seen: delays.len(),
+                reason,
+            })
+        }
+    };
+    let watch_delivered = delays.len();
+    let watch_delivery = summarize("watch delivery", delays, 0, started.elapsed());
+
+    // Lists: every page of 500, then everything at once; five rounds each.
+    let mut paged = Vec::new();
+    let mut full = Vec::new();
+    let lists_started = Instant::now();
+    for _ in 0..5 {
+        let at = Instant::now();
+        let mut token = String::new();
+        loop {
+            let page = list_page(&client, &load.namespace, 500, &token)
+                .await
+                .map_err(ApiBenchError::List)?;
+            token = page.continue_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        paged.push(at.elapsed());
+        let at = Instant::now();
+        let all = list_page(&client, &load.namespace, 0, "")
+            .await
+            .map_err(ApiBenchError::List)?;
+        full.push(at.elapsed());
+        if all.items.len() != created {
+            return Err(ApiBenchError::Missed {
+                seen: all.items.len(),
+                created,
+            });
+        }
+    }
+    let list_paged = summarize(
+        &format!("list {created} pods (pages of 500)"),
+        paged,
+        0,
+        lists_started.elapsed(),
+    );
+    let list_full = summarize(
+        &format!("list {created} pods (one response)"),
+        full,
+        0,
+        lists_started.elapsed(),
+    );
+
+    let _ = client
+        .call(|mut c| {
+            let namespace = load.namespace.clone();
+            async move {
+                c.delete(pb::DeleteRequest {
+                    resource: "namespaces".into(),
+                    name: namespace,
+                    ..Default::default()
+                })
+                .await
+            }
+        })
+        .await;
+    Ok(ApiReport {
+        create,
+        list_paged,
+        list_full,
+        watch_delivery,
+        watch_delivered,
+    })
+}
+
+async fn prepare_namespace(client: &ApiClient, namespace: &str) -> Result<(), ApiBenchError> {
+    let body =
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } });
+    let outcome = client
+        .call(|mut c| {
+            let body = body.to_string().into_bytes();
+            async move {
+                c.create(pb::CreateRequest {
+                    resource: "namespaces".into(),
+                    json: body,
+                    ..Default::default()
+                })
+                .await
+            }
+        })
+        .await;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(error) if error.reason() == "AlreadyExists" => Ok(()),
+        Err(error) => Err(ApiBenchError::Prepare(error)),
+    }
+}
+
+async fn list_page(
+    client: &ApiClient,
+    namespace: &str,
+    limit: i64,
+    token: &str,
+) -> Result<pb::ListResponse, ClientError> {
+    let request = pb::ListRequest {
+        resource: "pods".into(),
+        namespace: namespace.into(),
+        limit,
+        continue_token: token.into(),
+        ..Default::default()
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.list(request).await }
+        })
+        .await
+}

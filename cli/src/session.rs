@@ -1,0 +1,183 @@
+//! Talking to the API: which masters (flags, `RUDDER_SERVER`, or the config `rudder up`
+//! writes), the kinds they serve (discovery), and kind resolution as kubectl does it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use rudder_proto::api as pb;
+use rudder_proto::client::ApiClient;
+use serde::{Deserialize, Serialize};
+
+/// Where the API servers are.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Target {
+    /// API servers (master client addresses): host:port[,host:port...]. Default: the
+    /// RUDDER_SERVER variable, else the config file `rudder up` writes.
+    #[arg(short = 's', long, env = "RUDDER_SERVER", value_delimiter = ',')]
+    pub server: Vec<String>,
+    /// The CLI config file (default: $RUDDER_CONFIG, else ~/.rudder/config).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// What `rudder up` writes and the CLI reads.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CliConfig {
+    pub servers: Vec<String>,
+}
+
+/// The config file path: `--config`, `$RUDDER_CONFIG`, else `~/.rudder/config`.
+pub fn config_path(given: Option<&PathBuf>) -> PathBuf {
+    if let Some(path) = given {
+        return path.clone();
+    }
+    if let Some(path) = std::env::var_os("RUDDER_CONFIG") {
+        return PathBuf::from(path);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    home.join(".rudder").join("config")
+}
+
+pub fn write_config(path: &PathBuf, config: &CliConfig) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating the config directory {parent:?}"))?;
+    }
+    let text = serde_yaml::to_string(config)?;
+    std::fs::write(path, text).with_context(|| format!("writing the CLI config {path:?}"))
+}
+
+/// A connection to the API with the server's kinds.
+pub struct Session {
+    pub client: ApiClient,
+    kinds: Vec<pb::Kind>,
+    /// Client addresses of every master, as the cluster knows them.
+    pub masters: Vec<String>,
+    pub server_version: String,
+}
+
+impl Session {
+    pub async fn connect(target: &Target) -> anyhow::Result<Self> {
+        let servers = servers(target)?;
+        let client = ApiClient::new(servers);
+        let discovered = client
+            .call(|mut c| async move { c.discover(pb::DiscoverRequest {}).await })
+            .await?;
+        Ok(Self {
+            client,
+            kinds: discovered.kinds,
+            masters: discovered.masters,
+            server_version: discovered.server_version,
+        })
+    }
+
+    /// Resolves a kind as kubectl does: `pods`, `pod`, `po`, `Pod`, `deployments.apps`.
+    pub fn kind(&self, name: &str) -> anyhow::Result<&pb::Kind> {
+        let lower = name.to_ascii_lowercase();
+        let (base, group) = match lower.split_once('.') {
+            Some((base, group)) => (base.to_string(), Some(group.to_string())),
+            None => (lower.clone(), None),
+        };
+        self.kinds
+            .iter()
+            .find(|k| {
+                (k.resource == base
+                    || k.singular == base
+                    || k.kind.to_ascii_lowercase() == base
+                    || k.short_names.contains(&base))
+                    && group.as_ref().is_none_or(|g| *g == k.group)
+            })
+            .with_context(|| {
+                format!(
+                    "the server doesn't have a resource type {name:?} (known: {})",
+                    self.kinds
+                        .iter()
+                        .map(|k| k.resource.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// The kind of a manifest by its apiVersion and kind.
+    pub fn kind_of_document(&self, document: &serde_json::Value) -> anyhow::Result<&pb::Kind> {
+        let api_version = document["apiVersion"].as_str().unwrap_or("");
+        let kind = document["kind"].as_str().unwrap_or("");
+        if kind.is_empty() || api_version.is_empty() {
+            bail!("the document has no apiVersion or kind: every manifest needs both");
+        }
+        self.kinds
+            .iter()
+            .find(|k| k.api_version == api_version && k.kind == kind)
+            .with_context(|| {
+                format!("no kind {kind:?} is registered for version {api_version:?} on this server")
+            })
+    }
+}
+
+/// `pod/kubia`, `deployment.apps/web`: how kubectl names an object in its messages.
+pub fn display_name(kind: &pb::Kind, name: &str) -> String {
+    if kind.group.is_empty() {
+        format!("{}/{name}", kind.singular)
+    } else {
+        format!("{}.{}/{name}", kind.singular, kind.group)
+    }
+}
+
+fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
+    if !target.server.is_empty() {
+        return Ok(target.server.iter().map(|s| strip_scheme(s)).collect());
+    }
+    let path = config_path(target.config.as_ref());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let config: CliConfig = serde_yaml::from_str(&text)
+                .with_context(|| format!("reading the CLI config {path:?}"))?;
+            if config.servers.is_empty() {
+                bail!("the CLI config {path:?} lists no servers");
+            }
+            Ok(config.servers.iter().map(|s| strip_scheme(s)).collect())
+        }
+        Err(_) => Ok(vec!["127.0.0.1:2379".into()]),
+    }
+}
+
+fn strip_scheme(server: &str) -> String {
+    server
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_come_from_flags_before_the_config_file() {
+        let target = Target {
+            server: vec!["http://127.0.0.1:1/".into(), "127.0.0.1:2".into()],
+            config: None,
+        };
+        assert_eq!(servers(&target).unwrap(), ["127.0.0.1:1", "127.0.0.1:2"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        write_config(
+            &path,
+            &CliConfig {
+                servers: vec!["127.0.0.1:3".into()],
+            },
+        )
+        .unwrap();
+        let target = Target {
+            server: vec![],
+            config: Some(path),
+        };
+        assert_eq!(servers(&target).unwrap(), ["127.0.0.1:3"]);
+    }
+}

@@ -1,0 +1,208 @@
+//! [`ApiClient`]: the Rudder API's client for every component that talks to the API server
+//! (CLI, actors, nodes, benchmarks). It knows every master and fails over: a call that cannot
+//! reach a master, or finds it without a quorum, is tried on the next one.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::api::resources_client::ResourcesClient;
+
+/// How long a unary call may take on one master before the next one is tried.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why a call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// No master answered.
+    #[error("no API server could be reached at {endpoints}: {last}; check that the masters are running (`rudder up`) and --server / RUDDER_SERVER")]
+    Unreachable { endpoints: String, last: String },
+    /// The API server refused the call; `reason` is Kubernetes' (NotFound, Conflict, ...).
+    #[error("Error from server ({reason}): {message}")]
+    Api {
+        code: Code,
+        reason: String,
+        message: String,
+        /// The Kubernetes `Status` object, as JSON text ("" if the server sent none).
+        status: String,
+    },
+}
+
+impl ClientError {
+    /// The Kubernetes reason (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, ...).
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Unreachable { .. } => "Unreachable",
+            Self::Api { reason, .. } => reason,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.reason() == "NotFound"
+    }
+
+    fn from_status(status: &Status) -> Self {
+        let details = String::from_utf8_lossy(status.details()).into_owned();
+        let reason = serde_json::from_str::<serde_json::Value>(&details)
+            .ok()
+            .and_then(|s| s["reason"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("{:?}", status.code()));
+        Self::Api {
+            code: status.code(),
+            reason,
+            message: status.message().to_string(),
+            status: details,
+        }
+    }
+}
+
+/// A client of the `Resources` service over several masters.
+pub struct ApiClient {
+    endpoints: Vec<String>,
+    /// The master that answered last: calls start there.
+    current: AtomicUsize,
+    channels: Mutex<Vec<Option<Channel>>>,
+}
+
+impl ApiClient {
+    /// `endpoints` are `host:port` client addresses of masters (at least one).
+    pub fn new(endpoints: Vec<String>) -> Self {
+        let channels = Mutex::new(vec![None; endpoints.len()]);
+        Self {
+            endpoints,
+            current: AtomicUsize::new(0),
+            channels,
+        }
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// The master calls go to now.
+    pub fn current_endpoint(&self) -> &str {
+        let index = self.current.load(Ordering::Relaxed) % self.endpoints.len().max(1);
+        self.endpoints.get(index).map(String::as_str).unwrap_or("")
+    }
+
+    fn channel(&self, index: usize) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = &channels[index] {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.endpoints[index]))
+            .map_err(|error| format!("bad address {:?}: {error}", self.endpoints[index]))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5))
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = endpoint.connect_lazy();
+        channels[index] = Some(channel.clone());
+        Ok(channel)
+    }
+
+    fn forget(&self, index: usize) {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels[index] = None;
+    }
+
+    /// Runs a unary call, trying each master once, starting with the current one.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.attempt(call, Some(CALL_TIMEOUT)).await
+    }
+
+    /// Like [`ApiClient::call`], without a time limit (for watch streams).
+    pub async fn open<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.attempt(call, None).await
+    }
+
+    async fn attempt<T, F, Fut>(&self, call: F, limit: Option<Duration>) -> Result<T, ClientError>
+    where
+        F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let count = self.endpoints.len();
+        if count == 0 {
+            return Err(ClientError::Unreachable {
+                endpoints: "(none)".into(),
+                last: "no server address given".into(),
+            });
+        }
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            let channel = match self.channel(index) {
+                Ok(channel) => channel,
+                Err(error) => {
+                    last = error;
+                    continue;
+                }
+            };
+            let client = ResourcesClient::new(channel)
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024);
+            let outcome = match limit {
+                Some(limit) => match tokio::time::timeout(limit, call(client)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Status::unavailable(format!(
+                        "no answer within {} s",
+                        limit.as_secs()
+                    ))),
+                },
+                None => call(client).await,
+            };
+            match outcome {
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response.into_inner());
+                }
+                Err(status) if is_retryable(&status) => {
+                    last = format!("{}: {}", self.endpoints[index], status.message());
+                    self.forget(index);
+                }
+                Err(status) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Err(ClientError::from_status(&status));
+                }
+            }
+        }
+        self.current.store((start + 1) % count, Ordering::Relaxed);
+        Err(ClientError::Unreachable {
+            endpoints: self.endpoints.join(","),
+            last,
+        })
+    }
+
+    /// After a broken stream: later calls start at the next master.
+    pub fn skip_current(&self) {
+        let count = self.endpoints.len().max(1);
+        let index = self.current.load(Ordering::Relaxed);
+        self.forget(index % count);
+        self.current.store((index + 1) % count, Ordering::Relaxed);
+    }
+}
+
+/// Whether another master may succeed where this one failed: it could not be reached, or
+/// it has no quorum or leader right now.
+pub fn is_retryable(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => true,
+        // Connection failures surface as Unknown with a transport error inside.
+        Code::Unknown => status.details().is_empty(),
+        _ => false,
+    }
+}
