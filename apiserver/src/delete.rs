@@ -10,7 +10,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::kinds::{KindInfo, KINDS};
@@ -20,6 +20,8 @@ use crate::registry::{
 };
 
 const MAX_ATTEMPTS: usize = 16;
+/// Namespaces every cluster needs, which Kubernetes refuses to delete.
+const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -100,7 +102,20 @@ pub fn plan(info: &KindInfo, object: &Value, grace: Option<i64>, now: jiff::Time
             return match current {
                 // A shorter grace period may replace a longer one, never the reverse.
                 Some(current) if deleting && current <= grace => Plan::AlreadyMarked,
-                _ => Plan::Mark(mark(object, now, grace)),
+                _ => {
+                    let mut marked = mark(object, now, grace);
+                    let earlier = object["metadata"]["deletionTimestamp"]
+                        .as_str()
+                        .and_then(object::parse_timestamp)
+                        .filter(|existing| {
+                            *existing < now + jiff::SignedDuration::from_secs(grace)
+                        });
+                    if let Some(existing) = earlier {
+                        marked["metadata"]["deletionTimestamp"] =
+                            Value::from(object::timestamp(existing));
+                    }
+                    Plan::Mark(marked)
+                }
             };
         }
     }
@@ -148,6 +163,11 @@ impl Registry {
                 "gracePeriodSeconds",
                 format!("grace period must not be negative, got {grace}"),
             ));
+        }
+        if info.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
+            return Err(ApiError::Forbidden {
+                message: format!("namespace {name:?} may not be deleted: it is a system namespace"),
+            });
         }
         let namespace = request_namespace(info, namespace);
         self.delete_boxed(
@@ -201,10 +221,12 @@ impl Registry {
                     Plan::Remove => {
                         match options.propagation {
                             Propagation::Orphan => {
-                                self.orphan_dependents(info, &namespace, &uid).await?
+                                self.orphan_dependents(info, &namespace, &uid, fence.as_ref())
+                                    .await?
                             }
                             Propagation::Foreground => {
-                                self.delete_dependents(info, &namespace, &uid).await?
+                                self.delete_dependents(info, &namespace, &uid, fence.as_ref())
+                                    .await?
                             }
                             Propagation::Background => {}
                         }
@@ -212,7 +234,8 @@ impl Registry {
                             self.commit(&key, compares, Write::Delete).await?
                         {
                             if options.propagation == Propagation::Background {
-                                self.delete_dependents(info, &namespace, &uid).await?;
+                                self.delete_dependents(info, &namespace, &uid, fence.as_ref())
+                                    .await?;
                             }
                             let mut gone = current;
                             object::set_resource_version(&mut gone, revision);
@@ -256,6 +279,7 @@ impl Registry {
         owner: &KindInfo,
         namespace: &str,
         owner_uid: &str,
+        fence: Option<&Fence>,
     ) -> Result<(), ApiError> {
         for (info, dependent) in self.dependents(owner, namespace, owner_uid).await? {
             let result = self
@@ -264,7 +288,7 @@ impl Registry {
                     object::namespace(&dependent).to_string(),
                     object::name(&dependent).to_string(),
                     DeleteOptions::default(),
-                    None,
+                    fence.cloned(),
                 )
                 .await;
             match result {
@@ -280,27 +304,27 @@ impl Registry {
         owner: &KindInfo,
         namespace: &str,
         owner_uid: &str,
+        fence: Option<&Fence>,
     ) -> Result<(), ApiError> {
         for (info, dependent) in self.dependents(owner, namespace, owner_uid).await? {
-            let owners: Vec<Value> = dependent["metadata"]["ownerReferences"]
-                .as_array()
-                .map(|owners| {
-                    owners
-                        .iter()
-                        .filter(|o| o["uid"].as_str() != Some(owner_uid))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            let patch = json!({ "metadata": { "ownerReferences": owners } });
+            // Filter the references of the object as it is at write time (another writer
+            // may have changed them since the scan).
             let result = self
-                .patch(
-                    info.resource,
+                .modify(
+                    info,
                     object::namespace(&dependent),
                     object::name(&dependent),
-                    patch.to_string().as_bytes(),
-                    false,
                     None,
+                    fence,
+                    false,
+                    |current| {
+                        let mut next = current.clone();
+                        if let Some(owners) = next["metadata"]["ownerReferences"].as_array_mut() {
+                            owners.retain(|o| o["uid"].as_str() != Some(owner_uid));
+                        }
+                        object::metadata_mut(&mut next).remove("resourceVersion");
+                        Ok(next)
+                    },
                 )
                 .await;
             match result {
@@ -422,6 +446,8 @@ fn check_preconditions(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::kinds::resolve;
 

@@ -170,6 +170,9 @@ impl From<StoreError> for ApiError {
             StoreError::Kv(KvError::RequestTooLarge { size, limit }) => {
                 Self::TooLarge { size, limit }
             }
+            StoreError::Kv(
+                error @ (KvError::FutureRevision { .. } | KvError::NegativeRevision { .. }),
+            ) => Self::bad_field("resourceVersion", error.to_string()),
             StoreError::Kv(other) => Self::internal(other.to_string()),
             other => Self::Unavailable { source: other },
         }

@@ -102,21 +102,11 @@ async fn ensure_system_namespaces(registry: Registry, mut stopped: watch::Receiv
 /// The leader empties terminating namespaces and removes them once empty. It wakes on every
 /// namespace change, and retries while a namespace still has contents (pods terminating).
 async fn finalize_namespaces(registry: Registry, mut stopped: watch::Receiver<bool>) {
-    let prefix = b"/registry/namespaces/".to_vec();
-    let mut changes = match registry.store().watch(WatchRequest {
-        range: KeyRange {
-            key: prefix.clone(),
-            range_end: prefix_end(&prefix),
-        },
-        ..Default::default()
-    }) {
-        Ok(watcher) => watcher,
-        Err(error) => {
-            tracing::error!(%error, "watching namespaces");
-            return;
-        }
-    };
+    let mut changes = None;
     loop {
+        if changes.is_none() {
+            changes = watch_namespaces(&registry);
+        }
         let mut pending = false;
         if registry.store().is_leader() {
             match registry.terminating_namespaces().await {
@@ -140,10 +130,35 @@ async fn finalize_namespaces(registry: Registry, mut stopped: watch::Receiver<bo
         } else {
             FINALIZE_IDLE
         };
+        let change = async {
+            match changes.as_mut() {
+                Some(watcher) => watcher.next().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            message = changes.next() => if message.is_none() { return },
+            message = change => if message.is_none() {
+                // The watch ended (compacted while this task was busy): open a new one.
+                changes = None;
+            },
             _ = stopped.changed() => return,
         }
     }
+}
+
+/// A watch on every namespace change from now on.
+fn watch_namespaces(registry: &Registry) -> Option<rudder_raftstore::watch::Watcher> {
+    let prefix = b"/registry/namespaces/".to_vec();
+    registry
+        .store()
+        .watch(WatchRequest {
+            range: KeyRange {
+                key: prefix.clone(),
+                range_end: prefix_end(&prefix),
+            },
+            ..Default::default()
+        })
+        .map_err(|error| tracing::warn!(%error, "watching namespaces"))
+        .ok()
 }

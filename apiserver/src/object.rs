@@ -106,6 +106,9 @@ pub fn finalizers(object: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Selectable fields that are booleans (unset = false).
+const BOOLEAN_FIELDS: [&str; 2] = ["spec.unschedulable", "spec.hostNetwork"];
+
 /// The value of a field selector's field: a dotted path into the object, scalars as text,
 /// a missing field as "".
 pub fn field_value(object: &Value, path: &str) -> String {
@@ -115,6 +118,8 @@ pub fn field_value(object: &Value, path: &str) -> String {
     }
     match current {
         Value::String(text) => text.clone(),
+        // Kubernetes selects an unset boolean as its default, false.
+        Value::Null if BOOLEAN_FIELDS.contains(&path) => "false".into(),
         Value::Null => String::new(),
         Value::Bool(flag) => flag.to_string(),
         Value::Number(number) => number.to_string(),
@@ -162,6 +167,8 @@ mod tests {
         assert_eq!(field_value(&pod, "spec.nodeName"), "n1");
         assert_eq!(field_value(&pod, "spec.hostNetwork"), "true");
         assert_eq!(field_value(&pod, "status.phase"), "");
+        let node = json!({ "spec": {} });
+        assert_eq!(field_value(&node, "spec.unschedulable"), "false");
     }
 
     #[test]

@@ -292,7 +292,7 @@ impl Registry {
     /// Reads the current object, builds its replacement with `make`, and writes it if the
     /// object has not changed meanwhile. `wanted` is the caller's resourceVersion, if any.
     #[allow(clippy::too_many_arguments)]
-    async fn modify(
+    pub(crate) async fn modify(
         &self,
         info: &'static KindInfo,
         namespace: &str,
@@ -679,18 +679,25 @@ fn candidate(
             }
             fold_string_data(info, &mut next);
             let meta = object::metadata_mut(&mut next);
+            // Fields a client may leave out (they are carried forward; changing them is a
+            // validation error).
+            for carried in ["uid", "creationTimestamp"] {
+                if meta.get(carried).is_none_or(Value::is_null) {
+                    if let Some(value) = current["metadata"].get(carried) {
+                        meta.insert(carried.into(), value.clone());
+                    }
+                }
+            }
+            // Fields only the server writes: deletion goes through the delete verb.
             for owned in [
-                "uid",
-                "creationTimestamp",
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
                 "generation",
             ] {
-                if meta.get(owned).is_none_or(Value::is_null) {
-                    if let Some(value) = current["metadata"].get(owned) {
-                        meta.insert(owned.into(), value.clone());
-                    }
-                }
+                match current["metadata"].get(owned) {
+                    Some(value) => meta.insert(owned.into(), value.clone()),
+                    None => meta.remove(owned),
+                };
             }
             meta.remove("resourceVersion");
             Ok(next)

@@ -78,12 +78,16 @@ impl Registry {
                 initial = listed.items;
                 listed.revision
             }
-            text => text.parse().map_err(|_| {
-                ApiError::bad_field(
-                    "resourceVersion",
-                    format!("resourceVersion {text:?} is not a version this server gave out"),
-                )
-            })?,
+            text => text
+                .parse::<Revision>()
+                .ok()
+                .filter(|revision| (0..Revision::MAX).contains(revision))
+                .ok_or_else(|| {
+                    ApiError::bad_field(
+                        "resourceVersion",
+                        format!("resourceVersion {text:?} is not a version this server gave out"),
+                    )
+                })?,
         };
         let prefix = object::prefix(info, &namespace);
         let watcher = self.store.watch(WatchRequest {
@@ -134,10 +138,16 @@ impl Feed {
         mut watcher: rudder_raftstore::watch::Watcher,
         bookmarks: Option<Duration>,
     ) {
+        let listed = !initial.is_empty();
         for object in initial {
             if !self.send("ADDED", object).await {
                 return;
             }
+        }
+        // The initial objects carry their own (older) versions: tell a client that may
+        // resume where the listing ended.
+        if listed && bookmarks.is_some() && !self.bookmark().await {
+            return;
         }
         let progress = watcher.progress_handle();
         let sender = self.sender.clone();
@@ -166,12 +176,7 @@ impl Feed {
                     }
                     Some(WatchMessage::Progress { revision }) => {
                         self.reached = self.reached.max(revision);
-                        let bookmark = json!({
-                            "kind": self.info.kind,
-                            "apiVersion": self.info.api_version,
-                            "metadata": { "resourceVersion": self.reached.to_string() },
-                        });
-                        if !self.send("BOOKMARK", bookmark).await {
+                        if !self.bookmark().await {
                             return;
                         }
                     }
@@ -192,6 +197,16 @@ impl Feed {
                 _ = sender.closed() => return,
             }
         }
+    }
+
+    /// A BOOKMARK at the revision reached.
+    async fn bookmark(&self) -> bool {
+        let bookmark = json!({
+            "kind": self.info.kind,
+            "apiVersion": self.info.api_version,
+            "metadata": { "resourceVersion": self.reached.to_string() },
+        });
+        self.send("BOOKMARK", bookmark).await
     }
 
     async fn send(&self, kind: &'static str, object: Value) -> bool {

@@ -954,6 +954,22 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
             "Precondition failed",
         ),
         (
+            "deleting a system namespace",
+            Bad::Delete(pb::DeleteRequest {
+                resource: "namespaces".into(),
+                name: "default".into(),
+                ..Default::default()
+            }),
+            "Forbidden",
+            "system namespace",
+        ),
+        (
+            "watch from a negative version",
+            Bad::Watch("pods", "-5"),
+            "BadRequest",
+            "resourceVersion",
+        ),
+        (
             "bind to an invalid node name",
             Bad::Bind("p", "Node_1"),
             "Invalid",

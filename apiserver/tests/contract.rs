@@ -145,6 +145,13 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
         patched["metadata"]["labels"],
         json!({ "app": "web", "v": "2" })
     );
+    // Deletion is the delete verb's: a patch cannot set a deletionTimestamp.
+    let sneaky = json!({ "metadata": { "deletionTimestamp": "2020-01-01T00:00:00Z" } });
+    let kept = plane
+        .patch("pods", "default", "web-1", &sneaky)
+        .await
+        .unwrap();
+    assert!(kept["metadata"]["deletionTimestamp"].is_null());
     let same = plane
         .patch(
             "pods",

@@ -61,11 +61,23 @@ pub struct Session {
 
 impl Session {
     pub async fn connect(target: &Target) -> anyhow::Result<Self> {
-        let servers = servers(target)?;
-        let client = ApiClient::new(servers);
+        let mut servers = servers(target)?;
+        let client = ApiClient::new(servers.clone());
         let discovered = client
             .call(|mut c| async move { c.discover(pb::DiscoverRequest {}).await })
             .await?;
+        // Every master the cluster knows, after the ones given: failover needs them all.
+        let known = servers.len();
+        for master in &discovered.masters {
+            if !servers.contains(master) {
+                servers.push(master.clone());
+            }
+        }
+        let client = if servers.len() > known {
+            ApiClient::new(servers)
+        } else {
+            client
+        };
         Ok(Self {
             client,
             kinds: discovered.kinds,

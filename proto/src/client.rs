@@ -15,12 +15,15 @@ use crate::api::resources_client::ResourcesClient;
 /// How long a unary call may take on one master before the next one is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long calls keep going round the masters while none can serve (an election).
+const FAILOVER_PATIENCE: Duration = Duration::from_secs(5);
+const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
 
 /// Why a call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// No master answered.
-    #[error("no API server could be reached at {endpoints}: {last}; check that the masters are running (`rudder up`) and --server / RUDDER_SERVER")]
+    #[error("no API server could serve the request at {endpoints} (last: {last}); check that the masters are running (`rudder up`, `rudder cluster status`) and --server / RUDDER_SERVER")]
     Unreachable { endpoints: String, last: String },
     /// The API server refused the call; `reason` is Kubernetes' (NotFound, Conflict, ...).
     #[error("Error from server ({reason}): {message}")]
@@ -141,14 +144,42 @@ impl ApiClient {
                 last: "no server address given".into(),
             });
         }
-        let start = self.current.load(Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + FAILOVER_PATIENCE;
         let mut last = String::new();
+        loop {
+            match self.round(&call, limit, &mut last).await {
+                Some(outcome) => return outcome,
+                None if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(FAILOVER_PAUSE).await;
+                }
+                None => break,
+            }
+        }
+        Err(ClientError::Unreachable {
+            endpoints: self.endpoints.join(","),
+            last,
+        })
+    }
+
+    /// One try on each master, starting with the current one; `None` if none could serve.
+    async fn round<T, F, Fut>(
+        &self,
+        call: &F,
+        limit: Option<Duration>,
+        last: &mut String,
+    ) -> Option<Result<T, ClientError>>
+    where
+        F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let count = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed);
         for offset in 0..count {
             let index = (start + offset) % count;
             let channel = match self.channel(index) {
                 Ok(channel) => channel,
                 Err(error) => {
-                    last = error;
+                    *last = error;
                     continue;
                 }
             };
@@ -158,33 +189,42 @@ impl ApiClient {
             let outcome = match limit {
                 Some(limit) => match tokio::time::timeout(limit, call(client)).await {
                     Ok(outcome) => outcome,
-                    Err(_) => Err(Status::unavailable(format!(
-                        "no answer within {} s",
-                        limit.as_secs()
-                    ))),
+                    Err(_) => {
+                        // The request may have been applied: trying elsewhere could apply
+                        // it twice, so the caller decides.
+                        self.current.store((index + 1) % count, Ordering::Relaxed);
+                        return Some(Err(ClientError::Api {
+                            code: Code::DeadlineExceeded,
+                            reason: "Timeout".into(),
+                            message: format!(
+                                "{} gave no answer within {} s; the request may or may not \
+                                 have been applied",
+                                self.endpoints[index],
+                                limit.as_secs()
+                            ),
+                            status: String::new(),
+                        }));
+                    }
                 },
                 None => call(client).await,
             };
             match outcome {
                 Ok(response) => {
                     self.current.store(index, Ordering::Relaxed);
-                    return Ok(response.into_inner());
+                    return Some(Ok(response.into_inner()));
                 }
                 Err(status) if is_retryable(&status) => {
-                    last = format!("{}: {}", self.endpoints[index], status.message());
+                    *last = format!("{}: {}", self.endpoints[index], status.message());
                     self.forget(index);
                 }
                 Err(status) => {
                     self.current.store(index, Ordering::Relaxed);
-                    return Err(ClientError::from_status(&status));
+                    return Some(Err(ClientError::from_status(&status)));
                 }
             }
         }
         self.current.store((start + 1) % count, Ordering::Relaxed);
-        Err(ClientError::Unreachable {
-            endpoints: self.endpoints.join(","),
-            last,
-        })
+        None
     }
 
     /// After a broken stream: later calls start at the next master.
@@ -196,13 +236,16 @@ impl ApiClient {
     }
 }
 
-/// Whether another master may succeed where this one failed: it could not be reached, or
-/// it has no quorum or leader right now.
+/// Whether trying another master is safe and may succeed: this one could not be reached
+/// (the request never left), or it answered that the store has no leader (nothing was
+/// proposed). A request that may have been applied (a timeout, a leader lost mid-write, a
+/// connection broken after sending) is not retried: a create would be applied twice.
 pub fn is_retryable(status: &Status) -> bool {
-    match status.code() {
-        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => true,
-        // Connection failures surface as Unknown with a transport error inside.
-        Code::Unknown => status.details().is_empty(),
-        _ => false,
+    let from_api_server = !status.details().is_empty();
+    if !from_api_server {
+        return status.code() == Code::Unavailable;
     }
+    status.code() == Code::Unavailable
+        && (status.message().contains("no leader is available")
+            || status.message().contains("this member has stopped"))
 }

@@ -91,8 +91,18 @@ pub async fn run(args: GetArgs) -> anyhow::Result<()> {
         None => (args.kind.clone(), Vec::new()),
     };
     names.extend(args.names.iter().cloned());
+    // kubectl's `all` category: the workloads and their services.
+    const ALL: &str = "pods,services,daemonsets,deployments,replicasets,replicationcontrollers,\
+                       statefulsets,jobs,cronjobs";
     let kinds: Vec<pb::Kind> = kinds
         .split(',')
+        .flat_map(|k| {
+            if k == "all" {
+                ALL.split(',').collect()
+            } else {
+                vec![k]
+            }
+        })
         .map(|k| session.kind(k).cloned())
         .collect::<anyhow::Result<_>>()?;
     if args.watch || args.watch_only {
@@ -294,20 +304,35 @@ async fn watch(
 ) -> anyhow::Result<()> {
     let options = table_options(args);
     let mut header_printed = args.no_headers;
-    let mut revision = String::new();
     let wanted = |object: &Value| {
         names.is_empty()
             || names
                 .iter()
                 .any(|n| Some(n.as_str()) == object["metadata"]["name"].as_str())
     };
-    if !args.watch_only {
+    let mut revision = if args.watch_only {
+        // Changes from now on: the revision of a one-item list.
+        let request = pb::ListRequest {
+            resource: kind.resource.clone(),
+            namespace: args.scope.list_namespace(),
+            limit: 1,
+            ..Default::default()
+        };
+        let page = session
+            .client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list(request).await }
+            })
+            .await?;
+        page.resource_version
+    } else {
         let (items, listed_at) = list_all(session, args, kind).await?;
         for item in items.iter().filter(|i| wanted(i)) {
             print_event(args, kind, options, "", item, &mut header_printed)?;
         }
-        revision = listed_at;
-    }
+        listed_at
+    };
     loop {
         let request = pb::WatchRequest {
             resource: kind.resource.clone(),
@@ -368,12 +393,10 @@ async fn watch(
                         }
                     }
                 }
-                // The master went away (or the stream broke): resume elsewhere.
+                // The master went away (or the stream broke): resume elsewhere, from the
+                // last revision seen, so nothing is missed or repeated.
                 Some(Err(_)) | None => {
                     session.client.skip_current();
-                    if revision.is_empty() {
-                        revision = "0".into();
-                    }
                     break;
                 }
             }
