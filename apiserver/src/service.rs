@@ -15,11 +15,16 @@ use crate::list::ListOptions;
 use crate::registry::{Fence, Registry};
 use crate::watch::WatchOptions;
 
-/// The service over `registry`, ready to add to a tonic server.
-pub fn service(registry: Registry, max_message_bytes: usize) -> ResourcesServer<Api> {
+/// The largest response (a list of every object of a kind): far above any request, as
+/// Kubernetes puts no limit on list sizes; use `limit` to page through big lists.
+pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
+
+/// The service over `registry`, ready to add to a tonic server. Requests are limited to
+/// `max_request_bytes` (the store's gRPC message limit); responses to [`MAX_RESPONSE_BYTES`].
+pub fn service(registry: Registry, max_request_bytes: usize) -> ResourcesServer<Api> {
     ResourcesServer::new(Api { registry })
-        .max_decoding_message_size(max_message_bytes)
-        .max_encoding_message_size(max_message_bytes)
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 #[derive(Clone)]

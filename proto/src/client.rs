@@ -15,6 +15,8 @@ use crate::api::resources_client::ResourcesClient;
 /// How long a unary call may take on one master before the next one is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest response accepted (a full list of a big kind is many megabytes).
+const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 /// How long calls keep going round the masters while none can serve (an election).
 const FAILOVER_PATIENCE: Duration = Duration::from_secs(5);
 const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
@@ -184,8 +186,8 @@ impl ApiClient {
                 }
             };
             let client = ResourcesClient::new(channel)
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024);
+                .max_decoding_message_size(MAX_RESPONSE_BYTES)
+                .max_encoding_message_size(MAX_RESPONSE_BYTES);
             let outcome = match limit {
                 Some(limit) => match tokio::time::timeout(limit, call(client)).await {
                     Ok(outcome) => outcome,
