@@ -1,0 +1,115 @@
+//! `rudder up`: three master processes on loopback, a CLI config that the verbs pick up,
+//! Ctrl-C stops every process it started, and running it again resumes the same cluster.
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rudder_tests::rudder_binary_beside_tests;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A base port whose six ports (client and peer of three masters) are free right now.
+fn free_base_port() -> u16 {
+    for attempt in 0..200u32 {
+        let base = 20_000 + ((std::process::id() * 7 + attempt * 131) % 25_000) as u16;
+        let ports = [0u16, 1, 10_000, 10_001, 20_000, 20_001].map(|offset| base + offset);
+        if ports
+            .iter()
+            .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        {
+            return base;
+        }
+    }
+    panic!("no free base port found");
+}
+
+/// Starts `rudder up` and waits for its "press Ctrl-C" line; returns the master pids.
+async fn up(args: &[String]) -> (Child, Vec<i32>) {
+    let mut child = Command::new(rudder_binary_beside_tests())
+        .arg("up")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder up starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut pids = Vec::new();
+    let ready = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("(pid ").nth(1) {
+                pids.push(rest.split(',').next().unwrap().parse::<i32>().unwrap());
+            }
+            if line.starts_with("press Ctrl-C") {
+                return;
+            }
+        }
+        panic!("rudder up exited before it was ready");
+    };
+    tokio::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .expect("rudder up is ready within 60 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, pids)
+}
+
+async fn stop(mut child: Child, pids: &[i32]) {
+    let pid = child.id().expect("running") as i32;
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("rudder up stops within 30 s")
+        .unwrap();
+    assert!(status.success(), "rudder up exited with {status}");
+    for master in pids {
+        // Signal 0 only checks for existence.
+        assert!(
+            kill(Pid::from_raw(*master), None).is_err(),
+            "master pid {master} is still running after Ctrl-C"
+        );
+    }
+}
+
+async fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(rudder_binary_beside_tests())
+        .args(args)
+        .env("RUDDER_CONFIG", config)
+        .env_remove("RUDDER_SERVER")
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let args: Vec<String> = vec![
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--base-port".into(),
+        free_base_port().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    let (child, pids) = up(&args).await;
+    assert_eq!(pids.len(), 3, "three master processes");
+    let created = cli(&config, &["create", "namespace", "kept"]).await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    stop(child, &pids).await;
+
+    let (child, pids) = up(&args).await;
+    let listed = cli(&config, &["get", "ns", "kept", "-o", "name"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        "namespace/kept"
+    );
+    stop(child, &pids).await;
+}
