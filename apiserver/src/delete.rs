@@ -343,7 +343,6 @@ impl Registry {
     ) -> Result<Vec<Value>, ApiError> {
         let prefix = object::prefix(info, namespace);
         let (_, response) = self
-            .store
             .range(RangeRequest {
                 range: KeyRange {
                     key: prefix.clone(),

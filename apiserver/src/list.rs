@@ -133,7 +133,6 @@ impl Registry {
                 SCAN_CHUNK.max(options.limit - items.len() as i64)
             };
             let (header, page) = self
-                .store
                 .range(RangeRequest {
                     range: KeyRange {
                         key: start.clone(),

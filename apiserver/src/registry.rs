@@ -13,8 +13,10 @@ use rudder_raftstore::kv::{
     RangeRequest, RequestOp, ResponseOp, Revision, TxnRequest,
 };
 use std::sync::Arc;
+use std::time::Duration;
 
-use rudder_raftstore::Store;
+use rudder_raftstore::kv::RangeResponse;
+use rudder_raftstore::{Store, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ObjectRef};
@@ -23,6 +25,8 @@ use crate::object;
 use crate::validation::names::dns1123_subdomain;
 use crate::validation::FieldError;
 
+/// How long a read waits for a leader before failing.
+const READ_PATIENCE: Duration = Duration::from_secs(5);
 /// Attempts at a write whose compare lost to a concurrent change before giving up.
 const MAX_ATTEMPTS: usize = 16;
 /// Room left under the store's request limit for the key and the transaction around a body.
@@ -415,10 +419,28 @@ impl Registry {
 
     // ---- Store access shared by the verbs ----
 
+    /// A read, retried while the cluster has no reachable leader (an election after a master
+    /// died): reads change nothing, so retrying them is always safe, unlike writes.
+    pub(crate) async fn range(
+        &self,
+        request: RangeRequest,
+    ) -> Result<(rudder_raftstore::store::Header, RangeResponse), StoreError> {
+        let deadline = tokio::time::Instant::now() + READ_PATIENCE;
+        loop {
+            match self.store.range(request.clone()).await {
+                Err(StoreError::NoLeader | StoreError::LeaderUnreachable { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     /// The current value of `key`, linearizably.
     pub(crate) async fn read(&self, key: &[u8]) -> Result<Option<KeyValue>, ApiError> {
         let (_, response) = self
-            .store
             .range(RangeRequest {
                 range: KeyRange::single(key.to_vec()),
                 ..Default::default()

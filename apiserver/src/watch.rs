@@ -4,15 +4,17 @@
 //!  resourceVersion "" / "0": list at R, send each match as ADDED, then watch from R+1
 //!  resourceVersion N:        watch from N+1 (compacted → one ERROR event, 410 Expired)
 //!  store event ─ prev/next match the selectors? ─► ADDED / MODIFIED / DELETED (or nothing)
-//!  idle ─ bookmark timer ─ store progress ─► BOOKMARK (the revision reached)
+//!  idle ─ bookmark timer ─ quorum confirmed? ─ store progress ─► BOOKMARK (revision reached)
+//!                                          └ no ─► ERROR 503: the client watches elsewhere
 //! ```
 //! An object that stops matching the selectors is sent as DELETED, one that starts matching
 //! as ADDED, as Kubernetes does, so a filtered cache stays exact.
 
 use std::time::Duration;
 
-use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
+use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, RangeRequest, Revision};
 use rudder_raftstore::watch::{WatchMessage, WatchRequest};
+use rudder_raftstore::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -25,6 +27,8 @@ use crate::registry::Registry;
 /// Default longest quiet time between bookmarks.
 pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 const EVENT_BUFFER: usize = 256;
+/// How long the check before a bookmark waits for the quorum.
+const QUORUM_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
 pub struct WatchOptions {
@@ -108,6 +112,8 @@ impl Registry {
         });
         let feed = Feed {
             info,
+            store: self.store.clone(),
+            probe: prefix.clone(),
             selectors,
             sender,
             reached: from,
@@ -125,6 +131,10 @@ impl Registry {
 
 struct Feed {
     info: &'static KindInfo,
+    /// For the quorum check before each bookmark.
+    store: Store,
+    /// The key the quorum check reads (one small linearizable read).
+    probe: Vec<u8>,
     selectors: Selectors,
     sender: mpsc::Sender<WatchEvent>,
     /// The revision up to which every event has been sent.
@@ -193,10 +203,34 @@ impl Feed {
                     }
                     None => return,
                 },
-                _ = tick => progress.request(),
+                _ = tick => {
+                    // A master cut off from the quorum still sees its own (stale) replica:
+                    // without this check its watches would stay open and silent forever.
+                    if !self.has_quorum().await {
+                        let error = ApiError::Unavailable {
+                            source: rudder_raftstore::StoreError::NoLeader,
+                        };
+                        let _ = self.send("ERROR", error.status_object()).await;
+                        return;
+                    }
+                    progress.request();
+                }
                 _ = sender.closed() => return,
             }
         }
+    }
+
+    /// Whether this master can still confirm it is up to date (a linearizable read).
+    async fn has_quorum(&self) -> bool {
+        let read = self.store.range(RangeRequest {
+            range: KeyRange::single(self.probe.clone()),
+            count_only: true,
+            ..Default::default()
+        });
+        matches!(
+            tokio::time::timeout(QUORUM_CHECK_TIMEOUT, read).await,
+            Ok(Ok(_))
+        )
     }
 
     /// A BOOKMARK at the revision reached.

@@ -639,11 +639,54 @@ async fn every_master_serves_the_api_and_writes_survive_the_loss_of_one() {
                 &config_map(&format!("after-{i}"), json!({})),
             )
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("create after-{i}: {e:?}"));
     }
     assert_eq!(
         names(&plane.list("cm", "default", "", "").await.unwrap()).len(),
         5
     );
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_on_a_master_that_lost_its_quorum_ends_so_the_client_can_move() {
+    let mut plane = Plane::start(3).await;
+    let alone = plane.masters[2].member.client_addr.to_string();
+    let client = rudder_proto::client::ApiClient::new(vec![alone]);
+    let mut watch = client
+        .open(|mut c| async move {
+            c.watch(pb::WatchRequest {
+                resource: "configmaps".into(),
+                namespace: "default".into(),
+                allow_bookmarks: true,
+                bookmark_interval_ms: 200,
+                ..Default::default()
+            })
+            .await
+        })
+        .await
+        .unwrap();
+    // While the quorum holds, the watch sends bookmarks.
+    let (kind, _) = next_event(&mut watch).await;
+    assert_eq!(kind, "BOOKMARK");
+    for _ in 0..2 {
+        let master = plane.masters.remove(0);
+        master.shutdown().await;
+    }
+    // Without a quorum the next bookmark check fails: the watch ends with 503, and a
+    // client goes on through another master instead of waiting on a silent stream.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the watch never ended"
+        );
+        let (kind, object) = next_event(&mut watch).await;
+        if kind == "ERROR" {
+            assert_eq!(object["code"], 503, "{object}");
+            break;
+        }
+        assert_eq!(kind, "BOOKMARK");
+    }
     plane.shutdown().await;
 }

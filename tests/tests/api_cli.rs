@@ -443,15 +443,7 @@ async fn a_cli_watch_misses_no_event_while_its_master_is_killed() {
     let watcher = Cli::new(&endpoints);
     let writer = Cli::new(&endpoints[1..]);
     let mut child = tokio::process::Command::new(&watcher.binary)
-        .args([
-            "get",
-            "cm",
-            "-w",
-            "--watch-only",
-            "-o",
-            "name",
-            "--output-watch-events",
-        ])
+        .args(["get", "cm", "-w", "-o", "name", "--output-watch-events"])
         .env("RUDDER_SERVER", &watcher.servers)
         .env("RUDDER_CONFIG", watcher.config.path().join("none"))
         .stdout(Stdio::piped())

@@ -329,7 +329,7 @@ async fn watch(
     } else {
         let (items, listed_at) = list_all(session, args, kind).await?;
         for item in items.iter().filter(|i| wanted(i)) {
-            print_event(args, kind, options, "", item, &mut header_printed)?;
+            print_event(args, kind, options, "ADDED", item, &mut header_printed)?;
         }
         listed_at
     };
@@ -372,6 +372,11 @@ async fn watch(
                                     )?;
                                 }
                                 revision = listed_at;
+                                break;
+                            }
+                            if object["code"] == 503 {
+                                // This master lost the quorum: go on through another.
+                                session.client.skip_current();
                                 break;
                             }
                             anyhow::bail!("watch failed: {}", object["message"]);
