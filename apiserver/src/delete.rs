@@ -274,7 +274,7 @@ impl Registry {
         Ok(found)
     }
 
-    async fn delete_dependents(
+    pub(crate) async fn delete_dependents(
         &self,
         owner: &KindInfo,
         namespace: &str,

@@ -341,7 +341,13 @@ impl Registry {
             } else {
                 Write::Put(body)
             };
+            let completes_deletion = matches!(write, Write::Delete);
             if let Committed::At(revision) = self.commit(&key, compares, write).await? {
+                if completes_deletion {
+                    // The owner is gone: its dependents follow (background propagation).
+                    self.delete_dependents(info, namespace, object::uid(&next), fence)
+                        .await?;
+                }
                 object::set_resource_version(&mut next, revision);
                 return Ok(next);
             }

@@ -447,6 +447,44 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         .unwrap();
     let orphan = plane.get("pods", "default", "web-c").await.unwrap();
     assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+
+    // An owner held by a finalizer takes its dependents along once the finalizer goes.
+    let mut held = rs.clone();
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let third = plane.create("rs", "default", &held).await.unwrap();
+    let mut owned = pod("web-d");
+    owned["metadata"]["ownerReferences"] = owner(&third);
+    plane.create("pods", "default", &owned).await.unwrap();
+    let marked = plane
+        .delete(pb::DeleteRequest {
+            resource: "rs".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!marked.deleted);
+    assert!(plane.get("pods", "default", "web-d").await.is_ok());
+    plane
+        .patch(
+            "rs",
+            "default",
+            "web",
+            &json!({ "metadata": { "finalizers": null } }),
+        )
+        .await
+        .unwrap();
+    assert!(plane
+        .get("rs", "default", "web")
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert!(plane
+        .get("pods", "default", "web-d")
+        .await
+        .unwrap_err()
+        .is_not_found());
     plane.shutdown().await;
 }
 
