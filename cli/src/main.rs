@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run one master: the replicated store and its etcd-compatible client API.
     Server(Box<commands::server::ServerArgs>),
+    /// Run this machine as a worker node (registration and heartbeats so far), or
+    /// --hollow --count N simulated nodes.
+    Node(commands::node::NodeArgs),
     /// Start a local HA cluster of masters on loopback (resumes if its data exists).
     Up(commands::up::UpArgs),
     /// Benchmarks: store load (`kv`), leader failover time (`failover`), the API (`api`).
@@ -72,13 +75,25 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Actors run on actix's own runtime, outside the CLI's tokio runtime.
+    let command = match cli.command {
+        Command::Node(args) => {
+            if let Err(error) = commands::node::run(args) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
+        other => other,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async {
         use commands::edit::MetadataField;
-        match cli.command {
+        match command {
             Command::Server(args) => commands::server::run(*args).await,
+            Command::Node(_) => unreachable!("handled before the runtime starts"),
             Command::Up(args) => commands::up::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
             Command::Get(args) => commands::get::run(args).await,

@@ -1,0 +1,136 @@
+//! `rudder node`: turns this machine into a worker (so far: registers its Node, heartbeats
+//! through its Lease, keeps its status current). `--hollow --count N` runs N simulated
+//! nodes in one process with the same kubelet logic, for scale tests (like kubemark).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use anyhow::{bail, Context};
+use clap::Args;
+use rudder_node::kubelet::{Kubelet, KubeletTimers};
+use rudder_node::machine::Machine;
+use rudder_node::status::NodeConfig;
+use rudder_proto::client::ApiClient;
+
+use crate::session::{config_path, CliConfig, Target};
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node's name (a DNS subdomain); hollow nodes are NAME-0 ... NAME-(N-1).
+    #[arg(long)]
+    name: String,
+    /// The address pods and masters reach this node at.
+    #[arg(long, default_value = "127.0.0.1")]
+    internal_ip: String,
+    /// The node's pod address range (e.g. 10.244.1.0/24).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// Extra node labels: key=value,...
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Lease renewal interval (the heartbeat), milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    lease_renew_ms: u64,
+    /// How long the lease holds without renewal, seconds.
+    #[arg(long, default_value_t = 40)]
+    lease_duration_seconds: u64,
+    /// NodeStatus update interval, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    status_update_ms: u64,
+    /// Simulate nodes instead of running containers.
+    #[arg(long)]
+    hollow: bool,
+    /// With --hollow: how many nodes.
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    #[command(flatten)]
+    target: Target,
+}
+
+/// Runs the node(s) until Ctrl-C or SIGTERM. Actix needs its own runtime, so this is called
+/// outside the CLI's tokio runtime.
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    if args.count == 0 || (!args.hollow && args.count != 1) {
+        bail!("--count needs --hollow and must be at least 1");
+    }
+    let mut labels = BTreeMap::new();
+    for pair in &args.labels {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--labels entry {pair:?} is not key=value"))?;
+        labels.insert(key.to_string(), value.to_string());
+    }
+    if args.hollow {
+        labels.insert("rudder.dev/hollow".into(), "true".into());
+    }
+    let servers = servers(&args.target)?;
+    let timers = KubeletTimers {
+        lease_renew: Duration::from_millis(args.lease_renew_ms),
+        lease_duration: Duration::from_secs(args.lease_duration_seconds),
+        status_update: Duration::from_millis(args.status_update_ms),
+    };
+    let machine = Machine::read();
+    let system = actix::System::new();
+    system.block_on(async move {
+        let client = Arc::new(ApiClient::new(servers));
+        let names: Vec<String> = if args.hollow {
+            (0..args.count)
+                .map(|i| format!("{}-{i}", args.name))
+                .collect()
+        } else {
+            vec![args.name.clone()]
+        };
+        let mut kubelets = Vec::new();
+        for name in &names {
+            let config = NodeConfig {
+                name: name.clone(),
+                internal_ip: args.internal_ip.clone(),
+                pod_cidr: args.pod_cidr.clone(),
+                max_pods: args.max_pods,
+                labels: labels.clone(),
+                kubelet_port: 10250,
+                runtime_version: if args.hollow {
+                    "fake://hollow".into()
+                } else {
+                    "libcontainer://0.7".into()
+                },
+            };
+            kubelets.push(Kubelet::new(client.clone(), config, machine.clone(), timers).start());
+        }
+        println!(
+            "rudder node: {} {} running against {}",
+            names.len(),
+            if args.hollow {
+                "hollow node(s)"
+            } else {
+                "node"
+            },
+            client.endpoints().join(",")
+        );
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        println!("rudder node: stopping");
+        drop(kubelets);
+        actix::System::current().stop();
+        anyhow::Ok(())
+    })
+}
+
+fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
+    if !target.server.is_empty() {
+        return Ok(target.server.clone());
+    }
+    let path = config_path(target.config.as_ref());
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no --server given and no CLI config at {path:?}"))?;
+    let config: CliConfig = serde_yaml::from_str(&text)?;
+    Ok(config.servers)
+}

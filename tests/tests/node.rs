@@ -1,0 +1,192 @@
+//! `rudder node` against real masters: it registers a Ready Node with the machine's
+//! capacity, heartbeats through its Lease in kube-node-lease, stops heartbeating when killed,
+//! and a restarted node re-registers and resumes under the same lease; hollow mode runs many.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rudder_proto::api as pb;
+use rudder_proto::client::ApiClient;
+use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+fn node(servers: &str, args: &[&str]) -> Child {
+    Command::new(rudder_binary_beside_tests())
+        .arg("node")
+        .args(args)
+        .args([
+            "--server",
+            servers,
+            "--lease-renew-ms",
+            "200",
+            "--status-update-ms",
+            "500",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder node starts")
+}
+
+async fn get(client: &ApiClient, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+    let request = pb::GetRequest {
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+    };
+    let object = client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.get(request).await }
+        })
+        .await
+        .ok()?;
+    serde_json::from_slice(&object.json).ok()
+}
+
+/// Waits (at most 20 s) until `condition` holds for the object.
+async fn until(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    what: &str,
+    condition: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(object) = get(client, resource, namespace, name).await {
+            if condition(&object) {
+                return object;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn is_ready(node: &Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn renew_time(lease: &Value) -> String {
+    lease["spec"]["renewTime"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_registers_heartbeats_stops_when_killed_and_resumes_when_restarted() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut worker = node(&servers, &["--name", "n1", "--pod-cidr", "10.244.1.0/24"]);
+
+    let registered = until(&client, "nodes", "", "n1", "n1 Ready", is_ready).await;
+    assert_eq!(registered["spec"]["podCIDR"], "10.244.1.0/24");
+    let cpus = std::thread::available_parallelism()
+        .unwrap()
+        .get()
+        .to_string();
+    assert_eq!(registered["status"]["capacity"]["cpu"], cpus.as_str());
+    assert_eq!(registered["status"]["capacity"]["pods"], "110");
+    assert_eq!(
+        registered["metadata"]["labels"]["kubernetes.io/hostname"],
+        "n1"
+    );
+
+    // The lease is renewed again and again by its node.
+    let first = until(
+        &client,
+        "leases",
+        "kube-node-lease",
+        "n1",
+        "the lease",
+        |l| !renew_time(l).is_empty(),
+    )
+    .await;
+    assert_eq!(first["spec"]["holderIdentity"], "n1");
+    let renewed = until(
+        &client,
+        "leases",
+        "kube-node-lease",
+        "n1",
+        "a renewal",
+        |l| renew_time(l) != renew_time(&first),
+    )
+    .await;
+    assert!(renew_time(&renewed) > renew_time(&first));
+
+    // Killed, the node renews no more.
+    worker.kill().await.unwrap();
+    // A renewal already on the wire when the node died may still land: let it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopped = get(&client, "leases", "kube-node-lease", "n1")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let later = get(&client, "leases", "kube-node-lease", "n1")
+        .await
+        .unwrap();
+    assert_eq!(
+        renew_time(&later),
+        renew_time(&stopped),
+        "a dead node's lease moved"
+    );
+
+    // Restarted, it re-registers and renews the same lease (no new epoch).
+    let mut worker = node(&servers, &["--name", "n1", "--pod-cidr", "10.244.1.0/24"]);
+    let resumed = until(
+        &client,
+        "leases",
+        "kube-node-lease",
+        "n1",
+        "renewals after restart",
+        |l| renew_time(l) > renew_time(&later),
+    )
+    .await;
+    assert_eq!(
+        resumed["spec"]["leaseTransitions"],
+        first["spec"]["leaseTransitions"]
+    );
+    until(&client, "nodes", "", "n1", "n1 Ready again", is_ready).await;
+    worker.kill().await.unwrap();
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_mode_runs_many_nodes_in_one_process() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut hollow = node(&servers, &["--name", "hollow", "--hollow", "--count", "20"]);
+    for i in 0..20 {
+        let name = format!("hollow-{i}");
+        let node = until(&client, "nodes", "", &name, "a hollow node Ready", is_ready).await;
+        assert_eq!(node["metadata"]["labels"]["rudder.dev/hollow"], "true");
+        assert_eq!(
+            node["status"]["nodeInfo"]["containerRuntimeVersion"],
+            "fake://hollow"
+        );
+        until(
+            &client,
+            "leases",
+            "kube-node-lease",
+            &name,
+            "its lease",
+            |l| !renew_time(l).is_empty(),
+        )
+        .await;
+    }
+    hollow.kill().await.unwrap();
+    drop(cluster);
+}
