@@ -4,8 +4,13 @@
 //!
 //! - [`machine`]: the machine's facts (pure parsing of /proc and /etc).
 //! - [`status`]: the Node and Lease objects (pure).
-//! - [`kubelet`]: the actix actor that registers, heartbeats and reports status.
+//! - [`kubelet`]: the actix actor that registers, heartbeats and reports status, and (with a
+//!   runtime) syncs the pods bound to it; `kubelet::sync` is its pure decision.
+//! - [`runtime`]: the `Runtime` trait; [`runtime::fake`] for hollow nodes.
+//! - [`informer`]: list + watch + resume for the pods bound here.
 
+pub mod informer;
 pub mod kubelet;
 pub mod machine;
+pub mod runtime;
 pub mod status;

@@ -190,3 +190,112 @@ async fn hollow_mode_runs_many_nodes_in_one_process() {
     hollow.kill().await.unwrap();
     drop(cluster);
 }
+
+async fn create_pod(client: &ApiClient, name: &str, node: Option<&str>) {
+    let mut pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name },
+        "spec": { "containers": [{ "name": "app", "image": "luksa/kubia" }] }
+    });
+    if let Some(node) = node {
+        pod["spec"]["nodeName"] = node.into();
+    }
+    let request = pb::CreateRequest {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        json: pod.to_string().into_bytes(),
+        ..Default::default()
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.create(request).await }
+        })
+        .await
+        .expect("pod created");
+}
+
+fn is_running(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hollow_kubelet_runs_bound_pods_and_confirms_their_deletion() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut hollow = node(&servers, &["--name", "h", "--hollow", "--count", "2"]);
+    until(&client, "nodes", "", "h-1", "h-1 Ready", is_ready).await;
+
+    // A pod created with spec.nodeName runs without a scheduler, as in Kubernetes.
+    create_pod(&client, "direct", Some("h-0")).await;
+    let running = until(
+        &client,
+        "pods",
+        "default",
+        "direct",
+        "direct Running",
+        is_running,
+    )
+    .await;
+    assert!(running["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.200.0."));
+    assert_eq!(running["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(running["status"]["containerStatuses"][0]["ready"], true);
+
+    // A pod bound later (as the scheduler does) runs on its node, with that node's range.
+    create_pod(&client, "bound", None).await;
+    let bind = pb::BindRequest {
+        namespace: "default".into(),
+        name: "bound".into(),
+        node_name: "h-1".into(),
+        ..Default::default()
+    };
+    client
+        .call(|mut c| {
+            let bind = bind.clone();
+            async move { c.bind(bind).await }
+        })
+        .await
+        .unwrap();
+    let running = until(
+        &client,
+        "pods",
+        "default",
+        "bound",
+        "bound Running",
+        is_running,
+    )
+    .await;
+    assert!(running["status"]["podIP"]
+        .as_str()
+        .unwrap()
+        .starts_with("10.200.1."));
+
+    // Deleting a running pod marks it; its kubelet stops it and confirms: then it is gone.
+    let delete = pb::DeleteRequest {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        name: "direct".into(),
+        ..Default::default()
+    };
+    let marked = client
+        .call(|mut c| {
+            let delete = delete.clone();
+            async move { c.delete(delete).await }
+        })
+        .await
+        .unwrap();
+    assert!(!marked.deleted, "a bound pod waits for its kubelet");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while get(&client, "pods", "default", "direct").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the kubelet never confirmed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hollow.kill().await.unwrap();
+    drop(cluster);
+}

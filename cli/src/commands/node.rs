@@ -11,6 +11,8 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
+use rudder_node::runtime::fake::FakeRuntime;
+use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
 
@@ -89,7 +91,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             let config = NodeConfig {
                 name: name.clone(),
                 internal_ip: args.internal_ip.clone(),
-                pod_cidr: args.pod_cidr.clone(),
+                pod_cidr: match (&args.pod_cidr, args.hollow) {
+                    (Some(cidr), _) => Some(cidr.clone()),
+                    (None, true) => Some(hollow_cidr(kubelets.len())),
+                    (None, false) => None,
+                },
                 max_pods: args.max_pods,
                 labels: labels.clone(),
                 kubelet_port: 10250,
@@ -99,7 +105,15 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     "libcontainer://0.7".into()
                 },
             };
-            kubelets.push(Kubelet::new(client.clone(), config, machine.clone(), timers).start());
+            // Hollow nodes run pods in the fake runtime; a real node registers and
+            // heartbeats, and runs pods once the libcontainer runtime lands (issue 5).
+            let runtime: Option<Arc<dyn Runtime>> = match (&config.pod_cidr, args.hollow) {
+                (Some(cidr), true) => Some(Arc::new(FakeRuntime::new(cidr))),
+                _ => None,
+            };
+            kubelets.push(
+                Kubelet::new(client.clone(), config, machine.clone(), timers, runtime).start(),
+            );
         }
         println!(
             "rudder node: {} {} running against {}",
@@ -122,6 +136,11 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         actix::System::current().stop();
         anyhow::Ok(())
     })
+}
+
+/// Hollow node i's pod range: 10.<200 + i / 256>.<i % 256>.0/24.
+fn hollow_cidr(index: usize) -> String {
+    format!("10.{}.{}.0/24", 200 + index / 256, index % 256)
 }
 
 fn servers(target: &Target) -> anyhow::Result<Vec<String>> {

@@ -6,8 +6,13 @@
 //!  started ─► register (create Node; exists → refresh its status) ─ retry every second
 //!  every lease_renew   ─► get Lease ─ renewed_lease (pure) ─► create / update (CAS)
 //!  every status_update ─► get Node ─ node_status (pure)    ─► update-status (CAS)
+//!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
+//!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
 //! ```
 
+pub mod sync;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,8 +22,11 @@ use k8s_openapi::api::core::v1::Node;
 use rudder_proto::api as pb;
 use rudder_proto::client::{ApiClient, ClientError};
 
+use crate::informer::{follow, Informed};
 use crate::machine::Machine;
+use crate::runtime::Runtime;
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
+use sync::{desired, running_status, PodOp};
 
 /// The kubelet's timers (Kubernetes' defaults).
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +61,9 @@ pub enum KubeletError {
     },
 }
 
+/// How often pods are synced even when nothing was heard (retries failed operations).
+const RESYNC: Duration = Duration::from_secs(5);
+
 pub struct Kubelet {
     client: Arc<ApiClient>,
     config: NodeConfig,
@@ -61,6 +72,12 @@ pub struct Kubelet {
     registered: bool,
     renewing: bool,
     updating: bool,
+    /// Runs this node's pods; `None`: the node registers and heartbeats but runs no pods.
+    runtime: Option<Arc<dyn Runtime>>,
+    /// Pods bound here, by uid, as the API last showed them.
+    pods: BTreeMap<String, serde_json::Value>,
+    /// Pods with an API call in flight (a report or a deletion confirmation).
+    in_flight: BTreeSet<String>,
 }
 
 impl Kubelet {
@@ -69,6 +86,7 @@ impl Kubelet {
         config: NodeConfig,
         machine: Machine,
         timers: KubeletTimers,
+        runtime: Option<Arc<dyn Runtime>>,
     ) -> Self {
         Self {
             client,
@@ -78,7 +96,120 @@ impl Kubelet {
             registered: false,
             renewing: false,
             updating: false,
+            runtime,
+            pods: BTreeMap::new(),
+            in_flight: BTreeSet::new(),
         }
+    }
+
+    /// Brings the runtime in line with the pods bound here.
+    fn sync_pods(&mut self, ctx: &mut Context<Self>) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        let wanted: Vec<_> = self.pods.values().filter_map(desired).collect();
+        let mut stopped_any = false;
+        for op in sync::sync(&wanted, &runtime.pods()) {
+            match op {
+                PodOp::Start(plan) => match runtime.start(&plan, jiff::Timestamp::now()) {
+                    Ok(_) => self.report(ctx, &plan.uid),
+                    Err(error) => tracing::warn!(pod = %plan.name, %error, "starting pod"),
+                },
+                PodOp::Report { uid } => self.report(ctx, &uid),
+                PodOp::Stop { uid } => match runtime.stop(&uid) {
+                    Ok(()) => stopped_any = true,
+                    Err(error) => tracing::warn!(%uid, %error, "stopping pod"),
+                },
+                PodOp::ConfirmDeletion {
+                    namespace,
+                    name,
+                    uid,
+                } => self.confirm_deletion(ctx, namespace, name, uid),
+            }
+        }
+        if stopped_any {
+            // Stopped pods that are terminating can be confirmed now.
+            self.sync_pods(ctx);
+        }
+    }
+
+    fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
+        let (Some(runtime), Some(pod)) = (self.runtime.clone(), self.pods.get(uid)) else {
+            return;
+        };
+        let Some(running) = runtime.pods().into_iter().find(|p| p.uid == uid) else {
+            return;
+        };
+        let request = pb::PatchRequest {
+            resource: "pods".into(),
+            namespace: pod["metadata"]["namespace"].as_str().unwrap_or("").into(),
+            name: pod["metadata"]["name"].as_str().unwrap_or("").into(),
+            patch: running_status(&running, &self.config.internal_ip, jiff::Timestamp::now())
+                .to_string()
+                .into_bytes(),
+            fence: None,
+            status: true,
+        };
+        if !self.in_flight.insert(uid.to_string()) {
+            return;
+        }
+        let client = self.client.clone();
+        let uid = uid.to_string();
+        let task = async move {
+            client
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.patch(request).await }
+                })
+                .await
+        };
+        ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
+            kubelet.in_flight.remove(&uid);
+            if let Err(error) = outcome {
+                tracing::warn!(%uid, %error, "reporting pod status");
+            }
+        }));
+    }
+
+    fn confirm_deletion(
+        &mut self,
+        ctx: &mut Context<Self>,
+        namespace: String,
+        name: String,
+        uid: String,
+    ) {
+        if !self.in_flight.insert(uid.clone()) {
+            return;
+        }
+        let request = pb::DeleteRequest {
+            resource: "pods".into(),
+            namespace,
+            name,
+            grace_period_seconds: Some(0),
+            precondition_uid: uid.clone(),
+            ..Default::default()
+        };
+        let client = self.client.clone();
+        let task = async move {
+            client
+                .call(|mut c| {
+                    let request = request.clone();
+                    async move { c.delete(request).await }
+                })
+                .await
+        };
+        ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
+            kubelet.in_flight.remove(&uid);
+            match outcome {
+                Ok(_) => {
+                    kubelet.pods.remove(&uid);
+                }
+                Err(error) if error.is_not_found() => {
+                    kubelet.pods.remove(&uid);
+                }
+                Err(error) => tracing::warn!(%uid, %error, "confirming pod deletion"),
+            }
+        }));
     }
 
     fn register(&mut self, ctx: &mut Context<Self>) {
@@ -147,6 +278,43 @@ impl Actor for Kubelet {
         ctx.run_interval(self.timers.status_update, |kubelet, ctx| {
             kubelet.update_status(ctx)
         });
+        if self.runtime.is_some() {
+            let selector = format!("spec.nodeName={}", self.config.name);
+            actix::spawn(follow(
+                self.client.clone(),
+                "pods",
+                selector,
+                ctx.address().recipient(),
+            ));
+            ctx.run_interval(RESYNC, |kubelet, ctx| kubelet.sync_pods(ctx));
+        }
+    }
+}
+
+impl Handler<Informed> for Kubelet {
+    type Result = ();
+
+    fn handle(&mut self, informed: Informed, ctx: &mut Context<Self>) {
+        let uid = |pod: &serde_json::Value| pod["metadata"]["uid"].as_str().map(str::to_string);
+        match informed {
+            Informed::Listed(pods) => {
+                self.pods = pods
+                    .into_iter()
+                    .filter_map(|p| Some((uid(&p)?, p)))
+                    .collect();
+            }
+            Informed::Changed(pod) => {
+                if let Some(uid) = uid(&pod) {
+                    self.pods.insert(uid, pod);
+                }
+            }
+            Informed::Deleted(pod) => {
+                if let Some(uid) = uid(&pod) {
+                    self.pods.remove(&uid);
+                }
+            }
+        }
+        self.sync_pods(ctx);
     }
 }
 
