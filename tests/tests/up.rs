@@ -94,15 +94,30 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         free_base_port().to_string(),
         "--config".into(),
         config.display().to_string(),
+        "--hollow-nodes".into(),
+        "2".into(),
     ];
     let (child, pids) = up(&args).await;
-    assert_eq!(pids.len(), 3, "three master processes");
+    assert_eq!(pids.len(), 4, "three masters and the hollow nodes' process");
     let created = cli(&config, &["create", "namespace", "kept"]).await;
     assert!(
         created.status.success(),
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+    // The hollow nodes register.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let nodes = cli(&config, &["get", "nodes", "-o", "name"]).await;
+        if String::from_utf8_lossy(&nodes.stdout).lines().count() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hollow nodes never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     stop(child, &pids).await;
 
     let (child, pids) = up(&args).await;

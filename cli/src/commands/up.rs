@@ -1,4 +1,5 @@
-//! `rudder up`: a local HA control plane on loopback — the first thing a new user runs.
+//! `rudder up`: a local HA control plane on loopback — the first thing a new user runs —
+//! with `--nodes N` worker nodes and `--hollow-nodes N` simulated ones.
 //! Each master is its own `rudder server` process (so one can be killed and restarted like a
 //! real machine); `up` waits until all are ready, writes the CLI config, prints the
 //! endpoints, and on Ctrl-C stops every process it started. Running it again on the same
@@ -35,6 +36,14 @@ pub struct UpArgs {
     /// Where to write the CLI config (default: $RUDDER_CONFIG, else ~/.rudder/config).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Worker nodes to start (`rudder node` processes; they register and heartbeat — pods
+    /// run on them once the container runtime lands).
+    #[arg(long, default_value_t = 0)]
+    nodes: u16,
+    /// Hollow (simulated) nodes to start, all in one `rudder node --hollow` process; they run
+    /// pods bound to them in a fake runtime.
+    #[arg(long, default_value_t = 0)]
+    hollow_nodes: u32,
     /// Extra flags for every `rudder server` (e.g. "--election-timeout-ms=150").
     #[arg(long, allow_hyphen_values = true)]
     server_flag: Vec<String>,
@@ -45,8 +54,8 @@ fn addr(port: u32) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
-/// One master process `up` started.
-struct MasterProcess {
+/// One process `up` started: a master, or a node.
+struct Process {
     name: String,
     client: SocketAddr,
     child: Child,
@@ -100,7 +109,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         let child = command
             .spawn()
             .with_context(|| format!("starting master {name} ({binary:?} server)"))?;
-        masters.push(MasterProcess {
+        masters.push(Process {
             name,
             client: port(i, 0)?,
             child,
@@ -119,6 +128,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             servers: endpoints.clone(),
         },
     )?;
+    let nodes = match start_nodes(&args, &binary, &endpoints) {
+        Ok(nodes) => nodes,
+        Err(error) => {
+            stop(masters).await;
+            return Err(error);
+        }
+    };
     println!("rudder is up: {} masters", masters.len());
     for master in &masters {
         println!(
@@ -129,6 +145,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             args.data_dir.join(format!("{}.log", master.name))
         );
     }
+    for node in &nodes {
+        println!(
+            "  {:<4} node   (pid {}, log {:?})",
+            node.name,
+            node.child.id().unwrap_or(0),
+            args.data_dir.join(format!("{}.log", node.name))
+        );
+    }
+    masters.extend(nodes);
     println!("CLI config written to {config:?}: try `rudder get nodes`, `rudder cluster status`");
     println!("press Ctrl-C to stop");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -136,7 +161,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
-        name = died => eprintln!("master {name} exited; stopping the others (see its log)"),
+        name = died => eprintln!("{name} exited; stopping the others (see its log)"),
     }
     println!("stopping...");
     stop(masters).await;
@@ -144,8 +169,68 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts the `--nodes` and `--hollow-nodes` processes against `endpoints`.
+fn start_nodes(
+    args: &UpArgs,
+    binary: &std::path::Path,
+    endpoints: &[String],
+) -> anyhow::Result<Vec<Process>> {
+    let mut runs: Vec<(String, Vec<String>)> = (1..=args.nodes)
+        .map(|i| {
+            let name = format!("node-{i}");
+            let flags = vec![
+                "--name".into(),
+                name.clone(),
+                "--pod-cidr".into(),
+                format!("10.244.{i}.0/24"),
+            ];
+            (name, flags)
+        })
+        .collect();
+    if args.hollow_nodes > 0 {
+        let flags = vec![
+            "--name".into(),
+            "hollow".into(),
+            "--hollow".into(),
+            "--count".into(),
+            args.hollow_nodes.to_string(),
+        ];
+        runs.push(("hollow".into(), flags));
+    }
+    let mut started = Vec::new();
+    for (name, flags) in runs {
+        let log_path = args.data_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("opening the node log {log_path:?}"))?;
+        let child = Command::new(binary)
+            .arg("node")
+            .args(&flags)
+            .arg("--server")
+            .arg(endpoints.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting node {name}"))?;
+        let client = endpoints
+            .first()
+            .and_then(|e| e.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        started.push(Process {
+            name,
+            client,
+            child,
+        });
+    }
+    Ok(started)
+}
+
 async fn wait_until_ready(
-    masters: &mut [MasterProcess],
+    masters: &mut [Process],
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
     let mut waiting = Vec::new();
@@ -186,7 +271,7 @@ async fn wait_until_ready(
 }
 
 /// The name of the first master to exit.
-async fn wait_for_any_exit(masters: &mut [MasterProcess]) -> String {
+async fn wait_for_any_exit(masters: &mut [Process]) -> String {
     let waits = masters.iter_mut().map(|m| {
         Box::pin(async move {
             let _ = m.child.wait().await;
@@ -197,7 +282,7 @@ async fn wait_for_any_exit(masters: &mut [MasterProcess]) -> String {
 }
 
 /// SIGTERM to every master, then SIGKILL to any that has not stopped in time.
-async fn stop(masters: Vec<MasterProcess>) {
+async fn stop(masters: Vec<Process>) {
     for master in &masters {
         if let Some(pid) = master.child.id().and_then(|pid| i32::try_from(pid).ok()) {
             let _ = nix::sys::signal::kill(
