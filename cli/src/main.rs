@@ -31,6 +31,9 @@ enum Command {
     /// Run this machine as a worker node (registration and heartbeats so far), or
     /// --hollow --count N simulated nodes.
     Node(commands::node::NodeArgs),
+    /// The node's image store: import OCI layouts, list images.
+    #[command(subcommand)]
+    Image(commands::image::ImageCommand),
     /// Start a local HA cluster of masters on loopback (resumes if its data exists).
     Up(commands::up::UpArgs),
     /// Benchmarks: store load (`kv`), leader failover time (`failover`), the API (`api`).
@@ -94,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         match command {
             Command::Server(args) => commands::server::run(*args).await,
             Command::Node(_) => unreachable!("handled before the runtime starts"),
+            Command::Image(command) => commands::image::run(command),
             Command::Up(args) => commands::up::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
             Command::Get(args) => commands::get::run(args).await,

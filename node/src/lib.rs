@@ -8,7 +8,9 @@
 //!   runtime) syncs the pods bound to it; `kubelet::sync` is its pure decision.
 //! - [`runtime`]: the `Runtime` trait; [`runtime::fake`] for hollow nodes.
 //! - [`informer`]: list + watch + resume for the pods bound here.
+//! - [`image`]: image references, the node's content-addressed store, layer unpacking.
 
+pub mod image;
 pub mod informer;
 pub mod kubelet;
 pub mod machine;

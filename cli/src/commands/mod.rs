@@ -3,6 +3,7 @@ pub mod bench;
 pub mod cluster;
 pub mod edit;
 pub mod get;
+pub mod image;
 pub mod node;
 pub mod server;
 pub mod up;
