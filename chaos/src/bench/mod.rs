@@ -3,6 +3,7 @@
 pub mod api;
 pub mod failover;
 pub mod kv;
+pub mod pod_startup;
 pub mod stats;
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
-use rudder_chaos::bench::{api, failover, stats::Summary};
+use rudder_chaos::bench::{api, failover, pod_startup, stats::Summary};
 use rudder_chaos::cluster::ProcessCluster;
 
 #[derive(Subcommand, Debug)]
@@ -16,6 +16,31 @@ pub enum BenchCommand {
     Failover(FailoverArgs),
     /// Create, list and watch N pods through the API server.
     Api(ApiArgs),
+    /// Create→Running latency of N pods bound to one node (default: a spawned cluster with
+    /// one hollow node, which measures the control path alone).
+    PodStartup(PodStartupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PodStartupArgs {
+    /// API servers of a running cluster (default: spawn 3 masters and a hollow node).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    /// The node the pods are bound to (with --endpoints).
+    #[arg(long, default_value = "bench-0")]
+    node: String,
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// Pods created at once.
+    #[arg(long, default_value_t = 1)]
+    parallel: usize,
+    #[arg(long, default_value = "luksa/kubia")]
+    image: String,
+    #[command(flatten)]
+    cluster: SpawnArgs,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +187,97 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kv(args) => run_kv(args).await,
         BenchCommand::Failover(args) => run_failover(args).await,
         BenchCommand::Api(args) => run_api(args).await,
+        BenchCommand::PodStartup(args) => run_pod_startup(args).await,
+    }
+}
+
+async fn run_pod_startup(args: PodStartupArgs) -> anyhow::Result<()> {
+    let spawned = match args.endpoints.is_empty() {
+        true => Some(args.cluster.spawn(Store::Rudder).await?),
+        false => None,
+    };
+    let endpoints = match &spawned {
+        Some(cluster) => cluster.endpoints(),
+        None => args.endpoints.clone(),
+    };
+    // A spawned cluster gets one hollow node, ended with the run (kill_on_drop).
+    let _hollow = match &spawned {
+        Some(_) => Some(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "node", "--name", "bench", "--hollow", "--count", "1", "--server",
+                ])
+                .arg(endpoints.join(","))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting the hollow node")?,
+        ),
+        None => None,
+    };
+    let node = if spawned.is_some() {
+        "bench-0".to_string()
+    } else {
+        args.node.clone()
+    };
+    wait_for_ready_node(&endpoints, &node).await?;
+    println!(
+        "bench pod-startup: {} pods on node {node}, {} at a time{}",
+        args.pods,
+        args.parallel,
+        if spawned.is_some() {
+            " (hollow node: control path only)"
+        } else {
+            ""
+        }
+    );
+    let load = pod_startup::PodStartupLoad {
+        endpoints,
+        node,
+        pods: args.pods,
+        parallel: args.parallel,
+        image: args.image.clone(),
+        namespace: "bench-pod-startup".into(),
+    };
+    let summary = pod_startup::run(&load).await?;
+    println!("{summary}");
+    write_json(&args.json, &summary)
+}
+
+/// Waits up to 30 s for `node` to be registered and Ready.
+async fn wait_for_ready_node(endpoints: &[String], node: &str) -> anyhow::Result<()> {
+    use rudder_proto::api as pb;
+    let client = rudder_proto::client::ApiClient::new(endpoints.to_vec());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let request = pb::GetRequest {
+            resource: "nodes".into(),
+            name: node.into(),
+            ..Default::default()
+        };
+        let ready = client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.get(request).await }
+            })
+            .await
+            .ok()
+            .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.json).ok())
+            .is_some_and(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            });
+        if ready {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node {node} was not Ready within 30 s: is `rudder node` running against these masters?"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
