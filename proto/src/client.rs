@@ -10,6 +10,7 @@ use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+use crate::api;
 use crate::api::resources_client::ResourcesClient;
 
 /// How long a unary call may take on one master before the next one is tried.
@@ -229,6 +230,118 @@ impl ApiClient {
         None
     }
 
+    // ---- The verbs with objects as JSON (the calls every component makes) ----
+
+    pub async fn get_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::GetRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        let object = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.get(request).await }
+            })
+            .await?;
+        decode(&object.json)
+    }
+
+    pub async fn create_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        object: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::CreateRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            json: object.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let created = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.create(request).await }
+            })
+            .await?;
+        decode(&created.json)
+    }
+
+    /// Replaces the object (`status`: only its status), compare-and-swap when `object`
+    /// carries a resourceVersion.
+    pub async fn update_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        object: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::UpdateRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            json: object.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let updated = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move {
+                    if status {
+                        c.update_status(request).await
+                    } else {
+                        c.update(request).await
+                    }
+                }
+            })
+            .await?;
+        decode(&updated.json)
+    }
+
+    /// Applies a JSON merge patch to the object (`status`: to its status).
+    pub async fn patch_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::PatchRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            patch: patch.to_string().into_bytes(),
+            fence: None,
+            status,
+        };
+        let patched = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.patch(request).await }
+            })
+            .await?;
+        decode(&patched.json)
+    }
+
+    pub async fn delete_object(
+        &self,
+        request: api::DeleteRequest,
+    ) -> Result<api::DeleteResponse, ClientError> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.delete(request).await }
+        })
+        .await
+    }
+
     /// After a broken stream: later calls start at the next master.
     pub fn skip_current(&self) {
         let count = self.endpoints.len().max(1);
@@ -236,6 +349,16 @@ impl ApiClient {
         self.forget(index % count);
         self.current.store((index + 1) % count, Ordering::Relaxed);
     }
+}
+
+/// An object the server sent, as JSON.
+fn decode(json: &[u8]) -> Result<serde_json::Value, ClientError> {
+    serde_json::from_slice(json).map_err(|error| ClientError::Api {
+        code: Code::Internal,
+        reason: "InternalError".into(),
+        message: format!("the server sent an object that is not JSON: {error}"),
+        status: String::new(),
+    })
 }
 
 /// Whether trying another master is safe and may succeed: this one could not be reached

@@ -31,19 +31,7 @@ fn node(servers: &str, args: &[&str]) -> Child {
 }
 
 async fn get(client: &ApiClient, resource: &str, namespace: &str, name: &str) -> Option<Value> {
-    let request = pb::GetRequest {
-        resource: resource.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    };
-    let object = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get(request).await }
-        })
-        .await
-        .ok()?;
-    serde_json::from_slice(&object.json).ok()
+    client.get_object(resource, namespace, name).await.ok()
 }
 
 /// Waits (at most 20 s) until `condition` holds for the object.
@@ -199,17 +187,8 @@ async fn create_pod(client: &ApiClient, name: &str, node: Option<&str>) {
     if let Some(node) = node {
         pod["spec"]["nodeName"] = node.into();
     }
-    let request = pb::CreateRequest {
-        resource: "pods".into(),
-        namespace: "default".into(),
-        json: pod.to_string().into_bytes(),
-        ..Default::default()
-    };
     client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create(request).await }
-        })
+        .create_object("pods", "default", &pod)
         .await
         .expect("pod created");
 }

@@ -171,19 +171,7 @@ impl Plane {
         namespace: &str,
         name: &str,
     ) -> Result<Value, ClientError> {
-        let request = pb::GetRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        };
-        let object = self
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.get(request).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&object.json).expect("JSON"))
+        self.client.get_object(resource, namespace, name).await
     }
 
     pub async fn update(
@@ -244,22 +232,9 @@ impl Plane {
         name: &str,
         patch: &Value,
     ) -> Result<Value, ClientError> {
-        let request = pb::PatchRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            patch: patch.to_string().into_bytes(),
-            fence: None,
-            status: false,
-        };
-        let object = self
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.patch(request).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&object.json).expect("JSON"))
+        self.client
+            .patch_object(resource, namespace, name, patch, false)
+            .await
     }
 
     pub async fn list(
@@ -303,12 +278,7 @@ impl Plane {
         &self,
         request: pb::DeleteRequest,
     ) -> Result<pb::DeleteResponse, ClientError> {
-        self.client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.delete(request).await }
-            })
-            .await
+        self.client.delete_object(request).await
     }
 
     pub async fn bind(

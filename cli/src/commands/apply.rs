@@ -128,21 +128,10 @@ pub async fn create(
     namespace: &str,
     object: &Value,
 ) -> Result<Value, ClientError> {
-    let request = pb::CreateRequest {
-        resource: kind.resource.clone(),
-        namespace: namespace.into(),
-        json: object.to_string().into_bytes(),
-        fence: None,
-        dry_run: false,
-    };
-    let created = session
+    session
         .client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create(request).await }
-        })
-        .await?;
-    Ok(serde_json::from_slice(&created.json).unwrap_or(Value::Null))
+        .create_object(&kind.resource, namespace, object)
+        .await
 }
 
 pub async fn patch_object(
@@ -153,22 +142,10 @@ pub async fn patch_object(
     patch: &Value,
     status: bool,
 ) -> Result<Value, ClientError> {
-    let request = pb::PatchRequest {
-        resource: kind.resource.clone(),
-        namespace: namespace.into(),
-        name: name.into(),
-        patch: patch.to_string().into_bytes(),
-        fence: None,
-        status,
-    };
-    let patched = session
+    session
         .client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.patch(request).await }
-        })
-        .await?;
-    Ok(serde_json::from_slice(&patched.json).unwrap_or(Value::Null))
+        .patch_object(&kind.resource, namespace, name, patch, status)
+        .await
 }
 
 #[derive(Args, Debug)]

@@ -152,24 +152,10 @@ pub async fn get_one(
     namespace: &str,
     name: &str,
 ) -> Result<Value, ClientError> {
-    let request = pb::GetRequest {
-        resource: kind.resource.clone(),
-        namespace: namespace.into(),
-        name: name.into(),
-    };
-    let object = session
+    session
         .client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get(request).await }
-        })
-        .await?;
-    serde_json::from_slice(&object.json).map_err(|error| ClientError::Api {
-        code: tonic::Code::Internal,
-        reason: "InternalError".into(),
-        message: format!("the server sent invalid JSON: {error}"),
-        status: String::new(),
-    })
+        .get_object(&kind.resource, namespace, name)
+        .await
 }
 
 /// Every matching object (page by page) and the revision to watch from.

@@ -140,16 +140,12 @@ impl Kubelet {
         let Some(running) = runtime.pods().into_iter().find(|p| p.uid == uid) else {
             return;
         };
-        let request = pb::PatchRequest {
-            resource: "pods".into(),
-            namespace: pod["metadata"]["namespace"].as_str().unwrap_or("").into(),
-            name: pod["metadata"]["name"].as_str().unwrap_or("").into(),
-            patch: running_status(&running, &self.config.internal_ip, jiff::Timestamp::now())
-                .to_string()
-                .into_bytes(),
-            fence: None,
-            status: true,
-        };
+        let namespace = pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let patch = running_status(&running, &self.config.internal_ip, jiff::Timestamp::now());
         if !self.in_flight.insert(uid.to_string()) {
             return;
         }
@@ -157,10 +153,7 @@ impl Kubelet {
         let uid = uid.to_string();
         let task = async move {
             client
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.patch(request).await }
-                })
+                .patch_object("pods", &namespace, &name, &patch, true)
                 .await
         };
         ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
@@ -190,14 +183,7 @@ impl Kubelet {
             ..Default::default()
         };
         let client = self.client.clone();
-        let task = async move {
-            client
-                .call(|mut c| {
-                    let request = request.clone();
-                    async move { c.delete(request).await }
-                })
-                .await
-        };
+        let task = async move { client.delete_object(request).await };
         ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
             kubelet.in_flight.remove(&uid);
             match outcome {
@@ -318,90 +304,31 @@ impl Handler<Informed> for Kubelet {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(
+/// A typed object from the API's JSON.
+fn typed<T: serde::de::DeserializeOwned>(
     kind: &'static str,
-    json: &[u8],
+    json: serde_json::Value,
 ) -> Result<T, KubeletError> {
-    serde_json::from_slice(json).map_err(|source| KubeletError::Decode { kind, source })
+    serde_json::from_value(json).map_err(|source| KubeletError::Decode { kind, source })
 }
 
+/// A typed object as the API's JSON.
+fn json<T: serde::Serialize>(object: &T) -> serde_json::Value {
+    serde_json::to_value(object).unwrap_or_default()
+}
+
+/// The object, or `None` when it does not exist.
 async fn get(
     client: &ApiClient,
     resource: &str,
     namespace: &str,
     name: &str,
-) -> Result<Option<Vec<u8>>, ClientError> {
-    let request = pb::GetRequest {
-        resource: resource.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-    };
-    let outcome = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.get(request).await }
-        })
-        .await;
-    match outcome {
-        Ok(object) => Ok(Some(object.json)),
+) -> Result<Option<serde_json::Value>, ClientError> {
+    match client.get_object(resource, namespace, name).await {
+        Ok(object) => Ok(Some(object)),
         Err(error) if error.is_not_found() => Ok(None),
         Err(error) => Err(error),
     }
-}
-
-async fn create(
-    client: &ApiClient,
-    resource: &str,
-    namespace: &str,
-    json: Vec<u8>,
-) -> Result<(), ClientError> {
-    let request = pb::CreateRequest {
-        resource: resource.into(),
-        namespace: namespace.into(),
-        json,
-        ..Default::default()
-    };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create(request).await }
-        })
-        .await
-        .map(drop)
-}
-
-async fn update(
-    client: &ApiClient,
-    resource: &str,
-    namespace: &str,
-    name: &str,
-    json: Vec<u8>,
-    status: bool,
-) -> Result<(), ClientError> {
-    let request = pb::UpdateRequest {
-        resource: resource.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-        json,
-        ..Default::default()
-    };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move {
-                if status {
-                    c.update_status(request).await
-                } else {
-                    c.update(request).await
-                }
-            }
-        })
-        .await
-        .map(drop)
-}
-
-fn encode<T: serde::Serialize>(object: &T) -> Vec<u8> {
-    serde_json::to_vec(object).unwrap_or_default()
 }
 
 /// Creates the Node; a Node already there (a restarted kubelet) gets a fresh status.
@@ -411,8 +338,8 @@ async fn register(
     config: NodeConfig,
     machine: Machine,
 ) -> Result<(), KubeletError> {
-    match create(&client, "nodes", "", encode(&node)).await {
-        Ok(()) => Ok(()),
+    match client.create_object("nodes", "", &json(&node)).await {
+        Ok(_) => Ok(()),
         Err(error) if error.reason() == "AlreadyExists" => refresh(client, config, machine).await,
         Err(error) => Err(error.into()),
     }
@@ -428,20 +355,22 @@ async fn renew(
     match get(&client, "leases", NODE_LEASE_NAMESPACE, &holder).await? {
         None => {
             let lease = renewed_lease(None, &holder, duration_seconds, now);
-            create(&client, "leases", NODE_LEASE_NAMESPACE, encode(&lease)).await?;
+            client
+                .create_object("leases", NODE_LEASE_NAMESPACE, &json(&lease))
+                .await?;
         }
-        Some(json) => {
-            let current: Lease = decode("Lease", &json)?;
+        Some(current) => {
+            let current: Lease = typed("Lease", current)?;
             let lease = renewed_lease(Some(&current), &holder, duration_seconds, now);
-            update(
-                &client,
-                "leases",
-                NODE_LEASE_NAMESPACE,
-                &holder,
-                encode(&lease),
-                false,
-            )
-            .await?;
+            client
+                .update_object(
+                    "leases",
+                    NODE_LEASE_NAMESPACE,
+                    &holder,
+                    &json(&lease),
+                    false,
+                )
+                .await?;
         }
     }
     Ok(())
@@ -453,17 +382,20 @@ async fn refresh(
     config: NodeConfig,
     machine: Machine,
 ) -> Result<(), KubeletError> {
-    let Some(json) = get(&client, "nodes", "", &config.name).await? else {
+    let Some(current) = get(&client, "nodes", "", &config.name).await? else {
         let node = node_object(&config, &machine, jiff::Timestamp::now());
-        return Ok(create(&client, "nodes", "", encode(&node)).await?);
+        client.create_object("nodes", "", &json(&node)).await?;
+        return Ok(());
     };
-    let mut node: Node = decode("Node", &json)?;
+    let mut node: Node = typed("Node", current)?;
     node.status = Some(node_status(
         &config,
         &machine,
         node.status.as_ref(),
         jiff::Timestamp::now(),
     ));
-    update(&client, "nodes", "", &config.name, encode(&node), true).await?;
+    client
+        .update_object("nodes", "", &config.name, &json(&node), true)
+        .await?;
     Ok(())
 }
