@@ -274,12 +274,9 @@ pub(crate) fn present<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{kv, now};
     use super::*;
     use serde_json::json;
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
 
     fn kubia_pod() -> Value {
         json!({
@@ -304,11 +301,6 @@ mod tests {
                                                              "2016-04-29T14:12:40Z"}}}]
             }
         })
-    }
-
-    /// `key` padded to `width`, then `value`: one aligned line.
-    fn kv(width: usize, key: &str, value: &str) -> String {
-        format!("{key:<width$}{value}\n")
     }
 
     fn pod_body() -> String {

@@ -149,27 +149,8 @@ fn container_state(w: &mut Writer, title: &str, state: Option<&Value>) {
 #[cfg(test)]
 mod tests {
     use super::super::describe::describe;
-    use serde_json::{json, Value};
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
-
-    /// `key` padded to `width`, then `value`: one aligned line.
-    fn kv(width: usize, key: &str, value: &str) -> String {
-        format!("{key:<width$}{value}\n")
-    }
-
-    fn with_meta(kind: &str, mut object: Value) -> Value {
-        object["kind"] = json!(kind);
-        object["metadata"] = json!({"name": "kubia", "namespace": "default",
-                                    "creationTimestamp": "2024-06-01T11:00:00Z"});
-        object
-    }
-
-    fn assert_contains(text: &str, expected: &str) {
-        assert!(text.contains(expected), "expected\n{expected}\nin\n{text}");
-    }
+    use super::super::test_support::{assert_contains, kv, now, with_meta};
+    use serde_json::json;
 
     #[test]
     fn a_crashing_terminating_pod_shows_both_states() {

@@ -17,6 +17,8 @@ mod network;
 mod pod;
 pub mod table;
 mod tabwriter;
+#[cfg(test)]
+mod test_support;
 mod volumes;
 mod workloads;
 mod yaml;

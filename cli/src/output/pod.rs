@@ -212,12 +212,9 @@ fn readiness_gates(pod: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::now;
     use super::*;
     use serde_json::json;
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
 
     fn pod(status: Value) -> Value {
         json!({

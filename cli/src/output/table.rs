@@ -272,6 +272,7 @@ fn other(object: &Value, now: jiff::Timestamp) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::now;
     use super::*;
     use serde_json::json;
 
@@ -297,10 +298,6 @@ mod tests {
         "Lease",
         "Widget",
     ];
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
 
     fn plain() -> TableOptions {
         TableOptions::default()

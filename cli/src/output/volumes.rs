@@ -99,16 +99,9 @@ fn access_modes(modes: &[Value]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::{meta, now};
     use super::*;
     use serde_json::json;
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
-
-    fn meta(name: &str) -> Value {
-        json!({"name": name, "namespace": "default", "creationTimestamp": "2024-05-19T12:00:00Z"})
-    }
 
     #[test]
     fn a_bound_persistent_volume_row() {

@@ -199,12 +199,9 @@ fn template_containers(object: &Value) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_support::now;
     use super::*;
     use serde_json::json;
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
 
     fn template() -> Value {
         json!({"metadata": {"labels": {"app": "kubia"}},

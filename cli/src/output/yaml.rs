@@ -112,16 +112,8 @@ fn scalar_text(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::describe::describe;
+    use super::super::test_support::{kv, now};
     use serde_json::json;
-
-    fn now() -> jiff::Timestamp {
-        "2024-06-01T12:00:00Z".parse().unwrap()
-    }
-
-    /// `key` padded to `width`, then `value`: one aligned line.
-    fn kv(width: usize, key: &str, value: &str) -> String {
-        format!("{key:<width$}{value}\n")
-    }
 
     #[test]
     fn other_kinds_print_spec_and_data_as_yaml_ish_lines() {
