@@ -104,8 +104,17 @@ impl Kubelet {
 
     /// Brings the runtime in line with the pods bound here.
     fn sync_pods(&mut self, ctx: &mut Context<Self>) {
+        // Stopping pods can make more work (confirming their deletion): a second pass, at
+        // most, so a runtime that fails to stop a pod cannot loop us.
+        if self.sync_pass(ctx) {
+            self.sync_pass(ctx);
+        }
+    }
+
+    /// One sync; returns whether it stopped any pod.
+    fn sync_pass(&mut self, ctx: &mut Context<Self>) -> bool {
         let Some(runtime) = self.runtime.clone() else {
-            return;
+            return false;
         };
         let wanted: Vec<_> = self.pods.values().filter_map(desired).collect();
         let mut stopped_any = false;
@@ -127,10 +136,7 @@ impl Kubelet {
                 } => self.confirm_deletion(ctx, namespace, name, uid),
             }
         }
-        if stopped_any {
-            // Stopped pods that are terminating can be confirmed now.
-            self.sync_pods(ctx);
-        }
+        stopped_any
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
