@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 out="${1:-target/images/kubia}"
 busybox="${BUSYBOX:-/bin/busybox}"
 [ -x "$busybox" ] || busybox=/usr/bin/busybox
-if ! "$busybox" --list 2>/dev/null | grep -qx httpd; then
+# (Not `busybox --list | grep -q`: with pipefail, grep quitting early fails the pipeline.)
+applets="$("$busybox" --list 2>/dev/null || true)"
+if ! grep -qx httpd <<< "$applets"; then
   echo "build-kubia-image: needs a static busybox with httpd: apt-get install busybox-static" >&2
   exit 1
 fi

@@ -273,19 +273,42 @@ async fn a_kept_alive_lease_survives_a_leader_change() {
         ..Default::default()
     };
     keeper.put(req).await.unwrap();
+    // Keep-alives run until the check is done (however long stopping the leader takes).
+    let started = tokio::time::Instant::now();
+    let (done, mut until_done) = tokio::sync::watch::channel(false);
     let keep_alive = tokio::spawn(async move {
-        for _ in 0..12 {
-            let _ = keeper.lease_keep_alive(lease.id).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        // Each keep-alive's outcome and timing, for the failure message.
+        let mut log = Vec::new();
+        while !*until_done.borrow() {
+            let at = started.elapsed();
+            let outcome = keeper.lease_keep_alive(lease.id).await;
+            log.push(format!(
+                "{:>5} ms +{:>4} ms {:?}",
+                at.as_millis(),
+                (started.elapsed() - at).as_millis(),
+                outcome.map(|(_, ttl)| ttl)
+            ));
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = until_done.changed() => {}
+            }
         }
+        log
     });
     cluster.stop(leader).await;
+    let stopped = started.elapsed();
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let kept = get(cluster.store(follower), "kept").await.is_some();
+    let checked = started.elapsed();
+    done.send_replace(true);
+    let log = keep_alive.await.unwrap();
     assert!(
-        get(cluster.store(follower), "kept").await.is_some(),
-        "kept alive across the leader change"
+        kept,
+        "kept alive across the leader change (leader stopped at {} ms, checked at {} ms):\n{}",
+        stopped.as_millis(),
+        checked.as_millis(),
+        log.join("\n")
     );
-    keep_alive.await.unwrap();
     // Without keep-alives it goes within the TTL (plus the expiry check period).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while get(cluster.store(follower), "kept").await.is_some() {
