@@ -14,7 +14,10 @@ out="${1:-target/images/kubia}"
 busybox="${BUSYBOX:-/bin/busybox}"
 [ -x "$busybox" ] || busybox=/usr/bin/busybox
 # (Not `busybox --list | grep -q`: with pipefail, grep quitting early fails the pipeline.)
-applets="$("$busybox" --list 2>/dev/null || true)"
+if ! applets="$("$busybox" --list 2>&1)"; then
+  echo "build-kubia-image: running $busybox failed: $applets" >&2
+  exit 1
+fi
 if ! grep -qx httpd <<< "$applets"; then
   echo "build-kubia-image: needs a static busybox with httpd: apt-get install busybox-static" >&2
   exit 1
