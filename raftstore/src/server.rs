@@ -108,6 +108,9 @@ pub enum ServerError {
     },
 }
 
+/// How long a stopping member lets requests in flight finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
 /// A running member. Dropping it does not stop it: call [`RunningMember::shutdown`].
 pub struct RunningMember {
     pub id: NodeId,
@@ -332,7 +335,18 @@ impl RunningMember {
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
         }
-        while self.tasks.join_next().await.is_some() {}
+        // Servers finish the requests in flight, but one waiting on Raft (a forwarded write,
+        // a read index) would wait out its whole request timeout now that Raft has stopped:
+        // give them a moment, then end them.
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::debug!("ending requests still in flight at shutdown");
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }
 
