@@ -1,7 +1,6 @@
 //! The kinds the API serves: their names (as `kubectl` resolves them), scope, and the typed
 //! admission of an object of each kind (strict decoding, defaulting, validation).
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::LazyLock;
 
@@ -327,11 +326,6 @@ pub fn by_api_version(api_version: &str, kind: &str) -> Option<&'static KindInfo
     KINDS
         .iter()
         .find(|info| info.api_version == api_version && info.kind == kind)
-}
-
-/// Kinds by resource name, for lookups on hot paths.
-pub fn by_resource() -> BTreeMap<&'static str, &'static KindInfo> {
-    KINDS.iter().map(|info| (info.resource, info)).collect()
 }
 
 #[cfg(test)]
