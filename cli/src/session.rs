@@ -139,9 +139,19 @@ pub fn display_name(kind: &pb::Kind, name: &str) -> String {
     }
 }
 
+/// The masters to talk to: `--server` / `RUDDER_SERVER`, else the CLI config, else the
+/// default local master.
 fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
+    Ok(configured_servers(target)?.unwrap_or_else(|| vec!["127.0.0.1:2379".into()]))
+}
+
+/// The masters given by `--server` / `RUDDER_SERVER` or the CLI config; `None` if neither
+/// names any.
+pub fn configured_servers(target: &Target) -> anyhow::Result<Option<Vec<String>>> {
     if !target.server.is_empty() {
-        return Ok(target.server.iter().map(|s| strip_scheme(s)).collect());
+        return Ok(Some(
+            target.server.iter().map(|s| strip_scheme(s)).collect(),
+        ));
     }
     let path = config_path(target.config.as_ref());
     match std::fs::read_to_string(&path) {
@@ -151,9 +161,11 @@ fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
             if config.servers.is_empty() {
                 bail!("the CLI config {path:?} lists no servers");
             }
-            Ok(config.servers.iter().map(|s| strip_scheme(s)).collect())
+            Ok(Some(
+                config.servers.iter().map(|s| strip_scheme(s)).collect(),
+            ))
         }
-        Err(_) => Ok(vec!["127.0.0.1:2379".into()]),
+        Err(_) => Ok(None),
     }
 }
 

@@ -16,7 +16,7 @@ use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
 
-use crate::session::{config_path, CliConfig, Target};
+use crate::session::{config_path, configured_servers, Target};
 
 #[derive(Args, Debug)]
 pub struct NodeArgs {
@@ -143,13 +143,12 @@ fn hollow_cidr(index: usize) -> String {
     format!("10.{}.{}.0/24", 200 + index / 256, index % 256)
 }
 
+/// A node must be told its masters: it never guesses a default.
 fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
-    if !target.server.is_empty() {
-        return Ok(target.server.clone());
-    }
-    let path = config_path(target.config.as_ref());
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no --server given and no CLI config at {path:?}"))?;
-    let config: CliConfig = serde_yaml::from_str(&text)?;
-    Ok(config.servers)
+    configured_servers(target)?.with_context(|| {
+        format!(
+            "no --server given and no CLI config at {:?}: name the masters",
+            config_path(target.config.as_ref())
+        )
+    })
 }
