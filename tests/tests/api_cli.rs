@@ -425,8 +425,16 @@ async fn the_first_app_walkthrough_runs_with_rudders_verbs() {
         described.contains("kubia") && described.contains("Events:"),
         "{described}"
     );
-    let pods = cli.ok(&["get", "pods", "-o", "wide"]).await;
-    assert!(pods.is_empty() || header(&pods).starts_with(&["NAME".to_string()]));
+    // No controllers yet, so the RC has made no pods: kubectl's empty-list message.
+    let pods = cli.run(&["get", "pods", "-o", "wide"]).await;
+    assert!(pods.ok, "{}", pods.stderr);
+    assert!(pods.stdout.is_empty(), "{}", pods.stdout);
+    assert!(
+        pods.stderr
+            .contains("No resources found in default namespace."),
+        "{}",
+        pods.stderr
+    );
     let status = cli.ok(&["cluster", "status"]).await;
     assert_eq!(status.lines().count(), 4, "{status}");
     assert_eq!(status.matches("leader").count(), 1, "{status}");
