@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/etcd/etcdserverpb/rpc.proto",
         "proto/rudder/raft.proto",
         "proto/rudder/api.proto",
+        "proto/rudder/node.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

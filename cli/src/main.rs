@@ -28,9 +28,12 @@ struct Cli {
 enum Command {
     /// Run one master: the replicated store and its etcd-compatible client API.
     Server(Box<commands::server::ServerArgs>),
-    /// Run this machine as a worker node (registration and heartbeats so far), or
+    /// Run this machine as a worker node that runs the pods bound to it, or
     /// --hollow --count N simulated nodes.
     Node(commands::node::NodeArgs),
+    /// The node's per-container helper (started by `rudder node`).
+    #[command(subcommand, hide = true)]
+    Shim(commands::shim::ShimCommand),
     /// The node's image store: import OCI layouts, list images.
     #[command(subcommand)]
     Image(commands::image::ImageCommand),
@@ -52,6 +55,10 @@ enum Command {
     Run(commands::apply::RunArgs),
     /// Create a Service for the pods of an rc, rs, deployment or pod.
     Expose(commands::apply::ExposeArgs),
+    /// Print a container's output (-f follows, -p the previous attempt's).
+    Logs(commands::pod_io::LogsArgs),
+    /// Run a command in a container: rudder exec POD [-c C] -- CMD ...
+    Exec(commands::pod_io::ExecArgs),
     /// Set the replica count of an rc, rs, deployment or statefulset.
     Scale(commands::edit::ScaleArgs),
     /// Delete objects by name, manifest (-f), label selector (-l) or --all.
@@ -70,14 +77,24 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // A shim's stderr is a container's exec output or its own log: only real errors there.
+    let default_filter = match cli.command {
+        Command::Shim(_) => "error",
+        _ => "info,openraft=warn,h2=warn,tower=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,openraft=warn,h2=warn,tower=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // The shim forks (libcontainer): it must run before any thread exists.
+    let cli = match cli.command {
+        Command::Shim(command) => commands::shim::run(command),
+        command => Cli { command },
+    };
     // Actors run on actix's own runtime, outside the CLI's tokio runtime.
     let command = match cli.command {
         Command::Node(args) => {
@@ -96,7 +113,9 @@ fn main() -> anyhow::Result<()> {
         use commands::edit::MetadataField;
         match command {
             Command::Server(args) => commands::server::run(*args).await,
-            Command::Node(_) => unreachable!("handled before the runtime starts"),
+            Command::Node(_) | Command::Shim(_) => {
+                unreachable!("handled before the runtime starts")
+            }
             Command::Image(command) => commands::image::run(command),
             Command::Up(args) => commands::up::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
@@ -107,6 +126,8 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => commands::apply::run_command(args).await,
             Command::Expose(args) => commands::apply::expose(args).await,
             Command::Scale(args) => commands::edit::scale(args).await,
+            Command::Logs(args) => commands::pod_io::logs(args).await,
+            Command::Exec(args) => commands::pod_io::exec(args).await,
             Command::Delete(args) => commands::edit::delete(args).await,
             Command::Label(args) => {
                 commands::edit::edit_metadata(args, MetadataField::Labels).await

@@ -6,8 +6,11 @@
 //! - [`status`]: the Node and Lease objects (pure).
 //! - [`kubelet`]: the actix actor that registers, heartbeats and reports status, and (with a
 //!   runtime) syncs the pods bound to it; `kubelet::sync` is its pure decision.
-//! - [`runtime`]: the `Runtime` trait; [`runtime::fake`] for hollow nodes.
+//! - [`runtime`]: the `Runtime` trait; [`runtime::linux`] runs real containers (libcontainer
+//!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
+//!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
 //! - [`informer`]: list + watch + resume for the pods bound here.
+//! - [`server`]: the node's streaming endpoint (logs, exec) on the kubelet port.
 //! - [`image`]: image references, the node's content-addressed store, layer unpacking.
 
 pub mod image;
@@ -15,4 +18,5 @@ pub mod informer;
 pub mod kubelet;
 pub mod machine;
 pub mod runtime;
+pub mod server;
 pub mod status;

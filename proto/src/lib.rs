@@ -5,10 +5,13 @@
 //!   against Rudder's store unchanged.
 //! - [`api`]: the Rudder API (`Resources`): Kubernetes verbs over every kind, objects as
 //!   Kubernetes JSON.
+//! - [`node`]: the node's streaming endpoint (`Kubelet`: logs and exec).
 //! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
 //!   openraft message, so this crate does not depend on openraft.
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
+//! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`), parsed exactly; the API
+//!   server validates them, the node turns limits into cgroup values.
 //!
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
@@ -16,6 +19,7 @@
 #![allow(clippy::all, clippy::pedantic)]
 
 pub mod client;
+pub mod quantity;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
@@ -31,4 +35,8 @@ pub mod raft {
 
 pub mod api {
     tonic::include_proto!("rudder.api");
+}
+
+pub mod node {
+    tonic::include_proto!("rudder.node");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rudder_proto::api as pb;
 use rudder_proto::client::ApiClient;
-use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use rudder_tests::{rudder_binary_beside_tests, NodeScratch, ProcessCluster};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
@@ -77,7 +77,11 @@ async fn a_node_registers_heartbeats_stops_when_killed_and_resumes_when_restarte
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).unwrap();
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
-    let mut worker = node(&servers, &["--name", "n1", "--pod-cidr", "10.244.1.0/24"]);
+    let scratch = NodeScratch::new("n1");
+    let mut args = vec!["--name", "n1", "--pod-cidr", "10.244.1.0/24"];
+    let flags = scratch.flags();
+    args.extend(flags.iter().map(String::as_str));
+    let mut worker = node(&servers, &args);
 
     let registered = until(&client, "nodes", "", "n1", "n1 Ready", is_ready).await;
     assert_eq!(registered["spec"]["podCIDR"], "10.244.1.0/24");
@@ -132,7 +136,7 @@ async fn a_node_registers_heartbeats_stops_when_killed_and_resumes_when_restarte
     );
 
     // Restarted, it re-registers and renews the same lease (no new epoch).
-    let mut worker = node(&servers, &["--name", "n1", "--pod-cidr", "10.244.1.0/24"]);
+    let mut worker = node(&servers, &args);
     let resumed = until(
         &client,
         "leases",

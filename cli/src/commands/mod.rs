@@ -5,5 +5,7 @@ pub mod edit;
 pub mod get;
 pub mod image;
 pub mod node;
+pub mod pod_io;
 pub mod server;
+pub mod shim;
 pub mod up;

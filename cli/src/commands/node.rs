@@ -1,5 +1,6 @@
-//! `rudder node`: turns this machine into a worker (so far: registers its Node, heartbeats
-//! through its Lease, keeps its status current). `--hollow --count N` runs N simulated
+//! `rudder node`: turns this machine into a worker: registers its Node, heartbeats through
+//! its Lease, keeps its status current, and runs the pods bound to it as libcontainer
+//! containers on a pod network of its own (`--pod-cidr`). `--hollow --count N` runs N simulated
 //! nodes in one process with the same kubelet logic, for scale tests (like kubemark).
 
 use std::collections::BTreeMap;
@@ -9,9 +10,13 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::runtime::fake::FakeRuntime;
+use rudder_node::runtime::lifecycle::Backoff;
+use rudder_node::runtime::linux::network::NodeNetwork;
+use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
@@ -49,6 +54,25 @@ pub struct NodeArgs {
     /// With --hollow: how many nodes.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// The node's state (pods, containers, network namespaces); default
+    /// /var/lib/rudder/node/NAME.
+    #[arg(long)]
+    root: Option<std::path::PathBuf>,
+    /// The image store (as `rudder image import --root`).
+    #[arg(long, default_value = "/var/lib/rudder/images")]
+    images: std::path::PathBuf,
+    /// The whole cluster's pod range: routed `unreachable` here, so nothing leaks.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// The service range: routed `unreachable` here too.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// The node's streaming endpoint (logs, exec) on --internal-ip; 0: any free port.
+    #[arg(long, default_value_t = 10250)]
+    port: u16,
+    /// Crash-loop backoff: the first delay (doubling up to 5 minutes), milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    crash_backoff_ms: u64,
     #[command(flatten)]
     target: Target,
 }
@@ -88,7 +112,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         };
         let mut kubelets = Vec::new();
         for name in &names {
-            let config = NodeConfig {
+            let mut config = NodeConfig {
                 name: name.clone(),
                 internal_ip: args.internal_ip.clone(),
                 pod_cidr: match (&args.pod_cidr, args.hollow) {
@@ -105,12 +129,28 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     "libcontainer://0.7".into()
                 },
             };
-            // Hollow nodes run pods in the fake runtime; a real node registers and
-            // heartbeats, and runs pods once the libcontainer runtime lands (issue 5).
+            // Hollow nodes run pods in the fake runtime; a real node in libcontainer. A
+            // node without a pod range registers and heartbeats but runs no pods.
             let runtime: Option<Arc<dyn Runtime>> = match (&config.pod_cidr, args.hollow) {
                 (Some(cidr), true) => Some(Arc::new(FakeRuntime::new(cidr))),
-                _ => None,
+                (Some(cidr), false) => Some(Arc::new(linux_runtime(&args, name, cidr)?)),
+                (None, _) => {
+                    eprintln!("rudder node: no --pod-cidr: this node will run no pods");
+                    None
+                }
             };
+            // A real node serves logs and exec; its Node status says where.
+            if let (Some(runtime), false) = (&runtime, args.hollow) {
+                let address: std::net::SocketAddr = format!("{}:{}", args.internal_ip, args.port)
+                    .parse()
+                    .with_context(|| {
+                        format!("--internal-ip {:?} is not an IP address", args.internal_ip)
+                    })?;
+                let bound = rudder_node::server::serve(runtime.clone(), address)
+                    .await
+                    .with_context(|| format!("binding the node endpoint {address}"))?;
+                config.kubelet_port = i32::from(bound.port());
+            }
             kubelets.push(
                 Kubelet::new(client.clone(), config, machine.clone(), timers, runtime).start(),
             );
@@ -136,6 +176,32 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         actix::System::current().stop();
         anyhow::Ok(())
     })
+}
+
+/// The real runtime, re-adopting the pods a previous `rudder node` left running.
+fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<LinuxRuntime> {
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("/var/lib/rudder/node").join(name));
+    let network = NodeNetwork::new(
+        name,
+        pod_cidr,
+        root.join("netns"),
+        &[&args.cluster_cidr, &args.service_cidr],
+    )?;
+    let images = ImageStore::open(&args.images)
+        .with_context(|| format!("opening the image store {:?}", args.images))?;
+    let config = LinuxConfig {
+        root,
+        shim_binary: std::env::current_exe().context("finding the rudder binary for its shim")?,
+        network,
+        backoff: Backoff {
+            base: Duration::from_millis(args.crash_backoff_ms),
+            ..Backoff::default()
+        },
+    };
+    LinuxRuntime::open(config, images).context("starting the container runtime")
 }
 
 /// Hollow node i's pod range: 10.<200 + i / 256>.<i % 256>.0/24.

@@ -36,8 +36,9 @@ pub struct UpArgs {
     /// Where to write the CLI config (default: $RUDDER_CONFIG, else ~/.rudder/config).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Worker nodes to start (`rudder node` processes; they register and heartbeat — pods
-    /// run on them once the container runtime lands).
+    /// Worker nodes to start (`rudder node` processes running real containers; node i gets
+    /// pods in 10.244.i.0/24 and keeps its state in DATA_DIR/node-i; images come from
+    /// /var/lib/rudder/images, filled by `rudder image import`).
     #[arg(long, default_value_t = 0)]
     nodes: u16,
     /// Hollow (simulated) nodes to start, all in one `rudder node --hollow` process; they run
@@ -183,6 +184,10 @@ fn start_nodes(
                 name.clone(),
                 "--pod-cidr".into(),
                 format!("10.244.{i}.0/24"),
+                "--root".into(),
+                args.data_dir.join(&name).display().to_string(),
+                "--port".into(),
+                "0".into(),
             ];
             (name, flags)
         })

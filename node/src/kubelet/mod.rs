@@ -24,7 +24,7 @@ use rudder_proto::client::{ApiClient, ClientError};
 
 use crate::informer::{follow, Informed};
 use crate::machine::Machine;
-use crate::runtime::Runtime;
+use crate::runtime::{PodPlan, Runtime};
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
 use sync::{desired, running_status, PodOp};
 
@@ -76,8 +76,11 @@ pub struct Kubelet {
     runtime: Option<Arc<dyn Runtime>>,
     /// Pods bound here, by uid, as the API last showed them.
     pods: BTreeMap<String, serde_json::Value>,
-    /// Pods with an API call in flight (a report or a deletion confirmation).
+    /// Pods with an API call in flight (a report, a deletion confirmation, reading the
+    /// configMaps and secrets a start needs).
     in_flight: BTreeSet<String>,
+    /// uid → the status this kubelet last reported ([`sync::fingerprint`]).
+    reported: BTreeMap<String, serde_json::Value>,
 }
 
 impl Kubelet {
@@ -99,36 +102,31 @@ impl Kubelet {
             runtime,
             pods: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            reported: BTreeMap::new(),
         }
     }
 
     /// Brings the runtime in line with the pods bound here.
     fn sync_pods(&mut self, ctx: &mut Context<Self>) {
-        // Stopping pods can make more work (confirming their deletion): a second pass, at
-        // most, so a runtime that fails to stop a pod cannot loop us.
-        if self.sync_pass(ctx) {
-            self.sync_pass(ctx);
-        }
-    }
-
-    /// One sync; returns whether it stopped any pod.
-    fn sync_pass(&mut self, ctx: &mut Context<Self>) -> bool {
         let Some(runtime) = self.runtime.clone() else {
-            return false;
+            return;
         };
         let wanted: Vec<_> = self.pods.values().filter_map(desired).collect();
-        let mut stopped_any = false;
-        for op in sync::sync(&wanted, &runtime.pods()) {
+        let ops = sync::sync(
+            &wanted,
+            &runtime.pods(),
+            &self.reported,
+            &self.config.internal_ip,
+        );
+        for op in ops {
             match op {
-                PodOp::Start(plan) => match runtime.start(&plan, jiff::Timestamp::now()) {
-                    Ok(_) => self.report(ctx, &plan.uid),
-                    Err(error) => tracing::warn!(pod = %plan.name, %error, "starting pod"),
-                },
+                PodOp::Start(plan) => self.start_pod(ctx, runtime.clone(), *plan),
                 PodOp::Report { uid } => self.report(ctx, &uid),
-                PodOp::Stop { uid } => match runtime.stop(&uid) {
-                    Ok(()) => stopped_any = true,
-                    Err(error) => tracing::warn!(%uid, %error, "stopping pod"),
-                },
+                PodOp::Stop { uid, grace } => {
+                    if let Err(error) = runtime.stop(&uid, grace) {
+                        tracing::warn!(%uid, %error, "stopping pod");
+                    }
+                }
                 PodOp::ConfirmDeletion {
                     namespace,
                     name,
@@ -136,7 +134,42 @@ impl Kubelet {
                 } => self.confirm_deletion(ctx, namespace, name, uid),
             }
         }
-        stopped_any
+    }
+
+    /// Starts a pod, first reading the configMaps and secrets its volumes name.
+    fn start_pod(&mut self, ctx: &mut Context<Self>, runtime: Arc<dyn Runtime>, plan: PodPlan) {
+        if !needs_volume_files(&plan) {
+            if let Err(error) = runtime.start(&plan, jiff::Timestamp::now()) {
+                tracing::warn!(pod = %plan.name, %error, "starting pod");
+            }
+            return;
+        }
+        if !self.in_flight.insert(plan.uid.clone()) {
+            return;
+        }
+        let client = self.client.clone();
+        let task = async move {
+            let files = volume_files(&client, &plan).await;
+            (plan, files)
+        };
+        ctx.spawn(
+            task.into_actor(self)
+                .map(move |(mut plan, files), kubelet, _| {
+                    kubelet.in_flight.remove(&plan.uid);
+                    match files {
+                        Ok(files) => {
+                            plan.volume_files = files;
+                            if let Err(error) = runtime.start(&plan, jiff::Timestamp::now()) {
+                                tracing::warn!(pod = %plan.name, %error, "starting pod");
+                            }
+                        }
+                        // Kubernetes waits for them too (the pod stays ContainerCreating).
+                        Err(error) => {
+                            tracing::warn!(pod = %plan.name, %error, "reading the pod's volumes")
+                        }
+                    }
+                }),
+        );
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
@@ -152,6 +185,7 @@ impl Kubelet {
             .to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
         let patch = running_status(&running, &self.config.internal_ip, jiff::Timestamp::now());
+        let reported = sync::fingerprint(&running, &self.config.internal_ip);
         if !self.in_flight.insert(uid.to_string()) {
             return;
         }
@@ -164,8 +198,11 @@ impl Kubelet {
         };
         ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
             kubelet.in_flight.remove(&uid);
-            if let Err(error) = outcome {
-                tracing::warn!(%uid, %error, "reporting pod status");
+            match outcome {
+                Ok(_) => {
+                    kubelet.reported.insert(uid, reported);
+                }
+                Err(error) => tracing::warn!(%uid, %error, "reporting pod status"),
             }
         }));
     }
@@ -195,9 +232,11 @@ impl Kubelet {
             match outcome {
                 Ok(_) => {
                     kubelet.pods.remove(&uid);
+                    kubelet.reported.remove(&uid);
                 }
                 Err(error) if error.is_not_found() => {
                     kubelet.pods.remove(&uid);
+                    kubelet.reported.remove(&uid);
                 }
                 Err(error) => tracing::warn!(%uid, %error, "confirming pod deletion"),
             }
@@ -270,7 +309,9 @@ impl Actor for Kubelet {
         ctx.run_interval(self.timers.status_update, |kubelet, ctx| {
             kubelet.update_status(ctx)
         });
-        if self.runtime.is_some() {
+        if let Some(runtime) = &self.runtime {
+            let address = ctx.address();
+            runtime.set_notify(Arc::new(move || address.do_send(SyncNow)));
             let selector = format!("spec.nodeName={}", self.config.name);
             actix::spawn(follow(
                 self.client.clone(),
@@ -303,11 +344,88 @@ impl Handler<Informed> for Kubelet {
             Informed::Deleted(pod) => {
                 if let Some(uid) = uid(&pod) {
                     self.pods.remove(&uid);
+                    self.reported.remove(&uid);
                 }
             }
         }
         self.sync_pods(ctx);
     }
+}
+
+/// A runtime saw a pod change: sync now.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SyncNow;
+
+impl Handler<SyncNow> for Kubelet {
+    type Result = ();
+
+    fn handle(&mut self, _: SyncNow, ctx: &mut Context<Self>) {
+        self.sync_pods(ctx);
+    }
+}
+
+fn needs_volume_files(plan: &PodPlan) -> bool {
+    plan.spec
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.config_map.is_some() || v.secret.is_some())
+}
+
+/// The files of the pod's configMap and secret volumes (keys, or `items` key → path).
+async fn volume_files(
+    client: &ApiClient,
+    plan: &PodPlan,
+) -> Result<BTreeMap<String, BTreeMap<String, Vec<u8>>>, KubeletError> {
+    use base64::Engine;
+    let decode = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).ok();
+    let mut volumes = BTreeMap::new();
+    for volume in plan.spec.volumes.iter().flatten() {
+        let (resource, name, items, optional) = match (&volume.config_map, &volume.secret) {
+            (Some(cm), _) => ("configmaps", cm.name.clone(), cm.items.clone(), cm.optional),
+            (None, Some(secret)) => (
+                "secrets",
+                secret.secret_name.clone().unwrap_or_default(),
+                secret.items.clone(),
+                secret.optional,
+            ),
+            _ => continue,
+        };
+        let object = match client.get_object(resource, &plan.namespace, &name).await {
+            Ok(object) => object,
+            Err(error) if error.is_not_found() && optional == Some(true) => {
+                volumes.insert(volume.name.clone(), BTreeMap::new());
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (key, value) in object["data"].as_object().into_iter().flatten() {
+            let value = value.as_str().unwrap_or_default();
+            let bytes = if resource == "secrets" {
+                decode(value).unwrap_or_default()
+            } else {
+                value.as_bytes().to_vec()
+            };
+            data.insert(key.clone(), bytes);
+        }
+        for (key, value) in object["binaryData"].as_object().into_iter().flatten() {
+            data.insert(
+                key.clone(),
+                decode(value.as_str().unwrap_or_default()).unwrap_or_default(),
+            );
+        }
+        let files = match items {
+            Some(items) => items
+                .iter()
+                .filter_map(|item| Some((item.path.clone(), data.get(&item.key)?.clone())))
+                .collect(),
+            None => data,
+        };
+        volumes.insert(volume.name.clone(), files);
+    }
+    Ok(volumes)
 }
 
 /// A typed object from the API's JSON.

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
-use super::{PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError};
+use std::time::Duration;
+
+use super::{
+    ContainerState, PodPhase, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError,
+};
 
 pub struct FakeRuntime {
     cidr: String,
@@ -25,10 +29,10 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
-    fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<RunningPod, RuntimeError> {
+    fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<(), RuntimeError> {
         let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(running) = pods.get(&plan.uid) {
-            return Ok(running.clone());
+        if pods.contains_key(&plan.uid) {
+            return Ok(());
         }
         let used: Vec<String> = pods.values().map(|p| p.ip.clone()).collect();
         let ip = self
@@ -37,27 +41,39 @@ impl Runtime for FakeRuntime {
             .ok_or_else(|| RuntimeError::AddressesExhausted {
                 cidr: self.cidr.clone(),
             })?;
+        let started_at = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
         let running = RunningPod {
             uid: plan.uid.clone(),
             namespace: plan.namespace.clone(),
             name: plan.name.clone(),
             ip: ip.to_string(),
-            started_at: now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            started_at: started_at.clone(),
+            phase: PodPhase::Running,
+            init_containers: Vec::new(),
             containers: plan
-                .containers
-                .iter()
+                .containers()
+                .into_iter()
                 .map(|(name, image)| RunningContainer {
-                    name: name.clone(),
-                    image: image.clone(),
                     id: format!("fake://{}/{name}", plan.uid),
+                    name,
+                    image_id: image.clone(),
+                    image,
+                    state: ContainerState::Running {
+                        started_at: started_at.clone(),
+                    },
+                    last_state: None,
+                    restart_count: 0,
+                    ready: true,
+                    started: true,
                 })
                 .collect(),
+            message: None,
         };
-        pods.insert(plan.uid.clone(), running.clone());
-        Ok(running)
+        pods.insert(plan.uid.clone(), running);
+        Ok(())
     }
 
-    fn stop(&self, uid: &str) -> Result<(), RuntimeError> {
+    fn stop(&self, uid: &str, _grace: Option<Duration>) -> Result<(), RuntimeError> {
         let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
         pods.remove(uid)
             .map(drop)
@@ -107,24 +123,33 @@ mod tests {
             uid: uid.into(),
             namespace: "default".into(),
             name: uid.into(),
-            containers: vec![("app".into(), "busybox".into())],
+            spec: serde_json::from_value(serde_json::json!({
+                "containers": [{ "name": "app", "image": "busybox" }]
+            }))
+            .unwrap(),
+            volume_files: Default::default(),
         }
+    }
+
+    fn ip(runtime: &FakeRuntime, uid: &str) -> String {
+        let pods = runtime.pods();
+        pods.iter().find(|p| p.uid == uid).unwrap().ip.clone()
     }
 
     #[test]
     fn pods_get_the_lowest_free_address_and_give_it_back_when_stopped() {
         let runtime = FakeRuntime::new("10.244.1.0/24");
         let now = jiff::Timestamp::UNIX_EPOCH;
-        assert_eq!(runtime.start(&plan("a"), now).unwrap().ip, "10.244.1.2");
-        assert_eq!(runtime.start(&plan("b"), now).unwrap().ip, "10.244.1.3");
-        assert_eq!(
-            runtime.start(&plan("a"), now).unwrap().ip,
-            "10.244.1.2",
-            "idempotent"
-        );
-        runtime.stop("a").unwrap();
-        assert_eq!(runtime.start(&plan("c"), now).unwrap().ip, "10.244.1.2");
-        assert!(runtime.stop("a").is_err());
+        runtime.start(&plan("a"), now).unwrap();
+        runtime.start(&plan("b"), now).unwrap();
+        assert_eq!(ip(&runtime, "a"), "10.244.1.2");
+        assert_eq!(ip(&runtime, "b"), "10.244.1.3");
+        runtime.start(&plan("a"), now).unwrap();
+        assert_eq!(ip(&runtime, "a"), "10.244.1.2", "idempotent");
+        runtime.stop("a", None).unwrap();
+        runtime.start(&plan("c"), now).unwrap();
+        assert_eq!(ip(&runtime, "c"), "10.244.1.2");
+        assert!(runtime.stop("a", None).is_err());
     }
 
     #[test]

@@ -1,7 +1,21 @@
 //! Container runtimes behind one trait: the kubelet's pod logic is the same whether pods run
-//! as real containers (libcontainer, to come) or are simulated ([`fake`], hollow nodes).
+//! as real containers ([`linux`]: libcontainer through `rudder shim`) or are simulated
+//! ([`fake`], hollow nodes).
+//!
+//! The trait is asynchronous in spirit: `start` and `stop` hand work to the pod's worker and
+//! return at once; the kubelet learns what happened from `pods()` (and the notifier, which
+//! tells it to look now).
 
 pub mod fake;
+pub mod lifecycle;
+pub mod linux;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::PodSpec;
+use serde::{Deserialize, Serialize};
 
 /// A pod as the runtime runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,27 +23,93 @@ pub struct RunningPod {
     pub uid: String,
     pub namespace: String,
     pub name: String,
+    /// Empty until its sandbox has an address.
     pub ip: String,
-    /// RFC 3339, when its sandbox started.
+    /// RFC 3339, when the kubelet started working on it.
     pub started_at: String,
+    pub phase: PodPhase,
+    pub init_containers: Vec<RunningContainer>,
     pub containers: Vec<RunningContainer>,
+    /// A pod-level problem (its sandbox could not be made), for the status message.
+    pub message: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl PodPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodPhase::Pending => "Pending",
+            PodPhase::Running => "Running",
+            PodPhase::Succeeded => "Succeeded",
+            PodPhase::Failed => "Failed",
+        }
+    }
+}
+
+/// One container's status, in Kubernetes' terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningContainer {
     pub name: String,
     pub image: String,
+    /// The image's digest, once it is known.
+    pub image_id: String,
+    /// `rudder://<id>` of the current (or last) attempt; empty before the first.
     pub id: String,
+    pub state: ContainerState,
+    pub last_state: Option<ContainerState>,
+    pub restart_count: u32,
+    pub ready: bool,
+    pub started: bool,
 }
 
-/// What the runtime needs to start a pod.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ContainerState {
+    Waiting {
+        reason: String,
+        message: String,
+    },
+    Running {
+        started_at: String,
+    },
+    Terminated {
+        exit_code: i32,
+        signal: Option<i32>,
+        /// Completed, Error, OOMKilled, ...
+        reason: String,
+        message: String,
+        started_at: String,
+        finished_at: String,
+    },
+}
+
+/// What the runtime needs to run a pod.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PodPlan {
     pub uid: String,
     pub namespace: String,
     pub name: String,
-    /// (container name, image) in spec order.
-    pub containers: Vec<(String, String)>,
+    pub spec: PodSpec,
+    /// The files of configMap and secret volumes, read from the API by the kubelet:
+    /// volume name → relative path → content.
+    pub volume_files: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+}
+
+impl PodPlan {
+    /// (container name, image) of the app containers, in spec order.
+    pub fn containers(&self) -> Vec<(String, String)> {
+        self.spec
+            .containers
+            .iter()
+            .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,15 +118,47 @@ pub enum RuntimeError {
     AddressesExhausted { cidr: String },
     #[error("pod {uid} is not running here")]
     UnknownPod { uid: String },
+    #[error("{0}")]
+    Failed(String),
+    #[error("this node's runtime does not support {0} (a hollow node?)")]
+    Unsupported(&'static str),
+    #[error("{0}")]
+    NotFound(String),
 }
 
-/// Runs pods. Calls may block (real runtimes make syscalls): the kubelet calls them off its
-/// event loop.
+/// Called by a runtime when a pod's state changed, so the kubelet looks now.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Runs pods. `start` and `stop` return at once; the work happens in the pod's worker.
 pub trait Runtime: Send + Sync + 'static {
-    /// Starts every container of `plan` (idempotent: a running pod is returned as it is).
-    fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<RunningPod, RuntimeError>;
-    /// Stops and removes the pod, freeing its address.
-    fn stop(&self, uid: &str) -> Result<(), RuntimeError>;
-    /// Every pod running now (a restarted kubelet adopts these).
+    /// Starts the pod (idempotent: a pod already known is left as it is).
+    fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<(), RuntimeError>;
+    /// Stops the pod: SIGTERM, `grace` (the pod's own when `None`), SIGKILL, then its
+    /// address, cgroups, mounts and files are freed and it leaves `pods()`. Idempotent.
+    fn stop(&self, uid: &str, grace: Option<Duration>) -> Result<(), RuntimeError>;
+    /// Every pod here now, with its containers' states (a restarted kubelet adopts these).
     fn pods(&self) -> Vec<RunningPod>;
+    /// Where to say that something changed.
+    fn set_notify(&self, _notify: Notify) {}
+    /// The file holding a container's output (`container` empty: the pod's first one;
+    /// `previous`: the attempt before the current one).
+    fn log_file(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _container: &str,
+        _previous: bool,
+    ) -> Result<std::path::PathBuf, RuntimeError> {
+        Err(RuntimeError::Unsupported("logs"))
+    }
+    /// A command that runs `argv` in a running container, stdout and stderr piped.
+    fn exec_command(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _container: &str,
+        _argv: &[String],
+    ) -> Result<std::process::Command, RuntimeError> {
+        Err(RuntimeError::Unsupported("exec"))
+    }
 }

@@ -1,0 +1,63 @@
+//! `rudder shim create|exec`: the per-container helper the node starts (not for people).
+//! Runs before the CLI starts any thread: libcontainer forks.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use rudder_node::runtime::linux::shim::{self, ShimArgs};
+
+#[derive(Subcommand, Debug)]
+pub enum ShimCommand {
+    /// Create and start one container, wait for it, record its end.
+    Create(CreateArgs),
+    /// Run a command inside a running container.
+    Exec(ExecArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[arg(long)]
+    state_root: PathBuf,
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    bundle: PathBuf,
+    #[arg(long)]
+    log: PathBuf,
+    #[arg(long)]
+    exit_file: PathBuf,
+    #[arg(long)]
+    cgroups_path: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(long)]
+    state_root: PathBuf,
+    #[arg(long)]
+    id: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// Never returns: the shim's exit code is the result.
+pub fn run(command: ShimCommand) -> ! {
+    match command {
+        ShimCommand::Create(args) => shim::create(ShimArgs {
+            state_root: args.state_root,
+            id: args.id,
+            bundle: args.bundle,
+            log: args.log,
+            exit_file: args.exit_file,
+            cgroups_path: args.cgroups_path,
+        }),
+        ShimCommand::Exec(args) => match shim::exec(&args.state_root, &args.id, args.command) {
+            Ok(code) => std::process::exit(code),
+            Err(error) => {
+                eprintln!("error: {error}");
+                std::process::exit(126);
+            }
+        },
+    }
+}

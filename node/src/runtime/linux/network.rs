@@ -1,0 +1,401 @@
+//! Pod networking on one node, over netlink (rtnetlink): a bridge holding the first address of
+//! the node's pod CIDR, one network namespace per pod (a bind-mounted nsfs file) with a veth
+//! whose host end is on the bridge and whose pod end is `eth0` with the pod's address, and
+//! `unreachable` routes for the whole cluster and service ranges so that nothing meant for
+//! them leaves the machine.
+//!
+//! Namespaces are entered per thread (`unshare`/`setns` on a short-lived thread), never by
+//! the process: the kubelet's other threads stay where they are.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use futures::TryStreamExt;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_route::route::RouteType;
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("pod CIDR {0:?} is not an IPv4 range like 10.244.1.0/24")]
+    BadCidr(String),
+    #[error("{action}: {reason}")]
+    Failed { action: String, reason: String },
+}
+
+fn failed(action: impl Into<String>) -> impl FnOnce(String) -> NetworkError {
+    let action = action.into();
+    move |reason| NetworkError::Failed { action, reason }
+}
+
+/// An IPv4 range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub network: Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Result<Self, NetworkError> {
+        let bad = || NetworkError::BadCidr(text.to_string());
+        let (address, prefix) = text.split_once('/').ok_or_else(bad)?;
+        let address: Ipv4Addr = address.parse().map_err(|_| bad())?;
+        let prefix: u8 = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(bad)?;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        Ok(Self {
+            network: Ipv4Addr::from(u32::from(address) & mask),
+            prefix,
+        })
+    }
+
+    /// The first host address: the node's bridge, the pods' gateway.
+    pub fn gateway(self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) + 1)
+    }
+}
+
+/// Interface names are at most 15 bytes: a prefix and a hash of what they belong to.
+pub fn interface_name(prefix: &str, owner: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(owner.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// One node's pod network.
+#[derive(Debug, Clone)]
+pub struct NodeNetwork {
+    pub bridge: String,
+    pub pod_cidr: Cidr,
+    /// Where pod network namespaces are bind-mounted.
+    pub netns_dir: PathBuf,
+    /// Ranges that must never leave the machine (cluster and service CIDRs).
+    pub unreachable: Vec<Cidr>,
+}
+
+/// Runs netlink requests on a fresh current-thread runtime on a thread of its own (callers
+/// may be inside another runtime), in the network namespace of the calling thread.
+fn with_netlink<T: Send>(
+    work: impl AsyncFnOnce(Handle) -> Result<T, NetworkError> + Send,
+) -> Result<T, NetworkError> {
+    // A thread spawned here starts in the process's namespace, not the caller's: enter the
+    // caller's first.
+    let namespace = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| failed("opening this thread's network namespace")(e.to_string()))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                setns(&namespace, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| failed("entering the network namespace")(e.to_string()))?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| failed("starting a netlink runtime")(e.to_string()))?;
+                runtime.block_on(async {
+                    let (connection, handle, _) = rtnetlink::new_connection()
+                        .map_err(|e| failed("opening netlink")(e.to_string()))?;
+                    tokio::spawn(connection);
+                    work(handle).await
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(failed("a netlink thread")("panicked".into())))
+    })
+}
+
+/// Runs `work` on a new thread that first entered the network namespace at `netns`.
+fn in_namespace<T: Send + 'static>(
+    netns: &Path,
+    work: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
+) -> Result<T, NetworkError> {
+    let netns = netns.to_path_buf();
+    std::thread::spawn(move || {
+        let file = File::open(&netns)
+            .map_err(|e| failed(format!("opening {}", netns.display()))(e.to_string()))?;
+        setns(&file, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| failed(format!("entering {}", netns.display()))(e.to_string()))?;
+        work()
+    })
+    .join()
+    .unwrap_or_else(|_| Err(failed("a network thread")("panicked".into())))
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(link)) => Ok(Some(link.header.index)),
+        Ok(None) => Ok(None),
+        // The kernel answers "no such device" for a name it does not know.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
+        Err(e) => Err(failed(format!("looking up {name}"))(e.to_string())),
+    }
+}
+
+fn libc_enodev() -> i32 {
+    nix::errno::Errno::ENODEV as i32
+}
+
+async fn set_up(handle: &Handle, index: u32, what: &str) -> Result<(), NetworkError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(|e| failed(format!("bringing {what} up"))(e.to_string()))
+}
+
+impl NodeNetwork {
+    pub fn new(
+        node_name: &str,
+        pod_cidr: &str,
+        netns_dir: PathBuf,
+        unreachable: &[&str],
+    ) -> Result<Self, NetworkError> {
+        Ok(Self {
+            bridge: interface_name("rb", node_name),
+            pod_cidr: Cidr::parse(pod_cidr)?,
+            netns_dir,
+            unreachable: unreachable
+                .iter()
+                .map(|c| Cidr::parse(c))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The bridge (created if missing) with the gateway address, up, and the unreachable
+    /// routes. Idempotent.
+    pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
+        std::fs::create_dir_all(&self.netns_dir)
+            .map_err(|e| failed(format!("creating {}", self.netns_dir.display()))(e.to_string()))?;
+        let bridge = self.bridge.clone();
+        let cidr = self.pod_cidr;
+        let unreachable = self.unreachable.clone();
+        with_netlink(async move |handle| {
+            let index = match link_index(&handle, &bridge).await? {
+                Some(index) => index,
+                None => {
+                    handle
+                        .link()
+                        .add(LinkBridge::new(&bridge).build())
+                        .execute()
+                        .await
+                        .map_err(|e| failed(format!("creating bridge {bridge}"))(e.to_string()))?;
+                    link_index(&handle, &bridge).await?.ok_or_else(|| {
+                        failed("creating the bridge")(format!("{bridge} vanished"))
+                    })?
+                }
+            };
+            handle
+                .address()
+                .add(index, cidr.gateway().into(), cidr.prefix)
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| failed(format!("addressing {bridge}"))(e.to_string()))?;
+            set_up(&handle, index, &bridge).await?;
+            for range in unreachable {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(range.network, range.prefix)
+                    .kind(RouteType::Unreachable)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(|e| {
+                        failed(format!(
+                            "adding an unreachable route for {}/{}",
+                            range.network, range.prefix
+                        ))(e.to_string())
+                    })?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn netns_path(&self, pod: &str) -> PathBuf {
+        self.netns_dir.join(pod)
+    }
+
+    /// The pod's namespace with `eth0` at `ip`, routed through the bridge. Returns the
+    /// namespace's path. A half-made sandbox is removed before an error is returned.
+    pub fn add_pod(&self, pod: &str, ip: Ipv4Addr) -> Result<PathBuf, NetworkError> {
+        let made = self.try_add_pod(pod, ip);
+        if made.is_err() {
+            let _ = self.remove_pod(pod);
+        }
+        made
+    }
+
+    fn try_add_pod(&self, pod: &str, ip: Ipv4Addr) -> Result<PathBuf, NetworkError> {
+        let netns = self.netns_path(pod);
+        create_namespace(&netns)?;
+        let host_end = interface_name("rv", pod);
+        let pod_end = interface_name("rp", pod);
+        let namespace = File::open(&netns)
+            .map_err(|e| failed(format!("opening {}", netns.display()))(e.to_string()))?;
+        let bridge = self.bridge.clone();
+        with_netlink(async |handle| {
+            handle
+                .link()
+                .add(LinkVeth::new(&host_end, &pod_end).build())
+                .execute()
+                .await
+                .map_err(|e| failed(format!("creating veth {host_end}"))(e.to_string()))?;
+            let peer = link_index(&handle, &pod_end)
+                .await?
+                .ok_or_else(|| failed("creating the veth")(format!("{pod_end} vanished")))?;
+            handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(peer)
+                        .setns_by_fd(namespace.as_raw_fd())
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| failed(format!("moving {pod_end} into the pod"))(e.to_string()))?;
+            let host = link_index(&handle, &host_end)
+                .await?
+                .ok_or_else(|| failed("creating the veth")(format!("{host_end} vanished")))?;
+            let bridge_index = link_index(&handle, &bridge)
+                .await?
+                .ok_or_else(|| failed("attaching the veth")(format!("no bridge {bridge}")))?;
+            handle
+                .link()
+                .set(
+                    LinkUnspec::new_with_index(host)
+                        .controller(bridge_index)
+                        .up()
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| failed(format!("attaching {host_end} to {bridge}"))(e.to_string()))
+        })?;
+        let (prefix, gateway) = (self.pod_cidr.prefix, self.pod_cidr.gateway());
+        in_namespace(&netns, move || {
+            with_netlink(async move |handle| {
+                if let Some(lo) = link_index(&handle, "lo").await? {
+                    set_up(&handle, lo, "lo").await?;
+                }
+                let eth = link_index(&handle, &pod_end)
+                    .await?
+                    .ok_or_else(|| failed("configuring the pod")(format!("no {pod_end}")))?;
+                handle
+                    .link()
+                    .set(LinkUnspec::new_with_index(eth).name("eth0").build())
+                    .execute()
+                    .await
+                    .map_err(|e| failed("naming eth0")(e.to_string()))?;
+                handle
+                    .address()
+                    .add(eth, ip.into(), prefix)
+                    .execute()
+                    .await
+                    .map_err(|e| failed(format!("giving eth0 {ip}"))(e.to_string()))?;
+                set_up(&handle, eth, "eth0").await?;
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(gateway)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .execute()
+                    .await
+                    .map_err(|e| failed("adding the default route")(e.to_string()))
+            })
+        })?;
+        Ok(netns)
+    }
+
+    /// Removes the pod's veth and namespace. Idempotent.
+    pub fn remove_pod(&self, pod: &str) -> Result<(), NetworkError> {
+        let host_end = interface_name("rv", pod);
+        with_netlink(async |handle| {
+            if let Some(index) = link_index(&handle, &host_end).await? {
+                handle
+                    .link()
+                    .del(index)
+                    .execute()
+                    .await
+                    .map_err(|e| failed(format!("deleting {host_end}"))(e.to_string()))?;
+            }
+            Ok(())
+        })?;
+        let netns = self.netns_path(pod);
+        if netns.exists() {
+            // EINVAL: not mounted (a half-made sandbox); the file still goes.
+            match umount2(&netns, MntFlags::MNT_DETACH) {
+                Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+                Err(e) => {
+                    return Err(failed(format!("unmounting {}", netns.display()))(
+                        e.to_string(),
+                    ))
+                }
+            }
+            std::fs::remove_file(&netns)
+                .map_err(|e| failed(format!("removing {}", netns.display()))(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Pod namespaces present (their names), e.g. to find leftovers.
+    pub fn pod_namespaces(&self) -> Vec<String> {
+        std::fs::read_dir(&self.netns_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+}
+
+/// A new network namespace, kept alive by a bind mount at `path`.
+fn create_namespace(path: &Path) -> Result<(), NetworkError> {
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        File::create(&path)
+            .map_err(|e| failed(format!("creating {}", path.display()))(e.to_string()))?;
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| failed("creating a network namespace")(e.to_string()))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| failed(format!("bind-mounting {}", path.display()))(e.to_string()))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(failed("a network thread")("panicked".into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_to_their_network_and_gateway() {
+        let cidr = Cidr::parse("10.244.1.7/24").unwrap();
+        assert_eq!(cidr.network, Ipv4Addr::new(10, 244, 1, 0));
+        assert_eq!(cidr.gateway(), Ipv4Addr::new(10, 244, 1, 1));
+        assert!(Cidr::parse("10.244.1.0").is_err());
+        assert!(Cidr::parse("10.244.1.0/33").is_err());
+        assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
+    }
+
+    #[test]
+    fn interface_names_fit_the_kernel_limit_and_differ_per_owner() {
+        let a = interface_name("rv", "3f1c2a9e-0000-4000-8000-000000000001");
+        let b = interface_name("rv", "3f1c2a9e-0000-4000-8000-000000000002");
+        assert!(a.len() <= 15 && b.len() <= 15);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,295 @@
+//! `rudder shim`: the small single-threaded process that owns one container (as containerd's
+//! shims do). libcontainer forks, and forking the multi-threaded kubelet is fragile; the shim
+//! is forked before it has a second thread.
+//!
+//! ```text
+//!  kubelet ── spawn `rudder shim create ...` ──► shim ── fork ──► (parent exits at once)
+//!                                                 child: setsid; libcontainer create + start
+//!  kubelet ◄── "started <pid>" | "error: ..." on the shim's stdout ──┘
+//!                                                 child: waitpid(container) → OOM? →
+//!                                                 delete (cgroups, state) → exit file
+//! ```
+//!
+//! The shim is nobody's child once its parent exits, so it outlives a kubelet restart; the
+//! exit file (written atomically, after cleanup) is how the kubelet learns the end.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{fork, setsid, ForkResult, Pid};
+use serde::{Deserialize, Serialize};
+
+/// What the shim needs to run one container.
+#[derive(Debug, Clone)]
+pub struct ShimArgs {
+    /// libcontainer's state root (one per node).
+    pub state_root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The container's stdout and stderr, appended.
+    pub log: PathBuf,
+    /// Written when the container has ended and been cleaned up.
+    pub exit_file: PathBuf,
+    /// The container's cgroup path (for the OOM check).
+    pub cgroups_path: String,
+}
+
+impl ShimArgs {
+    /// As command-line arguments after `rudder shim create`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--state-root".into(),
+            self.state_root.display().to_string(),
+            "--id".into(),
+            self.id.clone(),
+            "--bundle".into(),
+            self.bundle.display().to_string(),
+            "--log".into(),
+            self.log.display().to_string(),
+            "--exit-file".into(),
+            self.exit_file.display().to_string(),
+            "--cgroups-path".into(),
+            self.cgroups_path.clone(),
+        ]
+    }
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit code; 128 + the signal for a killed process (as shells and Kubernetes report).
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    /// RFC 3339.
+    pub finished_at: String,
+}
+
+impl ExitRecord {
+    pub fn read(path: &Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
+/// Starts a shim for `args` and waits for its report: the container's pid.
+pub fn spawn(shim_binary: &Path, args: &ShimArgs) -> Result<i32, String> {
+    let mut child = Command::new(shim_binary)
+        .arg("shim")
+        .arg("create")
+        .args(args.to_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", shim_binary.display()))?;
+    let stdout = child.stdout.take().ok_or("the shim has no stdout")?;
+    let mut line = String::new();
+    let read = BufReader::new(stdout).read_line(&mut line);
+    // The first process exits right after its fork; reap it.
+    let _ = child.wait();
+    read.map_err(|e| format!("reading the shim's report: {e}"))?;
+    let line = line.trim();
+    if let Some(pid) = line.strip_prefix("started ") {
+        return pid
+            .parse()
+            .map_err(|_| format!("the shim reported {line:?}"));
+    }
+    Err(match line.strip_prefix("error: ") {
+        Some(error) => error.to_string(),
+        None if line.is_empty() => "the shim ended without a report".to_string(),
+        None => format!("the shim reported {line:?}"),
+    })
+}
+
+/// `rudder shim create`: never returns. Must be called before the process has threads.
+pub fn create(args: ShimArgs) -> ! {
+    // SAFETY: the process is single-threaded here (the CLI calls this before any runtime).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => std::process::exit(0),
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            println!("error: forking the shim: {e}");
+            std::process::exit(1);
+        }
+    }
+    let _ = setsid();
+    // The shim's own messages (libcontainer's errors) go next to the container's files.
+    if let Ok(own_log) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.bundle.join("shim.log"))
+    {
+        let _ = nix::unistd::dup2_stderr(&own_log);
+    }
+    let pid = match start(&args) {
+        Ok(pid) => pid,
+        Err(error) => {
+            println!("error: {error}");
+            let _ = std::io::stdout().flush();
+            eprintln!("create failed: {error}");
+            cleanup(&args);
+            std::process::exit(1);
+        }
+    };
+    println!("started {pid}");
+    let _ = std::io::stdout().flush();
+    // Let go of the kubelet's pipe.
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+    let (exit_code, signal) = wait_for(pid);
+    let record = ExitRecord {
+        exit_code,
+        signal,
+        oom_killed: oom_killed(&args.cgroups_path),
+        finished_at: jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string(),
+    };
+    cleanup(&args);
+    let temp = args.exit_file.with_extension("tmp");
+    let written = serde_json::to_vec(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&temp, bytes))
+        .and_then(|()| std::fs::rename(&temp, &args.exit_file));
+    if let Err(e) = written {
+        eprintln!("writing {}: {e}", args.exit_file.display());
+        std::process::exit(1);
+    }
+    std::process::exit(0)
+}
+
+fn start(args: &ShimArgs) -> Result<i32, String> {
+    let log = || -> Result<OwnedFd, String> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&args.log)
+            .map(OwnedFd::from)
+            .map_err(|e| format!("opening {}: {e}", args.log.display()))
+    };
+    let stdin = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(&args.state_root)
+        .map_err(|e| format!("state root: {e}"))?
+        .with_executor(DefaultExecutor {})
+        .with_stdin(OwnedFd::from(stdin))
+        .with_stdout(log()?)
+        .with_stderr(log()?)
+        .validate_id()
+        .map_err(|e| format!("container id {:?}: {e}", args.id))?
+        .as_init(&args.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("creating the container: {e}"))?;
+    container
+        .start()
+        .map_err(|e| format!("starting the container: {e}"))?;
+    container
+        .pid()
+        .map(|pid| pid.as_raw())
+        .ok_or_else(|| "the container has no process".to_string())
+}
+
+/// Reaps the container's process: (exit code, signal).
+fn wait_for(pid: i32) -> (i32, Option<i32>) {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return (code, None),
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                let signal = signal as i32;
+                return (128 + signal, Some(signal));
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            // Not our child (cannot happen for a container we created): no status to give.
+            Err(_) => return (255, None),
+        }
+    }
+}
+
+/// Whether the kernel's OOM killer acted in the container's cgroup (v1 `memory.oom_control`,
+/// v2 `memory.events`).
+fn oom_killed(cgroups_path: &str) -> bool {
+    let relative = cgroups_path.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(relative)
+        .join("memory.oom_control");
+    let v2 = Path::new("/sys/fs/cgroup")
+        .join(relative)
+        .join("memory.events");
+    [v1, v2].iter().any(|path| {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.strip_prefix("oom_kill ")
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .is_some_and(|n| n > 0)
+            })
+        })
+    })
+}
+
+/// Deletes libcontainer's state and the container's cgroups.
+fn cleanup(args: &ShimArgs) {
+    let dir = args.state_root.join(&args.id);
+    if dir.exists() {
+        match Container::load(dir.clone()) {
+            Ok(mut container) => {
+                if let Err(e) = container.delete(true) {
+                    eprintln!("deleting container {}: {e}", args.id);
+                }
+            }
+            Err(e) => {
+                eprintln!("loading container {}: {e}", args.id);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
+
+/// `rudder shim exec`: runs `argv` in the container's namespaces and cgroup with this
+/// process's stdio; returns its exit code. Must be called before the process has threads.
+pub fn exec(state_root: &Path, id: &str, argv: Vec<String>) -> Result<i32, String> {
+    let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(state_root)
+        .map_err(|e| format!("state root: {e}"))?
+        .with_executor(DefaultExecutor {})
+        .as_tenant()
+        .with_container_args(argv)
+        .with_detach(false)
+        .build()
+        .map_err(|e| format!("exec in container {id}: {e}"))?;
+    Ok(wait_for(pid.as_raw()).0)
+}
+
+/// Starts `rudder shim exec` for `argv` with piped output (the kubelet's side of exec and
+/// exec probes).
+pub fn exec_command(shim_binary: &Path, state_root: &Path, id: &str, argv: &[String]) -> Command {
+    let mut command = Command::new(shim_binary);
+    command
+        .arg("shim")
+        .arg("exec")
+        .arg("--state-root")
+        .arg(state_root)
+        .arg("--id")
+        .arg(id)
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Whether a process with this pid exists (for adopting containers after a restart).
+pub fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+}

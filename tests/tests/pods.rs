@@ -1,0 +1,500 @@
+//! Real pods on a real node (root: namespaces, cgroups, overlayfs, veth): the seeds' kubia
+//! pod answers on its pod IP with its name, `logs` and `exec` reach it, it survives a
+//! kubelet restart, and deleting it frees everything; crash loops back off, probes act,
+//! memory limits OOM-kill, and a missing image says so.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use rudder_proto::client::ApiClient;
+use rudder_tests::{rudder_binary_beside_tests, NodeScratch, ProcessCluster};
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+/// A node with its own state, images (kubia imported) and pod range; killed by PID when
+/// dropped (its scratch directory then removes its bridge).
+struct Node {
+    child: Child,
+    dir: PathBuf,
+    flags: Vec<String>,
+    name: String,
+    cidr: String,
+    servers: String,
+}
+
+impl Node {
+    fn start(scratch: &NodeScratch, name: &str, cidr: &str, servers: &str) -> Self {
+        let mut node = Self {
+            child: Command::new("true").spawn().unwrap(),
+            dir: scratch.dir.path().to_path_buf(),
+            flags: scratch.flags(),
+            name: name.into(),
+            cidr: cidr.into(),
+            servers: servers.into(),
+        };
+        node.child = node.spawn();
+        node
+    }
+
+    fn spawn(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        Command::new(rudder_binary_beside_tests())
+            .args(["node", "--name", &self.name, "--pod-cidr", &self.cidr])
+            .args(&self.flags)
+            .args(["--crash-backoff-ms", "500", "--server", &self.servers])
+            .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rudder node starts")
+    }
+
+    async fn kill_and_restart(&mut self) {
+        self.child.kill().await.unwrap();
+        self.child = self.spawn();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+}
+
+fn import_kubia(dir: &Path) {
+    let layout = dir.join("kubia-layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-kubia-image.sh");
+    assert!(std::process::Command::new(script)
+        .arg(&layout)
+        .status()
+        .unwrap()
+        .success());
+    let out = std::process::Command::new(rudder_binary_beside_tests())
+        .args(["image", "import"])
+        .arg(&layout)
+        .args(["--name", "luksa/kubia"])
+        .arg("--root")
+        .arg(dir.join("images"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn until(
+    client: &ApiClient,
+    name: &str,
+    what: &str,
+    within: Duration,
+    node: &Node,
+    condition: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut last = Value::Null;
+    loop {
+        if let Ok(pod) = client.get_object("pods", "default", name).await {
+            if condition(&pod) {
+                return pod;
+            }
+            last = pod;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {within:?}; pod status: {}\nnode log:\n{}",
+            last["status"],
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn container(pod: &Value) -> &Value {
+    &pod["status"]["containerStatuses"][0]
+}
+
+fn running(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running" && container(pod)["state"]["running"].is_object()
+}
+
+fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().unwrap(),
+        Duration::from_secs(2),
+    )?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
+/// `rudder ARGS...` against the cluster: (success, stdout, stderr).
+async fn rudder(servers: &str, args: &[&str]) -> (bool, String, String) {
+    // The subcommand, then --server (an exec's command after `--` takes the rest).
+    let out = Command::new(rudder_binary_beside_tests())
+        .arg(args[0])
+        .args(["--server", servers])
+        .args(&args[1..])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Creates the pod; a master just started may not have made the default namespace yet.
+async fn create_pod(client: &ApiClient, pod: Value) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.create_object("pods", "default", &pod).await {
+            Ok(created) => return created,
+            Err(error) if error.is_not_found() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("creating pod {}: {error}", pod["metadata"]["name"]),
+        }
+    }
+}
+
+fn pod(name: &str, node: &str, container: Value, extra_spec: Value) -> Value {
+    let mut spec = json!({
+        "nodeName": node,
+        "terminationGracePeriodSeconds": 2,
+        "containers": [container],
+    });
+    for (k, v) in extra_spec.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": name }, "spec": spec })
+}
+
+/// Everything a pod leaves on the machine, by its uid: network namespace, veth, mounts,
+/// cgroups.
+fn leftovers(node_dir: &Path, uid: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if node_dir.join("state/netns").join(uid).exists() {
+        found.push(format!("netns {uid}"));
+    }
+    if node_dir.join("state/pods").join(uid).exists() {
+        found.push(format!("pod dir {uid}"));
+    }
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(uid))
+            .map(|l| format!("mount {l}")),
+    );
+    for hierarchy in ["memory", "pids", "cpu", "unified", ""] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("rudder");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&short) {
+                found.push(format!("cgroup {hierarchy}/rudder/{name}"));
+            }
+        }
+    }
+    let links = std::process::Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .unwrap();
+    let veth = veth_name(uid);
+    if String::from_utf8_lossy(&links.stdout).contains(&veth) {
+        found.push(format!("veth {veth}"));
+    }
+    found
+}
+
+/// The host end's name (network::interface_name("rv", uid)).
+fn veth_name(uid: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(uid.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("rv{hex}")
+}
+
+async fn delete_and_wait_gone(client: &ApiClient, name: &str, node: &Node) {
+    client
+        .delete_object(rudder_proto::api::DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client.get_object("pods", "default", name).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pod {name} was not deleted within 30 s\nnode log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_restart_and_leaves_nothing(
+) {
+    let scratch = NodeScratch::new("pods-a");
+    let dir = &scratch.dir;
+    import_kubia(dir.path());
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut node = Node::start(&scratch, "pods-a", "10.244.61.0/24", &servers);
+
+    let created = create_pod(
+        &client,
+        pod(
+            "kubia",
+            "pods-a",
+            json!({ "name": "kubia", "image": "luksa/kubia", "ports": [{ "containerPort": 8080 }] }),
+            json!({}),
+        ),
+    )
+    .await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let started = tokio::time::Instant::now();
+    let up = until(
+        &client,
+        "kubia",
+        "kubia Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    println!("kubia Running after {:?}", started.elapsed());
+    let ip = up["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(ip.starts_with("10.244.61."), "{ip}");
+    assert_eq!(up["status"]["hostIP"], "127.0.0.1");
+    assert_eq!(container(&up)["ready"], true);
+
+    let answer = http_get(&ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers on its IP");
+    assert!(answer.contains("You've hit kubia"), "{answer}");
+
+    let (ok, logs, err) = rudder(&servers, &["logs", "kubia"]).await;
+    assert!(ok, "{err}");
+    assert!(logs.contains("Received request from"), "logs: {logs:?}");
+    let (ok, hostname, err) = rudder(&servers, &["exec", "kubia", "--", "hostname"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(hostname.trim(), "kubia");
+    let (ok, _, err) = rudder(&servers, &["exec", "kubia", "--", "sh", "-c", "exit 7"]).await;
+    assert!(!ok);
+    assert!(err.contains("exit code 7"), "{err}");
+
+    // The kubelet dies and comes back: the container keeps running, untouched.
+    let container_id = container(&up)["containerID"].clone();
+    node.kill_and_restart().await;
+    assert!(http_get(&ip, 8080, "/cgi-bin/index.cgi")
+        .unwrap()
+        .contains("You've hit kubia"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = until(
+        &client,
+        "kubia",
+        "kubia still Running",
+        Duration::from_secs(10),
+        &node,
+        running,
+    )
+    .await;
+    assert_eq!(container(&after)["containerID"], container_id);
+    assert_eq!(container(&after)["restartCount"], 0);
+    assert!(http_get(&ip, 8080, "/cgi-bin/index.cgi")
+        .unwrap()
+        .contains("You've hit kubia"));
+
+    // Deleted: stopped within its grace period (httpd as PID 1 ignores SIGTERM: SIGKILL
+    // after 2 s), and nothing of it is left.
+    let deleting = tokio::time::Instant::now();
+    delete_and_wait_gone(&client, "kubia", &node).await;
+    assert!(
+        deleting.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        deleting.elapsed()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !leftovers(dir.path(), &uid).is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(leftovers(dir.path(), &uid), Vec::<String>::new());
+    assert!(http_get(&ip, 8080, "/").is_err(), "the address is gone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so() {
+    let scratch = NodeScratch::new("pods-b");
+    let dir = &scratch.dir;
+    import_kubia(dir.path());
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let node = Node::start(&scratch, "pods-b", "10.244.62.0/24", &servers);
+
+    let sh = |name: &str, script: &str| json!({ "name": name, "image": "luksa/kubia", "command": ["/bin/sh", "-c", script] });
+    create_pod(
+        &client,
+        pod(
+            "crasher",
+            "pods-b",
+            sh("crasher", "echo attempt; exit 3"),
+            json!({}),
+        ),
+    )
+    .await;
+    let mut hog = sh(
+        "hog",
+        "exec /bin/busybox dd if=/dev/zero of=/dev/null bs=64M count=1",
+    );
+    hog["resources"] = json!({ "limits": { "memory": "16Mi" } });
+    create_pod(
+        &client,
+        pod("hog", "pods-b", hog, json!({ "restartPolicy": "Never" })),
+    )
+    .await;
+    let mut unready = json!({ "name": "unready", "image": "luksa/kubia" });
+    unready["readinessProbe"] = json!({ "tcpSocket": { "port": 9999 }, "periodSeconds": 1 });
+    create_pod(&client, pod("unready", "pods-b", unready, json!({}))).await;
+    let mut dying = json!({ "name": "dying", "image": "luksa/kubia" });
+    dying["livenessProbe"] = json!({
+        "httpGet": { "path": "/missing", "port": 8080 }, "periodSeconds": 1, "failureThreshold": 2,
+    });
+    create_pod(&client, pod("dying", "pods-b", dying, json!({}))).await;
+    create_pod(
+        &client,
+        pod(
+            "ghost",
+            "pods-b",
+            json!({ "name": "ghost", "image": "example.org/no/such:image" }),
+            json!({}),
+        ),
+    )
+    .await;
+
+    // Exit 3, restarted with growing backoff: restart counts climb, CrashLoopBackOff waits.
+    let looping = until(
+        &client,
+        "crasher",
+        "two restarts and a back-off",
+        Duration::from_secs(30),
+        &node,
+        |p| {
+            container(p)["restartCount"].as_i64() >= Some(2)
+                && container(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+        },
+    )
+    .await;
+    assert_eq!(
+        container(&looping)["lastState"]["terminated"]["exitCode"],
+        3
+    );
+    assert!(container(&looping)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("back-off"));
+    let (ok, table, _) = rudder(&servers, &["get", "pods"]).await;
+    assert!(ok);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("crasher"))
+        .unwrap()
+        .to_string();
+    assert!(row.contains("CrashLoopBackOff"), "{table}");
+    let restarts: i64 = row.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert!(restarts >= 2, "{table}");
+    let (ok, previous, _) = rudder(&servers, &["logs", "crasher", "--previous"]).await;
+    assert!(ok && previous.contains("attempt"), "{previous}");
+
+    // 64 MiB into a 16 MiB limit: OOM-killed, reported so, not restarted (Never).
+    let oom = until(
+        &client,
+        "hog",
+        "hog OOMKilled",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["state"]["terminated"]["reason"] == "OOMKilled",
+    )
+    .await;
+    assert_eq!(oom["status"]["phase"], "Failed");
+    assert_eq!(container(&oom)["state"]["terminated"]["exitCode"], 137);
+
+    // Readiness failing: Running, not Ready.
+    let unready = until(
+        &client,
+        "unready",
+        "unready Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let unready = client
+        .get_object("pods", "default", "unready")
+        .await
+        .unwrap_or(unready);
+    assert_eq!(container(&unready)["ready"], false);
+    let ready_condition = unready["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready_condition["status"], "False");
+
+    // Liveness failing (404): restarted.
+    until(
+        &client,
+        "dying",
+        "a liveness restart",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["restartCount"].as_i64() >= Some(1),
+    )
+    .await;
+
+    // An image nowhere to be found: ErrImagePull, then ImagePullBackOff, with the reason.
+    let ghost = until(
+        &client,
+        "ghost",
+        "ImagePullBackOff",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["state"]["waiting"]["reason"] == "ImagePullBackOff",
+    )
+    .await;
+    assert_eq!(ghost["status"]["phase"], "Pending");
+    let message = container(&ghost)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap();
+    assert!(message.contains("example.org/no/such:image"), "{message}");
+
+    for name in ["crasher", "hog", "unready", "dying", "ghost"] {
+        delete_and_wait_gone(&client, name, &node).await;
+    }
+    let left = std::fs::read_dir(dir.path().join("state/pods"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "pod directories left behind");
+}
