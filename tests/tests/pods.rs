@@ -498,3 +498,77 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
         .count();
     assert_eq!(left, 0, "pod directories left behind");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup_or_address() {
+    let scratch = NodeScratch::new("pods-c");
+    let dir = &scratch.dir;
+    import_kubia(dir.path());
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let node = Node::start(&scratch, "pods-c", "10.244.63.0/24", &servers);
+    // Ends at once on SIGTERM (a shell as PID 1 only does with a trap).
+    let container = json!({ "name": "app", "image": "luksa/kubia",
+        "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"] });
+
+    let mut uids = Vec::new();
+    for batch in 0..10 {
+        let names: Vec<String> = (0..10).map(|i| format!("cycle-{batch}-{i}")).collect();
+        for name in &names {
+            let created =
+                create_pod(&client, pod(name, "pods-c", container.clone(), json!({}))).await;
+            uids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
+        }
+        for name in &names {
+            until(
+                &client,
+                name,
+                "Running",
+                Duration::from_secs(30),
+                &node,
+                running,
+            )
+            .await;
+        }
+        for name in &names {
+            delete_and_wait_gone(&client, name, &node).await;
+        }
+    }
+    assert_eq!(uids.len(), 100);
+    let mut left: Vec<String> = uids
+        .iter()
+        .flat_map(|uid| leftovers(dir.path(), uid))
+        .collect();
+    let shims = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("shim create --state-root {}", dir.path().display()),
+        ])
+        .output()
+        .unwrap();
+    left.extend(
+        String::from_utf8_lossy(&shims.stdout)
+            .lines()
+            .map(|pid| format!("shim {pid}")),
+    );
+    assert_eq!(left, Vec::<String>::new(), "left behind after 100 cycles");
+
+    // Every address came back: the next pod gets the first one.
+    create_pod(
+        &client,
+        pod("after", "pods-c", container.clone(), json!({})),
+    )
+    .await;
+    let after = until(
+        &client,
+        "after",
+        "Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    assert_eq!(after["status"]["podIP"], "10.244.63.2");
+    delete_and_wait_gone(&client, "after", &node).await;
+}

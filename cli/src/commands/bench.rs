@@ -36,6 +36,13 @@ pub struct PodStartupArgs {
     parallel: usize,
     #[arg(long, default_value = "luksa/kubia")]
     image: String,
+    /// With a spawned cluster: a real node (containers; needs root and the image in
+    /// --images) instead of a hollow one.
+    #[arg(long)]
+    real: bool,
+    /// The real node's image store.
+    #[arg(long, default_value = "/var/lib/rudder/images")]
+    images: PathBuf,
     #[command(flatten)]
     cluster: SpawnArgs,
     /// Also write the summary as JSON to this file.
@@ -200,36 +207,56 @@ async fn run_pod_startup(args: PodStartupArgs) -> anyhow::Result<()> {
         Some(cluster) => cluster.endpoints(),
         None => args.endpoints.clone(),
     };
-    // A spawned cluster gets one hollow node, ended with the run (kill_on_drop).
-    let _hollow = match &spawned {
-        Some(_) => Some(
-            tokio::process::Command::new(std::env::current_exe()?)
-                .args([
-                    "node", "--name", "bench", "--hollow", "--count", "1", "--server",
-                ])
-                .arg(endpoints.join(","))
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting the hollow node")?,
-        ),
-        None => None,
-    };
+    // A spawned cluster gets one node, hollow or real, ended with the run (kill_on_drop).
+    let scratch = tempfile::tempdir()?;
     let node = if spawned.is_some() {
         "bench-0".to_string()
     } else {
         args.node.clone()
+    };
+    let _node_process = match &spawned {
+        Some(_) => {
+            let mut command = tokio::process::Command::new(std::env::current_exe()?);
+            if args.real {
+                let store = rudder_node::image::store::ImageStore::open(&args.images)?;
+                store.resolve(&args.image).with_context(|| {
+                    format!(
+                        "a real node needs {} in {:?}: scripts/build-kubia-image.sh && \
+                         rudder image import target/images/kubia --name luksa/kubia --root {:?}",
+                        args.image, args.images, args.images
+                    )
+                })?;
+                command
+                    .args(["node", "--name", &node, "--pod-cidr", "10.244.250.0/24"])
+                    .args(["--port", "0", "--root"])
+                    .arg(scratch.path().join("state"))
+                    .arg("--images")
+                    .arg(&args.images);
+            } else {
+                command.args(["node", "--name", "bench", "--hollow", "--count", "1"]);
+            }
+            Some(
+                command
+                    .arg("--server")
+                    .arg(endpoints.join(","))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .context("starting the node")?,
+            )
+        }
+        None => None,
     };
     wait_for_ready_node(&endpoints, &node).await?;
     println!(
         "bench pod-startup: {} pods on node {node}, {} at a time{}",
         args.pods,
         args.parallel,
-        if spawned.is_some() {
-            " (hollow node: control path only)"
-        } else {
-            ""
+        match (&spawned, args.real) {
+            (Some(_), false) => " (hollow node: control path only)",
+            (Some(_), true) => " (real node: containers, cached image)",
+            (None, _) => "",
         }
     );
     let load = pod_startup::PodStartupLoad {

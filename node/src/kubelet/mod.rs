@@ -196,11 +196,14 @@ impl Kubelet {
                 .patch_object("pods", &namespace, &name, &patch, true)
                 .await
         };
-        ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
+        ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, ctx| {
             kubelet.in_flight.remove(&uid);
             match outcome {
                 Ok(_) => {
                     kubelet.reported.insert(uid, reported);
+                    // The pod may have changed while this report was on its way (a change
+                    // seen then was skipped): look again now, not at the next resync.
+                    kubelet.sync_pods(ctx);
                 }
                 Err(error) => tracing::warn!(%uid, %error, "reporting pod status"),
             }
