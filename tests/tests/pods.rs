@@ -572,3 +572,138 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
     assert_eq!(after["status"]["podIP"], "10.244.63.2");
     delete_and_wait_gone(&client, "after", &node).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app() {
+    let scratch = NodeScratch::new("pods-d");
+    let dir = &scratch.dir;
+    import_kubia(dir.path());
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let node = Node::start(&scratch, "pods-d", "10.244.64.0/24", &servers);
+    let host_dir = dir.path().join("host-data");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "hello from the host").unwrap();
+    let config_map = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": "settings" }, "data": { "greeting": "hi" } });
+    let secret = json!({ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "creds" }, "data": { "password": "czNjcjN0" } });
+    for (resource, object) in [("configmaps", config_map), ("secrets", secret)] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while client
+            .create_object(resource, "default", &object)
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "creating {resource}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mounts = json!([
+        { "name": "shared", "mountPath": "/shared" },
+        { "name": "settings", "mountPath": "/etc/settings" },
+        { "name": "creds", "mountPath": "/etc/creds" },
+        { "name": "host", "mountPath": "/host", "readOnly": true },
+    ]);
+    let spec = json!({
+        "initContainers": [{ "name": "prepare", "image": "luksa/kubia", "volumeMounts": mounts,
+            "command": ["/bin/sh", "-c", "echo prepared > /shared/marker"] }],
+        "volumes": [
+            { "name": "shared", "emptyDir": {} },
+            { "name": "settings", "configMap": { "name": "settings" } },
+            { "name": "creds", "secret": { "secretName": "creds" } },
+            { "name": "host", "hostPath": { "path": host_dir.display().to_string() } },
+        ],
+    });
+    let app = json!({ "name": "app", "image": "luksa/kubia", "volumeMounts": mounts,
+        "env": [{ "name": "POD_NAME", "valueFrom": { "fieldRef": { "fieldPath": "metadata.name" } } },
+                { "name": "MODE", "value": "test" }],
+        "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
+        "readinessProbe": { "exec": { "command": ["cat", "/shared/marker"] }, "periodSeconds": 1 } });
+    create_pod(&client, pod("volumes", "pods-d", app, spec)).await;
+    let ready = until(
+        &client,
+        "volumes",
+        "Ready",
+        Duration::from_secs(30),
+        &node,
+        |p| running(p) && container(p)["ready"] == true,
+    )
+    .await;
+    let init = &ready["status"]["initContainerStatuses"][0];
+    assert_eq!(init["state"]["terminated"]["reason"], "Completed");
+    let condition = |kind: &str| {
+        ready["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(condition("Initialized"), "True");
+    assert_eq!(condition("Ready"), "True");
+
+    let exec = |script: &'static str| {
+        let servers = servers.clone();
+        async move {
+            let (ok, out, err) = rudder(
+                &servers,
+                &["exec", "volumes", "--", "/bin/sh", "-c", script],
+            )
+            .await;
+            assert!(ok, "{script}: {err}");
+            out.trim().to_string()
+        }
+    };
+    assert_eq!(exec("cat /shared/marker").await, "prepared");
+    assert_eq!(exec("cat /etc/settings/greeting").await, "hi");
+    assert_eq!(exec("cat /etc/creds/password").await, "s3cr3t");
+    assert_eq!(exec("cat /host/from-host").await, "hello from the host");
+    assert_eq!(exec("echo $POD_NAME $MODE").await, "volumes test");
+    let (ok, _, _) = rudder(
+        &servers,
+        &[
+            "exec",
+            "volumes",
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo x > /host/nope",
+        ],
+    )
+    .await;
+    assert!(!ok, "a readOnly hostPath mount is read-only");
+    // Hardened defaults on the container's process: no new privileges, seccomp, a reduced
+    // capability set.
+    let status = exec("cat /proc/1/status").await;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
+    let caps = u64::from_str_radix(&field("CapEff:"), 16).unwrap();
+    const CAP_SYS_ADMIN: u64 = 1 << 21;
+    assert_eq!(caps & CAP_SYS_ADMIN, 0, "CAP_SYS_ADMIN dropped");
+
+    delete_and_wait_gone(&client, "volumes", &node).await;
+    let left = std::fs::read_dir(dir.path().join("state/pods"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+    assert!(
+        host_dir.join("from-host").exists(),
+        "a hostPath survives its pod"
+    );
+}
