@@ -707,3 +707,85 @@ async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app
         "a hostPath survives its pod"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_pod_runs_from_its_manifest_and_is_mirrored_in_the_api() {
+    let scratch = NodeScratch::new("pods-e");
+    let dir = &scratch.dir;
+    import_kubia(dir.path());
+    let manifests = dir.path().join("manifests");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("web.yaml"),
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: kubia\n    image: luksa/kubia\n",
+    )
+    .unwrap();
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut node = Node::start(&scratch, "pods-e", "10.244.65.0/24", &servers);
+    node.flags
+        .extend(["--manifests".to_string(), manifests.display().to_string()]);
+    node.kill_and_restart().await;
+
+    let mirror = until(
+        &client,
+        "web-pods-e",
+        "the mirror pod Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    assert!(mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string());
+    let ip = mirror["status"]["podIP"].as_str().unwrap().to_string();
+    assert!(http_get(&ip, 8080, "/cgi-bin/index.cgi")
+        .unwrap()
+        .contains("You've hit web-pods-e"));
+
+    // Deleting the mirror does not stop the static pod: a new mirror shows the same container.
+    let first_uid = mirror["metadata"]["uid"].clone();
+    client
+        .delete_object(rudder_proto::api::DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "web-pods-e".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let again = until(
+        &client,
+        "web-pods-e",
+        "a new mirror",
+        Duration::from_secs(30),
+        &node,
+        |p| p["metadata"]["uid"] != first_uid && running(p),
+    )
+    .await;
+    assert_eq!(
+        container(&again)["containerID"],
+        container(&mirror)["containerID"]
+    );
+    assert_eq!(container(&again)["restartCount"], 0);
+
+    // Its manifest removed: the pod stops and its mirror goes.
+    std::fs::remove_file(manifests.join("web.yaml")).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while client
+        .get_object("pods", "default", "web-pods-e")
+        .await
+        .is_ok()
+        || std::fs::read_dir(dir.path().join("state/pods"))
+            .unwrap()
+            .count()
+            > 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the static pod did not go\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

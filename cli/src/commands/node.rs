@@ -67,6 +67,10 @@ pub struct NodeArgs {
     /// The service range: routed `unreachable` here too.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cidr: String,
+    /// Static pods: pod manifests in this directory run here without the API (checked every
+    /// 5 s), each shown in the API as a mirror pod named NAME-<node>.
+    #[arg(long)]
+    manifests: Option<std::path::PathBuf>,
     /// The node's streaming endpoint (logs, exec) on --internal-ip; 0: any free port.
     #[arg(long, default_value_t = 10250)]
     port: u16,
@@ -151,9 +155,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("binding the node endpoint {address}"))?;
                 config.kubelet_port = i32::from(bound.port());
             }
-            kubelets.push(
-                Kubelet::new(client.clone(), config, machine.clone(), timers, runtime).start(),
-            );
+            let mut kubelet =
+                Kubelet::new(client.clone(), config, machine.clone(), timers, runtime);
+            if let (Some(dir), false) = (&args.manifests, args.hollow) {
+                kubelet = kubelet.with_manifests(dir.clone());
+            }
+            kubelets.push(kubelet.start());
         }
         println!(
             "rudder node: {} {} running against {}",

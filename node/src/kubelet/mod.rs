@@ -8,8 +8,11 @@
 //!  every status_update ─► get Node ─ node_status (pure)    ─► update-status (CAS)
 //!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
 //!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
+//!  with --manifests: static pods (static_pods.rs) join the desired pods; each gets a
+//!     mirror pod in the API (created again when deleted; removed with its file)
 //! ```
 
+pub mod static_pods;
 pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +84,12 @@ pub struct Kubelet {
     in_flight: BTreeSet<String>,
     /// uid → the status this kubelet last reported ([`sync::fingerprint`]).
     reported: BTreeMap<String, serde_json::Value>,
+    /// The static pod manifest directory, if any.
+    manifests: Option<std::path::PathBuf>,
+    /// Static pods by uid, as last read from `manifests`.
+    static_pods: BTreeMap<String, serde_json::Value>,
+    /// Manifest problems already logged (each is logged once).
+    manifest_problems: BTreeSet<String>,
 }
 
 impl Kubelet {
@@ -103,6 +112,92 @@ impl Kubelet {
             pods: BTreeMap::new(),
             in_flight: BTreeSet::new(),
             reported: BTreeMap::new(),
+            manifests: None,
+            static_pods: BTreeMap::new(),
+            manifest_problems: BTreeSet::new(),
+        }
+    }
+
+    /// Also runs the static pods of this directory's manifests.
+    pub fn with_manifests(mut self, dir: std::path::PathBuf) -> Self {
+        self.manifests = Some(dir);
+        self
+    }
+
+    /// Re-reads the static pod manifests.
+    fn refresh_static_pods(&mut self) {
+        let Some(dir) = &self.manifests else { return };
+        let (pods, problems) = static_pods::read_manifests(dir, &self.config.name);
+        for problem in problems {
+            if self.manifest_problems.insert(problem.clone()) {
+                tracing::warn!(%problem, "static pod manifest");
+            }
+        }
+        self.static_pods = pods
+            .into_iter()
+            .filter_map(|p| Some((p["metadata"]["uid"].as_str()?.to_string(), p)))
+            .collect();
+    }
+
+    /// Every static pod has one current mirror pod; mirrors of nothing, of an older manifest
+    /// or being deleted through the API go (and are made again).
+    fn sync_mirrors(&mut self, ctx: &mut Context<Self>) {
+        let mirrors: Vec<serde_json::Value> = self
+            .pods
+            .values()
+            .filter(|p| static_pods::is_mirror(p))
+            .cloned()
+            .collect();
+        for mirror in &mirrors {
+            let current = static_pods::mirrored_uid(mirror)
+                .is_some_and(|uid| self.static_pods.contains_key(uid));
+            let deleting = !mirror["metadata"]["deletionTimestamp"].is_null();
+            if !current || deleting {
+                let meta = &mirror["metadata"];
+                self.confirm_deletion(
+                    ctx,
+                    meta["namespace"].as_str().unwrap_or_default().to_string(),
+                    meta["name"].as_str().unwrap_or_default().to_string(),
+                    meta["uid"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+        }
+        let wanted: Vec<(String, serde_json::Value)> = self
+            .static_pods
+            .iter()
+            .filter(|(_, pod)| {
+                !mirrors.iter().any(|m| {
+                    m["metadata"]["namespace"] == pod["metadata"]["namespace"]
+                        && m["metadata"]["name"] == pod["metadata"]["name"]
+                })
+            })
+            .map(|(uid, pod)| (uid.clone(), static_pods::mirror_pod(pod)))
+            .collect();
+        for (uid, mirror) in wanted {
+            let key = format!("mirror:{uid}");
+            if !self.in_flight.insert(key.clone()) {
+                continue;
+            }
+            let namespace = mirror["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let client = self.client.clone();
+            let task = async move { client.create_object("pods", &namespace, &mirror).await };
+            ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, _| {
+                kubelet.in_flight.remove(&key);
+                // The status is reported to the new mirror.
+                kubelet.reported.remove(&uid);
+                match outcome {
+                    Ok(created) => {
+                        if let Some(api_uid) = created["metadata"]["uid"].as_str() {
+                            kubelet.pods.insert(api_uid.to_string(), created);
+                        }
+                    }
+                    Err(error) if error.reason() == "AlreadyExists" => {}
+                    Err(error) => tracing::warn!(%uid, %error, "creating a mirror pod"),
+                }
+            }));
         }
     }
 
@@ -111,7 +206,16 @@ impl Kubelet {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
-        let wanted: Vec<_> = self.pods.values().filter_map(desired).collect();
+        let wanted: Vec<_> = self
+            .pods
+            .values()
+            .filter(|p| !static_pods::is_mirror(p))
+            .chain(self.static_pods.values())
+            .filter_map(desired)
+            .collect();
+        if self.manifests.is_some() {
+            self.sync_mirrors(ctx);
+        }
         let ops = sync::sync(
             &wanted,
             &runtime.pods(),
@@ -173,7 +277,9 @@ impl Kubelet {
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
-        let (Some(runtime), Some(pod)) = (self.runtime.clone(), self.pods.get(uid)) else {
+        // A static pod's status goes to its mirror (same namespace and name).
+        let pod = self.pods.get(uid).or_else(|| self.static_pods.get(uid));
+        let (Some(runtime), Some(pod)) = (self.runtime.clone(), pod) else {
             return;
         };
         let Some(running) = runtime.pods().into_iter().find(|p| p.uid == uid) else {
@@ -322,7 +428,11 @@ impl Actor for Kubelet {
                 selector,
                 ctx.address().recipient(),
             ));
-            ctx.run_interval(RESYNC, |kubelet, ctx| kubelet.sync_pods(ctx));
+            self.refresh_static_pods();
+            ctx.run_interval(RESYNC, |kubelet, ctx| {
+                kubelet.refresh_static_pods();
+                kubelet.sync_pods(ctx)
+            });
         }
     }
 }
