@@ -147,10 +147,17 @@ impl Kubelet for NodeEndpoint {
             };
             let out = pump(stdout.map(|s| Box::new(s) as _), false, tx.clone());
             let err = pump(stderr.map(|s| Box::new(s) as _), true, tx.clone());
-            tokio::join!(out, err);
-            let code = match child.wait().await {
-                Ok(status) => status.code().unwrap_or(137),
-                Err(_) => 255,
+            let finished = async {
+                tokio::join!(out, err);
+                child.wait().await
+            };
+            // A client that hangs up ends the command (kill_on_drop, when this task ends).
+            let code = tokio::select! {
+                status = finished => match status {
+                    Ok(status) => status.code().unwrap_or(137),
+                    Err(_) => 255,
+                },
+                () = tx.closed() => return,
             };
             let _ = tx
                 .send(Ok(ExecOutput {

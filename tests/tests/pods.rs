@@ -520,8 +520,9 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
                 create_pod(&client, pod(name, "pods-c", container.clone(), json!({}))).await;
             uids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
         }
+        let mut addresses = std::collections::BTreeSet::new();
         for name in &names {
-            until(
+            let up = until(
                 &client,
                 name,
                 "Running",
@@ -530,7 +531,13 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
                 running,
             )
             .await;
+            addresses.insert(up["status"]["podIP"].as_str().unwrap().to_string());
         }
+        assert_eq!(
+            addresses.len(),
+            10,
+            "pods started together got distinct addresses"
+        );
         for name in &names {
             delete_and_wait_gone(&client, name, &node).await;
         }
@@ -787,5 +794,189 @@ async fn a_static_pod_runs_from_its_manifest_and_is_mirrored_in_the_api() {
             node.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Debian's `docker-registry` on a free loopback port, storage in `dir`; killed by PID when
+/// dropped.
+struct Registry {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                dir.join("registry-data").display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's package) runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(&address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, address }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_reason() {
+    let scratch = NodeScratch::new("pods-f");
+    let dir = &scratch.dir;
+    let layout = dir.path().join("kubia-layout");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-kubia-image.sh");
+    assert!(std::process::Command::new(script)
+        .arg(&layout)
+        .status()
+        .unwrap()
+        .success());
+    let registry = Registry::start(dir.path());
+    let pushed = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}", layout.display()))
+        .arg(format!("docker://{}/team/kubia:v1", registry.address))
+        .output()
+        .unwrap();
+    assert!(
+        pushed.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut node = Node::start(&scratch, "pods-f", "10.244.66.0/24", &servers);
+    node.flags.extend([
+        "--registries".to_string(),
+        registry.address.clone(),
+        "--insecure-registries".to_string(),
+        registry.address.clone(),
+    ]);
+    node.kill_and_restart().await;
+
+    let image = format!("{}/team/kubia:v1", registry.address);
+    create_pod(
+        &client,
+        pod(
+            "pulled",
+            "pods-f",
+            json!({ "name": "kubia", "image": image }),
+            json!({}),
+        ),
+    )
+    .await;
+    let up = until(
+        &client,
+        "pulled",
+        "the pulled pod Running",
+        Duration::from_secs(60),
+        &node,
+        running,
+    )
+    .await;
+    let ip = up["status"]["podIP"].as_str().unwrap();
+    assert!(http_get(ip, 8080, "/cgi-bin/index.cgi")
+        .unwrap()
+        .contains("You've hit pulled"));
+    assert!(container(&up)["imageID"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+
+    let missing = format!("{}/team/nope:v1", registry.address);
+    create_pod(
+        &client,
+        pod(
+            "missing",
+            "pods-f",
+            json!({ "name": "c", "image": missing }),
+            json!({}),
+        ),
+    )
+    .await;
+    let first = until(
+        &client,
+        "missing",
+        "ErrImagePull",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["state"]["waiting"]["reason"] == "ErrImagePull",
+    )
+    .await;
+    let message = container(&first)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("team/nope"), "{message}");
+    until(
+        &client,
+        "missing",
+        "ImagePullBackOff",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["state"]["waiting"]["reason"] == "ImagePullBackOff",
+    )
+    .await;
+
+    // A registry the node does not pull from is never contacted: the store is its source.
+    create_pod(
+        &client,
+        pod(
+            "elsewhere",
+            "pods-f",
+            json!({ "name": "c", "image": "docker.io/library/nginx:1.25" }),
+            json!({}),
+        ),
+    )
+    .await;
+    let elsewhere = until(
+        &client,
+        "elsewhere",
+        "ErrImagePull",
+        Duration::from_secs(30),
+        &node,
+        |p| container(p)["state"]["waiting"]["reason"] == "ErrImagePull",
+    )
+    .await;
+    let message = container(&elsewhere)["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("does not pull from docker.io"),
+        "{message}"
+    );
+
+    for name in ["pulled", "missing", "elsewhere"] {
+        delete_and_wait_gone(&client, name, &node).await;
     }
 }

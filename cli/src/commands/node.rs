@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
@@ -74,6 +75,13 @@ pub struct NodeArgs {
     /// The node's streaming endpoint (logs, exec) on --internal-ip; 0: any free port.
     #[arg(long, default_value_t = 10250)]
     port: u16,
+    /// Registries this node pulls images from (host[:port], docker.io for Docker Hub, * for
+    /// any); none by default: images come from `rudder image import`.
+    #[arg(long, value_delimiter = ',')]
+    registries: Vec<String>,
+    /// Those of --registries reached over plain HTTP.
+    #[arg(long, value_delimiter = ',')]
+    insecure_registries: Vec<String>,
     /// Crash-loop backoff: the first delay (doubling up to 5 minutes), milliseconds.
     #[arg(long, default_value_t = 10_000)]
     crash_backoff_ms: u64,
@@ -207,7 +215,12 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
             base: Duration::from_millis(args.crash_backoff_ms),
             ..Backoff::default()
         },
+        pull: PullConfig {
+            registries: args.registries.clone(),
+            insecure_registries: args.insecure_registries.clone(),
+        },
     };
+    install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
 }
 

@@ -235,6 +235,17 @@ impl ImageStore {
         Ok(imported)
     }
 
+    /// Names `manifest` (already stored) as `reference`, e.g. after a pull.
+    pub fn tag(&self, reference: &str, manifest: &str) -> Result<(), ImageError> {
+        let mut refs = self.refs()?;
+        refs.insert(
+            Reference::parse(reference)?.to_string(),
+            manifest.to_string(),
+        );
+        let text = serde_json::to_vec_pretty(&refs).unwrap_or_default();
+        self.write_atomically(&self.refs_path(), &text)
+    }
+
     /// Every image in the store.
     pub fn list(&self) -> Result<Vec<StoredImage>, ImageError> {
         let mut images = Vec::new();

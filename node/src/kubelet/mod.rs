@@ -90,6 +90,9 @@ pub struct Kubelet {
     static_pods: BTreeMap<String, serde_json::Value>,
     /// Manifest problems already logged (each is logged once).
     manifest_problems: BTreeSet<String>,
+    /// Whether the informer has listed the pods bound here: before that, an empty `pods`
+    /// means "not known yet", and syncing would stop every pod the runtime re-adopted.
+    listed: bool,
 }
 
 impl Kubelet {
@@ -115,6 +118,7 @@ impl Kubelet {
             manifests: None,
             static_pods: BTreeMap::new(),
             manifest_problems: BTreeSet::new(),
+            listed: false,
         }
     }
 
@@ -206,6 +210,9 @@ impl Kubelet {
         let Some(runtime) = self.runtime.clone() else {
             return;
         };
+        if !self.listed {
+            return;
+        }
         let wanted: Vec<_> = self
             .pods
             .values()
@@ -444,6 +451,7 @@ impl Handler<Informed> for Kubelet {
         let uid = |pod: &serde_json::Value| pod["metadata"]["uid"].as_str().map(str::to_string);
         match informed {
             Informed::Listed(pods) => {
+                self.listed = true;
                 self.pods = pods
                     .into_iter()
                     .filter_map(|p| Some((uid(&p)?, p)))

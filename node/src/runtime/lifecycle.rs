@@ -123,6 +123,11 @@ impl ProbeState {
         }
     }
 
+    /// Failures in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
     /// Records one result; the verdict flips after `success_threshold` passes in a row or
     /// `failure_threshold` failures in a row. Returns whether it flipped.
     pub fn record(&mut self, ok: bool, success_threshold: u32, failure_threshold: u32) -> bool {

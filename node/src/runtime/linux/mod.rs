@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 use super::fake::AddressPool;
 use super::lifecycle::{pod_phase, Backoff, ProbeState, RestartPolicy};
 use super::{ContainerState, Notify, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError};
-use crate::image::store::{ImageError, ImageStore};
+use crate::image::pull::{pull, PullConfig};
+use crate::image::reference::Reference;
+use crate::image::store::ImageStore;
 use network::NodeNetwork;
 use shim::{ExitRecord, ShimArgs};
 use spec::{HostMount, ImageDefaults, Placement};
@@ -48,6 +50,8 @@ pub struct LinuxConfig {
     pub shim_binary: PathBuf,
     pub network: NodeNetwork,
     pub backoff: Backoff,
+    /// Which registries images may be pulled from.
+    pub pull: PullConfig,
 }
 
 pub struct LinuxRuntime {
@@ -59,6 +63,9 @@ struct Shared {
     images: ImageStore,
     pool: AddressPool,
     pods: Mutex<BTreeMap<String, Arc<PodSlot>>>,
+    /// Pod uid → its address, from `start` until its worker has cleaned up (a pod's status
+    /// shows its address only once its sandbox exists; allocation cannot wait for that).
+    addresses: Mutex<BTreeMap<String, String>>,
     notify: Mutex<Option<Notify>>,
 }
 
@@ -81,6 +88,9 @@ struct PodRecord {
     started_at: String,
     sandbox_ready: bool,
     containers: Vec<ContainerRecord>,
+    /// The boot this record's processes belong to (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default)]
+    boot_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,6 +114,15 @@ struct ContainerRecord {
     image_failures: u32,
     /// Set when the container ended for good (its policy does not restart it).
     done: bool,
+    /// Crashes in a row without a long run between them: the backoff's exponent.
+    #[serde(default)]
+    crash_streak: u32,
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|id| id.trim().to_string())
+        .unwrap_or_default()
 }
 
 fn rfc3339(t: jiff::Timestamp) -> String {
@@ -144,6 +163,7 @@ impl LinuxRuntime {
             images,
             config,
             pods: Mutex::default(),
+            addresses: Mutex::default(),
             notify: Mutex::default(),
         });
         let runtime = Self { shared };
@@ -168,6 +188,7 @@ impl LinuxRuntime {
     }
 
     fn spawn_worker(&self, record: PodRecord) {
+        lock(&self.shared.addresses).insert(record.uid.clone(), record.ip.clone());
         let slot = Arc::new(PodSlot {
             status: Mutex::new(status_of(&record)),
             stop: Mutex::new(None),
@@ -189,17 +210,23 @@ impl Runtime for LinuxRuntime {
             if pods.contains_key(&plan.uid) {
                 return Ok(());
             }
-            let used: Vec<String> = pods.values().map(|p| lock(&p.status).ip.clone()).collect();
+            let mut addresses = lock(&self.shared.addresses);
+            let used: Vec<String> = addresses.values().cloned().collect();
             let cidr = self.shared.config.network.pod_cidr;
-            self.shared
-                .pool
-                .first_free(&used)
-                .ok_or_else(|| RuntimeError::AddressesExhausted {
+            let ip = self.shared.pool.first_free(&used).ok_or_else(|| {
+                RuntimeError::AddressesExhausted {
                     cidr: format!("{}/{}", cidr.network, cidr.prefix),
-                })?
+                }
+            })?;
+            addresses.insert(plan.uid.clone(), ip.to_string());
+            ip
         };
         let dir = pod_dir(&self.shared.config.root, &plan.uid);
-        write_volume_files(&dir, plan).map_err(RuntimeError::Failed)?;
+        if let Err(error) = write_volume_files(&dir, plan) {
+            lock(&self.shared.addresses).remove(&plan.uid);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(RuntimeError::Failed(error));
+        }
         let container = |c: &Container, init: bool| ContainerRecord {
             name: c.name.clone(),
             init,
@@ -221,6 +248,7 @@ impl Runtime for LinuxRuntime {
             next_start_ms: None,
             image_failures: 0,
             done: false,
+            crash_streak: 0,
         };
         let record = PodRecord {
             uid: plan.uid.clone(),
@@ -229,6 +257,7 @@ impl Runtime for LinuxRuntime {
             ip: ip.to_string(),
             started_at: rfc3339(now),
             sandbox_ready: false,
+            boot_id: boot_id(),
             containers: plan
                 .spec
                 .init_containers
@@ -239,7 +268,11 @@ impl Runtime for LinuxRuntime {
                 .collect(),
             spec: plan.spec.clone(),
         };
-        save(&dir, &record).map_err(RuntimeError::Failed)?;
+        if let Err(error) = save(&dir, &record) {
+            lock(&self.shared.addresses).remove(&plan.uid);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(RuntimeError::Failed(error));
+        }
         self.spawn_worker(record);
         Ok(())
     }
@@ -448,6 +481,9 @@ struct Probes {
     last_run: BTreeMap<&'static str, Instant>,
 }
 
+/// How long a container's process may be gone before its shim writes the exit record.
+const EXIT_RECORD_PATIENCE: Duration = Duration::from_secs(10);
+
 struct Worker {
     shared: Arc<Shared>,
     slot: Arc<PodSlot>,
@@ -455,6 +491,8 @@ struct Worker {
     dir: PathBuf,
     probes: BTreeMap<String, Probes>,
     sandbox_error: Option<String>,
+    /// Attempt id → when its process was first seen gone without an exit record.
+    exit_missing_since: BTreeMap<String, Instant>,
 }
 
 impl Worker {
@@ -467,7 +505,70 @@ impl Worker {
             dir,
             probes: BTreeMap::new(),
             sandbox_error: None,
+            exit_missing_since: BTreeMap::new(),
         }
+        .adopting()
+    }
+
+    /// A pod read back from disk: containers of an earlier boot are gone (their pids may
+    /// name other processes now, their mounts and network are gone); running ones get probe
+    /// state (readiness proven again, startup taken as passed).
+    fn adopting(mut self) -> Self {
+        let boot = boot_id();
+        if self.record.boot_id != boot {
+            let policy = RestartPolicy::parse(self.record.spec.restart_policy.as_deref());
+            self.record.boot_id = boot;
+            self.record.sandbox_ready = false;
+            for c in &mut self.record.containers {
+                if c.pid.take().is_none() {
+                    continue;
+                }
+                let terminated = ContainerState::Terminated {
+                    exit_code: 255,
+                    signal: None,
+                    reason: "Unknown".into(),
+                    message: "the node restarted".into(),
+                    started_at: String::new(),
+                    finished_at: rfc3339(jiff::Timestamp::now()),
+                };
+                let restarts = if c.init {
+                    policy.restarts_init(255)
+                } else {
+                    policy.restarts(255)
+                };
+                if restarts {
+                    c.last_state = Some(terminated);
+                    c.state = waiting("ContainerCreating", "");
+                    c.next_start_ms = None;
+                } else {
+                    c.state = terminated;
+                    c.done = true;
+                }
+            }
+        }
+        let long_ago = Instant::now()
+            .checked_sub(Duration::from_secs(3600))
+            .unwrap_or_else(Instant::now);
+        for c in &self.record.containers {
+            if c.pid.is_none() || c.init {
+                continue;
+            }
+            let readiness = self
+                .container_spec(c)
+                .is_some_and(|spec| spec.readiness_probe.is_some());
+            self.probes.insert(
+                c.name.clone(),
+                Probes {
+                    attempt_id: c.id.clone(),
+                    started: long_ago,
+                    startup: ProbeState::new(true),
+                    liveness: ProbeState::new(true),
+                    readiness: ProbeState::new(!readiness),
+                    last_run: BTreeMap::new(),
+                },
+            );
+        }
+        self
     }
 
     fn config(&self) -> &LinuxConfig {
@@ -480,6 +581,7 @@ impl Worker {
             if let Some(grace) = stop {
                 self.terminate(grace);
                 lock(&self.shared.pods).remove(&self.record.uid);
+                lock(&self.shared.addresses).remove(&self.record.uid);
                 self.notify();
                 return;
             }
@@ -597,23 +699,28 @@ impl Worker {
 
     fn step_container(&mut self, index: usize, policy: RestartPolicy) {
         let c = &self.record.containers[index];
-        if let Some(_pid) = c.pid {
+        if let Some(pid) = c.pid {
             let exit_file = self.attempt_dir(&c.id).join("exit.json");
             if let Some(exit) = ExitRecord::read(&exit_file) {
+                self.exit_missing_since.remove(&c.id);
                 self.ended(index, exit, policy);
-            } else if !shim::alive(_pid) && !exit_file.exists() {
-                // Neither process nor exit record: the machine restarted, or the shim was
-                // killed. Its end is unknown.
-                let exit = ExitRecord {
-                    exit_code: 255,
-                    signal: None,
-                    oom_killed: false,
-                    finished_at: rfc3339(jiff::Timestamp::now()),
-                };
-                // The shim may still be writing; look once more before deciding.
-                std::thread::sleep(Duration::from_millis(50));
-                let exit = ExitRecord::read(&exit_file).unwrap_or(exit);
-                self.ended(index, exit, policy);
+            } else if !shim::alive(pid) {
+                // The process is gone: its shim is cleaning up and then writes the exit
+                // record. Only if none comes (the shim was killed) is the end unknown.
+                let since = *self
+                    .exit_missing_since
+                    .entry(c.id.clone())
+                    .or_insert_with(Instant::now);
+                if since.elapsed() > EXIT_RECORD_PATIENCE {
+                    self.exit_missing_since.remove(&c.id);
+                    let exit = ExitRecord {
+                        exit_code: 255,
+                        signal: None,
+                        oom_killed: false,
+                        finished_at: rfc3339(jiff::Timestamp::now()),
+                    };
+                    self.ended(index, exit, policy);
+                }
             }
             return;
         }
@@ -683,17 +790,18 @@ impl Worker {
         }
         // Kubernetes: the first restart is immediate, then 10 s, 20 s, ... A container that
         // ran longer than twice the cap starts over.
-        let ran_long = jiff::Timestamp::strptime("%Y-%m-%dT%H:%M:%SZ", &started_at)
-            .ok()
-            .is_some_and(|t| {
-                let ran = jiff::Timestamp::now().duration_since(t);
-                ran.as_secs() > i64::try_from(backoff.max.as_secs() * 2).unwrap_or(i64::MAX)
-            });
-        let delay = if c.restart_count == 0 || ran_long {
-            Duration::ZERO
-        } else {
-            backoff.delay(c.restart_count - 1)
+        let ran_long = started_at.parse::<jiff::Timestamp>().is_ok_and(|t| {
+            let ran = jiff::Timestamp::now().duration_since(t);
+            ran.as_secs() > i64::try_from(backoff.max.as_secs() * 2).unwrap_or(i64::MAX)
+        });
+        if ran_long {
+            c.crash_streak = 0;
+        }
+        let delay = match c.crash_streak {
+            0 => Duration::ZERO,
+            streak => backoff.delay(streak - 1),
         };
+        c.crash_streak += 1;
         c.last_state = Some(terminated.clone());
         c.next_start_ms = Some(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
         c.state = if delay.is_zero() {
@@ -716,11 +824,11 @@ impl Worker {
         let Some(spec) = self.container_spec(&c) else {
             return;
         };
-        let manifest = match self.shared.images.resolve(&c.image) {
+        let manifest = match self.image(&c.image, &spec) {
             Ok(manifest) => manifest,
-            Err(error) => {
+            Err(failure) => {
                 let c = &mut self.record.containers[index];
-                let (reason, message) = image_failure(&c.image, &error, c.image_failures);
+                let (reason, message) = image_failure(&c.image, failure, c.image_failures);
                 c.state = waiting(reason, message);
                 let delay = backoff.delay(c.image_failures);
                 c.image_failures += 1;
@@ -772,6 +880,35 @@ impl Worker {
                 c.state = waiting("RunContainerError", error);
                 c.next_start_ms =
                     Some(now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+            }
+        }
+    }
+
+    /// The image's manifest digest by the container's pull policy: from the store, or
+    /// pulled (when the node pulls from its registry).
+    fn image(&self, image: &str, container: &Container) -> Result<String, ImageFailure> {
+        let reference =
+            Reference::parse(image).map_err(|e| ImageFailure::Invalid(e.to_string()))?;
+        let store = &self.shared.images;
+        let pulls = &self.shared.config.pull;
+        let policy = container.image_pull_policy.as_deref().unwrap_or(
+            if reference.digest.is_none() && reference.tag.as_deref() == Some("latest") {
+                "Always"
+            } else {
+                "IfNotPresent"
+            },
+        );
+        let local = store.resolve(image).ok();
+        match (policy, pulls.allows(&reference.registry), local) {
+            ("Never", _, Some(manifest)) => Ok(manifest),
+            ("Never", _, None) => Err(ImageFailure::NeverPull),
+            // The store is this node's only source for a registry it does not pull from.
+            (_, false, Some(manifest)) => Ok(manifest),
+            (_, false, None) => Err(ImageFailure::NotHere(reference.registry)),
+            ("IfNotPresent", true, Some(manifest)) => Ok(manifest),
+            (_, true, _) => {
+                tracing::info!(pod = %self.record.name, %image, "pulling image");
+                pull(store, image, pulls).map_err(|e| ImageFailure::Pull(e.to_string()))
             }
         }
     }
@@ -906,8 +1043,8 @@ impl Worker {
                 if sub.split('/').any(|p| p == "..") || sub.starts_with('/') {
                     return Err(format!("volumeMount {}: bad subPath {sub:?}", mount.name));
                 }
-                host_path = host_path.join(sub);
-                std::fs::create_dir_all(&host_path).map_err(|e| e.to_string())?;
+                host_path = beneath(&host_path, sub)
+                    .map_err(|e| format!("volumeMount {} subPath {sub:?}: {e}", mount.name))?;
             }
             let read_only = mount.read_only.unwrap_or(false)
                 || volume.config_map.is_some()
@@ -981,7 +1118,10 @@ impl Worker {
                 } else {
                     (1, failure)
                 };
-                if state.record(ok, success, failure) && !state.passing && kind != "readiness" {
+                let flipped = state.record(ok, success, failure);
+                let startup_failed =
+                    kind == "startup" && !state.passing && state.failures() >= failure;
+                if startup_failed || (flipped && !state.passing && kind == "liveness") {
                     tracing::info!(pod = %self.record.name, container = %name, kind, "probe failed; restarting the container");
                     kill_it = true;
                 }
@@ -1047,6 +1187,23 @@ impl Worker {
     }
 }
 
+/// `root/sub` for a subPath: created as directories where missing, never through a
+/// symlink (a container could otherwise point one at the host's `/`).
+fn beneath(root: &Path, sub: &str) -> Result<PathBuf, String> {
+    let mut path = root.to_path_buf();
+    for part in sub.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err("a symlink is on its path".into())
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&path).map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(path)
+}
+
 /// `<uid prefix>-<container>-<attempt>`: unique on the node, valid for libcontainer.
 fn container_id(uid: &str, name: &str, attempt: u32) -> String {
     let short: String = uid
@@ -1057,13 +1214,31 @@ fn container_id(uid: &str, name: &str, attempt: u32) -> String {
     format!("{short}-{name}-{attempt}")
 }
 
-/// Kubernetes' reasons: the first failure is ErrImagePull, then ImagePullBackOff.
-fn image_failure(image: &str, error: &ImageError, failures: u32) -> (&'static str, String) {
-    let why = match error {
-        ImageError::UnknownImage { .. } => format!(
-            "image {image:?} is not in this node's image store (import it with `rudder image import`)"
+/// Why a container has no image.
+#[derive(Debug)]
+enum ImageFailure {
+    Invalid(String),
+    NeverPull,
+    /// Not in the store, and the node does not pull from this registry.
+    NotHere(String),
+    Pull(String),
+}
+
+/// Kubernetes' reasons: the first pull failure is ErrImagePull, then ImagePullBackOff.
+fn image_failure(image: &str, failure: ImageFailure, failures: u32) -> (&'static str, String) {
+    let why = match failure {
+        ImageFailure::Invalid(reason) => return ("InvalidImageName", reason),
+        ImageFailure::NeverPull => {
+            return (
+                "ErrImageNeverPull",
+                format!("Container image {image:?} is not present with pull policy of Never"),
+            )
+        }
+        ImageFailure::NotHere(registry) => format!(
+            "image {image:?} is not in this node's image store, and the node does not pull \
+             from {registry} (rudder node --registries); import it with `rudder image import`"
         ),
-        other => format!("image {image:?}: {other}"),
+        ImageFailure::Pull(reason) => format!("pulling image {image:?}: {reason}"),
     };
     if failures == 0 {
         ("ErrImagePull", why)
@@ -1121,13 +1296,11 @@ mod tests {
 
     #[test]
     fn a_missing_image_is_err_image_pull_then_back_off() {
-        let error = ImageError::UnknownImage {
-            reference: "docker.io/library/nope:latest".into(),
-        };
-        let (reason, message) = image_failure("nope", &error, 0);
+        let failure = || ImageFailure::NotHere("docker.io".into());
+        let (reason, message) = image_failure("nope", failure(), 0);
         assert_eq!(reason, "ErrImagePull");
         assert!(message.contains("rudder image import"), "{message}");
-        let (reason, message) = image_failure("nope", &error, 1);
+        let (reason, message) = image_failure("nope", failure(), 1);
         assert_eq!(reason, "ImagePullBackOff");
         assert!(message.starts_with("Back-off pulling image"), "{message}");
     }

@@ -1,0 +1,133 @@
+//! Pulling an image over the OCI distribution API (oci-client) into the node's store:
+//! the manifest (an index resolves to this machine's platform), the config and each layer,
+//! every blob checked against its digest by the store before it is kept.
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{
+    IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
+    OCI_IMAGE_MEDIA_TYPE,
+};
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+use oci_spec::image::{ImageIndex, ImageManifest};
+
+use super::reference::Reference;
+use super::store::{ImageError, ImageStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error(transparent)]
+    Reference(#[from] super::reference::ReferenceError),
+    #[error("the registry refused or failed: {0}")]
+    Registry(String),
+    #[error("{0}")]
+    Content(String),
+    #[error(transparent)]
+    Store(#[from] ImageError),
+}
+
+/// Where this node may pull from. No registry by default: a node pulls only from the
+/// registries it is told about (this project's machines must not reach the internet), and
+/// otherwise runs what `rudder image import` put in its store.
+#[derive(Debug, Clone, Default)]
+pub struct PullConfig {
+    /// Registries (host[:port], `docker.io` for Docker Hub) to pull from; `*`: any.
+    pub registries: Vec<String>,
+    /// Those of them reached over plain HTTP, like containerd's insecure registries.
+    pub insecure_registries: Vec<String>,
+}
+
+impl PullConfig {
+    pub fn allows(&self, registry: &str) -> bool {
+        self.registries.iter().any(|r| r == "*" || r == registry)
+    }
+}
+
+fn platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    ("linux", arch)
+}
+
+/// Makes rustls use ring for HTTPS registries (once per process; later calls do nothing).
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Pulls `reference` into `store` and names it there; returns the manifest digest. Blocks
+/// (it runs its own small runtime): call it from a worker thread.
+pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<String, PullError> {
+    let name = Reference::parse(reference)?.to_string();
+    let image: oci_client::Reference = name
+        .parse()
+        .map_err(|e| PullError::Content(format!("reference {name:?}: {e}")))?;
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PullError::Registry(format!("starting a runtime: {e}")))?;
+    let registry = |e: oci_client::errors::OciDistributionError| PullError::Registry(e.to_string());
+    runtime.block_on(async {
+        let accepted = [
+            OCI_IMAGE_MEDIA_TYPE,
+            IMAGE_MANIFEST_MEDIA_TYPE,
+            OCI_IMAGE_INDEX_MEDIA_TYPE,
+            IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+        ];
+        let auth = RegistryAuth::Anonymous;
+        let (mut bytes, mut digest) = client
+            .pull_manifest_raw(&image, &auth, &accepted)
+            .await
+            .map_err(registry)?;
+        let mut source = image.clone();
+        if let Ok(index) = ImageIndex::from_reader(&bytes[..]) {
+            if !index.manifests().is_empty() && ImageManifest::from_reader(&bytes[..]).is_err() {
+                let (os, arch) = platform();
+                let chosen = index
+                    .manifests()
+                    .iter()
+                    .find(|m| {
+                        m.platform().as_ref().is_some_and(|p| {
+                            p.os().to_string() == os && p.architecture().to_string() == arch
+                        })
+                    })
+                    .ok_or_else(|| {
+                        PullError::Content(format!("{name} has no image for {os}/{arch}"))
+                    })?;
+                store.put_blob(&digest, &bytes)?;
+                source = image.clone_with_digest(chosen.digest().to_string());
+                (bytes, digest) = client
+                    .pull_manifest_raw(&source, &auth, &accepted)
+                    .await
+                    .map_err(registry)?;
+            }
+        }
+        let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| {
+            PullError::Content(format!("{name}: its manifest does not decode: {e}"))
+        })?;
+        let blobs = std::iter::once(manifest.config().digest().to_string())
+            .chain(manifest.layers().iter().map(|l| l.digest().to_string()));
+        for blob in blobs {
+            if store.blob(&blob).is_ok() {
+                continue;
+            }
+            let mut content = Vec::new();
+            client
+                .pull_blob(&source, blob.as_str(), &mut content)
+                .await
+                .map_err(registry)?;
+            store.put_blob(&blob, &content)?;
+        }
+        store.put_blob(&digest, &bytes)?;
+        store.tag(&name, &digest)?;
+        Ok(digest)
+    })
+}
