@@ -67,6 +67,9 @@ pub enum KubeletError {
 /// How often pods are synced even when nothing was heard (retries failed operations).
 const RESYNC: Duration = Duration::from_secs(5);
 
+/// How long a sync waits for more changes to arrive with the first.
+const SYNC_COALESCE: Duration = Duration::from_millis(10);
+
 pub struct Kubelet {
     client: Arc<ApiClient>,
     config: NodeConfig,
@@ -90,6 +93,11 @@ pub struct Kubelet {
     static_pods: BTreeMap<String, serde_json::Value>,
     /// Manifest problems already logged (each is logged once).
     manifest_problems: BTreeSet<String>,
+    /// What the pods (not mirrors) and static pods want, decoded once per change: uid →
+    /// desired pod.
+    desired: BTreeMap<String, sync::DesiredPod>,
+    /// A sync is scheduled (bursts of changes share one).
+    sync_scheduled: bool,
     /// Whether the informer has listed the pods bound here: before that, an empty `pods`
     /// means "not known yet", and syncing would stop every pod the runtime re-adopted.
     listed: bool,
@@ -119,6 +127,8 @@ impl Kubelet {
             static_pods: BTreeMap::new(),
             manifest_problems: BTreeSet::new(),
             listed: false,
+            desired: BTreeMap::new(),
+            sync_scheduled: false,
         }
     }
 
@@ -137,10 +147,43 @@ impl Kubelet {
                 tracing::warn!(%problem, "static pod manifest");
             }
         }
-        self.static_pods = pods
+        let pods: BTreeMap<String, serde_json::Value> = pods
             .into_iter()
             .filter_map(|p| Some((p["metadata"]["uid"].as_str()?.to_string(), p)))
             .collect();
+        if pods != self.static_pods {
+            for uid in self.static_pods.keys() {
+                self.desired.remove(uid);
+            }
+            for (uid, pod) in &pods {
+                if let Some(wanted) = desired(pod) {
+                    self.desired.insert(uid.clone(), wanted);
+                }
+            }
+            self.static_pods = pods;
+        }
+    }
+
+    /// Records the API's pod (a mirror pod is shown, not run).
+    fn remember(&mut self, uid: String, pod: serde_json::Value) {
+        match desired(&pod).filter(|_| !static_pods::is_mirror(&pod)) {
+            Some(wanted) => self.desired.insert(uid.clone(), wanted),
+            None => self.desired.remove(&uid),
+        };
+        self.pods.insert(uid, pod);
+    }
+
+    /// Syncs soon: changes that arrive together (a burst of watch events, runtime notices)
+    /// share one sync.
+    fn request_sync(&mut self, ctx: &mut Context<Self>) {
+        if self.sync_scheduled {
+            return;
+        }
+        self.sync_scheduled = true;
+        ctx.run_later(SYNC_COALESCE, |kubelet, ctx| {
+            kubelet.sync_scheduled = false;
+            kubelet.sync_pods(ctx);
+        });
     }
 
     /// Every static pod has one current mirror pod; mirrors of nothing, of an older manifest
@@ -213,13 +256,7 @@ impl Kubelet {
         if !self.listed {
             return;
         }
-        let wanted: Vec<_> = self
-            .pods
-            .values()
-            .filter(|p| !static_pods::is_mirror(p))
-            .chain(self.static_pods.values())
-            .filter_map(desired)
-            .collect();
+        let wanted: Vec<_> = self.desired.values().cloned().collect();
         if self.manifests.is_some() {
             self.sync_mirrors(ctx);
         }
@@ -316,7 +353,7 @@ impl Kubelet {
                     kubelet.reported.insert(uid, reported);
                     // The pod may have changed while this report was on its way (a change
                     // seen then was skipped): look again now, not at the next resync.
-                    kubelet.sync_pods(ctx);
+                    kubelet.request_sync(ctx);
                 }
                 Err(error) => tracing::warn!(%uid, %error, "reporting pod status"),
             }
@@ -348,10 +385,12 @@ impl Kubelet {
             match outcome {
                 Ok(_) => {
                     kubelet.pods.remove(&uid);
+                    kubelet.desired.remove(&uid);
                     kubelet.reported.remove(&uid);
                 }
                 Err(error) if error.is_not_found() => {
                     kubelet.pods.remove(&uid);
+                    kubelet.desired.remove(&uid);
                     kubelet.reported.remove(&uid);
                 }
                 Err(error) => tracing::warn!(%uid, %error, "confirming pod deletion"),
@@ -452,24 +491,29 @@ impl Handler<Informed> for Kubelet {
         match informed {
             Informed::Listed(pods) => {
                 self.listed = true;
-                self.pods = pods
-                    .into_iter()
-                    .filter_map(|p| Some((uid(&p)?, p)))
-                    .collect();
+                for uid in std::mem::take(&mut self.pods).into_keys() {
+                    self.desired.remove(&uid);
+                }
+                for pod in pods {
+                    if let Some(uid) = uid(&pod) {
+                        self.remember(uid, pod);
+                    }
+                }
             }
             Informed::Changed(pod) => {
                 if let Some(uid) = uid(&pod) {
-                    self.pods.insert(uid, pod);
+                    self.remember(uid, pod);
                 }
             }
             Informed::Deleted(pod) => {
                 if let Some(uid) = uid(&pod) {
                     self.pods.remove(&uid);
+                    self.desired.remove(&uid);
                     self.reported.remove(&uid);
                 }
             }
         }
-        self.sync_pods(ctx);
+        self.request_sync(ctx);
     }
 }
 
@@ -482,7 +526,7 @@ impl Handler<SyncNow> for Kubelet {
     type Result = ();
 
     fn handle(&mut self, _: SyncNow, ctx: &mut Context<Self>) {
-        self.sync_pods(ctx);
+        self.request_sync(ctx);
     }
 }
 

@@ -638,6 +638,7 @@ impl Worker {
     fn make_sandbox(&mut self) {
         let network = &self.shared.config.network;
         let netns = network.netns_path(&self.record.uid);
+        let making = Instant::now();
         let made = match self.record.ip.parse::<Ipv4Addr>() {
             Ok(ip) => network
                 .add_pod(&self.record.uid, ip)
@@ -647,7 +648,7 @@ impl Worker {
         .and_then(|_| self.write_etc_files());
         match made {
             Ok(()) => {
-                tracing::debug!(pod = %self.record.name, netns = %netns.display(), "sandbox ready");
+                tracing::debug!(pod = %self.record.name, netns = %netns.display(), elapsed = ?making.elapsed(), "sandbox ready");
                 self.record.sandbox_ready = true;
                 self.sandbox_error = None;
             }
@@ -839,7 +840,9 @@ impl Worker {
         };
         let attempt = c.attempts;
         let id = container_id(&self.record.uid, &c.name, attempt);
+        let launching = Instant::now();
         let started = self.launch(&spec, &c, &manifest, &id);
+        tracing::debug!(pod = %self.record.name, container = %c.name, elapsed = ?launching.elapsed(), "launched");
         let c = &mut self.record.containers[index];
         c.image_failures = 0;
         c.attempts += 1;
