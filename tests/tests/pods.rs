@@ -26,11 +26,19 @@ struct Node {
 }
 
 impl Node {
-    fn start(scratch: &NodeScratch, name: &str, cidr: &str, servers: &str) -> Self {
+    fn start(
+        scratch: &NodeScratch,
+        name: &str,
+        cidr: &str,
+        servers: &str,
+        extra: Vec<String>,
+    ) -> Self {
+        let mut flags = scratch.flags();
+        flags.extend(extra);
         let mut node = Self {
             child: Command::new("true").spawn().unwrap(),
             dir: scratch.dir.path().to_path_buf(),
-            flags: scratch.flags(),
+            flags,
             name: name.into(),
             cidr: cidr.into(),
             servers: servers.into(),
@@ -67,7 +75,46 @@ impl Node {
     }
 }
 
-fn import_kubia(dir: &Path) {
+/// One master and one real node (kubia imported into its store unless the test pushes its
+/// own). Fields drop in order: the node first, the scratch directory (and its cleanup) last.
+struct Setup {
+    node: Node,
+    client: ApiClient,
+    servers: String,
+    _cluster: ProcessCluster,
+    scratch: NodeScratch,
+}
+
+impl Setup {
+    /// `prepare` gets the scratch directory before the node starts and returns extra node
+    /// flags.
+    fn start(
+        node: &str,
+        cidr: &str,
+        import: bool,
+        prepare: impl FnOnce(&Path) -> Vec<String>,
+    ) -> Self {
+        let scratch = NodeScratch::new(node);
+        if import {
+            import_kubia(scratch.dir.path());
+        }
+        let extra = prepare(scratch.dir.path());
+        let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
+        let servers = cluster.endpoints().join(",");
+        let client = ApiClient::new(cluster.endpoints());
+        let node = Node::start(&scratch, node, cidr, &servers, extra);
+        Self {
+            node,
+            client,
+            servers,
+            _cluster: cluster,
+            scratch,
+        }
+    }
+}
+
+/// Builds the kubia image's OCI layout under `dir`; returns its path.
+fn build_kubia(dir: &Path) -> PathBuf {
     let layout = dir.join("kubia-layout");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-kubia-image.sh");
     assert!(std::process::Command::new(script)
@@ -75,6 +122,11 @@ fn import_kubia(dir: &Path) {
         .status()
         .unwrap()
         .success());
+    layout
+}
+
+fn import_kubia(dir: &Path) {
+    let layout = build_kubia(dir);
     let out = std::process::Command::new(rudder_binary_beside_tests())
         .args(["image", "import"])
         .arg(&layout)
@@ -254,16 +306,12 @@ async fn delete_and_wait_gone(client: &ApiClient, name: &str, node: &Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_restart_and_leaves_nothing(
 ) {
-    let scratch = NodeScratch::new("pods-a");
-    let dir = &scratch.dir;
-    import_kubia(dir.path());
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let mut node = Node::start(&scratch, "pods-a", "10.244.61.0/24", &servers);
+    let setup = Setup::start("pods-a", "10.244.61.0/24", true, |_| vec![]);
+    let (client, servers, dir) = (&setup.client, &setup.servers, setup.scratch.dir.path());
+    let mut node = setup.node;
 
     let created = create_pod(
-        &client,
+        client,
         pod(
             "kubia",
             "pods-a",
@@ -275,7 +323,7 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     let started = tokio::time::Instant::now();
     let up = until(
-        &client,
+        client,
         "kubia",
         "kubia Running",
         Duration::from_secs(30),
@@ -292,13 +340,13 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let answer = http_get(&ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers on its IP");
     assert!(answer.contains("You've hit kubia"), "{answer}");
 
-    let (ok, logs, err) = rudder(&servers, &["logs", "kubia"]).await;
+    let (ok, logs, err) = rudder(servers, &["logs", "kubia"]).await;
     assert!(ok, "{err}");
     assert!(logs.contains("Received request from"), "logs: {logs:?}");
-    let (ok, hostname, err) = rudder(&servers, &["exec", "kubia", "--", "hostname"]).await;
+    let (ok, hostname, err) = rudder(servers, &["exec", "kubia", "--", "hostname"]).await;
     assert!(ok, "{err}");
     assert_eq!(hostname.trim(), "kubia");
-    let (ok, _, err) = rudder(&servers, &["exec", "kubia", "--", "sh", "-c", "exit 7"]).await;
+    let (ok, _, err) = rudder(servers, &["exec", "kubia", "--", "sh", "-c", "exit 7"]).await;
     assert!(!ok);
     assert!(err.contains("exit code 7"), "{err}");
 
@@ -310,7 +358,7 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
         .contains("You've hit kubia"));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = until(
-        &client,
+        client,
         "kubia",
         "kubia still Running",
         Duration::from_secs(10),
@@ -327,33 +375,29 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     // Deleted: stopped within its grace period (httpd as PID 1 ignores SIGTERM: SIGKILL
     // after 2 s), and nothing of it is left.
     let deleting = tokio::time::Instant::now();
-    delete_and_wait_gone(&client, "kubia", &node).await;
+    delete_and_wait_gone(client, "kubia", &node).await;
     assert!(
         deleting.elapsed() < Duration::from_secs(10),
         "{:?}",
         deleting.elapsed()
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !leftovers(dir.path(), &uid).is_empty() && tokio::time::Instant::now() < deadline {
+    while !leftovers(dir, &uid).is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(leftovers(dir.path(), &uid), Vec::<String>::new());
+    assert_eq!(leftovers(dir, &uid), Vec::<String>::new());
     assert!(http_get(&ip, 8080, "/").is_err(), "the address is gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so() {
-    let scratch = NodeScratch::new("pods-b");
-    let dir = &scratch.dir;
-    import_kubia(dir.path());
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let node = Node::start(&scratch, "pods-b", "10.244.62.0/24", &servers);
+    let setup = Setup::start("pods-b", "10.244.62.0/24", true, |_| vec![]);
+    let (client, servers, dir) = (&setup.client, &setup.servers, setup.scratch.dir.path());
+    let node = setup.node;
 
     let sh = |name: &str, script: &str| json!({ "name": name, "image": "luksa/kubia", "command": ["/bin/sh", "-c", script] });
     create_pod(
-        &client,
+        client,
         pod(
             "crasher",
             "pods-b",
@@ -368,20 +412,20 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
     );
     hog["resources"] = json!({ "limits": { "memory": "16Mi" } });
     create_pod(
-        &client,
+        client,
         pod("hog", "pods-b", hog, json!({ "restartPolicy": "Never" })),
     )
     .await;
     let mut unready = json!({ "name": "unready", "image": "luksa/kubia" });
     unready["readinessProbe"] = json!({ "tcpSocket": { "port": 9999 }, "periodSeconds": 1 });
-    create_pod(&client, pod("unready", "pods-b", unready, json!({}))).await;
+    create_pod(client, pod("unready", "pods-b", unready, json!({}))).await;
     let mut dying = json!({ "name": "dying", "image": "luksa/kubia" });
     dying["livenessProbe"] = json!({
         "httpGet": { "path": "/missing", "port": 8080 }, "periodSeconds": 1, "failureThreshold": 2,
     });
-    create_pod(&client, pod("dying", "pods-b", dying, json!({}))).await;
+    create_pod(client, pod("dying", "pods-b", dying, json!({}))).await;
     create_pod(
-        &client,
+        client,
         pod(
             "ghost",
             "pods-b",
@@ -393,7 +437,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
 
     // Exit 3, restarted with growing backoff: restart counts climb, CrashLoopBackOff waits.
     let looping = until(
-        &client,
+        client,
         "crasher",
         "two restarts and a back-off",
         Duration::from_secs(30),
@@ -412,7 +456,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
         .as_str()
         .unwrap()
         .contains("back-off"));
-    let (ok, table, _) = rudder(&servers, &["get", "pods"]).await;
+    let (ok, table, _) = rudder(servers, &["get", "pods"]).await;
     assert!(ok);
     let row = table
         .lines()
@@ -422,12 +466,12 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
     assert!(row.contains("CrashLoopBackOff"), "{table}");
     let restarts: i64 = row.split_whitespace().nth(3).unwrap().parse().unwrap();
     assert!(restarts >= 2, "{table}");
-    let (ok, previous, _) = rudder(&servers, &["logs", "crasher", "--previous"]).await;
+    let (ok, previous, _) = rudder(servers, &["logs", "crasher", "--previous"]).await;
     assert!(ok && previous.contains("attempt"), "{previous}");
 
     // 64 MiB into a 16 MiB limit: OOM-killed, reported so, not restarted (Never).
     let oom = until(
-        &client,
+        client,
         "hog",
         "hog OOMKilled",
         Duration::from_secs(30),
@@ -440,7 +484,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
 
     // Readiness failing: Running, not Ready.
     let unready = until(
-        &client,
+        client,
         "unready",
         "unready Running",
         Duration::from_secs(30),
@@ -465,7 +509,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
 
     // Liveness failing (404): restarted.
     until(
-        &client,
+        client,
         "dying",
         "a liveness restart",
         Duration::from_secs(30),
@@ -476,7 +520,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
 
     // An image nowhere to be found: ErrImagePull, then ImagePullBackOff, with the reason.
     let ghost = until(
-        &client,
+        client,
         "ghost",
         "ImagePullBackOff",
         Duration::from_secs(30),
@@ -491,23 +535,17 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
     assert!(message.contains("example.org/no/such:image"), "{message}");
 
     for name in ["crasher", "hog", "unready", "dying", "ghost"] {
-        delete_and_wait_gone(&client, name, &node).await;
+        delete_and_wait_gone(client, name, &node).await;
     }
-    let left = std::fs::read_dir(dir.path().join("state/pods"))
-        .unwrap()
-        .count();
+    let left = std::fs::read_dir(dir.join("state/pods")).unwrap().count();
     assert_eq!(left, 0, "pod directories left behind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup_or_address() {
-    let scratch = NodeScratch::new("pods-c");
-    let dir = &scratch.dir;
-    import_kubia(dir.path());
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let node = Node::start(&scratch, "pods-c", "10.244.63.0/24", &servers);
+    let setup = Setup::start("pods-c", "10.244.63.0/24", true, |_| vec![]);
+    let (client, dir) = (&setup.client, setup.scratch.dir.path());
+    let node = setup.node;
     // Ends at once on SIGTERM (a shell as PID 1 only does with a trap).
     let container = json!({ "name": "app", "image": "luksa/kubia",
         "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"] });
@@ -517,13 +555,13 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
         let names: Vec<String> = (0..10).map(|i| format!("cycle-{batch}-{i}")).collect();
         for name in &names {
             let created =
-                create_pod(&client, pod(name, "pods-c", container.clone(), json!({}))).await;
+                create_pod(client, pod(name, "pods-c", container.clone(), json!({}))).await;
             uids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
         }
         let mut addresses = std::collections::BTreeSet::new();
         for name in &names {
             let up = until(
-                &client,
+                client,
                 name,
                 "Running",
                 Duration::from_secs(30),
@@ -539,19 +577,13 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
             "pods started together got distinct addresses"
         );
         for name in &names {
-            delete_and_wait_gone(&client, name, &node).await;
+            delete_and_wait_gone(client, name, &node).await;
         }
     }
     assert_eq!(uids.len(), 100);
-    let mut left: Vec<String> = uids
-        .iter()
-        .flat_map(|uid| leftovers(dir.path(), uid))
-        .collect();
+    let mut left: Vec<String> = uids.iter().flat_map(|uid| leftovers(dir, uid)).collect();
     let shims = std::process::Command::new("pgrep")
-        .args([
-            "-f",
-            &format!("shim create --state-root {}", dir.path().display()),
-        ])
+        .args(["-f", &format!("shim create --state-root {}", dir.display())])
         .output()
         .unwrap();
     left.extend(
@@ -562,13 +594,9 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
     assert_eq!(left, Vec::<String>::new(), "left behind after 100 cycles");
 
     // Every address came back: the next pod gets the first one.
-    create_pod(
-        &client,
-        pod("after", "pods-c", container.clone(), json!({})),
-    )
-    .await;
+    create_pod(client, pod("after", "pods-c", container.clone(), json!({}))).await;
     let after = until(
-        &client,
+        client,
         "after",
         "Running",
         Duration::from_secs(30),
@@ -577,19 +605,15 @@ async fn a_hundred_pods_created_and_deleted_leave_no_veth_namespace_mount_cgroup
     )
     .await;
     assert_eq!(after["status"]["podIP"], "10.244.63.2");
-    delete_and_wait_gone(&client, "after", &node).await;
+    delete_and_wait_gone(client, "after", &node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app() {
-    let scratch = NodeScratch::new("pods-d");
-    let dir = &scratch.dir;
-    import_kubia(dir.path());
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let node = Node::start(&scratch, "pods-d", "10.244.64.0/24", &servers);
-    let host_dir = dir.path().join("host-data");
+    let setup = Setup::start("pods-d", "10.244.64.0/24", true, |_| vec![]);
+    let (client, servers, dir) = (&setup.client, &setup.servers, setup.scratch.dir.path());
+    let node = setup.node;
+    let host_dir = dir.join("host-data");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("from-host"), "hello from the host").unwrap();
     let config_map = json!({ "apiVersion": "v1", "kind": "ConfigMap",
@@ -631,9 +655,9 @@ async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app
                 { "name": "MODE", "value": "test" }],
         "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep 1000 & wait"],
         "readinessProbe": { "exec": { "command": ["cat", "/shared/marker"] }, "periodSeconds": 1 } });
-    create_pod(&client, pod("volumes", "pods-d", app, spec)).await;
+    create_pod(client, pod("volumes", "pods-d", app, spec)).await;
     let ready = until(
-        &client,
+        client,
         "volumes",
         "Ready",
         Duration::from_secs(30),
@@ -673,7 +697,7 @@ async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app
     assert_eq!(exec("cat /host/from-host").await, "hello from the host");
     assert_eq!(exec("echo $POD_NAME $MODE").await, "volumes test");
     let (ok, _, _) = rudder(
-        &servers,
+        servers,
         &[
             "exec",
             "volumes",
@@ -704,10 +728,8 @@ async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app
     const CAP_SYS_ADMIN: u64 = 1 << 21;
     assert_eq!(caps & CAP_SYS_ADMIN, 0, "CAP_SYS_ADMIN dropped");
 
-    delete_and_wait_gone(&client, "volumes", &node).await;
-    let left = std::fs::read_dir(dir.path().join("state/pods"))
-        .unwrap()
-        .count();
+    delete_and_wait_gone(client, "volumes", &node).await;
+    let left = std::fs::read_dir(dir.join("state/pods")).unwrap().count();
     assert_eq!(left, 0);
     assert!(
         host_dir.join("from-host").exists(),
@@ -717,30 +739,25 @@ async fn init_containers_run_first_and_volumes_env_and_exec_probes_reach_the_app
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_pod_runs_from_its_manifest_and_is_mirrored_in_the_api() {
-    let scratch = NodeScratch::new("pods-e");
-    let dir = &scratch.dir;
-    import_kubia(dir.path());
-    let manifests = dir.path().join("manifests");
-    std::fs::create_dir_all(&manifests).unwrap();
-    std::fs::write(
-        manifests.join("web.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: kubia\n    image: luksa/kubia\n",
-    )
-    .unwrap();
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let mut node = Node::start(&scratch, "pods-e", "10.244.65.0/24", &servers);
-    node.flags
-        .extend(["--manifests".to_string(), manifests.display().to_string()]);
-    node.kill_and_restart().await;
+    let setup = Setup::start("pods-e", "10.244.65.0/24", true, |dir| {
+        let manifests = dir.join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(
+            manifests.join("web.yaml"),
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: kubia\n    image: luksa/kubia\n",
+        )
+        .unwrap();
+        vec!["--manifests".into(), manifests.display().to_string()]
+    });
+    let (client, dir, node) = (&setup.client, setup.scratch.dir.path(), &setup.node);
+    let manifests = dir.join("manifests");
 
     let mirror = until(
-        &client,
+        client,
         "web-pods-e",
         "the mirror pod Running",
         Duration::from_secs(30),
-        &node,
+        node,
         running,
     )
     .await;
@@ -762,11 +779,11 @@ async fn a_static_pod_runs_from_its_manifest_and_is_mirrored_in_the_api() {
         .await
         .unwrap();
     let again = until(
-        &client,
+        client,
         "web-pods-e",
         "a new mirror",
         Duration::from_secs(30),
-        &node,
+        node,
         |p| p["metadata"]["uid"] != first_uid && running(p),
     )
     .await;
@@ -783,10 +800,7 @@ async fn a_static_pod_runs_from_its_manifest_and_is_mirrored_in_the_api() {
         .get_object("pods", "default", "web-pods-e")
         .await
         .is_ok()
-        || std::fs::read_dir(dir.path().join("state/pods"))
-            .unwrap()
-            .count()
-            > 0
+        || std::fs::read_dir(dir.join("state/pods")).unwrap().count() > 0
     {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -849,43 +863,36 @@ impl Drop for Registry {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_reason() {
-    let scratch = NodeScratch::new("pods-f");
-    let dir = &scratch.dir;
-    let layout = dir.path().join("kubia-layout");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-kubia-image.sh");
-    assert!(std::process::Command::new(script)
-        .arg(&layout)
-        .status()
-        .unwrap()
-        .success());
-    let registry = Registry::start(dir.path());
-    let pushed = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}", layout.display()))
-        .arg(format!("docker://{}/team/kubia:v1", registry.address))
-        .output()
-        .unwrap();
-    assert!(
-        pushed.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&pushed.stderr)
-    );
-
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
-    let servers = cluster.endpoints().join(",");
-    let client = ApiClient::new(cluster.endpoints());
-    let mut node = Node::start(&scratch, "pods-f", "10.244.66.0/24", &servers);
-    node.flags.extend([
-        "--registries".to_string(),
-        registry.address.clone(),
-        "--insecure-registries".to_string(),
-        registry.address.clone(),
-    ]);
-    node.kill_and_restart().await;
+    let mut registry = None;
+    let setup = Setup::start("pods-f", "10.244.66.0/24", false, |dir| {
+        let layout = build_kubia(dir);
+        let started = Registry::start(dir);
+        let pushed = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("docker://{}/team/kubia:v1", started.address))
+            .output()
+            .unwrap();
+        assert!(
+            pushed.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&pushed.stderr)
+        );
+        let address = started.address.clone();
+        registry = Some(started);
+        vec![
+            "--registries".into(),
+            address.clone(),
+            "--insecure-registries".into(),
+            address,
+        ]
+    });
+    let registry = registry.expect("the registry started");
+    let (client, node) = (&setup.client, &setup.node);
 
     let image = format!("{}/team/kubia:v1", registry.address);
     create_pod(
-        &client,
+        client,
         pod(
             "pulled",
             "pods-f",
@@ -895,11 +902,11 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
     )
     .await;
     let up = until(
-        &client,
+        client,
         "pulled",
         "the pulled pod Running",
         Duration::from_secs(60),
-        &node,
+        node,
         running,
     )
     .await;
@@ -914,7 +921,7 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
 
     let missing = format!("{}/team/nope:v1", registry.address);
     create_pod(
-        &client,
+        client,
         pod(
             "missing",
             "pods-f",
@@ -924,11 +931,11 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
     )
     .await;
     let first = until(
-        &client,
+        client,
         "missing",
         "ErrImagePull",
         Duration::from_secs(30),
-        &node,
+        node,
         |p| container(p)["state"]["waiting"]["reason"] == "ErrImagePull",
     )
     .await;
@@ -938,18 +945,18 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
         .to_string();
     assert!(message.contains("team/nope"), "{message}");
     until(
-        &client,
+        client,
         "missing",
         "ImagePullBackOff",
         Duration::from_secs(30),
-        &node,
+        node,
         |p| container(p)["state"]["waiting"]["reason"] == "ImagePullBackOff",
     )
     .await;
 
     // A registry the node does not pull from is never contacted: the store is its source.
     create_pod(
-        &client,
+        client,
         pod(
             "elsewhere",
             "pods-f",
@@ -959,11 +966,11 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
     )
     .await;
     let elsewhere = until(
-        &client,
+        client,
         "elsewhere",
         "ErrImagePull",
         Duration::from_secs(30),
-        &node,
+        node,
         |p| container(p)["state"]["waiting"]["reason"] == "ErrImagePull",
     )
     .await;
@@ -977,6 +984,6 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
     );
 
     for name in ["pulled", "missing", "elsewhere"] {
-        delete_and_wait_gone(&client, name, &node).await;
+        delete_and_wait_gone(client, name, node).await;
     }
 }
