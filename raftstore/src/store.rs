@@ -788,18 +788,38 @@ impl Store {
     }
 
     /// Runs a membership call, waiting out a change still in progress: openraft runs one at a
-    /// time, and members publish their addresses through such changes at start-up.
-    async fn one_change_at_a_time<F, Fut, T>(&self, call: F) -> Result<(), StoreError>
+    /// time, and members publish their addresses through such changes at start-up. Returns
+    /// once this member's view of the membership (what `members()` reads) shows the change:
+    /// the call itself returns at commit, and the view follows a moment later.
+    async fn one_change_at_a_time<F, Fut>(&self, call: F) -> Result<(), StoreError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<
-            Output = Result<T, RaftError<NodeId, ClientWriteError<NodeId, Member>>>,
+            Output = Result<
+                openraft::raft::ClientWriteResponse<crate::types::TypeConfig>,
+                RaftError<NodeId, ClientWriteError<NodeId, Member>>,
+            >,
         >,
     {
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
             match call().await {
-                Ok(_) => return Ok(()),
+                Ok(response) => {
+                    let changed = response.log_id;
+                    let seen = self
+                        .inner
+                        .raft
+                        .wait(Some(self.inner.options.request_timeout))
+                        .metrics(
+                            |m| m.membership_config.log_id().is_some_and(|id| id >= changed),
+                            "the membership change in this member's view",
+                        )
+                        .await;
+                    if seen.is_err() {
+                        tracing::warn!(log_id = %changed, "a committed membership change is not in this member's view yet");
+                    }
+                    return Ok(());
+                }
                 Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
                     ChangeMembershipError::InProgress(_),
                 ))) if Instant::now() < deadline => {

@@ -721,9 +721,22 @@ async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
         .unwrap();
     cluster.stop(removed).await;
     cluster.converge().await;
-    // A loaded machine may have moved leadership meanwhile: ask whoever leads now.
-    let leader = cluster.leader().await;
-    assert_eq!(cluster.store(leader).members().len(), 3);
+    // A loaded machine may have moved leadership meanwhile: ask whoever leads now, and give
+    // its view of the membership a moment (it follows the commit; a run under load once
+    // showed 4 here).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let leader = loop {
+        let leader = cluster.leader().await;
+        let members = cluster.store(leader).members();
+        if members.len() == 3 {
+            break leader;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "member {removed_id} is still listed 5 s after its removal: {members:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     put(cluster.store(fourth), "after", "removal").await;
     assert_eq!(
         cluster
