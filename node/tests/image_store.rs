@@ -98,3 +98,37 @@ fn a_corrupt_blob_is_refused_and_named() {
         "nothing half-imported is listed"
     );
 }
+
+#[test]
+fn pods_starting_together_all_get_the_whole_layer() {
+    // Two stores on one directory stand for two node processes; four threads each.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("kubia");
+    kubia_layout(&layout);
+    let root = dir.path().join("store");
+    let first = std::sync::Arc::new(ImageStore::open(&root).unwrap());
+    first.import(&layout, Some("luksa/kubia")).unwrap();
+    let second = std::sync::Arc::new(ImageStore::open(&root).unwrap());
+    let manifest = first.resolve("luksa/kubia").unwrap();
+    let unpackers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let manifest = manifest.clone();
+            std::thread::spawn(move || store.layers(&manifest))
+        })
+        .collect();
+    for unpacker in unpackers {
+        let layers = unpacker.join().unwrap().expect("every unpack succeeds");
+        assert!(layers[0].join("bin/busybox").is_file(), "a whole layer");
+        assert!(
+            layers[0].join("www/cgi-bin/index.cgi").is_file(),
+            "a whole layer"
+        );
+    }
+    let leftovers = std::fs::read_dir(root.join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "no temporary unpack is left");
+}

@@ -60,7 +60,14 @@ pub struct StoredImage {
 
 pub struct ImageStore {
     root: PathBuf,
+    /// One layer unpacks at a time in this process (pods starting together need the same
+    /// layers); other processes sharing the store are handled by unique temporary
+    /// directories and an atomic rename that the first finisher wins.
+    unpacking: std::sync::Mutex<()>,
 }
+
+/// Distinguishes the temporary directories of unpacks in flight.
+static UNPACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ImageError {
     let path = path.to_path_buf();
@@ -81,7 +88,10 @@ impl ImageStore {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
         }
-        Ok(Self { root: root.into() })
+        Ok(Self {
+            root: root.into(),
+            unpacking: std::sync::Mutex::new(()),
+        })
     }
 
     fn refs_path(&self) -> PathBuf {
@@ -300,12 +310,15 @@ impl ImageStore {
         let mut dirs = Vec::new();
         for (layer, diff_id) in layers.iter().zip(diff_ids.iter()) {
             let dir = self.root.join("layers").join(hex(diff_id));
+            let _one_at_a_time = self.unpacking.lock().unwrap_or_else(|p| p.into_inner());
             if !dir.exists() {
                 let digest = layer.digest().to_string();
-                let temp = self
-                    .root
-                    .join("tmp")
-                    .join(format!("layer-{}", hex(diff_id)));
+                let unique = UNPACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let temp = self.root.join("tmp").join(format!(
+                    "layer-{}-{}-{unique}",
+                    hex(diff_id),
+                    std::process::id()
+                ));
                 let _ = std::fs::remove_dir_all(&temp);
                 std::fs::create_dir_all(&temp).map_err(io("creating", &temp))?;
                 let blob = std::fs::File::open(self.blob_path(&digest)).map_err(|_| {
@@ -322,7 +335,13 @@ impl ImageStore {
                     digest: digest.clone(),
                     source,
                 })?;
-                std::fs::rename(&temp, &dir).map_err(io("renaming into", &dir))?;
+                if let Err(error) = std::fs::rename(&temp, &dir) {
+                    let _ = std::fs::remove_dir_all(&temp);
+                    // Another process unpacked it first: theirs is complete (renamed whole).
+                    if !dir.exists() {
+                        return Err(io("renaming into", &dir)(error));
+                    }
+                }
             }
             dirs.push(dir);
         }
