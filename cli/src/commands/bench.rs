@@ -91,6 +91,20 @@ pub struct SpawnArgs {
 }
 
 impl SpawnArgs {
+    /// The given endpoints, or (none given) a spawned Rudder cluster's, with the cluster so
+    /// it lives as long as the run.
+    async fn rudder_unless_given(
+        &self,
+        given: &[String],
+    ) -> anyhow::Result<(Option<ProcessCluster>, Vec<String>)> {
+        if !given.is_empty() {
+            return Ok((None, given.to_vec()));
+        }
+        let cluster = self.spawn(Store::Rudder).await?;
+        let endpoints = cluster.endpoints();
+        Ok((Some(cluster), endpoints))
+    }
+
     async fn spawn(&self, store: Store) -> anyhow::Result<ProcessCluster> {
         Ok(match store {
             Store::Rudder => {
@@ -199,14 +213,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 async fn run_pod_startup(args: PodStartupArgs) -> anyhow::Result<()> {
-    let spawned = match args.endpoints.is_empty() {
-        true => Some(args.cluster.spawn(Store::Rudder).await?),
-        false => None,
-    };
-    let endpoints = match &spawned {
-        Some(cluster) => cluster.endpoints(),
-        None => args.endpoints.clone(),
-    };
+    let (spawned, endpoints) = args.cluster.rudder_unless_given(&args.endpoints).await?;
     // A spawned cluster gets one node, hollow or real, ended with the run (kill_on_drop).
     let scratch = tempfile::tempdir()?;
     let node = if spawned.is_some() {
@@ -309,14 +316,7 @@ async fn wait_for_ready_node(endpoints: &[String], node: &str) -> anyhow::Result
 }
 
 async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
-    let spawned = match args.endpoints.is_empty() {
-        true => Some(args.cluster.spawn(Store::Rudder).await?),
-        false => None,
-    };
-    let endpoints = match &spawned {
-        Some(cluster) => cluster.endpoints(),
-        None => args.endpoints.clone(),
-    };
+    let (_spawned, endpoints) = args.cluster.rudder_unless_given(&args.endpoints).await?;
     println!(
         "bench api: {} pods, {} clients, {} masters",
         args.pods,
