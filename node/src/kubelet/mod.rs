@@ -189,37 +189,11 @@ impl Kubelet {
     /// Every static pod has one current mirror pod; mirrors of nothing, of an older manifest
     /// or being deleted through the API go (and are made again).
     fn sync_mirrors(&mut self, ctx: &mut Context<Self>) {
-        let mirrors: Vec<serde_json::Value> = self
-            .pods
-            .values()
-            .filter(|p| static_pods::is_mirror(p))
-            .cloned()
-            .collect();
-        for mirror in &mirrors {
-            let current = static_pods::mirrored_uid(mirror)
-                .is_some_and(|uid| self.static_pods.contains_key(uid));
-            let deleting = !mirror["metadata"]["deletionTimestamp"].is_null();
-            if !current || deleting {
-                let meta = &mirror["metadata"];
-                self.confirm_deletion(
-                    ctx,
-                    meta["namespace"].as_str().unwrap_or_default().to_string(),
-                    meta["name"].as_str().unwrap_or_default().to_string(),
-                    meta["uid"].as_str().unwrap_or_default().to_string(),
-                );
-            }
+        let mirrors = self.pods.values().filter(|p| static_pods::is_mirror(p));
+        let (stale, wanted) = static_pods::mirror_changes(mirrors, &self.static_pods);
+        for mirror in stale {
+            self.confirm_deletion(ctx, mirror.namespace, mirror.name, mirror.uid);
         }
-        let wanted: Vec<(String, serde_json::Value)> = self
-            .static_pods
-            .iter()
-            .filter(|(_, pod)| {
-                !mirrors.iter().any(|m| {
-                    m["metadata"]["namespace"] == pod["metadata"]["namespace"]
-                        && m["metadata"]["name"] == pod["metadata"]["name"]
-                })
-            })
-            .map(|(uid, pod)| (uid.clone(), static_pods::mirror_pod(pod)))
-            .collect();
         for (uid, mirror) in wanted {
             let key = format!("mirror:{uid}");
             if !self.in_flight.insert(key.clone()) {

@@ -3,6 +3,7 @@
 //! Kubernetes: named `<name>-<node>`, annotated `kubernetes.io/config.mirror`; deleting a
 //! mirror pod does not stop its static pod, the kubelet makes a new mirror).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -134,6 +135,51 @@ pub fn mirrored_uid(mirror: &Value) -> Option<&str> {
     mirror["metadata"]["annotations"][MIRROR_ANNOTATION].as_str()
 }
 
+/// A mirror pod to delete for good (namespace, name, its API uid).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleMirror {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// What the API's mirror pods need to match the static pods (uid → pod): mirrors of no
+/// current static pod, or being deleted through the API, go; a static pod without a mirror
+/// (none of its namespace and name) gets one: (static uid, mirror to create).
+pub fn mirror_changes<'a>(
+    mirrors: impl IntoIterator<Item = &'a Value>,
+    static_pods: &BTreeMap<String, Value>,
+) -> (Vec<StaleMirror>, Vec<(String, Value)>) {
+    let mirrors: Vec<&Value> = mirrors.into_iter().collect();
+    let stale = mirrors
+        .iter()
+        .filter(|mirror| {
+            let current = mirrored_uid(mirror).is_some_and(|uid| static_pods.contains_key(uid));
+            !current || !mirror["metadata"]["deletionTimestamp"].is_null()
+        })
+        .map(|mirror| {
+            let meta = &mirror["metadata"];
+            let text = |field: &str| meta[field].as_str().unwrap_or_default().to_string();
+            StaleMirror {
+                namespace: text("namespace"),
+                name: text("name"),
+                uid: text("uid"),
+            }
+        })
+        .collect();
+    let missing = static_pods
+        .iter()
+        .filter(|(_, pod)| {
+            !mirrors.iter().any(|m| {
+                m["metadata"]["namespace"] == pod["metadata"]["namespace"]
+                    && m["metadata"]["name"] == pod["metadata"]["name"]
+            })
+        })
+        .map(|(uid, pod)| (uid.clone(), mirror_pod(pod)))
+        .collect();
+    (stale, missing)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +221,38 @@ mod tests {
         assert!(is_mirror(&mirror));
         assert_eq!(mirrored_uid(&mirror), pod["metadata"]["uid"].as_str());
         assert!(!is_mirror(&pod));
+    }
+
+    #[test]
+    fn mirrors_follow_the_static_pods() {
+        let pod = static_pod(&manifest(), "n1").unwrap();
+        let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+        let statics = BTreeMap::from([(uid.clone(), pod.clone())]);
+        let (stale, missing) = mirror_changes([], &statics);
+        assert!(stale.is_empty());
+        assert_eq!(missing, [(uid.clone(), mirror_pod(&pod))]);
+
+        let mut mirror = mirror_pod(&pod);
+        mirror["metadata"]["uid"] = json!("api-uid");
+        let (stale, missing) = mirror_changes([&mirror], &statics);
+        assert!(stale.is_empty() && missing.is_empty(), "in step");
+
+        let mut deleting = mirror.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("t");
+        let (stale, missing) = mirror_changes([&deleting], &statics);
+        assert_eq!(stale[0].uid, "api-uid");
+        assert!(missing.is_empty(), "a new mirror once the old one is gone");
+
+        let (stale, missing) = mirror_changes([&mirror], &BTreeMap::new());
+        assert_eq!(
+            stale,
+            [StaleMirror {
+                namespace: "default".into(),
+                name: "web-n1".into(),
+                uid: "api-uid".into()
+            }]
+        );
+        assert!(missing.is_empty());
     }
 
     #[test]
