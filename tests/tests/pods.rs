@@ -356,6 +356,9 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     assert!(http_get(&ip, 8080, "/cgi-bin/index.cgi")
         .unwrap()
         .contains("You've hit kubia"));
+    // What must not happen (the new kubelet stopping or restarting the container) has no
+    // event to await: watch for 2 s, in which the new kubelet lists its pods and syncs (a
+    // report of an unchanged status does not change the pod, so it cannot be awaited either).
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = until(
         client,
@@ -492,6 +495,7 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
         running,
     )
     .await;
+    // Readiness must never turn True: watch it for two probe periods.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let unready = client
         .get_object("pods", "default", "unready")
