@@ -1,6 +1,8 @@
 //! [`ApiClient`]: the Rudder API's client for every component that talks to the API server
 //! (CLI, actors, nodes, benchmarks). It knows every master and fails over: a call that cannot
-//! reach a master, or finds it without a quorum, is tried on the next one.
+//! reach a master, or finds it without a quorum, is tried on the next one. Writes are
+//! numbered ([`crate::request_ids`]), so one whose fate is unknown (the connection broke, the
+//! master stopped or timed out) is retried too: the store applies it once.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,6 +14,7 @@ use tonic::{Code, Status};
 
 use crate::api;
 use crate::api::resources_client::ResourcesClient;
+use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
 
 /// How long a unary call may take on one master before the next one is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -73,6 +76,8 @@ pub struct ApiClient {
     /// The master that answered last: calls start there.
     current: AtomicUsize,
     channels: Mutex<Vec<Option<Channel>>>,
+    /// Numbers this client's writes.
+    request_ids: RequestIds,
 }
 
 impl ApiClient {
@@ -83,6 +88,7 @@ impl ApiClient {
             endpoints,
             current: AtomicUsize::new(0),
             channels,
+            request_ids: RequestIds::new(),
         }
     }
 
@@ -123,7 +129,30 @@ impl ApiClient {
         F: Fn(ResourcesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        self.attempt(call, Some(CALL_TIMEOUT)).await
+        self.attempt(call, Some(CALL_TIMEOUT), None).await
+    }
+
+    /// Runs a write (create, update, patch, delete, bind): `call` sends the request it is
+    /// given, which carries this write's number. Besides what [`ApiClient::call`] retries, a
+    /// write is retried on the next master after a broken connection, a stopped master or
+    /// a timeout, for up to [`crate::request_ids::RETRY_HORIZON`]: the store recognises the
+    /// number and applies the write once.
+    pub async fn write<M, T, F, Fut>(&self, message: M, call: F) -> Result<T, ClientError>
+    where
+        M: Clone,
+        F: Fn(ResourcesClient<Channel>, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let ticket = self.request_ids.begin();
+        let numbered = |client| {
+            let mut request = tonic::Request::new(message.clone());
+            if let Ok(value) = ticket.number().to_header().parse() {
+                request.metadata_mut().insert(REQUEST_ID_HEADER, value);
+            }
+            call(client, request)
+        };
+        self.attempt(numbered, Some(CALL_TIMEOUT), Some(&ticket))
+            .await
     }
 
     /// Like [`ApiClient::call`], without a time limit (for watch streams).
@@ -132,10 +161,16 @@ impl ApiClient {
         F: Fn(ResourcesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        self.attempt(call, None).await
+        self.attempt(call, None, None).await
     }
 
-    async fn attempt<T, F, Fut>(&self, call: F, limit: Option<Duration>) -> Result<T, ClientError>
+    /// `write`: the ticket of a numbered write (retried more freely, see [`ApiClient::write`]).
+    async fn attempt<T, F, Fut>(
+        &self,
+        call: F,
+        limit: Option<Duration>,
+        write: Option<&Ticket<'_>>,
+    ) -> Result<T, ClientError>
     where
         F: Fn(ResourcesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
@@ -150,7 +185,7 @@ impl ApiClient {
         let deadline = tokio::time::Instant::now() + FAILOVER_PATIENCE;
         let mut last = String::new();
         loop {
-            match self.round(&call, limit, &mut last).await {
+            match self.round(&call, limit, write, &mut last).await {
                 Some(outcome) => return outcome,
                 None if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(FAILOVER_PAUSE).await;
@@ -169,6 +204,7 @@ impl ApiClient {
         &self,
         call: &F,
         limit: Option<Duration>,
+        write: Option<&Ticket<'_>>,
         last: &mut String,
     ) -> Option<Result<T, ClientError>>
     where
@@ -177,6 +213,8 @@ impl ApiClient {
     {
         let count = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
+        // A numbered write whose fate is unknown may go to the next master, within the horizon.
+        let may_retry_unknown = write.is_some_and(|ticket| ticket.may_retry());
         for offset in 0..count {
             let index = (start + offset) % count;
             let channel = match self.channel(index) {
@@ -192,6 +230,15 @@ impl ApiClient {
             let outcome = match limit {
                 Some(limit) => match tokio::time::timeout(limit, call(client)).await {
                     Ok(outcome) => outcome,
+                    Err(_) if may_retry_unknown => {
+                        *last = format!(
+                            "{}: no answer in {} s",
+                            self.endpoints[index],
+                            limit.as_secs()
+                        );
+                        self.forget(index);
+                        continue;
+                    }
                     Err(_) => {
                         // The request may have been applied: trying elsewhere could apply
                         // it twice, so the caller decides.
@@ -216,7 +263,9 @@ impl ApiClient {
                     self.current.store(index, Ordering::Relaxed);
                     return Some(Ok(response.into_inner()));
                 }
-                Err(status) if is_retryable(&status) => {
+                Err(status)
+                    if is_retryable(&status) || (may_retry_unknown && is_unknown_fate(&status)) =>
+                {
                     *last = format!("{}: {}", self.endpoints[index], status.message());
                     self.forget(index);
                 }
@@ -265,10 +314,10 @@ impl ApiClient {
             ..Default::default()
         };
         let created = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.create(request).await }
-            })
+            .write(
+                request,
+                |mut c, request| async move { c.create(request).await },
+            )
             .await?;
         decode(&created.json)
     }
@@ -291,14 +340,11 @@ impl ApiClient {
             ..Default::default()
         };
         let updated = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if status {
-                        c.update_status(request).await
-                    } else {
-                        c.update(request).await
-                    }
+            .write(request, |mut c, request| async move {
+                if status {
+                    c.update_status(request).await
+                } else {
+                    c.update(request).await
                 }
             })
             .await?;
@@ -323,10 +369,10 @@ impl ApiClient {
             status,
         };
         let patched = self
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.patch(request).await }
-            })
+            .write(
+                request,
+                |mut c, request| async move { c.patch(request).await },
+            )
             .await?;
         decode(&patched.json)
     }
@@ -335,10 +381,10 @@ impl ApiClient {
         &self,
         request: api::DeleteRequest,
     ) -> Result<api::DeleteResponse, ClientError> {
-        self.call(|mut c| {
-            let request = request.clone();
-            async move { c.delete(request).await }
-        })
+        self.write(
+            request,
+            |mut c, request| async move { c.delete(request).await },
+        )
         .await
     }
 
@@ -373,4 +419,14 @@ pub fn is_retryable(status: &Status) -> bool {
     status.code() == Code::Unavailable
         && (status.message().contains("no leader is available")
             || status.message().contains("this member has stopped"))
+}
+
+/// Whether a numbered write's fate is unknown, so that sending it again is how to learn it:
+/// no API server answered (the connection failed, or broke after sending: tonic says
+/// Unavailable or Unknown "transport error"; an API server always sends a `Status`), or
+/// the API server said the store is unavailable (no leader, a leader lost mid-write, a
+/// store timeout).
+fn is_unknown_fate(status: &Status) -> bool {
+    let from_api_server = !status.details().is_empty();
+    !from_api_server || status.code() == Code::Unavailable
 }

@@ -10,6 +10,7 @@
 //!   openraft message, so this crate does not depend on openraft.
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
+//! - [`request_ids`]: numbering writes so that a retried one is applied once.
 //! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`), parsed exactly; the API
 //!   server validates them, the node turns limits into cgroup values.
 //!
@@ -20,6 +21,7 @@
 
 pub mod client;
 pub mod quantity;
+pub mod request_ids;
 
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");

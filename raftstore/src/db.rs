@@ -8,6 +8,9 @@
 //! | `leases` | lease id (i64 BE) | lease |
 //! | `sm` | `applied`, `membership`, `revision`, `compact`, `members_ever`, `cluster_id` | state-machine metadata |
 //! | `snapshot` | `current` | the last built or installed snapshot |
+//! | `sessions` | `c`; `s`+client; `o`+client+seq+part | the request table's clock, sessions, outcomes ([`crate::sessions`]) |
+//!
+//! `raft`/`format` holds the data directory's format version (see [`crate::format`]).
 //!
 //! Sharing one WAL means a synced write also makes every earlier write durable. That is what
 //! lets the state machine write without its own fsync: the log entries it applies were synced
@@ -31,8 +34,17 @@ pub const CF_MVCC: &str = "mvcc";
 pub const CF_LEASES: &str = "leases";
 pub const CF_SM: &str = "sm";
 pub const CF_SNAPSHOT: &str = "snapshot";
+pub const CF_SESSIONS: &str = "sessions";
 
-const FAMILIES: [&str; 6] = [CF_LOGS, CF_RAFT, CF_MVCC, CF_LEASES, CF_SM, CF_SNAPSHOT];
+const FAMILIES: [&str; 7] = [
+    CF_LOGS,
+    CF_RAFT,
+    CF_MVCC,
+    CF_LEASES,
+    CF_SM,
+    CF_SNAPSHOT,
+    CF_SESSIONS,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {

@@ -41,6 +41,8 @@ pub enum KvError {
     NegativeRevision { revision: Revision },
     #[error("key {key:?} not found: ignore_value and ignore_lease need an existing key")]
     KeyNotFound { key: String },
+    #[error("request {seq} of client {client:x} came again after the store forgot its earlier attempt (the client had moved on, or was idle too long): it may or may not have been applied; read before writing again")]
+    OutcomeForgotten { client: u64, seq: u64 },
 }
 
 /// Renders a key for an error message: as text when it is UTF-8, else escaped.

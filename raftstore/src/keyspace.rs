@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::kv::{Event, Revision};
 use crate::mvcc::Mvcc;
+use crate::sessions::Sessions;
 use crate::types::{LogId, NodeId, StoredMembership};
 
 /// How many applied revisions the feed buffers for a slow watcher before it falls back to
@@ -34,6 +35,8 @@ pub struct SmMeta {
 pub struct Replicated {
     pub mvcc: Mvcc,
     pub meta: SmMeta,
+    /// Recently applied client requests, so that a retried one applies once.
+    pub sessions: Sessions,
 }
 
 /// What the feed carries.

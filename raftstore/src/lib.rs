@@ -13,8 +13,11 @@
 //!
 //! - [`kv`]: the request/response types (etcd's model in plain Rust).
 //! - [`mvcc`]: the pure keyspace: revisions, versions, txn, compaction, leases, hash.
+//! - [`sessions`]: exactly-once writes: the pure table of recently applied client requests
+//!   (every write carries a request tag; a retry is answered with the first outcome).
 //! - [`validate`]: request limits and shape checks before anything reaches the log.
-//! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft.
+//! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft;
+//!   [`format`]: the data directory's format version and migrations.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
 //! - [`network`]: peer RPCs and request forwarding; [`proposer`]: group proposal of writes
@@ -30,6 +33,7 @@ pub mod compaction;
 pub mod db;
 pub mod error;
 pub mod etcd;
+pub mod format;
 pub mod keyspace;
 pub mod kv;
 pub mod lease;
@@ -38,6 +42,7 @@ pub mod mvcc;
 pub mod network;
 pub mod proposer;
 pub mod server;
+pub mod sessions;
 pub mod state_machine;
 pub mod store;
 pub mod types;

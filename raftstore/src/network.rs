@@ -26,9 +26,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::codec;
-use crate::kv::{Command, LeaseId, LeaseTimeToLive};
+use crate::kv::{LeaseId, LeaseTimeToLive};
 use crate::store::{Store, StoreError};
-use crate::types::{Member, NodeId, Outcome, Raft, TypeConfig};
+use crate::types::{Member, NodeId, Outcome, Raft, Request as Write, TypeConfig};
 
 /// Peer messages can carry many log entries or a snapshot chunk: allow large ones.
 pub const PEER_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -36,7 +36,8 @@ pub const PEER_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
 /// A client request a follower hands to the leader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ForwardRequest {
-    Write(Command),
+    /// A write, with the tag its every retry carries.
+    Write(Write),
     /// "Which log index must I apply before a linearizable read?"
     ReadIndex,
     LeaseKeepAlive(LeaseId),
@@ -275,6 +276,11 @@ impl RaftPeer for PeerService {
         let forwarded: ForwardRequest = decode_request(request)?;
         let result: Result<ForwardResponse, StoreError> =
             self.store.serve_forwarded(forwarded).await;
+        // Failpoint for tests and chaos runs: the request was served, the reply is lost on
+        // the way back (as when the connection breaks), so the sender cannot tell.
+        fail::fail_point!("forward-reply-lost", |_| Err(Status::unavailable(
+            "connection reset after the request was served (failpoint forward-reply-lost)"
+        )));
         encode_response(&result)
     }
 }

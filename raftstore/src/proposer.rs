@@ -5,9 +5,10 @@
 //!
 //! ```text
 //!  propose(cmd) ─► queue ─► take everything waiting (≤ MAX_BATCH, ≤ MAX_BATCH_BYTES)
-//!                            └─► Raft entry Proposal{commands} ─► outcomes, in order ─► callers
+//!                            └─► Raft entry Proposal{requests} ─► outcomes, in order ─► callers
 //! ```
-//! At most `MAX_IN_FLIGHT` entries are being committed at a time.
+//! At most `MAX_IN_FLIGHT` entries are being committed at a time. Each request keeps its own
+//! tag inside the batch, so a retry of any one of them is recognised alone.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +16,17 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::kv::Command;
-use crate::types::{Member, Outcome, Proposal, Raft};
+use crate::types::{Member, Outcome, Proposal, Raft, Request};
 use crate::validate::command_size;
 
 const MAX_BATCH: usize = 512;
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 const MAX_IN_FLIGHT: usize = 8;
 
-/// Why a command was not committed here.
+/// Why a command was not committed here. None of these says it was not applied: openraft
+/// reports a lost leadership also for an entry it already replicated (the next leader may
+/// commit it), and a timed-out or stopped proposal may still be committed. A caller may
+/// propose again only with the same request tag (see `crate::sessions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
     /// This member does not lead; the leader, if known.
@@ -35,7 +38,7 @@ pub enum Rejected {
 }
 
 struct Pending {
-    command: Command,
+    request: Request,
     reply: oneshot::Sender<Result<Outcome, Rejected>>,
 }
 
@@ -54,10 +57,10 @@ impl Proposer {
         Self { queue }
     }
 
-    pub async fn propose(&self, command: Command) -> Result<Outcome, Rejected> {
+    pub async fn propose(&self, request: Request) -> Result<Outcome, Rejected> {
         let (reply, outcome) = oneshot::channel();
         self.queue
-            .send(Pending { command, reply })
+            .send(Pending { request, reply })
             .map_err(|_| Rejected::Stopped)?;
         outcome.await.map_err(|_| Rejected::Stopped)?
     }
@@ -70,11 +73,11 @@ async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>, timeout:
             return;
         };
         // Everything that queued up while a slot was busy goes into this entry.
-        let mut bytes = command_size(&first.command);
+        let mut bytes = command_size(&first.request.command);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
             let Ok(next) = waiting.try_recv() else { break };
-            bytes += command_size(&next.command);
+            bytes += command_size(&next.request.command);
             batch.push(next);
         }
         let raft = raft.clone();
@@ -86,11 +89,15 @@ async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>, timeout:
 }
 
 async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
-    let (commands, replies): (Vec<Command>, Vec<_>) = batch
+    let (requests, replies): (Vec<Request>, Vec<_>) = batch
         .into_iter()
-        .map(|pending| (pending.command, pending.reply))
+        .map(|pending| (pending.request, pending.reply))
         .unzip();
-    let written = tokio::time::timeout(timeout, raft.client_write(Proposal { commands })).await;
+    let proposal = Proposal {
+        at_ms: wall_clock_ms(),
+        requests,
+    };
+    let written = tokio::time::timeout(timeout, raft.client_write(proposal)).await;
     let Ok(written) = written else {
         tracing::warn!(
             commands = replies.len(),
@@ -103,6 +110,14 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         return;
     };
     match written {
+        // Failpoint for tests: the entry was committed, but openraft answers as if this
+        // member had lost leadership first — as it does for an entry it appended and
+        // replicated before stepping down, which the next leader then commits.
+        Ok(_) if fail::eval("proposal-answer-lost", |_| ()).is_some() => {
+            for reply in replies {
+                let _ = reply.send(Err(Rejected::NotLeader(None)));
+            }
+        }
         Ok(response) => {
             for (reply, outcome) in replies.into_iter().zip(response.data.outcomes) {
                 let _ = reply.send(Ok(outcome));
@@ -122,6 +137,14 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
             }
         }
     }
+}
+
+/// This leader's wall clock: the time the log carries (see [`Proposal::at_ms`]).
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Batched ReadIndex: linearizable reads that arrive while a leadership check is under way

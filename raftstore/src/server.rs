@@ -75,6 +75,8 @@ pub struct MemberConfig {
 pub enum ServerError {
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Format(#[from] crate::format::FormatError),
     #[error("creating the data directory {path:?}")]
     DataDir {
         path: PathBuf,
@@ -153,6 +155,7 @@ impl RunningMember {
             source,
         })?;
         let db = Db::open(&config.data_dir.join("db"))?;
+        crate::format::open(&db)?;
         let peer_addr = peer_listener
             .local_addr()
             .map_err(|source| ServerError::Bind {

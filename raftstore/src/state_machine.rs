@@ -12,9 +12,10 @@ use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
+use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SESSIONS, CF_SM, CF_SNAPSHOT};
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
+use crate::sessions::{apply_request, RequestId, Session, SessionMeta, SessionWrite, Sessions};
 use crate::types::*;
 
 /// The payload of a Raft snapshot: the whole replicated state.
@@ -23,12 +24,63 @@ pub struct SnapshotImage {
     pub mvcc: MvccImage,
     pub members_ever: BTreeSet<NodeId>,
     pub cluster_id: u64,
+    /// The request table travels with the state, so a member that installs a snapshot
+    /// (and then leads) still recognises a retry of a request applied before it.
+    pub sessions: Sessions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta,
-    data: Vec<u8>,
+pub(crate) struct StoredSnapshot {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) data: Vec<u8>,
+}
+
+/// Keys of the `sessions` column family.
+mod session_keys {
+    use crate::sessions::RequestId;
+
+    pub const CLOCK: &[u8] = b"c";
+
+    pub fn session(client: u64) -> Vec<u8> {
+        [&b"s"[..], &client.to_be_bytes()].concat()
+    }
+
+    pub fn outcome(id: RequestId) -> Vec<u8> {
+        [
+            &b"o"[..],
+            &id.client.to_be_bytes(),
+            &id.seq.to_be_bytes(),
+            &id.part.to_be_bytes(),
+        ]
+        .concat()
+    }
+
+    /// Every outcome key of `client`: `[start, end)`.
+    pub fn outcomes_of(client: u64) -> (Vec<u8>, Vec<u8>) {
+        let start = [&b"o"[..], &client.to_be_bytes()].concat();
+        let end = match client.checked_add(1) {
+            Some(next) => [&b"o"[..], &next.to_be_bytes()].concat(),
+            None => b"p".to_vec(),
+        };
+        (start, end)
+    }
+
+    pub fn parse_session(key: &[u8]) -> Option<u64> {
+        let rest = key.strip_prefix(b"s")?;
+        Some(u64::from_be_bytes(rest.try_into().ok()?))
+    }
+
+    pub fn parse_outcome(key: &[u8]) -> Option<RequestId> {
+        let rest = key.strip_prefix(b"o")?;
+        if rest.len() != 20 {
+            return None;
+        }
+        Some(RequestId {
+            client: u64::from_be_bytes(rest[..8].try_into().ok()?),
+            seq: u64::from_be_bytes(rest[8..16].try_into().ok()?),
+            part: u32::from_be_bytes(rest[16..].try_into().ok()?),
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +142,12 @@ impl StateMachine {
             versions,
             leases,
         });
-        let keyspace = Arc::new(Keyspace::new(Replicated { mvcc, meta }));
+        let sessions = load_sessions(&db)?;
+        let keyspace = Arc::new(Keyspace::new(Replicated {
+            mvcc,
+            meta,
+            sessions,
+        }));
         Ok((
             Self {
                 db,
@@ -134,6 +191,60 @@ impl StateMachine {
         Ok(())
     }
 
+    fn persist_sessions(
+        &self,
+        batch: &mut WriteBatch,
+        writes: &[SessionWrite],
+    ) -> Result<(), DbError> {
+        fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, DbError> {
+            codec::encode(value).map_err(|source| DbError::Encode {
+                what: "sessions",
+                source,
+            })
+        }
+        let cf = self.db.cf(CF_SESSIONS);
+        for write in writes {
+            match write {
+                SessionWrite::Clock(ms) => batch.put_cf(cf, session_keys::CLOCK, encode(ms)?),
+                SessionWrite::Meta(client, meta) => {
+                    batch.put_cf(cf, session_keys::session(*client), encode(meta)?)
+                }
+                SessionWrite::Outcome(id, outcome) => {
+                    batch.put_cf(cf, session_keys::outcome(*id), encode(outcome)?)
+                }
+                SessionWrite::ForgetOutcome(id) => batch.delete_cf(cf, session_keys::outcome(*id)),
+                SessionWrite::ForgetSession(client) => {
+                    batch.delete_cf(cf, session_keys::session(*client));
+                    let (start, end) = session_keys::outcomes_of(*client);
+                    batch.delete_range_cf(cf, start, end);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the persisted request table with `sessions` (snapshot install).
+    fn persist_whole_table(
+        &self,
+        batch: &mut WriteBatch,
+        sessions: &Sessions,
+    ) -> Result<(), DbError> {
+        batch.delete_range_cf(self.db.cf(CF_SESSIONS), [0u8], [0xffu8]);
+        let mut writes = vec![SessionWrite::Clock(sessions.clock_ms())];
+        for (client, session) in sessions.sessions() {
+            writes.push(SessionWrite::Meta(*client, session.meta.clone()));
+            for ((seq, part), outcome) in &session.outcomes {
+                let id = RequestId {
+                    client: *client,
+                    seq: *seq,
+                    part: *part,
+                };
+                writes.push(SessionWrite::Outcome(id, outcome.clone()));
+            }
+        }
+        self.persist_sessions(batch, &writes)
+    }
+
     fn persist_meta(&self, batch: &mut WriteBatch, state: &Replicated) -> Result<(), DbError> {
         self.db.put_in(batch, CF_SM, "meta", &state.meta)?;
         let revisions = (state.mvcc.revision(), state.mvcc.compact_revision());
@@ -151,6 +262,37 @@ impl StateMachine {
     ) -> Result<(), DbError> {
         self.db.put_in(batch, CF_SNAPSHOT, "current", snapshot)
     }
+}
+
+/// Reads the request table back from the `sessions` column family.
+fn load_sessions(db: &Db) -> Result<Sessions, DbError> {
+    let read = |source| DbError::Read {
+        what: "sessions",
+        source,
+    };
+    let decode = |source| DbError::Decode {
+        what: "sessions",
+        source,
+    };
+    let mut clock_ms = 0;
+    let mut sessions: std::collections::BTreeMap<u64, Session> = Default::default();
+    for item in db
+        .raw()
+        .iterator_cf(db.cf(CF_SESSIONS), IteratorMode::Start)
+    {
+        let (key, value) = item.map_err(read)?;
+        if &*key == session_keys::CLOCK {
+            clock_ms = codec::decode(&value).map_err(decode)?;
+        } else if let Some(client) = session_keys::parse_session(&key) {
+            let meta: SessionMeta = codec::decode(&value).map_err(decode)?;
+            sessions.entry(client).or_default().meta = meta;
+        } else if let Some(id) = session_keys::parse_outcome(&key) {
+            let outcome: Outcome = codec::decode(&value).map_err(decode)?;
+            let session = sessions.entry(id.client).or_default();
+            session.outcomes.insert((id.seq, id.part), outcome);
+        }
+    }
+    Ok(Sessions::restore(clock_ms, sessions))
 }
 
 /// A cluster id every member derives alike from the first membership entry.
@@ -183,23 +325,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
         let mut published = Vec::new();
+        let mut session_writes = Vec::new();
         let mut state = self.keyspace.write();
         for entry in entries {
             state.meta.applied = Some(entry.log_id);
             let outcomes = match entry.payload {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(proposal) => {
-                    let mut outcomes = Vec::with_capacity(proposal.commands.len());
-                    for command in &proposal.commands {
-                        let (result, effects) = state.mvcc.apply(command);
+                    let Replicated { mvcc, sessions, .. } = &mut *state;
+                    sessions.tick(proposal.at_ms, &mut session_writes);
+                    let mut outcomes = Vec::with_capacity(proposal.requests.len());
+                    for request in &proposal.requests {
+                        let (outcome, effects) =
+                            apply_request(mvcc, sessions, request, &mut session_writes);
                         self.persist_effects(&mut batch, &effects)
                             .map_err(sm_error)?;
-                        let revision = state.mvcc.revision();
                         if !effects.events.is_empty() {
-                            let events = effects.events;
-                            published.push(FeedItem::Revision { revision, events });
+                            published.push(FeedItem::Revision {
+                                revision: outcome.revision,
+                                events: effects.events,
+                            });
                         }
-                        outcomes.push(Outcome { revision, result });
+                        outcomes.push(outcome);
                     }
                     outcomes
                 }
@@ -215,6 +362,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             replies.push(Applied { outcomes });
         }
+        self.persist_sessions(&mut batch, &session_writes)
+            .map_err(sm_error)?;
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         // Unsynced on purpose: see `db` (the applied entries are already durable in the log).
         self.db.write_unsynced(batch).map_err(sm_error)?;
@@ -257,6 +406,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let bytes = codec::encode(version).map_err(sm_error)?;
             batch.put_cf(mvcc_cf, rev.to_bytes(), bytes);
         }
+        self.persist_whole_table(&mut batch, &image.sessions)
+            .map_err(sm_error)?;
         let mut state = self.keyspace.write();
         *state = Replicated {
             mvcc: Mvcc::restore(image.mvcc),
@@ -266,6 +417,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 members_ever: image.members_ever,
                 cluster_id: image.cluster_id,
             },
+            sessions: image.sessions,
         };
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         let stored = StoredSnapshot {
@@ -299,6 +451,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 mvcc: state.mvcc.image(),
                 members_ever: state.meta.members_ever.clone(),
                 cluster_id: state.meta.cluster_id,
+                sessions: state.sessions.clone(),
             };
             let snapshot_id = match state.meta.applied {
                 Some(applied) => format!(

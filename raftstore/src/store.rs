@@ -5,6 +5,12 @@
 //! them over the peer port); linearizable reads confirm the leader's read index first (a
 //! follower asks the leader for it, then waits until it has applied that far); serializable
 //! reads are served from the local replica.
+//!
+//! One client request, at most one application: every write carries a request tag (the
+//! caller's, or this store's own numbering), and every retry below — to the next leader,
+//! after a lost reply, after losing leadership mid-proposal — carries the same tag, so the
+//! state machine answers a repeat with the first outcome (`crate::sessions`). Which failures
+//! are retried is decided in `on_leader` and `forward`, and said there.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +19,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use rudder_proto::raft::RaftPayload;
+use rudder_proto::request_ids::{RequestIds, RETRY_HORIZON};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -22,7 +29,8 @@ use crate::kv::*;
 use crate::lease::LeaseClock;
 use crate::network::{ForwardRequest, ForwardResponse, PeerClients};
 use crate::proposer::{Proposer, ReadIndexer, Rejected};
-use crate::types::{Member, NodeId, Outcome, Raft};
+use crate::sessions::RequestTag;
+use crate::types::{Member, NodeId, Outcome, Raft, Request};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
 
@@ -35,7 +43,7 @@ pub enum StoreError {
     NoLeader,
     #[error("the leader {leader} could not be reached ({reason}); the request may or may not have been applied")]
     LeaderUnreachable { leader: String, reason: String },
-    #[error("request timed out after {millis} ms waiting for the cluster")]
+    #[error("request timed out after {millis} ms waiting for the cluster; a write may or may not have been applied")]
     Timeout { millis: u64 },
     #[error("this member has stopped")]
     Stopped,
@@ -114,6 +122,8 @@ struct Inner {
     peers: PeerClients,
     proposer: Proposer,
     read_indexer: ReadIndexer,
+    /// This member's numbering of the writes it makes for callers that bring no tag.
+    request_ids: RequestIds,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -142,6 +152,7 @@ impl Store {
             options,
             leases: Mutex::new(LeaseClock::default()),
             peers,
+            request_ids: RequestIds::new(),
             db_size,
         };
         Self {
@@ -209,9 +220,22 @@ impl Store {
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<(Header, TxnResponse), StoreError> {
-        match self.propose(Command::Txn(req)).await? {
-            (header, CommandResult::Txn(response)) => Ok((header, response)),
-            (_, other) => unreachable!("txn answered with {other:?}"),
+        self.txn_as(req, None)
+            .await
+            .map(|(header, response, _)| (header, response))
+    }
+
+    /// A transaction made on behalf of a client request `tag` (the API server passes its
+    /// clients' request numbers): a repeat of the tag is answered with the first outcome,
+    /// and the returned flag says so (`true`: this call changed nothing).
+    pub async fn txn_as(
+        &self,
+        req: TxnRequest,
+        tag: Option<RequestTag>,
+    ) -> Result<(Header, TxnResponse, bool), StoreError> {
+        match self.propose_as(Command::Txn(req), tag).await? {
+            (header, CommandResult::Txn(response), replayed) => Ok((header, response, replayed)),
+            (_, other, _) => unreachable!("txn answered with {other:?}"),
         }
     }
 
@@ -221,21 +245,49 @@ impl Store {
 
     /// Validates, commits through Raft, and returns the command's result.
     pub async fn propose(&self, command: Command) -> Result<(Header, CommandResult), StoreError> {
-        check_command(&command, self.limits())?;
-        let outcome = self.write(command).await?;
-        let header = self.header_at(outcome.revision);
-        Ok((header, outcome.result?))
+        let (header, result, _) = self.propose_as(command, None).await?;
+        Ok((header, result))
     }
 
-    async fn write(&self, command: Command) -> Result<Outcome, StoreError> {
+    /// [`Store::propose`] for a client request `tag` (`None`: this member numbers it);
+    /// also says whether the answer is the stored outcome of an earlier application.
+    pub async fn propose_as(
+        &self,
+        command: Command,
+        tag: Option<RequestTag>,
+    ) -> Result<(Header, CommandResult, bool), StoreError> {
+        check_command(&command, self.limits())?;
+        let outcome = match tag {
+            Some(tag) => self.write(command, tag).await?,
+            None => {
+                let ticket = self.inner.request_ids.begin();
+                self.write(command, RequestTag::new(ticket.number(), 0))
+                    .await?
+            }
+        };
+        let header = self.header_at(outcome.revision);
+        Ok((header, outcome.result?, outcome.replayed))
+    }
+
+    /// Commits one tagged write. Every attempt carries the same tag, which is what makes
+    /// retrying safe after any of the failures that leave its fate unknown: "not leader"
+    /// from openraft (the entry may be replicated and committed by the next leader), a
+    /// forward that broke after it was sent, a leader that stopped mid-proposal.
+    async fn write(&self, command: Command, tag: RequestTag) -> Result<Outcome, StoreError> {
         let timeout_ms = self.inner.options.request_timeout.as_millis() as u64;
-        let request = ForwardRequest::Write(command.clone());
-        self.on_leader(request, || async {
-            match self.inner.proposer.propose(command.clone()).await {
+        let request = Request {
+            command,
+            tag: Some(tag),
+        };
+        let forwarded = ForwardRequest::Write(request.clone());
+        self.on_leader(forwarded, || async {
+            match self.inner.proposer.propose(request.clone()).await {
                 Ok(outcome) => Ok(Attempt::Done(outcome)),
                 Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
                 Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
                 Err(Rejected::Stopped) => Err(StoreError::Stopped),
+                // Still in the leader's pipeline: it may commit. The caller hears "may or
+                // may not"; its own retry with the same tag would still apply once.
                 Err(Rejected::TimedOut) => Err(StoreError::Timeout { millis: timeout_ms }),
             }
         })
@@ -292,7 +344,10 @@ impl Store {
     }
 
     /// Runs `local` on this member if it leads; otherwise forwards `request` to the leader.
-    /// Retries while there is no leader, until the request timeout.
+    /// Retries while there is no leader, until the request timeout (never past
+    /// [`RETRY_HORIZON`]). A forward that failed before or after it was sent (`NoLeader`,
+    /// `LeaderUnreachable`) is tried again: every request that goes through here is a read,
+    /// an idempotent lease or membership call, or a tagged write.
     async fn on_leader<T, F, Fut>(
         &self,
         request: ForwardRequest,
@@ -302,7 +357,7 @@ impl Store {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<Attempt<T>, StoreError>>,
     {
-        let timeout = self.inner.options.request_timeout;
+        let timeout = self.inner.options.request_timeout.min(RETRY_HORIZON);
         let deadline = Instant::now() + timeout;
         let mut last_error;
         loop {
@@ -351,28 +406,25 @@ impl Store {
             .map_err(|_| StoreError::Timeout {
                 millis: self.inner.options.request_timeout.as_millis() as u64,
             })?
-            .map_err(|status| {
-                if status.code() == tonic::Code::Unavailable {
-                    // Not connected: nothing was sent, so retrying is safe.
-                    StoreError::NoLeader
-                } else {
-                    unreachable(status.message().to_owned())
-                }
-            })?;
+            // tonic says Unavailable both when it could not connect and when the connection
+            // broke after the request went out: the request may have been served.
+            .map_err(|status| unreachable(format!("{:?}: {}", status.code(), status.message())))?;
         let result: Result<ForwardResponse, StoreError> =
             codec::decode(&reply.into_inner().data).map_err(|e| unreachable(e.to_string()))?;
         result
     }
 
     /// Serves a request another member forwarded here because it believed this member leads.
-    /// Never forwards again: a member that no longer leads says so and the sender retries.
+    /// Never forwards again: a member that no longer leads says so and the sender retries
+    /// (a write with the same tag, so an entry this member replicated before it lost
+    /// leadership is not applied twice).
     pub async fn serve_forwarded(
         &self,
         request: ForwardRequest,
     ) -> Result<ForwardResponse, StoreError> {
         let not_leader = || StoreError::NoLeader;
         match request {
-            ForwardRequest::Write(command) => match self.inner.proposer.propose(command).await {
+            ForwardRequest::Write(request) => match self.inner.proposer.propose(request).await {
                 Ok(outcome) => Ok(ForwardResponse::Written(outcome)),
                 Err(Rejected::NotLeader(_)) => Err(not_leader()),
                 Err(Rejected::Stopped) => Err(StoreError::Stopped),
@@ -596,12 +648,13 @@ impl Store {
             clock.expired(now)
         };
         for id in expired {
-            match self
-                .inner
-                .proposer
-                .propose(Command::LeaseRevoke { id })
-                .await
-            {
+            // Untagged and never retried: a revoke this round could not make is decided
+            // again next round from the replicated state.
+            let revoke = Request {
+                command: Command::LeaseRevoke { id },
+                tag: None,
+            };
+            match self.inner.proposer.propose(revoke).await {
                 Ok(_) => tracing::debug!(lease = id, "lease expired and was revoked"),
                 Err(rejected) => {
                     tracing::debug!(
@@ -644,9 +697,11 @@ impl Store {
             member: member.clone(),
             learner,
         };
-        self.membership_call(request, || {
-            self.add_member_local(id, member.clone(), learner)
-        })
+        self.membership_call(
+            request,
+            || self.add_member_local(id, member.clone(), learner),
+            |_| false,
+        )
         .await
     }
 
@@ -656,8 +711,12 @@ impl Store {
             id,
             member: member.clone(),
         };
-        self.membership_call(request, || self.set_member_local(id, member.clone()))
-            .await
+        self.membership_call(
+            request,
+            || self.set_member_local(id, member.clone()),
+            |_| false,
+        )
+        .await
     }
 
     /// Asks the other members, one after the other, to pass this member's addresses on to
@@ -678,26 +737,42 @@ impl Store {
     }
 
     pub async fn promote_member(&self, id: NodeId) -> Result<(), StoreError> {
-        self.membership_call(ForwardRequest::PromoteMember(id), || self.promote_local(id))
-            .await
+        self.membership_call(
+            ForwardRequest::PromoteMember(id),
+            || self.promote_local(id),
+            |error| matches!(error, StoreError::NotLearner { .. }),
+        )
+        .await
     }
 
     pub async fn remove_member(&self, id: NodeId) -> Result<(), StoreError> {
-        self.membership_call(ForwardRequest::RemoveMember(id), || self.remove_local(id))
-            .await
+        self.membership_call(
+            ForwardRequest::RemoveMember(id),
+            || self.remove_local(id),
+            |error| matches!(error, StoreError::MemberNotFound { .. }),
+        )
+        .await
     }
+
+    // Membership changes go through openraft's own log entries, not the request table, so
+    // their retries are made safe by what they ask for: adding a member that is already
+    // there and setting addresses are no-ops; a promote or remove retried after its first
+    // attempt was applied finds its goal reached (`goal_reached`), answered as done.
 
     async fn membership_call<F, Fut>(
         &self,
         request: ForwardRequest,
         local: F,
+        goal_reached: impl Fn(&StoreError) -> bool,
     ) -> Result<(), StoreError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), StoreError>>,
     {
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         let answer = self
             .on_leader(request, || async {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if self.leading_term().is_none() {
                     return Ok(self.leader_attempt());
                 }
@@ -708,10 +783,15 @@ impl Store {
                     Err(error) => Err(error),
                 }
             })
-            .await?;
+            .await;
+        let retried = attempts.load(std::sync::atomic::Ordering::Relaxed) > 1;
         match answer {
-            LeaderAnswer::Local(()) | LeaderAnswer::Remote(ForwardResponse::Done) => Ok(()),
-            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+            Ok(LeaderAnswer::Local(()) | LeaderAnswer::Remote(ForwardResponse::Done)) => Ok(()),
+            Ok(LeaderAnswer::Remote(other)) => Err(unexpected(other)),
+            // An earlier attempt may have done it: "not a learner" after a promote, "not
+            // found" after a remove, is then the goal reached.
+            Err(error) if retried && goal_reached(&error) => Ok(()),
+            Err(error) => Err(error),
         }
     }
 
@@ -883,6 +963,7 @@ impl Store {
             mvcc: state.mvcc.image(),
             members_ever: state.meta.members_ever.clone(),
             cluster_id: state.meta.cluster_id,
+            sessions: state.sessions.clone(),
         };
         Ok(image)
     }

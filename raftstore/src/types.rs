@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
 use crate::kv::{Command, CommandResult, Revision};
+use crate::sessions::RequestTag;
 
 /// A member's Raft id. Never reused once a member has been removed.
 pub type NodeId = u64;
@@ -29,11 +30,22 @@ impl fmt::Display for Member {
     }
 }
 
-/// One Raft entry's payload: client commands proposed together share one log write and one
+/// One Raft entry's payload: client requests proposed together share one log write and one
 /// replication round; they are applied in order, each exactly as if proposed alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub commands: Vec<Command>,
+    /// The proposing leader's wall clock (ms since the epoch): the log's clock, by which
+    /// every replica ages the request table alike (see `crate::sessions`).
+    pub at_ms: u64,
+    pub requests: Vec<Request>,
+}
+
+/// A command and, when a client asked for it, the id that makes its retries apply once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub command: Command,
+    /// `None` only for the leader's own duties that are never retried (lease expiry).
+    pub tag: Option<RequestTag>,
 }
 
 /// What one command did: its result, and the store revision right after it.
@@ -41,6 +53,9 @@ pub struct Proposal {
 pub struct Outcome {
     pub revision: Revision,
     pub result: Result<CommandResult, KvError>,
+    /// This answer is the stored outcome of an earlier application of the same request:
+    /// this attempt changed nothing.
+    pub replayed: bool,
 }
 
 /// The state machine's answer for one entry: an outcome per command of its proposal (none

@@ -1,0 +1,284 @@
+//! The data directory's format version, and opening the formats of earlier releases.
+//!
+//! | version | written by | what it holds |
+//! |---|---|---|
+//! | 1 | releases before exactly-once writes (no `format` key) | log entries carry bare commands |
+//! | 2 | this release | log entries carry tagged requests and the leader's time; snapshots and the `sessions` column family carry the request table |
+//!
+//! A member opens version 1 by rewriting its log entries and its last snapshot in the new
+//! form (in one synced batch, so a crash midway leaves version 1 intact), and refuses a
+//! version it does not know with the version found and the one it needs.
+
+use rocksdb::{IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::db::{Db, DbError, CF_LOGS, CF_RAFT, CF_SNAPSHOT};
+use crate::sessions::Sessions;
+use crate::state_machine::{SnapshotImage, StoredSnapshot};
+use crate::types::{Entry, Proposal, Request};
+
+/// The format this release writes.
+pub const CURRENT: u32 = 2;
+
+const FORMAT_KEY: &str = "format";
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("the data directory has format version {found}, but this rudder reads versions 1 to {CURRENT}: run the rudder release that wrote it, or a newer one")]
+    Newer { found: u32 },
+    #[error("reading the data directory's format version")]
+    Read(#[source] DbError),
+    #[error("migrating the data directory from format version {from} to {CURRENT} ({what}); the directory is unchanged")]
+    Migrate {
+        from: u32,
+        what: &'static str,
+        #[source]
+        source: DbError,
+    },
+}
+
+/// Makes `db` hold the current format: records it in a new directory, migrates an older one,
+/// refuses a newer one. Returns the version the directory had.
+pub fn open(db: &Db) -> Result<u32, FormatError> {
+    let recorded: Option<u32> = db.get(CF_RAFT, FORMAT_KEY).map_err(FormatError::Read)?;
+    let member_id: Option<u64> = db.get(CF_RAFT, "member_id").map_err(FormatError::Read)?;
+    let found = match (recorded, member_id) {
+        (Some(version), _) => version,
+        // Every member records its id first thing, so an id without a version is version 1.
+        (None, Some(_)) => 1,
+        (None, None) => CURRENT, // a new directory
+    };
+    match found {
+        CURRENT if recorded.is_some() => Ok(CURRENT),
+        CURRENT => record(db, WriteBatch::default(), found).map(|()| found),
+        1 => {
+            let batch = v1::migrate(db)?;
+            record(db, batch, found)?;
+            tracing::info!(from = 1, to = CURRENT, "migrated the data directory");
+            Ok(found)
+        }
+        found => Err(FormatError::Newer { found }),
+    }
+}
+
+fn record(db: &Db, mut batch: WriteBatch, from: u32) -> Result<(), FormatError> {
+    let failed = |what| move |source| FormatError::Migrate { from, what, source };
+    db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &CURRENT)
+        .map_err(failed("recording the version"))?;
+    db.write_synced(batch).map_err(failed("writing"))
+}
+
+/// Format 1 and its migration.
+mod v1 {
+    use super::*;
+    use crate::kv::Command;
+    use crate::mvcc::MvccImage;
+    use crate::types::{Applied, Member, NodeId};
+    use std::collections::BTreeSet;
+    use std::io::Cursor;
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Proposal {
+        pub commands: Vec<Command>,
+    }
+
+    openraft::declare_raft_types!(
+        pub TypeConfig:
+            D = Proposal,
+            R = Applied,
+            NodeId = NodeId,
+            Node = Member,
+            Entry = openraft::Entry<TypeConfig>,
+            SnapshotData = Cursor<Vec<u8>>,
+            AsyncRuntime = openraft::TokioRuntime,
+    );
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct SnapshotImage {
+        pub mvcc: MvccImage,
+        pub members_ever: BTreeSet<NodeId>,
+        pub cluster_id: u64,
+    }
+
+    /// Version 1 of a log entry in version 2's form: the commands untagged (they were
+    /// proposed before requests had ids), at log time 0.
+    pub fn entry(old: openraft::Entry<TypeConfig>) -> Entry {
+        let payload = match old.payload {
+            openraft::EntryPayload::Blank => openraft::EntryPayload::Blank,
+            openraft::EntryPayload::Normal(proposal) => {
+                openraft::EntryPayload::Normal(super::Proposal {
+                    at_ms: 0,
+                    requests: proposal
+                        .commands
+                        .into_iter()
+                        .map(|command| Request { command, tag: None })
+                        .collect(),
+                })
+            }
+            openraft::EntryPayload::Membership(membership) => {
+                openraft::EntryPayload::Membership(membership)
+            }
+        };
+        Entry {
+            log_id: old.log_id,
+            payload,
+        }
+    }
+
+    pub fn image(old: SnapshotImage) -> super::SnapshotImage {
+        super::SnapshotImage {
+            mvcc: old.mvcc,
+            members_ever: old.members_ever,
+            cluster_id: old.cluster_id,
+            sessions: Sessions::new(),
+        }
+    }
+
+    /// The batch that rewrites every log entry and the stored snapshot.
+    pub fn migrate(db: &Db) -> Result<WriteBatch, FormatError> {
+        let failed = |what| {
+            move |source| FormatError::Migrate {
+                from: 1,
+                what,
+                source,
+            }
+        };
+        let decode = |what| {
+            move |source| FormatError::Migrate {
+                from: 1,
+                what,
+                source: DbError::Decode { what, source },
+            }
+        };
+        let encode = |what| {
+            move |source| FormatError::Migrate {
+                from: 1,
+                what,
+                source: DbError::Encode { what, source },
+            }
+        };
+        let mut batch = WriteBatch::default();
+        let logs = db.cf(CF_LOGS);
+        for item in db.raw().iterator_cf(logs, IteratorMode::Start) {
+            let (key, value) = item
+                .map_err(|source| DbError::Read {
+                    what: "logs",
+                    source,
+                })
+                .map_err(failed("reading the log"))?;
+            let old: openraft::Entry<TypeConfig> =
+                codec::decode(&value).map_err(decode("log entry"))?;
+            let new = codec::encode(&entry(old)).map_err(encode("log entry"))?;
+            batch.put_cf(logs, key, new);
+        }
+        let stored: Option<StoredSnapshot> = db
+            .get(CF_SNAPSHOT, "current")
+            .map_err(failed("reading the snapshot"))?;
+        if let Some(mut stored) = stored {
+            let old: SnapshotImage = codec::decode(&stored.data).map_err(decode("snapshot"))?;
+            stored.data = codec::encode(&image(old)).map_err(encode("snapshot"))?;
+            db.put_in(&mut batch, CF_SNAPSHOT, "current", &stored)
+                .map_err(failed("writing the snapshot"))?;
+        }
+        Ok(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, PutRequest};
+    use crate::types::SnapshotMeta;
+
+    fn put(key: &str) -> Command {
+        Command::Put(PutRequest {
+            key: key.into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn a_version_1_directory_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        // What a version 1 member left: its id, a log entry, a snapshot.
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
+        let old_entry = openraft::Entry::<v1::TypeConfig> {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 7), 3),
+            payload: openraft::EntryPayload::Normal(v1::Proposal {
+                commands: vec![put("a"), put("b")],
+            }),
+        };
+        batch.put_cf(
+            db.cf(CF_LOGS),
+            3u64.to_be_bytes(),
+            codec::encode(&old_entry).unwrap(),
+        );
+        let old_image = v1::SnapshotImage {
+            mvcc: Default::default(),
+            members_ever: [7].into(),
+            cluster_id: 42,
+        };
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: None,
+                last_membership: Default::default(),
+                snapshot_id: "s".into(),
+            },
+            data: codec::encode(&old_image).unwrap(),
+        };
+        db.put_in(&mut batch, CF_SNAPSHOT, "current", &stored)
+            .unwrap();
+        db.write_synced(batch).unwrap();
+
+        assert_eq!(open(&db).unwrap(), 1);
+        let bytes = db
+            .raw()
+            .get_cf(db.cf(CF_LOGS), 3u64.to_be_bytes())
+            .unwrap()
+            .unwrap();
+        let entry: Entry = codec::decode(&bytes).unwrap();
+        let openraft::EntryPayload::Normal(proposal) = entry.payload else {
+            panic!("the entry stays a normal entry");
+        };
+        assert_eq!(
+            proposal.requests,
+            vec![
+                Request {
+                    command: put("a"),
+                    tag: None
+                },
+                Request {
+                    command: put("b"),
+                    tag: None
+                }
+            ]
+        );
+        let stored: StoredSnapshot = db.get(CF_SNAPSHOT, "current").unwrap().unwrap();
+        let image: SnapshotImage = codec::decode(&stored.data).unwrap();
+        assert_eq!((image.cluster_id, image.sessions), (42, Sessions::new()));
+        assert_eq!(open(&db).unwrap(), CURRENT, "migrated once");
+
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &(CURRENT + 1))
+            .unwrap();
+        db.write_synced(batch).unwrap();
+        let refused = open(&db).unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!("format version {}", CURRENT + 1)),
+            "{refused}"
+        );
+        assert!(refused.contains(&format!("1 to {CURRENT}")), "{refused}");
+    }
+
+    #[test]
+    fn a_new_directory_records_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        assert_eq!(open(&db).unwrap(), CURRENT);
+        assert_eq!(db.get::<u32>(CF_RAFT, FORMAT_KEY).unwrap(), Some(CURRENT));
+    }
+}

@@ -1,0 +1,444 @@
+//! Exactly-once writes: the table of recently applied client requests (the Raft
+//! dissertation's §6.3, "Implementing linearizable semantics"). Pure: no I/O, no clock.
+//!
+//! A write may reach the log more than once: a leader can append and replicate an entry and
+//! lose leadership before it answers (the next leader commits it), and a forward whose reply
+//! was lost looks like one that never arrived. So every write proposed on a client's behalf
+//! carries a [`RequestId`] — the client's random id, its sequence number, and a part number
+//! for the several writes one API call may make — and every retry of it carries the same id.
+//! The state machine consults this table before applying:
+//!
+//! ```text
+//!  request (id, acked_below) ─► admit ─┬─ New        ─► apply, then record the outcome
+//!                                      ├─ Repeat(o)  ─► answer o again; nothing changes
+//!                                      └─ Forgotten  ─► refuse: "may or may not have been applied"
+//! ```
+//!
+//! The table stays small: each request also says `acked_below`, the client's lowest sequence
+//! number still waiting for an answer; outcomes below it can never be asked for again and
+//! are dropped. It is bounded besides by count (per client and in clients) and by age: a
+//! client idle for [`SESSION_TTL_MS`] of log time is forgotten. What a client's requests
+//! below its `floor` were is no longer known, so a retry of one is refused, never re-applied.
+//! Time is the proposing leader's clock carried in each entry, so every replica forgets the
+//! same things at the same log position.
+
+use std::collections::BTreeMap;
+
+use rudder_proto::request_ids::{RequestNumber, RETRY_HORIZON};
+use serde::{Deserialize, Serialize};
+
+use crate::error::KvError;
+use crate::mvcc::{Effects, Mvcc};
+use crate::types::{Outcome, Request};
+
+/// How long (of log time) a client that makes no write is remembered.
+pub const SESSION_TTL_MS: u64 = 10 * 60 * 1000;
+/// Outcomes kept per client beyond its `acked_below`; the oldest go first (a retry of one
+/// of those is then refused as forgotten).
+pub const MAX_OUTCOMES_PER_SESSION: usize = 8192;
+/// Clients remembered at once; the longest idle goes first.
+pub const MAX_SESSIONS: usize = 65_536;
+/// How often (in log time) idle sessions are swept out.
+const SWEEP_EVERY_MS: u64 = 10 * 1000;
+
+// Clients retry a write for at most `RETRY_HORIZON`: well inside the TTL, so a retry always
+// finds its client's session, even across leaders whose clocks disagree by minutes.
+const _: () = assert!(RETRY_HORIZON.as_secs() * 1000 * 5 <= SESSION_TTL_MS);
+
+/// One client request, the same across every retry of it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct RequestId {
+    /// The client's random id (a store member's own, or an API client's).
+    pub client: u64,
+    /// The client's sequence number of the request.
+    pub seq: u64,
+    /// Which of the request's store writes (an API call may make several, one after another).
+    pub part: u32,
+}
+
+/// A request id with what the client says about its other requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RequestTag {
+    pub id: RequestId,
+    /// Every request of this client with a lower `seq` has been answered: their outcomes may go.
+    pub acked_below: u64,
+}
+
+impl RequestTag {
+    /// The tag of store write number `part` made for the client request `number`.
+    pub fn new(number: RequestNumber, part: u32) -> Self {
+        Self {
+            id: RequestId {
+                client: number.client,
+                seq: number.seq,
+                part,
+            },
+            acked_below: number.acked_below,
+        }
+    }
+}
+
+/// What the table says of a request about to be applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Never applied: apply it and [`Sessions::record`] the outcome.
+    New,
+    /// Applied before: this is its outcome; apply nothing.
+    Repeat(Outcome),
+    /// Its outcome is no longer known (below the client's floor): apply nothing.
+    Forgotten,
+}
+
+/// What the table remembers of one client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMeta {
+    /// Requests with a lower `seq` that are not in `outcomes` are forgotten.
+    pub floor: u64,
+    /// Log time of the client's last write.
+    pub last_active_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub meta: SessionMeta,
+    /// Outcomes by `(seq, part)`.
+    pub outcomes: BTreeMap<(u64, u32), Outcome>,
+}
+
+/// A change the shell persists, in order, in the same batch as the applied entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionWrite {
+    Clock(u64),
+    Meta(u64, SessionMeta),
+    Outcome(RequestId, Outcome),
+    ForgetOutcome(RequestId),
+    ForgetSession(u64),
+}
+
+/// The table: every client's session, and the log clock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessions {
+    /// The newest leader time seen in the log (never goes back).
+    clock_ms: u64,
+    sessions: BTreeMap<u64, Session>,
+}
+
+impl Sessions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds the table from what was persisted.
+    pub fn restore(clock_ms: u64, sessions: BTreeMap<u64, Session>) -> Self {
+        Self { clock_ms, sessions }
+    }
+
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    pub fn sessions(&self) -> &BTreeMap<u64, Session> {
+        &self.sessions
+    }
+
+    /// Number of outcomes remembered, in every session.
+    pub fn outcome_count(&self) -> usize {
+        self.sessions.values().map(|s| s.outcomes.len()).sum()
+    }
+
+    /// Moves the log clock to the time of the entry being applied (if later) and forgets
+    /// sessions idle for longer than [`SESSION_TTL_MS`].
+    pub fn tick(&mut self, entry_ms: u64, writes: &mut Vec<SessionWrite>) {
+        if entry_ms <= self.clock_ms {
+            return;
+        }
+        // Sweeps happen where the clock crosses a multiple of SWEEP_EVERY_MS: a function of
+        // the log alone, so a restarted replica sweeps where the others do.
+        let crossed = entry_ms / SWEEP_EVERY_MS > self.clock_ms / SWEEP_EVERY_MS;
+        self.clock_ms = entry_ms;
+        writes.push(SessionWrite::Clock(entry_ms));
+        if !crossed {
+            return;
+        }
+        let horizon = self.clock_ms.saturating_sub(SESSION_TTL_MS);
+        let idle: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.meta.last_active_ms < horizon)
+            .map(|(client, _)| *client)
+            .collect();
+        for client in idle {
+            self.sessions.remove(&client);
+            writes.push(SessionWrite::ForgetSession(client));
+        }
+    }
+
+    /// Decides whether the request tagged `tag` is applied, and notes the client's activity.
+    pub fn admit(&mut self, tag: RequestTag, writes: &mut Vec<SessionWrite>) -> Admission {
+        let RequestId { client, seq, part } = tag.id;
+        if !self.sessions.contains_key(&client) {
+            self.make_room(writes);
+        }
+        let clock_ms = self.clock_ms;
+        let session = self.sessions.entry(client).or_default();
+        session.meta.last_active_ms = clock_ms;
+        if tag.acked_below > session.meta.floor {
+            session.meta.floor = tag.acked_below;
+            let kept = session.outcomes.split_off(&(tag.acked_below, 0));
+            for (seq, part) in std::mem::replace(&mut session.outcomes, kept).into_keys() {
+                writes.push(SessionWrite::ForgetOutcome(RequestId { client, seq, part }));
+            }
+        }
+        writes.push(SessionWrite::Meta(client, session.meta.clone()));
+        if let Some(outcome) = session.outcomes.get(&(seq, part)) {
+            return Admission::Repeat(outcome.clone());
+        }
+        if seq < session.meta.floor {
+            return Admission::Forgotten;
+        }
+        Admission::New
+    }
+
+    /// Remembers the outcome of a request [`Sessions::admit`] found new.
+    pub fn record(&mut self, id: RequestId, outcome: &Outcome, writes: &mut Vec<SessionWrite>) {
+        let Some(session) = self.sessions.get_mut(&id.client) else {
+            return; // admit always creates the session first
+        };
+        session.outcomes.insert((id.seq, id.part), outcome.clone());
+        writes.push(SessionWrite::Outcome(id, outcome.clone()));
+        if session.outcomes.len() > MAX_OUTCOMES_PER_SESSION {
+            if let Some(((seq, part), _)) = session.outcomes.pop_first() {
+                session.meta.floor = session.meta.floor.max(seq + 1);
+                let forgotten = RequestId {
+                    client: id.client,
+                    seq,
+                    part,
+                };
+                writes.push(SessionWrite::ForgetOutcome(forgotten));
+                writes.push(SessionWrite::Meta(id.client, session.meta.clone()));
+            }
+        }
+    }
+
+    /// Before a new client is added to a full table, the longest idle one goes.
+    fn make_room(&mut self, writes: &mut Vec<SessionWrite>) {
+        if self.sessions.len() < MAX_SESSIONS {
+            return;
+        }
+        let idlest = self
+            .sessions
+            .iter()
+            .min_by_key(|(client, s)| (s.meta.last_active_ms, **client))
+            .map(|(client, _)| *client);
+        if let Some(client) = idlest {
+            self.sessions.remove(&client);
+            writes.push(SessionWrite::ForgetSession(client));
+        }
+    }
+}
+
+/// Applies one request of a committed entry: through the table when it carries a tag.
+/// Returns its outcome and the effects to persist (none for a repeat or a forgotten one).
+pub fn apply_request(
+    mvcc: &mut Mvcc,
+    sessions: &mut Sessions,
+    request: &Request,
+    writes: &mut Vec<SessionWrite>,
+) -> (Outcome, Effects) {
+    let fresh = |mvcc: &mut Mvcc| {
+        let (result, effects) = mvcc.apply(&request.command);
+        let outcome = Outcome {
+            revision: mvcc.revision(),
+            result,
+            replayed: false,
+        };
+        (outcome, effects)
+    };
+    let Some(tag) = request.tag else {
+        return fresh(mvcc);
+    };
+    match sessions.admit(tag, writes) {
+        Admission::New => {
+            let (outcome, effects) = fresh(mvcc);
+            sessions.record(tag.id, &outcome, writes);
+            (outcome, effects)
+        }
+        Admission::Repeat(outcome) => (
+            Outcome {
+                replayed: true,
+                ..outcome
+            },
+            Effects::default(),
+        ),
+        Admission::Forgotten => {
+            let forgotten = KvError::OutcomeForgotten {
+                client: tag.id.client,
+                seq: tag.id.seq,
+            };
+            let outcome = Outcome {
+                revision: mvcc.revision(),
+                result: Err(forgotten),
+                replayed: false,
+            };
+            (outcome, Effects::default())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::CommandResult;
+
+    fn tag(client: u64, seq: u64, acked_below: u64) -> RequestTag {
+        RequestTag {
+            id: RequestId {
+                client,
+                seq,
+                part: 0,
+            },
+            acked_below,
+        }
+    }
+
+    fn outcome(revision: i64) -> Outcome {
+        Outcome {
+            revision,
+            result: Ok(CommandResult::Compacted),
+            replayed: false,
+        }
+    }
+
+    #[test]
+    fn a_request_seen_again_is_answered_with_its_first_outcome() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::New);
+        table.record(tag(7, 1, 1).id, &outcome(5), &mut writes);
+        assert_eq!(
+            table.admit(tag(7, 1, 1), &mut writes),
+            Admission::Repeat(outcome(5))
+        );
+        // Another client's seq 1 is another request.
+        assert_eq!(table.admit(tag(8, 1, 1), &mut writes), Admission::New);
+    }
+
+    #[test]
+    fn parts_of_one_request_are_separate_writes() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        let mut second = tag(7, 1, 1);
+        second.id.part = 1;
+        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::New);
+        table.record(tag(7, 1, 1).id, &outcome(5), &mut writes);
+        assert_eq!(table.admit(second, &mut writes), Admission::New);
+    }
+
+    #[test]
+    fn acknowledged_outcomes_are_dropped_and_a_late_copy_is_refused() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        for seq in 1..=3 {
+            assert_eq!(table.admit(tag(7, seq, 1), &mut writes), Admission::New);
+            table.record(tag(7, seq, 1).id, &outcome(seq as i64), &mut writes);
+        }
+        assert_eq!(table.outcome_count(), 3);
+        // The client heard the answers to 1 and 2.
+        assert_eq!(table.admit(tag(7, 4, 3), &mut writes), Admission::New);
+        assert_eq!(table.outcome_count(), 1);
+        assert!(writes.contains(&SessionWrite::ForgetOutcome(tag(7, 1, 0).id)));
+        // A delayed copy of request 2 must not be applied again.
+        assert_eq!(table.admit(tag(7, 2, 1), &mut writes), Admission::Forgotten);
+        // Request 3 is still known.
+        assert_eq!(
+            table.admit(tag(7, 3, 3), &mut writes),
+            Admission::Repeat(outcome(3))
+        );
+    }
+
+    #[test]
+    fn the_oldest_outcome_goes_when_a_session_is_full_and_its_retry_is_refused() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        let count = MAX_OUTCOMES_PER_SESSION as u64 + 1;
+        for seq in 1..=count {
+            table.admit(tag(7, seq, 1), &mut writes);
+            table.record(tag(7, seq, 1).id, &outcome(seq as i64), &mut writes);
+        }
+        assert_eq!(table.outcome_count(), MAX_OUTCOMES_PER_SESSION);
+        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::Forgotten);
+        assert!(matches!(
+            table.admit(tag(7, 2, 1), &mut writes),
+            Admission::Repeat(_)
+        ));
+    }
+
+    #[test]
+    fn idle_sessions_are_forgotten_by_log_time_and_the_clock_never_goes_back() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        table.tick(1_000, &mut writes);
+        table.admit(tag(7, 1, 1), &mut writes);
+        table.record(tag(7, 1, 1).id, &outcome(1), &mut writes);
+        table.tick(500, &mut writes); // an entry from a leader whose clock is behind
+        assert_eq!(table.clock_ms(), 1_000);
+        table.tick(1_000 + SESSION_TTL_MS, &mut writes);
+        assert!(
+            table.sessions().contains_key(&7),
+            "not idle for longer than the TTL yet"
+        );
+        writes.clear();
+        table.tick(1_000 + SESSION_TTL_MS + SWEEP_EVERY_MS, &mut writes);
+        assert!(table.sessions().is_empty());
+        assert!(writes.contains(&SessionWrite::ForgetSession(7)));
+    }
+
+    #[test]
+    fn a_put_applied_twice_makes_one_revision_and_one_event() {
+        use crate::kv::{Command, PutRequest};
+        let mut mvcc = Mvcc::new();
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        let put = Request {
+            command: Command::Put(PutRequest {
+                key: b"k".to_vec(),
+                value: b"unique".to_vec(),
+                ..Default::default()
+            }),
+            tag: Some(tag(7, 1, 1)),
+        };
+        let (first, effects) = apply_request(&mut mvcc, &mut table, &put, &mut writes);
+        assert_eq!(effects.events.len(), 1);
+        let (again, effects) = apply_request(&mut mvcc, &mut table, &put, &mut writes);
+        assert!(
+            effects.events.is_empty(),
+            "a repeat publishes no watch event"
+        );
+        assert_eq!(mvcc.revision(), 1, "a repeat uses no revision");
+        assert_eq!(again.revision, first.revision);
+        assert!(again.replayed && !first.replayed);
+        // Without a tag (the leader's own lease duty) the command simply applies.
+        let untagged = Request { tag: None, ..put };
+        apply_request(&mut mvcc, &mut table, &untagged, &mut writes);
+        assert_eq!(mvcc.revision(), 2);
+    }
+
+    #[test]
+    fn two_replicas_fed_the_same_requests_agree() {
+        let feed = |table: &mut Sessions| {
+            let mut writes = Vec::new();
+            for (ms, client, seq, acked) in [(10, 1, 1, 1), (20, 2, 1, 1), (30, 1, 2, 2)] {
+                table.tick(ms, &mut writes);
+                if table.admit(tag(client, seq, acked), &mut writes) == Admission::New {
+                    table.record(tag(client, seq, acked).id, &outcome(ms as i64), &mut writes);
+                }
+            }
+            writes
+        };
+        let (mut one, mut two) = (Sessions::new(), Sessions::new());
+        assert_eq!(feed(&mut one), feed(&mut two));
+        assert_eq!(one, two);
+    }
+}

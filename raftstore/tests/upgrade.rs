@@ -1,0 +1,130 @@
+//! A data directory written by the release before exactly-once writes (format 1, no format
+//! key: bare commands in the log, a snapshot without the request table) opens, migrated.
+//!
+//! `fixtures/format-1/m1` was written by that release's `rudder server` (one member,
+//! `--snapshot-count 20 --snapshot-catchup-entries 5 --auto-compaction-mode off`):
+//! `fixture/k1..k30` = `v<i>`, then k1..k5 = `w<i>`, k30 deleted, `fixture/leased` on a
+//! 10-hour lease, compacted at revision 10.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use rudder_raftstore::compaction::Retention;
+use rudder_raftstore::kv::*;
+use rudder_raftstore::{KvError, MemberConfig, RunningMember, StoreError};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+async fn start(data_dir: &Path) -> RunningMember {
+    let config = MemberConfig {
+        name: "m1".into(),
+        data_dir: data_dir.to_owned(),
+        listen_client: "127.0.0.1:0".parse().unwrap(),
+        listen_peer: "127.0.0.1:0".parse().unwrap(),
+        initial_cluster: vec![("m1".into(), "127.0.0.1:0".into())],
+        join: None,
+        raft: common::raft_options(),
+        store: common::store_options(),
+        auto_compaction: Retention::Off,
+    };
+    RunningMember::start(config)
+        .await
+        .expect("the old directory opens")
+}
+
+async fn value(member: &RunningMember, key: &str) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = RangeRequest {
+            range: KeyRange::single(key),
+            ..Default::default()
+        };
+        match member.store.range(request).await {
+            Ok((_, response)) => return response.kvs.into_iter().next().map(|kv| kv.value),
+            Err(StoreError::NoLeader | StoreError::Timeout { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("reading {key}: {error}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_directory_of_the_previous_format_opens_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1/m1");
+    let data_dir = dir.path().join("m1");
+    copy_dir(&fixture, &data_dir);
+
+    let member = start(&data_dir).await;
+    assert_eq!(
+        value(&member, "fixture/k1").await.as_deref(),
+        Some(&b"w1"[..])
+    );
+    assert_eq!(
+        value(&member, "fixture/k10").await.as_deref(),
+        Some(&b"v10"[..])
+    );
+    assert_eq!(
+        value(&member, "fixture/k30").await,
+        None,
+        "the delete stays"
+    );
+    assert_eq!(
+        value(&member, "fixture/leased").await.as_deref(),
+        Some(&b"yes"[..])
+    );
+    let (_, leases) = member.store.leases().await.unwrap();
+    assert_eq!(leases.len(), 1, "the lease is still there");
+    let compacted = member
+        .store
+        .range(RangeRequest {
+            range: KeyRange::single("fixture/k1"),
+            revision: 5,
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(compacted, Err(StoreError::Kv(KvError::Compacted { .. }))),
+        "history before the compaction stays compacted: {compacted:?}"
+    );
+    let (before, _) = member.store.revisions();
+    let (header, _) = member
+        .store
+        .put(PutRequest {
+            key: b"fixture/after".to_vec(),
+            value: b"new".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .expect("a write after the migration");
+    assert_eq!(header.revision, before + 1);
+    member.shutdown().await;
+
+    // Opened again: now in the current format, nothing migrated twice.
+    let member = start(&data_dir).await;
+    assert_eq!(
+        value(&member, "fixture/after").await.as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(
+        value(&member, "fixture/k2").await.as_deref(),
+        Some(&b"w2"[..])
+    );
+    member.shutdown().await;
+}
