@@ -210,7 +210,7 @@ impl Registry {
                 match decision {
                     Plan::AlreadyMarked => return Ok((current, false)),
                     Plan::Mark(mut marked) => {
-                        if let Committed::At(revision) = self
+                        if let Committed::At { revision, .. } = self
                             .commit(&key, compares, Write::Put(object::encode(&marked)))
                             .await?
                         {
@@ -230,7 +230,7 @@ impl Registry {
                             }
                             Propagation::Background => {}
                         }
-                        if let Committed::At(revision) =
+                        if let Committed::At { revision, .. } =
                             self.commit(&key, compares, Write::Delete).await?
                         {
                             if options.propagation == Propagation::Background {
@@ -394,7 +394,7 @@ impl Registry {
         let compares = vec![unchanged(&key, kv.mod_revision)];
         Ok(matches!(
             self.commit(&key, compares, Write::Delete).await?,
-            Committed::At(_)
+            Committed::At { .. }
         ))
     }
 

@@ -57,6 +57,13 @@ pub enum ApiError {
         #[source]
         source: StoreError,
     },
+    /// The write may or may not have been applied, and retrying cannot tell (its first
+    /// outcome is forgotten): read the object before writing again. (Kubernetes' Timeout.)
+    #[error("{source}")]
+    Indeterminate {
+        #[source]
+        source: StoreError,
+    },
     #[error("internal error: {message}")]
     Internal { message: String },
 }
@@ -107,6 +114,7 @@ impl ApiError {
             Self::Expired { .. } => ("Expired", 410),
             Self::TooLarge { .. } => ("RequestEntityTooLarge", 413),
             Self::Unavailable { .. } => ("ServiceUnavailable", 503),
+            Self::Indeterminate { .. } => ("Timeout", 504),
             Self::Internal { .. } => ("InternalError", 500),
         }
     }
@@ -173,6 +181,9 @@ impl From<StoreError> for ApiError {
             StoreError::Kv(
                 error @ (KvError::FutureRevision { .. } | KvError::NegativeRevision { .. }),
             ) => Self::bad_field("resourceVersion", error.to_string()),
+            forgotten @ StoreError::Kv(KvError::OutcomeForgotten { .. }) => Self::Indeterminate {
+                source: forgotten,
+            },
             StoreError::Kv(other) => Self::internal(other.to_string()),
             other => Self::Unavailable { source: other },
         }
@@ -191,6 +202,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::Expired { .. } => Code::OutOfRange,
             ApiError::TooLarge { .. } => Code::ResourceExhausted,
             ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Indeterminate { .. } => Code::DeadlineExceeded,
             ApiError::Internal { .. } => Code::Internal,
         };
         let details = error.status_object().to_string();

@@ -14,9 +14,11 @@
 //! - [`registry`]: create, get, update, update-status, patch, bind, fencing;
 //!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, propagation,
 //!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
-//! - [`service`]: the gRPC glue; [`master`]: a store member serving the API.
+//! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
+//!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
+pub mod caller;
 pub mod delete;
 pub mod error;
 pub mod kinds;

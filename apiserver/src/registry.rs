@@ -19,6 +19,7 @@ use rudder_raftstore::kv::RangeResponse;
 use rudder_raftstore::{Store, StoreError};
 use serde_json::{json, Value};
 
+use crate::caller;
 use crate::error::{ApiError, ObjectRef};
 use crate::kinds::{self, KindInfo};
 use crate::object;
@@ -52,8 +53,10 @@ pub struct Registry {
 
 /// How a transaction ended.
 pub(crate) enum Committed {
-    /// Written at this revision.
-    At(Revision),
+    /// Written at this revision; `replayed`: by an earlier attempt of the same client
+    /// request (this attempt changed nothing, and what was written is what that attempt
+    /// decided).
+    At { revision: Revision, replayed: bool },
     /// A compare failed; the object key's current value (if any).
     Lost(Option<KeyValue>),
 }
@@ -145,11 +148,20 @@ impl Registry {
                 .commit(&key, compares, Write::Put(body.clone()))
                 .await?
             {
-                Committed::At(revision) => {
+                Committed::At {
+                    revision,
+                    replayed: false,
+                } => {
                     let mut created = object;
                     object::set_resource_version(&mut created, revision);
                     return Ok(created);
                 }
+                // A retry of a create that was applied: answer with what it created (its
+                // uid and timestamp, not this attempt's).
+                Committed::At {
+                    revision,
+                    replayed: true,
+                } => return self.read_created(info, &key, &name, revision).await,
                 Committed::Lost(Some(_)) => {
                     return Err(ApiError::AlreadyExists {
                         object: object_ref(info, &name),
@@ -342,7 +354,7 @@ impl Registry {
                 Write::Put(body)
             };
             let completes_deletion = matches!(write, Write::Delete);
-            if let Committed::At(revision) = self.commit(&key, compares, write).await? {
+            if let Committed::At { revision, .. } = self.commit(&key, compares, write).await? {
                 if completes_deletion {
                     // The owner is gone: its dependents follow (background propagation).
                     self.delete_dependents(info, namespace, object::uid(&next), fence)
@@ -415,7 +427,9 @@ impl Registry {
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
             compares.extend(self.fence_holds(fence).await?);
             let body = object::encode(&pod);
-            if let Committed::At(revision) = self.commit(&key, compares, Write::Put(body)).await? {
+            if let Committed::At { revision, .. } =
+                self.commit(&key, compares, Write::Put(body)).await?
+            {
                 object::set_resource_version(&mut pod, revision);
                 return Ok(pod);
             }
@@ -442,6 +456,33 @@ impl Registry {
                 outcome => return outcome,
             }
         }
+    }
+
+    /// The object a create wrote at `revision` (it may have changed since).
+    async fn read_created(
+        &self,
+        info: &'static KindInfo,
+        key: &[u8],
+        name: &str,
+        revision: Revision,
+    ) -> Result<Value, ApiError> {
+        let (_, response) = self
+            .range(RangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                revision,
+                ..Default::default()
+            })
+            .await?;
+        let kv = response
+            .kvs
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::NotFound {
+                object: object_ref(info, name),
+            })?;
+        let mut created = object::decode(&kv)?;
+        object::set_resource_version(&mut created, kv.mod_revision);
+        Ok(created)
     }
 
     /// The current value of `key`, linearizably.
@@ -473,19 +514,20 @@ impl Registry {
                 prev_kv: false,
             }),
         };
-        let (header, response) = self
-            .store
-            .txn(TxnRequest {
-                compare: compares,
-                success: vec![success],
-                failure: vec![RequestOp::Range(RangeRequest {
-                    range: KeyRange::single(key.to_vec()),
-                    ..Default::default()
-                })],
-            })
-            .await?;
+        let txn = TxnRequest {
+            compare: compares,
+            success: vec![success],
+            failure: vec![RequestOp::Range(RangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                ..Default::default()
+            })],
+        };
+        let (header, response, replayed) = self.store.txn_as(txn, caller::next_tag()).await?;
         if response.succeeded {
-            return Ok(Committed::At(header.revision));
+            return Ok(Committed::At {
+                revision: header.revision,
+                replayed,
+            });
         }
         let current = response.responses.into_iter().find_map(|op| match op {
             ResponseOp::Range(range) => range.kvs.into_iter().next(),

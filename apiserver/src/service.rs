@@ -9,6 +9,7 @@ use rudder_proto::api::resources_server::{Resources, ResourcesServer};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::caller::on_behalf_of;
 use crate::delete::{DeleteOptions, Propagation};
 use crate::kinds::KINDS;
 use crate::list::ListOptions;
@@ -39,6 +40,22 @@ fn fence(fence: Option<pb::Fence>) -> Option<Fence> {
         holder: f.holder,
         epoch: f.epoch,
     })
+}
+
+/// The client's number for this request (`rudder-request-id`), if it sent one.
+fn request_number<T>(
+    request: &Request<T>,
+) -> Result<Option<rudder_proto::request_ids::RequestNumber>, Status> {
+    use rudder_proto::request_ids::{RequestNumber, REQUEST_ID_HEADER};
+    let Some(value) = request.metadata().get(REQUEST_ID_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| Status::invalid_argument(format!("{REQUEST_ID_HEADER} is not ASCII text")))?;
+    RequestNumber::from_header(text)
+        .map(Some)
+        .map_err(Status::invalid_argument)
 }
 
 fn object(value: serde_json::Value) -> Response<pb::Object> {
@@ -87,18 +104,20 @@ impl Resources for Api {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
-        let created = self
-            .registry
-            .create(
+        let created = on_behalf_of(
+            number,
+            self.registry.create(
                 &r.resource,
                 &r.namespace,
                 &r.json,
                 fence.as_ref(),
                 r.dry_run,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(object(created))
     }
 
@@ -148,19 +167,21 @@ impl Resources for Api {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
-        let updated = self
-            .registry
-            .update(
+        let updated = on_behalf_of(
+            number,
+            self.registry.update(
                 &r.resource,
                 &r.namespace,
                 &r.name,
                 &r.json,
                 fence.as_ref(),
                 r.dry_run,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(object(updated))
     }
 
@@ -168,19 +189,21 @@ impl Resources for Api {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
-        let updated = self
-            .registry
-            .update_status(
+        let updated = on_behalf_of(
+            number,
+            self.registry.update_status(
                 &r.resource,
                 &r.namespace,
                 &r.name,
                 &r.json,
                 fence.as_ref(),
                 r.dry_run,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(object(updated))
     }
 
@@ -188,19 +211,21 @@ impl Resources for Api {
         &self,
         request: Request<pb::PatchRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
-        let patched = self
-            .registry
-            .patch(
+        let patched = on_behalf_of(
+            number,
+            self.registry.patch(
                 &r.resource,
                 &r.namespace,
                 &r.name,
                 &r.patch,
                 r.status,
                 fence.as_ref(),
-            )
-            .await?;
+            ),
+        )
+        .await?;
         Ok(object(patched))
     }
 
@@ -208,6 +233,7 @@ impl Resources for Api {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
         let options = DeleteOptions {
@@ -216,10 +242,12 @@ impl Resources for Api {
             precondition_uid: r.precondition_uid,
             precondition_resource_version: r.precondition_resource_version,
         };
-        let (object, deleted) = self
-            .registry
-            .delete(&r.resource, &r.namespace, &r.name, &options, fence.as_ref())
-            .await?;
+        let (object, deleted) = on_behalf_of(
+            number,
+            self.registry
+                .delete(&r.resource, &r.namespace, &r.name, &options, fence.as_ref()),
+        )
+        .await?;
         Ok(Response::new(pb::DeleteResponse {
             json: object.to_string().into_bytes(),
             deleted,
@@ -256,12 +284,15 @@ impl Resources for Api {
         &self,
         request: Request<pb::BindRequest>,
     ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
         let r = request.into_inner();
         let fence = fence(r.fence);
-        let bound = self
-            .registry
-            .bind(&r.namespace, &r.name, &r.node_name, &r.uid, fence.as_ref())
-            .await?;
+        let bound = on_behalf_of(
+            number,
+            self.registry
+                .bind(&r.namespace, &r.name, &r.node_name, &r.uid, fence.as_ref()),
+        )
+        .await?;
         Ok(object(bound))
     }
 }

@@ -143,10 +143,10 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
                 let at = Instant::now();
                 sent.lock().await.insert(name, at);
                 let outcome = client
-                    .call(|mut c| {
-                        let request = request.clone();
-                        async move { c.create(request).await }
-                    })
+                    .write(
+                        request,
+                        |mut c, request| async move { c.create(request).await },
+                    )
                     .await;
                 match outcome {
                     Ok(_) => latencies.push(at.elapsed()),

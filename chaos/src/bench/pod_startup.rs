@@ -100,10 +100,10 @@ pub async fn run(load: &PodStartupLoad) -> Result<Summary, PodStartupError> {
                     ..Default::default()
                 };
                 client
-                    .call(|mut c| {
-                        let request = request.clone();
-                        async move { c.create(request).await }
-                    })
+                    .write(
+                        request,
+                        |mut c, request| async move { c.create(request).await },
+                    )
                     .await?;
             }
         }));

@@ -264,13 +264,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
             fence: None,
             ..Default::default()
         };
-        let outcome = session
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.delete(request).await }
-            })
-            .await;
+        let outcome = session.client.delete_object(request).await;
         match outcome {
             Ok(_) => println!("{} \"{name}\" deleted", kind.singular),
             Err(error) if error.is_not_found() && args.ignore_not_found => {}
