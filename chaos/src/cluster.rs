@@ -69,6 +69,24 @@ impl MemberProcess {
         }
     }
 
+    /// SIGSTOP: the process stays, and answers nothing, until [`MemberProcess::resume`]
+    /// (a long GC pause or a stalled VM, as Jepsen's "pause" fault).
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// SIGCONT after [`MemberProcess::pause`].
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        if let Some(pid) = self.pid() {
+            // The child is ours and not reaped yet, so the pid cannot name another process.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+        }
+    }
+
     /// Restarts on the same data directory and addresses.
     pub async fn restart(&mut self) -> Result<(), ClusterError> {
         self.kill();

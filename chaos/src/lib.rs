@@ -6,8 +6,12 @@
 //! - [`bench`]: load generators (`rudder bench kv ...`), failover measurement, and the pure
 //!   statistics they report.
 //!
-//! Fault injection, history recording and the checkers of DESIGN.md §8 grow here next.
+//! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
+//!   twice, nothing acknowledged lost).
+//!
+//! Fault injection and history recording of DESIGN.md §8 grow here next.
 
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod cluster;

@@ -1,0 +1,7 @@
+//! Checkers of recorded histories (DESIGN.md §8): pure functions from what clients were
+//! answered and what the cluster shows to the list of violations. Each checks both
+//! directions — nothing acknowledged is lost, and nothing is applied twice.
+//!
+//! - [`once`]: writes of unique values against a watch of every change.
+
+pub mod once;

@@ -1,0 +1,465 @@
+//! One client request, at most one application — with real processes, through the etcd API
+//! and the Rudder API, while the leader is killed (`kill -9`) and paused (SIGSTOP).
+//!
+//! Each run writes values no one writes twice, then reads every member's history with a
+//! watch from revision 1 and checks it against what the clients heard
+//! (`rudder_chaos::check::once`): an acknowledged value exactly once at its revision, a
+//! refused one nowhere, an unknown one at most once; every member the same history and hash.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rudder_chaos::check::once::{check, Answer, Seen};
+use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use rudder_proto::etcdserverpb::request_op::Request as Op;
+use rudder_proto::etcdserverpb::watch_request::RequestUnion;
+use rudder_proto::etcdserverpb::{
+    Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    WatchCreateRequest, WatchRequest,
+};
+use rudder_tests::{kv, maintenance, rudder_binary_beside_tests, watch, ProcessCluster};
+
+type Answers = Arc<Mutex<BTreeMap<String, Answer>>>;
+
+const KEYS: usize = 5;
+const CLIENTS: usize = 8;
+
+#[derive(Clone, Copy)]
+enum Workload {
+    /// Plain puts.
+    Put,
+    /// Read the key's mod revision, then "if unchanged, put": a write that, applied twice,
+    /// fails its own compare the second time.
+    CompareAndSwap,
+}
+
+/// One client: unique values `c<client>-<n>` onto `once/k<0..KEYS>` until `stop`; every
+/// answer recorded. On an error it moves to the next member.
+async fn client(
+    id: usize,
+    endpoints: Vec<String>,
+    workload: Workload,
+    answers: Answers,
+    stop: Arc<AtomicBool>,
+) {
+    let mut target = id % endpoints.len();
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let key = format!("once/k{}", (id * 7 + n * 3) % KEYS);
+        let value = format!("c{id}-{n}");
+        n += 1;
+        let answer = match kv(&endpoints[target]).await {
+            Ok(mut client) => match workload {
+                Workload::Put => put(&mut client, &key, &value).await,
+                Workload::CompareAndSwap => swap(&mut client, &key, &value).await,
+            },
+            Err(_) => Err(()),
+        };
+        let answer = answer.unwrap_or_else(|()| {
+            target = (target + 1) % endpoints.len();
+            Answer::Unknown
+        });
+        let failed = answer == Answer::Unknown;
+        answers.lock().unwrap().insert(value, answer);
+        if failed {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+type Kv = rudder_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>;
+
+async fn put(client: &mut Kv, key: &str, value: &str) -> Result<Answer, ()> {
+    let request = PutRequest {
+        key: key.into(),
+        value: value.into(),
+        ..Default::default()
+    };
+    let response = client.put(request).await.map_err(|_| ())?.into_inner();
+    let revision = response.header.ok_or(())?.revision;
+    Ok(Answer::Applied { revision })
+}
+
+async fn swap(client: &mut Kv, key: &str, value: &str) -> Result<Answer, ()> {
+    let read = RangeRequest {
+        key: key.into(),
+        ..Default::default()
+    };
+    let current = client.range(read).await.map_err(|_| ())?.into_inner();
+    let mod_revision = current.kvs.first().map_or(0, |kv| kv.mod_revision);
+    let request = TxnRequest {
+        compare: vec![Compare {
+            result: CompareResult::Equal.into(),
+            target: CompareTarget::Mod.into(),
+            key: key.into(),
+            range_end: Vec::new(),
+            target_union: Some(TargetUnion::ModRevision(mod_revision)),
+        }],
+        success: vec![RequestOp {
+            request: Some(Op::RequestPut(PutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            })),
+        }],
+        failure: Vec::new(),
+    };
+    let response = client.txn(request).await.map_err(|_| ())?.into_inner();
+    if !response.succeeded {
+        return Ok(Answer::NotApplied);
+    }
+    let revision = response.header.ok_or(())?.revision;
+    Ok(Answer::Applied { revision })
+}
+
+/// The member that leads, asking each running member with a short timeout (a paused one
+/// never answers); `None` while there is none.
+async fn leader(cluster: &ProcessCluster, paused: Option<usize>) -> Option<usize> {
+    for (i, member) in cluster.members.iter().enumerate() {
+        if !member.is_running() || Some(i) == paused {
+            continue;
+        }
+        let status = tokio::time::timeout(Duration::from_millis(500), async {
+            maintenance(&member.client_addr)
+                .await
+                .ok()?
+                .status(StatusRequest {})
+                .await
+                .ok()
+        })
+        .await;
+        let Ok(Some(status)) = status else { continue };
+        let leader = status.into_inner().leader;
+        if let Some(found) = cluster.members.iter().position(|m| m.id == leader) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// What the faults did, for the report and for "the run exercised its faults".
+#[derive(Debug, Default)]
+struct Faults {
+    kills: usize,
+    pauses: usize,
+}
+
+/// For `duration`: every 4 s `kill -9` the leader and restart it; every 7 s SIGSTOP the
+/// leader for 2 s. Ends with every member running and resumed.
+async fn inject_faults(cluster: &mut ProcessCluster, duration: Duration) -> Faults {
+    let start = Instant::now();
+    let mut faults = Faults::default();
+    let (mut next_kill, mut next_pause) = (Duration::from_secs(4), Duration::from_secs(7));
+    let mut paused: Option<(usize, Duration)> = None;
+    while start.elapsed() < duration {
+        let now = start.elapsed();
+        if let Some((member, until)) = paused {
+            if now >= until {
+                cluster.members[member].resume();
+                paused = None;
+            }
+        }
+        if now >= next_kill {
+            next_kill += Duration::from_secs(4);
+            if let Some(victim) = leader(cluster, paused.map(|p| p.0)).await {
+                cluster.members[victim].kill();
+                faults.kills += 1;
+                cluster.members[victim]
+                    .restart()
+                    .await
+                    .expect("a killed member restarts");
+            }
+        }
+        if now >= next_pause && paused.is_none() {
+            next_pause += Duration::from_secs(7);
+            if let Some(victim) = leader(cluster, None).await {
+                cluster.members[victim].pause();
+                faults.pauses += 1;
+                paused = Some((victim, now + Duration::from_secs(2)));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if let Some((member, _)) = paused {
+        cluster.members[member].resume();
+    }
+    faults
+}
+
+/// Every change under `once/` from revision 1 to `last`, as `member` has them.
+async fn history(addr: &str, last: i64) -> Vec<Seen> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    let create = WatchCreateRequest {
+        key: b"once/".to_vec(),
+        range_end: b"once0".to_vec(),
+        start_revision: 1,
+        ..Default::default()
+    };
+    sender
+        .send(WatchRequest {
+            request_union: Some(RequestUnion::CreateRequest(create)),
+        })
+        .await
+        .unwrap();
+    let mut responses = watch(addr)
+        .await
+        .unwrap()
+        .watch(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = Vec::new();
+    let mut reached = 0;
+    while reached < last {
+        let message = tokio::time::timeout(Duration::from_secs(20), responses.message())
+            .await
+            .expect("the watch delivers the whole history in time")
+            .expect("the watch stays open")
+            .expect("the watch stays open");
+        assert!(
+            !message.canceled,
+            "watch canceled: {}",
+            message.cancel_reason
+        );
+        for event in message.events {
+            let kv = event.kv.expect("an event carries its key");
+            reached = reached.max(kv.mod_revision);
+            seen.push(Seen {
+                revision: kv.mod_revision,
+                key: String::from_utf8(kv.key).unwrap(),
+                value: String::from_utf8(kv.value).unwrap(),
+            });
+        }
+    }
+    drop(sender);
+    seen
+}
+
+/// The revision every member has caught up to, once they all answer.
+async fn settled_revision(cluster: &ProcessCluster) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut revisions = Vec::new();
+        for member in &cluster.members {
+            // Linearizable: the member catches up to the leader's commit index first.
+            let read = RangeRequest {
+                key: b"once/".to_vec(),
+                range_end: b"once0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            };
+            let answered = async { kv(&member.client_addr).await.ok()?.range(read).await.ok() };
+            if let Some(response) = answered.await {
+                revisions.push(response.into_inner().header.unwrap().revision);
+            }
+        }
+        if revisions.len() == cluster.members.len() && revisions.windows(2).all(|w| w[0] == w[1]) {
+            return revisions[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members never agreed on a revision: {revisions:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn run(workload: Workload, seconds: u64) {
+    let mut cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
+        .expect("three members start");
+    let endpoints = cluster.endpoints();
+    let answers: Answers = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let (endpoints, answers, stop) = (endpoints.clone(), answers.clone(), stop.clone());
+            tokio::spawn(client(id, endpoints, workload, answers, stop))
+        })
+        .collect();
+    let faults = inject_faults(&mut cluster, Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let last = settled_revision(&cluster).await;
+    let answers = answers.lock().unwrap().clone();
+    let count = |wanted: fn(&Answer) -> bool| answers.values().filter(|a| wanted(a)).count();
+    let applied = count(|a| matches!(a, Answer::Applied { .. }));
+    println!(
+        "{} writes: {applied} acknowledged, {} refused, {} unknown; {faults:?}; last revision {last}",
+        answers.len(),
+        count(|a| *a == Answer::NotApplied),
+        count(|a| *a == Answer::Unknown),
+    );
+    assert!(
+        faults.kills >= seconds as usize / 4 - 1 && faults.pauses >= seconds as usize / 7 - 1,
+        "the run exercised its faults: {faults:?}"
+    );
+    assert!(
+        applied > 100,
+        "the load made progress: {applied} acknowledged"
+    );
+
+    let mut histories = Vec::new();
+    for member in &cluster.members {
+        let seen = history(&member.client_addr, last).await;
+        let violations = check(&answers, &seen);
+        assert!(
+            violations.is_empty(),
+            "{}: {} violations, the first: {:?}",
+            member.name,
+            violations.len(),
+            &violations[..violations.len().min(10)]
+        );
+        histories.push(seen);
+    }
+    assert!(
+        histories.windows(2).all(|w| w[0] == w[1]),
+        "every member has the same history"
+    );
+    let mut hashes = Vec::new();
+    for member in &cluster.members {
+        let hash = maintenance(&member.client_addr)
+            .await
+            .unwrap()
+            .hash_kv(HashKvRequest { revision: last })
+            .await
+            .unwrap()
+            .into_inner();
+        hashes.push(hash.hash);
+    }
+    assert!(
+        hashes.windows(2).all(|w| w[0] == w[1]),
+        "members' HashKV agree: {hashes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn puts_under_leader_kills_and_pauses_are_applied_exactly_once() {
+    run(Workload::Put, 60).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compare_and_swaps_under_leader_kills_and_pauses_are_applied_exactly_once() {
+    run(Workload::CompareAndSwap, 60).await;
+}
+
+/// What a create through the Rudder API was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Created {
+    /// Created, with this uid.
+    Yes(String),
+    /// Refused as a duplicate or conflict: wrong, since every name is new.
+    Refused(String),
+    /// "May or may not have been applied", or no master answered.
+    Unknown(String),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn creates_through_the_api_under_leader_kills_are_answered_and_applied_once() {
+    use rudder_proto::client::ApiClient;
+    const CREATES: usize = 2_000;
+    const WORKERS: usize = 8;
+    let mut cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
+        .expect("three members start");
+    let endpoints = cluster.endpoints();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answers: Arc<Mutex<BTreeMap<String, Created>>> = Arc::default();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            // One client per worker, as separate programs would have.
+            let client = ApiClient::new(endpoints.clone());
+            let (next, answers) = (next.clone(), answers.clone());
+            tokio::spawn(async move {
+                // Paced (8 workers × 12.5/s = 100 creates/s), so that the 2,000 creates
+                // span about 20 s of leader kills instead of 3 s without one.
+                let mut pace = tokio::time::interval(Duration::from_millis(80));
+                loop {
+                    pace.tick().await;
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= CREATES {
+                        return;
+                    }
+                    let name = format!("once-{n}");
+                    let object = serde_json::json!({
+                        "apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": name}, "data": {"n": n.to_string()},
+                    });
+                    let answer = match client.create_object("configmaps", "default", &object).await
+                    {
+                        Ok(created) => Created::Yes(created["metadata"]["uid"].to_string()),
+                        Err(error) if ["AlreadyExists", "Conflict"].contains(&error.reason()) => {
+                            Created::Refused(error.to_string())
+                        }
+                        Err(error) => Created::Unknown(error.to_string()),
+                    };
+                    answers.lock().unwrap().insert(name, answer);
+                }
+            })
+        })
+        .collect();
+    let mut kills = 0;
+    let start = Instant::now();
+    let mut next_kill = Duration::from_secs(4);
+    while !workers.iter().all(|w| w.is_finished()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the creates finish"
+        );
+        if start.elapsed() >= next_kill {
+            next_kill += Duration::from_secs(4);
+            if let Some(victim) = leader(&cluster, None).await {
+                cluster.members[victim].kill();
+                kills += 1;
+                cluster.members[victim].restart().await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, Created::Refused(_)))
+        .collect();
+    let unknown: Vec<_> = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, Created::Unknown(_)))
+        .collect();
+    println!(
+        "{CREATES} creates in {:?} with {kills} leader kills: {} unknown {:?}",
+        start.elapsed(),
+        unknown.len(),
+        &unknown[..unknown.len().min(5)]
+    );
+    assert!(kills >= 3, "the run killed leaders: {kills}");
+    assert!(
+        refused.is_empty(),
+        "no create refused by its own earlier application: {refused:?}"
+    );
+    assert!(
+        unknown.len() * 100 <= CREATES,
+        "at most 1% answered 'may or may not': {} ({:?})",
+        unknown.len(),
+        &unknown[..unknown.len().min(5)]
+    );
+
+    let client = ApiClient::new(cluster.endpoints());
+    for (name, answer) in &answers {
+        let stored = client.get_object("configmaps", "default", name).await;
+        match (answer, stored) {
+            (Created::Yes(uid), Ok(object)) => assert_eq!(
+                &object["metadata"]["uid"].to_string(),
+                uid,
+                "{name}: the object answered is the object stored"
+            ),
+            (Created::Yes(_), Err(error)) => panic!("{name} was answered Created: {error}"),
+            _ => {}
+        }
+    }
+}
