@@ -36,6 +36,11 @@ pub async fn on_behalf_of<F: Future>(number: Option<RequestNumber>, verb: F) -> 
     }
 }
 
+/// The number of the client request being served, if it has one.
+pub fn current() -> Option<RequestNumber> {
+    CALLER.try_with(|caller| caller.number).ok()
+}
+
 /// The tag of the next store write made for the current request; `None` outside one.
 pub fn next_tag() -> Option<RequestTag> {
     CALLER

@@ -192,6 +192,13 @@ impl Registry {
             let key = object::key(info, &namespace, &name);
             for _ in 0..MAX_ATTEMPTS {
                 let Some(kv) = self.read(&key).await? else {
+                    // Gone because an earlier attempt of this request deleted it: answer as
+                    // that attempt would have, with the object as it was before.
+                    if let Some(revision) = self.earlier_attempt().await? {
+                        if let Some(before) = self.read_at(&key, revision - 1).await? {
+                            return Ok((before, true));
+                        }
+                    }
                     return Err(ApiError::NotFound {
                         object: object_ref(info, &name),
                     });

@@ -9,8 +9,8 @@
 //! ```
 
 use rudder_raftstore::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KeyValue, PutRequest,
-    RangeRequest, RequestOp, ResponseOp, Revision, TxnRequest,
+    CommandResult, Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KeyValue,
+    PutRequest, RangeRequest, RequestOp, ResponseOp, Revision, TxnRequest, TxnResponse,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,7 +161,14 @@ impl Registry {
                 Committed::At {
                     revision,
                     replayed: true,
-                } => return self.read_created(info, &key, &name, revision).await,
+                } => {
+                    return self
+                        .read_at(&key, revision)
+                        .await?
+                        .ok_or_else(|| ApiError::NotFound {
+                            object: object_ref(info, &name),
+                        })
+                }
                 Committed::Lost(Some(_)) => {
                     return Err(ApiError::AlreadyExists {
                         object: object_ref(info, &name),
@@ -327,6 +334,9 @@ impl Registry {
             };
             if let Some(wanted) = wanted {
                 if wanted != kv.mod_revision {
+                    if let Some(done) = self.as_earlier_attempt_left(&key).await? {
+                        return Ok(done);
+                    }
                     return Err(stale(info, name));
                 }
             }
@@ -417,6 +427,9 @@ impl Registry {
                 });
             }
             if let Some(bound) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+                if let Some(done) = self.as_earlier_attempt_left(&key).await? {
+                    return Ok(done);
+                }
                 return Err(ApiError::Conflict {
                     object: object_ref(info, name),
                     reason: format!("pod {name} is already assigned to node {bound:?}"),
@@ -458,14 +471,12 @@ impl Registry {
         }
     }
 
-    /// The object a create wrote at `revision` (it may have changed since).
-    async fn read_created(
+    /// The object at `key` as it was at `revision` (it may have changed since).
+    pub(crate) async fn read_at(
         &self,
-        info: &'static KindInfo,
         key: &[u8],
-        name: &str,
         revision: Revision,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Option<Value>, ApiError> {
         let (_, response) = self
             .range(RangeRequest {
                 range: KeyRange::single(key.to_vec()),
@@ -473,16 +484,44 @@ impl Registry {
                 ..Default::default()
             })
             .await?;
-        let kv = response
-            .kvs
+        let Some(kv) = response.kvs.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut object = object::decode(&kv)?;
+        object::set_resource_version(&mut object, kv.mod_revision);
+        Ok(Some(object))
+    }
+
+    /// For a numbered client request about to be refused because the object is not as it
+    /// asked (stale resourceVersion, already bound, gone): the revision of the earliest of
+    /// its writes that an earlier attempt applied, if one did — then the refusal would be
+    /// caused by the request itself, and the verb answers as that attempt did.
+    pub(crate) async fn earlier_attempt(&self) -> Result<Option<Revision>, ApiError> {
+        let Some(number) = caller::current() else {
+            return Ok(None);
+        };
+        let parts = self.store.applied_parts(number.client, number.seq).await?;
+        Ok(parts
             .into_iter()
-            .next()
-            .ok_or_else(|| ApiError::NotFound {
-                object: object_ref(info, name),
-            })?;
-        let mut created = object::decode(&kv)?;
-        object::set_resource_version(&mut created, kv.mod_revision);
-        Ok(created)
+            .filter(|(_, outcome)| {
+                matches!(
+                    &outcome.result,
+                    Ok(CommandResult::Txn(TxnResponse {
+                        succeeded: true,
+                        ..
+                    }))
+                )
+            })
+            .map(|(_, outcome)| outcome.revision)
+            .min())
+    }
+
+    /// The object as an earlier attempt of this request left it, if one applied it.
+    async fn as_earlier_attempt_left(&self, key: &[u8]) -> Result<Option<Value>, ApiError> {
+        match self.earlier_attempt().await? {
+            Some(revision) => self.read_at(key, revision).await,
+            None => Ok(None),
+        }
     }
 
     /// The current value of `key`, linearizably.

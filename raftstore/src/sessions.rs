@@ -143,6 +143,18 @@ impl Sessions {
         &self.sessions
     }
 
+    /// The outcomes of every applied write (by part) of request `seq` of `client`.
+    pub fn outcomes_of(&self, client: u64, seq: u64) -> Vec<(u32, Outcome)> {
+        let Some(session) = self.sessions.get(&client) else {
+            return Vec::new();
+        };
+        session
+            .outcomes
+            .range((seq, 0)..=(seq, u32::MAX))
+            .map(|((_, part), outcome)| (*part, outcome.clone()))
+            .collect()
+    }
+
     /// Number of outcomes remembered, in every session.
     pub fn outcome_count(&self) -> usize {
         self.sessions.values().map(|s| s.outcomes.len()).sum()

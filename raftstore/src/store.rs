@@ -299,6 +299,18 @@ impl Store {
         })
     }
 
+    /// What the store remembers of request `seq` of `client`: the outcome of each of its
+    /// writes applied so far, by part (linearizable). The API server asks before refusing a
+    /// retried request, whose refusal may be caused by its own earlier attempt.
+    pub async fn applied_parts(
+        &self,
+        client: u64,
+        seq: u64,
+    ) -> Result<Vec<(u32, Outcome)>, StoreError> {
+        self.read_barrier().await?;
+        Ok(self.inner.keyspace.read().sessions.outcomes_of(client, seq))
+    }
+
     /// Waits until this replica has applied everything committed before the call started,
     /// as confirmed by the current leader (ReadIndex).
     async fn read_barrier(&self) -> Result<(), StoreError> {
