@@ -181,9 +181,9 @@ impl From<StoreError> for ApiError {
             StoreError::Kv(
                 error @ (KvError::FutureRevision { .. } | KvError::NegativeRevision { .. }),
             ) => Self::bad_field("resourceVersion", error.to_string()),
-            forgotten @ StoreError::Kv(KvError::OutcomeForgotten { .. }) => Self::Indeterminate {
-                source: forgotten,
-            },
+            unknown @ StoreError::Kv(
+                KvError::OutcomeForgotten { .. } | KvError::RequestIdReused { .. },
+            ) => Self::Indeterminate { source: unknown },
             StoreError::Kv(other) => Self::internal(other.to_string()),
             other => Self::Unavailable { source: other },
         }

@@ -328,6 +328,12 @@ impl Registry {
         let key = object::key(info, namespace, name);
         for _ in 0..MAX_ATTEMPTS {
             let Some(kv) = self.read(&key).await? else {
+                // An earlier attempt of this request may have completed a deletion.
+                if let Some(revision) = self.earlier_attempt().await? {
+                    if let Some(before) = self.read_at(&key, revision - 1).await? {
+                        return Ok(before);
+                    }
+                }
                 return Err(ApiError::NotFound {
                     object: object_ref(info, name),
                 });
@@ -364,7 +370,14 @@ impl Registry {
                 Write::Put(body)
             };
             let completes_deletion = matches!(write, Write::Delete);
-            if let Committed::At { revision, .. } = self.commit(&key, compares, write).await? {
+            if let Committed::At { revision, replayed } = self.commit(&key, compares, write).await?
+            {
+                if replayed && !completes_deletion {
+                    // What the earlier attempt wrote, not what this one computed.
+                    if let Some(written) = self.read_at(&key, revision).await? {
+                        return Ok(written);
+                    }
+                }
                 if completes_deletion {
                     // The owner is gone: its dependents follow (background propagation).
                     self.delete_dependents(info, namespace, object::uid(&next), fence)
@@ -440,9 +453,14 @@ impl Registry {
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
             compares.extend(self.fence_holds(fence).await?);
             let body = object::encode(&pod);
-            if let Committed::At { revision, .. } =
+            if let Committed::At { revision, replayed } =
                 self.commit(&key, compares, Write::Put(body)).await?
             {
+                if replayed {
+                    if let Some(written) = self.read_at(&key, revision).await? {
+                        return Ok(written);
+                    }
+                }
                 object::set_resource_version(&mut pod, revision);
                 return Ok(pod);
             }

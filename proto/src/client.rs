@@ -135,8 +135,10 @@ impl ApiClient {
     /// Runs a write (create, update, patch, delete, bind): `call` sends the request it is
     /// given, which carries this write's number. Besides what [`ApiClient::call`] retries, a
     /// write is retried on the next master after a broken connection, a stopped master or
-    /// a timeout, for up to [`crate::request_ids::RETRY_HORIZON`]: the store recognises the
-    /// number and applies the write once.
+    /// a timeout: the store recognises the number and applies the write once. Like every
+    /// call it goes round the masters for 5 s of no answer (never past
+    /// [`crate::request_ids::RETRY_HORIZON`]); then it fails saying the write may or may not
+    /// have been applied.
     pub async fn write<M, T, F, Fut>(&self, message: M, call: F) -> Result<T, ClientError>
     where
         M: Clone,
@@ -192,6 +194,9 @@ impl ApiClient {
                 }
                 None => break,
             }
+        }
+        if write.is_some() {
+            last.push_str("; the write may or may not have been applied: read before retrying");
         }
         Err(ClientError::Unreachable {
             endpoints: self.endpoints.join(","),
@@ -428,5 +433,9 @@ pub fn is_retryable(status: &Status) -> bool {
 /// store timeout).
 fn is_unknown_fate(status: &Status) -> bool {
     let from_api_server = !status.details().is_empty();
-    !from_api_server || status.code() == Code::Unavailable
+    let broken = matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled
+    );
+    (!from_api_server && broken) || status.code() == Code::Unavailable
 }

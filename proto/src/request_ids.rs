@@ -52,8 +52,14 @@ impl RequestIds {
 
     /// Numbers a new request; it counts as waiting for an answer until the ticket drops.
     pub fn begin(&self) -> Ticket<'_> {
-        let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        self.waiting().insert(seq);
+        // Numbered and listed under one lock: a request numbered after this one must not
+        // compute its `acked_below` before this one is listed as waiting.
+        let seq = {
+            let mut waiting = self.waiting();
+            let seq = self.next.fetch_add(1, Ordering::Relaxed);
+            waiting.insert(seq);
+            seq
+        };
         Ticket {
             ids: self,
             seq,

@@ -43,6 +43,8 @@ pub enum KvError {
     KeyNotFound { key: String },
     #[error("request {seq} of client {client:x} came again after the store forgot its earlier attempt (the client had moved on, or was idle too long): it may or may not have been applied; read before writing again")]
     OutcomeForgotten { client: u64, seq: u64 },
+    #[error("request {seq} (part {part}) of client {client:x} was applied before as a different write: a client reused a request id; this write was not applied, and the earlier one may or may not have been")]
+    RequestIdReused { client: u64, seq: u64, part: u32 },
 }
 
 /// Renders a key for an error message: as text when it is UTF-8, else escaped.

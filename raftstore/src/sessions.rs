@@ -11,16 +11,21 @@
 //! ```text
 //!  request (id, acked_below) ─► admit ─┬─ New        ─► apply, then record the outcome
 //!                                      ├─ Repeat(o)  ─► answer o again; nothing changes
-//!                                      └─ Forgotten  ─► refuse: "may or may not have been applied"
+//!                                      ├─ Forgotten  ─► refuse: "may or may not have been applied"
+//!                                      └─ Mismatch   ─► refuse: the id was used for another write
 //! ```
 //!
 //! The table stays small: each request also says `acked_below`, the client's lowest sequence
 //! number still waiting for an answer; outcomes below it can never be asked for again and
-//! are dropped. It is bounded besides by count (per client and in clients) and by age: a
-//! client idle for [`SESSION_TTL_MS`] of log time is forgotten. What a client's requests
-//! below its `floor` were is no longer known, so a retry of one is refused, never re-applied.
-//! Time is the proposing leader's clock carried in each entry, so every replica forgets the
-//! same things at the same log position.
+//! are dropped. A client's `floor` is the number below which its outcomes are no longer
+//! kept: a retry of such a request is refused, never re-applied. Outcomes are bounded
+//! besides by count per client and by age: a client idle for [`SESSION_TTL_MS`] of log time
+//! keeps only its floor, raised past everything it had applied — so a leader whose clock
+//! runs far ahead makes retries fail safely, not apply twice. Only the count of clients
+//! ([`MAX_SESSIONS`], the longest idle first) forgets a client whole. Each outcome also keeps
+//! the shape of its write (kind and keys), so a repeat of an id with another write is refused,
+//! never answered with the other write's outcome. Time is the proposing leader's clock
+//! carried in each entry, so every replica forgets the same things at the same log position.
 
 use std::collections::BTreeMap;
 
@@ -28,16 +33,19 @@ use rudder_proto::request_ids::{RequestNumber, RETRY_HORIZON};
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
+use crate::kv::{Command, KeyRange, RequestOp, TxnRequest};
 use crate::mvcc::{Effects, Mvcc};
 use crate::types::{Outcome, Request};
 
 /// How long (of log time) a client that makes no write is remembered.
 pub const SESSION_TTL_MS: u64 = 10 * 60 * 1000;
-/// Outcomes kept per client beyond its `acked_below`; the oldest go first (a retry of one
-/// of those is then refused as forgotten).
-pub const MAX_OUTCOMES_PER_SESSION: usize = 8192;
-/// Clients remembered at once; the longest idle goes first.
-pub const MAX_SESSIONS: usize = 65_536;
+/// Outcomes kept per client beyond its `acked_below` (a store member numbers every write it
+/// serves for etcd clients: this covers ~10 s of its writes at full speed while one of them
+/// is still retried); the oldest go first, and a retry of one is then refused as forgotten.
+pub const MAX_OUTCOMES_PER_SESSION: usize = 65_536;
+/// Clients remembered at once (a floor and a time each, ~40 bytes); the longest idle goes
+/// first, and only then can a retry of its requests go unrecognised.
+pub const MAX_SESSIONS: usize = 262_144;
 /// How often (in log time) idle sessions are swept out.
 const SWEEP_EVERY_MS: u64 = 10 * 1000;
 
@@ -89,6 +97,15 @@ pub enum Admission {
     Repeat(Outcome),
     /// Its outcome is no longer known (below the client's floor): apply nothing.
     Forgotten,
+    /// The id was applied for a write of another shape: apply nothing, answer nothing of it.
+    Mismatch,
+}
+
+/// An outcome as the table keeps it, with the shape of the write it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Remembered {
+    pub shape: u64,
+    pub outcome: Outcome,
 }
 
 /// What the table remembers of one client.
@@ -104,7 +121,7 @@ pub struct SessionMeta {
 pub struct Session {
     pub meta: SessionMeta,
     /// Outcomes by `(seq, part)`.
-    pub outcomes: BTreeMap<(u64, u32), Outcome>,
+    pub outcomes: BTreeMap<(u64, u32), Remembered>,
 }
 
 /// A change the shell persists, in order, in the same batch as the applied entries.
@@ -112,8 +129,10 @@ pub struct Session {
 pub enum SessionWrite {
     Clock(u64),
     Meta(u64, SessionMeta),
-    Outcome(RequestId, Outcome),
+    Outcome(RequestId, Remembered),
     ForgetOutcome(RequestId),
+    /// Every outcome of the client (its meta stays).
+    ForgetOutcomes(u64),
     ForgetSession(u64),
 }
 
@@ -151,7 +170,7 @@ impl Sessions {
         session
             .outcomes
             .range((seq, 0)..=(seq, u32::MAX))
-            .map(|((_, part), outcome)| (*part, outcome.clone()))
+            .map(|((_, part), kept)| (*part, kept.outcome.clone()))
             .collect()
     }
 
@@ -160,8 +179,8 @@ impl Sessions {
         self.sessions.values().map(|s| s.outcomes.len()).sum()
     }
 
-    /// Moves the log clock to the time of the entry being applied (if later) and forgets
-    /// sessions idle for longer than [`SESSION_TTL_MS`].
+    /// Moves the log clock to the time of the entry being applied (if later) and forgets the
+    /// outcomes of clients idle for longer than [`SESSION_TTL_MS`] (their floors stay).
     pub fn tick(&mut self, entry_ms: u64, writes: &mut Vec<SessionWrite>) {
         if entry_ms <= self.clock_ms {
             return;
@@ -175,20 +194,27 @@ impl Sessions {
             return;
         }
         let horizon = self.clock_ms.saturating_sub(SESSION_TTL_MS);
-        let idle: Vec<u64> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.meta.last_active_ms < horizon)
-            .map(|(client, _)| *client)
-            .collect();
-        for client in idle {
-            self.sessions.remove(&client);
-            writes.push(SessionWrite::ForgetSession(client));
+        for (client, session) in &mut self.sessions {
+            if session.meta.last_active_ms >= horizon {
+                continue;
+            }
+            if let Some(((last, _), _)) = session.outcomes.pop_last() {
+                session.outcomes.clear();
+                session.meta.floor = session.meta.floor.max(last.saturating_add(1));
+                writes.push(SessionWrite::ForgetOutcomes(*client));
+                writes.push(SessionWrite::Meta(*client, session.meta.clone()));
+            }
         }
     }
 
-    /// Decides whether the request tagged `tag` is applied, and notes the client's activity.
-    pub fn admit(&mut self, tag: RequestTag, writes: &mut Vec<SessionWrite>) -> Admission {
+    /// Decides whether the request tagged `tag`, a write of shape `shape` (see [`shape`]),
+    /// is applied, and notes the client's activity.
+    pub fn admit(
+        &mut self,
+        tag: RequestTag,
+        shape: u64,
+        writes: &mut Vec<SessionWrite>,
+    ) -> Admission {
         let RequestId { client, seq, part } = tag.id;
         if !self.sessions.contains_key(&client) {
             self.make_room(writes);
@@ -204,8 +230,11 @@ impl Sessions {
             }
         }
         writes.push(SessionWrite::Meta(client, session.meta.clone()));
-        if let Some(outcome) = session.outcomes.get(&(seq, part)) {
-            return Admission::Repeat(outcome.clone());
+        if let Some(kept) = session.outcomes.get(&(seq, part)) {
+            if kept.shape != shape {
+                return Admission::Mismatch;
+            }
+            return Admission::Repeat(kept.outcome.clone());
         }
         if seq < session.meta.floor {
             return Admission::Forgotten;
@@ -214,24 +243,43 @@ impl Sessions {
     }
 
     /// Remembers the outcome of a request [`Sessions::admit`] found new.
-    pub fn record(&mut self, id: RequestId, outcome: &Outcome, writes: &mut Vec<SessionWrite>) {
+    pub fn record(
+        &mut self,
+        id: RequestId,
+        shape: u64,
+        outcome: &Outcome,
+        writes: &mut Vec<SessionWrite>,
+    ) {
         let Some(session) = self.sessions.get_mut(&id.client) else {
             return; // admit always creates the session first
         };
-        session.outcomes.insert((id.seq, id.part), outcome.clone());
-        writes.push(SessionWrite::Outcome(id, outcome.clone()));
-        if session.outcomes.len() > MAX_OUTCOMES_PER_SESSION {
-            if let Some(((seq, part), _)) = session.outcomes.pop_first() {
-                session.meta.floor = session.meta.floor.max(seq + 1);
-                let forgotten = RequestId {
-                    client: id.client,
-                    seq,
-                    part,
-                };
-                writes.push(SessionWrite::ForgetOutcome(forgotten));
-                writes.push(SessionWrite::Meta(id.client, session.meta.clone()));
-            }
+        let kept = Remembered {
+            shape,
+            outcome: outcome.clone(),
+        };
+        session.outcomes.insert((id.seq, id.part), kept.clone());
+        writes.push(SessionWrite::Outcome(id, kept));
+        if session.outcomes.len() <= MAX_OUTCOMES_PER_SESSION {
+            return;
         }
+        // The oldest request goes, never the one being recorded (one request may write
+        // many parts: a delete with many dependents).
+        let Some(&(oldest, _)) = session.outcomes.keys().next() else {
+            return;
+        };
+        if oldest == id.seq {
+            return;
+        }
+        let kept = session.outcomes.split_off(&(oldest.saturating_add(1), 0));
+        for (seq, part) in std::mem::replace(&mut session.outcomes, kept).into_keys() {
+            writes.push(SessionWrite::ForgetOutcome(RequestId {
+                client: id.client,
+                seq,
+                part,
+            }));
+        }
+        session.meta.floor = session.meta.floor.max(oldest.saturating_add(1));
+        writes.push(SessionWrite::Meta(id.client, session.meta.clone()));
     }
 
     /// Before a new client is added to a full table, the longest idle one goes.
@@ -271,10 +319,19 @@ pub fn apply_request(
     let Some(tag) = request.tag else {
         return fresh(mvcc);
     };
-    match sessions.admit(tag, writes) {
+    let shape = shape(&request.command);
+    let refused = |error: KvError, mvcc: &Mvcc| {
+        let outcome = Outcome {
+            revision: mvcc.revision(),
+            result: Err(error),
+            replayed: false,
+        };
+        (outcome, Effects::default())
+    };
+    match sessions.admit(tag, shape, writes) {
         Admission::New => {
             let (outcome, effects) = fresh(mvcc);
-            sessions.record(tag.id, &outcome, writes);
+            sessions.record(tag.id, shape, &outcome, writes);
             (outcome, effects)
         }
         Admission::Repeat(outcome) => (
@@ -284,18 +341,110 @@ pub fn apply_request(
             },
             Effects::default(),
         ),
-        Admission::Forgotten => {
-            let forgotten = KvError::OutcomeForgotten {
+        Admission::Forgotten => refused(
+            KvError::OutcomeForgotten {
                 client: tag.id.client,
                 seq: tag.id.seq,
-            };
-            let outcome = Outcome {
-                revision: mvcc.revision(),
-                result: Err(forgotten),
-                replayed: false,
-            };
-            (outcome, Effects::default())
+            },
+            mvcc,
+        ),
+        Admission::Mismatch => refused(
+            KvError::RequestIdReused {
+                client: tag.id.client,
+                seq: tag.id.seq,
+                part: tag.id.part,
+            },
+            mvcc,
+        ),
+    }
+}
+
+/// The shape of a write: its kind and the keys it compares, reads and writes — what stays
+/// the same across retries of one write (a retried create may carry a new uid in its value)
+/// and tells two different writes apart. FNV-1a, the same on every replica.
+pub fn shape(command: &Command) -> u64 {
+    let mut hash = Fnv::default();
+    shape_of_command(command, &mut hash);
+    hash.0
+}
+
+fn shape_of_command(command: &Command, hash: &mut Fnv) {
+    match command {
+        Command::Put(put) => {
+            hash.tag(1);
+            hash.bytes(&put.key);
         }
+        Command::DeleteRange(delete) => {
+            hash.tag(2);
+            hash.range(&delete.range);
+        }
+        Command::Txn(txn) => shape_of_txn(txn, hash),
+        Command::Compact { revision } => {
+            hash.tag(7);
+            hash.bytes(&revision.to_be_bytes());
+        }
+        Command::LeaseGrant { id, .. } => {
+            hash.tag(8);
+            hash.bytes(&id.to_be_bytes());
+        }
+        Command::LeaseRevoke { id } => {
+            hash.tag(9);
+            hash.bytes(&id.to_be_bytes());
+        }
+    }
+}
+
+fn shape_of_txn(txn: &TxnRequest, hash: &mut Fnv) {
+    hash.tag(3);
+    for compare in &txn.compare {
+        hash.range(&compare.range);
+    }
+    for (branch, ops) in [(4, &txn.success), (5, &txn.failure)] {
+        hash.tag(branch);
+        for op in ops {
+            match op {
+                RequestOp::Range(range) => {
+                    hash.tag(6);
+                    hash.range(&range.range);
+                }
+                RequestOp::Put(put) => {
+                    hash.tag(1);
+                    hash.bytes(&put.key);
+                }
+                RequestOp::DeleteRange(delete) => {
+                    hash.tag(2);
+                    hash.range(&delete.range);
+                }
+                RequestOp::Txn(nested) => shape_of_txn(nested, hash),
+            }
+        }
+    }
+}
+
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn tag(&mut self, tag: u8) {
+        self.bytes(&[tag]);
+    }
+
+    /// A field with its length, so that ("ab", "c") and ("a", "bc") differ.
+    fn bytes(&mut self, bytes: &[u8]) {
+        for byte in (bytes.len() as u64).to_be_bytes().iter().chain(bytes) {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn range(&mut self, range: &KeyRange) {
+        self.bytes(&range.key);
+        self.bytes(&range.range_end);
     }
 }
 
@@ -327,14 +476,14 @@ mod tests {
     fn a_request_seen_again_is_answered_with_its_first_outcome() {
         let mut table = Sessions::new();
         let mut writes = Vec::new();
-        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::New);
-        table.record(tag(7, 1, 1).id, &outcome(5), &mut writes);
+        assert_eq!(table.admit(tag(7, 1, 1), 0, &mut writes), Admission::New);
+        table.record(tag(7, 1, 1).id, 0, &outcome(5), &mut writes);
         assert_eq!(
-            table.admit(tag(7, 1, 1), &mut writes),
+            table.admit(tag(7, 1, 1), 0, &mut writes),
             Admission::Repeat(outcome(5))
         );
         // Another client's seq 1 is another request.
-        assert_eq!(table.admit(tag(8, 1, 1), &mut writes), Admission::New);
+        assert_eq!(table.admit(tag(8, 1, 1), 0, &mut writes), Admission::New);
     }
 
     #[test]
@@ -343,9 +492,9 @@ mod tests {
         let mut writes = Vec::new();
         let mut second = tag(7, 1, 1);
         second.id.part = 1;
-        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::New);
-        table.record(tag(7, 1, 1).id, &outcome(5), &mut writes);
-        assert_eq!(table.admit(second, &mut writes), Admission::New);
+        assert_eq!(table.admit(tag(7, 1, 1), 0, &mut writes), Admission::New);
+        table.record(tag(7, 1, 1).id, 0, &outcome(5), &mut writes);
+        assert_eq!(table.admit(second, 0, &mut writes), Admission::New);
     }
 
     #[test]
@@ -353,19 +502,22 @@ mod tests {
         let mut table = Sessions::new();
         let mut writes = Vec::new();
         for seq in 1..=3 {
-            assert_eq!(table.admit(tag(7, seq, 1), &mut writes), Admission::New);
-            table.record(tag(7, seq, 1).id, &outcome(seq as i64), &mut writes);
+            assert_eq!(table.admit(tag(7, seq, 1), 0, &mut writes), Admission::New);
+            table.record(tag(7, seq, 1).id, 0, &outcome(seq as i64), &mut writes);
         }
         assert_eq!(table.outcome_count(), 3);
         // The client heard the answers to 1 and 2.
-        assert_eq!(table.admit(tag(7, 4, 3), &mut writes), Admission::New);
+        assert_eq!(table.admit(tag(7, 4, 3), 0, &mut writes), Admission::New);
         assert_eq!(table.outcome_count(), 1);
         assert!(writes.contains(&SessionWrite::ForgetOutcome(tag(7, 1, 0).id)));
         // A delayed copy of request 2 must not be applied again.
-        assert_eq!(table.admit(tag(7, 2, 1), &mut writes), Admission::Forgotten);
+        assert_eq!(
+            table.admit(tag(7, 2, 1), 0, &mut writes),
+            Admission::Forgotten
+        );
         // Request 3 is still known.
         assert_eq!(
-            table.admit(tag(7, 3, 3), &mut writes),
+            table.admit(tag(7, 3, 3), 0, &mut writes),
             Admission::Repeat(outcome(3))
         );
     }
@@ -376,35 +528,103 @@ mod tests {
         let mut writes = Vec::new();
         let count = MAX_OUTCOMES_PER_SESSION as u64 + 1;
         for seq in 1..=count {
-            table.admit(tag(7, seq, 1), &mut writes);
-            table.record(tag(7, seq, 1).id, &outcome(seq as i64), &mut writes);
+            table.admit(tag(7, seq, 1), 0, &mut writes);
+            table.record(tag(7, seq, 1).id, 0, &outcome(seq as i64), &mut writes);
         }
         assert_eq!(table.outcome_count(), MAX_OUTCOMES_PER_SESSION);
-        assert_eq!(table.admit(tag(7, 1, 1), &mut writes), Admission::Forgotten);
+        assert_eq!(
+            table.admit(tag(7, 1, 1), 0, &mut writes),
+            Admission::Forgotten
+        );
         assert!(matches!(
-            table.admit(tag(7, 2, 1), &mut writes),
+            table.admit(tag(7, 2, 1), 0, &mut writes),
             Admission::Repeat(_)
         ));
     }
 
     #[test]
-    fn idle_sessions_are_forgotten_by_log_time_and_the_clock_never_goes_back() {
+    fn an_idle_client_keeps_its_floor_so_a_late_retry_is_refused_and_a_new_request_applies() {
         let mut table = Sessions::new();
         let mut writes = Vec::new();
         table.tick(1_000, &mut writes);
-        table.admit(tag(7, 1, 1), &mut writes);
-        table.record(tag(7, 1, 1).id, &outcome(1), &mut writes);
+        table.admit(tag(7, 1, 1), 0, &mut writes);
+        table.record(tag(7, 1, 1).id, 0, &outcome(1), &mut writes);
         table.tick(500, &mut writes); // an entry from a leader whose clock is behind
         assert_eq!(table.clock_ms(), 1_000);
         table.tick(1_000 + SESSION_TTL_MS, &mut writes);
-        assert!(
-            table.sessions().contains_key(&7),
+        assert_eq!(
+            table.outcome_count(),
+            1,
             "not idle for longer than the TTL yet"
         );
         writes.clear();
+        // A leader whose clock is far ahead: the outcome goes, the floor stays.
         table.tick(1_000 + SESSION_TTL_MS + SWEEP_EVERY_MS, &mut writes);
-        assert!(table.sessions().is_empty());
-        assert!(writes.contains(&SessionWrite::ForgetSession(7)));
+        assert_eq!(table.outcome_count(), 0);
+        assert!(writes.contains(&SessionWrite::ForgetOutcomes(7)));
+        assert_eq!(
+            table.admit(tag(7, 1, 1), 0, &mut writes),
+            Admission::Forgotten
+        );
+        assert_eq!(table.admit(tag(7, 2, 2), 0, &mut writes), Admission::New);
+    }
+
+    #[test]
+    fn an_id_applied_for_another_write_is_refused_not_answered() {
+        use crate::kv::PutRequest;
+        let put = |key: &str, value: &str| {
+            shape(&Command::Put(PutRequest {
+                key: key.into(),
+                value: value.into(),
+                ..Default::default()
+            }))
+        };
+        assert_eq!(
+            put("a", "1"),
+            put("a", "2"),
+            "a retry may carry another value"
+        );
+        assert_ne!(put("a", "1"), put("b", "1"));
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        table.admit(tag(7, 1, 1), put("a", "1"), &mut writes);
+        table.record(tag(7, 1, 1).id, put("a", "1"), &outcome(1), &mut writes);
+        assert_eq!(
+            table.admit(tag(7, 1, 1), put("b", "1"), &mut writes),
+            Admission::Mismatch
+        );
+    }
+
+    #[test]
+    fn a_full_session_forgets_the_oldest_request_but_never_the_one_being_recorded() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        let part = |seq: u64, part: u32| {
+            let mut this = tag(7, seq, 1);
+            this.id.part = part;
+            this
+        };
+        // One request with more parts than the cap (a delete with many dependents).
+        for n in 0..=MAX_OUTCOMES_PER_SESSION as u32 {
+            assert_eq!(table.admit(part(5, n), 0, &mut writes), Admission::New);
+            table.record(part(5, n).id, 0, &outcome(1), &mut writes);
+        }
+        assert_eq!(table.outcome_count(), MAX_OUTCOMES_PER_SESSION + 1);
+        // The next request pushes the whole oldest one out, and its retry is refused.
+        table.admit(part(6, 0), 0, &mut writes);
+        table.record(part(6, 0).id, 0, &outcome(2), &mut writes);
+        assert_eq!(table.outcome_count(), 1);
+        assert_eq!(
+            table.admit(part(5, 0), 0, &mut writes),
+            Admission::Forgotten
+        );
+        // The largest number a client can send is no overflow.
+        assert_eq!(
+            table.admit(part(u64::MAX, 0), 0, &mut writes),
+            Admission::New
+        );
+        table.record(part(u64::MAX, 0).id, 0, &outcome(3), &mut writes);
+        table.tick(SESSION_TTL_MS * 2, &mut writes); // the floor saturates, no panic
     }
 
     #[test]
@@ -443,8 +663,13 @@ mod tests {
             let mut writes = Vec::new();
             for (ms, client, seq, acked) in [(10, 1, 1, 1), (20, 2, 1, 1), (30, 1, 2, 2)] {
                 table.tick(ms, &mut writes);
-                if table.admit(tag(client, seq, acked), &mut writes) == Admission::New {
-                    table.record(tag(client, seq, acked).id, &outcome(ms as i64), &mut writes);
+                if table.admit(tag(client, seq, acked), 0, &mut writes) == Admission::New {
+                    table.record(
+                        tag(client, seq, acked).id,
+                        0,
+                        &outcome(ms as i64),
+                        &mut writes,
+                    );
                 }
             }
             writes

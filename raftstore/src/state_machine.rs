@@ -15,7 +15,9 @@ use crate::codec;
 use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SESSIONS, CF_SM, CF_SNAPSHOT};
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
-use crate::sessions::{apply_request, RequestId, Session, SessionMeta, SessionWrite, Sessions};
+use crate::sessions::{
+    apply_request, Remembered, RequestId, Session, SessionMeta, SessionWrite, Sessions,
+};
 use crate::types::*;
 
 /// The payload of a Raft snapshot: the whole replicated state.
@@ -203,22 +205,38 @@ impl StateMachine {
             })
         }
         let cf = self.db.cf(CF_SESSIONS);
+        // A batch notes a client's meta once per request and the clock once per entry: only
+        // the last of each is written (after the deletes, so a session forgotten and then
+        // seen again in one batch is stored as it ends up).
+        let mut clock = None;
+        let mut metas = std::collections::BTreeMap::new();
         for write in writes {
             match write {
-                SessionWrite::Clock(ms) => batch.put_cf(cf, session_keys::CLOCK, encode(ms)?),
+                SessionWrite::Clock(ms) => clock = Some(ms),
                 SessionWrite::Meta(client, meta) => {
-                    batch.put_cf(cf, session_keys::session(*client), encode(meta)?)
+                    metas.insert(*client, meta);
                 }
                 SessionWrite::Outcome(id, outcome) => {
                     batch.put_cf(cf, session_keys::outcome(*id), encode(outcome)?)
                 }
                 SessionWrite::ForgetOutcome(id) => batch.delete_cf(cf, session_keys::outcome(*id)),
+                SessionWrite::ForgetOutcomes(client) => {
+                    let (start, end) = session_keys::outcomes_of(*client);
+                    batch.delete_range_cf(cf, start, end);
+                }
                 SessionWrite::ForgetSession(client) => {
+                    metas.remove(client);
                     batch.delete_cf(cf, session_keys::session(*client));
                     let (start, end) = session_keys::outcomes_of(*client);
                     batch.delete_range_cf(cf, start, end);
                 }
             }
+        }
+        for (client, meta) in metas {
+            batch.put_cf(cf, session_keys::session(client), encode(meta)?);
+        }
+        if let Some(ms) = clock {
+            batch.put_cf(cf, session_keys::CLOCK, encode(ms)?);
         }
         Ok(())
     }
@@ -287,9 +305,9 @@ fn load_sessions(db: &Db) -> Result<Sessions, DbError> {
             let meta: SessionMeta = codec::decode(&value).map_err(decode)?;
             sessions.entry(client).or_default().meta = meta;
         } else if let Some(id) = session_keys::parse_outcome(&key) {
-            let outcome: Outcome = codec::decode(&value).map_err(decode)?;
+            let kept: Remembered = codec::decode(&value).map_err(decode)?;
             let session = sessions.entry(id.client).or_default();
-            session.outcomes.insert((id.seq, id.part), outcome);
+            session.outcomes.insert((id.seq, id.part), kept);
         }
     }
     Ok(Sessions::restore(clock_ms, sessions))
@@ -484,5 +502,80 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(Cursor::new(stored.data)),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{Command, PutRequest};
+    use crate::sessions::{RequestTag, SESSION_TTL_MS};
+
+    fn request(client: u64, seq: u64, acked_below: u64) -> Request {
+        Request {
+            command: Command::Put(PutRequest {
+                key: format!("k{client}").into_bytes(),
+                value: format!("{seq}").into_bytes(),
+                ..Default::default()
+            }),
+            tag: Some(RequestTag {
+                id: RequestId {
+                    client,
+                    seq,
+                    part: 0,
+                },
+                acked_below,
+            }),
+        }
+    }
+
+    fn entry(index: u64, at_ms: u64, requests: Vec<Request>) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(Proposal { at_ms, requests }),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_request_table_reads_back_from_disk_as_it_was_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let (mut machine, keyspace) = StateMachine::open(db.clone()).unwrap();
+        let later = 1_000 + SESSION_TTL_MS + 20_000;
+        let batches = vec![
+            vec![entry(
+                1,
+                1_000,
+                vec![request(1, 1, 1), request(2, 1, 1), request(1, 2, 1)],
+            )],
+            // A repeat, and client 1 moving on (its outcome 1 goes).
+            vec![entry(2, 2_000, vec![request(2, 1, 1), request(1, 3, 2)])],
+            // Much later: clients 1 and 2 lose their outcomes, then client 2 is seen again
+            // in the same batch.
+            vec![
+                entry(3, later, vec![request(3, 1, 1)]),
+                entry(4, later + 1, vec![request(2, 7, 7)]),
+            ],
+        ];
+        let mut tables = Vec::new();
+        for batch in batches {
+            let replies = machine.apply(batch).await.unwrap();
+            assert!(replies.iter().all(|r| !r.outcomes.is_empty()));
+            tables.push(keyspace.read().sessions.clone());
+        }
+        assert!(
+            tables[1].sessions()[&2].outcomes.len() == 1,
+            "the repeat added nothing"
+        );
+        let idle = &tables[2].sessions()[&1];
+        assert!(
+            idle.outcomes.is_empty(),
+            "client 1's outcomes went with its idleness"
+        );
+        assert_eq!(idle.meta.floor, 4, "past everything client 1 had applied");
+        assert_eq!(tables[2].sessions()[&2].meta.floor, 7, "client 2 came back");
+        drop((machine, keyspace));
+        let (_, reopened) = StateMachine::open(db).unwrap();
+        assert_eq!(reopened.read().sessions, tables[2]);
     }
 }

@@ -377,7 +377,12 @@ impl Store {
                 Attempt::Done(value) => return Ok(LeaderAnswer::Local(value)),
                 Attempt::Forward(leader) => match self.forward(&leader, &request).await {
                     Ok(response) => return Ok(LeaderAnswer::Remote(response)),
-                    Err(error @ (StoreError::NoLeader | StoreError::LeaderUnreachable { .. })) => {
+                    // The leader we knew is gone, stopped, or lost the request's answer.
+                    Err(
+                        error @ (StoreError::NoLeader
+                        | StoreError::LeaderUnreachable { .. }
+                        | StoreError::Stopped),
+                    ) => {
                         last_error = error;
                     }
                     Err(error) => return Err(error),
@@ -421,8 +426,12 @@ impl Store {
             // tonic says Unavailable both when it could not connect and when the connection
             // broke after the request went out: the request may have been served.
             .map_err(|status| unreachable(format!("{:?}: {}", status.code(), status.message())))?;
+        // A reply this member cannot read comes from a member of another release: not
+        // retried (it would be applied again each time), and said so.
         let result: Result<ForwardResponse, StoreError> =
-            codec::decode(&reply.into_inner().data).map_err(|e| unreachable(e.to_string()))?;
+            codec::decode(&reply.into_inner().data).map_err(|e| StoreError::UnexpectedReply {
+                detail: format!("an unreadable reply from {} ({e})", leader.name),
+            })?;
         result
     }
 
@@ -784,10 +793,15 @@ impl Store {
         let attempts = std::sync::atomic::AtomicU32::new(0);
         let answer = self
             .on_leader(request, || async {
-                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Count the attempts that may change something: run here, or forwarded.
                 if self.leading_term().is_none() {
-                    return Ok(self.leader_attempt());
+                    let attempt = self.leader_attempt();
+                    if matches!(attempt, Attempt::Forward(_)) {
+                        attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return Ok(attempt);
                 }
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 match local().await {
                     Ok(()) => Ok(Attempt::Done(())),
                     // Leadership moved between the check and the change: find the new leader.

@@ -283,7 +283,9 @@ pub fn status(error: StoreError) -> Status {
                 Status::not_found(message)
             }
             KvError::LeaseExists { .. } => Status::failed_precondition(message),
-            KvError::OutcomeForgotten { .. } => Status::unavailable(message),
+            KvError::OutcomeForgotten { .. } | KvError::RequestIdReused { .. } => {
+                Status::unavailable(message)
+            }
             _ => Status::invalid_argument(message),
         },
         StoreError::NoLeader
