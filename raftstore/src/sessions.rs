@@ -130,7 +130,9 @@ pub enum SessionWrite {
     Clock(u64),
     Meta(u64, SessionMeta),
     Outcome(RequestId, Remembered),
-    ForgetOutcome(RequestId),
+    /// Every outcome of the client below this sequence number (one range delete for what
+    /// `acked_below` released, instead of one delete per outcome).
+    ForgetBelow(u64, u64),
     /// Every outcome of the client (its meta stays).
     ForgetOutcomes(u64),
     ForgetSession(u64),
@@ -225,8 +227,8 @@ impl Sessions {
         if tag.acked_below > session.meta.floor {
             session.meta.floor = tag.acked_below;
             let kept = session.outcomes.split_off(&(tag.acked_below, 0));
-            for (seq, part) in std::mem::replace(&mut session.outcomes, kept).into_keys() {
-                writes.push(SessionWrite::ForgetOutcome(RequestId { client, seq, part }));
+            if !std::mem::replace(&mut session.outcomes, kept).is_empty() {
+                writes.push(SessionWrite::ForgetBelow(client, tag.acked_below));
             }
         }
         writes.push(SessionWrite::Meta(client, session.meta.clone()));
@@ -270,15 +272,10 @@ impl Sessions {
         if oldest == id.seq {
             return;
         }
-        let kept = session.outcomes.split_off(&(oldest.saturating_add(1), 0));
-        for (seq, part) in std::mem::replace(&mut session.outcomes, kept).into_keys() {
-            writes.push(SessionWrite::ForgetOutcome(RequestId {
-                client: id.client,
-                seq,
-                part,
-            }));
-        }
-        session.meta.floor = session.meta.floor.max(oldest.saturating_add(1));
+        let floor = oldest.saturating_add(1);
+        session.outcomes = session.outcomes.split_off(&(floor, 0));
+        writes.push(SessionWrite::ForgetBelow(id.client, floor));
+        session.meta.floor = session.meta.floor.max(floor);
         writes.push(SessionWrite::Meta(id.client, session.meta.clone()));
     }
 
@@ -509,7 +506,7 @@ mod tests {
         // The client heard the answers to 1 and 2.
         assert_eq!(table.admit(tag(7, 4, 3), 0, &mut writes), Admission::New);
         assert_eq!(table.outcome_count(), 1);
-        assert!(writes.contains(&SessionWrite::ForgetOutcome(tag(7, 1, 0).id)));
+        assert!(writes.contains(&SessionWrite::ForgetBelow(7, 3)));
         // A delayed copy of request 2 must not be applied again.
         assert_eq!(
             table.admit(tag(7, 2, 1), 0, &mut writes),

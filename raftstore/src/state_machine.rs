@@ -210,6 +210,7 @@ impl StateMachine {
         // seen again in one batch is stored as it ends up).
         let mut clock = None;
         let mut metas = std::collections::BTreeMap::new();
+        let mut below = std::collections::BTreeMap::new();
         for write in writes {
             match write {
                 SessionWrite::Clock(ms) => clock = Some(ms),
@@ -219,7 +220,12 @@ impl StateMachine {
                 SessionWrite::Outcome(id, outcome) => {
                     batch.put_cf(cf, session_keys::outcome(*id), encode(outcome)?)
                 }
-                SessionWrite::ForgetOutcome(id) => batch.delete_cf(cf, session_keys::outcome(*id)),
+                // Deleted at the end, once per client: no outcome below a floor is recorded
+                // after the floor rose, so nothing written later in the batch is lost.
+                SessionWrite::ForgetBelow(client, seq) => {
+                    let floor = below.entry(*client).or_insert(*seq);
+                    *floor = (*floor).max(*seq);
+                }
                 SessionWrite::ForgetOutcomes(client) => {
                     let (start, end) = session_keys::outcomes_of(*client);
                     batch.delete_range_cf(cf, start, end);
@@ -231,6 +237,19 @@ impl StateMachine {
                     batch.delete_range_cf(cf, start, end);
                 }
             }
+        }
+        for (client, seq) in below {
+            let start = session_keys::outcome(RequestId {
+                client,
+                seq: 0,
+                part: 0,
+            });
+            let end = session_keys::outcome(RequestId {
+                client,
+                seq,
+                part: 0,
+            });
+            batch.delete_range_cf(cf, start, end);
         }
         for (client, meta) in metas {
             batch.put_cf(cf, session_keys::session(client), encode(meta)?);
