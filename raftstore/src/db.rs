@@ -8,7 +8,7 @@
 //! | `leases` | lease id (i64 BE) | lease |
 //! | `sm` | `applied`, `membership`, `revision`, `compact`, `members_ever`, `cluster_id` | state-machine metadata |
 //! | `snapshot` | `current` | the last built or installed snapshot |
-//! | `sessions` | `c`; `s`+client; `o`+client+seq+part | the request table's clock, sessions, outcomes ([`crate::sessions`]) |
+//! | `sessions` | `c`; `s`+client; `o`+client+seq+batch | the request table ([`crate::session_store`]) |
 //!
 //! `raft`/`format` holds the data directory's format version (see [`crate::format`]).
 //!

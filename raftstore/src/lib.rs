@@ -14,7 +14,8 @@
 //! - [`kv`]: the request/response types (etcd's model in plain Rust).
 //! - [`mvcc`]: the pure keyspace: revisions, versions, txn, compaction, leases, hash.
 //! - [`sessions`]: exactly-once writes: the pure table of recently applied client requests
-//!   (every write carries a request tag; a retry is answered with the first outcome).
+//!   (every write carries a request tag; a retry is answered with the first outcome);
+//!   [`session_store`]: that table in RocksDB.
 //! - [`validate`]: request limits and shape checks before anything reaches the log.
 //! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft;
 //!   [`format`]: the data directory's format version and migrations.
@@ -42,6 +43,7 @@ pub mod mvcc;
 pub mod network;
 pub mod proposer;
 pub mod server;
+pub mod session_store;
 pub mod sessions;
 pub mod state_machine;
 pub mod store;

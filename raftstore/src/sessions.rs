@@ -129,7 +129,8 @@ pub struct Session {
 pub enum SessionWrite {
     Clock(u64),
     Meta(u64, SessionMeta),
-    Outcome(RequestId, Remembered),
+    /// A new outcome, now in the table.
+    Outcome(RequestId),
     /// Every outcome of the client below this sequence number (one range delete for what
     /// `acked_below` released, instead of one delete per outcome).
     ForgetBelow(u64, u64),
@@ -259,8 +260,8 @@ impl Sessions {
             shape,
             outcome: outcome.clone(),
         };
-        session.outcomes.insert((id.seq, id.part), kept.clone());
-        writes.push(SessionWrite::Outcome(id, kept));
+        session.outcomes.insert((id.seq, id.part), kept);
+        writes.push(SessionWrite::Outcome(id));
         if session.outcomes.len() <= MAX_OUTCOMES_PER_SESSION {
             return;
         }

@@ -12,12 +12,11 @@ use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SESSIONS, CF_SM, CF_SNAPSHOT};
+use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
-use crate::sessions::{
-    apply_request, Remembered, RequestId, Session, SessionMeta, SessionWrite, Sessions,
-};
+use crate::session_store;
+use crate::sessions::{apply_request, Sessions};
 use crate::types::*;
 
 /// The payload of a Raft snapshot: the whole replicated state.
@@ -35,54 +34,6 @@ pub struct SnapshotImage {
 pub(crate) struct StoredSnapshot {
     pub(crate) meta: SnapshotMeta,
     pub(crate) data: Vec<u8>,
-}
-
-/// Keys of the `sessions` column family.
-mod session_keys {
-    use crate::sessions::RequestId;
-
-    pub const CLOCK: &[u8] = b"c";
-
-    pub fn session(client: u64) -> Vec<u8> {
-        [&b"s"[..], &client.to_be_bytes()].concat()
-    }
-
-    pub fn outcome(id: RequestId) -> Vec<u8> {
-        [
-            &b"o"[..],
-            &id.client.to_be_bytes(),
-            &id.seq.to_be_bytes(),
-            &id.part.to_be_bytes(),
-        ]
-        .concat()
-    }
-
-    /// Every outcome key of `client`: `[start, end)`.
-    pub fn outcomes_of(client: u64) -> (Vec<u8>, Vec<u8>) {
-        let start = [&b"o"[..], &client.to_be_bytes()].concat();
-        let end = match client.checked_add(1) {
-            Some(next) => [&b"o"[..], &next.to_be_bytes()].concat(),
-            None => b"p".to_vec(),
-        };
-        (start, end)
-    }
-
-    pub fn parse_session(key: &[u8]) -> Option<u64> {
-        let rest = key.strip_prefix(b"s")?;
-        Some(u64::from_be_bytes(rest.try_into().ok()?))
-    }
-
-    pub fn parse_outcome(key: &[u8]) -> Option<RequestId> {
-        let rest = key.strip_prefix(b"o")?;
-        if rest.len() != 20 {
-            return None;
-        }
-        Some(RequestId {
-            client: u64::from_be_bytes(rest[..8].try_into().ok()?),
-            seq: u64::from_be_bytes(rest[8..16].try_into().ok()?),
-            part: u32::from_be_bytes(rest[16..].try_into().ok()?),
-        })
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +95,7 @@ impl StateMachine {
             versions,
             leases,
         });
-        let sessions = load_sessions(&db)?;
+        let sessions = session_store::load(&db)?;
         let keyspace = Arc::new(Keyspace::new(Replicated {
             mvcc,
             meta,
@@ -193,95 +144,6 @@ impl StateMachine {
         Ok(())
     }
 
-    fn persist_sessions(
-        &self,
-        batch: &mut WriteBatch,
-        writes: &[SessionWrite],
-    ) -> Result<(), DbError> {
-        fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, DbError> {
-            codec::encode(value).map_err(|source| DbError::Encode {
-                what: "sessions",
-                source,
-            })
-        }
-        let cf = self.db.cf(CF_SESSIONS);
-        // A batch notes a client's meta once per request and the clock once per entry: only
-        // the last of each is written (after the deletes, so a session forgotten and then
-        // seen again in one batch is stored as it ends up).
-        let mut clock = None;
-        let mut metas = std::collections::BTreeMap::new();
-        let mut below = std::collections::BTreeMap::new();
-        for write in writes {
-            match write {
-                SessionWrite::Clock(ms) => clock = Some(ms),
-                SessionWrite::Meta(client, meta) => {
-                    metas.insert(*client, meta);
-                }
-                SessionWrite::Outcome(id, outcome) => {
-                    batch.put_cf(cf, session_keys::outcome(*id), encode(outcome)?)
-                }
-                // Deleted at the end, once per client: no outcome below a floor is recorded
-                // after the floor rose, so nothing written later in the batch is lost.
-                SessionWrite::ForgetBelow(client, seq) => {
-                    let floor = below.entry(*client).or_insert(*seq);
-                    *floor = (*floor).max(*seq);
-                }
-                SessionWrite::ForgetOutcomes(client) => {
-                    let (start, end) = session_keys::outcomes_of(*client);
-                    batch.delete_range_cf(cf, start, end);
-                }
-                SessionWrite::ForgetSession(client) => {
-                    metas.remove(client);
-                    batch.delete_cf(cf, session_keys::session(*client));
-                    let (start, end) = session_keys::outcomes_of(*client);
-                    batch.delete_range_cf(cf, start, end);
-                }
-            }
-        }
-        for (client, seq) in below {
-            let start = session_keys::outcome(RequestId {
-                client,
-                seq: 0,
-                part: 0,
-            });
-            let end = session_keys::outcome(RequestId {
-                client,
-                seq,
-                part: 0,
-            });
-            batch.delete_range_cf(cf, start, end);
-        }
-        for (client, meta) in metas {
-            batch.put_cf(cf, session_keys::session(client), encode(meta)?);
-        }
-        if let Some(ms) = clock {
-            batch.put_cf(cf, session_keys::CLOCK, encode(ms)?);
-        }
-        Ok(())
-    }
-
-    /// Replaces the persisted request table with `sessions` (snapshot install).
-    fn persist_whole_table(
-        &self,
-        batch: &mut WriteBatch,
-        sessions: &Sessions,
-    ) -> Result<(), DbError> {
-        batch.delete_range_cf(self.db.cf(CF_SESSIONS), [0u8], [0xffu8]);
-        let mut writes = vec![SessionWrite::Clock(sessions.clock_ms())];
-        for (client, session) in sessions.sessions() {
-            writes.push(SessionWrite::Meta(*client, session.meta.clone()));
-            for ((seq, part), outcome) in &session.outcomes {
-                let id = RequestId {
-                    client: *client,
-                    seq: *seq,
-                    part: *part,
-                };
-                writes.push(SessionWrite::Outcome(id, outcome.clone()));
-            }
-        }
-        self.persist_sessions(batch, &writes)
-    }
-
     fn persist_meta(&self, batch: &mut WriteBatch, state: &Replicated) -> Result<(), DbError> {
         self.db.put_in(batch, CF_SM, "meta", &state.meta)?;
         let revisions = (state.mvcc.revision(), state.mvcc.compact_revision());
@@ -299,37 +161,6 @@ impl StateMachine {
     ) -> Result<(), DbError> {
         self.db.put_in(batch, CF_SNAPSHOT, "current", snapshot)
     }
-}
-
-/// Reads the request table back from the `sessions` column family.
-fn load_sessions(db: &Db) -> Result<Sessions, DbError> {
-    let read = |source| DbError::Read {
-        what: "sessions",
-        source,
-    };
-    let decode = |source| DbError::Decode {
-        what: "sessions",
-        source,
-    };
-    let mut clock_ms = 0;
-    let mut sessions: std::collections::BTreeMap<u64, Session> = Default::default();
-    for item in db
-        .raw()
-        .iterator_cf(db.cf(CF_SESSIONS), IteratorMode::Start)
-    {
-        let (key, value) = item.map_err(read)?;
-        if &*key == session_keys::CLOCK {
-            clock_ms = codec::decode(&value).map_err(decode)?;
-        } else if let Some(client) = session_keys::parse_session(&key) {
-            let meta: SessionMeta = codec::decode(&value).map_err(decode)?;
-            sessions.entry(client).or_default().meta = meta;
-        } else if let Some(id) = session_keys::parse_outcome(&key) {
-            let kept: Remembered = codec::decode(&value).map_err(decode)?;
-            let session = sessions.entry(id.client).or_default();
-            session.outcomes.insert((id.seq, id.part), kept);
-        }
-    }
-    Ok(Sessions::restore(clock_ms, sessions))
 }
 
 /// A cluster id every member derives alike from the first membership entry.
@@ -399,8 +230,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             };
             replies.push(Applied { outcomes });
         }
-        self.persist_sessions(&mut batch, &session_writes)
-            .map_err(sm_error)?;
+        let batch_id = state.meta.applied.map_or(0, |id| id.index);
+        session_store::persist(
+            &self.db,
+            &mut batch,
+            &session_writes,
+            &state.sessions,
+            batch_id,
+        )
+        .map_err(sm_error)?;
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         // Unsynced on purpose: see `db` (the applied entries are already durable in the log).
         self.db.write_unsynced(batch).map_err(sm_error)?;
@@ -443,7 +281,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let bytes = codec::encode(version).map_err(sm_error)?;
             batch.put_cf(mvcc_cf, rev.to_bytes(), bytes);
         }
-        self.persist_whole_table(&mut batch, &image.sessions)
+        let batch_id = meta.last_log_id.map_or(0, |id| id.index);
+        session_store::replace(&self.db, &mut batch, &image.sessions, batch_id)
             .map_err(sm_error)?;
         let mut state = self.keyspace.write();
         *state = Replicated {
@@ -528,7 +367,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
 mod tests {
     use super::*;
     use crate::kv::{Command, PutRequest};
-    use crate::sessions::{RequestTag, SESSION_TTL_MS};
+    use crate::sessions::{RequestId, RequestTag, SESSION_TTL_MS};
 
     fn request(client: u64, seq: u64, acked_below: u64) -> Request {
         Request {
