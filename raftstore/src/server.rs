@@ -509,12 +509,17 @@ async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<boo
         match listed {
             Some(info) if info.member == me => return,
             Some(_) => {
-                if let Err(error) = store.set_member(store.id(), me.clone()).await {
-                    // With a changed address the leader cannot reach this member, so this
-                    // member may never learn who leads: ask the others to pass it on.
-                    tracing::debug!(%error, "publishing this member's addresses through a peer");
-                    if let Err(error) = store.publish_via_peers(me.clone()).await {
-                        tracing::debug!(%error, "publishing this member's addresses; will retry");
+                match store.set_member(store.id(), me.clone()).await {
+                    Ok(()) => {}
+                    // Removed meanwhile: nothing to publish, ever.
+                    Err(StoreError::MemberNotFound { .. }) => return,
+                    Err(error) => {
+                        // With a changed address the leader cannot reach this member, so
+                        // this member may never learn who leads: ask the others to pass it on.
+                        tracing::debug!(%error, "publishing this member's addresses through a peer");
+                        if let Err(error) = store.publish_via_peers(me.clone()).await {
+                            tracing::debug!(%error, "publishing this member's addresses; will retry");
+                        }
                     }
                 }
             }

@@ -124,6 +124,10 @@ struct Inner {
     read_indexer: ReadIndexer,
     /// This member's numbering of the writes it makes for callers that bring no tag.
     request_ids: RequestIds,
+    /// Membership changes made here run one at a time, each with its check: a check and
+    /// the change it decides must not interleave with another change (a member's address
+    /// update that waited out a removal would otherwise put the removed member back).
+    membership_lock: tokio::sync::Mutex<()>,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -153,6 +157,7 @@ impl Store {
             leases: Mutex::new(LeaseClock::default()),
             peers,
             request_ids: RequestIds::new(),
+            membership_lock: tokio::sync::Mutex::new(()),
             db_size,
         };
         Self {
@@ -827,6 +832,7 @@ impl Store {
         member: Member,
         learner: bool,
     ) -> Result<(), StoreError> {
+        let _one_change = self.inner.membership_lock.lock().await;
         let known = self.members().into_iter().find(|m| m.id == id);
         if known.is_none() && self.inner.keyspace.read().meta.members_ever.contains(&id) {
             return Err(StoreError::MemberIdUsed { id });
@@ -841,7 +847,12 @@ impl Store {
         Ok(())
     }
 
+    /// Only for a listed member: a removed one is never put back by its address update.
     async fn set_member_local(&self, id: NodeId, member: Member) -> Result<(), StoreError> {
+        let _one_change = self.inner.membership_lock.lock().await;
+        if !self.members().iter().any(|m| m.id == id) {
+            return Err(StoreError::MemberNotFound { id });
+        }
         self.change(ChangeMembers::SetNodes(std::collections::BTreeMap::from([
             (id, member),
         ])))
@@ -860,6 +871,7 @@ impl Store {
     }
 
     async fn promote_local(&self, id: NodeId) -> Result<(), StoreError> {
+        let _one_change = self.inner.membership_lock.lock().await;
         match self.members().into_iter().find(|m| m.id == id) {
             None => Err(StoreError::MemberNotFound { id }),
             Some(info) if !info.is_learner => Err(StoreError::NotLearner { id }),
@@ -874,6 +886,7 @@ impl Store {
     /// is decided on this member's current view, until the member is gone from it (a run
     /// under load once left a removed voter listed as a learner).
     async fn remove_local(&self, id: NodeId) -> Result<(), StoreError> {
+        let _one_change = self.inner.membership_lock.lock().await;
         let listed = |store: &Self| store.members().into_iter().find(|m| m.id == id);
         if listed(self).is_none() {
             return Err(StoreError::MemberNotFound { id });

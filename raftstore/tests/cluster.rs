@@ -828,3 +828,46 @@ async fn a_member_restarted_at_new_addresses_rejoins_through_its_peers() {
     assert_eq!(kv.mod_revision, revision);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_removed_members_address_update_does_not_put_it_back() {
+    // A member's own "publish my addresses" call, late after its removal, used to re-insert
+    // it as a learner (and then its id could be added again).
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let removed = cluster.follower(leader);
+    let removed_id = cluster.members[removed].as_ref().unwrap().id;
+    let member = cluster
+        .store(leader)
+        .members()
+        .into_iter()
+        .find(|m| m.id == removed_id)
+        .unwrap()
+        .member;
+    cluster
+        .store(leader)
+        .remove_member(removed_id)
+        .await
+        .unwrap();
+    let moved = Member {
+        client_addr: "127.0.0.1:1".into(),
+        ..member.clone()
+    };
+    assert_eq!(
+        cluster.store(leader).set_member(removed_id, moved).await,
+        Err(StoreError::MemberNotFound { id: removed_id })
+    );
+    let members = cluster.store(leader).members();
+    assert!(
+        members.iter().all(|m| m.id != removed_id),
+        "the removed member stays removed: {members:?}"
+    );
+    assert_eq!(
+        cluster
+            .store(leader)
+            .add_member(removed_id, member, true)
+            .await,
+        Err(StoreError::MemberIdUsed { id: removed_id })
+    );
+    cluster.shutdown().await;
+}
