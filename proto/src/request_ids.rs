@@ -132,10 +132,10 @@ impl RequestNumber {
             seq: seq.parse().map_err(|_| bad("the sequence number"))?,
             acked_below: acked_below.parse().map_err(|_| bad("acked_below"))?,
         };
-        if number.client == 0 || number.acked_below > number.seq {
+        if number.client == 0 || number.acked_below > number.seq || number.seq == u64::MAX {
             return Err(format!(
-                "{REQUEST_ID_HEADER} {text:?}: the client must not be 0 and acked_below must \
-                 not exceed the sequence number"
+                "{REQUEST_ID_HEADER} {text:?}: the client must not be 0, the sequence number \
+                 must be below 2^64-1, and acked_below must not exceed it"
             ));
         }
         Ok(number)

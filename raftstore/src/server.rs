@@ -517,8 +517,12 @@ async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<boo
                         // With a changed address the leader cannot reach this member, so
                         // this member may never learn who leads: ask the others to pass it on.
                         tracing::debug!(%error, "publishing this member's addresses through a peer");
-                        if let Err(error) = store.publish_via_peers(me.clone()).await {
-                            tracing::debug!(%error, "publishing this member's addresses; will retry");
+                        match store.publish_via_peers(me.clone()).await {
+                            Ok(()) => {}
+                            Err(StoreError::MemberNotFound { .. }) => return,
+                            Err(error) => {
+                                tracing::debug!(%error, "publishing this member's addresses; will retry")
+                            }
                         }
                     }
                 }

@@ -208,6 +208,28 @@ impl Sessions {
                 writes.push(SessionWrite::Meta(*client, session.meta.clone()));
             }
         }
+        self.thin_out(writes);
+    }
+
+    /// Past nine tenths of [`MAX_SESSIONS`], the longest idle clients that wait on nothing
+    /// go, down to eight tenths: once per sweep, so that a new client rarely meets a full
+    /// table (where `make_room` scans every session).
+    fn thin_out(&mut self, writes: &mut Vec<SessionWrite>) {
+        if self.sessions.len() <= MAX_SESSIONS / 10 * 9 {
+            return;
+        }
+        let mut idle: Vec<(u64, u64)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.outcomes.is_empty())
+            .map(|(client, s)| (s.meta.last_active_ms, *client))
+            .collect();
+        idle.sort_unstable();
+        let excess = self.sessions.len().saturating_sub(MAX_SESSIONS / 10 * 8);
+        for (_, client) in idle.into_iter().take(excess) {
+            self.sessions.remove(&client);
+            writes.push(SessionWrite::ForgetSession(client));
+        }
     }
 
     /// Decides whether the request tagged `tag`, a write of shape `shape` (see [`shape`]),
@@ -565,6 +587,31 @@ mod tests {
             Admission::Forgotten
         );
         assert_eq!(table.admit(tag(7, 2, 2), 0, &mut writes), Admission::New);
+    }
+
+    #[test]
+    fn a_crowded_table_sheds_its_longest_idle_clients_at_a_sweep() {
+        let mut table = Sessions::new();
+        let mut writes = Vec::new();
+        let crowd = MAX_SESSIONS / 10 * 9 + 10;
+        for client in 1..=crowd as u64 {
+            table.tick(client, &mut writes);
+            table.admit(tag(client, 1, 1), 0, &mut writes);
+        }
+        // One client waits on an answer: it stays whatever its age.
+        table.record(tag(1, 1, 1).id, 0, &outcome(1), &mut writes);
+        writes.clear();
+        table.tick(crowd as u64 + SWEEP_EVERY_MS, &mut writes); // the next sweep
+        assert_eq!(table.sessions().len(), MAX_SESSIONS / 10 * 8);
+        assert!(
+            table.sessions().contains_key(&1),
+            "a client with an outcome stays"
+        );
+        assert!(!table.sessions().contains_key(&2), "the longest idle went");
+        assert!(
+            table.sessions().contains_key(&(crowd as u64)),
+            "the newest stayed"
+        );
     }
 
     #[test]

@@ -832,19 +832,64 @@ impl Store {
         member: Member,
         learner: bool,
     ) -> Result<(), StoreError> {
+        {
+            let _one_change = self.inner.membership_lock.lock().await;
+            let known = self.members().into_iter().find(|m| m.id == id);
+            if known.is_none() && self.inner.keyspace.read().meta.members_ever.contains(&id) {
+                return Err(StoreError::MemberIdUsed { id });
+            }
+            if known.is_none() {
+                self.add_learner(id, member).await?;
+            }
+        }
+        if learner {
+            return Ok(());
+        }
+        // A voter joins once it has caught up; the wait holds no lock, so the member can be
+        // removed meanwhile (a joiner that never catches up must not block every change).
+        self.wait_caught_up(id).await?;
         let _one_change = self.inner.membership_lock.lock().await;
-        let known = self.members().into_iter().find(|m| m.id == id);
-        if known.is_none() && self.inner.keyspace.read().meta.members_ever.contains(&id) {
-            return Err(StoreError::MemberIdUsed { id });
+        match self.members().into_iter().find(|m| m.id == id) {
+            None => Err(StoreError::MemberNotFound { id }),
+            Some(info) if !info.is_learner => Ok(()),
+            Some(_) => {
+                self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+                    .await
+            }
         }
-        if known.is_none() {
-            self.add_learner(id, member, !learner).await?;
+    }
+
+    /// Waits until learner `id` has replicated this leader's log as it is now (as openraft's
+    /// blocking add_learner does), or was removed, or this member stopped leading.
+    async fn wait_caught_up(&self, id: NodeId) -> Result<(), StoreError> {
+        let target = self.inner.raft.metrics().borrow().last_log_index;
+        let matched = |m: &openraft::RaftMetrics<NodeId, Member>| {
+            m.replication
+                .as_ref()
+                .and_then(|replication| replication.get(&id).copied().flatten())
+                .map(|log_id| log_id.index)
+        };
+        let seen = self
+            .inner
+            .raft
+            .wait(None)
+            .metrics(
+                |m| {
+                    m.state != ServerState::Leader
+                        || m.membership_config.membership().get_node(&id).is_none()
+                        || matched(m) >= target
+                },
+                "a joining member catching up",
+            )
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        if seen.state != ServerState::Leader {
+            Err(StoreError::NoLeader)
+        } else if seen.membership_config.membership().get_node(&id).is_none() {
+            Err(StoreError::MemberNotFound { id })
+        } else {
+            Ok(())
         }
-        if !learner {
-            self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
-                .await?;
-        }
-        Ok(())
     }
 
     /// Only for a listed member: a removed one is never put back by its address update.
@@ -859,14 +904,10 @@ impl Store {
         .await
     }
 
-    async fn add_learner(
-        &self,
-        id: NodeId,
-        member: Member,
-        blocking: bool,
-    ) -> Result<(), StoreError> {
+    /// Adds a learner without waiting for it to catch up (see `wait_caught_up`).
+    async fn add_learner(&self, id: NodeId, member: Member) -> Result<(), StoreError> {
         let raft = &self.inner.raft;
-        self.one_change_at_a_time(|| raft.add_learner(id, member.clone(), blocking))
+        self.one_change_at_a_time(|| raft.add_learner(id, member.clone(), false))
             .await
     }
 

@@ -283,9 +283,8 @@ pub fn status(error: StoreError) -> Status {
                 Status::not_found(message)
             }
             KvError::LeaseExists { .. } => Status::failed_precondition(message),
-            KvError::OutcomeForgotten { .. } | KvError::RequestIdReused { .. } => {
-                Status::unavailable(message)
-            }
+            KvError::OutcomeForgotten { .. } => Status::unavailable(message),
+            KvError::RequestIdReused { .. } => Status::failed_precondition(message),
             _ => Status::invalid_argument(message),
         },
         StoreError::NoLeader
