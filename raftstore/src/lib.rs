@@ -21,8 +21,8 @@
 //!   [`format`]: the data directory's format version and migrations.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
-//! - [`network`]: peer RPCs and request forwarding; [`proposer`]: group proposal of writes
-//!   and batched ReadIndex.
+//! - [`network`]: peer RPCs and request forwarding (calling); [`peer_service`]: the peer
+//!   port (serving); [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
 
@@ -41,6 +41,7 @@ pub mod lease;
 pub mod log_store;
 pub mod mvcc;
 pub mod network;
+pub mod peer_service;
 pub mod proposer;
 pub mod server;
 pub mod session_store;

@@ -1,5 +1,6 @@
-//! Peer traffic: openraft's RPCs and forwarded client requests, over tonic gRPC with
-//! bincode payloads (`rudder.raft.RaftPeer`).
+//! Peer traffic, the calling side: openraft's RPCs and forwarded client requests, over tonic
+//! gRPC with bincode payloads (`rudder.raft.RaftPeer`). The serving side is
+//! [`crate::peer_service`].
 //!
 //! Clients connect lazily and reconnect by themselves; an unreachable peer is reported to
 //! openraft as `Unreachable` so it backs off instead of spinning.
@@ -18,17 +19,15 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use rudder_proto::raft::raft_peer_client::RaftPeerClient;
-use rudder_proto::raft::raft_peer_server::RaftPeer;
 use rudder_proto::raft::RaftPayload;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
 use crate::codec;
 use crate::kv::{LeaseId, LeaseTimeToLive};
-use crate::store::{Store, StoreError};
-use crate::types::{Member, NodeId, Outcome, Raft, Request as Write, TypeConfig};
+use crate::types::{Member, NodeId, Outcome, Request as Write, TypeConfig};
 
 /// Peer messages can carry many log entries or a snapshot chunk: allow large ones.
 pub const PEER_MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -220,67 +219,5 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, option).await
-    }
-}
-
-/// The peer port's gRPC service.
-pub struct PeerService {
-    raft: Raft,
-    store: Store,
-}
-
-impl PeerService {
-    pub fn new(raft: Raft, store: Store) -> Self {
-        Self { raft, store }
-    }
-}
-
-fn decode_request<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    codec::decode(&request.into_inner().data)
-        .map_err(|e| Status::invalid_argument(format!("undecodable peer message: {e}")))
-}
-
-fn encode_response<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    let data =
-        codec::encode(value).map_err(|e| Status::internal(format!("encoding reply: {e}")))?;
-    Ok(Response::new(RaftPayload { data }))
-}
-
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn append_entries(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode_request(request)?;
-        encode_response(&self.raft.append_entries(rpc).await)
-    }
-
-    async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<NodeId> = decode_request(request)?;
-        encode_response(&self.raft.vote(rpc).await)
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode_request(request)?;
-        encode_response(&self.raft.install_snapshot(rpc).await)
-    }
-
-    async fn forward(
-        &self,
-        request: Request<RaftPayload>,
-    ) -> Result<Response<RaftPayload>, Status> {
-        let forwarded: ForwardRequest = decode_request(request)?;
-        let result: Result<ForwardResponse, StoreError> =
-            self.store.serve_forwarded(forwarded).await;
-        // Failpoint for tests and chaos runs: the request was served, the reply is lost on
-        // the way back (as when the connection breaks), so the sender cannot tell.
-        fail::fail_point!("forward-reply-lost", |_| Err(Status::unavailable(
-            "connection reset after the request was served (failpoint forward-reply-lost)"
-        )));
-        encode_response(&result)
     }
 }

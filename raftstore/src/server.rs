@@ -24,9 +24,9 @@ use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
 use crate::log_store::LogStore;
 use crate::network::{
-    peer_client, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, PeerService,
-    PEER_MAX_MESSAGE_BYTES,
+    peer_client, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, PEER_MAX_MESSAGE_BYTES,
 };
+use crate::peer_service::PeerService;
 use crate::state_machine::StateMachine;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::types::{initial_member_id, Member, NodeId, Raft};

@@ -29,13 +29,14 @@
 
 use std::collections::BTreeMap;
 
-use rudder_proto::request_ids::{RequestNumber, RETRY_HORIZON};
+use rudder_proto::request_ids::RETRY_HORIZON;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
 use crate::kv::{Command, KeyRange, RequestOp, TxnRequest};
 use crate::mvcc::{Effects, Mvcc};
 use crate::types::{Outcome, Request};
+pub use crate::types::{RequestId, RequestTag};
 
 /// How long (of log time) a client that makes no write is remembered.
 pub const SESSION_TTL_MS: u64 = 10 * 60 * 1000;
@@ -52,41 +53,6 @@ const SWEEP_EVERY_MS: u64 = 10 * 1000;
 // Clients retry a write for at most `RETRY_HORIZON`: well inside the TTL, so a retry always
 // finds its client's session, even across leaders whose clocks disagree by minutes.
 const _: () = assert!(RETRY_HORIZON.as_secs() * 1000 * 5 <= SESSION_TTL_MS);
-
-/// One client request, the same across every retry of it.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-pub struct RequestId {
-    /// The client's random id (a store member's own, or an API client's).
-    pub client: u64,
-    /// The client's sequence number of the request.
-    pub seq: u64,
-    /// Which of the request's store writes (an API call may make several, one after another).
-    pub part: u32,
-}
-
-/// A request id with what the client says about its other requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RequestTag {
-    pub id: RequestId,
-    /// Every request of this client with a lower `seq` has been answered: their outcomes may go.
-    pub acked_below: u64,
-}
-
-impl RequestTag {
-    /// The tag of store write number `part` made for the client request `number`.
-    pub fn new(number: RequestNumber, part: u32) -> Self {
-        Self {
-            id: RequestId {
-                client: number.client,
-                seq: number.seq,
-                part,
-            },
-            acked_below: number.acked_below,
-        }
-    }
-}
 
 /// What the table says of a request about to be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
 use crate::kv::{Command, CommandResult, Revision};
-use crate::sessions::RequestTag;
+use rudder_proto::request_ids::RequestNumber;
 
 /// A member's Raft id. Never reused once a member has been removed.
 pub type NodeId = u64;
@@ -46,6 +46,41 @@ pub struct Request {
     pub command: Command,
     /// `None` only for the leader's own duties that are never retried (lease expiry).
     pub tag: Option<RequestTag>,
+}
+
+/// One client request, the same across every retry of it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+pub struct RequestId {
+    /// The client's random id (a store member's own, or an API client's).
+    pub client: u64,
+    /// The client's sequence number of the request.
+    pub seq: u64,
+    /// Which of the request's store writes (an API call may make several, one after another).
+    pub part: u32,
+}
+
+/// A request id with what the client says about its other requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RequestTag {
+    pub id: RequestId,
+    /// Every request of this client with a lower `seq` has been answered: their outcomes may go.
+    pub acked_below: u64,
+}
+
+impl RequestTag {
+    /// The tag of store write number `part` made for the client request `number`.
+    pub fn new(number: RequestNumber, part: u32) -> Self {
+        Self {
+            id: RequestId {
+                client: number.client,
+                seq: number.seq,
+                part,
+            },
+            acked_below: number.acked_below,
+        }
+    }
 }
 
 /// What one command did: its result, and the store revision right after it.
