@@ -33,7 +33,7 @@ use rudder_proto::request_ids::RETRY_HORIZON;
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
-use crate::kv::{Command, KeyRange, RequestOp, TxnRequest};
+use crate::kv::{Command, DeleteRangeRequest, KeyRange, PutRequest, RequestOp, TxnRequest};
 use crate::mvcc::{Effects, Mvcc};
 use crate::types::{Outcome, Request};
 pub use crate::types::{RequestId, RequestTag};
@@ -356,14 +356,8 @@ pub fn shape(command: &Command) -> u64 {
 
 fn shape_of_command(command: &Command, hash: &mut Fnv) {
     match command {
-        Command::Put(put) => {
-            hash.tag(1);
-            hash.bytes(&put.key);
-        }
-        Command::DeleteRange(delete) => {
-            hash.tag(2);
-            hash.range(&delete.range);
-        }
+        Command::Put(put) => hash.put(put),
+        Command::DeleteRange(delete) => hash.delete(delete),
         Command::Txn(txn) => shape_of_txn(txn, hash),
         Command::Compact { revision } => {
             hash.tag(7);
@@ -393,14 +387,8 @@ fn shape_of_txn(txn: &TxnRequest, hash: &mut Fnv) {
                     hash.tag(6);
                     hash.range(&range.range);
                 }
-                RequestOp::Put(put) => {
-                    hash.tag(1);
-                    hash.bytes(&put.key);
-                }
-                RequestOp::DeleteRange(delete) => {
-                    hash.tag(2);
-                    hash.range(&delete.range);
-                }
+                RequestOp::Put(put) => hash.put(put),
+                RequestOp::DeleteRange(delete) => hash.delete(delete),
                 RequestOp::Txn(nested) => shape_of_txn(nested, hash),
             }
         }
@@ -431,6 +419,16 @@ impl Fnv {
     fn range(&mut self, range: &KeyRange) {
         self.bytes(&range.key);
         self.bytes(&range.range_end);
+    }
+
+    fn put(&mut self, put: &PutRequest) {
+        self.tag(1);
+        self.bytes(&put.key);
+    }
+
+    fn delete(&mut self, delete: &DeleteRangeRequest) {
+        self.tag(2);
+        self.range(&delete.range);
     }
 }
 

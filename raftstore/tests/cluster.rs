@@ -37,6 +37,15 @@ async fn get(store: &Store, key: &str) -> Option<KeyValue> {
         .next()
 }
 
+/// Member `id` as `store` lists it.
+fn listed(store: &Store, id: u64) -> Member {
+    let members = store.members();
+    match members.iter().find(|m| m.id == id) {
+        Some(info) => info.member.clone(),
+        None => panic!("member {id:x} is not listed: {members:?}"),
+    }
+}
+
 /// The next watch message, failing the test after `seconds`.
 async fn next(watcher: &mut Watcher, seconds: u64) -> WatchMessage {
     tokio::time::timeout(Duration::from_secs(seconds), watcher.next())
@@ -707,13 +716,7 @@ async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
     let leader = cluster.leader().await;
     let removed = cluster.follower(leader);
     let removed_id = cluster.members[removed].as_ref().unwrap().id;
-    let removed_member = cluster
-        .store(removed)
-        .members()
-        .into_iter()
-        .find(|m| m.id == removed_id)
-        .unwrap()
-        .member;
+    let removed_member = listed(cluster.store(removed), removed_id);
     cluster
         .store(fourth)
         .remove_member(removed_id)
@@ -837,13 +840,7 @@ async fn a_removed_members_address_update_does_not_put_it_back() {
     let leader = cluster.leader().await;
     let removed = cluster.follower(leader);
     let removed_id = cluster.members[removed].as_ref().unwrap().id;
-    let member = cluster
-        .store(leader)
-        .members()
-        .into_iter()
-        .find(|m| m.id == removed_id)
-        .unwrap()
-        .member;
+    let member = listed(cluster.store(leader), removed_id);
     cluster
         .store(leader)
         .remove_member(removed_id)
