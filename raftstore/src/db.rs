@@ -124,6 +124,11 @@ impl Db {
         }
     }
 
+    /// How many handles keep the database open (it closes when the last one drops).
+    pub fn owners(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     pub fn raw(&self) -> &DB {
         &self.inner
     }

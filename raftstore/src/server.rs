@@ -350,6 +350,23 @@ impl RunningMember {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
         }
+        // RocksDB closes (and frees its directory lock) when its last owner lets go; Raft's
+        // storage tasks may still be finishing. Wait for them a moment, so that the
+        // directory can be opened again — in this process too — once this returns.
+        let Self {
+            store, raft, db, ..
+        } = self;
+        drop((store, raft));
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while db.owners() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if db.owners() > 1 {
+            tracing::warn!(
+                owners = db.owners(),
+                "the store database is still in use after shutdown"
+            );
+        }
     }
 }
 
