@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::cells::node_roles;
-use super::describe::{controlled_by, present, Writer};
 use super::describe_pod::container_ports;
+use super::describe_writer::{controlled_by, present, Writer};
 use super::fields::{
     array_at, at, bool_at, count_at, format_labels, label_selector, rfc1123z, string_map, text_at,
     text_or, time_at,

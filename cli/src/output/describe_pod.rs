@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::describe::{controlled_by, present, Writer};
+use super::describe_writer::{controlled_by, present, Writer};
 use super::fields::{
     age_of, array_at, at, bool_at, count_at, is_deleting, text_at, text_or, time_at,
 };

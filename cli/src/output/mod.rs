@@ -12,6 +12,7 @@ mod cells;
 pub mod describe;
 mod describe_kinds;
 mod describe_pod;
+mod describe_writer;
 mod fields;
 mod network;
 mod pod;

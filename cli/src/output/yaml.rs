@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::describe::Writer;
+use super::describe_writer::Writer;
 
 /// Any other kind: its `spec` and `data`, then the other top-level fields and `status`, as
 /// indented YAML-ish `key: value` lines.
