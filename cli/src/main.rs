@@ -45,28 +45,28 @@ enum Command {
     /// Show objects: a table (or -o wide|yaml|json|name); -w follows changes.
     Get(commands::get::GetArgs),
     /// Show objects in detail, with their events.
-    Describe(commands::get::DescribeArgs),
+    Describe(commands::describe::DescribeArgs),
     /// Create or update objects from manifests (-f file, directory or -).
     Apply(commands::apply::ApplyArgs),
     /// Create objects from manifests, or a namespace / deployment.
-    Create(commands::apply::CreateArgs),
+    Create(commands::create::CreateArgs),
     /// Run an image: a Pod (default), a ReplicationController (--generator=run/v1) or a
     /// Deployment.
-    Run(commands::apply::RunArgs),
+    Run(commands::run::RunArgs),
     /// Create a Service for the pods of an rc, rs, deployment or pod.
-    Expose(commands::apply::ExposeArgs),
+    Expose(commands::expose::ExposeArgs),
     /// Print a container's output (-f follows, -p the previous attempt's).
     Logs(commands::pod_io::LogsArgs),
     /// Run a command in a container: rudder exec POD [-c C] -- CMD ...
     Exec(commands::pod_io::ExecArgs),
     /// Set the replica count of an rc, rs, deployment or statefulset.
-    Scale(commands::edit::ScaleArgs),
+    Scale(commands::scale::ScaleArgs),
     /// Delete objects by name, manifest (-f), label selector (-l) or --all.
-    Delete(commands::edit::DeleteArgs),
+    Delete(commands::delete::DeleteArgs),
     /// Set (key=value) or remove (key-) labels.
-    Label(commands::edit::MetadataArgs),
+    Label(commands::label::MetadataArgs),
     /// Set (key=value) or remove (key-) annotations.
-    Annotate(commands::edit::MetadataArgs),
+    Annotate(commands::label::MetadataArgs),
     /// Where the control plane is.
     ClusterInfo(commands::cluster::InfoArgs),
     /// Client and server versions.
@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let outcome = runtime.block_on(async {
-        use commands::edit::MetadataField;
+        use commands::label::MetadataField;
         match command {
             Command::Server(args) => commands::server::run(*args).await,
             Command::Node(_) | Command::Shim(_) => {
@@ -120,20 +120,20 @@ fn main() -> anyhow::Result<()> {
             Command::Up(args) => commands::up::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
             Command::Get(args) => commands::get::run(args).await,
-            Command::Describe(args) => commands::get::describe_command(args).await,
+            Command::Describe(args) => commands::describe::describe_command(args).await,
             Command::Apply(args) => commands::apply::apply(args).await,
-            Command::Create(args) => commands::apply::create_command(args).await,
-            Command::Run(args) => commands::apply::run_command(args).await,
-            Command::Expose(args) => commands::apply::expose(args).await,
-            Command::Scale(args) => commands::edit::scale(args).await,
+            Command::Create(args) => commands::create::create_command(args).await,
+            Command::Run(args) => commands::run::run_command(args).await,
+            Command::Expose(args) => commands::expose::expose(args).await,
+            Command::Scale(args) => commands::scale::scale(args).await,
             Command::Logs(args) => commands::pod_io::logs(args).await,
             Command::Exec(args) => commands::pod_io::exec(args).await,
-            Command::Delete(args) => commands::edit::delete(args).await,
+            Command::Delete(args) => commands::delete::delete(args).await,
             Command::Label(args) => {
-                commands::edit::edit_metadata(args, MetadataField::Labels).await
+                commands::label::edit_metadata(args, MetadataField::Labels).await
             }
             Command::Annotate(args) => {
-                commands::edit::edit_metadata(args, MetadataField::Annotations).await
+                commands::label::edit_metadata(args, MetadataField::Annotations).await
             }
             Command::ClusterInfo(args) => commands::cluster::cluster_info(args).await,
             Command::Version(args) => commands::cluster::version(args).await,

@@ -1,5 +1,5 @@
-//! `rudder get` (tables, `-o wide|yaml|json|name`, `-w` that survives a master's death) and
-//! `rudder describe`.
+//! `rudder get` (tables, `-o wide|yaml|json|name`, `-w` that survives a master's death),
+//! and the lookups other verbs share ([`get_one`], [`list_matching`], [`Scope`]).
 
 use std::io::Write;
 
@@ -10,7 +10,6 @@ use rudder_proto::client::ClientError;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
-use crate::output::describe::describe;
 use crate::output::table::{headers, render, row, TableOptions};
 use crate::session::{display_name, Session, Target};
 
@@ -443,84 +442,5 @@ fn print_event(
         }
     }
     out.flush()?;
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// Kind (pods, po, deploy, ...), optionally KIND/NAME.
-    kind: String,
-    /// Object names (default: all of the kind).
-    names: Vec<String>,
-    #[command(flatten)]
-    scope: Scope,
-    #[arg(short = 'l', long)]
-    selector: Option<String>,
-    #[command(flatten)]
-    target: Target,
-}
-
-pub async fn describe_command(args: DescribeArgs) -> anyhow::Result<()> {
-    let session = Session::connect(&args.target).await?;
-    let (kind, mut names) = match args.kind.split_once('/') {
-        Some((kind, name)) => (kind.to_string(), vec![name.to_string()]),
-        None => (args.kind.clone(), Vec::new()),
-    };
-    names.extend(args.names.iter().cloned());
-    let kind = session.kind(&kind)?.clone();
-    let namespace = if kind.namespaced {
-        args.scope.namespace()
-    } else {
-        String::new()
-    };
-    let objects = if names.is_empty() {
-        let selector = args.selector.clone().unwrap_or_default();
-        list_matching(
-            &session,
-            &kind,
-            &args.scope.list_namespace(),
-            &selector,
-            "",
-            500,
-        )
-        .await?
-        .0
-    } else {
-        let mut objects = Vec::new();
-        for name in &names {
-            objects.push(get_one(&session, &kind, &namespace, name).await?);
-        }
-        objects
-    };
-    let events_kind = session.kind("events")?.clone();
-    let now = jiff::Timestamp::now();
-    let mut out = std::io::stdout().lock();
-    for (index, object) in objects.iter().enumerate() {
-        let name = object["metadata"]["name"].as_str().unwrap_or("");
-        let object_namespace = object["metadata"]["namespace"].as_str().unwrap_or("");
-        let fields = format!("involvedObject.name={name}");
-        let events_namespace = if object_namespace.is_empty() {
-            ""
-        } else {
-            object_namespace
-        };
-        let (events, _) =
-            list_matching(&session, &events_kind, events_namespace, "", &fields, 500).await?;
-        let uid = object["metadata"]["uid"].as_str().unwrap_or("");
-        let events: Vec<Value> = events
-            .into_iter()
-            .filter(|e| {
-                e["involvedObject"]["kind"] == kind.kind.as_str()
-                    && e["involvedObject"]["uid"]
-                        .as_str()
-                        .is_none_or(|u| u.is_empty() || u == uid)
-            })
-            .collect();
-        if index > 0 {
-            writeln!(out)?;
-            writeln!(out)?;
-        }
-        write!(out, "{}", describe(object, &events, now))?;
-    }
     Ok(())
 }
