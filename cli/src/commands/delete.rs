@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 use rudder_proto::api as pb;
 
-use crate::commands::get::{list_matching, Scope};
+use crate::commands::get::{names_matching, Scope};
 use crate::manifest;
 use crate::session::{Session, Target};
 
@@ -80,12 +80,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         let kind = session.kind(&kind)?.clone();
         let names = if args.all || args.selector.is_some() {
             let selector = args.selector.clone().unwrap_or_default();
-            list_matching(&session, &kind, &args.scope.namespace(), &selector, "", 500)
-                .await?
-                .0
-                .iter()
-                .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-                .collect()
+            names_matching(&session, &kind, &args.scope.namespace(), &selector).await?
         } else if names.is_empty() {
             bail!("name what to delete, or use --all or -l SELECTOR");
         } else {

@@ -174,6 +174,20 @@ async fn list_all(
     .await
 }
 
+/// The names of the objects of `kind` in `namespace` matching the label `selector`.
+pub async fn names_matching(
+    session: &Session,
+    kind: &pb::Kind,
+    namespace: &str,
+    selector: &str,
+) -> anyhow::Result<Vec<String>> {
+    let (objects, _) = list_matching(session, kind, namespace, selector, "", 500).await?;
+    Ok(objects
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
+        .collect())
+}
+
 pub async fn list_matching(
     session: &Session,
     kind: &pb::Kind,

@@ -5,7 +5,7 @@ use clap::Args;
 use serde_json::{json, Map, Value};
 
 use crate::commands::apply::patch_object;
-use crate::commands::get::{get_one, list_matching, Scope};
+use crate::commands::get::{get_one, names_matching, Scope};
 use crate::session::{display_name, Session, Target};
 
 #[derive(Args, Debug)]
@@ -57,12 +57,7 @@ pub async fn edit_metadata(args: MetadataArgs, field: MetadataField) -> anyhow::
     }
     let names: Vec<String> = if args.all || args.selector.is_some() {
         let selector = args.selector.clone().unwrap_or_default();
-        list_matching(&session, &kind, &args.scope.namespace(), &selector, "", 500)
-            .await?
-            .0
-            .iter()
-            .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
+        names_matching(&session, &kind, &args.scope.namespace(), &selector).await?
     } else {
         arguments
     };
