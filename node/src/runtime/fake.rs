@@ -2,11 +2,11 @@
 //! the node's pod CIDR, so everything above the runtime behaves as on a real node.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use std::time::Duration;
 
+use super::address_pool::AddressPool;
 use super::{
     ContainerState, PodPhase, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError,
 };
@@ -83,34 +83,6 @@ impl Runtime for FakeRuntime {
     fn pods(&self) -> Vec<RunningPod> {
         let pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
         pods.values().cloned().collect()
-    }
-}
-
-/// The host addresses of an IPv4 CIDR, minus the network address and the first host (the
-/// node's bridge).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AddressPool {
-    network: u32,
-    size: u32,
-}
-
-impl AddressPool {
-    pub fn parse(cidr: &str) -> Option<Self> {
-        let (address, bits) = cidr.split_once('/')?;
-        let address: Ipv4Addr = address.parse().ok()?;
-        let bits: u32 = bits.parse().ok().filter(|b| (8..=30).contains(b))?;
-        let mask = u32::MAX << (32 - bits);
-        Some(Self {
-            network: u32::from(address) & mask,
-            size: 1 << (32 - bits),
-        })
-    }
-
-    /// The lowest address not in `used`.
-    pub fn first_free(&self, used: &[String]) -> Option<Ipv4Addr> {
-        (2..self.size.saturating_sub(1))
-            .map(|offset| Ipv4Addr::from(self.network + offset))
-            .find(|ip| !used.iter().any(|u| *u == ip.to_string()))
     }
 }
 

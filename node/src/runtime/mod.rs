@@ -6,6 +6,7 @@
 //! return at once; the kubelet learns what happened from `pods()` (and the notifier, which
 //! tells it to look now).
 
+pub mod address_pool;
 pub mod fake;
 pub mod lifecycle;
 pub mod linux;

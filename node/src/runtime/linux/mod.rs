@@ -31,7 +31,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use super::fake::AddressPool;
+use super::address_pool::AddressPool;
 use super::lifecycle::{pod_phase, Backoff, ProbeState, RestartPolicy};
 use super::{ContainerState, Notify, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError};
 use crate::image::pull::{pull, PullConfig};
