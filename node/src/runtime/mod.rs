@@ -113,18 +113,28 @@ impl PodPlan {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("no pod address is left in {cidr}")]
     AddressesExhausted { cidr: String },
     #[error("pod {uid} is not running here")]
     UnknownPod { uid: String },
-    #[error("{0}")]
-    Failed(String),
+    /// The pod could not be prepared (its files, its record): the runtime's own error.
+    #[error("starting pod {pod}: {source}")]
+    Start {
+        pod: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("this node's runtime does not support {0} (a hollow node?)")]
     Unsupported(&'static str),
-    #[error("{0}")]
-    NotFound(String),
+    #[error("pod {namespace}/{pod} is not on this node")]
+    PodNotHere { namespace: String, pod: String },
+    #[error("container {container:?} is not in pod {pod:?}")]
+    NoSuchContainer { pod: String, container: String },
+    #[error("container {container:?} in pod {pod:?} is not running")]
+    NotRunning { pod: String, container: String },
+    #[error("previous terminated container {container:?} in pod {pod:?} not found")]
+    NoPreviousAttempt { pod: String, container: String },
 }
 
 /// Called by a runtime when a pod's state changed, so the kubelet looks now.

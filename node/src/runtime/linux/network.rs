@@ -22,13 +22,50 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 pub enum NetworkError {
     #[error("pod CIDR {0:?} is not an IPv4 range like 10.244.1.0/24")]
     BadCidr(String),
-    #[error("{action}: {reason}")]
-    Failed { action: String, reason: String },
+    #[error("{action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+    #[error("{action}: {source}")]
+    System {
+        action: String,
+        source: nix::errno::Errno,
+    },
+    #[error("{action}: {source}")]
+    Netlink {
+        action: String,
+        source: rtnetlink::Error,
+    },
+    #[error("{action}: {interface} vanished")]
+    Vanished {
+        action: &'static str,
+        interface: String,
+    },
+    #[error("a {0} thread panicked")]
+    Panicked(&'static str),
 }
 
-fn failed(action: impl Into<String>) -> impl FnOnce(String) -> NetworkError {
+fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
     let action = action.into();
-    move |reason| NetworkError::Failed { action, reason }
+    move |source| NetworkError::Io { action, source }
+}
+
+fn sys_failed(action: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> NetworkError {
+    let action = action.into();
+    move |source| NetworkError::System { action, source }
+}
+
+fn netlink_failed(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+    let action = action.into();
+    move |source| NetworkError::Netlink { action, source }
+}
+
+fn vanished(action: &'static str, interface: &str) -> NetworkError {
+    NetworkError::Vanished {
+        action,
+        interface: interface.to_string(),
+    }
 }
 
 /// An IPv4 range.
@@ -84,25 +121,25 @@ fn with_netlink<T: Send>(
     // A thread spawned here starts in the process's namespace, not the caller's: enter the
     // caller's first.
     let namespace = File::open("/proc/thread-self/ns/net")
-        .map_err(|e| failed("opening this thread's network namespace")(e.to_string()))?;
+        .map_err(io_failed("opening this thread's network namespace"))?;
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
                 setns(&namespace, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| failed("entering the network namespace")(e.to_string()))?;
+                    .map_err(sys_failed("entering the network namespace"))?;
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| failed("starting a netlink runtime")(e.to_string()))?;
+                    .map_err(io_failed("starting a netlink runtime"))?;
                 runtime.block_on(async {
-                    let (connection, handle, _) = rtnetlink::new_connection()
-                        .map_err(|e| failed("opening netlink")(e.to_string()))?;
+                    let (connection, handle, _) =
+                        rtnetlink::new_connection().map_err(io_failed("opening netlink"))?;
                     tokio::spawn(connection);
                     work(handle).await
                 })
             })
             .join()
-            .unwrap_or_else(|_| Err(failed("a netlink thread")("panicked".into())))
+            .unwrap_or(Err(NetworkError::Panicked("netlink")))
     })
 }
 
@@ -113,14 +150,13 @@ fn in_namespace<T: Send + 'static>(
 ) -> Result<T, NetworkError> {
     let netns = netns.to_path_buf();
     std::thread::spawn(move || {
-        let file = File::open(&netns)
-            .map_err(|e| failed(format!("opening {}", netns.display()))(e.to_string()))?;
+        let file = File::open(&netns).map_err(io_failed(format!("opening {}", netns.display())))?;
         setns(&file, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| failed(format!("entering {}", netns.display()))(e.to_string()))?;
+            .map_err(sys_failed(format!("entering {}", netns.display())))?;
         work()
     })
     .join()
-    .unwrap_or_else(|_| Err(failed("a network thread")("panicked".into())))
+    .unwrap_or(Err(NetworkError::Panicked("network")))
 }
 
 async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
@@ -130,7 +166,7 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
         Ok(None) => Ok(None),
         // The kernel answers "no such device" for a name it does not know.
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
-        Err(e) => Err(failed(format!("looking up {name}"))(e.to_string())),
+        Err(e) => Err(netlink_failed(format!("looking up {name}"))(e)),
     }
 }
 
@@ -144,7 +180,7 @@ async fn set_up(handle: &Handle, index: u32, what: &str) -> Result<(), NetworkEr
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
-        .map_err(|e| failed(format!("bringing {what} up"))(e.to_string()))
+        .map_err(netlink_failed(format!("bringing {what} up")))
 }
 
 impl NodeNetwork {
@@ -169,7 +205,7 @@ impl NodeNetwork {
     /// routes. Idempotent.
     pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.netns_dir)
-            .map_err(|e| failed(format!("creating {}", self.netns_dir.display()))(e.to_string()))?;
+            .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
         let bridge = self.bridge.clone();
         let cidr = self.pod_cidr;
         let unreachable = self.unreachable.clone();
@@ -182,10 +218,10 @@ impl NodeNetwork {
                         .add(LinkBridge::new(&bridge).build())
                         .execute()
                         .await
-                        .map_err(|e| failed(format!("creating bridge {bridge}"))(e.to_string()))?;
-                    link_index(&handle, &bridge).await?.ok_or_else(|| {
-                        failed("creating the bridge")(format!("{bridge} vanished"))
-                    })?
+                        .map_err(netlink_failed(format!("creating bridge {bridge}")))?;
+                    link_index(&handle, &bridge)
+                        .await?
+                        .ok_or_else(|| vanished("creating the bridge", &bridge))?
                 }
             };
             handle
@@ -194,7 +230,7 @@ impl NodeNetwork {
                 .replace()
                 .execute()
                 .await
-                .map_err(|e| failed(format!("addressing {bridge}"))(e.to_string()))?;
+                .map_err(netlink_failed(format!("addressing {bridge}")))?;
             set_up(&handle, index, &bridge).await?;
             for range in unreachable {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -207,12 +243,10 @@ impl NodeNetwork {
                     .replace()
                     .execute()
                     .await
-                    .map_err(|e| {
-                        failed(format!(
-                            "adding an unreachable route for {}/{}",
-                            range.network, range.prefix
-                        ))(e.to_string())
-                    })?;
+                    .map_err(netlink_failed(format!(
+                        "adding an unreachable route for {}/{}",
+                        range.network, range.prefix
+                    )))?;
             }
             Ok(())
         })
@@ -237,8 +271,8 @@ impl NodeNetwork {
         create_namespace(&netns)?;
         let host_end = interface_name("rv", pod);
         let pod_end = interface_name("rp", pod);
-        let namespace = File::open(&netns)
-            .map_err(|e| failed(format!("opening {}", netns.display()))(e.to_string()))?;
+        let namespace =
+            File::open(&netns).map_err(io_failed(format!("opening {}", netns.display())))?;
         let bridge = self.bridge.clone();
         with_netlink(async |handle| {
             handle
@@ -246,10 +280,10 @@ impl NodeNetwork {
                 .add(LinkVeth::new(&host_end, &pod_end).build())
                 .execute()
                 .await
-                .map_err(|e| failed(format!("creating veth {host_end}"))(e.to_string()))?;
+                .map_err(netlink_failed(format!("creating veth {host_end}")))?;
             let peer = link_index(&handle, &pod_end)
                 .await?
-                .ok_or_else(|| failed("creating the veth")(format!("{pod_end} vanished")))?;
+                .ok_or_else(|| vanished("creating the veth", &pod_end))?;
             handle
                 .link()
                 .set(
@@ -259,13 +293,13 @@ impl NodeNetwork {
                 )
                 .execute()
                 .await
-                .map_err(|e| failed(format!("moving {pod_end} into the pod"))(e.to_string()))?;
+                .map_err(netlink_failed(format!("moving {pod_end} into the pod")))?;
             let host = link_index(&handle, &host_end)
                 .await?
-                .ok_or_else(|| failed("creating the veth")(format!("{host_end} vanished")))?;
+                .ok_or_else(|| vanished("creating the veth", &host_end))?;
             let bridge_index = link_index(&handle, &bridge)
                 .await?
-                .ok_or_else(|| failed("attaching the veth")(format!("no bridge {bridge}")))?;
+                .ok_or_else(|| vanished("attaching the veth", &bridge))?;
             handle
                 .link()
                 .set(
@@ -276,7 +310,7 @@ impl NodeNetwork {
                 )
                 .execute()
                 .await
-                .map_err(|e| failed(format!("attaching {host_end} to {bridge}"))(e.to_string()))
+                .map_err(netlink_failed(format!("attaching {host_end} to {bridge}")))
         })?;
         let (prefix, gateway) = (self.pod_cidr.prefix, self.pod_cidr.gateway());
         in_namespace(&netns, move || {
@@ -286,19 +320,19 @@ impl NodeNetwork {
                 }
                 let eth = link_index(&handle, &pod_end)
                     .await?
-                    .ok_or_else(|| failed("configuring the pod")(format!("no {pod_end}")))?;
+                    .ok_or_else(|| vanished("configuring the pod", &pod_end))?;
                 handle
                     .link()
                     .set(LinkUnspec::new_with_index(eth).name("eth0").build())
                     .execute()
                     .await
-                    .map_err(|e| failed("naming eth0")(e.to_string()))?;
+                    .map_err(netlink_failed("naming eth0"))?;
                 handle
                     .address()
                     .add(eth, ip.into(), prefix)
                     .execute()
                     .await
-                    .map_err(|e| failed(format!("giving eth0 {ip}"))(e.to_string()))?;
+                    .map_err(netlink_failed(format!("giving eth0 {ip}")))?;
                 set_up(&handle, eth, "eth0").await?;
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .gateway(gateway)
@@ -308,7 +342,7 @@ impl NodeNetwork {
                     .add(route)
                     .execute()
                     .await
-                    .map_err(|e| failed("adding the default route")(e.to_string()))
+                    .map_err(netlink_failed("adding the default route"))
             })
         })?;
         Ok(netns)
@@ -324,7 +358,7 @@ impl NodeNetwork {
                     .del(index)
                     .execute()
                     .await
-                    .map_err(|e| failed(format!("deleting {host_end}"))(e.to_string()))?;
+                    .map_err(netlink_failed(format!("deleting {host_end}")))?;
             }
             Ok(())
         })?;
@@ -333,14 +367,10 @@ impl NodeNetwork {
             // EINVAL: not mounted (a half-made sandbox); the file still goes.
             match umount2(&netns, MntFlags::MNT_DETACH) {
                 Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-                Err(e) => {
-                    return Err(failed(format!("unmounting {}", netns.display()))(
-                        e.to_string(),
-                    ))
-                }
+                Err(e) => return Err(sys_failed(format!("unmounting {}", netns.display()))(e)),
             }
             std::fs::remove_file(&netns)
-                .map_err(|e| failed(format!("removing {}", netns.display()))(e.to_string()))?;
+                .map_err(io_failed(format!("removing {}", netns.display())))?;
         }
         Ok(())
     }
@@ -360,10 +390,8 @@ impl NodeNetwork {
 fn create_namespace(path: &Path) -> Result<(), NetworkError> {
     let path = path.to_path_buf();
     std::thread::spawn(move || {
-        File::create(&path)
-            .map_err(|e| failed(format!("creating {}", path.display()))(e.to_string()))?;
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| failed("creating a network namespace")(e.to_string()))?;
+        File::create(&path).map_err(io_failed(format!("creating {}", path.display())))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(sys_failed("creating a network namespace"))?;
         mount(
             Some("/proc/thread-self/ns/net"),
             &path,
@@ -371,10 +399,10 @@ fn create_namespace(path: &Path) -> Result<(), NetworkError> {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .map_err(|e| failed(format!("bind-mounting {}", path.display()))(e.to_string()))
+        .map_err(sys_failed(format!("bind-mounting {}", path.display())))
     })
     .join()
-    .unwrap_or_else(|_| Err(failed("a network thread")("panicked".into())))
+    .unwrap_or(Err(NetworkError::Panicked("network")))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -62,6 +63,48 @@ impl ShimArgs {
     }
 }
 
+/// Why a shim did not start its container (the kubelet's side reads these from the shim's
+/// report; the shim's side makes them).
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("starting {}: {source}", binary.display())]
+    Spawn {
+        binary: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the shim has no stdout")]
+    NoStdout,
+    #[error("reading the shim's report: {0}")]
+    Report(std::io::Error),
+    /// The shim's own words (it runs in another process: its error reaches us as text).
+    #[error("{0}")]
+    Reported(String),
+    #[error("the shim reported {0:?}")]
+    Garbled(String),
+    #[error("the shim ended without a report")]
+    Silent,
+    #[error("opening {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{action}: {source}")]
+    Container {
+        action: String,
+        source: Box<LibcontainerError>,
+    },
+    #[error("the container has no process")]
+    NoProcess,
+}
+
+fn container_error(action: impl Into<String>) -> impl FnOnce(LibcontainerError) -> ShimError {
+    let action = action.into();
+    move |source| ShimError::Container {
+        action,
+        source: Box::new(source),
+    }
+}
+
 /// How a container ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
@@ -80,7 +123,7 @@ impl ExitRecord {
 }
 
 /// Starts a shim for `args` and waits for its report: the container's pid.
-pub fn spawn(shim_binary: &Path, args: &ShimArgs) -> Result<i32, String> {
+pub fn spawn(shim_binary: &Path, args: &ShimArgs) -> Result<i32, ShimError> {
     let mut child = Command::new(shim_binary)
         .arg("shim")
         .arg("create")
@@ -89,23 +132,26 @@ pub fn spawn(shim_binary: &Path, args: &ShimArgs) -> Result<i32, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("starting {}: {e}", shim_binary.display()))?;
-    let stdout = child.stdout.take().ok_or("the shim has no stdout")?;
+        .map_err(|source| ShimError::Spawn {
+            binary: shim_binary.to_path_buf(),
+            source,
+        })?;
+    let stdout = child.stdout.take().ok_or(ShimError::NoStdout)?;
     let mut line = String::new();
     let read = BufReader::new(stdout).read_line(&mut line);
     // The first process exits right after its fork; reap it.
     let _ = child.wait();
-    read.map_err(|e| format!("reading the shim's report: {e}"))?;
+    read.map_err(ShimError::Report)?;
     let line = line.trim();
     if let Some(pid) = line.strip_prefix("started ") {
         return pid
             .parse()
-            .map_err(|_| format!("the shim reported {line:?}"));
+            .map_err(|_| ShimError::Garbled(line.to_string()));
     }
     Err(match line.strip_prefix("error: ") {
-        Some(error) => error.to_string(),
-        None if line.is_empty() => "the shim ended without a report".to_string(),
-        None => format!("the shim reported {line:?}"),
+        Some(error) => ShimError::Reported(error.to_string()),
+        None if line.is_empty() => ShimError::Silent,
+        None => ShimError::Garbled(line.to_string()),
     })
 }
 
@@ -167,37 +213,41 @@ pub fn create(args: ShimArgs) -> ! {
     std::process::exit(0)
 }
 
-fn start(args: &ShimArgs) -> Result<i32, String> {
-    let log = || -> Result<OwnedFd, String> {
+fn start(args: &ShimArgs) -> Result<i32, ShimError> {
+    let open = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ShimError::Open { path, source }
+    };
+    let log = || -> Result<OwnedFd, ShimError> {
         OpenOptions::new()
             .create(true)
             .append(true)
             .open(&args.log)
             .map(OwnedFd::from)
-            .map_err(|e| format!("opening {}: {e}", args.log.display()))
+            .map_err(open(&args.log))
     };
-    let stdin = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    let stdin = File::open("/dev/null").map_err(open(Path::new("/dev/null")))?;
     let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.state_root)
-        .map_err(|e| format!("state root: {e}"))?
+        .map_err(container_error("state root"))?
         .with_executor(DefaultExecutor {})
         .with_stdin(OwnedFd::from(stdin))
         .with_stdout(log()?)
         .with_stderr(log()?)
         .validate_id()
-        .map_err(|e| format!("container id {:?}: {e}", args.id))?
+        .map_err(container_error(format!("container id {:?}", args.id)))?
         .as_init(&args.bundle)
         .with_systemd(false)
         .with_detach(true)
         .build()
-        .map_err(|e| format!("creating the container: {e}"))?;
+        .map_err(container_error("creating the container"))?;
     container
         .start()
-        .map_err(|e| format!("starting the container: {e}"))?;
+        .map_err(container_error("starting the container"))?;
     container
         .pid()
         .map(|pid| pid.as_raw())
-        .ok_or_else(|| "the container has no process".to_string())
+        .ok_or(ShimError::NoProcess)
 }
 
 /// Reaps the container's process: (exit code, signal).
@@ -257,16 +307,16 @@ fn cleanup(args: &ShimArgs) {
 
 /// `rudder shim exec`: runs `argv` in the container's namespaces and cgroup with this
 /// process's stdio; returns its exit code. Must be called before the process has threads.
-pub fn exec(state_root: &Path, id: &str, argv: Vec<String>) -> Result<i32, String> {
+pub fn exec(state_root: &Path, id: &str, argv: Vec<String>) -> Result<i32, ShimError> {
     let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)
-        .map_err(|e| format!("state root: {e}"))?
+        .map_err(container_error("state root"))?
         .with_executor(DefaultExecutor {})
         .as_tenant()
         .with_container_args(argv)
         .with_detach(false)
         .build()
-        .map_err(|e| format!("exec in container {id}: {e}"))?;
+        .map_err(container_error(format!("exec in container {id}")))?;
     Ok(wait_for(pid.as_raw()).0)
 }
 
