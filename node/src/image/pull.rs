@@ -3,6 +3,7 @@
 //! every blob checked against its digest by the store before it is kept.
 
 use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::errors::OciDistributionError;
 use oci_client::manifest::{
     IMAGE_MANIFEST_LIST_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, OCI_IMAGE_INDEX_MEDIA_TYPE,
     OCI_IMAGE_MEDIA_TYPE,
@@ -18,10 +19,26 @@ use super::store::{ImageError, ImageStore};
 pub enum PullError {
     #[error(transparent)]
     Reference(#[from] super::reference::ReferenceError),
+    #[error("reference {name:?}: {source}")]
+    BadReference {
+        name: String,
+        source: oci_client::ParseError,
+    },
+    #[error("the registry refused or failed: starting a runtime: {0}")]
+    Runtime(std::io::Error),
     #[error("the registry refused or failed: {0}")]
-    Registry(String),
-    #[error("{0}")]
-    Content(String),
+    Registry(#[from] OciDistributionError),
+    #[error("{name} has no image for {os}/{arch}")]
+    NoPlatform {
+        name: String,
+        os: &'static str,
+        arch: &'static str,
+    },
+    #[error("{name}: its manifest does not decode: {source}")]
+    BadManifest {
+        name: String,
+        source: oci_spec::OciSpecError,
+    },
     #[error(transparent)]
     Store(#[from] ImageError),
 }
@@ -61,9 +78,10 @@ pub fn install_tls_provider() {
 /// (it runs its own small runtime): call it from a worker thread.
 pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<String, PullError> {
     let name = Reference::parse(reference)?.to_string();
-    let image: oci_client::Reference = name
-        .parse()
-        .map_err(|e| PullError::Content(format!("reference {name:?}: {e}")))?;
+    let image: oci_client::Reference = name.parse().map_err(|source| PullError::BadReference {
+        name: name.clone(),
+        source,
+    })?;
     let client = Client::new(ClientConfig {
         protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
         connect_timeout: Some(std::time::Duration::from_secs(10)),
@@ -73,8 +91,7 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| PullError::Registry(format!("starting a runtime: {e}")))?;
-    let registry = |e: oci_client::errors::OciDistributionError| PullError::Registry(e.to_string());
+        .map_err(PullError::Runtime)?;
     runtime.block_on(async {
         let accepted = [
             OCI_IMAGE_MEDIA_TYPE,
@@ -83,10 +100,7 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
             IMAGE_MANIFEST_LIST_MEDIA_TYPE,
         ];
         let auth = RegistryAuth::Anonymous;
-        let (mut bytes, mut digest) = client
-            .pull_manifest_raw(&image, &auth, &accepted)
-            .await
-            .map_err(registry)?;
+        let (mut bytes, mut digest) = client.pull_manifest_raw(&image, &auth, &accepted).await?;
         let mut source = image.clone();
         if let Ok(index) = ImageIndex::from_reader(&bytes[..]) {
             if !index.manifests().is_empty() && ImageManifest::from_reader(&bytes[..]).is_err() {
@@ -99,20 +113,21 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
                             p.os().to_string() == os && p.architecture().to_string() == arch
                         })
                     })
-                    .ok_or_else(|| {
-                        PullError::Content(format!("{name} has no image for {os}/{arch}"))
+                    .ok_or_else(|| PullError::NoPlatform {
+                        name: name.clone(),
+                        os,
+                        arch,
                     })?;
                 store.put_blob(&digest, &bytes)?;
                 source = image.clone_with_digest(chosen.digest().to_string());
-                (bytes, digest) = client
-                    .pull_manifest_raw(&source, &auth, &accepted)
-                    .await
-                    .map_err(registry)?;
+                (bytes, digest) = client.pull_manifest_raw(&source, &auth, &accepted).await?;
             }
         }
-        let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| {
-            PullError::Content(format!("{name}: its manifest does not decode: {e}"))
-        })?;
+        let manifest =
+            ImageManifest::from_reader(&bytes[..]).map_err(|source| PullError::BadManifest {
+                name: name.clone(),
+                source,
+            })?;
         let blobs = std::iter::once(manifest.config().digest().to_string())
             .chain(manifest.layers().iter().map(|l| l.digest().to_string()));
         for blob in blobs {
@@ -122,8 +137,7 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
             let mut content = Vec::new();
             client
                 .pull_blob(&source, blob.as_str(), &mut content)
-                .await
-                .map_err(registry)?;
+                .await?;
             store.put_blob(&blob, &content)?;
         }
         store.put_blob(&digest, &bytes)?;
