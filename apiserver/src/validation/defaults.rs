@@ -2,8 +2,8 @@
 //! in when a field is left out (`pkg/apis/{core,apps,batch}/v1/defaults.go` and the
 //! declarative `+default` markers), so objects read back the way kubectl users expect.
 //!
-//! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...) and
-//!   the small helpers everything shares;
+//! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...);
+//! - [`fields`]: the small "fill if unset" helpers everything shares;
 //! - [`pod`]: pod specs, containers, probes and volumes, used by Pods and every template;
 //! - [`workloads`]: ReplicationController and the apps and batch kinds.
 //!
@@ -11,6 +11,7 @@
 //! that Go stores by value, because a Go client sends those when the user wrote nothing.
 //! Every function only fills what is unset, so applying defaults twice equals applying once.
 
+mod fields;
 mod pod;
 mod workloads;
 
@@ -19,12 +20,13 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Event, HostPathVolumeSource, Namespace, Node, PersistentVolume,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, Pod, Secret, Service,
+    ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ApplyDefaults;
+use fields::{claim_spec, default_string, host_path};
 
 /// The label every namespace carries with its own name, so selectors can pick namespaces.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -32,32 +34,6 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// How long a ClientIP session affinity sticks: three hours.
 const CLIENT_IP_AFFINITY_SECONDS: i32 = 10_800;
-
-/// Fills a string field Go stores by value, where `""` and missing both mean unset.
-fn default_string(field: &mut Option<String>, value: &str) {
-    if field.as_deref().is_none_or(str::is_empty) {
-        *field = Some(value.to_string());
-    }
-}
-
-/// Fills a number Go stores by value, where `0` and missing both mean unset.
-fn default_nonzero(field: &mut Option<i32>, value: i32) {
-    if matches!(field, None | Some(0)) {
-        *field = Some(value);
-    }
-}
-
-/// A hostPath volume's type, whose default `""` means "no check before mounting".
-fn host_path(source: &mut HostPathVolumeSource) {
-    source.type_.get_or_insert_with(String::new);
-}
-
-/// A claim's spec, wherever it appears: a PVC, a StatefulSet's claim templates, an
-/// ephemeral volume.
-fn claim_spec(spec: &mut PersistentVolumeClaimSpec) {
-    spec.volume_mode
-        .get_or_insert_with(|| "Filesystem".to_string());
-}
 
 impl ApplyDefaults for Pod {
     fn apply_defaults(&mut self) {
@@ -212,36 +188,11 @@ macro_rules! nothing_to_default {
 
 nothing_to_default!(ConfigMap, Event, ControllerRevision, Lease);
 
-/// Decodes a manifest, applies defaults, checks that a second pass changes nothing, and
-/// returns the result as JSON for assertions on paths.
-#[cfg(test)]
-fn defaulted<K>(manifest: serde_json::Value) -> serde_json::Value
-where
-    K: ApplyDefaults
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + Clone
-        + PartialEq
-        + std::fmt::Debug,
-{
-    let mut object: K = match serde_json::from_value(manifest) {
-        Ok(object) => object,
-        Err(error) => panic!("test manifest does not decode: {error}"),
-    };
-    object.apply_defaults();
-    let once = object.clone();
-    object.apply_defaults();
-    assert_eq!(object, once, "a second pass of defaults changed the object");
-    match serde_json::to_value(&object) {
-        Ok(value) => value,
-        Err(error) => panic!("defaulted object does not encode: {error}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
+    use super::fields::defaulted;
     use super::*;
 
     #[test]

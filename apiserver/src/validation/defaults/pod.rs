@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{
     Volume,
 };
 
-use super::{claim_spec, default_nonzero, default_string, host_path};
+use super::fields::{claim_spec, default_nonzero, default_string, host_path};
 
 /// File mode for secret, configMap, downwardAPI and projected volumes: 0644.
 const VOLUME_FILE_MODE: i32 = 0o644;
@@ -351,7 +351,7 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
-    use super::super::defaulted;
+    use super::super::fields::defaulted;
     use super::*;
 
     #[test]

@@ -6,7 +6,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{default_string, pod, ApplyDefaults};
+use super::super::ApplyDefaults;
+use super::fields::default_string;
+use super::pod;
 
 /// Old ReplicaSets, ControllerRevisions and the like kept for rollbacks.
 const REVISION_HISTORY_LIMIT: i32 = 10;
@@ -198,7 +200,7 @@ impl ApplyDefaults for CronJob {
 mod tests {
     use serde_json::json;
 
-    use super::super::defaulted;
+    use super::super::fields::defaulted;
     use super::*;
 
     fn kubia_template() -> serde_json::Value {
