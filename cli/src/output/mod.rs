@@ -12,6 +12,8 @@ mod cells;
 pub mod describe;
 mod describe_kinds;
 mod describe_pod;
+#[cfg(test)]
+mod describe_tests;
 mod describe_writer;
 mod fields;
 mod network;
