@@ -11,14 +11,14 @@
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
-//! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`), parsed exactly; the API
-//!   server validates them, the node turns limits into cgroup values.
+//! - [`objects`]: pure helpers over Kubernetes objects for every side: name and label syntax
+//!   ([`objects::names`]), resource quantities ([`objects::quantity`]).
 //!
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
 
 pub mod client;
-pub mod quantity;
+pub mod objects;
 pub mod request_ids;
 
 // The generated code is prost's and tonic's, not ours to lint; the modules above are.
