@@ -11,8 +11,9 @@
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
-//! - [`objects`]: pure helpers over Kubernetes objects for every side: name and label syntax
-//!   ([`objects::names`]), resource quantities ([`objects::quantity`]).
+//! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
+//!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
+//!   quantities ([`objects::quantity`]).
 //!
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.

@@ -6,7 +6,8 @@
 //! regex engine: every rule is "these characters, starting and ending with those".
 //!
 //! Each check returns the problems with a value, empty when it is valid: the API server turns
-//! them into field errors (`rudder-apiserver`'s `validation::names`).
+//! them into field errors (`rudder-apiserver`'s `validation::names`), selectors into parse
+//! errors ([`super::selector`]).
 
 /// Longest RFC 1123 or RFC 1035 label, and longest label value.
 const LABEL_MAX: usize = 63;
