@@ -4,6 +4,7 @@
 //! continue token has expired and the client lists again).
 
 use base64::Engine;
+use rudder_proto::objects::selector::{FieldSelector, LabelSelector};
 use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest, Revision};
 use rudder_raftstore::{KvError, StoreError};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,6 @@ use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
 use crate::registry::Registry;
-use crate::validation::selector::{FieldSelector, LabelSelector};
 
 /// Keys read per store request while filling a page through selectors.
 const SCAN_CHUNK: i64 = 500;

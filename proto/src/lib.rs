@@ -11,34 +11,39 @@
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
-//! - [`quantity`]: Kubernetes resource quantities (`500m`, `64Mi`), parsed exactly; the API
-//!   server validates them, the node turns limits into cgroup values.
+//! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
+//!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
+//!   quantities ([`objects::quantity`]).
 //!
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
 
-#![allow(clippy::all, clippy::pedantic)]
-
 pub mod client;
-pub mod quantity;
+pub mod objects;
 pub mod request_ids;
 
+// The generated code is prost's and tonic's, not ours to lint; the modules above are.
+#[allow(clippy::all, clippy::pedantic)]
 pub mod mvccpb {
     tonic::include_proto!("mvccpb");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod etcdserverpb {
     tonic::include_proto!("etcdserverpb");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod raft {
     tonic::include_proto!("rudder.raft");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod api {
     tonic::include_proto!("rudder.api");
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod node {
     tonic::include_proto!("rudder.node");
 }

@@ -156,7 +156,7 @@ pub mod defaults;
 pub mod kinds;
 pub mod meta;
 pub mod names;
-pub use rudder_proto::quantity;
+pub use rudder_proto::objects::quantity;
 pub mod selector;
 
 /// Checks of one kind's own fields (metadata is checked by [`meta`]).

@@ -6,6 +6,9 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
+use rudder_proto::objects::selector::LabelSelector;
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::age::human_age;
@@ -118,40 +121,23 @@ pub(crate) fn format_labels(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// A `metav1.LabelSelector` that `LabelSelectorAsSelector` rejects (unknown operator, `In`
-/// without values, `Exists` with values).
+/// without values, `Exists` with values, an invalid key or value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct InvalidSelector;
 
 /// `metav1.LabelSelectorAsSelector(..).String()`: requirements sorted by key and joined by
-/// commas (`app=web,tier in (a,b)`); `""` for a missing or empty selector.
+/// commas (`app=web,tier in (a,b)`); `""` for a missing or empty selector. The conversion is
+/// the one the API server and the controllers use ([`LabelSelector::from_api`]); a selector
+/// that does not even decode is as invalid as one it refuses.
 pub(crate) fn label_selector(selector: Option<&Value>) -> Result<String, InvalidSelector> {
     let Some(selector) = selector.filter(|s| !s.is_null()) else {
         return Ok(String::new());
     };
-    let mut requirements: Vec<(String, String)> = string_map(selector, &["matchLabels"])
-        .into_iter()
-        .map(|(key, value)| (key.clone(), format!("{key}={value}")))
-        .collect();
-    for expression in array_at(selector, &["matchExpressions"]) {
-        let key = text_at(expression, &["key"]);
-        let mut values: Vec<&str> = array_at(expression, &["values"])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        values.sort_unstable();
-        let text = match (text_at(expression, &["operator"]), values.is_empty()) {
-            ("In", false) => format!("{key} in ({})", values.join(",")),
-            ("NotIn", false) => format!("{key} notin ({})", values.join(",")),
-            ("Exists", true) => key.to_owned(),
-            ("DoesNotExist", true) => format!("!{key}"),
-            _ => return Err(InvalidSelector),
-        };
-        requirements.push((key.to_owned(), text));
+    let selector = metav1::LabelSelector::deserialize(selector).map_err(|_| InvalidSelector)?;
+    match LabelSelector::from_api(&selector) {
+        Ok(selector) => Ok(selector.to_string()),
+        Err(_) => Err(InvalidSelector),
     }
-    // apimachinery sorts requirements by key only; a stable sort keeps equal keys in input order.
-    requirements.sort_by(|a, b| a.0.cmp(&b.0));
-    let texts: Vec<String> = requirements.into_iter().map(|(_, text)| text).collect();
-    Ok(texts.join(","))
 }
 
 /// `metav1.FormatLabelSelector`: like [`label_selector`] but `<none>` when empty and
@@ -259,6 +245,8 @@ mod tests {
         assert_eq!(format_label_selector(Some(&selector)), "<error>");
         let no_values = json!({"matchExpressions": [{"key": "a", "operator": "In"}]});
         assert_eq!(label_selector(Some(&no_values)), Err(InvalidSelector));
+        let bad_key = json!({"matchLabels": {"no spaces": "x"}});
+        assert_eq!(format_label_selector(Some(&bad_key)), "<error>");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 
 use super::super::names::{validate_annotations, validate_labels};
-use super::super::selector::LabelSelector;
+use super::super::selector::validate_selector;
 use super::super::{FieldError, Validate};
 use super::cron::schedule_problem;
 use super::pod_spec::{template_restart_policy, validate_template};
@@ -64,7 +64,7 @@ fn job_spec(spec: &JobSpec, path: &str) -> Vec<FieldError> {
     // The server may generate the selector (from the job's uid); when given, it must be
     // valid and select the job's own pods.
     if let Some(selector) = &spec.selector {
-        match LabelSelector::from_api(selector, &format!("{path}.selector")) {
+        match validate_selector(selector, &format!("{path}.selector")) {
             Ok(parsed) => {
                 let labels = spec
                     .template

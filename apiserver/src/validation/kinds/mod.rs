@@ -38,10 +38,11 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rudder_proto::objects::selector::LabelSelector;
 use serde::Serialize;
 
 use super::quantity::Quantity;
-use super::selector::LabelSelector;
+use super::selector::validate_selector;
 use super::FieldError;
 
 /// Kubernetes' `IsNegativeErrorMsg`.
@@ -151,7 +152,7 @@ fn required_selector(
         errs.push(FieldError::required(path, ""));
         return None;
     }
-    match LabelSelector::from_api(selector, path) {
+    match validate_selector(selector, path) {
         Ok(parsed) => Some(parsed),
         Err(problems) => {
             errs.extend(problems);

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{
 
 use super::super::names::dns1123_subdomain;
 use super::super::quantity::Quantity;
-use super::super::selector::LabelSelector;
+use super::super::selector::validate_selector;
 use super::super::{FieldError, Validate};
 use super::{each_invalid, immutable, one_of, quantity};
 
@@ -219,7 +219,7 @@ pub(super) fn claim_spec(spec: &PersistentVolumeClaimSpec, path: &str) -> Vec<Fi
         "at least 1 access mode is required",
     );
     if let Some(selector) = &spec.selector {
-        if let Err(problems) = LabelSelector::from_api(selector, &format!("{path}.selector")) {
+        if let Err(problems) = validate_selector(selector, &format!("{path}.selector")) {
             errs.extend(problems);
         }
     }

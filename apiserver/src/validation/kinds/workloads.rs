@@ -4,9 +4,9 @@
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rudder_proto::objects::selector::LabelSelector;
 
 use super::super::names::validate_labels;
-use super::super::selector::LabelSelector;
 use super::super::{FieldError, Validate};
 use super::pod_spec::{no_active_deadline, template_restart_policy, validate_template};
 use super::NOT_NEGATIVE;

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
-use rudder_proto::quantity::Quantity;
+use rudder_proto::objects::quantity::Quantity;
 use serde_json::{json, Value};
 
 /// What the image says to run, when the pod does not.

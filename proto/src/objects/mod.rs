@@ -1,0 +1,13 @@
+//! Pure helpers over Kubernetes objects that every side needs: the API server to validate
+//! and list, the controllers and the scheduler to match, the CLI to print. No I/O, no clock.
+//!
+//! - [`selector`]: label selectors (text form, `metav1.LabelSelector`, matching a label map)
+//!   and field selectors.
+//! - [`names`]: the syntax of names, label keys and values (`IsDNS1123Label`,
+//!   `IsQualifiedName`, ...), worded like apimachinery.
+//! - [`quantity`]: resource quantities (`500m`, `64Mi`), parsed exactly; the API server
+//!   validates them, the node turns limits into cgroup values.
+
+pub mod names;
+pub mod quantity;
+pub mod selector;

@@ -1,0 +1,240 @@
+//! A parsed label selector: requirements on an object's labels, all of which must hold.
+//! Built from the text form by `parse.rs` and from a `metav1.LabelSelector` by `object.rs`;
+//! here it matches labels and prints its canonical text.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::objects::names::{label_value, qualified_name};
+
+/// A parsed label selector: requirements that must all hold. The empty selector matches
+/// everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LabelSelector {
+    /// Sorted by key, so equal selectors print (and compare) the same.
+    requirements: Vec<Requirement>,
+}
+
+/// One `key <operator> values` clause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Requirement {
+    pub(super) key: String,
+    pub(super) operator: Operator,
+    /// Sorted; one value for `=`, `==`, `!=`, `>`, `<`; none for `exists` and `!`. The text
+    /// form has no repeats; a `metav1.LabelSelector` keeps its own (kubectl prints them).
+    pub(super) values: Vec<String>,
+}
+
+/// How a requirement compares the label's value with its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operator {
+    Equals,
+    DoubleEquals,
+    NotEquals,
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+    GreaterThan,
+    LessThan,
+}
+
+impl LabelSelector {
+    /// Whether the selector has no requirements, and so selects every object.
+    pub fn is_everything(&self) -> bool {
+        self.requirements.is_empty()
+    }
+
+    /// Whether an object with these labels is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// The selector of these requirements, sorted by key (stably: equal keys keep their
+    /// order, as in apimachinery).
+    pub(super) fn sorted(mut requirements: Vec<Requirement>) -> Self {
+        requirements.sort_by(|a, b| a.key.cmp(&b.key));
+        Self { requirements }
+    }
+}
+
+impl fmt::Display for LabelSelector {
+    /// The canonical text form (`app=web,tier in (a,b)`), which parses back to an equal
+    /// selector; the empty selector prints as the empty string.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, requirement) in self.requirements.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{requirement}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Requirement {
+    /// Checks the key, the number of values the operator needs, and each value.
+    pub(super) fn new(
+        key: String,
+        operator: Operator,
+        values: BTreeSet<String>,
+    ) -> Result<Self, String> {
+        let key_problems = qualified_name(&key);
+        if !key_problems.is_empty() {
+            return Err(format!(
+                "invalid label key {key:?}: {}",
+                key_problems.join("; ")
+            ));
+        }
+        match operator {
+            Operator::In | Operator::NotIn if values.is_empty() => {
+                return Err(format!(
+                    "values for '{}' must not be empty",
+                    operator.symbol()
+                ));
+            }
+            Operator::GreaterThan | Operator::LessThan => {
+                for value in &values {
+                    if value.parse::<i64>().is_err() {
+                        return Err(format!(
+                            "the value for '{}' must be an integer, found {value:?} for key \
+                             {key:?}",
+                            operator.symbol()
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for value in &values {
+            let problems = label_value(value);
+            if !problems.is_empty() {
+                return Err(format!(
+                    "invalid label value {value:?} for key {key:?}: {}",
+                    problems.join("; ")
+                ));
+            }
+        }
+        Ok(Self {
+            key,
+            operator,
+            values: values.into_iter().collect(),
+        })
+    }
+
+    /// Whether labels meet this clause.
+    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let value = labels.get(&self.key);
+        let listed = |v: &String| self.values.contains(v);
+        match self.operator {
+            Operator::Equals | Operator::DoubleEquals | Operator::In => value.is_some_and(listed),
+            // Kubernetes: an object without the label is "not equal" to any value.
+            Operator::NotEquals | Operator::NotIn => !value.is_some_and(listed),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+            Operator::GreaterThan | Operator::LessThan => {
+                let bound = self.values.first().and_then(|b| b.parse::<i64>().ok());
+                let actual = value.and_then(|v| v.parse::<i64>().ok());
+                match (actual, bound) {
+                    (Some(actual), Some(bound)) if self.operator == Operator::GreaterThan => {
+                        actual > bound
+                    }
+                    (Some(actual), Some(bound)) => actual < bound,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Requirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.operator {
+            Operator::Exists => f.write_str(&self.key),
+            Operator::DoesNotExist => write!(f, "!{}", self.key),
+            Operator::In | Operator::NotIn => write!(
+                f,
+                "{} {} ({})",
+                self.key,
+                self.operator.symbol(),
+                self.values.join(",")
+            ),
+            _ => write!(
+                f,
+                "{}{}{}",
+                self.key,
+                self.operator.symbol(),
+                self.values.join(",")
+            ),
+        }
+    }
+}
+
+impl Operator {
+    /// How the text form spells the operator.
+    pub(super) fn symbol(self) -> &'static str {
+        match self {
+            Operator::Equals => "=",
+            Operator::DoubleEquals => "==",
+            Operator::NotEquals => "!=",
+            Operator::In => "in",
+            Operator::NotIn => "notin",
+            Operator::Exists => "exists",
+            Operator::DoesNotExist => "!",
+            Operator::GreaterThan => ">",
+            Operator::LessThan => "<",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{labels, parsed};
+    use super::*;
+
+    #[test]
+    fn label_selectors_match_with_kubernetes_semantics() {
+        let web = labels(&[("app", "web"), ("tier", "front"), ("gen", "5")]);
+        let bare = labels(&[]);
+        let cases = [
+            ("", true, true),
+            ("app=web", true, false),
+            ("app==web", true, false),
+            ("app=db", false, false),
+            // `!=` and `notin` hold when the label is missing.
+            ("app!=db", true, true),
+            ("app!=web", false, true),
+            ("tier in (front,back)", true, false),
+            ("tier notin (front)", false, true),
+            ("tier notin (back)", true, true),
+            ("app", true, false),
+            ("!app", false, true),
+            ("app=web,!canary", true, false),
+            ("app=web,tier=back", false, false),
+            ("gen>4", true, false),
+            ("gen>5", false, false),
+            ("gen<6", true, false),
+            ("app=", false, false),
+        ];
+        for (text, on_web, on_bare) in cases {
+            let selector = parsed(text);
+            assert_eq!(selector.matches(&web), on_web, "{text:?} on web");
+            assert_eq!(selector.matches(&bare), on_bare, "{text:?} on no labels");
+        }
+        assert!(parsed("x=").matches(&labels(&[("x", "")])));
+        assert!(!parsed("gen>1").matches(&labels(&[("gen", "many")])));
+    }
+
+    #[test]
+    fn only_the_empty_selector_is_everything() {
+        assert!(parsed("").is_everything());
+        assert!(LabelSelector::default().is_everything());
+        assert!(!parsed("a").is_everything());
+    }
+
+    #[test]
+    fn requirement_matching_uses_the_key_it_names() {
+        let requirement = Requirement::new("a".into(), Operator::Exists, BTreeSet::new());
+        assert!(requirement.is_ok_and(|r| r.matches(&labels(&[("a", "")]))));
+    }
+}
