@@ -16,7 +16,8 @@ use crate::error::ApiError;
 use crate::kinds::{KindInfo, KINDS};
 use crate::object;
 use crate::registry::{
-    object_ref, request_namespace, unchanged, Committed, Fence, Registry, Write,
+    object_ref, request_namespace, unchanged, Committed, Fence, Registry, Resolved, Target, Write,
+    WriteOptions,
 };
 
 const MAX_ATTEMPTS: usize = 16;
@@ -151,12 +152,15 @@ impl Registry {
     /// marked, waiting for its kubelet, finalizers or contents).
     pub async fn delete(
         &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
+        target: &Target<'_>,
         options: &DeleteOptions,
         fence: Option<&Fence>,
     ) -> Result<(Value, bool), ApiError> {
+        let Target {
+            resource,
+            namespace,
+            name,
+        } = *target;
         let info = self.kind(resource)?;
         if let Some(grace) = options.grace_period_seconds.filter(|g| *g < 0) {
             return Err(ApiError::bad_field(
@@ -313,26 +317,27 @@ impl Registry {
         owner_uid: &str,
         fence: Option<&Fence>,
     ) -> Result<(), ApiError> {
+        let options = WriteOptions {
+            fence: fence.cloned(),
+            dry_run: false,
+        };
         for (info, dependent) in self.dependents(owner, namespace, owner_uid).await? {
+            let at = Resolved {
+                info,
+                namespace: object::namespace(&dependent),
+                name: object::name(&dependent),
+            };
             // Filter the references of the object as it is at write time (another writer
             // may have changed them since the scan).
             let result = self
-                .modify(
-                    info,
-                    object::namespace(&dependent),
-                    object::name(&dependent),
-                    None,
-                    fence,
-                    false,
-                    |current| {
-                        let mut next = current.clone();
-                        if let Some(owners) = next["metadata"]["ownerReferences"].as_array_mut() {
-                            owners.retain(|o| o["uid"].as_str() != Some(owner_uid));
-                        }
-                        object::metadata_mut(&mut next).remove("resourceVersion");
-                        Ok(next)
-                    },
-                )
+                .modify(&at, None, &options, |current| {
+                    let mut next = current.clone();
+                    if let Some(owners) = next["metadata"]["ownerReferences"].as_array_mut() {
+                        owners.retain(|o| o["uid"].as_str() != Some(owner_uid));
+                    }
+                    object::metadata_mut(&mut next).remove("resourceVersion");
+                    Ok(next)
+                })
                 .await;
             match result {
                 Ok(_) | Err(ApiError::NotFound { .. }) => {}

@@ -2,7 +2,8 @@
 //! `Resources` gRPC service on every master's client port.
 //!
 //! ```text
-//!  gRPC (service.rs) ─► Registry (registry.rs, list.rs, delete.rs, watch.rs)
+//!  gRPC (service.rs) ─► Registry (registry/, list.rs, delete.rs, watch.rs)
+//!                          │ body (registry/body.rs) ─ objects to write (registry/transform.rs)
 //!                          │ kind (kinds.rs) ─ admit: strict decode, defaults, validation
 //!                          │                   (validation/, pure, field-pathed errors)
 //!                          └─ one store txn per write: compare revision / namespace / lease
@@ -11,7 +12,9 @@
 //!
 //! - [`kinds`]: the served kinds, their names and short names, typed admission.
 //! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
-//! - [`registry`]: create, get, update, update-status, patch, bind, fencing;
+//! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
+//!   per verb (`create`, `update`: update, update-status, patch; `bind`; `fence`: fenced
+//!   writes), over pure `body` parsing and object `transform`s.
 //!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, propagation,
 //!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
@@ -32,4 +35,4 @@ pub mod watch;
 
 pub use error::ApiError;
 pub use master::Master;
-pub use registry::{Fence, Registry};
+pub use registry::{Binding, Fence, Part, Registry, Target, WriteOptions};

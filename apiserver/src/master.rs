@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::ApiError;
-use crate::registry::Registry;
+use crate::registry::{Registry, WriteOptions};
 use crate::service::service;
 
 /// The namespaces every cluster has, created by the first master that can.
@@ -83,7 +83,12 @@ async fn ensure_system_namespaces(registry: Registry, mut stopped: watch::Receiv
         let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
         loop {
             match registry
-                .create("namespaces", "", body.to_string().as_bytes(), None, false)
+                .create(
+                    "namespaces",
+                    "",
+                    body.to_string().as_bytes(),
+                    &WriteOptions::default(),
+                )
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,

@@ -13,7 +13,7 @@ use crate::caller::on_behalf_of;
 use crate::delete::{DeleteOptions, Propagation};
 use crate::kinds::KINDS;
 use crate::list::ListOptions;
-use crate::registry::{Fence, Registry};
+use crate::registry::{Binding, Fence, Part, Registry, Target, WriteOptions};
 use crate::watch::WatchOptions;
 
 /// The largest response (a list of every object of a kind): far above any request, as
@@ -40,6 +40,14 @@ fn fence(fence: Option<pb::Fence>) -> Option<Fence> {
         holder: f.holder,
         epoch: f.epoch,
     })
+}
+
+fn target<'a>(resource: &'a str, namespace: &'a str, name: &'a str) -> Target<'a> {
+    Target {
+        resource,
+        namespace,
+        name,
+    }
 }
 
 /// The client's number for this request (`rudder-request-id`), if it sent one.
@@ -106,16 +114,14 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let number = request_number(&request)?;
         let r = request.into_inner();
-        let fence = fence(r.fence);
+        let options = WriteOptions {
+            fence: fence(r.fence),
+            dry_run: r.dry_run,
+        };
         let created = on_behalf_of(
             number,
-            self.registry.create(
-                &r.resource,
-                &r.namespace,
-                &r.json,
-                fence.as_ref(),
-                r.dry_run,
-            ),
+            self.registry
+                .create(&r.resource, &r.namespace, &r.json, &options),
         )
         .await?;
         Ok(object(created))
@@ -125,7 +131,7 @@ impl Resources for Api {
         let r = request.into_inner();
         Ok(object(
             self.registry
-                .get(&r.resource, &r.namespace, &r.name)
+                .get(&target(&r.resource, &r.namespace, &r.name))
                 .await?,
         ))
     }
@@ -169,16 +175,16 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let number = request_number(&request)?;
         let r = request.into_inner();
-        let fence = fence(r.fence);
+        let options = WriteOptions {
+            fence: fence(r.fence),
+            dry_run: r.dry_run,
+        };
         let updated = on_behalf_of(
             number,
             self.registry.update(
-                &r.resource,
-                &r.namespace,
-                &r.name,
+                &target(&r.resource, &r.namespace, &r.name),
                 &r.json,
-                fence.as_ref(),
-                r.dry_run,
+                &options,
             ),
         )
         .await?;
@@ -191,16 +197,16 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let number = request_number(&request)?;
         let r = request.into_inner();
-        let fence = fence(r.fence);
+        let options = WriteOptions {
+            fence: fence(r.fence),
+            dry_run: r.dry_run,
+        };
         let updated = on_behalf_of(
             number,
             self.registry.update_status(
-                &r.resource,
-                &r.namespace,
-                &r.name,
+                &target(&r.resource, &r.namespace, &r.name),
                 &r.json,
-                fence.as_ref(),
-                r.dry_run,
+                &options,
             ),
         )
         .await?;
@@ -213,16 +219,19 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let number = request_number(&request)?;
         let r = request.into_inner();
-        let fence = fence(r.fence);
+        let part = if r.status { Part::Status } else { Part::Object };
+        let options = WriteOptions {
+            fence: fence(r.fence),
+            // A patch request has no dry run.
+            dry_run: false,
+        };
         let patched = on_behalf_of(
             number,
             self.registry.patch(
-                &r.resource,
-                &r.namespace,
-                &r.name,
+                &target(&r.resource, &r.namespace, &r.name),
                 &r.patch,
-                r.status,
-                fence.as_ref(),
+                part,
+                &options,
             ),
         )
         .await?;
@@ -244,8 +253,11 @@ impl Resources for Api {
         };
         let (object, deleted) = on_behalf_of(
             number,
-            self.registry
-                .delete(&r.resource, &r.namespace, &r.name, &options, fence.as_ref()),
+            self.registry.delete(
+                &target(&r.resource, &r.namespace, &r.name),
+                &options,
+                fence.as_ref(),
+            ),
         )
         .await?;
         Ok(Response::new(pb::DeleteResponse {
@@ -289,8 +301,15 @@ impl Resources for Api {
         let fence = fence(r.fence);
         let bound = on_behalf_of(
             number,
-            self.registry
-                .bind(&r.namespace, &r.name, &r.node_name, &r.uid, fence.as_ref()),
+            self.registry.bind(
+                &Binding {
+                    namespace: &r.namespace,
+                    name: &r.name,
+                    uid: &r.uid,
+                    node: &r.node_name,
+                },
+                fence.as_ref(),
+            ),
         )
         .await?;
         Ok(object(bound))

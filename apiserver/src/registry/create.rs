@@ -1,0 +1,114 @@
+//! Create: a new object, written only while its key is free, its namespace open and the
+//! writer's fence held.
+
+use rudder_raftstore::kv::Compare;
+use serde_json::Value;
+
+use super::transform::{fold_string_data, namespace_for, prepare_for_create, Stamp};
+use super::{
+    absent, body, contended, object_ref, unchanged, Committed, Registry, Resolved, Write,
+    WriteOptions, MAX_ATTEMPTS,
+};
+use crate::error::ApiError;
+use crate::object;
+
+impl Registry {
+    /// Creates the object in `body` in `namespace` (the body's namespace, if any, must agree).
+    /// `resource` may be empty when the body says its apiVersion and kind.
+    pub async fn create(
+        &self,
+        resource: &str,
+        namespace: &str,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let mut object = body::parse(body, self.max_object_bytes)?;
+        let info = body::kind_of(resource, &mut object)?;
+        let namespace = namespace_for(info, namespace, &object)?;
+        prepare_for_create(info, &mut object, &namespace, &stamp());
+        fold_string_data(info, &mut object);
+        let object = info.admit(object, None)?;
+        let body = body::encode(&object, self.max_object_bytes)?;
+        let name = object::name(&object).to_string();
+        let at = Resolved {
+            info,
+            namespace: &namespace,
+            name: &name,
+        };
+        let key = at.key();
+        for _ in 0..MAX_ATTEMPTS {
+            let mut compares = vec![absent(&key)];
+            if info.namespaced {
+                compares.push(self.namespace_is_open(&namespace).await?);
+            }
+            compares.extend(self.fence_holds(options.fence.as_ref()).await?);
+            if options.dry_run {
+                return Ok(object);
+            }
+            match self
+                .commit(&key, compares, Write::Put(body.clone()))
+                .await?
+            {
+                Committed::At {
+                    revision,
+                    replayed: false,
+                } => {
+                    let mut created = object;
+                    object::set_resource_version(&mut created, revision);
+                    return Ok(created);
+                }
+                // A retry of a create that was applied: answer with what it created (its
+                // uid and timestamp, not this attempt's).
+                Committed::At {
+                    revision,
+                    replayed: true,
+                } => {
+                    return self
+                        .read_at(&key, revision)
+                        .await?
+                        .ok_or_else(|| at.not_found())
+                }
+                Committed::Lost(Some(_)) => {
+                    return Err(ApiError::AlreadyExists {
+                        object: object_ref(info, &name),
+                    })
+                }
+                // The namespace or the lease changed under us: decide again.
+                Committed::Lost(None) => continue,
+            }
+        }
+        Err(contended(info, &name))
+    }
+
+    /// A compare that holds while namespace `name` exists and is not terminating.
+    async fn namespace_is_open(&self, name: &str) -> Result<Compare, ApiError> {
+        let namespaces = self.kind("namespaces")?;
+        let key = object::key(namespaces, "", name);
+        let Some(kv) = self.read(&key).await? else {
+            return Err(ApiError::NotFound {
+                object: object_ref(namespaces, name),
+            });
+        };
+        let namespace = object::decode(&kv)?;
+        if object::is_being_deleted(&namespace) || namespace["status"]["phase"] == "Terminating" {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "unable to create new content in namespace {name} because it is being \
+                     terminated"
+                ),
+            });
+        }
+        Ok(unchanged(&key, kv.mod_revision))
+    }
+}
+
+/// The clock and randomness a new object takes (read here, once, so the transform is pure).
+fn stamp() -> Stamp {
+    let mut name_suffix = [0; 5];
+    name_suffix.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..5]);
+    Stamp {
+        now: jiff::Timestamp::now(),
+        uid: uuid::Uuid::new_v4().to_string(),
+        name_suffix,
+    }
+}

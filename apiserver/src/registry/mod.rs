@@ -1,0 +1,294 @@
+//! [`Registry`]: the Kubernetes verbs over the store. Every write is one store transaction
+//! that compares what the decision was based on (the object's revision, its namespace, the
+//! writer's lease), so a write made on stale information never lands: it is retried on
+//! fresh state or refused with a conflict.
+//!
+//! ```text
+//!  body ─ parse ─ kind ─ server-owned metadata ─ admit (decode, default, validate) ─┐
+//!                   read current (linearizable) ─ decide ─ txn(compare…) ─ lost? ────┘ retry
+//! ```
+//!
+//! One file per verb, each a thin shell over pure decisions: `create`, `update` (update,
+//! update-status, patch, and the read-decide-write loop they share), `bind`, `fence` (is a
+//! leader-elected writer still the leader). `body` parses and sizes request bodies and
+//! `transform` builds the objects the verbs write; both are pure. This file holds the type,
+//! get, and the store access every verb uses.
+
+mod bind;
+mod body;
+mod create;
+mod fence;
+mod transform;
+mod update;
+
+use rudder_raftstore::kv::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KeyValue, PutRequest,
+    RangeRequest, RangeResponse, RequestOp, ResponseOp, Revision, TxnRequest,
+};
+use rudder_raftstore::{Store, StoreError};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::caller;
+use crate::error::{ApiError, ObjectRef};
+use crate::kinds::{self, KindInfo};
+use crate::object;
+
+pub use bind::Binding;
+pub use fence::Fence;
+pub(crate) use transform::request_namespace;
+pub use transform::Part;
+
+/// How long a read waits for a leader before failing.
+const READ_PATIENCE: Duration = Duration::from_secs(5);
+/// Attempts at a write whose compare lost to a concurrent change before giving up.
+const MAX_ATTEMPTS: usize = 16;
+/// Room left under the store's request limit for the key and the transaction around a body.
+const TXN_OVERHEAD_BYTES: usize = 4096;
+
+/// The Kubernetes verbs over one store.
+#[derive(Clone)]
+pub struct Registry {
+    pub(crate) store: Store,
+    max_object_bytes: usize,
+    /// Set when the master stops: open watches end so the server can close its connections.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The object a request names.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The kind, as a resource (`pods`), short name (`po`) or kind (`Pod`).
+    pub resource: &'a str,
+    /// Empty: `default` (nothing for cluster-scoped kinds).
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// How a write is made, whatever it writes.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Write only while this lease is held as it says (a leader-elected writer).
+    pub fence: Option<Fence>,
+    /// Decide and check everything, write nothing, answer with what would be written.
+    pub dry_run: bool,
+}
+
+/// A [`Target`] resolved: its kind known and its namespace settled.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Resolved<'a> {
+    pub info: &'static KindInfo,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+impl Resolved<'_> {
+    pub fn key(&self) -> Vec<u8> {
+        object::key(self.info, self.namespace, self.name)
+    }
+
+    pub fn not_found(&self) -> ApiError {
+        ApiError::NotFound {
+            object: object_ref(self.info, self.name),
+        }
+    }
+}
+
+/// How a transaction ended.
+pub(crate) enum Committed {
+    /// Written at this revision; `replayed`: by an earlier attempt of the same client
+    /// request (this attempt changed nothing, and what was written is what that attempt
+    /// decided).
+    At { revision: Revision, replayed: bool },
+    /// A compare failed; the object key's current value (if any).
+    Lost(Option<KeyValue>),
+}
+
+/// The effect of a transaction on the object's key.
+pub(crate) enum Write {
+    Put(Vec<u8>),
+    Delete,
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Self {
+        let max_object_bytes = store
+            .limits()
+            .max_request_bytes
+            .saturating_sub(TXN_OVERHEAD_BYTES);
+        Self {
+            store,
+            max_object_bytes,
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Ends every watch this registry (and its clones) serves, now and later.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Registry::stop`] was called.
+    pub(crate) fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // The sender lives as long as any clone of the registry, so this only returns
+            // when stop was called.
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The kind a request names, or an error naming what the server does have.
+    pub fn kind(&self, resource: &str) -> Result<&'static KindInfo, ApiError> {
+        kind(resource)
+    }
+
+    pub async fn get(&self, target: &Target<'_>) -> Result<Value, ApiError> {
+        let info = self.kind(target.resource)?;
+        let namespace = request_namespace(info, target.namespace);
+        let at = Resolved {
+            info,
+            namespace: &namespace,
+            name: target.name,
+        };
+        match self.read(&at.key()).await? {
+            Some(kv) => object::decode(&kv),
+            None => Err(at.not_found()),
+        }
+    }
+
+    // ---- Store access shared by the verbs ----
+
+    /// A read, retried while the cluster has no reachable leader (an election after a master
+    /// died): reads change nothing, so retrying them is always safe, unlike writes.
+    pub(crate) async fn range(
+        &self,
+        request: RangeRequest,
+    ) -> Result<(rudder_raftstore::store::Header, RangeResponse), StoreError> {
+        let deadline = tokio::time::Instant::now() + READ_PATIENCE;
+        loop {
+            match self.store.range(request.clone()).await {
+                Err(StoreError::NoLeader | StoreError::LeaderUnreachable { .. })
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// The current value of `key`, linearizably.
+    pub(crate) async fn read(&self, key: &[u8]) -> Result<Option<KeyValue>, ApiError> {
+        let (_, response) = self
+            .range(RangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(response.kvs.into_iter().next())
+    }
+
+    /// One transaction: `compares` all hold → `write`; otherwise read the key back.
+    pub(crate) async fn commit(
+        &self,
+        key: &[u8],
+        compares: Vec<Compare>,
+        write: Write,
+    ) -> Result<Committed, ApiError> {
+        let success = match write {
+            Write::Put(value) => RequestOp::Put(PutRequest {
+                key: key.to_vec(),
+                value,
+                ..Default::default()
+            }),
+            Write::Delete => RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                prev_kv: false,
+            }),
+        };
+        let txn = TxnRequest {
+            compare: compares,
+            success: vec![success],
+            failure: vec![RequestOp::Range(RangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                ..Default::default()
+            })],
+        };
+        let (header, response, replayed) = self.store.txn_as(txn, caller::next_tag()).await?;
+        if response.succeeded {
+            return Ok(Committed::At {
+                revision: header.revision,
+                replayed,
+            });
+        }
+        let current = response.responses.into_iter().find_map(|op| match op {
+            ResponseOp::Range(range) => range.kvs.into_iter().next(),
+            _ => None,
+        });
+        Ok(Committed::Lost(current))
+    }
+}
+
+/// The kind `resource` names, or an error naming what the server does have.
+pub(crate) fn kind(resource: &str) -> Result<&'static KindInfo, ApiError> {
+    kinds::resolve(resource).ok_or_else(|| {
+        ApiError::bad_field(
+            "kind",
+            format!(
+                "the server doesn't have a resource type {resource:?}: known kinds are {}",
+                kinds::KINDS
+                    .iter()
+                    .map(|k| k.resource)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })
+}
+
+pub(crate) fn object_ref(info: &KindInfo, name: &str) -> ObjectRef {
+    ObjectRef {
+        resource: info.qualified_resource(),
+        name: name.into(),
+    }
+}
+
+pub(crate) fn stale(info: &KindInfo, name: &str) -> ApiError {
+    ApiError::Conflict {
+        object: object_ref(info, name),
+        reason: "the object has been modified; please apply your changes to the latest version \
+                 and try again"
+            .into(),
+    }
+}
+
+fn contended(info: &KindInfo, name: &str) -> ApiError {
+    ApiError::Conflict {
+        object: object_ref(info, name),
+        reason: format!("the object changed {MAX_ATTEMPTS} times while this write was retried"),
+    }
+}
+
+/// The key does not exist.
+pub(crate) fn absent(key: &[u8]) -> Compare {
+    Compare {
+        range: KeyRange::single(key.to_vec()),
+        result: CompareResult::Equal,
+        target: CompareTarget::Version(0),
+    }
+}
+
+/// The key was last changed at `revision`.
+pub(crate) fn unchanged(key: &[u8], revision: Revision) -> Compare {
+    Compare {
+        range: KeyRange::single(key.to_vec()),
+        result: CompareResult::Equal,
+        target: CompareTarget::Mod(revision),
+    }
+}

@@ -1,0 +1,156 @@
+//! Update, update-status and patch: each reads the current object, builds its replacement
+//! (pure, in `transform`), and writes it in a compare-and-swap on the revision it read
+//! ([`Registry::modify`], also used by `delete` to drop owner references).
+
+use rudder_raftstore::kv::Revision;
+use serde_json::Value;
+
+use super::transform::{
+    candidate, completes_deletion, merged, named, namespace_for, request_namespace,
+    resource_version_of, revise, Part,
+};
+use super::{
+    body, contended, stale, unchanged, Committed, Registry, Resolved, Target, Write, WriteOptions,
+    MAX_ATTEMPTS,
+};
+use crate::error::ApiError;
+use crate::object;
+
+impl Registry {
+    /// Replaces an object. With a resourceVersion in the body this is compare-and-swap: a
+    /// stale one is a conflict. `status` must be left out or unchanged (see `update_status`).
+    pub async fn update(
+        &self,
+        target: &Target<'_>,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.replace(target, body, Part::Object, options).await
+    }
+
+    /// Replaces only the object's `status`.
+    pub async fn update_status(
+        &self,
+        target: &Target<'_>,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        self.replace(target, body, Part::Status, options).await
+    }
+
+    async fn replace(
+        &self,
+        target: &Target<'_>,
+        body: &[u8],
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let mut object = body::parse(body, self.max_object_bytes)?;
+        let info = body::kind_of(target.resource, &mut object)?;
+        let namespace = namespace_for(info, target.namespace, &object)?;
+        let object = named(object, target.name)?;
+        let wanted = resource_version_of(&object)?;
+        let at = Resolved {
+            info,
+            namespace: &namespace,
+            name: target.name,
+        };
+        self.modify(&at, wanted, options, |current| {
+            candidate(info, part, current, &object)
+        })
+        .await
+    }
+
+    /// Applies an RFC 7386 JSON merge patch to the object (or to its status).
+    pub async fn patch(
+        &self,
+        target: &Target<'_>,
+        patch: &[u8],
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let info = self.kind(target.resource)?;
+        let patch = body::parse(patch, self.max_object_bytes)?;
+        let namespace = request_namespace(info, target.namespace);
+        let wanted = resource_version_of(&patch)?;
+        let at = Resolved {
+            info,
+            namespace: &namespace,
+            name: target.name,
+        };
+        self.modify(&at, wanted, options, |current| {
+            candidate(info, part, current, &merged(current, &patch)?)
+        })
+        .await
+    }
+
+    /// Reads the current object, builds its replacement with `make`, and writes it if the
+    /// object has not changed meanwhile. `wanted` is the caller's resourceVersion, if any.
+    pub(crate) async fn modify(
+        &self,
+        at: &Resolved<'_>,
+        wanted: Option<Revision>,
+        options: &WriteOptions,
+        make: impl Fn(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let key = at.key();
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(kv) = self.read(&key).await? else {
+                // An earlier attempt of this request may have completed a deletion.
+                if let Some(revision) = self.earlier_attempt().await? {
+                    if let Some(before) = self.read_at(&key, revision - 1).await? {
+                        return Ok(before);
+                    }
+                }
+                return Err(at.not_found());
+            };
+            if let Some(wanted) = wanted {
+                if wanted != kv.mod_revision {
+                    if let Some(done) = self.as_earlier_attempt_left(&key).await? {
+                        return Ok(done);
+                    }
+                    return Err(stale(at.info, at.name));
+                }
+            }
+            let current = object::decode(&kv)?;
+            let Some(mut next) = revise(at.info, &current, make(&current)?)? else {
+                return Ok(current);
+            };
+            let body = body::encode(&next, self.max_object_bytes)?;
+            let mut compares = vec![unchanged(&key, kv.mod_revision)];
+            compares.extend(self.fence_holds(options.fence.as_ref()).await?);
+            if options.dry_run {
+                return Ok(next);
+            }
+            // The last finalizer of an object being deleted is gone: the deletion completes.
+            let completes_deletion = completes_deletion(at.info, &next);
+            let write = if completes_deletion {
+                Write::Delete
+            } else {
+                Write::Put(body)
+            };
+            if let Committed::At { revision, replayed } = self.commit(&key, compares, write).await?
+            {
+                if replayed && !completes_deletion {
+                    // What the earlier attempt wrote, not what this one computed.
+                    if let Some(written) = self.read_at(&key, revision).await? {
+                        return Ok(written);
+                    }
+                }
+                if completes_deletion {
+                    // The owner is gone: its dependents follow (background propagation).
+                    self.delete_dependents(
+                        at.info,
+                        at.namespace,
+                        object::uid(&next),
+                        options.fence.as_ref(),
+                    )
+                    .await?;
+                }
+                object::set_resource_version(&mut next, revision);
+                return Ok(next);
+            }
+        }
+        Err(contended(at.info, at.name))
+    }
+}
