@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use rudder_apiserver::Master;
 use rudder_proto::api as pb;
+use rudder_proto::api::resources_client::ResourcesClient;
 use rudder_proto::client::{ApiClient, ClientError};
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::{RaftOptions, ServerError};
@@ -17,6 +18,7 @@ use rudder_raftstore::{MemberConfig, Store};
 use rudder_raftstore::{RunningMember, StoreOptions};
 use serde_json::Value;
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
 
 /// Masters in the members' places.
 pub struct Masters;
@@ -106,6 +108,21 @@ async fn read_root(store: &Store) -> i64 {
     header.revision
 }
 
+/// Sends `request` through `send`, unnumbered (`ApiClient::call`); returns the object as JSON.
+async fn object_call<M, F, Fut>(
+    client: &ApiClient,
+    request: M,
+    send: F,
+) -> Result<Value, ClientError>
+where
+    M: Clone,
+    F: Fn(ResourcesClient<Channel>, M) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<pb::Object>, tonic::Status>>,
+{
+    let object = client.call(|c| send(c, request.clone())).await?;
+    Ok(serde_json::from_slice(&object.json).expect("JSON"))
+}
+
 /// Creates from `body` as sent (not necessarily JSON), unnumbered, with an optional fence.
 pub async fn create_raw(
     client: &ApiClient,
@@ -121,16 +138,10 @@ pub async fn create_raw(
         fence,
         dry_run: false,
     };
-    let object = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.create(request).await }
-        })
-        .await?;
-    Ok(serde_json::from_slice(&object.json).expect("JSON"))
+    object_call(client, request, |mut c, r| async move { c.create(r).await }).await
 }
 
-/// Replaces with `body` as sent (`status`: only the status), unnumbered, with an optional fence.
+/// Replaces with `body` as sent (`status`: the status only), unnumbered, with an optional fence.
 pub async fn update_raw(
     client: &ApiClient,
     resource: &str,
@@ -148,19 +159,14 @@ pub async fn update_raw(
         fence,
         dry_run: false,
     };
-    let object = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move {
-                if status {
-                    c.update_status(request).await
-                } else {
-                    c.update(request).await
-                }
-            }
-        })
-        .await?;
-    Ok(serde_json::from_slice(&object.json).expect("JSON"))
+    object_call(client, request, |mut c, r| async move {
+        if status {
+            c.update_status(r).await
+        } else {
+            c.update(r).await
+        }
+    })
+    .await
 }
 
 pub async fn list(
@@ -212,13 +218,7 @@ pub async fn bind(
         fence: None,
         uid: String::new(),
     };
-    let object = client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.bind(request).await }
-        })
-        .await?;
-    Ok(serde_json::from_slice(&object.json).expect("JSON"))
+    object_call(client, request, |mut c, r| async move { c.bind(r).await }).await
 }
 
 pub async fn open_watch(
