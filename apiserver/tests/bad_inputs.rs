@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Plane;
+use common::{bind, create_raw, list_page, open_watch, update_raw, Plane};
 use rudder_proto::api as pb;
 use rudder_proto::client::ClientError;
 use serde_json::{json, Value};
@@ -58,18 +58,33 @@ enum Bad {
 
 async fn send(plane: &Plane, bad: &Bad) -> Result<(), ClientError> {
     match bad {
-        Bad::Create(resource, namespace, body) => plane
-            .create_raw(resource, namespace, body.as_bytes(), None)
-            .await
-            .map(drop),
-        Bad::Update(resource, namespace, name, body) => plane
-            .update_raw(resource, namespace, name, body.as_bytes(), false, None)
-            .await
-            .map(drop),
-        Bad::UpdateStatus(resource, namespace, name, body) => plane
-            .update_raw(resource, namespace, name, body.as_bytes(), true, None)
-            .await
-            .map(drop),
+        Bad::Create(resource, namespace, body) => {
+            create_raw(&plane.client, resource, namespace, body.as_bytes(), None)
+                .await
+                .map(drop)
+        }
+        Bad::Update(resource, namespace, name, body) => update_raw(
+            &plane.client,
+            resource,
+            namespace,
+            name,
+            body.as_bytes(),
+            false,
+            None,
+        )
+        .await
+        .map(drop),
+        Bad::UpdateStatus(resource, namespace, name, body) => update_raw(
+            &plane.client,
+            resource,
+            namespace,
+            name,
+            body.as_bytes(),
+            true,
+            None,
+        )
+        .await
+        .map(drop),
         Bad::Patch(resource, name, patch) => {
             let request = pb::PatchRequest {
                 resource: resource.to_string(),
@@ -88,21 +103,30 @@ async fn send(plane: &Plane, bad: &Bad) -> Result<(), ClientError> {
                 .await
                 .map(drop)
         }
-        Bad::List(resource, labels, fields, limit, continue_token) => plane
-            .list_page(resource, "default", labels, fields, *limit, continue_token)
-            .await
-            .map(drop),
-        Bad::Delete(request) => plane.delete(request.clone()).await.map(drop),
-        Bad::Bind(name, node) => plane.bind("default", name, node).await.map(drop),
-        Bad::Watch(resource, version) => plane
-            .watch(pb::WatchRequest {
+        Bad::List(resource, labels, fields, limit, continue_token) => list_page(
+            &plane.client,
+            resource,
+            "default",
+            labels,
+            fields,
+            *limit,
+            continue_token,
+        )
+        .await
+        .map(drop),
+        Bad::Delete(request) => plane.client.delete_object(request.clone()).await.map(drop),
+        Bad::Bind(name, node) => bind(&plane.client, "default", name, node).await.map(drop),
+        Bad::Watch(resource, version) => open_watch(
+            &plane.client,
+            pb::WatchRequest {
                 resource: resource.to_string(),
                 namespace: "default".into(),
                 resource_version: version.to_string(),
                 ..Default::default()
-            })
-            .await
-            .map(drop),
+            },
+        )
+        .await
+        .map(drop),
     }
 }
 
@@ -115,26 +139,37 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
     let plane = Plane::start(3).await;
     // Objects the update cases work on.
     plane
-        .create("deployments", "default", &deployment("web"))
+        .client
+        .create_object("deployments", "default", &deployment("web"))
         .await
         .unwrap();
-    plane.create("pods", "default", &pod("p")).await.unwrap();
+    plane
+        .client
+        .create_object("pods", "default", &pod("p"))
+        .await
+        .unwrap();
     let service = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": { "name": "svc" },
         "spec": { "clusterIP": "10.0.0.10", "selector": { "app": "web" }, "ports": [{ "port": 80 }] }
     });
-    plane.create("services", "default", &service).await.unwrap();
+    plane
+        .client
+        .create_object("services", "default", &service)
+        .await
+        .unwrap();
     let frozen = json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "frozen" },
         "immutable": true, "data": { "a": "1" }
     });
     plane
-        .create("configmaps", "default", &frozen)
+        .client
+        .create_object("configmaps", "default", &frozen)
         .await
         .unwrap();
     // A namespace that stays terminating: its only object holds a finalizer.
     plane
-        .create(
+        .client
+        .create_object(
             "namespaces",
             "",
             &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "closing" } }),
@@ -145,9 +180,14 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": { "name": "held", "finalizers": ["example.com/hold"] }
     });
-    plane.create("configmaps", "closing", &held).await.unwrap();
     plane
-        .delete(pb::DeleteRequest {
+        .client
+        .create_object("configmaps", "closing", &held)
+        .await
+        .unwrap();
+    plane
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "namespaces".into(),
             name: "closing".into(),
             ..Default::default()
@@ -157,7 +197,11 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
 
     // The namespace finalizer marks `held` for deletion; wait for that write to land.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while plane.get("configmaps", "closing", "held").await.unwrap()["metadata"]["deletionTimestamp"]
+    while plane
+        .client
+        .get_object("configmaps", "closing", "held")
+        .await
+        .unwrap()["metadata"]["deletionTimestamp"]
         .is_null()
     {
         assert!(
@@ -166,10 +210,26 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let web = plane.get("deployments", "default", "web").await.unwrap();
-    let svc = plane.get("services", "default", "svc").await.unwrap();
-    let p = plane.get("pods", "default", "p").await.unwrap();
-    let frozen = plane.get("configmaps", "default", "frozen").await.unwrap();
+    let web = plane
+        .client
+        .get_object("deployments", "default", "web")
+        .await
+        .unwrap();
+    let svc = plane
+        .client
+        .get_object("services", "default", "svc")
+        .await
+        .unwrap();
+    let p = plane
+        .client
+        .get_object("pods", "default", "p")
+        .await
+        .unwrap();
+    let frozen = plane
+        .client
+        .get_object("configmaps", "default", "frozen")
+        .await
+        .unwrap();
     let long = "a".repeat(254);
     let owner = |uid: &str| json!({ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": uid });
 
@@ -1018,7 +1078,8 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
     );
     // Still healthy: a good request goes through.
     plane
-        .create("pods", "default", &pod("fine"))
+        .client
+        .create_object("pods", "default", &pod("fine"))
         .await
         .expect("a valid pod is created");
     plane.shutdown().await;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{names, next_event, Plane};
+use common::{bind, create_raw, list, list_page, names, next_event, open_watch, update_raw, Plane};
 use rudder_proto::api as pb;
 use rudder_proto::client::ClientError;
 use serde_json::{json, Value};
@@ -51,7 +51,11 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_swap() {
     let plane = Plane::start(3).await;
-    let created = plane.create("po", "default", &pod("web-1")).await.unwrap();
+    let created = plane
+        .client
+        .create_object("po", "default", &pod("web-1"))
+        .await
+        .unwrap();
     let meta = &created["metadata"];
     assert!(!meta["uid"].as_str().unwrap().is_empty());
     assert!(meta["creationTimestamp"].as_str().unwrap().ends_with('Z'));
@@ -66,7 +70,8 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
 
     // generateName gives a fresh name; the same name twice is AlreadyExists.
     let generated = plane
-        .create(
+        .client
+        .create_object(
             "pods",
             "default",
             &json!({ "apiVersion": "v1", "kind": "Pod",
@@ -80,7 +85,8 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
         .unwrap()
         .starts_with("kubia-"));
     let again = plane
-        .create("pods", "default", &pod("web-1"))
+        .client
+        .create_object("pods", "default", &pod("web-1"))
         .await
         .unwrap_err();
     assert_eq!(reason(&again), "AlreadyExists");
@@ -89,7 +95,8 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
     let mut first = created.clone();
     first["metadata"]["labels"]["tier"] = json!("front");
     let updated = plane
-        .update("pods", "default", "web-1", &first)
+        .client
+        .update_object("pods", "default", "web-1", &first, false)
         .await
         .unwrap();
     assert!(
@@ -103,13 +110,18 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
     let mut second = created.clone();
     second["metadata"]["labels"]["tier"] = json!("back");
     let stale = plane
-        .update("pods", "default", "web-1", &second)
+        .client
+        .update_object("pods", "default", "web-1", &second, false)
         .await
         .unwrap_err();
     assert_eq!(reason(&stale), "Conflict", "{stale}");
     assert!(stale.to_string().contains("the object has been modified"));
     assert_eq!(
-        plane.get("pods", "default", "web-1").await.unwrap()["metadata"]["labels"]["tier"],
+        plane
+            .client
+            .get_object("pods", "default", "web-1")
+            .await
+            .unwrap()["metadata"]["labels"]["tier"],
         "front"
     );
 
@@ -117,27 +129,29 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
     let mut status = updated.clone();
     status["status"] = json!({ "phase": "Running", "podIP": "10.1.0.2" });
     status["spec"]["activeDeadlineSeconds"] = json!(5);
-    let with_status = plane
-        .update_raw(
-            "pods",
-            "default",
-            "web-1",
-            status.to_string().as_bytes(),
-            true,
-            None,
-        )
-        .await
-        .unwrap();
+    let with_status = update_raw(
+        &plane.client,
+        "pods",
+        "default",
+        "web-1",
+        status.to_string().as_bytes(),
+        true,
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(with_status["status"]["phase"], "Running");
     assert!(with_status["spec"]["activeDeadlineSeconds"].is_null());
 
     // A merge patch changes what it names; an unchanged write does not bump the version.
     let patched = plane
-        .patch(
+        .client
+        .patch_object(
             "pods",
             "default",
             "web-1",
             &json!({ "metadata": { "labels": { "tier": null, "v": "2" } } }),
+            false,
         )
         .await
         .unwrap();
@@ -148,16 +162,19 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
     // Deletion is the delete verb's: a patch cannot set a deletionTimestamp.
     let sneaky = json!({ "metadata": { "deletionTimestamp": "2020-01-01T00:00:00Z" } });
     let kept = plane
-        .patch("pods", "default", "web-1", &sneaky)
+        .client
+        .patch_object("pods", "default", "web-1", &sneaky, false)
         .await
         .unwrap();
     assert!(kept["metadata"]["deletionTimestamp"].is_null());
     let same = plane
-        .patch(
+        .client
+        .patch_object(
             "pods",
             "default",
             "web-1",
             &json!({ "metadata": { "labels": { "v": "2" } } }),
+            false,
         )
         .await
         .unwrap();
@@ -171,18 +188,26 @@ async fn objects_get_server_metadata_and_defaults_and_updates_are_compare_and_sw
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn binding_moves_a_pod_only_from_unassigned_and_never_while_it_is_deleted() {
     let plane = Plane::start(3).await;
-    plane.create("pods", "default", &pod("p")).await.unwrap();
+    plane
+        .client
+        .create_object("pods", "default", &pod("p"))
+        .await
+        .unwrap();
     // Two schedulers race: exactly one bind wins, the other is a conflict.
     let (a, b) = tokio::join!(
-        plane.bind("default", "p", "node-a"),
-        plane.bind("default", "p", "node-b")
+        bind(&plane.client, "default", "p", "node-a"),
+        bind(&plane.client, "default", "p", "node-b")
     );
     let winners = [a.is_ok(), b.is_ok()].iter().filter(|ok| **ok).count();
     assert_eq!(winners, 1, "a: {a:?}\nb: {b:?}");
     let loser = a.err().or(b.err()).unwrap();
     assert_eq!(reason(&loser), "Conflict");
     assert!(loser.to_string().contains("already assigned"), "{loser}");
-    let bound = plane.get("pods", "default", "p").await.unwrap();
+    let bound = plane
+        .client
+        .get_object("pods", "default", "p")
+        .await
+        .unwrap();
     let node = bound["spec"]["nodeName"].as_str().unwrap().to_string();
     assert!(node == "node-a" || node == "node-b");
     assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
@@ -193,7 +218,8 @@ async fn binding_moves_a_pod_only_from_unassigned_and_never_while_it_is_deleted(
     assert_eq!(
         reason(
             &plane
-                .update("pods", "default", "p", &moved)
+                .client
+                .update_object("pods", "default", "p", &moved, false)
                 .await
                 .unwrap_err()
         ),
@@ -201,12 +227,25 @@ async fn binding_moves_a_pod_only_from_unassigned_and_never_while_it_is_deleted(
     );
 
     // A pod being deleted is never bound.
-    plane.create("pods", "default", &pod("q")).await.unwrap();
-    let mut held = plane.get("pods", "default", "q").await.unwrap();
-    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    plane.update("pods", "default", "q", &held).await.unwrap();
     plane
-        .delete(pb::DeleteRequest {
+        .client
+        .create_object("pods", "default", &pod("q"))
+        .await
+        .unwrap();
+    let mut held = plane
+        .client
+        .get_object("pods", "default", "q")
+        .await
+        .unwrap();
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    plane
+        .client
+        .update_object("pods", "default", "q", &held, false)
+        .await
+        .unwrap();
+    plane
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "pods".into(),
             namespace: "default".into(),
             name: "q".into(),
@@ -214,9 +253,16 @@ async fn binding_moves_a_pod_only_from_unassigned_and_never_while_it_is_deleted(
         })
         .await
         .unwrap();
-    let refused = plane.bind("default", "q", "node-a").await.unwrap_err();
+    let refused = bind(&plane.client, "default", "q", "node-a")
+        .await
+        .unwrap_err();
     assert_eq!(reason(&refused), "Forbidden", "{refused}");
-    assert!(plane.get("pods", "default", "q").await.unwrap()["spec"]["nodeName"].is_null());
+    assert!(plane
+        .client
+        .get_object("pods", "default", "q")
+        .await
+        .unwrap()["spec"]["nodeName"]
+        .is_null());
     plane.shutdown().await;
 }
 
@@ -232,7 +278,11 @@ async fn a_deposed_leaders_fenced_write_is_refused_and_writes_nothing() {
         "spec": { "holderIdentity": "m1", "leaseDurationSeconds": 15, "leaseTransitions": 1,
                   "acquireTime": now, "renewTime": now }
     });
-    plane.create("leases", "kube-system", &lease).await.unwrap();
+    plane
+        .client
+        .create_object("leases", "kube-system", &lease)
+        .await
+        .unwrap();
     let fence = |holder: &str, epoch: i32| pb::Fence {
         lease_namespace: "kube-system".into(),
         lease_name: "scheduler".into(),
@@ -240,31 +290,39 @@ async fn a_deposed_leaders_fenced_write_is_refused_and_writes_nothing() {
         epoch,
     };
     // The holder writes under its fence.
-    plane
-        .create_fenced("pods", "default", &pod("by-m1"), Some(fence("m1", 1)))
-        .await
-        .unwrap();
+    let by_m1 = pod("by-m1").to_string();
+    create_raw(
+        &plane.client,
+        "pods",
+        "default",
+        by_m1.as_bytes(),
+        Some(fence("m1", 1)),
+    )
+    .await
+    .unwrap();
     // m2 takes the lease over (a new epoch); m1 still believes it leads.
     let mut taken = plane
-        .get("leases", "kube-system", "scheduler")
+        .client
+        .get_object("leases", "kube-system", "scheduler")
         .await
         .unwrap();
     taken["spec"]["holderIdentity"] = json!("m2");
     taken["spec"]["leaseTransitions"] = json!(2);
     plane
-        .update("leases", "kube-system", "scheduler", &taken)
+        .client
+        .update_object("leases", "kube-system", "scheduler", &taken, false)
         .await
         .unwrap();
     let before = plane.revision().await;
-    let refused = plane
-        .create_fenced(
-            "pods",
-            "default",
-            &pod("by-deposed-m1"),
-            Some(fence("m1", 1)),
-        )
-        .await
-        .unwrap_err();
+    let refused = create_raw(
+        &plane.client,
+        "pods",
+        "default",
+        pod("by-deposed-m1").to_string().as_bytes(),
+        Some(fence("m1", 1)),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reason(&refused), "Forbidden", "{refused}");
     assert!(
         refused.to_string().contains("fenced write refused"),
@@ -287,10 +345,16 @@ async fn a_deposed_leaders_fenced_write_is_refused_and_writes_nothing() {
     assert_eq!(reason(&bind), "Forbidden");
     assert_eq!(plane.revision().await, before, "a fenced write landed");
     // The new holder's write goes through.
-    plane
-        .create_fenced("pods", "default", &pod("by-m2"), Some(fence("m2", 2)))
-        .await
-        .unwrap();
+    let by_m2 = pod("by-m2").to_string();
+    create_raw(
+        &plane.client,
+        "pods",
+        "default",
+        by_m2.as_bytes(),
+        Some(fence("m2", 2)),
+    )
+    .await
+    .unwrap();
     plane.shutdown().await;
 }
 
@@ -298,10 +362,11 @@ async fn a_deposed_leaders_fenced_write_is_refused_and_writes_nothing() {
 async fn graceful_deletion_marks_bound_pods_until_the_kubelet_confirms() {
     let plane = Plane::start(3).await;
     plane
-        .create("pods", "default", &pod("bound"))
+        .client
+        .create_object("pods", "default", &pod("bound"))
         .await
         .unwrap();
-    plane.bind("default", "bound", "n1").await.unwrap();
+    bind(&plane.client, "default", "bound", "n1").await.unwrap();
     let request = |grace: Option<i64>| pb::DeleteRequest {
         resource: "pods".into(),
         namespace: "default".into(),
@@ -309,25 +374,39 @@ async fn graceful_deletion_marks_bound_pods_until_the_kubelet_confirms() {
         grace_period_seconds: grace,
         ..Default::default()
     };
-    let marked = plane.delete(request(None)).await.unwrap();
+    let marked = plane.client.delete_object(request(None)).await.unwrap();
     assert!(!marked.deleted);
-    let marked_pod: Value = plane.get("pods", "default", "bound").await.unwrap();
+    let marked_pod: Value = plane
+        .client
+        .get_object("pods", "default", "bound")
+        .await
+        .unwrap();
     assert_eq!(marked_pod["metadata"]["deletionGracePeriodSeconds"], 30);
     assert!(marked_pod["metadata"]["deletionTimestamp"].is_string());
     // The kubelet confirms with grace period 0.
-    assert!(plane.delete(request(Some(0))).await.unwrap().deleted);
+    assert!(
+        plane
+            .client
+            .delete_object(request(Some(0)))
+            .await
+            .unwrap()
+            .deleted
+    );
     assert!(plane
-        .get("pods", "default", "bound")
+        .client
+        .get_object("pods", "default", "bound")
         .await
         .unwrap_err()
         .is_not_found());
     // An unscheduled pod goes at once.
     plane
-        .create("pods", "default", &pod("unbound"))
+        .client
+        .create_object("pods", "default", &pod("unbound"))
         .await
         .unwrap();
     let gone = plane
-        .delete(pb::DeleteRequest {
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "pods".into(),
             namespace: "default".into(),
             name: "unbound".into(),
@@ -343,7 +422,8 @@ async fn graceful_deletion_marks_bound_pods_until_the_kubelet_confirms() {
 async fn deleting_a_namespace_deletes_what_is_in_it() {
     let plane = Plane::start(3).await;
     plane
-        .create(
+        .client
+        .create_object(
             "ns",
             "",
             &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "team" } }),
@@ -351,16 +431,23 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
         .await
         .unwrap();
     plane
-        .create("cm", "team", &config_map("settings", json!({})))
+        .client
+        .create_object("cm", "team", &config_map("settings", json!({})))
         .await
         .unwrap();
-    plane.create("pods", "team", &pod("worker")).await.unwrap();
     plane
-        .create("secrets", "team", &json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" }, "stringData": { "a": "b" } }))
+        .client
+        .create_object("pods", "team", &pod("worker"))
+        .await
+        .unwrap();
+    plane
+        .client
+        .create_object("secrets", "team", &json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" }, "stringData": { "a": "b" } }))
         .await
         .unwrap();
     let deleted = plane
-        .delete(pb::DeleteRequest {
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "namespaces".into(),
             name: "team".into(),
             ..Default::default()
@@ -372,19 +459,21 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
     assert_eq!(terminating["status"]["phase"], "Terminating");
     eventually("the namespace and its contents going away", || async {
         plane
-            .get("namespaces", "", "team")
+            .client
+            .get_object("namespaces", "", "team")
             .await
             .is_err_and(|e| e.is_not_found())
     })
     .await;
     for resource in ["configmaps", "pods", "secrets"] {
         assert!(
-            names(&plane.list(resource, "team", "", "").await.unwrap()).is_empty(),
+            names(&list(&plane.client, resource, "team", "", "").await.unwrap()).is_empty(),
             "{resource} left"
         );
     }
     let refused = plane
-        .create("cm", "team", &config_map("late", json!({})))
+        .client
+        .create_object("cm", "team", &config_map("late", json!({})))
         .await
         .unwrap_err();
     assert_eq!(reason(&refused), "NotFound");
@@ -404,13 +493,23 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         json!([{ "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web",
         "uid": rs["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true }])
     };
-    let first = plane.create("rs", "default", &rs).await.unwrap();
+    let first = plane
+        .client
+        .create_object("rs", "default", &rs)
+        .await
+        .unwrap();
     for name in ["web-a", "web-b"] {
         let mut owned = pod(name);
         owned["metadata"]["ownerReferences"] = owner(&first);
-        plane.create("pods", "default", &owned).await.unwrap();
+        plane
+            .client
+            .create_object("pods", "default", &owned)
+            .await
+            .unwrap();
     }
-    let listed = plane.list("pods", "default", "app=web", "").await.unwrap();
+    let listed = list(&plane.client, "pods", "default", "app=web", "")
+        .await
+        .unwrap();
     for item in &listed.items {
         let object: Value = serde_json::from_slice(item).unwrap();
         assert_eq!(
@@ -420,7 +519,8 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
     }
     // Background (the default): the owner's pods go with it.
     plane
-        .delete(pb::DeleteRequest {
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "rs".into(),
             namespace: "default".into(),
             name: "web".into(),
@@ -428,15 +528,29 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         })
         .await
         .unwrap();
-    assert!(names(&plane.list("pods", "default", "app=web", "").await.unwrap()).is_empty());
+    assert!(names(
+        &list(&plane.client, "pods", "default", "app=web", "")
+            .await
+            .unwrap()
+    )
+    .is_empty());
 
     // Orphan: the pods stay, without the owner reference.
-    let second = plane.create("rs", "default", &rs).await.unwrap();
+    let second = plane
+        .client
+        .create_object("rs", "default", &rs)
+        .await
+        .unwrap();
     let mut owned = pod("web-c");
     owned["metadata"]["ownerReferences"] = owner(&second);
-    plane.create("pods", "default", &owned).await.unwrap();
     plane
-        .delete(pb::DeleteRequest {
+        .client
+        .create_object("pods", "default", &owned)
+        .await
+        .unwrap();
+    plane
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "rs".into(),
             namespace: "default".into(),
             name: "web".into(),
@@ -445,18 +559,31 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         })
         .await
         .unwrap();
-    let orphan = plane.get("pods", "default", "web-c").await.unwrap();
+    let orphan = plane
+        .client
+        .get_object("pods", "default", "web-c")
+        .await
+        .unwrap();
     assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
 
     // An owner held by a finalizer takes its dependents along once the finalizer goes.
     let mut held = rs.clone();
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    let third = plane.create("rs", "default", &held).await.unwrap();
+    let third = plane
+        .client
+        .create_object("rs", "default", &held)
+        .await
+        .unwrap();
     let mut owned = pod("web-d");
     owned["metadata"]["ownerReferences"] = owner(&third);
-    plane.create("pods", "default", &owned).await.unwrap();
+    plane
+        .client
+        .create_object("pods", "default", &owned)
+        .await
+        .unwrap();
     let marked = plane
-        .delete(pb::DeleteRequest {
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "rs".into(),
             namespace: "default".into(),
             name: "web".into(),
@@ -465,23 +592,31 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         .await
         .unwrap();
     assert!(!marked.deleted);
-    assert!(plane.get("pods", "default", "web-d").await.is_ok());
+    assert!(plane
+        .client
+        .get_object("pods", "default", "web-d")
+        .await
+        .is_ok());
     plane
-        .patch(
+        .client
+        .patch_object(
             "rs",
             "default",
             "web",
             &json!({ "metadata": { "finalizers": null } }),
+            false,
         )
         .await
         .unwrap();
     assert!(plane
-        .get("rs", "default", "web")
+        .client
+        .get_object("rs", "default", "web")
         .await
         .unwrap_err()
         .is_not_found());
     assert!(plane
-        .get("pods", "default", "web-d")
+        .client
+        .get_object("pods", "default", "web-d")
         .await
         .unwrap_err()
         .is_not_found());
@@ -494,19 +629,20 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
     for i in 0..25 {
         let labels = json!({ "parity": if i % 2 == 0 { "even" } else { "odd" } });
         plane
-            .create("cm", "default", &config_map(&format!("c{i:02}"), labels))
+            .client
+            .create_object("cm", "default", &config_map(&format!("c{i:02}"), labels))
             .await
             .unwrap();
     }
-    let first = plane
-        .list_page("cm", "default", "", "", 10, "")
+    let first = list_page(&plane.client, "cm", "default", "", "", 10, "")
         .await
         .unwrap();
     assert_eq!(first.items.len(), 10);
     assert_eq!(first.remaining_item_count, 15);
     // Writes between pages do not show up in later pages of the same list.
     plane
-        .create(
+        .client
+        .create_object(
             "cm",
             "default",
             &config_map("c99", json!({ "parity": "odd" })),
@@ -516,8 +652,7 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
     let mut all = names(&first);
     let mut token = first.continue_token.clone();
     while !token.is_empty() {
-        let page = plane
-            .list_page("cm", "default", "", "", 10, &token)
+        let page = list_page(&plane.client, "cm", "default", "", "", 10, &token)
             .await
             .unwrap();
         assert_eq!(page.resource_version, first.resource_version);
@@ -527,28 +662,28 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
     let expected: Vec<String> = (0..25).map(|i| format!("c{i:02}")).collect();
     assert_eq!(all, expected);
     // Selectors filter across pages.
-    let odd = plane
-        .list_page("cm", "default", "parity=odd", "", 5, "")
+    let odd = list_page(&plane.client, "cm", "default", "parity=odd", "", 5, "")
         .await
         .unwrap();
     assert_eq!(odd.items.len(), 5);
-    let named = plane
-        .list("cm", "default", "", "metadata.name=c03")
+    let named = list(&plane.client, "cm", "default", "", "metadata.name=c03")
         .await
         .unwrap();
     assert_eq!(names(&named), ["c03"]);
 
     // A watch from the list's revision sees c99, then later changes, in order.
-    let mut watch = plane
-        .watch(pb::WatchRequest {
+    let mut watch = open_watch(
+        &plane.client,
+        pb::WatchRequest {
             resource: "configmaps".into(),
             namespace: "default".into(),
             label_selector: "parity=odd".into(),
             resource_version: first.resource_version.clone(),
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let (kind, object) = next_event(&mut watch).await;
     assert_eq!(
         (kind.as_str(), object["metadata"]["name"].as_str()),
@@ -556,11 +691,13 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
     );
     // Relabelling out of the selector is a DELETED for this watch; back in, an ADDED.
     plane
-        .patch(
+        .client
+        .patch_object(
             "cm",
             "default",
             "c01",
             &json!({ "metadata": { "labels": { "parity": "even" } } }),
+            false,
         )
         .await
         .unwrap();
@@ -570,18 +707,21 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
         ("DELETED", Some("c01"))
     );
     plane
-        .patch(
+        .client
+        .patch_object(
             "cm",
             "default",
             "c01",
             &json!({ "metadata": { "labels": { "parity": "odd" } } }),
+            false,
         )
         .await
         .unwrap();
     let (kind, _) = next_event(&mut watch).await;
     assert_eq!(kind, "ADDED");
     plane
-        .delete(pb::DeleteRequest {
+        .client
+        .delete_object(pb::DeleteRequest {
             resource: "cm".into(),
             namespace: "default".into(),
             name: "c03".into(),
@@ -596,17 +736,19 @@ async fn paged_lists_are_one_snapshot_and_a_watch_from_their_revision_misses_not
     );
 
     // Bookmarks carry the revision reached while nothing matches.
-    let mut quiet = plane
-        .watch(pb::WatchRequest {
+    let mut quiet = open_watch(
+        &plane.client,
+        pb::WatchRequest {
             resource: "pods".into(),
             namespace: "default".into(),
             resource_version: first.resource_version.clone(),
             allow_bookmarks: true,
             bookmark_interval_ms: 100,
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let (kind, object) = next_event(&mut quiet).await;
     assert_eq!(kind, "BOOKMARK");
     let reached: i64 = object["metadata"]["resourceVersion"]
@@ -623,42 +765,52 @@ async fn a_watch_or_continue_from_a_compacted_revision_is_expired() {
     let plane = Plane::start(3).await;
     for i in 0..5 {
         plane
-            .create("cm", "default", &config_map(&format!("c{i}"), json!({})))
+            .client
+            .create_object("cm", "default", &config_map(&format!("c{i}"), json!({})))
             .await
             .unwrap();
     }
-    let page = plane
-        .list_page("cm", "default", "", "", 2, "")
+    let page = list_page(&plane.client, "cm", "default", "", "", 2, "")
         .await
         .unwrap();
     let old = page.resource_version.clone();
     for i in 5..8 {
         plane
-            .create("cm", "default", &config_map(&format!("c{i}"), json!({})))
+            .client
+            .create_object("cm", "default", &config_map(&format!("c{i}"), json!({})))
             .await
             .unwrap();
     }
     let now = plane.revision().await;
-    plane.masters[0].member.store.compact(now).await.unwrap();
+    plane.cluster.store(0).compact(now).await.unwrap();
     // Watches read a master's local state: let every master apply the compaction first.
     plane.sync().await;
-    let mut watch = plane
-        .watch(pb::WatchRequest {
+    let mut watch = open_watch(
+        &plane.client,
+        pb::WatchRequest {
             resource: "cm".into(),
             namespace: "default".into(),
             resource_version: old.clone(),
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     let (kind, status) = next_event(&mut watch).await;
     assert_eq!(kind, "ERROR");
     assert_eq!(status["code"], 410);
     assert_eq!(status["reason"], "Expired");
-    let expired = plane
-        .list_page("cm", "default", "", "", 2, &page.continue_token)
-        .await
-        .unwrap_err();
+    let expired = list_page(
+        &plane.client,
+        "cm",
+        "default",
+        "",
+        "",
+        2,
+        &page.continue_token,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(reason(&expired), "Expired", "{expired}");
     plane.shutdown().await;
 }
@@ -667,11 +819,11 @@ async fn a_watch_or_continue_from_a_compacted_revision_is_expired() {
 async fn every_master_serves_the_api_and_writes_survive_the_loss_of_one() {
     let mut plane = Plane::start(3).await;
     // Stop one master (possibly the leader): the failover client goes on with the others.
-    let stopped = plane.masters.remove(0);
-    stopped.shutdown().await;
+    plane.cluster.stop(0).await;
     for i in 0..5 {
         plane
-            .create(
+            .client
+            .create_object(
                 "cm",
                 "default",
                 &config_map(&format!("after-{i}"), json!({})),
@@ -680,7 +832,7 @@ async fn every_master_serves_the_api_and_writes_survive_the_loss_of_one() {
             .unwrap_or_else(|e| panic!("create after-{i}: {e:?}"));
     }
     assert_eq!(
-        names(&plane.list("cm", "default", "", "").await.unwrap()).len(),
+        names(&list(&plane.client, "cm", "default", "", "").await.unwrap()).len(),
         5
     );
     plane.shutdown().await;
@@ -689,7 +841,7 @@ async fn every_master_serves_the_api_and_writes_survive_the_loss_of_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_watch_on_a_master_that_lost_its_quorum_ends_so_the_client_can_move() {
     let mut plane = Plane::start(3).await;
-    let alone = plane.masters[2].member.client_addr.to_string();
+    let alone = plane.cluster.member(2).client_addr.to_string();
     let client = rudder_proto::client::ApiClient::new(vec![alone]);
     let mut watch = client
         .open(|mut c| async move {
@@ -707,9 +859,8 @@ async fn a_watch_on_a_master_that_lost_its_quorum_ends_so_the_client_can_move() 
     // While the quorum holds, the watch sends bookmarks.
     let (kind, _) = next_event(&mut watch).await;
     assert_eq!(kind, "BOOKMARK");
-    for _ in 0..2 {
-        let master = plane.masters.remove(0);
-        master.shutdown().await;
+    for i in 0..2 {
+        plane.cluster.stop(i).await;
     }
     // Without a quorum the next bookmark check fails: the watch ends with 503, and a
     // client goes on through another master instead of waiting on a silent stream.

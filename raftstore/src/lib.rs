@@ -25,6 +25,8 @@
 //!   port (serving); [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
+//! - `test_support` (feature `test-support`, for this crate's and `rudder-apiserver`'s
+//!   tests): an in-process cluster of real members on loopback port 0.
 
 // openraft's `StorageError` (returned by every storage call) is large by its design.
 #![allow(clippy::result_large_err)]
@@ -48,6 +50,8 @@ pub mod session_store;
 pub mod sessions;
 pub mod state_machine;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod types;
 pub mod validate;
 pub mod watch;

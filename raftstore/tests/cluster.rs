@@ -1,15 +1,13 @@
 //! The store contract (DESIGN.md §3) on real three-member clusters in one process.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::Cluster;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::kv::*;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::store::Store;
+use rudder_raftstore::test_support::{raft_options, Cluster};
 use rudder_raftstore::watch::{WatchMessage, WatchRequest, Watcher};
 use rudder_raftstore::{KvError, Member, StoreError};
 
@@ -335,7 +333,7 @@ async fn a_member_kept_down_rejoins_through_a_snapshot() {
     let raft = RaftOptions {
         snapshot_entries: 100,
         keep_entries: 10,
-        ..common::raft_options()
+        ..raft_options()
     };
     let mut cluster = Cluster::start_with(3, raft).await;
     let leader = cluster.leader().await;
@@ -569,8 +567,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_leader_compacts_by_revision_retention() {
-    let cluster =
-        Cluster::start_configured(3, common::raft_options(), Retention::Revisions(10)).await;
+    let cluster = Cluster::start_configured(3, raft_options(), Retention::Revisions(10)).await;
     let mut last = 0;
     for n in 0..30 {
         last = put(cluster.store(0), "r/key", &n.to_string()).await;

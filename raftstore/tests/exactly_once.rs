@@ -2,13 +2,11 @@
 //! be applied twice, reproduced deterministically with failpoints. Failpoints are global to
 //! the process, so these tests live in a binary of their own and take turns.
 
-mod common;
-
 use std::time::Duration;
 
-use common::Cluster;
 use rudder_raftstore::kv::*;
 use rudder_raftstore::store::Store;
+use rudder_raftstore::test_support::Cluster;
 use rudder_raftstore::watch::{WatchMessage, WatchRequest};
 
 static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -6,13 +6,12 @@
 //! `fixture/k1..k30` = `v<i>`, then k1..k5 = `w<i>`, k30 deleted, `fixture/leased` on a
 //! 10-hour lease, compacted at revision 10.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::kv::*;
+use rudder_raftstore::test_support::{raft_options, store_options};
 use rudder_raftstore::{KvError, MemberConfig, RunningMember, StoreError};
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -36,8 +35,8 @@ async fn start(data_dir: &Path) -> RunningMember {
         listen_peer: "127.0.0.1:0".parse().unwrap(),
         initial_cluster: vec![("m1".into(), "127.0.0.1:0".into())],
         join: None,
-        raft: common::raft_options(),
-        store: common::store_options(),
+        raft: raft_options(),
+        store: store_options(),
         auto_compaction: Retention::Off,
     };
     RunningMember::start(config)

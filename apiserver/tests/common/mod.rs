@@ -1,71 +1,64 @@
-//! An in-process control plane of masters on loopback port 0, and a failover client on it.
+//! An in-process control plane: raftstore's test cluster with a [`Master`] in each member's
+//! place, and an [`ApiClient`] over the masters. Requests `ApiClient` has no verb for (lists,
+//! watches, bindings, and writes with raw bodies or a fence) go through the functions below.
 
 #![allow(dead_code)]
 
+use std::future::Future;
 use std::time::Duration;
 
 use rudder_apiserver::Master;
 use rudder_proto::api as pb;
+use rudder_proto::api::resources_client::ResourcesClient;
 use rudder_proto::client::{ApiClient, ClientError};
 use rudder_raftstore::compaction::Retention;
-use rudder_raftstore::server::RaftOptions;
-use rudder_raftstore::{MemberConfig, StoreOptions};
+use rudder_raftstore::server::{RaftOptions, ServerError};
+use rudder_raftstore::test_support::{Cluster, Kind, Options};
+use rudder_raftstore::{MemberConfig, Store};
+use rudder_raftstore::{RunningMember, StoreOptions};
 use serde_json::Value;
-use tempfile::TempDir;
 use tokio::net::TcpListener;
+use tonic::transport::Channel;
+
+/// Masters in the members' places.
+pub struct Masters;
+
+impl Kind for Masters {
+    type Member = Master;
+
+    fn start_on(
+        config: MemberConfig,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> impl Future<Output = Result<Master, ServerError>> + Send + 'static {
+        Master::start_on(config, peer, client)
+    }
+
+    fn member(master: &Master) -> &RunningMember {
+        &master.member
+    }
+
+    fn shutdown(master: Master) -> impl Future<Output = ()> + Send {
+        master.shutdown()
+    }
+}
 
 pub struct Plane {
-    pub dir: TempDir,
-    pub masters: Vec<Master>,
+    pub cluster: Cluster<Masters>,
     pub client: ApiClient,
 }
 
-async fn listen() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback")
-}
-
 impl Plane {
+    /// `size` masters with the default options, once the system namespaces exist.
     pub async fn start(size: usize) -> Self {
-        let dir = TempDir::new().expect("a temporary directory");
-        let mut peers = Vec::new();
-        let mut clients = Vec::new();
-        for _ in 0..size {
-            peers.push(listen().await);
-            clients.push(listen().await);
-        }
-        let initial: Vec<(String, String)> = peers
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (format!("m{}", i + 1), l.local_addr().unwrap().to_string()))
-            .collect();
-        let mut starting = Vec::new();
-        let mut endpoints = Vec::new();
-        for (i, (peer, client)) in peers.into_iter().zip(clients).enumerate() {
-            endpoints.push(client.local_addr().unwrap().to_string());
-            let config = MemberConfig {
-                name: format!("m{}", i + 1),
-                data_dir: dir.path().join(format!("m{}", i + 1)),
-                listen_client: client.local_addr().unwrap(),
-                listen_peer: peer.local_addr().unwrap(),
-                initial_cluster: initial.clone(),
-                join: None,
-                raft: RaftOptions::default(),
-                store: StoreOptions::default(),
-                auto_compaction: Retention::Off,
-            };
-            starting.push(tokio::spawn(Master::start_on(config, peer, client)));
-        }
-        let mut masters = Vec::new();
-        for task in starting {
-            masters.push(task.await.expect("start task").expect("master starts"));
-        }
-        let plane = Self {
-            dir,
-            masters,
-            client: ApiClient::new(endpoints),
+        let options = Options {
+            raft: RaftOptions::default(),
+            store: StoreOptions::default(),
+            auto_compaction: Retention::Off,
         };
+        let cluster = Cluster::<Masters>::start_kind(size, options).await;
+        let client = ApiClient::new(cluster.client_endpoints());
+        let plane = Self { cluster, client };
         plane.wait_for_system_namespaces().await;
         plane
     }
@@ -73,7 +66,7 @@ impl Plane {
     async fn wait_for_system_namespaces(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(list) = self.list("namespaces", "", "", "").await {
+            if let Ok(list) = list(&self.client, "namespaces", "", "", "").await {
                 if list.items.len() >= 4 {
                     return;
                 }
@@ -87,234 +80,157 @@ impl Plane {
     }
 
     pub async fn shutdown(self) {
-        for master in self.masters {
-            master.shutdown().await;
-        }
+        self.cluster.shutdown().await;
     }
 
     /// The store's current revision, read linearizably through the first master.
     pub async fn revision(&self) -> i64 {
-        let (header, _) = self.masters[0]
-            .member
-            .store
-            .range(rudder_raftstore::kv::RangeRequest {
-                range: rudder_raftstore::kv::KeyRange::single(b"/".to_vec()),
-                ..Default::default()
-            })
-            .await
-            .expect("range");
-        header.revision
+        read_root(self.cluster.store(0)).await
     }
 
     /// A linearizable read on every master: each has applied everything committed so far.
     pub async fn sync(&self) {
-        for master in &self.masters {
-            master
-                .member
-                .store
-                .range(rudder_raftstore::kv::RangeRequest {
-                    range: rudder_raftstore::kv::KeyRange::single(b"/".to_vec()),
-                    ..Default::default()
-                })
-                .await
-                .expect("range");
+        for master in self.cluster.members.iter().flatten() {
+            read_root(&master.member.store).await;
         }
     }
+}
 
-    pub async fn create(
-        &self,
-        resource: &str,
-        namespace: &str,
-        body: &Value,
-    ) -> Result<Value, ClientError> {
-        self.create_fenced(resource, namespace, body, None).await
-    }
-
-    pub async fn create_fenced(
-        &self,
-        resource: &str,
-        namespace: &str,
-        body: &Value,
-        fence: Option<pb::Fence>,
-    ) -> Result<Value, ClientError> {
-        self.create_raw(resource, namespace, body.to_string().as_bytes(), fence)
-            .await
-    }
-
-    pub async fn create_raw(
-        &self,
-        resource: &str,
-        namespace: &str,
-        body: &[u8],
-        fence: Option<pb::Fence>,
-    ) -> Result<Value, ClientError> {
-        let request = pb::CreateRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            json: body.to_vec(),
-            fence,
-            dry_run: false,
-        };
-        let object = self
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.create(request).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&object.json).expect("JSON"))
-    }
-
-    pub async fn get(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Value, ClientError> {
-        self.client.get_object(resource, namespace, name).await
-    }
-
-    pub async fn update(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        body: &Value,
-    ) -> Result<Value, ClientError> {
-        self.update_raw(
-            resource,
-            namespace,
-            name,
-            body.to_string().as_bytes(),
-            false,
-            None,
-        )
+/// A linearizable read of one key; returns the revision it was read at.
+async fn read_root(store: &Store) -> i64 {
+    let (header, _) = store
+        .range(rudder_raftstore::kv::RangeRequest {
+            range: rudder_raftstore::kv::KeyRange::single(b"/".to_vec()),
+            ..Default::default()
+        })
         .await
-    }
+        .expect("range");
+    header.revision
+}
 
-    pub async fn update_raw(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        body: &[u8],
-        status: bool,
-        fence: Option<pb::Fence>,
-    ) -> Result<Value, ClientError> {
-        let request = pb::UpdateRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            json: body.to_vec(),
-            fence,
-            dry_run: false,
-        };
-        let object = self
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move {
-                    if status {
-                        c.update_status(request).await
-                    } else {
-                        c.update(request).await
-                    }
-                }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&object.json).expect("JSON"))
-    }
+/// Sends `request` through `send`, unnumbered (`ApiClient::call`); returns the object as JSON.
+async fn object_call<M, F, Fut>(
+    client: &ApiClient,
+    request: M,
+    send: F,
+) -> Result<Value, ClientError>
+where
+    M: Clone,
+    F: Fn(ResourcesClient<Channel>, M) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<pb::Object>, tonic::Status>>,
+{
+    let object = client.call(|c| send(c, request.clone())).await?;
+    Ok(serde_json::from_slice(&object.json).expect("JSON"))
+}
 
-    pub async fn patch(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        patch: &Value,
-    ) -> Result<Value, ClientError> {
-        self.client
-            .patch_object(resource, namespace, name, patch, false)
-            .await
-    }
+/// Creates from `body` as sent (not necessarily JSON), unnumbered, with an optional fence.
+pub async fn create_raw(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    body: &[u8],
+    fence: Option<pb::Fence>,
+) -> Result<Value, ClientError> {
+    let request = pb::CreateRequest {
+        resource: resource.into(),
+        namespace: namespace.into(),
+        json: body.to_vec(),
+        fence,
+        dry_run: false,
+    };
+    object_call(client, request, |mut c, r| async move { c.create(r).await }).await
+}
 
-    pub async fn list(
-        &self,
-        resource: &str,
-        namespace: &str,
-        labels: &str,
-        fields: &str,
-    ) -> Result<pb::ListResponse, ClientError> {
-        self.list_page(resource, namespace, labels, fields, 0, "")
-            .await
-    }
+/// Replaces with `body` as sent (`status`: the status only), unnumbered, with an optional fence.
+pub async fn update_raw(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+    body: &[u8],
+    status: bool,
+    fence: Option<pb::Fence>,
+) -> Result<Value, ClientError> {
+    let request = pb::UpdateRequest {
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+        json: body.to_vec(),
+        fence,
+        dry_run: false,
+    };
+    object_call(client, request, |mut c, r| async move {
+        if status {
+            c.update_status(r).await
+        } else {
+            c.update(r).await
+        }
+    })
+    .await
+}
 
-    pub async fn list_page(
-        &self,
-        resource: &str,
-        namespace: &str,
-        labels: &str,
-        fields: &str,
-        limit: i64,
-        continue_token: &str,
-    ) -> Result<pb::ListResponse, ClientError> {
-        let request = pb::ListRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            label_selector: labels.into(),
-            field_selector: fields.into(),
-            limit,
-            continue_token: continue_token.into(),
-            resource_version: String::new(),
-        };
-        self.client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list(request).await }
-            })
-            .await
-    }
+pub async fn list(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    labels: &str,
+    fields: &str,
+) -> Result<pb::ListResponse, ClientError> {
+    list_page(client, resource, namespace, labels, fields, 0, "").await
+}
 
-    pub async fn delete(
-        &self,
-        request: pb::DeleteRequest,
-    ) -> Result<pb::DeleteResponse, ClientError> {
-        self.client.delete_object(request).await
-    }
+pub async fn list_page(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    labels: &str,
+    fields: &str,
+    limit: i64,
+    continue_token: &str,
+) -> Result<pb::ListResponse, ClientError> {
+    let request = pb::ListRequest {
+        resource: resource.into(),
+        namespace: namespace.into(),
+        label_selector: labels.into(),
+        field_selector: fields.into(),
+        limit,
+        continue_token: continue_token.into(),
+        resource_version: String::new(),
+    };
+    client
+        .call(|mut c| {
+            let request = request.clone();
+            async move { c.list(request).await }
+        })
+        .await
+}
 
-    pub async fn bind(
-        &self,
-        namespace: &str,
-        name: &str,
-        node: &str,
-    ) -> Result<Value, ClientError> {
-        let request = pb::BindRequest {
-            namespace: namespace.into(),
-            name: name.into(),
-            node_name: node.into(),
-            fence: None,
-            uid: String::new(),
-        };
-        let object = self
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.bind(request).await }
-            })
-            .await?;
-        Ok(serde_json::from_slice(&object.json).expect("JSON"))
-    }
+pub async fn bind(
+    client: &ApiClient,
+    namespace: &str,
+    name: &str,
+    node: &str,
+) -> Result<Value, ClientError> {
+    let request = pb::BindRequest {
+        namespace: namespace.into(),
+        name: name.into(),
+        node_name: node.into(),
+        fence: None,
+        uid: String::new(),
+    };
+    object_call(client, request, |mut c, r| async move { c.bind(r).await }).await
+}
 
-    pub async fn watch(
-        &self,
-        request: pb::WatchRequest,
-    ) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
-        self.client
-            .open(|mut c| {
-                let request = request.clone();
-                async move { c.watch(request).await }
-            })
-            .await
-    }
+pub async fn open_watch(
+    client: &ApiClient,
+    request: pb::WatchRequest,
+) -> Result<tonic::Streaming<pb::WatchEvent>, ClientError> {
+    client
+        .open(|mut c| {
+            let request = request.clone();
+            async move { c.watch(request).await }
+        })
+        .await
 }
 
 /// The next watch event (type, object), failing the test after 10 s.

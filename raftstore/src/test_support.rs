@@ -1,22 +1,20 @@
-//! An in-process cluster of real members (RocksDB, Raft, gRPC on loopback port 0).
+//! An in-process cluster for tests (feature `test-support`): real members (RocksDB, Raft,
+//! gRPC on loopback port 0) with their data under one temporary directory, removed when the
+//! cluster is dropped. `rudder-raftstore`'s tests run bare store members in it ([`Bare`]);
+//! `rudder-apiserver`'s run its `Master`s through their own [`Kind`].
 
-#![allow(dead_code)]
-
+use std::future::Future;
 use std::time::Duration;
 
-use rudder_raftstore::compaction::Retention;
-use rudder_raftstore::server::RaftOptions;
-use rudder_raftstore::store::Store;
-use rudder_raftstore::{MemberConfig, RunningMember, StoreOptions};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-pub struct Cluster {
-    pub dir: TempDir,
-    pub configs: Vec<MemberConfig>,
-    pub members: Vec<Option<RunningMember>>,
-}
+use crate::compaction::Retention;
+use crate::server::{bind, RaftOptions, ServerError};
+use crate::store::Store;
+use crate::{MemberConfig, RunningMember, StoreOptions};
 
+/// Raft timings short enough for tests: elections in well under a second.
 pub fn raft_options() -> RaftOptions {
     RaftOptions {
         heartbeat_interval: Duration::from_millis(50),
@@ -26,6 +24,7 @@ pub fn raft_options() -> RaftOptions {
     }
 }
 
+/// Store options for tests: watch progress notifications every 300 ms.
 pub fn store_options() -> StoreOptions {
     StoreOptions {
         watch_progress_interval: Duration::from_millis(300),
@@ -33,13 +32,84 @@ pub fn store_options() -> StoreOptions {
     }
 }
 
-async fn listen() -> TcpListener {
+/// A listener on a free loopback port.
+pub async fn listen() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding loopback port 0")
 }
 
+/// What runs in each member's place: a store member alone ([`Bare`]), or a store member
+/// with more on top of it (the API server's `Master`).
+pub trait Kind {
+    type Member: Send + 'static;
+
+    /// Starts a member on listeners the cluster bound.
+    fn start_on(
+        config: MemberConfig,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> impl Future<Output = Result<Self::Member, ServerError>> + Send + 'static;
+
+    /// The store member inside.
+    fn member(member: &Self::Member) -> &RunningMember;
+
+    /// Stops it; returns once its database is closed.
+    fn shutdown(member: Self::Member) -> impl Future<Output = ()> + Send;
+}
+
+/// Store members alone.
+pub struct Bare;
+
+impl Kind for Bare {
+    type Member = RunningMember;
+
+    fn start_on(
+        config: MemberConfig,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> impl Future<Output = Result<RunningMember, ServerError>> + Send + 'static {
+        RunningMember::start_on(config, peer, client)
+    }
+
+    fn member(member: &RunningMember) -> &RunningMember {
+        member
+    }
+
+    fn shutdown(member: RunningMember) -> impl Future<Output = ()> + Send {
+        member.shutdown()
+    }
+}
+
+/// How every member of a test cluster is configured.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub raft: RaftOptions,
+    pub store: StoreOptions,
+    pub auto_compaction: Retention,
+}
+
+impl Default for Options {
+    /// [`raft_options`], [`store_options`], no automatic compaction.
+    fn default() -> Self {
+        Self {
+            raft: raft_options(),
+            store: store_options(),
+            auto_compaction: Retention::Off,
+        }
+    }
+}
+
+/// Members `m1`, `m2`, ... with data in `dir/m1`, `dir/m2`, ...; `members[i]` is `None`
+/// while member `i` is stopped.
+pub struct Cluster<K: Kind = Bare> {
+    pub dir: TempDir,
+    pub configs: Vec<MemberConfig>,
+    pub members: Vec<Option<K::Member>>,
+}
+
 impl Cluster {
+    /// `size` store members with the test timings, once they have elected a leader.
     pub async fn start(size: usize) -> Self {
         Self::start_with(size, raft_options()).await
     }
@@ -53,6 +123,21 @@ impl Cluster {
         raft: RaftOptions,
         auto_compaction: Retention,
     ) -> Self {
+        let options = Options {
+            raft,
+            auto_compaction,
+            ..Options::default()
+        };
+        let cluster = Self::start_kind(size, options).await;
+        cluster.leader().await;
+        cluster
+    }
+}
+
+impl<K: Kind> Cluster<K> {
+    /// Forms a cluster of `size` members of kind `K`, started all at once (each waits for
+    /// the others to form the cluster); returns once every one has started.
+    pub async fn start_kind(size: usize, options: Options) -> Self {
         let dir = TempDir::new().expect("a temporary directory");
         let mut peers = Vec::new();
         let mut clients = Vec::new();
@@ -75,12 +160,12 @@ impl Cluster {
                 listen_peer: peer.local_addr().unwrap(),
                 initial_cluster: initial.clone(),
                 join: None,
-                raft: raft.clone(),
-                store: store_options(),
-                auto_compaction,
+                raft: options.raft.clone(),
+                store: options.store.clone(),
+                auto_compaction: options.auto_compaction,
             };
             configs.push(config.clone());
-            starting.push(tokio::spawn(RunningMember::start_on(config, peer, client)));
+            starting.push(tokio::spawn(K::start_on(config, peer, client)));
         }
         let mut members = Vec::new();
         for task in starting {
@@ -88,30 +173,41 @@ impl Cluster {
                 task.await.expect("start task").expect("member starts"),
             ));
         }
-        let cluster = Self {
+        Self {
             dir,
             configs,
             members,
-        };
-        cluster.leader().await;
-        cluster
+        }
+    }
+
+    /// The store member of running member `i`.
+    pub fn member(&self, i: usize) -> &RunningMember {
+        K::member(self.members[i].as_ref().expect("member is running"))
     }
 
     pub fn store(&self, i: usize) -> &Store {
-        &self.members[i].as_ref().expect("member is running").store
+        &self.member(i).store
+    }
+
+    /// The client addresses (`host:port`) of every member, running or not.
+    pub fn client_endpoints(&self) -> Vec<String> {
+        self.configs
+            .iter()
+            .map(|config| config.listen_client.to_string())
+            .collect()
     }
 
     /// Index of the current leader among running members, waiting up to 10 s for one.
     pub async fn leader(&self) -> usize {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            for member in self.members.iter().flatten() {
+            for member in self.members.iter().flatten().map(K::member) {
                 let metrics = member.store.raft().metrics().borrow().clone();
                 if let Some(leader) = metrics.current_leader {
                     let found = self
                         .members
                         .iter()
-                        .position(|m| m.as_ref().is_some_and(|m| m.id == leader));
+                        .position(|m| m.as_ref().is_some_and(|m| K::member(m).id == leader));
                     if let Some(index) = found {
                         if self.store(index).raft().metrics().borrow().state
                             == openraft::ServerState::Leader
@@ -137,13 +233,21 @@ impl Cluster {
 
     pub async fn stop(&mut self, i: usize) {
         let member = self.members[i].take().expect("member is running");
-        member.shutdown().await;
+        K::shutdown(member).await;
     }
 
     /// Restarts a stopped member on the same data directory and addresses.
     pub async fn restart(&mut self, i: usize) {
         let config = self.configs[i].clone();
-        let member = RunningMember::start(config).await.expect("member restarts");
+        let peer = bind("peer", config.listen_peer)
+            .await
+            .expect("binding the peer address again");
+        let client = bind("client", config.listen_client)
+            .await
+            .expect("binding the client address again");
+        let member = K::start_on(config, peer, client)
+            .await
+            .expect("member restarts");
         self.members[i] = Some(member);
     }
 
@@ -153,7 +257,7 @@ impl Cluster {
         let client = listen().await;
         self.configs[i].listen_peer = peer.local_addr().unwrap();
         self.configs[i].listen_client = client.local_addr().unwrap();
-        let member = RunningMember::start_on(self.configs[i].clone(), peer, client)
+        let member = K::start_on(self.configs[i].clone(), peer, client)
             .await
             .expect("member restarts");
         self.members[i] = Some(member);
@@ -172,10 +276,10 @@ impl Cluster {
             initial_cluster: Vec::new(),
             join: Some(self.configs[0].listen_peer.to_string()),
             raft: self.configs[0].raft.clone(),
-            store: store_options(),
+            store: self.configs[0].store.clone(),
             auto_compaction: Retention::Off,
         };
-        let member = RunningMember::start_on(config.clone(), peer, client)
+        let member = K::start_on(config.clone(), peer, client)
             .await
             .expect("the new member joins");
         self.configs.push(config);
@@ -183,6 +287,7 @@ impl Cluster {
         self.members.len() - 1
     }
 
+    /// Stops every running member.
     pub async fn shutdown(mut self) {
         for i in 0..self.members.len() {
             if self.members[i].is_some() {
@@ -195,7 +300,7 @@ impl Cluster {
     pub async fn converge(&self) {
         let leader = self.leader().await;
         let target = self.store(leader).raft().metrics().borrow().last_log_index;
-        for member in self.members.iter().flatten() {
+        for member in self.members.iter().flatten().map(K::member) {
             member
                 .store
                 .raft()
