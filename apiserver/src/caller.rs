@@ -8,19 +8,13 @@
 //! with its first outcome. A request without a number gets the store's own numbering.
 //!
 //! Before refusing a numbered request because the object is not as it asked, a verb asks
-//! [`Registry::earlier_attempt`] whether an earlier attempt of the same request changed it.
+//! whether an earlier attempt of the same request changed it (`registry/attempt.rs`).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rudder_proto::request_ids::RequestNumber;
-use rudder_raftstore::kv::{CommandResult, KeyRange, RangeRequest, Revision, TxnResponse};
 use rudder_raftstore::sessions::RequestTag;
-use serde_json::Value;
-
-use crate::error::ApiError;
-use crate::object;
-use crate::registry::Registry;
 
 tokio::task_local! {
     static CALLER: Caller;
@@ -58,67 +52,6 @@ pub fn next_tag() -> Option<RequestTag> {
             RequestTag::new(caller.number, part)
         })
         .ok()
-}
-
-impl Registry {
-    /// The object at `key` as it was at `revision` (it may have changed since).
-    pub(crate) async fn read_at(
-        &self,
-        key: &[u8],
-        revision: Revision,
-    ) -> Result<Option<Value>, ApiError> {
-        let (_, response) = self
-            .range(RangeRequest {
-                range: KeyRange::single(key.to_vec()),
-                revision,
-                ..Default::default()
-            })
-            .await?;
-        let Some(kv) = response.kvs.into_iter().next() else {
-            return Ok(None);
-        };
-        let mut object = object::decode(&kv)?;
-        object::set_resource_version(&mut object, kv.mod_revision);
-        Ok(Some(object))
-    }
-
-    /// For a numbered client request about to be refused because the object is not as it
-    /// asked (stale resourceVersion, already bound, gone): the revision of the earliest of
-    /// its writes that an earlier attempt applied, if one did — then the refusal would be
-    /// caused by the request itself, and the verb answers as that attempt did.
-    pub(crate) async fn earlier_attempt(&self) -> Result<Option<Revision>, ApiError> {
-        let Some(number) = current() else {
-            return Ok(None);
-        };
-        let parts = self
-            .store()
-            .applied_parts(number.client, number.seq)
-            .await?;
-        Ok(parts
-            .into_iter()
-            .filter(|(_, outcome)| {
-                matches!(
-                    &outcome.result,
-                    Ok(CommandResult::Txn(TxnResponse {
-                        succeeded: true,
-                        ..
-                    }))
-                )
-            })
-            .map(|(_, outcome)| outcome.revision)
-            .min())
-    }
-
-    /// The object as an earlier attempt of this request left it, if one applied it.
-    pub(crate) async fn as_earlier_attempt_left(
-        &self,
-        key: &[u8],
-    ) -> Result<Option<Value>, ApiError> {
-        match self.earlier_attempt().await? {
-            Some(revision) => self.read_at(key, revision).await,
-            None => Ok(None),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,12 @@
 //!
 //! One file per verb, each a thin shell over pure decisions: `create`, `update` (update,
 //! update-status, patch, and the read-decide-write loop they share), `bind`, `fence` (is a
-//! leader-elected writer still the leader). `body` parses and sizes request bodies and
-//! `transform` builds the objects the verbs write; both are pure. This file holds the type,
-//! get, and the store access every verb uses.
+//! leader-elected writer still the leader), `attempt` (did an earlier attempt of this
+//! numbered request already apply). `body` parses and sizes request bodies and `transform`
+//! builds the objects the verbs write; both are pure. This file holds the type, get, and the
+//! store access every verb uses.
 
+mod attempt;
 mod bind;
 mod body;
 mod create;
