@@ -1,4 +1,6 @@
-//! What the selector tests share.
+//! What the selector tests share, and the tests of matching (label.rs), which are written
+//! with selectors parsed from text: this file stands above both label.rs and parse.rs, so
+//! neither needs to import the other for its tests.
 
 use std::collections::BTreeMap;
 
@@ -15,5 +17,51 @@ pub(super) fn parsed(text: &str) -> LabelSelector {
     match LabelSelector::parse(text) {
         Ok(selector) => selector,
         Err(error) => panic!("{text:?} should parse: {error}"),
+    }
+}
+
+/// Matching (label.rs).
+mod matching {
+    use super::super::label::*;
+    use super::*;
+
+    #[test]
+    fn label_selectors_match_with_kubernetes_semantics() {
+        let web = labels(&[("app", "web"), ("tier", "front"), ("gen", "5")]);
+        let bare = labels(&[]);
+        let cases = [
+            ("", true, true),
+            ("app=web", true, false),
+            ("app==web", true, false),
+            ("app=db", false, false),
+            // `!=` and `notin` hold when the label is missing.
+            ("app!=db", true, true),
+            ("app!=web", false, true),
+            ("tier in (front,back)", true, false),
+            ("tier notin (front)", false, true),
+            ("tier notin (back)", true, true),
+            ("app", true, false),
+            ("!app", false, true),
+            ("app=web,!canary", true, false),
+            ("app=web,tier=back", false, false),
+            ("gen>4", true, false),
+            ("gen>5", false, false),
+            ("gen<6", true, false),
+            ("app=", false, false),
+        ];
+        for (text, on_web, on_bare) in cases {
+            let selector = parsed(text);
+            assert_eq!(selector.matches(&web), on_web, "{text:?} on web");
+            assert_eq!(selector.matches(&bare), on_bare, "{text:?} on no labels");
+        }
+        assert!(parsed("x=").matches(&labels(&[("x", "")])));
+        assert!(!parsed("gen>1").matches(&labels(&[("gen", "many")])));
+    }
+
+    #[test]
+    fn only_the_empty_selector_is_everything() {
+        assert!(parsed("").is_everything());
+        assert!(LabelSelector::default().is_everything());
+        assert!(!parsed("a").is_everything());
     }
 }
