@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rudder-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-APT_PACKAGES=(libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo)
+APT_PACKAGES=(python3 libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo)
 
 install_system_packages() {
   local missing=()
@@ -48,6 +48,7 @@ case "${1:-}" in
     install_system_packages
     install_cargo_tools
     cargo fmt --all -- --check
+    scripts/check-import-circles
     cargo clippy --locked --workspace --all-targets -- -D warnings
     # End-to-end tests start the real binary: build it first.
     cargo build --locked -p rudder-cli
