@@ -74,6 +74,29 @@ fn object(value: serde_json::Value) -> Response<pb::Object> {
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
+impl Api {
+    /// Update and update-status: the object, or only its status, replaced.
+    async fn replace(
+        &self,
+        request: Request<pb::UpdateRequest>,
+        part: Part,
+    ) -> Result<Response<pb::Object>, Status> {
+        let number = request_number(&request)?;
+        let r = request.into_inner();
+        let options = WriteOptions {
+            fence: fence(r.fence),
+            dry_run: r.dry_run,
+        };
+        let target = target(&r.resource, &r.namespace, &r.name);
+        let replaced = on_behalf_of(
+            number,
+            self.registry.replace(&target, &r.json, part, &options),
+        )
+        .await?;
+        Ok(object(replaced))
+    }
+}
+
 #[tonic::async_trait]
 impl Resources for Api {
     async fn discover(
@@ -173,44 +196,14 @@ impl Resources for Api {
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let options = WriteOptions {
-            fence: fence(r.fence),
-            dry_run: r.dry_run,
-        };
-        let updated = on_behalf_of(
-            number,
-            self.registry.update(
-                &target(&r.resource, &r.namespace, &r.name),
-                &r.json,
-                &options,
-            ),
-        )
-        .await?;
-        Ok(object(updated))
+        self.replace(request, Part::Object).await
     }
 
     async fn update_status(
         &self,
         request: Request<pb::UpdateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let options = WriteOptions {
-            fence: fence(r.fence),
-            dry_run: r.dry_run,
-        };
-        let updated = on_behalf_of(
-            number,
-            self.registry.update_status(
-                &target(&r.resource, &r.namespace, &r.name),
-                &r.json,
-                &options,
-            ),
-        )
-        .await?;
-        Ok(object(updated))
+        self.replace(request, Part::Status).await
     }
 
     async fn patch(

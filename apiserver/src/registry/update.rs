@@ -38,7 +38,8 @@ impl Registry {
         self.replace(target, body, Part::Status, options).await
     }
 
-    async fn replace(
+    /// Replaces the object (`Part::Object`: `update`) or only its status (`update_status`).
+    pub async fn replace(
         &self,
         target: &Target<'_>,
         body: &[u8],
