@@ -1,4 +1,4 @@
-//! Rudder's wire types, generated from `proto/`:
+//! Rudder's wire types, generated from `proto/`, and what every side shares about them:
 //!
 //! - [`etcdserverpb`] and [`mvccpb`]: the etcd v3 gRPC API (KV, Watch, Lease, Cluster,
 //!   Maintenance), field-for-field compatible so `etcdctl` and etcd client libraries work

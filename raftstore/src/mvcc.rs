@@ -7,6 +7,10 @@
 //! Layout: every version of every key is kept under its [`Rev`] (`main` = the revision of the
 //! write transaction, `sub` = its position inside it), like etcd's backend; `index` maps each key
 //! to its versions in revision order. A delete writes a tombstone version.
+//!
+//! Longer than our 700-line mark on purpose: it is one idea (apply a command to the keyspace),
+//! and its reads, writes, compares and compaction share the same index invariants, which are
+//! easiest to check when they sit together with their tests.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
