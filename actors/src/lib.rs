@@ -12,3 +12,11 @@
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+//! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
+//!   never makes it create or delete twice.
+//! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
+//! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
+
+pub mod controllers;
+pub mod expectations;
+pub mod pods;

@@ -1,0 +1,6 @@
+//! Every controller: a pure `reconcile` (in its own `reconcile.rs`, table-tested) and the
+//! actor that feeds it from the informers' caches and carries its actions out.
+//!
+//! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
+
+pub mod replicaset;
