@@ -2,5 +2,7 @@
 //! actor that feeds it from the informers' caches and carries its actions out.
 //!
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
+//! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 
+pub mod deployment;
 pub mod replicaset;

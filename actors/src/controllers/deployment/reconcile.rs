@@ -1,0 +1,596 @@
+//! The Deployment controller's decision (Kubernetes' `deployment_controller.go` `syncDeployment`),
+//! pure: a Deployment, the ReplicaSets of its namespace and `now` in; what to adopt, release,
+//! create, resize and delete, and the status to write, out. One step per sync; the
+//! ReplicaSets' status changes bring the next.
+//!
+//! ```text
+//!  claim ReplicaSets ─► new one = same template (ignoring pod-template-hash), else create
+//!  deleting: status only │ paused: resize only │ size changed: proportional resize
+//!  Recreate: old → 0, wait for their pods to go, then new → replicas
+//!  RollingUpdate: grow new within maxSurge (rolling.rs), else shrink old within maxUnavailable
+//!  complete or paused: delete old ReplicaSets beyond revisionHistoryLimit
+//!  status: counts, Available, Progressing (progress.rs)
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use rudder_proto::objects::selector::LabelSelector;
+
+use super::hash::template_hash;
+use super::progress::{moved, set_available, set_progressing, Progress};
+use super::rolling::{
+    fenceposts, next_new_size, scale_proportionally, shrink_old, BadIntOrPercent, Size,
+};
+use super::sets::{
+    annotation, history_to_delete, new_set, revision_of, size_of, split, status, Owned,
+    DESIRED_REPLICAS, MAX_REPLICAS, REVISION, REVISION_HISTORY,
+};
+use crate::pods::controller_of;
+
+/// A change to an existing ReplicaSet: its new size and the annotations to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resize {
+    pub name: String,
+    pub replicas: i32,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub adopt: Vec<Arc<ReplicaSet>>,
+    pub release: Vec<Arc<ReplicaSet>>,
+    /// The new ReplicaSet to create (named `<deployment>-<hash>`).
+    pub create: Option<ReplicaSet>,
+    pub resize: Vec<Resize>,
+    /// Old ReplicaSets beyond the revision history.
+    pub delete: Vec<String>,
+    /// The Deployment's own `revision` annotation, when it changes.
+    pub revision: Option<String>,
+    pub status: DeploymentStatus,
+    pub requeue_after: Option<Duration>,
+}
+
+/// Why a Deployment cannot be acted on (it would have been refused by validation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("spec.selector is invalid")]
+    BadSelector,
+    #[error("spec.strategy.rollingUpdate: {0}")]
+    BadStrategy(#[from] BadIntOrPercent),
+}
+
+pub fn reconcile(
+    d: &Deployment,
+    sets: &[Arc<ReplicaSet>],
+    now: jiff::Timestamp,
+) -> Result<Plan, DeploymentError> {
+    let spec = d.spec.clone().unwrap_or_default();
+    let selector =
+        LabelSelector::from_api(&spec.selector).map_err(|_| DeploymentError::BadSelector)?;
+    let replicas = spec.replicas.unwrap_or(1);
+    let strategy = spec.strategy.clone().unwrap_or_default();
+    let recreate = strategy.type_.as_deref() == Some("Recreate");
+    let rolling = strategy.rolling_update.clone().unwrap_or_default();
+    let quarter = IntOrString::String("25%".into());
+    let (surge, unavailable) = if recreate {
+        (0, 0)
+    } else {
+        let surge = rolling.max_surge.as_ref().unwrap_or(&quarter);
+        fenceposts(
+            surge,
+            rolling.max_unavailable.as_ref().unwrap_or(&quarter),
+            replicas,
+        )?
+    };
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let deleting = d.metadata.deletion_timestamp.is_some();
+
+    let mut plan = Plan::default();
+    let mut owned = Vec::new();
+    for set in sets {
+        let labels = set.metadata.labels.clone().unwrap_or_default();
+        let selected = selector.matches(&labels);
+        match controller_of(&set.metadata) {
+            Some(owner) if owner.uid == uid => {
+                if selected {
+                    owned.push(set.clone());
+                } else {
+                    plan.release.push(set.clone());
+                }
+            }
+            None if selected && !deleting => {
+                plan.adopt.push(set.clone());
+                owned.push(set.clone());
+            }
+            _ => {}
+        }
+    }
+    let template = spec.template.clone();
+    let Owned { new, old } = split(owned, &template);
+    let max_revision = old
+        .iter()
+        .chain(&new)
+        .filter_map(|s| revision_of(s))
+        .max()
+        .unwrap_or(0);
+    let sizes_old: Vec<Size> = old.iter().map(|s| size_of(s)).collect();
+    let annotations = |r: i32| -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (DESIRED_REPLICAS.to_string(), replicas.to_string()),
+            (MAX_REPLICAS.to_string(), (r + surge).to_string()),
+        ])
+    };
+    let resize = |name: &str, to: i32| Resize {
+        name: name.to_string(),
+        replicas: to,
+        annotations: annotations(replicas),
+    };
+
+    let mut progress = Progress::Still;
+    let paused = spec.paused == Some(true);
+    if !deleting {
+        let active: Vec<Size> = new
+            .iter()
+            .map(|s| size_of(s))
+            .chain(sizes_old.iter().rev().cloned())
+            .filter(|s| s.replicas > 0)
+            .collect();
+        let wanted = replicas.to_string();
+        let scaling_event = new.iter().chain(&old).any(|s| {
+            size_of(s).replicas > 0 && annotation(s, DESIRED_REPLICAS).is_some_and(|v| *v != wanted)
+        });
+        if paused {
+            progress = Progress::Paused;
+            if scaling_event {
+                plan.resize = scale(replicas, surge, &active, new.as_deref(), &resize);
+            }
+        } else if scaling_event && !recreate {
+            plan.resize = scale(replicas, surge, &active, new.as_deref(), &resize);
+        } else if new.is_none() {
+            let hash = template_hash(&template, d.status.as_ref().and_then(|s| s.collision_count));
+            // Recreate: the new set only once the old ones are empty and their pods gone.
+            let initial = if recreate {
+                if sizes_old.iter().any(|s| s.replicas > 0) {
+                    plan.resize = sizes_old
+                        .iter()
+                        .filter(|s| s.replicas > 0)
+                        .map(|s| resize(&s.name, 0))
+                        .collect();
+                    None
+                } else if old
+                    .iter()
+                    .any(|s| s.status.as_ref().is_some_and(|st| st.replicas > 0))
+                {
+                    None
+                } else {
+                    Some(replicas)
+                }
+            } else {
+                let nothing_yet = Size {
+                    name: String::new(),
+                    replicas: 0,
+                    available: 0,
+                    max_replicas: None,
+                };
+                Some(next_new_size(replicas, surge, &sizes_old, &nothing_yet))
+            };
+            if let Some(initial) = initial {
+                plan.create = Some(new_set(
+                    d,
+                    &template,
+                    &hash,
+                    initial,
+                    max_revision + 1,
+                    &annotations(replicas),
+                ));
+                plan.revision = Some((max_revision + 1).to_string());
+                progress = Progress::Created;
+            }
+        } else if let Some(current) = &new {
+            let name = current.metadata.name.clone().unwrap_or_default();
+            let current_size = size_of(current);
+            // An old template come back (a rollback) takes the next revision.
+            let revision = revision_of(current).unwrap_or(0);
+            let old_max = old.iter().filter_map(|s| revision_of(s)).max().unwrap_or(0);
+            let mut bump = BTreeMap::new();
+            if revision <= old_max {
+                bump.insert(REVISION.to_string(), (old_max + 1).to_string());
+                let history = annotation(current, REVISION_HISTORY)
+                    .map(|h| format!("{h},{revision}"))
+                    .unwrap_or(revision.to_string());
+                bump.insert(REVISION_HISTORY.to_string(), history);
+            }
+            let deployment_revision = bump.get(REVISION).cloned().unwrap_or(revision.to_string());
+            if d.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(REVISION))
+                != Some(&deployment_revision)
+            {
+                plan.revision = Some(deployment_revision);
+            }
+            if recreate {
+                if sizes_old.iter().any(|s| s.replicas > 0) {
+                    plan.resize = sizes_old
+                        .iter()
+                        .filter(|s| s.replicas > 0)
+                        .map(|s| resize(&s.name, 0))
+                        .collect();
+                } else if old
+                    .iter()
+                    .all(|s| s.status.as_ref().is_none_or(|st| st.replicas == 0))
+                    && current_size.replicas != replicas
+                {
+                    plan.resize = vec![resize(&name, replicas)];
+                }
+            } else {
+                let all: Vec<Size> = sizes_old
+                    .iter()
+                    .cloned()
+                    .chain([current_size.clone()])
+                    .collect();
+                let target = if current_size.replicas > replicas {
+                    replicas
+                } else {
+                    next_new_size(replicas, surge, &all, &current_size)
+                };
+                if target != current_size.replicas {
+                    plan.resize = vec![resize(&name, target)];
+                } else {
+                    plan.resize = shrink_old(replicas, unavailable, &current_size, &sizes_old)
+                        .into_iter()
+                        .map(|(n, r)| resize(&n, r))
+                        .collect();
+                }
+            }
+            if !bump.is_empty() {
+                match plan.resize.iter_mut().find(|r| r.name == name) {
+                    Some(r) => r.annotations.extend(bump),
+                    None => plan.resize.push(Resize {
+                        name: name.clone(),
+                        replicas: current_size.replicas,
+                        annotations: annotations(replicas).into_iter().chain(bump).collect(),
+                    }),
+                }
+            }
+        }
+    }
+
+    let status = status(d, new.as_deref(), &old);
+    let complete = is_complete(&status, replicas, d.metadata.generation);
+    if (complete || paused) && !deleting && plan.create.is_none() {
+        plan.delete = history_to_delete(&old, spec.revision_history_limit.unwrap_or(10));
+    }
+    let before = d.status.clone().unwrap_or_default();
+    let old_before = before.replicas.unwrap_or(0) - before.updated_replicas.unwrap_or(0);
+    let old_after = status.replicas.unwrap_or(0) - status.updated_replicas.unwrap_or(0);
+    if progress == Progress::Still {
+        progress = if complete && new.is_some() {
+            Progress::Complete
+        } else if moved(&before, &status, old_before, old_after) {
+            Progress::Moved
+        } else {
+            Progress::Still
+        };
+    }
+    let mut status = DeploymentStatus {
+        conditions: before.conditions.clone(),
+        collision_count: before.collision_count,
+        ..status
+    };
+    let new_name = plan
+        .create
+        .as_ref()
+        .or(new.as_deref())
+        .and_then(|s| s.metadata.name.clone())
+        .unwrap_or_default();
+    set_available(&mut status, replicas, unavailable, now);
+    plan.requeue_after = set_progressing(
+        &mut status,
+        progress,
+        &new_name,
+        Some(spec.progress_deadline_seconds.unwrap_or(600)),
+        now,
+    );
+    plan.status = status;
+    Ok(plan)
+}
+
+/// Resizes for a changed `replicas`: one active set takes it all; with none active the
+/// new set does; else proportionally (`sync.go` `scale`).
+fn scale(
+    replicas: i32,
+    surge: i32,
+    active: &[Size],
+    new: Option<&ReplicaSet>,
+    resize: &dyn Fn(&str, i32) -> Resize,
+) -> Vec<Resize> {
+    match active {
+        [only] => vec![resize(&only.name, replicas)],
+        [] => new
+            .map(|s| vec![resize(&size_of(s).name, replicas)])
+            .unwrap_or_default(),
+        _ => {
+            let mut resized: Vec<Resize> = scale_proportionally(replicas, surge, active)
+                .into_iter()
+                .map(|(n, r)| resize(&n, r))
+                .collect();
+            // Sets left the same still get the new annotations.
+            let unchanged: Vec<Resize> = active
+                .iter()
+                .filter(|s| !resized.iter().any(|r| r.name == s.name))
+                .map(|s| resize(&s.name, s.replicas))
+                .collect();
+            resized.extend(unchanged);
+            resized
+        }
+    }
+}
+
+/// Every pod updated, available, and nothing old left (`DeploymentComplete`).
+fn is_complete(status: &DeploymentStatus, replicas: i32, generation: Option<i64>) -> bool {
+    status.updated_replicas == Some(replicas)
+        && status.replicas == Some(replicas)
+        && status.available_replicas == Some(replicas)
+        && status.observed_generation >= generation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::hash::POD_TEMPLATE_HASH;
+    use super::*;
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn deployment(image: &str, replicas: i32, strategy: serde_json::Value) -> Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "web", "namespace": "default", "uid": "d-uid", "generation": 2 },
+            "spec": { "replicas": replicas, "strategy": strategy,
+                      "selector": { "matchLabels": { "app": "web" } },
+                      "template": { "metadata": { "labels": { "app": "web" } },
+                                    "spec": { "containers": [{ "name": "c", "image": image }] } } }
+        }))
+        .unwrap()
+    }
+
+    /// A set made by `d` for its current template, with `replicas` of which `available`
+    /// are available, at `revision`, created at `created`.
+    fn set_of(
+        d: &Deployment,
+        replicas: i32,
+        available: i32,
+        revision: i64,
+        created: &str,
+    ) -> Arc<ReplicaSet> {
+        let template = d.spec.as_ref().unwrap().template.clone();
+        let hash = template_hash(&template, None);
+        let mut set = new_set(
+            d,
+            &template,
+            &hash,
+            replicas,
+            revision,
+            &BTreeMap::from([(
+                DESIRED_REPLICAS.to_string(),
+                d.spec.as_ref().unwrap().replicas.unwrap().to_string(),
+            )]),
+        );
+        set.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(created)),
+        );
+        set.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas,
+            available_replicas: Some(available),
+            ready_replicas: Some(available),
+            ..Default::default()
+        });
+        Arc::new(set)
+    }
+
+    fn rolling() -> serde_json::Value {
+        serde_json::json!({ "type": "RollingUpdate" })
+    }
+
+    fn now() -> jiff::Timestamp {
+        at("2024-01-01T01:00:00Z")
+    }
+
+    fn progressing_reason(plan: &Plan) -> String {
+        let conditions = plan.status.conditions.as_ref().unwrap();
+        let progressing = conditions
+            .iter()
+            .find(|c| c.type_ == "Progressing")
+            .unwrap();
+        progressing.reason.clone().unwrap()
+    }
+
+    fn resized(plan: &Plan) -> Vec<(String, i32)> {
+        plan.resize
+            .iter()
+            .map(|r| (r.name.clone(), r.replicas))
+            .collect()
+    }
+
+    #[test]
+    fn a_new_deployment_creates_its_first_replica_set_at_revision_one() {
+        let d = deployment("web:v1", 3, rolling());
+        let plan = reconcile(&d, &[], now()).unwrap();
+        let created = plan.create.clone().expect("a new set");
+        let hash = template_hash(&d.spec.as_ref().unwrap().template, None);
+        assert_eq!(
+            created.metadata.name.as_deref(),
+            Some(format!("web-{hash}").as_str())
+        );
+        assert_eq!(created.spec.as_ref().unwrap().replicas, Some(3));
+        assert_eq!(
+            created.metadata.annotations.as_ref().unwrap()[REVISION],
+            "1"
+        );
+        assert_eq!(
+            created
+                .spec
+                .as_ref()
+                .unwrap()
+                .selector
+                .match_labels
+                .as_ref()
+                .unwrap()[POD_TEMPLATE_HASH],
+            hash
+        );
+        assert_eq!(plan.revision.as_deref(), Some("1"));
+        assert_eq!(progressing_reason(&plan), "NewReplicaSetCreated");
+    }
+
+    #[test]
+    fn a_template_change_surges_then_shrinks_the_old_set() {
+        let v1 = deployment("web:v1", 4, rolling());
+        let old = set_of(&v1, 4, 4, 1, "2024-01-01T00:00:00Z");
+        let v2 = deployment("web:v2", 4, rolling());
+        let plan = reconcile(&v2, std::slice::from_ref(&old), now()).unwrap();
+        let created = plan.create.expect("a new set for v2");
+        assert_eq!(
+            created.spec.as_ref().unwrap().replicas,
+            Some(1),
+            "25% surge of 4"
+        );
+        assert_eq!(
+            created.metadata.annotations.as_ref().unwrap()[REVISION],
+            "2"
+        );
+        let new = set_of(&v2, 1, 0, 2, "2024-01-01T00:30:00Z");
+        let plan = reconcile(&v2, &[old.clone(), new], now()).unwrap();
+        assert_eq!(
+            resized(&plan),
+            [(old.metadata.name.clone().unwrap(), 3)],
+            "one unavailable allowed"
+        );
+    }
+
+    #[test]
+    fn recreate_empties_the_old_set_and_waits_for_its_pods_before_the_new_one() {
+        let recreate = serde_json::json!({ "type": "Recreate" });
+        let v1 = deployment("web:v1", 3, recreate.clone());
+        let v2 = deployment("web:v2", 3, recreate);
+        let old = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
+        let plan = reconcile(&v2, std::slice::from_ref(&old), now()).unwrap();
+        assert_eq!(resized(&plan), [(old.metadata.name.clone().unwrap(), 0)]);
+        assert!(plan.create.is_none());
+        let mut draining = (*set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z")).clone();
+        draining.status.as_mut().unwrap().replicas = 2;
+        let plan = reconcile(&v2, &[Arc::new(draining)], now()).unwrap();
+        assert!(
+            plan.create.is_none() && plan.resize.is_empty(),
+            "old pods still there"
+        );
+        let gone = set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z");
+        let plan = reconcile(&v2, &[gone], now()).unwrap();
+        assert_eq!(plan.create.unwrap().spec.unwrap().replicas, Some(3));
+    }
+
+    #[test]
+    fn a_paused_deployment_does_not_roll_out() {
+        let v1 = deployment("web:v1", 3, rolling());
+        let old = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
+        let mut v2 = deployment("web:v2", 3, rolling());
+        v2.spec.as_mut().unwrap().paused = Some(true);
+        let plan = reconcile(&v2, &[old], now()).unwrap();
+        assert!(plan.create.is_none() && plan.resize.is_empty());
+        assert_eq!(progressing_reason(&plan), "DeploymentPaused");
+    }
+
+    #[test]
+    fn a_resize_goes_to_the_only_active_set() {
+        let v1 = deployment("web:v1", 3, rolling());
+        let current = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
+        let bigger = deployment("web:v1", 5, rolling());
+        let plan = reconcile(&bigger, std::slice::from_ref(&current), now()).unwrap();
+        assert_eq!(
+            resized(&plan),
+            [(current.metadata.name.clone().unwrap(), 5)]
+        );
+        assert_eq!(plan.resize[0].annotations[DESIRED_REPLICAS], "5");
+    }
+
+    #[test]
+    fn an_undo_brings_the_old_set_back_at_the_next_revision() {
+        let v1 = deployment("web:v1", 2, rolling());
+        let v2 = deployment("web:v2", 2, rolling());
+        let first = set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z");
+        let second = set_of(&v2, 2, 2, 2, "2024-01-01T00:10:00Z");
+        let plan = reconcile(&v1, &[first.clone(), second], now()).unwrap();
+        assert!(plan.create.is_none(), "v1's set is reused");
+        let back = plan
+            .resize
+            .iter()
+            .find(|r| Some(&r.name) == first.metadata.name.as_ref())
+            .unwrap();
+        assert_eq!(back.annotations[REVISION], "3");
+        assert_eq!(back.annotations[REVISION_HISTORY], "1");
+        assert_eq!(plan.revision.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_complete_deployment_keeps_only_its_history_limit_of_old_sets() {
+        let mut d = deployment("web:v4", 2, rolling());
+        d.spec.as_mut().unwrap().revision_history_limit = Some(1);
+        let sets: Vec<Arc<ReplicaSet>> = ["v1", "v2", "v3"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                set_of(
+                    &deployment(&format!("web:{v}"), 2, rolling()),
+                    0,
+                    0,
+                    i64::try_from(i).unwrap() + 1,
+                    &format!("2024-01-01T00:0{i}:00Z"),
+                )
+            })
+            .chain([set_of(&d, 2, 2, 4, "2024-01-01T00:09:00Z")])
+            .collect();
+        let plan = reconcile(&d, &sets, now()).unwrap();
+        let oldest: Vec<String> = sets[..2]
+            .iter()
+            .map(|s| s.metadata.name.clone().unwrap())
+            .collect();
+        assert_eq!(plan.delete, oldest);
+        let progressing = plan
+            .status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Progressing")
+            .unwrap();
+        assert_eq!(
+            progressing.reason.as_deref(),
+            Some("NewReplicaSetAvailable")
+        );
+    }
+
+    #[test]
+    fn orphan_sets_it_selects_are_adopted_and_unselected_ones_released() {
+        let d = deployment("web:v1", 1, rolling());
+        let mut orphan = (*set_of(&d, 1, 1, 1, "2024-01-01T00:00:00Z")).clone();
+        orphan.metadata.owner_references = None;
+        let mut unselected = (*set_of(
+            &deployment("web:v0", 1, rolling()),
+            0,
+            0,
+            1,
+            "2024-01-01T00:00:00Z",
+        ))
+        .clone();
+        unselected.metadata.labels =
+            Some(BTreeMap::from([("app".to_string(), "other".to_string())]));
+        let plan = reconcile(&d, &[Arc::new(orphan), Arc::new(unselected)], now()).unwrap();
+        assert_eq!(plan.adopt.len(), 1);
+        assert_eq!(plan.release.len(), 1);
+        assert!(plan.create.is_none(), "the adopted set has the template");
+    }
+}
