@@ -61,6 +61,9 @@ enum Command {
     Exec(commands::pod_io::ExecArgs),
     /// Set the replica count of an rc, rs, deployment or statefulset.
     Scale(commands::scale::ScaleArgs),
+    /// Manage a deployment's rollout: status, history, undo, pause, resume, restart.
+    #[command(subcommand)]
+    Rollout(commands::rollout::RolloutCommand),
     /// Delete objects by name, manifest (-f), label selector (-l) or --all.
     Delete(commands::delete::DeleteArgs),
     /// Set (key=value) or remove (key-) labels.
@@ -126,6 +129,7 @@ fn main() -> anyhow::Result<()> {
             Command::Run(args) => commands::run::run_command(args).await,
             Command::Expose(args) => commands::expose::expose(args).await,
             Command::Scale(args) => commands::scale::scale(args).await,
+            Command::Rollout(command) => commands::rollout::rollout(command).await,
             Command::Logs(args) => commands::pod_io::logs(args).await,
             Command::Exec(args) => commands::pod_io::exec(args).await,
             Command::Delete(args) => commands::delete::delete(args).await,

@@ -10,6 +10,7 @@ pub mod image;
 pub mod label;
 pub mod node;
 pub mod pod_io;
+pub mod rollout;
 pub mod run;
 pub mod scale;
 pub mod server;
