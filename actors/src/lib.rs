@@ -12,3 +12,7 @@
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+//! - [`queue`]: work queues of keys with de-duplication, per-key exponential backoff and
+//!   `requeue_after`; a pure state and an async [`queue::WorkQueue`].
+
+pub mod queue;
