@@ -14,5 +14,8 @@
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
 //! - [`queue`]: work queues of keys with de-duplication, per-key exponential backoff and
 //!   `requeue_after`; a pure state and an async [`queue::WorkQueue`].
+//! - [`leader`]: leader election for a Lease with fencing: a pure `decide` and an
+//!   [`leader::Elector`] publishing `Leading { fence }` / `Following` on a watch channel.
 
+pub mod leader;
 pub mod queue;
