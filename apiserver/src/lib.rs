@@ -20,6 +20,8 @@
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
+//! - `test_support` (feature `test-support`): `Masters`, raftstore's test cluster of
+//!   in-process masters, for this crate's tests and those of the API's clients.
 
 pub mod caller;
 pub mod delete;
@@ -30,6 +32,8 @@ pub mod master;
 pub mod object;
 pub mod registry;
 pub mod service;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod validation;
 pub mod watch;
 

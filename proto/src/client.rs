@@ -59,7 +59,11 @@ impl ClientError {
     /// Whether a fenced write was refused because its fence no longer holds: the writer lost
     /// its lease (a `Forbidden` the API server words "fenced write refused: ...").
     pub fn is_fence_refused(&self) -> bool {
-        matches!(self, Self::Api { message, .. } if message.starts_with("fenced write refused"))
+        matches!(
+            self,
+            Self::Api { reason, message, .. }
+                if reason == "Forbidden" && message.starts_with("fenced write refused")
+        )
     }
 
     fn from_status(status: &Status) -> Self {
