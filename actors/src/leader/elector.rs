@@ -112,7 +112,8 @@ impl Elector {
         &self.identity
     }
 
-    /// Leadership as it changes (the current value first).
+    /// Leadership as it changes (the current value first). The channel closes when the
+    /// elector is dropped without [`Elector::stop`]: treat that as `Following`.
     pub fn subscribe(&self) -> watch::Receiver<Leadership> {
         self.leadership.subscribe()
     }
