@@ -19,9 +19,8 @@
 //!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
+//! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
-//! - `test_support` (feature `test-support`): `Masters`, raftstore's test cluster of
-//!   in-process masters, for this crate's tests and those of the API's clients.
 
 pub mod caller;
 pub mod delete;

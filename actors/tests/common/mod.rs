@@ -5,9 +5,8 @@
 #![allow(dead_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use rudder_apiserver::test_support::Masters;
+use rudder_apiserver::test_support::{self, eventually, Masters};
 use rudder_proto::client::ApiClient;
 use rudder_raftstore::test_support::Cluster;
 use tokio::net::{TcpListener, TcpStream};
@@ -22,20 +21,15 @@ pub struct Plane {
 impl Plane {
     /// `size` masters, once `kube-system` exists.
     pub async fn start(size: usize) -> Self {
-        let cluster = Masters::start(size).await;
-        let client = Arc::new(ApiClient::new(cluster.client_endpoints()));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while client
-            .get_object("namespaces", "", "kube-system")
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "kube-system was not created within 20 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let (cluster, client) = test_support::start(size).await;
+        let client = Arc::new(client);
+        eventually("kube-system is created", || async {
+            client
+                .get_object("namespaces", "", "kube-system")
+                .await
+                .is_ok()
+        })
+        .await;
         Self { cluster, client }
     }
 

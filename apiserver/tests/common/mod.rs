@@ -1,5 +1,5 @@
-//! An in-process control plane: raftstore's test cluster with a `Master` in each member's
-//! place ([`Masters`]), and an [`ApiClient`] over the masters. Requests `ApiClient` has no verb for (lists,
+//! An in-process control plane: raftstore's test cluster with a [`Master`] in each member's
+//! place, and an [`ApiClient`] over the masters. Requests `ApiClient` has no verb for (lists,
 //! watches, bindings, and writes with raw bodies or a fence) go through the functions below.
 
 #![allow(dead_code)]
@@ -7,14 +7,41 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rudder_apiserver::test_support::Masters;
+use rudder_apiserver::Master;
 use rudder_proto::api as pb;
 use rudder_proto::api::resources_client::ResourcesClient;
 use rudder_proto::client::{ApiClient, ClientError};
-use rudder_raftstore::test_support::Cluster;
-use rudder_raftstore::Store;
+use rudder_raftstore::compaction::Retention;
+use rudder_raftstore::server::{RaftOptions, ServerError};
+use rudder_raftstore::test_support::{Cluster, Kind, Options};
+use rudder_raftstore::{MemberConfig, Store};
+use rudder_raftstore::{RunningMember, StoreOptions};
 use serde_json::Value;
+use tokio::net::TcpListener;
 use tonic::transport::Channel;
+
+/// Masters in the members' places.
+pub struct Masters;
+
+impl Kind for Masters {
+    type Member = Master;
+
+    fn start_on(
+        config: MemberConfig,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> impl Future<Output = Result<Master, ServerError>> + Send + 'static {
+        Master::start_on(config, peer, client)
+    }
+
+    fn member(master: &Master) -> &RunningMember {
+        &master.member
+    }
+
+    fn shutdown(master: Master) -> impl Future<Output = ()> + Send {
+        master.shutdown()
+    }
+}
 
 pub struct Plane {
     pub cluster: Cluster<Masters>,
@@ -24,7 +51,12 @@ pub struct Plane {
 impl Plane {
     /// `size` masters with the default options, once the system namespaces exist.
     pub async fn start(size: usize) -> Self {
-        let cluster = Masters::start(size).await;
+        let options = Options {
+            raft: RaftOptions::default(),
+            store: StoreOptions::default(),
+            auto_compaction: Retention::Off,
+        };
+        let cluster = Cluster::<Masters>::start_kind(size, options).await;
         let client = ApiClient::new(cluster.client_endpoints());
         let plane = Self { cluster, client };
         plane.wait_for_system_namespaces().await;
