@@ -11,14 +11,14 @@
 //!   every timed operation taking `now`.
 //! - [`backoff`]: per-key exponential backoff, client-go's default.
 //! - [`work_queue`]: [`WorkQueue`], the async shell that owns the clock and wakes workers.
-//! - [`key`]: [`Key`], an object's `namespace/name`.
+//!
+//! The queue is generic over its key; controllers queue the informer's `ObjectKey`
+//! (`namespace/name`), the one name the cache and the queue share.
 
 pub mod backoff;
-pub mod key;
 pub mod state;
 pub mod work_queue;
 
 pub use backoff::Backoff;
-pub use key::Key;
 pub use state::QueueState;
 pub use work_queue::WorkQueue;
