@@ -12,6 +12,10 @@
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+//! - [`queue`]: work queues of keys with de-duplication, per-key exponential backoff and
+//!   `requeue_after`; a pure state and an async [`queue::WorkQueue`].
+//! - [`leader`]: leader election for a Lease with fencing: a pure `decide` and an
+//!   [`leader::Elector`] publishing `Leading { fence }` / `Following` on a watch channel.
 //! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
 //!   never makes it create or delete twice.
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
@@ -19,4 +23,6 @@
 
 pub mod controllers;
 pub mod expectations;
+pub mod leader;
 pub mod pods;
+pub mod queue;

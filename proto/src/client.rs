@@ -2,7 +2,8 @@
 //! (CLI, actors, nodes, benchmarks). It knows every master and fails over: a call that cannot
 //! reach a master, or finds it without a quorum, is tried on the next one. Writes are
 //! numbered ([`crate::request_ids`]), so one whose fate is unknown (the connection broke, the
-//! master stopped or timed out) is retried too: the store applies it once.
+//! master stopped or timed out) is retried too: the store applies it once. [`Fenced`] sends
+//! the same writes under a leader's fence ([`ApiClient::fenced`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,6 +54,16 @@ impl ClientError {
 
     pub fn is_not_found(&self) -> bool {
         self.reason() == "NotFound"
+    }
+
+    /// Whether a fenced write was refused because its fence no longer holds: the writer lost
+    /// its lease (a `Forbidden` the API server words "fenced write refused: ...").
+    pub fn is_fence_refused(&self) -> bool {
+        matches!(
+            self,
+            Self::Api { reason, message, .. }
+                if reason == "Forbidden" && message.starts_with("fenced write refused")
+        )
     }
 
     fn from_status(status: &Status) -> Self {
@@ -312,19 +323,7 @@ impl ApiClient {
         namespace: &str,
         object: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
-        let request = api::CreateRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            json: object.to_string().into_bytes(),
-            ..Default::default()
-        };
-        let created = self
-            .write(
-                request,
-                |mut c, request| async move { c.create(request).await },
-            )
-            .await?;
-        decode(&created.json)
+        self.create_under(None, resource, namespace, object).await
     }
 
     /// Replaces the object (`status`: only its status), compare-and-swap when `object`
@@ -337,23 +336,8 @@ impl ApiClient {
         object: &serde_json::Value,
         status: bool,
     ) -> Result<serde_json::Value, ClientError> {
-        let request = api::UpdateRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            json: object.to_string().into_bytes(),
-            ..Default::default()
-        };
-        let updated = self
-            .write(request, |mut c, request| async move {
-                if status {
-                    c.update_status(request).await
-                } else {
-                    c.update(request).await
-                }
-            })
-            .await?;
-        decode(&updated.json)
+        self.update_under(None, resource, namespace, name, object, status)
+            .await
     }
 
     /// Applies a JSON merge patch to the object (`status`: to its status).
@@ -365,21 +349,8 @@ impl ApiClient {
         patch: &serde_json::Value,
         status: bool,
     ) -> Result<serde_json::Value, ClientError> {
-        let request = api::PatchRequest {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-            patch: patch.to_string().into_bytes(),
-            fence: None,
-            status,
-        };
-        let patched = self
-            .write(
-                request,
-                |mut c, request| async move { c.patch(request).await },
-            )
-            .await?;
-        decode(&patched.json)
+        self.patch_under(None, resource, namespace, name, patch, status)
+            .await
     }
 
     pub async fn delete_object(
@@ -399,6 +370,188 @@ impl ApiClient {
         let index = self.current.load(Ordering::Relaxed);
         self.forget(index % count);
         self.current.store((index + 1) % count, Ordering::Relaxed);
+    }
+
+    // ---- Fenced writes (a leader-elected writer's; see `Fence` in api.proto) ----
+
+    /// This client's writes carrying `fence`: each lands only while `fence`'s lease is held
+    /// by its holder at its epoch, and is refused (`Forbidden`) otherwise. They are numbered
+    /// like every write, so a retried one is applied once.
+    pub fn fenced<'a>(&'a self, fence: &'a api::Fence) -> Fenced<'a> {
+        Fenced {
+            client: self,
+            fence,
+        }
+    }
+
+    async fn create_under(
+        &self,
+        fence: Option<&api::Fence>,
+        resource: &str,
+        namespace: &str,
+        object: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::CreateRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            json: object.to_string().into_bytes(),
+            fence: fence.cloned(),
+            dry_run: false,
+        };
+        let created = self
+            .write(
+                request,
+                |mut c, request| async move { c.create(request).await },
+            )
+            .await?;
+        decode(&created.json)
+    }
+
+    async fn update_under(
+        &self,
+        fence: Option<&api::Fence>,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        object: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::UpdateRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            json: object.to_string().into_bytes(),
+            fence: fence.cloned(),
+            dry_run: false,
+        };
+        let updated = self
+            .write(request, |mut c, request| async move {
+                if status {
+                    c.update_status(request).await
+                } else {
+                    c.update(request).await
+                }
+            })
+            .await?;
+        decode(&updated.json)
+    }
+
+    async fn patch_under(
+        &self,
+        fence: Option<&api::Fence>,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::PatchRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            patch: patch.to_string().into_bytes(),
+            fence: fence.cloned(),
+            status,
+        };
+        let patched = self
+            .write(
+                request,
+                |mut c, request| async move { c.patch(request).await },
+            )
+            .await?;
+        decode(&patched.json)
+    }
+}
+
+/// [`ApiClient`]'s writes under a leader's fence ([`ApiClient::fenced`]). The verbs are the
+/// client's own; a fence that no longer holds fails them with reason `Forbidden`
+/// ([`ClientError::is_fence_refused`]).
+#[derive(Clone, Copy)]
+pub struct Fenced<'a> {
+    client: &'a ApiClient,
+    fence: &'a api::Fence,
+}
+
+impl Fenced<'_> {
+    pub fn fence(&self) -> &api::Fence {
+        self.fence
+    }
+
+    pub async fn create_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        object: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.client
+            .create_under(Some(self.fence), resource, namespace, object)
+            .await
+    }
+
+    /// See [`ApiClient::update_object`].
+    pub async fn update_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        object: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.client
+            .update_under(Some(self.fence), resource, namespace, name, object, status)
+            .await
+    }
+
+    /// See [`ApiClient::patch_object`].
+    pub async fn patch_object(
+        &self,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        status: bool,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.client
+            .patch_under(Some(self.fence), resource, namespace, name, patch, status)
+            .await
+    }
+
+    /// Deletes as `request` says, with this fence in place of its own.
+    pub async fn delete_object(
+        &self,
+        request: api::DeleteRequest,
+    ) -> Result<api::DeleteResponse, ClientError> {
+        let request = api::DeleteRequest {
+            fence: Some(self.fence.clone()),
+            ..request
+        };
+        self.client.delete_object(request).await
+    }
+
+    /// Binds pod `namespace/name` to `node` (compare-and-swap: only an unbound pod, and with
+    /// `uid` not empty only that pod); returns the pod.
+    pub async fn bind(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        uid: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::BindRequest {
+            namespace: namespace.into(),
+            name: name.into(),
+            node_name: node.into(),
+            fence: Some(self.fence.clone()),
+            uid: uid.into(),
+        };
+        let bound = self
+            .client
+            .write(
+                request,
+                |mut c, request| async move { c.bind(request).await },
+            )
+            .await?;
+        decode(&bound.json)
     }
 }
 
