@@ -15,8 +15,11 @@
 //! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
 //!   never makes it create or delete twice.
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
+//! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
+//!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
 
 pub mod controllers;
 pub mod expectations;
 pub mod pods;
+pub mod scheduling;
