@@ -14,6 +14,7 @@
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
 //! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
 //!   never makes it create or delete twice.
+//! - [`intstr`]: int-or-percent bounds (`maxSurge: 25%`) scaled against a total.
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
 //!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
@@ -21,5 +22,6 @@
 
 pub mod controllers;
 pub mod expectations;
+pub mod intstr;
 pub mod pods;
 pub mod scheduling;

@@ -1,6 +1,8 @@
 //! Every controller: a pure `reconcile` (in its own `reconcile.rs`, table-tested) and the
 //! actor that feeds it from the informers' caches and carries its actions out.
 //!
+//! - [`daemonset`]: DaemonSets run one pod on every node that fits.
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 
+pub mod daemonset;
 pub mod replicaset;
