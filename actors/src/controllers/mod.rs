@@ -2,7 +2,10 @@
 //! actor that feeds it from the informers' caches and carries its actions out.
 //!
 //! - [`daemonset`]: DaemonSets run one pod on every node that fits.
+//! - [`nodelifecycle`]: nodes gone silent become Unknown and tainted, their pods evicted at a
+//!   safe rate; new nodes get a pod CIDR.
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 
 pub mod daemonset;
+pub mod nodelifecycle;
 pub mod replicaset;
