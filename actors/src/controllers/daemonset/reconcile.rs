@@ -35,7 +35,7 @@ use super::placement::{add_daemon_tolerations, daemon_template, fit, pin_to_node
 use super::rollout::{is_updated, surplus_while_surging, Bounds, Rollout};
 use crate::intstr::{scaled_value, NotAPercentage};
 use crate::pods::{
-    controller_of, is_assigned, is_available, is_ready, is_terminal, phase, ready_since,
+    available_in, controller_of, is_assigned, is_available, is_ready, is_terminal, phase,
 };
 use crate::scheduling::node_affinity::target_node;
 
@@ -429,16 +429,7 @@ impl<'a> Daemon<'a> {
         fits.iter()
             .filter(|(_, f)| f.should_run)
             .filter_map(|(node, _)| by_node.get(*node)?.first())
-            .filter(|p| !is_available(p, self.min_ready_seconds, self.now))
-            .filter_map(|p| ready_since(p))
-            .map(|since| {
-                let due = since.as_second() + i64::from(self.min_ready_seconds);
-                Duration::from_secs(
-                    u64::try_from(due - self.now.as_second())
-                        .unwrap_or(0)
-                        .max(1),
-                )
-            })
+            .filter_map(|p| available_in(p, self.min_ready_seconds, self.now))
             .min()
     }
 }
