@@ -18,11 +18,16 @@
 //!   [`leader::Elector`] publishing `Leading { fence }` / `Following` on a watch channel.
 //! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
 //!   never makes it create or delete twice.
+//! - [`intstr`]: int-or-percent bounds (`maxSurge: 25%`) scaled against a total.
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
+//! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
+//!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
 
 pub mod controllers;
 pub mod expectations;
+pub mod intstr;
 pub mod leader;
 pub mod pods;
 pub mod queue;
+pub mod scheduling;

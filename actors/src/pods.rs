@@ -61,6 +61,21 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> 
     }
 }
 
+/// How long until a ready pod becomes available (at least 1 s, so a requeue lands after it);
+/// `None` when it is not ready, or already available.
+pub fn available_in(
+    pod: &Pod,
+    min_ready_seconds: i32,
+    now: jiff::Timestamp,
+) -> Option<std::time::Duration> {
+    if is_available(pod, min_ready_seconds, now) {
+        return None;
+    }
+    let due = ready_since(pod)?.as_second() + i64::from(min_ready_seconds);
+    let seconds = u64::try_from(due - now.as_second()).unwrap_or(0).max(1);
+    Some(std::time::Duration::from_secs(seconds))
+}
+
 /// The sum of its containers' restart counts.
 pub fn restarts(pod: &Pod) -> i32 {
     let statuses = pod

@@ -1,8 +1,13 @@
 //! Every controller: a pure `reconcile` (in its own `reconcile.rs`, table-tested) and the
 //! actor that feeds it from the informers' caches and carries its actions out.
 //!
+//! - [`daemonset`]: DaemonSets run one pod on every node that fits.
+//! - [`nodelifecycle`]: nodes gone silent become Unknown and tainted, their pods evicted at a
+//!   safe rate; new nodes get a pod CIDR.
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 
+pub mod daemonset;
 pub mod deployment;
+pub mod nodelifecycle;
 pub mod replicaset;

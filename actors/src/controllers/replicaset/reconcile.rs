@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::rank::deletion_order;
-use crate::pods::{controller_of, is_active, is_available, ready_since};
+use crate::pods::{available_in, controller_of, is_active, is_available, ready_since};
 
 /// At most this many pods are created or deleted in one sync (Kubernetes' `burstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -246,12 +246,7 @@ fn next_available(
     }
     owned
         .iter()
-        .filter(|p| !is_available(p, set.min_ready_seconds, now))
-        .filter_map(|p| ready_since(p))
-        .map(|since| {
-            let due = since.as_second() + i64::from(set.min_ready_seconds);
-            Duration::from_secs(u64::try_from(due - now.as_second()).unwrap_or(0).max(1))
-        })
+        .filter_map(|p| available_in(p, set.min_ready_seconds, now))
         .min()
 }
 
