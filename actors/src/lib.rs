@@ -12,3 +12,5 @@
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
 //!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+
+pub mod informer;
