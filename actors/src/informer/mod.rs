@@ -61,7 +61,13 @@ impl<K: ApiObject> Informer<K> {
     /// Starts following `query` through `client` on the current tokio runtime, keeping
     /// `indexes` in the cache.
     pub fn start(client: Arc<ApiClient>, query: Query, indexes: Vec<Index<K>>) -> Self {
-        let cache = Cache::new(indexes);
+        Self::start_on(Cache::new(indexes), client, query)
+    }
+
+    /// Starts filling a cache an earlier informer of the same query filled: it resumes from
+    /// the cache's revision (a controller that regains its lease keeps its caches warm), and
+    /// lists again, announcing what changed meanwhile, if that revision was compacted.
+    pub fn start_on(cache: Cache<K>, client: Arc<ApiClient>, query: Query) -> Self {
         let (stop, mut stopped) = watch::channel(());
         let reflect = reflector::reflect(client, query, cache.clone());
         tokio::spawn(async move {
