@@ -1,7 +1,7 @@
-//! The informer against an in-process control plane (raftstore's test cluster with a
-//! `Master` in each member's place): changes reach the cache and its subscribers in order, a
-//! broken stream resumes on another master without missing or repeating an event, and a
-//! compacted revision leads to a relist that announces what changed meanwhile.
+//! The informer against in-process masters (`rudder_apiserver::test_support`): changes reach
+//! the cache and its subscribers in order, a broken stream resumes on another master without
+//! missing or repeating an event, and a compacted revision leads to a relist that announces
+//! what changed meanwhile.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,54 +9,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use rudder_actors::informer::{Event, Informer, ObjectKey, Query, Subscription};
-use rudder_apiserver::Master;
+use rudder_apiserver::test_support::start;
 use rudder_proto::api as pb;
 use rudder_proto::client::ApiClient;
-use rudder_raftstore::compaction::Retention;
-use rudder_raftstore::server::{RaftOptions, ServerError};
-use rudder_raftstore::test_support::{Cluster, Kind, Options};
-use rudder_raftstore::{MemberConfig, RunningMember, Store, StoreOptions};
+use rudder_raftstore::Store;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
-
-/// Masters in the members' places.
-struct Masters;
-
-impl Kind for Masters {
-    type Member = Master;
-
-    fn start_on(
-        config: MemberConfig,
-        peer: TcpListener,
-        client: TcpListener,
-    ) -> impl Future<Output = Result<Master, ServerError>> + Send + 'static {
-        Master::start_on(config, peer, client)
-    }
-
-    fn member(master: &Master) -> &RunningMember {
-        &master.member
-    }
-
-    fn shutdown(master: Master) -> impl Future<Output = ()> + Send {
-        master.shutdown()
-    }
-}
-
-async fn start(size: usize) -> (Cluster<Masters>, ApiClient) {
-    let options = Options {
-        raft: RaftOptions::default(),
-        store: StoreOptions::default(),
-        auto_compaction: Retention::Off,
-    };
-    let cluster = Cluster::<Masters>::start_kind(size, options).await;
-    let client = ApiClient::new(cluster.client_endpoints());
-    // The default namespace exists once the masters have created the system namespaces.
-    eventually("the default namespace", || async {
-        client.get_object("namespaces", "", "default").await.is_ok()
-    })
-    .await;
-    (cluster, client)
-}
 
 /// Waits for `condition`, failing the test after 20 s.
 async fn eventually<F, Fut>(what: &str, condition: F)

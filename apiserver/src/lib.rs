@@ -19,6 +19,7 @@
 //!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
+//! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod caller;
@@ -30,6 +31,8 @@ pub mod master;
 pub mod object;
 pub mod registry;
 pub mod service;
+#[cfg(feature = "test-support")]
+pub mod test_support;
 pub mod validation;
 pub mod watch;
 
