@@ -3,33 +3,15 @@
 //! missing or repeating an event, and a compacted revision leads to a relist that announces
 //! what changed meanwhile.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use rudder_actors::informer::{Event, Informer, ObjectKey, Query, Subscription};
-use rudder_apiserver::test_support::start;
+use rudder_apiserver::test_support::{eventually, revision, start};
 use rudder_proto::api as pb;
 use rudder_proto::client::ApiClient;
-use rudder_raftstore::Store;
 use serde_json::{json, Value};
-
-/// Waits for `condition`, failing the test after 20 s.
-async fn eventually<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn config_map(name: &str, value: &str) -> Value {
     json!({
@@ -102,18 +84,6 @@ async fn delete(client: &ApiClient, name: &str) -> String {
     let deleted = client.delete_object(request).await.expect("delete");
     let object: Value = serde_json::from_slice(&deleted.json).expect("deleted object JSON");
     version(&object)
-}
-
-/// A linearizable read of the store; returns its revision.
-async fn revision(store: &Store) -> i64 {
-    let (header, _) = store
-        .range(rudder_raftstore::kv::RangeRequest {
-            range: rudder_raftstore::kv::KeyRange::single(b"/".to_vec()),
-            ..Default::default()
-        })
-        .await
-        .expect("range");
-    header.revision
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

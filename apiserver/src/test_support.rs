@@ -8,7 +8,7 @@ use rudder_proto::client::ApiClient;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::{MemberConfig, RaftOptions, RunningMember, ServerError};
 use rudder_raftstore::test_support::{Cluster, Kind, Options};
-use rudder_raftstore::StoreOptions;
+use rudder_raftstore::{Store, StoreOptions};
 use tokio::net::TcpListener;
 
 use crate::master::Master;
@@ -37,7 +37,7 @@ impl Kind for Masters {
 }
 
 /// `size` masters with default options (no automatic compaction) and a client of them,
-/// once the `default` namespace exists. Panics (fails the test) after 20 s without it.
+/// once the `default` namespace exists.
 pub async fn start(size: usize) -> (Cluster<Masters>, ApiClient) {
     let options = Options {
         raft: RaftOptions::default(),
@@ -46,17 +46,38 @@ pub async fn start(size: usize) -> (Cluster<Masters>, ApiClient) {
     };
     let cluster = Cluster::<Masters>::start_kind(size, options).await;
     let client = ApiClient::new(cluster.client_endpoints());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while client
-        .get_object("namespaces", "", "default")
-        .await
-        .is_err()
-    {
+    eventually("the default namespace is created", || async {
+        client.get_object("namespaces", "", "default").await.is_ok()
+    })
+    .await;
+    (cluster, client)
+}
+
+/// Waits for `condition`, checking every 20 ms; fails the test after 30 s.
+pub async fn eventually<F, Fut>(what: &str, condition: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !condition().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the default namespace was not created within 20 s"
+            "{what}: not within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (cluster, client)
+}
+
+/// A linearizable read through `store`; returns the store's revision (every write committed
+/// before the call is then applied on that member).
+pub async fn revision(store: &Store) -> i64 {
+    let (header, _) = store
+        .range(rudder_raftstore::kv::RangeRequest {
+            range: rudder_raftstore::kv::KeyRange::single(b"/".to_vec()),
+            ..Default::default()
+        })
+        .await
+        .expect("a linearizable read");
+    header.revision
 }

@@ -3,12 +3,10 @@
 //! runs them, and confirms their deletion.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Actor;
-use rudder_apiserver::test_support::start;
+use rudder_apiserver::test_support::{eventually, start};
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::runtime::fake::FakeRuntime;
@@ -16,22 +14,6 @@ use rudder_node::status::NodeConfig;
 use rudder_proto::api as pb;
 use rudder_proto::client::ApiClient;
 use serde_json::json;
-
-/// Waits for `condition`, failing the test after 30 s.
-async fn eventually<F, Fut>(what: &str, condition: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn phase(client: &ApiClient, name: &str) -> Option<String> {
     let pod = client.get_object("pods", "default", name).await.ok()?;
