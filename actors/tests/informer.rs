@@ -87,7 +87,7 @@ async fn delete(client: &ApiClient, name: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn created_updated_and_deleted_objects_reach_the_cache_in_order() {
+async fn created_updated_and_deleted_objects_reach_the_cache_in_order_until_the_informer_goes() {
     let (cluster, client) = start(1).await;
     let informer = Informer::<ConfigMap>::start(Arc::new(client), query(), Vec::new());
     let mut events = informer.subscribe();
@@ -127,8 +127,13 @@ async fn created_updated_and_deleted_objects_reach_the_cache_in_order() {
     assert_eq!(data.get("k").map(String::as_str), Some("2"));
     assert_eq!(informer.cache().len(), 1);
     assert_eq!(informer.cache().revision(), b_gone.parse().ok());
-    informer.stop();
-    eventually("the reflector stops", || async { informer.is_stopped() }).await;
+    // Its consumer gone, the reflector stops and lets the cache go: the subscription ends.
+    drop(informer);
+    let ended = tokio::time::timeout(Duration::from_secs(10), events.recv()).await;
+    assert!(
+        matches!(ended, Ok(None)),
+        "the subscription ends with the informer"
+    );
     cluster.shutdown().await;
 }
 
