@@ -11,6 +11,8 @@
 //! ```
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
-//!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+//!   revision seen (on any master), relist on 410; a shared cache per resource with indexes
+//!   (owner uid, node name, pluggable) and selector queries; subscribers receive
+//!   Added/Updated/Deleted/Synced as a stream an actor adds with `ctx.add_message_stream`.
 
 pub mod informer;

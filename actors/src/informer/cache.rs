@@ -141,15 +141,17 @@ impl<K: ApiObject> Cache<K> {
         self.read().resume_from()
     }
 
-    /// Applies a list taken at `revision` and tells the subscribers what changed.
-    pub(super) fn replace(&self, items: Vec<K>, revision: u64) {
+    /// Applies a list taken at `revision` and tells the subscribers what changed. The
+    /// reflector calls it; so may a controller's test that fills a cache by hand.
+    pub fn replace(&self, items: Vec<K>, revision: u64) {
         let mut store = self.write();
         let events = store.replace(items, revision);
         self.publish(events);
     }
 
-    /// Applies a watch change and tells the subscribers what changed.
-    pub(super) fn apply(&self, change: Change<K>) {
+    /// Applies a watch change and tells the subscribers what changed (the reflector, or a
+    /// test).
+    pub fn apply(&self, change: Change<K>) {
         let mut store = self.write();
         let events = store.apply(change);
         self.publish(events);
