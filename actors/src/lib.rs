@@ -11,7 +11,9 @@
 //! ```
 //!
 //! - [`informer`]: list, watch from the list's revision, resume a broken stream from the last
-//!   revision seen (on any master), relist on 410; a shared cache per resource with indexes.
+//!   revision seen (on any master), relist on 410; a shared cache per resource with indexes
+//!   (owner uid, node name, pluggable) and selector queries; subscribers receive
+//!   Added/Updated/Deleted/Synced as a stream an actor adds with `ctx.add_message_stream`.
 //! - [`queue`]: work queues of keys with de-duplication, per-key exponential backoff and
 //!   `requeue_after`; a pure state and an async [`queue::WorkQueue`].
 //! - [`leader`]: leader election for a Lease with fencing: a pure `decide` and an
@@ -26,6 +28,7 @@
 
 pub mod controllers;
 pub mod expectations;
+pub mod informer;
 pub mod intstr;
 pub mod leader;
 pub mod pods;

@@ -5,18 +5,17 @@
 //! - [`machine`]: the machine's facts (pure parsing of /proc and /etc).
 //! - [`status`]: the Node and Lease objects (pure).
 //! - [`kubelet`]: the actix actor that registers, heartbeats and reports status, and (with a
-//!   runtime) syncs the pods bound to it; `kubelet::sync` is its pure decision,
-//!   `kubelet::static_pods` the static pods of `--manifests` and their mirror pods.
+//!   runtime) syncs the pods bound to it, which `rudder-actors`' informer follows;
+//!   `kubelet::sync` is its pure decision, `kubelet::static_pods` the static pods of
+//!   `--manifests` and their mirror pods.
 //! - [`runtime`]: the `Runtime` trait; [`runtime::linux`] runs real containers (libcontainer
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
-//! - [`informer`]: list + watch + resume for the pods bound here.
 //! - [`server`]: the node's streaming endpoint (logs, exec) on the kubelet port.
 //! - [`image`]: image references, the node's content-addressed store, pulls from registries,
 //!   layer unpacking.
 
 pub mod image;
-pub mod informer;
 pub mod kubelet;
 pub mod machine;
 pub mod runtime;

@@ -317,6 +317,28 @@ impl ApiClient {
         decode(&object.json)
     }
 
+    /// Lists objects (items as JSON bytes) with the revision to watch from.
+    pub async fn list(&self, request: api::ListRequest) -> Result<api::ListResponse, ClientError> {
+        self.call(|mut c| {
+            let request = request.clone();
+            async move { c.list(request).await }
+        })
+        .await
+    }
+
+    /// Opens a watch stream on one master (without a time limit). When the stream breaks,
+    /// [`ApiClient::skip_current`] sends the next watch to another master.
+    pub async fn watch(
+        &self,
+        request: api::WatchRequest,
+    ) -> Result<tonic::Streaming<api::WatchEvent>, ClientError> {
+        self.open(|mut c| {
+            let request = request.clone();
+            async move { c.watch(request).await }
+        })
+        .await
+    }
+
     pub async fn create_object(
         &self,
         resource: &str,

@@ -208,13 +208,7 @@ pub async fn list_matching(
             continue_token: continue_token.clone(),
             resource_version: String::new(),
         };
-        let page = session
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list(request).await }
-            })
-            .await?;
+        let page = session.client.list(request).await?;
         for item in &page.items {
             items.push(serde_json::from_slice(item).context("the server sent invalid JSON")?);
         }
@@ -317,13 +311,7 @@ async fn watch(
             limit: 1,
             ..Default::default()
         };
-        let page = session
-            .client
-            .call(|mut c| {
-                let request = request.clone();
-                async move { c.list(request).await }
-            })
-            .await?;
+        let page = session.client.list(request).await?;
         page.resource_version
     } else {
         let (items, listed_at) = list_all(session, args, kind).await?;
@@ -342,13 +330,7 @@ async fn watch(
             allow_bookmarks: true,
             bookmark_interval_ms: 5_000,
         };
-        let mut stream = session
-            .client
-            .open(|mut c| {
-                let request = request.clone();
-                async move { c.watch(request).await }
-            })
-            .await?;
+        let mut stream = session.client.watch(request).await?;
         loop {
             match stream.next().await {
                 Some(Ok(event)) => {

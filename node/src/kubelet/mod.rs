@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use rudder_actors::informer::{Event, Informer, Query};
 use rudder_proto::api as pb;
 use rudder_proto::client::{ApiClient, ClientError};
 
-use crate::informer::{follow, Informed};
 use crate::machine::Machine;
 use crate::runtime::{PodPlan, Runtime};
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
@@ -101,6 +101,8 @@ pub struct Kubelet {
     /// Whether the informer has listed the pods bound here: before that, an empty `pods`
     /// means "not known yet", and syncing would stop every pod the runtime re-adopted.
     listed: bool,
+    /// Follows the pods bound here (with a runtime); dropping it stops the reflector.
+    informer: Option<Informer<Pod>>,
 }
 
 impl Kubelet {
@@ -127,6 +129,7 @@ impl Kubelet {
             static_pods: BTreeMap::new(),
             manifest_problems: BTreeSet::new(),
             listed: false,
+            informer: None,
             desired: BTreeMap::new(),
             sync_scheduled: false,
         }
@@ -441,13 +444,11 @@ impl Actor for Kubelet {
         if let Some(runtime) = &self.runtime {
             let address = ctx.address();
             runtime.set_notify(Arc::new(move || address.do_send(SyncNow)));
-            let selector = format!("spec.nodeName={}", self.config.name);
-            actix::spawn(follow(
-                self.client.clone(),
-                "pods",
-                selector,
-                ctx.address().recipient(),
-            ));
+            let bound_here =
+                Query::all::<Pod>().fields(format!("spec.nodeName={}", self.config.name));
+            let informer = Informer::start(self.client.clone(), bound_here, Vec::new());
+            ctx.add_message_stream(informer.subscribe());
+            self.informer = Some(informer);
             self.refresh_static_pods();
             ctx.run_interval(RESYNC, |kubelet, ctx| {
                 kubelet.refresh_static_pods();
@@ -457,33 +458,32 @@ impl Actor for Kubelet {
     }
 }
 
-impl Handler<Informed> for Kubelet {
+impl Handler<Event<Pod>> for Kubelet {
     type Result = ();
 
-    fn handle(&mut self, informed: Informed, ctx: &mut Context<Self>) {
-        let uid = |pod: &serde_json::Value| pod["metadata"]["uid"].as_str().map(str::to_string);
-        match informed {
-            Informed::Listed(pods) => {
-                self.listed = true;
-                for uid in std::mem::take(&mut self.pods).into_keys() {
-                    self.desired.remove(&uid);
-                }
-                for pod in pods {
-                    if let Some(uid) = uid(&pod) {
-                        self.remember(uid, pod);
-                    }
-                }
+    fn handle(&mut self, event: Event<Pod>, ctx: &mut Context<Self>) {
+        let as_json = |pod: &Pod| match serde_json::to_value(pod) {
+            Ok(pod) => Some(pod),
+            Err(error) => {
+                tracing::warn!(%error, "a pod from the informer does not encode");
+                None
             }
-            Informed::Changed(pod) => {
-                if let Some(uid) = uid(&pod) {
+        };
+        match event {
+            // A relist's differences arrive as events first: `Synced` means every pod bound
+            // here is known.
+            Event::Synced => self.listed = true,
+            Event::Added(pod) | Event::Updated { new: pod, .. } => {
+                let uid = pod.metadata.uid.clone();
+                if let (Some(uid), Some(pod)) = (uid, as_json(&pod)) {
                     self.remember(uid, pod);
                 }
             }
-            Informed::Deleted(pod) => {
-                if let Some(uid) = uid(&pod) {
-                    self.pods.remove(&uid);
-                    self.desired.remove(&uid);
-                    self.reported.remove(&uid);
+            Event::Deleted(pod) => {
+                if let Some(uid) = &pod.metadata.uid {
+                    self.pods.remove(uid);
+                    self.desired.remove(uid);
+                    self.reported.remove(uid);
                 }
             }
         }

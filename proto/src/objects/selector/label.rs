@@ -8,11 +8,13 @@ use std::fmt;
 use crate::objects::names::{label_value, qualified_name};
 
 /// A parsed label selector: requirements that must all hold. The empty selector matches
-/// everything.
+/// everything; [`LabelSelector::nothing`] (a nil `metav1.LabelSelector`) matches nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LabelSelector {
     /// Sorted by key, so equal selectors print (and compare) the same.
     requirements: Vec<Requirement>,
+    /// Selects no object whatever the requirements: apimachinery's `labels.Nothing()`.
+    nothing: bool,
 }
 
 /// One `key <operator> values` clause.
@@ -40,21 +42,58 @@ pub(super) enum Operator {
 }
 
 impl LabelSelector {
+    /// The selector that selects no object, as apimachinery's `LabelSelectorAsSelector` makes
+    /// of a nil `metav1.LabelSelector` (a workload without a selector owns nothing). It prints
+    /// as the empty string, as `labels.Nothing()` does.
+    pub fn nothing() -> Self {
+        Self {
+            requirements: Vec::new(),
+            nothing: true,
+        }
+    }
+
+    /// The selector of a plain label map, as a ReplicationController's or a Service's
+    /// `selector: {app: web}` (apimachinery's `SelectorFromSet`): `key=value` for each pair.
+    /// An empty map selects everything; the pairs are not checked (the API server did).
+    pub fn from_set(set: &BTreeMap<String, String>) -> Self {
+        let requirements = set
+            .iter()
+            .map(|(key, value)| Requirement {
+                key: key.clone(),
+                operator: Operator::Equals,
+                values: vec![value.clone()],
+            })
+            .collect();
+        Self::sorted(requirements)
+    }
+
     /// Whether the selector has no requirements, and so selects every object.
     pub fn is_everything(&self) -> bool {
-        self.requirements.is_empty()
+        self.requirements.is_empty() && !self.nothing
     }
 
     /// Whether an object with these labels is selected.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.requirements.iter().all(|r| r.matches(labels))
+        !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Whether an object with these labels is selected, where `None` (an object's
+    /// `metadata.labels` left out) is no labels at all.
+    pub fn matches_labels(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        match labels {
+            Some(labels) => self.matches(labels),
+            None => self.matches(&BTreeMap::new()),
+        }
     }
 
     /// The selector of these requirements, sorted by key (stably: equal keys keep their
     /// order, as in apimachinery).
     pub(super) fn sorted(mut requirements: Vec<Requirement>) -> Self {
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
-        Self { requirements }
+        Self {
+            requirements,
+            nothing: false,
+        }
     }
 }
 

@@ -11,7 +11,8 @@
 //!
 //! - [`LabelSelector`] (`label.rs`): requirements, matching against a label map, the
 //!   canonical text. Built from text by `parse.rs` over `lexer.rs`'s tokens, or from a
-//!   workload's `metav1.LabelSelector` (matchLabels, matchExpressions) by `object.rs`.
+//!   workload's `metav1.LabelSelector` (matchLabels, matchExpressions) by `object.rs`
+//!   (a nil one selects nothing), or from a plain label map (`LabelSelector::from_set`).
 //! - [`FieldSelector`] (`field.rs`): `field=value` terms, matched through a lookup.
 //! - [`SelectorError`] (`error.rs`): why a text form did not parse;
 //!   [`SelectorProblem`]: what is wrong with a `metav1.LabelSelector`, field by field.

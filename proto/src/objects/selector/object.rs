@@ -43,6 +43,18 @@ impl SelectorProblem {
 }
 
 impl LabelSelector {
+    /// A workload's optional `spec.selector`: a nil one selects nothing (apimachinery's
+    /// `LabelSelectorAsSelector(nil)`), an empty one everything, any other as
+    /// [`LabelSelector::from_api`].
+    pub fn from_optional_api(
+        selector: Option<&metav1::LabelSelector>,
+    ) -> Result<Self, Vec<SelectorProblem>> {
+        match selector {
+            Some(selector) => Self::from_api(selector),
+            None => Ok(Self::nothing()),
+        }
+    }
+
     /// A workload's `spec.selector`: `matchLabels` as `key=value` requirements, each of
     /// `matchExpressions` as `key in (..)`, `key notin (..)`, `key` or `!key`. Every problem is
     /// reported, in field order. An expression's repeated values are kept, as kubectl keeps
@@ -199,6 +211,19 @@ mod tests {
             converted.map(|s| s.matches(&labels(&[("a", "b")]))),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn a_nil_api_selector_matches_nothing_and_an_empty_one_everything() {
+        let pod = labels(&[("app", "web")]);
+        let nil = LabelSelector::from_optional_api(None).unwrap_or_default();
+        assert!(!nil.matches(&pod));
+        assert!(!nil.matches_labels(None));
+        assert!(!nil.is_everything());
+        let empty = metav1::LabelSelector::default();
+        let empty = LabelSelector::from_optional_api(Some(&empty)).unwrap_or(nil);
+        assert!(empty.matches(&pod));
+        assert!(empty.matches_labels(None));
     }
 
     #[test]

@@ -63,5 +63,33 @@ mod matching {
         assert!(parsed("").is_everything());
         assert!(LabelSelector::default().is_everything());
         assert!(!parsed("a").is_everything());
+        assert!(!LabelSelector::nothing().is_everything());
+    }
+
+    #[test]
+    fn nothing_matches_no_labels_at_all() {
+        let nothing = LabelSelector::nothing();
+        assert!(!nothing.matches(&labels(&[])));
+        assert!(!nothing.matches(&labels(&[("app", "web")])));
+        assert!(!nothing.matches_labels(None));
+        assert_eq!(nothing.to_string(), "");
+    }
+
+    #[test]
+    fn a_label_map_selects_objects_carrying_every_pair() {
+        let set = labels(&[("tier", "front"), ("app", "web")]);
+        let selector = LabelSelector::from_set(&set);
+        assert_eq!(selector, parsed("app=web,tier=front"));
+        assert!(selector.matches(&labels(&[("app", "web"), ("tier", "front"), ("x", "y")])));
+        assert!(!selector.matches(&labels(&[("app", "web")])));
+        assert!(!selector.matches_labels(None));
+        assert!(LabelSelector::from_set(&labels(&[])).matches_labels(None));
+    }
+
+    #[test]
+    fn missing_labels_are_no_labels() {
+        assert!(parsed("!canary").matches_labels(None));
+        assert!(parsed("").matches_labels(None));
+        assert!(!parsed("app").matches_labels(None));
     }
 }
