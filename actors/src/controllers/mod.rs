@@ -2,5 +2,7 @@
 //! actor that feeds it from the informers' caches and carries its actions out.
 //!
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
+//! - [`job`]: Jobs run pods to completion.
 
+pub mod job;
 pub mod replicaset;
