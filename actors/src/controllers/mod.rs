@@ -3,6 +3,8 @@
 //!
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 //! - [`job`]: Jobs run pods to completion.
+//! - [`cronjob`]: CronJobs create Jobs on a cron schedule.
 
+pub mod cronjob;
 pub mod job;
 pub mod replicaset;
