@@ -382,6 +382,7 @@ mod tests {
             let now = at("2024-01-01T00:00:00.5Z") + jiff::SignedDuration::from_secs(20 * tick);
             let plan = reconcile(&cron_job(json!({}), status), &[], now);
             names.extend(created(&plan).map(str::to_string));
+            assert_eq!(plan.status_changed, plan.create.is_some(), "tick {tick}");
             let next_minute = 60 - (20 * tick) % 60;
             let expected = Duration::from_millis(u64::try_from(next_minute).unwrap() * 1000 - 400);
             assert_eq!(plan.requeue_after, Some(expected), "tick {tick}");

@@ -348,7 +348,8 @@ fn condition_is(status: &JobStatus, type_: &str, value: &str) -> bool {
         .any(|c| c.type_ == type_ && c.status == value)
 }
 
-/// Sets a condition; its transition time moves only when its status changes.
+/// Sets a condition; its transition time moves only when its status changes, and one
+/// already so (same status and reason) is left alone, so a steady Job writes no status.
 fn set_condition(
     status: &mut JobStatus,
     type_: &str,
@@ -360,6 +361,11 @@ fn set_condition(
     let conditions = status.conditions.get_or_insert_with(Vec::new);
     let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
     let existing = conditions.iter_mut().find(|c| c.type_ == type_);
+    if let Some(c) = &existing {
+        if c.status == value && c.reason == text(reason) {
+            return;
+        }
+    }
     let transition = match &existing {
         Some(c) if c.status == value => c.last_transition_time.clone(),
         _ => Some(Time(now)),
@@ -626,6 +632,21 @@ mod tests {
         assert!(condition(&plan, "Suspended").is_none());
         assert_eq!(plan.status.start_time, Some(Time(now())));
         assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn a_steady_suspended_job_writes_no_status() {
+        let plan = reconcile(
+            &job(json!({ "suspend": true }), json!({})),
+            &[],
+            true,
+            now(),
+        );
+        assert!(plan.status_changed);
+        let stored = serde_json::to_value(&plan.status).unwrap();
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        let plan = reconcile(&job(json!({ "suspend": true }), stored), &[], true, later);
+        assert!(!plan.status_changed);
     }
 
     #[test]
