@@ -1,7 +1,7 @@
 //! What controllers ask of a pod (Kubernetes' `podutil`): is it still active, ready,
 //! available after `minReadySeconds`, owned by whom. Pure; times come from the caller.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// Not finished (phase Succeeded or Failed) and not being deleted: a pod that counts toward
@@ -78,10 +78,23 @@ pub fn available_in(
 
 /// The sum of its containers' restart counts.
 pub fn restarts(pod: &Pod) -> i32 {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref());
+    sum_restarts(
+        pod.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref()),
+    )
+}
+
+/// The sum of its init containers' restart counts.
+pub fn init_restarts(pod: &Pod) -> i32 {
+    sum_restarts(
+        pod.status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.as_ref()),
+    )
+}
+
+fn sum_restarts(statuses: Option<&Vec<ContainerStatus>>) -> i32 {
     statuses
         .into_iter()
         .flatten()

@@ -6,8 +6,12 @@
 //!   safe rate; new nodes get a pod CIDR.
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
+//! - [`job`]: Jobs run pods to completion.
+//! - [`cronjob`]: CronJobs create Jobs on a cron schedule.
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;

@@ -1,0 +1,763 @@
+//! The Job controller's decision (Kubernetes' `syncJob`, `manageJob` and
+//! `trackJobStatusAndRemoveFinalizers`), pure: a Job, its pods, whether its expectations
+//! allow acting, and `now` in; the pods to create and delete, the finalizers to release, the
+//! status to write, whether the Job's TTL has run out, and when to look again, out.
+//!
+//! ```text
+//!  pods ─ count ends once (tracking finalizer) ─► succeeded / failed / completed indexes
+//!   finished Job: release finalizers, delete leftovers, TTL ─► delete the Job
+//!   suspend ─► delete active pods
+//!   failed > backoffLimit, OnFailure restarts, activeDeadline passed ─► Failed
+//!   succeeded reaches completions (or a work queue drains) ─► Complete
+//!   otherwise: active vs parallelism ─► delete extras │ create (after the failure backoff)
+//! ```
+//!
+//! Each pod's end is counted once, through the tracking finalizer (`tracking.rs`).
+//!
+//! A finished Job (Complete or Failed) is frozen: ends seen after it are not counted.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::backoff::{failure_backoff, past_backoff_limit_on_failure};
+use super::template::{completion_index, is_tracked, new_pod};
+use super::tracking::{len_of, to_i32, Tally};
+use crate::controllers::replicaset::rank::deletion_order;
+use crate::pods::{controller_of, is_active, is_ready};
+
+/// `spec.backoffLimit` when unset.
+pub const DEFAULT_BACKOFF_LIMIT: i32 = 6;
+/// At most this many pods are created or deleted in one sync (Kubernetes'
+/// `MaxPodCreateDeletePerSync`).
+pub const MAX_POD_CREATE_DELETE_PER_SYNC: usize = 500;
+/// A Job the controller refuses to run (the API server's validation would have refused it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidJob {
+    #[error("restartPolicy {policy:?} is not allowed in a Job's pods: use Never or OnFailure")]
+    RestartPolicy { policy: String },
+    #[error("completionMode {mode:?} is unknown: use NonIndexed or Indexed")]
+    CompletionMode { mode: String },
+    #[error("completionMode Indexed needs spec.completions")]
+    IndexedWithoutCompletions,
+}
+
+/// A pod to create; `index` is its completion index in an Indexed Job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPod {
+    pub index: Option<u32>,
+    pub pod: Pod,
+}
+
+/// What the controller does for one Job.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Created in slow-start batches (`replicaset::reconcile::slow_start_batches`).
+    pub create: Vec<NewPod>,
+    pub delete: Vec<Arc<Pod>>,
+    /// Pods whose end the stored status already holds: their tracking finalizer goes.
+    pub remove_finalizers: Vec<Arc<Pod>>,
+    /// The status to write (with the Job's resourceVersion) when `status_changed`.
+    pub status: JobStatus,
+    pub status_changed: bool,
+    /// The Job finished more than `ttlSecondsAfterFinished` ago: delete it (in the
+    /// background, so its pods go too).
+    pub delete_job: bool,
+    /// Look again then: the failure backoff, the active deadline, or the TTL runs out.
+    pub requeue_after: Option<Duration>,
+    /// The Job cannot run; say so (an event) and do nothing else.
+    pub invalid: Option<InvalidJob>,
+}
+
+impl Plan {
+    fn requeue(&mut self, after: Duration) {
+        self.requeue_after = Some(self.requeue_after.map_or(after, |d| d.min(after)));
+    }
+}
+
+/// `pods`: the pods the Job controls (others are skipped). `may_act`: its expectations are
+/// satisfied, so the cache shows its earlier creations and deletions.
+pub fn reconcile(job: &Job, pods: &[Arc<Pod>], may_act: bool, now: jiff::Timestamp) -> Plan {
+    let uid = job.metadata.uid.as_deref().unwrap_or_default();
+    let pods: Vec<Arc<Pod>> = pods
+        .iter()
+        .filter(|p| controller_of(&p.metadata).is_some_and(|o| o.uid == uid))
+        .cloned()
+        .collect();
+    let spec = job.spec.clone().unwrap_or_default();
+    let old = job.status.clone().unwrap_or_default();
+    let mut plan = Plan::default();
+    let finished_at = finished_at(&old);
+    let frozen = finished_at.is_some() || job.metadata.deletion_timestamp.is_some();
+    let mut status = old.clone();
+    let mode = match check(&spec) {
+        Ok(mode) => mode,
+        Err(invalid) => {
+            plan.invalid = Some(invalid);
+            plan.status = status;
+            return plan;
+        }
+    };
+    let tally = Tally::count(&old, &pods, mode.indexed_completions(), !frozen);
+    tally.write(&mut status, mode.is_indexed());
+    if frozen {
+        plan.remove_finalizers = pods.iter().filter(|p| is_tracked(p)).cloned().collect();
+        plan.delete = pods.iter().filter(|p| is_active(p)).cloned().collect();
+        if let (Some(at), Some(ttl)) = (finished_at, spec.ttl_seconds_after_finished) {
+            let expires = at.as_second() + i64::from(ttl.max(0));
+            match u64::try_from(expires - now.as_second()) {
+                Ok(left) if left > 0 => plan.requeue(Duration::from_secs(left)),
+                _ => plan.delete_job = true,
+            }
+        }
+        return finish(plan, status, &old);
+    }
+    plan.remove_finalizers = tally.release.clone();
+    let active: Vec<Arc<Pod>> = pods.iter().filter(|p| is_active(p)).cloned().collect();
+
+    if spec.suspend == Some(true) {
+        set_condition(
+            &mut status,
+            "Suspended",
+            "True",
+            "JobSuspended",
+            "Job suspended",
+            now,
+        );
+        status.start_time = None;
+        plan.delete = active;
+        return finish_active(plan, status, &old, &pods);
+    }
+    if condition_is(&old, "Suspended", "True") {
+        set_condition(
+            &mut status,
+            "Suspended",
+            "False",
+            "JobResumed",
+            "Job resumed",
+            now,
+        );
+        status.start_time = None;
+    }
+    let started = status.start_time.get_or_insert(Time(now)).0;
+
+    let backoff_limit = spec.backoff_limit.unwrap_or(DEFAULT_BACKOFF_LIMIT);
+    let on_failure = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        == Some("OnFailure");
+    let failure = if tally.failed > i64::from(backoff_limit)
+        || (on_failure && past_backoff_limit_on_failure(&active, backoff_limit))
+    {
+        Some((
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ))
+    } else if let Some(deadline) = spec.active_deadline_seconds {
+        let left = deadline - (now.as_second() - started.as_second());
+        match u64::try_from(left) {
+            Ok(left) if left > 0 => {
+                plan.requeue(Duration::from_secs(left));
+                None
+            }
+            _ => Some((
+                "DeadlineExceeded",
+                "Job was active longer than specified deadline",
+            )),
+        }
+    } else {
+        None
+    };
+    if let Some((reason, message)) = failure {
+        set_condition(&mut status, "Failed", "True", reason, message, now);
+        plan.delete = active;
+        plan.requeue_after = ttl(&spec);
+        return finish_active(plan, status, &old, &pods);
+    }
+
+    let succeeded = tally.succeeded(mode.is_indexed());
+    let complete = match spec.completions {
+        None => succeeded > 0 && active.is_empty(),
+        Some(completions) => succeeded >= i64::from(completions),
+    };
+    if complete {
+        set_condition(&mut status, "Complete", "True", "", "", now);
+        status.completion_time = Some(Time(now));
+        plan.delete = active;
+        plan.requeue_after = ttl(&spec);
+        return finish_active(plan, status, &old, &pods);
+    }
+
+    if may_act {
+        manage(&mut plan, job, &spec, &mode, &tally, &pods, &active, now);
+    }
+    finish_active(plan, status, &old, &pods)
+}
+
+/// How pods map to completions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mode {
+    NonIndexed,
+    Indexed { completions: u32 },
+}
+
+impl Mode {
+    fn indexed_completions(&self) -> Option<u32> {
+        match self {
+            Mode::NonIndexed => None,
+            Mode::Indexed { completions } => Some(*completions),
+        }
+    }
+
+    fn is_indexed(&self) -> bool {
+        self.indexed_completions().is_some()
+    }
+}
+
+fn check(spec: &k8s_openapi::api::batch::v1::JobSpec) -> Result<Mode, InvalidJob> {
+    let policy = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone());
+    match policy.as_deref() {
+        Some("Never" | "OnFailure") => {}
+        other => {
+            let policy = other.unwrap_or("Always (the default)").to_string();
+            return Err(InvalidJob::RestartPolicy { policy });
+        }
+    }
+    match spec.completion_mode.as_deref() {
+        None | Some("NonIndexed") => Ok(Mode::NonIndexed),
+        Some("Indexed") => match spec.completions {
+            Some(c) => Ok(Mode::Indexed {
+                completions: u32::try_from(c).unwrap_or(0),
+            }),
+            None => Err(InvalidJob::IndexedWithoutCompletions),
+        },
+        Some(mode) => Err(InvalidJob::CompletionMode {
+            mode: mode.to_string(),
+        }),
+    }
+}
+
+/// Creates up to parallelism (and the completions left), deletes extras and duplicates.
+#[allow(clippy::too_many_arguments)]
+fn manage(
+    plan: &mut Plan,
+    job: &Job,
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+    mode: &Mode,
+    tally: &Tally,
+    pods: &[Arc<Pod>],
+    active: &[Arc<Pod>],
+    now: jiff::Timestamp,
+) {
+    let parallelism = i64::from(spec.parallelism.unwrap_or(1).max(0));
+    let succeeded = tally.succeeded(mode.is_indexed());
+    let running = len_of(active);
+    let want = match spec.completions {
+        None if succeeded > 0 => running,
+        None => parallelism,
+        Some(completions) => (i64::from(completions) - succeeded).clamp(0, parallelism),
+    };
+    let mut keep: Vec<Arc<Pod>> = active.to_vec();
+    if let Mode::Indexed { completions } = mode {
+        // Pods of a finished index, of no valid index, or a second pod of an index go first.
+        let mut seen = BTreeSet::new();
+        let (mut valid, mut extra) = (Vec::new(), Vec::new());
+        for pod in deletion_order(active).into_iter().rev() {
+            match completion_index(&pod) {
+                Some(i)
+                    if i < *completions
+                        && !tally.completed_indexes.contains(&i)
+                        && seen.insert(i) =>
+                {
+                    valid.push(pod)
+                }
+                _ => extra.push(pod),
+            }
+        }
+        plan.delete.extend(extra);
+        keep = valid;
+    }
+    let keep_count = len_of(&keep);
+    if keep_count > want {
+        let surplus = usize::try_from(keep_count - want).unwrap_or(0);
+        plan.delete
+            .extend(deletion_order(&keep).into_iter().take(surplus));
+    }
+    plan.delete.truncate(MAX_POD_CREATE_DELETE_PER_SYNC);
+    if keep_count >= want {
+        return;
+    }
+    if let Some(wait) = failure_backoff(pods, now) {
+        plan.requeue(wait);
+        return;
+    }
+    let missing = usize::try_from(want - keep_count).unwrap_or(0);
+    let missing = missing.min(MAX_POD_CREATE_DELETE_PER_SYNC);
+    plan.create = match mode {
+        Mode::NonIndexed => (0..missing).map(|_| new(job, None)).collect(),
+        Mode::Indexed { completions } => {
+            let taken: BTreeSet<u32> = keep.iter().filter_map(|p| completion_index(p)).collect();
+            (0..*completions)
+                .filter(|i| !taken.contains(i) && !tally.completed_indexes.contains(i))
+                .take(missing)
+                .map(|i| new(job, Some(i)))
+                .collect()
+        }
+    };
+}
+
+fn new(job: &Job, index: Option<u32>) -> NewPod {
+    NewPod {
+        index,
+        pod: new_pod(job, index),
+    }
+}
+
+/// When the Job finished (its Complete or Failed condition), if it did.
+fn finished_at(status: &JobStatus) -> Option<jiff::Timestamp> {
+    let conditions = status.conditions.iter().flatten();
+    let done = conditions
+        .filter(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
+        .find_map(|c| c.last_transition_time.as_ref().map(|t| t.0));
+    let finished =
+        condition_is(status, "Complete", "True") || condition_is(status, "Failed", "True");
+    done.or_else(|| status.completion_time.as_ref().map(|t| t.0))
+        .or_else(|| finished.then_some(jiff::Timestamp::UNIX_EPOCH))
+}
+
+fn ttl(spec: &k8s_openapi::api::batch::v1::JobSpec) -> Option<Duration> {
+    let ttl = spec.ttl_seconds_after_finished?;
+    Some(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)))
+}
+
+fn condition_is(status: &JobStatus, type_: &str, value: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == type_ && c.status == value)
+}
+
+/// Sets a condition; its transition time moves only when its status changes, and one
+/// already so (same status and reason) is left alone, so a steady Job writes no status.
+fn set_condition(
+    status: &mut JobStatus,
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: &str,
+    now: jiff::Timestamp,
+) {
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    let existing = conditions.iter_mut().find(|c| c.type_ == type_);
+    if let Some(c) = &existing {
+        if c.status == value && c.reason == text(reason) {
+            return;
+        }
+    }
+    let transition = match &existing {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Some(Time(now)),
+    };
+    let condition = JobCondition {
+        type_: type_.to_string(),
+        status: value.to_string(),
+        reason: text(reason),
+        message: text(message),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: transition,
+    };
+    match existing {
+        Some(c) => *c = condition,
+        None => conditions.push(condition),
+    }
+}
+
+/// Counts the active pods that stay (not being deleted by this plan).
+fn finish_active(plan: Plan, mut status: JobStatus, old: &JobStatus, pods: &[Arc<Pod>]) -> Plan {
+    let deleted: BTreeSet<*const Pod> = plan.delete.iter().map(Arc::as_ptr).collect();
+    let staying: Vec<&Arc<Pod>> = pods
+        .iter()
+        .filter(|p| is_active(p) && !deleted.contains(&Arc::as_ptr(p)))
+        .collect();
+    status.active = Some(to_i32(len_of(&staying)));
+    status.ready = Some(to_i32(len_of(
+        &staying
+            .into_iter()
+            .filter(|p| is_ready(p))
+            .collect::<Vec<_>>(),
+    )));
+    finish(plan, status, old)
+}
+
+fn finish(mut plan: Plan, status: JobStatus, old: &JobStatus) -> Plan {
+    plan.status_changed = status != *old;
+    plan.status = status;
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controllers::job::fixtures::*;
+    use serde_json::json;
+
+    fn condition<'a>(plan: &'a Plan, type_: &str) -> Option<&'a JobCondition> {
+        let conditions = plan.status.conditions.iter().flatten();
+        conditions
+            .filter(|c| c.status == "True")
+            .find(|c| c.type_ == type_)
+    }
+
+    #[test]
+    fn a_new_job_starts_parallelism_pods_and_its_clock() {
+        let plan = reconcile(&job(json!({}), json!({})), &[], true, now());
+        assert_eq!(plan.create.len(), 2);
+        assert!(plan.create.iter().all(|p| p.index.is_none()));
+        assert_eq!(plan.status.start_time, Some(Time(now())));
+        assert_eq!(plan.status.active, Some(0));
+        assert!(plan.status_changed);
+    }
+
+    #[test]
+    fn active_pods_never_exceed_the_completions_left() {
+        let done = job_pod("a", "Succeeded", T0);
+        let running = job_pod("b", "Running", T0);
+        let status = json!({ "succeeded": 1, "startTime": T0 });
+        let plan = reconcile(
+            &job(json!({}), status),
+            &[released(done), running],
+            true,
+            now(),
+        );
+        assert_eq!(
+            plan.create.len(),
+            1,
+            "3 completions - 1 succeeded - 1 active"
+        );
+        let plan = reconcile(
+            &job(json!({ "completions": 2 }), json!({ "succeeded": 1 })),
+            &[job_pod("b", "Running", T0), job_pod("c", "Running", T0)],
+            true,
+            now(),
+        );
+        assert_eq!((plan.create.len(), plan.delete.len()), (0, 1));
+        assert_eq!(plan.status.active, Some(1));
+    }
+
+    #[test]
+    fn reaching_completions_completes_the_job_and_removes_leftovers() {
+        let pods = [job_pod("a", "Succeeded", T0), job_pod("b", "Running", T0)];
+        let status = json!({ "succeeded": 2, "startTime": T0 });
+        let plan = reconcile(&job(json!({}), status), &pods, true, now());
+        let complete = condition(&plan, "Complete").expect("Complete");
+        assert_eq!(complete.last_transition_time, Some(Time(now())));
+        assert_eq!(plan.status.completion_time, Some(Time(now())));
+        assert_eq!(names(&plan.delete), ["b"]);
+        assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn a_work_queue_job_completes_when_one_succeeded_and_none_is_active() {
+        let spec = json!({ "completions": null, "parallelism": 3 });
+        let plan = reconcile(&job(spec.clone(), json!({})), &[], true, now());
+        assert_eq!(plan.create.len(), 3, "no success yet: parallelism pods");
+        let pods = [
+            released(job_pod("a", "Succeeded", T0)),
+            job_pod("b", "Running", T0),
+        ];
+        let plan = reconcile(
+            &job(spec.clone(), json!({ "succeeded": 1 })),
+            &pods,
+            true,
+            now(),
+        );
+        assert!(
+            plan.create.is_empty() && plan.delete.is_empty(),
+            "the rest runs on"
+        );
+        assert!(condition(&plan, "Complete").is_none());
+        let plan = reconcile(
+            &job(spec, json!({ "succeeded": 1 })),
+            &pods[..1],
+            true,
+            now(),
+        );
+        assert!(condition(&plan, "Complete").is_some());
+    }
+
+    #[test]
+    fn failures_beyond_the_backoff_limit_fail_the_job() {
+        let cases = [
+            // (backoffLimit, failed so far, fails)
+            (2, 2, false),
+            (2, 3, true),
+            (0, 1, true),
+        ];
+        for (limit, failed, fails) in cases {
+            let spec = json!({ "backoffLimit": limit });
+            let status = json!({ "failed": failed, "startTime": T0 });
+            let plan = reconcile(
+                &job(spec, status),
+                &[job_pod("r", "Running", T0)],
+                true,
+                now(),
+            );
+            let failure = condition(&plan, "Failed");
+            assert_eq!(failure.is_some(), fails, "limit {limit}, failed {failed}");
+            if fails {
+                assert_eq!(
+                    failure.unwrap().reason.as_deref(),
+                    Some("BackoffLimitExceeded")
+                );
+                assert_eq!(names(&plan.delete), ["r"]);
+                assert_eq!(plan.status.completion_time, None);
+                assert_eq!(plan.status.active, Some(0));
+            }
+        }
+    }
+
+    #[test]
+    fn replacements_wait_for_the_failure_backoff_and_on_failure_restarts_count() {
+        let failed = released(job_pod("f", "Failed", "2024-01-01T00:59:55Z"));
+        let spec = json!({ "completions": 1, "parallelism": 1 });
+        let plan = reconcile(&job(spec, json!({ "failed": 1 })), &[failed], true, now());
+        assert!(plan.create.is_empty());
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(5)));
+        let spec = |policy: &str| {
+            json!({ "backoffLimit": 2, "template": { "spec": {
+                "restartPolicy": policy, "containers": [{ "name": "c" }] } } })
+        };
+        let pods = [restarting("r", 2)];
+        let plan = reconcile(&job(spec("OnFailure"), json!({})), &pods, true, now());
+        assert!(condition(&plan, "Failed").is_some());
+        let plan = reconcile(&job(spec("Never"), json!({})), &pods, true, now());
+        assert!(condition(&plan, "Failed").is_none());
+    }
+
+    #[test]
+    fn the_active_deadline_fails_the_job_or_sets_the_requeue() {
+        let status = json!({ "startTime": "2024-01-01T00:58:20Z" });
+        let pods = [job_pod("r", "Running", T0)];
+        let plan = reconcile(
+            &job(json!({ "activeDeadlineSeconds": 200 }), status.clone()),
+            &pods,
+            true,
+            now(),
+        );
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(100)));
+        let plan = reconcile(
+            &job(json!({ "activeDeadlineSeconds": 100 }), status),
+            &pods,
+            true,
+            now(),
+        );
+        let failed = condition(&plan, "Failed").unwrap();
+        assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(names(&plan.delete), ["r"]);
+    }
+
+    #[test]
+    fn indexed_jobs_create_the_lowest_missing_indexes_and_track_completed_ones() {
+        let spec = json!({ "completionMode": "Indexed", "completions": 6, "parallelism": 3 });
+        let pods = [
+            indexed(job_pod("one", "Running", T0), 1),
+            indexed(job_pod("three", "Succeeded", T0), 3),
+            indexed(job_pod("dup-a", "Running", T0), 4),
+            indexed(job_pod("dup-b", "Running", T0), 4),
+            indexed(job_pod("done-again", "Running", T0), 0),
+        ];
+        let status = json!({ "completedIndexes": "0", "succeeded": 1 });
+        let plan = reconcile(&job(spec, status), &pods, true, now());
+        assert_eq!(plan.status.completed_indexes.as_deref(), Some("0,3"));
+        assert_eq!(plan.status.succeeded, Some(2));
+        let mut deleted = names(&plan.delete);
+        deleted.sort();
+        assert_eq!(deleted.len(), 2);
+        assert!(deleted.contains(&"done-again"), "{deleted:?}");
+        assert!(deleted.iter().any(|n| n.starts_with("dup-")), "{deleted:?}");
+        let created: Vec<_> = plan.create.iter().map(|p| p.index).collect();
+        assert_eq!(
+            created,
+            [Some(2)],
+            "3 wanted, 1 and 4 run: the lowest missing is 2"
+        );
+        assert_eq!(
+            plan.create[0].pod.metadata.generate_name.as_deref(),
+            Some("pi-2-")
+        );
+    }
+
+    #[test]
+    fn an_indexed_job_completes_when_every_index_succeeded() {
+        let spec = json!({ "completionMode": "Indexed", "completions": 3 });
+        let pods = [indexed(job_pod("two", "Succeeded", T0), 2)];
+        let plan = reconcile(
+            &job(spec, json!({ "completedIndexes": "0-1" })),
+            &pods,
+            true,
+            now(),
+        );
+        assert_eq!(plan.status.completed_indexes.as_deref(), Some("0-2"));
+        assert!(condition(&plan, "Complete").is_some());
+    }
+
+    #[test]
+    fn suspending_deletes_active_pods_and_resuming_restarts_the_clock() {
+        let pods = [job_pod("r", "Running", T0)];
+        let status = json!({ "startTime": T0 });
+        let plan = reconcile(&job(json!({ "suspend": true }), status), &pods, true, now());
+        assert_eq!(names(&plan.delete), ["r"]);
+        assert!(plan.create.is_empty());
+        assert!(condition(&plan, "Suspended").is_some());
+        assert_eq!(plan.status.start_time, None);
+        let suspended = serde_json::to_value(&plan.status).unwrap();
+        let plan = reconcile(
+            &job(json!({ "suspend": false }), suspended),
+            &[],
+            true,
+            now(),
+        );
+        assert!(condition(&plan, "Suspended").is_none());
+        assert_eq!(plan.status.start_time, Some(Time(now())));
+        assert_eq!(plan.create.len(), 2);
+    }
+
+    #[test]
+    fn a_steady_suspended_job_writes_no_status() {
+        let plan = reconcile(
+            &job(json!({ "suspend": true }), json!({})),
+            &[],
+            true,
+            now(),
+        );
+        assert!(plan.status_changed);
+        let stored = serde_json::to_value(&plan.status).unwrap();
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        let plan = reconcile(&job(json!({ "suspend": true }), stored), &[], true, later);
+        assert!(!plan.status_changed);
+    }
+
+    #[test]
+    fn parallelism_zero_stops_every_pod() {
+        let pods = [job_pod("r", "Running", T0)];
+        let plan = reconcile(
+            &job(json!({ "parallelism": 0 }), json!({})),
+            &pods,
+            true,
+            now(),
+        );
+        assert_eq!(names(&plan.delete), ["r"]);
+        assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn a_lagging_cache_neither_creates_nor_deletes_but_still_counts() {
+        let pods = [job_pod("a", "Succeeded", T0)];
+        let plan = reconcile(
+            &job(json!({ "parallelism": 0 }), json!({})),
+            &pods,
+            false,
+            now(),
+        );
+        assert!(plan.create.is_empty() && plan.delete.is_empty());
+        assert!(plan
+            .status
+            .uncounted_terminated_pods
+            .unwrap()
+            .succeeded
+            .is_some());
+        let plan = reconcile(&job(json!({}), json!({})), &[], false, now());
+        assert!(plan.create.is_empty());
+    }
+
+    #[test]
+    fn a_finished_job_releases_its_pods_and_expires_after_its_ttl() {
+        let finished = json!({ "succeeded": 3, "conditions": [{ "type": "Complete",
+            "status": "True", "lastTransitionTime": "2024-01-01T00:59:00Z" }] });
+        let pods = [
+            job_pod("a", "Succeeded", T0),
+            released(job_pod("b", "Succeeded", T0)),
+        ];
+        let cases = [
+            (None, None, false),
+            (Some(100), Some(40), false),
+            (Some(60), None, true),
+        ];
+        for (ttl, requeue, delete) in cases {
+            let spec = json!({ "ttlSecondsAfterFinished": ttl });
+            let plan = reconcile(&job(spec, finished.clone()), &pods, true, now());
+            assert_eq!(names(&plan.remove_finalizers), ["a"]);
+            assert!(plan.create.is_empty());
+            assert_eq!(plan.status.succeeded, Some(3), "frozen");
+            assert_eq!(
+                plan.requeue_after.map(|d| d.as_secs()),
+                requeue,
+                "ttl {ttl:?}"
+            );
+            assert_eq!(plan.delete_job, delete, "ttl {ttl:?}");
+        }
+    }
+
+    #[test]
+    fn finishing_requeues_for_the_ttl() {
+        let pods = [job_pod("a", "Succeeded", T0)];
+        let spec = json!({ "completions": 1, "ttlSecondsAfterFinished": 30 });
+        let plan = reconcile(&job(spec, json!({})), &pods, true, now());
+        assert!(condition(&plan, "Complete").is_some());
+        assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn invalid_jobs_are_refused() {
+        let always =
+            json!({ "template": { "spec": { "restartPolicy": "Always", "containers": [] } } });
+        let cases = [
+            (
+                always,
+                InvalidJob::RestartPolicy {
+                    policy: "Always".into(),
+                },
+            ),
+            (
+                json!({ "completionMode": "Indexed", "completions": null }),
+                InvalidJob::IndexedWithoutCompletions,
+            ),
+            (
+                json!({ "completionMode": "Sparse" }),
+                InvalidJob::CompletionMode {
+                    mode: "Sparse".into(),
+                },
+            ),
+        ];
+        for (spec, error) in cases {
+            let plan = reconcile(&job(spec, json!({})), &[], true, now());
+            assert_eq!(plan.invalid, Some(error));
+            assert!(plan.create.is_empty() && !plan.status_changed);
+        }
+    }
+
+    #[test]
+    fn pods_of_other_controllers_are_ignored() {
+        let mut foreign = (*job_pod("x", "Running", T0)).clone();
+        foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "other".into();
+        let plan = reconcile(
+            &job(json!({}), json!({})),
+            &[Arc::new(foreign)],
+            true,
+            now(),
+        );
+        assert_eq!(plan.create.len(), 2);
+    }
+}
