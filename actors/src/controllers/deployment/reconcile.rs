@@ -22,9 +22,7 @@ use rudder_proto::objects::selector::LabelSelector;
 
 use super::hash::template_hash;
 use super::progress::{moved, set_available, set_progressing, Progress};
-use super::rolling::{
-    fenceposts, next_new_size, scale_proportionally, shrink_old, BadIntOrPercent, Size,
-};
+use super::rolling::{fenceposts, next_new_size, scale_proportionally, shrink_old, Size};
 use super::sets::{
     annotation, history_to_delete, new_set, revision_of, size_of, split, status, Owned,
     DESIRED_REPLICAS, MAX_REPLICAS, REVISION, REVISION_HISTORY,
@@ -60,7 +58,7 @@ pub enum DeploymentError {
     #[error("spec.selector is invalid")]
     BadSelector,
     #[error("spec.strategy.rollingUpdate: {0}")]
-    BadStrategy(#[from] BadIntOrPercent),
+    BadStrategy(#[from] crate::intstr::NotAPercentage),
 }
 
 pub fn reconcile(

@@ -8,6 +8,8 @@
 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::intstr::{scaled_value, NotAPercentage};
+
 /// One ReplicaSet as the rollout sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Size {
@@ -21,47 +23,15 @@ pub struct Size {
     pub max_replicas: Option<i32>,
 }
 
-/// Why a surge or unavailability value cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid value {value:?}: must be an integer or a percentage like \"25%\"")]
-pub struct BadIntOrPercent {
-    pub value: String,
-}
-
-/// `value` of `total`: an integer as it is, a percentage rounded up or down
-/// (`intstr.GetScaledValueFromIntOrPercent`).
-pub fn scaled(value: &IntOrString, total: i32, round_up: bool) -> Result<i32, BadIntOrPercent> {
-    match value {
-        IntOrString::Int(n) => Ok(*n),
-        IntOrString::String(text) => {
-            let bad = || BadIntOrPercent {
-                value: text.clone(),
-            };
-            let percent: i64 = text
-                .strip_suffix('%')
-                .ok_or_else(bad)?
-                .parse()
-                .map_err(|_| bad())?;
-            let product = percent * i64::from(total);
-            let value = if round_up {
-                (product + 99).div_euclid(100)
-            } else {
-                product.div_euclid(100)
-            };
-            i32::try_from(value).map_err(|_| bad())
-        }
-    }
-}
-
 /// `(maxSurge, maxUnavailable)` as pod counts (`ResolveFenceposts`): surge rounds up,
 /// unavailability down, and both zero would never move, so unavailability becomes one.
 pub fn fenceposts(
     max_surge: &IntOrString,
     max_unavailable: &IntOrString,
     replicas: i32,
-) -> Result<(i32, i32), BadIntOrPercent> {
-    let surge = scaled(max_surge, replicas, true)?;
-    let unavailable = scaled(max_unavailable, replicas, false)?;
+) -> Result<(i32, i32), NotAPercentage> {
+    let surge = scaled_value(max_surge, replicas, true)?;
+    let unavailable = scaled_value(max_unavailable, replicas, false)?;
     if surge == 0 && unavailable == 0 {
         return Ok((0, 1));
     }
