@@ -25,12 +25,15 @@
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
 //!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
+//! - [`manager`]: the controller manager: leader election, then informers and controllers
+//!   under the lease's fence, all stopped when leadership ends.
 
 pub mod controllers;
 pub mod expectations;
 pub mod informer;
 pub mod intstr;
 pub mod leader;
+pub mod manager;
 pub mod pods;
 pub mod queue;
 pub mod scheduling;

@@ -15,3 +15,8 @@ pub mod deployment;
 pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
+
+/// Tells a controller actor to stop (its leadership ended).
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Stop;

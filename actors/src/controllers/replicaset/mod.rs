@@ -3,6 +3,8 @@
 //!
 //! - `reconcile.rs`: the decision (claim, scale, status), pure.
 //! - `rank.rs`: which pods go first when the set shrinks, pure.
+//! - `actor.rs`: the shell: cache events to keys, workers that reconcile and act.
 
+pub mod actor;
 pub mod rank;
 pub mod reconcile;
