@@ -87,6 +87,11 @@ impl Shared {
 pub struct ReplicaSetController {
     shared: Shared,
     workers: usize,
+    /// Which caches have applied their first list (pods, ReplicaSets, RCs). Workers start
+    /// only when all have: a sync on a cache still filling would see too few pods and
+    /// create too many (client-go's `WaitForCacheSync`).
+    synced: [bool; 3],
+    working: bool,
 }
 
 impl ReplicaSetController {
@@ -101,6 +106,21 @@ impl ReplicaSetController {
                 expectations: Arc::default(),
             },
             workers: workers.max(1),
+            synced: [false; 3],
+            working: false,
+        }
+    }
+
+    /// Notes that cache `which` has synced; starts the workers once every cache has.
+    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
+        self.synced[which] = true;
+        if self.working || !self.synced.iter().all(|s| *s) {
+            return;
+        }
+        self.working = true;
+        for _ in 0..self.workers {
+            let shared = self.shared.clone();
+            ctx.spawn(worker(shared).into_actor(self));
         }
     }
 }
@@ -113,10 +133,6 @@ impl Actor for ReplicaSetController {
         ctx.add_message_stream(caches.pods.subscribe());
         ctx.add_message_stream(caches.replica_sets.subscribe());
         ctx.add_message_stream(caches.controllers.subscribe());
-        for _ in 0..self.workers {
-            let shared = self.shared.clone();
-            ctx.spawn(worker(shared).into_actor(self));
-        }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -135,7 +151,10 @@ impl Handler<Stop> for ReplicaSetController {
 impl Handler<Event<ReplicaSet>> for ReplicaSetController {
     type Result = ();
 
-    fn handle(&mut self, event: Event<ReplicaSet>, _: &mut Self::Context) {
+    fn handle(&mut self, event: Event<ReplicaSet>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(1, ctx);
+        }
         if let Some(key) = event.key() {
             self.shared.queue.add(SetKey {
                 kind: SetKind::ReplicaSet,
@@ -148,7 +167,10 @@ impl Handler<Event<ReplicaSet>> for ReplicaSetController {
 impl Handler<Event<ReplicationController>> for ReplicaSetController {
     type Result = ();
 
-    fn handle(&mut self, event: Event<ReplicationController>, _: &mut Self::Context) {
+    fn handle(&mut self, event: Event<ReplicationController>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(2, ctx);
+        }
         if let Some(key) = event.key() {
             self.shared.queue.add(SetKey {
                 kind: SetKind::ReplicationController,
@@ -161,7 +183,10 @@ impl Handler<Event<ReplicationController>> for ReplicaSetController {
 impl Handler<Event<Pod>> for ReplicaSetController {
     type Result = ();
 
-    fn handle(&mut self, event: Event<Pod>, _: &mut Self::Context) {
+    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(0, ctx);
+        }
         let shared = &self.shared;
         if let Event::Added(pod) = &event {
             if let Some(owner) = owner_key(pod) {
