@@ -26,7 +26,8 @@
 //!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
 //! - [`manager`]: the controller manager: leader election, then informers and controllers
-//!   under the lease's fence, all stopped when leadership ends.
+//!   under the lease's fence, all stopped when leadership ends; [`selection`]: which
+//!   controllers run (`--controllers`).
 
 pub mod controllers;
 pub mod expectations;
@@ -37,3 +38,4 @@ pub mod manager;
 pub mod pods;
 pub mod queue;
 pub mod scheduling;
+pub mod selection;

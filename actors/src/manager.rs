@@ -25,6 +25,7 @@ use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, Informer, Query};
 use crate::leader::{unique_identity, ConfigError, ElectionConfig, Elector, Leadership};
+use crate::selection::Selection;
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -34,6 +35,7 @@ pub struct ManagerConfig {
     pub election: ElectionConfig,
     /// Syncs at a time per controller.
     pub workers: usize,
+    pub controllers: Selection,
 }
 
 impl ManagerConfig {
@@ -42,6 +44,7 @@ impl ManagerConfig {
             name: name.into(),
             election: ElectionConfig::default(),
             workers: 4,
+            controllers: Selection::all(),
         }
     }
 }
@@ -115,7 +118,7 @@ struct Running {
     pods: Informer<Pod>,
     replica_sets: Informer<ReplicaSet>,
     controllers: Informer<ReplicationController>,
-    replica_set_controller: Addr<ReplicaSetController>,
+    replica_set_controller: Option<Addr<ReplicaSetController>>,
 }
 
 impl Running {
@@ -132,8 +135,9 @@ impl Running {
             replica_sets: replica_sets.cache().clone(),
             controllers: controllers.cache().clone(),
         };
-        let replica_set_controller =
-            ReplicaSetController::new(client, fence.clone(), caches, config.workers).start();
+        let replica_set_controller = config.controllers.is_enabled("replicaset").then(|| {
+            ReplicaSetController::new(client, fence.clone(), caches, config.workers).start()
+        });
         Self {
             fence,
             pods,
@@ -144,7 +148,9 @@ impl Running {
     }
 
     fn stop(self) {
-        self.replica_set_controller.do_send(Stop);
+        if let Some(controller) = &self.replica_set_controller {
+            controller.do_send(Stop);
+        }
         self.pods.stop();
         self.replica_sets.stop();
         self.controllers.stop();

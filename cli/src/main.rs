@@ -7,6 +7,7 @@
 //! - `output/`: kubectl's tables, AGE and `describe` (pure).
 
 mod commands;
+mod durations;
 mod manifest;
 mod output;
 mod session;
@@ -28,6 +29,8 @@ struct Cli {
 enum Command {
     /// Run one master: the replicated store and its etcd-compatible client API.
     Server(Box<commands::server::ServerArgs>),
+    /// Run the controllers on their own (every master also runs them, one active at a time).
+    ControllerManager(commands::controller_manager::ControllerManagerArgs),
     /// Run this machine as a worker node that runs the pods bound to it, or
     /// --hollow --count N simulated nodes.
     Node(commands::node::NodeArgs),
@@ -121,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Image(command) => commands::image::run(command),
             Command::Up(args) => commands::up::run(args).await,
+            Command::ControllerManager(args) => commands::controller_manager::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
             Command::Get(args) => commands::get::run(args).await,
             Command::Describe(args) => commands::describe::describe_command(args).await,

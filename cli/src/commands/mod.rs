@@ -1,6 +1,7 @@
 pub mod apply;
 pub mod bench;
 pub mod cluster;
+pub mod controller_manager;
 pub mod create;
 pub mod delete;
 pub mod describe;

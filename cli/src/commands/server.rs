@@ -7,6 +7,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use rudder_apiserver::Master;
+
+use crate::commands::controller_manager::{self, ControllerManagerFlags};
+use crate::durations::parse_flag_duration;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
 use rudder_raftstore::validate::Limits;
@@ -72,6 +75,8 @@ pub struct ServerArgs {
     /// Interval of watch progress notifications, milliseconds.
     #[arg(long, default_value_t = 600_000)]
     watch_progress_interval_ms: u64,
+    #[command(flatten)]
+    controller_manager: ControllerManagerFlags,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -94,27 +99,7 @@ fn retention(mode: CompactionMode, value: &str) -> anyhow::Result<Retention> {
 
 /// `500ms`, `30s`, `10m`, `1h`, or a bare number of hours (as etcd reads it).
 fn parse_duration(value: &str) -> anyhow::Result<Duration> {
-    let split = value
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: u64 = number.parse().with_context(|| {
-        format!("--auto-compaction-retention {value:?} is not like 10m, 1h or 30s")
-    })?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" | "" => Duration::from_secs(number * 3600),
-        _ => bail!(
-            "--auto-compaction-retention {value:?}: unknown unit {unit:?} (use ms, s, m or h)"
-        ),
-    };
-    anyhow::ensure!(
-        !duration.is_zero(),
-        "--auto-compaction-retention must be more than zero"
-    );
-    Ok(duration)
+    parse_flag_duration("--auto-compaction-retention", value, "h")
 }
 
 fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -169,6 +154,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "rudder server {} ready: client {} peer {} id {:x}",
         args.name, member.client_addr, member.peer_addr, member.id
     );
+    let controllers = controller_manager::start_embedded(
+        &args.controller_manager,
+        &args.name,
+        member.client_addr.to_string(),
+    )?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
@@ -177,6 +167,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tracing::error!(%reason, "member stopped after a fatal error");
             bail!("member stopped: {reason}");
         }
+    }
+    if let Some(controllers) = controllers {
+        controllers.stop().await;
     }
     master.shutdown().await;
     Ok(())
