@@ -425,15 +425,29 @@ async fn the_first_app_walkthrough_runs_with_rudders_verbs() {
         described.contains("kubia") && described.contains("Events:"),
         "{described}"
     );
-    // No controllers yet, so the RC has made no pods: kubectl's empty-list message.
-    let pods = cli.run(&["get", "pods", "-o", "wide"]).await;
-    assert!(pods.ok, "{}", pods.stderr);
-    assert!(pods.stdout.is_empty(), "{}", pods.stdout);
-    assert!(
-        pods.stderr
-            .contains("No resources found in default namespace."),
-        "{}",
-        pods.stderr
+    // The controller manager (on the master holding its lease) gives the RC its 3 pods;
+    // with no scheduler yet they wait for a node.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pods = cli.json(&["get", "pods", "-l", "run=kubia"]).await;
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let owned = items
+            .iter()
+            .all(|p| p["metadata"]["ownerReferences"][0]["kind"] == "ReplicationController");
+        if items.len() == 3 && owned {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rc's 3 pods within 30 s: {pods}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pods = cli.ok(&["get", "pods", "-o", "wide"]).await;
+    assert_eq!(
+        pods.lines().filter(|l| l.starts_with("kubia-")).count(),
+        3,
+        "{pods}"
     );
     let status = cli.ok(&["cluster", "status"]).await;
     assert_eq!(status.lines().count(), 4, "{status}");

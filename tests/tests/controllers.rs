@@ -1,0 +1,217 @@
+//! The controller manager inside real masters (`rudder server` processes): the master holding
+//! the controller lease is killed in the middle of a ReplicaSet's scale from 0 to 200 (as its
+//! first pods appear; the test checks it had not finished); the
+//! next one takes over, the set converges to exactly 200 pods, and a watch opened before the
+//! scale never saw more than 200 live pods at once (pods being deleted not counted).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rudder_proto::api::{ListRequest, WatchRequest};
+use rudder_proto::client::ApiClient;
+use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use serde_json::{json, Value};
+
+/// Short election timers, so the failover happens within the test.
+fn flags() -> Vec<String> {
+    [
+        "--leader-elect-lease-duration",
+        "3s",
+        "--leader-elect-renew-deadline",
+        "2s",
+        "--leader-elect-retry-period",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Live pods as a watch shows them, and the most ever live at once.
+#[derive(Default)]
+struct Seen {
+    live: BTreeMap<String, bool>,
+    most: usize,
+}
+
+impl Seen {
+    fn count(&self) -> usize {
+        self.live.values().filter(|live| **live).count()
+    }
+}
+
+/// Follows the pods labelled `app=big` through `client` (one master that stays up).
+async fn follow(client: ApiClient, seen: Arc<Mutex<Seen>>) {
+    let request = WatchRequest {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        label_selector: "app=big".into(),
+        ..Default::default()
+    };
+    let mut stream = client.watch(request).await.expect("a watch");
+    while let Ok(Some(event)) = stream.message().await {
+        let pod: Value = serde_json::from_slice(&event.object).expect("a pod");
+        let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let live = event.r#type != "DELETED" && pod["metadata"]["deletionTimestamp"].is_null();
+        let mut seen = seen.lock().unwrap();
+        seen.live.insert(name, live);
+        seen.most = seen.most.max(seen.count());
+    }
+}
+
+async fn live_pods(client: &ApiClient) -> usize {
+    let listed = client
+        .list(ListRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            label_selector: "app=big".into(),
+            ..Default::default()
+        })
+        .await;
+    let Ok(listed) = listed else { return 0 };
+    listed
+        .items
+        .iter()
+        .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .count()
+}
+
+async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scale_to_200_converges_exactly_when_the_controller_leader_is_killed_midway() {
+    let mut cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags()).unwrap();
+    let client = ApiClient::new(cluster.endpoints());
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    let set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": { "name": "big", "namespace": "default" },
+        "spec": { "replicas": 0, "selector": { "matchLabels": { "app": "big" } },
+                  "template": { "metadata": { "labels": { "app": "big" } },
+                                "spec": { "containers": [{ "name": "c", "image": "kubia" }] } } }
+    });
+    client
+        .create_object("replicasets", "default", &set)
+        .await
+        .expect("creating the set");
+
+    // Who leads the controllers: the lease holder is `<master name>_<suffix>`.
+    let mut holder = String::new();
+    until(
+        "a controller lease holder",
+        Duration::from_secs(30),
+        async || {
+            let lease = client
+                .get_object("leases", "kube-system", "rudder-controller-manager")
+                .await;
+            holder = lease
+                .ok()
+                .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            !holder.is_empty()
+        },
+    )
+    .await;
+    let leader_name = holder.split('_').next().unwrap().to_string();
+    let leader = cluster
+        .members
+        .iter()
+        .position(|m| m.name == leader_name)
+        .expect("the holder is a master");
+    let survivor = cluster
+        .members
+        .iter()
+        .position(|m| m.name != leader_name)
+        .unwrap();
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let watcher = ApiClient::new(vec![cluster.members[survivor].client_addr.clone()]);
+    let following = tokio::spawn(follow(watcher, seen.clone()));
+
+    client
+        .patch_object(
+            "replicasets",
+            "default",
+            "big",
+            &json!({ "spec": { "replicas": 200 } }),
+            false,
+        )
+        .await
+        .expect("scaling to 200");
+    until(
+        "the first pods (the leader is still creating the rest)",
+        Duration::from_secs(60),
+        async || seen.lock().unwrap().count() >= 1,
+    )
+    .await;
+    cluster.members[leader].kill();
+
+    let survivors = ApiClient::new(
+        cluster
+            .members
+            .iter()
+            .filter(|m| m.is_running())
+            .map(|m| m.client_addr.clone())
+            .collect(),
+    );
+    let at_kill = live_pods(&survivors).await;
+    assert!(
+        at_kill < 200,
+        "the leader finished before it was killed ({at_kill} pods): nothing was tested"
+    );
+    until(
+        "200 pods after the failover",
+        Duration::from_secs(90),
+        async || live_pods(&survivors).await == 200,
+    )
+    .await;
+    until(
+        "the set's status says 200",
+        Duration::from_secs(30),
+        async || {
+            let set = survivors.get_object("replicasets", "default", "big").await;
+            set.is_ok_and(|s| s["status"]["replicas"] == 200)
+        },
+    )
+    .await;
+    until(
+        "the watch has seen them all",
+        Duration::from_secs(30),
+        async || seen.lock().unwrap().count() == 200,
+    )
+    .await;
+    let lease = survivors
+        .get_object("leases", "kube-system", "rudder-controller-manager")
+        .await
+        .expect("the lease");
+    assert_ne!(
+        lease["spec"]["holderIdentity"].as_str(),
+        Some(holder.as_str()),
+        "another master took over"
+    );
+    assert!(
+        lease["spec"]["leaseTransitions"].as_i64() >= Some(2),
+        "{lease}"
+    );
+    assert_eq!(live_pods(&survivors).await, 200);
+    let most = seen.lock().unwrap().most;
+    assert!(most <= 200, "a watch saw {most} live pods at once");
+    following.abort();
+    drop(cluster);
+}
