@@ -193,7 +193,19 @@ impl Handler<Event<Pod>> for ReplicaSetController {
                 shared.expectations().creation_observed(&owner.to_string());
             }
         }
-        if let Event::Deleted(pod) = &event {
+        // A deletion is seen when the pod is gone or once it is being deleted (a pod on a
+        // node stays until its kubelet confirms; the set must not wait for that).
+        let deleting = match &event {
+            Event::Deleted(pod) => Some(pod),
+            Event::Updated { old, new }
+                if old.metadata.deletion_timestamp.is_none()
+                    && new.metadata.deletion_timestamp.is_some() =>
+            {
+                Some(new)
+            }
+            _ => None,
+        };
+        if let Some(pod) = deleting {
             if let Some(owner) = owner_key(pod) {
                 let name = pod.metadata.name.clone().unwrap_or_default();
                 shared

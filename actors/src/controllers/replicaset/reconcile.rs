@@ -179,6 +179,12 @@ pub fn reconcile(
     now: jiff::Timestamp,
 ) -> Plan {
     let mut plan = Plan::default();
+    // Without a usable selector the set claims, releases and scales nothing (Kubernetes
+    // refuses to sync it): releasing its pods and making new ones would never end.
+    if set.selector.is_none() {
+        plan.status.observed_generation = set.generation;
+        return plan;
+    }
     let mut owned = Vec::new();
     for pod in pods.iter().filter(|p| is_active(p)) {
         let controller = controller_of(&pod.metadata);
@@ -186,7 +192,8 @@ pub fn reconcile(
             Some(owner) if owner.uid == set.uid => {
                 if set.selects(pod) {
                     owned.push(pod.clone());
-                } else {
+                } else if !set.deleting {
+                    // A set being deleted keeps its pods for the cascade.
                     plan.release.push(pod.clone());
                 }
             }
@@ -456,14 +463,31 @@ mod tests {
     }
 
     #[test]
-    fn a_set_without_a_selector_selects_nothing() {
+    fn a_set_without_a_selector_does_nothing_at_all() {
         let mut s = set(1);
         s.selector = None;
         let mut orphan = owned("orphan");
         orphan.metadata.owner_references = None;
         let plan = reconcile(&s, &pods(vec![orphan, owned("mine")]), true, now());
-        assert!(plan.adopt.is_empty());
-        assert_eq!(names(&plan.release), ["mine"]);
+        assert!(
+            plan.adopt.is_empty() && plan.release.is_empty(),
+            "no claims either way"
+        );
+        assert_eq!(
+            (plan.create, plan.delete.len()),
+            (0, 0),
+            "no endless creation"
+        );
+    }
+
+    #[test]
+    fn a_set_being_deleted_keeps_its_pods_for_the_cascade() {
+        let mut s = set(1);
+        s.deleting = true;
+        let mut relabeled = owned("relabeled");
+        relabeled.metadata.labels = Some([("app".to_string(), "debug".to_string())].into());
+        let plan = reconcile(&s, &pods(vec![relabeled]), true, now());
+        assert!(plan.release.is_empty());
     }
 
     #[test]

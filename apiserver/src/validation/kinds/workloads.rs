@@ -104,6 +104,10 @@ impl Validate for ReplicationController {
         counts(&mut errs, spec.replicas, spec.min_ready_seconds, None);
         let selector = spec.selector.clone().unwrap_or_default();
         errs.extend(validate_labels(&selector, "spec.selector"));
+        // An empty selector would select every pod of the namespace (ValidateNonEmptySelector).
+        if selector.is_empty() {
+            errs.push(FieldError::required("spec.selector", ""));
+        }
         let Some(template) = rc_spec_template(self) else {
             errs.push(FieldError::required("spec.template", ""));
             return errs;
@@ -221,13 +225,37 @@ mod tests {
     fn a_replication_controller_selector_may_be_left_to_the_defaults() {
         let rc: ReplicationController = edit(controller(), |_| {});
         assert_eq!(rc.validate(), vec![]);
-        let rc: ReplicationController = edit(controller(), |r| {
+        // As the API server admits it: defaults (which copy the template's labels into the
+        // selector), then validation.
+        let mut rc: ReplicationController = edit(controller(), |r| {
             r["spec"]
                 .as_object_mut()
                 .expect("object")
                 .remove("selector");
         });
+        super::super::super::ApplyDefaults::apply_defaults(&mut rc);
         assert_eq!(rc.validate(), vec![]);
+    }
+
+    #[test]
+    fn a_replication_controller_without_any_selector_is_refused() {
+        // Nothing to select by: it would select every pod of its namespace.
+        let mut rc: ReplicationController = edit(controller(), |r| {
+            r["spec"]
+                .as_object_mut()
+                .expect("object")
+                .remove("selector");
+            r["spec"]["template"]["metadata"]
+                .as_object_mut()
+                .expect("object")
+                .remove("labels");
+        });
+        super::super::super::ApplyDefaults::apply_defaults(&mut rc);
+        assert!(
+            rc.validate().iter().any(|e| e.path == "spec.selector"),
+            "{:?}",
+            rc.validate()
+        );
     }
 
     #[test]
