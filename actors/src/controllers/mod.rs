@@ -8,6 +8,7 @@
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 //! - [`job`]: Jobs run pods to completion.
 //! - [`cronjob`]: CronJobs create Jobs on a cron schedule.
+//! - [`runtime`]: what every controller's shell shares (the cache-sync gate, the worker loop).
 
 pub mod cronjob;
 pub mod daemonset;
@@ -15,6 +16,7 @@ pub mod deployment;
 pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod runtime;
 
 /// Tells a controller actor to stop (its leadership ended).
 #[derive(Debug, Clone, Copy, actix::Message)]

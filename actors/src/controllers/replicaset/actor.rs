@@ -25,6 +25,7 @@ use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::reconcile::{reconcile, slow_start_batches, Plan, ReplicatedSet, SetStatus};
+use crate::controllers::runtime::{work, SyncGate};
 use crate::controllers::Stop;
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
@@ -87,11 +88,9 @@ impl Shared {
 pub struct ReplicaSetController {
     shared: Shared,
     workers: usize,
-    /// Which caches have applied their first list (pods, ReplicaSets, RCs). Workers start
-    /// only when all have: a sync on a cache still filling would see too few pods and
-    /// create too many (client-go's `WaitForCacheSync`).
-    synced: [bool; 3],
-    working: bool,
+    /// Pods, ReplicaSets, RCs: workers start only when all have synced, or a sync on a
+    /// cache still filling would see too few pods and create too many.
+    gate: SyncGate,
 }
 
 impl ReplicaSetController {
@@ -106,21 +105,23 @@ impl ReplicaSetController {
                 expectations: Arc::default(),
             },
             workers: workers.max(1),
-            synced: [false; 3],
-            working: false,
+            gate: SyncGate::new(3),
         }
     }
 
     /// Notes that cache `which` has synced; starts the workers once every cache has.
     fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
-        self.synced[which] = true;
-        if self.working || !self.synced.iter().all(|s| *s) {
+        if !self.gate.synced(which) {
             return;
         }
-        self.working = true;
         for _ in 0..self.workers {
             let shared = self.shared.clone();
-            ctx.spawn(worker(shared).into_actor(self));
+            let queue = shared.queue.clone();
+            let worker = work(queue, "replicaset", move |key| {
+                let shared = shared.clone();
+                async move { sync(&shared, &key).await }
+            });
+            ctx.spawn(worker.into_actor(self));
         }
     }
 }
@@ -268,28 +269,6 @@ fn sets_selecting(caches: &Caches, pod: &Pod) -> Vec<SetKey> {
 impl std::fmt::Display for SetKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.kind.kind(), self.key)
-    }
-}
-
-async fn worker(shared: Shared) {
-    while let Some(key) = shared.queue.next().await {
-        match sync(&shared, &key).await {
-            Ok(requeue) => {
-                shared.queue.forget(&key);
-                if let Some(after) = requeue {
-                    shared.queue.add_after(key.clone(), after);
-                }
-            }
-            Err(error) => {
-                let delay = shared.queue.add_rate_limited(key.clone());
-                if error.is_fence_refused() {
-                    tracing::info!(set = %key, "the controller lease is lost; this write was refused");
-                } else {
-                    tracing::warn!(set = %key, %error, ?delay, "syncing; retrying");
-                }
-            }
-        }
-        shared.queue.done(&key);
     }
 }
 
