@@ -15,12 +15,13 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
 
+use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, Informer, Query};
@@ -118,7 +119,9 @@ struct Running {
     pods: Informer<Pod>,
     replica_sets: Informer<ReplicaSet>,
     controllers: Informer<ReplicationController>,
+    deployments: Informer<Deployment>,
     replica_set_controller: Option<Addr<ReplicaSetController>>,
+    deployment_controller: Option<Addr<DeploymentController>>,
 }
 
 impl Running {
@@ -135,6 +138,20 @@ impl Running {
             replica_sets: replica_sets.cache().clone(),
             controllers: controllers.cache().clone(),
         };
+        let deployments = Informer::start(client.clone(), Query::all::<Deployment>(), vec![]);
+        let deployment_caches = deployment::Caches {
+            deployments: deployments.cache().clone(),
+            replica_sets: replica_sets.cache().clone(),
+        };
+        let deployment_controller = config.controllers.is_enabled("deployment").then(|| {
+            DeploymentController::new(
+                client.clone(),
+                fence.clone(),
+                deployment_caches,
+                config.workers,
+            )
+            .start()
+        });
         let replica_set_controller = config.controllers.is_enabled("replicaset").then(|| {
             ReplicaSetController::new(client, fence.clone(), caches, config.workers).start()
         });
@@ -143,7 +160,9 @@ impl Running {
             pods,
             replica_sets,
             controllers,
+            deployments,
             replica_set_controller,
+            deployment_controller,
         }
     }
 
@@ -151,6 +170,10 @@ impl Running {
         if let Some(controller) = &self.replica_set_controller {
             controller.do_send(Stop);
         }
+        if let Some(controller) = &self.deployment_controller {
+            controller.do_send(Stop);
+        }
+        self.deployments.stop();
         self.pods.stop();
         self.replica_sets.stop();
         self.controllers.stop();

@@ -3,7 +3,7 @@
 //! Pure.
 
 /// The controllers this build can run.
-pub const KNOWN: &[&str] = &["replicaset"];
+pub const KNOWN: &[&str] = &["deployment", "replicaset"];
 
 /// Why a `--controllers` value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +87,10 @@ mod tests {
     #[test]
     fn selections_read_like_kube_controller_manager() {
         assert!(Selection::parse("*").unwrap().is_enabled("replicaset"));
+        assert!(Selection::parse("*").unwrap().is_enabled("deployment"));
+        assert!(!Selection::parse("replicaset")
+            .unwrap()
+            .is_enabled("deployment"));
         assert!(!Selection::parse("*,-replicaset")
             .unwrap()
             .is_enabled("replicaset"));

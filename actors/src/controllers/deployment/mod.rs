@@ -7,7 +7,9 @@
 //! - `progress.rs`: the Available and Progressing conditions, pure.
 //! - `sets.rs`: the Deployment's ReplicaSets: the new one, sizes, revisions, history, pure.
 //! - `hash.rs`: the pod-template-hash naming a template's ReplicaSet.
+//! - `actor.rs`: the shell: cache events to keys, workers that reconcile and act.
 
+pub mod actor;
 pub mod hash;
 pub mod progress;
 pub mod reconcile;

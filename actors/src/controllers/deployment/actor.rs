@@ -1,0 +1,294 @@
+//! The Deployment controller's shell: an actix actor that turns Deployment and ReplicaSet
+//! events into Deployment keys (a ReplicaSet's to its controller's, an orphan's to every
+//! Deployment selecting it), and workers that reconcile a key and carry the plan out under
+//! the leader's fence: ReplicaSets adopted, released, created, resized and deleted, the
+//! revision annotation and the status written.
+//!
+//! No expectations are needed: a new ReplicaSet is named by its template's hash, so a second
+//! create of the same one is refused by the API (AlreadyExists) instead of doubling it; a
+//! create refused for another template of that name is a hash collision, and
+//! `status.collisionCount` goes up so the next name differs (as Kubernetes).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use rudder_proto::api::{DeleteRequest, Fence};
+use rudder_proto::client::{ApiClient, ClientError};
+use rudder_proto::objects::selector::LabelSelector;
+use serde_json::json;
+
+use super::reconcile::{reconcile, Plan};
+use super::sets::REVISION;
+use crate::controllers::runtime::{work, SyncGate};
+use crate::controllers::Stop;
+use crate::informer::{Cache, Event, ObjectKey};
+use crate::queue::WorkQueue;
+
+#[derive(Clone)]
+pub struct Caches {
+    pub deployments: Cache<Deployment>,
+    pub replica_sets: Cache<ReplicaSet>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    client: Arc<ApiClient>,
+    fence: Fence,
+    caches: Caches,
+    queue: WorkQueue<ObjectKey>,
+}
+
+pub struct DeploymentController {
+    shared: Shared,
+    workers: usize,
+    /// Deployments, ReplicaSets.
+    gate: SyncGate,
+}
+
+impl DeploymentController {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, workers: usize) -> Self {
+        Self {
+            shared: Shared {
+                client,
+                fence,
+                caches,
+                queue: WorkQueue::default(),
+            },
+            workers: workers.max(1),
+            gate: SyncGate::new(2),
+        }
+    }
+
+    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
+        if !self.gate.synced(which) {
+            return;
+        }
+        for _ in 0..self.workers {
+            let shared = self.shared.clone();
+            let worker = work(shared.queue.clone(), "deployment", move |key| {
+                let shared = shared.clone();
+                async move { sync(&shared, &key).await }
+            });
+            ctx.spawn(worker.into_actor(self));
+        }
+    }
+}
+
+impl Actor for DeploymentController {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_message_stream(self.shared.caches.deployments.subscribe());
+        ctx.add_message_stream(self.shared.caches.replica_sets.subscribe());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.shared.queue.shut_down();
+    }
+}
+
+impl Handler<Stop> for DeploymentController {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Event<Deployment>> for DeploymentController {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<Deployment>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(0, ctx);
+        }
+        if let Some(key) = event.key() {
+            self.shared.queue.add(key);
+        }
+    }
+}
+
+impl Handler<Event<ReplicaSet>> for DeploymentController {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<ReplicaSet>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(1, ctx);
+        }
+        for set in event.states() {
+            match ObjectKey::controller_of(&set.metadata, "Deployment") {
+                Some(owner) => self.shared.queue.add(owner),
+                None if crate::pods::controller_of(&set.metadata).is_none() => {
+                    for key in deployments_selecting(&self.shared.caches, set) {
+                        self.shared.queue.add(key);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn deployments_selecting(caches: &Caches, set: &ReplicaSet) -> Vec<ObjectKey> {
+    let namespace = set.metadata.namespace.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = set.metadata.labels.as_ref().unwrap_or(&empty);
+    caches
+        .deployments
+        .in_namespace(&namespace)
+        .into_iter()
+        .filter(|d| {
+            let selector = d.spec.as_ref().map(|s| &s.selector);
+            selector
+                .and_then(|s| LabelSelector::from_api(s).ok())
+                .is_some_and(|s| s.matches(labels))
+        })
+        .map(|d| ObjectKey::of(&d.metadata))
+        .collect()
+}
+
+async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, ClientError> {
+    let Some(deployment) = shared.caches.deployments.get(key) else {
+        return Ok(None);
+    };
+    let sets = shared.caches.replica_sets.in_namespace(&key.namespace);
+    let plan = match reconcile(&deployment, &sets, jiff::Timestamp::now()) {
+        Ok(plan) => plan,
+        Err(error) => {
+            // The API validates these; nothing to do until the Deployment changes.
+            tracing::warn!(deployment = %key, %error, "cannot roll out");
+            return Ok(None);
+        }
+    };
+    carry_out(shared, key, &deployment, &plan).await?;
+    Ok(plan.requeue_after)
+}
+
+async fn carry_out(
+    shared: &Shared,
+    key: &ObjectKey,
+    deployment: &Deployment,
+    plan: &Plan,
+) -> Result<(), ClientError> {
+    let api = shared.client.fenced(&shared.fence);
+    let namespace = key.namespace.as_str();
+    let uid = deployment.metadata.uid.clone().unwrap_or_default();
+    for set in &plan.adopt {
+        let mut owners = set.metadata.owner_references.clone().unwrap_or_default();
+        owners.push(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: key.name.clone(),
+                uid: uid.clone(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        );
+        patch_owners(&api, set, owners).await?;
+    }
+    for set in &plan.release {
+        let owners: Vec<_> = set
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| o.uid != uid)
+            .cloned()
+            .collect();
+        patch_owners(&api, set, owners).await?;
+    }
+    if let Some(new) = &plan.create {
+        let body = serde_json::to_value(new).expect("a ReplicaSet always encodes");
+        match api.create_object("replicasets", namespace, &body).await {
+            Ok(_) => {}
+            Err(error) if error.reason() == "AlreadyExists" => {
+                let name = new.metadata.name.clone().unwrap_or_default();
+                let ours = shared
+                    .caches
+                    .replica_sets
+                    .get(&ObjectKey::new(namespace, &name))
+                    .is_some_and(|s| {
+                        crate::pods::controller_of(&s.metadata).is_some_and(|o| o.uid == uid)
+                    });
+                if !ours {
+                    // Another template (or another owner) has this name: a hash collision.
+                    let count = deployment
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.collision_count)
+                        .unwrap_or(0)
+                        + 1;
+                    api.patch_object(
+                        "deployments",
+                        namespace,
+                        &key.name,
+                        &json!({ "status": { "collisionCount": count } }),
+                        true,
+                    )
+                    .await?;
+                }
+                return Ok(());
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    for resize in &plan.resize {
+        let patch = json!({
+            "metadata": { "annotations": resize.annotations },
+            "spec": { "replicas": resize.replicas },
+        });
+        api.patch_object("replicasets", namespace, &resize.name, &patch, false)
+            .await?;
+    }
+    for name in &plan.delete {
+        let request = DeleteRequest {
+            resource: "replicasets".into(),
+            namespace: namespace.into(),
+            name: name.clone(),
+            ..Default::default()
+        };
+        match api.delete_object(request).await {
+            Ok(_) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    if let Some(revision) = &plan.revision {
+        let patch = json!({ "metadata": { "annotations": { REVISION: revision } } });
+        api.patch_object("deployments", namespace, &key.name, &patch, false)
+            .await?;
+    }
+    let current = serde_json::to_value(&deployment.status).unwrap_or_default();
+    let wanted = serde_json::to_value(&plan.status).expect("a status always encodes");
+    if current != wanted {
+        api.patch_object(
+            "deployments",
+            namespace,
+            &key.name,
+            &json!({ "status": wanted }),
+            true,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn patch_owners(
+    api: &rudder_proto::client::Fenced<'_>,
+    set: &ReplicaSet,
+    owners: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Result<(), ClientError> {
+    let patch = json!({ "metadata": {
+        "ownerReferences": owners,
+        "resourceVersion": set.metadata.resource_version,
+    } });
+    let namespace = set.metadata.namespace.clone().unwrap_or_default();
+    let name = set.metadata.name.clone().unwrap_or_default();
+    api.patch_object("replicasets", &namespace, &name, &patch, false)
+        .await
+        .map(drop)
+}
