@@ -22,6 +22,10 @@ pub struct MetadataArgs {
     all: bool,
     #[arg(short = 'l', long)]
     selector: Option<String>,
+    /// Change only if the object is still at this resourceVersion (as kubectl; without it
+    /// the change applies over whatever else changed the object meanwhile).
+    #[arg(long)]
+    resource_version: Option<String>,
     #[command(flatten)]
     scope: Scope,
     #[command(flatten)]
@@ -84,10 +88,10 @@ pub async fn edit_metadata(args: MetadataArgs, field: MetadataField) -> anyhow::
             }
             edits.insert(k.into(), Value::from(v));
         }
-        let patch = json!({ "metadata": {
-            key: edits,
-            "resourceVersion": current["metadata"]["resourceVersion"],
-        }});
+        let mut patch = json!({ "metadata": { key: edits } });
+        if let Some(version) = &args.resource_version {
+            patch["metadata"]["resourceVersion"] = json!(version);
+        }
         patch_object(
             &session,
             &kind,
