@@ -142,6 +142,7 @@ impl Running {
         let deployment_caches = deployment::Caches {
             deployments: deployments.cache().clone(),
             replica_sets: replica_sets.cache().clone(),
+            pods: pods.cache().clone(),
         };
         let deployment_controller = config.controllers.is_enabled("deployment").then(|| {
             DeploymentController::new(

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use rudder_proto::objects::selector::LabelSelector;
 use serde_json::json;
 
 use super::reconcile::{reconcile, Plan};
-use super::sets::REVISION;
+use super::sets::{same_template, REVISION};
 use crate::controllers::runtime::{work, SyncGate};
 use crate::controllers::Stop;
 use crate::informer::{Cache, Event, ObjectKey};
@@ -31,6 +32,8 @@ use crate::queue::WorkQueue;
 pub struct Caches {
     pub deployments: Cache<Deployment>,
     pub replica_sets: Cache<ReplicaSet>,
+    /// For Recreate: no new pod while an old one is left.
+    pub pods: Cache<Pod>,
 }
 
 #[derive(Clone)]
@@ -44,7 +47,7 @@ struct Shared {
 pub struct DeploymentController {
     shared: Shared,
     workers: usize,
-    /// Deployments, ReplicaSets.
+    /// Deployments, ReplicaSets, pods.
     gate: SyncGate,
 }
 
@@ -58,7 +61,7 @@ impl DeploymentController {
                 queue: WorkQueue::default(),
             },
             workers: workers.max(1),
-            gate: SyncGate::new(2),
+            gate: SyncGate::new(3),
         }
     }
 
@@ -83,6 +86,7 @@ impl Actor for DeploymentController {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_message_stream(self.shared.caches.deployments.subscribe());
         ctx.add_message_stream(self.shared.caches.replica_sets.subscribe());
+        ctx.add_message_stream(self.shared.caches.pods.subscribe());
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -132,6 +136,27 @@ impl Handler<Event<ReplicaSet>> for DeploymentController {
     }
 }
 
+impl Handler<Event<Pod>> for DeploymentController {
+    type Result = ();
+
+    /// A pod of a Deployment's set is gone: a Recreate waiting for the old pods may go on.
+    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(2, ctx);
+        }
+        let Event::Deleted(pod) = event else { return };
+        let Some(set) = ObjectKey::controller_of(&pod.metadata, "ReplicaSet") else {
+            return;
+        };
+        let Some(set) = self.shared.caches.replica_sets.get(&set) else {
+            return;
+        };
+        if let Some(deployment) = ObjectKey::controller_of(&set.metadata, "Deployment") {
+            self.shared.queue.add(deployment);
+        }
+    }
+}
+
 fn deployments_selecting(caches: &Caches, set: &ReplicaSet) -> Vec<ObjectKey> {
     let namespace = set.metadata.namespace.clone().unwrap_or_default();
     let empty = BTreeMap::new();
@@ -155,7 +180,8 @@ async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, Clie
         return Ok(None);
     };
     let sets = shared.caches.replica_sets.in_namespace(&key.namespace);
-    let plan = match reconcile(&deployment, &sets, jiff::Timestamp::now()) {
+    let pods = shared.caches.pods.in_namespace(&key.namespace);
+    let plan = match reconcile(&deployment, &sets, &pods, jiff::Timestamp::now()) {
         Ok(plan) => plan,
         Err(error) => {
             // The API validates these; nothing to do until the Deployment changes.
@@ -207,14 +233,21 @@ async fn carry_out(
             Ok(_) => {}
             Err(error) if error.reason() == "AlreadyExists" => {
                 let name = new.metadata.name.clone().unwrap_or_default();
-                let ours = shared
+                // Not in the cache yet: it may be our own create of a moment ago that the
+                // ReplicaSet watch has not delivered; look again later rather than guess.
+                let Some(existing) = shared
                     .caches
                     .replica_sets
                     .get(&ObjectKey::new(namespace, &name))
-                    .is_some_and(|s| {
-                        crate::pods::controller_of(&s.metadata).is_some_and(|o| o.uid == uid)
-                    });
-                if !ours {
+                else {
+                    return Err(error);
+                };
+                let controlled =
+                    crate::pods::controller_of(&existing.metadata).is_some_and(|o| o.uid == uid);
+                let template = existing.spec.as_ref().and_then(|s| s.template.as_ref());
+                let wanted = deployment.spec.as_ref().map(|s| &s.template);
+                let same = matches!((template, wanted), (Some(t), Some(w)) if same_template(t, w));
+                if !(controlled && same) {
                     // Another template (or another owner) has this name: a hash collision.
                     let count = deployment
                         .status

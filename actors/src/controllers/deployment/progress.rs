@@ -9,6 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
     Paused,
+    /// Paused before, not now: the deadline starts again (`DeploymentResumed`).
+    Resumed,
     /// The new ReplicaSet was created now.
     Created,
     /// Compared with the status before: more updated, ready or available pods, or fewer old.
@@ -102,6 +104,14 @@ pub fn set_progressing(
             "Unknown",
             "DeploymentPaused",
             "Deployment is paused".into(),
+            now,
+        ),
+        Progress::Resumed => set_condition(
+            conditions,
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed".into(),
             now,
         ),
         Progress::Created => set_condition(

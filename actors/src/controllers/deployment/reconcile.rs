@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rudder_proto::objects::selector::LabelSelector;
 
@@ -61,9 +62,12 @@ pub enum DeploymentError {
     BadStrategy(#[from] crate::intstr::NotAPercentage),
 }
 
+/// `sets` and `pods`: those of the Deployment's namespace (pods only matter to Recreate, which
+/// waits until no pod of an old set is left, terminating ones included).
 pub fn reconcile(
     d: &Deployment,
     sets: &[Arc<ReplicaSet>],
+    pods: &[Arc<Pod>],
     now: jiff::Timestamp,
 ) -> Result<Plan, DeploymentError> {
     let spec = d.spec.clone().unwrap_or_default();
@@ -96,11 +100,11 @@ pub fn reconcile(
             Some(owner) if owner.uid == uid => {
                 if selected {
                     owned.push(set.clone());
-                } else {
+                } else if !deleting {
                     plan.release.push(set.clone());
                 }
             }
-            None if selected && !deleting => {
+            None if selected && !deleting && set.metadata.deletion_timestamp.is_none() => {
                 plan.adopt.push(set.clone());
                 owned.push(set.clone());
             }
@@ -162,6 +166,7 @@ pub fn reconcile(
                 } else if old
                     .iter()
                     .any(|s| s.status.as_ref().is_some_and(|st| st.replicas > 0))
+                    || old_pods_running(&old, pods)
                 {
                     None
                 } else {
@@ -221,6 +226,7 @@ pub fn reconcile(
                 } else if old
                     .iter()
                     .all(|s| s.status.as_ref().is_none_or(|st| st.replicas == 0))
+                    && !old_pods_running(&old, pods)
                     && current_size.replicas != replicas
                 {
                     plan.resize = vec![resize(&name, replicas)];
@@ -266,6 +272,14 @@ pub fn reconcile(
     let before = d.status.clone().unwrap_or_default();
     let old_before = before.replicas.unwrap_or(0) - before.updated_replicas.unwrap_or(0);
     let old_after = status.replicas.unwrap_or(0) - status.updated_replicas.unwrap_or(0);
+    let was_paused = before
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some("DeploymentPaused"));
+    if progress == Progress::Still && was_paused && !paused {
+        progress = Progress::Resumed;
+    }
     if progress == Progress::Still {
         progress = if complete && new.is_some() {
             Progress::Complete
@@ -296,6 +310,18 @@ pub fn reconcile(
     );
     plan.status = status;
     Ok(plan)
+}
+
+/// Whether a pod of an old set still exists and has not finished (terminating ones count:
+/// Recreate means no old pod runs beside a new one).
+fn old_pods_running(old: &[Arc<ReplicaSet>], pods: &[Arc<Pod>]) -> bool {
+    pods.iter().any(|pod| {
+        let owner = controller_of(&pod.metadata);
+        owner.is_some_and(|o| {
+            old.iter()
+                .any(|s| s.metadata.uid.as_deref() == Some(o.uid.as_str()))
+        }) && !crate::pods::is_terminal(pod)
+    })
 }
 
 /// Resizes for a changed `replicas`: one active set takes it all; with none active the
@@ -418,7 +444,7 @@ mod tests {
     #[test]
     fn a_new_deployment_creates_its_first_replica_set_at_revision_one() {
         let d = deployment("web:v1", 3, rolling());
-        let plan = reconcile(&d, &[], now()).unwrap();
+        let plan = reconcile(&d, &[], &[], now()).unwrap();
         let created = plan.create.clone().expect("a new set");
         let hash = template_hash(&d.spec.as_ref().unwrap().template, None);
         assert_eq!(
@@ -450,7 +476,7 @@ mod tests {
         let v1 = deployment("web:v1", 4, rolling());
         let old = set_of(&v1, 4, 4, 1, "2024-01-01T00:00:00Z");
         let v2 = deployment("web:v2", 4, rolling());
-        let plan = reconcile(&v2, std::slice::from_ref(&old), now()).unwrap();
+        let plan = reconcile(&v2, std::slice::from_ref(&old), &[], now()).unwrap();
         let created = plan.create.expect("a new set for v2");
         assert_eq!(
             created.spec.as_ref().unwrap().replicas,
@@ -462,7 +488,7 @@ mod tests {
             "2"
         );
         let new = set_of(&v2, 1, 0, 2, "2024-01-01T00:30:00Z");
-        let plan = reconcile(&v2, &[old.clone(), new], now()).unwrap();
+        let plan = reconcile(&v2, &[old.clone(), new], &[], now()).unwrap();
         assert_eq!(
             resized(&plan),
             [(old.metadata.name.clone().unwrap(), 3)],
@@ -476,18 +502,35 @@ mod tests {
         let v1 = deployment("web:v1", 3, recreate.clone());
         let v2 = deployment("web:v2", 3, recreate);
         let old = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
-        let plan = reconcile(&v2, std::slice::from_ref(&old), now()).unwrap();
+        let plan = reconcile(&v2, std::slice::from_ref(&old), &[], now()).unwrap();
         assert_eq!(resized(&plan), [(old.metadata.name.clone().unwrap(), 0)]);
         assert!(plan.create.is_none());
         let mut draining = (*set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z")).clone();
         draining.status.as_mut().unwrap().replicas = 2;
-        let plan = reconcile(&v2, &[Arc::new(draining)], now()).unwrap();
+        let plan = reconcile(&v2, &[Arc::new(draining)], &[], now()).unwrap();
         assert!(
             plan.create.is_none() && plan.resize.is_empty(),
             "old pods still there"
         );
-        let gone = set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z");
-        let plan = reconcile(&v2, &[gone], now()).unwrap();
+        let mut gone = (*set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z")).clone();
+        gone.metadata.uid = Some("old-set".into());
+        let gone = Arc::new(gone);
+        let terminating: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": "old-pod", "deletionTimestamp": "2024-01-01T00:59:00Z",
+                          "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                                "name": "x", "uid": "old-set", "controller": true }] },
+            "status": { "phase": "Running" }
+        }))
+        .unwrap();
+        let plan = reconcile(
+            &v2,
+            std::slice::from_ref(&gone),
+            &[Arc::new(terminating)],
+            now(),
+        )
+        .unwrap();
+        assert!(plan.create.is_none(), "an old pod is still terminating");
+        let plan = reconcile(&v2, &[gone], &[], now()).unwrap();
         assert_eq!(plan.create.unwrap().spec.unwrap().replicas, Some(3));
     }
 
@@ -497,7 +540,7 @@ mod tests {
         let old = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
         let mut v2 = deployment("web:v2", 3, rolling());
         v2.spec.as_mut().unwrap().paused = Some(true);
-        let plan = reconcile(&v2, &[old], now()).unwrap();
+        let plan = reconcile(&v2, &[old], &[], now()).unwrap();
         assert!(plan.create.is_none() && plan.resize.is_empty());
         assert_eq!(progressing_reason(&plan), "DeploymentPaused");
     }
@@ -507,7 +550,7 @@ mod tests {
         let v1 = deployment("web:v1", 3, rolling());
         let current = set_of(&v1, 3, 3, 1, "2024-01-01T00:00:00Z");
         let bigger = deployment("web:v1", 5, rolling());
-        let plan = reconcile(&bigger, std::slice::from_ref(&current), now()).unwrap();
+        let plan = reconcile(&bigger, std::slice::from_ref(&current), &[], now()).unwrap();
         assert_eq!(
             resized(&plan),
             [(current.metadata.name.clone().unwrap(), 5)]
@@ -521,7 +564,7 @@ mod tests {
         let v2 = deployment("web:v2", 2, rolling());
         let first = set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z");
         let second = set_of(&v2, 2, 2, 2, "2024-01-01T00:10:00Z");
-        let plan = reconcile(&v1, &[first.clone(), second], now()).unwrap();
+        let plan = reconcile(&v1, &[first.clone(), second], &[], now()).unwrap();
         assert!(plan.create.is_none(), "v1's set is reused");
         let back = plan
             .resize
@@ -551,7 +594,7 @@ mod tests {
             })
             .chain([set_of(&d, 2, 2, 4, "2024-01-01T00:09:00Z")])
             .collect();
-        let plan = reconcile(&d, &sets, now()).unwrap();
+        let plan = reconcile(&d, &sets, &[], now()).unwrap();
         let oldest: Vec<String> = sets[..2]
             .iter()
             .map(|s| s.metadata.name.clone().unwrap())
@@ -586,7 +629,7 @@ mod tests {
         .clone();
         unselected.metadata.labels =
             Some(BTreeMap::from([("app".to_string(), "other".to_string())]));
-        let plan = reconcile(&d, &[Arc::new(orphan), Arc::new(unselected)], now()).unwrap();
+        let plan = reconcile(&d, &[Arc::new(orphan), Arc::new(unselected)], &[], now()).unwrap();
         assert_eq!(plan.adopt.len(), 1);
         assert_eq!(plan.release.len(), 1);
         assert!(plan.create.is_none(), "the adopted set has the template");

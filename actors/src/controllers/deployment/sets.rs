@@ -152,9 +152,9 @@ pub fn status(
     }
 }
 
-/// Old sets with nothing left in them beyond the `limit` newest (`cleanupDeployment`).
+/// Old sets with nothing left in them beyond the `limit` latest revisions (`cleanupDeployment`).
 pub fn history_to_delete(old: &[Arc<ReplicaSet>], limit: i32) -> Vec<String> {
-    let empty: Vec<&Arc<ReplicaSet>> = old
+    let mut empty: Vec<&Arc<ReplicaSet>> = old
         .iter()
         .filter(|s| {
             s.spec.as_ref().and_then(|x| x.replicas) == Some(0)
@@ -162,6 +162,8 @@ pub fn history_to_delete(old: &[Arc<ReplicaSet>], limit: i32) -> Vec<String> {
                 && s.metadata.deletion_timestamp.is_none()
         })
         .collect();
+    // Lowest revision first: a set an undo brought back is old by creation but recent.
+    empty.sort_by_key(|s| revision_of(s).unwrap_or(0));
     let excess = empty
         .len()
         .saturating_sub(usize::try_from(limit.max(0)).unwrap_or(0));
