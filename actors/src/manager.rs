@@ -16,12 +16,14 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
 
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
+use crate::controllers::job::actor::{self as job, JobController};
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, Informer, Query};
@@ -122,6 +124,8 @@ struct Running {
     deployments: Informer<Deployment>,
     replica_set_controller: Option<Addr<ReplicaSetController>>,
     deployment_controller: Option<Addr<DeploymentController>>,
+    jobs: Informer<Job>,
+    job_controller: Option<Addr<JobController>>,
 }
 
 impl Running {
@@ -153,6 +157,14 @@ impl Running {
             )
             .start()
         });
+        let jobs = Informer::start(client.clone(), Query::all::<Job>(), vec![]);
+        let job_caches = job::Caches {
+            jobs: jobs.cache().clone(),
+            pods: pods.cache().clone(),
+        };
+        let job_controller = config.controllers.is_enabled("job").then(|| {
+            JobController::new(client.clone(), fence.clone(), job_caches, config.workers).start()
+        });
         let replica_set_controller = config.controllers.is_enabled("replicaset").then(|| {
             ReplicaSetController::new(client, fence.clone(), caches, config.workers).start()
         });
@@ -164,6 +176,8 @@ impl Running {
             deployments,
             replica_set_controller,
             deployment_controller,
+            jobs,
+            job_controller,
         }
     }
 
@@ -174,7 +188,11 @@ impl Running {
         if let Some(controller) = &self.deployment_controller {
             controller.do_send(Stop);
         }
+        if let Some(controller) = &self.job_controller {
+            controller.do_send(Stop);
+        }
         self.deployments.stop();
+        self.jobs.stop();
         self.pods.stop();
         self.replica_sets.stop();
         self.controllers.stop();

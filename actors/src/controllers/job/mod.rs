@@ -8,7 +8,9 @@
 //! - `backoff.rs`: the failure backoff before replacements, and OnFailure restarts, pure.
 //! - `template.rs`: the pods a Job creates (labels, tracking finalizer, index), pure.
 //! - `indexes.rs`: the `"1,3-5"` form of `status.completedIndexes`, pure.
+//! - `actor.rs`: the shell: cache events to keys, workers that reconcile and act.
 
+pub mod actor;
 pub mod backoff;
 #[cfg(test)]
 mod fixtures;

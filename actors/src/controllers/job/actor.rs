@@ -1,0 +1,284 @@
+//! The Job controller's shell: an actix actor that turns Job and pod events into Job keys,
+//! and workers that reconcile a key and carry the plan out under the leader's fence: pods
+//! created in slow-start batches and deleted (expectations lowered by what the cache shows),
+//! tracking finalizers removed once the status holds a pod's end, the status written at the
+//! Job's resourceVersion (a conflict means the cache lagged: look again), and a finished
+//! Job past its TTL deleted with its pods.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures::future::join_all;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use rudder_proto::api::{DeleteRequest, Fence};
+use rudder_proto::client::{ApiClient, ClientError};
+use serde_json::json;
+
+use super::reconcile::{reconcile, Plan};
+use super::template::TRACKING_FINALIZER;
+use crate::controllers::replicaset::reconcile::slow_start_batches;
+use crate::controllers::runtime::{work, SyncGate};
+use crate::controllers::Stop;
+use crate::expectations::Expectations;
+use crate::informer::{Cache, Event, ObjectKey};
+use crate::queue::WorkQueue;
+
+#[derive(Clone)]
+pub struct Caches {
+    pub jobs: Cache<Job>,
+    pub pods: Cache<Pod>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    client: Arc<ApiClient>,
+    fence: Fence,
+    caches: Caches,
+    queue: WorkQueue<ObjectKey>,
+    expectations: Arc<Mutex<Expectations>>,
+}
+
+impl Shared {
+    fn expectations(&self) -> MutexGuard<'_, Expectations> {
+        self.expectations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct JobController {
+    shared: Shared,
+    workers: usize,
+    /// Jobs, pods.
+    gate: SyncGate,
+}
+
+impl JobController {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, workers: usize) -> Self {
+        Self {
+            shared: Shared {
+                client,
+                fence,
+                caches,
+                queue: WorkQueue::default(),
+                expectations: Arc::default(),
+            },
+            workers: workers.max(1),
+            gate: SyncGate::new(2),
+        }
+    }
+
+    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
+        if !self.gate.synced(which) {
+            return;
+        }
+        for _ in 0..self.workers {
+            let shared = self.shared.clone();
+            let worker = work(shared.queue.clone(), "job", move |key| {
+                let shared = shared.clone();
+                async move { sync(&shared, &key).await }
+            });
+            ctx.spawn(worker.into_actor(self));
+        }
+    }
+}
+
+impl Actor for JobController {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.add_message_stream(self.shared.caches.jobs.subscribe());
+        ctx.add_message_stream(self.shared.caches.pods.subscribe());
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.shared.queue.shut_down();
+    }
+}
+
+impl Handler<Stop> for JobController {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Event<Job>> for JobController {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<Job>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(0, ctx);
+        }
+        if let Some(key) = event.key() {
+            self.shared.queue.add(key);
+        }
+    }
+}
+
+impl Handler<Event<Pod>> for JobController {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
+        if let Event::Synced = event {
+            self.synced(1, ctx);
+        }
+        let shared = &self.shared;
+        if let Event::Added(pod) = &event {
+            if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
+                shared.expectations().creation_observed(&job.to_string());
+            }
+        }
+        let deleting = match &event {
+            Event::Deleted(pod) => Some(pod),
+            Event::Updated { old, new }
+                if old.metadata.deletion_timestamp.is_none()
+                    && new.metadata.deletion_timestamp.is_some() =>
+            {
+                Some(new)
+            }
+            _ => None,
+        };
+        if let Some(pod) = deleting {
+            if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                shared
+                    .expectations()
+                    .deletion_observed(&job.to_string(), &name);
+            }
+        }
+        for pod in event.states() {
+            if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
+                shared.queue.add(job);
+            }
+        }
+    }
+}
+
+async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, ClientError> {
+    let expectation_key = key.to_string();
+    let Some(job) = shared.caches.jobs.get(key) else {
+        shared.expectations().forget(&expectation_key);
+        return Ok(None);
+    };
+    let pods = shared.caches.pods.in_namespace(&key.namespace);
+    let may_act = shared
+        .expectations()
+        .satisfied(&expectation_key, Instant::now());
+    let plan = reconcile(&job, &pods, may_act, jiff::Timestamp::now());
+    if let Some(invalid) = &plan.invalid {
+        tracing::warn!(job = %key, %invalid, "cannot run this Job");
+        return Ok(None);
+    }
+    carry_out(shared, key, &job, &plan).await?;
+    Ok(plan.requeue_after)
+}
+
+async fn carry_out(
+    shared: &Shared,
+    key: &ObjectKey,
+    job: &Job,
+    plan: &Plan,
+) -> Result<(), ClientError> {
+    let api = shared.client.fenced(&shared.fence);
+    let namespace = key.namespace.as_str();
+    let expectation_key = key.to_string();
+    // The status first: it holds the ends counted, before their finalizers go.
+    if plan.status_changed {
+        // A whole replacement at the Job's resourceVersion, not a merge patch: a merge patch
+        // cannot clear a field the new status leaves out (uncountedTerminatedPods emptied),
+        // and the ends it held would be counted again.
+        let mut body = serde_json::to_value(job).expect("a Job always encodes");
+        body["status"] = serde_json::to_value(&plan.status).expect("a status always encodes");
+        api.update_object("jobs", namespace, &key.name, &body, true)
+            .await?;
+    }
+    for pod in &plan.remove_finalizers {
+        let finalizers: Vec<&String> = pod
+            .metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != TRACKING_FINALIZER)
+            .collect();
+        let patch = json!({ "metadata": {
+            "finalizers": finalizers,
+            "resourceVersion": pod.metadata.resource_version,
+        } });
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match api
+            .patch_object("pods", namespace, &name, &patch, false)
+            .await
+        {
+            Ok(_) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    if !plan.create.is_empty() {
+        let count = u32::try_from(plan.create.len()).unwrap_or(u32::MAX);
+        shared
+            .expectations()
+            .expect(&expectation_key, count, &[], Instant::now());
+        let mut pending = plan.create.iter();
+        let mut created = 0;
+        for batch in slow_start_batches(plan.create.len()) {
+            let pods: Vec<_> = pending.by_ref().take(batch).collect();
+            let results = join_all(pods.iter().map(|new| {
+                let body = serde_json::to_value(&new.pod).expect("a pod always encodes");
+                async move { api.create_object("pods", namespace, &body).await }
+            }))
+            .await;
+            let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
+            created += batch - failed.len();
+            if let Some(error) = failed.into_iter().next() {
+                for _ in created..plan.create.len() {
+                    shared.expectations().creation_observed(&expectation_key);
+                }
+                return Err(error);
+            }
+        }
+    }
+    if !plan.delete.is_empty() {
+        let names: Vec<String> = plan
+            .delete
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        shared
+            .expectations()
+            .expect(&expectation_key, 0, &names, Instant::now());
+        for name in &names {
+            let request = DeleteRequest {
+                resource: "pods".into(),
+                namespace: namespace.into(),
+                name: name.clone(),
+                ..Default::default()
+            };
+            if let Err(error) = api.delete_object(request).await {
+                shared
+                    .expectations()
+                    .deletion_observed(&expectation_key, name);
+                if !error.is_not_found() {
+                    return Err(error);
+                }
+            }
+        }
+    }
+    if plan.delete_job {
+        let request = DeleteRequest {
+            resource: "jobs".into(),
+            namespace: namespace.into(),
+            name: key.name.clone(),
+            propagation_policy: "Background".into(),
+            ..Default::default()
+        };
+        match api.delete_object(request).await {
+            Ok(_) => {}
+            Err(error) if error.is_not_found() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
