@@ -160,6 +160,7 @@ async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, Clie
     let expectation_key = key.to_string();
     let Some(job) = shared.caches.jobs.get(key) else {
         shared.expectations().forget(&expectation_key);
+        release_orphans(shared, key).await?;
         return Ok(None);
     };
     let pods = shared.caches.pods.in_namespace(&key.namespace);
@@ -195,76 +196,63 @@ async fn carry_out(
             .await?;
     }
     for pod in &plan.remove_finalizers {
-        let finalizers: Vec<&String> = pod
-            .metadata
-            .finalizers
-            .iter()
-            .flatten()
-            .filter(|f| *f != TRACKING_FINALIZER)
-            .collect();
-        let patch = json!({ "metadata": {
-            "finalizers": finalizers,
-            "resourceVersion": pod.metadata.resource_version,
-        } });
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        match api
-            .patch_object("pods", namespace, &name, &patch, false)
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(error),
-        }
+        remove_tracking_finalizer(&api, pod).await?;
     }
-    if !plan.create.is_empty() {
+    // One expectation for this sync's creates and deletes together: setting them apart
+    // would let the second forget the first.
+    let names: Vec<String> = plan
+        .delete
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    if !plan.create.is_empty() || !names.is_empty() {
         let count = u32::try_from(plan.create.len()).unwrap_or(u32::MAX);
         shared
             .expectations()
-            .expect(&expectation_key, count, &[], Instant::now());
-        let mut pending = plan.create.iter();
-        let mut created = 0;
-        for batch in slow_start_batches(plan.create.len()) {
-            let pods: Vec<_> = pending.by_ref().take(batch).collect();
-            let results = join_all(pods.iter().map(|new| {
-                let body = serde_json::to_value(&new.pod).expect("a pod always encodes");
-                async move { api.create_object("pods", namespace, &body).await }
-            }))
-            .await;
-            let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
-            created += batch - failed.len();
-            if let Some(error) = failed.into_iter().next() {
-                for _ in created..plan.create.len() {
-                    shared.expectations().creation_observed(&expectation_key);
-                }
-                return Err(error);
+            .expect(&expectation_key, count, &names, Instant::now());
+    }
+    let mut first_error = None;
+    let deletes = names.iter().map(|name| {
+        let request = DeleteRequest {
+            resource: "pods".into(),
+            namespace: namespace.into(),
+            name: name.clone(),
+            ..Default::default()
+        };
+        async move { (name, api.delete_object(request).await) }
+    });
+    for (name, result) in join_all(deletes).await {
+        if let Err(error) = result {
+            // Never to be seen: stop expecting it.
+            shared
+                .expectations()
+                .deletion_observed(&expectation_key, name);
+            if !error.is_not_found() {
+                first_error.get_or_insert(error);
             }
         }
     }
-    if !plan.delete.is_empty() {
-        let names: Vec<String> = plan
-            .delete
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .collect();
-        shared
-            .expectations()
-            .expect(&expectation_key, 0, &names, Instant::now());
-        for name in &names {
-            let request = DeleteRequest {
-                resource: "pods".into(),
-                namespace: namespace.into(),
-                name: name.clone(),
-                ..Default::default()
-            };
-            if let Err(error) = api.delete_object(request).await {
-                shared
-                    .expectations()
-                    .deletion_observed(&expectation_key, name);
-                if !error.is_not_found() {
-                    return Err(error);
-                }
+    let mut pending = plan.create.iter();
+    let mut created = 0;
+    for batch in slow_start_batches(plan.create.len()) {
+        let pods: Vec<_> = pending.by_ref().take(batch).collect();
+        let results = join_all(pods.iter().map(|new| {
+            let body = serde_json::to_value(&new.pod).expect("a pod always encodes");
+            async move { api.create_object("pods", namespace, &body).await }
+        }))
+        .await;
+        let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
+        created += batch - failed.len();
+        if let Some(error) = failed.into_iter().next() {
+            // Neither the failed creates nor the skipped batches will be seen.
+            for _ in created..plan.create.len() {
+                shared.expectations().creation_observed(&expectation_key);
             }
+            return Err(error);
         }
+    }
+    if let Some(error) = first_error {
+        return Err(error);
     }
     if plan.delete_job {
         let request = DeleteRequest {
@@ -281,4 +269,51 @@ async fn carry_out(
         }
     }
     Ok(())
+}
+
+/// The Job is gone (deleted with Background or Orphan propagation): its pods must not keep
+/// the tracking finalizer, or they would never go.
+async fn release_orphans(shared: &Shared, key: &ObjectKey) -> Result<(), ClientError> {
+    let api = shared.client.fenced(&shared.fence);
+    let pods = shared.caches.pods.in_namespace(&key.namespace);
+    let orphans = pods.iter().filter(|pod| {
+        ObjectKey::controller_of(&pod.metadata, "Job").as_ref() == Some(key)
+            && pod
+                .metadata
+                .finalizers
+                .iter()
+                .flatten()
+                .any(|f| f == TRACKING_FINALIZER)
+    });
+    for pod in orphans {
+        remove_tracking_finalizer(&api, pod).await?;
+    }
+    Ok(())
+}
+
+async fn remove_tracking_finalizer(
+    api: &rudder_proto::client::Fenced<'_>,
+    pod: &Pod,
+) -> Result<(), ClientError> {
+    let finalizers: Vec<&String> = pod
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != TRACKING_FINALIZER)
+        .collect();
+    let patch = json!({ "metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": pod.metadata.resource_version,
+    } });
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    match api
+        .patch_object("pods", &namespace, &name, &patch, false)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_not_found() => Ok(()),
+        Err(error) => Err(error),
+    }
 }
