@@ -7,28 +7,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Plane;
-use rudder_actors::leader::ElectionConfig;
-use rudder_actors::manager::{spawn_in_system, ManagerConfig};
+use common::{Manager, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-
-fn manager_config() -> ManagerConfig {
-    ManagerConfig {
-        election: ElectionConfig {
-            lease_duration: Duration::from_secs(3),
-            renew_deadline: Duration::from_secs(2),
-            retry_period: Duration::from_millis(250),
-            ..ElectionConfig::default()
-        },
-        ..ManagerConfig::new("test-master")
-    }
-}
 
 async fn list(client: &ApiClient, resource: &str) -> Vec<Value> {
     let listed = client
@@ -55,8 +38,7 @@ fn revision(object: &Value) -> Option<&str> {
 async fn a_deployment_gets_its_replica_set_and_pods_and_rolls_out_within_its_surge() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let (stop, stopped) = watch::channel(false);
-    let manager = spawn_in_system(plane.new_client(), manager_config(), stopped).expect("a thread");
+    let manager = Manager::start(plane.new_client());
 
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -121,12 +103,6 @@ async fn a_deployment_gets_its_replica_set_and_pods_and_rolls_out_within_its_sur
         .cloned();
     assert!(progressing.is_some_and(|c| c["status"] == "True"), "{d}");
 
-    stop.send(true).expect("the manager listens");
-    let outcome = tokio::task::spawn_blocking(move || manager.join())
-        .await
-        .expect("joined");
-    outcome
-        .expect("the manager thread")
-        .expect("a valid config");
+    manager.stop().await;
     plane.shutdown().await;
 }

@@ -8,26 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::Plane;
-use rudder_actors::leader::ElectionConfig;
-use rudder_actors::manager::{spawn_in_system, ManagerConfig};
+use common::{Manager, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-
-fn manager_config() -> ManagerConfig {
-    ManagerConfig {
-        election: ElectionConfig {
-            lease_duration: Duration::from_secs(3),
-            renew_deadline: Duration::from_secs(2),
-            retry_period: Duration::from_millis(250),
-            ..ElectionConfig::default()
-        },
-        ..ManagerConfig::new("test-master")
-    }
-}
 
 fn job(name: &str, completions: i32, parallelism: i32, backoff_limit: i32) -> Value {
     json!({
@@ -88,8 +73,7 @@ fn condition(job: &Value, kind: &str) -> Option<Value> {
 async fn jobs_complete_at_their_parallelism_and_fail_past_their_backoff_limit() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let (stop, stopped) = watch::channel(false);
-    let manager = spawn_in_system(plane.new_client(), manager_config(), stopped).expect("a thread");
+    let manager = Manager::start(plane.new_client());
 
     client
         .create_object("jobs", "default", &job("count", 3, 2, 6))
@@ -147,12 +131,6 @@ async fn jobs_complete_at_their_parallelism_and_fail_past_their_backoff_limit() 
     })
     .await;
 
-    stop.send(true).expect("the manager listens");
-    let outcome = tokio::task::spawn_blocking(move || manager.join())
-        .await
-        .expect("joined");
-    outcome
-        .expect("the manager thread")
-        .expect("a valid config");
+    manager.stop().await;
     plane.shutdown().await;
 }

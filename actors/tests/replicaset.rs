@@ -6,28 +6,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::Plane;
-use rudder_actors::leader::ElectionConfig;
-use rudder_actors::manager::{spawn_in_system, ManagerConfig};
+use common::{Manager, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use serde_json::{json, Value};
-use tokio::sync::watch;
-
-fn manager_config() -> ManagerConfig {
-    ManagerConfig {
-        election: ElectionConfig {
-            lease_duration: Duration::from_secs(3),
-            renew_deadline: Duration::from_secs(2),
-            retry_period: Duration::from_millis(250),
-            ..ElectionConfig::default()
-        },
-        ..ManagerConfig::new("test-master")
-    }
-}
 
 fn replica_set(name: &str, replicas: i64) -> Value {
     json!({
@@ -88,8 +71,7 @@ async fn scale(client: &ApiClient, resource: &str, name: &str, replicas: i64) {
 async fn replica_sets_scale_replace_adopt_release_and_report_their_status() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let (stop, stopped) = watch::channel(false);
-    let manager = spawn_in_system(plane.new_client(), manager_config(), stopped).expect("a thread");
+    let manager = Manager::start(plane.new_client());
 
     client
         .create_object("replicasets", "default", &replica_set("web", 3))
@@ -192,12 +174,6 @@ async fn replica_sets_scale_replace_adopt_release_and_report_their_status() {
         .iter()
         .all(|p| owner_kind(p) == Some("ReplicationController")));
 
-    stop.send(true).expect("the manager listens");
-    let outcome = tokio::task::spawn_blocking(move || manager.join())
-        .await
-        .expect("joined");
-    outcome
-        .expect("the manager thread")
-        .expect("a valid config");
+    manager.stop().await;
     plane.shutdown().await;
 }

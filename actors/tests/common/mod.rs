@@ -6,6 +6,9 @@
 
 use std::sync::Arc;
 
+use rudder_actors::leader::ConfigError;
+use rudder_actors::leader::ElectionConfig;
+use rudder_actors::manager::{spawn_in_system, ManagerConfig};
 use rudder_apiserver::test_support::{self, eventually, Masters};
 use rudder_proto::client::ApiClient;
 use rudder_raftstore::test_support::Cluster;
@@ -92,5 +95,41 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The controller manager on a thread of its own, with short election timers (lease 3 s,
+/// renew deadline 2 s, retry 250 ms), against `client`.
+pub struct Manager {
+    stop: watch::Sender<bool>,
+    thread: std::thread::JoinHandle<Result<(), ConfigError>>,
+}
+
+impl Manager {
+    pub fn start(client: Arc<ApiClient>) -> Self {
+        let config = ManagerConfig {
+            election: ElectionConfig {
+                lease_duration: std::time::Duration::from_secs(3),
+                renew_deadline: std::time::Duration::from_secs(2),
+                retry_period: std::time::Duration::from_millis(250),
+                ..ElectionConfig::default()
+            },
+            ..ManagerConfig::new("test-master")
+        };
+        let (stop, stopped) = watch::channel(false);
+        let thread = spawn_in_system(client, config, stopped).expect("a thread");
+        Self { stop, thread }
+    }
+
+    /// Stops every controller and waits for the thread.
+    pub async fn stop(self) {
+        self.stop.send(true).expect("the manager listens");
+        let thread = self.thread;
+        let outcome = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("joined");
+        outcome
+            .expect("the manager thread")
+            .expect("a valid config");
     }
 }
