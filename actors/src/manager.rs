@@ -25,8 +25,9 @@ use tokio::sync::watch;
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::job::actor::{self as job, JobController};
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
+use crate::controllers::runtime::{Controller, ControllerActor};
 use crate::controllers::Stop;
-use crate::informer::{by_owner_uid, Informer, Query};
+use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
 use crate::leader::{unique_identity, ConfigError, ElectionConfig, Elector, Leadership};
 use crate::selection::Selection;
 
@@ -118,83 +119,79 @@ pub fn spawn_in_system(
 /// The informers and controllers of one term of leadership.
 struct Running {
     fence: Fence,
-    pods: Informer<Pod>,
-    replica_sets: Informer<ReplicaSet>,
-    controllers: Informer<ReplicationController>,
-    deployments: Informer<Deployment>,
-    replica_set_controller: Option<Addr<ReplicaSetController>>,
-    deployment_controller: Option<Addr<DeploymentController>>,
-    jobs: Informer<Job>,
-    job_controller: Option<Addr<JobController>>,
+    /// Every controller started, to be told to [`Stop`].
+    controllers: Vec<Recipient<Stop>>,
+    /// Every informer started, to be stopped after the controllers.
+    informers: Vec<Box<dyn Fn()>>,
 }
 
 impl Running {
     fn start(client: Arc<ApiClient>, fence: Fence, config: &ManagerConfig) -> Self {
-        let pods = Informer::start(client.clone(), Query::all::<Pod>(), vec![by_owner_uid()]);
-        let replica_sets = Informer::start(client.clone(), Query::all::<ReplicaSet>(), vec![]);
-        let controllers = Informer::start(
-            client.clone(),
-            Query::all::<ReplicationController>(),
-            vec![],
-        );
-        let caches = Caches {
-            pods: pods.cache().clone(),
-            replica_sets: replica_sets.cache().clone(),
-            controllers: controllers.cache().clone(),
+        let mut running = Self {
+            fence: fence.clone(),
+            controllers: Vec::new(),
+            informers: Vec::new(),
         };
-        let deployments = Informer::start(client.clone(), Query::all::<Deployment>(), vec![]);
-        let deployment_caches = deployment::Caches {
-            deployments: deployments.cache().clone(),
-            replica_sets: replica_sets.cache().clone(),
-            pods: pods.cache().clone(),
-        };
-        let deployment_controller = config.controllers.is_enabled("deployment").then(|| {
-            DeploymentController::new(
-                client.clone(),
-                fence.clone(),
-                deployment_caches,
-                config.workers,
-            )
-            .start()
-        });
-        let jobs = Informer::start(client.clone(), Query::all::<Job>(), vec![]);
-        let job_caches = job::Caches {
-            jobs: jobs.cache().clone(),
-            pods: pods.cache().clone(),
-        };
-        let job_controller = config.controllers.is_enabled("job").then(|| {
-            JobController::new(client.clone(), fence.clone(), job_caches, config.workers).start()
-        });
-        let replica_set_controller = config.controllers.is_enabled("replicaset").then(|| {
-            ReplicaSetController::new(client, fence.clone(), caches, config.workers).start()
-        });
-        Self {
-            fence,
-            pods,
-            replica_sets,
-            controllers,
-            deployments,
-            replica_set_controller,
-            deployment_controller,
-            jobs,
-            job_controller,
+        let pods = running.inform::<Pod>(&client, vec![by_owner_uid()]);
+        let replica_sets = running.inform::<ReplicaSet>(&client, vec![]);
+        let controllers = running.inform::<ReplicationController>(&client, vec![]);
+        let deployments = running.inform::<Deployment>(&client, vec![]);
+        let jobs = running.inform::<Job>(&client, vec![]);
+        let workers = config.workers;
+        if config.controllers.is_enabled("replicaset") {
+            let caches = Caches {
+                pods: pods.clone(),
+                replica_sets: replica_sets.clone(),
+                controllers,
+            };
+            running.run(
+                ReplicaSetController::new(client.clone(), fence.clone(), caches),
+                workers,
+            );
         }
+        if config.controllers.is_enabled("deployment") {
+            let caches = deployment::Caches {
+                deployments,
+                replica_sets,
+                pods: pods.clone(),
+            };
+            running.run(
+                DeploymentController::new(client.clone(), fence.clone(), caches),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("job") {
+            let caches = job::Caches { jobs, pods };
+            running.run(JobController::new(client, fence, caches), workers);
+        }
+        running
     }
 
+    /// Starts an informer over every object of kind `K`; returns its cache.
+    fn inform<K: ApiObject>(
+        &mut self,
+        client: &Arc<ApiClient>,
+        indexes: Vec<Index<K>>,
+    ) -> Cache<K> {
+        let informer = Informer::start(client.clone(), Query::all::<K>(), indexes);
+        let cache = informer.cache().clone();
+        self.informers.push(Box::new(move || informer.stop()));
+        cache
+    }
+
+    /// Starts `controller` in an actor of its own.
+    fn run<C: Controller>(&mut self, controller: C, workers: usize) {
+        let actor = ControllerActor::new(controller, workers).start();
+        self.controllers.push(actor.recipient());
+    }
+
+    /// Stops every controller, then the informers feeding them.
     fn stop(self) {
-        if let Some(controller) = &self.replica_set_controller {
+        for controller in &self.controllers {
             controller.do_send(Stop);
         }
-        if let Some(controller) = &self.deployment_controller {
-            controller.do_send(Stop);
+        for stop in &self.informers {
+            stop();
         }
-        if let Some(controller) = &self.job_controller {
-            controller.do_send(Stop);
-        }
-        self.deployments.stop();
-        self.jobs.stop();
-        self.pods.stop();
-        self.replica_sets.stop();
-        self.controllers.stop();
     }
 }

@@ -1,15 +1,150 @@
-//! What every controller's shell shares: the gate that holds its workers until all its
-//! caches have synced (client-go's `WaitForCacheSync`: a sync on a cache still filling sees
-//! too little and acts twice), and the worker loop over its work queue.
+//! What every controller's shell shares: the [`Controller`] trait a controller implements
+//! (its key, its work queue, how one key is synced, which caches it reads) and the one actor
+//! that runs any of them ([`ControllerActor`]): it subscribes to the caches, hands each event
+//! to the controller to turn into keys, holds the workers until every cache has synced
+//! (client-go's `WaitForCacheSync`: a sync on a cache still filling sees too little and acts
+//! twice), runs the worker loop over the queue, and stops on [`Stop`].
+//!
+//! ```text
+//!  caches ─► Watched<K> ─► Watches<K>::on_event (keys ─► queue)
+//!                          every cache Synced ─► `workers` × work(queue, sync)
+//!  Stop ─► actor stops ─► queue shut down ─► workers end after their current key
+//! ```
 
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
 use std::time::Duration;
 
+use actix::prelude::*;
+use futures::StreamExt;
 use rudder_proto::client::ClientError;
 
+use super::Stop;
+use crate::informer::{ApiObject, Cache, Event};
 use crate::queue::WorkQueue;
+
+/// A controller's logic as the shared actor runs it. Clones share one state (the caches, the
+/// queue, expectations): each worker holds a clone.
+pub trait Controller: Clone + Unpin + Send + 'static {
+    /// What the work queue holds.
+    type Key: Eq + Hash + Clone + Display + Send + Unpin + 'static;
+
+    /// The controller's name in logs and `--controllers`.
+    const NAME: &'static str;
+
+    fn queue(&self) -> &WorkQueue<Self::Key>;
+
+    /// Subscribes the actor to every cache the controller reads (`caches.watch(&cache)`),
+    /// each once; the workers start when all of them have synced.
+    fn watch(&self, caches: &mut Subscriptions<'_, Self>);
+
+    /// One reconcile of `key`, carried out; returns when to look again.
+    fn sync(&self, key: Self::Key) -> impl Future<Output = Result<Option<Duration>, ClientError>>;
+}
+
+/// How a controller turns one cache's events into keys (and expectations observed).
+pub trait Watches<K>: Controller {
+    fn on_event(&self, event: &Event<K>);
+}
+
+/// One cache's event, tagged with the cache's place in the sync gate.
+pub struct Watched<K> {
+    cache: usize,
+    event: Event<K>,
+}
+
+impl<K: 'static> Message for Watched<K> {
+    type Result = ();
+}
+
+/// Where [`Controller::watch`] subscribes the actor.
+pub struct Subscriptions<'a, C: Controller> {
+    ctx: &'a mut Context<ControllerActor<C>>,
+    count: usize,
+}
+
+impl<C: Controller> Subscriptions<'_, C> {
+    /// Feeds every event of `cache` to `C::on_event`.
+    pub fn watch<K: ApiObject>(&mut self, cache: &Cache<K>)
+    where
+        C: Watches<K>,
+    {
+        let which = self.count;
+        self.count += 1;
+        self.ctx
+            .add_message_stream(cache.subscribe().map(move |event| Watched {
+                cache: which,
+                event,
+            }));
+    }
+}
+
+/// The actor running one controller of type `C` for one term of leadership.
+pub struct ControllerActor<C: Controller> {
+    controller: C,
+    workers: usize,
+    gate: SyncGate,
+}
+
+impl<C: Controller> ControllerActor<C> {
+    /// Runs `controller` with `workers` syncs at a time (at least one).
+    pub fn new(controller: C, workers: usize) -> Self {
+        Self {
+            controller,
+            workers: workers.max(1),
+            gate: SyncGate::new(0),
+        }
+    }
+}
+
+impl<C: Controller> Actor for ControllerActor<C> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let controller = self.controller.clone();
+        let mut caches = Subscriptions { ctx, count: 0 };
+        controller.watch(&mut caches);
+        self.gate = SyncGate::new(caches.count);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.controller.queue().shut_down();
+    }
+}
+
+impl<C: Controller> Handler<Stop> for ControllerActor<C> {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+impl<C, K> Handler<Watched<K>> for ControllerActor<C>
+where
+    C: Watches<K>,
+    K: 'static,
+{
+    type Result = ();
+
+    fn handle(&mut self, watched: Watched<K>, ctx: &mut Self::Context) {
+        if let Event::Synced = watched.event {
+            if self.gate.synced(watched.cache) {
+                for _ in 0..self.workers {
+                    let controller = self.controller.clone();
+                    let queue = controller.queue().clone();
+                    let worker = work(queue, C::NAME, move |key| {
+                        let controller = controller.clone();
+                        async move { controller.sync(key).await }
+                    });
+                    ctx.spawn(worker.into_actor(self));
+                }
+            }
+        }
+        self.controller.on_event(&watched.event);
+    }
+}
 
 /// Which of a controller's caches have applied their first list.
 #[derive(Debug, Clone)]

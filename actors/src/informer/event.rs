@@ -56,6 +56,22 @@ impl<K: ApiObject> Event<K> {
         }
     }
 
+    /// The object whose deletion this event shows: it is gone, or it has just been marked
+    /// for deletion (a pod on a node stays until its kubelet confirms; a controller counting
+    /// its deletes must not wait for that).
+    pub fn deletion_seen(&self) -> Option<&Arc<K>> {
+        match self {
+            Self::Deleted(object) => Some(object),
+            Self::Updated { old, new }
+                if old.metadata().deletion_timestamp.is_none()
+                    && new.metadata().deletion_timestamp.is_some() =>
+            {
+                Some(new)
+            }
+            _ => None,
+        }
+    }
+
     /// Every state the event shows (old and new for an update): a controller maps each to
     /// its key, as an update that changed a pod's owner concerns both owners.
     pub fn states(&self) -> Vec<&Arc<K>> {

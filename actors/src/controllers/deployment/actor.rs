@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::{DeleteRequest, Fence};
@@ -23,8 +22,7 @@ use serde_json::json;
 
 use super::reconcile::{reconcile, Plan};
 use super::sets::{same_template, REVISION};
-use crate::controllers::runtime::{work, SyncGate};
-use crate::controllers::Stop;
+use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
 
@@ -36,98 +34,62 @@ pub struct Caches {
     pub pods: Cache<Pod>,
 }
 
+/// The Deployment controller: clones share the caches and the queue (each worker holds one).
 #[derive(Clone)]
-struct Shared {
+pub struct DeploymentController {
     client: Arc<ApiClient>,
     fence: Fence,
     caches: Caches,
     queue: WorkQueue<ObjectKey>,
 }
 
-pub struct DeploymentController {
-    shared: Shared,
-    workers: usize,
-    /// Deployments, ReplicaSets, pods.
-    gate: SyncGate,
-}
-
 impl DeploymentController {
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, workers: usize) -> Self {
+    /// The controller for the leader holding `fence`.
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
         Self {
-            shared: Shared {
-                client,
-                fence,
-                caches,
-                queue: WorkQueue::default(),
-            },
-            workers: workers.max(1),
-            gate: SyncGate::new(3),
-        }
-    }
-
-    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
-        if !self.gate.synced(which) {
-            return;
-        }
-        for _ in 0..self.workers {
-            let shared = self.shared.clone();
-            let worker = work(shared.queue.clone(), "deployment", move |key| {
-                let shared = shared.clone();
-                async move { sync(&shared, &key).await }
-            });
-            ctx.spawn(worker.into_actor(self));
+            client,
+            fence,
+            caches,
+            queue: WorkQueue::default(),
         }
     }
 }
 
-impl Actor for DeploymentController {
-    type Context = Context<Self>;
+impl Controller for DeploymentController {
+    type Key = ObjectKey;
+    const NAME: &'static str = "deployment";
 
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_message_stream(self.shared.caches.deployments.subscribe());
-        ctx.add_message_stream(self.shared.caches.replica_sets.subscribe());
-        ctx.add_message_stream(self.shared.caches.pods.subscribe());
+    fn queue(&self) -> &WorkQueue<ObjectKey> {
+        &self.queue
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.shared.queue.shut_down();
+    fn watch(&self, caches: &mut Subscriptions<'_, Self>) {
+        caches.watch(&self.caches.deployments);
+        caches.watch(&self.caches.replica_sets);
+        caches.watch(&self.caches.pods);
     }
-}
 
-impl Handler<Stop> for DeploymentController {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
+    async fn sync(&self, key: ObjectKey) -> Result<Option<Duration>, ClientError> {
+        sync(self, &key).await
     }
 }
 
-impl Handler<Event<Deployment>> for DeploymentController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<Deployment>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(0, ctx);
-        }
+impl Watches<Deployment> for DeploymentController {
+    fn on_event(&self, event: &Event<Deployment>) {
         if let Some(key) = event.key() {
-            self.shared.queue.add(key);
+            self.queue.add(key);
         }
     }
 }
 
-impl Handler<Event<ReplicaSet>> for DeploymentController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<ReplicaSet>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(1, ctx);
-        }
+impl Watches<ReplicaSet> for DeploymentController {
+    fn on_event(&self, event: &Event<ReplicaSet>) {
         for set in event.states() {
             match ObjectKey::controller_of(&set.metadata, "Deployment") {
-                Some(owner) => self.shared.queue.add(owner),
+                Some(owner) => self.queue.add(owner),
                 None if crate::pods::controller_of(&set.metadata).is_none() => {
-                    for key in deployments_selecting(&self.shared.caches, set) {
-                        self.shared.queue.add(key);
+                    for key in deployments_selecting(&self.caches, set) {
+                        self.queue.add(key);
                     }
                 }
                 None => {}
@@ -136,23 +98,18 @@ impl Handler<Event<ReplicaSet>> for DeploymentController {
     }
 }
 
-impl Handler<Event<Pod>> for DeploymentController {
-    type Result = ();
-
-    /// A pod of a Deployment's set is gone: a Recreate waiting for the old pods may go on.
-    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(2, ctx);
-        }
+/// A pod of a Deployment's set is gone: a Recreate waiting for the old pods may go on.
+impl Watches<Pod> for DeploymentController {
+    fn on_event(&self, event: &Event<Pod>) {
         let Event::Deleted(pod) = event else { return };
         let Some(set) = ObjectKey::controller_of(&pod.metadata, "ReplicaSet") else {
             return;
         };
-        let Some(set) = self.shared.caches.replica_sets.get(&set) else {
+        let Some(set) = self.caches.replica_sets.get(&set) else {
             return;
         };
         if let Some(deployment) = ObjectKey::controller_of(&set.metadata, "Deployment") {
-            self.shared.queue.add(deployment);
+            self.queue.add(deployment);
         }
     }
 }
@@ -175,7 +132,10 @@ fn deployments_selecting(caches: &Caches, set: &ReplicaSet) -> Vec<ObjectKey> {
         .collect()
 }
 
-async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, ClientError> {
+async fn sync(
+    shared: &DeploymentController,
+    key: &ObjectKey,
+) -> Result<Option<Duration>, ClientError> {
     let Some(deployment) = shared.caches.deployments.get(key) else {
         return Ok(None);
     };
@@ -194,7 +154,7 @@ async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, Clie
 }
 
 async fn carry_out(
-    shared: &Shared,
+    shared: &DeploymentController,
     key: &ObjectKey,
     deployment: &Deployment,
     plan: &Plan,

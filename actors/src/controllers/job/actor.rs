@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,8 +18,7 @@ use serde_json::json;
 use super::reconcile::{reconcile, Plan};
 use super::template::TRACKING_FINALIZER;
 use crate::controllers::replicaset::reconcile::slow_start_batches;
-use crate::controllers::runtime::{work, SyncGate};
-use crate::controllers::Stop;
+use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -31,8 +29,10 @@ pub struct Caches {
     pub pods: Cache<Pod>,
 }
 
+/// The Job controller: clones share the caches, the queue and the expectations (each worker
+/// holds one).
 #[derive(Clone)]
-struct Shared {
+pub struct JobController {
     client: Arc<ApiClient>,
     fence: Fence,
     caches: Caches,
@@ -40,123 +40,72 @@ struct Shared {
     expectations: Arc<Mutex<Expectations>>,
 }
 
-impl Shared {
+impl JobController {
+    /// The controller for the leader holding `fence`.
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+        Self {
+            client,
+            fence,
+            caches,
+            queue: WorkQueue::default(),
+            expectations: Arc::default(),
+        }
+    }
+
     fn expectations(&self) -> MutexGuard<'_, Expectations> {
         self.expectations.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-pub struct JobController {
-    shared: Shared,
-    workers: usize,
-    /// Jobs, pods.
-    gate: SyncGate,
-}
+impl Controller for JobController {
+    type Key = ObjectKey;
+    const NAME: &'static str = "job";
 
-impl JobController {
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, workers: usize) -> Self {
-        Self {
-            shared: Shared {
-                client,
-                fence,
-                caches,
-                queue: WorkQueue::default(),
-                expectations: Arc::default(),
-            },
-            workers: workers.max(1),
-            gate: SyncGate::new(2),
-        }
+    fn queue(&self) -> &WorkQueue<ObjectKey> {
+        &self.queue
     }
 
-    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
-        if !self.gate.synced(which) {
-            return;
-        }
-        for _ in 0..self.workers {
-            let shared = self.shared.clone();
-            let worker = work(shared.queue.clone(), "job", move |key| {
-                let shared = shared.clone();
-                async move { sync(&shared, &key).await }
-            });
-            ctx.spawn(worker.into_actor(self));
-        }
+    fn watch(&self, caches: &mut Subscriptions<'_, Self>) {
+        caches.watch(&self.caches.jobs);
+        caches.watch(&self.caches.pods);
+    }
+
+    async fn sync(&self, key: ObjectKey) -> Result<Option<Duration>, ClientError> {
+        sync(self, &key).await
     }
 }
 
-impl Actor for JobController {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.add_message_stream(self.shared.caches.jobs.subscribe());
-        ctx.add_message_stream(self.shared.caches.pods.subscribe());
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.shared.queue.shut_down();
-    }
-}
-
-impl Handler<Stop> for JobController {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Event<Job>> for JobController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<Job>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(0, ctx);
-        }
+impl Watches<Job> for JobController {
+    fn on_event(&self, event: &Event<Job>) {
         if let Some(key) = event.key() {
-            self.shared.queue.add(key);
+            self.queue.add(key);
         }
     }
 }
 
-impl Handler<Event<Pod>> for JobController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(1, ctx);
-        }
-        let shared = &self.shared;
-        if let Event::Added(pod) = &event {
+impl Watches<Pod> for JobController {
+    fn on_event(&self, event: &Event<Pod>) {
+        if let Event::Added(pod) = event {
             if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
-                shared.expectations().creation_observed(&job.to_string());
+                self.expectations().creation_observed(&job.to_string());
             }
         }
-        let deleting = match &event {
-            Event::Deleted(pod) => Some(pod),
-            Event::Updated { old, new }
-                if old.metadata.deletion_timestamp.is_none()
-                    && new.metadata.deletion_timestamp.is_some() =>
-            {
-                Some(new)
-            }
-            _ => None,
-        };
-        if let Some(pod) = deleting {
+        if let Some(pod) = event.deletion_seen() {
             if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                shared
-                    .expectations()
+                self.expectations()
                     .deletion_observed(&job.to_string(), &name);
             }
         }
         for pod in event.states() {
             if let Some(job) = ObjectKey::controller_of(&pod.metadata, "Job") {
-                shared.queue.add(job);
+                self.queue.add(job);
             }
         }
     }
 }
 
-async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, ClientError> {
+async fn sync(shared: &JobController, key: &ObjectKey) -> Result<Option<Duration>, ClientError> {
     let expectation_key = key.to_string();
     let Some(job) = shared.caches.jobs.get(key) else {
         shared.expectations().forget(&expectation_key);
@@ -177,7 +126,7 @@ async fn sync(shared: &Shared, key: &ObjectKey) -> Result<Option<Duration>, Clie
 }
 
 async fn carry_out(
-    shared: &Shared,
+    shared: &JobController,
     key: &ObjectKey,
     job: &Job,
     plan: &Plan,
@@ -273,7 +222,7 @@ async fn carry_out(
 
 /// The Job is gone (deleted with Background or Orphan propagation): its pods must not keep
 /// the tracking finalizer, or they would never go.
-async fn release_orphans(shared: &Shared, key: &ObjectKey) -> Result<(), ClientError> {
+async fn release_orphans(shared: &JobController, key: &ObjectKey) -> Result<(), ClientError> {
     let api = shared.client.fenced(&shared.fence);
     let pods = shared.caches.pods.in_namespace(&key.namespace);
     let orphans = pods.iter().filter(|pod| {

@@ -14,9 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use actix::prelude::*;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
@@ -25,8 +24,7 @@ use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::reconcile::{reconcile, slow_start_batches, Plan, ReplicatedSet, SetStatus};
-use crate::controllers::runtime::{work, SyncGate};
-use crate::controllers::Stop;
+use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -69,9 +67,10 @@ pub struct Caches {
     pub controllers: Cache<ReplicationController>,
 }
 
-/// Everything a worker needs; shared by the actor and its workers.
+/// The ReplicaSet and ReplicationController controller: clones share the caches, the queue
+/// and the expectations (each worker holds one).
 #[derive(Clone)]
-struct Shared {
+pub struct ReplicaSetController {
     client: Arc<ApiClient>,
     fence: Fence,
     caches: Caches,
@@ -79,85 +78,48 @@ struct Shared {
     expectations: Arc<Mutex<Expectations>>,
 }
 
-impl Shared {
+impl ReplicaSetController {
+    /// The controller for the leader holding `fence`.
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+        Self {
+            client,
+            fence,
+            caches,
+            queue: WorkQueue::default(),
+            expectations: Arc::default(),
+        }
+    }
+
     fn expectations(&self) -> MutexGuard<'_, Expectations> {
         self.expectations.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-pub struct ReplicaSetController {
-    shared: Shared,
-    workers: usize,
+impl Controller for ReplicaSetController {
+    type Key = SetKey;
+    const NAME: &'static str = "replicaset";
+
+    fn queue(&self) -> &WorkQueue<SetKey> {
+        &self.queue
+    }
+
     /// Pods, ReplicaSets, RCs: workers start only when all have synced, or a sync on a
     /// cache still filling would see too few pods and create too many.
-    gate: SyncGate,
-}
-
-impl ReplicaSetController {
-    /// The controller for the leader holding `fence`, with `workers` syncs at a time.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, workers: usize) -> Self {
-        Self {
-            shared: Shared {
-                client,
-                fence,
-                caches,
-                queue: WorkQueue::default(),
-                expectations: Arc::default(),
-            },
-            workers: workers.max(1),
-            gate: SyncGate::new(3),
-        }
+    fn watch(&self, caches: &mut Subscriptions<'_, Self>) {
+        caches.watch(&self.caches.pods);
+        caches.watch(&self.caches.replica_sets);
+        caches.watch(&self.caches.controllers);
     }
 
-    /// Notes that cache `which` has synced; starts the workers once every cache has.
-    fn synced(&mut self, which: usize, ctx: &mut Context<Self>) {
-        if !self.gate.synced(which) {
-            return;
-        }
-        for _ in 0..self.workers {
-            let shared = self.shared.clone();
-            let queue = shared.queue.clone();
-            let worker = work(queue, "replicaset", move |key| {
-                let shared = shared.clone();
-                async move { sync(&shared, &key).await }
-            });
-            ctx.spawn(worker.into_actor(self));
-        }
+    async fn sync(&self, key: SetKey) -> Result<Option<Duration>, ClientError> {
+        sync(self, &key).await
     }
 }
 
-impl Actor for ReplicaSetController {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        let caches = &self.shared.caches;
-        ctx.add_message_stream(caches.pods.subscribe());
-        ctx.add_message_stream(caches.replica_sets.subscribe());
-        ctx.add_message_stream(caches.controllers.subscribe());
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.shared.queue.shut_down();
-    }
-}
-
-impl Handler<Stop> for ReplicaSetController {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Event<ReplicaSet>> for ReplicaSetController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<ReplicaSet>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(1, ctx);
-        }
+impl Watches<ReplicaSet> for ReplicaSetController {
+    fn on_event(&self, event: &Event<ReplicaSet>) {
         if let Some(key) = event.key() {
-            self.shared.queue.add(SetKey {
+            self.queue.add(SetKey {
                 kind: SetKind::ReplicaSet,
                 key,
             });
@@ -165,15 +127,10 @@ impl Handler<Event<ReplicaSet>> for ReplicaSetController {
     }
 }
 
-impl Handler<Event<ReplicationController>> for ReplicaSetController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<ReplicationController>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(2, ctx);
-        }
+impl Watches<ReplicationController> for ReplicaSetController {
+    fn on_event(&self, event: &Event<ReplicationController>) {
         if let Some(key) = event.key() {
-            self.shared.queue.add(SetKey {
+            self.queue.add(SetKey {
                 kind: SetKind::ReplicationController,
                 key,
             });
@@ -181,46 +138,27 @@ impl Handler<Event<ReplicationController>> for ReplicaSetController {
     }
 }
 
-impl Handler<Event<Pod>> for ReplicaSetController {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<Pod>, ctx: &mut Self::Context) {
-        if let Event::Synced = event {
-            self.synced(0, ctx);
-        }
-        let shared = &self.shared;
-        if let Event::Added(pod) = &event {
+impl Watches<Pod> for ReplicaSetController {
+    fn on_event(&self, event: &Event<Pod>) {
+        if let Event::Added(pod) = event {
             if let Some(owner) = owner_key(pod) {
-                shared.expectations().creation_observed(&owner.to_string());
+                self.expectations().creation_observed(&owner.to_string());
             }
         }
-        // A deletion is seen when the pod is gone or once it is being deleted (a pod on a
-        // node stays until its kubelet confirms; the set must not wait for that).
-        let deleting = match &event {
-            Event::Deleted(pod) => Some(pod),
-            Event::Updated { old, new }
-                if old.metadata.deletion_timestamp.is_none()
-                    && new.metadata.deletion_timestamp.is_some() =>
-            {
-                Some(new)
-            }
-            _ => None,
-        };
-        if let Some(pod) = deleting {
+        if let Some(pod) = event.deletion_seen() {
             if let Some(owner) = owner_key(pod) {
                 let name = pod.metadata.name.clone().unwrap_or_default();
-                shared
-                    .expectations()
+                self.expectations()
                     .deletion_observed(&owner.to_string(), &name);
             }
         }
         for pod in event.states() {
             match owner_key(pod) {
-                Some(owner) => shared.queue.add(owner),
+                Some(owner) => self.queue.add(owner),
                 // An orphan: every set that selects it may adopt it.
                 None => {
-                    for key in sets_selecting(&shared.caches, pod) {
-                        shared.queue.add(key);
+                    for key in sets_selecting(&self.caches, pod) {
+                        self.queue.add(key);
                     }
                 }
             }
@@ -273,7 +211,10 @@ impl std::fmt::Display for SetKey {
 }
 
 /// One reconcile of one set, carried out. Returns when to look again.
-async fn sync(shared: &Shared, key: &SetKey) -> Result<Option<std::time::Duration>, ClientError> {
+async fn sync(
+    shared: &ReplicaSetController,
+    key: &SetKey,
+) -> Result<Option<Duration>, ClientError> {
     let expectation_key = key.to_string();
     let set = match key.kind {
         SetKind::ReplicaSet => shared
@@ -301,7 +242,7 @@ async fn sync(shared: &Shared, key: &SetKey) -> Result<Option<std::time::Duratio
 }
 
 async fn carry_out(
-    shared: &Shared,
+    shared: &ReplicaSetController,
     key: &SetKey,
     set: &ReplicatedSet,
     plan: &Plan,
@@ -405,7 +346,7 @@ async fn patch_owners(
 
 /// The status, written only when it differs from what the cache shows.
 async fn write_status(
-    shared: &Shared,
+    shared: &ReplicaSetController,
     key: &SetKey,
     set: &ReplicatedSet,
     status: &SetStatus,
