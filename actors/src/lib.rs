@@ -25,11 +25,14 @@
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
 //!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
+//! - [`events`]: the event recorder every controller and the scheduler report through
+//!   (client-go's correlator: counts repeats, combines similar events, limits spam).
 //! - [`manager`]: the controller manager: leader election, then informers and controllers
 //!   under the lease's fence, all stopped when leadership ends; [`selection`]: which
 //!   controllers run (`--controllers`).
 
 pub mod controllers;
+pub mod events;
 pub mod expectations;
 pub mod informer;
 pub mod intstr;
