@@ -9,8 +9,8 @@
 //!          ── Following ─────────► stop every controller, then the informers
 //! ```
 //!
-//! Controllers are actix actors: [`run`] must be awaited inside an actix `System`
-//! ([`spawn_in_system`] starts one on a thread of its own).
+//! Controllers are actix actors: [`spawn_in_system`] runs them in an actix `System` on a
+//! thread of its own.
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::runtime::{Controller, ControllerActor};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
-use crate::leader::{unique_identity, ConfigError, ElectionConfig, Elector, Leadership};
+use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
 
 /// How the controller manager runs.
@@ -53,72 +53,26 @@ impl ManagerConfig {
     }
 }
 
-/// Runs the controller manager until `shutdown` turns true (or its sender is dropped).
-pub async fn run(
-    client: Arc<ApiClient>,
-    config: ManagerConfig,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConfigError> {
-    let identity = unique_identity(&config.name);
-    tracing::info!(%identity, lease = %config.election.lease_name, "controller manager campaigning");
-    let elector = Elector::start(client.clone(), identity, config.election.clone())?;
-    let mut leadership = elector.subscribe();
-    let mut running: Option<Running> = None;
-    loop {
-        let now = leadership.borrow().clone();
-        match now {
-            Leadership::Leading { fence } => {
-                if running.as_ref().is_some_and(|r| r.fence != fence) {
-                    if let Some(old) = running.take() {
-                        old.stop();
-                    }
-                }
-                if running.is_none() {
-                    tracing::info!(epoch = fence.epoch, holder = %fence.holder, "leading: starting the controllers");
-                    running = Some(Running::start(client.clone(), fence, &config));
-                }
-            }
-            Leadership::Following { holder } => {
-                if let Some(r) = running.take() {
-                    tracing::info!(?holder, "no longer leading: stopping the controllers");
-                    r.stop();
-                }
-            }
-        }
-        tokio::select! {
-            changed = leadership.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-        if *shutdown.borrow() {
-            break;
-        }
-    }
-    if let Some(r) = running.take() {
-        r.stop();
-    }
-    elector.stop().await;
-    Ok(())
-}
-
-/// Starts an actix system on a thread of its own and runs the controller manager there;
-/// returns the thread (it ends when `shutdown` turns true).
+/// Starts the controller manager on a thread of its own (in an actix system); returns the
+/// thread (it ends when `shutdown` turns true).
 pub fn spawn_in_system(
     client: Arc<ApiClient>,
     config: ManagerConfig,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<std::thread::JoinHandle<Result<(), ConfigError>>> {
-    std::thread::Builder::new()
-        .name("controller-manager".into())
-        .spawn(move || actix::System::new().block_on(run(client, config, shutdown)))
+    let campaign = Campaign {
+        name: config.name.clone(),
+        election: config.election.clone(),
+        what: "controller-manager",
+    };
+    let starter = client.clone();
+    spawn_while_leading(client, campaign, shutdown, move |fence| {
+        Running::start(starter.clone(), fence, &config)
+    })
 }
 
 /// The informers and controllers of one term of leadership.
 struct Running {
-    fence: Fence,
     /// Every controller started, to be told to [`Stop`].
     controllers: Vec<Recipient<Stop>>,
     /// Every informer started, to be stopped after the controllers.
@@ -128,7 +82,6 @@ struct Running {
 impl Running {
     fn start(client: Arc<ApiClient>, fence: Fence, config: &ManagerConfig) -> Self {
         let mut running = Self {
-            fence: fence.clone(),
             controllers: Vec::new(),
             informers: Vec::new(),
         };
@@ -184,7 +137,9 @@ impl Running {
         let actor = ControllerActor::new(controller, workers).start();
         self.controllers.push(actor.recipient());
     }
+}
 
+impl Term for Running {
     /// Stops every controller, then the informers feeding them.
     fn stop(self) {
         for controller in &self.controllers {
