@@ -24,6 +24,8 @@
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
 //!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
+//! - [`scheduler`]: the leader-elected scheduler: kube-scheduler's filters and scores over
+//!   a snapshot (pure), its queue and assume cache, binds under the lease's fence.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.
 //! - [`events`]: the event recorder every controller and the scheduler report through
 //!   (client-go's correlator: counts repeats, combines similar events, limits spam).
@@ -40,5 +42,6 @@ pub mod leader;
 pub mod manager;
 pub mod pods;
 pub mod queue;
+pub mod scheduler;
 pub mod scheduling;
 pub mod selection;

@@ -1,0 +1,59 @@
+//! The scheduler: a pure core and its shell. The pure core: where a pod should run, or why
+//! it cannot, as kube-scheduler's default profile decides it. No I/O, no clock, no randomness: the shell (queue, assume
+//! cache, binding with the leader's fence, `FailedScheduling` events, the actor) keeps a
+//! [`snapshot::Snapshot`] from the informers, asks [`decide::place`] about one pod at a time,
+//! and carries out the answer.
+//!
+//! ```text
+//!  informers ─► Snapshot: nodes, the pods on each and their sums, kept event by event
+//!                  │
+//!  queue ─► pod ─► decide::place(&pod, &snapshot, start, tie_break)
+//!                  ├─ filters::PreFilter::new      once per pod (spread and affinity counts)
+//!                  ├─ filters::run_filters         per node, round-robin from `start`,
+//!                  │                               until enough fit (decide::nodes_to_find)
+//!                  └─ scores + spread + interpod   per feasible node, weighted, best wins
+//!               ─► Ok(Placement { node, next_start, .. })  ─► snapshot.assume, bind
+//!                  Err(Unschedulable { message, .. })      ─► event, back to the queue
+//! ```
+//!
+//! - [`resources`]: a pod's requests (init containers, sidecars, overhead, pod-level), the
+//!   non-zero requests scores use, a node's allocatable, what a node lacks.
+//! - [`terms`]: pod (anti-)affinity terms parsed once: namespaces, selector, topology key.
+//! - [`snapshot`]: nodes and the pods counting on them, updated incrementally: requests,
+//!   host ports, label groups, images; `assume` for the assume cache.
+//! - [`unfit`]: why a node does not fit, in kube-scheduler's words.
+//! - [`filters`]: the per-pod PreFilter state and the filters in the profile's order.
+//! - [`spread`]: PodTopologySpread (DoNotSchedule filter, ScheduleAnyway score, the system
+//!   default constraints).
+//! - [`interpod`]: InterPodAffinity (required terms both ways, preferred terms score).
+//! - [`scores`]: the other scores, their normalization and the profile's weights.
+//! - [`decide`]: which pods are ours, how many nodes to search, the placement and the
+//!   `FailedScheduling` message.
+//!
+//! The shell:
+//!
+//! - [`queue`]: active (priority, then arrival), backoff (1 s doubling to 10 s) and parked
+//!   unschedulable pods, moved back by the events that may help them (pure).
+//! - [`assumed`]: assumptions waiting for the watch to confirm their bind, expired after
+//!   30 s (pure).
+//! - [`actor`]: the actix actor: snapshot and queue from the informers, place, assume, bind
+//!   under the fence, report the unschedulable.
+//! - [`run`]: leader election on `kube-system/rudder-scheduler`, the actor and its
+//!   informers started for each term.
+
+pub mod actor;
+pub mod assumed;
+pub mod decide;
+pub mod filters;
+pub mod interpod;
+pub mod queue;
+pub mod resources;
+pub mod run;
+pub mod scores;
+pub mod snapshot;
+pub mod spread;
+pub mod terms;
+pub mod unfit;
+
+#[cfg(test)]
+mod testing;
