@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Manager, Plane};
+use common::{Component, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
@@ -38,7 +38,7 @@ fn revision(object: &Value) -> Option<&str> {
 async fn a_deployment_gets_its_replica_set_and_pods_and_rolls_out_within_its_surge() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let manager = Manager::start(plane.new_client());
+    let manager = Component::controller_manager(plane.new_client());
 
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Manager, Plane};
+use common::{Component, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
@@ -73,7 +73,7 @@ fn condition(job: &Value, kind: &str) -> Option<Value> {
 async fn jobs_complete_at_their_parallelism_and_fail_past_their_backoff_limit() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let manager = Manager::start(plane.new_client());
+    let manager = Component::controller_manager(plane.new_client());
 
     client
         .create_object("jobs", "default", &job("count", 3, 2, 6))

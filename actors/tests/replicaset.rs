@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Manager, Plane};
+use common::{Component, Plane};
 use rudder_apiserver::test_support::eventually;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
@@ -71,7 +71,7 @@ async fn scale(client: &ApiClient, resource: &str, name: &str, replicas: i64) {
 async fn replica_sets_scale_replace_adopt_release_and_report_their_status() {
     let plane = Plane::start(1).await;
     let client = plane.client.clone();
-    let manager = Manager::start(plane.new_client());
+    let manager = Component::controller_manager(plane.new_client());
 
     client
         .create_object("replicasets", "default", &replica_set("web", 3))

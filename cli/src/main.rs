@@ -31,6 +31,8 @@ enum Command {
     Server(Box<commands::server::ServerArgs>),
     /// Run the controllers on their own (every master also runs them, one active at a time).
     ControllerManager(commands::controller_manager::ControllerManagerArgs),
+    /// Run the scheduler on its own (every master also runs one, one active at a time).
+    Scheduler(commands::scheduler::SchedulerArgs),
     /// Run this machine as a worker node that runs the pods bound to it, or
     /// --hollow --count N simulated nodes.
     Node(commands::node::NodeArgs),
@@ -125,6 +127,7 @@ fn main() -> anyhow::Result<()> {
             Command::Image(command) => commands::image::run(command),
             Command::Up(args) => commands::up::run(args).await,
             Command::ControllerManager(args) => commands::controller_manager::run(args).await,
+            Command::Scheduler(args) => commands::scheduler::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
             Command::Get(args) => commands::get::run(args).await,
             Command::Describe(args) => commands::describe::describe_command(args).await,

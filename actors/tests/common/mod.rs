@@ -1,6 +1,7 @@
 //! An in-process control plane for the actors' tests: raftstore's test cluster with an API
 //! server in each member's place ([`Masters`]), and a [`Proxy`] that can cut one client off
-//! the API (every connection dropped, new ones refused) without stopping anything.
+//! the API (every connection dropped, new ones refused) without stopping anything, and the
+//! leader-elected components on threads of their own ([`Component`]).
 
 #![allow(dead_code)]
 
@@ -8,7 +9,8 @@ use std::sync::Arc;
 
 use rudder_actors::leader::ConfigError;
 use rudder_actors::leader::ElectionConfig;
-use rudder_actors::manager::{spawn_in_system, ManagerConfig};
+use rudder_actors::manager::{self, ManagerConfig};
+use rudder_actors::scheduler::run::{self, SchedulerConfig};
 use rudder_apiserver::test_support::{self, eventually, Masters};
 use rudder_proto::client::ApiClient;
 use rudder_raftstore::test_support::Cluster;
@@ -98,38 +100,55 @@ impl Drop for Proxy {
     }
 }
 
-/// The controller manager on a thread of its own, with short election timers (lease 3 s,
-/// renew deadline 2 s, retry 250 ms), against `client`.
-pub struct Manager {
+/// Short election timers for tests: lease 3 s, renew deadline 2 s, retry 250 ms.
+fn quick(election: ElectionConfig) -> ElectionConfig {
+    ElectionConfig {
+        lease_duration: std::time::Duration::from_secs(3),
+        renew_deadline: std::time::Duration::from_secs(2),
+        retry_period: std::time::Duration::from_millis(250),
+        ..election
+    }
+}
+
+/// A leader-elected component (the controller manager, the scheduler) on a thread of its own
+/// with [`quick`] election timers, against `client`.
+pub struct Component {
     stop: watch::Sender<bool>,
     thread: std::thread::JoinHandle<Result<(), ConfigError>>,
 }
 
-impl Manager {
-    pub fn start(client: Arc<ApiClient>) -> Self {
+impl Component {
+    pub fn controller_manager(client: Arc<ApiClient>) -> Self {
+        let defaults = ManagerConfig::new("test-master");
         let config = ManagerConfig {
-            election: ElectionConfig {
-                lease_duration: std::time::Duration::from_secs(3),
-                renew_deadline: std::time::Duration::from_secs(2),
-                retry_period: std::time::Duration::from_millis(250),
-                ..ElectionConfig::default()
-            },
-            ..ManagerConfig::new("test-master")
+            election: quick(defaults.election.clone()),
+            ..defaults
         };
         let (stop, stopped) = watch::channel(false);
-        let thread = spawn_in_system(client, config, stopped).expect("a thread");
+        let thread = manager::spawn_in_system(client, config, stopped).expect("a thread");
         Self { stop, thread }
     }
 
-    /// Stops every controller and waits for the thread.
+    pub fn scheduler(client: Arc<ApiClient>) -> Self {
+        let defaults = SchedulerConfig::new("test-master");
+        let config = SchedulerConfig {
+            election: quick(defaults.election.clone()),
+            ..defaults
+        };
+        let (stop, stopped) = watch::channel(false);
+        let thread = run::spawn_in_system(client, config, stopped).expect("a thread");
+        Self { stop, thread }
+    }
+
+    /// Stops it and waits for the thread.
     pub async fn stop(self) {
-        self.stop.send(true).expect("the manager listens");
+        self.stop.send(true).expect("the component listens");
         let thread = self.thread;
         let outcome = tokio::task::spawn_blocking(move || thread.join())
             .await
             .expect("joined");
         outcome
-            .expect("the manager thread")
+            .expect("the component's thread")
             .expect("a valid config");
     }
 }

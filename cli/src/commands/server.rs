@@ -9,6 +9,8 @@ use clap::Args;
 use rudder_apiserver::Master;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
+use crate::commands::leader_elected::{until_interrupted, ElectionFlags};
+use crate::commands::scheduler::{self, SchedulerFlags};
 use crate::durations::parse_flag_duration;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
@@ -77,6 +79,13 @@ pub struct ServerArgs {
     watch_progress_interval_ms: u64,
     #[command(flatten)]
     controller_manager: ControllerManagerFlags,
+    /// Run the embedded scheduler (active while this master holds the scheduler lease).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    scheduler: bool,
+    #[command(flatten)]
+    scheduler_flags: SchedulerFlags,
+    #[command(flatten)]
+    election: ElectionFlags,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -154,19 +163,32 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "rudder server {} ready: client {} peer {} id {:x}",
         args.name, member.client_addr, member.peer_addr, member.id
     );
+    let endpoint = member.client_addr.to_string();
     let controllers = controller_manager::start_embedded(
         &args.controller_manager,
+        &args.election,
         &args.name,
-        member.client_addr.to_string(),
+        endpoint.clone(),
     )?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let scheduler = if args.scheduler {
+        Some(scheduler::start_embedded(
+            &args.scheduler_flags,
+            &args.election,
+            &args.name,
+            endpoint,
+        )?)
+    } else {
+        None
+    };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = terminate.recv() => tracing::info!("terminated; stopping"),
+        interrupted = until_interrupted() => interrupted?,
         reason = member.failed() => {
             tracing::error!(%reason, "member stopped after a fatal error");
             bail!("member stopped: {reason}");
         }
+    }
+    if let Some(scheduler) = scheduler {
+        scheduler.stop().await;
     }
     if let Some(controllers) = controllers {
         controllers.stop().await;
