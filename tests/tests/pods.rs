@@ -991,3 +991,85 @@ async fn images_are_pulled_from_a_registry_and_a_missing_one_backs_off_with_the_
         delete_and_wait_gone(client, name, node).await;
     }
 }
+
+/// The seeds' `create deployment ... --replicas=2` on a real node: nobody names a node; the
+/// controller manager makes the ReplicaSet and its pods, the scheduler binds them to the
+/// node, the kubelet runs them, and `get deployment` reads 2/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_created_through_the_cli_runs_two_of_two_on_the_node_nobody_named() {
+    let setup = Setup::start("pods-g", "10.244.67.0/24", true, |_| vec![]);
+    let (servers, node) = (&setup.servers, &setup.node);
+    let (ok, created, err) = rudder(
+        servers,
+        &[
+            "create",
+            "deployment",
+            "kubia",
+            "--image=luksa/kubia",
+            "--replicas=2",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(created.trim(), "deployment.apps/kubia created");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, table, err) = rudder(servers, &["get", "deployment", "kubia"]).await;
+        assert!(ok, "{err}");
+        let row: Vec<String> = table
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if row.get(1).is_some_and(|ready| ready == "2/2") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "kubia not 2/2 within 60 s:\n{table}\nnode log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, pods, err) = rudder(servers, &["get", "pods", "-l", "app=kubia", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let pods: Value = serde_json::from_str(&pods).expect("pods as JSON");
+    let pods = pods["items"].as_array().expect("items");
+    assert_eq!(pods.len(), 2);
+    for pod in pods {
+        assert_eq!(pod["spec"]["nodeName"], "pods-g", "{pod}");
+        assert!(running(pod), "{}", pod["status"]);
+        let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
+        let answer = http_get(ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers");
+        assert!(
+            answer.contains(&format!(
+                "You've hit {}",
+                pod["metadata"]["name"].as_str().unwrap()
+            )),
+            "{answer}"
+        );
+    }
+    // Deleting the Deployment takes its ReplicaSet and pods with it (each then gets its
+    // 30 s grace period: kubia's httpd ignores SIGTERM; the scratch directory cleans up).
+    let (ok, _, err) = rudder(servers, &["delete", "deployment", "kubia"]).await;
+    assert!(ok, "{err}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    for pod in pods {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        loop {
+            match setup.client.get_object("pods", "default", name).await {
+                Err(error) if error.is_not_found() => break,
+                Ok(pod) if pod["metadata"]["deletionTimestamp"].is_string() => break,
+                _ => {}
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "pod {name} was not being deleted within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
