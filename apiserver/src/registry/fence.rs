@@ -68,11 +68,16 @@ impl Registry {
         };
         let leases = self.kind("leases")?;
         let key = object::key(leases, &fence.lease_namespace, &fence.lease_name);
-        let Some(kv) = self.read(&key).await? else {
-            return Err(refused(fence, "the lease does not exist"));
+        let held = match self.read(&key).await? {
+            None => Err(refused(fence, "the lease does not exist")),
+            Some(kv) => check(fence, &object::decode(&kv)?, jiff::Timestamp::now())
+                .map(|()| vec![unchanged(&key, kv.mod_revision)]),
         };
-        check(fence, &object::decode(&kv)?, jiff::Timestamp::now())?;
-        Ok(vec![unchanged(&key, kv.mod_revision)])
+        if let Err(refusal) = &held {
+            // A deposed leader still acting: what operators look for after a failover.
+            tracing::info!(holder = %fence.holder, epoch = fence.epoch, %refusal, "fenced write refused");
+        }
+        held
     }
 }
 
