@@ -282,6 +282,8 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
     .await;
     // A little longer: a late bind by the deposed leader would show here.
     tokio::time::sleep(LEASE).await;
+    following.abort();
+    hollow.kill().await.expect("stopping the hollow nodes");
 
     let seen = seen.lock().unwrap();
     assert_eq!(seen.violations, Vec::<String>::new());
@@ -326,8 +328,6 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
         println!("writes of the resumed master refused by the fence: {refused}");
     }
     drop(seen);
-    following.abort();
-    hollow.kill().await.expect("stopping the hollow nodes");
     drop(cluster);
 }
 
