@@ -8,7 +8,9 @@
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 //! - [`job`]: Jobs run pods to completion.
 //! - [`cronjob`]: CronJobs create Jobs on a cron schedule.
-//! - [`runtime`]: what every controller's shell shares (the cache-sync gate, the worker loop).
+//! - [`runtime`]: what every controller's shell shares (the trait, the one actor, the
+//!   cache-sync gate, the worker loop); [`writes`]: the fenced writes they share (slow-start
+//!   creates, deletes, owner references).
 
 pub mod cronjob;
 pub mod daemonset;
@@ -17,6 +19,7 @@ pub mod job;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod writes;
 
 /// Tells a controller actor to stop (its leadership ended).
 #[derive(Debug, Clone, Copy, actix::Message)]

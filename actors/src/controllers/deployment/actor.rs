@@ -23,6 +23,7 @@ use serde_json::json;
 use super::reconcile::{reconcile, Plan};
 use super::sets::{same_template, REVISION};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
+use crate::controllers::writes;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
 
@@ -163,29 +164,18 @@ async fn carry_out(
     let namespace = key.namespace.as_str();
     let uid = deployment.metadata.uid.clone().unwrap_or_default();
     for set in &plan.adopt {
-        let mut owners = set.metadata.owner_references.clone().unwrap_or_default();
-        owners.push(
-            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "Deployment".into(),
-                name: key.name.clone(),
-                uid: uid.clone(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            },
-        );
-        patch_owners(&api, set, owners).await?;
+        let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: key.name.clone(),
+            uid: uid.clone(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
+        writes::adopt(&api, "replicasets", &set.metadata, owner).await?;
     }
     for set in &plan.release {
-        let owners: Vec<_> = set
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|o| o.uid != uid)
-            .cloned()
-            .collect();
-        patch_owners(&api, set, owners).await?;
+        writes::release(&api, "replicasets", &set.metadata, &uid).await?;
     }
     if let Some(new) = &plan.create {
         let body = serde_json::to_value(new).expect("a ReplicaSet always encodes");
@@ -268,20 +258,4 @@ async fn carry_out(
         .await?;
     }
     Ok(())
-}
-
-async fn patch_owners(
-    api: &rudder_proto::client::Fenced<'_>,
-    set: &ReplicaSet,
-    owners: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<(), ClientError> {
-    let patch = json!({ "metadata": {
-        "ownerReferences": owners,
-        "resourceVersion": set.metadata.resource_version,
-    } });
-    let namespace = set.metadata.namespace.clone().unwrap_or_default();
-    let name = set.metadata.name.clone().unwrap_or_default();
-    api.patch_object("replicasets", &namespace, &name, &patch, false)
-        .await
-        .map(drop)
 }

@@ -8,7 +8,6 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::{DeleteRequest, Fence};
@@ -17,8 +16,8 @@ use serde_json::json;
 
 use super::reconcile::{reconcile, Plan};
 use super::template::TRACKING_FINALIZER;
-use crate::controllers::replicaset::reconcile::slow_start_batches;
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
+use crate::controllers::writes;
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -160,47 +159,25 @@ async fn carry_out(
             .expectations()
             .expect(&expectation_key, count, &names, Instant::now());
     }
-    let mut first_error = None;
-    let deletes = names.iter().map(|name| {
-        let request = DeleteRequest {
-            resource: "pods".into(),
-            namespace: namespace.into(),
-            name: name.clone(),
-            ..Default::default()
-        };
-        async move { (name, api.delete_object(request).await) }
-    });
-    for (name, result) in join_all(deletes).await {
-        if let Err(error) = result {
-            // Never to be seen: stop expecting it.
-            shared
-                .expectations()
-                .deletion_observed(&expectation_key, name);
-            if !error.is_not_found() {
-                first_error.get_or_insert(error);
-            }
-        }
+    let deleted = writes::delete_all(&api, "pods", namespace, &names).await;
+    // Never to be seen: stop expecting them.
+    for name in &deleted.unseen {
+        shared
+            .expectations()
+            .deletion_observed(&expectation_key, name);
     }
-    let mut pending = plan.create.iter();
-    let mut created = 0;
-    for batch in slow_start_batches(plan.create.len()) {
-        let pods: Vec<_> = pending.by_ref().take(batch).collect();
-        let results = join_all(pods.iter().map(|new| {
-            let body = serde_json::to_value(&new.pod).expect("a pod always encodes");
-            async move { api.create_object("pods", namespace, &body).await }
-        }))
-        .await;
-        let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
-        created += batch - failed.len();
-        if let Some(error) = failed.into_iter().next() {
-            // Neither the failed creates nor the skipped batches will be seen.
-            for _ in created..plan.create.len() {
-                shared.expectations().creation_observed(&expectation_key);
-            }
-            return Err(error);
+    let bodies: Vec<_> = plan
+        .create
+        .iter()
+        .map(|new| serde_json::to_value(&new.pod).expect("a pod always encodes"))
+        .collect();
+    if let Err(failed) = writes::create_in_batches(&api, "pods", namespace, &bodies).await {
+        for _ in 0..failed.unseen {
+            shared.expectations().creation_observed(&expectation_key);
         }
+        return Err(failed.error);
     }
-    if let Some(error) = first_error {
+    if let Some(error) = deleted.error {
         return Err(error);
     }
     if plan.delete_job {

@@ -16,15 +16,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
-use rudder_proto::api::{DeleteRequest, Fence};
+use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
-use super::reconcile::{reconcile, slow_start_batches, Plan, ReplicatedSet, SetStatus};
+use super::reconcile::{reconcile, Plan, ReplicatedSet, SetStatus};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
+use crate::controllers::writes;
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -250,20 +250,10 @@ async fn carry_out(
     let api = shared.client.fenced(&shared.fence);
     let expectation_key = key.to_string();
     for pod in &plan.adopt {
-        let mut owners = pod.metadata.owner_references.clone().unwrap_or_default();
-        owners.push(set.owner_reference());
-        patch_owners(&api, pod, owners).await?;
+        writes::adopt(&api, "pods", &pod.metadata, set.owner_reference()).await?;
     }
     for pod in &plan.release {
-        let owners: Vec<_> = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .filter(|o| o.uid != set.uid)
-            .cloned()
-            .collect();
-        patch_owners(&api, pod, owners).await?;
+        writes::release(&api, "pods", &pod.metadata, &set.uid).await?;
     }
     if plan.create > 0 {
         shared.expectations().expect(
@@ -273,19 +263,13 @@ async fn carry_out(
             Instant::now(),
         );
         let pod = serde_json::to_value(set.new_pod()).expect("a pod always encodes");
-        let mut created = 0;
-        for batch in slow_start_batches(plan.create) {
-            let results =
-                join_all((0..batch).map(|_| api.create_object("pods", &set.namespace, &pod))).await;
-            let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
-            created += batch - failed.len();
-            if let Some(error) = failed.into_iter().next() {
-                // Neither the failed creates nor the skipped batches will be seen.
-                for _ in created..plan.create {
-                    shared.expectations().creation_observed(&expectation_key);
-                }
-                return Err(error);
+        let bodies = vec![pod; plan.create];
+        if let Err(failed) = writes::create_in_batches(&api, "pods", &set.namespace, &bodies).await
+        {
+            for _ in 0..failed.unseen {
+                shared.expectations().creation_observed(&expectation_key);
             }
+            return Err(failed.error);
         }
     }
     if !plan.delete.is_empty() {
@@ -297,51 +281,17 @@ async fn carry_out(
         shared
             .expectations()
             .expect(&expectation_key, 0, &names, Instant::now());
-        let deletes = names.iter().map(|name| {
-            let request = DeleteRequest {
-                resource: "pods".into(),
-                namespace: set.namespace.clone(),
-                name: name.clone(),
-                ..Default::default()
-            };
-            async move { (name, api.delete_object(request).await) }
-        });
-        let mut first_error = None;
-        for (name, result) in join_all(deletes).await {
-            match result {
-                Ok(_) => {}
-                Err(error) if error.is_not_found() => shared
-                    .expectations()
-                    .deletion_observed(&expectation_key, name),
-                Err(error) => {
-                    shared
-                        .expectations()
-                        .deletion_observed(&expectation_key, name);
-                    first_error.get_or_insert(error);
-                }
-            }
+        let deleted = writes::delete_all(&api, "pods", &set.namespace, &names).await;
+        for name in &deleted.unseen {
+            shared
+                .expectations()
+                .deletion_observed(&expectation_key, name);
         }
-        if let Some(error) = first_error {
+        if let Some(error) = deleted.error {
             return Err(error);
         }
     }
     write_status(shared, key, set, &plan.status).await
-}
-
-async fn patch_owners(
-    api: &rudder_proto::client::Fenced<'_>,
-    pod: &Pod,
-    owners: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<(), ClientError> {
-    let patch = json!({ "metadata": {
-        "ownerReferences": owners,
-        "resourceVersion": pod.metadata.resource_version,
-    } });
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    api.patch_object("pods", &namespace, &name, &patch, false)
-        .await
-        .map(drop)
 }
 
 /// The status, written only when it differs from what the cache shows.

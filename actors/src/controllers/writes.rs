@@ -1,0 +1,136 @@
+//! The writes workload controllers share, under the leader's fence: creating objects in
+//! slow-start batches, deleting a set of them, and setting an object's owner references. Each
+//! reports what will never show up in the cache, so the caller lowers its expectations by
+//! exactly that.
+
+use futures::future::join_all;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use rudder_proto::api::DeleteRequest;
+use rudder_proto::client::{ClientError, Fenced};
+use serde_json::{json, Value};
+
+use super::replicaset::reconcile::slow_start_batches;
+
+/// Creates that stopped at an error.
+#[derive(Debug)]
+pub struct CreateFailed {
+    pub error: ClientError,
+    /// Objects that will never be seen: the failed creates and the batches not sent.
+    pub unseen: usize,
+}
+
+/// Creates `bodies` of `resource` in `namespace` in batches of 1, 2, 4, ... (Kubernetes'
+/// slow start): a batch with a failure ends the run, so a quota or an admission refusal costs
+/// one request, not hundreds.
+pub async fn create_in_batches(
+    api: &Fenced<'_>,
+    resource: &str,
+    namespace: &str,
+    bodies: &[Value],
+) -> Result<(), CreateFailed> {
+    let mut pending = bodies.iter();
+    let mut created = 0;
+    for batch in slow_start_batches(bodies.len()) {
+        let results = join_all(
+            pending
+                .by_ref()
+                .take(batch)
+                .map(|body| api.create_object(resource, namespace, body)),
+        )
+        .await;
+        let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
+        created += batch - failed.len();
+        if let Some(error) = failed.into_iter().next() {
+            return Err(CreateFailed {
+                error,
+                unseen: bodies.len() - created,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What deleting a set of objects came to.
+#[derive(Debug, Default)]
+pub struct Deleted {
+    /// Names whose deletion will never be seen (the delete failed, or they were gone).
+    pub unseen: Vec<String>,
+    /// The first failure other than NotFound.
+    pub error: Option<ClientError>,
+}
+
+/// Deletes `names` of `resource` in `namespace`, all at once.
+pub async fn delete_all(
+    api: &Fenced<'_>,
+    resource: &str,
+    namespace: &str,
+    names: &[String],
+) -> Deleted {
+    let deletes = names.iter().map(|name| {
+        let request = DeleteRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.clone(),
+            ..Default::default()
+        };
+        async move { (name, api.delete_object(request).await) }
+    });
+    let mut outcome = Deleted::default();
+    for (name, result) in join_all(deletes).await {
+        if let Err(error) = result {
+            outcome.unseen.push(name.clone());
+            if !error.is_not_found() {
+                outcome.error.get_or_insert(error);
+            }
+        }
+    }
+    outcome
+}
+
+/// Sets the owner references of `resource` `meta` to `owners`, at the resourceVersion read
+/// (adopting or releasing an object the cache shows as it no longer is must fail).
+pub async fn set_owners(
+    api: &Fenced<'_>,
+    resource: &str,
+    meta: &ObjectMeta,
+    owners: Vec<OwnerReference>,
+) -> Result<(), ClientError> {
+    let patch = json!({ "metadata": {
+        "ownerReferences": owners,
+        "resourceVersion": meta.resource_version,
+    } });
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    let name = meta.name.as_deref().unwrap_or_default();
+    api.patch_object(resource, namespace, name, &patch, false)
+        .await
+        .map(drop)
+}
+
+/// Adds `owner` to the object's references.
+pub async fn adopt(
+    api: &Fenced<'_>,
+    resource: &str,
+    meta: &ObjectMeta,
+    owner: OwnerReference,
+) -> Result<(), ClientError> {
+    let mut owners = meta.owner_references.clone().unwrap_or_default();
+    owners.push(owner);
+    set_owners(api, resource, meta, owners).await
+}
+
+/// Removes the reference to the owner with `owner_uid`.
+pub async fn release(
+    api: &Fenced<'_>,
+    resource: &str,
+    meta: &ObjectMeta,
+    owner_uid: &str,
+) -> Result<(), ClientError> {
+    let owners = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|o| o.uid != owner_uid)
+        .cloned()
+        .collect();
+    set_owners(api, resource, meta, owners).await
+}
