@@ -15,13 +15,14 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
 
+use crate::controllers::daemonset::actor::{self as daemonset, DaemonSetController};
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::job::actor::{self as job, JobController};
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
@@ -90,6 +91,9 @@ impl Running {
         let controllers = running.inform::<ReplicationController>(&client, vec![]);
         let deployments = running.inform::<Deployment>(&client, vec![]);
         let jobs = running.inform::<Job>(&client, vec![]);
+        let nodes = running.inform::<Node>(&client, vec![]);
+        let daemon_sets = running.inform::<DaemonSet>(&client, vec![]);
+        let revisions = running.inform::<ControllerRevision>(&client, vec![]);
         let workers = config.workers;
         if config.controllers.is_enabled("replicaset") {
             let caches = Caches {
@@ -110,6 +114,18 @@ impl Running {
             };
             running.run(
                 DeploymentController::new(client.clone(), fence.clone(), caches),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("daemonset") {
+            let caches = daemonset::Caches {
+                daemon_sets,
+                nodes,
+                pods: pods.clone(),
+                revisions,
+            };
+            running.run(
+                DaemonSetController::new(client.clone(), fence.clone(), caches),
                 workers,
             );
         }

@@ -3,7 +3,7 @@
 //! Pure.
 
 /// The controllers this build can run.
-pub const KNOWN: &[&str] = &["deployment", "job", "replicaset"];
+pub const KNOWN: &[&str] = &["daemonset", "deployment", "job", "replicaset"];
 
 /// Why a `--controllers` value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

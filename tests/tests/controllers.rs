@@ -215,3 +215,135 @@ async fn a_scale_to_200_converges_exactly_when_the_controller_leader_is_killed_m
     following.abort();
     drop(cluster);
 }
+
+fn hollow_nodes(servers: &str, name: &str, count: usize) -> tokio::process::Child {
+    tokio::process::Command::new(rudder_binary_beside_tests())
+        .args(["node", "--name", name, "--hollow", "--count"])
+        .arg(count.to_string())
+        .args(["--server", servers])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder node --hollow starts")
+}
+
+/// The DaemonSet's live pods: node name (empty while unbound) → how many.
+async fn daemon_pods(client: &ApiClient) -> BTreeMap<String, usize> {
+    let listed = client
+        .list(ListRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            label_selector: "app=daemon".into(),
+            ..Default::default()
+        })
+        .await;
+    let mut by_node = BTreeMap::new();
+    for item in listed.map(|l| l.items).unwrap_or_default() {
+        let pod: Value = serde_json::from_slice(&item).expect("a pod");
+        if pod["metadata"]["deletionTimestamp"].is_null() {
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+            *by_node.entry(node).or_insert(0) += 1;
+        }
+    }
+    by_node
+}
+
+/// A DaemonSet over 10 hollow nodes, one tainted: a pod on each of the 9 others, bound by
+/// the scheduler; once its template tolerates the taint, one on all 10 (the rolling update
+/// replaces the 9 as they become ready on their hollow kubelets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_set_runs_on_every_node_it_tolerates() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let client = ApiClient::new(cluster.endpoints());
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    let mut hollow = hollow_nodes(&cluster.endpoints().join(","), "d", 10);
+    until("10 hollow nodes", Duration::from_secs(60), async || {
+        client
+            .list(ListRequest {
+                resource: "nodes".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok_and(|l| l.items.len() == 10)
+    })
+    .await;
+    client
+        .patch_object(
+            "nodes",
+            "",
+            "d-3",
+            &json!({ "spec": { "taints": [
+                { "key": "dedicated", "value": "infra", "effect": "NoSchedule" }] } }),
+            false,
+        )
+        .await
+        .expect("tainting d-3");
+    let daemon_set = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": { "name": "daemon", "namespace": "default" },
+        "spec": { "selector": { "matchLabels": { "app": "daemon" } },
+                  "template": { "metadata": { "labels": { "app": "daemon" } },
+                                "spec": { "containers": [{ "name": "c", "image": "kubia" }] } } }
+    });
+    client
+        .create_object("daemonsets", "default", &daemon_set)
+        .await
+        .expect("creating the DaemonSet");
+    let untainted: BTreeMap<String, usize> = (0..10)
+        .filter(|i| *i != 3)
+        .map(|i| (format!("d-{i}"), 1))
+        .collect();
+    let mut last = BTreeMap::new();
+    until(
+        "one bound pod on each of the 9 untainted nodes",
+        Duration::from_secs(60),
+        async || {
+            last = daemon_pods(&client).await;
+            last == untainted
+        },
+    )
+    .await;
+
+    client
+        .patch_object(
+            "daemonsets",
+            "default",
+            "daemon",
+            &json!({ "spec": { "template": { "spec": { "tolerations": [
+                { "key": "dedicated", "operator": "Exists", "effect": "NoSchedule" }] } } } }),
+            false,
+        )
+        .await
+        .expect("adding the toleration");
+    let everywhere: BTreeMap<String, usize> = (0..10).map(|i| (format!("d-{i}"), 1)).collect();
+    until(
+        "one bound pod on each of the 10 nodes",
+        Duration::from_secs(90),
+        async || {
+            last = daemon_pods(&client).await;
+            last == everywhere
+        },
+    )
+    .await;
+    until(
+        "the status counts 10 scheduled and up to date",
+        Duration::from_secs(60),
+        async || {
+            let set = client.get_object("daemonsets", "default", "daemon").await;
+            set.is_ok_and(|s| {
+                s["status"]["desiredNumberScheduled"] == 10
+                    && s["status"]["currentNumberScheduled"] == 10
+                    && s["status"]["updatedNumberScheduled"] == 10
+            })
+        },
+    )
+    .await;
+    hollow.kill().await.expect("stopping the hollow nodes");
+    drop(cluster);
+}

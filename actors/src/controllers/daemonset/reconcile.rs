@@ -143,7 +143,8 @@ pub fn reconcile(
     plan
 }
 
-fn owner_reference(meta: &ObjectMeta) -> OwnerReference {
+/// The controller reference a DaemonSet puts on its pods and revisions.
+pub fn owner_reference(meta: &ObjectMeta) -> OwnerReference {
     OwnerReference {
         api_version: "apps/v1".into(),
         kind: "DaemonSet".into(),
