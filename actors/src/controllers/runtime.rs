@@ -8,7 +8,8 @@
 //! ```text
 //!  caches ─► Watched<K> ─► Watches<K>::on_event (keys ─► queue)
 //!                          every cache Synced ─► `workers` × work(queue, sync)
-//!  Stop ─► actor stops ─► queue shut down ─► workers end after their current key
+//!  Stop ─► actor stops ─► queue shut down; the workers (actor items) are dropped mid-sync:
+//!         the fence refuses whatever a deposed term still had in flight
 //! ```
 
 use std::fmt::Display;

@@ -3,21 +3,26 @@
 //! [`place`], assumes it on its node, and binds it through the API under the leader's fence.
 //!
 //! ```text
-//!  Event<Node> ─► snapshot.upsert/remove ─► parked pods may fit: queue.move_parked
+//!  Event<Node> ─► snapshot.upsert/remove ─► labels, taints, capacity or conditions changed:
+//!                 parked pods may fit (queue.move_parked); a heartbeat moves nothing
+//!  Event<Namespace> ─► snapshot namespace labels (affinity's namespaceSelector)
 //!  Event<Pod>  ─► bound: snapshot (the watch confirms an assumption); pending and ours: queue
-//!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, bind (fenced, many in flight) ─► BindDone
-//!                      └─► Err: PodScheduled=False Unschedulable, FailedScheduling event, park
+//!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, bind (fenced, many in flight) ─► bound()
+//!                      └─► Err: FailedScheduling event, PodScheduled=False at the pod's
+//!                               resourceVersion (a pod bound meanwhile is left alone), park
 //!  tick (100 ms) ─► flush parked (60 s), expire unconfirmed assumptions (30 s), Pass
 //! ```
 //!
-//! A pass places at most [`PASS_BUDGET`] pods before it yields to the events waiting (the
-//! binds it started are in them), and never more binds in flight than the configured bound.
+//! A pass places at most [`PASS_BUDGET`] pods, or works [`PASS_TIME`], before it yields to
+//! the events waiting (the binds it started are in them), and never has more binds in flight
+//! than the configured bound. A bind's answer is matched to its pod by uid: a pod deleted and
+//! created again under the same name meanwhile is another pod.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
@@ -25,7 +30,7 @@ use serde_json::json;
 
 use super::assumed::Assumed;
 use super::decide::{is_gated, is_ours, place_with, Options, Unschedulable};
-use super::queue::SchedulingQueue;
+use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::Snapshot;
 use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
@@ -34,6 +39,10 @@ use crate::informer::{Cache, Event, ObjectKey};
 
 /// Pods placed in one pass before the actor looks at its mailbox again.
 pub const PASS_BUDGET: usize = 128;
+/// The longest a pass works before the actor looks at its mailbox again.
+pub const PASS_TIME: Duration = Duration::from_millis(20);
+/// PodScheduled=False writes in flight at once; past it, the event alone tells.
+const STATUS_WRITES_IN_FLIGHT: usize = 32;
 /// How often parked pods, backoffs and assumptions are looked at.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -42,6 +51,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub struct Caches {
     pub pods: Cache<Pod>,
     pub nodes: Cache<Node>,
+    pub namespaces: Cache<Namespace>,
 }
 
 /// How one term of the scheduler runs.
@@ -61,10 +71,11 @@ pub struct Scheduler {
     snapshot: Snapshot,
     queue: SchedulingQueue,
     assumed: Assumed,
-    /// Pods, nodes: no pod is placed before both have synced.
+    /// Nodes, pods, namespaces: no pod is placed before all have synced.
     gate: SyncGate,
     open: bool,
     binds_in_flight: usize,
+    status_writes_in_flight: usize,
     next_start: usize,
     /// Varies the choice among equally good nodes from one decision to the next.
     tie_break: u64,
@@ -88,9 +99,10 @@ impl Scheduler {
             snapshot: Snapshot::new(),
             queue: SchedulingQueue::default(),
             assumed: Assumed::default(),
-            gate: SyncGate::new(2),
+            gate: SyncGate::new(3),
             open: false,
             binds_in_flight: 0,
+            status_writes_in_flight: 0,
             next_start: 0,
             tie_break: 0,
             pass_pending: false,
@@ -122,7 +134,7 @@ impl Scheduler {
         let now = Instant::now();
         let mut placed = 0;
         while self.binds_in_flight < self.settings.binds_in_flight.max(1) {
-            if placed == PASS_BUDGET {
+            if placed == PASS_BUDGET || now.elapsed() >= PASS_TIME {
                 self.want_pass(ctx);
                 return;
             }
@@ -149,12 +161,14 @@ impl Scheduler {
                 Ok(placement) => {
                     self.next_start = placement.next_start;
                     self.snapshot.assume(&pod, &placement.node);
-                    self.assumed.assume(key.clone(), &placement.node);
+                    self.assumed
+                        .assume(key.clone(), uid_of(&pod), &placement.node);
                     self.bind(key, &pod, placement.node, ctx);
                 }
                 Err(unschedulable) => {
                     self.next_start = unschedulable.next_start;
-                    self.queue.unschedulable(&key, now);
+                    let plugins = unschedulable.plugins.clone();
+                    self.queue.unschedulable(&key, plugins, now);
                     self.report_unschedulable(&pod, &unschedulable, ctx);
                 }
             }
@@ -165,50 +179,60 @@ impl Scheduler {
         self.binds_in_flight += 1;
         let client = self.client.clone();
         let fence = self.fence.clone();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let uid = uid_of(pod).to_string();
         let target = node.clone();
         let (namespace, name) = (key.namespace.clone(), key.name.clone());
+        let pod_uid = uid.clone();
         let binding = async move {
-            client
+            let bound = client
                 .fenced(&fence)
-                .bind(&namespace, &name, &target, &uid)
-                .await
-                .map(drop)
+                .bind(&namespace, &name, &target, &pod_uid)
+                .await?;
+            Ok(bound["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|rv| rv.parse().ok())
+                .unwrap_or(0))
         };
         let reference = object_reference(pod);
         ctx.spawn(binding.into_actor(self).map(move |result, actor, ctx| {
             actor.binds_in_flight -= 1;
-            actor.bound(key, &reference, node, result, ctx);
+            let attempt = Attempt { key, uid, node };
+            actor.bound(attempt, &reference, result, ctx);
         }));
     }
 
     fn bound(
         &mut self,
-        key: ObjectKey,
+        attempt: Attempt,
         reference: &k8s_openapi::api::core::v1::ObjectReference,
-        node: String,
-        result: Result<(), ClientError>,
+        result: Result<u64, ClientError>,
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
+        let Attempt { key, uid, node } = attempt;
+        // The queue's entry under this name is this pod's only if the name still holds it.
+        let current = self.caches.pods.get(&key);
+        let same_pod = current.as_ref().is_some_and(|p| uid_of(p) == uid);
         match result {
-            Ok(()) => {
-                self.assumed.bound(&key, now);
-                self.queue.done(&key);
+            Ok(revision) => {
+                self.assumed.bound(&key, &uid, revision, now);
                 self.recorder.record(
                     reference,
                     EventType::Normal,
                     "Scheduled",
                     format!("Successfully assigned {key} to {node}"),
                 );
+                if same_pod {
+                    self.queue.done(&key);
+                }
             }
             Err(error) => {
                 // Not placed after all: its requests no longer count on the node (unless the
                 // watch already showed what happened to it).
-                if self.assumed.end(&key) {
+                if self.assumed.end(&key, &uid) {
                     self.snapshot.remove_pod(&key.namespace, &key.name);
-                    if let Some(pod) = self.caches.pods.get(&key) {
-                        self.snapshot.add_pod(pod);
+                    if let Some(pod) = &current {
+                        self.snapshot.add_pod(pod.clone());
                     }
                 }
                 if error.is_fence_refused() {
@@ -226,7 +250,16 @@ impl Scheduler {
                         format!("Binding rejected: {error}"),
                     );
                 }
-                self.queue.failed(&key, now);
+                if same_pod {
+                    self.queue.failed(&key, now);
+                }
+            }
+        }
+        if !same_pod {
+            // Another pod holds the name now: it is queued afresh, whatever this attempt was.
+            self.queue.remove(&key);
+            if let Some(pod) = current.filter(|p| is_pending_for_us(p)) {
+                self.queue.add(key, priority(&pod), now);
             }
         }
         self.want_pass(ctx);
@@ -248,6 +281,9 @@ impl Scheduler {
             "FailedScheduling",
             message.clone(),
         );
+        if self.status_writes_in_flight >= STATUS_WRITES_IN_FLIGHT {
+            return;
+        }
         let Some(conditions) = unschedulable_conditions(pod, message, jiff::Timestamp::now())
         else {
             return;
@@ -255,25 +291,37 @@ impl Scheduler {
         let client = self.client.clone();
         let fence = self.fence.clone();
         let key = ObjectKey::of(&pod.metadata);
-        let patch = json!({ "status": { "conditions": conditions } });
+        // At the resourceVersion the decision read: a pod bound meanwhile keeps its
+        // PodScheduled=True (the write fails as a conflict, which is what we want).
+        let patch = json!({
+            "metadata": { "resourceVersion": pod.metadata.resource_version },
+            "status": { "conditions": conditions },
+        });
         let write = async move {
             let result = client
                 .fenced(&fence)
                 .patch_object("pods", &key.namespace, &key.name, &patch, true)
                 .await;
             if let Err(error) = result {
-                if !error.is_not_found() && !error.is_fence_refused() {
+                let expected = error.is_not_found()
+                    || error.is_fence_refused()
+                    || error.reason() == "Conflict";
+                if !expected {
                     tracing::warn!(pod = %key, %error, "writing PodScheduled=False");
                 }
             }
         };
-        ctx.spawn(write.into_actor(self));
+        self.status_writes_in_flight += 1;
+        ctx.spawn(write.into_actor(self).map(|(), actor, _| {
+            actor.status_writes_in_flight -= 1;
+        }));
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.queue.flush(now);
-        for (key, node) in self.assumed.expire(now) {
+        let seen = self.caches.pods.revision().unwrap_or(0);
+        for (key, node) in self.assumed.expire(now, seen) {
             tracing::warn!(pod = %key, %node, "the watch never showed this bind; forgetting it");
             self.snapshot.remove_pod(&key.namespace, &key.name);
             if let Some(pod) = self.caches.pods.get(&key) {
@@ -283,10 +331,44 @@ impl Scheduler {
                 }
             }
         }
-        if self.queue.next_due().is_some_and(|due| due <= now) || self.queue.counts().0 > 0 {
+        if self.queue.has_due(now) {
             self.want_pass(ctx);
         }
     }
+}
+
+/// What a bind's answer is about.
+struct Attempt {
+    key: ObjectKey,
+    uid: String,
+    node: String,
+}
+
+fn uid_of(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// Whether a node's update may let a parked pod fit: its labels, taints, unschedulable flag,
+/// allocatable, images or conditions changed (not its heartbeat times).
+fn node_may_help(old: &Node, new: &Node) -> bool {
+    let conditions = |node: &Node| -> Vec<(String, String)> {
+        node.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect()
+    };
+    let status = |node: &Node| {
+        node.status
+            .as_ref()
+            .map(|s| (s.allocatable.clone(), s.images.clone()))
+    };
+    old.metadata.labels != new.metadata.labels
+        || old.spec != new.spec
+        || status(old) != status(new)
+        || conditions(old) != conditions(new)
 }
 
 /// A pod this scheduler should place now.
@@ -369,6 +451,7 @@ impl Actor for Scheduler {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_message_stream(self.caches.nodes.subscribe());
         ctx.add_message_stream(self.caches.pods.subscribe());
+        ctx.add_message_stream(self.caches.namespaces.subscribe());
         ctx.run_interval(TICK, |actor, ctx| actor.tick(ctx));
     }
 }
@@ -395,10 +478,19 @@ impl Handler<Event<Node>> for Scheduler {
     fn handle(&mut self, event: Event<Node>, ctx: &mut Self::Context) {
         match &event {
             Event::Synced => self.synced(0, ctx),
-            Event::Added(node) | Event::Updated { new: node, .. } => {
+            Event::Added(node) => {
                 self.snapshot.upsert_node(node.clone());
-                self.queue.move_parked(Instant::now());
+                self.queue
+                    .move_parked(ClusterEvent::NodeChanged, Instant::now());
                 self.want_pass(ctx);
+            }
+            Event::Updated { old, new } => {
+                self.snapshot.upsert_node(new.clone());
+                if node_may_help(old, new) {
+                    self.queue
+                        .move_parked(ClusterEvent::NodeChanged, Instant::now());
+                    self.want_pass(ctx);
+                }
             }
             Event::Deleted(node) => {
                 self.snapshot
@@ -417,6 +509,7 @@ impl Handler<Event<Pod>> for Scheduler {
             Event::Synced => self.synced(1, ctx),
             Event::Added(pod) | Event::Updated { new: pod, .. } => {
                 let key = ObjectKey::of(&pod.metadata);
+                let uid = uid_of(pod);
                 if is_pending_for_us(pod) {
                     // An assumed pod the watch still shows pending keeps its assumption; a
                     // change only to its status (our own PodScheduled=False among them)
@@ -425,34 +518,76 @@ impl Handler<Event<Pod>> for Scheduler {
                         Event::Updated { old, new } => may_fit_differently(old, new),
                         _ => true,
                     };
-                    if changed && self.assumed.node_of(&key).is_none() {
+                    if changed && !self.assumed.is_of(&key, uid) {
                         self.queue.add(key, priority(pod), now);
                         self.want_pass(ctx);
                     }
                     return;
                 }
                 self.queue.remove(&key);
-                self.assumed.end(&key);
+                self.assumed.end(&key, uid);
                 let was_counted = self.snapshot.pod_node(&key.namespace, &key.name).is_some();
                 let counts = self.snapshot.add_pod(pod.clone());
+                let relabelled = match &event {
+                    Event::Updated { old, new } => old.metadata.labels != new.metadata.labels,
+                    _ => false,
+                };
                 if was_counted && !counts {
                     // It ended: what it held is free.
-                    self.queue.move_parked(now);
+                    self.queue.move_parked(ClusterEvent::PodGone, now);
+                    self.want_pass(ctx);
+                } else if counts && (!was_counted || relabelled) {
+                    // Placed (by us, confirmed, or by anyone) or relabelled: affinity and
+                    // spread counts changed.
+                    self.queue.move_parked(ClusterEvent::PodPlaced, now);
                     self.want_pass(ctx);
                 }
             }
             Event::Deleted(pod) => {
                 let key = ObjectKey::of(&pod.metadata);
+                let uid = uid_of(pod);
+                if self.assumed.node_of(&key).is_some() && !self.assumed.is_of(&key, uid) {
+                    // A new pod of the same name, placed from a cache ahead of its events,
+                    // holds the name in the snapshot: the old one's deletion is not its.
+                    return;
+                }
                 self.queue.remove(&key);
-                self.assumed.end(&key);
+                self.assumed.end(&key, uid);
                 if self
                     .snapshot
                     .remove_pod(&key.namespace, &key.name)
                     .is_some()
                 {
-                    self.queue.move_parked(now);
+                    self.queue.move_parked(ClusterEvent::PodGone, now);
                     self.want_pass(ctx);
                 }
+            }
+        }
+    }
+}
+
+impl Handler<Event<Namespace>> for Scheduler {
+    type Result = ();
+
+    /// Namespace labels, for affinity terms' `namespaceSelector`.
+    fn handle(&mut self, event: Event<Namespace>, ctx: &mut Self::Context) {
+        match &event {
+            Event::Synced => self.synced(2, ctx),
+            Event::Added(namespace) | Event::Updated { new: namespace, .. } => {
+                let name = namespace.metadata.name.as_deref().unwrap_or_default();
+                let labels = namespace.metadata.labels.clone().unwrap_or_default();
+                self.snapshot.upsert_namespace(name, labels);
+                if let Event::Updated { old, new } = &event {
+                    if old.metadata.labels != new.metadata.labels {
+                        self.queue
+                            .move_parked(ClusterEvent::PodPlaced, Instant::now());
+                        self.want_pass(ctx);
+                    }
+                }
+            }
+            Event::Deleted(namespace) => {
+                self.snapshot
+                    .remove_namespace(namespace.metadata.name.as_deref().unwrap_or_default());
             }
         }
     }

@@ -1,8 +1,11 @@
 //! The assume cache's bookkeeping, as kube-scheduler's: a pod is assumed on its node as soon
 //! as it is placed, so the next decision counts its requests before the bind returns. The
 //! watch confirms it (the pod shows up bound); a failed bind forgets it; an assumption the
-//! watch has not confirmed 30 s after its bind returned expires (the bind's effect was lost
-//! or the pod went away unseen). Pure: time is an argument.
+//! watch has not confirmed 30 s after its bind returned, although the cache has seen past
+//! the bind's revision, expires (the pod went away unseen). A cache that merely lags (a
+//! reconnecting watch, a long relist) expires nothing. Each assumption is of one pod (its
+//! uid): a pod deleted and created again under the same name is another. Pure: time and
+//! revisions are arguments.
 //!
 //! ```text
 //!  assume(placed) ─► binding ── bind ok ─► bound (deadline now + 30 s) ── watch ─► confirmed
@@ -20,9 +23,12 @@ pub const ASSUMED_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Assumption {
+    uid: String,
     node: String,
     /// `None` while its bind is in flight: an assumption never expires mid-bind.
     deadline: Option<Instant>,
+    /// The revision the bind wrote, once it returned.
+    revision: u64,
 }
 
 /// The pods assumed on a node and not yet seen bound.
@@ -32,21 +38,25 @@ pub struct Assumed {
 }
 
 impl Assumed {
-    /// `key` was placed on `node`; its bind starts.
-    pub fn assume(&mut self, key: ObjectKey, node: &str) {
+    /// Pod `key` with `uid` was placed on `node`; its bind starts.
+    pub fn assume(&mut self, key: ObjectKey, uid: &str, node: &str) {
         self.pods.insert(
             key,
             Assumption {
+                uid: uid.to_string(),
                 node: node.to_string(),
                 deadline: None,
+                revision: 0,
             },
         );
     }
 
-    /// Its bind succeeded at `now`: the watch has [`ASSUMED_TTL`] to show it.
-    pub fn bound(&mut self, key: &ObjectKey, now: Instant) {
-        if let Some(assumption) = self.pods.get_mut(key) {
+    /// Its bind succeeded at `now`, writing `revision`: the watch has [`ASSUMED_TTL`] to
+    /// show it once the cache is past that revision.
+    pub fn bound(&mut self, key: &ObjectKey, uid: &str, revision: u64, now: Instant) {
+        if let Some(assumption) = self.pods.get_mut(key).filter(|a| a.uid == uid) {
             assumption.deadline = Some(now + ASSUMED_TTL);
+            assumption.revision = revision;
         }
     }
 
@@ -55,18 +65,28 @@ impl Assumed {
         self.pods.get(key).map(|a| a.node.as_str())
     }
 
-    /// The watch showed the pod (bound, or gone): the assumption ends. Returns whether
-    /// there was one.
-    pub fn end(&mut self, key: &ObjectKey) -> bool {
-        self.pods.remove(key).is_some()
+    /// Whether the assumption for `key` is of the pod with `uid`.
+    pub fn is_of(&self, key: &ObjectKey, uid: &str) -> bool {
+        self.pods.get(key).is_some_and(|a| a.uid == uid)
     }
 
-    /// Removes and returns the assumptions whose deadline passed.
-    pub fn expire(&mut self, now: Instant) -> Vec<(ObjectKey, String)> {
+    /// The watch showed the pod (bound, or gone), or its bind failed: the assumption of
+    /// the pod with `uid` ends. Returns whether there was one.
+    pub fn end(&mut self, key: &ObjectKey, uid: &str) -> bool {
+        if self.is_of(key, uid) {
+            self.pods.remove(key);
+            return true;
+        }
+        false
+    }
+
+    /// Removes and returns the assumptions whose deadline passed while the cache (at
+    /// `cache_revision`) has seen past their bind.
+    pub fn expire(&mut self, now: Instant, cache_revision: u64) -> Vec<(ObjectKey, String)> {
         let expired: Vec<ObjectKey> = self
             .pods
             .iter()
-            .filter(|(_, a)| a.deadline.is_some_and(|d| d <= now))
+            .filter(|(_, a)| a.deadline.is_some_and(|d| d <= now) && cache_revision >= a.revision)
             .map(|(k, _)| k.clone())
             .collect();
         expired
@@ -89,34 +109,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_assumption_expires_only_after_its_bind_and_the_ttl() {
+    fn an_assumption_expires_only_after_its_bind_the_ttl_and_the_cache_catching_up() {
         let t0 = Instant::now();
         let key = ObjectKey::new("default", "a");
         let mut assumed = Assumed::default();
-        assumed.assume(key.clone(), "node-1");
+        assumed.assume(key.clone(), "u1", "node-1");
         assert!(
-            assumed.expire(t0 + Duration::from_secs(3_600)).is_empty(),
+            assumed
+                .expire(t0 + Duration::from_secs(3_600), 100)
+                .is_empty(),
             "never while binding"
         );
-        assumed.bound(&key, t0);
+        assumed.bound(&key, "u1", 50, t0);
         assert!(assumed
-            .expire(t0 + ASSUMED_TTL - Duration::from_millis(1))
+            .expire(t0 + ASSUMED_TTL - Duration::from_millis(1), 100)
             .is_empty());
+        assert!(
+            assumed.expire(t0 + ASSUMED_TTL, 49).is_empty(),
+            "the cache has not seen the bind yet: it lags, nothing is lost"
+        );
         assert_eq!(
-            assumed.expire(t0 + ASSUMED_TTL),
+            assumed.expire(t0 + ASSUMED_TTL, 50),
             vec![(key.clone(), "node-1".to_string())]
         );
         assert!(assumed.is_empty());
     }
 
     #[test]
-    fn the_watch_ends_an_assumption() {
+    fn the_watch_ends_an_assumption_of_the_same_pod_only() {
         let key = ObjectKey::new("default", "a");
         let mut assumed = Assumed::default();
-        assumed.assume(key.clone(), "node-1");
+        assumed.assume(key.clone(), "u2", "node-1");
         assert_eq!(assumed.node_of(&key), Some("node-1"));
-        assert!(assumed.end(&key));
-        assert!(!assumed.end(&key));
+        assert!(!assumed.end(&key, "u1"), "the old pod of that name");
+        assumed.bound(&key, "u1", 7, Instant::now());
+        assert!(assumed.expire(Instant::now() + ASSUMED_TTL, 100).is_empty());
+        assert!(assumed.end(&key, "u2"));
+        assert!(!assumed.end(&key, "u2"));
         assert_eq!(assumed.len(), 0);
     }
 }

@@ -5,20 +5,28 @@
 //!  add ─► active (highest priority first, then first come) ─► pop ─► in flight
 //!  in flight ── bound ──────────► done (gone from the queue)
 //!            ── bind failed ────► backoff (1 s doubling to 10 s per pod) ─► active when due
-//!            ── fits nowhere ───► unschedulable (parked)
-//!  unschedulable ── a cluster event that may help (node added or changed, pod deleted)
-//!                   or 60 s parked ─► backoff if still backing off, else active
+//!            ── fits nowhere ───► unschedulable (parked, with the plugins that said no)
+//!  unschedulable ── a cluster event that may help it (queueing hints: a node added or
+//!                   changed helps every plugin; a pod gone frees resources, ports,
+//!                   affinity and spread; a pod placed or relabelled changes affinity and
+//!                   spread) or 60 s parked ─► backoff if still backing off, else active
 //! ```
 //!
 //! A pod updated while in flight is looked at again once its attempt ends, so a change made
 //! during the attempt (a toleration added) is not lost. When no pod is active, a pod an
 //! event moved to backoff goes before its backoff ends (kube-scheduler's
 //! SchedulerPopFromBackoffQ): the node it waited for is used at once, not a second later.
+//! Every place has its own index (heaps for turns and due times, a set for the parked), so
+//! no step scans every waiting pod.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use super::unfit::{
+    INTER_POD_AFFINITY_PLUGIN, NODE_PORTS_PLUGIN, NODE_RESOURCES_FIT_PLUGIN,
+    POD_TOPOLOGY_SPREAD_PLUGIN,
+};
 use crate::informer::ObjectKey;
 use crate::queue::backoff::Backoff;
 
@@ -30,14 +38,43 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// (kube-scheduler's `podMaxInUnschedulablePodsDuration`).
 pub const MAX_PARKED: Duration = Duration::from_secs(60);
 
+/// A change in the cluster that may let parked pods fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// A node was added, or its labels, taints, capacity or conditions changed.
+    NodeChanged,
+    /// A pod counted on a node was deleted or ended: its resources and ports are free.
+    PodGone,
+    /// A pod was bound, or a bound pod relabelled: affinity and spread counts changed.
+    PodPlaced,
+}
+
+impl ClusterEvent {
+    /// Whether the event may help a pod refused by `plugins` (kube-scheduler's queueing
+    /// hints, coarsely).
+    fn may_help(self, plugins: &BTreeSet<&'static str>) -> bool {
+        let helped: &[&str] = match self {
+            ClusterEvent::NodeChanged => return true,
+            ClusterEvent::PodGone => &[
+                NODE_RESOURCES_FIT_PLUGIN,
+                NODE_PORTS_PLUGIN,
+                INTER_POD_AFFINITY_PLUGIN,
+                POD_TOPOLOGY_SPREAD_PLUGIN,
+            ],
+            ClusterEvent::PodPlaced => &[INTER_POD_AFFINITY_PLUGIN, POD_TOPOLOGY_SPREAD_PLUGIN],
+        };
+        helped.iter().any(|p| plugins.contains(p))
+    }
+}
+
 /// Where a pod is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     /// Waiting its turn; `seq` matches its entry in the heap.
     Active { seq: u64 },
     /// Failed; waits until `until`. `early`: moved here by an event that may help it, so it
-    /// may go before its time when nothing else is waiting (kube-scheduler's
-    /// SchedulerPopFromBackoffQ); a pod backing off after an error waits its time out.
+    /// may go before its time when nothing else is waiting; a pod backing off after an error
+    /// waits its time out.
     Backoff { until: Instant, early: bool },
     /// Fits nowhere; parked since `since`, until an event may help.
     Unschedulable { since: Instant },
@@ -52,6 +89,8 @@ struct Waiting {
     /// When its current backoff ends (after a failure), so a parked pod moved by an event
     /// still waits out its backoff.
     backoff_until: Option<Instant>,
+    /// The plugins that refused it last.
+    plugins: BTreeSet<&'static str>,
 }
 
 /// One turn in the active heap: higher priority first, then the earlier arrival.
@@ -76,14 +115,21 @@ impl PartialOrd for Turn {
     }
 }
 
+/// Due times of pods backing off, earliest first; an entry no longer matching its pod's
+/// place is stale and skipped.
+type DueHeap = BinaryHeap<Reverse<(Instant, ObjectKey)>>;
+
 /// The pods waiting to be scheduled.
 #[derive(Debug)]
 pub struct SchedulingQueue {
     pods: HashMap<ObjectKey, Waiting>,
     /// Turns of active pods; stale turns (the pod moved or left) are skipped when popped.
     active: BinaryHeap<Turn>,
-    /// When each pod backing off is due, earliest first; stale entries are skipped.
-    backing_off: BinaryHeap<Reverse<(Instant, ObjectKey)>>,
+    /// Every pod backing off, by due time.
+    backing_off: DueHeap,
+    /// Pods backing off that may go early, by due time.
+    early: DueHeap,
+    parked: HashSet<ObjectKey>,
     next_seq: u64,
     backoff: Backoff<ObjectKey>,
 }
@@ -94,6 +140,8 @@ impl Default for SchedulingQueue {
             pods: HashMap::new(),
             active: BinaryHeap::new(),
             backing_off: BinaryHeap::new(),
+            early: BinaryHeap::new(),
+            parked: HashSet::new(),
             next_seq: 0,
             backoff: Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
         }
@@ -105,7 +153,7 @@ impl SchedulingQueue {
     /// parked one is looked at again (its change may make it fit); one in flight is looked
     /// at again after its attempt; one active or backing off keeps its place.
     pub fn add(&mut self, key: ObjectKey, priority: i32, now: Instant) {
-        match self.pods.get_mut(&key).map(|w| w.place) {
+        let place = match self.pods.get_mut(&key) {
             None => {
                 self.pods.insert(
                     key.clone(),
@@ -113,33 +161,33 @@ impl SchedulingQueue {
                         place: Place::InFlight { again: false },
                         priority,
                         backoff_until: None,
+                        plugins: BTreeSet::new(),
                     },
                 );
-                self.activate(&key, now);
+                None
             }
-            Some(Place::InFlight { .. }) => {
-                if let Some(waiting) = self.pods.get_mut(&key) {
-                    waiting.priority = priority;
+            Some(waiting) => {
+                waiting.priority = priority;
+                if let Place::InFlight { .. } = waiting.place {
                     waiting.place = Place::InFlight { again: true };
                 }
+                Some(waiting.place)
             }
+        };
+        match place {
+            None => self.activate(&key, now),
             Some(Place::Unschedulable { .. }) => {
-                if let Some(waiting) = self.pods.get_mut(&key) {
-                    waiting.priority = priority;
-                }
+                self.parked.remove(&key);
                 self.activate(&key, now);
             }
-            Some(Place::Active { .. } | Place::Backoff { .. }) => {
-                if let Some(waiting) = self.pods.get_mut(&key) {
-                    waiting.priority = priority;
-                }
-            }
+            Some(_) => {}
         }
     }
 
     /// The pod is gone, bound by someone else, or no longer ours.
     pub fn remove(&mut self, key: &ObjectKey) {
         self.pods.remove(key);
+        self.parked.remove(key);
         self.backoff.forget(key);
     }
 
@@ -163,19 +211,26 @@ impl SchedulingQueue {
 
     /// The pod due first among those an event moved to backoff, taken before its time.
     fn pop_early(&mut self) -> Option<ObjectKey> {
-        let (key, _) = self
-            .pods
-            .iter()
-            .filter_map(|(key, w)| match w.place {
-                Place::Backoff { until, early: true } => Some((key, until)),
-                _ => None,
-            })
-            .min_by_key(|(_, until)| *until)?;
-        let key = key.clone();
-        if let Some(waiting) = self.pods.get_mut(&key) {
-            waiting.place = Place::InFlight { again: false };
+        while let Some(Reverse((until, key))) = self.early.pop() {
+            let Some(waiting) = self.pods.get_mut(&key) else {
+                continue;
+            };
+            if waiting.place == (Place::Backoff { until, early: true }) {
+                waiting.place = Place::InFlight { again: false };
+                return Some(key);
+            }
         }
-        Some(key)
+        None
+    }
+
+    /// Whether [`pop`](Self::pop) would give a pod now.
+    pub fn has_due(&mut self, now: Instant) -> bool {
+        self.promote_backoffs(now);
+        self.drop_stale_turns();
+        drop_stale(&mut self.early, &self.pods, |place, until| {
+            place == Place::Backoff { until, early: true }
+        });
+        !self.active.is_empty() || !self.early.is_empty()
     }
 
     /// The pod was bound: it leaves the queue.
@@ -185,41 +240,49 @@ impl SchedulingQueue {
 
     /// The attempt failed for a reason that may pass (a bind error): the pod backs off.
     pub fn failed(&mut self, key: &ObjectKey, now: Instant) {
-        let delay = self.backoff.on_failure(key);
-        let Some(waiting) = self.pods.get_mut(key) else {
+        let Some(until) = self.next_backoff(key, now) else {
             return;
         };
-        let until = now + delay;
-        waiting.backoff_until = Some(until);
         self.back_off(key, until, false);
     }
 
-    /// The pod fits on no node: it is parked until an event may help, or, if it was updated
-    /// during the attempt, backs off and is tried again.
-    pub fn unschedulable(&mut self, key: &ObjectKey, now: Instant) {
-        let delay = self.backoff.on_failure(key);
+    /// The pod fits on no node, refused by `plugins`: it is parked until an event may help,
+    /// or, if it was updated during the attempt, backs off and is tried again.
+    pub fn unschedulable(
+        &mut self,
+        key: &ObjectKey,
+        plugins: BTreeSet<&'static str>,
+        now: Instant,
+    ) {
+        let Some(until) = self.next_backoff(key, now) else {
+            return;
+        };
         let Some(waiting) = self.pods.get_mut(key) else {
             return;
         };
-        let until = now + delay;
-        waiting.backoff_until = Some(until);
-        match waiting.place {
-            Place::InFlight { again: true } => self.back_off(key, until, true),
-            _ => waiting.place = Place::Unschedulable { since: now },
+        waiting.plugins = plugins;
+        if waiting.place == (Place::InFlight { again: true }) {
+            self.back_off(key, until, true);
+        } else {
+            waiting.place = Place::Unschedulable { since: now };
+            self.parked.insert(key.clone());
         }
     }
 
-    /// Something changed that may let parked pods fit (a node added or changed, a pod
-    /// deleted): every parked pod moves to backoff if its backoff has not ended, else to
-    /// active.
-    pub fn move_parked(&mut self, now: Instant) {
-        let parked: Vec<ObjectKey> = self
-            .pods
+    /// `event` happened: every parked pod it may help moves to backoff if its backoff has
+    /// not ended, else to active.
+    pub fn move_parked(&mut self, event: ClusterEvent, now: Instant) {
+        let helped: Vec<ObjectKey> = self
+            .parked
             .iter()
-            .filter(|(_, w)| matches!(w.place, Place::Unschedulable { .. }))
-            .map(|(k, _)| k.clone())
+            .filter(|key| {
+                self.pods
+                    .get(*key)
+                    .is_some_and(|w| event.may_help(&w.plugins))
+            })
+            .cloned()
             .collect();
-        for key in parked {
+        for key in helped {
             self.unpark(&key, now);
         }
     }
@@ -228,12 +291,15 @@ impl SchedulingQueue {
     /// flush), and backoffs that ended become active.
     pub fn flush(&mut self, now: Instant) {
         let stale: Vec<ObjectKey> = self
-            .pods
+            .parked
             .iter()
-            .filter(|(_, w)| {
-                matches!(w.place, Place::Unschedulable { since } if now.saturating_duration_since(since) >= MAX_PARKED)
+            .filter(|key| {
+                self.pods.get(*key).is_some_and(|w| {
+                    matches!(w.place, Place::Unschedulable { since }
+                        if now.saturating_duration_since(since) >= MAX_PARKED)
+                })
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for key in stale {
             self.unpark(&key, now);
@@ -243,11 +309,16 @@ impl SchedulingQueue {
 
     /// The earliest time a pod backing off becomes due, if any pod is backing off.
     pub fn next_due(&mut self) -> Option<Instant> {
-        self.drop_stale_backoffs();
+        drop_stale(
+            &mut self.backing_off,
+            &self.pods,
+            |place, until| matches!(place, Place::Backoff { until: u, .. } if u == until),
+        );
         self.backing_off.peek().map(|Reverse((until, _))| *until)
     }
 
-    /// Pods in the queue, by place: (active, backing off, parked, in flight).
+    /// Pods in the queue, by place: (active, backing off, parked, in flight). Counts every
+    /// pod: for tests and reports, not for every pass.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let mut counts = (0, 0, 0, 0);
         for waiting in self.pods.values() {
@@ -266,8 +337,22 @@ impl SchedulingQueue {
         self.pods.contains_key(key)
     }
 
+    /// The end of the pod's next backoff (one more failure counted); `None` if the pod has
+    /// left the queue (its failure is not counted: nothing would forget it).
+    fn next_backoff(&mut self, key: &ObjectKey, now: Instant) -> Option<Instant> {
+        if !self.pods.contains_key(key) {
+            return None;
+        }
+        let until = now + self.backoff.on_failure(key);
+        if let Some(waiting) = self.pods.get_mut(key) {
+            waiting.backoff_until = Some(until);
+        }
+        Some(until)
+    }
+
     fn unpark(&mut self, key: &ObjectKey, now: Instant) {
-        let Some(waiting) = self.pods.get_mut(key) else {
+        self.parked.remove(key);
+        let Some(waiting) = self.pods.get(key) else {
             return;
         };
         match waiting.backoff_until {
@@ -280,20 +365,9 @@ impl SchedulingQueue {
         if let Some(waiting) = self.pods.get_mut(key) {
             waiting.place = Place::Backoff { until, early };
             self.backing_off.push(Reverse((until, key.clone())));
-        }
-    }
-
-    /// Pops entries of the backoff heap that no longer describe their pod.
-    fn drop_stale_backoffs(&mut self) {
-        while let Some(Reverse((until, key))) = self.backing_off.peek() {
-            let current = self
-                .pods
-                .get(key)
-                .is_some_and(|w| matches!(w.place, Place::Backoff { until: u, .. } if u == *until));
-            if current {
-                return;
+            if early {
+                self.early.push(Reverse((until, key.clone())));
             }
-            self.backing_off.pop();
         }
     }
 
@@ -313,15 +387,44 @@ impl SchedulingQueue {
 
     fn promote_backoffs(&mut self, now: Instant) {
         loop {
-            self.drop_stale_backoffs();
-            match self.backing_off.peek() {
-                Some(Reverse((until, _))) if *until <= now => {}
-                _ => return,
+            let due = self.next_due().is_some_and(|until| until <= now);
+            if !due {
+                return;
             }
             if let Some(Reverse((_, key))) = self.backing_off.pop() {
                 self.activate(&key, now);
             }
         }
+    }
+
+    /// Pops turns that no longer match their pod, so an empty heap means nothing active.
+    fn drop_stale_turns(&mut self) {
+        while let Some(turn) = self.active.peek() {
+            let current = self
+                .pods
+                .get(&turn.key)
+                .is_some_and(|w| w.place == Place::Active { seq: turn.seq });
+            if current {
+                return;
+            }
+            self.active.pop();
+        }
+    }
+}
+
+/// Pops entries from the top of `heap` while `matches(place, until)` says they no longer
+/// describe their pod.
+fn drop_stale(
+    heap: &mut DueHeap,
+    pods: &HashMap<ObjectKey, Waiting>,
+    matches: impl Fn(Place, Instant) -> bool,
+) {
+    while let Some(Reverse((until, key))) = heap.peek() {
+        let current = pods.get(key).is_some_and(|w| matches(w.place, *until));
+        if current {
+            return;
+        }
+        heap.pop();
     }
 }
 
@@ -331,6 +434,59 @@ mod tests {
 
     fn key(name: &str) -> ObjectKey {
         ObjectKey::new("default", name)
+    }
+
+    fn resources() -> BTreeSet<&'static str> {
+        BTreeSet::from([NODE_RESOURCES_FIT_PLUGIN])
+    }
+
+    #[test]
+    fn only_events_that_may_help_move_a_parked_pod() {
+        let t0 = Instant::now();
+        let mut queue = SchedulingQueue::default();
+        queue.add(key("cpu"), 0, t0);
+        queue.add(key("apart"), 0, t0);
+        queue.add(key("tainted"), 0, t0);
+        let later = t0 + Duration::from_secs(5);
+        for (name, plugin) in [
+            ("cpu", NODE_RESOURCES_FIT_PLUGIN),
+            ("apart", INTER_POD_AFFINITY_PLUGIN),
+            ("tainted", super::super::unfit::TAINT_TOLERATION_PLUGIN),
+        ] {
+            assert_eq!(queue.pop(t0), Some(key(name)));
+            queue.unschedulable(&key(name), BTreeSet::from([plugin]), t0);
+        }
+        queue.move_parked(ClusterEvent::PodPlaced, later);
+        assert_eq!(
+            queue.pop(later),
+            Some(key("apart")),
+            "affinity counts changed"
+        );
+        assert_eq!(queue.pop(later), None);
+        queue.move_parked(ClusterEvent::PodGone, later);
+        assert_eq!(queue.pop(later), Some(key("cpu")), "resources were freed");
+        assert_eq!(queue.pop(later), None, "a freed pod does not lift a taint");
+        queue.move_parked(ClusterEvent::NodeChanged, later);
+        assert_eq!(queue.pop(later), Some(key("tainted")));
+        assert!(!queue.has_due(later));
+    }
+
+    #[test]
+    fn a_failure_after_the_pod_left_is_not_counted() {
+        let t0 = Instant::now();
+        let mut queue = SchedulingQueue::default();
+        queue.add(key("a"), 0, t0);
+        queue.pop(t0);
+        queue.remove(&key("a"));
+        queue.failed(&key("a"), t0);
+        queue.add(key("a"), 0, t0);
+        assert_eq!(queue.pop(t0), Some(key("a")));
+        queue.failed(&key("a"), t0);
+        assert_eq!(
+            queue.next_due(),
+            Some(t0 + INITIAL_BACKOFF),
+            "a first failure"
+        );
     }
 
     #[test]
@@ -379,18 +535,18 @@ mod tests {
         let mut queue = SchedulingQueue::default();
         queue.add(key("big"), 0, t0);
         assert_eq!(queue.pop(t0), Some(key("big")));
-        queue.unschedulable(&key("big"), t0);
+        queue.unschedulable(&key("big"), resources(), t0);
         let later = t0 + Duration::from_secs(5);
         assert_eq!(queue.pop(later), None, "parked: no retry without an event");
         assert_eq!(queue.counts(), (0, 0, 1, 0));
-        queue.move_parked(later);
+        queue.move_parked(ClusterEvent::NodeChanged, later);
         assert_eq!(queue.pop(later), Some(key("big")), "a node came: try again");
 
         // Parked again right away: an event within its backoff moves it to backoff, from
         // where it goes early only when no pod is active.
-        queue.unschedulable(&key("big"), later);
+        queue.unschedulable(&key("big"), resources(), later);
         let soon = later + Duration::from_millis(500);
-        queue.move_parked(soon);
+        queue.move_parked(ClusterEvent::NodeChanged, soon);
         assert_eq!(queue.counts(), (0, 1, 0, 0));
         queue.add(key("other"), 0, soon);
         assert_eq!(queue.pop(soon), Some(key("other")));
@@ -409,7 +565,7 @@ mod tests {
         queue.add(key("a"), 0, t0);
         queue.pop(t0);
         queue.failed(&key("a"), t0);
-        queue.move_parked(t0);
+        queue.move_parked(ClusterEvent::NodeChanged, t0);
         assert_eq!(queue.pop(t0 + Duration::from_millis(999)), None);
         assert_eq!(queue.pop(t0 + INITIAL_BACKOFF), Some(key("a")));
     }
@@ -420,7 +576,7 @@ mod tests {
         let mut queue = SchedulingQueue::default();
         queue.add(key("a"), 0, t0);
         queue.pop(t0);
-        queue.unschedulable(&key("a"), t0);
+        queue.unschedulable(&key("a"), resources(), t0);
         queue.flush(t0 + Duration::from_secs(59));
         assert_eq!(queue.pop(t0 + Duration::from_secs(59)), None);
         queue.flush(t0 + MAX_PARKED);
@@ -434,7 +590,7 @@ mod tests {
         queue.add(key("a"), 0, t0);
         queue.pop(t0);
         queue.add(key("a"), 0, t0);
-        queue.unschedulable(&key("a"), t0);
+        queue.unschedulable(&key("a"), resources(), t0);
         assert_eq!(
             queue.counts(),
             (0, 1, 0, 0),
@@ -444,7 +600,7 @@ mod tests {
         // An update to a parked pod makes it active.
         let t1 = t0 + Duration::from_secs(3);
         assert_eq!(queue.pop(t1), Some(key("a")));
-        queue.unschedulable(&key("a"), t1);
+        queue.unschedulable(&key("a"), resources(), t1);
         queue.add(key("a"), 0, t1);
         assert_eq!(queue.pop(t1), Some(key("a")));
     }

@@ -1,12 +1,12 @@
 //! Where the scheduler runs: it campaigns for the Lease `kube-system/rudder-scheduler` and,
-//! while it leads, runs the pod and node informers and the [`Scheduler`] actor with the
+//! while it leads, runs the pod, node and namespace informers and the [`Scheduler`] actor with the
 //! lease's fence on every bind; when it stops leading it stops them before campaigning
 //! again. [`spawn_in_system`] runs it in an actix `System` on a thread of its own.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
@@ -68,6 +68,7 @@ pub fn spawn_in_system(
 struct Running {
     pods: Informer<Pod>,
     nodes: Informer<Node>,
+    namespaces: Informer<Namespace>,
     scheduler: Addr<Scheduler>,
 }
 
@@ -75,9 +76,11 @@ impl Running {
     fn start(client: Arc<ApiClient>, fence: Fence, config: &SchedulerConfig) -> Self {
         let pods = Informer::start(client.clone(), Query::all::<Pod>(), vec![]);
         let nodes = Informer::start(client.clone(), Query::all::<Node>(), vec![]);
+        let namespaces = Informer::start(client.clone(), Query::all::<Namespace>(), vec![]);
         let caches = Caches {
             pods: pods.cache().clone(),
             nodes: nodes.cache().clone(),
+            namespaces: namespaces.cache().clone(),
         };
         let recorder = Recorder::new(client.clone(), COMPONENT, &config.name);
         let settings = Settings {
@@ -91,6 +94,7 @@ impl Running {
         Self {
             pods,
             nodes,
+            namespaces,
             scheduler,
         }
     }
@@ -101,5 +105,6 @@ impl Term for Running {
         self.scheduler.do_send(Stop);
         self.pods.stop();
         self.nodes.stop();
+        self.namespaces.stop();
     }
 }

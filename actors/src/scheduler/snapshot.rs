@@ -294,6 +294,17 @@ impl NodeInfo {
         self.images.get(name).copied()
     }
 
+    /// Counts a pod on this node: for a copy of a node, where preemption's dry run takes pods
+    /// off and puts them back (the snapshot's own nodes change only through the snapshot).
+    pub fn add_pod(&mut self, info: Arc<PodInfo>) {
+        self.add(info);
+    }
+
+    /// Takes a pod off this node, keeping what was parsed of it; see [`NodeInfo::add_pod`].
+    pub fn remove_pod(&mut self, key: &PodKey) -> Option<Arc<PodInfo>> {
+        self.remove(key)
+    }
+
     fn add(&mut self, info: Arc<PodInfo>) {
         self.requested.add(&info.requests);
         self.non_zero_requested.add(&info.non_zero_requests);
@@ -472,6 +483,31 @@ impl Snapshot {
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
         self.take(&PodKey::new(namespace, name))
             .map(|info| Arc::clone(&info.pod))
+    }
+
+    /// Takes a pod out wherever it counts or waits, keeping what was parsed of it, for a what-if
+    /// on a working copy (preemption's dry run); [`Snapshot::restore_pod`] puts it back
+    /// without parsing it again.
+    pub fn take_pod(&mut self, key: &PodKey) -> Option<Arc<PodInfo>> {
+        self.take(key)
+    }
+
+    /// Puts back a pod [`Snapshot::take_pod`] took out, on its `spec.nodeName`'s node (or
+    /// waiting for it), replacing any pod with its key.
+    pub fn restore_pod(&mut self, info: Arc<PodInfo>) {
+        self.take(&info.key);
+        let Some(node_name) = spec_of(&info.pod)
+            .node_name
+            .clone()
+            .filter(|n| !n.is_empty())
+        else {
+            return;
+        };
+        self.placed.insert(info.key.clone(), node_name.clone());
+        match self.index.get(&node_name) {
+            Some(&at) => self.nodes[at].add(info),
+            None => self.waiting.entry(node_name).or_default().push(info),
+        }
     }
 
     /// Counts `pod` on `node` ahead of its binding (the assume cache): `add_pod` of a copy with

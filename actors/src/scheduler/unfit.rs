@@ -90,6 +90,27 @@ impl Unfit {
         }
     }
 
+    /// Whether evicting pods from the node may cure this: kube-scheduler's `Unschedulable`, as
+    /// opposed to `UnschedulableAndUnresolvable` (the node itself, or what the pod asks of
+    /// nodes, rules it out whatever runs there; so does a required pod affinity that no pod
+    /// in the node's domain meets, as evicting pods cannot add one). Preemption only looks at
+    /// nodes where it may.
+    pub fn is_resolvable_by_preemption(&self) -> bool {
+        match self {
+            Unfit::NodePorts
+            | Unfit::Resources(_)
+            | Unfit::Spread
+            | Unfit::PodAntiAffinity
+            | Unfit::ExistingAntiAffinity => true,
+            Unfit::Unschedulable
+            | Unfit::NodeName
+            | Unfit::Taint { .. }
+            | Unfit::NodeAffinity
+            | Unfit::SpreadMissingLabel
+            | Unfit::PodAffinity => false,
+        }
+    }
+
     /// The kube-scheduler plugin that says no.
     pub fn plugin(&self) -> &'static str {
         match self {
@@ -176,6 +197,31 @@ mod tests {
             taint.to_string(),
             "node(s) had untolerated taint: dedicated=infra:NoSchedule"
         );
+    }
+
+    #[test]
+    fn preemption_may_cure_only_what_other_pods_cause() {
+        let taint = Unfit::Taint {
+            key: "dedicated".into(),
+            value: "infra".into(),
+            effect: "NoSchedule".into(),
+        };
+        let table = [
+            (Unfit::Unschedulable, false),
+            (Unfit::NodeName, false),
+            (taint, false),
+            (Unfit::NodeAffinity, false),
+            (Unfit::NodePorts, true),
+            (Unfit::Resources(vec![Insufficient::Cpu]), true),
+            (Unfit::Spread, true),
+            (Unfit::SpreadMissingLabel, false),
+            (Unfit::PodAffinity, false),
+            (Unfit::PodAntiAffinity, true),
+            (Unfit::ExistingAntiAffinity, true),
+        ];
+        for (unfit, resolvable) in table {
+            assert_eq!(unfit.is_resolvable_by_preemption(), resolvable, "{unfit:?}");
+        }
     }
 
     #[test]
