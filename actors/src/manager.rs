@@ -17,6 +17,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
@@ -25,12 +26,21 @@ use tokio::sync::watch;
 use crate::controllers::daemonset::actor::{self as daemonset, DaemonSetController};
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::job::actor::{self as job, JobController};
+use crate::controllers::nodeipam::actor::{NodeIpamController, Ranges};
+use crate::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
+use crate::controllers::nodelifecycle::actor::{
+    self as nodelifecycle, LifecycleSettings, NodeLifecycleController,
+};
+use crate::controllers::nodelifecycle::health::NODE_LEASE_NAMESPACE;
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::runtime::{Controller, ControllerActor};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
+
+/// The pod network of the whole cluster unless `--cluster-cidr` says otherwise.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";
 
 /// How the controller manager runs.
 #[derive(Debug, Clone)]
@@ -41,6 +51,9 @@ pub struct ManagerConfig {
     /// Syncs at a time per controller.
     pub workers: usize,
     pub controllers: Selection,
+    pub node_lifecycle: LifecycleSettings,
+    /// Where nodes' pod ranges come from; `None`: nodes bring their own.
+    pub pod_ranges: Option<Ranges>,
 }
 
 impl ManagerConfig {
@@ -50,6 +63,11 @@ impl ManagerConfig {
             election: ElectionConfig::default(),
             workers: 4,
             controllers: Selection::all(),
+            node_lifecycle: LifecycleSettings::default(),
+            pod_ranges: Some(Ranges {
+                cluster: Cidr::parse(DEFAULT_CLUSTER_CIDR).expect("the default cluster CIDR"),
+                node_mask: DEFAULT_NODE_MASK,
+            }),
         }
     }
 }
@@ -94,6 +112,10 @@ impl Running {
         let nodes = running.inform::<Node>(&client, vec![]);
         let daemon_sets = running.inform::<DaemonSet>(&client, vec![]);
         let revisions = running.inform::<ControllerRevision>(&client, vec![]);
+        let node_leases = running.inform_query::<Lease>(
+            &client,
+            Query::all::<Lease>().in_namespace(NODE_LEASE_NAMESPACE),
+        );
         let workers = config.workers;
         if config.controllers.is_enabled("replicaset") {
             let caches = Caches {
@@ -116,6 +138,25 @@ impl Running {
                 DeploymentController::new(client.clone(), fence.clone(), caches),
                 workers,
             );
+        }
+        if config.controllers.is_enabled("nodelifecycle") {
+            let caches = nodelifecycle::Caches {
+                nodes: nodes.clone(),
+                leases: node_leases,
+                pods: pods.clone(),
+            };
+            let settings = config.node_lifecycle;
+            running.run(
+                NodeLifecycleController::new(client.clone(), fence.clone(), caches, settings),
+                1,
+            );
+        }
+        if let Some(ranges) = config.pod_ranges {
+            if config.controllers.is_enabled("nodeipam") {
+                let controller =
+                    NodeIpamController::new(client.clone(), fence.clone(), nodes.clone(), ranges);
+                running.run(controller, 1);
+            }
         }
         if config.controllers.is_enabled("daemonset") {
             let caches = daemonset::Caches {
@@ -142,7 +183,21 @@ impl Running {
         client: &Arc<ApiClient>,
         indexes: Vec<Index<K>>,
     ) -> Cache<K> {
-        let informer = Informer::start(client.clone(), Query::all::<K>(), indexes);
+        self.start_informer(client, Query::all::<K>(), indexes)
+    }
+
+    /// Starts an informer over the objects `query` selects; returns its cache.
+    fn inform_query<K: ApiObject>(&mut self, client: &Arc<ApiClient>, query: Query) -> Cache<K> {
+        self.start_informer(client, query, vec![])
+    }
+
+    fn start_informer<K: ApiObject>(
+        &mut self,
+        client: &Arc<ApiClient>,
+        query: Query,
+        indexes: Vec<Index<K>>,
+    ) -> Cache<K> {
+        let informer = Informer::start(client.clone(), query, indexes);
         let cache = informer.cache().clone();
         self.informers.push(Box::new(move || informer.stop()));
         cache

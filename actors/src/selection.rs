@@ -3,7 +3,14 @@
 //! Pure.
 
 /// The controllers this build can run.
-pub const KNOWN: &[&str] = &["daemonset", "deployment", "job", "replicaset"];
+pub const KNOWN: &[&str] = &[
+    "daemonset",
+    "deployment",
+    "job",
+    "nodeipam",
+    "nodelifecycle",
+    "replicaset",
+];
 
 /// Why a `--controllers` value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -4,6 +4,7 @@
 //!
 //! - [`machine`]: the machine's facts (pure parsing of /proc and /etc).
 //! - [`status`]: the Node and Lease objects (pure).
+//! - [`pod_range`]: a node without `--pod-cidr` waits for the cluster to give it a range.
 //! - [`kubelet`]: the actix actor that registers, heartbeats and reports status, and (with a
 //!   runtime) syncs the pods bound to it, which `rudder-actors`' informer follows;
 //!   `kubelet::sync` is its pure decision, `kubelet::static_pods` the static pods of
@@ -18,6 +19,7 @@
 pub mod image;
 pub mod kubelet;
 pub mod machine;
+pub mod pod_range;
 pub mod runtime;
 pub mod server;
 pub mod status;

@@ -3,7 +3,8 @@
 //!
 //! - [`daemonset`]: DaemonSets run one pod on every node that fits.
 //! - [`nodelifecycle`]: nodes gone silent become Unknown and tainted, their pods evicted at a
-//!   safe rate; new nodes get a pod CIDR.
+//!   safe rate.
+//! - [`nodeipam`]: nodes registered without a pod range get the next free block.
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 //! - [`job`]: Jobs run pods to completion.
@@ -16,6 +17,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod job;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;

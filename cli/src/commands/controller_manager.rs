@@ -4,12 +4,17 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
-use rudder_actors::manager::{spawn_in_system, ManagerConfig};
+use rudder_actors::controllers::nodeipam::actor::Ranges;
+use rudder_actors::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
+use rudder_actors::controllers::nodelifecycle::health::Grace;
+use rudder_actors::manager::{spawn_in_system, ManagerConfig, DEFAULT_CLUSTER_CIDR};
 use rudder_actors::selection::Selection;
 use rudder_proto::client::ApiClient;
 
 use super::leader_elected::{until_interrupted, ElectionFlags, Running};
+use crate::durations::parse_flag_duration;
 use crate::session::{Session, Target};
 
 #[derive(Args, Debug, Clone)]
@@ -21,15 +26,74 @@ pub struct ControllerManagerFlags {
     /// Objects synced at a time per controller.
     #[arg(long, default_value_t = 4)]
     concurrent_syncs: usize,
+    /// The pod network of the whole cluster: nodes registered without --pod-cidr get a
+    /// block of it.
+    #[arg(long, default_value = DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
+    /// The size of each node's block of --cluster-cidr.
+    #[arg(long, default_value_t = DEFAULT_NODE_MASK)]
+    node_cidr_mask_size: u8,
+    /// Give nodes without a pod range a block of --cluster-cidr.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    allocate_node_cidrs: bool,
+    /// How long a node may go without renewing its Lease before it is marked Unknown.
+    #[arg(long, default_value = "40s")]
+    node_monitor_grace_period: String,
+    /// How long a node that never reported Ready may take before it is marked Unknown.
+    #[arg(long, default_value = "60s")]
+    node_startup_grace_period: String,
+    /// How often node health is looked at.
+    #[arg(long, default_value = "5s")]
+    node_monitor_period: String,
+    /// Nodes whose pods are evicted per second in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
 }
 
 impl ControllerManagerFlags {
     fn config(&self, name: &str, election: &ElectionFlags) -> anyhow::Result<ManagerConfig> {
         let defaults = ManagerConfig::new(name);
+        let duration = |flag: &str, value: &str| parse_flag_duration(flag, value, "");
+        anyhow::ensure!(
+            self.node_eviction_rate >= 0.0 && self.node_eviction_rate.is_finite(),
+            "--node-eviction-rate {} must be a rate of zero or more nodes per second",
+            self.node_eviction_rate
+        );
+        let mut node_lifecycle = defaults.node_lifecycle;
+        node_lifecycle.settings.grace = Grace {
+            monitor: duration(
+                "--node-monitor-grace-period",
+                &self.node_monitor_grace_period,
+            )?,
+            startup: duration(
+                "--node-startup-grace-period",
+                &self.node_startup_grace_period,
+            )?,
+        };
+        node_lifecycle.settings.rates.eviction_rate = self.node_eviction_rate;
+        node_lifecycle.monitor_period =
+            duration("--node-monitor-period", &self.node_monitor_period)?;
+        let pod_ranges = if self.allocate_node_cidrs {
+            let cluster = Cidr::parse(&self.cluster_cidr).context("--cluster-cidr")?;
+            anyhow::ensure!(
+                (cluster.prefix..=32).contains(&self.node_cidr_mask_size),
+                "--node-cidr-mask-size {} must be between the cluster CIDR's prefix /{} and 32",
+                self.node_cidr_mask_size,
+                cluster.prefix
+            );
+            Some(Ranges {
+                cluster,
+                node_mask: self.node_cidr_mask_size,
+            })
+        } else {
+            None
+        };
         Ok(ManagerConfig {
             election: election.config(&defaults.election.lease_name)?,
             workers: self.concurrent_syncs.max(1),
             controllers: Selection::parse(&self.controllers)?,
+            node_lifecycle,
+            pod_ranges,
             ..defaults
         })
     }

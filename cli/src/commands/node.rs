@@ -14,6 +14,7 @@ use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
+use rudder_node::pod_range::await_pod_range;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
 use rudder_node::runtime::linux::network::NodeNetwork;
@@ -32,7 +33,8 @@ pub struct NodeArgs {
     /// The address pods and masters reach this node at.
     #[arg(long, default_value = "127.0.0.1")]
     internal_ip: String,
-    /// The node's pod address range (e.g. 10.244.1.0/24).
+    /// The node's pod address range (e.g. 10.244.1.0/24); without it the node waits for
+    /// the controller manager to give it a block of the cluster's --cluster-cidr.
     #[arg(long)]
     pod_cidr: Option<String>,
     #[arg(long, default_value_t = 110)]
@@ -141,15 +143,20 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     "libcontainer://0.7".into()
                 },
             };
-            // Hollow nodes run pods in the fake runtime; a real node in libcontainer. A
-            // node without a pod range registers and heartbeats but runs no pods.
+            // A real node without --pod-cidr gets a block of the cluster's range.
+            if config.pod_cidr.is_none() && !args.hollow {
+                println!("rudder node: {name}: waiting for a pod range from the cluster");
+                let range = await_pod_range(&client, &config, &machine)
+                    .await
+                    .with_context(|| format!("registering node {name} for a pod range"))?;
+                println!("rudder node: {name}: pod range {range}");
+                config.pod_cidr = Some(range);
+            }
+            // Hollow nodes run pods in the fake runtime; a real node in libcontainer.
             let runtime: Option<Arc<dyn Runtime>> = match (&config.pod_cidr, args.hollow) {
                 (Some(cidr), true) => Some(Arc::new(FakeRuntime::new(cidr))),
                 (Some(cidr), false) => Some(Arc::new(linux_runtime(&args, name, cidr)?)),
-                (None, _) => {
-                    eprintln!("rudder node: no --pod-cidr: this node will run no pods");
-                    None
-                }
+                (None, _) => None,
             };
             // A real node serves logs and exec; its Node status says where.
             if let (Some(runtime), false) = (&runtime, args.hollow) {

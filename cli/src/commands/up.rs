@@ -182,8 +182,6 @@ fn start_nodes(
             let flags = vec![
                 "--name".into(),
                 name.clone(),
-                "--pod-cidr".into(),
-                format!("10.244.{i}.0/24"),
                 "--root".into(),
                 args.data_dir.join(&name).display().to_string(),
                 "--port".into(),
