@@ -347,3 +347,139 @@ async fn a_daemon_set_runs_on_every_node_it_tolerates() {
     hollow.kill().await.expect("stopping the hollow nodes");
     drop(cluster);
 }
+
+/// The live pods of `app=<app>`, by node.
+async fn live_by_node(client: &ApiClient, app: &str) -> BTreeMap<String, usize> {
+    let listed = client
+        .list(ListRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            label_selector: format!("app={app}"),
+            ..Default::default()
+        })
+        .await;
+    let mut by_node = BTreeMap::new();
+    for item in listed.map(|l| l.items).unwrap_or_default() {
+        let pod: Value = serde_json::from_slice(&item).expect("a pod");
+        if pod["metadata"]["deletionTimestamp"].is_null() {
+            let node = pod["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+            *by_node.entry(node).or_insert(0) += 1;
+        }
+    }
+    by_node
+}
+
+fn condition<'a>(node: &'a Value, kind: &str) -> Option<&'a Value> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// Three hollow nodes' process is killed: with the default 40 s grace, their nodes turn
+/// Unknown within 50 s and are tainted unreachable (NoExecute); the pods on them, tolerating
+/// that for 5 s, are evicted and their ReplicaSet replaces them on the three nodes left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_on_nodes_that_went_silent_are_evicted_and_replaced_elsewhere() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let client = ApiClient::new(cluster.endpoints());
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    let servers = cluster.endpoints().join(",");
+    let mut doomed = hollow_nodes(&servers, "gone", 3);
+    let mut kept = hollow_nodes(&servers, "kept", 3);
+    until("6 hollow nodes", Duration::from_secs(60), async || {
+        client
+            .list(ListRequest {
+                resource: "nodes".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok_and(|l| l.items.len() == 6)
+    })
+    .await;
+    let tolerations = json!([
+        { "key": "node.kubernetes.io/unreachable", "operator": "Exists",
+          "effect": "NoExecute", "tolerationSeconds": 5 },
+        { "key": "node.kubernetes.io/not-ready", "operator": "Exists",
+          "effect": "NoExecute", "tolerationSeconds": 5 }]);
+    let set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": { "name": "spread", "namespace": "default" },
+        "spec": { "replicas": 6, "selector": { "matchLabels": { "app": "spread" } },
+                  "template": { "metadata": { "labels": { "app": "spread" } },
+                                "spec": { "tolerations": tolerations,
+                                          "containers": [{ "name": "c", "image": "kubia" }] } } }
+    });
+    client
+        .create_object("replicasets", "default", &set)
+        .await
+        .expect("creating the set");
+    let mut placed = BTreeMap::new();
+    until("6 pods bound", Duration::from_secs(60), async || {
+        placed = live_by_node(&client, "spread").await;
+        placed.values().sum::<usize>() == 6 && !placed.contains_key("")
+    })
+    .await;
+    assert!(
+        placed.keys().any(|n| n.starts_with("gone-")),
+        "no pod landed on the nodes to be killed: {placed:?}"
+    );
+
+    doomed.kill().await.expect("killing the hollow nodes");
+    let killed = tokio::time::Instant::now();
+    until(
+        "the killed nodes are Unknown and tainted",
+        Duration::from_secs(50),
+        async || {
+            let mut all = true;
+            for i in 0..3 {
+                let node = client.get_object("nodes", "", &format!("gone-{i}")).await;
+                let Ok(node) = node else { return false };
+                let unknown = condition(&node, "Ready").is_some_and(|c| c["status"] == "Unknown");
+                let tainted = node["spec"]["taints"].as_array().is_some_and(|taints| {
+                    taints.iter().any(|t| {
+                        t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoSchedule"
+                    })
+                });
+                all &= unknown && tainted;
+            }
+            all
+        },
+    )
+    .await;
+    println!("the killed nodes were Unknown after {:?}", killed.elapsed());
+    let mut last = BTreeMap::new();
+    until(
+        "6 live pods, all on the nodes left",
+        Duration::from_secs(90),
+        async || {
+            last = live_by_node(&client, "spread").await;
+            last.values().sum::<usize>() == 6 && last.keys().all(|n| n.starts_with("kept-"))
+        },
+    )
+    .await;
+    for i in 0..3 {
+        let node = client
+            .get_object("nodes", "", &format!("gone-{i}"))
+            .await
+            .expect("a node");
+        let taints = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            taints
+                .iter()
+                .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute"),
+            "gone-{i} lacks the NoExecute taint: {taints:?}"
+        );
+    }
+    println!("replaced after {:?}", killed.elapsed());
+    kept.kill().await.expect("stopping the hollow nodes");
+    drop(cluster);
+}

@@ -1073,3 +1073,98 @@ async fn a_deployment_created_through_the_cli_runs_two_of_two_on_the_node_nobody
         }
     }
 }
+
+/// Two real nodes started without `--pod-cidr` get distinct blocks of the cluster's range
+/// from the controller manager and run a pod each on them. The cluster range is this test's
+/// own (10.244.96.0/22), so nodes of tests running beside it never share a subnet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_and_run_pods_in_them() {
+    let scratches = [NodeScratch::new("range-a"), NodeScratch::new("range-b")];
+    for scratch in &scratches {
+        import_kubia(scratch.dir.path());
+    }
+    let flags = ["--cluster-cidr", "10.244.96.0/22"].map(String::from);
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let mut nodes = Vec::new();
+    for (scratch, name) in scratches.iter().zip(["range-a", "range-b"]) {
+        let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
+        let child = Command::new(rudder_binary_beside_tests())
+            .args(["node", "--name", name, "--server", &servers])
+            .args(scratch.flags())
+            .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rudder node starts");
+        nodes.push(child);
+    }
+    let node_log = |i: usize| {
+        std::fs::read_to_string(scratches[i].dir.path().join("node.log")).unwrap_or_default()
+    };
+    let mut ranges = Vec::new();
+    for (i, name) in ["range-a", "range-b"].iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let node = client.get_object("nodes", "", name).await.ok();
+            let range = node
+                .as_ref()
+                .and_then(|n| n["spec"]["podCIDR"].as_str().map(str::to_string));
+            if let Some(range) = range {
+                ranges.push(range);
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} got no pod range within 30 s\nnode log:\n{}",
+                node_log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    ranges.sort();
+    assert_eq!(ranges, ["10.244.96.0/24", "10.244.97.0/24"]);
+
+    for (i, name) in ["range-a", "range-b"].iter().enumerate() {
+        let pod_name = format!("on-{name}");
+        create_pod(
+            &client,
+            pod(
+                &pod_name,
+                name,
+                json!({ "name": "kubia", "image": "luksa/kubia" }),
+                json!({}),
+            ),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let running_pod = loop {
+            let pod = client.get_object("pods", "default", &pod_name).await.ok();
+            if let Some(pod) = pod.filter(running) {
+                break pod;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{pod_name} not Running within 30 s\nnode log:\n{}",
+                node_log(i)
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let node = client.get_object("nodes", "", name).await.unwrap();
+        let range = node["spec"]["podCIDR"].as_str().unwrap();
+        let prefix = range.trim_end_matches("0/24");
+        let ip = running_pod["status"]["podIP"].as_str().unwrap();
+        assert!(
+            ip.starts_with(prefix),
+            "{pod_name} at {ip}, outside {range}"
+        );
+        let answer = http_get(ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers");
+        assert!(answer.contains("You've hit"), "{answer}");
+    }
+    for mut node in nodes {
+        node.kill().await.unwrap();
+    }
+    drop(cluster);
+}
