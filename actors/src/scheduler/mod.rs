@@ -29,6 +29,10 @@
 //! - [`scores`]: the other scores, their normalization and the profile's weights.
 //! - [`decide`]: which pods are ours, how many nodes to search, the placement and the
 //!   `FailedScheduling` message.
+//! - [`preemption`]: DefaultPreemption: for a pod no node fits, the node where evicting pods
+//!   of lower priority makes room, and the fewest, least important such pods.
+//! - [`priority`]: the built-in PriorityClasses and a new pod's priority and preemption
+//!   policy, as the Priority admission plugin resolves them.
 //!
 //! The shell:
 //!
@@ -46,6 +50,8 @@ pub mod assumed;
 pub mod decide;
 pub mod filters;
 pub mod interpod;
+pub mod preemption;
+pub mod priority;
 pub mod queue;
 pub mod resources;
 pub mod run;
