@@ -23,7 +23,11 @@ const PODS: usize = 2_000;
 const POD_MILLICPU: i64 = 90;
 const LEASE: Duration = Duration::from_secs(3);
 
-/// Short election timers, so the failover happens within the test.
+/// Short lease timers, so the failover happens within the test; etcd's Raft timers (100 ms
+/// heartbeats, 1 s elections) rather than our 50/250 ms: openraft gives an AppendEntries one
+/// heartbeat interval to answer, and with three masters and 100 hollow kubelets on two cores
+/// the survivors of a paused leader missed 50 ms again and again and stayed unavailable for
+/// over a minute (see the session notes).
 fn flags() -> Vec<String> {
     [
         "--leader-elect-lease-duration",
@@ -32,6 +36,10 @@ fn flags() -> Vec<String> {
         "2s",
         "--leader-elect-retry-period",
         "500ms",
+        "--heartbeat-interval-ms",
+        "100",
+        "--election-timeout-ms",
+        "1000",
     ]
     .map(String::from)
     .to_vec()
