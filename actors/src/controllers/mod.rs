@@ -8,6 +8,7 @@
 //! - [`replicaset`]: ReplicaSets and ReplicationControllers keep `replicas` pods.
 //! - [`deployment`]: Deployments roll their template out over ReplicaSets.
 //! - [`job`]: Jobs run pods to completion.
+//! - [`statefulset`]: StatefulSets keep one pod per ordinal, with stable names and claims.
 //! - [`cronjob`]: CronJobs create Jobs on a cron schedule.
 //! - [`runtime`]: what every controller's shell shares (the trait, the one actor, the
 //!   cache-sync gate, the worker loop); [`writes`]: the fenced writes they share (slow-start
@@ -21,6 +22,7 @@ pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
+pub mod statefulset;
 pub mod writes;
 
 /// Tells a controller actor to stop (its leadership ended).

@@ -163,7 +163,11 @@ impl Identity {
             .map(|template| {
                 let mut labels = template.metadata.labels.clone().unwrap_or_default();
                 labels.extend(self.match_labels.clone());
-                let mut owners = template.metadata.owner_references.clone().unwrap_or_default();
+                let mut owners = template
+                    .metadata
+                    .owner_references
+                    .clone()
+                    .unwrap_or_default();
                 if self.retention.owned_by_set(true) {
                     owners.push(self.owner_reference());
                 }
@@ -326,7 +330,11 @@ mod tests {
         assert_eq!(spec.subdomain.as_deref(), Some("nginx"));
         let volumes = spec.volumes.unwrap();
         let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
-        assert_eq!(names, ["www", "cache"], "the claim replaces the template's www");
+        assert_eq!(
+            names,
+            ["www", "cache"],
+            "the claim replaces the template's www"
+        );
         let claim = volumes[0].persistent_volume_claim.as_ref().unwrap();
         assert_eq!(claim.claim_name, "www-web-3");
         let owner = &pod.metadata.owner_references.unwrap()[0];
@@ -340,10 +348,22 @@ mod tests {
     fn new_claims_are_labelled_by_the_selector_and_owned_as_the_policy_says() {
         let table = [
             (json!({}), false),
-            (json!({ "whenDeleted": "Retain", "whenScaled": "Delete" }), false),
-            (json!({ "whenDeleted": "Delete", "whenScaled": "Retain" }), true),
-            (json!({ "whenDeleted": "Delete", "whenScaled": "Delete" }), true),
-            (json!({ "whenDeleted": "Delete", "whenScaled": "Sometimes" }), false),
+            (
+                json!({ "whenDeleted": "Retain", "whenScaled": "Delete" }),
+                false,
+            ),
+            (
+                json!({ "whenDeleted": "Delete", "whenScaled": "Retain" }),
+                true,
+            ),
+            (
+                json!({ "whenDeleted": "Delete", "whenScaled": "Delete" }),
+                true,
+            ),
+            (
+                json!({ "whenDeleted": "Delete", "whenScaled": "Sometimes" }),
+                false,
+            ),
         ];
         for (policy, owned_by_set) in table {
             let id = Identity::of(&web(policy.clone()));
@@ -353,7 +373,10 @@ mod tests {
             assert_eq!(claim.metadata.name.as_deref(), Some("www-web-1"));
             assert_eq!(claim.metadata.namespace.as_deref(), Some("default"));
             let labels = claim.metadata.labels.clone().unwrap();
-            assert_eq!((labels["app"].as_str(), labels["disk"].as_str()), ("nginx", "ssd"));
+            assert_eq!(
+                (labels["app"].as_str(), labels["disk"].as_str()),
+                ("nginx", "ssd")
+            );
             let owners = claim.metadata.owner_references.clone().unwrap_or_default();
             assert_eq!(!owners.is_empty(), owned_by_set, "{policy}");
             assert!(owners.iter().all(|o| o.uid == "sts-uid"));
@@ -392,7 +415,10 @@ mod tests {
         let mut pod = Pod::default();
         pod.metadata.labels = Some([(POD_NAME_LABEL.to_string(), "web-2".to_string())].into());
         let missing = id.missing_labels(&pod, 2).unwrap();
-        assert_eq!(missing, [(POD_INDEX_LABEL.to_string(), "2".to_string())].into());
+        assert_eq!(
+            missing,
+            BTreeMap::from([(POD_INDEX_LABEL.to_string(), "2".to_string())])
+        );
         pod.metadata.labels.as_mut().unwrap().extend(missing);
         assert_eq!(id.missing_labels(&pod, 2), None);
     }
