@@ -15,10 +15,12 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
@@ -34,6 +36,7 @@ use crate::controllers::nodelifecycle::actor::{
 use crate::controllers::nodelifecycle::health::NODE_LEASE_NAMESPACE;
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::runtime::{Controller, ControllerActor};
+use crate::controllers::statefulset::actor::{self as statefulset, StatefulSetController};
 use crate::controllers::Stop;
 use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
@@ -163,10 +166,22 @@ impl Running {
                 daemon_sets,
                 nodes,
                 pods: pods.clone(),
-                revisions,
+                revisions: revisions.clone(),
             };
             running.run(
                 DaemonSetController::new(client.clone(), fence.clone(), caches),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("statefulset") {
+            let caches = statefulset::Caches {
+                stateful_sets: running.inform::<StatefulSet>(&client, vec![]),
+                pods: pods.clone(),
+                claims: running.inform::<PersistentVolumeClaim>(&client, vec![]),
+                revisions: revisions.clone(),
+            };
+            running.run(
+                StatefulSetController::new(client.clone(), fence.clone(), caches),
                 workers,
             );
         }

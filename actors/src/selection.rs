@@ -10,6 +10,7 @@ pub const KNOWN: &[&str] = &[
     "nodeipam",
     "nodelifecycle",
     "replicaset",
+    "statefulset",
 ];
 
 /// Why a `--controllers` value cannot be used.

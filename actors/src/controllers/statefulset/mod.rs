@@ -1,6 +1,7 @@
 //! The StatefulSet controller: pods with stable names (`<set>-<ordinal>`), stable storage (a
 //! claim per pod and claim template) and changes made in order, one pod at a time.
 //!
+//! - `actor.rs`: the shell: events to keys, the actions carried out in order under the fence.
 //! - `reconcile.rs`: the decision (claim pods, fill and empty ordinals in order, scale down,
 //!   roll, status, history), pure.
 //! - `plan.rs`: what the decision returns: ordered actions, status, waits, requeue.
@@ -19,6 +20,7 @@
 //!                                                             in order, stops at a failure
 //! ```
 
+pub mod actor;
 pub mod claims;
 #[cfg(test)]
 mod fixtures;
