@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rudder_proto::api::{ListRequest, WatchRequest};
+use rudder_proto::api::{DeleteRequest, ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
 use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
 use serde_json::{json, Value};
@@ -481,5 +481,255 @@ async fn pods_on_nodes_that_went_silent_are_evicted_and_replaced_elsewhere() {
     }
     println!("replaced after {:?}", killed.elapsed());
     kept.kill().await.expect("stopping the hollow nodes");
+    drop(cluster);
+}
+
+/// What a watch saw of the StatefulSet's pods: each event as (type, name, uid, node,
+/// being deleted, ready).
+type PodEvents = Arc<Mutex<Vec<(String, String, String, String, bool, bool)>>>;
+
+async fn follow_pods(client: ApiClient, selector: &str, events: PodEvents) {
+    let request = WatchRequest {
+        resource: "pods".into(),
+        namespace: "default".into(),
+        label_selector: selector.into(),
+        ..Default::default()
+    };
+    let mut stream = client.watch(request).await.expect("a watch");
+    while let Ok(Some(event)) = stream.message().await {
+        let pod: Value = serde_json::from_slice(&event.object).expect("a pod");
+        let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+        let ready = pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        events.lock().unwrap().push((
+            event.r#type.clone(),
+            text(&pod["metadata"]["name"]),
+            text(&pod["metadata"]["uid"]),
+            text(&pod["spec"]["nodeName"]),
+            !pod["metadata"]["deletionTimestamp"].is_null(),
+            ready,
+        ));
+    }
+}
+
+/// A StatefulSet of 3 with a claim template over four single-node hollow processes: pods
+/// 0, 1, 2 are made in order (each once the one before is Ready) with their claims; a
+/// deleted web-1 comes back under its name with its claim; when web-1's node goes silent its
+/// pod is evicted but never replaced while it still exists, and comes back elsewhere once
+/// it is force-deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_node() {
+    let mut master_flags = flags();
+    master_flags.extend(["--node-monitor-grace-period", "8s"].map(String::from));
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &master_flags).unwrap();
+    let client = ApiClient::new(cluster.endpoints());
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    let servers = cluster.endpoints().join(",");
+    let mut hollow: BTreeMap<String, tokio::process::Child> = (0..4)
+        .map(|i| {
+            (
+                format!("s{i}-0"),
+                hollow_nodes(&servers, &format!("s{i}"), 1),
+            )
+        })
+        .collect();
+    until("4 hollow nodes", Duration::from_secs(60), async || {
+        client
+            .list(ListRequest {
+                resource: "nodes".into(),
+                ..Default::default()
+            })
+            .await
+            .is_ok_and(|l| l.items.len() == 4)
+    })
+    .await;
+    let events: PodEvents = Arc::default();
+    let watcher = ApiClient::new(cluster.endpoints());
+    let following = tokio::spawn(follow_pods(watcher, "app=web", events.clone()));
+    let set = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": { "name": "web", "namespace": "default" },
+        "spec": { "replicas": 3, "serviceName": "web",
+                  "selector": { "matchLabels": { "app": "web" } },
+                  "template": { "metadata": { "labels": { "app": "web" } },
+                                "spec": { "containers": [{ "name": "c", "image": "kubia",
+                                    "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }] } },
+                  "volumeClaimTemplates": [{ "metadata": { "name": "data" },
+                      "spec": { "accessModes": ["ReadWriteOnce"],
+                                "resources": { "requests": { "storage": "1Gi" } } } }] }
+    });
+    client
+        .create_object("statefulsets", "default", &set)
+        .await
+        .expect("creating the StatefulSet");
+    let pod = async |name: &str| client.get_object("pods", "default", name).await.ok();
+    until(
+        "web-0, web-1, web-2 Ready",
+        Duration::from_secs(60),
+        async || {
+            let mut ready = 0;
+            for i in 0..3 {
+                let ready_now = pod(&format!("web-{i}")).await.is_some_and(|p| {
+                    p["status"]["conditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                });
+                ready += usize::from(ready_now);
+            }
+            ready == 3
+        },
+    )
+    .await;
+    {
+        // In order: each ADDED only once every lower ordinal had been seen Ready.
+        let seen = events.lock().unwrap();
+        let mut ready = std::collections::BTreeSet::new();
+        let mut added = Vec::new();
+        for (kind, name, _, _, _, is_ready) in seen.iter() {
+            if kind == "ADDED" {
+                let ordinal: usize = name.trim_start_matches("web-").parse().unwrap();
+                assert!(
+                    (0..ordinal).all(|lower| ready.contains(&format!("web-{lower}"))),
+                    "{name} was created before the ordinals below it were Ready"
+                );
+                added.push(name.clone());
+            }
+            if *is_ready {
+                ready.insert(name.clone());
+            }
+        }
+        assert_eq!(added, ["web-0", "web-1", "web-2"]);
+    }
+    for i in 0..3 {
+        let claim = client
+            .get_object(
+                "persistentvolumeclaims",
+                "default",
+                &format!("data-web-{i}"),
+            )
+            .await
+            .expect("the claim of each pod");
+        assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+    }
+
+    // A deleted web-1 comes back under its name, with its claim.
+    let old = pod("web-1").await.expect("web-1");
+    let old_uid = old["metadata"]["uid"].as_str().unwrap().to_string();
+    client
+        .delete_object(DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "web-1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleting web-1");
+    let mut replaced = Value::Null;
+    until(
+        "web-1 back and Ready",
+        Duration::from_secs(30),
+        async || {
+            replaced = pod("web-1").await.unwrap_or_default();
+            replaced["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| u != old_uid)
+                && replaced["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        },
+    )
+    .await;
+    let claim_of = |pod: &Value| {
+        pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|v| {
+                v["persistentVolumeClaim"]["claimName"]
+                    .as_str()
+                    .map(str::to_string)
+            })
+    };
+    assert_eq!(claim_of(&replaced).as_deref(), Some("data-web-1"));
+
+    // Its node goes silent: evicted (marked), never replaced while it exists.
+    let lost_uid = replaced["metadata"]["uid"].as_str().unwrap().to_string();
+    let lost_node = replaced["spec"]["nodeName"].as_str().unwrap().to_string();
+    let mut process = hollow.remove(&lost_node).expect("a process per node");
+    process.kill().await.expect("killing web-1's node");
+    until(
+        "web-1 evicted from its silent node",
+        Duration::from_secs(60),
+        async || {
+            pod("web-1")
+                .await
+                .is_some_and(|p| !p["metadata"]["deletionTimestamp"].is_null())
+        },
+    )
+    .await;
+    let still = pod("web-1")
+        .await
+        .expect("web-1 stays until confirmed gone");
+    assert_eq!(still["metadata"]["uid"], lost_uid.as_str());
+    client
+        .delete_object(DeleteRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            name: "web-1".into(),
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        })
+        .await
+        .expect("force-deleting web-1");
+    let forced = tokio::time::Instant::now();
+    until(
+        "web-1 back on another node",
+        Duration::from_secs(30),
+        async || {
+            pod("web-1").await.is_some_and(|p| {
+                p["metadata"]["uid"].as_str().is_some_and(|u| u != lost_uid)
+                    && p["spec"]["nodeName"]
+                        .as_str()
+                        .is_some_and(|n| !n.is_empty() && n != lost_node)
+            })
+        },
+    )
+    .await;
+    println!("web-1 back {:?} after the force delete", forced.elapsed());
+    following.abort();
+    // Never two web-1 at once: a new uid appears only after the previous one was DELETED.
+    let seen = events.lock().unwrap().clone();
+    let mut live: Option<String> = None;
+    for (kind, name, uid, _, _, _) in seen.iter().filter(|e| e.1 == "web-1") {
+        match kind.as_str() {
+            "DELETED" => {
+                if live.as_deref() == Some(uid.as_str()) {
+                    live = None;
+                }
+            }
+            _ => match &live {
+                Some(current) if current != uid => {
+                    panic!("{name} {uid} appeared while {current} still existed")
+                }
+                _ => live = Some(uid.clone()),
+            },
+        }
+    }
+    for (_, mut process) in hollow {
+        process.kill().await.expect("stopping a hollow node");
+    }
     drop(cluster);
 }
