@@ -35,6 +35,16 @@ impl Expectations {
         })
     }
 
+    /// How long until `key`'s unsatisfied expectations lapse (`None`: satisfied): a
+    /// controller waiting on them looks again then, even if no event comes.
+    pub fn lapses_in(&self, key: &str, now: Instant) -> Option<Duration> {
+        if self.satisfied(key, now) {
+            return None;
+        }
+        let since = self.pending.get(key)?.since;
+        Some(EXPECTATIONS_TIMEOUT.saturating_sub(now.saturating_duration_since(since)))
+    }
+
     /// The controller is about to ask for `creations` new objects and the deletion of
     /// `deletions`; this replaces what it expected before.
     pub fn expect(&mut self, key: &str, creations: u32, deletions: &[String], now: Instant) {

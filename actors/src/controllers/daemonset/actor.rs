@@ -203,7 +203,14 @@ async fn sync(
         tracing::warn!(daemonset = %key, %invalid, "the rolling update's bounds do not parse; the update waits");
     }
     carry_out(controller, key, &set, &plan).await?;
-    Ok(plan.requeue_after)
+    // Waiting on expectations: look again when they lapse, even if no event comes.
+    let lapses_in = controller
+        .expectations()
+        .lapses_in(&expectation_key, Instant::now());
+    Ok(match (plan.requeue_after, lapses_in) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 async fn carry_out(

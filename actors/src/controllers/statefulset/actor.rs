@@ -172,13 +172,13 @@ async fn sync(
         controller.expectations().forget(&expectation_key);
         return Ok(None);
     };
-    if !controller
+    let lapses_in = controller
         .expectations()
-        .satisfied(&expectation_key, Instant::now())
-    {
-        // The cache does not show this set's last creates and deletes yet; their events
-        // bring it back.
-        return Ok(None);
+        .lapses_in(&expectation_key, Instant::now());
+    if let Some(lapses_in) = lapses_in {
+        // The cache does not show this set's last creates and deletes yet: their events
+        // bring it back, or the expectations lapse (an event lost for good stalls nothing).
+        return Ok(Some(lapses_in));
     }
     let pods = controller.caches.pods.in_namespace(&key.namespace);
     let claims = controller.caches.claims.in_namespace(&key.namespace);
@@ -325,8 +325,9 @@ async fn act(
     }
 }
 
-/// Creates the claims a pod needs; one made by an earlier sync whose answer was lost is
-/// what we wanted.
+/// Creates the claims a pod needs. AlreadyExists is a failure, as in Kubernetes: the cache
+/// lags, and the claim there may still be an earlier pod's, owned or being deleted; the next
+/// sync sees it and decides.
 async fn create_claims(
     api: &Fenced<'_>,
     namespace: &str,
@@ -334,14 +335,8 @@ async fn create_claims(
 ) -> Result<(), ClientError> {
     for claim in claims {
         let body = serde_json::to_value(claim).expect("a claim always encodes");
-        match api
-            .create_object("persistentvolumeclaims", namespace, &body)
-            .await
-        {
-            Ok(_) => {}
-            Err(error) if error.reason() == "AlreadyExists" => {}
-            Err(error) => return Err(error),
-        }
+        api.create_object("persistentvolumeclaims", namespace, &body)
+            .await?;
     }
     Ok(())
 }
