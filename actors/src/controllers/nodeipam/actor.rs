@@ -1,7 +1,9 @@
 //! The node IPAM controller's shell: any node event asks for one pass over every node; the
 //! pass gives each node without a pod range the next free block and writes it under the
-//! leader's fence. An assignment written but not yet in the cache still counts as taken, so
-//! two nodes never get the same block from a lagging cache.
+//! leader's fence. A block is reserved for its node (by uid) before the write is sent and
+//! stays taken until the cache shows it on that node, or the node is gone, or the write
+//! surely failed: a write whose outcome is unknown (a timeout) keeps its block, so two nodes
+//! never get the same one from a lagging cache.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,8 +36,8 @@ pub struct NodeIpamController {
     nodes: Cache<Node>,
     queue: WorkQueue<Cluster>,
     ranges: Ranges,
-    /// Blocks written, by node, until the cache shows them.
-    written: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Blocks reserved, by node uid, until the cache shows them on that node.
+    reserved: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 impl NodeIpamController {
@@ -46,12 +48,12 @@ impl NodeIpamController {
             nodes,
             queue: WorkQueue::default(),
             ranges,
-            written: Arc::default(),
+            reserved: Arc::default(),
         }
     }
 
-    fn written(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    fn reserved(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.reserved.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -72,18 +74,18 @@ impl Controller for NodeIpamController {
         // What the cache does not show yet is laid over it; what it shows (or a node gone)
         // needs no more holding.
         let nodes: Vec<Arc<Node>> = {
-            let mut written = self.written();
-            written.retain(|name, _| {
+            let mut reserved = self.reserved();
+            reserved.retain(|uid, _| {
                 cached.iter().any(|n| {
-                    n.metadata.name.as_deref() == Some(name)
+                    n.metadata.uid.as_deref() == Some(uid)
                         && n.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none()
                 })
             });
             cached
                 .iter()
                 .map(|node| {
-                    let name = node.metadata.name.as_deref().unwrap_or_default();
-                    match written.get(name) {
+                    let uid = node.metadata.uid.as_deref().unwrap_or_default();
+                    match reserved.get(uid) {
                         Some(cidr) => {
                             let mut node = Node::clone(node);
                             node.spec.get_or_insert_with(Default::default).pod_cidr =
@@ -100,26 +102,51 @@ impl Controller for NodeIpamController {
             tracing::warn!(%error, "allocating pod ranges");
         }
         let api = self.client.fenced(&self.fence);
+        let mut failed = None;
         for assignment in assignments {
-            let patch = json!({ "spec": {
-                "podCIDR": assignment.pod_cidr,
-                "podCIDRs": [assignment.pod_cidr],
-            } });
+            let Some(node) = nodes
+                .iter()
+                .find(|n| n.metadata.name.as_deref() == Some(assignment.node.as_str()))
+            else {
+                continue;
+            };
+            let uid = node.metadata.uid.clone().unwrap_or_default();
+            self.reserved()
+                .insert(uid.clone(), assignment.pod_cidr.clone());
+            // At the node's uid: a node deleted and registered again under the name is
+            // another node, with a pass of its own.
+            let patch = json!({
+                "metadata": { "uid": uid },
+                "spec": { "podCIDR": assignment.pod_cidr, "podCIDRs": [assignment.pod_cidr] },
+            });
             match api
                 .patch_object("nodes", "", &assignment.node, &patch, false)
                 .await
             {
                 Ok(_) => {
                     tracing::info!(node = %assignment.node, cidr = %assignment.pod_cidr, "pod range allocated");
-                    self.written()
-                        .insert(assignment.node.clone(), assignment.pod_cidr.clone());
                 }
-                Err(error) if error.is_not_found() => {}
-                Err(error) => return Err(error),
+                Err(error) => {
+                    if surely_not_written(&error) {
+                        self.reserved().remove(&uid);
+                    }
+                    if !error.is_not_found() {
+                        tracing::warn!(node = %assignment.node, %error, "writing the pod range");
+                        failed.get_or_insert(error);
+                    }
+                }
             }
         }
-        Ok(None)
+        failed.map_or(Ok(None), Err)
     }
+}
+
+/// Whether a failed write certainly did not land (refused by the API), so its block is free
+/// again; a timeout or a lost connection may have landed.
+fn surely_not_written(error: &ClientError) -> bool {
+    error.is_not_found()
+        || error.is_fence_refused()
+        || matches!(error.reason(), "Invalid" | "Conflict" | "BadRequest")
 }
 
 impl Watches<Node> for NodeIpamController {

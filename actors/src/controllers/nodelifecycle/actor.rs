@@ -31,6 +31,9 @@ use crate::informer::{Cache, Event};
 use crate::pods::is_assigned;
 use crate::queue::WorkQueue;
 
+/// How soon a pass whose writes partly failed looks again.
+const RETRY_FAILED: Duration = Duration::from_secs(1);
+
 /// The one key: the controller always looks at the whole cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cluster;
@@ -92,7 +95,7 @@ impl NodeLifecycleController {
             caches,
             queue: WorkQueue::default(),
             settings,
-            disruption: Arc::default(),
+            disruption: Arc::new(Mutex::new(Disruption::starting_at(jiff::Timestamp::now()))),
         }
     }
 }
@@ -135,9 +138,15 @@ impl Controller for NodeLifecycleController {
                 jiff::Timestamp::now(),
             )
         };
-        carry_out(self, &plan).await?;
+        let failed = carry_out(self, &nodes, &plan).await;
         let period = self.settings.monitor_period;
-        Ok(Some(plan.requeue_after.map_or(period, |r| r.min(period))))
+        let mut next = plan.requeue_after.map_or(period, |r| r.min(period));
+        if failed > 0 {
+            // Some nodes' writes failed (most likely a conflict with their kubelet's own
+            // status report): the others were written; look again soon.
+            next = next.min(RETRY_FAILED);
+        }
+        Ok(Some(next))
     }
 }
 
@@ -165,29 +174,61 @@ impl Watches<Pod> for NodeLifecycleController {
     fn on_event(&self, _: &Event<Pod>) {}
 }
 
-async fn carry_out(controller: &NodeLifecycleController, plan: &Plan) -> Result<(), ClientError> {
+/// The plan's writes, each node's on its own: conditions and taints at the resourceVersion
+/// the pass read (a kubelet's report or an operator's taint in between makes them fail
+/// rather than be overwritten), then the evictions. Returns how many writes failed; a
+/// failure stops nothing else.
+async fn carry_out(
+    controller: &NodeLifecycleController,
+    nodes: &[Arc<Node>],
+    plan: &Plan,
+) -> usize {
     let api = controller.client.fenced(&controller.fence);
+    // The version each node's next write expects: as the pass read it, then as our own
+    // conditions write left it.
+    let mut versions: std::collections::BTreeMap<String, Option<String>> = nodes
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            (name, n.metadata.resource_version.clone())
+        })
+        .collect();
+    let mut failed = 0;
+    let mut report = |node: &str, what: &str, error: ClientError| {
+        if !error.is_not_found() {
+            failed += 1;
+            tracing::info!(%node, %error, "writing the node's {what}; looking again soon");
+        }
+    };
     for update in &plan.conditions {
-        let patch = json!({ "status": { "conditions": update.conditions } });
+        let patch = json!({
+            "metadata": { "resourceVersion": versions.get(&update.node).cloned().flatten() },
+            "status": { "conditions": update.conditions },
+        });
         match api
             .patch_object("nodes", "", &update.node, &patch, true)
             .await
         {
-            Ok(_) => {}
-            Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(error),
+            Ok(written) => {
+                let version = written["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(String::from);
+                versions.insert(update.node.clone(), version);
+            }
+            Err(error) => report(&update.node, "conditions", error),
         }
     }
     for update in &plan.taints {
         tracing::info!(node = %update.node, taints = ?update.taints.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>(), "node taints");
-        let patch = json!({ "spec": { "taints": update.taints } });
-        match api
+        let patch = json!({
+            "metadata": { "resourceVersion": versions.get(&update.node).cloned().flatten() },
+            "spec": { "taints": update.taints },
+        });
+        if let Err(error) = api
             .patch_object("nodes", "", &update.node, &patch, false)
             .await
         {
-            Ok(_) => {}
-            Err(error) if error.is_not_found() => {}
-            Err(error) => return Err(error),
+            report(&update.node, "taints", error);
         }
     }
     let mut by_namespace: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -200,8 +241,8 @@ async fn carry_out(controller: &NodeLifecycleController, plan: &Plan) -> Result<
     for (namespace, names) in by_namespace {
         let deleted = writes::delete_all(&api, "pods", &namespace, &names).await;
         if let Some(error) = deleted.error {
-            return Err(error);
+            report(&namespace, "pods' evictions", error);
         }
     }
-    Ok(())
+    failed
 }

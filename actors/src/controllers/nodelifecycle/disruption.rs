@@ -181,6 +181,16 @@ pub struct Disruption {
 }
 
 impl Disruption {
+    /// The state of a controller starting at `now` (a new term of leadership): every node's
+    /// grace starts again there, as kube-controller-manager's probe timestamps do, so a node
+    /// whose last renewal the store lost in an outage is not judged silent by a new leader.
+    pub fn starting_at(now: jiff::Timestamp) -> Self {
+        Self {
+            zones: BTreeMap::new(),
+            grace_restart: Some(now),
+        }
+    }
+
     /// One pass of `handleDisruption` over the zones and their nodes' readiness.
     pub fn observe(
         &mut self,
