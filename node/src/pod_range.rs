@@ -15,7 +15,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often the wait is reported.
 const REPORT: Duration = Duration::from_secs(15);
 
-/// Registers the Node (if it is not there yet) and returns its `spec.podCIDR` once set.
+/// Registers the Node (if it is not there yet) and returns its `spec.podCIDR` once set;
+/// fails only when the API refuses the Node.
 pub async fn await_pod_range(
     client: &ApiClient,
     config: &NodeConfig,
@@ -23,19 +24,38 @@ pub async fn await_pod_range(
 ) -> Result<String, ClientError> {
     let node = node_object(config, machine, jiff::Timestamp::now());
     let body = serde_json::to_value(&node).expect("a Node always encodes");
-    match client.create_object("nodes", "", &body).await {
-        Ok(_) => {}
-        Err(error) if error.reason() == "AlreadyExists" => {}
-        Err(error) => return Err(error),
-    }
     let started = Instant::now();
     let mut reported = started;
+    let mut registered = false;
     loop {
-        let current = client.get_object("nodes", "", &config.name).await?;
-        let node: Node = serde_json::from_value(current).unwrap_or_default();
-        if let Some(range) = node.spec.and_then(|s| s.pod_cidr).filter(|r| !r.is_empty()) {
-            tracing::info!(node = %config.name, %range, "pod range allocated");
-            return Ok(range);
+        // A master failing over answers nothing for a while: wait it out; only a refusal
+        // (the Node is invalid, or forbidden) ends the wait.
+        if !registered {
+            match client.create_object("nodes", "", &body).await {
+                Ok(_) => registered = true,
+                Err(error) if error.reason() == "AlreadyExists" => registered = true,
+                Err(error) if matches!(error.reason(), "Invalid" | "Forbidden" | "BadRequest") => {
+                    return Err(error)
+                }
+                Err(error) => tracing::warn!(node = %config.name, %error, "registering; retrying"),
+            }
+        }
+        if registered {
+            match client.get_object("nodes", "", &config.name).await {
+                Ok(current) => {
+                    let node: Node = serde_json::from_value(current).unwrap_or_default();
+                    let range = node.spec.and_then(|s| s.pod_cidr).filter(|r| !r.is_empty());
+                    if let Some(range) = range {
+                        tracing::info!(node = %config.name, %range, "pod range allocated");
+                        return Ok(range);
+                    }
+                }
+                // Deleted meanwhile: register again.
+                Err(error) if error.is_not_found() => registered = false,
+                Err(error) => {
+                    tracing::warn!(node = %config.name, %error, "reading the Node; retrying")
+                }
+            }
         }
         if reported.elapsed() >= REPORT {
             reported = Instant::now();
