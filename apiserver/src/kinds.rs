@@ -131,6 +131,9 @@ impl<K: ApiKind> Admission for Typed<K> {
         };
         let mut typed: K = decode_strictly(&object).map_err(|cause| invalid(vec![cause]))?;
         typed.apply_defaults();
+        if old.is_none() {
+            typed.admit_new();
+        }
         let mut causes = match old {
             None => {
                 let mut causes =

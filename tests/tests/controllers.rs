@@ -561,7 +561,10 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
         "spec": { "replicas": 3, "serviceName": "web",
                   "selector": { "matchLabels": { "app": "web" } },
                   "template": { "metadata": { "labels": { "app": "web" } },
-                                "spec": { "containers": [{ "name": "c", "image": "kubia",
+                                "spec": { "tolerations": [
+                                    { "key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                                      "effect": "NoExecute", "tolerationSeconds": 2 }],
+                                    "containers": [{ "name": "c", "image": "kubia",
                                     "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }] } },
                   "volumeClaimTemplates": [{ "metadata": { "name": "data" },
                       "spec": { "accessModes": ["ReadWriteOnce"],

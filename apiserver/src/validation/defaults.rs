@@ -15,6 +15,7 @@ mod fields;
 mod pod;
 mod workloads;
 
+use rudder_proto::objects::taints::{add_default_toleration_seconds, DEFAULT_TOLERATION_SECONDS};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
@@ -40,6 +41,19 @@ impl ApplyDefaults for Pod {
         if let Some(spec) = &mut self.spec {
             pod::pod_spec(spec);
             pod::pod_only(spec);
+        }
+    }
+
+    /// The DefaultTolerationSeconds admission: a new pod tolerates a not-ready or
+    /// unreachable node for 300 s (unless it says otherwise), so a node lost for a moment
+    /// does not evict it at once.
+    fn admit_new(&mut self) {
+        if let Some(spec) = &mut self.spec {
+            add_default_toleration_seconds(
+                spec,
+                DEFAULT_TOLERATION_SECONDS,
+                DEFAULT_TOLERATION_SECONDS,
+            );
         }
     }
 }
@@ -194,6 +208,30 @@ mod tests {
 
     use super::fields::defaulted;
     use super::*;
+
+    #[test]
+    fn a_new_pod_tolerates_a_lost_node_for_five_minutes_unless_it_says_otherwise() {
+        let mut pod: Pod = serde_json::from_value(json!({
+            "spec": { "containers": [{ "name": "c", "image": "i" }],
+                      "tolerations": [{ "key": "node.kubernetes.io/unreachable",
+                                        "operator": "Exists", "effect": "NoExecute",
+                                        "tolerationSeconds": 5 }] } }))
+        .unwrap();
+        pod.admit_new();
+        let tolerations = serde_json::to_value(&pod.spec.as_ref().unwrap().tolerations).unwrap();
+        assert_eq!(
+            tolerations,
+            json!([
+                { "key": "node.kubernetes.io/unreachable", "operator": "Exists",
+                  "effect": "NoExecute", "tolerationSeconds": 5 },
+                { "key": "node.kubernetes.io/not-ready", "operator": "Exists",
+                  "effect": "NoExecute", "tolerationSeconds": 300 }
+            ])
+        );
+        let mut again = pod.clone();
+        again.admit_new();
+        assert_eq!(again, pod, "once is enough");
+    }
 
     #[test]
     fn a_minimal_service_gets_cluster_ip_defaults() {

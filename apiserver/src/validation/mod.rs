@@ -175,4 +175,7 @@ pub trait Validate {
 /// replicas, strategies, ...). Idempotent.
 pub trait ApplyDefaults {
     fn apply_defaults(&mut self);
+
+    /// What admission adds to a new object only (never on update), after the defaults.
+    fn admit_new(&mut self) {}
 }

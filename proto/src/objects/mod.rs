@@ -7,7 +7,11 @@
 //!   `IsQualifiedName`, ...), worded like apimachinery.
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`), parsed exactly; the API server
 //!   validates them, the node turns limits into cgroup values.
+//! - [`taints`]: taints and tolerations with Kubernetes' semantics, the well-known node
+//!   taints, and the DefaultTolerationSeconds admission (the API server applies it; the
+//!   scheduler, the DaemonSet and node lifecycle controllers match with it).
 
 pub mod names;
 pub mod quantity;
 pub mod selector;
+pub mod taints;
