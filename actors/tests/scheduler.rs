@@ -291,3 +291,48 @@ async fn nine_pods_spread_three_per_zone_and_anti_affinity_keeps_replicas_apart(
     scheduler.stop().await;
     plane.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_that_fits_nowhere_preempts_a_lower_priority_one() {
+    let plane = Plane::start(1).await;
+    let client = plane.client.clone();
+    create_node(&client, "node-1", "2", json!({}), json!([])).await;
+    let scheduler = Component::scheduler(plane.new_client());
+    create_pod(
+        &client,
+        "low",
+        "1500m",
+        json!({ "priority": 0, "terminationGracePeriodSeconds": 0 }),
+    )
+    .await;
+    assert_eq!(wait_bound(&client, "low").await, "node-1");
+    let low_uid = pod(&client, "low").await["metadata"]["uid"].clone();
+
+    create_pod(&client, "high", "1", json!({ "priority": 1000 })).await;
+    assert_eq!(wait_bound(&client, "high").await, "node-1");
+    let high = pod(&client, "high").await;
+    assert_eq!(high["status"]["nominatedNodeName"], "node-1");
+    let low = client.get_object("pods", "default", "low").await;
+    assert!(
+        low.is_err() || low.as_ref().is_ok_and(|l| l["metadata"]["uid"] != low_uid),
+        "the victim is gone"
+    );
+    eventually("a Preempted event for low", || async {
+        events_about(&client, "low")
+            .await
+            .iter()
+            .any(|e| e["reason"] == "Preempted")
+    })
+    .await;
+
+    // Equal priority never preempts: a second high-priority pod waits.
+    create_pod(&client, "also-high", "1500m", json!({ "priority": 1000 })).await;
+    eventually("also-high is reported unschedulable", || async {
+        let pod = pod(&client, "also-high").await;
+        scheduled_condition(&pod).is_some_and(|c| c["reason"] == "Unschedulable")
+    })
+    .await;
+    assert_eq!(node_of(&pod(&client, "high").await), Some("node-1"));
+    scheduler.stop().await;
+    plane.shutdown().await;
+}

@@ -9,7 +9,9 @@
 //!  Event<Pod>  ─► bound: snapshot (the watch confirms an assumption); pending and ours: queue
 //!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, bind (fenced, many in flight) ─► bound()
 //!                      └─► Err: FailedScheduling event, PodScheduled=False at the pod's
-//!                               resourceVersion (a pod bound meanwhile is left alone), park
+//!                               resourceVersion (a pod bound meanwhile is left alone), park;
+//!                               preemption.rs finds lower-priority victims: nominate the
+//!                               node, delete them gracefully (their going wakes the pod)
 //!  tick (100 ms) ─► flush parked (60 s), expire unconfirmed assumptions (30 s), Pass
 //! ```
 //!
@@ -24,12 +26,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use rudder_proto::api::Fence;
+use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
 use super::decide::{is_gated, is_ours, place_with, Options, Unschedulable};
+use super::preemption::{preempt, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::Snapshot;
 use crate::controllers::runtime::SyncGate;
@@ -170,6 +173,9 @@ impl Scheduler {
                     let plugins = unschedulable.plugins.clone();
                     self.queue.unschedulable(&key, plugins, now);
                     self.report_unschedulable(&pod, &unschedulable, ctx);
+                    if let Some(preemption) = preempt(&pod, &self.snapshot, &unschedulable) {
+                        self.preempt(&pod, preemption, ctx);
+                    }
                 }
             }
         }
@@ -263,6 +269,51 @@ impl Scheduler {
             }
         }
         self.want_pass(ctx);
+    }
+
+    /// Makes room for `pod` on `preemption.node`: the pod is nominated there
+    /// (`status.nominatedNodeName`) and the victims are deleted gracefully, each with a
+    /// `Preempted` event. The pod stays parked; the victims' going moves it back.
+    fn preempt(&mut self, pod: &Pod, preemption: Preemption, ctx: &mut Context<Self>) {
+        let key = ObjectKey::of(&pod.metadata);
+        let Preemption { node, victims } = preemption;
+        tracing::info!(pod = %key, %node, victims = victims.len(), "preempting");
+        for victim in &victims {
+            self.recorder.record(
+                &object_reference(victim.as_ref()),
+                EventType::Normal,
+                "Preempted",
+                format!("Preempted by pod {} on node {node}", uid_of(pod)),
+            );
+        }
+        let client = self.client.clone();
+        let fence = self.fence.clone();
+        let nominate = json!({ "status": { "nominatedNodeName": node } });
+        let preempting = async move {
+            let api = client.fenced(&fence);
+            let nominated = api
+                .patch_object("pods", &key.namespace, &key.name, &nominate, true)
+                .await;
+            if let Err(error) = nominated {
+                tracing::warn!(pod = %key, %error, "nominating; the victims stay");
+                return;
+            }
+            for victim in victims {
+                let request = DeleteRequest {
+                    resource: "pods".into(),
+                    namespace: victim.metadata.namespace.clone().unwrap_or_default(),
+                    name: victim.metadata.name.clone().unwrap_or_default(),
+                    precondition_uid: uid_of(&victim).to_string(),
+                    ..Default::default()
+                };
+                if let Err(error) = api.delete_object(request).await {
+                    if !error.is_not_found() {
+                        tracing::warn!(pod = %key, victim = ?victim.metadata.name, %error, "preempting");
+                    }
+                }
+            }
+        };
+        ctx.spawn(preempting.into_actor(self));
     }
 
     /// `PodScheduled=False, reason Unschedulable` with the message, and a `FailedScheduling`
@@ -382,10 +433,6 @@ fn may_fit_differently(old: &Pod, new: &Pod) -> bool {
     old.spec != new.spec
         || old.metadata.labels != new.metadata.labels
         || old.metadata.annotations != new.metadata.annotations
-}
-
-fn priority(pod: &Pod) -> i32 {
-    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
 /// A bind refused because the pod changed under it (bound already, being deleted, deleted and
