@@ -18,13 +18,14 @@ use actix::prelude::*;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
 };
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
 
+use crate::controllers::cronjob::actor::{self as cronjob, CronJobController};
 use crate::controllers::daemonset::actor::{self as daemonset, DaemonSetController};
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::job::actor::{self as job, JobController};
@@ -38,6 +39,7 @@ use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::runtime::{Controller, ControllerActor};
 use crate::controllers::statefulset::actor::{self as statefulset, StatefulSetController};
 use crate::controllers::Stop;
+use crate::events::Recorder;
 use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
@@ -182,6 +184,17 @@ impl Running {
             };
             running.run(
                 StatefulSetController::new(client.clone(), fence.clone(), caches),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("cronjob") {
+            let caches = cronjob::Caches {
+                cron_jobs: running.inform::<CronJob>(&client, vec![]),
+                jobs: jobs.clone(),
+            };
+            let recorder = Recorder::new(client.clone(), "cronjob-controller", "");
+            running.run(
+                CronJobController::new(client.clone(), fence.clone(), caches, recorder),
                 workers,
             );
         }

@@ -4,6 +4,7 @@
 
 /// The controllers this build can run.
 pub const KNOWN: &[&str] = &[
+    "cronjob",
     "daemonset",
     "deployment",
     "job",
