@@ -19,6 +19,9 @@ pub enum BenchCommand {
     /// Create→Running latency of N pods bound to one node (default: a spawned cluster with
     /// one hollow node, which measures the control path alone).
     PodStartup(PodStartupArgs),
+    /// Pods bound per second over N hollow nodes (end to end, or with a backlog), and the
+    /// pure decision's cost per pod (--decision-only).
+    Schedule(super::bench_schedule::ScheduleArgs),
 }
 
 #[derive(Args, Debug)]
@@ -77,7 +80,7 @@ pub enum Store {
 }
 
 /// How to start a fresh local cluster for a benchmark.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SpawnArgs {
     /// Members of a spawned cluster.
     #[arg(long, default_value_t = 3)]
@@ -87,13 +90,13 @@ pub struct SpawnArgs {
     etcd_binary: PathBuf,
     /// Extra flags for spawned `rudder server` members (e.g. "--election-timeout-ms=300").
     #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
-    rudder_flags: Vec<String>,
+    pub(super) rudder_flags: Vec<String>,
 }
 
 impl SpawnArgs {
     /// The given endpoints, or (none given) a spawned Rudder cluster's, with the cluster so
     /// it lives as long as the run.
-    async fn rudder_unless_given(
+    pub(super) async fn rudder_unless_given(
         &self,
         given: &[String],
     ) -> anyhow::Result<(Option<ProcessCluster>, Vec<String>)> {
@@ -209,6 +212,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) => run_failover(args).await,
         BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::PodStartup(args) => run_pod_startup(args).await,
+        BenchCommand::Schedule(args) => super::bench_schedule::run(args).await,
     }
 }
 
