@@ -308,7 +308,17 @@ async fn a_pod_that_fits_nowhere_preempts_a_lower_priority_one() {
     assert_eq!(wait_bound(&client, "low").await, "node-1");
     let low_uid = pod(&client, "low").await["metadata"]["uid"].clone();
 
-    create_pod(&client, "high", "1", json!({ "priority": 1000 })).await;
+    // Pods name a class for their priority; the API server's admission sets the number.
+    let class = json!({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": { "name": "high" }, "value": 1000
+    });
+    client
+        .create_object("priorityclasses", "", &class)
+        .await
+        .expect("creating a PriorityClass");
+    create_pod(&client, "high", "1", json!({ "priorityClassName": "high" })).await;
+    assert_eq!(pod(&client, "high").await["spec"]["priority"], 1000);
     assert_eq!(wait_bound(&client, "high").await, "node-1");
     let high = pod(&client, "high").await;
     assert_eq!(high["status"]["nominatedNodeName"], "node-1");
@@ -326,7 +336,13 @@ async fn a_pod_that_fits_nowhere_preempts_a_lower_priority_one() {
     .await;
 
     // Equal priority never preempts: a second high-priority pod waits.
-    create_pod(&client, "also-high", "1500m", json!({ "priority": 1000 })).await;
+    create_pod(
+        &client,
+        "also-high",
+        "1500m",
+        json!({ "priorityClassName": "high" }),
+    )
+    .await;
     eventually("also-high is reported unschedulable", || async {
         let pod = pod(&client, "also-high").await;
         scheduled_condition(&pod).is_some_and(|c| c["reason"] == "Unschedulable")

@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use rudder_proto::objects::priority::{SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL};
 use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest};
 use serde_json::Value;
 
@@ -23,6 +24,8 @@ use crate::registry::{
 const MAX_ATTEMPTS: usize = 16;
 /// Namespaces every cluster needs, which Kubernetes refuses to delete.
 const PROTECTED_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+/// The built-in PriorityClasses, which Kubernetes refuses to delete (critical pods name them).
+const PROTECTED_PRIORITY_CLASSES: [&str; 2] = [SYSTEM_NODE_CRITICAL, SYSTEM_CLUSTER_CRITICAL];
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const DEFAULT_GRACE_SECONDS: i64 = 30;
 
@@ -171,6 +174,14 @@ impl Registry {
         if info.kind == "Namespace" && PROTECTED_NAMESPACES.contains(&name) {
             return Err(ApiError::Forbidden {
                 message: format!("namespace {name:?} may not be deleted: it is a system namespace"),
+            });
+        }
+        if info.kind == "PriorityClass" && PROTECTED_PRIORITY_CLASSES.contains(&name) {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "{} is forbidden: this is a system priority class and cannot be deleted",
+                    object_ref(info, name)
+                ),
             });
         }
         let namespace = request_namespace(info, namespace);

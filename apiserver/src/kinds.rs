@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Secret, Service,
 };
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -301,6 +302,7 @@ pub static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
         kind::<PersistentVolume>(&["pv"], false, true, &[], subdomain),
         kind::<PersistentVolumeClaim>(&["pvc"], true, true, &[], subdomain),
         kind::<Lease>(&[], true, false, &[], subdomain),
+        kind::<PriorityClass>(&["pc"], false, false, &[], subdomain),
     ]
 });
 
@@ -353,6 +355,34 @@ mod tests {
         );
         assert_eq!(resolve("deployments.batch").map(|k| k.kind), None);
         assert!(resolve("gizmos").is_none());
+    }
+
+    #[test]
+    fn priority_classes_are_cluster_scoped_and_defaulted() {
+        let classes = resolve("pc").unwrap();
+        assert_eq!(
+            (classes.kind, classes.resource, classes.namespaced),
+            ("PriorityClass", "priorityclasses", false)
+        );
+        assert_eq!(
+            classes.qualified_resource(),
+            "priorityclasses.scheduling.k8s.io"
+        );
+        let class = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": "high" }, "value": 1000
+        });
+        let admitted = classes.admit(class, None).unwrap();
+        assert_eq!(admitted["preemptionPolicy"], "PreemptLowerPriority");
+        let reserved = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": "system-high" }, "value": 1000
+        });
+        let error = classes.admit(reserved, None).unwrap_err().to_string();
+        assert!(
+            error.starts_with("PriorityClass.scheduling.k8s.io \"system-high\" is invalid"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! [`Master`]: one control-plane member — the store member with the API on its client port,
-//! and the API server's own duties: the system namespaces, and emptying terminating
-//! namespaces (until the namespace controller of `rudder-actors` takes that over).
+//! and the API server's own duties: the system namespaces and PriorityClasses, and emptying
+//! terminating namespaces (until the namespace controller of `rudder-actors` takes that
+//! over).
 
 use std::time::Duration;
 
+use rudder_proto::objects::priority::system_classes;
 use rudder_raftstore::kv::{prefix_end, KeyRange};
 use rudder_raftstore::server::{bind, ServerError};
 use rudder_raftstore::watch::WatchRequest;
 use rudder_raftstore::{MemberConfig, RunningMember};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -59,7 +61,7 @@ impl Master {
         let registry = served.expect("start_serving mounts the API");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(ensure_system_namespaces(registry.clone(), stopped.clone()));
+        tasks.spawn(ensure_system_objects(registry.clone(), stopped.clone()));
         tasks.spawn(finalize_namespaces(registry.clone(), stopped));
         Ok(Self {
             member,
@@ -77,14 +79,31 @@ impl Master {
     }
 }
 
-/// Creates the system namespaces, retrying until the cluster has a leader.
-async fn ensure_system_namespaces(registry: Registry, mut stopped: watch::Receiver<bool>) {
-    for name in SYSTEM_NAMESPACES {
+/// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
+/// scheduling bootstrap does), each retried until the cluster has a leader. One that exists
+/// is left as it is.
+async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<bool>) {
+    let namespaces = SYSTEM_NAMESPACES.into_iter().map(|name| {
         let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        ("namespaces", body)
+    });
+    let classes =
+        system_classes()
+            .into_iter()
+            .filter_map(|class| match serde_json::to_value(&class) {
+                Ok(body) => Some(("priorityclasses", body)),
+                Err(error) => {
+                    tracing::warn!(%error, "encoding a system PriorityClass");
+                    None
+                }
+            });
+    let objects: Vec<(&str, Value)> = namespaces.chain(classes).collect();
+    for (resource, body) in objects {
+        let name = body["metadata"]["name"].as_str().unwrap_or("");
         loop {
             match registry
                 .create(
-                    "namespaces",
+                    resource,
                     "",
                     body.to_string().as_bytes(),
                     &WriteOptions::default(),
@@ -93,7 +112,7 @@ async fn ensure_system_namespaces(registry: Registry, mut stopped: watch::Receiv
             {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
                 Err(error) => {
-                    tracing::debug!(%error, namespace = name, "creating system namespace")
+                    tracing::debug!(%error, resource, name, "creating a system object")
                 }
             }
             tokio::select! {

@@ -1,6 +1,6 @@
 //! The API server contract (DESIGN.md §4) against a three-master control plane in-process:
 //! optimistic concurrency, binding, fencing, graceful deletion, namespaces, owner references,
-//! paged lists and watches from their revision.
+//! paged lists and watches from their revision, and the Priority admission of new pods.
 
 mod common;
 
@@ -877,5 +877,159 @@ async fn a_watch_on_a_master_that_lost_its_quorum_ends_so_the_client_can_move() 
         }
         assert_eq!(kind, "BOOKMARK");
     }
+    plane.shutdown().await;
+}
+
+/// A pod in `default` named `name` with `spec` merged into the usual one.
+fn pod_with(name: &str, spec: Value) -> Value {
+    let mut pod = pod(name);
+    if let Value::Object(fields) = spec {
+        for (field, value) in fields {
+            pod["spec"][field] = value;
+        }
+    }
+    pod
+}
+
+fn priority_class(name: &str, value: i64, global_default: bool) -> Value {
+    json!({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": { "name": name },
+        "value": value, "globalDefault": global_default
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_pods_take_their_priority_from_their_priority_class() {
+    let plane = Plane::start(1).await;
+    eventually("the system PriorityClasses are created", || async {
+        plane
+            .client
+            .get_object("priorityclasses", "", "system-node-critical")
+            .await
+            .is_ok()
+            && plane
+                .client
+                .get_object("pc", "", "system-cluster-critical")
+                .await
+                .is_ok()
+    })
+    .await;
+    let client = &plane.client;
+    let node_critical = client
+        .get_object("pc", "", "system-node-critical")
+        .await
+        .unwrap();
+    assert_eq!(node_critical["value"], 2_000_001_000);
+    assert_eq!(node_critical["preemptionPolicy"], "PreemptLowerPriority");
+    let kept = client
+        .delete_object(pb::DeleteRequest {
+            resource: "priorityclasses".into(),
+            name: "system-node-critical".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&kept), "Forbidden", "{kept}");
+
+    // A built-in class; none at all (no default yet); an unknown one.
+    let critical = json!({ "priorityClassName": "system-node-critical" });
+    let created = client
+        .create_object("pods", "default", &pod_with("critical", critical))
+        .await
+        .unwrap();
+    assert_eq!(created["spec"]["priority"], 2_000_001_000);
+    assert_eq!(created["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+    let plain = client
+        .create_object("pods", "default", &pod("plain"))
+        .await
+        .unwrap();
+    assert_eq!(plain["spec"]["priority"], 0);
+    assert!(plain["spec"]["priorityClassName"].is_null());
+    let gold = json!({ "priorityClassName": "gold" });
+    let refused = client
+        .create_object("pods", "default", &pod_with("gold", gold))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "Forbidden", "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("pods \"gold\" is forbidden: no PriorityClass with name gold was found"),
+        "{refused}"
+    );
+
+    // A user's class: defaulted, and given to the pods that name it.
+    let high = client
+        .create_object("pc", "", &priority_class("high", 1000, false))
+        .await
+        .unwrap();
+    assert_eq!(high["preemptionPolicy"], "PreemptLowerPriority");
+    let named = json!({ "priorityClassName": "high" });
+    let web = client
+        .create_object("pods", "default", &pod_with("web-high", named))
+        .await
+        .unwrap();
+    assert_eq!(web["spec"]["priority"], 1000);
+
+    // Reserved names and values are refused; a class's value never changes.
+    for class in [
+        priority_class("system-mine", 10, false),
+        priority_class("greedy", 1_000_000_001, false),
+    ] {
+        let error = client.create_object("pc", "", &class).await.unwrap_err();
+        assert_eq!(reason(&error), "Invalid", "{error}");
+    }
+    let mut revalued = high.clone();
+    revalued["value"] = json!(2000);
+    let error = client
+        .update_object("pc", "", "high", &revalued, false)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("value: Forbidden: may not be changed in an update."),
+        "{error}"
+    );
+
+    // The global default goes to pods that name no class; a pod may not pick its own number.
+    client
+        .create_object("pc", "", &priority_class("normal", 100, true))
+        .await
+        .unwrap();
+    let defaulted = client
+        .create_object("pods", "default", &pod("defaulted"))
+        .await
+        .unwrap();
+    assert_eq!(defaulted["spec"]["priority"], 100);
+    assert_eq!(defaulted["spec"]["priorityClassName"], "normal");
+    let own = json!({ "priority": 5 });
+    let refused = client
+        .create_object("pods", "default", &pod_with("own", own))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "Forbidden", "{refused}");
+    assert!(
+        refused.to_string().contains(
+            "the integer value of priority (5) must not be provided in pod spec; priority \
+             admission controller computed 100 from the given PriorityClass name"
+        ),
+        "{refused}"
+    );
+
+    // An update that leaves the priority out keeps the one the pod was given.
+    let mut relabelled = web.clone();
+    relabelled["metadata"]["labels"]["tier"] = json!("front");
+    if let Some(spec) = relabelled["spec"].as_object_mut() {
+        spec.remove("priority");
+        spec.remove("preemptionPolicy");
+    }
+    let updated = client
+        .update_object("pods", "default", "web-high", &relabelled, false)
+        .await
+        .unwrap();
+    assert_eq!(updated["spec"]["priority"], 1000);
+    assert_eq!(updated["metadata"]["labels"]["tier"], "front");
     plane.shutdown().await;
 }

@@ -31,8 +31,6 @@
 //!   `FailedScheduling` message.
 //! - [`preemption`]: DefaultPreemption: for a pod no node fits, the node where evicting pods
 //!   of lower priority makes room, and the fewest, least important such pods.
-//! - [`priority`]: the built-in PriorityClasses and a new pod's priority and preemption
-//!   policy, as the Priority admission plugin resolves them.
 //!
 //! The shell:
 //!
@@ -51,7 +49,6 @@ pub mod decide;
 pub mod filters;
 pub mod interpod;
 pub mod preemption;
-pub mod priority;
 pub mod queue;
 pub mod resources;
 pub mod run;

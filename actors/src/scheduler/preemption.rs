@@ -41,11 +41,11 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rudder_proto::objects::priority::PREEMPT_NEVER;
 
 use super::decide::Unschedulable;
 use super::filters::{run_filters, NodeNames, PreFilter};
 use super::interpod::AffinityFilter;
-use super::priority::PREEMPT_NEVER;
 use super::snapshot::{spec_of, NodeInfo, PodInfo, PodKey, Snapshot};
 use super::spread::{constraints, DO_NOT_SCHEDULE};
 use super::unfit::{

@@ -1,5 +1,5 @@
 //! Create: a new object, written only while its key is free, its namespace open and the
-//! writer's fence held.
+//! writer's fence held. A new pod first goes through the Priority admission (`priority`).
 
 use rudder_raftstore::kv::Compare;
 use serde_json::Value;
@@ -27,7 +27,10 @@ impl Registry {
         let namespace = namespace_for(info, namespace, &object)?;
         prepare_for_create(info, &mut object, &namespace, &stamp());
         fold_string_data(info, &mut object);
-        let object = info.admit(object, None)?;
+        let mut object = info.admit(object, None)?;
+        if info.kind == "Pod" {
+            self.admit_priority(info, &mut object).await?;
+        }
         let body = body::encode(&object, self.max_object_bytes)?;
         let name = object::name(&object).to_string();
         let at = Resolved {

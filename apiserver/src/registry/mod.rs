@@ -12,7 +12,8 @@
 //! update-status, patch, and the read-decide-write loop they share), `bind`, `fence` (is a
 //! leader-elected writer still the leader), `attempt` (did an earlier attempt of this
 //! numbered request already apply). `body` parses and sizes request bodies and `transform`
-//! builds the objects the verbs write; both are pure. This file holds the type, get, and the
+//! builds the objects the verbs write; both are pure. `priority` is the Priority admission
+//! of new pods (their class, read from the store). This file holds the type, get, and the
 //! store access every verb uses.
 
 mod attempt;
@@ -20,6 +21,7 @@ mod bind;
 mod body;
 mod create;
 mod fence;
+mod priority;
 mod transform;
 mod update;
 

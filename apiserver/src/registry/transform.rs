@@ -5,6 +5,7 @@
 use rudder_raftstore::kv::Revision;
 use serde_json::{json, Value};
 
+use super::priority::keep_priority;
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
@@ -211,6 +212,9 @@ pub(crate) fn candidate(
                 }
             }
             fold_string_data(info, &mut next);
+            if info.kind == "Pod" {
+                keep_priority(&mut next, current);
+            }
             let meta = object::metadata_mut(&mut next);
             // Fields a client may leave out (they are carried forward; changing them is a
             // validation error).

@@ -2,7 +2,8 @@
 //! in when a field is left out (`pkg/apis/{core,apps,batch}/v1/defaults.go` and the
 //! declarative `+default` markers), so objects read back the way kubectl users expect.
 //!
-//! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...);
+//! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...)
+//!   and PriorityClass;
 //! - [`fields`]: the small "fill if unset" helpers everything shares;
 //! - [`pod`]: pod specs, containers, probes and volumes, used by Pods and every template;
 //! - [`workloads`]: ReplicationController and the apps and batch kinds.
@@ -15,6 +16,7 @@ mod fields;
 mod pod;
 mod workloads;
 
+use rudder_proto::objects::priority::PREEMPT_LOWER_PRIORITY;
 use rudder_proto::objects::taints::{add_default_toleration_seconds, DEFAULT_TOLERATION_SECONDS};
 use std::collections::BTreeMap;
 
@@ -24,6 +26,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     Secret, Service,
 };
+use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ApplyDefaults;
@@ -188,6 +191,15 @@ impl ApplyDefaults for PersistentVolumeClaim {
         claim_spec(self.spec.get_or_insert_with(Default::default));
         let status = self.status.get_or_insert_with(Default::default);
         default_string(&mut status.phase, "Pending");
+    }
+}
+
+impl ApplyDefaults for PriorityClass {
+    /// A class that does not say lets its pods preempt lower-priority ones. Go keeps the
+    /// policy behind a pointer, so `""` is a value (which validation refuses), not unset.
+    fn apply_defaults(&mut self) {
+        self.preemption_policy
+            .get_or_insert_with(|| PREEMPT_LOWER_PRIORITY.to_string());
     }
 }
 
@@ -398,6 +410,20 @@ mod tests {
     }
 
     #[test]
+    fn a_priority_class_preempts_lower_priority_unless_it_says_never() {
+        let plain = defaulted::<PriorityClass>(json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": "high"}, "value": 1000
+        }));
+        assert_eq!(plain["preemptionPolicy"], "PreemptLowerPriority");
+        assert_eq!(plain["value"], 1000);
+        let polite = defaulted::<PriorityClass>(json!({
+            "metadata": {"name": "batch"}, "value": 10, "preemptionPolicy": "Never"
+        }));
+        assert_eq!(polite["preemptionPolicy"], "Never");
+    }
+
+    #[test]
     fn kinds_without_defaults_are_left_as_written() {
         let config_map = json!({
             "apiVersion": "v1", "kind": "ConfigMap",
@@ -427,5 +453,6 @@ mod tests {
         defaulted::<PersistentVolumeClaim>(empty());
         defaulted::<ControllerRevision>(json!({"metadata": {"name": "x"}, "revision": 1}));
         defaulted::<Lease>(empty());
+        defaulted::<PriorityClass>(empty());
     }
 }

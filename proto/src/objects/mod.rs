@@ -10,8 +10,12 @@
 //! - [`taints`]: taints and tolerations with Kubernetes' semantics, the well-known node
 //!   taints, and the DefaultTolerationSeconds admission (the API server applies it; the
 //!   scheduler, the DaemonSet and node lifecycle controllers match with it).
+//! - [`priority`]: PriorityClasses: the built-in `system-node-critical` and
+//!   `system-cluster-critical`, and the priority a new pod gets from its class (the API
+//!   server's Priority admission; the scheduler's preemption reads the policy names).
 
 pub mod names;
+pub mod priority;
 pub mod quantity;
 pub mod selector;
 pub mod taints;

@@ -16,6 +16,9 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+/// Names with this prefix are reserved for the built-in classes
+/// (`SystemPriorityClassPrefix`).
+pub const SYSTEM_PRIORITY_CLASS_PREFIX: &str = "system-";
 pub const SYSTEM_CLUSTER_CRITICAL: &str = "system-cluster-critical";
 pub const SYSTEM_NODE_CRITICAL: &str = "system-node-critical";
 /// `SystemCriticalPriority`: system-cluster-critical's value; system-node-critical is 1000

@@ -10,7 +10,8 @@
 //! - `service` and `endpoints`;
 //! - `config`: ConfigMap and Secret;
 //! - `cluster`: Namespace, Node, Event, Lease;
-//! - `storage`: PersistentVolume and PersistentVolumeClaim.
+//! - `storage`: PersistentVolume and PersistentVolumeClaim;
+//! - `scheduling`: PriorityClass.
 //!
 //! Metadata is [`super::meta`]'s job. A field left out that the defaults fill in (a port's
 //! protocol, a pod's restart policy, a strategy's type) is not an error here, so objects
@@ -28,6 +29,7 @@ mod pod;
 mod pod_spec;
 mod probes;
 mod resources;
+mod scheduling;
 mod service;
 mod stateful_set;
 mod storage;
