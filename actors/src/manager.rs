@@ -129,7 +129,12 @@ impl Running {
                 controllers,
             };
             running.run(
-                ReplicaSetController::new(client.clone(), fence.clone(), caches),
+                ReplicaSetController::new(
+                    client.clone(),
+                    fence.clone(),
+                    caches,
+                    Recorder::new(client.clone(), "replicaset-controller", ""),
+                ),
                 workers,
             );
         }
@@ -140,7 +145,12 @@ impl Running {
                 pods: pods.clone(),
             };
             running.run(
-                DeploymentController::new(client.clone(), fence.clone(), caches),
+                DeploymentController::new(
+                    client.clone(),
+                    fence.clone(),
+                    caches,
+                    Recorder::new(client.clone(), "deployment-controller", ""),
+                ),
                 workers,
             );
         }
@@ -171,7 +181,12 @@ impl Running {
                 revisions: revisions.clone(),
             };
             running.run(
-                DaemonSetController::new(client.clone(), fence.clone(), caches),
+                DaemonSetController::new(
+                    client.clone(),
+                    fence.clone(),
+                    caches,
+                    Recorder::new(client.clone(), "daemonset-controller", ""),
+                ),
                 workers,
             );
         }
@@ -183,7 +198,12 @@ impl Running {
                 revisions: revisions.clone(),
             };
             running.run(
-                StatefulSetController::new(client.clone(), fence.clone(), caches),
+                StatefulSetController::new(
+                    client.clone(),
+                    fence.clone(),
+                    caches,
+                    Recorder::new(client.clone(), "statefulset-controller", ""),
+                ),
                 workers,
             );
         }
@@ -200,7 +220,8 @@ impl Running {
         }
         if config.controllers.is_enabled("job") {
             let caches = job::Caches { jobs, pods };
-            running.run(JobController::new(client, fence, caches), workers);
+            let recorder = Recorder::new(client.clone(), "job-controller", "");
+            running.run(JobController::new(client, fence, caches, recorder), workers);
         }
         running
     }

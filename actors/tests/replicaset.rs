@@ -83,6 +83,42 @@ async fn replica_sets_scale_replace_adopt_release_and_report_their_status() {
     scale(&client, "replicasets", "web", 1).await;
     wait_for_pods(&client, "web", 1).await;
 
+    // The set's events say what it did, in Kubernetes' words.
+    let kept = pods(&client, "web").await[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    eventually(
+        "SuccessfulCreate and SuccessfulDelete events on the set",
+        || async {
+            let listed = client
+                .list(ListRequest {
+                    resource: "events".into(),
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("listing events");
+            let events: Vec<Value> = listed
+                .items
+                .iter()
+                .map(|item| serde_json::from_slice(item).expect("an event"))
+                .filter(|e: &Value| e["involvedObject"]["kind"] == "ReplicaSet")
+                .collect();
+            let created = events.iter().any(|e| {
+                e["reason"] == "SuccessfulCreate"
+                    && e["message"] == format!("Created pod: {kept}").as_str()
+                    && e["source"]["component"] == "replicaset-controller"
+            });
+            let deleted = events
+                .iter()
+                .filter(|e| e["reason"] == "SuccessfulDelete")
+                .count();
+            created && deleted == 4
+        },
+    )
+    .await;
+
     // A deleted pod is replaced.
     let name = pods(&client, "web").await[0]["metadata"]["name"]
         .as_str()

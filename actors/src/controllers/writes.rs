@@ -4,12 +4,14 @@
 //! exactly that.
 
 use futures::future::join_all;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use rudder_proto::api::DeleteRequest;
 use rudder_proto::client::{ClientError, Fenced};
 use serde_json::{json, Value};
 
 use super::replicaset::reconcile::slow_start_batches;
+use crate::events::{EventType, Recorder};
 
 /// Creates that stopped at an error.
 #[derive(Debug)]
@@ -17,19 +19,21 @@ pub struct CreateFailed {
     pub error: ClientError,
     /// Objects that will never be seen: the failed creates and the batches not sent.
     pub unseen: usize,
+    /// The names of those created before it stopped.
+    pub created: Vec<String>,
 }
 
 /// Creates `bodies` of `resource` in `namespace` in batches of 1, 2, 4, ... (Kubernetes'
 /// slow start): a batch with a failure ends the run, so a quota or an admission refusal costs
-/// one request, not hundreds.
+/// one request, not hundreds. Returns the names created (generated names included).
 pub async fn create_in_batches(
     api: &Fenced<'_>,
     resource: &str,
     namespace: &str,
     bodies: &[Value],
-) -> Result<(), CreateFailed> {
+) -> Result<Vec<String>, CreateFailed> {
     let mut pending = bodies.iter();
-    let mut created = 0;
+    let mut created = Vec::new();
     for batch in slow_start_batches(bodies.len()) {
         let results = join_all(
             pending
@@ -38,28 +42,84 @@ pub async fn create_in_batches(
                 .map(|body| api.create_object(resource, namespace, body)),
         )
         .await;
-        let failed: Vec<ClientError> = results.into_iter().filter_map(Result::err).collect();
-        created += batch - failed.len();
-        if let Some(error) = failed.into_iter().next() {
+        let mut failed = None;
+        for result in results {
+            match result {
+                Ok(object) => created.push(
+                    object["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                ),
+                Err(error) => {
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        if let Some(error) = failed {
             return Err(CreateFailed {
                 error,
-                unseen: bodies.len() - created,
+                unseen: bodies.len() - created.len(),
+                created,
             });
         }
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Events for what a run of creates and deletes of pods did, in Kubernetes' words
+/// (`SuccessfulCreate` "Created pod: x", `FailedCreate`, `SuccessfulDelete` "Deleted pod:
+/// x", `FailedDelete`), on the controller's object.
+pub fn record_pod_writes(
+    recorder: &Recorder,
+    owner: &ObjectReference,
+    created: &Result<Vec<String>, CreateFailed>,
+    deleted: &[String],
+    delete_error: Option<&ClientError>,
+) {
+    let names = match created {
+        Ok(names) => names,
+        Err(failed) => &failed.created,
+    };
+    for name in names {
+        recorder.record(
+            owner,
+            EventType::Normal,
+            "SuccessfulCreate",
+            format!("Created pod: {name}"),
+        );
+    }
+    if let Err(failed) = created {
+        let message = format!("Error creating: {}", failed.error);
+        recorder.record(owner, EventType::Warning, "FailedCreate", message);
+    }
+    for name in deleted {
+        recorder.record(
+            owner,
+            EventType::Normal,
+            "SuccessfulDelete",
+            format!("Deleted pod: {name}"),
+        );
+    }
+    if let Some(error) = delete_error {
+        let message = format!("Error deleting: {error}");
+        recorder.record(owner, EventType::Warning, "FailedDelete", message);
+    }
 }
 
 /// What deleting a set of objects came to.
 #[derive(Debug, Default)]
 pub struct Deleted {
+    /// Names deleted (or marked for deletion) by this call.
+    pub done: Vec<String>,
     /// Names whose deletion will never be seen (the delete failed, or they were gone).
     pub unseen: Vec<String>,
     /// The first failure other than NotFound.
     pub error: Option<ClientError>,
 }
 
-/// Deletes `names` of `resource` in `namespace`, all at once.
+/// Deletes `names` of `resource` in `namespace`, all at once. `Deleted::done` lists those
+/// deleted by this call.
 pub async fn delete_all(
     api: &Fenced<'_>,
     resource: &str,
@@ -77,10 +137,13 @@ pub async fn delete_all(
     });
     let mut outcome = Deleted::default();
     for (name, result) in join_all(deletes).await {
-        if let Err(error) = result {
-            outcome.unseen.push(name.clone());
-            if !error.is_not_found() {
-                outcome.error.get_or_insert(error);
+        match result {
+            Ok(_) => outcome.done.push(name.clone()),
+            Err(error) => {
+                outcome.unseen.push(name.clone());
+                if !error.is_not_found() {
+                    outcome.error.get_or_insert(error);
+                }
             }
         }
     }

@@ -24,6 +24,7 @@ use super::backoff::FailedPodBackoff;
 use super::reconcile::{owner_reference, reconcile, Observed, Plan};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
+use crate::events::{object_reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -45,16 +46,18 @@ pub struct DaemonSetController {
     caches: Caches,
     queue: WorkQueue<ObjectKey>,
     expectations: Arc<Mutex<Expectations>>,
+    recorder: Recorder,
     backoff: Arc<Mutex<FailedPodBackoff>>,
 }
 
 impl DaemonSetController {
     /// The controller for the leader holding `fence`.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, recorder: Recorder) -> Self {
         Self {
             client,
             fence,
             caches,
+            recorder,
             queue: WorkQueue::default(),
             expectations: Arc::default(),
             backoff: Arc::default(),
@@ -275,7 +278,15 @@ async fn carry_out(
         .iter()
         .map(|new| serde_json::to_value(&new.pod).expect("a pod always encodes"))
         .collect();
-    if let Err(failed) = writes::create_in_batches(&api, "pods", namespace, &bodies).await {
+    let created = writes::create_in_batches(&api, "pods", namespace, &bodies).await;
+    writes::record_pod_writes(
+        &controller.recorder,
+        &object_reference(set),
+        &created,
+        &deleted.done,
+        deleted.error.as_ref(),
+    );
+    if let Err(failed) = created {
         for _ in 0..failed.unseen {
             controller
                 .expectations()

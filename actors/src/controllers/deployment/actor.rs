@@ -24,6 +24,7 @@ use super::reconcile::{reconcile, Plan};
 use super::sets::{same_template, REVISION};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
+use crate::events::{object_reference, EventType, Recorder};
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
 
@@ -42,15 +43,17 @@ pub struct DeploymentController {
     fence: Fence,
     caches: Caches,
     queue: WorkQueue<ObjectKey>,
+    recorder: Recorder,
 }
 
 impl DeploymentController {
     /// The controller for the leader holding `fence`.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, recorder: Recorder) -> Self {
         Self {
             client,
             fence,
             caches,
+            recorder,
             queue: WorkQueue::default(),
         }
     }
@@ -219,6 +222,15 @@ async fn carry_out(
             Err(error) => return Err(error),
         }
     }
+    let reference = object_reference(deployment);
+    if let Some(new) = &plan.create {
+        let name = new.metadata.name.as_deref().unwrap_or_default();
+        let replicas = new.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let message = format!("Scaled up replica set {name} from 0 to {replicas}");
+        shared
+            .recorder
+            .record(&reference, EventType::Normal, "ScalingReplicaSet", message);
+    }
     for resize in &plan.resize {
         let patch = json!({
             "metadata": { "annotations": resize.annotations },
@@ -226,6 +238,22 @@ async fn carry_out(
         });
         api.patch_object("replicasets", namespace, &resize.name, &patch, false)
             .await?;
+        let from = shared
+            .caches
+            .replica_sets
+            .get(&ObjectKey::new(namespace, &resize.name))
+            .and_then(|s| s.spec.as_ref().and_then(|s| s.replicas))
+            .unwrap_or(0);
+        if from != resize.replicas {
+            let direction = if resize.replicas > from { "up" } else { "down" };
+            let message = format!(
+                "Scaled {direction} replica set {} from {from} to {}",
+                resize.name, resize.replicas
+            );
+            shared
+                .recorder
+                .record(&reference, EventType::Normal, "ScalingReplicaSet", message);
+        }
     }
     for name in &plan.delete {
         let request = DeleteRequest {

@@ -18,6 +18,7 @@ use super::reconcile::{reconcile, Plan};
 use super::template::TRACKING_FINALIZER;
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
+use crate::events::{object_reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -37,15 +38,17 @@ pub struct JobController {
     caches: Caches,
     queue: WorkQueue<ObjectKey>,
     expectations: Arc<Mutex<Expectations>>,
+    recorder: Recorder,
 }
 
 impl JobController {
     /// The controller for the leader holding `fence`.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, recorder: Recorder) -> Self {
         Self {
             client,
             fence,
             caches,
+            recorder,
             queue: WorkQueue::default(),
             expectations: Arc::default(),
         }
@@ -171,7 +174,15 @@ async fn carry_out(
         .iter()
         .map(|new| serde_json::to_value(&new.pod).expect("a pod always encodes"))
         .collect();
-    if let Err(failed) = writes::create_in_batches(&api, "pods", namespace, &bodies).await {
+    let created = writes::create_in_batches(&api, "pods", namespace, &bodies).await;
+    writes::record_pod_writes(
+        &shared.recorder,
+        &object_reference(job),
+        &created,
+        &deleted.done,
+        deleted.error.as_ref(),
+    );
+    if let Err(failed) = created {
         for _ in 0..failed.unseen {
             shared.expectations().creation_observed(&expectation_key);
         }

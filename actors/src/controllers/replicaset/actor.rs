@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
@@ -25,6 +25,7 @@ use serde_json::json;
 use super::reconcile::{reconcile, Plan, ReplicatedSet, SetStatus};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
+use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -41,6 +42,13 @@ impl SetKind {
         match self {
             SetKind::ReplicaSet => "ReplicaSet",
             SetKind::ReplicationController => "ReplicationController",
+        }
+    }
+
+    fn api_version(self) -> &'static str {
+        match self {
+            SetKind::ReplicaSet => "apps/v1",
+            SetKind::ReplicationController => "v1",
         }
     }
 
@@ -76,15 +84,17 @@ pub struct ReplicaSetController {
     caches: Caches,
     queue: WorkQueue<SetKey>,
     expectations: Arc<Mutex<Expectations>>,
+    recorder: Recorder,
 }
 
 impl ReplicaSetController {
     /// The controller for the leader holding `fence`.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, recorder: Recorder) -> Self {
         Self {
             client,
             fence,
             caches,
+            recorder,
             queue: WorkQueue::default(),
             expectations: Arc::default(),
         }
@@ -249,6 +259,14 @@ async fn carry_out(
 ) -> Result<(), ClientError> {
     let api = shared.client.fenced(&shared.fence);
     let expectation_key = key.to_string();
+    let reference = ObjectReference {
+        api_version: Some(key.kind.api_version().into()),
+        kind: Some(key.kind.kind().into()),
+        namespace: Some(set.namespace.clone()),
+        name: Some(set.name.clone()),
+        uid: Some(set.uid.clone()),
+        ..ObjectReference::default()
+    };
     for pod in &plan.adopt {
         writes::adopt(&api, "pods", &pod.metadata, set.owner_reference()).await?;
     }
@@ -264,8 +282,9 @@ async fn carry_out(
         );
         let pod = serde_json::to_value(set.new_pod()).expect("a pod always encodes");
         let bodies = vec![pod; plan.create];
-        if let Err(failed) = writes::create_in_batches(&api, "pods", &set.namespace, &bodies).await
-        {
+        let created = writes::create_in_batches(&api, "pods", &set.namespace, &bodies).await;
+        writes::record_pod_writes(&shared.recorder, &reference, &created, &[], None);
+        if let Err(failed) = created {
             for _ in 0..failed.unseen {
                 shared.expectations().creation_observed(&expectation_key);
             }
@@ -282,6 +301,9 @@ async fn carry_out(
             .expectations()
             .expect(&expectation_key, 0, &names, Instant::now());
         let deleted = writes::delete_all(&api, "pods", &set.namespace, &names).await;
+        let none = Ok(Vec::new());
+        let error = deleted.error.as_ref();
+        writes::record_pod_writes(&shared.recorder, &reference, &none, &deleted.done, error);
         for name in &deleted.unseen {
             shared
                 .expectations()

@@ -29,6 +29,7 @@ use super::plan::{Action, Plan};
 use super::reconcile::reconcile;
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
+use crate::events::{object_reference, EventType, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
@@ -49,15 +50,17 @@ pub struct StatefulSetController {
     caches: Caches,
     queue: WorkQueue<ObjectKey>,
     expectations: Arc<Mutex<Expectations>>,
+    recorder: Recorder,
 }
 
 impl StatefulSetController {
     /// The controller for the leader holding `fence`.
-    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches) -> Self {
+    pub fn new(client: Arc<ApiClient>, fence: Fence, caches: Caches, recorder: Recorder) -> Self {
         Self {
             client,
             fence,
             caches,
+            recorder,
             queue: WorkQueue::default(),
             expectations: Arc::default(),
         }
@@ -220,8 +223,11 @@ async fn carry_out(
             .expect(&expectation_key, creations, &deletions, Instant::now());
     }
     let owner = Identity::of(set).owner_reference();
+    let reference = object_reference(set);
     for (done, action) in plan.actions.iter().enumerate() {
-        if let Err(error) = act(&api, &key.namespace, &owner, action).await {
+        let result = act(&api, &key.namespace, &owner, action).await;
+        record(&controller.recorder, &reference, &key.name, action, &result);
+        if let Err(error) = result {
             let mut expectations = controller.expectations();
             for undone in &plan.actions[done..] {
                 match undone {
@@ -237,6 +243,46 @@ async fn carry_out(
         }
     }
     Ok(())
+}
+
+/// The events Kubernetes' StatefulSet controller records for pods and claims, in its words.
+fn record(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    set: &str,
+    action: &Action,
+    result: &Result<(), ClientError>,
+) {
+    let (verb, pod) = match action {
+        Action::CreatePod(new) => ("create", new.pod.metadata.name.clone().unwrap_or_default()),
+        Action::DeletePod { pod, .. } => ("delete", pod.metadata.name.clone().unwrap_or_default()),
+        _ => return,
+    };
+    let (type_, reason, outcome) = match (verb, result) {
+        ("create", Ok(())) => (
+            EventType::Normal,
+            "SuccessfulCreate",
+            "successful".to_string(),
+        ),
+        ("delete", Ok(())) => (
+            EventType::Normal,
+            "SuccessfulDelete",
+            "successful".to_string(),
+        ),
+        ("create", Err(error)) => (
+            EventType::Warning,
+            "FailedCreate",
+            format!("failed error: {error}"),
+        ),
+        (_, Err(error)) => (
+            EventType::Warning,
+            "FailedDelete",
+            format!("failed error: {error}"),
+        ),
+        _ => return,
+    };
+    let message = format!("{verb} Pod {pod} in StatefulSet {set} {outcome}");
+    recorder.record(reference, type_, reason, message);
 }
 
 async fn act(
