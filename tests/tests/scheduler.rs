@@ -321,9 +321,11 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
     );
     if let Fault::Kill = fault {
         // The lease runs out at most 3 s after the kill, the next master tries within its
-        // 500 ms retry, then lists the nodes and pods before its first decision.
+        // 500 ms retry (its takeover write waits for a Raft election of up to 2 s when the
+        // killed master also led the store), then lists the nodes and pods before its first
+        // decision. Measured alone: 2.9-3.7 s.
         assert!(
-            longest_pause < LEASE + Duration::from_secs(3),
+            longest_pause < LEASE + Duration::from_secs(5),
             "binds stopped for {longest_pause:?}"
         );
     }
