@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
+use super::bench_cluster::{SpawnArgs, Store};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
 use rudder_chaos::bench::{api, failover, pod_startup, stats::Summary};
-use rudder_chaos::cluster::ProcessCluster;
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -71,52 +71,6 @@ pub struct ApiArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Store {
-    Rudder,
-    Etcd,
-}
-
-/// How to start a fresh local cluster for a benchmark.
-#[derive(Args, Debug, Clone)]
-pub struct SpawnArgs {
-    /// Members of a spawned cluster.
-    #[arg(long, default_value_t = 3)]
-    members: usize,
-    /// The etcd binary (Debian's etcd-server).
-    #[arg(long, default_value = "/usr/bin/etcd")]
-    etcd_binary: PathBuf,
-    /// Extra flags for spawned `rudder server` members (e.g. "--election-timeout-ms=300").
-    #[arg(long, allow_hyphen_values = true, value_delimiter = ' ')]
-    pub(super) rudder_flags: Vec<String>,
-}
-
-impl SpawnArgs {
-    /// The given endpoints, or (none given) a spawned Rudder cluster's, with the cluster so
-    /// it lives as long as the run.
-    pub(super) async fn rudder_unless_given(
-        &self,
-        given: &[String],
-    ) -> anyhow::Result<(Option<ProcessCluster>, Vec<String>)> {
-        if !given.is_empty() {
-            return Ok((None, given.to_vec()));
-        }
-        let cluster = self.spawn(Store::Rudder).await?;
-        let endpoints = cluster.endpoints();
-        Ok((Some(cluster), endpoints))
-    }
-
-    async fn spawn(&self, store: Store) -> anyhow::Result<ProcessCluster> {
-        Ok(match store {
-            Store::Rudder => {
-                let binary = std::env::current_exe().context("locating the rudder binary")?;
-                ProcessCluster::start_rudder(&binary, self.members, &self.rudder_flags)?
-            }
-            Store::Etcd => ProcessCluster::start_etcd(&self.etcd_binary, self.members).await?,
-        })
-    }
 }
 
 #[derive(Args, Debug)]

@@ -25,7 +25,7 @@ use rudder_proto::api::{ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
 use serde_json::{json, Value};
 
-use super::bench::SpawnArgs;
+use super::bench_cluster::SpawnArgs;
 
 /// Each benchmark pod's cpu request: a 2-cpu hollow node holds 20.
 const POD_MILLICPU: i64 = 100;
