@@ -203,7 +203,11 @@ fn is_running(pod: &Value) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hollow_kubelet_runs_bound_pods_and_confirms_their_deletion() {
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).unwrap();
+    // The test binds a pod itself, as a scheduler would: the masters' own scheduler is off,
+    // or it could bind the pod first (elsewhere) and the test's bind would meet a Conflict.
+    let no_scheduler = ["--scheduler=false".to_string()];
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &no_scheduler).unwrap();
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
     let mut hollow = node(&servers, &["--name", "h", "--hollow", "--count", "2"]);
