@@ -22,7 +22,14 @@ use futures::StreamExt;
 use rudder_proto::client::ClientError;
 
 use super::Stop;
-use crate::informer::{ApiObject, Cache, Event};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector as ApiLabelSelector, ObjectMeta,
+};
+use rudder_proto::objects::selector::LabelSelector;
+
+use crate::informer::{ApiObject, Cache, Event, ObjectKey};
 use crate::queue::WorkQueue;
 
 /// A controller's logic as the shared actor runs it. Clones share one state (the caches, the
@@ -145,6 +152,29 @@ where
         }
         self.controller.on_event(&watched.event);
     }
+}
+
+/// The controllers in `cache` whose selector (from `selector_of`; a missing, invalid or
+/// select-everything one selects nothing) matches the labels of `object` in its namespace:
+/// those that may adopt an orphan.
+pub fn selecting<K: ApiObject>(
+    cache: &Cache<K>,
+    object: &ObjectMeta,
+    selector_of: impl Fn(&K) -> Option<&ApiLabelSelector>,
+) -> Vec<ObjectKey> {
+    let namespace = object.namespace.as_deref().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let labels = object.labels.as_ref().unwrap_or(&empty);
+    cache
+        .in_namespace(namespace)
+        .into_iter()
+        .filter(|controller| {
+            selector_of(controller)
+                .and_then(|s| LabelSelector::from_api(s).ok())
+                .is_some_and(|s| !s.is_everything() && s.matches(labels))
+        })
+        .map(|controller| ObjectKey::of(controller.metadata()))
+        .collect()
 }
 
 /// Which of a controller's caches have applied their first list.

@@ -3,8 +3,11 @@
 //! reports what will never show up in the cache, so the caller lowers its expectations by
 //! exactly that.
 
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use rudder_proto::api::DeleteRequest;
 use rudder_proto::client::{ClientError, Fenced};
@@ -12,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::replicaset::reconcile::slow_start_batches;
 use crate::events::{EventType, Recorder};
+use crate::expectations::Expectations;
 
 /// Creates that stopped at an error.
 #[derive(Debug)]
@@ -65,6 +69,63 @@ pub async fn create_in_batches(
         }
     }
     Ok(created)
+}
+
+/// What a controller keeps account of as it writes for one object: its expectations (under
+/// the object's key) and its events (on the object).
+#[derive(Clone, Copy)]
+pub struct Bookkeeping<'a> {
+    pub expectations: &'a Mutex<Expectations>,
+    pub expectation_key: &'a str,
+    pub recorder: &'a Recorder,
+    pub owner: &'a ObjectReference,
+}
+
+/// One sync's pod changes for a controller with expectations: `delete` and then `create`
+/// (pod bodies) in `namespace`, under one expectation for both (setting them apart would let
+/// the second forget the first), lowered by exactly what will never be seen, with the
+/// events Kubernetes records on `owner`. The first failure is returned after both ran.
+pub async fn replace_pods(
+    api: &Fenced<'_>,
+    controller: &Bookkeeping<'_>,
+    namespace: &str,
+    delete: &[Arc<Pod>],
+    create: &[Value],
+) -> Result<(), ClientError> {
+    let Bookkeeping {
+        expectations,
+        expectation_key,
+        recorder,
+        owner,
+    } = *controller;
+    let expectations = || expectations.lock().unwrap_or_else(|p| p.into_inner());
+    let names: Vec<String> = delete
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    if !create.is_empty() || !names.is_empty() {
+        let count = u32::try_from(create.len()).unwrap_or(u32::MAX);
+        expectations().expect(expectation_key, count, &names, Instant::now());
+    }
+    let deleted = delete_all(api, "pods", namespace, &names).await;
+    for name in &deleted.unseen {
+        expectations().deletion_observed(expectation_key, name);
+    }
+    let created = create_in_batches(api, "pods", namespace, create).await;
+    record_pod_writes(
+        recorder,
+        owner,
+        &created,
+        &deleted.done,
+        deleted.error.as_ref(),
+    );
+    if let Err(failed) = created {
+        for _ in 0..failed.unseen {
+            expectations().creation_observed(expectation_key);
+        }
+        return Err(failed.error);
+    }
+    deleted.error.map_or(Ok(()), Err)
 }
 
 /// Events for what a run of creates and deletes of pods did, in Kubernetes' words

@@ -9,7 +9,6 @@
 //!  Event<ControllerRevision> ─► its DaemonSet's key
 //! ```
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,12 +16,11 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
-use rudder_proto::objects::selector::LabelSelector;
 use serde_json::json;
 
 use super::backoff::FailedPodBackoff;
 use super::reconcile::{owner_reference, reconcile, Observed, Plan};
-use crate::controllers::runtime::{Controller, Subscriptions, Watches};
+use crate::controllers::runtime::{selecting, Controller, Subscriptions, Watches};
 use crate::controllers::writes;
 use crate::events::{object_reference, Recorder};
 use crate::expectations::Expectations;
@@ -138,7 +136,10 @@ impl Watches<Pod> for DaemonSetController {
             match ObjectKey::controller_of(&pod.metadata, "DaemonSet") {
                 Some(set) => self.queue.add(set),
                 None if crate::pods::controller_of(&pod.metadata).is_none() => {
-                    for key in sets_selecting(&self.caches, pod) {
+                    let sets = &self.caches.daemon_sets;
+                    for key in selecting(sets, &pod.metadata, |s| {
+                        s.spec.as_ref().map(|s| &s.selector)
+                    }) {
                         self.queue.add(key);
                     }
                 }
@@ -156,24 +157,6 @@ impl Watches<ControllerRevision> for DaemonSetController {
             }
         }
     }
-}
-
-fn sets_selecting(caches: &Caches, pod: &Pod) -> Vec<ObjectKey> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    caches
-        .daemon_sets
-        .in_namespace(&namespace)
-        .into_iter()
-        .filter(|set| {
-            let selector = set.spec.as_ref().map(|s| &s.selector);
-            selector
-                .and_then(|s| LabelSelector::from_api(s).ok())
-                .is_some_and(|s| !s.is_everything() && s.matches(labels))
-        })
-        .map(|set| ObjectKey::of(&set.metadata))
-        .collect()
 }
 
 async fn sync(
@@ -255,48 +238,18 @@ async fn carry_out(
     for pod in &plan.release {
         writes::release(&api, "pods", &pod.metadata, &owner.uid).await?;
     }
-    let names: Vec<String> = plan
-        .delete
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    if !plan.create.is_empty() || !names.is_empty() {
-        // One expectation for the creates and deletes together.
-        let count = u32::try_from(plan.create.len()).unwrap_or(u32::MAX);
-        controller
-            .expectations()
-            .expect(&expectation_key, count, &names, Instant::now());
-    }
-    let deleted = writes::delete_all(&api, "pods", namespace, &names).await;
-    for name in &deleted.unseen {
-        controller
-            .expectations()
-            .deletion_observed(&expectation_key, name);
-    }
     let bodies: Vec<_> = plan
         .create
         .iter()
         .map(|new| serde_json::to_value(&new.pod).expect("a pod always encodes"))
         .collect();
-    let created = writes::create_in_batches(&api, "pods", namespace, &bodies).await;
-    writes::record_pod_writes(
-        &controller.recorder,
-        &object_reference(set),
-        &created,
-        &deleted.done,
-        deleted.error.as_ref(),
-    );
-    if let Err(failed) = created {
-        for _ in 0..failed.unseen {
-            controller
-                .expectations()
-                .creation_observed(&expectation_key);
-        }
-        return Err(failed.error);
-    }
-    if let Some(error) = deleted.error {
-        return Err(error);
-    }
+    let bookkeeping = writes::Bookkeeping {
+        expectations: &controller.expectations,
+        expectation_key: &expectation_key,
+        recorder: &controller.recorder,
+        owner: &object_reference(set),
+    };
+    writes::replace_pods(&api, &bookkeeping, namespace, &plan.delete, &bodies).await?;
     let pruned =
         writes::delete_all(&api, "controllerrevisions", namespace, &revisions.delete).await;
     if let Some(error) = pruned.error {

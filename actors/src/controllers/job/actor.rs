@@ -149,48 +149,18 @@ async fn carry_out(
     for pod in &plan.remove_finalizers {
         remove_tracking_finalizer(&api, pod).await?;
     }
-    // One expectation for this sync's creates and deletes together: setting them apart
-    // would let the second forget the first.
-    let names: Vec<String> = plan
-        .delete
-        .iter()
-        .filter_map(|p| p.metadata.name.clone())
-        .collect();
-    if !plan.create.is_empty() || !names.is_empty() {
-        let count = u32::try_from(plan.create.len()).unwrap_or(u32::MAX);
-        shared
-            .expectations()
-            .expect(&expectation_key, count, &names, Instant::now());
-    }
-    let deleted = writes::delete_all(&api, "pods", namespace, &names).await;
-    // Never to be seen: stop expecting them.
-    for name in &deleted.unseen {
-        shared
-            .expectations()
-            .deletion_observed(&expectation_key, name);
-    }
     let bodies: Vec<_> = plan
         .create
         .iter()
         .map(|new| serde_json::to_value(&new.pod).expect("a pod always encodes"))
         .collect();
-    let created = writes::create_in_batches(&api, "pods", namespace, &bodies).await;
-    writes::record_pod_writes(
-        &shared.recorder,
-        &object_reference(job),
-        &created,
-        &deleted.done,
-        deleted.error.as_ref(),
-    );
-    if let Err(failed) = created {
-        for _ in 0..failed.unseen {
-            shared.expectations().creation_observed(&expectation_key);
-        }
-        return Err(failed.error);
-    }
-    if let Some(error) = deleted.error {
-        return Err(error);
-    }
+    let bookkeeping = writes::Bookkeeping {
+        expectations: &shared.expectations,
+        expectation_key: &expectation_key,
+        recorder: &shared.recorder,
+        owner: &object_reference(job),
+    };
+    writes::replace_pods(&api, &bookkeeping, namespace, &plan.delete, &bodies).await?;
     if plan.delete_job {
         let request = DeleteRequest {
             resource: "jobs".into(),

@@ -13,7 +13,6 @@
 //! deleted only with its uid as a precondition (never a newer pod of the same name), and a
 //! create that meets AlreadyExists is a failure (the cache lags; look again).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,13 +20,12 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError, Fenced};
-use rudder_proto::objects::selector::LabelSelector;
 use serde_json::json;
 
 use super::identity::Identity;
 use super::plan::{Action, Plan};
 use super::reconcile::reconcile;
-use crate::controllers::runtime::{Controller, Subscriptions, Watches};
+use crate::controllers::runtime::{selecting, Controller, Subscriptions, Watches};
 use crate::controllers::writes;
 use crate::events::{object_reference, EventType, Recorder};
 use crate::expectations::Expectations;
@@ -117,7 +115,10 @@ impl Watches<Pod> for StatefulSetController {
             match ObjectKey::controller_of(&pod.metadata, "StatefulSet") {
                 Some(set) => self.queue.add(set),
                 None if crate::pods::controller_of(&pod.metadata).is_none() => {
-                    for key in sets_selecting(&self.caches, pod) {
+                    let sets = &self.caches.stateful_sets;
+                    for key in selecting(sets, &pod.metadata, |s| {
+                        s.spec.as_ref().map(|s| &s.selector)
+                    }) {
                         self.queue.add(key);
                     }
                 }
@@ -146,24 +147,6 @@ impl Watches<ControllerRevision> for StatefulSetController {
             }
         }
     }
-}
-
-fn sets_selecting(caches: &Caches, pod: &Pod) -> Vec<ObjectKey> {
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let empty = BTreeMap::new();
-    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-    caches
-        .stateful_sets
-        .in_namespace(&namespace)
-        .into_iter()
-        .filter(|set| {
-            let selector = set.spec.as_ref().map(|s| &s.selector);
-            selector
-                .and_then(|s| LabelSelector::from_api(s).ok())
-                .is_some_and(|s| !s.is_everything() && s.matches(labels))
-        })
-        .map(|set| ObjectKey::of(&set.metadata))
-        .collect()
 }
 
 async fn sync(
