@@ -7,8 +7,10 @@
 //!  pods ─ count ends once (tracking finalizer) ─► succeeded / failed / completed indexes
 //!   finished Job: release finalizers, delete leftovers, TTL ─► delete the Job
 //!   suspend ─► delete active pods
-//!   failed > backoffLimit, OnFailure restarts, activeDeadline passed ─► Failed
-//!   succeeded reaches completions (or a work queue drains) ─► Complete
+//!   failed > backoffLimit, OnFailure restarts, activeDeadline passed ─► FailureTarget,
+//!     then Failed once no pod runs and every end is counted
+//!   succeeded reaches completions (or a work queue drains) ─► SuccessCriteriaMet, then
+//!     Complete likewise
 //!   otherwise: active vs parallelism ─► delete extras │ create (after the failure backoff)
 //! ```
 //!
@@ -152,12 +154,15 @@ pub fn reconcile(job: &Job, pods: &[Arc<Pod>], may_act: bool, now: jiff::Timesta
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         == Some("OnFailure");
-    let failure = if tally.failed > i64::from(backoff_limit)
+    let failure = if let Some(target) = failure_target(&old) {
+        // Decided already: it waits for its pods' ends to be counted.
+        Some(target)
+    } else if tally.failed > i64::from(backoff_limit)
         || (on_failure && past_backoff_limit_on_failure(&active, backoff_limit))
     {
         Some((
-            "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
+            "BackoffLimitExceeded".to_string(),
+            "Job has reached the specified backoff limit".to_string(),
         ))
     } else if let Some(deadline) = spec.active_deadline_seconds {
         let left = deadline - (now.as_second() - started.as_second());
@@ -167,30 +172,47 @@ pub fn reconcile(job: &Job, pods: &[Arc<Pod>], may_act: bool, now: jiff::Timesta
                 None
             }
             _ => Some((
-                "DeadlineExceeded",
-                "Job was active longer than specified deadline",
+                "DeadlineExceeded".to_string(),
+                "Job was active longer than specified deadline".to_string(),
             )),
         }
     } else {
         None
     };
+    // The final condition waits until no pod runs and every end is counted (Kubernetes'
+    // FailureTarget / SuccessCriteriaMet first, then Failed / Complete).
+    let settled = active.is_empty() && !tally.has_uncounted();
     if let Some((reason, message)) = failure {
-        set_condition(&mut status, "Failed", "True", reason, message, now);
+        set_condition(&mut status, "FailureTarget", "True", &reason, &message, now);
+        if settled {
+            set_condition(&mut status, "Failed", "True", &reason, &message, now);
+            plan.requeue_after = ttl(&spec);
+        }
         plan.delete = active;
-        plan.requeue_after = ttl(&spec);
         return finish_active(plan, status, &old, &pods);
     }
 
     let succeeded = tally.succeeded(mode.is_indexed());
-    let complete = match spec.completions {
-        None => succeeded > 0 && active.is_empty(),
-        Some(completions) => succeeded >= i64::from(completions),
-    };
+    let complete = condition_is(&old, "SuccessCriteriaMet", "True")
+        || match spec.completions {
+            None => succeeded > 0 && active.is_empty(),
+            Some(completions) => succeeded >= i64::from(completions),
+        };
     if complete {
-        set_condition(&mut status, "Complete", "True", "", "", now);
-        status.completion_time = Some(Time(now));
+        set_condition(
+            &mut status,
+            "SuccessCriteriaMet",
+            "True",
+            "CompletionsReached",
+            "Reached expected number of succeeded pods",
+            now,
+        );
+        if settled {
+            set_condition(&mut status, "Complete", "True", "", "", now);
+            status.completion_time = Some(Time(now));
+            plan.requeue_after = ttl(&spec);
+        }
         plan.delete = active;
-        plan.requeue_after = ttl(&spec);
         return finish_active(plan, status, &old, &pods);
     }
 
@@ -338,6 +360,21 @@ fn finished_at(status: &JobStatus) -> Option<jiff::Timestamp> {
 fn ttl(spec: &k8s_openapi::api::batch::v1::JobSpec) -> Option<Duration> {
     let ttl = spec.ttl_seconds_after_finished?;
     Some(Duration::from_secs(u64::try_from(ttl).unwrap_or(0)))
+}
+
+/// The reason and message of a failure already decided (a `FailureTarget` condition).
+fn failure_target(status: &JobStatus) -> Option<(String, String)> {
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "FailureTarget" && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
 }
 
 fn condition_is(status: &JobStatus, type_: &str, value: &str) -> bool {

@@ -4,6 +4,13 @@ use super::*;
 use crate::controllers::job::fixtures::*;
 use serde_json::json;
 
+/// The next reconcile once `plan`'s status is stored and the pods are `pods` (the deleted
+/// gone, the finalizers released).
+fn after(spec: serde_json::Value, plan: &Plan, pods: &[Arc<Pod>]) -> Plan {
+    let stored = serde_json::to_value(&plan.status).unwrap();
+    reconcile(&job(spec, stored), pods, true, now())
+}
+
 fn condition<'a>(plan: &'a Plan, type_: &str) -> Option<&'a JobCondition> {
     let conditions = plan.status.conditions.iter().flatten();
     conditions
@@ -48,15 +55,25 @@ fn active_pods_never_exceed_the_completions_left() {
 }
 
 #[test]
-fn reaching_completions_completes_the_job_and_removes_leftovers() {
+fn reaching_completions_completes_the_job_once_its_pods_are_gone_and_counted() {
     let pods = [job_pod("a", "Succeeded", T0), job_pod("b", "Running", T0)];
     let status = json!({ "succeeded": 2, "startTime": T0 });
     let plan = reconcile(&job(json!({}), status), &pods, true, now());
+    let met = condition(&plan, "SuccessCriteriaMet").expect("SuccessCriteriaMet");
+    assert_eq!(met.reason.as_deref(), Some("CompletionsReached"));
+    assert!(
+        condition(&plan, "Complete").is_none(),
+        "b still runs and a is not counted yet"
+    );
+    assert_eq!(names(&plan.delete), ["b"]);
+    assert!(plan.create.is_empty());
+    // Stored as uncounted, then released: counted, and nothing runs any more.
+    let plan = after(json!({}), &plan, &[released(pods[0].clone())]);
     let complete = condition(&plan, "Complete").expect("Complete");
     assert_eq!(complete.last_transition_time, Some(Time(now())));
     assert_eq!(plan.status.completion_time, Some(Time(now())));
-    assert_eq!(names(&plan.delete), ["b"]);
-    assert!(plan.create.is_empty());
+    assert_eq!(plan.status.succeeded, Some(3));
+    assert!(plan.create.is_empty() && plan.delete.is_empty());
 }
 
 #[test]
@@ -105,16 +122,22 @@ fn failures_beyond_the_backoff_limit_fail_the_job() {
             true,
             now(),
         );
-        let failure = condition(&plan, "Failed");
-        assert_eq!(failure.is_some(), fails, "limit {limit}, failed {failed}");
+        let target = condition(&plan, "FailureTarget");
+        assert_eq!(target.is_some(), fails, "limit {limit}, failed {failed}");
+        assert!(condition(&plan, "Failed").is_none(), "r still runs");
         if fails {
             assert_eq!(
-                failure.unwrap().reason.as_deref(),
+                target.unwrap().reason.as_deref(),
                 Some("BackoffLimitExceeded")
             );
             assert_eq!(names(&plan.delete), ["r"]);
             assert_eq!(plan.status.completion_time, None);
             assert_eq!(plan.status.active, Some(0));
+            // r gone: the Job has failed, for the reason decided.
+            let plan = after(json!({ "backoffLimit": limit }), &plan, &[]);
+            let failure = condition(&plan, "Failed").expect("Failed");
+            assert_eq!(failure.reason.as_deref(), Some("BackoffLimitExceeded"));
+            assert!(plan.create.is_empty());
         }
     }
 }
@@ -132,9 +155,10 @@ fn replacements_wait_for_the_failure_backoff_and_on_failure_restarts_count() {
     };
     let pods = [restarting("r", 2)];
     let plan = reconcile(&job(spec("OnFailure"), json!({})), &pods, true, now());
-    assert!(condition(&plan, "Failed").is_some());
+    assert!(condition(&plan, "FailureTarget").is_some());
+    assert_eq!(names(&plan.delete), ["r"]);
     let plan = reconcile(&job(spec("Never"), json!({})), &pods, true, now());
-    assert!(condition(&plan, "Failed").is_none());
+    assert!(condition(&plan, "FailureTarget").is_none());
 }
 
 #[test]
@@ -154,9 +178,12 @@ fn the_active_deadline_fails_the_job_or_sets_the_requeue() {
         true,
         now(),
     );
+    let target = condition(&plan, "FailureTarget").unwrap();
+    assert_eq!(target.reason.as_deref(), Some("DeadlineExceeded"));
+    assert_eq!(names(&plan.delete), ["r"]);
+    let plan = after(json!({ "activeDeadlineSeconds": 100 }), &plan, &[]);
     let failed = condition(&plan, "Failed").unwrap();
     assert_eq!(failed.reason.as_deref(), Some("DeadlineExceeded"));
-    assert_eq!(names(&plan.delete), ["r"]);
 }
 
 #[test]
@@ -195,12 +222,14 @@ fn an_indexed_job_completes_when_every_index_succeeded() {
     let spec = json!({ "completionMode": "Indexed", "completions": 3 });
     let pods = [indexed(job_pod("two", "Succeeded", T0), 2)];
     let plan = reconcile(
-        &job(spec, json!({ "completedIndexes": "0-1" })),
+        &job(spec.clone(), json!({ "completedIndexes": "0-1" })),
         &pods,
         true,
         now(),
     );
     assert_eq!(plan.status.completed_indexes.as_deref(), Some("0-2"));
+    assert!(condition(&plan, "SuccessCriteriaMet").is_some());
+    let plan = after(spec, &plan, &[released(pods[0].clone())]);
     assert!(condition(&plan, "Complete").is_some());
 }
 
@@ -305,7 +334,12 @@ fn a_finished_job_releases_its_pods_and_expires_after_its_ttl() {
 fn finishing_requeues_for_the_ttl() {
     let pods = [job_pod("a", "Succeeded", T0)];
     let spec = json!({ "completions": 1, "ttlSecondsAfterFinished": 30 });
-    let plan = reconcile(&job(spec, json!({})), &pods, true, now());
+    let plan = reconcile(&job(spec.clone(), json!({})), &pods, true, now());
+    assert!(
+        condition(&plan, "Complete").is_none(),
+        "a is not counted yet"
+    );
+    let plan = after(spec, &plan, &[released(pods[0].clone())]);
     assert!(condition(&plan, "Complete").is_some());
     assert_eq!(plan.requeue_after, Some(Duration::from_secs(30)));
 }

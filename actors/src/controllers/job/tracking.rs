@@ -86,6 +86,11 @@ impl Tally {
         tally
     }
 
+    /// Whether some ends are seen but not yet counted (their finalizers still to release).
+    pub(super) fn has_uncounted(&self) -> bool {
+        !self.uncounted_succeeded.is_empty() || !self.uncounted_failed.is_empty()
+    }
+
     fn uncounted(&mut self, succeeded: bool) -> &mut BTreeSet<String> {
         match succeeded {
             true => &mut self.uncounted_succeeded,
