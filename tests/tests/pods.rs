@@ -1,8 +1,10 @@
 //! Real pods on a real node (root: namespaces, cgroups, overlayfs, veth): the seeds' kubia
 //! pod answers on its pod IP with its name, `logs` and `exec` reach it, it survives a
 //! kubelet restart, and deleting it frees everything; crash loops back off, probes act,
-//! memory limits OOM-kill, and a missing image says so.
+//! memory limits OOM-kill, and a missing image says so; Jobs run to completion or to their
+//! backoff limit.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rudder_proto::client::ApiClient;
-use rudder_tests::{rudder_binary_beside_tests, NodeScratch, ProcessCluster};
+use rudder_tests::{
+    is_live, revision, rudder_binary_beside_tests, wait_for, Follow, NodeScratch, ProcessCluster,
+    Watch,
+};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
@@ -1167,4 +1172,223 @@ async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_and_run_pods_in_them()
         node.kill().await.unwrap();
     }
     drop(cluster);
+}
+
+fn job(name: &str, completions: i32, parallelism: i32, backoff_limit: i32, script: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name },
+        "spec": { "completions": completions, "parallelism": parallelism,
+                  "backoffLimit": backoff_limit,
+                  "template": { "spec": { "restartPolicy": "Never",
+                      "containers": [{ "name": "c", "image": "luksa/kubia",
+                                       "command": ["/bin/sh", "-c", script] }] } } }
+    })
+}
+
+/// Whether the Job's condition `kind` (Complete, Failed) is True.
+fn has_condition(job: &Value, kind: &str) -> bool {
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == kind && c["status"] == "True")
+}
+
+/// How many ended pods the Job has not counted yet (`status.uncountedTerminatedPods`).
+fn uncounted(job: &Value) -> usize {
+    let uncounted = &job["status"]["uncountedTerminatedPods"];
+    ["succeeded", "failed"]
+        .iter()
+        .map(|list| uncounted[list].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+/// The Job `name` as the watch shows it once `kind` is True and `field` (succeeded, failed)
+/// counts `count` pods with none left uncounted; `Err` shows its status and the end of the
+/// node's log.
+fn ended_job(
+    jobs: &BTreeMap<String, Value>,
+    name: &str,
+    kind: &str,
+    field: &str,
+    count: i64,
+    node: &Node,
+) -> Result<Value, String> {
+    let job = jobs
+        .get(&format!("default/{name}"))
+        .cloned()
+        .unwrap_or_default();
+    if has_condition(&job, kind)
+        && job["status"][field].as_i64() == Some(count)
+        && uncounted(&job) == 0
+    {
+        return Ok(job);
+    }
+    let log = node.log();
+    let tail: Vec<&str> = log.lines().rev().take(30).collect();
+    Err(format!(
+        "{name}'s status: {}\nnode log (last lines, newest first):\n{}",
+        job["status"],
+        tail.join("\n")
+    ))
+}
+
+/// How each pod of Job `name` ended, as the watch shows them: (phase, exit code), sorted.
+fn endings(pods: &BTreeMap<String, Value>, name: &str) -> Vec<(String, Option<i64>)> {
+    let mut endings: Vec<(String, Option<i64>)> = pods
+        .values()
+        .filter(|p| p["metadata"]["labels"]["job-name"] == name)
+        .map(|p| {
+            (
+                p["status"]["phase"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                container(p)["state"]["terminated"]["exitCode"].as_i64(),
+            )
+        })
+        .collect();
+    endings.sort();
+    endings
+}
+
+/// Two Jobs on a real node, their pods placed by the scheduler and run by the kubelet
+/// (restartPolicy Never): `sh -c 'exit 0'` with completions 3 and parallelism 2 ends
+/// Complete with 3 succeeded pods, and a watch on its pods never sees more than 2 running
+/// (not ended, not being deleted) at once; `exit 1` with backoffLimit 2 ends Failed with
+/// reason BackoffLimitExceeded after its third failed pod. Kubernetes' pod-failure backoff
+/// (10 s, then 20 s before the replacements) is most of this test's time. A watch on the
+/// Jobs checks every status written: as Kubernetes' `enactJobFinished`, Complete or Failed
+/// comes only once every ended pod is counted (`uncountedTerminatedPods` empty), so a
+/// finished Job's counts are final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_limit() {
+    let setup = Setup::start("pods-h", "10.244.68.0/24", true, |_| vec![]);
+    let (client, node) = (&setup.client, &setup.node);
+    let endpoints: Vec<String> = setup.servers.split(',').map(String::from).collect();
+    wait_for(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || {
+            client
+                .get_object("namespaces", "", "default")
+                .await
+                .map(drop)
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
+    let pods = Watch::start(
+        endpoints.clone(),
+        Follow::pods("default", ""),
+        BTreeMap::<String, usize>::new(),
+        |most, _, _, shown| {
+            for name in ["count", "fail"] {
+                let running = shown
+                    .values()
+                    .filter(|p| p["metadata"]["labels"]["job-name"] == name && is_live(p))
+                    .count();
+                let peak = most.entry(name.to_string()).or_insert(0);
+                *peak = (*peak).max(running);
+            }
+        },
+    )
+    .await;
+    let follow_jobs = Follow {
+        resource: "jobs".into(),
+        namespace: "default".into(),
+        ..Default::default()
+    };
+    let jobs = Watch::start(
+        endpoints,
+        follow_jobs,
+        Vec::<String>::new(),
+        |early, _, job, _| {
+            let finished = has_condition(job, "Complete") || has_condition(job, "Failed");
+            if finished && uncounted(job) > 0 && early.len() < 5 {
+                early.push(format!(
+                    "{} at revision {}: {}",
+                    job["metadata"]["name"],
+                    revision(job),
+                    job["status"]
+                ));
+            }
+        },
+    )
+    .await;
+    client
+        .create_object("jobs", "default", &job("count", 3, 2, 6, "exit 0"))
+        .await
+        .expect("creating the count Job");
+    client
+        .create_object("jobs", "default", &job("fail", 1, 1, 2, "exit 1"))
+        .await
+        .expect("creating the fail Job");
+    let created = tokio::time::Instant::now();
+
+    let complete = jobs
+        .wait_for(
+            "the count Job Complete with 3 succeeded",
+            Duration::from_secs(60),
+            |shown, _| ended_job(shown, "count", "Complete", "succeeded", 3, node),
+        )
+        .await;
+    let completed_after = created.elapsed();
+    assert_eq!(
+        complete["status"]["failed"].as_i64().unwrap_or(0),
+        0,
+        "{}",
+        complete["status"]
+    );
+    let failed = jobs
+        .wait_for(
+            "the fail Job Failed with 3 failed",
+            Duration::from_secs(90),
+            |shown, _| ended_job(shown, "fail", "Failed", "failed", 3, node),
+        )
+        .await;
+    let failed_after = created.elapsed();
+    let reason = failed["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Failed")
+        .map(|c| c["reason"].clone());
+    assert_eq!(
+        reason,
+        Some(json!("BackoffLimitExceeded")),
+        "{}",
+        failed["status"]
+    );
+
+    pods.stop();
+    jobs.stop();
+    let (most, count, fail) = pods.with(|shown, most| {
+        (
+            most.clone(),
+            endings(shown, "count"),
+            endings(shown, "fail"),
+        )
+    });
+    assert_eq!(count, vec![("Succeeded".to_string(), Some(0_i64)); 3]);
+    assert_eq!(fail, vec![("Failed".to_string(), Some(1_i64)); 3]);
+    assert!(
+        most.get("count").is_some_and(|n| *n <= 2),
+        "the count Job ran more than its parallelism at once: {most:?}"
+    );
+    assert!(
+        most.get("fail").is_some_and(|n| *n <= 1),
+        "the fail Job ran more than one pod at once: {most:?}"
+    );
+    println!(
+        "count Complete after {completed_after:?}, fail Failed after {failed_after:?}; at \
+         most running at once: {most:?}"
+    );
+    let early = jobs.with(|_, early| early.clone());
+    assert!(
+        early.is_empty(),
+        "a Job was marked finished before its ended pods were counted (Kubernetes adds \
+         Complete or Failed only once uncountedTerminatedPods is empty): {early:#?}"
+    );
 }

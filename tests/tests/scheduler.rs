@@ -7,15 +7,16 @@
 //! takeover take.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rudder_proto::api::{ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
-use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use rudder_tests::{
+    etcd_raft_timer_flags, hollow_nodes, lease_holder, member_log, rudder_binary_beside_tests,
+    short_lease_flags, until, wait_for_nodes, ProcessCluster, SCHEDULER_LEASE,
+};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
 
 const NODES: usize = 100;
 const PODS: usize = 2_000;
@@ -23,38 +24,11 @@ const PODS: usize = 2_000;
 const POD_MILLICPU: i64 = 90;
 const LEASE: Duration = Duration::from_secs(3);
 
-/// Short lease timers, so the failover happens within the test; etcd's Raft timers (100 ms
-/// heartbeats, 1 s elections) rather than our 50/250 ms: openraft gives an AppendEntries one
-/// heartbeat interval to answer, and with three masters and 100 hollow kubelets on two cores
-/// the survivors of a paused leader missed 50 ms again and again and stayed unavailable for
-/// over a minute (see the session notes).
+/// Short lease timers, so the failover happens within the test, and etcd's Raft timers: with
+/// three masters and 100 hollow kubelets on two cores, ours (50/250 ms) left the survivors of
+/// a paused Raft leader unavailable for over a minute (see `etcd_raft_timer_flags`).
 fn flags() -> Vec<String> {
-    [
-        "--leader-elect-lease-duration",
-        "3s",
-        "--leader-elect-renew-deadline",
-        "2s",
-        "--leader-elect-retry-period",
-        "500ms",
-        "--heartbeat-interval-ms",
-        "100",
-        "--election-timeout-ms",
-        "1000",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-fn hollow_nodes(servers: &str) -> Child {
-    Command::new(rudder_binary_beside_tests())
-        .args(["node", "--name", "h", "--hollow", "--count"])
-        .arg(NODES.to_string())
-        .args(["--server", servers])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rudder node --hollow starts")
+    [short_lease_flags(), etcd_raft_timer_flags()].concat()
 }
 
 /// What a watch opened before the burst saw.
@@ -127,33 +101,11 @@ async fn create_once(client: &ApiClient, pod: &Value) {
     }
 }
 
-async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn count(client: &ApiClient, resource: &str) -> usize {
-    let listed = client
-        .list(ListRequest {
-            resource: resource.into(),
-            ..Default::default()
-        })
-        .await;
-    listed.map(|l| l.items.len()).unwrap_or(0)
-}
-
+/// The scheduler lease's holder identity ("" while none).
 async fn scheduler_holder(client: &ApiClient) -> String {
-    client
-        .get_object("leases", "kube-system", "rudder-scheduler")
+    lease_holder(client, SCHEDULER_LEASE)
         .await
-        .ok()
-        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+        .map(|holder| holder.identity)
         .unwrap_or_default()
 }
 
@@ -173,11 +125,8 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
         async || client.get_object("namespaces", "", "default").await.is_ok(),
     )
     .await;
-    let mut hollow = hollow_nodes(&cluster.endpoints().join(","));
-    until("100 hollow nodes", Duration::from_secs(60), async || {
-        count(&client, "nodes").await == NODES
-    })
-    .await;
+    let mut hollow = hollow_nodes(&cluster.endpoints().join(","), "h", NODES);
+    wait_for_nodes(&client, NODES, Duration::from_secs(60)).await;
     let allocatable = client
         .get_object("nodes", "", "h-0")
         .await
@@ -332,9 +281,14 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
     if let Fault::Pause = fault {
         let after_resume = seen.bind_times.iter().filter(|t| **t > resumed).count();
         println!("binds seen after the resume (the new leader's): {after_resume}");
-        let log = std::fs::read_to_string(cluster.members[leader].data_dir.with_extension("log"))
-            .unwrap_or_default();
-        let refused = log.matches("fenced write refused").count();
+        // One line per refusal (its message and its reason both say "fenced write refused").
+        let refused = member_log(&cluster.members[leader])
+            .lines()
+            .filter(|line| {
+                line.contains("fenced write refused")
+                    && line.contains(&format!("lease kube-system/{SCHEDULER_LEASE}"))
+            })
+            .count();
         println!("writes of the resumed master refused by the fence: {refused}");
     }
     drop(seen);
