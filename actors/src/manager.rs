@@ -20,7 +20,13 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ReplicationController, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
@@ -28,19 +34,25 @@ use tokio::sync::watch;
 use crate::controllers::cronjob::actor::{self as cronjob, CronJobController};
 use crate::controllers::daemonset::actor::{self as daemonset, DaemonSetController};
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
+use crate::controllers::disruption::actor::{self as disruption, DisruptionController};
+use crate::controllers::garbagecollector::actor::{GarbageCollector, GraphSources};
 use crate::controllers::job::actor::{self as job, JobController};
+use crate::controllers::namespace::actor::NamespaceController;
 use crate::controllers::nodeipam::actor::{NodeIpamController, Ranges};
 use crate::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
 use crate::controllers::nodelifecycle::actor::{
     self as nodelifecycle, LifecycleSettings, NodeLifecycleController,
 };
 use crate::controllers::nodelifecycle::health::NODE_LEASE_NAMESPACE;
+use crate::controllers::podgc::actor::{self as podgc, PodGcController, PodGcSettings};
 use crate::controllers::replicaset::actor::{Caches, ReplicaSetController};
 use crate::controllers::runtime::{Controller, ControllerActor};
+use crate::controllers::serviceaccount::actor::{self as serviceaccount, ServiceAccountController};
 use crate::controllers::statefulset::actor::{self as statefulset, StatefulSetController};
+use crate::controllers::volume::actor::{self as volume, VolumeController};
 use crate::controllers::Stop;
 use crate::events::Recorder;
-use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, Query};
+use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
 
@@ -59,6 +71,8 @@ pub struct ManagerConfig {
     pub node_lifecycle: LifecycleSettings,
     /// Where nodes' pod ranges come from; `None`: nodes bring their own.
     pub pod_ranges: Option<Ranges>,
+    /// PodGC's threshold of finished pods, quarantine and period.
+    pub pod_gc: PodGcSettings,
 }
 
 impl ManagerConfig {
@@ -73,6 +87,7 @@ impl ManagerConfig {
                 cluster: Cidr::parse(DEFAULT_CLUSTER_CIDR).expect("the default cluster CIDR"),
                 node_mask: DEFAULT_NODE_MASK,
             }),
+            pod_gc: PodGcSettings::default(),
         }
     }
 }
@@ -117,11 +132,28 @@ impl Running {
         let nodes = running.inform::<Node>(&client, vec![]);
         let daemon_sets = running.inform::<DaemonSet>(&client, vec![]);
         let revisions = running.inform::<ControllerRevision>(&client, vec![]);
+        let stateful_sets = running.inform::<StatefulSet>(&client, vec![]);
+        let claims = running.inform::<PersistentVolumeClaim>(&client, vec![]);
         let node_leases = running.inform_query::<Lease>(
             &client,
             Query::all::<Lease>().in_namespace(NODE_LEASE_NAMESPACE),
         );
         let workers = config.workers;
+        if config.controllers.is_enabled("disruption") {
+            let caches = disruption::Caches {
+                budgets: running.inform::<PodDisruptionBudget>(&client, vec![]),
+                pods: pods.clone(),
+                replica_sets: replica_sets.clone(),
+                controllers: controllers.clone(),
+                stateful_sets: stateful_sets.clone(),
+                deployments: deployments.clone(),
+            };
+            let recorder = Recorder::new(client.clone(), "controllermanager", "");
+            running.run(
+                DisruptionController::new(client.clone(), fence.clone(), caches, recorder),
+                workers,
+            );
+        }
         if config.controllers.is_enabled("replicaset") {
             let caches = Caches {
                 pods: pods.clone(),
@@ -173,6 +205,36 @@ impl Running {
                 running.run(controller, 1);
             }
         }
+        if config.controllers.is_enabled("podgc") {
+            let caches = podgc::Caches {
+                pods: pods.clone(),
+                nodes: nodes.clone(),
+            };
+            let controller =
+                PodGcController::new(client.clone(), fence.clone(), caches, config.pod_gc);
+            running.run(controller, 1);
+        }
+        if config.controllers.is_enabled("serviceaccount") {
+            let caches = serviceaccount::Caches {
+                namespaces: running.inform::<Namespace>(&client, vec![]),
+                accounts: running.inform::<ServiceAccount>(&client, vec![]),
+            };
+            let controller = ServiceAccountController::new(client.clone(), fence.clone(), caches);
+            running.run(controller, workers);
+        }
+        if config.controllers.is_enabled("persistentvolume-binder") {
+            let caches = volume::Caches {
+                claims: claims.clone(),
+                volumes: running.inform::<PersistentVolume>(&client, vec![]),
+                classes: running.inform::<StorageClass>(&client, vec![]),
+                nodes: nodes.clone(),
+            };
+            let recorder = Recorder::new(client.clone(), volume::COMPONENT, "");
+            running.run(
+                VolumeController::new(client.clone(), fence.clone(), caches, recorder),
+                workers,
+            );
+        }
         if config.controllers.is_enabled("daemonset") {
             let caches = daemonset::Caches {
                 daemon_sets,
@@ -192,9 +254,9 @@ impl Running {
         }
         if config.controllers.is_enabled("statefulset") {
             let caches = statefulset::Caches {
-                stateful_sets: running.inform::<StatefulSet>(&client, vec![]),
+                stateful_sets,
                 pods: pods.clone(),
-                claims: running.inform::<PersistentVolumeClaim>(&client, vec![]),
+                claims: claims.clone(),
                 revisions: revisions.clone(),
             };
             running.run(
@@ -218,6 +280,20 @@ impl Running {
                 workers,
             );
         }
+        if config.controllers.is_enabled("garbagecollector") {
+            let sources = running.graph_sources(&client);
+            running.run(
+                GarbageCollector::new(client.clone(), fence.clone(), sources),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("namespace") {
+            let namespaces = running.inform::<Namespace>(&client, vec![]);
+            running.run(
+                NamespaceController::new(client.clone(), fence.clone(), namespaces),
+                workers,
+            );
+        }
         if config.controllers.is_enabled("job") {
             let caches = job::Caches { jobs, pods };
             let recorder = Recorder::new(client.clone(), "job-controller", "");
@@ -233,6 +309,40 @@ impl Running {
         indexes: Vec<Index<K>>,
     ) -> Cache<K> {
         self.start_informer(client, Query::all::<K>(), indexes)
+    }
+
+    /// Starts a metadata-only informer over every object of kind `K`; returns its cache.
+    fn inform_meta<K: ApiObject>(&mut self, client: &Arc<ApiClient>) -> Cache<MetaOnly<K>> {
+        self.start_informer(client, Query::all::<K>(), vec![])
+    }
+
+    /// The garbage collector's view of every kind whose objects may own or be owned (all
+    /// the API serves but Events, which nothing owns and which are many).
+    fn graph_sources(&mut self, client: &Arc<ApiClient>) -> GraphSources {
+        let mut sources = GraphSources::default();
+        sources.add(self.inform_meta::<Pod>(client));
+        sources.add(self.inform_meta::<ReplicaSet>(client));
+        sources.add(self.inform_meta::<ReplicationController>(client));
+        sources.add(self.inform_meta::<Deployment>(client));
+        sources.add(self.inform_meta::<DaemonSet>(client));
+        sources.add(self.inform_meta::<StatefulSet>(client));
+        sources.add(self.inform_meta::<ControllerRevision>(client));
+        sources.add(self.inform_meta::<Job>(client));
+        sources.add(self.inform_meta::<CronJob>(client));
+        sources.add(self.inform_meta::<ConfigMap>(client));
+        sources.add(self.inform_meta::<Secret>(client));
+        sources.add(self.inform_meta::<Service>(client));
+        sources.add(self.inform_meta::<Endpoints>(client));
+        sources.add(self.inform_meta::<PersistentVolumeClaim>(client));
+        sources.add(self.inform_meta::<PersistentVolume>(client));
+        sources.add(self.inform_meta::<Lease>(client));
+        sources.add(self.inform_meta::<Namespace>(client));
+        sources.add(self.inform_meta::<Node>(client));
+        sources.add(self.inform_meta::<PriorityClass>(client));
+        sources.add(self.inform_meta::<ServiceAccount>(client));
+        sources.add(self.inform_meta::<PodDisruptionBudget>(client));
+        sources.add(self.inform_meta::<StorageClass>(client));
+        sources
     }
 
     /// Starts an informer over the objects `query` selects; returns its cache.

@@ -7,10 +7,16 @@ pub const KNOWN: &[&str] = &[
     "cronjob",
     "daemonset",
     "deployment",
+    "disruption",
+    "garbagecollector",
     "job",
+    "namespace",
     "nodeipam",
     "nodelifecycle",
+    "persistentvolume-binder",
+    "podgc",
     "replicaset",
+    "serviceaccount",
     "statefulset",
 ];
 
@@ -106,6 +112,23 @@ mod tests {
         assert!(Selection::parse("replicaset")
             .unwrap()
             .is_enabled("replicaset"));
+        assert!(Selection::parse("*").unwrap().is_enabled("podgc"));
+        assert!(Selection::parse("*").unwrap().is_enabled("disruption"));
+        assert!(!Selection::parse("*,-disruption")
+            .unwrap()
+            .is_enabled("disruption"));
+        assert!(Selection::parse("*,-serviceaccount")
+            .unwrap()
+            .is_enabled("podgc"));
+        assert!(!Selection::parse("*,-serviceaccount")
+            .unwrap()
+            .is_enabled("serviceaccount"));
+        assert!(Selection::parse("*")
+            .unwrap()
+            .is_enabled("persistentvolume-binder"));
+        assert!(!Selection::parse("*,-persistentvolume-binder")
+            .unwrap()
+            .is_enabled("persistentvolume-binder"));
         assert!(Selection::parse("none").unwrap().is_empty());
         assert!(Selection::parse("").unwrap().is_empty());
         assert_eq!(

@@ -1,24 +1,25 @@
-//! `delete`: graceful pod termination, finalizers, preconditions, propagation to dependents
-//! (objects whose `ownerReferences` name the deleted one), and the finalization of
-//! terminating namespaces.
+//! `delete`: graceful pod termination, finalizers, preconditions, and the propagation
+//! policy's finalizers.
 //!
-//! The decision is pure ([`plan`]); the registry executes it in one compare-and-swap.
-//! Dependents are handled by the deleting request itself (Orphan: their owner reference is
-//! removed first; Foreground: they go first; Background: they go after the owner).
+//! The decision is pure ([`plan`]); the registry executes it in one compare-and-swap. The
+//! request itself never touches dependents (objects whose `ownerReferences` name the deleted
+//! one): Background removes the owner and the garbage collector deletes what it owned;
+//! Foreground and Orphan keep the owner marked with the `foregroundDeletion` / `orphan`
+//! finalizer, which the garbage collector removes once the dependents are gone / released.
+//! A namespace is marked Terminating and stays until the namespace controller has emptied
+//! it and removed its `kubernetes` finalizer. Either way a master killed mid-request leaves
+//! nothing half done: the rest is a controller's, which resumes on any master.
 
-use std::future::Future;
-use std::pin::Pin;
-
+use rudder_proto::objects::deletion::{FOREGROUND_DELETION, ORPHAN};
 use rudder_proto::objects::priority::{SYSTEM_CLUSTER_CRITICAL, SYSTEM_NODE_CRITICAL};
-use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest};
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::kinds::{KindInfo, KINDS};
+use crate::kinds::KindInfo;
 use crate::object;
 use crate::registry::{
-    object_ref, request_namespace, unchanged, Committed, Fence, Registry, Resolved, Target, Write,
-    WriteOptions,
+    holds_contents, object_ref, request_namespace, unchanged, Committed, Fence, Registry, Target,
+    Write,
 };
 
 const MAX_ATTEMPTS: usize = 16;
@@ -42,11 +43,13 @@ pub enum Propagation {
 }
 
 impl Propagation {
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    /// A request's `propagationPolicy`; `""` is none given.
+    pub fn parse(text: &str) -> Result<Option<Self>, ApiError> {
         match text {
-            "" | "Background" | "background" => Ok(Self::Background),
-            "Orphan" | "orphan" => Ok(Self::Orphan),
-            "Foreground" | "foreground" => Ok(Self::Foreground),
+            "" => Ok(None),
+            "Background" | "background" => Ok(Some(Self::Background)),
+            "Orphan" | "orphan" => Ok(Some(Self::Orphan)),
+            "Foreground" | "foreground" => Ok(Some(Self::Foreground)),
             other => Err(ApiError::bad_field(
                 "propagationPolicy",
                 format!(
@@ -62,7 +65,8 @@ impl Propagation {
 pub struct DeleteOptions {
     /// `None`: the object's own (pods: `spec.terminationGracePeriodSeconds`).
     pub grace_period_seconds: Option<i64>,
-    pub propagation: Propagation,
+    /// `None`: not given (the object's garbage-collection finalizers stay as they are).
+    pub propagation: Option<Propagation>,
     pub precondition_uid: String,
     pub precondition_resource_version: String,
 }
@@ -78,18 +82,67 @@ pub enum Plan {
     AlreadyMarked,
 }
 
-/// Decides what deleting `object` does at `now`. Pure.
-pub fn plan(info: &KindInfo, object: &Value, grace: Option<i64>, now: jiff::Timestamp) -> Plan {
+impl Propagation {
+    /// The finalizer that carries this policy to the garbage collector, if it needs one.
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Orphan => Some(ORPHAN),
+            Self::Foreground => Some(FOREGROUND_DELETION),
+            Self::Background => None,
+        }
+    }
+}
+
+/// Decides what deleting `object` with `propagation` (`None`: not given) does at `now`.
+/// Pure.
+pub fn plan(
+    info: &KindInfo,
+    object: &Value,
+    grace: Option<i64>,
+    propagation: Option<Propagation>,
+    now: jiff::Timestamp,
+) -> Plan {
     let deleting = object::is_being_deleted(object);
     if info.kind == "Namespace" {
-        // A namespace empties first; the namespace finalizer removes it (see `finalize_namespace`).
-        if deleting {
-            return Plan::AlreadyMarked;
+        // A namespace empties first: the namespace controller removes its finalizer, then it
+        // goes (a delete of a terminating namespace with no finalizers left removes it).
+        if !deleting {
+            let mut marked = mark(object, now, 0);
+            marked["status"]["phase"] = Value::from("Terminating");
+            return Plan::Mark(marked);
         }
-        let mut marked = mark(object, now, 0);
-        marked["status"]["phase"] = Value::from("Terminating");
-        return Plan::Mark(marked);
+        return if object::finalizers(object).is_empty() && !holds_contents(info, object) {
+            Plan::Remove
+        } else {
+            Plan::AlreadyMarked
+        };
     }
+    // A policy given replaces the garbage collector's finalizer the object holds (the
+    // later request wins, as in Kubernetes); none given leaves them as they are.
+    let held = object::finalizers(object);
+    let wanted: Vec<String> = match propagation {
+        None => held.clone(),
+        Some(policy) => held
+            .iter()
+            .filter(|f| *f != ORPHAN && *f != FOREGROUND_DELETION)
+            .cloned()
+            .chain(policy.finalizer().map(String::from))
+            .collect(),
+    };
+    let changed = wanted != held;
+    let with_wanted = |mut marked: Value| {
+        if changed {
+            object::metadata_mut(&mut marked)
+                .insert("finalizers".into(), Value::from(wanted.clone()));
+        }
+        marked
+    };
+    // `object` as it is, to be written with new finalizers only.
+    let unmarked = || {
+        let mut same = object.clone();
+        object::metadata_mut(&mut same).remove("resourceVersion");
+        same
+    };
     if info.kind == "Pod" {
         let bound = object["spec"]["nodeName"]
             .as_str()
@@ -105,7 +158,10 @@ pub fn plan(info: &KindInfo, object: &Value, grace: Option<i64>, now: jiff::Time
             let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64();
             return match current {
                 // A shorter grace period may replace a longer one, never the reverse.
-                Some(current) if deleting && current <= grace => Plan::AlreadyMarked,
+                Some(current) if deleting && current <= grace && !changed => Plan::AlreadyMarked,
+                Some(current) if deleting && current <= grace => {
+                    Plan::Mark(with_wanted(unmarked()))
+                }
                 _ => {
                     let mut marked = mark(object, now, grace);
                     let earlier = object["metadata"]["deletionTimestamp"]
@@ -118,20 +174,24 @@ pub fn plan(info: &KindInfo, object: &Value, grace: Option<i64>, now: jiff::Time
                         marked["metadata"]["deletionTimestamp"] =
                             Value::from(object::timestamp(existing));
                     }
-                    Plan::Mark(marked)
+                    Plan::Mark(with_wanted(marked))
                 }
             };
         }
     }
-    if !object::finalizers(object).is_empty() {
-        let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64();
-        return if deleting && current == Some(0) {
-            Plan::AlreadyMarked
+    if wanted.is_empty() {
+        // Nothing holds it (any more).
+        return Plan::Remove;
+    }
+    let current = object["metadata"]["deletionGracePeriodSeconds"].as_i64();
+    if deleting && current == Some(0) {
+        return if changed {
+            Plan::Mark(with_wanted(unmarked()))
         } else {
-            Plan::Mark(mark(object, now, 0))
+            Plan::AlreadyMarked
         };
     }
-    Plan::Remove
+    Plan::Mark(with_wanted(mark(object, now, 0)))
 }
 
 /// `object` with `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` = grace.
@@ -147,8 +207,6 @@ fn mark(object: &Value, now: jiff::Timestamp, grace: i64) -> Value {
     meta.remove("resourceVersion");
     marked
 }
-
-type BoxedDelete<'a> = Pin<Box<dyn Future<Output = Result<(Value, bool), ApiError>> + Send + 'a>>;
 
 impl Registry {
     /// Deletes an object. Returns it as deletion left it and whether it is gone (`false`:
@@ -185,252 +243,57 @@ impl Registry {
             });
         }
         let namespace = request_namespace(info, namespace);
-        self.delete_boxed(
-            info,
-            namespace,
-            name.to_string(),
-            options.clone(),
-            fence.cloned(),
-        )
-        .await
-    }
-
-    fn delete_boxed<'a>(
-        &'a self,
-        info: &'static KindInfo,
-        namespace: String,
-        name: String,
-        options: DeleteOptions,
-        fence: Option<Fence>,
-    ) -> BoxedDelete<'a> {
-        Box::pin(async move {
-            let key = object::key(info, &namespace, &name);
-            for _ in 0..MAX_ATTEMPTS {
-                let Some(kv) = self.read(&key).await? else {
-                    // Gone because an earlier attempt of this request deleted it: answer as
-                    // that attempt would have, with the object as it was before.
-                    if let Some(revision) = self.earlier_attempt().await? {
-                        if let Some(before) = self.read_at(&key, revision - 1).await? {
-                            return Ok((before, true));
-                        }
-                    }
-                    return Err(ApiError::NotFound {
-                        object: object_ref(info, &name),
-                    });
-                };
-                let current = object::decode(&kv)?;
-                check_preconditions(info, &current, &options)?;
-                let mut compares = vec![unchanged(&key, kv.mod_revision)];
-                compares.extend(self.fence_holds(fence.as_ref()).await?);
-                let decision = plan(
-                    info,
-                    &current,
-                    options.grace_period_seconds,
-                    jiff::Timestamp::now(),
-                );
-                let uid = object::uid(&current).to_string();
-                match decision {
-                    Plan::AlreadyMarked => return Ok((current, false)),
-                    Plan::Mark(mut marked) => {
-                        if let Committed::At { revision, .. } = self
-                            .commit(&key, compares, Write::Put(object::encode(&marked)))
-                            .await?
-                        {
-                            object::set_resource_version(&mut marked, revision);
-                            return Ok((marked, false));
-                        }
-                    }
-                    Plan::Remove => {
-                        match options.propagation {
-                            Propagation::Orphan => {
-                                self.orphan_dependents(info, &namespace, &uid, fence.as_ref())
-                                    .await?
-                            }
-                            Propagation::Foreground => {
-                                self.delete_dependents(info, &namespace, &uid, fence.as_ref())
-                                    .await?
-                            }
-                            Propagation::Background => {}
-                        }
-                        if let Committed::At { revision, .. } =
-                            self.commit(&key, compares, Write::Delete).await?
-                        {
-                            if options.propagation == Propagation::Background {
-                                self.delete_dependents(info, &namespace, &uid, fence.as_ref())
-                                    .await?;
-                            }
-                            let mut gone = current;
-                            object::set_resource_version(&mut gone, revision);
-                            return Ok((gone, true));
-                        }
+        let key = object::key(info, &namespace, name);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(kv) = self.read(&key).await? else {
+                // Gone because an earlier attempt of this request deleted it: answer as that
+                // attempt would have, with the object as it was before.
+                if let Some(revision) = self.earlier_attempt().await? {
+                    if let Some(before) = self.read_at(&key, revision - 1).await? {
+                        return Ok((before, true));
                     }
                 }
-            }
-            Err(ApiError::Conflict {
-                object: object_ref(info, &name),
-                reason: "the object kept changing while it was being deleted; try again".into(),
-            })
-        })
-    }
-
-    /// Every object (of any namespaced kind) whose owner references name `owner_uid`.
-    async fn dependents(
-        &self,
-        owner: &KindInfo,
-        namespace: &str,
-        owner_uid: &str,
-    ) -> Result<Vec<(&'static KindInfo, Value)>, ApiError> {
-        let mut found = Vec::new();
-        if owner_uid.is_empty() {
-            return Ok(found);
-        }
-        for info in KINDS.iter().filter(|k| k.namespaced) {
-            // A namespaced owner owns only objects in its own namespace.
-            let scope = if owner.namespaced { namespace } else { "" };
-            for object in self.scan(info, scope).await? {
-                if object::is_owned_by(&object, owner_uid) {
-                    found.push((info, object));
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    pub(crate) async fn delete_dependents(
-        &self,
-        owner: &KindInfo,
-        namespace: &str,
-        owner_uid: &str,
-        fence: Option<&Fence>,
-    ) -> Result<(), ApiError> {
-        for (info, dependent) in self.dependents(owner, namespace, owner_uid).await? {
-            let result = self
-                .delete_boxed(
-                    info,
-                    object::namespace(&dependent).to_string(),
-                    object::name(&dependent).to_string(),
-                    DeleteOptions::default(),
-                    fence.cloned(),
-                )
-                .await;
-            match result {
-                Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
-    }
-
-    async fn orphan_dependents(
-        &self,
-        owner: &KindInfo,
-        namespace: &str,
-        owner_uid: &str,
-        fence: Option<&Fence>,
-    ) -> Result<(), ApiError> {
-        let options = WriteOptions {
-            fence: fence.cloned(),
-            dry_run: false,
-        };
-        for (info, dependent) in self.dependents(owner, namespace, owner_uid).await? {
-            let at = Resolved {
-                info,
-                namespace: object::namespace(&dependent),
-                name: object::name(&dependent),
+                return Err(ApiError::NotFound {
+                    object: object_ref(info, name),
+                });
             };
-            // Filter the references of the object as it is at write time (another writer
-            // may have changed them since the scan).
-            let result = self
-                .modify(&at, None, &options, |current| {
-                    let mut next = current.clone();
-                    if let Some(owners) = next["metadata"]["ownerReferences"].as_array_mut() {
-                        owners.retain(|o| o["uid"].as_str() != Some(owner_uid));
+            let current = object::decode(&kv)?;
+            check_preconditions(info, &current, options)?;
+            let mut compares = vec![unchanged(&key, kv.mod_revision)];
+            compares.extend(self.fence_holds(fence).await?);
+            let decision = plan(
+                info,
+                &current,
+                options.grace_period_seconds,
+                options.propagation,
+                jiff::Timestamp::now(),
+            );
+            match decision {
+                Plan::AlreadyMarked => return Ok((current, false)),
+                Plan::Mark(mut marked) => {
+                    if let Committed::At { revision, .. } = self
+                        .commit(&key, compares, Write::Put(object::encode(&marked)))
+                        .await?
+                    {
+                        object::set_resource_version(&mut marked, revision);
+                        return Ok((marked, false));
                     }
-                    object::metadata_mut(&mut next).remove("resourceVersion");
-                    Ok(next)
-                })
-                .await;
-            match result {
-                Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                Err(error) => return Err(error),
-            }
-        }
-        Ok(())
-    }
-
-    /// Every object of `info` in `namespace` (all namespaces when empty), linearizably.
-    pub(crate) async fn scan(
-        &self,
-        info: &KindInfo,
-        namespace: &str,
-    ) -> Result<Vec<Value>, ApiError> {
-        let prefix = object::prefix(info, namespace);
-        let (_, response) = self
-            .range(RangeRequest {
-                range: KeyRange {
-                    key: prefix.clone(),
-                    range_end: prefix_end(&prefix),
-                },
-                ..Default::default()
-            })
-            .await?;
-        response.kvs.iter().map(object::decode).collect()
-    }
-
-    /// One step of emptying a terminating namespace: deletes what is in it and, once it is
-    /// empty, the namespace itself. Returns whether the namespace is gone.
-    pub async fn finalize_namespace(&self, name: &str) -> Result<bool, ApiError> {
-        let namespaces = self.kind("namespaces")?;
-        let key = object::key(namespaces, "", name);
-        let Some(kv) = self.read(&key).await? else {
-            return Ok(true);
-        };
-        let namespace = object::decode(&kv)?;
-        if !object::is_being_deleted(&namespace) {
-            return Ok(false);
-        }
-        let mut remaining = 0;
-        for info in KINDS.iter().filter(|k| k.namespaced) {
-            for object in self.scan(info, name).await? {
-                remaining += 1;
-                if object::is_being_deleted(&object) && info.kind != "Pod" {
-                    continue;
                 }
-                let result = self
-                    .delete_boxed(
-                        info,
-                        name.to_string(),
-                        object::name(&object).to_string(),
-                        DeleteOptions::default(),
-                        None,
-                    )
-                    .await;
-                match result {
-                    Ok(_) | Err(ApiError::NotFound { .. }) => {}
-                    Err(error) => return Err(error),
+                Plan::Remove => {
+                    if let Committed::At { revision, .. } =
+                        self.commit(&key, compares, Write::Delete).await?
+                    {
+                        let mut gone = current;
+                        object::set_resource_version(&mut gone, revision);
+                        return Ok((gone, true));
+                    }
                 }
             }
         }
-        if remaining > 0 {
-            return Ok(false);
-        }
-        let compares = vec![unchanged(&key, kv.mod_revision)];
-        Ok(matches!(
-            self.commit(&key, compares, Write::Delete).await?,
-            Committed::At { .. }
-        ))
-    }
-
-    /// Names of namespaces marked for deletion.
-    pub async fn terminating_namespaces(&self) -> Result<Vec<String>, ApiError> {
-        let namespaces = self.kind("namespaces")?;
-        Ok(self
-            .scan(namespaces, "")
-            .await?
-            .iter()
-            .filter(|ns| object::is_being_deleted(ns))
-            .map(|ns| object::name(ns).to_string())
-            .collect())
+        Err(ApiError::Conflict {
+            object: object_ref(info, name),
+            reason: "the object kept changing while it was being deleted; try again".into(),
+        })
     }
 }
 
@@ -481,7 +344,7 @@ mod tests {
     fn a_bound_pod_is_marked_with_its_grace_period_and_an_unbound_one_goes_at_once() {
         let pods = resolve("pods").unwrap();
         let bound = json!({ "metadata": { "name": "p" }, "spec": { "nodeName": "n1" } });
-        let Plan::Mark(marked) = plan(pods, &bound, None, now()) else {
+        let Plan::Mark(marked) = plan(pods, &bound, None, None, now()) else {
             panic!("a bound pod is marked");
         };
         assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
@@ -490,8 +353,8 @@ mod tests {
             "2026-01-01T00:00:30Z"
         );
         let unbound = json!({ "metadata": { "name": "p" }, "spec": {} });
-        assert_eq!(plan(pods, &unbound, None, now()), Plan::Remove);
-        assert_eq!(plan(pods, &bound, Some(0), now()), Plan::Remove);
+        assert_eq!(plan(pods, &unbound, None, None, now()), Plan::Remove);
+        assert_eq!(plan(pods, &bound, Some(0), None, now()), Plan::Remove);
     }
 
     #[test]
@@ -501,24 +364,34 @@ mod tests {
             pods,
             &json!({ "spec": { "nodeName": "n" } }),
             Some(10),
+            None,
             now(),
         ) else {
             panic!("marked");
         };
-        assert_eq!(plan(pods, &marked, Some(20), now()), Plan::AlreadyMarked);
-        assert!(matches!(plan(pods, &marked, Some(5), now()), Plan::Mark(_)));
+        assert_eq!(
+            plan(pods, &marked, Some(20), None, now()),
+            Plan::AlreadyMarked
+        );
+        assert!(matches!(
+            plan(pods, &marked, Some(5), None, now()),
+            Plan::Mark(_)
+        ));
     }
 
     #[test]
     fn finalizers_keep_an_object_marked_until_they_are_removed() {
         let config_maps = resolve("cm").unwrap();
         let held = json!({ "metadata": { "name": "c", "finalizers": ["example.com/hold"] } });
-        let Plan::Mark(marked) = plan(config_maps, &held, None, now()) else {
+        let Plan::Mark(marked) = plan(config_maps, &held, None, None, now()) else {
             panic!("marked");
         };
-        assert_eq!(plan(config_maps, &marked, None, now()), Plan::AlreadyMarked);
         assert_eq!(
-            plan(config_maps, &json!({ "metadata": {} }), None, now()),
+            plan(config_maps, &marked, None, None, now()),
+            Plan::AlreadyMarked
+        );
+        assert_eq!(
+            plan(config_maps, &json!({ "metadata": {} }), None, None, now()),
             Plan::Remove
         );
     }
@@ -528,19 +401,125 @@ mod tests {
         let namespaces = resolve("ns").unwrap();
         let Plan::Mark(marked) = plan(
             namespaces,
-            &json!({ "metadata": { "name": "a" } }),
+            &json!({ "metadata": { "name": "a" }, "spec": { "finalizers": ["kubernetes"] } }),
+            None,
             None,
             now(),
         ) else {
             panic!("marked");
         };
         assert_eq!(marked["status"]["phase"], "Terminating");
-        assert_eq!(plan(namespaces, &marked, None, now()), Plan::AlreadyMarked);
+        assert_eq!(
+            plan(namespaces, &marked, None, None, now()),
+            Plan::AlreadyMarked,
+            "it waits for the namespace controller"
+        );
+        let mut emptied = marked.clone();
+        emptied["spec"]["finalizers"] = json!([]);
+        assert_eq!(plan(namespaces, &emptied, None, None, now()), Plan::Remove);
+    }
+
+    #[test]
+    fn foreground_and_orphan_mark_the_owner_with_their_finalizer_and_background_removes_it() {
+        let replica_sets = resolve("rs").unwrap();
+        let owner = json!({ "metadata": { "name": "web", "resourceVersion": "7" } });
+        assert_eq!(
+            plan(
+                replica_sets,
+                &owner,
+                None,
+                Some(Propagation::Background),
+                now()
+            ),
+            Plan::Remove
+        );
+        for (propagation, finalizer) in [
+            (Propagation::Foreground, "foregroundDeletion"),
+            (Propagation::Orphan, "orphan"),
+        ] {
+            let Plan::Mark(marked) = plan(replica_sets, &owner, None, Some(propagation), now())
+            else {
+                panic!("{propagation:?} marks the owner");
+            };
+            assert_eq!(marked["metadata"]["finalizers"], json!([finalizer]));
+            assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 0);
+            assert!(marked["metadata"].get("resourceVersion").is_none());
+            assert_eq!(
+                plan(replica_sets, &marked, None, Some(propagation), now()),
+                Plan::AlreadyMarked,
+                "asking again changes nothing"
+            );
+            assert_eq!(
+                plan(replica_sets, &marked, None, None, now()),
+                Plan::AlreadyMarked,
+                "no policy given keeps the one asked before"
+            );
+            assert_eq!(
+                plan(
+                    replica_sets,
+                    &marked,
+                    None,
+                    Some(Propagation::Background),
+                    now()
+                ),
+                Plan::Remove,
+                "Background given drops the finalizer, and nothing else holds it"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_delete_with_another_policy_replaces_its_finalizer_and_keeps_the_deletion_time() {
+        let replica_sets = resolve("rs").unwrap();
+        let owner = json!({ "metadata": { "name": "web" } });
+        let Plan::Mark(orphaning) =
+            plan(replica_sets, &owner, None, Some(Propagation::Orphan), now())
+        else {
+            panic!("marked");
+        };
+        let later = now() + jiff::SignedDuration::from_secs(60);
+        let Plan::Mark(both) = plan(
+            replica_sets,
+            &orphaning,
+            None,
+            Some(Propagation::Foreground),
+            later,
+        ) else {
+            panic!("the foreground finalizer is added");
+        };
+        assert_eq!(
+            both["metadata"]["finalizers"],
+            json!(["foregroundDeletion"]),
+            "the later policy replaces the earlier"
+        );
+        assert_eq!(
+            both["metadata"]["deletionTimestamp"],
+            orphaning["metadata"]["deletionTimestamp"]
+        );
+    }
+
+    #[test]
+    fn a_bound_pod_deleted_in_the_foreground_keeps_its_grace_period_and_gets_the_finalizer() {
+        let pods = resolve("pods").unwrap();
+        let bound = json!({ "metadata": { "name": "p" }, "spec": { "nodeName": "n1" } });
+        let Plan::Mark(marked) = plan(pods, &bound, None, Some(Propagation::Foreground), now())
+        else {
+            panic!("marked");
+        };
+        assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 30);
+        assert_eq!(
+            marked["metadata"]["finalizers"],
+            json!(["foregroundDeletion"])
+        );
     }
 
     #[test]
     fn unknown_propagation_policies_are_refused() {
-        assert_eq!(Propagation::parse("").unwrap(), Propagation::Background);
+        assert_eq!(Propagation::parse("").unwrap(), None);
+        assert_eq!(
+            Propagation::parse("Orphan").unwrap(),
+            Some(Propagation::Orphan)
+        );
         assert!(Propagation::parse("Sideways").is_err());
     }
 }

@@ -66,6 +66,18 @@ pub enum ApiError {
     },
     #[error("internal error: {message}")]
     Internal { message: String },
+    /// The request may succeed later, not now (Kubernetes' 429): an eviction that would
+    /// violate a PodDisruptionBudget. `cause` says which budget and why; clients retry.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        cause: String,
+        retry_after_seconds: i64,
+    },
+    /// The server understood the request but cannot carry it out as things are (Kubernetes
+    /// answers these with a bare 500 `Status`, e.g. a pod guarded by two disruption budgets).
+    #[error("{message}")]
+    Unsupported { message: String },
 }
 
 fn show_causes(causes: &[FieldError]) -> String {
@@ -115,7 +127,8 @@ impl ApiError {
             Self::TooLarge { .. } => ("RequestEntityTooLarge", 413),
             Self::Unavailable { .. } => ("ServiceUnavailable", 503),
             Self::Indeterminate { .. } => ("Timeout", 504),
-            Self::Internal { .. } => ("InternalError", 500),
+            Self::Internal { .. } | Self::Unsupported { .. } => ("InternalError", 500),
+            Self::TooManyRequests { .. } => ("TooManyRequests", 429),
         }
     }
 
@@ -142,6 +155,16 @@ impl ApiError {
                     })
                     .collect();
                 details = json!({ "name": name, "kind": kind, "causes": causes });
+            }
+            Self::TooManyRequests {
+                cause,
+                retry_after_seconds,
+                ..
+            } => {
+                details = json!({
+                    "causes": [{ "reason": "DisruptionBudget", "message": cause }],
+                    "retryAfterSeconds": retry_after_seconds,
+                });
             }
             Self::BadRequest {
                 field: Some(field),
@@ -203,7 +226,9 @@ impl From<ApiError> for tonic::Status {
             ApiError::TooLarge { .. } => Code::ResourceExhausted,
             ApiError::Unavailable { .. } => Code::Unavailable,
             ApiError::Indeterminate { .. } => Code::DeadlineExceeded,
-            ApiError::Internal { .. } => Code::Internal,
+            ApiError::Internal { .. } | ApiError::Unsupported { .. } => Code::Internal,
+            // Kubernetes' 429 as gRPC maps it: try again later.
+            ApiError::TooManyRequests { .. } => Code::ResourceExhausted,
         };
         let details = error.status_object().to_string();
         tonic::Status::with_details(code, error.to_string(), details.into())
@@ -235,6 +260,25 @@ mod tests {
         assert_eq!(
             status["details"]["causes"][1]["reason"],
             "FieldValueRequired"
+        );
+    }
+
+    #[test]
+    fn a_refused_eviction_is_kubernetes_429_with_the_budget_as_its_cause() {
+        let error = ApiError::TooManyRequests {
+            message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+            cause: "The disruption budget web needs 2 healthy pods and has 2 currently".into(),
+            retry_after_seconds: 0,
+        };
+        let status = error.status_object();
+        assert_eq!(
+            (status["reason"].as_str(), status["code"].as_i64()),
+            (Some("TooManyRequests"), Some(429))
+        );
+        assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
+        assert_eq!(
+            tonic::Status::from(error).code(),
+            tonic::Code::ResourceExhausted
         );
     }
 

@@ -11,9 +11,11 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-    ReplicationController, Secret, Service,
+    ReplicationController, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -298,11 +300,14 @@ pub static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
         kind::<CronJob>(&["cj"], true, true, &[], subdomain),
         kind::<ConfigMap>(&["cm"], true, false, &[], subdomain),
         kind::<Secret>(&[], true, false, &["type"], subdomain),
+        kind::<ServiceAccount>(&["sa"], true, false, &[], subdomain),
         kind::<Event>(&["ev"], true, false, EVENT_FIELDS, subdomain),
         kind::<PersistentVolume>(&["pv"], false, true, &[], subdomain),
         kind::<PersistentVolumeClaim>(&["pvc"], true, true, &[], subdomain),
+        kind::<StorageClass>(&["sc"], false, false, &[], subdomain),
         kind::<Lease>(&[], true, false, &[], subdomain),
         kind::<PriorityClass>(&["pc"], false, false, &[], subdomain),
+        kind::<PodDisruptionBudget>(&["pdb"], true, true, &[], subdomain),
     ]
 });
 
@@ -355,6 +360,101 @@ mod tests {
         );
         assert_eq!(resolve("deployments.batch").map(|k| k.kind), None);
         assert!(resolve("gizmos").is_none());
+    }
+
+    #[test]
+    fn service_accounts_resolve_by_every_name_and_are_namespaced() {
+        for name in [
+            "sa",
+            "serviceaccount",
+            "serviceaccounts",
+            "ServiceAccount",
+            "SA",
+        ] {
+            assert_eq!(
+                resolve(name).map(|k| k.kind),
+                Some("ServiceAccount"),
+                "{name}"
+            );
+        }
+        let accounts = resolve("sa").unwrap();
+        assert_eq!(
+            (accounts.resource, accounts.namespaced, accounts.has_status),
+            ("serviceaccounts", true, false)
+        );
+        let account = json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "default", "namespace": "default" },
+            "secrets": [{ "name": "default-token" }]
+        });
+        let admitted = accounts.admit(account, None).unwrap();
+        assert_eq!(admitted["secrets"][0]["name"], "default-token");
+        let badly_named = json!({
+            "apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": { "name": "Build_Robot", "namespace": "default" }
+        });
+        let error = accounts.admit(badly_named, None).unwrap_err().to_string();
+        assert!(
+            error.starts_with("ServiceAccount \"Build_Robot\" is invalid")
+                && error.contains("metadata.name"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn disruption_budgets_are_namespaced_policy_objects_with_a_status() {
+        let budgets = resolve("pdb").unwrap();
+        assert_eq!(
+            (budgets.kind, budgets.namespaced, budgets.has_status),
+            ("PodDisruptionBudget", true, true)
+        );
+        assert_eq!(budgets.qualified_resource(), "poddisruptionbudgets.policy");
+        assert_eq!(
+            resolve("poddisruptionbudgets.policy").map(|k| k.kind),
+            Some("PodDisruptionBudget")
+        );
+        let both = json!({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": { "name": "web", "namespace": "default" },
+            "spec": { "minAvailable": 1, "maxUnavailable": 1,
+                      "selector": { "matchLabels": { "app": "web" } } }
+        });
+        let error = budgets.admit(both, None).unwrap_err().to_string();
+        assert!(
+            error.starts_with("PodDisruptionBudget.policy \"web\" is invalid")
+                && error.contains("cannot be both set"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn storage_classes_are_cluster_scoped_and_defaulted() {
+        let classes = resolve("sc").unwrap();
+        assert_eq!(
+            (classes.kind, classes.resource, classes.namespaced),
+            ("StorageClass", "storageclasses", false)
+        );
+        assert_eq!(
+            classes.qualified_resource(),
+            "storageclasses.storage.k8s.io"
+        );
+        let class = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": { "name": "fast" }, "provisioner": "example.com/ssd"
+        });
+        let admitted = classes.admit(class, None).unwrap();
+        assert_eq!(admitted["reclaimPolicy"], "Delete");
+        assert_eq!(admitted["volumeBindingMode"], "Immediate");
+        let nameless = json!({
+            "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": { "name": "fast" }
+        });
+        let error = classes.admit(nameless, None).unwrap_err().to_string();
+        assert!(
+            error.starts_with("StorageClass.storage.k8s.io \"fast\" is invalid")
+                && error.contains("provisioner: Required value"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //! - [`kinds`]: the served kinds, their names and short names, typed admission.
 //! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
 //! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
-//!   per verb (`create`, `update`: update, update-status, patch; `bind`; `fence`: fenced
-//!   writes), over pure `body` parsing and object `transform`s.
-//!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, propagation,
-//!   namespace finalization; [`watch`]: store events as Kubernetes watch events.
+//!   per verb (`create`, `update`: update, update-status, finalize, patch; `bind`; `fence`:
+//!   fenced writes), over pure `body` parsing and object `transform`s.
+//!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, the
+//!   propagation policies' finalizers (the garbage collector and the namespace controller
+//!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.

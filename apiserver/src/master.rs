@@ -1,14 +1,13 @@
 //! [`Master`]: one control-plane member — the store member with the API on its client port,
-//! and the API server's own duties: the system namespaces and PriorityClasses, and emptying
-//! terminating namespaces (until the namespace controller of `rudder-actors` takes that
-//! over).
+//! and the API server's own duty: creating the system namespaces, PriorityClasses and the
+//! default StorageClass (`local-path`).
+//! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
 
 use std::time::Duration;
 
 use rudder_proto::objects::priority::system_classes;
-use rudder_raftstore::kv::{prefix_end, KeyRange};
+use rudder_proto::objects::storage::default_storage_class;
 use rudder_raftstore::server::{bind, ServerError};
-use rudder_raftstore::watch::WatchRequest;
 use rudder_raftstore::{MemberConfig, RunningMember};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -22,11 +21,6 @@ use crate::service::service;
 /// The namespaces every cluster has, created by the first master that can.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
-/// How often a terminating namespace is looked at again while it still has contents.
-const FINALIZE_RETRY: Duration = Duration::from_millis(500);
-/// The longest a master waits between looks at terminating namespaces when nothing happens
-/// (a new leader picks up a namespace whose deletion its predecessor started).
-const FINALIZE_IDLE: Duration = Duration::from_secs(5);
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
 pub struct Master {
@@ -61,8 +55,7 @@ impl Master {
         let registry = served.expect("start_serving mounts the API");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(ensure_system_objects(registry.clone(), stopped.clone()));
-        tasks.spawn(finalize_namespaces(registry.clone(), stopped));
+        tasks.spawn(ensure_system_objects(registry.clone(), stopped));
         Ok(Self {
             member,
             registry,
@@ -80,8 +73,9 @@ impl Master {
 }
 
 /// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
-/// scheduling bootstrap does), each retried until the cluster has a leader. One that exists
-/// is left as it is.
+/// scheduling bootstrap does) and the default StorageClass (as k3s ships `local-path`), each
+/// retried until the cluster has a leader. One that exists is left as it is (a user may
+/// delete the StorageClass: a master's restart brings it back).
 async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<bool>) {
     let namespaces = SYSTEM_NAMESPACES.into_iter().map(|name| {
         let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
@@ -97,7 +91,11 @@ async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<
                     None
                 }
             });
-    let objects: Vec<(&str, Value)> = namespaces.chain(classes).collect();
+    let storage = serde_json::to_value(default_storage_class())
+        .map_err(|error| tracing::warn!(%error, "encoding the default StorageClass"))
+        .ok()
+        .map(|body| ("storageclasses", body));
+    let objects: Vec<(&str, Value)> = namespaces.chain(classes).chain(storage).collect();
     for (resource, body) in objects {
         let name = body["metadata"]["name"].as_str().unwrap_or("");
         loop {
@@ -121,68 +119,4 @@ async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<
             }
         }
     }
-}
-
-/// The leader empties terminating namespaces and removes them once empty. It wakes on every
-/// namespace change, and retries while a namespace still has contents (pods terminating).
-async fn finalize_namespaces(registry: Registry, mut stopped: watch::Receiver<bool>) {
-    let mut changes = None;
-    loop {
-        if changes.is_none() {
-            changes = watch_namespaces(&registry);
-        }
-        let mut pending = false;
-        if registry.store().is_leader() {
-            match registry.terminating_namespaces().await {
-                Ok(names) => {
-                    for name in names {
-                        match registry.finalize_namespace(&name).await {
-                            Ok(true) => tracing::info!(namespace = %name, "namespace deleted"),
-                            Ok(false) => pending = true,
-                            Err(error) => {
-                                pending = true;
-                                tracing::debug!(%error, namespace = %name, "finalizing namespace");
-                            }
-                        }
-                    }
-                }
-                Err(error) => tracing::debug!(%error, "listing terminating namespaces"),
-            }
-        }
-        let wait = if pending {
-            FINALIZE_RETRY
-        } else {
-            FINALIZE_IDLE
-        };
-        let change = async {
-            match changes.as_mut() {
-                Some(watcher) => watcher.next().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            message = change => if message.is_none() {
-                // The watch ended (compacted while this task was busy): open a new one.
-                changes = None;
-            },
-            _ = stopped.changed() => return,
-        }
-    }
-}
-
-/// A watch on every namespace change from now on.
-fn watch_namespaces(registry: &Registry) -> Option<rudder_raftstore::watch::Watcher> {
-    let prefix = b"/registry/namespaces/".to_vec();
-    registry
-        .store()
-        .watch(WatchRequest {
-            range: KeyRange {
-                key: prefix.clone(),
-                range_end: prefix_end(&prefix),
-            },
-            ..Default::default()
-        })
-        .map_err(|error| tracing::warn!(%error, "watching namespaces"))
-        .ok()
 }

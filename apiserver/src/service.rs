@@ -13,7 +13,7 @@ use crate::caller::on_behalf_of;
 use crate::delete::{DeleteOptions, Propagation};
 use crate::kinds::KINDS;
 use crate::list::ListOptions;
-use crate::registry::{Binding, Fence, Part, Registry, Target, WriteOptions};
+use crate::registry::{Binding, Eviction, Fence, Part, Registry, Target, WriteOptions};
 use crate::watch::WatchOptions;
 
 /// The largest response (a list of every object of a kind): far above any request, as
@@ -206,6 +206,13 @@ impl Resources for Api {
         self.replace(request, Part::Status).await
     }
 
+    async fn finalize(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        self.replace(request, Part::Finalize).await
+    }
+
     async fn patch(
         &self,
         request: Request<pb::PatchRequest>,
@@ -283,6 +290,29 @@ impl Resources for Api {
             })
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn evict(
+        &self,
+        request: Request<pb::EvictRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let number = request_number(&request)?;
+        let r = request.into_inner();
+        let eviction = Eviction {
+            namespace: &r.namespace,
+            name: &r.name,
+            options: DeleteOptions {
+                grace_period_seconds: r.grace_period_seconds,
+                precondition_uid: r.precondition_uid.clone(),
+                precondition_resource_version: r.precondition_resource_version.clone(),
+                ..DeleteOptions::default()
+            },
+        };
+        let (object, deleted) = on_behalf_of(number, self.registry.evict(&eviction)).await?;
+        Ok(Response::new(pb::DeleteResponse {
+            json: object.to_string().into_bytes(),
+            deleted,
+        }))
     }
 
     async fn bind(

@@ -419,9 +419,9 @@ async fn graceful_deletion_marks_bound_pods_until_the_kubelet_confirms() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn deleting_a_namespace_deletes_what_is_in_it() {
+async fn a_deleted_namespace_terminates_until_it_is_finalized() {
     let plane = Plane::start(3).await;
-    plane
+    let created = plane
         .client
         .create_object(
             "ns",
@@ -430,19 +430,10 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
         )
         .await
         .unwrap();
+    assert_eq!(created["spec"]["finalizers"], json!(["kubernetes"]));
     plane
         .client
         .create_object("cm", "team", &config_map("settings", json!({})))
-        .await
-        .unwrap();
-    plane
-        .client
-        .create_object("pods", "team", &pod("worker"))
-        .await
-        .unwrap();
-    plane
-        .client
-        .create_object("secrets", "team", &json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": "s" }, "stringData": { "a": "b" } }))
         .await
         .unwrap();
     let deleted = plane
@@ -457,31 +448,65 @@ async fn deleting_a_namespace_deletes_what_is_in_it() {
     assert!(!deleted.deleted, "a namespace empties before it goes");
     let terminating: Value = serde_json::from_slice(&deleted.json).unwrap();
     assert_eq!(terminating["status"]["phase"], "Terminating");
-    eventually("the namespace and its contents going away", || async {
-        plane
-            .client
-            .get_object("namespaces", "", "team")
-            .await
-            .is_err_and(|e| e.is_not_found())
-    })
-    .await;
-    for resource in ["configmaps", "pods", "secrets"] {
-        assert!(
-            names(&list(&plane.client, resource, "team", "", "").await.unwrap()).is_empty(),
-            "{resource} left"
-        );
-    }
+    // Emptying it is the namespace controller's (rudder-actors): the API keeps what is in it
+    // and refuses anything new.
+    assert_eq!(
+        names(&list(&plane.client, "cm", "team", "", "").await.unwrap()),
+        ["settings"]
+    );
     let refused = plane
         .client
         .create_object("cm", "team", &config_map("late", json!({})))
         .await
         .unwrap_err();
-    assert_eq!(reason(&refused), "NotFound");
+    assert_eq!(reason(&refused), "Forbidden", "{refused}");
+    // Deleting it again changes nothing while it holds its finalizer.
+    let again = plane
+        .client
+        .delete_object(pb::DeleteRequest {
+            resource: "namespaces".into(),
+            name: "team".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!again.deleted);
+    // An update cannot drop the finalizer; only the finalize subresource can.
+    let mut updated = terminating.clone();
+    updated["spec"]["finalizers"] = json!([]);
+    let kept = plane
+        .client
+        .update_object("namespaces", "", "team", &updated, false)
+        .await
+        .unwrap();
+    assert_eq!(kept["spec"]["finalizers"], json!(["kubernetes"]));
+    let mut stale = kept.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    stale["spec"]["finalizers"] = json!([]);
+    let conflict = plane.client.finalize_namespace(&stale).await.unwrap_err();
+    assert_eq!(reason(&conflict), "Conflict", "{conflict}");
+    let mut finalized = kept.clone();
+    finalized["spec"]["finalizers"] = json!([]);
+    plane.client.finalize_namespace(&finalized).await.unwrap();
+    assert!(plane
+        .client
+        .get_object("namespaces", "", "team")
+        .await
+        .unwrap_err()
+        .is_not_found());
+    let wrong_kind = plane
+        .client
+        .finalize_namespace(&json!({ "metadata": { "name": "default" }, "spec": {} }))
+        .await;
+    assert!(
+        wrong_kind.is_ok(),
+        "finalizing an active namespace only writes its finalizers"
+    );
     plane.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
+async fn owner_references_are_stored_and_deletion_policies_become_finalizers() {
     let plane = Plane::start(3).await;
     let rs = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": { "name": "web" },
@@ -498,128 +523,73 @@ async fn owner_references_are_stored_listed_and_drive_cascading_deletion() {
         .create_object("rs", "default", &rs)
         .await
         .unwrap();
-    for name in ["web-a", "web-b"] {
-        let mut owned = pod(name);
-        owned["metadata"]["ownerReferences"] = owner(&first);
-        plane
-            .client
-            .create_object("pods", "default", &owned)
-            .await
-            .unwrap();
-    }
+    let mut owned = pod("web-a");
+    owned["metadata"]["ownerReferences"] = owner(&first);
+    plane
+        .client
+        .create_object("pods", "default", &owned)
+        .await
+        .unwrap();
     let listed = list(&plane.client, "pods", "default", "app=web", "")
         .await
         .unwrap();
-    for item in &listed.items {
-        let object: Value = serde_json::from_slice(item).unwrap();
-        assert_eq!(
-            object["metadata"]["ownerReferences"][0]["uid"],
-            first["metadata"]["uid"]
-        );
-    }
-    // Background (the default): the owner's pods go with it.
-    plane
-        .client
-        .delete_object(pb::DeleteRequest {
-            resource: "rs".into(),
-            namespace: "default".into(),
-            name: "web".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(names(
-        &list(&plane.client, "pods", "default", "app=web", "")
-            .await
-            .unwrap()
-    )
-    .is_empty());
-
-    // Orphan: the pods stay, without the owner reference.
-    let second = plane
-        .client
-        .create_object("rs", "default", &rs)
-        .await
-        .unwrap();
-    let mut owned = pod("web-c");
-    owned["metadata"]["ownerReferences"] = owner(&second);
-    plane
-        .client
-        .create_object("pods", "default", &owned)
-        .await
-        .unwrap();
-    plane
-        .client
-        .delete_object(pb::DeleteRequest {
-            resource: "rs".into(),
-            namespace: "default".into(),
-            name: "web".into(),
-            propagation_policy: "Orphan".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let orphan = plane
-        .client
-        .get_object("pods", "default", "web-c")
-        .await
-        .unwrap();
-    assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
-
-    // An owner held by a finalizer takes its dependents along once the finalizer goes.
-    let mut held = rs.clone();
-    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
-    let third = plane
-        .client
-        .create_object("rs", "default", &held)
-        .await
-        .unwrap();
-    let mut owned = pod("web-d");
-    owned["metadata"]["ownerReferences"] = owner(&third);
-    plane
-        .client
-        .create_object("pods", "default", &owned)
-        .await
-        .unwrap();
-    let marked = plane
-        .client
-        .delete_object(pb::DeleteRequest {
-            resource: "rs".into(),
-            namespace: "default".into(),
-            name: "web".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(!marked.deleted);
+    let stored: Value = serde_json::from_slice(&listed.items[0]).unwrap();
+    assert_eq!(
+        stored["metadata"]["ownerReferences"][0]["uid"],
+        first["metadata"]["uid"]
+    );
+    let delete = |propagation: &str| pb::DeleteRequest {
+        resource: "rs".into(),
+        namespace: "default".into(),
+        name: "web".into(),
+        propagation_policy: propagation.into(),
+        ..Default::default()
+    };
+    // Background (the default): the owner goes at once; its dependents are the garbage
+    // collector's (rudder-actors), so the request itself leaves them.
+    let gone = plane.client.delete_object(delete("")).await.unwrap();
+    assert!(gone.deleted);
     assert!(plane
         .client
-        .get_object("pods", "default", "web-d")
+        .get_object("pods", "default", "web-a")
         .await
         .is_ok());
-    plane
-        .client
-        .patch_object(
-            "rs",
-            "default",
-            "web",
-            &json!({ "metadata": { "finalizers": null } }),
-            false,
-        )
-        .await
-        .unwrap();
-    assert!(plane
-        .client
-        .get_object("rs", "default", "web")
-        .await
-        .unwrap_err()
-        .is_not_found());
-    assert!(plane
-        .client
-        .get_object("pods", "default", "web-d")
-        .await
-        .unwrap_err()
-        .is_not_found());
+
+    // Foreground and Orphan: the owner stays, marked, holding the policy's finalizer for
+    // the collector; removing the finalizer completes the deletion.
+    for (propagation, finalizer) in [("Foreground", "foregroundDeletion"), ("Orphan", "orphan")] {
+        plane
+            .client
+            .create_object("rs", "default", &rs)
+            .await
+            .unwrap();
+        let marked = plane
+            .client
+            .delete_object(delete(propagation))
+            .await
+            .unwrap();
+        assert!(!marked.deleted, "{propagation}");
+        let marked: Value = serde_json::from_slice(&marked.json).unwrap();
+        assert_eq!(marked["metadata"]["finalizers"], json!([finalizer]));
+        assert!(marked["metadata"]["deletionTimestamp"].is_string());
+        plane
+            .client
+            .patch_object(
+                "rs",
+                "default",
+                "web",
+                &json!({ "metadata": { "finalizers": null } }),
+                false,
+            )
+            .await
+            .unwrap();
+        assert!(plane
+            .client
+            .get_object("rs", "default", "web")
+            .await
+            .unwrap_err()
+            .is_not_found());
+    }
     plane.shutdown().await;
 }
 

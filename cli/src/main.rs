@@ -75,6 +75,12 @@ enum Command {
     Label(commands::label::MetadataArgs),
     /// Set (key=value) or remove (key-) annotations.
     Annotate(commands::label::MetadataArgs),
+    /// Mark a node unschedulable (its pods stay).
+    Cordon(commands::cordon::CordonArgs),
+    /// Mark a node schedulable again.
+    Uncordon(commands::cordon::CordonArgs),
+    /// Cordon a node, then evict its pods as their disruption budgets allow.
+    Drain(commands::drain::DrainArgs),
     /// Where the control plane is.
     ClusterInfo(commands::cluster::InfoArgs),
     /// Client and server versions.
@@ -146,6 +152,9 @@ fn main() -> anyhow::Result<()> {
             Command::Annotate(args) => {
                 commands::label::edit_metadata(args, MetadataField::Annotations).await
             }
+            Command::Cordon(args) => commands::cordon::cordon(args).await,
+            Command::Uncordon(args) => commands::cordon::uncordon(args).await,
+            Command::Drain(args) => commands::drain::drain(args).await,
             Command::ClusterInfo(args) => commands::cluster::cluster_info(args).await,
             Command::Version(args) => commands::cluster::version(args).await,
             Command::Cluster(command) => commands::cluster::run(command).await,

@@ -56,6 +56,12 @@ impl ClientError {
         self.reason() == "NotFound"
     }
 
+    /// Whether the server asked to try again later (Kubernetes' 429 `TooManyRequests`): an
+    /// eviction that a PodDisruptionBudget does not allow now.
+    pub fn is_too_many_requests(&self) -> bool {
+        self.reason() == "TooManyRequests"
+    }
+
     /// Whether a fenced write was refused because its fence no longer holds: the writer lost
     /// its lease (a `Forbidden` the API server words "fenced write refused: ...").
     pub fn is_fence_refused(&self) -> bool {
@@ -386,6 +392,20 @@ impl ApiClient {
         .await
     }
 
+    /// Evicts a pod (the eviction subresource): deletes it as `request` says unless the
+    /// PodDisruptionBudget guarding it allows no disruption now, which fails with
+    /// [`ClientError::is_too_many_requests`] (try again later). Answers as a delete does.
+    pub async fn evict(
+        &self,
+        request: api::EvictRequest,
+    ) -> Result<api::DeleteResponse, ClientError> {
+        self.write(
+            request,
+            |mut c, request| async move { c.evict(request).await },
+        )
+        .await
+    }
+
     /// After a broken stream: later calls start at the next master.
     pub fn skip_current(&self) {
         let count = self.endpoints.len().max(1);
@@ -427,6 +447,40 @@ impl ApiClient {
             )
             .await?;
         decode(&created.json)
+    }
+
+    /// Replaces a namespace's `spec.finalizers` with those of `namespace` (the finalize
+    /// subresource; compare-and-swap when it carries a resourceVersion). A terminating
+    /// namespace left without finalizers is deleted.
+    pub async fn finalize_namespace(
+        &self,
+        namespace: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.finalize_under(None, namespace).await
+    }
+
+    async fn finalize_under(
+        &self,
+        fence: Option<&api::Fence>,
+        namespace: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::UpdateRequest {
+            resource: "namespaces".into(),
+            namespace: String::new(),
+            name: namespace["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
+            json: namespace.to_string().into_bytes(),
+            fence: fence.cloned(),
+            dry_run: false,
+        };
+        let finalized = self
+            .write(request, |mut c, request| async move {
+                c.finalize(request).await
+            })
+            .await?;
+        decode(&finalized.json)
     }
 
     async fn update_under(
@@ -521,6 +575,16 @@ impl Fenced<'_> {
     ) -> Result<serde_json::Value, ClientError> {
         self.client
             .update_under(Some(self.fence), resource, namespace, name, object, status)
+            .await
+    }
+
+    /// See [`ApiClient::finalize_namespace`].
+    pub async fn finalize_namespace(
+        &self,
+        namespace: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.client
+            .finalize_under(Some(self.fence), namespace)
             .await
     }
 

@@ -2,7 +2,10 @@
 //! the controller lease is killed in the middle of a ReplicaSet's scale from 0 to 200 (as its
 //! first pods appear; the test checks it had not finished); the
 //! next one takes over, the set converges to exactly 200 pods, and a watch opened before the
-//! scale never saw more than 200 live pods at once (pods being deleted not counted).
+//! scale never saw more than 200 live pods at once (pods being deleted not counted). A
+//! deployment and a namespace deleted through the master that leads the controllers, killed
+//! right after: the garbage collector and the namespace controller of the next leader finish
+//! the cascade.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -552,6 +555,21 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
             .is_ok_and(|l| l.items.len() == 4)
     })
     .await;
+    // Volumes that any node can reach (as network storage would be): a local-path volume
+    // would pin web-1 to the node that is lost below (actors/tests/volumes.rs covers those).
+    for i in 0..3 {
+        let volume = json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": { "name": format!("shared-{i}") },
+            "spec": { "storageClassName": "shared", "accessModes": ["ReadWriteOnce"],
+                      "capacity": { "storage": "1Gi" },
+                      "hostPath": { "path": format!("/tmp/rudder-shared-{i}") } }
+        });
+        client
+            .create_object("persistentvolumes", "", &volume)
+            .await
+            .expect("creating a volume");
+    }
     let events: PodEvents = Arc::default();
     let watcher = ApiClient::new(cluster.endpoints());
     let following = tokio::spawn(follow_pods(watcher, "app=web", events.clone()));
@@ -567,7 +585,7 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
                                     "containers": [{ "name": "c", "image": "kubia",
                                     "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }] } },
                   "volumeClaimTemplates": [{ "metadata": { "name": "data" },
-                      "spec": { "accessModes": ["ReadWriteOnce"],
+                      "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "shared",
                                 "resources": { "requests": { "storage": "1Gi" } } } }] }
     });
     client
@@ -624,6 +642,7 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
             .await
             .expect("the claim of each pod");
         assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
+        assert_eq!(claim["status"]["phase"], "Bound", "{claim}");
     }
 
     // A deleted web-1 comes back under its name, with its claim.
@@ -733,6 +752,136 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
     }
     for (_, mut process) in hollow {
         process.kill().await.expect("stopping a hollow node");
+    }
+    drop(cluster);
+}
+
+/// How many objects of `resource` are in `namespace` (selected by `labels`); a failed list
+/// counts as "some" so the caller keeps waiting.
+async fn count(client: &ApiClient, resource: &str, namespace: &str, labels: &str) -> usize {
+    client
+        .list(ListRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            label_selector: labels.into(),
+            ..Default::default()
+        })
+        .await
+        .map_or(usize::MAX, |listed| listed.items.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascade_completes_when_the_master_taking_the_deletes_is_killed() {
+    let mut cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags()).unwrap();
+    let client = ApiClient::new(cluster.endpoints());
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    client
+        .create_object(
+            "namespaces",
+            "",
+            &json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "shop" } }),
+        )
+        .await
+        .expect("creating the namespace");
+    let deployment = |namespace: &str| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": { "name": "web", "namespace": namespace },
+            "spec": { "replicas": 20, "selector": { "matchLabels": { "app": "web" } },
+                      "template": { "metadata": { "labels": { "app": "web" } },
+                                    "spec": { "containers": [{ "name": "c", "image": "kubia" }] } } }
+        })
+    };
+    for namespace in ["default", "shop"] {
+        client
+            .create_object("deployments", namespace, &deployment(namespace))
+            .await
+            .expect("creating a deployment");
+    }
+    client
+        .create_object(
+            "configmaps",
+            "shop",
+            &json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "prices" } }),
+        )
+        .await
+        .expect("creating a config map");
+    until(
+        "20 pods in each namespace",
+        Duration::from_secs(60),
+        async || {
+            count(&client, "pods", "default", "app=web").await == 20
+                && count(&client, "pods", "shop", "app=web").await == 20
+        },
+    )
+    .await;
+
+    // The deletes go to the master leading the controllers (its garbage collector and
+    // namespace controller are the ones that would carry the cascade on), killed at once.
+    let lease = client
+        .get_object("leases", "kube-system", "rudder-controller-manager")
+        .await
+        .expect("the controller lease");
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
+    let leader_name = holder.split('_').next().unwrap().to_string();
+    let leader = cluster
+        .members
+        .iter()
+        .position(|m| m.name == leader_name)
+        .expect("the holder is a master");
+    let on_leader = ApiClient::new(vec![cluster.members[leader].client_addr.clone()]);
+    let gone = on_leader
+        .delete_object(DeleteRequest {
+            resource: "deployments".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleting the deployment");
+    assert!(gone.deleted);
+    on_leader
+        .delete_object(DeleteRequest {
+            resource: "namespaces".into(),
+            name: "shop".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleting the namespace");
+    cluster.members[leader].kill();
+
+    let survivors = ApiClient::new(cluster.endpoints());
+    // The namespace controller counts what it deletes and looks again a second later before
+    // it finalizes: the kill came first, so the next leader has to finish.
+    assert!(
+        survivors.get_object("namespaces", "", "shop").await.is_ok(),
+        "the namespace was gone before its leader was killed: nothing was tested"
+    );
+    until(
+        "the deployment's ReplicaSet and pods, and the namespace, gone",
+        Duration::from_secs(30),
+        async || {
+            count(&survivors, "replicasets", "default", "app=web").await == 0
+                && count(&survivors, "pods", "default", "app=web").await == 0
+                && survivors
+                    .get_object("namespaces", "", "shop")
+                    .await
+                    .is_err_and(|e| e.is_not_found())
+        },
+    )
+    .await;
+    for resource in ["deployments", "replicasets", "pods", "configmaps"] {
+        assert_eq!(
+            count(&survivors, resource, "shop", "").await,
+            0,
+            "{resource} left in the deleted namespace"
+        );
     }
     drop(cluster);
 }

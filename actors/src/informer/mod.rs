@@ -14,7 +14,8 @@
 //! - `cache.rs`: the shared store and its subscribers.
 //! - `reflector.rs`: list, watch, resume and relist for a [`Query`], with `backoff.rs`'s
 //!   bounded delays.
-//! - `key.rs`: [`ObjectKey`]; `object.rs`: [`ApiObject`], the kinds an informer can follow.
+//! - `key.rs`: [`ObjectKey`]; `object.rs`: [`ApiObject`], the kinds an informer can follow;
+//!   `meta.rs`: [`MetaOnly`], any kind followed for its metadata only.
 //!
 //! A controller maps events to keys: `event.states()` → `ObjectKey::controller_of(meta,
 //! "ReplicaSet")` for a pod, `event.key()` for its own kind.
@@ -24,6 +25,7 @@ mod cache;
 mod event;
 mod index;
 mod key;
+mod meta;
 mod object;
 mod reflector;
 mod store;
@@ -37,6 +39,7 @@ pub use cache::{Cache, Subscription};
 pub use event::{decode, Change, DecodeError, Event};
 pub use index::{by_owner_uid, pods_by_node, Index, NODE_NAME, OWNER_UID};
 pub use key::ObjectKey;
+pub use meta::MetaOnly;
 pub use object::ApiObject;
 pub use reflector::Query;
 pub use store::{revision_of, NoSuchIndex, Store};

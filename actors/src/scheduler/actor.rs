@@ -6,8 +6,10 @@
 //!  Event<Node> ─► snapshot.upsert/remove ─► labels, taints, capacity or conditions changed:
 //!                 parked pods may fit (queue.move_parked); a heartbeat moves nothing
 //!  Event<Namespace> ─► snapshot namespace labels (affinity's namespaceSelector)
+//!  Event<claim, volume, class> ─► snapshot storage (VolumeBinding); pods it parked look again
 //!  Event<Pod>  ─► bound: snapshot (the watch confirms an assumption); pending and ours: queue
-//!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, bind (fenced, many in flight) ─► bound()
+//!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, claims waiting for a node get this one
+//!                               (claims.rs), bind (fenced, many in flight) ─► bound()
 //!                      └─► Err: FailedScheduling event, PodScheduled=False at the pod's
 //!                               resourceVersion (a pod bound meanwhile is left alone), park;
 //!                               preemption.rs finds lower-priority victims: nominate the
@@ -24,17 +26,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
+use super::claims::select_node;
 use super::decide::{is_gated, is_ours, place_with, Options, Unschedulable};
 use super::preemption::{preempt, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::Snapshot;
+use super::volumes::PodVolumes;
 use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
 use crate::events::{object_reference, EventType, Recorder};
@@ -55,6 +62,10 @@ pub struct Caches {
     pub pods: Cache<Pod>,
     pub nodes: Cache<Node>,
     pub namespaces: Cache<Namespace>,
+    /// What VolumeBinding reads.
+    pub claims: Cache<PersistentVolumeClaim>,
+    pub volumes: Cache<PersistentVolume>,
+    pub classes: Cache<StorageClass>,
 }
 
 /// How one term of the scheduler runs.
@@ -74,7 +85,8 @@ pub struct Scheduler {
     snapshot: Snapshot,
     queue: SchedulingQueue,
     assumed: Assumed,
-    /// Nodes, pods, namespaces: no pod is placed before all have synced.
+    /// Nodes, pods, namespaces, claims, volumes, classes: no pod is placed before all have
+    /// synced.
     gate: SyncGate,
     open: bool,
     binds_in_flight: usize,
@@ -102,7 +114,7 @@ impl Scheduler {
             snapshot: Snapshot::new(),
             queue: SchedulingQueue::default(),
             assumed: Assumed::default(),
-            gate: SyncGate::new(3),
+            gate: SyncGate::new(6),
             open: false,
             binds_in_flight: 0,
             status_writes_in_flight: 0,
@@ -189,11 +201,12 @@ impl Scheduler {
         let target = node.clone();
         let (namespace, name) = (key.namespace.clone(), key.name.clone());
         let pod_uid = uid.clone();
+        // VolumeBinding's PreBind: the claims waiting for this pod's node are told it first.
+        let claims = PodVolumes::new(pod, self.snapshot.storage()).unselected();
         let binding = async move {
-            let bound = client
-                .fenced(&fence)
-                .bind(&namespace, &name, &target, &pod_uid)
-                .await?;
+            let api = client.fenced(&fence);
+            select_node(&api, &claims, &target).await?;
+            let bound = api.bind(&namespace, &name, &target, &pod_uid).await?;
             Ok(bound["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|rv| rv.parse().ok())
@@ -499,6 +512,9 @@ impl Actor for Scheduler {
         ctx.add_message_stream(self.caches.nodes.subscribe());
         ctx.add_message_stream(self.caches.pods.subscribe());
         ctx.add_message_stream(self.caches.namespaces.subscribe());
+        ctx.add_message_stream(self.caches.claims.subscribe());
+        ctx.add_message_stream(self.caches.volumes.subscribe());
+        ctx.add_message_stream(self.caches.classes.subscribe());
         ctx.run_interval(TICK, |actor, ctx| actor.tick(ctx));
     }
 }
@@ -635,6 +651,71 @@ impl Handler<Event<Namespace>> for Scheduler {
             Event::Deleted(namespace) => {
                 self.snapshot
                     .remove_namespace(namespace.metadata.name.as_deref().unwrap_or_default());
+            }
+        }
+    }
+}
+
+// ---- VolumeBinding: the claims, volumes and classes it reads ----
+
+impl Scheduler {
+    /// A claim, volume or class was added or changed: pods VolumeBinding parked look again.
+    fn storage_changed(&mut self, ctx: &mut Context<Self>) {
+        self.queue
+            .move_parked(ClusterEvent::VolumeChanged, Instant::now());
+        self.want_pass(ctx);
+    }
+}
+
+impl Handler<Event<PersistentVolumeClaim>> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<PersistentVolumeClaim>, ctx: &mut Self::Context) {
+        match &event {
+            Event::Synced => self.synced(3, ctx),
+            Event::Added(claim) | Event::Updated { new: claim, .. } => {
+                self.snapshot.storage_mut().upsert_claim(claim.clone());
+                self.storage_changed(ctx);
+            }
+            Event::Deleted(claim) => {
+                let key = ObjectKey::of(&claim.metadata);
+                self.snapshot.storage_mut().remove_claim(&key);
+            }
+        }
+    }
+}
+
+impl Handler<Event<PersistentVolume>> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<PersistentVolume>, ctx: &mut Self::Context) {
+        match &event {
+            Event::Synced => self.synced(4, ctx),
+            Event::Added(volume) | Event::Updated { new: volume, .. } => {
+                self.snapshot.storage_mut().upsert_volume(volume.clone());
+                self.storage_changed(ctx);
+            }
+            Event::Deleted(volume) => {
+                let name = volume.metadata.name.as_deref().unwrap_or_default();
+                self.snapshot.storage_mut().remove_volume(name);
+            }
+        }
+    }
+}
+
+impl Handler<Event<StorageClass>> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, event: Event<StorageClass>, ctx: &mut Self::Context) {
+        match &event {
+            Event::Synced => self.synced(5, ctx),
+            Event::Added(class) | Event::Updated { new: class, .. } => {
+                self.snapshot.storage_mut().upsert_class(class.clone());
+                self.storage_changed(ctx);
+            }
+            Event::Deleted(class) => {
+                let name = class.metadata.name.as_deref().unwrap_or_default();
+                self.snapshot.storage_mut().remove_class(name);
             }
         }
     }

@@ -4,7 +4,9 @@
 //! caller's, so the same inputs always give the same answer.
 //!
 //! ```text
-//!  PreFilter ─► nodes to check (all, or those required affinity pins by name)
+//!  PreFilter ─► the pod's claims refuse every node ─► Unschedulable "0/N nodes are
+//!            │  available: persistentvolumeclaim "data" not found."
+//!            ─► nodes to check (all, or those required affinity pins by name)
 //!            ─► filter them round-robin from `start` until `nodes_to_find` fit
 //!                 none fit ─► Unschedulable "0/N nodes are available: 2 Insufficient cpu, …."
 //!            ─► score the feasible ones (weighted sum) ─► the best; ties by `tie_break`
@@ -24,7 +26,9 @@ use super::scores::{
 };
 use super::snapshot::{spec_of, NodeInfo, Snapshot};
 use super::spread;
-use super::unfit::{AFFINITY_TERMS_CONFLICT, NODE_AFFINITY_PLUGIN, NOT_PINNED};
+use super::unfit::{
+    AFFINITY_TERMS_CONFLICT, NODE_AFFINITY_PLUGIN, NOT_PINNED, VOLUME_BINDING_PLUGIN,
+};
 use crate::pods;
 
 /// The scheduler name pods get by default; an empty `schedulerName` means it too.
@@ -140,6 +144,15 @@ pub fn place_with(
     }
     let start = start % total;
     let pre = PreFilter::new(pod, snapshot, options.default_spread_selector.as_ref());
+    if let Some(refusal) = pre.volume_refusal() {
+        // VolumeBinding's PreFilter: no node can do until the claims change.
+        return Err(Unschedulable {
+            message: format!("0/{total} nodes are available: {refusal}."),
+            reasons: BTreeMap::from([(refusal.to_string(), total)]),
+            plugins: BTreeSet::from([VOLUME_BINDING_PLUGIN]),
+            next_start: start,
+        });
+    }
     let candidates: Vec<usize> = match &pre.node_names {
         NodeNames::All => (0..total).collect(),
         NodeNames::Only(names) => snapshot

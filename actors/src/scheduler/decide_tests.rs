@@ -380,3 +380,51 @@ fn only_unbound_live_pods_for_the_default_scheduler_are_ours() {
     )));
     assert!(!is_gated(&p));
 }
+
+#[test]
+fn a_pod_goes_where_its_claims_volume_is_or_waits_for_its_claim() {
+    let nodes: Vec<Arc<Node>> = (1..=3)
+        .map(|i| sized(&format!("n{i}"), "4", "8Gi", json!({})))
+        .collect();
+    let mut snapshot = snapshot_of(&nodes, &[]);
+    let using = with_spec(
+        pending("web-0", json!({ "app": "web" }), "100m", "64Mi"),
+        "volumes",
+        json!([{ "name": "data", "persistentVolumeClaim": { "claimName": "data-web-0" } }]),
+    );
+    let missing = place(&using, &snapshot, 0, 0).expect_err("no claim yet");
+    assert_eq!(
+        missing.message,
+        "0/3 nodes are available: persistentvolumeclaim \"data-web-0\" not found."
+    );
+    assert_eq!(
+        missing.plugins,
+        BTreeSet::from([crate::scheduler::unfit::VOLUME_BINDING_PLUGIN])
+    );
+
+    let claim = serde_json::from_value(json!({
+        "metadata": { "name": "data-web-0", "namespace": "default",
+                      "annotations": { "pv.kubernetes.io/bind-completed": "yes" } },
+        "spec": { "volumeName": "pvc-1", "accessModes": ["ReadWriteOnce"] } }))
+    .expect("a claim decodes");
+    let volume = serde_json::from_value(json!({
+        "metadata": { "name": "pvc-1" },
+        "spec": { "hostPath": { "path": "/var/lib/rudder/storage/pvc-1" },
+                  "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [
+                      { "key": "kubernetes.io/hostname", "operator": "In",
+                        "values": ["n2"] }] }] } } } }))
+    .expect("a volume decodes");
+    snapshot.storage_mut().upsert_claim(Arc::new(claim));
+    snapshot.storage_mut().upsert_volume(Arc::new(volume));
+    for start in 0..3 {
+        let placed = place(&using, &snapshot, start, start as u64).expect("placed");
+        assert_eq!(placed.node, "n2", "from {start}: the volume lives on n2");
+    }
+    snapshot.storage_mut().remove_volume("pvc-1");
+    let gone = place(&using, &snapshot, 0, 0).expect_err("its volume is gone");
+    assert_eq!(
+        gone.message,
+        "0/3 nodes are available: 3 node(s) unavailable due to one or more pvc(s) bound to \
+         non-existent pv(s)."
+    );
+}

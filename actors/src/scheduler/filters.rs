@@ -9,11 +9,12 @@
 //!        ▼
 //!  run_filters(&pre, node)         per node:
 //!     NodeUnschedulable → NodeName → TaintToleration → NodeAffinity → NodePorts
-//!     → NodeResourcesFit → PodTopologySpread → InterPodAffinity   ─► Ok(()) | Err(Unfit)
+//!     → NodeResourcesFit → VolumeBinding → PodTopologySpread → InterPodAffinity
+//!                                                                  ─► Ok(()) | Err(Unfit)
 //! ```
 //!
-//! The volume filters of the default profile (VolumeRestrictions, NodeVolumeLimits,
-//! VolumeBinding, VolumeZone) and DynamicResources are not here.
+//! VolumeBinding is `volumes.rs`; the other volume filters of the default profile
+//! (VolumeRestrictions, NodeVolumeLimits, VolumeZone) and DynamicResources are not here.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +27,7 @@ use super::snapshot::{host_ports, spec_of, HostPort, NodeInfo, Snapshot};
 use super::spread::SpreadFilter;
 use super::terms::{has_required_node_affinity, PodTerms};
 use super::unfit::Unfit;
+use super::volumes::PodVolumes;
 use crate::scheduling::node_affinity::{matches_required, NODE_NAME_FIELD};
 use crate::scheduling::taints::{
     first_untolerated, is_tolerated, taint, NO_EXECUTE, NO_SCHEDULE, UNSCHEDULABLE,
@@ -59,6 +61,7 @@ pub struct PreFilter<'a> {
     tolerates_unschedulable: bool,
     spread: SpreadFilter,
     affinity: AffinityFilter,
+    volumes: PodVolumes,
 }
 
 impl<'a> PreFilter<'a> {
@@ -71,6 +74,7 @@ impl<'a> PreFilter<'a> {
         let terms = PodTerms::of(pod);
         let spread = SpreadFilter::new(pod, snapshot, default_spread);
         let affinity = AffinityFilter::new(pod, &terms, snapshot);
+        let volumes = PodVolumes::new(pod, snapshot.storage());
         let cordoned = taint(UNSCHEDULABLE, NO_SCHEDULE, None);
         Self {
             pod,
@@ -85,7 +89,13 @@ impl<'a> PreFilter<'a> {
             tolerates_unschedulable: is_tolerated(&cordoned, tolerations(spec)),
             spread,
             affinity,
+            volumes,
         }
+    }
+
+    /// Why the pod's claims keep it off every node (VolumeBinding's PreFilter), if they do.
+    pub fn volume_refusal(&self) -> Option<&str> {
+        self.volumes.refusal()
     }
 
     pub fn tolerations(&self) -> &[Toleration] {
@@ -198,6 +208,12 @@ pub fn node_resources_fit(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Un
     }
 }
 
+/// VolumeBinding: the pod's claims' volumes may be used on (or provisioned for) the node
+/// (see `volumes`).
+pub fn volume_binding(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfit> {
+    pre.volumes.check(node.node())
+}
+
 /// PodTopologySpread's DoNotSchedule constraints (see `spread`).
 pub fn pod_topology_spread(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfit> {
     pre.spread.check(node)
@@ -216,6 +232,7 @@ pub fn run_filters(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfit> {
     node_affinity(pre, node)?;
     node_ports(pre, node)?;
     node_resources_fit(pre, node)?;
+    volume_binding(pre, node)?;
     pod_topology_spread(pre, node)?;
     inter_pod_affinity(pre, node)
 }

@@ -31,6 +31,9 @@
 //!   `FailedScheduling` message.
 //! - [`preemption`]: DefaultPreemption: for a pod no node fits, the node where evicting pods
 //!   of lower priority makes room, and the fewest, least important such pods.
+//! - [`volumes`]: VolumeBinding: the pod's PersistentVolumeClaims (missing, unbound,
+//!   waiting for a node) and the nodes their volumes allow; the claims, volumes and classes
+//!   the snapshot keeps.
 //!
 //! The shell:
 //!
@@ -40,11 +43,14 @@
 //!   30 s (pure).
 //! - [`actor`]: the actix actor: snapshot and queue from the informers, place, assume, bind
 //!   under the fence, report the unschedulable.
+//! - [`claims`]: VolumeBinding's PreBind: claims waiting for a node are annotated with the
+//!   chosen one before the pod is bound.
 //! - [`run`]: leader election on `kube-system/rudder-scheduler`, the actor and its
 //!   informers started for each term.
 
 pub mod actor;
 pub mod assumed;
+pub mod claims;
 pub mod decide;
 pub mod filters;
 pub mod interpod;
@@ -57,6 +63,7 @@ pub mod snapshot;
 pub mod spread;
 pub mod terms;
 pub mod unfit;
+pub mod volumes;
 
 #[cfg(test)]
 mod testing;

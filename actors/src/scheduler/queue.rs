@@ -9,7 +9,8 @@
 //!  unschedulable ── a cluster event that may help it (queueing hints: a node added or
 //!                   changed helps every plugin; a pod gone frees resources, ports,
 //!                   affinity and spread; a pod placed or relabelled changes affinity and
-//!                   spread) or 60 s parked ─► backoff if still backing off, else active
+//!                   spread; a claim, volume or class changed helps VolumeBinding)
+//!                   or 60 s parked ─► backoff if still backing off, else active
 //! ```
 //!
 //! A pod updated while in flight is looked at again once its attempt ends, so a change made
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use super::unfit::{
     INTER_POD_AFFINITY_PLUGIN, NODE_PORTS_PLUGIN, NODE_RESOURCES_FIT_PLUGIN,
-    POD_TOPOLOGY_SPREAD_PLUGIN,
+    POD_TOPOLOGY_SPREAD_PLUGIN, VOLUME_BINDING_PLUGIN,
 };
 use crate::informer::ObjectKey;
 use crate::queue::backoff::Backoff;
@@ -47,6 +48,8 @@ pub enum ClusterEvent {
     PodGone,
     /// A pod was bound, or a bound pod relabelled: affinity and spread counts changed.
     PodPlaced,
+    /// A claim, volume or storage class was added or changed: claims may be bound now.
+    VolumeChanged,
 }
 
 impl ClusterEvent {
@@ -62,6 +65,7 @@ impl ClusterEvent {
                 POD_TOPOLOGY_SPREAD_PLUGIN,
             ],
             ClusterEvent::PodPlaced => &[INTER_POD_AFFINITY_PLUGIN, POD_TOPOLOGY_SPREAD_PLUGIN],
+            ClusterEvent::VolumeChanged => &[VOLUME_BINDING_PLUGIN],
         };
         helped.iter().any(|p| plugins.contains(p))
     }

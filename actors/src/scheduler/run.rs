@@ -1,12 +1,14 @@
 //! Where the scheduler runs: it campaigns for the Lease `kube-system/rudder-scheduler` and,
-//! while it leads, runs the pod, node and namespace informers and the [`Scheduler`] actor with the
+//! while it leads, runs the pod, node and namespace informers (and the claim, volume and
+//! storage class ones VolumeBinding reads) and the [`Scheduler`] actor with the
 //! lease's fence on every bind; when it stops leading it stops them before campaigning
 //! again. [`spawn_in_system`] runs it in an actix `System` on a thread of its own.
 
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
@@ -69,6 +71,9 @@ struct Running {
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     namespaces: Informer<Namespace>,
+    claims: Informer<PersistentVolumeClaim>,
+    volumes: Informer<PersistentVolume>,
+    classes: Informer<StorageClass>,
     scheduler: Addr<Scheduler>,
 }
 
@@ -77,10 +82,20 @@ impl Running {
         let pods = Informer::start(client.clone(), Query::all::<Pod>(), vec![]);
         let nodes = Informer::start(client.clone(), Query::all::<Node>(), vec![]);
         let namespaces = Informer::start(client.clone(), Query::all::<Namespace>(), vec![]);
+        let claims = Informer::start(
+            client.clone(),
+            Query::all::<PersistentVolumeClaim>(),
+            vec![],
+        );
+        let volumes = Informer::start(client.clone(), Query::all::<PersistentVolume>(), vec![]);
+        let classes = Informer::start(client.clone(), Query::all::<StorageClass>(), vec![]);
         let caches = Caches {
             pods: pods.cache().clone(),
             nodes: nodes.cache().clone(),
             namespaces: namespaces.cache().clone(),
+            claims: claims.cache().clone(),
+            volumes: volumes.cache().clone(),
+            classes: classes.cache().clone(),
         };
         let recorder = Recorder::new(client.clone(), COMPONENT, &config.name);
         let settings = Settings {
@@ -95,6 +110,9 @@ impl Running {
             pods,
             nodes,
             namespaces,
+            claims,
+            volumes,
+            classes,
             scheduler,
         }
     }
@@ -106,5 +124,8 @@ impl Term for Running {
         self.pods.stop();
         self.nodes.stop();
         self.namespaces.stop();
+        self.claims.stop();
+        self.volumes.stop();
+        self.classes.stop();
     }
 }

@@ -8,6 +8,7 @@
 //!  decisions   ─► assume / remove_pod           per node: pods, label groups, sums, ports
 //!  namespaces  ─► upsert_namespace              pods waiting for a node not seen (yet/again)
 //!                                               image name → nodes holding it
+//!  claims, volumes, classes ─► storage_mut      what VolumeBinding reads (volumes.rs)
 //! ```
 //!
 //! A pod counts on its `spec.nodeName`'s node until it is removed or ends (phase Succeeded or
@@ -30,6 +31,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint};
 
 use super::resources::{self, Resources};
 use super::terms::PodTerms;
+use super::volumes::Storage;
 use crate::pods;
 
 /// The address of every interface: a host port on it collides with that port on any address.
@@ -392,6 +394,9 @@ pub struct Snapshot {
     /// How many nodes report each image name (ImageLocality's spread).
     image_nodes: HashMap<String, usize>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Claims, volumes and storage classes (VolumeBinding); shared with working copies until
+    /// changed.
+    storage: Arc<Storage>,
 }
 
 impl Snapshot {
@@ -544,6 +549,17 @@ impl Snapshot {
 
     pub fn remove_namespace(&mut self, name: &str) {
         self.namespaces.remove(name);
+    }
+
+    /// The claims, volumes and storage classes, for VolumeBinding.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The claims, volumes and storage classes, to change (copied first if a working copy
+    /// of the snapshot shares them).
+    pub fn storage_mut(&mut self) -> &mut Storage {
+        Arc::make_mut(&mut self.storage)
     }
 
     /// A namespace's labels; none for one the snapshot does not know.

@@ -26,6 +26,10 @@ pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods a
 pub const NOT_PINNED: &str = "node(s) didn't satisfy plugin(s) [NodeAffinity]";
 /// NodeAffinity's PreFilter when every term pins a disjoint set of names (none at all).
 pub const AFFINITY_TERMS_CONFLICT: &str = "pod affinity terms conflict";
+pub const VOLUME_NODE_CONFLICT: &str = "node(s) had volume node affinity conflict";
+pub const VOLUME_BIND_CONFLICT: &str = "node(s) didn't find available persistent volumes to bind";
+pub const VOLUME_MISSING: &str =
+    "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 
 pub const NODE_UNSCHEDULABLE_PLUGIN: &str = "NodeUnschedulable";
 pub const NODE_NAME_PLUGIN: &str = "NodeName";
@@ -35,6 +39,7 @@ pub const NODE_PORTS_PLUGIN: &str = "NodePorts";
 pub const NODE_RESOURCES_FIT_PLUGIN: &str = "NodeResourcesFit";
 pub const POD_TOPOLOGY_SPREAD_PLUGIN: &str = "PodTopologySpread";
 pub const INTER_POD_AFFINITY_PLUGIN: &str = "InterPodAffinity";
+pub const VOLUME_BINDING_PLUGIN: &str = "VolumeBinding";
 
 /// Why one node does not fit one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +71,16 @@ pub enum Unfit {
     PodAntiAffinity,
     /// A pod in the node's domain has required anti-affinity that selects this pod.
     ExistingAntiAffinity,
+    /// A bound claim's volume is pinned (node affinity) to other nodes.
+    VolumeNodeConflict,
+    /// A claim waiting for its pod's node can get no volume here: none fits, none can be
+    /// provisioned here, or it is being provisioned on another node.
+    VolumeBindConflict,
+    /// A bound claim's volume does not exist.
+    VolumeMissing,
+    /// The pod's claims keep it off every node (missing, being deleted, unbound with
+    /// Immediate binding): VolumeBinding's PreFilter, with its message.
+    Claims(String),
 }
 
 impl Unfit {
@@ -87,6 +102,10 @@ impl Unfit {
             Unfit::PodAffinity => one(POD_AFFINITY),
             Unfit::PodAntiAffinity => one(POD_ANTI_AFFINITY),
             Unfit::ExistingAntiAffinity => one(EXISTING_ANTI_AFFINITY),
+            Unfit::VolumeNodeConflict => one(VOLUME_NODE_CONFLICT),
+            Unfit::VolumeBindConflict => one(VOLUME_BIND_CONFLICT),
+            Unfit::VolumeMissing => one(VOLUME_MISSING),
+            Unfit::Claims(message) => one(message.as_str()),
         }
     }
 
@@ -107,7 +126,11 @@ impl Unfit {
             | Unfit::Taint { .. }
             | Unfit::NodeAffinity
             | Unfit::SpreadMissingLabel
-            | Unfit::PodAffinity => false,
+            | Unfit::PodAffinity
+            | Unfit::VolumeNodeConflict
+            | Unfit::VolumeBindConflict
+            | Unfit::VolumeMissing
+            | Unfit::Claims(_) => false,
         }
     }
 
@@ -124,6 +147,10 @@ impl Unfit {
             Unfit::PodAffinity | Unfit::PodAntiAffinity | Unfit::ExistingAntiAffinity => {
                 INTER_POD_AFFINITY_PLUGIN
             }
+            Unfit::VolumeNodeConflict
+            | Unfit::VolumeBindConflict
+            | Unfit::VolumeMissing
+            | Unfit::Claims(_) => VOLUME_BINDING_PLUGIN,
         }
     }
 }
@@ -189,6 +216,18 @@ mod tests {
                 Unfit::ExistingAntiAffinity,
                 "node(s) didn't satisfy existing pods anti-affinity rules",
             ),
+            (
+                Unfit::VolumeNodeConflict,
+                "node(s) had volume node affinity conflict",
+            ),
+            (
+                Unfit::VolumeBindConflict,
+                "node(s) didn't find available persistent volumes to bind",
+            ),
+            (
+                Unfit::VolumeMissing,
+                "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)",
+            ),
         ];
         for (unfit, reason) in table {
             assert_eq!(unfit.reasons(), [reason], "{unfit:?}");
@@ -218,6 +257,9 @@ mod tests {
             (Unfit::PodAffinity, false),
             (Unfit::PodAntiAffinity, true),
             (Unfit::ExistingAntiAffinity, true),
+            (Unfit::VolumeNodeConflict, false),
+            (Unfit::VolumeBindConflict, false),
+            (Unfit::VolumeMissing, false),
         ];
         for (unfit, resolvable) in table {
             assert_eq!(unfit.is_resolvable_by_preemption(), resolvable, "{unfit:?}");

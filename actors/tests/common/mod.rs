@@ -11,6 +11,7 @@ use rudder_actors::leader::ConfigError;
 use rudder_actors::leader::ElectionConfig;
 use rudder_actors::manager::{self, ManagerConfig};
 use rudder_actors::scheduler::run::{self, SchedulerConfig};
+use rudder_actors::selection::Selection;
 use rudder_apiserver::test_support::{self, eventually, Masters};
 use rudder_proto::client::ApiClient;
 use rudder_raftstore::test_support::Cluster;
@@ -119,10 +120,27 @@ pub struct Component {
 
 impl Component {
     pub fn controller_manager(client: Arc<ApiClient>) -> Self {
+        Self::controllers(client, "*")
+    }
+
+    /// The controller manager running only the `--controllers` `selection`.
+    pub fn controllers(client: Arc<ApiClient>, selection: &str) -> Self {
         let defaults = ManagerConfig::new("test-master");
         let config = ManagerConfig {
             election: quick(defaults.election.clone()),
+            controllers: Selection::parse(selection).expect("a valid --controllers"),
             ..defaults
+        };
+        let (stop, stopped) = watch::channel(false);
+        let thread = manager::spawn_in_system(client, config, stopped).expect("a thread");
+        Self { stop, thread }
+    }
+
+    /// The controller manager with `config` as a test made it (its election timers quick).
+    pub fn controller_manager_with(client: Arc<ApiClient>, config: ManagerConfig) -> Self {
+        let config = ManagerConfig {
+            election: quick(config.election.clone()),
+            ..config
         };
         let (stop, stopped) = watch::channel(false);
         let thread = manager::spawn_in_system(client, config, stopped).expect("a thread");

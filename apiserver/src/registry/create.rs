@@ -1,5 +1,6 @@
 //! Create: a new object, written only while its key is free, its namespace open and the
-//! writer's fence held. A new pod first goes through the Priority admission (`priority`).
+//! writer's fence held. A new pod first goes through the Priority admission (`priority`), a
+//! new claim through the DefaultStorageClass admission (`storage_class`).
 
 use rudder_raftstore::kv::Compare;
 use serde_json::Value;
@@ -30,6 +31,9 @@ impl Registry {
         let mut object = info.admit(object, None)?;
         if info.kind == "Pod" {
             self.admit_priority(info, &mut object).await?;
+        }
+        if info.kind == "PersistentVolumeClaim" {
+            self.admit_storage_class(&mut object).await?;
         }
         let body = body::encode(&object, self.max_object_bytes)?;
         let name = object::name(&object).to_string();

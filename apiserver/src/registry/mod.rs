@@ -9,19 +9,23 @@
 //! ```
 //!
 //! One file per verb, each a thin shell over pure decisions: `create`, `update` (update,
-//! update-status, patch, and the read-decide-write loop they share), `bind`, `fence` (is a
+//! update-status, patch, and the read-decide-write loop they share), `bind`, `evict` (a
+//! pod's deletion as its PodDisruptionBudget allows), `fence` (is a
 //! leader-elected writer still the leader), `attempt` (did an earlier attempt of this
 //! numbered request already apply). `body` parses and sizes request bodies and `transform`
 //! builds the objects the verbs write; both are pure. `priority` is the Priority admission
-//! of new pods (their class, read from the store). This file holds the type, get, and the
+//! of new pods (their class, read from the store), `storage_class` the DefaultStorageClass
+//! admission of new claims. This file holds the type, get, and the
 //! store access every verb uses.
 
 mod attempt;
 mod bind;
 mod body;
 mod create;
+mod evict;
 mod fence;
 mod priority;
+mod storage_class;
 mod transform;
 mod update;
 
@@ -40,9 +44,10 @@ use crate::kinds::{self, KindInfo};
 use crate::object;
 
 pub use bind::Binding;
+pub use evict::Eviction;
 pub use fence::Fence;
-pub(crate) use transform::request_namespace;
 pub use transform::Part;
+pub(crate) use transform::{holds_contents, request_namespace};
 
 /// How long a read waits for a leader before failing.
 const READ_PATIENCE: Duration = Duration::from_secs(5);

@@ -18,6 +18,8 @@ pub enum Part {
     Object,
     /// Only `status` (the status subresource).
     Status,
+    /// Only a namespace's `spec.finalizers` (the finalize subresource).
+    Finalize,
 }
 
 /// What a new object takes from the clock and from randomness, drawn by the verb.
@@ -215,6 +217,12 @@ pub(crate) fn candidate(
             if info.kind == "Pod" {
                 keep_priority(&mut next, current);
             }
+            let spec_is_object = matches!(next.get("spec"), None | Some(Value::Object(_)));
+            if info.kind == "Namespace" && spec_is_object {
+                // Only the finalize subresource changes them (as in Kubernetes). A `spec`
+                // that is not an object is left for admission to refuse.
+                next["spec"]["finalizers"] = current["spec"]["finalizers"].clone();
+            }
             let meta = object::metadata_mut(&mut next);
             // Fields a client may leave out (they are carried forward; changing them is a
             // validation error).
@@ -248,6 +256,26 @@ pub(crate) fn candidate(
             }
             let mut next = current.clone();
             next["status"] = given.get("status").cloned().unwrap_or(Value::Null);
+            object::metadata_mut(&mut next).remove("resourceVersion");
+            Ok(next)
+        }
+        Part::Finalize => {
+            if info.kind != "Namespace" {
+                return Err(ApiError::bad_request(format!(
+                    "{} have no finalize subresource: only namespaces do",
+                    info.qualified_resource()
+                )));
+            }
+            let mut next = current.clone();
+            let finalizers = given
+                .get("spec")
+                .and_then(|spec| spec.get("finalizers"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            if !matches!(next.get("spec"), None | Some(Value::Object(_))) {
+                next["spec"] = Value::Object(Default::default());
+            }
+            next["spec"]["finalizers"] = finalizers;
             object::metadata_mut(&mut next).remove("resourceVersion");
             Ok(next)
         }
@@ -289,11 +317,21 @@ fn bump_generation(next: &mut Value, stored: &Value) {
 }
 
 /// Whether writing `next` completes its deletion: it is being deleted, its last finalizer
-/// is gone, and no kubelet still has to confirm it stopped.
+/// is gone, no kubelet still has to confirm it stopped, and (a namespace) it is empty.
 pub(crate) fn completes_deletion(info: &KindInfo, next: &Value) -> bool {
     object::is_being_deleted(next)
         && object::finalizers(next).is_empty()
         && !waits_for_kubelet(info, next)
+        && !holds_contents(info, next)
+}
+
+/// A namespace stays until the namespace controller has emptied it and removed its
+/// `spec.finalizers` (through the finalize subresource).
+pub(crate) fn holds_contents(info: &KindInfo, object: &Value) -> bool {
+    info.kind == "Namespace"
+        && object["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|finalizers| !finalizers.is_empty())
 }
 
 /// A pod bound to a node stays until its kubelet confirms it has stopped.

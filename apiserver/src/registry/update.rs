@@ -1,6 +1,6 @@
-//! Update, update-status and patch: each reads the current object, builds its replacement
-//! (pure, in `transform`), and writes it in a compare-and-swap on the revision it read
-//! ([`Registry::modify`], also used by `delete` to drop owner references).
+//! Update, update-status, finalize and patch: each reads the current object, builds its
+//! replacement (pure, in `transform`), and writes it in a compare-and-swap on the revision it
+//! read ([`Registry::modify`]).
 
 use rudder_raftstore::kv::Revision;
 use serde_json::Value;
@@ -38,7 +38,9 @@ impl Registry {
         self.replace(target, body, Part::Status, options).await
     }
 
-    /// Replaces the object (`Part::Object`: `update`) or only its status (`update_status`).
+    /// Replaces the object (`Part::Object`: `update`), only its status (`update_status`) or
+    /// only a namespace's finalizers (`Part::Finalize`: the finalize subresource; a
+    /// terminating namespace left without finalizers is deleted).
     pub async fn replace(
         &self,
         target: &Target<'_>,
@@ -138,16 +140,8 @@ impl Registry {
                         return Ok(written);
                     }
                 }
-                if completes_deletion {
-                    // The owner is gone: its dependents follow (background propagation).
-                    self.delete_dependents(
-                        at.info,
-                        at.namespace,
-                        object::uid(&next),
-                        options.fence.as_ref(),
-                    )
-                    .await?;
-                }
+                // A completed deletion's dependents are the garbage collector's (it sees the
+                // owner gone), so an interrupted request leaves nothing half done.
                 object::set_resource_version(&mut next, revision);
                 return Ok(next);
             }

@@ -3,7 +3,7 @@
 //! declarative `+default` markers), so objects read back the way kubectl users expect.
 //!
 //! - this file: the core kinds without pod templates (Service, Namespace, volumes, ...)
-//!   and PriorityClass;
+//!   PriorityClass and StorageClass;
 //! - [`fields`]: the small "fill if unset" helpers everything shares;
 //! - [`pod`]: pod specs, containers, probes and volumes, used by Pods and every template;
 //! - [`workloads`]: ReplicationController and the apps and batch kinds.
@@ -16,7 +16,9 @@ mod fields;
 mod pod;
 mod workloads;
 
+use rudder_proto::objects::deletion::NAMESPACE_CONTENTS;
 use rudder_proto::objects::priority::PREEMPT_LOWER_PRIORITY;
+use rudder_proto::objects::storage::{BINDING_IMMEDIATE, RECLAIM_DELETE};
 use rudder_proto::objects::taints::{add_default_toleration_seconds, DEFAULT_TOLERATION_SECONDS};
 use std::collections::BTreeMap;
 
@@ -24,9 +26,10 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
-    Secret, Service,
+    Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::ApplyDefaults;
@@ -34,8 +37,6 @@ use fields::{claim_spec, default_string, host_path};
 
 /// The label every namespace carries with its own name, so selectors can pick namespaces.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
-/// The finalizer that keeps a namespace until its contents are deleted.
-const NAMESPACE_FINALIZER: &str = "kubernetes";
 /// How long a ClientIP session affinity sticks: three hours.
 const CLIENT_IP_AFFINITY_SECONDS: i32 = 10_800;
 
@@ -143,14 +144,17 @@ impl ApplyDefaults for Namespace {
         }
         let status = self.status.get_or_insert_with(Default::default);
         if status.phase.as_deref().is_none_or(str::is_empty) {
-            // Only a namespace being created has no phase yet (updates carry the stored
-            // status), so the finalizer is added once and never brought back after removal.
-            let spec = self.spec.get_or_insert_with(Default::default);
-            let finalizers = spec.finalizers.get_or_insert_with(Vec::new);
-            if !finalizers.iter().any(|f| f == NAMESPACE_FINALIZER) {
-                finalizers.push(NAMESPACE_FINALIZER.to_string());
-            }
             status.phase = Some("Active".to_string());
+        }
+    }
+
+    /// A new namespace holds the `kubernetes` finalizer, which the namespace controller
+    /// removes once the namespace is empty (added once: never brought back after removal).
+    fn admit_new(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        let finalizers = spec.finalizers.get_or_insert_with(Vec::new);
+        if !finalizers.iter().any(|f| f == NAMESPACE_CONTENTS) {
+            finalizers.push(NAMESPACE_CONTENTS.to_string());
         }
     }
 }
@@ -203,6 +207,17 @@ impl ApplyDefaults for PriorityClass {
     }
 }
 
+impl ApplyDefaults for StorageClass {
+    /// A class that does not say deletes its volumes with their claims and binds them at
+    /// once (`SetDefaults_StorageClass`); `""` is a value, as in Go.
+    fn apply_defaults(&mut self) {
+        self.reclaim_policy
+            .get_or_insert_with(|| RECLAIM_DELETE.to_string());
+        self.volume_binding_mode
+            .get_or_insert_with(|| BINDING_IMMEDIATE.to_string());
+    }
+}
+
 /// Kinds the Kubernetes API server fills nothing in for.
 macro_rules! nothing_to_default {
     ($($kind:ty),*) => {$(
@@ -212,7 +227,7 @@ macro_rules! nothing_to_default {
     )*};
 }
 
-nothing_to_default!(ConfigMap, Event, ControllerRevision, Lease);
+nothing_to_default!(ConfigMap, Event, ControllerRevision, Lease, ServiceAccount);
 
 #[cfg(test)]
 mod tests {
@@ -330,16 +345,22 @@ mod tests {
             "apiVersion": "v1", "kind": "Namespace",
             "metadata": {"name": "custom-namespace"}
         }));
-        assert_eq!(namespace["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(namespace["status"]["phase"], "Active");
         assert_eq!(
             namespace["metadata"]["labels"]["kubernetes.io/metadata.name"],
             "custom-namespace"
         );
+        let mut created: Namespace = serde_json::from_value(namespace).unwrap();
+        created.admit_new();
+        created.admit_new();
+        assert_eq!(
+            created.spec.unwrap().finalizers.unwrap(),
+            vec!["kubernetes".to_string()]
+        );
     }
 
     #[test]
-    fn a_namespace_with_a_phase_keeps_its_finalizers_as_they_are() {
+    fn defaults_never_bring_a_removed_namespace_finalizer_back() {
         let namespace = defaulted::<Namespace>(json!({
             "metadata": {"name": "going", "labels": {"team": "a"}},
             "spec": {"finalizers": []},

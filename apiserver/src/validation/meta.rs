@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rudder_proto::objects::deletion::{FOREGROUND_DELETION, ORPHAN};
 
 use super::names::{dns1123_label, qualified_name, validate_annotations, validate_labels};
 use super::FieldError;
@@ -167,6 +168,13 @@ fn validate_finalizers(finalizers: &[String]) -> Vec<FieldError> {
         if !seen.insert(finalizer) {
             errs.push(FieldError::duplicate(&path, finalizer));
         }
+    }
+    if seen.contains(&ORPHAN.to_string()) && seen.contains(&FOREGROUND_DELETION.to_string()) {
+        errs.push(FieldError::invalid(
+            "metadata.finalizers",
+            FOREGROUND_DELETION,
+            "finalizer orphan and foregroundDeletion cannot be both set",
+        ));
     }
     errs
 }
@@ -367,6 +375,10 @@ mod tests {
                 value: "kubernetes".into()
             }
         );
+        m.finalizers = Some(vec!["orphan".into(), "foregroundDeletion".into()]);
+        let errs = validate_object_meta(&m, true, dns1123_subdomain);
+        assert_eq!(paths(&errs), ["metadata.finalizers"]);
+        assert!(errs[0].detail.contains("cannot be both set"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::Args;
 use rudder_actors::controllers::nodeipam::actor::Ranges;
 use rudder_actors::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
 use rudder_actors::controllers::nodelifecycle::health::Grace;
+use rudder_actors::controllers::podgc::reconcile::DEFAULT_TERMINATED_POD_GC_THRESHOLD;
 use rudder_actors::manager::{spawn_in_system, ManagerConfig, DEFAULT_CLUSTER_CIDR};
 use rudder_actors::selection::Selection;
 use rudder_proto::client::ApiClient;
@@ -48,6 +49,10 @@ pub struct ControllerManagerFlags {
     /// Nodes whose pods are evicted per second in a healthy zone.
     #[arg(long, default_value_t = 0.1)]
     node_eviction_rate: f64,
+    /// Finished pods (Succeeded or Failed) kept before the oldest are deleted; 0 keeps them
+    /// all.
+    #[arg(long, default_value_t = DEFAULT_TERMINATED_POD_GC_THRESHOLD)]
+    terminated_pod_gc_threshold: u32,
 }
 
 impl ControllerManagerFlags {
@@ -73,6 +78,8 @@ impl ControllerManagerFlags {
         node_lifecycle.settings.rates.eviction_rate = self.node_eviction_rate;
         node_lifecycle.monitor_period =
             duration("--node-monitor-period", &self.node_monitor_period)?;
+        let mut pod_gc = defaults.pod_gc;
+        pod_gc.settings.terminated_pod_gc_threshold = self.terminated_pod_gc_threshold;
         let pod_ranges = if self.allocate_node_cidrs {
             let cluster = Cidr::parse(&self.cluster_cidr).context("--cluster-cidr")?;
             anyhow::ensure!(
@@ -94,6 +101,7 @@ impl ControllerManagerFlags {
             controllers: Selection::parse(&self.controllers)?,
             node_lifecycle,
             pod_ranges,
+            pod_gc,
             ..defaults
         })
     }

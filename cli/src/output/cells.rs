@@ -1,5 +1,5 @@
-//! Rows of the core kinds Node, Namespace, Event, ConfigMap, Secret and Lease, after kubectl's
-//! `print<Kind>` functions.
+//! Rows of the core kinds Node, Namespace, Event, ConfigMap, Secret, ServiceAccount and Lease,
+//! after kubectl's `print<Kind>` functions.
 
 use std::collections::BTreeSet;
 
@@ -165,6 +165,15 @@ pub(crate) fn secret(secret: &Value, now: jiff::Timestamp) -> Vec<String> {
     ]
 }
 
+/// NAME SECRETS AGE; SECRETS counts the references in `secrets`.
+pub(crate) fn service_account(account: &Value, now: jiff::Timestamp) -> Vec<String> {
+    vec![
+        name_of(account),
+        array_at(account, &["secrets"]).len().to_string(),
+        age_at(account, &["metadata", "creationTimestamp"], now),
+    ]
+}
+
 /// NAME HOLDER AGE.
 pub(crate) fn lease(lease: &Value, now: jiff::Timestamp) -> Vec<String> {
     vec![
@@ -312,6 +321,17 @@ mod tests {
                        "data": {"tls.crt": "", "tls.key": ""}});
         assert_eq!(secret(&s, now()), ["tls", "kubernetes.io/tls", "2", "13d"]);
         assert_eq!(secret(&json!({}), now())[1..3], ["Opaque", "0"]);
+    }
+
+    #[test]
+    fn a_service_account_row_counts_its_secrets() {
+        let sa = json!({"metadata": meta("build-robot"),
+                        "secrets": [{"name": "build-robot-token"}, {"name": "other"}]});
+        assert_eq!(service_account(&sa, now()), ["build-robot", "2", "13d"]);
+        assert_eq!(
+            service_account(&json!({"metadata": meta("default")}), now())[1],
+            "0"
+        );
     }
 
     #[test]

@@ -155,6 +155,7 @@ const EVENT: &[Column] = &[
 ];
 const CONFIG_MAP: &[Column] = &[col("NAME"), col("DATA"), col("AGE")];
 const SECRET: &[Column] = &[col("NAME"), col("TYPE"), col("DATA"), col("AGE")];
+const SERVICE_ACCOUNT: &[Column] = &[col("NAME"), col("SECRETS"), col("AGE")];
 const PERSISTENT_VOLUME: &[Column] = &[
     col("NAME"),
     col("CAPACITY"),
@@ -234,6 +235,13 @@ const CRON_JOB: &[Column] = &[
     wide("SELECTOR"),
 ];
 const LEASE: &[Column] = &[col("NAME"), col("HOLDER"), col("AGE")];
+const POD_DISRUPTION_BUDGET: &[Column] = &[
+    col("NAME"),
+    col("MIN AVAILABLE"),
+    col("MAX UNAVAILABLE"),
+    col("ALLOWED DISRUPTIONS"),
+    col("AGE"),
+];
 const OTHER: &[Column] = &[col("NAME"), col("AGE")];
 
 fn table_of(kind: &str) -> Table {
@@ -246,6 +254,7 @@ fn table_of(kind: &str) -> Table {
         "Event" => (EVENT, cells::event),
         "ConfigMap" => (CONFIG_MAP, cells::config_map),
         "Secret" => (SECRET, cells::secret),
+        "ServiceAccount" => (SERVICE_ACCOUNT, cells::service_account),
         "PersistentVolume" => (PERSISTENT_VOLUME, volumes::persistent_volume),
         "PersistentVolumeClaim" => (PERSISTENT_VOLUME_CLAIM, volumes::persistent_volume_claim),
         "Lease" => (LEASE, cells::lease),
@@ -257,6 +266,7 @@ fn table_of(kind: &str) -> Table {
         "ControllerRevision" => (CONTROLLER_REVISION, workloads::controller_revision),
         "Job" => (JOB, workloads::job),
         "CronJob" => (CRON_JOB, workloads::cron_job),
+        "PodDisruptionBudget" => (POD_DISRUPTION_BUDGET, workloads::pod_disruption_budget),
         _ => (OTHER, other),
     };
     Table { columns, cells }
@@ -286,6 +296,7 @@ mod tests {
         "Event",
         "ConfigMap",
         "Secret",
+        "ServiceAccount",
         "PersistentVolume",
         "PersistentVolumeClaim",
         "ReplicaSet",
@@ -296,6 +307,7 @@ mod tests {
         "Job",
         "CronJob",
         "Lease",
+        "PodDisruptionBudget",
         "Widget",
     ];
 
@@ -339,6 +351,7 @@ mod tests {
             ("Event", "LAST SEEN | TYPE | REASON | OBJECT | MESSAGE"),
             ("ConfigMap", "NAME | DATA | AGE"),
             ("Secret", "NAME | TYPE | DATA | AGE"),
+            ("ServiceAccount", "NAME | SECRETS | AGE"),
             (
                 "PersistentVolume",
                 "NAME | CAPACITY | ACCESS MODES | RECLAIM POLICY | STATUS | CLAIM | \
@@ -363,6 +376,10 @@ mod tests {
                 "NAME | SCHEDULE | TIMEZONE | SUSPEND | ACTIVE | LAST SCHEDULE | AGE",
             ),
             ("Lease", "NAME | HOLDER | AGE"),
+            (
+                "PodDisruptionBudget",
+                "NAME | MIN AVAILABLE | MAX UNAVAILABLE | ALLOWED DISRUPTIONS | AGE",
+            ),
             ("Widget", "NAME | AGE"),
         ];
         for (kind, line) in expected {

@@ -1,5 +1,6 @@
 //! Rows of the workload kinds: ReplicationController, ReplicaSet, Deployment, DaemonSet,
-//! StatefulSet, ControllerRevision, Job and CronJob, after kubectl's `print<Kind>` functions.
+//! StatefulSet, ControllerRevision, Job and CronJob, and of the PodDisruptionBudgets that
+//! guard them, after kubectl's `print<Kind>` functions.
 
 use serde_json::Value;
 
@@ -189,6 +190,22 @@ pub(crate) fn cron_job(cron_job: &Value, now: jiff::Timestamp) -> Vec<String> {
     ]
 }
 
+/// NAME MIN AVAILABLE MAX UNAVAILABLE ALLOWED DISRUPTIONS AGE; a bound left out is `N/A`.
+pub(crate) fn pod_disruption_budget(pdb: &Value, now: jiff::Timestamp) -> Vec<String> {
+    let bound = |field: &str| match at(pdb, &["spec", field]) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => "N/A".to_owned(),
+    };
+    vec![
+        name_of(pdb),
+        bound("minAvailable"),
+        bound("maxUnavailable"),
+        count_at(pdb, &["status", "disruptionsAllowed"]).to_string(),
+        age_at(pdb, &["metadata", "creationTimestamp"], now),
+    ]
+}
+
 /// The container names and images of `spec.template`.
 fn template_containers(object: &Value) -> (String, String) {
     container_cells(array_at(
@@ -327,6 +344,22 @@ mod tests {
         assert_eq!(
             stateful_set(&sts, now()),
             ["kubia", "1/2", "2m", "kubia", "luksa/kubia:v1"]
+        );
+    }
+
+    #[test]
+    fn a_disruption_budget_row_shows_its_bounds_and_allowed_disruptions() {
+        let pdb = json!({"metadata": meta("zk-pdb"),
+                         "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "zk"}}},
+                         "status": {"disruptionsAllowed": 1}});
+        assert_eq!(
+            pod_disruption_budget(&pdb, now()),
+            ["zk-pdb", "2", "N/A", "1", "2m"]
+        );
+        let percent = json!({"spec": {"maxUnavailable": "25%"}});
+        assert_eq!(
+            pod_disruption_budget(&percent, now())[1..4],
+            ["N/A", "25%", "0"]
         );
     }
 

@@ -8,10 +8,13 @@
 //!  every status_update ─► get Node ─ node_status (pure)    ─► update-status (CAS)
 //!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
 //!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
+//!     start: configMaps and secrets read, claims Bound and their volumes' host paths
+//!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event)
 //!  with --manifests: static pods (static_pods.rs) join the desired pods; each gets a
 //!     mirror pod in the API (created again when deleted; removed with its file)
 //! ```
 
+pub mod claims;
 pub mod static_pods;
 pub mod sync;
 
@@ -21,7 +24,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use rudder_actors::events::{EventType, Recorder};
 use rudder_actors::informer::{Event, Informer, Query};
 use rudder_proto::api as pb;
 use rudder_proto::client::{ApiClient, ClientError};
@@ -62,10 +66,16 @@ pub enum KubeletError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Claim(#[from] claims::ClaimError),
 }
 
 /// How often pods are synced even when nothing was heard (retries failed operations).
 const RESYNC: Duration = Duration::from_secs(5);
+
+/// How soon a pod whose claim was not ready (not bound yet) is looked at again; other
+/// volume problems wait for the next resync.
+const VOLUMES_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a sync waits for more changes to arrive with the first.
 const SYNC_COALESCE: Duration = Duration::from_millis(10);
@@ -103,6 +113,11 @@ pub struct Kubelet {
     listed: bool,
     /// Follows the pods bound here (with a runtime); dropping it stops the reflector.
     informer: Option<Informer<Pod>>,
+    /// Reports on pods (with a runtime): why one waits for its volumes.
+    recorder: Option<Recorder>,
+    /// uid → why the pod's volumes could not be prepared last time, and whether that was
+    /// reported (a reason is reported once it is seen twice in a row, then not again).
+    mount_problems: BTreeMap<String, (String, bool)>,
 }
 
 impl Kubelet {
@@ -132,6 +147,8 @@ impl Kubelet {
             informer: None,
             desired: BTreeMap::new(),
             sync_scheduled: false,
+            recorder: None,
+            mount_problems: BTreeMap::new(),
         }
     }
 
@@ -234,6 +251,9 @@ impl Kubelet {
             return;
         }
         let wanted: Vec<_> = self.desired.values().cloned().collect();
+        let desired = &self.desired;
+        self.mount_problems
+            .retain(|uid, _| desired.contains_key(uid));
         if self.manifests.is_some() {
             self.sync_mirrors(ctx);
         }
@@ -261,9 +281,12 @@ impl Kubelet {
         }
     }
 
-    /// Starts a pod, first reading the configMaps and secrets its volumes name.
+    /// Starts a pod, first reading the configMaps and secrets its volumes name and, when the
+    /// runtime mounts volumes, resolving its claims to their volumes' host paths.
     fn start_pod(&mut self, ctx: &mut Context<Self>, runtime: Arc<dyn Runtime>, plan: PodPlan) {
-        if !needs_volume_files(&plan) {
+        let resolve_claims =
+            runtime.mounts_volumes() && !claims::claim_volumes(&plan.name, &plan.spec).is_empty();
+        if !needs_volume_files(&plan) && !resolve_claims {
             if let Err(error) = runtime.start(&plan, jiff::Timestamp::now()) {
                 tracing::warn!(pod = %plan.name, %error, "starting pod");
             }
@@ -274,27 +297,73 @@ impl Kubelet {
         }
         let client = self.client.clone();
         let task = async move {
-            let files = volume_files(&client, &plan).await;
-            (plan, files)
+            let mut plan = plan;
+            let prepared = prepare_volumes(&client, &mut plan, resolve_claims).await;
+            (plan, prepared)
         };
         ctx.spawn(
             task.into_actor(self)
-                .map(move |(mut plan, files), kubelet, _| {
+                .map(move |(plan, prepared), kubelet, ctx| {
                     kubelet.in_flight.remove(&plan.uid);
-                    match files {
-                        Ok(files) => {
-                            plan.volume_files = files;
+                    match prepared {
+                        Ok(()) => {
+                            kubelet.mount_problems.remove(&plan.uid);
                             if let Err(error) = runtime.start(&plan, jiff::Timestamp::now()) {
                                 tracing::warn!(pod = %plan.name, %error, "starting pod");
                             }
                         }
-                        // Kubernetes waits for them too (the pod stays ContainerCreating).
+                        // Kubernetes waits for them too (the pod stays ContainerCreating);
+                        // a claim is usually bound within moments: looked at again soon.
                         Err(error) => {
-                            tracing::warn!(pod = %plan.name, %error, "reading the pod's volumes")
+                            kubelet.volumes_not_ready(&plan, &error);
+                            if matches!(error, KubeletError::Claim(_)) {
+                                ctx.run_later(VOLUMES_RETRY, |kubelet, ctx| {
+                                    kubelet.request_sync(ctx)
+                                });
+                            }
                         }
                     }
                 }),
         );
+    }
+
+    /// The pod's volumes are not ready (a claim not bound yet, a configMap missing): it is
+    /// tried again soon. A reason seen twice in a row is logged and reported once
+    /// (`FailedMount`, as the volume manager reports it); a claim bound a moment after its
+    /// pod (the scheduler binds the pod as the claim is provisioned) is not worth a warning.
+    fn volumes_not_ready(&mut self, plan: &PodPlan, error: &KubeletError) {
+        let message = format!(
+            "Unable to attach or mount volumes: unmounted volumes=[{}]: {error}",
+            unmounted_volumes(plan).join(" ")
+        );
+        match self.mount_problems.get(&plan.uid) {
+            Some((seen, reported)) if *seen == message => {
+                if *reported {
+                    tracing::debug!(pod = %plan.name, %error, "volumes still not ready");
+                    return;
+                }
+            }
+            _ => {
+                tracing::debug!(pod = %plan.name, %error, "volumes not ready yet");
+                self.mount_problems
+                    .insert(plan.uid.clone(), (message, false));
+                return;
+            }
+        }
+        tracing::warn!(pod = %plan.name, %error, "the pod's volumes are not ready; it waits");
+        if let Some(recorder) = &self.recorder {
+            let pod = ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(plan.namespace.clone()),
+                name: Some(plan.name.clone()),
+                uid: Some(plan.uid.clone()),
+                ..ObjectReference::default()
+            };
+            recorder.record(&pod, EventType::Warning, "FailedMount", message.clone());
+        }
+        self.mount_problems
+            .insert(plan.uid.clone(), (message, true));
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
@@ -449,6 +518,11 @@ impl Actor for Kubelet {
             let informer = Informer::start(self.client.clone(), bound_here, Vec::new());
             ctx.add_message_stream(informer.subscribe());
             self.informer = Some(informer);
+            self.recorder = Some(Recorder::new(
+                self.client.clone(),
+                "kubelet",
+                &self.config.name,
+            ));
             self.refresh_static_pods();
             ctx.run_interval(RESYNC, |kubelet, ctx| {
                 kubelet.refresh_static_pods();
@@ -510,6 +584,38 @@ fn needs_volume_files(plan: &PodPlan) -> bool {
         .iter()
         .flatten()
         .any(|v| v.config_map.is_some() || v.secret.is_some())
+}
+
+/// Gets the pod's volumes ready: with `resolve_claims`, its claims become their volumes'
+/// host paths (claims.rs); then the files of its configMap and secret volumes are read.
+async fn prepare_volumes(
+    client: &ApiClient,
+    plan: &mut PodPlan,
+    resolve_claims: bool,
+) -> Result<(), KubeletError> {
+    if resolve_claims {
+        claims::resolve(client, plan).await?;
+    }
+    if needs_volume_files(plan) {
+        plan.volume_files = volume_files(client, plan).await?;
+    }
+    Ok(())
+}
+
+/// The volumes the kubelet prepares before a start (claims, configMaps, secrets), by name.
+fn unmounted_volumes(plan: &PodPlan) -> Vec<String> {
+    plan.spec
+        .volumes
+        .iter()
+        .flatten()
+        .filter(|v| {
+            v.persistent_volume_claim.is_some()
+                || v.ephemeral.is_some()
+                || v.config_map.is_some()
+                || v.secret.is_some()
+        })
+        .map(|v| v.name.clone())
+        .collect()
 }
 
 /// The files of the pod's configMap and secret volumes (keys, or `items` key → path).

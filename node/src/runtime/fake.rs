@@ -29,6 +29,11 @@ impl FakeRuntime {
 }
 
 impl Runtime for FakeRuntime {
+    /// Hollow pods mount nothing: they need no claim bound to start.
+    fn mounts_volumes(&self) -> bool {
+        false
+    }
+
     fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<(), RuntimeError> {
         let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
         if pods.contains_key(&plan.uid) {

@@ -151,6 +151,13 @@ pub trait Runtime: Send + Sync + 'static {
     fn pods(&self) -> Vec<RunningPod>;
     /// Where to say that something changed.
     fn set_notify(&self, _notify: Notify) {}
+    /// Whether pods' volumes are mounted from the host: then the kubelet waits for a pod's
+    /// PersistentVolumeClaims to be bound and gives the runtime their volumes' host paths
+    /// before starting it. A hollow node's runtime mounts nothing, and its pods start
+    /// without waiting for their claims.
+    fn mounts_volumes(&self) -> bool {
+        true
+    }
     /// The file holding a container's output (`container` empty: the pod's first one;
     /// `previous`: the attempt before the current one).
     fn log_file(

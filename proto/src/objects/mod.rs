@@ -3,6 +3,10 @@
 //!
 //! - [`selector`]: label selectors (text form, `metav1.LabelSelector`, matching a label map)
 //!   and field selectors.
+//! - [`disruption`]: PodDisruptionBudgets: which budgets guard a pod, pod health, the
+//!   `DisruptionAllowed` condition (the eviction subresource and the disruption controller).
+//! - [`deletion`]: the finalizers that carry Foreground and Orphan deletion and a
+//!   namespace's emptying between the API server and the controllers.
 //! - [`names`]: the syntax of names, label keys and values (`IsDNS1123Label`,
 //!   `IsQualifiedName`, ...), worded like apimachinery.
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`), parsed exactly; the API server
@@ -13,9 +17,15 @@
 //! - [`priority`]: PriorityClasses: the built-in `system-node-critical` and
 //!   `system-cluster-critical`, and the priority a new pod gets from its class (the API
 //!   server's Priority admission; the scheduler's preemption reads the policy names).
+//! - [`storage`]: StorageClasses (the built-in default `local-path`, which class is the
+//!   default) and the annotations that bind claims, volumes and nodes (DefaultStorageClass
+//!   admission, the scheduler's VolumeBinding, the PersistentVolume controller).
 
+pub mod deletion;
+pub mod disruption;
 pub mod names;
 pub mod priority;
 pub mod quantity;
 pub mod selector;
+pub mod storage;
 pub mod taints;

@@ -10,8 +10,10 @@
 //! - `service` and `endpoints`;
 //! - `config`: ConfigMap and Secret;
 //! - `cluster`: Namespace, Node, Event, Lease;
-//! - `storage`: PersistentVolume and PersistentVolumeClaim;
-//! - `scheduling`: PriorityClass.
+//! - `storage`: PersistentVolume, PersistentVolumeClaim and StorageClass;
+//! - `scheduling`: PriorityClass;
+//! - `service_account`: ServiceAccount (nothing beyond its metadata);
+//! - `disruption`: PodDisruptionBudget (and the status evictions and its controller write).
 //!
 //! Metadata is [`super::meta`]'s job. A field left out that the defaults fill in (a port's
 //! protocol, a pod's restart policy, a strategy's type) is not an error here, so objects
@@ -24,6 +26,7 @@ mod containers;
 mod cron;
 mod daemon_set;
 mod deployment;
+mod disruption;
 mod endpoints;
 mod pod;
 mod pod_spec;
@@ -31,6 +34,7 @@ mod probes;
 mod resources;
 mod scheduling;
 mod service;
+mod service_account;
 mod stateful_set;
 mod storage;
 mod workloads;

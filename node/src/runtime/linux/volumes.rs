@@ -17,7 +17,8 @@ pub enum VolumeError {
     #[error("hostPath {path} does not exist")]
     NoHostPath { path: String },
     #[error(
-        "volume {volume}: only emptyDir, hostPath, configMap and secret volumes run on this node"
+        "volume {volume}: only emptyDir, hostPath, configMap, secret and persistentVolumeClaim \
+         (of hostPath or local volumes, which the kubelet resolves first) volumes run on this node"
     )]
     Unsupported { volume: String },
     #[error("volumeMount {mount}: bad subPath {sub_path:?}")]

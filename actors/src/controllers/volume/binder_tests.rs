@@ -1,0 +1,553 @@
+//! The binder's decisions against Kubernetes' PV controller unit tests' situations: matching,
+//! claims in each state, volumes in each state, and a bind carried out step by step with a
+//! crash after every step.
+
+use super::*;
+use crate::controllers::volume::edits::{
+    claim_bound, claim_bound_status, volume_bound, volume_phase, volume_unbound,
+};
+use rudder_proto::objects::storage::{default_storage_class, SELECTED_NODE_ANNOTATION};
+use serde_json::{json, Value};
+
+fn claim(change: impl FnOnce(&mut Value)) -> PersistentVolumeClaim {
+    let mut value = json!({
+        "metadata": { "name": "data", "namespace": "default", "uid": "claim-uid",
+                      "resourceVersion": "10" },
+        "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                  "resources": { "requests": { "storage": "1Gi" } } },
+        "status": { "phase": "Pending" }
+    });
+    change(&mut value);
+    serde_json::from_value(value).expect("a test claim decodes")
+}
+
+fn volume(name: &str, size: &str, change: impl FnOnce(&mut Value)) -> Arc<PersistentVolume> {
+    let mut value = json!({
+        "metadata": { "name": name, "resourceVersion": "5" },
+        "spec": { "accessModes": ["ReadWriteOnce"], "capacity": { "storage": size },
+                  "storageClassName": "manual", "hostPath": { "path": "/mnt/data" },
+                  "persistentVolumeReclaimPolicy": "Retain" },
+        "status": { "phase": "Available" }
+    });
+    change(&mut value);
+    Arc::new(serde_json::from_value(value).expect("a test volume decodes"))
+}
+
+fn node(name: &str) -> Node {
+    serde_json::from_value(json!({ "metadata": { "name": name,
+        "labels": { "kubernetes.io/hostname": name } } }))
+    .expect("a test node decodes")
+}
+
+fn on_node(node: &str) -> impl FnOnce(&mut Value) {
+    let node = node.to_string();
+    move |v: &mut Value| {
+        v["spec"]["nodeAffinity"] = json!({ "required": { "nodeSelectorTerms": [{
+            "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In",
+                                   "values": [node] }] }] } })
+    }
+}
+
+fn bound_to_claim(v: &mut Value) {
+    v["spec"]["claimRef"] = json!({ "kind": "PersistentVolumeClaim", "namespace": "default",
+                                    "name": "data", "uid": "claim-uid" });
+}
+
+fn name_of(found: Option<&Arc<PersistentVolume>>) -> Option<&str> {
+    found.and_then(|v| v.metadata.name.as_deref())
+}
+
+#[test]
+fn the_smallest_fitting_volume_of_the_class_is_matched() {
+    let none = |_: &mut Value| {};
+    /// (what, the claim, the volumes, the volume chosen)
+    type Row<'a> = (
+        &'a str,
+        PersistentVolumeClaim,
+        Vec<Arc<PersistentVolume>>,
+        Option<&'a str>,
+    );
+    let table: Vec<Row> = vec![
+        ("nothing", claim(|_| {}), vec![], None),
+        (
+            "the smallest big enough",
+            claim(|_| {}),
+            vec![
+                volume("small", "500Mi", none),
+                volume("huge", "10Gi", none),
+                volume("fits", "2Gi", none),
+            ],
+            Some("fits"),
+        ),
+        (
+            "another class",
+            claim(|_| {}),
+            vec![volume("fast", "2Gi", |v| {
+                v["spec"]["storageClassName"] = json!("fast")
+            })],
+            None,
+        ),
+        (
+            "not Available",
+            claim(|_| {}),
+            vec![volume("released", "2Gi", |v| {
+                v["status"]["phase"] = json!("Released")
+            })],
+            None,
+        ),
+        (
+            "claimed by another claim",
+            claim(|_| {}),
+            vec![volume("taken", "2Gi", |v| {
+                v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "other" })
+            })],
+            None,
+        ),
+        (
+            "missing an access mode",
+            claim(|c| c["spec"]["accessModes"] = json!(["ReadWriteMany"])),
+            vec![volume("rwo", "2Gi", none)],
+            None,
+        ),
+        (
+            "fewest access modes first",
+            claim(|_| {}),
+            vec![
+                volume("both", "1Gi", |v| {
+                    v["spec"]["accessModes"] = json!(["ReadWriteOnce", "ReadOnlyMany"])
+                }),
+                volume("one", "5Gi", none),
+            ],
+            Some("one"),
+        ),
+        (
+            "another volume mode",
+            claim(|c| c["spec"]["volumeMode"] = json!("Block")),
+            vec![volume("fs", "2Gi", none)],
+            None,
+        ),
+        (
+            "the selector",
+            claim(|c| c["spec"]["selector"] = json!({ "matchLabels": { "tier": "gold" } })),
+            vec![
+                volume("plain", "1Gi", none),
+                volume("gold", "3Gi", |v| {
+                    v["metadata"]["labels"] = json!({ "tier": "gold" })
+                }),
+            ],
+            Some("gold"),
+        ),
+        (
+            "being deleted",
+            claim(|_| {}),
+            vec![volume("going", "2Gi", |v| {
+                v["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z")
+            })],
+            None,
+        ),
+        (
+            "pre-bound to it wins over a smaller one, whatever its phase",
+            claim(|_| {}),
+            vec![
+                volume("small", "1Gi", none),
+                volume("mine", "8Gi", |v| {
+                    bound_to_claim(v);
+                    v["status"]["phase"] = json!("Bound")
+                }),
+            ],
+            Some("mine"),
+        ),
+    ];
+    for (why, claim, volumes, expected) in table {
+        assert_eq!(
+            name_of(find_match(&claim, &volumes, None, false)),
+            expected,
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn a_claim_waiting_for_its_pod_takes_only_a_volume_on_the_pods_node() {
+    let volumes = vec![
+        volume("on-n1", "2Gi", on_node("n1")),
+        volume("on-n2", "1Gi", on_node("n2")),
+    ];
+    let claim = claim(|_| {});
+    assert_eq!(
+        name_of(find_match(&claim, &volumes, None, true)),
+        None,
+        "no node yet: wait"
+    );
+    assert_eq!(
+        name_of(find_match(&claim, &volumes, Some(&node("n1")), true)),
+        Some("on-n1")
+    );
+    assert_eq!(
+        name_of(find_match(&claim, &volumes, Some(&node("n3")), true)),
+        None
+    );
+    let mine = vec![volume("mine", "1Gi", |v| {
+        bound_to_claim(v);
+        on_node("n2")(v)
+    })];
+    assert_eq!(
+        name_of(find_match(&claim, &mine, Some(&node("n1")), true)),
+        None,
+        "its own volume on another node does not fit"
+    );
+    assert_eq!(name_of(find_match(&claim, &mine, None, true)), Some("mine"));
+}
+
+fn classes() -> Vec<Arc<StorageClass>> {
+    let mut immediate = default_storage_class();
+    immediate.metadata.name = Some("manual".into());
+    immediate.metadata.annotations = None;
+    immediate.provisioner = rudder_proto::objects::storage::NO_PROVISIONER.into();
+    immediate.volume_binding_mode = Some("Immediate".into());
+    vec![Arc::new(default_storage_class()), Arc::new(immediate)]
+}
+
+fn plan(claim: &PersistentVolumeClaim, volumes: &[Arc<PersistentVolume>]) -> ClaimPlan {
+    let classes = classes();
+    let n1 = node("n1");
+    plan_claim(
+        claim,
+        &View {
+            volumes,
+            classes: &classes,
+            selected: Some(&n1),
+        },
+    )
+}
+
+fn note_of(plan: &ClaimPlan) -> Option<(&'static str, &str)> {
+    match plan {
+        ClaimPlan::Pending { note: Some(note) } | ClaimPlan::Lost(note) => {
+            Some((note.reason, note.message.as_str()))
+        }
+        _ => None,
+    }
+}
+
+#[test]
+fn unbound_claims_are_bound_provisioned_or_wait_in_kubernetes_words() {
+    let available = vec![volume("pv-1", "2Gi", |_| {})];
+    let bind = plan(&claim(|_| {}), &available);
+    let bound_to = match &bind {
+        ClaimPlan::Bind { volume } => volume.metadata.name.as_deref(),
+        _ => None,
+    };
+    assert_eq!(bound_to, Some("pv-1"), "{bind:?}");
+
+    let classless = claim(|c| {
+        c["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("storageClassName");
+    });
+    assert_eq!(
+        plan(&classless, &[]),
+        ClaimPlan::AssignClass {
+            class: "local-path".into()
+        }
+    );
+
+    let local = |annotate: bool| {
+        claim(move |c| {
+            c["spec"]["storageClassName"] = json!("local-path");
+            if annotate {
+                c["metadata"]["annotations"] = json!({ SELECTED_NODE_ANNOTATION: "n1" });
+            }
+        })
+    };
+    assert_eq!(
+        note_of(&plan(&local(false), &available)),
+        Some((
+            "WaitForFirstConsumer",
+            "waiting for first consumer to be created before binding"
+        ))
+    );
+    match plan(&local(true), &available) {
+        ClaimPlan::Provision { volume } => {
+            assert_eq!(volume.metadata.name.as_deref(), Some("pvc-claim-uid"));
+            let volumes = vec![Arc::new(*volume)];
+            assert!(
+                matches!(plan(&local(true), &volumes), ClaimPlan::Bind { .. }),
+                "the provisioned volume is its own"
+            );
+        }
+        other => panic!("not provisioned: {other:?}"),
+    }
+
+    let static_only = plan(&claim(|_| {}), &[]);
+    assert_eq!(
+        note_of(&static_only),
+        Some((
+            "ExternalProvisioning",
+            "Waiting for a volume to be created either by the external provisioner \
+             'kubernetes.io/no-provisioner' or manually by the system administrator. If volume \
+             creation is delayed, please verify that the provisioner is running and correctly \
+             registered."
+        ))
+    );
+    let unknown = claim(|c| c["spec"]["storageClassName"] = json!("gold"));
+    assert_eq!(
+        note_of(&plan(&unknown, &[])),
+        Some((
+            "ProvisioningFailed",
+            "storageclass.storage.k8s.io \"gold\" not found"
+        ))
+    );
+    let none = claim(|c| c["spec"]["storageClassName"] = json!(""));
+    assert_eq!(
+        note_of(&plan(&none, &[])),
+        Some((
+            "FailedBinding",
+            "no persistent volumes available for this claim and no storage class is set"
+        ))
+    );
+}
+
+#[test]
+fn a_claim_naming_its_volume_is_bound_to_it_only_if_it_fits() {
+    let named = claim(|c| c["spec"]["volumeName"] = json!("pv-1"));
+    assert_eq!(plan(&named, &[]), ClaimPlan::Pending { note: None });
+    assert!(matches!(
+        plan(&named, &[volume("pv-1", "1Gi", |_| {})]),
+        ClaimPlan::Bind { .. }
+    ));
+    assert_eq!(
+        note_of(&plan(&named, &[volume("pv-1", "100Mi", |_| {})])),
+        Some((
+            "VolumeMismatch",
+            "Cannot bind to requested volume \"pv-1\": requested PV is too small"
+        ))
+    );
+    let taken = volume("pv-1", "1Gi", |v| {
+        v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "other", "uid": "o" })
+    });
+    assert_eq!(
+        note_of(&plan(&named, &[taken])),
+        Some((
+            "FailedBinding",
+            "volume \"pv-1\" already bound to a different claim."
+        ))
+    );
+}
+
+#[test]
+fn a_bound_claim_is_repaired_or_lost() {
+    let bound = claim(|c| {
+        c["spec"]["volumeName"] = json!("pv-1");
+        c["metadata"]["annotations"] = json!({ BIND_COMPLETED_ANNOTATION: "yes" });
+    });
+    assert_eq!(
+        note_of(&plan(&bound, &[])),
+        Some((
+            "ClaimLost",
+            "Bound claim has lost its PersistentVolume. Data on the volume is lost!"
+        ))
+    );
+    assert!(matches!(
+        plan(&bound, &[volume("pv-1", "1Gi", |_| {})]),
+        ClaimPlan::Bind { .. }
+    ));
+    assert!(matches!(
+        plan(&bound, &[volume("pv-1", "1Gi", bound_to_claim)]),
+        ClaimPlan::Bind { .. }
+    ));
+    let elsewhere = volume("pv-1", "1Gi", |v| {
+        v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "data", "uid": "old" })
+    });
+    assert_eq!(
+        note_of(&plan(&bound, &[elsewhere])).map(|n| n.0),
+        Some("ClaimMisbound")
+    );
+}
+
+#[test]
+fn volumes_follow_their_claims() {
+    let mine = claim(|c| c["spec"]["volumeName"] = json!("pv-1"));
+    let pending = claim(|_| {});
+    let other = claim(|c| c["spec"]["volumeName"] = json!("pv-2"));
+    let retained = volume("pv-1", "1Gi", bound_to_claim);
+    let provisioned = volume("pv-1", "1Gi", |v| {
+        bound_to_claim(v);
+        v["spec"]["persistentVolumeReclaimPolicy"] = json!("Delete");
+        v["metadata"]["annotations"] = json!({ PROVISIONED_BY_ANNOTATION: "rudder.io/local-path" });
+    });
+    let free = volume("pv-1", "1Gi", |_| {});
+    let renamed = claim(|c| c["metadata"]["uid"] = json!("new-uid"));
+    let table: Vec<(
+        &str,
+        &Arc<PersistentVolume>,
+        Option<&PersistentVolumeClaim>,
+        VolumePlan,
+    )> = vec![
+        ("free", &free, None, VolumePlan::Phase(PHASE_AVAILABLE)),
+        (
+            "bound both ways",
+            &retained,
+            Some(&mine),
+            VolumePlan::Phase(PHASE_BOUND),
+        ),
+        (
+            "its claim not bound yet",
+            &retained,
+            Some(&pending),
+            VolumePlan::SyncClaim {
+                namespace: "default".into(),
+                name: "data".into(),
+            },
+        ),
+        (
+            "its claim gone, retained",
+            &retained,
+            None,
+            VolumePlan::Reclaim(Reclaim::Keep),
+        ),
+        (
+            "its claim gone, provisioned here with Delete",
+            &provisioned,
+            None,
+            VolumePlan::Reclaim(Reclaim::Delete),
+        ),
+        (
+            "a claim of the same name with another uid",
+            &provisioned,
+            Some(&renamed),
+            VolumePlan::Reclaim(Reclaim::Delete),
+        ),
+        (
+            "made for a claim that got another volume",
+            &provisioned,
+            Some(&other),
+            VolumePlan::Reclaim(Reclaim::Delete),
+        ),
+        (
+            "a user's reservation for a claim bound elsewhere",
+            &retained,
+            Some(&other),
+            VolumePlan::Unbind {
+                by_controller: false,
+            },
+        ),
+    ];
+    for (why, volume, claim, expected) in table {
+        assert_eq!(plan_volume(volume, claim), expected, "{why}");
+    }
+    let deleting_static = volume("pv-1", "1Gi", |v| {
+        bound_to_claim(v);
+        v["spec"]["persistentVolumeReclaimPolicy"] = json!("Delete");
+    });
+    assert!(matches!(
+        plan_volume(&deleting_static, None),
+        VolumePlan::Reclaim(Reclaim::Fail(Note {
+            reason: "VolumeFailedDelete",
+            ..
+        }))
+    ));
+}
+
+/// Carries out a bind's four steps on local copies, stopping after `steps` of them (a
+/// crash); returns the volume and claim as they were left.
+fn bind_steps(
+    volume: &PersistentVolume,
+    claim: &PersistentVolumeClaim,
+    steps: usize,
+) -> (PersistentVolume, PersistentVolumeClaim) {
+    let (mut volume, mut claim) = (volume.clone(), claim.clone());
+    for step in 0..steps {
+        match step {
+            0 => {
+                if let Some(bound) = volume_bound(&volume, &claim) {
+                    volume = bound;
+                }
+            }
+            1 => {
+                if let Some(status) = volume_phase(&volume, PHASE_BOUND, None) {
+                    volume.status = Some(status);
+                }
+            }
+            2 => {
+                if let Some(bound) = claim_bound(&claim, &volume) {
+                    claim = bound;
+                }
+            }
+            _ => {
+                if let Some(status) = claim_bound_status(&claim, &volume) {
+                    claim.status = Some(status);
+                }
+            }
+        }
+    }
+    (volume, claim)
+}
+
+#[test]
+fn a_bind_interrupted_after_any_step_is_finished_by_the_next_sync() {
+    let start_volume = volume("pv-1", "2Gi", |_| {});
+    let start_claim = claim(|_| {});
+    for crash_after in 0..=4 {
+        let (volume, claim) = bind_steps(&start_volume, &start_claim, crash_after);
+        // The next sync, from the claim's side, plans the bind again...
+        let volumes = vec![Arc::new(volume.clone())];
+        let chosen = match plan(&claim, &volumes) {
+            ClaimPlan::Bind { volume } => volume,
+            other => panic!("after {crash_after} steps: {other:?}"),
+        };
+        assert_eq!(chosen.metadata.name.as_deref(), Some("pv-1"));
+        // ...and finishing it leaves both bound, whatever was already done.
+        let (volume, claim) = bind_steps(&chosen, &claim, 4);
+        assert_eq!(phase_of(&volume), PHASE_BOUND, "after {crash_after}");
+        assert!(is_bound_to(&volume, &claim));
+        assert_eq!(spec_volume_name(&claim), "pv-1");
+        let status = claim.status.clone().expect("a status");
+        assert_eq!(status.phase.as_deref(), Some(PHASE_BOUND));
+        assert_eq!(
+            status
+                .capacity
+                .and_then(|c| c.get("storage").cloned())
+                .map(|q| q.0),
+            Some("2Gi".to_string())
+        );
+        assert!(rudder_proto::objects::storage::is_claim_bound(&claim));
+        // Done: nothing is left to write.
+        assert_eq!(volume_bound(&volume, &claim), None);
+        assert_eq!(volume_phase(&volume, PHASE_BOUND, None), None);
+        assert_eq!(claim_bound(&claim, &volume), None);
+        assert_eq!(claim_bound_status(&claim, &volume), None);
+        assert_eq!(
+            plan_volume(&volume, Some(&claim)),
+            VolumePlan::Phase(PHASE_BOUND)
+        );
+    }
+}
+
+#[test]
+fn unbinding_keeps_a_users_reservation() {
+    let reserved = volume("pv-1", "1Gi", bound_to_claim);
+    let kept = volume_unbound(&reserved, false);
+    let reference = kept
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.clone())
+        .expect("kept");
+    assert_eq!(
+        (reference.name.as_deref(), reference.uid),
+        (Some("data"), None)
+    );
+    let freed = volume_unbound(
+        &volume("pv-1", "1Gi", |v| {
+            bound_to_claim(v);
+            v["metadata"]["annotations"] = json!({ BOUND_BY_CONTROLLER_ANNOTATION: "yes" });
+        }),
+        true,
+    );
+    assert_eq!(freed.spec.and_then(|s| s.claim_ref), None);
+    assert!(!has_annotation(
+        &freed.metadata,
+        BOUND_BY_CONTROLLER_ANNOTATION
+    ));
+}

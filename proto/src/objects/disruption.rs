@@ -1,0 +1,256 @@
+//! PodDisruptionBudgets (`policy/v1`): what the API server's eviction subresource and the
+//! disruption controller share about them — which budgets guard a pod, when a pod counts as
+//! healthy, the `DisruptionAllowed` condition and how long an approved eviction is waited
+//! for (`component-helpers/apps/poddisruptionbudget` and the disruption controller's
+//! constants). Pure: the time comes from the caller.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::selector::LabelSelector;
+
+/// The condition the disruption controller (and an eviction that uses the last allowed
+/// disruption) keeps on every budget.
+pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
+/// `DisruptionAllowed` is True: more pods are healthy than the budget needs.
+pub const SUFFICIENT_PODS: &str = "SufficientPods";
+/// `DisruptionAllowed` is False: no more pods are healthy than the budget needs.
+pub const INSUFFICIENT_PODS: &str = "InsufficientPods";
+/// `DisruptionAllowed` is False: the controller could not compute the budget.
+pub const SYNC_FAILED: &str = "SyncFailed";
+
+/// `spec.unhealthyPodEvictionPolicy`: a pod that is not Ready may be evicted only while the
+/// guarded application is not disrupted (the default).
+pub const IF_HEALTHY_BUDGET: &str = "IfHealthyBudget";
+/// `spec.unhealthyPodEvictionPolicy`: a pod that is not Ready may always be evicted.
+pub const ALWAYS_ALLOW: &str = "AlwaysAllow";
+/// The policies, in the order Kubernetes lists them in its error messages.
+pub const UNHEALTHY_POD_EVICTION_POLICIES: &[&str] = &[ALWAYS_ALLOW, IF_HEALTHY_BUDGET];
+
+/// How long after an eviction was approved (the pod entered `status.disruptedPods`) the
+/// controller keeps counting the pod as going away (Kubernetes' `DeletionTimeout`). A pod
+/// still not being deleted by then counts as healthy again.
+pub const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Kubernetes' `podutil.IsPodReady`: the pod's Ready condition is True.
+pub fn is_pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// The budget's selector; `None` when it cannot be parsed (such a budget guards no pod).
+/// A missing selector selects nothing; an empty one every pod (policy/v1).
+fn selector(pdb: &PodDisruptionBudget) -> Option<LabelSelector> {
+    let selector = pdb.spec.as_ref().and_then(|s| s.selector.as_ref());
+    LabelSelector::from_optional_api(selector).ok()
+}
+
+fn same_namespace(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+    pdb.metadata.namespace.as_deref().unwrap_or_default()
+        == pod.metadata.namespace.as_deref().unwrap_or_default()
+}
+
+fn labels(pod: &Pod) -> &BTreeMap<String, String> {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    pod.metadata.labels.as_ref().unwrap_or(&NONE)
+}
+
+/// Whether the disruption controller counts `pod` under `pdb` (the PDB lister's
+/// `GetPodPodDisruptionBudgets`): same namespace, and the selector matches — an empty
+/// selector matches every pod of the namespace.
+pub fn counts(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+    same_namespace(pdb, pod) && selector(pdb).is_some_and(|s| s.matches(labels(pod)))
+}
+
+/// Whether evicting `pod` must ask `pdb` (the eviction subresource's
+/// `getPodDisruptionBudgets`): as [`counts`], except that a budget with an empty selector
+/// guards nothing ("it should match nothing, not everything").
+pub fn guards_eviction(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+    same_namespace(pdb, pod)
+        && selector(pdb).is_some_and(|s| !s.is_everything() && s.matches(labels(pod)))
+}
+
+/// Sets the condition of `type_` in `conditions` as apimachinery's `SetStatusCondition`
+/// does: a new condition, or a changed status, takes `now` as its transition time; reason,
+/// message and observed generation are replaced either way.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    observed_generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing) => {
+            if existing.status != status {
+                existing.status = status.to_string();
+                existing.last_transition_time = Time(now);
+            }
+            existing.reason = reason.to_string();
+            existing.message = message.to_string();
+            existing.observed_generation = observed_generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.to_string(),
+            status: status.to_string(),
+            reason: reason.to_string(),
+            message: message.to_string(),
+            observed_generation,
+            last_transition_time: Time(now),
+        }),
+    }
+}
+
+/// `UpdateDisruptionAllowedCondition`: True with `SufficientPods` while disruptions are
+/// allowed, else False with `InsufficientPods`, at the status's observed generation.
+pub fn update_disruption_allowed(status: &mut PodDisruptionBudgetStatus, now: jiff::Timestamp) {
+    let (value, reason) = if status.disruptions_allowed > 0 {
+        ("True", SUFFICIENT_PODS)
+    } else {
+        ("False", INSUFFICIENT_PODS)
+    };
+    let generation = status.observed_generation;
+    set_condition(
+        status.conditions.get_or_insert_with(Vec::new),
+        DISRUPTION_ALLOWED,
+        value,
+        reason,
+        "",
+        generation,
+        now,
+    );
+}
+
+/// `ConditionsAreUpToDate`: the budget's `DisruptionAllowed` condition says what its status
+/// does, at the budget's current generation.
+pub fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
+    let Some(status) = &pdb.status else {
+        return false;
+    };
+    let Some(condition) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == DISRUPTION_ALLOWED)
+    else {
+        return false;
+    };
+    // Go's int64 fields: an unset one is 0.
+    if status.observed_generation.unwrap_or(0) != pdb.metadata.generation.unwrap_or(0) {
+        return false;
+    }
+    if status.disruptions_allowed > 0 {
+        condition.status == "True" && condition.reason == SUFFICIENT_PODS
+    } else {
+        condition.status == "False" && condition.reason == INSUFFICIENT_PODS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn at(text: &str) -> jiff::Timestamp {
+        text.parse().expect("a test time")
+    }
+
+    fn pdb(selector: serde_json::Value) -> PodDisruptionBudget {
+        serde_json::from_value(json!({
+            "metadata": { "name": "web", "namespace": "default", "generation": 2 },
+            "spec": { "minAvailable": 1, "selector": selector }
+        }))
+        .expect("a test budget")
+    }
+
+    fn pod(namespace: &str, labels: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": "p", "namespace": namespace, "labels": labels }
+        }))
+        .expect("a test pod")
+    }
+
+    #[test]
+    fn an_empty_selector_counts_every_pod_but_guards_no_eviction() {
+        let everything = pdb(json!({}));
+        let web = pod("default", json!({ "app": "web" }));
+        assert!(counts(&everything, &web));
+        assert!(!guards_eviction(&everything, &web));
+        let nothing = pdb(serde_json::Value::Null);
+        assert!(!counts(&nothing, &web) && !guards_eviction(&nothing, &web));
+        let apps = pdb(json!({ "matchLabels": { "app": "web" } }));
+        assert!(counts(&apps, &web) && guards_eviction(&apps, &web));
+        assert!(!counts(&apps, &pod("other", json!({ "app": "web" }))));
+        assert!(!guards_eviction(
+            &apps,
+            &pod("default", json!({ "app": "db" }))
+        ));
+    }
+
+    #[test]
+    fn the_condition_changes_its_transition_time_only_with_its_status() {
+        let mut status = PodDisruptionBudgetStatus {
+            disruptions_allowed: 1,
+            observed_generation: Some(2),
+            ..Default::default()
+        };
+        update_disruption_allowed(&mut status, at("2026-01-01T00:00:00Z"));
+        status.disruptions_allowed = 2;
+        update_disruption_allowed(&mut status, at("2026-01-01T00:01:00Z"));
+        let conditions = status.conditions.clone().unwrap_or_default();
+        assert_eq!(conditions.len(), 1);
+        assert_eq!(
+            (conditions[0].status.as_str(), conditions[0].reason.as_str()),
+            ("True", SUFFICIENT_PODS)
+        );
+        assert_eq!(
+            conditions[0].last_transition_time.0,
+            at("2026-01-01T00:00:00Z")
+        );
+        status.disruptions_allowed = 0;
+        update_disruption_allowed(&mut status, at("2026-01-01T00:02:00Z"));
+        let conditions = status.conditions.clone().unwrap_or_default();
+        assert_eq!(conditions[0].reason, INSUFFICIENT_PODS);
+        assert_eq!(
+            conditions[0].last_transition_time.0,
+            at("2026-01-01T00:02:00Z")
+        );
+    }
+
+    #[test]
+    fn conditions_are_up_to_date_only_at_the_current_generation() {
+        let mut budget = pdb(json!({ "matchLabels": { "app": "web" } }));
+        assert!(!conditions_up_to_date(&budget));
+        let mut status = PodDisruptionBudgetStatus {
+            disruptions_allowed: 1,
+            observed_generation: Some(2),
+            ..Default::default()
+        };
+        update_disruption_allowed(&mut status, at("2026-01-01T00:00:00Z"));
+        budget.status = Some(status);
+        assert!(conditions_up_to_date(&budget));
+        budget.metadata.generation = Some(3);
+        assert!(!conditions_up_to_date(&budget));
+    }
+
+    #[test]
+    fn readiness_is_the_ready_condition() {
+        let ready: Pod = serde_json::from_value(json!({
+            "status": { "conditions": [{ "type": "Ready", "status": "True" }] }
+        }))
+        .expect("a test pod");
+        assert!(is_pod_ready(&ready));
+        assert!(!is_pod_ready(&pod("default", json!({}))));
+    }
+}

@@ -1,0 +1,366 @@
+//! `rudder cordon`, `uncordon` and `drain` against a real master (`rudder server`, with its
+//! controllers and scheduler) and two hollow nodes: cordon and uncordon say what kubectl
+//! says; drain refuses a node with an unmanaged pod and a DaemonSet pod until told
+//! (`--force`, `--ignore-daemonsets`); then it evicts the node's pods as their
+//! PodDisruptionBudget allows — refused evictions are retried while the Deployment's
+//! replacements start on the other node — waits until they are gone and says
+//! `node/h-0 drained`. `get pdb` shows kubectl's columns.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rudder_proto::api::ListRequest;
+use rudder_proto::client::ApiClient;
+use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use serde_json::{json, Value};
+
+/// Short election timers, so the master's controllers and scheduler start at once.
+fn flags() -> Vec<String> {
+    [
+        "--leader-elect-lease-duration",
+        "3s",
+        "--leader-elect-renew-deadline",
+        "2s",
+        "--leader-elect-retry-period",
+        "500ms",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+struct Outcome {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// The CLI against the test's master.
+struct Cli {
+    binary: PathBuf,
+    servers: String,
+    config: tempfile::TempDir,
+}
+
+impl Cli {
+    async fn run(&self, args: &[&str]) -> Outcome {
+        let child = tokio::process::Command::new(&self.binary)
+            .args(args)
+            .env("RUDDER_SERVER", &self.servers)
+            .env("RUDDER_CONFIG", self.config.path().join("none"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rudder runs");
+        let output = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output())
+            .await
+            .expect("rudder finishes within 150 s")
+            .expect("rudder's output");
+        Outcome {
+            ok: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let outcome = self.run(args).await;
+        assert!(
+            outcome.ok,
+            "rudder {args:?} failed:\n{}{}",
+            outcome.stdout, outcome.stderr
+        );
+        outcome.stdout
+    }
+}
+
+async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn hollow_nodes(servers: &str, name: &str, count: usize) -> tokio::process::Child {
+    tokio::process::Command::new(rudder_binary_beside_tests())
+        .args(["node", "--name", name, "--hollow", "--count"])
+        .arg(count.to_string())
+        .args(["--server", servers])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder node --hollow starts")
+}
+
+fn is_ready(object: &Value) -> bool {
+    object["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+/// The live (not being deleted) pods of `app=<app>`.
+async fn live_pods(client: &ApiClient, app: &str) -> Vec<Value> {
+    let listed = client
+        .list(ListRequest {
+            resource: "pods".into(),
+            namespace: "default".into(),
+            label_selector: format!("app={app}"),
+            ..Default::default()
+        })
+        .await;
+    listed
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|item| serde_json::from_slice::<Value>(item).ok())
+        .filter(|pod| pod["metadata"]["deletionTimestamp"].is_null())
+        .collect()
+}
+
+fn node_of(pod: &Value) -> &str {
+    pod["spec"]["nodeName"].as_str().unwrap_or_default()
+}
+
+fn header(table: &str) -> Vec<String> {
+    let line = table.lines().next().unwrap_or("");
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_cannot_come_back() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    let cli = Cli {
+        binary: rudder_binary_beside_tests(),
+        servers: servers.clone(),
+        config: tempfile::tempdir().unwrap(),
+    };
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+    let mut hollow = hollow_nodes(&servers, "h", 2);
+    until(
+        "2 ready hollow nodes",
+        Duration::from_secs(60),
+        async || {
+            let listed = client
+                .list(ListRequest {
+                    resource: "nodes".into(),
+                    ..Default::default()
+                })
+                .await;
+            let nodes: Vec<Value> = listed
+                .map(|l| l.items)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|item| serde_json::from_slice(item).ok())
+                .collect();
+            nodes.len() == 2 && nodes.iter().all(is_ready)
+        },
+    )
+    .await;
+
+    // Cordon and uncordon, in kubectl's words.
+    assert_eq!(cli.ok(&["cordon", "h-1"]).await.trim(), "node/h-1 cordoned");
+    assert_eq!(
+        cli.ok(&["cordon", "h-1"]).await.trim(),
+        "node/h-1 already cordoned"
+    );
+    let node = client.get_object("nodes", "", "h-1").await.unwrap();
+    assert_eq!(node["spec"]["unschedulable"], true);
+
+    // With h-1 cordoned, everything new lands on h-0: 3 web pods guarded by a budget of
+    // minAvailable 2, a DaemonSet pod and a pod no controller manages.
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": { "name": "web", "namespace": "default" },
+        "spec": { "replicas": 3, "selector": { "matchLabels": { "app": "web" } },
+                  "template": { "metadata": { "labels": { "app": "web" } },
+                                "spec": { "containers": [{ "name": "c", "image": "kubia" }] } } }
+    });
+    client
+        .create_object("deployments", "default", &deployment)
+        .await
+        .expect("creating the deployment");
+    let daemon_set = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": { "name": "agent", "namespace": "default" },
+        "spec": { "selector": { "matchLabels": { "app": "agent" } },
+                  "template": { "metadata": { "labels": { "app": "agent" } },
+                                "spec": { "containers": [{ "name": "c", "image": "kubia" }] } } }
+    });
+    client
+        .create_object("daemonsets", "default", &daemon_set)
+        .await
+        .expect("creating the DaemonSet");
+    let lone = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "lone", "namespace": "default", "labels": { "app": "lone" } },
+        "spec": { "nodeName": "h-0", "containers": [{ "name": "c", "image": "kubia" }] }
+    });
+    client
+        .create_object("pods", "default", &lone)
+        .await
+        .expect("creating the unmanaged pod");
+    let budget = json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": { "name": "web", "namespace": "default" },
+        "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "web" } } }
+    });
+    client
+        .create_object("poddisruptionbudgets", "default", &budget)
+        .await
+        .expect("creating the budget");
+    until(
+        "3 ready web pods on h-0, an agent and the lone pod there",
+        Duration::from_secs(60),
+        async || {
+            let web = live_pods(&client, "web").await;
+            let agent = live_pods(&client, "agent").await;
+            let lone = live_pods(&client, "lone").await;
+            web.len() == 3
+                && web.iter().all(|p| node_of(p) == "h-0" && is_ready(p))
+                && agent.iter().any(|p| node_of(p) == "h-0" && is_ready(p))
+                && lone.iter().any(is_ready)
+        },
+    )
+    .await;
+    until(
+        "the budget allows one disruption",
+        Duration::from_secs(30),
+        async || {
+            let pdb = client
+                .get_object("poddisruptionbudgets", "default", "web")
+                .await;
+            pdb.is_ok_and(|b| b["status"]["disruptionsAllowed"] == 1)
+        },
+    )
+    .await;
+    let budgets = cli.ok(&["get", "pdb"]).await;
+    assert_eq!(
+        header(&budgets),
+        [
+            "NAME",
+            "MIN AVAILABLE",
+            "MAX UNAVAILABLE",
+            "ALLOWED DISRUPTIONS",
+            "AGE"
+        ]
+    );
+    let row: Vec<&str> = budgets
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[..4], ["web", "2", "N/A", "1"], "{budgets}");
+    assert_eq!(
+        cli.ok(&["uncordon", "h-1"]).await.trim(),
+        "node/h-1 uncordoned"
+    );
+
+    // Without --force and --ignore-daemonsets drain cordons, then refuses, evicting nothing.
+    let refused = cli.run(&["drain", "h-0"]).await;
+    assert!(!refused.ok, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(refused.stdout.trim(), "node/h-0 cordoned");
+    for expected in [
+        "cannot delete Pods that declare no controller (use --force to override): default/lone",
+        "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/agent-",
+        "error: unable to drain node \"h-0\", aborting command...",
+        "There are pending nodes to be drained:\n h-0",
+    ] {
+        assert!(
+            refused.stderr.contains(expected),
+            "{expected:?} in:\n{}",
+            refused.stderr
+        );
+    }
+    assert_eq!(live_pods(&client, "web").await.len(), 3);
+    assert_eq!(live_pods(&client, "lone").await.len(), 1);
+
+    // Told: the pods go as the budget allows, the refused evictions are retried while the
+    // replacements start on h-1, and drain waits until every evicted pod is gone.
+    let web_pods: Vec<String> = live_pods(&client, "web")
+        .await
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let drained = cli
+        .run(&[
+            "drain",
+            "h-0",
+            "--force",
+            "--ignore-daemonsets",
+            "--timeout",
+            "120s",
+        ])
+        .await;
+    assert!(drained.ok, "{}{}", drained.stdout, drained.stderr);
+    let out = &drained.stdout;
+    assert!(out.starts_with("node/h-0 already cordoned\n"), "{out}");
+    assert!(out.ends_with("node/h-0 drained\n"), "{out}");
+    for name in web_pods.iter().map(String::as_str).chain(["lone"]) {
+        for line in [
+            format!("evicting pod default/{name}"),
+            format!("pod/{name} evicted"),
+        ] {
+            assert!(out.lines().any(|l| l == line), "{line:?} in:\n{out}");
+        }
+    }
+    let err = &drained.stderr;
+    for expected in [
+        "WARNING: ",
+        "deleting Pods that declare no controller: default/lone",
+        "ignoring DaemonSet-managed Pods: default/agent-",
+        "-n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's \
+         disruption budget.",
+    ] {
+        assert!(err.contains(expected), "{expected:?} in:\n{err}");
+    }
+    // The evicted pods are gone; the Deployment's replacements run on h-1 (the last one may
+    // still be starting when drain returns), and the DaemonSet's pod stays on h-0.
+    for name in &web_pods {
+        assert!(client
+            .get_object("pods", "default", name)
+            .await
+            .unwrap_err()
+            .is_not_found());
+    }
+    assert!(live_pods(&client, "lone").await.is_empty());
+    until("3 web pods on h-1", Duration::from_secs(60), async || {
+        let web = live_pods(&client, "web").await;
+        web.len() == 3 && web.iter().all(|p| node_of(p) == "h-1")
+    })
+    .await;
+    assert!(live_pods(&client, "agent")
+        .await
+        .iter()
+        .any(|p| node_of(p) == "h-0"));
+    assert_eq!(
+        cli.ok(&["uncordon", "h-0"]).await.trim(),
+        "node/h-0 uncordoned"
+    );
+    hollow.kill().await.expect("stopping the hollow nodes");
+    drop(cluster);
+}
