@@ -21,7 +21,8 @@ use crate::session::{Session, Target};
 #[derive(Args, Debug, Clone)]
 pub struct ControllerManagerFlags {
     /// Controllers to run while holding the controller lease: `*` (every one), `none`, or a
-    /// list such as `*,-replicaset`.
+    /// list such as `*,-replicaset`. Without `garbagecollector` and `namespace` deletions
+    /// never finish their cascade (dependents stay; namespaces stay Terminating).
     #[arg(long, default_value = "*")]
     controllers: String,
     /// Objects synced at a time per controller.
