@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// Pods bound per second over N hollow nodes (end to end, or with a backlog), and the
     /// pure decision's cost per pod (--decision-only).
     Schedule(super::bench_schedule::ScheduleArgs),
+    /// Controllers end to end over hollow nodes: a ReplicaSet's create → Running and delete →
+    /// gone, a Deployment's rolling update, and the masters' RSS with many pods.
+    Controllers(super::bench_controllers::ControllersArgs),
 }
 
 #[derive(Args, Debug)]
@@ -167,6 +170,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::PodStartup(args) => run_pod_startup(args).await,
         BenchCommand::Schedule(args) => super::bench_schedule::run(args).await,
+        BenchCommand::Controllers(args) => super::bench_controllers::run(args).await,
     }
 }
 
