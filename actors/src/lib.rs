@@ -23,7 +23,8 @@
 //! - [`intstr`]: int-or-percent bounds (`maxSurge: 25%`) scaled against a total.
 //! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
-//!   node affinity), shared by the DaemonSet and node lifecycle controllers and the scheduler.
+//!   node affinity) and which volume a claim may use, shared by the DaemonSet, node
+//!   lifecycle and PersistentVolume controllers and the scheduler.
 //! - [`scheduler`]: the leader-elected scheduler: kube-scheduler's filters and scores over
 //!   a snapshot (pure), its queue and assume cache, binds under the lease's fence.
 //! - [`controllers`]: every controller, each a pure `reconcile` and its actor.

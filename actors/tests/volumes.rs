@@ -6,15 +6,25 @@
 //! name with its claim, on the node its volume lives on. A claim of a class without a
 //! provisioner is bound to the smallest static volume that fits; a pod whose claim does not
 //! exist waits in kube-scheduler's words until it does; a provisioned volume goes with its
-//! claim (reclaim policy Delete) and a static one is kept, Released (Retain).
+//! claim (reclaim policy Delete) and a static one is kept, Released (Retain). Two pods whose
+//! claims can use only one static volume: one gets it (reserved by the scheduler, then bound
+//! by the controller, before the pod is bound), the other stays Pending rather than be bound
+//! to a node where its claim can never be bound. A local-path claim asking ReadWriteMany
+//! keeps its pod Pending, saying why. The scheduler's PreBind writes are compare-and-swap: a
+//! claim or volume changed since the decision read it refuses them.
 
 mod common;
 
 use common::{Component, Plane};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use rudder_actors::informer::ObjectKey;
+use rudder_actors::scheduler::claims::{pre_bind, PreBindError};
+use rudder_actors::scheduler::volumes::{ClaimWait, PreBind};
+use rudder_actors::scheduling::volumes::volume_bound;
 use rudder_apiserver::test_support::eventually;
-use rudder_proto::api::{DeleteRequest, ListRequest};
-use rudder_proto::client::ApiClient;
-use rudder_proto::objects::storage::default_storage_class;
+use rudder_proto::api::{DeleteRequest, Fence, ListRequest};
+use rudder_proto::client::{ApiClient, ClientError};
+use rudder_proto::objects::storage::{default_storage_class, SELECTED_NODE_ANNOTATION};
 use serde_json::{json, Value};
 
 async fn create_node(client: &ApiClient, name: &str) {
@@ -413,5 +423,371 @@ async fn static_volumes_are_matched_and_provisioned_ones_go_with_their_claims() 
 
     scheduler.stop().await;
     manager.stop().await;
+    plane.shutdown().await;
+}
+
+/// A class whose volumes an administrator makes by hand (local disks), bound once a pod is
+/// scheduled, as Kubernetes documents local volumes.
+async fn create_local_class(client: &ApiClient) {
+    let class = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": { "name": "local" },
+        "provisioner": "kubernetes.io/no-provisioner",
+        "volumeBindingMode": "WaitForFirstConsumer"
+    });
+    client
+        .create_object("storageclasses", "", &class)
+        .await
+        .expect("creating the local StorageClass");
+}
+
+/// A local disk of 1Gi on `node`, of class `local`.
+async fn create_local_volume(client: &ApiClient, name: &str, node: &str) {
+    let volume = json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": { "name": name },
+        "spec": { "storageClassName": "local", "capacity": { "storage": "1Gi" },
+                  "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain",
+                  "local": { "path": format!("/mnt/{name}") },
+                  "nodeAffinity": { "required": { "nodeSelectorTerms": [{ "matchExpressions": [
+                      { "key": "kubernetes.io/hostname", "operator": "In",
+                        "values": [node] }] }] } } }
+    });
+    client
+        .create_object("persistentvolumes", "", &volume)
+        .await
+        .expect("creating a local volume");
+}
+
+async fn create_claim(client: &ApiClient, name: &str, class: &str, mode: &str) {
+    let claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "storageClassName": class, "accessModes": [mode],
+                  "resources": { "requests": { "storage": "1Gi" } } }
+    });
+    client
+        .create_object("persistentvolumeclaims", "default", &claim)
+        .await
+        .expect("creating a claim");
+}
+
+async fn create_pod_using(client: &ApiClient, name: &str, claim: &str) {
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": { "containers": [{ "name": "c", "image": "kubia",
+                                   "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+                  "volumes": [{ "name": "data",
+                                "persistentVolumeClaim": { "claimName": claim } }] }
+    });
+    client
+        .create_object("pods", "default", &pod)
+        .await
+        .expect("creating a pod");
+}
+
+/// The message of the pod's PodScheduled condition, once it is False.
+fn unschedulable_message(pod: &Value) -> Option<&str> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "PodScheduled" && c["status"] == "False")?["message"]
+        .as_str()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_pods_racing_for_the_last_static_volume_one_gets_it_the_other_waits_unbound() {
+    let plane = Plane::start(1).await;
+    let client = plane.client.clone();
+    create_local_class(&client).await;
+    for name in ["node-1", "node-2"] {
+        create_node(&client, name).await;
+    }
+    create_local_volume(&client, "disk-1", "node-1").await;
+    for (pod, claim) in [("a", "data-a"), ("b", "data-b")] {
+        create_claim(&client, claim, "local", "ReadWriteOnce").await;
+        create_pod_using(&client, pod, claim).await;
+    }
+    // Both pods wait when the scheduler starts: it places them one after the other, in one
+    // pass, before any write it makes for the first is watched.
+    let manager = Component::controllers(plane.new_client(), "persistentvolume-binder");
+    let scheduler = Component::scheduler(plane.new_client());
+
+    eventually("one of the pods bound", || async {
+        let a = pod(&client, "a").await.expect("a");
+        let b = pod(&client, "b").await.expect("b");
+        node_of(&a).is_some() || node_of(&b).is_some()
+    })
+    .await;
+    let a = pod(&client, "a").await.expect("a");
+    let (winner, loser) = if node_of(&a).is_some() {
+        ("a", "b")
+    } else {
+        ("b", "a")
+    };
+    let placed = pod(&client, winner).await.expect("the pod bound");
+    assert_eq!(node_of(&placed), Some("node-1"), "where its volume is");
+    let (claim, volume) = bound_claim(&client, &format!("data-{winner}")).await;
+    assert_eq!(claim["spec"]["volumeName"], "disk-1");
+    assert_eq!(volume["spec"]["claimRef"]["name"], format!("data-{winner}"));
+    assert!(
+        claim["metadata"]["annotations"][SELECTED_NODE_ANNOTATION].is_null(),
+        "a static volume is reserved by the scheduler, not provisioned on a selected node: \
+         {claim}"
+    );
+
+    let expected = "0/2 nodes are available: 2 node(s) didn't find available persistent \
+                    volumes to bind.";
+    eventually(&format!("{loser} reported unschedulable"), || async {
+        pod(&client, loser)
+            .await
+            .is_some_and(|p| unschedulable_message(&p) == Some(expected))
+    })
+    .await;
+    let waiting = pod(&client, loser).await.expect("the other pod");
+    assert_eq!(
+        node_of(&waiting),
+        None,
+        "{loser} is not bound to node-1, where its claim can never be bound"
+    );
+    let claim = get(
+        &client,
+        "persistentvolumeclaims",
+        "default",
+        &format!("data-{loser}"),
+    )
+    .await
+    .expect("its claim");
+    assert_eq!(claim["status"]["phase"], "Pending", "{claim}");
+    assert!(claim["spec"]["volumeName"].is_null(), "{claim}");
+    assert!(
+        claim["metadata"]["annotations"][SELECTED_NODE_ANNOTATION].is_null(),
+        "no node is selected for a claim that only static volumes serve: {claim}"
+    );
+    let still = get(&client, "persistentvolumes", "", "disk-1")
+        .await
+        .expect("the volume");
+    assert_eq!(still["spec"]["claimRef"]["name"], format!("data-{winner}"));
+
+    scheduler.stop().await;
+    manager.stop().await;
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_path_claim_asking_to_share_its_volume_keeps_its_pod_pending_and_says_why() {
+    let plane = Plane::start(1).await;
+    let client = plane.client.clone();
+    ensure_default_class(&client).await;
+    create_node(&client, "node-1").await;
+    let manager = Component::controllers(plane.new_client(), "persistentvolume-binder");
+    let scheduler = Component::scheduler(plane.new_client());
+    create_claim(&client, "shared", "local-path", "ReadWriteMany").await;
+    create_pod_using(&client, "reader", "shared").await;
+
+    let expected = "0/1 nodes are available: 1 node(s) didn't find available persistent \
+                    volumes to bind (persistentvolumeclaim \"shared\" cannot be provisioned: \
+                    rudder.io/local-path volumes live on one node and support only the \
+                    ReadWriteOnce and ReadWriteOncePod access modes, not ReadWriteMany).";
+    eventually("reader reported unschedulable", || async {
+        pod(&client, "reader")
+            .await
+            .is_some_and(|p| unschedulable_message(&p) == Some(expected))
+    })
+    .await;
+    eventually("a FailedScheduling event saying why", || async {
+        events_about(&client, "reader")
+            .await
+            .iter()
+            .any(|e| e["reason"] == "FailedScheduling" && e["message"] == expected)
+    })
+    .await;
+    eventually("the claim Pending", || async {
+        get(&client, "persistentvolumeclaims", "default", "shared")
+            .await
+            .is_some_and(|c| c["status"]["phase"] == "Pending")
+    })
+    .await;
+    assert_eq!(
+        node_of(&pod(&client, "reader").await.expect("the pod")),
+        None
+    );
+    let claim = get(&client, "persistentvolumeclaims", "default", "shared")
+        .await
+        .expect("the claim");
+    assert!(
+        claim["metadata"]["annotations"][SELECTED_NODE_ANNOTATION].is_null(),
+        "no node is selected for a claim no node can provision: {claim}"
+    );
+    let volumes = client
+        .list(ListRequest {
+            resource: "persistentvolumes".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("listing volumes");
+    assert!(volumes.items.is_empty(), "nothing provisioned");
+
+    scheduler.stop().await;
+    manager.stop().await;
+    plane.shutdown().await;
+}
+
+/// A lease held by "volume-test" at epoch 1 for an hour, and the fence that proves it.
+async fn test_fence(client: &ApiClient) -> Fence {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        .to_string();
+    let lease = json!({
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": { "name": "volume-test", "namespace": "kube-system" },
+        "spec": { "holderIdentity": "volume-test", "leaseDurationSeconds": 3600,
+                  "leaseTransitions": 1, "acquireTime": now, "renewTime": now }
+    });
+    client
+        .create_object("leases", "kube-system", &lease)
+        .await
+        .expect("creating the lease");
+    Fence {
+        lease_namespace: "kube-system".into(),
+        lease_name: "volume-test".into(),
+        holder: "volume-test".into(),
+        epoch: 1,
+    }
+}
+
+async fn read<T: serde::de::DeserializeOwned>(
+    client: &ApiClient,
+    resource: &str,
+    namespace: &str,
+    name: &str,
+) -> T {
+    let object = get(client, resource, namespace, name)
+        .await
+        .unwrap_or_else(|| panic!("{resource} {name} exists"));
+    serde_json::from_value(object).expect("it decodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pre_bind_on_a_claim_or_volume_changed_since_it_was_read_is_refused() {
+    let plane = Plane::start(1).await;
+    let client = plane.client.clone();
+    create_local_class(&client).await;
+    create_local_volume(&client, "disk-1", "node-1").await;
+    create_claim(&client, "data", "local", "ReadWriteOnce").await;
+    let fence = test_fence(&client).await;
+    let api = client.fenced(&fence);
+    let key = ObjectKey::new("default", "data");
+    let static_wait = ClaimWait {
+        claim: key.clone(),
+        volume: Some("disk-1".into()),
+        written: 0,
+    };
+    let provision_wait = ClaimWait {
+        claim: key.clone(),
+        volume: None,
+        written: 0,
+    };
+    let annotated = |claim: &PersistentVolumeClaim| {
+        let mut selected = claim.clone();
+        selected
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(SELECTED_NODE_ANNOTATION.to_string(), "node-1".to_string());
+        selected
+    };
+
+    // What the scheduler read; then both change before its writes.
+    let stale_claim: PersistentVolumeClaim =
+        read(&client, "persistentvolumeclaims", "default", "data").await;
+    let stale_volume: PersistentVolume = read(&client, "persistentvolumes", "", "disk-1").await;
+    let relabel = json!({ "metadata": { "labels": { "changed": "yes" } } });
+    client
+        .patch_object("persistentvolumeclaims", "default", "data", &relabel, false)
+        .await
+        .expect("changing the claim");
+    client
+        .patch_object("persistentvolumes", "", "disk-1", &relabel, false)
+        .await
+        .expect("changing the volume");
+
+    let reserve = PreBind {
+        reserve: vec![volume_bound(&stale_volume, &stale_claim).expect("a claimRef to write")],
+        select: vec![],
+        waits: vec![static_wait.clone()],
+    };
+    let refused = pre_bind(&api, &reserve)
+        .await
+        .expect_err("a volume changed since it was read");
+    assert!(matches!(refused, PreBindError::Reserve { .. }), "{refused}");
+    assert_eq!(
+        refused.api_error().map(ClientError::reason),
+        Some("Conflict"),
+        "{refused}"
+    );
+    let volume = get(&client, "persistentvolumes", "", "disk-1")
+        .await
+        .expect("the volume");
+    assert!(
+        volume["spec"]["claimRef"].is_null(),
+        "not reserved: {volume}"
+    );
+
+    let select = PreBind {
+        reserve: vec![],
+        select: vec![annotated(&stale_claim)],
+        waits: vec![provision_wait.clone()],
+    };
+    let refused = pre_bind(&api, &select)
+        .await
+        .expect_err("a claim changed since it was read");
+    assert!(matches!(refused, PreBindError::Select { .. }), "{refused}");
+    assert_eq!(
+        refused.api_error().map(ClientError::reason),
+        Some("Conflict"),
+        "{refused}"
+    );
+    let claim = get(&client, "persistentvolumeclaims", "default", "data")
+        .await
+        .expect("the claim");
+    assert!(
+        claim["metadata"]["annotations"][SELECTED_NODE_ANNOTATION].is_null(),
+        "not annotated: {claim}"
+    );
+
+    // Read afresh, both are written, and the waits carry the versions written.
+    let claim: PersistentVolumeClaim =
+        read(&client, "persistentvolumeclaims", "default", "data").await;
+    let volume: PersistentVolume = read(&client, "persistentvolumes", "", "disk-1").await;
+    let both = PreBind {
+        reserve: vec![volume_bound(&volume, &claim).expect("a claimRef to write")],
+        select: vec![annotated(&claim)],
+        waits: vec![static_wait, provision_wait],
+    };
+    let waits = pre_bind(&api, &both).await.expect("written");
+    let volume = get(&client, "persistentvolumes", "", "disk-1")
+        .await
+        .expect("the volume");
+    let claim = get(&client, "persistentvolumeclaims", "default", "data")
+        .await
+        .expect("the claim");
+    assert_eq!(volume["spec"]["claimRef"]["uid"], claim["metadata"]["uid"]);
+    assert_eq!(
+        claim["metadata"]["annotations"][SELECTED_NODE_ANNOTATION],
+        "node-1"
+    );
+    let version = |object: &Value| {
+        object["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("a resourceVersion")
+    };
+    assert_eq!(
+        waits.iter().map(|w| w.written).collect::<Vec<_>>(),
+        [version(&volume), version(&claim)]
+    );
+
     plane.shutdown().await;
 }

@@ -519,10 +519,11 @@ async fn follow_pods(client: ApiClient, selector: &str, events: PodEvents) {
 }
 
 /// A StatefulSet of 3 with a claim template over four single-node hollow processes: pods
-/// 0, 1, 2 are made in order (each once the one before is Ready) with their claims; a
-/// deleted web-1 comes back under its name with its claim; when web-1's node goes silent its
-/// pod is evicted but never replaced while it still exists, and comes back elsewhere once
-/// it is force-deleted.
+/// 0, 1, 2 are made in order (each once the one before is Ready) with their claims, each
+/// bound to one of three static `shared` volumes made up front (no node affinity, as network
+/// storage would be, so that a pod may move); a deleted web-1 comes back under its name with
+/// its claim; when web-1's node goes silent its pod is evicted but never replaced while it
+/// still exists, and comes back elsewhere once it is force-deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_node() {
     let mut master_flags = flags();

@@ -6,28 +6,35 @@
 //!  Event<Node> ─► snapshot.upsert/remove ─► labels, taints, capacity or conditions changed:
 //!                 parked pods may fit (queue.move_parked); a heartbeat moves nothing
 //!  Event<Namespace> ─► snapshot namespace labels (affinity's namespaceSelector)
-//!  Event<claim, volume, class> ─► snapshot storage (VolumeBinding); pods it parked look again
+//!  Event<claim, volume, class> ─► snapshot storage (VolumeBinding); pods it parked look again;
+//!                                 pods waiting for their claims are checked
 //!  Event<Pod>  ─► bound: snapshot (the watch confirms an assumption); pending and ours: queue
-//!  Pass ─► pop ─► place ─► Ok:  snapshot.assume, claims waiting for a node get this one
-//!                               (claims.rs), bind (fenced, many in flight) ─► bound()
+//!  Pass ─► pods whose claims are bound ─► bind
+//!       ─► pop ─► place ─► Ok:  snapshot.assume; a pod with claims to bind: its PreBind
+//!                               (volumes.rs) assumed in the snapshot and written (claims.rs),
+//!                               then it waits, holding no bind slot, until its claims are
+//!                               bound (or fails); bind (fenced, many in flight) ─► bound()
 //!                      └─► Err: FailedScheduling event, PodScheduled=False at the pod's
 //!                               resourceVersion (a pod bound meanwhile is left alone), park;
 //!                               preemption.rs finds lower-priority victims: nominate the
 //!                               node, delete them gracefully (their going wakes the pod)
-//!  tick (100 ms) ─► flush parked (60 s), expire unconfirmed assumptions (30 s), Pass
+//!  tick (100 ms) ─► flush parked (60 s), expire unconfirmed assumptions (30 s), fail waits
+//!                   for claims past VOLUME_BIND_TIMEOUT, Pass
 //! ```
 //!
 //! A pass places at most [`PASS_BUDGET`] pods, or works [`PASS_TIME`], before it yields to
 //! the events waiting (the binds it started are in them), and never has more binds in flight
 //! than the configured bound. A bind's answer is matched to its pod by uid: a pod deleted and
-//! created again under the same name meanwhile is another pod.
+//! created again under the same name meanwhile is another pod. A pod without claims to bind
+//! goes straight to its bind: VolumeBinding costs it nothing past a look at its volumes.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -36,12 +43,12 @@ use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
-use super::claims::select_node;
+use super::claims::{pre_bind, PreBindError};
 use super::decide::{is_gated, is_ours, place_with, Options, Unschedulable};
 use super::preemption::{preempt, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::Snapshot;
-use super::volumes::PodVolumes;
+use super::volumes::{check_bindings, uses_claims, ClaimWait, PodVolumes, PreBind, Progress};
 use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
 use crate::events::{object_reference, EventType, Recorder};
@@ -55,6 +62,10 @@ pub const PASS_TIME: Duration = Duration::from_millis(20);
 const STATUS_WRITES_IN_FLIGHT: usize = 32;
 /// How often parked pods, backoffs and assumptions are looked at.
 const TICK: Duration = Duration::from_millis(100);
+/// How long a placed pod waits for its claims to be bound before its bind fails and it is
+/// scheduled again (kube-scheduler's VolumeBinding `bindTimeoutSeconds`, 600 by default).
+/// A waiting pod holds no bind slot.
+pub const VOLUME_BIND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What the scheduler reads.
 #[derive(Clone)]
@@ -95,6 +106,39 @@ pub struct Scheduler {
     /// Varies the choice among equally good nodes from one decision to the next.
     tie_break: u64,
     pass_pending: bool,
+    /// Placed pods whose PreBind was written, waiting for their claims to be bound.
+    volume_waits: HashMap<ObjectKey, VolumeWait>,
+    /// Placed pods whose claims are bound, waiting for a bind slot.
+    ready: VecDeque<(Attempt, ObjectReference)>,
+}
+
+/// A placed pod waiting for its claims to be bound before it is bound itself.
+struct VolumeWait {
+    attempt: Attempt,
+    reference: ObjectReference,
+    /// What was assumed in the snapshot, to forget if the bind fails.
+    plan: PreBind,
+    /// The claims, with the resourceVersions the PreBind's writes left.
+    waits: Vec<ClaimWait>,
+    deadline: Instant,
+}
+
+/// How a wait for a pod's claims ends.
+enum WaitEnd {
+    Bound,
+    /// The pod is gone, bound elsewhere, or being deleted: its own events say what follows.
+    Gone,
+    Failed(String),
+}
+
+/// Why a placed pod was not bound.
+enum BindFailure {
+    /// The API refused the bind.
+    Api(ClientError),
+    /// VolumeBinding's PreBind writes were refused (a claim or volume changed meanwhile).
+    PreBind(PreBindError),
+    /// Its claims cannot be bound there (or not in time).
+    Volumes(String),
 }
 
 impl Scheduler {
@@ -121,6 +165,8 @@ impl Scheduler {
             next_start: 0,
             tie_break: 0,
             pass_pending: false,
+            volume_waits: HashMap::new(),
+            ready: VecDeque::new(),
         }
     }
 
@@ -149,6 +195,11 @@ impl Scheduler {
         let now = Instant::now();
         let mut placed = 0;
         while self.binds_in_flight < self.settings.binds_in_flight.max(1) {
+            // Pods whose claims got bound go first: they were placed before any queued pod.
+            if let Some((attempt, reference)) = self.ready.pop_front() {
+                self.bind_pod(attempt, reference, ctx);
+                continue;
+            }
             if placed == PASS_BUDGET || now.elapsed() >= PASS_TIME {
                 self.want_pass(ctx);
                 return;
@@ -193,38 +244,170 @@ impl Scheduler {
         }
     }
 
+    /// Binds a placed pod: at once when it has no claims to bind; else after its
+    /// PreBind (VolumeBinding's Reserve and PreBind) and once its claims are bound.
     fn bind(&mut self, key: ObjectKey, pod: &Pod, node: String, ctx: &mut Context<Self>) {
+        let attempt = Attempt {
+            key,
+            uid: uid_of(pod).to_string(),
+            node,
+        };
+        let reference = object_reference(pod);
+        if uses_claims(pod) {
+            match self.reserve_volumes(pod, &attempt.node) {
+                Ok(plan) if !plan.is_empty() => {
+                    self.write_pre_bind(attempt, reference, plan, ctx);
+                    return;
+                }
+                Ok(_) => {}
+                Err(why) => {
+                    self.bound(attempt, &reference, Err(BindFailure::Volumes(why)), ctx);
+                    return;
+                }
+            }
+        }
+        self.bind_pod(attempt, reference, ctx);
+    }
+
+    /// VolumeBinding's Reserve: what the pod's claims need on `node`, assumed in the
+    /// snapshot at once, so that the next pod placed sees the volumes taken.
+    fn reserve_volumes(&mut self, pod: &Pod, node: &str) -> Result<PreBind, String> {
+        let plan = {
+            let Some(info) = self.snapshot.node(node) else {
+                return Err(format!("node {node:?} not found"));
+            };
+            PodVolumes::new(pod, self.snapshot.storage())
+                .pre_bind(info.node())
+                .map_err(|unfit| unfit.to_string())?
+        };
+        let storage = self.snapshot.storage_mut();
+        for volume in &plan.reserve {
+            storage.assume_volume(volume.clone());
+        }
+        for claim in &plan.select {
+            storage.assume_claim(claim.clone());
+        }
+        Ok(plan)
+    }
+
+    /// VolumeBinding's PreBind writes, then the wait for the claims.
+    fn write_pre_bind(
+        &mut self,
+        attempt: Attempt,
+        reference: ObjectReference,
+        plan: PreBind,
+        ctx: &mut Context<Self>,
+    ) {
         self.binds_in_flight += 1;
         let client = self.client.clone();
         let fence = self.fence.clone();
-        let uid = uid_of(pod).to_string();
-        let target = node.clone();
-        let (namespace, name) = (key.namespace.clone(), key.name.clone());
-        let pod_uid = uid.clone();
-        // VolumeBinding's PreBind: the claims waiting for this pod's node are told it first.
-        let claims = PodVolumes::new(pod, self.snapshot.storage()).unselected();
+        let writes = plan.clone();
+        let writing = async move { pre_bind(&client.fenced(&fence), &writes).await };
+        ctx.spawn(writing.into_actor(self).map(move |result, actor, ctx| {
+            actor.binds_in_flight -= 1;
+            match result {
+                Ok(waits) => {
+                    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
+                    let key = attempt.key.clone();
+                    let wait = VolumeWait {
+                        attempt,
+                        reference,
+                        plan,
+                        waits,
+                        deadline,
+                    };
+                    if let Some(replaced) = actor.volume_waits.insert(key, wait) {
+                        // An older pod of that name, gone: what it assumed goes too.
+                        actor.snapshot.storage_mut().forget(&replaced.plan);
+                    }
+                    actor.check_volume_waits(Instant::now(), ctx);
+                }
+                Err(error) => {
+                    actor.snapshot.storage_mut().forget(&plan);
+                    actor.bound(attempt, &reference, Err(BindFailure::PreBind(error)), ctx);
+                }
+            }
+            actor.want_pass(ctx);
+        }));
+    }
+
+    /// Looks at every pod waiting for its claims (`checkBindings`): those whose claims are
+    /// bound go to their bind, those that cannot end well (or waited too long) fail.
+    fn check_volume_waits(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        if self.volume_waits.is_empty() {
+            return;
+        }
+        let mut ended = Vec::new();
+        for (key, wait) in &self.volume_waits {
+            let current = self.caches.pods.get(key);
+            let same = current
+                .as_ref()
+                .is_some_and(|p| uid_of(p) == wait.attempt.uid && is_pending_for_us(p));
+            let end = if !same {
+                WaitEnd::Gone
+            } else if let Some(node) = self.snapshot.node(&wait.attempt.node) {
+                match check_bindings(&wait.waits, self.snapshot.storage(), node.node()) {
+                    Progress::Bound => WaitEnd::Bound,
+                    Progress::Waiting if now < wait.deadline => continue,
+                    Progress::Waiting => {
+                        WaitEnd::Failed("timed out waiting for the condition".to_string())
+                    }
+                    Progress::Failed(why) => WaitEnd::Failed(why),
+                }
+            } else {
+                WaitEnd::Failed(format!("node {:?} not found", wait.attempt.node))
+            };
+            ended.push((key.clone(), end));
+        }
+        for (key, end) in ended {
+            let Some(wait) = self.volume_waits.remove(&key) else {
+                continue;
+            };
+            match end {
+                WaitEnd::Bound => {
+                    tracing::debug!(pod = %key, node = %wait.attempt.node, "claims bound");
+                    self.ready.push_back((wait.attempt, wait.reference));
+                    self.want_pass(ctx);
+                }
+                WaitEnd::Gone => self.snapshot.storage_mut().forget(&wait.plan),
+                WaitEnd::Failed(why) => {
+                    self.snapshot.storage_mut().forget(&wait.plan);
+                    let failure = Err(BindFailure::Volumes(why));
+                    self.bound(wait.attempt, &wait.reference, failure, ctx);
+                }
+            }
+        }
+    }
+
+    /// The bind itself (fenced, compare-and-swap on an unbound pod).
+    fn bind_pod(&mut self, attempt: Attempt, reference: ObjectReference, ctx: &mut Context<Self>) {
+        self.binds_in_flight += 1;
+        let client = self.client.clone();
+        let fence = self.fence.clone();
+        let (namespace, name) = (attempt.key.namespace.clone(), attempt.key.name.clone());
+        let (node, uid) = (attempt.node.clone(), attempt.uid.clone());
         let binding = async move {
-            let api = client.fenced(&fence);
-            select_node(&api, &claims, &target).await?;
-            let bound = api.bind(&namespace, &name, &target, &pod_uid).await?;
-            Ok(bound["metadata"]["resourceVersion"]
+            let bound = client
+                .fenced(&fence)
+                .bind(&namespace, &name, &node, &uid)
+                .await?;
+            let revision = bound["metadata"]["resourceVersion"]
                 .as_str()
                 .and_then(|rv| rv.parse().ok())
-                .unwrap_or(0))
+                .unwrap_or(0);
+            Ok::<u64, ClientError>(revision)
         };
-        let reference = object_reference(pod);
         ctx.spawn(binding.into_actor(self).map(move |result, actor, ctx| {
             actor.binds_in_flight -= 1;
-            let attempt = Attempt { key, uid, node };
-            actor.bound(attempt, &reference, result, ctx);
+            actor.bound(attempt, &reference, result.map_err(BindFailure::Api), ctx);
         }));
     }
 
     fn bound(
         &mut self,
         attempt: Attempt,
-        reference: &k8s_openapi::api::core::v1::ObjectReference,
-        result: Result<u64, ClientError>,
+        reference: &ObjectReference,
+        result: Result<u64, BindFailure>,
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
@@ -245,7 +428,7 @@ impl Scheduler {
                     self.queue.done(&key);
                 }
             }
-            Err(error) => {
+            Err(failure) => {
                 // Not placed after all: its requests no longer count on the node (unless the
                 // watch already showed what happened to it).
                 if self.assumed.end(&key, &uid) {
@@ -254,21 +437,7 @@ impl Scheduler {
                         self.snapshot.add_pod(pod.clone());
                     }
                 }
-                if error.is_fence_refused() {
-                    tracing::info!(pod = %key, "the scheduler lease is lost; this bind was refused");
-                } else if is_moot(&error) {
-                    // Bound by someone else, being deleted, or gone: the watch says which;
-                    // if it is still pending, it comes back after its backoff.
-                    tracing::debug!(pod = %key, %error, "bind not needed");
-                } else {
-                    tracing::warn!(pod = %key, %node, %error, "binding; retrying after a backoff");
-                    self.recorder.record(
-                        reference,
-                        EventType::Warning,
-                        "FailedScheduling",
-                        format!("Binding rejected: {error}"),
-                    );
-                }
+                self.report_bind_failure(&key, &node, reference, &failure);
                 if same_pod {
                     self.queue.failed(&key, now);
                 }
@@ -282,6 +451,48 @@ impl Scheduler {
             }
         }
         self.want_pass(ctx);
+    }
+
+    /// Logs a failed bind and, unless nothing is wrong, says why in a `FailedScheduling`
+    /// event, in kube-scheduler's words.
+    fn report_bind_failure(
+        &self,
+        key: &ObjectKey,
+        node: &str,
+        reference: &ObjectReference,
+        failure: &BindFailure,
+    ) {
+        let message = match failure {
+            BindFailure::Api(error) if error.is_fence_refused() => {
+                tracing::info!(pod = %key, "the scheduler lease is lost; this bind was refused");
+                return;
+            }
+            BindFailure::Api(error) if is_moot(error) => {
+                // Bound by someone else, being deleted, or gone: the watch says which; if it
+                // is still pending, it comes back after its backoff.
+                tracing::debug!(pod = %key, %error, "bind not needed");
+                return;
+            }
+            BindFailure::Api(error) => {
+                tracing::warn!(pod = %key, %node, %error, "binding; retrying after a backoff");
+                format!("Binding rejected: {error}")
+            }
+            BindFailure::PreBind(error) if error.is_fence_refused() => {
+                tracing::info!(pod = %key, "the scheduler lease is lost; a PreBind was refused");
+                return;
+            }
+            BindFailure::PreBind(error) => {
+                // Most often a claim or volume changed since the decision read it.
+                tracing::info!(pod = %key, %node, %error, "PreBind failed; retried later");
+                format!("running PreBind plugin \"VolumeBinding\": {error}")
+            }
+            BindFailure::Volumes(why) => {
+                tracing::warn!(pod = %key, %node, %why, "claims not bound; retried later");
+                format!("running PreBind plugin \"VolumeBinding\": binding volumes: {why}")
+            }
+        };
+        self.recorder
+            .record(reference, EventType::Warning, "FailedScheduling", message);
     }
 
     /// Makes room for `pod` on `preemption.node`: the pod is nominated there
@@ -394,6 +605,9 @@ impl Scheduler {
                     self.queue.add(key, priority(&pod), now);
                 }
             }
+        }
+        if self.volume_waits.values().any(|w| w.deadline <= now) {
+            self.check_volume_waits(now, ctx);
         }
         if self.queue.has_due(now) {
             self.want_pass(ctx);
@@ -558,6 +772,7 @@ impl Handler<Event<Node>> for Scheduler {
             Event::Deleted(node) => {
                 self.snapshot
                     .remove_node(node.metadata.name.as_deref().unwrap_or_default());
+                self.check_volume_waits(Instant::now(), ctx);
             }
         }
     }
@@ -589,6 +804,10 @@ impl Handler<Event<Pod>> for Scheduler {
                 }
                 self.queue.remove(&key);
                 self.assumed.end(&key, uid);
+                if self.volume_waits.contains_key(&key) {
+                    // Bound by someone else, or being deleted: its wait ends.
+                    self.check_volume_waits(now, ctx);
+                }
                 let was_counted = self.snapshot.pod_node(&key.namespace, &key.name).is_some();
                 let counts = self.snapshot.add_pod(pod.clone());
                 let relabelled = match &event {
@@ -616,6 +835,9 @@ impl Handler<Event<Pod>> for Scheduler {
                 }
                 self.queue.remove(&key);
                 self.assumed.end(&key, uid);
+                if self.volume_waits.contains_key(&key) {
+                    self.check_volume_waits(now, ctx);
+                }
                 if self
                     .snapshot
                     .remove_pod(&key.namespace, &key.name)
@@ -659,10 +881,12 @@ impl Handler<Event<Namespace>> for Scheduler {
 // ---- VolumeBinding: the claims, volumes and classes it reads ----
 
 impl Scheduler {
-    /// A claim, volume or class was added or changed: pods VolumeBinding parked look again.
+    /// A claim, volume or class was added or changed: pods VolumeBinding parked look again,
+    /// and pods waiting for their claims are checked.
     fn storage_changed(&mut self, ctx: &mut Context<Self>) {
-        self.queue
-            .move_parked(ClusterEvent::VolumeChanged, Instant::now());
+        let now = Instant::now();
+        self.queue.move_parked(ClusterEvent::VolumeChanged, now);
+        self.check_volume_waits(now, ctx);
         self.want_pass(ctx);
     }
 }
@@ -680,6 +904,7 @@ impl Handler<Event<PersistentVolumeClaim>> for Scheduler {
             Event::Deleted(claim) => {
                 let key = ObjectKey::of(&claim.metadata);
                 self.snapshot.storage_mut().remove_claim(&key);
+                self.check_volume_waits(Instant::now(), ctx);
             }
         }
     }
@@ -698,6 +923,7 @@ impl Handler<Event<PersistentVolume>> for Scheduler {
             Event::Deleted(volume) => {
                 let name = volume.metadata.name.as_deref().unwrap_or_default();
                 self.snapshot.storage_mut().remove_volume(name);
+                self.check_volume_waits(Instant::now(), ctx);
             }
         }
     }

@@ -32,8 +32,10 @@
 //! - [`preemption`]: DefaultPreemption: for a pod no node fits, the node where evicting pods
 //!   of lower priority makes room, and the fewest, least important such pods.
 //! - [`volumes`]: VolumeBinding: the pod's PersistentVolumeClaims (missing, unbound,
-//!   waiting for a node) and the nodes their volumes allow; the claims, volumes and classes
-//!   the snapshot keeps.
+//!   waiting for a node), the nodes their volumes allow, the PreBind a placement makes
+//!   (static volumes to reserve, claims to provision on the node) and when the wait for
+//!   them ends; the claims, volumes and classes the snapshot keeps, with its own writes
+//!   assumed ahead of the watch.
 //!
 //! The shell:
 //!
@@ -43,8 +45,9 @@
 //!   30 s (pure).
 //! - [`actor`]: the actix actor: snapshot and queue from the informers, place, assume, bind
 //!   under the fence, report the unschedulable.
-//! - [`claims`]: VolumeBinding's PreBind: claims waiting for a node are annotated with the
-//!   chosen one before the pod is bound.
+//! - [`claims`]: VolumeBinding's PreBind writes: static volumes reserved for the pod's
+//!   claims, claims to provision annotated with the chosen node (compare-and-swap); the
+//!   actor then waits for the claims to be bound before it binds the pod.
 //! - [`run`]: leader election on `kube-system/rudder-scheduler`, the actor and its
 //!   informers started for each term.
 

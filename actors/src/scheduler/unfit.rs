@@ -78,6 +78,10 @@ pub enum Unfit {
     VolumeBindConflict,
     /// A bound claim's volume does not exist.
     VolumeMissing,
+    /// A claim waiting for its pod's node has no static volume here, and its class's
+    /// provisioner cannot make one for it on any node (the built-in local-path provisioner
+    /// and a claim asking ReadWriteMany, Block, a selector...): the reason, in full.
+    CannotProvision(String),
     /// The pod's claims keep it off every node (missing, being deleted, unbound with
     /// Immediate binding): VolumeBinding's PreFilter, with its message.
     Claims(String),
@@ -105,6 +109,7 @@ impl Unfit {
             Unfit::VolumeNodeConflict => one(VOLUME_NODE_CONFLICT),
             Unfit::VolumeBindConflict => one(VOLUME_BIND_CONFLICT),
             Unfit::VolumeMissing => one(VOLUME_MISSING),
+            Unfit::CannotProvision(reason) => one(reason.as_str()),
             Unfit::Claims(message) => one(message.as_str()),
         }
     }
@@ -130,6 +135,7 @@ impl Unfit {
             | Unfit::VolumeNodeConflict
             | Unfit::VolumeBindConflict
             | Unfit::VolumeMissing
+            | Unfit::CannotProvision(_)
             | Unfit::Claims(_) => false,
         }
     }
@@ -150,6 +156,7 @@ impl Unfit {
             Unfit::VolumeNodeConflict
             | Unfit::VolumeBindConflict
             | Unfit::VolumeMissing
+            | Unfit::CannotProvision(_)
             | Unfit::Claims(_) => VOLUME_BINDING_PLUGIN,
         }
     }
@@ -260,6 +267,7 @@ mod tests {
             (Unfit::VolumeNodeConflict, false),
             (Unfit::VolumeBindConflict, false),
             (Unfit::VolumeMissing, false),
+            (Unfit::CannotProvision("no size".into()), false),
         ];
         for (unfit, resolvable) in table {
             assert_eq!(unfit.is_resolvable_by_preemption(), resolvable, "{unfit:?}");

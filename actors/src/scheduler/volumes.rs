@@ -1,70 +1,111 @@
-//! VolumeBinding, as kube-scheduler's plugin decides it: a pod's PersistentVolumeClaims and
-//! where their volumes let it run. Pure: the claims, volumes and classes are the snapshot's
-//! ([`Storage`], kept event by event).
+//! VolumeBinding, as kube-scheduler's plugin decides it: a pod's PersistentVolumeClaims, where
+//! their volumes let it run, and what must be written and waited for before it is bound
+//! there. Pure: the claims, volumes and classes are the snapshot's ([`Storage`], kept event
+//! by event, with the scheduler's own writes assumed ahead of the watch).
 //!
 //! ```text
 //!  PodVolumes::new (PreFilter, once per pod), for each claim volume (and ephemeral one):
 //!     claim missing / being deleted / Lost ─► refused: no node can do ("persistentvolumeclaim
 //!                                             "data" not found")
 //!     bound (volumeName + bind-completed) ──► its volume's node affinity must admit the node
-//!     unbound, class WaitForFirstConsumer ─► decided per node (below)
-//!     unbound, any other class ────────────► refused: "pod has unbound immediate
+//!     unbound, class WaitForFirstConsumer, no volumeName ─► decided per node (below)
+//!     unbound, any other class, or naming its volume ─► refused: "pod has unbound immediate
 //!                                             PersistentVolumeClaims" (the binder binds it)
-//!  PodVolumes::check(node) (Filter):
+//!  PodVolumes::check(node) (Filter, FindPodVolumes):
 //!     bound volume gone ─► "node(s) unavailable due to one or more pvc(s) bound to
 //!                           non-existent pv(s)"
 //!     bound volume pinned elsewhere ─► "node(s) had volume node affinity conflict"
-//!     waiting claim: selected for another node, or neither a static volume here nor a
-//!     provisioner that can make one here ─► "node(s) didn't find available persistent
-//!                                            volumes to bind"
+//!     waiting claim selected for another node ─► "node(s) didn't find available persistent
+//!                                                 volumes to bind"
+//!     else a static volume here for each (smallest request first, none taken twice), or
+//!     provisioning here: the class has a provisioner and its allowedTopologies admit the
+//!     node (else the same reason); a claim the built-in provisioner can make on no node
+//!     (ReadWriteMany, Block, ...) ─► that reason, in full
+//!  PodVolumes::pre_bind(node) (Reserve, AssumePodVolumes) ─► PreBind: the static volumes to
+//!     reserve (their claimRef), the claims to annotate with the node, every claim to wait for
+//!  check_bindings (PreBind's wait, checkBindings) ─► Bound | Waiting | Failed(why)
 //! ```
 //!
-//! Once a node is chosen, the waiting claims that have no node yet
-//! ([`PodVolumes::unselected`]) are annotated `volume.kubernetes.io/selected-node` before the
-//! pod is bound; the PersistentVolume controller then binds or provisions them there. Unlike
-//! kube-scheduler, no volume is assumed or pre-bound here: two pods racing for the last
-//! static volume on a node can both be sent there, and the second waits for its claim.
+//! The shell ([`super::actor`], [`super::claims`]) assumes a [`PreBind`] in the snapshot at
+//! once (the next pod sees the volume taken), writes it at the resourceVersions read (a
+//! claim or volume changed meanwhile fails the bind, and the pod is tried again), waits for
+//! the PersistentVolume controller to bind the claims, and only then binds the pod, as
+//! kube-scheduler's `BindPodVolumes` does: a pod is bound to a node only once its claims
+//! are bound to volumes that node can use.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rudder_proto::objects::storage::{
-    claim_class, is_claim_bound, selected_node, waits_for_first_consumer, NO_PROVISIONER,
+    claim_class, is_claim_bound, selected_node, waits_for_first_consumer, LOCAL_PATH_PROVISIONER,
+    NO_PROVISIONER, SELECTED_NODE_ANNOTATION,
 };
 
-use super::unfit::Unfit;
-use crate::controllers::volume::binder::{find_match, fits_node};
+use super::unfit::{Unfit, VOLUME_BIND_CONFLICT};
+use crate::controllers::volume::provisioner;
 use crate::informer::ObjectKey;
+use crate::scheduling::volumes::{
+    claim_ref, find_match, fits_node, is_bound_to, requested, volume_bound,
+};
 
 /// kube-scheduler's message for unbound claims whose class binds at once.
 pub const UNBOUND_IMMEDIATE: &str = "pod has unbound immediate PersistentVolumeClaims";
 
-/// The claims, volumes and classes the scheduler knows.
+/// An object's resourceVersion as a number (the store's revision); 0 when it has none.
+fn version(meta: &ObjectMeta) -> u64 {
+    meta.resource_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The claims, volumes and classes the scheduler knows: as the watch shows them, and as the
+/// scheduler's own PreBind writes will leave them (kube-scheduler's assume cache). An assumed
+/// object stands in for the watched one until the watch shows a newer version of it (the
+/// write, or a change that makes the write fail) or the bind fails.
 #[derive(Debug, Clone, Default)]
 pub struct Storage {
     claims: HashMap<ObjectKey, Arc<PersistentVolumeClaim>>,
     volumes: BTreeMap<String, Arc<PersistentVolume>>,
     classes: HashMap<String, Arc<StorageClass>>,
+    assumed_claims: HashMap<ObjectKey, Arc<PersistentVolumeClaim>>,
+    assumed_volumes: HashMap<String, Arc<PersistentVolume>>,
 }
 
 impl Storage {
     pub fn upsert_claim(&mut self, claim: Arc<PersistentVolumeClaim>) {
-        self.claims.insert(ObjectKey::of(&claim.metadata), claim);
+        let key = ObjectKey::of(&claim.metadata);
+        let newer = |assumed: &Arc<PersistentVolumeClaim>| {
+            version(&claim.metadata) > version(&assumed.metadata)
+        };
+        if self.assumed_claims.get(&key).is_some_and(newer) {
+            self.assumed_claims.remove(&key);
+        }
+        self.claims.insert(key, claim);
     }
 
     pub fn remove_claim(&mut self, key: &ObjectKey) {
         self.claims.remove(key);
+        self.assumed_claims.remove(key);
     }
 
     pub fn upsert_volume(&mut self, volume: Arc<PersistentVolume>) {
         let name = volume.metadata.name.clone().unwrap_or_default();
+        let newer = |assumed: &Arc<PersistentVolume>| {
+            version(&volume.metadata) > version(&assumed.metadata)
+        };
+        if self.assumed_volumes.get(&name).is_some_and(newer) {
+            self.assumed_volumes.remove(&name);
+        }
         self.volumes.insert(name, volume);
     }
 
     pub fn remove_volume(&mut self, name: &str) {
         self.volumes.remove(name);
+        self.assumed_volumes.remove(name);
     }
 
     pub fn upsert_class(&mut self, class: Arc<StorageClass>) {
@@ -76,11 +117,62 @@ impl Storage {
         self.classes.remove(name);
     }
 
-    pub fn claim(&self, namespace: &str, name: &str) -> Option<&Arc<PersistentVolumeClaim>> {
-        self.claims.get(&ObjectKey::new(namespace, name))
+    /// Takes the claim as a PreBind is about to write it (its selected-node annotation).
+    pub fn assume_claim(&mut self, claim: PersistentVolumeClaim) {
+        let key = ObjectKey::of(&claim.metadata);
+        if self.claims.contains_key(&key) {
+            self.assumed_claims.insert(key, Arc::new(claim));
+        }
     }
 
+    /// Takes the volume as a PreBind is about to write it (reserved for a claim).
+    pub fn assume_volume(&mut self, volume: PersistentVolume) {
+        let name = volume.metadata.name.clone().unwrap_or_default();
+        if self.volumes.contains_key(&name) {
+            self.assumed_volumes.insert(name, Arc::new(volume));
+        }
+    }
+
+    /// A PreBind failed: its claims and volumes are taken as the watch shows them again.
+    pub fn forget(&mut self, pre_bind: &PreBind) {
+        for claim in &pre_bind.select {
+            self.assumed_claims.remove(&ObjectKey::of(&claim.metadata));
+        }
+        for volume in &pre_bind.reserve {
+            let name = volume.metadata.name.as_deref().unwrap_or_default();
+            self.assumed_volumes.remove(name);
+        }
+    }
+
+    /// The claim as the scheduler takes it (assumed, else watched).
+    pub fn claim(&self, namespace: &str, name: &str) -> Option<&Arc<PersistentVolumeClaim>> {
+        let key = ObjectKey::new(namespace, name);
+        self.assumed_claims
+            .get(&key)
+            .or_else(|| self.claims.get(&key))
+    }
+
+    /// The volume as the scheduler takes it (assumed, else watched).
     pub fn volume(&self, name: &str) -> Option<&Arc<PersistentVolume>> {
+        self.assumed_volumes
+            .get(name)
+            .or_else(|| self.volumes.get(name))
+    }
+
+    /// Every volume as the scheduler takes it.
+    pub fn volumes(&self) -> impl Iterator<Item = &Arc<PersistentVolume>> {
+        self.volumes
+            .iter()
+            .map(|(name, volume)| self.assumed_volumes.get(name).unwrap_or(volume))
+    }
+
+    /// The claim as the watch last showed it (what the PersistentVolume controller did).
+    pub fn watched_claim(&self, key: &ObjectKey) -> Option<&Arc<PersistentVolumeClaim>> {
+        self.claims.get(key)
+    }
+
+    /// The volume as the watch last showed it.
+    pub fn watched_volume(&self, name: &str) -> Option<&Arc<PersistentVolume>> {
         self.volumes.get(name)
     }
 
@@ -94,6 +186,9 @@ impl Storage {
 struct Waiting {
     claim: Arc<PersistentVolumeClaim>,
     class: Arc<StorageClass>,
+    /// Why the class's provisioner (the built-in one) can make no volume for the claim, on
+    /// any node; `None`: it can, or the provisioner is another's.
+    cannot_provision: Option<String>,
 }
 
 /// What a pod's claims ask of a node, worked out once per pod (VolumeBinding's PreFilter).
@@ -103,9 +198,70 @@ pub struct PodVolumes {
     refusal: Option<String>,
     /// The volume of each bound claim (`None`: the volume does not exist).
     bound: Vec<Option<Arc<PersistentVolume>>>,
+    /// Smallest request first, so that each takes the smallest volume that fits
+    /// (`findMatchingVolumes` sorts them so).
     waiting: Vec<Waiting>,
     /// Every volume, for the waiting claims' static matches (only when there are some).
     volumes: Vec<Arc<PersistentVolume>>,
+}
+
+/// The waiting claims' fate on one node: a static volume for each of `bindings`, a volume
+/// provisioned there for each of `provisions`.
+#[derive(Debug, Default)]
+struct Found<'a> {
+    bindings: Vec<(&'a Waiting, &'a Arc<PersistentVolume>)>,
+    provisions: Vec<&'a Waiting>,
+}
+
+/// One claim a pod's bind waits for, and how its binding is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimWait {
+    pub claim: ObjectKey,
+    /// The static volume reserved for it; `None`: provisioned on the pod's node.
+    pub volume: Option<String>,
+    /// The resourceVersion the PreBind's write of it left (the volume's, or the claim's):
+    /// a watched copy older than that has not seen the write yet. 0: nothing was written.
+    pub written: u64,
+}
+
+/// What VolumeBinding's PreBind does for a pod placed on a node (`AssumePodVolumes`): the
+/// writes, each at the resourceVersion it was made from, and the claims the pod's bind then
+/// waits for. Empty when every claim is bound already (or the pod has none).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreBind {
+    /// Static volumes with their claimRef set to the claim that takes each.
+    pub reserve: Vec<PersistentVolume>,
+    /// Claims to provision on the node, annotated `volume.kubernetes.io/selected-node`.
+    pub select: Vec<PersistentVolumeClaim>,
+    /// Every waiting claim (those written above, and those reserved or selected already).
+    pub waits: Vec<ClaimWait>,
+}
+
+impl PreBind {
+    /// Whether the pod may be bound at once.
+    pub fn is_empty(&self) -> bool {
+        self.waits.is_empty()
+    }
+}
+
+/// Where a pod's wait for its claims stands (`checkBindings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Every claim is bound, to a volume the node can use: bind the pod.
+    Bound,
+    /// The PersistentVolume controller (or the watch) has not got there yet.
+    Waiting,
+    /// It cannot end well: the bind fails with this, and the pod is scheduled again.
+    Failed(String),
+}
+
+/// Whether the pod has volumes that are claims (or ephemeral ones): only then does
+/// VolumeBinding have anything to do for it.
+pub fn uses_claims(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some())
 }
 
 /// The claim each of the pod's claim volumes uses: `(claim name, ephemeral)`.
@@ -128,7 +284,7 @@ fn claim_names(pod: &Pod) -> Vec<(String, bool)> {
 }
 
 impl PodVolumes {
-    /// The pod's claims as `storage` shows them.
+    /// The pod's claims as `storage` shows them (`GetPodVolumeClaims`).
     pub fn new(pod: &Pod, storage: &Storage) -> Self {
         let mut volumes = Self::default();
         let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
@@ -149,27 +305,37 @@ impl PodVolumes {
                 volumes.refusal = Some(refusal);
                 return volumes;
             }
+            let volume_name = claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .unwrap_or_default();
             if is_claim_bound(claim) {
-                let volume = claim
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.volume_name.as_deref())
-                    .and_then(|v| storage.volume(v));
-                volumes.bound.push(volume.cloned());
+                volumes.bound.push(storage.volume(volume_name).cloned());
                 continue;
             }
+            // A claim that names its volume is the binder's to bind, whatever its class.
             match storage.class(claim_class(claim)) {
-                Some(class) if waits_for_first_consumer(class) => volumes.waiting.push(Waiting {
-                    claim: claim.clone(),
-                    class: class.clone(),
-                }),
+                Some(class) if waits_for_first_consumer(class) && volume_name.is_empty() => {
+                    let cannot_provision = (class.provisioner == LOCAL_PATH_PROVISIONER)
+                        .then(|| provisioner::refusal(claim))
+                        .flatten();
+                    volumes.waiting.push(Waiting {
+                        claim: claim.clone(),
+                        class: class.clone(),
+                        cannot_provision,
+                    });
+                }
                 _ => unbound_immediate = true,
             }
         }
         if unbound_immediate {
             volumes.refusal = Some(UNBOUND_IMMEDIATE.to_string());
         } else if !volumes.waiting.is_empty() {
-            volumes.volumes = storage.volumes.values().cloned().collect();
+            volumes
+                .waiting
+                .sort_by_key(|waiting| requested(&waiting.claim));
+            volumes.volumes = storage.volumes().cloned().collect();
         }
         volumes
     }
@@ -182,6 +348,46 @@ impl PodVolumes {
 
     /// Whether the pod's claims let it run on `node` (VolumeBinding's Filter).
     pub fn check(&self, node: &Node) -> Result<(), Unfit> {
+        self.find(node).map(drop)
+    }
+
+    /// What must be written, and waited for, before the pod is bound to `node`
+    /// (VolumeBinding's Reserve); what [`Self::check`] says when the node does not fit.
+    pub fn pre_bind(&self, node: &Node) -> Result<PreBind, Unfit> {
+        let found = self.find(node)?;
+        let node_name = node.metadata.name.as_deref().unwrap_or_default();
+        let mut plan = PreBind::default();
+        for (waiting, volume) in found.bindings {
+            if let Some(reserved) = volume_bound(volume, &waiting.claim) {
+                plan.reserve.push(reserved);
+            }
+            plan.waits.push(ClaimWait {
+                claim: ObjectKey::of(&waiting.claim.metadata),
+                volume: volume.metadata.name.clone(),
+                written: 0,
+            });
+        }
+        for waiting in found.provisions {
+            if selected_node(&waiting.claim) != Some(node_name) {
+                let mut selected = PersistentVolumeClaim::clone(&waiting.claim);
+                selected
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(SELECTED_NODE_ANNOTATION.to_string(), node_name.to_string());
+                plan.select.push(selected);
+            }
+            plan.waits.push(ClaimWait {
+                claim: ObjectKey::of(&waiting.claim.metadata),
+                volume: None,
+                written: 0,
+            });
+        }
+        Ok(plan)
+    }
+
+    /// The claims' volumes on `node` (`FindPodVolumes`), or why there are none.
+    fn find(&self, node: &Node) -> Result<Found<'_>, Unfit> {
         if let Some(refusal) = &self.refusal {
             return Err(Unfit::Claims(refusal.clone()));
         }
@@ -192,34 +398,146 @@ impl PodVolumes {
                 Some(_) => {}
             }
         }
+        let mut found = Found::default();
+        if self.waiting.is_empty() {
+            return Ok(found);
+        }
         let name = node.metadata.name.as_deref();
+        let mut to_match = Vec::new();
         for waiting in &self.waiting {
-            if let Some(selected) = selected_node(&waiting.claim) {
-                // Being provisioned for that node already.
-                if Some(selected) != name {
+            match selected_node(&waiting.claim) {
+                // Being provisioned for another node already.
+                Some(selected) if Some(selected) != name => {
                     return Err(Unfit::VolumeBindConflict);
                 }
-                continue;
+                Some(_) => found.provisions.push(waiting),
+                None => to_match.push(waiting),
             }
-            if find_match(&waiting.claim, &self.volumes, Some(node), true).is_some() {
-                continue;
+        }
+        let mut taken: Vec<&str> = Vec::new();
+        for waiting in to_match {
+            match find_match(&waiting.claim, &self.volumes, Some(node), true, &taken) {
+                Some(volume) => {
+                    taken.push(volume.metadata.name.as_deref().unwrap_or_default());
+                    found.bindings.push((waiting, volume));
+                }
+                None => found.provisions.push(waiting),
             }
-            let provisions = waiting.class.provisioner != NO_PROVISIONER;
+        }
+        for waiting in &found.provisions {
+            // `checkVolumeProvisions`.
+            let provisioner = waiting.class.provisioner.as_str();
+            let provisions = !provisioner.is_empty() && provisioner != NO_PROVISIONER;
             if !provisions || !allowed_topology(&waiting.class, node) {
                 return Err(Unfit::VolumeBindConflict);
             }
+            if let Some(why) = &waiting.cannot_provision {
+                let name = waiting.claim.metadata.name.as_deref().unwrap_or_default();
+                return Err(Unfit::CannotProvision(format!(
+                    "{VOLUME_BIND_CONFLICT} (persistentvolumeclaim {name:?} cannot be \
+                     provisioned: {why})"
+                )));
+            }
         }
-        Ok(())
+        Ok(found)
     }
+}
 
-    /// The waiting claims no node was selected for yet: annotated with the chosen node
-    /// before the pod is bound.
-    pub fn unselected(&self) -> Vec<Arc<PersistentVolumeClaim>> {
-        self.waiting
-            .iter()
-            .filter(|w| selected_node(&w.claim).is_none())
-            .map(|w| w.claim.clone())
-            .collect()
+/// Where the claims a pod's bind waits for stand, as `storage` shows what the watch saw
+/// (`checkBindings`): every one bound, to a volume `node` can use; not yet; or never, and
+/// why (a reserved volume's claimRef reset, a claim's selected node changed because its
+/// provisioning failed, a volume pinned elsewhere, an object gone).
+pub fn check_bindings(waits: &[ClaimWait], storage: &Storage, node: &Node) -> Progress {
+    let node_name = node.metadata.name.as_deref().unwrap_or_default();
+    let mut all_bound = true;
+    for wait in waits {
+        let Some(claim) = storage.watched_claim(&wait.claim) else {
+            return Progress::Failed(format!("persistentvolumeclaim {} not found", wait.claim));
+        };
+        match &wait.volume {
+            Some(name) => {
+                let Some(volume) = storage.watched_volume(name) else {
+                    return Progress::Failed(format!("persistentvolume {name:?} not found"));
+                };
+                if version(&volume.metadata) < wait.written {
+                    // The watch has not shown the reservation yet.
+                    all_bound = false;
+                    continue;
+                }
+                if !fits_node(volume, node) {
+                    return Progress::Failed(format!(
+                        "pv {name:?} node affinity doesn't match node {node_name:?}"
+                    ));
+                }
+                let Some(reference) = claim_ref(volume)
+                    .filter(|r| r.uid.as_deref().is_some_and(|uid| !uid.is_empty()))
+                else {
+                    // Reserved by another pod's PreBind (this one wrote nothing), not watched
+                    // yet: the assumed copy says so until the watch shows it, or it failed.
+                    if storage.volume(name).is_some_and(|v| is_bound_to(v, claim)) {
+                        all_bound = false;
+                        continue;
+                    }
+                    return Progress::Failed(format!("ClaimRef got reset for pv {name:?}"));
+                };
+                if !is_bound_to(volume, claim) {
+                    // Kubernetes waits out its bind timeout here; nothing will change it.
+                    return Progress::Failed(format!(
+                        "pv {name:?} is bound to another claim ({}/{})",
+                        reference.namespace.as_deref().unwrap_or_default(),
+                        reference.name.as_deref().unwrap_or_default()
+                    ));
+                }
+            }
+            None => {
+                if version(&claim.metadata) < wait.written {
+                    all_bound = false;
+                    continue;
+                }
+                if selected_node(claim) != Some(node_name) {
+                    let assumed = storage.claim(&wait.claim.namespace, &wait.claim.name);
+                    if assumed.is_some_and(|c| selected_node(c) == Some(node_name)) {
+                        // Another pod's PreBind annotated it, not watched yet.
+                        all_bound = false;
+                        continue;
+                    }
+                    // The provisioner removes the annotation when it cannot provision there.
+                    return Progress::Failed(format!(
+                        "provisioning failed for PVC {:?}",
+                        wait.claim.name
+                    ));
+                }
+                let volume_name = claim
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.volume_name.as_deref())
+                    .unwrap_or_default();
+                if !volume_name.is_empty() {
+                    match storage.watched_volume(volume_name) {
+                        // Not seen yet (or gone, when the claim is soon unbound).
+                        None => {
+                            all_bound = false;
+                            continue;
+                        }
+                        Some(volume) if !fits_node(volume, node) => {
+                            return Progress::Failed(format!(
+                                "pv {volume_name:?} node affinity doesn't match node \
+                                 {node_name:?}"
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        if !is_claim_bound(claim) {
+            all_bound = false;
+        }
+    }
+    if all_bound {
+        Progress::Bound
+    } else {
+        Progress::Waiting
     }
 }
 
@@ -286,276 +604,5 @@ fn allowed_topology(class: &StorageClass, node: &Node) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rudder_proto::objects::storage::default_storage_class;
-    use serde_json::{json, Value};
-
-    fn node(name: &str, zone: &str) -> Node {
-        serde_json::from_value(json!({ "metadata": { "name": name, "labels": {
-            "kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone } } }))
-        .expect("a test node decodes")
-    }
-
-    fn claim(name: &str, change: impl FnOnce(&mut Value)) -> Arc<PersistentVolumeClaim> {
-        let mut value = json!({
-            "metadata": { "name": name, "namespace": "default", "uid": format!("{name}-uid") },
-            "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "local-path",
-                      "resources": { "requests": { "storage": "1Gi" } } },
-            "status": { "phase": "Pending" }
-        });
-        change(&mut value);
-        Arc::new(serde_json::from_value(value).expect("a test claim decodes"))
-    }
-
-    fn bound_to(volume: &str) -> impl FnOnce(&mut Value) {
-        let volume = volume.to_string();
-        move |c: &mut Value| {
-            c["spec"]["volumeName"] = json!(volume);
-            c["metadata"]["annotations"] = json!({ "pv.kubernetes.io/bind-completed": "yes" });
-            c["status"]["phase"] = json!("Bound");
-        }
-    }
-
-    fn volume_on(
-        name: &str,
-        node: Option<&str>,
-        change: impl FnOnce(&mut Value),
-    ) -> Arc<PersistentVolume> {
-        let mut value = json!({
-            "metadata": { "name": name },
-            "spec": { "accessModes": ["ReadWriteOnce"], "capacity": { "storage": "1Gi" },
-                      "storageClassName": "local", "local": { "path": "/mnt/disk" } },
-            "status": { "phase": "Available" }
-        });
-        if let Some(node) = node {
-            value["spec"]["nodeAffinity"] = json!({ "required": { "nodeSelectorTerms": [{
-                "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In",
-                                       "values": [node] }] }] } });
-        }
-        change(&mut value);
-        Arc::new(serde_json::from_value(value).expect("a test volume decodes"))
-    }
-
-    fn storage(
-        claims: &[Arc<PersistentVolumeClaim>],
-        volumes: &[Arc<PersistentVolume>],
-    ) -> Storage {
-        let mut storage = Storage::default();
-        let mut local = default_storage_class();
-        local.metadata.name = Some("local".into());
-        local.provisioner = NO_PROVISIONER.into();
-        let mut immediate = default_storage_class();
-        immediate.metadata.name = Some("fast".into());
-        immediate.provisioner = "example.com/ssd".into();
-        immediate.volume_binding_mode = Some("Immediate".into());
-        let mut zoned = default_storage_class();
-        zoned.metadata.name = Some("zoned".into());
-        zoned.allowed_topologies = Some(
-            serde_json::from_value(json!([{ "matchLabelExpressions": [
-                { "key": "topology.kubernetes.io/zone", "values": ["a"] }] }]))
-            .expect("terms decode"),
-        );
-        for class in [default_storage_class(), local, immediate, zoned] {
-            storage.upsert_class(Arc::new(class));
-        }
-        for claim in claims {
-            storage.upsert_claim(claim.clone());
-        }
-        for volume in volumes {
-            storage.upsert_volume(volume.clone());
-        }
-        storage
-    }
-
-    fn pod_using(claims: &[&str]) -> Pod {
-        let volumes: Vec<Value> = claims
-            .iter()
-            .map(|c| json!({ "name": c, "persistentVolumeClaim": { "claimName": c } }))
-            .collect();
-        serde_json::from_value(json!({
-            "metadata": { "name": "web-0", "namespace": "default", "uid": "pod-uid" },
-            "spec": { "containers": [{ "name": "c" }], "volumes": volumes } }))
-        .expect("a test pod decodes")
-    }
-
-    /// Each node's verdict: `Ok` or the reason.
-    fn verdicts(pod: &Pod, storage: &Storage) -> Vec<String> {
-        let volumes = PodVolumes::new(pod, storage);
-        [node("n1", "a"), node("n2", "b")]
-            .iter()
-            .map(|n| match volumes.check(n) {
-                Ok(()) => "ok".to_string(),
-                Err(unfit) => unfit.reasons().join(", "),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn claims_keep_a_pod_off_every_node_in_kubernetes_words() {
-        let table: Vec<(&str, Vec<Arc<PersistentVolumeClaim>>, &str)> =
-            vec![
-            ("missing", vec![], "persistentvolumeclaim \"data\" not found"),
-            (
-                "being deleted",
-                vec![claim("data", |c| {
-                    c["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z")
-                })],
-                "persistentvolumeclaim \"data\" is being deleted",
-            ),
-            (
-                "lost",
-                vec![claim("data", |c| {
-                    c["spec"]["volumeName"] = json!("gone");
-                    c["status"]["phase"] = json!("Lost")
-                })],
-                "persistentvolumeclaim \"data\" bound to non-existent persistentvolume \"gone\"",
-            ),
-            (
-                "unbound, binds at once",
-                vec![claim("data", |c| c["spec"]["storageClassName"] = json!("fast"))],
-                UNBOUND_IMMEDIATE,
-            ),
-            (
-                "unbound, a class that does not exist",
-                vec![claim("data", |c| c["spec"]["storageClassName"] = json!("gold"))],
-                UNBOUND_IMMEDIATE,
-            ),
-        ];
-        for (why, claims, expected) in table {
-            let volumes = PodVolumes::new(&pod_using(&["data"]), &storage(&claims, &[]));
-            assert_eq!(volumes.refusal(), Some(expected), "{why}");
-        }
-        let ephemeral: Pod = serde_json::from_value(json!({
-            "metadata": { "name": "web-0", "namespace": "default", "uid": "pod-uid" },
-            "spec": { "containers": [{ "name": "c" }],
-                      "volumes": [{ "name": "scratch", "ephemeral": { "volumeClaimTemplate": {
-                          "spec": { "accessModes": ["ReadWriteOnce"] } } } }] } }))
-        .expect("a pod decodes");
-        let volumes = PodVolumes::new(&ephemeral, &storage(&[], &[]));
-        assert_eq!(
-            volumes.refusal(),
-            Some(
-                "waiting for ephemeral volume controller to create the persistentvolumeclaim \
-                 \"web-0-scratch\""
-            )
-        );
-    }
-
-    #[test]
-    fn each_node_is_checked_against_the_claims_volumes() {
-        let pv_n1 = volume_on("pv-n1", Some("n1"), |_| {});
-        /// (what, the claims, the volumes, the verdicts on the two nodes)
-        type Row<'a> = (
-            &'a str,
-            Vec<Arc<PersistentVolumeClaim>>,
-            Vec<Arc<PersistentVolume>>,
-            [&'a str; 2],
-        );
-        let table: Vec<Row> = vec![
-            (
-                "bound to a volume on n1",
-                vec![claim("data", bound_to("pv-n1"))],
-                vec![pv_n1.clone()],
-                ["ok", "node(s) had volume node affinity conflict"],
-            ),
-            (
-                "bound to a volume without affinity",
-                vec![claim("data", bound_to("pv-any"))],
-                vec![volume_on("pv-any", None, |_| {})],
-                ["ok", "ok"],
-            ),
-            (
-                "bound to a volume that is gone",
-                vec![claim("data", bound_to("pv-gone"))],
-                vec![],
-                [
-                    "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)",
-                    "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)",
-                ],
-            ),
-            (
-                "waiting, provisioned anywhere",
-                vec![claim("data", |_| {})],
-                vec![],
-                ["ok", "ok"],
-            ),
-            (
-                "waiting, selected for n2 already",
-                vec![claim("data", |c| {
-                    c["metadata"]["annotations"] =
-                        json!({ "volume.kubernetes.io/selected-node": "n2" })
-                })],
-                vec![],
-                [
-                    "node(s) didn't find available persistent volumes to bind",
-                    "ok",
-                ],
-            ),
-            (
-                "waiting, static volumes only, one on n1",
-                vec![claim("data", |c| {
-                    c["spec"]["storageClassName"] = json!("local")
-                })],
-                vec![pv_n1.clone()],
-                [
-                    "ok",
-                    "node(s) didn't find available persistent volumes to bind",
-                ],
-            ),
-            (
-                "waiting, static volumes only, taken",
-                vec![claim("data", |c| {
-                    c["spec"]["storageClassName"] = json!("local")
-                })],
-                vec![volume_on("pv-n1", Some("n1"), |v| {
-                    v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "other" });
-                    v["status"]["phase"] = json!("Bound")
-                })],
-                [
-                    "node(s) didn't find available persistent volumes to bind",
-                    "node(s) didn't find available persistent volumes to bind",
-                ],
-            ),
-            (
-                "waiting, provisioned only in zone a",
-                vec![claim("data", |c| {
-                    c["spec"]["storageClassName"] = json!("zoned")
-                })],
-                vec![],
-                [
-                    "ok",
-                    "node(s) didn't find available persistent volumes to bind",
-                ],
-            ),
-        ];
-        for (why, claims, volumes, expected) in table {
-            let verdicts = verdicts(&pod_using(&["data"]), &storage(&claims, &volumes));
-            assert_eq!(verdicts, expected, "{why}");
-        }
-    }
-
-    #[test]
-    fn only_claims_without_a_node_are_annotated() {
-        let fresh = claim("fresh", |_| {});
-        let selected = claim("selected", |c| {
-            c["metadata"]["annotations"] = json!({ "volume.kubernetes.io/selected-node": "n1" })
-        });
-        let done = claim("done", bound_to("pv-any"));
-        let storage = storage(
-            &[fresh, selected, done],
-            &[volume_on("pv-any", None, |_| {})],
-        );
-        let volumes = PodVolumes::new(&pod_using(&["fresh", "selected", "done"]), &storage);
-        assert_eq!(volumes.refusal(), None);
-        let names: Vec<_> = volumes
-            .unselected()
-            .iter()
-            .map(|c| c.metadata.name.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(names, ["fresh"]);
-        assert!(PodVolumes::new(&pod_using(&[]), &storage)
-            .unselected()
-            .is_empty());
-    }
-}
+#[path = "volumes_tests.rs"]
+mod tests;

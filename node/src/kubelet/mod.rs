@@ -9,7 +9,8 @@
 //!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
 //!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
 //!     start: configMaps and secrets read, claims Bound and their volumes' host paths
-//!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event)
+//!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event;
+//!     claims not ready: tried again after 1 s, doubling to 30 s, on one retry timer)
 //!  with --manifests: static pods (static_pods.rs) join the desired pods; each gets a
 //!     mirror pod in the API (created again when deleted; removed with its file)
 //! ```
@@ -20,7 +21,7 @@ pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -73,9 +74,33 @@ pub enum KubeletError {
 /// How often pods are synced even when nothing was heard (retries failed operations).
 const RESYNC: Duration = Duration::from_secs(5);
 
-/// How soon a pod whose claim was not ready (not bound yet) is looked at again; other
-/// volume problems wait for the next resync.
-const VOLUMES_RETRY: Duration = Duration::from_secs(1);
+/// How soon a pod whose claims were not ready (not bound yet) is tried again the first
+/// time; the wait doubles with each failure up to [`CLAIMS_RETRY_MAX`]. Other volume
+/// problems wait for the next resync.
+const CLAIMS_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts at a pod's claims.
+const CLAIMS_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The wait after the `failures`-th failed attempt at a pod's claims in a row: 1 s, 2 s,
+/// 4 s, ... up to 30 s (each attempt reads every claim and its volume from the API).
+fn claims_retry(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    CLAIMS_RETRY
+        .saturating_mul(1 << doublings)
+        .min(CLAIMS_RETRY_MAX)
+}
+
+/// Why a pod's volumes could not be prepared last time.
+#[derive(Debug, Clone)]
+struct MountProblem {
+    message: String,
+    /// Logged and reported (a reason is, once seen twice in a row).
+    reported: bool,
+    /// Failed attempts at its claims in a row.
+    claim_failures: u32,
+    /// When its claims are tried again; `None`: at the next sync.
+    next_attempt: Option<Instant>,
+}
 
 /// How long a sync waits for more changes to arrive with the first.
 const SYNC_COALESCE: Duration = Duration::from_millis(10);
@@ -115,9 +140,12 @@ pub struct Kubelet {
     informer: Option<Informer<Pod>>,
     /// Reports on pods (with a runtime): why one waits for its volumes.
     recorder: Option<Recorder>,
-    /// uid → why the pod's volumes could not be prepared last time, and whether that was
-    /// reported (a reason is reported once it is seen twice in a row, then not again).
-    mount_problems: BTreeMap<String, (String, bool)>,
+    /// uid → why the pod's volumes could not be prepared last time, whether that was
+    /// reported (a reason is reported once it is seen twice in a row, then not again), and
+    /// when its claims are tried again.
+    mount_problems: BTreeMap<String, MountProblem>,
+    /// The one timer that wakes the pods waiting to try their claims again: when it fires.
+    claims_retry_timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl Kubelet {
@@ -149,6 +177,7 @@ impl Kubelet {
             sync_scheduled: false,
             recorder: None,
             mount_problems: BTreeMap::new(),
+            claims_retry_timer: None,
         }
     }
 
@@ -279,6 +308,33 @@ impl Kubelet {
                 } => self.confirm_deletion(ctx, namespace, name, uid),
             }
         }
+        self.arm_claims_retry(ctx);
+    }
+
+    /// Sets the one retry timer for the earliest pod due to try its claims again (a sync
+    /// then starts every pod that is due); a later timer already set is replaced.
+    fn arm_claims_retry(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(due) = self
+            .mount_problems
+            .values()
+            .filter_map(|p| p.next_attempt)
+            .filter(|due| *due > now)
+            .min()
+        else {
+            return;
+        };
+        if let Some((armed, handle)) = self.claims_retry_timer {
+            if armed <= due {
+                return;
+            }
+            ctx.cancel_future(handle);
+        }
+        let handle = ctx.run_later(due - now, |kubelet, ctx| {
+            kubelet.claims_retry_timer = None;
+            kubelet.request_sync(ctx);
+        });
+        self.claims_retry_timer = Some((due, handle));
     }
 
     /// Starts a pod, first reading the configMaps and secrets its volumes name and, when the
@@ -292,13 +348,26 @@ impl Kubelet {
             }
             return;
         }
+        let problem = self.mount_problems.get_mut(&plan.uid);
+        if problem
+            .as_ref()
+            .and_then(|p| p.next_attempt)
+            .is_some_and(|due| Instant::now() < due)
+        {
+            // Its claims were not ready a moment ago: not due yet (the retry timer wakes it).
+            return;
+        }
         if !self.in_flight.insert(plan.uid.clone()) {
             return;
         }
+        if let Some(problem) = problem {
+            problem.next_attempt = None;
+        }
         let client = self.client.clone();
+        let node = resolve_claims.then(|| self.config.name.clone());
         let task = async move {
             let mut plan = plan;
-            let prepared = prepare_volumes(&client, &mut plan, resolve_claims).await;
+            let prepared = prepare_volumes(&client, &mut plan, node.as_deref()).await;
             (plan, prepared)
         };
         ctx.spawn(
@@ -313,14 +382,10 @@ impl Kubelet {
                             }
                         }
                         // Kubernetes waits for them too (the pod stays ContainerCreating);
-                        // a claim is usually bound within moments: looked at again soon.
+                        // claims not ready are tried again after a per-pod backoff.
                         Err(error) => {
                             kubelet.volumes_not_ready(&plan, &error);
-                            if matches!(error, KubeletError::Claim(_)) {
-                                ctx.run_later(VOLUMES_RETRY, |kubelet, ctx| {
-                                    kubelet.request_sync(ctx)
-                                });
-                            }
+                            kubelet.arm_claims_retry(ctx);
                         }
                     }
                 }),
@@ -336,19 +401,31 @@ impl Kubelet {
             "Unable to attach or mount volumes: unmounted volumes=[{}]: {error}",
             unmounted_volumes(plan).join(" ")
         );
-        match self.mount_problems.get(&plan.uid) {
-            Some((seen, reported)) if *seen == message => {
-                if *reported {
-                    tracing::debug!(pod = %plan.name, %error, "volumes still not ready");
-                    return;
-                }
-            }
-            _ => {
-                tracing::debug!(pod = %plan.name, %error, "volumes not ready yet");
-                self.mount_problems
-                    .insert(plan.uid.clone(), (message, false));
-                return;
-            }
+        let previous = self.mount_problems.remove(&plan.uid);
+        let claim_failures = match error {
+            KubeletError::Claim(_) => previous.as_ref().map_or(0, |p| p.claim_failures) + 1,
+            _ => 0,
+        };
+        let next_attempt =
+            (claim_failures > 0).then(|| Instant::now() + claims_retry(claim_failures));
+        let seen_before = previous.as_ref().is_some_and(|p| p.message == message);
+        let reported = previous.is_some_and(|p| p.reported) && seen_before;
+        self.mount_problems.insert(
+            plan.uid.clone(),
+            MountProblem {
+                message: message.clone(),
+                reported: seen_before,
+                claim_failures,
+                next_attempt,
+            },
+        );
+        if reported {
+            tracing::debug!(pod = %plan.name, %error, "volumes still not ready");
+            return;
+        }
+        if !seen_before {
+            tracing::debug!(pod = %plan.name, %error, "volumes not ready yet");
+            return;
         }
         tracing::warn!(pod = %plan.name, %error, "the pod's volumes are not ready; it waits");
         if let Some(recorder) = &self.recorder {
@@ -360,10 +437,8 @@ impl Kubelet {
                 uid: Some(plan.uid.clone()),
                 ..ObjectReference::default()
             };
-            recorder.record(&pod, EventType::Warning, "FailedMount", message.clone());
+            recorder.record(&pod, EventType::Warning, "FailedMount", message);
         }
-        self.mount_problems
-            .insert(plan.uid.clone(), (message, true));
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
@@ -586,15 +661,16 @@ fn needs_volume_files(plan: &PodPlan) -> bool {
         .any(|v| v.config_map.is_some() || v.secret.is_some())
 }
 
-/// Gets the pod's volumes ready: with `resolve_claims`, its claims become their volumes'
-/// host paths (claims.rs); then the files of its configMap and secret volumes are read.
+/// Gets the pod's volumes ready: with `claims_on` (this node's name), its claims become
+/// their volumes' host paths (claims.rs); then the files of its configMap and secret volumes
+/// are read.
 async fn prepare_volumes(
     client: &ApiClient,
     plan: &mut PodPlan,
-    resolve_claims: bool,
+    claims_on: Option<&str>,
 ) -> Result<(), KubeletError> {
-    if resolve_claims {
-        claims::resolve(client, plan).await?;
+    if let Some(node) = claims_on {
+        claims::resolve(client, plan, node).await?;
     }
     if needs_volume_files(plan) {
         plan.volume_files = volume_files(client, plan).await?;
@@ -767,4 +843,16 @@ async fn refresh(
         .update_object("nodes", "", &config.name, &json(&node), true)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_not_ready_are_tried_again_after_a_wait_doubling_to_thirty_seconds() {
+        let waits: Vec<u64> = (1..=8).map(|n| claims_retry(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(claims_retry(u32::MAX), CLAIMS_RETRY_MAX);
+    }
 }

@@ -6,6 +6,7 @@
 //! ```text
 //!  claim without storageClassName ─► the default class (newest of those marked default)
 //!  claim's class ─ volumeBindingMode WaitForFirstConsumer ─► the scheduler picks a node,
+//!                                   reserves a static volume there for the claim, or
 //!                                   annotates volume.kubernetes.io/selected-node
 //!                └ Immediate ─────────────────────────────► bound (or provisioned) at once
 //!  class provisioner rudder.io/local-path ─► a hostPath volume on the selected node

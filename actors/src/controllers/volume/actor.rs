@@ -9,12 +9,16 @@
 //!  Claim ─ plan_claim ─► Bind: volume claimRef ► volume Bound ► claim volumeName ► claim Bound
 //!                        AssignClass ─► claim update      Provision ─► create pvc-<uid>
 //!                        Pending / Lost ─► claim phase (when it changes) and the event
+//!                        Reschedule ─► selected-node annotation removed, Pending, the event
 //!  Volume ─ plan_volume ─► phase · SyncClaim ─► queue · Unbind ─► volume update
 //!                          Reclaim ─► Released, then delete (built-in provisioner) or keep
+//!  volume event ─► also its claim, when that is not marked Bound (a Lost claim recovers)
 //! ```
 //!
 //! A volume is released only after its claim's absence is confirmed by a read from the API:
-//! a cache that has not seen a new claim yet must not have its volume deleted.
+//! a cache that has not seen a new claim yet must not have its volume deleted. Likewise a
+//! claim's selected node missing from the cache is read from the API before the claim is
+//! sent back to the scheduler: a node registered a moment ago is not taken for gone.
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,14 +34,15 @@ use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError, Fenced};
 use rudder_proto::objects::storage::{
     claim_class, claim_has_class, is_claim_bound, is_default_class, selected_node, volume_class,
-    LOCAL_PATH_PROVISIONER,
+    BIND_COMPLETED_ANNOTATION, LOCAL_PATH_PROVISIONER, SELECTED_NODE_ANNOTATION,
 };
 use serde::Serialize;
 use serde_json::Value;
 
 use super::binder::{
-    plan_claim, plan_volume, ClaimPlan, Note, Reclaim, View, VolumePlan, PHASE_AVAILABLE,
-    PHASE_BOUND, PHASE_FAILED, PHASE_LOST, PHASE_PENDING, PHASE_RELEASED,
+    claim_needs_sync, has_annotation, plan_claim, plan_volume, ClaimPlan, Note, Reclaim, View,
+    VolumePlan, PHASE_AVAILABLE, PHASE_BOUND, PHASE_FAILED, PHASE_LOST, PHASE_PENDING,
+    PHASE_RELEASED,
 };
 use super::edits::{
     claim_bound, claim_bound_status, claim_phase, volume_bound, volume_phase, volume_unbound,
@@ -52,6 +57,33 @@ pub const COMPONENT: &str = "persistentvolume-controller";
 
 const CLAIMS: &str = "persistentvolumeclaims";
 const VOLUMES: &str = "persistentvolumes";
+/// How soon a key whose sync met an object that does not encode or decode is looked at
+/// again (the API's answer or our object is wrong: retrying at once would not help).
+const BROKEN_OBJECT_RETRY: Duration = Duration::from_secs(30);
+
+/// What syncing a claim or volume can fail with.
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error(transparent)]
+    Api(#[from] ClientError),
+    #[error("encoding {kind} {name:?} for the API: {source}")]
+    Encode {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "the API server sent a {kind} {key} that does not decode as one: {source}; is the \
+         server of another version than this controller manager?"
+    )]
+    Undecodable {
+        kind: &'static str,
+        key: ObjectKey,
+        #[source]
+        source: serde_json::Error,
+    },
+}
 
 #[derive(Clone)]
 pub struct Caches {
@@ -128,23 +160,33 @@ impl Controller for VolumeController {
     }
 
     async fn sync(&self, key: VolumeKey) -> Result<Option<Duration>, ClientError> {
-        match key {
-            VolumeKey::Claim(key) => self.sync_claim(&key).await?,
-            VolumeKey::Volume(name) => self.sync_volume(&name).await?,
+        let synced = match &key {
+            VolumeKey::Claim(key) => self.sync_claim(key).await,
+            VolumeKey::Volume(name) => self.sync_volume(name).await,
+        };
+        match synced {
+            Ok(()) => Ok(None),
+            Err(SyncError::Api(error)) => Err(error),
+            Err(error) => {
+                tracing::error!(%key, %error, "syncing; looked at again in 30 s");
+                Ok(Some(BROKEN_OBJECT_RETRY))
+            }
         }
-        Ok(None)
     }
 }
 
 impl VolumeController {
-    async fn sync_claim(&self, key: &ObjectKey) -> Result<(), ClientError> {
+    async fn sync_claim(&self, key: &ObjectKey) -> Result<(), SyncError> {
         let Some(claim) = self.caches.claims.get(key) else {
             return Ok(());
         };
         let volumes = self.caches.volumes.list();
         let classes = self.caches.classes.list();
-        let selected =
-            selected_node(&claim).and_then(|node| self.caches.nodes.get(&ObjectKey::new("", node)));
+        let unbound = !has_annotation(&claim.metadata, BIND_COMPLETED_ANNOTATION);
+        let selected = match selected_node(&claim).filter(|_| unbound) {
+            Some(node) => self.node(node).await?,
+            None => None,
+        };
         let view = View {
             volumes: &volumes,
             classes: &classes,
@@ -165,7 +207,8 @@ impl VolumeController {
             }
             ClaimPlan::Provision { volume } => {
                 let name = volume.metadata.name.clone().unwrap_or_default();
-                match self.api().create_object(VOLUMES, "", &body(&*volume)).await {
+                let body = body("PersistentVolume", &name, &*volume)?;
+                match self.api().create_object(VOLUMES, "", &body).await {
                     Ok(_) => {
                         tracing::info!(claim = %key, volume = %name, "volume provisioned");
                         self.recorder.record(
@@ -190,7 +233,7 @@ impl VolumeController {
                                 format!("Failed to create PersistentVolume {name}: {error}"),
                             );
                         }
-                        Err(error)
+                        Err(error.into())
                     }
                 }
             }
@@ -210,6 +253,40 @@ impl VolumeController {
                 }
                 Ok(())
             }
+            ClaimPlan::Reschedule(note) => {
+                let mut unselected = PersistentVolumeClaim::clone(&claim);
+                if let Some(annotations) = unselected.metadata.annotations.as_mut() {
+                    annotations.remove(SELECTED_NODE_ANNOTATION);
+                }
+                let version = self.write(CLAIMS, key, &unselected, false).await?;
+                tracing::info!(claim = %key, "its selected node is gone: scheduled again");
+                self.note(&reference, note);
+                let unselected = versioned(unselected, version);
+                if let Some(status) = claim_phase(&unselected, PHASE_PENDING) {
+                    self.write_claim_status(&unselected, status).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The node `name`: the cache's, else the API's (a node registered a moment ago may not
+    /// be in the cache yet); `None` when there is no such node.
+    async fn node(&self, name: &str) -> Result<Option<Arc<Node>>, SyncError> {
+        let key = ObjectKey::new("", name);
+        if let Some(node) = self.caches.nodes.get(&key) {
+            return Ok(Some(node));
+        }
+        match self.client.get_object("nodes", "", name).await {
+            Ok(node) => serde_json::from_value(node)
+                .map(|node| Some(Arc::new(node)))
+                .map_err(|source| SyncError::Undecodable {
+                    kind: "Node",
+                    key,
+                    source,
+                }),
+            Err(error) if error.is_not_found() => Ok(None),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -219,7 +296,7 @@ impl VolumeController {
         &self,
         volume: &PersistentVolume,
         claim: &PersistentVolumeClaim,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), SyncError> {
         let volume_name = volume.metadata.name.clone().unwrap_or_default();
         let volume_key = ObjectKey::new("", &volume_name);
         let claim_key = ObjectKey::of(&claim.metadata);
@@ -243,7 +320,7 @@ impl VolumeController {
         Ok(())
     }
 
-    async fn sync_volume(&self, name: &str) -> Result<(), ClientError> {
+    async fn sync_volume(&self, name: &str) -> Result<(), SyncError> {
         let Some(volume) = self.caches.volumes.get(&ObjectKey::new("", name)) else {
             return Ok(());
         };
@@ -299,7 +376,7 @@ impl VolumeController {
         volume: &PersistentVolume,
         reclaim: Reclaim,
         reference: &ObjectReference,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), SyncError> {
         let name = volume.metadata.name.clone().unwrap_or_default();
         let phase = volume
             .status
@@ -317,10 +394,17 @@ impl VolumeController {
         match reclaim {
             Reclaim::Keep | Reclaim::External => Ok(()),
             Reclaim::Delete => {
+                // Only the volume as it was judged: one changed meanwhile (bound again by
+                // hand, its policy changed) is looked at again.
                 let request = DeleteRequest {
                     resource: VOLUMES.into(),
                     name: name.clone(),
                     precondition_uid: volume.metadata.uid.clone().unwrap_or_default(),
+                    precondition_resource_version: volume
+                        .metadata
+                        .resource_version
+                        .clone()
+                        .unwrap_or_default(),
                     ..Default::default()
                 };
                 match self.api().delete_object(request).await {
@@ -330,7 +414,7 @@ impl VolumeController {
                     }
                     Err(error) if error.is_not_found() => Ok(()),
                     Err(error) => {
-                        if !error.is_fence_refused() {
+                        if !error.is_fence_refused() && error.reason() != "Conflict" {
                             self.recorder.record(
                                 reference,
                                 EventType::Warning,
@@ -338,7 +422,7 @@ impl VolumeController {
                                 format!("deleting the released volume: {error}"),
                             );
                         }
-                        Err(error)
+                        Err(error.into())
                     }
                 }
             }
@@ -359,17 +443,23 @@ impl VolumeController {
     async fn read_claim(
         &self,
         key: &ObjectKey,
-    ) -> Result<Option<PersistentVolumeClaim>, ClientError> {
+    ) -> Result<Option<PersistentVolumeClaim>, SyncError> {
         match self
             .client
             .get_object(CLAIMS, &key.namespace, &key.name)
             .await
         {
-            Ok(claim) => serde_json::from_value(claim)
-                .map(Some)
-                .map_err(|error| undecodable("PersistentVolumeClaim", key, &error)),
+            Ok(claim) => {
+                serde_json::from_value(claim)
+                    .map(Some)
+                    .map_err(|source| SyncError::Undecodable {
+                        kind: "PersistentVolumeClaim",
+                        key: key.clone(),
+                        source,
+                    })
+            }
             Err(error) if error.is_not_found() => Ok(None),
-            Err(error) => Err(error),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -382,8 +472,13 @@ impl VolumeController {
         key: &ObjectKey,
         object: &K,
         status: bool,
-    ) -> Result<Option<String>, ClientError> {
-        let mut json = body(object);
+    ) -> Result<Option<String>, SyncError> {
+        let kind = if resource == VOLUMES {
+            "PersistentVolume"
+        } else {
+            "PersistentVolumeClaim"
+        };
+        let mut json = body(kind, &key.to_string(), object)?;
         if !status {
             if let Some(fields) = json.as_object_mut() {
                 fields.remove("status");
@@ -402,7 +497,7 @@ impl VolumeController {
         &self,
         volume: &PersistentVolume,
         status: PersistentVolumeStatus,
-    ) -> Result<PersistentVolume, ClientError> {
+    ) -> Result<PersistentVolume, SyncError> {
         let mut next = volume.clone();
         next.status = Some(status);
         let key = ObjectKey::of(&next.metadata);
@@ -414,7 +509,7 @@ impl VolumeController {
         &self,
         claim: &PersistentVolumeClaim,
         status: PersistentVolumeClaimStatus,
-    ) -> Result<PersistentVolumeClaim, ClientError> {
+    ) -> Result<PersistentVolumeClaim, SyncError> {
         let mut next = claim.clone();
         next.status = Some(status);
         let key = ObjectKey::of(&next.metadata);
@@ -459,18 +554,13 @@ fn versioned<K: k8s_openapi::Metadata<Ty = ObjectMeta>>(
     object
 }
 
-/// An object as the API's JSON (k8s-openapi types always encode).
-fn body<K: Serialize>(object: &K) -> Value {
-    serde_json::to_value(object).unwrap_or(Value::Null)
-}
-
-fn undecodable(kind: &str, key: &ObjectKey, error: &serde_json::Error) -> ClientError {
-    ClientError::Api {
-        code: tonic::Code::Internal,
-        reason: "InternalError".into(),
-        message: format!("the server sent a {kind} {key} that does not decode: {error}"),
-        status: String::new(),
-    }
+/// `object`, the `kind` named `name`, as the API's JSON.
+fn body<K: Serialize>(kind: &'static str, name: &str, object: &K) -> Result<Value, SyncError> {
+    serde_json::to_value(object).map_err(|source| SyncError::Encode {
+        kind,
+        name: name.to_string(),
+        source,
+    })
 }
 
 impl Watches<PersistentVolumeClaim> for VolumeController {
@@ -523,6 +613,18 @@ impl Watches<PersistentVolume> for VolumeController {
                 self.queue.add(key);
             }
         }
+        if let Some(reference) = reserved_by.filter(|_| !matches!(event, Event::Deleted(_))) {
+            // Its claim, when not marked Bound: a binding to finish (the scheduler reserved
+            // this volume for it), or a claim marked Lost while this volume was away.
+            let key = ObjectKey::new(
+                reference.namespace.clone().unwrap_or_default(),
+                reference.name.clone().unwrap_or_default(),
+            );
+            let claim = self.caches.claims.get(&key);
+            if claim.is_some_and(|claim| claim_needs_sync(volume, &claim)) {
+                self.queue.add(VolumeKey::Claim(key));
+            }
+        }
         if let Event::Deleted(volume) = event {
             // Its claim has lost it.
             if let Some(reference) = volume.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
@@ -567,6 +669,7 @@ impl Watches<StorageClass> for VolumeController {
 
 impl Watches<Node> for VolumeController {
     /// Nodes are only read (for the node a claim was selected for); their events, heartbeats
-    /// among them, ask for nothing.
+    /// among them, ask for nothing. A claim selected for a node the cache has not seen yet
+    /// does not wait for it: its sync reads the node from the API.
     fn on_event(&self, _: &Event<Node>) {}
 }

@@ -1,46 +1,44 @@
 //! The PersistentVolume binder's decisions, as kube-controller-manager's PV controller makes
-//! them (`syncClaim`, `syncVolume`, `FindMatchingVolume`, `bind`). Pure: the caches' state
-//! in, what to do out; the actor carries it out.
+//! them (`syncClaim`, `syncVolume`, `findBestMatchForClaim`, `bind`). Pure: the caches' state
+//! in, what to do out; the actor carries it out. Which volume fits which claim is
+//! [`crate::scheduling::volumes`]'s, shared with the scheduler.
 //!
 //! ```text
 //!  claim ─ plan_claim ─┬─ not bound yet: its pre-bound volume, or the smallest Available one
 //!                      │  that fits (class, access modes, size, selector, mode) ─► Bind
+//!                      │  (a class that waits for a pod takes only a volume bound to the
+//!                      │  claim already: the scheduler reserves static ones for it)
 //!                      │  none: no class yet and a default exists ─► AssignClass
 //!                      │        class waits for a pod and none is scheduled ─► Pending
+//!                      │        selected node gone (local-path) ─► Reschedule
 //!                      │        the class provisions ─► Provision (provisioner.rs)
-//!                      └─ bound: its volume still points back ─► Bind (repairs a half bind)
+//!                      └─ bound: its volume points back (same uid) ─► Bind (repairs a half
+//!                                bind, and a claim marked Lost whose volume came back)
 //!                                its volume is gone or someone else's ─► Lost
 //!  volume ─ plan_volume ─ no claim ref ─► Available     claim bound here ─► Bound
 //!                         claim gone (uid) ─► Released, then Delete / Retain
 //!                         claim not bound yet ─► look at the claim now
 //!  Bind ─► the four writes of `edits.rs`, in Kubernetes' order
 //! ```
-//!
-//! One deviation: a claim whose class waits for the first consumer is matched to a static
-//! volume here, on the node the scheduler selected, rather than by the scheduler itself.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use rudder_proto::objects::quantity::Quantity;
-use rudder_proto::objects::selector::LabelSelector;
 use rudder_proto::objects::storage::{
-    claim_class, claim_has_class, default_class, selected_node, volume_class,
-    waits_for_first_consumer, BIND_COMPLETED_ANNOTATION, BOUND_BY_CONTROLLER_ANNOTATION,
-    HOSTNAME_LABEL, LOCAL_PATH_PROVISIONER, PROVISIONED_BY_ANNOTATION, RECLAIM_DELETE,
-    RECLAIM_RECYCLE, RECLAIM_RETAIN,
+    claim_class, claim_has_class, default_class, selected_node, waits_for_first_consumer,
+    BIND_COMPLETED_ANNOTATION, BOUND_BY_CONTROLLER_ANNOTATION, HOSTNAME_LABEL,
+    LOCAL_PATH_PROVISIONER, PROVISIONED_BY_ANNOTATION, RECLAIM_DELETE, RECLAIM_RECYCLE,
+    RECLAIM_RETAIN,
 };
 
 use super::provisioner::{self, Provisioning, Target};
 use crate::events::EventType;
-use crate::scheduling::node_affinity::selector_matches;
+pub use crate::scheduling::volumes::PHASE_AVAILABLE;
+use crate::scheduling::volumes::{claim_ref, find_match, is_bound_to, modes_differ, satisfies};
 
 pub const PHASE_PENDING: &str = "Pending";
-pub const PHASE_AVAILABLE: &str = "Available";
 pub const PHASE_BOUND: &str = "Bound";
 pub const PHASE_RELEASED: &str = "Released";
 pub const PHASE_FAILED: &str = "Failed";
@@ -83,6 +81,10 @@ pub enum ClaimPlan {
     Provision { volume: Box<PersistentVolume> },
     /// It waits (phase Pending), with an event saying for what.
     Pending { note: Option<Note> },
+    /// The node selected for it is gone: the selected-node annotation is removed (phase
+    /// Pending, with the warning), so that its pod is scheduled again, as Kubernetes'
+    /// external provisioners do (`ProvisioningReschedule`).
+    Reschedule(Note),
     /// Its volume is gone or belongs to another claim: phase Lost, with a warning.
     Lost(Note),
 }
@@ -121,7 +123,8 @@ pub enum Reclaim {
 pub struct View<'a> {
     pub volumes: &'a [Arc<PersistentVolume>],
     pub classes: &'a [Arc<StorageClass>],
-    /// The node the scheduler selected for the claim, when it is known.
+    /// The node the claim's selected-node annotation names, as the caches (or, when they do
+    /// not have it, the API) show it; `None` when there is no such node.
     pub selected: Option<&'a Node>,
 }
 
@@ -154,191 +157,6 @@ pub(super) fn has_annotation(meta: &ObjectMeta, key: &str) -> bool {
         .is_some_and(|a| a.contains_key(key))
 }
 
-pub(super) fn claim_ref(volume: &PersistentVolume) -> Option<&ObjectReference> {
-    volume.spec.as_ref()?.claim_ref.as_ref()
-}
-
-/// `IsVolumeBoundToClaim`: the volume's claim reference names the claim (and, when it holds
-/// a uid, the claim's uid).
-pub fn is_bound_to(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
-    let Some(reference) = claim_ref(volume) else {
-        return false;
-    };
-    reference.name == claim.metadata.name
-        && reference.namespace == claim.metadata.namespace
-        && reference
-            .uid
-            .as_deref()
-            .is_none_or(|uid| uid.is_empty() || Some(uid) == claim.metadata.uid.as_deref())
-}
-
-/// The `storage` entry of a capacity or request map (zero without one).
-pub(super) fn storage_of(capacity: Option<&BTreeMap<String, ApiQuantity>>) -> Quantity {
-    capacity
-        .and_then(|c| c.get("storage"))
-        .and_then(|q| Quantity::parse(&q.0).ok())
-        .unwrap_or(Quantity::ZERO)
-}
-
-fn requested(claim: &PersistentVolumeClaim) -> Quantity {
-    storage_of(
-        claim
-            .spec
-            .as_ref()
-            .and_then(|s| s.resources.as_ref())
-            .and_then(|r| r.requests.as_ref()),
-    )
-}
-
-pub(super) fn capacity(volume: &PersistentVolume) -> Quantity {
-    storage_of(volume.spec.as_ref().and_then(|s| s.capacity.as_ref()))
-}
-
-/// Whether claim and volume ask for different volume modes (an unset mode is Filesystem).
-fn modes_differ(claim: &PersistentVolumeClaim, volume: &PersistentVolume) -> bool {
-    let claim_mode = claim.spec.as_ref().and_then(|s| s.volume_mode.as_deref());
-    let volume_mode = volume.spec.as_ref().and_then(|s| s.volume_mode.as_deref());
-    claim_mode.unwrap_or("Filesystem") != volume_mode.unwrap_or("Filesystem")
-}
-
-/// `CheckAccessModes`: the volume offers every access mode the claim asks for.
-fn offers_access_modes(claim: &PersistentVolumeClaim, volume: &PersistentVolume) -> bool {
-    let offered = volume
-        .spec
-        .as_ref()
-        .and_then(|s| s.access_modes.as_deref())
-        .unwrap_or_default();
-    claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.access_modes.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .all(|mode| offered.contains(mode))
-}
-
-fn attributes_class_differs(claim: &PersistentVolumeClaim, volume: &PersistentVolume) -> bool {
-    let of_claim = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.volume_attributes_class_name.as_deref());
-    let of_volume = volume
-        .spec
-        .as_ref()
-        .and_then(|s| s.volume_attributes_class_name.as_deref());
-    of_claim.unwrap_or("") != of_volume.unwrap_or("")
-}
-
-/// Whether the volume's node affinity admits `node` (`CheckNodeAffinity`); a volume without
-/// one goes anywhere.
-pub fn fits_node(volume: &PersistentVolume, node: &Node) -> bool {
-    volume
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_affinity.as_ref())
-        .and_then(|a| a.required.as_ref())
-        .is_none_or(|required| selector_matches(required, node))
-}
-
-pub(super) fn phase_of(volume: &PersistentVolume) -> &str {
-    volume
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
-
-/// The volume for an unbound claim (`FindMatchingVolume`): one already bound to it (pre-bound
-/// by a user, or provisioned for it) wins; else the smallest Available volume of the claim's
-/// class that is big enough, offers its access modes and volume mode and matches its
-/// selector, among those with the fewest access modes. `node`: the node the claim's pod goes
-/// to, whose labels the volume's node affinity must admit. With `delay_binding` and no node
-/// only a volume already bound to the claim is taken: the claim waits for its pod's node.
-pub fn find_match<'v>(
-    claim: &PersistentVolumeClaim,
-    volumes: &'v [Arc<PersistentVolume>],
-    node: Option<&Node>,
-    delay_binding: bool,
-) -> Option<&'v Arc<PersistentVolume>> {
-    let wanted = requested(claim);
-    let class = claim_class(claim);
-    let selector = claim
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .map(LabelSelector::from_api);
-    let selector = match selector {
-        // An invalid selector matches nothing (Kubernetes fails the sync).
-        Some(Err(_)) => return None,
-        Some(Ok(selector)) => Some(selector),
-        None => None,
-    };
-    let mut best: Option<(usize, Quantity, &'v Arc<PersistentVolume>)> = None;
-    for volume in volumes {
-        if claim_ref(volume).is_some() && !is_bound_to(volume, claim) {
-            continue;
-        }
-        let size = capacity(volume);
-        if size < wanted || modes_differ(claim, volume) || attributes_class_differs(claim, volume) {
-            continue;
-        }
-        if volume.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let fits = node.is_none_or(|node| fits_node(volume, node));
-        if is_bound_to(volume, claim) {
-            return fits.then_some(volume);
-        }
-        if node.is_none() && delay_binding {
-            continue;
-        }
-        let selected = selector
-            .as_ref()
-            .is_none_or(|s| s.matches_labels(volume.metadata.labels.as_ref()));
-        let usable = phase_of(volume) == PHASE_AVAILABLE
-            && selected
-            && volume_class(volume) == class
-            && fits
-            && offers_access_modes(claim, volume);
-        if !usable {
-            continue;
-        }
-        let modes = volume
-            .spec
-            .as_ref()
-            .and_then(|s| s.access_modes.as_ref())
-            .map_or(0, Vec::len);
-        let better = best
-            .as_ref()
-            .is_none_or(|(best_modes, best_size, _)| (modes, size) < (*best_modes, *best_size));
-        if better {
-            best = Some((modes, size, volume));
-        }
-    }
-    best.map(|(_, _, volume)| volume)
-}
-
-/// Why a volume a claim names cannot be bound to it (`checkVolumeSatisfyClaim`).
-pub fn satisfies(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> Result<(), String> {
-    let name = volume.metadata.name.as_deref().unwrap_or_default();
-    if volume.metadata.deletion_timestamp.is_some() {
-        return Err(format!("the volume is marked for deletion {name:?}"));
-    }
-    if capacity(volume) < requested(claim) {
-        return Err("requested PV is too small".into());
-    }
-    if volume_class(volume) != claim_class(claim) {
-        return Err("storageClassName does not match".into());
-    }
-    if modes_differ(claim, volume) {
-        return Err("incompatible volumeMode".into());
-    }
-    if !offers_access_modes(claim, volume) {
-        return Err("incompatible accessMode".into());
-    }
-    Ok(())
-}
-
 /// What to do for `claim`, given the volumes, classes and selected node in `view`.
 pub fn plan_claim(claim: &PersistentVolumeClaim, view: &View<'_>) -> ClaimPlan {
     if has_annotation(&claim.metadata, BIND_COMPLETED_ANNOTATION) {
@@ -363,8 +181,11 @@ fn plan_bound_claim(claim: &PersistentVolumeClaim, view: &View<'_>) -> ClaimPlan
         ));
     };
     // A volume that lost its reference (or whose binding is not seen yet) is bound again;
-    // one that points back finishes its binding (each step writes only what is missing).
-    if claim_ref(volume).is_none() || is_bound_to(volume, claim) {
+    // one that points back, by the claim's uid, finishes its binding (each step writes only
+    // what is missing; a claim marked Lost while its volume was away is Bound again). A
+    // reference without the uid is not this claim's binding (`syncBoundClaim`).
+    let points_back = claim_ref(volume).map(|r| r.uid.as_deref().unwrap_or(""));
+    if points_back.is_none_or(|uid| uid == claim.metadata.uid.as_deref().unwrap_or("")) {
         return ClaimPlan::Bind {
             volume: volume.clone(),
         };
@@ -383,12 +204,10 @@ fn plan_unbound_claim(claim: &PersistentVolumeClaim, view: &View<'_>) -> ClaimPl
     let class_name = claim_class(claim);
     let class = view.class(class_name);
     let delay = class.is_some_and(waits_for_first_consumer);
-    let selected = selected_node(claim);
-    // A claim whose pod has a node may take a static volume on that node.
-    let node = view
-        .selected
-        .filter(|n| delay && selected.is_some() && n.metadata.name.as_deref() == selected);
-    if let Some(volume) = find_match(claim, view.volumes, node, delay) {
+    // A claim whose class waits for its first consumer takes only a volume bound to it
+    // already: reserved by the scheduler on its pod's node, or provisioned for it
+    // (`findBestMatchForClaim` with delayBinding).
+    if let Some(volume) = find_match(claim, view.volumes, None, delay, &[]) {
         return ClaimPlan::Bind {
             volume: volume.clone(),
         };
@@ -400,6 +219,7 @@ fn plan_unbound_claim(claim: &PersistentVolumeClaim, view: &View<'_>) -> ClaimPl
             }
         }
     }
+    let selected = selected_node(claim);
     if delay && selected.is_none() {
         return ClaimPlan::Pending {
             note: Some(Note::normal(
@@ -424,14 +244,30 @@ fn plan_unbound_claim(claim: &PersistentVolumeClaim, view: &View<'_>) -> ClaimPl
             )),
         };
     };
-    let target = selected.map(|node| Target {
-        node,
-        hostname: view
-            .selected
-            .filter(|n| n.metadata.name.as_deref() == Some(node))
-            .and_then(|n| n.metadata.labels.as_ref()?.get(HOSTNAME_LABEL))
-            .map_or(node, String::as_str),
-    });
+    let known = view
+        .selected
+        .filter(|n| selected.is_some() && n.metadata.name.as_deref() == selected);
+    let target = match (selected, known) {
+        (Some(name), Some(node)) => Some(Target {
+            node: name,
+            hostname: node
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(HOSTNAME_LABEL))
+                .map_or(name, String::as_str),
+        }),
+        (Some(name), None) if class.provisioner == LOCAL_PATH_PROVISIONER => {
+            return ClaimPlan::Reschedule(Note::warning(
+                "ProvisioningFailed",
+                format!(
+                    "failed to get target node: node {name:?} not found; the claim's \
+                     selected-node annotation is removed so that its pod is scheduled again"
+                ),
+            ));
+        }
+        _ => None,
+    };
     match provisioner::provision(claim, class, target) {
         Provisioning::Create(volume) => ClaimPlan::Provision { volume },
         Provisioning::External { provisioner } => ClaimPlan::Pending {
@@ -484,6 +320,20 @@ fn plan_pre_bound_claim(claim: &PersistentVolumeClaim, name: &str, view: &View<'
             format!("volume {name:?} already bound to a different claim."),
         )),
     }
+}
+
+/// Whether the claim `volume` is bound to (by uid) needs a sync of its own when the volume
+/// changes: it is not marked Bound (its binding is being finished, or it was marked Lost
+/// while the volume was away and is Bound again by that sync).
+pub fn claim_needs_sync(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> bool {
+    let Some(uid) = claim_ref(volume)
+        .and_then(|r| r.uid.as_deref())
+        .filter(|uid| !uid.is_empty())
+    else {
+        return false;
+    };
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    Some(uid) == claim.metadata.uid.as_deref() && phase != Some(PHASE_BOUND)
 }
 
 /// What to do for `volume`, whose claim reference names `claim` (`None`: no such claim).

@@ -1,11 +1,12 @@
-//! The binder's decisions against Kubernetes' PV controller unit tests' situations: matching,
-//! claims in each state, volumes in each state, and a bind carried out step by step with a
-//! crash after every step.
+//! The binder's decisions against Kubernetes' PV controller unit tests' situations: claims in
+//! each state, volumes in each state, and a bind carried out step by step with a crash after
+//! every step. Matching itself is tested beside it, in `scheduling::volumes`.
 
 use super::*;
 use crate::controllers::volume::edits::{
     claim_bound, claim_bound_status, volume_bound, volume_phase, volume_unbound,
 };
+use crate::scheduling::volumes::phase_of;
 use rudder_proto::objects::storage::{default_storage_class, SELECTED_NODE_ANNOTATION};
 use serde_json::{json, Value};
 
@@ -53,159 +54,21 @@ fn bound_to_claim(v: &mut Value) {
                                     "name": "data", "uid": "claim-uid" });
 }
 
-fn name_of(found: Option<&Arc<PersistentVolume>>) -> Option<&str> {
-    found.and_then(|v| v.metadata.name.as_deref())
-}
-
-#[test]
-fn the_smallest_fitting_volume_of_the_class_is_matched() {
-    let none = |_: &mut Value| {};
-    /// (what, the claim, the volumes, the volume chosen)
-    type Row<'a> = (
-        &'a str,
-        PersistentVolumeClaim,
-        Vec<Arc<PersistentVolume>>,
-        Option<&'a str>,
-    );
-    let table: Vec<Row> = vec![
-        ("nothing", claim(|_| {}), vec![], None),
-        (
-            "the smallest big enough",
-            claim(|_| {}),
-            vec![
-                volume("small", "500Mi", none),
-                volume("huge", "10Gi", none),
-                volume("fits", "2Gi", none),
-            ],
-            Some("fits"),
-        ),
-        (
-            "another class",
-            claim(|_| {}),
-            vec![volume("fast", "2Gi", |v| {
-                v["spec"]["storageClassName"] = json!("fast")
-            })],
-            None,
-        ),
-        (
-            "not Available",
-            claim(|_| {}),
-            vec![volume("released", "2Gi", |v| {
-                v["status"]["phase"] = json!("Released")
-            })],
-            None,
-        ),
-        (
-            "claimed by another claim",
-            claim(|_| {}),
-            vec![volume("taken", "2Gi", |v| {
-                v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "other" })
-            })],
-            None,
-        ),
-        (
-            "missing an access mode",
-            claim(|c| c["spec"]["accessModes"] = json!(["ReadWriteMany"])),
-            vec![volume("rwo", "2Gi", none)],
-            None,
-        ),
-        (
-            "fewest access modes first",
-            claim(|_| {}),
-            vec![
-                volume("both", "1Gi", |v| {
-                    v["spec"]["accessModes"] = json!(["ReadWriteOnce", "ReadOnlyMany"])
-                }),
-                volume("one", "5Gi", none),
-            ],
-            Some("one"),
-        ),
-        (
-            "another volume mode",
-            claim(|c| c["spec"]["volumeMode"] = json!("Block")),
-            vec![volume("fs", "2Gi", none)],
-            None,
-        ),
-        (
-            "the selector",
-            claim(|c| c["spec"]["selector"] = json!({ "matchLabels": { "tier": "gold" } })),
-            vec![
-                volume("plain", "1Gi", none),
-                volume("gold", "3Gi", |v| {
-                    v["metadata"]["labels"] = json!({ "tier": "gold" })
-                }),
-            ],
-            Some("gold"),
-        ),
-        (
-            "being deleted",
-            claim(|_| {}),
-            vec![volume("going", "2Gi", |v| {
-                v["metadata"]["deletionTimestamp"] = json!("2024-01-01T00:00:00Z")
-            })],
-            None,
-        ),
-        (
-            "pre-bound to it wins over a smaller one, whatever its phase",
-            claim(|_| {}),
-            vec![
-                volume("small", "1Gi", none),
-                volume("mine", "8Gi", |v| {
-                    bound_to_claim(v);
-                    v["status"]["phase"] = json!("Bound")
-                }),
-            ],
-            Some("mine"),
-        ),
-    ];
-    for (why, claim, volumes, expected) in table {
-        assert_eq!(
-            name_of(find_match(&claim, &volumes, None, false)),
-            expected,
-            "{why}"
-        );
-    }
-}
-
-#[test]
-fn a_claim_waiting_for_its_pod_takes_only_a_volume_on_the_pods_node() {
-    let volumes = vec![
-        volume("on-n1", "2Gi", on_node("n1")),
-        volume("on-n2", "1Gi", on_node("n2")),
-    ];
-    let claim = claim(|_| {});
-    assert_eq!(
-        name_of(find_match(&claim, &volumes, None, true)),
-        None,
-        "no node yet: wait"
-    );
-    assert_eq!(
-        name_of(find_match(&claim, &volumes, Some(&node("n1")), true)),
-        Some("on-n1")
-    );
-    assert_eq!(
-        name_of(find_match(&claim, &volumes, Some(&node("n3")), true)),
-        None
-    );
-    let mine = vec![volume("mine", "1Gi", |v| {
-        bound_to_claim(v);
-        on_node("n2")(v)
-    })];
-    assert_eq!(
-        name_of(find_match(&claim, &mine, Some(&node("n1")), true)),
-        None,
-        "its own volume on another node does not fit"
-    );
-    assert_eq!(name_of(find_match(&claim, &mine, None, true)), Some("mine"));
-}
-
 fn classes() -> Vec<Arc<StorageClass>> {
     let mut immediate = default_storage_class();
     immediate.metadata.name = Some("manual".into());
     immediate.metadata.annotations = None;
     immediate.provisioner = rudder_proto::objects::storage::NO_PROVISIONER.into();
     immediate.volume_binding_mode = Some("Immediate".into());
-    vec![Arc::new(default_storage_class()), Arc::new(immediate)]
+    let mut local = default_storage_class();
+    local.metadata.name = Some("local".into());
+    local.metadata.annotations = None;
+    local.provisioner = rudder_proto::objects::storage::NO_PROVISIONER.into();
+    vec![
+        Arc::new(default_storage_class()),
+        Arc::new(immediate),
+        Arc::new(local),
+    ]
 }
 
 fn plan(claim: &PersistentVolumeClaim, volumes: &[Arc<PersistentVolume>]) -> ClaimPlan {
@@ -223,9 +86,9 @@ fn plan(claim: &PersistentVolumeClaim, volumes: &[Arc<PersistentVolume>]) -> Cla
 
 fn note_of(plan: &ClaimPlan) -> Option<(&'static str, &str)> {
     match plan {
-        ClaimPlan::Pending { note: Some(note) } | ClaimPlan::Lost(note) => {
-            Some((note.reason, note.message.as_str()))
-        }
+        ClaimPlan::Pending { note: Some(note) }
+        | ClaimPlan::Lost(note)
+        | ClaimPlan::Reschedule(note) => Some((note.reason, note.message.as_str())),
         _ => None,
     }
 }
@@ -364,6 +227,129 @@ fn a_bound_claim_is_repaired_or_lost() {
         note_of(&plan(&bound, &[elsewhere])).map(|n| n.0),
         Some("ClaimMisbound")
     );
+    let reservation = volume("pv-1", "1Gi", |v| {
+        v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "data" })
+    });
+    assert_eq!(
+        note_of(&plan(&bound, &[reservation])).map(|n| n.0),
+        Some("ClaimMisbound"),
+        "a reference without the claim's uid is not its binding"
+    );
+    let lost = claim(|c| {
+        c["spec"]["volumeName"] = json!("pv-1");
+        c["metadata"]["annotations"] = json!({ BIND_COMPLETED_ANNOTATION: "yes" });
+        c["status"]["phase"] = json!("Lost");
+    });
+    assert!(
+        matches!(
+            plan(&lost, &[volume("pv-1", "1Gi", bound_to_claim)]),
+            ClaimPlan::Bind { .. }
+        ),
+        "a claim marked Lost while its volume was away is bound again"
+    );
+}
+
+#[test]
+fn a_claim_waiting_for_its_pod_takes_only_a_volume_reserved_for_it() {
+    let local = claim(|c| {
+        c["spec"]["storageClassName"] = json!("local");
+        c["metadata"]["annotations"] = json!({ SELECTED_NODE_ANNOTATION: "n1" });
+    });
+    let on_n1 = |reserved: bool| {
+        volume("on-n1", "2Gi", move |v| {
+            on_node("n1")(v);
+            v["spec"]["storageClassName"] = json!("local");
+            if reserved {
+                bound_to_claim(v);
+            }
+        })
+    };
+    assert_eq!(
+        note_of(&plan(&local, &[on_n1(false)])).map(|n| n.0),
+        Some("ExternalProvisioning"),
+        "a free static volume is the scheduler's to reserve for it, not the binder's to take"
+    );
+    assert!(matches!(
+        plan(&local, &[on_n1(true)]),
+        ClaimPlan::Bind { .. }
+    ));
+}
+
+#[test]
+fn a_claim_selected_for_a_node_that_is_gone_goes_back_to_the_scheduler() {
+    let local = claim(|c| {
+        c["spec"]["storageClassName"] = json!("local-path");
+        c["metadata"]["annotations"] = json!({ SELECTED_NODE_ANNOTATION: "n9" });
+    });
+    let classes = classes();
+    let n1 = node("n1");
+    for selected in [None, Some(&n1)] {
+        let view = View {
+            volumes: &[],
+            classes: &classes,
+            selected,
+        };
+        match plan_claim(&local, &view) {
+            ClaimPlan::Reschedule(note) => {
+                assert_eq!(note.reason, "ProvisioningFailed");
+                assert!(
+                    note.message.contains("node \"n9\" not found"),
+                    "{}",
+                    note.message
+                );
+            }
+            other => panic!("with {selected:?}: {other:?}"),
+        }
+    }
+    let mut n9 = node("n9");
+    n9.metadata.labels = Some([(HOSTNAME_LABEL.to_string(), "n9.local".to_string())].into());
+    let view = View {
+        volumes: &[],
+        classes: &classes,
+        selected: Some(&n9),
+    };
+    let ClaimPlan::Provision { volume } = plan_claim(&local, &view) else {
+        panic!("provisioned once the node is known");
+    };
+    let affinity = serde_json::to_value(&volume.spec.as_ref().expect("a spec").node_affinity)
+        .expect("encodes");
+    assert_eq!(
+        affinity["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+        json!(["n9.local"]),
+        "pinned by the node's hostname label"
+    );
+}
+
+#[test]
+fn a_volume_pointing_at_a_claim_not_yet_marked_bound_has_the_claim_looked_at() {
+    let bound = claim(|c| {
+        c["spec"]["volumeName"] = json!("pv-1");
+        c["metadata"]["annotations"] = json!({ BIND_COMPLETED_ANNOTATION: "yes" });
+        c["status"]["phase"] = json!("Bound");
+    });
+    let lost = claim(|c| {
+        c["spec"]["volumeName"] = json!("pv-1");
+        c["metadata"]["annotations"] = json!({ BIND_COMPLETED_ANNOTATION: "yes" });
+        c["status"]["phase"] = json!("Lost");
+    });
+    let pending = claim(|_| {});
+    let mine = volume("pv-1", "1Gi", bound_to_claim);
+    let someone_elses = volume("pv-1", "1Gi", |v| {
+        v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "data", "uid": "old" })
+    });
+    let reservation = volume("pv-1", "1Gi", |v| {
+        v["spec"]["claimRef"] = json!({ "namespace": "default", "name": "data" })
+    });
+    let table = [
+        ("bound both ways", &mine, &bound, false),
+        ("marked Lost while its volume was away", &mine, &lost, true),
+        ("not bound yet", &mine, &pending, true),
+        ("another claim of that name", &someone_elses, &lost, false),
+        ("a reservation without a uid", &reservation, &pending, false),
+    ];
+    for (why, volume, claim, expected) in table {
+        assert_eq!(claim_needs_sync(volume, claim), expected, "{why}");
+    }
 }
 
 #[test]

@@ -6,53 +6,17 @@
 //! state the next sync of either object finishes.
 
 use k8s_openapi::api::core::v1::{
-    ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus,
-    PersistentVolumeStatus,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimStatus, PersistentVolumeStatus,
 };
 use rudder_proto::objects::storage::{BIND_COMPLETED_ANNOTATION, BOUND_BY_CONTROLLER_ANNOTATION};
 
-use super::binder::{
-    capacity, claim_ref, is_bound_to, phase_of, spec_volume_name, storage_of, PHASE_BOUND,
-};
+use super::binder::{spec_volume_name, PHASE_BOUND};
+use crate::scheduling::volumes::{capacity, phase_of, storage_of};
 
-/// Step 1 of a bind: the volume with its claim reference set to `claim` (and marked bound by
-/// the controller when it was not already bound to it); `None` when it already is
-/// (`bindVolumeToClaim`).
-pub fn volume_bound(
-    volume: &PersistentVolume,
-    claim: &PersistentVolumeClaim,
-) -> Option<PersistentVolume> {
-    let current = claim_ref(volume);
-    let same = current.is_some_and(|r| {
-        r.name == claim.metadata.name
-            && r.namespace == claim.metadata.namespace
-            && r.uid == claim.metadata.uid
-    });
-    if same {
-        return None;
-    }
-    let mut bound = volume.clone();
-    if !is_bound_to(volume, claim) {
-        bound
-            .metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(
-                BOUND_BY_CONTROLLER_ANNOTATION.to_string(),
-                "yes".to_string(),
-            );
-    }
-    bound.spec.get_or_insert_with(Default::default).claim_ref = Some(ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("PersistentVolumeClaim".into()),
-        namespace: claim.metadata.namespace.clone(),
-        name: claim.metadata.name.clone(),
-        uid: claim.metadata.uid.clone(),
-        resource_version: claim.metadata.resource_version.clone(),
-        field_path: None,
-    });
-    Some(bound)
-}
+/// Step 1 of a bind: the volume with its claim reference set to the claim (and marked bound
+/// by the controller when it was not already bound to it); `None` when it already is
+/// (`bindVolumeToClaim`). The scheduler writes the same edit to reserve a static volume.
+pub use crate::scheduling::volumes::volume_bound;
 
 /// The volume's status in `phase` (with `message`), or `None` when it is already in it.
 pub fn volume_phase(

@@ -6,14 +6,18 @@
 //! ```text
 //!  claim (unbound, class C) ─ C.provisioner ─ rudder.io/local-path ─ selected node N?
 //!      ├─ yes ─► PV pvc-<claim uid>: hostPath /var/lib/rudder/storage/pvc-<uid>_<ns>_<claim>
-//!      │         (DirectoryOrCreate), capacity = request, the claim's access modes, node
-//!      │         affinity kubernetes.io/hostname In [N], claimRef, C's reclaim policy
+//!      │         (cut to 255 bytes; DirectoryOrCreate), capacity = request, the claim's
+//!      │         access modes, node affinity kubernetes.io/hostname In [N], claimRef, C's
+//!      │         reclaim policy
 //!      ├─ no (an Immediate class) ─► Failed: a local volume needs a node
+//!      ├─ a claim no directory can serve (selector, data source, Block, shared access
+//!      │  modes, no size) ─► Failed ([`refusal`]; the scheduler asks it too, and keeps
+//!      │  such a claim's pod Pending rather than select a node for it)
 //!      └─ another provisioner ─► External: it is someone else's to make
 //! ```
 //!
-//! The directory is made by the kubelet when the first pod mounts it (`DirectoryOrCreate`);
-//! nothing here touches a node's disk.
+//! The directory is made by the kubelet when the first pod mounts it (world-writable, as
+//! k3s's provisioner makes it); nothing here touches a node's disk.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +34,8 @@ use rudder_proto::objects::storage::{
 
 /// The access modes a directory on one node can honour.
 const LOCAL_ACCESS_MODES: &[&str] = &["ReadWriteOnce", "ReadWriteOncePod"];
+/// The longest name of a directory entry on Linux file systems (`NAME_MAX`).
+const NAME_MAX: usize = 255;
 
 /// What provisioning a claim comes to.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +62,62 @@ pub struct Target<'a> {
 /// provisioning finds the volume it already made.
 pub fn volume_name(claim: &PersistentVolumeClaim) -> String {
     format!("pvc-{}", claim.metadata.uid.as_deref().unwrap_or_default())
+}
+
+/// The directory of the volume provisioned for `claim`, under [`LOCAL_PATH_ROOT`]:
+/// `pvc-<uid>_<namespace>_<claim>`, as k3s's provisioner names it, cut to [`NAME_MAX`] bytes
+/// (a claim's name may be 253 bytes long; the uid keeps a cut name unique).
+pub fn directory_name(claim: &PersistentVolumeClaim) -> String {
+    let namespace = claim.metadata.namespace.as_deref().unwrap_or_default();
+    let claim_name = claim.metadata.name.as_deref().unwrap_or_default();
+    let mut name = format!("{}_{namespace}_{claim_name}", volume_name(claim));
+    let mut cut = name.len().min(NAME_MAX);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    name.truncate(cut);
+    name
+}
+
+/// Why no directory the built-in provisioner makes can serve `claim`, on any node: a
+/// selector, a data source, Block mode, an access mode a single node cannot honour, or no
+/// size; `None` when one can.
+pub fn refusal(claim: &PersistentVolumeClaim) -> Option<String> {
+    let spec = claim.spec.as_ref();
+    if spec.is_some_and(|s| s.selector.is_some()) {
+        return Some("claim.Spec.Selector is not supported for dynamic provisioning".into());
+    }
+    if spec.is_some_and(|s| s.data_source.is_some() || s.data_source_ref.is_some()) {
+        return Some(format!(
+            "{LOCAL_PATH_PROVISIONER} cannot fill a volume from a data source: remove \
+             spec.dataSource"
+        ));
+    }
+    if spec.and_then(|s| s.volume_mode.as_deref()) == Some("Block") {
+        return Some(format!(
+            "{LOCAL_PATH_PROVISIONER} makes Filesystem volumes only, not Block"
+        ));
+    }
+    let modes = spec
+        .and_then(|s| s.access_modes.as_deref())
+        .unwrap_or_default();
+    if let Some(mode) = modes
+        .iter()
+        .find(|m| !LOCAL_ACCESS_MODES.contains(&m.as_str()))
+    {
+        return Some(format!(
+            "{LOCAL_PATH_PROVISIONER} volumes live on one node and support only the \
+             ReadWriteOnce and ReadWriteOncePod access modes, not {mode}"
+        ));
+    }
+    let size = spec
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"));
+    if size.is_none() {
+        return Some("the claim requests no storage size (spec.resources.requests.storage)".into());
+    }
+    None
 }
 
 /// Provisions `claim` of `class` on `target` (the node selected for its first pod; `None`
@@ -89,31 +151,11 @@ fn local_path_volume(
              claim is provisioned where its first pod is scheduled"
         ));
     };
+    if let Some(why) = refusal(claim) {
+        return Err(why);
+    }
     let spec = claim.spec.clone().unwrap_or_default();
-    if spec.selector.is_some() {
-        return Err("claim.Spec.Selector is not supported for dynamic provisioning".into());
-    }
-    if spec.data_source.is_some() || spec.data_source_ref.is_some() {
-        return Err(format!(
-            "{LOCAL_PATH_PROVISIONER} cannot fill a volume from a data source: remove \
-             spec.dataSource"
-        ));
-    }
-    if spec.volume_mode.as_deref() == Some("Block") {
-        return Err(format!(
-            "{LOCAL_PATH_PROVISIONER} makes Filesystem volumes only, not Block"
-        ));
-    }
     let modes = spec.access_modes.clone().unwrap_or_default();
-    if let Some(mode) = modes
-        .iter()
-        .find(|m| !LOCAL_ACCESS_MODES.contains(&m.as_str()))
-    {
-        return Err(format!(
-            "{LOCAL_PATH_PROVISIONER} volumes live on one node and support only the \
-             ReadWriteOnce and ReadWriteOncePod access modes, not {mode}"
-        ));
-    }
     let Some(size) = spec
         .resources
         .as_ref()
@@ -126,7 +168,7 @@ fn local_path_volume(
     let namespace = claim.metadata.namespace.clone().unwrap_or_default();
     let claim_name = claim.metadata.name.clone().unwrap_or_default();
     let name = volume_name(claim);
-    let path = format!("{LOCAL_PATH_ROOT}/{name}_{namespace}_{claim_name}");
+    let path = format!("{LOCAL_PATH_ROOT}/{}", directory_name(claim));
     let annotations = BTreeMap::from([
         (
             PROVISIONED_BY_ANNOTATION.to_string(),
@@ -267,15 +309,34 @@ mod tests {
                 Some(N1),
                 "Selector is not supported",
             ),
+            (
+                "a data source",
+                claim(|c| {
+                    c["spec"]["dataSource"] =
+                        json!({ "kind": "PersistentVolumeClaim", "name": "other" })
+                }),
+                Some(N1),
+                "cannot fill a volume from a data source",
+            ),
+            (
+                "no size",
+                claim(|c| c["spec"]["resources"] = json!({})),
+                Some(N1),
+                "requests no storage size",
+            ),
         ];
         for (why, claim, target, expected) in table {
             match provision(&claim, &class, target) {
                 Provisioning::Failed(message) => {
-                    assert!(message.contains(expected), "{why}: {message}")
+                    assert!(message.contains(expected), "{why}: {message}");
+                    if target.is_some() {
+                        assert_eq!(refusal(&claim), Some(message), "{why}: on any node");
+                    }
                 }
                 other => panic!("{why}: {other:?}"),
             }
         }
+        assert_eq!(refusal(&claim(|_| {})), None);
         let mut nfs = class;
         nfs.provisioner = "example.com/nfs".into();
         assert_eq!(
@@ -283,6 +344,31 @@ mod tests {
             Provisioning::External {
                 provisioner: "example.com/nfs".into()
             }
+        );
+    }
+
+    #[test]
+    fn a_long_claim_name_is_cut_to_a_directory_name_that_fits() {
+        let long = "d".repeat(253);
+        let long_claim = claim(|c| c["metadata"]["name"] = json!(long));
+        let name = directory_name(&long_claim);
+        assert_eq!(name.len(), NAME_MAX);
+        assert!(name.starts_with("pvc-u-1_default_ddd"), "{name}");
+        let Provisioning::Create(volume) =
+            provision(&long_claim, &default_storage_class(), Some(N1))
+        else {
+            panic!("a volume");
+        };
+        let path = volume
+            .spec
+            .and_then(|s| s.host_path)
+            .map(|h| h.path)
+            .expect("a hostPath");
+        assert_eq!(path, format!("{LOCAL_PATH_ROOT}/{name}"));
+        assert_eq!(
+            directory_name(&claim(|_| {})),
+            "pvc-u-1_default_data-web-0",
+            "a short name is kept whole"
         );
     }
 

@@ -10,7 +10,7 @@
 //! - `service` and `endpoints`;
 //! - `config`: ConfigMap and Secret;
 //! - `cluster`: Namespace, Node, Event, Lease;
-//! - `storage`: PersistentVolume, PersistentVolumeClaim and StorageClass;
+//! - `storage`: PersistentVolume and PersistentVolumeClaim; `storage_class`: StorageClass;
 //! - `scheduling`: PriorityClass;
 //! - `service_account`: ServiceAccount (nothing beyond its metadata);
 //! - `disruption`: PodDisruptionBudget (and the status evictions and its controller write).
@@ -37,6 +37,7 @@ mod service;
 mod service_account;
 mod stateful_set;
 mod storage;
+mod storage_class;
 mod workloads;
 
 use std::collections::BTreeMap;
