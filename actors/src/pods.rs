@@ -4,6 +4,9 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+/// Kubernetes' `IsPodReady`: the one readiness check, shared with the API server's eviction.
+pub use rudder_proto::objects::disruption::is_pod_ready as is_ready;
+
 /// Not finished (phase Succeeded or Failed) and not being deleted: a pod that counts toward
 /// a controller's replicas.
 pub fn is_active(pod: &Pod) -> bool {
@@ -43,10 +46,6 @@ pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
             .as_ref()
             .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0),
     )
-}
-
-pub fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
 }
 
 /// Ready for at least `min_ready_seconds` at `now` (Kubernetes' `IsPodAvailable`).

@@ -8,7 +8,9 @@
 //! with its first outcome. A request without a number gets the store's own numbering.
 //!
 //! Before refusing a numbered request because the object is not as it asked, a verb asks
-//! whether an earlier attempt of the same request changed it (`registry/attempt.rs`).
+//! whether an earlier attempt of the same request changed it (`registry/attempt.rs`). A verb
+//! whose retry need not repeat the earlier attempt's writes one for one numbers its writes
+//! past the parts already applied ([`skip_past`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -54,6 +56,17 @@ pub fn next_tag() -> Option<RequestTag> {
         .ok()
 }
 
+/// Numbers the current request's next store writes after part `part`: a verb that found
+/// parts of an earlier attempt applied (`registry/attempt.rs`) and does not repeat that
+/// attempt's writes one for one (the eviction) goes on with fresh parts, never reusing one.
+pub fn skip_past(part: u32) {
+    let _ = CALLER.try_with(|caller| {
+        caller
+            .next_part
+            .fetch_max(part.saturating_add(1), Ordering::Relaxed)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +86,25 @@ mod tests {
         assert_eq!(parts.map(|tag| tag.id.part), [0, 1]);
         assert_eq!(parts[1].id.seq, 4);
         assert_eq!(parts[1].acked_below, 3);
+    }
+
+    #[tokio::test]
+    async fn skipping_past_a_part_never_goes_back() {
+        let number = RequestNumber {
+            client: 9,
+            seq: 5,
+            acked_below: 5,
+        };
+        let parts = on_behalf_of(Some(number), async {
+            skip_past(3);
+            let fourth = next_tag().unwrap().id.part;
+            skip_past(1);
+            [fourth, next_tag().unwrap().id.part]
+        })
+        .await;
+        assert_eq!(parts, [4, 5]);
+        // Outside a request: nothing to skip.
+        skip_past(7);
+        assert_eq!(next_tag(), None);
     }
 }

@@ -20,6 +20,26 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// One of a `Status`'s `details.causes` (Kubernetes' `StatusCause`): a machine-readable
+/// reason clients branch on, the message, and the field concerned if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// `DisruptionBudget`, `NamespaceTerminating`, ...
+    pub reason: &'static str,
+    pub message: String,
+    pub field: Option<&'static str>,
+}
+
+impl Cause {
+    fn to_json(&self) -> Value {
+        let mut cause = json!({ "reason": self.reason, "message": self.message });
+        if let Some(field) = self.field {
+            cause["field"] = Value::from(field);
+        }
+        cause
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{object} not found")]
@@ -42,10 +62,21 @@ pub enum ApiError {
         message: String,
         field: Option<String>,
     },
-    /// The request is well-formed but not allowed now (terminating namespace, pod being
-    /// deleted, a fenced writer that lost its lease).
+    /// The request is well-formed but not allowed now (pod being deleted, a fenced writer
+    /// that lost its lease).
     #[error("{message}")]
     Forbidden { message: String },
+    /// A create in a namespace being deleted (Kubernetes' NamespaceLifecycle admission): a
+    /// `Forbidden` whose `Status` carries the `NamespaceTerminating` cause, which clients
+    /// (the ServiceAccount controller, drain) recognise without reading the message.
+    #[error(
+        "{object} is forbidden: unable to create new content in namespace {namespace} because \
+         it is being terminated"
+    )]
+    NamespaceTerminating {
+        object: ObjectRef,
+        namespace: String,
+    },
     /// The resourceVersion or continue token is older than the store keeps: list again.
     #[error("{message}")]
     Expired { message: String },
@@ -67,15 +98,25 @@ pub enum ApiError {
     #[error("internal error: {message}")]
     Internal { message: String },
     /// The request may succeed later, not now (Kubernetes' 429): an eviction that would
-    /// violate a PodDisruptionBudget. `cause` says which budget and why; clients retry.
+    /// violate a PodDisruptionBudget. `cause` says why (its reason is the caller's, e.g.
+    /// `DisruptionBudget`); clients retry, after `retry_after_seconds` if not 0.
     #[error("{message}")]
     TooManyRequests {
         message: String,
-        cause: String,
+        cause: Cause,
+        retry_after_seconds: i64,
+    },
+    /// The server gave up before completing the request (Kubernetes' 504 `Timeout`): an
+    /// eviction whose PodDisruptionBudget kept changing under it. Nothing was written;
+    /// clients retry, after `retry_after_seconds`.
+    #[error("Timeout: {message}")]
+    Timeout {
+        message: String,
         retry_after_seconds: i64,
     },
     /// The server understood the request but cannot carry it out as things are (Kubernetes
-    /// answers these with a bare 500 `Status`, e.g. a pod guarded by two disruption budgets).
+    /// answers these with a bare 500 `Status` that names no reason, e.g. a pod guarded by two
+    /// disruption budgets; kubectl prints it `Error from server: ...`).
     #[error("{message}")]
     Unsupported { message: String },
 }
@@ -114,7 +155,7 @@ impl ApiError {
         }
     }
 
-    /// Kubernetes' `reason` and HTTP code for this error.
+    /// Kubernetes' `reason` (empty: the `Status` names none) and HTTP code for this error.
     pub fn reason_and_code(&self) -> (&'static str, u16) {
         match self {
             Self::NotFound { .. } => ("NotFound", 404),
@@ -122,12 +163,13 @@ impl ApiError {
             Self::Conflict { .. } => ("Conflict", 409),
             Self::Invalid { .. } => ("Invalid", 422),
             Self::BadRequest { .. } => ("BadRequest", 400),
-            Self::Forbidden { .. } => ("Forbidden", 403),
+            Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => ("Forbidden", 403),
             Self::Expired { .. } => ("Expired", 410),
             Self::TooLarge { .. } => ("RequestEntityTooLarge", 413),
             Self::Unavailable { .. } => ("ServiceUnavailable", 503),
-            Self::Indeterminate { .. } => ("Timeout", 504),
-            Self::Internal { .. } | Self::Unsupported { .. } => ("InternalError", 500),
+            Self::Indeterminate { .. } | Self::Timeout { .. } => ("Timeout", 504),
+            Self::Internal { .. } => ("InternalError", 500),
+            Self::Unsupported { .. } => ("", 500),
             Self::TooManyRequests { .. } => ("TooManyRequests", 429),
         }
     }
@@ -156,16 +198,27 @@ impl ApiError {
                     .collect();
                 details = json!({ "name": name, "kind": kind, "causes": causes });
             }
+            Self::NamespaceTerminating { object, namespace } => {
+                let cause = Cause {
+                    reason: "NamespaceTerminating",
+                    message: format!("namespace {namespace} is being terminated"),
+                    field: Some("metadata.namespace"),
+                };
+                details = json!({ "name": object.name, "kind": object.resource,
+                                  "causes": [cause.to_json()] });
+            }
             Self::TooManyRequests {
                 cause,
                 retry_after_seconds,
                 ..
             } => {
-                details = json!({
-                    "causes": [{ "reason": "DisruptionBudget", "message": cause }],
-                    "retryAfterSeconds": retry_after_seconds,
-                });
+                details = json!({ "causes": [cause.to_json()] });
+                retry_after(&mut details, *retry_after_seconds);
             }
+            Self::Timeout {
+                retry_after_seconds,
+                ..
+            } => retry_after(&mut details, *retry_after_seconds),
             Self::BadRequest {
                 field: Some(field),
                 message,
@@ -174,16 +227,27 @@ impl ApiError {
             }
             _ => {}
         }
-        json!({
+        let mut status = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
             "message": self.to_string(),
-            "reason": reason,
             "details": details,
             "code": code,
-        })
+        });
+        // Go's `omitempty`: a Status without a reason has no `reason` field.
+        if !reason.is_empty() {
+            status["reason"] = Value::from(reason);
+        }
+        status
+    }
+}
+
+/// `details.retryAfterSeconds`, left out when 0 (Go's `omitempty`).
+fn retry_after(details: &mut Value, seconds: i64) {
+    if seconds > 0 {
+        details["retryAfterSeconds"] = Value::from(seconds);
     }
 }
 
@@ -221,11 +285,13 @@ impl From<ApiError> for tonic::Status {
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
             ApiError::Conflict { .. } => Code::Aborted,
             ApiError::Invalid { .. } | ApiError::BadRequest { .. } => Code::InvalidArgument,
-            ApiError::Forbidden { .. } => Code::FailedPrecondition,
+            ApiError::Forbidden { .. } | ApiError::NamespaceTerminating { .. } => {
+                Code::FailedPrecondition
+            }
             ApiError::Expired { .. } => Code::OutOfRange,
             ApiError::TooLarge { .. } => Code::ResourceExhausted,
             ApiError::Unavailable { .. } => Code::Unavailable,
-            ApiError::Indeterminate { .. } => Code::DeadlineExceeded,
+            ApiError::Indeterminate { .. } | ApiError::Timeout { .. } => Code::DeadlineExceeded,
             ApiError::Internal { .. } | ApiError::Unsupported { .. } => Code::Internal,
             // Kubernetes' 429 as gRPC maps it: try again later.
             ApiError::TooManyRequests { .. } => Code::ResourceExhausted,
@@ -267,7 +333,12 @@ mod tests {
     fn a_refused_eviction_is_kubernetes_429_with_the_budget_as_its_cause() {
         let error = ApiError::TooManyRequests {
             message: "Cannot evict pod as it would violate the pod's disruption budget.".into(),
-            cause: "The disruption budget web needs 2 healthy pods and has 2 currently".into(),
+            cause: Cause {
+                reason: "DisruptionBudget",
+                message: "The disruption budget web needs 2 healthy pods and has 2 currently"
+                    .into(),
+                field: None,
+            },
             retry_after_seconds: 0,
         };
         let status = error.status_object();
@@ -276,9 +347,68 @@ mod tests {
             (Some("TooManyRequests"), Some(429))
         );
         assert_eq!(status["details"]["causes"][0]["reason"], "DisruptionBudget");
+        assert!(status["details"]["causes"][0].get("field").is_none());
+        // 0 is no advice: left out, as Go's omitempty leaves it out.
+        assert!(status["details"].get("retryAfterSeconds").is_none());
         assert_eq!(
             tonic::Status::from(error).code(),
             tonic::Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn a_contended_eviction_is_kubernetes_504_and_says_when_to_retry() {
+        let error = ApiError::Timeout {
+            message: "couldn't update PodDisruptionBudget \"web\" due to conflicts".into(),
+            retry_after_seconds: 10,
+        };
+        let status = error.status_object();
+        assert_eq!(
+            (status["reason"].as_str(), status["code"].as_i64()),
+            (Some("Timeout"), Some(504))
+        );
+        assert_eq!(
+            status["message"],
+            "Timeout: couldn't update PodDisruptionBudget \"web\" due to conflicts"
+        );
+        assert_eq!(status["details"]["retryAfterSeconds"], 10);
+        assert_eq!(
+            tonic::Status::from(error).code(),
+            tonic::Code::DeadlineExceeded
+        );
+    }
+
+    #[test]
+    fn a_bare_500_names_no_reason_and_a_terminating_namespace_names_its_cause() {
+        let two = ApiError::Unsupported {
+            message: "This pod has more than one PodDisruptionBudget, which the eviction \
+                      subresource does not support."
+                .into(),
+        };
+        let status = two.status_object();
+        assert_eq!(status["code"], 500);
+        assert!(status.get("reason").is_none(), "{status}");
+        let closing = ApiError::NamespaceTerminating {
+            object: ObjectRef {
+                resource: "serviceaccounts".into(),
+                name: "default".into(),
+            },
+            namespace: "team".into(),
+        };
+        assert_eq!(
+            closing.to_string(),
+            "serviceaccounts \"default\" is forbidden: unable to create new content in \
+             namespace team because it is being terminated"
+        );
+        let status = closing.status_object();
+        assert_eq!(
+            (status["reason"].as_str(), status["code"].as_i64()),
+            (Some("Forbidden"), Some(403))
+        );
+        assert_eq!(
+            status["details"]["causes"][0],
+            json!({ "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                    "message": "namespace team is being terminated" })
         );
     }
 

@@ -13,8 +13,10 @@
 //! - [`kinds`]: the served kinds, their names and short names, typed admission.
 //! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
 //! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
-//!   per verb (`create`, `update`: update, update-status, finalize, patch; `bind`; `fence`:
-//!   fenced writes), over pure `body` parsing and object `transform`s.
+//!   per verb (`create`, `update`: update, update-status, finalize, patch; `bind`; `evict`:
+//!   the eviction subresource, a pod's deletion as its PodDisruptionBudget allows, the
+//!   budget's status and the pod's write in one transaction; `fence`: fenced writes), over
+//!   pure `body` parsing and object `transform`s.
 //!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, the
 //!   propagation policies' finalizers (the garbage collector and the namespace controller
 //!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events.

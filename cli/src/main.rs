@@ -44,7 +44,8 @@ enum Command {
     Image(commands::image::ImageCommand),
     /// Start a local HA cluster of masters on loopback (resumes if its data exists).
     Up(commands::up::UpArgs),
-    /// Benchmarks: store load (`kv`), leader failover time (`failover`), the API (`api`).
+    /// Benchmarks: store load (`kv`), leader failover time (`failover`), the API (`api`),
+    /// pod startup (`pod-startup`), the scheduler (`schedule`), the controllers (`controllers`).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     /// Show objects: a table (or -o wide|yaml|json|name); -w follows changes.

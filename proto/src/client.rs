@@ -32,8 +32,10 @@ pub enum ClientError {
     /// No master answered.
     #[error("no API server could serve the request at {endpoints} (last: {last}); check that the masters are running (`rudder up`, `rudder cluster status`) and --server / RUDDER_SERVER")]
     Unreachable { endpoints: String, last: String },
-    /// The API server refused the call; `reason` is Kubernetes' (NotFound, Conflict, ...).
-    #[error("Error from server ({reason}): {message}")]
+    /// The API server refused the call; `reason` is Kubernetes' (NotFound, Conflict, ...),
+    /// empty when the server's `Status` names none (then it reads, as kubectl prints it,
+    /// `Error from server: ...`).
+    #[error("{}", server_error(.reason, .message))]
     Api {
         code: Code,
         reason: String,
@@ -62,6 +64,37 @@ impl ClientError {
         self.reason() == "TooManyRequests"
     }
 
+    /// Whether the server gave up before completing the request (Kubernetes' 504 `Timeout`:
+    /// an eviction that kept losing to concurrent changes of its PodDisruptionBudget, or a
+    /// write whose fate the store could not tell): it may complete if tried again.
+    pub fn is_timeout(&self) -> bool {
+        self.reason() == "Timeout"
+    }
+
+    /// Whether the object changed (or was replaced) under the request, or a precondition the
+    /// request gave (uid, resourceVersion) no longer holds (Kubernetes' 409 `Conflict`).
+    pub fn is_conflict(&self) -> bool {
+        self.reason() == "Conflict"
+    }
+
+    /// Whether a create was refused because its namespace is being deleted (a `Forbidden`
+    /// whose `Status` has the `NamespaceTerminating` cause, as Kubernetes' NamespaceLifecycle
+    /// admission answers).
+    pub fn is_namespace_terminating(&self) -> bool {
+        self.reason() == "Forbidden" && self.has_cause("NamespaceTerminating")
+    }
+
+    /// Whether the server's `Status` lists a cause of this reason (`details.causes[].reason`).
+    pub fn has_cause(&self, reason: &str) -> bool {
+        let Self::Api { status, .. } = self else {
+            return false;
+        };
+        serde_json::from_str::<serde_json::Value>(status)
+            .ok()
+            .and_then(|status| status["details"]["causes"].as_array().cloned())
+            .is_some_and(|causes| causes.iter().any(|cause| cause["reason"] == reason))
+    }
+
     /// Whether a fenced write was refused because its fence no longer holds: the writer lost
     /// its lease (a `Forbidden` the API server words "fenced write refused: ...").
     pub fn is_fence_refused(&self) -> bool {
@@ -74,16 +107,33 @@ impl ClientError {
 
     fn from_status(status: &Status) -> Self {
         let details = String::from_utf8_lossy(status.details()).into_owned();
-        let reason = serde_json::from_str::<serde_json::Value>(&details)
-            .ok()
-            .and_then(|s| s["reason"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", status.code()));
         Self::Api {
             code: status.code(),
-            reason,
+            reason: reason_of(status.code(), &details),
             message: status.message().to_string(),
             status: details,
         }
+    }
+}
+
+/// The Kubernetes reason of a refusal: the `Status`'s (empty when it names none, as a bare
+/// 500 does); without a `Status` (not an API server's answer), the gRPC code's name.
+fn reason_of(code: Code, details: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(details) {
+        Ok(status) if status["kind"] == "Status" => {
+            status["reason"].as_str().unwrap_or_default().to_string()
+        }
+        _ => format!("{code:?}"),
+    }
+}
+
+/// kubectl's line for a server's refusal: `Error from server (NotFound): ...`, or
+/// `Error from server: ...` when the `Status` names no reason.
+fn server_error(reason: &str, message: &str) -> String {
+    if reason.is_empty() {
+        format!("Error from server: {message}")
+    } else {
+        format!("Error from server ({reason}): {message}")
     }
 }
 
@@ -677,4 +727,67 @@ fn is_unknown_fate(status: &Status) -> bool {
         Code::Unavailable | Code::Unknown | Code::Cancelled
     );
     (!from_api_server && broken) || status.code() == Code::Unavailable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: Code, status: serde_json::Value, message: &str) -> ClientError {
+        ClientError::from_status(&Status::with_details(
+            code,
+            message,
+            status.to_string().into_bytes().into(),
+        ))
+    }
+
+    #[test]
+    fn a_status_without_a_reason_prints_as_kubectl_prints_it() {
+        let bare = refused(
+            Code::Internal,
+            serde_json::json!({ "kind": "Status", "code": 500, "message": "two budgets" }),
+            "two budgets",
+        );
+        assert_eq!(bare.reason(), "");
+        assert_eq!(bare.to_string(), "Error from server: two budgets");
+        let named = refused(
+            Code::NotFound,
+            serde_json::json!({ "kind": "Status", "code": 404, "reason": "NotFound" }),
+            "pods \"x\" not found",
+        );
+        assert_eq!(
+            named.to_string(),
+            "Error from server (NotFound): pods \"x\" not found"
+        );
+        // Not an API server's answer: the gRPC code names it.
+        let transport = ClientError::from_status(&Status::unavailable("connection refused"));
+        assert_eq!(transport.reason(), "Unavailable");
+    }
+
+    #[test]
+    fn causes_tell_a_terminating_namespace_from_other_refusals() {
+        let terminating = refused(
+            Code::FailedPrecondition,
+            serde_json::json!({ "kind": "Status", "code": 403, "reason": "Forbidden",
+                                "details": { "causes": [{ "reason": "NamespaceTerminating",
+                                    "message": "namespace team is being terminated",
+                                    "field": "metadata.namespace" }] } }),
+            "serviceaccounts \"default\" is forbidden: unable to create new content in \
+             namespace team because it is being terminated",
+        );
+        assert!(terminating.is_namespace_terminating());
+        let fence = refused(
+            Code::FailedPrecondition,
+            serde_json::json!({ "kind": "Status", "code": 403, "reason": "Forbidden" }),
+            "fenced write refused: being terminated",
+        );
+        assert!(!fence.is_namespace_terminating());
+        assert!(fence.is_fence_refused());
+        let timeout = refused(
+            Code::DeadlineExceeded,
+            serde_json::json!({ "kind": "Status", "code": 504, "reason": "Timeout" }),
+            "Timeout: couldn't update PodDisruptionBudget \"web\" due to conflicts",
+        );
+        assert!(timeout.is_timeout() && !timeout.is_too_many_requests());
+    }
 }

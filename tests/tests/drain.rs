@@ -1,6 +1,6 @@
 //! `rudder cordon`, `uncordon` and `drain` against a real master (`rudder server`, with its
 //! controllers and scheduler) and two hollow nodes: cordon and uncordon say what kubectl
-//! says; drain refuses a node with an unmanaged pod and a DaemonSet pod until told
+//! (v1.32) says; drain refuses a node with an unmanaged pod and a DaemonSet pod until told
 //! (`--force`, `--ignore-daemonsets`); then it evicts the node's pods as their
 //! PodDisruptionBudget allows — refused evictions are retried while the Deployment's
 //! replacements start on the other node — waits until they are gone and says
@@ -279,11 +279,14 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
     let refused = cli.run(&["drain", "h-0"]).await;
     assert!(!refused.ok, "{}{}", refused.stdout, refused.stderr);
     assert_eq!(refused.stdout.trim(), "node/h-0 cordoned");
+    // kubectl v1.32's words, its doubled "cannot delete" included.
     for expected in [
-        "cannot delete Pods that declare no controller (use --force to override): default/lone",
-        "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): default/agent-",
-        "error: unable to drain node \"h-0\", aborting command...",
-        "There are pending nodes to be drained:\n h-0",
+        "\ncannot delete cannot delete Pods that declare no controller (use --force to \
+         override): default/lone\n",
+        "\ncannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): \
+         default/agent-",
+        "error: unable to drain node \"h-0\" due to error: [",
+        "], continuing command...\nThere are pending nodes to be drained:\n h-0\n",
     ] {
         assert!(
             refused.stderr.contains(expected),
@@ -330,7 +333,7 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
     }
     let err = &drained.stderr;
     for expected in [
-        "WARNING: ",
+        "Warning: ",
         "deleting Pods that declare no controller: default/lone",
         "ignoring DaemonSet-managed Pods: default/agent-",
         "-n \"default\" (will retry after 5s): Cannot evict pod as it would violate the pod's \

@@ -11,6 +11,15 @@ use crate::caller;
 use crate::error::ApiError;
 use crate::object;
 
+/// The store writes earlier attempts of a numbered request made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EarlierParts {
+    /// The highest part number used (applied, or lost to a failed compare).
+    pub highest: u32,
+    /// The revision of the earliest write that applied (its compares held), if one did.
+    pub applied: Option<Revision>,
+}
+
 impl Registry {
     /// The object at `key` as it was at `revision` (it may have changed since).
     pub(crate) async fn read_at(
@@ -38,6 +47,12 @@ impl Registry {
     /// its writes that an earlier attempt applied, if one did — then the refusal would be
     /// caused by the request itself, and the verb answers as that attempt did.
     pub(crate) async fn earlier_attempt(&self) -> Result<Option<Revision>, ApiError> {
+        Ok(self.earlier_parts().await?.and_then(|parts| parts.applied))
+    }
+
+    /// What earlier attempts of the current numbered request left in the store: `None` for
+    /// an unnumbered request, or one no attempt of which reached the store.
+    pub(crate) async fn earlier_parts(&self) -> Result<Option<EarlierParts>, ApiError> {
         let Some(number) = caller::current() else {
             return Ok(None);
         };
@@ -45,7 +60,10 @@ impl Registry {
             .store()
             .applied_parts(number.client, number.seq)
             .await?;
-        Ok(parts
+        let Some(highest) = parts.iter().map(|(part, _)| *part).max() else {
+            return Ok(None);
+        };
+        let applied = parts
             .into_iter()
             .filter(|(_, outcome)| {
                 matches!(
@@ -57,7 +75,8 @@ impl Registry {
                 )
             })
             .map(|(_, outcome)| outcome.revision)
-            .min())
+            .min();
+        Ok(Some(EarlierParts { highest, applied }))
     }
 
     /// The object as an earlier attempt of this request left it, if one applied it.

@@ -35,6 +35,9 @@ impl Registry {
         if info.kind == "PersistentVolumeClaim" {
             self.admit_storage_class(&mut object).await?;
         }
+        if info.kind == "PriorityClass" {
+            self.admit_global_default(info, &object).await?;
+        }
         let body = body::encode(&object, self.max_object_bytes)?;
         let name = object::name(&object).to_string();
         let at = Resolved {
@@ -46,7 +49,7 @@ impl Registry {
         for _ in 0..MAX_ATTEMPTS {
             let mut compares = vec![absent(&key)];
             if info.namespaced {
-                compares.push(self.namespace_is_open(&namespace).await?);
+                compares.push(self.namespace_is_open(&at).await?);
             }
             compares.extend(self.fence_holds(options.fence.as_ref()).await?);
             if options.dry_run {
@@ -87,9 +90,12 @@ impl Registry {
         Err(contended(info, &name))
     }
 
-    /// A compare that holds while namespace `name` exists and is not terminating.
-    async fn namespace_is_open(&self, name: &str) -> Result<Compare, ApiError> {
+    /// A compare that holds while the namespace of the object `at` names exists and is not
+    /// terminating; a terminating one refuses the create as Kubernetes' NamespaceLifecycle
+    /// admission does (`Forbidden` with the `NamespaceTerminating` cause).
+    async fn namespace_is_open(&self, at: &Resolved<'_>) -> Result<Compare, ApiError> {
         let namespaces = self.kind("namespaces")?;
+        let name = at.namespace;
         let key = object::key(namespaces, "", name);
         let Some(kv) = self.read(&key).await? else {
             return Err(ApiError::NotFound {
@@ -98,11 +104,9 @@ impl Registry {
         };
         let namespace = object::decode(&kv)?;
         if object::is_being_deleted(&namespace) || namespace["status"]["phase"] == "Terminating" {
-            return Err(ApiError::Forbidden {
-                message: format!(
-                    "unable to create new content in namespace {name} because it is being \
-                     terminated"
-                ),
+            return Err(ApiError::NamespaceTerminating {
+                object: object_ref(at.info, at.name),
+                namespace: name.to_string(),
             });
         }
         Ok(unchanged(&key, kv.mod_revision))

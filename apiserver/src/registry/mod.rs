@@ -10,7 +10,8 @@
 //!
 //! One file per verb, each a thin shell over pure decisions: `create`, `update` (update,
 //! update-status, patch, and the read-decide-write loop they share), `bind`, `evict` (a
-//! pod's deletion as its PodDisruptionBudget allows), `fence` (is a
+//! pod's deletion as its PodDisruptionBudget allows: the budget's status and the pod's
+//! deletion in one transaction over both, `commit_all`), `fence` (is a
 //! leader-elected writer still the leader), `attempt` (did an earlier attempt of this
 //! numbered request already apply). `body` parses and sizes request bodies and `transform`
 //! builds the objects the verbs write; both are pure. `priority` is the Priority admission
@@ -210,20 +211,9 @@ impl Registry {
         compares: Vec<Compare>,
         write: Write,
     ) -> Result<Committed, ApiError> {
-        let success = match write {
-            Write::Put(value) => RequestOp::Put(PutRequest {
-                key: key.to_vec(),
-                value,
-                ..Default::default()
-            }),
-            Write::Delete => RequestOp::DeleteRange(DeleteRangeRequest {
-                range: KeyRange::single(key.to_vec()),
-                prev_kv: false,
-            }),
-        };
         let txn = TxnRequest {
             compare: compares,
-            success: vec![success],
+            success: vec![write.op(key)],
             failure: vec![RequestOp::Range(RangeRequest {
                 range: KeyRange::single(key.to_vec()),
                 ..Default::default()
@@ -241,6 +231,50 @@ impl Registry {
             _ => None,
         });
         Ok(Committed::Lost(current))
+    }
+
+    /// One transaction over several objects: `compares` all hold → every one of `writes`
+    /// (each a key and its effect), all at one revision; otherwise nothing
+    /// (`Committed::Lost(None)`: read again what the decision was based on).
+    pub(crate) async fn commit_all(
+        &self,
+        compares: Vec<Compare>,
+        writes: Vec<(Vec<u8>, Write)>,
+    ) -> Result<Committed, ApiError> {
+        let txn = TxnRequest {
+            compare: compares,
+            success: writes
+                .into_iter()
+                .map(|(key, write)| write.op(&key))
+                .collect(),
+            failure: Vec::new(),
+        };
+        let (header, response, replayed) = self.store.txn_as(txn, caller::next_tag()).await?;
+        if response.succeeded {
+            Ok(Committed::At {
+                revision: header.revision,
+                replayed,
+            })
+        } else {
+            Ok(Committed::Lost(None))
+        }
+    }
+}
+
+impl Write {
+    /// The store operation that has this effect on `key`.
+    fn op(self, key: &[u8]) -> RequestOp {
+        match self {
+            Self::Put(value) => RequestOp::Put(PutRequest {
+                key: key.to_vec(),
+                value,
+                ..Default::default()
+            }),
+            Self::Delete => RequestOp::DeleteRange(DeleteRangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                prev_kv: false,
+            }),
+        }
     }
 }
 

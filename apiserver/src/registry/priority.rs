@@ -3,7 +3,8 @@
 //! global default class, whose name it then takes), resolved by
 //! [`rudder_proto::objects::priority::admit`] against the classes read from the store in one
 //! range. An unknown class, or a priority the pod set itself that its class contradicts, is
-//! Forbidden. An update resolves nothing: it keeps what the pod got when it was made.
+//! Forbidden. An update resolves nothing: it keeps what the pod got when it was made. A
+//! PriorityClass marked `globalDefault` is refused while another class is the default.
 //!
 //! ```text
 //!  create(pod) ─ admit ─► range /registry/priorityclasses/ ─► admit(spec, classes)
@@ -38,6 +39,21 @@ impl Registry {
         prioritize(info, pod, &classes)
     }
 
+    /// Refuses a PriorityClass marked `globalDefault` while another class is (Kubernetes'
+    /// Priority admission: only one default may exist). `class` is the class as it is to be
+    /// written.
+    pub(super) async fn admit_global_default(
+        &self,
+        info: &KindInfo,
+        class: &Value,
+    ) -> Result<(), ApiError> {
+        if class["globalDefault"] != Value::Bool(true) {
+            return Ok(());
+        }
+        let classes = self.priority_classes().await?;
+        only_default(info, class, &classes)
+    }
+
     /// Every stored PriorityClass, in one linearizable read, so a class created just before
     /// the pod is found. The built-in classes need not be among them: resolving falls back
     /// to [`priority::system_classes`].
@@ -60,6 +76,26 @@ impl Registry {
             classes.push(class);
         }
         Ok(classes)
+    }
+}
+
+/// Refuses `class` (marked globalDefault) when another of `classes` is the default.
+fn only_default(info: &KindInfo, class: &Value, classes: &[PriorityClass]) -> Result<(), ApiError> {
+    let name = object::name(class);
+    let other = classes
+        .iter()
+        .filter(|c| c.global_default == Some(true))
+        .filter_map(|c| c.metadata.name.as_deref())
+        .find(|other| *other != name);
+    match other {
+        Some(other) => Err(ApiError::Forbidden {
+            message: format!(
+                "{} is forbidden: PriorityClass {other} is already marked as default. Only \
+                 one default can exist",
+                object_ref(info, name)
+            ),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -134,6 +170,29 @@ mod tests {
             preemption_policy: Some(priority::PREEMPT_LOWER_PRIORITY.to_string()),
             ..PriorityClass::default()
         }
+    }
+
+    #[test]
+    fn only_one_class_may_be_the_global_default() {
+        let info = resolve("priorityclasses").unwrap();
+        let classes = [class("low", 10, true), class("high", 1000, false)];
+        let wanted =
+            json!({ "metadata": { "name": "high" }, "value": 1000, "globalDefault": true });
+        let refused = only_default(info, &wanted, &classes)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains(
+                "PriorityClass low is already marked as default. Only one default can exist"
+            ),
+            "{refused}"
+        );
+        let again = json!({ "metadata": { "name": "low" }, "value": 20, "globalDefault": true });
+        assert!(
+            only_default(info, &again, &classes).is_ok(),
+            "the default itself may change"
+        );
+        assert!(only_default(info, &wanted, &classes[1..]).is_ok());
     }
 
     /// The pod's spec after admission against `classes`, or the refusal's message.

@@ -53,6 +53,9 @@ impl Registry {
         let namespace = namespace_for(info, target.namespace, &object)?;
         let object = named(object, target.name)?;
         let wanted = resource_version_of(&object)?;
+        if info.kind == "PriorityClass" {
+            self.admit_global_default(info, &object).await?;
+        }
         let at = Resolved {
             info,
             namespace: &namespace,
@@ -76,6 +79,11 @@ impl Registry {
         let patch = body::parse(patch, self.max_object_bytes)?;
         let namespace = request_namespace(info, target.namespace);
         let wanted = resource_version_of(&patch)?;
+        if info.kind == "PriorityClass" {
+            let marked = serde_json::json!({ "metadata": { "name": target.name },
+                                             "globalDefault": patch["globalDefault"] });
+            self.admit_global_default(info, &marked).await?;
+        }
         let at = Resolved {
             info,
             namespace: &namespace,

@@ -1,13 +1,15 @@
 //! PodDisruptionBudgets (`policy/v1`): what the API server's eviction subresource and the
 //! disruption controller share about them — which budgets guard a pod, when a pod counts as
-//! healthy, the `DisruptionAllowed` condition and how long an approved eviction is waited
-//! for (`component-helpers/apps/poddisruptionbudget` and the disruption controller's
-//! constants). Pure: the time comes from the caller.
+//! healthy (the one readiness check every side uses), the `DisruptionAllowed` condition and
+//! how long an approved eviction is waited for (`component-helpers/apps/poddisruptionbudget`
+//! and the disruption controller's constants) — and the `DisruptionTarget` condition a pod
+//! about to be disrupted carries (set by the eviction subresource and by PodGC). Pure: the
+//! time comes from the caller.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
@@ -36,14 +38,44 @@ pub const UNHEALTHY_POD_EVICTION_POLICIES: &[&str] = &[ALWAYS_ALLOW, IF_HEALTHY_
 /// still not being deleted by then counts as healthy again.
 pub const DELETION_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Kubernetes' `podutil.IsPodReady`: the pod's Ready condition is True.
+/// The condition a pod carries once something has decided to disrupt it (Kubernetes'
+/// `DisruptionTarget`): the eviction subresource, PodGC.
+pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+/// `DisruptionTarget`'s reason and message when the eviction subresource evicts the pod.
+pub const EVICTION_BY_EVICTION_API: &str = "EvictionByEvictionAPI";
+pub const EVICTION_API_MESSAGE: &str = "Eviction API: evicting";
+
+/// Kubernetes' `podutil.IsPodReady`: the pod's (first) Ready condition is True. The one
+/// readiness check of the API server's eviction and of every controller.
 pub fn is_pod_ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .into_iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True")
+        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|ready| ready.status == "True")
+}
+
+/// Kubernetes' `UpdatePodCondition`: sets `condition` in `conditions` (replacing the one of
+/// its type); it takes `now` as its transition time unless its status stays what it was
+/// (then the old transition time is kept). Returns whether anything changed.
+pub fn update_pod_condition(
+    conditions: &mut Vec<PodCondition>,
+    mut condition: PodCondition,
+    now: jiff::Timestamp,
+) -> bool {
+    condition.last_transition_time = Some(Time(now));
+    let Some(existing) = conditions.iter_mut().find(|c| c.type_ == condition.type_) else {
+        conditions.push(condition);
+        return true;
+    };
+    if existing.status == condition.status {
+        condition
+            .last_transition_time
+            .clone_from(&existing.last_transition_time);
+    }
+    let changed = *existing != condition;
+    *existing = condition;
+    changed
 }
 
 /// The budget's selector; `None` when it cannot be parsed (such a budget guards no pod).
@@ -245,12 +277,80 @@ mod tests {
     }
 
     #[test]
-    fn readiness_is_the_ready_condition() {
+    fn readiness_is_the_first_ready_condition() {
         let ready: Pod = serde_json::from_value(json!({
             "status": { "conditions": [{ "type": "Ready", "status": "True" }] }
         }))
         .expect("a test pod");
         assert!(is_pod_ready(&ready));
         assert!(!is_pod_ready(&pod("default", json!({}))));
+        // As `GetPodCondition`: the first condition of the type decides.
+        let first_false: Pod = serde_json::from_value(json!({
+            "status": { "conditions": [{ "type": "Ready", "status": "False" },
+                                       { "type": "Ready", "status": "True" }] }
+        }))
+        .expect("a test pod");
+        assert!(!is_pod_ready(&first_false));
+    }
+
+    fn disruption_target(status: &str, reason: &str) -> PodCondition {
+        PodCondition {
+            type_: DISRUPTION_TARGET.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message: Some(EVICTION_API_MESSAGE.into()),
+            ..PodCondition::default()
+        }
+    }
+
+    #[test]
+    fn a_pod_condition_keeps_its_transition_time_while_its_status_stays() {
+        let mut conditions = vec![PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..PodCondition::default()
+        }];
+        let target = disruption_target("True", EVICTION_BY_EVICTION_API);
+        assert!(update_pod_condition(
+            &mut conditions,
+            target.clone(),
+            at("2026-01-01T00:00:00Z")
+        ));
+        assert_eq!(conditions.len(), 2);
+        assert_eq!(
+            conditions[1].last_transition_time,
+            Some(Time(at("2026-01-01T00:00:00Z")))
+        );
+        // The same again later: nothing changes, not even the time.
+        assert!(!update_pod_condition(
+            &mut conditions,
+            target,
+            at("2026-01-01T00:05:00Z")
+        ));
+        assert_eq!(
+            conditions[1].last_transition_time,
+            Some(Time(at("2026-01-01T00:00:00Z")))
+        );
+        // Another reason, same status: replaced, the time kept.
+        assert!(update_pod_condition(
+            &mut conditions,
+            disruption_target("True", "DeletionByPodGC"),
+            at("2026-01-01T00:06:00Z")
+        ));
+        assert_eq!(conditions[1].reason.as_deref(), Some("DeletionByPodGC"));
+        assert_eq!(
+            conditions[1].last_transition_time,
+            Some(Time(at("2026-01-01T00:00:00Z")))
+        );
+        // Another status: a new transition.
+        assert!(update_pod_condition(
+            &mut conditions,
+            disruption_target("False", "DeletionByPodGC"),
+            at("2026-01-01T00:07:00Z")
+        ));
+        assert_eq!(
+            conditions[1].last_transition_time,
+            Some(Time(at("2026-01-01T00:07:00Z")))
+        );
     }
 }

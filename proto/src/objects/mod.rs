@@ -3,8 +3,9 @@
 //!
 //! - [`selector`]: label selectors (text form, `metav1.LabelSelector`, matching a label map)
 //!   and field selectors.
-//! - [`disruption`]: PodDisruptionBudgets: which budgets guard a pod, pod health, the
-//!   `DisruptionAllowed` condition (the eviction subresource and the disruption controller).
+//! - [`disruption`]: PodDisruptionBudgets: which budgets guard a pod, pod readiness, the
+//!   `DisruptionAllowed` condition (the eviction subresource and the disruption controller),
+//!   and the `DisruptionTarget` pod condition (the eviction subresource, PodGC).
 //! - [`deletion`]: the finalizers that carry Foreground and Orphan deletion and a
 //!   namespace's emptying between the API server and the controllers.
 //! - [`names`]: the syntax of names, label keys and values (`IsDNS1123Label`,

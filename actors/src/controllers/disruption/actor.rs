@@ -10,6 +10,9 @@
 //!     ─► forget | rate-limited retry (a conflict: an eviction took a disruption meanwhile)
 //!     | look again when an awaited eviction times out
 //! ```
+//!
+//! A budget that cannot be computed (a pod whose controller is not found) gets the fail-safe
+//! status and is forgotten until an event queues it again, as Kubernetes does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -113,6 +116,10 @@ impl Controller for DisruptionController {
             deployments: self.caches.deployments.in_namespace(namespace),
         };
         let plan = reconcile(&budget, &pods, &workloads, jiff::Timestamp::now());
+        if let Some(why) = &plan.sync_failed {
+            // Kubernetes logs it too; the fail-safe status allows no disruption meanwhile.
+            tracing::warn!(budget = %key, %why, "failed to sync the budget");
+        }
         for note in plan.events {
             self.recorder
                 .record(&note.about, note.type_, note.reason, note.message);
@@ -141,6 +148,10 @@ impl Controller for DisruptionController {
                 Err(error) => return Err(error),
             }
         }
+        // A budget that could not be computed (fail safe, `plan.sync_failed`) is not retried
+        // on a backoff: as in Kubernetes (`sync` returns `failSafe`'s write, nil once
+        // written), what can change the outcome — a pod, the budget, or (here also) a
+        // workload appearing or scaling — queues it again; a retry would only recompute it.
         Ok(plan.recheck_after)
     }
 }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use rudder_proto::objects::disruption::update_pod_condition;
 
 use crate::pods::{is_terminal, phase};
 
@@ -37,7 +37,7 @@ pub const QUARANTINE: Duration = Duration::from_secs(40);
 /// pods need not wait for a kubelet that will not come back.
 pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 /// The condition an orphan is marked with before it goes (Kubernetes' words).
-pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
+pub use rudder_proto::objects::disruption::DISRUPTION_TARGET;
 pub const DELETION_BY_POD_GC: &str = "DeletionByPodGC";
 pub const NODE_GONE_MESSAGE: &str = "PodGC: node no longer exists";
 
@@ -271,12 +271,12 @@ impl Plan {
     }
 }
 
-/// The pod's conditions with `condition` set (Kubernetes' `UpdatePodCondition`): one of the
-/// same type is replaced, keeping its transition time if the status stays; otherwise it is
-/// added, having changed `now`.
+/// The pod's conditions with `condition` set (Kubernetes' `UpdatePodCondition`, the one the
+/// eviction subresource uses too): one of the same type is replaced, keeping its transition
+/// time if the status stays; otherwise it is added, having changed `now`.
 pub fn with_condition(
     pod: &Pod,
-    mut condition: PodCondition,
+    condition: PodCondition,
     now: jiff::Timestamp,
 ) -> Vec<PodCondition> {
     let mut conditions = pod
@@ -284,18 +284,7 @@ pub fn with_condition(
         .as_ref()
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
-    condition.last_transition_time = Some(Time(now));
-    match conditions.iter_mut().find(|c| c.type_ == condition.type_) {
-        Some(existing) => {
-            if existing.status == condition.status {
-                condition
-                    .last_transition_time
-                    .clone_from(&existing.last_transition_time);
-            }
-            *existing = condition;
-        }
-        None => conditions.push(condition),
-    }
+    update_pod_condition(&mut conditions, condition, now);
     conditions
 }
 

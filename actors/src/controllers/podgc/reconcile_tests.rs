@@ -1,5 +1,6 @@
 //! Tables for PodGC's pass.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{json, Value};
 
 use super::*;

@@ -88,14 +88,13 @@ impl Controller for ServiceAccountController {
 }
 
 /// Whether a failed create leaves nothing to do: the account exists (our cache is behind),
-/// or the namespace is gone or being terminated (Kubernetes ignores its
-/// `NamespaceTerminating` refusals the same way). A refused fence is not one of them: the
-/// worker reports it as the lost lease it is.
+/// or the namespace is gone or being terminated (the `NamespaceTerminating` cause of the
+/// refusal, which Kubernetes' controller ignores the same way). Any other `Forbidden` (a
+/// refused fence: the worker reports it as the lost lease it is) is not one of them.
 fn nothing_left_to_do(error: &ClientError) -> bool {
     match error.reason() {
         "AlreadyExists" | "NotFound" => true,
-        "Forbidden" => !error.is_fence_refused() && error.to_string().contains("being terminated"),
-        _ => false,
+        _ => error.is_namespace_terminating(),
     }
 }
 
@@ -124,14 +123,17 @@ impl Watches<ServiceAccount> for ServiceAccountController {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tonic::Code;
 
-    fn refused(reason: &str, message: &str) -> ClientError {
+    fn refused(reason: &str, message: &str, causes: serde_json::Value) -> ClientError {
+        let status = json!({ "kind": "Status", "reason": reason, "message": message,
+                             "details": { "causes": causes } });
         ClientError::Api {
-            code: Code::PermissionDenied,
+            code: Code::FailedPrecondition,
             reason: reason.into(),
             message: message.into(),
-            status: String::new(),
+            status: status.to_string(),
         }
     }
 
@@ -139,19 +141,30 @@ mod tests {
     fn only_a_create_with_nothing_left_to_do_counts_as_done() {
         let terminating = refused(
             "Forbidden",
-            "unable to create new content in namespace team because it is being terminated",
+            "serviceaccounts \"default\" is forbidden: unable to create new content in \
+             namespace team because it is being terminated",
+            json!([{ "reason": "NamespaceTerminating", "field": "metadata.namespace",
+                     "message": "namespace team is being terminated" }]),
         );
         assert!(nothing_left_to_do(&terminating));
-        assert!(nothing_left_to_do(&refused("AlreadyExists", "exists")));
+        assert!(nothing_left_to_do(&refused(
+            "AlreadyExists",
+            "exists",
+            json!([])
+        )));
         assert!(nothing_left_to_do(&refused(
             "NotFound",
-            "namespaces \"team\" not found"
+            "namespaces \"team\" not found",
+            json!([])
         )));
+        // The cause decides, not the words: a lost lease whose message happens to say
+        // "being terminated" is reported.
         let fence = refused(
             "Forbidden",
             "fenced write refused: the lease is held by another (being terminated)",
+            json!([]),
         );
         assert!(!nothing_left_to_do(&fence), "a lost lease is reported");
-        assert!(!nothing_left_to_do(&refused("Invalid", "bad")));
+        assert!(!nothing_left_to_do(&refused("Invalid", "bad", json!([]))));
     }
 }
