@@ -232,18 +232,20 @@ async fn carry_out(
             .record(&reference, EventType::Normal, "ScalingReplicaSet", message);
     }
     for resize in &plan.resize {
-        let patch = json!({
-            "metadata": { "annotations": resize.annotations },
-            "spec": { "replicas": resize.replicas },
-        });
-        api.patch_object("replicasets", namespace, &resize.name, &patch, false)
-            .await?;
+        // The size before this write: read after it, the cache may already show the new one
+        // (and the event would be lost).
         let from = shared
             .caches
             .replica_sets
             .get(&ObjectKey::new(namespace, &resize.name))
             .and_then(|s| s.spec.as_ref().and_then(|s| s.replicas))
             .unwrap_or(0);
+        let patch = json!({
+            "metadata": { "annotations": resize.annotations },
+            "spec": { "replicas": resize.replicas },
+        });
+        api.patch_object("replicasets", namespace, &resize.name, &patch, false)
+            .await?;
         if from != resize.replicas {
             let direction = if resize.replicas > from { "up" } else { "down" };
             let message = format!(

@@ -496,6 +496,144 @@ mod tests {
         );
     }
 
+    /// `set` as a cache shows it: `spec.replicas` is `replicas`, and its status the `pods` (of
+    /// which `available` are available) its controller counted when it last wrote it.
+    fn showing(set: &ReplicaSet, replicas: i32, pods: i32, available: i32) -> Arc<ReplicaSet> {
+        let mut set = set.clone();
+        set.spec.as_mut().unwrap().replicas = Some(replicas);
+        set.status = Some(k8s_openapi::api::apps::v1::ReplicaSetStatus {
+            replicas: pods,
+            available_replicas: Some(available),
+            ready_replicas: Some(available),
+            ..Default::default()
+        });
+        Arc::new(set)
+    }
+
+    /// A ReplicaSet's controller writes the status it counted before its own deletions (as
+    /// Kubernetes' does), so a set just scaled down still reports the pods it is deleting
+    /// until a later sync. 20 replicas, maxUnavailable 25%: 15 must stay available once those
+    /// pods are gone, so a set counts at most its `spec.replicas` as available.
+    #[test]
+    fn an_old_set_still_reporting_the_pods_it_deletes_is_not_scaled_down_twice() {
+        let v1 = deployment("web:v1", 20, rolling());
+        let v2 = deployment("web:v2", 20, rolling());
+        let old = set_of(&v1, 20, 20, 1, "2024-01-01T00:00:00Z");
+        let new = set_of(&v2, 0, 0, 2, "2024-01-01T00:30:00Z");
+        let old_name = old.metadata.name.clone().unwrap();
+        // (what the cache shows; old set: spec, pods and available in its status; new set:
+        // spec, available; the old set's next size)
+        type Case<'a> = (&'a str, (i32, i32, i32), (i32, i32), Option<i32>);
+        let cases: [Case; 5] = [
+            (
+                "settled: a 5th new pod available lets one old pod go",
+                (11, 11, 11),
+                (14, 5),
+                Some(10),
+            ),
+            (
+                "old just scaled to 10 still reports the 11th pod it deletes, and a 6th new pod \
+                 is available: one more old pod goes, not two",
+                (10, 11, 11),
+                (15, 6),
+                Some(9),
+            ),
+            (
+                "old scaled from 20 to 15 (a rollout's or an undo's first step) still reports \
+                 20, and one new pod is available: one old pod goes, not six",
+                (15, 20, 20),
+                (10, 1),
+                Some(14),
+            ),
+            (
+                "no new pod available yet: no old pod goes, whatever the old set reports",
+                (15, 20, 20),
+                (10, 0),
+                None,
+            ),
+            (
+                "an old pod that is not available still counts as unavailable",
+                (10, 10, 9),
+                (15, 6),
+                Some(9),
+            ),
+        ];
+        for (what, (spec, pods, available), (new_spec, new_available), next) in cases {
+            let sets = [
+                showing(&old, spec, pods, available),
+                showing(&new, new_spec, new_spec, new_available),
+            ];
+            let plan = reconcile(&v2, &sets, &[], now()).unwrap();
+            let expected: Vec<(String, i32)> =
+                next.map(|n| (old_name.clone(), n)).into_iter().collect();
+            assert_eq!(resized(&plan), expected, "{what}");
+            let left = next.unwrap_or(spec);
+            assert!(
+                left + new_available >= 15,
+                "{what}: {left} old and {new_available} new available"
+            );
+        }
+    }
+
+    /// A whole rollout of 20 (at least 15 available, at most 25 pods) in which the old set's
+    /// status lags behind its scale-downs (its controller has not reported the pods it
+    /// deleted) while new pods become available one at a time, the Deployment syncing after
+    /// every change: the floor holds at every step, and the rollout completes.
+    #[test]
+    fn a_rollout_keeps_its_floor_while_the_old_set_reports_pods_it_is_deleting() {
+        let v1 = deployment("web:v1", 20, rolling());
+        let v2 = deployment("web:v2", 20, rolling());
+        let old = set_of(&v1, 20, 20, 1, "2024-01-01T00:00:00Z");
+        let new = set_of(&v2, 0, 0, 2, "2024-01-01T00:30:00Z");
+        let old_name = old.metadata.name.clone().unwrap();
+        let new_name = new.metadata.name.clone().unwrap();
+        // What the cache shows: the sizes last written, the old set's pods as its controller
+        // last counted them (all available), the new set's available pods.
+        let (mut old_size, mut old_reported, mut new_size, mut new_available) = (20, 20, 0, 0);
+        let mut steps = Vec::new();
+        for _ in 0..200 {
+            // The Deployment syncs until it has nothing more to change.
+            for _ in 0..10 {
+                let sets = [
+                    showing(&old, old_size, old_reported, old_reported),
+                    showing(&new, new_size, new_size, new_available),
+                ];
+                let plan = reconcile(&v2, &sets, &[], now()).unwrap();
+                let before = (old_size, new_size);
+                for (name, replicas) in resized(&plan) {
+                    if name == old_name {
+                        old_size = replicas;
+                    } else if name == new_name {
+                        new_size = replicas;
+                    }
+                }
+                // (old size, old pods reported, new size, new available)
+                steps.push((old_size, old_reported, new_size, new_available));
+                assert!(
+                    old_size + new_available >= 15,
+                    "below the floor once the old set has deleted down to its size: {steps:?}"
+                );
+                assert!(old_size + new_size <= 25, "past the surge: {steps:?}");
+                if (old_size, new_size) == before {
+                    break;
+                }
+            }
+            if new_available < new_size {
+                // One more new pod is available before the old set reports its deletions.
+                new_available += 1;
+            } else if old_reported != old_size {
+                old_reported = old_size;
+            } else {
+                break;
+            }
+        }
+        assert_eq!(
+            (old_size, new_size, new_available),
+            (0, 20, 20),
+            "{steps:?}"
+        );
+    }
+
     #[test]
     fn recreate_empties_the_old_set_and_waits_for_its_pods_before_the_new_one() {
         let recreate = serde_json::json!({ "type": "Recreate" });
