@@ -1003,3 +1003,76 @@ async fn new_pods_take_their_priority_from_their_priority_class() {
     assert_eq!(updated["metadata"]["labels"]["tier"], "front");
     plane.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_are_written_on_a_lease_that_expires_an_hour_after_their_last_write() {
+    let plane = Plane::start(1).await;
+    let event = |name: &str| {
+        json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": { "name": name, "namespace": "default" },
+            "involvedObject": { "kind": "Pod", "name": "web", "namespace": "default" },
+            "reason": "Started", "message": "Started container c", "type": "Normal",
+            "count": 1
+        })
+    };
+    let store = plane.cluster.store(0);
+    let lease_of = |name: &'static str| async move {
+        let (_, response) = store
+            .range(rudder_raftstore::kv::RangeRequest {
+                range: rudder_raftstore::kv::KeyRange::single(
+                    format!("/registry/events/default/{name}").into_bytes(),
+                ),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        response.kvs[0].lease
+    };
+    plane
+        .client
+        .create_object("events", "default", &event("a"))
+        .await
+        .unwrap();
+    plane
+        .client
+        .create_object("events", "default", &event("b"))
+        .await
+        .unwrap();
+    let lease = lease_of("a").await;
+    assert_ne!(lease, 0, "an Event is written on a lease");
+    assert_eq!(
+        lease_of("b").await,
+        lease,
+        "Events written together share one"
+    );
+    let (_, alive) = store.lease_time_to_live(lease, false).await.unwrap();
+    assert!(
+        (3600..=3660).contains(&alive.ttl),
+        "the lease outlives the hour by at most a minute: {alive:?}"
+    );
+    // A repeat counted by patch keeps it on a lease (its hour starts again).
+    plane
+        .client
+        .patch_object("events", "default", "a", &json!({ "count": 2 }), false)
+        .await
+        .unwrap();
+    assert_ne!(lease_of("a").await, 0);
+    // Other kinds are not leased.
+    plane
+        .client
+        .create_object("cm", "default", &config_map("plain", json!({})))
+        .await
+        .unwrap();
+    let (_, response) = store
+        .range(rudder_raftstore::kv::RangeRequest {
+            range: rudder_raftstore::kv::KeyRange::single(
+                b"/registry/configmaps/default/plain".to_vec(),
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(response.kvs[0].lease, 0);
+    plane.shutdown().await;
+}

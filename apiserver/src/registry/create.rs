@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::transform::{fold_string_data, namespace_for, prepare_for_create, Stamp};
 use super::{
-    absent, body, contended, object_ref, unchanged, Committed, Registry, Resolved, Write,
-    WriteOptions, MAX_ATTEMPTS,
+    absent, body, contended, object_ref, unchanged, Committed, Registry, Resolved, WriteOptions,
+    MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
 use crate::object;
@@ -55,10 +55,8 @@ impl Registry {
             if options.dry_run {
                 return Ok(object);
             }
-            match self
-                .commit(&key, compares, Write::Put(body.clone()))
-                .await?
-            {
+            let write = self.put(info, body.clone()).await?;
+            match self.commit(&key, compares, write).await? {
                 Committed::At {
                     revision,
                     replayed: false,

@@ -16,13 +16,15 @@
 //! numbered request already apply). `body` parses and sizes request bodies and `transform`
 //! builds the objects the verbs write; both are pure. `priority` is the Priority admission
 //! of new pods (their class, read from the store), `storage_class` the DefaultStorageClass
-//! admission of new claims. This file holds the type, get, and the
-//! store access every verb uses.
+//! admission of new claims; `event_ttl` puts Events on leases that expire them an hour
+//! after their last write. This file holds the type, get, and the store access every verb
+//! uses.
 
 mod attempt;
 mod bind;
 mod body;
 mod create;
+mod event_ttl;
 mod evict;
 mod fence;
 mod priority;
@@ -31,8 +33,8 @@ mod transform;
 mod update;
 
 use rudder_raftstore::kv::{
-    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KeyValue, PutRequest,
-    RangeRequest, RangeResponse, RequestOp, ResponseOp, Revision, TxnRequest,
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, KeyRange, KeyValue, LeaseId,
+    PutRequest, RangeRequest, RangeResponse, RequestOp, ResponseOp, Revision, TxnRequest,
 };
 use rudder_raftstore::{Store, StoreError};
 use serde_json::Value;
@@ -64,6 +66,8 @@ pub struct Registry {
     max_object_bytes: usize,
     /// Set when the master stops: open watches end so the server can close its connections.
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The lease new Events are written with (they expire an hour after their last write).
+    event_leases: Arc<event_ttl::EventLeases>,
 }
 
 /// The object a request names.
@@ -118,6 +122,11 @@ pub(crate) enum Committed {
 /// The effect of a transaction on the object's key.
 pub(crate) enum Write {
     Put(Vec<u8>),
+    /// A put whose key the store deletes when `lease` expires (Events: `event_ttl`).
+    PutLeased {
+        value: Vec<u8>,
+        lease: LeaseId,
+    },
     Delete,
 }
 
@@ -131,6 +140,7 @@ impl Registry {
             store,
             max_object_bytes,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            event_leases: Arc::default(),
         }
     }
 
@@ -268,6 +278,12 @@ impl Write {
             Self::Put(value) => RequestOp::Put(PutRequest {
                 key: key.to_vec(),
                 value,
+                ..Default::default()
+            }),
+            Self::PutLeased { value, lease } => RequestOp::Put(PutRequest {
+                key: key.to_vec(),
+                value,
+                lease,
                 ..Default::default()
             }),
             Self::Delete => RequestOp::DeleteRange(DeleteRangeRequest {

@@ -138,7 +138,7 @@ impl Registry {
             let write = if completes_deletion {
                 Write::Delete
             } else {
-                Write::Put(body)
+                self.put(at.info, body).await?
             };
             if let Committed::At { revision, replayed } = self.commit(&key, compares, write).await?
             {
