@@ -3,16 +3,12 @@
 //! when the lease runs out (a watch sees it DELETED). Like kube-apiserver's lease manager,
 //! one lease serves every Event written within a minute of its grant, granted for the TTL
 //! plus that minute, so no Event lives less than the TTL and the store holds ~60 leases an
-//! hour, not one per Event.
+//! hour, not one per Event. (`Registry::put` in `mod.rs` writes with it.)
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rudder_raftstore::kv::LeaseId;
-
-use super::{Registry, Write};
-use crate::error::ApiError;
-use crate::kinds::KindInfo;
 
 /// How long an Event lives after its last write.
 pub const EVENT_TTL: Duration = Duration::from_secs(3600);
@@ -27,41 +23,21 @@ pub(crate) struct EventLeases {
 
 impl EventLeases {
     /// The lease granted less than [`LEASE_REUSE`] before `now`, if any.
-    fn reusable(&self, now: Instant) -> Option<LeaseId> {
+    pub(crate) fn reusable(&self, now: Instant) -> Option<LeaseId> {
         let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         current
             .filter(|(_, granted)| now.duration_since(*granted) < LEASE_REUSE)
             .map(|(id, _)| id)
     }
 
-    fn remember(&self, id: LeaseId, granted: Instant) {
+    pub(crate) fn remember(&self, id: LeaseId, granted: Instant) {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, granted));
     }
 }
 
 /// The lease's TTL in seconds: the Event TTL plus the time the lease is handed out.
-fn lease_seconds() -> i64 {
+pub(crate) fn lease_seconds() -> i64 {
     i64::try_from((EVENT_TTL + LEASE_REUSE).as_secs()).unwrap_or(i64::MAX)
-}
-
-impl Registry {
-    /// How `body` (an object of `info`, encoded) is written: an Event on an expiring lease,
-    /// anything else plainly.
-    pub(crate) async fn put(&self, info: &KindInfo, body: Vec<u8>) -> Result<Write, ApiError> {
-        if info.kind != "Event" {
-            return Ok(Write::Put(body));
-        }
-        let now = Instant::now();
-        let lease = match self.event_leases.reusable(now) {
-            Some(id) => id,
-            None => {
-                let (_, granted) = self.store.lease_grant(0, lease_seconds()).await?;
-                self.event_leases.remember(granted.id, now);
-                granted.id
-            }
-        };
-        Ok(Write::PutLeased { value: body, lease })
-    }
 }
 
 #[cfg(test)]

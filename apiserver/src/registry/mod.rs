@@ -214,6 +214,27 @@ impl Registry {
         Ok(response.kvs.into_iter().next())
     }
 
+    /// How `body` (an object of `info`, encoded) is written: an Event on an expiring lease
+    /// (`event_ttl`), anything else plainly.
+    pub(crate) async fn put(&self, info: &KindInfo, body: Vec<u8>) -> Result<Write, ApiError> {
+        if info.kind != "Event" {
+            return Ok(Write::Put(body));
+        }
+        let now = std::time::Instant::now();
+        let lease = match self.event_leases.reusable(now) {
+            Some(id) => id,
+            None => {
+                let (_, granted) = self
+                    .store
+                    .lease_grant(0, event_ttl::lease_seconds())
+                    .await?;
+                self.event_leases.remember(granted.id, now);
+                granted.id
+            }
+        };
+        Ok(Write::PutLeased { value: body, lease })
+    }
+
     /// One transaction: `compares` all hold → `write`; otherwise read the key back.
     pub(crate) async fn commit(
         &self,
