@@ -34,7 +34,7 @@ use rudder_proto::client::{ApiClient, ClientError};
 use crate::machine::Machine;
 use crate::runtime::{PodPlan, Runtime};
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
-use sync::{desired, running_status, PodOp};
+use sync::{desired, keeping_conditions, running_status, PodOp};
 
 /// The kubelet's timers (Kubernetes' defaults).
 #[derive(Debug, Clone, Copy)]
@@ -455,7 +455,10 @@ impl Kubelet {
             .unwrap_or("")
             .to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let patch = running_status(&running, &self.config.internal_ip, jiff::Timestamp::now());
+        let patch = keeping_conditions(
+            running_status(&running, &self.config.internal_ip, jiff::Timestamp::now()),
+            pod,
+        );
         let reported = sync::fingerprint(&running, &self.config.internal_ip);
         if !self.in_flight.insert(uid.to_string()) {
             return;

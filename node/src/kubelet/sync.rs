@@ -158,6 +158,47 @@ pub fn running_status(pod: &RunningPod, host_ip: &str, now: jiff::Timestamp) -> 
     json!({ "status": pod_status(pod, host_ip, now) })
 }
 
+/// The conditions the kubelet sets; any other (DisruptionTarget, a readiness gate's) is
+/// someone else's.
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "PodScheduled",
+];
+
+/// `patch` (a [`running_status`]) fitted to the pod as the API has it (`current`): a merge
+/// patch replaces the whole `conditions` list, so the conditions others set are carried
+/// over, and the kubelet's own keep their `lastTransitionTime` while their status holds.
+pub fn keeping_conditions(mut patch: Value, current: &Value) -> Value {
+    let held = current["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let conditions = patch
+        .get_mut("status")
+        .and_then(|status| status.get_mut("conditions"))
+        .and_then(Value::as_array_mut);
+    let Some(conditions) = conditions else {
+        return patch;
+    };
+    for condition in conditions.iter_mut() {
+        let before = held.iter().find(|c| c["type"] == condition["type"]);
+        if let Some(before) = before.filter(|c| c["status"] == condition["status"]) {
+            if !before["lastTransitionTime"].is_null() {
+                condition["lastTransitionTime"] = before["lastTransitionTime"].clone();
+            }
+        }
+    }
+    conditions.extend(held.into_iter().filter(|c| {
+        !c["type"]
+            .as_str()
+            .is_some_and(|t| KUBELET_CONDITIONS.contains(&t))
+    }));
+    patch
+}
+
 fn pod_status(pod: &RunningPod, host_ip: &str, now: jiff::Timestamp) -> Value {
     let now = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let condition = |kind: &str, status: bool, reason: Option<&str>| {
@@ -209,6 +250,35 @@ fn pod_status(pod: &RunningPod, host_ip: &str, now: jiff::Timestamp) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_report_keeps_conditions_it_does_not_own_and_transition_times_that_held() {
+        let patch = json!({ "status": { "conditions": [
+            { "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:10:00Z" },
+            { "type": "ContainersReady", "status": "False",
+              "lastTransitionTime": "2026-01-01T00:10:00Z" },
+        ] } });
+        let current = json!({ "status": { "conditions": [
+            { "type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z" },
+            { "type": "ContainersReady", "status": "True",
+              "lastTransitionTime": "2026-01-01T00:00:00Z" },
+            { "type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI" },
+        ] } });
+        let kept = keeping_conditions(patch, &current);
+        let conditions = kept["status"]["conditions"].as_array().unwrap();
+        assert_eq!(conditions.len(), 3);
+        assert_eq!(
+            conditions[0]["lastTransitionTime"], "2026-01-01T00:00:00Z",
+            "held"
+        );
+        assert_eq!(
+            conditions[1]["lastTransitionTime"], "2026-01-01T00:10:00Z",
+            "changed"
+        );
+        assert_eq!(conditions[2]["type"], "DisruptionTarget");
+        let bare = keeping_conditions(json!({ "status": {} }), &current);
+        assert_eq!(bare, json!({ "status": {} }));
+    }
     use crate::runtime::PodPhase;
 
     fn wanted(uid: &str, terminating: bool) -> DesiredPod {
