@@ -1,7 +1,8 @@
 //! Leader election against in-process API servers: one leader among competitors, a leader
 //! cut off from the API steps down before its lease expires and is succeeded at a higher
-//! epoch, a restarted holder name waits for its past life's lease, and the API server
-//! refuses the deposed leader's fenced writes while it accepts the new leader's.
+//! epoch, a restarted holder name waits for its past life's lease, a released lease is taken
+//! at once, and the API server refuses the deposed leader's fenced writes while it accepts
+//! the new leader's.
 
 mod common;
 
@@ -249,5 +250,45 @@ async fn a_restarted_holder_name_waits_out_its_past_lifes_lease_and_leads_at_the
         0
     );
     restarted.stop().await;
+    plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_released_lease_is_taken_by_the_follower_at_once_and_ends_the_old_fence() {
+    let plane = Plane::start(3).await;
+    let first = start(plane.new_client(), "m1");
+    let old = wait_to_lead(&first).await;
+    let second = start(plane.new_client(), "m2");
+    let mut following = second.subscribe();
+    wait_until(&mut following, "following", |now| {
+        *now == Leadership::Following {
+            holder: Some(old.holder.clone()),
+        }
+    })
+    .await;
+    plane
+        .client
+        .create_object("configmaps", "default", &config_map("shared"))
+        .await
+        .expect("a config map to patch");
+    let released_at = tokio::time::Instant::now();
+    first.release().await;
+    assert_eq!(
+        fenced_writes(&plane.client, &old, "after-release").await,
+        2,
+        "the released term's fence passes no more"
+    );
+    let fence = wait_to_lead(&second).await;
+    let waited = released_at.elapsed();
+    assert!(
+        waited < config().lease_duration,
+        "the follower waited {waited:?}, as long as an expiry"
+    );
+    assert_eq!(fence.epoch, old.epoch + 1);
+    assert_eq!(
+        fenced_writes(&plane.client, &fence, "by-successor").await,
+        0
+    );
+    second.stop().await;
     plane.shutdown().await;
 }

@@ -112,6 +112,21 @@ fn renew(lease: &Lease, now: Timestamp, config: &ElectionConfig) -> Decision {
     Decision::Renew { lease }
 }
 
+/// The lease `me` gives up at the end of its term `epoch` (client-go's ReleaseOnCancel): no
+/// holder, so a candidate takes it at once, and the term's fence no longer passes. `None`
+/// when the lease is not ours at that epoch any more (a successor's: leave it alone).
+pub fn release(observed: &Lease, me: &str, epoch: i32) -> Option<Lease> {
+    let spec = observed.spec.as_ref()?;
+    if spec.holder_identity.as_deref() != Some(me) || spec.lease_transitions != Some(epoch) {
+        return None;
+    }
+    let mut released = observed.clone();
+    let spec = released.spec.get_or_insert_with(LeaseSpec::default);
+    spec.holder_identity = Some(String::new());
+    spec.lease_duration_seconds = Some(1);
+    Some(released)
+}
+
 fn truncate_to_micros(now: Timestamp) -> Timestamp {
     Timestamp::from_microsecond(now.as_microsecond()).unwrap_or(now)
 }
@@ -310,5 +325,25 @@ mod tests {
             written["spec"]["acquireTime"],
             serde_json::json!("2026-01-01T00:00:00.123456Z")
         );
+    }
+
+    #[test]
+    fn a_released_lease_has_no_holder_and_is_taken_at_once_at_the_next_epoch() {
+        let config = ElectionConfig::for_lease("kube-system", "l");
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let Decision::Acquire { lease, epoch } = decide(None, "a", None, now, &config) else {
+            panic!("a free lease is acquired");
+        };
+        assert_eq!(release(&lease, "b", epoch), None, "not b's");
+        assert_eq!(release(&lease, "a", epoch + 1), None, "not this term's");
+        let released = release(&lease, "a", epoch).expect("ours");
+        let spec = released.spec.clone().unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some(""));
+        assert_eq!(spec.lease_transitions, Some(epoch));
+        let soon = now + SignedDuration::from_millis(10);
+        match decide(Some(&released), "b", None, soon, &config) {
+            Decision::Acquire { epoch: next, .. } => assert_eq!(next, epoch + 1),
+            other => panic!("a released lease is taken at once: {other:?}"),
+        }
     }
 }

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::config::{ConfigError, ElectionConfig};
-use super::decide::{decide, Decision};
+use super::decide::{decide, release, Decision};
 
 /// Who leads, as this elector knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +79,9 @@ pub struct Elector {
     identity: String,
     leadership: Arc<watch::Sender<Leadership>>,
     task: JoinHandle<()>,
+    /// For [`Elector::release`].
+    client: Arc<ApiClient>,
+    config: ElectionConfig,
 }
 
 impl Elector {
@@ -93,9 +96,9 @@ impl Elector {
         let (sender, _) = watch::channel(Leadership::Following { holder: None });
         let leadership = Arc::new(sender);
         let campaign = Campaign {
-            client,
+            client: Arc::clone(&client),
             me: identity.clone(),
-            config,
+            config: config.clone(),
             leadership: Arc::clone(&leadership),
             term: None,
         };
@@ -104,6 +107,8 @@ impl Elector {
             identity,
             leadership,
             task,
+            client,
+            config,
         })
     }
 
@@ -124,13 +129,64 @@ impl Elector {
     }
 
     /// Stops campaigning and publishes `Following`. The lease is not released: it stays ours
-    /// until it expires, as after a crash (a successor waits for the expiry).
+    /// until it expires, as after a crash (a successor waits for the expiry); see
+    /// [`Elector::release`] for a clean shutdown.
     pub async fn stop(mut self) {
         self.task.abort();
         // Aborted (or ended): either way the campaign publishes nothing more.
         let _ = (&mut self.task).await;
         self.leadership
             .send_replace(Leadership::Following { holder: None });
+    }
+}
+
+impl Elector {
+    /// Stops campaigning and, if this elector leads, gives the lease up at once (client-go's
+    /// ReleaseOnCancel, for a clean shutdown): a successor takes it without waiting for it
+    /// to expire, and this term's fence stops passing. Call it once whatever ran under the
+    /// fence has stopped. The release is one compare-and-swap write bounded by the renew
+    /// deadline; if it fails the lease simply expires, as after a crash.
+    pub async fn release(self) {
+        let fence = self.fence();
+        let (client, config, identity) = (
+            Arc::clone(&self.client),
+            self.config.clone(),
+            self.identity.clone(),
+        );
+        self.stop().await;
+        let Some(fence) = fence else {
+            return;
+        };
+        let (namespace, name) = (&config.lease_namespace, &config.lease_name);
+        let released = tokio::time::timeout(config.renew_deadline, async {
+            let json = client.get_object("leases", namespace, name).await?;
+            let lease = match serde_json::from_value::<Lease>(json) {
+                Ok(lease) => lease,
+                Err(error) => {
+                    tracing::warn!(%error, "the lease {namespace}/{name} is not a Lease");
+                    return Ok(false);
+                }
+            };
+            let Some(released) = release(&lease, &identity, fence.epoch) else {
+                return Ok(false);
+            };
+            let mut json = serde_json::to_value(&released).unwrap_or_default();
+            json["apiVersion"] = "coordination.k8s.io/v1".into();
+            json["kind"] = "Lease".into();
+            client
+                .update_object("leases", namespace, name, &json, false)
+                .await
+                .map(|_| true)
+        })
+        .await;
+        match released {
+            Ok(Ok(true)) => tracing::info!(%identity, epoch = fence.epoch, "released the lease"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%identity, %error, "releasing the lease; it will expire")
+            }
+            Err(_) => tracing::warn!(%identity, "releasing the lease timed out; it will expire"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! ```text
 //!  Elector ── Leading { fence } ──► start(fence)   (if not already running for that fence)
 //!          ── Following ─────────► stop(running)
-//!  shutdown ─► stop(running), elector stopped (lease left to expire)
+//!  shutdown ─► stop(running), then the lease released (a successor takes it at once)
 //! ```
 
 use std::sync::Arc;
@@ -108,6 +108,7 @@ pub async fn while_leading<T: Term>(
     if let Some((_, term)) = running.take() {
         term.stop();
     }
-    elector.stop().await;
+    // A clean shutdown: the successor need not wait out the lease.
+    elector.release().await;
     Ok(())
 }
