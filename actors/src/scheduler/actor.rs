@@ -34,21 +34,23 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, PodCondition,
+    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
-use super::claims::{pre_bind, PreBindError};
-use super::decide::{is_gated, is_ours, place_with, Options, Unschedulable};
+use super::changes::{
+    is_moot, is_pending_for_us, may_fit_differently, node_may_help, unschedulable_conditions,
+};
+use super::claims::PreBindError;
+use super::decide::{place_with, Options, Unschedulable};
 use super::preemption::{preempt, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::Snapshot;
-use super::volumes::{check_bindings, uses_claims, ClaimWait, PodVolumes, PreBind, Progress};
+use super::volumes::{uses_claims, ClaimWait, PreBind};
 use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
 use crate::events::{object_reference, EventType, Recorder};
@@ -267,116 +269,6 @@ impl Scheduler {
             }
         }
         self.bind_pod(attempt, reference, ctx);
-    }
-
-    /// VolumeBinding's Reserve: what the pod's claims need on `node`, assumed in the
-    /// snapshot at once, so that the next pod placed sees the volumes taken.
-    fn reserve_volumes(&mut self, pod: &Pod, node: &str) -> Result<PreBind, String> {
-        let plan = {
-            let Some(info) = self.snapshot.node(node) else {
-                return Err(format!("node {node:?} not found"));
-            };
-            PodVolumes::new(pod, self.snapshot.storage())
-                .pre_bind(info.node())
-                .map_err(|unfit| unfit.to_string())?
-        };
-        let storage = self.snapshot.storage_mut();
-        for volume in &plan.reserve {
-            storage.assume_volume(volume.clone());
-        }
-        for claim in &plan.select {
-            storage.assume_claim(claim.clone());
-        }
-        Ok(plan)
-    }
-
-    /// VolumeBinding's PreBind writes, then the wait for the claims.
-    fn write_pre_bind(
-        &mut self,
-        attempt: Attempt,
-        reference: ObjectReference,
-        plan: PreBind,
-        ctx: &mut Context<Self>,
-    ) {
-        self.binds_in_flight += 1;
-        let client = self.client.clone();
-        let fence = self.fence.clone();
-        let writes = plan.clone();
-        let writing = async move { pre_bind(&client.fenced(&fence), &writes).await };
-        ctx.spawn(writing.into_actor(self).map(move |result, actor, ctx| {
-            actor.binds_in_flight -= 1;
-            match result {
-                Ok(waits) => {
-                    let deadline = Instant::now() + VOLUME_BIND_TIMEOUT;
-                    let key = attempt.key.clone();
-                    let wait = VolumeWait {
-                        attempt,
-                        reference,
-                        plan,
-                        waits,
-                        deadline,
-                    };
-                    if let Some(replaced) = actor.volume_waits.insert(key, wait) {
-                        // An older pod of that name, gone: what it assumed goes too.
-                        actor.snapshot.storage_mut().forget(&replaced.plan);
-                    }
-                    actor.check_volume_waits(Instant::now(), ctx);
-                }
-                Err(error) => {
-                    actor.snapshot.storage_mut().forget(&plan);
-                    actor.bound(attempt, &reference, Err(BindFailure::PreBind(error)), ctx);
-                }
-            }
-            actor.want_pass(ctx);
-        }));
-    }
-
-    /// Looks at every pod waiting for its claims (`checkBindings`): those whose claims are
-    /// bound go to their bind, those that cannot end well (or waited too long) fail.
-    fn check_volume_waits(&mut self, now: Instant, ctx: &mut Context<Self>) {
-        if self.volume_waits.is_empty() {
-            return;
-        }
-        let mut ended = Vec::new();
-        for (key, wait) in &self.volume_waits {
-            let current = self.caches.pods.get(key);
-            let same = current
-                .as_ref()
-                .is_some_and(|p| uid_of(p) == wait.attempt.uid && is_pending_for_us(p));
-            let end = if !same {
-                WaitEnd::Gone
-            } else if let Some(node) = self.snapshot.node(&wait.attempt.node) {
-                match check_bindings(&wait.waits, self.snapshot.storage(), node.node()) {
-                    Progress::Bound => WaitEnd::Bound,
-                    Progress::Waiting if now < wait.deadline => continue,
-                    Progress::Waiting => {
-                        WaitEnd::Failed("timed out waiting for the condition".to_string())
-                    }
-                    Progress::Failed(why) => WaitEnd::Failed(why),
-                }
-            } else {
-                WaitEnd::Failed(format!("node {:?} not found", wait.attempt.node))
-            };
-            ended.push((key.clone(), end));
-        }
-        for (key, end) in ended {
-            let Some(wait) = self.volume_waits.remove(&key) else {
-                continue;
-            };
-            match end {
-                WaitEnd::Bound => {
-                    tracing::debug!(pod = %key, node = %wait.attempt.node, "claims bound");
-                    self.ready.push_back((wait.attempt, wait.reference));
-                    self.want_pass(ctx);
-                }
-                WaitEnd::Gone => self.snapshot.storage_mut().forget(&wait.plan),
-                WaitEnd::Failed(why) => {
-                    self.snapshot.storage_mut().forget(&wait.plan);
-                    let failure = Err(BindFailure::Volumes(why));
-                    self.bound(wait.attempt, &wait.reference, failure, ctx);
-                }
-            }
-        }
     }
 
     /// The bind itself (fenced, compare-and-swap on an unbound pod).
@@ -626,95 +518,6 @@ fn uid_of(pod: &Pod) -> &str {
     pod.metadata.uid.as_deref().unwrap_or_default()
 }
 
-/// Whether a node's update may let a parked pod fit: its labels, taints, unschedulable flag,
-/// allocatable, images or conditions changed (not its heartbeat times).
-fn node_may_help(old: &Node, new: &Node) -> bool {
-    let conditions = |node: &Node| -> Vec<(String, String)> {
-        node.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .map(|c| (c.type_.clone(), c.status.clone()))
-            .collect()
-    };
-    let status = |node: &Node| {
-        node.status
-            .as_ref()
-            .map(|s| (s.allocatable.clone(), s.images.clone()))
-    };
-    old.metadata.labels != new.metadata.labels
-        || old.spec != new.spec
-        || status(old) != status(new)
-        || conditions(old) != conditions(new)
-}
-
-/// A pod this scheduler should place now.
-fn is_pending_for_us(pod: &Pod) -> bool {
-    is_ours(pod) && !is_gated(pod) && pod.metadata.deletion_timestamp.is_none()
-}
-
-/// Whether an update may change where the pod fits: its spec, labels or annotations
-/// (kube-scheduler's `isPodUpdated` ignores the status and the server's bookkeeping).
-fn may_fit_differently(old: &Pod, new: &Pod) -> bool {
-    old.spec != new.spec
-        || old.metadata.labels != new.metadata.labels
-        || old.metadata.annotations != new.metadata.annotations
-}
-
-/// A bind refused because the pod changed under it (bound already, being deleted, deleted and
-/// created again, gone): nothing to retry for that pod as it was.
-fn is_moot(error: &ClientError) -> bool {
-    error.is_not_found() || matches!(error.reason(), "Conflict" | "Forbidden" | "AlreadyExists")
-}
-
-/// The pod's conditions with PodScheduled set False for `message`; `None` when they already
-/// say so.
-fn unschedulable_conditions(
-    pod: &Pod,
-    message: &str,
-    now: jiff::Timestamp,
-) -> Option<Vec<PodCondition>> {
-    let mut conditions = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let wanted = PodCondition {
-        type_: "PodScheduled".into(),
-        status: "False".into(),
-        reason: Some("Unschedulable".into()),
-        message: Some(message.to_string()),
-        last_transition_time: Some(Time(now)),
-        ..PodCondition::default()
-    };
-    match conditions.iter_mut().find(|c| c.type_ == "PodScheduled") {
-        Some(current)
-            if current.status == wanted.status
-                && current.reason == wanted.reason
-                && current.message == wanted.message =>
-        {
-            None
-        }
-        Some(current) => {
-            let transition = if current.status == wanted.status {
-                current.last_transition_time.clone()
-            } else {
-                wanted.last_transition_time.clone()
-            };
-            *current = PodCondition {
-                last_transition_time: transition,
-                ..wanted
-            };
-            Some(conditions)
-        }
-        None => {
-            conditions.push(wanted);
-            Some(conditions)
-        }
-    }
-}
-
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Pass;
@@ -878,71 +681,5 @@ impl Handler<Event<Namespace>> for Scheduler {
     }
 }
 
-// ---- VolumeBinding: the claims, volumes and classes it reads ----
-
-impl Scheduler {
-    /// A claim, volume or class was added or changed: pods VolumeBinding parked look again,
-    /// and pods waiting for their claims are checked.
-    fn storage_changed(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        self.queue.move_parked(ClusterEvent::VolumeChanged, now);
-        self.check_volume_waits(now, ctx);
-        self.want_pass(ctx);
-    }
-}
-
-impl Handler<Event<PersistentVolumeClaim>> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<PersistentVolumeClaim>, ctx: &mut Self::Context) {
-        match &event {
-            Event::Synced => self.synced(3, ctx),
-            Event::Added(claim) | Event::Updated { new: claim, .. } => {
-                self.snapshot.storage_mut().upsert_claim(claim.clone());
-                self.storage_changed(ctx);
-            }
-            Event::Deleted(claim) => {
-                let key = ObjectKey::of(&claim.metadata);
-                self.snapshot.storage_mut().remove_claim(&key);
-                self.check_volume_waits(Instant::now(), ctx);
-            }
-        }
-    }
-}
-
-impl Handler<Event<PersistentVolume>> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<PersistentVolume>, ctx: &mut Self::Context) {
-        match &event {
-            Event::Synced => self.synced(4, ctx),
-            Event::Added(volume) | Event::Updated { new: volume, .. } => {
-                self.snapshot.storage_mut().upsert_volume(volume.clone());
-                self.storage_changed(ctx);
-            }
-            Event::Deleted(volume) => {
-                let name = volume.metadata.name.as_deref().unwrap_or_default();
-                self.snapshot.storage_mut().remove_volume(name);
-                self.check_volume_waits(Instant::now(), ctx);
-            }
-        }
-    }
-}
-
-impl Handler<Event<StorageClass>> for Scheduler {
-    type Result = ();
-
-    fn handle(&mut self, event: Event<StorageClass>, ctx: &mut Self::Context) {
-        match &event {
-            Event::Synced => self.synced(5, ctx),
-            Event::Added(class) | Event::Updated { new: class, .. } => {
-                self.snapshot.storage_mut().upsert_class(class.clone());
-                self.storage_changed(ctx);
-            }
-            Event::Deleted(class) => {
-                let name = class.metadata.name.as_deref().unwrap_or_default();
-                self.snapshot.storage_mut().remove_class(name);
-            }
-        }
-    }
-}
+#[path = "actor_volumes.rs"]
+mod volumes;

@@ -44,7 +44,9 @@
 //! - [`assumed`]: assumptions waiting for the watch to confirm their bind, expired after
 //!   30 s (pure).
 //! - [`actor`]: the actix actor: snapshot and queue from the informers, place, assume, bind
-//!   under the fence, report the unschedulable.
+//!   under the fence, report the unschedulable (its VolumeBinding Reserve, PreBind and
+//!   storage events in `actor_volumes.rs`); [`changes`]: what it asks of the objects it
+//!   hears about (which updates matter, moot bind refusals, unschedulable conditions; pure).
 //! - [`claims`]: VolumeBinding's PreBind writes: static volumes reserved for the pod's
 //!   claims, claims to provision annotated with the chosen node (compare-and-swap); the
 //!   actor then waits for the claims to be bound before it binds the pod.
@@ -53,6 +55,7 @@
 
 pub mod actor;
 pub mod assumed;
+pub mod changes;
 pub mod claims;
 pub mod decide;
 pub mod filters;
