@@ -17,6 +17,9 @@ use crate::api;
 use crate::api::resources_client::ResourcesClient;
 use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
 
+mod fenced;
+pub use fenced::Fenced;
+
 /// How long a unary call may take on one master before the next one is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -586,108 +589,6 @@ impl ApiClient {
             )
             .await?;
         decode(&patched.json)
-    }
-}
-
-/// [`ApiClient`]'s writes under a leader's fence ([`ApiClient::fenced`]). The verbs are the
-/// client's own; a fence that no longer holds fails them with reason `Forbidden`
-/// ([`ClientError::is_fence_refused`]).
-#[derive(Clone, Copy)]
-pub struct Fenced<'a> {
-    client: &'a ApiClient,
-    fence: &'a api::Fence,
-}
-
-impl Fenced<'_> {
-    pub fn fence(&self) -> &api::Fence {
-        self.fence
-    }
-
-    pub async fn create_object(
-        &self,
-        resource: &str,
-        namespace: &str,
-        object: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
-        self.client
-            .create_under(Some(self.fence), resource, namespace, object)
-            .await
-    }
-
-    /// See [`ApiClient::update_object`].
-    pub async fn update_object(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        object: &serde_json::Value,
-        status: bool,
-    ) -> Result<serde_json::Value, ClientError> {
-        self.client
-            .update_under(Some(self.fence), resource, namespace, name, object, status)
-            .await
-    }
-
-    /// See [`ApiClient::finalize_namespace`].
-    pub async fn finalize_namespace(
-        &self,
-        namespace: &serde_json::Value,
-    ) -> Result<serde_json::Value, ClientError> {
-        self.client
-            .finalize_under(Some(self.fence), namespace)
-            .await
-    }
-
-    /// See [`ApiClient::patch_object`].
-    pub async fn patch_object(
-        &self,
-        resource: &str,
-        namespace: &str,
-        name: &str,
-        patch: &serde_json::Value,
-        status: bool,
-    ) -> Result<serde_json::Value, ClientError> {
-        self.client
-            .patch_under(Some(self.fence), resource, namespace, name, patch, status)
-            .await
-    }
-
-    /// Deletes as `request` says, with this fence in place of its own.
-    pub async fn delete_object(
-        &self,
-        request: api::DeleteRequest,
-    ) -> Result<api::DeleteResponse, ClientError> {
-        let request = api::DeleteRequest {
-            fence: Some(self.fence.clone()),
-            ..request
-        };
-        self.client.delete_object(request).await
-    }
-
-    /// Binds pod `namespace/name` to `node` (compare-and-swap: only an unbound pod, and with
-    /// `uid` not empty only that pod); returns the pod.
-    pub async fn bind(
-        &self,
-        namespace: &str,
-        name: &str,
-        node: &str,
-        uid: &str,
-    ) -> Result<serde_json::Value, ClientError> {
-        let request = api::BindRequest {
-            namespace: namespace.into(),
-            name: name.into(),
-            node_name: node.into(),
-            fence: Some(self.fence.clone()),
-            uid: uid.into(),
-        };
-        let bound = self
-            .client
-            .write(
-                request,
-                |mut c, request| async move { c.bind(request).await },
-            )
-            .await?;
-        decode(&bound.json)
     }
 }
 
