@@ -266,12 +266,15 @@ pub fn volume_bound(
     Some(bound)
 }
 
+/// Claims, volumes and nodes as the volume tables build them (here and in the binder's).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixtures {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
     use serde_json::{json, Value};
 
-    fn claim(change: impl FnOnce(&mut Value)) -> PersistentVolumeClaim {
+    pub fn claim(change: impl FnOnce(&mut Value)) -> PersistentVolumeClaim {
         let mut value = json!({
             "metadata": { "name": "data", "namespace": "default", "uid": "claim-uid",
                           "resourceVersion": "10" },
@@ -283,7 +286,11 @@ mod tests {
         serde_json::from_value(value).expect("a test claim decodes")
     }
 
-    fn volume(name: &str, size: &str, change: impl FnOnce(&mut Value)) -> Arc<PersistentVolume> {
+    pub fn volume(
+        name: &str,
+        size: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Arc<PersistentVolume> {
         let mut value = json!({
             "metadata": { "name": name, "resourceVersion": "5" },
             "spec": { "accessModes": ["ReadWriteOnce"], "capacity": { "storage": size },
@@ -295,13 +302,13 @@ mod tests {
         Arc::new(serde_json::from_value(value).expect("a test volume decodes"))
     }
 
-    fn node(name: &str) -> Node {
+    pub fn node(name: &str) -> Node {
         serde_json::from_value(json!({ "metadata": { "name": name,
             "labels": { "kubernetes.io/hostname": name } } }))
         .expect("a test node decodes")
     }
 
-    fn on_node(node: &str) -> impl FnOnce(&mut Value) {
+    pub fn on_node(node: &str) -> impl FnOnce(&mut Value) {
         let node = node.to_string();
         move |v: &mut Value| {
             v["spec"]["nodeAffinity"] = json!({ "required": { "nodeSelectorTerms": [{
@@ -310,11 +317,17 @@ mod tests {
         }
     }
 
-    fn bound_to_claim(v: &mut Value) {
-        v["spec"]["claimRef"] = json!({ "kind": "PersistentVolumeClaim",
-                                        "namespace": "default", "name": "data",
-                                        "uid": "claim-uid" });
+    pub fn bound_to_claim(v: &mut Value) {
+        v["spec"]["claimRef"] = json!({ "kind": "PersistentVolumeClaim", "namespace": "default",
+                                        "name": "data", "uid": "claim-uid" });
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use serde_json::{json, Value};
 
     fn name_of(found: Option<&Arc<PersistentVolume>>) -> Option<&str> {
         found.and_then(|v| v.metadata.name.as_deref())

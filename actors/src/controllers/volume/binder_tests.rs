@@ -6,53 +6,10 @@ use super::*;
 use crate::controllers::volume::edits::{
     claim_bound, claim_bound_status, volume_bound, volume_phase, volume_unbound,
 };
+use crate::scheduling::volumes::fixtures::*;
 use crate::scheduling::volumes::phase_of;
 use rudder_proto::objects::storage::{default_storage_class, SELECTED_NODE_ANNOTATION};
-use serde_json::{json, Value};
-
-fn claim(change: impl FnOnce(&mut Value)) -> PersistentVolumeClaim {
-    let mut value = json!({
-        "metadata": { "name": "data", "namespace": "default", "uid": "claim-uid",
-                      "resourceVersion": "10" },
-        "spec": { "accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
-                  "resources": { "requests": { "storage": "1Gi" } } },
-        "status": { "phase": "Pending" }
-    });
-    change(&mut value);
-    serde_json::from_value(value).expect("a test claim decodes")
-}
-
-fn volume(name: &str, size: &str, change: impl FnOnce(&mut Value)) -> Arc<PersistentVolume> {
-    let mut value = json!({
-        "metadata": { "name": name, "resourceVersion": "5" },
-        "spec": { "accessModes": ["ReadWriteOnce"], "capacity": { "storage": size },
-                  "storageClassName": "manual", "hostPath": { "path": "/mnt/data" },
-                  "persistentVolumeReclaimPolicy": "Retain" },
-        "status": { "phase": "Available" }
-    });
-    change(&mut value);
-    Arc::new(serde_json::from_value(value).expect("a test volume decodes"))
-}
-
-fn node(name: &str) -> Node {
-    serde_json::from_value(json!({ "metadata": { "name": name,
-        "labels": { "kubernetes.io/hostname": name } } }))
-    .expect("a test node decodes")
-}
-
-fn on_node(node: &str) -> impl FnOnce(&mut Value) {
-    let node = node.to_string();
-    move |v: &mut Value| {
-        v["spec"]["nodeAffinity"] = json!({ "required": { "nodeSelectorTerms": [{
-            "matchExpressions": [{ "key": "kubernetes.io/hostname", "operator": "In",
-                                   "values": [node] }] }] } })
-    }
-}
-
-fn bound_to_claim(v: &mut Value) {
-    v["spec"]["claimRef"] = json!({ "kind": "PersistentVolumeClaim", "namespace": "default",
-                                    "name": "data", "uid": "claim-uid" });
-}
+use serde_json::json;
 
 fn classes() -> Vec<Arc<StorageClass>> {
     let mut immediate = default_storage_class();
