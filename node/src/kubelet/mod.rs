@@ -14,6 +14,11 @@
 //!  with --manifests: static pods (static_pods.rs) join the desired pods; each gets a
 //!     mirror pod in the API (created again when deleted; removed with its file)
 //! ```
+//!
+//! One file over 700 lines on purpose: it is the actor alone (its state, timers, handlers
+//! and the async tasks they spawn); every decision it takes is pure elsewhere (`sync.rs`,
+//! `claims.rs`, `static_pods.rs`, `crate::status`), and splitting the handlers would only
+//! spread one actor's state over several files.
 
 pub mod claims;
 pub mod static_pods;
