@@ -13,22 +13,10 @@ use std::time::Duration;
 
 use rudder_proto::api::{DeleteRequest, ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
-use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use rudder_tests::{
+    hollow_nodes, rudder_binary_beside_tests, short_lease_flags, until, ProcessCluster,
+};
 use serde_json::{json, Value};
-
-/// Short election timers, so the failover happens within the test.
-fn flags() -> Vec<String> {
-    [
-        "--leader-elect-lease-duration",
-        "3s",
-        "--leader-elect-renew-deadline",
-        "2s",
-        "--leader-elect-retry-period",
-        "500ms",
-    ]
-    .map(String::from)
-    .to_vec()
-}
 
 /// Live pods as a watch shows them, and the most ever live at once.
 #[derive(Default)]
@@ -80,21 +68,11 @@ async fn live_pods(client: &ApiClient) -> usize {
         .count()
 }
 
-async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scale_to_200_converges_exactly_when_the_controller_leader_is_killed_midway() {
     let mut cluster =
-        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags()).unwrap();
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &short_lease_flags())
+            .unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
         "the default namespace",
@@ -219,18 +197,6 @@ async fn a_scale_to_200_converges_exactly_when_the_controller_leader_is_killed_m
     drop(cluster);
 }
 
-fn hollow_nodes(servers: &str, name: &str, count: usize) -> tokio::process::Child {
-    tokio::process::Command::new(rudder_binary_beside_tests())
-        .args(["node", "--name", name, "--hollow", "--count"])
-        .arg(count.to_string())
-        .args(["--server", servers])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rudder node --hollow starts")
-}
-
 /// The DaemonSet's live pods: node name (empty while unbound) → how many.
 async fn daemon_pods(client: &ApiClient) -> BTreeMap<String, usize> {
     let listed = client
@@ -257,7 +223,9 @@ async fn daemon_pods(client: &ApiClient) -> BTreeMap<String, usize> {
 /// replaces the 9 as they become ready on their hollow kubelets).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_set_runs_on_every_node_it_tolerates() {
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &short_lease_flags())
+            .unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
         "the default namespace",
@@ -384,7 +352,9 @@ fn condition<'a>(node: &'a Value, kind: &str) -> Option<&'a Value> {
 /// that for 5 s, are evicted and their ReplicaSet replaces them on the three nodes left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_on_nodes_that_went_silent_are_evicted_and_replaced_elsewhere() {
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &short_lease_flags())
+            .unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
         "the default namespace",
@@ -526,7 +496,7 @@ async fn follow_pods(client: ApiClient, selector: &str, events: PodEvents) {
 /// still exists, and comes back elsewhere once it is force-deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_node() {
-    let mut master_flags = flags();
+    let mut master_flags = short_lease_flags();
     master_flags.extend(["--node-monitor-grace-period", "8s"].map(String::from));
     let cluster =
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &master_flags).unwrap();
@@ -774,7 +744,8 @@ async fn count(client: &ApiClient, resource: &str, namespace: &str, labels: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cascade_completes_when_the_master_taking_the_deletes_is_killed() {
     let mut cluster =
-        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags()).unwrap();
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &short_lease_flags())
+            .unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
         "the default namespace",

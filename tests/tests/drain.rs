@@ -12,22 +12,10 @@ use std::time::Duration;
 
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
-use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use rudder_tests::{
+    hollow_nodes, is_ready, rudder_binary_beside_tests, short_lease_flags, until, ProcessCluster,
+};
 use serde_json::{json, Value};
-
-/// Short election timers, so the master's controllers and scheduler start at once.
-fn flags() -> Vec<String> {
-    [
-        "--leader-elect-lease-duration",
-        "3s",
-        "--leader-elect-renew-deadline",
-        "2s",
-        "--leader-elect-retry-period",
-        "500ms",
-    ]
-    .map(String::from)
-    .to_vec()
-}
 
 struct Outcome {
     ok: bool,
@@ -76,36 +64,6 @@ impl Cli {
     }
 }
 
-async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn hollow_nodes(servers: &str, name: &str, count: usize) -> tokio::process::Child {
-    tokio::process::Command::new(rudder_binary_beside_tests())
-        .args(["node", "--name", name, "--hollow", "--count"])
-        .arg(count.to_string())
-        .args(["--server", servers])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rudder node --hollow starts")
-}
-
-fn is_ready(object: &Value) -> bool {
-    object["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
 /// The live (not being deleted) pods of `app=<app>`.
 async fn live_pods(client: &ApiClient, app: &str) -> Vec<Value> {
     let listed = client
@@ -140,7 +98,9 @@ fn header(table: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_cannot_come_back() {
-    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags()).unwrap();
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &short_lease_flags())
+            .unwrap();
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
     let cli = Cli {
