@@ -17,15 +17,17 @@
 //!   the eviction subresource, a pod's deletion as its PodDisruptionBudget allows, the
 //!   budget's status and the pod's write in one transaction; `fence`: fenced writes), over
 //!   pure `body` parsing and object `transform`s.
-//!   [`list`]: selectors and pages; [`delete`]: graceful deletion, finalizers, the
+//!   [`list`]: pages through [`selectors`]; [`delete`]: graceful deletion, finalizers, the
 //!   propagation policies' finalizers (the garbage collector and the namespace controller
-//!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events.
+//!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events,
+//!   each object [`decoded`] once for all of a master's watches.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod caller;
+pub mod decoded;
 pub mod delete;
 pub mod error;
 pub mod kinds;
@@ -33,6 +35,7 @@ pub mod list;
 pub mod master;
 pub mod object;
 pub mod registry;
+pub mod selectors;
 pub mod service;
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -4,7 +4,6 @@
 //! continue token has expired and the client lists again).
 
 use base64::Engine;
-use rudder_proto::objects::selector::{FieldSelector, LabelSelector};
 use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest, Revision};
 use rudder_raftstore::{KvError, StoreError};
 use serde::{Deserialize, Serialize};
@@ -14,6 +13,7 @@ use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
 use crate::registry::Registry;
+use crate::selectors::Selectors;
 
 /// Keys read per store request while filling a page through selectors.
 const SCAN_CHUNK: i64 = 500;
@@ -46,47 +46,6 @@ pub struct ListResult {
 struct ContinueToken {
     rev: Revision,
     start: String,
-}
-
-/// Both selectors of a request, parsed and checked against the kind.
-#[derive(Debug, Clone)]
-pub struct Selectors {
-    labels: LabelSelector,
-    fields: FieldSelector,
-}
-
-impl Selectors {
-    pub fn parse(info: &KindInfo, labels: &str, fields: &str) -> Result<Self, ApiError> {
-        let labels = LabelSelector::parse(labels)
-            .map_err(|error| ApiError::bad_field("labelSelector", error.to_string()))?;
-        let fields = FieldSelector::parse(fields)
-            .map_err(|error| ApiError::bad_field("fieldSelector", error.to_string()))?;
-        if let Some(unknown) = fields.fields().into_iter().find(|f| !info.selects_field(f)) {
-            let mut supported = vec!["metadata.name", "metadata.namespace"];
-            supported.extend(info.selectable_fields);
-            return Err(ApiError::bad_field(
-                "fieldSelector",
-                format!(
-                    "field label not supported: {unknown:?} ({} support {})",
-                    info.qualified_resource(),
-                    supported.join(", ")
-                ),
-            ));
-        }
-        Ok(Self { labels, fields })
-    }
-
-    pub fn is_everything(&self) -> bool {
-        self.labels.is_everything() && self.fields.is_everything()
-    }
-
-    pub fn matches(&self, object: &Value) -> bool {
-        (self.labels.is_everything() || self.labels.matches(&object::labels(object)))
-            && (self.fields.is_everything()
-                || self
-                    .fields
-                    .matches(|path| object::field_value(object, path)))
-    }
 }
 
 impl Registry {

@@ -42,9 +42,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::caller;
+use crate::decoded::Decoded;
 use crate::error::{ApiError, ObjectRef};
 use crate::kinds::{self, KindInfo};
 use crate::object;
+use crate::watch::Hubs;
 
 pub use bind::Binding;
 pub use evict::Eviction;
@@ -68,6 +70,10 @@ pub struct Registry {
     stopping: Arc<tokio::sync::watch::Sender<bool>>,
     /// The lease new Events are written with (they expire an hour after their last write).
     event_leases: Arc<event_ttl::EventLeases>,
+    /// Objects decoded once for every watch of this master.
+    pub(crate) decoded: Arc<Decoded>,
+    /// One store watch per kind, shared by this master's watches.
+    pub(crate) hubs: Arc<Hubs>,
 }
 
 /// The object a request names.
@@ -141,6 +147,8 @@ impl Registry {
             max_object_bytes,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             event_leases: Arc::default(),
+            decoded: Arc::default(),
+            hubs: Arc::default(),
         }
     }
 

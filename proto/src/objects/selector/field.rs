@@ -75,6 +75,15 @@ impl FieldSelector {
         fields
     }
 
+    /// The value `field` must equal for an object to match (a `field=value` term), if any:
+    /// what a watch cache indexes its watchers by (apimachinery's `RequiresExactMatch`).
+    pub fn required(&self, field: &str) -> Option<&str> {
+        self.terms
+            .iter()
+            .find(|term| term.field == field && !term.negated)
+            .map(|term| term.value.as_str())
+    }
+
     /// Whether an object matches; `value_of` gives a field's value (a missing field is "").
     pub fn matches(&self, value_of: impl Fn(&str) -> String) -> bool {
         self.terms
@@ -254,5 +263,13 @@ mod tests {
         let selector = FieldSelector::parse("a=1,a!=2,b=3").unwrap_or_default();
         assert_eq!(selector.fields(), ["a", "b"]);
         assert!(FieldSelector::default().matches(|_| String::new()));
+    }
+
+    #[test]
+    fn only_an_equality_term_requires_a_value() {
+        let selector = FieldSelector::parse("spec.nodeName==n1,status.phase!=Failed").unwrap();
+        assert_eq!(selector.required("spec.nodeName"), Some("n1"));
+        assert_eq!(selector.required("status.phase"), None);
+        assert_eq!(selector.required("metadata.name"), None);
     }
 }

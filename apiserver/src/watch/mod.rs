@@ -3,26 +3,35 @@
 //! ```text
 //!  resourceVersion "" / "0": list at R, send each match as ADDED, then watch from R+1
 //!  resourceVersion N:        watch from N+1 (compacted → one ERROR event, 410 Expired)
-//!  store event ─ prev/next match the selectors? ─► ADDED / MODIFIED / DELETED (or nothing)
+//!  store events ─ the kind's hub (hub.rs: one store watch per kind, decoded once, only to
+//!                 the watches they match; a watch older than it remembers: its own store watch)
+//!  change ─ prev/next match the selectors? ─► ADDED / MODIFIED / DELETED (or nothing)
 //!  idle ─ bookmark timer ─ quorum confirmed? ─ store progress ─► BOOKMARK (revision reached)
 //!                                          └ no ─► ERROR 503: the client watches elsewhere
 //! ```
 //! An object that stops matching the selectors is sent as DELETED, one that starts matching
 //! as ADDED, as Kubernetes does, so a filtered cache stays exact.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, RangeRequest, Revision};
-use rudder_raftstore::watch::{WatchMessage, WatchRequest};
+use rudder_raftstore::kv::{prefix_end, EventKind, KeyRange, RangeRequest, Revision};
+use rudder_raftstore::watch::{WatchMessage, WatchRequest, Watcher};
 use rudder_raftstore::Store;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::decoded::Decoded;
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
-use crate::list::{ListOptions, Selectors};
+use crate::list::ListOptions;
 use crate::object;
 use crate::registry::Registry;
+use crate::selectors::Selectors;
+use hub::{Batch, Change, Subscription};
+
+mod hub;
+pub(crate) use hub::Hubs;
 
 /// Default longest quiet time between bookmarks.
 pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
@@ -94,34 +103,38 @@ impl Registry {
                 })?,
         };
         let prefix = object::prefix(info, &namespace);
-        let watcher = self.store.watch(WatchRequest {
-            range: KeyRange {
-                key: prefix.clone(),
-                range_end: prefix_end(&prefix),
-            },
-            start_revision: from + 1,
-            prev_kv: true,
-            progress_notify: false,
-            filter_puts: false,
-            filter_deletes: false,
-        })?;
         let bookmarks = options.allow_bookmarks.then(|| {
             options
                 .bookmark_interval
                 .unwrap_or(DEFAULT_BOOKMARK_INTERVAL)
         });
+        let shared = self.hubs.subscribe(
+            &self.store,
+            &self.decoded,
+            self.stopped(),
+            info,
+            prefix.clone(),
+            selectors.clone(),
+            from,
+        );
+        let source = match shared {
+            Some(subscription) => Source::Shared(subscription),
+            None => Source::Direct(watch_store(&self.store, &prefix, from)?),
+        };
         let feed = Feed {
             info,
+            decoded: self.decoded.clone(),
             store: self.store.clone(),
-            probe: prefix.clone(),
+            probe: prefix,
             selectors,
             sender,
             reached: from,
+            bookmark_wanted: false,
         };
         let stopped = self.stopped();
         tokio::spawn(async move {
             tokio::select! {
-                _ = feed.run(initial, watcher, bookmarks) => {}
+                _ = feed.run(initial, source, bookmarks) => {}
                 _ = stopped => {}
             }
         });
@@ -129,25 +142,91 @@ impl Registry {
     }
 }
 
+/// This watch's own store watch of `prefix` from after `from` (when no hub serves it).
+fn watch_store(store: &Store, prefix: &[u8], from: Revision) -> Result<Watcher, ApiError> {
+    Ok(store.watch(WatchRequest {
+        range: KeyRange {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+        },
+        start_revision: from + 1,
+        prev_kv: true,
+        progress_notify: false,
+        filter_puts: false,
+        filter_deletes: false,
+    })?)
+}
+
+/// Where a feed's store events come from.
+enum Source {
+    /// The kind's hub, shared with the master's other watches (the usual case).
+    Shared(Subscription),
+    /// A store watch of its own: it started further back than the hub remembers, or the
+    /// hub dropped it for falling behind, or the hub ended.
+    Direct(Watcher),
+}
+
+/// What a source gives next.
+enum Next {
+    Batch(Arc<Batch>),
+    Compacted(Revision),
+    /// The hub let this feed go: it goes on from the store.
+    LeftHub,
+    Ended,
+}
+
+impl Source {
+    async fn next(&mut self, decoded: &Decoded) -> Next {
+        match self {
+            Source::Shared(subscription) => match subscription.batches.recv().await {
+                Some(batch) => Next::Batch(batch),
+                None => Next::LeftHub,
+            },
+            Source::Direct(watcher) => match watcher.next().await {
+                Some(WatchMessage::Events { revision, events }) => Next::Batch(Arc::new(Batch {
+                    revision,
+                    changes: events
+                        .iter()
+                        .map(|event| Change::decode(event, decoded))
+                        .collect(),
+                })),
+                Some(WatchMessage::Progress { revision }) => Next::Batch(Arc::new(Batch {
+                    revision,
+                    changes: Vec::new(),
+                })),
+                Some(WatchMessage::Compacted { compact_revision }) => {
+                    Next::Compacted(compact_revision)
+                }
+                None => Next::Ended,
+            },
+        }
+    }
+
+    fn request_progress(&self) {
+        match self {
+            Source::Shared(subscription) => subscription.request_progress(),
+            Source::Direct(watcher) => watcher.request_progress(),
+        }
+    }
+}
+
 struct Feed {
     info: &'static KindInfo,
-    /// For the quorum check before each bookmark.
+    decoded: Arc<Decoded>,
+    /// For the quorum check before each bookmark, and to go on from the store.
     store: Store,
-    /// The key the quorum check reads (one small linearizable read).
+    /// The watched prefix; the quorum check reads its first key (one small linearizable read).
     probe: Vec<u8>,
     selectors: Selectors,
     sender: mpsc::Sender<WatchEvent>,
     /// The revision up to which every event has been sent.
     reached: Revision,
+    /// A bookmark is due at the next progress.
+    bookmark_wanted: bool,
 }
 
 impl Feed {
-    async fn run(
-        mut self,
-        initial: Vec<Value>,
-        mut watcher: rudder_raftstore::watch::Watcher,
-        bookmarks: Option<Duration>,
-    ) {
+    async fn run(mut self, initial: Vec<Value>, mut source: Source, bookmarks: Option<Duration>) {
         let listed = !initial.is_empty();
         for object in initial {
             if !self.send("ADDED", object).await {
@@ -159,7 +238,6 @@ impl Feed {
         if listed && bookmarks.is_some() && !self.bookmark().await {
             return;
         }
-        let progress = watcher.progress_handle();
         let sender = self.sender.clone();
         let mut timer = bookmarks.map(tokio::time::interval);
         if let Some(timer) = timer.as_mut() {
@@ -173,24 +251,32 @@ impl Feed {
                 }
             };
             tokio::select! {
-                message = watcher.next() => match message {
-                    Some(WatchMessage::Events { revision, events }) => {
-                        for event in events {
-                            if let Some((kind, object)) = self.translate(&event) {
+                next = source.next(&self.decoded) => match next {
+                    Next::Batch(batch) if batch.changes.is_empty() => {
+                        self.reached = self.reached.max(batch.revision);
+                        if std::mem::take(&mut self.bookmark_wanted) && !self.bookmark().await {
+                            return;
+                        }
+                    }
+                    Next::Batch(batch) if batch.revision <= self.reached => {}
+                    Next::Batch(batch) => {
+                        for change in &batch.changes {
+                            if let Some((kind, object)) = self.translate(change) {
                                 if !self.send(kind, object).await {
                                     return;
                                 }
                             }
                         }
-                        self.reached = revision;
+                        self.reached = batch.revision;
                     }
-                    Some(WatchMessage::Progress { revision }) => {
-                        self.reached = self.reached.max(revision);
-                        if !self.bookmark().await {
+                    Next::LeftHub => match watch_store(&self.store, &self.probe, self.reached) {
+                        Ok(watcher) => source = Source::Direct(watcher),
+                        Err(error) => {
+                            let _ = self.send("ERROR", error.status_object()).await;
                             return;
                         }
-                    }
-                    Some(WatchMessage::Compacted { compact_revision }) => {
+                    },
+                    Next::Compacted(compact_revision) => {
                         let error = ApiError::Expired {
                             message: format!(
                                 "too old resource version: {} ({compact_revision}): list again \
@@ -201,7 +287,7 @@ impl Feed {
                         let _ = self.send("ERROR", error.status_object()).await;
                         return;
                     }
-                    None => return,
+                    Next::Ended => return,
                 },
                 _ = tick => {
                     // A master cut off from the quorum still sees its own (stale) replica:
@@ -213,7 +299,8 @@ impl Feed {
                         let _ = self.send("ERROR", error.status_object()).await;
                         return;
                     }
-                    progress.request();
+                    self.bookmark_wanted = true;
+                    source.request_progress();
                 }
                 _ = sender.closed() => return,
             }
@@ -247,27 +334,30 @@ impl Feed {
         self.sender.send(WatchEvent { kind, object }).await.is_ok()
     }
 
-    /// The Kubernetes event for one store event, if the watch's selectors care.
-    fn translate(&self, event: &Event) -> Option<(&'static str, Value)> {
-        let previous = event
-            .prev_kv
-            .as_ref()
-            .and_then(|kv| object::decode(kv).ok())
+    /// The Kubernetes event for one change under the kind, if it is in this watch's
+    /// namespace and its selectors care. Only an object that is sent is copied.
+    fn translate(&self, change: &Change) -> Option<(&'static str, Value)> {
+        if !change.key.starts_with(&self.probe) {
+            return None;
+        }
+        let previous = change
+            .previous
+            .as_deref()
             .filter(|object| self.selectors.matches(object));
-        match event.kind {
+        match change.kind {
             EventKind::Put => {
-                let current = object::decode(&event.kv).ok()?;
-                let matches = self.selectors.matches(&current);
+                let current = change.current.as_deref()?;
+                let matches = self.selectors.matches(current);
                 match (previous.is_some(), matches) {
-                    (false, true) => Some(("ADDED", current)),
-                    (true, true) => Some(("MODIFIED", current)),
-                    (true, false) => Some(("DELETED", current)),
+                    (false, true) => Some(("ADDED", current.clone())),
+                    (true, true) => Some(("MODIFIED", current.clone())),
+                    (true, false) => Some(("DELETED", current.clone())),
                     (false, false) => None,
                 }
             }
             EventKind::Delete => {
-                let mut gone = previous?;
-                object::set_resource_version(&mut gone, event.kv.mod_revision);
+                let mut gone = previous?.clone();
+                object::set_resource_version(&mut gone, change.revision);
                 Some(("DELETED", gone))
             }
         }

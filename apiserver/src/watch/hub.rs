@@ -1,0 +1,377 @@
+//! One store watch per kind, shared by all of a master's watches on that kind.
+//!
+//! ```text
+//!  store watch (every namespace, with previous values) ─► decode once ─► Batch
+//!      ├─► recent batches (a ring: what a new subscriber replays)
+//!      └─► each subscriber whose namespace and selectors match ─► its queue ─► its Feed
+//!  join(from): every event after `from` is in the ring → replay it and join
+//!              older, or compacted in the store          → no (the feed watches the store)
+//!  a subscriber whose queue is full, or a hub that ended: the feed goes on from the store
+//! ```
+//! Kubernetes' watch cache does this for the same reason: a thousand kubelets each watching
+//! the pods of their own node must not each read, copy and decode every pod write. Only the
+//! watches an event matches are woken, and pod watches that name a node (`spec.nodeName=`)
+//! are indexed by it, so a pod's write looks at its node's watches only (Kubernetes' pod
+//! "trigger"). Progress (for bookmarks) is one empty batch to all.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
+use rudder_raftstore::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
+use rudder_raftstore::Store;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::decoded::Decoded;
+use crate::kinds::KindInfo;
+use crate::object;
+use crate::selectors::Selectors;
+
+/// Batches kept for subscribers that join a little behind (a list, then a watch from its
+/// revision, while writes go on).
+const RECENT_BATCHES: usize = 1024;
+/// Batches queued per subscriber before it is dropped to follow the store by itself. Room
+/// for a whole replay of the recent batches and as much again.
+const SUBSCRIBER_QUEUE: usize = 2 * RECENT_BATCHES;
+
+/// Publishes between sweeps for subscribers gone quiet (their feed ended, nothing of
+/// theirs was published since).
+const SWEEP_EVERY: usize = 4096;
+
+/// The field a kind's watches are indexed by, when they require a value of it.
+fn trigger_field(info: &KindInfo) -> Option<&'static str> {
+    (info.resource == "pods").then_some("spec.nodeName")
+}
+
+/// One store event, its objects decoded (shared by every watch it is sent to).
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub kind: EventKind,
+    pub key: Vec<u8>,
+    /// The revision of the write (of the deletion, for a delete).
+    pub revision: Revision,
+    /// The object written (puts only); `None` also when it is not JSON.
+    pub current: Option<Arc<Value>>,
+    /// The object before the write, if there was one.
+    pub previous: Option<Arc<Value>>,
+}
+
+impl Change {
+    pub(crate) fn decode(event: &Event, decoded: &Decoded) -> Self {
+        Self {
+            kind: event.kind,
+            key: event.kv.key.clone(),
+            revision: event.kv.mod_revision,
+            current: match event.kind {
+                EventKind::Put => decoded.get(&event.kv).ok(),
+                EventKind::Delete => None,
+            },
+            previous: event.prev_kv.as_ref().and_then(|kv| decoded.get(kv).ok()),
+        }
+    }
+}
+
+/// The changes of one revision under a kind; none: the watch has seen everything up to
+/// `revision` (progress, for bookmarks).
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub revision: Revision,
+    pub changes: Vec<Change>,
+}
+
+/// A feed's place at a hub: batches it may care about, in revision order.
+pub(crate) struct Subscription {
+    pub batches: mpsc::Receiver<Arc<Batch>>,
+    progress: ProgressHandle,
+}
+
+impl Subscription {
+    /// Asks for a progress batch (sent to every subscriber of the hub).
+    pub(crate) fn request_progress(&self) {
+        self.progress.request();
+    }
+}
+
+/// The hubs of one master, one per kind watched so far.
+#[derive(Default)]
+pub(crate) struct Hubs {
+    by_resource: Mutex<HashMap<&'static str, Arc<Hub>>>,
+}
+
+impl Hubs {
+    /// Joins `info`'s hub (starting it from `from` if there is none) for every event after
+    /// `from` under `namespace` (a key prefix) that `selectors` match before or after; `None`
+    /// when the hub no longer holds everything after `from`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn subscribe(
+        &self,
+        store: &Store,
+        decoded: &Arc<Decoded>,
+        stopped: impl Future<Output = ()> + Send + 'static,
+        info: &'static KindInfo,
+        namespace: Vec<u8>,
+        selectors: Selectors,
+        from: Revision,
+    ) -> Option<Subscription> {
+        // A start the store compacted away gets the store's answer (410), as on any master,
+        // even while the hub still remembers it.
+        let (_, compacted) = store.revisions();
+        if from + 1 < compacted {
+            return None;
+        }
+        let hub = {
+            let mut hubs = lock(&self.by_resource);
+            match hubs.get(info.resource) {
+                Some(hub) if !hub.state().ended => hub.clone(),
+                _ => {
+                    let hub = Hub::start(store, decoded.clone(), stopped, info, from)?;
+                    hubs.insert(info.resource, hub.clone());
+                    hub
+                }
+            }
+        };
+        hub.join(namespace, selectors, from)
+    }
+}
+
+struct Hub {
+    state: Mutex<HubState>,
+    progress: ProgressHandle,
+    trigger: Option<&'static str>,
+}
+
+struct HubState {
+    /// The last batches with changes, oldest first.
+    recent: VecDeque<Arc<Batch>>,
+    /// Every change from this revision on is in `recent`.
+    covered_from: Revision,
+    subscribers: Subscribers,
+    /// The store watch ended: no more batches.
+    ended: bool,
+}
+
+struct Subscriber {
+    namespace: Vec<u8>,
+    selectors: Selectors,
+    queue: mpsc::Sender<Arc<Batch>>,
+}
+
+/// A hub's subscribers, those requiring a value of the trigger field indexed by it.
+#[derive(Default)]
+struct Subscribers {
+    /// Looked at for every batch.
+    everyone: Vec<Subscriber>,
+    /// Looked at for batches with an object (before or after) holding their value.
+    by_trigger: HashMap<String, Vec<Subscriber>>,
+    published_since_sweep: usize,
+}
+
+impl Subscribers {
+    fn add(&mut self, trigger: Option<&str>, subscriber: Subscriber) {
+        match trigger.and_then(|field| subscriber.selectors.required_field(field)) {
+            Some(value) => self
+                .by_trigger
+                .entry(value.to_string())
+                .or_default()
+                .push(subscriber),
+            None => self.everyone.push(subscriber),
+        }
+    }
+
+    /// Offers the batch to every subscriber that may care; drops those that cannot take it.
+    fn dispatch(&mut self, trigger: Option<&str>, batch: &Arc<Batch>) {
+        let offer = |subscriber: &Subscriber| subscriber.offer(batch);
+        self.everyone.retain(offer);
+        self.published_since_sweep += 1;
+        let values = match trigger {
+            Some(field) if !batch.changes.is_empty() => {
+                if self.published_since_sweep >= SWEEP_EVERY {
+                    self.published_since_sweep = 0;
+                    for list in self.by_trigger.values_mut() {
+                        list.retain(|subscriber| !subscriber.queue.is_closed());
+                    }
+                    self.by_trigger.retain(|_, list| !list.is_empty());
+                }
+                let mut values: Vec<String> = batch
+                    .changes
+                    .iter()
+                    .flat_map(|change| [&change.current, &change.previous])
+                    .flatten()
+                    .map(|object| object::field_value(object, field))
+                    .collect();
+                values.sort_unstable();
+                values.dedup();
+                values
+            }
+            // Progress is for everyone.
+            _ => self.by_trigger.keys().cloned().collect(),
+        };
+        for value in values {
+            if let Some(list) = self.by_trigger.get_mut(&value) {
+                list.retain(offer);
+                if list.is_empty() {
+                    self.by_trigger.remove(&value);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.everyone.clear();
+        self.by_trigger.clear();
+    }
+}
+
+impl Subscriber {
+    /// Sends the batch if it cares; whether it is still a subscriber (not gone, not so far
+    /// behind that its queue is full).
+    fn offer(&self, batch: &Arc<Batch>) -> bool {
+        !self.queue.is_closed()
+            && (!self.cares(batch) || self.queue.try_send(batch.clone()).is_ok())
+    }
+
+    /// Whether the batch has something for this subscriber (progress is for everyone).
+    fn cares(&self, batch: &Batch) -> bool {
+        batch.changes.is_empty()
+            || batch.changes.iter().any(|change| {
+                change.key.starts_with(&self.namespace)
+                    && [&change.current, &change.previous]
+                        .into_iter()
+                        .flatten()
+                        .any(|object| self.selectors.matches(object))
+            })
+    }
+}
+
+impl Hub {
+    fn start(
+        store: &Store,
+        decoded: Arc<Decoded>,
+        stopped: impl Future<Output = ()> + Send + 'static,
+        info: &'static KindInfo,
+        from: Revision,
+    ) -> Option<Arc<Self>> {
+        let prefix = object::prefix(info, "");
+        let watcher = store
+            .watch(WatchRequest {
+                range: KeyRange {
+                    range_end: prefix_end(&prefix),
+                    key: prefix,
+                },
+                start_revision: from + 1,
+                prev_kv: true,
+                progress_notify: false,
+                filter_puts: false,
+                filter_deletes: false,
+            })
+            .ok()?;
+        let hub = Arc::new(Hub {
+            state: Mutex::new(HubState {
+                recent: VecDeque::new(),
+                covered_from: from + 1,
+                subscribers: Subscribers::default(),
+                ended: false,
+            }),
+            progress: watcher.progress_handle(),
+            trigger: trigger_field(info),
+        });
+        let running = hub.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = running.run(watcher, &decoded) => {}
+                () = stopped => {}
+            }
+            running.end();
+        });
+        Some(hub)
+    }
+
+    async fn run(&self, mut watcher: Watcher, decoded: &Decoded) {
+        while let Some(message) = watcher.next().await {
+            match message {
+                WatchMessage::Events { revision, events } => self.publish(Batch {
+                    revision,
+                    changes: events
+                        .iter()
+                        .map(|event| Change::decode(event, decoded))
+                        .collect(),
+                }),
+                WatchMessage::Progress { revision } => self.publish(Batch {
+                    revision,
+                    changes: Vec::new(),
+                }),
+                // The hub fell so far behind that its history was compacted: it ends, and
+                // each feed watches the store from where it is (and learns of it there).
+                WatchMessage::Compacted { .. } => return,
+            }
+        }
+    }
+
+    fn join(
+        &self,
+        namespace: Vec<u8>,
+        selectors: Selectors,
+        from: Revision,
+    ) -> Option<Subscription> {
+        let mut state = self.state();
+        if state.ended || from + 1 < state.covered_from {
+            return None;
+        }
+        let (queue, batches) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let subscriber = Subscriber {
+            namespace,
+            selectors,
+            queue,
+        };
+        for batch in state.recent.iter() {
+            if batch.revision > from
+                && subscriber.cares(batch)
+                && subscriber.queue.try_send(batch.clone()).is_err()
+            {
+                return None;
+            }
+        }
+        state.subscribers.add(self.trigger, subscriber);
+        Some(Subscription {
+            batches,
+            progress: self.progress.clone(),
+        })
+    }
+
+    /// Sends the batch to every subscriber it matters to; one that cannot take it (gone, or
+    /// too far behind) is dropped.
+    fn publish(&self, batch: Batch) {
+        let batch = Arc::new(batch);
+        let mut state = self.state();
+        state.subscribers.dispatch(self.trigger, &batch);
+        if batch.changes.is_empty() {
+            return;
+        }
+        state.recent.push_back(batch);
+        while state.recent.len() > RECENT_BATCHES {
+            if let Some(forgotten) = state.recent.pop_front() {
+                state.covered_from = forgotten.revision + 1;
+            }
+        }
+    }
+
+    /// No more batches: every subscriber's queue closes (its feed goes on from the store).
+    fn end(&self) {
+        let mut state = self.state();
+        state.ended = true;
+        state.subscribers.clear();
+        state.recent.clear();
+    }
+
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        lock(&self.state)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
