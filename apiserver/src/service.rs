@@ -286,7 +286,7 @@ impl Resources for Api {
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
             Ok(pb::WatchEvent {
                 r#type: event.kind.into(),
-                object: event.object.to_string().into_bytes(),
+                object: event.json().to_vec(),
             })
         });
         Ok(Response::new(Box::pin(stream)))

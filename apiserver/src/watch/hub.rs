@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
 use rudder_raftstore::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
@@ -54,6 +54,8 @@ pub(crate) struct Change {
     pub revision: Revision,
     /// The object written (puts only); `None` also when it is not JSON.
     pub current: Option<Arc<Value>>,
+    /// `current` as JSON, encoded by the first watch that sends it.
+    pub current_json: Arc<OnceLock<Vec<u8>>>,
     /// The object before the write, if there was one.
     pub previous: Option<Arc<Value>>,
 }
@@ -68,6 +70,7 @@ impl Change {
                 EventKind::Put => decoded.get(&event.kv).ok(),
                 EventKind::Delete => None,
             },
+            current_json: Arc::default(),
             previous: event.prev_kv.as_ref().and_then(|kv| decoded.get(kv).ok()),
         }
     }

@@ -12,7 +12,7 @@
 //! An object that stops matching the selectors is sent as DELETED, one that starts matching
 //! as ADDED, as Kubernetes does, so a filtered cache stays exact.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rudder_raftstore::kv::{prefix_end, EventKind, KeyRange, RangeRequest, Revision};
@@ -50,11 +50,35 @@ pub struct WatchOptions {
 }
 
 /// One Kubernetes watch event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct WatchEvent {
     /// ADDED, MODIFIED, DELETED, BOOKMARK or ERROR.
     pub kind: &'static str,
-    pub object: Value,
+    pub object: Arc<Value>,
+    /// `object` as JSON, encoded once for every watch sent the same object.
+    json: Arc<OnceLock<Vec<u8>>>,
+}
+
+impl WatchEvent {
+    fn new(kind: &'static str, object: Value) -> Self {
+        Self::shared(kind, Arc::new(object), Arc::default())
+    }
+
+    fn shared(kind: &'static str, object: Arc<Value>, json: Arc<OnceLock<Vec<u8>>>) -> Self {
+        Self { kind, object, json }
+    }
+
+    /// The object as JSON.
+    pub fn json(&self) -> &[u8] {
+        self.json
+            .get_or_init(|| self.object.to_string().into_bytes())
+    }
+}
+
+impl PartialEq for WatchEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.object == other.object
+    }
 }
 
 impl Registry {
@@ -261,8 +285,8 @@ impl Feed {
                     Next::Batch(batch) if batch.revision <= self.reached => {}
                     Next::Batch(batch) => {
                         for change in &batch.changes {
-                            if let Some((kind, object)) = self.translate(change) {
-                                if !self.send(kind, object).await {
+                            if let Some(event) = self.translate(change) {
+                                if !self.deliver(event).await {
                                     return;
                                 }
                             }
@@ -331,12 +355,17 @@ impl Feed {
     }
 
     async fn send(&self, kind: &'static str, object: Value) -> bool {
-        self.sender.send(WatchEvent { kind, object }).await.is_ok()
+        self.deliver(WatchEvent::new(kind, object)).await
+    }
+
+    async fn deliver(&self, event: WatchEvent) -> bool {
+        self.sender.send(event).await.is_ok()
     }
 
     /// The Kubernetes event for one change under the kind, if it is in this watch's
-    /// namespace and its selectors care. Only an object that is sent is copied.
-    fn translate(&self, change: &Change) -> Option<(&'static str, Value)> {
+    /// namespace and its selectors care. What is written is shared, object and JSON, with
+    /// every other watch it is sent to.
+    fn translate(&self, change: &Change) -> Option<WatchEvent> {
         if !change.key.starts_with(&self.probe) {
             return None;
         }
@@ -346,19 +375,23 @@ impl Feed {
             .filter(|object| self.selectors.matches(object));
         match change.kind {
             EventKind::Put => {
-                let current = change.current.as_deref()?;
-                let matches = self.selectors.matches(current);
-                match (previous.is_some(), matches) {
-                    (false, true) => Some(("ADDED", current.clone())),
-                    (true, true) => Some(("MODIFIED", current.clone())),
-                    (true, false) => Some(("DELETED", current.clone())),
-                    (false, false) => None,
-                }
+                let current = change.current.as_ref()?;
+                let kind = match (previous.is_some(), self.selectors.matches(current)) {
+                    (false, true) => "ADDED",
+                    (true, true) => "MODIFIED",
+                    (true, false) => "DELETED",
+                    (false, false) => return None,
+                };
+                Some(WatchEvent::shared(
+                    kind,
+                    current.clone(),
+                    change.current_json.clone(),
+                ))
             }
             EventKind::Delete => {
                 let mut gone = previous?.clone();
                 object::set_resource_version(&mut gone, change.revision);
-                Some(("DELETED", gone))
+                Some(WatchEvent::new("DELETED", gone))
             }
         }
     }
