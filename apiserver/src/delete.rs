@@ -244,7 +244,7 @@ impl Registry {
         }
         let namespace = request_namespace(info, namespace);
         let key = object::key(info, &namespace, name);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let Some(kv) = self.read(&key).await? else {
                 // Gone because an earlier attempt of this request deleted it: answer as that
                 // attempt would have, with the object as it was before.
@@ -260,7 +260,7 @@ impl Registry {
             let current = object::decode(&kv)?;
             check_preconditions(info, &current, options)?;
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
-            compares.extend(self.fence_holds(fence).await?);
+            compares.extend(self.fence_holds(fence, attempt > 0).await?);
             let decision = plan(
                 info,
                 &current,

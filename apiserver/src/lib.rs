@@ -15,7 +15,8 @@
 //! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
 //!   per verb (`create`, `update`: update, update-status, finalize, patch; `bind`; `evict`:
 //!   the eviction subresource, a pod's deletion as its PodDisruptionBudget allows, the
-//!   budget's status and the pod's write in one transaction; `fence`: fenced writes), over
+//!   budget's status and the pod's write in one transaction; `fence`: fenced writes, checked
+//!   against the leases remembered in `checked_leases`), over
 //!   pure `body` parsing and object `transform`s.
 //!   [`list`]: pages through [`selectors`]; [`delete`]: graceful deletion, finalizers, the
 //!   propagation policies' finalizers (the garbage collector and the namespace controller

@@ -106,7 +106,7 @@ impl Registry {
         };
         let key = at.key();
         let now = jiff::Timestamp::now();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let Some(kv) = self.read(&key).await? else {
                 return Err(at.not_found());
             };
@@ -126,7 +126,7 @@ impl Registry {
                 }
             };
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
-            compares.extend(self.fence_holds(fence).await?);
+            compares.extend(self.fence_holds(fence, attempt > 0).await?);
             let body = object::encode(&pod);
             if let Committed::At { revision, replayed } =
                 self.commit(&key, compares, Write::Put(body)).await?

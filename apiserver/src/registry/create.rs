@@ -46,12 +46,15 @@ impl Registry {
             name: &name,
         };
         let key = at.key();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let mut compares = vec![absent(&key)];
             if info.namespaced {
                 compares.push(self.namespace_is_open(&at).await?);
             }
-            compares.extend(self.fence_holds(options.fence.as_ref()).await?);
+            compares.extend(
+                self.fence_holds(options.fence.as_ref(), attempt > 0)
+                    .await?,
+            );
             if options.dry_run {
                 return Ok(object);
             }

@@ -3,6 +3,12 @@
 //! as the fence says. [`check`] decides that from the lease and the time; the registry reads
 //! the lease and compares its revision in the write's transaction, so a lease taken over
 //! between the check and the write still refuses the write.
+//!
+//! A write's first attempt checks the lease as this master last read it (`checked_leases.rs`)
+//! instead of reading it again: as safe, since the transaction commits only while the lease
+//! is still at that revision (so exactly the lease checked). A lease that changed since fails
+//! the compare, and the next attempt reads it; a remembered lease that would refuse is read
+//! again before the refusal stands.
 
 use rudder_raftstore::kv::Compare;
 use serde_json::Value;
@@ -58,20 +64,32 @@ fn refused(fence: &Fence, why: &str) -> ApiError {
 
 impl Registry {
     /// The compares that hold while `fence`'s lease is still held as the fence says (none
-    /// for an unfenced write), or the refusal when it is not held so now.
+    /// for an unfenced write), or the refusal when it is not held so now. `retry`: an
+    /// earlier attempt of the write failed its compares, so the lease is read again.
     pub(crate) async fn fence_holds(
         &self,
         fence: Option<&Fence>,
+        retry: bool,
     ) -> Result<Vec<Compare>, ApiError> {
         let Some(fence) = fence else {
             return Ok(Vec::new());
         };
         let leases = self.kind("leases")?;
         let key = object::key(leases, &fence.lease_namespace, &fence.lease_name);
-        let held = match self.read(&key).await? {
+        let now = jiff::Timestamp::now();
+        if !retry {
+            if let Some((revision, lease)) = self.checked_leases.get(&key) {
+                if check(fence, &lease, now).is_ok() {
+                    return Ok(vec![unchanged(&key, revision)]);
+                }
+            }
+        }
+        let read = self.read(&key).await?;
+        let held = match self.checked_leases.remember(&key, read.as_ref())? {
             None => Err(refused(fence, "the lease does not exist")),
-            Some(kv) => check(fence, &object::decode(&kv)?, jiff::Timestamp::now())
-                .map(|()| vec![unchanged(&key, kv.mod_revision)]),
+            Some((revision, lease)) => {
+                check(fence, &lease, now).map(|()| vec![unchanged(&key, revision)])
+            }
         };
         if let Err(refusal) = &held {
             // A deposed leader still acting: what operators look for after a failover.

@@ -23,6 +23,7 @@
 mod attempt;
 mod bind;
 mod body;
+mod checked_leases;
 mod create;
 mod event_ttl;
 mod evict;
@@ -74,6 +75,8 @@ pub struct Registry {
     pub(crate) decoded: Arc<Decoded>,
     /// One store watch per kind, shared by this master's watches.
     pub(crate) hubs: Arc<Hubs>,
+    /// The leases fenced writes were last checked against.
+    checked_leases: Arc<checked_leases::CheckedLeases>,
 }
 
 /// The object a request names.
@@ -149,6 +152,7 @@ impl Registry {
             event_leases: Arc::default(),
             decoded: Arc::default(),
             hubs: Arc::default(),
+            checked_leases: Arc::default(),
         }
     }
 

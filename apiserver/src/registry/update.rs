@@ -105,7 +105,7 @@ impl Registry {
         make: impl Fn(&Value) -> Result<Value, ApiError>,
     ) -> Result<Value, ApiError> {
         let key = at.key();
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             let Some(kv) = self.read(&key).await? else {
                 // An earlier attempt of this request may have completed a deletion.
                 if let Some(revision) = self.earlier_attempt().await? {
@@ -129,7 +129,10 @@ impl Registry {
             };
             let body = body::encode(&next, self.max_object_bytes)?;
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
-            compares.extend(self.fence_holds(options.fence.as_ref()).await?);
+            compares.extend(
+                self.fence_holds(options.fence.as_ref(), attempt > 0)
+                    .await?,
+            );
             if options.dry_run {
                 return Ok(next);
             }
