@@ -1,5 +1,7 @@
 //! The fake runtime of hollow nodes: pods "run" in memory and get real-looking addresses from
-//! the node's pod CIDR, so everything above the runtime behaves as on a real node.
+//! the node's pod CIDR, so everything above the runtime behaves as on a real node. A pod
+//! started or stopped says so at once (as a real runtime's pod worker does when its state
+//! changes), so the kubelet reports it without waiting for its periodic resync.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -8,13 +10,14 @@ use std::time::Duration;
 
 use super::address_pool::AddressPool;
 use super::{
-    ContainerState, PodPhase, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError,
+    ContainerState, Notify, PodPhase, PodPlan, RunningContainer, RunningPod, Runtime, RuntimeError,
 };
 
 pub struct FakeRuntime {
     cidr: String,
     pool: AddressPool,
     pods: Mutex<BTreeMap<String, RunningPod>>,
+    notify: Mutex<Option<Notify>>,
 }
 
 impl FakeRuntime {
@@ -24,6 +27,19 @@ impl FakeRuntime {
             cidr: cidr.to_string(),
             pool: AddressPool::parse(cidr).unwrap_or_default(),
             pods: Mutex::default(),
+            notify: Mutex::default(),
+        }
+    }
+
+    /// Tells the kubelet that a pod's state changed.
+    fn changed(&self) {
+        let notify = self
+            .notify
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(notify) = notify {
+            notify();
         }
     }
 }
@@ -34,10 +50,39 @@ impl Runtime for FakeRuntime {
         false
     }
 
+    fn set_notify(&self, notify: Notify) {
+        *self.notify.lock().unwrap_or_else(|p| p.into_inner()) = Some(notify);
+    }
+
     fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<(), RuntimeError> {
+        if self.start_new(plan, now)? {
+            self.changed();
+        }
+        Ok(())
+    }
+
+    fn stop(&self, uid: &str, _grace: Option<Duration>) -> Result<(), RuntimeError> {
+        self.pods
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid)
+            .ok_or_else(|| RuntimeError::UnknownPod { uid: uid.into() })?;
+        self.changed();
+        Ok(())
+    }
+
+    fn pods(&self) -> Vec<RunningPod> {
+        let pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
+        pods.values().cloned().collect()
+    }
+}
+
+impl FakeRuntime {
+    /// Starts the pod unless it is known already; whether it started it.
+    fn start_new(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<bool, RuntimeError> {
         let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
         if pods.contains_key(&plan.uid) {
-            return Ok(());
+            return Ok(false);
         }
         let used: Vec<String> = pods.values().map(|p| p.ip.clone()).collect();
         let ip = self
@@ -75,19 +120,7 @@ impl Runtime for FakeRuntime {
             message: None,
         };
         pods.insert(plan.uid.clone(), running);
-        Ok(())
-    }
-
-    fn stop(&self, uid: &str, _grace: Option<Duration>) -> Result<(), RuntimeError> {
-        let mut pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
-        pods.remove(uid)
-            .map(drop)
-            .ok_or_else(|| RuntimeError::UnknownPod { uid: uid.into() })
-    }
-
-    fn pods(&self) -> Vec<RunningPod> {
-        let pods = self.pods.lock().unwrap_or_else(|p| p.into_inner());
-        pods.values().cloned().collect()
+        Ok(true)
     }
 }
 
@@ -136,5 +169,20 @@ mod tests {
         runtime.start(&plan("a"), now).unwrap();
         let error = runtime.start(&plan("b"), now).unwrap_err();
         assert!(error.to_string().contains("10.0.0.0/30"));
+    }
+
+    #[test]
+    fn a_pod_started_or_stopped_is_told_at_once_and_a_repeated_start_is_not() {
+        let runtime = FakeRuntime::new("10.244.1.0/24");
+        let told = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = told.clone();
+        runtime.set_notify(std::sync::Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        runtime.start(&plan("a"), now).unwrap();
+        runtime.start(&plan("a"), now).unwrap();
+        runtime.stop("a", None).unwrap();
+        assert_eq!(told.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
