@@ -60,6 +60,19 @@ pub async fn wait_for<T>(
     }
 }
 
+/// How long a leader that must step down goes on acting first, in the fence tests.
+pub const LATE_STEP_DOWN: Duration = Duration::from_secs(3);
+
+/// The failpoint that keeps a leader acting for [`LATE_STEP_DOWN`] after it found it must
+/// step down (`leader-steps-down-late`, see `rudder-actors`' elector): a paused and resumed
+/// leader then really writes after the takeover, and the fence must refuse each write.
+pub fn late_step_down_flags() -> Vec<String> {
+    vec![format!(
+        "--failpoints=leader-steps-down-late=return({})",
+        LATE_STEP_DOWN.as_millis()
+    )]
+}
+
 /// Leader-election timers short enough for a failover within a test: lease 3 s, renew
 /// deadline 2 s, retry 500 ms (the defaults are 15 s, 10 s and 2 s).
 pub fn short_lease_flags() -> Vec<String> {

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use rudder_proto::api::{ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    etcd_raft_timer_flags, hollow_nodes, lease_holder, member_log, rudder_binary_beside_tests,
-    short_lease_flags, until, wait_for_nodes, ProcessCluster, SCHEDULER_LEASE,
+    etcd_raft_timer_flags, hollow_nodes, late_step_down_flags, lease_holder, member_log,
+    rudder_binary_beside_tests, short_lease_flags, until, wait_for_nodes, ProcessCluster,
+    SCHEDULER_LEASE,
 };
 use serde_json::{json, Value};
 
@@ -116,8 +117,12 @@ enum Fault {
 }
 
 async fn burst_while_the_scheduler_leader(fault: Fault) {
+    let mut flags = flags();
+    if let Fault::Pause = fault {
+        flags.extend(late_step_down_flags());
+    }
     let mut cluster =
-        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags()).unwrap();
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
         "the default namespace",
@@ -290,6 +295,12 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
             })
             .count();
         println!("writes of the resumed master refused by the fence: {refused}");
+        // It went on acting for LATE_STEP_DOWN after the resume, with pods still to bind:
+        // its binds reached the API and the fence refused them (none landed: see above).
+        assert!(
+            refused > 0,
+            "the resumed scheduler made no bind the fence had to refuse"
+        );
     }
     drop(seen);
     drop(cluster);

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    etcd_raft_timer_flags, hollow_nodes, is_live, is_ready, lease_holder, live_pods, member_log,
-    revision, rudder_binary_beside_tests, rudder_cli, short_lease_flags, until, wait_for,
-    wait_for_nodes, Follow, Holder, ProcessCluster, Watch, CONTROLLER_LEASE,
+    etcd_raft_timer_flags, hollow_nodes, is_live, is_ready, late_step_down_flags, lease_holder,
+    live_pods, member_log, revision, rudder_binary_beside_tests, rudder_cli, short_lease_flags,
+    until, wait_for, wait_for_nodes, Follow, Holder, ProcessCluster, Watch, CONTROLLER_LEASE,
 };
 use serde_json::{json, Value};
 
@@ -59,12 +59,18 @@ struct Takeover {
 /// Its writes that reach the API after the takeover are refused by the fence; the API server
 /// logs each refusal ("fenced write refused ... <holder> (epoch N) is no longer the leader of
 /// lease kube-system/rudder-controller-manager") in the resumed master's log, where the test
-/// counts them. The count is printed, not asserted: the resumed elector steps down at its
-/// first poll after SIGCONT and the term's in-flight requests are cancelled with it, so most
-/// runs see none (0 in each of 5 runs here: 4 of this test, 1 by hand with 300 replicas).
+/// counts them and requires some. Left alone, the resumed elector steps down at its first
+/// poll after SIGCONT, before its controllers write (0 refusals in each of 5 runs); the
+/// `leader-steps-down-late` failpoint keeps it acting for 3 s more, as a process stalled
+/// just after its check would, so the fence is what stops its writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_leader_paused_past_its_lease_and_resumed_mid_takeover_adds_no_pod() {
-    let flags = [short_lease_flags(), etcd_raft_timer_flags()].concat();
+    let flags = [
+        short_lease_flags(),
+        etcd_raft_timer_flags(),
+        late_step_down_flags(),
+    ]
+    .concat();
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
     until(
@@ -282,6 +288,10 @@ async fn a_controller_leader_paused_past_its_lease_and_resumed_mid_takeover_adds
          {}; resumed at {at_resume} pods; the resumed master's writes refused by the fence: \
          {refused} (its controllers saw {seen_refused} refusals)",
         takeover.identity, takeover.epoch
+    );
+    assert!(
+        refused > 0,
+        "the resumed master made no write the fence had to refuse: the test did not test it"
     );
     hollow.kill().await.expect("stopping the hollow nodes");
     drop(cluster);

@@ -234,7 +234,12 @@ impl Campaign {
             };
             match tokio::time::timeout(limit, self.round()).await {
                 Ok(Ok(Outcome::Leading(term))) => self.on_leading(term),
-                Ok(Ok(Outcome::Following { holder })) => self.on_following(Some(holder)),
+                Ok(Ok(Outcome::Following { holder })) => {
+                    if self.term.is_some() {
+                        stepping_down_late().await;
+                    }
+                    self.on_following(Some(holder));
+                }
                 Ok(Ok(Outcome::LostRace)) if !raced => {
                     raced = true;
                     continue;
@@ -252,6 +257,7 @@ impl Campaign {
             if let Some(term) = self.term {
                 if Instant::now() >= term.renewed + self.config.renew_deadline {
                     tracing::warn!(identity = %self.me, epoch = term.epoch, "not renewed within the renew deadline: stepping down");
+                    stepping_down_late().await;
                     self.on_following(None);
                 }
             }
@@ -359,6 +365,24 @@ impl Campaign {
             *now = following;
             changed
         });
+    }
+}
+
+/// Fault injection: with the failpoint `leader-steps-down-late` set to `return(MS)`, a
+/// leader that has found it must step down goes on publishing that it leads for MS
+/// milliseconds first — as a process stalled right after its check would (a long pause, a
+/// slow clock). The end-to-end fence tests turn it on so that a deposed leader really writes
+/// after the takeover: every such write must be refused by the API's fence.
+async fn stepping_down_late() {
+    let late = fail::eval("leader-steps-down-late", |millis| {
+        millis.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0)
+    });
+    if let Some(millis) = late.filter(|m| *m > 0) {
+        tracing::warn!(
+            millis,
+            "failpoint leader-steps-down-late: still acting as the leader"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
     }
 }
 

@@ -86,6 +86,10 @@ pub struct ServerArgs {
     scheduler_flags: SchedulerFlags,
     #[command(flatten)]
     election: ElectionFlags,
+    /// Fault injection for tests: failpoints to turn on, in the `fail` crate's syntax
+    /// (`NAME=ACTIONS;...`, e.g. `leader-steps-down-late=return(3000)`).
+    #[arg(long, hide = true)]
+    failpoints: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -111,6 +115,23 @@ fn parse_duration(value: &str) -> anyhow::Result<Duration> {
     parse_flag_duration("--auto-compaction-retention", value, "h")
 }
 
+/// Configures each `NAME=ACTIONS` of `--failpoints`.
+fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
+    for entry in list.split(';').filter(|entry| !entry.trim().is_empty()) {
+        let Some((name, actions)) = entry.split_once('=') else {
+            bail!("--failpoints entry {entry:?} is not NAME=ACTIONS");
+        };
+        fail::cfg(name.trim(), actions.trim())
+            .map_err(|why| anyhow::anyhow!("--failpoints entry {entry:?}: {why}"))?;
+        tracing::warn!(
+            failpoint = name.trim(),
+            actions = actions.trim(),
+            "failpoint on (fault injection)"
+        );
+    }
+    Ok(())
+}
+
 fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     entries
         .iter()
@@ -125,6 +146,9 @@ fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, Stri
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if let Some(failpoints) = &args.failpoints {
+        turn_on_failpoints(failpoints)?;
+    }
     let config = MemberConfig {
         name: args.name.clone(),
         data_dir: args.data_dir.clone(),
