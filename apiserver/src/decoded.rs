@@ -1,12 +1,13 @@
-//! Stored objects decoded once per master for all of its watches.
+//! Stored objects decoded once per master.
 //!
-//! Every watch on a kind sees every store event under that kind's prefix and must decode the
-//! object (and its previous version) to match its selectors: a thousand kubelets watching
-//! pods of their own node would decode each pod write two thousand times. [`Decoded`] keeps
-//! the objects of the most recent revisions, decoded, so the first watch to meet a write
-//! decodes it and the others share it. An object is named by its key and the revision it was
-//! written at, which never change meaning, so a remembered object is never stale; a watch
-//! lagging further behind than the memo reaches decodes for itself.
+//! The watch hub (`watch/hub.rs`) decodes each change of a kind once for all of a master's
+//! watches; a watch on a store watch of its own (it started further back than the hub
+//! remembers, or fell behind) meets the same writes, and every change carries the object's
+//! previous version too, itself decoded when it was written. [`Decoded`] keeps the objects of
+//! the most recent revisions so each is decoded once. An object is named by its key and the
+//! revision it was written at, which never change meaning, so a remembered object is never
+//! stale. It holds objects, not bytes: large objects make it larger (a bound by bytes is
+//! still to come).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -17,8 +18,8 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::object;
 
-/// How many revisions' objects are remembered: enough for every watch of a master to meet a
-/// write before it is forgotten under load, small enough to cost a few MiB.
+/// How many revisions' objects are remembered: enough for the watches of a master to meet
+/// a write before it is forgotten under load.
 const REMEMBERED_REVISIONS: usize = 1024;
 
 /// The memo (see the module's documentation). Cheap to share: clone the `Arc` holding it.

@@ -60,8 +60,9 @@ pub async fn wait_for<T>(
     }
 }
 
-/// How long a leader that must step down goes on acting first, in the fence tests.
-pub const LATE_STEP_DOWN: Duration = Duration::from_secs(3);
+/// How long a leader that must step down goes on acting first, in the fence tests: longer
+/// than a request may wait (7 s), so a write it sends is answered, refused, before it stops.
+pub const LATE_STEP_DOWN: Duration = Duration::from_secs(8);
 
 /// The failpoint that keeps a leader acting for [`LATE_STEP_DOWN`] after it found it must
 /// step down (`leader-steps-down-late`, see `rudder-actors`' elector): a paused and resumed

@@ -61,7 +61,7 @@ struct Takeover {
 /// lease kube-system/rudder-controller-manager") in the resumed master's log, where the test
 /// counts them and requires some. Left alone, the resumed elector steps down at its first
 /// poll after SIGCONT, before its controllers write (0 refusals in each of 5 runs); the
-/// `leader-steps-down-late` failpoint keeps it acting for 3 s more, as a process stalled
+/// `leader-steps-down-late` failpoint keeps it acting for 8 s more, as a process stalled
 /// just after its check would, so the fence is what stops its writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_leader_paused_past_its_lease_and_resumed_mid_takeover_adds_no_pod() {

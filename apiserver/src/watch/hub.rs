@@ -6,16 +6,20 @@
 //!      └─► each subscriber whose namespace and selectors match ─► its queue ─► its Feed
 //!  join(from): every event after `from` is in the ring → replay it and join
 //!              older, or compacted in the store          → no (the feed watches the store)
-//!  a subscriber whose queue is full, or a hub that ended: the feed goes on from the store
+//!  a subscriber whose queue is full, or a hub that ended: the feed goes on from the store,
+//!  and rejoins once the ring reaches back to where it is
+//!  a hub starts at the store's current revision with the master's first watch of its kind
+//!  and lives as long as the master
 //! ```
 //! Kubernetes' watch cache does this for the same reason: a thousand kubelets each watching
 //! the pods of their own node must not each read, copy and decode every pod write. Only the
 //! watches an event matches are woken, and pod watches that name a node (`spec.nodeName=`)
 //! are indexed by it, so a pod's write looks at its node's watches only (Kubernetes' pod
-//! "trigger"). Progress (for bookmarks) is one empty batch to all.
+//! "trigger"). Progress (for bookmarks) is an empty batch, for the watches that asked.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
@@ -84,15 +88,27 @@ pub(crate) struct Batch {
     pub changes: Vec<Change>,
 }
 
+/// What a feed wants from a hub: changes under `namespace` (a key prefix) that `selectors`
+/// match before or after, from after revision `from`.
+pub(crate) struct Want {
+    pub namespace: Vec<u8>,
+    pub selectors: Selectors,
+    pub from: Revision,
+}
+
 /// A feed's place at a hub: batches it may care about, in revision order.
 pub(crate) struct Subscription {
     pub batches: mpsc::Receiver<Arc<Batch>>,
     progress: ProgressHandle,
+    wants_progress: Arc<AtomicBool>,
 }
 
 impl Subscription {
-    /// Asks for a progress batch (sent to every subscriber of the hub).
+    /// Asks for a progress batch: the hub's store watch is asked, and the next progress
+    /// batch goes to the subscribers that asked (each bookmark tick of a thousand watches
+    /// must not wake all thousand).
     pub(crate) fn request_progress(&self) {
+        self.wants_progress.store(true, Ordering::SeqCst);
         self.progress.request();
     }
 }
@@ -104,24 +120,18 @@ pub(crate) struct Hubs {
 }
 
 impl Hubs {
-    /// Joins `info`'s hub (starting it from `from` if there is none) for every event after
-    /// `from` under `namespace` (a key prefix) that `selectors` match before or after; `None`
-    /// when the hub no longer holds everything after `from`.
-    #[allow(clippy::too_many_arguments)]
+    /// Joins `info`'s hub, starting it at the store's current revision if there is none;
+    /// `None` when the hub does not hold every change after `want.from` (the feed then
+    /// watches the store by itself, and may [`Hubs::rejoin`] once it has caught up).
     pub(crate) fn subscribe(
         &self,
         store: &Store,
         decoded: &Arc<Decoded>,
         stopped: impl Future<Output = ()> + Send + 'static,
         info: &'static KindInfo,
-        namespace: Vec<u8>,
-        selectors: Selectors,
-        from: Revision,
+        want: Want,
     ) -> Option<Subscription> {
-        // A start the store compacted away gets the store's answer (410), as on any master,
-        // even while the hub still remembers it.
-        let (_, compacted) = store.revisions();
-        if from + 1 < compacted {
+        if compacted_before(store, want.from) {
             return None;
         }
         let hub = {
@@ -129,14 +139,38 @@ impl Hubs {
             match hubs.get(info.resource) {
                 Some(hub) if !hub.state().ended => hub.clone(),
                 _ => {
-                    let hub = Hub::start(store, decoded.clone(), stopped, info, from)?;
+                    let (current, _) = store.revisions();
+                    let hub = Hub::start(store, decoded.clone(), stopped, info, current)?;
                     hubs.insert(info.resource, hub.clone());
                     hub
                 }
             }
         };
-        hub.join(namespace, selectors, from)
+        hub.join(want)
     }
+
+    /// Joins `info`'s hub if it runs and holds every change after `want.from`: a feed that
+    /// watched the store by itself (it started further back, or fell behind) and has caught
+    /// up comes back.
+    pub(crate) fn rejoin(
+        &self,
+        store: &Store,
+        info: &'static KindInfo,
+        want: Want,
+    ) -> Option<Subscription> {
+        if compacted_before(store, want.from) {
+            return None;
+        }
+        let hub = lock(&self.by_resource).get(info.resource)?.clone();
+        hub.join(want)
+    }
+}
+
+/// Whether the store compacted away revisions after `from`: such a start gets the store's
+/// answer (410), as on any master, even while a hub still remembers them.
+fn compacted_before(store: &Store, from: Revision) -> bool {
+    let (_, compacted) = store.revisions();
+    from + 1 < compacted
 }
 
 struct Hub {
@@ -159,6 +193,8 @@ struct Subscriber {
     namespace: Vec<u8>,
     selectors: Selectors,
     queue: mpsc::Sender<Arc<Batch>>,
+    /// Set by its feed's progress request, cleared when a progress batch is sent to it.
+    wants_progress: Arc<AtomicBool>,
 }
 
 /// A hub's subscribers, those requiring a value of the trigger field indexed by it.
@@ -208,7 +244,7 @@ impl Subscribers {
                 values.dedup();
                 values
             }
-            // Progress is for everyone.
+            // Progress: every subscriber is looked at, those that asked get it.
             _ => self.by_trigger.keys().cloned().collect(),
         };
         for value in values {
@@ -228,23 +264,29 @@ impl Subscribers {
 }
 
 impl Subscriber {
-    /// Sends the batch if it cares; whether it is still a subscriber (not gone, not so far
-    /// behind that its queue is full).
+    /// Sends the batch if it cares (a progress batch: if it asked for progress); whether it
+    /// is still a subscriber (not gone, not so far behind that its queue is full).
     fn offer(&self, batch: &Arc<Batch>) -> bool {
-        !self.queue.is_closed()
-            && (!self.cares(batch) || self.queue.try_send(batch.clone()).is_ok())
+        if self.queue.is_closed() {
+            return false;
+        }
+        let wanted = if batch.changes.is_empty() {
+            self.wants_progress.swap(false, Ordering::SeqCst)
+        } else {
+            self.cares(batch)
+        };
+        !wanted || self.queue.try_send(batch.clone()).is_ok()
     }
 
-    /// Whether the batch has something for this subscriber (progress is for everyone).
+    /// Whether the batch has a change for this subscriber.
     fn cares(&self, batch: &Batch) -> bool {
-        batch.changes.is_empty()
-            || batch.changes.iter().any(|change| {
-                change.key.starts_with(&self.namespace)
-                    && [&change.current, &change.previous]
-                        .into_iter()
-                        .flatten()
-                        .any(|object| self.selectors.matches(object))
-            })
+        batch.changes.iter().any(|change| {
+            change.key.starts_with(&self.namespace)
+                && [&change.current, &change.previous]
+                    .into_iter()
+                    .flatten()
+                    .any(|object| self.selectors.matches(object))
+        })
     }
 }
 
@@ -312,21 +354,23 @@ impl Hub {
         }
     }
 
-    fn join(
-        &self,
-        namespace: Vec<u8>,
-        selectors: Selectors,
-        from: Revision,
-    ) -> Option<Subscription> {
+    fn join(&self, want: Want) -> Option<Subscription> {
+        let Want {
+            namespace,
+            selectors,
+            from,
+        } = want;
         let mut state = self.state();
         if state.ended || from + 1 < state.covered_from {
             return None;
         }
         let (queue, batches) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let wants_progress = Arc::new(AtomicBool::new(false));
         let subscriber = Subscriber {
             namespace,
             selectors,
             queue,
+            wants_progress: wants_progress.clone(),
         };
         for batch in state.recent.iter() {
             if batch.revision > from
@@ -340,6 +384,7 @@ impl Hub {
         Some(Subscription {
             batches,
             progress: self.progress.clone(),
+            wants_progress,
         })
     }
 

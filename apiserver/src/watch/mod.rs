@@ -28,7 +28,7 @@ use crate::list::ListOptions;
 use crate::object;
 use crate::registry::Registry;
 use crate::selectors::Selectors;
-use hub::{Batch, Change, Subscription};
+use hub::{Batch, Change, Subscription, Want};
 
 mod hub;
 pub(crate) use hub::Hubs;
@@ -36,6 +36,8 @@ pub(crate) use hub::Hubs;
 /// Default longest quiet time between bookmarks.
 pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(60);
 const EVENT_BUFFER: usize = 256;
+/// How often a feed on a store watch of its own tries to rejoin its kind's hub.
+const REJOIN_EVERY: Duration = Duration::from_secs(1);
 /// How long the check before a bookmark waits for the quorum.
 const QUORUM_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -137,9 +139,11 @@ impl Registry {
             &self.decoded,
             self.stopped(),
             info,
-            prefix.clone(),
-            selectors.clone(),
-            from,
+            Want {
+                namespace: prefix.clone(),
+                selectors: selectors.clone(),
+                from,
+            },
         );
         let source = match shared {
             Some(subscription) => Source::Shared(subscription),
@@ -147,6 +151,8 @@ impl Registry {
         };
         let feed = Feed {
             info,
+            hubs: self.hubs.clone(),
+            last_rejoin: tokio::time::Instant::now(),
             decoded: self.decoded.clone(),
             store: self.store.clone(),
             probe: prefix,
@@ -236,6 +242,10 @@ impl Source {
 
 struct Feed {
     info: &'static KindInfo,
+    /// To rejoin the kind's hub after watching the store by itself.
+    hubs: Arc<Hubs>,
+    /// When it last tried to.
+    last_rejoin: tokio::time::Instant,
     decoded: Arc<Decoded>,
     /// For the quorum check before each bookmark, and to go on from the store.
     store: Store,
@@ -292,9 +302,18 @@ impl Feed {
                             }
                         }
                         self.reached = batch.revision;
+                        if let Some(shared) = self.rejoin(&source) {
+                            source = shared;
+                        }
                     }
                     Next::LeftHub => match watch_store(&self.store, &self.probe, self.reached) {
-                        Ok(watcher) => source = Source::Direct(watcher),
+                        Ok(watcher) => {
+                            source = Source::Direct(watcher);
+                            if self.bookmark_wanted {
+                                // The hub it left will not answer its request.
+                                source.request_progress();
+                            }
+                        }
                         Err(error) => {
                             let _ = self.send("ERROR", error.status_object()).await;
                             return;
@@ -329,6 +348,25 @@ impl Feed {
                 _ = sender.closed() => return,
             }
         }
+    }
+
+    /// The kind's hub, for a feed on a store watch of its own once the hub reaches back to
+    /// where it is (tried at most once a second).
+    fn rejoin(&mut self, source: &Source) -> Option<Source> {
+        if !matches!(source, Source::Direct(_)) || self.last_rejoin.elapsed() < REJOIN_EVERY {
+            return None;
+        }
+        self.last_rejoin = tokio::time::Instant::now();
+        let want = Want {
+            namespace: self.probe.clone(),
+            selectors: self.selectors.clone(),
+            from: self.reached,
+        };
+        let subscription = self.hubs.rejoin(&self.store, self.info, want)?;
+        if self.bookmark_wanted {
+            subscription.request_progress();
+        }
+        Some(Source::Shared(subscription))
     }
 
     /// Whether this master can still confirm it is up to date (a linearizable read).
