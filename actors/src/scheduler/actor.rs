@@ -49,7 +49,7 @@ use super::claims::PreBindError;
 use super::decide::{place_with, Options, Unschedulable};
 use super::preemption::{preempt, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
-use super::snapshot::Snapshot;
+use super::snapshot::{PodKey, Snapshot};
 use super::volumes::{uses_claims, ClaimWait, PreBind};
 use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
@@ -591,7 +591,10 @@ impl Handler<Event<Pod>> for Scheduler {
             Event::Added(pod) | Event::Updated { new: pod, .. } => {
                 let key = ObjectKey::of(&pod.metadata);
                 let uid = uid_of(pod);
+                let pod_key = PodKey::new(&key.namespace, &key.name);
                 if is_pending_for_us(pod) {
+                    // Where a preemption nominated it: others leave the room it freed.
+                    self.snapshot.nominate(&pod_key, Some(pod.clone()));
                     // An assumed pod the watch still shows pending keeps its assumption; a
                     // change only to its status (our own PodScheduled=False among them)
                     // cannot make it fit and must not cut its backoff short.
@@ -605,6 +608,7 @@ impl Handler<Event<Pod>> for Scheduler {
                     }
                     return;
                 }
+                self.snapshot.nominate(&pod_key, None);
                 self.queue.remove(&key);
                 self.assumed.end(&key, uid);
                 if self.volume_waits.contains_key(&key) {
@@ -636,6 +640,8 @@ impl Handler<Event<Pod>> for Scheduler {
                     // holds the name in the snapshot: the old one's deletion is not its.
                     return;
                 }
+                self.snapshot
+                    .nominate(&PodKey::new(&key.namespace, &key.name), None);
                 self.queue.remove(&key);
                 self.assumed.end(&key, uid);
                 if self.volume_waits.contains_key(&key) {

@@ -17,14 +17,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::objects::selector::LabelSelector;
 
-use super::filters::{run_filters, NodeNames, PreFilter};
+use super::filters::{run_filters_with_nominated, NodeNames, PreFilter};
 use super::interpod;
 use super::resources::non_zero_requests;
 use super::scores::{
     balanced_allocation, default_normalize, image_locality, intolerable_taints, least_allocated,
     node_affinity_score, prefer_no_schedule_tolerations, preferred_node_terms, Weights,
 };
-use super::snapshot::{spec_of, NodeInfo, Snapshot};
+use super::snapshot::{spec_of, NodeInfo, PodKey, Snapshot};
 use super::spread;
 use super::unfit::{
     AFFINITY_TERMS_CONFLICT, NODE_AFFINITY_PLUGIN, NOT_PINNED, VOLUME_BINDING_PLUGIN,
@@ -179,12 +179,15 @@ pub fn place_with(
     let mut reasons = BTreeMap::new();
     let mut plugins = BTreeSet::new();
     let offset = if checked == 0 { 0 } else { start % checked };
+    let (key, priority) = (PodKey::of(pod), spec_of(pod).priority.unwrap_or(0));
     for i in 0..checked {
         if feasible.len() >= wanted {
             break;
         }
+        let node = &snapshot.nodes()[candidates[(offset + i) % checked]];
         let at = candidates[(offset + i) % checked];
-        match run_filters(&pre, &snapshot.nodes()[at]) {
+        let nominated = snapshot.nominated_before(node.name(), &key, priority);
+        match run_filters_with_nominated(&pre, node, nominated) {
             Ok(()) => feasible.push(at),
             Err(unfit) => {
                 rejected += 1;

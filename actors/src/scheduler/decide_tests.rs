@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::scheduler::snapshot::PodKey;
 use crate::scheduler::testing::{bound, pending, sized, snapshot_of, with_node_spec, with_spec};
 
 fn tainted(name: &str, key: &str, value: &str, effect: &str) -> Arc<Node> {
@@ -427,4 +428,46 @@ fn a_pod_goes_where_its_claims_volume_is_or_waits_for_its_claim() {
         "0/3 nodes are available: 3 node(s) unavailable due to one or more pvc(s) bound to \
          non-existent pv(s)."
     );
+}
+
+/// `pod` of `priority`, pending, nominated to `node` by a preemption.
+fn nominated(pod: Pod, priority: i32, node: &str) -> Arc<Pod> {
+    let mut pod = with_spec(pod, "priority", json!(priority));
+    pod.status = Some(serde_json::from_value(json!({ "nominatedNodeName": node })).unwrap());
+    Arc::new(pod)
+}
+
+#[test]
+fn room_freed_for_a_nominated_pod_of_equal_or_higher_priority_is_left_to_it() {
+    let mut s = snapshot_of(
+        &[
+            sized("freed", "4", "8Gi", json!({})),
+            sized("other", "4", "8Gi", json!({})),
+            sized("small", "1", "8Gi", json!({})),
+        ],
+        &[bound(&pending("busy", json!({}), "3", "6Gi"), "other")],
+    );
+    let p = with_spec(pending("p", json!({}), "2", "1Gi"), "priority", json!(100));
+    // Alone, p goes to the emptiest node.
+    assert_eq!(place(&p, &s, 0, 0).unwrap().node, "freed");
+    // A pod of p's priority was promised 3 of freed's 4 cpus: p must go elsewhere, and with
+    // the others full it cannot go at all.
+    let promised = nominated(pending("promised", json!({}), "3", "1Gi"), 100, "freed");
+    s.nominate(&PodKey::of(&promised), Some(promised.clone()));
+    let refused = place(&p, &s, 0, 0).unwrap_err();
+    assert_eq!(
+        refused.message,
+        "0/3 nodes are available: 3 Insufficient cpu."
+    );
+    // A lower-priority nomination does not hold room against p.
+    let lower = nominated(pending("promised", json!({}), "3", "1Gi"), 10, "freed");
+    s.nominate(&PodKey::of(&lower), Some(lower));
+    assert_eq!(place(&p, &s, 0, 0).unwrap().node, "freed");
+    // The nominated pod itself is not in its own way, and a pod bound or gone holds nothing.
+    let itself = nominated(pending("p", json!({}), "2", "1Gi"), 100, "freed");
+    s.nominate(&PodKey::of(&promised), Some(promised.clone()));
+    s.nominate(&PodKey::of(&itself), Some(itself.clone()));
+    assert!(place(&p, &s, 0, 0).is_err(), "promised still holds freed");
+    s.nominate(&PodKey::of(&promised), None);
+    assert_eq!(place(&itself, &s, 0, 0).unwrap().node, "freed");
 }

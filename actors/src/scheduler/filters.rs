@@ -17,13 +17,14 @@
 //! (VolumeRestrictions, NodeVolumeLimits, VolumeZone) and DynamicResources are not here.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec, Toleration};
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::interpod::AffinityFilter;
 use super::resources::{pod_requests, Resources};
-use super::snapshot::{host_ports, spec_of, HostPort, NodeInfo, Snapshot};
+use super::snapshot::{host_ports, spec_of, HostPort, NodeInfo, PodInfo, Snapshot};
 use super::spread::SpreadFilter;
 use super::terms::{has_required_node_affinity, PodTerms};
 use super::unfit::Unfit;
@@ -225,6 +226,28 @@ pub fn inter_pod_affinity(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Un
 }
 
 /// Every filter in the default profile's order; the first that says no decides.
+/// kube-scheduler's `RunFilterPluginsWithNominatedPods`: with pods nominated to the node
+/// that the pod must leave room for (`Snapshot::nominated_before`: the room a preemption
+/// freed for them), the pod must fit the node both with them on it and without them. On the
+/// node they count like placed pods; the PreFilter's cluster-wide spreading and affinity
+/// counts do not include them.
+pub fn run_filters_with_nominated<'n>(
+    pre: &PreFilter<'_>,
+    node: &NodeInfo,
+    nominated: impl IntoIterator<Item = &'n Arc<PodInfo>>,
+) -> Result<(), Unfit> {
+    let mut with_them: Option<NodeInfo> = None;
+    for pod in nominated {
+        with_them
+            .get_or_insert_with(|| node.clone())
+            .add_pod(pod.clone());
+    }
+    if let Some(with_them) = &with_them {
+        run_filters(pre, with_them)?;
+    }
+    run_filters(pre, node)
+}
+
 pub fn run_filters(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfit> {
     node_unschedulable(pre, node)?;
     node_name(pre, node)?;

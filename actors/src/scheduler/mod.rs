@@ -9,8 +9,9 @@
 //!                  │
 //!  queue ─► pod ─► decide::place(&pod, &snapshot, start, tie_break)
 //!                  ├─ filters::PreFilter::new      once per pod (spread and affinity counts)
-//!                  ├─ filters::run_filters         per node, round-robin from `start`,
-//!                  │                               until enough fit (decide::nodes_to_find)
+//!                  ├─ filters::run_filters_with_nominated  per node, round-robin from
+//!                  │      `start`, until enough fit (decide::nodes_to_find); pods nominated
+//!                  │      to the node of the pod's priority or higher count there too
 //!                  └─ scores + spread + interpod   per feasible node, weighted, best wins
 //!               ─► Ok(Placement { node, next_start, .. })  ─► snapshot.assume, bind
 //!                  Err(Unschedulable { message, .. })      ─► event, back to the queue
@@ -20,7 +21,8 @@
 //!   non-zero requests scores use, a node's allocatable, what a node lacks.
 //! - [`terms`]: pod (anti-)affinity terms parsed once: namespaces, selector, topology key.
 //! - [`snapshot`]: nodes and the pods counting on them, updated incrementally: requests,
-//!   host ports, label groups, images; `assume` for the assume cache.
+//!   host ports, label groups, images; `assume` for the assume cache; pending pods
+//!   nominated to a node by a preemption.
 //! - [`unfit`]: why a node does not fit, in kube-scheduler's words.
 //! - [`filters`]: the per-pod PreFilter state and the filters in the profile's order.
 //! - [`spread`]: PodTopologySpread (DoNotSchedule filter, ScheduleAnyway score, the system

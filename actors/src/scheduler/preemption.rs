@@ -30,8 +30,9 @@
 //! extensions); `SpreadFilter` and `AffinityFilter` cannot yet, so each check costs a pass
 //! over the cluster, for such pods only.
 //!
-//! Not here: pods nominated to a node (kube-scheduler counts those of equal or higher priority
-//! against the node while filtering; the snapshot does not hold nominations), extenders, and
+//! Not here: pods nominated to a node in the dry run (the decision counts those of equal or
+//! higher priority against their node, `Snapshot::nominated_before`; kube-scheduler's dry
+//! run does too, so two preemptors may pick the same node here), extenders, and
 //! the `DisruptionTarget` condition newer kube-schedulers also require of a terminating pod
 //! before waiting for it.
 

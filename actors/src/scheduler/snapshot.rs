@@ -158,6 +158,11 @@ impl PodInfo {
         &self.key.namespace
     }
 
+    /// `spec.priority` (0 when unset).
+    pub fn priority(&self) -> i32 {
+        spec_of(&self.pod).priority.unwrap_or(0)
+    }
+
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.pod.metadata.labels.as_ref()
     }
@@ -397,6 +402,10 @@ pub struct Snapshot {
     /// Claims, volumes and storage classes (VolumeBinding); shared with working copies until
     /// changed.
     storage: Arc<Storage>,
+    /// Pending pods a preemption nominated to a node (`status.nominatedNodeName`), by node.
+    nominated: HashMap<String, BTreeMap<PodKey, Arc<PodInfo>>>,
+    /// Each nominated pod's node.
+    nominated_to: HashMap<PodKey, String>,
 }
 
 impl Snapshot {
@@ -424,6 +433,50 @@ impl Snapshot {
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
         self.index.get(name).copied()
+    }
+
+    /// Records the node a pending pod was nominated to (`status.nominatedNodeName`), or, for
+    /// `None` or a pod naming none, that it no longer waits for one (it was bound, or went).
+    pub fn nominate(&mut self, key: &PodKey, pending: Option<Arc<Pod>>) {
+        if let Some(node) = self.nominated_to.remove(key) {
+            if let Some(on) = self.nominated.get_mut(&node) {
+                on.remove(key);
+                if on.is_empty() {
+                    self.nominated.remove(&node);
+                }
+            }
+        }
+        let Some(pod) = pending else {
+            return;
+        };
+        let node = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone());
+        let Some(node) = node.filter(|n| !n.is_empty()) else {
+            return;
+        };
+        let info = Arc::new(PodInfo::new(pod));
+        self.nominated
+            .entry(node.clone())
+            .or_default()
+            .insert(key.clone(), info);
+        self.nominated_to.insert(key.clone(), node);
+    }
+
+    /// The pods nominated to `node` that `pod` must leave room for: those of its priority or
+    /// higher (kube-scheduler's `addNominatedPods`), itself excepted.
+    pub fn nominated_before<'a>(
+        &'a self,
+        node: &str,
+        pod: &'a PodKey,
+        priority: i32,
+    ) -> impl Iterator<Item = &'a Arc<PodInfo>> + 'a {
+        self.nominated
+            .get(node)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .filter(move |nominated| nominated.key != *pod && nominated.priority() >= priority)
     }
 
     /// Adds a node, or replaces it keeping its pods; pods waiting for it now count on it.
