@@ -295,12 +295,11 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
             })
             .count();
         println!("writes of the resumed master refused by the fence: {refused}");
-        // It went on acting for LATE_STEP_DOWN after the resume, with pods still to bind:
-        // its binds reached the API and the fence refused them (none landed: see above).
-        assert!(
-            refused > 0,
-            "the resumed scheduler made no bind the fence had to refuse"
-        );
+        // With the failpoint it goes on acting for LATE_STEP_DOWN after the resume; whether
+        // it still finds pods to bind then is timing (12-1,195 refusals in five local runs,
+        // 0 in one CI run where the new leader had bound them first), so the count is
+        // printed. What issue 13 requires, that none of its binds lands, is checked above
+        // from the watch; the controller test (workloads.rs) requires refusals.
     }
     drop(seen);
     drop(cluster);
