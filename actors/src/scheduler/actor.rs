@@ -36,18 +36,20 @@ use actix::prelude::*;
 use k8s_openapi::api::core::v1::{
     Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
+use super::budgets;
 use super::changes::{
     is_moot, is_pending_for_us, may_fit_differently, node_may_help, unschedulable_conditions,
 };
 use super::claims::PreBindError;
 use super::decide::{place_with, Options, Unschedulable};
-use super::preemption::{preempt, priority, Preemption};
+use super::preemption::{self, preempt_with, priority, Preemption};
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::{PodKey, Snapshot};
 use super::volumes::{uses_claims, ClaimWait, PreBind};
@@ -79,6 +81,8 @@ pub struct Caches {
     pub claims: Cache<PersistentVolumeClaim>,
     pub volumes: Cache<PersistentVolume>,
     pub classes: Cache<StorageClass>,
+    /// PodDisruptionBudgets: preemption spares the pods whose eviction would break one.
+    pub budgets: Cache<PodDisruptionBudget>,
 }
 
 /// How one term of the scheduler runs.
@@ -238,7 +242,15 @@ impl Scheduler {
                     let plugins = unschedulable.plugins.clone();
                     self.queue.unschedulable(&key, plugins, now);
                     self.report_unschedulable(&pod, &unschedulable, ctx);
-                    if let Some(preemption) = preempt(&pod, &self.snapshot, &unschedulable) {
+                    let budgets = self.caches.budgets.list();
+                    let check = |victims: &[Arc<Pod>]| budgets::breaking(&budgets, victims);
+                    let options = preemption::Options {
+                        budgets: Some(&check),
+                        ..Default::default()
+                    };
+                    if let Some(preemption) =
+                        preempt_with(&pod, &self.snapshot, &unschedulable, &options)
+                    {
                         self.preempt(&pod, preemption, ctx);
                     }
                 }

@@ -32,7 +32,8 @@
 //! - [`decide`]: which pods are ours, how many nodes to search, the placement and the
 //!   `FailedScheduling` message.
 //! - [`preemption`]: DefaultPreemption: for a pod no node fits, the node where evicting pods
-//!   of lower priority makes room, and the fewest, least important such pods.
+//!   of lower priority makes room, and the fewest, least important such pods, sparing those
+//!   whose eviction would break a PodDisruptionBudget ([`budgets`]) where it can.
 //! - [`volumes`]: VolumeBinding: the pod's PersistentVolumeClaims (missing, unbound,
 //!   waiting for a node), the nodes their volumes allow, the PreBind a placement makes
 //!   (static volumes to reserve, claims to provision on the node) and when the wait for
@@ -57,6 +58,7 @@
 
 pub mod actor;
 pub mod assumed;
+pub mod budgets;
 pub mod changes;
 pub mod claims;
 pub mod decide;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
@@ -74,6 +75,7 @@ struct Running {
     claims: Informer<PersistentVolumeClaim>,
     volumes: Informer<PersistentVolume>,
     classes: Informer<StorageClass>,
+    budgets: Informer<PodDisruptionBudget>,
     scheduler: Addr<Scheduler>,
 }
 
@@ -89,6 +91,7 @@ impl Running {
         );
         let volumes = Informer::start(client.clone(), Query::all::<PersistentVolume>(), vec![]);
         let classes = Informer::start(client.clone(), Query::all::<StorageClass>(), vec![]);
+        let budgets = Informer::start(client.clone(), Query::all::<PodDisruptionBudget>(), vec![]);
         let caches = Caches {
             pods: pods.cache().clone(),
             nodes: nodes.cache().clone(),
@@ -96,6 +99,7 @@ impl Running {
             claims: claims.cache().clone(),
             volumes: volumes.cache().clone(),
             classes: classes.cache().clone(),
+            budgets: budgets.cache().clone(),
         };
         let recorder = Recorder::new(client.clone(), COMPONENT, &config.name);
         let settings = Settings {
@@ -113,6 +117,7 @@ impl Running {
             claims,
             volumes,
             classes,
+            budgets,
             scheduler,
         }
     }
@@ -127,5 +132,6 @@ impl Term for Running {
         self.claims.stop();
         self.volumes.stop();
         self.classes.stop();
+        self.budgets.stop();
     }
 }
