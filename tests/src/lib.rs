@@ -109,10 +109,21 @@ pub fn etcd_raft_timer_flags() -> Vec<String> {
 /// process against `servers` (`host:port,...`). Killed by its PID when dropped; tests end it
 /// with `kill().await`.
 pub fn hollow_nodes(servers: &str, name: &str, count: usize) -> tokio::process::Child {
+    hollow_nodes_with(servers, name, count, &[])
+}
+
+/// [`hollow_nodes`] with more flags (`--hollow-cpus 8`, `--labels zone=a`, ...).
+pub fn hollow_nodes_with(
+    servers: &str,
+    name: &str,
+    count: usize,
+    flags: &[String],
+) -> tokio::process::Child {
     tokio::process::Command::new(rudder_binary_beside_tests())
         .args(["node", "--name", name, "--hollow", "--count"])
         .arg(count.to_string())
         .args(["--server", servers])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -57,6 +57,13 @@ pub struct NodeArgs {
     /// With --hollow: how many nodes.
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// With --hollow: the CPUs each node reports (default: this machine's), as Kubemark's
+    /// hollow nodes take their capacity.
+    #[arg(long, requires = "hollow")]
+    hollow_cpus: Option<u32>,
+    /// With --hollow: the memory each node reports, in MiB (default: this machine's).
+    #[arg(long, requires = "hollow")]
+    hollow_memory_mib: Option<u64>,
     /// The node's state (pods, containers, network namespaces); default
     /// /var/lib/rudder/node/NAME.
     #[arg(long)]
@@ -113,7 +120,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
         status_update: Duration::from_millis(args.status_update_ms),
     };
-    let machine = Machine::read();
+    let mut machine = Machine::read();
+    if let Some(cpus) = args.hollow_cpus {
+        machine.cpus = cpus;
+    }
+    if let Some(mib) = args.hollow_memory_mib {
+        machine.memory_bytes = mib * 1024 * 1024;
+    }
     let system = actix::System::new();
     system.block_on(async move {
         let client = Arc::new(ApiClient::new(servers));
