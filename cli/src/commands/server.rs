@@ -115,12 +115,23 @@ fn parse_duration(value: &str) -> anyhow::Result<Duration> {
     parse_flag_duration("--auto-compaction-retention", value, "h")
 }
 
-/// Configures each `NAME=ACTIONS` of `--failpoints`.
+/// Configures each `NAME=ACTIONS` of `--failpoints`. Actions that block the thread they run
+/// on (`sleep`, `delay`, `pause`, `yield`) are refused: failpoints here run on async tasks,
+/// which must not block a runtime worker; a failpoint that waits takes `return(MS)`.
 fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
     for entry in list.split(';').filter(|entry| !entry.trim().is_empty()) {
         let Some((name, actions)) = entry.split_once('=') else {
             bail!("--failpoints entry {entry:?} is not NAME=ACTIONS");
         };
+        if let Some(blocking) = ["sleep", "delay", "pause", "yield"]
+            .into_iter()
+            .find(|task| actions.contains(task))
+        {
+            bail!(
+                "--failpoints entry {entry:?}: `{blocking}` would block an async worker \
+                 thread; use return(MS) where the failpoint waits"
+            );
+        }
         fail::cfg(name.trim(), actions.trim())
             .map_err(|why| anyhow::anyhow!("--failpoints entry {entry:?}: {why}"))?;
         tracing::warn!(
@@ -224,6 +235,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failpoints_name_their_actions_and_blocking_ones_are_refused() {
+        let error = turn_on_failpoints("no-equals-sign").unwrap_err();
+        assert!(error.to_string().contains("is not NAME=ACTIONS"), "{error}");
+        let error = turn_on_failpoints("x-test-blocking=sleep(100)").unwrap_err();
+        assert!(error.to_string().contains("`sleep` would block"), "{error}");
+        turn_on_failpoints("x-test-returning=return(5)").unwrap();
+        assert_eq!(
+            fail::eval("x-test-returning", |value| value),
+            Some(Some("5".to_string()))
+        );
+        fail::remove("x-test-returning");
+    }
 
     #[test]
     fn retention_reads_like_etcd() {
