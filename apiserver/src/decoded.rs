@@ -20,7 +20,7 @@ use crate::object;
 
 /// How many revisions' objects are remembered: enough for the watches of a master to meet
 /// a write before it is forgotten under load.
-const REMEMBERED_REVISIONS: usize = 1024;
+const REMEMBERED_REVISIONS: usize = 256;
 
 /// The memo (see the module's documentation). Cheap to share: clone the `Arc` holding it.
 #[derive(Debug, Default)]

@@ -201,7 +201,7 @@ async fn a_watch_from_further_back_than_the_hub_remembers_misses_nothing() {
     let plane = Plane::start(1).await;
     let registry = registry(&plane);
     let from = plane.revision().await.to_string();
-    // The first watch starts the hub; then more writes than it keeps (1,024 revisions).
+    // The first watch starts the hub; then more writes than it keeps (256 batches).
     let mut first = config_map_watch(&registry, &from).await;
     let revisions = create_config_maps(&registry, 1100).await;
     let seen_first: Vec<i64> = take(&mut first, 1100).await.iter().map(|e| e.2).collect();
@@ -228,7 +228,7 @@ async fn a_watch_whose_client_stops_reading_is_let_go_by_the_hub_and_misses_noth
     let from = plane.revision().await.to_string();
     let mut reading = config_map_watch(&registry, &from).await;
     let mut stalled = config_map_watch(&registry, &from).await;
-    // More than the stalled watch's buffers hold (256 sent + 2,048 queued at the hub): the
+    // More than the stalled watch's buffers hold (256 sent + 512 queued at the hub): the
     // hub drops it and it goes on from the store by itself.
     let total = 2600;
     let revisions = tokio::join!(create_config_maps(&registry, total), async {
