@@ -30,9 +30,10 @@
 //! extensions); `SpreadFilter` and `AffinityFilter` cannot yet, so each check costs a pass
 //! over the cluster, for such pods only.
 //!
-//! Not here: pods nominated to a node in the dry run (the decision counts those of equal or
-//! higher priority against their node, `Snapshot::nominated_before`; kube-scheduler's dry
-//! run does too, so two preemptors may pick the same node here), extenders, and
+//! Pods nominated to a node that the pod must leave room for (`Snapshot::nominated_before`)
+//! count on it in every check, as in the decision and in kube-scheduler's dry run.
+//!
+//! Not here: extenders, and
 //! the `DisruptionTarget` condition newer kube-schedulers also require of a terminating pod
 //! before waiting for it.
 
@@ -45,7 +46,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::objects::priority::PREEMPT_NEVER;
 
 use super::decide::Unschedulable;
-use super::filters::{run_filters, NodeNames, PreFilter};
+use super::filters::{run_filters_with_nominated, NodeNames, PreFilter};
 use super::interpod::AffinityFilter;
 use super::snapshot::{spec_of, NodeInfo, PodInfo, PodKey, Snapshot};
 use super::spread::{constraints, DO_NOT_SCHEDULE};
@@ -143,7 +144,7 @@ pub fn can_preempt(pod: &Pod, snapshot: &Snapshot) -> bool {
         return true;
     }
     let pre = PreFilter::new(pod, snapshot, None);
-    verdict(&pre, node) == Verdict::Unresolvable
+    verdict(&pre, node, &[]) == Verdict::Unresolvable
 }
 
 /// [`preempt_with`] kube-scheduler's defaults and no PodDisruptionBudgets, starting at the
@@ -174,11 +175,19 @@ pub fn preempt_with(
     }
     // Filtering needs no default spreading: the system defaults never filter.
     let pre = PreFilter::new(pod, snapshot, None);
+    let (key, own) = (PodKey::of(pod), priority(pod));
+    // The pods nominated to a node that this pod must leave room for, as in the decision.
+    let nominated_on = |node: &NodeInfo| -> Vec<Arc<PodInfo>> {
+        snapshot
+            .nominated_before(node.name(), &key, own)
+            .cloned()
+            .collect()
+    };
     let potential: Vec<usize> = snapshot
         .nodes()
         .iter()
         .enumerate()
-        .filter(|(_, node)| verdict(&pre, node) == Verdict::Resolvable)
+        .filter(|(_, node)| verdict(&pre, node, &nominated_on(node)) == Verdict::Resolvable)
         .map(|(at, _)| at)
         .collect();
     if potential.is_empty() {
@@ -193,7 +202,15 @@ pub fn preempt_with(
     for i in 0..potential.len() {
         let at = potential[(start + i) % potential.len()];
         let node = &snapshot.nodes()[at];
-        let found = select_victims(pod, &pre, node, at, working.as_mut(), options.budgets);
+        let nominated = nominated_on(node);
+        let found = select_victims(
+            pod,
+            &pre,
+            (node, at),
+            nominated,
+            working.as_mut(),
+            options.budgets,
+        );
         let Some(found) = found else {
             continue;
         };
@@ -228,7 +245,7 @@ enum Verdict {
     Unresolvable,
 }
 
-fn verdict(pre: &PreFilter<'_>, node: &NodeInfo) -> Verdict {
+fn verdict(pre: &PreFilter<'_>, node: &NodeInfo, nominated: &[Arc<PodInfo>]) -> Verdict {
     let checked = match &pre.node_names {
         NodeNames::All => true,
         NodeNames::Only(names) => names.contains(node.name()),
@@ -237,7 +254,7 @@ fn verdict(pre: &PreFilter<'_>, node: &NodeInfo) -> Verdict {
     if !checked {
         return Verdict::Unresolvable;
     }
-    match run_filters(pre, node) {
+    match run_filters_with_nominated(pre, node, nominated) {
         Ok(()) => Verdict::Fits,
         Err(unfit) if unfit.is_resolvable_by_preemption() => Verdict::Resolvable,
         Err(_) => Verdict::Unresolvable,
@@ -333,8 +350,8 @@ fn by_importance(a: &Pod, b: &Pod) -> Ordering {
 fn select_victims(
     pod: &Pod,
     pre: &PreFilter<'_>,
-    node: &NodeInfo,
-    at: usize,
+    (node, at): (&NodeInfo, usize),
+    nominated: Vec<Arc<PodInfo>>,
     working: Option<&mut Snapshot>,
     budgets: Option<BudgetCheck<'_>>,
 ) -> Option<Candidate> {
@@ -348,10 +365,11 @@ fn select_victims(
     if potential.is_empty() {
         return None;
     }
-    let mut scratch = match working {
-        Some(snapshot) => Scratch::Cluster { snapshot, at },
-        None => Scratch::Node(Box::new(node.clone())),
+    let place = match working {
+        Some(snapshot) => Place::Cluster { snapshot, at },
+        None => Place::Node(Box::new(node.clone())),
     };
+    let mut scratch = Scratch { place, nominated };
     for victim in &potential {
         scratch.take(&victim.key);
     }
@@ -361,7 +379,7 @@ fn select_victims(
     } else {
         None
     };
-    if matches!(scratch, Scratch::Cluster { .. }) {
+    if matches!(scratch.place, Place::Cluster { .. }) {
         // The working copy serves the next node: put back what is still out.
         let still_out = found.as_ref().map_or(&potential, |(victims, _)| victims);
         for victim in still_out {
@@ -417,8 +435,14 @@ fn reprieve(
     (victims, violations)
 }
 
-/// Where one node's dry run takes pods off and puts them back.
-enum Scratch<'w> {
+/// Where one node's dry run takes pods off and puts them back, and the pods nominated to the
+/// node that the pod must leave room for (they count in every check, as in the decision).
+struct Scratch<'w> {
+    place: Place<'w>,
+    nominated: Vec<Arc<PodInfo>>,
+}
+
+enum Place<'w> {
     /// A copy of the node: enough when only its own pods decide the fit, and the PreFilter
     /// worked out on the snapshot still holds.
     Node(Box<NodeInfo>),
@@ -432,29 +456,30 @@ enum Scratch<'w> {
 
 impl Scratch<'_> {
     fn take(&mut self, key: &PodKey) {
-        match self {
-            Scratch::Node(node) => {
+        match &mut self.place {
+            Place::Node(node) => {
                 node.remove_pod(key);
             }
-            Scratch::Cluster { snapshot, .. } => {
+            Place::Cluster { snapshot, .. } => {
                 snapshot.take_pod(key);
             }
         }
     }
 
     fn put_back(&mut self, info: &Arc<PodInfo>) {
-        match self {
-            Scratch::Node(node) => node.add_pod(Arc::clone(info)),
-            Scratch::Cluster { snapshot, .. } => snapshot.restore_pod(Arc::clone(info)),
+        match &mut self.place {
+            Place::Node(node) => node.add_pod(Arc::clone(info)),
+            Place::Cluster { snapshot, .. } => snapshot.restore_pod(Arc::clone(info)),
         }
     }
 
     fn fits(&self, pod: &Pod, pre: &PreFilter<'_>) -> bool {
-        match self {
-            Scratch::Node(node) => run_filters(pre, node).is_ok(),
-            Scratch::Cluster { snapshot, at } => {
+        match &self.place {
+            Place::Node(node) => run_filters_with_nominated(pre, node, &self.nominated).is_ok(),
+            Place::Cluster { snapshot, at } => {
                 let counted = PreFilter::new(pod, snapshot, None);
-                run_filters(&counted, &snapshot.nodes()[*at]).is_ok()
+                let node = &snapshot.nodes()[*at];
+                run_filters_with_nominated(&counted, node, &self.nominated).is_ok()
             }
         }
     }

@@ -482,3 +482,29 @@ fn taking_a_pod_out_and_restoring_it_leaves_the_snapshot_as_it_was() {
     assert_eq!(s.pod_node("default", "a"), Some("n1"));
     assert_eq!(s.pod_count(), 2);
 }
+
+#[test]
+fn the_dry_run_leaves_the_room_promised_to_a_nominated_pod_of_equal_or_higher_priority() {
+    // n1 (4 cpus) runs low (3 cpus); another pod of the preemptor's priority was nominated
+    // there for 3 cpus (low's room). The preemptor wants 2: evicting low frees 3, all of it
+    // promised, so preempting on n1 cannot help it; n2's low-priority pod can go instead.
+    let nominated_there = |priority: i32| {
+        let mut promised = at(pending("promised", json!({}), "3", "128Mi"), priority);
+        promised.status =
+            Some(serde_json::from_value(json!({ "nominatedNodeName": "n1" })).unwrap());
+        Arc::new(promised)
+    };
+    let pods = [
+        running("low", "3", 0, "n1"),
+        running("other", "3", 10, "n2"),
+    ];
+    let mut snapshot = snapshot_of(&[node("n1"), node("n2")], &pods);
+    assert_eq!(chosen(&preemptor("2"), &snapshot), expect("n1", &["low"]));
+    let promised = nominated_there(100);
+    snapshot.nominate(&PodKey::of(&promised), Some(promised));
+    assert_eq!(chosen(&preemptor("2"), &snapshot), expect("n2", &["other"]));
+    // A nomination of lower priority holds nothing against the preemptor.
+    let lower = nominated_there(50);
+    snapshot.nominate(&PodKey::of(&lower), Some(lower));
+    assert_eq!(chosen(&preemptor("2"), &snapshot), expect("n1", &["low"]));
+}
