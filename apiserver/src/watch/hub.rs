@@ -9,7 +9,7 @@
 //!  a subscriber whose queue is full, or a hub that ended: the feed goes on from the store,
 //!  and rejoins once the ring reaches back to where it is
 //!  a hub starts at the store's current revision with the master's first watch of its kind
-//!  and lives as long as the master
+//!  and ends once it has had no subscriber for a minute (seen as writes arrive)
 //! ```
 //! Kubernetes' watch cache does this for the same reason: a thousand kubelets each watching
 //! the pods of their own node must not each read, copy and decode every pod write. Only the
@@ -21,6 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
 use rudder_raftstore::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
@@ -115,13 +116,32 @@ impl Subscription {
     }
 }
 
-/// The hubs of one master, one per kind watched so far.
-#[derive(Default)]
+/// How long a hub with no subscriber goes on before it ends (checked as writes arrive; with
+/// none it costs nothing).
+const IDLE_LIFETIME: Duration = Duration::from_secs(60);
+/// How often a hub sweeps out subscribers whose feed ended, and looks whether any is left.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The hubs of one master, one per kind watched recently.
 pub(crate) struct Hubs {
     by_resource: Mutex<HashMap<&'static str, Arc<Hub>>>,
+    idle_lifetime: Duration,
+}
+
+impl Default for Hubs {
+    fn default() -> Self {
+        Self::with_idle_lifetime(IDLE_LIFETIME)
+    }
 }
 
 impl Hubs {
+    fn with_idle_lifetime(idle_lifetime: Duration) -> Self {
+        Self {
+            by_resource: Mutex::default(),
+            idle_lifetime,
+        }
+    }
+
     /// Joins `info`'s hub, starting it at the store's current revision if there is none;
     /// `None` when the hub does not hold every change after `want.from` (the feed then
     /// watches the store by itself, and may [`Hubs::rejoin`] once it has caught up).
@@ -142,7 +162,13 @@ impl Hubs {
                 Some(hub) if !hub.state().ended => hub.clone(),
                 _ => {
                     let (current, _) = store.revisions();
-                    let hub = Hub::start(store, decoded.clone(), stopped, info, current)?;
+                    let hub = Hub::start(
+                        store,
+                        decoded.clone(),
+                        stopped,
+                        info,
+                        (current, self.idle_lifetime),
+                    )?;
                     hubs.insert(info.resource, hub.clone());
                     hub
                 }
@@ -179,6 +205,7 @@ struct Hub {
     state: Mutex<HubState>,
     progress: ProgressHandle,
     trigger: Option<&'static str>,
+    idle_lifetime: Duration,
 }
 
 struct HubState {
@@ -189,6 +216,10 @@ struct HubState {
     subscribers: Subscribers,
     /// The store watch ended: no more batches.
     ended: bool,
+    /// When subscribers were last swept out and counted.
+    idle_checked: Instant,
+    /// Since when it has had no subscriber, as last counted.
+    idle_since: Option<Instant>,
 }
 
 struct Subscriber {
@@ -230,10 +261,7 @@ impl Subscribers {
             Some(field) if !batch.changes.is_empty() => {
                 if self.published_since_sweep >= SWEEP_EVERY {
                     self.published_since_sweep = 0;
-                    for list in self.by_trigger.values_mut() {
-                        list.retain(|subscriber| !subscriber.queue.is_closed());
-                    }
-                    self.by_trigger.retain(|_, list| !list.is_empty());
+                    self.sweep();
                 }
                 let mut values: Vec<String> = batch
                     .changes
@@ -262,6 +290,16 @@ impl Subscribers {
     fn clear(&mut self) {
         self.everyone.clear();
         self.by_trigger.clear();
+    }
+
+    /// Drops the subscribers whose feed ended; whether any is left.
+    fn sweep(&mut self) -> bool {
+        self.everyone.retain(|s| !s.queue.is_closed());
+        for list in self.by_trigger.values_mut() {
+            list.retain(|s| !s.queue.is_closed());
+        }
+        self.by_trigger.retain(|_, list| !list.is_empty());
+        !self.everyone.is_empty() || !self.by_trigger.is_empty()
     }
 }
 
@@ -298,7 +336,7 @@ impl Hub {
         decoded: Arc<Decoded>,
         stopped: impl Future<Output = ()> + Send + 'static,
         info: &'static KindInfo,
-        from: Revision,
+        (from, idle_lifetime): (Revision, Duration),
     ) -> Option<Arc<Self>> {
         let prefix = object::prefix(info, "");
         let watcher = store
@@ -320,9 +358,12 @@ impl Hub {
                 covered_from: from + 1,
                 subscribers: Subscribers::default(),
                 ended: false,
+                idle_checked: Instant::now(),
+                idle_since: None,
             }),
             progress: watcher.progress_handle(),
             trigger: trigger_field(info),
+            idle_lifetime,
         });
         let running = hub.clone();
         tokio::spawn(async move {
@@ -353,7 +394,29 @@ impl Hub {
                 // each feed watches the store from where it is (and learns of it there).
                 WatchMessage::Compacted { .. } => return,
             }
+            if self.idle_too_long() {
+                // Nobody watches this kind here any more: stop decoding its writes. The
+                // next watch of the kind starts a new hub.
+                return;
+            }
         }
+    }
+
+    /// Whether the hub has had no subscriber for its idle lifetime; subscribers whose feed
+    /// ended are swept out (at most once a second) before they are counted.
+    fn idle_too_long(&self) -> bool {
+        let now = Instant::now();
+        let mut state = self.state();
+        if now.duration_since(state.idle_checked) < IDLE_CHECK_EVERY.min(self.idle_lifetime) {
+            return false;
+        }
+        state.idle_checked = now;
+        if state.subscribers.sweep() {
+            state.idle_since = None;
+            return false;
+        }
+        let since = *state.idle_since.get_or_insert(now);
+        now.duration_since(since) >= self.idle_lifetime
     }
 
     fn join(&self, want: Want) -> Option<Subscription> {
@@ -383,6 +446,7 @@ impl Hub {
             }
         }
         state.subscribers.add(self.trigger, subscriber);
+        state.idle_since = None;
         Some(Subscription {
             batches,
             progress: self.progress.clone(),
@@ -424,4 +488,83 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use rudder_raftstore::kv::PutRequest;
+    use rudder_raftstore::test_support::Cluster;
+
+    use super::*;
+
+    fn config_maps() -> &'static KindInfo {
+        crate::kinds::resolve("configmaps").expect("a served kind")
+    }
+
+    fn everything_from(from: Revision) -> Want {
+        Want {
+            namespace: object::prefix(config_maps(), ""),
+            selectors: Selectors::parse(config_maps(), "", "").expect("no selectors"),
+            from,
+        }
+    }
+
+    /// Writes a ConfigMap key straight to the store, then waits `pause`.
+    async fn write(store: &Store, name: &str, pause: Duration) {
+        let key = format!("/registry/configmaps/default/{name}").into_bytes();
+        let value = format!(r#"{{"metadata":{{"name":"{name}"}}}}"#).into_bytes();
+        store
+            .put(PutRequest {
+                key,
+                value,
+                ..Default::default()
+            })
+            .await
+            .expect("written");
+        tokio::time::sleep(pause).await;
+    }
+
+    fn hub_of(hubs: &Hubs) -> Arc<Hub> {
+        lock(&hubs.by_resource)[config_maps().resource].clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hub_nobody_subscribes_to_any_more_ends_and_the_next_watch_starts_another() {
+        let cluster = Cluster::start(1).await;
+        let store = cluster.store(0).clone();
+        let decoded = Arc::new(Decoded::default());
+        let hubs = Hubs::with_idle_lifetime(Duration::from_millis(300));
+        let pause = Duration::from_millis(100);
+        let subscription = hubs
+            .subscribe(
+                &store,
+                &decoded,
+                std::future::pending(),
+                config_maps(),
+                everything_from(store.revisions().0),
+            )
+            .expect("a new hub takes its first subscriber");
+        let first = hub_of(&hubs);
+        // Subscribed: writes for longer than the idle lifetime keep it running.
+        for i in 0..8 {
+            write(&store, &format!("a{i}"), pause).await;
+        }
+        assert!(!first.state().ended, "a hub with a subscriber runs on");
+        drop(subscription);
+        // Nobody left: the writes after its idle lifetime end it.
+        for i in 0..12 {
+            write(&store, &format!("b{i}"), pause).await;
+        }
+        assert!(first.state().ended, "a hub nobody subscribes to ends");
+        hubs.subscribe(
+            &store,
+            &decoded,
+            std::future::pending(),
+            config_maps(),
+            everything_from(store.revisions().0),
+        )
+        .expect("the next watch starts a new hub");
+        assert!(!Arc::ptr_eq(&first, &hub_of(&hubs)));
+        cluster.shutdown().await;
+    }
 }
