@@ -38,18 +38,17 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use rudder_proto::api::{DeleteRequest, Fence};
+use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
 
 use super::assumed::Assumed;
-use super::budgets;
 use super::changes::{
     is_moot, is_pending_for_us, may_fit_differently, node_may_help, unschedulable_conditions,
 };
 use super::claims::PreBindError;
 use super::decide::{place_with, Options, Unschedulable};
-use super::preemption::{self, preempt_with, priority, Preemption};
+use super::preemption::priority;
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::{PodKey, Snapshot};
 use super::volumes::{uses_claims, ClaimWait, PreBind};
@@ -242,17 +241,7 @@ impl Scheduler {
                     let plugins = unschedulable.plugins.clone();
                     self.queue.unschedulable(&key, plugins, now);
                     self.report_unschedulable(&pod, &unschedulable, ctx);
-                    let budgets = self.caches.budgets.list();
-                    let check = |victims: &[Arc<Pod>]| budgets::breaking(&budgets, victims);
-                    let options = preemption::Options {
-                        budgets: Some(&check),
-                        ..Default::default()
-                    };
-                    if let Some(preemption) =
-                        preempt_with(&pod, &self.snapshot, &unschedulable, &options)
-                    {
-                        self.preempt(&pod, preemption, ctx);
-                    }
+                    self.preempt_for(&pod, &unschedulable, ctx);
                 }
             }
         }
@@ -397,51 +386,6 @@ impl Scheduler {
         };
         self.recorder
             .record(reference, EventType::Warning, "FailedScheduling", message);
-    }
-
-    /// Makes room for `pod` on `preemption.node`: the pod is nominated there
-    /// (`status.nominatedNodeName`) and the victims are deleted gracefully, each with a
-    /// `Preempted` event. The pod stays parked; the victims' going moves it back.
-    fn preempt(&mut self, pod: &Pod, preemption: Preemption, ctx: &mut Context<Self>) {
-        let key = ObjectKey::of(&pod.metadata);
-        let Preemption { node, victims } = preemption;
-        tracing::info!(pod = %key, %node, victims = victims.len(), "preempting");
-        for victim in &victims {
-            self.recorder.record(
-                &object_reference(victim.as_ref()),
-                EventType::Normal,
-                "Preempted",
-                format!("Preempted by pod {} on node {node}", uid_of(pod)),
-            );
-        }
-        let client = self.client.clone();
-        let fence = self.fence.clone();
-        let nominate = json!({ "status": { "nominatedNodeName": node } });
-        let preempting = async move {
-            let api = client.fenced(&fence);
-            let nominated = api
-                .patch_object("pods", &key.namespace, &key.name, &nominate, true)
-                .await;
-            if let Err(error) = nominated {
-                tracing::warn!(pod = %key, %error, "nominating; the victims stay");
-                return;
-            }
-            for victim in victims {
-                let request = DeleteRequest {
-                    resource: "pods".into(),
-                    namespace: victim.metadata.namespace.clone().unwrap_or_default(),
-                    name: victim.metadata.name.clone().unwrap_or_default(),
-                    precondition_uid: uid_of(&victim).to_string(),
-                    ..Default::default()
-                };
-                if let Err(error) = api.delete_object(request).await {
-                    if !error.is_not_found() {
-                        tracing::warn!(pod = %key, victim = ?victim.metadata.name, %error, "preempting");
-                    }
-                }
-            }
-        };
-        ctx.spawn(preempting.into_actor(self));
     }
 
     /// `PodScheduled=False, reason Unschedulable` with the message, and a `FailedScheduling`
@@ -699,5 +643,7 @@ impl Handler<Event<Namespace>> for Scheduler {
     }
 }
 
+#[path = "actor_preemption.rs"]
+mod preemption_shell;
 #[path = "actor_volumes.rs"]
 mod volumes;

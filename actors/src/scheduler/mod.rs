@@ -48,7 +48,8 @@
 //!   30 s (pure).
 //! - [`actor`]: the actix actor: snapshot and queue from the informers, place, assume, bind
 //!   under the fence, report the unschedulable (its VolumeBinding Reserve, PreBind and
-//!   storage events in `actor_volumes.rs`); [`changes`]: what it asks of the objects it
+//!   storage events in `actor_volumes.rs`, its preemption's writes in
+//!   `actor_preemption.rs`); [`changes`]: what it asks of the objects it
 //!   hears about (which updates matter, moot bind refusals, unschedulable conditions; pure).
 //! - [`claims`]: VolumeBinding's PreBind writes: static volumes reserved for the pod's
 //!   claims, claims to provision annotated with the chosen node (compare-and-swap); the
