@@ -131,6 +131,17 @@ pub fn hollow_nodes_with(
         .expect("rudder node --hollow starts")
 }
 
+/// Waits (30 s at most) until the masters behind `client` have made the `default` namespace:
+/// they serve the API and have bootstrapped.
+pub async fn wait_for_default_namespace(client: &ApiClient) {
+    until(
+        "the default namespace",
+        Duration::from_secs(30),
+        async || client.get_object("namespaces", "", "default").await.is_ok(),
+    )
+    .await;
+}
+
 /// Waits until exactly `count` nodes are registered.
 pub async fn wait_for_nodes(client: &ApiClient, count: usize, limit: Duration) {
     wait_for(&format!("{count} nodes registered"), limit, async || {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use rudder_proto::api::{DeleteRequest, ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    hollow_nodes, rudder_binary_beside_tests, short_lease_flags, until, ProcessCluster,
+    hollow_nodes, rudder_binary_beside_tests, short_lease_flags, until, wait_for_default_namespace,
+    ProcessCluster,
 };
 use serde_json::{json, Value};
 
@@ -74,12 +75,7 @@ async fn a_scale_to_200_converges_exactly_when_the_controller_leader_is_killed_m
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &short_lease_flags())
             .unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let set = json!({
         "apiVersion": "apps/v1", "kind": "ReplicaSet",
         "metadata": { "name": "big", "namespace": "default" },
@@ -227,12 +223,7 @@ async fn a_daemon_set_runs_on_every_node_it_tolerates() {
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &short_lease_flags())
             .unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let mut hollow = hollow_nodes(&cluster.endpoints().join(","), "d", 10);
     until("10 hollow nodes", Duration::from_secs(60), async || {
         client
@@ -356,12 +347,7 @@ async fn pods_on_nodes_that_went_silent_are_evicted_and_replaced_elsewhere() {
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &short_lease_flags())
             .unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let servers = cluster.endpoints().join(",");
     let mut doomed = hollow_nodes(&servers, "gone", 3);
     let mut kept = hollow_nodes(&servers, "kept", 3);
@@ -501,12 +487,7 @@ async fn a_stateful_set_keeps_one_pod_per_ordinal_through_deletion_and_a_lost_no
     let cluster =
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &master_flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let servers = cluster.endpoints().join(",");
     let mut hollow: BTreeMap<String, tokio::process::Child> = (0..4)
         .map(|i| {
@@ -747,12 +728,7 @@ async fn a_cascade_completes_when_the_master_taking_the_deletes_is_killed() {
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &short_lease_flags())
             .unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     client
         .create_object(
             "namespaces",

@@ -13,7 +13,8 @@ use std::time::Duration;
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    hollow_nodes, is_ready, rudder_binary_beside_tests, short_lease_flags, until, ProcessCluster,
+    hollow_nodes, is_ready, rudder_binary_beside_tests, short_lease_flags, until,
+    wait_for_default_namespace, ProcessCluster,
 };
 use serde_json::{json, Value};
 
@@ -108,12 +109,7 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
         servers: servers.clone(),
         config: tempfile::tempdir().unwrap(),
     };
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let mut hollow = hollow_nodes(&servers, "h", 2);
     until(
         "2 ready hollow nodes",

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
-use rudder_tests::{hollow_nodes_with, rudder_binary_beside_tests, until, ProcessCluster};
+use rudder_tests::{
+    hollow_nodes_with, rudder_binary_beside_tests, until, wait_for_default_namespace,
+    ProcessCluster,
+};
 use serde_json::{json, Value};
 use tokio::process::Child;
 
@@ -20,12 +23,7 @@ use tokio::process::Child;
 async fn master() -> (ProcessCluster, ApiClient) {
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     (cluster, client)
 }
 

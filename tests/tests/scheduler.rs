@@ -14,8 +14,8 @@ use rudder_proto::api::{ListRequest, WatchRequest};
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
     etcd_raft_timer_flags, hollow_nodes, late_step_down_flags, lease_holder, member_log,
-    rudder_binary_beside_tests, short_lease_flags, until, wait_for_nodes, ProcessCluster,
-    SCHEDULER_LEASE,
+    rudder_binary_beside_tests, short_lease_flags, until, wait_for_default_namespace,
+    wait_for_nodes, ProcessCluster, SCHEDULER_LEASE,
 };
 use serde_json::{json, Value};
 
@@ -124,12 +124,7 @@ async fn burst_while_the_scheduler_leader(fault: Fault) {
     let mut cluster =
         ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let mut hollow = hollow_nodes(&cluster.endpoints().join(","), "h", NODES);
     wait_for_nodes(&client, NODES, Duration::from_secs(60)).await;
     let allocatable = client

@@ -19,7 +19,8 @@ use rudder_proto::client::ApiClient;
 use rudder_tests::{
     etcd_raft_timer_flags, hollow_nodes, is_live, is_ready, late_step_down_flags, lease_holder,
     live_pods, member_log, revision, rudder_binary_beside_tests, rudder_cli, short_lease_flags,
-    until, wait_for, wait_for_nodes, Follow, Holder, ProcessCluster, Watch, CONTROLLER_LEASE,
+    wait_for, wait_for_default_namespace, wait_for_nodes, Follow, Holder, ProcessCluster, Watch,
+    CONTROLLER_LEASE,
 };
 use serde_json::{json, Value};
 
@@ -73,12 +74,7 @@ async fn a_controller_leader_paused_past_its_lease_and_resumed_mid_takeover_adds
     .concat();
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let mut hollow = hollow_nodes(&cluster.endpoints().join(","), "fence", 5);
     wait_for_nodes(&client, 5, Duration::from_secs(60)).await;
     let set = json!({
@@ -406,12 +402,7 @@ async fn a_deployment_rolls_out_and_back_within_its_bounds_and_a_stuck_one_excee
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
-    until(
-        "the default namespace",
-        Duration::from_secs(30),
-        async || client.get_object("namespaces", "", "default").await.is_ok(),
-    )
-    .await;
+    wait_for_default_namespace(&client).await;
     let mut hollow = hollow_nodes(&servers, "roll", 5);
     wait_for_nodes(&client, 5, Duration::from_secs(60)).await;
 
