@@ -125,7 +125,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         machine.cpus = cpus;
     }
     if let Some(mib) = args.hollow_memory_mib {
-        machine.memory_bytes = mib * 1024 * 1024;
+        machine.memory_bytes = mib.checked_mul(1024 * 1024).with_context(|| {
+            format!("--hollow-memory-mib {mib} is more bytes than a node can report")
+        })?;
     }
     let system = actix::System::new();
     system.block_on(async move {
