@@ -2,12 +2,14 @@
 //! controllers and scheduler) and two hollow nodes: cordon and uncordon say what kubectl
 //! (v1.32) says; drain refuses a node with an unmanaged pod and a DaemonSet pod until told
 //! (`--force`, `--ignore-daemonsets`); then it evicts the node's pods as their
-//! PodDisruptionBudget allows — refused evictions are retried while the Deployment's
-//! replacements start on the other node — waits until they are gone and says
+//! PodDisruptionBudget allows — refused evictions (the other node stays cordoned until one
+//! is refused) are retried while the Deployment's replacements start on the other node —
+//! waits until they are gone and says
 //! `node/h-0 drained`. `get pdb` shows kubectl's columns.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rudder_proto::api::ListRequest;
@@ -17,6 +19,7 @@ use rudder_tests::{
     wait_for_default_namespace, ProcessCluster,
 };
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 struct Outcome {
     ok: bool,
@@ -33,7 +36,12 @@ struct Cli {
 
 impl Cli {
     async fn run(&self, args: &[&str]) -> Outcome {
-        let child = tokio::process::Command::new(&self.binary)
+        self.start(args).finish().await
+    }
+
+    /// `rudder ARGS...` started, its output read as it comes.
+    fn start(&self, args: &[&str]) -> Running {
+        let mut child = tokio::process::Command::new(&self.binary)
             .args(args)
             .env("RUDDER_SERVER", &self.servers)
             .env("RUDDER_CONFIG", self.config.path().join("none"))
@@ -43,14 +51,14 @@ impl Cli {
             .kill_on_drop(true)
             .spawn()
             .expect("rudder runs");
-        let output = tokio::time::timeout(Duration::from_secs(150), child.wait_with_output())
-            .await
-            .expect("rudder finishes within 150 s")
-            .expect("rudder's output");
-        Outcome {
-            ok: output.status.success(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr_so_far = Arc::new(Mutex::new(String::new()));
+        Running {
+            child,
+            stdout: tokio::spawn(read_all(stdout, Arc::default())),
+            stderr: tokio::spawn(read_all(stderr, stderr_so_far.clone())),
+            stderr_so_far,
         }
     }
 
@@ -63,6 +71,54 @@ impl Cli {
         );
         outcome.stdout
     }
+}
+
+/// A `rudder` command still running.
+struct Running {
+    child: tokio::process::Child,
+    stdout: tokio::task::JoinHandle<String>,
+    stderr: tokio::task::JoinHandle<String>,
+    /// What it has written to stderr so far.
+    stderr_so_far: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Waits (60 s at most) until its stderr says `text`.
+    async fn wait_for_stderr(&self, text: &str) {
+        until(
+            &format!("rudder's stderr says {text:?}"),
+            Duration::from_secs(60),
+            async || self.stderr_so_far.lock().unwrap().contains(text),
+        )
+        .await;
+    }
+
+    /// Waits (150 s at most) for it to end; what it said and whether it succeeded.
+    async fn finish(mut self) -> Outcome {
+        let status = tokio::time::timeout(Duration::from_secs(150), self.child.wait())
+            .await
+            .expect("rudder finishes within 150 s")
+            .expect("rudder's exit status");
+        Outcome {
+            ok: status.success(),
+            stdout: self.stdout.await.expect("stdout read"),
+            stderr: self.stderr.await.expect("stderr read"),
+        }
+    }
+}
+
+/// Everything `from` gives until it ends, kept in `so_far` as it arrives.
+async fn read_all(mut from: impl AsyncRead + Unpin, so_far: Arc<Mutex<String>>) -> String {
+    let mut chunk = [0u8; 4096];
+    let mut bytes = Vec::new();
+    while let Ok(read) = from.read(&mut chunk).await {
+        if read == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        *so_far.lock().unwrap() = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The live (not being deleted) pods of `app=<app>`.
@@ -226,10 +282,6 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
         .split_whitespace()
         .collect();
     assert_eq!(row[..4], ["web", "2", "N/A", "1"], "{budgets}");
-    assert_eq!(
-        cli.ok(&["uncordon", "h-1"]).await.trim(),
-        "node/h-1 uncordoned"
-    );
 
     // Without --force and --ignore-daemonsets drain cordons, then refuses, evicting nothing.
     let refused = cli.run(&["drain", "h-0"]).await;
@@ -254,7 +306,10 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
     assert_eq!(live_pods(&client, "lone").await.len(), 1);
 
     // Told: the pods go as the budget allows, the refused evictions are retried while the
-    // replacements start on h-1, and drain waits until every evicted pod is gone.
+    // replacements start on h-1, and drain waits until every evicted pod is gone. h-1 stays
+    // cordoned until drain has been refused once: no replacement can be ready before, so the
+    // budget refuses for certain (with replacements ready in milliseconds, the server's own
+    // retry after a contended budget could otherwise succeed and nothing be refused).
     let web_pods: Vec<String> = live_pods(&client, "web")
         .await
         .iter()
@@ -265,16 +320,22 @@ async fn drain_evicts_a_nodes_pods_as_their_budget_allows_and_refuses_what_canno
                 .to_string()
         })
         .collect();
-    let drained = cli
-        .run(&[
-            "drain",
-            "h-0",
-            "--force",
-            "--ignore-daemonsets",
-            "--timeout",
-            "120s",
-        ])
+    let draining = cli.start(&[
+        "drain",
+        "h-0",
+        "--force",
+        "--ignore-daemonsets",
+        "--timeout",
+        "120s",
+    ]);
+    draining
+        .wait_for_stderr("Cannot evict pod as it would violate the pod's disruption budget.")
         .await;
+    assert_eq!(
+        cli.ok(&["uncordon", "h-1"]).await.trim(),
+        "node/h-1 uncordoned"
+    );
+    let drained = draining.finish().await;
     assert!(drained.ok, "{}{}", drained.stdout, drained.stderr);
     let out = &drained.stdout;
     assert!(out.starts_with("node/h-0 already cordoned\n"), "{out}");
