@@ -280,8 +280,10 @@ impl Registry {
                     }
                 }
                 Plan::Remove => {
-                    if let Committed::At { revision, .. } =
-                        self.commit(&key, compares, Write::Delete).await?
+                    let releases = self.releases(info, &current);
+                    if let Committed::At { revision, .. } = self
+                        .commit_with(&key, compares, Write::Delete, releases)
+                        .await?
                     {
                         let mut gone = current;
                         object::set_resource_version(&mut gone, revision);

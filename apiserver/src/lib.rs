@@ -27,6 +27,7 @@
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
+pub mod allocation;
 pub mod caller;
 pub mod decoded;
 pub mod delete;

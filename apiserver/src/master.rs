@@ -1,6 +1,6 @@
 //! [`Master`]: one control-plane member — the store member with the API on its client port,
-//! and the API server's own duty: creating the system namespaces, PriorityClasses and the
-//! default StorageClass (`local-path`).
+//! and the API server's own duty: creating the system namespaces, PriorityClasses, the
+//! default StorageClass (`local-path`) and the `default/kubernetes` Service.
 //! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
 
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::allocation::ServiceRanges;
 use crate::error::ApiError;
 use crate::registry::{Registry, WriteOptions};
 use crate::service::service;
@@ -32,22 +33,33 @@ pub struct Master {
 
 impl Master {
     /// Binds the configured peer and client addresses, then starts.
-    pub async fn start(config: MemberConfig) -> Result<Self, ServerError> {
+    pub async fn start(config: MemberConfig, ranges: ServiceRanges) -> Result<Self, ServerError> {
         let peer = bind("peer", config.listen_peer).await?;
         let client = bind("client", config.listen_client).await?;
-        Self::start_on(config, peer, client).await
+        Self::start_with(config, ranges, peer, client).await
     }
 
-    /// Starts on listeners the caller bound (tests bind port 0).
+    /// Starts on listeners the caller bound (tests bind port 0), with the default ranges.
     pub async fn start_on(
         config: MemberConfig,
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
+        Self::start_with(config, ServiceRanges::default(), peer, client).await
+    }
+
+    /// Starts on listeners the caller bound, Services taking from `ranges`.
+    pub async fn start_with(
+        config: MemberConfig,
+        ranges: ServiceRanges,
+        peer: TcpListener,
+        client: TcpListener,
+    ) -> Result<Self, ServerError> {
         let max_message = config.store.limits.max_grpc_message_bytes;
+        let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut served = None;
         let member = RunningMember::start_serving(config, peer, client, |router, store| {
-            let registry = Registry::new(store.clone());
+            let registry = Registry::with_service_ranges(store.clone(), ranges);
             served = Some(registry.clone());
             router.add_service(service(registry, max_message))
         })
@@ -55,7 +67,7 @@ impl Master {
         let registry = served.expect("start_serving mounts the API");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(ensure_system_objects(registry.clone(), stopped));
+        tasks.spawn(ensure_system_objects(registry.clone(), api_port, stopped));
         Ok(Self {
             member,
             registry,
@@ -72,11 +84,30 @@ impl Master {
     }
 }
 
+/// `default/kubernetes`: the API at the service range's first address (as kube-apiserver
+/// makes it). No selector: its endpoints are the masters, which the nodes relay to.
+fn kubernetes_service(registry: &Registry, api_port: u16) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kubernetes", "namespace": "default",
+                      "labels": { "component": "apiserver", "provider": "kubernetes" } },
+        "spec": {
+            "clusterIP": registry.service_ranges().kubernetes_ip().to_string(),
+            "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port }],
+            "sessionAffinity": "None",
+        }
+    })
+}
+
 /// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
-/// scheduling bootstrap does) and the default StorageClass (as k3s ships `local-path`), each
-/// retried until the cluster has a leader. One that exists is left as it is (a user may
+/// scheduling bootstrap does), the default StorageClass (as k3s ships `local-path`) and the
+/// `default/kubernetes` Service, each retried until the cluster has a leader. One that exists is left as it is (a user may
 /// delete the StorageClass: a master's restart brings it back).
-async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<bool>) {
+async fn ensure_system_objects(
+    registry: Registry,
+    api_port: u16,
+    mut stopped: watch::Receiver<bool>,
+) {
     let namespaces = SYSTEM_NAMESPACES.into_iter().map(|name| {
         let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
         ("namespaces", body)
@@ -95,7 +126,12 @@ async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<
         .map_err(|error| tracing::warn!(%error, "encoding the default StorageClass"))
         .ok()
         .map(|body| ("storageclasses", body));
-    let objects: Vec<(&str, Value)> = namespaces.chain(classes).chain(storage).collect();
+    let api = kubernetes_service(&registry, api_port);
+    let objects: Vec<(&str, Value)> = namespaces
+        .chain(classes)
+        .chain(storage)
+        .chain([("services", api)])
+        .collect();
     for (resource, body) in objects {
         let name = body["metadata"]["name"].as_str().unwrap_or("");
         loop {
@@ -109,6 +145,11 @@ async fn ensure_system_objects(registry: Registry, mut stopped: watch::Receiver<
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
+                // Another Service holds the address (a cluster made with other ranges).
+                Err(error @ ApiError::Invalid { .. }) => {
+                    tracing::warn!(%error, resource, name, "a system object was refused");
+                    break;
+                }
                 Err(error) => {
                     tracing::debug!(%error, resource, name, "creating a system object")
                 }

@@ -150,7 +150,7 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
         .unwrap();
     let service = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": { "name": "svc" },
-        "spec": { "clusterIP": "10.0.0.10", "selector": { "app": "web" }, "ports": [{ "port": 80 }] }
+        "spec": { "clusterIP": "10.96.0.100", "selector": { "app": "web" }, "ports": [{ "port": 80 }] }
     });
     plane
         .client

@@ -38,8 +38,8 @@ impl Registry {
         if info.kind == "PriorityClass" {
             self.admit_global_default(info, &object).await?;
         }
-        let body = body::encode(&object, self.max_object_bytes)?;
-        let name = object::name(&object).to_string();
+        let admitted = object;
+        let name = object::name(&admitted).to_string();
         let at = Resolved {
             info,
             namespace: &namespace,
@@ -47,7 +47,12 @@ impl Registry {
         };
         let key = at.key();
         for attempt in 0..MAX_ATTEMPTS {
+            let mut object = admitted.clone();
+            // Decided again on each attempt: a lost compare may mean a value was taken.
+            let holding = self.allocate(info, None, &mut object).await?;
+            let body = body::encode(&object, self.max_object_bytes)?;
             let mut compares = vec![absent(&key)];
+            compares.extend(holding.compares);
             if info.namespaced {
                 compares.push(self.namespace_is_open(&at).await?);
             }
@@ -58,8 +63,11 @@ impl Registry {
             if options.dry_run {
                 return Ok(object);
             }
-            let write = self.put(info, body.clone()).await?;
-            match self.commit(&key, compares, write).await? {
+            let write = self.put(info, body).await?;
+            match self
+                .commit_with(&key, compares, write, holding.writes)
+                .await?
+            {
                 Committed::At {
                     revision,
                     replayed: false,

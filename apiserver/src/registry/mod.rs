@@ -17,7 +17,9 @@
 //! builds the objects the verbs write; both are pure. `priority` is the Priority admission
 //! of new pods (their class, read from the store), `storage_class` the DefaultStorageClass
 //! admission of new claims; `event_ttl` puts Events on leases that expire them an hour
-//! after their last write. This file holds the type, get, and the store access every verb
+//! after their last write. `service_allocations` gives a Service its cluster IP, node ports
+//! and load-balancer address ([`crate::allocation`]) in the transaction that writes it.
+//! This file holds the type, get, and the store access every verb
 //! uses.
 
 mod attempt;
@@ -29,6 +31,7 @@ mod event_ttl;
 mod evict;
 mod fence;
 mod priority;
+mod service_allocations;
 mod storage_class;
 mod transform;
 mod update;
@@ -42,6 +45,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::allocation::ServiceRanges;
 use crate::caller;
 use crate::decoded::Decoded;
 use crate::error::{ApiError, ObjectRef};
@@ -77,6 +81,8 @@ pub struct Registry {
     pub(crate) hubs: Arc<Hubs>,
     /// The leases fenced writes were last checked against.
     checked_leases: Arc<checked_leases::CheckedLeases>,
+    /// The pools Services take their addresses and node ports from.
+    service_ranges: Arc<ServiceRanges>,
 }
 
 /// The object a request names.
@@ -141,6 +147,11 @@ pub(crate) enum Write {
 
 impl Registry {
     pub fn new(store: Store) -> Self {
+        Self::with_service_ranges(store, ServiceRanges::default())
+    }
+
+    /// A registry whose Services take from `ranges` (`--service-cidr` and its siblings).
+    pub fn with_service_ranges(store: Store, ranges: ServiceRanges) -> Self {
         let max_object_bytes = store
             .limits()
             .max_request_bytes
@@ -153,7 +164,12 @@ impl Registry {
             decoded: Arc::default(),
             hubs: Arc::default(),
             checked_leases: Arc::default(),
+            service_ranges: Arc::new(ranges),
         }
+    }
+
+    pub fn service_ranges(&self) -> &ServiceRanges {
+        &self.service_ranges
     }
 
     /// Ends every watch this registry (and its clones) serves, now and later.
@@ -254,9 +270,23 @@ impl Registry {
         compares: Vec<Compare>,
         write: Write,
     ) -> Result<Committed, ApiError> {
+        self.commit_with(key, compares, write, Vec::new()).await
+    }
+
+    /// [`Registry::commit`] with writes to other keys that land with the object's (a
+    /// Service's reservations).
+    pub(crate) async fn commit_with(
+        &self,
+        key: &[u8],
+        compares: Vec<Compare>,
+        write: Write,
+        also: Vec<(Vec<u8>, Write)>,
+    ) -> Result<Committed, ApiError> {
+        let mut success = vec![write.op(key)];
+        success.extend(also.into_iter().map(|(key, write)| write.op(&key)));
         let txn = TxnRequest {
             compare: compares,
-            success: vec![write.op(key)],
+            success,
             failure: vec![RequestOp::Range(RangeRequest {
                 range: KeyRange::single(key.to_vec()),
                 ..Default::default()

@@ -2,10 +2,12 @@
 //! server-owned metadata of a new object, the replacement an update or patch makes, the
 //! generation, and where a write goes. Pure: the clock and randomness come in as a [`Stamp`].
 
+use k8s_openapi::api::core::v1::Service;
 use rudder_raftstore::kv::Revision;
 use serde_json::{json, Value};
 
 use super::priority::keep_priority;
+use crate::allocation;
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
@@ -217,6 +219,9 @@ pub(crate) fn candidate(
             if info.kind == "Pod" {
                 keep_priority(&mut next, current);
             }
+            if info.kind == "Service" {
+                keep_allocations(&mut next, current);
+            }
             let spec_is_object = matches!(next.get("spec"), None | Some(Value::Object(_)));
             if info.kind == "Namespace" && spec_is_object {
                 // Only the finalize subresource changes them (as in Kubernetes). A `spec`
@@ -294,6 +299,42 @@ pub(crate) fn revise(
     let mut next = info.admit(candidate, Some(&stored))?;
     bump_generation(&mut next, &stored);
     Ok((next != stored).then_some(next))
+}
+
+/// A Service's allocated values that the client left out are kept, and those its new type
+/// has no use for are dropped ([`allocation::carry_forward`]). Only those fields are touched:
+/// anything else in the body is left for admission to judge.
+fn keep_allocations(next: &mut Value, current: &Value) {
+    let (Ok(mut service), Ok(current)) = (
+        serde_json::from_value::<Service>(next.clone()),
+        serde_json::from_value::<Service>(current.clone()),
+    ) else {
+        return;
+    };
+    allocation::carry_forward(&mut service, &current);
+    let Some(spec) = service.spec else { return };
+    let Some(body) = next.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let mut set = |field: &str, value: Value| {
+        if value.is_null() {
+            body.remove(field);
+        } else {
+            body.insert(field.to_string(), value);
+        }
+    };
+    set("clusterIP", json!(spec.cluster_ip));
+    set("clusterIPs", json!(spec.cluster_ips));
+    set("healthCheckNodePort", json!(spec.health_check_node_port));
+    let ports = body.get_mut("ports").and_then(Value::as_array_mut);
+    for (port, kept) in ports.into_iter().flatten().zip(spec.ports.iter().flatten()) {
+        if let Some(port) = port.as_object_mut() {
+            match kept.node_port {
+                Some(node_port) => port.insert("nodePort".into(), json!(node_port)),
+                None => port.remove("nodePort"),
+            };
+        }
+    }
 }
 
 /// `metadata.generation` counts changes to what the user asked for (everything but

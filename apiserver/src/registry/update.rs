@@ -5,6 +5,7 @@
 use rudder_raftstore::kv::Revision;
 use serde_json::Value;
 
+use super::service_allocations::Holding;
 use super::transform::{
     candidate, completes_deletion, merged, named, namespace_for, request_namespace,
     resource_version_of, revise, Part,
@@ -127,8 +128,19 @@ impl Registry {
             let Some(mut next) = revise(at.info, &current, make(&current)?)? else {
                 return Ok(current);
             };
+            // The last finalizer of an object being deleted is gone: the deletion completes.
+            let completes_deletion = completes_deletion(at.info, &next);
+            let holding = if completes_deletion {
+                Holding {
+                    writes: self.releases(at.info, &current),
+                    ..Holding::default()
+                }
+            } else {
+                self.allocate(at.info, Some(&current), &mut next).await?
+            };
             let body = body::encode(&next, self.max_object_bytes)?;
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
+            compares.extend(holding.compares);
             compares.extend(
                 self.fence_holds(options.fence.as_ref(), attempt > 0)
                     .await?,
@@ -136,15 +148,15 @@ impl Registry {
             if options.dry_run {
                 return Ok(next);
             }
-            // The last finalizer of an object being deleted is gone: the deletion completes.
-            let completes_deletion = completes_deletion(at.info, &next);
             let write = if completes_deletion {
                 Write::Delete
             } else {
                 self.put(at.info, body).await?
             };
-            if let Committed::At { revision, replayed } = self.commit(&key, compares, write).await?
-            {
+            let committed = self
+                .commit_with(&key, compares, write, holding.writes)
+                .await?;
+            if let Committed::At { revision, replayed } = committed {
                 if replayed && !completes_deletion {
                     // What the earlier attempt wrote, not what this one computed.
                     if let Some(written) = self.read_at(&key, revision).await? {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::Master;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
@@ -86,6 +87,17 @@ pub struct ServerArgs {
     scheduler_flags: SchedulerFlags,
     #[command(flatten)]
     election: ElectionFlags,
+    /// The range Services' cluster IPs come from (the first address is the API's
+    /// `default/kubernetes` Service, the tenth the cluster DNS).
+    #[arg(long, default_value = allocation::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
+    /// The range node ports come from (NodePort and LoadBalancer Services).
+    #[arg(long, default_value = allocation::DEFAULT_NODE_PORTS)]
+    service_node_port_range: String,
+    /// The addresses LoadBalancer Services get as EXTERNAL-IP; routed only on this cluster's
+    /// nodes.
+    #[arg(long, default_value = allocation::DEFAULT_LB_POOL)]
+    lb_pool: String,
     /// Fault injection for tests: failpoints to turn on, in the `fail` crate's syntax
     /// (`NAME=ACTIONS;...`, e.g. `leader-steps-down-late=return(3000)`).
     #[arg(long, hide = true)]
@@ -186,7 +198,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
     };
-    let master = Master::start(config).await.with_context(|| {
+    let ranges = ServiceRanges::parse(
+        &args.service_cidr,
+        &args.service_node_port_range,
+        &args.lb_pool,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let master = Master::start(config, ranges).await.with_context(|| {
         format!(
             "starting member {} with data in {:?}",
             args.name, args.data_dir

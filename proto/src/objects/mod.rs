@@ -22,6 +22,7 @@
 //!   default) and the annotations that bind claims, volumes and nodes (DefaultStorageClass
 //!   admission, the scheduler's VolumeBinding, the PersistentVolume controller).
 
+pub mod cidr;
 pub mod deletion;
 pub mod disruption;
 pub mod names;

@@ -9,18 +9,18 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+pub use rudder_proto::objects::cidr::{CidrError, Ipv4Cidr as Cidr};
 
 /// The size of each node's block unless configured (`--node-cidr-mask-size`).
 pub const DEFAULT_NODE_MASK: u8 = 24;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PodCidrError {
-    #[error("the cluster CIDR {text:?} is not an IPv4 CIDR like 10.244.0.0/16: {reason}")]
-    InvalidClusterCidr { text: String, reason: &'static str },
+    #[error("the cluster CIDR {0}")]
+    InvalidClusterCidr(#[from] CidrError),
     #[error(
         "node blocks of /{node_mask} do not fit the cluster CIDR {cluster_cidr} \
          (--node-cidr-mask-size must be between the cluster's prefix and 32)"
@@ -35,49 +35,6 @@ pub enum PodCidrError {
         node_mask: u8,
         node: String,
     },
-}
-
-/// An IPv4 network: its first address and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    pub base: u32,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// `a.b.c.d/n`, host bits cleared.
-    pub fn parse(text: &str) -> Result<Self, PodCidrError> {
-        let invalid = |reason| PodCidrError::InvalidClusterCidr {
-            text: text.to_string(),
-            reason,
-        };
-        let (addr, prefix) = text.split_once('/').ok_or_else(|| invalid("no /prefix"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| invalid("not an IPv4 address"))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| invalid("the prefix is not a number"))?;
-        if prefix > 32 {
-            return Err(invalid("the prefix is over 32"));
-        }
-        Ok(Self {
-            base: u32::from(addr) & mask(prefix),
-            prefix,
-        })
-    }
-
-    fn last(self) -> u32 {
-        self.base | !mask(self.prefix)
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix)
-    }
-}
-
-fn mask(prefix: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)
 }
 
 /// One node's new block.
@@ -229,10 +186,11 @@ mod tests {
     #[test]
     fn cluster_cidrs_and_masks_are_checked() {
         assert_eq!(cluster("10.244.7.9/16").to_string(), "10.244.0.0/16");
-        assert!(matches!(
-            Cidr::parse("10.244.0.0"),
-            Err(PodCidrError::InvalidClusterCidr { .. })
-        ));
+        let error = PodCidrError::from(Cidr::parse("10.244.0.0").unwrap_err());
+        assert_eq!(
+            error.to_string(),
+            "the cluster CIDR \"10.244.0.0\" is not an IPv4 CIDR like 10.244.0.0/16: no /prefix"
+        );
         assert!(Cidr::parse("fd00::/64").is_err());
         assert!(Cidr::parse("10.0.0.0/33").is_err());
         let (_, error) = allocate(cluster("10.244.0.0/16"), 8, &[node("a", None)]);

@@ -12,8 +12,6 @@ use super::{each_invalid, one_of, port_number, port_number_or_name, IMMUTABLE, P
 
 /// Service types, in the order Kubernetes lists them.
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
-/// The cluster's node port range (Kubernetes' default `--service-node-port-range`).
-const NODE_PORTS: std::ops::RangeInclusive<i32> = 30000..=32767;
 
 fn service_type(service: &Service) -> &str {
     let spec = service.spec.as_ref();
@@ -227,12 +225,10 @@ fn service_ports(errs: &mut Vec<FieldError>, ports: &[ServicePort], kind: &str) 
                 at,
                 format!("may not be used when `type` is '{kind}'"),
             ));
-        } else if !NODE_PORTS.contains(&node_port) {
-            errs.push(FieldError::invalid(
-                at,
-                node_port,
-                "provided port is not in the valid range. The range of valid ports is 30000-32767",
-            ));
+        } else if !(1..=65535).contains(&node_port) {
+            // Whether it is in the cluster's node port range is the allocator's to say
+            // (`allocation`: the range is a flag).
+            port_number(errs, at, node_port);
         } else if !node_ports.insert((node_port, protocol)) {
             errs.push(FieldError::duplicate(at, node_port));
         }
@@ -388,9 +384,10 @@ mod tests {
         );
         let errs = service(|s| {
             s["spec"]["type"] = json!("LoadBalancer");
-            s["spec"]["ports"][0]["nodePort"] = json!(8080);
+            s["spec"]["ports"][0]["nodePort"] = json!(70000);
         })
         .validate();
+        // The cluster's node port range is the allocator's to check (`allocation`).
         only(&errs, "spec.ports[0].nodePort");
         let errs = service(|s| {
             s["spec"]["type"] = json!("NodePort");
