@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -35,6 +36,7 @@ use crate::controllers::cronjob::actor::{self as cronjob, CronJobController};
 use crate::controllers::daemonset::actor::{self as daemonset, DaemonSetController};
 use crate::controllers::deployment::actor::{self as deployment, DeploymentController};
 use crate::controllers::disruption::actor::{self as disruption, DisruptionController};
+use crate::controllers::endpoints::actor::{self as endpoints, EndpointsController};
 use crate::controllers::garbagecollector::actor::{GarbageCollector, GraphSources};
 use crate::controllers::job::actor::{self as job, JobController};
 use crate::controllers::namespace::actor::NamespaceController;
@@ -151,6 +153,18 @@ impl Running {
             let recorder = Recorder::new(client.clone(), "controllermanager", "");
             running.run(
                 DisruptionController::new(client.clone(), fence.clone(), caches, recorder),
+                workers,
+            );
+        }
+        if config.controllers.is_enabled("endpoints") {
+            let caches = endpoints::Caches {
+                services: running.inform::<Service>(&client, vec![]),
+                pods: pods.clone(),
+                endpoints: running.inform::<Endpoints>(&client, vec![]),
+                slices: running.inform::<EndpointSlice>(&client, vec![]),
+            };
+            running.run(
+                EndpointsController::new(client.clone(), fence.clone(), caches),
                 workers,
             );
         }
@@ -333,6 +347,7 @@ impl Running {
         sources.add(self.inform_meta::<Secret>(client));
         sources.add(self.inform_meta::<Service>(client));
         sources.add(self.inform_meta::<Endpoints>(client));
+        sources.add(self.inform_meta::<EndpointSlice>(client));
         sources.add(self.inform_meta::<PersistentVolumeClaim>(client));
         sources.add(self.inform_meta::<PersistentVolume>(client));
         sources.add(self.inform_meta::<Lease>(client));

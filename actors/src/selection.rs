@@ -8,6 +8,7 @@ pub const KNOWN: &[&str] = &[
     "daemonset",
     "deployment",
     "disruption",
+    "endpoints",
     "garbagecollector",
     "job",
     "namespace",

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     ReplicationController, Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -290,6 +291,7 @@ pub static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
         kind::<Pod>(&["po"], true, true, POD_FIELDS, subdomain),
         kind::<Service>(&["svc"], true, true, &[], dns1035_label),
         kind::<Endpoints>(&["ep"], true, false, &[], subdomain),
+        kind::<EndpointSlice>(&[], true, false, &[], subdomain),
         kind::<ReplicationController>(&["rc"], true, true, &["status.replicas"], subdomain),
         kind::<ReplicaSet>(&["rs"], true, true, &["status.replicas"], subdomain),
         kind::<Deployment>(&["deploy"], true, true, &[], subdomain),

@@ -4,6 +4,8 @@
 //! - [`daemonset`]: DaemonSets run one pod on every node that fits.
 //! - [`disruption`]: PodDisruptionBudgets' status: how many of their pods may be disrupted
 //!   now (what the eviction subresource allows).
+//! - [`endpoints`]: every Service with a selector has Endpoints and EndpointSlices listing
+//!   the pods behind it, ready or not.
 //! - [`garbagecollector`]: objects whose owners are gone are deleted; Foreground and Orphan
 //!   deletions are carried out through their finalizers.
 //! - [`namespace`]: terminating namespaces are emptied, then finalized.
@@ -28,6 +30,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod garbagecollector;
 pub mod job;
 pub mod namespace;

@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
     Secret, Service, ServiceAccount,
 };
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -131,6 +132,14 @@ impl ApplyDefaults for Endpoints {
             .flatten()
             .flat_map(|s| s.ports.iter_mut().flatten());
         for port in ports {
+            default_string(&mut port.protocol, "TCP");
+        }
+    }
+}
+
+impl ApplyDefaults for EndpointSlice {
+    fn apply_defaults(&mut self) {
+        for port in self.ports.iter_mut().flatten() {
             default_string(&mut port.protocol, "TCP");
         }
     }

@@ -1,4 +1,5 @@
-//! Rows of Service and Endpoints, after kubectl's `printService` and `printEndpoints`.
+//! Rows of Service, Endpoints and EndpointSlice, after kubectl's `printService`,
+//! `printEndpoints` and `printEndpointSlice`.
 
 use std::collections::BTreeSet;
 
@@ -153,6 +154,52 @@ pub(crate) fn format_endpoints(endpoints: &Value) -> String {
     }
 }
 
+/// NAME ADDRESSTYPE PORTS ENDPOINTS AGE.
+pub(crate) fn endpoint_slice(slice: &Value, now: jiff::Timestamp) -> Vec<String> {
+    vec![
+        name_of(slice),
+        text_at(slice, &["addressType"]).to_owned(),
+        slice_ports(slice),
+        slice_endpoints(slice),
+        age_at(slice, &["metadata", "creationTimestamp"], now),
+    ]
+}
+
+/// kubectl's `formatDiscoveryPorts`: the port numbers, `<unset>` for a port without one.
+fn slice_ports(slice: &Value) -> String {
+    let ports = array_at(slice, &["ports"]);
+    if ports.is_empty() {
+        return "<unset>".into();
+    }
+    let numbers: Vec<String> = ports
+        .iter()
+        .map(|p| match p["port"].as_i64() {
+            Some(port) => port.to_string(),
+            None => "<unset>".into(),
+        })
+        .collect();
+    numbers.join(",")
+}
+
+/// kubectl's `formatDiscoveryEndpoints`: up to three addresses, then `+ N more...`.
+fn slice_endpoints(slice: &Value) -> String {
+    const MAX: usize = 3;
+    let addresses: Vec<&str> = array_at(slice, &["endpoints"])
+        .iter()
+        .flat_map(|e| array_at(e, &["addresses"]))
+        .filter_map(Value::as_str)
+        .collect();
+    if addresses.is_empty() {
+        return "<unset>".into();
+    }
+    let shown = addresses[..addresses.len().min(MAX)].join(",");
+    if addresses.len() > MAX {
+        format!("{shown} + {} more...", addresses.len() - MAX)
+    } else {
+        shown
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{meta, now};
@@ -244,5 +291,28 @@ mod tests {
         let v6 = json!({"subsets": [{"addresses": [{"ip": "fd00::1"}], "ports": [{"port": 80}]}]});
         assert_eq!(format_endpoints(&v6), "[fd00::1]:80");
         assert_eq!(format_endpoints(&json!({})), "<none>");
+    }
+
+    #[test]
+    fn an_endpoint_slice_row() {
+        let slice = json!({
+            "metadata": meta("kubia-http-1a2b3c4d-0"),
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.2"]}, {"addresses": ["10.244.1.3"]},
+                          {"addresses": ["10.244.2.2"]}, {"addresses": ["10.244.2.3"]}]
+        });
+        let row = endpoint_slice(&slice, now());
+        assert_eq!(
+            row[..4],
+            [
+                "kubia-http-1a2b3c4d-0",
+                "IPv4",
+                "8080",
+                "10.244.1.2,10.244.1.3,10.244.2.2 + 1 more..."
+            ]
+        );
+        let empty = json!({ "metadata": meta("empty"), "addressType": "IPv4", "endpoints": [] });
+        assert_eq!(endpoint_slice(&empty, now())[2..4], ["<unset>", "<unset>"]);
     }
 }

@@ -129,6 +129,13 @@ const SERVICE: &[Column] = &[
     wide("SELECTOR"),
 ];
 const ENDPOINTS: &[Column] = &[col("NAME"), col("ENDPOINTS"), col("AGE")];
+const ENDPOINT_SLICE: &[Column] = &[
+    col("NAME"),
+    col("ADDRESSTYPE"),
+    col("PORTS"),
+    col("ENDPOINTS"),
+    col("AGE"),
+];
 const NAMESPACE: &[Column] = &[col("NAME"), col("STATUS"), col("AGE")];
 /// ReplicationController and ReplicaSet.
 const REPLICAS: &[Column] = &[
@@ -250,6 +257,7 @@ fn table_of(kind: &str) -> Table {
         "Node" => (NODE, cells::node),
         "Service" => (SERVICE, network::service),
         "Endpoints" => (ENDPOINTS, network::endpoints),
+        "EndpointSlice" => (ENDPOINT_SLICE, network::endpoint_slice),
         "Namespace" => (NAMESPACE, cells::namespace),
         "Event" => (EVENT, cells::event),
         "ConfigMap" => (CONFIG_MAP, cells::config_map),

@@ -9,7 +9,7 @@ use super::super::{FieldError, Validate};
 use super::{each_invalid, one_of, port_number, PROTOCOLS};
 
 /// Kubernetes' `ValidateNonSpecialIP`: an endpoint must be reachable from other nodes.
-fn endpoint_ip(errs: &mut Vec<FieldError>, path: &str, text: &str) {
+pub(super) fn endpoint_ip(errs: &mut Vec<FieldError>, path: &str, text: &str) {
     let Ok(ip) = text.parse::<IpAddr>() else {
         each_invalid(errs, path, text, ip_address(text));
         return;

@@ -27,6 +27,7 @@ mod cron;
 mod daemon_set;
 mod deployment;
 mod disruption;
+mod endpoint_slice;
 mod endpoints;
 mod pod;
 mod pod_spec;
