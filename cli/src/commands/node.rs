@@ -85,7 +85,8 @@ pub struct NodeArgs {
     #[arg(long, default_value_t = 10250)]
     port: u16,
     /// Registries this node pulls images from (host[:port], docker.io for Docker Hub, * for
-    /// any); none by default: images come from `rudder image import`.
+    /// any) besides those on loopback (localhost, 127.0.0.0/8, [::1]: always, over plain
+    /// HTTP); otherwise images come from `rudder image import`.
     #[arg(long, value_delimiter = ',')]
     registries: Vec<String>,
     /// Those of --registries reached over plain HTTP.

@@ -43,9 +43,10 @@ pub enum PullError {
     Store(#[from] ImageError),
 }
 
-/// Where this node may pull from. No registry by default: a node pulls only from the
-/// registries it is told about (this project's machines must not reach the internet), and
-/// otherwise runs what `rudder image import` put in its store.
+/// Where this node may pull from. A node pulls only from the registries it is told about
+/// (this project's machines must not reach the internet) and from registries on this
+/// machine's loopback (`localhost`, 127.0.0.0/8, `[::1]`), which it reaches over plain HTTP
+/// as Docker does; otherwise it runs what `rudder image import` put in its store.
 #[derive(Debug, Clone, Default)]
 pub struct PullConfig {
     /// Registries (host[:port], `docker.io` for Docker Hub) to pull from; `*`: any.
@@ -56,8 +57,31 @@ pub struct PullConfig {
 
 impl PullConfig {
     pub fn allows(&self, registry: &str) -> bool {
-        self.registries.iter().any(|r| r == "*" || r == registry)
+        is_loopback(registry) || self.registries.iter().any(|r| r == "*" || r == registry)
     }
+
+    /// The registries reached over plain HTTP for a pull from `registry`: the configured
+    /// ones, and `registry` itself when it is on loopback.
+    fn plain_http_for(&self, registry: &str) -> Vec<String> {
+        let mut plain = self.insecure_registries.clone();
+        if is_loopback(registry) {
+            plain.push(registry.to_string());
+        }
+        plain
+    }
+}
+
+/// Whether a registry (`host[:port]`) is on this machine's loopback.
+pub fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        // [::1]:5000
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => registry.split(':').next().unwrap_or(""),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn platform() -> (&'static str, &'static str) {
@@ -83,7 +107,7 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
         source,
     })?;
     let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(config.insecure_registries.clone()),
+        protocol: ClientProtocol::HttpsExcept(config.plain_http_for(image.resolve_registry())),
         connect_timeout: Some(std::time::Duration::from_secs(10)),
         read_timeout: Some(std::time::Duration::from_secs(60)),
         ..Default::default()
@@ -144,4 +168,42 @@ pub fn pull(store: &ImageStore, reference: &str, config: &PullConfig) -> Result<
         store.tag(&name, &digest)?;
         Ok(digest)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_allowed_over_plain_http_without_flags() {
+        let config = PullConfig::default();
+        for registry in [
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "LOCALHOST",
+        ] {
+            assert!(config.allows(registry), "{registry}");
+            assert_eq!(config.plain_http_for(registry), [registry.to_string()]);
+        }
+        for registry in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+            "[fd00::1]:5000",
+        ] {
+            assert!(!config.allows(registry), "{registry}");
+            assert!(config.plain_http_for(registry).is_empty(), "{registry}");
+        }
+        let told = PullConfig {
+            registries: vec!["registry.internal:5000".into()],
+            insecure_registries: vec!["registry.internal:5000".into()],
+        };
+        assert!(told.allows("registry.internal:5000"));
+        assert_eq!(
+            told.plain_http_for("registry.internal:5000"),
+            ["registry.internal:5000"]
+        );
+    }
 }

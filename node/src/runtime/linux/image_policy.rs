@@ -62,7 +62,8 @@ pub fn image_failure(image: &str, failure: &ImageFailure, failures: u32) -> (&'s
         }
         ImageFailure::NotHere(registry) => format!(
             "image {image:?} is not in this node's image store, and the node does not pull \
-             from {registry} (rudder node --registries); import it with `rudder image import`"
+             from {registry} (rudder node --registries; registries on loopback need no flag); import it \
+             with `rudder image import`"
         ),
         ImageFailure::Pull(reason) => format!("pulling image {image:?}: {reason}"),
     };
