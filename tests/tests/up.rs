@@ -1,5 +1,6 @@
 //! `rudder up`: three master processes on loopback, a CLI config that the verbs pick up,
-//! Ctrl-C stops every process it started, and running it again resumes the same cluster.
+//! Ctrl-C stops every process it started, and running it again resumes the same cluster; a
+//! master killed with SIGKILL is restarted while the others keep serving.
 
 use std::net::TcpListener;
 use std::process::Stdio;
@@ -59,6 +60,7 @@ async fn up(args: &[String]) -> (Child, Vec<i32>) {
     (child, pids)
 }
 
+/// Stops `rudder up`; every master it runs now (`pids`, and any it restarted) must be gone.
 async fn stop(mut child: Child, pids: &[i32]) {
     let pid = child.id().expect("running") as i32;
     kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
@@ -99,6 +101,8 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         config.display().to_string(),
         "--hollow-nodes".into(),
         "2".into(),
+        "--nodes".into(),
+        "0".into(),
     ];
     let (child, pids) = up(&args).await;
     assert_eq!(pids.len(), 4, "three masters and the hollow nodes' process");
@@ -130,4 +134,72 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         "namespace/kept"
     );
     stop(child, &pids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_with_sigkill_is_restarted_while_the_others_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    let base = free_base_port();
+    let args: Vec<String> = vec![
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--base-port".into(),
+        base.to_string(),
+        "--config".into(),
+        config.display().to_string(),
+        "--nodes".into(),
+        "0".into(),
+    ];
+    let (child, pids) = up(&args).await;
+    assert_eq!(pids.len(), 3, "three masters");
+    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
+    let killed = tokio::time::Instant::now();
+
+    // The CLI goes on through the other two.
+    let created = cli(&config, &["create", "namespace", "during"]).await;
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    // m2 serves again on its own address within 10 s.
+    let m2 = format!("127.0.0.1:{}", base + 10_000);
+    loop {
+        let read = Command::new(rudder_binary_beside_tests())
+            .args(["get", "ns", "during", "-o", "name"])
+            .env("RUDDER_SERVER", &m2)
+            .output()
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&read.stdout).trim() == "namespace/during" {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "m2 was not back within 10 s: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let restarted = pid_listening_on(base + 10_000).expect("m2 runs again");
+    assert_ne!(restarted, pids[1]);
+    stop(child, &[pids[0], restarted, pids[2]]).await;
+}
+
+/// The pid of the `rudder server` whose command line names `--listen-client 127.0.0.1:PORT`.
+fn pid_listening_on(port: u16) -> Option<i32> {
+    let wanted = format!("127.0.0.1:{port}");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let names_it = args
+                .windows(2)
+                .any(|w| w[0] == b"--listen-client" && w[1] == wanted.as_bytes());
+            names_it.then_some(pid)
+        })
 }

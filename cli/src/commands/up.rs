@@ -2,8 +2,10 @@
 //! with `--nodes N` worker nodes and `--hollow-nodes N` simulated ones.
 //! Each master is its own `rudder server` process (so one can be killed and restarted like a
 //! real machine); `up` waits until all are ready, writes the CLI config, prints the
-//! endpoints, and on Ctrl-C stops every process it started. Running it again on the same
-//! `--data-dir` resumes the same cluster.
+//! endpoints, and keeps the cluster up as an HA cluster should: a process that exits (a
+//! master killed with `kill -9`) is reported and restarted with backoff while the others go
+//! on serving. Only Ctrl-C (or SIGTERM) stops every process it started. Running it again on
+//! the same `--data-dir` resumes the same cluster.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -21,6 +23,11 @@ use crate::session::{config_path, write_config, CliConfig};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a master gets to stop after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first wait before restarting a process that exited; doubled while it keeps exiting.
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(500);
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
+/// A process up this long before it exited is restarted after the first delay again.
+const STABLE_UPTIME: Duration = Duration::from_secs(60);
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
@@ -36,11 +43,12 @@ pub struct UpArgs {
     /// Where to write the CLI config (default: $RUDDER_CONFIG, else ~/.rudder/config).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Worker nodes to start (`rudder node` processes running real containers; node i gets
-    /// pods in 10.244.i.0/24 and keeps its state in DATA_DIR/node-i; images come from
-    /// /var/lib/rudder/images, filled by `rudder image import`).
-    #[arg(long, default_value_t = 0)]
-    nodes: u16,
+    /// Worker nodes to start (`rudder node` processes running real containers, keeping their
+    /// state in DATA_DIR/node-i; images come from /var/lib/rudder/images, filled by `rudder
+    /// image import`, or from a registry on loopback). Default: one when run as root (a node
+    /// needs root for namespaces and cgroups), none otherwise.
+    #[arg(long)]
+    nodes: Option<u16>,
     /// Hollow (simulated) nodes to start, all in one `rudder node --hollow` process; they run
     /// pods bound to them in a fake runtime.
     #[arg(long, default_value_t = 0)]
@@ -55,11 +63,79 @@ fn addr(port: u32) -> anyhow::Result<SocketAddr> {
     Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
-/// One process `up` started: a master, or a node.
+/// One process `up` started: a master, or a node, and how to start it again.
 struct Process {
     name: String,
     client: SocketAddr,
     child: Child,
+    /// The `rudder` arguments it was started with.
+    args: Vec<String>,
+    log: PathBuf,
+    started: tokio::time::Instant,
+    /// The wait before the next restart.
+    restart_delay: Duration,
+}
+
+impl Process {
+    /// Starts `rudder ARGS` with stderr appended to `log` (stdout piped when `piped`).
+    fn spawn(
+        binary: &std::path::Path,
+        name: String,
+        client: SocketAddr,
+        args: Vec<String>,
+        log: PathBuf,
+        piped: bool,
+    ) -> anyhow::Result<Self> {
+        let child = spawn_rudder(binary, &args, &log, piped)
+            .with_context(|| format!("starting {name} ({binary:?} {})", args[0]))?;
+        Ok(Self {
+            name,
+            client,
+            child,
+            args,
+            log,
+            started: tokio::time::Instant::now(),
+            restart_delay: FIRST_RESTART_DELAY,
+        })
+    }
+
+    /// Starts the process again, as it was started the first time.
+    fn respawn(&mut self, binary: &std::path::Path) -> anyhow::Result<()> {
+        self.child = spawn_rudder(binary, &self.args, &self.log, false)?;
+        self.started = tokio::time::Instant::now();
+        Ok(())
+    }
+}
+
+fn spawn_rudder(
+    binary: &std::path::Path,
+    args: &[String],
+    log: &std::path::Path,
+    piped: bool,
+) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening the log {log:?}"))?;
+    let stdout = if piped { Stdio::piped() } else { Stdio::null() };
+    Ok(Command::new(binary)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// The wait before restarting a process that exited after `uptime`, its last wait having
+/// been `previous`: doubling while it keeps failing, back to the first after a stable run.
+fn next_restart_delay(previous: Duration, uptime: Duration) -> Duration {
+    if uptime >= STABLE_UPTIME {
+        FIRST_RESTART_DELAY
+    } else {
+        (previous * 2).min(MAX_RESTART_DELAY)
+    }
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -83,38 +159,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut masters = Vec::new();
     for i in 0..args.masters {
         let name = format!("m{}", i + 1);
-        let log_path = args.data_dir.join(format!("{name}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening the master log {log_path:?}"))?;
-        let mut command = Command::new(&binary);
-        command
-            .arg("server")
-            .arg("--name")
-            .arg(&name)
-            .arg("--data-dir")
-            .arg(args.data_dir.join(&name))
-            .arg("--listen-client")
-            .arg(port(i, 0)?.to_string())
-            .arg("--listen-peer")
-            .arg(port(i, 1)?.to_string())
-            .arg("--initial-cluster")
-            .arg(initial.join(","))
-            .args(&args.server_flag)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .kill_on_drop(true);
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting master {name} ({binary:?} server)"))?;
-        masters.push(Process {
+        let mut server_args: Vec<String> = [
+            "server",
+            "--name",
+            &name,
+            "--data-dir",
+            &args.data_dir.join(&name).display().to_string(),
+            "--listen-client",
+            &port(i, 0)?.to_string(),
+            "--listen-peer",
+            &port(i, 1)?.to_string(),
+            "--initial-cluster",
+            &initial.join(","),
+        ]
+        .map(String::from)
+        .to_vec();
+        server_args.extend(args.server_flag.iter().cloned());
+        let log = args.data_dir.join(format!("{name}.log"));
+        masters.push(Process::spawn(
+            &binary,
             name,
-            client: port(i, 0)?,
-            child,
-        });
+            port(i, 0)?,
+            server_args,
+            log,
+            true,
+        )?);
     }
     let ready = wait_until_ready(&mut masters, &args.data_dir).await;
     if let Err(error) = ready {
@@ -158,11 +227,38 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("CLI config written to {config:?}: try `rudder get nodes`, `rudder cluster status`");
     println!("press Ctrl-C to stop");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let died = wait_for_any_exit(&mut masters);
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-        name = died => eprintln!("{name} exited; stopping the others (see its log)"),
+    loop {
+        let exited = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            exited = wait_for_any_exit(&mut masters) => exited,
+        };
+        let process = &mut masters[exited.index];
+        let uptime = process.started.elapsed();
+        let delay = process.restart_delay;
+        process.restart_delay = next_restart_delay(delay, uptime);
+        eprintln!(
+            "{} exited ({}) after {:.1} s; restarting it in {:.1} s, the others keep serving \
+             (see {:?})",
+            process.name,
+            exited.status,
+            uptime.as_secs_f64(),
+            delay.as_secs_f64(),
+            process.log
+        );
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        match process.respawn(&binary) {
+            Ok(()) => eprintln!(
+                "{} restarted (pid {})",
+                process.name,
+                process.child.id().unwrap_or(0)
+            ),
+            Err(error) => eprintln!("{} could not be restarted: {error:#}", process.name),
+        }
     }
     println!("stopping...");
     stop(masters).await;
@@ -176,7 +272,18 @@ fn start_nodes(
     binary: &std::path::Path,
     endpoints: &[String],
 ) -> anyhow::Result<Vec<Process>> {
-    let mut runs: Vec<(String, Vec<String>)> = (1..=args.nodes)
+    let nodes = match args.nodes {
+        Some(count) => count,
+        None if nix::unistd::Uid::effective().is_root() => 1,
+        None => {
+            println!(
+                "no node started: a node runs containers and needs root (namespaces, cgroups, \
+                 its pod network); run `sudo rudder up`, or pass --nodes 0 to start masters only"
+            );
+            0
+        }
+    };
+    let mut runs: Vec<(String, Vec<String>)> = (1..=nodes)
         .map(|i| {
             let name = format!("node-{i}");
             let flags = vec![
@@ -200,34 +307,17 @@ fn start_nodes(
         ];
         runs.push(("hollow".into(), flags));
     }
+    let client = endpoints
+        .first()
+        .and_then(|e| e.parse().ok())
+        .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let mut started = Vec::new();
     for (name, flags) in runs {
-        let log_path = args.data_dir.join(format!("{name}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening the node log {log_path:?}"))?;
-        let child = Command::new(binary)
-            .arg("node")
-            .args(&flags)
-            .arg("--server")
-            .arg(endpoints.join(","))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting node {name}"))?;
-        let client = endpoints
-            .first()
-            .and_then(|e| e.parse().ok())
-            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-        started.push(Process {
-            name,
-            client,
-            child,
-        });
+        let mut node_args = vec!["node".to_string()];
+        node_args.extend(flags);
+        node_args.extend(["--server".to_string(), endpoints.join(",")]);
+        let log = args.data_dir.join(format!("{name}.log"));
+        started.push(Process::spawn(binary, name, client, node_args, log, false)?);
     }
     Ok(started)
 }
@@ -273,12 +363,21 @@ async fn wait_until_ready(
     Ok(())
 }
 
-/// The name of the first master to exit.
-async fn wait_for_any_exit(masters: &mut [Process]) -> String {
-    let waits = masters.iter_mut().map(|m| {
+/// Which process exited, and how.
+struct Exited {
+    index: usize,
+    status: String,
+}
+
+/// The first process to exit.
+async fn wait_for_any_exit(processes: &mut [Process]) -> Exited {
+    let waits = processes.iter_mut().enumerate().map(|(index, p)| {
         Box::pin(async move {
-            let _ = m.child.wait().await;
-            m.name.clone()
+            let status = match p.child.wait().await {
+                Ok(status) => status.to_string(),
+                Err(error) => format!("lost: {error}"),
+            };
+            Exited { index, status }
         })
     });
     futures::future::select_all(waits).await.0
@@ -302,5 +401,26 @@ async fn stop(masters: Vec<Process>) {
                 let _ = master.child.kill().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_while_a_process_keeps_failing_and_reset_after_a_stable_run() {
+        let quick = Duration::from_secs(1);
+        let mut delay = FIRST_RESTART_DELAY;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            delays.push(delay.as_millis());
+            delay = next_restart_delay(delay, quick);
+        }
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        assert_eq!(
+            next_restart_delay(MAX_RESTART_DELAY, STABLE_UPTIME),
+            FIRST_RESTART_DELAY
+        );
     }
 }
