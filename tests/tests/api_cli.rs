@@ -413,8 +413,27 @@ async fn the_first_app_walkthrough_runs_with_rudders_verbs() {
             "AGE"
         ]
     );
+    // The API server gave it a cluster IP, an EXTERNAL-IP from the pool and a node port; the
+    // cluster's own `kubernetes` Service sits at the range's first address.
+    let row = services
+        .lines()
+        .find(|l| l.starts_with("kubia-http"))
+        .unwrap_or_else(|| panic!("{services}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1], "LoadBalancer", "{services}");
+    assert!(cells[2].starts_with("10."), "a cluster IP: {services}");
     assert!(
-        services.contains("kubia-http") && services.contains("LoadBalancer"),
+        cells[3].starts_with("10.112.0."),
+        "an EXTERNAL-IP: {services}"
+    );
+    let (port, node_port) = cells[4].split_once(':').expect("8080:3xxxx/TCP");
+    assert_eq!(port, "8080", "{services}");
+    let node_port: u16 = node_port.trim_end_matches("/TCP").parse().unwrap();
+    assert!((30000..=32767).contains(&node_port), "{services}");
+    assert!(
+        services.lines().any(|l| l.starts_with("kubernetes ")
+            && l.contains(" 10.96.0.1 ")
+            && l.contains("443/TCP")),
         "{services}"
     );
     let service = cli.json(&["get", "svc", "kubia-http"]).await;
