@@ -1,6 +1,6 @@
 //! `rudder-node`: what turns a machine into a worker: the kubelet's node duties
 //! (registration, Lease heartbeats, NodeStatus) and the pods bound to the node, run as real
-//! containers (libcontainer) or simulated (hollow nodes). The proxy is still to come.
+//! containers (libcontainer) or simulated (hollow nodes), and the proxy's rules.
 //!
 //! - [`machine`]: the machine's facts (pure parsing of /proc and /etc).
 //! - [`status`]: the Node and Lease objects (pure).
@@ -13,6 +13,7 @@
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
 //! - [`server`]: the node's streaming endpoint (logs, exec) on the kubelet port.
+//! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
 //! - [`image`]: image references, the node's content-addressed store, pulls from registries,
 //!   layer unpacking.
 
@@ -20,6 +21,7 @@ pub mod image;
 pub mod kubelet;
 pub mod machine;
 pub mod pod_range;
+pub mod proxy;
 pub mod runtime;
 pub mod server;
 pub mod status;
