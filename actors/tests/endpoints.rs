@@ -147,16 +147,8 @@ async fn endpoints_and_slices_follow_the_pods_readiness_and_go_with_the_service(
     })
     .await;
 
-    // A Service without a selector keeps what its user wrote.
-    let manual = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": { "name": "external", "namespace": "default" },
-        "spec": { "ports": [{ "port": 5432 }] }
-    });
-    client
-        .create_object("services", "default", &manual)
-        .await
-        .unwrap();
+    // A Service without a selector keeps what its user wrote, even when the Endpoints come
+    // first (a controller that took them for a deleted Service's would delete them).
     let written = json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": { "name": "external", "namespace": "default" },
@@ -164,6 +156,15 @@ async fn endpoints_and_slices_follow_the_pods_readiness_and_go_with_the_service(
     });
     client
         .create_object("endpoints", "default", &written)
+        .await
+        .unwrap();
+    let manual = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "external", "namespace": "default" },
+        "spec": { "ports": [{ "port": 5432 }] }
+    });
+    client
+        .create_object("services", "default", &manual)
         .await
         .unwrap();
 

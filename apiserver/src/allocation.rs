@@ -277,51 +277,57 @@ fn protocol(port: &ServicePort) -> &str {
     port.protocol.as_deref().unwrap_or("TCP")
 }
 
-/// What the Service holds in the cluster's pools. A value outside the pools (an address a
-/// user gave for a LoadBalancer another implementation serves) holds nothing.
-pub fn held(service: &Service, ranges: &ServiceRanges) -> BTreeSet<Reservation> {
-    let mut held = BTreeSet::new();
+/// Every value the Service claims, in or out of the cluster's ranges: its cluster IPs, the
+/// node ports of a NodePort or LoadBalancer (asked for or allocated), its health-check port,
+/// and the load-balancer addresses in its status (unless another implementation serves it).
+pub fn claimed(service: &Service) -> BTreeSet<Reservation> {
+    let mut claimed = BTreeSet::new();
     let spec = service.spec.clone().unwrap_or_default();
+    let mut add = |pool, value| {
+        claimed.insert(Reservation { pool, value });
+    };
     if needs_cluster_ip(service) {
         let ips = spec
             .cluster_ip
             .iter()
             .chain(spec.cluster_ips.iter().flatten());
         for ip in ips.filter_map(|ip| ip.parse::<Ipv4Addr>().ok()) {
-            if ranges.cluster_ips.contains(ip) {
-                held.insert(Reservation {
-                    pool: Pool::ClusterIp,
-                    value: u32::from(ip),
-                });
-            }
+            add(Pool::ClusterIp, u32::from(ip));
         }
     }
+    let exposes_node_ports = matches!(service_type(service), "NodePort" | "LoadBalancer");
     let health = spec
         .health_check_node_port
         .filter(|_| needs_health_check_port(service));
     let node_ports = node_ports_of(service)
         .into_iter()
-        .filter(|_| needs_node_ports(service))
+        .filter(|_| exposes_node_ports)
         .chain(health);
-    for port in node_ports.filter_map(|p| u16::try_from(p).ok()) {
-        if ranges.node_ports.contains(&port) {
-            held.insert(Reservation {
-                pool: Pool::NodePort,
-                value: u32::from(port),
-            });
-        }
+    for port in node_ports
+        .filter_map(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+    {
+        add(Pool::NodePort, u32::from(port));
     }
     if needs_load_balancer_ip(service) {
         for ip in ingress_ips(service) {
-            if ranges.load_balancer_ips.contains(ip) {
-                held.insert(Reservation {
-                    pool: Pool::LoadBalancerIp,
-                    value: u32::from(ip),
-                });
-            }
+            add(Pool::LoadBalancerIp, u32::from(ip));
         }
     }
-    held
+    claimed
+}
+
+/// What the Service holds in the cluster's pools: what it claims within the ranges (a value
+/// outside them, kept from before the ranges changed, holds nothing).
+pub fn held(service: &Service, ranges: &ServiceRanges) -> BTreeSet<Reservation> {
+    claimed(service)
+        .into_iter()
+        .filter(|r| match r.pool {
+            Pool::ClusterIp => ranges.cluster_ips.contains(Ipv4Addr::from(r.value)),
+            Pool::LoadBalancerIp => ranges.load_balancer_ips.contains(Ipv4Addr::from(r.value)),
+            Pool::NodePort => u16::try_from(r.value).is_ok_and(|p| ranges.node_ports.contains(&p)),
+        })
+        .collect()
 }
 
 fn ingress_ips(service: &Service) -> Vec<Ipv4Addr> {
@@ -339,8 +345,9 @@ fn ingress_ips(service: &Service) -> Vec<Ipv4Addr> {
 
 /// Gives the Service what it needs and has not: a cluster IP, node ports, a health-check
 /// port, a load-balancer address. Values it asks for must lie in the cluster's range and be
-/// free; `taken` is every reservation in the store, `own` those this Service already holds
-/// (an update). `random(n)` is a number below `n`.
+/// free, unless the Service had them already; `taken` is every reservation in the store,
+/// `own` what the Service claimed before this write ([`claimed`] of the stored object).
+/// `random(n)` is a number below `n`.
 pub fn assign(
     service: &mut Service,
     own: &BTreeSet<Reservation>,
@@ -353,9 +360,11 @@ pub fn assign(
         own,
         taken,
         chosen: BTreeSet::new(),
+        port_users: Default::default(),
         random,
     };
     let needs_ip = needs_cluster_ip(service);
+    let exposes_node_ports = matches!(service_type(service), "NodePort" | "LoadBalancer");
     let needs_ports = needs_node_ports(service);
     let needs_health = needs_health_check_port(service);
     let needs_lb = needs_load_balancer_ip(service);
@@ -371,8 +380,14 @@ pub fn assign(
                         format!("failed to allocate IP {ip}: {reason}"),
                     ));
                 }
-                if spec.cluster_ips.as_ref().is_none_or(Vec::is_empty) {
-                    spec.cluster_ips = Some(vec![ip]);
+                match spec.cluster_ips.as_deref() {
+                    None | Some([]) => spec.cluster_ips = Some(vec![ip]),
+                    Some([one]) if *one == ip => {}
+                    Some(_) => errs.push(FieldError::invalid(
+                        "spec.clusterIPs",
+                        format!("{:?}", spec.cluster_ips.as_deref().unwrap_or_default()),
+                        "this cluster serves single-stack IPv4: clusterIPs holds clusterIP alone",
+                    )),
                 }
             }
             None => match picker.pick(Pool::ClusterIp, cluster_ip_band(ranges.cluster_ips)) {
@@ -396,38 +411,63 @@ pub fn assign(
         spec.ip_family_policy
             .get_or_insert_with(|| "SingleStack".into());
     }
-    let mut wanted_ports: Vec<(String, &mut Option<i32>)> = Vec::new();
-    if needs_ports {
+    // Node ports asked for are checked first, so a pick never takes one a later port asks
+    // for. `None` for the protocol: the health-check port, which shares with nothing.
+    let mut wanted_ports: Vec<(String, Option<String>, &mut Option<i32>)> = Vec::new();
+    if exposes_node_ports {
         for (i, port) in spec.ports.iter_mut().flatten().enumerate() {
-            wanted_ports.push((format!("spec.ports[{i}].nodePort"), &mut port.node_port));
+            let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
+            let path = format!("spec.ports[{i}].nodePort");
+            wanted_ports.push((path, Some(protocol), &mut port.node_port));
         }
     }
     if needs_health {
-        wanted_ports.push((
-            "spec.healthCheckNodePort".into(),
-            &mut spec.health_check_node_port,
-        ));
+        let path = "spec.healthCheckNodePort".to_string();
+        wanted_ports.push((path, None, &mut spec.health_check_node_port));
     }
-    for (path, port) in wanted_ports {
-        match port.filter(|p| *p != 0) {
-            Some(given) => {
-                if let Err(reason) = picker.ask_for_port(&ranges.node_ports, given) {
-                    errs.push(FieldError::invalid(path, given, reason));
+    let (asked, unset): (Vec<_>, Vec<_>) = wanted_ports
+        .into_iter()
+        .partition(|(_, _, port)| port.is_some_and(|p| p != 0));
+    for (path, protocol, port) in asked {
+        let given = port.unwrap_or_default();
+        if let Err(reason) = picker.ask_for_port(&ranges.node_ports, given, protocol.as_deref()) {
+            errs.push(FieldError::invalid(path, given, reason));
+        }
+    }
+    for (path, protocol, port) in unset {
+        // allocateLoadBalancerNodePorts: false leaves unset ports unset.
+        if protocol.is_some() && !needs_ports {
+            continue;
+        }
+        match picker.pick(Pool::NodePort, node_port_band(&ranges.node_ports)) {
+            Some(value) => *port = Some(value as i32),
+            None => errs.push(FieldError::invalid(
+                path,
+                0,
+                format!(
+                    "failed to allocate a node port: the range {}-{} is full; widen \
+                     --service-node-port-range or delete Services",
+                    ranges.node_ports.start(),
+                    ranges.node_ports.end()
+                ),
+            )),
+        }
+    }
+    // Load-balancer addresses in the status (kept, or written by a client) must be this
+    // Service's already, or free.
+    if needs_lb {
+        for ip in ingress_ips(service) {
+            let text = ip.to_string();
+            let pool = ranges.load_balancer_ips;
+            if pool.contains(ip) {
+                if let Err(reason) = picker.ask_for_ip(Pool::LoadBalancerIp, pool, &text) {
+                    errs.push(FieldError::invalid(
+                        "status.loadBalancer.ingress",
+                        &text,
+                        format!("failed to allocate a load-balancer IP: {reason}"),
+                    ));
                 }
             }
-            None => match picker.pick(Pool::NodePort, node_port_band(&ranges.node_ports)) {
-                Some(value) => *port = Some(value as i32),
-                None => errs.push(FieldError::invalid(
-                    path,
-                    0,
-                    format!(
-                        "failed to allocate a node port: the range {}-{} is full; widen \
-                         --service-node-port-range or delete Services",
-                        ranges.node_ports.start(),
-                        ranges.node_ports.end()
-                    ),
-                )),
-            },
         }
     }
     if needs_lb && ingress_ips(service).is_empty() {
@@ -449,6 +489,11 @@ pub fn assign(
                     None
                 }
             },
+            // A status rewritten without the address keeps the one the Service had.
+            None if own.iter().any(|r| r.pool == Pool::LoadBalancerIp) => own
+                .iter()
+                .find(|r| r.pool == Pool::LoadBalancerIp)
+                .map(|r| Ipv4Addr::from(r.value).to_string()),
             None => match picker.pick(Pool::LoadBalancerIp, host_band(pool)) {
                 Some(value) => Some(Ipv4Addr::from(value).to_string()),
                 None => {
@@ -536,6 +581,8 @@ struct Picker<'a> {
     taken: &'a BTreeSet<Reservation>,
     /// Values this assignment took already (a Service's two ports never get one node port).
     chosen: BTreeSet<Reservation>,
+    /// The protocols each node port asked for serves in this Service.
+    port_users: std::collections::BTreeMap<u32, Vec<Option<String>>>,
     random: &'a mut dyn FnMut(u64) -> u64,
 }
 
@@ -553,21 +600,28 @@ impl Picker<'_> {
             || self.own.contains(reservation))
     }
 
+    /// An address asked for: the Service's own already (kept even if the ranges changed
+    /// since), or an IPv4 host address of `range` that nobody holds.
     fn ask_for_ip(&mut self, pool: Pool, range: Ipv4Cidr, ip: &str) -> Result<(), String> {
-        let Ok(address) = ip.parse::<Ipv4Addr>() else {
-            // Validation names what is wrong with it.
-            return Ok(());
-        };
-        if !range.contains(address) {
-            return Err(format!(
+        let out_of_range = || {
+            format!(
                 "the provided IP ({ip}) is not in the valid range. The range of valid IPs is \
                  {range}"
-            ));
-        }
+            )
+        };
+        let address = ip.parse::<Ipv4Addr>().map_err(|_| out_of_range())?;
         let reservation = Reservation {
             pool,
             value: u32::from(address),
         };
+        if self.own.contains(&reservation) {
+            self.chosen.insert(reservation);
+            return Ok(());
+        }
+        let hosts = host_band(range);
+        if !(hosts.first..=hosts.last).contains(&u64::from(u32::from(address))) {
+            return Err(out_of_range());
+        }
         if !self.free(&reservation) {
             return Err("provided IP is already allocated".into());
         }
@@ -575,21 +629,42 @@ impl Picker<'_> {
         Ok(())
     }
 
-    fn ask_for_port(&mut self, range: &RangeInclusive<u16>, port: i32) -> Result<(), String> {
-        let in_range = u16::try_from(port).is_ok_and(|p| range.contains(&p));
-        if !in_range {
+    /// A node port asked for: the Service's own already, or one of `range` nobody holds.
+    /// Two ports of the Service may share one only with different protocols (`None`: the
+    /// health-check port, which shares with nothing).
+    fn ask_for_port(
+        &mut self,
+        range: &RangeInclusive<u16>,
+        port: i32,
+        protocol: Option<&str>,
+    ) -> Result<(), String> {
+        let reservation = Reservation {
+            pool: Pool::NodePort,
+            value: port as u32,
+        };
+        let users = self.port_users.entry(reservation.value).or_default();
+        let shared = !users.is_empty();
+        if shared
+            && (protocol.is_none()
+                || users
+                    .iter()
+                    .any(|p| p.as_deref() == protocol || p.is_none()))
+        {
+            return Err("provided port is already allocated".into());
+        }
+        users.push(protocol.map(str::to_string));
+        if shared || self.own.contains(&reservation) {
+            self.chosen.insert(reservation);
+            return Ok(());
+        }
+        if !u16::try_from(port).is_ok_and(|p| range.contains(&p)) {
             return Err(format!(
                 "provided port is not in the valid range. The range of valid ports is {}-{}",
                 range.start(),
                 range.end()
             ));
         }
-        let reservation = Reservation {
-            pool: Pool::NodePort,
-            value: port as u32,
-        };
-        // One Service may use one node port for several of its ports (TCP and UDP).
-        if !self.chosen.contains(&reservation) && !self.free(&reservation) {
+        if !self.free(&reservation) {
             return Err("provided port is already allocated".into());
         }
         self.chosen.insert(reservation);

@@ -293,3 +293,119 @@ fn the_ranges_are_checked() {
         assert_eq!(ServiceRanges::parse(cidr, ports, pool).unwrap_err(), error);
     }
 }
+
+#[test]
+fn node_ports_asked_for_are_held_even_when_a_load_balancer_allocates_none() {
+    let spec = json!({ "type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+                       "ports": [{ "name": "a", "port": 80, "nodePort": 30080 }, { "name": "b", "port": 81 }] });
+    let svc = assigned(service(spec.clone()), &BTreeSet::new()).unwrap();
+    assert_eq!(node_ports_of(&svc), [30080], "the unset port stays unset");
+    assert!(held(&svc, &ranges()).contains(&port(30080)));
+    let errs = assigned(service(spec), &BTreeSet::from([port(30080)])).unwrap_err();
+    assert!(
+        errs[0].contains("provided port is already allocated"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_service_may_not_use_one_node_port_twice_for_one_protocol_or_for_its_health_check() {
+    let errs = assigned(
+        service(json!({ "type": "NodePort", "ports": [
+            { "name": "a", "port": 80, "nodePort": 31000 }, { "name": "b", "port": 81, "nodePort": 31000 }
+        ]})),
+        &BTreeSet::new(),
+    )
+    .unwrap_err();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("spec.ports[1].nodePort"), "{errs:?}");
+    let errs = assigned(
+        service(
+            json!({ "type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                        "healthCheckNodePort": 31000,
+                        "ports": [{ "port": 80, "nodePort": 31000 }] }),
+        ),
+        &BTreeSet::new(),
+    )
+    .unwrap_err();
+    assert!(errs[0].starts_with("spec.healthCheckNodePort"), "{errs:?}");
+    // An asked-for port is never taken by a pick for an earlier port.
+    let mut svc = service(json!({ "type": "NodePort", "ports": [
+        { "name": "a", "port": 80 }, { "name": "b", "port": 81, "nodePort": 30086 }
+    ]}));
+    assign(
+        &mut svc,
+        &BTreeSet::new(),
+        &BTreeSet::new(),
+        &ranges(),
+        &mut fixed(0),
+    )
+    .unwrap();
+    assert_eq!(node_ports_of(&svc), [30087, 30086]);
+}
+
+#[test]
+fn only_ipv4_host_addresses_of_the_range_may_be_asked_for() {
+    for (spec, path) in [
+        (
+            json!({ "clusterIP": "fd00::1", "ports": [{ "port": 80 }] }),
+            "spec.clusterIP",
+        ),
+        (
+            json!({ "clusterIP": "10.96.0.0", "ports": [{ "port": 80 }] }),
+            "spec.clusterIP",
+        ),
+        (
+            json!({ "clusterIP": "10.111.255.255", "ports": [{ "port": 80 }] }),
+            "spec.clusterIP",
+        ),
+        (
+            json!({ "type": "LoadBalancer", "loadBalancerIP": "::ffff:10.112.0.5",
+                 "ports": [{ "port": 80 }] }),
+            "spec.loadBalancerIP",
+        ),
+        (
+            json!({ "clusterIP": "10.96.0.5", "clusterIPs": ["10.96.0.5", "10.96.0.6"],
+                 "ports": [{ "port": 80 }] }),
+            "spec.clusterIPs",
+        ),
+    ] {
+        let errs = assigned(service(spec.clone()), &BTreeSet::new()).unwrap_err();
+        assert!(errs[0].starts_with(path), "{spec}: {errs:?}");
+    }
+}
+
+#[test]
+fn values_the_service_had_are_kept_after_the_ranges_change() {
+    let before = assigned(
+        service(json!({ "type": "NodePort", "clusterIP": "10.96.0.50",
+                        "ports": [{ "port": 80, "nodePort": 30080 }] })),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    let own = claimed(&before);
+    let narrower = ServiceRanges::parse("10.100.0.0/16", "31000-31999", "10.112.0.0/24").unwrap();
+    let mut next = before.clone();
+    next.metadata.labels = Some([("changed".to_string(), "yes".to_string())].into());
+    assign(&mut next, &own, &own, &narrower, &mut fixed(0)).expect("an unrelated update");
+    assert_eq!(
+        held(&next, &narrower),
+        BTreeSet::new(),
+        "outside the ranges: no key"
+    );
+}
+
+#[test]
+fn a_status_rewritten_without_its_address_keeps_the_load_balancers_address() {
+    let svc = assigned(
+        service(json!({ "type": "LoadBalancer", "ports": [{ "port": 80 }] })),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    let own = claimed(&svc);
+    let mut next = svc.clone();
+    next.status = None;
+    // "Random" picks would land elsewhere.
+    assign(&mut next, &own, &own, &ranges(), &mut fixed(100)).unwrap();
+    assert_eq!(ingress_ips(&next), ingress_ips(&svc));
+}

@@ -12,7 +12,7 @@ use rudder_raftstore::kv::{Compare, KeyRange, RangeRequest};
 use serde_json::{json, Value};
 
 use super::{absent, Registry, Write};
-use crate::allocation::{assign, held, Reservation, RESERVATIONS_PREFIX};
+use crate::allocation::{assign, claimed, held, Reservation, RESERVATIONS_PREFIX};
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
@@ -40,7 +40,7 @@ impl Registry {
         let ranges = &self.service_ranges;
         let mut service: Service = serde_json::from_value(next.clone())
             .map_err(|e| ApiError::internal(format!("an admitted Service does not decode: {e}")))?;
-        let own = old.map(|old| held_by(old, ranges)).unwrap_or_default();
+        let own = old.map(claimed_by).unwrap_or_default();
         let taken = self.reservations().await?;
         let mut rng = rand::rng();
         assign(&mut service, &own, &taken, ranges, &mut |n| {
@@ -61,12 +61,18 @@ impl Registry {
         }))
         .expect("JSON encodes");
         let mut holding = Holding::default();
-        for reservation in wanted.difference(&own) {
+        // A value held already keeps its key; a new one (or one whose key is missing: a
+        // Service stored before allocation kept keys) gets its key if it is still absent.
+        for reservation in &wanted {
+            if own.contains(reservation) && taken.contains(reservation) {
+                continue;
+            }
             let key = reservation.key();
             holding.compares.push(absent(&key));
             holding.writes.push((key, Write::Put(holder.clone())));
         }
-        for reservation in own.difference(&wanted) {
+        // Whatever it no longer claims is released, in the ranges or not.
+        for reservation in own.difference(&claimed(&service)) {
             holding.writes.push((reservation.key(), Write::Delete));
         }
         Ok(holding)
@@ -77,7 +83,7 @@ impl Registry {
         if info.kind != "Service" {
             return Vec::new();
         }
-        held_by(gone, &self.service_ranges)
+        claimed_by(gone)
             .into_iter()
             .map(|reservation| (reservation.key(), Write::Delete))
             .collect()
@@ -100,8 +106,8 @@ impl Registry {
     }
 }
 
-fn held_by(service: &Value, ranges: &crate::allocation::ServiceRanges) -> BTreeSet<Reservation> {
+fn claimed_by(service: &Value) -> BTreeSet<Reservation> {
     serde_json::from_value::<Service>(service.clone())
-        .map(|service| held(&service, ranges))
+        .map(|service| claimed(&service))
         .unwrap_or_default()
 }

@@ -4,8 +4,9 @@
 //! Endpoints and slices under the leader's fence, each only where it differs.
 //!
 //! ```text
-//!  Event<Service | Pod | Endpoints | EndpointSlice> ─► Service keys ─► WorkQueue ─► sync(key):
-//!     Service gone ─► delete its Endpoints and slices
+//!  Event<Service | Pod | Endpoints deleted | EndpointSlice> ─► Service keys ─► sync(key):
+//!     Service gone (a live read agrees) ─► delete its Endpoints and slices
+//!     Service being deleted ─► nothing (its slices go with it)
 //!     no selector  ─► delete this controller's slices; the Endpoints are the user's
 //!     else         ─► Endpoints created / replaced at the cached resourceVersion;
 //!                     slices created, replaced, deleted as `plan_slices` says
@@ -121,13 +122,21 @@ impl EndpointsController {
                 .create_object("endpointslices", &key.namespace, &body)
                 .await?;
         }
-        for mut slice in plan.update {
-            let name = slice.metadata.name.clone().unwrap_or_default();
-            let current = existing
+        for desired in plan.update {
+            let name = desired.metadata.name.clone().unwrap_or_default();
+            let Some(current) = existing
                 .iter()
-                .find(|s| s.metadata.name.as_deref() == Some(name.as_str()));
-            slice.metadata.resource_version =
-                current.and_then(|s| s.metadata.resource_version.clone());
+                .find(|s| s.metadata.name.as_deref() == Some(name.as_str()))
+            else {
+                continue;
+            };
+            // What this controller decides replaces its part; the rest of the metadata
+            // (annotations, finalizers, the resourceVersion to compare) stays.
+            let mut slice = (**current).clone();
+            slice.endpoints = desired.endpoints;
+            slice.ports = desired.ports;
+            slice.metadata.labels = desired.metadata.labels;
+            slice.metadata.owner_references = desired.metadata.owner_references;
             let body = serde_json::to_value(&slice).expect("slices encode");
             fenced
                 .update_object("endpointslices", &key.namespace, &name, &body, false)
@@ -169,6 +178,17 @@ impl Controller for EndpointsController {
 
     async fn sync(&self, key: ObjectKey) -> Result<Option<Duration>, ClientError> {
         let Some(service) = self.caches.services.get(&key) else {
+            // Gone from the cache: make sure it is gone from the API before deleting what
+            // stands behind it (a cache that lags must not delete a user's Endpoints).
+            match self
+                .client
+                .get_object("services", &key.namespace, &key.name)
+                .await
+            {
+                Ok(_) => return Ok(Some(Duration::from_secs(1))),
+                Err(error) if error.is_not_found() => {}
+                Err(error) => return Err(error),
+            }
             if self.caches.endpoints.get(&key).is_some() {
                 self.delete("endpoints", &key.namespace, &key.name).await?;
             }
@@ -178,6 +198,11 @@ impl Controller for EndpointsController {
             }
             return Ok(None);
         };
+        if service.metadata.deletion_timestamp.is_some() {
+            // Being deleted: a slice made now would race the garbage collector (and block a
+            // foreground deletion); what it owns goes with it.
+            return Ok(None);
+        }
         let pods = self.caches.pods.in_namespace(&key.namespace);
         let Some(backends) = backends(&service, &pods) else {
             // No selector: the Endpoints are the user's; this controller's slices go.
@@ -209,10 +234,11 @@ impl Watches<Pod> for EndpointsController {
 }
 
 impl Watches<Endpoints> for EndpointsController {
-    /// An Endpoints object changed or deleted by someone else is put back.
+    /// Endpoints deleted by someone else are put back (as Kubernetes reacts only to their
+    /// deletion: an added one may be a user's for a Service not seen yet).
     fn on_event(&self, event: &Event<Endpoints>) {
-        if let Some(key) = event.key() {
-            self.queue.add(key);
+        if let Event::Deleted(endpoints) = event {
+            self.queue.add(ObjectKey::of(&endpoints.metadata));
         }
     }
 }

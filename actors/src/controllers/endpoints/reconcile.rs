@@ -185,8 +185,14 @@ fn labels(service: &Service) -> BTreeMap<String, String> {
 pub fn endpoints(service: &Service, backends: &[Backend]) -> Endpoints {
     let publish = publishes_not_ready(service);
     let mut subsets: BTreeMap<Vec<BackendPort>, EndpointSubset> = BTreeMap::new();
+    let has_ports = !service_ports(service).is_empty();
     for backend in backends {
         if backend.terminating && !publish {
+            continue;
+        }
+        // A pod with none of the Service's ports stands behind none of them (only a
+        // headless Service without ports lists bare addresses).
+        if has_ports && backend.ports.is_empty() {
             continue;
         }
         let subset = subsets.entry(backend.ports.clone()).or_default();

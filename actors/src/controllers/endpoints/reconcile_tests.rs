@@ -123,7 +123,7 @@ fn published_not_ready_addresses_count_as_ready() {
 }
 
 #[test]
-fn a_pod_without_the_named_port_gets_a_subset_of_its_own() {
+fn a_pod_without_the_named_port_is_left_out_of_endpoints_and_sliced_apart() {
     let pods = [
         pod("a", Some("10.244.1.2"), true, |_| {}),
         pod("plain", Some("10.244.1.3"), true, |p| {
@@ -132,7 +132,12 @@ fn a_pod_without_the_named_port_gets_a_subset_of_its_own() {
     ];
     let backends = backends(&web(), &pods).unwrap();
     let subsets = endpoints(&web(), &backends).subsets.unwrap();
-    assert_eq!(subsets.len(), 2);
+    assert_eq!(
+        subsets.len(),
+        1,
+        "the pod without the port is not an endpoint of it"
+    );
+    assert_eq!(ips(&subsets[0].addresses), ["10.244.1.2"]);
     let slices = slices(&web(), &backends);
     assert_eq!(slices.len(), 2);
     assert_ne!(slices[0].metadata.name, slices[1].metadata.name);

@@ -135,6 +135,17 @@ impl Validate for Service {
         if !external && !old_ip.is_empty() && new_ip != old_ip {
             errs.push(FieldError::invalid("spec.clusterIP", new_ip, IMMUTABLE));
         }
+        // Which implementation serves a LoadBalancer is chosen once (its address depends on
+        // it); a Service may choose when it becomes one.
+        let class = |s: &Service| s.spec.as_ref().and_then(|s| s.load_balancer_class.clone());
+        let balanced = |s: &Service| service_type(s) == "LoadBalancer";
+        if balanced(self) && balanced(old) && class(self) != class(old) {
+            errs.push(FieldError::invalid(
+                "spec.loadBalancerClass",
+                class(self).unwrap_or_default(),
+                "may not change once set",
+            ));
+        }
         errs
     }
 }
@@ -449,5 +460,21 @@ mod tests {
             "spec": {"type": "ExternalName", "externalName": "db.example.com"}
         }));
         assert_eq!(external.validate_update(&old), vec![]);
+    }
+
+    #[test]
+    fn a_load_balancers_class_may_not_change_once_set() {
+        let old = service(|s| {
+            s["spec"]["type"] = json!("LoadBalancer");
+            s["spec"]["loadBalancerClass"] = json!("example.com/lb");
+        });
+        let changed = service(|s| s["spec"]["type"] = json!("LoadBalancer"));
+        assert_eq!(
+            only(&changed.validate_update(&old), "spec.loadBalancerClass").to_string(),
+            "spec.loadBalancerClass: Invalid value: \"\": may not change once set"
+        );
+        // Chosen when it becomes a LoadBalancer.
+        let plain = service(|_| {});
+        assert_eq!(old.validate_update(&plain), vec![]);
     }
 }
