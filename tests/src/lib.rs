@@ -560,7 +560,7 @@ where
 }
 
 /// A real node's state for one test: its own root and image store in a temporary directory,
-/// and its bridge removed when the test ends (pass or fail). Bridges are named after their
+/// and its bridge and proxy table removed when the test ends (pass or fail). Bridges are named after their
 /// node, so tests running at once use different node names.
 pub struct NodeScratch {
     pub dir: tempfile::TempDir,
@@ -652,6 +652,11 @@ impl Drop for NodeScratch {
         }
         let _ = std::process::Command::new("ip")
             .args(["link", "del", &self.bridge])
+            .status();
+        // The node's proxy table (a stopped node keeps it, so its pods stay reachable).
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "ip", &format!("rudder-{}", self.bridge)])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }

@@ -1387,3 +1387,93 @@ async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_l
          Complete or Failed only once uncountedTerminatedPods is empty): {early:#?}"
     );
 }
+
+/// The seeds' walkthrough on one real node: a LoadBalancer Service reached from this
+/// machine's shell through its EXTERNAL-IP, its cluster IP and its node port, load-balanced
+/// over the pods; deleted, its rules are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_leaves_no_rule_behind() {
+    let setup = Setup::start("pods-s", "10.244.68.0/24", true, |_| vec![]);
+    let (servers, node) = (&setup.servers, &setup.node);
+    let steps: [&[&str]; 3] = [
+        &[
+            "run",
+            "kubia",
+            "--image=luksa/kubia",
+            "--port=8080",
+            "--generator=run/v1",
+        ],
+        &[
+            "expose",
+            "rc",
+            "kubia",
+            "--type=LoadBalancer",
+            "--name",
+            "kubia-http",
+        ],
+        &["scale", "rc", "kubia", "--replicas=2"],
+    ];
+    for step in steps {
+        let (ok, _, err) = rudder(servers, step).await;
+        assert!(ok, "{step:?}: {err}");
+    }
+    let (ok, service, err) = rudder(servers, &["get", "svc", "kubia-http", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let service: Value = serde_json::from_str(&service).unwrap();
+    let external = service["status"]["loadBalancer"]["ingress"][0]["ip"]
+        .as_str()
+        .expect("an EXTERNAL-IP")
+        .to_string();
+    let cluster_ip = service["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let node_port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap() as u16;
+    let path = "/cgi-bin/index.cgi";
+
+    // Both pods answer through the EXTERNAL-IP once they are ready and in the rules.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        if let Ok(answer) = http_get(&external, 8080, path) {
+            if let Some(pod) = answer.split("You've hit ").nth(1) {
+                seen.insert(pod.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two pods did not answer on {external}:8080 within 90 s (saw {seen:?})\nnode log:\n{}",
+            node.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (ip, port) in [(cluster_ip.as_str(), 8080), ("10.244.68.1", node_port)] {
+        let answer = http_get(ip, port, path).unwrap_or_else(|e| panic!("{ip}:{port}: {e}"));
+        assert!(
+            answer.contains("You've hit kubia-"),
+            "{ip}:{port}: {answer}"
+        );
+    }
+
+    let (ok, _, err) = rudder(servers, &["delete", "svc", "kubia-http"]).await;
+    assert!(ok, "{err}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ruleset = std::process::Command::new("nft")
+            .args(["list", "ruleset"])
+            .output()
+            .unwrap();
+        if !String::from_utf8_lossy(&ruleset.stdout).contains("default/kubia-http/") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deleted Service's rules were still there after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = http_get(&external, 8080, path);
+    assert!(
+        refused.is_err(),
+        "the EXTERNAL-IP still answers: {refused:?}"
+    );
+    let (ok, _, err) = rudder(servers, &["delete", "rc", "kubia"]).await;
+    assert!(ok, "{err}");
+}

@@ -10,18 +10,23 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_apiserver::allocation;
 use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::pod_range::await_pod_range;
+use rudder_node::proxy::actor::Proxy;
+use rudder_node::proxy::ruleset::ProxyConfig;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
+use rudder_node::runtime::linux::network::interface_name;
 use rudder_node::runtime::linux::network::NodeNetwork;
 use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
+use rudder_proto::objects::cidr::Ipv4Cidr;
 
 use crate::session::{config_path, configured_servers, Target};
 
@@ -74,9 +79,16 @@ pub struct NodeArgs {
     /// The whole cluster's pod range: routed `unreachable` here, so nothing leaks.
     #[arg(long, default_value = "10.244.0.0/16")]
     cluster_cidr: String,
-    /// The service range: routed `unreachable` here too.
-    #[arg(long, default_value = "10.96.0.0/12")]
+    /// The service range (as the masters' --service-cidr): reached through this node's
+    /// proxy, and dying on this machine where nothing answers.
+    #[arg(long, default_value = allocation::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
+    /// The load-balancer pool (as the masters' --lb-pool): routed like the service range.
+    #[arg(long, default_value = allocation::DEFAULT_LB_POOL)]
+    lb_pool: String,
+    /// Run the proxy (Services through nftables) beside the kubelet of a real node.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    proxy: bool,
     /// Static pods: pod manifests in this directory run here without the API (checked every
     /// 5 s), each shown in the API as a mirror pod named NAME-<node>.
     #[arg(long)]
@@ -141,6 +153,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             vec![args.name.clone()]
         };
         let mut kubelets = Vec::new();
+        let mut proxies = Vec::new();
         for name in &names {
             let mut config = NodeConfig {
                 name: name.clone(),
@@ -186,6 +199,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("binding the node endpoint {address}"))?;
                 config.kubelet_port = i32::from(bound.port());
             }
+            if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {
+                let proxy = proxy_config(&args, name, cidr)?;
+                proxies.push(Proxy::new(client.clone(), name.clone(), proxy).start());
+            }
             let mut kubelet =
                 Kubelet::new(client.clone(), config, machine.clone(), timers, runtime);
             if let (Some(dir), false) = (&args.manifests, args.hollow) {
@@ -211,6 +228,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         println!("rudder node: stopping");
         drop(kubelets);
+        drop(proxies);
         actix::System::current().stop();
         anyhow::Ok(())
     })
@@ -226,7 +244,8 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
         name,
         pod_cidr,
         root.join("netns"),
-        &[&args.cluster_cidr, &args.service_cidr],
+        &[&args.cluster_cidr],
+        &[&args.service_cidr, &args.lb_pool],
     )?;
     let images = ImageStore::open(&args.images)
         .with_context(|| format!("opening the image store {:?}", args.images))?;
@@ -245,6 +264,33 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
     };
     install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
+}
+
+/// The proxy's table for node `name`: named after its bridge (one per node), its pods on
+/// that bridge, node ports on the bridge's address (and --internal-ip unless loopback).
+fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<ProxyConfig> {
+    let cidr =
+        |flag: &str, text: &str| Ipv4Cidr::parse(text).with_context(|| format!("{flag} {text:?}"));
+    let bridge = interface_name("rb", name);
+    let mut node_ips = vec![cidr("the pod range", pod_cidr)?
+        .nth(1)
+        .context("the pod range has no gateway address")?];
+    if let Ok(ip) = args.internal_ip.parse::<std::net::Ipv4Addr>() {
+        if !ip.is_loopback() {
+            node_ips.push(ip);
+        }
+    }
+    Ok(ProxyConfig {
+        table: format!("rudder-{bridge}"),
+        bridge,
+        bridge_prefix: "rb".into(),
+        cluster_cidr: cidr("--cluster-cidr", &args.cluster_cidr)?,
+        service_ranges: vec![
+            cidr("--service-cidr", &args.service_cidr)?,
+            cidr("--lb-pool", &args.lb_pool)?,
+        ],
+        node_ips,
+    })
 }
 
 /// Hollow node i's pod range: 10.<200 + i / 256>.<i % 256>.0/24.

@@ -6,7 +6,9 @@
 //! - [`ruleset`]: those ports as an `nft` script that replaces this node's table in one
 //!   transaction (pure).
 //! - [`nft`]: running the script.
+//! - [`actor`]: the actor that follows Services and slices and keeps the table current.
 
+pub mod actor;
 pub mod model;
 pub mod nft;
 pub mod ruleset;

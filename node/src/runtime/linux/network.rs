@@ -109,9 +109,19 @@ pub struct NodeNetwork {
     pub pod_cidr: Cidr,
     /// Where pod network namespaces are bind-mounted.
     pub netns_dir: PathBuf,
-    /// Ranges that must never leave the machine (cluster and service CIDRs).
+    /// Ranges that must never leave the machine and that the machine itself never reaches
+    /// (the cluster CIDR: every pod range is routed to its node's bridge).
     pub unreachable: Vec<Cidr>,
+    /// Ranges the machine reaches only through the proxy's translation (the service range and
+    /// the load-balancer pool): routed to [`SERVICE_DEVICE`], a bridge with no ports, so a
+    /// connection to them reaches nftables (an `unreachable` route fails it first), and an
+    /// address nothing answers on dies here.
+    pub service_ranges: Vec<Cidr>,
 }
+
+/// The machine-wide device the service ranges are routed to (shared by every node on the
+/// machine, never removed: another node may route through it).
+pub const SERVICE_DEVICE: &str = "rudder-svc";
 
 /// Runs netlink requests on a fresh current-thread runtime on a thread of its own (callers
 /// may be inside another runtime), in the network namespace of the calling thread.
@@ -170,6 +180,24 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
     }
 }
 
+/// The index of the bridge `name`, created if missing.
+async fn ensure_bridge_device(handle: &Handle, name: &str) -> Result<u32, NetworkError> {
+    if let Some(index) = link_index(handle, name).await? {
+        return Ok(index);
+    }
+    let added = handle
+        .link()
+        .add(LinkBridge::new(name).build())
+        .execute()
+        .await;
+    // Another node on this machine may have made the shared one meanwhile.
+    match (added, link_index(handle, name).await?) {
+        (_, Some(index)) => Ok(index),
+        (Err(error), None) => Err(netlink_failed(format!("creating bridge {name}"))(error)),
+        (Ok(()), None) => Err(vanished("creating the bridge", name)),
+    }
+}
+
 fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
@@ -189,41 +217,34 @@ impl NodeNetwork {
         pod_cidr: &str,
         netns_dir: PathBuf,
         unreachable: &[&str],
+        service_ranges: &[&str],
     ) -> Result<Self, NetworkError> {
+        let parse = |ranges: &[&str]| {
+            ranges
+                .iter()
+                .map(|c| Cidr::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(Self {
             bridge: interface_name("rb", node_name),
             pod_cidr: Cidr::parse(pod_cidr)?,
             netns_dir,
-            unreachable: unreachable
-                .iter()
-                .map(|c| Cidr::parse(c))
-                .collect::<Result<_, _>>()?,
+            unreachable: parse(unreachable)?,
+            service_ranges: parse(service_ranges)?,
         })
     }
 
-    /// The bridge (created if missing) with the gateway address, up, and the unreachable
-    /// routes. Idempotent.
+    /// The bridge (created if missing) with the gateway address, up, forwarding; the
+    /// unreachable routes; the service ranges routed to [`SERVICE_DEVICE`]. Idempotent.
     pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.netns_dir)
             .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
         let bridge = self.bridge.clone();
         let cidr = self.pod_cidr;
         let unreachable = self.unreachable.clone();
+        let service_ranges = self.service_ranges.clone();
         with_netlink(async move |handle| {
-            let index = match link_index(&handle, &bridge).await? {
-                Some(index) => index,
-                None => {
-                    handle
-                        .link()
-                        .add(LinkBridge::new(&bridge).build())
-                        .execute()
-                        .await
-                        .map_err(netlink_failed(format!("creating bridge {bridge}")))?;
-                    link_index(&handle, &bridge)
-                        .await?
-                        .ok_or_else(|| vanished("creating the bridge", &bridge))?
-                }
-            };
+            let index = ensure_bridge_device(&handle, &bridge).await?;
             handle
                 .address()
                 .add(index, cidr.gateway().into(), cidr.prefix)
@@ -248,8 +269,29 @@ impl NodeNetwork {
                         range.network, range.prefix
                     )))?;
             }
+            let device = ensure_bridge_device(&handle, SERVICE_DEVICE).await?;
+            set_up(&handle, device, SERVICE_DEVICE).await?;
+            for range in service_ranges {
+                let route = RouteMessageBuilder::<Ipv4Addr>::new()
+                    .destination_prefix(range.network, range.prefix)
+                    .output_interface(device)
+                    .build();
+                handle
+                    .route()
+                    .add(route)
+                    .replace()
+                    .execute()
+                    .await
+                    .map_err(netlink_failed(format!(
+                        "routing {}/{} to {SERVICE_DEVICE}",
+                        range.network, range.prefix
+                    )))?;
+            }
             Ok(())
-        })
+        })?;
+        // Pods' packets to other nodes' pods and to the machine are forwarded from here.
+        let forwarding = format!("/proc/sys/net/ipv4/conf/{}/forwarding", self.bridge);
+        std::fs::write(&forwarding, "1").map_err(io_failed(format!("writing {forwarding}")))
     }
 
     pub fn netns_path(&self, pod: &str) -> PathBuf {
