@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    is_live, revision, rudder_binary_beside_tests, wait_for, Follow, NodeScratch, ProcessCluster,
-    Watch,
+    is_live, revision, rudder_binary_beside_tests, wait_for, wait_for_default_namespace, Follow,
+    NodeScratch, ProcessCluster, Watch,
 };
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -107,6 +107,11 @@ impl Setup {
         let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &[]).unwrap();
         let servers = cluster.endpoints().join(",");
         let client = ApiClient::new(cluster.endpoints());
+        // The master makes the default namespace a moment after it is ready: a test that
+        // creates at once would race it.
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(wait_for_default_namespace(&client))
+        });
         let node = Node::start(&scratch, node, cidr, &servers, extra);
         Self {
             node,
@@ -1389,7 +1394,8 @@ async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_l
 }
 
 /// The seeds' walkthrough on one real node: a LoadBalancer Service reached from this
-/// machine's shell through its EXTERNAL-IP, its cluster IP and its node port, load-balanced
+/// machine's shell through its EXTERNAL-IP, its cluster IP and its node port (on the node's
+/// address and on 127.0.0.1), load-balanced
 /// over the pods; deleted, its rules are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_leaves_no_rule_behind() {
@@ -1444,7 +1450,11 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_leaves_no_ru
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    for (ip, port) in [(cluster_ip.as_str(), 8080), ("10.244.68.1", node_port)] {
+    for (ip, port) in [
+        (cluster_ip.as_str(), 8080),
+        ("10.244.68.1", node_port),
+        ("127.0.0.1", node_port),
+    ] {
         let answer = http_get(ip, port, path).unwrap_or_else(|e| panic!("{ip}:{port}: {e}"));
         assert!(
             answer.contains("You've hit kubia-"),

@@ -267,7 +267,7 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
 }
 
 /// The proxy's table for node `name`: named after its bridge (one per node), its pods on
-/// that bridge, node ports on the bridge's address (and --internal-ip unless loopback).
+/// that bridge, node ports on the bridge's address, 127.0.0.1 and --internal-ip.
 fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<ProxyConfig> {
     let cidr =
         |flag: &str, text: &str| Ipv4Cidr::parse(text).with_context(|| format!("{flag} {text:?}"));
@@ -275,6 +275,9 @@ fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<P
     let mut node_ips = vec![cidr("the pod range", pod_cidr)?
         .nth(1)
         .context("the pod range has no gateway address")?];
+    // 127.0.0.1 for connections from the machine's own shell (as kube-proxy's iptables
+    // mode offered).
+    node_ips.push(std::net::Ipv4Addr::LOCALHOST);
     if let Ok(ip) = args.internal_ip.parse::<std::net::Ipv4Addr>() {
         if !ip.is_loopback() {
             node_ips.push(ip);

@@ -289,9 +289,15 @@ impl NodeNetwork {
             }
             Ok(())
         })?;
-        // Pods' packets to other nodes' pods and to the machine are forwarded from here.
-        let forwarding = format!("/proc/sys/net/ipv4/conf/{}/forwarding", self.bridge);
-        std::fs::write(&forwarding, "1").map_err(io_failed(format!("writing {forwarding}")))
+        // Pods' packets to other nodes' pods and to the machine are forwarded from here; and
+        // the machine's own connections to 127.0.0.1:NodePort, translated to a pod, may
+        // leave through this bridge with their loopback source (the proxy masquerades them,
+        // and its table drops 127.0.0.0/8 arriving from anywhere else: CVE-2020-8558).
+        for (setting, value) in [("forwarding", "1"), ("route_localnet", "1")] {
+            let path = format!("/proc/sys/net/ipv4/conf/{}/{setting}", self.bridge);
+            std::fs::write(&path, value).map_err(io_failed(format!("writing {path}")))?;
+        }
+        Ok(())
     }
 
     pub fn netns_path(&self, pod: &str) -> PathBuf {
