@@ -10,6 +10,9 @@
 //!                             ─► Store (rudder-raftstore, in-process)
 //! ```
 //!
+//! - [`allocation`]: what a Service takes from the cluster's pools (cluster IP, node ports,
+//!   load-balancer address), decided in the transaction that writes it (pure; the shell
+//!   is `registry/service_allocations.rs`).
 //! - [`kinds`]: the served kinds, their names and short names, typed admission.
 //! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
 //! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
