@@ -114,17 +114,36 @@ async fn scenario(kill_between_steps: bool) {
     );
     assert_eq!(ctl.run(&["get", "key2"]), "key2\nyes\n");
 
-    // watch --rev replays history, then follows writes made by another process.
-    let mut watch = ctl
+    // watch --rev replays history, then follows writes made by another process. It is given
+    // the running members only: a killed member's loopback port may meanwhile belong to a
+    // process of another test, whose answers would never be this cluster's events.
+    let live = Ctl {
+        endpoints: cluster.endpoints().join(","),
+    };
+    let mut watch = live
         .command(&["watch", "foo", &format!("--rev={first}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let mut next_lines = |n: usize| {
+    // Read on a thread of its own, so a watch that delivers nothing fails the test in time
+    // instead of hanging it.
+    let (sender, received) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let next_lines = |n: usize| {
         (0..n)
-            .map(|_| lines.next().unwrap().unwrap())
+            .map(|_| {
+                received
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("etcdctl watch delivers within 20 s")
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(next_lines(6), ["PUT", "foo", "bar", "PUT", "foo", "baz"]);

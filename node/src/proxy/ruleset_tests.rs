@@ -138,16 +138,21 @@ fn ask(to: SocketAddr) -> std::io::Result<String> {
     Ok(answer)
 }
 
-/// A server on `at` that answers each connection with `name` and the caller's address.
+/// A server on `at` that answers each connection's first line with `name` and the caller's
+/// address.
 fn serve(at: SocketAddr, name: &'static str) {
     let listener = TcpListener::bind(at).expect("binding the pod's port");
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
+            // The request is read first: closing a socket with unread data resets it.
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line);
             let peer = stream
                 .peer_addr()
                 .map(|p| p.ip().to_string())
                 .unwrap_or_default();
             let _ = stream.write_all(format!("{name} from {peer}").as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
         }
     });
 }

@@ -5,10 +5,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 
-use super::super::names::{dns1123_label, dns1123_subdomain, qualified_name};
+use super::super::names::{dns1123_label, dns1123_subdomain};
 use super::super::{FieldError, Validate};
-use super::endpoints::endpoint_ip;
-use super::{each_invalid, one_of, port_number, IMMUTABLE, PROTOCOLS};
+use super::endpoints::{endpoint_ip, protocols};
+use super::{each_invalid, one_of, port_number, IMMUTABLE};
 
 const ADDRESS_TYPES: &[&str] = &["FQDN", "IPv4", "IPv6"];
 /// Kubernetes' limits per slice.
@@ -72,15 +72,12 @@ fn port(errs: &mut Vec<FieldError>, port: &EndpointPort, at: &str) {
     if let Some(number) = port.port {
         port_number(errs, format!("{at}.port"), number);
     }
-    one_of(
+    protocols(
         errs,
-        format!("{at}.protocol"),
+        at,
         port.protocol.as_deref(),
-        PROTOCOLS,
+        port.app_protocol.as_deref(),
     );
-    if let Some(app) = port.app_protocol.as_deref() {
-        each_invalid(errs, &format!("{at}.appProtocol"), app, qualified_name(app));
-    }
 }
 
 impl Validate for EndpointSlice {

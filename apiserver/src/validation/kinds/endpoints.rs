@@ -70,13 +70,23 @@ fn endpoint_port(errs: &mut Vec<FieldError>, port: &EndpointPort, require_name: 
         each_invalid(errs, &format!("{at}.name"), name, dns1123_label(name));
     }
     port_number(errs, format!("{at}.port"), port.port);
-    one_of(
+    protocols(
         errs,
-        format!("{at}.protocol"),
+        at,
         port.protocol.as_deref(),
-        PROTOCOLS,
+        port.app_protocol.as_deref(),
     );
-    if let Some(app) = port.app_protocol.as_deref() {
+}
+
+/// An endpoint port's `protocol` and `appProtocol` (Endpoints and EndpointSlices alike).
+pub(super) fn protocols(
+    errs: &mut Vec<FieldError>,
+    at: &str,
+    protocol: Option<&str>,
+    app_protocol: Option<&str>,
+) {
+    one_of(errs, format!("{at}.protocol"), protocol, PROTOCOLS);
+    if let Some(app) = app_protocol {
         each_invalid(errs, &format!("{at}.appProtocol"), app, qualified_name(app));
     }
 }

@@ -180,6 +180,25 @@ async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkE
     }
 }
 
+/// Adds `route` for `range`, or replaces the one there (`to`: where it leads, for errors).
+async fn replace_route(
+    handle: &Handle,
+    route: RouteMessageBuilder<Ipv4Addr>,
+    range: Cidr,
+    to: &str,
+) -> Result<(), NetworkError> {
+    handle
+        .route()
+        .add(route.build())
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink_failed(format!(
+            "routing {}/{} to {to}",
+            range.network, range.prefix
+        )))
+}
+
 /// The index of the bridge `name`, created if missing.
 async fn ensure_bridge_device(handle: &Handle, name: &str) -> Result<u32, NetworkError> {
     if let Some(index) = link_index(handle, name).await? {
@@ -256,36 +275,16 @@ impl NodeNetwork {
             for range in unreachable {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(range.network, range.prefix)
-                    .kind(RouteType::Unreachable)
-                    .build();
-                handle
-                    .route()
-                    .add(route)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(netlink_failed(format!(
-                        "adding an unreachable route for {}/{}",
-                        range.network, range.prefix
-                    )))?;
+                    .kind(RouteType::Unreachable);
+                replace_route(&handle, route, range, "unreachable").await?;
             }
             let device = ensure_bridge_device(&handle, SERVICE_DEVICE).await?;
             set_up(&handle, device, SERVICE_DEVICE).await?;
             for range in service_ranges {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(range.network, range.prefix)
-                    .output_interface(device)
-                    .build();
-                handle
-                    .route()
-                    .add(route)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(netlink_failed(format!(
-                        "routing {}/{} to {SERVICE_DEVICE}",
-                        range.network, range.prefix
-                    )))?;
+                    .output_interface(device);
+                replace_route(&handle, route, range, SERVICE_DEVICE).await?;
             }
             Ok(())
         })?;
