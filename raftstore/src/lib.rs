@@ -22,7 +22,8 @@
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
 //! - [`network`]: peer RPCs and request forwarding (calling); [`peer_service`]: the peer
-//!   port (serving); [`proposer`]: group proposal of writes and batched ReadIndex.
+//!   port (serving); [`identity`]: the cluster and member ids every peer message carries,
+//!   and the check that refuses another cluster's or another member's messages; [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port.
 //! - `test_support` (feature `test-support`, for this crate's and `rudder-apiserver`'s
@@ -37,6 +38,7 @@ pub mod db;
 pub mod error;
 pub mod etcd;
 pub mod format;
+pub mod identity;
 pub mod keyspace;
 pub mod kv;
 pub mod lease;

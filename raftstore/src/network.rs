@@ -3,7 +3,9 @@
 //! [`crate::peer_service`].
 //!
 //! Clients connect lazily and reconnect by themselves; an unreachable peer is reported to
-//! openraft as `Unreachable` so it backs off instead of spinning.
+//! openraft as `Unreachable` so it backs off instead of spinning. Every message carries this
+//! member's [`Envelope`] and every reply must come from this member's cluster
+//! (see [`crate::identity`]).
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -23,9 +25,9 @@ use rudder_proto::raft::RaftPayload;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
-use tonic::Request;
 
 use crate::codec;
+use crate::identity::{Envelope, Identity, Refusal};
 use crate::kv::{LeaseId, LeaseTimeToLive};
 use crate::types::{Member, NodeId, Outcome, Request as Write, TypeConfig};
 
@@ -49,6 +51,9 @@ pub enum ForwardRequest {
         member: Member,
         learner: bool,
     },
+    /// A new member asks who is there: the reply's envelope names the cluster it is about
+    /// to join (it must know before the leader starts replicating to it).
+    Hello,
     /// A new member asks to be added; whoever receives it passes it on to the leader.
     Join {
         id: NodeId,
@@ -87,16 +92,75 @@ pub fn peer_client(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transpo
         .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
 }
 
+/// A peer message: `data` in `envelope`.
+pub fn payload(envelope: Envelope, data: Vec<u8>) -> RaftPayload {
+    RaftPayload {
+        data,
+        cluster_id: envelope.cluster_id,
+        from: envelope.from,
+        to: envelope.to,
+    }
+}
+
+/// The envelope a peer message came in.
+pub fn envelope_of(payload: &RaftPayload) -> Envelope {
+    Envelope {
+        cluster_id: payload.cluster_id,
+        from: payload.from,
+        to: payload.to,
+    }
+}
+
+/// The peer port's RPCs.
+#[derive(Debug, Clone, Copy)]
+pub enum Rpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Forward,
+}
+
+/// Why a peer call got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("peer {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    /// The call failed on the way or was refused; it may have been served.
+    #[error("peer {addr}: {status}")]
+    Status { addr: String, status: tonic::Status },
+    #[error("peer {addr} answered for another cluster: {refusal}")]
+    Foreign { addr: String, refusal: Refusal },
+}
+
+/// A peer's reply and the envelope it came in.
+pub struct Reply {
+    pub data: Vec<u8>,
+    pub envelope: Envelope,
+}
+
 /// One HTTP/2 connection per peer address, shared by every user: openraft's replication
 /// streams, the leadership checks it makes for each linearizable read (which ask for a new
-/// client every time), and request forwarding.
-#[derive(Debug, Clone, Default)]
+/// client every time), and request forwarding. Every message goes out in this member's
+/// [`Identity`].
+#[derive(Debug, Clone)]
 pub struct PeerClients {
     clients: Arc<Mutex<HashMap<String, RaftPeerClient<Channel>>>>,
+    identity: Arc<Identity>,
 }
 
 impl PeerClients {
-    pub fn get(&self, addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    pub fn new(identity: Arc<Identity>) -> Self {
+        Self {
+            clients: Arc::default(),
+            identity,
+        }
+    }
+
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
         let mut clients = self
             .clients
             .lock()
@@ -108,10 +172,48 @@ impl PeerClients {
         clients.insert(addr.to_owned(), client.clone());
         Ok(client)
     }
+
+    /// Sends `data` to member `to` (0: whoever is there) at `addr`; the reply must come
+    /// from this member's cluster. No deadline of its own: callers bound it.
+    pub async fn call(
+        &self,
+        rpc: Rpc,
+        addr: &str,
+        to: NodeId,
+        data: Vec<u8>,
+    ) -> Result<Reply, CallError> {
+        let mut client = self.client(addr).map_err(|e| CallError::Connect {
+            addr: addr.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let message = payload(self.identity.envelope_to(to), data);
+        let reply = match rpc {
+            Rpc::AppendEntries => client.append_entries(message).await,
+            Rpc::Vote => client.vote(message).await,
+            Rpc::InstallSnapshot => client.install_snapshot(message).await,
+            Rpc::Forward => client.forward(message).await,
+        }
+        .map_err(|status| CallError::Status {
+            addr: addr.to_owned(),
+            status,
+        })?
+        .into_inner();
+        let envelope = envelope_of(&reply);
+        self.identity
+            .admit_reply(envelope)
+            .map_err(|refusal| CallError::Foreign {
+                addr: addr.to_owned(),
+                refusal,
+            })?;
+        Ok(Reply {
+            data: reply.data,
+            envelope,
+        })
+    }
 }
 
 /// Creates one [`PeerConnection`] per target member, over the shared [`PeerClients`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PeerNetwork {
     pub clients: PeerClients,
 }
@@ -122,8 +224,8 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
         PeerConnection {
             target,
-            client: self.clients.get(&node.peer_addr).ok(),
             addr: node.peer_addr.clone(),
+            clients: self.clients.clone(),
         }
     }
 }
@@ -131,21 +233,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerConnection {
     target: NodeId,
     addr: String,
-    client: Option<RaftPeerClient<Channel>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("peer {addr}: {status}")]
-struct PeerCallError {
-    addr: String,
-    status: String,
-}
-
-#[derive(Clone, Copy)]
-enum Rpc {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
+    clients: PeerClients,
 }
 
 impl PeerConnection {
@@ -160,35 +248,16 @@ impl PeerConnection {
         Resp: DeserializeOwned,
         E: Error + DeserializeOwned,
     {
-        let Some(client) = self.client.as_mut() else {
-            let error = PeerCallError {
-                addr: self.addr.clone(),
-                status: "invalid address".into(),
-            };
-            return Err(RPCError::Unreachable(Unreachable::new(&error)));
-        };
         let data = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let payload = Request::new(RaftPayload { data });
-        let call = async {
-            match rpc {
-                Rpc::AppendEntries => client.append_entries(payload).await,
-                Rpc::Vote => client.vote(payload).await,
-                Rpc::InstallSnapshot => client.install_snapshot(payload).await,
-            }
-        };
-        let response = match tokio::time::timeout(option.hard_ttl(), call).await {
+        let call = self.clients.call(rpc, &self.addr, self.target, data);
+        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
-            Ok(Err(status)) => {
-                let error = PeerCallError {
-                    addr: self.addr.clone(),
-                    status: status.to_string(),
-                };
-                return Err(RPCError::Unreachable(Unreachable::new(&error)));
-            }
-            Ok(Ok(response)) => response.into_inner(),
+            // Refused, unreachable, or another cluster's: openraft backs off and tries again.
+            Ok(Err(error)) => return Err(RPCError::Unreachable(Unreachable::new(&error))),
+            Ok(Ok(reply)) => reply,
         };
         let result: Result<Resp, RaftError<NodeId, E>> =
-            codec::decode(&response.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -1,6 +1,8 @@
 //! The peer port's gRPC service (`rudder.raft.RaftPeer`), the serving side of
 //! [`crate::network`]: openraft's RPCs go to Raft, forwarded client requests to the
-//! [`Store`].
+//! [`Store`] — each only once this member's [`Identity`] admits its envelope.
+
+use std::sync::Arc;
 
 use rudder_proto::raft::raft_peer_server::RaftPeer;
 use rudder_proto::raft::RaftPayload;
@@ -11,7 +13,8 @@ use tonic::{Request, Response, Status};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use crate::codec;
-use crate::network::{ForwardRequest, ForwardResponse};
+use crate::identity::{Envelope, Identity, Purpose, Refusal};
+use crate::network::{envelope_of, payload, ForwardRequest, ForwardResponse};
 use crate::store::{Store, StoreError};
 use crate::types::{NodeId, Raft, TypeConfig};
 
@@ -19,23 +22,60 @@ use crate::types::{NodeId, Raft, TypeConfig};
 pub struct PeerService {
     raft: Raft,
     store: Store,
+    identity: Arc<Identity>,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, store: Store) -> Self {
-        Self { raft, store }
+    pub fn new(raft: Raft, store: Store, identity: Arc<Identity>) -> Self {
+        Self {
+            raft,
+            store,
+            identity,
+        }
     }
-}
 
-fn decode_request<T: DeserializeOwned>(request: Request<RaftPayload>) -> Result<T, Status> {
-    codec::decode(&request.into_inner().data)
-        .map_err(|e| Status::invalid_argument(format!("undecodable peer message: {e}")))
-}
+    /// The message's envelope and content, once decoded and admitted for `purpose`
+    /// (a forwarded request's purpose depends on what it asks).
+    fn admit<T: DeserializeOwned>(
+        &self,
+        request: Request<RaftPayload>,
+        purpose: impl FnOnce(&T) -> Purpose,
+    ) -> Result<(Envelope, T), Status> {
+        let sender = request.remote_addr();
+        let message = request.into_inner();
+        let envelope = envelope_of(&message);
+        let decoded: T = codec::decode(&message.data)
+            .map_err(|e| Status::invalid_argument(format!("undecodable peer message: {e}")))?;
+        self.identity
+            .admit(envelope, purpose(&decoded))
+            .map_err(|refusal| self.refuse(refusal, sender))?;
+        Ok((envelope, decoded))
+    }
 
-fn encode_response<T: Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
-    let data =
-        codec::encode(value).map_err(|e| Status::internal(format!("encoding reply: {e}")))?;
-    Ok(Response::new(RaftPayload { data }))
+    /// Says why a message was refused, to the sender and in this member's log (a refusal
+    /// repeats at the sender's heartbeat rate: the log gets the 1st, 2nd, 4th, 8th...).
+    fn refuse(&self, refusal: Refusal, sender: Option<std::net::SocketAddr>) -> Status {
+        let count = self.identity.refused();
+        if count.is_power_of_two() {
+            let sender = sender.map(|addr| addr.to_string()).unwrap_or_default();
+            tracing::warn!(%refusal, %sender, refused = count, "peer message refused");
+        }
+        Status::failed_precondition(refusal.to_string())
+    }
+
+    /// `value` as the reply to the member that sent `envelope`.
+    fn reply<T: Serialize>(
+        &self,
+        envelope: Envelope,
+        value: &T,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let data =
+            codec::encode(value).map_err(|e| Status::internal(format!("encoding reply: {e}")))?;
+        Ok(Response::new(payload(
+            self.identity.envelope_to(envelope.from),
+            data,
+        )))
+    }
 }
 
 #[tonic::async_trait]
@@ -44,28 +84,35 @@ impl RaftPeer for PeerService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = decode_request(request)?;
-        encode_response(&self.raft.append_entries(rpc).await)
+        let (envelope, rpc): (_, AppendEntriesRequest<TypeConfig>) =
+            self.admit(request, |_| Purpose::Raft)?;
+        self.reply(envelope, &self.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<NodeId> = decode_request(request)?;
-        encode_response(&self.raft.vote(rpc).await)
+        let (envelope, rpc): (_, VoteRequest<NodeId>) = self.admit(request, |_| Purpose::Raft)?;
+        self.reply(envelope, &self.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = decode_request(request)?;
-        encode_response(&self.raft.install_snapshot(rpc).await)
+        let (envelope, rpc): (_, InstallSnapshotRequest<TypeConfig>) =
+            self.admit(request, |_| Purpose::Raft)?;
+        self.reply(envelope, &self.raft.install_snapshot(rpc).await)
     }
 
     async fn forward(
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
-        let forwarded: ForwardRequest = decode_request(request)?;
+        let (envelope, forwarded) =
+            self.admit(request, |forwarded: &ForwardRequest| match forwarded {
+                ForwardRequest::Hello => Purpose::Hello,
+                ForwardRequest::Join { .. } => Purpose::Join,
+                _ => Purpose::Forward,
+            })?;
         let result: Result<ForwardResponse, StoreError> =
             self.store.serve_forwarded(forwarded).await;
         // Failpoint for tests and chaos runs: the request was served, the reply is lost on
@@ -73,6 +120,6 @@ impl RaftPeer for PeerService {
         fail::fail_point!("forward-reply-lost", |_| Err(Status::unavailable(
             "connection reset after the request was served (failpoint forward-reply-lost)"
         )));
-        encode_response(&result)
+        self.reply(envelope, &result)
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::types::{Member, Outcome, Proposal, Raft, Request};
+use crate::types::{Outcome, Peer, Proposal, Raft, Request};
 use crate::validate::command_size;
 
 const MAX_BATCH: usize = 512;
@@ -30,7 +30,7 @@ const MAX_IN_FLIGHT: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejected {
     /// This member does not lead; the leader, if known.
-    NotLeader(Option<Member>),
+    NotLeader(Option<Peer>),
     /// Raft has stopped.
     Stopped,
     /// Not committed within the request timeout; it may still be, later.
@@ -126,7 +126,7 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         Err(error) => {
             let rejected = match error {
                 RaftError::APIError(ClientWriteError::ForwardToLeader(to)) => {
-                    Rejected::NotLeader(to.leader_node)
+                    Rejected::NotLeader(Peer::leader_of(&to))
                 }
                 // A normal entry never changes membership; anything else means Raft stopped.
                 RaftError::APIError(ClientWriteError::ChangeMembershipError(_))
@@ -181,7 +181,7 @@ async fn read_index_rounds(
         let result = match raft.get_read_log_id().await {
             Ok((read, _applied)) => Ok(read.map(|id| id.index).unwrap_or(0)),
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(to))) => {
-                Err(Rejected::NotLeader(to.leader_node))
+                Err(Rejected::NotLeader(Peer::leader_of(&to)))
             }
             // No quorum answered: there may be a new leader soon.
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => {

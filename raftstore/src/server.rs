@@ -3,7 +3,8 @@
 //!
 //! A fresh member either bootstraps with the others listed in `initial_cluster`, or, with
 //! `join`, asks a running cluster to add it (as a learner that is promoted once caught up).
-//! A member restarted on the same data directory resumes as it was.
+//! A member restarted on the same data directory resumes as it was. Its member id and
+//! cluster id (see [`crate::identity`]) are kept in the data directory.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use rocksdb::WriteBatch;
 use rudder_proto::raft::raft_peer_server::RaftPeerServer;
@@ -22,14 +24,17 @@ use tonic::transport::server::Router;
 
 use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
+use crate::identity::{Identity, InitialCluster, InitialClusterError};
+use crate::keyspace::Keyspace;
 use crate::log_store::LogStore;
 use crate::network::{
-    peer_client, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, PEER_MAX_MESSAGE_BYTES,
+    CallError, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, Rpc,
+    PEER_MAX_MESSAGE_BYTES,
 };
 use crate::peer_service::PeerService;
 use crate::state_machine::StateMachine;
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::types::{initial_member_id, Member, NodeId, Raft};
+use crate::types::{Member, NodeId, Raft};
 use crate::{codec, etcd};
 
 /// Raft timing and log retention of a member.
@@ -64,6 +69,9 @@ pub struct MemberConfig {
     pub listen_peer: SocketAddr,
     /// `name=peer_addr` of every member of a new cluster, this one included.
     pub initial_cluster: Vec<(String, String)>,
+    /// Tells a new cluster from any other with the same `initial_cluster` (etcd's
+    /// `--initial-cluster-token`); may be empty. Read only when bootstrapping.
+    pub initial_cluster_token: String,
     /// The peer address of any member of a running cluster to join.
     pub join: Option<String>,
     pub raft: RaftOptions,
@@ -102,6 +110,13 @@ pub enum ServerError {
         "a new member needs --initial-cluster (to bootstrap) or --join (to join a running cluster)"
     )]
     NoClusterToForm,
+    #[error(transparent)]
+    InitialCluster(#[from] InitialClusterError),
+    #[error(
+        "member {name:?} was created for a different --initial-cluster than it is given now: \
+         give it the list it first started with, or a fresh --data-dir"
+    )]
+    InitialClusterChanged { name: String },
     #[error("joining the cluster through {endpoint}: {source}")]
     Join {
         endpoint: String,
@@ -119,6 +134,7 @@ pub struct RunningMember {
     pub store: Store,
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
+    identity: Arc<Identity>,
     raft: Raft,
     db: Db,
     stop: watch::Sender<bool>,
@@ -171,13 +187,15 @@ impl RunningMember {
                 source,
             })?;
 
-        let id = member_id(&db, &config)?;
         let me = Member {
             name: config.name.clone(),
             peer_addr: peer_addr.to_string(),
             client_addr: client_addr.to_string(),
         };
         let (state_machine, keyspace) = StateMachine::open(db.clone())?;
+        let initial = initial_cluster(&config, &me)?;
+        let identity = Arc::new(identity(&db, &config, initial.as_ref(), &keyspace)?);
+        let id = identity.member();
         let raft_config = Config {
             cluster_name: "rudder".into(),
             heartbeat_interval: config.raft.heartbeat_interval.as_millis() as u64,
@@ -189,7 +207,7 @@ impl RunningMember {
             ..Config::default()
         }
         .validate()?;
-        let peers = PeerClients::default();
+        let peers = PeerClients::new(identity.clone());
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
@@ -226,9 +244,13 @@ impl RunningMember {
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let peer_service = RaftPeerServer::new(PeerService::new(raft.clone(), store.clone()))
-            .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
+        let peer_service = RaftPeerServer::new(PeerService::new(
+            raft.clone(),
+            store.clone(),
+            identity.clone(),
+        ))
+        .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
         let peer_server = tonic::transport::Server::builder()
             .add_service(peer_service)
             .serve_with_incoming_shutdown(
@@ -263,55 +285,94 @@ impl RunningMember {
             store,
             client_addr,
             peer_addr,
+            identity,
             raft,
             db,
             stop,
             tasks,
         };
-        member.form_cluster(&config, me).await?;
+        member.form_cluster(&config, initial, me).await?;
         tracing::info!(name = %config.name, id = format_args!("{id:x}"), %client_addr, %peer_addr, "member started");
         Ok(member)
     }
 
-    async fn form_cluster(&self, config: &MemberConfig, me: Member) -> Result<(), ServerError> {
+    async fn form_cluster(
+        &self,
+        config: &MemberConfig,
+        initial: Option<InitialCluster>,
+        me: Member,
+    ) -> Result<(), ServerError> {
         if self.raft.is_initialized().await? {
             return Ok(());
         }
         if let Some(endpoint) = &config.join {
-            return join(endpoint, self.id, me, config.store.request_timeout).await;
+            // Learn the cluster first: its leader replicates to this member as soon as it is
+            // added, before the answer to Join arrives, and this member must admit that.
+            let deadline = tokio::time::Instant::now() + config.store.request_timeout * 4;
+            let peers = self.store.peers();
+            let cluster_id = ask(endpoint, peers, &ForwardRequest::Hello, deadline).await?;
+            save_identity(&self.db, self.id, cluster_id)?;
+            self.identity.learn(cluster_id);
+            let join = ForwardRequest::Join {
+                id: self.id,
+                member: me,
+            };
+            ask(endpoint, peers, &join, deadline).await?;
+            return Ok(());
         }
-        if config.initial_cluster.is_empty() {
+        let Some(initial) = initial else {
             return Err(ServerError::NoClusterToForm);
-        }
+        };
         // Every initial member must propose exactly the same membership: openraft treats the
         // initial entries as one log entry, so any difference (say, each member filling in its
         // own client address) would leave replicas with different contents at the same log id.
         // Client addresses are published afterwards through the log (see `publish_self`).
         // A cluster of one proposes alone, so it can list its real (bound) addresses: a
         // bootstrap on port 0 is then reachable before it publishes itself.
-        let alone = config.initial_cluster.len() == 1;
-        let members: BTreeMap<NodeId, Member> = config
-            .initial_cluster
-            .iter()
-            .map(|(name, peer)| {
-                let member = if alone {
-                    me.clone()
-                } else {
-                    Member {
-                        name: name.clone(),
-                        peer_addr: peer.clone(),
+        let alone = initial.members.len() == 1;
+        let members: BTreeMap<NodeId, Member> = if alone {
+            // Its id as first stored (a restart draws a new random token).
+            BTreeMap::from([(self.id, me)])
+        } else {
+            initial
+                .members
+                .into_iter()
+                .map(|(id, (name, peer_addr))| {
+                    let member = Member {
+                        name,
+                        peer_addr,
                         client_addr: String::new(),
-                    }
-                };
-                (initial_member_id(name), member)
-            })
-            .collect();
+                    };
+                    (id, member)
+                })
+                .collect()
+        };
         // Every initial member proposes the same membership; whichever lands first wins and
         // the others' attempts are refused harmlessly.
-        if let Err(error) = self.raft.initialize(members).await {
-            tracing::debug!(%error, "cluster already initialized by a peer");
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                tracing::debug!("cluster already initialized by a peer");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotInMembers(_))) => {
+                Err(ServerError::InitialClusterChanged {
+                    name: config.name.clone(),
+                })
+            }
+            Err(RaftError::Fatal(fatal)) => Err(ServerError::Raft(fatal)),
         }
-        Ok(())
+    }
+
+    /// The cluster this member belongs to (`None` while it is joining).
+    pub fn cluster_id(&self) -> Option<u64> {
+        self.identity.cluster()
+    }
+
+    /// How many peer messages this member refused (from another cluster, or meant for
+    /// another member) since it started.
+    pub fn refused_peer_messages(&self) -> u64 {
+        self.identity.refused()
     }
 
     /// Failpoint: every later disk write of this member fails (for fault tests and chaos).
@@ -395,75 +456,125 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-/// This member's id: stored in the data directory once chosen. Initial members derive it
-/// from their name; a joining member picks a random one (the cluster refuses used ids).
-fn member_id(db: &Db, config: &MemberConfig) -> Result<NodeId, ServerError> {
-    if let Some(id) = db.get::<NodeId>(CF_RAFT, "member_id")? {
-        return Ok(id);
+/// The cluster `config` bootstraps, if it bootstraps one. A cluster of one lists its bound
+/// peer address (its configured one may be port 0, which would make every such cluster
+/// look alike).
+fn initial_cluster(
+    config: &MemberConfig,
+    me: &Member,
+) -> Result<Option<InitialCluster>, ServerError> {
+    if config.join.is_some() || config.initial_cluster.is_empty() {
+        return Ok(None);
     }
-    let id = if config.join.is_some() {
-        (rand::random::<u64>() >> 1).max(1)
-    } else if config
-        .initial_cluster
-        .iter()
-        .any(|(name, _)| *name == config.name)
-    {
-        initial_member_id(&config.name)
-    } else if config.initial_cluster.is_empty() {
+    // A cluster of one agrees with nobody: without a token it takes a random one, so that
+    // two such clusters never share an identity (its ids are kept from the first start).
+    let token = match config.initial_cluster.as_slice() {
+        [_] if config.initial_cluster_token.is_empty() => format!("{:x}", rand::random::<u64>()),
+        _ => config.initial_cluster_token.clone(),
+    };
+    let entries = match config.initial_cluster.as_slice() {
+        [(name, _)] if *name == config.name => vec![(name.clone(), me.peer_addr.clone())],
+        entries => entries.to_vec(),
+    };
+    Ok(Some(InitialCluster::new(&token, &entries)?))
+}
+
+/// This member's id and cluster id, as stored in the data directory; chosen and stored on
+/// the first start. An initial member derives both from the initial cluster; a joining
+/// member picks a random id (the cluster refuses used ones) and learns the cluster id when
+/// it is admitted. A data directory from before cluster ids were stored takes the one its
+/// state machine derived.
+fn identity(
+    db: &Db,
+    config: &MemberConfig,
+    initial: Option<&InitialCluster>,
+    keyspace: &Keyspace,
+) -> Result<Identity, ServerError> {
+    if let Some(id) = db.get::<NodeId>(CF_RAFT, "member_id")? {
+        let mut cluster = db.get::<u64>(CF_RAFT, "cluster_id")?;
+        if cluster.is_none() {
+            let derived = keyspace.read().meta.cluster_id;
+            if derived != 0 {
+                save_identity(db, id, derived)?;
+                cluster = Some(derived);
+            }
+        }
+        return Ok(Identity::new(id, cluster));
+    }
+    if config.join.is_some() {
+        let id = (rand::random::<u64>() >> 1).max(1);
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &id)?;
+        db.write_synced(batch)?;
+        return Ok(Identity::new(id, None));
+    }
+    let Some(initial) = initial else {
         return Err(ServerError::NoClusterToForm);
-    } else {
+    };
+    let Some(id) = initial.id_of(&config.name) else {
         return Err(ServerError::NotInInitialCluster {
             name: config.name.clone(),
         });
     };
-    let mut batch = WriteBatch::default();
-    db.put_in(&mut batch, CF_RAFT, "member_id", &id)?;
-    db.write_synced(batch)?;
-    Ok(id)
+    save_identity(db, id, initial.cluster_id)?;
+    Ok(Identity::new(id, Some(initial.cluster_id)))
 }
 
-async fn join(
+fn save_identity(db: &Db, id: NodeId, cluster_id: u64) -> Result<(), ServerError> {
+    let mut batch = WriteBatch::default();
+    db.put_in(&mut batch, CF_RAFT, "member_id", &id)?;
+    db.put_in(&mut batch, CF_RAFT, "cluster_id", &cluster_id)?;
+    db.write_synced(batch)?;
+    Ok(())
+}
+
+/// Sends a joining member's `request` to whoever is at `endpoint`, again until `deadline`
+/// while the cluster is not ready; returns the id of the cluster that answered.
+async fn ask(
     endpoint: &str,
-    id: NodeId,
-    me: Member,
-    timeout: Duration,
-) -> Result<(), ServerError> {
+    peers: &PeerClients,
+    request: &ForwardRequest,
+    deadline: tokio::time::Instant,
+) -> Result<u64, ServerError> {
     let error = |source| ServerError::Join {
         endpoint: endpoint.to_owned(),
         source,
     };
-    let mut client = peer_client(endpoint).map_err(|e| {
-        error(StoreError::LeaderUnreachable {
-            leader: endpoint.into(),
-            reason: e.to_string(),
-        })
-    })?;
-    let request = ForwardRequest::Join { id, member: me };
-    let data = codec::encode(&request).map_err(|e| {
+    let data = codec::encode(request).map_err(|e| {
         error(StoreError::UnexpectedReply {
             detail: e.to_string(),
         })
     })?;
-    let deadline = tokio::time::Instant::now() + timeout * 4;
     loop {
-        let reply = client
-            .forward(rudder_proto::raft::RaftPayload { data: data.clone() })
-            .await;
+        let reply = peers.call(Rpc::Forward, endpoint, 0, data.clone()).await;
         let outcome = match reply {
-            Ok(reply) => {
-                codec::decode::<Result<ForwardResponse, StoreError>>(&reply.into_inner().data)
-                    .map_err(|e| StoreError::UnexpectedReply {
-                        detail: e.to_string(),
-                    })
-                    .and_then(|result| result)
+            Ok(reply) => codec::decode::<Result<ForwardResponse, StoreError>>(&reply.data)
+                .map_err(|e| StoreError::UnexpectedReply {
+                    detail: e.to_string(),
+                })
+                .and_then(|result| result)
+                .map(|_| reply.envelope.cluster_id),
+            // This data directory already belongs to another cluster: retrying cannot help.
+            Err(foreign @ CallError::Foreign { .. }) => {
+                return Err(error(StoreError::Membership {
+                    reason: foreign.to_string(),
+                }))
             }
-            Err(status) => Err(StoreError::LeaderUnreachable {
+            Err(call) => Err(StoreError::LeaderUnreachable {
                 leader: endpoint.into(),
-                reason: status.message().into(),
+                reason: match call {
+                    CallError::Status { status, .. } => status.message().into(),
+                    other => other.to_string(),
+                },
             }),
         };
         match outcome {
-            Ok(_) => return Ok(()),
+            Ok(0) => {
+                return Err(error(StoreError::UnexpectedReply {
+                    detail: "the member that admitted this one named no cluster".into(),
+                }))
+            }
+            Ok(cluster_id) => return Ok(cluster_id),
             Err(fatal @ (StoreError::MemberIdUsed { .. } | StoreError::Membership { .. })) => {
                 return Err(error(fatal))
             }

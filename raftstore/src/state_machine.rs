@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
+use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
@@ -163,20 +164,6 @@ impl StateMachine {
     }
 }
 
-/// A cluster id every member derives alike from the first membership entry.
-fn cluster_id_of(log_id: &LogId, members: &[NodeId]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut mix = |value: u64| {
-        for byte in value.to_be_bytes() {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    mix(log_id.index);
-    members.iter().for_each(|id| mix(*id));
-    hash
-}
-
 impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
@@ -221,7 +208,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Membership(membership) => {
                     let ids: Vec<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
                     if state.meta.cluster_id == 0 {
-                        state.meta.cluster_id = cluster_id_of(&entry.log_id, &ids);
+                        state.meta.cluster_id =
+                            cluster_id_of(entry.log_id.index, ids.iter().copied());
                     }
                     state.meta.members_ever.extend(ids);
                     state.meta.membership = StoredMembership::new(Some(entry.log_id), membership);

@@ -2,15 +2,20 @@
 //! gRPC on loopback port 0) with their data under one temporary directory, removed when the
 //! cluster is dropped. `rudder-raftstore`'s tests run bare store members in it ([`Bare`]);
 //! `rudder-apiserver`'s run its `Master`s through their own [`Kind`].
+//!
+//! A stopped member's addresses stay reserved (bound, not listening: a peer's connection is
+//! refused at once, as by a stopped process) until it restarts on them, so no other test's
+//! member can take them meanwhile.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tempfile::TempDir;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::compaction::Retention;
-use crate::server::{bind, RaftOptions, ServerError};
+use crate::server::{RaftOptions, ServerError};
 use crate::store::Store;
 use crate::{MemberConfig, RunningMember, StoreOptions};
 
@@ -100,12 +105,39 @@ impl Default for Options {
     }
 }
 
+/// Holds an address without serving it: bound, never listening.
+fn reserve(addr: SocketAddr) -> Option<TcpSocket> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .ok()?;
+    socket.set_reuseaddr(true).ok()?;
+    socket.bind(addr).ok()?;
+    Some(socket)
+}
+
+/// A listener on `addr`: from its reservation if there is one.
+fn listen_on(reserved: Option<TcpSocket>, addr: SocketAddr) -> TcpListener {
+    match reserved {
+        Some(socket) => socket.listen(1024),
+        None => std::net::TcpListener::bind(addr).and_then(|listener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        }),
+    }
+    .unwrap_or_else(|error| panic!("listening on {addr} again: {error}"))
+}
+
 /// Members `m1`, `m2`, ... with data in `dir/m1`, `dir/m2`, ...; `members[i]` is `None`
 /// while member `i` is stopped.
 pub struct Cluster<K: Kind = Bare> {
     pub dir: TempDir,
     pub configs: Vec<MemberConfig>,
     pub members: Vec<Option<K::Member>>,
+    /// The peer and client addresses of each stopped member, held until it restarts.
+    reserved: Vec<Option<(Option<TcpSocket>, Option<TcpSocket>)>>,
 }
 
 impl Cluster {
@@ -159,6 +191,7 @@ impl<K: Kind> Cluster<K> {
                 listen_client: client.local_addr().unwrap(),
                 listen_peer: peer.local_addr().unwrap(),
                 initial_cluster: initial.clone(),
+                initial_cluster_token: String::new(),
                 join: None,
                 raft: options.raft.clone(),
                 store: options.store.clone(),
@@ -173,10 +206,12 @@ impl<K: Kind> Cluster<K> {
                 task.await.expect("start task").expect("member starts"),
             ));
         }
+        let reserved = members.iter().map(|_| None).collect();
         Self {
             dir,
             configs,
             members,
+            reserved,
         }
     }
 
@@ -231,20 +266,20 @@ impl<K: Kind> Cluster<K> {
             .expect("a running follower")
     }
 
+    /// Stops member `i`, keeping its addresses for its restart.
     pub async fn stop(&mut self, i: usize) {
         let member = self.members[i].take().expect("member is running");
         K::shutdown(member).await;
+        let config = &self.configs[i];
+        self.reserved[i] = Some((reserve(config.listen_peer), reserve(config.listen_client)));
     }
 
     /// Restarts a stopped member on the same data directory and addresses.
     pub async fn restart(&mut self, i: usize) {
         let config = self.configs[i].clone();
-        let peer = bind("peer", config.listen_peer)
-            .await
-            .expect("binding the peer address again");
-        let client = bind("client", config.listen_client)
-            .await
-            .expect("binding the client address again");
+        let (peer, client) = self.reserved[i].take().unwrap_or((None, None));
+        let peer = listen_on(peer, config.listen_peer);
+        let client = listen_on(client, config.listen_client);
         let member = K::start_on(config, peer, client)
             .await
             .expect("member restarts");
@@ -253,6 +288,7 @@ impl<K: Kind> Cluster<K> {
 
     /// Restarts a stopped member on the same data directory but new ports, as after a move.
     pub async fn restart_elsewhere(&mut self, i: usize) {
+        // Its old addresses stay reserved: the others still list them until it publishes.
         let peer = listen().await;
         let client = listen().await;
         self.configs[i].listen_peer = peer.local_addr().unwrap();
@@ -274,6 +310,7 @@ impl<K: Kind> Cluster<K> {
             listen_client: client.local_addr().unwrap(),
             listen_peer: peer.local_addr().unwrap(),
             initial_cluster: Vec::new(),
+            initial_cluster_token: String::new(),
             join: Some(self.configs[0].listen_peer.to_string()),
             raft: self.configs[0].raft.clone(),
             store: self.configs[0].store.clone(),
@@ -284,16 +321,14 @@ impl<K: Kind> Cluster<K> {
             .expect("the new member joins");
         self.configs.push(config);
         self.members.push(Some(member));
+        self.reserved.push(None);
         self.members.len() - 1
     }
 
-    /// Stops every running member.
-    pub async fn shutdown(mut self) {
-        for i in 0..self.members.len() {
-            if self.members[i].is_some() {
-                self.stop(i).await;
-            }
-        }
+    /// Stops every running member, all at once: none lives on to call the others' addresses.
+    pub async fn shutdown(self) {
+        let stopping = self.members.into_iter().flatten().map(K::shutdown);
+        futures::future::join_all(stopping).await;
     }
 
     /// Waits until every running member applied at least the leader's last log index.

@@ -30,6 +30,23 @@ impl fmt::Display for Member {
     }
 }
 
+/// A member with its id: whom to send a message, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: NodeId,
+    pub member: Member,
+}
+
+impl Peer {
+    /// The leader openraft names when it refuses a request here, if it knows one.
+    pub fn leader_of(to: &openraft::error::ForwardToLeader<NodeId, Member>) -> Option<Self> {
+        Some(Self {
+            id: to.leader_id?,
+            member: to.leader_node.clone()?,
+        })
+    }
+}
+
 /// One Raft entry's payload: client requests proposed together share one log write and one
 /// replication round; they are applied in order, each exactly as if proposed alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,14 +137,3 @@ pub type StorageError = openraft::StorageError<NodeId>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
-
-/// The id of a member of the initial cluster, derived from its name so every member of a
-/// fresh cluster computes the same ids without talking (FNV-1a, never 0).
-pub fn initial_member_id(name: &str) -> NodeId {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in name.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash >> 1).max(1)
-}

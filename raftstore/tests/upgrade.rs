@@ -34,6 +34,7 @@ async fn start(data_dir: &Path) -> RunningMember {
         listen_client: "127.0.0.1:0".parse().unwrap(),
         listen_peer: "127.0.0.1:0".parse().unwrap(),
         initial_cluster: vec![("m1".into(), "127.0.0.1:0".into())],
+        initial_cluster_token: String::new(),
         join: None,
         raft: raft_options(),
         store: store_options(),

@@ -35,6 +35,11 @@ pub struct ServerArgs {
     /// Members of a new cluster: name=peer-address,... (this member included).
     #[arg(long, value_delimiter = ',')]
     initial_cluster: Vec<String>,
+    /// Tells this new cluster from any other listed with the same --initial-cluster (say, a
+    /// rebuilt cluster beside a member of the old one): members refuse every peer message
+    /// from another cluster. Read only when bootstrapping.
+    #[arg(long, default_value = "")]
+    initial_cluster_token: String,
     /// Join a running cluster through the peer address of any of its members.
     #[arg(long, conflicts_with = "initial_cluster")]
     join: Option<String>,
@@ -178,6 +183,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen_client: args.listen_client,
         listen_peer: args.listen_peer,
         initial_cluster: parse_initial_cluster(&args.initial_cluster)?,
+        initial_cluster_token: args.initial_cluster_token.clone(),
         join: args.join.clone(),
         raft: RaftOptions {
             heartbeat_interval: Duration::from_millis(args.heartbeat_interval_ms),

@@ -10,7 +10,7 @@ use openraft::{ChangeMembers, ServerState};
 
 use super::{unexpected, Attempt, LeaderAnswer, MemberInfo, Store, StoreError};
 use crate::network::{ForwardRequest, ForwardResponse};
-use crate::types::{Member, NodeId};
+use crate::types::{Member, NodeId, Peer};
 
 impl Store {
     pub fn members(&self) -> Vec<MemberInfo> {
@@ -71,7 +71,11 @@ impl Store {
         };
         let mut last_error = StoreError::NoLeader;
         for other in self.members().into_iter().filter(|m| m.id != self.id()) {
-            match self.forward(&other.member, &request).await {
+            let peer = Peer {
+                id: other.id,
+                member: other.member,
+            };
+            match self.forward(&peer, &request).await {
                 Ok(_) => return Ok(()),
                 Err(error) => last_error = error,
             }

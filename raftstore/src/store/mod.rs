@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
-use rudder_proto::raft::RaftPayload;
 use rudder_proto::request_ids::{RequestIds, RETRY_HORIZON};
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +27,10 @@ use crate::error::KvError;
 use crate::keyspace::Keyspace;
 use crate::kv::*;
 use crate::lease::LeaseClock;
-use crate::network::{ForwardRequest, ForwardResponse, PeerClients};
+use crate::network::{CallError, ForwardRequest, ForwardResponse, PeerClients, Rpc};
 use crate::proposer::{Proposer, ReadIndexer, Rejected};
 use crate::sessions::RequestTag;
-use crate::types::{Member, NodeId, Outcome, Raft, Request};
+use crate::types::{Member, NodeId, Outcome, Peer, Raft, Request};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
 
@@ -138,7 +137,7 @@ struct Inner {
 /// What to do after one attempt at a leader-only call.
 enum Attempt<T> {
     Done(T),
-    Forward(Member),
+    Forward(Peer),
     WaitForLeader,
 }
 
@@ -413,35 +412,44 @@ impl Store {
 
     async fn forward(
         &self,
-        leader: &Member,
+        leader: &Peer,
         request: &ForwardRequest,
     ) -> Result<ForwardResponse, StoreError> {
         let unreachable = |reason: String| StoreError::LeaderUnreachable {
-            leader: leader.name.clone(),
+            leader: leader.member.name.clone(),
             reason,
         };
-        let mut client = self
+        let data = codec::encode(request).map_err(|e| unreachable(e.to_string()))?;
+        let call = self
             .inner
             .peers
-            .get(&leader.peer_addr)
-            .map_err(|e| unreachable(e.to_string()))?;
-        let data = codec::encode(request).map_err(|e| unreachable(e.to_string()))?;
-        let call = client.forward(RaftPayload { data });
+            .call(Rpc::Forward, &leader.member.peer_addr, leader.id, data);
         let reply = tokio::time::timeout(self.inner.options.request_timeout, call)
             .await
             .map_err(|_| StoreError::Timeout {
                 millis: self.inner.options.request_timeout.as_millis() as u64,
             })?
-            // tonic says Unavailable both when it could not connect and when the connection
-            // broke after the request went out: the request may have been served.
-            .map_err(|status| unreachable(format!("{:?}: {}", status.code(), status.message())))?;
+            .map_err(|error| match error {
+                // tonic says Unavailable both when it could not connect and when the
+                // connection broke after the request went out: it may have been served.
+                CallError::Status { status, .. } => {
+                    unreachable(format!("{:?}: {}", status.code(), status.message()))
+                }
+                // Another cluster's member, or a bad address: the membership may change.
+                other => unreachable(other.to_string()),
+            })?;
         // A reply this member cannot read comes from a member of another release: not
         // retried (it would be applied again each time), and said so.
         let result: Result<ForwardResponse, StoreError> =
-            codec::decode(&reply.into_inner().data).map_err(|e| StoreError::UnexpectedReply {
-                detail: format!("an unreadable reply from {} ({e})", leader.name),
+            codec::decode(&reply.data).map_err(|e| StoreError::UnexpectedReply {
+                detail: format!("an unreadable reply from {} ({e})", leader.member.name),
             })?;
         result
+    }
+
+    /// The peer connections and identity this member sends with.
+    pub fn peers(&self) -> &PeerClients {
+        &self.inner.peers
     }
 
     /// Serves a request another member forwarded here because it believed this member leads.
@@ -482,6 +490,7 @@ impl Store {
                 .add_member_local(id, member, learner)
                 .await
                 .map(|()| ForwardResponse::Done),
+            ForwardRequest::Hello => Ok(ForwardResponse::Done),
             ForwardRequest::Join { id, member } => self
                 .add_member(id, member, false)
                 .await
@@ -540,14 +549,16 @@ impl Store {
         let metrics = self.inner.raft.metrics();
         let metrics = metrics.borrow();
         let leader = metrics.current_leader.filter(|id| *id != self.inner.id);
-        match leader.and_then(|id| {
-            metrics
-                .membership_config
-                .membership()
-                .get_node(&id)
-                .cloned()
-        }) {
-            Some(member) => Attempt::Forward(member),
+        let Some(id) = leader else {
+            return Attempt::WaitForLeader;
+        };
+        match metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .cloned()
+        {
+            Some(member) => Attempt::Forward(Peer { id, member }),
             None => Attempt::WaitForLeader,
         }
     }
