@@ -99,9 +99,27 @@ fn kubernetes_service(registry: &Registry, api_port: u16) -> Value {
     })
 }
 
+/// `kube-system/kube-dns`: the cluster DNS at the service range's tenth address (the name
+/// and labels kube-dns and CoreDNS deployments share, which tools look for). No selector:
+/// every node's proxy sends it to that node's own DNS server.
+fn dns_service(registry: &Registry) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kube-dns", "namespace": "kube-system",
+                      "labels": { "k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS" } },
+        "spec": {
+            "clusterIP": registry.service_ranges().dns_ip().to_string(),
+            "ports": [
+                { "name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53 },
+                { "name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53 },
+            ],
+        }
+    })
+}
+
 /// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
 /// scheduling bootstrap does), the default StorageClass (as k3s ships `local-path`) and the
-/// `default/kubernetes` Service, each retried until the cluster has a leader. One that exists is left as it is (a user may
+/// `default/kubernetes` and `kube-system/kube-dns` Services, each retried until the cluster has a leader. One that exists is left as it is (a user may
 /// delete the StorageClass: a master's restart brings it back).
 async fn ensure_system_objects(
     registry: Registry,
@@ -127,10 +145,11 @@ async fn ensure_system_objects(
         .ok()
         .map(|body| ("storageclasses", body));
     let api = kubernetes_service(&registry, api_port);
+    let dns = dns_service(&registry);
     let objects: Vec<(&str, Value)> = namespaces
         .chain(classes)
         .chain(storage)
-        .chain([("services", api)])
+        .chain([("services", api), ("services", dns)])
         .collect();
     for (resource, body) in objects {
         let name = body["metadata"]["name"].as_str().unwrap_or("");

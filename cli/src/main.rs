@@ -102,7 +102,8 @@ fn main() -> anyhow::Result<()> {
     // A shim's stderr is a container's exec output or its own log: only real errors there.
     let default_filter = match cli.command {
         Command::Shim(_) => "error",
-        _ => "info,openraft=warn,h2=warn,tower=warn",
+        // hickory logs every DNS query at info.
+        _ => "info,openraft=warn,h2=warn,tower=warn,hickory_server=warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -13,10 +13,14 @@
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
 //! - [`server`]: the node's streaming endpoint (logs, exec) on the kubelet port.
+//! - [`service_view`]: the Services and EndpointSlices a node follows once, for the proxy
+//!   and DNS.
 //! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
+//! - [`dns`]: the cluster DNS names, answered by each node for its pods (hickory).
 //! - [`image`]: image references, the node's content-addressed store, pulls from registries,
 //!   layer unpacking.
 
+pub mod dns;
 pub mod image;
 pub mod kubelet;
 pub mod machine;
@@ -24,4 +28,5 @@ pub mod pod_range;
 pub mod proxy;
 pub mod runtime;
 pub mod server;
+pub mod service_view;
 pub mod status;

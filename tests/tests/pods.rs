@@ -1398,7 +1398,8 @@ async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_l
 /// address and on 127.0.0.1), load-balanced
 /// over the pods; deleted, its rules are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_leaves_no_rule_behind() {
+async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from_a_pod_and_leaves_no_rule_behind(
+) {
     let setup = Setup::start("pods-s", "10.244.68.0/24", true, |_| vec![]);
     let (servers, node) = (&setup.servers, &setup.node);
     let steps: [&[&str]; 3] = [
@@ -1461,6 +1462,57 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_leaves_no_ru
             "{ip}:{port}: {answer}"
         );
     }
+
+    // From inside a pod: its resolver is the cluster DNS (the kube-dns address, which the
+    // node's proxy sends to the node's own server); the Service is found by its full name
+    // and through the search path, and an unknown name is NXDOMAIN.
+    let (ok, pods, err) = rudder(servers, &["get", "pods", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let pods: Value = serde_json::from_str(&pods).unwrap();
+    let pod = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, resolv, err) = rudder(servers, &["exec", &pod, "--", "cat", "/etc/resolv.conf"]).await;
+    assert!(
+        ok && resolv.starts_with("nameserver 10.96.0.10\nsearch default.svc.cluster.local "),
+        "{resolv} {err}"
+    );
+    let full_name = "kubia-http.default.svc.cluster.local";
+    let lookup = ["exec", &pod, "--", "busybox", "nslookup", full_name];
+    let (ok, found, err) = rudder(servers, &lookup).await;
+    assert!(
+        ok && found.contains(&cluster_ip),
+        "nslookup {full_name}: {found} {err}\nnode log:\n{}",
+        node.log()
+    );
+    let fetch = [
+        "exec",
+        &pod,
+        "--",
+        "busybox",
+        "wget",
+        "-qO-",
+        "http://kubia-http:8080/cgi-bin/index.cgi",
+    ];
+    let (ok, answer, err) = rudder(servers, &fetch).await;
+    assert!(
+        ok && answer.contains("You've hit kubia-"),
+        "wget by the short name: {answer} {err}"
+    );
+    let unknown = [
+        "exec",
+        &pod,
+        "--",
+        "busybox",
+        "nslookup",
+        "nothing.default.svc.cluster.local",
+    ];
+    let (ok, out, err) = rudder(servers, &unknown).await;
+    assert!(
+        !ok && format!("{out}{err}").contains("NXDOMAIN"),
+        "{out} {err}"
+    );
 
     let (ok, _, err) = rudder(servers, &["delete", "svc", "kubia-http"]).await;
     assert!(ok, "{err}");

@@ -10,20 +10,26 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
+use hickory_proto::rr::Name;
 use rudder_apiserver::allocation;
+use rudder_node::dns::actor::ClusterDns;
+use rudder_node::dns::{DnsServer, SharedNames};
 use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::pod_range::await_pod_range;
 use rudder_node::proxy::actor::Proxy;
+use rudder_node::proxy::model::LocalDns;
 use rudder_node::proxy::ruleset::ProxyConfig;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
 use rudder_node::runtime::linux::network::interface_name;
 use rudder_node::runtime::linux::network::NodeNetwork;
+use rudder_node::runtime::linux::resolv::NodeDns;
 use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
+use rudder_node::service_view::ServiceView;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
 use rudder_proto::objects::cidr::Ipv4Cidr;
@@ -89,6 +95,17 @@ pub struct NodeArgs {
     /// Run the proxy (Services through nftables) beside the kubelet of a real node.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     proxy: bool,
+    /// Serve the cluster DNS for this node's pods (on the node's bridge address, reached
+    /// through the kube-dns Service's address); needs --proxy.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    dns: bool,
+    /// The cluster DNS address pods are given (default: the tenth address of --service-cidr,
+    /// the kube-dns Service's).
+    #[arg(long)]
+    cluster_dns: Option<std::net::Ipv4Addr>,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
     /// Static pods: pod manifests in this directory run here without the API (checked every
     /// 5 s), each shown in the API as a mirror pod named NAME-<node>.
     #[arg(long)]
@@ -154,6 +171,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         };
         let mut kubelets = Vec::new();
         let mut proxies = Vec::new();
+        let mut dns_servers = Vec::new();
+        let mut dns_feeds = Vec::new();
         for name in &names {
             let mut config = NodeConfig {
                 name: name.clone(),
@@ -200,8 +219,34 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 config.kubelet_port = i32::from(bound.port());
             }
             if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {
-                let proxy = proxy_config(&args, name, cidr)?;
-                proxies.push(Proxy::new(client.clone(), name.clone(), proxy).start());
+                let mut proxy = proxy_config(&args, name, cidr)?;
+                let view = ServiceView::start(client.clone());
+                if args.dns {
+                    let server = gateway(cidr)?;
+                    let domain = Name::from_ascii(&args.cluster_domain).with_context(|| {
+                        format!(
+                            "--cluster-domain {:?} is not a domain name",
+                            args.cluster_domain
+                        )
+                    })?;
+                    let names = SharedNames::default();
+                    let address = std::net::SocketAddr::from((server, 53));
+                    let dns = DnsServer::start(address, names.clone())
+                        .await
+                        .with_context(|| {
+                            format!(
+                                "serving the cluster DNS on {address} (is another DNS server \
+                                 bound to port 53 on every address? stop it, or run with --dns false)"
+                            )
+                        })?;
+                    dns_servers.push(dns);
+                    dns_feeds.push(ClusterDns::new(view.clone(), domain, names).start());
+                    proxy.local_dns = Some(LocalDns {
+                        service_ip: cluster_dns(&args)?,
+                        server,
+                    });
+                }
+                proxies.push(Proxy::new(view, name.clone(), proxy).start());
             }
             let mut kubelet =
                 Kubelet::new(client.clone(), config, machine.clone(), timers, runtime);
@@ -229,6 +274,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         println!("rudder node: stopping");
         drop(kubelets);
         drop(proxies);
+        drop(dns_feeds);
+        for dns in dns_servers {
+            dns.stop().await;
+        }
         actix::System::current().stop();
         anyhow::Ok(())
     })
@@ -261,9 +310,38 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
             registries: args.registries.clone(),
             insecure_registries: args.insecure_registries.clone(),
         },
+        dns: NodeDns {
+            cluster_dns: match (args.cluster_dns, args.dns && args.proxy) {
+                (Some(address), _) => Some(address),
+                (None, true) => Some(cluster_dns(args)?),
+                (None, false) => None,
+            },
+            cluster_domain: args.cluster_domain.clone(),
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        },
     };
     install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
+}
+
+/// The cluster DNS address pods are given: --cluster-dns, else the kube-dns Service's.
+fn cluster_dns(args: &NodeArgs) -> anyhow::Result<std::net::Ipv4Addr> {
+    if let Some(address) = args.cluster_dns {
+        return Ok(address);
+    }
+    let range = Ipv4Cidr::parse(&args.service_cidr)
+        .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
+    range
+        .nth(10)
+        .with_context(|| format!("--service-cidr {range} has no tenth address for the cluster DNS"))
+}
+
+/// The pod range's first address: the node's own on its bridge.
+fn gateway(pod_cidr: &str) -> anyhow::Result<std::net::Ipv4Addr> {
+    Ipv4Cidr::parse(pod_cidr)
+        .with_context(|| format!("the pod range {pod_cidr:?}"))?
+        .nth(1)
+        .context("the pod range has no gateway address")
 }
 
 /// The proxy's table for node `name`: named after its bridge (one per node), its pods on
@@ -272,9 +350,7 @@ fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<P
     let cidr =
         |flag: &str, text: &str| Ipv4Cidr::parse(text).with_context(|| format!("{flag} {text:?}"));
     let bridge = interface_name("rb", name);
-    let mut node_ips = vec![cidr("the pod range", pod_cidr)?
-        .nth(1)
-        .context("the pod range has no gateway address")?];
+    let mut node_ips = vec![gateway(pod_cidr)?];
     // 127.0.0.1 for connections from the machine's own shell (as kube-proxy's iptables
     // mode offered).
     node_ips.push(std::net::Ipv4Addr::LOCALHOST);
@@ -293,6 +369,7 @@ fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<P
             cidr("--lb-pool", &args.lb_pool)?,
         ],
         node_ips,
+        local_dns: None,
     })
 }
 

@@ -1,5 +1,5 @@
-//! The proxy's shell: an actix actor that follows Services and EndpointSlices (the shared
-//! informer runtime), and after any change writes this node's table anew in one `nft`
+//! The proxy's shell: an actix actor that follows Services and EndpointSlices (the node's
+//! [`ServiceView`]), and after any change writes this node's table anew in one `nft`
 //! transaction, on a blocking thread, at most one at a time.
 //!
 //! ```text
@@ -12,33 +12,27 @@
 //! chains that changed is the next step (BENCHMARKS.md will say when it matters). The table
 //! stays when the proxy stops, so pods stay reachable while a node restarts.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use rudder_actors::informer::{Event, Informer, Query};
-use rudder_proto::client::ApiClient;
+use rudder_actors::informer::Event;
 
-use super::model::service_ports;
+use super::model::{answer_locally, service_ports};
 use super::nft;
 use super::ruleset::{full_sync, ProxyConfig};
+use crate::service_view::ServiceView;
 
-/// The label naming a slice's Service.
-const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 /// How long after a change the table is written (changes arriving meanwhile join it).
 const COALESCE: Duration = Duration::from_millis(20);
 const RETRY: Duration = Duration::from_secs(1);
 
 /// The node proxy.
 pub struct Proxy {
-    client: Arc<ApiClient>,
+    view: ServiceView,
     node: String,
     config: ProxyConfig,
-    services: Option<Informer<Service>>,
-    slices: Option<Informer<EndpointSlice>>,
     synced: (bool, bool),
     scheduled: bool,
     in_flight: bool,
@@ -48,13 +42,11 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub fn new(client: Arc<ApiClient>, node: String, config: ProxyConfig) -> Self {
+    pub fn new(view: ServiceView, node: String, config: ProxyConfig) -> Self {
         Self {
-            client,
+            view,
             node,
             config,
-            services: None,
-            slices: None,
             synced: (false, false),
             scheduled: false,
             in_flight: false,
@@ -75,37 +67,16 @@ impl Proxy {
     }
 
     /// The table as the caches say it should be.
-    fn script(&self) -> Option<String> {
-        let (services, slices) = (self.services.as_ref()?, self.slices.as_ref()?);
-        let mut by_service: BTreeMap<(String, String), Vec<Arc<EndpointSlice>>> = BTreeMap::new();
-        for slice in slices.cache().list() {
-            let labels = slice.metadata.labels.as_ref();
-            if let Some(name) = labels.and_then(|l| l.get(SERVICE_NAME_LABEL)) {
-                let namespace = slice.metadata.namespace.clone().unwrap_or_default();
-                by_service
-                    .entry((namespace, name.clone()))
-                    .or_default()
-                    .push(slice);
-            }
+    fn script(&self) -> String {
+        let mut ports = Vec::new();
+        for (service, slices) in self.view.services_with_slices() {
+            let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+            ports.extend(service_ports(&service, &slices, &self.node));
         }
-        let mut all = services.cache().list();
-        all.sort_by(|a, b| {
-            (&a.metadata.namespace, &a.metadata.name)
-                .cmp(&(&b.metadata.namespace, &b.metadata.name))
-        });
-        let ports: Vec<_> = all
-            .iter()
-            .flat_map(|service| {
-                let key = (
-                    service.metadata.namespace.clone().unwrap_or_default(),
-                    service.metadata.name.clone().unwrap_or_default(),
-                );
-                let slices = by_service.get(&key).cloned().unwrap_or_default();
-                let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
-                service_ports(service, &slices, &self.node)
-            })
-            .collect();
-        Some(full_sync(&self.config, &ports))
+        if let Some(dns) = &self.config.local_dns {
+            answer_locally(&mut ports, dns);
+        }
+        full_sync(&self.config, &ports)
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
@@ -113,7 +84,7 @@ impl Proxy {
             return;
         }
         self.dirty = false;
-        let Some(script) = self.script() else { return };
+        let script = self.script();
         if self.applied.as_ref() == Some(&script) {
             return;
         }
@@ -145,25 +116,8 @@ impl Actor for Proxy {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let services = Informer::start(self.client.clone(), Query::all::<Service>(), Vec::new());
-        let slices = Informer::start(
-            self.client.clone(),
-            Query::all::<EndpointSlice>(),
-            Vec::new(),
-        );
-        ctx.add_message_stream(services.subscribe());
-        ctx.add_message_stream(slices.subscribe());
-        self.services = Some(services);
-        self.slices = Some(slices);
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        if let Some(informer) = &self.services {
-            informer.stop();
-        }
-        if let Some(informer) = &self.slices {
-            informer.stop();
-        }
+        ctx.add_message_stream(self.view.services.subscribe());
+        ctx.add_message_stream(self.view.slices.subscribe());
     }
 }
 

@@ -170,6 +170,28 @@ fn ready_endpoints(
     backends.into_iter().collect()
 }
 
+/// The cluster DNS Service, answered on each node by the node's own DNS server (as
+/// NodeLocal DNSCache does): port 53 of `service_ip` goes to `server` on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDns {
+    pub service_ip: Ipv4Addr,
+    pub server: Ipv4Addr,
+}
+
+/// Points the cluster DNS Service's port 53 (UDP and TCP) at this node's DNS server.
+pub fn answer_locally(ports: &mut [ServicePort], dns: &LocalDns) {
+    let dns_ports = ports
+        .iter_mut()
+        .filter(|p| p.cluster_ip == Some(dns.service_ip) && p.port == 53);
+    for port in dns_ports {
+        port.endpoints = vec![Backend {
+            ip: dns.server,
+            port: 53,
+            local: true,
+        }];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

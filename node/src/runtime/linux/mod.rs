@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!  start(plan) ─► record.rs: pod.json ─► worker.rs thread:
-//!     sandbox.rs: netns + veth + IP (network.rs), /etc files; volumes.rs: volume files
+//!     sandbox.rs: netns + veth + IP (network.rs), /etc files (resolv.rs: the pod's DNS);
+//!       volumes.rs: volume files
 //!     loop every 100 ms (or when woken):
 //!        init containers one by one, then the containers:
 //!          image_policy.rs: store or pull ─► launch.rs: overlayfs rootfs, config.json
@@ -24,6 +25,7 @@ pub mod network;
 pub mod probe;
 mod probe_schedule;
 mod record;
+pub mod resolv;
 mod restart;
 mod sandbox;
 mod shared;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::network::{NetworkError, NodeNetwork};
 use super::record::PodRecord;
+use super::resolv::{resolv_conf, NodeDns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -21,14 +22,19 @@ pub enum SandboxError {
 }
 
 /// The pod's network namespace with its address, and its `/etc` files in `dir`.
-pub fn make(network: &NodeNetwork, dir: &Path, pod: &PodRecord) -> Result<(), SandboxError> {
+pub fn make(
+    network: &NodeNetwork,
+    dns: &NodeDns,
+    dir: &Path,
+    pod: &PodRecord,
+) -> Result<(), SandboxError> {
     let ip: Ipv4Addr = pod
         .ip
         .parse()
         .map_err(|_| SandboxError::BadAddress(pod.ip.clone()))?;
     network.add_pod(&pod.uid, ip)?;
     let written = std::fs::create_dir_all(dir).and_then(|()| {
-        etc_files(pod)
+        etc_files(pod, dns)
             .iter()
             .try_for_each(|(name, content)| std::fs::write(dir.join(name), content))
     });
@@ -38,17 +44,14 @@ pub fn make(network: &NodeNetwork, dir: &Path, pod: &PodRecord) -> Result<(), Sa
     })
 }
 
-/// (file name, content) of the pod's `/etc` files: its own name on its address, and
-/// cluster DNS search paths from its namespace outwards.
-pub fn etc_files(pod: &PodRecord) -> [(&'static str, String); 3] {
+/// (file name, content) of the pod's `/etc` files: its own name on its address, and its
+/// resolver (see `resolv.rs`).
+pub fn etc_files(pod: &PodRecord, dns: &NodeDns) -> [(&'static str, String); 3] {
     let hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}\t{}\n",
         pod.ip, pod.name
     );
-    let resolv = format!(
-        "search {}.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
-        pod.namespace
-    );
+    let resolv = resolv_conf(&pod.spec, &pod.namespace, dns);
     [
         ("hosts", hosts),
         ("resolv.conf", resolv),
@@ -76,12 +79,17 @@ mod tests {
             jiff::Timestamp::UNIX_EPOCH,
             String::new(),
         );
-        let [hosts, resolv, hostname] = etc_files(&pod);
+        let dns = NodeDns {
+            cluster_dns: Some(Ipv4Addr::new(10, 96, 0, 10)),
+            cluster_domain: "cluster.local".into(),
+            host_resolv_conf: String::new(),
+        };
+        let [hosts, resolv, hostname] = etc_files(&pod, &dns);
         assert!(hosts.1.ends_with("10.244.1.7\tkubia\n"), "{}", hosts.1);
         assert!(
-            resolv
-                .1
-                .starts_with("search shop.svc.cluster.local svc.cluster.local"),
+            resolv.1.starts_with(
+                "nameserver 10.96.0.10\nsearch shop.svc.cluster.local svc.cluster.local"
+            ),
             "{}",
             resolv.1
         );

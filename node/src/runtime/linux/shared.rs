@@ -10,6 +10,7 @@ use super::super::address_pool::AddressPool;
 use super::super::lifecycle::Backoff;
 use super::super::{Notify, RunningPod};
 use super::network::NodeNetwork;
+use super::resolv::NodeDns;
 use crate::image::pull::PullConfig;
 use crate::image::store::ImageStore;
 
@@ -24,6 +25,8 @@ pub struct LinuxConfig {
     pub backoff: Backoff,
     /// Which registries images may be pulled from.
     pub pull: PullConfig,
+    /// What pods' `/etc/resolv.conf` is made of.
+    pub dns: NodeDns,
 }
 
 pub(super) struct Shared {

@@ -135,7 +135,8 @@ impl Worker {
     fn make_sandbox(&mut self) {
         let network = &self.shared.config.network;
         let making = Instant::now();
-        match sandbox::make(network, &self.dir, &self.record) {
+        let dns = &self.shared.config.dns;
+        match sandbox::make(network, dns, &self.dir, &self.record) {
             Ok(()) => {
                 let netns = network.netns_path(&self.record.uid);
                 tracing::debug!(pod = %self.record.name, netns = %netns.display(), elapsed = ?making.elapsed(), "sandbox ready");

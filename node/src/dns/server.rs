@@ -1,0 +1,174 @@
+//! The DNS server's shell: hickory's UDP and TCP server on one address, answering every
+//! question from the latest [`ClusterNames`] ([`records`](super::records) decides, this
+//! file only speaks the protocol).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::Record;
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::Server;
+
+use super::records::{Answer, ClusterNames};
+
+/// The names the server answers from, replaced whole on every change; `None` until the
+/// node has seen every Service once (questions meanwhile get SERVFAIL, and clients retry).
+pub type SharedNames = Arc<RwLock<Option<Arc<ClusterNames>>>>;
+
+/// The largest UDP answer given to a client that offers more.
+const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// How long an idle TCP client may keep its connection.
+const TCP_IDLE: Duration = Duration::from_secs(5);
+
+/// Answers questions from [`SharedNames`].
+pub struct Handler {
+    names: SharedNames,
+}
+
+impl Handler {
+    pub fn new(names: SharedNames) -> Self {
+        Self { names }
+    }
+
+    fn current(&self) -> Option<Arc<ClusterNames>> {
+        self.names
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let mut metadata = Metadata::response_from_request(&request.metadata);
+        metadata.recursion_available = false;
+        let builder = MessageResponseBuilder::from_message_request(request);
+        // EDNS asked, EDNS answered (RFC 6891), at the size the client offered, up to the
+        // size that is safe from fragmentation (DNS flag day 2020).
+        let edns = request.edns.as_ref().map(|asked| {
+            let mut edns = Edns::new();
+            edns.set_max_payload(asked.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            edns.set_version(0);
+            edns
+        });
+        let mut builder = builder;
+        if let Some(edns) = &edns {
+            builder.edns(edns);
+        }
+        let names = self.current();
+        let (code, answers, additionals, soa) = if request.metadata.op_code != OpCode::Query {
+            (ResponseCode::NotImp, Vec::new(), Vec::new(), Vec::new())
+        } else {
+            match (request.request_info(), names) {
+                (Err(_), _) => (ResponseCode::FormErr, Vec::new(), Vec::new(), Vec::new()),
+                (Ok(_), None) => (ResponseCode::ServFail, Vec::new(), Vec::new(), Vec::new()),
+                (Ok(info), Some(names)) => {
+                    let name = info.query.name();
+                    let negative = || vec![names.soa().clone()];
+                    match names.answer(name, info.query.query_type()) {
+                        Answer::Records {
+                            answers,
+                            additionals,
+                        } => (ResponseCode::NoError, answers, additionals, Vec::new()),
+                        Answer::NoData => {
+                            (ResponseCode::NoError, Vec::new(), Vec::new(), negative())
+                        }
+                        Answer::NxDomain => {
+                            (ResponseCode::NXDomain, Vec::new(), Vec::new(), negative())
+                        }
+                        Answer::Refused => {
+                            (ResponseCode::Refused, Vec::new(), Vec::new(), Vec::new())
+                        }
+                    }
+                }
+            }
+        };
+        metadata.response_code = code;
+        metadata.authoritative = matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
+        let none: Vec<Record> = Vec::new();
+        let message = builder.build(
+            metadata,
+            answers.iter(),
+            none.iter(),
+            soa.iter(),
+            additionals.iter(),
+        );
+        match response_handle.send_response(message).await {
+            Ok(info) => info,
+            Err(error) => {
+                tracing::debug!(%error, "sending a DNS answer");
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        }
+    }
+}
+
+/// A running DNS server; stops when dropped.
+pub struct DnsServer {
+    pub addr: SocketAddr,
+    server: Option<Server<Handler>>,
+}
+
+impl DnsServer {
+    /// Serves `names` on UDP and TCP `addr` (port 0: any free port, the same for both).
+    pub async fn start(addr: SocketAddr, names: SharedNames) -> std::io::Result<Self> {
+        let (udp, tcp) = bind_both(addr).await?;
+        let addr = udp.local_addr()?;
+        let mut server = Server::new(Handler::new(names));
+        server.register_socket(udp);
+        server.register_listener(tcp, TCP_IDLE, 32);
+        Ok(Self {
+            addr,
+            server: Some(server),
+        })
+    }
+
+    /// Stops answering; returns once the sockets are closed.
+    pub async fn stop(mut self) {
+        if let Some(mut server) = self.server.take() {
+            if let Err(error) = server.shutdown_gracefully().await {
+                tracing::debug!(%error, "stopping the DNS server");
+            }
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            server.shutdown_token().cancel();
+        }
+    }
+}
+
+/// A UDP socket and a TCP listener on the same address; with port 0, on the same free
+/// port (tried a few times: the port UDP got may be taken for TCP).
+async fn bind_both(
+    addr: SocketAddr,
+) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let bound = udp.local_addr()?;
+        match tokio::net::TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(error) if addr.port() == 0 => last = Some(error),
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port for both UDP and TCP")))
+}

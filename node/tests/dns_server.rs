@@ -1,0 +1,128 @@
+//! The cluster DNS server over the wire (UDP and TCP on loopback port 0), answering from the
+//! names it is given.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use rudder_node::dns::{ClusterNames, DnsServer, SharedNames};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn kubia() -> Service {
+    Service {
+        metadata: ObjectMeta {
+            namespace: Some("default".into()),
+            name: Some("kubia-http".into()),
+            ..Default::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("10.96.0.42".into()),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn query(name: &str, kind: RecordType, edns: bool) -> Vec<u8> {
+    let mut message = Message::query();
+    message.add_query(Query::query(Name::from_ascii(name).unwrap(), kind));
+    if edns {
+        message.edns = Some(Edns::new());
+    }
+    message.to_vec().unwrap()
+}
+
+async fn over_udp(server: SocketAddr, question: &[u8]) -> Message {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(question, server).await.unwrap();
+    let mut buffer = [0u8; 4096];
+    let (length, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        socket.recv_from(&mut buffer),
+    )
+    .await
+    .expect("an answer within 5 s")
+    .unwrap();
+    Message::from_vec(&buffer[..length]).unwrap()
+}
+
+async fn over_tcp(server: SocketAddr, question: &[u8]) -> Message {
+    let mut stream = tokio::net::TcpStream::connect(server).await.unwrap();
+    stream
+        .write_all(&(question.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    stream.write_all(question).await.unwrap();
+    let length = stream.read_u16().await.unwrap();
+    let mut buffer = vec![0u8; usize::from(length)];
+    stream.read_exact(&mut buffer).await.unwrap();
+    Message::from_vec(&buffer).unwrap()
+}
+
+fn addresses(answer: &Message) -> Vec<String> {
+    answer
+        .answers
+        .iter()
+        .map(|record| match &record.data {
+            RData::A(a) => a.0.to_string(),
+            other => format!("{other}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_server_answers_cluster_names_over_udp_and_tcp_and_refuses_the_rest() {
+    let names = SharedNames::default();
+    let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), names.clone())
+        .await
+        .expect("the DNS server starts");
+    let name = "kubia-http.default.svc.cluster.local.";
+
+    // Before the node has seen the Services: SERVFAIL, so clients try again.
+    let early = over_udp(server.addr, &query(name, RecordType::A, false)).await;
+    assert_eq!(early.metadata.response_code, ResponseCode::ServFail);
+
+    let service = kubia();
+    let domain = Name::from_ascii("cluster.local.").unwrap();
+    let current = ClusterNames::new(&domain, [(&service, Vec::new())], 1);
+    *names.write().unwrap() = Some(Arc::new(current));
+
+    for answer in [
+        over_udp(server.addr, &query(name, RecordType::A, false)).await,
+        over_tcp(server.addr, &query(name, RecordType::A, false)).await,
+    ] {
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        assert!(answer.metadata.authoritative);
+        assert_eq!(addresses(&answer), ["10.96.0.42"]);
+    }
+
+    // EDNS asked, EDNS answered.
+    let with_edns = over_udp(server.addr, &query(name, RecordType::A, true)).await;
+    assert!(with_edns.edns.is_some(), "{with_edns:?}");
+
+    let unknown = over_udp(
+        server.addr,
+        &query("nothing.default.svc.cluster.local.", RecordType::A, false),
+    )
+    .await;
+    assert_eq!(unknown.metadata.response_code, ResponseCode::NXDomain);
+    assert!(unknown.answers.is_empty());
+    assert_eq!(
+        unknown.authorities.first().map(|r| r.record_type()),
+        Some(RecordType::SOA),
+        "a negative answer carries the zone's SOA: {unknown:?}"
+    );
+
+    let outside = over_udp(server.addr, &query("example.com.", RecordType::A, false)).await;
+    assert_eq!(outside.metadata.response_code, ResponseCode::Refused);
+
+    server.stop().await;
+}
