@@ -86,6 +86,14 @@ async fn apply_one(session: &Session, scope: &Scope, mut object: Value) -> anyho
                 .and_then(|text| serde_json::from_str(text).ok())
                 .unwrap_or_else(|| json!({}));
             let mut patch = merge_diff(&last, &applied);
+            // Nothing to send (as kubectl): a write would change nothing of the user's, and
+            // its resourceVersion could still move meanwhile (a controller writing status),
+            // which must not read as "configured".
+            let recorded = live["metadata"]["annotations"][LAST_APPLIED].as_str()
+                == Some(applied_text.as_str());
+            if patch == json!({}) && recorded && object["metadata"]["resourceVersion"].is_null() {
+                return Ok(format!("{} unchanged", display_name(&kind, &name)));
+            }
             annotate(&mut patch, LAST_APPLIED, &applied_text);
             if let Some(version) = object["metadata"]["resourceVersion"].as_str() {
                 patch["metadata"]["resourceVersion"] = Value::from(version);
