@@ -17,9 +17,11 @@
 //!   and DNS.
 //! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
 //! - [`dns`]: the cluster DNS names, answered by each node for its pods (hickory).
+//! - [`api_relay`]: the `default/kubernetes` Service's connections, relayed to the masters.
 //! - [`image`]: image references, the node's content-addressed store, pulls from registries,
 //!   layer unpacking.
 
+pub mod api_relay;
 pub mod dns;
 pub mod image;
 pub mod kubelet;

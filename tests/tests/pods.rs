@@ -1513,6 +1513,19 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
         !ok && format!("{out}{err}").contains("NXDOMAIN"),
         "{out} {err}"
     );
+    // `kubernetes.default` reaches a master's API from the pod (the node relays it to the
+    // masters, which listen on loopback): the master's HTTP/2 server greets a client's
+    // preface with its SETTINGS frame (type 4 on stream 0).
+    let greet = "printf 'PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n' \
+                 | busybox timeout 5 busybox nc kubernetes.default 443 | busybox od -An -tx1 -N9";
+    let (ok, frame, err) =
+        rudder(servers, &["exec", &pod, "--", "busybox", "sh", "-c", greet]).await;
+    let bytes: Vec<&str> = frame.split_whitespace().collect();
+    assert!(
+        ok && bytes.len() == 9 && bytes[3] == "04" && bytes[5..] == ["00"; 4],
+        "no HTTP/2 SETTINGS from the API through kubernetes.default:443: {frame:?} {err}\nnode log:\n{}",
+        node.log()
+    );
 
     let (ok, _, err) = rudder(servers, &["delete", "svc", "kubia-http"]).await;
     assert!(ok, "{err}");

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hickory_proto::rr::Name;
 use rudder_apiserver::allocation;
+use rudder_node::api_relay::ApiRelay;
 use rudder_node::dns::actor::ClusterDns;
 use rudder_node::dns::{DnsServer, SharedNames};
 use rudder_node::image::pull::{install_tls_provider, PullConfig};
@@ -20,7 +21,7 @@ use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::pod_range::await_pod_range;
 use rudder_node::proxy::actor::Proxy;
-use rudder_node::proxy::model::LocalDns;
+use rudder_node::proxy::model::LocalTarget;
 use rudder_node::proxy::ruleset::ProxyConfig;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
@@ -173,6 +174,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let mut proxies = Vec::new();
         let mut dns_servers = Vec::new();
         let mut dns_feeds = Vec::new();
+        let mut relays = Vec::new();
         for name in &names {
             let mut config = NodeConfig {
                 name: name.clone(),
@@ -241,11 +243,25 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                         })?;
                     dns_servers.push(dns);
                     dns_feeds.push(ClusterDns::new(view.clone(), domain, names).start());
-                    proxy.local_dns = Some(LocalDns {
+                    proxy.local_targets.push(LocalTarget {
                         service_ip: cluster_dns(&args)?,
-                        server,
+                        port: 53,
+                        target_ip: server,
+                        target_port: 53,
                     });
                 }
+                // Pods reach the masters through `default/kubernetes`, relayed by the node.
+                let gateway_ip = gateway(cidr)?;
+                let relay = ApiRelay::start((gateway_ip, 0).into(), client.endpoints().to_vec())
+                    .await
+                    .with_context(|| format!("starting the API relay on {gateway_ip}"))?;
+                proxy.local_targets.push(LocalTarget {
+                    service_ip: service_address(&args, 1)?,
+                    port: 443,
+                    target_ip: gateway_ip,
+                    target_port: relay.addr.port(),
+                });
+                relays.push(relay);
                 proxies.push(Proxy::new(view, name.clone(), proxy).start());
             }
             let mut kubelet =
@@ -275,6 +291,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         drop(kubelets);
         drop(proxies);
         drop(dns_feeds);
+        drop(relays);
         for dns in dns_servers {
             dns.stop().await;
         }
@@ -326,14 +343,19 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
 
 /// The cluster DNS address pods are given: --cluster-dns, else the kube-dns Service's.
 fn cluster_dns(args: &NodeArgs) -> anyhow::Result<std::net::Ipv4Addr> {
-    if let Some(address) = args.cluster_dns {
-        return Ok(address);
+    match args.cluster_dns {
+        Some(address) => Ok(address),
+        None => service_address(args, 10),
     }
+}
+
+/// Address `n` of --service-cidr: the first is the API's Service, the tenth the DNS's.
+fn service_address(args: &NodeArgs, n: u64) -> anyhow::Result<std::net::Ipv4Addr> {
     let range = Ipv4Cidr::parse(&args.service_cidr)
         .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
     range
-        .nth(10)
-        .with_context(|| format!("--service-cidr {range} has no tenth address for the cluster DNS"))
+        .nth(n)
+        .with_context(|| format!("--service-cidr {range} has no address number {n}"))
 }
 
 /// The pod range's first address: the node's own on its bridge.
@@ -369,7 +391,7 @@ fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<P
             cidr("--lb-pool", &args.lb_pool)?,
         ],
         node_ips,
-        local_dns: None,
+        local_targets: Vec::new(),
     })
 }
 

@@ -73,9 +73,7 @@ impl Proxy {
             let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
             ports.extend(service_ports(&service, &slices, &self.node));
         }
-        if let Some(dns) = &self.config.local_dns {
-            answer_locally(&mut ports, dns);
-        }
+        answer_locally(&mut ports, &self.config.local_targets);
         full_sync(&self.config, &ports)
     }
 

@@ -170,25 +170,31 @@ fn ready_endpoints(
     backends.into_iter().collect()
 }
 
-/// The cluster DNS Service, answered on each node by the node's own DNS server (as
-/// NodeLocal DNSCache does): port 53 of `service_ip` goes to `server` on this node.
+/// A Service port answered on each node by the node itself: the cluster DNS (the node's
+/// DNS server, as NodeLocal DNSCache) and the API (the node's relay to the masters).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalDns {
+pub struct LocalTarget {
+    /// The Service's cluster IP and port.
     pub service_ip: Ipv4Addr,
-    pub server: Ipv4Addr,
+    pub port: u16,
+    /// Where this node answers it.
+    pub target_ip: Ipv4Addr,
+    pub target_port: u16,
 }
 
-/// Points the cluster DNS Service's port 53 (UDP and TCP) at this node's DNS server.
-pub fn answer_locally(ports: &mut [ServicePort], dns: &LocalDns) {
-    let dns_ports = ports
-        .iter_mut()
-        .filter(|p| p.cluster_ip == Some(dns.service_ip) && p.port == 53);
-    for port in dns_ports {
-        port.endpoints = vec![Backend {
-            ip: dns.server,
-            port: 53,
-            local: true,
-        }];
+/// Points each local target's Service port (every protocol) at this node.
+pub fn answer_locally(ports: &mut [ServicePort], targets: &[LocalTarget]) {
+    for port in ports.iter_mut() {
+        let local = targets
+            .iter()
+            .find(|t| port.cluster_ip == Some(t.service_ip) && port.port == t.port);
+        if let Some(target) = local {
+            port.endpoints = vec![Backend {
+                ip: target.target_ip,
+                port: target.target_port,
+                local: true,
+            }];
+        }
     }
 }
 

@@ -27,7 +27,7 @@ use std::net::Ipv4Addr;
 
 use rudder_proto::objects::cidr::Ipv4Cidr;
 
-use super::model::{Backend, LocalDns, ServicePort};
+use super::model::{Backend, LocalTarget, ServicePort};
 
 /// The packet mark that asks for masquerading (kube-proxy's bit, shared by every node's
 /// table so that any of them may masquerade what another marked).
@@ -48,8 +48,8 @@ pub struct ProxyConfig {
     pub service_ranges: Vec<Ipv4Cidr>,
     /// Where node ports answer: this node's addresses and 127.0.0.1.
     pub node_ips: Vec<Ipv4Addr>,
-    /// The cluster DNS Service, answered by this node's DNS server.
-    pub local_dns: Option<LocalDns>,
+    /// Service ports this node answers itself (cluster DNS, the API relay).
+    pub local_targets: Vec<LocalTarget>,
 }
 
 /// The script that replaces the table with one forwarding `ports`.

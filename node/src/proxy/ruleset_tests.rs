@@ -18,7 +18,7 @@ fn config() -> ProxyConfig {
             Ipv4Cidr::parse("10.112.0.0/24").unwrap(),
         ],
         node_ips: vec![Ipv4Addr::new(10, 244, 1, 1), Ipv4Addr::LOCALHOST],
-        local_dns: None,
+        local_targets: Vec::new(),
     }
 }
 
