@@ -578,6 +578,11 @@ impl NodeScratch {
         }
     }
 
+    /// The node's bridge (and, as `rudder-<bridge>`, its proxy's table).
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
     /// `--root`, `--images` and `--port 0` for `rudder node`.
     pub fn flags(&self) -> Vec<String> {
         vec![

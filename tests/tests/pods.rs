@@ -1083,7 +1083,8 @@ async fn a_deployment_created_through_the_cli_runs_two_of_two_on_the_node_nobody
 /// from the controller manager and run a pod each on them. The cluster range is this test's
 /// own (10.244.96.0/22), so nodes of tests running beside it never share a subnet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_and_run_pods_in_them() {
+async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_run_pods_and_one_reset_leaves_the_other()
+{
     let scratches = [NodeScratch::new("range-a"), NodeScratch::new("range-b")];
     for scratch in &scratches {
         import_kubia(scratch.dir.path());
@@ -1131,6 +1132,7 @@ async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_and_run_pods_in_them()
     }
     ranges.sort();
     assert_eq!(ranges, ["10.244.96.0/24", "10.244.97.0/24"]);
+    let mut pod_ips = Vec::new();
 
     for (i, name) in ["range-a", "range-b"].iter().enumerate() {
         let pod_name = format!("on-{name}");
@@ -1167,7 +1169,55 @@ async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_and_run_pods_in_them()
         );
         let answer = http_get(ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers");
         assert!(answer.contains("You've hit"), "{answer}");
+        pod_ips.push(ip.to_string());
     }
+
+    // `rudder node reset` refuses a running node; once it is stopped, removes all it made,
+    // and the other node's pod still answers.
+    let root = scratches[0].dir.path().join("state");
+    let reset = |root: &Path| {
+        std::process::Command::new(rudder_binary_beside_tests())
+            .args(["node", "reset", "--name", "range-a", "--root"])
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    let refused = reset(&root);
+    assert!(
+        !refused.status.success()
+            && String::from_utf8_lossy(&refused.stderr).contains("is running"),
+        "{refused:?}"
+    );
+    let mut nodes = nodes.into_iter();
+    let mut node_a = nodes.next().unwrap();
+    node_a.kill().await.unwrap();
+    node_a.wait().await.unwrap();
+    // Stopping a node keeps its pods running.
+    assert!(http_get(&pod_ips[0], 8080, "/cgi-bin/index.cgi").is_ok());
+    let done = reset(&root);
+    let said = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success() && said.contains("node range-a reset"),
+        "{done:?}"
+    );
+    let bridge = scratches[0].bridge();
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", bridge])
+        .output()
+        .unwrap();
+    assert!(!link.status.success(), "{bridge} is still there:\n{said}");
+    let table = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &format!("rudder-{bridge}")])
+        .output()
+        .unwrap();
+    assert!(!table.status.success(), "its table is still there:\n{said}");
+    assert!(!root.exists(), "its state is still there:\n{said}");
+    assert!(
+        http_get(&pod_ips[0], 8080, "/cgi-bin/index.cgi").is_err(),
+        "the reset node's pod still answers:\n{said}"
+    );
+    let answer = http_get(&pod_ips[1], 8080, "/cgi-bin/index.cgi").expect("the other node's pod");
+    assert!(answer.contains("You've hit"), "{answer}");
     for mut node in nodes {
         node.kill().await.unwrap();
     }

@@ -38,10 +38,14 @@ use rudder_proto::objects::cidr::Ipv4Cidr;
 use crate::session::{config_path, configured_servers, Target};
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct NodeArgs {
+    #[command(subcommand)]
+    action: Option<NodeAction>,
     /// The node's name (a DNS subdomain); hollow nodes are NAME-0 ... NAME-(N-1).
+    /// Required to run a node.
     #[arg(long)]
-    name: String,
+    name: Option<String>,
     /// The address pods and masters reach this node at.
     #[arg(long, default_value = "127.0.0.1")]
     internal_ip: String,
@@ -129,9 +133,73 @@ pub struct NodeArgs {
     target: Target,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum NodeAction {
+    /// Remove everything a stopped node made on this machine (as `kubeadm reset`): its pods'
+    /// processes, mounts, cgroups and network, its bridge, its nftables table and its state.
+    Reset(ResetArgs),
+}
+
+#[derive(Args, Debug)]
+struct ResetArgs {
+    /// The node's name (as given to `rudder node --name`).
+    #[arg(long)]
+    name: String,
+    /// The node's state directory (as given to `rudder node --root`); default
+    /// /var/lib/rudder/node/NAME.
+    #[arg(long)]
+    root: Option<std::path::PathBuf>,
+}
+
+/// `rudder node reset`: refuses while the node runs, then removes what it made.
+fn reset(args: &ResetArgs) -> anyhow::Result<()> {
+    let root = args
+        .root
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("/var/lib/rudder/node").join(&args.name));
+    if let Some(pid) = running_node(&args.name) {
+        bail!(
+            "node {} is running (pid {pid}): stop it first, or its kubelet starts the pods again",
+            args.name
+        );
+    }
+    let removed = rudder_node::runtime::linux::reset::reset(&args.name, &root)
+        .with_context(|| format!("resetting node {}", args.name))?;
+    for line in &removed {
+        println!("removed {line}");
+    }
+    println!("node {} reset", args.name);
+    Ok(())
+}
+
+/// A `rudder node --name NAME` process running on this machine.
+fn running_node(name: &str) -> Option<i32> {
+    let me = std::process::id() as i32;
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_node = words.get(1) == Some(&b"node".as_slice())
+                && words
+                    .windows(2)
+                    .any(|w| w[0] == b"--name" && w[1] == name.as_bytes())
+                && !words.contains(&b"reset".as_slice());
+            (is_node && pid != me).then_some(pid)
+        })
+}
+
 /// Runs the node(s) until Ctrl-C or SIGTERM. Actix needs its own runtime, so this is called
 /// outside the CLI's tokio runtime.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    if let Some(NodeAction::Reset(reset_args)) = &args.action {
+        return reset(reset_args);
+    }
+    let Some(name) = args.name.clone() else {
+        bail!("rudder node needs --name NAME (or a command: rudder node reset --name NAME)");
+    };
     if args.count == 0 || (!args.hollow && args.count != 1) {
         bail!("--count needs --hollow and must be at least 1");
     }
@@ -165,10 +233,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let client = Arc::new(ApiClient::new(servers));
         let names: Vec<String> = if args.hollow {
             (0..args.count)
-                .map(|i| format!("{}-{i}", args.name))
+                .map(|i| format!("{name}-{i}"))
                 .collect()
         } else {
-            vec![args.name.clone()]
+            vec![name.clone()]
         };
         let mut kubelets = Vec::new();
         let mut proxies = Vec::new();

@@ -25,6 +25,7 @@ pub mod network;
 pub mod probe;
 mod probe_schedule;
 mod record;
+pub mod reset;
 pub mod resolv;
 mod restart;
 mod sandbox;

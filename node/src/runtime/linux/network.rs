@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -431,6 +432,47 @@ impl NodeNetwork {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect()
     }
+}
+
+/// Deletes the links named `names` that exist (a reset node's veths and bridge).
+pub fn delete_links(names: &[String]) -> Result<Vec<String>, NetworkError> {
+    let names = names.to_vec();
+    with_netlink(async move |handle| {
+        let mut deleted = Vec::new();
+        for name in names {
+            if let Some(index) = link_index(&handle, &name).await? {
+                handle
+                    .link()
+                    .del(index)
+                    .execute()
+                    .await
+                    .map_err(netlink_failed(format!("deleting {name}")))?;
+                deleted.push(name);
+            }
+        }
+        Ok(deleted)
+    })
+}
+
+/// Whether any link's name starts with `prefix` (another node's bridge, say).
+pub fn any_link_named_like(prefix: &str) -> Result<bool, NetworkError> {
+    let prefix = prefix.to_owned();
+    with_netlink(async move |handle| {
+        let mut links = handle.link().get().execute();
+        while let Some(link) = links
+            .try_next()
+            .await
+            .map_err(netlink_failed("listing links".to_string()))?
+        {
+            let named = link.attributes.iter().any(|attribute| {
+                matches!(attribute, LinkAttribute::IfName(name) if name.starts_with(&prefix))
+            });
+            if named {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    })
 }
 
 /// A new network namespace, kept alive by a bind mount at `path`.
