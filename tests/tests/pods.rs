@@ -1083,8 +1083,8 @@ async fn a_deployment_created_through_the_cli_runs_two_of_two_on_the_node_nobody
 /// from the controller manager and run a pod each on them. The cluster range is this test's
 /// own (10.244.96.0/22), so nodes of tests running beside it never share a subnet.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_run_pods_and_one_reset_leaves_the_other()
-{
+async fn two_nodes_get_distinct_ranges_reach_each_others_pods_by_address_and_service_name_and_one_reset_leaves_the_other(
+) {
     let scratches = [NodeScratch::new("range-a"), NodeScratch::new("range-b")];
     for scratch in &scratches {
         import_kubia(scratch.dir.path());
@@ -1136,16 +1136,14 @@ async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_run_pods_and_one_reset
 
     for (i, name) in ["range-a", "range-b"].iter().enumerate() {
         let pod_name = format!("on-{name}");
-        create_pod(
-            &client,
-            pod(
-                &pod_name,
-                name,
-                json!({ "name": "kubia", "image": "luksa/kubia" }),
-                json!({}),
-            ),
-        )
-        .await;
+        let mut object = pod(
+            &pod_name,
+            name,
+            json!({ "name": "kubia", "image": "luksa/kubia" }),
+            json!({}),
+        );
+        object["metadata"]["labels"] = json!({ "app": pod_name });
+        create_pod(&client, object).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let running_pod = loop {
             let pod = client.get_object("pods", "default", &pod_name).await.ok();
@@ -1170,6 +1168,44 @@ async fn two_nodes_without_a_pod_cidr_get_distinct_ranges_run_pods_and_one_reset
         let answer = http_get(ip, 8080, "/cgi-bin/index.cgi").expect("the pod answers");
         assert!(answer.contains("You've hit"), "{answer}");
         pod_ips.push(ip.to_string());
+    }
+
+    // Across nodes: a pod on range-b reaches range-a's pod by its address, and by the name
+    // of a Service that selects it (DNS, the ClusterIP, routing between the nodes).
+    let service = json!({ "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "kubia-a" },
+        "spec": { "selector": { "app": "on-range-a" }, "ports": [{ "port": 8080 }] } });
+    client
+        .create_object("services", "default", &service)
+        .await
+        .expect("the Service is created");
+    for target in [
+        format!("http://{}:8080/cgi-bin/index.cgi", pod_ips[0]),
+        "http://kubia-a.default.svc.cluster.local:8080/cgi-bin/index.cgi".to_string(),
+    ] {
+        let fetch = [
+            "exec",
+            "on-range-b",
+            "--",
+            "busybox",
+            "wget",
+            "-qO-",
+            &target,
+        ];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (ok, answer, err) = rudder(&servers, &fetch).await;
+            if ok && answer.contains("You've hit on-range-a") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "range-b's pod did not reach {target} within 30 s: {answer} {err}\nnode logs:\n{}\n{}",
+                node_log(0),
+                node_log(1)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     // `rudder node reset` refuses a running node; once it is stopped, removes all it made,
