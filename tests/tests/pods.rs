@@ -1638,3 +1638,253 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
     let (ok, _, err) = rudder(servers, &["delete", "rc", "kubia"]).await;
     assert!(ok, "{err}");
 }
+
+/// Polls `rudder ARGS` until its output satisfies `done`, for at most `within`.
+async fn rudder_until(
+    servers: &str,
+    args: &[&str],
+    within: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (ok, out, err) = rudder(servers, args).await;
+        if ok && done(&out) {
+            return out;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rudder {args:?} not as expected within {within:?}:\n{out}{err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The pod name in kubia's answer.
+fn hit(answer: &str) -> Option<String> {
+    let after = answer.split("You've hit ").nth(1)?;
+    Some(after.split_whitespace().next()?.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_walkthrough_runs_on_three_masters_and_two_nodes() {
+    // A load-balancer pool and pod range of its own: other tests' clusters on this machine
+    // route theirs.
+    let (lb_pool, cluster_cidr) = ("10.112.7.0/24", "10.244.104.0/22");
+    let names = ["walk-1", "walk-2"];
+    let scratches = names.map(NodeScratch::new);
+    for scratch in &scratches {
+        import_kubia(scratch.dir.path());
+    }
+    let flags = ["--cluster-cidr", cluster_cidr, "--lb-pool", lb_pool].map(String::from);
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
+    let servers = cluster.endpoints().join(",");
+    let client = ApiClient::new(cluster.endpoints());
+    wait_for_default_namespace(&client).await;
+    let mut nodes = Vec::new();
+    for (scratch, name) in scratches.iter().zip(names) {
+        let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
+        let child = Command::new(rudder_binary_beside_tests())
+            .args(["node", "--name", name, "--server", &servers])
+            .args(["--cluster-cidr", cluster_cidr, "--lb-pool", lb_pool])
+            .args(scratch.flags())
+            .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("rudder node starts");
+        nodes.push(child);
+    }
+    let logs = || {
+        scratches
+            .iter()
+            .map(|s| std::fs::read_to_string(s.dir.path().join("node.log")).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let s = servers.as_str();
+    rudder_until(s, &["get", "nodes"], Duration::from_secs(40), |out| {
+        out.lines().filter(|l| l.contains(" Ready")).count() == 2
+    })
+    .await;
+
+    let run = [
+        "run",
+        "kubia",
+        "--image=luksa/kubia",
+        "--port=8080",
+        "--generator=run/v1",
+    ];
+    let (ok, out, err) = rudder(s, &run).await;
+    assert!(ok, "{out}{err}");
+    let wide = rudder_until(
+        s,
+        &["get", "pods", "-o", "wide"],
+        Duration::from_secs(60),
+        |out| {
+            out.lines()
+                .any(|l| l.contains(" Running ") && l.contains("walk-"))
+        },
+    )
+    .await;
+    let first = wide
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, described, err) = rudder(s, &["describe", "pod", &first]).await;
+    assert!(ok && described.contains("Node:"), "{described}{err}");
+    let expose = [
+        "expose",
+        "rc",
+        "kubia",
+        "--type=LoadBalancer",
+        "--name",
+        "kubia-http",
+    ];
+    let (ok, out, err) = rudder(s, &expose).await;
+    assert!(ok, "{out}{err}");
+    let services = rudder_until(s, &["get", "services"], Duration::from_secs(20), |out| {
+        out.lines()
+            .any(|l| l.starts_with("kubia-http") && l.contains("10.112.7."))
+    })
+    .await;
+    let line = services
+        .lines()
+        .find(|l| l.starts_with("kubia-http"))
+        .unwrap();
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    let external = columns[3].to_string();
+    assert!(
+        columns[4].starts_with("8080:3") && columns[4].ends_with("/TCP"),
+        "{services}"
+    );
+
+    // curl EXTERNAL-IP, scale to 3, and the answers come from at least two pods.
+    let path = "/cgi-bin/index.cgi";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while http_get(&external, 8080, path)
+        .ok()
+        .and_then(|a| hit(&a))
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{external}:8080 never answered\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, out, err) = rudder(s, &["scale", "rc", "kubia", "--replicas=3"]).await;
+    assert!(ok, "{out}{err}");
+    rudder_until(s, &["get", "rc"], Duration::from_secs(60), |out| {
+        out.lines().any(|l| {
+            let columns: Vec<&str> = l.split_whitespace().collect();
+            columns.len() >= 4 && columns[..4] == ["kubia", "3", "3", "3"]
+        })
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 {
+        for _ in 0..30 {
+            if let Some(pod) = http_get(&external, 8080, path).ok().and_then(|a| hit(&a)) {
+                seen.insert(pod);
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "30 curls answered only from {seen:?}"
+        );
+    }
+
+    // A Deployment; a deleted pod is replaced.
+    let deployment = [
+        "create",
+        "deployment",
+        "httpd-app",
+        "--image=luksa/kubia",
+        "--replicas=2",
+    ];
+    let (ok, out, err) = rudder(s, &deployment).await;
+    assert!(ok, "{out}{err}");
+    rudder_until(s, &["get", "deployments"], Duration::from_secs(60), |out| {
+        out.lines()
+            .any(|l| l.starts_with("httpd-app") && l.contains(" 2/2 "))
+    })
+    .await;
+    let (ok, out, err) = rudder(s, &["delete", "pod", &first]).await;
+    assert!(ok, "{out}{err}");
+    rudder_until(s, &["get", "pods"], Duration::from_secs(60), |out| {
+        let kubia: Vec<&str> = out
+            .lines()
+            .filter(|l| l.starts_with("kubia-") && l.contains(" Running "))
+            .collect();
+        kubia.len() == 3 && !kubia.iter().any(|l| l.starts_with(&format!("{first} ")))
+    })
+    .await;
+
+    // From a pod on walk-2: the Service by its DNS name answers from a pod on walk-1; a
+    // name nobody has is NXDOMAIN.
+    let (ok, pods, err) = rudder(s, &["get", "pods", "-o", "json"]).await;
+    assert!(ok, "{err}");
+    let pods: Value = serde_json::from_str(&pods).unwrap();
+    let node_of: BTreeMap<String, String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Running")
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
+            (
+                name,
+                p["spec"]["nodeName"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let on_2 = node_of
+        .iter()
+        .find(|(_, node)| *node == "walk-2")
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| panic!("no running pod on walk-2: {node_of:?}"));
+    assert!(node_of.values().any(|n| n == "walk-1"), "{node_of:?}");
+    let url = "http://kubia-http.default.svc.cluster.local:8080/cgi-bin/index.cgi";
+    let fetch = ["exec", &on_2, "--", "busybox", "wget", "-qO-", url];
+    let mut answered_by = Vec::new();
+    for _ in 0..30 {
+        let (ok, answer, err) = rudder(s, &fetch).await;
+        assert!(ok, "wget from {on_2}: {answer}{err}\n{}", logs());
+        let pod = hit(&answer).unwrap_or_default();
+        if node_of.get(&pod).map(String::as_str) == Some("walk-1") {
+            answered_by.clear();
+            break;
+        }
+        answered_by.push(pod);
+    }
+    assert!(
+        answered_by.is_empty(),
+        "30 requests from {on_2} never reached a pod on walk-1 (answered by {answered_by:?})"
+    );
+    let lookup = [
+        "exec",
+        &on_2,
+        "--",
+        "busybox",
+        "nslookup",
+        "nobody.default.svc.cluster.local",
+    ];
+    let (ok, out, err) = rudder(s, &lookup).await;
+    assert!(
+        !ok && format!("{out}{err}").contains("NXDOMAIN"),
+        "{out}{err}"
+    );
+
+    for mut node in nodes {
+        node.kill().await.unwrap();
+    }
+    drop(cluster);
+}
