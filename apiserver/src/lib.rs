@@ -13,6 +13,8 @@
 //! - [`allocation`]: what a Service takes from the cluster's pools (cluster IP, node ports,
 //!   load-balancer address), decided in the transaction that writes it (pure; the shell
 //!   is `registry/service_allocations.rs`).
+//! - [`cluster_config`]: the cluster's network settings as masters publish them for nodes
+//!   (the `kube-system/rudder-cluster` ConfigMap; pure).
 //! - [`kinds`]: the served kinds, their names and short names, typed admission.
 //! - [`validation`]: checks and defaults per kind; [`object`]: keys and stored JSON.
 //! - [`registry`]: the [`Registry`] type, get and the store access the verbs share; a file
@@ -32,6 +34,7 @@
 
 pub mod allocation;
 pub mod caller;
+pub mod cluster_config;
 pub mod decoded;
 pub mod delete;
 pub mod error;

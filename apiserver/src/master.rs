@@ -1,6 +1,7 @@
 //! [`Master`]: one control-plane member — the store member with the API on its client port,
 //! and the API server's own duty: creating the system namespaces, PriorityClasses, the
-//! default StorageClass (`local-path`) and the `default/kubernetes` Service.
+//! default StorageClass (`local-path`), the `default/kubernetes` and `kube-system/kube-dns`
+//! Services, and the cluster's network settings (`cluster_config.rs`).
 //! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
 
 use std::time::Duration;
@@ -15,8 +16,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::allocation::ServiceRanges;
+use crate::cluster_config::{self, ClusterConfig};
 use crate::error::ApiError;
-use crate::registry::{Registry, WriteOptions};
+use crate::registry::{Registry, Target, WriteOptions};
 use crate::service::service;
 
 /// The namespaces every cluster has, created by the first master that can.
@@ -76,6 +78,15 @@ impl Master {
         })
     }
 
+    /// Publishes the cluster's network settings (`kube-system/rudder-cluster`) unless a
+    /// master did already; warns, naming each difference, when that one's disagree.
+    pub fn publish_cluster_config(&mut self, config: ClusterConfig) {
+        let registry = self.registry.clone();
+        let stopped = self.stop.subscribe();
+        self.tasks
+            .spawn(publish_cluster_config(registry, config, stopped));
+    }
+
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         self.registry.stop();
@@ -97,6 +108,59 @@ fn kubernetes_service(registry: &Registry, api_port: u16) -> Value {
             "sessionAffinity": "None",
         }
     })
+}
+
+async fn publish_cluster_config(
+    registry: Registry,
+    ours: ClusterConfig,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let body = ours.to_config_map().to_string();
+    loop {
+        let created = registry
+            .create(
+                "configmaps",
+                cluster_config::NAMESPACE,
+                body.as_bytes(),
+                &WriteOptions::default(),
+            )
+            .await;
+        match created {
+            Ok(_) => return,
+            Err(ApiError::AlreadyExists { .. }) => {
+                let target = Target {
+                    resource: "configmaps",
+                    namespace: cluster_config::NAMESPACE,
+                    name: cluster_config::NAME,
+                };
+                match registry
+                    .get(&target)
+                    .await
+                    .map(|published| ClusterConfig::from_config_map(&published))
+                {
+                    Ok(Ok(cluster)) => {
+                        for difference in cluster.differences(&ours) {
+                            tracing::warn!(
+                                "this master's {difference}: the cluster keeps its own; give \
+                                 every master the same ranges"
+                            );
+                        }
+                        return;
+                    }
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "the cluster's network settings are unreadable");
+                        return;
+                    }
+                    Err(error) => tracing::debug!(%error, "reading the cluster's settings"),
+                }
+            }
+            Err(error) => tracing::debug!(%error, "publishing the cluster's settings"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
 }
 
 /// `kube-system/kube-dns`: the cluster DNS at the service range's tenth address (the name

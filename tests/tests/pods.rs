@@ -1486,7 +1486,7 @@ async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from_a_pod_and_leaves_no_rule_behind(
 ) {
-    let setup = Setup::start("pods-s", "10.244.68.0/24", true, |_| vec![]);
+    let setup = Setup::start("pods-s", "10.244.69.0/24", true, |_| vec![]);
     let (servers, node) = (&setup.servers, &setup.node);
     let steps: [&[&str]; 3] = [
         &[
@@ -1539,7 +1539,7 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
     }
     for (ip, port) in [
         (cluster_ip.as_str(), 8080),
-        ("10.244.68.1", node_port),
+        ("10.244.69.1", node_port),
         ("127.0.0.1", node_port),
     ] {
         let answer = http_get(ip, port, path).unwrap_or_else(|e| panic!("{ip}:{port}: {e}"));
@@ -1681,12 +1681,33 @@ async fn the_seeds_walkthrough_runs_on_three_masters_and_two_nodes() {
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
     wait_for_default_namespace(&client).await;
+    // Nodes take the masters' ranges (kube-system/rudder-cluster); one told another pool
+    // refuses to start, naming both.
+    let disagreeing = Command::new(rudder_binary_beside_tests())
+        .args([
+            "node",
+            "--name",
+            "walk-x",
+            "--server",
+            &servers,
+            "--lb-pool",
+            "10.112.9.0/24",
+        ])
+        .args(scratches[0].flags())
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&disagreeing.stderr);
+    assert!(
+        !disagreeing.status.success()
+            && said.contains("--lb-pool 10.112.9.0/24 disagrees with the cluster's 10.112.7.0/24"),
+        "{said}"
+    );
     let mut nodes = Vec::new();
     for (scratch, name) in scratches.iter().zip(names) {
         let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
         let child = Command::new(rudder_binary_beside_tests())
             .args(["node", "--name", name, "--server", &servers])
-            .args(["--cluster-cidr", cluster_cidr, "--lb-pool", lb_pool])
             .args(scratch.flags())
             .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
             .stdout(Stdio::null())
@@ -1887,4 +1908,95 @@ async fn the_seeds_walkthrough_runs_on_three_masters_and_two_nodes() {
         node.kill().await.unwrap();
     }
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_stops_being_ready_gets_no_traffic_within_two_seconds_and_comes_back() {
+    let setup = Setup::start("pods-r", "10.244.70.0/24", true, |_| vec![]);
+    let (servers, node) = (setup.servers.as_str(), &setup.node);
+    let labels = json!({ "app": "ready-test" });
+    let rc = json!({ "apiVersion": "v1", "kind": "ReplicationController",
+        "metadata": { "name": "ready-test" },
+        "spec": { "replicas": 2, "selector": labels, "template": {
+            "metadata": { "labels": labels },
+            "spec": { "terminationGracePeriodSeconds": 2, "containers": [{
+                "name": "kubia", "image": "luksa/kubia",
+                "readinessProbe": { "exec": { "command": ["cat", "/tmp/ready"] },
+                                    "periodSeconds": 1, "failureThreshold": 1 } }] } } } });
+    let service = json!({ "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": "ready-test" },
+        "spec": { "selector": labels, "ports": [{ "port": 8080 }] } });
+    for (resource, object) in [("replicationcontrollers", rc), ("services", service)] {
+        setup
+            .client
+            .create_object(resource, "default", &object)
+            .await
+            .unwrap_or_else(|e| panic!("creating {resource}: {e}"));
+    }
+    let (ok, out, err) = rudder(servers, &["get", "svc", "ready-test", "-o", "json"]).await;
+    assert!(ok, "{out}{err}");
+    let cluster_ip = serde_json::from_str::<Value>(&out).unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listing = rudder_until(servers, &["get", "pods"], Duration::from_secs(60), |out| {
+        out.lines()
+            .filter(|l| l.starts_with("ready-test-") && l.contains(" Running "))
+            .count()
+            == 2
+    })
+    .await;
+    let pods: Vec<String> = listing
+        .lines()
+        .filter(|l| l.starts_with("ready-test-"))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    let exec = |pod: &str, command: &[&str]| {
+        let mut args = vec!["exec", pod, "--", "busybox"];
+        args.extend_from_slice(command);
+        let args: Vec<String> = args.into_iter().map(String::from).collect();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let (ok, out, err) = rudder(servers, &args).await;
+            assert!(ok, "{args:?}: {out}{err}");
+        }
+    };
+    let path = "/cgi-bin/index.cgi";
+    // Answers through the cluster IP until `pods` have all answered, within `within`.
+    let cluster_ip = cluster_ip.as_str();
+    let until_answered_by = |pods: Vec<String>, within: Duration| async move {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut seen = std::collections::BTreeSet::new();
+        while !pods.iter().all(|p| seen.contains(p)) {
+            if let Some(pod) = http_get(cluster_ip, 8080, path).ok().and_then(|a| hit(&a)) {
+                seen.insert(pod);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {seen:?} of {pods:?} answered within {within:?}\nnode log:\n{}",
+                node.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    for pod in &pods {
+        exec(pod, &["touch", "/tmp/ready"]).await;
+    }
+    until_answered_by(pods.clone(), Duration::from_secs(20)).await;
+
+    // The first pod's probe starts failing: two seconds later, no request reaches it.
+    let failing_since = tokio::time::Instant::now();
+    exec(&pods[0], &["rm", "/tmp/ready"]).await;
+    tokio::time::sleep_until(failing_since + Duration::from_secs(2)).await;
+    for _ in 0..40 {
+        let answer = http_get(cluster_ip, 8080, path).expect("the ready pod answers");
+        assert_eq!(
+            hit(&answer).as_deref(),
+            Some(pods[1].as_str()),
+            "a request reached the unready pod 2 s after its probe began to fail"
+        );
+    }
+    // Ready again: it is answered by again.
+    exec(&pods[0], &["touch", "/tmp/ready"]).await;
+    until_answered_by(vec![pods[0].clone()], Duration::from_secs(10)).await;
 }

@@ -57,6 +57,11 @@ pub struct ControllerManagerFlags {
 }
 
 impl ControllerManagerFlags {
+    /// The pod network of the whole cluster (what the masters publish for nodes).
+    pub fn cluster_cidr(&self) -> &str {
+        &self.cluster_cidr
+    }
+
     fn config(&self, name: &str, election: &ElectionFlags) -> anyhow::Result<ManagerConfig> {
         let defaults = ManagerConfig::new(name);
         let duration = |flag: &str, value: &str| parse_flag_duration(flag, value, "");

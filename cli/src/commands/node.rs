@@ -11,7 +11,9 @@ use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
 use hickory_proto::rr::Name;
+use rudder_actors::manager::DEFAULT_CLUSTER_CIDR;
 use rudder_apiserver::allocation;
+use rudder_apiserver::cluster_config::{self, settle, ClusterConfig};
 use rudder_node::api_relay::ApiRelay;
 use rudder_node::dns::actor::ClusterDns;
 use rudder_node::dns::{DnsServer, SharedNames};
@@ -88,15 +90,19 @@ pub struct NodeArgs {
     #[arg(long, default_value = "/var/lib/rudder/images")]
     images: std::path::PathBuf,
     /// The whole cluster's pod range: routed `unreachable` here, so nothing leaks.
-    #[arg(long, default_value = "10.244.0.0/16")]
-    cluster_cidr: String,
-    /// The service range (as the masters' --service-cidr): reached through this node's
-    /// proxy, and dying on this machine where nothing answers.
-    #[arg(long, default_value = allocation::DEFAULT_SERVICE_CIDR)]
-    service_cidr: String,
-    /// The load-balancer pool (as the masters' --lb-pool): routed like the service range.
-    #[arg(long, default_value = allocation::DEFAULT_LB_POOL)]
-    lb_pool: String,
+    /// Default: what the masters publish (kube-system/rudder-cluster), else 10.244.0.0/16;
+    /// given, it must agree with the masters'.
+    #[arg(long)]
+    cluster_cidr: Option<String>,
+    /// The service range: reached through this node's proxy, and dying on this machine
+    /// where nothing answers. Default: the masters' --service-cidr (as published), else
+    /// 10.96.0.0/12; given, it must agree with the masters'.
+    #[arg(long)]
+    service_cidr: Option<String>,
+    /// The load-balancer pool, routed like the service range. Default: the masters'
+    /// --lb-pool (as published), else 10.112.0.0/24; given, it must agree.
+    #[arg(long)]
+    lb_pool: Option<String>,
     /// Run the proxy (Services through nftables) beside the kubelet of a real node.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     proxy: bool,
@@ -104,8 +110,8 @@ pub struct NodeArgs {
     /// through the kube-dns Service's address); needs --proxy.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     dns: bool,
-    /// The cluster DNS address pods are given (default: the tenth address of --service-cidr,
-    /// the kube-dns Service's).
+    /// The cluster DNS address pods are given, when this node serves DNS (default: the
+    /// masters' (as published), else the tenth address of --service-cidr, kube-dns's).
     #[arg(long)]
     cluster_dns: Option<std::net::Ipv4Addr>,
     /// The cluster's DNS domain.
@@ -131,6 +137,89 @@ pub struct NodeArgs {
     crash_backoff_ms: u64,
     #[command(flatten)]
     target: Target,
+}
+
+/// How long a node waits for its masters to publish the cluster's ranges.
+const CLUSTER_CONFIG_WAIT: Duration = Duration::from_secs(10);
+
+impl NodeArgs {
+    fn cluster_cidr(&self) -> &str {
+        self.cluster_cidr.as_deref().unwrap_or(DEFAULT_CLUSTER_CIDR)
+    }
+
+    fn service_cidr(&self) -> &str {
+        self.service_cidr
+            .as_deref()
+            .unwrap_or(allocation::DEFAULT_SERVICE_CIDR)
+    }
+
+    fn lb_pool(&self) -> &str {
+        self.lb_pool
+            .as_deref()
+            .unwrap_or(allocation::DEFAULT_LB_POOL)
+    }
+
+    /// Takes the ranges the masters publish for every flag not given, and refuses a flag
+    /// that disagrees with them. Masters of an earlier release publish nothing: after a
+    /// while the flags and defaults stand, with a warning.
+    async fn settle_ranges(&mut self, client: &ApiClient) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + CLUSTER_CONFIG_WAIT;
+        let published = loop {
+            match client
+                .get_object(
+                    "configmaps",
+                    cluster_config::NAMESPACE,
+                    cluster_config::NAME,
+                )
+                .await
+            {
+                Ok(map) => {
+                    break Some(ClusterConfig::from_config_map(&map).map_err(anyhow::Error::msg)?)
+                }
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "the masters publish no network settings ({}/{}); using this node's flags", cluster_config::NAMESPACE, cluster_config::NAME);
+                    break None;
+                }
+            }
+        };
+        let cluster = |pick: fn(&ClusterConfig) -> Option<&str>| published.as_ref().and_then(pick);
+        let settled = |flag, given: &Option<String>, theirs, default: &str| {
+            settle(flag, given.as_deref(), theirs, default).map_err(anyhow::Error::msg)
+        };
+        self.cluster_cidr = Some(settled(
+            "--cluster-cidr",
+            &self.cluster_cidr,
+            cluster(|c| c.cluster_cidr.as_deref()),
+            DEFAULT_CLUSTER_CIDR,
+        )?);
+        self.service_cidr = Some(settled(
+            "--service-cidr",
+            &self.service_cidr,
+            cluster(|c| Some(c.service_cidr.as_str())),
+            allocation::DEFAULT_SERVICE_CIDR,
+        )?);
+        self.lb_pool = Some(settled(
+            "--lb-pool",
+            &self.lb_pool,
+            cluster(|c| Some(c.lb_pool.as_str())),
+            allocation::DEFAULT_LB_POOL,
+        )?);
+        let tenth = service_address(self, 10)?.to_string();
+        let dns = settled(
+            "--cluster-dns",
+            &self.cluster_dns.map(|ip| ip.to_string()),
+            cluster(|c| Some(c.cluster_dns.as_str())),
+            &tenth,
+        )?;
+        self.cluster_dns = Some(
+            dns.parse()
+                .with_context(|| format!("the cluster DNS address {dns:?}"))?,
+        );
+        Ok(())
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -229,8 +318,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         })?;
     }
     let system = actix::System::new();
+    let mut args = args;
     system.block_on(async move {
         let client = Arc::new(ApiClient::new(servers));
+        args.settle_ranges(&client).await?;
         let names: Vec<String> = if args.hollow {
             (0..args.count)
                 .map(|i| format!("{name}-{i}"))
@@ -378,8 +469,8 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
         name,
         pod_cidr,
         root.join("netns"),
-        &[&args.cluster_cidr],
-        &[&args.service_cidr, &args.lb_pool],
+        &[args.cluster_cidr()],
+        &[args.service_cidr(), args.lb_pool()],
     )?;
     let images = ImageStore::open(&args.images)
         .with_context(|| format!("opening the image store {:?}", args.images))?;
@@ -396,10 +487,10 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
             insecure_registries: args.insecure_registries.clone(),
         },
         dns: NodeDns {
-            cluster_dns: match (args.cluster_dns, args.dns && args.proxy) {
-                (Some(address), _) => Some(address),
-                (None, true) => Some(cluster_dns(args)?),
-                (None, false) => None,
+            // Pods ask the cluster DNS through this node's own server (and proxy).
+            cluster_dns: match args.dns && args.proxy {
+                true => Some(cluster_dns(args)?),
+                false => None,
             },
             cluster_domain: args.cluster_domain.clone(),
             host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
@@ -419,8 +510,8 @@ fn cluster_dns(args: &NodeArgs) -> anyhow::Result<std::net::Ipv4Addr> {
 
 /// Address `n` of --service-cidr: the first is the API's Service, the tenth the DNS's.
 fn service_address(args: &NodeArgs, n: u64) -> anyhow::Result<std::net::Ipv4Addr> {
-    let range = Ipv4Cidr::parse(&args.service_cidr)
-        .with_context(|| format!("--service-cidr {:?}", args.service_cidr))?;
+    let range = Ipv4Cidr::parse(args.service_cidr())
+        .with_context(|| format!("--service-cidr {:?}", args.service_cidr()))?;
     range
         .nth(n)
         .with_context(|| format!("--service-cidr {range} has no address number {n}"))
@@ -453,10 +544,10 @@ fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<P
         table: format!("rudder-{bridge}"),
         bridge,
         bridge_prefix: "rb".into(),
-        cluster_cidr: cidr("--cluster-cidr", &args.cluster_cidr)?,
+        cluster_cidr: cidr("--cluster-cidr", args.cluster_cidr())?,
         service_ranges: vec![
-            cidr("--service-cidr", &args.service_cidr)?,
-            cidr("--lb-pool", &args.lb_pool)?,
+            cidr("--service-cidr", args.service_cidr())?,
+            cidr("--lb-pool", args.lb_pool())?,
         ],
         node_ips,
         local_targets: Vec::new(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use rudder_apiserver::allocation::{self, ServiceRanges};
+use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::Master;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
@@ -210,12 +211,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &args.lb_pool,
     )
     .map_err(anyhow::Error::msg)?;
-    let master = Master::start(config, ranges).await.with_context(|| {
+    let cluster_config = ClusterConfig::new(
+        &ranges,
+        Some(args.controller_manager.cluster_cidr().to_owned()),
+    );
+    let mut master = Master::start(config, ranges).await.with_context(|| {
         format!(
             "starting member {} with data in {:?}",
             args.name, args.data_dir
         )
     })?;
+    master.publish_cluster_config(cluster_config);
     // Machine-readable line for scripts and tests that start members on port 0.
     let member = &master.member;
     println!(
