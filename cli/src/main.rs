@@ -36,6 +36,9 @@ enum Command {
     /// Run this machine as a worker node that runs the pods bound to it, or
     /// --hollow --count N simulated nodes.
     Node(commands::node::NodeArgs),
+    /// Run a node's service network on its own: the proxy's rules, cluster DNS and the API
+    /// relay (for a node started with `rudder node --proxy false`).
+    Proxy(commands::proxy::ProxyArgs),
     /// The node's per-container helper (started by `rudder node`).
     #[command(subcommand, hide = true)]
     Shim(commands::shim::ShimCommand),
@@ -126,6 +129,13 @@ fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Command::Proxy(args) => {
+            if let Err(error) = commands::proxy::run(args) {
+                eprintln!("error: {error:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         other => other,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -135,7 +145,7 @@ fn main() -> anyhow::Result<()> {
         use commands::label::MetadataField;
         match command {
             Command::Server(args) => commands::server::run(*args).await,
-            Command::Node(_) | Command::Shim(_) => {
+            Command::Node(_) | Command::Proxy(_) | Command::Shim(_) => {
                 unreachable!("handled before the runtime starts")
             }
             Command::Image(command) => commands::image::run(command),

@@ -1486,8 +1486,20 @@ async fn jobs_on_a_real_node_complete_two_at_a_time_or_fail_past_their_backoff_l
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from_a_pod_and_leaves_no_rule_behind(
 ) {
-    let setup = Setup::start("pods-s", "10.244.69.0/24", true, |_| vec![]);
+    // The node runs without its service network, which `rudder proxy` runs on its own
+    // (its pod range read from the Node).
+    let setup = Setup::start("pods-s", "10.244.69.0/24", true, |_| {
+        vec!["--proxy".into(), "false".into()]
+    });
     let (servers, node) = (&setup.servers, &setup.node);
+    let proxy_log = std::fs::File::create(setup.scratch.dir.path().join("proxy.log")).unwrap();
+    let _proxy = Command::new(rudder_binary_beside_tests())
+        .args(["proxy", "--node", "pods-s", "--server", servers])
+        .stdout(Stdio::null())
+        .stderr(proxy_log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder proxy starts");
     let steps: [&[&str]; 3] = [
         &[
             "run",

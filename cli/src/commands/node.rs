@@ -10,33 +10,22 @@ use std::time::Duration;
 use actix::Actor;
 use anyhow::{bail, Context};
 use clap::Args;
-use hickory_proto::rr::Name;
-use rudder_actors::manager::DEFAULT_CLUSTER_CIDR;
-use rudder_apiserver::allocation;
-use rudder_apiserver::cluster_config::{self, settle, ClusterConfig};
-use rudder_node::api_relay::ApiRelay;
-use rudder_node::dns::actor::ClusterDns;
-use rudder_node::dns::{DnsServer, SharedNames};
 use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::pod_range::await_pod_range;
-use rudder_node::proxy::actor::Proxy;
-use rudder_node::proxy::model::LocalTarget;
-use rudder_node::proxy::ruleset::ProxyConfig;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
-use rudder_node::runtime::linux::network::interface_name;
 use rudder_node::runtime::linux::network::NodeNetwork;
 use rudder_node::runtime::linux::resolv::NodeDns;
 use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
-use rudder_node::service_view::ServiceView;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
-use rudder_proto::objects::cidr::Ipv4Cidr;
 
+use super::node_reset;
+use super::service_network::{NetworkFlags, ServiceNetwork};
 use crate::session::{config_path, configured_servers, Target};
 
 #[derive(Args, Debug)]
@@ -89,34 +78,12 @@ pub struct NodeArgs {
     /// The image store (as `rudder image import --root`).
     #[arg(long, default_value = "/var/lib/rudder/images")]
     images: std::path::PathBuf,
-    /// The whole cluster's pod range: routed `unreachable` here, so nothing leaks.
-    /// Default: what the masters publish (kube-system/rudder-cluster), else 10.244.0.0/16;
-    /// given, it must agree with the masters'.
-    #[arg(long)]
-    cluster_cidr: Option<String>,
-    /// The service range: reached through this node's proxy, and dying on this machine
-    /// where nothing answers. Default: the masters' --service-cidr (as published), else
-    /// 10.96.0.0/12; given, it must agree with the masters'.
-    #[arg(long)]
-    service_cidr: Option<String>,
-    /// The load-balancer pool, routed like the service range. Default: the masters'
-    /// --lb-pool (as published), else 10.112.0.0/24; given, it must agree.
-    #[arg(long)]
-    lb_pool: Option<String>,
-    /// Run the proxy (Services through nftables) beside the kubelet of a real node.
+    /// Run the service network (the proxy's nftables rules, cluster DNS, the API relay)
+    /// beside the kubelet of a real node; without it, run `rudder proxy --node NAME`.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     proxy: bool,
-    /// Serve the cluster DNS for this node's pods (on the node's bridge address, reached
-    /// through the kube-dns Service's address); needs --proxy.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    dns: bool,
-    /// The cluster DNS address pods are given, when this node serves DNS (default: the
-    /// masters' (as published), else the tenth address of --service-cidr, kube-dns's).
-    #[arg(long)]
-    cluster_dns: Option<std::net::Ipv4Addr>,
-    /// The cluster's DNS domain.
-    #[arg(long, default_value = "cluster.local")]
-    cluster_domain: String,
+    #[command(flatten)]
+    network: NetworkFlags,
     /// Static pods: pod manifests in this directory run here without the API (checked every
     /// 5 s), each shown in the API as a mirror pod named NAME-<node>.
     #[arg(long)]
@@ -139,152 +106,18 @@ pub struct NodeArgs {
     target: Target,
 }
 
-/// How long a node waits for its masters to publish the cluster's ranges.
-const CLUSTER_CONFIG_WAIT: Duration = Duration::from_secs(10);
-
-impl NodeArgs {
-    fn cluster_cidr(&self) -> &str {
-        self.cluster_cidr.as_deref().unwrap_or(DEFAULT_CLUSTER_CIDR)
-    }
-
-    fn service_cidr(&self) -> &str {
-        self.service_cidr
-            .as_deref()
-            .unwrap_or(allocation::DEFAULT_SERVICE_CIDR)
-    }
-
-    fn lb_pool(&self) -> &str {
-        self.lb_pool
-            .as_deref()
-            .unwrap_or(allocation::DEFAULT_LB_POOL)
-    }
-
-    /// Takes the ranges the masters publish for every flag not given, and refuses a flag
-    /// that disagrees with them. Masters of an earlier release publish nothing: after a
-    /// while the flags and defaults stand, with a warning.
-    async fn settle_ranges(&mut self, client: &ApiClient) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + CLUSTER_CONFIG_WAIT;
-        let published = loop {
-            match client
-                .get_object(
-                    "configmaps",
-                    cluster_config::NAMESPACE,
-                    cluster_config::NAME,
-                )
-                .await
-            {
-                Ok(map) => {
-                    break Some(ClusterConfig::from_config_map(&map).map_err(anyhow::Error::msg)?)
-                }
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "the masters publish no network settings ({}/{}); using this node's flags", cluster_config::NAMESPACE, cluster_config::NAME);
-                    break None;
-                }
-            }
-        };
-        let cluster = |pick: fn(&ClusterConfig) -> Option<&str>| published.as_ref().and_then(pick);
-        let settled = |flag, given: &Option<String>, theirs, default: &str| {
-            settle(flag, given.as_deref(), theirs, default).map_err(anyhow::Error::msg)
-        };
-        self.cluster_cidr = Some(settled(
-            "--cluster-cidr",
-            &self.cluster_cidr,
-            cluster(|c| c.cluster_cidr.as_deref()),
-            DEFAULT_CLUSTER_CIDR,
-        )?);
-        self.service_cidr = Some(settled(
-            "--service-cidr",
-            &self.service_cidr,
-            cluster(|c| Some(c.service_cidr.as_str())),
-            allocation::DEFAULT_SERVICE_CIDR,
-        )?);
-        self.lb_pool = Some(settled(
-            "--lb-pool",
-            &self.lb_pool,
-            cluster(|c| Some(c.lb_pool.as_str())),
-            allocation::DEFAULT_LB_POOL,
-        )?);
-        let tenth = service_address(self, 10)?.to_string();
-        let dns = settled(
-            "--cluster-dns",
-            &self.cluster_dns.map(|ip| ip.to_string()),
-            cluster(|c| Some(c.cluster_dns.as_str())),
-            &tenth,
-        )?;
-        self.cluster_dns = Some(
-            dns.parse()
-                .with_context(|| format!("the cluster DNS address {dns:?}"))?,
-        );
-        Ok(())
-    }
-}
-
 #[derive(clap::Subcommand, Debug)]
 enum NodeAction {
     /// Remove everything a stopped node made on this machine (as `kubeadm reset`): its pods'
     /// processes, mounts, cgroups and network, its bridge, its nftables table and its state.
-    Reset(ResetArgs),
-}
-
-#[derive(Args, Debug)]
-struct ResetArgs {
-    /// The node's name (as given to `rudder node --name`).
-    #[arg(long)]
-    name: String,
-    /// The node's state directory (as given to `rudder node --root`); default
-    /// /var/lib/rudder/node/NAME.
-    #[arg(long)]
-    root: Option<std::path::PathBuf>,
-}
-
-/// `rudder node reset`: refuses while the node runs, then removes what it made.
-fn reset(args: &ResetArgs) -> anyhow::Result<()> {
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| std::path::Path::new("/var/lib/rudder/node").join(&args.name));
-    if let Some(pid) = running_node(&args.name) {
-        bail!(
-            "node {} is running (pid {pid}): stop it first, or its kubelet starts the pods again",
-            args.name
-        );
-    }
-    let removed = rudder_node::runtime::linux::reset::reset(&args.name, &root)
-        .with_context(|| format!("resetting node {}", args.name))?;
-    for line in &removed {
-        println!("removed {line}");
-    }
-    println!("node {} reset", args.name);
-    Ok(())
-}
-
-/// A `rudder node --name NAME` process running on this machine.
-fn running_node(name: &str) -> Option<i32> {
-    let me = std::process::id() as i32;
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let words: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_node = words.get(1) == Some(&b"node".as_slice())
-                && words
-                    .windows(2)
-                    .any(|w| w[0] == b"--name" && w[1] == name.as_bytes())
-                && !words.contains(&b"reset".as_slice());
-            (is_node && pid != me).then_some(pid)
-        })
+    Reset(node_reset::ResetArgs),
 }
 
 /// Runs the node(s) until Ctrl-C or SIGTERM. Actix needs its own runtime, so this is called
 /// outside the CLI's tokio runtime.
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(NodeAction::Reset(reset_args)) = &args.action {
-        return reset(reset_args);
+        return node_reset::run(reset_args);
     }
     let Some(name) = args.name.clone() else {
         bail!("rudder node needs --name NAME (or a command: rudder node reset --name NAME)");
@@ -321,19 +154,14 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut args = args;
     system.block_on(async move {
         let client = Arc::new(ApiClient::new(servers));
-        args.settle_ranges(&client).await?;
+        args.network.settle(&client).await?;
         let names: Vec<String> = if args.hollow {
-            (0..args.count)
-                .map(|i| format!("{name}-{i}"))
-                .collect()
+            (0..args.count).map(|i| format!("{name}-{i}")).collect()
         } else {
             vec![name.clone()]
         };
         let mut kubelets = Vec::new();
-        let mut proxies = Vec::new();
-        let mut dns_servers = Vec::new();
-        let mut dns_feeds = Vec::new();
-        let mut relays = Vec::new();
+        let mut networks = Vec::new();
         for name in &names {
             let mut config = NodeConfig {
                 name: name.clone(),
@@ -380,48 +208,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                 config.kubelet_port = i32::from(bound.port());
             }
             if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {
-                let mut proxy = proxy_config(&args, name, cidr)?;
-                let view = ServiceView::start(client.clone());
-                if args.dns {
-                    let server = gateway(cidr)?;
-                    let domain = Name::from_ascii(&args.cluster_domain).with_context(|| {
-                        format!(
-                            "--cluster-domain {:?} is not a domain name",
-                            args.cluster_domain
-                        )
-                    })?;
-                    let names = SharedNames::default();
-                    let address = std::net::SocketAddr::from((server, 53));
-                    let dns = DnsServer::start(address, names.clone())
-                        .await
-                        .with_context(|| {
-                            format!(
-                                "serving the cluster DNS on {address} (is another DNS server \
-                                 bound to port 53 on every address? stop it, or run with --dns false)"
-                            )
-                        })?;
-                    dns_servers.push(dns);
-                    dns_feeds.push(ClusterDns::new(view.clone(), domain, names).start());
-                    proxy.local_targets.push(LocalTarget {
-                        service_ip: cluster_dns(&args)?,
-                        port: 53,
-                        target_ip: server,
-                        target_port: 53,
-                    });
-                }
-                // Pods reach the masters through `default/kubernetes`, relayed by the node.
-                let gateway_ip = gateway(cidr)?;
-                let relay = ApiRelay::start((gateway_ip, 0).into(), client.endpoints().to_vec())
-                    .await
-                    .with_context(|| format!("starting the API relay on {gateway_ip}"))?;
-                proxy.local_targets.push(LocalTarget {
-                    service_ip: service_address(&args, 1)?,
-                    port: 443,
-                    target_ip: gateway_ip,
-                    target_port: relay.addr.port(),
-                });
-                relays.push(relay);
-                proxies.push(Proxy::new(view, name.clone(), proxy).start());
+                let internal_ip = args.internal_ip.parse().ok();
+                let network =
+                    ServiceNetwork::start(&client, name, cidr, internal_ip, &args.network).await?;
+                networks.push(network);
             }
             let mut kubelet =
                 Kubelet::new(client.clone(), config, machine.clone(), timers, runtime);
@@ -448,11 +238,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         println!("rudder node: stopping");
         drop(kubelets);
-        drop(proxies);
-        drop(dns_feeds);
-        drop(relays);
-        for dns in dns_servers {
-            dns.stop().await;
+        for network in networks {
+            network.stop().await;
         }
         actix::System::current().stop();
         anyhow::Ok(())
@@ -469,8 +256,8 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
         name,
         pod_cidr,
         root.join("netns"),
-        &[args.cluster_cidr()],
-        &[args.service_cidr(), args.lb_pool()],
+        &[args.network.cluster_cidr()],
+        &[args.network.service_cidr(), args.network.lb_pool()],
     )?;
     let images = ImageStore::open(&args.images)
         .with_context(|| format!("opening the image store {:?}", args.images))?;
@@ -487,71 +274,18 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
             insecure_registries: args.insecure_registries.clone(),
         },
         dns: NodeDns {
-            // Pods ask the cluster DNS through this node's own server (and proxy).
-            cluster_dns: match args.dns && args.proxy {
-                true => Some(cluster_dns(args)?),
+            // Pods ask the cluster DNS through the node's service network (its own, or
+            // `rudder proxy`'s with --proxy false).
+            cluster_dns: match args.network.dns {
+                true => Some(args.network.cluster_dns()?),
                 false => None,
             },
-            cluster_domain: args.cluster_domain.clone(),
+            cluster_domain: args.network.cluster_domain.clone(),
             host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         },
     };
     install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
-}
-
-/// The cluster DNS address pods are given: --cluster-dns, else the kube-dns Service's.
-fn cluster_dns(args: &NodeArgs) -> anyhow::Result<std::net::Ipv4Addr> {
-    match args.cluster_dns {
-        Some(address) => Ok(address),
-        None => service_address(args, 10),
-    }
-}
-
-/// Address `n` of --service-cidr: the first is the API's Service, the tenth the DNS's.
-fn service_address(args: &NodeArgs, n: u64) -> anyhow::Result<std::net::Ipv4Addr> {
-    let range = Ipv4Cidr::parse(args.service_cidr())
-        .with_context(|| format!("--service-cidr {:?}", args.service_cidr()))?;
-    range
-        .nth(n)
-        .with_context(|| format!("--service-cidr {range} has no address number {n}"))
-}
-
-/// The pod range's first address: the node's own on its bridge.
-fn gateway(pod_cidr: &str) -> anyhow::Result<std::net::Ipv4Addr> {
-    Ipv4Cidr::parse(pod_cidr)
-        .with_context(|| format!("the pod range {pod_cidr:?}"))?
-        .nth(1)
-        .context("the pod range has no gateway address")
-}
-
-/// The proxy's table for node `name`: named after its bridge (one per node), its pods on
-/// that bridge, node ports on the bridge's address, 127.0.0.1 and --internal-ip.
-fn proxy_config(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<ProxyConfig> {
-    let cidr =
-        |flag: &str, text: &str| Ipv4Cidr::parse(text).with_context(|| format!("{flag} {text:?}"));
-    let bridge = interface_name("rb", name);
-    let mut node_ips = vec![gateway(pod_cidr)?];
-    // 127.0.0.1 for connections from the machine's own shell (as kube-proxy's iptables
-    // mode offered).
-    node_ips.push(std::net::Ipv4Addr::LOCALHOST);
-    if let Ok(ip) = args.internal_ip.parse::<std::net::Ipv4Addr>() {
-        if !ip.is_loopback() {
-            node_ips.push(ip);
-        }
-    }
-    Ok(ProxyConfig {
-        table: format!("rudder-{bridge}"),
-        bridge,
-        bridge_prefix: "rb".into(),
-        cluster_cidr: cidr("--cluster-cidr", args.cluster_cidr())?,
-        service_ranges: vec![
-            cidr("--service-cidr", args.service_cidr())?,
-            cidr("--lb-pool", args.lb_pool())?,
-        ],
-        node_ips,
-        local_targets: Vec::new(),
-    })
 }
 
 /// Hollow node i's pod range: 10.<200 + i / 256>.<i % 256>.0/24.
@@ -560,7 +294,7 @@ fn hollow_cidr(index: usize) -> String {
 }
 
 /// A node must be told its masters: it never guesses a default.
-fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
+pub(crate) fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
     configured_servers(target)?.with_context(|| {
         format!(
             "no --server given and no CLI config at {:?}: name the masters",
