@@ -174,3 +174,37 @@ async fn killing_the_leader_under_load_loses_no_acknowledged_write() {
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_through_a_follower_waits_only_for_an_election_when_the_leader_is_stopped() {
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
+        .expect("three members start");
+    let leader = cluster.leader().await.unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let mut client = kv(&cluster.endpoints()[follower]).await.unwrap();
+    let put = |key: &str| PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: b"v".to_vec(),
+        ..Default::default()
+    };
+    // The follower forwards writes to the leader: the connection is open.
+    client
+        .put(put("before"))
+        .await
+        .expect("a write through the follower");
+
+    // SIGSTOP: the leader's sockets still accept, nothing answers. The follower's forward
+    // must give up once the others elect a new leader, and go there, instead of waiting
+    // out its 7 s request timeout and failing.
+    cluster.members[leader].pause();
+    let stopped_at = Instant::now();
+    let written = client.put(put("during")).await;
+    let took = stopped_at.elapsed();
+    cluster.members[leader].resume();
+    assert!(written.is_ok(), "{written:?} after {took:?}");
+    println!("a write through a follower took {took:?} with its leader stopped");
+    assert!(
+        took < Duration::from_secs(5),
+        "the write waited {took:?} for a stopped leader"
+    );
+}

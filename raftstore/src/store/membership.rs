@@ -75,7 +75,8 @@ impl Store {
                 id: other.id,
                 member: other.member,
             };
-            match self.forward(&peer, &request).await {
+            let limit = self.inner.options.request_timeout;
+            match self.forward(&peer, &request, limit).await {
                 Ok(_) => return Ok(()),
                 Err(error) => last_error = error,
             }

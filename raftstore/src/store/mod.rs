@@ -383,18 +383,20 @@ impl Store {
         loop {
             match local().await? {
                 Attempt::Done(value) => return Ok(LeaderAnswer::Local(value)),
-                Attempt::Forward(leader) => match self.forward(&leader, &request).await {
-                    Ok(response) => return Ok(LeaderAnswer::Remote(response)),
-                    // The leader we knew is gone, stopped, or lost the request's answer.
-                    Err(
-                        error @ (StoreError::NoLeader
-                        | StoreError::LeaderUnreachable { .. }
-                        | StoreError::Stopped),
-                    ) => {
-                        last_error = error;
+                Attempt::Forward(leader) => {
+                    match self.forward_to_leader(&leader, &request, deadline).await {
+                        Ok(response) => return Ok(LeaderAnswer::Remote(response)),
+                        // The leader we knew is gone, stopped, or lost the request's answer.
+                        Err(
+                            error @ (StoreError::NoLeader
+                            | StoreError::LeaderUnreachable { .. }
+                            | StoreError::Stopped),
+                        ) => {
+                            last_error = error;
+                        }
+                        Err(error) => return Err(error),
                     }
-                    Err(error) => return Err(error),
-                },
+                }
                 Attempt::WaitForLeader => last_error = StoreError::NoLeader,
             }
             if Instant::now() >= deadline {
@@ -410,10 +412,48 @@ impl Store {
         }
     }
 
+    /// Forwards `request` to `leader` until `deadline`, giving up (for the caller to try
+    /// again) as soon as this member sees the leader or term change: a stopped leader then
+    /// costs the election that replaces it, not the whole request timeout.
+    async fn forward_to_leader(
+        &self,
+        leader: &Peer,
+        request: &ForwardRequest,
+        deadline: Instant,
+    ) -> Result<ForwardResponse, StoreError> {
+        let mut metrics = self.inner.raft.metrics();
+        let seen = {
+            let now = metrics.borrow_and_update();
+            (now.current_leader, now.current_term)
+        };
+        let replaced = async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+                let now = metrics.borrow_and_update();
+                if (now.current_leader, now.current_term) != seen {
+                    return;
+                }
+            }
+        };
+        let limit = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            answer = self.forward(leader, request, limit) => answer,
+            () = replaced => Err(StoreError::LeaderUnreachable {
+                leader: leader.member.name.clone(),
+                reason: "the cluster elected another leader while the request was in flight"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Sends `request` to `leader`, waiting at most `limit` for the answer.
     async fn forward(
         &self,
         leader: &Peer,
         request: &ForwardRequest,
+        limit: Duration,
     ) -> Result<ForwardResponse, StoreError> {
         let unreachable = |reason: String| StoreError::LeaderUnreachable {
             leader: leader.member.name.clone(),
@@ -424,7 +464,7 @@ impl Store {
             .inner
             .peers
             .call(Rpc::Forward, &leader.member.peer_addr, leader.id, data);
-        let reply = tokio::time::timeout(self.inner.options.request_timeout, call)
+        let reply = tokio::time::timeout(limit, call)
             .await
             .map_err(|_| StoreError::Timeout {
                 millis: self.inner.options.request_timeout.as_millis() as u64,
