@@ -18,7 +18,7 @@ use rudder_node::pod_range::await_pod_range;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
 use rudder_node::runtime::linux::network::NodeNetwork;
-use rudder_node::runtime::linux::resolv::NodeDns;
+use rudder_node::runtime::linux::resolv::{host_resolver, NodeDns};
 use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
@@ -281,7 +281,12 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
                 false => None,
             },
             cluster_domain: args.network.cluster_domain.clone(),
-            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            host_resolv_conf: host_resolver(
+                &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                std::fs::read_to_string("/run/systemd/resolve/resolv.conf")
+                    .ok()
+                    .as_deref(),
+            ),
         },
     };
     install_tls_provider();

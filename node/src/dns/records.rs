@@ -28,6 +28,9 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 /// How long answers may be cached, seconds (CoreDNS' default for cluster names).
 pub const TTL: u32 = 5;
 
+/// How many ExternalName Services in a row are followed inside the cluster domain.
+const MAX_CNAME_CHAIN: usize = 8;
+
 /// What a question gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -133,14 +136,19 @@ impl ClusterNames {
 
     /// The answer to `name` (as asked), type `kind`.
     pub fn answer(&self, name: &LowerName, kind: RecordType) -> Answer {
+        self.answer_at(name, kind, 0)
+    }
+
+    /// [`ClusterNames::answer`], `depth` CNAMEs into a chain.
+    fn answer_at(&self, name: &LowerName, kind: RecordType, depth: usize) -> Answer {
         let asked: Name = name.into();
         if !self.domain.zone_of(&asked) {
             return Answer::Refused;
         }
-        let depth = asked.num_labels() as usize - self.domain.num_labels() as usize;
+        let own_labels = asked.num_labels() as usize - self.domain.num_labels() as usize;
         let labels: Vec<String> = asked
             .iter()
-            .take(depth)
+            .take(own_labels)
             .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
             .collect();
         let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
@@ -154,7 +162,7 @@ impl ClusterNames {
                     Answer::NxDomain
                 }
             }
-            [service, namespace, "svc"] => self.service(&asked, namespace, service, kind),
+            [service, namespace, "svc"] => self.service(&asked, namespace, service, kind, depth),
             [port, protocol, service, namespace, "svc"]
                 if port.starts_with('_') && protocol.starts_with('_') =>
             {
@@ -193,7 +201,14 @@ impl ClusterNames {
             .get(&(namespace.to_owned(), service.to_owned()))
     }
 
-    fn service(&self, asked: &Name, namespace: &str, service: &str, kind: RecordType) -> Answer {
+    fn service(
+        &self,
+        asked: &Name,
+        namespace: &str,
+        service: &str,
+        kind: RecordType,
+        depth: usize,
+    ) -> Answer {
         let Some(names) = self.lookup(namespace, service) else {
             return Answer::NxDomain;
         };
@@ -205,11 +220,21 @@ impl ClusterNames {
             Target::Headless(endpoints) => self.only(kind, RecordType::A, || {
                 endpoints.iter().map(|e| a(asked, e.ip)).collect()
             }),
-            // A CNAME answers every type.
-            Target::ExternalName(target) => Answer::Records {
-                answers: vec![record(asked, RData::CNAME(CNAME(target.clone())))],
-                additionals: Vec::new(),
-            },
+            // A CNAME answers every type. One into the cluster's own names comes with their
+            // records: resolvers do not chase a CNAME that arrives without them.
+            Target::ExternalName(target) => {
+                let mut answers = vec![record(asked, RData::CNAME(CNAME(target.clone())))];
+                if depth < MAX_CNAME_CHAIN && self.domain.zone_of(target) {
+                    let chased = self.answer_at(&LowerName::from(target), kind, depth + 1);
+                    if let Answer::Records { answers: more, .. } = chased {
+                        answers.extend(more);
+                    }
+                }
+                Answer::Records {
+                    answers,
+                    additionals: Vec::new(),
+                }
+            }
         }
     }
 

@@ -267,6 +267,41 @@ fn an_external_name_is_a_cname_whatever_is_asked() {
 }
 
 #[test]
+fn an_external_name_into_the_cluster_comes_with_its_targets_records_and_loops_end() {
+    let web = service("shop", "web", "10.96.0.20", &[]);
+    let external = |name: &str, target: &str| {
+        let mut alias = service("shop", name, "", &[]);
+        let spec = alias.spec.as_mut().unwrap();
+        spec.type_ = Some("ExternalName".into());
+        spec.cluster_ip = None;
+        spec.external_name = Some(target.into());
+        alias
+    };
+    let alias = external("alias", "web.shop.svc.cluster.local");
+    let (ping, pong) = (
+        external("ping", "pong.shop.svc.cluster.local"),
+        external("pong", "ping.shop.svc.cluster.local"),
+    );
+    let domain = Name::from_ascii("cluster.local.").unwrap();
+    let names = ClusterNames::new(
+        &domain,
+        [&web, &alias, &ping, &pong].map(|s| (s, Vec::new())),
+        1,
+    );
+    let (answers, _) = records(ask(&names, "alias.shop.svc.cluster.local.", RecordType::A));
+    assert_eq!(
+        answers,
+        [
+            "alias.shop.svc.cluster.local. CNAME web.shop.svc.cluster.local.",
+            "web.shop.svc.cluster.local. A 10.96.0.20"
+        ]
+    );
+    // A loop of aliases ends: a chain of CNAMEs, no more.
+    let (answers, _) = records(ask(&names, "ping.shop.svc.cluster.local.", RecordType::A));
+    assert_eq!(answers.len(), 1 + MAX_CNAME_CHAIN);
+}
+
+#[test]
 fn a_pod_name_is_the_address_it_spells() {
     let names = names();
     let (answers, _) = records(ask(

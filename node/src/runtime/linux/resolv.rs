@@ -8,11 +8,19 @@
 //! - `Default`: the node's resolver as it is.
 //! - `None`: nothing but the pod's `dnsConfig`.
 //!
-//! `dnsConfig` then adds nameservers and search domains (once each) and sets options.
+//! `dnsConfig` then adds nameservers and search domains (once each) and sets options. As
+//! the kubelet, the result keeps the first 3 nameservers and the first 32 search domains
+//! that fit in 2,048 characters (what resolvers read).
 
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::PodSpec;
+
+/// The most nameservers a resolver uses (glibc's MAXNS).
+const MAX_NAMESERVERS: usize = 3;
+/// The most search domains, and their most characters in all (the kubelet's limits).
+const MAX_SEARCHES: usize = 32;
+const MAX_SEARCH_CHARS: usize = 2048;
 
 /// What the node knows of DNS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,7 +145,36 @@ pub fn resolv_conf(spec: &PodSpec, namespace: &str, dns: &NodeDns) -> String {
             }
         }
     }
+    resolver.nameservers.truncate(MAX_NAMESERVERS);
+    let mut chars = 0;
+    let fitting = resolver
+        .searches
+        .iter()
+        .take(MAX_SEARCHES)
+        .take_while(|search| {
+            chars += search.len() + 1;
+            chars <= MAX_SEARCH_CHARS
+        })
+        .count();
+    resolver.searches.truncate(fitting);
     resolver.render()
+}
+
+/// The node's resolver for pods: `/etc/resolv.conf`, unless it only names loopback
+/// servers (a systemd-resolved stub at 127.0.0.53, which a pod cannot reach from its own
+/// network namespace) and `upstream` (systemd-resolved's list of the real servers) exists.
+pub fn host_resolver(etc_resolv_conf: &str, upstream: Option<&str>) -> String {
+    let servers = Resolver::parse(etc_resolv_conf).nameservers;
+    let loopback_only = !servers.is_empty()
+        && servers.iter().all(|server| {
+            server
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+        });
+    match upstream {
+        Some(upstream) if loopback_only => upstream.to_owned(),
+        _ => etc_resolv_conf.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -195,6 +232,31 @@ mod tests {
             ..node()
         };
         assert_eq!(resolv_conf(&spec(None, false), "shop", &bare), host);
+    }
+
+    #[test]
+    fn at_most_three_nameservers_and_thirty_two_search_domains_are_kept() {
+        let mut pod = spec(Some("None"), false);
+        pod.dns_config = Some(PodDNSConfig {
+            nameservers: Some((1..=5).map(|i| format!("10.0.0.{i}")).collect()),
+            searches: Some((0..40).map(|i| format!("s{i}.example")).collect()),
+            options: None,
+        });
+        let conf = resolv_conf(&pod, "shop", &node());
+        assert_eq!(conf.matches("nameserver ").count(), 3, "{conf}");
+        assert!(conf.contains("nameserver 10.0.0.3\n") && !conf.contains("10.0.0.4"));
+        let searches = conf.lines().find(|l| l.starts_with("search ")).unwrap();
+        assert_eq!(searches.split_whitespace().count(), 1 + 32, "{searches}");
+    }
+
+    #[test]
+    fn a_loopback_stub_resolver_gives_way_to_the_upstream_list() {
+        let stub = "nameserver 127.0.0.53\noptions edns0\n";
+        let upstream = "nameserver 192.0.2.1\n";
+        assert_eq!(host_resolver(stub, Some(upstream)), upstream);
+        assert_eq!(host_resolver(stub, None), stub);
+        let real = "nameserver 192.0.2.53\n";
+        assert_eq!(host_resolver(real, Some(upstream)), real);
     }
 
     #[test]
