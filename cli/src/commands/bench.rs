@@ -25,6 +25,8 @@ pub enum BenchCommand {
     /// Controllers end to end over hollow nodes: a ReplicaSet's create → Running and delete →
     /// gone, a Deployment's rolling update, and the masters' RSS with many pods.
     Controllers(super::bench_controllers::ControllersArgs),
+    /// The node proxy's rule sync for N Services, in a private network namespace (root).
+    Proxy(super::bench_proxy::ProxyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -171,6 +173,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::PodStartup(args) => run_pod_startup(args).await,
         BenchCommand::Schedule(args) => super::bench_schedule::run(args).await,
         BenchCommand::Controllers(args) => super::bench_controllers::run(args).await,
+        BenchCommand::Proxy(args) => super::bench_proxy::run(args).await,
     }
 }
 
