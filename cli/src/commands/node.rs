@@ -230,12 +230,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             },
             client.endpoints().join(",")
         );
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
+        super::leader_elected::until_interrupted().await?;
         println!("rudder node: stopping");
         drop(kubelets);
         for network in networks {

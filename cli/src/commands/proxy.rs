@@ -65,12 +65,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
             args.node,
             client.endpoints().join(",")
         );
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
+        super::leader_elected::until_interrupted().await?;
         println!("rudder proxy: stopping (the rules stay, so pods stay reachable)");
         network.stop().await;
         actix::System::current().stop();
