@@ -230,8 +230,7 @@ pub fn admit(
 }
 
 /// Whether a reply in `envelope` comes from this member's cluster (any, while joining).
-pub fn admit_reply(mine: Option<u64>, me: NodeId, envelope: Envelope) -> Result<(), Refusal> {
-    let _ = me;
+pub fn admit_reply(mine: Option<u64>, envelope: Envelope) -> Result<(), Refusal> {
     match mine {
         Some(mine) if envelope.cluster_id != mine => Err(Refusal::AnsweredForAnotherCluster {
             from: envelope.from,
@@ -298,7 +297,7 @@ impl Identity {
 
     /// [`admit_reply`] for this member.
     pub fn admit_reply(&self, envelope: Envelope) -> Result<(), Refusal> {
-        admit_reply(self.cluster(), self.member, envelope)
+        admit_reply(self.cluster(), envelope)
     }
 
     /// How many peer messages this member has refused since it started.
@@ -477,10 +476,10 @@ mod tests {
 
     #[test]
     fn replies_must_come_from_this_cluster_once_it_is_known() {
-        assert_eq!(admit_reply(Some(10), 3, envelope(10, 3)), Ok(()));
-        assert!(admit_reply(Some(10), 3, envelope(11, 3)).is_err());
+        assert_eq!(admit_reply(Some(10), envelope(10, 3)), Ok(()));
+        assert!(admit_reply(Some(10), envelope(11, 3)).is_err());
         // A joining member takes the cluster of whoever admits it.
-        assert_eq!(admit_reply(None, 3, envelope(11, 3)), Ok(()));
+        assert_eq!(admit_reply(None, envelope(11, 3)), Ok(()));
     }
 
     #[test]

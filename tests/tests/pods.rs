@@ -216,6 +216,21 @@ async fn rudder(servers: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `rudder node --name NAME` against `servers`, with the scratch's directories, fast
+/// heartbeats and its log in `node.log`; killed when dropped.
+fn spawn_node(scratch: &NodeScratch, name: &str, servers: &str) -> Child {
+    let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
+    Command::new(rudder_binary_beside_tests())
+        .args(["node", "--name", name, "--server", servers])
+        .args(scratch.flags())
+        .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rudder node starts")
+}
+
 /// Creates the pod; a master just started may not have made the default namespace yet.
 async fn create_pod(client: &ApiClient, pod: Value) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -1093,20 +1108,11 @@ async fn two_nodes_get_distinct_ranges_reach_each_others_pods_by_address_and_ser
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 1, &flags).unwrap();
     let servers = cluster.endpoints().join(",");
     let client = ApiClient::new(cluster.endpoints());
-    let mut nodes = Vec::new();
-    for (scratch, name) in scratches.iter().zip(["range-a", "range-b"]) {
-        let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
-        let child = Command::new(rudder_binary_beside_tests())
-            .args(["node", "--name", name, "--server", &servers])
-            .args(scratch.flags())
-            .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("rudder node starts");
-        nodes.push(child);
-    }
+    let nodes: Vec<Child> = scratches
+        .iter()
+        .zip(["range-a", "range-b"])
+        .map(|(scratch, name)| spawn_node(scratch, name, &servers))
+        .collect();
     let node_log = |i: usize| {
         std::fs::read_to_string(scratches[i].dir.path().join("node.log")).unwrap_or_default()
     };
@@ -1715,20 +1721,11 @@ async fn the_seeds_walkthrough_runs_on_three_masters_and_two_nodes() {
             && said.contains("--lb-pool 10.112.9.0/24 disagrees with the cluster's 10.112.7.0/24"),
         "{said}"
     );
-    let mut nodes = Vec::new();
-    for (scratch, name) in scratches.iter().zip(names) {
-        let log = std::fs::File::create(scratch.dir.path().join("node.log")).unwrap();
-        let child = Command::new(rudder_binary_beside_tests())
-            .args(["node", "--name", name, "--server", &servers])
-            .args(scratch.flags())
-            .args(["--lease-renew-ms", "1000", "--status-update-ms", "1000"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("rudder node starts");
-        nodes.push(child);
-    }
+    let nodes: Vec<Child> = scratches
+        .iter()
+        .zip(names)
+        .map(|(scratch, name)| spawn_node(scratch, name, &servers))
+        .collect();
     let logs = || {
         scratches
             .iter()
