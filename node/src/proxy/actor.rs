@@ -1,16 +1,17 @@
 //! The proxy's shell: an actix actor that follows Services and EndpointSlices (the node's
-//! [`ServiceView`]), and after any change writes this node's table anew in one `nft`
+//! [`ServiceView`]), and after any change brings this node's table up to date in one `nft`
 //! transaction, on a blocking thread, at most one at a time.
 //!
 //! ```text
 //!  Event<Service | EndpointSlice> ─► dirty ─► (both caches synced, none in flight)
-//!     model::service_ports for every Service ─► ruleset::full_sync ─► unchanged? skip
-//!     ─► nft -f - ─► failed? look again in a second
+//!     model::service_ports for every Service ─► ruleset::plan
+//!     ─► first sync, or the last failed: script::full (the table replaced)
+//!        otherwise: script::changes against the last ruleset applied (nothing? skip)
+//!     ─► nft -f - ─► failed? a full sync in a second
 //! ```
 //!
-//! Every sync is a full one (the whole table, replaced atomically); writing only the
-//! chains that changed is the next step (BENCHMARKS.md will say when it matters). The table
-//! stays when the proxy stops, so pods stay reachable while a node restarts.
+//! The table stays when the proxy stops, so pods stay reachable while a node restarts;
+//! the first sync of the next start replaces it whole.
 
 use std::time::Duration;
 
@@ -21,7 +22,8 @@ use rudder_actors::informer::Event;
 
 use super::model::{answer_locally, service_ports};
 use super::nft;
-use super::ruleset::{full_sync, ProxyConfig};
+use super::ruleset::{plan, ProxyConfig, Ruleset};
+use super::script;
 use crate::service_view::ServiceView;
 
 /// How long after a change the table is written (changes arriving meanwhile join it).
@@ -37,8 +39,9 @@ pub struct Proxy {
     scheduled: bool,
     in_flight: bool,
     dirty: bool,
-    /// The script last applied: an identical one is not applied again.
-    applied: Option<String>,
+    /// The ruleset the table holds, known after a sync succeeded: the next writes only
+    /// what differs from it. `None` until then, and after a failure.
+    applied: Option<Ruleset>,
 }
 
 impl Proxy {
@@ -67,14 +70,14 @@ impl Proxy {
     }
 
     /// The table as the caches say it should be.
-    fn script(&self) -> String {
+    fn desired(&self) -> Ruleset {
         let mut ports = Vec::new();
         for (service, slices) in self.view.services_with_slices() {
             let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
             ports.extend(service_ports(&service, &slices, &self.node));
         }
         answer_locally(&mut ports, &self.config.local_targets);
-        full_sync(&self.config, &ports)
+        plan(&self.config, &ports)
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
@@ -82,26 +85,31 @@ impl Proxy {
             return;
         }
         self.dirty = false;
-        let script = self.script();
-        if self.applied.as_ref() == Some(&script) {
-            return;
-        }
+        let desired = self.desired();
+        let script = match &self.applied {
+            None => script::full(&self.config, &desired),
+            Some(applied) => match script::changes(&self.config.table, applied, &desired) {
+                Some(script) => script,
+                None => return,
+            },
+        };
         self.in_flight = true;
-        let applying = script.clone();
-        let work = tokio::task::spawn_blocking(move || nft::apply(&applying));
+        let work = tokio::task::spawn_blocking(move || nft::apply(&script));
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |outcome, proxy, ctx| {
             proxy.in_flight = false;
-            match outcome {
-                Ok(Ok(())) => proxy.applied = Some(script),
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, table = %proxy.config.table, "the proxy's rules were refused; trying again");
-                    proxy.applied = None;
-                    proxy.dirty = true;
-                    ctx.run_later(RETRY, |proxy, ctx| proxy.sync(ctx));
-                    return;
-                }
-                Err(error) => tracing::warn!(%error, "the nft thread failed"),
+            let failure = match outcome {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(error) => Some(format!("the nft thread failed: {error}")),
+            };
+            if let Some(error) = failure {
+                tracing::warn!(%error, table = %proxy.config.table, "the proxy's rules were not written; writing the whole table again");
+                proxy.applied = None;
+                proxy.dirty = true;
+                ctx.run_later(RETRY, |proxy, ctx| proxy.sync(ctx));
+                return;
             }
+            proxy.applied = Some(desired);
             // Changes that arrived while nft ran.
             if proxy.dirty {
                 proxy.sync(ctx);

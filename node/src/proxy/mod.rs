@@ -3,12 +3,14 @@
 //! load-balancer addresses reach its ready pods, load-balanced in the kernel.
 //!
 //! - [`model`]: a Service and its slices as the ports the proxy forwards (pure).
-//! - [`ruleset`]: those ports as an `nft` script that replaces this node's table in one
-//!   transaction (pure).
-//! - [`nft`]: running the script.
+//! - [`ruleset`]: those ports as this node's table, a value (pure).
+//! - [`script`]: a table as an `nft` script — the whole table replaced, or only what
+//!   differs from the last one — each one transaction (pure).
+//! - [`nft`]: running a script.
 //! - [`actor`]: the actor that follows Services and slices and keeps the table current.
 
 pub mod actor;
 pub mod model;
 pub mod nft;
 pub mod ruleset;
+pub mod script;

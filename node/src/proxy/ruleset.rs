@@ -1,28 +1,40 @@
-//! The node's nftables table, pure: [`ServicePort`]s in, an `nft -f` script out that
-//! replaces this node's table — and nothing else — in one transaction. The layout follows
-//! kube-proxy's nftables mode:
+//! The node's nftables table as a value, pure: [`plan`] turns [`ServicePort`]s into a
+//! [`Ruleset`] — the per-Service chains, the client-affinity sets and the elements of the
+//! table's maps — and [`base`] is the fixed rest. [`super::script`] writes a ruleset out,
+//! whole or as the difference from the last one. The layout follows kube-proxy's nftables
+//! mode, flattened where that makes the kernel's work smaller:
 //!
 //! ```text
 //!  nat prerouting (this node's bridge, and anything not from a node bridge) ┐
 //!  nat output (the machine's own connections) ───────────────────────────────┴► services:
+//!     to a cluster IP, not from a pod: mark for masquerade
 //!     daddr . proto . dport  vmap @service-ips        cluster IP ─► service-ID
 //!                                                     LB / external IP ─► external-ID
 //!     daddr @nodeport-ips: proto . dport vmap @service-nodeports ─► external-ID
-//!  service-ID:  masquerade what does not come from a pod; sticky clients (affinity sets);
-//!               numgen random mod N ─► endpoint-ID__IP/PORT ─► dnat to IP:PORT
-//!  external-ID: masquerade (Cluster policy), or this node's endpoints only (Local policy;
-//!               the machine's own connections still go anywhere)
+//!  service-ID:  sticky clients (affinity sets) ─► dnat to IP:PORT;
+//!               one rule per endpoint: numgen random mod K == 0 ─► dnat to IP:PORT
+//!  external-ID: masquerade, then service-ID (Cluster policy), or this node's endpoints only
+//!               (Local policy; the machine's own connections still go anywhere)
+//!  cluster-ID:  every endpoint, when service-ID holds only this node's (internal Local)
 //!  filter: a new connection still aimed at a service address after DNAT is rejected (no
 //!          endpoint, unknown port, unallocated address); 127.0.0.0/8 reached from
 //!          elsewhere is dropped (CVE-2020-8558)
-//!  nat postrouting: marked connections are masqueraded
+//!  nat postrouting: marked connections, and a pod reaching itself (@hairpin), masqueraded
 //! ```
+//!
+//! Two choices differ from kube-proxy, both measured (BENCHMARKS.md, proxy rule sync):
+//! endpoints are picked by a cascade of `numgen random mod K` rules (1/3, then 1/2, then the
+//! rest: uniform, as iptables' `statistic` cascade) instead of an anonymous verdict map per
+//! Service — the kernel walks the whole transaction for every anonymous set, which made a
+//! full sync grow as N² — and a pod reaching itself is found by one `@hairpin` set of
+//! `ip . ip` pairs in postrouting instead of a chain per endpoint. A Service is then one
+//! chain and a few map elements.
 //!
 //! Several nodes on one machine each have a table of their own; every packet meets all of
 //! them, and the first that translates a connection wins. Pods are served by their own
 //! node's table (prerouting is scoped to its bridge), so Local policies hold for them.
 
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use rudder_proto::objects::cidr::Ipv4Cidr;
@@ -52,45 +64,179 @@ pub struct ProxyConfig {
     pub local_targets: Vec<LocalTarget>,
 }
 
-/// The script that replaces the table with one forwarding `ports`.
-pub fn full_sync(config: &ProxyConfig, ports: &[ServicePort]) -> String {
-    let table = &config.table;
-    let mut out = String::new();
-    // `add` first so that `delete` never fails on a first sync; then the whole table anew.
-    let _ = writeln!(out, "add table ip {table}");
-    let _ = writeln!(out, "delete table ip {table}");
-    let _ = writeln!(out, "table ip {table} {{");
-    out.push_str(&base(config));
-    for port in ports {
-        out.push_str(&service_chains(config, port));
+/// The table's sets and maps that [`plan`] fills (declared by [`base`]).
+pub const CLUSTER_IPS: &str = "cluster-ips";
+pub const NODEPORT_IPS: &str = "nodeport-ips";
+pub const SERVICE_IPS: &str = "service-ips";
+pub const SERVICE_NODEPORTS: &str = "service-nodeports";
+pub const HAIRPIN: &str = "hairpin";
+
+/// The part of a node's table that follows the Services: what one sync writes and what
+/// the next compares against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Chains by name, each with its rules in order.
+    pub chains: BTreeMap<String, Vec<String>>,
+    /// Client-affinity sets by name, each with its declaration.
+    pub sets: BTreeMap<String, String>,
+    /// The elements of the fixed sets and maps, by set name. A map's element is
+    /// `key : verdict`.
+    pub elements: BTreeMap<&'static str, BTreeSet<String>>,
+}
+
+/// The ruleset forwarding `ports` on the node `config` describes.
+pub fn plan(config: &ProxyConfig, ports: &[ServicePort]) -> Ruleset {
+    let mut rules = Ruleset::default();
+    for ip in &config.node_ips {
+        rules.element(NODEPORT_IPS, ip.to_string());
     }
-    out.push_str("}\n");
-    out.push_str(&elements(config, ports));
-    out
+    for port in ports {
+        rules.add_port(port);
+    }
+    rules
 }
 
-/// The script that removes the table (a node reset, or the proxy stopping for good).
-pub fn remove(table: &str) -> String {
-    format!("add table ip {table}\ndelete table ip {table}\n")
+impl Ruleset {
+    fn element(&mut self, set: &'static str, element: String) {
+        self.elements.entry(set).or_default().insert(element);
+    }
+
+    fn add_port(&mut self, port: &ServicePort) {
+        let (id, proto) = (&port.id, port.protocol.nft());
+        if let Some(ip) = port.cluster_ip {
+            self.element(CLUSTER_IPS, ip.to_string());
+        }
+        if port.endpoints.is_empty() {
+            // Only the address, so that connections to it are refused.
+            return;
+        }
+        for backend in &port.endpoints {
+            self.element(HAIRPIN, format!("{0} . {0}", backend.ip));
+            if let Some(seconds) = port.affinity_seconds {
+                self.sets.insert(
+                    affinity_set(port, backend),
+                    format!("type ipv4_addr; flags dynamic,timeout; timeout {seconds}s;"),
+                );
+            }
+        }
+        let all: Vec<&Backend> = port.endpoints.iter().collect();
+        let local: Vec<&Backend> = port.endpoints.iter().filter(|b| b.local).collect();
+        let service_chain = format!("service-{id}");
+        // The cluster IP: every endpoint, or this node's for internalTrafficPolicy Local.
+        let internal = if port.internal_local { &local } else { &all };
+        let mut balances_all = None;
+        if let (Some(ip), false) = (port.cluster_ip, internal.is_empty()) {
+            self.chains
+                .insert(service_chain.clone(), balance(port, internal));
+            self.element(
+                SERVICE_IPS,
+                format!("{ip} . {proto} . {} : goto {service_chain}", port.port),
+            );
+            if !port.internal_local {
+                balances_all = Some(service_chain);
+            }
+        }
+        if port.node_port.is_none() && port.external_ips.is_empty() {
+            return;
+        }
+        // Node ports and external addresses; external traffic under the Cluster policy
+        // goes to every endpoint.
+        let everyone = balances_all.unwrap_or_else(|| {
+            let chain = format!("cluster-{id}");
+            self.chains.insert(chain.clone(), balance(port, &all));
+            chain
+        });
+        let external_chain = format!("external-{id}");
+        let external = if port.external_local {
+            // The machine's own connections are not external: they may go anywhere
+            // (masqueraded so the reply comes back); everything else stays on this node,
+            // and with no local endpoint goes nowhere rather than off the node.
+            let mut rules = vec![
+                "fib saddr type local jump mark-for-masquerade".to_string(),
+                format!("fib saddr type local goto {everyone}"),
+            ];
+            rules.extend(balance(port, &local));
+            rules.push("drop".into());
+            rules
+        } else {
+            vec![
+                "jump mark-for-masquerade".into(),
+                format!("goto {everyone}"),
+            ]
+        };
+        self.chains.insert(external_chain.clone(), external);
+        for ip in &port.external_ips {
+            self.element(
+                SERVICE_IPS,
+                format!("{ip} . {proto} . {} : goto {external_chain}", port.port),
+            );
+        }
+        if let Some(node_port) = port.node_port {
+            self.element(
+                SERVICE_NODEPORTS,
+                format!("{proto} . {node_port} : goto {external_chain}"),
+            );
+        }
+    }
 }
 
-fn base(config: &ProxyConfig) -> String {
+fn affinity_set(port: &ServicePort, backend: &Backend) -> String {
+    format!("affinity-{}__{}/{}", port.id, backend.ip, backend.port)
+}
+
+/// The rules that send a connection to one of `backends`: sticky clients to theirs, then
+/// a cascade that picks each with equal chance (the first with 1/K, the next with 1/(K-1)
+/// of what is left, ..., the last takes the rest).
+fn balance(port: &ServicePort, backends: &[&Backend]) -> Vec<String> {
+    let proto = port.protocol.nft();
+    let sticky = port.affinity_seconds.is_some();
+    let mut rules = Vec::new();
+    if sticky {
+        for backend in backends {
+            let set = affinity_set(port, backend);
+            rules.push(format!(
+                "ip saddr @{set} meta l4proto {proto} update @{set} {{ ip saddr }} dnat to {}:{}",
+                backend.ip, backend.port
+            ));
+        }
+    }
+    for (index, backend) in backends.iter().enumerate() {
+        let left = backends.len() - index;
+        let pick = if left > 1 {
+            format!(" numgen random mod {left} 0")
+        } else {
+            String::new()
+        };
+        let remember = if sticky {
+            format!(" update @{} {{ ip saddr }}", affinity_set(port, backend))
+        } else {
+            String::new()
+        };
+        rules.push(format!(
+            "meta l4proto {proto}{pick}{remember} dnat to {}:{}",
+            backend.ip, backend.port
+        ));
+    }
+    rules
+}
+
+/// The fixed part of the table: its hooks, the sets and maps [`plan`] fills, and the
+/// guards. Written by a full sync only.
+pub fn base(config: &ProxyConfig) -> String {
     let bridge = &config.bridge;
     let prefix = &config.bridge_prefix;
-    let ranges: Vec<String> = config
+    let cluster_cidr = &config.cluster_cidr;
+    let range_rejects: String = config
         .service_ranges
         .iter()
-        .map(|r| r.to_string())
-        .collect();
-    let range_rejects: String = ranges
-        .iter()
-        .map(|r| format!("    ip daddr {r} reject\n"))
+        .map(|range| format!("    ip daddr {range} reject\n"))
         .collect();
     format!(
-        r#"  set cluster-ips {{ type ipv4_addr; }}
-  set nodeport-ips {{ type ipv4_addr; }}
-  map service-ips {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
-  map service-nodeports {{ type inet_proto . inet_service : verdict; }}
+        r#"  set {CLUSTER_IPS} {{ type ipv4_addr; }}
+  set {NODEPORT_IPS} {{ type ipv4_addr; }}
+  set {HAIRPIN} {{ type ipv4_addr . ipv4_addr; }}
+  map {SERVICE_IPS} {{ type ipv4_addr . inet_proto . inet_service : verdict; }}
+  map {SERVICE_NODEPORTS} {{ type inet_proto . inet_service : verdict; }}
   chain mark-for-masquerade {{ meta mark set meta mark | {MASQUERADE_MARK}; }}
   chain masquerading {{
     meta mark & {MASQUERADE_MARK} == 0 return
@@ -98,11 +244,12 @@ fn base(config: &ProxyConfig) -> String {
     masquerade fully-random
   }}
   chain services {{
-    ip daddr . meta l4proto . th dport vmap @service-ips
-    ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports
+    ip daddr @{CLUSTER_IPS} ip saddr != {cluster_cidr} jump mark-for-masquerade
+    ip daddr . meta l4proto . th dport vmap @{SERVICE_IPS}
+    ip daddr @{NODEPORT_IPS} meta l4proto . th dport vmap @{SERVICE_NODEPORTS}
   }}
   chain cluster-ips-check {{
-    ip daddr @cluster-ips reject
+    ip daddr @{CLUSTER_IPS} reject
 {range_rejects}  }}
   chain localnet-guard {{
     ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state & (established | related) == 0 ct status & dnat == 0 drop
@@ -116,171 +263,15 @@ fn base(config: &ProxyConfig) -> String {
     iifname != "{prefix}*" jump services
   }}
   chain nat-output {{ type nat hook output priority -100; jump services; }}
-  chain nat-postrouting {{ type nat hook postrouting priority 100; jump masquerading; }}
+  chain nat-postrouting {{
+    type nat hook postrouting priority 100;
+    jump masquerading
+    ct status dnat ip saddr . ip daddr @{HAIRPIN} masquerade fully-random
+  }}
 "#
     )
 }
 
-fn endpoint_chain(port: &ServicePort, backend: &Backend) -> String {
-    format!("endpoint-{}__{}/{}", port.id, backend.ip, backend.port)
-}
-
-fn affinity_set(port: &ServicePort, backend: &Backend) -> String {
-    format!("affinity-{}__{}/{}", port.id, backend.ip, backend.port)
-}
-
-/// `numgen` over `backends` (sticky clients first), or nothing when there are none (the
-/// connection is then refused by `cluster-ips-check`, or dropped for a Local policy).
-fn balance(out: &mut String, port: &ServicePort, backends: &[&Backend]) {
-    if backends.is_empty() {
-        return;
-    }
-    if port.affinity_seconds.is_some() {
-        for backend in backends {
-            let _ = writeln!(
-                out,
-                "    ip saddr @{} goto {}",
-                affinity_set(port, backend),
-                endpoint_chain(port, backend)
-            );
-        }
-    }
-    let targets: Vec<String> = backends
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("{i} : goto {}", endpoint_chain(port, b)))
-        .collect();
-    let _ = writeln!(
-        out,
-        "    numgen random mod {} vmap {{ {} }}",
-        backends.len(),
-        targets.join(", ")
-    );
-}
-
-fn service_chains(config: &ProxyConfig, port: &ServicePort) -> String {
-    let id = &port.id;
-    let proto = port.protocol.nft();
-    let all: Vec<&Backend> = port.endpoints.iter().collect();
-    let local: Vec<&Backend> = port.endpoints.iter().filter(|b| b.local).collect();
-    let mut out = String::new();
-    for backend in &all {
-        if let Some(seconds) = port.affinity_seconds {
-            let _ = writeln!(
-                out,
-                "  set {} {{ type ipv4_addr; flags dynamic,timeout; timeout {seconds}s; }}",
-                affinity_set(port, backend)
-            );
-        }
-        let _ = writeln!(out, "  chain {} {{", endpoint_chain(port, backend));
-        // A pod reaching itself through the Service: its reply must come back translated.
-        let _ = writeln!(out, "    ip saddr {} jump mark-for-masquerade", backend.ip);
-        if port.affinity_seconds.is_some() {
-            let _ = writeln!(
-                out,
-                "    update @{} {{ ip saddr }}",
-                affinity_set(port, backend)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "    meta l4proto {proto} dnat to {}:{}",
-            backend.ip, backend.port
-        );
-        out.push_str("  }\n");
-    }
-    // The cluster IP's chain: every endpoint, or this node's for internalTrafficPolicy Local.
-    let _ = writeln!(out, "  chain service-{id} {{");
-    if let Some(ip) = port.cluster_ip {
-        let _ = writeln!(
-            out,
-            "    ip daddr {ip} {proto} dport {} ip saddr != {} jump mark-for-masquerade",
-            port.port, config.cluster_cidr
-        );
-    }
-    balance(
-        &mut out,
-        port,
-        if port.internal_local { &local } else { &all },
-    );
-    out.push_str("  }\n");
-    // Node ports and external addresses.
-    let _ = writeln!(out, "  chain external-{id} {{");
-    if port.external_local {
-        // The machine's own connections are not external: they may go anywhere (masqueraded
-        // so the reply comes back); everything else stays on this node.
-        out.push_str("    fib saddr type local jump mark-for-masquerade\n");
-        let _ = writeln!(out, "    fib saddr type local goto cluster-{id}");
-        balance(&mut out, port, &local);
-        // No local endpoint: the connection goes nowhere rather than off the node.
-        out.push_str("    drop\n");
-    } else {
-        out.push_str("    jump mark-for-masquerade\n");
-        let _ = writeln!(out, "    goto cluster-{id}");
-    }
-    out.push_str("  }\n");
-    // Every endpoint, for external traffic under the Cluster policy.
-    let _ = writeln!(out, "  chain cluster-{id} {{");
-    balance(&mut out, port, &all);
-    out.push_str("  }\n");
-    out
-}
-
-fn elements(config: &ProxyConfig, ports: &[ServicePort]) -> String {
-    let table = &config.table;
-    let mut cluster_ips = Vec::new();
-    let mut service_ips = Vec::new();
-    let mut node_ports = Vec::new();
-    for port in ports {
-        let (id, proto) = (&port.id, port.protocol.nft());
-        let has_endpoints = !port.endpoints.is_empty();
-        if let Some(ip) = port.cluster_ip {
-            cluster_ips.push(ip.to_string());
-            let reachable = if port.internal_local {
-                port.endpoints.iter().any(|b| b.local)
-            } else {
-                has_endpoints
-            };
-            if reachable {
-                service_ips.push(format!(
-                    "{ip} . {proto} . {} : goto service-{id}",
-                    port.port
-                ));
-            }
-        }
-        if has_endpoints {
-            for ip in &port.external_ips {
-                service_ips.push(format!(
-                    "{ip} . {proto} . {} : goto external-{id}",
-                    port.port
-                ));
-            }
-            if let Some(node_port) = port.node_port {
-                node_ports.push(format!("{proto} . {node_port} : goto external-{id}"));
-            }
-        }
-    }
-    cluster_ips.sort();
-    cluster_ips.dedup();
-    let node_ips: Vec<String> = config.node_ips.iter().map(|ip| ip.to_string()).collect();
-    let mut out = String::new();
-    for (set, items) in [
-        ("cluster-ips", cluster_ips),
-        ("nodeport-ips", node_ips),
-        ("service-ips", service_ips),
-        ("service-nodeports", node_ports),
-    ] {
-        if !items.is_empty() {
-            let _ = writeln!(
-                out,
-                "add element ip {table} {set} {{ {} }}",
-                items.join(", ")
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 #[path = "ruleset_tests.rs"]
-mod tests;
+pub(crate) mod tests;

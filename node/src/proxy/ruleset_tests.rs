@@ -1,13 +1,7 @@
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
-use std::time::Duration;
-
 use super::super::model::Protocol;
-use super::super::nft;
 use super::*;
 
-fn config() -> ProxyConfig {
+pub(crate) fn config() -> ProxyConfig {
     ProxyConfig {
         table: "rudder-test".into(),
         bridge: "rbtest".into(),
@@ -22,7 +16,7 @@ fn config() -> ProxyConfig {
     }
 }
 
-fn kubia(endpoints: &[(Ipv4Addr, bool)]) -> ServicePort {
+pub(crate) fn kubia(endpoints: &[(Ipv4Addr, bool)]) -> ServicePort {
     ServicePort {
         id: "default/kubia-http/tcp/http".into(),
         protocol: Protocol::Tcp,
@@ -44,168 +38,160 @@ fn kubia(endpoints: &[(Ipv4Addr, bool)]) -> ServicePort {
     }
 }
 
-const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
-const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
+pub(crate) const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
+pub(crate) const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
+const SERVICE: &str = "service-default/kubia-http/tcp/http";
+const EXTERNAL: &str = "external-default/kubia-http/tcp/http";
+const CLUSTER: &str = "cluster-default/kubia-http/tcp/http";
+
+fn chain<'a>(rules: &'a Ruleset, name: &str) -> Vec<&'a str> {
+    rules
+        .chains
+        .get(name)
+        .unwrap_or_else(|| panic!("no chain {name} in {rules:#?}"))
+        .iter()
+        .map(String::as_str)
+        .collect()
+}
+
+fn elements<'a>(rules: &'a Ruleset, set: &str) -> Vec<&'a str> {
+    rules
+        .elements
+        .get(set)
+        .map(|e| e.iter().map(String::as_str).collect())
+        .unwrap_or_default()
+}
 
 #[test]
-fn a_service_gets_its_chains_and_map_entries() {
-    let script = full_sync(&config(), &[kubia(&[(POD_A, true), (POD_B, false)])]);
-    for expected in [
-        "add table ip rudder-test\ndelete table ip rudder-test\ntable ip rudder-test {",
-        "chain service-default/kubia-http/tcp/http {",
-        "numgen random mod 2 vmap { 0 : goto endpoint-default/kubia-http/tcp/http__10.244.1.2/8080, \
-         1 : goto endpoint-default/kubia-http/tcp/http__10.244.2.2/8080 }",
-        "meta l4proto tcp dnat to 10.244.2.2:8080",
-        "ip daddr 10.96.1.1 tcp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
-        "add element ip rudder-test service-ips { 10.96.1.1 . tcp . 80 : goto \
-         service-default/kubia-http/tcp/http, 10.112.0.1 . tcp . 80 : goto \
-         external-default/kubia-http/tcp/http }",
-        "add element ip rudder-test service-nodeports { tcp . 30080 : goto \
-         external-default/kubia-http/tcp/http }",
-        "iifname \"rbtest\" jump services",
-        "ip daddr 10.112.0.0/24 reject",
-    ] {
-        assert!(script.contains(expected), "{expected}\n--- in ---\n{script}");
-    }
+fn a_service_is_one_chain_picking_each_endpoint_with_equal_chance_and_its_map_entries() {
+    let pod_c = Ipv4Addr::new(10, 244, 3, 2);
+    let rules = plan(
+        &config(),
+        &[kubia(&[(POD_A, true), (POD_B, false), (pod_c, true)])],
+    );
+    assert_eq!(
+        chain(&rules, SERVICE),
+        [
+            "meta l4proto tcp numgen random mod 3 0 dnat to 10.244.1.2:8080",
+            "meta l4proto tcp numgen random mod 2 0 dnat to 10.244.2.2:8080",
+            "meta l4proto tcp dnat to 10.244.3.2:8080",
+        ]
+    );
+    // External traffic is masqueraded and then goes the cluster IP's way: no third chain.
+    assert_eq!(
+        chain(&rules, EXTERNAL),
+        ["jump mark-for-masquerade", &format!("goto {SERVICE}")]
+    );
+    assert_eq!(rules.chains.len(), 2, "{rules:#?}");
+    assert_eq!(
+        elements(&rules, SERVICE_IPS),
+        [
+            format!("10.112.0.1 . tcp . 80 : goto {EXTERNAL}"),
+            format!("10.96.1.1 . tcp . 80 : goto {SERVICE}"),
+        ]
+    );
+    assert_eq!(
+        elements(&rules, SERVICE_NODEPORTS),
+        [format!("tcp . 30080 : goto {EXTERNAL}")]
+    );
+    assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.1.1"]);
+    assert_eq!(elements(&rules, NODEPORT_IPS), ["10.244.1.1", "127.0.0.1"]);
+    assert_eq!(
+        elements(&rules, HAIRPIN),
+        [
+            "10.244.1.2 . 10.244.1.2",
+            "10.244.2.2 . 10.244.2.2",
+            "10.244.3.2 . 10.244.3.2"
+        ]
+    );
 }
 
 #[test]
 fn a_service_without_endpoints_keeps_only_its_address_to_refuse() {
-    let script = full_sync(&config(), &[kubia(&[])]);
-    assert!(script.contains("add element ip rudder-test cluster-ips { 10.96.1.1 }"));
-    assert!(
-        !script.contains("add element ip rudder-test service-ips"),
-        "{script}"
-    );
-    assert!(
-        !script.contains("add element ip rudder-test service-nodeports"),
-        "{script}"
-    );
+    let rules = plan(&config(), &[kubia(&[])]);
+    assert!(rules.chains.is_empty(), "{rules:#?}");
+    assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.1.1"]);
+    assert!(elements(&rules, SERVICE_IPS).is_empty());
+    assert!(elements(&rules, SERVICE_NODEPORTS).is_empty());
 }
 
 #[test]
-fn local_policies_and_affinity_shape_the_chains() {
+fn local_policies_keep_traffic_on_the_node() {
     let mut port = kubia(&[(POD_A, true), (POD_B, false)]);
     port.external_local = true;
-    port.affinity_seconds = Some(60);
-    let script = full_sync(&config(), &[port]);
-    let external = script
-        .split("chain external-default/kubia-http/tcp/http {")
-        .nth(1)
-        .unwrap()
-        .split("  }")
-        .next()
-        .unwrap();
-    assert!(
-        external.contains("fib saddr type local goto cluster-"),
-        "{external}"
+    port.internal_local = true;
+    let rules = plan(&config(), &[port]);
+    assert_eq!(
+        chain(&rules, SERVICE),
+        ["meta l4proto tcp dnat to 10.244.1.2:8080"]
     );
-    assert!(external.contains("numgen random mod 1 vmap { 0 : goto endpoint-default/kubia-http/tcp/http__10.244.1.2/8080 }"), "{external}");
-    assert!(external.trim_end().ends_with("drop"), "{external}");
-    assert!(
-        script.contains("flags dynamic,timeout; timeout 60s;"),
-        "{script}"
+    // The machine's own connections may go to any endpoint; the rest only to this node's.
+    assert_eq!(
+        chain(&rules, EXTERNAL),
+        [
+            "fib saddr type local jump mark-for-masquerade",
+            &format!("fib saddr type local goto {CLUSTER}"),
+            "meta l4proto tcp dnat to 10.244.1.2:8080",
+            "drop",
+        ]
     );
-    assert!(script
-        .contains("update @affinity-default/kubia-http/tcp/http__10.244.2.2/8080 { ip saddr }"));
-}
-
-/// Runs `work` on a thread in a network namespace of its own (nothing it does touches the
-/// machine's network); processes it starts run there too.
-fn in_new_network<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root)");
-        work()
-    })
-    .join()
-    .expect("the namespaced thread")
-}
-
-fn ip(args: &str) {
-    let status = Command::new("ip")
-        .args(args.split_whitespace())
-        .status()
-        .expect("ip runs");
-    assert!(status.success(), "ip {args}");
-}
-
-/// Sends a line to `to` and returns what the server answered.
-fn ask(to: SocketAddr) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(b"hello\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    Ok(answer)
-}
-
-/// A server on `at` that answers each connection's first line with `name` and the caller's
-/// address.
-fn serve(at: SocketAddr, name: &'static str) {
-    let listener = TcpListener::bind(at).expect("binding the pod's port");
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            // The request is read first: closing a socket with unread data resets it.
-            let mut line = String::new();
-            let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(&stream), &mut line);
-            let peer = stream
-                .peer_addr()
-                .map(|p| p.ip().to_string())
-                .unwrap_or_default();
-            let _ = stream.write_all(format!("{name} from {peer}").as_bytes());
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-        }
-    });
+    assert_eq!(
+        chain(&rules, CLUSTER),
+        [
+            "meta l4proto tcp numgen random mod 2 0 dnat to 10.244.1.2:8080",
+            "meta l4proto tcp dnat to 10.244.2.2:8080",
+        ]
+    );
 }
 
 #[test]
-fn the_kernel_takes_the_table_forwards_and_refuses_then_forgets_a_deleted_service() {
-    in_new_network(|| {
-        ip("link set lo up");
-        ip("link add rbtest type bridge");
-        ip("addr add 10.244.1.1/24 dev rbtest");
-        ip("link set rbtest up");
-        // The "pod": its address on this namespace's loopback, a server on it.
-        ip("addr add 10.244.1.2/32 dev lo");
-        serve("10.244.1.2:8080".parse().unwrap(), "pod-a");
-        // Service addresses route to a bridge with no ports: nothing leaves.
-        ip("link add rudder-svc type bridge");
-        ip("link set rudder-svc up");
-        ip("route add 10.96.0.0/12 dev rudder-svc");
-        ip("route add 10.112.0.0/24 dev rudder-svc");
+fn a_service_with_no_endpoint_on_this_node_under_internal_local_is_refused() {
+    let mut port = kubia(&[(POD_B, false)]);
+    port.internal_local = true;
+    port.node_port = None;
+    port.external_ips.clear();
+    let rules = plan(&config(), &[port]);
+    assert!(rules.chains.is_empty(), "{rules:#?}");
+    assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.1.1"]);
+    assert!(elements(&rules, SERVICE_IPS).is_empty());
+}
 
-        let script = full_sync(&config(), &[kubia(&[(POD_A, true)])]);
-        nft::apply(&script).unwrap_or_else(|e| panic!("{e}\n{script}"));
-        let listed = nft::list("rudder-test").unwrap();
-        assert!(listed.contains("kubia-http"), "{listed}");
+#[test]
+fn client_affinity_sends_a_known_client_back_and_remembers_new_ones() {
+    let mut port = kubia(&[(POD_A, true), (POD_B, false)]);
+    port.affinity_seconds = Some(60);
+    let rules = plan(&config(), &[port]);
+    let set_a = "affinity-default/kubia-http/tcp/http__10.244.1.2/8080";
+    let set_b = "affinity-default/kubia-http/tcp/http__10.244.2.2/8080";
+    assert_eq!(
+        rules.sets.keys().map(String::as_str).collect::<Vec<_>>(),
+        [set_a, set_b]
+    );
+    assert_eq!(
+        rules.sets[set_a],
+        "type ipv4_addr; flags dynamic,timeout; timeout 60s;"
+    );
+    assert_eq!(
+        chain(&rules, SERVICE),
+        [
+            format!("ip saddr @{set_a} meta l4proto tcp update @{set_a} {{ ip saddr }} dnat to 10.244.1.2:8080"),
+            format!("ip saddr @{set_b} meta l4proto tcp update @{set_b} {{ ip saddr }} dnat to 10.244.2.2:8080"),
+            format!("meta l4proto tcp numgen random mod 2 0 update @{set_a} {{ ip saddr }} dnat to 10.244.1.2:8080"),
+            format!("meta l4proto tcp update @{set_b} {{ ip saddr }} dnat to 10.244.2.2:8080"),
+        ]
+    );
+}
 
-        for (to, what) in [
-            ("10.96.1.1:80", "the cluster IP"),
-            ("10.112.0.1:80", "the load-balancer IP"),
-            ("10.244.1.1:30080", "the node port on the node's address"),
-        ] {
-            let answer = ask(to.parse().unwrap()).unwrap_or_else(|e| panic!("{what}: {e}"));
-            assert!(answer.starts_with("pod-a"), "{what}: {answer}");
-        }
-        // A service address nothing answers on is refused at once, not left to time out.
-        let refused = ask("10.96.9.9:80".parse().unwrap()).unwrap_err();
-        assert_eq!(
-            refused.kind(),
-            std::io::ErrorKind::ConnectionRefused,
-            "{refused}"
-        );
-        let refused = ask("10.96.1.1:81".parse().unwrap()).unwrap_err();
-        assert_eq!(
-            refused.kind(),
-            std::io::ErrorKind::ConnectionRefused,
-            "{refused}"
-        );
-
-        // The Service deleted: its rules are gone; then the table itself.
-        nft::apply(&full_sync(&config(), &[])).unwrap();
-        let listed = nft::list("rudder-test").unwrap();
-        assert!(!listed.contains("kubia-http"), "{listed}");
-        nft::apply(&remove("rudder-test")).unwrap();
-        assert_eq!(nft::list("rudder-test").unwrap(), "");
-    });
+#[test]
+fn the_base_hooks_the_bridge_and_guards_the_ranges() {
+    let base = base(&config());
+    for expected in [
+        "iifname \"rbtest\" jump services",
+        "iifname != \"rb*\" jump services",
+        "ip daddr @cluster-ips ip saddr != 10.244.0.0/16 jump mark-for-masquerade",
+        "ip daddr 10.112.0.0/24 reject",
+        "ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random",
+    ] {
+        assert!(base.contains(expected), "{expected}\n--- in ---\n{base}");
+    }
 }

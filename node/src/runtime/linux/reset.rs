@@ -102,7 +102,7 @@ pub fn reset(name: &str, root: &Path) -> Result<Removed, ResetError> {
     }
 
     let table = format!("rudder-{bridge}");
-    crate::proxy::nft::apply(&crate::proxy::ruleset::remove(&table)).map_err(|source| {
+    crate::proxy::nft::apply(&crate::proxy::script::remove(&table)).map_err(|source| {
         ResetError::Table {
             table: table.clone(),
             source,
