@@ -25,8 +25,12 @@ pub enum BenchCommand {
     /// Controllers end to end over hollow nodes: a ReplicaSet's create → Running and delete →
     /// gone, a Deployment's rolling update, and the masters' RSS with many pods.
     Controllers(super::bench_controllers::ControllersArgs),
-    /// The node proxy's rule sync for N Services, in a private network namespace (root).
+    /// The node proxy's rule sync for N Services and forwarding through a cluster IP, in a
+    /// private network namespace (root).
     Proxy(super::bench_proxy::ProxyArgs),
+    /// Network programming latency: an EndpointSlice change → the rule in a running node's
+    /// nftables table (a running cluster with a node on this machine; root).
+    Programming(super::bench_programming::ProgrammingArgs),
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +178,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Schedule(args) => super::bench_schedule::run(args).await,
         BenchCommand::Controllers(args) => super::bench_controllers::run(args).await,
         BenchCommand::Proxy(args) => super::bench_proxy::run(args).await,
+        BenchCommand::Programming(args) => super::bench_programming::run(args).await,
     }
 }
 

@@ -1,18 +1,27 @@
-//! `rudder bench proxy`: the node proxy's rule sync. For each count of Services, the nft
-//! script is made (`ruleset::full_sync`) and applied (`nft -f -`) in a private network
-//! namespace of its own (needs root; nothing of the machine's is touched): once as a new
-//! table, then again with one Service's endpoints changed — which today is a full sync
-//! too, as the proxy does. Throughput through a cluster IP, programming latency and DNS are
-//! not measured here yet.
+//! `rudder bench proxy`: the node proxy, in a private network namespace of its own (needs
+//! root; nothing of the machine's is touched).
+//!
+//! - Rule sync: for each count of Services, the table is planned and written whole
+//!   (`script::full`) as a new table; then one Service's endpoints change and the partial
+//!   sync (`script::changes`) is timed, plan to kernel; then the whole table is written again
+//!   over the existing one (what a restarted proxy does).
+//! - Forwarding: a "pod" in a namespace of its own behind a bridge and a veth, as a node's
+//!   pods are; clients on the "node" open a connection per request, straight to the pod's
+//!   address and through a cluster IP (DNAT in the kernel), alternating, with the whole table
+//!   of the largest count loaded.
 
-use std::net::Ipv4Addr;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use rudder_node::proxy::model::{Backend, Protocol, ServicePort};
 use rudder_node::proxy::nft;
-use rudder_node::proxy::ruleset::{full_sync, ProxyConfig};
+use rudder_node::proxy::ruleset::{plan, ProxyConfig};
+use rudder_node::proxy::script;
 use rudder_proto::objects::cidr::Ipv4Cidr;
 
 #[derive(Args, Debug)]
@@ -26,38 +35,77 @@ pub struct ProxyArgs {
     /// Syncs per measurement (the median is shown).
     #[arg(long, default_value_t = 5)]
     rounds: usize,
+    /// Requests per forwarding run (each on a new connection); 0 skips forwarding.
+    #[arg(long, default_value_t = 20_000)]
+    requests: usize,
+    /// Concurrent clients in the forwarding runs.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
 }
 
 /// One count's medians.
-struct Row {
+struct SyncRow {
     services: usize,
     script_bytes: usize,
-    make: Duration,
-    first_apply: Duration,
+    plan: Duration,
+    full_new: Duration,
     one_changed: Duration,
+    full_again: Duration,
 }
+
+/// One forwarding run.
+struct ForwardRow {
+    path: &'static str,
+    requests_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// The bench's "node": its bridge, the pod behind it, and the Service that leads there.
+const BRIDGE: &str = "rbbench";
+const NODE_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 1);
+const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
+const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     // A thread of its own enters the private namespace, so that no runtime thread does.
-    let rows = tokio::task::spawn_blocking(move || {
+    let (sync, forwarding) = tokio::task::spawn_blocking(move || {
         std::thread::spawn(move || measure(&args))
             .join()
             .map_err(|_| anyhow::anyhow!("the measuring thread panicked"))?
     })
     .await??;
     println!(
-        "| Services | script KiB | make script ms | first apply ms | one changed (full sync) ms |"
+        "| Services | script KiB | plan + script ms | full sync, new table ms | one changed (partial) ms | full sync over the table ms |"
     );
-    println!("|---:|---:|---:|---:|---:|");
-    for row in rows {
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for row in sync {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
             row.services,
             row.script_bytes / 1024,
-            ms(row.make),
-            ms(row.first_apply),
-            ms(row.one_changed)
+            ms(row.plan),
+            ms(row.full_new),
+            ms(row.one_changed),
+            ms(row.full_again)
         );
+    }
+    if let [direct, service] = &forwarding[..] {
+        println!();
+        println!("| path | requests/s | p50 ms | p99 ms | max ms | requests/s vs direct |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for row in [direct, service] {
+            println!(
+                "| {} | {:.0} | {:.3} | {:.3} | {:.1} | {:.2} |",
+                row.path,
+                row.requests_per_second,
+                ms(row.p50),
+                ms(row.p99),
+                ms(row.max),
+                row.requests_per_second / direct.requests_per_second
+            );
+        }
     }
     Ok(())
 }
@@ -71,56 +119,74 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn measure(args: &ProxyArgs) -> anyhow::Result<Vec<Row>> {
+fn measure(args: &ProxyArgs) -> anyhow::Result<(Vec<SyncRow>, Vec<ForwardRow>)> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
         .context("entering a private network namespace (run as root)")?;
     let config = ProxyConfig {
         table: "rudder-bench".into(),
-        bridge: "rbbench".into(),
+        bridge: BRIDGE.into(),
         bridge_prefix: "rb".into(),
         cluster_cidr: Ipv4Cidr::parse("10.244.0.0/16").map_err(anyhow::Error::msg)?,
         service_ranges: vec![Ipv4Cidr::parse("10.96.0.0/12").map_err(anyhow::Error::msg)?],
-        node_ips: vec![Ipv4Addr::new(10, 244, 0, 1), Ipv4Addr::LOCALHOST],
+        node_ips: vec![NODE_IP, Ipv4Addr::LOCALHOST],
         local_targets: Vec::new(),
     };
-    let rounds = args.rounds.max(1);
     let mut rows = Vec::new();
     for &count in &args.services {
-        let mut ports = services(count, args.endpoints);
-        let (mut makes, mut firsts, mut changes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut script_bytes = 0;
-        for round in 0..rounds {
-            nft::apply(&rudder_node::proxy::ruleset::remove(&config.table))?;
-            let started = Instant::now();
-            let script = full_sync(&config, &ports);
-            makes.push(started.elapsed());
-            script_bytes = script.len();
-            let started = Instant::now();
-            nft::apply(&script).with_context(|| format!("applying {count} Services"))?;
-            firsts.push(started.elapsed());
-            // One Service's endpoints change: the next sync (make and apply).
-            let changed = &mut ports[round % count.max(1)];
-            if let Some(first) = changed.endpoints.first_mut() {
-                first.port = first.port.wrapping_add(1);
-            }
-            let started = Instant::now();
-            let script = full_sync(&config, &ports);
-            nft::apply(&script)?;
-            changes.push(started.elapsed());
-        }
-        nft::apply(&rudder_node::proxy::ruleset::remove(&config.table))?;
-        rows.push(Row {
-            services: count,
-            script_bytes,
-            make: median(makes),
-            first_apply: median(firsts),
-            one_changed: median(changes),
-        });
+        rows.push(measure_sync(&config, count, args)?);
     }
-    Ok(rows)
+    let forwarding = if args.requests == 0 {
+        Vec::new()
+    } else {
+        let count = args.services.iter().copied().max().unwrap_or(1).max(1);
+        measure_forwarding(&config, count, args)?
+    };
+    nft::apply(&script::remove(&config.table))?;
+    Ok((rows, forwarding))
 }
 
-/// `count` ClusterIP Services with `endpoints` ready endpoints each.
+fn measure_sync(config: &ProxyConfig, count: usize, args: &ProxyArgs) -> anyhow::Result<SyncRow> {
+    let mut ports = services(count, args.endpoints);
+    let (mut plans, mut fulls, mut changes, mut agains) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut script_bytes = 0;
+    for round in 0..args.rounds.max(1) {
+        nft::apply(&script::remove(&config.table))?;
+        let started = Instant::now();
+        let mut applied = plan(config, &ports);
+        let full = script::full(config, &applied);
+        plans.push(started.elapsed());
+        script_bytes = full.len();
+        let started = Instant::now();
+        nft::apply(&full).with_context(|| format!("applying {count} Services"))?;
+        fulls.push(started.elapsed());
+        // One Service's endpoints change: the next sync, plan to kernel.
+        if let Some(first) = ports[round % count.max(1)].endpoints.first_mut() {
+            first.port = first.port.wrapping_add(1);
+        }
+        let started = Instant::now();
+        let desired = plan(config, &ports);
+        let partial = script::changes(&config.table, &applied, &desired)
+            .context("one Service changed, yet the partial sync found nothing to do")?;
+        nft::apply(&partial).context("the partial sync")?;
+        changes.push(started.elapsed());
+        applied = desired;
+        let started = Instant::now();
+        nft::apply(&script::full(config, &applied)).context("the full sync again")?;
+        agains.push(started.elapsed());
+    }
+    Ok(SyncRow {
+        services: count,
+        script_bytes,
+        plan: median(plans),
+        full_new: median(fulls),
+        one_changed: median(changes),
+        full_again: median(agains),
+    })
+}
+
+/// `count` ClusterIP Services with `endpoints` ready endpoints each (addresses nothing
+/// answers on).
 fn services(count: usize, endpoints: usize) -> Vec<ServicePort> {
     (0..count)
         .map(|i| {
@@ -129,7 +195,7 @@ fn services(count: usize, endpoints: usize) -> Vec<ServicePort> {
             ServicePort {
                 id: format!("bench/svc-{i}/TCP/http"),
                 protocol: Protocol::Tcp,
-                cluster_ip: Some(octets(96, i)),
+                cluster_ip: Some(octets(96, i + 1)),
                 port: 80,
                 node_port: None,
                 external_ips: Vec::new(),
@@ -138,7 +204,7 @@ fn services(count: usize, endpoints: usize) -> Vec<ServicePort> {
                 internal_local: false,
                 endpoints: (0..endpoints)
                     .map(|e| Backend {
-                        ip: octets(244, (i * endpoints + e) % 60_000),
+                        ip: octets(245, (i * endpoints + e) % 60_000),
                         port: 8080,
                         local: false,
                     })
@@ -146,4 +212,167 @@ fn services(count: usize, endpoints: usize) -> Vec<ServicePort> {
             }
         })
         .collect()
+}
+
+fn ip(args: &str) -> anyhow::Result<()> {
+    let status = Command::new("ip")
+        .args(args.split_whitespace())
+        .status()
+        .context("running ip (iproute2)")?;
+    if !status.success() {
+        bail!("ip {args} failed");
+    }
+    Ok(())
+}
+
+fn measure_forwarding(
+    config: &ProxyConfig,
+    count: usize,
+    args: &ProxyArgs,
+) -> anyhow::Result<Vec<ForwardRow>> {
+    // The pod listens on two ports, one per path: connections by the two paths then never
+    // share a conntrack reply tuple (which would make NAT pick other ports and blur the
+    // comparison).
+    let pod = SocketAddr::from((POD_IP, 8080));
+    let pod_behind_service = SocketAddr::from((POD_IP, 8081));
+    let service = SocketAddr::from((SERVICE_IP, 80));
+    // The pod: a thread in a network namespace of its own, serving until the bench ends
+    // (the namespace goes with the process). It says its thread id (which names its
+    // namespace for `ip`), waits for its eth0, configures it and listens.
+    let (to_bench, from_pod) = mpsc::channel::<anyhow::Result<i32>>();
+    let (to_pod, from_bench) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let listening = (|| -> anyhow::Result<[TcpListener; 2]> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+                .context("the pod's network namespace")?;
+            let _ = to_bench.send(Ok(nix::unistd::gettid().as_raw()));
+            from_bench.recv().context("the bench stopped")?;
+            ip(&format!("addr add {POD_IP}/24 dev eth0"))?;
+            ip("link set eth0 up")?;
+            ip("link set lo up")?;
+            ip(&format!("route add default via {NODE_IP}"))?;
+            Ok([
+                TcpListener::bind(pod)?,
+                TcpListener::bind(pod_behind_service)?,
+            ])
+        })();
+        match listening {
+            Ok(listeners) => {
+                let _ = to_bench.send(Ok(0));
+                for listener in listeners {
+                    std::thread::spawn(move || serve(listener));
+                }
+            }
+            Err(error) => {
+                let _ = to_bench.send(Err(error));
+            }
+        }
+    });
+    let tid = from_pod.recv()??;
+    ip(&format!("link add {BRIDGE} type bridge"))?;
+    ip(&format!("addr add {NODE_IP}/24 dev {BRIDGE}"))?;
+    ip(&format!("link set {BRIDGE} up"))?;
+    ip(&format!(
+        "link add vethbench type veth peer name eth0 netns {tid}"
+    ))?;
+    ip(&format!("link set vethbench master {BRIDGE} up"))?;
+    // Service addresses route to a bridge with no ports: nothing leaves.
+    ip("link add rudder-svc type bridge")?;
+    ip("link set rudder-svc up")?;
+    ip("route add 10.96.0.0/12 dev rudder-svc")?;
+    to_pod.send(()).context("the pod's thread ended")?;
+    from_pod.recv()??;
+    let mut ports = services(count, 1);
+    ports[0].endpoints[0].ip = POD_IP;
+    ports[0].endpoints[0].port = pod_behind_service.port();
+    ports[0].cluster_ip = Some(SERVICE_IP);
+    nft::apply(&script::full(config, &plan(config, &ports)))?;
+    // Warm both paths, then alternate: direct, Service, direct, Service.
+    load(pod, 200, args.clients)?;
+    load(service, 200, args.clients)?;
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        direct.push(load(pod, args.requests / 2, args.clients)?);
+        through.push(load(service, args.requests / 2, args.clients)?);
+    }
+    Ok(vec![
+        summarize("straight to the pod IP", direct),
+        summarize("through the cluster IP", through),
+    ])
+}
+
+/// Answers each connection's 64-byte request with 64 bytes, on a few threads.
+fn serve(listener: TcpListener) {
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let listener = listener.try_clone().expect("cloning the listener");
+            std::thread::spawn(move || {
+                for mut stream in listener.incoming().flatten() {
+                    let mut request = [0u8; 64];
+                    if stream.read_exact(&mut request).is_ok() {
+                        let _ = stream.write_all(&request);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// `requests` request/response exchanges with `to`, each on a new connection, over
+/// `clients` threads: (elapsed, every latency).
+fn load(
+    to: SocketAddr,
+    requests: usize,
+    clients: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>)> {
+    let clients = clients.max(1);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..clients)
+        .map(|client| {
+            let share = requests / clients + usize::from(client < requests % clients);
+            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                let mut latencies = Vec::with_capacity(share);
+                for _ in 0..share {
+                    let began = Instant::now();
+                    let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+                        .with_context(|| format!("connecting to {to}"))?;
+                    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    stream.write_all(&[7u8; 64])?;
+                    let mut answer = [0u8; 64];
+                    stream
+                        .read_exact(&mut answer)
+                        .with_context(|| format!("reading {to}'s answer"))?;
+                    latencies.push(began.elapsed());
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(requests);
+    for worker in workers {
+        latencies.extend(
+            worker
+                .join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))??,
+        );
+    }
+    Ok((started.elapsed(), latencies))
+}
+
+fn summarize(path: &'static str, runs: Vec<(Duration, Vec<Duration>)>) -> ForwardRow {
+    let requests: usize = runs.iter().map(|(_, l)| l.len()).sum();
+    let elapsed: Duration = runs.iter().map(|(e, _)| *e).sum();
+    let mut latencies: Vec<Duration> = runs.into_iter().flat_map(|(_, l)| l).collect();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    ForwardRow {
+        path,
+        requests_per_second: requests as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: latencies[latencies.len() - 1],
+    }
 }

@@ -2,6 +2,7 @@ pub mod apply;
 pub mod bench;
 pub mod bench_cluster;
 pub mod bench_controllers;
+pub mod bench_programming;
 pub mod bench_proxy;
 pub mod bench_schedule;
 pub mod cluster;

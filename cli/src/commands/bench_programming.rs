@@ -1,0 +1,156 @@
+//! `rudder bench programming`: network programming latency, as kube-proxy's
+//! `network_programming_duration` means it — from an endpoint change written to the API
+//! to the rule for it in a node's nftables table. Against a running cluster with at least
+//! one real node on this machine (`rudder up`, as root): the bench makes a Service without
+//! a selector and an EndpointSlice of its own, moves the slice's one endpoint to a new
+//! address N times, and watches `nft monitor rules` for the rule that sends traffic there
+//! (no traffic is sent). Everything it made is deleted at the end, and `nft monitor` is
+//! ended by its PID.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use rudder_chaos::bench::stats::summarize;
+use rudder_proto::api::DeleteRequest;
+use rudder_proto::client::ApiClient;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+#[derive(Args, Debug)]
+pub struct ProgrammingArgs {
+    /// API servers of the running cluster: host:port,...
+    #[arg(long, value_delimiter = ',', required = true)]
+    endpoints: Vec<String>,
+    /// Endpoint changes to time.
+    #[arg(long, default_value_t = 200)]
+    changes: usize,
+    /// Seconds one change may take to reach the table before the bench gives up.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+}
+
+const NAME: &str = "bench-programming";
+const NAMESPACE: &str = "default";
+
+pub async fn run(args: ProgrammingArgs) -> anyhow::Result<()> {
+    let client = ApiClient::new(args.endpoints.clone());
+    let mut monitor = Command::new("nft")
+        .args(["monitor", "rules"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running nft monitor (as root, with the nftables package)")?;
+    let mut lines = BufReader::new(monitor.stdout.take().expect("stdout is piped")).lines();
+    let outcome = measure(&client, &mut lines, &args).await;
+    let _ = monitor.kill().await;
+    let cleanup = cleanup(&client).await;
+    let summary = outcome?;
+    cleanup?;
+    println!("{summary}");
+    Ok(())
+}
+
+async fn measure(
+    client: &ApiClient,
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    args: &ProgrammingArgs,
+) -> anyhow::Result<rudder_chaos::bench::stats::Summary> {
+    client
+        .create_object(
+            "services",
+            NAMESPACE,
+            &json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": { "name": NAME, "namespace": NAMESPACE },
+                "spec": { "ports": [{ "name": "http", "port": 80, "targetPort": 8080 }] }
+            }),
+        )
+        .await
+        .context("creating the bench's Service (is one left from an earlier run? delete service bench-programming)")?;
+    client
+        .create_object("endpointslices", NAMESPACE, &slice("10.250.255.1"))
+        .await
+        .context("creating the bench's EndpointSlice")?;
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(args.changes);
+    for change in 0..args.changes {
+        // Addresses no packet is sent to: only the rule naming them is waited for.
+        let address = format!("10.250.{}.{}", change / 250, change % 250 + 1);
+        let rule = format!("dnat to {address}:8080");
+        let began = Instant::now();
+        client
+            .patch_object(
+                "endpointslices",
+                NAMESPACE,
+                NAME,
+                &json!({ "endpoints": slice(&address)["endpoints"] }),
+                false,
+            )
+            .await
+            .context("moving the endpoint")?;
+        loop {
+            let deadline = began + Duration::from_secs(args.timeout);
+            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no rule for {address} in any node's table after {} s: is a node with the proxy running on this machine?",
+                        args.timeout
+                    )
+                })?
+                .context("reading nft monitor")?;
+            match line {
+                Some(line) if line.contains(&rule) => break,
+                Some(_) => continue,
+                None => bail!("nft monitor ended"),
+            }
+        }
+        latencies.push(began.elapsed());
+    }
+    Ok(summarize(
+        "endpoint change → rule in place",
+        latencies,
+        0,
+        started.elapsed(),
+    ))
+}
+
+/// The bench's slice: one ready endpoint at `address`, managed by the bench (the
+/// endpoints controller leaves a Service without a selector to its user).
+fn slice(address: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {
+            "name": NAME, "namespace": NAMESPACE,
+            "labels": {
+                "kubernetes.io/service-name": NAME,
+                "endpointslice.kubernetes.io/managed-by": "rudder-bench"
+            }
+        },
+        "addressType": "IPv4",
+        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+        "endpoints": [{ "addresses": [address], "conditions": { "ready": true } }]
+    })
+}
+
+async fn cleanup(client: &ApiClient) -> anyhow::Result<()> {
+    for resource in ["endpointslices", "services"] {
+        let deleted = client
+            .delete_object(DeleteRequest {
+                resource: resource.into(),
+                namespace: NAMESPACE.into(),
+                name: NAME.into(),
+                ..Default::default()
+            })
+            .await;
+        match deleted {
+            Err(error) if !error.is_not_found() => {
+                return Err(error).with_context(|| format!("deleting the bench's {resource}"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
