@@ -7,7 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rudder_actors::controllers::endpoints::reconcile::SERVICE_NAME_LABEL;
-use rudder_actors::informer::{Informer, Query};
+use rudder_actors::informer::{Index, Informer, ObjectKey, Query};
 use rudder_proto::client::ApiClient;
 
 /// The informers of Services and EndpointSlices; clones share them. They stop when the
@@ -18,6 +18,34 @@ pub struct ServiceView {
     pub slices: Informer<EndpointSlice>,
 }
 
+/// The slices index: by the Service named in their label.
+const BY_SERVICE: &str = "service";
+
+fn service_index_value(service: &ObjectKey) -> String {
+    format!("{}/{}", service.namespace, service.name)
+}
+
+/// The Service a slice is labelled with (`kubernetes.io/service-name`, in its namespace).
+pub fn service_of_slice(slice: &EndpointSlice) -> Option<ObjectKey> {
+    let name = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some(ObjectKey::new(
+        slice.metadata.namespace.clone().unwrap_or_default(),
+        name.clone(),
+    ))
+}
+
+fn slices_by_service() -> Index<EndpointSlice> {
+    Index {
+        name: BY_SERVICE,
+        values: |slice| {
+            service_of_slice(slice)
+                .map(|service| service_index_value(&service))
+                .into_iter()
+                .collect()
+        },
+    }
+}
+
 /// Each Service (by namespace and name) with the slices labelled with its name.
 pub type ServicesWithSlices = Vec<(Arc<Service>, Vec<Arc<EndpointSlice>>)>;
 
@@ -26,8 +54,25 @@ impl ServiceView {
     pub fn start(client: Arc<ApiClient>) -> Self {
         Self {
             services: Informer::start(client.clone(), Query::all::<Service>(), Vec::new()),
-            slices: Informer::start(client, Query::all::<EndpointSlice>(), Vec::new()),
+            slices: Informer::start(
+                client,
+                Query::all::<EndpointSlice>(),
+                vec![slices_by_service()],
+            ),
         }
+    }
+
+    /// One Service (`None` when there is none by that key) with its slices.
+    pub fn service_with_slices(
+        &self,
+        service: &ObjectKey,
+    ) -> (Option<Arc<Service>>, Vec<Arc<EndpointSlice>>) {
+        let slices = self
+            .slices
+            .cache()
+            .indexed(BY_SERVICE, &service_index_value(service))
+            .unwrap_or_default();
+        (self.services.cache().get(service), slices)
     }
 
     /// Every Service in (namespace, name) order, each with its slices.

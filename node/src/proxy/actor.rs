@@ -1,34 +1,65 @@
 //! The proxy's shell: an actix actor that follows Services and EndpointSlices (the node's
-//! [`ServiceView`]), and after any change brings this node's table up to date in one `nft`
-//! transaction, on a blocking thread, at most one at a time.
+//! [`ServiceView`]), notes which Services changed, and brings this node's table up to date
+//! in one `nft` transaction, on a blocking thread, at most one at a time.
 //!
 //! ```text
-//!  Event<Service | EndpointSlice> ─► dirty ─► (both caches synced, none in flight)
-//!     model::service_ports for every Service ─► ruleset::plan
-//!     ─► first sync, or the last failed: script::full (the table replaced)
-//!        otherwise: script::changes against the last ruleset applied (nothing? skip)
+//!  Event<Service | EndpointSlice> ─► the Service it concerns is dirty (a relist: all are)
+//!     ─► (both caches synced, none in flight, 20 ms to gather more)
+//!     each dirty Service: model::service_ports ─► ruleset::plan_service ─► Edits
+//!     ─► first sync, or the last failed: script::full of every Service (table replaced)
+//!        otherwise: script::changes of the edits against the ruleset applied (none? skip)
 //!     ─► nft -f - ─► failed? a full sync in a second
+//!                  ─► chains emptied? a sync in a second deletes them
 //! ```
 //!
 //! The table stays when the proxy stops, so pods stay reachable while a node restarts;
-//! the first sync of the next start replaces it whole.
+//! the first sync of the next start replaces it whole. Every minute the proxy checks that
+//! its table is still there (`nft flush ruleset`, a firewall reload) and writes it whole
+//! if not.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use rudder_actors::informer::Event;
+use rudder_actors::informer::{Event, ObjectKey};
 
 use super::model::{answer_locally, service_ports};
 use super::nft;
-use super::ruleset::{plan, ProxyConfig, Ruleset};
+use super::ruleset::{plan_service, Edits, ProxyConfig, Ruleset, ServiceRules};
 use super::script;
-use crate::service_view::ServiceView;
+use crate::service_view::{service_of_slice, ServiceView};
 
 /// How long after a change the table is written (changes arriving meanwhile join it).
 const COALESCE: Duration = Duration::from_millis(20);
 const RETRY: Duration = Duration::from_secs(1);
+/// How long after a sync that emptied chains the next deletes them (see
+/// `Ruleset::stale_chains`).
+const STALE: Duration = Duration::from_secs(1);
+/// How often the proxy checks that its table is still there.
+const CHECK: Duration = Duration::from_secs(60);
+
+/// Which Services' rules must be planned again.
+#[derive(Debug, Default)]
+enum Dirty {
+    #[default]
+    Nothing,
+    Services(BTreeSet<ObjectKey>),
+    Everything,
+}
+
+impl Dirty {
+    fn add(&mut self, service: ObjectKey) {
+        match self {
+            Self::Nothing => *self = Self::Services(BTreeSet::from([service])),
+            Self::Services(services) => {
+                services.insert(service);
+            }
+            Self::Everything => {}
+        }
+    }
+}
 
 /// The node proxy.
 pub struct Proxy {
@@ -38,7 +69,9 @@ pub struct Proxy {
     synced: (bool, bool),
     scheduled: bool,
     in_flight: bool,
-    dirty: bool,
+    /// A write failed: nothing more is tried until the retry.
+    backing_off: bool,
+    dirty: Dirty,
     /// The ruleset the table holds, known after a sync succeeded: the next writes only
     /// what differs from it. `None` until then, and after a failure.
     applied: Option<Ruleset>,
@@ -53,13 +86,13 @@ impl Proxy {
             synced: (false, false),
             scheduled: false,
             in_flight: false,
-            dirty: false,
+            backing_off: false,
+            dirty: Dirty::Everything,
             applied: None,
         }
     }
 
     fn changed(&mut self, ctx: &mut Context<Self>) {
-        self.dirty = true;
         if !self.scheduled {
             self.scheduled = true;
             ctx.run_later(COALESCE, |proxy, ctx| {
@@ -69,28 +102,75 @@ impl Proxy {
         }
     }
 
-    /// The table as the caches say it should be.
-    fn desired(&self) -> Ruleset {
-        let mut ports = Vec::new();
-        for (service, slices) in self.view.services_with_slices() {
-            let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
-            ports.extend(service_ports(&service, &slices, &self.node));
-        }
+    /// One Service's rules as the caches say they should be (`None`: it forwards nothing).
+    fn planned(&self, service: &ObjectKey) -> Option<ServiceRules> {
+        let (service, slices) = self.view.service_with_slices(service);
+        let service = service?;
+        let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
+        let mut ports = service_ports(&service, &slices, &self.node);
         answer_locally(&mut ports, &self.config.local_targets);
-        plan(&self.config, &ports)
+        Some(plan_service(&ports)).filter(|rules| *rules != ServiceRules::default())
+    }
+
+    /// The edits for the dirty Services: for everything, each Service cached and each the
+    /// table still holds.
+    fn edits(&self, dirty: Dirty) -> Edits {
+        let services: BTreeSet<ObjectKey> = match dirty {
+            Dirty::Nothing => BTreeSet::new(),
+            Dirty::Services(services) => services,
+            Dirty::Everything => {
+                let cached = self.view.services.cache().list();
+                let cached = cached.iter().map(|service| {
+                    ObjectKey::new(
+                        service.metadata.namespace.clone().unwrap_or_default(),
+                        service.metadata.name.clone().unwrap_or_default(),
+                    )
+                });
+                let held = self.applied.iter().flat_map(|applied| {
+                    applied.services().keys().filter_map(|key| {
+                        let (namespace, name) = key.split_once('/')?;
+                        Some(ObjectKey::new(namespace, name))
+                    })
+                });
+                cached.chain(held).collect()
+            }
+        };
+        services
+            .into_iter()
+            .map(|service| {
+                let rules = self.planned(&service);
+                (format!("{}/{}", service.namespace, service.name), rules)
+            })
+            .collect()
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
-        if !(self.synced.0 && self.synced.1) || self.in_flight || !self.dirty {
+        if !(self.synced.0 && self.synced.1) || self.in_flight || self.backing_off {
             return;
         }
-        self.dirty = false;
-        let desired = self.desired();
-        let script = match &self.applied {
-            None => script::full(&self.config, &desired),
-            Some(applied) => match script::changes(&self.config.table, applied, &desired) {
-                Some(script) => script,
-                None => return,
+        let dirty = match (&self.dirty, &self.applied) {
+            (Dirty::Nothing, Some(applied)) if applied.stale_chains().is_empty() => return,
+            // Nothing is known about the table: every Service is written.
+            (_, None) => Dirty::Everything,
+            _ => std::mem::take(&mut self.dirty),
+        };
+        self.dirty = Dirty::Nothing;
+        let edits = self.edits(dirty);
+        let (script, next) = match self.applied.take() {
+            None => {
+                let mut rules = Ruleset::new(&self.config);
+                rules.apply(edits);
+                (script::full(&self.config, &rules), rules)
+            }
+            Some(mut applied) => match script::changes(&self.config.table, &applied, &edits) {
+                Some(script) => {
+                    applied.apply(edits);
+                    (script, applied)
+                }
+                None => {
+                    self.applied = Some(applied);
+                    return;
+                }
             },
         };
         self.in_flight = true;
@@ -105,13 +185,35 @@ impl Proxy {
             if let Some(error) = failure {
                 tracing::warn!(%error, table = %proxy.config.table, "the proxy's rules were not written; writing the whole table again");
                 proxy.applied = None;
-                proxy.dirty = true;
-                ctx.run_later(RETRY, |proxy, ctx| proxy.sync(ctx));
+                proxy.backing_off = true;
+                ctx.run_later(RETRY, |proxy, ctx| {
+                    proxy.backing_off = false;
+                    proxy.sync(ctx);
+                });
                 return;
             }
-            proxy.applied = Some(desired);
+            let stale = !next.stale_chains().is_empty();
+            proxy.applied = Some(next);
             // Changes that arrived while nft ran.
-            if proxy.dirty {
+            if !matches!(proxy.dirty, Dirty::Nothing) {
+                proxy.sync(ctx);
+            } else if stale {
+                ctx.run_later(STALE, |proxy, ctx| proxy.sync(ctx));
+            }
+        }));
+    }
+
+    /// Writes the table whole if it is gone.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.applied.is_none() || self.in_flight {
+            return;
+        }
+        let table = self.config.table.clone();
+        let work = tokio::task::spawn_blocking(move || nft::has_chain(&table, "services"));
+        ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(|found, proxy, ctx| {
+            if let Ok(Ok(false)) = found {
+                tracing::warn!(table = %proxy.config.table, "the proxy's table is gone; writing it again");
+                proxy.applied = None;
                 proxy.sync(ctx);
             }
         }));
@@ -124,15 +226,30 @@ impl Actor for Proxy {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.add_message_stream(self.view.services.subscribe());
         ctx.add_message_stream(self.view.slices.subscribe());
+        ctx.run_interval(CHECK, |proxy, ctx| proxy.check(ctx));
     }
+}
+
+fn service_key(service: &Service) -> ObjectKey {
+    ObjectKey::new(
+        service.metadata.namespace.clone().unwrap_or_default(),
+        service.metadata.name.clone().unwrap_or_default(),
+    )
 }
 
 impl Handler<Event<Service>> for Proxy {
     type Result = ();
 
     fn handle(&mut self, event: Event<Service>, ctx: &mut Context<Self>) {
-        if let Event::Synced = event {
-            self.synced.0 = true;
+        match event {
+            Event::Added(service) | Event::Deleted(service) => {
+                self.dirty.add(service_key(&service))
+            }
+            Event::Updated { new, .. } => self.dirty.add(service_key(&new)),
+            Event::Synced => {
+                self.synced.0 = true;
+                self.dirty = Dirty::Everything;
+            }
         }
         self.changed(ctx);
     }
@@ -142,8 +259,25 @@ impl Handler<Event<EndpointSlice>> for Proxy {
     type Result = ();
 
     fn handle(&mut self, event: Event<EndpointSlice>, ctx: &mut Context<Self>) {
-        if let Event::Synced = event {
-            self.synced.1 = true;
+        match event {
+            Event::Added(slice) | Event::Deleted(slice) => {
+                if let Some(service) = service_of_slice(&slice) {
+                    self.dirty.add(service);
+                }
+            }
+            // A slice relabelled to another Service concerns both.
+            Event::Updated { old, new } => {
+                for service in [service_of_slice(&old), service_of_slice(&new)]
+                    .into_iter()
+                    .flatten()
+                {
+                    self.dirty.add(service);
+                }
+            }
+            Event::Synced => {
+                self.synced.1 = true;
+                self.dirty = Dirty::Everything;
+            }
         }
         self.changed(ctx);
     }

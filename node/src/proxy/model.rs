@@ -2,7 +2,7 @@
 //! [`ServicePort`] per port — the addresses it answers on (cluster IP, node port,
 //! load-balancer and external IPs), its policies, and the ready endpoints behind it.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort as ApiServicePort};
@@ -139,7 +139,9 @@ fn ready_endpoints(
     node: &str,
 ) -> Vec<Backend> {
     let wanted = port.name.as_deref().unwrap_or("");
-    let mut backends = BTreeSet::new();
+    // By address and port: one listed twice (two slices, say, while it moves) is one
+    // endpoint, local if either says so.
+    let mut backends: BTreeMap<(Ipv4Addr, u16), bool> = BTreeMap::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let matching = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or("") == wanted
@@ -159,15 +161,14 @@ fn ready_endpoints(
             }
             let local = endpoint.node_name.as_deref() == Some(node);
             for address in endpoint.addresses.iter().filter_map(|a| a.parse().ok()) {
-                backends.insert(Backend {
-                    ip: address,
-                    port: number,
-                    local,
-                });
+                *backends.entry((address, number)).or_default() |= local;
             }
         }
     }
-    backends.into_iter().collect()
+    backends
+        .into_iter()
+        .map(|((ip, port), local)| Backend { ip, port, local })
+        .collect()
 }
 
 /// A Service port answered on each node by the node itself: the cluster DNS (the node's
@@ -255,6 +256,27 @@ mod tests {
                 ("10.244.1.2".into(), 8080, true),
                 ("10.244.2.3".into(), 8080, false)
             ]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_two_slices_list_is_one_backend() {
+        let svc = service(
+            json!({ "clusterIP": "10.96.1.1", "ports": [{ "name": "http", "port": 80 }] }),
+            json!({}),
+        );
+        let slices = [
+            slice(json!([{ "addresses": ["10.244.1.2"], "nodeName": "n2" }])),
+            slice(json!([{ "addresses": ["10.244.1.2"], "nodeName": "n1" }])),
+        ];
+        let ports = service_ports(&svc, &slices.iter().collect::<Vec<_>>(), "n1");
+        assert_eq!(
+            ports[0].endpoints,
+            [Backend {
+                ip: Ipv4Addr::new(10, 244, 1, 2),
+                port: 8080,
+                local: true
+            }]
         );
     }
 

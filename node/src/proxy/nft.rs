@@ -47,3 +47,14 @@ pub fn list(table: &str) -> Result<String, NftError> {
         .map_err(NftError::Spawn)?;
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Whether `table` has `chain` (false also when there is no table).
+pub fn has_chain(table: &str, chain: &str) -> Result<bool, NftError> {
+    let output = Command::new("nft")
+        .args(["list", "chain", "ip", table, chain])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(NftError::Spawn)?;
+    Ok(output.success())
+}

@@ -1,6 +1,7 @@
-//! The node's nftables table as a value, pure: [`plan`] turns [`ServicePort`]s into a
-//! [`Ruleset`] — the per-Service chains, the client-affinity sets and the elements of the
-//! table's maps — and [`base`] is the fixed rest. [`super::script`] writes a ruleset out,
+//! The node's nftables table as a value, pure: [`plan_service`] turns one Service's
+//! [`ServicePort`]s into its [`ServiceRules`] — its chains, its client-affinity sets and its
+//! elements of the table's maps — and a [`Ruleset`] holds every Service's, changed by
+//! [`Edits`] one Service at a time; [`base`] is the fixed rest. [`super::script`] writes a ruleset out,
 //! whole or as the difference from the last one. The layout follows kube-proxy's nftables
 //! mode, flattened where that makes the kernel's work smaller:
 //!
@@ -71,34 +72,229 @@ pub const SERVICE_IPS: &str = "service-ips";
 pub const SERVICE_NODEPORTS: &str = "service-nodeports";
 pub const HAIRPIN: &str = "hairpin";
 
-/// The part of a node's table that follows the Services: what one sync writes and what
-/// the next compares against.
+/// A set or map element: the set's name and the element (a map's is `key : verdict`).
+pub type Element = (&'static str, String);
+
+/// What one Service adds to the table: its chains (named after it, so no two Services
+/// share one), its client-affinity sets, and its elements of the fixed sets and maps
+/// (which two Services may share: an endpoint's @hairpin pair, say).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Ruleset {
+pub struct ServiceRules {
     /// Chains by name, each with its rules in order.
     pub chains: BTreeMap<String, Vec<String>>,
     /// Client-affinity sets by name, each with its declaration.
     pub sets: BTreeMap<String, String>,
-    /// The elements of the fixed sets and maps, by set name. A map's element is
-    /// `key : verdict`.
-    pub elements: BTreeMap<&'static str, BTreeSet<String>>,
+    pub elements: BTreeSet<Element>,
 }
 
-/// The ruleset forwarding `ports` on the node `config` describes.
-pub fn plan(config: &ProxyConfig, ports: &[ServicePort]) -> Ruleset {
-    let mut rules = Ruleset::default();
-    for ip in &config.node_ips {
-        rules.element(NODEPORT_IPS, ip.to_string());
+/// The part of a node's table that follows the Services: what one sync writes and what
+/// the next compares against, kept Service by Service so that a change to one is planned
+/// and written without looking at the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Each Service's part, by `namespace/name`.
+    services: BTreeMap<String, ServiceRules>,
+    /// Every element wanted, with how many want it (the Services, and the node for its
+    /// node-port addresses): an element goes when the last one stops wanting it.
+    users: BTreeMap<Element, usize>,
+    /// Chains the last edits emptied, to be deleted by the next: kernels before 6.2 do not
+    /// yet see a chain as unreferenced in the transaction that deletes the map element
+    /// pointing at it (kube-proxy defers the same way).
+    stale_chains: BTreeSet<String>,
+}
+
+/// Changes to a ruleset: each named Service's new part, or `None` for one that is gone.
+pub type Edits = BTreeMap<String, Option<ServiceRules>>;
+
+/// How the table's elements change: those to delete and those to add.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ElementChanges {
+    pub gone: Vec<Element>,
+    pub added: Vec<Element>,
+}
+
+impl Ruleset {
+    /// The node's table without Services.
+    pub fn new(config: &ProxyConfig) -> Self {
+        let mut rules = Self::default();
+        for ip in &config.node_ips {
+            *rules
+                .users
+                .entry((NODEPORT_IPS, ip.to_string()))
+                .or_default() += 1;
+        }
+        rules
     }
+
+    pub fn services(&self) -> &BTreeMap<String, ServiceRules> {
+        &self.services
+    }
+
+    pub fn stale_chains(&self) -> &BTreeSet<String> {
+        &self.stale_chains
+    }
+
+    /// The elements in the table. Where several are wanted under one map key (two
+    /// Services claiming one address, protocol and port, say one's external IP being the
+    /// other's cluster IP), one wins — a cluster IP's, else the first by name — since the
+    /// kernel takes one: the others wait for it to go.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> + '_ {
+        let mut winners: Vec<&Element> = Vec::new();
+        for element in self.users.keys() {
+            match winners.last_mut() {
+                Some(last) if last.0 == element.0 && key(&last.1) == key(&element.1) => {
+                    if preference(element) < preference(last) {
+                        *last = element;
+                    }
+                }
+                _ => winners.push(element),
+            }
+        }
+        winners.into_iter()
+    }
+
+    /// How many want `element` (0: it is not wanted).
+    pub fn users_of(&self, element: &Element) -> usize {
+        self.users.get(element).copied().unwrap_or(0)
+    }
+
+    /// How the elements in the table change with `edits`: only the keys the edits touch
+    /// are looked at.
+    pub fn element_changes(&self, edits: &Edits) -> ElementChanges {
+        let none = ServiceRules::default();
+        let mut delta: BTreeMap<&Element, isize> = BTreeMap::new();
+        for (service, rules) in edits {
+            let old = self.services.get(service).unwrap_or(&none);
+            let new = rules.as_ref().unwrap_or(&none);
+            for element in old.elements.difference(&new.elements) {
+                *delta.entry(element).or_default() -= 1;
+            }
+            for element in new.elements.difference(&old.elements) {
+                *delta.entry(element).or_default() += 1;
+            }
+        }
+        let touched: BTreeSet<(&'static str, &str)> = delta
+            .iter()
+            .filter(|(_, change)| **change != 0)
+            .map(|((set, element), _)| (*set, key(element)))
+            .collect();
+        let mut changes = ElementChanges::default();
+        for (set, wanted_key) in touched {
+            // Every element under this key, with its users before and after.
+            let mut counts: BTreeMap<&Element, (usize, isize)> = BTreeMap::new();
+            let from = (set, wanted_key.to_string());
+            for (element, users) in self.users.range(from..) {
+                if element.0 != set || key(&element.1) != wanted_key {
+                    break;
+                }
+                counts.insert(element, (*users, *users as isize));
+            }
+            for (element, change) in &delta {
+                if element.0 == set && key(&element.1) == wanted_key {
+                    counts.entry(element).or_insert((0, 0)).1 += change;
+                }
+            }
+            let winner = |wanted: &dyn Fn(&(usize, isize)) -> bool| {
+                counts
+                    .iter()
+                    .filter(|(_, users)| wanted(users))
+                    .map(|(element, _)| *element)
+                    .min_by_key(|element| preference(element))
+            };
+            let before = winner(&|(users, _)| *users > 0);
+            let after = winner(&|(_, users)| *users > 0);
+            if before != after {
+                changes.gone.extend(before.cloned());
+                changes.added.extend(after.cloned());
+            }
+        }
+        changes
+    }
+
+    /// Makes `edits`: the chains they leave behind become stale, the stale ones before are
+    /// gone (the script that made these edits deleted them).
+    pub fn apply(&mut self, edits: Edits) {
+        self.stale_chains.clear();
+        for (service, rules) in edits {
+            let rules = rules.filter(|rules| *rules != ServiceRules::default());
+            if let Some(old) = self.services.remove(&service) {
+                for chain in old.chains.keys() {
+                    if !rules
+                        .as_ref()
+                        .is_some_and(|new| new.chains.contains_key(chain))
+                    {
+                        self.stale_chains.insert(chain.clone());
+                    }
+                }
+                for element in old.elements {
+                    if let Some(count) = self.users.get_mut(&element) {
+                        *count -= 1;
+                        if *count == 0 {
+                            self.users.remove(&element);
+                        }
+                    }
+                }
+            }
+            if let Some(rules) = rules {
+                for element in &rules.elements {
+                    *self.users.entry(element.clone()).or_default() += 1;
+                }
+                self.services.insert(service, rules);
+            }
+        }
+    }
+}
+
+/// A set or map element's key (what `delete element` names): a map's element is
+/// `key : verdict`.
+pub fn key(element: &str) -> &str {
+    element.split(" : ").next().unwrap_or(element)
+}
+
+/// Which of the elements under one key wins: a cluster IP's chain first, then by name.
+fn preference(element: &Element) -> (bool, &str) {
+    (!element.1.contains(" : goto service-"), element.1.as_str())
+}
+
+/// The ruleset forwarding `ports` (of any number of Services) on the node `config`
+/// describes.
+pub fn plan(config: &ProxyConfig, ports: &[ServicePort]) -> Ruleset {
+    let mut by_service: BTreeMap<&str, Vec<&ServicePort>> = BTreeMap::new();
+    for port in ports {
+        by_service
+            .entry(service_key(&port.id))
+            .or_default()
+            .push(port);
+    }
+    let mut rules = Ruleset::new(config);
+    rules.apply(
+        by_service
+            .into_iter()
+            .map(|(service, ports)| (service.to_string(), Some(plan_service(ports))))
+            .collect(),
+    );
+    rules
+}
+
+/// `namespace/name` of a port id (`namespace/name/protocol/port`).
+pub fn service_key(port_id: &str) -> &str {
+    let mut slashes = port_id.match_indices('/').map(|(at, _)| at);
+    let second = slashes.nth(1).unwrap_or(port_id.len());
+    &port_id[..second]
+}
+
+/// What the `ports` of one Service add to the table.
+pub fn plan_service<'a>(ports: impl IntoIterator<Item = &'a ServicePort>) -> ServiceRules {
+    let mut rules = ServiceRules::default();
     for port in ports {
         rules.add_port(port);
     }
     rules
 }
 
-impl Ruleset {
+impl ServiceRules {
     fn element(&mut self, set: &'static str, element: String) {
-        self.elements.entry(set).or_default().insert(element);
+        self.elements.insert((set, element));
     }
 
     fn add_port(&mut self, port: &ServicePort) {

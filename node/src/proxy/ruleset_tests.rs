@@ -46,20 +46,25 @@ const CLUSTER: &str = "cluster-default/kubia-http/tcp/http";
 
 fn chain<'a>(rules: &'a Ruleset, name: &str) -> Vec<&'a str> {
     rules
-        .chains
-        .get(name)
+        .services()
+        .values()
+        .find_map(|service| service.chains.get(name))
         .unwrap_or_else(|| panic!("no chain {name} in {rules:#?}"))
         .iter()
         .map(String::as_str)
         .collect()
 }
 
+fn chain_count(rules: &Ruleset) -> usize {
+    rules.services().values().map(|s| s.chains.len()).sum()
+}
+
 fn elements<'a>(rules: &'a Ruleset, set: &str) -> Vec<&'a str> {
     rules
-        .elements
-        .get(set)
-        .map(|e| e.iter().map(String::as_str).collect())
-        .unwrap_or_default()
+        .elements()
+        .filter(|(of, _)| *of == set)
+        .map(|(_, element)| element.as_str())
+        .collect()
 }
 
 #[test]
@@ -82,7 +87,7 @@ fn a_service_is_one_chain_picking_each_endpoint_with_equal_chance_and_its_map_en
         chain(&rules, EXTERNAL),
         ["jump mark-for-masquerade", &format!("goto {SERVICE}")]
     );
-    assert_eq!(rules.chains.len(), 2, "{rules:#?}");
+    assert_eq!(chain_count(&rules), 2, "{rules:#?}");
     assert_eq!(
         elements(&rules, SERVICE_IPS),
         [
@@ -109,7 +114,7 @@ fn a_service_is_one_chain_picking_each_endpoint_with_equal_chance_and_its_map_en
 #[test]
 fn a_service_without_endpoints_keeps_only_its_address_to_refuse() {
     let rules = plan(&config(), &[kubia(&[])]);
-    assert!(rules.chains.is_empty(), "{rules:#?}");
+    assert_eq!(chain_count(&rules), 0, "{rules:#?}");
     assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.1.1"]);
     assert!(elements(&rules, SERVICE_IPS).is_empty());
     assert!(elements(&rules, SERVICE_NODEPORTS).is_empty());
@@ -151,9 +156,13 @@ fn a_service_with_no_endpoint_on_this_node_under_internal_local_is_refused() {
     port.node_port = None;
     port.external_ips.clear();
     let rules = plan(&config(), &[port]);
-    assert!(rules.chains.is_empty(), "{rules:#?}");
+    assert_eq!(chain_count(&rules), 0, "{rules:#?}");
     assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.1.1"]);
     assert!(elements(&rules, SERVICE_IPS).is_empty());
+}
+
+fn kubia_sets(rules: &Ruleset) -> &std::collections::BTreeMap<String, String> {
+    &rules.services()["default/kubia-http"].sets
 }
 
 #[test]
@@ -164,11 +173,14 @@ fn client_affinity_sends_a_known_client_back_and_remembers_new_ones() {
     let set_a = "affinity-default/kubia-http/tcp/http__10.244.1.2/8080";
     let set_b = "affinity-default/kubia-http/tcp/http__10.244.2.2/8080";
     assert_eq!(
-        rules.sets.keys().map(String::as_str).collect::<Vec<_>>(),
+        kubia_sets(&rules)
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
         [set_a, set_b]
     );
     assert_eq!(
-        rules.sets[set_a],
+        kubia_sets(&rules)[set_a],
         "type ipv4_addr; flags dynamic,timeout; timeout 60s;"
     );
     assert_eq!(
@@ -194,4 +206,37 @@ fn the_base_hooks_the_bridge_and_guards_the_ranges() {
     ] {
         assert!(base.contains(expected), "{expected}\n--- in ---\n{base}");
     }
+}
+
+#[test]
+fn an_element_two_services_share_stays_until_neither_wants_it() {
+    let mut other = kubia(&[(POD_A, true)]);
+    other.id = "default/other/tcp/http".into();
+    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+    let mut rules = plan(&config(), &[kubia(&[(POD_A, true)]), other]);
+    let pair = (HAIRPIN, "10.244.1.2 . 10.244.1.2".to_string());
+    assert_eq!(rules.users_of(&pair), 2);
+    rules.apply(Edits::from([("default/kubia-http".to_string(), None)]));
+    assert_eq!(rules.users_of(&pair), 1);
+    assert_eq!(elements(&rules, CLUSTER_IPS), ["10.96.2.2"]);
+    rules.apply(Edits::from([("default/other".to_string(), None)]));
+    assert_eq!(rules.users_of(&pair), 0);
+    assert!(rules.services().is_empty());
+    let left: Vec<_> = rules.elements().collect();
+    assert_eq!(left, Ruleset::new(&config()).elements().collect::<Vec<_>>());
+}
+
+#[test]
+fn ports_are_grouped_by_their_service() {
+    assert_eq!(
+        service_key("default/kubia-http/tcp/http"),
+        "default/kubia-http"
+    );
+    let mut udp = kubia(&[(POD_A, true)]);
+    udp.id = "default/kubia-http/udp/dns".into();
+    let rules = plan(&config(), &[kubia(&[(POD_A, true)]), udp]);
+    assert_eq!(
+        rules.services().keys().collect::<Vec<_>>(),
+        ["default/kubia-http"]
+    );
 }

@@ -5,8 +5,31 @@ use std::time::Duration;
 
 use super::super::nft;
 use super::super::ruleset::tests::{config, kubia, POD_A, POD_B};
-use super::super::ruleset::{plan, SERVICE_IPS};
+use super::super::ruleset::{plan, Edits, Ruleset, SERVICE_IPS};
 use super::*;
+
+/// The edits that turn `before` into `after`: every Service of either, as `after` has it.
+fn edits(before: &Ruleset, after: &Ruleset) -> Edits {
+    before
+        .services()
+        .keys()
+        .chain(after.services().keys())
+        .map(|service| (service.clone(), after.services().get(service).cloned()))
+        .collect()
+}
+
+fn diff(before: &Ruleset, after: &Ruleset) -> Option<String> {
+    changes("rudder-test", before, &edits(before, after))
+}
+
+/// One sync as the proxy makes it: the script from `applied` to `after`, which `applied`
+/// then holds.
+fn step(applied: &mut Ruleset, after: &Ruleset) -> Option<String> {
+    let edits = edits(applied, after);
+    let script = changes("rudder-test", applied, &edits)?;
+    applied.apply(edits);
+    Some(script)
+}
 
 #[test]
 fn a_full_sync_replaces_the_table_with_base_sets_chains_and_elements() {
@@ -29,14 +52,14 @@ fn a_full_sync_replaces_the_table_with_base_sets_chains_and_elements() {
 #[test]
 fn nothing_changed_writes_nothing() {
     let rules = plan(&config(), &[kubia(&[(POD_A, true)])]);
-    assert_eq!(changes("rudder-test", &rules, &rules.clone()), None);
+    assert_eq!(diff(&rules, &rules.clone()), None);
 }
 
 #[test]
 fn an_endpoint_change_rewrites_one_chain_and_the_hairpin_pairs() {
     let before = plan(&config(), &[kubia(&[(POD_A, true)])]);
     let after = plan(&config(), &[kubia(&[(POD_B, false)])]);
-    let script = changes("rudder-test", &before, &after).unwrap();
+    let script = diff(&before, &after).unwrap();
     assert_eq!(
         script,
         "delete element ip rudder-test hairpin { 10.244.1.2 . 10.244.1.2 }\n\
@@ -47,10 +70,10 @@ fn an_endpoint_change_rewrites_one_chain_and_the_hairpin_pairs() {
 }
 
 #[test]
-fn a_deleted_service_loses_its_elements_before_its_chains() {
-    let before = plan(&config(), &[kubia(&[(POD_A, true)])]);
+fn a_deleted_service_loses_its_elements_and_its_chains_are_emptied_then_deleted_a_sync_later() {
+    let mut applied = plan(&config(), &[kubia(&[(POD_A, true)])]);
     let after = plan(&config(), &[]);
-    let script = changes("rudder-test", &before, &after).unwrap();
+    let script = step(&mut applied, &after).unwrap();
     let lines: Vec<&str> = script.lines().collect();
     let position = |needle: &str| {
         lines
@@ -58,17 +81,80 @@ fn a_deleted_service_loses_its_elements_before_its_chains() {
             .position(|l| l.starts_with(needle))
             .unwrap_or_else(|| panic!("{needle}\n--- in ---\n{script}"))
     };
-    // Map elements are deleted by their keys.
+    // Map elements are deleted by their keys, before the chains they name are emptied.
     let elements = position(
         "delete element ip rudder-test service-ips { 10.112.0.1 . tcp . 80, 10.96.1.1 . tcp . 80 }",
     );
-    let flush = position("flush chain ip rudder-test external-default/kubia-http/tcp/http");
-    let delete_external =
-        position("delete chain ip rudder-test external-default/kubia-http/tcp/http");
-    let delete_service =
-        position("delete chain ip rudder-test service-default/kubia-http/tcp/http");
-    assert!(elements < flush && flush < delete_external && flush < delete_service);
-    assert!(!script.contains("add "), "{script}");
+    let flush_external =
+        position("flush chain ip rudder-test external-default/kubia-http/tcp/http");
+    let flush_service = position("flush chain ip rudder-test service-default/kubia-http/tcp/http");
+    assert!(elements < flush_external && elements < flush_service);
+    assert!(
+        !script.contains("add ") && !script.contains("delete chain"),
+        "{script}"
+    );
+    // The next sync, whatever else it does, deletes them; the one after has nothing to do.
+    let next = step(&mut applied, &after).unwrap();
+    assert_eq!(
+        next,
+        "delete chain ip rudder-test external-default/kubia-http/tcp/http\n\
+         delete chain ip rudder-test service-default/kubia-http/tcp/http\n"
+    );
+    assert_eq!(step(&mut applied, &after), None);
+}
+
+#[test]
+fn an_emptied_chain_wanted_again_is_refilled_not_deleted() {
+    let mut applied = plan(&config(), &[kubia(&[(POD_A, true)])]);
+    step(&mut applied, &plan(&config(), &[kubia(&[])])).unwrap();
+    let back = step(&mut applied, &plan(&config(), &[kubia(&[(POD_A, true)])])).unwrap();
+    assert!(!back.contains("delete chain"), "{back}");
+    assert!(
+        back.contains("add chain ip rudder-test service-default/kubia-http/tcp/http\n"),
+        "{back}"
+    );
+}
+
+#[test]
+fn one_key_claimed_by_two_services_is_written_once_and_handed_over_when_the_winner_goes() {
+    // `other` claims kubia's cluster IP and port as an external IP.
+    let mut other = kubia(&[(POD_B, false)]);
+    other.id = "default/other/tcp/http".into();
+    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+    other.node_port = None;
+    other.external_ips = vec![Ipv4Addr::new(10, 96, 1, 1)];
+    let both = plan(&config(), &[kubia(&[(POD_A, true)]), other.clone()]);
+    let script = full(&config(), &both);
+    assert_eq!(
+        script.matches("10.96.1.1 . tcp . 80 :").count(),
+        1,
+        "{script}"
+    );
+    assert!(script.contains("10.96.1.1 . tcp . 80 : goto service-default/kubia-http/tcp/http"));
+    let mut applied = both;
+    let handed = step(&mut applied, &plan(&config(), &[other])).unwrap();
+    let deleted = handed
+        .find("delete element ip rudder-test service-ips { 10.112.0.1 . tcp . 80, 10.96.1.1 . tcp . 80 }")
+        .unwrap_or_else(|| panic!("{handed}"));
+    let added = handed
+        .find("10.96.1.1 . tcp . 80 : goto external-default/other/tcp/http")
+        .unwrap_or_else(|| panic!("{handed}"));
+    assert!(deleted < added, "{handed}");
+}
+
+#[test]
+fn a_pair_another_service_still_wants_is_not_deleted() {
+    let mut other = kubia(&[(POD_A, true)]);
+    other.id = "default/other/tcp/http".into();
+    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+    let before = plan(&config(), &[kubia(&[(POD_A, true)]), other.clone()]);
+    let after = plan(&config(), &[other]);
+    let script = diff(&before, &after).unwrap();
+    assert!(!script.contains("hairpin"), "{script}");
+    assert!(
+        script.contains("delete element ip rudder-test cluster-ips { 10.96.1.1 }"),
+        "{script}"
+    );
 }
 
 #[test]
@@ -78,7 +164,7 @@ fn a_changed_affinity_timeout_makes_its_sets_and_their_chains_anew() {
     let before = plan(&config(), &[port.clone()]);
     port.affinity_seconds = Some(90);
     let after = plan(&config(), &[port]);
-    let script = changes("rudder-test", &before, &after).unwrap();
+    let script = diff(&before, &after).unwrap();
     let set = "affinity-default/kubia-http/tcp/http__10.244.1.2/8080";
     assert_eq!(
         script,
@@ -98,7 +184,7 @@ fn a_map_element_that_changes_its_verdict_is_deleted_then_added() {
     let mut port = kubia(&[(POD_A, true)]);
     port.id = "default/kubia-http/tcp/web".into();
     let after = plan(&config(), &[port]);
-    let script = changes("rudder-test", &before, &after).unwrap();
+    let script = diff(&before, &after).unwrap();
     let delete = script
         .find("delete element ip rudder-test service-ips { 10.112.0.1 . tcp . 80, 10.96.1.1 . tcp . 80 }")
         .unwrap_or_else(|| panic!("{script}"));
@@ -164,7 +250,8 @@ fn normalized(table: &str) -> Vec<String> {
         .output()
         .expect("nft runs");
     let listed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("nft's JSON");
-    let mut objects: Vec<String> = listed["nftables"]
+    let mut positions: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut objects: Vec<(String, String)> = listed["nftables"]
         .as_array()
         .expect("a list of objects")
         .iter()
@@ -183,11 +270,21 @@ fn normalized(table: &str) -> Vec<String> {
                     }
                 }
             }
-            object.to_string()
+            // Rules keep their order within their chain; everything else is sorted.
+            let order = match object.get("rule").and_then(|rule| rule.get("chain")) {
+                Some(chain) => {
+                    let chain = chain.as_str().unwrap_or_default().to_string();
+                    let position = positions.entry(chain.clone()).or_default();
+                    *position += 1;
+                    format!("rule {chain} {position:06}")
+                }
+                None => object.to_string(),
+            };
+            (order, object.to_string())
         })
         .collect();
     objects.sort();
-    objects
+    objects.into_iter().map(|(_, object)| object).collect()
 }
 
 #[test]
@@ -236,8 +333,9 @@ fn the_kernel_takes_full_and_partial_syncs_forwards_refuses_and_forgets_a_delete
 
         // Partial syncs: the endpoint moves; a second Service comes with client affinity
         // and Local policies; the first goes.
+        let mut applied = first;
         let moved = plan(&config(), &[kubia(&[(POD_B, false)])]);
-        apply(&changes("rudder-test", &first, &moved).unwrap());
+        apply(&step(&mut applied, &moved).unwrap());
         answers("pod-b");
         let mut other = kubia(&[(POD_A, true), (POD_B, false)]);
         other.id = "default/other/tcp/http".into();
@@ -247,17 +345,43 @@ fn the_kernel_takes_full_and_partial_syncs_forwards_refuses_and_forgets_a_delete
         other.affinity_seconds = Some(60);
         other.external_local = true;
         let both = plan(&config(), &[kubia(&[(POD_B, false)]), other.clone()]);
-        apply(&changes("rudder-test", &moved, &both).unwrap());
+        apply(&step(&mut applied, &both).unwrap());
         let sticky = ask("10.96.2.2:80".parse().unwrap()).unwrap();
-        for _ in 0..5 {
+        for _ in 0..20 {
             let again = ask("10.96.2.2:80".parse().unwrap()).unwrap();
             assert_eq!(again, sticky, "client affinity");
         }
-        let last = plan(&config(), &[other]);
-        apply(&changes("rudder-test", &both, &last).unwrap());
+        // A third claims the first's cluster IP and port as an external IP: one of them
+        // is written, and the other takes over when it goes.
+        let mut claimant = kubia(&[(POD_A, true)]);
+        claimant.id = "default/claimant/tcp/http".into();
+        claimant.cluster_ip = Some(Ipv4Addr::new(10, 96, 3, 3));
+        claimant.node_port = None;
+        claimant.external_ips = vec![Ipv4Addr::new(10, 96, 1, 1)];
+        let three = plan(
+            &config(),
+            &[kubia(&[(POD_B, false)]), other.clone(), claimant.clone()],
+        );
+        apply(&step(&mut applied, &three).unwrap());
+        assert!(ask("10.96.1.1:80".parse().unwrap())
+            .unwrap()
+            .starts_with("pod-b"));
+        let last = plan(&config(), &[other, claimant]);
+        apply(&step(&mut applied, &last).unwrap());
+        assert!(ask("10.96.1.1:80".parse().unwrap())
+            .unwrap()
+            .starts_with("pod-a"));
+        // The chains the first left are deleted by the next sync.
+        let listed = nft::list("rudder-test").unwrap();
+        assert!(
+            listed.contains("kubia-http"),
+            "emptied, not yet deleted: {listed}"
+        );
+        apply(&step(&mut applied, &last).unwrap());
         let listed = nft::list("rudder-test").unwrap();
         assert!(!listed.contains("kubia-http"), "{listed}");
-        let refused = ask("10.96.1.1:80".parse().unwrap()).unwrap_err();
+        // Its node port is no more.
+        let refused = ask("10.244.1.1:30080".parse().unwrap()).unwrap_err();
         assert_eq!(
             refused.kind(),
             std::io::ErrorKind::ConnectionRefused,
