@@ -26,6 +26,10 @@ pub struct ProgrammingArgs {
     /// Endpoint changes to time.
     #[arg(long, default_value_t = 200)]
     changes: usize,
+    /// Milliseconds from one change to the next: changes spaced wider than the proxy's
+    /// coalescing each wait for a sync of their own, as an isolated change does.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
     /// Seconds one change may take to reach the table before the bench gives up.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -75,7 +79,11 @@ async fn measure(
         .context("creating the bench's EndpointSlice")?;
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(args.changes);
+    let interval = Duration::from_millis(args.interval_ms);
+    let mut next = Instant::now();
     for change in 0..args.changes {
+        tokio::time::sleep_until(next.into()).await;
+        next = Instant::now() + interval;
         // Addresses no packet is sent to: only the rule naming them is waited for.
         let address = format!("10.250.{}.{}", change / 250, change % 250 + 1);
         let rule = format!("dnat to {address}:8080");

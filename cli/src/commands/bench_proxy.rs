@@ -3,8 +3,9 @@
 //!
 //! - Rule sync: for each count of Services, the table is planned and written whole
 //!   (`script::full`) as a new table; then one Service's endpoints change and the partial
-//!   sync (`script::changes`) is timed, plan to kernel; then the whole table is written again
-//!   over the existing one (what a restarted proxy does).
+//!   sync is timed as the proxy makes it (that Service planned, `script::changes`, nft);
+//!   then the whole table is written again over the existing one (what a restarted proxy
+//!   does).
 //! - Forwarding: a "pod" in a namespace of its own behind a bridge and a veth, as a node's
 //!   pods are; clients on the "node" open a connection per request, straight to the pod's
 //!   address and through a cluster IP (DNAT in the kernel), alternating, with the whole table
@@ -20,7 +21,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_node::proxy::model::{Backend, Protocol, ServicePort};
 use rudder_node::proxy::nft;
-use rudder_node::proxy::ruleset::{plan, ProxyConfig};
+use rudder_node::proxy::ruleset::{plan, plan_service, service_key, Edits, ProxyConfig};
 use rudder_node::proxy::script;
 use rudder_proto::objects::cidr::Ipv4Cidr;
 
@@ -50,6 +51,9 @@ struct SyncRow {
     plan: Duration,
     full_new: Duration,
     one_changed: Duration,
+    /// Of `one_changed`: planning every Service, and the difference.
+    one_changed_plan: Duration,
+    one_changed_diff: Duration,
     full_again: Duration,
 }
 
@@ -77,17 +81,19 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     })
     .await??;
     println!(
-        "| Services | script KiB | plan + script ms | full sync, new table ms | one changed (partial) ms | full sync over the table ms |"
+        "| Services | script KiB | plan + script ms | full sync, new table ms | one changed (partial) ms | of which plan / diff ms | full sync over the table ms |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for row in sync {
         println!(
-            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} | {:.1} |",
             row.services,
             row.script_bytes / 1024,
             ms(row.plan),
             ms(row.full_new),
             ms(row.one_changed),
+            ms(row.one_changed_plan),
+            ms(row.one_changed_diff),
             ms(row.full_again)
         );
     }
@@ -149,6 +155,7 @@ fn measure_sync(config: &ProxyConfig, count: usize, args: &ProxyArgs) -> anyhow:
     let mut ports = services(count, args.endpoints);
     let (mut plans, mut fulls, mut changes, mut agains) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut change_plans, mut change_diffs) = (Vec::new(), Vec::new());
     let mut script_bytes = 0;
     for round in 0..args.rounds.max(1) {
         nft::apply(&script::remove(&config.table))?;
@@ -160,17 +167,26 @@ fn measure_sync(config: &ProxyConfig, count: usize, args: &ProxyArgs) -> anyhow:
         let started = Instant::now();
         nft::apply(&full).with_context(|| format!("applying {count} Services"))?;
         fulls.push(started.elapsed());
-        // One Service's endpoints change: the next sync, plan to kernel.
-        if let Some(first) = ports[round % count.max(1)].endpoints.first_mut() {
+        // One Service's endpoints change: the next sync as the proxy makes it — that
+        // Service planned, the difference written — from plan to kernel.
+        let changed = &mut ports[round % count.max(1)];
+        if let Some(first) = changed.endpoints.first_mut() {
             first.port = first.port.wrapping_add(1);
         }
         let started = Instant::now();
-        let desired = plan(config, &ports);
-        let partial = script::changes(&config.table, &applied, &desired)
+        let edits = Edits::from([(
+            service_key(&changed.id).to_string(),
+            Some(plan_service([&*changed])),
+        )]);
+        let planned = started.elapsed();
+        let partial = script::changes(&config.table, &applied, &edits)
             .context("one Service changed, yet the partial sync found nothing to do")?;
+        let diffed = started.elapsed();
         nft::apply(&partial).context("the partial sync")?;
         changes.push(started.elapsed());
-        applied = desired;
+        change_plans.push(planned);
+        change_diffs.push(diffed - planned);
+        applied.apply(edits);
         let started = Instant::now();
         nft::apply(&script::full(config, &applied)).context("the full sync again")?;
         agains.push(started.elapsed());
@@ -181,6 +197,8 @@ fn measure_sync(config: &ProxyConfig, count: usize, args: &ProxyArgs) -> anyhow:
         plan: median(plans),
         full_new: median(fulls),
         one_changed: median(changes),
+        one_changed_plan: median(change_plans),
+        one_changed_diff: median(change_diffs),
         full_again: median(agains),
     })
 }
