@@ -9,6 +9,7 @@
 //!     ─► first sync, or the last failed: script::full of every Service (table replaced)
 //!        otherwise: script::changes of the edits against the ruleset applied (none? skip)
 //!     ─► nft -f - ─► failed? a full sync in a second
+//!                  ─► written: the UDP flows the change left wrong deleted (conntrack)
 //!                  ─► chains emptied? a sync in a second deletes them
 //! ```
 //!
@@ -17,7 +18,7 @@
 //! its table is still there (`nft flush ruleset`, a firewall reload) and writes it whole
 //! if not.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -25,7 +26,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rudder_actors::informer::{Event, ObjectKey};
 
-use super::model::{answer_locally, service_ports};
+use super::conntrack::{self, stale_flows, StaleFlow};
+use super::model::{answer_locally, service_ports, Protocol, ServicePort};
 use super::nft;
 use super::ruleset::{plan_service, Edits, ProxyConfig, Ruleset, ServiceRules};
 use super::script;
@@ -75,7 +77,12 @@ pub struct Proxy {
     /// The ruleset the table holds, known after a sync succeeded: the next writes only
     /// what differs from it. `None` until then, and after a failure.
     applied: Option<Ruleset>,
+    /// The UDP ports of each Service as the last successful sync wrote them.
+    udp_ports: UdpPorts,
 }
+
+/// UDP ports by Service (`namespace/name`).
+type UdpPorts = BTreeMap<String, Vec<ServicePort>>;
 
 impl Proxy {
     pub fn new(view: ServiceView, node: String, config: ProxyConfig) -> Self {
@@ -89,6 +96,7 @@ impl Proxy {
             backing_off: false,
             dirty: Dirty::Everything,
             applied: None,
+            udp_ports: UdpPorts::new(),
         }
     }
 
@@ -102,19 +110,24 @@ impl Proxy {
         }
     }
 
-    /// One Service's rules as the caches say they should be (`None`: it forwards nothing).
-    fn planned(&self, service: &ObjectKey) -> Option<ServiceRules> {
+    /// One Service's rules as the caches say they should be (`None`: it forwards
+    /// nothing), and its UDP ports.
+    fn planned(&self, service: &ObjectKey) -> (Option<ServiceRules>, Vec<ServicePort>) {
         let (service, slices) = self.view.service_with_slices(service);
-        let service = service?;
+        let Some(service) = service else {
+            return (None, Vec::new());
+        };
         let slices: Vec<&EndpointSlice> = slices.iter().map(|s| &**s).collect();
         let mut ports = service_ports(&service, &slices, &self.node);
         answer_locally(&mut ports, &self.config.local_targets);
-        Some(plan_service(&ports)).filter(|rules| *rules != ServiceRules::default())
+        let rules = Some(plan_service(&ports)).filter(|rules| *rules != ServiceRules::default());
+        ports.retain(|port| port.protocol == Protocol::Udp);
+        (rules, ports)
     }
 
-    /// The edits for the dirty Services: for everything, each Service cached and each the
-    /// table still holds.
-    fn edits(&self, dirty: Dirty) -> Edits {
+    /// The edits for the dirty Services (for everything, each Service cached and each the
+    /// table still holds), and their UDP ports.
+    fn edits(&self, dirty: Dirty) -> (Edits, UdpPorts) {
         let services: BTreeSet<ObjectKey> = match dirty {
             Dirty::Nothing => BTreeSet::new(),
             Dirty::Services(services) => services,
@@ -135,13 +148,29 @@ impl Proxy {
                 cached.chain(held).collect()
             }
         };
-        services
-            .into_iter()
-            .map(|service| {
-                let rules = self.planned(&service);
-                (format!("{}/{}", service.namespace, service.name), rules)
-            })
-            .collect()
+        let mut edits = Edits::new();
+        let mut udp = UdpPorts::new();
+        for service in services {
+            let (rules, ports) = self.planned(&service);
+            let key = format!("{}/{}", service.namespace, service.name);
+            udp.insert(key.clone(), ports);
+            edits.insert(key, rules);
+        }
+        (edits, udp)
+    }
+
+    /// The UDP flows the edited Services' changes leave wrong.
+    fn stale_flows(&self, udp: &UdpPorts) -> Vec<StaleFlow> {
+        let mut flows = BTreeSet::new();
+        for (service, ports) in udp {
+            let before = self
+                .udp_ports
+                .get(service)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            flows.extend(stale_flows(before, ports));
+        }
+        flows.into_iter().collect()
     }
 
     fn sync(&mut self, ctx: &mut Context<Self>) {
@@ -155,7 +184,8 @@ impl Proxy {
             _ => std::mem::take(&mut self.dirty),
         };
         self.dirty = Dirty::Nothing;
-        let edits = self.edits(dirty);
+        let (edits, udp) = self.edits(dirty);
+        let flows = self.stale_flows(&udp);
         let (script, next) = match self.applied.take() {
             None => {
                 let mut rules = Ruleset::new(&self.config);
@@ -174,7 +204,17 @@ impl Proxy {
             },
         };
         self.in_flight = true;
-        let work = tokio::task::spawn_blocking(move || nft::apply(&script));
+        let table = self.config.table.clone();
+        let work = tokio::task::spawn_blocking(move || {
+            nft::apply(&script)?;
+            // The rules are in place: flows translated the old way go.
+            for flow in &flows {
+                if let Err(error) = conntrack::delete(flow) {
+                    tracing::warn!(%error, %table, "a stale UDP flow stays until it times out");
+                }
+            }
+            Ok::<_, nft::NftError>(())
+        });
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |outcome, proxy, ctx| {
             proxy.in_flight = false;
             let failure = match outcome {
@@ -194,6 +234,13 @@ impl Proxy {
             }
             let stale = !next.stale_chains().is_empty();
             proxy.applied = Some(next);
+            for (service, ports) in udp {
+                if ports.is_empty() {
+                    proxy.udp_ports.remove(&service);
+                } else {
+                    proxy.udp_ports.insert(service, ports);
+                }
+            }
             // Changes that arrived while nft ran.
             if !matches!(proxy.dirty, Dirty::Nothing) {
                 proxy.sync(ctx);

@@ -7,10 +7,14 @@
 //! - [`script`]: a table as an `nft` script — the whole table replaced, or only what
 //!   differs from the last one — each one transaction (pure).
 //! - [`nft`]: running a script.
+//! - [`conntrack`]: the UDP flows a change leaves wrong (pure), deleted after the sync.
 //! - [`actor`]: the actor that follows Services and slices and keeps the table current.
 
 pub mod actor;
+pub mod conntrack;
 pub mod model;
 pub mod nft;
 pub mod ruleset;
 pub mod script;
+#[cfg(test)]
+mod testing;

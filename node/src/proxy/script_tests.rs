@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::super::nft;
 use super::super::ruleset::tests::{config, kubia, POD_A, POD_B};
 use super::super::ruleset::{plan, Edits, Ruleset, SERVICE_IPS};
+use super::super::testing::{in_new_network, ip};
 use super::*;
 
 /// The edits that turn `before` into `after`: every Service of either, as `after` has it.
@@ -193,25 +194,6 @@ fn a_map_element_that_changes_its_verdict_is_deleted_then_added() {
         .unwrap_or_else(|| panic!("{script}"));
     assert!(delete < add, "{script}");
 }
-/// Runs `work` on a thread in a network namespace of its own (nothing it does touches the
-/// machine's network); processes it starts run there too.
-fn in_new_network<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare (root)");
-        work()
-    })
-    .join()
-    .expect("the namespaced thread")
-}
-
-fn ip(args: &str) {
-    let status = Command::new("ip")
-        .args(args.split_whitespace())
-        .status()
-        .expect("ip runs");
-    assert!(status.success(), "ip {args}");
-}
-
 /// Sends a line to `to` and returns what the server answered.
 fn ask(to: SocketAddr) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(2))?;
