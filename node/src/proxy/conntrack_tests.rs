@@ -6,7 +6,7 @@ use super::super::nft;
 use super::super::ruleset::plan;
 use super::super::ruleset::tests::config;
 use super::super::script;
-use super::super::testing::{in_new_network, ip};
+use super::super::testing::{in_new_network, node_with_two_pods};
 use super::*;
 
 const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
@@ -132,17 +132,9 @@ fn ask(client: &UdpSocket) -> String {
 #[test]
 fn a_client_that_keeps_sending_reaches_the_new_endpoint_once_the_stale_flow_is_deleted() {
     in_new_network(|| {
-        ip("link set lo up");
-        ip("link add rbtest type bridge");
-        ip("addr add 10.244.1.1/24 dev rbtest");
-        ip("link set rbtest up");
-        ip("addr add 10.244.1.2/32 dev lo");
-        ip("addr add 10.244.2.2/32 dev lo");
+        node_with_two_pods();
         serve_udp(POD_A, "pod-a");
         serve_udp(POD_B, "pod-b");
-        ip("link add rudder-svc type bridge");
-        ip("link set rudder-svc up");
-        ip("route add 10.96.0.0/12 dev rudder-svc");
         let apply = |script: &str| nft::apply(script).unwrap_or_else(|e| panic!("{e}\n{script}"));
 
         let old = [dns(Protocol::Udp, &[POD_A])];

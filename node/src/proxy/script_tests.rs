@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::super::nft;
 use super::super::ruleset::tests::{config, kubia, POD_A, POD_B};
 use super::super::ruleset::{plan, Edits, Ruleset, SERVICE_IPS};
-use super::super::testing::{in_new_network, ip};
+use super::super::testing::{in_new_network, node_with_two_pods};
 use super::*;
 
 /// The edits that turn `before` into `after`: every Service of either, as `after` has it.
@@ -272,20 +272,9 @@ fn normalized(table: &str) -> Vec<String> {
 #[test]
 fn the_kernel_takes_full_and_partial_syncs_forwards_refuses_and_forgets_a_deleted_service() {
     in_new_network(|| {
-        ip("link set lo up");
-        ip("link add rbtest type bridge");
-        ip("addr add 10.244.1.1/24 dev rbtest");
-        ip("link set rbtest up");
-        // The "pods": addresses on this namespace's loopback, a server on each.
-        ip("addr add 10.244.1.2/32 dev lo");
-        ip("addr add 10.244.2.2/32 dev lo");
+        node_with_two_pods();
         serve("10.244.1.2:8080".parse().unwrap(), "pod-a");
         serve("10.244.2.2:8080".parse().unwrap(), "pod-b");
-        // Service addresses route to a bridge with no ports: nothing leaves.
-        ip("link add rudder-svc type bridge");
-        ip("link set rudder-svc up");
-        ip("route add 10.96.0.0/12 dev rudder-svc");
-        ip("route add 10.112.0.0/24 dev rudder-svc");
         let apply = |script: &str| nft::apply(script).unwrap_or_else(|e| panic!("{e}\n{script}"));
         let answers = |expected: &str| {
             for (to, what) in [

@@ -21,3 +21,19 @@ pub fn ip(args: &str) {
         .expect("ip runs");
     assert!(status.success(), "ip {args}");
 }
+
+/// This namespace as a node for `ruleset::tests::config()`: its bridge `rbtest`
+/// (10.244.1.1), two "pods" as addresses on loopback (10.244.1.2 and 10.244.2.2), and the
+/// service ranges routed to a bridge with no ports, so nothing leaves.
+pub fn node_with_two_pods() {
+    ip("link set lo up");
+    ip("link add rbtest type bridge");
+    ip("addr add 10.244.1.1/24 dev rbtest");
+    ip("link set rbtest up");
+    ip("addr add 10.244.1.2/32 dev lo");
+    ip("addr add 10.244.2.2/32 dev lo");
+    ip("link add rudder-svc type bridge");
+    ip("link set rudder-svc up");
+    ip("route add 10.96.0.0/12 dev rudder-svc");
+    ip("route add 10.112.0.0/24 dev rudder-svc");
+}
