@@ -97,11 +97,14 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             ms(row.full_again)
         );
     }
-    if let [direct, service] = &forwarding[..] {
+    if !forwarding.is_empty() {
         println!();
         println!("| path | requests/s | p50 ms | p99 ms | max ms | requests/s vs direct |");
         println!("|---|---:|---:|---:|---:|---:|");
-        for row in [direct, service] {
+    }
+    for pair in forwarding.chunks(2) {
+        let direct = &pair[0];
+        for row in pair {
             println!(
                 "| {} | {:.0} | {:.3} | {:.3} | {:.1} | {:.2} |",
                 row.path,
@@ -306,29 +309,45 @@ fn measure_forwarding(
     ports[0].cluster_ip = Some(SERVICE_IP);
     nft::apply(&script::full(config, &plan(config, &ports)))?;
     // Warm both paths, then alternate: direct, Service, direct, Service.
-    load(pod, 200, args.clients)?;
-    load(service, 200, args.clients)?;
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
-    for _ in 0..2 {
-        direct.push(load(pod, args.requests / 2, args.clients)?);
-        through.push(load(service, args.requests / 2, args.clients)?);
+    let mut rows = Vec::new();
+    for (connections, direct_path, service_path) in [
+        (
+            Connections::PerRequest,
+            "straight to the pod IP, a connection per request",
+            "through the cluster IP, a connection per request",
+        ),
+        (
+            Connections::Kept,
+            "straight to the pod IP, kept connections",
+            "through the cluster IP, kept connections",
+        ),
+    ] {
+        load(pod, 200, args.clients, connections)?;
+        load(service, 200, args.clients, connections)?;
+        let (mut direct, mut through) = (Vec::new(), Vec::new());
+        for _ in 0..2 {
+            direct.push(load(pod, args.requests / 2, args.clients, connections)?);
+            through.push(load(service, args.requests / 2, args.clients, connections)?);
+        }
+        rows.push(summarize(direct_path, direct));
+        rows.push(summarize(service_path, through));
     }
-    Ok(vec![
-        summarize("straight to the pod IP", direct),
-        summarize("through the cluster IP", through),
-    ])
+    Ok(rows)
 }
 
-/// Answers each connection's 64-byte request with 64 bytes, on a few threads.
+/// Answers each 64-byte request with 64 bytes, on a few threads.
 fn serve(listener: TcpListener) {
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let listener = listener.try_clone().expect("cloning the listener");
             std::thread::spawn(move || {
                 for mut stream in listener.incoming().flatten() {
+                    // Until the client closes: one request, or many on a kept connection.
                     let mut request = [0u8; 64];
-                    if stream.read_exact(&mut request).is_ok() {
-                        let _ = stream.write_all(&request);
+                    while stream.read_exact(&mut request).is_ok() {
+                        if stream.write_all(&request).is_err() {
+                            break;
+                        }
                     }
                 }
             })
@@ -339,12 +358,22 @@ fn serve(listener: TcpListener) {
     }
 }
 
-/// `requests` request/response exchanges with `to`, each on a new connection, over
-/// `clients` threads: (elapsed, every latency).
+/// How clients connect.
+#[derive(Debug, Clone, Copy)]
+enum Connections {
+    /// A new connection per request: the NAT rules decide each one.
+    PerRequest,
+    /// One connection per client for all its requests: conntrack's translation only.
+    Kept,
+}
+
+/// `requests` request/response exchanges with `to` over `clients` threads: (elapsed,
+/// every latency).
 fn load(
     to: SocketAddr,
     requests: usize,
     clients: usize,
+    connections: Connections,
 ) -> anyhow::Result<(Duration, Vec<Duration>)> {
     let clients = clients.max(1);
     let started = Instant::now();
@@ -353,11 +382,24 @@ fn load(
             let share = requests / clients + usize::from(client < requests % clients);
             std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
                 let mut latencies = Vec::with_capacity(share);
-                for _ in 0..share {
-                    let began = Instant::now();
-                    let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+                let connect = || -> anyhow::Result<TcpStream> {
+                    let stream = TcpStream::connect_timeout(&to, Duration::from_secs(5))
                         .with_context(|| format!("connecting to {to}"))?;
                     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    stream.set_nodelay(true)?;
+                    Ok(stream)
+                };
+                let mut kept = match connections {
+                    Connections::Kept => Some(connect()?),
+                    Connections::PerRequest => None,
+                };
+                for _ in 0..share {
+                    let began = Instant::now();
+                    let mut fresh = None;
+                    let stream = match kept.as_mut() {
+                        Some(stream) => stream,
+                        None => fresh.insert(connect()?),
+                    };
                     stream.write_all(&[7u8; 64])?;
                     let mut answer = [0u8; 64];
                     stream
