@@ -8,8 +8,8 @@
 //!   does).
 //! - Forwarding: a "pod" in a namespace of its own behind a bridge and a veth, as a node's
 //!   pods are; clients on the "node" open a connection per request, straight to the pod's
-//!   address and through a cluster IP (DNAT in the kernel), alternating, with the whole table
-//!   of the largest count loaded.
+//!   address and through a cluster IP (DNAT in the kernel), alternating four times, with
+//!   the whole table of the largest count loaded; then the same on kept connections.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -325,9 +325,9 @@ fn measure_forwarding(
         load(pod, 200, args.clients, connections)?;
         load(service, 200, args.clients, connections)?;
         let (mut direct, mut through) = (Vec::new(), Vec::new());
-        for _ in 0..2 {
-            direct.push(load(pod, args.requests / 2, args.clients, connections)?);
-            through.push(load(service, args.requests / 2, args.clients, connections)?);
+        for _ in 0..4 {
+            direct.push(load(pod, args.requests / 4, args.clients, connections)?);
+            through.push(load(service, args.requests / 4, args.clients, connections)?);
         }
         rows.push(summarize(direct_path, direct));
         rows.push(summarize(service_path, through));
@@ -342,10 +342,10 @@ fn serve(listener: TcpListener) {
             let listener = listener.try_clone().expect("cloning the listener");
             std::thread::spawn(move || {
                 for mut stream in listener.incoming().flatten() {
-                    // Until the client closes: one request, or many on a kept connection.
+                    // A request's first byte says whether more follow on this connection.
                     let mut request = [0u8; 64];
                     while stream.read_exact(&mut request).is_ok() {
-                        if stream.write_all(&request).is_err() {
+                        if stream.write_all(&request).is_err() || request[0] == LAST {
                             break;
                         }
                     }
@@ -357,6 +357,10 @@ fn serve(listener: TcpListener) {
         let _ = thread.join();
     }
 }
+
+/// The first byte of a request: the last on its connection (the server closes), or not.
+const LAST: u8 = 1;
+const MORE: u8 = 0;
 
 /// How clients connect.
 #[derive(Debug, Clone, Copy)]
@@ -400,7 +404,12 @@ fn load(
                         Some(stream) => stream,
                         None => fresh.insert(connect()?),
                     };
-                    stream.write_all(&[7u8; 64])?;
+                    let mut request = [0u8; 64];
+                    request[0] = match connections {
+                        Connections::Kept => MORE,
+                        Connections::PerRequest => LAST,
+                    };
+                    stream.write_all(&request)?;
                     let mut answer = [0u8; 64];
                     stream
                         .read_exact(&mut answer)
