@@ -45,6 +45,12 @@ pub enum NetworkError {
     },
     #[error("a {0} thread panicked")]
     Panicked(&'static str),
+    #[error(
+        "the br_netfilter kernel module is not loaded and could not be loaded ({0}): run \
+         `modprobe br_netfilter` (package kmod) as root; without it a pod cannot reach a \
+         Service whose endpoint is on its own node"
+    )]
+    BridgeNetfilter(String),
 }
 
 fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
@@ -200,6 +206,23 @@ async fn replace_route(
         )))
 }
 
+/// br_netfilter, loaded if it is not.
+fn ensure_bridge_netfilter() -> Result<(), NetworkError> {
+    if Path::new("/proc/sys/net/bridge").exists() {
+        return Ok(());
+    }
+    let loaded = std::process::Command::new("modprobe")
+        .arg("br_netfilter")
+        .output();
+    match loaded {
+        Ok(output) if output.status.success() => Ok(()),
+        Ok(output) => Err(NetworkError::BridgeNetfilter(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        )),
+        Err(error) => Err(NetworkError::BridgeNetfilter(format!("modprobe: {error}"))),
+    }
+}
+
 /// The index of the bridge `name`, created if missing.
 async fn ensure_bridge_device(handle: &Handle, name: &str) -> Result<u32, NetworkError> {
     if let Some(index) = link_index(handle, name).await? {
@@ -297,6 +320,13 @@ impl NodeNetwork {
             let path = format!("/proc/sys/net/ipv4/conf/{}/{setting}", self.bridge);
             std::fs::write(&path, value).map_err(io_failed(format!("writing {path}")))?;
         }
+        // A pod's connection to a Service whose endpoint shares its bridge is answered
+        // across the bridge, not through the machine's routing: only a bridge that hands
+        // its frames to the ip hooks lets conntrack translate the answer back. Set on this
+        // bridge alone, not machine-wide (bridge-nf-call-iptables).
+        ensure_bridge_netfilter()?;
+        let path = format!("/sys/class/net/{}/bridge/nf_call_iptables", self.bridge);
+        std::fs::write(&path, "1").map_err(io_failed(format!("writing {path}")))?;
         Ok(())
     }
 
