@@ -15,8 +15,8 @@ use rudder_chaos::bench::stats::summarize;
 use rudder_proto::api::DeleteRequest;
 use rudder_proto::client::ApiClient;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{ChildStdout, Command};
 
 #[derive(Args, Debug)]
 pub struct ProgrammingArgs {
@@ -37,6 +37,8 @@ pub struct ProgrammingArgs {
 
 const NAME: &str = "bench-programming";
 const NAMESPACE: &str = "default";
+const WARM_UP_ATTEMPTS: usize = 30;
+const WARM_UP_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: ProgrammingArgs) -> anyhow::Result<()> {
     let client = ApiClient::new(args.endpoints.clone());
@@ -58,7 +60,7 @@ pub async fn run(args: ProgrammingArgs) -> anyhow::Result<()> {
 
 async fn measure(
     client: &ApiClient,
-    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    lines: &mut Lines<BufReader<ChildStdout>>,
     args: &ProgrammingArgs,
 ) -> anyhow::Result<rudder_chaos::bench::stats::Summary> {
     client
@@ -77,6 +79,23 @@ async fn measure(
         .create_object("endpointslices", NAMESPACE, &slice("10.250.255.1"))
         .await
         .context("creating the bench's EndpointSlice")?;
+    // nft monitor hears nothing until it has read the ruleset, seconds with thousands of
+    // Services: move the endpoint until a move is heard, then measure.
+    let mut heard = false;
+    for attempt in 0..WARM_UP_ATTEMPTS {
+        let address = format!("10.250.254.{}", attempt + 1);
+        if move_endpoint(client, lines, &address, WARM_UP_WAIT).await? {
+            heard = true;
+            break;
+        }
+    }
+    if !heard {
+        bail!(
+            "no rule for the bench's Service in any node's table after {} s: is a node with \
+             the proxy running on this machine?",
+            WARM_UP_ATTEMPTS as u64 * WARM_UP_WAIT.as_secs()
+        );
+    }
     let started = Instant::now();
     let mut latencies = Vec::with_capacity(args.changes);
     let interval = Duration::from_millis(args.interval_ms);
@@ -86,34 +105,12 @@ async fn measure(
         next = Instant::now() + interval;
         // Addresses no packet is sent to: only the rule naming them is waited for.
         let address = format!("10.250.{}.{}", change / 250, change % 250 + 1);
-        let rule = format!("dnat to {address}:8080");
         let began = Instant::now();
-        client
-            .patch_object(
-                "endpointslices",
-                NAMESPACE,
-                NAME,
-                &json!({ "endpoints": slice(&address)["endpoints"] }),
-                false,
-            )
-            .await
-            .context("moving the endpoint")?;
-        loop {
-            let deadline = began + Duration::from_secs(args.timeout);
-            let line = tokio::time::timeout_at(deadline.into(), lines.next_line())
-                .await
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no rule for {address} in any node's table after {} s: is a node with the proxy running on this machine?",
-                        args.timeout
-                    )
-                })?
-                .context("reading nft monitor")?;
-            match line {
-                Some(line) if line.contains(&rule) => break,
-                Some(_) => continue,
-                None => bail!("nft monitor ended"),
-            }
+        if !move_endpoint(client, lines, &address, Duration::from_secs(args.timeout)).await? {
+            bail!(
+                "no rule for {address} in the node's table after {} s",
+                args.timeout
+            );
         }
         latencies.push(began.elapsed());
     }
@@ -123,6 +120,38 @@ async fn measure(
         0,
         started.elapsed(),
     ))
+}
+
+/// Moves the bench's endpoint to `address` and waits up to `wait` for nft monitor to show
+/// the rule sending traffic there: whether it did.
+async fn move_endpoint(
+    client: &ApiClient,
+    lines: &mut Lines<BufReader<ChildStdout>>,
+    address: &str,
+    wait: Duration,
+) -> anyhow::Result<bool> {
+    let rule = format!("dnat to {address}:8080");
+    let deadline = Instant::now() + wait;
+    client
+        .patch_object(
+            "endpointslices",
+            NAMESPACE,
+            NAME,
+            &json!({ "endpoints": slice(address)["endpoints"] }),
+            false,
+        )
+        .await
+        .context("moving the endpoint")?;
+    loop {
+        match tokio::time::timeout_at(deadline.into(), lines.next_line()).await {
+            Err(_) => return Ok(false),
+            Ok(line) => match line.context("reading nft monitor")? {
+                Some(line) if line.contains(&rule) => return Ok(true),
+                Some(_) => continue,
+                None => bail!("nft monitor ended"),
+            },
+        }
+    }
 }
 
 /// The bench's slice: one ready endpoint at `address`, managed by the bench (the
