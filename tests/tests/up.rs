@@ -30,16 +30,32 @@ fn free_base_port() -> u16 {
     panic!("no free base port found");
 }
 
-/// Starts `rudder up` and waits for its "press Ctrl-C" line; returns the master pids.
-async fn up(args: &[String]) -> (Child, Vec<i32>) {
+/// A running `rudder up`: the process, its masters' pids, and what it says on stderr.
+struct Up {
+    child: Child,
+    pids: Vec<i32>,
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+/// Starts `rudder up` and waits for its "press Ctrl-C" line.
+async fn up(args: &[String]) -> Up {
     let mut child = Command::new(rudder_binary_beside_tests())
         .arg("up")
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("rudder up starts");
+    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
+    let stderr = tokio::spawn(async move {
+        let mut said = String::new();
+        while let Ok(Some(line)) = errors.next_line().await {
+            said.push_str(&line);
+            said.push('\n');
+        }
+        said
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut pids = Vec::new();
     let ready = async {
@@ -57,11 +73,20 @@ async fn up(args: &[String]) -> (Child, Vec<i32>) {
         .await
         .expect("rudder up is ready within 60 s");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, pids)
+    Up {
+        child,
+        pids,
+        stderr,
+    }
 }
 
 /// Stops `rudder up`; every master it runs now (`pids`, and any it restarted) must be gone.
-async fn stop(mut child: Child, pids: &[i32]) {
+async fn stop(up: Up) {
+    let Up {
+        mut child,
+        pids,
+        stderr,
+    } = up;
     let pid = child.id().expect("running") as i32;
     kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
@@ -69,13 +94,16 @@ async fn stop(mut child: Child, pids: &[i32]) {
         .expect("rudder up stops within 30 s")
         .unwrap();
     assert!(status.success(), "rudder up exited with {status}");
-    for master in pids {
+    for master in &pids {
         // Signal 0 only checks for existence.
         assert!(
             kill(Pid::from_raw(*master), None).is_err(),
             "master pid {master} is still running after Ctrl-C"
         );
     }
+    // Every master stopped on its own, none had to be killed.
+    let said = stderr.await.unwrap();
+    assert!(!said.contains("did not stop in time"), "{said}");
 }
 
 async fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -104,8 +132,12 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         "--nodes".into(),
         "0".into(),
     ];
-    let (child, pids) = up(&args).await;
-    assert_eq!(pids.len(), 4, "three masters and the hollow nodes' process");
+    let running = up(&args).await;
+    assert_eq!(
+        running.pids.len(),
+        4,
+        "three masters and the hollow nodes' process"
+    );
     let created = cli(&config, &["create", "namespace", "kept"]).await;
     assert!(
         created.status.success(),
@@ -125,15 +157,15 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    stop(child, &pids).await;
+    stop(running).await;
 
-    let (child, pids) = up(&args).await;
+    let running = up(&args).await;
     let listed = cli(&config, &["get", "ns", "kept", "-o", "name"]).await;
     assert_eq!(
         String::from_utf8_lossy(&listed.stdout).trim(),
         "namespace/kept"
     );
-    stop(child, &pids).await;
+    stop(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,9 +183,9 @@ async fn a_master_killed_with_sigkill_is_restarted_while_the_others_serve() {
         "--nodes".into(),
         "0".into(),
     ];
-    let (child, pids) = up(&args).await;
-    assert_eq!(pids.len(), 3, "three masters");
-    kill(Pid::from_raw(pids[1]), Signal::SIGKILL).unwrap();
+    let mut running = up(&args).await;
+    assert_eq!(running.pids.len(), 3, "three masters");
+    kill(Pid::from_raw(running.pids[1]), Signal::SIGKILL).unwrap();
     let killed = tokio::time::Instant::now();
 
     // The CLI goes on through the other two.
@@ -183,8 +215,9 @@ async fn a_master_killed_with_sigkill_is_restarted_while_the_others_serve() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let restarted = pid_listening_on(base + 10_000).expect("m2 runs again");
-    assert_ne!(restarted, pids[1]);
-    stop(child, &[pids[0], restarted, pids[2]]).await;
+    assert_ne!(restarted, running.pids[1]);
+    running.pids[1] = restarted;
+    stop(running).await;
 }
 
 /// The pid of the `rudder server` whose command line names `--listen-client 127.0.0.1:PORT`.

@@ -84,6 +84,9 @@ pub struct Elector {
     config: ElectionConfig,
 }
 
+/// The longest a release may take (a store that answers gives it in milliseconds).
+pub const RELEASE_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Elector {
     /// Starts campaigning as `identity` (see [`super::unique_identity`]) for the lease
     /// `config` names.
@@ -145,7 +148,9 @@ impl Elector {
     /// ReleaseOnCancel, for a clean shutdown): a successor takes it without waiting for it
     /// to expire, and this term's fence stops passing. Call it once whatever ran under the
     /// fence has stopped. The release is one compare-and-swap write bounded by the renew
-    /// deadline; if it fails the lease simply expires, as after a crash.
+    /// deadline and [`RELEASE_AT_MOST`] — a courtesy that must not hold a shutdown up when
+    /// the store has no quorum (all masters stopping at once); if it fails the lease simply
+    /// expires, as after a crash.
     pub async fn release(self) {
         let fence = self.fence();
         let (client, config, identity) = (
@@ -158,7 +163,7 @@ impl Elector {
             return;
         };
         let (namespace, name) = (&config.lease_namespace, &config.lease_name);
-        let released = tokio::time::timeout(config.renew_deadline, async {
+        let released = tokio::time::timeout(config.renew_deadline.min(RELEASE_AT_MOST), async {
             let json = client.get_object("leases", namespace, name).await?;
             let lease = match serde_json::from_value::<Lease>(json) {
                 Ok(lease) => lease,

@@ -252,12 +252,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             bail!("member stopped: {reason}");
         }
     }
-    if let Some(scheduler) = scheduler {
-        scheduler.stop().await;
-    }
-    if let Some(controllers) = controllers {
-        controllers.stop().await;
-    }
+    // Both at once: each gives its lease up, which may wait out a store without quorum.
+    tokio::join!(
+        async {
+            if let Some(scheduler) = scheduler {
+                scheduler.stop().await;
+            }
+        },
+        async {
+            if let Some(controllers) = controllers {
+                controllers.stop().await;
+            }
+        }
+    );
     master.shutdown().await;
     Ok(())
 }
