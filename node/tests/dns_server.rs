@@ -124,5 +124,25 @@ async fn the_server_answers_cluster_names_over_udp_and_tcp_and_refuses_the_rest(
     let outside = over_udp(server.addr, &query("example.com.", RecordType::A, false)).await;
     assert_eq!(outside.metadata.response_code, ResponseCode::Refused);
 
+    // In reverse: the cluster IP names its Service; another address is not ours to answer.
+    let reverse = over_udp(
+        server.addr,
+        &query("42.0.96.10.in-addr.arpa.", RecordType::PTR, false),
+    )
+    .await;
+    assert_eq!(reverse.metadata.response_code, ResponseCode::NoError);
+    let named: Vec<String> = reverse.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(
+        named,
+        ["kubia-http.default.svc.cluster.local."],
+        "{reverse:?}"
+    );
+    let elsewhere = over_udp(
+        server.addr,
+        &query("1.0.0.127.in-addr.arpa.", RecordType::PTR, false),
+    )
+    .await;
+    assert_eq!(elsewhere.metadata.response_code, ResponseCode::Refused);
+
     server.stop().await;
 }

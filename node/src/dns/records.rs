@@ -10,7 +10,13 @@
 //!  _<port>._<proto>.<svc>.<ns>.svc.<domain> SRV   each named port: the Service's name, or
 //!                                                 each ready endpoint of a headless one
 //!  <a-b-c-d>.<ns>.pod.<domain>             A      a.b.c.d ("pods insecure", kubeadm's default)
+//!  <d>.<c>.<b>.<a>.in-addr.arpa            PTR    the name of the Service whose cluster IP
+//!                                                 a.b.c.d is, or of the headless Service's
+//!                                                 endpoint that has it
 //! ```
+//!
+//! A reverse question about any other address is REFUSED, as names outside the domain:
+//! the rest of in-addr.arpa is not this server's to answer.
 //!
 //! Other names in the domain are NXDOMAIN (names that exist but have no record of the type
 //! asked: no error and no answer); names outside it are REFUSED (this resolver forwards
@@ -20,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use hickory_proto::rr::rdata::{A, CNAME, SOA, SRV};
+use hickory_proto::rr::rdata::{A, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -96,6 +102,8 @@ pub struct ClusterNames {
     domain: Name,
     /// (namespace, name) → its names.
     services: BTreeMap<(String, String), ServiceNames>,
+    /// Address → the names that have it (PTR).
+    reverse: BTreeMap<Ipv4Addr, Vec<Name>>,
     soa: Record,
 }
 
@@ -118,9 +126,11 @@ impl ClusterNames {
             })
             .collect();
         let soa = soa_record(&domain, serial);
+        let reverse = reverse_names(&domain, &services);
         Self {
             domain,
             services,
+            reverse,
             soa,
         }
     }
@@ -136,6 +146,18 @@ impl ClusterNames {
 
     /// The answer to `name` (as asked), type `kind`.
     pub fn answer(&self, name: &LowerName, kind: RecordType) -> Answer {
+        let asked: Name = name.into();
+        if let Some(address) = reverse_address(&asked) {
+            return match self.reverse.get(&address) {
+                Some(names) => self.only(kind, RecordType::PTR, || {
+                    names
+                        .iter()
+                        .map(|name| record(&asked, RData::PTR(PTR(name.clone()))))
+                        .collect()
+                }),
+                None => Answer::Refused,
+            };
+        }
         self.answer_at(name, kind, 0)
     }
 
@@ -315,6 +337,48 @@ impl ClusterNames {
             Target::ExternalName(_) => Answer::NoData,
         }
     }
+}
+
+/// Each cluster IP's Service name, and each headless endpoint's name under its Service.
+fn reverse_names(
+    domain: &Name,
+    services: &BTreeMap<(String, String), ServiceNames>,
+) -> BTreeMap<Ipv4Addr, Vec<Name>> {
+    let mut reverse: BTreeMap<Ipv4Addr, Vec<Name>> = BTreeMap::new();
+    for ((namespace, service), names) in services {
+        let Ok(service_name) = Name::from_ascii(format!("{service}.{namespace}.svc"))
+            .and_then(|name| name.append_domain(domain))
+        else {
+            continue;
+        };
+        match &names.target {
+            Target::ClusterIp(ip) => reverse.entry(*ip).or_default().push(service_name),
+            Target::Headless(endpoints) => {
+                for endpoint in endpoints {
+                    if let Ok(name) = service_name.prepend_label(endpoint.label().as_str()) {
+                        reverse.entry(endpoint.ip).or_default().push(name);
+                    }
+                }
+            }
+            Target::ExternalName(_) => {}
+        }
+    }
+    reverse
+}
+
+/// The address a reverse name (`d.c.b.a.in-addr.arpa.`) asks about.
+fn reverse_address(name: &Name) -> Option<Ipv4Addr> {
+    let labels: Vec<String> = name
+        .iter()
+        .map(|label| String::from_utf8_lossy(label).to_ascii_lowercase())
+        .collect();
+    let [d, c, b, a, in_addr, arpa] = labels.as_slice() else {
+        return None;
+    };
+    if in_addr != "in-addr" || arpa != "arpa" {
+        return None;
+    }
+    format!("{a}.{b}.{c}.{d}").parse().ok()
 }
 
 /// The names of one Service, or none (a Service without a cluster IP yet, say).

@@ -357,11 +357,41 @@ fn unknown_names_are_nxdomain_and_names_without_the_type_are_nodata() {
 #[test]
 fn names_outside_the_cluster_domain_are_refused() {
     let names = names();
-    for outside in ["example.com.", "local.", "5.1.244.10.in-addr.arpa."] {
+    for outside in [
+        "example.com.",
+        "local.",
+        "9.9.9.9.in-addr.arpa.",
+        "96.10.in-addr.arpa.",
+    ] {
         assert_eq!(
             ask(&names, outside, RecordType::A),
             Answer::Refused,
             "{outside}"
         );
     }
+}
+
+#[test]
+fn a_cluster_address_names_its_service_or_headless_endpoint_in_reverse() {
+    let names = names();
+    let (answers, _) = records(ask(&names, "20.0.96.10.in-addr.arpa.", RecordType::PTR));
+    assert_eq!(
+        answers,
+        ["20.0.96.10.in-addr.arpa. PTR web.shop.svc.cluster.local."]
+    );
+    let (answers, _) = records(ask(&names, "5.1.244.10.IN-ADDR.ARPA.", RecordType::PTR));
+    assert_eq!(
+        answers,
+        ["5.1.244.10.in-addr.arpa. PTR db-0.db.shop.svc.cluster.local."]
+    );
+    // The address exists, with no A record under its reverse name.
+    assert_eq!(
+        ask(&names, "20.0.96.10.in-addr.arpa.", RecordType::A),
+        Answer::NoData
+    );
+    // A not-ready endpoint has no name.
+    assert_eq!(
+        ask(&names, "9.1.244.10.in-addr.arpa.", RecordType::PTR),
+        Answer::Refused
+    );
 }
