@@ -35,7 +35,7 @@ enum Command {
     Scheduler(commands::scheduler::SchedulerArgs),
     /// Run this machine as a worker node that runs the pods bound to it, or
     /// --hollow --count N simulated nodes.
-    Node(commands::node::NodeArgs),
+    Node(Box<commands::node::NodeArgs>),
     /// Run a node's service network on its own: the proxy's rules, cluster DNS and the API
     /// relay (for a node started with `rudder node --proxy false`).
     Proxy(commands::proxy::ProxyArgs),
@@ -123,7 +123,7 @@ fn main() -> anyhow::Result<()> {
     // Actors run on actix's own runtime, outside the CLI's tokio runtime.
     let command = match cli.command {
         Command::Node(args) => {
-            if let Err(error) = commands::node::run(args) {
+            if let Err(error) = commands::node::run(*args) {
                 eprintln!("error: {error:#}");
                 std::process::exit(1);
             }

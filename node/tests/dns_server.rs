@@ -81,7 +81,7 @@ fn addresses(answer: &Message) -> Vec<String> {
 #[tokio::test]
 async fn the_server_answers_cluster_names_over_udp_and_tcp_and_refuses_the_rest() {
     let names = SharedNames::default();
-    let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), names.clone())
+    let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), names.clone(), None)
         .await
         .expect("the DNS server starts");
     let name = "kubia-http.default.svc.cluster.local.";
@@ -144,5 +144,81 @@ async fn the_server_answers_cluster_names_over_udp_and_tcp_and_refuses_the_rest(
     .await;
     assert_eq!(elsewhere.metadata.response_code, ResponseCode::Refused);
 
+    server.stop().await;
+}
+
+/// A resolver upstream of the cluster DNS: answers every A question with 192.0.2.7 (and
+/// recursion available), on UDP at a free port of its own.
+async fn fake_upstream() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 4096];
+        while let Ok((length, from)) = socket.recv_from(&mut buffer).await {
+            let Ok(question) = Message::from_vec(&buffer[..length]) else {
+                continue;
+            };
+            let mut answer = Message::response(question.metadata.id, question.metadata.op_code);
+            answer.metadata.recursion_available = true;
+            for query in &question.queries {
+                answer.add_query(query.clone());
+                answer.add_answer(hickory_proto::rr::Record::from_rdata(
+                    query.name().clone(),
+                    60,
+                    RData::A(hickory_proto::rr::rdata::A([192, 0, 2, 7].into())),
+                ));
+            }
+            let _ = socket.send_to(&answer.to_vec().unwrap(), from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn names_outside_the_cluster_go_upstream_when_one_is_given() {
+    let names = SharedNames::default();
+    let service = kubia();
+    let domain = Name::from_ascii("cluster.local.").unwrap();
+    *names.write().unwrap() = Some(Arc::new(ClusterNames::new(
+        &domain,
+        [(&service, Vec::new())],
+        1,
+    )));
+    let upstream = fake_upstream().await;
+    let server = DnsServer::start("127.0.0.1:0".parse().unwrap(), names, Some(upstream))
+        .await
+        .expect("the DNS server starts");
+
+    let outside = over_udp(server.addr, &query("example.com.", RecordType::A, false)).await;
+    assert_eq!(outside.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&outside), ["192.0.2.7"]);
+    assert!(outside.metadata.recursion_available, "{outside:?}");
+    assert!(!outside.metadata.authoritative, "not ours to vouch for");
+    // Cluster names are still answered here, not upstream.
+    let inside = over_tcp(
+        server.addr,
+        &query(
+            "kubia-http.default.svc.cluster.local.",
+            RecordType::A,
+            false,
+        ),
+    )
+    .await;
+    assert_eq!(addresses(&inside), ["10.96.0.42"]);
+    server.stop().await;
+
+    // An upstream that does not answer: SERVFAIL, so the client tries its next server.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let names = SharedNames::default();
+    *names.write().unwrap() = Some(Arc::new(ClusterNames::new(&domain, [], 1)));
+    let server = DnsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        names,
+        Some(silent.local_addr().unwrap()),
+    )
+    .await
+    .unwrap();
+    let failed = over_udp(server.addr, &query("example.com.", RecordType::A, false)).await;
+    assert_eq!(failed.metadata.response_code, ResponseCode::ServFail);
     server.stop().await;
 }

@@ -54,6 +54,23 @@ pub struct NetworkFlags {
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Where the cluster DNS sends questions about names outside the cluster (IP or
+    /// IP:PORT, port 53 by default); without it they are refused, as this machine may have
+    /// no network.
+    #[arg(long, value_parser = parse_upstream)]
+    dns_upstream: Option<SocketAddr>,
+}
+
+/// `IP` or `IP:PORT` (port 53).
+fn parse_upstream(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse::<SocketAddr>()
+        .or_else(|_| {
+            value
+                .parse::<std::net::IpAddr>()
+                .map(|ip| SocketAddr::new(ip, 53))
+        })
+        .map_err(|_| format!("{value:?} is not an address like 192.168.1.1 or 192.168.1.1:53"))
 }
 
 /// How long a node waits for its masters to publish the cluster's ranges.
@@ -190,7 +207,7 @@ impl ServiceNetwork {
             let names = SharedNames::default();
             let address = SocketAddr::from((gateway, 53));
             dns = Some(
-                DnsServer::start(address, names.clone())
+                DnsServer::start(address, names.clone(), flags.dns_upstream)
                     .await
                     .with_context(|| {
                         format!(
@@ -269,4 +286,23 @@ fn proxy_config(
         node_ips,
         local_targets: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upstream_is_an_address_with_port_53_unless_given() {
+        assert_eq!(
+            parse_upstream("192.168.1.1"),
+            Ok("192.168.1.1:53".parse().unwrap())
+        );
+        assert_eq!(
+            parse_upstream("127.0.0.1:5353"),
+            Ok("127.0.0.1:5353".parse().unwrap())
+        );
+        let refused = parse_upstream("dns.example.com").unwrap_err();
+        assert!(refused.contains("is not an address like"), "{refused}");
+    }
 }

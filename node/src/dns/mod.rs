@@ -11,10 +11,12 @@
 //! - [`records`]: which names exist and what they answer (pure, table-tested).
 //! - [`server`]: hickory's UDP and TCP server around them.
 //! - [`actor`]: keeps the names current from the node's informers.
+//! - [`upstream`]: names outside the cluster, forwarded when `--dns-upstream` is given.
 
 pub mod actor;
 pub mod records;
 pub mod server;
+pub mod upstream;
 
 pub use records::ClusterNames;
 pub use server::{DnsServer, SharedNames};

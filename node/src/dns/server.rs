@@ -1,6 +1,7 @@
 //! The DNS server's shell: hickory's UDP and TCP server on one address, answering every
 //! question from the latest [`ClusterNames`] ([`records`](super::records) decides, this
-//! file only speaks the protocol).
+//! file only speaks the protocol), and passing the ones outside the cluster to the upstream
+//! resolver when there is one ([`upstream`](super::upstream)).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -14,6 +15,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
 
 use super::records::{Answer, ClusterNames};
+use super::upstream;
 
 /// The names the server answers from, replaced whole on every change; `None` until the
 /// node has seen every Service once (questions meanwhile get SERVFAIL, and clients retry).
@@ -25,14 +27,15 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// How long an idle TCP client may keep its connection.
 const TCP_IDLE: Duration = Duration::from_secs(5);
 
-/// Answers questions from [`SharedNames`].
+/// Answers questions from [`SharedNames`], forwarding the rest to `upstream` if any.
 pub struct Handler {
     names: SharedNames,
+    upstream: Option<SocketAddr>,
 }
 
 impl Handler {
-    pub fn new(names: SharedNames) -> Self {
-        Self { names }
+    pub fn new(names: SharedNames, upstream: Option<SocketAddr>) -> Self {
+        Self { names, upstream }
     }
 
     fn current(&self) -> Option<Arc<ClusterNames>> {
@@ -66,6 +69,7 @@ impl RequestHandler for Handler {
             builder.edns(edns);
         }
         let names = self.current();
+        let mut forwarded = false;
         let (code, answers, additionals, soa) = if request.metadata.op_code != OpCode::Query {
             (ResponseCode::NotImp, Vec::new(), Vec::new(), Vec::new())
         } else {
@@ -86,15 +90,42 @@ impl RequestHandler for Handler {
                         Answer::NxDomain => {
                             (ResponseCode::NXDomain, Vec::new(), Vec::new(), negative())
                         }
-                        Answer::Refused => {
-                            (ResponseCode::Refused, Vec::new(), Vec::new(), Vec::new())
-                        }
+                        Answer::Refused => match self.upstream {
+                            None => (ResponseCode::Refused, Vec::new(), Vec::new(), Vec::new()),
+                            Some(upstream) => {
+                                forwarded = true;
+                                let answer = upstream::forward(
+                                    upstream,
+                                    info.query.original(),
+                                    request.metadata.recursion_desired,
+                                )
+                                .await;
+                                match answer {
+                                    Ok(answer) => {
+                                        // The upstream's answer, not ours: it recursed.
+                                        metadata.recursion_available =
+                                            answer.metadata.recursion_available;
+                                        (
+                                            answer.metadata.response_code,
+                                            answer.answers,
+                                            answer.additionals,
+                                            answer.authorities,
+                                        )
+                                    }
+                                    Err(error) => {
+                                        tracing::debug!(%error, "forwarding a DNS question");
+                                        (ResponseCode::ServFail, Vec::new(), Vec::new(), Vec::new())
+                                    }
+                                }
+                            }
+                        },
                     }
                 }
             }
         };
         metadata.response_code = code;
-        metadata.authoritative = matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
+        metadata.authoritative =
+            !forwarded && matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
         let none: Vec<Record> = Vec::new();
         let message = builder.build(
             metadata,
@@ -124,11 +155,16 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
-    /// Serves `names` on UDP and TCP `addr` (port 0: any free port, the same for both).
-    pub async fn start(addr: SocketAddr, names: SharedNames) -> std::io::Result<Self> {
+    /// Serves `names` on UDP and TCP `addr` (port 0: any free port, the same for both);
+    /// other names go to `upstream` when given, else are refused.
+    pub async fn start(
+        addr: SocketAddr,
+        names: SharedNames,
+        upstream: Option<SocketAddr>,
+    ) -> std::io::Result<Self> {
         let (udp, tcp) = bind_both(addr).await?;
         let addr = udp.local_addr()?;
-        let mut server = Server::new(Handler::new(names));
+        let mut server = Server::new(Handler::new(names, upstream));
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE, 32);
         Ok(Self {
