@@ -1,7 +1,8 @@
 //! `rudder node reset`: removes everything a real node made on this machine, as `kubeadm
 //! reset` does: its pods' processes (containers and shims), mounts, cgroups, veths and
 //! network namespaces, its bridge, its proxy's nftables table, and its state directory.
-//! What nodes share (the service device and its routes) goes with the last node.
+//! What nodes share (the service device and its routes, the cluster range's unreachable
+//! route) goes with the last node.
 //!
 //! The node must be stopped first: a running kubelet would start its pods again.
 
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::network::{any_link_named_like, delete_links, interface_name, SERVICE_DEVICE};
+use super::network::{
+    any_link_named_like, delete_links, delete_unreachable_routes_covering, interface_name,
+    link_range, lock_machine_network, SERVICE_DEVICE,
+};
 use super::record::PodRecord;
 
 /// How long killed processes get to be gone before their cgroups are removed.
@@ -90,8 +94,12 @@ pub fn reset(name: &str, root: &Path) -> Result<Removed, ResetError> {
         removed.push(format!("{cgroups} cgroups"));
     }
 
-    // The pods' veths (their namespaces went with the mounts and processes), the bridge.
+    // The pods' veths (their namespaces went with the mounts and processes), the bridge
+    // (its range noted first: the cluster's unreachable route covers it).
     let bridge = interface_name("rb", name);
+    // From here to the end of the shared part, no node on this machine sets its bridge up.
+    let shared = lock_machine_network()?;
+    let pod_range = link_range(&bridge)?;
     let mut links: Vec<String> = records
         .iter()
         .map(|r| interface_name("rv", &r.uid))
@@ -110,12 +118,19 @@ pub fn reset(name: &str, root: &Path) -> Result<Removed, ResetError> {
     })?;
     removed.push(format!("nftables table ip {table}"));
 
-    // The last node takes what nodes share.
+    // The last node takes what nodes share: the service device (with its routes) and the
+    // cluster range's unreachable route.
     if !any_link_named_like("rb")? {
         for link in delete_links(&[SERVICE_DEVICE.to_string()])? {
             removed.push(format!("link {link} (no other node is left)"));
         }
+        if let Some(range) = pod_range {
+            for route in delete_unreachable_routes_covering(range)? {
+                removed.push(format!("{route} (no other node is left)"));
+            }
+        }
     }
+    drop(shared);
 
     if root.exists() {
         std::fs::remove_dir_all(root).map_err(|source| ResetError::Remove {
