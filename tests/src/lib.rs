@@ -564,17 +564,16 @@ where
 /// node, so tests running at once use different node names.
 pub struct NodeScratch {
     pub dir: tempfile::TempDir,
+    name: String,
     bridge: String,
 }
 
 impl NodeScratch {
     pub fn new(node_name: &str) -> Self {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(node_name.as_bytes());
-        let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         Self {
             dir: tempfile::tempdir().expect("a scratch directory"),
-            bridge: format!("rb{hex}"),
+            name: node_name.to_string(),
+            bridge: rudder_node::runtime::linux::network::interface_name("rb", node_name),
         }
     }
 
@@ -597,71 +596,14 @@ impl NodeScratch {
 }
 
 impl Drop for NodeScratch {
-    /// Whatever a failed test left running under this node: its containers and shims are
-    /// killed by the PIDs they recorded, then mounts, cgroups and the bridge go.
+    /// Whatever a failed test left under this node goes as `rudder node reset` takes it:
+    /// containers and shims by their PIDs, mounts, cgroups, veths, the bridge, the proxy's
+    /// table (a stopped node keeps it, so its pods stay reachable), and what nodes share
+    /// when no other node is left.
     fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let root = self.dir.path().display().to_string();
-        let mut container_ids = Vec::new();
-        let pods = self.dir.path().join("state/pods");
-        for entry in std::fs::read_dir(pods).into_iter().flatten().flatten() {
-            let Ok(bytes) = std::fs::read(entry.path().join("pod.json")) else {
-                continue;
-            };
-            let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            for container in record["containers"].as_array().into_iter().flatten() {
-                if let Some(pid) = container["pid"]
-                    .as_i64()
-                    .and_then(|p| i32::try_from(p).ok())
-                {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-                if let Some(id) = container["id"].as_str().filter(|id| !id.is_empty()) {
-                    container_ids.push(id.to_string());
-                }
-            }
+        let root = self.dir.path().join("state");
+        if let Err(error) = rudder_node::runtime::linux::reset::reset(&self.name, &root) {
+            eprintln!("resetting test node {}: {error}", self.name);
         }
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("shim") && cmdline.contains(&root) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut mounts: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .filter(|point| point.starts_with(&root))
-            .collect();
-        mounts.sort_by_key(|point| std::cmp::Reverse(point.len()));
-        for point in mounts {
-            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
-        }
-        let hierarchies = std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|h| h.path())
-            // cgroup v2: one hierarchy at the root.
-            .chain([std::path::PathBuf::from("/sys/fs/cgroup")]);
-        for hierarchy in hierarchies {
-            for id in &container_ids {
-                let _ = std::fs::remove_dir(hierarchy.join("rudder").join(id));
-            }
-        }
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .status();
-        // The node's proxy table (a stopped node keeps it, so its pods stay reachable).
-        let _ = std::process::Command::new("nft")
-            .args(["delete", "table", "ip", &format!("rudder-{}", self.bridge)])
-            .stderr(std::process::Stdio::null())
-            .status();
     }
 }

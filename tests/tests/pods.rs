@@ -299,12 +299,9 @@ fn leftovers(node_dir: &Path, uid: &str) -> Vec<String> {
     found
 }
 
-/// The host end's name (network::interface_name("rv", uid)).
+/// The host end of a pod's veth.
 fn veth_name(uid: &str) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(uid.as_bytes());
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    format!("rv{hex}")
+    rudder_node::runtime::linux::network::interface_name("rv", uid)
 }
 
 async fn delete_and_wait_gone(client: &ApiClient, name: &str, node: &Node) {
