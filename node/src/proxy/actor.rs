@@ -139,12 +139,17 @@ impl Proxy {
                         service.metadata.name.clone().unwrap_or_default(),
                     )
                 });
-                let held = self.applied.iter().flat_map(|applied| {
-                    applied.services().keys().filter_map(|key| {
+                // And every Service the table or the UDP flows still know of: one deleted
+                // meanwhile must go from both.
+                let held = self
+                    .applied
+                    .iter()
+                    .flat_map(|applied| applied.services().keys())
+                    .chain(self.udp_ports.keys())
+                    .filter_map(|key| {
                         let (namespace, name) = key.split_once('/')?;
                         Some(ObjectKey::new(namespace, name))
-                    })
-                });
+                    });
                 cached.chain(held).collect()
             }
         };
@@ -168,7 +173,7 @@ impl Proxy {
                 .get(service)
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            flows.extend(stale_flows(before, ports));
+            flows.extend(stale_flows(before, ports, &self.config.node_ips));
         }
         flows.into_iter().collect()
     }
@@ -261,6 +266,8 @@ impl Proxy {
             if let Ok(Ok(false)) = found {
                 tracing::warn!(table = %proxy.config.table, "the proxy's table is gone; writing it again");
                 proxy.applied = None;
+                // Flows made while it was gone went untranslated: the rewrite clears them.
+                proxy.udp_ports.clear();
                 proxy.sync(ctx);
             }
         }));

@@ -13,19 +13,20 @@ use std::process::Command;
 
 use super::model::{Protocol, ServicePort};
 
-/// Flows to delete, all UDP.
+/// Flows to delete, all UDP. Each names the address and port the client sent to: a
+/// Service address, or a node address with a node port.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StaleFlow {
-    /// Sent to a Service address and translated to an endpoint that is gone.
+    /// Translated to an endpoint (address and port) that is gone.
     ToGoneEndpoint {
-        service_ip: Ipv4Addr,
+        address: Ipv4Addr,
+        port: u16,
         endpoint: Ipv4Addr,
+        endpoint_port: u16,
     },
-    /// Sent to a node port and translated to an endpoint that is gone.
-    NodePortToGoneEndpoint { node_port: u16, endpoint: Ipv4Addr },
-    /// Sent to a port that had no endpoint (so not translated) and has one now; `ip`
-    /// `None` for a node port (any node address).
-    Untranslated { ip: Option<Ipv4Addr>, port: u16 },
+    /// Sent while the port had no endpoint, so never translated (its answers would come
+    /// from the address itself); it has one now. Translated flows are left alone.
+    Untranslated { address: Ipv4Addr, port: u16 },
 }
 
 impl StaleFlow {
@@ -33,28 +34,33 @@ impl StaleFlow {
     pub fn args(&self) -> Vec<String> {
         let matching = match self {
             Self::ToGoneEndpoint {
-                service_ip,
+                address,
+                port,
                 endpoint,
-            } => format!("--orig-dst {service_ip} --dst-nat {endpoint}"),
-            Self::NodePortToGoneEndpoint {
-                node_port,
-                endpoint,
-            } => format!("--orig-port-dst {node_port} --dst-nat {endpoint}"),
-            Self::Untranslated { ip: Some(ip), port } => {
-                format!("--orig-dst {ip} --orig-port-dst {port}")
+                endpoint_port,
+            } => format!(
+                "--orig-dst {address} --orig-port-dst {port} --dst-nat {endpoint} \
+                 --reply-port-src {endpoint_port}"
+            ),
+            Self::Untranslated { address, port } => {
+                format!("--orig-dst {address} --orig-port-dst {port} --reply-src {address}")
             }
-            Self::Untranslated { ip: None, port } => format!("--orig-port-dst {port}"),
         };
         ["-D", "-p", "udp"]
             .into_iter()
-            .chain(matching.split(' '))
+            .chain(matching.split_whitespace())
             .map(String::from)
             .collect()
     }
 }
 
-/// The flows a Service's change from `old` to `new` (its ports, any protocol) leaves wrong.
-pub fn stale_flows(old: &[ServicePort], new: &[ServicePort]) -> BTreeSet<StaleFlow> {
+/// The flows a Service's change from `old` to `new` (its ports, any protocol) leaves wrong;
+/// `node_ips`: where node ports answer.
+pub fn stale_flows(
+    old: &[ServicePort],
+    new: &[ServicePort],
+    node_ips: &[Ipv4Addr],
+) -> BTreeSet<StaleFlow> {
     let mut stale = BTreeSet::new();
     let udp = |ports: &[ServicePort]| -> Vec<ServicePort> {
         ports
@@ -66,23 +72,19 @@ pub fn stale_flows(old: &[ServicePort], new: &[ServicePort]) -> BTreeSet<StaleFl
     let (old, new) = (udp(old), udp(new));
     for before in &old {
         let after = new.iter().find(|p| p.id == before.id);
-        let still: BTreeSet<Ipv4Addr> = after
-            .map(|p| p.endpoints.iter().map(|b| b.ip).collect())
+        let still: BTreeSet<(Ipv4Addr, u16)> = after
+            .map(|p| p.endpoints.iter().map(|b| (b.ip, b.port)).collect())
             .unwrap_or_default();
-        for endpoint in before.endpoints.iter().map(|b| b.ip) {
-            if still.contains(&endpoint) {
+        for endpoint in &before.endpoints {
+            if still.contains(&(endpoint.ip, endpoint.port)) {
                 continue;
             }
-            for service_ip in addresses(before) {
+            for (address, port) in destinations(before, node_ips) {
                 stale.insert(StaleFlow::ToGoneEndpoint {
-                    service_ip,
-                    endpoint,
-                });
-            }
-            if let Some(node_port) = before.node_port {
-                stale.insert(StaleFlow::NodePortToGoneEndpoint {
-                    node_port,
-                    endpoint,
+                    address,
+                    port,
+                    endpoint: endpoint.ip,
+                    endpoint_port: endpoint.port,
                 });
             }
         }
@@ -94,20 +96,22 @@ pub fn stale_flows(old: &[ServicePort], new: &[ServicePort]) -> BTreeSet<StaleFl
         if had_endpoints {
             continue;
         }
-        for ip in addresses(after) {
-            stale.insert(StaleFlow::Untranslated {
-                ip: Some(ip),
-                port: after.port,
-            });
-        }
-        if let Some(node_port) = after.node_port {
-            stale.insert(StaleFlow::Untranslated {
-                ip: None,
-                port: node_port,
-            });
+        for (address, port) in destinations(after, node_ips) {
+            stale.insert(StaleFlow::Untranslated { address, port });
         }
     }
     stale
+}
+
+/// Where clients send to reach `port`: its cluster and external addresses on its port,
+/// each node address on its node port.
+fn destinations(port: &ServicePort, node_ips: &[Ipv4Addr]) -> Vec<(Ipv4Addr, u16)> {
+    let mut destinations: Vec<(Ipv4Addr, u16)> =
+        addresses(port).map(|ip| (ip, port.port)).collect();
+    if let Some(node_port) = port.node_port {
+        destinations.extend(node_ips.iter().map(|ip| (*ip, node_port)));
+    }
+    destinations
 }
 
 /// The addresses a port answers on besides node ports.
