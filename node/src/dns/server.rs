@@ -24,6 +24,10 @@ pub type SharedNames = Arc<RwLock<Option<Arc<ClusterNames>>>>;
 /// The largest UDP answer given to a client that offers more.
 const MAX_UDP_PAYLOAD: u16 = 1232;
 
+/// How many questions may be with the upstream resolver at once (CoreDNS' forward plugin
+/// allows 1,000); past that they get SERVFAIL at once rather than a socket each.
+const MAX_FORWARDS: usize = 1000;
+
 /// How long an idle TCP client may keep its connection.
 const TCP_IDLE: Duration = Duration::from_secs(5);
 
@@ -31,11 +35,16 @@ const TCP_IDLE: Duration = Duration::from_secs(5);
 pub struct Handler {
     names: SharedNames,
     upstream: Option<SocketAddr>,
+    forwards: Arc<tokio::sync::Semaphore>,
 }
 
 impl Handler {
     pub fn new(names: SharedNames, upstream: Option<SocketAddr>) -> Self {
-        Self { names, upstream }
+        Self {
+            names,
+            upstream,
+            forwards: Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)),
+        }
     }
 
     fn current(&self) -> Option<Arc<ClusterNames>> {
@@ -94,12 +103,17 @@ impl RequestHandler for Handler {
                             None => (ResponseCode::Refused, Vec::new(), Vec::new(), Vec::new()),
                             Some(upstream) => {
                                 forwarded = true;
-                                let answer = upstream::forward(
-                                    upstream,
-                                    info.query.original(),
-                                    request.metadata.recursion_desired,
-                                )
-                                .await;
+                                let answer = match self.forwards.clone().try_acquire_owned() {
+                                    Ok(_permit) => {
+                                        upstream::forward(
+                                            upstream,
+                                            info.query.original(),
+                                            request.metadata.recursion_desired,
+                                        )
+                                        .await
+                                    }
+                                    Err(_) => Err(upstream::ForwardError::Busy),
+                                };
                                 match answer {
                                     Ok(answer) => {
                                         // The upstream's answer, not ours: it recursed.

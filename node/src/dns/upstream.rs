@@ -1,7 +1,7 @@
 //! Forwarding a question the cluster's names do not answer to an upstream resolver
 //! (`--dns-upstream`, off by default: this machine may have no network). One question, one
-//! exchange: over UDP, and again over TCP when the answer came truncated. No cache: the
-//! upstream resolver keeps one.
+//! exchange: over UDP, and again over TCP when the answer came truncated (each exchange
+//! bounded by [`UPSTREAM_TIMEOUT`]). No cache: the upstream resolver keeps one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub enum ForwardError {
         upstream: SocketAddr,
         reason: String,
     },
+    #[error("already waiting on the upstream resolver for as many questions as allowed")]
+    Busy,
 }
 
 /// Asks `upstream` `query` (with recursion when `recursion_desired`) and returns its answer.
@@ -45,7 +47,7 @@ pub async fn forward(
         upstream,
         reason: error.to_string(),
     })?;
-    let answer = within(upstream, over_udp(upstream, &question)).await?;
+    let answer = within(upstream, over_udp(upstream, &question, message.metadata.id)).await?;
     let answer = decode(upstream, message.metadata.id, &answer)?;
     if !answer.metadata.truncation {
         return Ok(answer);
@@ -83,7 +85,9 @@ fn decode(upstream: SocketAddr, id: u16, bytes: &[u8]) -> Result<Message, Forwar
     Ok(answer)
 }
 
-async fn over_udp(upstream: SocketAddr, question: &[u8]) -> std::io::Result<Vec<u8>> {
+/// One exchange over UDP: datagrams not answering question `id` (late, or spoofed) are
+/// skipped, not taken as the answer.
+async fn over_udp(upstream: SocketAddr, question: &[u8], id: u16) -> std::io::Result<Vec<u8>> {
     let local: SocketAddr = if upstream.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -93,9 +97,13 @@ async fn over_udp(upstream: SocketAddr, question: &[u8]) -> std::io::Result<Vec<
     socket.connect(upstream).await?;
     socket.send(question).await?;
     let mut buffer = vec![0u8; 4096];
-    let length = socket.recv(&mut buffer).await?;
-    buffer.truncate(length);
-    Ok(buffer)
+    loop {
+        let length = socket.recv(&mut buffer).await?;
+        if length >= 2 && u16::from_be_bytes([buffer[0], buffer[1]]) == id {
+            buffer.truncate(length);
+            return Ok(buffer);
+        }
+    }
 }
 
 async fn over_tcp(upstream: SocketAddr, question: &[u8]) -> std::io::Result<Vec<u8>> {
