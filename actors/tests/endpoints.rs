@@ -1,6 +1,7 @@
 //! The endpoints controller run by the controller manager against an in-process API server:
 //! a Service's Endpoints and EndpointSlice follow its pods' addresses and readiness, a
-//! Service without a selector keeps the Endpoints its user wrote, and a deleted Service's
+//! Service without a selector keeps the Endpoints its user wrote (mirrored into a slice of
+//! their own), and a deleted Service's
 //! Endpoints and slices go with it. The finer cases (named ports, terminating pods, headless
 //! Services, slice sizes) are in `endpoints/reconcile_tests.rs`' tables.
 
@@ -187,6 +188,31 @@ async fn endpoints_and_slices_follow_the_pods_readiness_and_go_with_the_service(
         Some((vec!["10.244.9.9".to_string()], vec![])),
         "the user's Endpoints are left alone"
     );
+    // ... and mirrored into a slice of their own, which follows the user's changes.
+    eventually("the user's Endpoints are mirrored into a slice", || async {
+        ready_in_slices(&slices(&client, "external").await) == [("10.244.9.9".into(), true)]
+    })
+    .await;
+    let mirrored = &slices(&client, "external").await[0];
+    assert_eq!(
+        mirrored["metadata"]["labels"]["endpointslice.kubernetes.io/managed-by"],
+        "endpointslicemirroring-controller.k8s.io",
+        "{mirrored}"
+    );
+    let mut changed = client
+        .get_object("endpoints", "default", "external")
+        .await
+        .unwrap();
+    changed["subsets"][0]["notReadyAddresses"] = json!([{ "ip": "10.244.9.10" }]);
+    client
+        .update_object("endpoints", "default", "external", &changed, false)
+        .await
+        .unwrap();
+    eventually("the mirrored slice follows the user's change", || async {
+        ready_in_slices(&slices(&client, "external").await)
+            == [("10.244.9.10".into(), false), ("10.244.9.9".into(), true)]
+    })
+    .await;
 
     manager.stop().await;
     plane.shutdown().await;

@@ -4,10 +4,11 @@
 //! Endpoints and slices under the leader's fence, each only where it differs.
 //!
 //! ```text
-//!  Event<Service | Pod | Endpoints deleted | EndpointSlice> ─► Service keys ─► sync(key):
+//!  Event<Service | Pod | Endpoints | EndpointSlice> ─► Service keys ─► sync(key):
 //!     Service gone (a live read agrees) ─► delete its Endpoints and slices
 //!     Service being deleted ─► nothing (its slices go with it)
-//!     no selector  ─► delete this controller's slices; the Endpoints are the user's
+//!     no selector  ─► delete the slices made from a selector; the Endpoints are the
+//!                     user's: mirrored into slices (mirror.rs) unless skip-mirror
 //!     else         ─► Endpoints created / replaced at the cached resourceVersion;
 //!                     slices created, replaced, deleted as `plan_slices` says
 //!     ─► forget | rate-limited retry (a conflict or an AlreadyExists: the cache lagged)
@@ -25,9 +26,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 
+use super::mirror::{mirrored_slices, MIRRORED};
 use super::reconcile::{
-    backends, endpoints, endpoints_agree, is_managed_slice_of, plan_slices, selector_of, slices,
-    SERVICE_NAME_LABEL,
+    backends, endpoints, endpoints_agree, is_owned_slice_of, plan_slices, selector_of, slices,
+    SliceOwner, BY_SELECTOR, SERVICE_NAME_LABEL,
 };
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::informer::{Cache, Event, ObjectKey};
@@ -76,12 +78,13 @@ impl EndpointsController {
         }
     }
 
-    fn managed_slices(&self, key: &ObjectKey) -> Vec<Arc<EndpointSlice>> {
+    /// The Service's slices that `owner` makes.
+    fn owned_slices(&self, key: &ObjectKey, owner: &SliceOwner) -> Vec<Arc<EndpointSlice>> {
         self.caches
             .slices
             .in_namespace(&key.namespace)
             .into_iter()
-            .filter(|slice| is_managed_slice_of(slice, &key.name))
+            .filter(|slice| is_owned_slice_of(slice, &key.name, owner))
             .collect()
     }
 
@@ -108,12 +111,14 @@ impl EndpointsController {
         Ok(())
     }
 
+    /// Brings `owner`'s slices of the Service to `desired`.
     async fn sync_slices(
         &self,
         key: &ObjectKey,
         desired: Vec<EndpointSlice>,
+        owner: &SliceOwner,
     ) -> Result<(), ClientError> {
-        let existing = self.managed_slices(key);
+        let existing = self.owned_slices(key, owner);
         let plan = plan_slices(desired, &existing);
         let fenced = self.client.fenced(&self.fence);
         for slice in plan.create {
@@ -192,9 +197,11 @@ impl Controller for EndpointsController {
             if self.caches.endpoints.get(&key).is_some() {
                 self.delete("endpoints", &key.namespace, &key.name).await?;
             }
-            for slice in self.managed_slices(&key) {
-                let name = slice.metadata.name.as_deref().unwrap_or_default();
-                self.delete("endpointslices", &key.namespace, name).await?;
+            for owner in [BY_SELECTOR, MIRRORED] {
+                for slice in self.owned_slices(&key, &owner) {
+                    let name = slice.metadata.name.as_deref().unwrap_or_default();
+                    self.delete("endpointslices", &key.namespace, name).await?;
+                }
             }
             return Ok(None);
         };
@@ -205,13 +212,22 @@ impl Controller for EndpointsController {
         }
         let pods = self.caches.pods.in_namespace(&key.namespace);
         let Some(backends) = backends(&service, &pods) else {
-            // No selector: the Endpoints are the user's; this controller's slices go.
-            self.sync_slices(&key, Vec::new()).await?;
+            // No selector: the Endpoints are the user's, mirrored into slices; the slices
+            // made from a selector it had go.
+            self.sync_slices(&key, Vec::new(), &BY_SELECTOR).await?;
+            let mirrored = match self.caches.endpoints.get(&key) {
+                Some(users) => mirrored_slices(&service, &users),
+                None => Vec::new(),
+            };
+            self.sync_slices(&key, mirrored, &MIRRORED).await?;
             return Ok(None);
         };
         self.sync_endpoints(&key, endpoints(&service, &backends))
             .await?;
-        self.sync_slices(&key, slices(&service, &backends)).await?;
+        self.sync_slices(&key, slices(&service, &backends), &BY_SELECTOR)
+            .await?;
+        // Mirrored slices of a Service that now has a selector go.
+        self.sync_slices(&key, Vec::new(), &MIRRORED).await?;
         Ok(None)
     }
 }
@@ -234,11 +250,24 @@ impl Watches<Pod> for EndpointsController {
 }
 
 impl Watches<Endpoints> for EndpointsController {
-    /// Endpoints deleted by someone else are put back (as Kubernetes reacts only to their
-    /// deletion: an added one may be a user's for a Service not seen yet).
+    /// Endpoints deleted by someone else are put back; a user's, for a Service without a
+    /// selector, are mirrored. An Endpoints object whose Service is not known yet waits
+    /// for the Service's own event: taken alone, it would look like a deleted Service's.
     fn on_event(&self, event: &Event<Endpoints>) {
         if let Event::Deleted(endpoints) = event {
             self.queue.add(ObjectKey::of(&endpoints.metadata));
+            return;
+        }
+        for endpoints in event.states() {
+            let key = ObjectKey::of(&endpoints.metadata);
+            let mirrored = self
+                .caches
+                .services
+                .get(&key)
+                .is_some_and(|service| selector_of(&service).is_none());
+            if mirrored {
+                self.queue.add(key);
+            }
         }
     }
 }

@@ -11,7 +11,8 @@
 //!              terminating pods kept with terminating=true
 //! ```
 //!
-//! A Service without a selector is its user's to fill: nothing is computed for it.
+//! A Service without a selector is its user's to fill; the Endpoints a user writes for it
+//! are mirrored into slices by [`super::mirror`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,7 +56,8 @@ pub struct Backend {
     pub node: Option<String>,
     /// The pod's hostname when its `subdomain` is the Service (StatefulSet pods' DNS names).
     pub hostname: Option<String>,
-    pub pod: ObjectReference,
+    /// What the address stands for (a pod; a mirrored address may name nothing).
+    pub pod: Option<ObjectReference>,
     /// Ready for traffic: serving and not terminating, or the Service publishes unready
     /// addresses.
     pub ready: bool,
@@ -121,13 +123,13 @@ pub fn backends(service: &Service, pods: &[Arc<Pod>]) -> Option<Vec<Backend>> {
                 ip,
                 node: spec.and_then(|s| s.node_name.clone()),
                 hostname,
-                pod: ObjectReference {
+                pod: Some(ObjectReference {
                     kind: Some("Pod".into()),
                     namespace: pod.metadata.namespace.clone(),
                     name: pod.metadata.name.clone(),
                     uid: pod.metadata.uid.clone(),
                     ..Default::default()
-                },
+                }),
                 // Never ready while terminating, unless unready addresses are published.
                 ready: publish || (serving && !terminating),
                 serving,
@@ -139,7 +141,8 @@ pub fn backends(service: &Service, pods: &[Arc<Pod>]) -> Option<Vec<Backend>> {
             })
         })
         .collect();
-    backends.sort_by(|a, b| (&a.ip, &a.pod.name).cmp(&(&b.ip, &b.pod.name)));
+    let pod_name = |b: &Backend| b.pod.as_ref().and_then(|p| p.name.clone());
+    backends.sort_by(|a, b| (&a.ip, pod_name(a)).cmp(&(&b.ip, pod_name(b))));
     Some(backends)
 }
 
@@ -200,7 +203,7 @@ pub fn endpoints(service: &Service, backends: &[Backend]) -> Endpoints {
             ip: backend.ip.clone(),
             hostname: backend.hostname.clone(),
             node_name: backend.node.clone(),
-            target_ref: Some(backend.pod.clone()),
+            target_ref: backend.pod.clone(),
         };
         let list = if backend.ready {
             &mut subset.addresses
@@ -247,6 +250,30 @@ pub fn endpoints_agree(current: &Endpoints, desired: &Endpoints) -> bool {
 /// The slices of `service` with `backends`: one per port set and 100 endpoints, each named
 /// by the Service, a stable hash of its port set and its place.
 pub fn slices(service: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
+    owned_slices(service, backends, &BY_SELECTOR)
+}
+
+/// Who makes a set of slices: the label that says so, and what their names carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceOwner {
+    pub manager: &'static str,
+    /// Between the Service's name and the port set's hash (`-` or `-mirror-`), so that two
+    /// owners' slices never share a name.
+    pub infix: &'static str,
+}
+
+/// The slices of a Service with a selector.
+pub const BY_SELECTOR: SliceOwner = SliceOwner {
+    manager: MANAGED_BY,
+    infix: "-",
+};
+
+/// `backends`' slices, made by `owner`.
+pub fn owned_slices(
+    service: &Service,
+    backends: &[Backend],
+    owner: &SliceOwner,
+) -> Vec<EndpointSlice> {
     let name = service.metadata.name.clone().unwrap_or_default();
     let mut by_ports: BTreeMap<Vec<BackendPort>, Vec<&Backend>> = BTreeMap::new();
     for backend in backends {
@@ -277,7 +304,8 @@ pub fn slices(service: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
             members.chunks(MAX_ENDPOINTS_PER_SLICE).collect()
         };
         for (i, chunk) in chunks.into_iter().enumerate() {
-            slices.push(slice(service, &format!("{name}-{hash}-{i}"), &ports, chunk));
+            let slice_name = format!("{name}{}{hash}-{i}", owner.infix);
+            slices.push(slice(service, &slice_name, &ports, chunk, owner));
         }
     }
     slices
@@ -288,13 +316,14 @@ fn slice(
     name: &str,
     ports: &[BackendPort],
     members: &[&Backend],
+    owner: &SliceOwner,
 ) -> EndpointSlice {
     let mut labels = labels(service);
     labels.insert(
         SERVICE_NAME_LABEL.into(),
         service.metadata.name.clone().unwrap_or_default(),
     );
-    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    labels.insert(MANAGED_BY_LABEL.into(), owner.manager.into());
     EndpointSlice {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
@@ -322,7 +351,7 @@ fn slice(
                 }),
                 hostname: b.hostname.clone(),
                 node_name: b.node.clone(),
-                target_ref: Some(b.pod.clone()),
+                target_ref: b.pod.clone(),
                 ..Default::default()
             })
             .collect(),
@@ -397,11 +426,11 @@ pub fn plan_slices(desired: Vec<EndpointSlice>, existing: &[Arc<EndpointSlice>])
     plan
 }
 
-/// Whether `slice` is one this controller manages for the Service `name`.
-pub fn is_managed_slice_of(slice: &EndpointSlice, name: &str) -> bool {
+/// Whether `slice` is one `owner` makes for the Service `name`.
+pub fn is_owned_slice_of(slice: &EndpointSlice, name: &str, owner: &SliceOwner) -> bool {
     let labels = slice.metadata.labels.as_ref();
     let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
-    label(SERVICE_NAME_LABEL) == Some(name) && label(MANAGED_BY_LABEL) == Some(MANAGED_BY)
+    label(SERVICE_NAME_LABEL) == Some(name) && label(MANAGED_BY_LABEL) == Some(owner.manager)
 }
 
 #[cfg(test)]
