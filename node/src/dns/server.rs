@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::Record;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -55,6 +55,76 @@ impl Handler {
     }
 }
 
+/// What a question gets, before it is written as a message.
+struct Reply {
+    code: ResponseCode,
+    answers: Vec<Record>,
+    additionals: Vec<Record>,
+    authorities: Vec<Record>,
+    /// Answered by the upstream resolver: whether it offers recursion.
+    forwarded: Option<bool>,
+}
+
+impl Reply {
+    fn empty(code: ResponseCode) -> Self {
+        Self {
+            code,
+            answers: Vec::new(),
+            additionals: Vec::new(),
+            authorities: Vec::new(),
+            forwarded: None,
+        }
+    }
+
+    /// The cluster's own answer; negative ones carry the zone's SOA.
+    fn ours(answer: Answer, names: &ClusterNames) -> Self {
+        let negative = |code| Self {
+            authorities: vec![names.soa().clone()],
+            ..Self::empty(code)
+        };
+        match answer {
+            Answer::Records {
+                answers,
+                additionals,
+            } => Self {
+                answers,
+                additionals,
+                ..Self::empty(ResponseCode::NoError)
+            },
+            Answer::NoData => negative(ResponseCode::NoError),
+            Answer::NxDomain => negative(ResponseCode::NXDomain),
+            Answer::Refused => Self::empty(ResponseCode::Refused),
+        }
+    }
+}
+
+impl Handler {
+    /// `query` asked of `upstream`, at most [`MAX_FORWARDS`] at once; SERVFAIL when busy
+    /// or when the upstream fails.
+    async fn forward(&self, upstream: SocketAddr, query: &Query, recursion_desired: bool) -> Reply {
+        let answer = match self.forwards.clone().try_acquire_owned() {
+            Ok(_permit) => upstream::forward(upstream, query, recursion_desired).await,
+            Err(_) => Err(upstream::ForwardError::Busy),
+        };
+        match answer {
+            Ok(answer) => Reply {
+                code: answer.metadata.response_code,
+                answers: answer.answers,
+                additionals: answer.additionals,
+                authorities: answer.authorities,
+                forwarded: Some(answer.metadata.recursion_available),
+            },
+            Err(error) => {
+                tracing::debug!(%error, "forwarding a DNS question");
+                Reply {
+                    forwarded: Some(false),
+                    ..Reply::empty(ResponseCode::ServFail)
+                }
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
@@ -77,69 +147,44 @@ impl RequestHandler for Handler {
         if let Some(edns) = &edns {
             builder.edns(edns);
         }
-        let names = self.current();
-        let mut forwarded = false;
-        let (code, answers, additionals, soa) = if request.metadata.op_code != OpCode::Query {
-            (ResponseCode::NotImp, Vec::new(), Vec::new(), Vec::new())
+        let reply = if request.metadata.op_code != OpCode::Query {
+            Reply::empty(ResponseCode::NotImp)
         } else {
-            match (request.request_info(), names) {
-                (Err(_), _) => (ResponseCode::FormErr, Vec::new(), Vec::new(), Vec::new()),
-                (Ok(_), None) => (ResponseCode::ServFail, Vec::new(), Vec::new(), Vec::new()),
+            match (request.request_info(), self.current()) {
+                (Err(_), _) => Reply::empty(ResponseCode::FormErr),
+                (Ok(_), None) => Reply::empty(ResponseCode::ServFail),
                 (Ok(info), Some(names)) => {
-                    let name = info.query.name();
-                    let negative = || vec![names.soa().clone()];
-                    match names.answer(name, info.query.query_type()) {
-                        Answer::Records {
-                            answers,
-                            additionals,
-                        } => (ResponseCode::NoError, answers, additionals, Vec::new()),
-                        Answer::NoData => {
-                            (ResponseCode::NoError, Vec::new(), Vec::new(), negative())
-                        }
-                        Answer::NxDomain => {
-                            (ResponseCode::NXDomain, Vec::new(), Vec::new(), negative())
-                        }
+                    match names.answer(info.query.name(), info.query.query_type()) {
                         Answer::Refused => match self.upstream {
-                            None => (ResponseCode::Refused, Vec::new(), Vec::new(), Vec::new()),
+                            None => Reply::empty(ResponseCode::Refused),
                             Some(upstream) => {
-                                forwarded = true;
-                                let answer = match self.forwards.clone().try_acquire_owned() {
-                                    Ok(_permit) => {
-                                        upstream::forward(
-                                            upstream,
-                                            info.query.original(),
-                                            request.metadata.recursion_desired,
-                                        )
-                                        .await
-                                    }
-                                    Err(_) => Err(upstream::ForwardError::Busy),
-                                };
-                                match answer {
-                                    Ok(answer) => {
-                                        // The upstream's answer, not ours: it recursed.
-                                        metadata.recursion_available =
-                                            answer.metadata.recursion_available;
-                                        (
-                                            answer.metadata.response_code,
-                                            answer.answers,
-                                            answer.additionals,
-                                            answer.authorities,
-                                        )
-                                    }
-                                    Err(error) => {
-                                        tracing::debug!(%error, "forwarding a DNS question");
-                                        (ResponseCode::ServFail, Vec::new(), Vec::new(), Vec::new())
-                                    }
-                                }
+                                self.forward(
+                                    upstream,
+                                    info.query.original(),
+                                    request.metadata.recursion_desired,
+                                )
+                                .await
                             }
                         },
+                        answer => Reply::ours(answer, &names),
                     }
                 }
             }
         };
+        let Reply {
+            code,
+            answers,
+            additionals,
+            authorities: soa,
+            forwarded,
+        } = reply;
+        if let Some(recursion_available) = forwarded {
+            // The upstream's answer, not ours: it recursed.
+            metadata.recursion_available = recursion_available;
+        }
         metadata.response_code = code;
         metadata.authoritative =
-            !forwarded && matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
+            forwarded.is_none() && matches!(code, ResponseCode::NoError | ResponseCode::NXDomain);
         let none: Vec<Record> = Vec::new();
         let message = builder.build(
             metadata,
