@@ -21,6 +21,7 @@
 
 mod image_policy;
 mod launch;
+pub mod machine_network;
 pub mod network;
 pub mod probe;
 mod probe_schedule;

@@ -4,6 +4,9 @@
 //! `unreachable` routes for the whole cluster and service ranges so that nothing meant for
 //! them leaves the machine.
 //!
+//! What nodes on one machine share, and removing links and routes, is in
+//! [`super::machine_network`].
+//!
 //! Namespaces are entered per thread (`unshare`/`setns` on a short-lived thread), never by
 //! the process: the kubelet's other threads stay where they are.
 
@@ -15,9 +18,7 @@ use std::path::{Path, PathBuf};
 use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
-use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,17 +55,21 @@ pub enum NetworkError {
     BridgeNetfilter(String),
 }
 
-fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
+pub(super) fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
     let action = action.into();
     move |source| NetworkError::Io { action, source }
 }
 
-fn sys_failed(action: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> NetworkError {
+pub(super) fn sys_failed(
+    action: impl Into<String>,
+) -> impl FnOnce(nix::errno::Errno) -> NetworkError {
     let action = action.into();
     move |source| NetworkError::System { action, source }
 }
 
-fn netlink_failed(action: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
+pub(super) fn netlink_failed(
+    action: impl Into<String>,
+) -> impl FnOnce(rtnetlink::Error) -> NetworkError {
     let action = action.into();
     move |source| NetworkError::Netlink { action, source }
 }
@@ -141,7 +146,7 @@ pub const SERVICE_DEVICE: &str = "rudder-svc";
 
 /// Runs netlink requests on a fresh current-thread runtime on a thread of its own (callers
 /// may be inside another runtime), in the network namespace of the calling thread.
-fn with_netlink<T: Send>(
+pub(super) fn with_netlink<T: Send>(
     work: impl AsyncFnOnce(Handle) -> Result<T, NetworkError> + Send,
 ) -> Result<T, NetworkError> {
     // A thread spawned here starts in the process's namespace, not the caller's: enter the
@@ -185,7 +190,7 @@ fn in_namespace<T: Send + 'static>(
     .unwrap_or(Err(NetworkError::Panicked("network")))
 }
 
-async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
+pub(super) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>, NetworkError> {
     let mut links = handle.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(link)) => Ok(Some(link.header.index)),
@@ -213,29 +218,6 @@ async fn replace_route(
             "routing {}/{} to {to}",
             range.network, range.prefix
         )))
-}
-
-/// Where nodes on this machine take turns changing what they share (the service device,
-/// the cluster range's route): a reset deciding it is the last node must not interleave
-/// with a node starting.
-const MACHINE_LOCK: &str = "/run/rudder-network.lock";
-
-/// Held while changing what the machine's nodes share; released when dropped.
-pub struct MachineNetworkLock {
-    _held: nix::fcntl::Flock<File>,
-}
-
-/// Takes [`MACHINE_LOCK`], waiting for whoever holds it.
-pub fn lock_machine_network() -> Result<MachineNetworkLock, NetworkError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(MACHINE_LOCK)
-        .map_err(io_failed(format!("opening {MACHINE_LOCK}")))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(|held| MachineNetworkLock { _held: held })
-        .map_err(|(_, errno)| sys_failed(format!("locking {MACHINE_LOCK}"))(errno))
 }
 
 /// br_netfilter, loaded if it is not.
@@ -314,7 +296,7 @@ impl NodeNetwork {
     pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.netns_dir)
             .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
-        let _shared = lock_machine_network()?;
+        let _shared = super::machine_network::lock()?;
         let bridge = self.bridge.clone();
         let cidr = self.pod_cidr;
         let unreachable = self.unreachable.clone();
@@ -497,126 +479,6 @@ impl NodeNetwork {
     }
 }
 
-/// Deletes the links named `names` that exist (a reset node's veths and bridge).
-pub fn delete_links(names: &[String]) -> Result<Vec<String>, NetworkError> {
-    let names = names.to_vec();
-    with_netlink(async move |handle| {
-        let mut deleted = Vec::new();
-        for name in names {
-            if let Some(index) = link_index(&handle, &name).await? {
-                handle
-                    .link()
-                    .del(index)
-                    .execute()
-                    .await
-                    .map_err(netlink_failed(format!("deleting {name}")))?;
-                deleted.push(name);
-            }
-        }
-        Ok(deleted)
-    })
-}
-
-/// The range of link `name`'s first IPv4 address (a node bridge's: its pod range), if the
-/// link exists and has one.
-pub fn link_range(name: &str) -> Result<Option<Cidr>, NetworkError> {
-    let name = name.to_owned();
-    with_netlink(async move |handle| {
-        let Some(index) = link_index(&handle, &name).await? else {
-            return Ok(None);
-        };
-        let mut addresses = handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        while let Some(message) = addresses
-            .try_next()
-            .await
-            .map_err(netlink_failed(format!("listing {name}'s addresses")))?
-        {
-            for attribute in &message.attributes {
-                if let AddressAttribute::Address(std::net::IpAddr::V4(address)) = attribute {
-                    let text = format!("{address}/{}", message.header.prefix_len);
-                    return Cidr::parse(&text).map(Some);
-                }
-            }
-        }
-        Ok(None)
-    })
-}
-
-/// Deletes the `unreachable` routes whose range covers `range` (the cluster CIDR's, once
-/// no node is left to need it); returns them as text.
-pub fn delete_unreachable_routes_covering(range: Cidr) -> Result<Vec<String>, NetworkError> {
-    with_netlink(async move |handle| {
-        let mut routes = handle
-            .route()
-            .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
-            .execute();
-        let mut covering = Vec::new();
-        while let Some(route) = routes
-            .try_next()
-            .await
-            .map_err(netlink_failed("listing routes".to_string()))?
-        {
-            if route.header.kind != RouteType::Unreachable {
-                continue;
-            }
-            let destination = route
-                .attributes
-                .iter()
-                .find_map(|attribute| match attribute {
-                    RouteAttribute::Destination(RouteAddress::Inet(address)) => Some(*address),
-                    _ => None,
-                });
-            let Some(destination) = destination else {
-                continue;
-            };
-            let prefix = route.header.destination_prefix_length;
-            let Ok(routed) = Cidr::parse(&format!("{destination}/{prefix}")) else {
-                continue;
-            };
-            if routed.covers(range) {
-                covering.push((route, routed));
-            }
-        }
-        let mut deleted = Vec::new();
-        for (route, routed) in covering {
-            let text = format!("unreachable route {}/{}", routed.network, routed.prefix);
-            handle
-                .route()
-                .del(route)
-                .execute()
-                .await
-                .map_err(netlink_failed(format!("deleting the {text}")))?;
-            deleted.push(text);
-        }
-        Ok(deleted)
-    })
-}
-
-/// Whether any link's name starts with `prefix` (another node's bridge, say).
-pub fn any_link_named_like(prefix: &str) -> Result<bool, NetworkError> {
-    let prefix = prefix.to_owned();
-    with_netlink(async move |handle| {
-        let mut links = handle.link().get().execute();
-        while let Some(link) = links
-            .try_next()
-            .await
-            .map_err(netlink_failed("listing links".to_string()))?
-        {
-            let named = link.attributes.iter().any(|attribute| {
-                matches!(attribute, LinkAttribute::IfName(name) if name.starts_with(&prefix))
-            });
-            if named {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    })
-}
-
 /// A new network namespace, kept alive by a bind mount at `path`.
 fn create_namespace(path: &Path) -> Result<(), NetworkError> {
     let path = path.to_path_buf();
@@ -648,45 +510,6 @@ mod tests {
         assert!(Cidr::parse("10.244.1.0").is_err());
         assert!(Cidr::parse("10.244.1.0/33").is_err());
         assert_eq!(Cidr::parse("0.0.0.0/0").unwrap().prefix, 0);
-    }
-
-    /// Runs `work` on a thread in a network namespace of its own.
-    fn in_new_network<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-        std::thread::spawn(move || {
-            unshare(CloneFlags::CLONE_NEWNET).expect("unshare (root)");
-            work()
-        })
-        .join()
-        .expect("the namespaced thread")
-    }
-
-    fn ip(args: &str) -> String {
-        let output = std::process::Command::new("ip")
-            .args(args.split_whitespace())
-            .output()
-            .expect("ip runs");
-        assert!(output.status.success(), "ip {args}");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-    }
-
-    #[test]
-    fn the_unreachable_route_covering_a_bridge_range_goes_and_no_other() {
-        in_new_network(|| {
-            ip("link add rbtest type bridge");
-            ip("addr add 10.244.97.1/24 dev rbtest");
-            ip("route add unreachable 10.244.96.0/22");
-            ip("route add unreachable 10.99.0.0/16");
-            let range = link_range("rbtest").unwrap().expect("the bridge's range");
-            assert_eq!(range, Cidr::parse("10.244.97.0/24").unwrap());
-            assert_eq!(link_range("rbmissing").unwrap(), None);
-            assert_eq!(
-                delete_unreachable_routes_covering(range).unwrap(),
-                ["unreachable route 10.244.96.0/22"]
-            );
-            let left = ip("route show type unreachable");
-            assert!(!left.contains("10.244.96.0/22"), "{left}");
-            assert!(left.contains("10.99.0.0/16"), "{left}");
-        });
     }
 
     #[test]

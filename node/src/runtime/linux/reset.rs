@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::network::{
-    any_link_named_like, delete_links, delete_unreachable_routes_covering, interface_name,
-    link_range, lock_machine_network, SERVICE_DEVICE,
+use super::machine_network::{
+    any_link_named_like, delete_links, delete_unreachable_routes_covering, link_range, lock,
 };
+use super::network::{interface_name, SERVICE_DEVICE};
 use super::record::PodRecord;
 
 /// How long killed processes get to be gone before their cgroups are removed.
@@ -98,7 +98,7 @@ pub fn reset(name: &str, root: &Path) -> Result<Removed, ResetError> {
     // (its range noted first: the cluster's unreachable route covers it).
     let bridge = interface_name("rb", name);
     // From here to the end of the shared part, no node on this machine sets its bridge up.
-    let shared = lock_machine_network()?;
+    let shared = lock()?;
     let pod_range = link_range(&bridge)?;
     let mut links: Vec<String> = records
         .iter()
