@@ -18,6 +18,9 @@
 //! pure and take `now`; worker.rs is the shell that reads clocks and files and acts.
 //! A restarted kubelet reads every `pod.json` and carries on: the shims kept the containers
 //! running and wrote the exit files of those that ended meanwhile.
+//!
+//! `rudder node reset` (reset.rs) takes a stopped node's leftovers apart; what the nodes of
+//! one machine share, and the lock they take turns with, is machine_network.rs.
 
 mod image_policy;
 mod launch;
