@@ -299,6 +299,16 @@ fn leftovers(node_dir: &Path, uid: &str) -> Vec<String> {
     found
 }
 
+/// `nslookup name` in `pod` fails with NXDOMAIN.
+async fn assert_nxdomain(servers: &str, pod: &str, name: &str) {
+    let lookup = ["exec", pod, "--", "busybox", "nslookup", name];
+    let (ok, out, err) = rudder(servers, &lookup).await;
+    assert!(
+        !ok && format!("{out}{err}").contains("NXDOMAIN"),
+        "nslookup {name}: {out} {err}"
+    );
+}
+
 /// The host end of a pod's veth.
 fn veth_name(uid: &str) -> String {
     rudder_node::runtime::linux::network::interface_name("rv", uid)
@@ -1611,19 +1621,7 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
         ok && answer.contains("You've hit kubia-"),
         "wget by the short name: {answer} {err}"
     );
-    let unknown = [
-        "exec",
-        &pod,
-        "--",
-        "busybox",
-        "nslookup",
-        "nothing.default.svc.cluster.local",
-    ];
-    let (ok, out, err) = rudder(servers, &unknown).await;
-    assert!(
-        !ok && format!("{out}{err}").contains("NXDOMAIN"),
-        "{out} {err}"
-    );
+    assert_nxdomain(servers, &pod, "nothing.default.svc.cluster.local").await;
     // `kubernetes.default` reaches a master's API from the pod (the node relays it to the
     // masters, which listen on loopback): the master's HTTP/2 server greets a client's
     // preface with its SETTINGS frame (type 4 on stream 0).
@@ -1906,19 +1904,7 @@ async fn the_seeds_walkthrough_runs_on_three_masters_and_two_nodes() {
         answered_by.is_empty(),
         "30 requests from {on_2} never reached a pod on walk-1 (answered by {answered_by:?})"
     );
-    let lookup = [
-        "exec",
-        &on_2,
-        "--",
-        "busybox",
-        "nslookup",
-        "nobody.default.svc.cluster.local",
-    ];
-    let (ok, out, err) = rudder(s, &lookup).await;
-    assert!(
-        !ok && format!("{out}{err}").contains("NXDOMAIN"),
-        "{out}{err}"
-    );
+    assert_nxdomain(s, &on_2, "nobody.default.svc.cluster.local").await;
 
     for mut node in nodes {
         node.kill().await.unwrap();
