@@ -38,6 +38,32 @@ pub(crate) fn kubia(endpoints: &[(Ipv4Addr, bool)]) -> ServicePort {
     }
 }
 
+/// Another Service like kubia: `default/<name>` on `cluster_ip`.
+pub(crate) fn another(
+    name: &str,
+    cluster_ip: Ipv4Addr,
+    endpoints: &[(Ipv4Addr, bool)],
+) -> ServicePort {
+    ServicePort {
+        id: format!("default/{name}/tcp/http"),
+        cluster_ip: Some(cluster_ip),
+        ..kubia(endpoints)
+    }
+}
+
+/// Another Service whose external IP is kubia's cluster IP, on kubia's port.
+pub(crate) fn claiming_kubias_address(
+    name: &str,
+    cluster_ip: Ipv4Addr,
+    endpoints: &[(Ipv4Addr, bool)],
+) -> ServicePort {
+    ServicePort {
+        node_port: None,
+        external_ips: vec![Ipv4Addr::new(10, 96, 1, 1)],
+        ..another(name, cluster_ip, endpoints)
+    }
+}
+
 pub(crate) const POD_A: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 2);
 pub(crate) const POD_B: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 2);
 const SERVICE: &str = "service-default/kubia-http/tcp/http";
@@ -210,9 +236,7 @@ fn the_base_hooks_the_bridge_and_guards_the_ranges() {
 
 #[test]
 fn an_element_two_services_share_stays_until_neither_wants_it() {
-    let mut other = kubia(&[(POD_A, true)]);
-    other.id = "default/other/tcp/http".into();
-    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+    let other = another("other", Ipv4Addr::new(10, 96, 2, 2), &[(POD_A, true)]);
     let mut rules = plan(&config(), &[kubia(&[(POD_A, true)]), other]);
     let pair = (HAIRPIN, "10.244.1.2 . 10.244.1.2".to_string());
     assert_eq!(rules.users_of(&pair), 2);

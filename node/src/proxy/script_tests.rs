@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::super::nft;
-use super::super::ruleset::tests::{config, kubia, POD_A, POD_B};
+use super::super::ruleset::tests::{another, claiming_kubias_address, config, kubia, POD_A, POD_B};
 use super::super::ruleset::{plan, Edits, Ruleset, SERVICE_IPS};
 use super::super::testing::{in_new_network, node_with_two_pods};
 use super::*;
@@ -119,11 +119,7 @@ fn an_emptied_chain_wanted_again_is_refilled_not_deleted() {
 #[test]
 fn one_key_claimed_by_two_services_is_written_once_and_handed_over_when_the_winner_goes() {
     // `other` claims kubia's cluster IP and port as an external IP.
-    let mut other = kubia(&[(POD_B, false)]);
-    other.id = "default/other/tcp/http".into();
-    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
-    other.node_port = None;
-    other.external_ips = vec![Ipv4Addr::new(10, 96, 1, 1)];
+    let other = claiming_kubias_address("other", Ipv4Addr::new(10, 96, 2, 2), &[(POD_B, false)]);
     let both = plan(&config(), &[kubia(&[(POD_A, true)]), other.clone()]);
     let script = full(&config(), &both);
     assert_eq!(
@@ -145,9 +141,7 @@ fn one_key_claimed_by_two_services_is_written_once_and_handed_over_when_the_winn
 
 #[test]
 fn a_pair_another_service_still_wants_is_not_deleted() {
-    let mut other = kubia(&[(POD_A, true)]);
-    other.id = "default/other/tcp/http".into();
-    other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+    let other = another("other", Ipv4Addr::new(10, 96, 2, 2), &[(POD_A, true)]);
     let before = plan(&config(), &[kubia(&[(POD_A, true)]), other.clone()]);
     let after = plan(&config(), &[other]);
     let script = diff(&before, &after).unwrap();
@@ -308,9 +302,11 @@ fn the_kernel_takes_full_and_partial_syncs_forwards_refuses_and_forgets_a_delete
         let moved = plan(&config(), &[kubia(&[(POD_B, false)])]);
         apply(&step(&mut applied, &moved).unwrap());
         answers("pod-b");
-        let mut other = kubia(&[(POD_A, true), (POD_B, false)]);
-        other.id = "default/other/tcp/http".into();
-        other.cluster_ip = Some(Ipv4Addr::new(10, 96, 2, 2));
+        let mut other = another(
+            "other",
+            Ipv4Addr::new(10, 96, 2, 2),
+            &[(POD_A, true), (POD_B, false)],
+        );
         other.node_port = Some(30081);
         other.external_ips.clear();
         other.affinity_seconds = Some(60);
@@ -324,11 +320,8 @@ fn the_kernel_takes_full_and_partial_syncs_forwards_refuses_and_forgets_a_delete
         }
         // A third claims the first's cluster IP and port as an external IP: one of them
         // is written, and the other takes over when it goes.
-        let mut claimant = kubia(&[(POD_A, true)]);
-        claimant.id = "default/claimant/tcp/http".into();
-        claimant.cluster_ip = Some(Ipv4Addr::new(10, 96, 3, 3));
-        claimant.node_port = None;
-        claimant.external_ips = vec![Ipv4Addr::new(10, 96, 1, 1)];
+        let claimant =
+            claiming_kubias_address("claimant", Ipv4Addr::new(10, 96, 3, 3), &[(POD_A, true)]);
         let three = plan(
             &config(),
             &[kubia(&[(POD_B, false)]), other.clone(), claimant.clone()],
