@@ -133,12 +133,7 @@ impl Proxy {
             Dirty::Services(services) => services,
             Dirty::Everything => {
                 let cached = self.view.services.cache().list();
-                let cached = cached.iter().map(|service| {
-                    ObjectKey::new(
-                        service.metadata.namespace.clone().unwrap_or_default(),
-                        service.metadata.name.clone().unwrap_or_default(),
-                    )
-                });
+                let cached = cached.iter().map(|service| service_key(service));
                 // And every Service the table or the UDP flows still know of: one deleted
                 // meanwhile must go from both.
                 let held = self
