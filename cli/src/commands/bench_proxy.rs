@@ -73,6 +73,17 @@ const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 2);
 const SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 96, 0, 1);
 
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    if args.services.contains(&0) || args.endpoints == 0 {
+        bail!("--services counts and --endpoints must be at least 1");
+    }
+    if args.requests != 0 && args.requests < 4 * args.clients.max(1) {
+        bail!(
+            "--requests {} is too few for --clients {}: each of the four runs per path needs \
+             a request per client (or 0 to skip forwarding)",
+            args.requests,
+            args.clients
+        );
+    }
     // A thread of its own enters the private namespace, so that no runtime thread does.
     let (sync, forwarding) = tokio::task::spawn_blocking(move || {
         std::thread::spawn(move || measure(&args))
