@@ -1,8 +1,7 @@
-//! What the nodes on one machine share and take apart together: a lock they take turns
-//! with, and removing links and the cluster range's unreachable route (`rudder node
-//! reset`, over netlink as [`super::network`] is).
+//! What the nodes on one machine take apart together (`rudder node reset`): removing links
+//! and the cluster range's unreachable route, over netlink as [`super::network`] is; the
+//! lock they take turns with is [`super::machine_lock`].
 
-use std::fs::File;
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
@@ -11,32 +10,7 @@ use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::RouteMessageBuilder;
 
-use super::network::{
-    io_failed, link_index, netlink_failed, sys_failed, with_netlink, Cidr, NetworkError,
-};
-
-/// Where nodes on this machine take turns changing what they share (the service device,
-/// the cluster range's route): a reset deciding it is the last node must not interleave
-/// with a node starting.
-const MACHINE_LOCK: &str = "/run/rudder-network.lock";
-
-/// Held while changing what the machine's nodes share; released when dropped.
-pub struct MachineNetworkLock {
-    _held: nix::fcntl::Flock<File>,
-}
-
-/// Takes [`MACHINE_LOCK`], waiting for whoever holds it.
-pub fn lock() -> Result<MachineNetworkLock, NetworkError> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(MACHINE_LOCK)
-        .map_err(io_failed(format!("opening {MACHINE_LOCK}")))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map(|held| MachineNetworkLock { _held: held })
-        .map_err(|(_, errno)| sys_failed(format!("locking {MACHINE_LOCK}"))(errno))
-}
+use super::network::{link_index, netlink_failed, with_netlink, Cidr, NetworkError};
 
 /// Deletes the links named `names` that exist (a reset node's veths and bridge).
 pub fn delete_links(names: &[String]) -> Result<Vec<String>, NetworkError> {

@@ -20,10 +20,12 @@
 //! running and wrote the exit files of those that ended meanwhile.
 //!
 //! `rudder node reset` (reset.rs) takes a stopped node's leftovers apart; what the nodes of
-//! one machine share, and the lock they take turns with, is machine_network.rs.
+//! one machine take apart together is machine_network.rs, the lock they take turns with
+//! machine_lock.rs.
 
 mod image_policy;
 mod launch;
+pub mod machine_lock;
 pub mod machine_network;
 pub mod network;
 pub mod probe;

@@ -4,8 +4,8 @@
 //! `unreachable` routes for the whole cluster and service ranges so that nothing meant for
 //! them leaves the machine.
 //!
-//! What nodes on one machine share, and removing links and routes, is in
-//! [`super::machine_network`].
+//! Removing links and routes is [`super::machine_network`]; the lock nodes on one machine
+//! take turns with is [`super::machine_lock`].
 //!
 //! Namespaces are entered per thread (`unshare`/`setns` on a short-lived thread), never by
 //! the process: the kubelet's other threads stay where they are.
@@ -55,14 +55,12 @@ pub enum NetworkError {
     BridgeNetfilter(String),
 }
 
-pub(super) fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
+fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
     let action = action.into();
     move |source| NetworkError::Io { action, source }
 }
 
-pub(super) fn sys_failed(
-    action: impl Into<String>,
-) -> impl FnOnce(nix::errno::Errno) -> NetworkError {
+fn sys_failed(action: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> NetworkError {
     let action = action.into();
     move |source| NetworkError::System { action, source }
 }
@@ -296,7 +294,10 @@ impl NodeNetwork {
     pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
         std::fs::create_dir_all(&self.netns_dir)
             .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
-        let _shared = super::machine_network::lock()?;
+        let _shared = super::machine_lock::lock().map_err(io_failed(format!(
+            "taking {}",
+            super::machine_lock::MACHINE_LOCK
+        )))?;
         let bridge = self.bridge.clone();
         let cidr = self.pod_cidr;
         let unreachable = self.unreachable.clone();

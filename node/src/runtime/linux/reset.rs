@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::machine_lock::{lock, MACHINE_LOCK};
 use super::machine_network::{
-    any_link_named_like, delete_links, delete_unreachable_routes_covering, link_range, lock,
+    any_link_named_like, delete_links, delete_unreachable_routes_covering, link_range,
 };
 use super::network::{interface_name, SERVICE_DEVICE};
 use super::record::PodRecord;
@@ -31,6 +32,11 @@ pub enum ResetError {
     #[error("removing {}: {source}", path.display())]
     Remove {
         path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("taking {path} (held while a node sets its bridge up): {source}")]
+    Lock {
+        path: &'static str,
         source: std::io::Error,
     },
     #[error("removing the proxy's table {table}: {source}")]
@@ -98,7 +104,10 @@ pub fn reset(name: &str, root: &Path) -> Result<Removed, ResetError> {
     // (its range noted first: the cluster's unreachable route covers it).
     let bridge = interface_name("rb", name);
     // From here to the end of the shared part, no node on this machine sets its bridge up.
-    let shared = lock()?;
+    let shared = lock().map_err(|source| ResetError::Lock {
+        path: MACHINE_LOCK,
+        source,
+    })?;
     let pod_range = link_range(&bridge)?;
     let mut links: Vec<String> = records
         .iter()
