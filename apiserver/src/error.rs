@@ -119,6 +119,15 @@ pub enum ApiError {
     /// disruption budgets; kubectl prints it `Error from server: ...`).
     #[error("{message}")]
     Unsupported { message: String },
+    /// A path the API does not serve (kube-apiserver's bare 404).
+    #[error("the server could not find the requested resource")]
+    PathNotFound,
+    /// A verb the path does not take (a POST to one object, say).
+    #[error("{message}")]
+    MethodNotAllowed { message: String },
+    /// A body in a format the verb does not take (a patch of an unknown content type).
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
 }
 
 fn show_causes(causes: &[FieldError]) -> String {
@@ -158,7 +167,9 @@ impl ApiError {
     /// Kubernetes' `reason` (empty: the `Status` names none) and HTTP code for this error.
     pub fn reason_and_code(&self) -> (&'static str, u16) {
         match self {
-            Self::NotFound { .. } => ("NotFound", 404),
+            Self::NotFound { .. } | Self::PathNotFound => ("NotFound", 404),
+            Self::MethodNotAllowed { .. } => ("MethodNotAllowed", 405),
+            Self::UnsupportedMediaType { .. } => ("UnsupportedMediaType", 415),
             Self::AlreadyExists { .. } => ("AlreadyExists", 409),
             Self::Conflict { .. } => ("Conflict", 409),
             Self::Invalid { .. } => ("Invalid", 422),
@@ -281,7 +292,10 @@ impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
         use tonic::Code;
         let code = match &error {
-            ApiError::NotFound { .. } => Code::NotFound,
+            ApiError::NotFound { .. } | ApiError::PathNotFound => Code::NotFound,
+            ApiError::MethodNotAllowed { .. } | ApiError::UnsupportedMediaType { .. } => {
+                Code::Unimplemented
+            }
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
             ApiError::Conflict { .. } => Code::Aborted,
             ApiError::Invalid { .. } | ApiError::BadRequest { .. } => Code::InvalidArgument,

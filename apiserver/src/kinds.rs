@@ -81,6 +81,12 @@ impl KindInfo {
         self.admission.admit(self, object, old)
     }
 
+    /// The kind's schema: a reference to its definition, which `generator` now holds with
+    /// every definition it refers to.
+    pub fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        self.admission.schema(generator)
+    }
+
     pub fn selects_field(&self, field: &str) -> bool {
         field == "metadata.name"
             || field == "metadata.namespace"
@@ -88,10 +94,12 @@ impl KindInfo {
     }
 }
 
-/// Typed admission, hidden behind a trait object so the registry stays generic over kinds.
+/// Typed admission, hidden behind a trait object so the registry stays generic over kinds,
+/// and the kind's type's schema (k8s-openapi's), for the OpenAPI documents.
 trait Admission: Send + Sync {
     fn admit(&self, info: &KindInfo, object: Value, old: Option<&Value>)
         -> Result<Value, ApiError>;
+    fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
 struct Typed<K>(PhantomData<fn() -> K>);
@@ -104,6 +112,7 @@ trait ApiKind:
     + DeserializeOwned
     + Validate
     + ApplyDefaults
+    + schemars::JsonSchema
 {
 }
 
@@ -114,10 +123,15 @@ impl<K> ApiKind for K where
         + DeserializeOwned
         + Validate
         + ApplyDefaults
+        + schemars::JsonSchema
 {
 }
 
 impl<K: ApiKind> Admission for Typed<K> {
+    fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<K>()
+    }
+
     fn admit(
         &self,
         info: &KindInfo,

@@ -1,13 +1,14 @@
 //! `rudder-apiserver`: Kubernetes objects over Rudder's replicated store, served as the
-//! `Resources` gRPC service on every master's client port.
+//! `Resources` gRPC service and as the Kubernetes HTTP API, both on every master's client
+//! port.
 //!
 //! ```text
-//!  gRPC (service.rs) ─► Registry (registry/, list.rs, delete.rs, watch.rs)
-//!                          │ body (registry/body.rs) ─ objects to write (registry/transform.rs)
-//!                          │ kind (kinds.rs) ─ admit: strict decode, defaults, validation
-//!                          │                   (validation/, pure, field-pathed errors)
-//!                          └─ one store txn per write: compare revision / namespace / lease
-//!                             ─► Store (rudder-raftstore, in-process)
+//!  gRPC (service.rs) ─┬─► Registry (registry/, list.rs, delete.rs, watch.rs)
+//!  HTTP (http/) ──────┘     │ body (registry/body.rs) ─ objects to write (registry/transform.rs)
+//!                           │ kind (kinds.rs) ─ admit: strict decode, defaults, validation
+//!                           │                   (validation/, pure, field-pathed errors)
+//!                           └─ one store txn per write: compare revision / namespace / lease
+//!                              ─► Store (rudder-raftstore, in-process)
 //! ```
 //!
 //! - [`allocation`]: what a Service takes from the cluster's pools (cluster IP, node ports,
@@ -27,6 +28,8 @@
 //!   propagation policies' finalizers (the garbage collector and the namespace controller
 //!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events,
 //!   each object [`decoded`] once for all of a master's watches.
+//! - [`http`]: the Kubernetes HTTP API on the same port (discovery, verbs, watch, Tables
+//!   by `rudder-printers`, Status errors); [`strategic_merge`]: the patch kubectl sends.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
@@ -38,6 +41,7 @@ pub mod cluster_config;
 pub mod decoded;
 pub mod delete;
 pub mod error;
+pub mod http;
 pub mod kinds;
 pub mod list;
 pub mod master;
@@ -45,6 +49,7 @@ pub mod object;
 pub mod registry;
 pub mod selectors;
 pub mod service;
+pub mod strategic_merge;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 pub mod validation;
@@ -52,4 +57,4 @@ pub mod watch;
 
 pub use error::ApiError;
 pub use master::Master;
-pub use registry::{Binding, Fence, Part, Registry, Target, WriteOptions};
+pub use registry::{Binding, Fence, Part, PatchType, Registry, Target, WriteOptions};

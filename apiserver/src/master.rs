@@ -1,5 +1,5 @@
-//! [`Master`]: one control-plane member — the store member with the API on its client port,
-//! and the API server's own duty: creating the system namespaces, PriorityClasses, the
+//! [`Master`]: one control-plane member — the store member with the API (gRPC and HTTP) on
+//! its client port, and the API server's own duty: creating the system namespaces, PriorityClasses, the
 //! default StorageClass (`local-path`), the `default/kubernetes` and `kube-system/kube-dns`
 //! Services, and the cluster's network settings (`cluster_config.rs`).
 //! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use rudder_proto::objects::priority::system_classes;
 use rudder_proto::objects::storage::default_storage_class;
+use rudder_raftstore::front_door::ClientServices;
 use rudder_raftstore::server::{bind, ServerError};
 use rudder_raftstore::{MemberConfig, RunningMember};
 use serde_json::{json, Value};
@@ -60,10 +61,13 @@ impl Master {
         let max_message = config.store.limits.max_grpc_message_bytes;
         let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut served = None;
-        let member = RunningMember::start_serving(config, peer, client, |router, store| {
+        let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
             let registry = Registry::with_service_ranges(store.clone(), ranges);
             served = Some(registry.clone());
-            router.add_service(service(registry, max_message))
+            ClientServices {
+                grpc: grpc.add_service(service(registry.clone(), max_message)),
+                http: Some(crate::http::router(registry, max_message)),
+            }
         })
         .await?;
         let registry = served.expect("start_serving mounts the API");

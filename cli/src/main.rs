@@ -1,15 +1,16 @@
 //! `rudder`: the one binary. `rudder server` runs a master (store + API), `rudder up` a
 //! local cluster, and the operator verbs (`get`, `apply`, `scale`, …) talk gRPC to any
-//! master, failing over between them.
+//! master, failing over between them. `rudder config kubeconfig` points kubectl at the
+//! same masters' Kubernetes HTTP API.
 //!
 //! - `commands/<verb>.rs`: each verb (clap arguments + the calls it makes).
 //! - `session.rs`: which masters, discovery, kind names; `manifest.rs`: reading -f files.
-//! - `output/`: kubectl's tables, AGE and `describe` (pure).
+//! - kubectl's tables, AGE and `describe` are `rudder-printers` (shared with the HTTP API).
 
 mod commands;
 mod durations;
 mod manifest;
-mod output;
+
 mod session;
 
 use clap::{Parser, Subcommand};
@@ -92,6 +93,9 @@ enum Command {
     /// The control plane's members and their Raft state.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
 }
 
 /// mimalloc rather than glibc's malloc: a master allocates and frees many small objects on
@@ -149,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                 unreachable!("handled before the runtime starts")
             }
             Command::Image(command) => commands::image::run(command),
+            Command::Config(command) => commands::config::run(command),
             Command::Up(args) => commands::up::run(args).await,
             Command::ControllerManager(args) => commands::controller_manager::run(args).await,
             Command::Scheduler(args) => commands::scheduler::run(args).await,

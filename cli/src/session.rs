@@ -25,6 +25,10 @@ pub struct Target {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CliConfig {
     pub servers: Vec<String>,
+    /// The cluster's one address in front of its masters (`rudder up`'s balancer), which
+    /// kubeconfigs name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_endpoint: Option<String>,
 }
 
 /// The config file path: `--config`, `$RUDDER_CONFIG`, else `~/.rudder/config`.
@@ -153,20 +157,21 @@ pub fn configured_servers(target: &Target) -> anyhow::Result<Option<Vec<String>>
             target.server.iter().map(|s| strip_scheme(s)).collect(),
         ));
     }
+    Ok(read_config(target)?.map(|config| config.servers.iter().map(|s| strip_scheme(s)).collect()))
+}
+
+/// The CLI config (`--config`, `$RUDDER_CONFIG`, `~/.rudder/config`), if there is one.
+pub fn read_config(target: &Target) -> anyhow::Result<Option<CliConfig>> {
     let path = config_path(target.config.as_ref());
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let config: CliConfig = serde_yaml::from_str(&text)
-                .with_context(|| format!("reading the CLI config {path:?}"))?;
-            if config.servers.is_empty() {
-                bail!("the CLI config {path:?} lists no servers");
-            }
-            Ok(Some(
-                config.servers.iter().map(|s| strip_scheme(s)).collect(),
-            ))
-        }
-        Err(_) => Ok(None),
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let config: CliConfig =
+        serde_yaml::from_str(&text).with_context(|| format!("reading the CLI config {path:?}"))?;
+    if config.servers.is_empty() {
+        bail!("the CLI config {path:?} lists no servers");
     }
+    Ok(Some(config))
 }
 
 fn strip_scheme(server: &str) -> String {
@@ -194,6 +199,7 @@ mod tests {
         write_config(
             &path,
             &CliConfig {
+                api_endpoint: None,
                 servers: vec!["127.0.0.1:3".into()],
             },
         )

@@ -25,7 +25,8 @@
 //!   port (serving); [`identity`]: the cluster and member ids every peer message carries,
 //!   and the check that refuses another cluster's or another member's messages; [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
-//! - [`etcd`]: the etcd v3 gRPC API on the client port.
+//! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
+//!   gRPC to the gRPC services and all else to the HTTP service a master mounts.
 //! - `test_support` (feature `test-support`, for this crate's and `rudder-apiserver`'s
 //!   tests): an in-process cluster of real members on loopback port 0.
 
@@ -38,6 +39,7 @@ pub mod db;
 pub mod error;
 pub mod etcd;
 pub mod format;
+pub mod front_door;
 pub mod identity;
 pub mod keyspace;
 pub mod kv;

@@ -20,7 +20,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
+
+use crate::front_door::{self, ClientServices};
 
 use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
@@ -155,16 +157,20 @@ impl RunningMember {
         peer_listener: TcpListener,
         client_listener: TcpListener,
     ) -> Result<Self, ServerError> {
-        Self::start_serving(config, peer_listener, client_listener, |router, _| router).await
+        Self::start_serving(config, peer_listener, client_listener, |grpc, _| {
+            ClientServices { grpc, http: None }
+        })
+        .await
     }
 
-    /// Like [`RunningMember::start_on`], with more gRPC services on the client port:
-    /// `mount` adds them to the router that serves the etcd API (the API server does).
+    /// Like [`RunningMember::start_on`], with more on the client port: `mount` adds gRPC
+    /// services to the routes of the etcd API and may add an HTTP service beside them (the
+    /// API server does both; see `front_door.rs`).
     pub async fn start_serving(
         config: MemberConfig,
         peer_listener: TcpListener,
         client_listener: TcpListener,
-        mount: impl FnOnce(Router, &Store) -> Router,
+        mount: impl FnOnce(Routes, &Store) -> ClientServices,
     ) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
@@ -262,16 +268,13 @@ impl RunningMember {
                 tracing::error!(%error, "peer server failed");
             }
         });
-        let client_server = mount(etcd::router(store.clone(), &config.store.limits), &store)
-            .serve_with_incoming_shutdown(
-                accepted_without_nagle(client_listener),
-                until(stopped.clone()),
-            );
-        tasks.spawn(async move {
-            if let Err(error) = client_server.await {
-                tracing::error!(%error, "client server failed");
-            }
-        });
+        let services = mount(etcd::routes(store.clone(), &config.store.limits), &store);
+        tasks.spawn(front_door::serve(
+            client_listener,
+            services,
+            config.store.limits.max_concurrent_streams,
+            stopped.clone(),
+        ));
         tasks.spawn(expire_leases(store.clone(), stopped.clone()));
         tasks.spawn(auto_compact(
             store.clone(),

@@ -8,7 +8,10 @@
 //! - [`Watch`]: list, then follow every change (on another master when a stream breaks) and
 //!   check a property at every event;
 //! - [`Holder`], [`lease_holder`], [`member_log`]: who leads, and what a master logged;
-//! - [`rudder_cli`]: the operator CLI against the test's masters.
+//! - [`rudder_cli`]: the operator CLI against the test's masters;
+//! - [`up`]: `rudder up` started, read and stopped as a user does.
+
+pub mod up;
 
 use std::collections::BTreeMap;
 use std::process::Stdio;

@@ -2,119 +2,13 @@
 //! Ctrl-C stops every process it started, and running it again resumes the same cluster; a
 //! master killed with SIGKILL is restarted while the others keep serving.
 
-use std::net::TcpListener;
-use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rudder_tests::rudder_binary_beside_tests;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A base port whose six ports (client and peer of three masters) are free right now. All six
-/// stay below 32768, outside Linux's default ephemeral range, so the outgoing connections of
-/// tests running beside this one (their clients, the masters' controller managers) cannot take
-/// one between this check and `rudder up`'s bind (it did, once).
-fn free_base_port() -> u16 {
-    for attempt in 0..200u32 {
-        let base = 10_000 + ((std::process::id() * 7 + attempt * 131) % 2_700) as u16;
-        let ports = [0u16, 1, 10_000, 10_001, 20_000, 20_001].map(|offset| base + offset);
-        if ports
-            .iter()
-            .all(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        {
-            return base;
-        }
-    }
-    panic!("no free base port found");
-}
-
-/// A running `rudder up`: the process, its masters' pids, and what it says on stderr.
-struct Up {
-    child: Child,
-    pids: Vec<i32>,
-    stderr: tokio::task::JoinHandle<String>,
-}
-
-/// Starts `rudder up` and waits for its "press Ctrl-C" line.
-async fn up(args: &[String]) -> Up {
-    let mut child = Command::new(rudder_binary_beside_tests())
-        .arg("up")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("rudder up starts");
-    let mut errors = BufReader::new(child.stderr.take().unwrap()).lines();
-    let stderr = tokio::spawn(async move {
-        let mut said = String::new();
-        while let Ok(Some(line)) = errors.next_line().await {
-            said.push_str(&line);
-            said.push('\n');
-        }
-        said
-    });
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut pids = Vec::new();
-    let ready = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("(pid ").nth(1) {
-                pids.push(rest.split(',').next().unwrap().parse::<i32>().unwrap());
-            }
-            if line.starts_with("press Ctrl-C") {
-                return;
-            }
-        }
-        panic!("rudder up exited before it was ready");
-    };
-    tokio::time::timeout(Duration::from_secs(60), ready)
-        .await
-        .expect("rudder up is ready within 60 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Up {
-        child,
-        pids,
-        stderr,
-    }
-}
-
-/// Stops `rudder up`; every master it runs now (`pids`, and any it restarted) must be gone.
-async fn stop(up: Up) {
-    let Up {
-        mut child,
-        pids,
-        stderr,
-    } = up;
-    let pid = child.id().expect("running") as i32;
-    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("rudder up stops within 30 s")
-        .unwrap();
-    assert!(status.success(), "rudder up exited with {status}");
-    for master in &pids {
-        // Signal 0 only checks for existence.
-        assert!(
-            kill(Pid::from_raw(*master), None).is_err(),
-            "master pid {master} is still running after Ctrl-C"
-        );
-    }
-    // Every master stopped on its own, none had to be killed.
-    let said = stderr.await.unwrap();
-    assert!(!said.contains("did not stop in time"), "{said}");
-}
-
-async fn cli(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(rudder_binary_beside_tests())
-        .args(args)
-        .env("RUDDER_CONFIG", config)
-        .env_remove("RUDDER_SERVER")
-        .output()
-        .await
-        .unwrap()
-}
+use rudder_tests::up::{cli, free_base_port, stop, up};
+use tokio::process::Command;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
@@ -125,6 +19,8 @@ async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
         dir.path().join("data").display().to_string(),
         "--base-port".into(),
         free_base_port().to_string(),
+        "--api-port".into(),
+        "0".into(),
         "--config".into(),
         config.display().to_string(),
         "--hollow-nodes".into(),
@@ -178,6 +74,8 @@ async fn a_master_killed_with_sigkill_is_restarted_while_the_others_serve() {
         dir.path().join("data").display().to_string(),
         "--base-port".into(),
         base.to_string(),
+        "--api-port".into(),
+        "0".into(),
         "--config".into(),
         config.display().to_string(),
         "--nodes".into(),

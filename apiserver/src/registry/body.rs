@@ -8,6 +8,24 @@ use crate::kinds::{self, KindInfo};
 use crate::object;
 
 /// The object in a request body of at most `limit` bytes.
+/// A JSON patch (RFC 6902): a JSON list of operations, at most `limit` bytes.
+pub(crate) fn parse_json_patch(body: &[u8], limit: usize) -> Result<Value, ApiError> {
+    if body.len() > limit {
+        return Err(ApiError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|error| ApiError::bad_request(format!("the body is not valid JSON: {error}")))?;
+    if !value.is_array() {
+        return Err(ApiError::bad_request(
+            "a JSON patch must be a list of operations ([{\"op\": ..., \"path\": ...}])",
+        ));
+    }
+    Ok(value)
+}
+
 pub(crate) fn parse(body: &[u8], limit: usize) -> Result<Value, ApiError> {
     if body.len() > limit {
         return Err(ApiError::TooLarge {

@@ -56,8 +56,8 @@ use crate::watch::Hubs;
 pub use bind::Binding;
 pub use evict::Eviction;
 pub use fence::Fence;
-pub use transform::Part;
-pub(crate) use transform::{holds_contents, request_namespace};
+pub(crate) use transform::{holds_contents, patched, request_namespace};
+pub use transform::{Part, PatchType};
 
 /// How long a read waits for a leader before failing.
 const READ_PATIENCE: Duration = Duration::from_secs(5);

@@ -175,10 +175,47 @@ pub(crate) fn named(mut object: Value, name: &str) -> Result<Value, ApiError> {
     Ok(object)
 }
 
-/// `current` with an RFC 7386 JSON merge `patch` applied, which may not rename it.
-pub(crate) fn merged(current: &Value, patch: &Value) -> Result<Value, ApiError> {
-    let mut patched = current.clone();
-    json_patch::merge(&mut patched, patch);
+/// The patch formats Kubernetes serves (by the request's content type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/merge-patch+json`: RFC 7386.
+    Merge,
+    /// `application/json-patch+json`: RFC 6902, a list of operations.
+    Json,
+    /// `application/strategic-merge-patch+json`: lists merge by the kinds' merge keys.
+    Strategic,
+}
+
+/// `current` (an object of `kind`) with `patch` applied. A patch may not rename the object.
+pub(crate) fn patched(
+    patch_type: PatchType,
+    kind: &str,
+    current: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let patched = match patch_type {
+        PatchType::Merge => {
+            let mut patched = current.clone();
+            json_patch::merge(&mut patched, patch);
+            patched
+        }
+        PatchType::Strategic => crate::strategic_merge::apply(kind, current, patch)?,
+        PatchType::Json => {
+            let operations: json_patch::Patch =
+                serde_json::from_value(patch.clone()).map_err(|error| {
+                    ApiError::bad_request(format!(
+                        "the JSON patch is not a list of operations: {error}"
+                    ))
+                })?;
+            let mut patched = current.clone();
+            json_patch::patch(&mut patched, &operations).map_err(|error| {
+                ApiError::Unsupported {
+                    message: format!("the JSON patch cannot be applied: {error}"),
+                }
+            })?;
+            patched
+        }
+    };
     if object::name(&patched) != object::name(current) {
         return Err(ApiError::bad_field(
             "metadata.name",
@@ -585,9 +622,21 @@ mod tests {
         assert_eq!(named(json!({}), "a").unwrap()["metadata"]["name"], "a");
         assert!(named(json!({ "metadata": { "name": "b" } }), "a").is_err());
         let current = json!({ "metadata": { "name": "a" }, "data": { "k": "v" } });
-        let patched = merged(&current, &json!({ "data": { "k": null } })).unwrap();
-        assert_eq!(patched["data"], json!({}));
-        assert!(merged(&current, &json!({ "metadata": { "name": "b" } })).is_err());
+        let merged = patched(
+            PatchType::Merge,
+            "ConfigMap",
+            &current,
+            &json!({ "data": { "k": null } }),
+        )
+        .unwrap();
+        assert_eq!(merged["data"], json!({}));
+        assert!(patched(
+            PatchType::Merge,
+            "ConfigMap",
+            &current,
+            &json!({ "metadata": { "name": "b" } })
+        )
+        .is_err());
     }
 
     #[test]

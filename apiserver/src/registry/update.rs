@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::service_allocations::Holding;
 use super::transform::{
-    candidate, completes_deletion, merged, named, namespace_for, request_namespace,
-    resource_version_of, revise, Part,
+    candidate, completes_deletion, named, namespace_for, patched, request_namespace,
+    resource_version_of, revise, Part, PatchType,
 };
 use super::{
     body, contended, stale, unchanged, Committed, Registry, Resolved, Target, Write, WriteOptions,
@@ -76,11 +76,32 @@ impl Registry {
         part: Part,
         options: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        self.patch_as(PatchType::Merge, target, patch, part, options)
+            .await
+    }
+
+    /// Applies a patch of any of the [`PatchType`]s Kubernetes serves to the object (or
+    /// to its status). A resourceVersion in a merge or strategic patch makes it a
+    /// compare-and-swap, as for an update; a JSON patch may `test` it instead.
+    pub async fn patch_as(
+        &self,
+        patch_type: PatchType,
+        target: &Target<'_>,
+        patch: &[u8],
+        part: Part,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let info = self.kind(target.resource)?;
-        let patch = body::parse(patch, self.max_object_bytes)?;
+        let patch = match patch_type {
+            PatchType::Json => body::parse_json_patch(patch, self.max_object_bytes)?,
+            PatchType::Merge | PatchType::Strategic => body::parse(patch, self.max_object_bytes)?,
+        };
         let namespace = request_namespace(info, target.namespace);
-        let wanted = resource_version_of(&patch)?;
-        if info.kind == "PriorityClass" {
+        let wanted = match patch_type {
+            PatchType::Json => None,
+            PatchType::Merge | PatchType::Strategic => resource_version_of(&patch)?,
+        };
+        if info.kind == "PriorityClass" && patch_type != PatchType::Json {
             let marked = serde_json::json!({ "metadata": { "name": target.name },
                                              "globalDefault": patch["globalDefault"] });
             self.admit_global_default(info, &marked).await?;
@@ -91,7 +112,8 @@ impl Registry {
             name: target.name,
         };
         self.modify(&at, wanted, options, |current| {
-            candidate(info, part, current, &merged(current, &patch)?)
+            let patched = patched(patch_type, info.kind, current, &patch)?;
+            candidate(info, part, current, &patched)
         })
         .await
     }

@@ -5,8 +5,8 @@ use clap::{Args, Subcommand};
 use rudder_proto::etcdserverpb::cluster_client::ClusterClient;
 use rudder_proto::etcdserverpb::{MemberListRequest, StatusRequest, StatusResponse};
 
-use crate::output::table::render;
 use crate::session::{Session, Target};
+use rudder_printers::table::render;
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {

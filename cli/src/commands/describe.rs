@@ -1,5 +1,5 @@
 //! `describe`: objects as kubectl prints them, with their Events (the text comes from
-//! `crate::output::describe`).
+//! `rudder_printers::describe`).
 
 use std::io::Write;
 
@@ -7,8 +7,8 @@ use clap::Args;
 use serde_json::Value;
 
 use crate::commands::get::{get_one, list_matching, Scope};
-use crate::output::describe::describe;
 use crate::session::{Session, Target};
+use rudder_printers::describe::describe;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {

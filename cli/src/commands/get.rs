@@ -10,8 +10,8 @@ use rudder_proto::client::ClientError;
 use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
-use crate::output::table::{headers, render, row, TableOptions};
 use crate::session::{display_name, Session, Target};
+use rudder_printers::table::{headers, render, row, TableOptions};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use rudder_node::image::store::ImageStore;
 
-use crate::output::table::render;
+use rudder_printers::table::render;
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {

@@ -1,3 +1,4 @@
+pub mod api_endpoint;
 pub mod apply;
 pub mod bench;
 pub mod bench_cluster;
@@ -6,6 +7,7 @@ pub mod bench_programming;
 pub mod bench_proxy;
 pub mod bench_schedule;
 pub mod cluster;
+pub mod config;
 pub mod controller_manager;
 pub mod cordon;
 pub mod create;

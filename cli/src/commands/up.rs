@@ -1,10 +1,10 @@
 //! `rudder up`: a local HA control plane on loopback — the first thing a new user runs —
 //! with `--nodes N` worker nodes and `--hollow-nodes N` simulated ones.
 //! Each master is its own `rudder server` process (so one can be killed and restarted like a
-//! real machine); `up` waits until all are ready, writes the CLI config, prints the
-//! endpoints, and keeps the cluster up as an HA cluster should: a process that exits (a
-//! master killed with `kill -9`) is reported and restarted with backoff while the others go
-//! on serving. Only Ctrl-C (or SIGTERM) stops every process it started. Running it again on
+//! real machine); `up` waits until all are ready, puts one API endpoint in front of them
+//! (`api_endpoint.rs`), writes the CLI config and a kubeconfig, prints the endpoints, and
+//! keeps the cluster up as an HA cluster should: a process that exits (a master killed with
+//! `kill -9`) is reported and restarted with backoff while the others go on serving. Only Ctrl-C (or SIGTERM) stops every process it started. Running it again on
 //! the same `--data-dir` resumes the same cluster.
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -17,6 +17,8 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::api_endpoint::ApiEndpoint;
+use super::config::kubeconfig;
 use crate::session::{config_path, write_config, CliConfig};
 
 /// How long a master may take to report ready (a first start opens RocksDB and elects).
@@ -53,6 +55,10 @@ pub struct UpArgs {
     /// pods bound to them in a fake runtime.
     #[arg(long, default_value_t = 0)]
     hollow_nodes: u32,
+    /// The cluster's one API address on loopback, in front of every master (what the
+    /// kubeconfig DATA_DIR/kubeconfig names); 0 picks a free port.
+    #[arg(long, default_value_t = 6443)]
+    api_port: u16,
     /// Extra flags for every `rudder server` (e.g. "--election-timeout-ms=150").
     #[arg(long, allow_hyphen_values = true)]
     server_flag: Vec<String>,
@@ -191,13 +197,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         return Err(error);
     }
     let endpoints: Vec<String> = masters.iter().map(|m| m.client.to_string()).collect();
+    let api = match ApiEndpoint::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port)),
+        masters.iter().map(|m| m.client).collect(),
+    )
+    .await
+    {
+        Ok(api) => api,
+        Err(error) => {
+            stop(masters).await;
+            return Err(error);
+        }
+    };
     let config = config_path(args.config.as_ref());
     write_config(
         &config,
         &CliConfig {
             servers: endpoints.clone(),
+            api_endpoint: Some(api.addr.to_string()),
         },
     )?;
+    let kubeconfig_path = args.data_dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig_path,
+        kubeconfig(&format!("http://{}", api.addr)),
+    )
+    .with_context(|| format!("writing the kubeconfig {kubeconfig_path:?}"))?;
     let nodes = match start_nodes(&args, &binary, &endpoints) {
         Ok(nodes) => nodes,
         Err(error) => {
@@ -224,7 +249,17 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     masters.extend(nodes);
+    println!(
+        "  API  the cluster's endpoint at {} (any master behind it)",
+        api.addr
+    );
     println!("CLI config written to {config:?}: try `rudder get nodes`, `rudder cluster status`");
+    println!(
+        "kubeconfig written to {kubeconfig_path:?}; for kubectl: export KUBECONFIG={}",
+        std::fs::canonicalize(&kubeconfig_path)
+            .unwrap_or(kubeconfig_path.clone())
+            .display()
+    );
     println!("press Ctrl-C to stop");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
@@ -261,6 +296,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     println!("stopping...");
+    drop(api);
     stop(masters).await;
     println!("stopped; run `rudder up` again to resume");
     Ok(())

@@ -17,7 +17,7 @@ use rudder_proto::etcdserverpb::watch_server::WatchServer;
 use sha2::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::server::Router;
+use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
@@ -33,13 +33,11 @@ const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-/// The client port's gRPC services, ready to serve.
-pub fn router(store: Store, limits: &Limits) -> Router {
+/// The client port's gRPC services (the front door serves them; see `front_door.rs`).
+pub fn routes(store: Store, limits: &Limits) -> Routes {
     let api = EtcdApi { store };
     let max = limits.max_grpc_message_bytes;
-    tonic::transport::Server::builder()
-        .max_concurrent_streams(limits.max_concurrent_streams)
-        .add_service(KvServer::new(api.clone()).max_decoding_message_size(max))
+    Routes::new(KvServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(WatchServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(LeaseServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(ClusterServer::new(api.clone()).max_decoding_message_size(max))

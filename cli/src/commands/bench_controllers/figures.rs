@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::output::table;
+use rudder_printers::table;
 
 /// A hollow node's pods get addresses from its /24, which holds 253 (the network address,
 /// the bridge and the broadcast address are never handed out).

@@ -61,6 +61,36 @@ pub fn row(kind: &str, object: &Value, options: TableOptions, now: jiff::Timesta
         .collect()
 }
 
+/// A column as the API's server-side printing (a `meta.k8s.io/v1` Table) declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColumnDefinition {
+    pub name: &'static str,
+    /// Shown only with `-o wide` (a Table column of priority 1).
+    pub wide: bool,
+}
+
+/// Every column of `kind`'s table, the wide ones too, without NAMESPACE (kubectl adds that
+/// itself from each row's object, as it does for kube-apiserver's Tables).
+pub fn column_definitions(kind: &str) -> Vec<ColumnDefinition> {
+    table_of(kind)
+        .columns
+        .iter()
+        .map(|c| ColumnDefinition {
+            name: c.name,
+            wide: c.wide,
+        })
+        .collect()
+}
+
+/// One object's cells for every column of [`column_definitions`].
+pub fn all_cells(kind: &str, object: &Value, now: jiff::Timestamp) -> Vec<String> {
+    let options = TableOptions {
+        wide: true,
+        with_namespace: false,
+    };
+    row(kind, object, options, now)
+}
+
 /// Aligns cells in columns as kubectl does (each column as wide as its widest cell, three
 /// spaces between columns, no trailing spaces).
 pub fn render(rows: &[Vec<String>]) -> String {

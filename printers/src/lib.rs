@@ -1,5 +1,7 @@
-//! What the operator sees: kubectl's tables (columns per kind, AGE), and `describe`.
-//! Pure: objects and the current time in, text out.
+//! `rudder-printers`: what a user sees of an object — kubectl's tables (columns per kind,
+//! AGE, the `-o wide` ones) and `describe`. One implementation for the CLI and for the
+//! HTTP API's server-side printing (`meta.k8s.io/v1` Tables). Pure: objects and the current
+//! time in, text out.
 //!
 //! ```text
 //! object ──▶ table::row ──▶ pod / cells / network / volumes / workloads ──┐

@@ -1,0 +1,226 @@
+//! The discovery documents clients read before anything else (pure): `/api`, `/apis`, each
+//! group version's resources with their verbs, short names, categories and subresources,
+//! and `/version`.
+
+use serde_json::{json, Value};
+
+use crate::kinds::{KindInfo, KINDS};
+
+/// The verbs every served kind takes.
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+/// The Kubernetes version whose API the served kinds are (k8s-openapi's `v1_34`).
+pub const KUBERNETES_MINOR: &str = "34";
+
+/// Kinds with a `scale` subresource (what `kubectl scale` can scale).
+pub fn has_scale(info: &KindInfo) -> bool {
+    matches!(
+        info.kind,
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController"
+    )
+}
+
+/// Kinds `kubectl get all` lists (the `all` category).
+fn categories(info: &KindInfo) -> &'static [&'static str] {
+    match info.kind {
+        "Pod"
+        | "Service"
+        | "ReplicationController"
+        | "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "Job"
+        | "CronJob" => &["all"],
+        _ => &[],
+    }
+}
+
+/// `/api`: the core group's versions.
+pub fn core_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [],
+    })
+}
+
+/// The named groups, in the order of the kinds (`/apis`).
+fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for info in KINDS.iter().filter(|info| !info.group.is_empty()) {
+        if !groups.contains(&(info.group, info.version)) {
+            groups.push((info.group, info.version));
+        }
+    }
+    groups
+}
+
+fn group(name: &str, version: &str) -> Value {
+    let group_version = json!({ "groupVersion": format!("{name}/{version}"), "version": version });
+    json!({
+        "name": name,
+        "versions": [group_version],
+        "preferredVersion": group_version,
+    })
+}
+
+/// `/apis`: every named group and its version.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = groups()
+        .into_iter()
+        .map(|(name, version)| group(name, version))
+        .collect();
+    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
+}
+
+/// `/apis/<group>`, if served.
+pub fn api_group(name: &str) -> Option<Value> {
+    let (name, version) = groups().into_iter().find(|(group, _)| *group == name)?;
+    let mut group = group(name, version);
+    group["kind"] = json!("APIGroup");
+    group["apiVersion"] = json!("v1");
+    Some(group)
+}
+
+/// `/api/v1` or `/apis/<group>/<version>`: the resources served there, if any.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let kinds: Vec<&KindInfo> = KINDS
+        .iter()
+        .filter(|info| info.group == group && info.version == version)
+        .collect();
+    if kinds.is_empty() {
+        return None;
+    }
+    let mut resources = Vec::new();
+    for info in kinds {
+        let mut resource = json!({
+            "name": info.resource,
+            "singularName": info.singular,
+            "namespaced": info.namespaced,
+            "kind": info.kind,
+            "verbs": VERBS,
+        });
+        if !info.short_names.is_empty() {
+            resource["shortNames"] = json!(info.short_names);
+        }
+        if !categories(info).is_empty() {
+            resource["categories"] = json!(categories(info));
+        }
+        resources.push(resource);
+        let mut subresource = |name: &str, kind: &str, group: &str, verbs: &[&str]| {
+            let mut sub = json!({
+                "name": format!("{}/{name}", info.resource),
+                "singularName": "",
+                "namespaced": info.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            });
+            if !group.is_empty() {
+                sub["group"] = json!(group);
+                sub["version"] = json!("v1");
+            }
+            resources.push(sub);
+        };
+        if info.has_status {
+            subresource("status", info.kind, "", &["get", "patch", "update"]);
+        }
+        if has_scale(info) {
+            subresource("scale", "Scale", "autoscaling", &["get", "patch", "update"]);
+        }
+        match info.kind {
+            "Pod" => {
+                subresource("binding", "Binding", "", &["create"]);
+                subresource("eviction", "Eviction", "policy", &["create"]);
+            }
+            "Namespace" => subresource("finalize", "Namespace", "", &["update"]),
+            _ => {}
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": resources,
+    }))
+}
+
+/// `/version`: the Kubernetes API version served, and Rudder's own.
+pub fn version() -> Value {
+    let rudder = env!("CARGO_PKG_VERSION");
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-rudder.{rudder}"),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+/// The architecture as Go names it (what `kubectl version` users know).
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_core_group_lists_pods_with_their_short_name_and_subresources() {
+        let list = resource_list("", "v1").unwrap();
+        assert_eq!(list["groupVersion"], "v1");
+        let resources = list["resources"].as_array().unwrap();
+        let pods = resources.iter().find(|r| r["name"] == "pods").unwrap();
+        assert_eq!(pods["kind"], "Pod");
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        assert!(resources.iter().any(|r| r["name"] == "pods/status"));
+        let eviction = resources
+            .iter()
+            .find(|r| r["name"] == "pods/eviction")
+            .unwrap();
+        assert_eq!(eviction["group"], "policy");
+    }
+
+    #[test]
+    fn named_groups_list_their_versions_and_scale_where_served() {
+        let groups = group_list();
+        assert!(groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == "apps" && g["preferredVersion"]["groupVersion"] == "apps/v1"));
+        let apps = resource_list("apps", "v1").unwrap();
+        assert!(apps["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "deployments/scale" && r["kind"] == "Scale"));
+        assert_eq!(api_group("apps").unwrap()["kind"], "APIGroup");
+        assert!(api_group("widgets.example.com").is_none());
+        assert!(resource_list("apps", "v2").is_none());
+    }
+}

@@ -1,0 +1,148 @@
+//! The Kubernetes HTTP API, served beside gRPC on every master's client port (the front
+//! door, `rudder_raftstore::front_door`, sends it everything that is not gRPC), from the
+//! same registry: one implementation of the semantics, two wire forms.
+//!
+//! ```text
+//!  /api, /apis, /apis/G, /api/v1, /apis/G/V, /version ─► discovery (pure documents)
+//!  /openapi/v3[/<group version>]                       ─► openapi (built once)
+//!  /healthz, /livez, /readyz                          ─► health (a quorum read)
+//!  /api/v1/..., /apis/G/V/...  ─ paths (pure) ─► verbs ─► Registry
+//!                                  options (pure) ┘  │ respond: JSON, Status, streamed
+//!                                                    │ lists, Tables (table, pure)
+//!                                                    └ watch: event lines; scale (pure)
+//! ```
+
+mod discovery;
+mod openapi;
+mod options;
+mod paths;
+mod respond;
+mod scale;
+mod table;
+mod verbs;
+mod watch;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::list::ListOptions;
+use crate::registry::Registry;
+
+/// The API's routes over `registry`. Bodies are limited to `max_request_bytes`.
+pub fn router(registry: Registry, max_request_bytes: usize) -> Router {
+    let state = Http {
+        registry,
+        max_request_bytes,
+    };
+    Router::new()
+        .route("/api", get(|| document(Some(discovery::core_versions()))))
+        .route(
+            "/api/v1",
+            get(|| document(discovery::resource_list("", "v1"))),
+        )
+        .route("/apis", get(|| document(Some(discovery::group_list()))))
+        .route(
+            "/apis/{group}",
+            get(|Path(group): Path<String>| document(discovery::api_group(&group))),
+        )
+        .route(
+            "/apis/{group}/{version}",
+            get(|Path((group, version)): Path<(String, String)>| {
+                document(discovery::resource_list(&group, &version))
+            }),
+        )
+        .route("/version", get(|| document(Some(discovery::version()))))
+        .route("/openapi/v3", get(|| document(Some(openapi::index()))))
+        .route(
+            "/openapi/v3/{*path}",
+            get(|Path(path): Path<String>| async move {
+                match openapi::document_at(&path) {
+                    Some(document) => respond::with_body(
+                        StatusCode::OK,
+                        respond::JSON,
+                        Body::from(document.json.clone()),
+                    ),
+                    None => respond::error(&paths::not_found()),
+                }
+            }),
+        )
+        .route("/livez", get(|| async { (StatusCode::OK, "ok") }))
+        .route("/healthz", get(ready))
+        .route("/readyz", get(ready))
+        .fallback(resource)
+        .with_state(state)
+}
+
+#[derive(Clone)]
+struct Http {
+    registry: Registry,
+    max_request_bytes: usize,
+}
+
+async fn document(document: Option<Value>) -> Response {
+    match document {
+        Some(document) => respond::json(StatusCode::OK, &document),
+        None => respond::error(&paths::not_found()),
+    }
+}
+
+/// Ready when the store answers a linearizable read (a leader and a quorum), as
+/// kube-apiserver's `etcd` check asks etcd.
+async fn ready(State(http): State<Http>) -> Response {
+    let probe = ListOptions {
+        limit: 1,
+        ..ListOptions::default()
+    };
+    match http.registry.list("namespaces", &probe).await {
+        Ok(_) => respond::with_body(StatusCode::OK, "text/plain", Body::from("ok")),
+        Err(error) => respond::with_body(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            Body::from(format!("[-]etcd failed: {error}\nreadyz check failed\n")),
+        ),
+    }
+}
+
+async fn resource(State(http): State<Http>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = match paths::parse(parts.uri.path()) {
+        Some(Ok(path)) => path,
+        Some(Err(error)) => return respond::error(&error),
+        None => return respond::error(&paths::not_found()),
+    };
+    let query = match parts.uri.query() {
+        None => options::Query::new(),
+        Some(text) => match serde_urlencoded::from_str(text) {
+            Ok(query) => query,
+            Err(error) => {
+                return respond::error(&ApiError::bad_request(format!(
+                    "the query string is not valid: {error}"
+                )))
+            }
+        },
+    };
+    let body = match axum::body::to_bytes(body, http.max_request_bytes).await {
+        Ok(body) => body,
+        Err(error) => {
+            return respond::error(&ApiError::bad_request(format!(
+                "reading the request body (at most {} bytes): {error}",
+                http.max_request_bytes
+            )))
+        }
+    };
+    verbs::serve(verbs::Call {
+        registry: &http.registry,
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    })
+    .await
+}

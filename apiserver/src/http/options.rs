@@ -1,0 +1,257 @@
+//! A request's query parameters and option bodies as the registry's options (pure): list
+//! and watch parameters, `dryRun`, DeleteOptions (query or body), and the patch type a
+//! content type names.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::delete::{DeleteOptions, Propagation};
+use crate::error::ApiError;
+use crate::list::ListOptions;
+use crate::registry::PatchType;
+use crate::watch::WatchOptions;
+
+pub type Query = HashMap<String, String>;
+
+fn text(query: &Query, name: &str) -> String {
+    query.get(name).cloned().unwrap_or_default()
+}
+
+fn flag(query: &Query, name: &str) -> bool {
+    matches!(query.get(name).map(String::as_str), Some("true" | "1"))
+}
+
+/// Whether a GET of a collection is a watch (`?watch=true`, `?watch=1`).
+pub fn is_watch(query: &Query) -> bool {
+    flag(query, "watch")
+}
+
+pub fn list_options(namespace: &str, query: &Query) -> Result<ListOptions, ApiError> {
+    resource_version_match(query)?;
+    let limit = match query.get("limit").map(String::as_str) {
+        None | Some("") => 0,
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::bad_field("limit", format!("limit {text:?} is not a whole number"))
+        })?,
+    };
+    Ok(ListOptions {
+        namespace: namespace.to_owned(),
+        label_selector: text(query, "labelSelector"),
+        field_selector: text(query, "fieldSelector"),
+        limit,
+        continue_token: text(query, "continue"),
+        resource_version: text(query, "resourceVersion"),
+    })
+}
+
+/// `resourceVersionMatch`: `NotOlderThan` and `Exact` are both what a resourceVersion
+/// means here (the store reads exactly at it, which is not older).
+fn resource_version_match(query: &Query) -> Result<(), ApiError> {
+    match query.get("resourceVersionMatch").map(String::as_str) {
+        None | Some("" | "NotOlderThan" | "Exact") => Ok(()),
+        Some(other) => Err(ApiError::bad_field(
+            "resourceVersionMatch",
+            format!("{other:?} is not a resourceVersionMatch: use NotOlderThan or Exact"),
+        )),
+    }
+}
+
+pub fn watch_options(namespace: &str, query: &Query) -> Result<WatchOptions, ApiError> {
+    resource_version_match(query)?;
+    if flag(query, "sendInitialEvents") {
+        return Err(ApiError::bad_field(
+            "sendInitialEvents",
+            "streaming lists are not served: list, then watch from the list's resourceVersion",
+        ));
+    }
+    Ok(WatchOptions {
+        namespace: namespace.to_owned(),
+        label_selector: text(query, "labelSelector"),
+        field_selector: text(query, "fieldSelector"),
+        resource_version: text(query, "resourceVersion"),
+        allow_bookmarks: flag(query, "allowWatchBookmarks"),
+        bookmark_interval: None,
+    })
+}
+
+/// How long a watch may last (`timeoutSeconds`); none: until the client or server ends it.
+pub fn watch_timeout(query: &Query) -> Result<Option<Duration>, ApiError> {
+    match query.get("timeoutSeconds").map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(text) => match text.parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(seconds) => Ok(Some(Duration::from_secs(seconds))),
+            Err(_) => Err(ApiError::bad_field(
+                "timeoutSeconds",
+                format!("timeoutSeconds {text:?} is not a whole number of seconds"),
+            )),
+        },
+    }
+}
+
+/// `dryRun=All`: decide everything, write nothing. Any other value is refused.
+pub fn dry_run(query: &Query) -> Result<bool, ApiError> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_field(
+            "dryRun",
+            format!("dryRun {other:?} is not supported: the only value is All"),
+        )),
+    }
+}
+
+/// DeleteOptions from the query and the body (the body's win, as kube-apiserver's do).
+pub fn delete_options(query: &Query, body: &[u8]) -> Result<(DeleteOptions, bool), ApiError> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|error| {
+            ApiError::bad_request(format!("the DeleteOptions body is not valid JSON: {error}"))
+        })?
+    };
+    let grace_period_seconds = match &body["gracePeriodSeconds"] {
+        Value::Null => match query.get("gracePeriodSeconds") {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().map_err(|_| {
+                ApiError::bad_field(
+                    "gracePeriodSeconds",
+                    format!("gracePeriodSeconds {text:?} is not a whole number"),
+                )
+            })?),
+        },
+        value => Some(value.as_i64().ok_or_else(|| {
+            ApiError::bad_field("gracePeriodSeconds", "must be a whole number of seconds")
+        })?),
+    };
+    let propagation = match body["propagationPolicy"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| query.get("propagationPolicy").cloned())
+    {
+        Some(policy) => Propagation::parse(&policy)?,
+        None => {
+            let orphan = match &body["orphanDependents"] {
+                Value::Bool(orphan) => Some(*orphan),
+                _ => query.get("orphanDependents").map(|text| text == "true"),
+            };
+            match orphan {
+                Some(true) => Propagation::parse("Orphan")?,
+                Some(false) => Propagation::parse("Background")?,
+                None => None,
+            }
+        }
+    };
+    let preconditions = &body["preconditions"];
+    let dry_run = match body["dryRun"].as_array() {
+        Some(values) => values.iter().any(|value| value == "All"),
+        None => dry_run(query)?,
+    };
+    let options = DeleteOptions {
+        grace_period_seconds,
+        propagation,
+        precondition_uid: preconditions["uid"].as_str().unwrap_or_default().to_owned(),
+        precondition_resource_version: preconditions["resourceVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    };
+    Ok((options, dry_run))
+}
+
+/// The patch a content type names; server-side apply is refused with what to do instead.
+pub fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+            Err(ApiError::UnsupportedMediaType {
+                message: "server-side apply is not served yet: use client-side apply \
+                          (kubectl apply without --server-side)"
+                    .into(),
+            })
+        }
+        other => Err(ApiError::UnsupportedMediaType {
+            message: format!(
+                "the body of a PATCH is {other:?}; use application/merge-patch+json, \
+                 application/json-patch+json or application/strategic-merge-patch+json"
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(pairs: &[(&str, &str)]) -> Query {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn list_parameters_become_list_options() {
+        let options = list_options(
+            "ns",
+            &query(&[
+                ("labelSelector", "app=web"),
+                ("limit", "5"),
+                ("continue", "t"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(options.label_selector, "app=web");
+        assert_eq!((options.limit, options.continue_token.as_str()), (5, "t"));
+        assert!(list_options("", &query(&[("limit", "many")])).is_err());
+        assert!(list_options("", &query(&[("resourceVersionMatch", "Newest")])).is_err());
+    }
+
+    #[test]
+    fn delete_options_come_from_the_body_before_the_query() {
+        let body = br#"{"kind":"DeleteOptions","apiVersion":"v1","propagationPolicy":"Foreground",
+                        "gracePeriodSeconds":0,"preconditions":{"uid":"u1"}}"#;
+        let (options, dry_run) =
+            delete_options(&query(&[("gracePeriodSeconds", "30")]), body).unwrap();
+        assert_eq!(options.grace_period_seconds, Some(0));
+        assert_eq!(
+            options.propagation,
+            Propagation::parse("Foreground").unwrap()
+        );
+        assert_eq!(options.precondition_uid, "u1");
+        assert!(!dry_run);
+
+        let (options, dry_run) = delete_options(
+            &query(&[("gracePeriodSeconds", "5"), ("dryRun", "All")]),
+            b"",
+        )
+        .unwrap();
+        assert_eq!(options.grace_period_seconds, Some(5));
+        assert!(dry_run);
+        let (orphan, _) = delete_options(&query(&[]), br#"{"orphanDependents":true}"#).unwrap();
+        assert_eq!(orphan.propagation, Propagation::parse("Orphan").unwrap());
+        assert!(delete_options(&query(&[]), b"{not json").is_err());
+    }
+
+    #[test]
+    fn patch_types_by_content_type() {
+        assert_eq!(
+            patch_type("application/strategic-merge-patch+json").unwrap(),
+            PatchType::Strategic
+        );
+        assert_eq!(
+            patch_type("application/merge-patch+json; charset=utf-8").unwrap(),
+            PatchType::Merge
+        );
+        let apply = patch_type("application/apply-patch+yaml").unwrap_err();
+        assert!(apply.to_string().contains("without --server-side"));
+        assert!(patch_type("text/plain").is_err());
+        assert!(dry_run(&query(&[("dryRun", "Some")])).is_err());
+        assert!(watch_timeout(&query(&[("timeoutSeconds", "x")])).is_err());
+    }
+}

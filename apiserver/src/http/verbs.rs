@@ -1,0 +1,324 @@
+//! A resource request, dispatched by method, collection or object, and subresource to the
+//! registry's verbs (the ones the gRPC service calls), and answered (see `respond.rs`).
+
+use axum::response::Response;
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::options::{self, Query};
+use super::paths::ResourcePath;
+use super::respond::{self, Shape};
+use super::table::{wants_table, IncludeObject};
+use super::{discovery, scale, watch};
+use crate::delete::DeleteOptions;
+use crate::error::ApiError;
+use crate::registry::{Binding, Eviction, Part, PatchType, Registry, Target, WriteOptions};
+
+/// One request to a resource path.
+pub struct Call<'a> {
+    pub registry: &'a Registry,
+    pub method: Method,
+    pub path: ResourcePath,
+    pub query: Query,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Call<'_> {
+    fn target(&self) -> Target<'_> {
+        Target {
+            resource: self.path.info.resource,
+            namespace: &self.path.namespace,
+            name: &self.path.name,
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        let accept = self
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
+        if wants_table(accept) {
+            Shape::Table(IncludeObject::parse(
+                self.query.get("includeObject").map(String::as_str),
+            ))
+        } else {
+            Shape::Json
+        }
+    }
+
+    fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        Ok(WriteOptions {
+            fence: None,
+            dry_run: options::dry_run(&self.query)?,
+        })
+    }
+
+    fn content_type(&self) -> &str {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body of a create or update: JSON or YAML; protobuf is refused by name.
+    fn object_body(&self) -> Result<&[u8], ApiError> {
+        if self
+            .content_type()
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
+            return Err(ApiError::UnsupportedMediaType {
+                message: "this server takes JSON bodies, not protobuf: with kubectl create, \
+                          use `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`"
+                    .into(),
+            });
+        }
+        Ok(&self.body)
+    }
+}
+
+/// Answers `call`.
+pub async fn serve(call: Call<'_>) -> Response {
+    match dispatch(&call).await {
+        Ok(response) => response,
+        Err(error) => respond::error(&error),
+    }
+}
+
+async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
+    let info = call.path.info;
+    let collection = call.path.name.is_empty();
+    let subresource = call.path.subresource.as_str();
+    let shape = call.shape();
+    let registry = call.registry;
+    match (&call.method, collection, subresource) {
+        (&Method::GET, true, _) if options::is_watch(&call.query) => {
+            let options = options::watch_options(&call.path.namespace, &call.query)?;
+            let timeout = options::watch_timeout(&call.query)?;
+            Ok(watch::watch(registry, info.resource, info.kind, options, timeout, shape).await)
+        }
+        (&Method::GET, true, _) => {
+            let options = options::list_options(&call.path.namespace, &call.query)?;
+            Ok(respond::list(
+                registry.list(info.resource, &options).await?,
+                shape,
+            ))
+        }
+        (&Method::POST, true, _) => {
+            let created = registry
+                .create(
+                    info.resource,
+                    &call.path.namespace,
+                    call.object_body()?,
+                    &call.write_options()?,
+                )
+                .await?;
+            Ok(respond::object(
+                StatusCode::CREATED,
+                info.kind,
+                &created,
+                shape,
+            ))
+        }
+        (&Method::DELETE, true, "") => delete_collection(call).await,
+        (_, true, _) => Err(not_allowed(call)),
+        (_, false, "scale") if discovery::has_scale(info) => scale_verb(call).await,
+        (&Method::GET, false, "" | "status") => {
+            let object = registry.get(&call.target()).await?;
+            Ok(respond::object(StatusCode::OK, info.kind, &object, shape))
+        }
+        (&Method::PUT, false, "" | "status" | "finalize") => {
+            let part = match subresource {
+                "" => Part::Object,
+                "status" if info.has_status => Part::Status,
+                "finalize" if info.kind == "Namespace" => Part::Finalize,
+                _ => return Err(super::paths::not_found()),
+            };
+            let replaced = registry
+                .replace(
+                    &call.target(),
+                    call.object_body()?,
+                    part,
+                    &call.write_options()?,
+                )
+                .await?;
+            Ok(respond::object(StatusCode::OK, info.kind, &replaced, shape))
+        }
+        (&Method::PATCH, false, "" | "status") => {
+            let part = match subresource {
+                "" => Part::Object,
+                _ if info.has_status => Part::Status,
+                _ => return Err(super::paths::not_found()),
+            };
+            let patch_type = options::patch_type(call.content_type())?;
+            let patched = registry
+                .patch_as(
+                    patch_type,
+                    &call.target(),
+                    &call.body,
+                    part,
+                    &call.write_options()?,
+                )
+                .await?;
+            Ok(respond::object(StatusCode::OK, info.kind, &patched, shape))
+        }
+        (&Method::DELETE, false, "") => {
+            let (options, dry_run) = options::delete_options(&call.query, &call.body)?;
+            let object = if dry_run {
+                registry.get(&call.target()).await?
+            } else {
+                registry.delete(&call.target(), &options, None).await?.0
+            };
+            Ok(respond::object(
+                StatusCode::OK,
+                info.kind,
+                &object,
+                Shape::Json,
+            ))
+        }
+        (&Method::POST, false, "binding") if info.kind == "Pod" => bind(call).await,
+        (&Method::POST, false, "eviction") if info.kind == "Pod" => evict(call).await,
+        (_, false, "" | "status" | "finalize" | "binding" | "eviction") => Err(not_allowed(call)),
+        _ => Err(super::paths::not_found()),
+    }
+}
+
+fn not_allowed(call: &Call<'_>) -> ApiError {
+    let what = match (call.path.name.is_empty(), call.path.subresource.as_str()) {
+        (true, _) => format!("the collection of {}", call.path.info.qualified_resource()),
+        (false, "") => format!("one of {}", call.path.info.qualified_resource()),
+        (false, sub) => format!("{}/{sub}", call.path.info.qualified_resource()),
+    };
+    ApiError::MethodNotAllowed {
+        message: format!("the server does not allow {} on {what}", call.method),
+    }
+}
+
+/// DELETE of a collection: every object the list's selectors match, each deleted as a
+/// DELETE of it would; the answer lists what was deleted (or is being deleted).
+async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
+    let info = call.path.info;
+    let (delete_options, dry_run) = options::delete_options(&call.query, &call.body)?;
+    let mut list_options = options::list_options(&call.path.namespace, &call.query)?;
+    list_options.limit = 0;
+    list_options.continue_token.clear();
+    let mut listed = call.registry.list(info.resource, &list_options).await?;
+    if !dry_run {
+        let mut deleted = Vec::with_capacity(listed.items.len());
+        for item in &listed.items {
+            let metadata = &item["metadata"];
+            let target = Target {
+                resource: info.resource,
+                namespace: metadata["namespace"].as_str().unwrap_or_default(),
+                name: metadata["name"].as_str().unwrap_or_default(),
+            };
+            match call.registry.delete(&target, &delete_options, None).await {
+                Ok((object, _)) => deleted.push(object),
+                // Deleted meanwhile by someone else: what was asked for holds.
+                Err(ApiError::NotFound { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        listed.items = deleted;
+    }
+    Ok(respond::list(listed, Shape::Json))
+}
+
+/// `pods/NAME/binding`: a `Binding` naming the node (the scheduler's write).
+async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
+    let binding: Value = serde_json::from_slice(&call.body).map_err(|error| {
+        ApiError::bad_request(format!("the Binding is not valid JSON: {error}"))
+    })?;
+    let target = &binding["target"];
+    if target["kind"].as_str().is_some_and(|kind| kind != "Node") {
+        return Err(ApiError::bad_field(
+            "target.kind",
+            "a pod can only be bound to a Node",
+        ));
+    }
+    let node = target["name"].as_str().unwrap_or_default();
+    if node.is_empty() {
+        return Err(ApiError::bad_field(
+            "target.name",
+            "a Binding names the node in target.name",
+        ));
+    }
+    let uid = binding["metadata"]["uid"].as_str().unwrap_or_default();
+    call.registry
+        .bind(
+            &Binding {
+                namespace: &call.path.namespace,
+                name: &call.path.name,
+                uid,
+                node,
+            },
+            None,
+        )
+        .await?;
+    Ok(respond::json(StatusCode::CREATED, &success()))
+}
+
+/// `pods/NAME/eviction`: the pod's deletion as its PodDisruptionBudgets allow.
+async fn evict(call: &Call<'_>) -> Result<Response, ApiError> {
+    let eviction: Value = serde_json::from_slice(&call.body).map_err(|error| {
+        ApiError::bad_request(format!("the Eviction is not valid JSON: {error}"))
+    })?;
+    let delete_options = match eviction.get("deleteOptions") {
+        Some(given) if !given.is_null() => {
+            options::delete_options(&Query::new(), given.to_string().as_bytes())?.0
+        }
+        _ => DeleteOptions::default(),
+    };
+    call.registry
+        .evict(&Eviction {
+            namespace: &call.path.namespace,
+            name: &call.path.name,
+            options: delete_options,
+        })
+        .await?;
+    Ok(respond::json(StatusCode::CREATED, &success()))
+}
+
+fn success() -> Value {
+    json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })
+}
+
+/// `scale`: read as a Scale; a PUT or PATCH of the Scale sets `spec.replicas`.
+async fn scale_verb(call: &Call<'_>) -> Result<Response, ApiError> {
+    let registry = call.registry;
+    let current = registry.get(&call.target()).await?;
+    let wanted = match call.method {
+        Method::GET => return Ok(respond::json(StatusCode::OK, &scale::scale_of(&current))),
+        Method::PUT => serde_json::from_slice(call.object_body()?).map_err(|error| {
+            ApiError::bad_request(format!("the Scale is not valid JSON: {error}"))
+        })?,
+        Method::PATCH => {
+            let patch_type = match options::patch_type(call.content_type())? {
+                // A Scale's fields merge the same way either way.
+                PatchType::Strategic => PatchType::Merge,
+                other => other,
+            };
+            let patch: Value = serde_json::from_slice(&call.body).map_err(|error| {
+                ApiError::bad_request(format!("the patch is not valid JSON: {error}"))
+            })?;
+            crate::registry::patched(patch_type, "Scale", &scale::scale_of(&current), &patch)?
+        }
+        _ => return Err(not_allowed(call)),
+    };
+    let replicas = scale::wanted_replicas(&wanted)?;
+    // The Scale's resourceVersion, if the client gave one, is the object's: compare on it.
+    let version = wanted["metadata"]["resourceVersion"].clone();
+    let patch = json!({ "metadata": { "resourceVersion": version },
+                        "spec": { "replicas": replicas } });
+    let patched = registry
+        .patch(
+            &call.target(),
+            patch.to_string().as_bytes(),
+            Part::Object,
+            &call.write_options()?,
+        )
+        .await?;
+    Ok(respond::json(StatusCode::OK, &scale::scale_of(&patched)))
+}

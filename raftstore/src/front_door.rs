@@ -1,0 +1,136 @@
+//! One client port, two protocols, as kube-apiserver and etcd's gateway serve one port:
+//! a request whose `content-type` is `application/grpc…` goes to the gRPC services (etcd's
+//! and whatever a master mounts beside them); every other request, over HTTP/1.1 or h2, goes
+//! to the HTTP service mounted with them (a `404` naming what the port speaks when none is).
+//!
+//! Connections are served with upgrades (the WebSocket streams of `exec` and `attach`).
+//! A stop closes the listener at once and ends every connection gracefully: requests in
+//! flight finish, long streams end when their own code sees the stop (the API's watches do).
+
+use std::convert::Infallible;
+
+use axum::response::{IntoResponse, Response};
+use futures::future::Either;
+use http::{header, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tower::ServiceExt;
+
+/// What a client port serves.
+pub struct ClientServices {
+    /// The gRPC services, by their paths.
+    pub grpc: Routes,
+    /// Everything that is not gRPC (the Kubernetes HTTP API on a master).
+    pub http: Option<axum::Router>,
+}
+
+/// Whether a request is gRPC: `application/grpc`, `application/grpc+proto`, ... (gRPC-Web's
+/// `application/grpc-web` is not served).
+pub fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value == "application/grpc"
+                || value.starts_with("application/grpc+")
+                || value.starts_with("application/grpc;")
+        })
+}
+
+/// Serves `services` on `listener` until `stopped` turns true, then waits for every
+/// connection to end. HTTP/2 connections take at most `max_concurrent_streams` streams.
+pub async fn serve(
+    listener: TcpListener,
+    services: ClientServices,
+    max_concurrent_streams: u32,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let grpc = services.grpc.prepare().into_axum_router();
+    let http = services
+        .http
+        .unwrap_or_else(|| axum::Router::new().fallback(not_served));
+    let front = tower::service_fn(move |request: Request<Incoming>| {
+        if is_grpc(&request) {
+            Either::Left(grpc.clone().oneshot(request))
+        } else {
+            Either::Right(http.clone().oneshot(request))
+        }
+    });
+    let front = TowerToHyperService::new(front);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(max_concurrent_streams);
+    builder.http1().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: keep serving what is open.
+                        tracing::warn!(%error, "accepting a client connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "setting TCP_NODELAY on a client connection");
+                }
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(stream), front.clone())
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(%error, "client connection ended");
+                    }
+                });
+            }
+            () = &mut stop => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+async fn not_served() -> Result<Response, Infallible> {
+    Ok((
+        StatusCode::NOT_FOUND,
+        "this port serves gRPC only (content-type: application/grpc)\n",
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_content_type(value: &str) -> Request<()> {
+        Request::builder()
+            .header(header::CONTENT_TYPE, value)
+            .body(())
+            .unwrap()
+    }
+
+    #[test]
+    fn grpc_is_told_apart_by_its_content_type() {
+        assert!(is_grpc(&with_content_type("application/grpc")));
+        assert!(is_grpc(&with_content_type("application/grpc+proto")));
+        assert!(!is_grpc(&with_content_type("application/json")));
+        assert!(!is_grpc(&with_content_type("application/grpc-web")));
+        assert!(!is_grpc(&Request::new(())));
+    }
+}
