@@ -55,12 +55,27 @@ impl Kubelet for NodeEndpoint {
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| Status::not_found(format!("no log yet ({}): {e}", path.display())))?;
+        let mut offset = match request.tail_lines {
+            Some(lines) if lines >= 0 => tail_start(&mut file, lines as u64)
+                .await
+                .map_err(|e| Status::internal(format!("reading the log: {e}")))?,
+            _ => 0,
+        };
+        file.seek(SeekFrom::Start(offset))
+            .await
+            .map_err(|e| Status::internal(format!("reading the log: {e}")))?;
+        let mut allowed = request
+            .limit_bytes
+            .filter(|limit| *limit > 0)
+            .map_or(u64::MAX, |limit| limit as u64);
         let (tx, rx) = mpsc::channel(16);
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 64 * 1024];
-            let mut offset = 0u64;
             loop {
+                if allowed == 0 {
+                    return;
+                }
                 match file.read(&mut buffer).await {
                     Ok(0) => {
                         let still_there = runtime
@@ -75,6 +90,8 @@ impl Kubelet for NodeEndpoint {
                     }
                     Ok(n) => {
                         offset += n as u64;
+                        let n = n.min(usize::try_from(allowed).unwrap_or(usize::MAX));
+                        allowed -= n as u64;
                         let chunk = Chunk {
                             data: buffer[..n].to_vec(),
                         };
@@ -169,6 +186,45 @@ impl Kubelet for NodeEndpoint {
     }
 }
 
+/// Where the last `lines` lines of `file` start (a last line without its newline counts),
+/// read backwards a block at a time.
+async fn tail_start(file: &mut tokio::fs::File, lines: u64) -> std::io::Result<u64> {
+    const BLOCK: u64 = 64 * 1024;
+    let length = file.metadata().await?.len();
+    if lines == 0 {
+        return Ok(length);
+    }
+    let mut end = length;
+    // Newlines to pass: one per wanted line, the file's final one not counting.
+    let mut wanted = lines;
+    let mut last_byte_seen = false;
+    let mut block = vec![0u8; BLOCK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let size = (end - start) as usize;
+        file.seek(SeekFrom::Start(start)).await?;
+        file.read_exact(&mut block[..size]).await?;
+        for (index, byte) in block[..size].iter().enumerate().rev() {
+            let at = start + index as u64;
+            if !last_byte_seen {
+                last_byte_seen = true;
+                if *byte == b'\n' {
+                    continue;
+                }
+            }
+            if *byte == b'\n' {
+                wanted -= 1;
+                if wanted == 0 {
+                    return Ok(at + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    // Fewer lines than asked for: all of them.
+    Ok(0)
+}
+
 /// Binds the endpoint (port 0: any free port) and serves it in the background. Returns the
 /// bound address.
 pub async fn serve(runtime: Arc<dyn Runtime>, address: SocketAddr) -> std::io::Result<SocketAddr> {
@@ -186,4 +242,30 @@ pub async fn serve(runtime: Arc<dyn Runtime>, address: SocketAddr) -> std::io::R
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn tail_of(text: &str, lines: u64) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, text).unwrap();
+        let mut file = tokio::fs::File::open(&path).await.unwrap();
+        let start = tail_start(&mut file, lines).await.unwrap() as usize;
+        text[start..].to_owned()
+    }
+
+    #[tokio::test]
+    async fn the_tail_is_the_last_lines_with_or_without_a_final_newline() {
+        assert_eq!(tail_of("a\nb\nc\n", 2).await, "b\nc\n");
+        assert_eq!(tail_of("a\nb\nc\n", 1).await, "c\n");
+        assert_eq!(tail_of("a\nb", 1).await, "b");
+        assert_eq!(tail_of("a\nb\n", 5).await, "a\nb\n");
+        assert_eq!(tail_of("a\nb\n", 0).await, "");
+        assert_eq!(tail_of("", 3).await, "");
+        let long: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(tail_of(&long, 2).await, "line 19998\nline 19999\n");
+    }
 }

@@ -375,6 +375,7 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let (ok, logs, err) = rudder(servers, &["logs", "kubia"]).await;
     assert!(ok, "{err}");
     assert!(logs.contains("Received request from"), "logs: {logs:?}");
+    kubectl_logs_come_through_the_api(servers, dir, &ip);
     let (ok, hostname, err) = rudder(servers, &["exec", "kubia", "--", "hostname"]).await;
     assert!(ok, "{err}");
     assert_eq!(hostname.trim(), "kubia");
@@ -422,6 +423,81 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     }
     assert_eq!(leftovers(dir, &uid), Vec::<String>::new());
     assert!(http_get(&ip, 8080, "/").is_err(), "the address is gone");
+}
+
+/// The real kubectl reads the kubia pod's log through the master's HTTP API (which asks the
+/// node): all of it, the last line, and followed as a new request comes in. Skipped without
+/// kubectl.
+fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
+    const KUBECTL: &str = "/usr/bin/kubectl";
+    if !Path::new(KUBECTL).exists() {
+        eprintln!("kubectl logs skipped: no kubectl at {KUBECTL}");
+        return;
+    }
+    let server = servers.split(',').next().unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"http://{server}\"}}}}]\n\
+             contexts: [{{name: c, context: {{cluster: c}}}}]\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let kubectl = |args: &[&str]| {
+        let mut command = std::process::Command::new(KUBECTL);
+        command
+            .env("KUBECONFIG", &kubeconfig)
+            .arg(format!("--cache-dir={}", dir.join("kube-cache").display()))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let all = kubectl(&["logs", "kubia"]).output().unwrap();
+    let text = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert!(
+        all.status.success(),
+        "{}",
+        String::from_utf8_lossy(&all.stderr)
+    );
+    assert!(text.contains("Received request from"), "{text:?}");
+    let tail = kubectl(&["logs", "kubia", "--tail=1"]).output().unwrap();
+    let tail = String::from_utf8_lossy(&tail.stdout).into_owned();
+    assert_eq!(tail.lines().count(), 1, "{tail:?}");
+    assert_eq!(Some(tail.trim_end()), text.lines().last());
+
+    let mut follow = kubectl(&["logs", "-f", "kubia", "--tail=0"])
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // A request made while following shows up in the followed log.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        http_get(ip, 8080, "/cgi-bin/index.cgi").unwrap();
+        if let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "kubectl logs -f showed nothing new"
+        );
+    };
+    assert!(seen.contains("Received request from"), "{seen:?}");
+    follow.kill().unwrap();
+    follow.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -140,6 +140,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         match info.kind {
             "Pod" => {
                 subresource("binding", "Binding", "", &["create"]);
+                subresource("log", "Pod", "", &["get"]);
                 subresource("eviction", "Eviction", "policy", &["create"]);
             }
             "Namespace" => subresource("finalize", "Namespace", "", &["update"]),

@@ -9,13 +9,15 @@
 //!  /api/v1/..., /apis/G/V/...  ─ paths (pure) ─► verbs ─► Registry
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
-//!                                                    └ watch: event lines; scale (pure)
+//!                                                    └ watch: event lines; scale (pure);
+//!                                                      pod_logs: from the pod's node
 //! ```
 
 mod discovery;
 mod openapi;
 mod options;
 mod paths;
+mod pod_logs;
 mod respond;
 mod scale;
 mod table;

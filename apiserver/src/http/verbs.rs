@@ -10,7 +10,7 @@ use super::options::{self, Query};
 use super::paths::ResourcePath;
 use super::respond::{self, Shape};
 use super::table::{wants_table, IncludeObject};
-use super::{discovery, scale, watch};
+use super::{discovery, pod_logs, scale, watch};
 use crate::delete::DeleteOptions;
 use crate::error::ApiError;
 use crate::registry::{Binding, Eviction, Part, PatchType, Registry, Target, WriteOptions};
@@ -177,6 +177,9 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                 &object,
                 Shape::Json,
             ))
+        }
+        (&Method::GET, false, "log") if info.kind == "Pod" => {
+            pod_logs::logs(registry, &call.path.namespace, &call.path.name, &call.query).await
         }
         (&Method::POST, false, "binding") if info.kind == "Pod" => bind(call).await,
         (&Method::POST, false, "eviction") if info.kind == "Pod" => evict(call).await,

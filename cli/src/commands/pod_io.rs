@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_proto::node::kubelet_client::KubeletClient;
 use rudder_proto::node::{exec_output, ExecRequest, LogsRequest};
-use serde_json::Value;
+use rudder_proto::objects::kubelet::kubelet_endpoint;
 
 use crate::session::{Session, Target};
 
@@ -53,20 +53,8 @@ async fn node_endpoint(session: &Session, namespace: &str, pod: &str) -> anyhow:
         bail!("pod {pod:?} is not on a node yet (it has no spec.nodeName)");
     }
     let node_object = session.client.get_object("nodes", "", node).await?;
-    endpoint_of(&node_object)
+    kubelet_endpoint(&node_object)
         .with_context(|| format!("node {node:?} publishes no kubelet endpoint"))
-}
-
-fn endpoint_of(node: &Value) -> Option<String> {
-    let status = &node["status"];
-    let port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64()?;
-    let address = status["addresses"]
-        .as_array()?
-        .iter()
-        .find(|a| a["type"] == "InternalIP")?["address"]
-        .as_str()?
-        .to_string();
-    Some(format!("http://{address}:{port}"))
 }
 
 async fn connect(endpoint: String) -> anyhow::Result<KubeletClient<tonic::transport::Channel>> {
@@ -91,6 +79,7 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
             container: args.container.unwrap_or_default(),
             follow: args.follow,
             previous: args.previous,
+            ..LogsRequest::default()
         })
         .await
         .map_err(from_node)?
@@ -138,23 +127,5 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             std::process::exit(code);
         }
         None => bail!("the node ended the exec without an exit code"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_endpoint_is_the_internal_ip_and_kubelet_port() {
-        let node = serde_json::json!({ "status": {
-            "addresses": [{ "type": "Hostname", "address": "n1" }, { "type": "InternalIP", "address": "127.0.0.1" }],
-            "daemonEndpoints": { "kubeletEndpoint": { "Port": 41234 } },
-        }});
-        assert_eq!(
-            endpoint_of(&node).as_deref(),
-            Some("http://127.0.0.1:41234")
-        );
-        assert_eq!(endpoint_of(&serde_json::json!({})), None);
     }
 }

@@ -8,6 +8,7 @@
 //!   and the `DisruptionTarget` pod condition (the eviction subresource, PodGC).
 //! - [`deletion`]: the finalizers that carry Foreground and Orphan deletion and a
 //!   namespace's emptying between the API server and the controllers.
+//! - [`kubelet`]: where a node's streaming endpoint is (logs, exec).
 //! - [`names`]: the syntax of names, label keys and values (`IsDNS1123Label`,
 //!   `IsQualifiedName`, ...), worded like apimachinery.
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`), parsed exactly; the API server
@@ -25,6 +26,7 @@
 pub mod cidr;
 pub mod deletion;
 pub mod disruption;
+pub mod kubelet;
 pub mod names;
 pub mod priority;
 pub mod quantity;
