@@ -426,8 +426,8 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
 }
 
 /// The real kubectl reads the kubia pod's log through the master's HTTP API (which asks the
-/// node): all of it, the last line, and followed as a new request comes in. Skipped without
-/// kubectl.
+/// node): all of it, the last line, and followed as a new request comes in; and runs
+/// commands in it with `kubectl exec`. Skipped without kubectl.
 fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
     const KUBECTL: &str = "/usr/bin/kubectl";
     if !Path::new(KUBECTL).exists() {
@@ -498,6 +498,44 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
     assert!(seen.contains("Received request from"), "{seen:?}");
     follow.kill().unwrap();
     follow.wait().unwrap();
+
+    // exec over WebSocket, through the API server to the node.
+    let hostname = kubectl(&["exec", "kubia", "--", "hostname"])
+        .output()
+        .unwrap();
+    assert!(
+        hostname.status.success(),
+        "{}",
+        String::from_utf8_lossy(&hostname.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout), "kubia\n");
+    let both = kubectl(&[
+        "exec",
+        "kubia",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(both.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&both.stdout), "out\n");
+    let stderr = String::from_utf8_lossy(&both.stderr);
+    assert!(stderr.starts_with("err\n"), "{stderr:?}");
+    assert!(
+        stderr.contains("command terminated with exit code 7"),
+        "{stderr:?}"
+    );
+    let interactive = kubectl(&["exec", "-i", "kubia", "--", "cat"])
+        .output()
+        .unwrap();
+    assert!(!interactive.status.success());
+    assert!(
+        String::from_utf8_lossy(&interactive.stderr).contains("without -i and -t"),
+        "{}",
+        String::from_utf8_lossy(&interactive.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

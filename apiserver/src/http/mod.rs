@@ -10,14 +10,17 @@
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
-//!                                                      pod_logs: from the pod's node
+//!                                                      pod_logs, pod_exec (WebSocket):
+//!                                                      from the pod's node (pod_node)
 //! ```
 
 mod discovery;
 mod openapi;
 mod options;
 mod paths;
+mod pod_exec;
 mod pod_logs;
+mod pod_node;
 mod respond;
 mod scale;
 mod table;
@@ -118,6 +121,13 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
         Some(Err(error)) => return respond::error(&error),
         None => return respond::error(&paths::not_found()),
     };
+    if path.info.kind == "Pod" && !path.name.is_empty() && path.subresource == "exec" {
+        let (namespace, name) = (path.namespace.clone(), path.name.clone());
+        return match pod_exec::exec(&http.registry, parts, &namespace, &name).await {
+            Ok(response) => response,
+            Err(error) => respond::error(&error),
+        };
+    }
     let query = match parts.uri.query() {
         None => options::Query::new(),
         Some(text) => match serde_urlencoded::from_str(text) {

@@ -3,25 +3,18 @@
 //! covers logs like every other read). Parameters: container, follow, previous, tailLines,
 //! limitBytes.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use http::StatusCode;
-use rudder_proto::node::kubelet_client::KubeletClient;
 use rudder_proto::node::LogsRequest;
-use rudder_proto::objects::kubelet::kubelet_endpoint;
-use serde_json::Value;
 
 use super::options::Query;
+use super::pod_node::{from_node, pod_node, PodNode};
 use super::respond;
 use crate::error::ApiError;
-use crate::registry::{Registry, Target};
-
-/// How long reaching a node's endpoint may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::registry::Registry;
 
 /// The log parameters a node's log files can answer (they hold no timestamps yet).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -72,38 +65,6 @@ pub fn log_options(query: &Query) -> Result<LogOptions, ApiError> {
     })
 }
 
-/// Checks the container named against the pod's, as kube-apiserver does before it asks the
-/// node (pure). Empty: the pod's only container.
-pub fn container_of(pod: &Value, name: &str, wanted: &str) -> Result<String, ApiError> {
-    let names: Vec<&str> = ["containers", "initContainers"]
-        .iter()
-        .flat_map(|list| pod["spec"][list].as_array().into_iter().flatten())
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    match wanted {
-        "" => match pod["spec"]["containers"].as_array().map(Vec::as_slice) {
-            Some([only]) => Ok(only["name"].as_str().unwrap_or_default().to_owned()),
-            _ => Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                names.join(" ")
-            ))),
-        },
-        wanted if names.contains(&wanted) => Ok(wanted.to_owned()),
-        wanted => Err(ApiError::bad_request(format!(
-            "container {wanted} is not valid for pod {name}"
-        ))),
-    }
-}
-
-fn from_node(node: &str, status: tonic::Status) -> ApiError {
-    match status.code() {
-        tonic::Code::NotFound | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            ApiError::bad_request(status.message().to_owned())
-        }
-        _ => ApiError::internal(format!("node {node}: {}", status.message())),
-    }
-}
-
 /// Streams `namespace/name`'s log as `text/plain`.
 pub async fn logs(
     registry: &Registry,
@@ -112,34 +73,11 @@ pub async fn logs(
     query: &Query,
 ) -> Result<Response, ApiError> {
     let options = log_options(query)?;
-    let pod = registry
-        .get(&Target {
-            resource: "pods",
-            namespace,
-            name,
-        })
-        .await?;
-    let container = container_of(&pod, name, &options.container)?;
-    let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} is not on a node yet: no logs until it is scheduled"
-        )));
-    }
-    let node_object = registry
-        .get(&Target {
-            resource: "nodes",
-            namespace: "",
-            name: node,
-        })
-        .await?;
-    let endpoint = kubelet_endpoint(&node_object)
-        .ok_or_else(|| ApiError::internal(format!("node {node} publishes no kubelet endpoint")))?;
-    let connect = KubeletClient::connect(endpoint.clone());
-    let mut client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-        .await
-        .map_err(|_| ApiError::internal(format!("node {node} at {endpoint}: no answer")))?
-        .map_err(|error| ApiError::internal(format!("node {node} at {endpoint}: {error}")))?;
+    let PodNode {
+        mut client,
+        container,
+        node,
+    } = pod_node(registry, namespace, name, &options.container).await?;
     let stream = client
         .logs(LogsRequest {
             namespace: namespace.to_owned(),
@@ -151,9 +89,8 @@ pub async fn logs(
             limit_bytes: options.limit_bytes,
         })
         .await
-        .map_err(|status| from_node(node, status))?
+        .map_err(|status| from_node(&node, status))?
         .into_inner();
-    let node = node.to_owned();
     let chunks = stream.map(move |chunk| match chunk {
         Ok(chunk) => Ok(Bytes::from(chunk.data)),
         Err(status) => Err(std::io::Error::other(format!(
@@ -171,7 +108,6 @@ pub async fn logs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn query(pairs: &[(&str, &str)]) -> Query {
         pairs
@@ -201,19 +137,5 @@ mod tests {
         let since = log_options(&query(&[("sinceSeconds", "60")])).unwrap_err();
         assert!(since.to_string().contains("tailLines"), "{since}");
         assert!(log_options(&query(&[("timestamps", "false")])).is_ok());
-    }
-
-    #[test]
-    fn the_container_must_be_the_pod_s_and_named_when_there_are_several() {
-        let one = json!({ "spec": { "containers": [{ "name": "app" }] } });
-        assert_eq!(container_of(&one, "p", "").unwrap(), "app");
-        let error = container_of(&one, "p", "other").unwrap_err();
-        assert_eq!(error.to_string(), "container other is not valid for pod p");
-        let two = json!({ "spec": { "containers": [{ "name": "a" }, { "name": "b" }] } });
-        let error = container_of(&two, "p", "").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "a container name must be specified for pod p, choose one of: [a b]"
-        );
     }
 }

@@ -1,0 +1,222 @@
+//! `pods/NAME/exec` over WebSocket, the way kubectl 1.31+ runs `kubectl exec` by default
+//! (`v5.channel.k8s.io`; `v4.channel.k8s.io` too, the same frames without v5's close
+//! signal). The API server starts the command on the pod's node and relays its output:
+//! every binary message is a channel byte and data (1 stdout, 2 stderr), and the last,
+//! on channel 3, is a `Status` saying how the command ended, before a normal close.
+//!
+//! Not yet: stdin (`-i`) and a TTY (`-t`), which the node's exec cannot take; a request
+//! for either is refused before anything runs, saying so.
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::FromRequestParts;
+use axum::response::Response;
+use bytes::{BufMut, BytesMut};
+use http::request::Parts;
+use rudder_proto::node::{exec_output, ExecOutput, ExecRequest};
+use serde_json::{json, Value};
+use tonic::Streaming;
+
+use super::pod_node::{from_node, pod_node, PodNode};
+use crate::error::ApiError;
+use crate::registry::Registry;
+
+/// The channel protocols served, best first.
+pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const ERROR: u8 = 3;
+
+/// What an exec request asks for (pure).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    pub container: String,
+}
+
+/// Reads an exec request's query, its `command` repeated once per argument.
+pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError> {
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let on = |name: &str| matches!(value(name), Some("true" | "1"));
+    if on("stdin") || on("tty") {
+        return Err(ApiError::bad_request(
+            "exec with stdin (-i) or a terminal (-t) is not served yet: run the command \
+             without -i and -t",
+        ));
+    }
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(key, _)| key == "command")
+        .map(|(_, value)| value.clone())
+        .collect();
+    if command.is_empty() {
+        return Err(ApiError::bad_field(
+            "command",
+            "you must specify at least 1 command",
+        ));
+    }
+    Ok(ExecOptions {
+        command,
+        container: value("container").unwrap_or_default().to_owned(),
+    })
+}
+
+/// The `Status` that ends an exec on the error channel: success, or the exit code.
+pub fn ending(exit_code: i32) -> Value {
+    if exit_code == 0 {
+        return json!({ "metadata": {}, "status": "Success" });
+    }
+    json!({
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("command terminated with non-zero exit code: exit status {exit_code}"),
+        "reason": "NonZeroExitCode",
+        "details": { "causes": [{ "reason": "ExitCode", "message": exit_code.to_string() }] },
+    })
+}
+
+fn framed(channel: u8, data: &[u8]) -> Message {
+    let mut frame = BytesMut::with_capacity(data.len() + 1);
+    frame.put_u8(channel);
+    frame.put_slice(data);
+    Message::Binary(frame.freeze())
+}
+
+/// Starts the command on the pod's node, then upgrades the connection and relays.
+pub async fn exec(
+    registry: &Registry,
+    mut parts: Parts,
+    namespace: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).map_err(|error| {
+            ApiError::bad_request(format!("the query string is not valid: {error}"))
+        })?;
+    let options = exec_options(&pairs)?;
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(
+                "exec is served over WebSocket (v5.channel.k8s.io, kubectl 1.31 and later); \
+                 SPDY is not",
+            )
+        })?
+        .protocols(PROTOCOLS);
+    if upgrade.selected_protocol().is_none() {
+        return Err(ApiError::bad_request(format!(
+            "no channel protocol in common: this server speaks {}",
+            PROTOCOLS.join(", ")
+        )));
+    }
+    let PodNode {
+        mut client,
+        container,
+        node,
+    } = pod_node(registry, namespace, name, &options.container).await?;
+    let output = client
+        .exec(ExecRequest {
+            namespace: namespace.to_owned(),
+            pod: name.to_owned(),
+            container,
+            command: options.command,
+        })
+        .await
+        .map_err(|status| from_node(&node, status))?
+        .into_inner();
+    Ok(upgrade.on_upgrade(move |socket| relay(socket, output, node)))
+}
+
+async fn relay(mut socket: WebSocket, mut output: Streaming<ExecOutput>, node: String) {
+    let exit_code = loop {
+        tokio::select! {
+            message = output.message() => match message {
+                Ok(Some(ExecOutput { output: Some(exec_output::Output::Stdout(data)) })) => {
+                    if socket.send(framed(STDOUT, &data)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(ExecOutput { output: Some(exec_output::Output::Stderr(data)) })) => {
+                    if socket.send(framed(STDERR, &data)).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(ExecOutput { output: Some(exec_output::Output::ExitCode(code)) })) => {
+                    break Some(code);
+                }
+                Ok(Some(ExecOutput { output: None })) => {}
+                Ok(None) => break None,
+                Err(status) => {
+                    let failure = ApiError::internal(format!("node {node}: {}", status.message()));
+                    let _ = socket
+                        .send(framed(ERROR, failure.status_object().to_string().as_bytes()))
+                        .await;
+                    break None;
+                }
+            },
+            // The client hung up (or sent a close): the node's command ends with the stream.
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    if let Some(code) = exit_code {
+        let _ = socket
+            .send(framed(ERROR, ending(code).to_string().as_bytes()))
+            .await;
+    }
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: 1000,
+            reason: "".into(),
+        })))
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_command_is_every_command_parameter_in_order() {
+        let options = exec_options(&pairs(&[
+            ("command", "sh"),
+            ("command", "-c"),
+            ("command", "echo hi"),
+            ("container", "app"),
+            ("stdout", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(options.command, ["sh", "-c", "echo hi"]);
+        assert_eq!(options.container, "app");
+        assert!(exec_options(&pairs(&[("stdout", "true")])).is_err());
+        let interactive =
+            exec_options(&pairs(&[("command", "sh"), ("stdin", "true")])).unwrap_err();
+        assert!(
+            interactive.to_string().contains("without -i"),
+            "{interactive}"
+        );
+    }
+
+    #[test]
+    fn the_ending_status_carries_the_exit_code_as_kubectl_reads_it() {
+        assert_eq!(ending(0)["status"], "Success");
+        let failed = ending(7);
+        assert_eq!(failed["reason"], "NonZeroExitCode");
+        assert_eq!(failed["details"]["causes"][0]["reason"], "ExitCode");
+        assert_eq!(failed["details"]["causes"][0]["message"], "7");
+    }
+}
