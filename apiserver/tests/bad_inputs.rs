@@ -1,6 +1,7 @@
 //! Bad input never reaches the store: a table of malformed, invalid and forbidden requests,
 //! each refused with an error naming the field (or part of the request) that is wrong,
-//! while the cluster's revision does not move and the server keeps serving.
+//! while the cluster's revision does not move and the server keeps serving. The same table
+//! goes through gRPC and through the Kubernetes HTTP API, which must answer alike.
 
 mod common;
 
@@ -128,6 +129,129 @@ async fn send(plane: &Plane, bad: &Bad) -> Result<(), ClientError> {
         .await
         .map(drop),
     }
+}
+
+/// The HTTP path of `resource`'s collection in `namespace`; `None` for resources no kind
+/// has (those paths are not served at all).
+fn collection(resource: &str, namespace: &str) -> Option<String> {
+    let info = rudder_apiserver::kinds::resolve(resource)?;
+    let root = if info.group.is_empty() {
+        format!("/api/{}", info.version)
+    } else {
+        format!("/apis/{}/{}", info.group, info.version)
+    };
+    Some(if info.namespaced {
+        format!("{root}/namespaces/{namespace}/{}", info.resource)
+    } else {
+        format!("{root}/{}", info.resource)
+    })
+}
+
+/// The bad request as the HTTP API takes it: method, path and query, content type, body.
+/// `None`: the request names no resource (the gRPC API reads the kind from the body; a
+/// path always names one).
+fn over_http(bad: &Bad) -> Option<(&'static str, String, &'static str, String)> {
+    const JSON: &str = "application/json";
+    Some(match bad {
+        Bad::Create("", ..) => return None,
+        Bad::Create(resource, namespace, body) => {
+            ("POST", collection(resource, namespace)?, JSON, body.clone())
+        }
+        Bad::Update(resource, namespace, name, body) => (
+            "PUT",
+            format!("{}/{name}", collection(resource, namespace)?),
+            JSON,
+            body.clone(),
+        ),
+        Bad::UpdateStatus(resource, namespace, name, body) => (
+            "PUT",
+            format!("{}/{name}/status", collection(resource, namespace)?),
+            JSON,
+            body.clone(),
+        ),
+        Bad::Patch(resource, name, patch) => (
+            "PATCH",
+            format!("{}/{name}", collection(resource, "default")?),
+            "application/merge-patch+json",
+            patch.clone(),
+        ),
+        Bad::List(resource, labels, fields, limit, continue_token) => {
+            let query = serde_urlencoded::to_string([
+                ("labelSelector", labels.to_string()),
+                ("fieldSelector", fields.to_string()),
+                ("limit", limit.to_string()),
+                ("continue", continue_token.to_string()),
+            ])
+            .unwrap();
+            let path = collection(resource, "default")
+                .unwrap_or_else(|| format!("/api/v1/namespaces/default/{resource}"));
+            ("GET", format!("{path}?{query}"), JSON, String::new())
+        }
+        Bad::Delete(request) => {
+            let mut options = json!({ "kind": "DeleteOptions", "apiVersion": "v1" });
+            if let Some(seconds) = request.grace_period_seconds {
+                options["gracePeriodSeconds"] = json!(seconds);
+            }
+            if !request.propagation_policy.is_empty() {
+                options["propagationPolicy"] = json!(request.propagation_policy);
+            }
+            if !request.precondition_uid.is_empty() {
+                options["preconditions"] = json!({ "uid": request.precondition_uid });
+            }
+            let path = collection(&request.resource, &request.namespace)?;
+            (
+                "DELETE",
+                format!("{path}/{}", request.name),
+                JSON,
+                options.to_string(),
+            )
+        }
+        Bad::Bind(name, node) => (
+            "POST",
+            format!("/api/v1/namespaces/default/pods/{name}/binding"),
+            JSON,
+            json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": name },
+                    "target": { "kind": "Node", "name": node } })
+            .to_string(),
+        ),
+        Bad::Watch(resource, version) => (
+            "GET",
+            format!(
+                "{}?watch=true&resourceVersion={version}",
+                collection(resource, "default")?
+            ),
+            JSON,
+            String::new(),
+        ),
+    })
+}
+
+/// One HTTP/1.1 request on its own connection; the status code and the body.
+async fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_owned())
 }
 
 fn s(value: Value) -> String {
@@ -1052,6 +1176,58 @@ async fn bad_inputs_are_refused_with_the_field_named_and_nothing_is_written() {
         plane.revision().await,
         before,
         "a refused request wrote to the store"
+    );
+
+    // The same table over HTTP: the same reason, the same words, a Status with the code.
+    let address = plane.cluster.client_endpoints()[0].clone();
+    let mut sent = 0;
+    for (name, bad, reason, text) in &cases {
+        let Some((method, path, content_type, body)) = over_http(bad) else {
+            continue;
+        };
+        sent += 1;
+        let (reason, text) = match bad {
+            // A path naming no kind is not served: kube-apiserver's bare 404.
+            Bad::List(resource, ..) if collection(resource, "default").is_none() => {
+                ("NotFound", "could not find the requested resource")
+            }
+            // So is the status of a kind that has none.
+            Bad::UpdateStatus(resource, ..)
+                if !rudder_apiserver::kinds::resolve(resource).is_some_and(|k| k.has_status) =>
+            {
+                ("NotFound", "could not find the requested resource")
+            }
+            _ => (*reason, *text),
+        };
+        let (code, answer) = http(&address, method, &path, content_type, &body).await;
+        let status: Value = serde_json::from_str(&answer).unwrap_or_default();
+        let got = status["reason"].as_str().unwrap_or_default();
+        if status["kind"] != "Status"
+            || status["code"] != code
+            || got != reason
+            || !(status["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(text)
+                || answer.contains(text))
+        {
+            failures.push(format!(
+                "{name} over HTTP ({method} {path}): expected {reason} naming {text:?}, got \
+                 {code} {answer}"
+            ));
+        }
+    }
+    assert!(sent >= 55, "only {sent} cases went over HTTP");
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} cases failed over HTTP:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(
+        plane.revision().await,
+        before,
+        "a refused HTTP request wrote to the store"
     );
     // Still healthy: a good request goes through.
     plane
