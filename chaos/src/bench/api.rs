@@ -1,6 +1,7 @@
 //! `rudder bench api`: pods through the API server — concurrent creates, paged and full
 //! lists, and a watch that must deliver every create (its delivery latency measured from
-//! the moment each create was sent).
+//! the moment each create was sent) — over either wire form of the API: gRPC ([`Grpc`])
+//! or the Kubernetes HTTP API (`api_http.rs`), both behind [`Transport`].
 //!
 //! ```text
 //!  watch (from the namespace's current revision) ──────────────► deliveries (name → seen at)
@@ -9,11 +10,14 @@
 //! ```
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::{Stream, StreamExt};
 use rudder_proto::api as pb;
-use rudder_proto::client::{ApiClient, ClientError};
+use rudder_proto::client::ApiClient;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -23,7 +27,6 @@ use super::stats::{summarize, Summary};
 /// The shape of one run.
 #[derive(Debug, Clone)]
 pub struct ApiLoad {
-    pub endpoints: Vec<String>,
     pub pods: usize,
     pub clients: usize,
     /// The namespace the pods go to (created if missing, deleted afterwards).
@@ -44,18 +47,53 @@ pub struct ApiReport {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiBenchError {
     #[error("preparing the run: {0}")]
-    Prepare(#[source] ClientError),
+    Prepare(String),
     #[error("the watch broke after {seen} events: {reason}")]
     Watch { seen: usize, reason: String },
     #[error("the watch delivered {seen} of {created} pods within 60 s of the last create")]
     Missed { seen: usize, created: usize },
     #[error("listing: {0}")]
-    List(#[source] ClientError),
+    List(String),
     #[error("a load task panicked: {0}")]
     TaskPanicked(#[from] tokio::task::JoinError),
 }
 
-fn pod(name: &str) -> Vec<u8> {
+/// One page of a list: how many items, the list's version, and the next page's token.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: usize,
+    pub resource_version: String,
+    pub continue_token: String,
+}
+
+/// The names of pods the watch saw added, or why it broke.
+pub type Additions = Pin<Box<dyn Stream<Item = Result<Option<String>, String>> + Send>>;
+
+/// The API verbs the benchmark makes, over one wire form. Errors are the server's words.
+pub trait Transport: Send + Sync + 'static {
+    fn create_namespace(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn delete_namespace(&self, name: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn create_pod(
+        &self,
+        namespace: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+    fn list_pods(
+        &self,
+        namespace: &str,
+        limit: i64,
+        token: &str,
+    ) -> impl Future<Output = Result<Page, String>> + Send;
+    /// Watches the namespace's pods from `version`: for each event, the name of a pod
+    /// added (`None` for other events).
+    fn watch_pods(
+        &self,
+        namespace: &str,
+        version: &str,
+    ) -> impl Future<Output = Result<Additions, String>> + Send;
+}
+
+pub fn pod(name: &str) -> Vec<u8> {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": { "name": name, "labels": { "app": "bench", "tier": "load" } },
@@ -69,25 +107,18 @@ fn pod(name: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
-    let client = Arc::new(ApiClient::new(load.endpoints.clone()));
-    prepare_namespace(&client, &load.namespace).await?;
+pub async fn run<T: Transport>(api: Arc<T>, load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
+    api.create_namespace(&load.namespace)
+        .await
+        .map_err(ApiBenchError::Prepare)?;
 
     // The watch starts first, from the revision an empty list reports.
-    let listed = list_page(&client, &load.namespace, 1, "")
+    let listed = api
+        .list_pods(&load.namespace, 1, "")
         .await
         .map_err(ApiBenchError::List)?;
-    let request = pb::WatchRequest {
-        resource: "pods".into(),
-        namespace: load.namespace.clone(),
-        resource_version: listed.resource_version,
-        ..Default::default()
-    };
-    let mut stream = client
-        .open(|mut c| {
-            let request = request.clone();
-            async move { c.watch(request).await }
-        })
+    let mut stream = api
+        .watch_pods(&load.namespace, &listed.resource_version)
         .await
         .map_err(ApiBenchError::Prepare)?;
     let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -96,19 +127,16 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
     let watcher = tokio::spawn(async move {
         let mut delays = Vec::with_capacity(expected);
         while delays.len() < expected {
-            match stream.message().await {
-                Ok(Some(event)) if event.r#type == "ADDED" => {
+            match stream.next().await {
+                Some(Ok(Some(name))) => {
                     let seen = Instant::now();
-                    let object: serde_json::Value =
-                        serde_json::from_slice(&event.object).unwrap_or_default();
-                    let name = object["metadata"]["name"].as_str().unwrap_or("");
-                    if let Some(at) = watch_sent.lock().await.get(name) {
+                    if let Some(at) = watch_sent.lock().await.get(&name) {
                         delays.push(seen.saturating_duration_since(*at));
                     }
                 }
-                Ok(Some(_)) => {}
-                Ok(None) => return Err(("the stream ended".to_string(), delays)),
-                Err(status) => return Err((status.message().to_string(), delays)),
+                Some(Ok(None)) => {}
+                None => return Err(("the stream ended".to_string(), delays)),
+                Some(Err(reason)) => return Err((reason, delays)),
             }
         }
         Ok(delays)
@@ -119,7 +147,7 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..load.clients.max(1) {
-        let client = client.clone();
+        let api = api.clone();
         let next = next.clone();
         let sent = sent.clone();
         let namespace = load.namespace.clone();
@@ -133,23 +161,11 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
                     break;
                 }
                 let name = format!("bench-{i:06}");
-                let request = pb::CreateRequest {
-                    resource: "pods".into(),
-                    namespace: namespace.clone(),
-                    json: pod(&name),
-                    fence: None,
-                    dry_run: false,
-                };
+                let body = pod(&name);
                 let at = Instant::now();
                 sent.lock().await.insert(name, at);
-                let outcome = client
-                    .write(
-                        request,
-                        |mut c, request| async move { c.create(request).await },
-                    )
-                    .await;
-                match outcome {
-                    Ok(_) => latencies.push(at.elapsed()),
+                match api.create_pod(&namespace, body).await {
+                    Ok(()) => latencies.push(at.elapsed()),
                     Err(_) => errors += 1,
                 }
             }
@@ -195,7 +211,8 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
         let at = Instant::now();
         let mut token = String::new();
         loop {
-            let page = list_page(&client, &load.namespace, 500, &token)
+            let page = api
+                .list_pods(&load.namespace, 500, &token)
                 .await
                 .map_err(ApiBenchError::List)?;
             token = page.continue_token;
@@ -205,13 +222,14 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
         }
         paged.push(at.elapsed());
         let at = Instant::now();
-        let all = list_page(&client, &load.namespace, 0, "")
+        let all = api
+            .list_pods(&load.namespace, 0, "")
             .await
             .map_err(ApiBenchError::List)?;
         full.push(at.elapsed());
-        if all.items.len() != created {
+        if all.items != created {
             return Err(ApiBenchError::Missed {
-                seen: all.items.len(),
+                seen: all.items,
                 created,
             });
         }
@@ -228,20 +246,7 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
         0,
         lists_started.elapsed(),
     );
-
-    let _ = client
-        .call(|mut c| {
-            let namespace = load.namespace.clone();
-            async move {
-                c.delete(pb::DeleteRequest {
-                    resource: "namespaces".into(),
-                    name: namespace,
-                    ..Default::default()
-                })
-                .await
-            }
-        })
-        .await;
+    let _ = api.delete_namespace(&load.namespace).await;
     Ok(ApiReport {
         create,
         list_paged,
@@ -251,46 +256,134 @@ pub async fn run(load: &ApiLoad) -> Result<ApiReport, ApiBenchError> {
     })
 }
 
-async fn prepare_namespace(client: &ApiClient, namespace: &str) -> Result<(), ApiBenchError> {
-    let body =
-        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } });
-    let outcome = client
-        .call(|mut c| {
-            let body = body.to_string().into_bytes();
-            async move {
-                c.create(pb::CreateRequest {
-                    resource: "namespaces".into(),
-                    json: body,
-                    ..Default::default()
-                })
-                .await
-            }
-        })
-        .await;
-    match outcome {
-        Ok(_) => Ok(()),
-        Err(error) if error.reason() == "AlreadyExists" => Ok(()),
-        Err(error) => Err(ApiBenchError::Prepare(error)),
+/// The API over gRPC (`Resources`), failing over between masters.
+pub struct Grpc {
+    client: ApiClient,
+}
+
+impl Grpc {
+    pub fn new(endpoints: Vec<String>) -> Self {
+        Self {
+            client: ApiClient::new(endpoints),
+        }
     }
 }
 
-async fn list_page(
-    client: &ApiClient,
-    namespace: &str,
-    limit: i64,
-    token: &str,
-) -> Result<pb::ListResponse, ClientError> {
-    let request = pb::ListRequest {
-        resource: "pods".into(),
-        namespace: namespace.into(),
-        limit,
-        continue_token: token.into(),
-        ..Default::default()
-    };
-    client
-        .call(|mut c| {
-            let request = request.clone();
-            async move { c.list(request).await }
+impl Transport for Grpc {
+    async fn create_namespace(&self, name: &str) -> Result<(), String> {
+        let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })
+            .to_string()
+            .into_bytes();
+        let outcome = self
+            .client
+            .call(|mut c| {
+                let body = body.clone();
+                async move {
+                    c.create(pb::CreateRequest {
+                        resource: "namespaces".into(),
+                        json: body,
+                        ..Default::default()
+                    })
+                    .await
+                }
+            })
+            .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(error) if error.reason() == "AlreadyExists" => Ok(()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn delete_namespace(&self, name: &str) -> Result<(), String> {
+        let name = name.to_owned();
+        self.client
+            .call(|mut c| {
+                let name = name.clone();
+                async move {
+                    c.delete(pb::DeleteRequest {
+                        resource: "namespaces".into(),
+                        name,
+                        ..Default::default()
+                    })
+                    .await
+                }
+            })
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    async fn create_pod(&self, namespace: &str, body: Vec<u8>) -> Result<(), String> {
+        let request = pb::CreateRequest {
+            resource: "pods".into(),
+            namespace: namespace.to_owned(),
+            json: body,
+            fence: None,
+            dry_run: false,
+        };
+        self.client
+            .write(
+                request,
+                |mut c, request| async move { c.create(request).await },
+            )
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
+    }
+
+    async fn list_pods(&self, namespace: &str, limit: i64, token: &str) -> Result<Page, String> {
+        let request = pb::ListRequest {
+            resource: "pods".into(),
+            namespace: namespace.into(),
+            limit,
+            continue_token: token.into(),
+            ..Default::default()
+        };
+        let listed = self
+            .client
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.list(request).await }
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(Page {
+            items: listed.items.len(),
+            resource_version: listed.resource_version,
+            continue_token: listed.continue_token,
         })
-        .await
+    }
+
+    async fn watch_pods(&self, namespace: &str, version: &str) -> Result<Additions, String> {
+        let request = pb::WatchRequest {
+            resource: "pods".into(),
+            namespace: namespace.to_owned(),
+            resource_version: version.to_owned(),
+            ..Default::default()
+        };
+        let stream = self
+            .client
+            .open(|mut c| {
+                let request = request.clone();
+                async move { c.watch(request).await }
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        let additions = futures::stream::unfold(stream, |mut stream| async move {
+            let item = match stream.message().await {
+                Ok(Some(event)) if event.r#type == "ADDED" => {
+                    let object: serde_json::Value =
+                        serde_json::from_slice(&event.object).unwrap_or_default();
+                    let name = object["metadata"]["name"].as_str().unwrap_or("").to_owned();
+                    Ok(Some(name))
+                }
+                Ok(Some(_)) => Ok(None),
+                Ok(None) => return None,
+                Err(status) => Err(status.message().to_owned()),
+            };
+            Some((item, stream))
+        });
+        Ok(Box::pin(additions))
+    }
 }

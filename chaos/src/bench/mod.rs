@@ -1,6 +1,7 @@
 //! Benchmarks: load generators and measurements behind `rudder bench ...`.
 
 pub mod api;
+pub mod api_http;
 pub mod failover;
 pub mod kv;
 pub mod pod_startup;

@@ -1,12 +1,13 @@
 //! `rudder bench ...`: benchmarks (never tests). Each prints its figures and can write JSON.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::bench_cluster::{SpawnArgs, Store};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
-use rudder_chaos::bench::{api, failover, pod_startup, stats::Summary};
+use rudder_chaos::bench::{api, api_http, failover, pod_startup, stats::Summary};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -77,6 +78,10 @@ pub struct ApiArgs {
     /// Namespace for the pods (created, and deleted afterwards).
     #[arg(long, default_value = "bench-api")]
     namespace: String,
+    /// Also run the same load over the Kubernetes HTTP API (into NAMESPACE-http), and print
+    /// both side by side with HTTP's ratio to gRPC.
+    #[arg(long)]
+    http: bool,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -288,19 +293,43 @@ async fn wait_for_ready_node(endpoints: &[String], node: &str) -> anyhow::Result
 async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
     let (_spawned, endpoints) = args.cluster.rudder_unless_given(&args.endpoints).await?;
     println!(
-        "bench api: {} pods, {} clients, {} masters",
+        "bench api: {} pods, {} clients, {} masters{}",
         args.pods,
         args.clients,
-        endpoints.len()
+        endpoints.len(),
+        if args.http { ", gRPC then HTTP" } else { "" }
     );
     let load = api::ApiLoad {
-        endpoints,
         pods: args.pods,
         clients: args.clients,
         namespace: args.namespace.clone(),
         progress: true,
     };
-    let report = api::run(&load).await?;
+    let grpc = api::run(Arc::new(api::Grpc::new(endpoints.clone())), &load).await?;
+    print_api_report("gRPC", &grpc);
+    if !args.http {
+        return write_json(&args.json, &grpc);
+    }
+    let http_load = api::ApiLoad {
+        namespace: format!("{}-http", args.namespace),
+        ..load
+    };
+    let http = api::run(Arc::new(api_http::Http::new(&endpoints[0])), &http_load).await?;
+    print_api_report("HTTP", &http);
+    println!(
+        "HTTP / gRPC: creates/s {:.2}x, full list p50 {:.2}x (time), watch delivery p50 {:.2}x (time)",
+        http.create.throughput / grpc.create.throughput.max(f64::MIN_POSITIVE),
+        http.list_full.p50_ms / grpc.list_full.p50_ms.max(f64::MIN_POSITIVE),
+        http.watch_delivery.p50_ms / grpc.watch_delivery.p50_ms.max(f64::MIN_POSITIVE),
+    );
+    write_json(
+        &args.json,
+        &serde_json::json!({ "grpc": grpc, "http": http }),
+    )
+}
+
+fn print_api_report(wire: &str, report: &api::ApiReport) {
+    println!("over {wire}:");
     println!("{}", report.create);
     println!("{}", report.watch_delivery);
     println!("{}", report.list_paged);
@@ -309,7 +338,6 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
         "watch delivered {} of {} pods",
         report.watch_delivered, report.create.ops
     );
-    write_json(&args.json, &report)
 }
 
 async fn run_kv(args: KvArgs) -> anyhow::Result<()> {
