@@ -1,0 +1,176 @@
+//! A Rust client nobody here wrote: kube-rs (on the same k8s-openapi) against a 3-master
+//! `rudder up`, through the kubeconfig and endpoint it writes. It creates, lists, patches
+//! (strategic and merge), deletes, and follows the ConfigMaps with its `watcher` and
+//! `reflector`, which must see every change made while each master in turn is killed
+//! (whichever one its watch was on).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Client, Config};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rudder_tests::up::{free_base_port, stop, up};
+use rudder_tests::wait_for;
+use serde_json::json;
+
+fn config_map(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("k".to_string(), "v".to_string())])),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_death() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args: Vec<String> = [
+        "--data-dir",
+        &data.display().to_string(),
+        "--base-port",
+        &free_base_port().to_string(),
+        "--api-port",
+        "0",
+        "--config",
+        &dir.path().join("config").display().to_string(),
+        "--nodes",
+        "0",
+    ]
+    .map(String::from)
+    .to_vec();
+    let running = up(&args).await;
+    let kubeconfig = Kubeconfig::read_from(data.join("kubeconfig")).unwrap();
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = Client::try_from(config).unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    // Create, read back, patch both ways.
+    let created = maps
+        .create(&PostParams::default(), &config_map("first"))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    let listed = maps.list(&ListParams::default()).await.unwrap();
+    assert!(listed
+        .items
+        .iter()
+        .any(|m| m.metadata.name.as_deref() == Some("first")));
+    assert!(listed.metadata.resource_version.is_some());
+    let strategic = Patch::Strategic(json!({ "data": { "size": "L" } }));
+    maps.patch("first", &PatchParams::default(), &strategic)
+        .await
+        .unwrap();
+    let merge = Patch::Merge(json!({ "metadata": { "labels": { "tier": "front" } } }));
+    let patched = maps
+        .patch("first", &PatchParams::default(), &merge)
+        .await
+        .unwrap();
+    assert_eq!(patched.data.as_ref().unwrap()["size"], "L");
+    assert_eq!(patched.data.as_ref().unwrap()["k"], "v");
+    assert_eq!(patched.metadata.labels.as_ref().unwrap()["tier"], "front");
+    // A conflict reads as kube-apiserver's.
+    let mut stale = created.clone();
+    stale.data = Some(BTreeMap::from([("k".to_string(), "w".to_string())]));
+    let conflict = maps
+        .replace("first", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    match conflict {
+        kube::Error::Api(status) => assert_eq!(status.code, 409, "{status:?}"),
+        other => panic!("expected a 409, got {other}"),
+    }
+
+    // A reflector follows every change.
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let follow = reflector(
+        writer,
+        watcher(maps.clone(), watcher::Config::default()).default_backoff(),
+    )
+    .applied_objects()
+    .for_each(|_| async {});
+    let follower = tokio::spawn(follow);
+    let has = |name: &str| {
+        let reader = reader.clone();
+        let name = name.to_owned();
+        move || {
+            reader
+                .state()
+                .iter()
+                .any(|m| m.metadata.name.as_deref() == Some(name.as_str()))
+        }
+    };
+    wait_for(
+        "the reflector holds first",
+        Duration::from_secs(20),
+        async || {
+            if has("first")() {
+                Ok(())
+            } else {
+                Err("missing".to_string())
+            }
+        },
+    )
+    .await;
+
+    // Each master in turn is killed (and restarted by rudder up): whichever one the watch
+    // was on, a change made meanwhile reaches the reflector.
+    for (i, pid) in running.pids.iter().take(3).enumerate() {
+        kill(Pid::from_raw(*pid), Signal::SIGKILL).unwrap();
+        let name = format!("during-{i}");
+        wait_for(
+            &format!("{name} created through the endpoint"),
+            Duration::from_secs(30),
+            async || match maps
+                .create(&PostParams::default(), &config_map(&name))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+                Err(error) => Err(error.to_string()),
+            },
+        )
+        .await;
+        wait_for(
+            &format!("the reflector holds {name}"),
+            Duration::from_secs(30),
+            async || {
+                if has(&name)() {
+                    Ok(())
+                } else {
+                    Err("missing".to_string())
+                }
+            },
+        )
+        .await;
+    }
+
+    maps.delete("first", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the reflector drops first",
+        Duration::from_secs(20),
+        async || {
+            if has("first")() {
+                Err("still there".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    follower.abort();
+    stop(running).await;
+}
