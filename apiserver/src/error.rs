@@ -119,6 +119,13 @@ pub enum ApiError {
     /// disruption budgets; kubectl prints it `Error from server: ...`).
     #[error("{message}")]
     Unsupported { message: String },
+    /// A request body over the limit, refused before it was read whole.
+    #[error("Request entity too large: the body is over the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// A patch that cannot be applied to the object as it is (a JSON patch's `test` that
+    /// fails, a path that is not there): Kubernetes' 422.
+    #[error("{message}")]
+    PatchNotApplicable { message: String },
     /// A path the API does not serve (kube-apiserver's bare 404).
     #[error("the server could not find the requested resource")]
     PathNotFound,
@@ -176,7 +183,8 @@ impl ApiError {
             Self::BadRequest { .. } => ("BadRequest", 400),
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => ("Forbidden", 403),
             Self::Expired { .. } => ("Expired", 410),
-            Self::TooLarge { .. } => ("RequestEntityTooLarge", 413),
+            Self::TooLarge { .. } | Self::BodyTooLarge { .. } => ("RequestEntityTooLarge", 413),
+            Self::PatchNotApplicable { .. } => ("Invalid", 422),
             Self::Unavailable { .. } => ("ServiceUnavailable", 503),
             Self::Indeterminate { .. } | Self::Timeout { .. } => ("Timeout", 504),
             Self::Internal { .. } => ("InternalError", 500),
@@ -303,7 +311,8 @@ impl From<ApiError> for tonic::Status {
                 Code::FailedPrecondition
             }
             ApiError::Expired { .. } => Code::OutOfRange,
-            ApiError::TooLarge { .. } => Code::ResourceExhausted,
+            ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => Code::ResourceExhausted,
+            ApiError::PatchNotApplicable { .. } => Code::InvalidArgument,
             ApiError::Unavailable { .. } => Code::Unavailable,
             ApiError::Indeterminate { .. } | ApiError::Timeout { .. } => Code::DeadlineExceeded,
             ApiError::Internal { .. } | ApiError::Unsupported { .. } => Code::Internal,

@@ -275,21 +275,41 @@ fn resolve<'a>(kind: &str, path: &mut Vec<&'a str>, value: &'a Value) -> Result<
     })
 }
 
-/// Puts `items` in `order` (`$setElementOrder`): those it names first, in its order; the
-/// rest after, as they were.
-fn reorder(items: &mut [Value], order: &[Value], key: Option<&str>) {
+/// Puts `items` in `order` (`$setElementOrder`): those it names in its order, each of the
+/// others kept where it was relative to them (as apimachinery merges the two by their
+/// positions in the list as it was).
+fn reorder(items: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
     let identity = |item: &Value| match key {
         Some(field) => item.get(field).cloned(),
         None => Some(item.clone()),
     };
     let rank = |item: &Value| {
         let id = identity(item);
-        order
-            .iter()
-            .position(|o| id.is_some() && identity(o) == id)
-            .unwrap_or(usize::MAX)
+        order.iter().position(|o| id.is_some() && identity(o) == id)
     };
-    items.sort_by_key(|item| rank(item));
+    type Placed = Vec<(usize, Value)>;
+    let (mut named, others): (Placed, Placed) = items
+        .drain(..)
+        .enumerate()
+        .partition(|(_, item)| rank(item).is_some());
+    named.sort_by_key(|(_, item)| rank(item));
+    // Merge: at each step the one that stood earlier in the list as it was goes first.
+    let mut named = named.into_iter().peekable();
+    let mut others = others.into_iter().peekable();
+    loop {
+        let take_named = match (named.peek(), others.peek()) {
+            (Some((a, _)), Some((b, _))) => a < b,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_named {
+            named.next()
+        } else {
+            others.next()
+        };
+        items.extend(next.map(|(_, item)| item));
+    }
 }
 
 fn unknown_directive(path: &[&str], directive: &str) -> ApiError {

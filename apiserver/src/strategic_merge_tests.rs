@@ -143,3 +143,22 @@ fn a_budget_s_selector_is_replaced_and_service_account_secrets_merge() {
     .unwrap();
     assert_eq!(merged["secrets"], json!([{ "name": "a" }, { "name": "b" }]));
 }
+
+#[test]
+fn elements_the_order_leaves_out_keep_their_place() {
+    let original = json!({ "spec": { "template": { "spec": { "containers": [
+        { "name": "sidecar", "image": "s" }, { "name": "app", "image": "a" },
+    ] } } } });
+    let patch = json!({ "spec": { "template": { "spec": {
+        "$setElementOrder/containers": [{ "name": "app" }],
+        "containers": [{ "name": "app", "image": "a2" }],
+    } } } });
+    let merged = apply("Deployment", &original, &patch).unwrap();
+    let names: Vec<_> = merged["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["sidecar", "app"]);
+}

@@ -71,6 +71,9 @@ pub async fn serve(
         .max_concurrent_streams(max_concurrent_streams);
     builder.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    // Connections are tasks of this one: if the server gives up waiting for them (its
+    // grace period) and aborts it, they end with it, releasing what they hold.
+    let mut connections = tokio::task::JoinSet::new();
     let mut stop = std::pin::pin!(async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     });
@@ -93,17 +96,19 @@ pub async fn serve(
                     .serve_connection_with_upgrades(TokioIo::new(stream), front.clone())
                     .into_owned();
                 let connection = graceful.watch(connection);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     if let Err(error) = connection.await {
                         tracing::debug!(%error, "client connection ended");
                     }
                 });
             }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             () = &mut stop => break,
         }
     }
     drop(listener);
     graceful.shutdown().await;
+    while connections.join_next().await.is_some() {}
 }
 
 async fn not_served() -> Result<Response, Infallible> {

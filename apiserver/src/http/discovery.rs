@@ -103,12 +103,18 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }
     let mut resources = Vec::new();
     for info in kinds {
+        // Namespaces are deleted one at a time (each empties first).
+        let verbs: Vec<&str> = VERBS
+            .iter()
+            .filter(|verb| info.kind != "Namespace" || **verb != "deletecollection")
+            .copied()
+            .collect();
         let mut resource = json!({
             "name": info.resource,
             "singularName": info.singular,
             "namespaced": info.namespaced,
             "kind": info.kind,
-            "verbs": VERBS,
+            "verbs": verbs,
         });
         if !info.short_names.is_empty() {
             resource["shortNames"] = json!(info.short_names);

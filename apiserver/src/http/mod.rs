@@ -6,7 +6,7 @@
 //!  /api, /apis, /apis/G, /api/v1, /apis/G/V, /version ─► discovery (pure documents)
 //!  /openapi/v3[/<group version>]                       ─► openapi (built once)
 //!  /healthz, /livez, /readyz                          ─► health (a quorum read)
-//!  /api/v1/..., /apis/G/V/...  ─ paths (pure) ─► verbs ─► Registry
+//!  /api/v1/..., /apis/G/V/...  ─ guard ─ paths (pure) ─► verbs ─► Registry
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
@@ -15,6 +15,7 @@
 //! ```
 
 mod discovery;
+mod guard;
 mod openapi;
 mod options;
 mod paths;
@@ -116,6 +117,9 @@ async fn ready(State(http): State<Http>) -> Response {
 
 async fn resource(State(http): State<Http>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    if let Err(error) = guard::admit(&parts.headers) {
+        return respond::error(&error);
+    }
     let path = match paths::parse(parts.uri.path()) {
         Some(Ok(path)) => path,
         Some(Err(error)) => return respond::error(&error),
@@ -142,10 +146,14 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
     let body = match axum::body::to_bytes(body, http.max_request_bytes).await {
         Ok(body) => body,
         Err(error) => {
-            return respond::error(&ApiError::bad_request(format!(
-                "reading the request body (at most {} bytes): {error}",
-                http.max_request_bytes
-            )))
+            let error = error.into_inner();
+            return respond::error(&if error.is::<http_body_util::LengthLimitError>() {
+                ApiError::BodyTooLarge {
+                    limit: http.max_request_bytes,
+                }
+            } else {
+                ApiError::bad_request(format!("reading the request body: {error}"))
+            });
         }
     };
     verbs::serve(verbs::Call {

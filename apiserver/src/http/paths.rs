@@ -61,6 +61,10 @@ fn resolve(group: &str, version: &str, rest: &[&str]) -> Result<ResourcePath, Ap
     if !info.namespaced && !namespace.is_empty() {
         return Err(not_found());
     }
+    // A namespaced kind's object is always named within its namespace.
+    if info.namespaced && namespace.is_empty() && !name.is_empty() {
+        return Err(not_found());
+    }
     Ok(ResourcePath {
         info,
         namespace: namespace.to_owned(),

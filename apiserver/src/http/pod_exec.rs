@@ -100,6 +100,7 @@ pub async fn exec(
             ApiError::bad_request(format!("the query string is not valid: {error}"))
         })?;
     let options = exec_options(&pairs)?;
+    // A browser's WebSocket always carries an Origin; the guard refused those already.
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
         .map_err(|_| {
@@ -130,7 +131,14 @@ pub async fn exec(
         .await
         .map_err(|status| from_node(&node, status))?
         .into_inner();
-    Ok(upgrade.on_upgrade(move |socket| relay(socket, output, node)))
+    let stopped = registry.stopped();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        // A master that stops ends the relay (the node's command ends with its stream).
+        tokio::select! {
+            () = relay(socket, output, node) => {}
+            () = stopped => {}
+        }
+    }))
 }
 
 async fn relay(mut socket: WebSocket, mut output: Streaming<ExecOutput>, node: String) {

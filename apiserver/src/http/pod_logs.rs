@@ -30,6 +30,9 @@ fn number(query: &Query, name: &str) -> Result<Option<i64>, ApiError> {
     match query.get(name).map(String::as_str) {
         None | Some("") => Ok(None),
         Some(text) => match text.parse::<i64>() {
+            Ok(0) if name == "limitBytes" => {
+                Err(ApiError::bad_field(name, "limitBytes must be at least 1"))
+            }
             Ok(value) if value >= 0 => Ok(Some(value)),
             _ => Err(ApiError::bad_field(
                 name,
@@ -91,13 +94,16 @@ pub async fn logs(
         .await
         .map_err(|status| from_node(&node, status))?
         .into_inner();
-    let chunks = stream.map(move |chunk| match chunk {
-        Ok(chunk) => Ok(Bytes::from(chunk.data)),
-        Err(status) => Err(std::io::Error::other(format!(
-            "node {node}: {}",
-            status.message()
-        ))),
-    });
+    // A master that stops ends the stream, so its server can close the connection.
+    let chunks = stream
+        .take_until(registry.stopped())
+        .map(move |chunk| match chunk {
+            Ok(chunk) => Ok(Bytes::from(chunk.data)),
+            Err(status) => Err(std::io::Error::other(format!(
+                "node {node}: {}",
+                status.message()
+            ))),
+        });
     Ok(respond::with_body(
         StatusCode::OK,
         "text/plain",

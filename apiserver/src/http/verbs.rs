@@ -93,6 +93,11 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
     let subresource = call.path.subresource.as_str();
     let shape = call.shape();
     let registry = call.registry;
+    // Across all namespaces, only reads: kube-apiserver serves nothing else there.
+    let all_namespaces = info.namespaced && call.path.namespace.is_empty();
+    if all_namespaces && call.method != Method::GET {
+        return Err(not_allowed(call));
+    }
     match (&call.method, collection, subresource) {
         (&Method::GET, true, _) if options::is_watch(&call.query) => {
             let options = options::watch_options(&call.path.namespace, &call.query)?;
@@ -122,9 +127,10 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                 shape,
             ))
         }
-        (&Method::DELETE, true, "") => delete_collection(call).await,
+        (&Method::DELETE, true, "") if info.kind != "Namespace" => delete_collection(call).await,
         (_, true, _) => Err(not_allowed(call)),
         (_, false, "scale") if discovery::has_scale(info) => scale_verb(call).await,
+        (&Method::GET, false, "status") if !info.has_status => Err(super::paths::not_found()),
         (&Method::GET, false, "" | "status") => {
             let object = registry.get(&call.target()).await?;
             Ok(respond::object(StatusCode::OK, info.kind, &object, shape))
@@ -166,17 +172,19 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
         }
         (&Method::DELETE, false, "") => {
             let (options, dry_run) = options::delete_options(&call.query, &call.body)?;
-            let object = if dry_run {
-                registry.get(&call.target()).await?
+            if dry_run {
+                let object = registry.get(&call.target()).await?;
+                return Ok(respond::json(StatusCode::OK, &object));
+            }
+            let (object, deleted) = registry.delete(&call.target(), &options, None).await?;
+            // Gone now: a Success Status naming it, as kube-apiserver answers; still being
+            // deleted (grace period, finalizers): the object as it now is.
+            let answer = if deleted {
+                deleted_status(info, &object)
             } else {
-                registry.delete(&call.target(), &options, None).await?.0
+                object
             };
-            Ok(respond::object(
-                StatusCode::OK,
-                info.kind,
-                &object,
-                Shape::Json,
-            ))
+            Ok(respond::json(StatusCode::OK, &answer))
         }
         (&Method::GET, false, "log") if info.kind == "Pod" => {
             pod_logs::logs(registry, &call.path.namespace, &call.path.name, &call.query).await
@@ -210,6 +218,7 @@ async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
     let mut listed = call.registry.list(info.resource, &list_options).await?;
     if !dry_run {
         let mut deleted = Vec::with_capacity(listed.items.len());
+        let mut failed = Vec::new();
         for item in &listed.items {
             let metadata = &item["metadata"];
             let target = Target {
@@ -221,8 +230,12 @@ async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
                 Ok((object, _)) => deleted.push(object),
                 // Deleted meanwhile by someone else: what was asked for holds.
                 Err(ApiError::NotFound { .. }) => {}
-                Err(error) => return Err(error),
+                // The others are still deleted; the first failure is the answer.
+                Err(error) => failed.push(error),
             }
+        }
+        if let Some(first) = failed.into_iter().next() {
+            return Err(first);
         }
         listed.items = deleted;
     }
@@ -231,6 +244,7 @@ async fn delete_collection(call: &Call<'_>) -> Result<Response, ApiError> {
 
 /// `pods/NAME/binding`: a `Binding` naming the node (the scheduler's write).
 async fn bind(call: &Call<'_>) -> Result<Response, ApiError> {
+    refuse_dry_run(call, "binding", false)?;
     let binding: Value = serde_json::from_slice(&call.body).map_err(|error| {
         ApiError::bad_request(format!("the Binding is not valid JSON: {error}"))
     })?;
@@ -268,12 +282,13 @@ async fn evict(call: &Call<'_>) -> Result<Response, ApiError> {
     let eviction: Value = serde_json::from_slice(&call.body).map_err(|error| {
         ApiError::bad_request(format!("the Eviction is not valid JSON: {error}"))
     })?;
-    let delete_options = match eviction.get("deleteOptions") {
+    let (delete_options, dry_run) = match eviction.get("deleteOptions") {
         Some(given) if !given.is_null() => {
-            options::delete_options(&Query::new(), given.to_string().as_bytes())?.0
+            options::delete_options(&Query::new(), given.to_string().as_bytes())?
         }
-        _ => DeleteOptions::default(),
+        _ => (DeleteOptions::default(), false),
     };
+    refuse_dry_run(call, "eviction", dry_run)?;
     call.registry
         .evict(&Eviction {
             namespace: &call.path.namespace,
@@ -284,6 +299,27 @@ async fn evict(call: &Call<'_>) -> Result<Response, ApiError> {
     Ok(respond::json(StatusCode::CREATED, &success()))
 }
 
+/// The Status kube-apiserver answers a deletion that completed with.
+fn deleted_status(info: &crate::kinds::KindInfo, object: &Value) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": { "name": object["metadata"]["name"], "group": info.group,
+                     "kind": info.resource, "uid": object["metadata"]["uid"] },
+    })
+}
+
+/// A dry run of a binding or an eviction is refused, not done for real: neither verb can
+/// yet decide without writing (`kubectl drain --dry-run=server` sends one).
+fn refuse_dry_run(call: &Call<'_>, verb: &str, in_body: bool) -> Result<(), ApiError> {
+    if in_body || options::dry_run(&call.query)? {
+        return Err(ApiError::bad_field(
+            "dryRun",
+            format!("a dry run of a pod's {verb} is not served yet; nothing was done"),
+        ));
+    }
+    Ok(())
+}
+
 fn success() -> Value {
     json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201 })
 }
@@ -292,11 +328,17 @@ fn success() -> Value {
 async fn scale_verb(call: &Call<'_>) -> Result<Response, ApiError> {
     let registry = call.registry;
     let current = registry.get(&call.target()).await?;
-    let wanted = match call.method {
+    // The client's resourceVersion, if it gave one, is the object's: compare on it. One
+    // the server read itself is not a precondition.
+    let (wanted, version) = match call.method {
         Method::GET => return Ok(respond::json(StatusCode::OK, &scale::scale_of(&current))),
-        Method::PUT => serde_json::from_slice(call.object_body()?).map_err(|error| {
-            ApiError::bad_request(format!("the Scale is not valid JSON: {error}"))
-        })?,
+        Method::PUT => {
+            let scale: Value = serde_json::from_slice(call.object_body()?).map_err(|error| {
+                ApiError::bad_request(format!("the Scale is not valid JSON: {error}"))
+            })?;
+            let version = scale["metadata"]["resourceVersion"].clone();
+            (scale, version)
+        }
         Method::PATCH => {
             let patch_type = match options::patch_type(call.content_type())? {
                 // A Scale's fields merge the same way either way.
@@ -306,13 +348,17 @@ async fn scale_verb(call: &Call<'_>) -> Result<Response, ApiError> {
             let patch: Value = serde_json::from_slice(&call.body).map_err(|error| {
                 ApiError::bad_request(format!("the patch is not valid JSON: {error}"))
             })?;
-            crate::registry::patched(patch_type, "Scale", &scale::scale_of(&current), &patch)?
+            let mut unversioned = scale::scale_of(&current);
+            unversioned["metadata"]
+                .as_object_mut()
+                .map(|metadata| metadata.remove("resourceVersion"));
+            let scale = crate::registry::patched(patch_type, "Scale", &unversioned, &patch)?;
+            let version = scale["metadata"]["resourceVersion"].clone();
+            (scale, version)
         }
         _ => return Err(not_allowed(call)),
     };
     let replicas = scale::wanted_replicas(&wanted)?;
-    // The Scale's resourceVersion, if the client gave one, is the object's: compare on it.
-    let version = wanted["metadata"]["resourceVersion"].clone();
     let patch = json!({ "metadata": { "resourceVersion": version },
                         "spec": { "replicas": replicas } });
     let patched = registry

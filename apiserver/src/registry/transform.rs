@@ -209,7 +209,7 @@ pub(crate) fn patched(
                 })?;
             let mut patched = current.clone();
             json_patch::patch(&mut patched, &operations).map_err(|error| {
-                ApiError::Unsupported {
+                ApiError::PatchNotApplicable {
                     message: format!("the JSON patch cannot be applied: {error}"),
                 }
             })?;

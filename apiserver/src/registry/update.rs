@@ -101,9 +101,17 @@ impl Registry {
             PatchType::Json => None,
             PatchType::Merge | PatchType::Strategic => resource_version_of(&patch)?,
         };
-        if info.kind == "PriorityClass" && patch_type != PatchType::Json {
+        if info.kind == "PriorityClass" {
+            // What the patch makes of globalDefault (a JSON patch says it by operations).
+            let global_default = match patch_type {
+                PatchType::Json => {
+                    let current = self.get(target).await?;
+                    patched(patch_type, info.kind, &current, &patch)?["globalDefault"].clone()
+                }
+                PatchType::Merge | PatchType::Strategic => patch["globalDefault"].clone(),
+            };
             let marked = serde_json::json!({ "metadata": { "name": target.name },
-                                             "globalDefault": patch["globalDefault"] });
+                                             "globalDefault": global_default });
             self.admit_global_default(info, &marked).await?;
         }
         let at = Resolved {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 /// How long a connect to one master may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A running balancer; dropping it stops it (connections already made go on until they end).
+/// A running balancer; dropping it stops it and every connection it relays.
 pub struct ApiEndpoint {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
@@ -56,8 +56,14 @@ impl ApiEndpoint {
         let masters = Arc::new(masters);
         let turns = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(async move {
+            // Relays are tasks of this one: stopping the endpoint ends them too.
+            let mut relays = tokio::task::JoinSet::new();
             loop {
-                let client = match listener.accept().await {
+                let client = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    Some(_) = relays.join_next(), if !relays.is_empty() => continue,
+                };
+                let client = match client {
                     Ok((client, _)) => client,
                     Err(error) => {
                         tracing::warn!(%error, "accepting on the API endpoint");
@@ -67,7 +73,7 @@ impl ApiEndpoint {
                 };
                 let turn = turns.fetch_add(1, Ordering::Relaxed);
                 let masters = masters.clone();
-                tokio::spawn(async move {
+                relays.spawn(async move {
                     relay(client, &order(&masters, turn)).await;
                 });
             }
@@ -76,12 +82,24 @@ impl ApiEndpoint {
     }
 }
 
+/// Probes a silent peer after a minute idle, so a relay to a frozen or vanished machine
+/// ends instead of holding its task for ever.
+fn keep_alive(stream: &TcpStream) {
+    let probe = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_tcp_keepalive(&probe);
+    let _ = socket.set_tcp_nodelay(true);
+}
+
 async fn relay(mut client: TcpStream, masters: &[SocketAddr]) {
-    let _ = client.set_nodelay(true);
+    keep_alive(&client);
     for master in masters {
         match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(master)).await {
             Ok(Ok(mut server)) => {
-                let _ = server.set_nodelay(true);
+                keep_alive(&server);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                 return;
             }
