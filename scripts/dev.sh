@@ -25,6 +25,17 @@ install_system_packages() {
   fi
 }
 
+# The HTTP API's judge in tests: a kubectl already on the machine (1.32 here) is kept;
+# otherwise Debian's kubernetes-client (an older kubectl; the tests skip what it lacks).
+install_kubectl() {
+  if ! command -v kubectl >/dev/null && [ ! -x /usr/bin/kubectl ]; then
+    echo "==> installing Debian's kubectl (kubernetes-client)"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq kubernetes-client
+  fi
+}
+
 install_cargo_tools() {
   command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
   if ! cargo nextest --version >/dev/null 2>&1; then
@@ -46,6 +57,7 @@ case "${1:-}" in
     ;;
   test)
     install_system_packages
+    install_kubectl
     install_cargo_tools
     cargo fmt --all -- --check
     scripts/check-import-circles
