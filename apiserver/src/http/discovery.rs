@@ -167,6 +167,87 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }))
 }
 
+/// The content type of the aggregated discovery documents (`apidiscovery.k8s.io/v2`).
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery (v2; v2beta1 is answered with
+/// v2's plain form only when asked for nothing else, as client-go takes either).
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|media| {
+        let parameters: Vec<&str> = media.split(';').map(str::trim).collect();
+        parameters.contains(&"g=apidiscovery.k8s.io")
+            && parameters.contains(&"v=v2")
+            && parameters.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+/// `/api` (`core`) or `/apis` (the named groups) as one aggregated document: every group,
+/// its version, and each version's resources with their subresources.
+pub fn aggregated(core: bool) -> Value {
+    let mut group_versions: Vec<(&str, &str)> = if core { vec![("", "v1")] } else { groups() };
+    group_versions.retain(|(group, _)| group.is_empty() == core);
+    let items: Vec<Value> = group_versions
+        .into_iter()
+        .map(|(group, version)| {
+            let list = resource_list(group, version).unwrap_or_default();
+            let all = list["resources"].as_array().cloned().unwrap_or_default();
+            let resources: Vec<Value> = all
+                .iter()
+                .filter(|r| !r["name"].as_str().unwrap_or("").contains('/'))
+                .map(|r| {
+                    let name = r["name"].as_str().unwrap_or("");
+                    let subresources: Vec<Value> = all
+                        .iter()
+                        .filter_map(|sub| {
+                            let (parent, subresource) =
+                                sub["name"].as_str().unwrap_or("").split_once('/')?;
+                            (parent == name).then(|| {
+                                let kind_group = sub["group"].as_str().unwrap_or(group);
+                                let kind_version = sub["version"].as_str().unwrap_or(version);
+                                json!({
+                                    "subresource": subresource,
+                                    "responseKind": { "group": kind_group,
+                                                      "version": kind_version,
+                                                      "kind": sub["kind"] },
+                                    "verbs": sub["verbs"],
+                                })
+                            })
+                        })
+                        .collect();
+                    let scope = if r["namespaced"] == true { "Namespaced" } else { "Cluster" };
+                    let mut resource = json!({
+                        "resource": name,
+                        "responseKind": { "group": group, "version": version, "kind": r["kind"] },
+                        "scope": scope,
+                        "singularResource": r["singularName"],
+                        "verbs": r["verbs"],
+                    });
+                    for field in ["shortNames", "categories"] {
+                        if !r[field].is_null() {
+                            resource[field] = r[field].clone();
+                        }
+                    }
+                    if !subresources.is_empty() {
+                        resource["subresources"] = json!(subresources);
+                    }
+                    resource
+                })
+                .collect();
+            json!({
+                "metadata": { "name": group },
+                "versions": [{ "version": version, "resources": resources, "freshness": "Current" }],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
 /// `/version`: the Kubernetes API version served, and Rudder's own.
 pub fn version() -> Value {
     let rudder = env!("CARGO_PKG_VERSION");
@@ -230,5 +311,41 @@ mod tests {
         assert_eq!(api_group("apps").unwrap()["kind"], "APIGroup");
         assert!(api_group("widgets.example.com").is_none());
         assert!(resource_list("apps", "v2").is_none());
+    }
+
+    #[test]
+    fn aggregated_discovery_holds_each_group_s_resources_and_subresources() {
+        let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,\
+                      application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,\
+                      application/json";
+        assert!(wants_aggregated(accept));
+        assert!(!wants_aggregated("application/json, */*"));
+        let core = aggregated(true);
+        assert_eq!(core["items"].as_array().unwrap().len(), 1);
+        let resources = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap();
+        let pods = resources.iter().find(|r| r["resource"] == "pods").unwrap();
+        assert_eq!(pods["scope"], "Namespaced");
+        assert_eq!(pods["responseKind"]["kind"], "Pod");
+        assert!(pods["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["subresource"] == "eviction" && s["responseKind"]["group"] == "policy"));
+        assert!(resources
+            .iter()
+            .all(|r| !r["resource"].as_str().unwrap().contains('/')));
+        let named = aggregated(false);
+        assert!(named["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["metadata"]["name"] == "apps"));
+        assert!(named["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["metadata"]["name"] != ""));
     }
 }

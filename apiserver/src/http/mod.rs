@@ -3,7 +3,8 @@
 //! same registry: one implementation of the semantics, two wire forms.
 //!
 //! ```text
-//!  /api, /apis, /apis/G, /api/v1, /apis/G/V, /version ─► discovery (pure documents)
+//!  /api, /apis (aggregated or legacy), /apis/G, /api/v1, /apis/G/V, /version
+//!                                                     ─► discovery (pure documents)
 //!  /openapi/v3[/<group version>]                       ─► openapi (built once)
 //!  /healthz, /livez, /readyz                          ─► health (a quorum read)
 //!  /api/v1/..., /apis/G/V/...  ─ guard ─ paths (pure) ─► verbs ─► Registry
@@ -33,7 +34,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -47,12 +48,12 @@ pub fn router(registry: Registry, max_request_bytes: usize) -> Router {
         max_request_bytes,
     };
     Router::new()
-        .route("/api", get(|| document(Some(discovery::core_versions()))))
+        .route("/api", get(|headers: HeaderMap| groups(headers, true)))
         .route(
             "/api/v1",
             get(|| document(discovery::resource_list("", "v1"))),
         )
-        .route("/apis", get(|| document(Some(discovery::group_list()))))
+        .route("/apis", get(|headers: HeaderMap| groups(headers, false)))
         .route(
             "/apis/{group}",
             get(|Path(group): Path<String>| document(discovery::api_group(&group))),
@@ -89,6 +90,25 @@ pub fn router(registry: Registry, max_request_bytes: usize) -> Router {
 struct Http {
     registry: Registry,
     max_request_bytes: usize,
+}
+
+/// `/api` or `/apis`: the aggregated document when the client asks for it (kubectl does
+/// first: one request instead of one per group version), else the legacy list.
+async fn groups(headers: HeaderMap, core: bool) -> Response {
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if discovery::wants_aggregated(accept) {
+        let body = Body::from(discovery::aggregated(core).to_string());
+        return respond::with_body(StatusCode::OK, discovery::AGGREGATED_CONTENT_TYPE, body);
+    }
+    let legacy = if core {
+        discovery::core_versions()
+    } else {
+        discovery::group_list()
+    };
+    respond::json(StatusCode::OK, &legacy)
 }
 
 async fn document(document: Option<Value>) -> Response {
