@@ -56,11 +56,18 @@ async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_dea
     let client = Client::try_from(config).unwrap();
     let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
-    // Create, read back, patch both ways.
-    let created = maps
-        .create(&PostParams::default(), &config_map("first"))
-        .await
-        .unwrap();
+    // Create (once the masters have made the default namespace, a moment after they are
+    // ready), read back, patch both ways.
+    let created = wait_for(
+        "first created in the default namespace",
+        Duration::from_secs(20),
+        async || {
+            maps.create(&PostParams::default(), &config_map("first"))
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
     assert!(created.metadata.uid.is_some());
     let listed = maps.list(&ListParams::default()).await.unwrap();
     assert!(listed
