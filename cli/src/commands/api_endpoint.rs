@@ -1,12 +1,14 @@
 //! The one address `rudder up` gives its cluster, which survives any one master's death: a
 //! TCP balancer on a fixed loopback port in front of the masters' client ports (as k3s
 //! agents run one), so a kubeconfig, which names one server, keeps working. Each connection
-//! goes to the next master in turn; a master that refuses or does not answer the connect
-//! within [`CONNECT_TIMEOUT`] is skipped for the next. Bytes pass through untouched: gRPC,
+//! goes to the next ready master in turn: every [`PROBE_EVERY`] each master's `/readyz` is
+//! asked (a restarting master binds its port before it can serve), and the unready are tried
+//! only when no master is ready. A master that refuses or does not answer the connect within
+//! [`CONNECT_TIMEOUT`] is skipped for the next. Bytes pass through untouched: gRPC,
 //! HTTP/1.1, h2 and upgraded streams alike.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,31 +18,54 @@ use tokio::task::JoinHandle;
 
 /// How long a connect to one master may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often each master's readiness is asked, and how long its answer may take.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// A running balancer; dropping it stops it and every connection it relays.
 pub struct ApiEndpoint {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
+    probe: JoinHandle<()>,
 }
 
 impl Drop for ApiEndpoint {
     fn drop(&mut self) {
         self.task.abort();
+        self.probe.abort();
     }
 }
 
-/// The masters to try for the `turn`-th connection: all of them, starting one further on
-/// each time (pure).
-pub fn order(masters: &[SocketAddr], turn: usize) -> Vec<SocketAddr> {
+/// The masters to try for the `turn`-th connection: the ready ones starting one further on
+/// each time, then the unready in the same rotation, as a last resort (pure). `ready[i]`
+/// says whether `masters[i]` answered its last readiness probe.
+pub fn order(masters: &[SocketAddr], ready: &[bool], turn: usize) -> Vec<SocketAddr> {
     if masters.is_empty() {
         return Vec::new();
     }
     let start = turn % masters.len();
-    masters[start..]
+    let rotated: Vec<usize> = (start..masters.len()).chain(0..start).collect();
+    let is_ready = |i: &usize| ready.get(*i).copied().unwrap_or(true);
+    rotated
         .iter()
-        .chain(&masters[..start])
-        .copied()
+        .filter(|i| is_ready(i))
+        .chain(rotated.iter().filter(|i| !is_ready(i)))
+        .map(|i| masters[*i])
         .collect()
+}
+
+/// Whether `master` answers `GET /readyz` with 200 within [`PROBE_EVERY`].
+async fn is_ready(master: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = TcpStream::connect(master).await.ok()?;
+        let request =
+            format!("GET /readyz HTTP/1.1\r\nHost: {master}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(PROBE_EVERY, ask).await, Ok(Some(true)))
 }
 
 impl ApiEndpoint {
@@ -55,6 +80,22 @@ impl ApiEndpoint {
         let addr = listener.local_addr()?;
         let masters = Arc::new(masters);
         let turns = Arc::new(AtomicUsize::new(0));
+        // Ready until a probe says otherwise, so the first connections are not held back.
+        let ready: Arc<Vec<AtomicBool>> =
+            Arc::new(masters.iter().map(|_| AtomicBool::new(true)).collect());
+        let probe = tokio::spawn({
+            let (masters, ready) = (masters.clone(), ready.clone());
+            async move {
+                loop {
+                    let answers =
+                        futures::future::join_all(masters.iter().map(|m| is_ready(*m))).await;
+                    for (flag, answer) in ready.iter().zip(answers) {
+                        flag.store(answer, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(PROBE_EVERY).await;
+                }
+            }
+        });
         let task = tokio::spawn(async move {
             // Relays are tasks of this one: stopping the endpoint ends them too.
             let mut relays = tokio::task::JoinSet::new();
@@ -72,13 +113,17 @@ impl ApiEndpoint {
                     }
                 };
                 let turn = turns.fetch_add(1, Ordering::Relaxed);
-                let masters = masters.clone();
+                let now_ready: Vec<bool> = ready
+                    .iter()
+                    .map(|flag| flag.load(Ordering::Relaxed))
+                    .collect();
+                let masters = order(&masters, &now_ready, turn);
                 relays.spawn(async move {
-                    relay(client, &order(&masters, turn)).await;
+                    relay(client, &masters).await;
                 });
             }
         });
-        Ok(Self { addr, task })
+        Ok(Self { addr, task, probe })
     }
 }
 
@@ -121,10 +166,22 @@ mod tests {
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
-        assert_eq!(order(&masters, 0), masters);
-        assert_eq!(order(&masters, 4)[0], masters[1]);
-        assert_eq!(order(&masters, 4).len(), 3);
-        assert!(order(&[], 3).is_empty());
+        let all = [true, true, true];
+        assert_eq!(order(&masters, &all, 0), masters);
+        assert_eq!(order(&masters, &all, 4)[0], masters[1]);
+        assert_eq!(order(&masters, &all, 4).len(), 3);
+        assert!(order(&[], &[], 3).is_empty());
+        // A master that is not ready goes last, whatever the turn.
+        let second_down = [true, false, true];
+        assert_eq!(
+            order(&masters, &second_down, 1),
+            [masters[2], masters[0], masters[1]]
+        );
+        assert_eq!(
+            order(&masters, &[false, false, false], 2),
+            [masters[2], masters[0], masters[1]],
+            "none ready: all of them, in turn"
+        );
     }
 
     #[tokio::test]
@@ -137,12 +194,18 @@ mod tests {
             .unwrap();
         let alive = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let alive_addr = alive.local_addr().unwrap();
+        // Echoes five bytes per connection, for as many connections as come (the
+        // endpoint's readiness probes among them: they read as not ready, which only
+        // moves this master last).
         let echo = tokio::spawn(async move {
-            for _ in 0..2 {
+            loop {
                 let (mut stream, _) = alive.accept().await.unwrap();
-                let mut buffer = [0; 5];
-                stream.read_exact(&mut buffer).await.unwrap();
-                stream.write_all(&buffer).await.unwrap();
+                tokio::spawn(async move {
+                    let mut buffer = [0; 5];
+                    if stream.read_exact(&mut buffer).await.is_ok() {
+                        let _ = stream.write_all(&buffer).await;
+                    }
+                });
             }
         });
         let endpoint = ApiEndpoint::start("127.0.0.1:0".parse().unwrap(), vec![dead, alive_addr])
@@ -155,6 +218,6 @@ mod tests {
             client.read_exact(&mut answer).await.unwrap();
             assert_eq!(&answer, b"hello");
         }
-        echo.await.unwrap();
+        echo.abort();
     }
 }
