@@ -9,7 +9,8 @@
 //!   check a property at every event;
 //! - [`Holder`], [`lease_holder`], [`member_log`]: who leads, and what a master logged;
 //! - [`rudder_cli`]: the operator CLI against the test's masters;
-//! - [`up`]: `rudder up` started, read and stopped as a user does.
+//! - [`up`]: `rudder up` started, read and stopped as a user does;
+//! - [`lines_of`]: a child's output, a line at a time, to read with a deadline.
 
 pub mod up;
 
@@ -30,6 +31,24 @@ pub use rudder_chaos::cluster::{rudder_binary_beside_tests, ProcessCluster};
 pub const CONTROLLER_LEASE: &str = "rudder-controller-manager";
 /// The scheduler's Lease (kube-system).
 pub const SCHEDULER_LEASE: &str = "rudder-scheduler";
+
+/// The lines a child process writes to `stdout`, read on a thread of their own so that a
+/// test waits on them with `recv_timeout` and fails in time instead of hanging.
+pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    received
+}
 
 /// Polls `condition` every 100 ms until it holds; fails the test after `limit`, naming `what`.
 pub async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {

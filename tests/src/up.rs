@@ -30,6 +30,24 @@ pub fn free_base_port() -> u16 {
     panic!("no free base port found");
 }
 
+/// The flags of a `rudder up` whose data (`<dir>/data`, with the kubeconfig it writes) and
+/// CLI config (`<dir>/config`) live in `dir`, on free ports (its API endpoint on any), and
+/// then `extra`.
+pub fn args(dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--data-dir".into(),
+        dir.join("data").display().to_string(),
+        "--base-port".into(),
+        free_base_port().to_string(),
+        "--api-port".into(),
+        "0".into(),
+        "--config".into(),
+        dir.join("config").display().to_string(),
+    ];
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    args
+}
+
 /// A running `rudder up`: the process, its masters' pids, and what it says on stderr.
 pub struct Up {
     child: Child,

@@ -1,11 +1,11 @@
 //! Debian's `etcdctl` (v3 API) against a 3-member Rudder cluster: every output asserted,
 //! once undisturbed and once with the leader killed between steps.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rudder_tests::{rudder_binary_beside_tests, ProcessCluster};
+use rudder_tests::{lines_of, rudder_binary_beside_tests, ProcessCluster};
 
 const ETCDCTL: &str = "/usr/bin/etcdctl";
 
@@ -128,15 +128,7 @@ async fn scenario(kill_between_steps: bool) {
         .unwrap();
     // Read on a thread of its own, so a watch that delivers nothing fails the test in time
     // instead of hanging it.
-    let (sender, received) = std::sync::mpsc::channel();
-    let stdout = watch.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let received = lines_of(watch.stdout.take().unwrap());
     let next_lines = |n: usize| {
         (0..n)
             .map(|_| {

@@ -15,7 +15,7 @@ use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Client, Config};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rudder_tests::up::{free_base_port, stop, up};
+use rudder_tests::up::{stop, up};
 use rudder_tests::wait_for;
 use serde_json::json;
 
@@ -34,20 +34,7 @@ fn config_map(name: &str) -> ConfigMap {
 async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_death() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args: Vec<String> = [
-        "--data-dir",
-        &data.display().to_string(),
-        "--base-port",
-        &free_base_port().to_string(),
-        "--api-port",
-        "0",
-        "--config",
-        &dir.path().join("config").display().to_string(),
-        "--nodes",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = rudder_tests::up::args(dir.path(), &["--nodes", "0"]);
     let running = up(&args).await;
     let kubeconfig = Kubeconfig::read_from(data.join("kubeconfig")).unwrap();
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

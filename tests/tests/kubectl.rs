@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use rudder_tests::up::{free_base_port, stop, up};
+use rudder_tests::up::{stop, up};
 use rudder_tests::wait_for;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -138,27 +138,12 @@ fn write_editor(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_drives_a_three_master_rudder_up() {
     if !Path::new(KUBECTL).exists() {
-        eprintln!("skipped: no kubectl at {KUBECTL} (scripts/dev.sh up installs one)");
+        eprintln!("skipped: no kubectl at {KUBECTL} (`scripts/dev.sh test` installs one)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let args: Vec<String> = [
-        "--data-dir",
-        &data.display().to_string(),
-        "--base-port",
-        &free_base_port().to_string(),
-        "--api-port",
-        "0",
-        "--config",
-        &dir.path().join("config").display().to_string(),
-        "--hollow-nodes",
-        "2",
-        "--nodes",
-        "0",
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = rudder_tests::up::args(dir.path(), &["--hollow-nodes", "2", "--nodes", "0"]);
     let running = up(&args).await;
     let kubectl = Kubectl {
         kubeconfig: data.join("kubeconfig"),
@@ -352,19 +337,7 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = watch.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let received = rudder_tests::lines_of(watch.stdout.take().unwrap());
     // The watch has listed (its first rows are out) before the change is made.
     let first = received.recv_timeout(Duration::from_secs(20)).unwrap();
     assert!(first.contains("EVENT"), "{first}");

@@ -470,19 +470,7 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
     let mut follow = kubectl(&["logs", "-f", "kubia", "--tail=0"])
         .spawn()
         .unwrap();
-    let stdout = follow.stdout.take().unwrap();
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if lines.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let received = rudder_tests::lines_of(follow.stdout.take().unwrap());
     // A request made while following shows up in the followed log.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let seen = loop {

@@ -14,20 +14,7 @@ use tokio::process::Command;
 async fn up_writes_the_cli_config_stops_everything_on_ctrl_c_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config");
-    let args: Vec<String> = vec![
-        "--data-dir".into(),
-        dir.path().join("data").display().to_string(),
-        "--base-port".into(),
-        free_base_port().to_string(),
-        "--api-port".into(),
-        "0".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--hollow-nodes".into(),
-        "2".into(),
-        "--nodes".into(),
-        "0".into(),
-    ];
+    let args = rudder_tests::up::args(dir.path(), &["--hollow-nodes", "2", "--nodes", "0"]);
     let running = up(&args).await;
     assert_eq!(
         running.pids.len(),
