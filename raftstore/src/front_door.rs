@@ -7,8 +7,6 @@
 //! A stop closes the listener at once and ends every connection gracefully: requests in
 //! flight finish, long streams end when their own code sees the stop (the API's watches do).
 
-use std::convert::Infallible;
-
 use axum::response::{IntoResponse, Response};
 use futures::future::Either;
 use http::{header, Request, StatusCode};
@@ -111,12 +109,12 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-async fn not_served() -> Result<Response, Infallible> {
-    Ok((
+async fn not_served() -> Response {
+    (
         StatusCode::NOT_FOUND,
         "this port serves gRPC only (content-type: application/grpc)\n",
     )
-        .into_response())
+        .into_response()
 }
 
 #[cfg(test)]

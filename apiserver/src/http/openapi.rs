@@ -340,7 +340,7 @@ fn add_paths(paths: &mut Map<String, Value>, info: &KindInfo, schema: &Value) {
     }
 }
 
-/// The definitions every document shares, by name, for tests and size checks.
+/// The definitions of the document at `path`, by name (for the tests).
 #[cfg(test)]
 fn definitions(path: &str) -> std::collections::HashMap<String, Value> {
     let document: Value = serde_json::from_slice(&document_at(path).unwrap().json).unwrap();

@@ -184,16 +184,18 @@ pub fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
     }
 }
 
+/// A query from `(name, value)` pairs, for the tests of what reads queries.
+#[cfg(test)]
+pub fn query(pairs: &[(&str, &str)]) -> Query {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Query {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn list_parameters_become_list_options() {

@@ -113,14 +113,8 @@ pub async fn logs(
 
 #[cfg(test)]
 mod tests {
+    use super::super::options::query;
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> Query {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn log_parameters_and_the_ones_no_log_can_answer() {

@@ -271,24 +271,13 @@ impl Grpc {
 
 impl Transport for Grpc {
     async fn create_namespace(&self, name: &str) -> Result<(), String> {
-        let body = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } })
-            .to_string()
-            .into_bytes();
-        let outcome = self
+        let namespace =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        match self
             .client
-            .call(|mut c| {
-                let body = body.clone();
-                async move {
-                    c.create(pb::CreateRequest {
-                        resource: "namespaces".into(),
-                        json: body,
-                        ..Default::default()
-                    })
-                    .await
-                }
-            })
-            .await;
-        match outcome {
+            .create_object("namespaces", "", &namespace)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) if error.reason() == "AlreadyExists" => Ok(()),
             Err(error) => Err(error.to_string()),
@@ -296,19 +285,13 @@ impl Transport for Grpc {
     }
 
     async fn delete_namespace(&self, name: &str) -> Result<(), String> {
-        let name = name.to_owned();
+        let request = pb::DeleteRequest {
+            resource: "namespaces".into(),
+            name: name.to_owned(),
+            ..Default::default()
+        };
         self.client
-            .call(|mut c| {
-                let name = name.clone();
-                async move {
-                    c.delete(pb::DeleteRequest {
-                        resource: "namespaces".into(),
-                        name,
-                        ..Default::default()
-                    })
-                    .await
-                }
-            })
+            .delete_object(request)
             .await
             .map(drop)
             .map_err(|error| error.to_string())

@@ -58,15 +58,20 @@ impl Http {
         body: Vec<u8>,
     ) -> Result<(StatusCode, Bytes), String> {
         let response = self.send(method, path, "application/json", body).await?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|error| error.to_string())?
-            .to_bytes();
-        Ok((status, body))
+        read_whole(response).await
     }
+}
+
+/// A response's code and its whole body.
+async fn read_whole(response: Response<Incoming>) -> Result<(StatusCode, Bytes), String> {
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|error| error.to_string())?
+        .to_bytes();
+    Ok((status, body))
 }
 
 fn failure(status: StatusCode, body: &[u8]) -> String {
@@ -146,13 +151,7 @@ impl Transport for Http {
             .send(Method::GET, &path, "application/json", Vec::new())
             .await?;
         if !response.status().is_success() {
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|error| error.to_string())?
-                .to_bytes();
+            let (status, body) = read_whole(response).await?;
             return Err(failure(status, &body));
         }
         let frames = BodyStream::new(response.into_body());
