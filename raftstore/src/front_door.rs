@@ -6,6 +6,7 @@
 //! Connections are served with upgrades (the WebSocket streams of `exec` and `attach`).
 //! A stop closes the listener at once and ends every connection gracefully: requests in
 //! flight finish, long streams end when their own code sees the stop (the API's watches do).
+//! Every connection is read through [`SchemeStripping`], for etcdctl's `http://` authorities.
 
 use axum::response::{IntoResponse, Response};
 use futures::future::Either;
@@ -19,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 use tower::ServiceExt;
+
+use crate::authority_scheme::SchemeStripping;
 
 /// What a client port serves.
 pub struct ClientServices {
@@ -91,7 +94,7 @@ pub async fn serve(
                     tracing::debug!(%error, "setting TCP_NODELAY on a client connection");
                 }
                 let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), front.clone())
+                    .serve_connection_with_upgrades(TokioIo::new(SchemeStripping::new(stream)), front.clone())
                     .into_owned();
                 let connection = graceful.watch(connection);
                 connections.spawn(async move {

@@ -26,13 +26,15 @@
 //!   and the check that refuses another cluster's or another member's messages; [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
-//!   gRPC to the gRPC services and all else to the HTTP service a master mounts.
+//!   gRPC to the gRPC services and all else to the HTTP service a master mounts;
+//!   [`authority_scheme`]: takes the `http://` off the HTTP/2 `:authority` etcdctl sends.
 //! - `test_support` (feature `test-support`, for this crate's and `rudder-apiserver`'s
 //!   tests): an in-process cluster of real members on loopback port 0.
 
 // openraft's `StorageError` (returned by every storage call) is large by its design.
 #![allow(clippy::result_large_err)]
 
+pub mod authority_scheme;
 pub mod codec;
 pub mod compaction;
 pub mod db;

@@ -246,3 +246,49 @@ async fn etcdctl_drives_a_three_member_cluster() {
 async fn etcdctl_works_while_the_leader_is_killed_between_steps() {
     scenario(true).await;
 }
+
+/// etcdctl given `http://` endpoints names the scheme in HTTP/2's `:authority` for some
+/// requests; the client port, which serves gRPC and HTTP, takes it as etcd does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_takes_endpoints_written_as_http_urls() {
+    let cluster =
+        ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[]).expect("three members");
+    let urls: Vec<String> = cluster
+        .endpoints()
+        .iter()
+        .map(|endpoint| format!("http://{endpoint}"))
+        .collect();
+    let ctl = Ctl {
+        endpoints: urls.join(","),
+    };
+    // etcdctl prints health to stderr.
+    let health = ctl.command(&["endpoint", "health"]).output().unwrap();
+    let health = String::from_utf8_lossy(&health.stderr);
+    assert_eq!(health.lines().count(), 3, "{health}");
+    for url in &urls {
+        assert!(
+            health.contains(&format!("{url} is healthy")),
+            "{url} in {health}"
+        );
+    }
+    let status = ctl.run(&["endpoint", "status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    for url in &urls {
+        assert!(status.contains(&format!("{url}, ")), "{url} in {status}");
+    }
+    let leaders = status
+        .lines()
+        .filter(|line| line.contains(", true, false,"))
+        .count();
+    assert_eq!(leaders, 1, "one leader: {status}");
+    assert_eq!(ctl.run(&["put", "scheme", "http"]), "OK\n");
+    assert_eq!(ctl.run(&["get", "scheme"]), "scheme\nhttp\n");
+
+    // The same port still serves the HTTP API's plain HTTP/1.1 beside gRPC.
+    let answer = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("{}/no-such-path", urls[0]))
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&answer.stdout), "404");
+}
