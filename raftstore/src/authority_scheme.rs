@@ -12,6 +12,13 @@
 //!   sends decoded, the scheme taken off `:authority`, and encoded again. Its decoder follows
 //!   the client's HPACK table and its encoder the server's, so the two never disagree.
 //!
+//! Whatever the rewriter cannot judge (a malformed frame, bad HPACK, a block past the limits
+//! below) is passed on as it came while nothing was rewritten yet, for h2 to refuse with the
+//! right error; once rewriting, the connection is closed instead, since h2's HPACK table then
+//! follows the rewriter's and could no longer read the client's bytes. The limits are
+//! hyper's own (16 KiB frames and header lists, a 4 KiB HPACK table), so nothing h2 would take
+//! is refused. Only the first block decides: grpc-go names one authority per connection.
+//!
 //! [`AuthorityRewriter`] is the pure core (bytes in, bytes out); [`SchemeStripping`] the
 //! `AsyncRead` shell around a socket. The server's side of the connection is never touched.
 
@@ -31,11 +38,17 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
-/// The largest frame payload a server takes unless it announces more (RFC 9113 §4.2);
-/// rewritten header blocks are cut to it.
+/// The largest frame payload a server takes unless it announces more (RFC 9113 §4.2;
+/// hyper announces no more); rewritten header blocks are cut to it.
 const MAX_FRAME_PAYLOAD: usize = 16_384;
-/// A header block larger than this is passed on as it came, for h2 to judge.
-const MAX_HEADER_BLOCK: usize = 1 << 20;
+/// The most a block's decoded headers may weigh (RFC 7541's size: name + value + 32 each);
+/// hyper's limit is 16 KiB.
+const MAX_HEADER_LIST: usize = 64 * 1024;
+/// The most CONTINUATION frames one block may take (h2 calms a client after 5).
+const MAX_CONTINUATIONS: usize = 16;
+/// The HPACK table size the server allows (h2's default, which hyper keeps); the encoder's
+/// table, which h2's decoder follows, has this size too.
+const HEADER_TABLE_SIZE: usize = 4096;
 
 /// The pure core: frames of the client's side of a connection in, the same frames out, with
 /// header blocks rewritten where the connection needs it.
@@ -50,6 +63,8 @@ enum Stage {
     },
     Frames(Box<HeaderBlocks>),
     Passthrough,
+    /// The connection cannot go on (see the module's notes): reads fail.
+    Failed,
 }
 
 struct HeaderBlocks {
@@ -66,15 +81,17 @@ struct OpenBlock {
     end_stream: bool,
     priority: Option<[u8; 5]>,
     fragment: Vec<u8>,
+    continuations: usize,
     /// The frames as they came, passed on unchanged when the block needs no rewriting.
     original: BytesMut,
 }
 
-/// What became of a frame: the connection goes on being read frame by frame, or from here on
-/// passes through.
+/// What became of a frame: the connection goes on being read frame by frame, from here on
+/// passes through, or must be closed.
 enum Next {
     Frames,
     Passthrough,
+    Fail,
 }
 
 impl Default for AuthorityRewriter {
@@ -92,13 +109,20 @@ impl AuthorityRewriter {
     }
 
     /// Moves every complete frame (or, once passing through, every byte) of `input` to
-    /// `output`, rewritten where needed. An incomplete frame stays in `input`.
-    pub fn process(&mut self, input: &mut BytesMut, output: &mut BytesMut) {
+    /// `output`, rewritten where needed. An incomplete frame stays in `input`. An error: the
+    /// connection must be closed.
+    pub fn process(&mut self, input: &mut BytesMut, output: &mut BytesMut) -> io::Result<()> {
         loop {
             match &mut self.stage {
+                Stage::Failed => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "an HTTP/2 header block that could not be rewritten",
+                    ))
+                }
                 Stage::Passthrough => {
                     output.extend_from_slice(&input.split());
-                    return;
+                    return Ok(());
                 }
                 Stage::Preface { seen } => {
                     let wanted = &PREFACE[*seen..];
@@ -110,21 +134,32 @@ impl AuthorityRewriter {
                     output.extend_from_slice(&input.split_to(take));
                     *seen += take;
                     if *seen < PREFACE.len() {
-                        return;
+                        return Ok(());
                     }
+                    let mut decoder = Decoder::new();
+                    decoder.set_max_allowed_table_size(HEADER_TABLE_SIZE);
                     self.stage = Stage::Frames(Box::new(HeaderBlocks {
-                        decoder: Decoder::new(),
+                        decoder,
                         encoder: None,
                         open: None,
                     }));
                 }
                 Stage::Frames(blocks) => {
+                    if input.len() >= FRAME_HEADER_LEN
+                        && frame_payload_len(input) > MAX_FRAME_PAYLOAD
+                    {
+                        // Larger than the server takes: h2 refuses it at its header.
+                        self.stage = blocks.give_up(output);
+                        continue;
+                    }
                     let Some(length) = complete_frame_len(input) else {
-                        return;
+                        return Ok(());
                     };
                     let frame = input.split_to(length);
-                    if let Next::Passthrough = blocks.frame(frame, output) {
-                        self.stage = Stage::Passthrough;
+                    match blocks.frame(frame, output) {
+                        Next::Frames => {}
+                        Next::Passthrough => self.stage = Stage::Passthrough,
+                        Next::Fail => self.stage = Stage::Failed,
                     }
                 }
             }
@@ -132,31 +167,56 @@ impl AuthorityRewriter {
     }
 }
 
+/// The payload length a frame header (at least 9 bytes) announces.
+fn frame_payload_len(header: &[u8]) -> usize {
+    u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize
+}
+
 /// The length of the frame at the start of `input`, header included, once all of it is there.
 fn complete_frame_len(input: &[u8]) -> Option<usize> {
     if input.len() < FRAME_HEADER_LEN {
         return None;
     }
-    let payload = u32::from_be_bytes([0, input[0], input[1], input[2]]) as usize;
-    let length = FRAME_HEADER_LEN + payload;
+    let length = FRAME_HEADER_LEN + frame_payload_len(input);
     (input.len() >= length).then_some(length)
 }
 
 impl HeaderBlocks {
+    /// Stops reading frames: before any rewriting, what is held passes on and so does the
+    /// rest; after, the connection fails.
+    fn give_up(&mut self, output: &mut BytesMut) -> Stage {
+        if self.encoder.is_some() {
+            return Stage::Failed;
+        }
+        if let Some(open) = self.open.take() {
+            output.extend_from_slice(&open.original);
+        }
+        Stage::Passthrough
+    }
+
+    fn give_up_with(&mut self, frame: &[u8], output: &mut BytesMut) -> Next {
+        match self.give_up(output) {
+            Stage::Failed => Next::Fail,
+            _ => {
+                output.extend_from_slice(frame);
+                Next::Passthrough
+            }
+        }
+    }
+
     fn frame(&mut self, frame: BytesMut, output: &mut BytesMut) -> Next {
         let kind = frame[3];
         let flags = frame[4];
         let stream_id = u32::from_be_bytes([frame[5], frame[6], frame[7], frame[8]]) & 0x7fff_ffff;
         let payload = &frame[FRAME_HEADER_LEN..];
         if let Some(open) = &mut self.open {
+            open.continuations += 1;
             if kind != CONTINUATION
                 || stream_id != open.stream_id
-                || open.fragment.len() + payload.len() > MAX_HEADER_BLOCK
+                || open.continuations > MAX_CONTINUATIONS
             {
-                // Not what HTTP/2 allows: h2 will say so.
-                output.extend_from_slice(&open.original);
-                output.extend_from_slice(&frame);
-                return Next::Passthrough;
+                // Not what HTTP/2 allows, or a flood: h2 would refuse it.
+                return self.give_up_with(&frame, output);
             }
             open.fragment.extend_from_slice(payload);
             open.original.extend_from_slice(&frame);
@@ -171,14 +231,14 @@ impl HeaderBlocks {
             return Next::Frames;
         }
         let Some((priority, fragment)) = headers_payload(flags, payload) else {
-            output.extend_from_slice(&frame);
-            return Next::Passthrough;
+            return self.give_up_with(&frame, output);
         };
         let block = OpenBlock {
             stream_id,
             end_stream: flags & END_STREAM != 0,
             priority,
             fragment: fragment.to_vec(),
+            continuations: 0,
             original: frame,
         };
         if flags & END_HEADERS == 0 {
@@ -190,17 +250,17 @@ impl HeaderBlocks {
 
     /// A whole header block: passed on as it came, or rewritten.
     fn finish(&mut self, block: OpenBlock, output: &mut BytesMut) -> Next {
-        let headers = match self.decoder.decode(&block.fragment) {
-            Ok(headers) => headers,
-            Err(_) => {
-                // Bad HPACK: h2 answers it with the right connection error.
-                output.extend_from_slice(&block.original);
-                return Next::Passthrough;
-            }
+        let Some(headers) = decode_bounded(&mut self.decoder, &block.fragment) else {
+            // Bad HPACK or too much of it: h2 answers it with the right error.
+            return self.give_up_with(&block.original, output);
         };
         let encoder = match &mut self.encoder {
             Some(encoder) => encoder,
-            None if names_a_scheme(&headers) => self.encoder.insert(Encoder::new()),
+            None if names_a_scheme(&headers) => {
+                let mut encoder = Encoder::new();
+                encoder.set_max_table_size(HEADER_TABLE_SIZE);
+                self.encoder.insert(encoder)
+            }
             None => {
                 output.extend_from_slice(&block.original);
                 return Next::Passthrough;
@@ -214,6 +274,26 @@ impl HeaderBlocks {
         write_header_frames(&block, &encoded, output);
         Next::Frames
     }
+}
+
+/// The headers of a block, or `None` if its HPACK is bad or they weigh more than
+/// [`MAX_HEADER_LIST`] (counted as they are decoded, so a block of references to one large
+/// table entry costs nothing before it is refused).
+fn decode_bounded(
+    decoder: &mut Decoder<'static>,
+    fragment: &[u8],
+) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut headers = Vec::new();
+    let mut weight = 0;
+    decoder
+        .decode_with_cb(fragment, |name, value| {
+            weight += name.len() + value.len() + 32;
+            if weight <= MAX_HEADER_LIST {
+                headers.push((name.into_owned(), value.into_owned()));
+            }
+        })
+        .ok()?;
+    (weight <= MAX_HEADER_LIST).then_some(headers)
 }
 
 /// The PRIORITY fields and the header block fragment of a HEADERS frame's payload, or
@@ -245,8 +325,15 @@ fn authority_without_scheme<'a>(name: &[u8], value: &'a [u8]) -> &'a [u8] {
     if name != b":authority" {
         return value;
     }
+    // RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+    let is_scheme = |scheme: &[u8]| {
+        scheme.first().is_some_and(u8::is_ascii_alphabetic)
+            && scheme
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    };
     match value.windows(3).position(|window| window == b"://") {
-        Some(at) if value[..at].iter().all(u8::is_ascii_alphabetic) && at > 0 => &value[at + 3..],
+        Some(at) if is_scheme(&value[..at]) => &value[at + 3..],
         _ => value,
     }
 }
@@ -338,14 +425,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for SchemeStripping<S> {
             let mut read = ReadBuf::new(&mut chunk);
             std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
             if read.filled().is_empty() {
-                // The client closed: what is left is passed on for h2 to judge.
+                // The client closed mid-frame: the connection is over either way.
                 this.ended = true;
-                let rest = this.input.split();
-                this.output.extend_from_slice(&rest);
                 continue;
             }
             this.input.extend_from_slice(read.filled());
-            this.rewriter.process(&mut this.input, &mut this.output);
+            this.rewriter.process(&mut this.input, &mut this.output)?;
         }
     }
 }

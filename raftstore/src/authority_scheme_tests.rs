@@ -30,6 +30,22 @@ fn frame(kind: u8, flags: u8, stream_id: u32, payload: &[u8]) -> Vec<u8> {
     out.to_vec()
 }
 
+/// `block` as a HEADERS frame and CONTINUATIONs of at most `size` bytes each.
+fn header_frames(stream_id: u32, block: &[u8], size: usize) -> Vec<u8> {
+    let chunks: Vec<&[u8]> = block.chunks(size).collect();
+    let mut out = Vec::new();
+    for (at, chunk) in chunks.iter().enumerate() {
+        let kind = if at == 0 { HEADERS } else { CONTINUATION };
+        let flags = if at + 1 == chunks.len() {
+            END_HEADERS
+        } else {
+            0
+        };
+        out.extend(frame(kind, flags, stream_id, chunk));
+    }
+    out
+}
+
 const SETTINGS: u8 = 0x4;
 const DATA: u8 = 0x0;
 
@@ -40,7 +56,7 @@ fn run(bytes: &[u8], step: usize) -> (Vec<u8>, AuthorityRewriter) {
     let mut output = BytesMut::new();
     for piece in bytes.chunks(step) {
         input.extend_from_slice(piece);
-        rewriter.process(&mut input, &mut output);
+        rewriter.process(&mut input, &mut output).unwrap();
     }
     assert!(input.is_empty(), "whole frames are all passed on");
     (output.to_vec(), rewriter)
@@ -195,19 +211,7 @@ fn a_long_rewritten_block_is_cut_into_continuations_the_server_reassembles() {
         (b"x-long", long.as_bytes()),
     ]);
     let mut bytes = PREFACE.to_vec();
-    let mut chunks = block.chunks(MAX_FRAME_PAYLOAD).peekable();
-    let first = chunks.next().unwrap();
-    let only = chunks.peek().is_none();
-    bytes.extend(frame(HEADERS, if only { END_HEADERS } else { 0 }, 1, first));
-    while let Some(chunk) = chunks.next() {
-        let last = chunks.peek().is_none();
-        bytes.extend(frame(
-            CONTINUATION,
-            if last { END_HEADERS } else { 0 },
-            1,
-            chunk,
-        ));
-    }
+    bytes.extend(header_frames(1, &block, MAX_FRAME_PAYLOAD));
     let (out, _) = run(&bytes, 4096);
     let frames = server_view(&out);
     assert_eq!(frames.len(), 1);
@@ -249,6 +253,8 @@ fn only_a_scheme_is_taken_off() {
     assert_eq!(strip("127.0.0.1:2379"), "127.0.0.1:2379");
     assert_eq!(strip("://x"), "://x");
     assert_eq!(strip("a/b://c"), "a/b://c");
+    assert_eq!(strip("unix+tcp://h:1"), "h:1");
+    assert_eq!(strip("1x://h"), "1x://h");
     assert_eq!(authority_without_scheme(b":path", b"http://x"), b"http://x");
 }
 
@@ -280,4 +286,58 @@ async fn the_socket_shell_reads_rewritten_frames_and_writes_straight_through() {
     assert_eq!(authority_of(&server_view(&read)[0].2), "127.0.0.1:1");
     shell.write_all(b"hello").await.unwrap();
     assert_eq!(&writer.await.unwrap(), b"hello");
+}
+
+#[test]
+fn a_block_of_references_to_one_large_entry_is_refused_before_it_weighs() {
+    // One 3 KiB header indexed, then referenced over and over: cheap to send, 3 KiB each
+    // to decode. Nothing was rewritten yet, so it passes on for h2 to refuse.
+    let mut client = Client::new();
+    let big = "x".repeat(3000);
+    let mut block = client.encoder.encode([(&b"x-big"[..], big.as_bytes())]);
+    block.extend(std::iter::repeat_n(0x80 | 62, 10_000));
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(header_frames(1, &block, MAX_FRAME_PAYLOAD));
+    let (out, rewriter) = run(&bytes, 4096);
+    assert_eq!(out, bytes);
+    assert!(rewriter.is_passthrough());
+}
+
+#[test]
+fn once_rewriting_what_cannot_be_rewritten_closes_the_connection() {
+    let mut client = Client::new();
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &client.request("http://h:1", "/"),
+    ));
+    let mut rewriter = AuthorityRewriter::default();
+    let mut input = BytesMut::from(&bytes[..]);
+    let mut output = BytesMut::new();
+    rewriter.process(&mut input, &mut output).unwrap();
+    // An empty CONTINUATION flood, then a frame larger than the server takes.
+    let mut flood = frame(HEADERS, 0, 3, &client.request("http://h:1", "/"));
+    for _ in 0..=MAX_CONTINUATIONS {
+        flood.extend(frame(CONTINUATION, 0, 3, &[]));
+    }
+    input.extend_from_slice(&flood);
+    assert!(rewriter.process(&mut input, &mut output).is_err());
+
+    let mut rewriter = AuthorityRewriter::default();
+    let mut input = BytesMut::from(&bytes[..]);
+    rewriter.process(&mut input, &mut output).unwrap();
+    input
+        .extend_from_slice(&frame(DATA, 0, 1, &vec![0; MAX_FRAME_PAYLOAD + 1])[..FRAME_HEADER_LEN]);
+    assert!(rewriter.process(&mut input, &mut output).is_err());
+}
+
+#[test]
+fn an_oversized_frame_before_any_rewriting_passes_on_at_its_header() {
+    let mut bytes = PREFACE.to_vec();
+    bytes.extend(&frame(DATA, 0, 1, &vec![0; MAX_FRAME_PAYLOAD + 1])[..FRAME_HEADER_LEN]);
+    let (out, rewriter) = run(&bytes, 64);
+    assert_eq!(out, bytes);
+    assert!(rewriter.is_passthrough());
 }

@@ -66,6 +66,8 @@ pub async fn serve(
     });
     let front = TowerToHyperService::new(front);
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // SchemeStripping assumes h2's defaults for the HPACK table (4 KiB) and frame size
+    // (16 KiB): raising either here means raising its limits too.
     builder
         .http2()
         .timer(TokioTimer::new())
