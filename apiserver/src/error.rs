@@ -40,6 +40,15 @@ impl Cause {
     }
 }
 
+/// A field a server-side apply sets that another manager owns with another value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldConflict {
+    pub manager: String,
+    pub api_version: String,
+    /// `.spec.template.spec.containers[name="web"].image`
+    pub field: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{object} not found")]
@@ -49,6 +58,13 @@ pub enum ApiError {
     /// A stale `resourceVersion`, a failed precondition, or a lost compare-and-swap.
     #[error("Operation cannot be fulfilled on {object}: {reason}")]
     Conflict { object: ObjectRef, reason: String },
+    /// A server-side apply sets fields other managers own with other values.
+    #[error("Apply failed with {} conflict{}: {}", .conflicts.len(),
+            if .conflicts.len() == 1 { "" } else { "s" }, show_conflicts(.conflicts))]
+    ApplyConflict {
+        object: ObjectRef,
+        conflicts: Vec<FieldConflict>,
+    },
     /// Validation failed; `kind` like `Deployment.apps`.
     #[error("{kind} {name:?} is invalid: {}", show_causes(.causes))]
     Invalid {
@@ -137,6 +153,21 @@ pub enum ApiError {
     UnsupportedMediaType { message: String },
 }
 
+fn show_conflicts(conflicts: &[FieldConflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| format!("{}: {}", conflict_message(c), c.field))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn conflict_message(conflict: &FieldConflict) -> String {
+    format!(
+        "conflict with {:?} using {}",
+        conflict.manager, conflict.api_version
+    )
+}
+
 fn show_causes(causes: &[FieldError]) -> String {
     match causes {
         [one] => one.to_string(),
@@ -178,7 +209,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => ("MethodNotAllowed", 405),
             Self::UnsupportedMediaType { .. } => ("UnsupportedMediaType", 415),
             Self::AlreadyExists { .. } => ("AlreadyExists", 409),
-            Self::Conflict { .. } => ("Conflict", 409),
+            Self::Conflict { .. } | Self::ApplyConflict { .. } => ("Conflict", 409),
             Self::Invalid { .. } => ("Invalid", 422),
             Self::BadRequest { .. } => ("BadRequest", 400),
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => ("Forbidden", 403),
@@ -202,6 +233,17 @@ impl ApiError {
             | Self::AlreadyExists { object }
             | Self::Conflict { object, .. } => {
                 details = json!({ "name": object.name, "kind": object.resource });
+            }
+            Self::ApplyConflict { object, conflicts } => {
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|c| {
+                        json!({ "reason": "FieldManagerConflict",
+                                "message": conflict_message(c), "field": c.field })
+                    })
+                    .collect();
+                details = json!({ "name": object.name, "kind": object.resource,
+                                  "causes": causes });
             }
             Self::Invalid { kind, name, causes } => {
                 let causes: Vec<Value> = causes
@@ -305,7 +347,7 @@ impl From<ApiError> for tonic::Status {
                 Code::Unimplemented
             }
             ApiError::AlreadyExists { .. } => Code::AlreadyExists,
-            ApiError::Conflict { .. } => Code::Aborted,
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => Code::Aborted,
             ApiError::Invalid { .. } | ApiError::BadRequest { .. } => Code::InvalidArgument,
             ApiError::Forbidden { .. } | ApiError::NamespaceTerminating { .. } => {
                 Code::FailedPrecondition

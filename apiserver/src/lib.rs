@@ -29,7 +29,9 @@
 //!   of `rudder-actors` finish what they start); [`watch`]: store events as watch events,
 //!   each object [`decoded`] once for all of a master's watches.
 //! - [`http`]: the Kubernetes HTTP API on the same port (discovery, verbs, watch, Tables
-//!   by `rudder-printers`, Status errors); [`strategic_merge`]: the patch kubectl sends.
+//!   by `rudder-printers`, Status errors); [`strategic_merge`]: the patch kubectl sends;
+//!   [`field_ownership`]: server-side apply's managed fields (pure; the shell is
+//!   `registry/apply.rs`).
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
@@ -41,6 +43,7 @@ pub mod cluster_config;
 pub mod decoded;
 pub mod delete;
 pub mod error;
+pub mod field_ownership;
 pub mod http;
 pub mod kinds;
 pub mod list;

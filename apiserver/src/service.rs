@@ -86,6 +86,7 @@ impl Api {
         let options = WriteOptions {
             fence: fence(r.fence),
             dry_run: r.dry_run,
+            field_manager: None,
         };
         let target = target(&r.resource, &r.namespace, &r.name);
         let replaced = on_behalf_of(
@@ -140,6 +141,7 @@ impl Resources for Api {
         let options = WriteOptions {
             fence: fence(r.fence),
             dry_run: r.dry_run,
+            field_manager: None,
         };
         let created = on_behalf_of(
             number,
@@ -224,6 +226,7 @@ impl Resources for Api {
             fence: fence(r.fence),
             // A patch request has no dry run.
             dry_run: false,
+            field_manager: None,
         };
         let patched = on_behalf_of(
             number,

@@ -86,6 +86,48 @@ async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_dea
         other => panic!("expected a 409, got {other}"),
     }
 
+    // Server-side apply: creates, owns its fields, conflicts with another manager's, and
+    // takes them when forced.
+    let config = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": { "name": "applied" },
+                         "data": { "mode": "a", "size": "s" } });
+    let mine = PatchParams::apply("kube-rs-test");
+    let applied = maps
+        .patch("applied", &mine, &Patch::Apply(&config))
+        .await
+        .unwrap();
+    let managers = applied.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!(managers.len(), 1, "{managers:?}");
+    assert_eq!(managers[0].manager.as_deref(), Some("kube-rs-test"));
+    assert_eq!(managers[0].operation.as_deref(), Some("Apply"));
+    let theirs = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                         "metadata": { "name": "applied" }, "data": { "mode": "b" } });
+    let conflict = maps
+        .patch(
+            "applied",
+            &PatchParams::apply("other"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap_err();
+    match conflict {
+        kube::Error::Api(status) => {
+            assert_eq!(status.code, 409, "{status:?}");
+            assert!(status.message.contains(".data.mode"), "{status:?}");
+        }
+        other => panic!("expected a 409, got {other}"),
+    }
+    let forced = maps
+        .patch(
+            "applied",
+            &PatchParams::apply("other").force(),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["mode"], "b");
+    assert_eq!(forced.data.as_ref().unwrap()["size"], "s");
+
     // A reflector follows every change.
     let (reader, writer) = reflector::store::<ConfigMap>();
     let follow = reflector(

@@ -303,6 +303,64 @@ async fn kubectl_drives_a_three_master_rudder_up() {
     ]);
     assert_eq!(template, "kubia:v2 8080", "the container merged by name");
 
+    // Server-side apply: creates and re-applies; a field another manager changed since is a
+    // conflict until forced; a field left out of the configuration goes.
+    let served = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: served, namespace: shop}\n\
+                  data: {mode: a, size: s}\n";
+    for _ in 0..2 {
+        assert_eq!(
+            kubectl.run_with_input(&["apply", "--server-side", "-f", "-"], served),
+            "configmap/served serverside-applied\n"
+        );
+    }
+    kubectl.run(&[
+        "patch",
+        "cm",
+        "served",
+        "-n",
+        "shop",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"mode":"b"}}"#,
+    ]);
+    let conflict = kubectl
+        .try_run(&["apply", "--server-side", "-f", "-"], Some(served))
+        .unwrap_err();
+    assert!(
+        conflict.contains(r#"conflict with "kubectl-patch""#) && conflict.contains(".data.mode"),
+        "{conflict}"
+    );
+    let smaller = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: served, namespace: shop}\n\
+                   data: {mode: a}\n";
+    kubectl.run_with_input(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        smaller,
+    );
+    let data = kubectl.run(&[
+        "get",
+        "cm",
+        "served",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data}",
+    ]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&data).unwrap(),
+        serde_json::json!({ "mode": "a" })
+    );
+    let managers = kubectl.run(&[
+        "get",
+        "cm",
+        "served",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert_eq!(managers, "kubectl");
+
     // edit, with an editor that changes one value.
     let editor = write_editor(dir.path());
     let edited = kubectl

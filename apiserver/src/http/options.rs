@@ -1,6 +1,6 @@
 //! A request's query parameters and option bodies as the registry's options (pure): list
-//! and watch parameters, `dryRun`, DeleteOptions (query or body), and the patch type a
-//! content type names.
+//! and watch parameters, `dryRun`, `fieldManager` and `force`, DeleteOptions (query or body),
+//! and the patch a content type names.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -161,26 +161,73 @@ pub fn delete_options(query: &Query, body: &[u8]) -> Result<(DeleteOptions, bool
     Ok((options, dry_run))
 }
 
-/// The patch a content type names; server-side apply is refused with what to do instead.
-pub fn patch_type(content_type: &str) -> Result<PatchType, ApiError> {
+/// What a PATCH's content type asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchKind {
+    Patch(PatchType),
+    /// Server-side apply (`application/apply-patch+yaml`).
+    Apply,
+}
+
+/// The patch a content type names.
+pub fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
     let media = content_type.split(';').next().unwrap_or("").trim();
     match media {
-        "application/merge-patch+json" => Ok(PatchType::Merge),
-        "application/json-patch+json" => Ok(PatchType::Json),
-        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
-        "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
-            Err(ApiError::UnsupportedMediaType {
-                message: "server-side apply is not served yet: use client-side apply \
-                          (kubectl apply without --server-side)"
-                    .into(),
-            })
-        }
+        "application/merge-patch+json" => Ok(PatchKind::Patch(PatchType::Merge)),
+        "application/json-patch+json" => Ok(PatchKind::Patch(PatchType::Json)),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Patch(PatchType::Strategic)),
+        "application/apply-patch+yaml" => Ok(PatchKind::Apply),
         other => Err(ApiError::UnsupportedMediaType {
             message: format!(
                 "the body of a PATCH is {other:?}; use application/merge-patch+json, \
-                 application/json-patch+json or application/strategic-merge-patch+json"
+                 application/json-patch+json, application/strategic-merge-patch+json or \
+                 application/apply-patch+yaml"
             ),
         }),
+    }
+}
+
+/// The longest `fieldManager` Kubernetes takes.
+const MAX_FIELD_MANAGER: usize = 128;
+
+/// Who writes: `fieldManager`, else the client's User-Agent up to its first `/` (`kubectl`
+/// of `kubectl/v1.32.0 (linux/amd64)`), as kube-apiserver names managers.
+pub fn field_manager(query: &Query, user_agent: &str) -> Result<Option<String>, ApiError> {
+    if let Some(manager) = query.get("fieldManager").filter(|m| !m.is_empty()) {
+        if manager.len() > MAX_FIELD_MANAGER {
+            return Err(ApiError::bad_field(
+                "fieldManager",
+                format!(
+                    "fieldManager is {} bytes long: at most {MAX_FIELD_MANAGER}",
+                    manager.len()
+                ),
+            ));
+        }
+        if manager.chars().any(|c| c.is_control()) {
+            return Err(ApiError::bad_field(
+                "fieldManager",
+                "fieldManager may only hold printable characters",
+            ));
+        }
+        return Ok(Some(manager.clone()));
+    }
+    let prefix = user_agent.split('/').next().unwrap_or("").trim();
+    Ok((!prefix.is_empty()).then(|| prefix.chars().take(MAX_FIELD_MANAGER).collect()))
+}
+
+/// `force`: an apply's taking of fields others own; any other write refuses it.
+pub fn force(query: &Query, kind: Option<PatchKind>) -> Result<bool, ApiError> {
+    match query.get("force").map(String::as_str) {
+        None | Some("" | "false") => Ok(false),
+        Some("true") if kind == Some(PatchKind::Apply) => Ok(true),
+        Some("true") => Err(ApiError::bad_field(
+            "force",
+            "force may only be given with an apply patch (application/apply-patch+yaml)",
+        )),
+        Some(other) => Err(ApiError::bad_field(
+            "force",
+            format!("force is {other:?}: use true or false"),
+        )),
     }
 }
 
@@ -243,17 +290,34 @@ mod tests {
     #[test]
     fn patch_types_by_content_type() {
         assert_eq!(
-            patch_type("application/strategic-merge-patch+json").unwrap(),
-            PatchType::Strategic
+            patch_kind("application/strategic-merge-patch+json").unwrap(),
+            PatchKind::Patch(PatchType::Strategic)
         );
         assert_eq!(
-            patch_type("application/merge-patch+json; charset=utf-8").unwrap(),
-            PatchType::Merge
+            patch_kind("application/merge-patch+json; charset=utf-8").unwrap(),
+            PatchKind::Patch(PatchType::Merge)
         );
-        let apply = patch_type("application/apply-patch+yaml").unwrap_err();
-        assert!(apply.to_string().contains("without --server-side"));
-        assert!(patch_type("text/plain").is_err());
+        assert_eq!(
+            patch_kind("application/apply-patch+yaml").unwrap(),
+            PatchKind::Apply
+        );
+        assert!(patch_kind("text/plain").is_err());
         assert!(dry_run(&query(&[("dryRun", "Some")])).is_err());
         assert!(watch_timeout(&query(&[("timeoutSeconds", "x")])).is_err());
+    }
+
+    #[test]
+    fn field_managers_come_from_the_query_or_the_user_agent() {
+        let named = field_manager(&query(&[("fieldManager", "ci")]), "kubectl/v1.32").unwrap();
+        assert_eq!(named.as_deref(), Some("ci"));
+        let agent = field_manager(&query(&[]), "kubectl/v1.32.0 (linux/amd64)").unwrap();
+        assert_eq!(agent.as_deref(), Some("kubectl"));
+        assert_eq!(field_manager(&query(&[]), "").unwrap(), None);
+        let long = "m".repeat(129);
+        assert!(field_manager(&query(&[("fieldManager", &long)]), "").is_err());
+        assert!(force(&query(&[("force", "true")]), Some(PatchKind::Apply)).unwrap());
+        let refused = force(&query(&[("force", "true")]), None).unwrap_err();
+        assert!(refused.to_string().contains("apply patch"), "{refused}");
+        assert!(force(&query(&[("force", "yes")]), Some(PatchKind::Apply)).is_err());
     }
 }

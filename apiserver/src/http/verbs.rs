@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{header, HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
 
-use super::options::{self, Query};
+use super::options::{self, PatchKind, Query};
 use super::paths::ResourcePath;
 use super::respond::{self, Shape};
 use super::table::{wants_table, IncludeObject};
@@ -50,9 +50,15 @@ impl Call<'_> {
     }
 
     fn write_options(&self) -> Result<WriteOptions, ApiError> {
+        let user_agent = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("");
         Ok(WriteOptions {
             fence: None,
             dry_run: options::dry_run(&self.query)?,
+            field_manager: options::field_manager(&self.query, user_agent)?,
         })
     }
 
@@ -158,16 +164,36 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                 _ if info.has_status => Part::Status,
                 _ => return Err(super::paths::not_found()),
             };
-            let patch_type = options::patch_type(call.content_type())?;
-            let patched = registry
-                .patch_as(
-                    patch_type,
-                    &call.target(),
-                    &call.body,
-                    part,
-                    &call.write_options()?,
-                )
-                .await?;
+            let kind = options::patch_kind(call.content_type())?;
+            let force = options::force(&call.query, Some(kind))?;
+            let patched = match kind {
+                PatchKind::Apply if part != Part::Object => {
+                    return Err(ApiError::UnsupportedMediaType {
+                        message: "server-side apply of the status subresource is not served: \
+                                  apply the object, or patch its status"
+                            .into(),
+                    })
+                }
+                PatchKind::Apply => {
+                    // The manager must be named for an apply, not taken from the User-Agent.
+                    let mut options = call.write_options()?;
+                    options.field_manager = call.query.get("fieldManager").cloned();
+                    registry
+                        .apply(&call.target(), &call.body, force, &options)
+                        .await?
+                }
+                PatchKind::Patch(patch_type) => {
+                    registry
+                        .patch_as(
+                            patch_type,
+                            &call.target(),
+                            &call.body,
+                            part,
+                            &call.write_options()?,
+                        )
+                        .await?
+                }
+            };
             Ok(respond::object(StatusCode::OK, info.kind, &patched, shape))
         }
         (&Method::DELETE, false, "") => {
@@ -340,10 +366,17 @@ async fn scale_verb(call: &Call<'_>) -> Result<Response, ApiError> {
             (scale, version)
         }
         Method::PATCH => {
-            let patch_type = match options::patch_type(call.content_type())? {
+            let patch_type = match options::patch_kind(call.content_type())? {
                 // A Scale's fields merge the same way either way.
-                PatchType::Strategic => PatchType::Merge,
-                other => other,
+                PatchKind::Patch(PatchType::Strategic) => PatchType::Merge,
+                PatchKind::Patch(other) => other,
+                PatchKind::Apply => {
+                    return Err(ApiError::UnsupportedMediaType {
+                        message: "server-side apply of a Scale is not served: apply the \
+                                  object's spec.replicas, or patch the scale"
+                            .into(),
+                    })
+                }
             };
             let patch: Value = serde_json::from_slice(&call.body).map_err(|error| {
                 ApiError::bad_request(format!("the patch is not valid JSON: {error}"))

@@ -11,7 +11,17 @@ use super::{
     MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
+use crate::kinds::KindInfo;
 use crate::object;
+
+/// What of the metadata a client sends a create keeps, beyond what any create keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// The server's own: a client's `managedFields` are dropped.
+    Nothing,
+    /// The managed fields server-side apply made for the new object.
+    ManagedFields,
+}
 
 impl Registry {
     /// Creates the object in `body` in `namespace` (the body's namespace, if any, must agree).
@@ -26,7 +36,26 @@ impl Registry {
         let mut object = body::parse(body, self.max_object_bytes)?;
         let info = body::kind_of(resource, &mut object)?;
         let namespace = namespace_for(info, namespace, &object)?;
-        prepare_for_create(info, &mut object, &namespace, &stamp());
+        self.create_object(info, &namespace, object, Kept::Nothing, options)
+            .await
+    }
+
+    /// Creates `object`, of the kind `info`, in `namespace` (settled by the caller).
+    pub(crate) async fn create_object(
+        &self,
+        info: &'static KindInfo,
+        namespace: &str,
+        mut object: Value,
+        kept: Kept,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let managed_fields = object
+            .pointer_mut("/metadata/managedFields")
+            .map(Value::take);
+        prepare_for_create(info, &mut object, namespace, &stamp());
+        if let (Kept::ManagedFields, Some(managed_fields)) = (kept, managed_fields) {
+            object["metadata"]["managedFields"] = managed_fields;
+        }
         fold_string_data(info, &mut object);
         let mut object = info.admit(object, None)?;
         if info.kind == "Pod" {
@@ -42,7 +71,7 @@ impl Registry {
         let name = object::name(&admitted).to_string();
         let at = Resolved {
             info,
-            namespace: &namespace,
+            namespace,
             name: &name,
         };
         let key = at.key();

@@ -22,6 +22,7 @@
 //! This file holds the type, get, and the store access every verb
 //! uses.
 
+mod apply;
 mod attempt;
 mod bind;
 mod body;
@@ -102,6 +103,20 @@ pub struct WriteOptions {
     pub fence: Option<Fence>,
     /// Decide and check everything, write nothing, answer with what would be written.
     pub dry_run: bool,
+    /// Who writes, for the managed fields of objects that have them (`fieldManager`);
+    /// `None`: [`DEFAULT_FIELD_MANAGER`].
+    pub field_manager: Option<String>,
+}
+
+/// The manager of writes that name none: Rudder's own clients over gRPC.
+pub const DEFAULT_FIELD_MANAGER: &str = "rudder";
+
+impl WriteOptions {
+    pub fn field_manager(&self) -> &str {
+        self.field_manager
+            .as_deref()
+            .unwrap_or(DEFAULT_FIELD_MANAGER)
+    }
 }
 
 /// A [`Target`] resolved: its kind known and its namespace settled.

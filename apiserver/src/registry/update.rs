@@ -15,6 +15,8 @@ use super::{
     MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
+use crate::field_ownership;
+use crate::kinds::KindInfo;
 use crate::object;
 
 impl Registry {
@@ -63,7 +65,8 @@ impl Registry {
             name: target.name,
         };
         self.modify(&at, wanted, options, |current| {
-            candidate(info, part, current, &object)
+            let next = candidate(info, part, current, &object)?;
+            Ok(tracked(info, current, next, options))
         })
         .await
     }
@@ -121,7 +124,8 @@ impl Registry {
         };
         self.modify(&at, wanted, options, |current| {
             let patched = patched(patch_type, info.kind, current, &patch)?;
-            candidate(info, part, current, &patched)
+            let next = candidate(info, part, current, &patched)?;
+            Ok(tracked(info, current, next, options))
         })
         .await
     }
@@ -201,4 +205,17 @@ impl Registry {
         }
         Err(contended(at.info, at.name))
     }
+}
+
+/// `next` with the managed fields of `current` moved to the writer where it changed them
+/// (objects without managed fields stay without).
+fn tracked(info: &KindInfo, current: &Value, next: Value, options: &WriteOptions) -> Value {
+    field_ownership::track_update(
+        info.kind,
+        current,
+        next,
+        options.field_manager(),
+        info.api_version,
+        &object::timestamp(jiff::Timestamp::now()),
+    )
 }

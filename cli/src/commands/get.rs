@@ -49,6 +49,10 @@ pub struct GetArgs {
     /// Leave out the header line.
     #[arg(long)]
     no_headers: bool,
+    /// With -o yaml|json: keep metadata.managedFields (server-side apply's), which are
+    /// left out by default, as kubectl does.
+    #[arg(long)]
+    show_managed_fields: bool,
     /// Page size when listing (0: everything in one response).
     #[arg(long, default_value_t = 500)]
     chunk_size: i64,
@@ -226,6 +230,17 @@ fn table_options(args: &GetArgs) -> TableOptions {
     }
 }
 
+/// `object` as -o yaml|json prints it: without its managed fields unless asked for.
+fn as_printed(args: &GetArgs, object: &Value) -> Value {
+    let mut object = object.clone();
+    if !args.show_managed_fields {
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            metadata.remove("managedFields");
+        }
+    }
+    object
+}
+
 fn print_objects(
     args: &GetArgs,
     shown: &[(pb::Kind, Vec<Value>)],
@@ -234,7 +249,11 @@ fn print_objects(
     let mut out = std::io::stdout().lock();
     match args.output {
         Some(Format::Yaml) | Some(Format::Json) => {
-            let all: Vec<Value> = shown.iter().flat_map(|(_, items)| items.clone()).collect();
+            let all: Vec<Value> = shown
+                .iter()
+                .flat_map(|(_, items)| items.iter())
+                .map(|item| as_printed(args, item))
+                .collect();
             let document = if single && all.len() == 1 {
                 all[0].clone()
             } else {
@@ -405,8 +424,12 @@ fn print_event(
         String::new()
     };
     match args.output {
-        Some(Format::Json) => writeln!(out, "{prefix}{object}")?,
-        Some(Format::Yaml) => write!(out, "---\n{}", serde_yaml::to_string(object)?)?,
+        Some(Format::Json) => writeln!(out, "{prefix}{}", as_printed(args, object))?,
+        Some(Format::Yaml) => write!(
+            out,
+            "---\n{}",
+            serde_yaml::to_string(&as_printed(args, object))?
+        )?,
         Some(Format::Name) => writeln!(
             out,
             "{prefix}{}",
