@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use rudder_proto::node::kubelet_server::KubeletServer;
 use rudder_proto::objects::priority::system_classes;
 use rudder_proto::objects::storage::default_storage_class;
 use rudder_raftstore::front_door::ClientServices;
@@ -19,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::allocation::ServiceRanges;
 use crate::cluster_config::{self, ClusterConfig};
 use crate::error::ApiError;
+use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Registry, Target, WriteOptions};
 use crate::service::service;
 
@@ -65,7 +67,9 @@ impl Master {
             let registry = Registry::with_service_ranges(store.clone(), ranges);
             served = Some(registry.clone());
             ClientServices {
-                grpc: grpc.add_service(service(registry.clone(), max_message)),
+                grpc: grpc
+                    .add_service(service(registry.clone(), max_message))
+                    .add_service(KubeletServer::new(KubeletProxy::new(registry.clone()))),
                 http: Some(crate::http::router(registry, max_message)),
             }
         })

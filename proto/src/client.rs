@@ -21,6 +21,13 @@ mod fenced;
 pub use fenced::Fenced;
 
 /// How long a unary call may take on one master before the next one is tried.
+/// The `Resources` client on a master's channel, taking the largest answers (lists).
+fn resources(channel: Channel) -> ResourcesClient<Channel> {
+    ResourcesClient::new(channel)
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES)
+}
+
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest response accepted (a full list of a big kind is many megabytes).
@@ -199,7 +206,8 @@ impl ApiClient {
         F: Fn(ResourcesClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        self.attempt(call, Some(CALL_TIMEOUT), None).await
+        self.attempt(|channel| call(resources(channel)), Some(CALL_TIMEOUT), None)
+            .await
     }
 
     /// Runs a write (create, update, patch, delete, bind): `call` sends the request it is
@@ -216,12 +224,12 @@ impl ApiClient {
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let ticket = self.request_ids.begin();
-        let numbered = |client| {
+        let numbered = |channel| {
             let mut request = tonic::Request::new(message.clone());
             if let Ok(value) = ticket.number().to_header().parse() {
                 request.metadata_mut().insert(REQUEST_ID_HEADER, value);
             }
-            call(client, request)
+            call(resources(channel), request)
         };
         self.attempt(numbered, Some(CALL_TIMEOUT), Some(&ticket))
             .await
@@ -231,6 +239,17 @@ impl ApiClient {
     pub async fn open<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
         F: Fn(ResourcesClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.attempt(|channel| call(resources(channel)), None, None)
+            .await
+    }
+
+    /// Like [`ApiClient::open`], for another service the masters serve (the `Kubelet`
+    /// service, which forwards each call to the pod's node): `call` gets a master's channel.
+    pub async fn open_on<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.attempt(call, None, None).await
@@ -244,7 +263,7 @@ impl ApiClient {
         write: Option<&Ticket<'_>>,
     ) -> Result<T, ClientError>
     where
-        F: Fn(ResourcesClient<Channel>) -> Fut,
+        F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let count = self.endpoints.len();
@@ -283,7 +302,7 @@ impl ApiClient {
         last: &mut String,
     ) -> Option<Result<T, ClientError>>
     where
-        F: Fn(ResourcesClient<Channel>) -> Fut,
+        F: Fn(Channel) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let count = self.endpoints.len();
@@ -299,11 +318,8 @@ impl ApiClient {
                     continue;
                 }
             };
-            let client = ResourcesClient::new(channel)
-                .max_decoding_message_size(MAX_RESPONSE_BYTES)
-                .max_encoding_message_size(MAX_RESPONSE_BYTES);
             let outcome = match limit {
-                Some(limit) => match tokio::time::timeout(limit, call(client)).await {
+                Some(limit) => match tokio::time::timeout(limit, call(channel.clone())).await {
                     Ok(outcome) => outcome,
                     Err(_) if may_retry_unknown => {
                         *last = format!(
@@ -331,7 +347,7 @@ impl ApiClient {
                         }));
                     }
                 },
-                None => call(client).await,
+                None => call(channel).await,
             };
             match outcome {
                 Ok(response) => {

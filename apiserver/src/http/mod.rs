@@ -12,7 +12,7 @@
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
 //!                                                      pod_logs, pod_exec (WebSocket):
-//!                                                      from the pod's node (pod_node)
+//!                                                      from the pod's node (crate::pod_node)
 //! ```
 
 mod discovery;
@@ -22,7 +22,6 @@ mod options;
 mod paths;
 mod pod_exec;
 mod pod_logs;
-mod pod_node;
 mod respond;
 mod scale;
 mod table;

@@ -16,8 +16,8 @@ use rudder_proto::node::{exec_output, ExecOutput, ExecRequest};
 use serde_json::{json, Value};
 use tonic::Streaming;
 
-use super::pod_node::{from_node, pod_node, PodNode};
 use crate::error::ApiError;
+use crate::pod_node::{from_node, pod_node, PodNode};
 use crate::registry::Registry;
 
 /// The channel protocols served, best first.

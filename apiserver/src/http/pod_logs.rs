@@ -11,9 +11,9 @@ use http::StatusCode;
 use rudder_proto::node::LogsRequest;
 
 use super::options::Query;
-use super::pod_node::{from_node, pod_node, PodNode};
 use super::respond;
 use crate::error::ApiError;
+use crate::pod_node::{from_node, pod_node, PodNode};
 use crate::registry::Registry;
 
 /// The log parameters a node's log files can answer (they hold no timestamps yet).

@@ -1,14 +1,14 @@
-//! `rudder logs` and `rudder exec`: find the pod's node through the API, then stream from
-//! that node's endpoint (the kubelet port in its NodeStatus), as kubectl goes through the
-//! kubelet.
+//! `rudder logs` and `rudder exec`: through the masters' `Kubelet` service, which finds the
+//! pod's node and streams from it (as kubectl goes through kube-apiserver): the CLI needs
+//! to reach the masters only, and fails over between them like every other verb.
 
 use std::io::Write;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 use rudder_proto::node::kubelet_client::KubeletClient;
 use rudder_proto::node::{exec_output, ExecRequest, LogsRequest};
-use rudder_proto::objects::kubelet::kubelet_endpoint;
+use tonic::transport::Channel;
 
 use crate::session::{Session, Target};
 
@@ -45,47 +45,36 @@ pub struct ExecArgs {
     target: Target,
 }
 
-/// The pod's node endpoint: `http://<InternalIP>:<kubelet port>`.
-async fn node_endpoint(session: &Session, namespace: &str, pod: &str) -> anyhow::Result<String> {
-    let object = session.client.get_object("pods", namespace, pod).await?;
-    let node = object["spec"]["nodeName"].as_str().unwrap_or_default();
-    if node.is_empty() {
-        bail!("pod {pod:?} is not on a node yet (it has no spec.nodeName)");
-    }
-    let node_object = session.client.get_object("nodes", "", node).await?;
-    kubelet_endpoint(&node_object)
-        .with_context(|| format!("node {node:?} publishes no kubelet endpoint"))
+/// The `Kubelet` service of a master, which forwards to the pod's node.
+fn kubelet(channel: Channel) -> KubeletClient<Channel> {
+    KubeletClient::new(channel)
 }
 
-async fn connect(endpoint: String) -> anyhow::Result<KubeletClient<tonic::transport::Channel>> {
-    KubeletClient::connect(endpoint.clone())
-        .await
-        .with_context(|| format!("connecting to the node at {endpoint}"))
-}
-
-fn from_node(status: tonic::Status) -> anyhow::Error {
+/// A stream that broke after it began: the node's or the master's word for why.
+fn broken(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{}", status.message())
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let namespace = args.namespace.unwrap_or_else(|| "default".into());
-    let endpoint = node_endpoint(&session, &namespace, &args.pod).await?;
-    let mut client = connect(endpoint).await?;
-    let mut stream = client
-        .logs(LogsRequest {
-            namespace,
-            pod: args.pod,
-            container: args.container.unwrap_or_default(),
-            follow: args.follow,
-            previous: args.previous,
-            ..LogsRequest::default()
+    let request = LogsRequest {
+        namespace,
+        pod: args.pod,
+        container: args.container.unwrap_or_default(),
+        follow: args.follow,
+        previous: args.previous,
+        ..LogsRequest::default()
+    };
+    let mut stream = session
+        .client
+        .open_on(|channel| {
+            let request = request.clone();
+            async move { kubelet(channel).logs(request).await }
         })
-        .await
-        .map_err(from_node)?
-        .into_inner();
+        .await?;
     let mut stdout = std::io::stdout();
-    while let Some(chunk) = stream.message().await.map_err(from_node)? {
+    while let Some(chunk) = stream.message().await.map_err(broken)? {
         stdout.write_all(&chunk.data)?;
         stdout.flush()?;
     }
@@ -96,20 +85,21 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let namespace = args.namespace.unwrap_or_else(|| "default".into());
-    let endpoint = node_endpoint(&session, &namespace, &args.pod).await?;
-    let mut client = connect(endpoint).await?;
-    let mut stream = client
-        .exec(ExecRequest {
-            namespace,
-            pod: args.pod,
-            container: args.container.unwrap_or_default(),
-            command: args.command,
+    let request = ExecRequest {
+        namespace,
+        pod: args.pod,
+        container: args.container.unwrap_or_default(),
+        command: args.command,
+    };
+    let mut stream = session
+        .client
+        .open_on(|channel| {
+            let request = request.clone();
+            async move { kubelet(channel).exec(request).await }
         })
-        .await
-        .map_err(from_node)?
-        .into_inner();
+        .await?;
     let mut code = None;
-    while let Some(output) = stream.message().await.map_err(from_node)? {
+    while let Some(output) = stream.message().await.map_err(broken)? {
         match output.output {
             Some(exec_output::Output::Stdout(bytes)) => {
                 std::io::stdout().write_all(&bytes)?;

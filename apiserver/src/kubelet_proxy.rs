@@ -1,0 +1,57 @@
+//! The `Kubelet` gRPC service on every master: each call goes on to the pod's node, as
+//! kube-apiserver proxies logs and exec, so a client reaches pods through the masters alone
+//! (`rudder logs`, `rudder exec`), and what guards the masters' port guards these too. The
+//! node's stream is handed back as it comes; a client that hangs up ends it on the node.
+
+use rudder_proto::node::kubelet_server::Kubelet;
+use rudder_proto::node::{Chunk, ExecOutput, ExecRequest, LogsRequest};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::pod_node::{from_node, pod_node, PodNode};
+use crate::registry::Registry;
+
+pub struct KubeletProxy {
+    registry: Registry,
+}
+
+impl KubeletProxy {
+    pub fn new(registry: Registry) -> Self {
+        KubeletProxy { registry }
+    }
+}
+
+#[tonic::async_trait]
+impl Kubelet for KubeletProxy {
+    type LogsStream = Streaming<Chunk>;
+    type ExecStream = Streaming<ExecOutput>;
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let mut logs = request.into_inner();
+        let PodNode {
+            mut client,
+            container,
+            node,
+        } = pod_node(&self.registry, &logs.namespace, &logs.pod, &logs.container).await?;
+        logs.container = container;
+        let answer = client.logs(logs).await;
+        answer.map_err(|status| from_node(&node, status).into())
+    }
+
+    async fn exec(
+        &self,
+        request: Request<ExecRequest>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        let mut exec = request.into_inner();
+        let PodNode {
+            mut client,
+            container,
+            node,
+        } = pod_node(&self.registry, &exec.namespace, &exec.pod, &exec.container).await?;
+        exec.container = container;
+        let answer = client.exec(exec).await;
+        answer.map_err(|status| from_node(&node, status).into())
+    }
+}
