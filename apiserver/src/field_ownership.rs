@@ -3,7 +3,8 @@
 //!
 //! A manager's fields are a [`FieldSet`] in Kubernetes' `FieldsV1` form: `f:<field>` for a
 //! field of a map, `k:{"name":"web"}` for the element of a keyed list (containers by name:
-//! the merge keys of [`crate::strategic_merge::list_strategy`]), `v:<json>` for a member of a
+//! the merge keys of [`crate::strategic_merge::list_strategy`], with ports keyed by port and
+//! protocol as apply keys them), `v:<json>` for a member of a
 //! list of scalars merged as a set (finalizers), `.` for such an element itself. Other lists
 //! are atomic: owned, replaced and compared whole.
 //!
@@ -82,6 +83,17 @@ impl FieldSet {
             [] => false,
             [last] => self.0.get(last).is_some_and(FieldSet::is_empty),
             [first, rest @ ..] => self.0.get(first).is_some_and(|child| child.contains(rest)),
+        }
+    }
+
+    /// Whether the set holds `path` or anything below it.
+    pub fn reaches(&self, path: &[String]) -> bool {
+        match path {
+            [] => !self.is_empty(),
+            [first, rest @ ..] => self
+                .0
+                .get(first)
+                .is_some_and(|child| rest.is_empty() || child.reaches(rest)),
         }
     }
 
@@ -181,6 +193,35 @@ fn collect_map<'a>(
     Ok(())
 }
 
+/// How apply treats a list.
+enum ListKind {
+    /// Elements matched by `key` (and by `protocol`, TCP when left out, for ports).
+    Keyed {
+        key: &'static str,
+        with_protocol: bool,
+    },
+    /// Scalars merged as a set.
+    Set,
+    Atomic,
+}
+
+/// The lists of the strategic-merge table, with apply's own keys for ports: a port is its
+/// number and protocol (53/UDP and 53/TCP are two ports).
+fn list_kind(kind: &str, path: &[&str]) -> ListKind {
+    match list_strategy(kind, path) {
+        Some(ListStrategy::MergeByKey(key)) => ListKind::Keyed {
+            key,
+            with_protocol: matches!(key, "containerPort")
+                || (kind == "Service" && path == ["spec", "ports"]),
+        },
+        Some(ListStrategy::MergeScalars) => ListKind::Set,
+        None => ListKind::Atomic,
+    }
+}
+
+/// The protocol a port without one has.
+const DEFAULT_PROTOCOL: &str = "TCP";
+
 /// The fields below one field's `value` (empty: the field is a leaf).
 fn field_of<'a>(
     kind: &str,
@@ -191,10 +232,10 @@ fn field_of<'a>(
     let mut set = FieldSet::default();
     match value {
         Value::Object(map) => collect_map(kind, path, map, strict, &mut set)?,
-        Value::Array(items) => match list_strategy(kind, path) {
-            Some(ListStrategy::MergeByKey(key)) => {
+        Value::Array(items) => match list_kind(kind, path) {
+            ListKind::Keyed { key, with_protocol } => {
                 for (index, item) in items.iter().enumerate() {
-                    let Some(element) = element_key(key, item) else {
+                    let Some(element) = element_key(key, with_protocol, item) else {
                         if strict {
                             return Err(ApiError::bad_field(
                                 format!(".{}", path.join(".")),
@@ -206,6 +247,15 @@ fn field_of<'a>(
                         }
                         continue;
                     };
+                    if strict && set.0.contains_key(&element) {
+                        return Err(ApiError::bad_field(
+                            format!(".{}", path.join(".")),
+                            format!(
+                                "element {index}: duplicate entries for key {}",
+                                display_path(std::slice::from_ref(&element))
+                            ),
+                        ));
+                    }
                     let mut below = FieldSet::default();
                     if let Value::Object(map) = item {
                         collect_map(kind, path, map, strict, &mut below)?;
@@ -214,24 +264,31 @@ fn field_of<'a>(
                     set.0.insert(element, below);
                 }
             }
-            Some(ListStrategy::MergeScalars) => {
+            ListKind::Set => {
                 for item in items {
                     set.0.insert(format!("v:{item}"), FieldSet::default());
                 }
             }
-            None => {}
+            ListKind::Atomic => {}
         },
         _ => {}
     }
     Ok(set)
 }
 
-/// `k:{"<key>":<value>}` for an element of a list keyed by `key`.
-fn element_key(key: &str, item: &Value) -> Option<String> {
+/// `k:{"<key>":<value>}` for an element of a list keyed by `key` (and `"protocol"`).
+fn element_key(key: &str, with_protocol: bool, item: &Value) -> Option<String> {
     let value = item.get(key)?;
-    let mut one = Map::new();
-    one.insert(key.to_string(), value.clone());
-    Some(format!("k:{}", Value::Object(one)))
+    let mut fields = Map::new();
+    fields.insert(key.to_string(), value.clone());
+    if with_protocol {
+        let protocol = item.get("protocol").cloned();
+        fields.insert(
+            "protocol".into(),
+            protocol.unwrap_or_else(|| Value::from(DEFAULT_PROTOCOL)),
+        );
+    }
+    Some(format!("k:{}", Value::Object(fields)))
 }
 
 /// The value at `path` in `object`, if there is one.
@@ -259,8 +316,10 @@ fn element_index(items: &[Value], step: &str) -> Option<usize> {
     if let Some(key) = step.strip_prefix("k:") {
         let key: Map<String, Value> = serde_json::from_str(key).ok()?;
         return items.iter().position(|item| {
-            key.iter()
-                .all(|(field, wanted)| item.get(field) == Some(wanted))
+            key.iter().all(|(field, wanted)| match item.get(field) {
+                Some(value) => value == wanted,
+                None => field == "protocol" && wanted == DEFAULT_PROTOCOL,
+            })
         });
     }
     let member: Value = serde_json::from_str(step.strip_prefix("v:")?).ok()?;
@@ -296,18 +355,22 @@ impl ManagedEntry {
     }
 
     fn to_json(&self) -> Value {
-        let mut entry = serde_json::json!({
-            "manager": self.manager,
-            "operation": self.operation,
-            "apiVersion": self.api_version,
-            "time": self.time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": self.fields.to_json(),
-        });
-        if !self.subresource.is_empty() {
-            entry["subresource"] = Value::from(self.subresource.clone());
+        let mut entry = Map::new();
+        // Go's omitempty: an empty time would not even decode.
+        for (field, value) in [
+            ("manager", &self.manager),
+            ("operation", &self.operation),
+            ("apiVersion", &self.api_version),
+            ("time", &self.time),
+            ("subresource", &self.subresource),
+        ] {
+            if !value.is_empty() {
+                entry.insert(field.into(), Value::from(value.as_str()));
+            }
         }
-        entry
+        entry.insert("fieldsType".into(), Value::from("FieldsV1"));
+        entry.insert("fieldsV1".into(), self.fields.to_json());
+        Value::Object(entry)
     }
 
     fn is(&self, manager: &str, operation: &str) -> bool {
@@ -375,7 +438,8 @@ pub fn apply(
             continue;
         }
         for entry in entries.iter_mut() {
-            if entry.manager == applier.manager || !entry.fields.contains(&path) {
+            // A manager's Update entry is another owner than its Apply entry, as in Kubernetes.
+            if entry.is(applier.manager, "Apply") || !entry.fields.contains(&path) {
                 continue;
             }
             if applier.force {
@@ -394,19 +458,28 @@ pub fn apply(
     }
 
     let mut object = merge(kind, &mut Vec::new(), live, config);
-    // What this manager applied before and no longer does goes, unless someone else has it.
+    // What this manager applied before and no longer does goes, unless the configuration
+    // still reaches it (an empty list now filled) or another owner has it or anything below
+    // it (a list element goes only with all its fields).
     let dropped: Vec<FieldPath> = before
         .leaves()
         .into_iter()
-        .filter(|path| !applied.contains(path))
         .filter(|path| {
-            !entries
-                .iter()
-                .any(|entry| entry.manager != applier.manager && entry.fields.contains(path))
+            let target = owned_target(path);
+            !applied.reaches(target)
+                && !entries.iter().any(|entry| {
+                    !entry.is(applier.manager, "Apply") && entry.fields.reaches(target)
+                })
         })
         .collect();
     for path in &dropped {
         remove_at(&mut object, path);
+    }
+    // Nothing changed but the entry's time: the object stays as it is (no write, no event).
+    if mine.is_some_and(|at| entries[at].fields == applied)
+        && without_managed(&object) == without_managed(live)
+    {
+        return Ok(Ok(live.clone()));
     }
 
     let entry = ManagedEntry {
@@ -424,6 +497,32 @@ pub fn apply(
     entries.retain(|entry| !entry.fields.is_empty());
     set_managed_entries(&mut object, &entries);
     Ok(Ok(object))
+}
+
+/// What a leaf path stands for when it goes: a list element for its `.` and for its key
+/// fields (an element that stays keeps its key), else itself.
+fn owned_target(path: &[String]) -> &[String] {
+    match path {
+        [element @ .., last] if last == "." => element,
+        [.., element, field] if is_key_field(element, field) => &path[..path.len() - 1],
+        whole => whole,
+    }
+}
+
+/// Whether `field` (`f:name`) is one of the key fields of the element step `element`.
+fn is_key_field(element: &str, field: &str) -> bool {
+    let (Some(key), Some(field)) = (element.strip_prefix("k:"), field.strip_prefix("f:")) else {
+        return false;
+    };
+    serde_json::from_str::<Map<String, Value>>(key).is_ok_and(|key| key.contains_key(field))
+}
+
+fn without_managed(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
+    object
 }
 
 /// An ordinary write by `manager` turned `before` into `after`: the fields it changed leave
@@ -499,11 +598,17 @@ fn changed_fields(kind: &str, before: &Value, after: &Value) -> Vec<FieldPath> {
     ) else {
         return Vec::new();
     };
-    let mut changed: Vec<FieldPath> = new
-        .leaves()
-        .into_iter()
-        .filter(|path| value_at(before, path) != value_at(after, path))
-        .collect();
+    // A list element itself (`.`) changes only when it comes or goes; a change inside it
+    // is its fields'.
+    let differs = |path: &FieldPath| {
+        let (old, new) = (value_at(before, path), value_at(after, path));
+        if path.last().is_some_and(|step| step == ".") {
+            old.is_some() != new.is_some()
+        } else {
+            old != new
+        }
+    };
+    let mut changed: Vec<FieldPath> = new.leaves().into_iter().filter(differs).collect();
     changed.extend(
         old.leaves()
             .into_iter()
@@ -535,12 +640,12 @@ fn merge<'a>(kind: &str, path: &mut Vec<&'a str>, live: &Value, config: &'a Valu
             }
             Value::Object(merged)
         }
-        (Value::Array(live), Value::Array(config)) => match list_strategy(kind, path) {
-            Some(ListStrategy::MergeByKey(key)) => {
+        (Value::Array(live), Value::Array(config)) => match list_kind(kind, path) {
+            ListKind::Keyed { key, with_protocol } => {
                 let mut merged = live.clone();
                 for item in config {
-                    let found =
-                        element_key(key, item).and_then(|step| element_index(&merged, &step));
+                    let found = element_key(key, with_protocol, item)
+                        .and_then(|step| element_index(&merged, &step));
                     match found {
                         Some(at) => merged[at] = merge(kind, path, &merged[at], item),
                         None => merged.push(item.clone()),
@@ -548,7 +653,7 @@ fn merge<'a>(kind: &str, path: &mut Vec<&'a str>, live: &Value, config: &'a Valu
                 }
                 Value::Array(merged)
             }
-            Some(ListStrategy::MergeScalars) => {
+            ListKind::Set => {
                 let mut merged = live.clone();
                 for item in config {
                     if !merged.contains(item) {
@@ -557,7 +662,7 @@ fn merge<'a>(kind: &str, path: &mut Vec<&'a str>, live: &Value, config: &'a Valu
                 }
                 Value::Array(merged)
             }
-            None => Value::Array(config.clone()),
+            ListKind::Atomic => Value::Array(config.clone()),
         },
         _ => config.clone(),
     }

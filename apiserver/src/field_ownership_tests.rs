@@ -312,3 +312,126 @@ fn conflicting_fields_are_named_as_kubernetes_names_them() {
         ".spec.template.spec.containers[name=\"web\"].image"
     );
 }
+
+fn with_containers(containers: Value) -> Value {
+    let mut object = deployment(1, "nginx");
+    object["spec"]["template"]["spec"]["containers"] = containers;
+    object
+}
+
+#[test]
+fn an_element_someone_else_changed_stays_whole_when_its_applier_drops_it() {
+    let two = with_containers(json!([{ "name": "web", "image": "nginx" },
+                                     { "name": "side", "image": "busybox" }]));
+    let live = applied("Deployment", None, &two, &applier("alice", false));
+    // kubectl set image side=busybox:2: an Update of one field inside the element.
+    let mut set = live.clone();
+    set["spec"]["template"]["spec"]["containers"][1]["image"] = json!("busybox:2");
+    let live = track_update("Deployment", &live, set, "kubectl-set", "apps/v1", "now");
+    let one = with_containers(json!([{ "name": "web", "image": "nginx" }]));
+    let after = applied("Deployment", Some(&live), &one, &applier("alice", false));
+    let containers = &after["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        *containers,
+        json!([{ "name": "web", "image": "nginx" }, { "name": "side", "image": "busybox:2" }]),
+        "the sidecar keeps its key and the setter's field"
+    );
+}
+
+#[test]
+fn ports_are_keyed_by_number_and_protocol() {
+    let service = |ports: Value| {
+        json!({ "apiVersion": "v1", "kind": "Service", "metadata": { "name": "dns" },
+                "spec": { "ports": ports } })
+    };
+    let both = service(json!([{ "port": 53, "protocol": "UDP", "name": "dns" },
+                              { "port": 53, "protocol": "TCP", "name": "dns-tcp" }]));
+    let live = applied("Service", None, &both, &applier("alice", false));
+    let again = applied("Service", Some(&live), &both, &applier("alice", false));
+    assert_eq!(again["spec"]["ports"], both["spec"]["ports"]);
+    let fields = &managed_entries(&again)[0].fields;
+    assert!(fields.contains(&path(&[
+        "f:spec",
+        "f:ports",
+        "k:{\"port\":53,\"protocol\":\"UDP\"}",
+        "f:name"
+    ])));
+    // A port without a protocol is TCP's.
+    let tcp_only = service(json!([{ "port": 53, "name": "renamed" }]));
+    let merged = applied("Service", Some(&live), &tcp_only, &applier("bob", true));
+    assert_eq!(merged["spec"]["ports"][1]["name"], "renamed");
+    assert_eq!(merged["spec"]["ports"][0]["name"], "dns");
+    // The same key twice in a configuration is refused.
+    let twice = service(json!([{ "port": 80 }, { "port": 80, "protocol": "TCP" }]));
+    let error = apply("Service", None, &twice, &applier("alice", false)).unwrap_err();
+    assert!(error.to_string().contains("duplicate entries"), "{error}");
+}
+
+#[test]
+fn a_list_applied_empty_then_filled_keeps_what_fills_it() {
+    let empty = with_containers(json!([{ "name": "web", "image": "nginx", "env": [] }]));
+    let live = applied("Deployment", None, &empty, &applier("alice", false));
+    let filled = with_containers(
+        json!([{ "name": "web", "image": "nginx", "env": [{ "name": "A", "value": "1" }] }]),
+    );
+    let after = applied("Deployment", Some(&live), &filled, &applier("alice", false));
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([{ "name": "A", "value": "1" }])
+    );
+}
+
+#[test]
+fn an_apply_that_changes_nothing_leaves_the_object_as_it_was() {
+    let live = applied(
+        "Deployment",
+        None,
+        &deployment(2, "nginx"),
+        &applier("alice", false),
+    );
+    let later = Applier {
+        now: "2030-01-01T00:00:00Z",
+        ..applier("alice", false)
+    };
+    let again = applied("Deployment", Some(&live), &deployment(2, "nginx"), &later);
+    assert_eq!(again, live, "not even the entry's time moves");
+}
+
+#[test]
+fn a_manager_s_own_update_entry_is_another_owner_for_its_apply() {
+    let live = applied(
+        "Deployment",
+        None,
+        &deployment(2, "nginx"),
+        &applier("alice", false),
+    );
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    let live = track_update("Deployment", &live, scaled, "alice", "apps/v1", "now");
+    let conflicts = apply(
+        "Deployment",
+        Some(&live),
+        &deployment(2, "nginx"),
+        &applier("alice", false),
+    )
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(conflicts[0].manager, "alice");
+}
+
+#[test]
+fn entries_leave_out_what_they_do_not_know() {
+    let entry = ManagedEntry {
+        manager: "m".into(),
+        operation: "Apply".into(),
+        api_version: "v1".into(),
+        time: String::new(),
+        subresource: String::new(),
+        fields: FieldSet::default(),
+    };
+    let json = entry.to_json();
+    assert!(
+        json.get("time").is_none() && json.get("subresource").is_none(),
+        "{json}"
+    );
+}

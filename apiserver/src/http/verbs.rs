@@ -166,6 +166,7 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
             };
             let kind = options::patch_kind(call.content_type())?;
             let force = options::force(&call.query, Some(kind))?;
+            let mut status = StatusCode::OK;
             let patched = match kind {
                 PatchKind::Apply if part != Part::Object => {
                     return Err(ApiError::UnsupportedMediaType {
@@ -178,9 +179,13 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                     // The manager must be named for an apply, not taken from the User-Agent.
                     let mut options = call.write_options()?;
                     options.field_manager = call.query.get("fieldManager").cloned();
-                    registry
+                    let (object, created) = registry
                         .apply(&call.target(), &call.body, force, &options)
-                        .await?
+                        .await?;
+                    if created {
+                        status = StatusCode::CREATED;
+                    }
+                    object
                 }
                 PatchKind::Patch(patch_type) => {
                     registry
@@ -194,7 +199,7 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                         .await?
                 }
             };
-            Ok(respond::object(StatusCode::OK, info.kind, &patched, shape))
+            Ok(respond::object(status, info.kind, &patched, shape))
         }
         (&Method::DELETE, false, "") => {
             let (options, dry_run) = options::delete_options(&call.query, &call.body)?;

@@ -11,23 +11,29 @@ use super::{body, contended, object_ref, Registry, Resolved, Target, WriteOption
 use crate::error::ApiError;
 use crate::field_ownership::{self, Applier};
 use crate::object;
+use crate::validation::FieldError;
 
 impl Registry {
     /// Applies the configuration in `body` as `options.field_manager` (required). `force`
-    /// takes fields other managers own instead of failing with the conflicts.
+    /// takes fields other managers own instead of failing with the conflicts. The object,
+    /// and whether the apply created it.
     pub async fn apply(
         &self,
         target: &Target<'_>,
         body: &[u8],
         force: bool,
         options: &WriteOptions,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Value, bool), ApiError> {
         let Some(manager) = options.field_manager.as_deref().filter(|m| !m.is_empty()) else {
-            return Err(ApiError::bad_field(
-                "fieldManager",
-                "fieldManager is required for apply patch: name who applies \
-                 (kubectl apply --server-side --field-manager=NAME)",
-            ));
+            return Err(ApiError::Invalid {
+                kind: "PatchOptions.meta.k8s.io".into(),
+                name: String::new(),
+                causes: vec![FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch: name who applies \
+                     (kubectl apply --server-side --field-manager=NAME)",
+                )],
+            });
         };
         let mut config = body::parse(body, self.max_object_bytes)?;
         if config["apiVersion"].as_str().unwrap_or("").is_empty()
@@ -74,7 +80,7 @@ impl Registry {
                 .await;
             match updated {
                 Err(ApiError::NotFound { .. }) => {}
-                other => return other,
+                other => return other.map(|object| (object, false)),
             }
             let object = match field_ownership::apply(info.kind, None, &config, &applier)? {
                 Ok(object) => object,
@@ -85,7 +91,7 @@ impl Registry {
                 .await;
             match created {
                 Err(ApiError::AlreadyExists { .. }) => continue,
-                other => return other,
+                other => return other.map(|object| (object, true)),
             }
         }
         Err(contended(info, target.name))
