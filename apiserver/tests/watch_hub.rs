@@ -1,7 +1,8 @@
 //! The watch hub (`watch/hub.rs`): a master's watches on a kind share one store watch. These
 //! tests hold it to what a watch promises whichever way it is served: every matching event
 //! after the start revision, once, in order, and nothing else — for watches indexed by node,
-//! a watch starting further back than the hub remembers, and one whose client stops reading.
+//! a watch starting further back than the hub remembers, and one whose client stops reading;
+//! and a streaming list (`sendInitialEvents`): the state, its end marked, then the changes.
 
 mod common;
 
@@ -93,18 +94,7 @@ async fn create_config_maps(registry: &Registry, count: usize) -> Vec<i64> {
                 "metadata": { "name": format!("cm-{i}") }, "data": { "i": i.to_string() },
             });
             let registry = registry.clone();
-            async move {
-                let written = registry
-                    .create(
-                        "configmaps",
-                        "default",
-                        &serde_json::to_vec(&body).unwrap(),
-                        &WriteOptions::default(),
-                    )
-                    .await
-                    .expect("created");
-                resource_version(&written)
-            }
+            async move { create_config_map(&registry, &body).await }
         });
         revisions.extend(futures::future::join_all(writes).await);
     }
@@ -270,4 +260,80 @@ async fn a_watch_from_a_compacted_revision_is_told_so_even_while_the_hub_remembe
     assert_eq!(event.kind, "ERROR", "{}", event.object);
     assert_eq!(event.object["code"], 410, "{}", event.object);
     plane.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streaming_list_sends_the_state_then_marks_its_end_then_the_changes() {
+    let plane = Plane::start(1).await;
+    let registry = registry(&plane);
+    let before = plane.revision().await.to_string();
+    let revisions = create_config_maps(&registry, 3).await;
+    let streaming = |from: &str| WatchOptions {
+        namespace: "default".into(),
+        resource_version: from.into(),
+        allow_bookmarks: true,
+        send_initial_events: true,
+        ..Default::default()
+    };
+    // From an older resourceVersion: the state is not older than it, so it is all there.
+    let mut events = registry
+        .watch("configmaps", &streaming(&before))
+        .await
+        .expect("the watch opens");
+    let state = take(&mut events, 3).await;
+    let names: Vec<&str> = state.iter().map(|(_, name, _)| name.as_str()).collect();
+    assert_eq!(names, ["cm-0", "cm-1", "cm-2"]);
+    assert!(state.iter().all(|(kind, ..)| kind == "ADDED"));
+    let end = tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .expect("the end of the initial events")
+        .expect("the watch stays open");
+    assert_eq!(end.kind, "BOOKMARK");
+    assert_eq!(
+        end.object["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+    let marked = resource_version(&end.object);
+    assert!(marked >= *revisions.last().unwrap());
+    // Then the changes, after the state.
+    let body = json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "later" } });
+    let later = create_config_map(&registry, &body).await;
+    let change = take(&mut events, 1).await;
+    assert_eq!(change[0].0, "ADDED");
+    assert_eq!(change[0].1, "later");
+    assert_eq!(change[0].2, later);
+    assert!(later > marked);
+    quiet(&mut events).await;
+
+    // No objects still end with the mark; a version the cluster never reached is refused.
+    let empty = WatchOptions {
+        namespace: "empty".into(),
+        ..streaming("")
+    };
+    let mut events = registry.watch("configmaps", &empty).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(20), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(end.kind, "BOOKMARK");
+    let future = (later + 1_000_000).to_string();
+    let refused = registry
+        .watch("configmaps", &streaming(&future))
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("newer than"), "{refused}");
+}
+
+/// Creates the ConfigMap `body` in `default`; its revision.
+async fn create_config_map(registry: &Registry, body: &Value) -> i64 {
+    let written = registry
+        .create(
+            "configmaps",
+            "default",
+            &serde_json::to_vec(body).unwrap(),
+            &WriteOptions::default(),
+        )
+        .await
+        .expect("created");
+    resource_version(&written)
 }

@@ -1,8 +1,9 @@
 //! A Rust client nobody here wrote: kube-rs (on the same k8s-openapi) against a 3-master
 //! `rudder up`, through the kubeconfig and endpoint it writes. It creates, lists, patches
-//! (strategic and merge), deletes, and follows the ConfigMaps with its `watcher` and
-//! `reflector`, which must see every change made while each master in turn is killed
-//! (whichever one its watch was on).
+//! (strategic, merge and server-side apply, with a conflict and a forced apply), deletes,
+//! and follows the ConfigMaps with its `watcher` and `reflector` (listing, and streaming its
+//! list), which must see every change made while each master in turn is killed (whichever
+//! one its watch was on).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -128,23 +129,31 @@ async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_dea
     assert_eq!(forced.data.as_ref().unwrap()["mode"], "b");
     assert_eq!(forced.data.as_ref().unwrap()["size"], "s");
 
-    // A reflector follows every change.
-    let (reader, writer) = reflector::store::<ConfigMap>();
-    let follow = reflector(
-        writer,
-        watcher(maps.clone(), watcher::Config::default()).default_backoff(),
-    )
-    .applied_objects()
-    .for_each(|_| async {});
-    let follower = tokio::spawn(follow);
+    // Two reflectors follow every change: one lists then watches, one streams its list
+    // (sendInitialEvents, the initial events ended by a bookmark).
+    let mut readers = Vec::new();
+    let mut followers = Vec::new();
+    for config in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let follow = reflector(writer, watcher(maps.clone(), config).default_backoff())
+            .applied_objects()
+            .for_each(|_| async {});
+        followers.push(tokio::spawn(follow));
+        readers.push(reader);
+    }
     let has = |name: &str| {
-        let reader = reader.clone();
+        let readers = readers.clone();
         let name = name.to_owned();
         move || {
-            reader
-                .state()
-                .iter()
-                .any(|m| m.metadata.name.as_deref() == Some(name.as_str()))
+            readers.iter().all(|reader| {
+                reader
+                    .state()
+                    .iter()
+                    .any(|m| m.metadata.name.as_deref() == Some(name.as_str()))
+            })
         }
     };
     wait_for(
@@ -199,7 +208,12 @@ async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_dea
         "the reflector drops first",
         Duration::from_secs(20),
         async || {
-            if has("first")() {
+            if readers.iter().any(|reader| {
+                reader
+                    .state()
+                    .iter()
+                    .any(|m| m.metadata.name.as_deref() == Some("first"))
+            }) {
                 Err("still there".to_string())
             } else {
                 Ok(())
@@ -207,6 +221,8 @@ async fn kube_rs_lists_watches_writes_and_its_watcher_survives_each_master_s_dea
         },
     )
     .await;
-    follower.abort();
+    for follower in followers {
+        follower.abort();
+    }
     stop(running).await;
 }

@@ -60,19 +60,32 @@ fn resource_version_match(query: &Query) -> Result<(), ApiError> {
 
 pub fn watch_options(namespace: &str, query: &Query) -> Result<WatchOptions, ApiError> {
     resource_version_match(query)?;
-    if flag(query, "sendInitialEvents") {
-        return Err(ApiError::bad_field(
-            "sendInitialEvents",
-            "streaming lists are not served: list, then watch from the list's resourceVersion",
-        ));
+    let send_initial_events = flag(query, "sendInitialEvents");
+    let allow_bookmarks = flag(query, "allowWatchBookmarks");
+    if send_initial_events {
+        // As kube-apiserver validates a streaming list's options.
+        if text(query, "resourceVersionMatch") != "NotOlderThan" {
+            return Err(ApiError::bad_field(
+                "resourceVersionMatch",
+                "sendInitialEvents=true needs resourceVersionMatch=NotOlderThan",
+            ));
+        }
+        if !allow_bookmarks {
+            return Err(ApiError::bad_field(
+                "allowWatchBookmarks",
+                "sendInitialEvents=true needs allowWatchBookmarks=true: the end of the \
+                 initial events is a bookmark",
+            ));
+        }
     }
     Ok(WatchOptions {
         namespace: namespace.to_owned(),
         label_selector: text(query, "labelSelector"),
         field_selector: text(query, "fieldSelector"),
         resource_version: text(query, "resourceVersion"),
-        allow_bookmarks: flag(query, "allowWatchBookmarks"),
+        allow_bookmarks,
         bookmark_interval: None,
+        send_initial_events,
     })
 }
 
@@ -319,5 +332,26 @@ mod tests {
         let refused = force(&query(&[("force", "true")]), None).unwrap_err();
         assert!(refused.to_string().contains("apply patch"), "{refused}");
         assert!(force(&query(&[("force", "yes")]), Some(PatchKind::Apply)).is_err());
+    }
+
+    #[test]
+    fn a_streaming_list_needs_not_older_than_and_bookmarks() {
+        let streaming = [
+            ("sendInitialEvents", "true"),
+            ("resourceVersionMatch", "NotOlderThan"),
+            ("allowWatchBookmarks", "true"),
+        ];
+        assert!(
+            watch_options("ns", &query(&streaming))
+                .unwrap()
+                .send_initial_events
+        );
+        let no_match = watch_options("ns", &query(&[streaming[0], streaming[2]])).unwrap_err();
+        assert!(no_match.to_string().contains("NotOlderThan"), "{no_match}");
+        let no_bookmarks = watch_options("ns", &query(&streaming[..2])).unwrap_err();
+        assert!(
+            no_bookmarks.to_string().contains("allowWatchBookmarks"),
+            "{no_bookmarks}"
+        );
     }
 }

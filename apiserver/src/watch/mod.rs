@@ -49,7 +49,14 @@ pub struct WatchOptions {
     pub resource_version: String,
     pub allow_bookmarks: bool,
     pub bookmark_interval: Option<Duration>,
+    /// A streaming list (`sendInitialEvents=true`): the current state as ADDED events, then
+    /// a BOOKMARK annotated `k8s.io/initial-events-end`, then the changes, whatever the
+    /// resourceVersion (which the state is then not older than).
+    pub send_initial_events: bool,
 }
+
+/// The annotation of the bookmark that ends a streaming list's initial events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
 
 /// One Kubernetes watch event.
 #[derive(Debug, Clone)]
@@ -100,8 +107,27 @@ impl Registry {
         };
         let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
         let mut initial = Vec::new();
-        let from: Revision = match options.resource_version.as_str() {
-            "" | "0" => {
+        let given = match options.resource_version.as_str() {
+            "" | "0" => None,
+            text => Some(
+                text.parse::<Revision>()
+                    .ok()
+                    .filter(|revision| (0..Revision::MAX).contains(revision))
+                    .ok_or_else(|| {
+                        ApiError::bad_field(
+                            "resourceVersion",
+                            format!(
+                                "resourceVersion {text:?} is not a version this server gave out"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let from: Revision = match given {
+            Some(revision) if !options.send_initial_events => revision,
+            _ => {
+                // A streaming list reads the latest state, which is not older than any
+                // resourceVersion the server gave out.
                 let listed = self
                     .list(
                         resource,
@@ -109,24 +135,31 @@ impl Registry {
                             namespace: namespace.clone(),
                             label_selector: options.label_selector.clone(),
                             field_selector: options.field_selector.clone(),
-                            resource_version: options.resource_version.clone(),
+                            resource_version: if options.send_initial_events {
+                                String::new()
+                            } else {
+                                options.resource_version.clone()
+                            },
                             ..Default::default()
                         },
                     )
                     .await?;
+                if let Some(revision) = given.filter(|revision| *revision > listed.revision) {
+                    return Err(ApiError::bad_field(
+                        "resourceVersion",
+                        format!(
+                            "resourceVersion {revision} is newer than the cluster's ({})",
+                            listed.revision
+                        ),
+                    ));
+                }
                 initial = listed.items;
                 listed.revision
             }
-            text => text
-                .parse::<Revision>()
-                .ok()
-                .filter(|revision| (0..Revision::MAX).contains(revision))
-                .ok_or_else(|| {
-                    ApiError::bad_field(
-                        "resourceVersion",
-                        format!("resourceVersion {text:?} is not a version this server gave out"),
-                    )
-                })?,
+        };
+        let initial = Initial {
+            objects: initial,
+            end_marked: options.send_initial_events,
         };
         let prefix = object::prefix(info, &namespace);
         let bookmarks = options.allow_bookmarks.then(|| {
@@ -170,6 +203,14 @@ impl Registry {
         });
         Ok(receiver)
     }
+}
+
+/// What a watch sends before the changes.
+struct Initial {
+    /// ADDED events (a watch from no resourceVersion, or a streaming list).
+    objects: Vec<Value>,
+    /// Ended by the `k8s.io/initial-events-end` bookmark (a streaming list).
+    end_marked: bool,
 }
 
 /// This watch's own store watch of `prefix` from after `from` (when no hub serves it).
@@ -260,16 +301,21 @@ struct Feed {
 }
 
 impl Feed {
-    async fn run(mut self, initial: Vec<Value>, mut source: Source, bookmarks: Option<Duration>) {
-        let listed = !initial.is_empty();
-        for object in initial {
+    async fn run(mut self, initial: Initial, mut source: Source, bookmarks: Option<Duration>) {
+        let listed = !initial.objects.is_empty();
+        for object in initial.objects {
             if !self.send("ADDED", object).await {
                 return;
             }
         }
-        // The initial objects carry their own (older) versions: tell a client that may
-        // resume where the listing ended.
-        if listed && bookmarks.is_some() && !self.bookmark().await {
+        if initial.end_marked {
+            // A streaming list's client waits for this mark, even after no objects.
+            if !self.initial_events_end().await {
+                return;
+            }
+        } else if listed && bookmarks.is_some() && !self.bookmark().await {
+            // The initial objects carry their own (older) versions: tell a client that may
+            // resume where the listing ended.
             return;
         }
         let sender = self.sender.clone();
@@ -380,6 +426,19 @@ impl Feed {
             tokio::time::timeout(QUORUM_CHECK_TIMEOUT, read).await,
             Ok(Ok(_))
         )
+    }
+
+    /// The BOOKMARK that ends a streaming list's initial events.
+    async fn initial_events_end(&self) -> bool {
+        let bookmark = json!({
+            "kind": self.info.kind,
+            "apiVersion": self.info.api_version,
+            "metadata": {
+                "resourceVersion": self.reached.to_string(),
+                "annotations": { INITIAL_EVENTS_END: "true" },
+            },
+        });
+        self.send("BOOKMARK", bookmark).await
     }
 
     /// A BOOKMARK at the revision reached.
