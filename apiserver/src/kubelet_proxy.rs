@@ -3,8 +3,9 @@
 //! (`rudder logs`, `rudder exec`), and what guards the masters' port guards these too. The
 //! node's stream is handed back as it comes; a client that hangs up ends it on the node.
 
+use futures::StreamExt;
 use rudder_proto::node::kubelet_server::Kubelet;
-use rudder_proto::node::{Chunk, ExecOutput, ExecRequest, LogsRequest};
+use rudder_proto::node::{Chunk, ExecInput, ExecOutput, LogsRequest};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pod_node::{from_node, pod_node, PodNode};
@@ -42,16 +43,30 @@ impl Kubelet for KubeletProxy {
 
     async fn exec(
         &self,
-        request: Request<ExecRequest>,
+        request: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        let mut exec = request.into_inner();
+        let mut inputs = request.into_inner();
+        let Some(mut start) = inputs.message().await?.and_then(ExecInput::into_start) else {
+            return Err(Status::invalid_argument(
+                "an exec starts with its request (the command and where to run it)",
+            ));
+        };
         let PodNode {
             mut client,
             container,
             node,
-        } = pod_node(&self.registry, &exec.namespace, &exec.pod, &exec.container).await?;
-        exec.container = container;
-        let answer = client.exec(exec).await;
+        } = pod_node(
+            &self.registry,
+            &start.namespace,
+            &start.pod,
+            &start.container,
+        )
+        .await?;
+        start.container = container;
+        // The rest of the client's inputs (its stdin) follow the request to the node.
+        let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);
+        let outbound = futures::stream::once(async { ExecInput::start(start) }).chain(rest);
+        let answer = client.exec(outbound).await;
         answer.map_err(|status| from_node(&node, status).into())
     }
 }

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use futures::Stream;
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
-use rudder_proto::node::{exec_output, Chunk, ExecOutput, ExecRequest, LogsRequest};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use rudder_proto::node::{exec_input, exec_output, Chunk, ExecInput, ExecOutput, LogsRequest};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -113,13 +113,18 @@ impl Kubelet for NodeEndpoint {
 
     async fn exec(
         &self,
-        request: Request<ExecRequest>,
+        request: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        let request = request.into_inner();
+        let mut inputs = request.into_inner();
+        let Some(request) = inputs.message().await?.and_then(ExecInput::into_start) else {
+            return Err(Status::invalid_argument(
+                "an exec starts with its request (the command and where to run it)",
+            ));
+        };
         if request.command.is_empty() {
             return Err(Status::invalid_argument("exec needs a command"));
         }
-        let command = self
+        let mut command = self
             .runtime
             .exec_command(
                 &request.namespace,
@@ -128,10 +133,20 @@ impl Kubelet for NodeEndpoint {
                 &request.command,
             )
             .map_err(status)?;
+        if request.stdin {
+            command.stdin(std::process::Stdio::piped());
+        }
         let mut child = tokio::process::Command::from(command)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| Status::internal(format!("starting exec: {e}")))?;
+        // The client's inputs are read while the command takes them, else held open until
+        // it ends (dropping them early could reset the call).
+        let mut held_inputs = None;
+        match child.stdin.take() {
+            Some(stdin) => drop(tokio::spawn(feed_stdin(inputs, stdin))),
+            None => held_inputs = Some(inputs),
+        }
         let (tx, rx) = mpsc::channel(16);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
@@ -181,8 +196,25 @@ impl Kubelet for NodeEndpoint {
                     output: Some(exec_output::Output::ExitCode(code)),
                 }))
                 .await;
+            drop(held_inputs);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Writes the client's stdin inputs to the command until the client closes it (or its
+/// stream, or the command its input); then the command reads the end of its input.
+async fn feed_stdin(mut inputs: Streaming<ExecInput>, mut stdin: tokio::process::ChildStdin) {
+    while let Ok(Some(input)) = inputs.message().await {
+        match input.input {
+            Some(exec_input::Input::Stdin(data)) => {
+                if stdin.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+            Some(exec_input::Input::CloseStdin(_)) => return,
+            Some(exec_input::Input::Start(_)) | None => {}
+        }
     }
 }
 

@@ -46,4 +46,34 @@ pub mod api {
 #[allow(clippy::all, clippy::pedantic)]
 pub mod node {
     tonic::include_proto!("rudder.node");
+
+    impl ExecInput {
+        /// The first input of an exec: what to run, and where.
+        pub fn start(request: ExecRequest) -> Self {
+            ExecInput {
+                input: Some(exec_input::Input::Start(request)),
+            }
+        }
+
+        pub fn stdin(data: Vec<u8>) -> Self {
+            ExecInput {
+                input: Some(exec_input::Input::Stdin(data)),
+            }
+        }
+
+        /// The end of the command's standard input.
+        pub fn close_stdin() -> Self {
+            ExecInput {
+                input: Some(exec_input::Input::CloseStdin(true)),
+            }
+        }
+
+        /// The request, if this is the first input.
+        pub fn into_start(self) -> Option<ExecRequest> {
+            match self.input {
+                Some(exec_input::Input::Start(request)) => Some(request),
+                _ => None,
+            }
+        }
+    }
 }

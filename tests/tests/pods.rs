@@ -382,6 +382,27 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let (ok, _, err) = rudder(servers, &["exec", "kubia", "--", "sh", "-c", "exit 7"]).await;
     assert!(!ok);
     assert!(err.contains("exit code 7"), "{err}");
+    let mut counting = Command::new(rudder_binary_beside_tests())
+        .args([
+            "exec", "--server", servers, "-i", "kubia", "--", "busybox", "wc", "-l",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = counting.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut input, b"a\nb\nc\n")
+        .await
+        .unwrap();
+    drop(input);
+    let counted = counting.wait_with_output().await.unwrap();
+    assert!(
+        counted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&counted.stdout).trim(), "3");
 
     // The kubelet dies and comes back: the container keeps running, untouched.
     let container_id = container(&up)["containerID"].clone();
@@ -515,15 +536,23 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
         stderr.contains("command terminated with exit code 7"),
         "{stderr:?}"
     );
-    let interactive = kubectl(&["exec", "-i", "kubia", "--", "cat"])
-        .output()
+    // -i: the input reaches the command, whose output comes back; its end ends `cat`.
+    let mut interactive = kubectl(&["exec", "-i", "kubia", "--", "busybox", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!interactive.status.success());
+    let mut input = interactive.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"one\ntwo\n").unwrap();
+    drop(input);
+    let echoed = interactive.wait_with_output().unwrap();
     assert!(
-        String::from_utf8_lossy(&interactive.stderr).contains("without -i and -t"),
+        echoed.status.success(),
         "{}",
-        String::from_utf8_lossy(&interactive.stderr)
+        String::from_utf8_lossy(&echoed.stderr)
     );
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "one\ntwo\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

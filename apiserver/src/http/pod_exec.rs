@@ -1,19 +1,24 @@
 //! `pods/NAME/exec` over WebSocket, the way kubectl 1.31+ runs `kubectl exec` by default
 //! (`v5.channel.k8s.io`; `v4.channel.k8s.io` too, the same frames without v5's close
 //! signal). The API server starts the command on the pod's node and relays its output:
-//! every binary message is a channel byte and data (1 stdout, 2 stderr), and the last,
-//! on channel 3, is a `Status` saying how the command ended, before a normal close.
+//! every binary message is a channel byte and data (0 stdin from the client, 1 stdout,
+//! 2 stderr), and the last, on channel 3, is a `Status` saying how the command ended, before
+//! a normal close. With `stdin` (`kubectl exec -i`) the client's channel-0 data goes to the
+//! command's standard input, which ends at v5's close signal for channel 0 (`255 0`).
 //!
-//! Not yet: stdin (`-i`) and a TTY (`-t`), which the node's exec cannot take; a request
-//! for either is refused before anything runs, saying so.
+//! Not yet: a TTY (`-t`) and its resize channel; a request for one is refused before
+//! anything runs, saying so.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::{BufMut, BytesMut};
+use futures::StreamExt;
 use http::request::Parts;
-use rudder_proto::node::{exec_output, ExecOutput, ExecRequest};
+use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 use crate::error::ApiError;
@@ -23,15 +28,20 @@ use crate::registry::Registry;
 /// The channel protocols served, best first.
 pub const PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
 
+const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+/// v5's signal: the client's next byte names a channel it closes.
+const CLOSE: u8 = 255;
 
 /// What an exec request asks for (pure).
 #[derive(Debug, PartialEq, Eq)]
 pub struct ExecOptions {
     pub command: Vec<String>,
     pub container: String,
+    /// The client sends the command's standard input.
+    pub stdin: bool,
 }
 
 /// Reads an exec request's query, its `command` repeated once per argument.
@@ -44,10 +54,10 @@ pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError>
             .map(|(_, value)| value.as_str())
     };
     let on = |name: &str| matches!(value(name), Some("true" | "1"));
-    if on("stdin") || on("tty") {
+    if on("tty") {
         return Err(ApiError::bad_request(
-            "exec with stdin (-i) or a terminal (-t) is not served yet: run the command \
-             without -i and -t",
+            "exec with a terminal (-t) is not served yet: run the command without -t \
+             (-i alone gives it your input)",
         ));
     }
     let command: Vec<String> = pairs
@@ -64,6 +74,7 @@ pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError>
     Ok(ExecOptions {
         command,
         container: value("container").unwrap_or_default().to_owned(),
+        stdin: on("stdin"),
     })
 }
 
@@ -121,13 +132,19 @@ pub async fn exec(
         container,
         node,
     } = pod_node(registry, namespace, name, &options.container).await?;
+    let start = ExecInput::start(ExecRequest {
+        namespace: namespace.to_owned(),
+        pod: name.to_owned(),
+        container,
+        command: options.command,
+        stdin: options.stdin,
+    });
+    // The client's stdin, as it comes over the socket; without it the inputs end here.
+    let (stdin, inputs) = mpsc::channel(16);
+    let stdin = options.stdin.then_some(stdin);
+    let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
     let output = client
-        .exec(ExecRequest {
-            namespace: namespace.to_owned(),
-            pod: name.to_owned(),
-            container,
-            command: options.command,
-        })
+        .exec(outbound)
         .await
         .map_err(|status| from_node(&node, status))?
         .into_inner();
@@ -135,13 +152,36 @@ pub async fn exec(
     Ok(upgrade.on_upgrade(move |socket| async move {
         // A master that stops ends the relay (the node's command ends with its stream).
         tokio::select! {
-            () = relay(socket, output, node) => {}
+            () = relay(socket, output, stdin, node) => {}
             () = stopped => {}
         }
     }))
 }
 
-async fn relay(mut socket: WebSocket, mut output: Streaming<ExecOutput>, node: String) {
+/// What a client's binary message means for the command's input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientFrame<'a> {
+    Stdin(&'a [u8]),
+    CloseStdin,
+    /// Another channel (a TTY's resize, which is not served) or nothing.
+    Other,
+}
+
+/// Reads a client's binary message (pure).
+pub fn client_frame(data: &[u8]) -> ClientFrame<'_> {
+    match data {
+        [STDIN, rest @ ..] => ClientFrame::Stdin(rest),
+        [CLOSE, STDIN] => ClientFrame::CloseStdin,
+        _ => ClientFrame::Other,
+    }
+}
+
+async fn relay(
+    mut socket: WebSocket,
+    mut output: Streaming<ExecOutput>,
+    mut stdin: Option<mpsc::Sender<ExecInput>>,
+    node: String,
+) {
     let exit_code = loop {
         tokio::select! {
             message = output.message() => match message {
@@ -171,6 +211,22 @@ async fn relay(mut socket: WebSocket, mut output: Streaming<ExecOutput>, node: S
             // The client hung up (or sent a close): the node's command ends with the stream.
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Binary(data))) => match client_frame(&data) {
+                    ClientFrame::Stdin(data) if !data.is_empty() => {
+                        if let Some(sender) = &stdin {
+                            // A node that stopped reading leaves the rest unsent.
+                            if sender.send(ExecInput::stdin(data.to_vec())).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    ClientFrame::CloseStdin => {
+                        if let Some(sender) = stdin.take() {
+                            let _ = sender.send(ExecInput::close_stdin()).await;
+                        }
+                    }
+                    ClientFrame::Stdin(_) | ClientFrame::Other => {}
+                },
                 Some(Ok(_)) => {}
             },
         }
@@ -211,12 +267,18 @@ mod tests {
         assert_eq!(options.command, ["sh", "-c", "echo hi"]);
         assert_eq!(options.container, "app");
         assert!(exec_options(&pairs(&[("stdout", "true")])).is_err());
-        let interactive =
-            exec_options(&pairs(&[("command", "sh"), ("stdin", "true")])).unwrap_err();
-        assert!(
-            interactive.to_string().contains("without -i"),
-            "{interactive}"
-        );
+        let interactive = exec_options(&pairs(&[("command", "cat"), ("stdin", "true")])).unwrap();
+        assert!(interactive.stdin && !options.stdin);
+        let terminal = exec_options(&pairs(&[("command", "sh"), ("tty", "true")])).unwrap_err();
+        assert!(terminal.to_string().contains("without -t"), "{terminal}");
+    }
+
+    #[test]
+    fn client_frames_are_stdin_or_its_close() {
+        assert_eq!(client_frame(&[0, b'h', b'i']), ClientFrame::Stdin(b"hi"));
+        assert_eq!(client_frame(&[255, 0]), ClientFrame::CloseStdin);
+        assert_eq!(client_frame(&[4, b'{']), ClientFrame::Other);
+        assert_eq!(client_frame(&[]), ClientFrame::Other);
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! pod's node and streams from it (as kubectl goes through kube-apiserver): the CLI needs
 //! to reach the masters only, and fails over between them like every other verb.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::Arc;
 
 use anyhow::bail;
 use clap::Args;
+use futures::StreamExt;
 use rudder_proto::node::kubelet_client::KubeletClient;
-use rudder_proto::node::{exec_output, ExecRequest, LogsRequest};
+use rudder_proto::node::{exec_output, ExecInput, ExecRequest, LogsRequest};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 use crate::session::{Session, Target};
@@ -38,6 +41,9 @@ pub struct ExecArgs {
     container: Option<String>,
     #[arg(short = 'n', long)]
     namespace: Option<String>,
+    /// Pass this terminal's standard input to the command (until it ends).
+    #[arg(short = 'i', long)]
+    stdin: bool,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -48,6 +54,39 @@ pub struct ExecArgs {
 /// The `Kubelet` service of a master, which forwards to the pod's node.
 fn kubelet(channel: Channel) -> KubeletClient<Channel> {
     KubeletClient::new(channel)
+}
+
+/// This process's standard input, read on a thread of its own, as exec inputs (the last
+/// closes the command's). Shared, so an attempt on another master reads on where the failed
+/// one stopped.
+type SharedStdin = Arc<tokio::sync::Mutex<mpsc::Receiver<ExecInput>>>;
+
+fn read_stdin() -> SharedStdin {
+    let (sender, receiver) = mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            let input = match stdin.read(&mut buffer) {
+                Ok(0) | Err(_) => ExecInput::close_stdin(),
+                Ok(n) => ExecInput::stdin(buffer[..n].to_vec()),
+            };
+            let last = input.input == ExecInput::close_stdin().input;
+            if sender.blocking_send(input).is_err() || last {
+                return;
+            }
+        }
+    });
+    Arc::new(tokio::sync::Mutex::new(receiver))
+}
+
+/// The stdin inputs that follow an exec's request (none without `-i`).
+fn stdin_inputs(stdin: Option<SharedStdin>) -> impl futures::Stream<Item = ExecInput> {
+    futures::stream::unfold(stdin, |stdin| async move {
+        let shared = stdin?;
+        let next = shared.lock().await.recv().await?;
+        Some((next, Some(shared)))
+    })
 }
 
 /// A stream that broke after it began: the node's or the master's word for why.
@@ -90,12 +129,15 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         pod: args.pod,
         container: args.container.unwrap_or_default(),
         command: args.command,
+        stdin: args.stdin,
     };
+    let stdin = args.stdin.then(read_stdin);
     let mut stream = session
         .client
         .open_on(|channel| {
-            let request = request.clone();
-            async move { kubelet(channel).exec(request).await }
+            let start = ExecInput::start(request.clone());
+            let inputs = futures::stream::once(async { start }).chain(stdin_inputs(stdin.clone()));
+            async move { kubelet(channel).exec(inputs).await }
         })
         .await?;
     let mut code = None;
