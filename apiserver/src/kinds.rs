@@ -2,7 +2,7 @@
 //! admission of an object of each kind (strict decoding, defaulting, validation).
 
 use std::marker::PhantomData;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
@@ -78,7 +78,27 @@ impl KindInfo {
     /// Strictly decodes `object` as this kind, fills in defaults and validates it (as a
     /// replacement of `old` when given). Returns the canonical JSON to store.
     pub fn admit(&self, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
-        self.admission.admit(self, object, old)
+        self.admit_with(object, old, FieldValidation::Strict, &Warnings::default())
+    }
+
+    /// [`KindInfo::admit`], with unknown fields treated as `validation` says (dropped ones
+    /// warned of in `warnings` under `Warn`).
+    pub fn admit_with(
+        &self,
+        object: Value,
+        old: Option<&Value>,
+        validation: FieldValidation,
+        warnings: &Warnings,
+    ) -> Result<Value, ApiError> {
+        self.admission.admit(
+            self,
+            object,
+            old,
+            Unknown {
+                validation,
+                warnings,
+            },
+        )
     }
 
     /// The kind's schema: a reference to its definition, which `generator` now holds with
@@ -94,11 +114,75 @@ impl KindInfo {
     }
 }
 
+/// What admission does with fields the kind does not have (`fieldValidation`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Refuse the object, naming the field (kubectl asks for this).
+    #[default]
+    Strict,
+    /// Drop them, and tell the client (kube-apiserver's default over HTTP).
+    Warn,
+    /// Drop them.
+    Ignore,
+}
+
+impl FieldValidation {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        match text {
+            "Strict" => Ok(Self::Strict),
+            "Warn" => Ok(Self::Warn),
+            "Ignore" => Ok(Self::Ignore),
+            other => Err(ApiError::bad_field(
+                "fieldValidation",
+                format!("fieldValidation {other:?} is not one of Strict, Warn, Ignore"),
+            )),
+        }
+    }
+}
+
+/// Warnings for the client (Kubernetes' `Warning: 299` headers), gathered while a write is
+/// decided; shared, so the caller reads what admission added.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<Mutex<Vec<String>>>);
+
+impl Warnings {
+    pub fn push(&self, warning: String) {
+        let mut warnings = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !warnings.contains(&warning) {
+            warnings.push(warning);
+        }
+    }
+
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+}
+
+/// How admission treats unknown fields, and where it says what it dropped.
+#[derive(Clone, Copy)]
+struct Unknown<'a> {
+    validation: FieldValidation,
+    warnings: &'a Warnings,
+}
+
 /// Typed admission, hidden behind a trait object so the registry stays generic over kinds,
 /// and the kind's type's schema (k8s-openapi's), for the OpenAPI documents.
 trait Admission: Send + Sync {
-    fn admit(&self, info: &KindInfo, object: Value, old: Option<&Value>)
-        -> Result<Value, ApiError>;
+    fn admit(
+        &self,
+        info: &KindInfo,
+        object: Value,
+        old: Option<&Value>,
+        unknown: Unknown<'_>,
+    ) -> Result<Value, ApiError>;
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
 }
 
@@ -137,6 +221,7 @@ impl<K: ApiKind> Admission for Typed<K> {
         info: &KindInfo,
         object: Value,
         old: Option<&Value>,
+        unknown: Unknown<'_>,
     ) -> Result<Value, ApiError> {
         let name = object["metadata"]["name"]
             .as_str()
@@ -147,7 +232,7 @@ impl<K: ApiKind> Admission for Typed<K> {
             name: name.clone(),
             causes,
         };
-        let mut typed: K = decode_strictly(&object).map_err(|cause| invalid(vec![cause]))?;
+        let mut typed: K = decode(&object, unknown).map_err(|cause| invalid(vec![cause]))?;
         typed.apply_defaults();
         if old.is_none() {
             typed.admit_new();
@@ -186,9 +271,13 @@ impl<K: ApiKind> Admission for Typed<K> {
     }
 }
 
-/// Decodes `object` as `K`, refusing wrong types (with the field's path) and unknown fields
-/// (Kubernetes' strict field validation: a misspelt field is an error, not silently lost).
-fn decode_strictly<K: DeserializeOwned + Serialize>(object: &Value) -> Result<K, FieldError> {
+/// Decodes `object` as `K`, refusing wrong types (with the field's path); unknown fields are
+/// refused (Kubernetes' strict field validation: a misspelt field is an error, not silently
+/// lost), or dropped with a warning, or dropped, as `unknown` says.
+fn decode<K: DeserializeOwned + Serialize>(
+    object: &Value,
+    unknown: Unknown<'_>,
+) -> Result<K, FieldError> {
     let typed: K = serde_path_to_error::deserialize(object).map_err(|error| {
         let path = error.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -196,7 +285,19 @@ fn decode_strictly<K: DeserializeOwned + Serialize>(object: &Value) -> Result<K,
     })?;
     let reencoded = serde_json::to_value(&typed)
         .map_err(|error| FieldError::invalid("", "", error.to_string()))?;
-    match unknown_field(object, &reencoded, "") {
+    let mut dropped = Vec::new();
+    unknown_fields(object, &reencoded, "", &mut dropped);
+    match unknown.validation {
+        FieldValidation::Ignore => return Ok(typed),
+        FieldValidation::Warn => {
+            for path in dropped {
+                unknown.warnings.push(format!("unknown field {path:?}"));
+            }
+            return Ok(typed);
+        }
+        FieldValidation::Strict => {}
+    }
+    match dropped.into_iter().next() {
         Some(path) => Err(FieldError {
             path: path.clone(),
             kind: crate::validation::FieldErrorKind::NotSupported {
@@ -209,8 +310,8 @@ fn decode_strictly<K: DeserializeOwned + Serialize>(object: &Value) -> Result<K,
     }
 }
 
-/// The path of the first field of `given` that decoding dropped (nulls may be dropped).
-fn unknown_field(given: &Value, kept: &Value, path: &str) -> Option<String> {
+/// The paths of the fields of `given` that decoding dropped (nulls may be dropped), in order.
+fn unknown_fields(given: &Value, kept: &Value, path: &str, found: &mut Vec<String>) {
     match (given, kept) {
         (Value::Object(given), Value::Object(kept)) => {
             for (key, value) in given {
@@ -220,23 +321,18 @@ fn unknown_field(given: &Value, kept: &Value, path: &str) -> Option<String> {
                     format!("{path}.{key}")
                 };
                 match kept.get(key) {
-                    Some(kept_value) => {
-                        if let Some(found) = unknown_field(value, kept_value, &child) {
-                            return Some(found);
-                        }
-                    }
+                    Some(kept_value) => unknown_fields(value, kept_value, &child, found),
                     None if value.is_null() || is_empty_container(value) => {}
-                    None => return Some(child),
+                    None => found.push(child),
                 }
             }
-            None
         }
-        (Value::Array(given), Value::Array(kept)) => given
-            .iter()
-            .zip(kept)
-            .enumerate()
-            .find_map(|(i, (g, k))| unknown_field(g, k, &format!("{path}[{i}]"))),
-        _ => None,
+        (Value::Array(given), Value::Array(kept)) => {
+            for (i, (g, k)) in given.iter().zip(kept).enumerate() {
+                unknown_fields(g, k, &format!("{path}[{i}]"), found);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -359,6 +455,35 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_dropped_with_a_warning_or_dropped() {
+        let maps = resolve("configmaps").unwrap();
+        let map = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": { "name": "c", "namespace": "default",
+                                        "labelz": { "a": "b" } },
+                          "dataa": { "k": "v" } });
+        let strict = maps.admit(map.clone(), None).unwrap_err().to_string();
+        assert!(strict.contains("dataa"), "{strict}");
+        let warnings = Warnings::default();
+        let warned = maps
+            .admit_with(map.clone(), None, FieldValidation::Warn, &warnings)
+            .unwrap();
+        assert!(warned.get("dataa").is_none());
+        assert_eq!(
+            warnings.take(),
+            [
+                r#"unknown field "dataa""#,
+                r#"unknown field "metadata.labelz""#
+            ]
+        );
+        let ignored = maps
+            .admit_with(map, None, FieldValidation::Ignore, &warnings)
+            .unwrap();
+        assert!(ignored["metadata"].get("labelz").is_none());
+        assert!(warnings.take().is_empty());
+        assert!(FieldValidation::parse("Loose").is_err());
+    }
 
     #[test]
     fn kinds_resolve_by_every_name_kubectl_accepts() {

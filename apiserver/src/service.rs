@@ -86,7 +86,7 @@ impl Api {
         let options = WriteOptions {
             fence: fence(r.fence),
             dry_run: r.dry_run,
-            field_manager: None,
+            ..WriteOptions::default()
         };
         let target = target(&r.resource, &r.namespace, &r.name);
         let replaced = on_behalf_of(
@@ -141,7 +141,7 @@ impl Resources for Api {
         let options = WriteOptions {
             fence: fence(r.fence),
             dry_run: r.dry_run,
-            field_manager: None,
+            ..WriteOptions::default()
         };
         let created = on_behalf_of(
             number,
@@ -226,7 +226,7 @@ impl Resources for Api {
             fence: fence(r.fence),
             // A patch request has no dry run.
             dry_run: false,
-            field_manager: None,
+            ..WriteOptions::default()
         };
         let patched = on_behalf_of(
             number,

@@ -148,30 +148,35 @@ fn collection(resource: &str, namespace: &str) -> Option<String> {
 }
 
 /// The bad request as the HTTP API takes it: method, path and query, content type, body.
-/// `None`: the request names no resource (the gRPC API reads the kind from the body; a
-/// path always names one).
+/// Writes ask for strict field validation, as kubectl does (the gRPC API always validates
+/// strictly). `None`: the request names no resource (the gRPC API reads the kind from the
+/// body; a path always names one).
 fn over_http(bad: &Bad) -> Option<(&'static str, String, &'static str, String)> {
     const JSON: &str = "application/json";
+    const STRICT: &str = "?fieldValidation=Strict";
     Some(match bad {
         Bad::Create("", ..) => return None,
-        Bad::Create(resource, namespace, body) => {
-            ("POST", collection(resource, namespace)?, JSON, body.clone())
-        }
+        Bad::Create(resource, namespace, body) => (
+            "POST",
+            format!("{}{STRICT}", collection(resource, namespace)?),
+            JSON,
+            body.clone(),
+        ),
         Bad::Update(resource, namespace, name, body) => (
             "PUT",
-            format!("{}/{name}", collection(resource, namespace)?),
+            format!("{}/{name}{STRICT}", collection(resource, namespace)?),
             JSON,
             body.clone(),
         ),
         Bad::UpdateStatus(resource, namespace, name, body) => (
             "PUT",
-            format!("{}/{name}/status", collection(resource, namespace)?),
+            format!("{}/{name}/status{STRICT}", collection(resource, namespace)?),
             JSON,
             body.clone(),
         ),
         Bad::Patch(resource, name, patch) => (
             "PATCH",
-            format!("{}/{name}", collection(resource, "default")?),
+            format!("{}/{name}{STRICT}", collection(resource, "default")?),
             "application/merge-patch+json",
             patch.clone(),
         ),

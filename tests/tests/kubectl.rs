@@ -439,6 +439,33 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         "{bad}"
     );
 
+    // Unknown fields: refused by default (kubectl asks for Strict), dropped with a warning
+    // under --validate=warn, dropped under --validate=false.
+    let misspelt =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: loose, namespace: shop}\ndataa: {k: v}\n";
+    let refused = kubectl
+        .try_run(&["apply", "-f", "-"], Some(misspelt))
+        .unwrap_err();
+    assert!(refused.contains("dataa"), "{refused}");
+    let warned = kubectl
+        .command(&["apply", "--validate=warn", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = warned.stdin.as_ref().unwrap();
+    input.write_all(misspelt.as_bytes()).unwrap();
+    let warned = warned.wait_with_output().unwrap();
+    assert!(warned.status.success());
+    let warning = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warning.contains(r#"Warning: unknown field "dataa""#),
+        "{warning}"
+    );
+    let ignored = misspelt.replace("loose", "looser");
+    kubectl.run_with_input(&["apply", "--validate=false", "-f", "-"], &ignored);
+
     // The endpoint survives a master's death.
     kill(Pid::from_raw(running.pids[0]), Signal::SIGKILL).unwrap();
     for _ in 0..5 {

@@ -37,6 +37,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::kinds::Warnings;
 use crate::list::ListOptions;
 use crate::registry::Registry;
 
@@ -182,6 +183,7 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
         query,
         headers: parts.headers,
         body,
+        warnings: Warnings::default(),
     })
     .await
 }

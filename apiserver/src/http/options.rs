@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::delete::{DeleteOptions, Propagation};
 use crate::error::ApiError;
+use crate::kinds::FieldValidation;
 use crate::list::ListOptions;
 use crate::registry::PatchType;
 use crate::watch::WatchOptions;
@@ -172,6 +173,15 @@ pub fn delete_options(query: &Query, body: &[u8]) -> Result<(DeleteOptions, bool
             .to_owned(),
     };
     Ok((options, dry_run))
+}
+
+/// `fieldValidation`: Strict, Warn or Ignore; without it Warn, as kube-apiserver does
+/// (kubectl asks for Strict).
+pub fn field_validation(query: &Query) -> Result<FieldValidation, ApiError> {
+    match query.get("fieldValidation").map(String::as_str) {
+        None | Some("") => Ok(FieldValidation::Warn),
+        Some(text) => FieldValidation::parse(text),
+    }
 }
 
 /// What a PATCH's content type asks for.
@@ -353,5 +363,16 @@ mod tests {
             no_bookmarks.to_string().contains("allowWatchBookmarks"),
             "{no_bookmarks}"
         );
+    }
+
+    #[test]
+    fn field_validation_is_warn_unless_asked() {
+        assert_eq!(
+            field_validation(&query(&[])).unwrap(),
+            FieldValidation::Warn
+        );
+        let strict = query(&[("fieldValidation", "Strict")]);
+        assert_eq!(field_validation(&strict).unwrap(), FieldValidation::Strict);
+        assert!(field_validation(&query(&[("fieldValidation", "strict")])).is_err());
     }
 }

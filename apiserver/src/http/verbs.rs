@@ -13,6 +13,7 @@ use super::table::{wants_table, IncludeObject};
 use super::{discovery, pod_logs, scale, watch};
 use crate::delete::DeleteOptions;
 use crate::error::ApiError;
+use crate::kinds::Warnings;
 use crate::registry::{Binding, Eviction, Part, PatchType, Registry, Target, WriteOptions};
 
 /// One request to a resource path.
@@ -23,6 +24,8 @@ pub struct Call<'a> {
     pub query: Query,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// What the call's writes warn of, sent as `Warning` headers.
+    pub warnings: Warnings,
 }
 
 impl Call<'_> {
@@ -59,6 +62,8 @@ impl Call<'_> {
             fence: None,
             dry_run: options::dry_run(&self.query)?,
             field_manager: options::field_manager(&self.query, user_agent)?,
+            field_validation: options::field_validation(&self.query)?,
+            warnings: self.warnings.clone(),
         })
     }
 
@@ -85,12 +90,20 @@ impl Call<'_> {
     }
 }
 
-/// Answers `call`.
+/// Answers `call`, with a `Warning` header for each warning its writes gave.
 pub async fn serve(call: Call<'_>) -> Response {
-    match dispatch(&call).await {
+    let mut response = match dispatch(&call).await {
         Ok(response) => response,
         Err(error) => respond::error(&error),
+    };
+    for warning in call.warnings.take() {
+        // RFC 7234's form, as kube-apiserver sends it: 299 - "text".
+        let text = format!("299 - {:?}", warning.replace(['\r', '\n'], " "));
+        if let Ok(value) = http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
     }
+    response
 }
 
 async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {

@@ -57,7 +57,8 @@ impl Registry {
             object["metadata"]["managedFields"] = managed_fields;
         }
         fold_string_data(info, &mut object);
-        let mut object = info.admit(object, None)?;
+        let mut object =
+            info.admit_with(object, None, options.field_validation, &options.warnings)?;
         if info.kind == "Pod" {
             self.admit_priority(info, &mut object).await?;
         }

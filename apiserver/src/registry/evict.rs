@@ -475,7 +475,13 @@ impl Registry {
             &stored.object,
             &json!({ "status": status }),
         )?;
-        let next = revise(at.budgets, &stored.object, next)?.ok_or_else(|| {
+        let next = revise(
+            at.budgets,
+            &stored.object,
+            next,
+            &super::WriteOptions::default(),
+        )?
+        .ok_or_else(|| {
             ApiError::internal(format!(
                 "taking a disruption left budget {budget:?}'s status as it was"
             ))

@@ -50,7 +50,7 @@ use crate::allocation::ServiceRanges;
 use crate::caller;
 use crate::decoded::Decoded;
 use crate::error::{ApiError, ObjectRef};
-use crate::kinds::{self, KindInfo};
+use crate::kinds::{self, FieldValidation, KindInfo, Warnings};
 use crate::object;
 use crate::watch::Hubs;
 
@@ -106,6 +106,10 @@ pub struct WriteOptions {
     /// Who writes, for the managed fields of objects that have them (`fieldManager`);
     /// `None`: [`DEFAULT_FIELD_MANAGER`].
     pub field_manager: Option<String>,
+    /// What admission does with unknown fields (`fieldValidation`; Strict by default).
+    pub field_validation: FieldValidation,
+    /// Where admission says what it dropped (under `Warn`), for the client's headers.
+    pub warnings: Warnings,
 }
 
 /// The manager of writes that name none: Rudder's own clients over gRPC.

@@ -7,6 +7,7 @@ use rudder_raftstore::kv::Revision;
 use serde_json::{json, Value};
 
 use super::priority::keep_priority;
+use super::WriteOptions;
 use crate::allocation;
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
@@ -326,14 +327,21 @@ pub(crate) fn candidate(
 
 /// What replaces `current` (as read, with its resourceVersion): `candidate` admitted as an
 /// update of it, with its generation counted; `None` when that changes nothing.
+/// Unknown fields are treated as `options` says.
 pub(crate) fn revise(
     info: &KindInfo,
     current: &Value,
     candidate: Value,
+    options: &WriteOptions,
 ) -> Result<Option<Value>, ApiError> {
     let mut stored = current.clone();
     object::metadata_mut(&mut stored).remove("resourceVersion");
-    let mut next = info.admit(candidate, Some(&stored))?;
+    let mut next = info.admit_with(
+        candidate,
+        Some(&stored),
+        options.field_validation,
+        &options.warnings,
+    )?;
     bump_generation(&mut next, &stored);
     Ok((next != stored).then_some(next))
 }

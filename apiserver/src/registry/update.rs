@@ -159,7 +159,7 @@ impl Registry {
                 }
             }
             let current = object::decode(&kv)?;
-            let Some(mut next) = revise(at.info, &current, make(&current)?)? else {
+            let Some(mut next) = revise(at.info, &current, make(&current)?, options)? else {
                 return Ok(current);
             };
             // The last finalizer of an object being deleted is gone: the deletion completes.
