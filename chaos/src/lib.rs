@@ -7,7 +7,7 @@
 //!   statistics they report.
 //!
 //! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
-//!   twice, nothing acknowledged lost).
+//!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key).
 //!
 //! Fault injection and history recording of DESIGN.md §8 grow here next.
 

@@ -3,5 +3,7 @@
 //! directions — nothing acknowledged is lost, and nothing is applied twice.
 //!
 //! - [`once`]: writes of unique values against a watch of every change.
+//! - [`linear`]: linearizability of a key-value history, key by key, within a time budget.
 
+pub mod linear;
 pub mod once;
