@@ -284,7 +284,7 @@ impl Resources for Api {
             allow_bookmarks: r.allow_bookmarks,
             bookmark_interval: (r.bookmark_interval_ms > 0)
                 .then(|| Duration::from_millis(u64::from(r.bookmark_interval_ms))),
-            send_initial_events: false,
+            send_initial_events: None,
         };
         let events = self.registry.watch(&r.resource, &options).await?;
         let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {

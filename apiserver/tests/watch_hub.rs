@@ -272,7 +272,7 @@ async fn a_streaming_list_sends_the_state_then_marks_its_end_then_the_changes() 
         namespace: "default".into(),
         resource_version: from.into(),
         allow_bookmarks: true,
-        send_initial_events: true,
+        send_initial_events: Some(true),
         ..Default::default()
     };
     // From an older resourceVersion: the state is not older than it, so it is all there.

@@ -553,6 +553,29 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
         String::from_utf8_lossy(&echoed.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&echoed.stdout), "one\ntwo\n");
+    // 32 MiB, more than every buffer on the way holds: input and output must flow together
+    // (a relay that waited on one direction stalled both).
+    let mut large = kubectl(&["exec", "-i", "kubia", "--", "busybox", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = large.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..512 {
+            std::io::Write::write_all(&mut input, &chunk).unwrap();
+        }
+    });
+    let echoed = large.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        echoed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&echoed.stderr)
+    );
+    assert_eq!(echoed.stdout.len(), 32 * 1024 * 1024);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

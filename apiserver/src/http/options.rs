@@ -12,6 +12,7 @@ use crate::error::ApiError;
 use crate::kinds::FieldValidation;
 use crate::list::ListOptions;
 use crate::registry::PatchType;
+use crate::validation::FieldError;
 use crate::watch::WatchOptions;
 
 pub type Query = HashMap<String, String>;
@@ -60,25 +61,39 @@ fn resource_version_match(query: &Query) -> Result<(), ApiError> {
 }
 
 pub fn watch_options(namespace: &str, query: &Query) -> Result<WatchOptions, ApiError> {
-    resource_version_match(query)?;
-    let send_initial_events = flag(query, "sendInitialEvents");
-    let allow_bookmarks = flag(query, "allowWatchBookmarks");
-    if send_initial_events {
-        // As kube-apiserver validates a streaming list's options.
-        if text(query, "resourceVersionMatch") != "NotOlderThan" {
+    let send_initial_events = match query.get("sendInitialEvents").map(String::as_str) {
+        None | Some("") => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(other) => {
             return Err(ApiError::bad_field(
-                "resourceVersionMatch",
-                "sendInitialEvents=true needs resourceVersionMatch=NotOlderThan",
-            ));
+                "sendInitialEvents",
+                format!("sendInitialEvents {other:?} is not true or false"),
+            ))
         }
-        if !allow_bookmarks {
-            return Err(ApiError::bad_field(
-                "allowWatchBookmarks",
-                "sendInitialEvents=true needs allowWatchBookmarks=true: the end of the \
-                 initial events is a bookmark",
-            ));
+    };
+    // As kube-apiserver validates a watch's options: resourceVersionMatch comes with
+    // sendInitialEvents, and is then NotOlderThan.
+    let forbidden = match (
+        send_initial_events,
+        text(query, "resourceVersionMatch").as_str(),
+    ) {
+        (Some(_), "NotOlderThan") | (None, "") => None,
+        (Some(_), _) => {
+            Some("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
         }
+        (None, _) => {
+            Some("resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+        }
+    };
+    if let Some(message) = forbidden {
+        return Err(ApiError::Invalid {
+            kind: "ListOptions.meta.k8s.io".into(),
+            name: String::new(),
+            causes: vec![FieldError::forbidden("resourceVersionMatch", message)],
+        });
     }
+    let allow_bookmarks = flag(query, "allowWatchBookmarks");
     Ok(WatchOptions {
         namespace: namespace.to_owned(),
         label_selector: text(query, "labelSelector"),
@@ -345,23 +360,39 @@ mod tests {
     }
 
     #[test]
-    fn a_streaming_list_needs_not_older_than_and_bookmarks() {
+    fn a_streaming_list_takes_not_older_than_as_kube_apiserver_checks_it() {
         let streaming = [
             ("sendInitialEvents", "true"),
             ("resourceVersionMatch", "NotOlderThan"),
-            ("allowWatchBookmarks", "true"),
         ];
-        assert!(
-            watch_options("ns", &query(&streaming))
-                .unwrap()
-                .send_initial_events
-        );
-        let no_match = watch_options("ns", &query(&[streaming[0], streaming[2]])).unwrap_err();
+        let options = watch_options("ns", &query(&streaming)).unwrap();
+        assert_eq!(options.send_initial_events, Some(true));
+        assert!(!options.allow_bookmarks, "bookmarks are not required");
+        let no_match = watch_options("ns", &query(&streaming[..1])).unwrap_err();
         assert!(no_match.to_string().contains("NotOlderThan"), "{no_match}");
-        let no_bookmarks = watch_options("ns", &query(&streaming[..2])).unwrap_err();
+        assert_eq!(no_match.reason_and_code(), ("Invalid", 422));
+        let exact = watch_options(
+            "ns",
+            &query(&[
+                ("sendInitialEvents", "false"),
+                ("resourceVersionMatch", "Exact"),
+            ]),
+        );
+        assert!(exact.is_err());
+        let alone = watch_options("ns", &query(&streaming[1..])).unwrap_err();
         assert!(
-            no_bookmarks.to_string().contains("allowWatchBookmarks"),
-            "{no_bookmarks}"
+            alone.to_string().contains("unless sendInitialEvents"),
+            "{alone}"
+        );
+        let not = [
+            ("sendInitialEvents", "false"),
+            ("resourceVersionMatch", "NotOlderThan"),
+        ];
+        assert_eq!(
+            watch_options("ns", &query(&not))
+                .unwrap()
+                .send_initial_events,
+            Some(false)
         );
     }
 

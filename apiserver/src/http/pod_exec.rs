@@ -13,7 +13,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::{BufMut, BytesMut};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use http::request::Parts;
 use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest};
 use serde_json::{json, Value};
@@ -176,22 +176,28 @@ pub fn client_frame(data: &[u8]) -> ClientFrame<'_> {
     }
 }
 
+/// Relays the node's output to the socket, and the socket's stdin to the node. The two
+/// directions run apart, so a command blocked writing output never stops its input (nor the
+/// reverse): a `cat` of more than the buffers hold would otherwise stall both.
 async fn relay(
-    mut socket: WebSocket,
+    socket: WebSocket,
     mut output: Streaming<ExecOutput>,
-    mut stdin: Option<mpsc::Sender<ExecInput>>,
+    stdin: Option<mpsc::Sender<ExecInput>>,
     node: String,
 ) {
+    let (mut sink, incoming) = socket.split();
+    // Ends when the client hangs up (or sends a close): the node's command ends with it.
+    let mut hung_up = tokio::spawn(forward_input(incoming, stdin));
     let exit_code = loop {
         tokio::select! {
             message = output.message() => match message {
                 Ok(Some(ExecOutput { output: Some(exec_output::Output::Stdout(data)) })) => {
-                    if socket.send(framed(STDOUT, &data)).await.is_err() {
+                    if sink.send(framed(STDOUT, &data)).await.is_err() {
                         return;
                     }
                 }
                 Ok(Some(ExecOutput { output: Some(exec_output::Output::Stderr(data)) })) => {
-                    if socket.send(framed(STDERR, &data)).await.is_err() {
+                    if sink.send(framed(STDERR, &data)).await.is_err() {
                         return;
                     }
                 }
@@ -202,46 +208,57 @@ async fn relay(
                 Ok(None) => break None,
                 Err(status) => {
                     let failure = ApiError::internal(format!("node {node}: {}", status.message()));
-                    let _ = socket
+                    let _ = sink
                         .send(framed(ERROR, failure.status_object().to_string().as_bytes()))
                         .await;
                     break None;
                 }
             },
-            // The client hung up (or sent a close): the node's command ends with the stream.
-            incoming = socket.recv() => match incoming {
-                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Binary(data))) => match client_frame(&data) {
-                    ClientFrame::Stdin(data) if !data.is_empty() => {
-                        if let Some(sender) = &stdin {
-                            // A node that stopped reading leaves the rest unsent.
-                            if sender.send(ExecInput::stdin(data.to_vec())).await.is_err() {
-                                stdin = None;
-                            }
-                        }
-                    }
-                    ClientFrame::CloseStdin => {
-                        if let Some(sender) = stdin.take() {
-                            let _ = sender.send(ExecInput::close_stdin()).await;
-                        }
-                    }
-                    ClientFrame::Stdin(_) | ClientFrame::Other => {}
-                },
-                Some(Ok(_)) => {}
-            },
+            _ = &mut hung_up => return,
         }
     };
+    hung_up.abort();
     if let Some(code) = exit_code {
-        let _ = socket
+        let _ = sink
             .send(framed(ERROR, ending(code).to_string().as_bytes()))
             .await;
     }
-    let _ = socket
+    let _ = sink
         .send(Message::Close(Some(CloseFrame {
             code: 1000,
             reason: "".into(),
         })))
         .await;
+}
+
+/// Passes the client's channel-0 data on as the command's stdin (while it has one) until
+/// the client hangs up or closes.
+async fn forward_input(
+    mut incoming: futures::stream::SplitStream<WebSocket>,
+    mut stdin: Option<mpsc::Sender<ExecInput>>,
+) {
+    loop {
+        match incoming.next().await {
+            None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+            Some(Ok(Message::Binary(data))) => match client_frame(&data) {
+                ClientFrame::Stdin(data) if !data.is_empty() => {
+                    if let Some(sender) = &stdin {
+                        // A node that stopped reading leaves the rest unsent.
+                        if sender.send(ExecInput::stdin(data.to_vec())).await.is_err() {
+                            stdin = None;
+                        }
+                    }
+                }
+                ClientFrame::CloseStdin => {
+                    if let Some(sender) = stdin.take() {
+                        let _ = sender.send(ExecInput::close_stdin()).await;
+                    }
+                }
+                ClientFrame::Stdin(_) | ClientFrame::Other => {}
+            },
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use super::transform::{candidate, named, namespace_for, Part};
 use super::{body, contended, object_ref, Registry, Resolved, Target, WriteOptions};
 use crate::error::ApiError;
 use crate::field_ownership::{self, Applier};
+use crate::kinds::FieldValidation;
 use crate::object;
 use crate::validation::FieldError;
 
@@ -34,6 +35,12 @@ impl Registry {
                      (kubectl apply --server-side --field-manager=NAME)",
                 )],
             });
+        };
+        // A field the kind lacks cannot be owned: an apply always validates strictly, as
+        // Kubernetes refuses fields its schema does not declare in an apply.
+        let options = &WriteOptions {
+            field_validation: FieldValidation::Strict,
+            ..options.clone()
         };
         let mut config = body::parse(body, self.max_object_bytes)?;
         if config["apiVersion"].as_str().unwrap_or("").is_empty()

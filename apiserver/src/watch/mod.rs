@@ -49,10 +49,12 @@ pub struct WatchOptions {
     pub resource_version: String,
     pub allow_bookmarks: bool,
     pub bookmark_interval: Option<Duration>,
-    /// A streaming list (`sendInitialEvents=true`): the current state as ADDED events, then
-    /// a BOOKMARK annotated `k8s.io/initial-events-end`, then the changes, whatever the
-    /// resourceVersion (which the state is then not older than).
-    pub send_initial_events: bool,
+    /// `sendInitialEvents`. `true`, a streaming list: the current state as ADDED events
+    /// (then, with bookmarks allowed, a BOOKMARK annotated `k8s.io/initial-events-end`),
+    /// then the changes, whatever the resourceVersion (which the state is not older than).
+    /// `false`: no initial events, even from no resourceVersion (then from now). Not given:
+    /// initial events from no resourceVersion ("" or "0") only, as watches always had.
+    pub send_initial_events: Option<bool>,
 }
 
 /// The annotation of the bookmark that ends a streaming list's initial events.
@@ -123,8 +125,9 @@ impl Registry {
                     })?,
             ),
         };
+        let streaming = options.send_initial_events == Some(true);
         let from: Revision = match given {
-            Some(revision) if !options.send_initial_events => revision,
+            Some(revision) if !streaming => revision,
             _ => {
                 // A streaming list reads the latest state, which is not older than any
                 // resourceVersion the server gave out.
@@ -135,10 +138,16 @@ impl Registry {
                             namespace: namespace.clone(),
                             label_selector: options.label_selector.clone(),
                             field_selector: options.field_selector.clone(),
-                            resource_version: if options.send_initial_events {
+                            resource_version: if streaming {
                                 String::new()
                             } else {
                                 options.resource_version.clone()
+                            },
+                            // Without initial events, only the list's revision is wanted.
+                            limit: if options.send_initial_events == Some(false) {
+                                1
+                            } else {
+                                0
                             },
                             ..Default::default()
                         },
@@ -153,13 +162,15 @@ impl Registry {
                         ),
                     ));
                 }
-                initial = listed.items;
+                if options.send_initial_events != Some(false) {
+                    initial = listed.items;
+                }
                 listed.revision
             }
         };
         let initial = Initial {
             objects: initial,
-            end_marked: options.send_initial_events,
+            end_marked: streaming && options.allow_bookmarks,
         };
         let prefix = object::prefix(info, &namespace);
         let bookmarks = options.allow_bookmarks.then(|| {
@@ -309,7 +320,8 @@ impl Feed {
             }
         }
         if initial.end_marked {
-            // A streaming list's client waits for this mark, even after no objects.
+            // A streaming list's client waits for this mark, even after no objects (it asked
+            // for bookmarks; without them it does not wait).
             if !self.initial_events_end().await {
                 return;
             }

@@ -10,7 +10,7 @@ use clap::Args;
 use futures::StreamExt;
 use rudder_proto::node::kubelet_client::KubeletClient;
 use rudder_proto::node::{exec_output, ExecInput, ExecRequest, LogsRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
 use crate::session::{Session, Target};
@@ -57,17 +57,22 @@ fn kubelet(channel: Channel) -> KubeletClient<Channel> {
 }
 
 /// This process's standard input, read on a thread of its own, as exec inputs (the last
-/// closes the command's). Shared, so an attempt on another master reads on where the failed
-/// one stopped.
-type SharedStdin = Arc<tokio::sync::Mutex<mpsc::Receiver<ExecInput>>>;
+/// closes the command's input). Nothing is taken from it until `opened` says a master
+/// started the command: an attempt on a master that failed takes none of it with it.
+#[derive(Clone)]
+struct SharedStdin {
+    inputs: Arc<tokio::sync::Mutex<mpsc::Receiver<ExecInput>>>,
+    opened: watch::Receiver<bool>,
+}
 
-fn read_stdin() -> SharedStdin {
+fn read_stdin(opened: watch::Receiver<bool>) -> SharedStdin {
     let (sender, receiver) = mpsc::channel(16);
     std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
             let input = match stdin.read(&mut buffer) {
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(0) | Err(_) => ExecInput::close_stdin(),
                 Ok(n) => ExecInput::stdin(buffer[..n].to_vec()),
             };
@@ -77,14 +82,18 @@ fn read_stdin() -> SharedStdin {
             }
         }
     });
-    Arc::new(tokio::sync::Mutex::new(receiver))
+    SharedStdin {
+        inputs: Arc::new(tokio::sync::Mutex::new(receiver)),
+        opened,
+    }
 }
 
-/// The stdin inputs that follow an exec's request (none without `-i`).
+/// The stdin inputs that follow an exec's request (none without `-i`), once it started.
 fn stdin_inputs(stdin: Option<SharedStdin>) -> impl futures::Stream<Item = ExecInput> {
     futures::stream::unfold(stdin, |stdin| async move {
-        let shared = stdin?;
-        let next = shared.lock().await.recv().await?;
+        let mut shared = stdin?;
+        shared.opened.wait_for(|opened| *opened).await.ok()?;
+        let next = shared.inputs.lock().await.recv().await?;
         Some((next, Some(shared)))
     })
 }
@@ -131,7 +140,8 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         command: args.command,
         stdin: args.stdin,
     };
-    let stdin = args.stdin.then(read_stdin);
+    let (opened, gate) = watch::channel(false);
+    let stdin = args.stdin.then(|| read_stdin(gate));
     let mut stream = session
         .client
         .open_on(|channel| {
@@ -140,6 +150,8 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             async move { kubelet(channel).exec(inputs).await }
         })
         .await?;
+    // The command runs: only this attempt's inputs are left to take the terminal's.
+    let _ = opened.send(true);
     let mut code = None;
     while let Some(output) = stream.message().await.map_err(broken)? {
         match output.output {
