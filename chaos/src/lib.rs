@@ -7,7 +7,8 @@
 //!   statistics they report.
 //!
 //! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
-//!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key).
+//!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key;
+//!   [`check::watch`]: watches against the store's history).
 //!
 //! Fault injection and history recording of DESIGN.md §8 grow here next.
 

@@ -4,6 +4,8 @@
 //!
 //! - [`once`]: writes of unique values against a watch of every change.
 //! - [`linear`]: linearizability of a key-value history, key by key, within a time budget.
+//! - [`watch`]: each watcher saw every change of its range once, in order, as made.
 
 pub mod linear;
 pub mod once;
+pub mod watch;
