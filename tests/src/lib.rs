@@ -10,8 +10,10 @@
 //! - [`Holder`], [`lease_holder`], [`member_log`]: who leads, and what a master logged;
 //! - [`rudder_cli`]: the operator CLI against the test's masters;
 //! - [`up`]: `rudder up` started, read and stopped as a user does;
-//! - [`lines_of`]: a child's output, a line at a time, to read with a deadline.
+//! - [`lines_of`]: a child's output, a line at a time, to read with a deadline;
+//! - [`faults`]: who leads a process cluster, and leader kills and pauses on a schedule.
 
+pub mod faults;
 pub mod up;
 
 use std::collections::BTreeMap;
