@@ -488,25 +488,29 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
     assert_eq!(tail.lines().count(), 1, "{tail:?}");
     assert_eq!(Some(tail.trim_end()), text.lines().last());
 
-    let mut follow = kubectl(&["logs", "-f", "kubia", "--tail=0"])
-        .spawn()
-        .unwrap();
-    let received = rudder_tests::lines_of(follow.stdout.take().unwrap());
-    // A request made while following shows up in the followed log.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let seen = loop {
-        http_get(ip, 8080, "/cgi-bin/index.cgi").unwrap();
-        if let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
-            break line;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "kubectl logs -f showed nothing new"
-        );
-    };
-    assert!(seen.contains("Received request from"), "{seen:?}");
-    follow.kill().unwrap();
-    follow.wait().unwrap();
+    // A request made while following shows up in the followed log; attach follows the
+    // container's output from now on, through the API server.
+    for args in [
+        &["logs", "-f", "kubia", "--tail=0"][..],
+        &["attach", "kubia"],
+    ] {
+        let mut follow = kubectl(args).spawn().unwrap();
+        let received = rudder_tests::lines_of(follow.stdout.take().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let seen = loop {
+            http_get(ip, 8080, "/cgi-bin/index.cgi").unwrap();
+            if let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+                break line;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "kubectl {args:?} showed nothing new"
+            );
+        };
+        assert!(seen.contains("Received request from"), "{args:?}: {seen:?}");
+        follow.kill().unwrap();
+        follow.wait().unwrap();
+    }
 
     // exec over WebSocket, through the API server to the node.
     let hostname = kubectl(&["exec", "kubia", "--", "hostname"])

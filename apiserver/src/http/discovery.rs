@@ -148,6 +148,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 subresource("binding", "Binding", "", &["create"]);
                 subresource("log", "Pod", "", &["get"]);
                 subresource("exec", "PodExecOptions", "", &["create", "get"]);
+                subresource("attach", "PodAttachOptions", "", &["create", "get"]);
                 subresource("eviction", "Eviction", "policy", &["create"]);
             }
             "Namespace" => subresource("finalize", "Namespace", "", &["update"]),

@@ -11,7 +11,7 @@
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
-//!                                                      pod_logs, pod_exec (WebSocket):
+//!                                                      pod_logs, pod_exec (exec, attach):
 //!                                                      from the pod's node (crate::pod_node)
 //! ```
 
@@ -145,12 +145,17 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
         Some(Err(error)) => return respond::error(&error),
         None => return respond::error(&paths::not_found()),
     };
-    if path.info.kind == "Pod" && !path.name.is_empty() && path.subresource == "exec" {
+    let streamed = path.info.kind == "Pod"
+        && !path.name.is_empty()
+        && matches!(path.subresource.as_str(), "exec" | "attach");
+    if streamed {
         let (namespace, name) = (path.namespace.clone(), path.name.clone());
-        return match pod_exec::exec(&http.registry, parts, &namespace, &name).await {
-            Ok(response) => response,
-            Err(error) => respond::error(&error),
+        let answer = if path.subresource == "exec" {
+            pod_exec::exec(&http.registry, parts, &namespace, &name).await
+        } else {
+            pod_exec::attach(&http.registry, parts, &namespace, &name).await
         };
+        return answer.unwrap_or_else(|error| respond::error(&error));
     }
     let query = match parts.uri.query() {
         None => options::Query::new(),

@@ -1,4 +1,5 @@
-//! `pods/NAME/exec` over WebSocket, the way kubectl 1.31+ runs `kubectl exec` by default
+//! `pods/NAME/exec` and `pods/NAME/attach` over WebSocket, the way kubectl 1.31+ runs them
+//! by default
 //! (`v5.channel.k8s.io`; `v4.channel.k8s.io` too, the same frames without v5's close
 //! signal). The API server starts the command on the pod's node and relays its output:
 //! every binary message is a channel byte and data (0 stdin from the client, 1 stdout,
@@ -6,20 +7,22 @@
 //! a normal close. With `stdin` (`kubectl exec -i`) the client's channel-0 data goes to the
 //! command's standard input, which ends at v5's close signal for channel 0 (`255 0`).
 //!
-//! Not yet: a TTY (`-t`) and its resize channel; a request for one is refused before
-//! anything runs, saying so.
+//! An attach follows the container's output from now on, on channel 1.
+//!
+//! Not yet: a TTY (`-t`) and its resize channel, and an attach's stdin; a request for
+//! either is refused before anything runs, saying so.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
 use axum::response::Response;
 use bytes::{BufMut, BytesMut};
-use futures::{SinkExt, StreamExt};
+use futures::{SinkExt, Stream, StreamExt};
 use http::request::Parts;
-use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest};
+use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest, LogsRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
+use tonic::Status;
 
 use crate::error::ApiError;
 use crate::pod_node::{from_node, pod_node, PodNode};
@@ -99,26 +102,22 @@ fn framed(channel: u8, data: &[u8]) -> Message {
     Message::Binary(frame.freeze())
 }
 
-/// Starts the command on the pod's node, then upgrades the connection and relays.
-pub async fn exec(
-    registry: &Registry,
-    mut parts: Parts,
-    namespace: &str,
-    name: &str,
-) -> Result<Response, ApiError> {
-    let pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or_default()).map_err(|error| {
-            ApiError::bad_request(format!("the query string is not valid: {error}"))
-        })?;
-    let options = exec_options(&pairs)?;
+/// The query's pairs, in order (exec repeats `command`).
+fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(parts.uri.query().unwrap_or_default())
+        .map_err(|error| ApiError::bad_request(format!("the query string is not valid: {error}")))
+}
+
+/// The WebSocket upgrade of `verb`'s request, with a channel protocol both sides speak.
+async fn websocket(parts: &mut Parts, verb: &str) -> Result<WebSocketUpgrade, ApiError> {
     // A browser's WebSocket always carries an Origin; the guard refused those already.
-    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+    let upgrade = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|_| {
-            ApiError::bad_request(
-                "exec is served over WebSocket (v5.channel.k8s.io, kubectl 1.31 and later); \
-                 SPDY is not",
-            )
+            ApiError::bad_request(format!(
+                "{verb} is served over WebSocket (v5.channel.k8s.io, kubectl 1.31 and later); \
+                 SPDY is not"
+            ))
         })?
         .protocols(PROTOCOLS);
     if upgrade.selected_protocol().is_none() {
@@ -127,6 +126,18 @@ pub async fn exec(
             PROTOCOLS.join(", ")
         )));
     }
+    Ok(upgrade)
+}
+
+/// Starts the command on the pod's node, then upgrades the connection and relays.
+pub async fn exec(
+    registry: &Registry,
+    mut parts: Parts,
+    namespace: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let options = exec_options(&query_pairs(&parts)?)?;
+    let upgrade = websocket(&mut parts, "exec").await?;
     let PodNode {
         mut client,
         container,
@@ -158,6 +169,70 @@ pub async fn exec(
     }))
 }
 
+/// Which container an attach follows (pure): its output only; the node keeps no container's
+/// standard input open, so stdin (`-i`) and a TTY (`-t`) are refused, saying so.
+pub fn attach_container(pairs: &[(String, String)]) -> Result<String, ApiError> {
+    let on = |name: &str| {
+        pairs
+            .iter()
+            .any(|(key, value)| key == name && matches!(value.as_str(), "true" | "1"))
+    };
+    if on("stdin") || on("tty") {
+        return Err(ApiError::bad_request(
+            "attach to a container's input (-i, -t) is not served: the node keeps no \
+             container's standard input open; attach without -i and -t follows its output, \
+             and exec -i runs a command with your input",
+        ));
+    }
+    Ok(pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "container")
+        .map(|(_, value)| value.clone())
+        .unwrap_or_default())
+}
+
+/// `pods/NAME/attach`: the container's output from now on (its log, followed), relayed as
+/// an exec's stdout until the container stops or the client hangs up.
+pub async fn attach(
+    registry: &Registry,
+    mut parts: Parts,
+    namespace: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let container = attach_container(&query_pairs(&parts)?)?;
+    let upgrade = websocket(&mut parts, "attach").await?;
+    let PodNode {
+        mut client,
+        container,
+        node,
+    } = pod_node(registry, namespace, name, &container).await?;
+    let chunks = client
+        .logs(LogsRequest {
+            namespace: namespace.to_owned(),
+            pod: name.to_owned(),
+            container,
+            follow: true,
+            tail_lines: Some(0),
+            ..LogsRequest::default()
+        })
+        .await
+        .map_err(|status| from_node(&node, status))?
+        .into_inner();
+    let output = chunks.map(|chunk| {
+        chunk.map(|chunk| ExecOutput {
+            output: Some(exec_output::Output::Stdout(chunk.data)),
+        })
+    });
+    let stopped = registry.stopped();
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        tokio::select! {
+            () = relay(socket, output, None, node) => {}
+            () = stopped => {}
+        }
+    }))
+}
+
 /// What a client's binary message means for the command's input.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientFrame<'a> {
@@ -181,16 +256,17 @@ pub fn client_frame(data: &[u8]) -> ClientFrame<'_> {
 /// reverse): a `cat` of more than the buffers hold would otherwise stall both.
 async fn relay(
     socket: WebSocket,
-    mut output: Streaming<ExecOutput>,
+    output: impl Stream<Item = Result<ExecOutput, Status>> + Send,
     stdin: Option<mpsc::Sender<ExecInput>>,
     node: String,
 ) {
+    let mut output = std::pin::pin!(output);
     let (mut sink, incoming) = socket.split();
     // Ends when the client hangs up (or sends a close): the node's command ends with it.
     let mut hung_up = tokio::spawn(forward_input(incoming, stdin));
     let exit_code = loop {
         tokio::select! {
-            message = output.message() => match message {
+            message = output.next() => match message.transpose() {
                 Ok(Some(ExecOutput { output: Some(exec_output::Output::Stdout(data)) })) => {
                     if sink.send(framed(STDOUT, &data)).await.is_err() {
                         return;
@@ -288,6 +364,17 @@ mod tests {
         assert!(interactive.stdin && !options.stdin);
         let terminal = exec_options(&pairs(&[("command", "sh"), ("tty", "true")])).unwrap_err();
         assert!(terminal.to_string().contains("without -t"), "{terminal}");
+    }
+
+    #[test]
+    fn an_attach_follows_one_container_s_output_and_refuses_input() {
+        assert_eq!(attach_container(&pairs(&[("stdout", "true")])).unwrap(), "");
+        let named = pairs(&[("container", "app"), ("stderr", "true")]);
+        assert_eq!(attach_container(&named).unwrap(), "app");
+        for refused in ["stdin", "tty"] {
+            let error = attach_container(&pairs(&[(refused, "true")])).unwrap_err();
+            assert!(error.to_string().contains("exec -i"), "{error}");
+        }
     }
 
     #[test]
