@@ -10,9 +10,13 @@
 //!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key;
 //!   [`check::watch`]: watches against the store's history).
 //!
-//! Fault injection and history recording of DESIGN.md §8 grow here next.
+//! - [`workload`]: client loads that record every operation for the checkers
+//!   ([`workload::kv`]: puts, reads and swaps through the etcd API).
+//!
+//! Fault injection and the runner of DESIGN.md §8 grow here next.
 
 pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod workload;

@@ -1,0 +1,173 @@
+//! The key-value workload: clients put unique values, read (etcd's default, linearizable)
+//! and compare-and-swap from the value they last read, on a few keys, through the etcd API;
+//! every operation recorded with when it was sent and when (if ever) it was answered, as
+//! [`crate::check::linear`] takes it. A client that hears nothing moves to the next member.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use rudder_proto::etcdserverpb::request_op::Request as TxnOp;
+use rudder_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+
+use crate::check::linear::{Op, Operation};
+use crate::client::kv;
+
+type Kv = rudder_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>;
+type History = Arc<Mutex<Vec<Operation>>>;
+
+/// The workload's shape.
+#[derive(Debug, Clone)]
+pub struct KvWorkload {
+    pub clients: u32,
+    /// Keys `<prefix>k0 ..`.
+    pub keys: usize,
+    pub prefix: String,
+    /// Each client's choices follow from this and its number.
+    pub seed: u64,
+}
+
+impl KvWorkload {
+    /// Runs the clients against `endpoints` until `stop`; every operation of every client.
+    pub async fn run(&self, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Vec<Operation> {
+        let start = Instant::now();
+        let history: History = Arc::default();
+        let clients: Vec<_> = (0..self.clients)
+            .map(|id| {
+                let (endpoints, history, stop) = (endpoints.clone(), history.clone(), stop.clone());
+                tokio::spawn(client(id, self.clone(), endpoints, start, history, stop))
+            })
+            .collect();
+        for client in clients {
+            // A client that panicked loses only its own operations' record: say so.
+            if let Err(error) = client.await {
+                eprintln!("a workload client ended: {error}");
+            }
+        }
+        let recorded = history.lock().unwrap_or_else(|p| p.into_inner());
+        recorded.clone()
+    }
+}
+
+/// What an attempt asked, and what it heard (`None`: no answer).
+async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<Op> {
+    let limit = Duration::from_secs(5);
+    let call = async {
+        match asked {
+            Op::Put { value } => {
+                let request = PutRequest {
+                    key: key.into(),
+                    value: value.clone().into_bytes(),
+                    ..Default::default()
+                };
+                client.put(request).await.ok()?;
+                Some(asked.clone())
+            }
+            Op::Get { .. } => {
+                let request = RangeRequest {
+                    key: key.into(),
+                    ..Default::default()
+                };
+                let response = client.range(request).await.ok()?.into_inner();
+                let seen = response
+                    .kvs
+                    .first()
+                    .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+                Some(Op::Get { seen })
+            }
+            Op::Cas { expected, new, .. } => {
+                let compare = match expected {
+                    Some(value) => Compare {
+                        result: CompareResult::Equal.into(),
+                        target: CompareTarget::Value.into(),
+                        key: key.into(),
+                        range_end: Vec::new(),
+                        target_union: Some(TargetUnion::Value(value.clone().into_bytes())),
+                    },
+                    None => Compare {
+                        result: CompareResult::Equal.into(),
+                        target: CompareTarget::Create.into(),
+                        key: key.into(),
+                        range_end: Vec::new(),
+                        target_union: Some(TargetUnion::CreateRevision(0)),
+                    },
+                };
+                let request = TxnRequest {
+                    compare: vec![compare],
+                    success: vec![RequestOp {
+                        request: Some(TxnOp::RequestPut(PutRequest {
+                            key: key.into(),
+                            value: new.clone().into_bytes(),
+                            ..Default::default()
+                        })),
+                    }],
+                    failure: Vec::new(),
+                };
+                let response = client.txn(request).await.ok()?.into_inner();
+                Some(Op::Cas {
+                    expected: expected.clone(),
+                    new: new.clone(),
+                    swapped: response.succeeded,
+                })
+            }
+            Op::Delete => None,
+        }
+    };
+    tokio::time::timeout(limit, call).await.ok().flatten()
+}
+
+/// One client until `stop`: random puts of unique values, reads, and swaps from the value it
+/// last read; every operation recorded with its times. On no answer it moves to the next
+/// member.
+async fn client(
+    id: u32,
+    workload: KvWorkload,
+    endpoints: Vec<String>,
+    start: Instant,
+    history: History,
+    stop: Arc<AtomicBool>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(workload.seed ^ u64::from(id));
+    let mut target = id as usize % endpoints.len();
+    let mut last_read: Option<String> = None;
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = format!("{}k{}", workload.prefix, rng.random_range(0..workload.keys));
+        let asked = match rng.random_range(0..3) {
+            0 => Op::Put {
+                value: format!("c{id}-{n}"),
+            },
+            1 => Op::Get { seen: None },
+            _ => Op::Cas {
+                expected: last_read.clone(),
+                new: format!("c{id}-{n}"),
+                swapped: false,
+            },
+        };
+        let invoked = start.elapsed().as_nanos() as u64;
+        let heard = match kv(&endpoints[target]).await {
+            Ok(mut client) => attempt(&mut client, &key, &asked).await,
+            Err(_) => None,
+        };
+        let completed = heard.as_ref().map(|_| start.elapsed().as_nanos() as u64);
+        if let Some(Op::Get { seen }) = &heard {
+            last_read = seen.clone();
+        }
+        if heard.is_none() {
+            target = (target + 1) % endpoints.len();
+        }
+        history.lock().unwrap().push(Operation {
+            client: id,
+            key,
+            invoked,
+            completed,
+            op: heard.unwrap_or(asked),
+        });
+        if completed.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
