@@ -3,7 +3,8 @@
 //! reach a master, or finds it without a quorum, is tried on the next one. Writes are
 //! numbered ([`crate::request_ids`]), so one whose fate is unknown (the connection broke, the
 //! master stopped or timed out) is retried too: the store applies it once. [`Fenced`] sends
-//! the same writes under a leader's fence ([`ApiClient::fenced`]).
+//! the same writes under a leader's fence ([`ApiClient::fenced`]); [`ClientError`] (in
+//! `client/error.rs`) says why a call failed, as kubectl words it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,10 +18,11 @@ use crate::api;
 use crate::api::resources_client::ResourcesClient;
 use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
 
+mod error;
 mod fenced;
+pub use error::ClientError;
 pub use fenced::Fenced;
 
-/// How long a unary call may take on one master before the next one is tried.
 /// The `Resources` client on a master's channel, taking the largest answers (lists).
 fn resources(channel: Channel) -> ResourcesClient<Channel> {
     ResourcesClient::new(channel)
@@ -28,6 +30,7 @@ fn resources(channel: Channel) -> ResourcesClient<Channel> {
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
 }
 
+/// How long a unary call may take on one master before the next one is tried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest response accepted (a full list of a big kind is many megabytes).
@@ -35,117 +38,6 @@ const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 /// How long calls keep going round the masters while none can serve (an election).
 const FAILOVER_PATIENCE: Duration = Duration::from_secs(5);
 const FAILOVER_PAUSE: Duration = Duration::from_millis(100);
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// No master answered.
-    #[error("no API server could serve the request at {endpoints} (last: {last}); check that the masters are running (`rudder up`, `rudder cluster status`) and --server / RUDDER_SERVER")]
-    Unreachable { endpoints: String, last: String },
-    /// The API server refused the call; `reason` is Kubernetes' (NotFound, Conflict, ...),
-    /// empty when the server's `Status` names none (then it reads, as kubectl prints it,
-    /// `Error from server: ...`).
-    #[error("{}", server_error(.reason, .message))]
-    Api {
-        code: Code,
-        reason: String,
-        message: String,
-        /// The Kubernetes `Status` object, as JSON text ("" if the server sent none).
-        status: String,
-    },
-}
-
-impl ClientError {
-    /// The Kubernetes reason (`NotFound`, `AlreadyExists`, `Conflict`, `Invalid`, ...).
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Unreachable { .. } => "Unreachable",
-            Self::Api { reason, .. } => reason,
-        }
-    }
-
-    pub fn is_not_found(&self) -> bool {
-        self.reason() == "NotFound"
-    }
-
-    /// Whether the server asked to try again later (Kubernetes' 429 `TooManyRequests`): an
-    /// eviction that a PodDisruptionBudget does not allow now.
-    pub fn is_too_many_requests(&self) -> bool {
-        self.reason() == "TooManyRequests"
-    }
-
-    /// Whether the server gave up before completing the request (Kubernetes' 504 `Timeout`:
-    /// an eviction that kept losing to concurrent changes of its PodDisruptionBudget, or a
-    /// write whose fate the store could not tell): it may complete if tried again.
-    pub fn is_timeout(&self) -> bool {
-        self.reason() == "Timeout"
-    }
-
-    /// Whether the object changed (or was replaced) under the request, or a precondition the
-    /// request gave (uid, resourceVersion) no longer holds (Kubernetes' 409 `Conflict`).
-    pub fn is_conflict(&self) -> bool {
-        self.reason() == "Conflict"
-    }
-
-    /// Whether a create was refused because its namespace is being deleted (a `Forbidden`
-    /// whose `Status` has the `NamespaceTerminating` cause, as Kubernetes' NamespaceLifecycle
-    /// admission answers).
-    pub fn is_namespace_terminating(&self) -> bool {
-        self.reason() == "Forbidden" && self.has_cause("NamespaceTerminating")
-    }
-
-    /// Whether the server's `Status` lists a cause of this reason (`details.causes[].reason`).
-    pub fn has_cause(&self, reason: &str) -> bool {
-        let Self::Api { status, .. } = self else {
-            return false;
-        };
-        serde_json::from_str::<serde_json::Value>(status)
-            .ok()
-            .and_then(|status| status["details"]["causes"].as_array().cloned())
-            .is_some_and(|causes| causes.iter().any(|cause| cause["reason"] == reason))
-    }
-
-    /// Whether a fenced write was refused because its fence no longer holds: the writer lost
-    /// its lease (a `Forbidden` the API server words "fenced write refused: ...").
-    pub fn is_fence_refused(&self) -> bool {
-        matches!(
-            self,
-            Self::Api { reason, message, .. }
-                if reason == "Forbidden" && message.starts_with("fenced write refused")
-        )
-    }
-
-    fn from_status(status: &Status) -> Self {
-        let details = String::from_utf8_lossy(status.details()).into_owned();
-        Self::Api {
-            code: status.code(),
-            reason: reason_of(status.code(), &details),
-            message: status.message().to_string(),
-            status: details,
-        }
-    }
-}
-
-/// The Kubernetes reason of a refusal: the `Status`'s (empty when it names none, as a bare
-/// 500 does); without a `Status` (not an API server's answer), the gRPC code's name.
-fn reason_of(code: Code, details: &str) -> String {
-    match serde_json::from_str::<serde_json::Value>(details) {
-        Ok(status) if status["kind"] == "Status" => {
-            status["reason"].as_str().unwrap_or_default().to_string()
-        }
-        _ => format!("{code:?}"),
-    }
-}
-
-/// kubectl's line for a server's refusal: `Error from server (NotFound): ...`, or
-/// `Error from server: ...` when the `Status` names no reason.
-fn server_error(reason: &str, message: &str) -> String {
-    if reason.is_empty() {
-        format!("Error from server: {message}")
-    } else {
-        format!("Error from server ({reason}): {message}")
-    }
-}
 
 /// A client of the `Resources` service over several masters.
 pub struct ApiClient {
