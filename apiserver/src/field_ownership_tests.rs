@@ -27,6 +27,23 @@ fn deployment(replicas: i64, image: &str) -> Value {
     })
 }
 
+/// alice's first apply: two nginx replicas.
+fn alice_applies() -> Value {
+    applied(
+        "Deployment",
+        None,
+        &deployment(2, "nginx"),
+        &applier("alice", false),
+    )
+}
+
+/// The conflicts `manager`'s unforced apply of `config` to `live` meets.
+fn conflicts(live: &Value, config: &Value, manager: &str) -> Vec<FieldConflict> {
+    apply("Deployment", Some(live), config, &applier(manager, false))
+        .expect("a valid config")
+        .expect_err("conflicts")
+}
+
 fn applied(kind: &str, live: Option<&Value>, config: &Value, who: &Applier<'_>) -> Value {
     apply(kind, live, config, who)
         .expect("a valid config")
@@ -67,12 +84,7 @@ fn a_keyed_element_without_its_key_is_a_precise_error() {
 
 #[test]
 fn the_first_apply_creates_and_records_the_manager() {
-    let object = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let object = alice_applies();
     let entries = managed_entries(&object);
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].manager, "alice");
@@ -82,20 +94,8 @@ fn the_first_apply_creates_and_records_the_manager() {
 
 #[test]
 fn another_manager_setting_a_different_value_conflicts_unless_forced() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
-    let conflicts = apply(
-        "Deployment",
-        Some(&live),
-        &deployment(3, "nginx"),
-        &applier("bob", false),
-    )
-    .unwrap()
-    .unwrap_err();
+    let live = alice_applies();
+    let conflicts = conflicts(&live, &deployment(3, "nginx"), "bob");
     assert_eq!(
         conflicts,
         [FieldConflict {
@@ -124,12 +124,7 @@ fn another_manager_setting_a_different_value_conflicts_unless_forced() {
 
 #[test]
 fn the_same_value_makes_shared_owners_and_a_field_goes_only_when_its_last_owner_drops_it() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let live = alice_applies();
     let shared = applied(
         "Deployment",
         Some(&live),
@@ -211,12 +206,7 @@ fn keyed_elements_merge_by_key_and_a_dropped_element_goes() {
 
 #[test]
 fn an_ordinary_update_moves_the_fields_it_changed_to_its_manager() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let live = alice_applies();
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
     let tracked = track_update(
@@ -238,26 +228,14 @@ fn an_ordinary_update_moves_the_fields_it_changed_to_its_manager() {
     assert_eq!(scaler.operation, "Update");
     assert!(scaler.fields.contains(&replicas));
     // alice applying her old value again now conflicts with the scaler.
-    let conflicts = apply(
-        "Deployment",
-        Some(&tracked),
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    )
-    .unwrap()
-    .unwrap_err();
+    let conflicts = conflicts(&tracked, &deployment(2, "nginx"), "alice");
     assert_eq!(conflicts[0].manager, "kubectl-scale");
     assert_eq!(conflicts[0].field, ".spec.replicas");
 }
 
 #[test]
 fn an_update_keeps_managed_fields_it_leaves_out_and_clears_them_when_asked() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let live = alice_applies();
     let mut replaced = deployment(2, "nginx");
     replaced["metadata"]["labels"]["tier"] = json!("front");
     let tracked = track_update(
@@ -383,12 +361,7 @@ fn a_list_applied_empty_then_filled_keeps_what_fills_it() {
 
 #[test]
 fn an_apply_that_changes_nothing_leaves_the_object_as_it_was() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let live = alice_applies();
     let later = Applier {
         now: "2030-01-01T00:00:00Z",
         ..applier("alice", false)
@@ -399,23 +372,11 @@ fn an_apply_that_changes_nothing_leaves_the_object_as_it_was() {
 
 #[test]
 fn a_manager_s_own_update_entry_is_another_owner_for_its_apply() {
-    let live = applied(
-        "Deployment",
-        None,
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    );
+    let live = alice_applies();
     let mut scaled = live.clone();
     scaled["spec"]["replicas"] = json!(5);
     let live = track_update("Deployment", &live, scaled, "alice", "apps/v1", "now");
-    let conflicts = apply(
-        "Deployment",
-        Some(&live),
-        &deployment(2, "nginx"),
-        &applier("alice", false),
-    )
-    .unwrap()
-    .unwrap_err();
+    let conflicts = conflicts(&live, &deployment(2, "nginx"), "alice");
     assert_eq!(conflicts[0].manager, "alice");
 }
 
