@@ -69,6 +69,19 @@ impl Kubectl {
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
+    /// `kubectl get KIND NAME -n shop -o jsonpath=PATH`.
+    fn jsonpath(&self, kind: &str, name: &str, path: &str) -> String {
+        self.run(&[
+            "get",
+            kind,
+            name,
+            "-n",
+            "shop",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
+    }
+
     /// Runs a kubectl that must fail; its stderr.
     fn fails(&self, args: &[&str]) -> String {
         let output = self.command(args).output().unwrap();
@@ -240,15 +253,7 @@ async fn kubectl_drives_a_three_master_rudder_up() {
 
     let yaml = kubectl.run(&["get", "deployment", "web", "-n", "shop", "-o", "yaml"]);
     assert!(yaml.contains("kind: Deployment"), "{yaml}");
-    let replicas = kubectl.run(&[
-        "get",
-        "deploy",
-        "web",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.spec.replicas}",
-    ]);
+    let replicas = kubectl.jsonpath("deploy", "web", "{.spec.replicas}");
     assert_eq!(replicas, "2");
 
     assert_eq!(
@@ -292,15 +297,7 @@ async fn kubectl_drives_a_three_master_rudder_up() {
     let strategic =
         r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","image":"kubia:v2"}]}}}}"#;
     kubectl.run(&["patch", "deploy", "web", "-n", "shop", "-p", strategic]);
-    let template = kubectl.run(&[
-        "get",
-        "deploy",
-        "web",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}",
-    ]);
+    let template = kubectl.jsonpath("deploy", "web", "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}");
     assert_eq!(template, "kubia:v2 8080", "the container merged by name");
 
     // Server-side apply: creates and re-applies; a field another manager changed since is a
@@ -337,28 +334,12 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         &["apply", "--server-side", "--force-conflicts", "-f", "-"],
         smaller,
     );
-    let data = kubectl.run(&[
-        "get",
-        "cm",
-        "served",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data}",
-    ]);
+    let data = kubectl.jsonpath("cm", "served", "{.data}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&data).unwrap(),
         serde_json::json!({ "mode": "a" })
     );
-    let managers = kubectl.run(&[
-        "get",
-        "cm",
-        "served",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.metadata.managedFields[*].manager}",
-    ]);
+    let managers = kubectl.jsonpath("cm", "served", "{.metadata.managedFields[*].manager}");
     assert_eq!(managers, "kubectl");
 
     // edit, with an editor that changes one value.
@@ -373,15 +354,7 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         "{}",
         String::from_utf8_lossy(&edited.stderr)
     );
-    let data = kubectl.run(&[
-        "get",
-        "cm",
-        "settings",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data}",
-    ]);
+    let data = kubectl.jsonpath("cm", "settings", "{.data}");
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
     assert_eq!(
         data,
