@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rudder-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-APT_PACKAGES=(build-essential python3 libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo nftables conntrack kmod dnsperf)
+APT_PACKAGES=(build-essential python3 curl libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo nftables conntrack kmod dnsperf)
 
 install_system_packages() {
   local missing=()
