@@ -21,7 +21,8 @@
 //!   [`format`]: the data directory's format version and migrations.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
-//! - [`network`]: peer RPCs and request forwarding (calling); [`peer_service`]: the peer
+//! - [`network`]: peer RPCs and request forwarding (calling), with [`append_sender`]
+//!   letting a batch of entries outlive openraft's timeout; [`peer_service`]: the peer
 //!   port (serving); [`identity`]: the cluster and member ids every peer message carries,
 //!   and the check that refuses another cluster's or another member's messages; [`proposer`]: group proposal of writes and batched ReadIndex.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
@@ -34,6 +35,7 @@
 // openraft's `StorageError` (returned by every storage call) is large by its design.
 #![allow(clippy::result_large_err)]
 
+pub mod append_sender;
 pub mod authority_scheme;
 pub mod codec;
 pub mod compaction;

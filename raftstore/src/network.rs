@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::append_sender::AppendSender;
 use crate::codec;
 use crate::identity::{Envelope, Identity, Refusal};
 use crate::kv::{LeaseId, LeaseTimeToLive};
@@ -216,6 +217,12 @@ impl PeerClients {
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     pub clients: PeerClients,
+    /// How long openraft waits before it sends again to a member it could not reach: one
+    /// heartbeat interval (see [`PeerConnection::backoff`]).
+    pub retry_after: Duration,
+    /// How long a batch of entries may take to be answered before it is sent again (see
+    /// [`AppendSender`]).
+    pub append_limit: Duration,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -223,25 +230,37 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
         PeerConnection {
-            target,
-            addr: node.peer_addr.clone(),
-            clients: self.clients.clone(),
+            caller: PeerCaller {
+                target,
+                addr: node.peer_addr.clone(),
+                clients: self.clients.clone(),
+            },
+            appends: AppendSender::new(self.append_limit),
+            retry_after: self.retry_after,
         }
     }
 }
 
+/// openraft's view of one target member.
 pub struct PeerConnection {
+    caller: PeerCaller,
+    appends: AppendSender,
+    retry_after: Duration,
+}
+
+/// Makes openraft's RPCs to one target; cheap to clone into a task.
+#[derive(Clone)]
+struct PeerCaller {
     target: NodeId,
     addr: String,
     clients: PeerClients,
 }
 
-impl PeerConnection {
+impl PeerCaller {
     async fn call<Req, Resp, E>(
-        &mut self,
+        &self,
         rpc: Rpc,
         request: &Req,
-        option: RPCOption,
     ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
     where
         Req: Serialize,
@@ -249,16 +268,32 @@ impl PeerConnection {
         E: Error + DeserializeOwned,
     {
         let data = codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let call = self.clients.call(rpc, &self.addr, self.target, data);
-        let reply = match tokio::time::timeout(option.hard_ttl(), call).await {
-            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+        let reply = self
+            .clients
+            .call(rpc, &self.addr, self.target, data)
+            .await
             // Refused, unreachable, or another cluster's: openraft backs off and tries again.
-            Ok(Err(error)) => return Err(RPCError::Unreachable(Unreachable::new(&error))),
-            Ok(Ok(reply)) => reply,
-        };
+            .map_err(|error| RPCError::Unreachable(Unreachable::new(&error)))?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             codec::decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+
+    /// [`Self::call`] within `limit`.
+    async fn call_within<Req, Resp, E>(
+        &self,
+        rpc: Rpc,
+        request: &Req,
+        limit: Duration,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: Error + DeserializeOwned,
+    {
+        tokio::time::timeout(limit, self.call(rpc, request))
+            .await
+            .unwrap_or_else(|elapsed| Err(RPCError::Network(NetworkError::new(&elapsed))))
     }
 }
 
@@ -266,9 +301,16 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::AppendEntries, &rpc, option).await
+        // openraft drops this future after its timeout (`_option`); a batch sent goes on.
+        let caller = self.caller.clone();
+        self.appends
+            .append(rpc, move |request| {
+                let caller = caller.clone();
+                async move { caller.call(Rpc::AppendEntries, &request).await }
+            })
+            .await
     }
 
     async fn install_snapshot(
@@ -279,7 +321,9 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.call(Rpc::InstallSnapshot, &rpc, option).await
+        self.caller
+            .call_within(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
+            .await
     }
 
     async fn vote(
@@ -287,6 +331,18 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        self.call(Rpc::Vote, &rpc, option).await
+        self.caller
+            .call_within(Rpc::Vote, &rpc, option.hard_ttl())
+            .await
+    }
+
+    /// openraft's default waits 500 ms after an `Unreachable`, longer than our election
+    /// timeout: one peer connection broken under load (a reset stream, a GOAWAY) silenced
+    /// the leader towards a live follower until that follower started an election, and on
+    /// two busy cores each election broke more connections (a three-master cluster stayed
+    /// leaderless for a minute). One heartbeat interval still keeps a dead member from being
+    /// called in a tight loop: a refused connection on its port costs microseconds.
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(self.retry_after))
     }
 }

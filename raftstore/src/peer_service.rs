@@ -3,6 +3,7 @@
 //! [`Store`] — each only once this member's [`Identity`] admits its envelope.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rudder_proto::raft::raft_peer_server::RaftPeer;
 use rudder_proto::raft::RaftPayload;
@@ -86,7 +87,22 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let (envelope, rpc): (_, AppendEntriesRequest<TypeConfig>) =
             self.admit(request, |_| Purpose::Raft)?;
-        self.reply(envelope, &self.raft.append_entries(rpc).await)
+        let carries_entries = !rpc.entries.is_empty();
+        let answer = self.raft.append_entries(rpc).await;
+        // Failpoint for tests and chaos runs: a follower slow to store entries (a slow
+        // fsync, starved cores) answers `return(MILLIS)` late; heartbeats are not delayed.
+        let delay = carries_entries
+            .then(|| {
+                fail::eval("append-entries-slow", |millis| {
+                    millis.and_then(|millis| millis.parse::<u64>().ok())
+                })
+            })
+            .flatten()
+            .flatten();
+        if let Some(delay) = delay {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        self.reply(envelope, &answer)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

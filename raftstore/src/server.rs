@@ -130,6 +130,16 @@ pub enum ServerError {
 /// How long a stopping member lets requests in flight finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a batch of entries sent to a member may go unanswered before it is sent again
+/// (h2's keep-alive closes a connection to a stopped member after 5 s anyway).
+const APPEND_LIMIT: Duration = Duration::from_secs(5);
+
+/// Streams a peer may reset before the peer server accepted them, per connection, before
+/// the connection is closed (h2's default is 20; see where the peer server is built). Still
+/// bounded: the limit is h2's defence against reset floods (CVE-2023-26964), and until
+/// issue 18's mTLS anyone who reaches the peer port gets this much.
+const PEER_MAX_PENDING_ACCEPT_RESETS: usize = 500;
+
 /// A running member. Dropping it does not stop it: call [`RunningMember::shutdown`].
 pub struct RunningMember {
     pub id: NodeId,
@@ -219,6 +229,8 @@ impl RunningMember {
             Arc::new(raft_config),
             PeerNetwork {
                 clients: peers.clone(),
+                retry_after: config.raft.heartbeat_interval,
+                append_limit: APPEND_LIMIT,
             },
             LogStore::new(db.clone()),
             state_machine,
@@ -257,7 +269,13 @@ impl RunningMember {
         ))
         .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
         .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
+        // openraft abandons an RPC its heartbeat interval left unanswered, which resets the
+        // HTTP/2 stream; on a loaded member many are reset before the server accepted them,
+        // and past h2's limit of 20 such streams the whole connection was torn down, taking
+        // forwarded client writes and votes with it. Peers reset streams as a matter of
+        // course, so the limit is raised here (the client port keeps h2's default).
         let peer_server = tonic::transport::Server::builder()
+            .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_ACCEPT_RESETS))
             .add_service(peer_service)
             .serve_with_incoming_shutdown(
                 accepted_without_nagle(peer_listener),

@@ -1,0 +1,49 @@
+//! Followers slower to answer an AppendEntries than openraft's timeout (one heartbeat
+//! interval) still let every write commit, and no election follows (`append_sender.rs`).
+//! Failpoints are global to the process: this binary holds one test.
+
+use std::time::{Duration, Instant};
+
+use rudder_raftstore::kv::PutRequest;
+use rudder_raftstore::test_support::{raft_options, Cluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_election() {
+    let cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let store = cluster.store(leader);
+    let term_before = store.raft().metrics().borrow().current_term;
+    let slow = raft_options().heartbeat_interval * 4;
+    fail::cfg(
+        "append-entries-slow",
+        &format!("return({})", slow.as_millis()),
+    )
+    .unwrap();
+
+    let mut slowest = Duration::ZERO;
+    for i in 0..10 {
+        let started = Instant::now();
+        let put = store.put(PutRequest {
+            key: format!("slow/{i}").into(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        });
+        // Before the fix no batch was ever answered in time: every put timed out.
+        tokio::time::timeout(Duration::from_secs(5), put)
+            .await
+            .unwrap_or_else(|_| panic!("put {i} did not commit within 5 s"))
+            .unwrap_or_else(|error| panic!("put {i}: {error}"));
+        slowest = slowest.max(started.elapsed());
+    }
+    fail::remove("append-entries-slow");
+
+    // Heartbeats are not held behind a slow batch: the followers never lost the leader.
+    let term_after = store.raft().metrics().borrow().current_term;
+    assert_eq!(term_before, term_after, "an election happened");
+    // Each write waits for one slow answer, not for many.
+    assert!(
+        slowest >= slow && slowest < slow * 4,
+        "the slowest put took {slowest:?} with answers {slow:?} late"
+    );
+    cluster.shutdown().await;
+}
