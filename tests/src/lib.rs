@@ -113,22 +113,6 @@ pub fn short_lease_flags() -> Vec<String> {
     .to_vec()
 }
 
-/// etcd's Raft timers (100 ms heartbeats, 1 s elections) rather than our 50/250 ms, for tests
-/// that pause or kill a master under load: openraft gives an AppendEntries one heartbeat
-/// interval to answer, and with three masters and many hollow kubelets on two cores the
-/// survivors of a paused Raft leader missed 50 ms again and again and stayed unavailable for
-/// over a minute (2 runs of 4); with these timers, 5 of 5 recovered.
-pub fn etcd_raft_timer_flags() -> Vec<String> {
-    [
-        "--heartbeat-interval-ms",
-        "100",
-        "--election-timeout-ms",
-        "1000",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 /// `rudder node --hollow`: `count` simulated nodes `name-0` ... `name-(count-1)` in one
 /// process against `servers` (`host:port,...`). Killed by its PID when dropped; tests end it
 /// with `kill().await`.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
 use rudder_tests::{
-    etcd_raft_timer_flags, hollow_nodes, is_live, is_ready, late_step_down_flags, lease_holder,
-    live_pods, member_log, revision, rudder_binary_beside_tests, rudder_cli, short_lease_flags,
-    wait_for, wait_for_default_namespace, wait_for_nodes, Follow, Holder, ProcessCluster, Watch,
+    hollow_nodes, is_live, is_ready, late_step_down_flags, lease_holder, live_pods, member_log,
+    revision, rudder_binary_beside_tests, rudder_cli, short_lease_flags, wait_for,
+    wait_for_default_namespace, wait_for_nodes, Follow, Holder, ProcessCluster, Watch,
     CONTROLLER_LEASE,
 };
 use serde_json::{json, Value};
@@ -66,12 +66,7 @@ struct Takeover {
 /// just after its check would, so the fence is what stops its writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_leader_paused_past_its_lease_and_resumed_mid_takeover_adds_no_pod() {
-    let flags = [
-        short_lease_flags(),
-        etcd_raft_timer_flags(),
-        late_step_down_flags(),
-    ]
-    .concat();
+    let flags = [short_lease_flags(), late_step_down_flags()].concat();
     let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags).unwrap();
     let client = ApiClient::new(cluster.endpoints());
     wait_for_default_namespace(&client).await;
