@@ -62,6 +62,8 @@ case "${1:-}" in
     cargo fmt --all -- --check
     scripts/check-import-circles
     cargo clippy --locked --workspace --all-targets -- -D warnings
+    # The protobuf message table matches the k8s-pb and k8s-openapi Cargo.lock pins.
+    scripts/gen-protobuf-messages --check
     # End-to-end tests start the real binary: build it first.
     cargo build --locked -p rudder-cli
     cargo nextest run --locked --workspace --no-fail-fast

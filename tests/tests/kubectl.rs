@@ -223,6 +223,82 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         "namespace/shop unchanged\nconfigmap/settings unchanged\ndeployment.apps/web unchanged\n"
     );
 
+    // kubectl create's typed clients send protobuf bodies.
+    assert_eq!(
+        kubectl.run(&["create", "namespace", "made"]),
+        "namespace/made created\n"
+    );
+    let made = ["-n", "made"];
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["create", "configmap", "flags"],
+                &made[..],
+                &["--from-literal=mode=fast", "--from-literal=empty="]
+            ]
+            .concat()
+        ),
+        "configmap/flags created\n"
+    );
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["get", "configmap", "flags"],
+                &made[..],
+                &["-o", "jsonpath={.data}"]
+            ]
+            .concat()
+        ),
+        r#"{"empty":"","mode":"fast"}"#
+    );
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["create", "deployment", "echo"],
+                &made[..],
+                &["--image=kubia:v1", "--replicas=2", "--port=8080"]
+            ]
+            .concat()
+        ),
+        "deployment.apps/echo created\n"
+    );
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["create", "secret", "generic", "token"],
+                &made[..],
+                &["--from-literal=key=s3cret"]
+            ]
+            .concat()
+        ),
+        "secret/token created\n"
+    );
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["get", "secret", "token"],
+                &made[..],
+                &["-o", "jsonpath={.data.key}"]
+            ]
+            .concat()
+        ),
+        "czNjcmV0",
+        "base64 of s3cret"
+    );
+    let shape = "{.spec.replicas} {.spec.selector.matchLabels.app} \
+                 {.spec.template.spec.containers[0].ports[0].containerPort}";
+    assert_eq!(
+        kubectl.run(
+            &[
+                &["get", "deployment", "echo"],
+                &made[..],
+                &["-o", &format!("jsonpath={shape}")]
+            ]
+            .concat()
+        ),
+        "2 echo 8080"
+    );
+
     // The controllers and the scheduler run the deployment's pods on the hollow nodes.
     let pods = wait_for("two running pods", Duration::from_secs(60), async || {
         let pods = kubectl.run(&["get", "pods", "-n", "shop", "-o", "wide"]);

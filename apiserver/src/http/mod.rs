@@ -22,6 +22,7 @@ mod options;
 mod paths;
 mod pod_exec;
 mod pod_logs;
+mod protobuf;
 mod respond;
 mod scale;
 mod table;
@@ -180,6 +181,19 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
                 ApiError::bad_request(format!("reading the request body: {error}"))
             });
         }
+    };
+    // kubectl's typed clients send protobuf: read once into the JSON every verb takes.
+    let protobuf = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(protobuf::is_protobuf);
+    let body = match protobuf && !body.is_empty() {
+        true => match protobuf::object_from_protobuf(&body) {
+            Ok(object) => bytes::Bytes::from(object.to_string()),
+            Err(error) => return respond::error(&error),
+        },
+        false => body,
     };
     verbs::serve(verbs::Call {
         registry: &http.registry,

@@ -23,6 +23,7 @@ pub struct Call<'a> {
     pub path: ResourcePath,
     pub query: Query,
     pub headers: HeaderMap,
+    /// JSON or YAML (a protobuf body was read into JSON before the call was made).
     pub body: Bytes,
     /// What the call's writes warn of, sent as `Warning` headers.
     pub warnings: Warnings,
@@ -73,21 +74,6 @@ impl Call<'_> {
             .and_then(|value| value.to_str().ok())
             .unwrap_or("")
     }
-
-    /// The body of a create or update: JSON or YAML; protobuf is refused by name.
-    fn object_body(&self) -> Result<&[u8], ApiError> {
-        if self
-            .content_type()
-            .starts_with("application/vnd.kubernetes.protobuf")
-        {
-            return Err(ApiError::UnsupportedMediaType {
-                message: "this server takes JSON bodies, not protobuf: with kubectl create, \
-                          use `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`"
-                    .into(),
-            });
-        }
-        Ok(&self.body)
-    }
 }
 
 /// Answers `call`, with a `Warning` header for each warning its writes gave.
@@ -135,7 +121,7 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                 .create(
                     info.resource,
                     &call.path.namespace,
-                    call.object_body()?,
+                    &call.body,
                     &call.write_options()?,
                 )
                 .await?;
@@ -162,12 +148,7 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
                 _ => return Err(super::paths::not_found()),
             };
             let replaced = registry
-                .replace(
-                    &call.target(),
-                    call.object_body()?,
-                    part,
-                    &call.write_options()?,
-                )
+                .replace(&call.target(), &call.body, part, &call.write_options()?)
                 .await?;
             Ok(respond::object(StatusCode::OK, info.kind, &replaced, shape))
         }
@@ -377,7 +358,7 @@ async fn scale_verb(call: &Call<'_>) -> Result<Response, ApiError> {
     let (wanted, version) = match call.method {
         Method::GET => return Ok(respond::json(StatusCode::OK, &scale::scale_of(&current))),
         Method::PUT => {
-            let scale: Value = serde_json::from_slice(call.object_body()?).map_err(|error| {
+            let scale: Value = serde_json::from_slice(&call.body).map_err(|error| {
                 ApiError::bad_request(format!("the Scale is not valid JSON: {error}"))
             })?;
             let version = scale["metadata"]["resourceVersion"].clone();
