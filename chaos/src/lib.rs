@@ -13,10 +13,18 @@
 //! - [`workload`]: client loads that record every operation for the checkers
 //!   ([`workload::kv`]: puts, reads and swaps through the etcd API).
 //!
-//! Fault injection and the runner of DESIGN.md §8 grow here next.
+//! The runner of DESIGN.md §8 (`rudder chaos run`):
+//! - [`schedule`]: the faults a seed draws (pure); [`inject`]: carrying them out on a
+//!   [`cluster::ProcessCluster`], each healed, recorded as it happened;
+//! - [`run`]: cluster, workload, faults, checks; [`report`]: what a run did and found, its
+//!   verdict and its text (pure).
 
 pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod inject;
+pub mod report;
+pub mod run;
+pub mod schedule;
 pub mod workload;

@@ -52,6 +52,10 @@ enum Command {
     /// pod startup (`pod-startup`), the scheduler (`schedule`), the controllers (`controllers`).
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    /// Chaos runs: a fresh cluster under a recorded workload and real faults (kill, pause),
+    /// checked for linearizability; `run` and `replay REPORT`. Exits 0 only on PASS.
+    #[command(subcommand)]
+    Chaos(commands::chaos::ChaosCommand),
     /// Show objects: a table (or -o wide|yaml|json|name); -w follows changes.
     Get(commands::get::GetArgs),
     /// Show objects in detail, with their events.
@@ -158,6 +162,7 @@ fn main() -> anyhow::Result<()> {
             Command::ControllerManager(args) => commands::controller_manager::run(args).await,
             Command::Scheduler(args) => commands::scheduler::run(args).await,
             Command::Bench(command) => commands::bench::run(command).await,
+            Command::Chaos(command) => commands::chaos::run_command(command).await,
             Command::Get(args) => commands::get::run(args).await,
             Command::Describe(args) => commands::describe::describe_command(args).await,
             Command::Apply(args) => commands::apply::apply(args).await,

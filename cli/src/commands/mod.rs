@@ -6,6 +6,7 @@ pub mod bench_controllers;
 pub mod bench_programming;
 pub mod bench_proxy;
 pub mod bench_schedule;
+pub mod chaos;
 pub mod cluster;
 pub mod config;
 pub mod controller_manager;

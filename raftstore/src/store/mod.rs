@@ -322,6 +322,9 @@ impl Store {
     /// Waits until this replica has applied everything committed before the call started,
     /// as confirmed by the current leader (ReadIndex).
     async fn read_barrier(&self) -> Result<(), StoreError> {
+        // A planted bug for the chaos runner to find (`rudder chaos run --plant
+        // stale-reads`): linearizable reads served from this replica as it stands.
+        fail::fail_point!("stale-reads", |_| Ok(()));
         let index = self
             .on_leader(ForwardRequest::ReadIndex, || async {
                 self.local_read_index().await

@@ -1,0 +1,130 @@
+use std::time::Duration;
+
+use super::*;
+use crate::schedule::{draw, Victim};
+
+fn plan() -> Plan {
+    Plan {
+        seed: 7,
+        target: Target::Rudder,
+        masters: 3,
+        length_ms: 20_000,
+        faults: vec![FaultKind::Kill, FaultKind::Pause],
+        clients: 2,
+        keys: 1,
+        planted: vec![],
+    }
+}
+
+fn operation(client: u32, invoked: u64, completed: Option<u64>, op: Op) -> Operation {
+    Operation {
+        client,
+        key: "k".into(),
+        invoked,
+        completed,
+        op,
+    }
+}
+
+/// Client 0 puts "a"; client 1 reads after that put was answered.
+fn history(read_saw: Option<&str>) -> Vec<Operation> {
+    vec![
+        operation(0, 0, Some(10), Op::Put { value: "a".into() }),
+        operation(
+            1,
+            20,
+            Some(30),
+            Op::Get {
+                seen: read_saw.map(String::from),
+            },
+        ),
+        operation(0, 40, None, Op::Put { value: "b".into() }),
+    ]
+}
+
+fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
+    schedule
+        .iter()
+        .map(|planned| Injected {
+            kind: planned.kind,
+            victim: planned.victim,
+            member: "m1".into(),
+            was_leader: planned.victim == Victim::Leader,
+            started_ms: planned.at.as_millis() as u64,
+            ended_ms: planned.ends().as_millis() as u64,
+        })
+        .collect()
+}
+
+fn report(history: &[Operation]) -> Report {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let injected = injected_for(&schedule);
+    let outcome = linear::check(history, Duration::from_secs(5));
+    Report::new(plan(), schedule, injected, history, &outcome)
+}
+
+#[test]
+fn a_run_that_read_what_was_written_passes() {
+    let report = report(&history(Some("a")));
+    assert_eq!(report.verdict, Verdict::Pass, "{}", summary(&report));
+    assert_eq!(
+        report.operations,
+        Operations {
+            total: 3,
+            answered: 2,
+            unanswered: 1,
+            swaps_won: 0
+        }
+    );
+}
+
+#[test]
+fn a_stale_read_fails_the_run_and_names_the_key_and_the_operation() {
+    let report = report(&history(None));
+    assert_eq!(report.verdict, Verdict::Fail);
+    let text = summary(&report);
+    assert!(text.contains("FAIL     linearizability"), "{text}");
+    assert!(text.contains("key \"k\""), "{text}");
+    assert!(text.contains("client 1's get (saw None)"), "{text}");
+    assert!(text.ends_with("FAIL\n"), "{text}");
+}
+
+#[test]
+fn a_run_that_heard_nothing_or_missed_a_fault_fails() {
+    let silent = vec![operation(0, 0, None, Op::Put { value: "a".into() })];
+    assert_eq!(report(&silent).verdict, Verdict::Fail);
+
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let mut injected = injected_for(&schedule);
+    injected.pop();
+    let history = history(Some("a"));
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let short = Report::new(plan(), schedule, injected, &history, &outcome);
+    assert_eq!(short.verdict, Verdict::Fail);
+}
+
+#[test]
+fn undecided_is_unknown_never_pass_and_a_failure_outranks_it() {
+    let check = |verdict| Check {
+        name: "c".into(),
+        verdict,
+        detail: String::new(),
+    };
+    assert_eq!(
+        verdict(&[check(Verdict::Pass), check(Verdict::Unknown)]),
+        Verdict::Unknown
+    );
+    assert_eq!(
+        verdict(&[check(Verdict::Unknown), check(Verdict::Fail)]),
+        Verdict::Fail
+    );
+    assert_eq!(verdict(&[check(Verdict::Pass)]), Verdict::Pass);
+}
+
+#[test]
+fn a_report_reads_back_as_written() {
+    let report = report(&history(Some("a")));
+    let json = serde_json::to_string_pretty(&report).unwrap();
+    assert!(json.contains("\"verdict\": \"PASS\""), "{json}");
+    assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+}

@@ -1,0 +1,202 @@
+//! A chaos run's fault schedule, drawn from its seed: the same seed, length and fault kinds
+//! give the same schedule, which is what `rudder chaos replay` relies on. Pure.
+//!
+//! Faults come one at a time, so a three-member cluster keeps its quorum throughout: a quiet
+//! start while the workload warms up, then each fault held for a while (a paused member
+//! stays stopped, a killed one stays down before its restart) and a gap to recover, and a
+//! quiet end before the run heals and checks. The kinds take turns in an order the seed
+//! shuffles, so a run long enough for one of each has one of each.
+
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// What is done to a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL, then a restart on the same data after the hold.
+    Kill,
+    /// SIGSTOP, then SIGCONT after the hold.
+    Pause,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Pause];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+        }
+    }
+
+    /// `kill`, `pause`; an unknown name says which there are.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
+                format!(
+                    "unknown fault {name:?}: the faults are {} (partition, delay, disk and \
+                     node-loss are not built yet)",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+/// Which member, decided when the fault starts (who leads then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Victim {
+    Leader,
+    /// A member that does not lead: the `pick`th of them, counting round.
+    Follower {
+        pick: u32,
+    },
+    /// Any member: the `pick`th, counting round.
+    Any {
+        pick: u32,
+    },
+}
+
+/// One fault of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFault {
+    /// From the start of the run.
+    #[serde(with = "millis")]
+    pub at: Duration,
+    pub kind: FaultKind,
+    pub victim: Victim,
+    /// How long the member stays stopped (paused, or down before its restart).
+    #[serde(with = "millis")]
+    pub hold: Duration,
+}
+
+impl PlannedFault {
+    pub fn ends(&self) -> Duration {
+        self.at + self.hold
+    }
+}
+
+/// Before the first fault, and after the last one ends.
+pub const QUIET: Duration = Duration::from_secs(2);
+const HOLD: (u64, u64) = (500, 3_000);
+const GAP: (u64, u64) = (1_000, 3_000);
+
+/// The faults of a run of `length` with `kinds`, from `seed`.
+pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFault> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut order: Vec<FaultKind> = kinds.to_vec();
+    order.dedup();
+    order.shuffle(&mut rng);
+    let mut faults = Vec::new();
+    if order.is_empty() {
+        return faults;
+    }
+    let mut at = QUIET;
+    for turn in 0.. {
+        let hold = Duration::from_millis(rng.random_range(HOLD.0..=HOLD.1));
+        if at + hold + QUIET > length {
+            break;
+        }
+        let victim = match rng.random_range(0..10) {
+            0..5 => Victim::Leader,
+            5..8 => Victim::Follower { pick: rng.random() },
+            _ => Victim::Any { pick: rng.random() },
+        };
+        faults.push(PlannedFault {
+            at,
+            kind: order[turn % order.len()],
+            victim,
+            hold,
+        });
+        at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
+    }
+    faults
+}
+
+/// Durations as whole milliseconds in reports.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Pause];
+
+    #[test]
+    fn the_same_seed_draws_the_same_schedule_and_another_seed_another() {
+        let length = Duration::from_secs(60);
+        assert_eq!(draw(7, length, &BOTH), draw(7, length, &BOTH));
+        assert_ne!(draw(7, length, &BOTH), draw(8, length, &BOTH));
+    }
+
+    #[test]
+    fn faults_come_one_at_a_time_inside_the_quiet_edges() {
+        for seed in 0..50 {
+            let length = Duration::from_secs(30);
+            let faults = draw(seed, length, &BOTH);
+            assert!(!faults.is_empty(), "seed {seed}");
+            assert!(faults[0].at >= QUIET);
+            assert!(faults.last().unwrap().ends() + QUIET <= length);
+            for pair in faults.windows(2) {
+                assert!(pair[0].ends() < pair[1].at, "seed {seed}: {pair:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_kind_asked_for_takes_its_turn_and_no_other() {
+        for seed in 0..20 {
+            let faults = draw(seed, Duration::from_secs(30), &BOTH);
+            for kind in BOTH {
+                assert!(
+                    faults.iter().any(|f| f.kind == kind),
+                    "seed {seed}: no {kind:?}"
+                );
+            }
+            let pauses = draw(seed, Duration::from_secs(30), &[FaultKind::Pause]);
+            assert!(pauses.iter().all(|f| f.kind == FaultKind::Pause));
+        }
+    }
+
+    #[test]
+    fn a_run_too_short_for_a_fault_has_none() {
+        assert!(draw(1, Duration::from_secs(4), &BOTH).is_empty());
+        assert!(draw(1, Duration::from_secs(60), &[]).is_empty());
+    }
+
+    #[test]
+    fn kinds_are_named_and_an_unknown_one_is_refused_saying_which_exist() {
+        assert_eq!(FaultKind::parse("kill"), Ok(FaultKind::Kill));
+        let error = FaultKind::parse("partition").unwrap_err();
+        assert!(error.contains("the faults are kill, pause"), "{error}");
+    }
+
+    #[test]
+    fn a_schedule_survives_its_report() {
+        let faults = draw(3, Duration::from_secs(20), &BOTH);
+        let json = serde_json::to_string(&faults).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Vec<PlannedFault>>(&json).unwrap(),
+            faults
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! `rudder chaos run` as an operator runs it: a fresh cluster under the KV workload and the
+//! seed's kills and pauses passes; `replay` runs the same schedule again; a planted bug
+//! fails the run loudly; Debian's etcd, as the reference, passes too.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use rudder_chaos::report::{Report, Verdict};
+use rudder_chaos::schedule::FaultKind;
+use rudder_tests::rudder_binary_beside_tests;
+
+fn chaos(args: &[&str]) -> Output {
+    Command::new(rudder_binary_beside_tests())
+        .arg("chaos")
+        .args(args)
+        .output()
+        .expect("rudder chaos runs")
+}
+
+fn report_in(dir: &Path) -> Report {
+    let text = std::fs::read_to_string(dir.join("report.json")).expect("a report.json");
+    serde_json::from_str(&text).expect("a report")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let run = chaos(&[
+        "run",
+        "--duration",
+        "10s",
+        "--seed",
+        "11",
+        "--report-dir",
+        first.to_str().unwrap(),
+    ]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).starts_with("seed 11\n"),
+        "the seed comes first: {said}"
+    );
+    let report = report_in(&first);
+    assert_eq!(report.verdict, Verdict::Pass);
+    assert!(
+        report.operations.answered > 100,
+        "{:?}",
+        report.operations
+    );
+    let kinds: Vec<FaultKind> = report.injected.iter().map(|fault| fault.kind).collect();
+    assert!(
+        kinds.contains(&FaultKind::Kill) && kinds.contains(&FaultKind::Pause),
+        "both kinds injected: {:?}",
+        report.injected
+    );
+
+    let again = dir.path().join("again");
+    let replay = chaos(&[
+        "replay",
+        first.to_str().unwrap(),
+        "--report-dir",
+        again.to_str().unwrap(),
+    ]);
+    assert!(replay.status.success(), "{}", text(&replay));
+    let replayed = report_in(&again);
+    assert_eq!(replayed.plan, report.plan);
+    assert_eq!(replayed.schedule, report.schedule);
+}
+
+#[test]
+fn a_planted_stale_read_fails_the_run_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = chaos(&[
+        "run",
+        "--duration",
+        "8s",
+        "--seed",
+        "5",
+        "--plant",
+        "stale-reads",
+        "--report-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    let said = text(&run);
+    assert!(
+        !run.status.success(),
+        "a planted bug must fail the run: {said}"
+    );
+    assert!(said.contains("FAIL     linearizability"), "{said}");
+    assert!(said.contains("rudder chaos replay"), "{said}");
+    let report = report_in(dir.path());
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert_eq!(report.plan.planted, ["stale-reads"]);
+}
+
+#[test]
+fn etcd_as_the_reference_passes_the_same_checks() {
+    if !Path::new("/usr/bin/etcd").exists() {
+        eprintln!("skipped: no /usr/bin/etcd (`scripts/dev.sh test` installs etcd-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = chaos(&[
+        "run",
+        "--target",
+        "etcd",
+        "--duration",
+        "8s",
+        "--seed",
+        "3",
+        "--report-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(report_in(dir.path()).verdict, Verdict::Pass);
+}
+
+#[test]
+fn bad_options_are_refused_saying_what_there_is() {
+    let unknown_fault = text(&chaos(&["run", "--faults", "kill,partition"]));
+    assert!(
+        unknown_fault.contains("unknown fault \"partition\": the faults are kill, pause"),
+        "{unknown_fault}"
+    );
+    let unknown_bug = text(&chaos(&["run", "--plant", "lost-writes"]));
+    assert!(
+        unknown_bug.contains("the bugs that can be planted are stale-reads"),
+        "{unknown_bug}"
+    );
+    let not_a_report = tempfile::NamedTempFile::new().unwrap();
+    let replay = text(&chaos(&["replay", not_a_report.path().to_str().unwrap()]));
+    assert!(
+        replay.contains("is not a chaos run's report.json"),
+        "{replay}"
+    );
+}
