@@ -34,7 +34,7 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -188,7 +188,9 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
         .get(http::header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(protobuf::is_protobuf);
-    let body = match protobuf && !body.is_empty() {
+    // Only the verbs that take an object (a PATCH in protobuf is refused as patches are).
+    let takes_object = matches!(parts.method, Method::POST | Method::PUT | Method::DELETE);
+    let body = match protobuf && takes_object && !body.is_empty() {
         true => match protobuf::object_from_protobuf(&body) {
             Ok(object) => bytes::Bytes::from(object.to_string()),
             Err(error) => return respond::error(&error),

@@ -12,8 +12,11 @@
 //! `Quantity` as its string, `RawExtension` and `FieldsV1` as the JSON they carry, `bytes`
 //! as base64. A Go embedded struct's fields are the parent's ([`Kind::Inline`]).
 //!
-//! Go writes every non-pointer field, empty or not; an empty string or timestamp is left
-//! out, as JSON's `omitempty` would, except inside lists and maps where it is a value.
+//! Go writes every non-pointer field, empty or not. An empty string or timestamp is left
+//! out, as JSON's `omitempty` would; a zero number or `false` is kept (a Go pointer's zero
+//! is a value: `replicas: 0`, `gracePeriodSeconds: 0`); the generator's lists mark the
+//! exceptions ([`shapes::Field::keep_empty`]). Inside lists and maps every value is kept.
+//! Messages nest at most [`MAX_DEPTH`] deep (a `RawExtension` may hold a whole envelope).
 
 mod messages;
 mod shapes;
@@ -26,11 +29,16 @@ use shapes::{Kind, Message};
 
 /// Whether a request's content type is Kubernetes protobuf.
 pub fn is_protobuf(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|media| media.trim() == "application/vnd.kubernetes.protobuf")
+    content_type.split(';').next().is_some_and(|media| {
+        media
+            .trim()
+            .eq_ignore_ascii_case("application/vnd.kubernetes.protobuf")
+    })
 }
+
+/// How deep messages may nest: the served kinds' deepest is about 15; a body nesting deeper
+/// is refused before it can exhaust the stack.
+pub const MAX_DEPTH: usize = 64;
 
 const MAGIC: &[u8] = b"k8s\0";
 const TIME: &str = "apimachinery.pkg.apis.meta.v1.Time";
@@ -40,9 +48,14 @@ const FIELDS_V1: &str = "apimachinery.pkg.apis.meta.v1.FieldsV1";
 const INT_OR_STRING: &str = "apimachinery.pkg.util.intstr.IntOrString";
 const QUANTITY: &str = "apimachinery.pkg.api.resource.Quantity";
 const RAW_EXTENSION: &str = "apimachinery.pkg.runtime.RawExtension";
+const VERBS: &str = "apimachinery.pkg.apis.meta.v1.Verbs";
 
 /// The object a protobuf body carries, as JSON with its `apiVersion` and `kind`.
 pub fn object_from_protobuf(body: &[u8]) -> Result<Value, ApiError> {
+    envelope(body, 0)
+}
+
+fn envelope(body: &[u8], depth: usize) -> Result<Value, ApiError> {
     let envelope = body
         .strip_prefix(MAGIC)
         .ok_or_else(|| bad("it does not start with Kubernetes' protobuf magic \"k8s\\0\""))?;
@@ -79,7 +92,7 @@ pub fn object_from_protobuf(body: &[u8]) -> Result<Value, ApiError> {
             "{api_version} {kind} is not a kind this server reads as protobuf; send it as JSON"
         ))
     })?;
-    let mut object = decode(message, raw)?;
+    let mut object = decode(message, raw, depth + 1)?;
     object.insert("apiVersion".into(), Value::String(api_version));
     object.insert("kind".into(), Value::String(kind));
     Ok(Value::Object(object))
@@ -199,8 +212,15 @@ impl<'a> Iterator for WireFields<'a> {
     }
 }
 
-/// `bytes` as `message`, a JSON object.
-fn decode(message: &'static Message, bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// `bytes` as `message`, a JSON object, `depth` messages down.
+fn decode(
+    message: &'static Message,
+    bytes: &[u8],
+    depth: usize,
+) -> Result<Map<String, Value>, ApiError> {
+    if depth > MAX_DEPTH {
+        return Err(bad(format!("messages nest more than {MAX_DEPTH} deep")));
+    }
     let mut object = Map::new();
     for field in WireFields::new(bytes) {
         let (tag, wire) = field?;
@@ -216,13 +236,13 @@ fn decode(message: &'static Message, bytes: &[u8]) -> Result<Map<String, Value>,
                 let Wire::Bytes(bytes) = wire else {
                     return Err(wrong_wire(&context()));
                 };
-                object.extend(decode(inner, bytes)?);
+                object.extend(decode(inner, bytes, depth + 1)?);
             }
             Kind::Map(value_kind) => {
                 let Wire::Bytes(entry) = wire else {
                     return Err(wrong_wire(&context()));
                 };
-                let (key, value) = map_entry(value_kind, entry, &context)?;
+                let (key, value) = map_entry(value_kind, entry, depth, &context)?;
                 object
                     .entry(field.json)
                     .or_insert_with(|| Value::Object(Map::new()))
@@ -245,12 +265,13 @@ fn decode(message: &'static Message, bytes: &[u8]) -> Result<Map<String, Value>,
                             list.push(scalar(kind, number, &context)?);
                         }
                     }
-                    _ => list.push(value_of(kind, wire, &context)?.unwrap_or(Value::Null)),
+                    _ => list.push(value_of(kind, wire, depth, &context)?.unwrap_or(Value::Null)),
                 }
             }
-            kind => match value_of(kind, wire, &context)? {
-                // Go's empty strings and zero timestamps: left out, as JSON leaves them.
-                Some(Value::String(text)) if text.is_empty() => {}
+            kind => match value_of(kind, wire, depth, &context)? {
+                // Go's empty non-pointer fields and zero timestamps: left out, as JSON
+                // leaves them.
+                Some(value) if is_empty(&value) && !field.keep_empty => {}
                 Some(value) => {
                     object.insert(field.json.into(), value);
                 }
@@ -259,6 +280,15 @@ fn decode(message: &'static Message, bytes: &[u8]) -> Result<Map<String, Value>,
         }
     }
     Ok(object)
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.is_empty(),
+        Value::Number(number) => number.as_i64() == Some(0),
+        Value::Bool(flag) => !flag,
+        _ => false,
+    }
 }
 
 fn unknown(name: &str) -> ApiError {
@@ -273,6 +303,7 @@ fn wrong_wire(context: &str) -> ApiError {
 fn map_entry(
     kind: &Kind,
     entry: &[u8],
+    depth: usize,
     context: &dyn Fn() -> String,
 ) -> Result<(String, Value), ApiError> {
     let mut key = String::new();
@@ -284,7 +315,7 @@ fn map_entry(
     for field in WireFields::new(entry) {
         match field? {
             (1, Wire::Bytes(text)) => key = utf8(text, &context())?,
-            (2, wire) => value = value_of(kind, wire, context)?.unwrap_or(Value::Null),
+            (2, wire) => value = value_of(kind, wire, depth, context)?.unwrap_or(Value::Null),
             _ => {}
         }
     }
@@ -295,6 +326,7 @@ fn map_entry(
 fn value_of(
     kind: &Kind,
     wire: Wire<'_>,
+    depth: usize,
     context: &dyn Fn() -> String,
 ) -> Result<Option<Value>, ApiError> {
     let Kind::Message(name) = kind else {
@@ -313,14 +345,24 @@ fn value_of(
         }
         RAW_EXTENSION | FIELDS_V1 => match single_bytes(bytes, 1)? {
             None | Some([]) => Ok(None),
-            Some(raw) if raw.starts_with(MAGIC) => object_from_protobuf(raw).map(Some),
+            Some(raw) if raw.starts_with(MAGIC) => envelope(raw, depth + 1).map(Some),
             Some(raw) => serde_json::from_slice(raw)
                 .map(Some)
                 .map_err(|error| bad(format!("{} holds no JSON: {error}", context()))),
         },
+        // A list of strings in JSON (an APIResource's verbs).
+        VERBS => {
+            let mut verbs = Vec::new();
+            for field in WireFields::new(bytes) {
+                if let (1, Wire::Bytes(verb)) = field? {
+                    verbs.push(Value::String(utf8(verb, "a verb")?));
+                }
+            }
+            Ok(Some(Value::Array(verbs)))
+        }
         name => {
             let message = message_named(name).ok_or_else(|| unknown(name))?;
-            decode(message, bytes).map(|object| Some(Value::Object(object)))
+            decode(message, bytes, depth + 1).map(|object| Some(Value::Object(object)))
         }
     }
 }

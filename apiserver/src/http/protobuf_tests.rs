@@ -286,3 +286,89 @@ fn every_served_kind_has_its_message() {
         "sorted by name"
     );
 }
+
+#[test]
+fn go_zero_values_read_as_json_would_have_them() {
+    // Go writes a Probe's non-pointer numbers even when zero; zero there means "default".
+    let probe = core::Probe {
+        handler: Some(core::ProbeHandler {
+            exec: Some(core::ExecAction {
+                command: vec!["true".into()],
+            }),
+            ..Default::default()
+        }),
+        period_seconds: Some(0),
+        success_threshold: Some(0),
+        timeout_seconds: Some(0),
+        failure_threshold: Some(0),
+        initial_delay_seconds: Some(0),
+        termination_grace_period_seconds: None,
+    };
+    let deployment = apps::Deployment {
+        metadata: Some(metadata("zero", &[])),
+        spec: Some(apps::DeploymentSpec {
+            // A pointer in Go: zero replicas is a value.
+            replicas: Some(0),
+            template: Some(core::PodTemplateSpec {
+                metadata: None,
+                spec: Some(core::PodSpec {
+                    containers: vec![core::Container {
+                        name: Some("c".into()),
+                        liveness_probe: Some(probe),
+                        ..Default::default()
+                    }],
+                    volumes: vec![core::Volume {
+                        name: Some("info".into()),
+                        volume_source: Some(core::VolumeSource {
+                            downward_api: Some(core::DownwardAPIVolumeSource::default()),
+                            ..Default::default()
+                        }),
+                    }],
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let object = object_from_protobuf(&body("apps/v1", "Deployment", &deployment)).unwrap();
+    assert_eq!(object["spec"]["replicas"], json!(0));
+    let spec = &object["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0]["livenessProbe"],
+        json!({ "exec": { "command": ["true"] } })
+    );
+    assert_eq!(
+        spec["volumes"][0],
+        json!({ "name": "info", "downwardAPI": {} })
+    );
+
+    // "" is "no class" for a claim, not "the default class".
+    let claim = core::PersistentVolumeClaim {
+        metadata: Some(metadata("data", &[])),
+        spec: Some(core::PersistentVolumeClaimSpec {
+            storage_class_name: Some(String::new()),
+            volume_name: Some(String::new()),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    let object = object_from_protobuf(&body("v1", "PersistentVolumeClaim", &claim)).unwrap();
+    assert_eq!(object["spec"], json!({ "storageClassName": "" }));
+}
+
+#[test]
+fn a_body_nesting_past_the_limit_is_refused_not_followed() {
+    let mut revision = apps::ControllerRevision::default();
+    for _ in 0..MAX_DEPTH {
+        let inner = body("apps/v1", "ControllerRevision", &revision);
+        revision = apps::ControllerRevision {
+            data: Some(k8s_pb::apimachinery::pkg::runtime::RawExtension { raw: Some(inner) }),
+            ..Default::default()
+        };
+    }
+    let error = object_from_protobuf(&body("apps/v1", "ControllerRevision", &revision))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("nest more than 64 deep"), "{error}");
+}

@@ -24,6 +24,9 @@ pub struct Field {
     pub json: &'static str,
     pub kind: Kind,
     pub repeated: bool,
+    /// Whether an empty value ("", 0, `false`) is a value. Go writes every non-pointer
+    /// field; where its empty value means "unset" (JSON's `omitempty`) it is left out.
+    pub keep_empty: bool,
 }
 
 #[derive(Debug)]
