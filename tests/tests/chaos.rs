@@ -51,11 +51,7 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     );
     let report = report_in(&first);
     assert_eq!(report.verdict, Verdict::Pass);
-    assert!(
-        report.operations.answered > 100,
-        "{:?}",
-        report.operations
-    );
+    assert!(report.operations.answered > 100, "{:?}", report.operations);
     let kinds: Vec<FaultKind> = report.injected.iter().map(|fault| fault.kind).collect();
     assert!(
         kinds.contains(&FaultKind::Kill) && kinds.contains(&FaultKind::Pause),
