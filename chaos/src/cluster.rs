@@ -61,6 +61,19 @@ impl MemberProcess {
         self.child.is_some()
     }
 
+    /// How the process ended if it ended by itself (a crash, an exit): `None` while it runs
+    /// or after [`MemberProcess::kill`]. Reaps it.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
+    /// The member's log (its stderr) so far.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -352,26 +365,36 @@ impl ProcessCluster {
             .collect()
     }
 
-    /// The index of the member that the running members say leads, waiting up to 10 s.
+    /// The index of the member that leads, waiting up to 10 s: of what the running members
+    /// say, the leader named at the highest Raft term, confirmed by that member itself (a
+    /// leader just resumed from a pause still names itself, at its old term). Each member
+    /// gets 500 ms to answer: a paused one never does.
     pub async fn leader(&self) -> Result<usize, ClusterError> {
         let limit = Duration::from_secs(10);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            for member in self.members.iter().filter(|m| m.is_running()) {
-                let Ok(mut client) = maintenance(&member.client_addr).await else {
+            let mut said = Vec::new();
+            for (i, member) in self.members.iter().enumerate() {
+                if !member.is_running() {
                     continue;
-                };
-                let Ok(status) = client.status(StatusRequest {}).await else {
-                    continue;
-                };
-                let leader = status.into_inner().leader;
-                if let Some(i) = self
-                    .members
-                    .iter()
-                    .position(|m| m.id == leader && m.is_running())
-                {
-                    return Ok(i);
                 }
+                let status = tokio::time::timeout(Duration::from_millis(500), async {
+                    let mut client = maintenance(&member.client_addr).await.ok()?;
+                    client.status(StatusRequest {}).await.ok()
+                })
+                .await;
+                if let Ok(Some(status)) = status {
+                    let status = status.into_inner();
+                    said.push((i, status.raft_term, status.leader));
+                }
+            }
+            let newest = said.iter().map(|(_, term, _)| *term).max();
+            let leader = said.iter().find_map(|(i, term, leader)| {
+                // The leader itself, answering at the newest term.
+                (Some(*term) == newest && self.members[*i].id == *leader).then_some(*i)
+            });
+            if let Some(leader) = leader {
+                return Ok(leader);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(ClusterError::NoLeader(limit));

@@ -1,13 +1,15 @@
 //! Carries out a [`schedule`](crate::schedule) on a [`ProcessCluster`], recording each
 //! fault as it happened: which member (and whether it led), when it started and ended.
-//! Every fault is healed before the next starts and before this returns.
+//! Every fault is healed before the next starts and before this returns; a fault that ran
+//! late pushes the next one back, so the cluster always gets [`MIN_GAP`] to recover. A
+//! member that ends by itself (a crash) is recorded, with its exit, and restarted.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterError, ProcessCluster};
-use crate::schedule::{FaultKind, PlannedFault, Victim};
+use crate::schedule::{FaultKind, PlannedFault, Victim, MIN_GAP};
 
 /// A fault as it happened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,16 +24,40 @@ pub struct Injected {
     pub ended_ms: u64,
 }
 
-/// Runs `schedule` from `start`, telling `progress` of each fault as it begins.
+/// A member that ended without being told to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Crash {
+    pub member: String,
+    /// When it was found ended, from the start of the run.
+    pub found_ms: u64,
+    pub exit: String,
+}
+
+/// What [`inject`] did and found.
+#[derive(Debug, Default)]
+pub struct Injection {
+    pub faults: Vec<Injected>,
+    pub crashes: Vec<Crash>,
+    /// When the last fault ended (zero when there was none).
+    pub last_end: Duration,
+}
+
+/// Runs `schedule` from `start`, telling `progress` of each fault as it begins. On an error
+/// (a member that cannot restart, no leader) the faults so far are in `done`.
 pub async fn inject(
     cluster: &mut ProcessCluster,
     schedule: &[PlannedFault],
     start: Instant,
+    done: &mut Injection,
     mut progress: impl FnMut(&str),
-) -> Result<Vec<Injected>, ClusterError> {
-    let mut done = Vec::new();
+) -> Result<(), ClusterError> {
     for (n, planned) in schedule.iter().enumerate() {
-        tokio::time::sleep_until((start + planned.at).into()).await;
+        let earliest = match done.faults.is_empty() {
+            true => planned.at,
+            false => planned.at.max(done.last_end + MIN_GAP),
+        };
+        tokio::time::sleep_until((start + earliest).into()).await;
+        restart_crashed(cluster, start, done, &mut progress).await?;
         let leader = cluster.leader().await?;
         let member = victim(cluster, planned.victim, leader);
         let name = cluster.members[member].name.clone();
@@ -62,16 +88,42 @@ pub async fn inject(
                 cluster.members[member].resume();
             }
         }
-        done.push(Injected {
+        done.last_end = start.elapsed();
+        done.faults.push(Injected {
             kind: planned.kind,
             victim: planned.victim,
             member: name,
             was_leader: member == leader,
             started_ms: millis(started),
-            ended_ms: millis(start.elapsed()),
+            ended_ms: millis(done.last_end),
         });
     }
-    Ok(done)
+    Ok(())
+}
+
+/// Records and restarts every member that ended by itself.
+pub async fn restart_crashed(
+    cluster: &mut ProcessCluster,
+    start: Instant,
+    done: &mut Injection,
+    mut progress: impl FnMut(&str),
+) -> Result<(), ClusterError> {
+    for member in &mut cluster.members {
+        if let Some(status) = member.exited() {
+            let crash = Crash {
+                member: member.name.clone(),
+                found_ms: millis(start.elapsed()),
+                exit: status.to_string(),
+            };
+            progress(&format!(
+                "{} ended by itself ({}): restarting it",
+                crash.member, crash.exit
+            ));
+            done.crashes.push(crash);
+            member.restart().await?;
+        }
+    }
+    Ok(())
 }
 
 /// The member `victim` names, given who leads; the members are all running here.

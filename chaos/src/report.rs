@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{self, Op, Operation};
-use crate::inject::Injected;
+use crate::inject::{Crash, Injected};
 use crate::schedule::{FaultKind, PlannedFault};
 
 /// What a run was pointed at.
@@ -62,31 +62,47 @@ pub struct Report {
     pub plan: Plan,
     pub schedule: Vec<PlannedFault>,
     pub injected: Vec<Injected>,
+    /// Members that ended without being told to.
+    pub crashes: Vec<Crash>,
+    /// What went wrong in the run itself (a workload that failed, a member that could not
+    /// be restarted): each fails it.
+    pub incidents: Vec<String>,
+    /// When the workload stopped, from the start of the run.
+    pub ended_ms: u64,
     pub operations: Operations,
     pub checks: Vec<Check>,
     pub verdict: Verdict,
 }
 
+/// What a run observed, for [`Report::new`].
+pub struct Observed<'a> {
+    pub injected: Vec<Injected>,
+    pub crashes: Vec<Crash>,
+    pub incidents: Vec<String>,
+    pub ended_ms: u64,
+    /// Times in nanoseconds from the start of the run.
+    pub history: &'a [Operation],
+    pub linearizability: &'a linear::Outcome,
+}
+
 impl Report {
     /// The report of a finished run: every check, and the verdict they give.
-    pub fn new(
-        plan: Plan,
-        schedule: Vec<PlannedFault>,
-        injected: Vec<Injected>,
-        history: &[Operation],
-        linearizability: &linear::Outcome,
-    ) -> Self {
-        let operations = count(history);
+    pub fn new(plan: Plan, schedule: Vec<PlannedFault>, observed: Observed<'_>) -> Self {
+        let operations = count(observed.history);
         let checks = vec![
-            progress(&operations),
-            faults(&schedule, &injected),
-            linearizable(linearizability),
+            progress(&operations, &observed),
+            faults(&plan, &schedule, &observed.injected),
+            members(&observed),
+            linearizable(observed.linearizability),
         ];
         let verdict = verdict(&checks);
         Self {
             plan,
             schedule,
-            injected,
+            injected: observed.injected,
+            crashes: observed.crashes,
+            incidents: observed.incidents,
+            ended_ms: observed.ended_ms,
             operations,
             checks,
             verdict,
@@ -119,37 +135,103 @@ fn count(history: &[Operation]) -> Operations {
     }
 }
 
-/// A run whose workload heard nothing tested nothing.
-fn progress(operations: &Operations) -> Check {
-    let verdict = match operations.answered {
-        0 => Verdict::Fail,
-        _ => Verdict::Pass,
+/// A run whose workload heard nothing tested nothing; nor did one whose cluster never came
+/// back: after each fault, before the next (or the end), some operation must be answered.
+fn progress(operations: &Operations, observed: &Observed<'_>) -> Check {
+    let mut stalled = Vec::new();
+    for (n, fault) in observed.injected.iter().enumerate() {
+        let until = observed
+            .injected
+            .get(n + 1)
+            .map_or(observed.ended_ms, |next| next.started_ms);
+        let (from_ns, until_ns) = (fault.ended_ms * 1_000_000, until * 1_000_000);
+        let answered = observed.history.iter().any(|op| {
+            op.completed
+                .is_some_and(|at| at >= from_ns && at <= until_ns)
+        });
+        if !answered {
+            stalled.push(format!(
+                "nothing answered from {:.1}s to {:.1}s, after the {} of {}",
+                fault.ended_ms as f64 / 1000.0,
+                until as f64 / 1000.0,
+                fault.kind.name(),
+                fault.member
+            ));
+        }
+    }
+    let verdict = match operations.answered == 0 || !stalled.is_empty() {
+        true => Verdict::Fail,
+        false => Verdict::Pass,
     };
+    let mut detail = format!(
+        "{} operations answered, {} unanswered",
+        operations.answered, operations.unanswered
+    );
+    for stall in stalled {
+        detail.push_str("; ");
+        detail.push_str(&stall);
+    }
     Check {
         name: "progress".into(),
         verdict,
-        detail: format!(
-            "{} operations answered, {} unanswered",
-            operations.answered, operations.unanswered
-        ),
+        detail,
     }
 }
 
-/// Every fault of the schedule happened.
-fn faults(schedule: &[PlannedFault], injected: &[Injected]) -> Check {
-    let verdict = match injected.len() == schedule.len() {
+/// Every fault of the schedule happened, and there was one of each kind asked for.
+fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Check {
+    let missing: Vec<&str> = plan
+        .faults
+        .iter()
+        .filter(|kind| !injected.iter().any(|fault| fault.kind == **kind))
+        .map(|kind| kind.name())
+        .collect();
+    let verdict = match injected.len() == schedule.len() && missing.is_empty() {
         true => Verdict::Pass,
         false => Verdict::Fail,
     };
     let leaders = injected.iter().filter(|fault| fault.was_leader).count();
+    let mut detail = format!(
+        "{} of {} scheduled faults injected, {leaders} on the leader",
+        injected.len(),
+        schedule.len()
+    );
+    if !missing.is_empty() {
+        detail.push_str(&format!("; never injected: {}", missing.join(", ")));
+    }
     Check {
         name: "faults".into(),
         verdict,
-        detail: format!(
-            "{} of {} scheduled faults injected, {leaders} on the leader",
-            injected.len(),
-            schedule.len()
-        ),
+        detail,
+    }
+}
+
+/// No member ended by itself, and the run itself went as planned.
+fn members(observed: &Observed<'_>) -> Check {
+    let mut problems: Vec<String> = observed
+        .crashes
+        .iter()
+        .map(|crash| {
+            format!(
+                "{} ended by itself ({}), found at {:.1}s",
+                crash.member,
+                crash.exit,
+                crash.found_ms as f64 / 1000.0
+            )
+        })
+        .collect();
+    problems.extend(observed.incidents.iter().cloned());
+    let verdict = match problems.is_empty() {
+        true => Verdict::Pass,
+        false => Verdict::Fail,
+    };
+    Check {
+        name: "members".into(),
+        verdict,
+        detail: match problems.is_empty() {
+            true => "every member ran until the run ended it".into(),
+            false => problems.join("; "),
+        },
     }
 }
 

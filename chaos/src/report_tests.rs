@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::inject::Crash;
 use crate::schedule::{draw, Victim};
 
 fn plan() -> Plan {
@@ -56,11 +57,42 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
         .collect()
 }
 
+fn observed<'a>(
+    injected: Vec<Injected>,
+    history: &'a [Operation],
+    outcome: &'a linear::Outcome,
+) -> Observed<'a> {
+    Observed {
+        injected,
+        crashes: vec![],
+        incidents: vec![],
+        ended_ms: 20_000,
+        history,
+        linearizability: outcome,
+    }
+}
+
+/// A run of `history`, with answers spread over the run so every recovery window has one
+/// unless `history` is all there is.
 fn report(history: &[Operation]) -> Report {
     let schedule = draw(7, Duration::from_secs(20), &plan().faults);
     let injected = injected_for(&schedule);
-    let outcome = linear::check(history, Duration::from_secs(5));
-    Report::new(plan(), schedule, injected, history, &outcome)
+    let mut spread = history.to_vec();
+    for (n, fault) in injected.iter().enumerate() {
+        let at = fault.ended_ms * 1_000_000 + 1;
+        let mut answered = operation(
+            2,
+            at,
+            Some(at),
+            Op::Put {
+                value: format!("after-{n}"),
+            },
+        );
+        answered.key = "after".into();
+        spread.push(answered);
+    }
+    let outcome = linear::check(&spread, Duration::from_secs(5));
+    Report::new(plan(), schedule, observed(injected, &spread, &outcome))
 }
 
 #[test]
@@ -70,8 +102,9 @@ fn a_run_that_read_what_was_written_passes() {
     assert_eq!(
         report.operations,
         Operations {
-            total: 3,
-            answered: 2,
+            // The three above and one answered after each of the five faults.
+            total: 8,
+            answered: 7,
             unanswered: 1,
             swaps_won: 0
         }
@@ -92,15 +125,52 @@ fn a_stale_read_fails_the_run_and_names_the_key_and_the_operation() {
 #[test]
 fn a_run_that_heard_nothing_or_missed_a_fault_fails() {
     let silent = vec![operation(0, 0, None, Op::Put { value: "a".into() })];
-    assert_eq!(report(&silent).verdict, Verdict::Fail);
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let outcome = linear::check(&silent, Duration::from_secs(5));
+    let heard_nothing = Report::new(
+        plan(),
+        schedule.clone(),
+        observed(injected_for(&schedule), &silent, &outcome),
+    );
+    assert_eq!(heard_nothing.verdict, Verdict::Fail);
 
     let schedule = draw(7, Duration::from_secs(20), &plan().faults);
     let mut injected = injected_for(&schedule);
     injected.pop();
     let history = history(Some("a"));
     let outcome = linear::check(&history, Duration::from_secs(5));
-    let short = Report::new(plan(), schedule, injected, &history, &outcome);
+    let short = Report::new(plan(), schedule, observed(injected, &history, &outcome));
     assert_eq!(short.verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_cluster_that_never_answers_after_a_fault_fails_the_run() {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let injected = injected_for(&schedule);
+    // Answers only before the first fault.
+    let history = history(Some("a"));
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let report = Report::new(plan(), schedule, observed(injected, &history, &outcome));
+    assert_eq!(report.verdict, Verdict::Fail);
+    let text = summary(&report);
+    assert!(text.contains("FAIL     progress"), "{text}");
+    assert!(text.contains("nothing answered from"), "{text}");
+}
+
+#[test]
+fn a_member_that_ended_by_itself_fails_the_run() {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let history = history(Some("a"));
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let mut seen = observed(injected_for(&schedule), &history, &outcome);
+    seen.crashes.push(Crash {
+        member: "m2".into(),
+        found_ms: 4_000,
+        exit: "signal: 6 (SIGABRT)".into(),
+    });
+    let report = Report::new(plan(), schedule, seen);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(summary(&report).contains("m2 ended by itself (signal: 6 (SIGABRT))"));
 }
 
 #[test]

@@ -2,19 +2,21 @@
 //!
 //! The cluster is started fresh (Rudder's members, or Debian's etcd as a reference), the
 //! workload runs for the whole length, the faults of [`schedule::draw`] are injected one at
-//! a time and each healed, the workload stops after the quiet end, and the recorded history
-//! is checked. The cluster's processes are ended when the run ends, by their PIDs.
+//! a time and each healed, the workload stops after the quiet end (pushed back if a fault
+//! ran late), and the recorded history is checked. A run that does not pass keeps the
+//! members' logs beside its report. The cluster's processes are ended when the run ends,
+//! by their PIDs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::check::linear;
 use crate::cluster::{ClusterError, ProcessCluster};
-use crate::inject::inject;
-use crate::report::{Plan, Report, Target};
-use crate::schedule;
+use crate::inject::{inject, restart_crashed, Injection};
+use crate::report::{Observed, Plan, Report, Target, Verdict};
+use crate::schedule::{self, QUIET};
 use crate::workload::kv::KvWorkload;
 
 /// Where the runner finds the members' programs.
@@ -24,11 +26,13 @@ pub struct Binaries {
     pub etcd: PathBuf,
 }
 
-/// Runs `plan`, telling `progress` what it does; the report of what happened.
+/// Runs `plan`, telling `progress` what it does; the report of what happened. A run that
+/// does not pass copies the members' logs into `logs_to`.
 pub async fn run(
     plan: &Plan,
     binaries: &Binaries,
     check_budget: Duration,
+    logs_to: &Path,
     mut progress: impl FnMut(&str),
 ) -> Result<Report, ClusterError> {
     let length = Duration::from_millis(plan.length_ms);
@@ -39,23 +43,7 @@ pub async fn run(
         schedule.len(),
         length.as_secs_f64()
     ));
-    let mut cluster = match plan.target {
-        Target::Rudder => {
-            let flags = match plan.planted.is_empty() {
-                true => vec![],
-                false => vec![format!(
-                    "--failpoints={}",
-                    plan.planted
-                        .iter()
-                        .map(|failpoint| format!("{failpoint}=return"))
-                        .collect::<Vec<_>>()
-                        .join(";")
-                )],
-            };
-            ProcessCluster::start_rudder(&binaries.rudder, plan.masters, &flags)?
-        }
-        Target::Etcd => ProcessCluster::start_etcd(&binaries.etcd, plan.masters).await?,
-    };
+    let mut cluster = start(plan, binaries).await?;
     let leader = cluster.leader().await?;
     progress(&format!(
         "{} {:?} members up, {} leads",
@@ -72,16 +60,39 @@ pub async fn run(
     let start = Instant::now();
     let running = tokio::spawn({
         let (endpoints, stop) = (cluster.endpoints(), stop.clone());
-        async move { workload.run(endpoints, stop).await }
+        async move { workload.run_from(endpoints, stop, start).await }
     });
-    let injected = inject(&mut cluster, &schedule, start, &mut progress).await;
-    // Whatever happened, the workload stops and the members are healed (inject heals each
-    // fault it starts) before anything is returned.
-    tokio::time::sleep_until((start + length).into()).await;
+    let mut injection = Injection::default();
+    let mut incidents = Vec::new();
+    if let Err(error) = inject(
+        &mut cluster,
+        &schedule,
+        start,
+        &mut injection,
+        &mut progress,
+    )
+    .await
+    {
+        incidents.push(format!("the faults stopped early: {error}"));
+    }
+    // The quiet end, after the last fault even if it ran late; then the last look for
+    // members that ended by themselves.
+    let end = length.max(injection.last_end + QUIET);
+    tokio::time::sleep_until((start + end).into()).await;
+    if let Err(error) = restart_crashed(&mut cluster, start, &mut injection, &mut progress).await {
+        incidents.push(format!(
+            "a member that ended could not be restarted: {error}"
+        ));
+    }
     stop.store(true, Ordering::Relaxed);
-    let history = running.await.unwrap_or_default();
-    let injected = injected?;
-    drop(cluster);
+    let ended_ms = start.elapsed().as_millis() as u64;
+    let history = match running.await {
+        Ok(history) => history,
+        Err(error) => {
+            incidents.push(format!("the workload failed: {error}"));
+            Vec::new()
+        }
+    };
 
     progress(&format!("checking {} operations", history.len()));
     let checked = Instant::now();
@@ -90,11 +101,54 @@ pub async fn run(
         "checked in {:.1}s",
         checked.elapsed().as_secs_f64()
     ));
-    Ok(Report::new(
+    let report = Report::new(
         plan.clone(),
         schedule,
-        injected,
-        &history,
-        &outcome,
-    ))
+        Observed {
+            injected: injection.faults,
+            crashes: injection.crashes,
+            incidents,
+            ended_ms,
+            history: &history,
+            linearizability: &outcome,
+        },
+    );
+    if report.verdict != Verdict::Pass {
+        keep_logs(&cluster, logs_to, &mut progress);
+    }
+    Ok(report)
+}
+
+async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
+    match plan.target {
+        Target::Rudder => {
+            let flags = match plan.planted.is_empty() {
+                true => vec![],
+                false => vec![format!(
+                    "--failpoints={}",
+                    plan.planted
+                        .iter()
+                        .map(|failpoint| format!("{failpoint}=return"))
+                        .collect::<Vec<_>>()
+                        .join(";")
+                )],
+            };
+            ProcessCluster::start_rudder(&binaries.rudder, plan.masters, &flags)
+        }
+        Target::Etcd => ProcessCluster::start_etcd(&binaries.etcd, plan.masters).await,
+    }
+}
+
+/// Copies each member's log to `dir/<name>.log`, saying where.
+fn keep_logs(cluster: &ProcessCluster, dir: &Path, progress: &mut impl FnMut(&str)) {
+    let copied = std::fs::create_dir_all(dir).and_then(|()| {
+        for member in &cluster.members {
+            std::fs::copy(member.log_path(), dir.join(format!("{}.log", member.name)))?;
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => progress(&format!("the members' logs are in {}", dir.display())),
+        Err(error) => progress(&format!("could not keep the members' logs: {error}")),
+    }
 }

@@ -87,6 +87,9 @@ impl PlannedFault {
 pub const QUIET: Duration = Duration::from_secs(2);
 const HOLD: (u64, u64) = (500, 3_000);
 const GAP: (u64, u64) = (1_000, 3_000);
+/// The least time between one fault's end and the next one's start, also when a fault ran
+/// late (a slow restart): the cluster gets this long to recover.
+pub const MIN_GAP: Duration = Duration::from_millis(GAP.0);
 
 /// The faults of a run of `length` with `kinds`, from `seed`.
 pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFault> {

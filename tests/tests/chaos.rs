@@ -69,7 +69,17 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     assert!(replay.status.success(), "{}", text(&replay));
     let replayed = report_in(&again);
     assert_eq!(replayed.plan, report.plan);
+    // Drawn again from the seed: the same faults, in the same order, at the same victims
+    // (who leads when a fault starts may differ).
     assert_eq!(replayed.schedule, report.schedule);
+    let faults = |report: &Report| -> Vec<_> {
+        report
+            .injected
+            .iter()
+            .map(|fault| (fault.kind, fault.victim))
+            .collect()
+    };
+    assert_eq!(faults(&replayed), faults(&report));
 }
 
 #[test]
@@ -78,9 +88,9 @@ fn a_planted_stale_read_fails_the_run_naming_the_key() {
     let run = chaos(&[
         "run",
         "--duration",
-        "8s",
+        "10s",
         "--seed",
-        "5",
+        "11",
         "--plant",
         "stale-reads",
         "--report-dir",
@@ -96,6 +106,10 @@ fn a_planted_stale_read_fails_the_run_naming_the_key() {
     let report = report_in(dir.path());
     assert_eq!(report.verdict, Verdict::Fail);
     assert_eq!(report.plan.planted, ["stale-reads"]);
+    assert!(
+        dir.path().join("m1.log").exists(),
+        "a run that fails keeps the members' logs beside its report"
+    );
 }
 
 #[test]
@@ -110,9 +124,9 @@ fn etcd_as_the_reference_passes_the_same_checks() {
         "--target",
         "etcd",
         "--duration",
-        "8s",
+        "10s",
         "--seed",
-        "3",
+        "11",
         "--report-dir",
         dir.path().to_str().unwrap(),
     ]);
@@ -131,6 +145,13 @@ fn bad_options_are_refused_saying_what_there_is() {
     assert!(
         unknown_bug.contains("the bugs that can be planted are stale-reads"),
         "{unknown_bug}"
+    );
+    let too_few = text(&chaos(&["run", "--masters", "1"]));
+    assert!(too_few.contains("a cluster of 3 to 7 members"), "{too_few}");
+    let too_short = text(&chaos(&["run", "--duration", "5s", "--seed", "1"]));
+    assert!(
+        too_short.contains("--duration 5s is too short"),
+        "{too_short}"
     );
     let not_a_report = tempfile::NamedTempFile::new().unwrap();
     let replay = text(&chaos(&["replay", not_a_report.path().to_str().unwrap()]));

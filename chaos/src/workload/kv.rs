@@ -32,7 +32,17 @@ pub struct KvWorkload {
 impl KvWorkload {
     /// Runs the clients against `endpoints` until `stop`; every operation of every client.
     pub async fn run(&self, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Vec<Operation> {
-        let start = Instant::now();
+        self.run_from(endpoints, stop, Instant::now()).await
+    }
+
+    /// [`KvWorkload::run`], with operation times counted from `start` (a chaos run's, so
+    /// they line up with its faults).
+    pub async fn run_from(
+        &self,
+        endpoints: Vec<String>,
+        stop: Arc<AtomicBool>,
+        start: Instant,
+    ) -> Vec<Operation> {
         let history: History = Arc::default();
         let clients: Vec<_> = (0..self.clients)
             .map(|id| {
@@ -159,13 +169,16 @@ async fn client(
         if heard.is_none() {
             target = (target + 1) % endpoints.len();
         }
-        history.lock().unwrap().push(Operation {
-            client: id,
-            key,
-            invoked,
-            completed,
-            op: heard.unwrap_or(asked),
-        });
+        history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Operation {
+                client: id,
+                key,
+                invoked,
+                completed,
+                op: heard.unwrap_or(asked),
+            });
         if completed.is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

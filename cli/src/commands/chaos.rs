@@ -21,7 +21,7 @@ pub enum ChaosCommand {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Members of the cluster (3 or 5).
+    /// Members of the cluster (3 to 7; faults come one at a time, so a quorum stays).
     #[arg(long, default_value_t = 3)]
     masters: usize,
     /// How long the workload runs, faults included (e.g. 60s, 2m).
@@ -99,7 +99,10 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     }
     // The seed first: a run cut short can still be replayed by hand.
     eprintln!("seed {}", plan.seed);
-    let report = run(&plan, &binaries, check_budget, |line| eprintln!("{line}")).await?;
+    let report = run(&plan, &binaries, check_budget, &common.report_dir, |line| {
+        eprintln!("{line}")
+    })
+    .await?;
     let path = write_report(&common.report_dir, &report)?;
     print!("{}", report::summary(&report));
     println!("report: {}", path.display());
@@ -121,15 +124,24 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             args.workload
         );
     }
-    if !(1..=7).contains(&args.masters) {
-        bail!("--masters {}: a cluster of 1 to 7 members", args.masters);
+    if !(3..=7).contains(&args.masters) {
+        bail!(
+            "--masters {}: a cluster of 3 to 7 members (with fewer, every fault is an outage)",
+            args.masters
+        );
     }
-    let faults = args
-        .faults
-        .iter()
-        .map(|name| FaultKind::parse(name.trim()))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+    if args.clients == 0 || args.keys == 0 {
+        bail!("--clients and --keys must each be at least 1");
+    }
+    let mut faults: Vec<FaultKind> = Vec::new();
+    for name in &args.faults {
+        let kind = FaultKind::parse(name.trim()).map_err(anyhow::Error::msg)?;
+        // Each kind once: the kinds take turns, so a repeat would weigh them unevenly.
+        if !faults.contains(&kind) {
+            faults.push(kind);
+        }
+    }
+    let length = parse_flag_duration("--duration", &args.duration, "s")?;
     if let Some(unknown) = args
         .plant
         .iter()
@@ -153,11 +165,22 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             .map(|since| since.as_nanos() as u64)
             .unwrap_or(1)
     });
+    let schedule = rudder_chaos::schedule::draw(seed, length, &faults);
+    if let Some(missing) = faults
+        .iter()
+        .find(|kind| !schedule.iter().any(|fault| fault.kind == **kind))
+    {
+        bail!(
+            "--duration {} is too short for one {} with seed {seed}: give the run 15s or more",
+            args.duration,
+            missing.name()
+        );
+    }
     Ok(Plan {
         seed,
         target,
         masters: args.masters,
-        length_ms: parse_flag_duration("--duration", &args.duration, "s")?.as_millis() as u64,
+        length_ms: length.as_millis() as u64,
         faults,
         clients: args.clients,
         keys: args.keys,
