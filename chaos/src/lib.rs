@@ -11,7 +11,9 @@
 //!   [`check::watch`]: watches against the store's history).
 //!
 //! - [`workload`]: client loads that record every operation for the checkers
-//!   ([`workload::kv`]: puts, reads and swaps through the etcd API).
+//!   ([`workload::kv`]: puts, reads and swaps through the etcd API; [`workload::watchers`]:
+//!   watches that resume across faults); [`history`]: the store's own record of the
+//!   changes, read back from the healed cluster.
 //!
 //! The runner of DESIGN.md §8 (`rudder chaos run`):
 //! - [`schedule`]: the faults a seed draws (pure); [`inject`]: carrying them out on a
@@ -23,6 +25,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod history;
 pub mod inject;
 pub mod report;
 pub mod run;

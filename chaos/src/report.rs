@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{self, Op, Operation};
+use crate::check::{once, watch};
 use crate::inject::{Crash, Injected};
 use crate::schedule::{FaultKind, PlannedFault};
 
@@ -83,6 +84,12 @@ pub struct Observed<'a> {
     /// Times in nanoseconds from the start of the run.
     pub history: &'a [Operation],
     pub linearizability: &'a linear::Outcome,
+    /// The watchers' violations against the store's record, with how many watchers saw how
+    /// many events; or why it could not be checked.
+    pub watches: Result<(usize, usize, Vec<watch::Violation>), String>,
+    /// The writes' violations against the store's record, with how many writes there
+    /// were; or why it could not be checked.
+    pub once: Result<(usize, Vec<once::Violation>), String>,
 }
 
 impl Report {
@@ -94,6 +101,8 @@ impl Report {
             faults(&plan, &schedule, &observed.injected),
             members(&observed),
             linearizable(observed.linearizability),
+            watches(&observed.watches),
+            at_most_once(&observed.once),
         ];
         let verdict = verdict(&checks);
         Self {
@@ -274,6 +283,67 @@ fn linearizable(outcome: &linear::Outcome) -> Check {
     }
     Check {
         name: "linearizability".into(),
+        verdict,
+        detail,
+    }
+}
+
+/// The first few violations, and how many there were.
+fn violations<T: std::fmt::Debug>(found: &[T]) -> String {
+    let shown: Vec<String> = found.iter().take(3).map(|v| format!("{v:?}")).collect();
+    let more = match found.len() > 3 {
+        true => format!(" and {} more", found.len() - 3),
+        false => String::new(),
+    };
+    format!("{}{more}", shown.join("; "))
+}
+
+fn unchecked(name: &str, why: &str) -> Check {
+    Check {
+        name: name.into(),
+        verdict: Verdict::Unknown,
+        detail: format!("not checked: {why}"),
+    }
+}
+
+/// Every watcher saw every change in its range exactly once, in order, as made.
+fn watches(outcome: &Result<(usize, usize, Vec<watch::Violation>), String>) -> Check {
+    let (watchers, events, found) = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return unchecked("watches", why),
+    };
+    let verdict = match (found.is_empty(), *watchers > 0) {
+        (true, true) => Verdict::Pass,
+        (true, false) => Verdict::Unknown,
+        (false, _) => Verdict::Fail,
+    };
+    let mut detail = format!("{watchers} watchers saw {events} events, resuming across faults");
+    if !found.is_empty() {
+        detail = format!("{} violations: {}", found.len(), violations(found));
+    }
+    Check {
+        name: "watches".into(),
+        verdict,
+        detail,
+    }
+}
+
+/// No write applied twice, none acknowledged and lost, none refused yet applied.
+fn at_most_once(outcome: &Result<(usize, Vec<once::Violation>), String>) -> Check {
+    let (writes, found) = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return unchecked("at-most-once", why),
+    };
+    let verdict = match found.is_empty() {
+        true => Verdict::Pass,
+        false => Verdict::Fail,
+    };
+    let detail = match found.is_empty() {
+        true => format!("{writes} writes: none applied twice, none acknowledged and lost"),
+        false => format!("{} violations: {}", found.len(), violations(found)),
+    };
+    Check {
+        name: "at-most-once".into(),
         verdict,
         detail,
     }

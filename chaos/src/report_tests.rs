@@ -69,14 +69,13 @@ fn observed<'a>(
         ended_ms: 20_000,
         history,
         linearizability: outcome,
+        watches: Ok((2, 10, vec![])),
+        once: Ok((5, vec![])),
     }
 }
 
-/// A run of `history`, with answers spread over the run so every recovery window has one
-/// unless `history` is all there is.
-fn report(history: &[Operation]) -> Report {
-    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
-    let injected = injected_for(&schedule);
+/// `history` and one answered put after each fault, so every recovery window has one.
+fn spread(history: &[Operation], injected: &[Injected]) -> Vec<Operation> {
     let mut spread = history.to_vec();
     for (n, fault) in injected.iter().enumerate() {
         let at = fault.ended_ms * 1_000_000 + 1;
@@ -91,6 +90,14 @@ fn report(history: &[Operation]) -> Report {
         answered.key = "after".into();
         spread.push(answered);
     }
+    spread
+}
+
+/// A run of `history` (spread over the run) under the seed's faults.
+fn report(history: &[Operation]) -> Report {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let injected = injected_for(&schedule);
+    let spread = spread(history, &injected);
     let outcome = linear::check(&spread, Duration::from_secs(5));
     Report::new(plan(), schedule, observed(injected, &spread, &outcome))
 }
@@ -197,4 +204,55 @@ fn a_report_reads_back_as_written() {
     let json = serde_json::to_string_pretty(&report).unwrap();
     assert!(json.contains("\"verdict\": \"PASS\""), "{json}");
     assert_eq!(serde_json::from_str::<Report>(&json).unwrap(), report);
+}
+
+#[test]
+fn a_watcher_that_missed_an_event_or_a_write_applied_twice_fails_the_run() {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let history = spread(&history(Some("a")), &injected_for(&schedule));
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let fine = observed(injected_for(&schedule), &history, &outcome);
+    assert_eq!(
+        Report::new(plan(), schedule.clone(), fine).verdict,
+        Verdict::Pass
+    );
+
+    let mut missed = observed(injected_for(&schedule), &history, &outcome);
+    missed.watches = Ok((
+        1,
+        0,
+        vec![watch::Violation::Missed {
+            watcher: "watcher 0".into(),
+            revision: 7,
+            key: "k".into(),
+        }],
+    ));
+    let report = Report::new(plan(), schedule.clone(), missed);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(
+        summary(&report).contains("FAIL     watches"),
+        "{}",
+        summary(&report)
+    );
+
+    let mut twice = observed(injected_for(&schedule), &history, &outcome);
+    twice.once = Ok((
+        1,
+        vec![once::Violation::AppliedTwice {
+            value: "c1-1".into(),
+            revisions: vec![4, 9],
+        }],
+    ));
+    let report = Report::new(plan(), schedule.clone(), twice);
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(
+        summary(&report).contains("AppliedTwice"),
+        "{}",
+        summary(&report)
+    );
+
+    let mut unread = observed(injected_for(&schedule), &history, &outcome);
+    unread.once = Err("the members never agreed".into());
+    let report = Report::new(plan(), schedule, unread);
+    assert_eq!(report.verdict, Verdict::Unknown, "{}", summary(&report));
 }

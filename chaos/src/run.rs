@@ -12,12 +12,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::check::linear;
+use crate::check::{linear, once, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
+use crate::history;
 use crate::inject::{inject, restart_crashed, Injection};
 use crate::report::{Observed, Plan, Report, Target, Verdict};
 use crate::schedule::{self, QUIET};
 use crate::workload::kv::KvWorkload;
+use crate::workload::watchers::{self, Finish};
+
+/// The workload's keys.
+const PREFIX: &str = "chaos/";
+/// Watchers beside the workload.
+const WATCHERS: usize = 2;
 
 /// Where the runner finds the members' programs.
 #[derive(Debug, Clone)]
@@ -53,7 +60,7 @@ pub async fn run(
     let workload = KvWorkload {
         clients: plan.clients,
         keys: plan.keys,
-        prefix: "chaos/".into(),
+        prefix: PREFIX.into(),
         seed: plan.seed,
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -62,6 +69,15 @@ pub async fn run(
         let (endpoints, stop) = (cluster.endpoints(), stop.clone());
         async move { workload.run_from(endpoints, stop, start).await }
     });
+    // Watching every change of the workload's keys from the first.
+    let finish = Finish::default();
+    let watching = tokio::spawn(watchers::run(
+        WATCHERS,
+        PREFIX,
+        cluster.endpoints(),
+        1,
+        finish.clone(),
+    ));
     let mut injection = Injection::default();
     let mut incidents = Vec::new();
     if let Err(error) = inject(
@@ -86,17 +102,47 @@ pub async fn run(
     }
     stop.store(true, Ordering::Relaxed);
     let ended_ms = start.elapsed().as_millis() as u64;
-    let history = match running.await {
-        Ok(history) => history,
+    let kv = match running.await {
+        Ok(kv) => kv,
         Err(error) => {
             incidents.push(format!("the workload failed: {error}"));
-            Vec::new()
+            Default::default()
+        }
+    };
+    let history = kv.operations;
+
+    // The store's own record, once the members agree where the writes ended; the watchers
+    // must reach it too.
+    let reference = match history::settled(&cluster, PREFIX, Duration::from_secs(30)).await {
+        Ok(through) => {
+            finish.through.store(through.max(1), Ordering::Relaxed);
+            // Every member has it all now; any will do.
+            let member = cluster.endpoints().first().cloned().unwrap_or_default();
+            history::changes(&member, PREFIX, through).await
+        }
+        Err(why) => Err(why),
+    };
+    let watchers = match tokio::time::timeout(Duration::from_secs(20), watching).await {
+        Ok(Ok(watchers)) => Ok(watchers),
+        Ok(Err(error)) => Err(format!("the watchers failed: {error}")),
+        Err(_) => {
+            finish.stop.store(true, Ordering::Relaxed);
+            Err("the watchers did not reach the last write within 20 s".into())
         }
     };
 
     progress(&format!("checking {} operations", history.len()));
     let checked = Instant::now();
     let outcome = linear::check(&history, check_budget);
+    let watches = reference.clone().and_then(|reference| {
+        let watchers = watchers?;
+        let events = watchers.iter().map(|w| w.events.len()).sum();
+        Ok((watchers.len(), events, watch::check(&reference, &watchers)))
+    });
+    let once = reference.map(|reference| {
+        let seen = once::puts_of(reference);
+        (kv.writes.len(), once::check(&kv.writes, &seen))
+    });
     progress(&format!(
         "checked in {:.1}s",
         checked.elapsed().as_secs_f64()
@@ -111,6 +157,8 @@ pub async fn run(
             ended_ms,
             history: &history,
             linearizability: &outcome,
+            watches,
+            once,
         },
     );
     if report.verdict != Verdict::Pass {

@@ -52,6 +52,16 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     let report = report_in(&first);
     assert_eq!(report.verdict, Verdict::Pass);
     assert!(report.operations.answered > 100, "{:?}", report.operations);
+    for name in ["linearizability", "watches", "at-most-once"] {
+        assert!(
+            report
+                .checks
+                .iter()
+                .any(|check| check.name == name && check.verdict == Verdict::Pass),
+            "{name} checked and passed: {:?}",
+            report.checks
+        );
+    }
     let kinds: Vec<FaultKind> = report.injected.iter().map(|fault| fault.kind).collect();
     assert!(
         kinds.contains(&FaultKind::Kill) && kinds.contains(&FaultKind::Pause),

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 use rudder_chaos::check::once::{check, Answer, Seen};
 use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rudder_proto::etcdserverpb::request_op::Request as Op;
-use rudder_proto::etcdserverpb::watch_request::RequestUnion;
 use rudder_proto::etcdserverpb::{
-    Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest,
-    WatchRequest,
+    Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use rudder_tests::faults::{inject_faults, leader};
-use rudder_tests::{kv, maintenance, rudder_binary_beside_tests, watch, ProcessCluster};
+use rudder_tests::{kv, maintenance, rudder_binary_beside_tests, ProcessCluster};
 
 type Answers = Arc<Mutex<BTreeMap<String, Answer>>>;
 
@@ -115,53 +113,13 @@ async fn swap(client: &mut Kv, key: &str, value: &str) -> Result<Answer, ()> {
     Ok(Answer::Applied { revision })
 }
 
-/// Every change under `once/` from revision 1 to `last`, as `member` has them.
+/// Every change under `once/` from revision 1 to `last`, as `member` has them (the
+/// workload only puts).
 async fn history(addr: &str, last: i64) -> Vec<Seen> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(1);
-    let create = WatchCreateRequest {
-        key: b"once/".to_vec(),
-        range_end: b"once0".to_vec(),
-        start_revision: 1,
-        ..Default::default()
-    };
-    sender
-        .send(WatchRequest {
-            request_union: Some(RequestUnion::CreateRequest(create)),
-        })
+    let changes = rudder_chaos::history::changes(addr, "once/", last)
         .await
-        .unwrap();
-    let mut responses = watch(addr)
-        .await
-        .unwrap()
-        .watch(tokio_stream::wrappers::ReceiverStream::new(receiver))
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = Vec::new();
-    let mut reached = 0;
-    while reached < last {
-        let message = tokio::time::timeout(Duration::from_secs(20), responses.message())
-            .await
-            .expect("the watch delivers the whole history in time")
-            .expect("the watch stays open")
-            .expect("the watch stays open");
-        assert!(
-            !message.canceled,
-            "watch canceled: {}",
-            message.cancel_reason
-        );
-        for event in message.events {
-            let kv = event.kv.expect("an event carries its key");
-            reached = reached.max(kv.mod_revision);
-            seen.push(Seen {
-                revision: kv.mod_revision,
-                key: String::from_utf8(kv.key).unwrap(),
-                value: String::from_utf8(kv.value).unwrap(),
-            });
-        }
-    }
-    drop(sender);
-    seen
+        .expect("the watch delivers the whole history in time");
+    rudder_chaos::check::once::puts_of(changes)
 }
 
 /// Where every member has caught up to, once they all answer: the store's revision, and

@@ -32,7 +32,7 @@ async fn puts_reads_and_swaps_under_leader_kills_and_pauses_are_linearizable() {
     });
     let faults = inject_faults(&mut cluster, Duration::from_secs(20)).await;
     stop.store(true, Ordering::Relaxed);
-    let history = running.await.unwrap();
+    let history = running.await.unwrap().operations;
     let answered = history.iter().filter(|op| op.completed.is_some()).count();
     let unanswered = history.len() - answered;
     let swapped = history

@@ -52,6 +52,20 @@ pub enum Violation {
     OutOfOrder { after: i64, revision: i64 },
 }
 
+/// The puts among a watch's changes (a deletion writes no value).
+pub fn puts_of(changes: Vec<crate::check::watch::Change>) -> Vec<Seen> {
+    changes
+        .into_iter()
+        .filter_map(|change| {
+            Some(Seen {
+                revision: change.revision,
+                key: change.key,
+                value: change.value?,
+            })
+        })
+        .collect()
+}
+
 /// Every violation of the table above; empty when the history is right.
 pub fn check(answers: &BTreeMap<String, Answer>, seen: &[Seen]) -> Vec<Violation> {
     let mut violations = Vec::new();

@@ -3,6 +3,7 @@
 //! every operation recorded with when it was sent and when (if ever) it was answered, as
 //! [`crate::check::linear`] takes it. A client that hears nothing moves to the next member.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,10 +14,21 @@ use rudder_proto::etcdserverpb::request_op::Request as TxnOp;
 use rudder_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
 
 use crate::check::linear::{Op, Operation};
+use crate::check::once::Answer;
 use crate::client::kv;
 
 type Kv = rudder_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>;
 type History = Arc<Mutex<Vec<Operation>>>;
+type Writes = Arc<Mutex<BTreeMap<String, Answer>>>;
+
+/// What the workload's clients did.
+#[derive(Debug, Clone, Default)]
+pub struct KvHistory {
+    /// Every operation, for [`crate::check::linear`].
+    pub operations: Vec<Operation>,
+    /// What each write's client was told, by value, for [`crate::check::once`].
+    pub writes: BTreeMap<String, Answer>,
+}
 
 /// The workload's shape.
 #[derive(Debug, Clone)]
@@ -31,7 +43,7 @@ pub struct KvWorkload {
 
 impl KvWorkload {
     /// Runs the clients against `endpoints` until `stop`; every operation of every client.
-    pub async fn run(&self, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> Vec<Operation> {
+    pub async fn run(&self, endpoints: Vec<String>, stop: Arc<AtomicBool>) -> KvHistory {
         self.run_from(endpoints, stop, Instant::now()).await
     }
 
@@ -42,12 +54,22 @@ impl KvWorkload {
         endpoints: Vec<String>,
         stop: Arc<AtomicBool>,
         start: Instant,
-    ) -> Vec<Operation> {
+    ) -> KvHistory {
         let history: History = Arc::default();
+        let writes: Writes = Arc::default();
         let clients: Vec<_> = (0..self.clients)
             .map(|id| {
-                let (endpoints, history, stop) = (endpoints.clone(), history.clone(), stop.clone());
-                tokio::spawn(client(id, self.clone(), endpoints, start, history, stop))
+                let (endpoints, stop) = (endpoints.clone(), stop.clone());
+                let (history, writes) = (history.clone(), writes.clone());
+                tokio::spawn(client(
+                    id,
+                    self.clone(),
+                    endpoints,
+                    start,
+                    history,
+                    writes,
+                    stop,
+                ))
             })
             .collect();
         for client in clients {
@@ -56,13 +78,15 @@ impl KvWorkload {
                 eprintln!("a workload client ended: {error}");
             }
         }
-        let recorded = history.lock().unwrap_or_else(|p| p.into_inner());
-        recorded.clone()
+        let operations = history.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let writes = writes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        KvHistory { operations, writes }
     }
 }
 
-/// What an attempt asked, and what it heard (`None`: no answer).
-async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<Op> {
+/// What an attempt asked, and what it heard with the revision its answer carried (`None`:
+/// no answer).
+async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<(Op, i64)> {
     let limit = Duration::from_secs(5);
     let call = async {
         match asked {
@@ -72,8 +96,8 @@ async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<Op> {
                     value: value.clone().into_bytes(),
                     ..Default::default()
                 };
-                client.put(request).await.ok()?;
-                Some(asked.clone())
+                let response = client.put(request).await.ok()?.into_inner();
+                Some((asked.clone(), revision(response.header)))
             }
             Op::Get { .. } => {
                 let request = RangeRequest {
@@ -85,7 +109,7 @@ async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<Op> {
                     .kvs
                     .first()
                     .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
-                Some(Op::Get { seen })
+                Some((Op::Get { seen }, revision(response.header)))
             }
             Op::Cas { expected, new, .. } => {
                 let compare = match expected {
@@ -116,16 +140,38 @@ async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<Op> {
                     failure: Vec::new(),
                 };
                 let response = client.txn(request).await.ok()?.into_inner();
-                Some(Op::Cas {
+                let swapped = Op::Cas {
                     expected: expected.clone(),
                     new: new.clone(),
                     swapped: response.succeeded,
-                })
+                };
+                Some((swapped, revision(response.header)))
             }
             Op::Delete => None,
         }
     };
     tokio::time::timeout(limit, call).await.ok().flatten()
+}
+
+fn revision(header: Option<rudder_proto::etcdserverpb::ResponseHeader>) -> i64 {
+    header.map_or(0, |header| header.revision)
+}
+
+/// What a write's client was told, by the value it wrote (each written once).
+fn answer_of(asked: &Op, heard: Option<&(Op, i64)>) -> Option<(String, Answer)> {
+    let value = match asked {
+        Op::Put { value } => value,
+        Op::Cas { new, .. } => new,
+        Op::Get { .. } | Op::Delete => return None,
+    };
+    let answer = match heard {
+        None => Answer::Unknown,
+        Some((Op::Cas { swapped: false, .. }, _)) => Answer::NotApplied,
+        Some((_, revision)) => Answer::Applied {
+            revision: *revision,
+        },
+    };
+    Some((value.clone(), answer))
 }
 
 /// One client until `stop`: random puts of unique values, reads, and swaps from the value it
@@ -137,6 +183,7 @@ async fn client(
     endpoints: Vec<String>,
     start: Instant,
     history: History,
+    writes: Writes,
     stop: Arc<AtomicBool>,
 ) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(workload.seed ^ u64::from(id));
@@ -163,8 +210,14 @@ async fn client(
             Err(_) => None,
         };
         let completed = heard.as_ref().map(|_| start.elapsed().as_nanos() as u64);
-        if let Some(Op::Get { seen }) = &heard {
+        if let Some((Op::Get { seen }, _)) = &heard {
             last_read = seen.clone();
+        }
+        if let Some((value, answer)) = answer_of(&asked, heard.as_ref()) {
+            writes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(value, answer);
         }
         if heard.is_none() {
             target = (target + 1) % endpoints.len();
@@ -177,7 +230,7 @@ async fn client(
                 key,
                 invoked,
                 completed,
-                op: heard.unwrap_or(asked),
+                op: heard.map_or(asked, |(op, _)| op),
             });
         if completed.is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
