@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # Build outside the clone so CI and later checkouts reuse it; still works without.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rudder-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental compilation kept ~20 GB of state in the shared target directory and filled
+# this machine's disk once; CI builds whole crates anyway.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 APT_PACKAGES=(build-essential python3 curl libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo nftables conntrack kmod dnsperf)
 

@@ -180,12 +180,17 @@ fn start_rudder(
         .then(|| u64::from_str_radix(words[9], 16).ok())
         .flatten();
     let Some(id) = id else {
+        // How it ended says more than an empty log (a signal, say).
+        let ended = match child.try_wait() {
+            Ok(Some(status)) => format!("it ended: {status}"),
+            _ => "it was still running: killed".into(),
+        };
         let _ = child.kill();
         let _ = child.wait();
         let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
         return Err(ClusterError::NotReady {
             name: name.into(),
-            detail: format!("{line:?}\n{log}"),
+            detail: format!("{ended}; its first line {line:?}; its log:\n{log}"),
         });
     };
     Ok(MemberProcess {
