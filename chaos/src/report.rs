@@ -75,6 +75,16 @@ pub struct Report {
     pub verdict: Verdict,
 }
 
+/// What the watchers saw, against the store's record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WatchOutcome {
+    pub watchers: usize,
+    pub events: usize,
+    pub violations: Vec<watch::Violation>,
+    /// Watchers that never reached the last write, or were lost: each fails the check.
+    pub fell_short: Vec<String>,
+}
+
 /// What a run observed, for [`Report::new`].
 pub struct Observed<'a> {
     pub injected: Vec<Injected>,
@@ -84,9 +94,8 @@ pub struct Observed<'a> {
     /// Times in nanoseconds from the start of the run.
     pub history: &'a [Operation],
     pub linearizability: &'a linear::Outcome,
-    /// The watchers' violations against the store's record, with how many watchers saw how
-    /// many events; or why it could not be checked.
-    pub watches: Result<(usize, usize, Vec<watch::Violation>), String>,
+    /// The watchers against the store's record; or why they could not be checked.
+    pub watches: Result<WatchOutcome, String>,
     /// The writes' violations against the store's record, with how many writes there
     /// were; or why it could not be checked.
     pub once: Result<(usize, Vec<once::Violation>), String>,
@@ -306,20 +315,33 @@ fn unchecked(name: &str, why: &str) -> Check {
     }
 }
 
-/// Every watcher saw every change in its range exactly once, in order, as made.
-fn watches(outcome: &Result<(usize, usize, Vec<watch::Violation>), String>) -> Check {
-    let (watchers, events, found) = match outcome {
+/// Every watcher saw every change in its range exactly once, in order, as made, and
+/// reached the last write.
+fn watches(outcome: &Result<WatchOutcome, String>) -> Check {
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(why) => return unchecked("watches", why),
     };
-    let verdict = match (found.is_empty(), *watchers > 0) {
+    let clean = outcome.violations.is_empty() && outcome.fell_short.is_empty();
+    let verdict = match (clean, outcome.watchers > 0) {
         (true, true) => Verdict::Pass,
         (true, false) => Verdict::Unknown,
         (false, _) => Verdict::Fail,
     };
-    let mut detail = format!("{watchers} watchers saw {events} events, resuming across faults");
-    if !found.is_empty() {
-        detail = format!("{} violations: {}", found.len(), violations(found));
+    let mut detail = format!(
+        "{} watchers saw {} events, resuming across faults",
+        outcome.watchers, outcome.events
+    );
+    if !outcome.violations.is_empty() {
+        detail = format!(
+            "{} violations: {}",
+            outcome.violations.len(),
+            violations(&outcome.violations)
+        );
+    }
+    for short in &outcome.fell_short {
+        detail.push_str("; ");
+        detail.push_str(short);
     }
     Check {
         name: "watches".into(),

@@ -69,7 +69,11 @@ fn observed<'a>(
         ended_ms: 20_000,
         history,
         linearizability: outcome,
-        watches: Ok((2, 10, vec![])),
+        watches: Ok(WatchOutcome {
+            watchers: 2,
+            events: 10,
+            ..Default::default()
+        }),
         once: Ok((5, vec![])),
     }
 }
@@ -218,15 +222,16 @@ fn a_watcher_that_missed_an_event_or_a_write_applied_twice_fails_the_run() {
     );
 
     let mut missed = observed(injected_for(&schedule), &history, &outcome);
-    missed.watches = Ok((
-        1,
-        0,
-        vec![watch::Violation::Missed {
+    missed.watches = Ok(WatchOutcome {
+        watchers: 1,
+        events: 0,
+        violations: vec![watch::Violation::Missed {
             watcher: "watcher 0".into(),
             revision: 7,
             key: "k".into(),
         }],
-    ));
+        fell_short: vec![],
+    });
     let report = Report::new(plan(), schedule.clone(), missed);
     assert_eq!(report.verdict, Verdict::Fail);
     assert!(
@@ -250,6 +255,16 @@ fn a_watcher_that_missed_an_event_or_a_write_applied_twice_fails_the_run() {
         "{}",
         summary(&report)
     );
+
+    let mut stuck = observed(injected_for(&schedule), &history, &outcome);
+    stuck.watches = Ok(WatchOutcome {
+        watchers: 2,
+        events: 4,
+        violations: vec![],
+        fell_short: vec!["watcher 1 reached revision 3 of 9".into()],
+    });
+    let report = Report::new(plan(), schedule.clone(), stuck);
+    assert_eq!(report.verdict, Verdict::Fail, "{}", summary(&report));
 
     let mut unread = observed(injected_for(&schedule), &history, &outcome);
     unread.once = Err("the members never agreed".into());

@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::check::watch::Change;
 use crate::check::{linear, once, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
 use crate::history;
 use crate::inject::{inject, restart_crashed, Injection};
-use crate::report::{Observed, Plan, Report, Target, Verdict};
+use crate::report::{Observed, Plan, Report, Target, Verdict, WatchOutcome};
 use crate::schedule::{self, QUIET};
 use crate::workload::kv::KvWorkload;
 use crate::workload::watchers::{self, Finish};
@@ -71,7 +72,7 @@ pub async fn run(
     });
     // Watching every change of the workload's keys from the first.
     let finish = Finish::default();
-    let watching = tokio::spawn(watchers::run(
+    let mut watching = tokio::spawn(watchers::run(
         WATCHERS,
         PREFIX,
         cluster.endpoints(),
@@ -102,47 +103,60 @@ pub async fn run(
     }
     stop.store(true, Ordering::Relaxed);
     let ended_ms = start.elapsed().as_millis() as u64;
-    let kv = match running.await {
-        Ok(kv) => kv,
+    let (kv, workload_failed) = match running.await {
+        Ok(kv) => (kv, None),
         Err(error) => {
-            incidents.push(format!("the workload failed: {error}"));
-            Default::default()
+            let why = format!("the workload failed: {error}");
+            incidents.push(why.clone());
+            (Default::default(), Some(why))
         }
     };
     let history = kv.operations;
 
-    // The store's own record, once the members agree where the writes ended; the watchers
-    // must reach it too.
-    let reference = match history::settled(&cluster, PREFIX, Duration::from_secs(30)).await {
+    // The store's own record through the last write the members agree on; the watchers
+    // must reach it too. A write the client gave up on may still land after that (the
+    // member it asked retries for its own timeout): everything past it is left out of the
+    // comparison, on both sides.
+    let settled = history::settled(&cluster, PREFIX, Duration::from_secs(30)).await;
+    let reference = match settled {
         Ok(through) => {
             finish.through.store(through.max(1), Ordering::Relaxed);
-            // Every member has it all now; any will do.
             let member = cluster.endpoints().first().cloned().unwrap_or_default();
-            history::changes(&member, PREFIX, through).await
+            history::changes(&member, PREFIX, through)
+                .await
+                .map(|changes| (through, changes))
         }
         Err(why) => Err(why),
     };
-    let watchers = match tokio::time::timeout(Duration::from_secs(20), watching).await {
-        Ok(Ok(watchers)) => Ok(watchers),
-        Ok(Err(error)) => Err(format!("the watchers failed: {error}")),
+    if reference.is_err() {
+        finish.stop.store(true, Ordering::Relaxed);
+    }
+    let joined = match tokio::time::timeout(Duration::from_secs(20), &mut watching).await {
+        Ok(joined) => joined,
+        // Each ends within one silence once told to stop; what they saw is still checked.
         Err(_) => {
             finish.stop.store(true, Ordering::Relaxed);
-            Err("the watchers did not reach the last write within 20 s".into())
+            watching.await
         }
     };
+    let watchers = joined.map_err(|error| format!("the watchers failed: {error}"));
 
     progress(&format!("checking {} operations", history.len()));
     let checked = Instant::now();
     let outcome = linear::check(&history, check_budget);
-    let watches = reference.clone().and_then(|reference| {
-        let watchers = watchers?;
-        let events = watchers.iter().map(|w| w.events.len()).sum();
-        Ok((watchers.len(), events, watch::check(&reference, &watchers)))
-    });
-    let once = reference.map(|reference| {
-        let seen = once::puts_of(reference);
-        (kv.writes.len(), once::check(&kv.writes, &seen))
-    });
+    let watches = match (&reference, watchers) {
+        (Err(why), _) => Err(why.clone()),
+        (_, Err(why)) => Err(why),
+        (Ok((through, changes)), Ok(watchers)) => Ok(compare_watchers(*through, changes, watchers)),
+    };
+    let once = match (reference, workload_failed) {
+        (_, Some(why)) => Err(why),
+        (Err(why), None) => Err(why),
+        (Ok((through, changes)), None) => {
+            let seen = once::puts_of(up_to(through, changes));
+            Ok((kv.writes.len(), once::check(&kv.writes, &seen)))
+        }
+    };
     progress(&format!(
         "checked in {:.1}s",
         checked.elapsed().as_secs_f64()
@@ -165,6 +179,48 @@ pub async fn run(
         keep_logs(&cluster, logs_to, &mut progress);
     }
     Ok(report)
+}
+
+/// The changes at or before revision `through`.
+fn up_to(through: i64, changes: Vec<Change>) -> Vec<Change> {
+    changes
+        .into_iter()
+        .filter(|change| change.revision <= through)
+        .collect()
+}
+
+/// The watchers against the record through `through`: what each saw past it is cut, and
+/// one that never reached it (or was lost) fell short.
+fn compare_watchers(
+    through: i64,
+    changes: &[Change],
+    watchers: Vec<Result<watch::Watcher, String>>,
+) -> WatchOutcome {
+    let reference = up_to(through, changes.to_vec());
+    let mut fell_short = Vec::new();
+    let mut cut = Vec::new();
+    for watcher in watchers {
+        match watcher {
+            Err(why) => fell_short.push(why),
+            Ok(mut watcher) => {
+                if watcher.through < through {
+                    fell_short.push(format!(
+                        "{} reached revision {} of {through}",
+                        watcher.name, watcher.through
+                    ));
+                }
+                watcher.events.retain(|event| event.revision <= through);
+                watcher.through = watcher.through.min(through);
+                cut.push(watcher);
+            }
+        }
+    }
+    WatchOutcome {
+        watchers: cut.len(),
+        events: cut.iter().map(|w| w.events.len()).sum(),
+        violations: watch::check(&reference, &cut),
+        fell_short,
+    }
 }
 
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
@@ -198,5 +254,62 @@ fn keep_logs(cluster: &ProcessCluster, dir: &Path, progress: &mut impl FnMut(&st
     match copied {
         Ok(()) => progress(&format!("the members' logs are in {}", dir.display())),
         Err(error) => progress(&format!("could not keep the members' logs: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(revision: i64) -> Change {
+        Change {
+            revision,
+            key: "chaos/k0".into(),
+            value: Some(format!("v{revision}")),
+        }
+    }
+
+    fn watcher(name: &str, through: i64, revisions: &[i64]) -> watch::Watcher {
+        watch::Watcher {
+            name: name.into(),
+            prefix: PREFIX.into(),
+            from: 1,
+            through,
+            events: revisions.iter().map(|r| change(*r)).collect(),
+        }
+    }
+
+    #[test]
+    fn a_write_landing_after_the_settled_revision_is_left_out_on_both_sides() {
+        let record: Vec<Change> = [1, 2, 3, 4].map(change).to_vec();
+        // The record was read through 3; a late write at 4 reached the watcher and the
+        // record alike.
+        let outcome = compare_watchers(3, &record, vec![Ok(watcher("w", 4, &[1, 2, 3, 4]))]);
+        assert_eq!(outcome.violations, vec![]);
+        assert_eq!(outcome.fell_short, Vec::<String>::new());
+        assert_eq!(outcome.events, 3);
+    }
+
+    #[test]
+    fn a_watcher_short_of_the_last_write_or_lost_fails() {
+        let record: Vec<Change> = [1, 2, 3].map(change).to_vec();
+        let outcome = compare_watchers(
+            3,
+            &record,
+            vec![
+                Ok(watcher("w0", 2, &[1, 2])),
+                Err("watcher 1 failed: panicked".into()),
+            ],
+        );
+        assert_eq!(
+            outcome.fell_short,
+            vec![
+                "w0 reached revision 2 of 3".to_string(),
+                "watcher 1 failed: panicked".to_string()
+            ]
+        );
+        // What it vouches for is still checked: a missed change shows.
+        let missed = compare_watchers(3, &record, vec![Ok(watcher("w", 3, &[1, 3]))]);
+        assert_eq!(missed.violations.len(), 1, "{:?}", missed.violations);
     }
 }

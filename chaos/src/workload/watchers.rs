@@ -29,14 +29,14 @@ pub struct Finish {
 }
 
 /// Runs `count` watchers of `prefix` from `from`, the first on `endpoints[0]`, the next on
-/// `endpoints[1]`, ...; what each saw, once `finish` says.
+/// `endpoints[1]`, ...; what each saw once `finish` says, or why a watcher was lost.
 pub async fn run(
     count: usize,
     prefix: &str,
     endpoints: Vec<String>,
     from: i64,
     finish: Finish,
-) -> Vec<Watcher> {
+) -> Vec<Result<Watcher, String>> {
     let tasks: Vec<_> = (0..count)
         .map(|n| {
             let (prefix, endpoints, finish) =
@@ -45,10 +45,11 @@ pub async fn run(
         })
         .collect();
     let mut watchers = Vec::new();
-    for task in tasks {
-        if let Ok(watcher) = task.await {
-            watchers.push(watcher);
-        }
+    for (n, task) in tasks.into_iter().enumerate() {
+        watchers.push(
+            task.await
+                .map_err(|error| format!("watcher {n} failed: {error}")),
+        );
     }
     watchers
 }
@@ -95,7 +96,6 @@ async fn stream(
         key: watcher.prefix.as_bytes().to_vec(),
         range_end: prefix_end(&watcher.prefix),
         start_revision: watcher.through + 1,
-        progress_notify: true,
         ..Default::default()
     };
     let request = WatchRequest {
