@@ -19,7 +19,7 @@
 //! - [`schedule`]: the faults a seed draws (pure); [`inject`]: carrying them out on a
 //!   [`cluster::ProcessCluster`], each healed, recorded as it happened;
 //! - [`run`]: cluster, workload, faults, checks; [`report`]: what a run did and found, its
-//!   verdict and its text (pure).
+//!   verdict and its text (pure); [`timeline`]: the report as an HTML page (pure).
 
 pub mod bench;
 pub mod check;
@@ -30,4 +30,5 @@ pub mod inject;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod timeline;
 pub mod workload;

@@ -71,6 +71,9 @@ pub struct Report {
     /// When the workload stopped, from the start of the run.
     pub ended_ms: u64,
     pub operations: Operations,
+    /// Operations answered in each [`BUCKET_MS`] of the run ([`crate::timeline`]).
+    #[serde(default)]
+    pub answered_per_bucket: Vec<u32>,
     pub checks: Vec<Check>,
     pub verdict: Verdict,
 }
@@ -105,6 +108,7 @@ impl Report {
     /// The report of a finished run: every check, and the verdict they give.
     pub fn new(plan: Plan, schedule: Vec<PlannedFault>, observed: Observed<'_>) -> Self {
         let operations = count(observed.history);
+        let answered_per_bucket = buckets(observed.history, observed.ended_ms);
         let checks = vec![
             progress(&operations, &observed),
             faults(&plan, &schedule, &observed.injected),
@@ -122,6 +126,7 @@ impl Report {
             incidents: observed.incidents,
             ended_ms: observed.ended_ms,
             operations,
+            answered_per_bucket,
             checks,
             verdict,
         }
@@ -138,6 +143,22 @@ pub fn verdict(checks: &[Check]) -> Verdict {
     } else {
         Verdict::Pass
     }
+}
+
+/// The width of one bucket of [`Report::answered_per_bucket`], in milliseconds.
+pub const BUCKET_MS: u64 = 250;
+
+/// Answers per [`BUCKET_MS`] from the start to `ended_ms`.
+fn buckets(history: &[Operation], ended_ms: u64) -> Vec<u32> {
+    let width = BUCKET_MS;
+    let mut counts = vec![0u32; (ended_ms / width + 1) as usize];
+    for completed in history.iter().filter_map(|op| op.completed) {
+        let bucket = (completed / 1_000_000 / width) as usize;
+        if let Some(count) = counts.get_mut(bucket) {
+            *count += 1;
+        }
+    }
+    counts
 }
 
 fn count(history: &[Operation]) -> Operations {
