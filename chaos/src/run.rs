@@ -27,6 +27,21 @@ const PREFIX: &str = "chaos/";
 /// Watchers beside the workload.
 const WATCHERS: usize = 2;
 
+/// The bugs `--plant` may plant in Rudder's members: each a failpoint, its action, and
+/// what it breaks.
+pub const PLANTABLE: &[(&str, &str, &str)] = &[
+    (
+        "stale-reads",
+        "return",
+        "linearizable reads served from a replica without asking the leader",
+    ),
+    (
+        "lost-watch-events",
+        "2%return",
+        "about one revision in fifty left out of each watch",
+    ),
+];
+
 /// Where the runner finds the members' programs.
 #[derive(Debug, Clone)]
 pub struct Binaries {
@@ -232,7 +247,13 @@ async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, Clust
                     "--failpoints={}",
                     plan.planted
                         .iter()
-                        .map(|failpoint| format!("{failpoint}=return"))
+                        .map(|failpoint| {
+                            let action = PLANTABLE
+                                .iter()
+                                .find(|(name, _, _)| name == failpoint)
+                                .map_or("return", |(_, action, _)| action);
+                            format!("{failpoint}={action}")
+                        })
                         .collect::<Vec<_>>()
                         .join(";")
                 )],

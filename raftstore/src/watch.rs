@@ -143,6 +143,11 @@ impl WatchTask {
                     item = feed.recv() => match item {
                         Ok(item) => match &*item {
                             FeedItem::Revision { revision, events } => {
+                                // A planted bug for the chaos runner (`rudder chaos run
+                                // --plant lost-watch-events`): a live revision skipped as if
+                                // delivered (history read back later stays whole).
+                                let lost = fail::eval("lost-watch-events", |_| ()).is_some();
+                                let events: &[Event] = if lost { &[] } else { events };
                                 if let Step::Stop = self.deliver(*revision, events).await {
                                     return;
                                 }

@@ -51,6 +51,8 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     );
     let report = report_in(&first);
     assert_eq!(report.verdict, Verdict::Pass);
+    let page = std::fs::read_to_string(first.join("report.html")).expect("a report.html");
+    assert!(page.contains("<svg") && page.contains("PASS"), "{page}");
     assert!(report.operations.answered > 100, "{:?}", report.operations);
     for name in ["linearizability", "watches", "at-most-once"] {
         assert!(
@@ -92,9 +94,8 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     assert_eq!(faults(&replayed), faults(&report));
 }
 
-#[test]
-fn a_planted_stale_read_fails_the_run_naming_the_key() {
-    let dir = tempfile::tempdir().unwrap();
+/// A 10 s run with `bug` planted in every member: it must fail; what it said.
+fn planted(bug: &str, dir: &Path) -> String {
     let run = chaos(&[
         "run",
         "--duration",
@@ -102,23 +103,41 @@ fn a_planted_stale_read_fails_the_run_naming_the_key() {
         "--seed",
         "11",
         "--plant",
-        "stale-reads",
+        bug,
         "--report-dir",
-        dir.path().to_str().unwrap(),
+        dir.to_str().unwrap(),
     ]);
     let said = text(&run);
     assert!(
         !run.status.success(),
         "a planted bug must fail the run: {said}"
     );
-    assert!(said.contains("FAIL     linearizability"), "{said}");
     assert!(said.contains("rudder chaos replay"), "{said}");
+    said
+}
+
+#[test]
+fn a_planted_stale_read_fails_the_run_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = planted("stale-reads", dir.path());
+    assert!(said.contains("FAIL     linearizability"), "{said}");
     let report = report_in(dir.path());
     assert_eq!(report.verdict, Verdict::Fail);
     assert_eq!(report.plan.planted, ["stale-reads"]);
     assert!(
         dir.path().join("m1.log").exists(),
         "a run that fails keeps the members' logs beside its report"
+    );
+}
+
+#[test]
+fn a_planted_lost_watch_event_fails_the_watch_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = planted("lost-watch-events", dir.path());
+    assert!(said.contains("FAIL     watches"), "{said}");
+    assert!(
+        said.contains("Missed {"),
+        "a watcher missed a change: {said}"
     );
 }
 
@@ -153,7 +172,7 @@ fn bad_options_are_refused_saying_what_there_is() {
     );
     let unknown_bug = text(&chaos(&["run", "--plant", "lost-writes"]));
     assert!(
-        unknown_bug.contains("the bugs that can be planted are stale-reads"),
+        unknown_bug.contains("the bugs that can be planted are stale-reads, lost-watch-events"),
         "{unknown_bug}"
     );
     let too_few = text(&chaos(&["run", "--masters", "1"]));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::report::{self, Plan, Report, Target, Verdict};
-use rudder_chaos::run::{run, Binaries};
+use rudder_chaos::run::{run, Binaries, PLANTABLE};
 use rudder_chaos::schedule::FaultKind;
 
 use crate::durations::parse_flag_duration;
@@ -44,7 +44,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 3)]
     keys: usize,
     /// Plant a bug in the members to see the checks find it: stale-reads (linearizable
-    /// reads served from a replica without asking the leader).
+    /// reads served from a replica without asking the leader), lost-watch-events (about one
+    /// revision in fifty left out of each watch).
     #[arg(long, value_delimiter = ',')]
     plant: Vec<String>,
     #[command(flatten)]
@@ -61,7 +62,7 @@ pub struct ReplayArgs {
 
 #[derive(Args, Debug)]
 struct CommonArgs {
-    /// Where report.json goes (created if missing).
+    /// Where report.json and report.html go (created if missing).
     #[arg(long, default_value = "chaos-report")]
     report_dir: PathBuf,
     /// How long the linearizability search may take before a key is reported undecided.
@@ -77,9 +78,6 @@ enum TargetArg {
     Rudder,
     Etcd,
 }
-
-/// Failpoints `--plant` may name, and what each breaks.
-const PLANTABLE: &[&str] = &["stale-reads"];
 
 pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     let (plan, common) = match command {
@@ -142,14 +140,12 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         }
     }
     let length = parse_flag_duration("--duration", &args.duration, "s")?;
-    if let Some(unknown) = args
-        .plant
-        .iter()
-        .find(|name| !PLANTABLE.contains(&name.as_str()))
-    {
+    let plantable = |name: &str| PLANTABLE.iter().any(|(known, _, _)| *known == name);
+    if let Some(unknown) = args.plant.iter().find(|name| !plantable(name)) {
+        let known: Vec<&str> = PLANTABLE.iter().map(|(name, _, _)| *name).collect();
         bail!(
             "--plant {unknown:?}: the bugs that can be planted are {}",
-            PLANTABLE.join(", ")
+            known.join(", ")
         );
     }
     let target = match args.target {
@@ -208,5 +204,8 @@ fn write_report(dir: &Path, report: &Report) -> anyhow::Result<PathBuf> {
     let path = dir.join("report.json");
     let json = serde_json::to_string_pretty(report)?;
     std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    let page = dir.join("report.html");
+    std::fs::write(&page, rudder_chaos::timeline::html(report))
+        .with_context(|| format!("writing {}", page.display()))?;
     Ok(path)
 }
