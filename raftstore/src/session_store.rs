@@ -12,6 +12,12 @@
 //! deleted once every request in it is below the client's floor (a range delete over the
 //! "highest seq" part of the key); a record may outlive some of its outcomes, so loading
 //! keeps only those at or above the floor — exactly what the table in memory kept.
+//!
+//! Those range deletes are pruned [`PRUNE_EVERY`] requests at a time, not at every rise of
+//! a floor: each is a range tombstone RocksDB fragments at every flush and when it replays
+//! its log at a restart, and one per client per apply batch (tens of thousands in a busy
+//! minute) made a restarted member take minutes to open. Records below a floor are
+//! harmless until then, since loading skips them.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +59,30 @@ fn records_of(client: u64) -> (Vec<u8>, Vec<u8>) {
     (start, end)
 }
 
+/// A client's records are pruned once its floor has passed another multiple of this.
+pub const PRUNE_EVERY: u64 = 1024;
+
+/// Where each client's records were last pruned, by this process (after a restart, the
+/// first rise of each floor prunes again: one tombstone per client).
+#[derive(Debug, Clone, Default)]
+pub struct Pruned(std::collections::HashMap<u64, u64>);
+
+impl Pruned {
+    /// The prune boundary for `client` at `floor`, if it has moved since the last prune.
+    fn due(&mut self, client: u64, floor: u64) -> Option<u64> {
+        let boundary = floor / PRUNE_EVERY * PRUNE_EVERY;
+        let last = self.0.entry(client).or_insert(0);
+        (boundary > *last).then(|| {
+            *last = boundary;
+            boundary
+        })
+    }
+
+    fn forget(&mut self, client: u64) {
+        self.0.remove(&client);
+    }
+}
+
 /// One record: `(seq, part, outcome)` of each request a batch recorded for one client.
 type Record = Vec<(u64, u32, Remembered)>;
 
@@ -71,6 +101,7 @@ pub fn persist(
     writes: &[SessionWrite],
     table: &Sessions,
     batch_id: u64,
+    pruned: &mut Pruned,
 ) -> Result<(), DbError> {
     let cf = db.cf(CF_SESSIONS);
     // Deletes first, in order; then, per client, the last floor, the new outcomes still in
@@ -99,6 +130,7 @@ pub fn persist(
                 batch.delete_range_cf(cf, start, end);
             }
             SessionWrite::ForgetSession(client) => {
+                pruned.forget(*client);
                 metas.remove(client);
                 batch.delete_cf(cf, session_key(*client));
                 let (start, end) = records_of(*client);
@@ -109,8 +141,10 @@ pub fn persist(
     // No outcome below a floor is recorded after the floor rose, and a record's key carries
     // its highest seq: these deletes never reach a record written below.
     for (client, floor) in below {
-        let (start, end) = records_below(client, floor);
-        batch.delete_range_cf(cf, start, end);
+        if let Some(boundary) = pruned.due(client, floor) {
+            let (start, end) = records_below(client, boundary);
+            batch.delete_range_cf(cf, start, end);
+        }
     }
     for (client, ids) in recorded {
         let Some(session) = table.sessions().get(&client) else {
@@ -225,5 +259,26 @@ mod tests {
         assert!(record_key(7, u64::MAX, u64::MAX) < all_end);
         assert!(record_key(8, 0, 0) >= all_end);
         assert_eq!(records_of(u64::MAX).1, b"p");
+    }
+}
+
+#[cfg(test)]
+mod pruning_tests {
+    use super::*;
+
+    #[test]
+    fn records_are_pruned_once_per_thousand_requests_per_client() {
+        let mut pruned = Pruned::default();
+        assert_eq!(pruned.due(7, 5), None, "nothing below the first boundary");
+        assert_eq!(pruned.due(7, 1_030), Some(1_024));
+        assert_eq!(pruned.due(7, 1_500), None, "the same boundary once");
+        assert_eq!(pruned.due(7, 5_000), Some(4_096));
+        assert_eq!(pruned.due(8, 2_048), Some(2_048), "each client on its own");
+        pruned.forget(7);
+        assert_eq!(
+            pruned.due(7, 5_000),
+            Some(4_096),
+            "a forgotten client starts again"
+        );
     }
 }

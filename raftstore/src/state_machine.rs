@@ -41,6 +41,8 @@ pub(crate) struct StoredSnapshot {
 pub struct StateMachine {
     db: Db,
     keyspace: Arc<Keyspace>,
+    /// Where each client's records were last pruned (see [`session_store::Pruned`]).
+    pruned: session_store::Pruned,
 }
 
 fn sm_error(error: impl std::error::Error + 'static) -> StorageError {
@@ -106,6 +108,7 @@ impl StateMachine {
             Self {
                 db,
                 keyspace: keyspace.clone(),
+                pruned: session_store::Pruned::default(),
             },
             keyspace,
         ))
@@ -225,6 +228,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             &session_writes,
             &state.sessions,
             batch_id,
+            &mut self.pruned,
         )
         .map_err(sm_error)?;
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
@@ -272,6 +276,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let batch_id = meta.last_log_id.map_or(0, |id| id.index);
         session_store::replace(&self.db, &mut batch, &image.sessions, batch_id)
             .map_err(sm_error)?;
+        // The records were all rewritten: pruning starts again.
+        self.pruned = session_store::Pruned::default();
         let mut state = self.keyspace.write();
         *state = Replicated {
             mvcc: Mvcc::restore(image.mvcc),
