@@ -18,13 +18,7 @@ fn plan() -> Plan {
 }
 
 fn operation(client: u32, invoked: u64, completed: Option<u64>, op: Op) -> Operation {
-    Operation {
-        client,
-        key: "k".into(),
-        invoked,
-        completed,
-        op,
-    }
+    Operation::on_k(client, invoked, completed, op)
 }
 
 /// Client 0 puts "a"; client 1 reads after that put was answered.

@@ -17,6 +17,21 @@ fn chaos(args: &[&str]) -> Output {
         .expect("rudder chaos runs")
 }
 
+/// `rudder chaos run` for 10 s with seed 11, reporting into `dir`, with `more` flags.
+fn run_10s(dir: &Path, more: &[&str]) -> Output {
+    let dir = dir.to_str().unwrap();
+    let fixed = [
+        "run",
+        "--duration",
+        "10s",
+        "--seed",
+        "11",
+        "--report-dir",
+        dir,
+    ];
+    chaos(&[&fixed[..], more].concat())
+}
+
 fn report_in(dir: &Path) -> Report {
     let text = std::fs::read_to_string(dir.join("report.json")).expect("a report.json");
     serde_json::from_str(&text).expect("a report")
@@ -34,15 +49,7 @@ fn text(output: &Output) -> String {
 fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first");
-    let run = chaos(&[
-        "run",
-        "--duration",
-        "10s",
-        "--seed",
-        "11",
-        "--report-dir",
-        first.to_str().unwrap(),
-    ]);
+    let run = run_10s(&first, &[]);
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     assert!(
@@ -96,17 +103,7 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
 
 /// A 10 s run with `bug` planted in every member: it must fail; what it said.
 fn planted(bug: &str, dir: &Path) -> String {
-    let run = chaos(&[
-        "run",
-        "--duration",
-        "10s",
-        "--seed",
-        "11",
-        "--plant",
-        bug,
-        "--report-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let run = run_10s(dir, &["--plant", bug]);
     let said = text(&run);
     assert!(
         !run.status.success(),
@@ -148,17 +145,7 @@ fn etcd_as_the_reference_passes_the_same_checks() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let run = chaos(&[
-        "run",
-        "--target",
-        "etcd",
-        "--duration",
-        "10s",
-        "--seed",
-        "11",
-        "--report-dir",
-        dir.path().to_str().unwrap(),
-    ]);
+    let run = run_10s(dir.path(), &["--target", "etcd"]);
     assert!(run.status.success(), "{}", text(&run));
     assert_eq!(report_in(dir.path()).verdict, Verdict::Pass);
 }

@@ -46,6 +46,20 @@ pub struct Operation {
     pub op: Op,
 }
 
+#[cfg(test)]
+impl Operation {
+    /// An operation on key `k` (tests here and in `report`).
+    pub(crate) fn on_k(client: u32, invoked: u64, completed: Option<u64>, op: Op) -> Self {
+        Self {
+            client,
+            key: "k".into(),
+            invoked,
+            completed,
+            op,
+        }
+    }
+}
+
 /// A key no order explains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyViolation {

@@ -6,13 +6,7 @@ const BUDGET: Duration = Duration::from_secs(10);
 
 /// An operation on key `k`.
 fn op(client: u32, invoked: u64, completed: Option<u64>, op: Op) -> Operation {
-    Operation {
-        client,
-        key: "k".into(),
-        invoked,
-        completed,
-        op,
-    }
+    Operation::on_k(client, invoked, completed, op)
 }
 
 fn put(value: &str) -> Op {
