@@ -5,10 +5,12 @@
 
 use futures::StreamExt;
 use rudder_proto::node::kubelet_server::Kubelet;
-use rudder_proto::node::{Chunk, ExecInput, ExecOutput, LogsRequest};
+use rudder_proto::node::{
+    Chunk, ExecInput, ExecOutput, LogsRequest, PortForwardInput, PortForwardOutput,
+};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::pod_node::{from_node, pod_node, PodNode};
+use crate::pod_node::{from_node, pod_node, whole_pod_node, PodNode};
 use crate::registry::Registry;
 
 pub struct KubeletProxy {
@@ -25,6 +27,7 @@ impl KubeletProxy {
 impl Kubelet for KubeletProxy {
     type LogsStream = Streaming<Chunk>;
     type ExecStream = Streaming<ExecOutput>;
+    type PortForwardStream = Streaming<PortForwardOutput>;
 
     async fn logs(
         &self,
@@ -67,6 +70,28 @@ impl Kubelet for KubeletProxy {
         let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);
         let outbound = futures::stream::once(async { ExecInput::start(start) }).chain(rest);
         let answer = client.exec(outbound).await;
+        answer.map_err(|status| from_node(&node, status).into())
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortForwardInput>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let mut inputs = request.into_inner();
+        let Some(start) = inputs
+            .message()
+            .await?
+            .and_then(PortForwardInput::into_start)
+        else {
+            return Err(Status::invalid_argument(
+                "a port-forward starts with its request (the pod and the port)",
+            ));
+        };
+        let (mut client, node) =
+            whole_pod_node(&self.registry, &start.namespace, &start.pod).await?;
+        let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);
+        let outbound = futures::stream::once(async { PortForwardInput::start(start) }).chain(rest);
+        let answer = client.port_forward(outbound).await;
         answer.map_err(|status| from_node(&node, status).into())
     }
 }

@@ -32,7 +32,8 @@
 //!   by `rudder-printers`, Status errors); [`strategic_merge`]: the patch kubectl sends;
 //!   [`field_ownership`]: server-side apply's managed fields (pure; the shell is
 //!   `registry/apply.rs`).
-//! - [`pod_node`]: the node a pod runs on, reached for logs and exec by the HTTP API and by
+//! - [`pod_node`]: the node a pod runs on, reached for logs, exec and port-forward by the
+//!   HTTP API and by
 //!   [`kubelet_proxy`], the `Kubelet` gRPC service every master serves for the CLI.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.

@@ -1,4 +1,5 @@
-//! The node a pod runs on, reached for what only the node can do (logs, exec): the pod
+//! The node a pod runs on, reached for what only the node can do (logs, exec,
+//! port-forward): the pod
 //! read, its container checked (worded as kube-apiserver words it), the node's kubelet
 //! endpoint found and connected to.
 
@@ -30,14 +31,42 @@ pub async fn pod_node(
     name: &str,
     container: &str,
 ) -> Result<PodNode, ApiError> {
-    let pod = registry
+    let pod = read_pod(registry, namespace, name).await?;
+    let container = container_of(&pod, name, container)?;
+    let (client, node) = connect_node(registry, &pod, name).await?;
+    Ok(PodNode {
+        client,
+        container,
+        node,
+    })
+}
+
+/// Reads `namespace/name` and connects to its node, for what concerns the whole pod (its
+/// network: port-forward). Returns the client and the node's name.
+pub async fn whole_pod_node(
+    registry: &Registry,
+    namespace: &str,
+    name: &str,
+) -> Result<(KubeletClient<Channel>, String), ApiError> {
+    let pod = read_pod(registry, namespace, name).await?;
+    connect_node(registry, &pod, name).await
+}
+
+async fn read_pod(registry: &Registry, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    registry
         .get(&Target {
             resource: "pods",
             namespace,
             name,
         })
-        .await?;
-    let container = container_of(&pod, name, container)?;
+        .await
+}
+
+async fn connect_node(
+    registry: &Registry,
+    pod: &Value,
+    name: &str,
+) -> Result<(KubeletClient<Channel>, String), ApiError> {
     let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
@@ -58,11 +87,7 @@ pub async fn pod_node(
         .await
         .map_err(|_| ApiError::internal(format!("node {node} at {endpoint}: no answer")))?
         .map_err(|error| ApiError::internal(format!("node {node} at {endpoint}: {error}")))?;
-    Ok(PodNode {
-        client,
-        container,
-        node: node.to_owned(),
-    })
+    Ok((client, node.to_owned()))
 }
 
 /// Checks the container named against the pod's, as kube-apiserver does before it asks the

@@ -1,5 +1,5 @@
-//! The node's streaming endpoint (the kubelet port): `rudder logs` and `rudder exec` reach
-//! a pod's containers here, through the runtime that runs them.
+//! The node's streaming endpoint (the kubelet port): logs, exec and port-forward reach a
+//! pod's containers here (through the API server), by the runtime that runs them.
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -9,8 +9,11 @@ use std::time::Duration;
 
 use futures::Stream;
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
-use rudder_proto::node::{exec_input, exec_output, Chunk, ExecInput, ExecOutput, LogsRequest};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use rudder_proto::node::{
+    exec_input, exec_output, port_forward_input, Chunk, ExecInput, ExecOutput, LogsRequest,
+    PortForwardInput, PortForwardOutput,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -37,6 +40,7 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Kubelet for NodeEndpoint {
     type LogsStream = Streamed<Chunk>;
     type ExecStream = Streamed<ExecOutput>;
+    type PortForwardStream = Streamed<PortForwardOutput>;
 
     async fn logs(
         &self,
@@ -200,6 +204,94 @@ impl Kubelet for NodeEndpoint {
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
+
+    async fn port_forward(
+        &self,
+        request: Request<Streaming<PortForwardInput>>,
+    ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let mut inputs = request.into_inner();
+        let Some(start) = inputs
+            .message()
+            .await?
+            .and_then(PortForwardInput::into_start)
+        else {
+            return Err(Status::invalid_argument(
+                "a port-forward starts with its request (the pod and the port)",
+            ));
+        };
+        let port = u16::try_from(start.port)
+            .ok()
+            .filter(|port| *port > 0)
+            .ok_or_else(|| {
+                Status::invalid_argument(format!("port {} is not 1 to 65535", start.port))
+            })?;
+        let runtime = self.runtime.clone();
+        let connection = tokio::task::spawn_blocking(move || {
+            runtime.connect_to_pod(&start.namespace, &start.pod, port)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("connecting: {e}")))?
+        .map_err(status)?;
+        connection
+            .set_nonblocking(true)
+            .map_err(|e| Status::internal(format!("connecting: {e}")))?;
+        let connection = tokio::net::TcpStream::from_std(connection)
+            .map_err(|e| Status::internal(format!("connecting: {e}")))?;
+        let (reader, writer) = connection.into_split();
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            // Ends with the connection's reading half, or when the client hangs up (which
+            // drops the writing half too, closing the connection).
+            tokio::select! {
+                () = pump_connection(reader, tx.clone()) => {}
+                () = tx.closed() => {}
+            }
+        });
+        tokio::spawn(feed_connection(inputs, writer));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Passes what the pod's connection sends to the client until it ends (the stream then
+/// ends cleanly) or fails (the stream ends with the error).
+async fn pump_connection(
+    mut reader: impl AsyncRead + Unpin,
+    tx: mpsc::Sender<Result<PortForwardOutput, Status>>,
+) {
+    let mut buffer = vec![0u8; 32 * 1024];
+    loop {
+        let sent = match reader.read(&mut buffer).await {
+            Ok(0) => return,
+            Ok(n) => Ok(PortForwardOutput {
+                data: buffer[..n].to_vec(),
+            }),
+            Err(e) => Err(Status::unavailable(format!("reading from the pod: {e}"))),
+        };
+        let failed = sent.is_err();
+        if tx.send(sent).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Writes the client's data to the pod's connection; the client's `close_write` (or the end
+/// of its stream) shuts the connection's writing half, as a TCP client's FIN would.
+async fn feed_connection(
+    mut inputs: Streaming<PortForwardInput>,
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Ok(Some(input)) = inputs.message().await {
+        match input.input {
+            Some(port_forward_input::Input::Data(data)) => {
+                if writer.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+            Some(port_forward_input::Input::CloseWrite(_)) => break,
+            Some(port_forward_input::Input::Start(_)) | None => {}
+        }
+    }
+    let _ = writer.shutdown().await;
 }
 
 /// Writes the client's stdin inputs to the command until the client closes it (or its

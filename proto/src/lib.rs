@@ -76,4 +76,34 @@ pub mod node {
             }
         }
     }
+
+    impl PortForwardInput {
+        /// The first input of a port-forward: which pod's port to connect to.
+        pub fn start(request: PortForwardRequest) -> Self {
+            PortForwardInput {
+                input: Some(port_forward_input::Input::Start(request)),
+            }
+        }
+
+        pub fn data(data: Vec<u8>) -> Self {
+            PortForwardInput {
+                input: Some(port_forward_input::Input::Data(data)),
+            }
+        }
+
+        /// The client sends no more: the connection's writing half is shut.
+        pub fn close_write() -> Self {
+            PortForwardInput {
+                input: Some(port_forward_input::Input::CloseWrite(true)),
+            }
+        }
+
+        /// The request, if this is the first input.
+        pub fn into_start(self) -> Option<PortForwardRequest> {
+            match self.input {
+                Some(port_forward_input::Input::Start(request)) => Some(request),
+                _ => None,
+            }
+        }
+    }
 }

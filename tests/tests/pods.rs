@@ -375,7 +375,7 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let (ok, logs, err) = rudder(servers, &["logs", "kubia"]).await;
     assert!(ok, "{err}");
     assert!(logs.contains("Received request from"), "logs: {logs:?}");
-    kubectl_logs_come_through_the_api(servers, dir, &ip);
+    kubectl_reaches_the_pod_through_the_api(servers, dir, &ip);
     let (ok, hostname, err) = rudder(servers, &["exec", "kubia", "--", "hostname"]).await;
     assert!(ok, "{err}");
     assert_eq!(hostname.trim(), "kubia");
@@ -447,9 +447,9 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
 }
 
 /// The real kubectl reads the kubia pod's log through the master's HTTP API (which asks the
-/// node): all of it, the last line, and followed as a new request comes in; and runs
-/// commands in it with `kubectl exec`. Skipped without kubectl.
-fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
+/// node): all of it, the last line, and followed as a new request comes in; runs commands
+/// in it with `kubectl exec`; and forwards a local port to it. Skipped without kubectl.
+fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) {
     const KUBECTL: &str = "/usr/bin/kubectl";
     if !Path::new(KUBECTL).exists() {
         eprintln!("kubectl logs skipped: no kubectl at {KUBECTL}");
@@ -580,6 +580,67 @@ fn kubectl_logs_come_through_the_api(servers: &str, dir: &Path, ip: &str) {
         String::from_utf8_lossy(&echoed.stderr)
     );
     assert_eq!(echoed.stdout.len(), 32 * 1024 * 1024);
+
+    // port-forward (SPDY in a WebSocket, through the API server to the node, which connects
+    // inside the pod): each local connection reaches the pod's 8080.
+    let forwarding = |port: &str| {
+        let mut forward = kubectl(&["port-forward", "pod/kubia", &format!(":{port}")])
+            .spawn()
+            .unwrap();
+        // Read to the end: kubectl, a Go program, dies writing to a closed pipe.
+        let said = rudder_tests::lines_of(forward.stdout.take().unwrap());
+        let first = said.recv_timeout(Duration::from_secs(20));
+        // "Forwarding from 127.0.0.1:PORT -> 8080"
+        let local = first.as_ref().ok().and_then(|line| {
+            let rest = line.strip_prefix("Forwarding from 127.0.0.1:")?;
+            rest.split(' ').next()?.parse::<u16>().ok()
+        });
+        match local {
+            Some(local) => (forward, said, local),
+            None => {
+                let _ = forward.kill();
+                let out = forward.wait_with_output().unwrap();
+                panic!(
+                    "kubectl port-forward said {first:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    };
+    let (mut forward, said, local) = forwarding("8080");
+    for attempt in 0..3 {
+        let answer = http_get("127.0.0.1", local, "/cgi-bin/index.cgi");
+        if !answer
+            .as_ref()
+            .is_ok_and(|a| a.contains("You've hit kubia"))
+        {
+            let _ = forward.kill();
+            let out = forward.wait_with_output().unwrap();
+            panic!(
+                "connection {attempt}: {answer:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    forward.kill().unwrap();
+    forward.wait().unwrap();
+    drop(said);
+    // A port nothing listens on: the connection ends with nothing, and kubectl says why.
+    let (mut refused, said, local) = forwarding("9999");
+    let answer = http_get("127.0.0.1", local, "/");
+    assert!(
+        answer.as_deref().unwrap_or_default().is_empty(),
+        "{answer:?}"
+    );
+    let _ = refused.kill();
+    let out = refused.wait_with_output().unwrap();
+    drop(said);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("error forwarding port 9999 to pod default/kubia")
+            && said.contains("Connection refused"),
+        "{said}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -149,6 +149,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 subresource("log", "Pod", "", &["get"]);
                 subresource("exec", "PodExecOptions", "", &["create", "get"]);
                 subresource("attach", "PodAttachOptions", "", &["create", "get"]);
+                subresource(
+                    "portforward",
+                    "PodPortForwardOptions",
+                    "",
+                    &["create", "get"],
+                );
                 subresource("eviction", "Eviction", "policy", &["create"]);
             }
             "Namespace" => subresource("finalize", "Namespace", "", &["update"]),

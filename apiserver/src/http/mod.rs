@@ -11,7 +11,8 @@
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
-//!                                                      pod_logs, pod_exec (exec, attach):
+//!                                                      pod_logs, pod_exec (exec, attach),
+//!                                                      pod_port_forward (over spdy.rs):
 //!                                                      from the pod's node (crate::pod_node)
 //! ```
 
@@ -22,9 +23,11 @@ mod options;
 mod paths;
 mod pod_exec;
 mod pod_logs;
+mod pod_port_forward;
 mod protobuf;
 mod respond;
 mod scale;
+mod spdy;
 mod table;
 mod verbs;
 mod watch;
@@ -148,13 +151,13 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
     };
     let streamed = path.info.kind == "Pod"
         && !path.name.is_empty()
-        && matches!(path.subresource.as_str(), "exec" | "attach");
+        && matches!(path.subresource.as_str(), "exec" | "attach" | "portforward");
     if streamed {
         let (namespace, name) = (path.namespace.clone(), path.name.clone());
-        let answer = if path.subresource == "exec" {
-            pod_exec::exec(&http.registry, parts, &namespace, &name).await
-        } else {
-            pod_exec::attach(&http.registry, parts, &namespace, &name).await
+        let answer = match path.subresource.as_str() {
+            "exec" => pod_exec::exec(&http.registry, parts, &namespace, &name).await,
+            "attach" => pod_exec::attach(&http.registry, parts, &namespace, &name).await,
+            _ => pod_port_forward::port_forward(&http.registry, parts, &namespace, &name).await,
         };
         return answer.unwrap_or_else(|error| respond::error(&error));
     }

@@ -135,6 +135,12 @@ pub enum RuntimeError {
     NotRunning { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPreviousAttempt { pod: String, container: String },
+    /// A port-forward's connection inside the pod failed (nothing listens there, or the
+    /// pod's network namespace is gone).
+    #[error("{source}")]
+    Connect {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Called by a runtime when a pod's state changed, so the kubelet looks now.
@@ -178,5 +184,15 @@ pub trait Runtime: Send + Sync + 'static {
         _argv: &[String],
     ) -> Result<std::process::Command, RuntimeError> {
         Err(RuntimeError::Unsupported("exec"))
+    }
+    /// A connection to `port` on the pod's own localhost, opened inside its network
+    /// namespace (as Kubernetes' port-forward connects), for `kubectl port-forward`.
+    fn connect_to_pod(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _port: u16,
+    ) -> Result<std::net::TcpStream, RuntimeError> {
+        Err(RuntimeError::Unsupported("port-forward"))
     }
 }

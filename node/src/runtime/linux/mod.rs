@@ -230,6 +230,22 @@ impl Runtime for LinuxRuntime {
             argv,
         ))
     }
+
+    fn connect_to_pod(
+        &self,
+        namespace: &str,
+        pod: &str,
+        port: u16,
+    ) -> Result<std::net::TcpStream, RuntimeError> {
+        let (uid, _) = self.find(namespace, pod, "")?;
+        self.shared
+            .config
+            .network
+            .connect_in_pod(&uid, port)
+            .map_err(|source| RuntimeError::Connect {
+                source: Box::new(source),
+            })
+    }
 }
 
 impl LinuxRuntime {

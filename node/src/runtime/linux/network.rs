@@ -11,7 +11,7 @@
 //! the process: the kubelet's other threads stay where they are.
 
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -141,6 +141,10 @@ pub struct NodeNetwork {
 /// The machine-wide device the service ranges are routed to (shared by every node on the
 /// machine, never removed: another node may route through it).
 pub const SERVICE_DEVICE: &str = "rudder-svc";
+
+/// How long a port-forward's connection inside a pod may take (on its own loopback, it is
+/// answered at once or refused; a full accept queue is what makes it wait).
+const POD_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs netlink requests on a fresh current-thread runtime on a thread of its own (callers
 /// may be inside another runtime), in the network namespace of the calling thread.
@@ -348,6 +352,17 @@ impl NodeNetwork {
 
     pub fn netns_path(&self, pod: &str) -> PathBuf {
         self.netns_dir.join(pod)
+    }
+
+    /// A TCP connection to `port` on the pod's loopback, opened from inside its network
+    /// namespace: a socket stays in the namespace it was made in, whichever thread uses it.
+    pub fn connect_in_pod(&self, pod: &str, port: u16) -> Result<TcpStream, NetworkError> {
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        in_namespace(&self.netns_path(pod), move || {
+            TcpStream::connect_timeout(&address, POD_CONNECT_TIMEOUT).map_err(io_failed(format!(
+                "connecting to {address} in the pod's network namespace"
+            )))
+        })
     }
 
     /// The pod's namespace with `eth0` at `ip`, routed through the bridge. Returns the
