@@ -12,7 +12,8 @@
 //! - [`runtime`]: the `Runtime` trait; [`runtime::linux`] runs real containers (libcontainer
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
-//! - [`server`]: the node's streaming endpoint (logs, exec) on the kubelet port.
+//! - [`server`]: the node's streaming endpoint (logs, exec, port-forward) on the kubelet
+//!   port; [`terminal`]: the pseudo-terminal of `exec -t`.
 //! - [`service_view`]: the Services and EndpointSlices a node follows once, for the proxy
 //!   and DNS.
 //! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
@@ -32,3 +33,4 @@ pub mod runtime;
 pub mod server;
 pub mod service_view;
 pub mod status;
+pub mod terminal;

@@ -1,5 +1,6 @@
-//! The node's streaming endpoint (the kubelet port): logs, exec and port-forward reach a
-//! pod's containers here (through the API server), by the runtime that runs them.
+//! The node's streaming endpoint (the kubelet port): logs, exec (on a terminal.rs terminal
+//! with `-t`) and port-forward reach a pod's containers here (through the API server), by
+//! the runtime that runs them.
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::runtime::{Runtime, RuntimeError};
+use crate::terminal::Terminal;
 
 /// How often a followed log is checked for more.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
@@ -135,8 +137,12 @@ impl Kubelet for NodeEndpoint {
                 &request.pod,
                 &request.container,
                 &request.command,
+                request.tty,
             )
             .map_err(status)?;
+        if request.tty {
+            return exec_on_terminal(command, inputs);
+        }
         if request.stdin {
             command.stdin(std::process::Stdio::piped());
         }
@@ -187,19 +193,7 @@ impl Kubelet for NodeEndpoint {
                 tokio::join!(out, err);
                 child.wait().await
             };
-            // A client that hangs up ends the command (kill_on_drop, when this task ends).
-            let code = tokio::select! {
-                status = finished => match status {
-                    Ok(status) => status.code().unwrap_or(137),
-                    Err(_) => 255,
-                },
-                () = tx.closed() => return,
-            };
-            let _ = tx
-                .send(Ok(ExecOutput {
-                    output: Some(exec_output::Output::ExitCode(code)),
-                }))
-                .await;
+            send_exit_code(finished, &tx).await;
             drop(held_inputs);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -294,6 +288,89 @@ async fn feed_connection(
     let _ = writer.shutdown().await;
 }
 
+/// Runs an exec's command on a terminal: what it writes comes back as stdout, the client's
+/// stdin is typed at it, and the client's resizes size it.
+fn exec_on_terminal(
+    mut command: std::process::Command,
+    inputs: Streaming<ExecInput>,
+) -> Result<Response<Streamed<ExecOutput>>, Status> {
+    let failed = |e: std::io::Error| Status::internal(format!("starting exec on a terminal: {e}"));
+    let (terminal, command_side) = Terminal::open().map_err(failed)?;
+    command
+        .stdin(command_side.try_clone().map_err(failed)?)
+        .stdout(command_side.try_clone().map_err(failed)?)
+        .stderr(command_side);
+    // The command's side is closed here once spawned (the Command holding it is a
+    // temporary): the terminal then ends when the command's processes are gone.
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(failed)?;
+    let terminal = Arc::new(terminal);
+    tokio::spawn(feed_terminal(inputs, terminal.clone()));
+    let (tx, rx) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let pump = async {
+            let mut buffer = vec![0u8; 16 * 1024];
+            while let Ok(n @ 1..) = terminal.read(&mut buffer).await {
+                let output = exec_output::Output::Stdout(buffer[..n].to_vec());
+                let output = ExecOutput {
+                    output: Some(output),
+                };
+                if tx.send(Ok(output)).await.is_err() {
+                    return;
+                }
+            }
+        };
+        let finished = async {
+            pump.await;
+            child.wait().await
+        };
+        send_exit_code(finished, &tx).await;
+    });
+    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+}
+
+/// Sends the command's exit code once `finished` (its output pumped, then its exit) is
+/// done. A client that hangs up first ends the wait, and the command with it (killed when
+/// its `Child` is dropped).
+async fn send_exit_code(
+    finished: impl std::future::Future<Output = std::io::Result<std::process::ExitStatus>>,
+    tx: &mpsc::Sender<Result<ExecOutput, Status>>,
+) {
+    let code = tokio::select! {
+        status = finished => match status {
+            Ok(status) => status.code().unwrap_or(137),
+            Err(_) => 255,
+        },
+        () = tx.closed() => return,
+    };
+    let _ = tx
+        .send(Ok(ExecOutput {
+            output: Some(exec_output::Output::ExitCode(code)),
+        }))
+        .await;
+}
+
+/// Types the client's stdin at the terminal and sizes it as the client's changes, until
+/// the client's stream ends.
+async fn feed_terminal(mut inputs: Streaming<ExecInput>, terminal: Arc<Terminal>) {
+    while let Ok(Some(input)) = inputs.message().await {
+        match input.input {
+            Some(exec_input::Input::Stdin(data)) => {
+                if terminal.write_all(&data).await.is_err() {
+                    return;
+                }
+            }
+            Some(exec_input::Input::Resize(size)) => {
+                let _ = terminal.resize(size.width, size.height);
+            }
+            // A terminal's input has no end of its own (^D is the user's to type).
+            Some(exec_input::Input::CloseStdin(_) | exec_input::Input::Start(_)) | None => {}
+        }
+    }
+}
+
 /// Writes the client's stdin inputs to the command until the client closes it (or its
 /// stream, or the command its input); then the command reads the end of its input.
 async fn feed_stdin(mut inputs: Streaming<ExecInput>, mut stdin: tokio::process::ChildStdin) {
@@ -305,7 +382,7 @@ async fn feed_stdin(mut inputs: Streaming<ExecInput>, mut stdin: tokio::process:
                 }
             }
             Some(exec_input::Input::CloseStdin(_)) => return,
-            Some(exec_input::Input::Start(_)) | None => {}
+            Some(exec_input::Input::Start(_) | exec_input::Input::Resize(_)) | None => {}
         }
     }
 }

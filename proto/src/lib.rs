@@ -68,6 +68,13 @@ pub mod node {
             }
         }
 
+        /// The client's terminal is now `width` × `height` characters.
+        pub fn resize(width: u32, height: u32) -> Self {
+            ExecInput {
+                input: Some(exec_input::Input::Resize(TerminalSize { width, height })),
+            }
+        }
+
         /// The request, if this is the first input.
         pub fn into_start(self) -> Option<ExecRequest> {
             match self.input {

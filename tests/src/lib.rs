@@ -52,6 +52,42 @@ pub fn lines_of(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<
     received
 }
 
+/// The bytes a child writes (a terminal's output, which is not lines), as they come, read
+/// on a thread of their own.
+pub fn chunks_of(
+    mut output: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (sender, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = output.read(&mut buffer) {
+            if sender.send(buffer[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    received
+}
+
+/// What `chunks` brings (as lossy UTF-8) until `done` holds of all of it, the writer ends,
+/// or `limit` passes.
+pub fn collect_until(
+    chunks: &std::sync::mpsc::Receiver<Vec<u8>>,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while !done(&String::from_utf8_lossy(&seen)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match chunks.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
 /// Polls `condition` every 100 ms until it holds; fails the test after `limit`, naming `what`.
 pub async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;

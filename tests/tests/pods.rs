@@ -581,6 +581,36 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     );
     assert_eq!(echoed.stdout.len(), 32 * 1024 * 1024);
 
+    // -it: a shell on a terminal the size of kubectl's own (script gives kubectl one, 132
+    // by 43), typed at once its prompt shows; its exit code is kubectl's.
+    let typed = "busybox stty size; exit 3\n";
+    let mut terminal = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!(
+            "stty cols 132 rows 43; KUBECONFIG={} {KUBECTL} --cache-dir={} exec -it kubia -- sh",
+            kubeconfig.display(),
+            dir.join("kube-cache").display()
+        ),
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = terminal.stdin.take().unwrap();
+    let screen = rudder_tests::chunks_of(terminal.stdout.take().unwrap());
+    let prompt =
+        rudder_tests::collect_until(&screen, Duration::from_secs(20), |seen| seen.contains("# "));
+    assert!(prompt.contains("# "), "no shell prompt: {prompt:?}");
+    std::io::Write::write_all(&mut keys, typed.as_bytes()).unwrap();
+    let session = terminal.wait_with_output().unwrap();
+    let shown = prompt + &rudder_tests::collect_until(&screen, Duration::from_secs(20), |_| false);
+    assert_eq!(session.status.code(), Some(3), "{shown:?}");
+    assert!(shown.contains("43 132\r\n"), "{shown:?}");
+    drop(keys);
+
     // port-forward (SPDY in a WebSocket, through the API server to the node, which connects
     // inside the pod): each local connection reaches the pod's 8080.
     let forwarding = |port: &str| {

@@ -7,10 +7,13 @@
 //! a normal close. With `stdin` (`kubectl exec -i`) the client's channel-0 data goes to the
 //! command's standard input, which ends at v5's close signal for channel 0 (`255 0`).
 //!
-//! An attach follows the container's output from now on, on channel 1.
+//! With a terminal (`kubectl exec -t`), the node runs the command on one: its output, all on
+//! channel 1, and the client's terminal size on channel 4 (`{"Width":W,"Height":H}`) as
+//! the client's changes.
 //!
-//! Not yet: a TTY (`-t`) and its resize channel, and an attach's stdin; a request for
-//! either is refused before anything runs, saying so.
+//! An attach follows the container's output from now on, on channel 1. Not yet: an
+//! attach's stdin or terminal; a request for either is refused before anything runs,
+//! saying so.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
@@ -35,6 +38,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 /// v5's signal: the client's next byte names a channel it closes.
 const CLOSE: u8 = 255;
 
@@ -45,6 +49,8 @@ pub struct ExecOptions {
     pub container: String,
     /// The client sends the command's standard input.
     pub stdin: bool,
+    /// The command runs on a terminal, sized by the client.
+    pub tty: bool,
 }
 
 /// Reads an exec request's query, its `command` repeated once per argument.
@@ -57,12 +63,6 @@ pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError>
             .map(|(_, value)| value.as_str())
     };
     let on = |name: &str| matches!(value(name), Some("true" | "1"));
-    if on("tty") {
-        return Err(ApiError::bad_request(
-            "exec with a terminal (-t) is not served yet: run the command without -t \
-             (-i alone gives it your input)",
-        ));
-    }
     let command: Vec<String> = pairs
         .iter()
         .filter(|(key, _)| key == "command")
@@ -78,6 +78,7 @@ pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError>
         command,
         container: value("container").unwrap_or_default().to_owned(),
         stdin: on("stdin"),
+        tty: on("tty"),
     })
 }
 
@@ -149,10 +150,16 @@ pub async fn exec(
         container,
         command: options.command,
         stdin: options.stdin,
+        tty: options.tty,
     });
-    // The client's stdin, as it comes over the socket; without it the inputs end here.
-    let (stdin, inputs) = mpsc::channel(16);
-    let stdin = options.stdin.then_some(stdin);
+    // The client's stdin and terminal sizes, as they come over the socket; without either
+    // the inputs end here.
+    let (input, inputs) = mpsc::channel(16);
+    let input = (options.stdin || options.tty).then_some(ClientInput {
+        sender: input,
+        stdin_open: options.stdin,
+        tty: options.tty,
+    });
     let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
     let output = client
         .exec(outbound)
@@ -163,7 +170,7 @@ pub async fn exec(
     Ok(upgrade.on_upgrade(move |socket| async move {
         // A master that stops ends the relay (the node's command ends with its stream).
         tokio::select! {
-            () = relay(socket, output, stdin, node) => {}
+            () = relay(socket, output, input, node) => {}
             () = stopped => {}
         }
     }))
@@ -238,8 +245,21 @@ pub async fn attach(
 pub enum ClientFrame<'a> {
     Stdin(&'a [u8]),
     CloseStdin,
-    /// Another channel (a TTY's resize, which is not served) or nothing.
+    /// The client's terminal is now this many columns wide and rows high.
+    Resize {
+        width: u32,
+        height: u32,
+    },
+    /// Another channel, a resize that does not read as one, or nothing.
     Other,
+}
+
+/// A terminal size as kubectl sends it on the resize channel.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TerminalSize {
+    width: u32,
+    height: u32,
 }
 
 /// Reads a client's binary message (pure).
@@ -247,8 +267,23 @@ pub fn client_frame(data: &[u8]) -> ClientFrame<'_> {
     match data {
         [STDIN, rest @ ..] => ClientFrame::Stdin(rest),
         [CLOSE, STDIN] => ClientFrame::CloseStdin,
+        [RESIZE, rest @ ..] => match serde_json::from_slice::<TerminalSize>(rest) {
+            Ok(size) => ClientFrame::Resize {
+                width: size.width,
+                height: size.height,
+            },
+            Err(_) => ClientFrame::Other,
+        },
         _ => ClientFrame::Other,
     }
+}
+
+/// Where the client's input goes: the node's exec, with its stdin until the client closes
+/// it, and its terminal's sizes while it runs on one.
+struct ClientInput {
+    sender: mpsc::Sender<ExecInput>,
+    stdin_open: bool,
+    tty: bool,
 }
 
 /// Relays the node's output to the socket, and the socket's stdin to the node. The two
@@ -257,13 +292,13 @@ pub fn client_frame(data: &[u8]) -> ClientFrame<'_> {
 async fn relay(
     socket: WebSocket,
     output: impl Stream<Item = Result<ExecOutput, Status>> + Send,
-    stdin: Option<mpsc::Sender<ExecInput>>,
+    input: Option<ClientInput>,
     node: String,
 ) {
     let mut output = std::pin::pin!(output);
     let (mut sink, incoming) = socket.split();
     // Ends when the client hangs up (or sends a close): the node's command ends with it.
-    let mut hung_up = tokio::spawn(forward_input(incoming, stdin));
+    let mut hung_up = tokio::spawn(forward_input(incoming, input));
     let exit_code = loop {
         tokio::select! {
             message = output.next() => match message.transpose() {
@@ -307,32 +342,36 @@ async fn relay(
         .await;
 }
 
-/// Passes the client's channel-0 data on as the command's stdin (while it has one) until
-/// the client hangs up or closes.
+/// Passes the client's channel-0 data on as the command's stdin (until the client closes
+/// it) and its resizes, until the client hangs up or closes.
 async fn forward_input(
     mut incoming: futures::stream::SplitStream<WebSocket>,
-    mut stdin: Option<mpsc::Sender<ExecInput>>,
+    mut input: Option<ClientInput>,
 ) {
     loop {
-        match incoming.next().await {
+        let message = match incoming.next().await {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-            Some(Ok(Message::Binary(data))) => match client_frame(&data) {
-                ClientFrame::Stdin(data) if !data.is_empty() => {
-                    if let Some(sender) = &stdin {
-                        // A node that stopped reading leaves the rest unsent.
-                        if sender.send(ExecInput::stdin(data.to_vec())).await.is_err() {
-                            stdin = None;
-                        }
-                    }
-                }
-                ClientFrame::CloseStdin => {
-                    if let Some(sender) = stdin.take() {
-                        let _ = sender.send(ExecInput::close_stdin()).await;
-                    }
-                }
-                ClientFrame::Stdin(_) | ClientFrame::Other => {}
-            },
-            Some(Ok(_)) => {}
+            Some(Ok(Message::Binary(data))) => data,
+            Some(Ok(_)) => continue,
+        };
+        let Some(to) = &mut input else { continue };
+        let sent = match client_frame(&message) {
+            ClientFrame::Stdin(data) if !data.is_empty() && to.stdin_open => {
+                to.sender.send(ExecInput::stdin(data.to_vec())).await
+            }
+            ClientFrame::CloseStdin if to.stdin_open => {
+                to.stdin_open = false;
+                to.sender.send(ExecInput::close_stdin()).await
+            }
+            ClientFrame::Resize { width, height } => {
+                to.sender.send(ExecInput::resize(width, height)).await
+            }
+            _ => Ok(()),
+        };
+        // A node that stopped reading leaves the rest unsent; without a terminal, the end
+        // of stdin is the end of the inputs.
+        if sent.is_err() || !(to.stdin_open || to.tty) {
+            input = None;
         }
     }
 }
@@ -362,8 +401,8 @@ mod tests {
         assert!(exec_options(&pairs(&[("stdout", "true")])).is_err());
         let interactive = exec_options(&pairs(&[("command", "cat"), ("stdin", "true")])).unwrap();
         assert!(interactive.stdin && !options.stdin);
-        let terminal = exec_options(&pairs(&[("command", "sh"), ("tty", "true")])).unwrap_err();
-        assert!(terminal.to_string().contains("without -t"), "{terminal}");
+        let terminal = exec_options(&pairs(&[("command", "sh"), ("tty", "true")])).unwrap();
+        assert!(terminal.tty && !interactive.tty);
     }
 
     #[test]
@@ -378,9 +417,16 @@ mod tests {
     }
 
     #[test]
-    fn client_frames_are_stdin_or_its_close() {
+    fn client_frames_are_stdin_its_close_or_a_resize() {
         assert_eq!(client_frame(&[0, b'h', b'i']), ClientFrame::Stdin(b"hi"));
         assert_eq!(client_frame(&[255, 0]), ClientFrame::CloseStdin);
+        assert_eq!(
+            client_frame(b"\x04{\"Width\":132,\"Height\":43}"),
+            ClientFrame::Resize {
+                width: 132,
+                height: 43
+            }
+        );
         assert_eq!(client_frame(&[4, b'{']), ClientFrame::Other);
         assert_eq!(client_frame(&[]), ClientFrame::Other);
     }

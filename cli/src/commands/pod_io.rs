@@ -139,6 +139,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
         container: args.container.unwrap_or_default(),
         command: args.command,
         stdin: args.stdin,
+        tty: false,
     };
     let (opened, gate) = watch::channel(false);
     let stdin = args.stdin.then(|| read_stdin(gate));

@@ -36,6 +36,9 @@ pub struct ExecArgs {
     state_root: PathBuf,
     #[arg(long)]
     id: String,
+    /// Stdio is a terminal: make it the command's controlling terminal.
+    #[arg(long)]
+    tty: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -52,12 +55,14 @@ pub fn run(command: ShimCommand) -> ! {
             exit_file: args.exit_file,
             cgroups_path: args.cgroups_path,
         }),
-        ShimCommand::Exec(args) => match shim::exec(&args.state_root, &args.id, args.command) {
-            Ok(code) => std::process::exit(code),
-            Err(error) => {
-                eprintln!("error: {error}");
-                std::process::exit(126);
+        ShimCommand::Exec(args) => {
+            match shim::exec(&args.state_root, &args.id, args.command, args.tty) {
+                Ok(code) => std::process::exit(code),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::exit(126);
+                }
             }
-        },
+        }
     }
 }

@@ -175,13 +175,15 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<std::path::PathBuf, RuntimeError> {
         Err(RuntimeError::Unsupported("logs"))
     }
-    /// A command that runs `argv` in a running container, stdout and stderr piped.
+    /// A command that runs `argv` in a running container, stdout and stderr piped; with
+    /// `terminal`, one to give a terminal as its stdio instead.
     fn exec_command(
         &self,
         _namespace: &str,
         _pod: &str,
         _container: &str,
         _argv: &[String],
+        _terminal: bool,
     ) -> Result<std::process::Command, RuntimeError> {
         Err(RuntimeError::Unsupported("exec"))
     }

@@ -213,6 +213,7 @@ impl Runtime for LinuxRuntime {
         pod: &str,
         container: &str,
         argv: &[String],
+        terminal: bool,
     ) -> Result<std::process::Command, RuntimeError> {
         let (_, c) = self.find(namespace, pod, container)?;
         if !matches!(c.state, ContainerState::Running { .. }) {
@@ -228,6 +229,7 @@ impl Runtime for LinuxRuntime {
             &config.root.join("containers"),
             id,
             argv,
+            terminal,
         ))
     }
 

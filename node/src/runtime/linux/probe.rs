@@ -127,6 +127,7 @@ fn exec_succeeds(target: &ProbeTarget, argv: &[String], timeout: Duration) -> bo
         target.state_root,
         target.container_id,
         argv,
+        false,
     );
     command
         .stdout(std::process::Stdio::null())

@@ -13,6 +13,7 @@
 //! The shim is nobody's child once its parent exits, so it outlives a kubelet restart; the
 //! exit file (written atomically, after cleanup) is how the kubelet learns the end.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::OwnedFd;
@@ -24,8 +25,10 @@ use libcontainer::container::Container;
 use libcontainer::error::LibcontainerError;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, setsid, ForkResult, Pid};
+use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
 /// What the shim needs to run one container.
@@ -307,12 +310,26 @@ fn cleanup(args: &ShimArgs) {
 
 /// `rudder shim exec`: runs `argv` in the container's namespaces and cgroup with this
 /// process's stdio; returns its exit code. Must be called before the process has threads.
-pub fn exec(state_root: &Path, id: &str, argv: Vec<String>) -> Result<i32, ShimError> {
-    let pid = ContainerBuilder::new(id.to_string(), SyscallType::default())
+/// With `terminal`, the stdio is a terminal, which becomes the command's controlling
+/// terminal, and `TERM` is `xterm` (as a Kubernetes node sets it).
+pub fn exec(
+    state_root: &Path,
+    id: &str,
+    argv: Vec<String>,
+    terminal: bool,
+) -> Result<i32, ShimError> {
+    let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)
-        .map_err(container_error("state root"))?
-        .with_executor(DefaultExecutor {})
-        .as_tenant()
+        .map_err(container_error("state root"))?;
+    let builder = match terminal {
+        true => builder.with_executor(TerminalExecutor),
+        false => builder.with_executor(DefaultExecutor {}),
+    };
+    let mut tenant = builder.as_tenant();
+    if terminal {
+        tenant = tenant.with_env(HashMap::from([("TERM".to_owned(), "xterm".to_owned())]));
+    }
+    let pid = tenant
         .with_container_args(argv)
         .with_detach(false)
         .build()
@@ -320,9 +337,36 @@ pub fn exec(state_root: &Path, id: &str, argv: Vec<String>) -> Result<i32, ShimE
     Ok(wait_for(pid.as_raw()).0)
 }
 
+nix::ioctl_write_int_bad!(set_controlling_terminal, nix::libc::TIOCSCTTY);
+
+/// Runs the command as libcontainer's default does, after making its stdin (a terminal)
+/// the controlling terminal of the session libcontainer started for it.
+#[derive(Clone)]
+struct TerminalExecutor;
+
+impl Executor for TerminalExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        // SAFETY: an ioctl on standard input with an integer argument.
+        unsafe { set_controlling_terminal(0, 0) }.map_err(|error| {
+            ExecutorError::Execution(format!("making stdin the terminal: {error}").into())
+        })?;
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
 /// Starts `rudder shim exec` for `argv` with piped output (the kubelet's side of exec and
-/// exec probes).
-pub fn exec_command(shim_binary: &Path, state_root: &Path, id: &str, argv: &[String]) -> Command {
+/// exec probes). With `terminal`, the caller gives it a terminal as its stdio instead.
+pub fn exec_command(
+    shim_binary: &Path,
+    state_root: &Path,
+    id: &str,
+    argv: &[String],
+    terminal: bool,
+) -> Command {
     let mut command = Command::new(shim_binary);
     command
         .arg("shim")
@@ -330,7 +374,11 @@ pub fn exec_command(shim_binary: &Path, state_root: &Path, id: &str, argv: &[Str
         .arg("--state-root")
         .arg(state_root)
         .arg("--id")
-        .arg(id)
+        .arg(id);
+    if terminal {
+        command.arg("--tty");
+    }
+    command
         .arg("--")
         .args(argv)
         .stdin(Stdio::null())
