@@ -655,6 +655,56 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     forward.kill().unwrap();
     forward.wait().unwrap();
     drop(said);
+    // An echo server on the pod's 7000 (busybox nc, a cat per connection): two connections
+    // at once through one session, 4 MiB each way, each half-closed by its client, which
+    // the pod reads as the end of its input and answers by ending too.
+    let started = kubectl(&[
+        "exec",
+        "kubia",
+        "--",
+        "sh",
+        "-c",
+        "busybox nc -ll -p 7000 -e /bin/cat >/dev/null 2>&1 &",
+    ])
+    .output()
+    .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let (mut echo, said, local) = forwarding("7000");
+    let round_trips: Vec<_> = (0..2u8)
+        .map(|seed| {
+            std::thread::spawn(move || {
+                let sent: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8 ^ seed).collect();
+                let connection = TcpStream::connect(("127.0.0.1", local)).unwrap();
+                connection
+                    .set_read_timeout(Some(Duration::from_secs(30)))
+                    .unwrap();
+                let mut writer = connection.try_clone().unwrap();
+                let to_send = sent.clone();
+                let writing = std::thread::spawn(move || {
+                    writer.write_all(&to_send).unwrap();
+                    writer.shutdown(std::net::Shutdown::Write).unwrap();
+                });
+                let mut received = Vec::new();
+                let read = (&connection).read_to_end(&mut received);
+                writing.join().unwrap();
+                (read.map(|_| ()), received == sent, received.len())
+            })
+        })
+        .collect();
+    for round_trip in round_trips {
+        let (read, same, length) = round_trip.join().unwrap();
+        if read.is_err() || !same {
+            let _ = echo.kill();
+            let out = echo.wait_with_output().unwrap();
+            panic!(
+                "echo through port-forward: {read:?}, {length} bytes back, same: {same}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    echo.kill().unwrap();
+    echo.wait().unwrap();
+    drop(said);
     // A port nothing listens on: the connection ends with nothing, and kubectl says why.
     let (mut refused, said, local) = forwarding("9999");
     let answer = http_get("127.0.0.1", local, "/");

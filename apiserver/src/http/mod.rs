@@ -12,7 +12,8 @@
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
 //!                                                      pod_logs, pod_exec (exec, attach),
-//!                                                      pod_port_forward (over spdy.rs):
+//!                                                      pod_port_forward (spdy_session.rs
+//!                                                      over spdy.rs):
 //!                                                      from the pod's node (crate::pod_node)
 //! ```
 
@@ -28,6 +29,7 @@ mod protobuf;
 mod respond;
 mod scale;
 mod spdy;
+mod spdy_session;
 mod table;
 mod verbs;
 mod watch;

@@ -17,6 +17,8 @@ const VERSION: u16 = 3;
 pub const MAX_PAYLOAD: usize = (1 << 24) - 1;
 /// The most a header block may inflate to (a port-forward's headers are a few dozen bytes).
 const MAX_HEADER_BLOCK: usize = 64 * 1024;
+/// The longest control frame read (a header block deflates to less than it inflates to).
+const MAX_CONTROL_PAYLOAD: usize = MAX_HEADER_BLOCK + 10;
 
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
@@ -30,6 +32,8 @@ const FLAG_FIN: u8 = 0x01;
 pub const PROTOCOL_ERROR: u32 = 1;
 /// RST_STREAM's status for a stream refused before any work was done on it.
 pub const REFUSED_STREAM: u32 = 3;
+/// RST_STREAM's status for a stream given up on.
+pub const CANCEL: u32 = 5;
 
 /// A header block: lowercase names, each with its value (several values of one name are
 /// NUL-separated in the value, as SPDY carries them).
@@ -61,6 +65,7 @@ pub enum Frame {
     },
     Headers {
         stream: u32,
+        fin: bool,
         headers: Headers,
     },
     Data {
@@ -225,6 +230,13 @@ impl Decoder {
         }
         let length = u32::from_be_bytes([0, self.buffer[5], self.buffer[6], self.buffer[7]]);
         let length = length as usize;
+        // A control frame is refused by its length before it is held: only data is long.
+        if self.buffer[0] & 0x80 != 0 && length > MAX_CONTROL_PAYLOAD {
+            return Err(SpdyError::Malformed {
+                kind: "control",
+                length,
+            });
+        }
         if self.buffer.len() < 8 + length {
             return Ok(None);
         }
@@ -277,7 +289,11 @@ impl Decoder {
                         fin,
                         headers,
                     },
-                    _ => Frame::Headers { stream, headers },
+                    _ => Frame::Headers {
+                        stream,
+                        fin,
+                        headers,
+                    },
                 }
             }
             RST_STREAM => {
@@ -448,9 +464,13 @@ impl Encoder {
                 out.put_u32(*stream);
                 out.put_slice(&block);
             }
-            Frame::Headers { stream, headers } => {
+            Frame::Headers {
+                stream,
+                fin,
+                headers,
+            } => {
                 let block = self.compress(headers);
-                control(out, HEADERS, false, 4 + block.len());
+                control(out, HEADERS, *fin, 4 + block.len());
                 out.put_u32(*stream);
                 out.put_slice(&block);
             }

@@ -69,6 +69,7 @@ fn every_frame_reads_back_as_written_however_the_bytes_are_cut() {
         },
         Frame::Headers {
             stream: 3,
+            fin: true,
             headers: headers(&[("a", "1\u{0}2")]),
         },
         Frame::RstStream {
@@ -131,6 +132,14 @@ fn what_breaks_the_protocol_is_an_error_naming_it() {
     assert_eq!(
         decode(&[0, 0, 0, 0, 0, 0, 0, 0]),
         Err(SpdyError::ZeroStream)
+    );
+    // A control frame of 16 MiB is refused on its first 8 bytes, not held.
+    assert_eq!(
+        decode(&[0x80, 3, 0, 6, 0, 0xff, 0xff, 0xff]),
+        Err(SpdyError::Malformed {
+            kind: "control",
+            length: MAX_PAYLOAD
+        })
     );
     // A header block that is not zlib.
     let garbage = [

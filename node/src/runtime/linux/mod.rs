@@ -239,7 +239,15 @@ impl Runtime for LinuxRuntime {
         pod: &str,
         port: u16,
     ) -> Result<std::net::TcpStream, RuntimeError> {
-        let (uid, _) = self.find(namespace, pod, "")?;
+        let uid = self
+            .pods()
+            .into_iter()
+            .find(|p| p.namespace == namespace && p.name == pod)
+            .map(|p| p.uid)
+            .ok_or_else(|| RuntimeError::PodNotHere {
+                namespace: namespace.into(),
+                pod: pod.into(),
+            })?;
         self.shared
             .config
             .network

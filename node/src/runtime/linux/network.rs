@@ -356,11 +356,32 @@ impl NodeNetwork {
 
     /// A TCP connection to `port` on the pod's loopback, opened from inside its network
     /// namespace: a socket stays in the namespace it was made in, whichever thread uses it.
+    /// IPv4's loopback first, then IPv6's (as containerd tries them), for a server that
+    /// listens on only one.
     pub fn connect_in_pod(&self, pod: &str, port: u16) -> Result<TcpStream, NetworkError> {
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        in_namespace(&self.netns_path(pod), move || {
-            TcpStream::connect_timeout(&address, POD_CONNECT_TIMEOUT).map_err(io_failed(format!(
-                "connecting to {address} in the pod's network namespace"
+        let netns = self.netns_path(pod);
+        if !netns.exists() {
+            return Err(NetworkError::Io {
+                action: "entering the pod's network namespace".to_owned(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the pod's network is not set up (yet, or any more)",
+                ),
+            });
+        }
+        in_namespace(&netns, move || {
+            let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let first = TcpStream::connect_timeout(&v4, POD_CONNECT_TIMEOUT);
+            let refused =
+                matches!(&first, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+            if refused {
+                let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
+                if let Ok(connection) = TcpStream::connect_timeout(&v6, POD_CONNECT_TIMEOUT) {
+                    return Ok(connection);
+                }
+            }
+            first.map_err(io_failed(format!(
+                "connecting to {v4} in the pod's network namespace"
             )))
         })
     }
