@@ -138,6 +138,9 @@ impl Drop for MemberProcess {
     }
 }
 
+/// How long a starting or restarted Rudder member may take to say it is ready.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
 /// Starts a member with its stderr in `<data_dir>.log`.
 fn spawn_logged(
     mut command: Command,
@@ -172,8 +175,16 @@ fn start_rudder(
         .stdout(Stdio::piped());
     let mut child = spawn_logged(command, binary, data_dir)?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    // Read on a thread of its own, so a member that never gets ready (its WAL's recovery
+    // stuck, say) fails the start in time instead of hanging it; killing it ends the read.
+    let (sender, first_line) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = sender.send(line);
+    });
+    let waited = first_line.recv_timeout(READY_WITHIN);
+    let line = waited.clone().unwrap_or_default();
     // "rudder server NAME ready: client ADDR peer ADDR id HEX"
     let words: Vec<&str> = line.split_whitespace().collect();
     let id = (words.len() == 10 && words[3] == "ready:")
@@ -183,6 +194,10 @@ fn start_rudder(
         // How it ended says more than an empty log (a signal, say).
         let ended = match child.try_wait() {
             Ok(Some(status)) => format!("it ended: {status}"),
+            _ if waited.is_err() => format!(
+                "it was not ready within {} s: killed",
+                READY_WITHIN.as_secs()
+            ),
             _ => "it was still running: killed".into(),
         };
         let _ = child.kill();

@@ -176,3 +176,63 @@ fn bad_options_are_refused_saying_what_there_is() {
         "{replay}"
     );
 }
+
+/// The pids of `parent`'s children, from /proc.
+fn children_of(parent: u32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the comm may hold spaces, so read after its ')'.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        if after.split_whitespace().nth(1) == Some(&parent.to_string()) {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+#[test]
+fn a_run_stopped_by_sigint_stops_its_members_and_says_how_to_run_it_again() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut runner = Command::new(rudder_binary_beside_tests())
+        .args(["chaos", "run", "--duration", "60s", "--seed", "5"])
+        .arg("--report-dir")
+        .arg(dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(runner.stderr.take().unwrap());
+    let mut lines = String::new();
+    // Its members are up once it says who leads.
+    while !lines.contains(" leads") {
+        let mut line = String::new();
+        if said.read_line(&mut line).unwrap() == 0 {
+            let _ = runner.kill();
+            panic!("the run ended before its members were up: {lines}");
+        }
+        lines += &line;
+    }
+    let members = children_of(runner.id());
+    assert_eq!(members.len(), 3, "{members:?}");
+    let pid = nix::unistd::Pid::from_raw(runner.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut said, &mut rest).unwrap();
+    let status = runner.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        rest.contains("stopped by SIGINT") && rest.contains("--seed 5"),
+        "{rest}"
+    );
+    for member in members {
+        let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(member), None).is_err();
+        assert!(gone, "member {member} outlived its run");
+    }
+    assert!(!dir.path().join("report.json").exists());
+}

@@ -97,10 +97,18 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     }
     // The seed first: a run cut short can still be replayed by hand.
     eprintln!("seed {}", plan.seed);
-    let report = run(&plan, &binaries, check_budget, &common.report_dir, |line| {
+    let running = run(&plan, &binaries, check_budget, &common.report_dir, |line| {
         eprintln!("{line}")
-    })
-    .await?;
+    });
+    // A signal ends the run with its members (the cluster stops them as it goes).
+    let report = tokio::select! {
+        report = running => report?,
+        signal = stop_signal() => bail!(
+            "stopped by {signal}: the members were stopped and no report was written; \
+             `rudder chaos run --seed {}` runs the same schedule again",
+            plan.seed
+        ),
+    };
     let path = write_report(&common.report_dir, &report)?;
     print!("{}", report::summary(&report));
     println!("report: {}", path.display());
@@ -111,6 +119,21 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
              runs it again",
             path.display()
         ),
+    }
+}
+
+/// The first SIGINT or SIGTERM, by name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
     }
 }
 
