@@ -13,7 +13,8 @@
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
 //! - [`server`]: the node's streaming endpoint (logs, exec, port-forward) on the kubelet
-//!   port; [`terminal`]: the pseudo-terminal of `exec -t`.
+//!   port; [`terminal`]: the pseudo-terminal of `exec -t`; [`log_format`]: containers'
+//!   log files (CRI format), written by the shim and read back here.
 //! - [`service_view`]: the Services and EndpointSlices a node follows once, for the proxy
 //!   and DNS.
 //! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
@@ -26,6 +27,7 @@ pub mod api_relay;
 pub mod dns;
 pub mod image;
 pub mod kubelet;
+pub mod log_format;
 pub mod machine;
 pub mod pod_range;
 pub mod proxy;

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::log_format;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::terminal::Terminal;
 
@@ -74,10 +75,14 @@ impl Kubelet for NodeEndpoint {
             .limit_bytes
             .filter(|limit| *limit > 0)
             .map_or(u64::MAX, |limit| limit as u64);
+        let mut reader = log_format::Reader::new(log_view(&request)?);
         let (tx, rx) = mpsc::channel(16);
         let runtime = self.runtime.clone();
         tokio::spawn(async move {
             let mut buffer = vec![0u8; 64 * 1024];
+            // The file's last line while it is not whole yet (the shim writes whole lines,
+            // but a read may come between).
+            let mut partial = Vec::new();
             loop {
                 if allowed == 0 {
                     return;
@@ -88,6 +93,13 @@ impl Kubelet for NodeEndpoint {
                             .log_file(&request.namespace, &request.pod, &request.container, false)
                             .is_ok_and(|current| current == path);
                         if !request.follow || !still_there || tx.is_closed() {
+                            // A last line without its newline (a file from before the
+                            // format): as it is.
+                            let mut shown = std::mem::take(&mut partial);
+                            shown.truncate(usize::try_from(allowed).unwrap_or(usize::MAX));
+                            if !shown.is_empty() {
+                                let _ = tx.send(Ok(Chunk { data: shown })).await;
+                            }
                             return;
                         }
                         tokio::time::sleep(FOLLOW_POLL).await;
@@ -96,12 +108,17 @@ impl Kubelet for NodeEndpoint {
                     }
                     Ok(n) => {
                         offset += n as u64;
-                        let n = n.min(usize::try_from(allowed).unwrap_or(usize::MAX));
-                        allowed -= n as u64;
-                        let chunk = Chunk {
-                            data: buffer[..n].to_vec(),
-                        };
-                        if tx.send(Ok(chunk)).await.is_err() {
+                        partial.extend_from_slice(&buffer[..n]);
+                        let mut shown = Vec::new();
+                        let mut start = 0;
+                        while let Some(at) = partial[start..].iter().position(|b| *b == b'\n') {
+                            reader.show(&partial[start..start + at], &mut shown);
+                            start += at + 1;
+                        }
+                        partial.drain(..start);
+                        shown.truncate(usize::try_from(allowed).unwrap_or(usize::MAX));
+                        allowed -= shown.len() as u64;
+                        if !shown.is_empty() && tx.send(Ok(Chunk { data: shown })).await.is_err() {
                             return;
                         }
                     }
@@ -286,6 +303,29 @@ async fn feed_connection(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+/// How a log request wants the log shown: with times, and from when (the later of
+/// `since_seconds` ago and `since_time`).
+fn log_view(request: &LogsRequest) -> Result<log_format::View, Status> {
+    let mut since = None;
+    if let Some(seconds) = request.since_seconds {
+        let ago = jiff::SignedDuration::from_secs(seconds.max(0));
+        since = jiff::Timestamp::now().checked_sub(ago).ok();
+    }
+    if !request.since_time.is_empty() {
+        let time: jiff::Timestamp = request.since_time.parse().map_err(|e| {
+            Status::invalid_argument(format!(
+                "since_time {:?} is not an RFC 3339 time: {e}",
+                request.since_time
+            ))
+        })?;
+        since = since.max(Some(time));
+    }
+    Ok(log_format::View {
+        timestamps: request.timestamps,
+        since,
+    })
 }
 
 /// Runs an exec's command on a terminal: what it writes comes back as stdout, the client's

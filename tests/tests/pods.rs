@@ -375,6 +375,11 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let (ok, logs, err) = rudder(servers, &["logs", "kubia"]).await;
     assert!(ok, "{err}");
     assert!(logs.contains("Received request from"), "logs: {logs:?}");
+    let (ok, last, err) = rudder(servers, &["logs", "kubia", "--tail", "1", "--timestamps"]).await;
+    assert!(ok, "{err}");
+    let (time, line) = last.trim_end().split_once(' ').unwrap_or_default();
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{last:?}");
+    assert_eq!(Some(line), logs.lines().last());
     kubectl_reaches_the_pod_through_the_api(servers, dir, &ip);
     let (ok, hostname, err) = rudder(servers, &["exec", "kubia", "--", "hostname"]).await;
     assert!(ok, "{err}");
@@ -487,6 +492,23 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     let tail = String::from_utf8_lossy(&tail.stdout).into_owned();
     assert_eq!(tail.lines().count(), 1, "{tail:?}");
     assert_eq!(Some(tail.trim_end()), text.lines().last());
+    // Each line's time (the node's CRI-format files keep one per line), and from a time on.
+    let stamped = kubectl(&["logs", "kubia", "--tail=1", "--timestamps"])
+        .output()
+        .unwrap();
+    let stamped = String::from_utf8_lossy(&stamped.stdout).into_owned();
+    let (time, line) = stamped.trim_end().split_once(' ').unwrap_or_default();
+    assert!(time.parse::<jiff::Timestamp>().is_ok(), "{stamped:?}");
+    assert_eq!(Some(line), text.lines().last());
+    let since = |time: &str| {
+        let out = kubectl(&["logs", "kubia", &format!("--since-time={time}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(since("2000-01-01T00:00:00Z"), text);
+    assert_eq!(since("2999-01-01T00:00:00Z"), "");
 
     // A request made while following shows up in the followed log; attach follows the
     // container's output from now on, through the API server.

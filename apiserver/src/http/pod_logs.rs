@@ -1,7 +1,7 @@
 //! `pods/NAME/log`: the API server finds the pod's node and streams the container's output
 //! from that node's kubelet endpoint, as kube-apiserver proxies it (so authorization later
 //! covers logs like every other read). Parameters: container, follow, previous, tailLines,
-//! limitBytes.
+//! limitBytes, timestamps, sinceSeconds, sinceTime.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::pod_node::{from_node, pod_node, PodNode};
 use crate::registry::Registry;
 
-/// The log parameters a node's log files can answer (they hold no timestamps yet).
+/// What a log request asks for.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct LogOptions {
     pub container: String,
@@ -24,6 +24,10 @@ pub struct LogOptions {
     pub previous: bool,
     pub tail_lines: Option<i64>,
     pub limit_bytes: Option<i64>,
+    pub timestamps: bool,
+    pub since_seconds: Option<i64>,
+    /// RFC 3339; empty for none.
+    pub since_time: String,
 }
 
 fn number(query: &Query, name: &str) -> Result<Option<i64>, ApiError> {
@@ -42,29 +46,39 @@ fn number(query: &Query, name: &str) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// Reads the query of a log request (pure).
+/// Reads the query of a log request (pure), checked as kube-apiserver checks it.
 pub fn log_options(query: &Query) -> Result<LogOptions, ApiError> {
-    for unkept in ["sinceSeconds", "sinceTime", "timestamps"] {
-        let asked = query
-            .get(unkept)
-            .is_some_and(|value| !value.is_empty() && value != "false");
-        if asked {
+    let flag = |name: &str| matches!(query.get(name).map(String::as_str), Some("true" | "1"));
+    let since_seconds = number(query, "sinceSeconds")?;
+    if since_seconds == Some(0) {
+        return Err(ApiError::bad_field(
+            "sinceSeconds",
+            "sinceSeconds must be greater than 0",
+        ));
+    }
+    let since_time = query.get("sinceTime").cloned().unwrap_or_default();
+    if !since_time.is_empty() {
+        if let Err(error) = since_time.parse::<jiff::Timestamp>() {
             return Err(ApiError::bad_field(
-                unkept,
-                format!(
-                    "{unkept} is not served: a node's container logs carry no timestamps yet; \
-                     use tailLines or limitBytes"
-                ),
+                "sinceTime",
+                format!("sinceTime {since_time:?} is not an RFC 3339 time: {error}"),
+            ));
+        }
+        if since_seconds.is_some() {
+            return Err(ApiError::bad_request(
+                "at most one of sinceTime or sinceSeconds may be specified",
             ));
         }
     }
-    let flag = |name: &str| matches!(query.get(name).map(String::as_str), Some("true" | "1"));
     Ok(LogOptions {
         container: query.get("container").cloned().unwrap_or_default(),
         follow: flag("follow"),
         previous: flag("previous"),
         tail_lines: number(query, "tailLines")?,
         limit_bytes: number(query, "limitBytes")?,
+        timestamps: flag("timestamps"),
+        since_seconds,
+        since_time,
     })
 }
 
@@ -90,6 +104,9 @@ pub async fn logs(
             previous: options.previous,
             tail_lines: options.tail_lines,
             limit_bytes: options.limit_bytes,
+            timestamps: options.timestamps,
+            since_seconds: options.since_seconds,
+            since_time: options.since_time,
         })
         .await
         .map_err(|status| from_node(&node, status))?
@@ -117,7 +134,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_parameters_and_the_ones_no_log_can_answer() {
+    fn log_parameters_are_read_and_checked_as_kube_apiserver_checks_them() {
         let options = log_options(&query(&[
             ("container", "app"),
             ("follow", "true"),
@@ -134,8 +151,19 @@ mod tests {
             }
         );
         assert!(log_options(&query(&[("tailLines", "-1")])).is_err());
-        let since = log_options(&query(&[("sinceSeconds", "60")])).unwrap_err();
-        assert!(since.to_string().contains("tailLines"), "{since}");
-        assert!(log_options(&query(&[("timestamps", "false")])).is_ok());
+        let timed = log_options(&query(&[("sinceSeconds", "60"), ("timestamps", "true")])).unwrap();
+        assert_eq!((timed.since_seconds, timed.timestamps), (Some(60), true));
+        assert!(
+            !log_options(&query(&[("timestamps", "false")]))
+                .unwrap()
+                .timestamps
+        );
+        let zero = log_options(&query(&[("sinceSeconds", "0")])).unwrap_err();
+        assert!(zero.to_string().contains("greater than 0"), "{zero}");
+        let bad = log_options(&query(&[("sinceTime", "yesterday")])).unwrap_err();
+        assert!(bad.to_string().contains("RFC 3339"), "{bad}");
+        let both = [("sinceTime", "2026-12-05T06:00:00Z"), ("sinceSeconds", "5")];
+        let both = log_options(&query(&both)).unwrap_err();
+        assert!(both.to_string().contains("at most one"), "{both}");
     }
 }

@@ -27,6 +27,15 @@ pub struct LogsArgs {
     /// The previous attempt's output (after a restart).
     #[arg(short = 'p', long)]
     previous: bool,
+    /// Only the last this many lines (then more, with -f).
+    #[arg(long)]
+    tail: Option<u64>,
+    /// Only the lines written in the last DURATION (5s, 2m, 3h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Each line's time before it.
+    #[arg(long)]
+    timestamps: bool,
     #[arg(short = 'n', long)]
     namespace: Option<String>,
     #[command(flatten)]
@@ -104,6 +113,13 @@ fn broken(status: tonic::Status) -> anyhow::Error {
 }
 
 pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
+    let since_seconds = match &args.since {
+        Some(since) => {
+            let since = crate::durations::parse_flag_duration("--since", since, "s")?;
+            Some(i64::try_from(since.as_secs()).unwrap_or(i64::MAX))
+        }
+        None => None,
+    };
     let session = Session::connect(&args.target).await?;
     let namespace = args.namespace.unwrap_or_else(|| "default".into());
     let request = LogsRequest {
@@ -112,6 +128,9 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         container: args.container.unwrap_or_default(),
         follow: args.follow,
         previous: args.previous,
+        tail_lines: args.tail.map(|lines| lines.min(i64::MAX as u64) as i64),
+        timestamps: args.timestamps,
+        since_seconds: since_seconds.map(|seconds| seconds.max(1)),
         ..LogsRequest::default()
     };
     let mut stream = session

@@ -178,8 +178,8 @@ pub fn create(args: ShimArgs) -> ! {
     {
         let _ = nix::unistd::dup2_stderr(&own_log);
     }
-    let pid = match start(&args) {
-        Ok(pid) => pid,
+    let (pid, outputs) = match start(&args) {
+        Ok(started) => started,
         Err(error) => {
             println!("error: {error}");
             let _ = std::io::stdout().flush();
@@ -194,7 +194,17 @@ pub fn create(args: ShimArgs) -> ! {
     if let Ok(null) = File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
     }
-    let (exit_code, signal) = wait_for(pid);
+    let (exit_code, signal) = match OpenOptions::new().create(true).append(true).open(&args.log) {
+        Ok(log) => relay_output(pid, outputs, log),
+        Err(e) => {
+            eprintln!(
+                "opening {}: {e}; the container's output is lost",
+                args.log.display()
+            );
+            drop(outputs);
+            wait_for(pid)
+        }
+    };
     let record = ExitRecord {
         exit_code,
         signal,
@@ -216,27 +226,35 @@ pub fn create(args: ShimArgs) -> ! {
     std::process::exit(0)
 }
 
-fn start(args: &ShimArgs) -> Result<i32, ShimError> {
+/// The read ends of the container's stdout and stderr pipes.
+struct Outputs {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+/// Creates and starts the container, its stdout and stderr piped to the shim: its pid, and
+/// the pipes' read ends.
+fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
     let open = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ShimError::Open { path, source }
     };
-    let log = || -> Result<OwnedFd, ShimError> {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&args.log)
-            .map(OwnedFd::from)
-            .map_err(open(&args.log))
+    let piped = |name: &str| {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| ShimError::Open {
+            path: PathBuf::from(format!("a pipe for {name}")),
+            source: errno.into(),
+        })
     };
+    let (stdout, stdout_writer) = piped("stdout")?;
+    let (stderr, stderr_writer) = piped("stderr")?;
     let stdin = File::open("/dev/null").map_err(open(Path::new("/dev/null")))?;
     let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.state_root)
         .map_err(container_error("state root"))?
         .with_executor(DefaultExecutor {})
         .with_stdin(OwnedFd::from(stdin))
-        .with_stdout(log()?)
-        .with_stderr(log()?)
+        .with_stdout(stdout_writer)
+        .with_stderr(stderr_writer)
         .validate_id()
         .map_err(container_error(format!("container id {:?}", args.id)))?
         .as_init(&args.bundle)
@@ -247,10 +265,101 @@ fn start(args: &ShimArgs) -> Result<i32, ShimError> {
     container
         .start()
         .map_err(container_error("starting the container"))?;
-    container
-        .pid()
-        .map(|pid| pid.as_raw())
-        .ok_or(ShimError::NoProcess)
+    let pid = container.pid().map(|pid| pid.as_raw());
+    // The builder's copies of the write ends go with it: the container holds the only ones,
+    // so the shim reads the pipes' end when the container is gone.
+    drop(container);
+    let pid = pid.ok_or(ShimError::NoProcess)?;
+    Ok((pid, Outputs { stdout, stderr }))
+}
+
+/// How long the shim still reads the pipes once the container's process has exited (a
+/// process it left behind may hold them open).
+const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the container's output to its log in the CRI format (log_format.rs) as it comes,
+/// until the pipes end or the process exited and [`DRAIN_AFTER_EXIT`] passed; returns how
+/// the process ended. A log that cannot be written loses output, never blocks the
+/// container.
+fn relay_output(pid: i32, outputs: Outputs, mut log: File) -> (i32, Option<i32>) {
+    use crate::log_format::{encode, Source, Splitter};
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+
+    let mut streams = [
+        (Some(outputs.stdout), Source::Stdout, Splitter::default()),
+        (Some(outputs.stderr), Source::Stderr, Splitter::default()),
+    ];
+    let mut ended: Option<((i32, Option<i32>), std::time::Instant)> = None;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let open: Vec<usize> = (0..2).filter(|i| streams[*i].0.is_some()).collect();
+        let drained = ended.is_some_and(|(_, at)| at.elapsed() >= DRAIN_AFTER_EXIT);
+        if open.is_empty() || drained {
+            break;
+        }
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .map(|i| {
+                PollFd::new(
+                    streams[*i].0.as_ref().expect("open").as_fd(),
+                    PollFlags::POLLIN,
+                )
+            })
+            .collect();
+        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        let ready: Vec<usize> = fds
+            .iter()
+            .zip(&open)
+            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, i)| *i)
+            .collect();
+        drop(fds);
+        for i in ready {
+            let (fd, source, splitter) = &mut streams[i];
+            let read = nix::unistd::read(fd.as_ref().expect("open"), &mut buffer);
+            let pieces = match read {
+                Ok(0) | Err(_) => {
+                    *fd = None;
+                    splitter.finish().into_iter().collect()
+                }
+                Ok(n) => splitter.push(&buffer[..n]),
+            };
+            let now = jiff::Timestamp::now();
+            for piece in pieces {
+                let _ = log.write_all(&encode(now, *source, &piece));
+            }
+        }
+        if ended.is_none() {
+            if let Some(status) = exited(pid) {
+                ended = Some((status, std::time::Instant::now()));
+            }
+        }
+    }
+    for (_, source, splitter) in &mut streams {
+        if let Some(piece) = splitter.finish() {
+            let _ = log.write_all(&encode(jiff::Timestamp::now(), *source, &piece));
+        }
+    }
+    match ended {
+        Some((status, _)) => status,
+        None => wait_for(pid),
+    }
+}
+
+/// How the process ended, if it has (reaped).
+fn exited(pid: i32) -> Option<(i32, Option<i32>)> {
+    match waitpid(
+        Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    ) {
+        Ok(WaitStatus::Exited(_, code)) => Some((code, None)),
+        Ok(WaitStatus::Signaled(_, signal, _)) => Some((128 + signal as i32, Some(signal as i32))),
+        Ok(_) => None,
+        Err(nix::errno::Errno::EINTR) => None,
+        // Already reaped, or not ours: nothing more will come of it.
+        Err(_) => Some((255, None)),
+    }
 }
 
 /// Reaps the container's process: (exit code, signal).
