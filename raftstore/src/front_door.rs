@@ -59,7 +59,12 @@ pub async fn serve(
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
     let front = tower::service_fn(move |request: Request<Incoming>| {
         if is_grpc(&request) {
-            Either::Left(grpc.clone().oneshot(request))
+            let deadline = request
+                .headers()
+                .get("grpc-timeout")
+                .and_then(|value| value.to_str().ok())
+                .and_then(grpc_timeout);
+            Either::Left(within(deadline, grpc.clone().oneshot(request)))
         } else {
             Either::Right(http.clone().oneshot(request))
         }
@@ -114,6 +119,45 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
+/// A client's `grpc-timeout` (up to 8 digits, then H, M, S, m, u or n), as gRPC defines
+/// it; `None` for a header that does not read as one (ignored, as grpc-go ignores it).
+pub fn grpc_timeout(value: &str) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Answers with DEADLINE_EXCEEDED when `answer` has not begun within the client's deadline,
+/// as a gRPC server enforces `grpc-timeout` (tonic's own layer is private to its server,
+/// which this port does not use). A stream that has begun (a watch) runs on.
+async fn within<E>(
+    deadline: Option<std::time::Duration>,
+    answer: impl std::future::Future<Output = Result<Response, E>>,
+) -> Result<Response, E> {
+    let Some(deadline) = deadline else {
+        return answer.await;
+    };
+    match tokio::time::timeout(deadline, answer).await {
+        Ok(answered) => answered,
+        Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+            "the request's grpc-timeout ({deadline:?}) passed before it was answered"
+        ))
+        .into_http::<axum::body::Body>()),
+    }
+}
+
 async fn not_served() -> Response {
     (
         StatusCode::NOT_FOUND,
@@ -131,6 +175,44 @@ mod tests {
             .header(header::CONTENT_TYPE, value)
             .body(())
             .unwrap()
+    }
+
+    #[test]
+    fn a_grpc_timeout_reads_in_each_unit_and_a_bad_one_is_none() {
+        use std::time::Duration;
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(grpc_timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(
+            grpc_timeout("99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
+        for bad in ["", "S", "123456789S", "10s", "1.5S", "-1S", "10"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_past_the_deadline_is_deadline_exceeded_and_one_in_time_is_itself() {
+        use std::time::Duration;
+        let late = within::<()>(
+            Some(Duration::from_millis(20)),
+            std::future::pending::<Result<Response, ()>>(),
+        )
+        .await
+        .unwrap();
+        // DEADLINE_EXCEEDED is gRPC status 4, in the headers of a trailers-only answer.
+        assert_eq!(late.headers()["grpc-status"], "4");
+        let in_time = within::<()>(Some(Duration::from_secs(5)), async {
+            Ok(StatusCode::ACCEPTED.into_response())
+        })
+        .await
+        .unwrap();
+        assert_eq!(in_time.status(), StatusCode::ACCEPTED);
+        let unbounded = within::<()>(None, async { Ok(StatusCode::OK.into_response()) });
+        assert_eq!(unbounded.await.unwrap().status(), StatusCode::OK);
     }
 
     #[test]
