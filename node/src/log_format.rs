@@ -144,7 +144,9 @@ impl Reader {
             return;
         }
         if self.view.timestamps && self.at_line_start {
-            out.extend_from_slice(entry.time.to_string().as_bytes());
+            // Nanoseconds always, as the kubelet shows them (RFC3339NanoFixed): the times
+            // line up and sort as text.
+            out.extend_from_slice(format!("{:.9}", entry.time).as_bytes());
             out.push(b' ');
         }
         out.extend_from_slice(entry.content);
@@ -231,7 +233,8 @@ mod tests {
                 timestamps: true,
                 since: None
             }),
-            "1970-01-01T00:00:10Z early\n1970-01-01T00:00:20Z piece\nan old raw line\n"
+            "1970-01-01T00:00:10.000000000Z early\n1970-01-01T00:00:20.000000000Z piece\n\
+             an old raw line\n"
         );
         assert_eq!(
             shown(View {

@@ -23,6 +23,8 @@ use crate::log_format;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::terminal::Terminal;
 
+/// Longer than any line of the CRI format (a piece and its header).
+const MAX_FILE_LINE: usize = log_format::MAX_PIECE + 256;
 /// How often a followed log is checked for more.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
@@ -93,9 +95,12 @@ impl Kubelet for NodeEndpoint {
                             .log_file(&request.namespace, &request.pod, &request.container, false)
                             .is_ok_and(|current| current == path);
                         if !request.follow || !still_there || tx.is_closed() {
-                            // A last line without its newline (a file from before the
-                            // format): as it is.
-                            let mut shown = std::mem::take(&mut partial);
+                            // A last line without its newline (being written, or a file
+                            // from before the format).
+                            let mut shown = Vec::new();
+                            if !partial.is_empty() {
+                                reader.show(&partial, &mut shown);
+                            }
                             shown.truncate(usize::try_from(allowed).unwrap_or(usize::MAX));
                             if !shown.is_empty() {
                                 let _ = tx.send(Ok(Chunk { data: shown })).await;
@@ -116,6 +121,11 @@ impl Kubelet for NodeEndpoint {
                             start += at + 1;
                         }
                         partial.drain(..start);
+                        // No line of the format is this long: a file from before it,
+                        // without newlines, shown as it comes instead of held.
+                        if partial.len() > MAX_FILE_LINE {
+                            shown.append(&mut partial);
+                        }
                         shown.truncate(usize::try_from(allowed).unwrap_or(usize::MAX));
                         allowed -= shown.len() as u64;
                         if !shown.is_empty() && tx.send(Ok(Chunk { data: shown })).await.is_err() {
@@ -158,7 +168,7 @@ impl Kubelet for NodeEndpoint {
             )
             .map_err(status)?;
         if request.tty {
-            return exec_on_terminal(command, inputs);
+            return Ok(exec_on_terminal(command, inputs));
         }
         if request.stdin {
             command.stdin(std::process::Stdio::piped());
@@ -328,52 +338,113 @@ fn log_view(request: &LogsRequest) -> Result<log_format::View, Status> {
     })
 }
 
+/// How long a terminal's command waits for the client to say its terminal's size (kubectl
+/// says it as soon as it is connected): a command that reads its size at once (`stty size`,
+/// `ls`) sees the client's, not 80×24.
+const FIRST_SIZE_WAIT: Duration = Duration::from_millis(300);
+/// How long a terminal is still read once its command has exited (for what it wrote last;
+/// a job it left behind may hold the terminal open for ever).
+const TERMINAL_DRAIN: Duration = Duration::from_millis(500);
+
 /// Runs an exec's command on a terminal: what it writes comes back as stdout, the client's
 /// stdin is typed at it, and the client's resizes size it.
 fn exec_on_terminal(
-    mut command: std::process::Command,
+    command: std::process::Command,
     inputs: Streaming<ExecInput>,
-) -> Result<Response<Streamed<ExecOutput>>, Status> {
-    let failed = |e: std::io::Error| Status::internal(format!("starting exec on a terminal: {e}"));
-    let (terminal, command_side) = Terminal::open().map_err(failed)?;
-    command
-        .stdin(command_side.try_clone().map_err(failed)?)
-        .stdout(command_side.try_clone().map_err(failed)?)
-        .stderr(command_side);
-    // The command's side is closed here once spawned (the Command holding it is a
-    // temporary): the terminal then ends when the command's processes are gone.
-    let mut child = tokio::process::Command::from(command)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(failed)?;
-    let terminal = Arc::new(terminal);
-    tokio::spawn(feed_terminal(inputs, terminal.clone()));
+) -> Response<Streamed<ExecOutput>> {
     let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let pump = async {
-            let mut buffer = vec![0u8; 16 * 1024];
-            while let Ok(n @ 1..) = terminal.read(&mut buffer).await {
-                let output = exec_output::Output::Stdout(buffer[..n].to_vec());
-                let output = ExecOutput {
-                    output: Some(output),
-                };
-                if tx.send(Ok(output)).await.is_err() {
-                    return;
-                }
-            }
-        };
-        let finished = async {
-            pump.await;
-            child.wait().await
-        };
-        send_exit_code(finished, &tx).await;
+    tokio::spawn(run_on_terminal(command, inputs, tx));
+    Response::new(Box::pin(ReceiverStream::new(rx)))
+}
+
+async fn run_on_terminal(
+    mut command: std::process::Command,
+    mut inputs: Streaming<ExecInput>,
+    tx: mpsc::Sender<Result<ExecOutput, Status>>,
+) {
+    let (mut width, mut height) = crate::terminal::DEFAULT_SIZE;
+    let mut typed_early = None;
+    let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+    match tokio::time::timeout(FIRST_SIZE_WAIT, inputs.message()).await {
+        Ok(Ok(Some(ExecInput {
+            input: Some(exec_input::Input::Resize(size)),
+        }))) => (width, height) = (clamp(size.width), clamp(size.height)),
+        Ok(Ok(Some(ExecInput {
+            input: Some(exec_input::Input::Stdin(data)),
+        }))) => typed_early = Some(data),
+        _ => {}
+    }
+    let failed = |e: std::io::Error| Status::internal(format!("starting exec on a terminal: {e}"));
+    let spawned = Terminal::open(width, height).and_then(|(terminal, command_side)| {
+        command
+            .stdin(command_side.try_clone()?)
+            .stdout(command_side.try_clone()?)
+            .stderr(command_side);
+        // The command's side is closed here once spawned (the Command holding it is a
+        // temporary): the terminal then ends when the command's processes are gone.
+        let child = tokio::process::Command::from(command)
+            .kill_on_drop(true)
+            .spawn()?;
+        Ok((terminal, child))
     });
-    Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    let (terminal, mut child) = match spawned {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let _ = tx.send(Err(failed(e))).await;
+            return;
+        }
+    };
+    let terminal = Arc::new(terminal);
+    if let Some(data) = typed_early {
+        let _ = terminal.write_all(&data).await;
+    }
+    tokio::spawn(feed_terminal(inputs, terminal.clone()));
+    let mut pump = std::pin::pin!(pump_terminal(terminal, tx.clone()));
+    let status = tokio::select! {
+        status = child.wait() => {
+            let _ = tokio::time::timeout(TERMINAL_DRAIN, &mut pump).await;
+            status
+        }
+        () = &mut pump => child.wait().await,
+    };
+    // A client that hung up: the command is killed as `child` goes (and its shim's death
+    // kills what it runs in the container).
+    if tx.is_closed() {
+        return;
+    }
+    let code = match status {
+        Ok(status) => status.code().unwrap_or(137),
+        Err(_) => 255,
+    };
+    let _ = tx
+        .send(Ok(ExecOutput {
+            output: Some(exec_output::Output::ExitCode(code)),
+        }))
+        .await;
+}
+
+/// Passes what the command writes on its terminal to the client, until the terminal ends
+/// or the client hangs up.
+async fn pump_terminal(terminal: Arc<Terminal>, tx: mpsc::Sender<Result<ExecOutput, Status>>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = terminal.read(&mut buffer) => read,
+            () = tx.closed() => return,
+        };
+        let Ok(n @ 1..) = read else { return };
+        let output = ExecOutput {
+            output: Some(exec_output::Output::Stdout(buffer[..n].to_vec())),
+        };
+        if tx.send(Ok(output)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Sends the command's exit code once `finished` (its output pumped, then its exit) is
-/// done. A client that hangs up first ends the wait, and the command with it (killed when
-/// its `Child` is dropped).
+/// done. A client that hangs up first ends the wait, and the command with it (its shim is
+/// killed when its `Child` is dropped, and the command dies with its shim).
 async fn send_exit_code(
     finished: impl std::future::Future<Output = std::io::Result<std::process::ExitStatus>>,
     tx: &mpsc::Sender<Result<ExecOutput, Status>>,

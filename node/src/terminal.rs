@@ -12,8 +12,9 @@ use tokio::io::unix::AsyncFd;
 
 nix::ioctl_write_ptr_bad!(set_window_size, nix::libc::TIOCSWINSZ, Winsize);
 
-/// The size a terminal starts with before the client says its own (the classic console's).
-const DEFAULT_SIZE: (u16, u16) = (80, 24);
+/// The size a terminal starts with when the client has not said its own (the classic
+/// console's).
+pub const DEFAULT_SIZE: (u16, u16) = (80, 24);
 
 /// The node's side of a terminal.
 pub struct Terminal {
@@ -31,16 +32,26 @@ fn winsize(width: u16, height: u16) -> Winsize {
 
 impl Terminal {
     /// A new terminal: the node's side, and the command's (to hand to it, then drop here so
-    /// the node's side reads its end when the command's processes are gone).
-    pub fn open() -> io::Result<(Terminal, OwnedFd)> {
-        let (width, height) = DEFAULT_SIZE;
-        let pair = nix::pty::openpty(Some(&winsize(width, height)), None)?;
-        let flags = OFlag::from_bits_truncate(fcntl(&pair.master, FcntlArg::F_GETFL)?);
-        fcntl(&pair.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    /// the node's side reads its end when the command's processes are gone). Both are
+    /// close-on-exec: no other process the node starts meanwhile (a container's shim, a
+    /// probe) may keep a side open, or the terminal would never end or never hang up.
+    pub fn open(width: u16, height: u16) -> io::Result<(Terminal, OwnedFd)> {
+        use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+        let no_tty = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+        let master = posix_openpt(no_tty)?;
+        grantpt(&master)?;
+        unlockpt(&master)?;
+        let name = ptsname_r(&master)?;
+        let command_side = nix::fcntl::open(name.as_str(), no_tty, nix::sys::stat::Mode::empty())?;
+        let master = OwnedFd::from(master);
+        let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
+        fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd owns the descriptor for as long as the AsyncFd holds it, and
         // always names that one.
-        let master = unsafe { AsyncFd::register(pair.master) }?;
-        Ok((Terminal { master }, pair.slave))
+        let master = unsafe { AsyncFd::register(master) }?;
+        let terminal = Terminal { master };
+        terminal.resize(u32::from(width), u32::from(height))?;
+        Ok((terminal, command_side))
     }
 
     /// Reads what the command wrote; 0 once every holder of the command's side closed it
@@ -90,8 +101,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn neither_side_is_inherited_by_what_the_node_starts() {
+        let (terminal, command_side) = Terminal::open(80, 24).unwrap();
+        for fd in [terminal.master.get_ref(), &command_side] {
+            let flags = fcntl(fd, FcntlArg::F_GETFD).unwrap();
+            assert_ne!(flags & nix::libc::FD_CLOEXEC, 0);
+        }
+    }
+
+    #[tokio::test]
     async fn what_the_command_writes_is_read_and_its_size_is_what_the_client_says() {
-        let (terminal, command_side) = Terminal::open().unwrap();
+        let (terminal, command_side) = Terminal::open(80, 24).unwrap();
         let mut command = std::process::Command::new("sh");
         command
             .args(["-c", "read line; echo \"got $line\"; stty size"])

@@ -88,6 +88,26 @@ pub fn collect_until(
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// The child's exit status once it ends within `limit`; past it the child is killed (and
+/// reaped) and the answer is `None`.
+pub fn wait_within(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `condition` every 100 ms until it holds; fails the test after `limit`, naming `what`.
 pub async fn until(what: &str, limit: Duration, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;

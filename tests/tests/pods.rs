@@ -618,7 +618,7 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut keys = terminal.stdin.take().unwrap();
@@ -627,11 +627,32 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
         rudder_tests::collect_until(&screen, Duration::from_secs(20), |seen| seen.contains("# "));
     assert!(prompt.contains("# "), "no shell prompt: {prompt:?}");
     std::io::Write::write_all(&mut keys, typed.as_bytes()).unwrap();
-    let session = terminal.wait_with_output().unwrap();
+    // The screen ends when the session does (a hang fails here, in time).
     let shown = prompt + &rudder_tests::collect_until(&screen, Duration::from_secs(20), |_| false);
-    assert_eq!(session.status.code(), Some(3), "{shown:?}");
+    let status = rudder_tests::wait_within(&mut terminal, Duration::from_secs(10));
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{shown:?}");
     assert!(shown.contains("43 132\r\n"), "{shown:?}");
     drop(keys);
+    // A one-shot command on a terminal sees kubectl's size at once (the node waits for it).
+    let one_shot = std::process::Command::new("script")
+        .args(["-qec", &format!(
+            "stty cols 100 rows 30; KUBECONFIG={} {KUBECTL} --cache-dir={} exec -it kubia -- busybox stty size",
+            kubeconfig.display(),
+            dir.join("kube-cache").display()
+        ), "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut one_shot = one_shot;
+    let shown = rudder_tests::collect_until(
+        &rudder_tests::chunks_of(one_shot.stdout.take().unwrap()),
+        Duration::from_secs(20),
+        |_| false,
+    );
+    rudder_tests::wait_within(&mut one_shot, Duration::from_secs(10));
+    assert!(shown.contains("30 100"), "{shown:?}");
 
     // port-forward (SPDY in a WebSocket, through the API server to the node, which connects
     // inside the pod): each local connection reaches the pod's 8080.

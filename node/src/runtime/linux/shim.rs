@@ -194,17 +194,7 @@ pub fn create(args: ShimArgs) -> ! {
     if let Ok(null) = File::open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
     }
-    let (exit_code, signal) = match OpenOptions::new().create(true).append(true).open(&args.log) {
-        Ok(log) => relay_output(pid, outputs, log),
-        Err(e) => {
-            eprintln!(
-                "opening {}: {e}; the container's output is lost",
-                args.log.display()
-            );
-            drop(outputs);
-            wait_for(pid)
-        }
-    };
+    let (exit_code, signal) = relay_output(pid, outputs);
     let record = ExitRecord {
         exit_code,
         signal,
@@ -226,10 +216,11 @@ pub fn create(args: ShimArgs) -> ! {
     std::process::exit(0)
 }
 
-/// The read ends of the container's stdout and stderr pipes.
+/// The read ends of the container's stdout and stderr pipes, and its log.
 struct Outputs {
     stdout: OwnedFd,
     stderr: OwnedFd,
+    log: File,
 }
 
 /// Creates and starts the container, its stdout and stderr piped to the shim: its pid, and
@@ -245,6 +236,12 @@ fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
             source: errno.into(),
         })
     };
+    // Opened first: a log that cannot be written fails the start, before anything runs.
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&args.log)
+        .map_err(open(&args.log))?;
     let (stdout, stdout_writer) = piped("stdout")?;
     let (stderr, stderr_writer) = piped("stderr")?;
     let stdin = File::open("/dev/null").map_err(open(Path::new("/dev/null")))?;
@@ -270,7 +267,14 @@ fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
     // so the shim reads the pipes' end when the container is gone.
     drop(container);
     let pid = pid.ok_or(ShimError::NoProcess)?;
-    Ok((pid, Outputs { stdout, stderr }))
+    Ok((
+        pid,
+        Outputs {
+            stdout,
+            stderr,
+            log,
+        },
+    ))
 }
 
 /// How long the shim still reads the pipes once the container's process has exited (a
@@ -279,16 +283,22 @@ const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Writes the container's output to its log in the CRI format (log_format.rs) as it comes,
 /// until the pipes end or the process exited and [`DRAIN_AFTER_EXIT`] passed; returns how
-/// the process ended. A log that cannot be written loses output, never blocks the
-/// container.
-fn relay_output(pid: i32, outputs: Outputs, mut log: File) -> (i32, Option<i32>) {
+/// the process ended. Output that waits for its newline longer than a poll goes out as a
+/// piece (a prompt shows in `logs -f` and `attach`). A log that cannot be written loses
+/// output, never blocks the container.
+fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
     use crate::log_format::{encode, Source, Splitter};
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
 
+    let Outputs {
+        stdout,
+        stderr,
+        mut log,
+    } = outputs;
     let mut streams = [
-        (Some(outputs.stdout), Source::Stdout, Splitter::default()),
-        (Some(outputs.stderr), Source::Stderr, Splitter::default()),
+        (Some(stdout), Source::Stdout, Splitter::default()),
+        (Some(stderr), Source::Stderr, Splitter::default()),
     ];
     let mut ended: Option<((i32, Option<i32>), std::time::Instant)> = None;
     let mut buffer = vec![0u8; 64 * 1024];
@@ -301,13 +311,11 @@ fn relay_output(pid: i32, outputs: Outputs, mut log: File) -> (i32, Option<i32>)
         let mut fds: Vec<PollFd> = open
             .iter()
             .map(|i| {
-                PollFd::new(
-                    streams[*i].0.as_ref().expect("open").as_fd(),
-                    PollFlags::POLLIN,
-                )
+                let fd = streams[*i].0.as_ref().expect("open");
+                PollFd::new(fd.as_fd(), PollFlags::POLLIN)
             })
             .collect();
-        let _ = poll(&mut fds, PollTimeout::from(200u16));
+        let polled = poll(&mut fds, PollTimeout::from(200u16));
         let ready: Vec<usize> = fds
             .iter()
             .zip(&open)
@@ -315,20 +323,37 @@ fn relay_output(pid: i32, outputs: Outputs, mut log: File) -> (i32, Option<i32>)
             .map(|(_, i)| *i)
             .collect();
         drop(fds);
+        // One write per round: lines are never interleaved or cut by another's write.
+        let mut lines = Vec::new();
+        let now = jiff::Timestamp::now();
+        if polled == Ok(0) {
+            // Quiet for a poll: a line still waiting for its newline goes out as it is.
+            for (_, source, splitter) in &mut streams {
+                if let Some(piece) = splitter.finish() {
+                    lines.extend(encode(now, *source, &piece));
+                }
+            }
+        }
         for i in ready {
             let (fd, source, splitter) = &mut streams[i];
-            let read = nix::unistd::read(fd.as_ref().expect("open"), &mut buffer);
-            let pieces = match read {
-                Ok(0) | Err(_) => {
+            let pieces = match nix::unistd::read(fd.as_ref().expect("open"), &mut buffer) {
+                Ok(0) => {
                     *fd = None;
                     splitter.finish().into_iter().collect()
                 }
                 Ok(n) => splitter.push(&buffer[..n]),
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => Vec::new(),
+                Err(_) => {
+                    *fd = None;
+                    splitter.finish().into_iter().collect()
+                }
             };
-            let now = jiff::Timestamp::now();
             for piece in pieces {
-                let _ = log.write_all(&encode(now, *source, &piece));
+                lines.extend(encode(now, *source, &piece));
             }
+        }
+        if !lines.is_empty() {
+            let _ = log.write_all(&lines);
         }
         if ended.is_none() {
             if let Some(status) = exited(pid) {
@@ -336,11 +361,13 @@ fn relay_output(pid: i32, outputs: Outputs, mut log: File) -> (i32, Option<i32>)
             }
         }
     }
+    let mut lines = Vec::new();
     for (_, source, splitter) in &mut streams {
         if let Some(piece) = splitter.finish() {
-            let _ = log.write_all(&encode(jiff::Timestamp::now(), *source, &piece));
+            lines.extend(encode(jiff::Timestamp::now(), *source, &piece));
         }
     }
+    let _ = log.write_all(&lines);
     match ended {
         Some((status, _)) => status,
         None => wait_for(pid),
@@ -419,8 +446,9 @@ fn cleanup(args: &ShimArgs) {
 
 /// `rudder shim exec`: runs `argv` in the container's namespaces and cgroup with this
 /// process's stdio; returns its exit code. Must be called before the process has threads.
-/// With `terminal`, the stdio is a terminal, which becomes the command's controlling
-/// terminal, and `TERM` is `xterm` (as a Kubernetes node sets it).
+/// The command dies with this process. With `terminal`, the stdio is a terminal, which
+/// becomes the command's controlling terminal, and `TERM` is `xterm` (as a Kubernetes node
+/// sets it).
 pub fn exec(
     state_root: &Path,
     id: &str,
@@ -430,11 +458,7 @@ pub fn exec(
     let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state_root)
         .map_err(container_error("state root"))?;
-    let builder = match terminal {
-        true => builder.with_executor(TerminalExecutor),
-        false => builder.with_executor(DefaultExecutor {}),
-    };
-    let mut tenant = builder.as_tenant();
+    let mut tenant = builder.with_executor(ExecExecutor { terminal }).as_tenant();
     if terminal {
         tenant = tenant.with_env(HashMap::from([("TERM".to_owned(), "xterm".to_owned())]));
     }
@@ -448,17 +472,32 @@ pub fn exec(
 
 nix::ioctl_write_int_bad!(set_controlling_terminal, nix::libc::TIOCSCTTY);
 
-/// Runs the command as libcontainer's default does, after making its stdin (a terminal)
-/// the controlling terminal of the session libcontainer started for it.
+/// Runs an exec's command as libcontainer's default does, after two things: the command
+/// dies with the `rudder shim exec` that started it (its parent, which the kubelet kills
+/// when the client hangs up), and with `terminal`, its stdin (a terminal) becomes the
+/// controlling terminal of the session libcontainer started for it.
 #[derive(Clone)]
-struct TerminalExecutor;
+struct ExecExecutor {
+    terminal: bool,
+}
 
-impl Executor for TerminalExecutor {
+impl Executor for ExecExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        // SAFETY: an ioctl on standard input with an integer argument.
-        unsafe { set_controlling_terminal(0, 0) }.map_err(|error| {
-            ExecutorError::Execution(format!("making stdin the terminal: {error}").into())
-        })?;
+        let failed = |what: &str, error: nix::errno::Errno| {
+            ExecutorError::Execution(format!("{what}: {error}").into())
+        };
+        // Set last before the command runs: a change of user clears it.
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(|e| failed("tying the command to its shim", e))?;
+        // The shim died before the tie was made: nothing waits for this command.
+        if nix::unistd::getppid() == Pid::from_raw(1) {
+            std::process::exit(137);
+        }
+        if self.terminal {
+            // SAFETY: an ioctl on standard input with an integer argument.
+            unsafe { set_controlling_terminal(0, 0) }
+                .map_err(|e| failed("making stdin the terminal", e))?;
+        }
         DefaultExecutor {}.exec(spec)
     }
 
@@ -499,4 +538,107 @@ pub fn exec_command(
 /// Whether a process with this pid exists (for adopting containers after a restart).
 pub fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(Pid::from_raw(pid), None).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log_format::{parse, Source};
+
+    /// Runs `script` in sh with its output piped to [`relay_output`] (as a container's is)
+    /// and logged at `path`: how it ended.
+    fn relay_to(path: &Path, script: &str) -> (i32, Option<i32>) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        let (stdout, stdout_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (stderr, stderr_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        // relay_output reaps it by its pid, as the shim reaps a container.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(stdout_writer)
+            .stderr(stderr_writer)
+            .spawn()
+            .unwrap();
+        // (`spawn` took the write ends: the pipes end when sh does.)
+        let outputs = Outputs {
+            stdout,
+            stderr,
+            log,
+        };
+        relay_output(child.id() as i32, outputs)
+    }
+
+    fn relayed(script: &str) -> ((i32, Option<i32>), String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let ended = relay_to(&path, script);
+        (ended, std::fs::read_to_string(&path).unwrap())
+    }
+
+    fn pieces(log: &str) -> Vec<(Source, bool, String)> {
+        log.lines()
+            .map(|line| {
+                let entry = parse(line.as_bytes()).unwrap_or_else(|| panic!("{line:?}"));
+                let content = String::from_utf8(entry.content.to_vec()).unwrap();
+                (entry.source, entry.full, content)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn output_is_logged_line_by_line_to_its_last_byte_with_the_exit_status() {
+        let (ended, log) = relayed("echo one; echo two >&2; printf tail; exit 3");
+        assert_eq!(ended, (3, None));
+        let mut logged = pieces(&log);
+        // stdout and stderr are read apart: their order between them is the reads'.
+        logged.sort_by_key(|(source, _, _)| *source == Source::Stderr);
+        assert_eq!(
+            logged,
+            [
+                (Source::Stdout, true, "one".to_owned()),
+                (Source::Stdout, false, "tail".to_owned()),
+                (Source::Stderr, true, "two".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_killed_process_ends_as_128_and_its_signal() {
+        let (ended, log) = relayed("echo before; kill -9 $$");
+        assert_eq!(ended, (137, Some(9)));
+        assert_eq!(pieces(&log), [(Source::Stdout, true, "before".to_owned())]);
+    }
+
+    #[test]
+    fn a_line_without_its_newline_is_logged_while_the_process_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let go = dir.path().join("go");
+        // A prompt, then a wait for the go-ahead: the prompt is logged during the wait.
+        let script = format!(
+            "printf 'name? '; while [ ! -e {} ]; do sleep 0.05; done",
+            go.display()
+        );
+        let relay = std::thread::spawn({
+            let path = path.clone();
+            move || relay_to(&path, &script)
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !std::fs::read_to_string(&path).is_ok_and(|log| log.contains("name? ")) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the prompt was not logged while the process waited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::fs::write(&go, "").unwrap();
+        assert_eq!(relay.join().unwrap(), (0, None));
+        let log = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(pieces(&log), [(Source::Stdout, false, "name? ".to_owned())]);
+    }
 }
