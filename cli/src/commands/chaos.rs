@@ -95,6 +95,8 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
             binaries.etcd.display()
         );
     }
+    // Caught from before the first member starts (a handler exists only once made).
+    let stopped = stop_signal()?;
     // The seed first: a run cut short can still be replayed by hand.
     eprintln!("seed {}", plan.seed);
     let running = run(&plan, &binaries, check_budget, &common.report_dir, |line| {
@@ -102,12 +104,13 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     });
     // A signal ends the run with its members (the cluster stops them as it goes).
     let report = tokio::select! {
-        report = running => report?,
-        signal = stop_signal() => bail!(
+        biased;
+        signal = stopped => bail!(
             "stopped by {signal}: the members were stopped and no report was written; \
              `rudder chaos run --seed {}` runs the same schedule again",
             plan.seed
         ),
+        report = running => report?,
     };
     let path = write_report(&common.report_dir, &report)?;
     print!("{}", report::summary(&report));
@@ -122,19 +125,17 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The first SIGINT or SIGTERM, by name.
-async fn stop_signal() -> &'static str {
+/// Catches SIGINT and SIGTERM from now on: the first, by name.
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => "SIGINT",
-        _ = terminate.recv() => "SIGTERM",
-    }
+    let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        }
+    })
 }
 
 fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
