@@ -20,7 +20,7 @@ async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_elec
     )
     .unwrap();
 
-    let mut slowest = Duration::ZERO;
+    let mut took = Vec::new();
     for i in 0..10 {
         let started = Instant::now();
         let put = store.put(PutRequest {
@@ -33,17 +33,21 @@ async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_elec
             .await
             .unwrap_or_else(|_| panic!("put {i} did not commit within 5 s"))
             .unwrap_or_else(|error| panic!("put {i}: {error}"));
-        slowest = slowest.max(started.elapsed());
+        took.push(started.elapsed());
     }
     fail::remove("append-entries-slow");
 
     // Heartbeats are not held behind a slow batch: the followers never lost the leader.
     let term_after = store.raft().metrics().borrow().current_term;
     assert_eq!(term_before, term_after, "an election happened");
-    // Each write waits for one slow answer, not for many.
+    // Each write waits for a slow answer (the failpoint acted), and typically for one, not
+    // for many: the median, not the slowest, so that one put delayed by a loaded machine
+    // (the whole suite runs beside this test) does not decide.
+    took.sort();
+    let (fastest, median) = (took[0], took[took.len() / 2]);
     assert!(
-        slowest >= slow && slowest < slow * 4,
-        "the slowest put took {slowest:?} with answers {slow:?} late"
+        fastest >= slow && median < slow * 2,
+        "puts took {took:?} with answers {slow:?} late"
     );
     cluster.shutdown().await;
 }
