@@ -82,6 +82,12 @@ impl MemberProcess {
         }
     }
 
+    /// SIGTERM: the member stops gracefully (a leader hands over first); see
+    /// [`MemberProcess::exited`] for when it is gone.
+    pub fn terminate(&self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+
     /// SIGSTOP: the process stays, and answers nothing, until [`MemberProcess::resume`]
     /// (a long GC pause or a stalled VM, as Jepsen's "pause" fault).
     pub fn pause(&self) {

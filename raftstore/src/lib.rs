@@ -25,6 +25,9 @@
 //!   letting a batch of entries outlive openraft's timeout; [`peer_service`]: the peer
 //!   port (serving); [`identity`]: the cluster and member ids every peer message carries,
 //!   and the check that refuses another cluster's or another member's messages; [`proposer`]: group proposal of writes and batched ReadIndex.
+//! - [`election`]: when a member campaigns — a timer drawn afresh for every try, pre-vote,
+//!   leadership handover (pure); [`campaign`]: running it over openraft, whose own election
+//!   timer is off.
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
 //!   gRPC to the gRPC services and all else to the HTTP service a master mounts;
@@ -37,9 +40,11 @@
 
 pub mod append_sender;
 pub mod authority_scheme;
+pub mod campaign;
 pub mod codec;
 pub mod compaction;
 pub mod db;
+pub mod election;
 pub mod error;
 pub mod etcd;
 pub mod format;

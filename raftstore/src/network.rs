@@ -119,6 +119,8 @@ pub enum Rpc {
     Vote,
     InstallSnapshot,
     Forward,
+    PreVote,
+    TimeoutNow,
 }
 
 /// Why a peer call got no usable reply.
@@ -193,6 +195,8 @@ impl PeerClients {
             Rpc::Vote => client.vote(message).await,
             Rpc::InstallSnapshot => client.install_snapshot(message).await,
             Rpc::Forward => client.forward(message).await,
+            Rpc::PreVote => client.pre_vote(message).await,
+            Rpc::TimeoutNow => client.timeout_now(message).await,
         }
         .map_err(|status| CallError::Status {
             addr: addr.to_owned(),

@@ -1,6 +1,7 @@
 //! The peer port's gRPC service (`rudder.raft.RaftPeer`), the serving side of
-//! [`crate::network`]: openraft's RPCs go to Raft, forwarded client requests to the
-//! [`Store`] — each only once this member's [`Identity`] admits its envelope.
+//! [`crate::network`]: openraft's RPCs go to Raft, pre-votes and handovers to the member's
+//! [`Campaign`], forwarded client requests to the [`Store`] — each only once this
+//! member's [`Identity`] admits its envelope.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
+use crate::campaign::Campaign;
 use crate::codec;
+use crate::election::PreVoteRequest;
 use crate::identity::{Envelope, Identity, Purpose, Refusal};
 use crate::network::{envelope_of, payload, ForwardRequest, ForwardResponse};
 use crate::store::{Store, StoreError};
@@ -24,14 +27,16 @@ pub struct PeerService {
     raft: Raft,
     store: Store,
     identity: Arc<Identity>,
+    campaign: Campaign,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, store: Store, identity: Arc<Identity>) -> Self {
+    pub fn new(raft: Raft, store: Store, identity: Arc<Identity>, campaign: Campaign) -> Self {
         Self {
             raft,
             store,
             identity,
+            campaign,
         }
     }
 
@@ -87,6 +92,16 @@ impl RaftPeer for PeerService {
     ) -> Result<Response<RaftPayload>, Status> {
         let (envelope, rpc): (_, AppendEntriesRequest<TypeConfig>) =
             self.admit(request, |_| Purpose::Raft)?;
+        // Failpoint for tests and chaos runs: `return(ID)` cuts member ID (decimal) off
+        // from every leader's AppendEntries, heartbeats included, as a one-way partition.
+        let cut_off = fail::eval("append-entries-lost", |member| {
+            member.and_then(|member| member.parse::<NodeId>().ok())
+        });
+        if cut_off.flatten() == Some(self.identity.member()) {
+            return Err(Status::unavailable(
+                "AppendEntries lost on the way (failpoint append-entries-lost)",
+            ));
+        }
         let carries_entries = !rpc.entries.is_empty();
         let answer = self.raft.append_entries(rpc).await;
         // Failpoint for tests and chaos runs: a follower slow to store entries (a slow
@@ -117,6 +132,31 @@ impl RaftPeer for PeerService {
         let (envelope, rpc): (_, InstallSnapshotRequest<TypeConfig>) =
             self.admit(request, |_| Purpose::Raft)?;
         self.reply(envelope, &self.raft.install_snapshot(rpc).await)
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (envelope, pre_vote): (_, PreVoteRequest) = self.admit(request, |_| Purpose::Raft)?;
+        let answer = self
+            .campaign
+            .answer_pre_vote(&pre_vote)
+            .await
+            .ok_or_else(|| Status::unavailable("this member's Raft has stopped"))?;
+        self.reply(envelope, &answer)
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
+        let (envelope, ()): (_, ()) = self.admit(request, |_| Purpose::Raft)?;
+        self.campaign
+            .take_over_from(envelope.from)
+            .await
+            .map_err(|refused| Status::failed_precondition(refused.to_string()))?;
+        self.reply(envelope, &())
     }
 
     async fn forward(

@@ -24,8 +24,10 @@ use tonic::service::Routes;
 
 use crate::front_door::{self, ClientServices};
 
+use crate::campaign::{Campaign, ElectionCounts};
 use crate::compaction::{AutoCompactor, Retention};
 use crate::db::{Db, DbError, CF_RAFT};
+use crate::election::ElectionTimer;
 use crate::identity::{Identity, InitialCluster, InitialClusterError};
 use crate::keyspace::Keyspace;
 use crate::log_store::LogStore;
@@ -43,8 +45,9 @@ use crate::{codec, etcd};
 #[derive(Debug, Clone)]
 pub struct RaftOptions {
     pub heartbeat_interval: Duration,
-    /// Election timeouts are drawn from `[election_timeout, 2 × election_timeout)`. (A
-    /// narrower window elected faster when idle but duelled for seconds under CPU load.)
+    /// A follower that heard nothing from a leader for this long (the leader's lease) and
+    /// then a random fifth to whole of it again asks the voters for a pre-vote, and with a
+    /// quorum's, starts an election (`election.rs`). At least 3 heartbeats.
     pub election_timeout: Duration,
     /// Build a snapshot after this many applied entries since the last one.
     pub snapshot_entries: u64,
@@ -55,8 +58,8 @@ pub struct RaftOptions {
 impl Default for RaftOptions {
     fn default() -> Self {
         Self {
-            heartbeat_interval: Duration::from_millis(50),
-            election_timeout: Duration::from_millis(250),
+            heartbeat_interval: Duration::from_millis(30),
+            election_timeout: Duration::from_millis(150),
             snapshot_entries: 10_000,
             keep_entries: 1_000,
         }
@@ -102,6 +105,12 @@ pub enum ServerError {
     },
     #[error("invalid Raft settings")]
     RaftConfig(#[from] openraft::ConfigError),
+    #[error(
+        "--election-timeout-ms {election_ms} must be at least 3 times --heartbeat-interval-ms \
+         {heartbeat_ms} (and the heartbeat at least 1 ms): a follower would start elections \
+         between a live leader's heartbeats"
+    )]
+    RaftTimers { heartbeat_ms: u64, election_ms: u64 },
     #[error("starting Raft")]
     Raft(#[from] openraft::error::Fatal<NodeId>),
     #[error(
@@ -149,6 +158,7 @@ pub struct RunningMember {
     identity: Arc<Identity>,
     raft: Raft,
     db: Db,
+    campaign: Campaign,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -212,11 +222,16 @@ impl RunningMember {
         let initial = initial_cluster(&config, &me)?;
         let identity = Arc::new(identity(&db, &config, initial.as_ref(), &keyspace)?);
         let id = identity.member();
+        let (heartbeat, lease) = raft_timers(&config.raft)?;
         let raft_config = Config {
             cluster_name: "rudder".into(),
-            heartbeat_interval: config.raft.heartbeat_interval.as_millis() as u64,
-            election_timeout_min: config.raft.election_timeout.as_millis() as u64,
-            election_timeout_max: config.raft.election_timeout.as_millis() as u64 * 2,
+            heartbeat_interval: heartbeat,
+            // Elections are `campaign.rs`'s: openraft's timer is off, and its maximum
+            // timeout is only the lease every voter checks; its minimum is the time a vote
+            // request may take.
+            enable_elect: false,
+            election_timeout_min: lease - 1,
+            election_timeout_max: lease,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.raft.snapshot_entries),
             max_in_snapshot_log_to_keep: config.raft.keep_entries,
             purge_batch_size: 256,
@@ -224,6 +239,7 @@ impl RunningMember {
         }
         .validate()?;
         let peers = PeerClients::new(identity.clone());
+        let log_store = LogStore::new(db.clone());
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
@@ -232,10 +248,17 @@ impl RunningMember {
                 retry_after: config.raft.heartbeat_interval,
                 append_limit: APPEND_LIMIT,
             },
-            LogStore::new(db.clone()),
+            log_store.clone(),
             state_machine,
         )
         .await?;
+        let campaign = Campaign::new(
+            id,
+            raft.clone(),
+            peers.clone(),
+            log_store,
+            ElectionTimer::new(config.raft.election_timeout),
+        );
         let size_db = db.clone();
         let db_size = Box::new(move || {
             size_db
@@ -266,6 +289,7 @@ impl RunningMember {
             raft.clone(),
             store.clone(),
             identity.clone(),
+            campaign.clone(),
         ))
         .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
         .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES);
@@ -300,6 +324,7 @@ impl RunningMember {
             stopped.clone(),
         ));
         tasks.spawn(publish_self(store.clone(), me.clone(), stopped.clone()));
+        tasks.spawn(campaign.clone().run(stopped.clone()));
 
         let member = Self {
             id,
@@ -309,6 +334,7 @@ impl RunningMember {
             identity,
             raft,
             db,
+            campaign,
             stop,
             tasks,
         };
@@ -414,8 +440,17 @@ impl RunningMember {
         }
     }
 
-    /// Stops serving and shuts Raft down; the data directory stays consistent.
+    /// How this member's elections began since it started.
+    pub fn elections(&self) -> ElectionCounts {
+        self.campaign.counts()
+    }
+
+    /// Stops serving and shuts Raft down; the data directory stays consistent. A leader
+    /// first hands leadership over, so the cluster does not wait out an election timeout.
     pub async fn shutdown(mut self) {
+        if let Some(target) = self.campaign.hand_over().await {
+            tracing::info!(to = format_args!("{target:x}"), "leadership handed over");
+        }
         let _ = self.stop.send(true);
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "raft shutdown");
@@ -464,6 +499,19 @@ fn accepted_without_nagle(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
+}
+
+/// openraft's heartbeat interval and lease (milliseconds), once they make sense together.
+fn raft_timers(options: &RaftOptions) -> Result<(u64, u64), ServerError> {
+    let heartbeat_ms = options.heartbeat_interval.as_millis() as u64;
+    let election_ms = options.election_timeout.as_millis() as u64;
+    if heartbeat_ms == 0 || election_ms < heartbeat_ms * 3 {
+        return Err(ServerError::RaftTimers {
+            heartbeat_ms,
+            election_ms,
+        });
+    }
+    Ok((heartbeat_ms, election_ms))
 }
 
 /// Binds a listener, naming which address failed.

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use rudder_raftstore::campaign::ElectionCounts;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::kv::*;
 use rudder_raftstore::server::RaftOptions;
@@ -863,5 +864,42 @@ async fn a_removed_members_address_update_does_not_put_it_back() {
             .await,
         Err(StoreError::MemberIdUsed { id: removed_id })
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_hands_over_and_nobody_waits_out_an_election_timeout() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    put(cluster.store(leader), "handover/before", "1").await;
+    cluster.converge().await;
+    let leader = cluster.leader().await;
+    let term = cluster.store(leader).raft().metrics().borrow().current_term;
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let counts = |cluster: &Cluster| -> Vec<_> {
+        let counts = survivors.iter().map(|i| cluster.member(*i).elections());
+        counts.collect()
+    };
+    let before = counts(&cluster);
+
+    cluster.stop(leader).await;
+    let next = cluster.leader().await;
+    let after = counts(&cluster);
+    let started =
+        |i: usize, field: fn(&ElectionCounts) -> u64| field(&after[i]) - field(&before[i]);
+    let by_handover: Vec<u64> = (0..2).map(|i| started(i, |c| c.by_handover)).collect();
+    let by_timer: Vec<u64> = (0..2).map(|i| started(i, |c| c.by_timer)).collect();
+    let new_leader = survivors.iter().position(|i| *i == next).unwrap();
+    // No survivor's timer ran out: the election was the handover's alone.
+    assert_eq!(by_timer, [0, 0], "before {before:?}, after {after:?}");
+    assert_eq!(
+        by_handover[new_leader], 1,
+        "before {before:?}, after {after:?}"
+    );
+    let new_term = cluster.store(next).raft().metrics().borrow().current_term;
+    assert_eq!(new_term, term + 1);
+    put(cluster.store(next), "handover/after", "2").await;
+    let before = get(cluster.store(next), "handover/before").await;
+    assert_eq!(before.map(|kv| kv.value), Some(b"1".to_vec()));
     cluster.shutdown().await;
 }

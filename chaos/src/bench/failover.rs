@@ -2,6 +2,11 @@
 //!
 //! After the kill every surviving member is tried at once, again and again, so the figure is
 //! the cluster's recovery time rather than a client's retry schedule.
+//!
+//! With `graceful`, the leader is stopped with SIGTERM instead (it hands over first), and
+//! the figure is the longest time without a successful write from the signal until the
+//! stopped member has exited and a write succeeded after that: what a rolling restart of
+//! the masters costs writers.
 
 use std::time::{Duration, Instant};
 
@@ -112,9 +117,54 @@ async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result<(), BenchE
     ))
 }
 
+/// Writes to the other members every 10 ms from now until member `stopping` has exited
+/// and a write succeeded after that: the longest time between successes (from now).
+async fn longest_write_gap_until_gone(
+    cluster: &mut ProcessCluster,
+    stopping: usize,
+) -> Result<Duration, BenchError> {
+    let started = Instant::now();
+    let survivors: Vec<String> = (0..cluster.members.len())
+        .filter(|i| *i != stopping)
+        .map(|i| cluster.members[i].client_addr.clone())
+        .collect();
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut round = tokio::time::interval(Duration::from_millis(10));
+    let (mut last_success, mut longest) = (started, Duration::ZERO);
+    let mut gone_at: Option<Instant> = None;
+    let mut n = 0;
+    loop {
+        tokio::select! {
+            _ = round.tick() => {
+                n += 1;
+                for endpoint in &survivors {
+                    attempts.spawn(try_put(endpoint.clone(), n));
+                }
+                if gone_at.is_none() && cluster.members[stopping].exited().is_some() {
+                    gone_at = Some(Instant::now());
+                }
+            }
+            Some(Ok(Ok(()))) = attempts.join_next(), if !attempts.is_empty() => {
+                let now = Instant::now();
+                longest = longest.max(now - last_success);
+                last_success = now;
+                if gone_at.is_some_and(|gone| now > gone) {
+                    return Ok(longest);
+                }
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Stalled(
+                "the stopped leader did not exit, or no write succeeded after, within 60 s",
+            ));
+        }
+    }
+}
+
 pub async fn measure(
     cluster: &mut ProcessCluster,
     runs: usize,
+    graceful: bool,
 ) -> Result<FailoverReport, BenchError> {
     let mut runs_ms = Vec::new();
     for run in 1..=runs {
@@ -122,13 +172,33 @@ pub async fn measure(
         first_write_after(cluster, Duration::from_secs(30)).await?;
         let leader = cluster.leader().await?;
         let old_leader = cluster.members[leader].id;
-        cluster.members[leader].kill();
-        let election = tokio::spawn(new_leader_seen(cluster.endpoints(), old_leader));
-        let took = first_write_after(cluster, Duration::from_secs(60)).await?;
+        let election = |cluster: &ProcessCluster| {
+            let endpoints = cluster.endpoints();
+            tokio::spawn(new_leader_seen(endpoints, old_leader))
+        };
+        let (election, took) = if graceful {
+            cluster.members[leader].terminate();
+            let election = election(cluster);
+            (
+                election,
+                longest_write_gap_until_gone(cluster, leader).await?,
+            )
+        } else {
+            cluster.members[leader].kill();
+            let election = election(cluster);
+            (
+                election,
+                first_write_after(cluster, Duration::from_secs(60)).await?,
+            )
+        };
         let elected = election.await.ok().flatten();
         let elected = elected.map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0));
+        let (how, figure) = match graceful {
+            true => ("stopped (SIGTERM)", "longest write gap"),
+            false => ("killed", "first write after"),
+        };
         eprintln!(
-            "run {run}/{runs}: killed leader {}, new leader reported after {}, first write after {:.0} ms",
+            "run {run}/{runs}: {how} leader {}, new leader reported after {}, {figure} {:.0} ms",
             cluster.members[leader].name,
             elected.unwrap_or_else(|| "?".into()),
             took.as_secs_f64() * 1000.0

@@ -159,6 +159,10 @@ pub struct FailoverArgs {
     store: Store,
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Stop the leader with SIGTERM (it hands over) instead of kill -9, and report the
+    /// longest time without a successful write.
+    #[arg(long)]
+    graceful: bool,
     #[command(flatten)]
     cluster: SpawnArgs,
     /// Also write the report as JSON to this file.
@@ -398,9 +402,13 @@ async fn leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
 
 async fn run_failover(args: FailoverArgs) -> anyhow::Result<()> {
     let mut cluster = args.cluster.spawn(args.store).await?;
-    let report = failover::measure(&mut cluster, args.runs).await?;
+    let report = failover::measure(&mut cluster, args.runs, args.graceful).await?;
+    let what = match args.graceful {
+        true => "graceful leader stop: longest write gap",
+        false => "failover",
+    };
     println!(
-        "failover ({:?}, {} members, {} runs): min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        "{what} ({:?}, {} members, {} runs): min {:.0} ms, median {:.0} ms, max {:.0} ms",
         args.store, args.cluster.members, args.runs, report.min_ms, report.median_ms, report.max_ms
     );
     write_json(&args.json, &report)

@@ -45,10 +45,12 @@ pub struct ServerArgs {
     #[arg(long, conflicts_with = "initial_cluster")]
     join: Option<String>,
     /// Raft heartbeat interval, milliseconds.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 30)]
     heartbeat_interval_ms: u64,
-    /// Minimum election timeout, milliseconds (the maximum is twice this).
-    #[arg(long, default_value_t = 250)]
+    /// Election timeout, milliseconds: a follower that heard no leader for this long, and
+    /// then a random fifth to whole of it again, asks the others whether to elect (at least
+    /// 3 heartbeats).
+    #[arg(long, default_value_t = 150)]
     election_timeout_ms: u64,
     /// Build a Raft snapshot after this many applied entries.
     #[arg(long, default_value_t = 10_000)]

@@ -1,0 +1,367 @@
+//! Runs the election core (`election.rs`) for one member over openraft 0.9, whose own
+//! election timer is off (`enable_elect: false` in `server.rs`): the task that campaigns
+//! when no leader is heard ([`Campaign::run`]), the answers to other members' pre-votes and
+//! handovers (for `peer_service.rs`), and the handover a stopping leader makes
+//! ([`Campaign::hand_over`]).
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use openraft::storage::RaftLogStorage;
+use openraft::ServerState;
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout_at, Instant};
+
+use crate::codec;
+use crate::election::{
+    answer_pre_vote, handover_target, is_quorum, ElectionTimer, PreVoteAnswer, PreVoteRequest,
+    VoterState,
+};
+use crate::log_store::LogStore;
+use crate::network::{PeerClients, Rpc};
+use crate::types::{LogId, NodeId, Raft};
+
+/// One member's elections; cheap to clone.
+#[derive(Clone)]
+pub struct Campaign {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    id: NodeId,
+    raft: Raft,
+    peers: PeerClients,
+    log: LogStore,
+    timer: ElectionTimer,
+    started: Instant,
+    counts: Counts,
+}
+
+/// How this member's elections began, since it started (for tests and operators).
+#[derive(Debug, Default)]
+struct Counts {
+    pre_votes_lost: AtomicU64,
+    by_timer: AtomicU64,
+    by_handover: AtomicU64,
+}
+
+/// A snapshot of [`Counts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ElectionCounts {
+    /// Pre-votes this member asked for and did not get: elections it did not start.
+    pub pre_votes_lost: u64,
+    /// Elections it started because it heard no leader.
+    pub by_timer: u64,
+    /// Elections it started because a stopping leader handed over to it.
+    pub by_handover: u64,
+}
+
+/// What the timer needs to know of this member, read from openraft at once.
+struct Local {
+    leading: bool,
+    voter: bool,
+    /// When openraft's vote last changed or was refreshed by a leader's message.
+    vote_at: Option<Instant>,
+    /// The vote is a leader's (not this member's own candidacy, nor none).
+    knew_leader: bool,
+    configs: Vec<BTreeSet<NodeId>>,
+    /// The other voters and their peer addresses.
+    others: Vec<(NodeId, String)>,
+}
+
+/// Why a handover was refused.
+#[derive(Debug, thiserror::Error)]
+#[error("member {from:x} is not the leader this member follows ({leader:?})")]
+pub struct NotMyLeader {
+    pub from: NodeId,
+    pub leader: Option<NodeId>,
+}
+
+impl Campaign {
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        peers: PeerClients,
+        log: LogStore,
+        timer: ElectionTimer,
+    ) -> Self {
+        let inner = Inner {
+            id,
+            raft,
+            peers,
+            log,
+            timer,
+            started: Instant::now(),
+            counts: Counts::default(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub fn counts(&self) -> ElectionCounts {
+        let counts = &self.inner.counts;
+        ElectionCounts {
+            pre_votes_lost: counts.pre_votes_lost.load(Ordering::Relaxed),
+            by_timer: counts.by_timer.load(Ordering::Relaxed),
+            by_handover: counts.by_handover.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The election timer: until `stopped`, whenever no leader was heard for the lease
+    /// and a fresh draw (or for a fresh draw since this member's own last try), asks for a
+    /// pre-vote, and with a quorum's, starts an election.
+    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let inner = &self.inner;
+        let mut last_try = inner.started;
+        let mut drawn_for: Option<Instant> = None;
+        let mut drawn = inner.timer.draw();
+        loop {
+            let Some(local) = self.local().await else {
+                return; // Raft stopped.
+            };
+            let wake = if local.leading || !local.voter {
+                Instant::now() + inner.timer.lease / 2
+            } else {
+                let since = local.vote_at.unwrap_or(inner.started).max(last_try);
+                if drawn_for != Some(since) {
+                    drawn = inner.timer.draw();
+                    drawn_for = Some(since);
+                }
+                let alone = local.others.is_empty();
+                let due = match alone {
+                    true => since,
+                    false => inner.timer.due(since, local.knew_leader, drawn),
+                };
+                if Instant::now() >= due {
+                    last_try = Instant::now();
+                    self.campaign(&local, last_try - since).await;
+                    continue;
+                }
+                due
+            };
+            tokio::select! {
+                _ = sleep_until(wake) => {}
+                _ = stopped.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn local(&self) -> Option<Local> {
+        let me = self.inner.id;
+        self.inner
+            .raft
+            .with_raft_state(move |state| {
+                let effective = state.membership_state.effective();
+                let membership = effective.membership();
+                let vote = state.vote_ref();
+                Local {
+                    leading: state.server_state == ServerState::Leader,
+                    voter: membership.voter_ids().any(|id| id == me),
+                    vote_at: state.vote_last_modified(),
+                    knew_leader: vote.is_committed(),
+                    configs: membership.get_joint_config().clone(),
+                    others: membership
+                        .voter_ids()
+                        .filter(|id| *id != me)
+                        .filter_map(|id| {
+                            let node = membership.get_node(&id)?;
+                            Some((id, node.peer_addr.clone()))
+                        })
+                        .collect(),
+                }
+            })
+            .await
+            .ok()
+    }
+
+    async fn last_log_id(&self) -> Option<LogId> {
+        let mut log = self.inner.log.clone();
+        match log.get_log_state().await {
+            Ok(state) => state.last_log_id,
+            Err(error) => {
+                tracing::warn!(%error, "reading the last log id for an election");
+                None
+            }
+        }
+    }
+
+    /// A pre-vote, and with a quorum's grant, an election.
+    async fn campaign(&self, local: &Local, silent_for: std::time::Duration) {
+        let inner = &self.inner;
+        let request = PreVoteRequest {
+            candidate: inner.id,
+            last_log_id: self.last_log_id().await,
+        };
+        if !self.pre_vote(local, &request).await {
+            inner.counts.pre_votes_lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        inner.counts.by_timer.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            silent_ms = silent_for.as_millis() as u64,
+            "no leader heard and a quorum would vote: starting an election"
+        );
+        if let Err(error) = inner.raft.trigger().elect().await {
+            tracing::warn!(%error, "starting an election");
+        }
+    }
+
+    /// Whether a quorum (this member included) would vote for it; each voter is given the
+    /// lease to answer.
+    async fn pre_vote(&self, local: &Local, request: &PreVoteRequest) -> bool {
+        let inner = &self.inner;
+        let mut granted = BTreeSet::from([inner.id]);
+        if is_quorum(&local.configs, &granted) {
+            return true;
+        }
+        let data = match codec::encode(request) {
+            Ok(data) => data,
+            Err(error) => {
+                tracing::error!(%error, "encoding a pre-vote");
+                return false;
+            }
+        };
+        let deadline = Instant::now() + inner.timer.lease;
+        let mut answers: FuturesUnordered<_> = local
+            .others
+            .iter()
+            .map(|(id, addr)| {
+                let call = inner.peers.call(Rpc::PreVote, addr, *id, data.clone());
+                async move { (*id, timeout_at(deadline, call).await) }
+            })
+            .collect();
+        while let Some((id, reply)) = answers.next().await {
+            let answer = match reply {
+                Ok(Ok(reply)) => codec::decode::<PreVoteAnswer>(&reply.data).ok(),
+                _ => None,
+            };
+            tracing::debug!(voter = format_args!("{id:x}"), ?answer, "pre-vote answer");
+            if answer == Some(PreVoteAnswer::Granted) {
+                granted.insert(id);
+                if is_quorum(&local.configs, &granted) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// This member's answer to another's pre-vote (`None`: Raft has stopped).
+    pub async fn answer_pre_vote(&self, request: &PreVoteRequest) -> Option<PreVoteAnswer> {
+        let (leading, heard_leader_at) = self
+            .inner
+            .raft
+            .with_raft_state(|state| {
+                let heard = state
+                    .vote_ref()
+                    .is_committed()
+                    .then(|| state.vote_last_modified());
+                (state.server_state == ServerState::Leader, heard.flatten())
+            })
+            .await
+            .ok()?;
+        let voter = VoterState {
+            leading,
+            heard_leader_at,
+            last_log_id: self.last_log_id().await,
+        };
+        Some(answer_pre_vote(
+            &voter,
+            request,
+            self.inner.timer.lease,
+            Instant::now(),
+        ))
+    }
+
+    /// A stopping leader's `TimeoutNow`: campaigns at once, without a pre-vote (its lease
+    /// makes the old leader's vote one it can get). Only the leader it follows may ask.
+    pub async fn take_over_from(&self, from: NodeId) -> Result<(), NotMyLeader> {
+        let leader = self.inner.raft.metrics().borrow().current_leader;
+        if leader != Some(from) {
+            return Err(NotMyLeader { from, leader });
+        }
+        self.inner
+            .counts
+            .by_handover
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            leader = format_args!("{from:x}"),
+            "the leader is stopping and hands over: starting an election"
+        );
+        if let Err(error) = self.inner.raft.trigger().elect().await {
+            tracing::warn!(%error, "starting an election");
+        }
+        Ok(())
+    }
+
+    /// If this member leads: waits (up to the lease) for the follower furthest along to
+    /// hold every entry and for its own lease to end, tells it to campaign, and waits (up to the lease again) to lead no
+    /// more. Returns the member it handed over to (`None`: it did not lead, or the follower
+    /// could not be told). Writes in flight fail over as they
+    /// would in an election; only the election timeout is saved.
+    pub async fn hand_over(&self) -> Option<NodeId> {
+        let inner = &self.inner;
+        let mut metrics = inner.raft.metrics();
+        let (target, addr) = {
+            let now = metrics.borrow();
+            if now.state != ServerState::Leader {
+                return None;
+            }
+            let membership = now.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            let matched = now.replication.clone().unwrap_or_default();
+            let target = handover_target(inner.id, &voters, &matched)?;
+            (target, membership.get_node(&target)?.peer_addr.clone())
+        };
+        let deadline = Instant::now() + inner.timer.lease;
+        let caught_up = |m: &openraft::RaftMetrics<NodeId, crate::types::Member>| {
+            let matched = m.replication.as_ref().and_then(|r| r.get(&target).cloned());
+            matched.flatten().map(|log_id| log_id.index) >= m.last_log_index
+        };
+        if timeout_at(deadline, metrics.wait_for(caught_up))
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                target = format_args!("{target:x}"),
+                "handing over to a follower still catching up"
+            );
+        }
+        // The target's election needs this member's vote, which its own lease refuses
+        // until the lease since it was elected has passed (a leader elected just now).
+        let lease_ends = inner
+            .raft
+            .with_raft_state(|state| state.vote_last_modified())
+            .await
+            .ok()
+            .flatten()
+            .map(|elected| elected + inner.timer.lease);
+        if let Some(lease_ends) = lease_ends {
+            sleep_until(lease_ends).await;
+        }
+        let told = inner.peers.call(
+            Rpc::TimeoutNow,
+            &addr,
+            target,
+            codec::encode(&()).unwrap_or_default(),
+        );
+        let deadline = Instant::now() + inner.timer.lease;
+        match timeout_at(deadline, told).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "handing leadership over");
+                return None;
+            }
+            Err(_) => {
+                tracing::warn!("handing leadership over: no answer within the lease");
+                return None;
+            }
+        }
+        let stepped_down = metrics.wait_for(|m| m.state != ServerState::Leader);
+        let _ = timeout_at(deadline, stepped_down).await;
+        Some(target)
+    }
+}
