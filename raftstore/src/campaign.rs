@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use openraft::storage::RaftLogStorage;
 use openraft::ServerState;
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
@@ -19,7 +18,6 @@ use crate::election::{
     answer_pre_vote, handover_target, is_quorum, ElectionTimer, PreVoteAnswer, PreVoteRequest,
     VoterState,
 };
-use crate::log_store::LogStore;
 use crate::network::{PeerClients, Rpc};
 use crate::types::{LogId, NodeId, Raft};
 
@@ -33,7 +31,6 @@ struct Inner {
     id: NodeId,
     raft: Raft,
     peers: PeerClients,
-    log: LogStore,
     timer: ElectionTimer,
     started: Instant,
     counts: Counts,
@@ -73,25 +70,22 @@ struct Local {
 
 /// Why a handover was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("member {from:x} is not the leader this member follows ({leader:?})")]
-pub struct NotMyLeader {
-    pub from: NodeId,
-    pub leader: Option<NodeId>,
+pub enum TakeOverError {
+    #[error("member {from:x} is not the leader this member follows ({leader:?})")]
+    NotMyLeader {
+        from: NodeId,
+        leader: Option<NodeId>,
+    },
+    #[error("this member's Raft has stopped: {0}")]
+    Stopped(String),
 }
 
 impl Campaign {
-    pub fn new(
-        id: NodeId,
-        raft: Raft,
-        peers: PeerClients,
-        log: LogStore,
-        timer: ElectionTimer,
-    ) -> Self {
+    pub fn new(id: NodeId, raft: Raft, peers: PeerClients, timer: ElectionTimer) -> Self {
         let inner = Inner {
             id,
             raft,
             peers,
-            log,
             timer,
             started: Instant::now(),
             counts: Counts::default(),
@@ -110,12 +104,12 @@ impl Campaign {
         }
     }
 
-    /// The election timer: until `stopped`, whenever no leader was heard for the lease
-    /// and a fresh draw (or for a fresh draw since this member's own last try), asks for a
-    /// pre-vote, and with a quorum's, starts an election.
+    /// The election timer: until `stopped`, whenever [`ElectionTimer::next_try`] comes
+    /// with no word from a leader, asks for a pre-vote, and with a quorum's, starts an
+    /// election.
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
         let inner = &self.inner;
-        let mut last_try = inner.started;
+        let mut last_try: Option<Instant> = None;
         let mut drawn_for: Option<Instant> = None;
         let mut drawn = inner.timer.draw();
         loop {
@@ -125,19 +119,20 @@ impl Campaign {
             let wake = if local.leading || !local.voter {
                 Instant::now() + inner.timer.lease / 2
             } else {
-                let since = local.vote_at.unwrap_or(inner.started).max(last_try);
-                if drawn_for != Some(since) {
+                let heard = local.vote_at.unwrap_or(inner.started);
+                let latest = last_try.map_or(heard, |tried| tried.max(heard));
+                if drawn_for != Some(latest) {
                     drawn = inner.timer.draw();
-                    drawn_for = Some(since);
+                    drawn_for = Some(latest);
                 }
                 let alone = local.others.is_empty();
-                let due = match alone {
-                    true => since,
-                    false => inner.timer.due(since, local.knew_leader, drawn),
-                };
-                if Instant::now() >= due {
-                    last_try = Instant::now();
-                    self.campaign(&local, last_try - since).await;
+                let due = inner
+                    .timer
+                    .next_try(heard, local.knew_leader, last_try, alone, drawn);
+                let now = Instant::now();
+                if now >= due {
+                    last_try = Some(now);
+                    self.campaign(&local, now - heard).await;
                     continue;
                 }
                 due
@@ -177,15 +172,10 @@ impl Campaign {
             .ok()
     }
 
-    async fn last_log_id(&self) -> Option<LogId> {
-        let mut log = self.inner.log.clone();
-        match log.get_log_state().await {
-            Ok(state) => state.last_log_id,
-            Err(error) => {
-                tracing::warn!(%error, "reading the last log id for an election");
-                None
-            }
-        }
+    /// The last entry in this member's log (openraft's view, ahead of its disk writes, as
+    /// the real vote compares it).
+    fn last_log_id(&self) -> Option<LogId> {
+        self.inner.raft.data_metrics().borrow().last_log
     }
 
     /// A pre-vote, and with a quorum's grant, an election.
@@ -193,7 +183,7 @@ impl Campaign {
         let inner = &self.inner;
         let request = PreVoteRequest {
             candidate: inner.id,
-            last_log_id: self.last_log_id().await,
+            last_log_id: self.last_log_id(),
         };
         if !self.pre_vote(local, &request).await {
             inner.counts.pre_votes_lost.fetch_add(1, Ordering::Relaxed);
@@ -266,7 +256,7 @@ impl Campaign {
         let voter = VoterState {
             leading,
             heard_leader_at,
-            last_log_id: self.last_log_id().await,
+            last_log_id: self.last_log_id(),
         };
         Some(answer_pre_vote(
             &voter,
@@ -278,10 +268,10 @@ impl Campaign {
 
     /// A stopping leader's `TimeoutNow`: campaigns at once, without a pre-vote (its lease
     /// makes the old leader's vote one it can get). Only the leader it follows may ask.
-    pub async fn take_over_from(&self, from: NodeId) -> Result<(), NotMyLeader> {
+    pub async fn take_over_from(&self, from: NodeId) -> Result<(), TakeOverError> {
         let leader = self.inner.raft.metrics().borrow().current_leader;
         if leader != Some(from) {
-            return Err(NotMyLeader { from, leader });
+            return Err(TakeOverError::NotMyLeader { from, leader });
         }
         self.inner
             .counts
@@ -291,21 +281,26 @@ impl Campaign {
             leader = format_args!("{from:x}"),
             "the leader is stopping and hands over: starting an election"
         );
-        if let Err(error) = self.inner.raft.trigger().elect().await {
-            tracing::warn!(%error, "starting an election");
-        }
-        Ok(())
+        self.inner
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|error| TakeOverError::Stopped(error.to_string()))
     }
 
-    /// If this member leads: waits (up to the lease) for the follower furthest along to
-    /// hold every entry and for its own lease to end, tells it to campaign, and waits (up to the lease again) to lead no
-    /// more. Returns the member it handed over to (`None`: it did not lead, or the follower
-    /// could not be told). Writes in flight fail over as they
-    /// would in an election; only the election timeout is saved.
+    /// If this member leads: hands leadership to the follower furthest along. It waits
+    /// for its own lease to end (its vote is the target's to win), falls silent for a lease
+    /// first when it and the target are not a quorum (the others' leases must end too),
+    /// waits (briefly) for the target to hold every entry, tells it to campaign, and waits
+    /// to lead no more; all within three leases. Returns the member it handed over to
+    /// (`None`: it did not lead, or the target could not be told). Writes in flight fail
+    /// over as in any election; only the election timeout is saved.
     pub async fn hand_over(&self) -> Option<NodeId> {
         let inner = &self.inner;
+        let lease = inner.timer.lease;
         let mut metrics = inner.raft.metrics();
-        let (target, addr) = {
+        let (target, addr, quorum_of_two) = {
             let now = metrics.borrow();
             if now.state != ServerState::Leader {
                 return None;
@@ -314,14 +309,39 @@ impl Campaign {
             let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
             let matched = now.replication.clone().unwrap_or_default();
             let target = handover_target(inner.id, &voters, &matched)?;
-            (target, membership.get_node(&target)?.peer_addr.clone())
+            let addr = membership.get_node(&target)?.peer_addr.clone();
+            let pair = BTreeSet::from([inner.id, target]);
+            (
+                target,
+                addr,
+                is_quorum(membership.get_joint_config(), &pair),
+            )
         };
-        let deadline = Instant::now() + inner.timer.lease;
+        let give_up = Instant::now() + lease * 3;
+        // This member refuses votes until a lease after it was elected (a leader's vote
+        // time is its election's).
+        let elected = inner
+            .raft
+            .with_raft_state(|state| state.vote_last_modified())
+            .await
+            .ok()
+            .flatten();
+        let mut quiet_until = elected.map(|elected| elected + lease);
+        if !quorum_of_two {
+            // The other voters refuse until a lease after its last heartbeat.
+            inner.raft.runtime_config().heartbeat(false);
+            quiet_until = Some(Instant::now() + lease);
+        }
+        if let Some(quiet_until) = quiet_until {
+            sleep_until(quiet_until).await;
+        }
+        // Last, so that writes taken meanwhile reach the target before it asks for votes.
         let caught_up = |m: &openraft::RaftMetrics<NodeId, crate::types::Member>| {
             let matched = m.replication.as_ref().and_then(|r| r.get(&target).cloned());
             matched.flatten().map(|log_id| log_id.index) >= m.last_log_index
         };
-        if timeout_at(deadline, metrics.wait_for(caught_up))
+        let catch_up_by = (Instant::now() + lease / 2).min(give_up);
+        if timeout_at(catch_up_by, metrics.wait_for(caught_up))
             .await
             .is_err()
         {
@@ -330,38 +350,25 @@ impl Campaign {
                 "handing over to a follower still catching up"
             );
         }
-        // The target's election needs this member's vote, which its own lease refuses
-        // until the lease since it was elected has passed (a leader elected just now).
-        let lease_ends = inner
-            .raft
-            .with_raft_state(|state| state.vote_last_modified())
-            .await
-            .ok()
-            .flatten()
-            .map(|elected| elected + inner.timer.lease);
-        if let Some(lease_ends) = lease_ends {
-            sleep_until(lease_ends).await;
-        }
         let told = inner.peers.call(
             Rpc::TimeoutNow,
             &addr,
             target,
             codec::encode(&()).unwrap_or_default(),
         );
-        let deadline = Instant::now() + inner.timer.lease;
-        match timeout_at(deadline, told).await {
+        match timeout_at(give_up, told).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
                 tracing::warn!(%error, "handing leadership over");
                 return None;
             }
             Err(_) => {
-                tracing::warn!("handing leadership over: no answer within the lease");
+                tracing::warn!("handing leadership over: no answer in time");
                 return None;
             }
         }
         let stepped_down = metrics.wait_for(|m| m.state != ServerState::Leader);
-        let _ = timeout_at(deadline, stepped_down).await;
+        let _ = timeout_at(give_up, stepped_down).await;
         Some(target)
     }
 }

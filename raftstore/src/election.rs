@@ -7,12 +7,13 @@
 //! survivors that had drawn close timeouts duelled for seconds, and a member that merely
 //! stopped hearing a healthy leader raised the term and deposed it. Here instead:
 //! - the wait is drawn again for every attempt and measured from the last word of a leader
-//!   (openraft's vote time, which every AppendEntries refreshes): [`ElectionTimer::due`];
+//!   (openraft's vote time, which every AppendEntries refreshes): [`ElectionTimer::next_try`];
 //! - before a real election the member asks the voters whether they would vote
 //!   ([`answer_pre_vote`]): one that leads, or heard from a leader within the lease, says
 //!   no, so a member cut off from a healthy leader cannot depose it;
 //! - a leader that stops gracefully tells its most up-to-date follower to campaign at once
-//!   ([`handover_target`]): the old leader's own vote makes a majority of three.
+//!   ([`handover_target`]): the old leader's own vote and the target's make a quorum of
+//!   three ([`is_quorum`]); in larger clusters the leader first falls silent for a lease.
 //!
 //! Everything here is pure: times are given, nothing is sent.
 
@@ -54,16 +55,35 @@ impl ElectionTimer {
         rand::random_range(self.spread.clone())
     }
 
-    /// When a member that last heard from a leader (or tried to become one) at `since`
-    /// campaigns, if nothing is heard before: after the lease (when it knew a leader, whose
-    /// voters still refuse until then) and the `drawn` wait.
-    pub fn due(&self, since: Instant, knew_leader: bool, drawn: Duration) -> Instant {
-        let lease = if knew_leader {
-            self.lease
-        } else {
-            Duration::ZERO
-        };
-        since + lease + drawn
+    /// When a member tries next (a pre-vote, then an election), if nothing is heard
+    /// before. `heard` is openraft's vote time (a leader's message, or a vote changed),
+    /// `knew_leader` whether that vote is a leader's, `last_try` this member's own last
+    /// try, `alone` whether it is the only voter:
+    /// - after a word newer than its last try: the lease when the word was a leader's (its
+    ///   voters refuse until then), and the `drawn` wait;
+    /// - after its own try: the drawn wait alone (the lease ran out once already);
+    /// - alone: at once after a word, but never sooner than the drawn wait after a try.
+    pub fn next_try(
+        &self,
+        heard: Instant,
+        knew_leader: bool,
+        last_try: Option<Instant>,
+        alone: bool,
+        drawn: Duration,
+    ) -> Instant {
+        match (last_try, alone) {
+            (None, true) => heard,
+            (Some(tried), true) => heard.max(tried + drawn),
+            (Some(tried), false) if tried >= heard => tried + drawn,
+            (_, false) => {
+                let lease = if knew_leader {
+                    self.lease
+                } else {
+                    Duration::ZERO
+                };
+                heard + lease + drawn
+            }
+        }
     }
 }
 

@@ -13,12 +13,25 @@ fn ids(ids: &[NodeId]) -> BTreeSet<NodeId> {
 }
 
 #[test]
-fn the_wait_after_a_leader_is_its_lease_and_the_draw_and_without_one_the_draw() {
+fn the_next_try_waits_the_lease_after_a_leader_and_only_the_draw_after_a_try() {
     let timer = ElectionTimer::new(ms(150));
     assert_eq!(timer.spread, ms(30)..ms(150));
-    let since = Instant::now();
-    assert_eq!(timer.due(since, true, ms(40)), since + ms(190));
-    assert_eq!(timer.due(since, false, ms(40)), since + ms(40));
+    let heard = Instant::now();
+    let drawn = ms(40);
+    let next =
+        |knew_leader, last_try, alone| timer.next_try(heard, knew_leader, last_try, alone, drawn);
+    // A leader heard: its voters refuse until the lease ends, then the draw.
+    assert_eq!(next(true, None, false), heard + ms(190));
+    assert_eq!(next(true, Some(heard - ms(500)), false), heard + ms(190));
+    // Its own candidacy (an uncommitted vote), or none: the draw.
+    assert_eq!(next(false, None, false), heard + ms(40));
+    // A pre-vote lost after the lease: the draw again, not the lease again.
+    let tried = heard + ms(200);
+    assert_eq!(next(true, Some(tried), false), tried + ms(40));
+    // Alone: at once after a word; after its own try, not before the draw.
+    assert_eq!(next(true, None, true), heard);
+    assert_eq!(next(false, Some(heard - ms(1)), true), heard + ms(39));
+    assert_eq!(next(false, Some(heard - ms(100)), true), heard);
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! At most `MAX_IN_FLIGHT` entries are being committed at a time. Each request keeps its own
 //! tag inside the batch, so a retry of any one of them is recognised alone.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ struct Pending {
 #[derive(Clone)]
 pub struct Proposer {
     queue: mpsc::UnboundedSender<Pending>,
+    /// Set for good when this member stops: it proposes nothing more (see [`Self::hold`]).
+    held: Arc<AtomicBool>,
 }
 
 impl Proposer {
@@ -54,10 +57,24 @@ impl Proposer {
     pub fn start(raft: Raft, timeout: Duration) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, waiting, timeout));
-        Self { queue }
+        Self {
+            queue,
+            held: Arc::default(),
+        }
+    }
+
+    /// From now on every proposal is answered "no leader" (callers wait for the next one
+    /// and try there): a leader handing over stops growing its log, so that the follower it
+    /// hands over to holds every entry when it asks for votes. Proposals already taken go
+    /// on to their answers.
+    pub fn hold(&self) {
+        self.held.store(true, Ordering::SeqCst);
     }
 
     pub async fn propose(&self, request: Request) -> Result<Outcome, Rejected> {
+        if self.held.load(Ordering::SeqCst) {
+            return Err(Rejected::NotLeader(None));
+        }
         let (reply, outcome) = oneshot::channel();
         self.queue
             .send(Pending { request, reply })

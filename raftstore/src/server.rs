@@ -239,7 +239,6 @@ impl RunningMember {
         }
         .validate()?;
         let peers = PeerClients::new(identity.clone());
-        let log_store = LogStore::new(db.clone());
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
@@ -248,7 +247,7 @@ impl RunningMember {
                 retry_after: config.raft.heartbeat_interval,
                 append_limit: APPEND_LIMIT,
             },
-            log_store.clone(),
+            LogStore::new(db.clone()),
             state_machine,
         )
         .await?;
@@ -256,7 +255,6 @@ impl RunningMember {
             id,
             raft.clone(),
             peers.clone(),
-            log_store,
             ElectionTimer::new(config.raft.election_timeout),
         );
         let size_db = db.clone();
@@ -448,6 +446,7 @@ impl RunningMember {
     /// Stops serving and shuts Raft down; the data directory stays consistent. A leader
     /// first hands leadership over, so the cluster does not wait out an election timeout.
     pub async fn shutdown(mut self) {
+        self.store.hold_writes();
         if let Some(target) = self.campaign.hand_over().await {
             tracing::info!(to = format_args!("{target:x}"), "leadership handed over");
         }

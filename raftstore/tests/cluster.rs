@@ -881,9 +881,33 @@ async fn a_stopping_leader_hands_over_and_nobody_waits_out_an_election_timeout()
         counts.collect()
     };
     let before = counts(&cluster);
+    // Writes keep coming through a survivor while the leader stops (they are forwarded to
+    // it until it steps down): the target must still win the handover's election.
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writer = {
+        let store = cluster.store(survivors[0]).clone();
+        let written = written.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let request = PutRequest {
+                    key: format!("handover/during/{i}").into(),
+                    value: b"w".to_vec(),
+                    ..Default::default()
+                };
+                if store.put(request).await.is_ok() {
+                    written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    while written.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     cluster.stop(leader).await;
     let next = cluster.leader().await;
+    writer.abort();
     let after = counts(&cluster);
     let started =
         |i: usize, field: fn(&ElectionCounts) -> u64| field(&after[i]) - field(&before[i]);

@@ -142,6 +142,12 @@ enum Attempt<T> {
 }
 
 impl Store {
+    /// This member takes no more writes (it is stopping and, if it leads, hands over):
+    /// writes sent to it wait for the next leader, and are tried there.
+    pub fn hold_writes(&self) {
+        self.inner.proposer.hold();
+    }
+
     pub fn new(
         id: NodeId,
         raft: Raft,
