@@ -31,6 +31,8 @@ pub struct WatchRequest {
     pub progress_notify: bool,
     pub filter_puts: bool,
     pub filter_deletes: bool,
+    /// Send [`WatchMessage::CaughtUp`] each time history has been delivered.
+    pub mark_caught_up: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,11 @@ pub enum WatchMessage {
     },
     /// Nothing matching happened up to `revision` (a bookmark).
     Progress { revision: Revision },
+    /// Every event up to `revision` that history held when the watch (re)started was
+    /// delivered; what follows comes live. Sent only when asked for
+    /// ([`WatchRequest::mark_caught_up`]): the etcd API sends history up to here in as few
+    /// responses as it can, as etcd does.
+    CaughtUp { revision: Revision },
     /// The start revision was compacted; the watch has ended.
     Compacted { compact_revision: Revision },
 }
@@ -138,6 +145,14 @@ impl WatchTask {
             let Some(mut feed) = self.catch_up().await else {
                 return;
             };
+            if self.request.mark_caught_up {
+                let caught_up = WatchMessage::CaughtUp {
+                    revision: self.reached,
+                };
+                if self.send(caught_up).await.is_err() {
+                    return;
+                }
+            }
             loop {
                 tokio::select! {
                     item = feed.recv() => match item {

@@ -350,6 +350,7 @@ impl Hub {
                 progress_notify: false,
                 filter_puts: false,
                 filter_deletes: false,
+                mark_caught_up: false,
             })
             .ok()?;
         let hub = Arc::new(Hub {
@@ -390,6 +391,7 @@ impl Hub {
                     revision,
                     changes: Vec::new(),
                 }),
+                WatchMessage::CaughtUp { .. } => {}
                 // The hub fell so far behind that its history was compacted: it ends, and
                 // each feed watches the store from where it is (and learns of it there).
                 WatchMessage::Compacted { .. } => return,

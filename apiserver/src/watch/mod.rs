@@ -236,6 +236,7 @@ fn watch_store(store: &Store, prefix: &[u8], from: Revision) -> Result<Watcher, 
         progress_notify: false,
         filter_puts: false,
         filter_deletes: false,
+        mark_caught_up: false,
     })?)
 }
 
@@ -264,22 +265,28 @@ impl Source {
                 Some(batch) => Next::Batch(batch),
                 None => Next::LeftHub,
             },
-            Source::Direct(watcher) => match watcher.next().await {
-                Some(WatchMessage::Events { revision, events }) => Next::Batch(Arc::new(Batch {
-                    revision,
-                    changes: events
-                        .iter()
-                        .map(|event| Change::decode(event, decoded))
-                        .collect(),
-                })),
-                Some(WatchMessage::Progress { revision }) => Next::Batch(Arc::new(Batch {
-                    revision,
-                    changes: Vec::new(),
-                })),
-                Some(WatchMessage::Compacted { compact_revision }) => {
-                    Next::Compacted(compact_revision)
-                }
-                None => Next::Ended,
+            Source::Direct(watcher) => loop {
+                return match watcher.next().await {
+                    Some(WatchMessage::Events { revision, events }) => {
+                        Next::Batch(Arc::new(Batch {
+                            revision,
+                            changes: events
+                                .iter()
+                                .map(|event| Change::decode(event, decoded))
+                                .collect(),
+                        }))
+                    }
+                    Some(WatchMessage::Progress { revision }) => Next::Batch(Arc::new(Batch {
+                        revision,
+                        changes: Vec::new(),
+                    })),
+                    // Feeds send events as they come: where history ends changes nothing.
+                    Some(WatchMessage::CaughtUp { .. }) => continue,
+                    Some(WatchMessage::Compacted { compact_revision }) => {
+                        Next::Compacted(compact_revision)
+                    }
+                    None => Next::Ended,
+                };
             },
         }
     }

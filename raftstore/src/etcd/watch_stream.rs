@@ -1,5 +1,7 @@
 //! etcd's `Watch` service: one bidirectional stream carries many watches, each created,
-//! cancelled and asked for progress by id.
+//! cancelled and asked for progress by id. A watch from an old revision gets the history it
+//! asks for in as few responses as the limits allow ([`HistoryBatch`]), as etcd sends it;
+//! live events go out as they come, a revision (a transaction's events) per response.
 
 use std::collections::HashMap;
 
@@ -13,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{convert, EtcdApi, ResponseStream};
-use crate::kv::KeyRange;
+use crate::kv::{Event, KeyRange, KeyValue};
 use crate::store::{Header, Store};
 use crate::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
 
@@ -114,6 +116,7 @@ impl Session {
             progress_notify: create.progress_notify,
             filter_puts: create.filters.contains(&(FilterType::Noput as i32)),
             filter_deletes: create.filters.contains(&(FilterType::Nodelete as i32)),
+            mark_caught_up: true,
         };
         let watcher = match self.store.watch(request) {
             Ok(watcher) => watcher,
@@ -163,7 +166,47 @@ impl Session {
     }
 }
 
-/// Moves one watch's messages to the client stream.
+/// Revisions of history one response carries at most (etcd's `watchBatchMaxRevs`).
+const HISTORY_REVISIONS_PER_RESPONSE: usize = 1000;
+/// Bytes of history events one response carries at most, unless one revision alone is
+/// larger (a revision is never split): half of a gRPC client's usual 4 MiB receive limit.
+const HISTORY_BYTES_PER_RESPONSE: usize = 2 * 1024 * 1024;
+
+/// History gathered for one response: whole revisions, in order.
+#[derive(Debug, Default)]
+struct HistoryBatch {
+    revision: i64,
+    revisions: usize,
+    bytes: usize,
+    events: Vec<rudder_proto::mvccpb::Event>,
+}
+
+impl HistoryBatch {
+    /// Adds one revision's events; returns the batch to send when it is full.
+    fn add(&mut self, revision: i64, events: Vec<Event>) -> Option<HistoryBatch> {
+        // Keys and values (and previous ones) make the size; the rest is a few bytes each.
+        let kv_bytes = |kv: &KeyValue| kv.key.len() + kv.value.len() + 32;
+        self.bytes += events
+            .iter()
+            .map(|event| kv_bytes(&event.kv) + event.prev_kv.as_ref().map_or(0, kv_bytes))
+            .sum::<usize>();
+        self.events.extend(events.into_iter().map(convert::event));
+        self.revision = revision;
+        self.revisions += 1;
+        let full = self.revisions >= HISTORY_REVISIONS_PER_RESPONSE
+            || self.bytes >= HISTORY_BYTES_PER_RESPONSE;
+        full.then(|| self.take()).flatten()
+    }
+
+    /// What was gathered, if anything.
+    fn take(&mut self) -> Option<HistoryBatch> {
+        let batch = std::mem::take(self);
+        (!batch.events.is_empty()).then_some(batch)
+    }
+}
+
+/// Moves one watch's messages to the client stream: history (up to
+/// [`WatchMessage::CaughtUp`]) in batches, the rest one message per response.
 async fn pump(
     id: i64,
     mut watcher: Watcher,
@@ -174,25 +217,57 @@ async fn pump(
     if outbox.send(Ok(created)).await.is_err() {
         return;
     }
+    let mut history = Some(HistoryBatch::default());
     while let Some(message) = watcher.next().await {
-        if outbox
-            .send(Ok(to_response(id, &store, message)))
-            .await
-            .is_err()
-        {
-            return;
+        let mut responses = Vec::new();
+        match (message, history.as_mut()) {
+            (WatchMessage::Events { revision, events }, Some(batch)) => {
+                responses.extend(
+                    batch
+                        .add(revision, events)
+                        .map(|full| full.response(id, &store)),
+                );
+            }
+            (WatchMessage::CaughtUp { .. }, _) => {
+                let last = history.take().and_then(|mut batch| batch.take());
+                responses.extend(last.map(|batch| batch.response(id, &store)));
+            }
+            (message, _) => {
+                let pending = history.as_mut().and_then(HistoryBatch::take);
+                responses.extend(pending.map(|batch| batch.response(id, &store)));
+                responses.extend(to_response(id, &store, message));
+            }
+        }
+        for response in responses {
+            if outbox.send(Ok(response)).await.is_err() {
+                return;
+            }
         }
     }
 }
 
-fn to_response(id: i64, store: &Store, message: WatchMessage) -> pb::WatchResponse {
+impl HistoryBatch {
+    fn response(self, id: i64, store: &Store) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: convert::header(Header {
+                revision: self.revision,
+                ..store.header()
+            }),
+            watch_id: id,
+            events: self.events,
+            ..Default::default()
+        }
+    }
+}
+
+fn to_response(id: i64, store: &Store, message: WatchMessage) -> Option<pb::WatchResponse> {
     let header = |revision| {
         convert::header(Header {
             revision,
             ..store.header()
         })
     };
-    match message {
+    let response = match message {
         WatchMessage::Events { revision, events } => pb::WatchResponse {
             header: header(revision),
             watch_id: id,
@@ -212,5 +287,7 @@ fn to_response(id: i64, store: &Store, message: WatchMessage) -> pb::WatchRespon
             cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
             ..Default::default()
         },
-    }
+        WatchMessage::CaughtUp { .. } => return None,
+    };
+    Some(response)
 }
