@@ -123,17 +123,24 @@ async fn history_comes_in_batches_of_a_thousand_revisions_and_a_revision_is_neve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_past_two_mebibytes_is_cut_between_revisions() {
+async fn history_is_cut_between_revisions_before_it_passes_two_mebibytes() {
     let cluster = Cluster::start(1).await;
     let store = cluster.store(0);
-    let mebibyte = vec![b'x'; 1024 * 1024];
-    let first = put(store, "big/1", mebibyte.clone()).await;
-    let second = put(store, "big/2", mebibyte.clone()).await;
-    let third = put(store, "big/3", mebibyte).await;
+    let kib = |n: usize| vec![b'x'; n * 1024];
+    // 700 + 700 KiB fit in 2 MiB, a third 700 does not; 1.4 MiB fits beside neither its
+    // neighbour before nor the 1.1 MiB after; 1.1 MiB and 10 KiB go together.
+    let first = put(store, "big/1", kib(700)).await;
+    let second = put(store, "big/2", kib(700)).await;
+    let third = put(store, "big/3", kib(700)).await;
+    let fourth = put(store, "big/4", kib(1400)).await;
+    let fifth = put(store, "big/4", kib(1100)).await;
+    let sixth = put(store, "big/5", kib(10)).await;
 
     let (_requests, mut responses) = watch(&cluster.client_endpoints()[0], "big/", first).await;
     assert!(next(&mut responses).await.created);
     assert_eq!(revisions(&next(&mut responses).await), [first, second]);
     assert_eq!(revisions(&next(&mut responses).await), [third]);
+    assert_eq!(revisions(&next(&mut responses).await), [fourth]);
+    assert_eq!(revisions(&next(&mut responses).await), [fifth, sixth]);
     cluster.shutdown().await;
 }

@@ -182,20 +182,28 @@ struct HistoryBatch {
 }
 
 impl HistoryBatch {
-    /// Adds one revision's events; returns the batch to send when it is full.
+    /// Adds one revision's events; returns a batch to send when one is full: what was
+    /// gathered before, when this revision would take it past the byte limit, or this
+    /// one at the revision limit. A revision larger than the limit goes alone.
     fn add(&mut self, revision: i64, events: Vec<Event>) -> Option<HistoryBatch> {
         // Keys and values (and previous ones) make the size; the rest is a few bytes each.
         let kv_bytes = |kv: &KeyValue| kv.key.len() + kv.value.len() + 32;
-        self.bytes += events
+        let bytes = events
             .iter()
             .map(|event| kv_bytes(&event.kv) + event.prev_kv.as_ref().map_or(0, kv_bytes))
             .sum::<usize>();
+        let earlier = match self.bytes + bytes > HISTORY_BYTES_PER_RESPONSE {
+            true => self.take(),
+            false => None,
+        };
+        self.bytes += bytes;
         self.events.extend(events.into_iter().map(convert::event));
         self.revision = revision;
         self.revisions += 1;
-        let full = self.revisions >= HISTORY_REVISIONS_PER_RESPONSE
-            || self.bytes >= HISTORY_BYTES_PER_RESPONSE;
-        full.then(|| self.take()).flatten()
+        earlier.or_else(|| match self.revisions >= HISTORY_REVISIONS_PER_RESPONSE {
+            true => self.take(),
+            false => None,
+        })
     }
 
     /// What was gathered, if anything.
@@ -228,8 +236,13 @@ async fn pump(
                         .map(|full| full.response(id, &store)),
                 );
             }
-            (WatchMessage::CaughtUp { .. }, _) => {
+            (WatchMessage::CaughtUp { revision }, _) => {
                 let last = history.take().and_then(|mut batch| batch.take());
+                // Every revision up to the mark was looked at, as etcd's header says.
+                let last = last.map(|batch| HistoryBatch {
+                    revision: batch.revision.max(revision),
+                    ..batch
+                });
                 responses.extend(last.map(|batch| batch.response(id, &store)));
             }
             (message, _) => {
@@ -243,6 +256,10 @@ async fn pump(
                 return;
             }
         }
+    }
+    // The watch ended before its history did: what was gathered still goes out.
+    if let Some(batch) = history.as_mut().and_then(HistoryBatch::take) {
+        let _ = outbox.send(Ok(batch.response(id, &store))).await;
     }
 }
 
