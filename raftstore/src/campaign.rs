@@ -5,7 +5,7 @@
 //! ([`Campaign::hand_over`]).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -34,6 +34,8 @@ struct Inner {
     timer: ElectionTimer,
     started: Instant,
     counts: Counts,
+    /// Set for good when the member stops: it campaigns no more and takes no handover.
+    retired: AtomicBool,
 }
 
 /// How this member's elections began, since it started (for tests and operators).
@@ -78,6 +80,8 @@ pub enum TakeOverError {
     },
     #[error("this member's Raft has stopped: {0}")]
     Stopped(String),
+    #[error("this member is stopping too")]
+    Stopping,
 }
 
 impl Campaign {
@@ -89,10 +93,18 @@ impl Campaign {
             timer,
             started: Instant::now(),
             counts: Counts::default(),
+            retired: AtomicBool::new(false),
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// This member is stopping: it starts no election and takes no handover from now on
+    /// (one that stops beside it would hand over to it for nothing). A leader can still
+    /// [`Self::hand_over`].
+    pub fn retire(&self) {
+        self.inner.retired.store(true, Ordering::SeqCst);
     }
 
     pub fn counts(&self) -> ElectionCounts {
@@ -113,6 +125,10 @@ impl Campaign {
         let mut drawn_for: Option<Instant> = None;
         let mut drawn = inner.timer.draw();
         loop {
+            if inner.retired.load(Ordering::SeqCst) {
+                let _ = stopped.wait_for(|stop| *stop).await;
+                return;
+            }
             let Some(local) = self.local().await else {
                 return; // Raft stopped.
             };
@@ -241,21 +257,25 @@ impl Campaign {
 
     /// This member's answer to another's pre-vote (`None`: Raft has stopped).
     pub async fn answer_pre_vote(&self, request: &PreVoteRequest) -> Option<PreVoteAnswer> {
-        let (leading, heard_leader_at) = self
+        let me = self.inner.id;
+        let (leading, heard_at) = self
             .inner
             .raft
-            .with_raft_state(|state| {
-                let heard = state
-                    .vote_ref()
-                    .is_committed()
-                    .then(|| state.vote_last_modified());
+            .with_raft_state(move |state| {
+                let vote = state.vote_ref();
+                // A leader's word, or a vote given to another candidate (which may be
+                // about to lead): Raft restarts its election timer on either.
+                let voted_other =
+                    vote.leader_id().get_term() > 0 && vote.leader_id().voted_for() != Some(me);
+                let heard =
+                    (vote.is_committed() || voted_other).then(|| state.vote_last_modified());
                 (state.server_state == ServerState::Leader, heard.flatten())
             })
             .await
             .ok()?;
         let voter = VoterState {
             leading,
-            heard_leader_at,
+            heard_at,
             last_log_id: self.last_log_id(),
         };
         Some(answer_pre_vote(
@@ -269,6 +289,9 @@ impl Campaign {
     /// A stopping leader's `TimeoutNow`: campaigns at once, without a pre-vote (its lease
     /// makes the old leader's vote one it can get). Only the leader it follows may ask.
     pub async fn take_over_from(&self, from: NodeId) -> Result<(), TakeOverError> {
+        if self.inner.retired.load(Ordering::SeqCst) {
+            return Err(TakeOverError::Stopping);
+        }
         let leader = self.inner.raft.metrics().borrow().current_leader;
         if leader != Some(from) {
             return Err(TakeOverError::NotMyLeader { from, leader });

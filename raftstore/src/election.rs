@@ -9,8 +9,9 @@
 //! - the wait is drawn again for every attempt and measured from the last word of a leader
 //!   (openraft's vote time, which every AppendEntries refreshes): [`ElectionTimer::next_try`];
 //! - before a real election the member asks the voters whether they would vote
-//!   ([`answer_pre_vote`]): one that leads, or heard from a leader within the lease, says
-//!   no, so a member cut off from a healthy leader cannot depose it;
+//!   ([`answer_pre_vote`]): one that leads, or heard from a leader (or voted for another
+//!   candidate) within the lease, says no, so a member cut off from a healthy leader cannot
+//!   depose it, nor a late candidate the one just elected;
 //! - a leader that stops gracefully tells its most up-to-date follower to campaign at once
 //!   ([`handover_target`]): the old leader's own vote and the target's make a quorum of
 //!   three ([`is_quorum`]); in larger clusters the leader first falls silent for a lease.
@@ -100,7 +101,7 @@ pub enum PreVoteAnswer {
     Granted,
     /// The voter is the leader.
     Leading,
-    /// The voter heard from a leader within the lease.
+    /// The voter heard from a leader, or voted for another candidate, within the lease.
     HeardLeader,
     /// The candidate's log is behind the voter's: it could not win.
     LogBehind,
@@ -110,8 +111,9 @@ pub enum PreVoteAnswer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VoterState {
     pub leading: bool,
-    /// When it last heard from a leader it accepts, if it accepts one.
-    pub heard_leader_at: Option<Instant>,
+    /// When it last heard from a leader it accepts, or gave its vote to another candidate
+    /// (which may be about to lead); `None` when neither holds.
+    pub heard_at: Option<Instant>,
     pub last_log_id: Option<LogId>,
 }
 
@@ -126,10 +128,7 @@ pub fn answer_pre_vote(
     if voter.leading {
         return PreVoteAnswer::Leading;
     }
-    if voter
-        .heard_leader_at
-        .is_some_and(|heard| now < heard + lease)
-    {
+    if voter.heard_at.is_some_and(|heard| now < heard + lease) {
         return PreVoteAnswer::HeardLeader;
     }
     if request.last_log_id < voter.last_log_id {

@@ -54,7 +54,7 @@ fn a_pre_vote_is_refused_by_a_leader_a_voter_that_heard_one_and_a_longer_log() {
     };
     let voter = |leading, heard_ago: Option<u64>, last_log_id| VoterState {
         leading,
-        heard_leader_at: heard_ago.map(|ago| now - ms(ago)),
+        heard_at: heard_ago.map(|ago| now - ms(ago)),
         last_log_id,
     };
     let cases = [

@@ -45,6 +45,7 @@ struct Pending {
 
 #[derive(Clone)]
 pub struct Proposer {
+    raft: Raft,
     queue: mpsc::UnboundedSender<Pending>,
     /// Set for good when this member stops: it proposes nothing more (see [`Self::hold`]).
     held: Arc<AtomicBool>,
@@ -56,24 +57,45 @@ impl Proposer {
     /// entry that Raft never answers for cannot stall every later write.
     pub fn start(raft: Raft, timeout: Duration) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft, waiting, timeout));
+        tokio::spawn(run(raft.clone(), waiting, timeout));
         Self {
+            raft,
             queue,
             held: Arc::default(),
         }
     }
 
-    /// From now on every proposal is answered "no leader" (callers wait for the next one
-    /// and try there): a leader handing over stops growing its log, so that the follower it
-    /// hands over to holds every entry when it asks for votes. Proposals already taken go
-    /// on to their answers.
+    /// From now on nothing more is proposed here (see [`Self::held_answer`]): a leader
+    /// handing over stops growing its log, so that the follower it hands over to holds
+    /// every entry when it asks for votes. Proposals already taken go on to their answers.
     pub fn hold(&self) {
         self.held.store(true, Ordering::SeqCst);
     }
 
+    /// What a held proposer answers: "stopped" once Raft has stopped, the other leader when
+    /// one is known (callers forward there), else "no leader" (callers wait for the next).
+    fn held_answer(&self) -> Rejected {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        if metrics.running_state.is_err() {
+            return Rejected::Stopped;
+        }
+        let other_leader = metrics
+            .current_leader
+            .filter(|leader| *leader != metrics.id);
+        let peer = other_leader.and_then(|id| {
+            let member = metrics.membership_config.membership().get_node(&id)?;
+            Some(Peer {
+                id,
+                member: member.clone(),
+            })
+        });
+        Rejected::NotLeader(peer)
+    }
+
     pub async fn propose(&self, request: Request) -> Result<Outcome, Rejected> {
         if self.held.load(Ordering::SeqCst) {
-            return Err(Rejected::NotLeader(None));
+            return Err(self.held_answer());
         }
         let (reply, outcome) = oneshot::channel();
         self.queue

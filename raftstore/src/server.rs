@@ -447,6 +447,7 @@ impl RunningMember {
     /// first hands leadership over, so the cluster does not wait out an election timeout.
     pub async fn shutdown(mut self) {
         self.store.hold_writes();
+        self.campaign.retire();
         if let Some(target) = self.campaign.hand_over().await {
             tracing::info!(to = format_args!("{target:x}"), "leadership handed over");
         }
@@ -706,7 +707,9 @@ async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<boo
             Some(info) if info.member == me => return,
             Some(_) => {
                 match store.set_member(store.id(), me.clone()).await {
-                    Ok(()) => {}
+                    // Committed: done. Looking again later would undo a change made since
+                    // (an operator's, listing this member elsewhere).
+                    Ok(()) => return,
                     // Removed meanwhile: nothing to publish, ever.
                     Err(StoreError::MemberNotFound { .. }) => return,
                     Err(error) => {
@@ -714,7 +717,7 @@ async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<boo
                         // this member may never learn who leads: ask the others to pass it on.
                         tracing::debug!(%error, "publishing this member's addresses through a peer");
                         match store.publish_via_peers(me.clone()).await {
-                            Ok(()) => {}
+                            Ok(()) => return,
                             Err(StoreError::MemberNotFound { .. }) => return,
                             Err(error) => {
                                 tracing::debug!(%error, "publishing this member's addresses; will retry")

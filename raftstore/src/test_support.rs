@@ -260,6 +260,33 @@ impl<K: Kind> Cluster<K> {
         }
     }
 
+    /// Index of the leader once every running member follows it in the same term (none
+    /// is still a candidate from the first elections), waiting up to 10 s.
+    pub async fn settled_leader(&self) -> usize {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let leader = self.leader().await;
+            let votes: Vec<_> = self
+                .members
+                .iter()
+                .flatten()
+                .map(|member| K::member(member).store.raft().metrics().borrow().vote)
+                .collect();
+            let leader_vote = self.store(leader).raft().metrics().borrow().vote;
+            if votes
+                .iter()
+                .all(|vote| *vote == leader_vote && vote.is_committed())
+            {
+                return leader;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the members did not settle on one leader within 10 s: {votes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn follower(&self, leader: usize) -> usize {
         (0..self.members.len())
             .find(|i| *i != leader && self.members[*i].is_some())

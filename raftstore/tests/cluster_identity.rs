@@ -90,6 +90,21 @@ async fn a_member_listed_at_another_clusters_address_takes_nothing_from_that_clu
     // `a` now believes one of its members lives at the address of one of `b`'s followers.
     let victim = b.follower(b_leader);
     let a_follower = a.follower(a_leader);
+    // (Once every member has published its own addresses: one still publishing would put
+    // its real address back.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a
+        .store(a_leader)
+        .members()
+        .iter()
+        .any(|m| m.member.client_addr.is_empty())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a's members did not publish themselves"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let moved = Member {
         name: "m-moved".into(),
         peer_addr: b.configs[victim].listen_peer.to_string(),

@@ -26,7 +26,7 @@ async fn put(store: &Store, key: &str) {
 async fn a_member_cut_off_from_a_healthy_leader_cannot_depose_it() {
     let cluster = Cluster::start(3).await;
     cluster.converge().await;
-    let leader = cluster.leader().await;
+    let leader = cluster.settled_leader().await;
     let cut_off = cluster.follower(leader);
     let other = (0..3).find(|i| *i != leader && *i != cut_off).unwrap();
     let term_before = cluster.store(leader).raft().metrics().borrow().current_term;
