@@ -147,14 +147,18 @@ impl Drop for MemberProcess {
 /// How long a starting or restarted Rudder member may take to say it is ready.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
-/// Starts a member with its stderr in `<data_dir>.log`.
+/// Starts a member with its stderr appended to `<data_dir>.log` (a restart keeps what the
+/// member said before it, for a post-mortem).
 fn spawn_logged(
     mut command: Command,
     binary: &Path,
     data_dir: &Path,
 ) -> Result<Child, ClusterError> {
-    let log =
-        std::fs::File::create(data_dir.with_extension("log")).map_err(ClusterError::Scratch)?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.with_extension("log"))
+        .map_err(ClusterError::Scratch)?;
     command
         .stderr(log)
         .spawn()
@@ -209,9 +213,17 @@ fn start_rudder(
         let _ = child.kill();
         let _ = child.wait();
         let log = std::fs::read_to_string(data_dir.with_extension("log")).unwrap_or_default();
+        // The log holds every start of this member: its end is this one's.
+        let tail_from = log.len().saturating_sub(8 * 1024);
+        let tail_from = (tail_from..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(log.len());
         return Err(ClusterError::NotReady {
             name: name.into(),
-            detail: format!("{ended}; its first line {line:?}; its log:\n{log}"),
+            detail: format!(
+                "{ended}; its first line {line:?}; the end of its log:\n{}",
+                &log[tail_from..]
+            ),
         });
     };
     Ok(MemberProcess {
