@@ -107,6 +107,11 @@ impl Campaign {
         self.inner.retired.store(true, Ordering::SeqCst);
     }
 
+    /// The lease voters keep for a leader they heard (the election timeout).
+    pub fn lease(&self) -> std::time::Duration {
+        self.inner.timer.lease
+    }
+
     pub fn counts(&self) -> ElectionCounts {
         let counts = &self.inner.counts;
         ElectionCounts {
@@ -315,8 +320,8 @@ impl Campaign {
     /// If this member leads: hands leadership to the follower furthest along. It waits
     /// for its own lease to end (its vote is the target's to win), falls silent for a lease
     /// first when it and the target are not a quorum (the others' leases must end too),
-    /// waits (briefly) for the target to hold every entry, tells it to campaign, and waits
-    /// to lead no more; all within three leases. Returns the member it handed over to
+    /// waits for the target to hold every entry, tells it to campaign, and waits
+    /// for another member to lead; all within three leases. Returns the member it handed over to
     /// (`None`: it did not lead, or the target could not be told). Writes in flight fail
     /// over as in any election; only the election timeout is saved.
     pub async fn hand_over(&self) -> Option<NodeId> {
@@ -363,7 +368,8 @@ impl Campaign {
             let matched = m.replication.as_ref().and_then(|r| r.get(&target).cloned());
             matched.flatten().map(|log_id| log_id.index) >= m.last_log_index
         };
-        let catch_up_by = (Instant::now() + lease / 2).min(give_up);
+        // As long as the rest allows: a target behind is refused the old leader's vote.
+        let catch_up_by = give_up - lease / 2;
         if timeout_at(catch_up_by, metrics.wait_for(caught_up))
             .await
             .is_err()
@@ -390,8 +396,14 @@ impl Campaign {
                 return None;
             }
         }
-        let stepped_down = metrics.wait_for(|m| m.state != ServerState::Leader);
-        let _ = timeout_at(give_up, stepped_down).await;
+        // Until another member leads, not merely until this one stopped: the target's
+        // higher vote can depose this member (through a heartbeat's answer) before its vote
+        // request arrives, and a member that stopped then would never give its vote.
+        let me = inner.id;
+        let succeeded = metrics.wait_for(|m| {
+            m.state != ServerState::Leader && m.current_leader.is_some_and(|leader| leader != me)
+        });
+        let _ = timeout_at(give_up, succeeded).await;
         Some(target)
     }
 }

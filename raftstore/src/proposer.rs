@@ -10,7 +10,7 @@
 //! At most `MAX_IN_FLIGHT` entries are being committed at a time. Each request keeps its own
 //! tag inside the batch, so a retry of any one of them is recognised alone.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,24 @@ pub struct Proposer {
     queue: mpsc::UnboundedSender<Pending>,
     /// Set for good when this member stops: it proposes nothing more (see [`Self::hold`]).
     held: Arc<AtomicBool>,
+    /// Proposals taken and not yet answered (queued, or being committed).
+    taken: Arc<AtomicUsize>,
+}
+
+/// Counts one taken proposal until it is answered (or its caller gives up).
+struct Taken(Arc<AtomicUsize>);
+
+impl Taken {
+    fn new(taken: &Arc<AtomicUsize>) -> Self {
+        taken.fetch_add(1, Ordering::SeqCst);
+        Self(taken.clone())
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proposer {
@@ -62,6 +80,7 @@ impl Proposer {
             raft,
             queue,
             held: Arc::default(),
+            taken: Arc::default(),
         }
     }
 
@@ -93,7 +112,17 @@ impl Proposer {
         Rejected::NotLeader(peer)
     }
 
+    /// Resolves once every proposal taken before [`Self::hold`] has its answer (its entry
+    /// is in the log, committed or not), or at `deadline`.
+    pub async fn drained(&self, deadline: tokio::time::Instant) {
+        while self.taken.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     pub async fn propose(&self, request: Request) -> Result<Outcome, Rejected> {
+        // Counted before the check: `drained` after `hold` cannot miss one that passed it.
+        let _taken = Taken::new(&self.taken);
         if self.held.load(Ordering::SeqCst) {
             return Err(self.held_answer());
         }

@@ -448,6 +448,9 @@ impl RunningMember {
     pub async fn shutdown(mut self) {
         self.store.hold_writes();
         self.campaign.retire();
+        // Writes taken before the hold reach the log first: the follower handed over to
+        // must hold them when it asks for votes, or the old leader refuses its vote.
+        self.store.writes_drained(self.campaign.lease()).await;
         if let Some(target) = self.campaign.hand_over().await {
             tracing::info!(to = format_args!("{target:x}"), "leadership handed over");
         }

@@ -148,6 +148,13 @@ impl Store {
         self.inner.proposer.hold();
     }
 
+    /// Resolves once every write taken before [`Self::hold_writes`] has its answer (its
+    /// entry is in the log), or after `limit`.
+    pub async fn writes_drained(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        self.inner.proposer.drained(deadline).await;
+    }
+
     pub fn new(
         id: NodeId,
         raft: Raft,
