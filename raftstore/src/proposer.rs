@@ -91,6 +91,11 @@ impl Proposer {
         self.held.store(true, Ordering::SeqCst);
     }
 
+    /// Whether [`Self::hold`] was called.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::SeqCst)
+    }
+
     /// What a held proposer answers: "stopped" once Raft has stopped, the other leader when
     /// one is known (callers forward there), else "no leader" (callers wait for the next).
     fn held_answer(&self) -> Rejected {

@@ -297,6 +297,11 @@ impl Store {
             >,
         >,
     {
+        // A stopping member (writes held) changes no membership either: an entry appended
+        // during its handover would leave the follower it hands over to behind.
+        if self.inner.proposer.is_held() {
+            return Err(StoreError::NoLeader);
+        }
         let deadline = Instant::now() + self.inner.options.request_timeout;
         loop {
             match call().await {
