@@ -49,7 +49,9 @@ pub struct Plane {
 }
 
 impl Plane {
-    /// `size` masters with the default options, once the system namespaces exist.
+    /// `size` masters with the default options, once the system objects exist (each master
+    /// creates them in the background: one still being written would move the revision
+    /// under a test that checks nothing was written).
     pub async fn start(size: usize) -> Self {
         let options = Options {
             raft: RaftOptions::default(),
@@ -59,21 +61,27 @@ impl Plane {
         let cluster = Cluster::<Masters>::start_kind(size, options).await;
         let client = ApiClient::new(cluster.client_endpoints());
         let plane = Self { cluster, client };
-        plane.wait_for_system_namespaces().await;
+        plane.wait_for_system_objects().await;
         plane
     }
 
-    async fn wait_for_system_namespaces(&self) {
+    /// The namespaces come first and `kube-system/kube-dns` last (master.rs): once both are
+    /// there, every master's remaining creates find theirs already made.
+    async fn wait_for_system_objects(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(list) = list(&self.client, "namespaces", "", "", "").await {
-                if list.items.len() >= 4 {
+                let dns = self
+                    .client
+                    .get_object("services", "kube-system", "kube-dns")
+                    .await;
+                if list.items.len() >= 4 && dns.is_ok() {
                     return;
                 }
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "system namespaces were not created within 20 s"
+                "the system objects were not created within 20 s"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
