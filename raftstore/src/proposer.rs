@@ -10,12 +10,12 @@
 //! At most `MAX_IN_FLIGHT` entries are being committed at a time. Each request keeps its own
 //! tag inside the batch, so a retry of any one of them is recognised alone.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::types::{Outcome, Peer, Proposal, Raft, Request};
 use crate::validate::command_size;
@@ -50,22 +50,22 @@ pub struct Proposer {
     /// Set for good when this member stops: it proposes nothing more (see [`Self::hold`]).
     held: Arc<AtomicBool>,
     /// Proposals taken and not yet answered (queued, or being committed).
-    taken: Arc<AtomicUsize>,
+    taken: Arc<watch::Sender<usize>>,
 }
 
 /// Counts one taken proposal until it is answered (or its caller gives up).
-struct Taken(Arc<AtomicUsize>);
+struct Taken(Arc<watch::Sender<usize>>);
 
 impl Taken {
-    fn new(taken: &Arc<AtomicUsize>) -> Self {
-        taken.fetch_add(1, Ordering::SeqCst);
+    fn new(taken: &Arc<watch::Sender<usize>>) -> Self {
+        taken.send_modify(|count| *count += 1);
         Self(taken.clone())
     }
 }
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.send_modify(|count| *count -= 1);
     }
 }
 
@@ -80,7 +80,7 @@ impl Proposer {
             raft,
             queue,
             held: Arc::default(),
-            taken: Arc::default(),
+            taken: Arc::new(watch::Sender::new(0)),
         }
     }
 
@@ -120,9 +120,8 @@ impl Proposer {
     /// Resolves once every proposal taken before [`Self::hold`] has its answer (its entry
     /// is in the log, committed or not), or at `deadline`.
     pub async fn drained(&self, deadline: tokio::time::Instant) {
-        while self.taken.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let mut taken = self.taken.subscribe();
+        let _ = tokio::time::timeout_at(deadline, taken.wait_for(|count| *count == 0)).await;
     }
 
     pub async fn propose(&self, request: Request) -> Result<Outcome, Rejected> {
