@@ -321,7 +321,7 @@ impl RunningMember {
             config.auto_compaction,
             stopped.clone(),
         ));
-        tasks.spawn(publish_self(store.clone(), me.clone(), stopped.clone()));
+        tasks.spawn(store.clone().publish_self(me.clone(), stopped.clone()));
         tasks.spawn(campaign.clone().run(stopped.clone()));
 
         let member = Self {
@@ -692,44 +692,6 @@ async fn auto_compact(store: Store, retention: Retention, mut stopped: watch::Re
                 Ok(_) => tracing::info!(revision = target, "compacted history by retention"),
                 Err(error) => tracing::debug!(%error, "automatic compaction skipped"),
             }
-        }
-    }
-}
-
-/// Makes the membership carry this member's current addresses (initial members are listed
-/// with their peer address only; a restarted member may have a new client port).
-async fn publish_self(store: Store, me: Member, mut stopped: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.changed() => return,
-        }
-        let listed = store.members().into_iter().find(|m| m.id == store.id());
-        match listed {
-            Some(info) if info.member == me => return,
-            Some(_) => {
-                match store.set_member(store.id(), me.clone()).await {
-                    // Committed: done. Looking again later would undo a change made since
-                    // (an operator's, listing this member elsewhere).
-                    Ok(()) => return,
-                    // Removed meanwhile: nothing to publish, ever.
-                    Err(StoreError::MemberNotFound { .. }) => return,
-                    Err(error) => {
-                        // With a changed address the leader cannot reach this member, so
-                        // this member may never learn who leads: ask the others to pass it on.
-                        tracing::debug!(%error, "publishing this member's addresses through a peer");
-                        match store.publish_via_peers(me.clone()).await {
-                            Ok(()) => return,
-                            Err(StoreError::MemberNotFound { .. }) => return,
-                            Err(error) => {
-                                tracing::debug!(%error, "publishing this member's addresses; will retry")
-                            }
-                        }
-                    }
-                }
-            }
-            None => {} // not in the membership (yet): joining, or removed.
         }
     }
 }

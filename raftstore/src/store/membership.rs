@@ -62,6 +62,44 @@ impl Store {
         .await
     }
 
+    /// Makes the membership carry this member's current addresses (initial members are listed
+    /// with their peer address only; a restarted member may have a new client port).
+    pub async fn publish_self(self, me: Member, mut stopped: tokio::sync::watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            let listed = self.members().into_iter().find(|m| m.id == self.id());
+            match listed {
+                Some(info) if info.member == me => return,
+                Some(_) => {
+                    match self.set_member(self.id(), me.clone()).await {
+                        // Committed: done. Looking again later would undo a change made since
+                        // (an operator's, listing this member elsewhere).
+                        Ok(()) => return,
+                        // Removed meanwhile: nothing to publish, ever.
+                        Err(StoreError::MemberNotFound { .. }) => return,
+                        Err(error) => {
+                            // With a changed address the leader cannot reach this member, so
+                            // this member may never learn who leads: ask the others to pass it on.
+                            tracing::debug!(%error, "publishing this member's addresses through a peer");
+                            match self.publish_via_peers(me.clone()).await {
+                                Ok(()) => return,
+                                Err(StoreError::MemberNotFound { .. }) => return,
+                                Err(error) => {
+                                    tracing::debug!(%error, "publishing this member's addresses; will retry")
+                                }
+                            }
+                        }
+                    }
+                }
+                None => {} // not in the membership (yet): joining, or removed.
+            }
+        }
+    }
+
     /// Asks the other members, one after the other, to pass this member's addresses on to
     /// the leader (used when this member cannot find the leader itself).
     pub async fn publish_via_peers(&self, me: Member) -> Result<(), StoreError> {
