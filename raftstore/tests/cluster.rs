@@ -901,7 +901,12 @@ async fn a_stopping_leader_hands_over_and_nobody_waits_out_an_election_timeout()
             }
         })
     };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while written.load(std::sync::atomic::Ordering::Relaxed) < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "writes through a survivor did not succeed within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 

@@ -206,6 +206,18 @@ impl HistoryBatch {
         })
     }
 
+    fn response(self, id: i64, store: &Store) -> pb::WatchResponse {
+        pb::WatchResponse {
+            header: convert::header(Header {
+                revision: self.revision,
+                ..store.header()
+            }),
+            watch_id: id,
+            events: self.events,
+            ..Default::default()
+        }
+    }
+
     /// What was gathered, if anything.
     fn take(&mut self) -> Option<HistoryBatch> {
         let batch = std::mem::take(self);
@@ -260,20 +272,6 @@ async fn pump(
     // The watch ended before its history did: what was gathered still goes out.
     if let Some(batch) = history.as_mut().and_then(HistoryBatch::take) {
         let _ = outbox.send(Ok(batch.response(id, &store))).await;
-    }
-}
-
-impl HistoryBatch {
-    fn response(self, id: i64, store: &Store) -> pb::WatchResponse {
-        pb::WatchResponse {
-            header: convert::header(Header {
-                revision: self.revision,
-                ..store.header()
-            }),
-            watch_id: id,
-            events: self.events,
-            ..Default::default()
-        }
     }
 }
 
