@@ -62,6 +62,12 @@ impl Store {
         .await
     }
 
+    /// Whether this member's view of the membership lists it as `me`.
+    fn lists(&self, me: &Member) -> bool {
+        let listed = self.members().into_iter().find(|m| m.id == self.id());
+        listed.is_some_and(|info| info.member == *me)
+    }
+
     /// Makes the membership carry this member's current addresses (initial members are listed
     /// with their peer address only; a restarted member may have a new client port).
     pub async fn publish_self(self, me: Member, mut stopped: tokio::sync::watch::Receiver<bool>) {
@@ -71,31 +77,34 @@ impl Store {
                 _ = ticker.tick() => {}
                 _ = stopped.changed() => return,
             }
-            let listed = self.members().into_iter().find(|m| m.id == self.id());
-            match listed {
-                Some(info) if info.member == me => return,
-                Some(_) => {
-                    match self.set_member(self.id(), me.clone()).await {
-                        // Committed: done. Looking again later would undo a change made since
-                        // (an operator's, listing this member elsewhere).
-                        Ok(()) => return,
-                        // Removed meanwhile: nothing to publish, ever.
+            if self.lists(&me) {
+                return;
+            }
+            // Not in the membership (yet: joining; or removed): nothing to publish now.
+            if !self.members().iter().any(|m| m.id == self.id()) {
+                continue;
+            }
+            match self.set_member(self.id(), me.clone()).await {
+                // Done once this member's own view shows it, without waiting for
+                // the next tick (which would undo a change an operator made since);
+                // a view that does not show it yet is looked at again next tick.
+                Ok(()) if self.lists(&me) => return,
+                Ok(()) => {}
+                // Removed meanwhile: nothing to publish, ever.
+                Err(StoreError::MemberNotFound { .. }) => return,
+                Err(error) => {
+                    // With a changed address the leader cannot reach this member, so
+                    // this member may never learn who leads: ask the others to pass it on.
+                    tracing::debug!(%error, "publishing this member's addresses through a peer");
+                    match self.publish_via_peers(me.clone()).await {
+                        Ok(()) if self.lists(&me) => return,
+                        Ok(()) => {}
                         Err(StoreError::MemberNotFound { .. }) => return,
                         Err(error) => {
-                            // With a changed address the leader cannot reach this member, so
-                            // this member may never learn who leads: ask the others to pass it on.
-                            tracing::debug!(%error, "publishing this member's addresses through a peer");
-                            match self.publish_via_peers(me.clone()).await {
-                                Ok(()) => return,
-                                Err(StoreError::MemberNotFound { .. }) => return,
-                                Err(error) => {
-                                    tracing::debug!(%error, "publishing this member's addresses; will retry")
-                                }
-                            }
+                            tracing::debug!(%error, "publishing this member's addresses; will retry")
                         }
                     }
                 }
-                None => {} // not in the membership (yet): joining, or removed.
             }
         }
     }
