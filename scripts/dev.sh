@@ -39,6 +39,20 @@ install_kubectl() {
   fi
 }
 
+# The judge of every component's /metrics: promtool from Debian's prometheus package,
+# unpacked alone (installing the package would start a Prometheus server on 0.0.0.0:9090).
+install_promtool() {
+  if ! command -v promtool >/dev/null; then
+    echo "==> installing promtool (from Debian's prometheus package)"
+    local sudo="" dir
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    dir=$(mktemp -d)
+    (cd "$dir" && chmod 777 . && apt-get download -qq prometheus && dpkg-deb -x prometheus_*.deb unpacked)
+    $sudo install -m 0755 "$dir/unpacked/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$dir"
+  fi
+}
+
 install_cargo_tools() {
   command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
   if ! cargo nextest --version >/dev/null 2>&1; then
@@ -61,6 +75,7 @@ case "${1:-}" in
   test)
     install_system_packages
     install_kubectl
+    install_promtool
     install_cargo_tools
     cargo fmt --all -- --check
     scripts/check-import-circles

@@ -39,6 +39,7 @@ use crate::controllers::disruption::actor::{self as disruption, DisruptionContro
 use crate::controllers::endpoints::actor::{self as endpoints, EndpointsController};
 use crate::controllers::garbagecollector::actor::{GarbageCollector, GraphSources};
 use crate::controllers::job::actor::{self as job, JobController};
+use crate::controllers::metrics::ControllerMetrics;
 use crate::controllers::namespace::actor::NamespaceController;
 use crate::controllers::nodeipam::actor::{NodeIpamController, Ranges};
 use crate::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
@@ -75,6 +76,8 @@ pub struct ManagerConfig {
     pub pod_ranges: Option<Ranges>,
     /// PodGC's threshold of finished pods, quarantine and period.
     pub pod_gc: PodGcSettings,
+    /// Where the controllers' queues and syncs are measured.
+    pub metrics: ControllerMetrics,
 }
 
 impl ManagerConfig {
@@ -90,6 +93,7 @@ impl ManagerConfig {
                 node_mask: DEFAULT_NODE_MASK,
             }),
             pod_gc: PodGcSettings::default(),
+            metrics: ControllerMetrics::default(),
         }
     }
 }
@@ -118,6 +122,7 @@ struct Running {
     controllers: Vec<Recipient<Stop>>,
     /// Every informer started, to be stopped after the controllers.
     informers: Vec<Box<dyn Fn()>>,
+    metrics: ControllerMetrics,
 }
 
 impl Running {
@@ -125,6 +130,7 @@ impl Running {
         let mut running = Self {
             controllers: Vec::new(),
             informers: Vec::new(),
+            metrics: config.metrics.clone(),
         };
         let pods = running.inform::<Pod>(&client, vec![by_owner_uid()]);
         let replica_sets = running.inform::<ReplicaSet>(&client, vec![]);
@@ -379,7 +385,7 @@ impl Running {
 
     /// Starts `controller` in an actor of its own.
     fn run<C: Controller>(&mut self, controller: C, workers: usize) {
-        let actor = ControllerActor::new(controller, workers).start();
+        let actor = ControllerActor::new(controller, workers, &self.metrics).start();
         self.controllers.push(actor.recipient());
     }
 }

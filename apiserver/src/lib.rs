@@ -35,6 +35,8 @@
 //! - [`pod_node`]: the node a pod runs on, reached for logs, exec and port-forward by the
 //!   HTTP API and by
 //!   [`kubelet_proxy`], the `Kubelet` gRPC service every master serves for the CLI.
+//! - [`request_metrics`]: requests timed and counted by verb, resource and code, at both
+//!   front ends; watches open; a master serves them with the store's at `/metrics`.
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
@@ -55,6 +57,7 @@ pub mod master;
 pub mod object;
 pub mod pod_node;
 pub mod registry;
+pub mod request_metrics;
 pub mod selectors;
 pub mod service;
 pub mod strategic_merge;

@@ -22,6 +22,7 @@ use crate::cluster_config::{self, ClusterConfig};
 use crate::error::ApiError;
 use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Registry, Target, WriteOptions};
+use crate::request_metrics::ApiMetrics;
 use crate::service::service;
 
 /// The namespaces every cluster has, created by the first master that can.
@@ -61,6 +62,8 @@ impl Master {
         client: TcpListener,
     ) -> Result<Self, ServerError> {
         let max_message = config.store.limits.max_grpc_message_bytes;
+        let metrics = config.metrics.clone();
+        let api_metrics = ApiMetrics::registered(&metrics);
         let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut served = None;
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
@@ -68,9 +71,14 @@ impl Master {
             served = Some(registry.clone());
             ClientServices {
                 grpc: grpc
-                    .add_service(service(registry.clone(), max_message))
+                    .add_service(service(registry.clone(), max_message, api_metrics.clone()))
                     .add_service(KubeletServer::new(KubeletProxy::new(registry.clone()))),
-                http: Some(crate::http::router(registry, max_message)),
+                http: Some(crate::http::router(
+                    registry,
+                    max_message,
+                    metrics,
+                    api_metrics,
+                )),
             }
         })
         .await?;

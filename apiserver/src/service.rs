@@ -14,6 +14,7 @@ use crate::delete::{DeleteOptions, Propagation};
 use crate::kinds::KINDS;
 use crate::list::ListOptions;
 use crate::registry::{Binding, Eviction, Fence, Part, Registry, Target, WriteOptions};
+use crate::request_metrics::{http_code_of, ApiMetrics};
 use crate::watch::WatchOptions;
 
 /// The largest response (a list of every object of a kind): far above any request, as
@@ -22,8 +23,12 @@ pub const MAX_RESPONSE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The service over `registry`, ready to add to a tonic server. Requests are limited to
 /// `max_request_bytes` (the store's gRPC message limit); responses to [`MAX_RESPONSE_BYTES`].
-pub fn service(registry: Registry, max_request_bytes: usize) -> ResourcesServer<Api> {
-    ResourcesServer::new(Api { registry })
+pub fn service(
+    registry: Registry,
+    max_request_bytes: usize,
+    metrics: ApiMetrics,
+) -> ResourcesServer<Api> {
+    ResourcesServer::new(Api { registry, metrics })
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
 }
@@ -31,6 +36,7 @@ pub fn service(registry: Registry, max_request_bytes: usize) -> ResourcesServer<
 #[derive(Clone)]
 pub struct Api {
     registry: Registry,
+    metrics: ApiMetrics,
 }
 
 fn fence(fence: Option<pb::Fence>) -> Option<Fence> {
@@ -75,26 +81,53 @@ fn object(value: serde_json::Value) -> Response<pb::Object> {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 impl Api {
+    /// Answers with `answer`, timed and counted by Kubernetes verb, resource and code.
+    async fn measured<T>(
+        &self,
+        verb: &'static str,
+        resource: &str,
+        subresource: &str,
+        answer: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let request = self.metrics.request(verb, resource, subresource);
+        let answer = answer.await;
+        request.finish(match &answer {
+            Ok(_) if verb == "create" => 201,
+            Ok(_) => 200,
+            Err(status) => http_code_of(status),
+        });
+        answer
+    }
+
     /// Update and update-status: the object, or only its status, replaced.
     async fn replace(
         &self,
         request: Request<pb::UpdateRequest>,
         part: Part,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let options = WriteOptions {
-            fence: fence(r.fence),
-            dry_run: r.dry_run,
-            ..WriteOptions::default()
+        let resource = request.get_ref().resource.clone();
+        let subresource = match part {
+            Part::Object => "",
+            Part::Status => "status",
+            Part::Finalize => "finalize",
         };
-        let target = target(&r.resource, &r.namespace, &r.name);
-        let replaced = on_behalf_of(
-            number,
-            self.registry.replace(&target, &r.json, part, &options),
-        )
-        .await?;
-        Ok(object(replaced))
+        self.measured("update", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let options = WriteOptions {
+                fence: fence(r.fence),
+                dry_run: r.dry_run,
+                ..WriteOptions::default()
+            };
+            let target = target(&r.resource, &r.namespace, &r.name);
+            let replaced = on_behalf_of(
+                number,
+                self.registry.replace(&target, &r.json, part, &options),
+            )
+            .await?;
+            Ok(object(replaced))
+        })
+        .await
     }
 }
 
@@ -136,62 +169,77 @@ impl Resources for Api {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let options = WriteOptions {
-            fence: fence(r.fence),
-            dry_run: r.dry_run,
-            ..WriteOptions::default()
-        };
-        let created = on_behalf_of(
-            number,
-            self.registry
-                .create(&r.resource, &r.namespace, &r.json, &options),
-        )
-        .await?;
-        Ok(object(created))
+        let resource = request.get_ref().resource.clone();
+        let subresource = "";
+        self.measured("create", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let options = WriteOptions {
+                fence: fence(r.fence),
+                dry_run: r.dry_run,
+                ..WriteOptions::default()
+            };
+            let created = on_behalf_of(
+                number,
+                self.registry
+                    .create(&r.resource, &r.namespace, &r.json, &options),
+            )
+            .await?;
+            Ok(object(created))
+        })
+        .await
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
-        let r = request.into_inner();
-        Ok(object(
-            self.registry
-                .get(&target(&r.resource, &r.namespace, &r.name))
-                .await?,
-        ))
+        let resource = request.get_ref().resource.clone();
+        let subresource = "";
+        self.measured("get", &resource, subresource, async move {
+            let r = request.into_inner();
+            Ok(object(
+                self.registry
+                    .get(&target(&r.resource, &r.namespace, &r.name))
+                    .await?,
+            ))
+        })
+        .await
     }
 
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let r = request.into_inner();
-        let listed = self
-            .registry
-            .list(
-                &r.resource,
-                &ListOptions {
-                    namespace: r.namespace,
-                    label_selector: r.label_selector,
-                    field_selector: r.field_selector,
-                    limit: r.limit,
-                    continue_token: r.continue_token,
-                    resource_version: r.resource_version,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::ListResponse {
-            items: listed
-                .items
-                .iter()
-                .map(|item| item.to_string().into_bytes())
-                .collect(),
-            resource_version: listed.revision.to_string(),
-            continue_token: listed.continue_token,
-            remaining_item_count: listed.remaining.unwrap_or(0),
-            kind: format!("{}List", listed.info.kind),
-            api_version: listed.info.api_version.into(),
-        }))
+        let resource = request.get_ref().resource.clone();
+        let subresource = "";
+        self.measured("list", &resource, subresource, async move {
+            let r = request.into_inner();
+            let listed = self
+                .registry
+                .list(
+                    &r.resource,
+                    &ListOptions {
+                        namespace: r.namespace,
+                        label_selector: r.label_selector,
+                        field_selector: r.field_selector,
+                        limit: r.limit,
+                        continue_token: r.continue_token,
+                        resource_version: r.resource_version,
+                    },
+                )
+                .await?;
+            Ok(Response::new(pb::ListResponse {
+                items: listed
+                    .items
+                    .iter()
+                    .map(|item| item.to_string().into_bytes())
+                    .collect(),
+                resource_version: listed.revision.to_string(),
+                continue_token: listed.continue_token,
+                remaining_item_count: listed.remaining.unwrap_or(0),
+                kind: format!("{}List", listed.info.kind),
+                api_version: listed.info.api_version.into(),
+            }))
+        })
+        .await
     }
 
     async fn update(
@@ -219,54 +267,68 @@ impl Resources for Api {
         &self,
         request: Request<pb::PatchRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let part = if r.status { Part::Status } else { Part::Object };
-        let options = WriteOptions {
-            fence: fence(r.fence),
-            // A patch request has no dry run.
-            dry_run: false,
-            ..WriteOptions::default()
+        let resource = request.get_ref().resource.clone();
+        let subresource = if request.get_ref().status {
+            "status"
+        } else {
+            ""
         };
-        let patched = on_behalf_of(
-            number,
-            self.registry.patch(
-                &target(&r.resource, &r.namespace, &r.name),
-                &r.patch,
-                part,
-                &options,
-            ),
-        )
-        .await?;
-        Ok(object(patched))
+        self.measured("patch", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let part = if r.status { Part::Status } else { Part::Object };
+            let options = WriteOptions {
+                fence: fence(r.fence),
+                // A patch request has no dry run.
+                dry_run: false,
+                ..WriteOptions::default()
+            };
+            let patched = on_behalf_of(
+                number,
+                self.registry.patch(
+                    &target(&r.resource, &r.namespace, &r.name),
+                    &r.patch,
+                    part,
+                    &options,
+                ),
+            )
+            .await?;
+            Ok(object(patched))
+        })
+        .await
     }
 
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let fence = fence(r.fence);
-        let options = DeleteOptions {
-            grace_period_seconds: r.grace_period_seconds,
-            propagation: Propagation::parse(&r.propagation_policy)?,
-            precondition_uid: r.precondition_uid,
-            precondition_resource_version: r.precondition_resource_version,
-        };
-        let (object, deleted) = on_behalf_of(
-            number,
-            self.registry.delete(
-                &target(&r.resource, &r.namespace, &r.name),
-                &options,
-                fence.as_ref(),
-            ),
-        )
-        .await?;
-        Ok(Response::new(pb::DeleteResponse {
-            json: object.to_string().into_bytes(),
-            deleted,
-        }))
+        let resource = request.get_ref().resource.clone();
+        let subresource = "";
+        self.measured("delete", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let fence = fence(r.fence);
+            let options = DeleteOptions {
+                grace_period_seconds: r.grace_period_seconds,
+                propagation: Propagation::parse(&r.propagation_policy)?,
+                precondition_uid: r.precondition_uid,
+                precondition_resource_version: r.precondition_resource_version,
+            };
+            let (object, deleted) = on_behalf_of(
+                number,
+                self.registry.delete(
+                    &target(&r.resource, &r.namespace, &r.name),
+                    &options,
+                    fence.as_ref(),
+                ),
+            )
+            .await?;
+            Ok(Response::new(pb::DeleteResponse {
+                json: object.to_string().into_bytes(),
+                deleted,
+            }))
+        })
+        .await
     }
 
     type WatchStream = WatchStream;
@@ -275,70 +337,89 @@ impl Resources for Api {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let r = request.into_inner();
-        let options = WatchOptions {
-            namespace: r.namespace,
-            label_selector: r.label_selector,
-            field_selector: r.field_selector,
-            resource_version: r.resource_version,
-            allow_bookmarks: r.allow_bookmarks,
-            bookmark_interval: (r.bookmark_interval_ms > 0)
-                .then(|| Duration::from_millis(u64::from(r.bookmark_interval_ms))),
-            send_initial_events: None,
-        };
-        let events = self.registry.watch(&r.resource, &options).await?;
-        let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(|event| {
-            Ok(pb::WatchEvent {
-                r#type: event.kind.into(),
-                object: event.json().to_vec(),
-            })
-        });
-        Ok(Response::new(Box::pin(stream)))
+        let resource = request.get_ref().resource.clone();
+        let subresource = "";
+        self.measured("watch", &resource, subresource, async move {
+            let r = request.into_inner();
+            let options = WatchOptions {
+                namespace: r.namespace,
+                label_selector: r.label_selector,
+                field_selector: r.field_selector,
+                resource_version: r.resource_version,
+                allow_bookmarks: r.allow_bookmarks,
+                bookmark_interval: (r.bookmark_interval_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(r.bookmark_interval_ms))),
+                send_initial_events: None,
+            };
+            let events = self.registry.watch(&r.resource, &options).await?;
+            let open = self.metrics.watch_opened(&r.resource);
+            let stream = tokio_stream::wrappers::ReceiverStream::new(events).map(move |event| {
+                // Counted open until the stream is dropped (the client went away or the
+                // watch ended).
+                let _open = &open;
+                Ok(pb::WatchEvent {
+                    r#type: event.kind.into(),
+                    object: event.json().to_vec(),
+                })
+            });
+            Ok(Response::new(Box::pin(stream) as Self::WatchStream))
+        })
+        .await
     }
 
     async fn evict(
         &self,
         request: Request<pb::EvictRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let eviction = Eviction {
-            namespace: &r.namespace,
-            name: &r.name,
-            options: DeleteOptions {
-                grace_period_seconds: r.grace_period_seconds,
-                precondition_uid: r.precondition_uid.clone(),
-                precondition_resource_version: r.precondition_resource_version.clone(),
-                ..DeleteOptions::default()
-            },
-        };
-        let (object, deleted) = on_behalf_of(number, self.registry.evict(&eviction)).await?;
-        Ok(Response::new(pb::DeleteResponse {
-            json: object.to_string().into_bytes(),
-            deleted,
-        }))
+        let resource = "pods".to_owned();
+        let subresource = "eviction";
+        self.measured("create", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let eviction = Eviction {
+                namespace: &r.namespace,
+                name: &r.name,
+                options: DeleteOptions {
+                    grace_period_seconds: r.grace_period_seconds,
+                    precondition_uid: r.precondition_uid.clone(),
+                    precondition_resource_version: r.precondition_resource_version.clone(),
+                    ..DeleteOptions::default()
+                },
+            };
+            let (object, deleted) = on_behalf_of(number, self.registry.evict(&eviction)).await?;
+            Ok(Response::new(pb::DeleteResponse {
+                json: object.to_string().into_bytes(),
+                deleted,
+            }))
+        })
+        .await
     }
 
     async fn bind(
         &self,
         request: Request<pb::BindRequest>,
     ) -> Result<Response<pb::Object>, Status> {
-        let number = request_number(&request)?;
-        let r = request.into_inner();
-        let fence = fence(r.fence);
-        let bound = on_behalf_of(
-            number,
-            self.registry.bind(
-                &Binding {
-                    namespace: &r.namespace,
-                    name: &r.name,
-                    uid: &r.uid,
-                    node: &r.node_name,
-                },
-                fence.as_ref(),
-            ),
-        )
-        .await?;
-        Ok(object(bound))
+        let resource = "pods".to_owned();
+        let subresource = "binding";
+        self.measured("create", &resource, subresource, async move {
+            let number = request_number(&request)?;
+            let r = request.into_inner();
+            let fence = fence(r.fence);
+            let bound = on_behalf_of(
+                number,
+                self.registry.bind(
+                    &Binding {
+                        namespace: &r.namespace,
+                        name: &r.name,
+                        uid: &r.uid,
+                        node: &r.node_name,
+                    },
+                    fence.as_ref(),
+                ),
+            )
+            .await?;
+            Ok(object(bound))
+        })
+        .await
     }
 }

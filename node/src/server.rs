@@ -1,6 +1,6 @@
 //! The node's streaming endpoint (the kubelet port): logs, exec (on a terminal.rs terminal
 //! with `-t`) and port-forward reach a pod's containers here (through the API server), by
-//! the runtime that runs them.
+//! the runtime that runs them; `GET /metrics` serves the node process' Prometheus figures.
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use rudder_proto::metrics::{Metrics, CONTENT_TYPE};
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
 use rudder_proto::node::{
     exec_input, exec_output, port_forward_input, Chunk, ExecInput, ExecOutput, LogsRequest,
@@ -539,14 +540,29 @@ async fn tail_start(file: &mut tokio::fs::File, lines: u64) -> std::io::Result<u
 
 /// Binds the endpoint (port 0: any free port) and serves it in the background. Returns the
 /// bound address.
-pub async fn serve(runtime: Arc<dyn Runtime>, address: SocketAddr) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    runtime: Arc<dyn Runtime>,
+    address: SocketAddr,
+    metrics: Metrics,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     let service = KubeletServer::new(NodeEndpoint { runtime });
+    // `GET /metrics` beside the gRPC service, over HTTP/1.1 as Prometheus scrapes.
+    let scrape = axum::routing::get(move || async move {
+        (
+            [(http::header::CONTENT_TYPE, CONTENT_TYPE)],
+            metrics.encode(),
+        )
+    });
+    let routes = tonic::service::Routes::new(service)
+        .into_axum_router()
+        .route("/metrics", scrape);
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         if let Err(error) = tonic::transport::Server::builder()
-            .add_service(service)
+            .accept_http1(true)
+            .add_routes(routes.into())
             .serve_with_incoming(incoming)
             .await
         {

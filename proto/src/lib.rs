@@ -10,6 +10,8 @@
 //!   openraft message, so this crate does not depend on openraft.
 //!
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
+//! - [`metrics`]: the process' Prometheus registry every component registers in, served as
+//!   `GET /metrics`, with the process' own CPU, memory and file figures.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
 //!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
@@ -19,6 +21,7 @@
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
 
 pub mod client;
+pub mod metrics;
 pub mod objects;
 pub mod request_ids;
 

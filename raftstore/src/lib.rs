@@ -28,6 +28,7 @@
 //! - [`election`]: when a member campaigns — a timer drawn afresh for every try, pre-vote,
 //!   leadership handover (pure); [`campaign`]: running it over openraft, whose own election
 //!   timer is off.
+//! - [`metrics`]: the store's Prometheus figures (`rudder_raft_*`, `rudder_store_*`).
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
 //!   gRPC to the gRPC services and all else to the HTTP service a master mounts;
@@ -54,6 +55,7 @@ pub mod keyspace;
 pub mod kv;
 pub mod lease;
 pub mod log_store;
+pub mod metrics;
 pub mod mvcc;
 pub mod network;
 pub mod peer_service;

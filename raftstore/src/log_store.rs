@@ -6,13 +6,16 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::mpsc;
+use std::time::Instant;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{AnyError, OptionalSend, RaftLogReader, StorageIOError};
 use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rudder_proto::metrics::observe;
 
 use crate::codec;
 use crate::db::{Db, WeakDb, CF_LOGS, CF_RAFT};
+use crate::metrics::StoreMetrics;
 use crate::types::{Entry, LogId, NodeId, StorageError, TypeConfig, Vote};
 
 #[derive(Clone, Debug)]
@@ -20,11 +23,12 @@ pub struct LogStore {
     db: Db,
     /// Appends waiting for their fsync, in order.
     flusher: mpsc::Sender<LogFlushed<TypeConfig>>,
+    metrics: StoreMetrics,
 }
 
 /// Group commit: one fsync covers every append that queued up while the last one ran, and
 /// the callbacks fire in append order. The thread ends when the last `LogStore` is dropped.
-fn start_flusher(db: WeakDb) -> mpsc::Sender<LogFlushed<TypeConfig>> {
+fn start_flusher(db: WeakDb, metrics: StoreMetrics) -> mpsc::Sender<LogFlushed<TypeConfig>> {
     let (sender, receiver) = mpsc::channel::<LogFlushed<TypeConfig>>();
     let spawned = std::thread::Builder::new()
         .name("rudder-log-fsync".into())
@@ -32,10 +36,12 @@ fn start_flusher(db: WeakDb) -> mpsc::Sender<LogFlushed<TypeConfig>> {
             while let Ok(first) = receiver.recv() {
                 let mut waiting = vec![first];
                 waiting.extend(receiver.try_iter());
+                let started = Instant::now();
                 let result = match db.upgrade() {
                     Some(db) => db.sync_wal().map_err(|error| error.to_string()),
                     None => Err("the store database is closed".to_string()),
                 };
+                observe(&metrics.log_fsync_duration, started.elapsed());
                 for callback in waiting {
                     let outcome = result.clone().map_err(std::io::Error::other);
                     callback.log_io_completed(outcome);
@@ -63,9 +69,13 @@ fn io<E: std::error::Error + 'static>(
 }
 
 impl LogStore {
-    pub fn new(db: Db) -> Self {
-        let flusher = start_flusher(db.downgrade());
-        Self { db, flusher }
+    pub fn new(db: Db, metrics: StoreMetrics) -> Self {
+        let flusher = start_flusher(db.downgrade(), metrics.clone());
+        Self {
+            db,
+            flusher,
+            metrics,
+        }
     }
 
     fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
@@ -168,7 +178,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db
             .raw()
             .write(batch)
-            .map_err(io(StorageIOError::write))
+            .map_err(io(StorageIOError::write))?;
+        let index = committed.map_or(0, |id| i64::try_from(id.index).unwrap_or(i64::MAX));
+        self.metrics.commit_index.set(index);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {

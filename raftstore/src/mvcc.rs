@@ -177,6 +177,11 @@ impl Mvcc {
             .unwrap_or_default()
     }
 
+    /// Number of keys in the index: live ones, and deleted ones until compaction.
+    pub fn indexed_keys(&self) -> usize {
+        self.index.len()
+    }
+
     /// Number of stored versions (live, overwritten and tombstones).
     pub fn version_count(&self) -> usize {
         self.versions.len()

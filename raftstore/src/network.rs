@@ -20,6 +20,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
+use prometheus_client::metrics::counter::Counter;
 use rudder_proto::raft::raft_peer_client::RaftPeerClient;
 use rudder_proto::raft::RaftPayload;
 use serde::de::DeserializeOwned;
@@ -227,6 +228,8 @@ pub struct PeerNetwork {
     /// How long a batch of entries may take to be answered before it is sent again (see
     /// [`AppendSender`]).
     pub append_limit: Duration,
+    /// Counts the snapshots sent whole.
+    pub snapshots_sent: Counter,
 }
 
 impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
@@ -241,6 +244,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             },
             appends: AppendSender::new(self.append_limit),
             retry_after: self.retry_after,
+            snapshots_sent: self.snapshots_sent.clone(),
         }
     }
 }
@@ -250,6 +254,7 @@ pub struct PeerConnection {
     caller: PeerCaller,
     appends: AppendSender,
     retry_after: Duration,
+    snapshots_sent: Counter,
 }
 
 /// Makes openraft's RPCs to one target; cheap to clone into a task.
@@ -325,9 +330,15 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        self.caller
+        let last_chunk = rpc.done;
+        let answer = self
+            .caller
             .call_within(Rpc::InstallSnapshot, &rpc, option.hard_ttl())
-            .await
+            .await;
+        if last_chunk && answer.is_ok() {
+            self.snapshots_sent.inc();
+        }
+        answer
     }
 
     async fn vote(

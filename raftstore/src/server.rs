@@ -15,6 +15,7 @@ use std::time::Duration;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use rocksdb::WriteBatch;
+use rudder_proto::metrics::Metrics;
 use rudder_proto::raft::raft_peer_server::RaftPeerServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -31,12 +32,14 @@ use crate::election::ElectionTimer;
 use crate::identity::{Identity, InitialCluster, InitialClusterError};
 use crate::keyspace::Keyspace;
 use crate::log_store::LogStore;
+use crate::metrics::{count_leader_changes, StoreMetrics};
 use crate::network::{
     CallError, ForwardRequest, ForwardResponse, PeerClients, PeerNetwork, Rpc,
     PEER_MAX_MESSAGE_BYTES,
 };
 use crate::peer_service::PeerService;
 use crate::state_machine::StateMachine;
+use crate::store::figures::MemberFigures;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::types::{Member, NodeId, Raft};
 use crate::{codec, etcd};
@@ -82,6 +85,21 @@ pub struct MemberConfig {
     pub raft: RaftOptions,
     pub store: StoreOptions,
     pub auto_compaction: Retention,
+    /// Where the member registers its metrics (`rudder_raft_*`, `rudder_store_*`): the
+    /// process' registry. A member registers once per start, so a member restarted in the
+    /// same process needs a fresh registry.
+    pub metrics: Metrics,
+}
+
+impl MemberConfig {
+    /// This configuration with a registry of its own (for a member restarted in a process
+    /// that ran it before: each start registers its metrics anew).
+    pub fn with_fresh_metrics(self) -> Self {
+        Self {
+            metrics: Metrics::default(),
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +236,8 @@ impl RunningMember {
             peer_addr: peer_addr.to_string(),
             client_addr: client_addr.to_string(),
         };
-        let (state_machine, keyspace) = StateMachine::open(db.clone())?;
+        let metrics = StoreMetrics::registered(&config.metrics);
+        let (state_machine, keyspace) = StateMachine::open(db.clone(), metrics.clone())?;
         let initial = initial_cluster(&config, &me)?;
         let identity = Arc::new(identity(&db, &config, initial.as_ref(), &keyspace)?);
         let id = identity.member();
@@ -246,8 +265,9 @@ impl RunningMember {
                 clients: peers.clone(),
                 retry_after: config.raft.heartbeat_interval,
                 append_limit: APPEND_LIMIT,
+                snapshots_sent: metrics.snapshots_sent.clone(),
             },
-            LogStore::new(db.clone()),
+            LogStore::new(db.clone(), metrics.clone()),
             state_machine,
         )
         .await?;
@@ -279,7 +299,11 @@ impl RunningMember {
             config.store.clone(),
             peers,
             db_size,
+            metrics.clone(),
         );
+        config
+            .metrics
+            .register_collector(MemberFigures::new(&store));
 
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -323,6 +347,10 @@ impl RunningMember {
         ));
         tasks.spawn(store.clone().publish_self(me.clone(), stopped.clone()));
         tasks.spawn(campaign.clone().run(stopped.clone()));
+        tasks.spawn(count_leader_changes(
+            raft.metrics(),
+            metrics.leader_changes.clone(),
+        ));
 
         let member = Self {
             id,

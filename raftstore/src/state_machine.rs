@@ -5,16 +5,20 @@
 use std::collections::BTreeSet;
 use std::io::Cursor;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::{IteratorMode, WriteBatch};
+use rudder_proto::metrics::observe;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
 use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
+use crate::kv::Command;
+use crate::metrics::StoreMetrics;
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
@@ -43,6 +47,7 @@ pub struct StateMachine {
     keyspace: Arc<Keyspace>,
     /// Where each client's records were last pruned (see [`session_store::Pruned`]).
     pruned: session_store::Pruned,
+    metrics: StoreMetrics,
 }
 
 fn sm_error(error: impl std::error::Error + 'static) -> StorageError {
@@ -63,7 +68,7 @@ fn snapshot_error(
 
 impl StateMachine {
     /// Loads the applied state from the database.
-    pub fn open(db: Db) -> Result<(Self, Arc<Keyspace>), DbError> {
+    pub fn open(db: Db, metrics: StoreMetrics) -> Result<(Self, Arc<Keyspace>), DbError> {
         let meta: SmMeta = db.get(CF_SM, "meta")?.unwrap_or_default();
         let mvcc_state: (i64, i64) = db.get(CF_SM, "revisions")?.unwrap_or_default();
         let mut versions = Vec::new();
@@ -109,6 +114,7 @@ impl StateMachine {
                 db,
                 keyspace: keyspace.clone(),
                 pruned: session_store::Pruned::default(),
+                metrics,
             },
             keyspace,
         ))
@@ -180,6 +186,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = Instant::now();
         let mut batch = WriteBatch::default();
         let mut replies = Vec::new();
         let mut published = Vec::new();
@@ -196,6 +203,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     for request in &proposal.requests {
                         let (outcome, effects) =
                             apply_request(mvcc, sessions, request, &mut session_writes);
+                        if matches!(request.command, Command::Compact { .. })
+                            && outcome.result.is_ok()
+                        {
+                            self.metrics.compactions.inc();
+                        }
                         self.persist_effects(&mut batch, &effects)
                             .map_err(sm_error)?;
                         if !effects.events.is_empty() {
@@ -238,6 +250,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             self.keyspace.publish(item);
         }
         drop(state);
+        observe(&self.metrics.apply_duration, started.elapsed());
         Ok(replies)
     }
 
@@ -254,6 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        self.metrics.snapshots_received.inc();
         let data = snapshot.into_inner();
         let image: SnapshotImage =
             codec::decode(&data).map_err(|e| snapshot_error(Some(meta), e))?;
@@ -392,7 +406,8 @@ mod tests {
     async fn the_request_table_reads_back_from_disk_as_it_was_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(dir.path()).unwrap();
-        let (mut machine, keyspace) = StateMachine::open(db.clone()).unwrap();
+        let (mut machine, keyspace) =
+            StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
         let later = 1_000 + SESSION_TTL_MS + 20_000;
         let batches = vec![
             vec![entry(
@@ -427,7 +442,7 @@ mod tests {
         assert_eq!(idle.meta.floor, 4, "past everything client 1 had applied");
         assert_eq!(tables[2].sessions()[&2].meta.floor, 7, "client 2 came back");
         drop((machine, keyspace));
-        let (_, reopened) = StateMachine::open(db).unwrap();
+        let (_, reopened) = StateMachine::open(db, StoreMetrics::default()).unwrap();
         assert_eq!(reopened.read().sessions, tables[2]);
     }
 }

@@ -196,6 +196,7 @@ impl<K: Kind> Cluster<K> {
                 raft: options.raft.clone(),
                 store: options.store.clone(),
                 auto_compaction: options.auto_compaction,
+                metrics: Default::default(),
             };
             configs.push(config.clone());
             starting.push(tokio::spawn(K::start_on(config, peer, client)));
@@ -303,7 +304,7 @@ impl<K: Kind> Cluster<K> {
 
     /// Restarts a stopped member on the same data directory and addresses.
     pub async fn restart(&mut self, i: usize) {
-        let config = self.configs[i].clone();
+        let config = self.configs[i].clone().with_fresh_metrics();
         let (peer, client) = self.reserved[i].take().unwrap_or((None, None));
         let peer = listen_on(peer, config.listen_peer);
         let client = listen_on(client, config.listen_client);
@@ -320,7 +321,7 @@ impl<K: Kind> Cluster<K> {
         let client = listen().await;
         self.configs[i].listen_peer = peer.local_addr().unwrap();
         self.configs[i].listen_client = client.local_addr().unwrap();
-        let member = K::start_on(self.configs[i].clone(), peer, client)
+        let member = K::start_on(self.configs[i].clone().with_fresh_metrics(), peer, client)
             .await
             .expect("member restarts");
         self.members[i] = Some(member);
@@ -342,6 +343,7 @@ impl<K: Kind> Cluster<K> {
             raft: self.configs[0].raft.clone(),
             store: self.configs[0].store.clone(),
             auto_compaction: Retention::Off,
+            metrics: Default::default(),
         };
         let member = K::start_on(config.clone(), peer, client)
             .await

@@ -11,10 +11,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{broadcast, mpsc, Notify};
 
 use crate::keyspace::{FeedItem, Keyspace};
 use crate::kv::{Event, EventKind, KeyRange, Revision};
+use crate::metrics::OpenWatch;
 
 /// Revisions read from history per lock hold while catching up.
 const CATCH_UP_CHUNK: Revision = 256;
@@ -88,10 +90,18 @@ impl ProgressHandle {
 
 /// Starts a watch. `start_revision` must not be in the future (checked by the caller, who
 /// knows the current revision); a compacted one ends the watch at once with `Compacted`.
+/// What a watch counts while it runs: itself among the open watches, and the events it
+/// sends.
+pub struct Watching {
+    pub open: OpenWatch,
+    pub events_sent: Counter,
+}
+
 pub fn start(
     keyspace: Arc<Keyspace>,
     request: WatchRequest,
     progress_interval: Duration,
+    watching: Watching,
 ) -> Watcher {
     let (sender, messages) = mpsc::channel(WATCH_BUFFER);
     let progress = Arc::new(Notify::new());
@@ -107,6 +117,7 @@ pub fn start(
         progress: progress.clone(),
         next,
         reached: next - 1,
+        watching,
     };
     tokio::spawn(task.run(progress_interval));
     Watcher { messages, progress }
@@ -121,6 +132,7 @@ struct WatchTask {
     next: Revision,
     /// The highest revision the watch has looked at (delivered or filtered out).
     reached: Revision,
+    watching: Watching,
 }
 
 enum History {
@@ -262,8 +274,12 @@ impl WatchTask {
         if events.is_empty() {
             return Step::Continue;
         }
+        let count = events.len() as u64;
         match self.send(WatchMessage::Events { revision, events }).await {
-            Ok(()) => Step::Continue,
+            Ok(()) => {
+                self.watching.events_sent.inc_by(count);
+                Step::Continue
+            }
             Err(()) => Step::Stop,
         }
     }

@@ -3,6 +3,7 @@
 use openraft::testing::{StoreBuilder, Suite};
 use rudder_raftstore::db::Db;
 use rudder_raftstore::log_store::LogStore;
+use rudder_raftstore::metrics::StoreMetrics;
 use rudder_raftstore::state_machine::StateMachine;
 use rudder_raftstore::types::{StorageError, TypeConfig};
 use tempfile::TempDir;
@@ -13,9 +14,13 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder 
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
         let dir = TempDir::new().expect("a temporary directory");
         let db = Db::open(dir.path()).expect("opening a fresh database");
-        let (state_machine, _keyspace) =
-            StateMachine::open(db.clone()).expect("loading an empty state");
-        Ok((dir, LogStore::new(db), state_machine))
+        let (state_machine, _keyspace) = StateMachine::open(db.clone(), StoreMetrics::default())
+            .expect("loading an empty state");
+        Ok((
+            dir,
+            LogStore::new(db, StoreMetrics::default()),
+            state_machine,
+        ))
     }
 }
 

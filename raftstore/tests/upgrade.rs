@@ -39,6 +39,7 @@ async fn start(data_dir: &Path) -> RunningMember {
         raft: raft_options(),
         store: store_options(),
         auto_compaction: Retention::Off,
+        metrics: Default::default(),
     };
     RunningMember::start(config)
         .await

@@ -23,7 +23,7 @@
 //! - [`volume`]: PersistentVolumeClaims bound to volumes, or given one by the built-in
 //!   local-path provisioner on their first pod's node; released volumes reclaimed.
 //! - [`runtime`]: what every controller's shell shares (the trait, the one actor, the
-//!   cache-sync gate, the worker loop); [`writes`]: the fenced writes they share (slow-start
+//!   cache-sync gate, the worker loop), measured in [`metrics`]; [`writes`]: the fenced writes they share (slow-start
 //!   creates, deletes, owner references).
 
 pub mod cronjob;
@@ -33,6 +33,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod garbagecollector;
 pub mod job;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;

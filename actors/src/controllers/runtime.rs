@@ -20,7 +20,9 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::StreamExt;
 use rudder_proto::client::ClientError;
+use rudder_proto::metrics::observe;
 
+use super::metrics::{ControllerFigures, ControllerMetrics};
 use super::Stop;
 use std::collections::BTreeMap;
 
@@ -93,15 +95,20 @@ pub struct ControllerActor<C: Controller> {
     controller: C,
     workers: usize,
     gate: SyncGate,
+    figures: ControllerFigures,
 }
 
 impl<C: Controller> ControllerActor<C> {
-    /// Runs `controller` with `workers` syncs at a time (at least one).
-    pub fn new(controller: C, workers: usize) -> Self {
+    /// Runs `controller` with `workers` syncs at a time (at least one), its queue and syncs
+    /// measured in `metrics`.
+    pub fn new(controller: C, workers: usize, metrics: &ControllerMetrics) -> Self {
+        let figures = metrics.of(C::NAME);
+        controller.queue().report_depth(figures.queue_depth.clone());
         Self {
             controller,
             workers: workers.max(1),
             gate: SyncGate::new(0),
+            figures,
         }
     }
 }
@@ -142,7 +149,8 @@ where
                 for _ in 0..self.workers {
                     let controller = self.controller.clone();
                     let queue = controller.queue().clone();
-                    let worker = work(queue, C::NAME, move |key| {
+                    let figures = self.figures.clone();
+                    let worker = work(queue, C::NAME, figures, move |key| {
                         let controller = controller.clone();
                         async move { controller.sync(key).await }
                     });
@@ -208,15 +216,23 @@ impl SyncGate {
 
 /// Takes keys from `queue` until it shuts down: a sync that succeeds is forgotten by the
 /// backoff (and looked at again when it asks), one that fails is retried after the key's
-/// backoff. `what` names the controller in the logs.
-pub async fn work<K, F, Fut>(queue: WorkQueue<K>, what: &'static str, sync: F)
-where
+/// backoff. `what` names the controller in the logs; each sync is timed, and each failure
+/// counted, in `figures`.
+pub async fn work<K, F, Fut>(
+    queue: WorkQueue<K>,
+    what: &'static str,
+    figures: ControllerFigures,
+    sync: F,
+) where
     K: Eq + Hash + Clone + Display,
     F: Fn(K) -> Fut,
     Fut: Future<Output = Result<Option<Duration>, ClientError>>,
 {
     while let Some(key) = queue.next().await {
-        match sync(key.clone()).await {
+        let started = std::time::Instant::now();
+        let synced = sync(key.clone()).await;
+        observe(&figures.reconcile_duration, started.elapsed());
+        match synced {
             Ok(requeue) => {
                 queue.forget(&key);
                 if let Some(after) = requeue {
@@ -224,6 +240,7 @@ where
                 }
             }
             Err(error) => {
+                figures.reconcile_errors.inc();
                 let delay = queue.add_rate_limited(key.clone());
                 if error.is_fence_refused() {
                     tracing::info!(controller = what, %key, "the controller lease is lost; this write was refused");

@@ -3,9 +3,10 @@
 //! informer's handlers, an actix actor and any number of tokio worker tasks.
 
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -23,6 +24,8 @@ pub struct WorkQueue<K> {
 struct Shared<K> {
     state: Mutex<QueueState<K>>,
     changed: Notify,
+    /// Shows how many keys are ready, after every change (see [`WorkQueue::report_depth`]).
+    depth: OnceLock<Gauge>,
 }
 
 impl<K> Clone for WorkQueue<K> {
@@ -46,8 +49,16 @@ impl<K: Eq + Hash + Clone> WorkQueue<K> {
             shared: Arc::new(Shared {
                 state: Mutex::new(state),
                 changed: Notify::new(),
+                depth: OnceLock::new(),
             }),
         }
+    }
+
+    /// Keeps `gauge` at the number of ready keys from now on (a queue reports to one gauge;
+    /// later ones are ignored).
+    pub fn report_depth(&self, gauge: Gauge) {
+        gauge.set(i64::try_from(self.len()).unwrap_or(i64::MAX));
+        let _ = self.shared.depth.set(gauge);
     }
 
     pub fn add(&self, key: K) {
@@ -105,6 +116,7 @@ impl<K: Eq + Hash + Clone> WorkQueue<K> {
             let wake_at = {
                 let mut state = self.lock();
                 if let Some(key) = state.pop(Instant::now().into_std()) {
+                    self.show_depth(&state);
                     return Some(key);
                 }
                 if state.is_shut_down() {
@@ -125,9 +137,20 @@ impl<K: Eq + Hash + Clone> WorkQueue<K> {
     }
 
     fn change<T>(&self, change: impl FnOnce(&mut QueueState<K>, std::time::Instant) -> T) -> T {
-        let outcome = change(&mut self.lock(), Instant::now().into_std());
+        let outcome = {
+            let mut state = self.lock();
+            let outcome = change(&mut state, Instant::now().into_std());
+            self.show_depth(&state);
+            outcome
+        };
         self.shared.changed.notify_waiters();
         outcome
+    }
+
+    fn show_depth(&self, state: &QueueState<K>) {
+        if let Some(gauge) = self.shared.depth.get() {
+            gauge.set(i64::try_from(state.len()).unwrap_or(i64::MAX));
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState<K>> {

@@ -48,6 +48,7 @@ use super::changes::{
 };
 use super::claims::PreBindError;
 use super::decide::{place_with, Options, Unschedulable};
+use super::metrics::SchedulerMetrics;
 use super::preemption::priority;
 use super::queue::{ClusterEvent, SchedulingQueue};
 use super::snapshot::{PodKey, Snapshot};
@@ -90,6 +91,7 @@ pub struct Settings {
     /// Binds in flight at once.
     pub binds_in_flight: usize,
     pub options: Options,
+    pub metrics: SchedulerMetrics,
 }
 
 pub struct Scheduler {
@@ -222,13 +224,18 @@ impl Scheduler {
             }
             placed += 1;
             self.tie_break = self.tie_break.wrapping_add(1);
-            match place_with(
+            let deciding = Instant::now();
+            let decision = place_with(
                 &pod,
                 &self.snapshot,
                 self.next_start,
                 self.tie_break,
                 &self.settings.options,
-            ) {
+            );
+            self.settings
+                .metrics
+                .attempted(decision.is_ok(), deciding.elapsed());
+            match decision {
                 Ok(placement) => {
                     self.next_start = placement.next_start;
                     self.snapshot.assume(&pod, &placement.node);
@@ -292,6 +299,7 @@ impl Scheduler {
         };
         ctx.spawn(binding.into_actor(self).map(move |result, actor, ctx| {
             actor.binds_in_flight -= 1;
+            actor.settings.metrics.bind_answered(result.is_ok());
             actor.bound(attempt, &reference, result.map_err(BindFailure::Api), ctx);
         }));
     }
@@ -443,6 +451,7 @@ impl Scheduler {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.queue.flush(now);
+        self.settings.metrics.queued(self.queue.counts());
         let seen = self.caches.pods.revision().unwrap_or(0);
         for (key, node) in self.assumed.expire(now, seen) {
             tracing::warn!(pod = %key, %node, "the watch never showed this bind; forgetting it");

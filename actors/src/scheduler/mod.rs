@@ -54,6 +54,7 @@
 //! - [`claims`]: VolumeBinding's PreBind writes: static volumes reserved for the pod's
 //!   claims, claims to provision annotated with the chosen node (compare-and-swap); the
 //!   actor then waits for the claims to be bound before it binds the pod.
+//! - [`metrics`]: the scheduler's Prometheus figures (decision time, binds, the queue).
 //! - [`run`]: leader election on `kube-system/rudder-scheduler`, the actor and its
 //!   informers started for each term.
 
@@ -65,6 +66,7 @@ pub mod claims;
 pub mod decide;
 pub mod filters;
 pub mod interpod;
+pub mod metrics;
 pub mod preemption;
 pub mod queue;
 pub mod resources;

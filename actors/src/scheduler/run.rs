@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::actor::{Caches, Scheduler, Settings};
 use super::decide::Options;
+use super::metrics::SchedulerMetrics;
 use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{Informer, Query};
@@ -36,6 +37,8 @@ pub struct SchedulerConfig {
     pub binds_in_flight: usize,
     /// `percentageOfNodesToScore`; `None`: adaptive.
     pub percentage_of_nodes_to_score: Option<u32>,
+    /// Where decisions, binds and the queue are measured.
+    pub metrics: SchedulerMetrics,
 }
 
 impl SchedulerConfig {
@@ -45,6 +48,7 @@ impl SchedulerConfig {
             election: ElectionConfig::for_lease("kube-system", LEASE_NAME),
             binds_in_flight: 64,
             percentage_of_nodes_to_score: None,
+            metrics: SchedulerMetrics::default(),
         }
     }
 }
@@ -108,6 +112,7 @@ impl Running {
                 percentage_of_nodes_to_score: config.percentage_of_nodes_to_score,
                 ..Options::default()
             },
+            metrics: config.metrics.clone(),
         };
         let scheduler = Scheduler::new(client, fence, recorder, caches, settings).start();
         Self {

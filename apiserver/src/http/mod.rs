@@ -7,7 +7,8 @@
 //!                                                     ─► discovery (pure documents)
 //!  /openapi/v3[/<group version>]                       ─► openapi (built once)
 //!  /healthz, /livez, /readyz                          ─► health (a quorum read)
-//!  /api/v1/..., /apis/G/V/...  ─ guard ─ paths (pure) ─► verbs ─► Registry
+//!  /metrics                                           ─► the process' Prometheus figures
+//!  /api/v1/..., /apis/G/V/...  ─ measure ─ guard ─ paths (pure) ─► verbs ─► Registry
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
@@ -19,6 +20,7 @@
 
 mod discovery;
 mod guard;
+mod measure;
 mod openapi;
 mod options;
 mod paths;
@@ -46,9 +48,17 @@ use crate::error::ApiError;
 use crate::kinds::Warnings;
 use crate::list::ListOptions;
 use crate::registry::Registry;
+use crate::request_metrics::ApiMetrics;
+use rudder_proto::metrics::{Metrics, CONTENT_TYPE};
 
-/// The API's routes over `registry`. Bodies are limited to `max_request_bytes`.
-pub fn router(registry: Registry, max_request_bytes: usize) -> Router {
+/// The API's routes over `registry`, measured in `api`, with the process' `metrics` at
+/// `/metrics`. Bodies are limited to `max_request_bytes`.
+pub fn router(
+    registry: Registry,
+    max_request_bytes: usize,
+    metrics: Metrics,
+    api: ApiMetrics,
+) -> Router {
     let state = Http {
         registry,
         max_request_bytes,
@@ -88,8 +98,15 @@ pub fn router(registry: Registry, max_request_bytes: usize) -> Router {
         .route("/livez", get(|| async { (StatusCode::OK, "ok") }))
         .route("/healthz", get(ready))
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(move || async move {
+                respond::with_body(StatusCode::OK, CONTENT_TYPE, Body::from(metrics.encode()))
+            }),
+        )
         .fallback(resource)
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(api, measure::measured))
 }
 
 #[derive(Clone)]

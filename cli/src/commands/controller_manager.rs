@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use rudder_actors::controllers::metrics::ControllerMetrics;
 use rudder_actors::controllers::nodeipam::actor::Ranges;
 use rudder_actors::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
 use rudder_actors::controllers::nodelifecycle::health::Grace;
@@ -13,8 +14,10 @@ use rudder_actors::controllers::podgc::reconcile::DEFAULT_TERMINATED_POD_GC_THRE
 use rudder_actors::manager::{spawn_in_system, ManagerConfig, DEFAULT_CLUSTER_CIDR};
 use rudder_actors::selection::Selection;
 use rudder_proto::client::ApiClient;
+use rudder_proto::metrics::Metrics;
 
 use super::leader_elected::{until_interrupted, ElectionFlags, Running};
+use super::metrics_endpoint;
 use crate::durations::parse_flag_duration;
 use crate::session::{Session, Target};
 
@@ -120,18 +123,20 @@ fn start(client: ApiClient, config: ManagerConfig) -> anyhow::Result<Running> {
     })
 }
 
-/// The controller manager of a master, talking to its own API at `endpoint`; `None` when
-/// `--controllers none`.
+/// The controller manager of a master, talking to its own API at `endpoint`, measured in
+/// the master's `metrics`; `None` when `--controllers none`.
 pub fn start_embedded(
     flags: &ControllerManagerFlags,
     election: &ElectionFlags,
     name: &str,
     endpoint: String,
+    metrics: &Metrics,
 ) -> anyhow::Result<Option<Running>> {
-    let config = flags.config(name, election)?;
+    let mut config = flags.config(name, election)?;
     if config.controllers.is_empty() {
         return Ok(None);
     }
+    config.metrics = ControllerMetrics::registered(metrics);
     start(ApiClient::new(vec![endpoint]), config).map(Some)
 }
 
@@ -144,17 +149,25 @@ pub struct ControllerManagerArgs {
     flags: ControllerManagerFlags,
     #[command(flatten)]
     election: ElectionFlags,
+    /// Where to serve `GET /metrics` (`0`: nowhere).
+    #[arg(long, default_value = metrics_endpoint::CONTROLLER_MANAGER)]
+    metrics_bind_address: String,
     #[command(flatten)]
     target: Target,
 }
 
 /// `rudder controller-manager`: runs until interrupted.
 pub async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
-    let config = args.flags.config(&args.name, &args.election)?;
+    let mut config = args.flags.config(&args.name, &args.election)?;
     anyhow::ensure!(
         !config.controllers.is_empty(),
         "--controllers none leaves nothing to run"
     );
+    let metrics = Metrics::for_process();
+    config.metrics = ControllerMetrics::registered(&metrics);
+    if let Some(bound) = metrics_endpoint::serve(&args.metrics_bind_address, metrics).await? {
+        println!("rudder controller-manager: metrics at http://{bound}/metrics");
+    }
     let session = Session::connect(&args.target).await?;
     let manager = start(session.client, config)?;
     println!(

@@ -20,6 +20,7 @@ pub mod get;
 pub mod image;
 pub mod label;
 pub mod leader_elected;
+pub mod metrics_endpoint;
 pub mod node;
 pub mod node_reset;
 pub mod pod_io;

@@ -12,9 +12,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_node::image::pull::{install_tls_provider, PullConfig};
 use rudder_node::image::store::ImageStore;
+use rudder_node::kubelet::metrics::KubeletMetrics;
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
 use rudder_node::pod_range::await_pod_range;
+use rudder_node::proxy::metrics::ProxyMetrics;
 use rudder_node::runtime::fake::FakeRuntime;
 use rudder_node::runtime::lifecycle::Backoff;
 use rudder_node::runtime::linux::network::NodeNetwork;
@@ -23,6 +25,7 @@ use rudder_node::runtime::linux::{LinuxConfig, LinuxRuntime};
 use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
+use rudder_proto::metrics::Metrics;
 
 use super::node_reset;
 use super::service_network::{NetworkFlags, ServiceNetwork};
@@ -162,6 +165,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         };
         let mut kubelets = Vec::new();
         let mut networks = Vec::new();
+        // A real node serves its process' metrics on its endpoint; hollow nodes (many in a
+        // process, no endpoint) count theirs unserved.
+        let metrics = Metrics::for_process();
         for name in &names {
             let mut config = NodeConfig {
                 name: name.clone(),
@@ -202,19 +208,31 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("--internal-ip {:?} is not an IP address", args.internal_ip)
                     })?;
-                let bound = rudder_node::server::serve(runtime.clone(), address)
+                let bound = rudder_node::server::serve(runtime.clone(), address, metrics.clone())
                     .await
                     .with_context(|| format!("binding the node endpoint {address}"))?;
                 config.kubelet_port = i32::from(bound.port());
             }
             if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {
                 let internal_ip = args.internal_ip.parse().ok();
-                let network =
-                    ServiceNetwork::start(&client, name, cidr, internal_ip, &args.network).await?;
+                let network = ServiceNetwork::start(
+                    &client,
+                    name,
+                    cidr,
+                    internal_ip,
+                    &args.network,
+                    ProxyMetrics::registered(&metrics),
+                )
+                .await?;
                 networks.push(network);
             }
+            let kubelet_metrics = match (&runtime, args.hollow) {
+                (Some(runtime), false) => KubeletMetrics::registered(&metrics, runtime.clone()),
+                _ => KubeletMetrics::default(),
+            };
             let mut kubelet =
-                Kubelet::new(client.clone(), config, machine.clone(), timers, runtime);
+                Kubelet::new(client.clone(), config, machine.clone(), timers, runtime)
+                    .with_metrics(kubelet_metrics);
             if let (Some(dir), false) = (&args.manifests, args.hollow) {
                 kubelet = kubelet.with_manifests(dir.clone());
             }

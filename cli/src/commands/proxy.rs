@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_node::proxy::metrics::ProxyMetrics;
 use rudder_proto::client::ApiClient;
+use rudder_proto::metrics::Metrics;
 
+use super::metrics_endpoint;
 use super::node::servers;
 use super::service_network::{NetworkFlags, ServiceNetwork};
 use crate::session::Target;
@@ -30,6 +33,9 @@ pub struct ProxyArgs {
     internal_ip: String,
     #[command(flatten)]
     network: NetworkFlags,
+    /// Where to serve `GET /metrics` (`0`: nowhere).
+    #[arg(long, default_value = metrics_endpoint::PROXY)]
+    metrics_bind_address: String,
     #[command(flatten)]
     target: Target,
 }
@@ -52,12 +58,18 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
             Some(cidr) => cidr,
             None => node_pod_range(&client, &args.node).await?,
         };
+        let metrics = Metrics::for_process();
+        let proxy_metrics = ProxyMetrics::registered(&metrics);
+        if let Some(bound) = metrics_endpoint::serve(&args.metrics_bind_address, metrics).await? {
+            println!("rudder proxy: metrics at http://{bound}/metrics");
+        }
         let network = ServiceNetwork::start(
             &client,
             &args.node,
             &pod_cidr,
             Some(internal_ip),
             &args.network,
+            proxy_metrics,
         )
         .await?;
         println!(

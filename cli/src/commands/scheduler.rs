@@ -5,10 +5,13 @@
 use std::sync::Arc;
 
 use clap::Args;
+use rudder_actors::scheduler::metrics::SchedulerMetrics;
 use rudder_actors::scheduler::run::{spawn_in_system, SchedulerConfig, LEASE_NAME};
 use rudder_proto::client::ApiClient;
+use rudder_proto::metrics::Metrics;
 
 use super::leader_elected::{until_interrupted, ElectionFlags, Running};
+use super::metrics_endpoint;
 use crate::session::{Session, Target};
 
 #[derive(Args, Debug, Clone)]
@@ -41,17 +44,20 @@ fn start(client: ApiClient, config: SchedulerConfig) -> anyhow::Result<Running> 
     })
 }
 
-/// The scheduler of a master, talking to its own API at `endpoint`.
+/// The scheduler of a master, talking to its own API at `endpoint`, measured in the
+/// master's `metrics`.
 pub fn start_embedded(
     flags: &SchedulerFlags,
     election: &ElectionFlags,
     name: &str,
     endpoint: String,
+    metrics: &Metrics,
 ) -> anyhow::Result<Running> {
-    start(
-        ApiClient::new(vec![endpoint]),
-        flags.config(name, election)?,
-    )
+    let config = SchedulerConfig {
+        metrics: SchedulerMetrics::registered(metrics),
+        ..flags.config(name, election)?
+    };
+    start(ApiClient::new(vec![endpoint]), config)
 }
 
 #[derive(Args, Debug)]
@@ -63,13 +69,23 @@ pub struct SchedulerArgs {
     flags: SchedulerFlags,
     #[command(flatten)]
     election: ElectionFlags,
+    /// Where to serve `GET /metrics` (`0`: nowhere).
+    #[arg(long, default_value = metrics_endpoint::SCHEDULER)]
+    metrics_bind_address: String,
     #[command(flatten)]
     target: Target,
 }
 
 /// `rudder scheduler`: runs until interrupted.
 pub async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
-    let config = args.flags.config(&args.name, &args.election)?;
+    let metrics = Metrics::for_process();
+    let config = SchedulerConfig {
+        metrics: SchedulerMetrics::registered(&metrics),
+        ..args.flags.config(&args.name, &args.election)?
+    };
+    if let Some(bound) = metrics_endpoint::serve(&args.metrics_bind_address, metrics).await? {
+        println!("rudder scheduler: metrics at http://{bound}/metrics");
+    }
     let session = Session::connect(&args.target).await?;
     let scheduler = start(session.client, config)?;
     println!(

@@ -9,6 +9,7 @@ use clap::Args;
 use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::Master;
+use rudder_proto::metrics::Metrics;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
 use crate::commands::leader_elected::{until_interrupted, ElectionFlags};
@@ -180,6 +181,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(failpoints) = &args.failpoints {
         turn_on_failpoints(failpoints)?;
     }
+    let metrics = Metrics::for_process();
     let config = MemberConfig {
         name: args.name.clone(),
         data_dir: args.data_dir.clone(),
@@ -206,6 +208,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             watch_progress_interval: Duration::from_millis(args.watch_progress_interval_ms),
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
+        metrics: metrics.clone(),
     };
     let ranges = ServiceRanges::parse(
         &args.service_cidr,
@@ -236,6 +239,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &args.election,
         &args.name,
         endpoint.clone(),
+        &metrics,
     )?;
     let scheduler = if args.scheduler {
         Some(scheduler::start_embedded(
@@ -243,6 +247,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &args.election,
             &args.name,
             endpoint,
+            &metrics,
         )?)
     } else {
         None

@@ -18,6 +18,7 @@ use rudder_node::api_relay::ApiRelay;
 use rudder_node::dns::actor::ClusterDns;
 use rudder_node::dns::{DnsServer, SharedNames};
 use rudder_node::proxy::actor::Proxy;
+use rudder_node::proxy::metrics::ProxyMetrics;
 use rudder_node::proxy::model::LocalTarget;
 use rudder_node::proxy::ruleset::ProxyConfig;
 use rudder_node::runtime::linux::network::interface_name;
@@ -192,6 +193,7 @@ impl ServiceNetwork {
         pod_cidr: &str,
         internal_ip: Option<Ipv4Addr>,
         flags: &NetworkFlags,
+        metrics: ProxyMetrics,
     ) -> anyhow::Result<Self> {
         let mut proxy = proxy_config(flags, node, pod_cidr, internal_ip)?;
         let gateway = gateway(pod_cidr)?;
@@ -235,7 +237,9 @@ impl ServiceNetwork {
             target_port: relay.addr.port(),
         });
         Ok(Self {
-            _proxy: Proxy::new(view, node.to_owned(), proxy).start(),
+            _proxy: Proxy::new(view, node.to_owned(), proxy)
+                .with_metrics(metrics)
+                .start(),
             _dns_feed: dns_feed,
             dns,
             _relay: relay,

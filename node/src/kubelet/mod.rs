@@ -11,6 +11,7 @@
 //!     start: configMaps and secrets read, claims Bound and their volumes' host paths
 //!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event;
 //!     claims not ready: tried again after 1 s, doubling to 30 s, on one retry timer)
+//!     reports that reach the API ─► pod start latency, container restarts (metrics.rs)
 //!  with --manifests: static pods (static_pods.rs) join the desired pods; each gets a
 //!     mirror pod in the API (created again when deleted; removed with its file)
 //! ```
@@ -21,6 +22,7 @@
 //! spread one actor's state over several files.
 
 pub mod claims;
+pub mod metrics;
 pub mod static_pods;
 pub mod sync;
 
@@ -39,6 +41,7 @@ use rudder_proto::client::{ApiClient, ClientError};
 use crate::machine::Machine;
 use crate::runtime::{PodPlan, Runtime};
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
+use metrics::KubeletMetrics;
 use sync::{desired, keeping_conditions, running_status, PodOp};
 
 /// The kubelet's timers (Kubernetes' defaults).
@@ -151,6 +154,8 @@ pub struct Kubelet {
     mount_problems: BTreeMap<String, MountProblem>,
     /// The one timer that wakes the pods waiting to try their claims again: when it fires.
     claims_retry_timer: Option<(Instant, SpawnHandle)>,
+    /// Pod starts and container restarts, counted from the reports that reach the API.
+    metrics: KubeletMetrics,
 }
 
 impl Kubelet {
@@ -183,7 +188,14 @@ impl Kubelet {
             recorder: None,
             mount_problems: BTreeMap::new(),
             claims_retry_timer: None,
+            metrics: KubeletMetrics::default(),
         }
+    }
+
+    /// Counts pod starts and container restarts in `metrics` (a node that serves them).
+    pub fn with_metrics(mut self, metrics: KubeletMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Also runs the static pods of this directory's manifests.
@@ -288,6 +300,7 @@ impl Kubelet {
         let desired = &self.desired;
         self.mount_problems
             .retain(|uid, _| desired.contains_key(uid));
+        self.metrics.retain(|uid| desired.contains_key(uid));
         if self.manifests.is_some() {
             self.sync_mirrors(ctx);
         }
@@ -468,6 +481,7 @@ impl Kubelet {
         if !self.in_flight.insert(uid.to_string()) {
             return;
         }
+        let shown = pod.clone();
         let client = self.client.clone();
         let uid = uid.to_string();
         let task = async move {
@@ -479,6 +493,7 @@ impl Kubelet {
             kubelet.in_flight.remove(&uid);
             match outcome {
                 Ok(_) => {
+                    kubelet.metrics.reported(&shown, &running);
                     kubelet.reported.insert(uid, reported);
                     // The pod may have changed while this report was on its way (a change
                     // seen then was skipped): look again now, not at the next resync.

@@ -25,8 +25,10 @@ use actix::prelude::*;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rudder_actors::informer::{Event, ObjectKey};
+use rudder_proto::metrics::observe;
 
 use super::conntrack::{self, stale_flows, StaleFlow};
+use super::metrics::ProxyMetrics;
 use super::model::{answer_locally, service_ports, Protocol, ServicePort};
 use super::nft;
 use super::ruleset::{plan_service, Edits, ProxyConfig, Ruleset, ServiceRules};
@@ -79,6 +81,7 @@ pub struct Proxy {
     applied: Option<Ruleset>,
     /// The UDP ports of each Service as the last successful sync wrote them.
     udp_ports: UdpPorts,
+    metrics: ProxyMetrics,
 }
 
 /// UDP ports by Service (`namespace/name`).
@@ -97,7 +100,14 @@ impl Proxy {
             dirty: Dirty::Everything,
             applied: None,
             udp_ports: UdpPorts::new(),
+            metrics: ProxyMetrics::default(),
         }
+    }
+
+    /// Records its syncs in `metrics`.
+    pub fn with_metrics(mut self, metrics: ProxyMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn changed(&mut self, ctx: &mut Context<Self>) {
@@ -205,15 +215,20 @@ impl Proxy {
         };
         self.in_flight = true;
         let table = self.config.table.clone();
+        let sync_duration = self.metrics.sync_duration.clone();
         let work = tokio::task::spawn_blocking(move || {
-            nft::apply(&script)?;
-            // The rules are in place: flows translated the old way go.
-            for flow in &flows {
-                if let Err(error) = conntrack::delete(flow) {
-                    tracing::warn!(%error, %table, "a stale UDP flow stays until it times out");
+            let started = std::time::Instant::now();
+            let written = nft::apply(&script);
+            if written.is_ok() {
+                // The rules are in place: flows translated the old way go.
+                for flow in &flows {
+                    if let Err(error) = conntrack::delete(flow) {
+                        tracing::warn!(%error, %table, "a stale UDP flow stays until it times out");
+                    }
                 }
             }
-            Ok::<_, nft::NftError>(())
+            observe(&sync_duration, started.elapsed());
+            written
         });
         ctx.spawn(actix::fut::wrap_future::<_, Self>(work).map(move |outcome, proxy, ctx| {
             proxy.in_flight = false;
@@ -223,6 +238,7 @@ impl Proxy {
                 Err(error) => Some(format!("the nft thread failed: {error}")),
             };
             if let Some(error) = failure {
+                proxy.metrics.sync_failures.inc();
                 tracing::warn!(%error, table = %proxy.config.table, "the proxy's rules were not written; writing the whole table again");
                 proxy.applied = None;
                 proxy.backing_off = true;
@@ -233,6 +249,7 @@ impl Proxy {
                 return;
             }
             let stale = !next.stale_chains().is_empty();
+            proxy.metrics.written(&next);
             proxy.applied = Some(next);
             for (service, ports) in udp {
                 if ports.is_empty() {

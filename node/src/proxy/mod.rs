@@ -8,10 +8,12 @@
 //!   differs from the last one — each one transaction (pure).
 //! - [`nft`]: running a script.
 //! - [`conntrack`]: the UDP flows a change leaves wrong (pure), deleted after the sync.
+//! - [`metrics`]: the proxy's Prometheus figures (sync duration, failures, table size).
 //! - [`actor`]: the actor that follows Services and slices and keeps the table current.
 
 pub mod actor;
 pub mod conntrack;
+pub mod metrics;
 pub mod model;
 pub mod nft;
 pub mod ruleset;

@@ -130,6 +130,15 @@ impl Ruleset {
         &self.services
     }
 
+    /// The rules in the Services' chains.
+    pub fn rule_count(&self) -> usize {
+        self.services
+            .values()
+            .flat_map(|service| service.chains.values())
+            .map(Vec::len)
+            .sum()
+    }
+
     pub fn stale_chains(&self) -> &BTreeSet<String> {
         &self.stale_chains
     }

@@ -13,12 +13,13 @@
 //! are retried is decided in `on_leader` and `forward`, and said there.
 //!
 //! Lease calls are in [`leases`]; membership calls (add, promote, remove, addresses) in
-//! [`membership`].
+//! [`membership`]; the figures a metrics scrape reads, in [`figures`].
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
+use rudder_proto::metrics::observe;
 use rudder_proto::request_ids::{RequestIds, RETRY_HORIZON};
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,7 @@ use crate::error::KvError;
 use crate::keyspace::Keyspace;
 use crate::kv::*;
 use crate::lease::LeaseClock;
+use crate::metrics::{OpenWatch, StoreMetrics};
 use crate::network::{CallError, ForwardRequest, ForwardResponse, PeerClients, Rpc};
 use crate::proposer::{Proposer, ReadIndexer, Rejected};
 use crate::sessions::RequestTag;
@@ -34,6 +36,7 @@ use crate::types::{Member, NodeId, Outcome, Peer, Raft, Request};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
 
+pub mod figures;
 mod leases;
 mod membership;
 
@@ -116,6 +119,17 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// A [`Store`] that does not keep the member's database open (see [`Store::downgrade`]).
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    /// The store, while its member runs.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
+}
+
 struct Inner {
     id: NodeId,
     raft: Raft,
@@ -132,6 +146,7 @@ struct Inner {
     /// update that waited out a removal would otherwise put the removed member back).
     membership_lock: tokio::sync::Mutex<()>,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+    metrics: StoreMetrics,
 }
 
 /// What to do after one attempt at a leader-only call.
@@ -162,6 +177,7 @@ impl Store {
         options: StoreOptions,
         peers: PeerClients,
         db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+        metrics: StoreMetrics,
     ) -> Self {
         let inner = Inner {
             id,
@@ -175,10 +191,16 @@ impl Store {
             request_ids: RequestIds::new(),
             membership_lock: tokio::sync::Mutex::new(()),
             db_size,
+            metrics,
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// A handle that does not keep this store (and its database) alive.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
     }
 
     pub fn id(&self) -> NodeId {
@@ -278,6 +300,7 @@ impl Store {
         tag: Option<RequestTag>,
     ) -> Result<(Header, CommandResult, bool), StoreError> {
         check_command(&command, self.limits())?;
+        let started = Instant::now();
         let outcome = match tag {
             Some(tag) => self.write(command, tag).await?,
             None => {
@@ -286,6 +309,7 @@ impl Store {
                     .await?
             }
         };
+        observe(&self.inner.metrics.proposal_duration, started.elapsed());
         let header = self.header_at(outcome.revision);
         Ok((header, outcome.result?, outcome.replayed))
     }
@@ -579,7 +603,16 @@ impl Store {
             .into());
         }
         let interval = self.inner.options.watch_progress_interval;
-        Ok(watch::start(self.inner.keyspace.clone(), request, interval))
+        let watching = watch::Watching {
+            open: OpenWatch::new(&self.inner.metrics.watchers),
+            events_sent: self.inner.metrics.watch_events_sent.clone(),
+        };
+        Ok(watch::start(
+            self.inner.keyspace.clone(),
+            request,
+            interval,
+            watching,
+        ))
     }
 
     // ---- Leadership ----
@@ -588,6 +621,11 @@ impl Store {
     pub fn revisions(&self) -> (Revision, Revision) {
         let state = self.inner.keyspace.read();
         (state.mvcc.revision(), state.mvcc.compact_revision())
+    }
+
+    /// Keys in the keyspace's index (deleted ones until compaction).
+    pub fn indexed_keys(&self) -> usize {
+        self.inner.keyspace.read().mvcc.indexed_keys()
     }
 
     pub fn is_leader(&self) -> bool {
