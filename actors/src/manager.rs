@@ -109,6 +109,7 @@ pub fn spawn_in_system(
         name: config.name.clone(),
         election: config.election.clone(),
         what: "controller-manager",
+        leading: config.metrics.leading.clone(),
     };
     let starter = client.clone();
     spawn_while_leading(client, campaign, shutdown, move |fence| {

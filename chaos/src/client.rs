@@ -1,4 +1,5 @@
-//! etcd v3 API clients over tonic, for tests, benchmarks and the chaos runner.
+//! etcd v3 API clients over tonic, for tests, benchmarks and the chaos runner; and
+//! [`scrape`], a component's `/metrics`.
 
 use std::time::Duration;
 
@@ -38,4 +39,38 @@ pub async fn maintenance(
 
 pub async fn watch(addr: &str) -> Result<WatchClient<Channel>, tonic::transport::Error> {
     Ok(WatchClient::new(stream_channel(addr).await?))
+}
+
+/// The Prometheus text a component serves at `http://<endpoint>/metrics` (a master's client
+/// address, a node's endpoint, a `--metrics-bind-address`), within 5 s.
+pub async fn scrape(endpoint: &str) -> Result<String, String> {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+    let uri: hyper::Uri = format!("http://{endpoint}/metrics")
+        .parse()
+        .map_err(|error| format!("{endpoint:?} is not host:port: {error}"))?;
+    let read = async {
+        let response = client
+            .get(uri)
+            .await
+            .map_err(|error| format!("{endpoint}: {error}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|error| format!("{endpoint}: {error}"))?
+            .to_bytes();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if !status.is_success() {
+            return Err(format!("{endpoint}/metrics answered {status}: {text}"));
+        }
+        Ok(text)
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .unwrap_or_else(|_| Err(format!("{endpoint}/metrics did not answer within 5 s")))
 }

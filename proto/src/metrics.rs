@@ -81,6 +81,36 @@ pub fn observe(histogram: &Histogram, elapsed: Duration) {
     histogram.observe(elapsed.as_secs_f64());
 }
 
+/// The value of sample `name` with exactly `labels` (in any order) in Prometheus text
+/// (what [`Metrics::encode`] writes); `None` when there is no such sample.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample_name, sample_labels) = match series.split_once('{') {
+                Some((sample_name, rest)) => (sample_name, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if sample_name != name || !same_labels(sample_labels, labels) {
+                return None;
+            }
+            value.parse().ok()
+        })
+}
+
+/// Whether `text` (`a="x",b="y"`, values without escapes) holds exactly `labels`.
+fn same_labels(text: &str, labels: &[(&str, &str)]) -> bool {
+    let mut found: Vec<(&str, &str)> = Vec::new();
+    for pair in text.split(',').filter(|pair| !pair.is_empty()) {
+        let Some((key, value)) = pair.split_once('=') else {
+            return false;
+        };
+        found.push((key, value.trim_matches('"')));
+    }
+    found.len() == labels.len() && labels.iter().all(|label| found.contains(label))
+}
+
 /// The process' CPU time, memory, open files and start time, as Prometheus' client libraries
 /// name them, read from `/proc/self` at each scrape. Off Linux (no `/proc`), it reports
 /// nothing.
@@ -255,6 +285,23 @@ mod tests {
             parse_boot_time("cpu  1 2 3\nbtime 1700000000\nprocesses 9\n"),
             Some(1_700_000_000)
         );
+    }
+
+    #[test]
+    fn a_sample_is_found_by_its_name_and_exact_labels() {
+        let text = "# HELP x_total X.\n# TYPE x_total counter\nx_total 3\n\
+                    y{verb=\"get\",code=\"200\"} 1.5\ny{verb=\"get\",code=\"404\"} 2\n";
+        assert_eq!(sample(text, "x_total", &[]), Some(3.0));
+        assert_eq!(
+            sample(text, "y", &[("code", "404"), ("verb", "get")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(text, "y", &[("verb", "get")]),
+            None,
+            "labels are exact"
+        );
+        assert_eq!(sample(text, "x", &[]), None);
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use rudder_proto::client::ApiClient;
+use rudder_proto::metrics::sample;
 use rudder_tests::{
-    is_live, revision, rudder_binary_beside_tests, wait_for, wait_for_default_namespace, Follow,
-    NodeScratch, ProcessCluster, Watch,
+    announced_metrics, is_live, promtool_accepts, revision, rudder_binary_beside_tests, wait_for,
+    wait_for_default_namespace, Follow, NodeScratch, ProcessCluster, Watch,
 };
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
@@ -177,6 +178,28 @@ async fn until(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits until the metrics node `node` serves on its endpoint (its Node's kubelet port),
+/// as promtool accepts them, show `name` at `at_least`; returns them.
+async fn node_metrics(client: &ApiClient, node: &str, name: &str, at_least: f64) -> String {
+    wait_for(
+        &format!("{node}'s {name} at {at_least}"),
+        Duration::from_secs(20),
+        async || {
+            let object = client
+                .get_object("nodes", "", node)
+                .await
+                .map_err(|error| error.to_string())?;
+            let port = &object["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"];
+            let text = promtool_accepts(&format!("127.0.0.1:{port}")).await?;
+            match sample(&text, name, &[]) {
+                Some(value) if value >= at_least => Ok(text),
+                seen => Err(format!("{name} = {seen:?}")),
+            }
+        },
+    )
+    .await
 }
 
 fn container(pod: &Value) -> &Value {
@@ -366,6 +389,18 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     println!("kubia Running after {:?}", started.elapsed());
     let ip = up["status"]["podIP"].as_str().unwrap().to_string();
     assert!(ip.starts_with("10.244.61."), "{ip}");
+    // The node's metrics: the pod runs, its start was timed, the proxy wrote its table.
+    let metrics = node_metrics(client, "pods-a", "rudder_kubelet_running_pods", 1.0).await;
+    let started = sample(
+        &metrics,
+        "rudder_kubelet_pod_start_duration_seconds_count",
+        &[],
+    );
+    assert!(started >= Some(1.0), "{metrics}");
+    assert!(
+        metrics.contains("rudder_proxy_sync_duration_seconds_count"),
+        "{metrics}"
+    );
     assert_eq!(up["status"]["hostIP"], "127.0.0.1");
     assert_eq!(container(&up)["ready"], true);
 
@@ -823,6 +858,13 @@ async fn crashes_back_off_probes_act_limits_oom_kill_and_missing_images_say_so()
             container(p)["restartCount"].as_i64() >= Some(2)
                 && container(p)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
         },
+    )
+    .await;
+    node_metrics(
+        client,
+        "pods-b",
+        "rudder_kubelet_container_restarts_total",
+        2.0,
     )
     .await;
     assert_eq!(
@@ -1858,13 +1900,15 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
     });
     let (servers, node) = (&setup.servers, &setup.node);
     let proxy_log = std::fs::File::create(setup.scratch.dir.path().join("proxy.log")).unwrap();
-    let _proxy = Command::new(rudder_binary_beside_tests())
+    let mut proxy = Command::new(rudder_binary_beside_tests())
         .args(["proxy", "--node", "pods-s", "--server", servers])
-        .stdout(Stdio::null())
+        .args(["--metrics-bind-address", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
         .stderr(proxy_log)
         .kill_on_drop(true)
         .spawn()
         .expect("rudder proxy starts");
+    let proxy_metrics = announced_metrics(proxy.stdout.take().unwrap()).await;
     let steps: [&[&str]; 3] = [
         &[
             "run",
@@ -1914,6 +1958,24 @@ async fn a_load_balancer_service_reaches_its_pods_from_the_host_and_by_name_from
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The proxy's own metrics: its table holds the three Services (kubernetes, kube-dns,
+    // kubia-http) with their rules.
+    let services = wait_for(
+        "the proxy's table in its metrics",
+        Duration::from_secs(10),
+        async || {
+            let text = promtool_accepts(&proxy_metrics).await?;
+            match sample(&text, "rudder_proxy_services", &[]) {
+                Some(count) if count >= 3.0 => Ok(text),
+                seen => Err(format!("rudder_proxy_services = {seen:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(
+        sample(&services, "rudder_proxy_rules", &[]) > Some(0.0),
+        "{services}"
+    );
     for (ip, port) in [
         (cluster_ip.as_str(), 8080),
         ("10.244.69.1", node_port),

@@ -3,7 +3,9 @@
 //! of one key) and `rudder_controller_reconcile_errors_total` (syncs that failed and were
 //! put back with a backoff; a write the fence refused counts too).
 //!
-//! The families outlive the terms of leadership: each term's queues and workers report to
+//! `rudder_controller_manager_is_leader` says whether this process runs them now (the
+//! others stand by, and show no series of their own until they lead). The families outlive
+//! the terms of leadership: each term's queues and workers report to
 //! the same series.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -26,11 +28,14 @@ pub struct ControllerMetrics {
     queue_depth: Family<ControllerLabel, Gauge>,
     reconcile_duration: Family<ControllerLabel, Histogram, fn() -> Histogram>,
     reconcile_errors: Family<ControllerLabel, Counter>,
+    /// 1 while this process holds the controller lease and runs the controllers.
+    pub leading: Gauge,
 }
 
 impl Default for ControllerMetrics {
     fn default() -> Self {
         Self {
+            leading: Gauge::default(),
             queue_depth: Family::default(),
             reconcile_duration: Family::new_with_constructor(duration_histogram),
             reconcile_errors: Family::default(),
@@ -50,6 +55,11 @@ impl ControllerMetrics {
     /// New figures, registered in `metrics`.
     pub fn registered(metrics: &Metrics) -> Self {
         let figures = Self::default();
+        metrics.register(
+            "rudder_controller_manager_is_leader",
+            "1 while this process holds the controller lease and runs the controllers",
+            figures.leading.clone(),
+        );
         metrics.register(
             "rudder_controller_queue_depth",
             "Keys ready in a controller's work queue",

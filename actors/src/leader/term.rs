@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rudder_proto::api::Fence;
 use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
@@ -26,6 +27,8 @@ pub struct Campaign {
     pub election: ElectionConfig,
     /// The campaigner in logs and the thread's name ("controller-manager", "scheduler").
     pub what: &'static str,
+    /// Set to 1 while a term runs here, 0 otherwise (a metric).
+    pub leading: Gauge,
 }
 
 /// What runs during one term of leadership.
@@ -66,6 +69,7 @@ pub async fn while_leading<T: Term>(
         name,
         election,
         what,
+        leading,
     } = campaign;
     let identity = unique_identity(&name);
     tracing::info!(%identity, lease = %election.lease_name, "{what} campaigning");
@@ -93,6 +97,7 @@ pub async fn while_leading<T: Term>(
                 }
             }
         }
+        leading.set(i64::from(running.is_some()));
         tokio::select! {
             changed = leadership.changed() => {
                 if changed.is_err() {
@@ -108,6 +113,7 @@ pub async fn while_leading<T: Term>(
     if let Some((_, term)) = running.take() {
         term.stop();
     }
+    leading.set(0);
     // A clean shutdown: the successor need not wait out the lease.
     elector.release().await;
     Ok(())

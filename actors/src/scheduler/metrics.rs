@@ -2,7 +2,7 @@
 //! by result (`scheduled`: a node was chosen, `unschedulable`: none fits), `rudder_scheduler_binds_total`
 //! by result (`bound`, `error`), and `rudder_scheduler_pending_pods` by queue (`active`,
 //! `backoff`, `unschedulable`, `in_flight`: placed, its bind not yet seen through), looked
-//! at every tick.
+//! at every tick; `rudder_scheduler_is_leader`: whether this process schedules now.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,11 +29,14 @@ pub struct SchedulerMetrics {
     attempt_duration: Family<ResultLabel, Histogram, fn() -> Histogram>,
     binds: Family<ResultLabel, Counter>,
     pending: Family<QueueLabel, Gauge>,
+    /// 1 while this process holds the scheduler lease and schedules.
+    pub leading: Gauge,
 }
 
 impl Default for SchedulerMetrics {
     fn default() -> Self {
         Self {
+            leading: Gauge::default(),
             attempt_duration: Family::new_with_constructor(duration_histogram),
             binds: Family::default(),
             pending: Family::default(),
@@ -45,6 +48,11 @@ impl SchedulerMetrics {
     /// New figures, registered in `metrics`.
     pub fn registered(metrics: &Metrics) -> Self {
         let figures = Self::default();
+        metrics.register(
+            "rudder_scheduler_is_leader",
+            "1 while this process holds the scheduler lease and schedules",
+            figures.leading.clone(),
+        );
         metrics.register_with_unit(
             "rudder_scheduler_scheduling_attempt_duration",
             "Time to decide where one pod goes, by result",
