@@ -99,6 +99,30 @@ pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         })
 }
 
+/// The `q` quantile (0 to 1) of histogram `name` (without labels) in Prometheus text: the
+/// upper bound of the first bucket holding that share of the observations, as a dashboard
+/// reads a histogram (`None` without observations, or past the last finite bucket).
+pub fn quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let bucket = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&bucket)?;
+            let (bound, count) = rest.split_once("\"} ")?;
+            Some((bound.parse().ok()?, count.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= total * q)
+        .map(|(bound, _)| *bound)
+        .filter(|bound| bound.is_finite())
+}
+
 /// Whether `text` (`a="x",b="y"`, values without escapes) holds exactly `labels`.
 fn same_labels(text: &str, labels: &[(&str, &str)]) -> bool {
     let mut found: Vec<(&str, &str)> = Vec::new();
@@ -302,6 +326,27 @@ mod tests {
             "labels are exact"
         );
         assert_eq!(sample(text, "x", &[]), None);
+    }
+
+    #[test]
+    fn a_quantile_is_the_bound_of_the_first_bucket_holding_its_share() {
+        let metrics = Metrics::default();
+        let fsync = duration_histogram();
+        metrics.register("fsync", "Fsyncs", fsync.clone());
+        assert_eq!(
+            quantile(&metrics.encode(), "fsync", 0.99),
+            None,
+            "nothing yet"
+        );
+        for _ in 0..98 {
+            observe(&fsync, Duration::from_micros(300));
+        }
+        observe(&fsync, Duration::from_millis(3));
+        observe(&fsync, Duration::from_millis(30));
+        let text = metrics.encode();
+        assert_eq!(quantile(&text, "fsync", 0.5), Some(0.0005));
+        assert_eq!(quantile(&text, "fsync", 0.99), Some(0.004));
+        assert_eq!(quantile(&text, "fsync", 1.0), Some(0.032));
     }
 
     #[test]

@@ -471,6 +471,18 @@ async fn the_first_app_walkthrough_runs_with_rudders_verbs() {
     let status = cli.ok(&["cluster", "status"]).await;
     assert_eq!(status.lines().count(), 4, "{status}");
     assert_eq!(status.matches("leader").count(), 1, "{status}");
+    // Headline figures from each master's metrics: one runs the controllers (they made the
+    // pods above), each saw at least one leader and uses some memory.
+    assert!(
+        status.lines().next().unwrap().contains("LEADER CHANGES"),
+        "{status}"
+    );
+    assert_eq!(status.matches("controllers").count(), 1, "{status}");
+    assert_eq!(
+        status.matches(" MB ").count(),
+        3,
+        "memory of each master: {status}"
+    );
     let version = cli.ok(&["version"]).await;
     assert!(version.contains("Server Version"), "{version}");
     drop(cluster);

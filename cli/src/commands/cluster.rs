@@ -1,9 +1,12 @@
 //! `rudder cluster-info`, `rudder version`, and `rudder cluster status|members`: the control
-//! plane as an operator checks it (every master's Raft role, term, revision and lag).
+//! plane as an operator checks it (every master's Raft role, term, revision and lag, and the
+//! headline figures of its `/metrics`: leader changes seen, log fsync p99, watches, memory,
+//! and whether it runs the controllers or the scheduler now).
 
 use clap::{Args, Subcommand};
 use rudder_proto::etcdserverpb::cluster_client::ClusterClient;
 use rudder_proto::etcdserverpb::{MemberListRequest, StatusRequest, StatusResponse};
+use rudder_proto::metrics::{quantile, sample};
 
 use crate::session::{Session, Target};
 use rudder_printers::table::render;
@@ -39,7 +42,8 @@ pub async fn version(args: InfoArgs) -> anyhow::Result<()> {
 
 #[derive(Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// Every master's Raft role, term, revision, applied index and lag behind the leader.
+    /// Every master's Raft role, term, revision, applied index, lag behind the leader, and
+    /// headline figures from its metrics.
     Status(InfoArgs),
     /// The members of the control plane.
     Members(InfoArgs),
@@ -55,6 +59,13 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
 async fn status(args: InfoArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let mut statuses: Vec<(String, Result<StatusResponse, String>)> = Vec::new();
+    let scrapes = futures::future::join_all(
+        session
+            .masters
+            .iter()
+            .map(|master| rudder_chaos::client::scrape(master)),
+    )
+    .await;
     for master in &session.masters {
         let status = async {
             let mut client = rudder_chaos::client::maintenance(master)
@@ -84,8 +95,13 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
         "APPLIED".into(),
         "LAG".into(),
         "DB SIZE".into(),
+        "LEADER CHANGES".into(),
+        "FSYNC P99".into(),
+        "WATCHES".into(),
+        "MEMORY".into(),
+        "RUNS".into(),
     ]];
-    for (endpoint, status) in &statuses {
+    for ((endpoint, status), scraped) in statuses.iter().zip(&scrapes) {
         match status {
             Ok(status) => {
                 let header = status.header.unwrap_or_default();
@@ -110,6 +126,11 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
                     lag,
                     human_bytes(status.db_size),
                 ]);
+                let row = rows.last_mut().expect("just pushed");
+                match scraped {
+                    Ok(text) => row.extend(headline(text)),
+                    Err(_) => row.extend(["?"; 5].map(String::from)),
+                }
             }
             Err(error) => rows.push(vec![
                 endpoint.clone(),
@@ -147,6 +168,42 @@ async fn members(args: InfoArgs) -> anyhow::Result<()> {
     }
     print!("{}", render(&rows));
     Ok(())
+}
+
+/// The figures `rudder cluster status` shows from a master's metrics: leader changes it saw,
+/// its log fsync's p99 since it started, the watches its API serves, its resident memory,
+/// and which leader-elected components it runs now.
+fn headline(metrics: &str) -> [String; 5] {
+    let value = |name: &str| sample(metrics, name, &[]);
+    let whole = |value: Option<f64>| value.map_or("?".into(), |v| format!("{v:.0}"));
+    let watches: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("rudder_apiserver_watches{"))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum();
+    let fsync = quantile(metrics, "rudder_raft_log_fsync_duration_seconds", 0.99)
+        .map_or("-".into(), |seconds| format!("{:.1}ms", seconds * 1000.0));
+    let memory = value("process_resident_memory_bytes")
+        .map_or("?".into(), |bytes| human_bytes(bytes as i64));
+    let runs: Vec<&str> = [
+        ("rudder_controller_manager_is_leader", "controllers"),
+        ("rudder_scheduler_is_leader", "scheduler"),
+    ]
+    .into_iter()
+    .filter(|(name, _)| value(name) == Some(1.0))
+    .map(|(_, what)| what)
+    .collect();
+    [
+        whole(value("rudder_raft_leader_changes_seen_total")),
+        fsync,
+        whole(Some(watches)),
+        memory,
+        if runs.is_empty() {
+            "-".into()
+        } else {
+            runs.join(",")
+        },
+    ]
 }
 
 fn human_bytes(bytes: i64) -> String {
