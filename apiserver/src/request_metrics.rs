@@ -2,7 +2,9 @@
 //! HTTP in `http/`): `rudder_apiserver_request_duration_seconds` by Kubernetes verb,
 //! resource, subresource and HTTP code (gRPC answers counted by the HTTP code of the
 //! Kubernetes `Status` they carry), `rudder_apiserver_requests_in_flight`, and
-//! `rudder_apiserver_watches` open by resource.
+//! `rudder_apiserver_watches` open by resource. Resources are labelled by the served kind's
+//! plural (`unknown` for none) and subresources from the served list (`other` for any
+//! else), so that no client can grow the series.
 //!
 //! A watch's duration is the time to start it (its answer's headers); how long it then
 //! stays open is what the watch gauge shows.
@@ -19,14 +21,49 @@ use rudder_proto::metrics::{duration_histogram, observe, Metrics};
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub verb: &'static str,
-    pub resource: String,
-    pub subresource: String,
-    pub code: String,
+    pub resource: &'static str,
+    pub subresource: &'static str,
+    pub code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WatchLabels {
-    pub resource: String,
+    pub resource: &'static str,
+}
+
+/// The subresources the API serves; any other is labelled `other`.
+const SUBRESOURCES: [&str; 12] = [
+    "status",
+    "scale",
+    "binding",
+    "eviction",
+    "log",
+    "exec",
+    "attach",
+    "portforward",
+    "proxy",
+    "finalize",
+    "ephemeralcontainers",
+    "resize",
+];
+
+/// A resource name as a label: the served kind's plural however the client spelled it
+/// (`po`, `Pods`, `deployments.apps`), `unknown` for none. Labels stay few whatever
+/// clients send.
+pub fn resource_label(name: &str) -> &'static str {
+    crate::kinds::resolve(name).map_or("unknown", |info| info.resource)
+}
+
+/// A subresource as a label: one the API serves, or `other`.
+pub fn subresource_label(name: &str) -> &'static str {
+    match name {
+        "" => "",
+        known => SUBRESOURCES
+            .iter()
+            .find(|served| **served == known)
+            .copied()
+            .unwrap_or("other"),
+    }
 }
 
 type DurationFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
@@ -116,22 +153,24 @@ impl ApiMetrics {
         figures
     }
 
-    /// A request starts; [`InFlight::finish`] records its answer.
+    /// A request for `resource` (as the client named it) starts; [`InFlight::finish`]
+    /// records its answer.
     pub fn request(&self, verb: &'static str, resource: &str, subresource: &str) -> InFlight {
         self.in_flight.inc();
         InFlight {
             metrics: self.clone(),
             verb,
-            resource: resource.to_owned(),
-            subresource: subresource.to_owned(),
+            resource: resource_label(resource),
+            subresource: subresource_label(subresource),
             started: Instant::now(),
         }
     }
 
-    /// A watch on `resource` is open while the returned guard lives.
+    /// A watch on `resource` (as the client named it) is open while the returned guard
+    /// lives.
     pub fn watch_opened(&self, resource: &str) -> OpenWatch {
         let gauge = self.watches.get_or_create_owned(&WatchLabels {
-            resource: resource.to_owned(),
+            resource: resource_label(resource),
         });
         gauge.inc();
         OpenWatch(gauge)
@@ -143,8 +182,8 @@ impl ApiMetrics {
 pub struct InFlight {
     metrics: ApiMetrics,
     verb: &'static str,
-    resource: String,
-    subresource: String,
+    resource: &'static str,
+    subresource: &'static str,
     started: Instant,
 }
 
@@ -153,9 +192,9 @@ impl InFlight {
     pub fn finish(self, code: u16) {
         let labels = RequestLabels {
             verb: self.verb,
-            resource: self.resource.clone(),
-            subresource: self.subresource.clone(),
-            code: code.to_string(),
+            resource: self.resource,
+            subresource: self.subresource,
+            code,
         };
         observe(
             &self.metrics.durations.get_or_create(&labels),
@@ -197,6 +236,16 @@ mod tests {
         assert_eq!(http_verb(&Method::PATCH, true, false), "patch");
         assert_eq!(http_verb(&Method::DELETE, true, false), "delete");
         assert_eq!(http_verb(&Method::DELETE, false, false), "deletecollection");
+    }
+
+    #[test]
+    fn labels_stay_few_whatever_clients_send() {
+        assert_eq!(resource_label("po"), "pods");
+        assert_eq!(resource_label("Deployments.apps"), "deployments");
+        assert_eq!(resource_label("no-such-thing-9f8e"), "unknown");
+        assert_eq!(subresource_label("status"), "status");
+        assert_eq!(subresource_label(""), "");
+        assert_eq!(subresource_label("x".repeat(1000).as_str()), "other");
     }
 
     #[test]

@@ -133,6 +133,26 @@ impl Db {
         &self.inner
     }
 
+    /// The database's size: the table files and memtables of every column family (the Raft
+    /// log's included).
+    pub fn size_bytes(&self) -> u64 {
+        let property = |cf, name| {
+            self.inner
+                .property_int_value_cf(cf, name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        FAMILIES
+            .iter()
+            .map(|family| {
+                let cf = self.cf(family);
+                property(cf, "rocksdb.total-sst-files-size")
+                    + property(cf, "rocksdb.cur-size-all-mem-tables")
+            })
+            .sum()
+    }
+
     pub fn cf(&self, name: &'static str) -> &ColumnFamily {
         // Every family in FAMILIES is created at open, so the handle always exists.
         self.inner

@@ -15,15 +15,18 @@ use tokio::sync::watch;
 
 use crate::types::{Member, NodeId};
 
-type RaftMetrics = openraft::RaftMetrics<NodeId, Member>;
+type ServerMetrics = openraft::metrics::RaftServerMetrics<NodeId, Member>;
 
 /// What the store records as it runs. Clones share the figures; [`Default`] makes figures
 /// no registry serves (for code run outside a member, as the storage tests do).
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
-    /// From a write's arrival at this member to its answer (forwarding to the leader and
-    /// commit included).
+    /// From a write's arrival at this member to its answer, whatever it is (forwarding to
+    /// the leader and commit included).
     pub proposal_duration: Histogram,
+    /// Writes that got no outcome: no leader in time, timed out, the member stopping (a
+    /// write refused by its own compare, or as invalid, has an outcome).
+    pub proposals_failed: Counter,
     /// Applying one batch of committed entries to the state machine.
     pub apply_duration: Histogram,
     /// One fsync of the Raft log (covering every append queued behind it).
@@ -46,6 +49,7 @@ impl Default for StoreMetrics {
     fn default() -> Self {
         Self {
             proposal_duration: duration_histogram(),
+            proposals_failed: Counter::default(),
             apply_duration: duration_histogram(),
             log_fsync_duration: duration_histogram(),
             commit_index: Gauge::default(),
@@ -66,9 +70,14 @@ impl StoreMetrics {
         let seconds = || Unit::Seconds;
         metrics.register_with_unit(
             "rudder_raft_proposal_duration",
-            "Time from a write's arrival at this member to its answer",
+            "Time from a write's arrival at this member to its answer, failures included",
             seconds(),
             figures.proposal_duration.clone(),
+        );
+        metrics.register(
+            "rudder_raft_proposals_failed",
+            "Writes that got no outcome (no leader in time, timed out, member stopping)",
+            figures.proposals_failed.clone(),
         );
         metrics.register_with_unit(
             "rudder_raft_apply_duration",
@@ -163,17 +172,18 @@ impl LeaderSightings {
     }
 }
 
-/// Counts every leader seen in `raft_metrics` until it closes (the member stopped), the
-/// first included, as etcd's `leader_changes_seen_total` does.
+/// Counts every leader seen in openraft's server metrics (which change with the vote,
+/// the state, the leader or the membership only, not with every write) until they close
+/// (the member stopped), the first included, as etcd's `leader_changes_seen_total` does.
 pub async fn count_leader_changes(
-    mut raft_metrics: watch::Receiver<RaftMetrics>,
+    mut raft_metrics: watch::Receiver<ServerMetrics>,
     leader_changes: Counter,
 ) {
     let mut sightings = LeaderSightings::default();
     loop {
         let (leader, term) = {
             let now = raft_metrics.borrow_and_update();
-            (now.current_leader, now.current_term)
+            (now.current_leader, now.vote.leader_id().term)
         };
         if sightings.saw(leader, term) {
             leader_changes.inc();

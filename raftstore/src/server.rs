@@ -278,20 +278,7 @@ impl RunningMember {
             ElectionTimer::new(config.raft.election_timeout),
         );
         let size_db = db.clone();
-        let db_size = Box::new(move || {
-            size_db
-                .raw()
-                .property_int_value("rocksdb.total-sst-files-size")
-                .ok()
-                .flatten()
-                .unwrap_or(0)
-                + size_db
-                    .raw()
-                    .property_int_value("rocksdb.cur-size-all-mem-tables")
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0)
-        });
+        let db_size = Box::new(move || size_db.size_bytes());
         let store = Store::new(
             id,
             raft.clone(),
@@ -348,7 +335,7 @@ impl RunningMember {
         tasks.spawn(store.clone().publish_self(me.clone(), stopped.clone()));
         tasks.spawn(campaign.clone().run(stopped.clone()));
         tasks.spawn(count_leader_changes(
-            raft.metrics(),
+            raft.server_metrics(),
             metrics.leader_changes.clone(),
         ));
 

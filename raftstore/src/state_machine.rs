@@ -205,6 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             apply_request(mvcc, sessions, request, &mut session_writes);
                         if matches!(request.command, Command::Compact { .. })
                             && outcome.result.is_ok()
+                            && !outcome.replayed
                         {
                             self.metrics.compactions.inc();
                         }

@@ -36,8 +36,6 @@ fn leader_changes(text: &str) -> f64 {
 async fn masters_serve_metrics_promtool_accepts_and_a_leader_kill_raises_the_leader_change_count() {
     let mut cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &[])
         .expect("three members start");
-    let leader = cluster.leader().await.expect("a leader");
-    let mut before = Vec::new();
     for member in &cluster.members {
         let endpoint = member.client_addr.clone();
         let text = wait_for(
@@ -60,7 +58,6 @@ async fn masters_serve_metrics_promtool_accepts_and_a_leader_kill_raises_the_lea
             leader_changes(&text) >= 1.0,
             "each member saw the first leader"
         );
-        before.push(leader_changes(&text));
     }
     // One master runs the controllers and one the scheduler; each shows their series.
     let endpoints = cluster.endpoints();
@@ -94,9 +91,15 @@ async fn masters_serve_metrics_promtool_accepts_and_a_leader_kill_raises_the_lea
         .await;
     }
     let leading = |text: &str| sample(text, "rudder_raft_is_leader", &[]);
+    let leader = cluster.leader().await.expect("a leader");
     let leader_text = scrape(&cluster.members[leader].client_addr).await.unwrap();
     assert_eq!(leading(&leader_text), Some(1.0));
 
+    // The count each survivor shows just before the kill (any earlier takeover is in it).
+    let mut before = Vec::new();
+    for member in &cluster.members {
+        before.push(leader_changes(&scrape(&member.client_addr).await.unwrap()));
+    }
     cluster.members[leader].kill();
     for (i, member) in cluster.members.iter().enumerate() {
         if i == leader {

@@ -125,6 +125,8 @@ impl<C: Controller> Actor for ControllerActor<C> {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.controller.queue().shut_down();
+        // The term ended: nothing waits here now (the next term's queue reports its own).
+        self.figures.queue_depth.set(0);
     }
 }
 

@@ -499,6 +499,11 @@ impl Actor for Scheduler {
         ctx.add_message_stream(self.caches.classes.subscribe());
         ctx.run_interval(TICK, |actor, ctx| actor.tick(ctx));
     }
+
+    /// A term ended: this process schedules nothing now, and its queue figures say so.
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.settings.metrics.queued((0, 0, 0, 0));
+    }
 }
 
 impl Handler<Stop> for Scheduler {

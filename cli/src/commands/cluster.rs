@@ -180,7 +180,7 @@ fn headline(metrics: &str) -> [String; 5] {
         .lines()
         .filter(|line| line.starts_with("rudder_apiserver_watches{"))
         .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum();
+        .fold(0.0, |sum, open| sum + open);
     let fsync = quantile(metrics, "rudder_raft_log_fsync_duration_seconds", 0.99)
         .map_or("-".into(), |seconds| format!("{:.1}ms", seconds * 1000.0));
     let memory = value("process_resident_memory_bytes")

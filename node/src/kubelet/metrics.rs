@@ -3,7 +3,7 @@
 //! and, read from the runtime at each scrape, `rudder_kubelet_running_pods` and
 //! `rudder_kubelet_running_containers`.
 //!
-//! Restarts are counted from what the kubelet reports: the rise of each container's
+//! A pod's start is timed once. Restarts are counted from what the kubelet reports: the rise of each container's
 //! `restartCount` over the higher of what the API last showed and what this kubelet last
 //! counted, so a restart counts once however often it is reported, and a kubelet that
 //! restarts does not count old restarts again.
@@ -22,8 +22,13 @@ use serde_json::Value;
 
 use crate::runtime::{ContainerState, PodPhase, RunningPod, Runtime};
 
-/// The restart counts last counted, by pod uid and container name.
-type Counted = BTreeMap<String, BTreeMap<String, u32>>;
+/// What was counted of one pod: its restarts by container, and whether its start was
+/// timed (a second report before the informer shows the first must not time it again).
+#[derive(Debug, Default)]
+struct Counted {
+    restarts: BTreeMap<String, u32>,
+    start_timed: bool,
+}
 
 /// The kubelet's figures; clones share them. [`Default`] makes figures no registry serves
 /// (hollow nodes, many kubelets in one process, keep theirs unserved).
@@ -31,7 +36,8 @@ type Counted = BTreeMap<String, BTreeMap<String, u32>>;
 pub struct KubeletMetrics {
     pod_start_duration: Histogram,
     container_restarts: Counter,
-    counted: Arc<Mutex<Counted>>,
+    /// By pod uid.
+    counted: Arc<Mutex<BTreeMap<String, Counted>>>,
 }
 
 impl Default for KubeletMetrics {
@@ -105,12 +111,15 @@ impl KubeletMetrics {
 
     /// A status report of `running` reached the API, which showed the pod as `pod`.
     pub fn reported(&self, pod: &Value, running: &RunningPod) {
-        if let Some(took) = start_duration(pod, running, jiff::Timestamp::now()) {
-            observe(&self.pod_start_duration, took);
-        }
         let mut counted = self.counted.lock().unwrap_or_else(|p| p.into_inner());
         let pod_counted = counted.entry(running.uid.clone()).or_default();
-        let new = new_restarts(pod, running, pod_counted);
+        if !pod_counted.start_timed {
+            if let Some(took) = start_duration(pod, running, jiff::Timestamp::now()) {
+                observe(&self.pod_start_duration, took);
+                pod_counted.start_timed = true;
+            }
+        }
+        let new = new_restarts(pod, running, &mut pod_counted.restarts);
         if new > 0 {
             self.container_restarts.inc_by(new);
         }

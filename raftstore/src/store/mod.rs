@@ -301,15 +301,20 @@ impl Store {
     ) -> Result<(Header, CommandResult, bool), StoreError> {
         check_command(&command, self.limits())?;
         let started = Instant::now();
-        let outcome = match tag {
-            Some(tag) => self.write(command, tag).await?,
+        let written = match tag {
+            Some(tag) => self.write(command, tag).await,
             None => {
                 let ticket = self.inner.request_ids.begin();
                 self.write(command, RequestTag::new(ticket.number(), 0))
-                    .await?
+                    .await
             }
         };
-        observe(&self.inner.metrics.proposal_duration, started.elapsed());
+        let metrics = &self.inner.metrics;
+        observe(&metrics.proposal_duration, started.elapsed());
+        if written.is_err() {
+            metrics.proposals_failed.inc();
+        }
+        let outcome = written?;
         let header = self.header_at(outcome.revision);
         Ok((header, outcome.result?, outcome.replayed))
     }
