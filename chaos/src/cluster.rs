@@ -330,6 +330,47 @@ impl ProcessCluster {
         extra_flags: &[String],
     ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
+        Self::start_rudder_in(dir, binary, size, extra_flags)
+    }
+
+    /// Like [`Self::start_rudder`], the first member restored from `snapshot` (an etcd
+    /// snapshot file) with `rudder snapshot restore`: a new cluster on the snapshot's
+    /// keyspace, which the members that join get from the first.
+    pub fn start_rudder_restored(
+        binary: &Path,
+        size: usize,
+        snapshot: &Path,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
+        let dir = TempDir::new().map_err(ClusterError::Scratch)?;
+        let restored = Command::new(binary)
+            .args(["snapshot", "restore"])
+            .arg(snapshot)
+            .arg("--data-dir")
+            .arg(dir.path().join("m1"))
+            .output()
+            .map_err(|source| ClusterError::Spawn {
+                program: binary.to_owned(),
+                source,
+            })?;
+        if !restored.status.success() {
+            return Err(ClusterError::NotReady {
+                name: "m1".into(),
+                detail: format!(
+                    "rudder snapshot restore failed: {}",
+                    String::from_utf8_lossy(&restored.stderr)
+                ),
+            });
+        }
+        Self::start_rudder_in(dir, binary, size, extra_flags)
+    }
+
+    fn start_rudder_in(
+        dir: TempDir,
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
         let any = "127.0.0.1:0";
         let mut bootstrap = vec!["--initial-cluster".to_string(), "m1=127.0.0.1:0".into()];
         bootstrap.extend_from_slice(extra_flags);

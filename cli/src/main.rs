@@ -97,6 +97,9 @@ enum Command {
     /// The control plane's members and their Raft state.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// Store backups as etcd snapshot files: save, status, restore (into a new cluster).
+    #[command(subcommand)]
+    Snapshot(commands::snapshot::SnapshotCommand),
     /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -186,6 +189,7 @@ fn main() -> anyhow::Result<()> {
             Command::ClusterInfo(args) => commands::cluster::cluster_info(args).await,
             Command::Version(args) => commands::cluster::version(args).await,
             Command::Cluster(command) => commands::cluster::run(command).await,
+            Command::Snapshot(command) => commands::snapshot::run(command).await,
         }
     });
     if let Err(error) = outcome {

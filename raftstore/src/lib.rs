@@ -29,6 +29,9 @@
 //!   leadership handover (pure); [`campaign`]: running it over openraft, whose own election
 //!   timer is off.
 //! - [`metrics`]: the store's Prometheus figures (`rudder_raft_*`, `rudder_store_*`).
+//! - [`bbolt`]: bbolt's file format (pure), the database in an etcd snapshot;
+//!   `etcd::snapshot_file`: etcd's snapshot file to and from the keyspace's image;
+//!   [`restore`]: a new member's data directory from one (`rudder snapshot restore`).
 //! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
 //! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
 //!   gRPC to the gRPC services and all else to the HTTP service a master mounts;
@@ -41,6 +44,7 @@
 
 pub mod append_sender;
 pub mod authority_scheme;
+pub mod bbolt;
 pub mod campaign;
 pub mod codec;
 pub mod compaction;
@@ -60,6 +64,7 @@ pub mod mvcc;
 pub mod network;
 pub mod peer_service;
 pub mod proposer;
+pub mod restore;
 pub mod server;
 pub mod session_store;
 pub mod sessions;

@@ -334,6 +334,15 @@ impl RunningMember {
         ));
         tasks.spawn(store.clone().publish_self(me.clone(), stopped.clone()));
         tasks.spawn(campaign.clone().run(stopped.clone()));
+        if crate::restore::is_restored(&db)? {
+            store.set_restoring(true);
+            tasks.spawn(crate::restore::settle(
+                raft.clone(),
+                db.clone(),
+                store.clone(),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(count_leader_changes(
             raft.server_metrics(),
             metrics.leader_changes.clone(),

@@ -35,6 +35,15 @@ pub struct SnapshotImage {
     pub sessions: Sessions,
 }
 
+/// Why a state machine could not be seeded.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("the data directory already holds a member's state: restore into a new one")]
+    NotEmpty,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
     pub(crate) meta: SnapshotMeta,
@@ -160,6 +169,48 @@ impl StateMachine {
         self.db.put_in(batch, CF_SM, "revisions", &revisions)
     }
 
+    /// Writes `mvcc` in place of the keyspace's versions and leases (its revisions are
+    /// written with the meta).
+    fn replace_keyspace(&self, batch: &mut WriteBatch, mvcc: &MvccImage) -> Result<(), DbError> {
+        batch.delete_range_cf(self.db.cf(CF_MVCC), [0u8; 12], [0xffu8; 12]);
+        batch.delete_range_cf(self.db.cf(CF_LEASES), [0u8; 8], [0xffu8; 8]);
+        batch.delete_cf(self.db.cf(CF_LEASES), [0xffu8; 8]);
+        let effects = Effects {
+            events: Vec::new(),
+            leases_granted: mvcc.leases.clone(),
+            ..Effects::default()
+        };
+        self.persist_effects(batch, &effects)?;
+        let mvcc_cf = self.db.cf(CF_MVCC);
+        for (rev, version) in &mvcc.versions {
+            let bytes = codec::encode(version).map_err(|source| DbError::Encode {
+                what: "mvcc",
+                source,
+            })?;
+            batch.put_cf(mvcc_cf, rev.to_bytes(), bytes);
+        }
+        Ok(())
+    }
+
+    /// Fills a new member's empty state machine with `mvcc` (a restored snapshot), before
+    /// it ever starts: no log entry is applied yet, and its cluster is formed afterwards
+    /// on top of this keyspace. Refused once anything was applied.
+    pub fn seed(&mut self, mvcc: MvccImage) -> Result<(), SeedError> {
+        {
+            let state = self.keyspace.read();
+            if state.meta.applied.is_some() || state.mvcc.revision() > 0 {
+                return Err(SeedError::NotEmpty);
+            }
+        }
+        let mut batch = WriteBatch::default();
+        self.replace_keyspace(&mut batch, &mvcc)?;
+        let mut state = self.keyspace.write();
+        state.mvcc = Mvcc::restore(mvcc);
+        self.persist_meta(&mut batch, &state)?;
+        self.db.write_synced(batch)?;
+        Ok(())
+    }
+
     fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, DbError> {
         self.db.get(CF_SNAPSHOT, "current")
     }
@@ -273,21 +324,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let image: SnapshotImage =
             codec::decode(&data).map_err(|e| snapshot_error(Some(meta), e))?;
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(self.db.cf(CF_MVCC), [0u8; 12], [0xffu8; 12]);
-        batch.delete_range_cf(self.db.cf(CF_LEASES), [0u8; 8], [0xffu8; 8]);
-        batch.delete_cf(self.db.cf(CF_LEASES), [0xffu8; 8]);
-        let effects = Effects {
-            events: Vec::new(),
-            leases_granted: image.mvcc.leases.clone(),
-            ..Effects::default()
-        };
-        self.persist_effects(&mut batch, &effects)
+        self.replace_keyspace(&mut batch, &image.mvcc)
             .map_err(sm_error)?;
-        let mvcc_cf = self.db.cf(CF_MVCC);
-        for (rev, version) in &image.mvcc.versions {
-            let bytes = codec::encode(version).map_err(sm_error)?;
-            batch.put_cf(mvcc_cf, rev.to_bytes(), bytes);
-        }
         let batch_id = meta.last_log_id.map_or(0, |id| id.index);
         session_store::replace(&self.db, &mut batch, &image.sessions, batch_id)
             .map_err(sm_error)?;

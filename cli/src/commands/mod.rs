@@ -32,4 +32,5 @@ pub mod scheduler;
 pub mod server;
 pub mod service_network;
 pub mod shim;
+pub mod snapshot;
 pub mod up;

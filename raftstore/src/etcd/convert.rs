@@ -290,7 +290,7 @@ pub fn status(error: StoreError) -> Status {
         StoreError::NoLeader
         | StoreError::LeaderUnreachable { .. }
         | StoreError::Timeout { .. } => Status::unavailable(message),
-        StoreError::Stopped => Status::unavailable(message),
+        StoreError::Stopped | StoreError::Restoring => Status::unavailable(message),
         StoreError::MemberIdUsed { .. }
         | StoreError::NotLearner { .. }
         | StoreError::Membership { .. } => Status::failed_precondition(message),

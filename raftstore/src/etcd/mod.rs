@@ -3,6 +3,7 @@
 //! Each handler converts (see [`convert`]), calls [`Store`], and converts back.
 
 pub mod convert;
+pub mod snapshot_file;
 mod watch_stream;
 
 use std::pin::Pin;
@@ -14,13 +15,11 @@ use rudder_proto::etcdserverpb::kv_server::{Kv, KvServer};
 use rudder_proto::etcdserverpb::lease_server::{Lease, LeaseServer};
 use rudder_proto::etcdserverpb::maintenance_server::{Maintenance, MaintenanceServer};
 use rudder_proto::etcdserverpb::watch_server::WatchServer;
-use sha2::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::codec;
 use crate::store::Store;
 use crate::types::Member;
 use crate::validate::Limits;
@@ -396,14 +395,10 @@ impl Maintenance for EtcdApi {
         _request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         let image = self.store.backup().await.map_err(status)?;
-        let mut data = codec::encode(&image)
+        let applied = self.store.status().raft_applied_index;
+        // etcd's file (a bbolt database, then its SHA-256), so that etcdctl reads it.
+        let data = snapshot_file::encode(&image.mvcc, applied)
             .map_err(|e| Status::internal(format!("encoding the snapshot: {e}")))?;
-        // Like etcd, the stream ends with the SHA-256 of what precedes it, and etcdctl finds
-        // it by the size: the data before it is a whole number of 512-byte pages (bbolt's).
-        // bincode decoding stops at the end of the image, so zero padding is harmless.
-        data.resize(data.len().div_ceil(512) * 512, 0);
-        let checksum = sha2::Sha256::digest(&data);
-        data.extend_from_slice(&checksum);
         let header = convert::header(self.store.header());
         let chunks: Vec<Result<pb::SnapshotResponse, Status>> = data
             .chunks(SNAPSHOT_CHUNK)

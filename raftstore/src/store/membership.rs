@@ -279,6 +279,9 @@ impl Store {
 
     /// Adds a learner without waiting for it to catch up (see `wait_caught_up`).
     async fn add_learner(&self, id: NodeId, member: Member) -> Result<(), StoreError> {
+        if self.is_restoring() {
+            return Err(StoreError::Restoring);
+        }
         let raft = &self.inner.raft;
         self.one_change_at_a_time(|| raft.add_learner(id, member.clone(), false))
             .await

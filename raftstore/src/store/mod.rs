@@ -63,6 +63,12 @@ pub enum StoreError {
     Membership { reason: String },
     #[error("the leader answered with {detail}: members run incompatible versions")]
     UnexpectedReply { detail: String },
+    // Last: errors cross the peer port by their place in this list.
+    #[error(
+        "this cluster was just restored from a snapshot and is making its first Raft \
+         snapshot; members can be added in a moment: retry shortly"
+    )]
+    Restoring,
 }
 
 /// The response header of every call, like etcd's `ResponseHeader`.
@@ -147,6 +153,9 @@ struct Inner {
     membership_lock: tokio::sync::Mutex<()>,
     db_size: Box<dyn Fn() -> u64 + Send + Sync>,
     metrics: StoreMetrics,
+    /// A restored member's keyspace is not in its Raft log until its first snapshot: no
+    /// member may be added (it would replay the log without it) until then.
+    restoring: std::sync::atomic::AtomicBool,
 }
 
 /// What to do after one attempt at a leader-only call.
@@ -192,10 +201,25 @@ impl Store {
             membership_lock: tokio::sync::Mutex::new(()),
             db_size,
             metrics,
+            restoring: std::sync::atomic::AtomicBool::new(false),
         };
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Whether members may not be added yet, this member's keyspace having been restored
+    /// from a snapshot that its Raft log does not hold (see `crate::restore`).
+    pub fn set_restoring(&self, restoring: bool) {
+        self.inner
+            .restoring
+            .store(restoring, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_restoring(&self) -> bool {
+        self.inner
+            .restoring
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A handle that does not keep this store (and its database) alive.
