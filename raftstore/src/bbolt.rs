@@ -56,6 +56,12 @@ pub enum BboltError {
     NotABucket { name: String },
     #[error("bucket {name:?} has an empty key, which bbolt refuses")]
     EmptyKey { name: String },
+    #[error("page {page} is reached twice (a loop or a shared subtree: a damaged file)")]
+    SharedPage { page: u64 },
+    #[error("the elements of page {page} overlap others (a damaged file)")]
+    Overlapping { page: u64 },
+    #[error("the keys of bucket {name:?} are not in order (a damaged file)")]
+    Unordered { name: String },
 }
 
 /// FNV-1a, 64 bits (bbolt's meta checksum).
@@ -162,9 +168,8 @@ impl Writer {
     /// Writes a B+tree of `elements` (sorted, keys unique); returns its root page.
     fn tree(&mut self, elements: &[Element]) -> u64 {
         let mut level: Vec<(Vec<u8>, u64)> = Vec::new();
-        for node in split(elements.len(), |i| {
-            elements[i].key.len() + elements[i].value.len()
-        }) {
+        let sizes = |i: usize| elements[i].key.len() + elements[i].value.len();
+        for node in split(elements.len(), 1, sizes) {
             let page = self.leaf(&elements[node.clone()]);
             let first = elements
                 .get(node.start)
@@ -173,7 +178,8 @@ impl Writer {
         }
         while level.len() > 1 {
             let mut above = Vec::new();
-            for node in split(level.len(), |i| level[i].0.len()) {
+            // At least two children a node, so every level is smaller than the one below.
+            for node in split(level.len(), 2, |i| level[i].0.len()) {
                 let page = self.branch(&level[node.clone()]);
                 above.push((level[node.start].0.clone(), page));
             }
@@ -184,15 +190,17 @@ impl Writer {
 }
 
 /// Splits `count` elements (each `size(i)` bytes of key and value) into nodes that fit a
-/// page (an element too big for one gets a node of its own, spanning pages); at least one
-/// node, empty when there are no elements.
-fn split(count: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
+/// page, each with at least `least` elements (a node that cannot fit spans pages); at least
+/// one node, empty when there are no elements.
+fn split(count: usize, least: usize, size: impl Fn(usize) -> usize) -> Vec<std::ops::Range<usize>> {
     let mut nodes = Vec::new();
     let mut start = 0;
     let mut used = HEADER;
     for i in 0..count {
         let more = ELEMENT + size(i);
-        if i > start && (used + more > PAGE_SIZE || i - start == MAX_ELEMENTS) {
+        let full = used + more > PAGE_SIZE || i - start == MAX_ELEMENTS;
+        // A cut leaving fewer than `least` on either side waits: the node spans pages.
+        if full && i - start >= least && count - i >= least {
             nodes.push(start..i);
             start = i;
             used = HEADER;
@@ -243,15 +251,21 @@ pub fn write(buckets: &BTreeMap<Vec<u8>, Bucket>) -> Result<Vec<u8>, BboltError>
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        bytes.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        bytes.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// A meta page's (root bucket page, txid), if it is valid.
@@ -268,7 +282,10 @@ pub fn read(file: &[u8]) -> Result<BTreeMap<Vec<u8>, Bucket>, BboltError> {
     let first = meta(file, 0);
     // The second meta sits one page further, at the page size the first says (or 4096).
     let page_size = first.map_or(PAGE_SIZE, |(size, _, _)| size as usize);
-    if !(1024..=65536).contains(&page_size) || file.len() < 2 * page_size {
+    if !page_size.is_power_of_two()
+        || !(1024..=65536).contains(&page_size)
+        || file.len() < 2 * page_size
+    {
         return Err(BboltError::NotBbolt("too small, or no valid page size"));
     }
     let second = meta(file, page_size);
@@ -283,7 +300,12 @@ pub fn read(file: &[u8]) -> Result<BTreeMap<Vec<u8>, Bucket>, BboltError> {
         (Some(one), None) | (None, Some(one)) => one,
         (None, None) => return Err(BboltError::NotBbolt("no valid meta page")),
     };
-    let reader = Reader { file, page_size };
+    let mut reader = Reader {
+        file,
+        page_size,
+        visited: std::collections::HashSet::new(),
+        budget: file.len(),
+    };
     let mut buckets = BTreeMap::new();
     for (flags, name, value) in reader.elements_of(root, 0)? {
         let name_text = || String::from_utf8_lossy(&name).into_owned();
@@ -293,10 +315,13 @@ pub fn read(file: &[u8]) -> Result<BTreeMap<Vec<u8>, Bucket>, BboltError> {
         let bucket_root = u64_at(&value, 0).unwrap_or(0);
         let elements = if bucket_root == 0 {
             // Inline: the bucket's one leaf page follows its 16-byte header.
-            Reader::leaf_elements(&value[16..], 0)?
+            reader.leaf_elements(&value[16..], 0)?
         } else {
             reader.elements_of(bucket_root, 0)?
         };
+        if elements.windows(2).any(|pair| pair[0].1 >= pair[1].1) {
+            return Err(BboltError::Unordered { name: name_text() });
+        }
         let bucket = elements
             .into_iter()
             .map(|(_, key, value)| (key, value))
@@ -306,39 +331,52 @@ pub fn read(file: &[u8]) -> Result<BTreeMap<Vec<u8>, Bucket>, BboltError> {
     Ok(buckets)
 }
 
-/// Reads nodes out of a file.
+/// Reads nodes out of a file, each page once (a page reached twice is a damaged or hostile
+/// file: a loop, or a subtree shared to multiply the work), and no more element bytes than
+/// the file holds.
 struct Reader<'a> {
     file: &'a [u8],
     page_size: usize,
+    visited: std::collections::HashSet<u64>,
+    budget: usize,
 }
 
 type Elements = Vec<(u32, Vec<u8>, Vec<u8>)>;
 
-impl Reader<'_> {
-    /// The node at `page` with its overflow pages.
-    fn node(&self, page: u64) -> Result<&[u8], BboltError> {
+impl<'a> Reader<'a> {
+    /// The node at `page` with its overflow pages, each page taken as visited.
+    fn node(&mut self, page: u64) -> Result<&'a [u8], BboltError> {
         let out_of_range = || BboltError::PageOutOfRange { page };
         let start = usize::try_from(page)
             .ok()
             .and_then(|page| page.checked_mul(self.page_size))
             .ok_or_else(out_of_range)?;
-        let overflow = u32_at(self.file, start + 12).ok_or_else(out_of_range)? as usize;
-        let end = (overflow + 1)
+        let overflow = start
+            .checked_add(12)
+            .and_then(|at| u32_at(self.file, at))
+            .ok_or_else(out_of_range)?;
+        let end = (overflow as usize + 1)
             .checked_mul(self.page_size)
             .and_then(|size| size.checked_add(start))
             .ok_or_else(out_of_range)?;
-        self.file.get(start..end).ok_or_else(out_of_range)
+        let node = self.file.get(start..end).ok_or_else(out_of_range)?;
+        for covered in page..=page + u64::from(overflow) {
+            if !self.visited.insert(covered) {
+                return Err(BboltError::SharedPage { page: covered });
+            }
+        }
+        Ok(node)
     }
 
     /// Every leaf element under `page`, in key order.
-    fn elements_of(&self, page: u64, depth: usize) -> Result<Elements, BboltError> {
+    fn elements_of(&mut self, page: u64, depth: usize) -> Result<Elements, BboltError> {
         if depth > MAX_DEPTH {
             return Err(BboltError::TooDeep { page });
         }
         let node = self.node(page)?;
         let flags = u16_at(node, 8).unwrap_or(0);
         if flags & LEAF_PAGE != 0 {
-            return Self::leaf_elements(node, page);
+            return self.leaf_elements(node, page);
         }
         if flags & BRANCH_PAGE == 0 {
             return Err(BboltError::NotANode { page, flags });
@@ -354,7 +392,7 @@ impl Reader<'_> {
     }
 
     /// The elements of one leaf `node` (a page, or an inline bucket's page).
-    fn leaf_elements(node: &[u8], page: u64) -> Result<Elements, BboltError> {
+    fn leaf_elements(&mut self, node: &[u8], page: u64) -> Result<Elements, BboltError> {
         let truncated = || BboltError::Truncated { page };
         let flags = u16_at(node, 8).ok_or_else(truncated)?;
         if flags & LEAF_PAGE == 0 {
@@ -371,12 +409,18 @@ impl Reader<'_> {
                 field(2)? as usize,
                 field(3)? as usize,
             );
-            let key_at = slot + pos;
-            let value_at = key_at + key_size;
-            let key = node.get(key_at..value_at).ok_or_else(truncated)?;
-            let value = node
-                .get(value_at..value_at + value_size)
-                .ok_or_else(truncated)?;
+            let key_at = slot.checked_add(pos).ok_or_else(truncated)?;
+            let value_at = key_at.checked_add(key_size).ok_or_else(truncated)?;
+            let end = value_at.checked_add(value_size).ok_or_else(truncated)?;
+            let (key, value) = (
+                node.get(key_at..value_at).ok_or_else(truncated)?,
+                node.get(value_at..end).ok_or_else(truncated)?,
+            );
+            // Elements of a sound file never overlap: together they fit in it.
+            self.budget = self
+                .budget
+                .checked_sub(key.len() + value.len())
+                .ok_or(BboltError::Overlapping { page })?;
             elements.push((element_flags, key.to_vec(), value.to_vec()));
         }
         Ok(elements)

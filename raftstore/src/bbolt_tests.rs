@@ -113,3 +113,75 @@ fn empty_keys_are_refused_as_bbolt_refuses_them() {
         [(b"key".to_vec(), bucket([(Vec::new(), b"v".to_vec())]))].into();
     assert!(matches!(write(&buckets), Err(BboltError::EmptyKey { .. })));
 }
+
+/// A file of two metas, `pages` written by `build` (which returns the root bucket's page).
+fn hand_made(build: impl FnOnce(&mut Writer) -> u64) -> Vec<u8> {
+    let mut file = Writer { file: Vec::new() };
+    file.allocate(1, META_PAGE, 0);
+    file.allocate(1, META_PAGE, 0);
+    let root = build(&mut file);
+    file.metas(root, NO_FREELIST);
+    file.file
+}
+
+fn bucket_header(root: u64) -> Vec<u8> {
+    let mut header = root.to_le_bytes().to_vec();
+    header.extend_from_slice(&[0; 8]);
+    header
+}
+
+#[test]
+fn a_page_reached_twice_is_refused() {
+    // Two buckets sharing one tree: work (and memory) multiplied, as a hostile file would.
+    let file = hand_made(|file| {
+        let shared = file.leaf(&[Element {
+            flags: 0,
+            key: b"k",
+            value: b"v",
+        }]);
+        let header = bucket_header(shared);
+        file.leaf(&[
+            Element {
+                flags: BUCKET_ELEMENT,
+                key: b"a",
+                value: &header,
+            },
+            Element {
+                flags: BUCKET_ELEMENT,
+                key: b"b",
+                value: &header,
+            },
+        ])
+    });
+    assert!(matches!(read(&file), Err(BboltError::SharedPage { .. })));
+}
+
+#[test]
+fn page_ids_past_the_end_are_refused_without_overflow() {
+    for far in [u64::MAX, u64::MAX / PAGE_SIZE as u64, 1 << 40] {
+        let file = hand_made(|file| {
+            let header = bucket_header(far);
+            file.leaf(&[Element {
+                flags: BUCKET_ELEMENT,
+                key: b"key",
+                value: &header,
+            }])
+        });
+        assert!(
+            matches!(read(&file), Err(BboltError::PageOutOfRange { .. })),
+            "page {far}"
+        );
+    }
+}
+
+#[test]
+fn branch_levels_shrink_even_with_keys_too_big_for_a_page() {
+    // Keys of 3 KiB: one to a branch page unless nodes take two children at least.
+    let buckets: BTreeMap<Vec<u8>, Bucket> = [(
+        b"key".to_vec(),
+        bucket((0..40u8).map(|i| (vec![i; 3000], vec![i; 10]))),
+    )]
+    .into();
+    let file = write(&buckets).unwrap();
+    assert_eq!(read(&file).unwrap(), buckets);
+}

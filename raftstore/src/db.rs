@@ -36,6 +36,12 @@ pub const CF_SM: &str = "sm";
 pub const CF_SNAPSHOT: &str = "snapshot";
 pub const CF_SESSIONS: &str = "sessions";
 
+/// The key (Raft family) marking a restored member: the SHA-256 of its file, in hex (see
+/// `crate::restore`).
+pub const RESTORED: &str = "restored";
+/// The key (Raft family) set once a restored member's log holds its keyspace.
+pub const RESTORE_SETTLED: &str = "restore_settled";
+
 const FAMILIES: [&str; 7] = [
     CF_LOGS,
     CF_RAFT,

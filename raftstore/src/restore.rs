@@ -7,18 +7,25 @@
 //! from the same file. A live member is never restored in place (its Raft log and its
 //! peers would disagree with the keyspace), so the directory must be new or empty.
 //!
-//! The restored keyspace is in no Raft log entry: a member added later would replay the log
-//! from its start without it. So a restored member is marked ([`RESTORED`]); at its first
-//! start it makes a Raft snapshot as soon as the cluster formed and purges its log up to
-//! it ([`settle`]), refusing to add members until then. Every member added afterwards gets
-//! the keyspace in that snapshot.
+//! The restored keyspace is in no Raft log entry: a member that replayed the log from its
+//! start would miss it. So:
+//! - a restored member is marked with the file's SHA-256 (`RESTORED`, written with the
+//!   keyspace in one batch); the mark joins its `--initial-cluster-token`, so members
+//!   restored from another file, or not restored at all, form another cluster and refuse
+//!   each other's messages instead of mixing;
+//! - a restored member never joins a running cluster (`--join`): it forms a new one;
+//! - at its first start it makes a Raft snapshot as soon as the cluster formed and purges
+//!   its log up to it ([`settle`]), refusing to add members until then
+//!   (`RESTORE_SETTLED` records it). Every member added afterwards gets the keyspace in that
+//!   snapshot.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::db::{Db, DbError, CF_RAFT};
+use crate::db::{Db, DbError, CF_RAFT, RESTORED, RESTORE_SETTLED};
 use crate::etcd::snapshot_file::{self, SnapshotFileError};
 use crate::format::FormatError;
 use crate::metrics::StoreMetrics;
@@ -26,8 +33,23 @@ use crate::state_machine::{SeedError, StateMachine};
 use crate::store::Store;
 use crate::types::Raft;
 
-/// The key (Raft family) marking a restored member until its log holds its keyspace.
-pub const RESTORED: &str = "restored";
+/// A restored member's marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restoration {
+    /// The SHA-256 of the file it was restored from, in hex.
+    pub from: String,
+    /// Whether its keyspace is in a Raft snapshot (members may be added).
+    pub settled: bool,
+}
+
+/// The marks of the member of `db`, if it was restored.
+pub fn restoration(db: &Db) -> Result<Option<Restoration>, DbError> {
+    let Some(from) = db.get::<String>(CF_RAFT, RESTORED)? else {
+        return Ok(None);
+    };
+    let settled = db.get::<bool>(CF_RAFT, RESTORE_SETTLED)?.unwrap_or(false);
+    Ok(Some(Restoration { from, settled }))
+}
 
 /// What a restore wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,9 +91,16 @@ pub fn restore(
     skip_hash_check: bool,
 ) -> Result<Restored, RestoreError> {
     let image = snapshot_file::decode(file, skip_hash_check)?;
-    let occupied = std::fs::read_dir(data_dir)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
+    let occupied = match std::fs::read_dir(data_dir) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => {
+            return Err(RestoreError::Create {
+                path: data_dir.to_owned(),
+                source,
+            })
+        }
+    };
     if occupied {
         return Err(RestoreError::NotEmpty {
             path: data_dir.to_owned(),
@@ -89,24 +118,30 @@ pub fn restore(
     };
     let db = Db::open(&data_dir.join("db"))?;
     crate::format::open(&db)?;
-    let (mut state_machine, _) = StateMachine::open(db.clone(), StoreMetrics::default())?;
-    state_machine.seed(image)?;
-    let mut batch = rocksdb::WriteBatch::default();
-    db.put_in(&mut batch, CF_RAFT, RESTORED, &true)?;
-    db.write_synced(batch)?;
+    let (mut state_machine, _) = StateMachine::open(db, StoreMetrics::default())?;
+    let from = hex(&Sha256::digest(file));
+    state_machine.seed(image, &from)?;
     Ok(restored)
 }
 
-/// Whether the member of `db` was restored and has not settled yet.
-pub fn is_restored(db: &Db) -> Result<bool, DbError> {
-    Ok(db.get::<bool>(CF_RAFT, RESTORED)?.unwrap_or(false))
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The `--initial-cluster-token` a member uses: a restored one's carries its file's hash,
+/// so that only members restored from the same file form a cluster together.
+pub fn cluster_token(token: &str, restoration: Option<&Restoration>) -> String {
+    match restoration {
+        Some(restored) => format!("{token}/restored:{}", restored.from),
+        None => token.to_owned(),
+    }
 }
 
 /// A restored member's first duty: once the cluster formed (an entry applied), a Raft
-/// snapshot of the keyspace and the log purged up to it; then members may be added, and
-/// the mark goes. Started again at the next start if the member stops before.
+/// snapshot of the keyspace and the log purged up to it; then members may be added
+/// (`RESTORE_SETTLED`). Started again at the next start if the member stops before. The store
+/// refuses to add members from its start until this ends.
 pub async fn settle(raft: Raft, db: Db, store: Store, mut stopped: watch::Receiver<bool>) {
-    store.set_restoring(true);
     let mut metrics = raft.metrics();
     let mut step = Settle::Applied;
     loop {
@@ -126,7 +161,14 @@ pub async fn settle(raft: Raft, db: Db, store: Store, mut stopped: watch::Receiv
                 }
                 Settle::Snapshot(at)
             }
-            (Settle::Snapshot(at), _) if snapshot >= Some(at) => {
+            // A snapshot already being built when this asked was of less: ask again.
+            (Settle::Snapshot(at), _) if snapshot < Some(at) => {
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+                Settle::Snapshot(at)
+            }
+            (Settle::Snapshot(at), _) => {
                 let upto = snapshot.unwrap_or(at);
                 if raft.trigger().purge_log(upto).await.is_err() {
                     return;
@@ -135,9 +177,11 @@ pub async fn settle(raft: Raft, db: Db, store: Store, mut stopped: watch::Receiv
             }
             (Settle::Purge(upto), _) if purged >= Some(upto) => {
                 let mut batch = rocksdb::WriteBatch::default();
-                batch.delete_cf(db.cf(CF_RAFT), RESTORED);
-                if let Err(error) = db.write_synced(batch) {
-                    tracing::error!(%error, "clearing the restored mark; it is tried again at the next start");
+                let marked = db
+                    .put_in(&mut batch, CF_RAFT, RESTORE_SETTLED, &true)
+                    .and_then(|()| db.write_synced(batch));
+                if let Err(error) = marked {
+                    tracing::error!(%error, "marking the restore settled; it settles again at the next start");
                 }
                 store.set_restoring(false);
                 tracing::info!(
@@ -209,6 +253,9 @@ mod tests {
             (2, 1, 1)
         );
         let db = Db::open(&member.join("db")).unwrap();
+        let marks = restoration(&db).unwrap().expect("marked restored");
+        assert_eq!(marks.from.len(), 64, "the file's SHA-256 in hex");
+        assert!(!marks.settled);
         let (_, keyspace) = StateMachine::open(db, StoreMetrics::default()).unwrap();
         let state = keyspace.read();
         assert_eq!(state.mvcc.revision(), 2);
@@ -216,6 +263,20 @@ mod tests {
         assert_eq!(
             state.meta.applied, None,
             "the new cluster forms on top of it"
+        );
+    }
+
+    #[test]
+    fn only_members_restored_from_the_same_file_share_a_cluster_token() {
+        let from = |hash: &str| Restoration {
+            from: hash.into(),
+            settled: false,
+        };
+        assert_eq!(cluster_token("t", None), "t");
+        assert_eq!(cluster_token("t", Some(&from("ab"))), "t/restored:ab");
+        assert_ne!(
+            cluster_token("t", Some(&from("ab"))),
+            cluster_token("t", Some(&from("cd")))
         );
     }
 

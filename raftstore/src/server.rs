@@ -139,6 +139,12 @@ pub enum ServerError {
         "a new member needs --initial-cluster (to bootstrap) or --join (to join a running cluster)"
     )]
     NoClusterToForm,
+    #[error(
+        "{path:?} was restored from a snapshot: it forms a new cluster (start it with \
+         --initial-cluster), it cannot join a running one; to add a member to a running \
+         cluster, start it with --join on an empty data directory"
+    )]
+    RestoredJoin { path: PathBuf },
     #[error(transparent)]
     InitialCluster(#[from] InitialClusterError),
     #[error(
@@ -238,7 +244,14 @@ impl RunningMember {
         };
         let metrics = StoreMetrics::registered(&config.metrics);
         let (state_machine, keyspace) = StateMachine::open(db.clone(), metrics.clone())?;
-        let initial = initial_cluster(&config, &me)?;
+        let restoration = crate::restore::restoration(&db)?;
+        let unsettled = restoration.as_ref().is_some_and(|r| !r.settled);
+        if unsettled && config.join.is_some() {
+            return Err(ServerError::RestoredJoin {
+                path: config.data_dir.clone(),
+            });
+        }
+        let initial = initial_cluster(&config, &me, restoration.as_ref())?;
         let identity = Arc::new(identity(&db, &config, initial.as_ref(), &keyspace)?);
         let id = identity.member();
         let (heartbeat, lease) = raft_timers(&config.raft)?;
@@ -288,6 +301,8 @@ impl RunningMember {
             db_size,
             metrics.clone(),
         );
+        // Before anything serves: no member is added until a restored keyspace is settled.
+        store.set_restoring(unsettled);
         config
             .metrics
             .register_collector(MemberFigures::new(&store));
@@ -334,8 +349,7 @@ impl RunningMember {
         ));
         tasks.spawn(store.clone().publish_self(me.clone(), stopped.clone()));
         tasks.spawn(campaign.clone().run(stopped.clone()));
-        if crate::restore::is_restored(&db)? {
-            store.set_restoring(true);
+        if unsettled {
             tasks.spawn(crate::restore::settle(
                 raft.clone(),
                 db.clone(),
@@ -558,6 +572,7 @@ async fn until(mut stopped: watch::Receiver<bool>) {
 fn initial_cluster(
     config: &MemberConfig,
     me: &Member,
+    restoration: Option<&crate::restore::Restoration>,
 ) -> Result<Option<InitialCluster>, ServerError> {
     if config.join.is_some() || config.initial_cluster.is_empty() {
         return Ok(None);
@@ -566,7 +581,7 @@ fn initial_cluster(
     // two such clusters never share an identity (its ids are kept from the first start).
     let token = match config.initial_cluster.as_slice() {
         [_] if config.initial_cluster_token.is_empty() => format!("{:x}", rand::random::<u64>()),
-        _ => config.initial_cluster_token.clone(),
+        _ => crate::restore::cluster_token(&config.initial_cluster_token, restoration),
     };
     let entries = match config.initial_cluster.as_slice() {
         [(name, _)] if *name == config.name => vec![(name.clone(), me.peer_addr.clone())],

@@ -14,7 +14,7 @@ use rudder_proto::metrics::observe;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_SM, CF_SNAPSHOT};
+use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_RAFT, CF_SM, CF_SNAPSHOT, RESTORED};
 use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::kv::Command;
@@ -194,8 +194,9 @@ impl StateMachine {
 
     /// Fills a new member's empty state machine with `mvcc` (a restored snapshot), before
     /// it ever starts: no log entry is applied yet, and its cluster is formed afterwards
-    /// on top of this keyspace. Refused once anything was applied.
-    pub fn seed(&mut self, mvcc: MvccImage) -> Result<(), SeedError> {
+    /// on top of this keyspace. The member is marked restored from `from` (the file's hash;
+    /// see `crate::restore`) in the same batch. Refused once anything was applied.
+    pub fn seed(&mut self, mvcc: MvccImage, from: &str) -> Result<(), SeedError> {
         {
             let state = self.keyspace.read();
             if state.meta.applied.is_some() || state.mvcc.revision() > 0 {
@@ -204,6 +205,8 @@ impl StateMachine {
         }
         let mut batch = WriteBatch::default();
         self.replace_keyspace(&mut batch, &mvcc)?;
+        self.db
+            .put_in(&mut batch, CF_RAFT, RESTORED, &from.to_owned())?;
         let mut state = self.keyspace.write();
         state.mvcc = Mvcc::restore(mvcc);
         self.persist_meta(&mut batch, &state)?;

@@ -105,10 +105,11 @@ pub fn start(
 ) -> Watcher {
     let (sender, messages) = mpsc::channel(WATCH_BUFFER);
     let progress = Arc::new(Notify::new());
+    let current = keyspace.read().mvcc.revision();
     let next = if request.start_revision > 0 {
         request.start_revision
     } else {
-        keyspace.read().mvcc.revision() + 1
+        current + 1
     };
     let task = WatchTask {
         keyspace,
@@ -116,7 +117,8 @@ pub fn start(
         sender,
         progress: progress.clone(),
         next,
-        reached: next - 1,
+        // A watch from a future revision has reached no further than the store.
+        reached: (next - 1).min(current),
         watching,
     };
     tokio::spawn(task.run(progress_interval));
@@ -218,7 +220,9 @@ impl WatchTask {
                     return None;
                 }
             }
-            self.reached = self.reached.max(upto);
+            // `upto` is the store's revision: a watch from the future has not reached its
+            // start, only this.
+            self.reached = self.reached.max(upto.min(self.next - 1));
             self.next = self.next.max(upto + 1);
             if feed.is_some() {
                 return feed;
@@ -251,6 +255,8 @@ impl WatchTask {
 
     async fn deliver(&mut self, revision: Revision, events: &[Event]) -> Step {
         if revision < self.next {
+            // Before the watch's start (a future one): looked at, nothing for it.
+            self.reached = self.reached.max(revision);
             return Step::Continue;
         }
         let events: Vec<Event> = events

@@ -232,6 +232,46 @@ async fn progress_notifications_report_the_revision_reached() {
     cluster.shutdown().await;
 }
 
+/// A watch from a revision the store has not reached reports, on progress, the revision the
+/// store has reached (a client takes it as "seen up to here"), never its future start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_watch_from_the_future_reports_progress_no_further_than_the_store() {
+    let cluster = Cluster::start(1).await;
+    let store = cluster.store(0);
+    let now = put(store, "elsewhere", "x").await;
+    let request = WatchRequest {
+        range: KeyRange::prefix("later/"),
+        start_revision: now + 10,
+        ..Default::default()
+    };
+    let mut watcher = store.watch(request).unwrap();
+    watcher.request_progress();
+    match next(&mut watcher, 5).await {
+        WatchMessage::Progress { revision } => assert_eq!(revision, now),
+        other => panic!("expected progress, got {other:?}"),
+    }
+    let later = put(store, "elsewhere", "y").await;
+    // The write reaches the watch through the feed; progress follows it, still short of the
+    // start.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        watcher.request_progress();
+        match next(&mut watcher, 5).await {
+            WatchMessage::Progress { revision } if revision == later => break,
+            WatchMessage::Progress { revision } => {
+                assert!(revision < later, "{revision} past the store's {later}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "stuck at {revision}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => panic!("expected progress, got {other:?}"),
+        }
+    }
+    cluster.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lease_keys_vanish_after_the_ttl() {
     let cluster = Cluster::start(3).await;

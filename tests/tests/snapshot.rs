@@ -70,7 +70,11 @@ fn fill(endpoints: &str) -> (String, i64) {
         .expect("a lease id")
         .to_owned();
     etcdctl(endpoints, &["put", "c", "4", &format!("--lease={lease}")]);
-    etcdctl(endpoints, &["compact", &compacted.to_string()]);
+    // --physical: answered once the compaction is done (etcd's `finishedCompactRev`).
+    etcdctl(
+        endpoints,
+        &["compact", &compacted.to_string(), "--physical"],
+    );
     (lease, compacted)
 }
 

@@ -38,6 +38,9 @@ pub struct StatusArgs {
     /// `table` or `json`.
     #[arg(short = 'w', long = "write-out", default_value = "table")]
     write_out: String,
+    /// Read a file whose SHA-256 is missing or wrong.
+    #[arg(long)]
+    skip_hash_check: bool,
 }
 
 #[derive(Args, Debug)]
@@ -80,10 +83,7 @@ async fn save(args: SaveArgs) -> anyhow::Result<()> {
     }
     let image = snapshot_file::decode(&file, false)
         .with_context(|| format!("the snapshot {endpoint} sent"))?;
-    let partial = args.file.with_extension("part");
-    std::fs::write(&partial, &file).with_context(|| format!("writing {partial:?}"))?;
-    std::fs::rename(&partial, &args.file)
-        .with_context(|| format!("moving {partial:?} to {:?}", args.file))?;
+    write_whole(&args.file, &file)?;
     println!(
         "Snapshot saved at {} (revision {}, {} bytes, from {endpoint})",
         args.file.display(),
@@ -93,14 +93,43 @@ async fn save(args: SaveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` whole or not at all: into `<path>.part`, synced, then renamed
+/// (and the directory synced); the part goes if anything fails.
+fn write_whole(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".part");
+    let partial = PathBuf::from(partial);
+    let written = (|| -> anyhow::Result<()> {
+        let mut out =
+            std::fs::File::create(&partial).with_context(|| format!("creating {partial:?}"))?;
+        std::io::Write::write_all(&mut out, bytes)
+            .with_context(|| format!("writing {partial:?}"))?;
+        out.sync_all()
+            .with_context(|| format!("syncing {partial:?}"))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("moving {partial:?} to {path:?}"))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        std::fs::File::open(parent.unwrap_or(std::path::Path::new(".")))
+            .and_then(|directory| directory.sync_all())
+            .with_context(|| format!("syncing the directory of {path:?}"))?;
+        Ok(())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
 fn read(file: &PathBuf) -> anyhow::Result<Vec<u8>> {
     std::fs::read(file).with_context(|| format!("reading the snapshot {file:?}"))
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<()> {
     let file = read(&args.file)?;
-    let image = snapshot_file::decode(&file, false)
+    let image = snapshot_file::decode(&file, args.skip_hash_check)
         .with_context(|| format!("reading the snapshot {:?}", args.file))?;
+    // The database's size, as etcd reports it (without the hash after it).
+    let size = snapshot_file::database_len(&file);
     match args.write_out.as_str() {
         "json" => println!(
             "{}",
@@ -109,7 +138,7 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
                 "compactRevision": image.compact_revision,
                 "versions": image.versions.len(),
                 "leases": image.leases.len(),
-                "totalSize": file.len(),
+                "totalSize": size,
             })
         ),
         "table" => print!(
@@ -123,7 +152,7 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
                     image.compact_revision.to_string(),
                     image.versions.len().to_string(),
                     image.leases.len().to_string(),
-                    file.len().to_string(),
+                    size.to_string(),
                 ],
             ])
         ),

@@ -397,7 +397,10 @@ impl Maintenance for EtcdApi {
         let image = self.store.backup().await.map_err(status)?;
         let applied = self.store.status().raft_applied_index;
         // etcd's file (a bbolt database, then its SHA-256), so that etcdctl reads it.
-        let data = snapshot_file::encode(&image.mvcc, applied)
+        // Encoding a large keyspace takes a while: off the async workers (Raft's among them).
+        let data = tokio::task::spawn_blocking(move || snapshot_file::encode(&image.mvcc, applied))
+            .await
+            .map_err(|e| Status::internal(format!("encoding the snapshot: {e}")))?
             .map_err(|e| Status::internal(format!("encoding the snapshot: {e}")))?;
         let header = convert::header(self.store.header());
         let chunks: Vec<Result<pb::SnapshotResponse, Status>> = data

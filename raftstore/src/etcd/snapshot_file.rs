@@ -27,6 +27,8 @@ const KEY: &[u8] = b"key";
 const LEASE: &[u8] = b"lease";
 const META: &[u8] = b"meta";
 const FINISHED_COMPACT: &[u8] = b"finishedCompactRev";
+/// etcd writes this when a compaction starts, and `finishedCompactRev` when it is done.
+const SCHEDULED_COMPACT: &[u8] = b"scheduledCompactRev";
 const CONSISTENT_INDEX: &[u8] = b"consistent_index";
 const TOMBSTONE: u8 = b't';
 const SHA256_LEN: usize = 32;
@@ -160,6 +162,15 @@ fn has_hash(file: &[u8]) -> bool {
     file.len() % 512 == SHA256_LEN
 }
 
+/// The length of the database in `file` (without the SHA-256 after it, if there is one).
+pub fn database_len(file: &[u8]) -> usize {
+    if has_hash(file) {
+        file.len() - SHA256_LEN
+    } else {
+        file.len()
+    }
+}
+
 /// The keyspace image in an etcd snapshot `file` (etcd's or Rudder's), its hash checked
 /// unless `skip_hash_check`.
 pub fn decode(file: &[u8], skip_hash_check: bool) -> Result<MvccImage, SnapshotFileError> {
@@ -205,13 +216,14 @@ pub fn decode(file: &[u8], skip_hash_check: bool) -> Result<MvccImage, SnapshotF
             ttl: record.ttl,
         });
     }
-    let compact_revision = match buckets
-        .get(META)
-        .and_then(|meta| meta.get(FINISHED_COMPACT))
-    {
-        Some(revision) => parse_revision_key(revision)?.0.main,
-        None => 0,
-    };
+    // A compaction etcd had started but not finished is as good as done (etcd's own restore
+    // finishes it): older versions may still be in the file, but are no longer readable.
+    let mut compact_revision = 0;
+    for name in [FINISHED_COMPACT, SCHEDULED_COMPACT] {
+        if let Some(revision) = buckets.get(META).and_then(|meta| meta.get(name)) {
+            compact_revision = compact_revision.max(parse_revision_key(revision)?.0.main);
+        }
+    }
     let revision = versions
         .last()
         .map_or(0, |(rev, _)| rev.main)
