@@ -6,11 +6,12 @@
 use futures::StreamExt;
 use rudder_proto::node::kubelet_server::Kubelet;
 use rudder_proto::node::{
-    Chunk, ExecInput, ExecOutput, LogsRequest, PortForwardInput, PortForwardOutput,
+    Chunk, ExecInput, ExecOutput, LogsRequest, PortForwardInput, PortForwardOutput, StatsRequest,
+    StatsResponse,
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::pod_node::{from_node, pod_node, whole_pod_node, PodNode};
+use crate::pod_node::{from_node, node_client, pod_node, whole_pod_node, PodNode};
 use crate::registry::Registry;
 
 pub struct KubeletProxy {
@@ -28,6 +29,17 @@ impl Kubelet for KubeletProxy {
     type LogsStream = Streaming<Chunk>;
     type ExecStream = Streaming<ExecOutput>;
     type PortForwardStream = Streaming<PortForwardOutput>;
+
+    async fn stats(
+        &self,
+        request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let request = request.into_inner();
+        let node = request.node.clone();
+        let mut client = node_client(&self.registry, &node).await?;
+        let answer = client.stats(request).await;
+        answer.map_err(|status| from_node(&node, status).into())
+    }
 
     async fn logs(
         &self,

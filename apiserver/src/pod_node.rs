@@ -73,6 +73,15 @@ async fn connect_node(
             "pod {name} is not on a node yet: wait until it is scheduled"
         )));
     }
+    let client = node_client(registry, node).await?;
+    Ok((client, node.to_owned()))
+}
+
+/// Connects to the endpoint node `node` publishes.
+pub async fn node_client(
+    registry: &Registry,
+    node: &str,
+) -> Result<KubeletClient<Channel>, ApiError> {
     let node_object = registry
         .get(&Target {
             resource: "nodes",
@@ -83,11 +92,10 @@ async fn connect_node(
     let endpoint = kubelet_endpoint(&node_object)
         .ok_or_else(|| ApiError::internal(format!("node {node} publishes no kubelet endpoint")))?;
     let connect = KubeletClient::connect(endpoint.clone());
-    let client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| ApiError::internal(format!("node {node} at {endpoint}: no answer")))?
-        .map_err(|error| ApiError::internal(format!("node {node} at {endpoint}: {error}")))?;
-    Ok((client, node.to_owned()))
+        .map_err(|error| ApiError::internal(format!("node {node} at {endpoint}: {error}")))
 }
 
 /// Checks the container named against the pod's, as kube-apiserver does before it asks the

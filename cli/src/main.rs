@@ -97,6 +97,9 @@ enum Command {
     /// The control plane's members and their Raft state.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
+    /// CPU and memory in use: `top nodes`, `top pods` (as kubectl top).
+    #[command(subcommand)]
+    Top(commands::top::TopCommand),
     /// Store backups as etcd snapshot files: save, status, restore (into a new cluster).
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
@@ -190,6 +193,7 @@ fn main() -> anyhow::Result<()> {
             Command::Version(args) => commands::cluster::version(args).await,
             Command::Cluster(command) => commands::cluster::run(command).await,
             Command::Snapshot(command) => commands::snapshot::run(command).await,
+            Command::Top(command) => commands::top::run(command).await,
         }
     });
     if let Err(error) = outcome {

@@ -15,6 +15,8 @@
 //! - [`server`]: the node's streaming endpoint (logs, exec, port-forward) on the kubelet
 //!   port; [`terminal`]: the pseudo-terminal of `exec -t`; [`log_format`]: containers'
 //!   log files (CRI format), written by the shim and read back here.
+//! - [`usage`]: what the machine and its containers use (pure parsing of /proc and cgroup
+//!   files), served by the endpoint's `Stats` for `rudder top`.
 //! - [`service_view`]: the Services and EndpointSlices a node follows once, for the proxy
 //!   and DNS.
 //! - [`proxy`]: Services and EndpointSlices as this node's nftables table.
@@ -36,3 +38,4 @@ pub mod server;
 pub mod service_view;
 pub mod status;
 pub mod terminal;
+pub mod usage;

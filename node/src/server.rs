@@ -12,8 +12,8 @@ use futures::Stream;
 use rudder_proto::metrics::{Metrics, CONTENT_TYPE};
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
 use rudder_proto::node::{
-    exec_input, exec_output, port_forward_input, Chunk, ExecInput, ExecOutput, LogsRequest,
-    PortForwardInput, PortForwardOutput,
+    exec_input, exec_output, port_forward_input, Chunk, ContainerStats, ExecInput, ExecOutput,
+    LogsRequest, PodStats, PortForwardInput, PortForwardOutput, StatsRequest, StatsResponse,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -47,6 +47,42 @@ impl Kubelet for NodeEndpoint {
     type LogsStream = Streamed<Chunk>;
     type ExecStream = Streamed<ExecOutput>;
     type PortForwardStream = Streamed<PortForwardOutput>;
+
+    async fn stats(
+        &self,
+        _request: Request<StatsRequest>,
+    ) -> Result<Response<StatsResponse>, Status> {
+        let runtime = self.runtime.clone();
+        let usage = tokio::task::spawn_blocking(move || runtime.usage())
+            .await
+            .map_err(|error| Status::internal(format!("reading usage: {error}")))?
+            .map_err(status)?;
+        let timestamp_nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        Ok(Response::new(StatsResponse {
+            timestamp_nanos,
+            node_cpu_nanos: usage.cpu_nanos,
+            node_memory_bytes: usage.memory_bytes,
+            pods: usage
+                .pods
+                .into_iter()
+                .map(|pod| PodStats {
+                    namespace: pod.namespace,
+                    name: pod.name,
+                    containers: pod
+                        .containers
+                        .into_iter()
+                        .map(|container| ContainerStats {
+                            name: container.name,
+                            cpu_nanos: container.cpu_nanos,
+                            memory_bytes: container.memory_bytes,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }))
+    }
 
     async fn logs(
         &self,

@@ -33,4 +33,5 @@ pub mod server;
 pub mod service_network;
 pub mod shim;
 pub mod snapshot;
+pub mod top;
 pub mod up;

@@ -187,6 +187,10 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<std::process::Command, RuntimeError> {
         Err(RuntimeError::Unsupported("exec"))
     }
+    /// What the machine and the pods' running containers use now (`rudder top`).
+    fn usage(&self) -> Result<crate::usage::MachineUsage, RuntimeError> {
+        Err(RuntimeError::Unsupported("stats"))
+    }
     /// A connection to `port` on the pod's own localhost, opened inside its network
     /// namespace (as Kubernetes' port-forward connects), for `kubectl port-forward`.
     fn connect_to_pod(

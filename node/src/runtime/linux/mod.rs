@@ -38,6 +38,7 @@ mod sandbox;
 mod shared;
 pub mod shim;
 pub mod spec;
+mod usage;
 mod volumes;
 mod worker;
 
@@ -124,6 +125,10 @@ impl LinuxRuntime {
 }
 
 impl Runtime for LinuxRuntime {
+    fn usage(&self) -> Result<crate::usage::MachineUsage, RuntimeError> {
+        usage::usage(&self.pods()).ok_or(RuntimeError::Unsupported("stats"))
+    }
+
     fn start(&self, plan: &PodPlan, now: jiff::Timestamp) -> Result<(), RuntimeError> {
         let ip = {
             let pods = lock(&self.shared.pods);

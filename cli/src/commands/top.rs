@@ -1,0 +1,365 @@
+//! `rudder top nodes` and `rudder top pods`: CPU and memory in use, as `kubectl top` shows
+//! them, from each node's `Stats` (its cgroups and /proc, reached through the masters).
+//! CPU counters are cumulative: two readings a second apart give the rate (so `top` takes a
+//! second). Memory is the working set. A node that answers no `Stats` (a hollow one, one
+//! that is down) shows `<unknown>`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use rudder_printers::table::render;
+use rudder_proto::api::ListRequest;
+use rudder_proto::node::kubelet_client::KubeletClient;
+use rudder_proto::node::{StatsRequest, StatsResponse};
+use rudder_proto::objects::quantity::Quantity;
+use serde_json::Value;
+
+use crate::session::{Session, Target};
+use rudder_node::usage::millicores;
+
+/// Between the two readings of the CPU counters.
+const WINDOW: Duration = Duration::from_secs(1);
+
+#[derive(Subcommand, Debug)]
+pub enum TopCommand {
+    /// CPU and memory of each node, and their share of what it can allocate.
+    Nodes(TopArgs),
+    /// CPU and memory of each running pod (its containers' sum).
+    Pods(TopPodsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args, Debug)]
+pub struct TopPodsArgs {
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Pods of every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// One line per container.
+    #[arg(long)]
+    containers: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+pub async fn run(command: TopCommand) -> anyhow::Result<()> {
+    match command {
+        TopCommand::Nodes(args) => top_nodes(args).await,
+        TopCommand::Pods(args) => top_pods(args).await,
+    }
+}
+
+/// Two readings of every node's stats, `WINDOW` apart (nodes that do not answer: `None`).
+async fn read_twice(
+    session: &Session,
+    nodes: &[String],
+) -> BTreeMap<String, Option<(StatsResponse, StatsResponse)>> {
+    let first = read_all(session, nodes).await;
+    tokio::time::sleep(WINDOW).await;
+    let second = read_all(session, nodes).await;
+    nodes
+        .iter()
+        .cloned()
+        .zip(first.into_iter().zip(second))
+        .map(|(node, pair)| match pair {
+            (Some(a), Some(b)) => (node, Some((a, b))),
+            _ => (node, None),
+        })
+        .collect()
+}
+
+async fn read_all(session: &Session, nodes: &[String]) -> Vec<Option<StatsResponse>> {
+    let reads = nodes.iter().map(|node| {
+        let request = StatsRequest { node: node.clone() };
+        async move {
+            session
+                .client
+                .open_on(|channel| {
+                    let request = request.clone();
+                    async move { KubeletClient::new(channel).stats(request).await }
+                })
+                .await
+                .ok()
+        }
+    });
+    futures::future::join_all(reads).await
+}
+
+async fn list(session: &Session, resource: &str, namespace: &str) -> anyhow::Result<Vec<Value>> {
+    let listed = session
+        .client
+        .list(ListRequest {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            ..ListRequest::default()
+        })
+        .await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter_map(|item| serde_json::from_slice(item).ok())
+        .collect())
+}
+
+/// `250m`, as kubectl top shows cores.
+fn cores(millis: u64) -> String {
+    format!("{millis}m")
+}
+
+/// `12Mi`, as kubectl top shows memory.
+fn mebibytes(bytes: u64) -> String {
+    format!("{}Mi", bytes / (1024 * 1024))
+}
+
+fn percent(part: u64, whole: i128) -> String {
+    if whole <= 0 {
+        return "<unknown>".into();
+    }
+    format!("{}%", (i128::from(part) * 100 / whole))
+}
+
+/// A node's allocatable CPU (millicores) and memory (bytes).
+fn allocatable(node: &Value) -> (i128, i128) {
+    let quantity = |name: &str| {
+        node["status"]["allocatable"][name]
+            .as_str()
+            .and_then(|text| Quantity::parse(text).ok())
+    };
+    (
+        quantity("cpu").map_or(0, Quantity::millis),
+        quantity("memory").map_or(0, Quantity::units),
+    )
+}
+
+/// The rows of `rudder top nodes` (pure).
+fn node_rows(
+    nodes: &[Value],
+    stats: &BTreeMap<String, Option<(StatsResponse, StatsResponse)>>,
+) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for node in nodes {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let unknown = || "<unknown>".to_string();
+        let (cpu_allocatable, memory_allocatable) = allocatable(node);
+        let row = match stats.get(name).and_then(Option::as_ref) {
+            Some((before, after)) => {
+                let elapsed = after.timestamp_nanos.saturating_sub(before.timestamp_nanos);
+                let used = millicores(before.node_cpu_nanos, after.node_cpu_nanos, elapsed);
+                vec![
+                    name.to_owned(),
+                    used.map_or_else(unknown, cores),
+                    used.map_or_else(unknown, |m| percent(m, cpu_allocatable)),
+                    mebibytes(after.node_memory_bytes),
+                    percent(after.node_memory_bytes, memory_allocatable),
+                ]
+            }
+            None => vec![name.to_owned(), unknown(), unknown(), unknown(), unknown()],
+        };
+        rows.push(row);
+    }
+    rows
+}
+
+/// One pod's (or container's) use between two readings: (namespace, pod, container,
+/// millicores, bytes).
+type Usage = (String, String, String, u64, u64);
+
+/// Every running container's use between `before` and `after` (pure); a container that
+/// restarted in between (its counter went back) counts from zero.
+fn container_usage(before: &StatsResponse, after: &StatsResponse) -> Vec<Usage> {
+    let elapsed = after.timestamp_nanos.saturating_sub(before.timestamp_nanos);
+    let earlier: BTreeMap<(&str, &str, &str), u64> = before
+        .pods
+        .iter()
+        .flat_map(|pod| {
+            pod.containers.iter().map(move |c| {
+                (
+                    (pod.namespace.as_str(), pod.name.as_str(), c.name.as_str()),
+                    c.cpu_nanos,
+                )
+            })
+        })
+        .collect();
+    let mut usage = Vec::new();
+    for pod in &after.pods {
+        for container in &pod.containers {
+            let key = (
+                pod.namespace.as_str(),
+                pod.name.as_str(),
+                container.name.as_str(),
+            );
+            let was = earlier.get(&key).copied().unwrap_or(0);
+            let was = if was > container.cpu_nanos { 0 } else { was };
+            let cpu = millicores(was, container.cpu_nanos, elapsed).unwrap_or(0);
+            usage.push((
+                pod.namespace.clone(),
+                pod.name.clone(),
+                container.name.clone(),
+                cpu,
+                container.memory_bytes,
+            ));
+        }
+    }
+    usage
+}
+
+/// The rows of `rudder top pods` (pure): pods (or containers) in `namespace` (`None`: all,
+/// with a NAMESPACE column), by namespace and name.
+fn pod_rows(usage: &[Usage], namespace: Option<&str>, containers: bool) -> Vec<Vec<String>> {
+    let mut summed: BTreeMap<(String, String, String), (u64, u64)> = BTreeMap::new();
+    for (ns, pod, container, cpu, memory) in usage {
+        if namespace.is_some_and(|wanted| wanted != ns) {
+            continue;
+        }
+        let container = if containers {
+            container.clone()
+        } else {
+            String::new()
+        };
+        let entry = summed
+            .entry((ns.clone(), pod.clone(), container))
+            .or_default();
+        entry.0 += cpu;
+        entry.1 += memory;
+    }
+    let mut header = Vec::new();
+    if namespace.is_none() {
+        header.push("NAMESPACE");
+    }
+    header.extend(if containers {
+        vec!["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+    } else {
+        vec!["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    });
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    for ((ns, pod, container), (cpu, memory)) in summed {
+        let mut row = Vec::new();
+        if namespace.is_none() {
+            row.push(ns);
+        }
+        row.push(pod);
+        if containers {
+            row.push(container);
+        }
+        row.push(cores(cpu));
+        row.push(mebibytes(memory));
+        rows.push(row);
+    }
+    rows
+}
+
+async fn top_nodes(args: TopArgs) -> anyhow::Result<()> {
+    let session = Session::connect(&args.target).await?;
+    let nodes = list(&session, "nodes", "").await?;
+    anyhow::ensure!(!nodes.is_empty(), "no nodes: start one with `rudder node`");
+    let names: Vec<String> = nodes
+        .iter()
+        .filter_map(|node| node["metadata"]["name"].as_str().map(String::from))
+        .collect();
+    let stats = read_twice(&session, &names).await;
+    print!("{}", render(&node_rows(&nodes, &stats)));
+    Ok(())
+}
+
+async fn top_pods(args: TopPodsArgs) -> anyhow::Result<()> {
+    let session = Session::connect(&args.target).await?;
+    let namespace = match (args.all_namespaces, args.namespace) {
+        (true, _) => None,
+        (false, namespace) => Some(namespace.unwrap_or_else(|| "default".into())),
+    };
+    // The nodes that run the pods asked about.
+    let pods = list(&session, "pods", namespace.as_deref().unwrap_or("")).await?;
+    let mut nodes: Vec<String> = pods
+        .iter()
+        .filter_map(|pod| pod["spec"]["nodeName"].as_str())
+        .filter(|node| !node.is_empty())
+        .map(String::from)
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    let stats = read_twice(&session, &nodes).await;
+    let usage: Vec<Usage> = stats
+        .values()
+        .flatten()
+        .flat_map(|(before, after)| container_usage(before, after))
+        .collect();
+    let rows = pod_rows(&usage, namespace.as_deref(), args.containers);
+    if rows.len() == 1 {
+        let place = namespace.map_or("any namespace".to_string(), |ns| format!("namespace {ns}"));
+        anyhow::bail!("no metrics of running pods in {place} (pods on hollow nodes have none)");
+    }
+    print!("{}", render(&rows));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rudder_proto::node::{ContainerStats, PodStats};
+    use serde_json::json;
+
+    use super::*;
+
+    fn reading(at_seconds: u64, node_cpu_seconds: u64, app_cpu_millis: u64) -> StatsResponse {
+        StatsResponse {
+            timestamp_nanos: at_seconds * 1_000_000_000,
+            node_cpu_nanos: node_cpu_seconds * 1_000_000_000,
+            node_memory_bytes: 2048 * 1024 * 1024,
+            pods: vec![PodStats {
+                namespace: "default".into(),
+                name: "kubia".into(),
+                containers: vec![ContainerStats {
+                    name: "app".into(),
+                    cpu_nanos: app_cpu_millis * 1_000_000,
+                    memory_bytes: 12 * 1024 * 1024,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn nodes_show_the_rate_and_their_share_of_allocatable() {
+        let node = json!({
+            "metadata": {"name": "n1"},
+            "status": {"allocatable": {"cpu": "2", "memory": "8Gi"}},
+        });
+        let hollow = json!({"metadata": {"name": "h1"}, "status": {}});
+        let stats = BTreeMap::from([
+            (
+                "n1".to_string(),
+                Some((reading(10, 100, 0), reading(11, 101, 0))),
+            ),
+            ("h1".to_string(), None),
+        ]);
+        let rows = node_rows(&[node, hollow], &stats);
+        assert_eq!(rows[1], ["n1", "1000m", "50%", "2048Mi", "25%"]);
+        assert_eq!(rows[2][1], "<unknown>");
+    }
+
+    #[test]
+    fn pods_sum_their_containers_and_a_restart_counts_from_zero() {
+        let usage = container_usage(&reading(10, 0, 1000), &reading(11, 0, 1250));
+        assert_eq!(
+            pod_rows(&usage, Some("default"), false)[1],
+            ["kubia", "250m", "12Mi"]
+        );
+        let restarted = container_usage(&reading(10, 0, 5000), &reading(11, 0, 100));
+        assert_eq!(restarted[0].3, 100, "from zero: 100 ms of CPU in a second");
+        let all = pod_rows(&usage, None, true);
+        assert_eq!(
+            all[0],
+            ["NAMESPACE", "POD", "NAME", "CPU(cores)", "MEMORY(bytes)"]
+        );
+        assert_eq!(all[1], ["default", "kubia", "app", "250m", "12Mi"]);
+    }
+}
