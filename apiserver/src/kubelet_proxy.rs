@@ -14,6 +14,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::pod_node::{from_node, node_client, pod_node, whole_pod_node, PodNode};
 use crate::registry::Registry;
 
+/// How long a node may take to answer for its stats.
+const STATS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct KubeletProxy {
     registry: Registry,
 }
@@ -37,7 +40,15 @@ impl Kubelet for KubeletProxy {
         let request = request.into_inner();
         let node = request.node.clone();
         let mut client = node_client(&self.registry, &node).await?;
-        let answer = client.stats(request).await;
+        // A node that accepted the connection and then hangs must not hold the caller.
+        let answer = tokio::time::timeout(STATS_WITHIN, client.stats(request))
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "node {node} did not answer for its stats within {} s",
+                    STATS_WITHIN.as_secs()
+                ))
+            })?;
         answer.map_err(|status| from_node(&node, status).into())
     }
 

@@ -40,6 +40,11 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
         "2%return",
         "about one revision in fifty left out of each watch",
     ),
+    (
+        "write-applied-twice",
+        "1%return",
+        "about one write batch in a hundred applied twice (its retry lost the request ids)",
+    ),
 ];
 
 /// Where the runner finds the members' programs.

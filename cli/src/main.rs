@@ -98,8 +98,7 @@ enum Command {
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCommand),
     /// CPU and memory in use: `top nodes`, `top pods` (as kubectl top).
-    #[command(subcommand)]
-    Top(commands::top::TopCommand),
+    Top(commands::top::TopArgs),
     /// Store backups as etcd snapshot files: save, status, restore (into a new cluster).
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),

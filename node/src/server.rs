@@ -31,6 +31,8 @@ const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 pub struct NodeEndpoint {
     runtime: Arc<dyn Runtime>,
+    /// This node's name: `Stats` for another is refused.
+    node: String,
 }
 
 fn status(error: RuntimeError) -> Status {
@@ -50,8 +52,15 @@ impl Kubelet for NodeEndpoint {
 
     async fn stats(
         &self,
-        _request: Request<StatsRequest>,
+        request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
+        let asked = request.into_inner().node;
+        if !asked.is_empty() && asked != self.node {
+            return Err(Status::not_found(format!(
+                "this endpoint is node {}'s, not {asked}'s",
+                self.node
+            )));
+        }
         let runtime = self.runtime.clone();
         let usage = tokio::task::spawn_blocking(move || runtime.usage())
             .await
@@ -70,11 +79,13 @@ impl Kubelet for NodeEndpoint {
                 .map(|pod| PodStats {
                     namespace: pod.namespace,
                     name: pod.name,
+                    uid: pod.uid,
                     containers: pod
                         .containers
                         .into_iter()
                         .map(|container| ContainerStats {
                             name: container.name,
+                            id: container.id,
                             cpu_nanos: container.cpu_nanos,
                             memory_bytes: container.memory_bytes,
                         })
@@ -578,12 +589,16 @@ async fn tail_start(file: &mut tokio::fs::File, lines: u64) -> std::io::Result<u
 /// bound address.
 pub async fn serve(
     runtime: Arc<dyn Runtime>,
+    node: &str,
     address: SocketAddr,
     metrics: Metrics,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
-    let service = KubeletServer::new(NodeEndpoint { runtime });
+    let service = KubeletServer::new(NodeEndpoint {
+        runtime,
+        node: node.to_owned(),
+    });
     // `GET /metrics` beside the gRPC service, over HTTP/1.1 as Prometheus scrapes.
     let scrape = axum::routing::get(move || async move {
         (

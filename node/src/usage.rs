@@ -9,6 +9,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerUsage {
     pub name: String,
+    /// The attempt's id (`rudder://...`): a restart changes it, and its CPU counter starts
+    /// again.
+    pub id: String,
     /// CPU time since it started, nanoseconds.
     pub cpu_nanos: u64,
     /// Working set, bytes.
@@ -20,6 +23,7 @@ pub struct ContainerUsage {
 pub struct PodUsage {
     pub namespace: String,
     pub name: String,
+    pub uid: String,
     pub containers: Vec<ContainerUsage>,
 }
 
@@ -33,8 +37,9 @@ pub struct MachineUsage {
     pub pods: Vec<PodUsage>,
 }
 
-/// CPU time in nanoseconds from `/proc/stat`'s `cpu` line (user, nice, system, irq,
-/// softirq and steal; idle and iowait are not use), at `ticks_per_second`.
+/// CPU time in nanoseconds from `/proc/stat`'s `cpu` line (user, nice, system, irq and
+/// softirq; idle and iowait are not use, and steal is time the hypervisor took), at
+/// `ticks_per_second`.
 pub fn proc_stat_cpu_nanos(stat: &str, ticks_per_second: u64) -> Option<u64> {
     let fields: Vec<u64> = stat
         .lines()
@@ -44,11 +49,12 @@ pub fn proc_stat_cpu_nanos(stat: &str, ticks_per_second: u64) -> Option<u64> {
         .map(|field| field.parse().ok())
         .collect::<Option<_>>()?;
     // user nice system idle iowait irq softirq steal ...
-    let busy: u64 = [0, 1, 2, 5, 6, 7]
+    let busy: u128 = [0, 1, 2, 5, 6]
         .iter()
         .filter_map(|i| fields.get(*i))
+        .map(|ticks| u128::from(*ticks))
         .sum();
-    Some(busy.checked_mul(1_000_000_000)? / ticks_per_second.max(1))
+    u64::try_from(busy * 1_000_000_000 / u128::from(ticks_per_second.max(1))).ok()
 }
 
 /// Memory in use from `/proc/meminfo`: MemTotal less MemAvailable, bytes.
@@ -104,8 +110,14 @@ mod tests {
     #[test]
     fn machine_cpu_counts_busy_ticks_only() {
         let stat = "cpu  100 20 30 5000 40 5 5 10 0 0\ncpu0 50 10 15 2500 20 2 2 5 0 0\n";
-        // user 100 + nice 20 + system 30 + irq 5 + softirq 5 + steal 10 = 170 ticks.
-        assert_eq!(proc_stat_cpu_nanos(stat, 100), Some(1_700_000_000));
+        // user 100 + nice 20 + system 30 + irq 5 + softirq 5 = 160 ticks (not steal's 10).
+        assert_eq!(proc_stat_cpu_nanos(stat, 100), Some(1_600_000_000));
+        // 64 busy cores for a year: no overflow.
+        let year = format!("cpu  {} 0 0 0 0 0 0 0\n", 64u64 * 100 * 86_400 * 365);
+        assert_eq!(
+            proc_stat_cpu_nanos(&year, 100),
+            Some(64 * 86_400 * 365 * 1_000_000_000)
+        );
         assert_eq!(proc_stat_cpu_nanos("intr 5\n", 100), None);
     }
 

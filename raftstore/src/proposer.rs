@@ -165,11 +165,30 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         .into_iter()
         .map(|pending| (pending.request, pending.reply))
         .unzip();
+    // A planted bug for the chaos runner (`rudder chaos run --plant write-applied-twice`):
+    // the batch is proposed again with its request ids lost, as a retry that forgot them
+    // would, so the state machine applies it twice.
+    let twice = fail::eval("write-applied-twice", |_| ())
+        .is_some()
+        .then(|| requests.clone());
     let proposal = Proposal {
         at_ms: wall_clock_ms(),
         requests,
     };
-    let written = tokio::time::timeout(timeout, raft.client_write(proposal)).await;
+    let mut written = tokio::time::timeout(timeout, raft.client_write(proposal)).await;
+    if let (Some(requests), Ok(Ok(_))) = (twice, &written) {
+        let again = Proposal {
+            at_ms: wall_clock_ms(),
+            requests: requests
+                .into_iter()
+                .map(|request| Request {
+                    tag: None,
+                    ..request
+                })
+                .collect(),
+        };
+        written = tokio::time::timeout(timeout, raft.client_write(again)).await;
+    }
     let Ok(written) = written else {
         tracing::warn!(
             commands = replies.len(),

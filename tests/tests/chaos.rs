@@ -139,6 +139,13 @@ fn a_planted_lost_watch_event_fails_the_watch_check() {
 }
 
 #[test]
+fn a_planted_double_application_fails_the_at_most_once_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let said = planted("write-applied-twice", dir.path());
+    assert!(said.contains("FAIL     at-most-once"), "{said}");
+}
+
+#[test]
 fn etcd_as_the_reference_passes_the_same_checks() {
     if !Path::new("/usr/bin/etcd").exists() {
         eprintln!("skipped: no /usr/bin/etcd (`scripts/dev.sh test` installs etcd-server)");

@@ -271,22 +271,13 @@ fn http_get(ip: &str, port: u16, path: &str) -> std::io::Result<String> {
     Ok(answer)
 }
 
-/// `rudder top WHAT --server ...` (a subcommand's subcommand takes the flag after it).
-async fn rudder_top(servers: &str, what: &str) -> (bool, String, String) {
-    run_rudder(&["top", what, "--server", servers]).await
-}
-
 /// `rudder ARGS...` against the cluster: (success, stdout, stderr).
 async fn rudder(servers: &str, args: &[&str]) -> (bool, String, String) {
     // The subcommand, then --server (an exec's command after `--` takes the rest).
-    let mut all = vec![args[0], "--server", servers];
-    all.extend_from_slice(&args[1..]);
-    run_rudder(&all).await
-}
-
-async fn run_rudder(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(rudder_binary_beside_tests())
-        .args(args)
+        .arg(args[0])
+        .args(["--server", servers])
+        .args(&args[1..])
         .output()
         .await
         .unwrap();
@@ -456,21 +447,32 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
         Some(1.0),
         "timed once: {metrics}"
     );
-    // What it uses, as `kubectl top` shows it: from its cgroup, through the masters.
-    let (ok, top, err) = rudder_top(servers, "pods").await;
-    assert!(ok, "{err}");
-    let kubia = top
-        .lines()
-        .find(|line| line.starts_with("kubia "))
-        .unwrap_or_else(|| panic!("{top}"));
-    let columns: Vec<&str> = kubia.split_whitespace().collect();
-    assert!(columns[1].ends_with('m'), "CPU in millicores: {top}");
-    // Listed at all means its cgroup was read (busybox's httpd may use under 1 Mi).
+    // What it uses, as `kubectl top` shows it: from its cgroup, through the masters. A busy
+    // loop in the pod (bounded: 4 s) must show as most of a core.
+    let mut busy = Command::new(rudder_binary_beside_tests())
+        .args(["exec", "--server", servers, "kubia", "--", "sh", "-c"])
+        .arg("timeout 4 sh -c 'while :; do :; done'; true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let top = rudder_until(servers, &["top", "pods"], Duration::from_secs(10), |top| {
+        let cpu = top
+            .lines()
+            .find(|line| line.starts_with("kubia "))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|cpu| cpu.trim_end_matches('m').parse::<u64>().ok());
+        cpu.is_some_and(|millicores| millicores >= 300)
+    })
+    .await;
+    let kubia = top.lines().find(|line| line.starts_with("kubia ")).unwrap();
     assert!(
-        columns[2].trim_end_matches("Mi").parse::<u64>().is_ok(),
+        kubia.split_whitespace().nth(2).unwrap().ends_with("Mi"),
         "{top}"
     );
-    let (ok, top, err) = rudder_top(servers, "nodes").await;
+    busy.wait().await.unwrap();
+    let (ok, top, err) = rudder(servers, &["top", "nodes"]).await;
     assert!(ok, "{err}");
     let node_line = top
         .lines()

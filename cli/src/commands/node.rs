@@ -208,9 +208,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("--internal-ip {:?} is not an IP address", args.internal_ip)
                     })?;
-                let bound = rudder_node::server::serve(runtime.clone(), address, metrics.clone())
-                    .await
-                    .with_context(|| format!("binding the node endpoint {address}"))?;
+                let bound =
+                    rudder_node::server::serve(runtime.clone(), name, address, metrics.clone())
+                        .await
+                        .with_context(|| format!("binding the node endpoint {address}"))?;
                 config.kubelet_port = i32::from(bound.port());
             }
             if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {

@@ -20,19 +20,23 @@ use rudder_node::usage::millicores;
 
 /// Between the two readings of the CPU counters.
 const WINDOW: Duration = Duration::from_secs(1);
-
-#[derive(Subcommand, Debug)]
-pub enum TopCommand {
-    /// CPU and memory of each node, and their share of what it can allocate.
-    Nodes(TopArgs),
-    /// CPU and memory of each running pod (its containers' sum).
-    Pods(TopPodsArgs),
-}
+/// How long one node's stats may take (a stuck node must not hold `top`).
+const READ_WITHIN: Duration = Duration::from_secs(5);
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
+    #[command(subcommand)]
+    what: TopWhat,
     #[command(flatten)]
     target: Target,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TopWhat {
+    /// CPU and memory of each node, and their share of what it can allocate.
+    Nodes,
+    /// CPU and memory of each running pod (its containers' sum).
+    Pods(TopPodsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -45,32 +49,44 @@ pub struct TopPodsArgs {
     /// One line per container.
     #[arg(long)]
     containers: bool,
-    #[command(flatten)]
-    target: Target,
 }
 
-pub async fn run(command: TopCommand) -> anyhow::Result<()> {
-    match command {
-        TopCommand::Nodes(args) => top_nodes(args).await,
-        TopCommand::Pods(args) => top_pods(args).await,
+pub async fn run(args: TopArgs) -> anyhow::Result<()> {
+    let session = Session::connect(&args.target).await?;
+    match args.what {
+        TopWhat::Nodes => top_nodes(&session).await,
+        TopWhat::Pods(pods) => top_pods(&session, pods).await,
     }
 }
 
-/// Two readings of every node's stats, `WINDOW` apart (nodes that do not answer: `None`).
+/// Readings of each node's stats `WINDOW` apart (`None`: the node did not answer; why is
+/// said on stderr, once). A node that failed the first reading is not asked again.
 async fn read_twice(
     session: &Session,
     nodes: &[String],
 ) -> BTreeMap<String, Option<(StatsResponse, StatsResponse)>> {
     let first = read_all(session, nodes).await;
     tokio::time::sleep(WINDOW).await;
-    let second = read_all(session, nodes).await;
+    let answered: Vec<String> = nodes
+        .iter()
+        .zip(&first)
+        .filter(|(_, read)| read.is_some())
+        .map(|(node, _)| node.clone())
+        .collect();
+    let mut second: BTreeMap<String, StatsResponse> = answered
+        .iter()
+        .cloned()
+        .zip(read_all(session, &answered).await)
+        .filter_map(|(node, read)| Some((node, read?)))
+        .collect();
     nodes
         .iter()
         .cloned()
-        .zip(first.into_iter().zip(second))
-        .map(|(node, pair)| match pair {
-            (Some(a), Some(b)) => (node, Some((a, b))),
-            _ => (node, None),
+        .zip(first)
+        .map(|(node, before)| {
+            let after = second.remove(&node);
+            let pair = before.zip(after);
+            (node, pair)
         })
         .collect()
 }
@@ -79,14 +95,21 @@ async fn read_all(session: &Session, nodes: &[String]) -> Vec<Option<StatsRespon
     let reads = nodes.iter().map(|node| {
         let request = StatsRequest { node: node.clone() };
         async move {
-            session
-                .client
-                .open_on(|channel| {
-                    let request = request.clone();
-                    async move { KubeletClient::new(channel).stats(request).await }
-                })
-                .await
-                .ok()
+            let call = session.client.open_on(|channel| {
+                let request = request.clone();
+                async move { KubeletClient::new(channel).stats(request).await }
+            });
+            match tokio::time::timeout(READ_WITHIN, call).await {
+                Ok(Ok(stats)) => Some(stats),
+                Ok(Err(error)) => {
+                    eprintln!("node {node}: no stats: {error}");
+                    None
+                }
+                Err(_) => {
+                    eprintln!("node {node}: no stats within {} s", READ_WITHIN.as_secs());
+                    None
+                }
+            }
         }
     });
     futures::future::join_all(reads).await
@@ -175,32 +198,25 @@ fn node_rows(
 /// millicores, bytes).
 type Usage = (String, String, String, u64, u64);
 
-/// Every running container's use between `before` and `after` (pure); a container that
-/// restarted in between (its counter went back) counts from zero.
-fn container_usage(before: &StatsResponse, after: &StatsResponse) -> Vec<Usage> {
+/// Every running container's use between `before` and `after` (pure), of the pods that
+/// `listed` (uids) says run on this node; a container attempt not in `before` (started
+/// or restarted meanwhile) counts its CPU from zero over the window.
+fn container_usage(
+    before: &StatsResponse,
+    after: &StatsResponse,
+    listed: &std::collections::BTreeSet<String>,
+) -> Vec<Usage> {
     let elapsed = after.timestamp_nanos.saturating_sub(before.timestamp_nanos);
-    let earlier: BTreeMap<(&str, &str, &str), u64> = before
+    let earlier: BTreeMap<&str, u64> = before
         .pods
         .iter()
-        .flat_map(|pod| {
-            pod.containers.iter().map(move |c| {
-                (
-                    (pod.namespace.as_str(), pod.name.as_str(), c.name.as_str()),
-                    c.cpu_nanos,
-                )
-            })
-        })
+        .flat_map(|pod| pod.containers.iter())
+        .map(|c| (c.id.as_str(), c.cpu_nanos))
         .collect();
     let mut usage = Vec::new();
-    for pod in &after.pods {
+    for pod in after.pods.iter().filter(|pod| listed.contains(&pod.uid)) {
         for container in &pod.containers {
-            let key = (
-                pod.namespace.as_str(),
-                pod.name.as_str(),
-                container.name.as_str(),
-            );
-            let was = earlier.get(&key).copied().unwrap_or(0);
-            let was = if was > container.cpu_nanos { 0 } else { was };
+            let was = earlier.get(container.id.as_str()).copied().unwrap_or(0);
             let cpu = millicores(was, container.cpu_nanos, elapsed).unwrap_or(0);
             usage.push((
                 pod.namespace.clone(),
@@ -259,27 +275,25 @@ fn pod_rows(usage: &[Usage], namespace: Option<&str>, containers: bool) -> Vec<V
     rows
 }
 
-async fn top_nodes(args: TopArgs) -> anyhow::Result<()> {
-    let session = Session::connect(&args.target).await?;
-    let nodes = list(&session, "nodes", "").await?;
+async fn top_nodes(session: &Session) -> anyhow::Result<()> {
+    let nodes = list(session, "nodes", "").await?;
     anyhow::ensure!(!nodes.is_empty(), "no nodes: start one with `rudder node`");
     let names: Vec<String> = nodes
         .iter()
         .filter_map(|node| node["metadata"]["name"].as_str().map(String::from))
         .collect();
-    let stats = read_twice(&session, &names).await;
+    let stats = read_twice(session, &names).await;
     print!("{}", render(&node_rows(&nodes, &stats)));
     Ok(())
 }
 
-async fn top_pods(args: TopPodsArgs) -> anyhow::Result<()> {
-    let session = Session::connect(&args.target).await?;
+async fn top_pods(session: &Session, args: TopPodsArgs) -> anyhow::Result<()> {
     let namespace = match (args.all_namespaces, args.namespace) {
         (true, _) => None,
         (false, namespace) => Some(namespace.unwrap_or_else(|| "default".into())),
     };
     // The nodes that run the pods asked about.
-    let pods = list(&session, "pods", namespace.as_deref().unwrap_or("")).await?;
+    let pods = list(session, "pods", namespace.as_deref().unwrap_or("")).await?;
     let mut nodes: Vec<String> = pods
         .iter()
         .filter_map(|pod| pod["spec"]["nodeName"].as_str())
@@ -288,11 +302,20 @@ async fn top_pods(args: TopPodsArgs) -> anyhow::Result<()> {
         .collect();
     nodes.sort();
     nodes.dedup();
-    let stats = read_twice(&session, &nodes).await;
+    let stats = read_twice(session, &nodes).await;
+    // Only pods the API lists on the node that answered (another node's endpoint at the
+    // same address, or a pod already deleted, counts nothing).
     let usage: Vec<Usage> = stats
-        .values()
-        .flatten()
-        .flat_map(|(before, after)| container_usage(before, after))
+        .iter()
+        .filter_map(|(node, read)| Some((node, read.as_ref()?)))
+        .flat_map(|(node, (before, after))| {
+            let listed = pods
+                .iter()
+                .filter(|pod| pod["spec"]["nodeName"] == node.as_str())
+                .filter_map(|pod| pod["metadata"]["uid"].as_str().map(String::from))
+                .collect();
+            container_usage(before, after, &listed)
+        })
         .collect();
     let rows = pod_rows(&usage, namespace.as_deref(), args.containers);
     if rows.len() == 1 {
@@ -318,8 +341,10 @@ mod tests {
             pods: vec![PodStats {
                 namespace: "default".into(),
                 name: "kubia".into(),
+                uid: "u1".into(),
                 containers: vec![ContainerStats {
                     name: "app".into(),
+                    id: format!("rudder://u1-app-{}", app_cpu_millis / 5000),
                     cpu_nanos: app_cpu_millis * 1_000_000,
                     memory_bytes: 12 * 1024 * 1024,
                 }],
@@ -348,13 +373,24 @@ mod tests {
 
     #[test]
     fn pods_sum_their_containers_and_a_restart_counts_from_zero() {
-        let usage = container_usage(&reading(10, 0, 1000), &reading(11, 0, 1250));
+        let listed = std::collections::BTreeSet::from(["u1".to_string()]);
+        let usage = container_usage(&reading(10, 0, 1000), &reading(11, 0, 1250), &listed);
         assert_eq!(
             pod_rows(&usage, Some("default"), false)[1],
             ["kubia", "250m", "12Mi"]
         );
-        let restarted = container_usage(&reading(10, 0, 5000), &reading(11, 0, 100));
-        assert_eq!(restarted[0].3, 100, "from zero: 100 ms of CPU in a second");
+        // Another attempt (its id changed): its counter starts again.
+        let restarted = container_usage(&reading(10, 0, 4000), &reading(11, 0, 5100), &listed);
+        assert_eq!(restarted[0].3, 5100, "from zero: 5.1 s of CPU in a second");
+        let elsewhere = container_usage(
+            &reading(10, 0, 1000),
+            &reading(11, 0, 1250),
+            &Default::default(),
+        );
+        assert!(
+            elsewhere.is_empty(),
+            "a pod not listed on this node counts nothing"
+        );
         let all = pod_rows(&usage, None, true);
         assert_eq!(
             all[0],
