@@ -142,6 +142,18 @@ pub fn cluster_token(token: &str, restoration: Option<&Restoration>) -> String {
 /// (`RESTORE_SETTLED`). Started again at the next start if the member stops before. The store
 /// refuses to add members from its start until this ends.
 pub async fn settle(raft: Raft, db: Db, store: Store, mut stopped: watch::Receiver<bool>) {
+    // Failpoint for tests: settling starts this many milliseconds late, so that members
+    // asking to join meanwhile are refused (and retry) for certain.
+    let late = fail::eval("restore-settles-late", |millis| {
+        millis.and_then(|millis| millis.parse::<u64>().ok())
+    })
+    .flatten();
+    if let Some(millis) = late {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(millis)) => {}
+            _ = stopped.changed() => return,
+        }
+    }
     let mut metrics = raft.metrics();
     let mut step = Settle::Applied;
     loop {

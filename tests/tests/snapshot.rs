@@ -11,7 +11,7 @@ use std::process::Command;
 use base64::Engine;
 use std::time::Duration;
 
-use rudder_tests::{rudder_binary_beside_tests, wait_for, ProcessCluster};
+use rudder_tests::{member_log, rudder_binary_beside_tests, wait_for, ProcessCluster};
 use serde_json::Value;
 
 const ETCDCTL: &str = "/usr/bin/etcdctl";
@@ -187,10 +187,21 @@ async fn a_rudder_snapshot_reads_in_etcdctl_and_restores_a_new_cluster_that_grow
     );
     assert!(etcd_dir.join("member/snap/db").exists());
 
-    // A new Rudder cluster of three from it: the first restored, two joining later.
+    // A new Rudder cluster of three from it: the first restored, two joining later. Its
+    // settling starts 2 s late, so the joiners are refused until its keyspace is in a Raft
+    // snapshot, and get it from there.
+    let late = [
+        "--failpoints".to_string(),
+        "restore-settles-late=return(2000)".to_string(),
+    ];
     let restored =
-        ProcessCluster::start_rudder_restored(&rudder_binary_beside_tests(), 3, &file, &[])
+        ProcessCluster::start_rudder_restored(&rudder_binary_beside_tests(), 3, &file, &late)
             .expect("a restored cluster starts and grows");
+    let joiner_log = member_log(&restored.members[1]);
+    assert!(
+        joiner_log.contains("was just restored from a snapshot"),
+        "the joiner was refused while the keyspace was not in a snapshot: {joiner_log}"
+    );
     holds_the_filled_keyspace(&restored, &lease, compacted, revision).await;
     drop(restored);
     drop(cluster);
