@@ -32,7 +32,8 @@
 //! - [`bbolt`]: bbolt's file format (pure), the database in an etcd snapshot;
 //!   `etcd::snapshot_file`: etcd's snapshot file to and from the keyspace's image;
 //!   [`restore`]: a new member's data directory from one (`rudder snapshot restore`).
-//! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member.
+//! - [`store`]: [`Store`], the client API; [`server`]: assembling and running a member,
+//!   from its [`member_config`].
 //! - [`etcd`]: the etcd v3 gRPC API on the client port; [`front_door`]: the client port,
 //!   gRPC to the gRPC services and all else to the HTTP service a master mounts;
 //!   [`authority_scheme`]: takes the `http://` off the HTTP/2 `:authority` etcdctl sends.
@@ -59,6 +60,7 @@ pub mod keyspace;
 pub mod kv;
 pub mod lease;
 pub mod log_store;
+pub mod member_config;
 pub mod metrics;
 pub mod mvcc;
 pub mod network;
