@@ -395,8 +395,13 @@ impl ProcessCluster {
         Ok(Self { dir, members })
     }
 
-    /// `size` etcd members forming a new cluster, fsync on (etcd's default).
-    pub async fn start_etcd(binary: &Path, size: usize) -> Result<Self, ClusterError> {
+    /// `size` etcd members forming a new cluster, fsync on (etcd's default), each also
+    /// given `extra_flags`.
+    pub async fn start_etcd(
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
         let mut ports = Vec::new();
         for _ in 0..size {
@@ -407,11 +412,12 @@ impl ProcessCluster {
             .enumerate()
             .map(|(i, (_, peer))| format!("m{}=http://{peer}", i + 1))
             .collect();
-        let flags = vec![
+        let mut flags = vec![
             format!("--initial-cluster={}", initial.join(",")),
             "--initial-cluster-state=new".into(),
             "--initial-cluster-token=rudder-bench".into(),
         ];
+        flags.extend_from_slice(extra_flags);
         let starting: Vec<_> = ports
             .iter()
             .enumerate()

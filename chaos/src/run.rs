@@ -26,6 +26,11 @@ use crate::workload::watchers::{self, Finish};
 const PREFIX: &str = "chaos/";
 /// Watchers beside the workload.
 const WATCHERS: usize = 2;
+/// Both stores run with the same raft timing (Rudder's defaults), heartbeat and election
+/// timeout in milliseconds, so that the checks, `progress` above all, compare like with
+/// like: with etcd's own (100 ms, 1 s) a 1 s pause of its leader sometimes ends in an
+/// election and sometimes not, and a killed leader is replaced only after 1 to 2 s.
+const RAFT_TIMING_MS: (u64, u64) = (30, 150);
 
 /// The bugs `--plant` may plant in Rudder's members: each a failpoint, its action, and
 /// what it breaks.
@@ -244,11 +249,15 @@ fn compare_watchers(
 }
 
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
+    let (heartbeat_ms, election_ms) = RAFT_TIMING_MS;
     match plan.target {
         Target::Rudder => {
-            let flags = match plan.planted.is_empty() {
-                true => vec![],
-                false => vec![format!(
+            let mut flags = vec![
+                format!("--heartbeat-interval-ms={heartbeat_ms}"),
+                format!("--election-timeout-ms={election_ms}"),
+            ];
+            if !plan.planted.is_empty() {
+                flags.push(format!(
                     "--failpoints={}",
                     plan.planted
                         .iter()
@@ -261,11 +270,17 @@ async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, Clust
                         })
                         .collect::<Vec<_>>()
                         .join(";")
-                )],
-            };
+                ));
+            }
             ProcessCluster::start_rudder(&binaries.rudder, plan.masters, &flags)
         }
-        Target::Etcd => ProcessCluster::start_etcd(&binaries.etcd, plan.masters).await,
+        Target::Etcd => {
+            let flags = [
+                format!("--heartbeat-interval={heartbeat_ms}"),
+                format!("--election-timeout={election_ms}"),
+            ];
+            ProcessCluster::start_etcd(&binaries.etcd, plan.masters, &flags).await
+        }
     }
 }
 

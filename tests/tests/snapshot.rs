@@ -260,7 +260,7 @@ async fn a_restore_refuses_a_directory_in_use_and_a_damaged_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_etcd_snapshot_restores_into_rudder() {
-    let etcd = ProcessCluster::start_etcd(Path::new(ETCD), 1)
+    let etcd = ProcessCluster::start_etcd(Path::new(ETCD), 1, &[])
         .await
         .expect("etcd starts (apt-get install etcd-server)");
     let endpoint = etcd.members[0].client_addr.clone();

@@ -84,10 +84,17 @@ impl KvWorkload {
     }
 }
 
+/// How long a client waits for one answer before it moves to the next member. Shorter than
+/// the least quiet time a chaos run leaves after a fault ([`crate::schedule::MIN_GAP`]): a
+/// proposal that a deposed leader dropped is never answered by etcd before its own request
+/// timeout (5 s and more), and a client still waiting on one when the cluster has long
+/// recovered would make the run look stalled.
+pub const ATTEMPT_LIMIT: Duration = Duration::from_millis(800);
+const _: () = assert!(ATTEMPT_LIMIT.as_millis() < crate::schedule::MIN_GAP.as_millis());
+
 /// What an attempt asked, and what it heard with the revision its answer carried (`None`:
 /// no answer).
 async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<(Op, i64)> {
-    let limit = Duration::from_secs(5);
     let call = async {
         match asked {
             Op::Put { value } => {
@@ -150,7 +157,10 @@ async fn attempt(client: &mut Kv, key: &str, asked: &Op) -> Option<(Op, i64)> {
             Op::Delete => None,
         }
     };
-    tokio::time::timeout(limit, call).await.ok().flatten()
+    tokio::time::timeout(ATTEMPT_LIMIT, call)
+        .await
+        .ok()
+        .flatten()
 }
 
 fn revision(header: Option<rudder_proto::etcdserverpb::ResponseHeader>) -> i64 {

@@ -48,7 +48,7 @@ impl SpawnArgs {
                 let binary = std::env::current_exe().context("locating the rudder binary")?;
                 ProcessCluster::start_rudder(&binary, self.members, &self.rudder_flags)?
             }
-            Store::Etcd => ProcessCluster::start_etcd(&self.etcd_binary, self.members).await?,
+            Store::Etcd => ProcessCluster::start_etcd(&self.etcd_binary, self.members, &[]).await?,
         })
     }
 }
