@@ -1,11 +1,15 @@
-//! The cluster under test: real member processes on loopback, Rudder's or etcd's.
+//! The cluster under test: real member processes, Rudder's or etcd's, on loopback or (for
+//! partition faults) each in a network namespace of its own ([`crate::network`]).
 //!
 //! Rudder members start on port 0 (addresses read from each member's ready line): the first
 //! bootstraps, the others `--join` it. etcd members need their peer URLs up front, so they
-//! get free loopback ports picked just before they start. Members are killed by PID (SIGKILL
-//! for crash tests) and restarted on the same data directory and addresses; dropping the
-//! cluster kills every process it started, also when a test fails.
+//! get free loopback ports picked just before they start. In namespaces every member has an
+//! address of its own and the usual ports (2379, 2380). Members are killed by PID (SIGKILL
+//! for crash tests) and restarted on the same data directory, addresses and namespace;
+//! dropping the cluster kills every process it started, also when a test fails, and then
+//! removes its network.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +19,7 @@ use rudder_proto::etcdserverpb::StatusRequest;
 use tempfile::TempDir;
 
 use crate::client::maintenance;
+use crate::network::{MemberNetwork, PartitionError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -30,6 +35,10 @@ pub enum ClusterError {
     Scratch(#[source] std::io::Error),
     #[error("no leader within {0:?}")]
     NoLeader(Duration),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error("partition faults need the members in namespaces of their own (the run starts them so when --faults names partition)")]
+    NotPartitionable,
 }
 
 /// Which store the processes run.
@@ -49,6 +58,8 @@ pub struct MemberProcess {
     flavor: Flavor,
     /// Flags given again on every restart (Rudder: its tuning flags; etcd: all of them).
     restart_args: Vec<String>,
+    /// The network namespace it runs in (`None`: the machine's, on loopback).
+    netns: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -114,18 +125,18 @@ impl MemberProcess {
                 binary,
                 &self.name,
                 &self.data_dir,
-                &self.client_addr,
-                &self.peer_addr,
+                (&self.client_addr, &self.peer_addr),
                 &self.restart_args,
+                self.netns.as_deref(),
             )?,
             Flavor::Etcd { binary } => {
                 start_etcd(
                     binary,
                     &self.name,
                     &self.data_dir,
-                    &self.client_addr,
-                    &self.peer_addr,
+                    (&self.client_addr, &self.peer_addr),
                     &self.restart_args,
+                    self.netns.as_deref(),
                 )
                 .await?
             }
@@ -149,11 +160,20 @@ const READY_WITHIN: Duration = Duration::from_secs(60);
 
 /// Starts a member with its stderr appended to `<data_dir>.log` (a restart keeps what the
 /// member said before it, for a post-mortem).
+/// Starts `command` with its stderr appended to the member's log, in `netns` if given.
 fn spawn_logged(
     mut command: Command,
     binary: &Path,
     data_dir: &Path,
+    netns: Option<&Path>,
 ) -> Result<Child, ClusterError> {
+    if let Some(netns) = netns {
+        let (binary, data_dir) = (binary.to_owned(), data_dir.to_owned());
+        return rudder_node::runtime::linux::network::in_namespace(netns, move || {
+            Ok(spawn_logged(command, &binary, &data_dir, None))
+        })
+        .map_err(|error| ClusterError::Partition(error.into()))?;
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -172,9 +192,9 @@ fn start_rudder(
     binary: &Path,
     name: &str,
     data_dir: &Path,
-    client: &str,
-    peer: &str,
+    (client, peer): (&str, &str),
     cluster_flags: &[String],
+    netns: Option<&Path>,
 ) -> Result<MemberProcess, ClusterError> {
     let mut command = Command::new(binary);
     command
@@ -183,7 +203,7 @@ fn start_rudder(
         .args(["--listen-client", client, "--listen-peer", peer])
         .args(cluster_flags)
         .stdout(Stdio::piped());
-    let mut child = spawn_logged(command, binary, data_dir)?;
+    let mut child = spawn_logged(command, binary, data_dir, netns)?;
     let stdout = child.stdout.take().expect("stdout is piped");
     // Read on a thread of its own, so a member that never gets ready (its WAL's recovery
     // stuck, say) fails the start in time instead of hanging it; killing it ends the read.
@@ -236,6 +256,7 @@ fn start_rudder(
             binary: binary.into(),
         },
         restart_args: Vec::new(),
+        netns: netns.map(Path::to_owned),
         child: Some(child),
     })
 }
@@ -244,9 +265,9 @@ async fn start_etcd(
     binary: &Path,
     name: &str,
     data_dir: &Path,
-    client: &str,
-    peer: &str,
+    (client, peer): (&str, &str),
     cluster_flags: &[String],
+    netns: Option<&Path>,
 ) -> Result<MemberProcess, ClusterError> {
     let mut command = Command::new(binary);
     command
@@ -258,7 +279,7 @@ async fn start_etcd(
         .arg(format!("--initial-advertise-peer-urls=http://{peer}"))
         .args(cluster_flags)
         .stdout(Stdio::null());
-    let child = spawn_logged(command, binary, data_dir)?;
+    let child = spawn_logged(command, binary, data_dir, netns)?;
     let mut member = MemberProcess {
         name: name.into(),
         data_dir: data_dir.into(),
@@ -269,6 +290,7 @@ async fn start_etcd(
             binary: binary.into(),
         },
         restart_args: cluster_flags.to_vec(),
+        netns: netns.map(Path::to_owned),
         child: Some(child),
     };
     // etcd answers Status once it serves; until then, poll.
@@ -291,6 +313,23 @@ async fn start_etcd(
     }
 }
 
+/// Each member's client and peer address: in its namespace, its own address and the usual
+/// ports; on loopback, what `loopback` gives.
+fn addresses(
+    network: Option<&MemberNetwork>,
+    size: usize,
+    mut loopback: impl FnMut() -> Result<(String, String), ClusterError>,
+) -> Result<Vec<(String, String)>, ClusterError> {
+    match network {
+        Some(network) => Ok(network
+            .places()
+            .iter()
+            .map(|place| (format!("{}:2379", place.ip), format!("{}:2380", place.ip)))
+            .collect()),
+        None => (0..size).map(|_| loopback()).collect(),
+    }
+}
+
 /// A free loopback port: bound, read, released (the member binds it right after).
 fn free_port() -> Result<String, ClusterError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Scratch)?;
@@ -303,6 +342,8 @@ fn free_port() -> Result<String, ClusterError> {
 pub struct ProcessCluster {
     pub dir: TempDir,
     pub members: Vec<MemberProcess>,
+    /// The members' namespaces and bridge, when they have their own network.
+    network: Option<MemberNetwork>,
 }
 
 impl Drop for ProcessCluster {
@@ -312,6 +353,8 @@ impl Drop for ProcessCluster {
         for member in &mut self.members {
             member.kill();
         }
+        // Nothing runs in the namespaces any more.
+        self.network = None;
         if std::env::var_os("RUDDER_KEEP_CLUSTER_DIR").is_some() {
             // Swap in an empty placeholder (never panic in drop: this may run while unwinding).
             if let Ok(placeholder) = TempDir::new() {
@@ -330,7 +373,19 @@ impl ProcessCluster {
         extra_flags: &[String],
     ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
-        Self::start_rudder_in(dir, binary, size, extra_flags)
+        Self::start_rudder_in(dir, binary, size, extra_flags, None)
+    }
+
+    /// Like [`Self::start_rudder`], each member in a network namespace of its own, so that
+    /// [`Self::partition`] can cut them apart.
+    pub fn start_rudder_apart(
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
+        let dir = TempDir::new().map_err(ClusterError::Scratch)?;
+        let network = MemberNetwork::create(size)?;
+        Self::start_rudder_in(dir, binary, size, extra_flags, Some(network))
     }
 
     /// Like [`Self::start_rudder`], the first member restored from `snapshot` (an etcd
@@ -362,7 +417,7 @@ impl ProcessCluster {
                 ),
             });
         }
-        Self::start_rudder_in(dir, binary, size, extra_flags)
+        Self::start_rudder_in(dir, binary, size, extra_flags, None)
     }
 
     fn start_rudder_in(
@@ -370,29 +425,47 @@ impl ProcessCluster {
         binary: &Path,
         size: usize,
         extra_flags: &[String],
+        network: Option<MemberNetwork>,
     ) -> Result<Self, ClusterError> {
-        let any = "127.0.0.1:0";
-        let mut bootstrap = vec!["--initial-cluster".to_string(), "m1=127.0.0.1:0".into()];
+        let addresses = addresses(network.as_ref(), size, || {
+            Ok(("127.0.0.1:0".into(), "127.0.0.1:0".into()))
+        })?;
+        let netns = |n: usize| network.as_ref().map(|net| net.places()[n].netns.as_path());
+        let mut bootstrap = vec![
+            "--initial-cluster".to_string(),
+            format!("m1={}", addresses[0].1),
+        ];
         bootstrap.extend_from_slice(extra_flags);
-        let first = start_rudder(binary, "m1", &dir.path().join("m1"), any, any, &bootstrap)?;
+        let first = start_rudder(
+            binary,
+            "m1",
+            &dir.path().join("m1"),
+            (&addresses[0].0, &addresses[0].1),
+            &bootstrap,
+            netns(0),
+        )?;
         let mut join = vec!["--join".to_string(), first.peer_addr.clone()];
         join.extend_from_slice(extra_flags);
         let mut members = vec![first];
-        for n in 2..=size {
-            let name = format!("m{n}");
+        for (n, (client, peer)) in addresses.iter().enumerate().skip(1) {
+            let name = format!("m{}", n + 1);
             members.push(start_rudder(
                 binary,
                 &name,
                 &dir.path().join(&name),
-                any,
-                any,
+                (client, peer),
                 &join,
+                netns(n),
             )?);
         }
         for member in &mut members {
             member.restart_args = extra_flags.to_vec();
         }
-        Ok(Self { dir, members })
+        Ok(Self {
+            dir,
+            members,
+            network,
+        })
     }
 
     /// `size` etcd members forming a new cluster, fsync on (etcd's default), each also
@@ -402,11 +475,28 @@ impl ProcessCluster {
         size: usize,
         extra_flags: &[String],
     ) -> Result<Self, ClusterError> {
+        Self::start_etcd_in(binary, size, extra_flags, None).await
+    }
+
+    /// Like [`Self::start_etcd`], each member in a network namespace of its own, so that
+    /// [`Self::partition`] can cut them apart.
+    pub async fn start_etcd_apart(
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+    ) -> Result<Self, ClusterError> {
+        let network = MemberNetwork::create(size)?;
+        Self::start_etcd_in(binary, size, extra_flags, Some(network)).await
+    }
+
+    async fn start_etcd_in(
+        binary: &Path,
+        size: usize,
+        extra_flags: &[String],
+        network: Option<MemberNetwork>,
+    ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
-        let mut ports = Vec::new();
-        for _ in 0..size {
-            ports.push((free_port()?, free_port()?));
-        }
+        let ports = addresses(network.as_ref(), size, || Ok((free_port()?, free_port()?)))?;
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -430,8 +520,18 @@ impl ProcessCluster {
                     client.clone(),
                     peer.clone(),
                 );
+                let netns = network.as_ref().map(|net| net.places()[i].netns.clone());
                 tokio::spawn(async move {
-                    start_etcd(&binary, &name, &data_dir, &client, &peer, &flags).await
+                    let addresses = (client.as_str(), peer.as_str());
+                    start_etcd(
+                        &binary,
+                        &name,
+                        &data_dir,
+                        addresses,
+                        &flags,
+                        netns.as_deref(),
+                    )
+                    .await
                 })
             })
             .collect();
@@ -439,7 +539,35 @@ impl ProcessCluster {
         for task in starting {
             members.push(task.await.expect("etcd start task")?);
         }
-        Ok(Self { dir, members })
+        Ok(Self {
+            dir,
+            members,
+            network,
+        })
+    }
+
+    /// Cuts the links `cuts` names (`(from, to)` by member index: `to` hears nothing from
+    /// `from`), replacing any partition there was. Only for members started apart.
+    pub fn partition(&self, cuts: &BTreeSet<(usize, usize)>) -> Result<(), ClusterError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ClusterError::NotPartitionable)?;
+        Ok(network.cut(cuts)?)
+    }
+
+    /// The members' own network, described (`None`: they run on loopback).
+    pub fn network(&self) -> Option<String> {
+        self.network.as_ref().map(MemberNetwork::describe)
+    }
+
+    /// Ends the partition; returns how many packets it dropped.
+    pub fn heal(&self) -> Result<u64, ClusterError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ClusterError::NotPartitionable)?;
+        Ok(network.heal()?)
     }
 
     pub fn endpoints(&self) -> Vec<String> {

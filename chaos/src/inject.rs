@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::{ClusterError, ProcessCluster};
+use crate::partition::{self, Split};
 use crate::schedule::{FaultKind, PlannedFault, Victim, MIN_GAP};
 
 /// A fault as it happened.
@@ -20,8 +21,16 @@ pub struct Injected {
     pub was_leader: bool,
     /// Milliseconds from the start of the run.
     pub started_ms: u64,
-    /// When the member was running again (restarted or resumed).
+    /// When the member was running again (restarted or resumed), or the partition healed.
     pub ended_ms: u64,
+    /// A partition's shape, and its sides as they were (e.g. `m1 | m2 m3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sides: Option<String>,
+    /// The packets a partition dropped: none would mean it cut nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_packets: Option<u64>,
 }
 
 /// A member that ended without being told to.
@@ -62,8 +71,15 @@ pub async fn inject(
         let member = victim(cluster, planned.victim, leader);
         let name = cluster.members[member].name.clone();
         let started = start.elapsed();
+        // (A schedule from before partitions had shapes holds none: isolated, then.)
+        let split = (planned.kind == FaultKind::Partition)
+            .then(|| planned.split.unwrap_or(Split::Isolated));
+        let sides = split.map(|split| {
+            let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
+            partition::describe(split, member, &names)
+        });
         progress(&format!(
-            "fault {}/{} at {:.1}s: {} {}{} for {:.1}s",
+            "fault {}/{} at {:.1}s: {} {}{}{} for {:.1}s",
             n + 1,
             schedule.len(),
             started.as_secs_f64(),
@@ -74,8 +90,13 @@ pub async fn inject(
             } else {
                 ""
             },
+            match (split, &sides) {
+                (Some(split), Some(sides)) => format!(", {}: {sides}", split.name()),
+                _ => String::new(),
+            },
             planned.hold.as_secs_f64()
         ));
+        let mut dropped_packets = None;
         match planned.kind {
             FaultKind::Kill => {
                 cluster.members[member].kill();
@@ -87,6 +108,12 @@ pub async fn inject(
                 tokio::time::sleep(planned.hold).await;
                 cluster.members[member].resume();
             }
+            FaultKind::Partition => {
+                let split = split.unwrap_or(Split::Isolated);
+                cluster.partition(&partition::cuts(split, cluster.members.len(), member))?;
+                tokio::time::sleep(planned.hold).await;
+                dropped_packets = Some(cluster.heal()?);
+            }
         }
         done.last_end = start.elapsed();
         done.faults.push(Injected {
@@ -96,6 +123,9 @@ pub async fn inject(
             was_leader: member == leader,
             started_ms: millis(started),
             ended_ms: millis(done.last_end),
+            split,
+            sides,
+            dropped_packets,
         });
     }
     Ok(())

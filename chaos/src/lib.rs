@@ -1,6 +1,8 @@
 //! `rudder-chaos`: drives clusters under test and measures them.
 //!
-//! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's.
+//! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's;
+//!   [`network`]: the members each in a network namespace of their own, for
+//!   [`partition`]s (which links a partition's shape cuts; pure).
 //! - [`client`]: etcd v3 gRPC clients; everything here speaks only that API, so the same
 //!   code measures Rudder and etcd side by side.
 //! - [`bench`]: load generators (`rudder bench kv ...`), failover measurement, and the pure
@@ -27,6 +29,8 @@ pub mod client;
 pub mod cluster;
 pub mod history;
 pub mod inject;
+pub mod network;
+pub mod partition;
 pub mod report;
 pub mod run;
 pub mod schedule;

@@ -225,7 +225,20 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
         .filter(|kind| !injected.iter().any(|fault| fault.kind == **kind))
         .map(|kind| kind.name())
         .collect();
-    let verdict = match injected.len() == schedule.len() && missing.is_empty() {
+    // A partition that dropped nothing cut nothing: it happened on paper only.
+    let empty_cuts: Vec<String> = injected
+        .iter()
+        .filter(|fault| fault.dropped_packets == Some(0))
+        .map(|fault| {
+            format!(
+                "the partition at {:.1}s ({}) dropped no packet",
+                fault.started_ms as f64 / 1000.0,
+                fault.sides.as_deref().unwrap_or(&fault.member)
+            )
+        })
+        .collect();
+    let all_done = injected.len() == schedule.len() && missing.is_empty();
+    let verdict = match all_done && empty_cuts.is_empty() {
         true => Verdict::Pass,
         false => Verdict::Fail,
     };
@@ -235,8 +248,16 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
         injected.len(),
         schedule.len()
     );
+    let dropped: u64 = injected.iter().filter_map(|f| f.dropped_packets).sum();
+    if injected.iter().any(|f| f.dropped_packets.is_some()) {
+        detail.push_str(&format!("; partitions dropped {dropped} packets"));
+    }
     if !missing.is_empty() {
         detail.push_str(&format!("; never injected: {}", missing.join(", ")));
+    }
+    for empty in empty_cuts {
+        detail.push_str("; ");
+        detail.push_str(&empty);
     }
     Check {
         name: "faults".into(),

@@ -47,6 +47,9 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
             was_leader: planned.victim == Victim::Leader,
             started_ms: planned.at.as_millis() as u64,
             ended_ms: planned.ends().as_millis() as u64,
+            split: planned.split,
+            sides: None,
+            dropped_packets: planned.split.map(|_| 40),
         })
         .collect()
 }
@@ -264,4 +267,33 @@ fn a_watcher_that_missed_an_event_or_a_write_applied_twice_fails_the_run() {
     unread.once = Err("the members never agreed".into());
     let report = Report::new(plan(), schedule, unread);
     assert_eq!(report.verdict, Verdict::Unknown, "{}", summary(&report));
+}
+
+#[test]
+fn a_partition_that_dropped_no_packet_fails_the_faults_check() {
+    let mut plan = plan();
+    plan.faults = FaultKind::ALL.to_vec();
+    let schedule = draw(7, Duration::from_secs(20), &plan.faults);
+    let mut injected = injected_for(&schedule);
+    let history = spread(&history(Some("a")), &injected);
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let cutting = Report::new(
+        plan.clone(),
+        schedule.clone(),
+        observed(injected.clone(), &history, &outcome),
+    );
+    assert_eq!(cutting.verdict, Verdict::Pass, "{}", summary(&cutting));
+    assert!(summary(&cutting).contains("partitions dropped"));
+
+    let partition = injected
+        .iter_mut()
+        .find(|fault| fault.kind == FaultKind::Partition)
+        .expect("a 20 s schedule of every kind has a partition");
+    partition.dropped_packets = Some(0);
+    partition.sides = Some("m1 | m2 m3".into());
+    let vacuous = Report::new(plan, schedule, observed(injected, &history, &outcome));
+    assert_eq!(vacuous.verdict, Verdict::Fail);
+    let text = summary(&vacuous);
+    assert!(text.contains("FAIL     faults"), "{text}");
+    assert!(text.contains("(m1 | m2 m3) dropped no packet"), "{text}");
 }

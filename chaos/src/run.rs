@@ -1,6 +1,7 @@
 //! `rudder chaos run`: a real cluster, the KV workload, the seed's faults, then the checks.
 //!
-//! The cluster is started fresh (Rudder's members, or Debian's etcd as a reference), the
+//! The cluster is started fresh (Rudder's members, or Debian's etcd as a reference; each
+//! member in a network namespace of its own when the faults include partitions), the
 //! workload runs for the whole length, the faults of [`schedule::draw`] are injected one at
 //! a time and each healed, the workload stops after the quiet end (pushed back if a fault
 //! ran late), and the recorded history is checked. A run that does not pass keeps the
@@ -18,7 +19,7 @@ use crate::cluster::{ClusterError, ProcessCluster};
 use crate::history;
 use crate::inject::{inject, restart_crashed, Injection};
 use crate::report::{Observed, Plan, Report, Target, Verdict, WatchOutcome};
-use crate::schedule::{self, QUIET};
+use crate::schedule::{self, FaultKind, QUIET};
 use crate::workload::kv::KvWorkload;
 use crate::workload::watchers::{self, Finish};
 
@@ -82,6 +83,11 @@ pub async fn run(
         "{} {:?} members up, {} leads",
         plan.masters, plan.target, cluster.members[leader].name
     ));
+    if let Some(network) = cluster.network() {
+        progress(&format!(
+            "each member in a network namespace of its own on {network}"
+        ));
+    }
 
     let workload = KvWorkload {
         clients: plan.clients,
@@ -250,6 +256,8 @@ fn compare_watchers(
 
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
     let (heartbeat_ms, election_ms) = RAFT_TIMING_MS;
+    // Partitions need each member in a network namespace of its own.
+    let apart = plan.faults.contains(&FaultKind::Partition);
     match plan.target {
         Target::Rudder => {
             let mut flags = vec![
@@ -272,14 +280,22 @@ async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, Clust
                         .join(";")
                 ));
             }
-            ProcessCluster::start_rudder(&binaries.rudder, plan.masters, &flags)
+            match apart {
+                true => ProcessCluster::start_rudder_apart(&binaries.rudder, plan.masters, &flags),
+                false => ProcessCluster::start_rudder(&binaries.rudder, plan.masters, &flags),
+            }
         }
         Target::Etcd => {
             let flags = [
                 format!("--heartbeat-interval={heartbeat_ms}"),
                 format!("--election-timeout={election_ms}"),
             ];
-            ProcessCluster::start_etcd(&binaries.etcd, plan.masters, &flags).await
+            match apart {
+                true => {
+                    ProcessCluster::start_etcd_apart(&binaries.etcd, plan.masters, &flags).await
+                }
+                false => ProcessCluster::start_etcd(&binaries.etcd, plan.masters, &flags).await,
+            }
         }
     }
 }

@@ -13,6 +13,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::partition::Split;
+
 /// What is done to a member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,19 +23,23 @@ pub enum FaultKind {
     Kill,
     /// SIGSTOP, then SIGCONT after the hold.
     Pause,
+    /// The members' network cut around the victim in a [`Split`]'s shape, healed after the
+    /// hold (the members run in namespaces of their own for it).
+    Partition,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Pause];
+    pub const ALL: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
         }
     }
 
-    /// `kill`, `pause`; an unknown name says which there are.
+    /// `kill`, `pause`, `partition`; an unknown name says which there are.
     pub fn parse(name: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
@@ -41,8 +47,8 @@ impl FaultKind {
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
                 format!(
-                    "unknown fault {name:?}: the faults are {} (partition, delay, disk and \
-                     node-loss are not built yet)",
+                    "unknown fault {name:?}: the faults are {} (delay, disk and node-loss \
+                     are not built yet)",
                     known.join(", ")
                 )
             })
@@ -72,9 +78,13 @@ pub struct PlannedFault {
     pub at: Duration,
     pub kind: FaultKind,
     pub victim: Victim,
-    /// How long the member stays stopped (paused, or down before its restart).
+    /// How long the member stays stopped (paused, or down before its restart), or the
+    /// partition stays.
     #[serde(with = "millis")]
     pub hold: Duration,
+    /// A partition's shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Split>,
 }
 
 impl PlannedFault {
@@ -112,11 +122,16 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             5..8 => Victim::Follower { pick: rng.random() },
             _ => Victim::Any { pick: rng.random() },
         };
+        let kind = order[turn % order.len()];
+        // Drawn only for partitions, so that schedules without them stay as they were.
+        let split = (kind == FaultKind::Partition)
+            .then(|| Split::ALL[rng.random_range(0..Split::ALL.len())]);
         faults.push(PlannedFault {
             at,
-            kind: order[turn % order.len()],
+            kind,
             victim,
             hold,
+            split,
         });
         at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
     }
@@ -181,6 +196,18 @@ mod tests {
     }
 
     #[test]
+    fn partitions_and_only_they_have_a_shape_and_every_shape_comes_up() {
+        let mut seen = std::collections::HashSet::new();
+        for seed in 0..40 {
+            for fault in draw(seed, Duration::from_secs(30), &FaultKind::ALL) {
+                assert_eq!(fault.split.is_some(), fault.kind == FaultKind::Partition);
+                seen.extend(fault.split);
+            }
+        }
+        assert_eq!(seen.len(), Split::ALL.len(), "{seen:?}");
+    }
+
+    #[test]
     fn a_run_too_short_for_a_fault_has_none() {
         assert!(draw(1, Duration::from_secs(4), &BOTH).is_empty());
         assert!(draw(1, Duration::from_secs(60), &[]).is_empty());
@@ -189,8 +216,12 @@ mod tests {
     #[test]
     fn kinds_are_named_and_an_unknown_one_is_refused_saying_which_exist() {
         assert_eq!(FaultKind::parse("kill"), Ok(FaultKind::Kill));
-        let error = FaultKind::parse("partition").unwrap_err();
-        assert!(error.contains("the faults are kill, pause"), "{error}");
+        assert_eq!(FaultKind::parse("partition"), Ok(FaultKind::Partition));
+        let error = FaultKind::parse("disk").unwrap_err();
+        assert!(
+            error.contains("the faults are kill, pause, partition"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -142,12 +142,17 @@ fn bar(fault: &Injected, y: f64, x: &impl Fn(u64) -> f64) -> String {
     let color = match fault.kind {
         FaultKind::Kill => "#b3261e",
         FaultKind::Pause => "#e08a00",
+        FaultKind::Partition => "#6a3fb5",
+    };
+    let sides = match &fault.sides {
+        Some(sides) => format!(", {}", escape(sides)),
+        None => String::new(),
     };
     let from = x(fault.started_ms);
     let width = (x(fault.ended_ms) - from).max(2.0);
     format!(
         "<rect class=\"fault\" x=\"{from:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"{:.1}\" \
-         fill=\"{color}\"><title>{} {}{} {:.1}s–{:.1}s</title></rect>",
+         fill=\"{color}\"><title>{} {}{}{sides} {:.1}s–{:.1}s</title></rect>",
         y + 3.0,
         ROW - 6.0,
         fault.kind.name(),
@@ -179,6 +184,9 @@ mod tests {
             was_leader: true,
             started_ms,
             ended_ms,
+            split: None,
+            sides: None,
+            dropped_packets: None,
         };
         Report {
             plan: Plan {

@@ -30,7 +30,8 @@ pub struct RunArgs {
     /// The seed the schedule is drawn from (default: from the clock; printed first).
     #[arg(long)]
     seed: Option<u64>,
-    /// Faults to inject: kill, pause.
+    /// Faults to inject: kill, pause, partition (a member isolated, the leader in a
+    /// minority, a bridge, or one-way; needs root: each member gets a network namespace).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
     /// The workload: kv (puts, linearizable reads, compare-and-swaps via the etcd API).

@@ -176,8 +176,9 @@ pub(super) fn with_netlink<T: Send>(
     })
 }
 
-/// Runs `work` on a new thread that first entered the network namespace at `netns`.
-fn in_namespace<T: Send + 'static>(
+/// Runs `work` on a new thread that first entered the network namespace at `netns`; a
+/// process it spawns starts in that namespace too.
+pub fn in_namespace<T: Send + 'static>(
     netns: &Path,
     work: impl FnOnce() -> Result<T, NetworkError> + Send + 'static,
 ) -> Result<T, NetworkError> {
