@@ -535,15 +535,25 @@ impl ProcessCluster {
                 })
             })
             .collect();
+        // Every start is awaited, so that none is left running when another failed.
         let mut members = Vec::new();
+        let mut failed = None;
         for task in starting {
-            members.push(task.await.expect("etcd start task")?);
+            match task.await.expect("etcd start task") {
+                Ok(member) => members.push(member),
+                Err(error) => failed = failed.or(Some(error)),
+            }
         }
-        Ok(Self {
+        let cluster = Self {
             dir,
             members,
             network,
-        })
+        };
+        match failed {
+            // Dropping the cluster kills what started, then removes its network.
+            Some(error) => Err(error),
+            None => Ok(cluster),
+        }
     }
 
     /// Cuts the links `cuts` names (`(from, to)` by member index: `to` hears nothing from

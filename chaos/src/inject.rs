@@ -19,7 +19,7 @@ pub struct Injected {
     pub victim: Victim,
     pub member: String,
     pub was_leader: bool,
-    /// Milliseconds from the start of the run.
+    /// Milliseconds from the start of the run to when the fault was in place.
     pub started_ms: u64,
     /// When the member was running again (restarted or resumed), or the partition healed.
     pub ended_ms: u64,
@@ -76,7 +76,7 @@ pub async fn inject(
             .then(|| planned.split.unwrap_or(Split::Isolated));
         let sides = split.map(|split| {
             let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
-            partition::describe(split, member, &names)
+            partition::describe(split, member, leader, &names)
         });
         progress(&format!(
             "fault {}/{} at {:.1}s: {} {}{}{} for {:.1}s",
@@ -97,20 +97,26 @@ pub async fn inject(
             planned.hold.as_secs_f64()
         ));
         let mut dropped_packets = None;
+        // When the fault is in place (a partition takes an nft run per member).
+        let in_place;
         match planned.kind {
             FaultKind::Kill => {
                 cluster.members[member].kill();
+                in_place = start.elapsed();
                 tokio::time::sleep(planned.hold).await;
                 cluster.members[member].restart().await?;
             }
             FaultKind::Pause => {
                 cluster.members[member].pause();
+                in_place = start.elapsed();
                 tokio::time::sleep(planned.hold).await;
                 cluster.members[member].resume();
             }
             FaultKind::Partition => {
                 let split = split.unwrap_or(Split::Isolated);
-                cluster.partition(&partition::cuts(split, cluster.members.len(), member))?;
+                let cuts = partition::cuts(split, cluster.members.len(), member, leader);
+                cluster.partition(&cuts)?;
+                in_place = start.elapsed();
                 tokio::time::sleep(planned.hold).await;
                 dropped_packets = Some(cluster.heal()?);
             }
@@ -121,7 +127,7 @@ pub async fn inject(
             victim: planned.victim,
             member: name,
             was_leader: member == leader,
-            started_ms: millis(started),
+            started_ms: millis(in_place),
             ended_ms: millis(done.last_end),
             split,
             sides,

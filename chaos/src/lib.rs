@@ -10,7 +10,8 @@
 //!
 //! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
 //!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key;
-//!   [`check::watch`]: watches against the store's history).
+//!   [`check::watch`]: watches against the store's history); [`recovery`]: how soon writes
+//!   were answered again after each kind of fault (a figure, not a check).
 //!
 //! - [`workload`]: client loads that record every operation for the checkers
 //!   ([`workload::kv`]: puts, reads and swaps through the etcd API; [`workload::watchers`]:
@@ -31,6 +32,7 @@ pub mod history;
 pub mod inject;
 pub mod network;
 pub mod partition;
+pub mod recovery;
 pub mod report;
 pub mod run;
 pub mod schedule;

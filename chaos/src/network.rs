@@ -1,17 +1,20 @@
 //! The members' own network, for partition faults: each member in a network namespace of
-//! its own with `eth0` on a bridge this run creates (`10.250.K.0/24`, the runner at `.1`),
+//! its own with `eth0` on a bridge this run creates (`10.249.K.0/24`, the runner at `.1`),
 //! and a partition as nftables rules in the members' namespaces that drop what a member
 //! receives from the members it is cut from, counting what they drop.
 //!
 //! Why namespaces and not a proxy on the peer links: the rules act on real packets, so a
 //! partition looks the same to Rudder and to etcd (whose peers dial each other in both
 //! directions, over connections a proxy could not tell apart), and one-way cuts are exact.
-//! Traffic never leaves the machine: the bridge has no other port, and its range is routed
-//! only to it. Needs root; the namespaces and bridge are [`rudder_node`]'s pod network code.
+//! Traffic never leaves the machine: the network is closed ([`NodeNetwork::closed`]): the
+//! members have no route but the bridge's range, the bridge forwards nothing and hands
+//! nothing to the machine's ip hooks. Needs root; the namespaces and bridge are
+//! [`rudder_node`]'s pod network code.
 //!
 //! `K` is a slot that runs on one machine take turns with (an flock under `/run`, released
-//! if the run dies); a run that takes a slot first clears what a dead one left in it.
-//! [`ruleset`] and [`dropped_packets`] are pure.
+//! if the run dies), skipping ranges the machine routes elsewhere; each run first clears
+//! what dead runs left in free slots, their members included. [`ruleset`],
+//! [`dropped_packets`] and [`routed_ranges`] are pure.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -68,8 +71,9 @@ pub struct MemberNetwork {
 }
 
 impl MemberNetwork {
-    /// A bridge and `members` namespaces on it.
+    /// A bridge and `members` (at most 7) namespaces on it.
     pub fn create(members: usize) -> Result<Self, PartitionError> {
+        assert!(members <= MOST_MEMBERS, "at most {MOST_MEMBERS} members");
         if !nix::unistd::geteuid().is_root() {
             return Err(PartitionError::NotRoot);
         }
@@ -77,33 +81,18 @@ impl MemberNetwork {
             action: format!("creating {RUN_DIR}"),
             source,
         })?;
+        sweep_dead_runs();
         let (slot, lock) = take_slot()?;
-        let network = NodeNetwork {
-            bridge: format!("rchaos{slot}"),
-            pod_cidr: Cidr::parse(&format!("10.250.{slot}.0/24"))?,
-            netns_dir: Path::new(RUN_DIR).join(slot.to_string()),
-            unreachable: Vec::new(),
-            service_ranges: Vec::new(),
-        };
         let mut made = Self {
             slot,
-            network,
+            network: slot_network(slot)?,
             places: Vec::new(),
             _lock: lock,
         };
-        // What a run that died in this slot left behind.
-        made.clear()?;
         made.network.ensure_bridge()?;
-        // A pod bridge forwards (pods reach other nodes); this one must not: what a member
-        // sends anywhere but the bridge's range dies here.
-        let forwarding = format!("/proc/sys/net/ipv4/conf/{}/forwarding", made.network.bridge);
-        std::fs::write(&forwarding, "0").map_err(|source| PartitionError::Io {
-            action: format!("writing {forwarding}"),
-            source,
-        })?;
         for index in 0..members {
-            let ip = Ipv4Addr::new(10, 250, slot, 10 + index as u8);
-            let netns = made.network.add_pod(&made.member_name(index), ip)?;
+            let ip = Ipv4Addr::new(10, 249, slot, 10 + index as u8);
+            let netns = made.network.add_pod(&member_name(slot, index), ip)?;
             made.places.push(Place { ip, netns });
         }
         Ok(made)
@@ -113,7 +102,7 @@ impl MemberNetwork {
         &self.places
     }
 
-    /// E.g. `bridge rchaos7, 10.250.7.0/24`: what a run says it made (and removes).
+    /// E.g. `bridge rchaos7, 10.249.7.0/24`: what a run says it made (and removes).
     pub fn describe(&self) -> String {
         let cidr = self.network.pod_cidr;
         format!(
@@ -123,29 +112,48 @@ impl MemberNetwork {
     }
 
     /// Drops, in each member's namespace, what `cuts` says it no longer receives (`(from,
-    /// to)`: `to` hears nothing from `from`). Replaces whatever partition was there.
+    /// to)`: `to` hears nothing from `from`). Replaces whatever partition was there; one
+    /// that cannot be made whole is healed, not left half-made.
     pub fn cut(&self, cuts: &BTreeSet<(usize, usize)>) -> Result<(), PartitionError> {
-        for (index, place) in self.places.iter().enumerate() {
-            let from: Vec<Ipv4Addr> = cuts
-                .iter()
-                .filter(|(_, to)| *to == index)
-                .map(|(from, _)| self.places[*from].ip)
-                .collect();
-            let script = ruleset(&from);
-            self.in_member(index, place, move || nft::apply(&script))?;
+        let made = self
+            .places
+            .iter()
+            .enumerate()
+            .try_for_each(|(index, place)| {
+                let from: Vec<Ipv4Addr> = cuts
+                    .iter()
+                    .filter(|(_, to)| *to == index)
+                    .map(|(from, _)| self.places[*from].ip)
+                    .collect();
+                let script = ruleset(&from);
+                self.in_member(index, place, move || nft::apply(&script))
+            });
+        if made.is_err() {
+            let _ = self.heal();
         }
-        Ok(())
+        made
     }
 
-    /// Removes the partition; returns how many packets it dropped, over every member.
+    /// Removes the partition from every member (also when one of them fails: the first
+    /// failure is returned after); returns how many packets it dropped.
     pub fn heal(&self) -> Result<u64, PartitionError> {
         let mut dropped = 0;
+        let mut first_failure = None;
         for (index, place) in self.places.iter().enumerate() {
-            let listing = self.in_member(index, place, || nft::list(TABLE))?;
-            dropped += dropped_packets(&listing);
-            self.in_member(index, place, || nft::apply(&ruleset(&[])))?;
+            match self.in_member(index, place, || nft::list(TABLE)) {
+                Ok(listing) => dropped += dropped_packets(&listing),
+                Err(error) => {
+                    first_failure.get_or_insert(error);
+                }
+            }
+            if let Err(error) = self.in_member(index, place, || nft::apply(&ruleset(&[]))) {
+                first_failure.get_or_insert(error);
+            }
         }
-        Ok(dropped)
+        match first_failure {
+            Some(error) => Err(error),
+            None => Ok(dropped),
+        }
     }
 
     fn in_member<T: Send + 'static>(
@@ -155,57 +163,148 @@ impl MemberNetwork {
         work: impl FnOnce() -> Result<T, nft::NftError> + Send + 'static,
     ) -> Result<T, PartitionError> {
         in_namespace(&place.netns, move || Ok(work()))?.map_err(|source| PartitionError::Rules {
-            member: self.member_name(index),
+            member: member_name(self.slot, index),
             source,
         })
-    }
-
-    fn member_name(&self, index: usize) -> String {
-        format!("chaos{}-m{}", self.slot, index + 1)
-    }
-
-    /// Removes every namespace this slot may hold, and its bridge. Idempotent.
-    fn clear(&self) -> Result<(), PartitionError> {
-        for index in 0..MOST_MEMBERS {
-            self.network.remove_pod(&self.member_name(index))?;
-        }
-        delete_links(std::slice::from_ref(&self.network.bridge))?;
-        Ok(())
     }
 }
 
 impl Drop for MemberNetwork {
     /// Run after the members are killed (a namespace outlives nothing that uses it).
     fn drop(&mut self) {
-        if let Err(error) = self.clear() {
+        if let Err(error) = clear(&self.network, self.slot) {
             eprintln!("removing the chaos run's network: {error}");
         }
-        let _ = std::fs::remove_dir(&self.network.netns_dir);
     }
 }
 
-/// The first free slot, from one that depends on this process (so parallel runs rarely
-/// try the same ones first).
+fn member_name(slot: u8, index: usize) -> String {
+    format!("chaos{slot}-m{}", index + 1)
+}
+
+/// The network of `slot`: its bridge, its range, where its namespaces are mounted.
+fn slot_network(slot: u8) -> Result<NodeNetwork, PartitionError> {
+    Ok(NodeNetwork {
+        bridge: format!("rchaos{slot}"),
+        pod_cidr: Cidr::parse(&format!("10.249.{slot}.0/24"))?,
+        netns_dir: Path::new(RUN_DIR).join(slot.to_string()),
+        unreachable: Vec::new(),
+        service_ranges: Vec::new(),
+        closed: true,
+    })
+}
+
+/// Removes every namespace `slot` may hold, first killing what still runs in them (a dead
+/// run's members), and its bridge. Idempotent.
+fn clear(network: &NodeNetwork, slot: u8) -> Result<(), PartitionError> {
+    for index in 0..MOST_MEMBERS {
+        let netns = network.netns_path(&member_name(slot, index));
+        kill_processes_in(&netns);
+        network.remove_pod(&member_name(slot, index))?;
+    }
+    delete_links(std::slice::from_ref(&network.bridge))?;
+    let _ = std::fs::remove_dir(&network.netns_dir);
+    Ok(())
+}
+
+/// SIGKILL to every process whose network namespace is the one mounted at `netns`.
+fn kill_processes_in(netns: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(namespace) = std::fs::metadata(netns).map(|m| m.ino()) else {
+        return;
+    };
+    let processes = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    for process in processes {
+        let Some(pid) = process
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let inside =
+            std::fs::metadata(process.path().join("ns/net")).is_ok_and(|m| m.ino() == namespace);
+        if inside {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Clears the slots that a run which died without cleaning up left behind (their locks are
+/// free, their bridge or namespaces are not), so nothing of a dead run outlives the next.
+fn sweep_dead_runs() {
+    for slot in 0..=255u8 {
+        let left = Path::new(RUN_DIR).join(slot.to_string()).exists()
+            || Path::new(&format!("/sys/class/net/rchaos{slot}")).exists();
+        if !left {
+            continue;
+        }
+        let Ok(Some(_lock)) = lock_slot(slot) else {
+            continue;
+        };
+        if let Ok(network) = slot_network(slot) {
+            if let Err(error) = clear(&network, slot) {
+                eprintln!("clearing what a dead chaos run left in slot {slot}: {error}");
+            }
+        }
+    }
+}
+
+/// The first free slot whose range the machine routes nowhere else, from one that depends
+/// on this process (so parallel runs rarely try the same ones first).
 fn take_slot() -> Result<(u8, nix::fcntl::Flock<File>), PartitionError> {
+    let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+    let routed = routed_ranges(&routes);
     let first = std::process::id() as usize;
     for offset in 0..256 {
         let slot = ((first + offset) % 256) as u8;
-        let path = Path::new(RUN_DIR).join(format!("slot-{slot}.lock"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|source| PartitionError::Io {
-                action: format!("opening {}", path.display()),
-                source,
-            })?;
-        if let Ok(lock) = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        {
+        let range = Cidr::parse(&format!("10.249.{slot}.0/24"))?;
+        // Ours from a dead run is swept already; anything else routed there is not ours.
+        if routed.iter().any(|r| r.covers(range) || range.covers(*r)) {
+            continue;
+        }
+        if let Some(lock) = lock_slot(slot)? {
             return Ok((slot, lock));
         }
     }
     Err(PartitionError::NoSlot)
+}
+
+/// The slot's lock if no other run holds it.
+fn lock_slot(slot: u8) -> Result<Option<nix::fcntl::Flock<File>>, PartitionError> {
+    let path = Path::new(RUN_DIR).join(format!("slot-{slot}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| PartitionError::Io {
+            action: format!("opening {}", path.display()),
+            source,
+        })?;
+    Ok(nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).ok())
+}
+
+/// The ranges `/proc/net/route` routes (its text), the default route left out.
+pub fn routed_ranges(routes: &str) -> Vec<Cidr> {
+    routes
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // Iface Destination Gateway Flags RefCnt Use Metric Mask ...: little-endian hex.
+            let destination = u32::from_str_radix(fields.get(1)?, 16).ok()?;
+            let mask = u32::from_str_radix(fields.get(7)?, 16).ok()?;
+            let prefix = mask.count_ones() as u8;
+            (prefix > 0).then(|| Cidr {
+                network: Ipv4Addr::from(u32::from_be(destination)),
+                prefix,
+            })
+        })
+        .collect()
 }
 
 /// A member's table, replacing the one there: dropping (and counting) everything from
@@ -240,10 +339,10 @@ mod tests {
 
     #[test]
     fn a_ruleset_drops_and_counts_what_comes_from_the_cut_members_only() {
-        let script = ruleset(&[Ipv4Addr::new(10, 250, 3, 11), Ipv4Addr::new(10, 250, 3, 12)]);
+        let script = ruleset(&[Ipv4Addr::new(10, 249, 3, 11), Ipv4Addr::new(10, 249, 3, 12)]);
         assert!(script.starts_with("table ip rudder-chaos\ndelete table ip rudder-chaos\n"));
         assert!(
-            script.contains("ip saddr { 10.250.3.11, 10.250.3.12 } counter drop"),
+            script.contains("ip saddr { 10.249.3.11, 10.249.3.12 } counter drop"),
             "{script}"
         );
         assert!(script.contains("hook input"), "{script}");
@@ -254,10 +353,30 @@ mod tests {
     }
 
     #[test]
+    fn routed_ranges_are_read_from_proc_net_route_without_the_default_route() {
+        let routes =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+                      eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+                      eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+                      rb1\t0000F90A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n";
+        let ranges: Vec<(Ipv4Addr, u8)> = routed_ranges(routes)
+            .iter()
+            .map(|r| (r.network, r.prefix))
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                (Ipv4Addr::new(192, 0, 2, 0), 24),
+                (Ipv4Addr::new(10, 249, 0, 0), 16)
+            ]
+        );
+    }
+
+    #[test]
     fn dropped_packets_add_up_over_the_counters_listed() {
         let listing = "table ip rudder-chaos {\n\tchain input {\n\t\ttype filter hook input \
-                       priority -10; policy accept;\n\t\tip saddr { 10.250.3.11 } counter \
-                       packets 17 bytes 1020 drop\n\t\tip saddr 10.250.3.12 counter packets 3 \
+                       priority -10; policy accept;\n\t\tip saddr { 10.249.3.11 } counter \
+                       packets 17 bytes 1020 drop\n\t\tip saddr 10.249.3.12 counter packets 3 \
                        bytes 180 drop\n\t}\n}\n";
         assert_eq!(dropped_packets(listing), 20);
         assert_eq!(dropped_packets(""), 0);

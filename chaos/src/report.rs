@@ -1,6 +1,7 @@
 //! What a chaos run did and found: the options it ran with (enough to replay it), its
 //! schedule and the faults as they happened, the workload's operations, each check's
-//! verdict, and the run's. Written as `report.json`; [`summary`] is its text for a terminal.
+//! verdict, and the run's, with how soon writes recovered after each kind of fault
+//! ([`crate::recovery`]). Written as `report.json`; [`summary`] is its text for a terminal.
 //! Pure.
 
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::linear::{self, Op, Operation};
 use crate::check::{once, watch};
 use crate::inject::{Crash, Injected};
+use crate::recovery::{self, Recovery};
 use crate::schedule::{FaultKind, PlannedFault};
 
 /// What a run was pointed at.
@@ -76,6 +78,9 @@ pub struct Report {
     pub answered_per_bucket: Vec<u32>,
     pub checks: Vec<Check>,
     pub verdict: Verdict,
+    /// How soon writes were answered again after each kind of fault (a figure, no check).
+    #[serde(default)]
+    pub recovery: Vec<Recovery>,
 }
 
 /// What the watchers saw, against the store's record.
@@ -118,6 +123,7 @@ impl Report {
             at_most_once(&observed.once),
         ];
         let verdict = verdict(&checks);
+        let recovery = recovery::grouped(&observed.injected, observed.history, observed.ended_ms);
         Self {
             plan,
             schedule,
@@ -129,6 +135,7 @@ impl Report {
             answered_per_bucket,
             checks,
             verdict,
+            recovery,
         }
     }
 }
@@ -454,6 +461,9 @@ pub fn summary(report: &Report) -> String {
             check.name,
             check.detail
         ));
+    }
+    for line in recovery::lines(&report.recovery) {
+        text.push_str(&format!("{:<8} {:<16} {line}\n", "", "recovery"));
     }
     text.push_str(&format!(
         "{}\n",

@@ -63,12 +63,19 @@ pub fn html(report: &Report) -> String {
     page.push_str("</table>\n<h2>timeline</h2>\n");
     page.push_str(&svg(report));
     page.push_str(
-        "\n<h2>faults</h2>\n<table><tr><th>kind</th><th>member</th><th>from</th><th>to</th></tr>\n",
+        "\n<h2>faults</h2>\n<table><tr><th>kind</th><th>member</th><th>from</th><th>to</th>\
+         <th>cut</th></tr>\n",
     );
     for fault in &report.injected {
+        let cut = match (&fault.sides, fault.dropped_packets) {
+            (Some(sides), Some(dropped)) => {
+                format!("{} ({dropped} packets dropped)", escape(sides))
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}{}</td><td>{:.1}s</td><td>{:.1}s</td></tr>",
+            "<tr><td>{}</td><td>{}{}</td><td>{:.1}s</td><td>{:.1}s</td><td>{cut}</td></tr>",
             fault.kind.name(),
             escape(&fault.member),
             if fault.was_leader { " (leader)" } else { "" },
@@ -76,7 +83,27 @@ pub fn html(report: &Report) -> String {
             fault.ended_ms as f64 / 1000.0
         );
     }
-    page.push_str("</table>\n</body></html>\n");
+    page.push_str("</table>\n");
+    if !report.recovery.is_empty() {
+        page.push_str(
+            "<h2>recovery</h2>\n<p>From each fault to the first write asked after it and \
+             answered.</p>\n<table><tr><th>fault</th><th>count</th><th>median</th>\
+             <th>worst</th><th>no write answered</th></tr>\n",
+        );
+        for r in &report.recovery {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{} ms</td><td>{} ms</td><td>{}</td></tr>",
+                escape(&r.fault),
+                r.count,
+                r.median_ms,
+                r.worst_ms,
+                r.never
+            );
+        }
+        page.push_str("</table>\n");
+    }
+    page.push_str("</body></html>\n");
     page
 }
 
@@ -215,6 +242,13 @@ mod tests {
                 detail: "stuck at client 1's get (saw Some(\"<b>\"))".into(),
             }],
             verdict: Verdict::Fail,
+            recovery: vec![crate::recovery::Recovery {
+                fault: "kill of the leader".into(),
+                count: 1,
+                median_ms: 180,
+                worst_ms: 180,
+                never: 0,
+            }],
         }
     }
 
@@ -230,6 +264,10 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("rudder chaos replay report.json"));
+        assert!(
+            page.contains("<tr><td>kill of the leader</td><td>1</td><td>180 ms</td>"),
+            "{page}"
+        );
     }
 
     #[test]

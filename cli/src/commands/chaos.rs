@@ -30,8 +30,9 @@ pub struct RunArgs {
     /// The seed the schedule is drawn from (default: from the clock; printed first).
     #[arg(long)]
     seed: Option<u64>,
-    /// Faults to inject: kill, pause, partition (a member isolated, the leader in a
-    /// minority, a bridge, or one-way; needs root: each member gets a network namespace).
+    /// Faults to inject: kill, pause, partition (around the victim: isolated, in a
+    /// minority, half of a bridge, or one-way; needs root: each member gets a network
+    /// namespace).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
     /// The workload: kv (puts, linearizable reads, compare-and-swaps via the etcd API).
@@ -126,15 +127,17 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Catches SIGINT and SIGTERM from now on: the first, by name.
+/// Catches SIGINT, SIGTERM and SIGHUP (a closed terminal) from now on: the first, by name.
 fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("catching SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("catching SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("catching SIGHUP")?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => "SIGINT",
             _ = terminate.recv() => "SIGTERM",
+            _ = hangup.recv() => "SIGHUP",
         }
     })
 }

@@ -136,6 +136,10 @@ pub struct NodeNetwork {
     /// connection to them reaches nftables (an `unreachable` route fails it first), and an
     /// address nothing answers on dies here.
     pub service_ranges: Vec<Cidr>,
+    /// A network of namespaces that reach each other and the machine only (the chaos
+    /// runner's members): no default route in them, no forwarding off the bridge, no
+    /// bridge netfilter, no service device.
+    pub closed: bool,
 }
 
 /// The machine-wide device the service ranges are routed to (shared by every node on the
@@ -258,6 +262,23 @@ async fn ensure_bridge_device(handle: &Handle, name: &str) -> Result<u32, Networ
     }
 }
 
+/// The bridge `name` (created if missing) with `cidr`'s gateway address, up.
+async fn ensure_addressed_bridge(
+    handle: &Handle,
+    name: &str,
+    cidr: Cidr,
+) -> Result<(), NetworkError> {
+    let index = ensure_bridge_device(handle, name).await?;
+    handle
+        .address()
+        .add(index, cidr.gateway().into(), cidr.prefix)
+        .replace()
+        .execute()
+        .await
+        .map_err(netlink_failed(format!("addressing {name}")))?;
+    set_up(handle, index, name).await
+}
+
 fn libc_enodev() -> i32 {
     nix::errno::Errno::ENODEV as i32
 }
@@ -291,12 +312,18 @@ impl NodeNetwork {
             netns_dir,
             unreachable: parse(unreachable)?,
             service_ranges: parse(service_ranges)?,
+            closed: false,
         })
     }
 
     /// The bridge (created if missing) with the gateway address, up, forwarding; the
     /// unreachable routes; the service ranges routed to [`SERVICE_DEVICE`]. Idempotent.
+    /// A [`NodeNetwork::closed`] one gets the bridge and its address only, and forwards
+    /// nothing.
     pub fn ensure_bridge(&self) -> Result<(), NetworkError> {
+        if self.closed {
+            return self.ensure_closed_bridge();
+        }
         std::fs::create_dir_all(&self.netns_dir)
             .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
         let _shared = super::machine_lock::lock().map_err(io_failed(format!(
@@ -308,15 +335,7 @@ impl NodeNetwork {
         let unreachable = self.unreachable.clone();
         let service_ranges = self.service_ranges.clone();
         with_netlink(async move |handle| {
-            let index = ensure_bridge_device(&handle, &bridge).await?;
-            handle
-                .address()
-                .add(index, cidr.gateway().into(), cidr.prefix)
-                .replace()
-                .execute()
-                .await
-                .map_err(netlink_failed(format!("addressing {bridge}")))?;
-            set_up(&handle, index, &bridge).await?;
+            ensure_addressed_bridge(&handle, &bridge, cidr).await?;
             for range in unreachable {
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .destination_prefix(range.network, range.prefix)
@@ -348,6 +367,22 @@ impl NodeNetwork {
         ensure_bridge_netfilter()?;
         let path = format!("/sys/class/net/{}/bridge/nf_call_iptables", self.bridge);
         std::fs::write(&path, "1").map_err(io_failed(format!("writing {path}")))?;
+        Ok(())
+    }
+
+    fn ensure_closed_bridge(&self) -> Result<(), NetworkError> {
+        std::fs::create_dir_all(&self.netns_dir)
+            .map_err(io_failed(format!("creating {}", self.netns_dir.display())))?;
+        let (bridge, cidr) = (self.bridge.clone(), self.pod_cidr);
+        with_netlink(async move |handle| ensure_addressed_bridge(&handle, &bridge, cidr).await)?;
+        let forwarding = format!("/proc/sys/net/ipv4/conf/{}/forwarding", self.bridge);
+        std::fs::write(&forwarding, "0").map_err(io_failed(format!("writing {forwarding}")))?;
+        // With br_netfilter loaded (by a node), a new bridge hands its frames to the
+        // machine's ip hooks, whose forward policy is not ours to meet.
+        let hooks = format!("/sys/class/net/{}/bridge/nf_call_iptables", self.bridge);
+        if Path::new(&hooks).exists() {
+            std::fs::write(&hooks, "0").map_err(io_failed(format!("writing {hooks}")))?;
+        }
         Ok(())
     }
 
@@ -444,6 +479,7 @@ impl NodeNetwork {
                 .map_err(netlink_failed(format!("attaching {host_end} to {bridge}")))
         })?;
         let (prefix, gateway) = (self.pod_cidr.prefix, self.pod_cidr.gateway());
+        let closed = self.closed;
         in_namespace(&netns, move || {
             with_netlink(async move |handle| {
                 if let Some(lo) = link_index(&handle, "lo").await? {
@@ -465,6 +501,10 @@ impl NodeNetwork {
                     .await
                     .map_err(netlink_failed(format!("giving eth0 {ip}")))?;
                 set_up(&handle, eth, "eth0").await?;
+                if closed {
+                    // The bridge's range only (eth0's own route): nothing else is reachable.
+                    return Ok(());
+                }
                 let route = RouteMessageBuilder::<Ipv4Addr>::new()
                     .gateway(gateway)
                     .build();
