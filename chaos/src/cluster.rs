@@ -19,6 +19,7 @@ use rudder_proto::etcdserverpb::StatusRequest;
 use tempfile::TempDir;
 
 use crate::client::maintenance;
+use crate::disk;
 use crate::network::{MemberNetwork, PartitionError};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +38,8 @@ pub enum ClusterError {
     NoLeader(Duration),
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    #[error("writing a member's failpoints file")]
+    Failpoints(#[source] std::io::Error),
     #[error("partition faults need the members in namespaces of their own (the run starts them so when --faults names partition)")]
     NotPartitionable,
 }
@@ -103,6 +106,15 @@ impl MemberProcess {
     /// (a long GC pause or a stalled VM, as Jepsen's "pause" fault).
     pub fn pause(&self) {
         self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Writes `failpoints` to the member's failpoints file and tells it to apply them
+    /// (SIGUSR1; Rudder members only, which [`ProcessCluster`] starts with that file).
+    pub fn set_failpoints(&self, failpoints: &str) -> Result<(), ClusterError> {
+        std::fs::write(disk::failpoints_file(&self.data_dir), failpoints)
+            .map_err(ClusterError::Failpoints)?;
+        self.signal(nix::sys::signal::Signal::SIGUSR1);
+        Ok(())
     }
 
     /// SIGCONT after [`MemberProcess::pause`].
@@ -200,6 +212,8 @@ fn start_rudder(
     command
         .args(["server", "--name", name, "--data-dir"])
         .arg(data_dir)
+        .arg("--failpoints-file")
+        .arg(disk::failpoints_file(data_dir))
         .args(["--listen-client", client, "--listen-peer", peer])
         .args(cluster_flags)
         .stdout(Stdio::piped());

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{ClusterError, ProcessCluster};
+use crate::cluster::{ClusterError, MemberProcess, ProcessCluster};
+use crate::disk::{self, DiskEffect, DiskFault};
 use crate::partition::{self, Split};
 use crate::schedule::{FaultKind, PlannedFault, Victim, MIN_GAP};
 
@@ -31,6 +32,11 @@ pub struct Injected {
     /// The packets a partition dropped: none would mean it cut nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped_packets: Option<u64>,
+    /// A disk fault's kind, and what it did to the member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskFault>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_effect: Option<DiskEffect>,
 }
 
 /// A member that ended without being told to.
@@ -90,13 +96,19 @@ pub async fn inject(
             } else {
                 ""
             },
-            match (split, &sides) {
-                (Some(split), Some(sides)) => format!(", {}: {sides}", split.name()),
+            match (split, &sides, planned.disk) {
+                (Some(split), Some(sides), _) => format!(", {}: {sides}", split.name()),
+                (_, _, Some(disk)) if planned.kind == FaultKind::Disk => {
+                    format!(", {}", disk.name())
+                }
                 _ => String::new(),
             },
             planned.hold.as_secs_f64()
         ));
         let mut dropped_packets = None;
+        let disk = (planned.kind == FaultKind::Disk)
+            .then(|| planned.disk.unwrap_or(DiskFault::FsyncFails));
+        let mut disk_effect = None;
         // When the fault is in place (a partition takes an nft run per member).
         let in_place;
         match planned.kind {
@@ -120,6 +132,32 @@ pub async fn inject(
                 tokio::time::sleep(planned.hold).await;
                 dropped_packets = Some(cluster.heal()?);
             }
+            FaultKind::Disk => {
+                let disk = disk.unwrap_or(DiskFault::FsyncFails);
+                let target = &mut cluster.members[member];
+                let slow_before = slow_fsyncs(&target.client_addr).await;
+                target.set_failpoints(&disk.on())?;
+                in_place = start.elapsed();
+                let until = tokio::time::Instant::now() + planned.hold;
+                let effect = match disk.stops_the_member() {
+                    true => stopped_by(target, until).await,
+                    false => {
+                        tokio::time::sleep_until(until).await;
+                        let slow = slow_fsyncs(&target.client_addr).await;
+                        DiskEffect::SlowFsyncs {
+                            count: slow.saturating_sub(slow_before),
+                        }
+                    }
+                };
+                tokio::time::sleep_until(until).await;
+                target.set_failpoints(&disk.off())?;
+                if disk.stops_the_member() {
+                    // Stopped (or stopped now, when it would not): back on a sound disk.
+                    target.kill();
+                    target.restart().await?;
+                }
+                disk_effect = Some(effect);
+            }
         }
         done.last_end = start.elapsed();
         done.faults.push(Injected {
@@ -132,9 +170,35 @@ pub async fn inject(
             split,
             sides,
             dropped_packets,
+            disk,
+            disk_effect,
         });
     }
     Ok(())
+}
+
+/// How `member` met a disk fault that must stop it: its exit, if it came before `until`.
+async fn stopped_by(member: &mut MemberProcess, until: tokio::time::Instant) -> DiskEffect {
+    let since = tokio::time::Instant::now();
+    loop {
+        if let Some(status) = member.exited() {
+            return DiskEffect::Stopped {
+                exit: status.to_string(),
+                after_ms: millis(since.elapsed()),
+            };
+        }
+        if tokio::time::Instant::now() >= until {
+            return DiskEffect::KeptRunning;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The slow fsyncs a member's metrics counted so far (0 if it does not answer).
+async fn slow_fsyncs(client_addr: &str) -> u64 {
+    crate::client::scrape(client_addr)
+        .await
+        .map_or(0, |metrics| disk::slow_fsyncs(&metrics))
 }
 
 /// Records and restarts every member that ended by itself.

@@ -2,7 +2,8 @@
 //!
 //! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's;
 //!   [`network`]: the members each in a network namespace of their own, for
-//!   [`partition`]s (which links a partition's shape cuts; pure).
+//!   [`partition`]s (which links a partition's shape cuts; pure); [`disk`]: disk faults
+//!   as failpoints in Rudder's log store, and what they must do (pure).
 //! - [`client`]: etcd v3 gRPC clients; everything here speaks only that API, so the same
 //!   code measures Rudder and etcd side by side.
 //! - [`bench`]: load generators (`rudder bench kv ...`), failover measurement, and the pure
@@ -28,6 +29,7 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod inject;
 pub mod network;

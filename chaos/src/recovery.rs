@@ -28,10 +28,12 @@ pub fn label(fault: &Injected) -> String {
         true => "the leader",
         false => "a follower",
     };
-    match fault.split {
-        Some(split) => format!("{} ({}) of {whom}", fault.kind.name(), split.name()),
-        None => format!("{} of {whom}", fault.kind.name()),
-    }
+    let shape = match (fault.split, fault.disk) {
+        (Some(split), _) => format!(" ({})", split.name()),
+        (_, Some(disk)) => format!(" ({})", disk.name()),
+        _ => String::new(),
+    };
+    format!("{}{shape} of {whom}", fault.kind.name())
 }
 
 /// Per fault, the milliseconds from its start to the first write asked at or after it and
@@ -115,6 +117,8 @@ mod tests {
             split: (kind == FaultKind::Partition).then_some(Split::Isolated),
             sides: None,
             dropped_packets: None,
+            disk: None,
+            disk_effect: None,
         }
     }
 

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{self, Op, Operation};
 use crate::check::{once, watch};
+use crate::disk::DiskEffect;
 use crate::inject::{Crash, Injected};
 use crate::recovery::{self, Recovery};
 use crate::schedule::{FaultKind, PlannedFault};
@@ -244,8 +245,21 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
             )
         })
         .collect();
+    // A disk fault's member must have stopped (or slowed) as the fault says.
+    let disk_problems: Vec<String> = injected
+        .iter()
+        .filter_map(|fault| {
+            let problem = fault.disk_effect.as_ref()?.problem()?;
+            Some(format!(
+                "the disk fault at {:.1}s ({}): {} {problem}",
+                fault.started_ms as f64 / 1000.0,
+                fault.disk.map_or("?", |disk| disk.name()),
+                fault.member
+            ))
+        })
+        .collect();
     let all_done = injected.len() == schedule.len() && missing.is_empty();
-    let verdict = match all_done && empty_cuts.is_empty() {
+    let verdict = match all_done && empty_cuts.is_empty() && disk_problems.is_empty() {
         true => Verdict::Pass,
         false => Verdict::Fail,
     };
@@ -262,9 +276,16 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
     if !missing.is_empty() {
         detail.push_str(&format!("; never injected: {}", missing.join(", ")));
     }
-    for empty in empty_cuts {
+    let stopped = injected
+        .iter()
+        .filter(|f| matches!(f.disk_effect, Some(DiskEffect::Stopped { .. })))
+        .count();
+    if injected.iter().any(|f| f.disk_effect.is_some()) {
+        detail.push_str(&format!("; {stopped} members stopped on a failed disk"));
+    }
+    for problem in empty_cuts.into_iter().chain(disk_problems) {
         detail.push_str("; ");
-        detail.push_str(&empty);
+        detail.push_str(&problem);
     }
     Check {
         name: "faults".into(),

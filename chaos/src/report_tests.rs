@@ -50,6 +50,11 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
             split: planned.split,
             sides: None,
             dropped_packets: planned.split.map(|_| 40),
+            disk: planned.disk,
+            disk_effect: planned.disk.map(|_| crate::disk::DiskEffect::Stopped {
+                exit: "exit status: 1".into(),
+                after_ms: 5,
+            }),
         })
         .collect()
 }
@@ -296,4 +301,26 @@ fn a_partition_that_dropped_no_packet_fails_the_faults_check() {
     let text = summary(&vacuous);
     assert!(text.contains("FAIL     faults"), "{text}");
     assert!(text.contains("(m1 | m2 m3) dropped no packet"), "{text}");
+}
+
+#[test]
+fn a_member_that_ran_on_through_a_failed_disk_fails_the_faults_check() {
+    let mut plan = plan();
+    plan.faults = vec![FaultKind::Disk];
+    let schedule = draw(7, Duration::from_secs(20), &plan.faults);
+    let mut injected = injected_for(&schedule);
+    let history = spread(&history(Some("a")), &injected);
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let stopped = Report::new(
+        plan.clone(),
+        schedule.clone(),
+        observed(injected.clone(), &history, &outcome),
+    );
+    assert_eq!(stopped.verdict, Verdict::Pass, "{}", summary(&stopped));
+    injected[0].disk_effect = Some(crate::disk::DiskEffect::KeptRunning);
+    let ran_on = Report::new(plan, schedule, observed(injected, &history, &outcome));
+    assert_eq!(ran_on.verdict, Verdict::Fail);
+    let text = summary(&ran_on);
+    assert!(text.contains("FAIL     faults"), "{text}");
+    assert!(text.contains("kept running through a failed log"), "{text}");
 }

@@ -51,6 +51,12 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
         "1%return",
         "about one write batch in a hundred applied twice (its retry lost the request ids)",
     ),
+    (
+        "fsync-errors-ignored",
+        "return",
+        "a failed fsync of the log reported as done: the member acknowledges entries no disk \
+         holds (a disk fault shows it)",
+    ),
 ];
 
 /// Where the runner finds the members' programs.

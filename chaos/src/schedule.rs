@@ -13,6 +13,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::disk::DiskFault;
 use crate::partition::Split;
 
 /// What is done to a member.
@@ -26,20 +27,28 @@ pub enum FaultKind {
     /// The members' network cut around the victim in a [`Split`]'s shape, healed after the
     /// hold (the members run in namespaces of their own for it).
     Partition,
+    /// The member's disk fails it in a [`DiskFault`]'s way (failpoints: Rudder only).
+    Disk,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition];
+    pub const ALL: [FaultKind; 4] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Disk,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
+            FaultKind::Disk => "disk",
         }
     }
 
-    /// `kill`, `pause`, `partition`; an unknown name says which there are.
+    /// `kill`, `pause`, `partition`, `disk`; an unknown name says which there are.
     pub fn parse(name: &str) -> Result<Self, String> {
         Self::ALL
             .into_iter()
@@ -47,8 +56,8 @@ impl FaultKind {
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
                 format!(
-                    "unknown fault {name:?}: the faults are {} (delay, disk and node-loss \
-                     are not built yet)",
+                    "unknown fault {name:?}: the faults are {} (delay and node-loss are \
+                     not built yet)",
                     known.join(", ")
                 )
             })
@@ -85,6 +94,9 @@ pub struct PlannedFault {
     /// A partition's shape.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<Split>,
+    /// What a disk fault does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskFault>,
 }
 
 impl PlannedFault {
@@ -126,12 +138,15 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
         // Drawn only for partitions, so that schedules without them stay as they were.
         let split = (kind == FaultKind::Partition)
             .then(|| Split::ALL[rng.random_range(0..Split::ALL.len())]);
+        let disk = (kind == FaultKind::Disk)
+            .then(|| DiskFault::ALL[rng.random_range(0..DiskFault::ALL.len())]);
         faults.push(PlannedFault {
             at,
             kind,
             victim,
             hold,
             split,
+            disk,
         });
         at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
     }
@@ -155,6 +170,8 @@ mod millis {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     const BOTH: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Pause];
@@ -196,15 +213,18 @@ mod tests {
     }
 
     #[test]
-    fn partitions_and_only_they_have_a_shape_and_every_shape_comes_up() {
-        let mut seen = std::collections::HashSet::new();
+    fn partitions_and_disk_faults_and_only_they_have_a_shape_and_every_shape_comes_up() {
+        let (mut splits, mut disks) = (HashSet::new(), HashSet::new());
         for seed in 0..40 {
             for fault in draw(seed, Duration::from_secs(30), &FaultKind::ALL) {
                 assert_eq!(fault.split.is_some(), fault.kind == FaultKind::Partition);
-                seen.extend(fault.split);
+                assert_eq!(fault.disk.is_some(), fault.kind == FaultKind::Disk);
+                splits.extend(fault.split);
+                disks.extend(fault.disk);
             }
         }
-        assert_eq!(seen.len(), Split::ALL.len(), "{seen:?}");
+        assert_eq!(splits.len(), Split::ALL.len(), "{splits:?}");
+        assert_eq!(disks.len(), DiskFault::ALL.len(), "{disks:?}");
     }
 
     #[test]
@@ -217,9 +237,10 @@ mod tests {
     fn kinds_are_named_and_an_unknown_one_is_refused_saying_which_exist() {
         assert_eq!(FaultKind::parse("kill"), Ok(FaultKind::Kill));
         assert_eq!(FaultKind::parse("partition"), Ok(FaultKind::Partition));
-        let error = FaultKind::parse("disk").unwrap_err();
+        assert_eq!(FaultKind::parse("disk"), Ok(FaultKind::Disk));
+        let error = FaultKind::parse("delay").unwrap_err();
         assert!(
-            error.contains("the faults are kill, pause, partition"),
+            error.contains("the faults are kill, pause, partition, disk"),
             "{error}"
         );
     }

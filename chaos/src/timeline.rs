@@ -64,13 +64,18 @@ pub fn html(report: &Report) -> String {
     page.push_str(&svg(report));
     page.push_str(
         "\n<h2>faults</h2>\n<table><tr><th>kind</th><th>member</th><th>from</th><th>to</th>\
-         <th>cut</th></tr>\n",
+         <th>what it did</th></tr>\n",
     );
     for fault in &report.injected {
-        let cut = match (&fault.sides, fault.dropped_packets) {
-            (Some(sides), Some(dropped)) => {
+        let cut = match (&fault.sides, fault.dropped_packets, &fault.disk_effect) {
+            (Some(sides), Some(dropped), _) => {
                 format!("{} ({dropped} packets dropped)", escape(sides))
             }
+            (_, _, Some(effect)) => escape(&format!(
+                "{}: {}",
+                fault.disk.map_or("disk", |disk| disk.name()),
+                effect.problem().unwrap_or_else(|| format!("{effect:?}"))
+            )),
             _ => String::new(),
         };
         let _ = writeln!(
@@ -170,6 +175,7 @@ fn bar(fault: &Injected, y: f64, x: &impl Fn(u64) -> f64) -> String {
         FaultKind::Kill => "#b3261e",
         FaultKind::Pause => "#e08a00",
         FaultKind::Partition => "#6a3fb5",
+        FaultKind::Disk => "#1f6f8b",
     };
     let sides = match &fault.sides {
         Some(sides) => format!(", {}", escape(sides)),
@@ -214,6 +220,8 @@ mod tests {
             split: None,
             sides: None,
             dropped_packets: None,
+            disk: None,
+            disk_effect: None,
         };
         Report {
             plan: Plan {

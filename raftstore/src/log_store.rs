@@ -1,7 +1,13 @@
 //! The Raft log in RocksDB (openraft's `RaftLogStorage`).
 //!
 //! Entries are fsynced before openraft is told they are flushed, so nothing is acknowledged
-//! before it is durable.
+//! before it is durable. A failed write or fsync fails the append, which stops Raft, and
+//! the member with it: a log whose fsync failed once is never trusted again (after a
+//! failed fsync the kernel may have dropped the pages a retry would report as written).
+//!
+//! Disk faults for chaos runs are failpoints here: `log-write-fails`, `log-fsync-fails`,
+//! and `log-fsync-slow` (`return(MS)`: each fsync takes MS longer); and a bug to plant,
+//! `fsync-errors-ignored`.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -37,9 +43,23 @@ fn start_flusher(db: WeakDb, metrics: StoreMetrics) -> mpsc::Sender<LogFlushed<T
                 let mut waiting = vec![first];
                 waiting.extend(receiver.try_iter());
                 let started = Instant::now();
-                let result = match db.upgrade() {
-                    Some(db) => db.sync_wal().map_err(|error| error.to_string()),
-                    None => Err("the store database is closed".to_string()),
+                // The fsync thread may block: a slow disk is a sleep here.
+                let slower = fail::eval("log-fsync-slow", |millis| {
+                    millis.and_then(|m| m.parse::<u64>().ok()).unwrap_or(100)
+                });
+                if let Some(millis) = slower {
+                    std::thread::sleep(std::time::Duration::from_millis(millis));
+                }
+                let result = match (fail::eval("log-fsync-fails", |_| ()), db.upgrade()) {
+                    (Some(()), _) => Err(injected("log-fsync-fails", "the log's fsync failed")),
+                    (None, Some(db)) => db.sync_wal().map_err(|error| error.to_string()),
+                    (None, None) => Err("the store database is closed".to_string()),
+                };
+                // A planted bug for chaos runs: the error swallowed, the entries reported
+                // durable.
+                let result = match result {
+                    Err(_) if fail::eval("fsync-errors-ignored", |_| ()).is_some() => Ok(()),
+                    result => result,
                 };
                 observe(&metrics.log_fsync_duration, started.elapsed());
                 for callback in waiting {
@@ -54,6 +74,13 @@ fn start_flusher(db: WeakDb, metrics: StoreMetrics) -> mpsc::Sender<LogFlushed<T
         tracing::error!(%error, "could not start the log fsync thread");
     }
     sender
+}
+
+/// An injected disk fault's error, logged where the member's operator looks first.
+fn injected(failpoint: &str, what: &str) -> String {
+    let message = format!("injected disk fault (failpoint {failpoint}): {what}");
+    tracing::error!("{message}");
+    message
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -209,6 +236,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written now (readable at once), flushed by the fsync thread: openraft learns the
         // entries are durable through the callback, and only then counts them as accepted.
+        if fail::eval("log-write-fails", |_| ()).is_some() {
+            let error =
+                std::io::Error::other(injected("log-write-fails", "writing the log failed"));
+            callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
+            return Err(io(StorageIOError::write_logs)(error));
+        }
         if let Err(error) = self.db.write_unsynced(batch) {
             callback.log_io_completed(Err(std::io::Error::other(error.to_string())));
             return Err(io(StorageIOError::write_logs)(error));

@@ -1,10 +1,11 @@
 //! `rudder chaos run` as an operator runs it: a fresh cluster under the KV workload and the
-//! seed's kills, pauses and partitions passes; `replay` runs the same schedule again; a
-//! planted bug fails the run loudly; Debian's etcd, as the reference, passes too.
+//! seed's kills, pauses, partitions and disk faults passes; `replay` runs the same schedule
+//! again; a planted bug fails the run loudly; Debian's etcd, as the reference, passes too.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
+use rudder_chaos::disk::{DiskEffect, DiskFault};
 use rudder_chaos::partition::Split;
 use rudder_chaos::report::{Report, Verdict};
 use rudder_chaos::schedule::FaultKind;
@@ -18,19 +19,23 @@ fn chaos(args: &[&str]) -> Output {
         .expect("rudder chaos runs")
 }
 
-/// `rudder chaos run` for 10 s with seed 11, reporting into `dir`, with `more` flags.
-fn run_10s(dir: &Path, more: &[&str]) -> Output {
-    let dir = dir.to_str().unwrap();
+/// `rudder chaos run` for `duration` with `seed`, reporting into `dir`, with `more` flags.
+fn run_in(dir: &Path, duration: &str, seed: &str, more: &[&str]) -> Output {
     let fixed = [
         "run",
         "--duration",
-        "10s",
+        duration,
         "--seed",
-        "11",
+        seed,
         "--report-dir",
-        dir,
+        dir.to_str().unwrap(),
     ];
     chaos(&[&fixed[..], more].concat())
+}
+
+/// [`run_in`] for 10 s with seed 11.
+fn run_10s(dir: &Path, more: &[&str]) -> Output {
+    run_in(dir, "10s", "11", more)
 }
 
 fn report_in(dir: &Path) -> Report {
@@ -106,19 +111,12 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
 /// (isolated, one-way, in a minority, half of a bridge), some around the leader and some
 /// around a follower.
 fn partitioned_20s(dir: &Path, target: &str) -> (Report, String) {
-    let run = chaos(&[
-        "run",
-        "--target",
-        target,
-        "--faults",
-        "partition",
-        "--duration",
+    let run = run_in(
+        dir,
         "20s",
-        "--seed",
         "6",
-        "--report-dir",
-        dir.to_str().unwrap(),
-    ]);
+        &["--target", target, "--faults", "partition"],
+    );
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     (report_in(dir), said)
@@ -192,6 +190,69 @@ fn etcd_as_the_reference_passes_under_the_same_partitions() {
     let (report, said) = partitioned_20s(dir.path(), "etcd");
     assert_partitions_cut(&report, &said);
     assert_network_removed(&said);
+}
+
+#[test]
+fn disk_faults_stop_the_member_or_slow_it_and_lose_no_acknowledged_write() {
+    // Seed 7: the log's fsync and write fail on the leader and on a follower; a
+    // follower's fsyncs are slow.
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_in(dir.path(), "20s", "7", &["--faults", "disk"]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    let report = report_in(dir.path());
+    assert_eq!(report.verdict, Verdict::Pass, "{said}");
+    let mut kinds: Vec<DiskFault> = report.injected.iter().filter_map(|f| f.disk).collect();
+    kinds.sort_by_key(|disk| disk.name());
+    kinds.dedup();
+    assert_eq!(kinds.len(), DiskFault::ALL.len(), "{:?}", report.injected);
+    for fault in &report.injected {
+        match (fault.disk, &fault.disk_effect) {
+            (Some(disk), Some(DiskEffect::Stopped { exit, .. })) if disk.stops_the_member() => {
+                assert!(!exit.contains("status: 0"), "{fault:?}");
+            }
+            (Some(DiskFault::SlowFsync), Some(DiskEffect::SlowFsyncs { count })) => {
+                assert!(*count > 0, "{fault:?}");
+            }
+            _ => panic!("{fault:?}"),
+        }
+    }
+    assert!(report.injected.iter().any(|f| f.was_leader), "{said}");
+    assert!(report.injected.iter().any(|f| !f.was_leader), "{said}");
+}
+
+#[test]
+fn a_planted_ignored_fsync_error_fails_the_run_when_the_disk_fails() {
+    // Seed 3: two fsync failures in 10 s; the member carries on through them.
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_in(
+        dir.path(),
+        "10s",
+        "3",
+        &["--faults", "disk", "--plant", "fsync-errors-ignored"],
+    );
+    let said = text(&run);
+    assert!(!run.status.success(), "{said}");
+    assert!(said.contains("FAIL     faults"), "{said}");
+    assert!(
+        said.contains("kept running through a failed log write or fsync"),
+        "{said}"
+    );
+}
+
+#[test]
+fn disk_faults_are_refused_against_etcd() {
+    let said = text(&chaos(&[
+        "run",
+        "--target",
+        "etcd",
+        "--faults",
+        "kill,disk",
+    ]));
+    assert!(
+        said.contains("disk faults are failpoints in Rudder's log store"),
+        "{said}"
+    );
 }
 
 /// A 10 s run with `bug` planted in every member: it must fail; what it said.

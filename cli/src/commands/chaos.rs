@@ -32,7 +32,8 @@ pub struct RunArgs {
     seed: Option<u64>,
     /// Faults to inject: kill, pause, partition (around the victim: isolated, in a
     /// minority, half of a bridge, or one-way; needs root: each member gets a network
-    /// namespace).
+    /// namespace), disk (the log's fsync or write fails, which must stop the member, or
+    /// its fsyncs are slow; Rudder only).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
     /// The workload: kv (puts, linearizable reads, compare-and-swaps via the etcd API).
@@ -182,6 +183,12 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
     };
     if target == Target::Etcd && !args.plant.is_empty() {
         bail!("--plant works on Rudder's members only");
+    }
+    if target == Target::Etcd && faults.contains(&FaultKind::Disk) {
+        bail!(
+            "disk faults are failpoints in Rudder's log store, which Debian's etcd does not \
+             have: leave disk out of --faults with --target etcd"
+        );
     }
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()

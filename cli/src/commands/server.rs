@@ -111,6 +111,11 @@ pub struct ServerArgs {
     /// (`NAME=ACTIONS;...`, e.g. `leader-steps-down-late=return(3000)`).
     #[arg(long, hide = true)]
     failpoints: Option<String>,
+    /// Fault injection for chaos runs: on SIGUSR1 the failpoints in this file are applied
+    /// (the syntax of --failpoints, `;` or a line between entries; `NAME=off` turns one
+    /// off). Without this flag SIGUSR1 is not caught.
+    #[arg(long, hide = true)]
+    failpoints_file: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -140,7 +145,10 @@ fn parse_duration(value: &str) -> anyhow::Result<Duration> {
 /// on (`sleep`, `delay`, `pause`, `yield`) are refused: failpoints here run on async tasks,
 /// which must not block a runtime worker; a failpoint that waits takes `return(MS)`.
 fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
-    for entry in list.split(';').filter(|entry| !entry.trim().is_empty()) {
+    for entry in list
+        .split([';', '\n'])
+        .filter(|entry| !entry.trim().is_empty())
+    {
         let Some((name, actions)) = entry.split_once('=') else {
             bail!("--failpoints entry {entry:?} is not NAME=ACTIONS");
         };
@@ -177,9 +185,30 @@ fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, Stri
         .collect()
 }
 
+/// On each SIGUSR1, the failpoints in `path` ([`turn_on_failpoints`]); what goes wrong is
+/// logged, and the member goes on.
+fn apply_failpoints_file_on_sigusr1(path: PathBuf) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut signals = signal(SignalKind::user_defined1()).context("catching SIGUSR1")?;
+    tokio::spawn(async move {
+        while signals.recv().await.is_some() {
+            let applied = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))
+                .and_then(|list| turn_on_failpoints(&list));
+            if let Err(error) = applied {
+                tracing::error!(error = format!("{error:#}"), "failpoints file not applied");
+            }
+        }
+    });
+    Ok(())
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(failpoints) = &args.failpoints {
         turn_on_failpoints(failpoints)?;
+    }
+    if let Some(path) = &args.failpoints_file {
+        apply_failpoints_file_on_sigusr1(path.clone())?;
     }
     let metrics = Metrics::for_process();
     let config = MemberConfig {
