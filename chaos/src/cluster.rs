@@ -88,6 +88,18 @@ impl MemberProcess {
         self.data_dir.with_extension("log")
     }
 
+    /// How long its log is now, for [`MemberProcess::log_since`].
+    pub fn log_len(&self) -> u64 {
+        std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
+    }
+
+    /// What it logged after the first `offset` bytes (empty if it cannot be read).
+    pub fn log_since(&self, offset: u64) -> String {
+        let log = std::fs::read(self.log_path()).unwrap_or_default();
+        let from = (offset as usize).min(log.len());
+        String::from_utf8_lossy(&log[from..]).into_owned()
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

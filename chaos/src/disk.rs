@@ -24,7 +24,10 @@ pub enum DiskFault {
     SlowFsync,
 }
 
-/// How much longer a slow fsync takes.
+/// How much longer a slow fsync takes. Longer than the chaos runs' election timeout
+/// (150 ms): Raft waits for each append's fsync, so a slow leader misses heartbeats and
+/// loses its leadership, as it would on a disk this slow. What must hold is that the
+/// member goes on.
 pub const SLOW_FSYNC_MS: u64 = 300;
 
 /// The histogram of the members' log fsyncs, and the bucket below [`SLOW_FSYNC_MS`].
@@ -71,6 +74,30 @@ impl DiskFault {
     pub fn stops_the_member(self) -> bool {
         !matches!(self, DiskFault::SlowFsync)
     }
+
+    /// What the member logs when the fault strikes (`raftstore/src/log_store.rs`).
+    pub fn logged(self) -> String {
+        format!("injected disk fault (failpoint {})", self.failpoint())
+    }
+}
+
+/// What the member logs when it applies its failpoints file (`rudder server`).
+pub const APPLIED: &str = "failpoint on (fault injection)";
+
+/// How a member that ended during `fault` ended: `code` its exit code, `log` what it
+/// logged since the fault began. Stopping means exit code 1 after the injected error:
+/// anything else (a panic, a signal) ended it for another reason.
+pub fn judge_exit(
+    fault: DiskFault,
+    code: Option<i32>,
+    exit: String,
+    log: &str,
+    after_ms: u64,
+) -> DiskEffect {
+    match code == Some(1) && log.contains(&fault.logged()) {
+        true => DiskEffect::Stopped { exit, after_ms },
+        false => DiskEffect::EndedOtherwise { exit },
+    }
 }
 
 /// What a disk fault did to its member.
@@ -81,8 +108,12 @@ pub enum DiskEffect {
     Stopped { exit: String, after_ms: u64 },
     /// It ran on through a fault that must stop it (or never wrote to its log).
     KeptRunning,
+    /// It ended, but not from the fault (another error, a panic, a signal).
+    EndedOtherwise { exit: String },
     /// Its fsyncs that took longer than the fast buckets, while the fault lasted.
     SlowFsyncs { count: u64 },
+    /// Its metrics could not be read, so whether its fsyncs were slow is not known.
+    Unmeasured { why: String },
 }
 
 impl DiskEffect {
@@ -93,20 +124,25 @@ impl DiskEffect {
             DiskEffect::KeptRunning => {
                 Some("kept running through a failed log write or fsync (or never wrote)".into())
             }
+            DiskEffect::EndedOtherwise { exit } => {
+                Some(format!("ended, but not from the injected fault ({exit})"))
+            }
             DiskEffect::SlowFsyncs { count: 0 } => Some("had no slow fsync".into()),
             DiskEffect::SlowFsyncs { .. } => None,
+            DiskEffect::Unmeasured { why } => Some(format!("could not be measured: {why}")),
         }
     }
 }
 
-/// The fsyncs in a member's `/metrics` text slower than the fast buckets (cumulative).
-pub fn slow_fsyncs(metrics: &str) -> u64 {
+/// The fsyncs in a member's `/metrics` text slower than the fast buckets (cumulative);
+/// `None` when the text has no fsync histogram.
+pub fn slow_fsyncs(metrics: &str) -> Option<u64> {
     let labelled = |le: &str| {
         rudder_proto::metrics::sample(metrics, &format!("{FSYNC_HISTOGRAM}_bucket"), &[("le", le)])
     };
     match (labelled("+Inf"), labelled(FAST_BUCKET)) {
-        (Some(all), Some(fast)) => (all - fast).max(0.0) as u64,
-        _ => 0,
+        (Some(all), Some(fast)) => Some((all - fast).max(0.0) as u64),
+        _ => None,
     }
 }
 
@@ -130,8 +166,8 @@ mod tests {
                        rudder_raft_log_fsync_duration_seconds_bucket{le=\"0.256\"} 95\n\
                        rudder_raft_log_fsync_duration_seconds_bucket{le=\"0.512\"} 101\n\
                        rudder_raft_log_fsync_duration_seconds_bucket{le=\"+Inf\"} 102\n";
-        assert_eq!(slow_fsyncs(metrics), 7);
-        assert_eq!(slow_fsyncs(""), 0);
+        assert_eq!(slow_fsyncs(metrics), Some(7));
+        assert_eq!(slow_fsyncs(""), None);
     }
 
     #[test]
@@ -144,5 +180,31 @@ mod tests {
         assert!(DiskEffect::KeptRunning.problem().is_some());
         assert!(DiskEffect::SlowFsyncs { count: 0 }.problem().is_some());
         assert_eq!(DiskEffect::SlowFsyncs { count: 3 }.problem(), None);
+        assert!(DiskEffect::Unmeasured { why: "x".into() }
+            .problem()
+            .is_some());
+    }
+
+    #[test]
+    fn stopping_is_exit_code_1_after_the_injected_error_and_nothing_else() {
+        let fault = DiskFault::FsyncFails;
+        let logged = format!(
+            "ERROR {}: the log's fsync failed\nerror: member stopped",
+            fault.logged()
+        );
+        let judged = |code, log: &str| judge_exit(fault, code, "exit".into(), log, 7);
+        assert_eq!(
+            judged(Some(1), &logged),
+            DiskEffect::Stopped {
+                exit: "exit".into(),
+                after_ms: 7
+            }
+        );
+        // A panic, a signal, another error: not the fault's doing.
+        assert!(judged(Some(101), &logged).problem().is_some());
+        assert!(judged(None, &logged).problem().is_some());
+        assert!(judged(Some(1), "error: member stopped: disk full")
+            .problem()
+            .is_some());
     }
 }

@@ -135,27 +135,28 @@ pub async fn inject(
             FaultKind::Disk => {
                 let disk = disk.unwrap_or(DiskFault::FsyncFails);
                 let target = &mut cluster.members[member];
+                let log_from = target.log_len();
                 let slow_before = slow_fsyncs(&target.client_addr).await;
                 target.set_failpoints(&disk.on())?;
+                applied(target, log_from).await;
                 in_place = start.elapsed();
                 let until = tokio::time::Instant::now() + planned.hold;
-                let effect = match disk.stops_the_member() {
-                    true => stopped_by(target, until).await,
-                    false => {
-                        tokio::time::sleep_until(until).await;
-                        let slow = slow_fsyncs(&target.client_addr).await;
-                        DiskEffect::SlowFsyncs {
-                            count: slow.saturating_sub(slow_before),
-                        }
-                    }
+                let stopped = match disk.stops_the_member() {
+                    true => Some(stopped_by(target, disk, until, log_from).await),
+                    false => None,
                 };
                 tokio::time::sleep_until(until).await;
-                target.set_failpoints(&disk.off())?;
-                if disk.stops_the_member() {
-                    // Stopped (or stopped now, when it would not): back on a sound disk.
-                    target.kill();
-                    target.restart().await?;
-                }
+                let off = target.set_failpoints(&disk.off());
+                let effect = match stopped {
+                    Some(effect) => {
+                        // Stopped (or stopped now, when it would not): back on a sound disk.
+                        target.kill();
+                        target.restart().await?;
+                        effect
+                    }
+                    None => slowed(target, slow_before).await,
+                };
+                off?;
                 disk_effect = Some(effect);
             }
         }
@@ -177,15 +178,31 @@ pub async fn inject(
     Ok(())
 }
 
-/// How `member` met a disk fault that must stop it: its exit, if it came before `until`.
-async fn stopped_by(member: &mut MemberProcess, until: tokio::time::Instant) -> DiskEffect {
+/// Waits (up to a second) until `member` has logged, after `log_from`, that it applied its
+/// failpoints file: from then on the fault is in place.
+async fn applied(member: &MemberProcess, log_from: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    while !member.log_since(log_from).contains(disk::APPLIED)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How `member` met a disk fault that must stop it: its exit, if it came before `until`,
+/// judged by its code and what it logged since `log_from`.
+async fn stopped_by(
+    member: &mut MemberProcess,
+    disk: DiskFault,
+    until: tokio::time::Instant,
+    log_from: u64,
+) -> DiskEffect {
     let since = tokio::time::Instant::now();
     loop {
         if let Some(status) = member.exited() {
-            return DiskEffect::Stopped {
-                exit: status.to_string(),
-                after_ms: millis(since.elapsed()),
-            };
+            let log = member.log_since(log_from);
+            let after_ms = millis(since.elapsed());
+            return disk::judge_exit(disk, status.code(), status.to_string(), &log, after_ms);
         }
         if tokio::time::Instant::now() >= until {
             return DiskEffect::KeptRunning;
@@ -194,11 +211,38 @@ async fn stopped_by(member: &mut MemberProcess, until: tokio::time::Instant) -> 
     }
 }
 
-/// The slow fsyncs a member's metrics counted so far (0 if it does not answer).
-async fn slow_fsyncs(client_addr: &str) -> u64 {
-    crate::client::scrape(client_addr)
-        .await
-        .map_or(0, |metrics| disk::slow_fsyncs(&metrics))
+/// How a slow disk showed in `member`'s fsyncs: counted once the fsyncs begun during the
+/// fault have ended (the histogram counts an fsync when it ends), polling for a while.
+async fn slowed(member: &MemberProcess, before: Result<u64, String>) -> DiskEffect {
+    let before = match before {
+        Ok(before) => before,
+        Err(why) => return DiskEffect::Unmeasured { why },
+    };
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(disk::SLOW_FSYNC_MS) * 2
+        + Duration::from_secs(2);
+    loop {
+        let now = slow_fsyncs(&member.client_addr).await;
+        match now {
+            Ok(now) if now > before => {
+                return DiskEffect::SlowFsyncs {
+                    count: now - before,
+                }
+            }
+            Ok(_) | Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(_) => return DiskEffect::SlowFsyncs { count: 0 },
+            Err(why) => return DiskEffect::Unmeasured { why },
+        }
+    }
+}
+
+/// The slow fsyncs a member's metrics counted so far.
+async fn slow_fsyncs(client_addr: &str) -> Result<u64, String> {
+    let metrics = crate::client::scrape(client_addr).await?;
+    disk::slow_fsyncs(&metrics)
+        .ok_or_else(|| format!("{client_addr}/metrics has no fsync histogram"))
 }
 
 /// Records and restarts every member that ended by itself.

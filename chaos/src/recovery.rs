@@ -57,10 +57,14 @@ pub fn per_fault(injected: &[Injected], history: &[Operation], until_ms: u64) ->
         .collect()
 }
 
-/// [`per_fault`] grouped by [`label`], in the labels' order.
-pub fn grouped(injected: &[Injected], history: &[Operation], until_ms: u64) -> Vec<Recovery> {
+/// Recoveries by [`label`] (`took`: per fault, as [`per_fault`] gives them), in the
+/// labels' order; from one run, or from many (`rudder chaos recovery`).
+pub fn grouped<'a>(
+    faults: impl IntoIterator<Item = &'a Injected>,
+    took: impl IntoIterator<Item = Option<u64>>,
+) -> Vec<Recovery> {
     let mut groups: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
-    for (fault, took) in injected.iter().zip(per_fault(injected, history, until_ms)) {
+    for (fault, took) in faults.into_iter().zip(took) {
         groups.entry(label(fault)).or_default().push(took);
     }
     groups
@@ -165,7 +169,7 @@ mod tests {
         ];
         let history = [write(2_000, Some(3_100)), write(3_200, Some(3_400))];
         assert_eq!(per_fault(&faults, &history, 9_000), [None, Some(400)]);
-        let grouped = grouped(&faults, &history, 9_000);
+        let grouped = grouped(&faults, per_fault(&faults, &history, 9_000));
         assert_eq!(
             grouped,
             [Recovery {
@@ -196,7 +200,7 @@ mod tests {
             write(5_000, Some(5_005)),
             write(7_000, Some(7_250)),
         ];
-        let grouped = grouped(&faults, &history, 9_000);
+        let grouped = grouped(&faults, per_fault(&faults, &history, 9_000));
         let figures: Vec<(&str, usize, u64, u64)> = grouped
             .iter()
             .map(|r| (r.fault.as_str(), r.count, r.median_ms, r.worst_ms))

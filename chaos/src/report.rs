@@ -82,6 +82,10 @@ pub struct Report {
     /// How soon writes were answered again after each kind of fault (a figure, no check).
     #[serde(default)]
     pub recovery: Vec<Recovery>,
+    /// The same, fault by fault (as [`Report::injected`]): milliseconds from the fault to
+    /// the first write asked after it and answered; `None`: none before the next.
+    #[serde(default)]
+    pub recovered_ms: Vec<Option<u64>>,
 }
 
 /// What the watchers saw, against the store's record.
@@ -124,7 +128,9 @@ impl Report {
             at_most_once(&observed.once),
         ];
         let verdict = verdict(&checks);
-        let recovery = recovery::grouped(&observed.injected, observed.history, observed.ended_ms);
+        let recovered_ms =
+            recovery::per_fault(&observed.injected, observed.history, observed.ended_ms);
+        let recovery = recovery::grouped(&observed.injected, recovered_ms.iter().copied());
         Self {
             plan,
             schedule,
@@ -137,6 +143,7 @@ impl Report {
             checks,
             verdict,
             recovery,
+            recovered_ms,
         }
     }
 }

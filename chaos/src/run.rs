@@ -54,8 +54,8 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
     (
         "fsync-errors-ignored",
         "return",
-        "a failed fsync of the log reported as done: the member acknowledges entries no disk \
-         holds (a disk fault shows it)",
+        "a failed fsync of the log reported as done: the member runs on, acknowledging \
+         entries whose fsync failed (a disk fault that fails an fsync shows it)",
     ),
 ];
 

@@ -257,6 +257,7 @@ mod tests {
                 worst_ms: 180,
                 never: 0,
             }],
+            recovered_ms: vec![Some(180), None],
         }
     }
 

@@ -219,6 +219,14 @@ fn disk_faults_stop_the_member_or_slow_it_and_lose_no_acknowledged_write() {
     }
     assert!(report.injected.iter().any(|f| f.was_leader), "{said}");
     assert!(report.injected.iter().any(|f| !f.was_leader), "{said}");
+    // The recovery table over this run's report, as a nightly prints it over many.
+    let table = text(&chaos(&["recovery", dir.path().to_str().unwrap()]));
+    assert!(table.starts_with("1 runs (rudder)"), "{table}");
+    assert!(
+        table.contains("FAULT") && table.contains("MEDIAN"),
+        "{table}"
+    );
+    assert!(table.contains("disk (slow fsync) of "), "{table}");
 }
 
 #[test]
@@ -313,9 +321,10 @@ fn etcd_as_the_reference_passes_the_same_checks() {
 
 #[test]
 fn bad_options_are_refused_saying_what_there_is() {
-    let unknown_fault = text(&chaos(&["run", "--faults", "kill,disk"]));
+    let unknown_fault = text(&chaos(&["run", "--faults", "kill,delay"]));
     assert!(
-        unknown_fault.contains("unknown fault \"disk\": the faults are kill, pause, partition"),
+        unknown_fault
+            .contains("unknown fault \"delay\": the faults are kill, pause, partition, disk"),
         "{unknown_fault}"
     );
     let unknown_bug = text(&chaos(&["run", "--plant", "lost-writes"]));

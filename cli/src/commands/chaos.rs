@@ -17,6 +17,16 @@ pub enum ChaosCommand {
     Run(RunArgs),
     /// Run again what a report ran: the same seed, cluster, faults and workload.
     Replay(ReplayArgs),
+    /// How soon writes recovered after each kind of fault, over the runs of the reports
+    /// given (e.g. a nightly's `seed-*/report.json`): count, median, worst.
+    Recovery(RecoveryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RecoveryArgs {
+    /// Reports (report.json, or the directories holding them).
+    #[arg(required = true)]
+    reports: Vec<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -86,6 +96,7 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     let (plan, common) = match command {
         ChaosCommand::Run(args) => (plan_of(&args)?, args.common),
         ChaosCommand::Replay(args) => (read_report(&args.report)?.plan, args.common),
+        ChaosCommand::Recovery(args) => return print_recovery(&args.reports),
     };
     let check_budget = parse_flag_duration("--check-budget", &common.check_budget, "s")?;
     let binaries = Binaries {
@@ -217,6 +228,49 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         keys: args.keys,
         planted: args.plant.clone(),
     })
+}
+
+/// The recovery table over `reports`, with how many runs and of what target it covers.
+fn print_recovery(reports: &[PathBuf]) -> anyhow::Result<()> {
+    let reports: Vec<Report> = reports
+        .iter()
+        .map(|path| read_report(path))
+        .collect::<anyhow::Result<_>>()?;
+    let faults = reports.iter().flat_map(|report| &report.injected);
+    let took = reports.iter().flat_map(|report| {
+        // A report from before per-fault figures were kept has none: unknown, not "never".
+        let known = report.recovered_ms.len() == report.injected.len();
+        (0..report.injected.len()).map(move |n| match known {
+            true => report.recovered_ms[n],
+            false => None,
+        })
+    });
+    let grouped = rudder_chaos::recovery::grouped(faults, took);
+    let mut targets: Vec<String> = reports
+        .iter()
+        .map(|report| format!("{:?}", report.plan.target).to_lowercase())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    println!(
+        "{} runs ({}): from each fault to the first write asked after it and answered",
+        reports.len(),
+        targets.join(", ")
+    );
+    let mut rows = vec![["FAULT", "COUNT", "MEDIAN", "WORST", "NO WRITE ANSWERED"]
+        .map(String::from)
+        .to_vec()];
+    for group in grouped {
+        rows.push(vec![
+            group.fault,
+            group.count.to_string(),
+            format!("{} ms", group.median_ms),
+            format!("{} ms", group.worst_ms),
+            group.never.to_string(),
+        ]);
+    }
+    print!("{}", rudder_printers::table::render(&rows));
+    Ok(())
 }
 
 fn read_report(path: &Path) -> anyhow::Result<Report> {

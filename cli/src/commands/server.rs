@@ -285,7 +285,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         interrupted = until_interrupted() => interrupted?,
         reason = member.failed() => {
             tracing::error!(%reason, "member stopped after a fatal error");
-            bail!("member stopped: {reason}");
+            // Out at once, as a crash would be, with exit code 1: nothing more may reach a
+            // disk that failed. An orderly exit would run the C++ destructors under
+            // RocksDB's still-running background threads, which aborts the process
+            // ("pthread lock: Invalid argument", SIGABRT); a chaos run's disk faults
+            // showed it.
+            eprintln!("error: member stopped: {reason}");
+            // SAFETY: `_exit` ends the process here; no code runs after it, so nothing can
+            // observe a broken invariant.
+            unsafe { libc::_exit(1) }
         }
     }
     // Both at once: each gives its lease up, which may wait out a store without quorum.
