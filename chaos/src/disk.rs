@@ -117,6 +117,19 @@ pub enum DiskEffect {
 }
 
 impl DiskEffect {
+    /// E.g. `stopped 11 ms after (exit status: 1)`, `6 slow fsyncs`.
+    pub fn describe(&self) -> String {
+        match self {
+            DiskEffect::Stopped { exit, after_ms } => {
+                format!("stopped {after_ms} ms after ({exit})")
+            }
+            DiskEffect::KeptRunning => "kept running".into(),
+            DiskEffect::EndedOtherwise { exit } => format!("ended otherwise ({exit})"),
+            DiskEffect::SlowFsyncs { count } => format!("{count} slow fsyncs"),
+            DiskEffect::Unmeasured { why } => format!("not measured: {why}"),
+        }
+    }
+
     /// Whether it shows the fault happened and was met as it must be; why not, if not.
     pub fn problem(&self) -> Option<String> {
         match self {

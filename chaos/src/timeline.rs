@@ -74,7 +74,7 @@ pub fn html(report: &Report) -> String {
             (_, _, Some(effect)) => escape(&format!(
                 "{}: {}",
                 fault.disk.map_or("disk", |disk| disk.name()),
-                effect.problem().unwrap_or_else(|| format!("{effect:?}"))
+                effect.describe()
             )),
             _ => String::new(),
         };

@@ -13,8 +13,10 @@
 //! - [`lines_of`]: a child's output, a line at a time, to read with a deadline;
 //! - [`faults`]: who leads a process cluster, and leader kills and pauses on a schedule;
 //! - [`promtool_accepts`]: a component's `/metrics`, judged by Prometheus' promtool;
-//!   [`announced_metrics`]: where a component started on its own serves them.
+//!   [`announced_metrics`]: where a component started on its own serves them;
+//! - [`browser`]: a page the project writes, as headless Chromium shows it.
 
+pub mod browser;
 pub mod faults;
 pub mod metrics;
 pub mod up;

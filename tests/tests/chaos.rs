@@ -9,7 +9,7 @@ use rudder_chaos::disk::{DiskEffect, DiskFault};
 use rudder_chaos::partition::Split;
 use rudder_chaos::report::{Report, Verdict};
 use rudder_chaos::schedule::FaultKind;
-use rudder_tests::rudder_binary_beside_tests;
+use rudder_tests::{browser, rudder_binary_beside_tests};
 
 fn chaos(args: &[&str]) -> Output {
     Command::new(rudder_binary_beside_tests())
@@ -66,6 +66,7 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     assert_eq!(report.verdict, Verdict::Pass);
     let page = std::fs::read_to_string(first.join("report.html")).expect("a report.html");
     assert!(page.contains("<svg") && page.contains("PASS"), "{page}");
+    assert_timeline_renders(&first.join("report.html"), dir.path());
     assert!(report.operations.answered > 100, "{:?}", report.operations);
     for name in ["linearizability", "watches", "at-most-once"] {
         assert!(
@@ -261,6 +262,30 @@ fn disk_faults_are_refused_against_etcd() {
         said.contains("disk faults are failpoints in Rudder's log store"),
         "{said}"
     );
+}
+
+/// The report page as headless Chromium shows it: the timeline's fault bands (kills in
+/// red, pauses in orange) and its answer bars (blue) are on the screen.
+fn assert_timeline_renders(page: &Path, scratch: &Path) {
+    let Some(shot) = browser::screenshot(page, 1280, 1000, scratch) else {
+        eprintln!(
+            "skipped: no {} (`scripts/dev.sh test` installs chromium)",
+            browser::CHROMIUM
+        );
+        return;
+    };
+    for (what, rgb) in [
+        ("a kill's band", [0xb3, 0x26, 0x1e]),
+        ("a pause's band", [0xe0, 0x8a, 0x00]),
+        ("the answers' bars", [0x4a, 0x78, 0xc2]),
+    ] {
+        let pixels = browser::pixels_of(&shot, rgb, 8);
+        assert!(
+            pixels > 50,
+            "{what} is not on the page ({pixels} pixels): {}",
+            shot.display()
+        );
+    }
 }
 
 /// A 10 s run with `bug` planted in every member: it must fail; what it said.
