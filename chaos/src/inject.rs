@@ -2,7 +2,8 @@
 //! fault as it happened: which member (and whether it led), when it started and ended.
 //! Every fault is healed before the next starts and before this returns; a fault that ran
 //! late pushes the next one back, so the cluster always gets [`MIN_GAP`] to recover. A
-//! member that ends by itself (a crash) is recorded, with its exit, and restarted.
+//! fault that strikes two members at once is recorded once for each. A member that ends by
+//! itself (a crash) is recorded, with its exit, and restarted.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,13 @@ pub struct Injected {
     pub disk: Option<DiskFault>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_effect: Option<DiskEffect>,
+    /// The other member a fault struck at the same time (two at once, with 5 members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub with: Option<String>,
+    /// This record is the second member's of a fault that struck two: the fault is the
+    /// first record's (recovery counts it once).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub second: bool,
 }
 
 /// A member that ended without being told to.
@@ -75,7 +83,21 @@ pub async fn inject(
         restart_crashed(cluster, start, done, &mut progress).await?;
         let leader = cluster.leader().await?;
         let member = victim(cluster, planned.victim, leader);
-        let name = cluster.members[member].name.clone();
+        // Two at once: the second is never the first.
+        let second = planned.also.map(|also| {
+            let picked = victim(cluster, also, leader);
+            match picked == member {
+                true => (member + 1) % cluster.members.len(),
+                false => picked,
+            }
+        });
+        let mut struck: Vec<usize> = std::iter::once(member).chain(second).collect();
+        // The leader first, when it is one of two: the fault is recorded as striking it.
+        struck.sort_by_key(|m| *m != leader);
+        let names: Vec<String> = struck
+            .iter()
+            .map(|m| cluster.members[*m].name.clone())
+            .collect();
         let started = start.elapsed();
         // (A schedule from before partitions had shapes holds none: isolated, then.)
         let split = (planned.kind == FaultKind::Partition)
@@ -84,18 +106,20 @@ pub async fn inject(
             let names: Vec<String> = cluster.members.iter().map(|m| m.name.clone()).collect();
             partition::describe(split, member, leader, &names)
         });
+        let whom: Vec<String> = struck
+            .iter()
+            .map(|m| match *m == leader {
+                true => format!("{} (the leader)", cluster.members[*m].name),
+                false => cluster.members[*m].name.clone(),
+            })
+            .collect();
         progress(&format!(
-            "fault {}/{} at {:.1}s: {} {}{}{} for {:.1}s",
+            "fault {}/{} at {:.1}s: {} {}{} for {:.1}s",
             n + 1,
             schedule.len(),
             started.as_secs_f64(),
             planned.kind.name(),
-            name,
-            if member == leader {
-                " (the leader)"
-            } else {
-                ""
-            },
+            whom.join(" and "),
             match (split, &sides, planned.disk) {
                 (Some(split), Some(sides), _) => format!(", {}: {sides}", split.name()),
                 (_, _, Some(disk)) if planned.kind == FaultKind::Disk => {
@@ -108,21 +132,29 @@ pub async fn inject(
         let mut dropped_packets = None;
         let disk = (planned.kind == FaultKind::Disk)
             .then(|| planned.disk.unwrap_or(DiskFault::FsyncFails));
-        let mut disk_effect = None;
+        let mut disk_effects: Vec<Option<DiskEffect>> = vec![None; struck.len()];
         // When the fault is in place (a partition takes an nft run per member).
         let in_place;
         match planned.kind {
             FaultKind::Kill => {
-                cluster.members[member].kill();
+                for m in &struck {
+                    cluster.members[*m].kill();
+                }
                 in_place = start.elapsed();
                 tokio::time::sleep(planned.hold).await;
-                cluster.members[member].restart().await?;
+                for m in &struck {
+                    cluster.members[*m].restart().await?;
+                }
             }
             FaultKind::Pause => {
-                cluster.members[member].pause();
+                for m in &struck {
+                    cluster.members[*m].pause();
+                }
                 in_place = start.elapsed();
                 tokio::time::sleep(planned.hold).await;
-                cluster.members[member].resume();
+                for m in &struck {
+                    cluster.members[*m].resume();
+                }
             }
             FaultKind::Partition => {
                 let split = split.unwrap_or(Split::Isolated);
@@ -134,46 +166,65 @@ pub async fn inject(
             }
             FaultKind::Disk => {
                 let disk = disk.unwrap_or(DiskFault::FsyncFails);
-                let target = &mut cluster.members[member];
-                let log_from = target.log_len();
-                let slow_before = slow_fsyncs(&target.client_addr).await;
-                target.set_failpoints(&disk.on())?;
-                applied(target, log_from).await;
+                let mut log_from = Vec::new();
+                let mut slow_before = Vec::new();
+                for m in &struck {
+                    let target = &cluster.members[*m];
+                    log_from.push(target.log_len());
+                    slow_before.push(slow_fsyncs(&target.client_addr).await);
+                    target.set_failpoints(&disk.on())?;
+                }
+                for (m, from) in struck.iter().zip(&log_from) {
+                    applied(&cluster.members[*m], *from).await;
+                }
                 in_place = start.elapsed();
                 let until = tokio::time::Instant::now() + planned.hold;
-                let stopped = match disk.stops_the_member() {
-                    true => Some(stopped_by(target, disk, until, log_from).await),
-                    false => None,
-                };
+                if disk.stops_the_member() {
+                    let stopped = stopped_by(cluster, &struck, disk, until, &log_from).await;
+                    disk_effects = stopped.into_iter().map(Some).collect();
+                }
                 tokio::time::sleep_until(until).await;
-                let off = target.set_failpoints(&disk.off());
-                let effect = match stopped {
-                    Some(effect) => {
-                        // Stopped (or stopped now, when it would not): back on a sound disk.
-                        target.kill();
-                        target.restart().await?;
-                        effect
+                let mut off = Ok(());
+                for (k, m) in struck.iter().enumerate() {
+                    let target = &mut cluster.members[*m];
+                    off = off.and(target.set_failpoints(&disk.off()));
+                    match disk.stops_the_member() {
+                        // Stopped (or stopped now, when it would not): on a sound disk again.
+                        true => {
+                            target.kill();
+                            target.restart().await?;
+                        }
+                        false => {
+                            let before = slow_before[k].clone();
+                            disk_effects[k] = Some(slowed(target, before).await);
+                        }
                     }
-                    None => slowed(target, slow_before).await,
-                };
+                }
                 off?;
-                disk_effect = Some(effect);
             }
         }
         done.last_end = start.elapsed();
-        done.faults.push(Injected {
-            kind: planned.kind,
-            victim: planned.victim,
-            member: name,
-            was_leader: member == leader,
-            started_ms: millis(in_place),
-            ended_ms: millis(done.last_end),
-            split,
-            sides,
-            dropped_packets,
-            disk,
-            disk_effect,
-        });
+        for (k, m) in struck.iter().enumerate() {
+            let other = names.iter().enumerate().find(|(j, _)| *j != k);
+            done.faults.push(Injected {
+                kind: planned.kind,
+                victim: match k {
+                    0 => planned.victim,
+                    _ => planned.also.unwrap_or(planned.victim),
+                },
+                member: names[k].clone(),
+                was_leader: *m == leader,
+                started_ms: millis(in_place),
+                ended_ms: millis(done.last_end),
+                split,
+                sides: sides.clone(),
+                dropped_packets,
+                disk,
+                disk_effect: disk_effects[k].take(),
+                with: other.map(|(_, name)| name.clone()),
+                second: k > 0,
+            });
+        }
     }
     Ok(())
 }
@@ -189,23 +240,41 @@ async fn applied(member: &MemberProcess, log_from: u64) {
     }
 }
 
-/// How `member` met a disk fault that must stop it: its exit, if it came before `until`,
-/// judged by its code and what it logged since `log_from`.
+/// How the `struck` members met a disk fault that must stop them: each one's exit, if it
+/// came before `until`, judged by its code and what it logged since its `log_from`.
 async fn stopped_by(
-    member: &mut MemberProcess,
+    cluster: &mut ProcessCluster,
+    struck: &[usize],
     disk: DiskFault,
     until: tokio::time::Instant,
-    log_from: u64,
-) -> DiskEffect {
+    log_from: &[u64],
+) -> Vec<DiskEffect> {
     let since = tokio::time::Instant::now();
+    let mut effects: Vec<Option<DiskEffect>> = vec![None; struck.len()];
     loop {
-        if let Some(status) = member.exited() {
-            let log = member.log_since(log_from);
-            let after_ms = millis(since.elapsed());
-            return disk::judge_exit(disk, status.code(), status.to_string(), &log, after_ms);
+        for (k, m) in struck.iter().enumerate() {
+            let member = &mut cluster.members[*m];
+            if effects[k].is_none() {
+                if let Some(status) = member.exited() {
+                    let log = member.log_since(log_from[k]);
+                    let after_ms = millis(since.elapsed());
+                    let code = status.code();
+                    effects[k] = Some(disk::judge_exit(
+                        disk,
+                        code,
+                        status.to_string(),
+                        &log,
+                        after_ms,
+                    ));
+                }
+            }
         }
-        if tokio::time::Instant::now() >= until {
-            return DiskEffect::KeptRunning;
+        let all = effects.iter().all(Option::is_some);
+        if all || tokio::time::Instant::now() >= until {
+            return effects
+                .into_iter()
+                .map(|effect| effect.unwrap_or(DiskEffect::KeptRunning))
+                .collect();
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -33,7 +33,23 @@ pub fn label(fault: &Injected) -> String {
         (_, Some(disk)) => format!(" ({})", disk.name()),
         _ => String::new(),
     };
+    // Of two struck at once, the leader's record comes first (inject.rs).
+    let whom = match (&fault.with, fault.was_leader) {
+        (Some(_), true) => "the leader and a follower",
+        (Some(_), false) => "two followers",
+        (None, _) => whom,
+    };
     format!("{}{shape} of {whom}", fault.kind.name())
+}
+
+/// When the first fault after `fault` began: one that began once it had ended (a fault
+/// that struck two members is two records at the same time; neither is the other's next).
+pub fn next_start(injected: &[Injected], fault: &Injected) -> Option<u64> {
+    injected
+        .iter()
+        .map(|other| other.started_ms)
+        .filter(|started| *started >= fault.ended_ms)
+        .min()
 }
 
 /// Per fault, the milliseconds from its start to the first write asked at or after it and
@@ -41,10 +57,9 @@ pub fn label(fault: &Injected) -> String {
 pub fn per_fault(injected: &[Injected], history: &[Operation], until_ms: u64) -> Vec<Option<u64>> {
     injected
         .iter()
-        .enumerate()
-        .map(|(n, fault)| {
+        .map(|fault| {
             let from = fault.started_ms * 1_000_000;
-            let until = injected.get(n + 1).map_or(until_ms, |next| next.started_ms) * 1_000_000;
+            let until = next_start(injected, fault).unwrap_or(until_ms) * 1_000_000;
             history
                 .iter()
                 .filter(|op| matches!(op.op, Op::Put { .. } | Op::Cas { .. }))
@@ -65,7 +80,10 @@ pub fn grouped<'a>(
 ) -> Vec<Recovery> {
     let mut groups: BTreeMap<String, Vec<Option<u64>>> = BTreeMap::new();
     for (fault, took) in faults.into_iter().zip(took) {
-        groups.entry(label(fault)).or_default().push(took);
+        // A fault that struck two members counts once, as its first record.
+        if !fault.second {
+            groups.entry(label(fault)).or_default().push(took);
+        }
     }
     groups
         .into_iter()
@@ -123,6 +141,8 @@ mod tests {
             dropped_packets: None,
             disk: None,
             disk_effect: None,
+            with: None,
+            second: false,
         }
     }
 
@@ -159,6 +179,41 @@ mod tests {
             write(5_002, Some(5_010)),
         ];
         assert_eq!(per_fault(&faults, &history, 9_000), [Some(200), Some(10)]);
+    }
+
+    #[test]
+    fn a_fault_on_two_members_at_once_is_one_fault_with_one_window() {
+        let first = Injected {
+            with: Some("m2".into()),
+            ..fault(FaultKind::Kill, true, 1_000, 2_000)
+        };
+        let second = Injected {
+            member: "m2".into(),
+            with: Some("m1".into()),
+            second: true,
+            ..fault(FaultKind::Kill, false, 1_003, 2_000)
+        };
+        let later = fault(FaultKind::Pause, false, 4_000, 4_500);
+        let faults = [first, second, later];
+        // The twins' windows run to the later fault, not to each other.
+        assert_eq!(next_start(&faults, &faults[0]), Some(4_000));
+        let history = [write(1_100, Some(1_400)), write(4_001, Some(4_002))];
+        assert_eq!(
+            per_fault(&faults, &history, 9_000),
+            [Some(400), Some(397), Some(2)]
+        );
+        let grouped = grouped(&faults, per_fault(&faults, &history, 9_000));
+        let labels: Vec<(&str, usize)> = grouped
+            .iter()
+            .map(|r| (r.fault.as_str(), r.count))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("kill of the leader and a follower", 1),
+                ("pause of a follower", 1)
+            ]
+        );
     }
 
     #[test]

@@ -193,11 +193,8 @@ fn count(history: &[Operation]) -> Operations {
 /// back: after each fault, before the next (or the end), some operation must be answered.
 fn progress(operations: &Operations, observed: &Observed<'_>) -> Check {
     let mut stalled = Vec::new();
-    for (n, fault) in observed.injected.iter().enumerate() {
-        let until = observed
-            .injected
-            .get(n + 1)
-            .map_or(observed.ended_ms, |next| next.started_ms);
+    for fault in &observed.injected {
+        let until = recovery::next_start(&observed.injected, fault).unwrap_or(observed.ended_ms);
         let (from_ns, until_ns) = (fault.ended_ms * 1_000_000, until * 1_000_000);
         let answered = observed.history.iter().any(|op| {
             op.completed
@@ -265,17 +262,23 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
             ))
         })
         .collect();
-    let all_done = injected.len() == schedule.len() && missing.is_empty();
+    // A fault that struck two members is a record for each.
+    let records = schedule.len() + schedule.iter().filter(|f| f.also.is_some()).count();
+    let all_done = injected.len() == records && missing.is_empty();
     let verdict = match all_done && empty_cuts.is_empty() && disk_problems.is_empty() {
         true => Verdict::Pass,
         false => Verdict::Fail,
     };
     let leaders = injected.iter().filter(|fault| fault.was_leader).count();
+    let firsts = injected.iter().filter(|fault| !fault.second).count();
     let mut detail = format!(
-        "{} of {} scheduled faults injected, {leaders} on the leader",
-        injected.len(),
+        "{firsts} of {} scheduled faults injected, {leaders} on the leader",
         schedule.len()
     );
+    let pairs = injected.iter().filter(|fault| fault.second).count();
+    if pairs > 0 {
+        detail.push_str(&format!("; {pairs} of them on two members at once"));
+    }
     let dropped: u64 = injected.iter().filter_map(|f| f.dropped_packets).sum();
     if injected.iter().any(|f| f.dropped_packets.is_some()) {
         detail.push_str(&format!("; partitions dropped {dropped} packets"));

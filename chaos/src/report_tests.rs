@@ -55,6 +55,8 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
                 exit: "exit status: 1".into(),
                 after_ms: 5,
             }),
+            with: None,
+            second: false,
         })
         .collect()
 }

@@ -2,7 +2,7 @@
 //!
 //! The cluster is started fresh (Rudder's members, or Debian's etcd as a reference; each
 //! member in a network namespace of its own when the faults include partitions), the
-//! workload runs for the whole length, the faults of [`schedule::draw`] are injected one at
+//! workload runs for the whole length, the faults of [`schedule::for_run`] are injected one at
 //! a time and each healed, the workload stops after the quiet end (pushed back if a fault
 //! ran late), and the recorded history is checked. A run that does not pass keeps the
 //! members' logs beside its report. The cluster's processes are ended when the run ends,
@@ -76,7 +76,7 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<Report, ClusterError> {
     let length = Duration::from_millis(plan.length_ms);
-    let schedule = schedule::draw(plan.seed, length, &plan.faults);
+    let schedule = schedule::for_run(plan.seed, length, &plan.faults, plan.masters);
     progress(&format!(
         "seed {}: {} faults over {:.0}s",
         plan.seed,

@@ -97,6 +97,9 @@ pub struct PlannedFault {
     /// What a disk fault does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskFault>,
+    /// A second member the same fault strikes at the same time ([`pair_up`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub also: Option<Victim>,
 }
 
 impl PlannedFault {
@@ -147,11 +150,44 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             hold,
             split,
             disk,
+            also: None,
         });
         at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
     }
     faults
 }
+
+/// The schedule of a run of `members` members: [`draw`], then [`pair_up`].
+pub fn for_run(
+    seed: u64,
+    length: Duration,
+    kinds: &[FaultKind],
+    members: usize,
+) -> Vec<PlannedFault> {
+    let mut faults = draw(seed, length, kinds);
+    pair_up(&mut faults, seed, members);
+    faults
+}
+
+/// With 5 members or more, two faults at once: about half the kills, pauses and disk
+/// faults strike a second member at the same time (a quorum still stands, two of five
+/// down at most; a partition already takes two of five into its minority). Drawn from a
+/// generator of its own, so a run of 3 members has the schedule it always had.
+pub fn pair_up(faults: &mut [PlannedFault], seed: u64, members: usize) {
+    if members < 5 {
+        return;
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ PAIRING);
+    for fault in faults.iter_mut() {
+        let second: u32 = rng.random();
+        if fault.kind != FaultKind::Partition && second.is_multiple_of(2) {
+            fault.also = Some(Victim::Any { pick: second / 2 });
+        }
+    }
+}
+
+/// Mixed into the seed for [`pair_up`]'s generator ("pair").
+const PAIRING: u64 = 0x7061_6972;
 
 /// Durations as whole milliseconds in reports.
 mod millis {
@@ -225,6 +261,36 @@ mod tests {
         }
         assert_eq!(splits.len(), Split::ALL.len(), "{splits:?}");
         assert_eq!(disks.len(), DiskFault::ALL.len(), "{disks:?}");
+    }
+
+    #[test]
+    fn five_members_get_two_faults_at_once_and_three_keep_their_schedule() {
+        let length = Duration::from_secs(60);
+        let kinds = FaultKind::ALL;
+        for seed in 0..20 {
+            assert_eq!(for_run(seed, length, &kinds, 3), draw(seed, length, &kinds));
+            let five = for_run(seed, length, &kinds, 5);
+            let alone: Vec<_> = five
+                .iter()
+                .map(|f| PlannedFault {
+                    also: None,
+                    ..f.clone()
+                })
+                .collect();
+            assert_eq!(
+                alone,
+                draw(seed, length, &kinds),
+                "the same faults, some paired"
+            );
+            assert!(five
+                .iter()
+                .all(|f| f.also.is_none() || f.kind != FaultKind::Partition));
+        }
+        let paired = (0..20)
+            .flat_map(|seed| for_run(seed, length, &kinds, 5))
+            .filter(|f| f.also.is_some())
+            .count();
+        assert!(paired > 10, "{paired}");
     }
 
     #[test]

@@ -222,6 +222,8 @@ mod tests {
             dropped_packets: None,
             disk: None,
             disk_effect: None,
+            with: None,
+            second: false,
         };
         Report {
             plan: Plan {

@@ -250,6 +250,38 @@ fn a_planted_ignored_fsync_error_fails_the_run_when_the_disk_fails() {
 }
 
 #[test]
+fn five_members_take_two_faults_at_once_and_pass() {
+    // Seed 16, 15 s: a pause, a failed fsync and a kill, each on two of the five members.
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_in(
+        dir.path(),
+        "15s",
+        "16",
+        &["--masters", "5", "--faults", "kill,pause,disk"],
+    );
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    let report = report_in(dir.path());
+    assert_eq!(report.verdict, Verdict::Pass, "{said}");
+    assert_eq!(report.injected.len(), 2 * report.schedule.len(), "{said}");
+    for pair in report.injected.chunks(2) {
+        let (first, second) = (&pair[0], &pair[1]);
+        assert!(!first.second && second.second, "{pair:?}");
+        assert_eq!(first.with.as_deref(), Some(second.member.as_str()));
+        assert_eq!(second.with.as_deref(), Some(first.member.as_str()));
+        assert_ne!(first.member, second.member);
+        assert_eq!(first.started_ms, second.started_ms);
+    }
+    let stopped = report
+        .injected
+        .iter()
+        .filter(|f| matches!(f.disk_effect, Some(DiskEffect::Stopped { .. })))
+        .count();
+    assert_eq!(stopped, 2, "both members' disks failed them: {said}");
+    assert!(said.contains("3 of them on two members at once"), "{said}");
+}
+
+#[test]
 fn disk_faults_are_refused_against_etcd() {
     let said = text(&chaos(&[
         "run",

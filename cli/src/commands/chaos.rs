@@ -207,7 +207,7 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             .map(|since| since.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let schedule = rudder_chaos::schedule::draw(seed, length, &faults);
+    let schedule = rudder_chaos::schedule::for_run(seed, length, &faults, args.masters);
     if let Some(missing) = faults
         .iter()
         .find(|kind| !schedule.iter().any(|fault| fault.kind == **kind))
