@@ -9,6 +9,12 @@
 //! ```
 //! At most `MAX_IN_FLIGHT` entries are being committed at a time. Each request keeps its own
 //! tag inside the batch, so a retry of any one of them is recognised alone.
+//!
+//! A leader cut off from the others never hears of the leader that replaces it (openraft
+//! 0.9 has no check-quorum), and would hold its callers until the request timeout. So a
+//! leader that has heard from no quorum for a while answers what it is committing with
+//! [`Rejected::QuorumLost`] at once: its callers try another member, as they do when a
+//! leader dies.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,6 +42,10 @@ pub enum Rejected {
     Stopped,
     /// Not committed within the request timeout; it may still be, later.
     TimedOut,
+    /// This member leads but has heard from no quorum for `millis` ms: it is likely cut
+    /// off, and another leader elected. The command may still be committed, if it reached
+    /// the others.
+    QuorumLost { millis: u64 },
 }
 
 struct Pending {
@@ -72,10 +82,11 @@ impl Drop for Taken {
 impl Proposer {
     /// Starts the batching task; it ends when the last `Proposer` is dropped. A batch not
     /// committed within `timeout` gives its slot back (its callers hear `TimedOut`), so an
-    /// entry that Raft never answers for cannot stall every later write.
-    pub fn start(raft: Raft, timeout: Duration) -> Self {
+    /// entry that Raft never answers for cannot stall every later write; nor is one
+    /// waited for once this leader has heard from no quorum for `quorum_lost_after`.
+    pub fn start(raft: Raft, timeout: Duration, quorum_lost_after: Duration) -> Self {
         let (queue, waiting) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft.clone(), waiting, timeout));
+        tokio::spawn(run(raft.clone(), waiting, timeout, quorum_lost_after));
         Self {
             raft,
             queue,
@@ -138,7 +149,12 @@ impl Proposer {
     }
 }
 
-async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>, timeout: Duration) {
+async fn run(
+    raft: Raft,
+    mut waiting: mpsc::UnboundedReceiver<Pending>,
+    timeout: Duration,
+    quorum_lost_after: Duration,
+) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     while let Some(first) = waiting.recv().await {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -154,13 +170,13 @@ async fn run(raft: Raft, mut waiting: mpsc::UnboundedReceiver<Pending>, timeout:
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            commit(&raft, batch, timeout).await;
+            commit(&raft, batch, timeout, quorum_lost_after).await;
             drop(slot);
         });
     }
 }
 
-async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
+async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration, quorum_lost_after: Duration) {
     let (requests, replies): (Vec<Request>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.request, pending.reply))
@@ -175,7 +191,20 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
         at_ms: wall_clock_ms(),
         requests,
     };
-    let mut written = tokio::time::timeout(timeout, raft.client_write(proposal)).await;
+    let mut written = tokio::select! {
+        written = tokio::time::timeout(timeout, raft.client_write(proposal)) => written,
+        millis = quorum_lost(raft, quorum_lost_after) => {
+            tracing::warn!(
+                millis,
+                commands = replies.len(),
+                "this leader has heard from no quorum: its callers try another member"
+            );
+            for reply in replies {
+                let _ = reply.send(Err(Rejected::QuorumLost { millis }));
+            }
+            return;
+        }
+    };
     if let (Some(requests), Ok(Ok(_))) = (twice, &written) {
         let again = Proposal {
             at_ms: wall_clock_ms(),
@@ -226,6 +255,30 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration) {
             for reply in replies {
                 let _ = reply.send(Err(rejected.clone()));
             }
+        }
+    }
+}
+
+/// Resolves, with how long it has been, once this member leads and has heard from no
+/// quorum for longer than `after` (openraft's `millis_since_quorum_ack`, refreshed at
+/// every turn of its loop, heartbeat ticks included). A member that does not lead, or a
+/// leader not yet acknowledged, is never judged.
+async fn quorum_lost(raft: &Raft, after: Duration) -> u64 {
+    let after_ms = after.as_millis() as u64;
+    let mut metrics = raft.metrics();
+    loop {
+        let silent = {
+            let now = metrics.borrow_and_update();
+            let leads = now.state == openraft::ServerState::Leader;
+            now.millis_since_quorum_ack
+                .filter(|millis| leads && *millis > after_ms)
+        };
+        if let Some(millis) = silent {
+            return millis;
+        }
+        if metrics.changed().await.is_err() {
+            // Raft stopped: the write's own answer says so.
+            return std::future::pending().await;
         }
     }
 }

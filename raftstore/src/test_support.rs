@@ -29,10 +29,12 @@ pub fn raft_options() -> RaftOptions {
     }
 }
 
-/// Store options for tests: watch progress notifications every 300 ms.
+/// Store options for tests: watch progress notifications every 300 ms; a leader's quorum
+/// lost after twice [`raft_options`]' election timeout, as `rudder server` sets it.
 pub fn store_options() -> StoreOptions {
     StoreOptions {
         watch_progress_interval: Duration::from_millis(300),
+        quorum_lost_after: 2 * raft_options().election_timeout,
         ..StoreOptions::default()
     }
 }

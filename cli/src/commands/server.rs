@@ -235,6 +235,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             watch_progress_interval: Duration::from_millis(args.watch_progress_interval_ms),
+            quorum_lost_after: 2 * Duration::from_millis(args.election_timeout_ms),
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
         metrics: metrics.clone(),

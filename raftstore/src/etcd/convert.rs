@@ -290,7 +290,9 @@ pub fn status(error: StoreError) -> Status {
         StoreError::NoLeader
         | StoreError::LeaderUnreachable { .. }
         | StoreError::Timeout { .. } => Status::unavailable(message),
-        StoreError::Stopped | StoreError::Restoring => Status::unavailable(message),
+        StoreError::Stopped | StoreError::Restoring | StoreError::QuorumLost { .. } => {
+            Status::unavailable(message)
+        }
         StoreError::MemberIdUsed { .. }
         | StoreError::NotLearner { .. }
         | StoreError::Membership { .. } => Status::failed_precondition(message),

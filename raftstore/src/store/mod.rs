@@ -72,6 +72,11 @@ pub enum StoreError {
          snapshot; members can be added in a moment: retry shortly"
     )]
     Restoring,
+    #[error(
+        "this member leads but has heard from no quorum for {millis} ms (cut off from the \
+         others?); a write may or may not have been applied: try another member"
+    )]
+    QuorumLost { millis: u64 },
 }
 
 /// The response header of every call, like etcd's `ResponseHeader`.
@@ -111,6 +116,10 @@ pub struct StoreOptions {
     pub request_timeout: Duration,
     /// Idle interval between progress notifications of watches that asked for them.
     pub watch_progress_interval: Duration,
+    /// A leader that has heard from no quorum for this long answers its pending writes
+    /// with [`StoreError::QuorumLost`] (see `crate::proposer`). `rudder server` sets it to
+    /// twice the election timeout (the default: twice the default one).
+    pub quorum_lost_after: Duration,
 }
 
 impl Default for StoreOptions {
@@ -119,6 +128,7 @@ impl Default for StoreOptions {
             limits: Limits::default(),
             request_timeout: Duration::from_secs(7),
             watch_progress_interval: Duration::from_secs(600),
+            quorum_lost_after: Duration::from_millis(300),
         }
     }
 }
@@ -193,7 +203,11 @@ impl Store {
     ) -> Self {
         let inner = Inner {
             id,
-            proposer: Proposer::start(raft.clone(), options.request_timeout),
+            proposer: Proposer::start(
+                raft.clone(),
+                options.request_timeout,
+                options.quorum_lost_after,
+            ),
             read_indexer: ReadIndexer::start(raft.clone()),
             raft,
             keyspace,
@@ -366,6 +380,7 @@ impl Store {
                 // Still in the leader's pipeline: it may commit. The caller hears "may or
                 // may not"; its own retry with the same tag would still apply once.
                 Err(Rejected::TimedOut) => Err(StoreError::Timeout { millis: timeout_ms }),
+                Err(Rejected::QuorumLost { millis }) => Err(StoreError::QuorumLost { millis }),
             }
         })
         .await
@@ -413,6 +428,7 @@ impl Store {
             Err(Rejected::NotLeader(Some(leader))) => Ok(Attempt::Forward(leader)),
             Err(Rejected::NotLeader(None)) => Ok(Attempt::WaitForLeader),
             Err(Rejected::Stopped) => Err(StoreError::Stopped),
+            Err(Rejected::QuorumLost { millis }) => Err(StoreError::QuorumLost { millis }),
             Err(Rejected::TimedOut) => Err(StoreError::Timeout {
                 millis: self.inner.options.request_timeout.as_millis() as u64,
             }),
@@ -578,6 +594,7 @@ impl Store {
                 Ok(outcome) => Ok(ForwardResponse::Written(outcome)),
                 Err(Rejected::NotLeader(_)) => Err(not_leader()),
                 Err(Rejected::Stopped) => Err(StoreError::Stopped),
+                Err(Rejected::QuorumLost { millis }) => Err(StoreError::QuorumLost { millis }),
                 Err(Rejected::TimedOut) => Err(StoreError::Timeout {
                     millis: self.inner.options.request_timeout.as_millis() as u64,
                 }),
