@@ -12,10 +12,11 @@
 //!
 //! A leader cut off from the others never hears of the leader that replaces it (openraft
 //! 0.9 has no check-quorum), and would hold its callers until the request timeout. So a
-//! leader that has heard from no quorum for a while answers what it is committing with
-//! [`Rejected::QuorumLost`] at once: its callers try another member, as they do when a
-//! leader dies.
+//! commit that has waited a while on a leader that has heard from no quorum for as long is
+//! answered with [`Rejected::QuorumLost`]: its callers try another member, as they do when
+//! a leader dies.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,11 @@ use std::time::Duration;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::types::{Outcome, Peer, Proposal, Raft, Request};
+use crate::election::is_quorum;
+use crate::types::{LogId, Member, NodeId, Outcome, Peer, Proposal, Raft, Request};
+
+/// What openraft's metrics say each follower holds: its last log id matched.
+type Matched = std::collections::BTreeMap<NodeId, Option<LogId>>;
 use crate::validate::command_size;
 
 const MAX_BATCH: usize = 512;
@@ -192,6 +197,8 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration, quorum_lost
         requests,
     };
     let mut written = tokio::select! {
+        // An answer that came first wins a tie.
+        biased;
         written = tokio::time::timeout(timeout, raft.client_write(proposal)) => written,
         millis = quorum_lost(raft, quorum_lost_after) => {
             tracing::warn!(
@@ -260,27 +267,65 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration, quorum_lost
 }
 
 /// Resolves, with how long it has been, once this member leads and has heard from no
-/// quorum for longer than `after` (openraft's `millis_since_quorum_ack`, refreshed at
-/// every turn of its loop, heartbeat ticks included). A member that does not lead, or a
-/// leader not yet acknowledged, is never judged.
+/// quorum for longer than `after` while this commit waited at least that long (see
+/// [`quorum_silent`]). A member that does not lead, or a leader no quorum has acknowledged
+/// yet, is never judged.
 async fn quorum_lost(raft: &Raft, after: Duration) -> u64 {
-    let after_ms = after.as_millis() as u64;
+    let began = tokio::time::Instant::now();
     let mut metrics = raft.metrics();
+    let matched_then = metrics.borrow().replication.clone();
+    // Metrics change at every turn of openraft's loop; the tick covers a quiet one.
+    let mut tick = tokio::time::interval(after / 4);
     loop {
         let silent = {
             let now = metrics.borrow_and_update();
-            let leads = now.state == openraft::ServerState::Leader;
-            now.millis_since_quorum_ack
-                .filter(|millis| leads && *millis > after_ms)
+            quorum_silent(&now, matched_then.as_ref(), began.elapsed(), after)
         };
         if let Some(millis) = silent {
             return millis;
         }
-        if metrics.changed().await.is_err() {
-            // Raft stopped: the write's own answer says so.
-            return std::future::pending().await;
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    // Raft stopped: the write's own answer says so.
+                    return std::future::pending().await;
+                }
+            }
+            _ = tick.tick() => {}
         }
     }
+}
+
+/// How long this leader has heard from no quorum, if it is longer than `after` on two
+/// counts, after `waited` (this commit's wait) is too: openraft's `millis_since_quorum_ack`
+/// (which counts only answers that came within a heartbeat interval, so on a loaded
+/// machine it runs high for a leader its followers hear well), and no quorum of voters
+/// having taken an entry since the commit began (`matched_then`: the followers' matched
+/// log ids then; a follower that answers at all, however late, moves its own).
+fn quorum_silent(
+    now: &openraft::RaftMetrics<NodeId, Member>,
+    matched_then: Option<&Matched>,
+    waited: Duration,
+    after: Duration,
+) -> Option<u64> {
+    let after_ms = after.as_millis() as u64;
+    if now.state != openraft::ServerState::Leader || waited < after {
+        return None;
+    }
+    let millis = now
+        .millis_since_quorum_ack
+        .filter(|millis| *millis > after_ms)?;
+    let took_entries = now.replication.iter().flatten().filter(|(id, matched)| {
+        let then = matched_then
+            .and_then(|then| then.get(*id).cloned())
+            .flatten();
+        **matched > then
+    });
+    let heard: BTreeSet<NodeId> = std::iter::once(now.id)
+        .chain(took_entries.map(|(id, _)| *id))
+        .collect();
+    let voters = now.membership_config.membership().get_joint_config();
+    (!is_quorum(voters, &heard)).then_some(millis)
 }
 
 /// This leader's wall clock: the time the log carries (see [`Proposal::at_ms`]).
@@ -336,5 +381,82 @@ async fn read_index_rounds(
         for reply in replies {
             let _ = reply.send(result.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use openraft::{Membership, ServerState};
+
+    use super::*;
+    use crate::types::StoredMembership;
+
+    const AFTER: Duration = Duration::from_millis(300);
+
+    fn log_id(index: u64) -> Option<LogId> {
+        Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index))
+    }
+
+    /// Member 1 leading 1, 2, 3, heard from by no quorum for `millis`, its followers
+    /// having taken entries up to `matched`.
+    fn leader(millis: u64, matched: [u64; 2]) -> openraft::RaftMetrics<NodeId, Member> {
+        let voters: BTreeSet<NodeId> = [1, 2, 3].into();
+        let nodes: BTreeMap<NodeId, Member> =
+            voters.iter().map(|id| (*id, Member::default())).collect();
+        let mut metrics = openraft::RaftMetrics::new_initial(1);
+        metrics.state = ServerState::Leader;
+        metrics.millis_since_quorum_ack = Some(millis);
+        metrics.membership_config = Arc::new(StoredMembership::new(
+            None,
+            Membership::new(vec![voters], nodes),
+        ));
+        metrics.replication = Some(
+            [(2, log_id(matched[0])), (3, log_id(matched[1]))]
+                .into_iter()
+                .collect(),
+        );
+        metrics
+    }
+
+    #[test]
+    fn a_leader_no_quorum_has_answered_for_long_is_silent() {
+        let then = leader(0, [10, 10]).replication;
+        let cut_off = leader(450, [10, 10]);
+        assert_eq!(
+            quorum_silent(&cut_off, then.as_ref(), AFTER, AFTER),
+            Some(450)
+        );
+        // One follower still takes entries: with the leader, a quorum of three.
+        let one_left = leader(450, [11, 10]);
+        assert_eq!(quorum_silent(&one_left, then.as_ref(), AFTER, AFTER), None);
+    }
+
+    #[test]
+    fn slow_heartbeat_answers_alone_do_not_make_a_leader_silent() {
+        // openraft counts no answer later than a heartbeat interval, so its figure runs
+        // high on a loaded machine; followers that take entries hear the leader.
+        let then = leader(0, [10, 10]).replication;
+        let loaded = leader(900, [12, 14]);
+        assert_eq!(quorum_silent(&loaded, then.as_ref(), AFTER, AFTER), None);
+    }
+
+    #[test]
+    fn nothing_is_judged_early_or_of_a_member_that_does_not_lead() {
+        let then = leader(0, [10, 10]).replication;
+        let cut_off = leader(450, [10, 10]);
+        let early = Duration::from_millis(100);
+        assert_eq!(quorum_silent(&cut_off, then.as_ref(), early, AFTER), None);
+        let mut follower = cut_off.clone();
+        follower.state = ServerState::Follower;
+        assert_eq!(quorum_silent(&follower, then.as_ref(), AFTER, AFTER), None);
+        let mut unacknowledged = leader(0, [10, 10]);
+        unacknowledged.millis_since_quorum_ack = None;
+        assert_eq!(
+            quorum_silent(&unacknowledged, then.as_ref(), AFTER, AFTER),
+            None
+        );
     }
 }

@@ -26,14 +26,21 @@ async fn a_cut_off_leader_answers_writes_at_once_and_the_majority_goes_on() {
     }
     let cluster = ProcessCluster::start_rudder_apart(&rudder_binary_beside_tests(), 3, &[])
         .expect("three members, each in a namespace of its own");
-    let leader = cluster.leader().await.expect("a leader");
+    // A write its leader acknowledged, and the same leader after it (leadership may move
+    // in between, right after the start).
+    let leader = loop {
+        let leader = cluster.leader().await.expect("a leader");
+        kv(&cluster.members[leader].client_addr)
+            .await
+            .unwrap()
+            .put(put("before", "1"))
+            .await
+            .expect("a write before the partition");
+        if cluster.leader().await.expect("a leader") == leader {
+            break leader;
+        }
+    };
     let old_leader = cluster.members[leader].client_addr.clone();
-    kv(&old_leader)
-        .await
-        .unwrap()
-        .put(put("before", "1"))
-        .await
-        .expect("a write before the partition");
 
     cluster
         .partition(&partition::cuts(Split::Isolated, 3, leader, leader))
