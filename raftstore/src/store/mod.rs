@@ -15,7 +15,7 @@
 //! Lease calls are in [`leases`]; membership calls (add, promote, remove, addresses) in
 //! [`membership`]; what a member's maintenance asks of it (revisions, status, hash, the
 //! backup for `snapshot save`), in `maintenance`; the figures a metrics scrape reads, in
-//! [`figures`].
+//! [`figures`]; why a call failed, [`StoreError`], in `errors`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use openraft::ServerState;
 use rudder_proto::metrics::observe;
 use rudder_proto::request_ids::{RequestIds, RETRY_HORIZON};
-use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::error::KvError;
@@ -38,46 +37,13 @@ use crate::types::{Member, NodeId, Outcome, Peer, Raft, Request};
 use crate::validate::{check_command, check_range_request, Limits};
 use crate::watch::{self, WatchRequest, Watcher};
 
+mod errors;
 pub mod figures;
 mod leases;
 mod maintenance;
 mod membership;
 
-/// Why a store call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-pub enum StoreError {
-    #[error(transparent)]
-    Kv(#[from] KvError),
-    #[error("no leader is available (election in progress or no quorum); retry shortly")]
-    NoLeader,
-    #[error("the leader {leader} could not be reached ({reason}); the request may or may not have been applied")]
-    LeaderUnreachable { leader: String, reason: String },
-    #[error("request timed out after {millis} ms waiting for the cluster; a write may or may not have been applied")]
-    Timeout { millis: u64 },
-    #[error("this member has stopped")]
-    Stopped,
-    #[error("member id {id:x} was used before: a removed member's id is never reused")]
-    MemberIdUsed { id: NodeId },
-    #[error("member {id:x} is not in the cluster")]
-    MemberNotFound { id: NodeId },
-    #[error("member {id:x} is not a learner: only a learner can be promoted")]
-    NotLearner { id: NodeId },
-    #[error("membership change refused: {reason}")]
-    Membership { reason: String },
-    #[error("the leader answered with {detail}: members run incompatible versions")]
-    UnexpectedReply { detail: String },
-    // Last: errors cross the peer port by their place in this list.
-    #[error(
-        "this cluster was just restored from a snapshot and is making its first Raft \
-         snapshot; members can be added in a moment: retry shortly"
-    )]
-    Restoring,
-    #[error(
-        "this member leads but has heard from no quorum for {millis} ms (cut off from the \
-         others?); a write may or may not have been applied: try another member"
-    )]
-    QuorumLost { millis: u64 },
-}
+pub use errors::StoreError;
 
 /// The response header of every call, like etcd's `ResponseHeader`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
