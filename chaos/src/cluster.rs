@@ -93,11 +93,17 @@ impl MemberProcess {
         std::fs::metadata(self.log_path()).map_or(0, |m| m.len())
     }
 
-    /// What it logged after the first `offset` bytes (empty if it cannot be read).
+    /// What it logged after the first `offset` bytes (empty if it cannot be read). Only
+    /// that part is read: callers poll it.
     pub fn log_since(&self, offset: u64) -> String {
-        let log = std::fs::read(self.log_path()).unwrap_or_default();
-        let from = (offset as usize).min(log.len());
-        String::from_utf8_lossy(&log[from..]).into_owned()
+        use std::io::{Read, Seek, SeekFrom};
+        let mut tail = Vec::new();
+        if let Ok(mut log) = std::fs::File::open(self.log_path()) {
+            if log.seek(SeekFrom::Start(offset)).is_ok() {
+                let _ = log.read_to_end(&mut tail);
+            }
+        }
+        String::from_utf8_lossy(&tail).into_owned()
     }
 
     /// SIGKILL, then reap.

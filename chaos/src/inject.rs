@@ -47,6 +47,35 @@ pub struct Injected {
     pub second: bool,
 }
 
+#[cfg(test)]
+impl Injected {
+    /// A fault of `kind` on member `member` (leading or not) from `started_ms` to
+    /// `ended_ms`, nothing more: for tests of what reads the record.
+    pub fn plain(
+        kind: FaultKind,
+        member: &str,
+        was_leader: bool,
+        started_ms: u64,
+        ended_ms: u64,
+    ) -> Self {
+        Self {
+            kind,
+            victim: Victim::Leader,
+            member: member.into(),
+            was_leader,
+            started_ms,
+            ended_ms,
+            split: None,
+            sides: None,
+            dropped_packets: None,
+            disk: None,
+            disk_effect: None,
+            with: None,
+            second: false,
+        }
+    }
+}
+
 /// A member that ended without being told to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Crash {

@@ -126,23 +126,12 @@ pub fn lines(recoveries: &[Recovery]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::partition::Split;
-    use crate::schedule::{FaultKind, Victim};
+    use crate::schedule::FaultKind;
 
     fn fault(kind: FaultKind, was_leader: bool, started_ms: u64, ended_ms: u64) -> Injected {
         Injected {
-            kind,
-            victim: Victim::Leader,
-            member: "m1".into(),
-            was_leader,
-            started_ms,
-            ended_ms,
             split: (kind == FaultKind::Partition).then_some(Split::Isolated),
-            sides: None,
-            dropped_packets: None,
-            disk: None,
-            disk_effect: None,
-            with: None,
-            second: false,
+            ..Injected::plain(kind, "m1", was_leader, started_ms, ended_ms)
         }
     }
 

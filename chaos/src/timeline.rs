@@ -207,23 +207,10 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::report::{Check, Operations, Plan, Target};
-    use crate::schedule::Victim;
 
     fn report() -> Report {
-        let fault = |kind, member: &str, started_ms, ended_ms| Injected {
-            kind,
-            victim: Victim::Leader,
-            member: member.into(),
-            was_leader: true,
-            started_ms,
-            ended_ms,
-            split: None,
-            sides: None,
-            dropped_packets: None,
-            disk: None,
-            disk_effect: None,
-            with: None,
-            second: false,
+        let fault = |kind, member: &str, started_ms, ended_ms| {
+            Injected::plain(kind, member, true, started_ms, ended_ms)
         };
         Report {
             plan: Plan {
