@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use rudder_raftstore::kv::{KeyValue, Revision};
 use serde_json::Value;
 
+use crate::encryption::{self, open_in_place, SharedKeyring};
 use crate::error::ApiError;
 use crate::object;
 
@@ -23,9 +24,11 @@ use crate::object;
 const REMEMBERED_REVISIONS: usize = 256;
 
 /// The memo (see the module's documentation). Cheap to share: clone the `Arc` holding it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Decoded {
     memo: Mutex<Memo>,
+    /// What opens sealed values (Secrets) before they are decoded.
+    keys: SharedKeyring,
 }
 
 /// A key and its object as decoded.
@@ -41,12 +44,27 @@ struct Memo {
 }
 
 impl Decoded {
-    /// `kv`'s object as [`object::decode`] gives it, decoded at most once while remembered.
+    pub fn new(keys: SharedKeyring) -> Self {
+        Self {
+            memo: Mutex::default(),
+            keys,
+        }
+    }
+
+    /// `kv`'s object as [`object::decode`] gives it (opened first when sealed), decoded at
+    /// most once while remembered.
     pub fn get(&self, kv: &KeyValue) -> Result<Arc<Value>, ApiError> {
         if let Some(known) = self.lock().find(kv) {
             return Ok(known);
         }
-        let decoded = Arc::new(object::decode(kv)?);
+        let decoded = if encryption::is_sealed(&kv.key) {
+            let mut opened = kv.clone();
+            open_in_place(&self.keys.current(), &mut opened)?;
+            object::decode(&opened)?
+        } else {
+            object::decode(kv)?
+        };
+        let decoded = Arc::new(decoded);
         Ok(self.lock().remember(kv, decoded))
     }
 
@@ -102,7 +120,7 @@ mod tests {
 
     #[test]
     fn an_object_is_decoded_once_and_shared() {
-        let decoded = Decoded::default();
+        let decoded = Decoded::new(crate::encryption::keys_of_this_process());
         let first = decoded.get(&kv("/pods/a", 5, "a")).unwrap();
         let again = decoded.get(&kv("/pods/a", 5, "a")).unwrap();
         assert!(Arc::ptr_eq(&first, &again));
@@ -111,7 +129,7 @@ mod tests {
 
     #[test]
     fn keys_written_at_one_revision_are_told_apart() {
-        let decoded = Decoded::default();
+        let decoded = Decoded::new(crate::encryption::keys_of_this_process());
         let a = decoded.get(&kv("/pods/a", 7, "a")).unwrap();
         let b = decoded.get(&kv("/pods/b", 7, "b")).unwrap();
         assert_eq!(a["metadata"]["name"], "a");
@@ -124,7 +142,7 @@ mod tests {
 
     #[test]
     fn the_oldest_revisions_are_forgotten_first_and_decoded_again_when_asked() {
-        let decoded = Decoded::default();
+        let decoded = Decoded::new(crate::encryption::keys_of_this_process());
         let oldest = decoded.get(&kv("/pods/a", 1, "a")).unwrap();
         for revision in 2..=(REMEMBERED_REVISIONS as Revision + 1) {
             decoded.get(&kv("/pods/b", revision, "b")).unwrap();
@@ -137,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_json_is_an_error_and_not_remembered() {
-        let decoded = Decoded::default();
+        let decoded = Decoded::new(crate::encryption::keys_of_this_process());
         let broken = KeyValue {
             key: b"/pods/x".to_vec(),
             value: b"{".to_vec(),

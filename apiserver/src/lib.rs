@@ -40,6 +40,8 @@
 //! - [`service`]: the gRPC glue; [`master`]: a store member serving the API;
 //!   [`caller`]: the client request number every store write of a verb is tagged with.
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
+//! - [`encryption`]: Secrets sealed (AES-256-GCM) before they enter the store and opened
+//!   when read, by the registry; the keyring and its file (`encryption/keyring_file.rs`).
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod allocation;
@@ -47,6 +49,7 @@ pub mod caller;
 pub mod cluster_config;
 pub mod decoded;
 pub mod delete;
+pub mod encryption;
 pub mod error;
 pub mod field_ownership;
 pub mod http;

@@ -5,7 +5,6 @@
 
 use base64::Engine;
 use rudder_raftstore::kv::{prefix_end, KeyRange, RangeRequest, Revision};
-use rudder_raftstore::{KvError, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -169,14 +168,15 @@ fn decode_token(token: &str) -> Result<ContinueToken, ApiError> {
     serde_json::from_slice(&json).map_err(|_| invalid())
 }
 
-fn expired_continue(error: StoreError, token: &str) -> ApiError {
+fn expired_continue(error: ApiError, token: &str) -> ApiError {
     match error {
-        StoreError::Kv(KvError::Compacted { .. }) if !token.is_empty() => ApiError::Expired {
+        // Only a compacted revision makes a read Expired.
+        ApiError::Expired { .. } if !token.is_empty() => ApiError::Expired {
             message: "The provided continue parameter is too old to display a consistent list \
                       result. You can start a new list without the continue parameter."
                 .into(),
         },
-        other => other.into(),
+        other => other,
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::allocation::ServiceRanges;
 use crate::cluster_config::{self, ClusterConfig};
+use crate::encryption::{keyring_file, keys_of_this_process, SharedKeyring};
 use crate::error::ApiError;
 use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Registry, Target, WriteOptions};
@@ -38,26 +39,35 @@ pub struct Master {
 }
 
 impl Master {
-    /// Binds the configured peer and client addresses, then starts.
-    pub async fn start(config: MemberConfig, ranges: ServiceRanges) -> Result<Self, ServerError> {
+    /// Binds the configured peer and client addresses, then starts, sealing Secrets with
+    /// `keys`.
+    pub async fn start(
+        config: MemberConfig,
+        ranges: ServiceRanges,
+        keys: SharedKeyring,
+    ) -> Result<Self, ServerError> {
         let peer = bind("peer", config.listen_peer).await?;
         let client = bind("client", config.listen_client).await?;
-        Self::start_with(config, ranges, peer, client).await
+        Self::start_with(config, ranges, keys, peer, client).await
     }
 
-    /// Starts on listeners the caller bound (tests bind port 0), with the default ranges.
+    /// Starts on listeners the caller bound (tests bind port 0), with the default ranges,
+    /// sealing Secrets with [`keys_of_this_process`] (every master started so in one
+    /// process shares it, as a cluster's masters share their keyring).
     pub async fn start_on(
         config: MemberConfig,
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
-        Self::start_with(config, ServiceRanges::default(), peer, client).await
+        let keys = keys_of_this_process();
+        Self::start_with(config, ServiceRanges::default(), keys, peer, client).await
     }
 
     /// Starts on listeners the caller bound, Services taking from `ranges`.
     pub async fn start_with(
         config: MemberConfig,
         ranges: ServiceRanges,
+        keys: SharedKeyring,
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
@@ -67,7 +77,7 @@ impl Master {
         let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut served = None;
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
-            let registry = Registry::with_service_ranges(store.clone(), ranges);
+            let registry = Registry::with_service_ranges(store.clone(), keys, ranges);
             served = Some(registry.clone());
             ClientServices {
                 grpc: grpc
@@ -101,6 +111,13 @@ impl Master {
         let stopped = self.stop.subscribe();
         self.tasks
             .spawn(publish_cluster_config(registry, config, stopped));
+    }
+
+    /// Takes the keyring in `path` each time it changes (`keyring_file::follow`).
+    pub fn follow_keyring(&mut self, path: std::path::PathBuf) {
+        let keys = self.registry.keys().clone();
+        let stopped = self.stop.subscribe();
+        self.tasks.spawn(keyring_file::follow(path, keys, stopped));
     }
 
     pub async fn shutdown(mut self) {

@@ -17,7 +17,10 @@ use tokio::sync::mpsc;
 
 /// A registry of its own over member 0's store (so over a hub of its own).
 fn registry(plane: &Plane) -> Registry {
-    Registry::new(plane.cluster.store(0).clone())
+    Registry::new(
+        plane.cluster.store(0).clone(),
+        rudder_apiserver::encryption::keys_of_this_process(),
+    )
 }
 
 async fn config_map_watch(registry: &Registry, from: &str) -> mpsc::Receiver<WatchEvent> {

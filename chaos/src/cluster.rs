@@ -218,6 +218,30 @@ fn spawn_logged(
         })
 }
 
+/// Runs `binary ARGS PATH` to its end: a `rudder` command that makes what a cluster starts
+/// from; `member` is the member it is for, named if it fails.
+fn run_to_end(binary: &Path, member: &str, args: &[&str], path: &Path) -> Result<(), ClusterError> {
+    let ran = Command::new(binary)
+        .args(args)
+        .arg(path)
+        .output()
+        .map_err(|source| ClusterError::Spawn {
+            program: binary.to_owned(),
+            source,
+        })?;
+    if ran.status.success() {
+        return Ok(());
+    }
+    Err(ClusterError::NotReady {
+        name: member.into(),
+        detail: format!(
+            "rudder {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&ran.stderr)
+        ),
+    })
+}
+
 fn start_rudder(
     binary: &Path,
     name: &str,
@@ -430,25 +454,9 @@ impl ProcessCluster {
         extra_flags: &[String],
     ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
-        let restored = Command::new(binary)
-            .args(["snapshot", "restore"])
-            .arg(snapshot)
-            .arg("--data-dir")
-            .arg(dir.path().join("m1"))
-            .output()
-            .map_err(|source| ClusterError::Spawn {
-                program: binary.to_owned(),
-                source,
-            })?;
-        if !restored.status.success() {
-            return Err(ClusterError::NotReady {
-                name: "m1".into(),
-                detail: format!(
-                    "rudder snapshot restore failed: {}",
-                    String::from_utf8_lossy(&restored.stderr)
-                ),
-            });
-        }
+        let snapshot = snapshot.display().to_string();
+        let restore = ["snapshot", "restore", snapshot.as_str(), "--data-dir"];
+        run_to_end(binary, "m1", &restore, &dir.path().join("m1"))?;
         Self::start_rudder_in(dir, binary, size, extra_flags, None)
     }
 
@@ -463,6 +471,14 @@ impl ProcessCluster {
             Ok(("127.0.0.1:0".into(), "127.0.0.1:0".into()))
         })?;
         let netns = |n: usize| network.as_ref().map(|net| net.places()[n].netns.as_path());
+        // The members' one keyring for Secrets, made as a user makes it.
+        let keys = dir.path().join("encryption.keys");
+        if !keys.exists() {
+            run_to_end(binary, "m1", &["encryption-keys", "new"], &keys)?;
+        }
+        let mut extra_flags = extra_flags.to_vec();
+        extra_flags.extend(["--encryption-keys".to_string(), keys.display().to_string()]);
+        let extra_flags = extra_flags.as_slice();
         let mut bootstrap = vec![
             "--initial-cluster".to_string(),
             format!("m1={}", addresses[0].1),

@@ -102,6 +102,10 @@ enum Command {
     /// Store backups as etcd snapshot files: save, status, restore (into a new cluster).
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
+    /// The keyring Secrets are encrypted with at rest: new, add, use, rotate, remove, list,
+    /// reencrypt.
+    #[command(subcommand)]
+    EncryptionKeys(commands::encryption_keys::EncryptionKeysCommand),
     /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -163,6 +167,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Image(command) => commands::image::run(command),
             Command::Config(command) => commands::config::run(command),
+            Command::EncryptionKeys(command) => commands::encryption_keys::run(command).await,
             Command::Up(args) => commands::up::run(args).await,
             Command::ControllerManager(args) => commands::controller_manager::run(args).await,
             Command::Scheduler(args) => commands::scheduler::run(args).await,

@@ -49,6 +49,7 @@ use std::time::Duration;
 use crate::allocation::ServiceRanges;
 use crate::caller;
 use crate::decoded::Decoded;
+use crate::encryption::{self, open_in_place, Keyring, SharedKeyring};
 use crate::error::{ApiError, ObjectRef};
 use crate::kinds::{self, FieldValidation, KindInfo, Warnings};
 use crate::object;
@@ -84,6 +85,8 @@ pub struct Registry {
     checked_leases: Arc<checked_leases::CheckedLeases>,
     /// The pools Services take their addresses and node ports from.
     service_ranges: Arc<ServiceRanges>,
+    /// What Secrets are sealed with before they are written, and opened with when read.
+    keys: SharedKeyring,
 }
 
 /// The object a request names.
@@ -165,12 +168,13 @@ pub(crate) enum Write {
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Self {
-        Self::with_service_ranges(store, ServiceRanges::default())
+    /// A registry sealing Secrets with `keys`, its Services taking from the default ranges.
+    pub fn new(store: Store, keys: SharedKeyring) -> Self {
+        Self::with_service_ranges(store, keys, ServiceRanges::default())
     }
 
     /// A registry whose Services take from `ranges` (`--service-cidr` and its siblings).
-    pub fn with_service_ranges(store: Store, ranges: ServiceRanges) -> Self {
+    pub fn with_service_ranges(store: Store, keys: SharedKeyring, ranges: ServiceRanges) -> Self {
         let max_object_bytes = store
             .limits()
             .max_request_bytes
@@ -180,11 +184,17 @@ impl Registry {
             max_object_bytes,
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
             event_leases: Arc::default(),
-            decoded: Arc::default(),
+            decoded: Arc::new(Decoded::new(keys.clone())),
             hubs: Arc::default(),
             checked_leases: Arc::default(),
             service_ranges: Arc::new(ranges),
+            keys,
         }
+    }
+
+    /// The keyring Secrets are sealed and opened with.
+    pub fn keys(&self) -> &SharedKeyring {
+        &self.keys
     }
 
     pub fn service_ranges(&self) -> &ServiceRanges {
@@ -231,9 +241,23 @@ impl Registry {
 
     // ---- Store access shared by the verbs ----
 
-    /// A read, retried while the cluster has no reachable leader (an election after a master
-    /// died): reads change nothing, so retrying them is always safe, unlike writes.
+    /// A read, its sealed values (Secrets) opened.
     pub(crate) async fn range(
+        &self,
+        request: RangeRequest,
+    ) -> Result<(rudder_raftstore::store::Header, RangeResponse), ApiError> {
+        let (header, mut response) = self.range_stored(request).await?;
+        let keys = self.keys.current();
+        for kv in &mut response.kvs {
+            open_in_place(&keys, kv)?;
+        }
+        Ok((header, response))
+    }
+
+    /// A read of the values as stored, retried while the cluster has no reachable leader
+    /// (an election after a master died): reads change nothing, so retrying them is always
+    /// safe, unlike writes.
+    async fn range_stored(
         &self,
         request: RangeRequest,
     ) -> Result<(rudder_raftstore::store::Header, RangeResponse), StoreError> {
@@ -259,6 +283,26 @@ impl Registry {
             })
             .await?;
         Ok(response.kvs.into_iter().next())
+    }
+
+    /// [`Registry::read`], saying also whether the value is sealed as it should be now:
+    /// `true` when it is stale (in clear, or sealed by a key that no longer seals), and
+    /// an update must write it even if nothing else changed.
+    pub(crate) async fn read_checking_seal(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<(KeyValue, bool)>, ApiError> {
+        let (_, response) = self
+            .range_stored(RangeRequest {
+                range: KeyRange::single(key.to_vec()),
+                ..Default::default()
+            })
+            .await?;
+        let Some(mut kv) = response.kvs.into_iter().next() else {
+            return Ok(None);
+        };
+        let stale = open_in_place(&self.keys.current(), &mut kv)?;
+        Ok(Some((kv, stale)))
     }
 
     /// How `body` (an object of `info`, encoded) is written: an Event on an expiring lease
@@ -301,8 +345,11 @@ impl Registry {
         write: Write,
         also: Vec<(Vec<u8>, Write)>,
     ) -> Result<Committed, ApiError> {
-        let mut success = vec![write.op(key)];
-        success.extend(also.into_iter().map(|(key, write)| write.op(&key)));
+        let keys = self.keys.current();
+        let mut success = vec![write.op(key, &keys)?];
+        for (key, write) in also {
+            success.push(write.op(&key, &keys)?);
+        }
         let txn = TxnRequest {
             compare: compares,
             success,
@@ -322,6 +369,13 @@ impl Registry {
             ResponseOp::Range(range) => range.kvs.into_iter().next(),
             _ => None,
         });
+        let current = match current {
+            Some(mut kv) => {
+                open_in_place(&keys, &mut kv)?;
+                Some(kv)
+            }
+            None => None,
+        };
         Ok(Committed::Lost(current))
     }
 
@@ -333,12 +387,13 @@ impl Registry {
         compares: Vec<Compare>,
         writes: Vec<(Vec<u8>, Write)>,
     ) -> Result<Committed, ApiError> {
+        let keys = self.keys.current();
         let txn = TxnRequest {
             compare: compares,
             success: writes
                 .into_iter()
-                .map(|(key, write)| write.op(&key))
-                .collect(),
+                .map(|(key, write)| write.op(&key, &keys))
+                .collect::<Result<_, _>>()?,
             failure: Vec::new(),
         };
         let (header, response, replayed) = self.store.txn_as(txn, caller::next_tag()).await?;
@@ -354,17 +409,29 @@ impl Registry {
 }
 
 impl Write {
-    /// The store operation that has this effect on `key`.
-    fn op(self, key: &[u8]) -> RequestOp {
-        match self {
+    /// The store operation that has this effect on `key`, its value sealed by `keys` when
+    /// `key` is a Secret's.
+    fn op(self, key: &[u8], keys: &Keyring) -> Result<RequestOp, ApiError> {
+        let seal = |value: Vec<u8>| -> Result<Vec<u8>, ApiError> {
+            if !encryption::is_sealed(key) {
+                return Ok(value);
+            }
+            keys.seal(key, &value).map_err(|error| {
+                ApiError::internal(format!(
+                    "sealing {} for the store: {error}",
+                    String::from_utf8_lossy(key)
+                ))
+            })
+        };
+        Ok(match self {
             Self::Put(value) => RequestOp::Put(PutRequest {
                 key: key.to_vec(),
-                value,
+                value: seal(value)?,
                 ..Default::default()
             }),
             Self::PutLeased { value, lease } => RequestOp::Put(PutRequest {
                 key: key.to_vec(),
-                value,
+                value: seal(value)?,
                 lease,
                 ..Default::default()
             }),
@@ -372,7 +439,7 @@ impl Write {
                 range: KeyRange::single(key.to_vec()),
                 prev_kv: false,
             }),
-        }
+        })
     }
 }
 

@@ -141,7 +141,7 @@ impl Registry {
     ) -> Result<Value, ApiError> {
         let key = at.key();
         for attempt in 0..MAX_ATTEMPTS {
-            let Some(kv) = self.read(&key).await? else {
+            let Some((kv, sealed_stale)) = self.read_checking_seal(&key).await? else {
                 // An earlier attempt of this request may have completed a deletion.
                 if let Some(revision) = self.earlier_attempt().await? {
                     if let Some(before) = self.read_at(&key, revision - 1).await? {
@@ -159,8 +159,12 @@ impl Registry {
                 }
             }
             let current = object::decode(&kv)?;
-            let Some(mut next) = revise(at.info, &current, make(&current)?, options)? else {
-                return Ok(current);
+            let mut next = match revise(at.info, &current, make(&current)?, options)? {
+                Some(next) => next,
+                // Unchanged, but sealed by a key that no longer seals (or in clear): written
+                // again, so a rotation's old key can go (`rudder encryption-keys reencrypt`).
+                None if sealed_stale => current.clone(),
+                None => return Ok(current),
             };
             // The last finalizer of an object being deleted is gone: the deletion completes.
             let completes_deletion = completes_deletion(at.info, &next);

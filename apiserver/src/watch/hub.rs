@@ -541,7 +541,7 @@ mod tests {
     async fn a_hub_nobody_subscribes_to_any_more_ends_and_the_next_watch_starts_another() {
         let cluster = Cluster::start(1).await;
         let store = cluster.store(0).clone();
-        let decoded = Arc::new(Decoded::default());
+        let decoded = Arc::new(Decoded::new(crate::encryption::keys_of_this_process()));
         let hubs = Hubs::with_idle_lifetime(Duration::from_millis(300));
         let pause = Duration::from_millis(100);
         let subscription = join_config_maps(&hubs, &store, &decoded);

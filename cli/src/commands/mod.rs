@@ -15,6 +15,7 @@ pub mod create;
 pub mod delete;
 pub mod describe;
 pub mod drain;
+pub mod encryption_keys;
 pub mod expose;
 pub mod get;
 pub mod image;

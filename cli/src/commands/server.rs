@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::cluster_config::ClusterConfig;
+use rudder_apiserver::encryption::{keyring_file, Keyring, SharedKeyring};
 use rudder_apiserver::Master;
 use rudder_proto::metrics::Metrics;
 
@@ -45,6 +46,12 @@ pub struct ServerArgs {
     /// Join a running cluster through the peer address of any of its members.
     #[arg(long, conflicts_with = "initial_cluster")]
     join: Option<String>,
+    /// The keyring Secrets are encrypted with before they enter the store, the same file on
+    /// every master (`rudder encryption-keys new FILE`); changes to it are taken within
+    /// seconds. Default: DATA_DIR/encryption.keys, made by the first master of a new
+    /// one-master cluster.
+    #[arg(long)]
+    encryption_keys: Option<PathBuf>,
     /// Raft heartbeat interval, milliseconds.
     #[arg(long, default_value_t = 30)]
     heartbeat_interval_ms: u64,
@@ -118,6 +125,9 @@ pub struct ServerArgs {
     failpoints_file: Option<PathBuf>,
 }
 
+/// The keyring's file in a data directory, when no --encryption-keys is given.
+pub const KEYRING_FILE: &str = "encryption.keys";
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum CompactionMode {
     Periodic,
@@ -170,6 +180,56 @@ fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The keyring file this member seals Secrets with, and the keyring: the one given, the one
+/// in its data directory, or (the first master of a new one-master cluster) one made there.
+fn keyring(args: &ServerArgs) -> anyhow::Result<(PathBuf, Keyring)> {
+    if let Some(path) = &args.encryption_keys {
+        if !path.exists() {
+            bail!(
+                "--encryption-keys {}: no such file; make a cluster's keyring once with \
+                 `rudder encryption-keys new FILE` and give every master a copy",
+                path.display()
+            );
+        }
+        return Ok((path.clone(), keyring_file::read(path)?));
+    }
+    let path = args.data_dir.join(KEYRING_FILE);
+    if path.exists() {
+        return Ok((path.clone(), keyring_file::read(&path)?));
+    }
+    let alone = args.join.is_none() && args.initial_cluster.len() <= 1;
+    if !alone {
+        bail!(
+            "{} has no Secret-encryption keyring, and this master is one of several: every \
+             master needs the same one. Make it once with `rudder encryption-keys new FILE` \
+             (or copy a running master's), then start each master with --encryption-keys FILE",
+            args.data_dir.display()
+        );
+    }
+    let holds_a_member = std::fs::read_dir(&args.data_dir)
+        .map(|mut entries| entries.next().is_some())
+        .unwrap_or(false);
+    if holds_a_member {
+        // A new key could not open what the cluster sealed: never made behind a restart.
+        bail!(
+            "{} holds a member but no Secret-encryption keyring: give the cluster's with \
+             --encryption-keys FILE (a one-master cluster from before Secrets were encrypted: \
+             `rudder encryption-keys new {}` makes one)",
+            args.data_dir.display(),
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {:?}", args.data_dir))?;
+    let keyring = keyring_file::create(&path)?;
+    tracing::info!(
+        path = %path.display(),
+        "made the Secret-encryption keyring: a master joining this cluster needs a copy \
+         (--encryption-keys)"
+    );
+    Ok((path, keyring))
 }
 
 fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -250,13 +310,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ranges,
         Some(args.controller_manager.cluster_cidr().to_owned()),
     );
-    let mut master = Master::start(config, ranges).await.with_context(|| {
-        format!(
-            "starting member {} with data in {:?}",
-            args.name, args.data_dir
-        )
-    })?;
+    let (keys_path, keyring) = keyring(&args)?;
+    let mut master = Master::start(config, ranges, SharedKeyring::new(keyring))
+        .await
+        .with_context(|| {
+            format!(
+                "starting member {} with data in {:?}",
+                args.name, args.data_dir
+            )
+        })?;
     master.publish_cluster_config(cluster_config);
+    master.follow_keyring(keys_path);
     // Machine-readable line for scripts and tests that start members on port 0.
     let member = &master.member;
     println!(

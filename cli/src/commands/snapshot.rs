@@ -90,6 +90,10 @@ async fn save(args: SaveArgs) -> anyhow::Result<()> {
         image.revision,
         file.len()
     );
+    println!(
+        "Its Secrets are encrypted: keep the masters' keyring (--encryption-keys, or \
+         DATA_DIR/encryption.keys) with it, or a restored cluster cannot read them"
+    );
     Ok(())
 }
 

@@ -17,8 +17,11 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use rudder_apiserver::encryption::keyring_file;
+
 use super::api_endpoint::ApiEndpoint;
 use super::config::kubeconfig;
+use super::server::KEYRING_FILE;
 use crate::session::{config_path, write_config, CliConfig};
 
 /// How long a master may take to report ready (a first start opens RocksDB and elects).
@@ -156,6 +159,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         initial.push(format!("m{}={}", i + 1, port(i, 1)?));
     }
     let resuming = args.data_dir.join("m1").exists();
+    // One keyring for the masters' Secrets, made with the cluster.
+    let keys = args.data_dir.join(KEYRING_FILE);
+    if !keys.exists() {
+        keyring_file::create(&keys)?;
+    }
     println!(
         "{} {} masters on loopback (data in {:?})...",
         if resuming { "resuming" } else { "starting" },
@@ -177,6 +185,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &port(i, 1)?.to_string(),
             "--initial-cluster",
             &initial.join(","),
+            "--encryption-keys",
+            &keys.display().to_string(),
         ]
         .map(String::from)
         .to_vec();
