@@ -1,6 +1,6 @@
 //! Secrets encrypted at rest (`encryption.rs`), through the registry over a real store:
 //! what the store holds is sealed and names its key, what the API answers (get, list,
-//! watch, update) is the Secret in clear; a Secret from before encryption reads and is
+//! watch: added, modified, deleted) is the Secret in clear; a Secret from before encryption reads and is
 //! sealed by its next write; rotation rewrites a Secret sealed by an old key even when
 //! nothing else changes; a master missing the key says which.
 
@@ -8,7 +8,9 @@ mod common;
 
 use base64::Engine;
 use common::Plane;
+use rudder_apiserver::delete::DeleteOptions;
 use rudder_apiserver::encryption::{Keyring, SharedKeyring};
+use rudder_apiserver::list::ListOptions;
 use rudder_apiserver::watch::WatchOptions;
 use rudder_apiserver::{Part, Registry, Target, WriteOptions};
 use rudder_raftstore::kv::{KeyRange, PutRequest, RangeRequest};
@@ -104,10 +106,41 @@ async fn the_store_holds_secrets_sealed_and_the_api_answers_them_in_clear() {
         password(&registry.get(&target("db")).await.unwrap()),
         CANARY
     );
+    let listed = registry
+        .list(
+            "secrets",
+            &ListOptions {
+                namespace: "default".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(password(&listed.items[0]), CANARY);
     let event = watch.recv().await.expect("the creation is watched");
     assert_eq!(
         (event.kind, password(&event.object)),
         ("ADDED", CANARY.into())
+    );
+
+    // Replaced whole (PUT): sealed again, the change watched in clear.
+    let mut replaced = registry.get(&target("db")).await.unwrap();
+    replaced["metadata"]["labels"] = json!({ "tier": "db" });
+    registry
+        .update(
+            &target("db"),
+            replaced.to_string().as_bytes(),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!holds_the_canary(
+        &stored(plane.cluster.store(0), "db").await
+    ));
+    let event = watch.recv().await.expect("the update is watched");
+    assert_eq!(
+        (event.kind, password(&event.object)),
+        ("MODIFIED", CANARY.into())
     );
     // The API of the plane's master (its keyring is this process's, another key by the
     // same name) cannot read it, and says so.
@@ -122,6 +155,21 @@ async fn the_store_holds_secrets_sealed_and_the_api_answers_them_in_clear() {
             "/registry/secrets/default/db cannot be read: it does not open with key \"key1\""
         ),
         "{refused}"
+    );
+
+    // Deleted: the DELETED event carries the last state, opened.
+    let deleted = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    registry
+        .delete(&target("db"), &deleted, None)
+        .await
+        .unwrap();
+    let event = watch.recv().await.expect("the deletion is watched");
+    assert_eq!(
+        (event.kind, password(&event.object)),
+        ("DELETED", CANARY.into())
     );
 
     // A ConfigMap is not sealed.

@@ -112,10 +112,14 @@ async fn no_file_of_the_cluster_holds_a_secret_in_clear() {
         member.kill();
     }
     let dir = cluster.dir.path();
-    assert!(
-        !files_holding(dir, plain_canary.as_bytes()).is_empty(),
-        "the search finds what is stored in clear"
-    );
+    // Each member's own files hold the ConfigMap where the search finds it.
+    for member in &cluster.members {
+        assert!(
+            !files_holding(&member.data_dir, plain_canary.as_bytes()).is_empty(),
+            "the search finds what {} stores in clear",
+            member.name
+        );
+    }
     assert!(
         holds(&std::fs::read(&backup).unwrap(), plain_canary.as_bytes()),
         "the backup holds the ConfigMap in clear"

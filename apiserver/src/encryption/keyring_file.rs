@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -63,12 +63,21 @@ pub fn read(path: &Path) -> Result<Keyring, KeyringFileError> {
 /// Writes `keyring` to `path` (mode 0600), replacing it whole: a reader sees the old file
 /// or the new one.
 pub fn write(path: &Path, keyring: &Keyring) -> Result<(), KeyringFileError> {
+    let partial = write_partial(path, keyring)?;
+    std::fs::rename(&partial, path).map_err(|source| KeyringFileError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `keyring` in a file beside `path`, synced, to be moved into place.
+fn write_partial(path: &Path, keyring: &Keyring) -> Result<PathBuf, KeyringFileError> {
     let write_error = |source| KeyringFileError::Write {
         path: path.to_path_buf(),
         source,
     };
     let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
+    partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
     let _ = std::fs::remove_file(&partial);
     let mut file = std::fs::OpenOptions::new()
@@ -80,10 +89,11 @@ pub fn write(path: &Path, keyring: &Keyring) -> Result<(), KeyringFileError> {
     file.write_all(keyring.to_text().as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(write_error)?;
-    std::fs::rename(&partial, path).map_err(write_error)
+    Ok(partial)
 }
 
-/// A new keyring of one random key in `path`, which must not exist.
+/// A new keyring of one random key in `path`, which must not exist (nor come to exist
+/// meanwhile: it is never replaced).
 pub fn create(path: &Path) -> Result<Keyring, KeyringFileError> {
     if path.exists() {
         return Err(KeyringFileError::Exists {
@@ -100,8 +110,22 @@ pub fn create(path: &Path) -> Result<Keyring, KeyringFileError> {
         path: path.to_path_buf(),
         source,
     })?;
-    write(path, &keyring)?;
-    Ok(keyring)
+    let partial = write_partial(path, &keyring)?;
+    // A link fails where a file is, unlike a rename: two creators cannot both win.
+    let linked = std::fs::hard_link(&partial, path);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => Ok(keyring),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(KeyringFileError::Exists {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(source) => Err(KeyringFileError::Write {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 /// Changes the keyring in `path` with `change` and writes it back; answers the new one.
@@ -118,22 +142,24 @@ pub fn edit(
     Ok(keyring)
 }
 
-/// Replaces `keys` with the keyring in `path` each time the file changes, until `stopped`.
-/// A file that does not read as a keyring is reported and the keys kept.
+/// Replaces `keys` with the keyring in `path` whenever the file holds another, until
+/// `stopped`. The file's contents are compared, not its time or size (a key made first
+/// changes neither its size nor, on coarse clocks, its time), and from the keyring in use:
+/// a change made while the master was starting is taken too. A file that does not read as
+/// a keyring is reported (once per distinct problem) and the keys kept.
 pub async fn follow(path: PathBuf, keys: SharedKeyring, mut stopped: watch::Receiver<bool>) {
-    let mut seen = stamp(&path);
+    let mut reported = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = stopped.changed() => return,
         }
-        let now = stamp(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
         match read(&path) {
             Ok(keyring) => {
+                reported = None;
+                if keyring.to_text() == keys.current().to_text() {
+                    continue;
+                }
                 tracing::info!(
                     path = %path.display(),
                     sealing = keyring.sealing(),
@@ -142,18 +168,18 @@ pub async fn follow(path: PathBuf, keys: SharedKeyring, mut stopped: watch::Rece
                 );
                 keys.replace(keyring);
             }
-            Err(error) => tracing::error!(
-                %error,
-                "the Secret-encryption keyring changed but is not taken: the keys before stay"
-            ),
+            Err(error) => {
+                let problem = error.to_string();
+                if reported.as_ref() != Some(&problem) {
+                    tracing::error!(
+                        error = %problem,
+                        "the Secret-encryption keyring is not taken: the keys before stay"
+                    );
+                    reported = Some(problem);
+                }
+            }
         }
     }
-}
-
-/// What tells a changed file: its modification time and length.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 #[cfg(test)]
@@ -181,8 +207,38 @@ mod tests {
         assert_eq!(read(&path).unwrap().names(), edited.names());
         assert_eq!(edited.names(), ["key2", "key1"]);
 
+        assert!(
+            std::fs::read_dir(dir.path().join("pki")).unwrap().count() == 1,
+            "no partial file left"
+        );
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let refused = read(&path).unwrap_err().to_string();
         assert!(refused.contains("`chmod 600` it"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_master_takes_a_changed_keyring_even_one_changed_while_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("encryption.keys");
+        let keys = SharedKeyring::new(create(&path).unwrap());
+        // Changed before the master follows the file: same size, maybe the same time.
+        edit(&path, |keyring| {
+            keyring.add("key2")?;
+            keyring.make_first("key2")
+        })
+        .unwrap();
+        let (stop, stopped) = watch::channel(false);
+        let following = tokio::spawn(follow(path.clone(), keys.clone(), stopped));
+        let deadline = tokio::time::Instant::now() + 3 * CHECK_EVERY;
+        while keys.current().sealing() != "key2" {
+            assert!(tokio::time::Instant::now() < deadline, "not taken");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // A broken file is not taken.
+        std::fs::write(&path, "garbage").unwrap();
+        tokio::time::sleep(CHECK_EVERY + CHECK_EVERY / 2).await;
+        assert_eq!(keys.current().names(), ["key2", "key1"]);
+        stop.send(true).unwrap();
+        following.await.unwrap();
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, Revision};
+use rudder_raftstore::kv::{prefix_end, Event, EventKind, KeyRange, KeyValue, Revision};
 use rudder_raftstore::watch::{ProgressHandle, WatchMessage, WatchRequest, Watcher};
 use rudder_raftstore::Store;
 use serde_json::Value;
@@ -65,20 +65,34 @@ pub(crate) struct Change {
     pub current_json: Arc<OnceLock<Vec<u8>>>,
     /// The object before the write, if there was one.
     pub previous: Option<Arc<Value>>,
+    /// Why the object, or the one before, could not be decoded (a Secret sealed by a key
+    /// this master lacks; a value that is not JSON): watches of it end with an ERROR.
+    pub unreadable: Option<String>,
 }
 
 impl Change {
     pub(crate) fn decode(event: &Event, decoded: &Decoded) -> Self {
+        let mut unreadable = None;
+        let mut read = |kv: &KeyValue| match decoded.get(kv) {
+            Ok(object) => Some(object),
+            Err(error) => {
+                unreadable = Some(error.to_string());
+                None
+            }
+        };
+        let current = match event.kind {
+            EventKind::Put => read(&event.kv),
+            EventKind::Delete => None,
+        };
+        let previous = event.prev_kv.as_ref().and_then(&mut read);
         Self {
             kind: event.kind,
             key: event.kv.key.clone(),
             revision: event.kv.mod_revision,
-            current: match event.kind {
-                EventKind::Put => decoded.get(&event.kv).ok(),
-                EventKind::Delete => None,
-            },
+            current,
             current_json: Arc::default(),
-            previous: event.prev_kv.as_ref().and_then(|kv| decoded.get(kv).ok()),
+            previous,
+            unreadable,
         }
     }
 }

@@ -360,6 +360,16 @@ impl Feed {
                     Next::Batch(batch) if batch.revision <= self.reached => {}
                     Next::Batch(batch) => {
                         for change in &batch.changes {
+                            if let Some(why) = change
+                                .unreadable
+                                .as_ref()
+                                .filter(|_| change.key.starts_with(&self.probe))
+                            {
+                                // Never a silent gap: the client hears, and lists again.
+                                let error = ApiError::internal(why.clone());
+                                let _ = self.send("ERROR", error.status_object()).await;
+                                return;
+                            }
                             if let Some(event) = self.translate(change) {
                                 if !self.deliver(event).await {
                                     return;
