@@ -70,5 +70,5 @@ pub mod validation;
 pub mod watch;
 
 pub use error::ApiError;
-pub use master::Master;
+pub use master::{Master, Security};
 pub use registry::{Binding, Fence, Part, PatchType, Registry, Target, WriteOptions};

@@ -4,6 +4,7 @@
 //! Services, and the cluster's network settings (`cluster_config.rs`).
 //! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rudder_proto::node::kubelet_server::KubeletServer;
@@ -30,6 +31,14 @@ use crate::service::service;
 pub const SYSTEM_NAMESPACES: [&str; 4] =
     ["default", "kube-system", "kube-public", "kube-node-lease"];
 
+/// How a master is secured.
+pub struct Security {
+    /// What Secrets are sealed with before they enter the store.
+    pub keys: SharedKeyring,
+    /// TLS on the client port (none: plaintext, for a master on loopback only).
+    pub client_tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
 pub struct Master {
     pub member: RunningMember,
@@ -39,16 +48,16 @@ pub struct Master {
 }
 
 impl Master {
-    /// Binds the configured peer and client addresses, then starts, sealing Secrets with
-    /// `keys`.
+    /// Binds the configured peer and client addresses, then starts, secured as `security`
+    /// says.
     pub async fn start(
         config: MemberConfig,
         ranges: ServiceRanges,
-        keys: SharedKeyring,
+        security: Security,
     ) -> Result<Self, ServerError> {
         let peer = bind("peer", config.listen_peer).await?;
         let client = bind("client", config.listen_client).await?;
-        Self::start_with(config, ranges, keys, peer, client).await
+        Self::start_with(config, ranges, security, peer, client).await
     }
 
     /// Starts on listeners the caller bound (tests bind port 0), with the default ranges,
@@ -59,15 +68,18 @@ impl Master {
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
-        let keys = keys_of_this_process();
-        Self::start_with(config, ServiceRanges::default(), keys, peer, client).await
+        let security = Security {
+            keys: keys_of_this_process(),
+            client_tls: None,
+        };
+        Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
 
     /// Starts on listeners the caller bound, Services taking from `ranges`.
     pub async fn start_with(
         config: MemberConfig,
         ranges: ServiceRanges,
-        keys: SharedKeyring,
+        Security { keys, client_tls }: Security,
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
@@ -89,6 +101,7 @@ impl Master {
                     metrics,
                     api_metrics,
                 )),
+                tls: client_tls,
             }
         })
         .await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use rudder_proto::etcdserverpb::kv_client::KvClient;
 use rudder_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rudder_proto::etcdserverpb::watch_client::WatchClient;
+use rudder_proto::tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
 /// One HTTP/2 connection to `addr` (host:port); requests time out after 10 s.
@@ -16,6 +17,25 @@ pub async fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
         .tcp_nodelay(true)
         .connect()
         .await
+}
+
+/// [`channel`], over TLS with `tls` when given (a master with `--pki`).
+pub async fn channel_with(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    rudder_proto::tls::endpoint(addr, tls)?
+        .connect_timeout(Duration::from_millis(500))
+        .timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .map_err(|error| format!("connecting to {addr}: {error}"))
+}
+
+/// A Maintenance client of `addr`, over TLS with `tls` when given.
+pub async fn maintenance_with(
+    addr: &str,
+    tls: Option<&ClientTls>,
+) -> Result<MaintenanceClient<Channel>, String> {
+    Ok(MaintenanceClient::new(channel_with(addr, tls).await?))
 }
 
 /// Like [`channel`], without a per-request timeout (for long-lived streams).
@@ -44,25 +64,46 @@ pub async fn watch(addr: &str) -> Result<WatchClient<Channel>, tonic::transport:
 /// The Prometheus text a component serves at `http://<endpoint>/metrics` (a master's client
 /// address, a node's endpoint, a `--metrics-bind-address`), within 5 s.
 pub async fn scrape(endpoint: &str) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper_util::client::legacy::Client;
-    use hyper_util::rt::TokioExecutor;
+    scrape_with(endpoint, None).await
+}
 
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let uri: hyper::Uri = format!("http://{endpoint}/metrics")
-        .parse()
-        .map_err(|error| format!("{endpoint:?} is not host:port: {error}"))?;
+/// [`scrape`], over TLS with `tls` when given (a master with `--pki`).
+pub async fn scrape_with(endpoint: &str, tls: Option<&ClientTls>) -> Result<String, String> {
+    use http_body_util::{BodyExt, Empty};
+
+    let tls = tls
+        .map(|tls| tls.http1_config())
+        .transpose()
+        .map_err(|error| error.to_string())?;
+    let failed = |error: &dyn std::fmt::Display| format!("{endpoint}: {error}");
     let read = async {
-        let response = client
-            .get(uri)
+        let stream = tokio::net::TcpStream::connect(endpoint)
             .await
-            .map_err(|error| format!("{endpoint}: {error}"))?;
+            .map_err(|e| failed(&e))?;
+        let request = hyper::Request::get("/metrics")
+            .header(hyper::header::HOST, endpoint)
+            .body(Empty::<bytes::Bytes>::new())
+            .map_err(|e| failed(&e))?;
+        let response = match tls {
+            None => send(stream, request).await,
+            Some(tls) => {
+                let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| failed(&e))?;
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                send(stream, request).await
+            }
+        }
+        .map_err(|e| failed(&e))?;
         let status = response.status();
         let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|error| format!("{endpoint}: {error}"))?
+            .map_err(|e| failed(&e))?
             .to_bytes();
         let text = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
@@ -73,4 +114,18 @@ pub async fn scrape(endpoint: &str) -> Result<String, String> {
     tokio::time::timeout(Duration::from_secs(5), read)
         .await
         .unwrap_or_else(|_| Err(format!("{endpoint}/metrics did not answer within 5 s")))
+}
+
+/// Sends `request` on a connection of its own over `stream` (HTTP/1.1).
+async fn send<S>(
+    stream: S,
+    request: hyper::Request<http_body_util::Empty<bytes::Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    sender.send_request(request).await
 }

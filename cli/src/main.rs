@@ -104,6 +104,9 @@ enum Command {
     Snapshot(commands::snapshot::SnapshotCommand),
     /// The keyring Secrets are encrypted with at rest: new, add, use, rotate, remove, list,
     /// reencrypt.
+    /// The cluster's CA and PKI directory: init, issue.
+    #[command(subcommand)]
+    Ca(commands::ca::CaCommand),
     #[command(subcommand)]
     EncryptionKeys(commands::encryption_keys::EncryptionKeysCommand),
     /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.
@@ -167,6 +170,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Image(command) => commands::image::run(command),
             Command::Config(command) => commands::config::run(command),
+            Command::Ca(command) => commands::ca::run(command),
             Command::EncryptionKeys(command) => commands::encryption_keys::run(command).await,
             Command::Up(args) => commands::up::run(args).await,
             Command::ControllerManager(args) => commands::controller_manager::run(args).await,

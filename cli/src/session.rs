@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_proto::api as pb;
 use rudder_proto::client::ApiClient;
+use rudder_proto::tls::{ClientTls, Issued};
 use serde::{Deserialize, Serialize};
 
 /// Where the API servers are.
@@ -19,16 +20,32 @@ pub struct Target {
     /// The CLI config file (default: $RUDDER_CONFIG, else ~/.rudder/config).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The cluster CA's certificate, to speak TLS to the masters (default: the CLI
+    /// config's).
+    #[arg(long)]
+    pub certificate_authority: Option<PathBuf>,
+    /// This client's certificate (and --client-key), signed by the cluster CA.
+    #[arg(long, requires = "client_key")]
+    pub client_certificate: Option<PathBuf>,
+    #[arg(long, requires = "client_certificate")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// What `rudder up` writes and the CLI reads.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CliConfig {
     pub servers: Vec<String>,
     /// The cluster's one address in front of its masters (`rudder up`'s balancer), which
     /// kubeconfigs name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_endpoint: Option<String>,
+    /// TLS to the masters: the cluster CA's certificate and this client's (files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The config file path: `--config`, `$RUDDER_CONFIG`, else `~/.rudder/config`.
@@ -66,7 +83,8 @@ pub struct Session {
 impl Session {
     pub async fn connect(target: &Target) -> anyhow::Result<Self> {
         let mut servers = servers(target)?;
-        let client = ApiClient::new(servers.clone());
+        let tls = client_tls(target)?;
+        let client = ApiClient::with_tls(servers.clone(), tls.clone());
         let discovered = client
             .call(|mut c| async move { c.discover(pb::DiscoverRequest {}).await })
             .await?;
@@ -78,7 +96,7 @@ impl Session {
             }
         }
         let client = if servers.len() > known {
-            ApiClient::new(servers)
+            ApiClient::with_tls(servers, tls)
         } else {
             client
         };
@@ -160,6 +178,46 @@ pub fn configured_servers(target: &Target) -> anyhow::Result<Option<Vec<String>>
     Ok(read_config(target)?.map(|config| config.servers.iter().map(|s| strip_scheme(s)).collect()))
 }
 
+/// TLS to the masters: the flags' files, else the CLI config's; `None`: plaintext.
+pub fn client_tls(target: &Target) -> anyhow::Result<Option<ClientTls>> {
+    let config = read_config(target)?;
+    let (ca, cert, key) = if target.certificate_authority.is_some() {
+        (
+            target.certificate_authority.clone(),
+            target.client_certificate.clone(),
+            target.client_key.clone(),
+        )
+    } else {
+        match config {
+            Some(config) => (
+                config.certificate_authority,
+                config.client_certificate,
+                config.client_key,
+            ),
+            None => return Ok(None),
+        }
+    };
+    let Some(ca) = ca else {
+        return Ok(None);
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some(Issued {
+            cert_pem: read(&cert)?,
+            key_pem: read(&key)?,
+            // Not needed by a client: the server judges it.
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        }),
+        _ => None,
+    };
+    Ok(Some(ClientTls {
+        ca_pem: read(&ca)?,
+        identity,
+    }))
+}
+
 /// The CLI config (`--config`, `$RUDDER_CONFIG`, `~/.rudder/config`), if there is one.
 pub fn read_config(target: &Target) -> anyhow::Result<Option<CliConfig>> {
     let path = config_path(target.config.as_ref());
@@ -191,7 +249,7 @@ mod tests {
     fn servers_come_from_flags_before_the_config_file() {
         let target = Target {
             server: vec!["http://127.0.0.1:1/".into(), "127.0.0.1:2".into()],
-            config: None,
+            ..Default::default()
         };
         assert_eq!(servers(&target).unwrap(), ["127.0.0.1:1", "127.0.0.1:2"]);
         let dir = tempfile::tempdir().unwrap();
@@ -199,14 +257,14 @@ mod tests {
         write_config(
             &path,
             &CliConfig {
-                api_endpoint: None,
                 servers: vec!["127.0.0.1:3".into()],
+                ..Default::default()
             },
         )
         .unwrap();
         let target = Target {
-            server: vec![],
             config: Some(path),
+            ..Default::default()
         };
         assert_eq!(servers(&target).unwrap(), ["127.0.0.1:3"]);
     }

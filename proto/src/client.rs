@@ -11,12 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use crate::api;
 use crate::api::resources_client::ResourcesClient;
 use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
+use crate::tls::{self, ClientTls};
 
 mod error;
 mod fenced;
@@ -47,18 +48,31 @@ pub struct ApiClient {
     channels: Mutex<Vec<Option<Channel>>>,
     /// Numbers this client's writes.
     request_ids: RequestIds,
+    /// TLS to the masters (none: plaintext, which masters serve only on loopback).
+    tls: Option<ClientTls>,
 }
 
 impl ApiClient {
     /// `endpoints` are `host:port` client addresses of masters (at least one).
     pub fn new(endpoints: Vec<String>) -> Self {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// A client speaking TLS to the masters when `tls` is given.
+    pub fn with_tls(endpoints: Vec<String>, tls: Option<ClientTls>) -> Self {
         let channels = Mutex::new(vec![None; endpoints.len()]);
         Self {
             endpoints,
             current: AtomicUsize::new(0),
             channels,
             request_ids: RequestIds::new(),
+            tls,
         }
+    }
+
+    /// The TLS this client speaks, for channels of its own (the etcd API's, say).
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.tls.as_ref()
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -76,8 +90,7 @@ impl ApiClient {
         if let Some(channel) = &channels[index] {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.endpoints[index]))
-            .map_err(|error| format!("bad address {:?}: {error}", self.endpoints[index]))?
+        let endpoint = tls::endpoint(&self.endpoints[index], self.tls.as_ref())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))

@@ -13,6 +13,8 @@
 //! - [`metrics`]: the process' Prometheus registry every component registers in, served as
 //!   `GET /metrics`, with the process' own CPU, memory and file figures.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
+//! - [`tls`]: the cluster CA and its certificates, servers' TLS, who a client certificate
+//!   names.
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
 //!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
 //!   quantities ([`objects::quantity`]).
@@ -24,6 +26,7 @@ pub mod client;
 pub mod metrics;
 pub mod objects;
 pub mod request_ids;
+pub mod tls;
 
 // The generated code is prost's and tonic's, not ours to lint; the modules above are.
 #[allow(clippy::all, clippy::pedantic)]

@@ -14,12 +14,15 @@ use http::{header, Request, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 use tower::ServiceExt;
+
+use rudder_proto::tls::{subject_of, Caller};
+use std::sync::Arc;
 
 use crate::authority_scheme::SchemeStripping;
 
@@ -29,6 +32,20 @@ pub struct ClientServices {
     pub grpc: Routes,
     /// Everything that is not gRPC (the Kubernetes HTTP API on a master).
     pub http: Option<axum::Router>,
+    /// TLS (none: plaintext, for loopback). A connection's [`Caller`] is a request
+    /// extension; callers without a certificate are refused all but health checks.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// How long a client has for its TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a caller without a certificate may ask: health and version, as Kubernetes lets
+/// anyone (`system:public-info-viewer`).
+pub fn open_to_anyone(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz", "/version"]
+        .iter()
+        .any(|open| path == *open || path.starts_with(&format!("{open}/")))
 }
 
 /// Whether a request is gRPC: `application/grpc`, `application/grpc+proto`, ... (gRPC-Web's
@@ -53,11 +70,19 @@ pub async fn serve(
     max_concurrent_streams: u32,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let tls = services.tls;
     let grpc = services.grpc.prepare().into_axum_router();
     let http = services
         .http
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
     let front = tower::service_fn(move |request: Request<Incoming>| {
+        if request.extensions().get::<Caller>() == Some(&Caller::Anonymous)
+            && !open_to_anyone(request.uri().path())
+        {
+            return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
+                is_grpc(&request),
+            )))));
+        }
         if is_grpc(&request) {
             let deadline = request
                 .headers()
@@ -66,10 +91,9 @@ pub async fn serve(
                 .and_then(grpc_timeout);
             Either::Left(within(deadline, grpc.clone().oneshot(request)))
         } else {
-            Either::Right(http.clone().oneshot(request))
+            Either::Right(Either::Left(http.clone().oneshot(request)))
         }
     });
-    let front = TowerToHyperService::new(front);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // SchemeStripping assumes h2's defaults for the HPACK table (4 KiB) and frame size
     // (16 KiB): raising either here means raising its limits too.
@@ -78,7 +102,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(max_concurrent_streams);
     builder.http1().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    let stopping = stopped.clone();
     // Connections are tasks of this one: if the server gives up waiting for them (its
     // grace period) and aborts it, they end with it, releasing what they hold.
     let mut connections = tokio::task::JoinSet::new();
@@ -100,14 +124,45 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%error, "setting TCP_NODELAY on a client connection");
                 }
-                let connection = builder
-                    .serve_connection_with_upgrades(TokioIo::new(SchemeStripping::new(stream)), front.clone())
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let (builder, front, tls) = (builder.clone(), front.clone(), tls.clone());
+                let stopping = stopping.clone();
                 connections.spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%error, "client connection ended");
-                    }
+                    let Some(tls) = tls else {
+                        let front = with_caller(front, Caller::Plaintext);
+                        let connection = builder.serve_connection_with_upgrades(
+                            TokioIo::new(SchemeStripping::new(stream)),
+                            front,
+                        );
+                        return until_stopped_gracefully(connection, stopping).await;
+                    };
+                    let accepted = tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        tokio_rustls::TlsAcceptor::from(tls).accept(stream),
+                    )
+                    .await;
+                    let stream = match accepted {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, "a client's TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!("a client's TLS handshake did not finish in time");
+                            return;
+                        }
+                    };
+                    let caller = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .and_then(subject_of)
+                        .map_or(Caller::Anonymous, Caller::Certified);
+                    let connection = builder.serve_connection_with_upgrades(
+                        TokioIo::new(SchemeStripping::new(stream)),
+                        with_caller(front, caller),
+                    );
+                    until_stopped_gracefully(connection, stopping).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -115,8 +170,29 @@ pub async fn serve(
         }
     }
     drop(listener);
-    graceful.shutdown().await;
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves `connection` to its end; once `stopped` turns true, ends it gracefully (requests
+/// in flight finish, no new ones are read).
+async fn until_stopped_gracefully<C>(connection: C, mut stopped: watch::Receiver<bool>)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut connection = std::pin::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = async {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = ended {
+        tracing::debug!(%error, "client connection ended");
+    }
 }
 
 /// A client's `grpc-timeout` (up to 8 digits, then H, M, S, m, u or n), as gRPC defines
@@ -156,6 +232,50 @@ async fn within<E>(
         ))
         .into_http::<axum::body::Body>()),
     }
+}
+
+/// `front` with `caller` put in every request's extensions.
+fn with_caller<S>(
+    front: S,
+    caller: Caller,
+) -> TowerToHyperService<
+    impl tower::Service<
+            Request<Incoming>,
+            Response = S::Response,
+            Error = S::Error,
+            Future = S::Future,
+        > + Clone,
+>
+where
+    S: tower::Service<Request<Incoming>> + Clone,
+{
+    TowerToHyperService::new(tower::util::MapRequest::new(
+        front,
+        move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(caller.clone());
+            request
+        },
+    ))
+}
+
+/// The answer to a caller without a certificate: gRPC's UNAUTHENTICATED, or Kubernetes'
+/// 401 Status.
+fn unauthenticated(grpc: bool) -> Response {
+    const WHY: &str = "this master takes only clients with a certificate from the cluster CA \
+                       (--client-certificate and --client-key, or the CLI config and kubeconfig `rudder up` wrote)";
+    if grpc {
+        return tonic::Status::unauthenticated(WHY).into_http::<axum::body::Body>();
+    }
+    let status = serde_json::json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("Unauthorized: {WHY}"), "reason": "Unauthorized", "code": 401,
+    });
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::CONTENT_TYPE, "application/json")],
+        status.to_string(),
+    )
+        .into_response()
 }
 
 async fn not_served() -> Response {

@@ -86,7 +86,11 @@ impl RunningMember {
         client_listener: TcpListener,
     ) -> Result<Self, ServerError> {
         Self::start_serving(config, peer_listener, client_listener, |grpc, _| {
-            ClientServices { grpc, http: None }
+            ClientServices {
+                grpc,
+                http: None,
+                tls: None,
+            }
         })
         .await
     }

@@ -162,11 +162,21 @@ async fn kubectl_drives_a_three_master_rudder_up() {
         kubeconfig: data.join("kubeconfig"),
         cache: dir.path().join("kube-cache"),
     };
+    // Secure by default: https, the cluster CA and an admin certificate, readable by the
+    // user only.
     let kubeconfig = std::fs::read_to_string(&kubectl.kubeconfig).unwrap();
     assert!(
-        kubeconfig.contains(&format!("http://{}", running.api_endpoint)),
+        kubeconfig.contains(&format!("https://{}", running.api_endpoint))
+            && kubeconfig.contains("certificate-authority-data")
+            && kubeconfig.contains("client-certificate-data"),
         "{kubeconfig}"
     );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&kubectl.kubeconfig)
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
 
     let version: serde_json::Value =
         serde_json::from_str(&kubectl.run(&["version", "-o", "json"])).unwrap();

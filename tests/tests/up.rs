@@ -83,9 +83,11 @@ async fn a_master_killed_with_sigkill_is_restarted_while_the_others_serve() {
     // m2 serves again on its own address within 10 s.
     let m2 = format!("127.0.0.1:{}", base + 10_000);
     loop {
+        // Only m2, with the credentials of the CLI config `rudder up` wrote.
         let read = Command::new(rudder_binary_beside_tests())
-            .args(["get", "ns", "during", "-o", "name"])
-            .env("RUDDER_SERVER", &m2)
+            .args(["get", "ns", "during", "-o", "name", "--server", &m2])
+            .env("RUDDER_CONFIG", &config)
+            .env_remove("RUDDER_SERVER")
             .output()
             .await
             .unwrap();

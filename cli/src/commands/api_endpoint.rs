@@ -53,24 +53,46 @@ pub fn order(masters: &[SocketAddr], ready: &[bool], turn: usize) -> Vec<SocketA
         .collect()
 }
 
-/// Whether `master` answers `GET /readyz` with 200 within [`PROBE_EVERY`].
-async fn is_ready(master: SocketAddr) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// Whether `master` answers `GET /readyz` with 200 within [`PROBE_EVERY`] (over TLS
+/// trusting `tls`'s CA when the masters speak it).
+async fn is_ready(master: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
     let ask = async {
-        let mut stream = TcpStream::connect(master).await.ok()?;
-        let request =
-            format!("GET /readyz HTTP/1.1\r\nHost: {master}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(head.starts_with(b"HTTP/1.1 200"))
+        let stream = TcpStream::connect(master).await.ok()?;
+        match tls {
+            None => ask_ready(stream, master).await,
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::IpAddress(master.ip().into());
+                let stream = tokio_rustls::TlsConnector::from(tls)
+                    .connect(name, stream)
+                    .await
+                    .ok()?;
+                ask_ready(stream, master).await
+            }
+        }
     };
     matches!(tokio::time::timeout(PROBE_EVERY, ask).await, Ok(Some(true)))
 }
 
+async fn ask_ready<S>(mut stream: S, master: SocketAddr) -> Option<bool>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {master}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.ok()?;
+    Some(head.starts_with(b"HTTP/1.1 200"))
+}
+
 impl ApiEndpoint {
-    /// Listens on `listen` and balances over `masters`.
-    pub async fn start(listen: SocketAddr, masters: Vec<SocketAddr>) -> anyhow::Result<Self> {
+    /// Listens on `listen` and balances over `masters`, probing them over TLS with `tls`
+    /// when they speak it.
+    pub async fn start(
+        listen: SocketAddr,
+        masters: Vec<SocketAddr>,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen).await.with_context(|| {
             format!(
                 "binding the cluster's API endpoint {listen}: is another cluster using it? \
@@ -87,8 +109,8 @@ impl ApiEndpoint {
             let (masters, ready) = (masters.clone(), ready.clone());
             async move {
                 loop {
-                    let answers =
-                        futures::future::join_all(masters.iter().map(|m| is_ready(*m))).await;
+                    let asked = masters.iter().map(|m| is_ready(*m, tls.clone()));
+                    let answers = futures::future::join_all(asked).await;
                     for (flag, answer) in ready.iter().zip(answers) {
                         flag.store(answer, Ordering::Relaxed);
                     }
@@ -208,9 +230,10 @@ mod tests {
                 });
             }
         });
-        let endpoint = ApiEndpoint::start("127.0.0.1:0".parse().unwrap(), vec![dead, alive_addr])
-            .await
-            .unwrap();
+        let endpoint =
+            ApiEndpoint::start("127.0.0.1:0".parse().unwrap(), vec![dead, alive_addr], None)
+                .await
+                .unwrap();
         for _ in 0..2 {
             let mut client = TcpStream::connect(endpoint.addr).await.unwrap();
             client.write_all(b"hello").await.unwrap();

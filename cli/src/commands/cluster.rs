@@ -63,14 +63,13 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
         session
             .masters
             .iter()
-            .map(|master| rudder_chaos::client::scrape(master)),
+            .map(|master| rudder_chaos::client::scrape_with(master, session.client.tls())),
     )
     .await;
     for master in &session.masters {
         let status = async {
-            let mut client = rudder_chaos::client::maintenance(master)
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut client =
+                rudder_chaos::client::maintenance_with(master, session.client.tls()).await?;
             client
                 .status(StatusRequest {})
                 .await
@@ -145,7 +144,10 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
 
 async fn members(args: InfoArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
-    let channel = rudder_chaos::client::channel(session.client.current_endpoint()).await?;
+    let endpoint = session.client.current_endpoint();
+    let channel = rudder_chaos::client::channel_with(endpoint, session.client.tls())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let response = ClusterClient::new(channel)
         .member_list(MemberListRequest { linearizable: true })
         .await?

@@ -6,7 +6,9 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use crate::session::{configured_servers, read_config, Target};
+use base64::Engine;
+
+use crate::session::{client_tls, configured_servers, read_config, Target};
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCommand {
@@ -23,17 +25,20 @@ pub struct KubeconfigArgs {
 pub fn run(command: ConfigCommand) -> anyhow::Result<()> {
     match command {
         ConfigCommand::Kubeconfig(args) => {
-            print!("{}", kubeconfig(&server_url(&args.target)?));
+            let credentials = credentials(&args.target)?;
+            let url = server_url(&args.target, credentials.is_some())?;
+            print!("{}", kubeconfig(&url, credentials.as_ref()));
             Ok(())
         }
     }
 }
 
-/// The server a kubeconfig for `target` names, as a URL.
-fn server_url(target: &Target) -> anyhow::Result<String> {
+/// The server a kubeconfig for `target` names, as a URL (`https` with `tls`).
+fn server_url(target: &Target, tls: bool) -> anyhow::Result<String> {
+    let scheme = if tls { "https" } else { "http" };
     if target.server.is_empty() {
         if let Some(endpoint) = read_config(target)?.and_then(|config| config.api_endpoint) {
-            return Ok(format!("http://{endpoint}"));
+            return Ok(format!("{scheme}://{endpoint}"));
         }
     }
     let servers = configured_servers(target)?.unwrap_or_else(|| vec!["127.0.0.1:2379".into()]);
@@ -46,22 +51,57 @@ fn server_url(target: &Target) -> anyhow::Result<String> {
             servers.len()
         );
     }
-    Ok(format!("http://{}", servers[0]))
+    Ok(format!("{scheme}://{}", servers[0]))
 }
 
-/// A kubeconfig with one cluster, user and context, all named `rudder` (pure). Plain HTTP
-/// and no credentials until the API serves TLS.
-pub fn kubeconfig(server_url: &str) -> String {
+/// What a kubeconfig's user presents and its cluster trusts (PEM).
+pub struct KubeconfigCredentials {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// A kubeconfig with one cluster, user and context, all named `rudder` (pure): the cluster
+/// CA and the user's certificate embedded when the cluster speaks TLS.
+pub fn kubeconfig(server_url: &str, credentials: Option<&KubeconfigCredentials>) -> String {
+    let data = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let (cluster, user) = match credentials {
+        Some(tls) => (
+            json!({ "server": server_url, "certificate-authority-data": data(&tls.ca_pem) }),
+            json!({
+                "client-certificate-data": data(&tls.cert_pem),
+                "client-key-data": data(&tls.key_pem),
+            }),
+        ),
+        None => (json!({ "server": server_url }), json!({})),
+    };
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{ "name": "rudder", "cluster": { "server": server_url } }],
-        "users": [{ "name": "rudder", "user": {} }],
+        "clusters": [{ "name": "rudder", "cluster": cluster }],
+        "users": [{ "name": "rudder", "user": user }],
         "contexts": [{ "name": "rudder", "context": { "cluster": "rudder", "user": "rudder" } }],
         "current-context": "rudder",
         "preferences": {},
     });
     serde_yaml::to_string(&config).expect("a JSON value is YAML")
+}
+
+/// The kubeconfig credentials of the CLI's TLS files (the CLI config's, or the flags').
+fn credentials(target: &Target) -> anyhow::Result<Option<KubeconfigCredentials>> {
+    let Some(tls) = client_tls(target)? else {
+        return Ok(None);
+    };
+    let Some(identity) = tls.identity else {
+        anyhow::bail!(
+            "a kubeconfig needs a client certificate: give --client-certificate and --client-key"
+        );
+    };
+    Ok(Some(KubeconfigCredentials {
+        ca_pem: tls.ca_pem,
+        cert_pem: identity.cert_pem,
+        key_pem: identity.key_pem,
+    }))
 }
 
 #[cfg(test)]
@@ -70,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_kubeconfig_names_the_server_in_its_one_context() {
-        let text = kubeconfig("http://127.0.0.1:6443");
+        let text = kubeconfig("http://127.0.0.1:6443", None);
         let parsed: serde_json::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(parsed["current-context"], "rudder");
         assert_eq!(
@@ -78,6 +118,22 @@ mod tests {
             "http://127.0.0.1:6443"
         );
         assert_eq!(parsed["contexts"][0]["context"]["cluster"], "rudder");
+        assert_eq!(parsed["users"][0]["user"], serde_json::json!({}));
+
+        let credentials = KubeconfigCredentials {
+            ca_pem: "CA".into(),
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
+        let text = kubeconfig("https://127.0.0.1:6443", Some(&credentials));
+        let parsed: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        let cluster = &parsed["clusters"][0]["cluster"];
+        assert_eq!(cluster["certificate-authority-data"], "Q0E=");
+        assert_eq!(
+            parsed["users"][0]["user"]["client-certificate-data"],
+            "Q0VSVA=="
+        );
+        assert_eq!(parsed["users"][0]["user"]["client-key-data"], "S0VZ");
     }
 
     #[test]
@@ -90,14 +146,15 @@ mod tests {
         )
         .unwrap();
         let target = Target {
-            server: Vec::new(),
             config: Some(path),
+            ..Default::default()
         };
-        assert_eq!(server_url(&target).unwrap(), "http://127.0.0.1:6443");
+        assert_eq!(server_url(&target, false).unwrap(), "http://127.0.0.1:6443");
+        assert_eq!(server_url(&target, true).unwrap(), "https://127.0.0.1:6443");
         let given = Target {
             server: vec!["127.0.0.1:7".into()],
-            config: None,
+            ..Default::default()
         };
-        assert_eq!(server_url(&given).unwrap(), "http://127.0.0.1:7");
+        assert_eq!(server_url(&given, false).unwrap(), "http://127.0.0.1:7");
     }
 }

@@ -123,13 +123,13 @@ fn start(client: ApiClient, config: ManagerConfig) -> anyhow::Result<Running> {
     })
 }
 
-/// The controller manager of a master, talking to its own API at `endpoint`, measured in
+/// The controller manager of a master, talking to its own API through `client`, measured in
 /// the master's `metrics`; `None` when `--controllers none`.
 pub fn start_embedded(
     flags: &ControllerManagerFlags,
     election: &ElectionFlags,
     name: &str,
-    endpoint: String,
+    client: ApiClient,
     metrics: &Metrics,
 ) -> anyhow::Result<Option<Running>> {
     let mut config = flags.config(name, election)?;
@@ -137,7 +137,7 @@ pub fn start_embedded(
         return Ok(None);
     }
     config.metrics = ControllerMetrics::registered(metrics);
-    start(ApiClient::new(vec![endpoint]), config).map(Some)
+    start(client, config).map(Some)
 }
 
 #[derive(Args, Debug)]

@@ -139,6 +139,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels.insert("rudder.dev/hollow".into(), "true".into());
     }
     let servers = servers(&args.target)?;
+    let tls = crate::session::client_tls(&args.target)?;
     let timers = KubeletTimers {
         lease_renew: Duration::from_millis(args.lease_renew_ms),
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
@@ -156,7 +157,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let system = actix::System::new();
     let mut args = args;
     system.block_on(async move {
-        let client = Arc::new(ApiClient::new(servers));
+        let client = Arc::new(ApiClient::with_tls(servers, tls));
         args.network.settle(&client).await?;
         let names: Vec<String> = if args.hollow {
             (0..args.count).map(|i| format!("{name}-{i}")).collect()

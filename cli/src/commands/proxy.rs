@@ -44,6 +44,7 @@ pub struct ProxyArgs {
 /// CLI's tokio runtime.
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let servers = servers(&args.target)?;
+    let tls = crate::session::client_tls(&args.target)?;
     let internal_ip = args.internal_ip.parse().with_context(|| {
         format!(
             "--internal-ip {:?} is not an IPv4 address",
@@ -52,7 +53,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     })?;
     let mut args = args;
     actix::System::new().block_on(async move {
-        let client = Arc::new(ApiClient::new(servers));
+        let client = Arc::new(ApiClient::with_tls(servers, tls));
         args.network.settle(&client).await?;
         let pod_cidr = match args.pod_cidr.clone() {
             Some(cidr) => cidr,

@@ -44,20 +44,20 @@ fn start(client: ApiClient, config: SchedulerConfig) -> anyhow::Result<Running> 
     })
 }
 
-/// The scheduler of a master, talking to its own API at `endpoint`, measured in the
+/// The scheduler of a master, talking to its own API through `client`, measured in the
 /// master's `metrics`.
 pub fn start_embedded(
     flags: &SchedulerFlags,
     election: &ElectionFlags,
     name: &str,
-    endpoint: String,
+    client: ApiClient,
     metrics: &Metrics,
 ) -> anyhow::Result<Running> {
     let config = SchedulerConfig {
         metrics: SchedulerMetrics::registered(metrics),
         ..flags.config(name, election)?
     };
-    start(ApiClient::new(vec![endpoint]), config)
+    start(client, config)
 }
 
 #[derive(Args, Debug)]

@@ -8,13 +8,15 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::cluster_config::ClusterConfig;
-use rudder_apiserver::encryption::{keyring_file, Keyring, SharedKeyring};
-use rudder_apiserver::Master;
+use rudder_apiserver::encryption::SharedKeyring;
+use rudder_apiserver::{Master, Security};
+use rudder_proto::client::ApiClient;
 use rudder_proto::metrics::Metrics;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
 use crate::commands::leader_elected::{until_interrupted, ElectionFlags};
 use crate::commands::scheduler::{self, SchedulerFlags};
+use crate::commands::server_security::{self, SecurityFlags, ServerTls};
 use crate::durations::parse_flag_duration;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
@@ -52,6 +54,23 @@ pub struct ServerArgs {
     /// one-master cluster.
     #[arg(long)]
     encryption_keys: Option<PathBuf>,
+    /// The cluster's PKI directory (`rudder ca init DIR`; a copy on every master): the
+    /// client port then speaks TLS only, with a certificate this master issues itself, and
+    /// takes only clients with a certificate from the cluster CA (health checks aside). Its
+    /// keyring is the default --encryption-keys. Without it the client port speaks
+    /// plaintext, on loopback only.
+    #[arg(long)]
+    pki: Option<PathBuf>,
+    /// More names and addresses for this master's certificate (how clients reach it).
+    #[arg(long, value_delimiter = ',')]
+    tls_san: Vec<String>,
+    /// How long this master's certificate is valid; it is renewed after two thirds.
+    #[arg(long, default_value = "8760h", hide = true)]
+    certificate_lifetime: String,
+    /// Serve plaintext on addresses other than loopback (anyone who reaches them can read
+    /// and write everything). The peer port has no TLS yet: off loopback it needs this.
+    #[arg(long)]
+    insecure: bool,
     /// Raft heartbeat interval, milliseconds.
     #[arg(long, default_value_t = 30)]
     heartbeat_interval_ms: u64,
@@ -125,9 +144,6 @@ pub struct ServerArgs {
     failpoints_file: Option<PathBuf>,
 }
 
-/// The keyring's file in a data directory, when no --encryption-keys is given.
-pub const KEYRING_FILE: &str = "encryption.keys";
-
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum CompactionMode {
     Periodic,
@@ -180,56 +196,6 @@ fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// The keyring file this member seals Secrets with, and the keyring: the one given, the one
-/// in its data directory, or (the first master of a new one-master cluster) one made there.
-fn keyring(args: &ServerArgs) -> anyhow::Result<(PathBuf, Keyring)> {
-    if let Some(path) = &args.encryption_keys {
-        if !path.exists() {
-            bail!(
-                "--encryption-keys {}: no such file; make a cluster's keyring once with \
-                 `rudder encryption-keys new FILE` and give every master a copy",
-                path.display()
-            );
-        }
-        return Ok((path.clone(), keyring_file::read(path)?));
-    }
-    let path = args.data_dir.join(KEYRING_FILE);
-    if path.exists() {
-        return Ok((path.clone(), keyring_file::read(&path)?));
-    }
-    let alone = args.join.is_none() && args.initial_cluster.len() <= 1;
-    if !alone {
-        bail!(
-            "{} has no Secret-encryption keyring, and this master is one of several: every \
-             master needs the same one. Make it once with `rudder encryption-keys new FILE` \
-             (or copy a running master's), then start each master with --encryption-keys FILE",
-            args.data_dir.display()
-        );
-    }
-    let holds_a_member = std::fs::read_dir(&args.data_dir)
-        .map(|mut entries| entries.next().is_some())
-        .unwrap_or(false);
-    if holds_a_member {
-        // A new key could not open what the cluster sealed: never made behind a restart.
-        bail!(
-            "{} holds a member but no Secret-encryption keyring: give the cluster's with \
-             --encryption-keys FILE (a one-master cluster from before Secrets were encrypted: \
-             `rudder encryption-keys new {}` makes one)",
-            args.data_dir.display(),
-            path.display()
-        );
-    }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data directory {:?}", args.data_dir))?;
-    let keyring = keyring_file::create(&path)?;
-    tracing::info!(
-        path = %path.display(),
-        "made the Secret-encryption keyring: a master joining this cluster needs a copy \
-         (--encryption-keys)"
-    );
-    Ok((path, keyring))
 }
 
 fn parse_initial_cluster(entries: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -310,8 +276,36 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ranges,
         Some(args.controller_manager.cluster_cidr().to_owned()),
     );
-    let (keys_path, keyring) = keyring(&args)?;
-    let mut master = Master::start(config, ranges, SharedKeyring::new(keyring))
+    let (keys_path, keyring) = server_security::keyring(&SecurityFlags {
+        data_dir: &args.data_dir,
+        encryption_keys: args.encryption_keys.as_deref(),
+        pki: args.pki.as_deref(),
+        alone: args.join.is_none() && args.initial_cluster.len() <= 1,
+    })?;
+    server_security::check_plaintext("peer", args.listen_peer, args.insecure)?;
+    let tls = match &args.pki {
+        Some(pki) => {
+            let lifetime =
+                parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
+            let tls =
+                ServerTls::start(pki, &args.name, args.listen_client, &args.tls_san, lifetime)?;
+            tls.renew_before_expiry();
+            Some(tls)
+        }
+        None => {
+            server_security::check_plaintext("client", args.listen_client, args.insecure)?;
+            tracing::warn!(
+                "NO TLS: the client port speaks plaintext and trusts every caller; give --pki \
+                 DIR (made by `rudder ca init DIR`) to secure it"
+            );
+            None
+        }
+    };
+    let security = Security {
+        keys: SharedKeyring::new(keyring),
+        client_tls: tls.as_ref().map(|tls| tls.config.clone()),
+    };
+    let mut master = Master::start(config, ranges, security)
         .await
         .with_context(|| {
             format!(
@@ -327,12 +321,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "rudder server {} ready: client {} peer {} id {:x}",
         args.name, member.client_addr, member.peer_addr, member.id
     );
-    let endpoint = member.client_addr.to_string();
+    let endpoint = server_security::own_endpoint(member.client_addr);
+    let client_of = |user: &str| -> anyhow::Result<ApiClient> {
+        let tls = tls.as_ref().map(|tls| tls.client(user)).transpose()?;
+        Ok(ApiClient::with_tls(vec![endpoint.clone()], tls))
+    };
     let controllers = controller_manager::start_embedded(
         &args.controller_manager,
         &args.election,
         &args.name,
-        endpoint.clone(),
+        client_of("system:kube-controller-manager")?,
         &metrics,
     )?;
     let scheduler = if args.scheduler {
@@ -340,7 +338,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &args.scheduler_flags,
             &args.election,
             &args.name,
-            endpoint,
+            client_of("system:kube-scheduler")?,
             &metrics,
         )?)
     } else {

@@ -8,7 +8,7 @@
 //! the same `--data-dir` resumes the same cluster.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -17,11 +17,12 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use rudder_apiserver::encryption::keyring_file;
+use rudder_proto::tls::{CertificateRequest, ClusterCa, Issued};
 
 use super::api_endpoint::ApiEndpoint;
+use super::ca;
 use super::config::kubeconfig;
-use super::server::KEYRING_FILE;
+use super::config::KubeconfigCredentials;
 use crate::session::{config_path, write_config, CliConfig};
 
 /// How long a master may take to report ready (a first start opens RocksDB and elects).
@@ -159,11 +160,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         initial.push(format!("m{}={}", i + 1, port(i, 1)?));
     }
     let resuming = args.data_dir.join("m1").exists();
-    // One keyring for the masters' Secrets, made with the cluster.
-    let keys = args.data_dir.join(KEYRING_FILE);
-    if !keys.exists() {
-        keyring_file::create(&keys)?;
+    // The cluster's CA and Secret-encryption keyring, made with it; every process gets
+    // a certificate of its own.
+    let pki = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving {:?}", args.data_dir))?
+        .join("pki");
+    if resuming && !pki.join(ca::CA_CERT).exists() {
+        // A new CA and keyring could not open what the cluster sealed.
+        bail!(
+            "{} holds a cluster but no PKI directory ({}): restore it, or for a cluster from \
+             before Rudder had TLS, make one with `rudder ca init {}`",
+            args.data_dir.display(),
+            pki.display(),
+            pki.display()
+        );
     }
+    if !pki.join(ca::CA_CERT).exists() {
+        ca::init(&pki)?;
+    }
+    let cluster_ca = ca::load(&pki)?;
+    let admin = Credential::issue(
+        &cluster_ca,
+        &pki,
+        "admin",
+        "kubernetes-admin",
+        "system:masters",
+    )?;
     println!(
         "{} {} masters on loopback (data in {:?})...",
         if resuming { "resuming" } else { "starting" },
@@ -185,8 +207,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             &port(i, 1)?.to_string(),
             "--initial-cluster",
             &initial.join(","),
-            "--encryption-keys",
-            &keys.display().to_string(),
+            "--pki",
+            &pki.display().to_string(),
         ]
         .map(String::from)
         .to_vec();
@@ -210,6 +232,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api = match ApiEndpoint::start(
         SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port)),
         masters.iter().map(|m| m.client).collect(),
+        Some(rudder_proto::tls::probe_config(cluster_ca.cert_pem())?),
     )
     .await
     {
@@ -225,15 +248,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &CliConfig {
             servers: endpoints.clone(),
             api_endpoint: Some(api.addr.to_string()),
+            certificate_authority: Some(pki.join(ca::CA_CERT)),
+            client_certificate: Some(admin.cert.clone()),
+            client_key: Some(admin.key.clone()),
         },
     )?;
     let kubeconfig_path = args.data_dir.join("kubeconfig");
-    std::fs::write(
+    let credentials = KubeconfigCredentials {
+        ca_pem: cluster_ca.cert_pem().to_string(),
+        cert_pem: admin.issued.cert_pem.clone(),
+        key_pem: admin.issued.key_pem.clone(),
+    };
+    ca::write_private(
         &kubeconfig_path,
-        kubeconfig(&format!("http://{}", api.addr)),
+        &kubeconfig(&format!("https://{}", api.addr), Some(&credentials)),
     )
     .with_context(|| format!("writing the kubeconfig {kubeconfig_path:?}"))?;
-    let nodes = match start_nodes(&args, &binary, &endpoints) {
+    let nodes = match start_nodes(&args, &binary, &endpoints, &cluster_ca, &pki) {
         Ok(nodes) => nodes,
         Err(error) => {
             stop(masters).await;
@@ -317,6 +348,8 @@ fn start_nodes(
     args: &UpArgs,
     binary: &std::path::Path,
     endpoints: &[String],
+    cluster_ca: &ClusterCa,
+    pki: &Path,
 ) -> anyhow::Result<Vec<Process>> {
     let nodes = match args.nodes {
         Some(count) => count,
@@ -362,6 +395,9 @@ fn start_nodes(
         let mut node_args = vec!["node".to_string()];
         node_args.extend(flags);
         node_args.extend(["--server".to_string(), endpoints.join(",")]);
+        let user = format!("system:node:{name}");
+        let credential = Credential::issue(cluster_ca, pki, &name, &user, "system:nodes")?;
+        node_args.extend(credential.flags(pki));
         let log = args.data_dir.join(format!("{name}.log"));
         started.push(Process::spawn(binary, name, client, node_args, log, false)?);
     }
@@ -407,6 +443,46 @@ async fn wait_until_ready(
         }
     }
     Ok(())
+}
+
+/// A certificate `rudder up` gave one of its processes, in the PKI directory.
+struct Credential {
+    cert: PathBuf,
+    key: PathBuf,
+    issued: Issued,
+}
+
+impl Credential {
+    /// A client certificate for `user` in `group`, written as `<pki>/<stem>.crt|.key`
+    /// (issued afresh at each start).
+    fn issue(
+        ca: &ClusterCa,
+        pki: &Path,
+        stem: &str,
+        user: &str,
+        group: &str,
+    ) -> anyhow::Result<Self> {
+        let issued = ca.issue(&CertificateRequest::client(user, Some(group)))?;
+        let (cert, key) = (
+            pki.join(format!("{stem}.crt")),
+            pki.join(format!("{stem}.key")),
+        );
+        ca::write_issued(&issued, &cert, &key)?;
+        Ok(Self { cert, key, issued })
+    }
+
+    /// The flags that make a process use it.
+    fn flags(&self, pki: &Path) -> Vec<String> {
+        [
+            "--certificate-authority".to_string(),
+            pki.join(ca::CA_CERT).display().to_string(),
+            "--client-certificate".to_string(),
+            self.cert.display().to_string(),
+            "--client-key".to_string(),
+            self.key.display().to_string(),
+        ]
+        .to_vec()
+    }
 }
 
 /// Which process exited, and how.

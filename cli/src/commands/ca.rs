@@ -1,0 +1,165 @@
+//! `rudder ca`: the cluster's PKI directory — its CA (`ca.crt`, `ca.key`) and the keyring
+//! Secrets are encrypted with (`encryption.keys`), which every master holds — and client
+//! certificates it signs for operators and components. `rudder up` makes one for its
+//! cluster; `rudder ca init DIR` makes one ahead of time for masters started together
+//! (`rudder server --pki DIR` on each, a copy on each machine).
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use rudder_apiserver::encryption::keyring_file;
+use rudder_proto::tls::{CertificateRequest, ClusterCa, Issued};
+
+/// The files of a PKI directory.
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+pub const KEYRING: &str = "encryption.keys";
+
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Makes a PKI directory: a new CA and a new Secret-encryption keyring.
+    Init { dir: PathBuf },
+    /// Signs a client certificate for USER (in GROUP: `system:masters` is the cluster's
+    /// administrators) into CERT and KEY.
+    Issue {
+        dir: PathBuf,
+        user: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+pub fn run(command: CaCommand) -> anyhow::Result<()> {
+    match command {
+        CaCommand::Init { dir } => {
+            init(&dir)?;
+            println!(
+                "PKI directory {} made (CA and Secret-encryption keyring, readable by you only): \
+                 start every master with --pki {} (a copy on each machine), and give \
+                 operators certificates with `rudder ca issue`",
+                dir.display(),
+                dir.display()
+            );
+        }
+        CaCommand::Issue {
+            dir,
+            user,
+            group,
+            cert,
+            key,
+        } => {
+            let issued = load(&dir)?.issue(&CertificateRequest::client(&user, group.as_deref()))?;
+            write_issued(&issued, &cert, &key)?;
+            println!(
+                "certificate for {user}{} written to {} (key {})",
+                group.map(|g| format!(" in {g}")).unwrap_or_default(),
+                cert.display(),
+                key.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Makes the PKI directory `dir` (refused if it holds a CA already); answers its CA.
+pub fn init(dir: &Path) -> anyhow::Result<ClusterCa> {
+    if dir.join(CA_CERT).exists() || dir.join(CA_KEY).exists() {
+        bail!(
+            "{} holds a CA already: a new one would not be trusted by what the old one signed",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let ca = ClusterCa::generate("rudder-ca")?;
+    write_private(&dir.join(CA_KEY), ca.key_pem())?;
+    write_public(&dir.join(CA_CERT), ca.cert_pem())?;
+    if !dir.join(KEYRING).exists() {
+        keyring_file::create(&dir.join(KEYRING))?;
+    }
+    Ok(ca)
+}
+
+/// The CA of the PKI directory `dir`.
+pub fn load(dir: &Path) -> anyhow::Result<ClusterCa> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (a PKI directory is made by `rudder ca init DIR`)",
+                path.display()
+            )
+        })
+    };
+    ClusterCa::from_pem(read(CA_CERT)?, read(CA_KEY)?)
+        .with_context(|| format!("the CA in {}", dir.display()))
+}
+
+/// Writes a certificate (readable by all) and its key (by its owner only).
+pub fn write_issued(issued: &Issued, cert: &Path, key: &Path) -> anyhow::Result<()> {
+    write_private(key, &issued.key_pem)?;
+    write_public(cert, &issued.cert_pem)
+}
+
+fn write_public(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `text` in a new file readable by its owner only (an existing one is replaced).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_pki_directory_is_made_once_and_its_ca_signs() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("pki");
+        init(&pki).unwrap();
+        let mode = |name: &str| {
+            std::fs::metadata(pki.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(CA_KEY), 0o600);
+        assert_eq!(mode(KEYRING), 0o600);
+        let refused = init(&pki).unwrap_err().to_string();
+        assert!(refused.contains("holds a CA already"), "{refused}");
+        let issued = load(&pki)
+            .unwrap()
+            .issue(&CertificateRequest::client("alice", None))
+            .unwrap();
+        write_issued(
+            &issued,
+            &dir.path().join("a.crt"),
+            &dir.path().join("a.key"),
+        )
+        .unwrap();
+        let missing = load(&dir.path().join("none")).unwrap_err();
+        assert!(
+            format!("{missing:#}").contains("rudder ca init DIR"),
+            "{missing:#}"
+        );
+    }
+}

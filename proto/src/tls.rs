@@ -1,0 +1,495 @@
+//! TLS for Rudder's connections: the cluster CA and the certificates it issues (rcgen), the
+//! rustls configuration a server presents (its certificate, replaceable while it serves, so
+//! it is renewed before it expires without a restart; a client certificate asked for but
+//! not required — the front door decides what an anonymous caller may do), and who a client
+//! certificate names (its common name the user, its organization the group, as Kubernetes
+//! reads them). No IO: the files are the CLI's.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+
+/// How long the CA is valid: ten years, as kubeadm's.
+pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long the certificates it issues are valid: a year, as kubeadm's.
+pub const CERTIFICATE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How far back a certificate is valid from, for clocks a little behind the issuer's.
+const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("making a certificate: {0}")]
+    Issue(#[from] rcgen::Error),
+    #[error("{what} is not PEM: {why}")]
+    Pem { what: &'static str, why: String },
+    #[error("the certificate and key do not go together, or the key is of no known type: {0}")]
+    Key(rustls::Error),
+    #[error("the CA certificate cannot verify clients: {0}")]
+    Verifier(String),
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The cluster's certificate authority: its certificate and key, as PEM.
+#[derive(Clone)]
+pub struct ClusterCa {
+    cert_pem: String,
+    key_pem: String,
+}
+
+/// What a certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// A client's (an operator, a controller, a node's kubelet).
+    Client,
+    /// A master's: it serves, and dials its peers as a client.
+    ServerAndClient,
+}
+
+/// A certificate to issue.
+#[derive(Debug, Clone)]
+pub struct CertificateRequest {
+    /// The user a client certificate names (a master's: its member name).
+    pub common_name: String,
+    /// The group (Kubernetes reads the organization so).
+    pub organization: Option<String>,
+    /// DNS names and IP addresses a server certificate is valid for.
+    pub alternative_names: Vec<String>,
+    pub usage: Usage,
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+/// A certificate and its key, as PEM.
+#[derive(Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub not_after: SystemTime,
+}
+
+/// Who a client certificate names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSubject {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// Who is calling, as a client port's connection tells (a request extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A plaintext connection: a member without TLS serves only loopback, where every
+    /// caller is trusted, as before security.
+    Plaintext,
+    /// A TLS client with a certificate the cluster CA signed.
+    Certified(CertificateSubject),
+    /// A TLS client without a certificate: it may ask for health, nothing else.
+    Anonymous,
+}
+
+impl ClusterCa {
+    /// A new CA named `name`, valid for [`CA_LIFETIME`].
+    pub fn generate(name: &str) -> Result<Self, TlsError> {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = named(name, None);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = SystemTime::now();
+        params.not_before = (now - CLOCK_SKEW).into();
+        params.not_after = (now + CA_LIFETIME).into();
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// A CA from its files' contents; checked to sign.
+    pub fn from_pem(cert_pem: String, key_pem: String) -> Result<Self, TlsError> {
+        let ca = Self { cert_pem, key_pem };
+        ca.issuer()?;
+        Ok(ca)
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// The certificate `request` asks for, with a key of its own, signed by this CA.
+    pub fn issue(&self, request: &CertificateRequest) -> Result<Issued, TlsError> {
+        let mut params = CertificateParams::new(request.alternative_names.clone())?;
+        params.distinguished_name = named(&request.common_name, request.organization.as_deref());
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = match request.usage {
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::ServerAndClient => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = request.not_before.into();
+        params.not_after = request.not_after.into();
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer()?)?;
+        Ok(Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_after: request.not_after,
+        })
+    }
+
+    fn issuer(&self) -> Result<Issuer<'static, KeyPair>, TlsError> {
+        let key = KeyPair::from_pem(&self.key_pem).map_err(|error| TlsError::Pem {
+            what: "the CA key",
+            why: error.to_string(),
+        })?;
+        Ok(Issuer::from_ca_cert_pem(&self.cert_pem, key)?)
+    }
+}
+
+/// Never the key.
+impl fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterCa")
+    }
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateRequest {
+    /// A client certificate for `user` in `group`, valid from now for [`CERTIFICATE_LIFETIME`].
+    pub fn client(user: &str, group: Option<&str>) -> Self {
+        let now = SystemTime::now();
+        Self {
+            common_name: user.to_string(),
+            organization: group.map(str::to_string),
+            alternative_names: Vec::new(),
+            usage: Usage::Client,
+            not_before: now - CLOCK_SKEW,
+            not_after: now + CERTIFICATE_LIFETIME,
+        }
+    }
+
+    /// A master's certificate: `name`, valid for `alternative_names`, from now for `lifetime`.
+    pub fn master(name: &str, alternative_names: Vec<String>, lifetime: Duration) -> Self {
+        let now = SystemTime::now();
+        Self {
+            common_name: name.to_string(),
+            organization: Some("system:masters".into()),
+            alternative_names,
+            usage: Usage::ServerAndClient,
+            not_before: now - CLOCK_SKEW,
+            not_after: now + lifetime,
+        }
+    }
+}
+
+fn named(common_name: &str, organization: Option<&str>) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    if let Some(organization) = organization {
+        name.push(DnType::OrganizationName, organization);
+    }
+    name.push(DnType::CommonName, common_name);
+    name
+}
+
+fn certificates(pem: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| TlsError::Pem {
+            what,
+            why: error.to_string(),
+        })?;
+    if certificates.is_empty() {
+        return Err(TlsError::Pem {
+            what,
+            why: "no CERTIFICATE block".into(),
+        });
+    }
+    Ok(certificates)
+}
+
+fn certified_key(issued: &Issued) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = certificates(&issued.cert_pem, "the certificate")?;
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|error| {
+        TlsError::Pem {
+            what: "the key",
+            why: error.to_string(),
+        }
+    })?;
+    let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(TlsError::Key)?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified.keys_match().map_err(TlsError::Key)?;
+    Ok(Arc::new(certified))
+}
+
+/// The certificate a server presents, replaceable while it serves.
+#[derive(Debug, Clone)]
+pub struct ServingCertificate {
+    current: Arc<RwLock<Arc<CertifiedKey>>>,
+}
+
+impl ServingCertificate {
+    pub fn new(issued: &Issued) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: Arc::new(RwLock::new(certified_key(issued)?)),
+        })
+    }
+
+    /// Presents `issued` from the next handshake on.
+    pub fn replace(&self, issued: &Issued) -> Result<(), TlsError> {
+        let certified = certified_key(issued)?;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = certified;
+        Ok(())
+    }
+}
+
+impl ResolvesServerCert for ServingCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone(),
+        )
+    }
+}
+
+/// A server's TLS: `certificate`, and client certificates verified against `ca_pem` when
+/// a client presents one (one from another CA, or expired, fails the handshake). Speaks h2
+/// and HTTP/1.1.
+pub fn server_config(
+    ca_pem: &str,
+    certificate: &ServingCertificate,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certificates(ca_pem, "the CA certificate")? {
+        roots
+            .add(ca)
+            .map_err(|error| TlsError::Verifier(error.to_string()))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|error| TlsError::Verifier(error.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(certificate.clone()));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// What a client trusts and presents: the cluster CA, and its own certificate (none: it
+/// calls anonymously, which a master allows only for health checks).
+#[derive(Clone)]
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub identity: Option<Issued>,
+}
+
+impl ClientTls {
+    /// tonic's configuration for a channel; the master's certificate must name the host
+    /// dialed (an address `rudder server` puts in its certificate).
+    pub fn tonic(&self) -> tonic::transport::ClientTlsConfig {
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
+        match &self.identity {
+            Some(issued) => config.identity(tonic::transport::Identity::from_pem(
+                &issued.cert_pem,
+                &issued.key_pem,
+            )),
+            None => config,
+        }
+    }
+}
+
+impl fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rustls client trusting only the cluster CA, presenting no certificate (for health
+/// probes, which a master answers anyone), speaking HTTP/1.1.
+pub fn probe_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    ClientTls {
+        ca_pem: ca_pem.to_string(),
+        identity: None,
+    }
+    .http1_config()
+}
+
+impl ClientTls {
+    /// A rustls client for HTTP/1.1 requests (a `/metrics` scrape, a probe): trusting the
+    /// cluster CA, presenting this client's certificate if it has one.
+    pub fn http1_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in certificates(&self.ca_pem, "the CA certificate")? {
+            roots
+                .add(ca)
+                .map_err(|error| TlsError::Verifier(error.to_string()))?;
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            Some(issued) => {
+                let chain = certificates(&issued.cert_pem, "the client certificate")?;
+                let key =
+                    PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|error| {
+                        TlsError::Pem {
+                            what: "the client key",
+                            why: error.to_string(),
+                        }
+                    })?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// A gRPC endpoint for `address` (`host:port`): `https` with `tls`, else plain `http`.
+pub fn endpoint(
+    address: &str,
+    tls: Option<&ClientTls>,
+) -> Result<tonic::transport::Endpoint, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
+        .map_err(|error| format!("bad address {address:?}: {error}"))?;
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.tonic())
+            .map_err(|error| format!("TLS for {address}: {error}")),
+        None => Ok(endpoint),
+    }
+}
+
+/// Who the client certificate `der` names (the handshake verified it), or `None` when it
+/// does not parse or names no one.
+pub fn subject_of(der: &CertificateDer<'_>) -> Option<CertificateSubject> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let subject = certificate.subject();
+    let user = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    if user.is_empty() {
+        return None;
+    }
+    let groups = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some(CertificateSubject { user, groups })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn issued_certificates_name_their_subject_and_chain_to_the_ca() {
+        let ca = ClusterCa::generate("rudder-ca").unwrap();
+        let issued = ca
+            .issue(&CertificateRequest::client("alice", Some("developers")))
+            .unwrap();
+        let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        assert_eq!(
+            subject_of(&der),
+            Some(CertificateSubject {
+                user: "alice".into(),
+                groups: vec!["developers".into()]
+            })
+        );
+        // Verified by rustls' own WebPKI verifier against the CA, as a server does.
+        let ca_der = CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_der).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_client_cert(&der, &[], now).unwrap();
+
+        let other = ClusterCa::generate("another").unwrap();
+        let stranger = other
+            .issue(&CertificateRequest::client("mallory", None))
+            .unwrap();
+        let stranger = CertificateDer::from_pem_slice(stranger.cert_pem.as_bytes()).unwrap();
+        assert!(verifier.verify_client_cert(&stranger, &[], now).is_err());
+    }
+
+    #[test]
+    fn a_ca_reloaded_from_its_pem_issues_and_a_served_certificate_is_replaceable() {
+        let ca = ClusterCa::generate("rudder-ca").unwrap();
+        let again = ClusterCa::from_pem(ca.cert_pem().into(), ca.key_pem().into()).unwrap();
+        let first = again
+            .issue(&CertificateRequest::master(
+                "m1",
+                vec!["localhost".into(), "127.0.0.1".into()],
+                Duration::from_secs(3600),
+            ))
+            .unwrap();
+        let serving = ServingCertificate::new(&first).unwrap();
+        server_config(ca.cert_pem(), &serving).unwrap();
+        let second = again
+            .issue(&CertificateRequest::master(
+                "m1",
+                vec![],
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        serving.replace(&second).unwrap();
+        assert!(ClusterCa::from_pem(ca.cert_pem().into(), "not a key".into()).is_err());
+        let mismatched = Issued {
+            key_pem: second.key_pem.clone(),
+            ..first
+        };
+        assert!(matches!(
+            ServingCertificate::new(&mismatched),
+            Err(TlsError::Key(_))
+        ));
+    }
+}
