@@ -69,18 +69,33 @@ pub async fn scrape(endpoint: &str) -> Result<String, String> {
 
 /// [`scrape`], over TLS with `tls` when given (a master with `--pki`).
 pub async fn scrape_with(endpoint: &str, tls: Option<&ClientTls>) -> Result<String, String> {
-    use http_body_util::{BodyExt, Empty};
-
     let tls = tls
         .map(|tls| tls.http1_config())
         .transpose()
         .map_err(|error| error.to_string())?;
+    let (status, text) = get(endpoint, "/metrics", tls, Duration::from_secs(5)).await?;
+    if !status.is_success() {
+        return Err(format!("{endpoint}/metrics answered {status}: {text}"));
+    }
+    Ok(text)
+}
+
+/// `GET path` from `endpoint` (host:port) over HTTP/1.1, over TLS with `tls` when given,
+/// within `limit`: the status and the body.
+pub async fn get(
+    endpoint: &str,
+    path: &str,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    limit: Duration,
+) -> Result<(hyper::StatusCode, String), String> {
+    use http_body_util::{BodyExt, Empty};
+
     let failed = |error: &dyn std::fmt::Display| format!("{endpoint}: {error}");
     let read = async {
         let stream = tokio::net::TcpStream::connect(endpoint)
             .await
             .map_err(|e| failed(&e))?;
-        let request = hyper::Request::get("/metrics")
+        let request = hyper::Request::get(path)
             .header(hyper::header::HOST, endpoint)
             .body(Empty::<bytes::Bytes>::new())
             .map_err(|e| failed(&e))?;
@@ -88,6 +103,7 @@ pub async fn scrape_with(endpoint: &str, tls: Option<&ClientTls>) -> Result<Stri
             None => send(stream, request).await,
             Some(tls) => {
                 let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+                let host = host.trim_start_matches('[').trim_end_matches(']');
                 let name = rustls::pki_types::ServerName::try_from(host.to_string())
                     .map_err(|e| failed(&e))?;
                 let stream = tokio_rustls::TlsConnector::from(tls)
@@ -105,15 +121,11 @@ pub async fn scrape_with(endpoint: &str, tls: Option<&ClientTls>) -> Result<Stri
             .await
             .map_err(|e| failed(&e))?
             .to_bytes();
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if !status.is_success() {
-            return Err(format!("{endpoint}/metrics answered {status}: {text}"));
-        }
-        Ok(text)
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    tokio::time::timeout(Duration::from_secs(5), read)
+    tokio::time::timeout(limit, read)
         .await
-        .unwrap_or_else(|_| Err(format!("{endpoint}/metrics did not answer within 5 s")))
+        .unwrap_or_else(|_| Err(format!("{endpoint}{path} did not answer within {limit:?}")))
 }
 
 /// Sends `request` on a connection of its own over `stream` (HTTP/1.1).

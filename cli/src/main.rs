@@ -102,11 +102,11 @@ enum Command {
     /// Store backups as etcd snapshot files: save, status, restore (into a new cluster).
     #[command(subcommand)]
     Snapshot(commands::snapshot::SnapshotCommand),
-    /// The keyring Secrets are encrypted with at rest: new, add, use, rotate, remove, list,
-    /// reencrypt.
     /// The cluster's CA and PKI directory: init, issue.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
+    /// The keyring Secrets are encrypted with at rest: new, add, use, rotate, remove, list,
+    /// reencrypt.
     #[command(subcommand)]
     EncryptionKeys(commands::encryption_keys::EncryptionKeysCommand),
     /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.

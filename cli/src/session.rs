@@ -180,23 +180,23 @@ pub fn configured_servers(target: &Target) -> anyhow::Result<Option<Vec<String>>
 
 /// TLS to the masters: the flags' files, else the CLI config's; `None`: plaintext.
 pub fn client_tls(target: &Target) -> anyhow::Result<Option<ClientTls>> {
-    let config = read_config(target)?;
-    let (ca, cert, key) = if target.certificate_authority.is_some() {
-        (
-            target.certificate_authority.clone(),
-            target.client_certificate.clone(),
-            target.client_key.clone(),
-        )
-    } else {
-        match config {
-            Some(config) => (
-                config.certificate_authority,
-                config.client_certificate,
-                config.client_key,
-            ),
-            None => return Ok(None),
-        }
-    };
+    let config = read_config(target)?.unwrap_or_default();
+    // Field by field: a flag wins over the config's file.
+    let ca = target
+        .certificate_authority
+        .clone()
+        .or(config.certificate_authority);
+    let cert = target
+        .client_certificate
+        .clone()
+        .or(config.client_certificate);
+    let key = target.client_key.clone().or(config.client_key);
+    if ca.is_none() && cert.is_some() {
+        bail!(
+            "a client certificate needs the cluster CA's certificate to go with it: give \
+             --certificate-authority"
+        );
+    }
     let Some(ca) = ca else {
         return Ok(None);
     };

@@ -50,6 +50,8 @@ pub struct ApiClient {
     request_ids: RequestIds,
     /// TLS to the masters (none: plaintext, which masters serve only on loopback).
     tls: Option<ClientTls>,
+    /// Set once a master answered in another protocol (TLS, asked in plaintext).
+    other_protocol: std::sync::atomic::AtomicBool,
 }
 
 impl ApiClient {
@@ -67,6 +69,7 @@ impl ApiClient {
             channels,
             request_ids: RequestIds::new(),
             tls,
+            other_protocol: Default::default(),
         }
     }
 
@@ -192,6 +195,13 @@ impl ApiClient {
         if write.is_some() {
             last.push_str("; the write may or may not have been applied: read before retrying");
         }
+        if self.tls.is_none() && self.other_protocol.load(Ordering::Relaxed) {
+            last.push_str(
+                "; a master answered in another protocol: if the masters speak TLS, give \
+                 --certificate-authority and a client certificate (or use the CLI config \
+                 `rudder up` wrote)",
+            );
+        }
         Err(ClientError::Unreachable {
             endpoints: self.endpoints.join(","),
             last,
@@ -262,6 +272,12 @@ impl ApiClient {
                 Err(status)
                     if is_retryable(&status) || (may_retry_unknown && is_unknown_fate(&status)) =>
                 {
+                    *last = format!("{}: {}", self.endpoints[index], status.message());
+                    self.forget(index);
+                }
+                Err(status) if is_not_our_protocol(&status) => {
+                    // Nothing reached an API server: what answered spoke another protocol.
+                    self.other_protocol.store(true, Ordering::Relaxed);
                     *last = format!("{}: {}", self.endpoints[index], status.message());
                     self.forget(index);
                 }
@@ -535,6 +551,14 @@ pub fn is_retryable(status: &Status) -> bool {
     status.code() == Code::Unavailable
         && (status.message().contains("no leader is available")
             || status.message().contains("this member has stopped"))
+}
+
+/// Whether a call failed because what answered does not speak gRPC over HTTP/2 as this
+/// client does (a TLS server asked in plaintext): no API server saw the request.
+fn is_not_our_protocol(status: &Status) -> bool {
+    status.details().is_empty()
+        && status.code() == Code::Internal
+        && status.message().contains("h2 protocol error")
 }
 
 /// Whether a numbered write's fate is unknown, so that sending it again is how to learn it:

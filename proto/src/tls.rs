@@ -129,6 +129,19 @@ impl ClusterCa {
         &self.cert_pem
     }
 
+    /// When the CA expires: nothing it signs is valid after.
+    pub fn not_after(&self) -> SystemTime {
+        let expires = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .ok()
+            .and_then(|der| {
+                let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+                let seconds = certificate.validity().not_after.timestamp();
+                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+            });
+        // A CA that parsed when loaded always has one; else the lifetime it was made with.
+        expires.unwrap_or_else(|| SystemTime::now() + CA_LIFETIME)
+    }
+
     pub fn key_pem(&self) -> &str {
         &self.key_pem
     }
@@ -293,22 +306,38 @@ pub fn server_config(
     ca_pem: &str,
     certificate: &ServingCertificate,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    serving(ca_pem, certificate, ClientCertificate::Optional)
+}
+
+/// Whether a server takes callers without a certificate.
+enum ClientCertificate {
+    Optional,
+    Required,
+}
+
+fn serving(
+    ca_pem: &str,
+    certificate: &ServingCertificate,
+    clients: ClientCertificate,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in certificates(ca_pem, "the CA certificate")? {
-        roots
-            .add(ca)
-            .map_err(|error| TlsError::Verifier(error.to_string()))?;
-    }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca_pem)?), provider.clone());
+    let (verifier, protocols) = match clients {
+        ClientCertificate::Optional => (
+            verifier.allow_unauthenticated(),
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        ),
+        ClientCertificate::Required => (verifier, vec![b"h2".to_vec()]),
+    };
+    let verifier = verifier
         .build()
         .map_err(|error| TlsError::Verifier(error.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(certificate.clone()));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = protocols;
     Ok(Arc::new(config))
 }
 
@@ -359,15 +388,9 @@ impl ClientTls {
     /// cluster CA, presenting this client's certificate if it has one.
     pub fn http1_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for ca in certificates(&self.ca_pem, "the CA certificate")? {
-            roots
-                .add(ca)
-                .map_err(|error| TlsError::Verifier(error.to_string()))?;
-        }
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
+            .with_root_certificates(roots(&self.ca_pem)?);
         let mut config = match &self.identity {
             Some(issued) => {
                 let chain = certificates(&issued.cert_pem, "the client certificate")?;
@@ -401,6 +424,53 @@ pub fn endpoint(
             .map_err(|error| format!("TLS for {address}: {error}")),
         None => Ok(endpoint),
     }
+}
+
+/// TLS between masters (the peer port): each serves with its certificate and requires the
+/// caller's, which must be a master's ([`is_master_certificate`]: a member, not an operator
+/// or a node, may speak Raft).
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<rustls::ServerConfig>,
+    /// What this master presents when it dials the others.
+    pub client: ClientTls,
+}
+
+impl fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+/// The peer port's server TLS: `certificate`, and a certificate from the CA required of
+/// every caller. Speaks h2.
+pub fn peer_server_config(
+    ca_pem: &str,
+    certificate: &ServingCertificate,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    serving(ca_pem, certificate, ClientCertificate::Required)
+}
+
+/// Whether `der` is a master's certificate: one the CA issued for serving too (operators'
+/// and nodes' certificates are for clients only).
+pub fn is_master_certificate(der: &CertificateDer<'_>) -> bool {
+    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return false;
+    };
+    matches!(
+        certificate.extended_key_usage(),
+        Ok(Some(usage)) if usage.value.server_auth
+    )
+}
+
+fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in certificates(ca_pem, "the CA certificate")? {
+        roots
+            .add(ca)
+            .map_err(|error| TlsError::Verifier(error.to_string()))?;
+    }
+    Ok(roots)
 }
 
 /// Who the client certificate `der` names (the handshake verified it), or `None` when it
@@ -453,6 +523,20 @@ mod tests {
         let now = rustls::pki_types::UnixTime::now();
         verifier.verify_client_cert(&der, &[], now).unwrap();
 
+        assert!(
+            !is_master_certificate(&der),
+            "a client's certificate is not a master's"
+        );
+        let master = ca
+            .issue(&CertificateRequest::master(
+                "m1",
+                vec!["127.0.0.1".into()],
+                CA_LIFETIME,
+            ))
+            .unwrap();
+        let master = CertificateDer::from_pem_slice(master.cert_pem.as_bytes()).unwrap();
+        assert!(is_master_certificate(&master));
+
         let other = ClusterCa::generate("another").unwrap();
         let stranger = other
             .issue(&CertificateRequest::client("mallory", None))
@@ -465,6 +549,8 @@ mod tests {
     fn a_ca_reloaded_from_its_pem_issues_and_a_served_certificate_is_replaceable() {
         let ca = ClusterCa::generate("rudder-ca").unwrap();
         let again = ClusterCa::from_pem(ca.cert_pem().into(), ca.key_pem().into()).unwrap();
+        let lives = again.not_after().duration_since(SystemTime::now()).unwrap();
+        assert!(lives > CA_LIFETIME - Duration::from_secs(60) && lives <= CA_LIFETIME);
         let first = again
             .issue(&CertificateRequest::master(
                 "m1",

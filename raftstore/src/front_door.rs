@@ -76,9 +76,11 @@ pub async fn serve(
         .http
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
     let front = tower::service_fn(move |request: Request<Incoming>| {
-        if request.extensions().get::<Caller>() == Some(&Caller::Anonymous)
-            && !open_to_anyone(request.uri().path())
-        {
+        let known = matches!(
+            request.extensions().get::<Caller>(),
+            Some(Caller::Plaintext | Caller::Certified(_))
+        );
+        if !known && !open_to_anyone(request.uri().path()) {
             return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
                 is_grpc(&request),
             )))));
@@ -135,15 +137,22 @@ pub async fn serve(
                         );
                         return until_stopped_gracefully(connection, stopping).await;
                     };
-                    let accepted = tokio::time::timeout(
+                    let handshake = tokio::time::timeout(
                         HANDSHAKE_TIMEOUT,
                         tokio_rustls::TlsAcceptor::from(tls).accept(stream),
-                    )
-                    .await;
+                    );
+                    let mut stop = stopping.clone();
+                    let accepted = tokio::select! {
+                        accepted = handshake => accepted,
+                        () = async {
+                            let _ = stop.wait_for(|stop| *stop).await;
+                        } => return,
+                    };
                     let stream = match accepted {
                         Ok(Ok(stream)) => stream,
                         Ok(Err(error)) => {
-                            tracing::debug!(%error, "a client's TLS handshake failed");
+                            // A wrong certificate is worth an operator's notice.
+                            tracing::info!(%error, "a client's TLS handshake failed");
                             return;
                         }
                         Err(_) => {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rudder_proto::metrics::Metrics;
+use rudder_proto::tls::PeerTls;
 
 use crate::compaction::Retention;
 use crate::db::DbError;
@@ -58,6 +59,8 @@ pub struct MemberConfig {
     /// process' registry. A member registers once per start, so a member restarted in the
     /// same process needs a fresh registry.
     pub metrics: Metrics,
+    /// TLS between the members (none: plaintext, for members on loopback).
+    pub peer_tls: Option<PeerTls>,
 }
 
 impl MemberConfig {

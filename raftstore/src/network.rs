@@ -23,9 +23,10 @@ use openraft::raft::{
 use prometheus_client::metrics::counter::Counter;
 use rudder_proto::raft::raft_peer_client::RaftPeerClient;
 use rudder_proto::raft::RaftPayload;
+use rudder_proto::tls::ClientTls;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::append_sender::AppendSender;
 use crate::codec;
@@ -79,8 +80,9 @@ pub enum ForwardResponse {
     Done,
 }
 
-pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?
+/// A channel to the peer at `addr`, over TLS with `tls` when the cluster speaks it.
+pub fn channel_to(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
+    let endpoint = rudder_proto::tls::endpoint(addr, tls)?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -88,8 +90,8 @@ pub fn channel_to(addr: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(endpoint.connect_lazy())
 }
 
-pub fn peer_client(addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
-    Ok(RaftPeerClient::new(channel_to(addr)?)
+pub fn peer_client(addr: &str, tls: Option<&ClientTls>) -> Result<RaftPeerClient<Channel>, String> {
+    Ok(RaftPeerClient::new(channel_to(addr, tls)?)
         .max_decoding_message_size(PEER_MAX_MESSAGE_BYTES)
         .max_encoding_message_size(PEER_MAX_MESSAGE_BYTES))
 }
@@ -150,13 +152,16 @@ pub struct Reply {
 pub struct PeerClients {
     clients: Arc<Mutex<HashMap<String, RaftPeerClient<Channel>>>>,
     identity: Arc<Identity>,
+    /// TLS to the peers (none: plaintext, on loopback).
+    tls: Option<ClientTls>,
 }
 
 impl PeerClients {
-    pub fn new(identity: Arc<Identity>) -> Self {
+    pub fn new(identity: Arc<Identity>, tls: Option<ClientTls>) -> Self {
         Self {
             clients: Arc::default(),
             identity,
+            tls,
         }
     }
 
@@ -164,7 +169,7 @@ impl PeerClients {
         &self.identity
     }
 
-    fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, tonic::transport::Error> {
+    fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
         let mut clients = self
             .clients
             .lock()
@@ -172,7 +177,7 @@ impl PeerClients {
         if let Some(client) = clients.get(addr) {
             return Ok(client.clone());
         }
-        let client = peer_client(addr)?;
+        let client = peer_client(addr, self.tls.as_ref())?;
         clients.insert(addr.to_owned(), client.clone());
         Ok(client)
     }

@@ -158,7 +158,10 @@ impl RunningMember {
             ..Config::default()
         }
         .validate()?;
-        let peers = PeerClients::new(identity.clone());
+        let peers = PeerClients::new(
+            identity.clone(),
+            config.peer_tls.as_ref().map(|tls| tls.client.clone()),
+        );
         let raft = Raft::new(
             id,
             Arc::new(raft_config),
@@ -212,11 +215,20 @@ impl RunningMember {
         // course, so the limit is raised here (the client port keeps h2's default).
         let peer_server = tonic::transport::Server::builder()
             .http2_max_pending_accept_reset_streams(Some(PEER_MAX_PENDING_ACCEPT_RESETS))
-            .add_service(peer_service)
-            .serve_with_incoming_shutdown(
-                accepted_without_nagle(peer_listener),
-                until(stopped.clone()),
-            );
+            .add_service(peer_service);
+        use futures::FutureExt;
+        let until_stopped = until(stopped.clone());
+        let peer_server = match &config.peer_tls {
+            None => peer_server
+                .serve_with_incoming_shutdown(accepted_without_nagle(peer_listener), until_stopped)
+                .boxed(),
+            Some(tls) => peer_server
+                .serve_with_incoming_shutdown(
+                    accepted_from_masters(peer_listener, tls.server.clone()),
+                    until_stopped,
+                )
+                .boxed(),
+        };
         tasks.spawn(async move {
             if let Err(error) = peer_server.await {
                 tracing::error!(%error, "peer server failed");
@@ -428,6 +440,53 @@ fn accepted_without_nagle(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
+}
+
+/// Handshakes a peer may take at once; one that does not finish in [`PEER_HANDSHAKE`]
+/// frees its place.
+const PEER_HANDSHAKES_AT_ONCE: usize = 64;
+const PEER_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// The peer port's connections over TLS, each from a master: a caller whose certificate
+/// the CA did not sign, or that is not a master's (an operator's, a node's), is dropped.
+fn accepted_from_masters(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
+{
+    use futures::StreamExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    accepted_without_nagle(listener)
+        .map(move |accepted| {
+            let acceptor = acceptor.clone();
+            async move {
+                let stream = accepted.ok()?;
+                let handshake = tokio::time::timeout(PEER_HANDSHAKE, acceptor.accept(stream));
+                let stream = match handshake.await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "a peer connection's TLS handshake failed");
+                        return None;
+                    }
+                    Err(_) => return None,
+                };
+                let from_master = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .is_some_and(rudder_proto::tls::is_master_certificate);
+                if !from_master {
+                    tracing::warn!(
+                        "a peer connection with a certificate that is not a master's: dropped"
+                    );
+                    return None;
+                }
+                Some(Ok(stream))
+            }
+        })
+        .buffer_unordered(PEER_HANDSHAKES_AT_ONCE)
+        .filter_map(std::future::ready)
 }
 
 /// openraft's heartbeat interval and lease (milliseconds), once they make sense together.

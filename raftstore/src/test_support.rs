@@ -199,6 +199,7 @@ impl<K: Kind> Cluster<K> {
                 store: options.store.clone(),
                 auto_compaction: options.auto_compaction,
                 metrics: Default::default(),
+                peer_tls: None,
             };
             configs.push(config.clone());
             starting.push(tokio::spawn(K::start_on(config, peer, client)));
@@ -346,6 +347,7 @@ impl<K: Kind> Cluster<K> {
             store: self.configs[0].store.clone(),
             auto_compaction: Retention::Off,
             metrics: Default::default(),
+            peer_tls: None,
         };
         let member = K::start_on(config.clone(), peer, client)
             .await

@@ -161,7 +161,7 @@ async fn a_message_from_another_cluster_or_for_another_member_is_refused_with_th
     let b_id = b.member(0).cluster_id().expect("b has a cluster id");
     let (me, other) = (b.member(0).id, b.member(1).id);
     let before = term(&b, 0);
-    let mut client = peer_client(&b.configs[0].listen_peer.to_string()).unwrap();
+    let mut client = peer_client(&b.configs[0].listen_peer.to_string(), None).unwrap();
 
     let refusals = [
         (

@@ -40,6 +40,7 @@ async fn start(data_dir: &Path) -> RunningMember {
         store: store_options(),
         auto_compaction: Retention::Off,
         metrics: Default::default(),
+        peer_tls: None,
     };
     RunningMember::start(config)
         .await

@@ -4,25 +4,27 @@
 //! (the handshake fails) and a caller without a certificate (UNAUTHENTICATED, 401) are each
 //! refused and write nothing, while health checks stay open to anyone. The CLI, etcdctl
 //! and kubectl with the CA's certificates work; the master renews its own certificate
-//! before it expires, without a restart.
+//! before it expires, without a restart. Masters speak TLS to each other, and their peer
+//! port takes neither plaintext nor an operator's certificate.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use rudder_proto::client::ApiClient;
+use rudder_proto::client::{ApiClient, ClientError};
 use rudder_proto::tls::{CertificateRequest, ClientTls, ClusterCa, Issued};
 use rudder_tests::{lines_of, rudder_binary_beside_tests};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The certificate the master issues itself lives this long (renewed after two thirds).
-const LIFETIME_SECS: u64 = 4;
+const LIFETIME_SECS: u64 = 9;
 
 struct Master {
     child: Child,
     client: String,
+    peer: String,
 }
 
 impl Drop for Master {
@@ -32,29 +34,68 @@ impl Drop for Master {
     }
 }
 
-fn start(dir: &Path) -> Master {
-    let mut child = Command::new(rudder_binary_beside_tests())
-        .args(["server", "--name", "m1", "--data-dir"])
-        .arg(dir.join("m1"))
-        .args([
-            "--listen-client",
-            "127.0.0.1:0",
-            "--listen-peer",
-            "127.0.0.1:0",
-        ])
-        .args(["--initial-cluster", "m1=127.0.0.1:0", "--pki"])
+/// Master `name` with the PKI directory `dir/pki`, bootstrapping alone or joining `join`
+/// (a peer address).
+fn start(dir: &Path, name: &str, join: Option<&str>) -> Master {
+    let mut command = Command::new(rudder_binary_beside_tests());
+    command
+        .args(["server", "--name", name, "--data-dir"])
+        .arg(dir.join(name))
+        .args(["--listen-client", "127.0.0.1:0"])
+        .args(["--listen-peer", "127.0.0.1:0", "--pki"])
         .arg(dir.join("pki"))
-        .args(["--certificate-lifetime", &format!("{LIFETIME_SECS}s")])
+        .args(["--certificate-lifetime", &format!("{LIFETIME_SECS}s")]);
+    match join {
+        Some(peer) => command.args(["--join", peer]),
+        None => command.args(["--initial-cluster", &format!("{name}=127.0.0.1:0")]),
+    };
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("m1.log")).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
         .spawn()
         .expect("rudder server starts");
     let ready = lines_of(child.stdout.take().unwrap())
         .recv_timeout(Duration::from_secs(30))
         .expect("the master says it is ready");
-    // "rudder server m1 ready: client ADDR peer ADDR id HEX"
-    let client = ready.split_whitespace().nth(5).unwrap().to_string();
-    Master { child, client }
+    // "rudder server NAME ready: client ADDR peer ADDR id HEX"
+    let words: Vec<&str> = ready.split_whitespace().collect();
+    Master {
+        client: words[5].to_string(),
+        peer: words[7].to_string(),
+        child,
+    }
+}
+
+/// A PKI directory in `dir/pki` and an admin certificate in `dir/admin.crt|key`.
+fn pki(dir: &Path) {
+    let made = rudder(dir, &["ca", "init", dir.join("pki").to_str().unwrap()]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pki = dir.join("pki");
+    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
+    let issued = rudder(
+        dir,
+        &[
+            "ca",
+            "issue",
+            pki.to_str().unwrap(),
+            "admin",
+            "--group",
+            "system:masters",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
 }
 
 fn rudder(dir: &Path, args: &[&str]) -> std::process::Output {
@@ -133,6 +174,30 @@ async fn https_get(
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
+/// The certificate `address` serves (DER).
+async fn served_certificate(address: &str, ca: &ClusterCa) -> Vec<u8> {
+    let config = ClientTls {
+        ca_pem: ca.cert_pem().to_string(),
+        identity: None,
+    }
+    .http1_config()
+    .unwrap();
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(config)
+        .connect(name, stream)
+        .await
+        .expect("the handshake");
+    let served = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    served
+}
+
+fn not_after(der: &[u8]) -> SystemTime {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).unwrap();
+    let seconds = certificate.validity().not_after.timestamp();
+    SystemTime::UNIX_EPOCH + Duration::from_secs(seconds as u64)
+}
+
 fn config_map(name: &str) -> serde_json::Value {
     json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name } })
 }
@@ -148,34 +213,8 @@ fn tls_as(ca: &ClusterCa, identity: Option<Issued>) -> Option<ClientTls> {
 async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let made = rudder(d, &["ca", "init", d.join("pki").to_str().unwrap()]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let issued = rudder(
-        d,
-        &[
-            "ca",
-            "issue",
-            d.join("pki").to_str().unwrap(),
-            "admin",
-            "--group",
-            "system:masters",
-            "--cert",
-            d.join("admin.crt").to_str().unwrap(),
-            "--key",
-            d.join("admin.key").to_str().unwrap(),
-        ],
-    );
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
-    );
-    let started = Instant::now();
-    let master = start(d);
+    pki(d);
+    let master = start(d, "m1", None);
     let ca = ClusterCa::from_pem(
         std::fs::read_to_string(d.join("pki/ca.crt")).unwrap(),
         std::fs::read_to_string(d.join("pki/ca.key")).unwrap(),
@@ -187,6 +226,8 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
             Some("system:masters"),
         ))
         .unwrap();
+    let first_served = served_certificate(&master.client, &ca).await;
+    let first_expires = not_after(&first_served);
 
     // The CLI with a certificate works.
     let flags = admin_flags(d, &master.client);
@@ -246,6 +287,18 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
                 refused.to_string().contains("(Unauthenticated)"),
                 "{who}: {refused}"
             );
+        } else {
+            // Turned away before any API server could answer.
+            assert!(
+                matches!(refused, ClientError::Unreachable { .. }),
+                "{who}: {refused}"
+            );
+        }
+        if who == "plaintext" {
+            assert!(
+                refused.to_string().contains("--certificate-authority"),
+                "{refused}"
+            );
         }
     }
     // HTTP alike: no answer in plaintext, the handshake refused, 401 without a certificate.
@@ -291,29 +344,35 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
 
     // etcdctl with the CA's certificates, not without.
     if Path::new("/usr/bin/etcdctl").exists() {
-        let etcdctl = |tls: bool| {
+        let etcdctl = |ca: bool, certificate: bool| {
             let mut command = Command::new("/usr/bin/etcdctl");
             command
                 .env("ETCDCTL_API", "3")
                 .arg(format!("--endpoints={}", master.client))
                 .arg("--command-timeout=5s")
                 .arg("--dial-timeout=2s");
-            if tls {
+            if ca {
+                command.arg(format!("--cacert={}", d.join("pki/ca.crt").display()));
+            }
+            if certificate {
                 command
-                    .arg(format!("--cacert={}", d.join("pki/ca.crt").display()))
                     .arg(format!("--cert={}", d.join("admin.crt").display()))
                     .arg(format!("--key={}", d.join("admin.key").display()));
             }
             command.args(["get", "/registry/namespaces/allowed", "--keys-only"]);
             command.output().unwrap()
         };
-        let with = etcdctl(true);
+        let with = etcdctl(true, true);
         assert!(
             String::from_utf8_lossy(&with.stdout).contains("/registry/namespaces/allowed"),
             "{}",
             String::from_utf8_lossy(&with.stderr)
         );
-        assert!(!etcdctl(false).status.success());
+        assert!(!etcdctl(false, false).status.success(), "plaintext");
+        let anonymous = etcdctl(true, false);
+        assert!(!anonymous.status.success(), "TLS without a certificate");
+        let said = String::from_utf8_lossy(&anonymous.stderr);
+        assert!(said.contains("certificate from the cluster CA"), "{said}");
     }
 
     // The verbs on the etcd API and /metrics (cluster status, snapshot save), and a
@@ -361,16 +420,82 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
     }
 
     // The master's first certificate has expired by now; it serves a renewed one.
-    let past_first = Duration::from_secs(LIFETIME_SECS) + Duration::from_millis(500);
-    if let Some(wait) = past_first.checked_sub(started.elapsed()) {
-        tokio::time::sleep(wait).await;
+    if let Ok(wait) = first_expires.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait + Duration::from_millis(500)).await;
     }
+    let now_served = served_certificate(&master.client, &ca).await;
+    assert_ne!(now_served, first_served, "a renewed certificate is served");
     let client = ApiClient::with_tls(vec![master.client.clone()], tls_as(&ca, Some(admin)));
     client
         .get_object("namespaces", "", "allowed")
         .await
         .expect("served with a renewed certificate");
-    let log = std::fs::read_to_string(d.join("m1.log")).unwrap();
-    assert!(log.contains("certificate was renewed"), "{log}");
     drop(master);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masters_speak_tls_to_each_other_and_take_only_masters_on_the_peer_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let first = start(d, "m1", None);
+    let second = start(d, "m2", Some(&first.peer));
+    let third = start(d, "m3", Some(&first.peer));
+
+    // Written through one, read through another: replicated over the peers' TLS.
+    let on = |master: &Master, verb: &[&str], rest: &[&str]| {
+        let mut args: Vec<&str> = verb.to_vec();
+        let flags = admin_flags(d, &master.client);
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(rest);
+        rudder(d, &args)
+    };
+    let created = on(&third, &["create"], &["namespace", "replicated"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let read = on(
+        &second,
+        &["get"],
+        &["namespace", "replicated", "-o", "name"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout).trim(),
+        "namespace/replicated"
+    );
+    let members = on(&first, &["cluster", "members"], &[]);
+    let listed = String::from_utf8_lossy(&members.stdout);
+    assert!(
+        ["m1", "m2", "m3"].iter().all(|m| listed.contains(m)),
+        "{listed}"
+    );
+
+    // The peer port: no plaintext, and an operator's certificate from the same CA does
+    // not make a peer.
+    let ca = ClusterCa::from_pem(
+        std::fs::read_to_string(d.join("pki/ca.crt")).unwrap(),
+        std::fs::read_to_string(d.join("pki/ca.key")).unwrap(),
+    )
+    .unwrap();
+    let operator = ca
+        .issue(&CertificateRequest::client("admin", Some("system:masters")))
+        .unwrap();
+    let got = https_get(&first.peer, "/", &ca, Some(&operator)).await;
+    assert!(got.is_err(), "an operator on the peer port: {got:?}");
+    let mut plain = tokio::net::TcpStream::connect(&first.peer).await.unwrap();
+    plain
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
+    assert!(
+        !answer.starts_with(&[0, 0]),
+        "no HTTP/2 frames in plaintext: {answer:?}"
+    );
+    let log = std::fs::read_to_string(d.join("m1.log")).unwrap();
+    assert!(log.contains("not a master's: dropped"), "{log}");
+    drop((first, second, third));
 }

@@ -56,33 +56,9 @@ pub fn order(masters: &[SocketAddr], ready: &[bool], turn: usize) -> Vec<SocketA
 /// Whether `master` answers `GET /readyz` with 200 within [`PROBE_EVERY`] (over TLS
 /// trusting `tls`'s CA when the masters speak it).
 async fn is_ready(master: SocketAddr, tls: Option<Arc<rustls::ClientConfig>>) -> bool {
-    let ask = async {
-        let stream = TcpStream::connect(master).await.ok()?;
-        match tls {
-            None => ask_ready(stream, master).await,
-            Some(tls) => {
-                let name = rustls::pki_types::ServerName::IpAddress(master.ip().into());
-                let stream = tokio_rustls::TlsConnector::from(tls)
-                    .connect(name, stream)
-                    .await
-                    .ok()?;
-                ask_ready(stream, master).await
-            }
-        }
-    };
-    matches!(tokio::time::timeout(PROBE_EVERY, ask).await, Ok(Some(true)))
-}
-
-async fn ask_ready<S>(mut stream: S, master: SocketAddr) -> Option<bool>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = format!("GET /readyz HTTP/1.1\r\nHost: {master}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.ok()?;
-    Some(head.starts_with(b"HTTP/1.1 200"))
+    let master = master.to_string();
+    let asked = rudder_chaos::client::get(&master, "/readyz", tls, PROBE_EVERY).await;
+    matches!(asked, Ok((status, _)) if status.is_success())
 }
 
 impl ApiEndpoint {

@@ -56,9 +56,9 @@ pub struct ServerArgs {
     encryption_keys: Option<PathBuf>,
     /// The cluster's PKI directory (`rudder ca init DIR`; a copy on every master): the
     /// client port then speaks TLS only, with a certificate this master issues itself, and
-    /// takes only clients with a certificate from the cluster CA (health checks aside). Its
-    /// keyring is the default --encryption-keys. Without it the client port speaks
-    /// plaintext, on loopback only.
+    /// takes only clients with a certificate from the cluster CA (health checks aside); the
+    /// peer port speaks TLS too and takes only masters. Its keyring is the default
+    /// --encryption-keys. Without it both ports speak plaintext, on loopback only.
     #[arg(long)]
     pki: Option<PathBuf>,
     /// More names and addresses for this master's certificate (how clients reach it).
@@ -67,8 +67,8 @@ pub struct ServerArgs {
     /// How long this master's certificate is valid; it is renewed after two thirds.
     #[arg(long, default_value = "8760h", hide = true)]
     certificate_lifetime: String,
-    /// Serve plaintext on addresses other than loopback (anyone who reaches them can read
-    /// and write everything). The peer port has no TLS yet: off loopback it needs this.
+    /// Serve plaintext (no --pki) on addresses other than loopback: anyone who reaches them
+    /// can read and write everything.
     #[arg(long)]
     insecure: bool,
     /// Raft heartbeat interval, milliseconds.
@@ -265,6 +265,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
         metrics: metrics.clone(),
+        peer_tls: None,
     };
     let ranges = ServiceRanges::parse(
         &args.service_cidr,
@@ -276,30 +277,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ranges,
         Some(args.controller_manager.cluster_cidr().to_owned()),
     );
+    if args.pki.is_none() {
+        // Before anything is made: a refused start leaves nothing behind.
+        server_security::check_plaintext("client", args.listen_client, args.insecure)?;
+        server_security::check_plaintext("peer", args.listen_peer, args.insecure)?;
+    }
     let (keys_path, keyring) = server_security::keyring(&SecurityFlags {
         data_dir: &args.data_dir,
         encryption_keys: args.encryption_keys.as_deref(),
         pki: args.pki.as_deref(),
         alone: args.join.is_none() && args.initial_cluster.len() <= 1,
     })?;
-    server_security::check_plaintext("peer", args.listen_peer, args.insecure)?;
     let tls = match &args.pki {
         Some(pki) => {
             let lifetime =
                 parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
-            let tls =
-                ServerTls::start(pki, &args.name, args.listen_client, &args.tls_san, lifetime)?;
+            let listening = [args.listen_client, args.listen_peer];
+            let tls = ServerTls::start(pki, &args.name, listening, &args.tls_san, lifetime)?;
             tls.renew_before_expiry();
             Some(tls)
         }
         None => {
-            server_security::check_plaintext("client", args.listen_client, args.insecure)?;
             tracing::warn!(
-                "NO TLS: the client port speaks plaintext and trusts every caller; give --pki \
+                "NO TLS: the client and peer ports speak plaintext and trust every caller; give --pki \
                  DIR (made by `rudder ca init DIR`) to secure it"
             );
             None
         }
+    };
+    let config = MemberConfig {
+        peer_tls: tls.as_ref().map(ServerTls::peer).transpose()?,
+        ..config
     };
     let security = Security {
         keys: SharedKeyring::new(keyring),

@@ -1,8 +1,9 @@
 //! How `rudder server` is secured: the keyring it seals Secrets with, and TLS on its client
 //! port from the cluster's PKI directory (`--pki`, made by `rudder ca init`): a serving
 //! certificate it issues itself (renewed before it expires, without a restart) and the
-//! client certificates of the components it runs (controller manager, scheduler). Without a
-//! PKI directory it serves plaintext, and only on loopback unless `--insecure`.
+//! client certificates of the components it runs (controller manager, scheduler); and TLS
+//! between masters on the peer port, where only masters' certificates get in. Without a PKI
+//! directory both ports speak plaintext, and only on loopback unless `--insecure`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use rudder_apiserver::encryption::{keyring_file, Keyring};
-use rudder_proto::tls::{self, CertificateRequest, ClientTls, ClusterCa, ServingCertificate};
+use rudder_proto::tls::{
+    self, CertificateRequest, ClientTls, ClusterCa, PeerTls, ServingCertificate,
+};
 
 use crate::commands::ca;
 
@@ -106,17 +109,22 @@ impl ServerTls {
     pub fn start(
         pki: &Path,
         name: &str,
-        listen_client: SocketAddr,
+        listening: [SocketAddr; 2],
         extra_names: &[String],
         lifetime: Duration,
     ) -> anyhow::Result<Self> {
         let ca = ca::load(pki)?;
         let request = CertificateRequest::master(
             name,
-            serving_names(name, listen_client.ip(), extra_names),
+            serving_names(name, &listening.map(|a| a.ip()), extra_names),
             lifetime,
         );
-        let issued = ca.issue(&request)?;
+        let issued = ca.issue(&request).with_context(|| {
+            format!(
+                "issuing this master's certificate for {:?} (check --tls-san)",
+                request.alternative_names
+            )
+        })?;
         let serving = ServingCertificate::new(&issued)?;
         let config = tls::server_config(ca.cert_pem(), &serving)?;
         Ok(Self {
@@ -128,59 +136,97 @@ impl ServerTls {
         })
     }
 
+    /// TLS between this master and the others: the certificate it serves (renewed) on
+    /// the peer port too, a master's certificate required of every caller, and one to dial
+    /// them with — which lives as long as the CA, since connections to peers, made once,
+    /// cannot swap it.
+    pub fn peer(&self) -> anyhow::Result<PeerTls> {
+        let mut request = CertificateRequest::master(
+            &self.request.common_name,
+            self.request.alternative_names.clone(),
+            tls::CA_LIFETIME,
+        );
+        request.not_after = self.ca.not_after();
+        Ok(PeerTls {
+            server: tls::peer_server_config(self.ca.cert_pem(), &self.serving)?,
+            client: ClientTls {
+                ca_pem: self.ca.cert_pem().to_string(),
+                identity: Some(self.ca.issue(&request)?),
+            },
+        })
+    }
+
     /// A client certificate for a component this master runs. It never leaves the
-    /// process, which cannot swap it in its client: it lives as long as the CA.
+    /// process, which cannot swap it in its client: it lives as long as the CA does.
     pub fn client(&self, user: &str) -> anyhow::Result<ClientTls> {
         let mut request = CertificateRequest::client(user, Some("system:masters"));
-        request.not_after = SystemTime::now() + tls::CA_LIFETIME;
+        request.not_after = self.ca.not_after();
         Ok(ClientTls {
             ca_pem: self.ca.cert_pem().to_string(),
             identity: Some(self.ca.issue(&request)?),
         })
     }
 
-    /// Renews the served certificate when two thirds of its life have passed, for as long
-    /// as the process runs.
+    /// Renews the served certificate when two thirds of its life have passed (by the wall
+    /// clock, so a machine that slept renews on waking), retrying every
+    /// [`RENEWAL_RETRY`] if that fails, for as long as the process runs.
     pub fn renew_before_expiry(&self) {
-        let (ca, serving, mut request, lifetime) = (
+        let (ca, serving, request, lifetime) = (
             self.ca.clone(),
             self.serving.clone(),
             self.request.clone(),
             self.lifetime,
         );
         tokio::spawn(async move {
+            let mut renew_at = SystemTime::now() + lifetime * 2 / 3;
             loop {
-                tokio::time::sleep(lifetime * 2 / 3).await;
-                let now = SystemTime::now();
-                request.not_before = now - Duration::from_secs(60);
-                request.not_after = now + lifetime;
+                let wait = renew_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(RENEWAL_CHECK);
+                tokio::time::sleep(wait).await;
+                if SystemTime::now() < renew_at {
+                    continue;
+                }
+                let fresh = CertificateRequest::master(
+                    &request.common_name,
+                    request.alternative_names.clone(),
+                    lifetime,
+                );
                 let renewed = ca
-                    .issue(&request)
+                    .issue(&fresh)
                     .map_err(anyhow::Error::from)
                     .and_then(|issued| Ok(serving.replace(&issued)?));
                 match renewed {
-                    Ok(()) => tracing::info!(
-                        valid_for = ?lifetime,
-                        "the client port's certificate was renewed"
-                    ),
-                    Err(error) => tracing::error!(
-                        error = format!("{error:#}"),
-                        "renewing the client port's certificate failed: the old one is served \
-                         until it expires"
-                    ),
+                    Ok(()) => {
+                        tracing::info!(valid_for = ?lifetime, "this master's certificate was renewed");
+                        renew_at = SystemTime::now() + lifetime * 2 / 3;
+                    }
+                    Err(error) => {
+                        tracing::error!(
+                            error = format!("{error:#}"),
+                            "renewing this master's certificate failed: the old one is served \
+                             until it expires; trying again"
+                        );
+                        renew_at = SystemTime::now() + RENEWAL_RETRY;
+                    }
                 }
             }
         });
     }
 }
 
-/// What a master's certificate is valid for: loopback, its name, the address it listens on
-/// (unless that is every address), and the operator's extra names.
-fn serving_names(name: &str, listen: IpAddr, extra: &[String]) -> Vec<String> {
+/// How often the renewal looks at the clock at most; how soon a failed one is tried again.
+const RENEWAL_CHECK: Duration = Duration::from_secs(60);
+const RENEWAL_RETRY: Duration = Duration::from_secs(10);
+
+/// What a master's certificate is valid for: loopback, its name, the addresses it listens
+/// on (client and peer, unless every address), and the operator's extra names.
+fn serving_names(name: &str, listening: &[IpAddr], extra: &[String]) -> Vec<String> {
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     names.push(name.to_string());
-    if !listen.is_unspecified() {
-        names.push(listen.to_string());
+    for ip in listening.iter().filter(|ip| !ip.is_unspecified()) {
+        names.push(ip.to_string());
     }
     names.extend(extra.iter().cloned());
     names.sort();
@@ -216,18 +262,20 @@ mod tests {
 
     #[test]
     fn a_master_certificate_names_loopback_its_name_and_address() {
-        let names = serving_names("m1", "10.0.0.5".parse().unwrap(), &["api.local".into()]);
+        let listening = ["10.0.0.5".parse().unwrap(), "10.0.1.5".parse().unwrap()];
+        let names = serving_names("m1", &listening, &["api.local".into()]);
         for name in [
             "localhost",
             "127.0.0.1",
             "::1",
             "m1",
             "10.0.0.5",
+            "10.0.1.5",
             "api.local",
         ] {
             assert!(names.contains(&name.to_string()), "{name}: {names:?}");
         }
-        let everywhere = serving_names("m1", "0.0.0.0".parse().unwrap(), &[]);
+        let everywhere = serving_names("m1", &["0.0.0.0".parse().unwrap()], &[]);
         assert!(!everywhere.contains(&"0.0.0.0".to_string()));
         assert_eq!(
             own_endpoint("0.0.0.0:2379".parse().unwrap()),

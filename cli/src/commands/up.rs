@@ -165,14 +165,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let pki = std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("resolving {:?}", args.data_dir))?
         .join("pki");
-    if resuming && !pki.join(ca::CA_CERT).exists() {
-        // A new CA and keyring could not open what the cluster sealed.
+    let older_keyring = args.data_dir.join("encryption.keys");
+    if resuming && !pki.join(ca::CA_CERT).exists() && older_keyring.exists() {
+        // A cluster from before TLS kept its keyring beside the masters: it moves into the
+        // PKI directory, which keeps it (a new one could not open the cluster's Secrets).
+        std::fs::create_dir_all(&pki).with_context(|| format!("creating {pki:?}"))?;
+        std::fs::rename(&older_keyring, pki.join(ca::KEYRING))
+            .with_context(|| format!("moving {older_keyring:?} into {pki:?}"))?;
+        println!("moved the Secret-encryption keyring into {}", pki.display());
+    }
+    if resuming && !pki.join(ca::KEYRING).exists() {
         bail!(
-            "{} holds a cluster but no PKI directory ({}): restore it, or for a cluster from \
-             before Rudder had TLS, make one with `rudder ca init {}`",
+            "{} holds a cluster but no Secret-encryption keyring ({}): restore it, or for a \
+             cluster from before Secrets were encrypted, make one with `rudder \
+             encryption-keys new {}`",
             args.data_dir.display(),
-            pki.display(),
-            pki.display()
+            pki.join(ca::KEYRING).display(),
+            pki.join(ca::KEYRING).display()
         );
     }
     if !pki.join(ca::CA_CERT).exists() {
