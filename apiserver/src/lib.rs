@@ -42,9 +42,12 @@
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`encryption`]: Secrets sealed (AES-256-GCM) before they enter the store and opened
 //!   when read, by the registry; the keyring and its file (`encryption/keyring_file.rs`).
+//! - [`audit`]: the audit log (Kubernetes' audit Events, one JSON line per request), fed
+//!   by both front ends where they measure.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod allocation;
+pub mod audit;
 pub mod caller;
 pub mod cluster_config;
 pub mod decoded;

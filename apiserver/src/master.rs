@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::allocation::ServiceRanges;
+use crate::audit::AuditLog;
 use crate::cluster_config::{self, ClusterConfig};
 use crate::encryption::{keyring_file, keys_of_this_process, SharedKeyring};
 use crate::error::ApiError;
@@ -37,6 +38,8 @@ pub struct Security {
     pub keys: SharedKeyring,
     /// TLS on the client port (none: plaintext, for a master on loopback only).
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where requests are recorded (none: not recorded).
+    pub audit: Option<AuditLog>,
 }
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
@@ -71,6 +74,7 @@ impl Master {
         let security = Security {
             keys: keys_of_this_process(),
             client_tls: None,
+            audit: None,
         };
         Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
@@ -79,7 +83,11 @@ impl Master {
     pub async fn start_with(
         config: MemberConfig,
         ranges: ServiceRanges,
-        Security { keys, client_tls }: Security,
+        Security {
+            keys,
+            client_tls,
+            audit,
+        }: Security,
         peer: TcpListener,
         client: TcpListener,
     ) -> Result<Self, ServerError> {
@@ -93,13 +101,19 @@ impl Master {
             served = Some(registry.clone());
             ClientServices {
                 grpc: grpc
-                    .add_service(service(registry.clone(), max_message, api_metrics.clone()))
+                    .add_service(service(
+                        registry.clone(),
+                        max_message,
+                        api_metrics.clone(),
+                        audit.clone(),
+                    ))
                     .add_service(KubeletServer::new(KubeletProxy::new(registry.clone()))),
                 http: Some(crate::http::router(
                     registry,
                     max_message,
                     metrics,
                     api_metrics,
+                    audit,
                 )),
                 tls: client_tls,
             }

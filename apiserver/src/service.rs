@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use rudder_proto::api as pb;
 use rudder_proto::api::resources_server::{Resources, ResourcesServer};
+use rudder_proto::tls::Caller;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditLog, Audited};
 use crate::caller::on_behalf_of;
 use crate::delete::{DeleteOptions, Propagation};
 use crate::kinds::KINDS;
@@ -27,16 +29,73 @@ pub fn service(
     registry: Registry,
     max_request_bytes: usize,
     metrics: ApiMetrics,
+    audit: Option<AuditLog>,
 ) -> ResourcesServer<Api> {
-    ResourcesServer::new(Api { registry, metrics })
-        .max_decoding_message_size(max_request_bytes)
-        .max_encoding_message_size(MAX_RESPONSE_BYTES)
+    ResourcesServer::new(Api {
+        registry,
+        metrics,
+        audit,
+    })
+    .max_decoding_message_size(max_request_bytes)
+    .max_encoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 #[derive(Clone)]
 pub struct Api {
     registry: Registry,
     metrics: ApiMetrics,
+    /// Where requests are recorded, when the master keeps an audit log.
+    audit: Option<AuditLog>,
+}
+
+/// Who asked for what, for the audit record.
+struct Who {
+    log: AuditLog,
+    namespace: String,
+    name: String,
+    caller: Option<Caller>,
+    received: jiff::Timestamp,
+}
+
+/// What a request names, for its audit record.
+trait Named {
+    fn names(&self) -> (&str, String);
+}
+
+macro_rules! named_by_fields {
+    ($($message:ty),*) => {$(
+        impl Named for $message {
+            fn names(&self) -> (&str, String) {
+                (&self.namespace, self.name.clone())
+            }
+        }
+    )*};
+}
+named_by_fields!(
+    pb::GetRequest,
+    pb::UpdateRequest,
+    pb::PatchRequest,
+    pb::DeleteRequest,
+    pb::BindRequest,
+    pb::EvictRequest
+);
+
+impl Named for pb::CreateRequest {
+    fn names(&self) -> (&str, String) {
+        (&self.namespace, audit::name_in(&self.json))
+    }
+}
+
+impl Named for pb::ListRequest {
+    fn names(&self) -> (&str, String) {
+        (&self.namespace, String::new())
+    }
+}
+
+impl Named for pb::WatchRequest {
+    fn names(&self) -> (&str, String) {
+        (&self.namespace, String::new())
+    }
 }
 
 fn fence(fence: Option<pb::Fence>) -> Option<Fence> {
@@ -81,21 +140,51 @@ fn object(value: serde_json::Value) -> Response<pb::Object> {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 impl Api {
-    /// Answers with `answer`, timed and counted by Kubernetes verb, resource and code.
+    /// Who asks for what in `request`, when the master keeps an audit log.
+    fn who<M: Named>(&self, request: &Request<M>) -> Option<Who> {
+        let log = self.audit.clone()?;
+        let (namespace, name) = request.get_ref().names();
+        Some(Who {
+            log,
+            namespace: namespace.to_string(),
+            name,
+            caller: request.extensions().get::<Caller>().cloned(),
+            received: jiff::Timestamp::now(),
+        })
+    }
+
+    /// Answers with `answer`, timed and counted by Kubernetes verb, resource and code, and
+    /// recorded in the audit log as `who` says.
     async fn measured<T>(
         &self,
-        verb: &'static str,
-        resource: &str,
-        subresource: &str,
+        (verb, resource, subresource): (&'static str, &str, &str),
+        who: Option<Who>,
         answer: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let request = self.metrics.request(verb, resource, subresource);
+        let measuring = self.metrics.request(verb, resource, subresource);
         let answer = answer.await;
-        request.finish(match &answer {
+        let code = match &answer {
             Ok(_) if verb == "create" => 201,
             Ok(_) => 200,
             Err(status) => http_code_of(status),
-        });
+        };
+        measuring.finish(code);
+        if let Some(who) = who {
+            let uri = format!("/rudder.api.Resources/{verb}");
+            who.log
+                .record(&Audited {
+                    verb,
+                    resource,
+                    subresource,
+                    namespace: &who.namespace,
+                    name: &who.name,
+                    caller: who.caller.as_ref(),
+                    uri: &uri,
+                    code,
+                    received: who.received,
+                })
+                .await;
+        }
         answer
     }
 
@@ -111,7 +200,8 @@ impl Api {
             Part::Status => "status",
             Part::Finalize => "finalize",
         };
-        self.measured("update", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("update", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let options = WriteOptions {
@@ -171,7 +261,8 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        self.measured("create", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let options = WriteOptions {
@@ -193,7 +284,8 @@ impl Resources for Api {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        self.measured("get", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("get", &resource, subresource), who, async move {
             let r = request.into_inner();
             Ok(object(
                 self.registry
@@ -210,7 +302,8 @@ impl Resources for Api {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        self.measured("list", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("list", &resource, subresource), who, async move {
             let r = request.into_inner();
             let listed = self
                 .registry
@@ -273,7 +366,8 @@ impl Resources for Api {
         } else {
             ""
         };
-        self.measured("patch", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("patch", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let part = if r.status { Part::Status } else { Part::Object };
@@ -304,7 +398,8 @@ impl Resources for Api {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        self.measured("delete", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("delete", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let fence = fence(r.fence);
@@ -339,7 +434,8 @@ impl Resources for Api {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        self.measured("watch", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("watch", &resource, subresource), who, async move {
             let r = request.into_inner();
             let options = WatchOptions {
                 namespace: r.namespace,
@@ -373,7 +469,8 @@ impl Resources for Api {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let resource = "pods".to_owned();
         let subresource = "eviction";
-        self.measured("create", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let eviction = Eviction {
@@ -401,7 +498,8 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let resource = "pods".to_owned();
         let subresource = "binding";
-        self.measured("create", &resource, subresource, async move {
+        let who = self.who(&request);
+        self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
             let fence = fence(r.fence);

@@ -14,11 +14,13 @@
 //! - [`faults`]: who leads a process cluster, and leader kills and pauses on a schedule;
 //! - [`promtool_accepts`]: a component's `/metrics`, judged by Prometheus' promtool;
 //!   [`announced_metrics`]: where a component started on its own serves them;
-//! - [`browser`]: a page the project writes, as headless Chromium shows it.
+//! - [`browser`]: a page the project writes, as headless Chromium shows it;
+//! - [`secure`]: a PKI directory, an admin certificate, masters with `--pki`.
 
 pub mod browser;
 pub mod faults;
 pub mod metrics;
+pub mod secure;
 pub mod up;
 
 use std::collections::BTreeMap;

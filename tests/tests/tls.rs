@@ -8,117 +8,21 @@
 //! port takes neither plaintext nor an operator's certificate.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rudder_proto::client::{ApiClient, ClientError};
 use rudder_proto::tls::{CertificateRequest, ClientTls, ClusterCa, Issued};
-use rudder_tests::{lines_of, rudder_binary_beside_tests};
+use rudder_tests::secure::{admin_flags, pki, rudder, start, Master};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The certificate the master issues itself lives this long (renewed after two thirds).
 const LIFETIME_SECS: u64 = 9;
 
-struct Master {
-    child: Child,
-    client: String,
-    peer: String,
-}
-
-impl Drop for Master {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Master `name` with the PKI directory `dir/pki`, bootstrapping alone or joining `join`
-/// (a peer address).
-fn start(dir: &Path, name: &str, join: Option<&str>) -> Master {
-    let mut command = Command::new(rudder_binary_beside_tests());
-    command
-        .args(["server", "--name", name, "--data-dir"])
-        .arg(dir.join(name))
-        .args(["--listen-client", "127.0.0.1:0"])
-        .args(["--listen-peer", "127.0.0.1:0", "--pki"])
-        .arg(dir.join("pki"))
-        .args(["--certificate-lifetime", &format!("{LIFETIME_SECS}s")]);
-    match join {
-        Some(peer) => command.args(["--join", peer]),
-        None => command.args(["--initial-cluster", &format!("{name}=127.0.0.1:0")]),
-    };
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .spawn()
-        .expect("rudder server starts");
-    let ready = lines_of(child.stdout.take().unwrap())
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the master says it is ready");
-    // "rudder server NAME ready: client ADDR peer ADDR id HEX"
-    let words: Vec<&str> = ready.split_whitespace().collect();
-    Master {
-        client: words[5].to_string(),
-        peer: words[7].to_string(),
-        child,
-    }
-}
-
-/// A PKI directory in `dir/pki` and an admin certificate in `dir/admin.crt|key`.
-fn pki(dir: &Path) {
-    let made = rudder(dir, &["ca", "init", dir.join("pki").to_str().unwrap()]);
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let pki = dir.join("pki");
-    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
-    let issued = rudder(
-        dir,
-        &[
-            "ca",
-            "issue",
-            pki.to_str().unwrap(),
-            "admin",
-            "--group",
-            "system:masters",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
-    );
-}
-
-fn rudder(dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(rudder_binary_beside_tests())
-        .args(args)
-        .env("RUDDER_CONFIG", dir.join("no-config"))
-        .env_remove("RUDDER_SERVER")
-        .output()
-        .unwrap()
-}
-
-fn admin_flags<'a>(dir: &'a Path, server: &'a str) -> Vec<String> {
-    let file = |name: &str| dir.join(name).display().to_string();
-    vec![
-        "--server".into(),
-        server.into(),
-        "--certificate-authority".into(),
-        file("pki/ca.crt"),
-        "--client-certificate".into(),
-        file("admin.crt"),
-        "--client-key".into(),
-        file("admin.key"),
-    ]
+fn lifetime() -> [String; 2] {
+    ["--certificate-lifetime".into(), format!("{LIFETIME_SECS}s")]
 }
 
 /// An HTTP/1.1 GET over TLS trusting `ca`, presenting `identity`: the status line and
@@ -214,7 +118,7 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     pki(d);
-    let master = start(d, "m1", None);
+    let master = start(d, "m1", None, &lifetime());
     let ca = ClusterCa::from_pem(
         std::fs::read_to_string(d.join("pki/ca.crt")).unwrap(),
         std::fs::read_to_string(d.join("pki/ca.key")).unwrap(),
@@ -438,9 +342,9 @@ async fn masters_speak_tls_to_each_other_and_take_only_masters_on_the_peer_port(
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     pki(d);
-    let first = start(d, "m1", None);
-    let second = start(d, "m2", Some(&first.peer));
-    let third = start(d, "m3", Some(&first.peer));
+    let first = start(d, "m1", None, &lifetime());
+    let second = start(d, "m2", Some(&first.peer), &lifetime());
+    let third = start(d, "m3", Some(&first.peer), &lifetime());
 
     // Written through one, read through another: replicated over the peers' TLS.
     let on = |master: &Master, verb: &[&str], rest: &[&str]| {

@@ -44,6 +44,7 @@ use axum::Router;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
+use crate::audit::AuditLog;
 use crate::error::ApiError;
 use crate::kinds::Warnings;
 use crate::list::ListOptions;
@@ -58,6 +59,7 @@ pub fn router(
     max_request_bytes: usize,
     metrics: Metrics,
     api: ApiMetrics,
+    audit: Option<AuditLog>,
 ) -> Router {
     let state = Http {
         registry,
@@ -106,7 +108,13 @@ pub fn router(
         )
         .fallback(resource)
         .with_state(state)
-        .layer(axum::middleware::from_fn_with_state(api, measure::measured))
+        .layer(axum::middleware::from_fn_with_state(
+            measure::Measuring {
+                metrics: api,
+                audit,
+            },
+            measure::measured,
+        ))
 }
 
 #[derive(Clone)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 use rudder_apiserver::allocation::{self, ServiceRanges};
+use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::encryption::SharedKeyring;
 use rudder_apiserver::{Master, Security};
@@ -67,6 +68,14 @@ pub struct ServerArgs {
     /// How long this master's certificate is valid; it is renewed after two thirds.
     #[arg(long, default_value = "8760h", hide = true)]
     certificate_lifetime: String,
+    /// Record every write (and with --audit-log-reads every read) in FILE, one JSON line
+    /// each: Kubernetes' audit Events at the Metadata level (who, what, which object, the
+    /// code; never a body).
+    #[arg(long, value_name = "FILE")]
+    audit_log_path: Option<PathBuf>,
+    /// Record reads (get, list, watch) in the audit log too.
+    #[arg(long, requires = "audit_log_path")]
+    audit_log_reads: bool,
     /// Serve plaintext (no --pki) on addresses other than loopback: anyone who reaches them
     /// can read and write everything.
     #[arg(long)]
@@ -309,9 +318,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         peer_tls: tls.as_ref().map(ServerTls::peer).transpose()?,
         ..config
     };
+    let audit = match &args.audit_log_path {
+        Some(path) => Some(
+            AuditLog::open(path, args.audit_log_reads)
+                .with_context(|| format!("opening the audit log {}", path.display()))?,
+        ),
+        None => None,
+    };
     let security = Security {
         keys: SharedKeyring::new(keyring),
         client_tls: tls.as_ref().map(|tls| tls.config.clone()),
+        audit,
     };
     let mut master = Master::start(config, ranges, security)
         .await

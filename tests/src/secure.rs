@@ -1,0 +1,113 @@
+//! A secured cluster as an operator makes one: a PKI directory (`rudder ca init`), an admin
+//! certificate (`rudder ca issue`), masters started with `--pki`, and the verbs with the
+//! admin's certificate.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::{lines_of, rudder_binary_beside_tests};
+
+pub struct Master {
+    child: Child,
+    /// Its client address (host:port).
+    pub client: String,
+    /// Its peer address.
+    pub peer: String,
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Master `name` with the PKI directory `dir/pki`, bootstrapping alone or joining `join`
+/// (a peer address), with `extra` flags; its log is `dir/<name>.log`.
+pub fn start(dir: &Path, name: &str, join: Option<&str>, extra: &[String]) -> Master {
+    let mut command = Command::new(rudder_binary_beside_tests());
+    command
+        .args(["server", "--name", name, "--data-dir"])
+        .arg(dir.join(name))
+        .args(["--listen-client", "127.0.0.1:0"])
+        .args(["--listen-peer", "127.0.0.1:0", "--pki"])
+        .arg(dir.join("pki"))
+        .args(extra);
+    match join {
+        Some(peer) => command.args(["--join", peer]),
+        None => command.args(["--initial-cluster", &format!("{name}=127.0.0.1:0")]),
+    };
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .spawn()
+        .expect("rudder server starts");
+    let ready = lines_of(child.stdout.take().unwrap())
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the master says it is ready");
+    // "rudder server NAME ready: client ADDR peer ADDR id HEX"
+    let words: Vec<&str> = ready.split_whitespace().collect();
+    Master {
+        client: words[5].to_string(),
+        peer: words[7].to_string(),
+        child,
+    }
+}
+
+/// A PKI directory in `dir/pki` and an admin certificate in `dir/admin.crt|key`.
+pub fn pki(dir: &Path) {
+    let made = rudder(dir, &["ca", "init", dir.join("pki").to_str().unwrap()]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pki = dir.join("pki");
+    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
+    let issued = rudder(
+        dir,
+        &[
+            "ca",
+            "issue",
+            pki.to_str().unwrap(),
+            "admin",
+            "--group",
+            "system:masters",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+}
+
+/// `rudder ARGS` with no CLI config and no RUDDER_SERVER (only what the flags say).
+pub fn rudder(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(rudder_binary_beside_tests())
+        .args(args)
+        .env("RUDDER_CONFIG", dir.join("no-config"))
+        .env_remove("RUDDER_SERVER")
+        .output()
+        .unwrap()
+}
+
+/// The flags that make a verb talk to `server` as the admin [`pki`] made.
+pub fn admin_flags<'a>(dir: &'a Path, server: &'a str) -> Vec<String> {
+    let file = |name: &str| dir.join(name).display().to_string();
+    vec![
+        "--server".into(),
+        server.into(),
+        "--certificate-authority".into(),
+        file("pki/ca.crt"),
+        "--client-certificate".into(),
+        file("admin.crt"),
+        "--client-key".into(),
+        file("admin.key"),
+    ]
+}
