@@ -45,7 +45,7 @@ pub fn is_write(verb: &str) -> bool {
 /// The record of `request`, answered at `now`, under `id`.
 pub fn event(request: &Audited<'_>, id: &str, now: jiff::Timestamp) -> Value {
     let (username, groups) = match request.caller {
-        Some(Caller::Certified(subject)) => (subject.user.clone(), subject.groups.clone()),
+        Some(Caller::Authenticated(subject)) => (subject.user.clone(), subject.groups.clone()),
         // A plaintext master trusts every caller on loopback, unnamed.
         Some(Caller::Plaintext) => ("system:unsecured".to_string(), Vec::new()),
         Some(Caller::Anonymous) | None => ("system:anonymous".to_string(), Vec::new()),
@@ -138,7 +138,7 @@ pub fn name_in(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rudder_proto::tls::CertificateSubject;
+    use rudder_proto::tls::Subject;
 
     fn request<'a>(verb: &'a str, caller: Option<&'a Caller>) -> Audited<'a> {
         Audited {
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn a_record_names_the_user_the_verb_the_object_and_the_code() {
-        let alice = Caller::Certified(CertificateSubject {
+        let alice = Caller::Authenticated(Subject {
             user: "alice".into(),
             groups: vec!["developers".into()],
         });

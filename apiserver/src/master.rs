@@ -27,6 +27,7 @@ use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Registry, Target, WriteOptions};
 use crate::request_metrics::ApiMetrics;
 use crate::service::service;
+use rudder_proto::authn::BearerTokens;
 
 /// The namespaces every cluster has, created by the first master that can.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -40,6 +41,8 @@ pub struct Security {
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     /// Where requests are recorded (none: not recorded).
     pub audit: Option<AuditLog>,
+    /// Bearer tokens callers without a certificate may present (`--token-auth-file`).
+    pub tokens: Option<Arc<BearerTokens>>,
 }
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
@@ -75,6 +78,7 @@ impl Master {
             keys: keys_of_this_process(),
             client_tls: None,
             audit: None,
+            tokens: None,
         };
         Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
@@ -87,6 +91,7 @@ impl Master {
             keys,
             client_tls,
             audit,
+            tokens,
         }: Security,
         peer: TcpListener,
         client: TcpListener,
@@ -116,6 +121,7 @@ impl Master {
                     audit,
                 )),
                 tls: client_tls,
+                tokens,
             }
         })
         .await?;

@@ -9,6 +9,7 @@
 //! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
 //!   openraft message, so this crate does not depend on openraft.
 //!
+//! - [`authn`]: who is calling a master (a certificate's subject, a bearer token's).
 //! - [`client`]: [`client::ApiClient`], the API's client with failover between masters.
 //! - [`metrics`]: the process' Prometheus registry every component registers in, served as
 //!   `GET /metrics`, with the process' own CPU, memory and file figures.
@@ -22,6 +23,7 @@
 //! Conversions to the store's own types live next to those types (`rudder-raftstore`),
 //! because Rust's orphan rule puts a `From` impl beside one of its two types.
 
+pub mod authn;
 pub mod client;
 pub mod metrics;
 pub mod objects;

@@ -18,6 +18,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
+pub use crate::authn::{Caller, Subject};
+
 /// How long the CA is valid: ten years, as kubeadm's.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long the certificates it issues are valid: a year, as kubeadm's.
@@ -75,25 +77,6 @@ pub struct Issued {
     pub cert_pem: String,
     pub key_pem: String,
     pub not_after: SystemTime,
-}
-
-/// Who a client certificate names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertificateSubject {
-    pub user: String,
-    pub groups: Vec<String>,
-}
-
-/// Who is calling, as a client port's connection tells (a request extension).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// A plaintext connection: a member without TLS serves only loopback, where every
-    /// caller is trusted, as before security.
-    Plaintext,
-    /// A TLS client with a certificate the cluster CA signed.
-    Certified(CertificateSubject),
-    /// A TLS client without a certificate: it may ask for health, nothing else.
-    Anonymous,
 }
 
 impl ClusterCa {
@@ -475,7 +458,7 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
 
 /// Who the client certificate `der` names (the handshake verified it), or `None` when it
 /// does not parse or names no one.
-pub fn subject_of(der: &CertificateDer<'_>) -> Option<CertificateSubject> {
+pub fn subject_of(der: &CertificateDer<'_>) -> Option<Subject> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     let subject = certificate.subject();
     let user = subject
@@ -491,7 +474,7 @@ pub fn subject_of(der: &CertificateDer<'_>) -> Option<CertificateSubject> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some(CertificateSubject { user, groups })
+    Some(Subject { user, groups })
 }
 
 #[cfg(test)]
@@ -507,7 +490,7 @@ mod tests {
         let der = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
         assert_eq!(
             subject_of(&der),
-            Some(CertificateSubject {
+            Some(Subject {
                 user: "alice".into(),
                 groups: vec!["developers".into()]
             })

@@ -21,7 +21,8 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 use tower::ServiceExt;
 
-use rudder_proto::tls::{subject_of, Caller};
+use rudder_proto::authn::{bearer, BearerTokens, Caller};
+use rudder_proto::tls::subject_of;
 use std::sync::Arc;
 
 use crate::authority_scheme::SchemeStripping;
@@ -35,6 +36,8 @@ pub struct ClientServices {
     /// TLS (none: plaintext, for loopback). A connection's [`Caller`] is a request
     /// extension; callers without a certificate are refused all but health checks.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Bearer tokens a TLS caller without a certificate may present instead.
+    pub tokens: Option<Arc<BearerTokens>>,
 }
 
 /// How long a client has for its TLS handshake.
@@ -75,14 +78,22 @@ pub async fn serve(
     let http = services
         .http
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
-    let front = tower::service_fn(move |request: Request<Incoming>| {
+    let tokens = services.tokens;
+    let front = tower::service_fn(move |mut request: Request<Incoming>| {
+        if let Err(why) = with_token(&mut request, tokens.as_deref()) {
+            return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
+                is_grpc(&request),
+                why,
+            )))));
+        }
         let known = matches!(
             request.extensions().get::<Caller>(),
-            Some(Caller::Plaintext | Caller::Certified(_))
+            Some(Caller::Plaintext | Caller::Authenticated(_))
         );
         if !known && !open_to_anyone(request.uri().path()) {
             return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
                 is_grpc(&request),
+                NO_CREDENTIALS,
             )))));
         }
         if is_grpc(&request) {
@@ -166,7 +177,7 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .and_then(subject_of)
-                        .map_or(Caller::Anonymous, Caller::Certified);
+                        .map_or(Caller::Anonymous, Caller::Authenticated);
                     let connection = builder.serve_connection_with_upgrades(
                         TokioIo::new(SchemeStripping::new(stream)),
                         with_caller(front, caller),
@@ -267,17 +278,46 @@ where
     ))
 }
 
-/// The answer to a caller without a certificate: gRPC's UNAUTHENTICATED, or Kubernetes'
-/// 401 Status.
-fn unauthenticated(grpc: bool) -> Response {
-    const WHY: &str = "this master takes only clients with a certificate from the cluster CA \
-                       (--client-certificate and --client-key, or the CLI config and kubeconfig `rudder up` wrote)";
+const NO_CREDENTIALS: &str = "this master takes only clients with a certificate from the \
+     cluster CA (--client-certificate and --client-key, or the CLI config and kubeconfig \
+     `rudder up` wrote) or a bearer token it knows";
+
+/// A caller without a certificate who presents a bearer token becomes the token's subject;
+/// an unknown token is refused (never taken as anonymous).
+fn with_token<B>(
+    request: &mut Request<B>,
+    tokens: Option<&BearerTokens>,
+) -> Result<(), &'static str> {
+    if request.extensions().get::<Caller>() != Some(&Caller::Anonymous) {
+        return Ok(());
+    }
+    let Some(token) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer)
+    else {
+        return Ok(());
+    };
+    match tokens.and_then(|tokens| tokens.subject(token)) {
+        Some(subject) => {
+            let caller = Caller::Authenticated(subject.clone());
+            request.extensions_mut().insert(caller);
+            Ok(())
+        }
+        None => Err("the bearer token is not one this master knows"),
+    }
+}
+
+/// The answer to a caller the master does not know: gRPC's UNAUTHENTICATED, or
+/// Kubernetes' 401 Status.
+fn unauthenticated(grpc: bool, why: &str) -> Response {
     if grpc {
-        return tonic::Status::unauthenticated(WHY).into_http::<axum::body::Body>();
+        return tonic::Status::unauthenticated(why).into_http::<axum::body::Body>();
     }
     let status = serde_json::json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("Unauthorized: {WHY}"), "reason": "Unauthorized", "code": 401,
+        "message": format!("Unauthorized: {why}"), "reason": "Unauthorized", "code": 401,
     });
     (
         StatusCode::UNAUTHORIZED,

@@ -90,6 +90,7 @@ impl RunningMember {
                 grpc,
                 http: None,
                 tls: None,
+                tokens: None,
             }
         })
         .await

@@ -33,6 +33,17 @@ async fn https_get(
     ca: &ClusterCa,
     identity: Option<&Issued>,
 ) -> Result<String, String> {
+    https_get_with(address, path, ca, identity, "").await
+}
+
+/// [`https_get`] with extra header lines (`Name: value\r\n` each).
+async fn https_get_with(
+    address: &str,
+    path: &str,
+    ca: &ClusterCa,
+    identity: Option<&Issued>,
+    headers: &str,
+) -> Result<String, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -62,7 +73,8 @@ async fn https_get(
         .connect(name, stream)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Connection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
@@ -402,4 +414,93 @@ async fn masters_speak_tls_to_each_other_and_take_only_masters_on_the_peer_port(
     let log = std::fs::read_to_string(d.join("m1.log")).unwrap();
     assert!(log.contains("not a master's: dropped"), "{log}");
     drop((first, second, third));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_bearer_token_names_its_user_and_any_other_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    std::fs::write(
+        d.join("tokens.csv"),
+        "s3cret-deployer,deployer,2001,\"ci,deployers\"\n",
+    )
+    .unwrap();
+    let flags = [
+        "--token-auth-file".to_string(),
+        d.join("tokens.csv").display().to_string(),
+        "--audit-log-path".to_string(),
+        d.join("audit.log").display().to_string(),
+    ];
+    let master = start(d, "m1", None, &flags);
+    let ca = ClusterCa::from_pem(
+        std::fs::read_to_string(d.join("pki/ca.crt")).unwrap(),
+        std::fs::read_to_string(d.join("pki/ca.key")).unwrap(),
+    )
+    .unwrap();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let bearer = |token: &str| format!("Authorization: Bearer {token}\r\n");
+
+    let listed = https_get_with(&master.client, path, &ca, None, &bearer("s3cret-deployer"))
+        .await
+        .unwrap();
+    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    let wrong = https_get_with(&master.client, path, &ca, None, &bearer("guessed"))
+        .await
+        .unwrap();
+    assert!(
+        wrong.starts_with("HTTP/1.1 401") && wrong.contains("not one this master knows"),
+        "{wrong}"
+    );
+
+    // gRPC alike: the token in the call's metadata.
+    let channel = rudder_proto::tls::endpoint(&master.client, tls_as(&ca, None).as_ref())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let with_token = |token: &'static str| {
+        rudder_proto::api::resources_client::ResourcesClient::with_interceptor(
+            channel.clone(),
+            move |mut request: tonic::Request<()>| {
+                let value = format!("Bearer {token}").parse().unwrap();
+                request.metadata_mut().insert("authorization", value);
+                Ok(request)
+            },
+        )
+    };
+    let create = |name: &str| rudder_proto::api::CreateRequest {
+        resource: "configmaps".into(),
+        namespace: "default".into(),
+        json: config_map(name).to_string().into_bytes(),
+        ..Default::default()
+    };
+    with_token("s3cret-deployer")
+        .create(create("by-token"))
+        .await
+        .expect("a known token writes");
+    let refused = with_token("guessed")
+        .create(create("by-guess"))
+        .await
+        .expect_err("an unknown token is refused");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // The audit log names the token's user and groups.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let record = loop {
+        let text = std::fs::read_to_string(d.join("audit.log")).unwrap_or_default();
+        if let Some(line) = text.lines().find(|line| line.contains("by-token")) {
+            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no record: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(record["user"]["username"], "deployer");
+    assert_eq!(record["user"]["groups"], json!(["ci", "deployers"]));
+    let text = std::fs::read_to_string(d.join("audit.log")).unwrap();
+    assert!(
+        !text.contains("by-guess"),
+        "nothing recorded for a refused token"
+    );
+    drop(master);
 }

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -11,6 +12,7 @@ use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::encryption::SharedKeyring;
 use rudder_apiserver::{Master, Security};
+use rudder_proto::authn::BearerTokens;
 use rudder_proto::client::ApiClient;
 use rudder_proto::metrics::Metrics;
 
@@ -68,6 +70,11 @@ pub struct ServerArgs {
     /// How long this master's certificate is valid; it is renewed after two thirds.
     #[arg(long, default_value = "8760h", hide = true)]
     certificate_lifetime: String,
+    /// Bearer tokens a client without a certificate may present (`Authorization: Bearer`,
+    /// kubectl's --token), in kube-apiserver's format: `token,user,uid[,"group1,group2"]`
+    /// per line. Needs --pki.
+    #[arg(long, value_name = "FILE", requires = "pki")]
+    token_auth_file: Option<PathBuf>,
     /// Record every write (and with --audit-log-reads every read) in FILE, one JSON line
     /// each: Kubernetes' audit Events at the Metadata level (who, what, which object, the
     /// code; never a body).
@@ -325,10 +332,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let tokens = match &args.token_auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the token file {}", path.display()))?;
+            let tokens = BearerTokens::parse(&text)
+                .with_context(|| format!("the token file {}", path.display()))?;
+            tracing::info!(tokens = tokens.len(), "bearer tokens taken");
+            Some(Arc::new(tokens))
+        }
+        None => None,
+    };
     let security = Security {
         keys: SharedKeyring::new(keyring),
         client_tls: tls.as_ref().map(|tls| tls.config.clone()),
         audit,
+        tokens,
     };
     let mut master = Master::start(config, ranges, security)
         .await

@@ -1,0 +1,159 @@
+//! Who is calling a master: [`Caller`], as its connection and request tell — a plaintext
+//! connection (a master on loopback trusts every caller), a client certificate's subject
+//! (`tls.rs` reads it), a bearer token from the master's token file, or no one. Pure.
+//!
+//! The token file is kube-apiserver's `--token-auth-file` format: one
+//! `token,user,uid[,"group1,group2"]` per line. Tokens are kept as SHA-256 digests, so the
+//! table in memory holds none in clear.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+/// Who a certificate or token names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+/// Who is calling (a request extension the front door sets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// A plaintext connection: a member without TLS serves only loopback, where every
+    /// caller is trusted, as before security.
+    Plaintext,
+    /// A client certificate the cluster CA signed, or a bearer token the master knows.
+    Authenticated(Subject),
+    /// Neither: it may ask for health, nothing else.
+    Anonymous,
+}
+
+/// The bearer tokens a master accepts, by digest.
+#[derive(Default)]
+pub struct BearerTokens {
+    by_digest: HashMap<[u8; 32], Subject>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("token file line {line}: {why}")]
+pub struct TokenFileError {
+    pub line: usize,
+    pub why: String,
+}
+
+impl BearerTokens {
+    /// The tokens of a token file's text.
+    pub fn parse(text: &str) -> Result<Self, TokenFileError> {
+        let mut by_digest = HashMap::new();
+        for (index, line) in text.lines().enumerate() {
+            let error = |why: &str| TokenFileError {
+                line: index + 1,
+                why: why.to_string(),
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut fields = line.splitn(4, ',');
+            let token = fields.next().unwrap_or("").trim();
+            let user = fields.next().unwrap_or("").trim();
+            let uid = fields.next().map(str::trim);
+            if token.is_empty() || user.is_empty() || uid.is_none_or(str::is_empty) {
+                return Err(error("expected token,user,uid[,\"group1,group2\"]"));
+            }
+            let groups = fields
+                .next()
+                .map(|groups| {
+                    groups
+                        .trim()
+                        .trim_matches('"')
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|group| !group.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let subject = Subject {
+                user: user.to_string(),
+                groups,
+            };
+            if by_digest.insert(digest(token), subject).is_some() {
+                return Err(error("the token is listed twice"));
+            }
+        }
+        Ok(Self { by_digest })
+    }
+
+    /// Who `token` names, if it is known.
+    pub fn subject(&self, token: &str) -> Option<&Subject> {
+        self.by_digest.get(&digest(token))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header's value.
+pub fn bearer(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_names_users_and_their_groups() {
+        let tokens = BearerTokens::parse(
+            "# operators\nt0ken-a,alice,1001,\"developers,viewers\"\nt0ken-b,bob,1002\n",
+        )
+        .unwrap();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(
+            tokens.subject("t0ken-a"),
+            Some(&Subject {
+                user: "alice".into(),
+                groups: vec!["developers".into(), "viewers".into()]
+            })
+        );
+        assert_eq!(
+            tokens.subject("t0ken-b").unwrap().groups,
+            Vec::<String>::new()
+        );
+        assert_eq!(tokens.subject("wrong"), None);
+    }
+
+    #[test]
+    fn bad_lines_are_named() {
+        let missing = BearerTokens::parse("t,alice").err().unwrap();
+        assert_eq!(missing.line, 1);
+        let twice = BearerTokens::parse("t,a,1\nt,b,2").err().unwrap();
+        assert_eq!(
+            twice.to_string(),
+            "token file line 2: the token is listed twice"
+        );
+    }
+
+    #[test]
+    fn only_bearer_authorizations_carry_a_token() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer  abc "), Some("abc"));
+        assert_eq!(bearer("Basic dXNlcg=="), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}
