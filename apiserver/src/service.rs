@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rudder_proto::api as pb;
 use rudder_proto::api::resources_server::{Resources, ResourcesServer};
-use rudder_proto::tls::Caller;
+use rudder_proto::authn::Caller;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
@@ -54,6 +54,8 @@ struct Who {
     namespace: String,
     name: String,
     caller: Option<Caller>,
+    /// The gRPC method called (`/rudder.api.Resources/Bind`).
+    method: String,
     received: jiff::Timestamp,
 }
 
@@ -144,23 +146,42 @@ impl Api {
     fn who<M: Named>(&self, request: &Request<M>) -> Option<Who> {
         let log = self.audit.clone()?;
         let (namespace, name) = request.get_ref().names();
+        let method = request
+            .extensions()
+            .get::<tonic::GrpcMethod>()
+            .map(|method| format!("/{}/{}", method.service(), method.method()))
+            .unwrap_or_default();
         Some(Who {
             log,
             namespace: namespace.to_string(),
             name,
             caller: request.extensions().get::<Caller>().cloned(),
+            method,
             received: jiff::Timestamp::now(),
         })
     }
 
     /// Answers with `answer`, timed and counted by Kubernetes verb, resource and code, and
-    /// recorded in the audit log as `who` says.
+    /// recorded in the audit log as `who` says — also when the client goes away first.
     async fn measured<T>(
         &self,
         (verb, resource, subresource): (&'static str, &str, &str),
         who: Option<Who>,
         answer: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
+        let recording = who.and_then(|who| {
+            who.log.pending(&Audited {
+                verb,
+                resource,
+                subresource,
+                namespace: &who.namespace,
+                name: &who.name,
+                caller: who.caller.as_ref(),
+                uri: &who.method,
+                code: None,
+                received: who.received,
+            })
+        });
         let measuring = self.metrics.request(verb, resource, subresource);
         let answer = answer.await;
         let code = match &answer {
@@ -169,21 +190,8 @@ impl Api {
             Err(status) => http_code_of(status),
         };
         measuring.finish(code);
-        if let Some(who) = who {
-            let uri = format!("/rudder.api.Resources/{verb}");
-            who.log
-                .record(&Audited {
-                    verb,
-                    resource,
-                    subresource,
-                    namespace: &who.namespace,
-                    name: &who.name,
-                    caller: who.caller.as_ref(),
-                    uri: &uri,
-                    code,
-                    received: who.received,
-                })
-                .await;
+        if let Some(recording) = recording {
+            recording.answered(code);
         }
         answer
     }

@@ -11,9 +11,11 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 
 /// Who a certificate or token names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subject {
     pub user: String,
+    /// The token file's uid (empty for a certificate).
+    pub uid: String,
     pub groups: Vec<String>,
 }
 
@@ -46,6 +48,7 @@ impl BearerTokens {
     /// The tokens of a token file's text.
     pub fn parse(text: &str) -> Result<Self, TokenFileError> {
         let mut by_digest = HashMap::new();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (index, line) in text.lines().enumerate() {
             let error = |why: &str| TokenFileError {
                 line: index + 1,
@@ -55,19 +58,18 @@ impl BearerTokens {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let mut fields = line.splitn(4, ',');
-            let token = fields.next().unwrap_or("").trim();
-            let user = fields.next().unwrap_or("").trim();
-            let uid = fields.next().map(str::trim);
-            if token.is_empty() || user.is_empty() || uid.is_none_or(str::is_empty) {
+            let fields = csv_fields(line).ok_or_else(|| error("an unclosed quote"))?;
+            let [token, user, uid, rest @ ..] = fields.as_slice() else {
+                return Err(error("expected token,user,uid[,\"group1,group2\"]"));
+            };
+            if token.is_empty() || user.is_empty() || uid.is_empty() {
                 return Err(error("expected token,user,uid[,\"group1,group2\"]"));
             }
-            let groups = fields
-                .next()
+            // The fourth field only, as kube-apiserver reads it.
+            let groups = rest
+                .first()
                 .map(|groups| {
                     groups
-                        .trim()
-                        .trim_matches('"')
                         .split(',')
                         .map(str::trim)
                         .filter(|group| !group.is_empty())
@@ -76,7 +78,8 @@ impl BearerTokens {
                 })
                 .unwrap_or_default();
             let subject = Subject {
-                user: user.to_string(),
+                user: user.clone(),
+                uid: uid.clone(),
                 groups,
             };
             if by_digest.insert(digest(token), subject).is_some() {
@@ -98,6 +101,27 @@ impl BearerTokens {
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
     }
+}
+
+/// A CSV line's fields: commas separate, double quotes enclose (a doubled quote inside is
+/// one quote); `None` for an unclosed quote.
+fn csv_fields(line: &str) -> Option<Vec<String>> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut characters = line.chars().peekable();
+    while let Some(c) = characters.next() {
+        let field = fields.last_mut().expect("one field at least");
+        match (c, quoted) {
+            ('"', true) if characters.peek() == Some(&'"') => {
+                characters.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(String::new()),
+            (c, _) => field.push(c),
+        }
+    }
+    (!quoted).then(|| fields.into_iter().map(|f| f.trim().to_string()).collect())
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -128,6 +152,7 @@ mod tests {
             tokens.subject("t0ken-a"),
             Some(&Subject {
                 user: "alice".into(),
+                uid: "1001".into(),
                 groups: vec!["developers".into(), "viewers".into()]
             })
         );
@@ -136,6 +161,16 @@ mod tests {
             Vec::<String>::new()
         );
         assert_eq!(tokens.subject("wrong"), None);
+
+        // As kube-apiserver reads them: quoted fields, only the fourth field's groups, a
+        // byte-order mark.
+        let tokens = BearerTokens::parse("\u{feff}\"t1\",\"carol\",3,a,b\r\n").unwrap();
+        let carol = tokens.subject("t1").unwrap();
+        assert_eq!(
+            (carol.user.as_str(), carol.groups.clone()),
+            ("carol", vec!["a".into()])
+        );
+        assert!(BearerTokens::parse("t,\"u,1").is_err());
     }
 
     #[test]

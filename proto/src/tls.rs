@@ -474,7 +474,11 @@ pub fn subject_of(der: &CertificateDer<'_>) -> Option<Subject> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some(Subject { user, groups })
+    Some(Subject {
+        user,
+        uid: String::new(),
+        groups,
+    })
 }
 
 #[cfg(test)]
@@ -492,6 +496,7 @@ mod tests {
             subject_of(&der),
             Some(Subject {
                 user: "alice".into(),
+                uid: String::new(),
                 groups: vec!["developers".into()]
             })
         );

@@ -305,7 +305,11 @@ fn with_token<B>(
             request.extensions_mut().insert(caller);
             Ok(())
         }
-        None => Err("the bearer token is not one this master knows"),
+        None => {
+            // Guessing shows in the log (the audit log records only who got in).
+            tracing::warn!(path = %request.uri().path(), "a bearer token this master does not know");
+            Err("the bearer token is not one this master knows")
+        }
     }
 }
 

@@ -461,7 +461,15 @@ fn accepted_from_masters(
         .map(move |accepted| {
             let acceptor = acceptor.clone();
             async move {
-                let stream = accepted.ok()?;
+                let stream = match accepted {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        // Out of file descriptors and the like: not at full speed.
+                        tracing::warn!(%error, "accepting a peer connection");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        return None;
+                    }
+                };
                 let handshake = tokio::time::timeout(PEER_HANDSHAKE, acceptor.accept(stream));
                 let stream = match handshake.await {
                     Ok(Ok(stream)) => stream,

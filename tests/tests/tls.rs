@@ -485,19 +485,29 @@ async fn a_known_bearer_token_names_its_user_and_any_other_is_refused() {
         .expect_err("an unknown token is refused");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
 
-    // The audit log names the token's user and groups.
+    // A write after the refused one: once its record is in, the refused one would be too.
+    with_token("s3cret-deployer")
+        .create(create("after"))
+        .await
+        .expect("a known token writes");
+    // The audit log names the token's user, uid and groups.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let record = loop {
+    let text = loop {
         let text = std::fs::read_to_string(d.join("audit.log")).unwrap_or_default();
-        if let Some(line) = text.lines().find(|line| line.contains("by-token")) {
-            break serde_json::from_str::<serde_json::Value>(line).unwrap();
+        if text.contains("\"name\":\"after\"") && text.ends_with('\n') {
+            break text;
         }
         assert!(std::time::Instant::now() < deadline, "no record: {text}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let line = text.lines().find(|line| line.contains("by-token")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
     assert_eq!(record["user"]["username"], "deployer");
-    assert_eq!(record["user"]["groups"], json!(["ci", "deployers"]));
-    let text = std::fs::read_to_string(d.join("audit.log")).unwrap();
+    assert_eq!(record["user"]["uid"], "2001");
+    assert_eq!(
+        record["user"]["groups"],
+        json!(["ci", "deployers", "system:authenticated"])
+    );
     assert!(
         !text.contains("by-guess"),
         "nothing recorded for a refused token"

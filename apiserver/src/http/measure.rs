@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
 
-use rudder_proto::tls::Caller;
+use rudder_proto::authn::Caller;
 
 use super::{options, paths};
 use crate::audit::{AuditLog, Audited};
@@ -44,12 +44,8 @@ pub async fn measured(
         .uri()
         .path_and_query()
         .map_or_else(|| request.uri().path().to_string(), ToString::to_string);
-    let in_flight = metrics.request(verb, resource, &path.subresource);
-    let response = next.run(request).await;
-    let status = response.status();
-    in_flight.finish(status.as_u16());
-    if let Some(log) = &audit {
-        log.record(&Audited {
+    let recording = audit.as_ref().and_then(|log| {
+        log.pending(&Audited {
             verb,
             resource,
             subresource: &path.subresource,
@@ -57,10 +53,16 @@ pub async fn measured(
             name: &path.name,
             caller: caller.as_ref(),
             uri: &uri,
-            code: status.as_u16(),
+            code: None,
             received,
         })
-        .await;
+    });
+    let in_flight = metrics.request(verb, resource, &path.subresource);
+    let response = next.run(request).await;
+    let status = response.status();
+    in_flight.finish(status.as_u16());
+    if let Some(recording) = recording {
+        recording.answered(status.as_u16());
     }
     if verb != "watch" || !status.is_success() {
         return response;

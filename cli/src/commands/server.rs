@@ -343,6 +343,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let audit_log = audit.clone();
     let security = Security {
         keys: SharedKeyring::new(keyring),
         client_tls: tls.as_ref().map(|tls| tls.config.clone()),
@@ -417,6 +418,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     );
     master.shutdown().await;
+    if let Some(audit) = &audit_log {
+        // Every record in the file before the process ends.
+        audit.flush().await;
+    }
     Ok(())
 }
 
