@@ -263,8 +263,13 @@ pub struct Grpc {
 
 impl Grpc {
     pub fn new(endpoints: Vec<String>) -> Self {
+        Self::with_tls(endpoints, None)
+    }
+
+    /// Over TLS with `tls` when given (masters with `--pki`).
+    pub fn with_tls(endpoints: Vec<String>, tls: Option<rudder_proto::tls::ClientTls>) -> Self {
         Self {
-            client: ApiClient::new(endpoints),
+            client: ApiClient::with_tls(endpoints, tls),
         }
     }
 }

@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
 use rudder_chaos::bench::{api, api_http, failover, pod_startup, stats::Summary};
+use rudder_chaos::cluster::ProcessCluster;
+use rudder_proto::tls::{CertificateRequest, ClientTls};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -85,6 +87,10 @@ pub struct ApiArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run the gRPC load twice on spawned clusters, plaintext then with TLS and client
+    /// certificates (`--pki`), and print TLS's ratio to plaintext: the cost of security.
+    #[arg(long, conflicts_with_all = ["endpoints", "http"])]
+    tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -311,6 +317,22 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
     };
     let grpc = api::run(Arc::new(api::Grpc::new(endpoints.clone())), &load).await?;
     print_api_report("gRPC", &grpc);
+    if args.tls {
+        drop(_spawned);
+        let secured = run_api_over_tls(&args, &load).await?;
+        print_api_report("gRPC with TLS", &secured);
+        println!(
+            "TLS / plaintext: creates/s {:.2}x, full list p50 {:.2}x (time), watch delivery p50 \
+             {:.2}x (time)",
+            secured.create.throughput / grpc.create.throughput.max(f64::MIN_POSITIVE),
+            secured.list_full.p50_ms / grpc.list_full.p50_ms.max(f64::MIN_POSITIVE),
+            secured.watch_delivery.p50_ms / grpc.watch_delivery.p50_ms.max(f64::MIN_POSITIVE),
+        );
+        return write_json(
+            &args.json,
+            &serde_json::json!({ "plaintext": grpc, "tls": secured }),
+        );
+    }
     if !args.http {
         return write_json(&args.json, &grpc);
     }
@@ -330,6 +352,26 @@ async fn run_api(args: ApiArgs) -> anyhow::Result<()> {
         &args.json,
         &serde_json::json!({ "grpc": grpc, "http": http }),
     )
+}
+
+/// The same load on a fresh cluster secured as `rudder up` secures one: a PKI directory,
+/// masters with `--pki`, a client with an admin certificate.
+async fn run_api_over_tls(args: &ApiArgs, load: &api::ApiLoad) -> anyhow::Result<api::ApiReport> {
+    let pki = tempfile::tempdir().context("a scratch PKI directory")?;
+    let ca = super::ca::init(pki.path())?;
+    let admin = ca.issue(&CertificateRequest::client("bench", Some("system:masters")))?;
+    let mut flags = args.cluster.rudder_flags.clone();
+    flags.extend(["--pki".to_string(), pki.path().display().to_string()]);
+    let binary = std::env::current_exe().context("locating the rudder binary")?;
+    let cluster = ProcessCluster::start_rudder(&binary, args.cluster.members, &flags)?;
+    let tls = ClientTls {
+        ca_pem: ca.cert_pem().to_string(),
+        identity: Some(admin),
+    };
+    let grpc = api::Grpc::with_tls(cluster.endpoints(), Some(tls));
+    let report = api::run(Arc::new(grpc), load).await?;
+    drop(cluster);
+    Ok(report)
 }
 
 fn print_api_report(wire: &str, report: &api::ApiReport) {
