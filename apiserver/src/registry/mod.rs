@@ -276,13 +276,7 @@ impl Registry {
 
     /// The current value of `key`, linearizably.
     pub(crate) async fn read(&self, key: &[u8]) -> Result<Option<KeyValue>, ApiError> {
-        let (_, response) = self
-            .range(RangeRequest {
-                range: KeyRange::single(key.to_vec()),
-                ..Default::default()
-            })
-            .await?;
-        Ok(response.kvs.into_iter().next())
+        Ok(self.read_checking_seal(key).await?.map(|(kv, _)| kv))
     }
 
     /// [`Registry::read`], saying also whether the value is sealed as it should be now:
