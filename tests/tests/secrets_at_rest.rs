@@ -134,15 +134,31 @@ async fn no_file_of_the_cluster_holds_a_secret_in_clear() {
 #[test]
 fn a_master_of_several_without_the_keyring_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Command::new(rudder_binary_beside_tests())
+    let mut server = Command::new(rudder_binary_beside_tests())
         .args(["server", "--name", "m2", "--data-dir"])
         .arg(dir.path().join("m2"))
         .args(["--join", "127.0.0.1:1", "--listen-client", "127.0.0.1:0"])
         .args(["--listen-peer", "127.0.0.1:0"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!started.status.success());
-    let said = String::from_utf8_lossy(&started.stderr);
+    // It must refuse at once; one that starts instead is ended here, not left running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            panic!("the master started without the cluster's keyring");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut said).unwrap();
     assert!(
         said.contains("this master is one of several")
             && said.contains("rudder encryption-keys new FILE"),
