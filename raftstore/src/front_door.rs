@@ -96,6 +96,11 @@ pub async fn serve(
                 NO_CREDENTIALS,
             )))));
         }
+        if is_grpc(&request) && !may_use_the_store(&request) {
+            let refused =
+                tonic::Status::permission_denied(NOT_ROOT).into_http::<axum::body::Body>();
+            return Either::Right(Either::Right(std::future::ready(Ok(refused))));
+        }
         if is_grpc(&request) {
             let deadline = request
                 .headers()
@@ -282,6 +287,26 @@ const NO_CREDENTIALS: &str = "this master takes only clients with a certificate 
      cluster CA (--client-certificate and --client-key, or the CLI config and kubeconfig \
      `rudder up` wrote) or a bearer token it knows";
 
+const NOT_ROOT: &str = "the etcd API is the cluster's store itself: it takes only callers in \
+     the group system:masters (an admin certificate); use the Kubernetes API for everything else";
+
+/// The group whose members may use the store's own API (etcd's root).
+const ROOT_GROUP: &str = "system:masters";
+
+/// Whether the request may reach its service: the etcd API (`/etcdserverpb.…`) is the raw
+/// store, under every authorization, so only trusted callers (plaintext on loopback) and
+/// `system:masters` may call it, as etcd's client port takes only its root once TLS is on.
+fn may_use_the_store<B>(request: &Request<B>) -> bool {
+    if !request.uri().path().starts_with("/etcdserverpb.") {
+        return true;
+    }
+    match request.extensions().get::<Caller>() {
+        None | Some(Caller::Plaintext) => true,
+        Some(Caller::Authenticated(subject)) => subject.groups.iter().any(|g| g == ROOT_GROUP),
+        Some(Caller::Anonymous) => false,
+    }
+}
+
 /// A caller without a certificate who presents a bearer token becomes the token's subject;
 /// an unknown token is refused (never taken as anonymous).
 fn with_token<B>(
@@ -348,6 +373,31 @@ mod tests {
             .header(header::CONTENT_TYPE, value)
             .body(())
             .unwrap()
+    }
+
+    #[test]
+    fn only_the_clusters_root_and_trusted_callers_reach_the_etcd_api() {
+        let call = |path: &str, caller: Option<Caller>| {
+            let mut request = Request::builder().uri(path).body(()).unwrap();
+            if let Some(caller) = caller {
+                request.extensions_mut().insert(caller);
+            }
+            may_use_the_store(&request)
+        };
+        let user = |groups: &[&str]| {
+            Some(Caller::Authenticated(rudder_proto::authn::Subject {
+                user: "u".into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+                ..Default::default()
+            }))
+        };
+        let range = "/etcdserverpb.KV/Range";
+        assert!(call(range, Some(Caller::Plaintext)));
+        assert!(call(range, user(&["system:masters"])));
+        assert!(!call(range, user(&["system:nodes"])));
+        assert!(!call(range, Some(Caller::Anonymous)));
+        // The API's own services decide for themselves.
+        assert!(call("/rudder.api.Resources/Get", user(&["system:nodes"])));
     }
 
     #[test]
