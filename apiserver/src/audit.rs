@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{kinds, object};
+use crate::kinds;
 
 /// How many records may wait for the writer before requests wait for it.
 const QUEUED: usize = 4096;
@@ -264,13 +264,6 @@ impl Drop for Pending {
     }
 }
 
-/// The name an object's body gives (creates name their object in the body, not the path).
-pub fn name_in(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .map(|object| object::name(&object).to_string())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,8 +330,6 @@ mod tests {
         for verb in ["get", "list", "watch"] {
             assert!(!is_write(verb), "{verb}");
         }
-        assert_eq!(name_in(br#"{"metadata":{"name":"db"}}"#), "db");
-        assert_eq!(name_in(b"not json"), "");
     }
 
     #[tokio::test]

@@ -82,6 +82,16 @@ pub enum ApiError {
     /// that lost its lease).
     #[error("{message}")]
     Forbidden { message: String },
+    /// The caller may not do this (authorization, or a grant beyond what it holds):
+    /// `pods "web" is forbidden: User "jane" cannot delete resource "pods" ...`.
+    #[error("{}forbidden: {message}", denied_object(.resource, .name))]
+    Denied {
+        /// `pods`, `deployments.apps`; empty for a path.
+        resource: String,
+        group: String,
+        name: String,
+        message: String,
+    },
     /// A create in a namespace being deleted (Kubernetes' NamespaceLifecycle admission): a
     /// `Forbidden` whose `Status` carries the `NamespaceTerminating` cause, which clients
     /// (the ServiceAccount controller, drain) recognise without reading the message.
@@ -212,7 +222,9 @@ impl ApiError {
             Self::Conflict { .. } | Self::ApplyConflict { .. } => ("Conflict", 409),
             Self::Invalid { .. } => ("Invalid", 422),
             Self::BadRequest { .. } => ("BadRequest", 400),
-            Self::Forbidden { .. } | Self::NamespaceTerminating { .. } => ("Forbidden", 403),
+            Self::Forbidden { .. } | Self::NamespaceTerminating { .. } | Self::Denied { .. } => {
+                ("Forbidden", 403)
+            }
             Self::Expired { .. } => ("Expired", 410),
             Self::TooLarge { .. } | Self::BodyTooLarge { .. } => ("RequestEntityTooLarge", 413),
             Self::PatchNotApplicable { .. } => ("Invalid", 422),
@@ -258,6 +270,16 @@ impl ApiError {
                     })
                     .collect();
                 details = json!({ "name": name, "kind": kind, "causes": causes });
+            }
+            Self::Denied {
+                resource,
+                group,
+                name,
+                ..
+            } => {
+                let kind = resource.split('.').next().unwrap_or("");
+                details = json!({ "name": name, "group": group, "kind": kind });
+                drop_empty(&mut details);
             }
             Self::NamespaceTerminating { object, namespace } => {
                 let cause = Cause {
@@ -352,6 +374,7 @@ impl From<ApiError> for tonic::Status {
             ApiError::Forbidden { .. } | ApiError::NamespaceTerminating { .. } => {
                 Code::FailedPrecondition
             }
+            ApiError::Denied { .. } => Code::PermissionDenied,
             ApiError::Expired { .. } => Code::OutOfRange,
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => Code::ResourceExhausted,
             ApiError::PatchNotApplicable { .. } => Code::InvalidArgument,
@@ -363,6 +386,23 @@ impl From<ApiError> for tonic::Status {
         };
         let details = error.status_object().to_string();
         tonic::Status::with_details(code, error.to_string(), details.into())
+    }
+}
+
+/// How a Forbidden names what it is about: `pods "web" is `, `pods is `, or nothing for a
+/// path.
+fn denied_object(resource: &str, name: &str) -> String {
+    match (resource, name) {
+        ("", _) => String::new(),
+        (resource, "") => format!("{resource} is "),
+        (resource, name) => format!("{resource} {name:?} is "),
+    }
+}
+
+/// Go's `omitempty` on a Status' details.
+fn drop_empty(details: &mut Value) {
+    if let Some(fields) = details.as_object_mut() {
+        fields.retain(|_, value| value.as_str() != Some(""));
     }
 }
 

@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -24,7 +25,9 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::validation::meta::{validate_object_meta, validate_object_meta_update};
-use crate::validation::names::{dns1035_label, dns1123_label, dns1123_subdomain};
+use crate::validation::names::{
+    dns1035_label, dns1123_label, dns1123_subdomain, path_segment_name,
+};
 use crate::validation::{ApplyDefaults, FieldError, Validate};
 
 /// One kind: how users name it and what the server knows about it.
@@ -420,6 +423,10 @@ pub static KINDS: LazyLock<Vec<KindInfo>> = LazyLock::new(|| {
         kind::<Lease>(&[], true, false, &[], subdomain),
         kind::<PriorityClass>(&["pc"], false, false, &[], subdomain),
         kind::<PodDisruptionBudget>(&["pdb"], true, true, &[], subdomain),
+        kind::<Role>(&[], true, false, &[], path_segment_name),
+        kind::<ClusterRole>(&[], false, false, &[], path_segment_name),
+        kind::<RoleBinding>(&[], true, false, &[], path_segment_name),
+        kind::<ClusterRoleBinding>(&[], false, false, &[], path_segment_name),
     ]
 });
 

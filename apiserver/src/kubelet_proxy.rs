@@ -4,6 +4,7 @@
 //! node's stream is handed back as it comes; a client that hangs up ends it on the node.
 
 use futures::StreamExt;
+use rudder_proto::authn::Caller;
 use rudder_proto::node::kubelet_server::Kubelet;
 use rudder_proto::node::{
     Chunk, ExecInput, ExecOutput, LogsRequest, PortForwardInput, PortForwardOutput, StatsRequest,
@@ -11,6 +12,8 @@ use rudder_proto::node::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::authz::rbac::{Action, ResourceAction};
+use crate::authz::Authorizer;
 use crate::pod_node::{from_node, node_client, pod_node, whole_pod_node, PodNode};
 use crate::registry::Registry;
 
@@ -19,11 +22,36 @@ const STATS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct KubeletProxy {
     registry: Registry,
+    authorizer: Authorizer,
 }
 
 impl KubeletProxy {
-    pub fn new(registry: Registry) -> Self {
-        KubeletProxy { registry }
+    pub fn new(registry: Registry, authorizer: Authorizer) -> Self {
+        KubeletProxy {
+            registry,
+            authorizer,
+        }
+    }
+
+    /// Refuses the call unless its caller may `verb` the `resource/subresource` named
+    /// (as kube-apiserver authorizes `pods/log`, `pods/exec`, `pods/portforward` and
+    /// `nodes/stats`).
+    async fn authorize(
+        &self,
+        caller: Option<&Caller>,
+        (verb, resource, subresource): (&str, &str, &str),
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), Status> {
+        let action = Action::Resource(ResourceAction {
+            verb: verb.into(),
+            group: String::new(),
+            resource: resource.into(),
+            subresource: subresource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        });
+        Ok(self.authorizer.authorize(caller, &action).await?)
     }
 }
 
@@ -37,8 +65,11 @@ impl Kubelet for KubeletProxy {
         &self,
         request: Request<StatsRequest>,
     ) -> Result<Response<StatsResponse>, Status> {
+        let node = request.get_ref().node.clone();
+        let caller = request.extensions().get::<Caller>();
+        self.authorize(caller, ("get", "nodes", "stats"), "", &node)
+            .await?;
         let request = request.into_inner();
-        let node = request.node.clone();
         let mut client = node_client(&self.registry, &node).await?;
         // A node that accepted the connection and then hangs must not hold the caller.
         let answer = tokio::time::timeout(STATS_WITHIN, client.stats(request))
@@ -56,6 +87,10 @@ impl Kubelet for KubeletProxy {
         &self,
         request: Request<LogsRequest>,
     ) -> Result<Response<Self::LogsStream>, Status> {
+        let (namespace, pod) = (&request.get_ref().namespace, &request.get_ref().pod);
+        let caller = request.extensions().get::<Caller>();
+        self.authorize(caller, ("get", "pods", "log"), namespace, pod)
+            .await?;
         let mut logs = request.into_inner();
         let PodNode {
             mut client,
@@ -71,12 +106,20 @@ impl Kubelet for KubeletProxy {
         &self,
         request: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
+        let caller = request.extensions().get::<Caller>().cloned();
         let mut inputs = request.into_inner();
         let Some(mut start) = inputs.message().await?.and_then(ExecInput::into_start) else {
             return Err(Status::invalid_argument(
                 "an exec starts with its request (the command and where to run it)",
             ));
         };
+        self.authorize(
+            caller.as_ref(),
+            ("create", "pods", "exec"),
+            &start.namespace,
+            &start.pod,
+        )
+        .await?;
         let PodNode {
             mut client,
             container,
@@ -100,6 +143,7 @@ impl Kubelet for KubeletProxy {
         &self,
         request: Request<Streaming<PortForwardInput>>,
     ) -> Result<Response<Self::PortForwardStream>, Status> {
+        let caller = request.extensions().get::<Caller>().cloned();
         let mut inputs = request.into_inner();
         let Some(start) = inputs
             .message()
@@ -110,6 +154,13 @@ impl Kubelet for KubeletProxy {
                 "a port-forward starts with its request (the pod and the port)",
             ));
         };
+        self.authorize(
+            caller.as_ref(),
+            ("create", "pods", "portforward"),
+            &start.namespace,
+            &start.pod,
+        )
+        .await?;
         let (mut client, node) =
             whole_pod_node(&self.registry, &start.namespace, &start.pod).await?;
         let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);

@@ -44,10 +44,13 @@
 //!   when read, by the registry; the keyring and its file (`encryption/keyring_file.rs`).
 //! - [`audit`]: the audit log (Kubernetes' audit Events, one JSON line per request), fed
 //!   by both front ends where they measure.
+//! - [`authz`]: who may do what — RBAC (Kubernetes' kinds, evaluation and default
+//!   roles), asked by both front ends before the registry; grants checked on write.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod allocation;
 pub mod audit;
+pub mod authz;
 pub mod caller;
 pub mod cluster_config;
 pub mod decoded;

@@ -1,7 +1,9 @@
 //! [`Master`]: one control-plane member — the store member with the API (gRPC and HTTP) on
 //! its client port, and the API server's own duty: creating the system namespaces, PriorityClasses, the
 //! default StorageClass (`local-path`), the `default/kubernetes` and `kube-system/kube-dns`
-//! Services, and the cluster's network settings (`cluster_config.rs`).
+//! Services, the default RBAC roles and bindings (`authz/defaults.rs`), and the cluster's
+//! network settings (`cluster_config.rs`); and it keeps the RBAC policy its requests are
+//! decided by current.
 //! (Emptying terminating namespaces is the namespace controller's, in `rudder-actors`.)
 
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokio::task::JoinSet;
 
 use crate::allocation::ServiceRanges;
 use crate::audit::AuditLog;
+use crate::authz::{self, Authorizer};
 use crate::cluster_config::{self, ClusterConfig};
 use crate::encryption::{keyring_file, keys_of_this_process, SharedKeyring};
 use crate::error::ApiError;
@@ -101,6 +104,7 @@ impl Master {
         let api_metrics = ApiMetrics::registered(&metrics);
         let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
         let mut served = None;
+        let authorizer = Authorizer::new();
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
             let registry = Registry::with_service_ranges(store.clone(), keys, ranges);
             served = Some(registry.clone());
@@ -111,14 +115,19 @@ impl Master {
                         max_message,
                         api_metrics.clone(),
                         audit.clone(),
+                        authorizer.clone(),
                     ))
-                    .add_service(KubeletServer::new(KubeletProxy::new(registry.clone()))),
+                    .add_service(KubeletServer::new(KubeletProxy::new(
+                        registry.clone(),
+                        authorizer.clone(),
+                    ))),
                 http: Some(crate::http::router(
                     registry,
                     max_message,
                     metrics,
                     api_metrics,
                     audit,
+                    authorizer.clone(),
                 )),
                 tls: client_tls,
                 tokens,
@@ -128,6 +137,7 @@ impl Master {
         let registry = served.expect("start_serving mounts the API");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        tasks.spawn(authorizer.follow(registry.clone(), stopped.clone()));
         tasks.spawn(ensure_system_objects(registry.clone(), api_port, stopped));
         Ok(Self {
             member,
@@ -249,7 +259,8 @@ fn dns_service(registry: &Registry) -> Value {
 
 /// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
 /// scheduling bootstrap does), the default StorageClass (as k3s ships `local-path`) and the
-/// `default/kubernetes` and `kube-system/kube-dns` Services, each retried until the cluster has a leader. One that exists is left as it is (a user may
+/// `default/kubernetes` and `kube-system/kube-dns` Services and the default RBAC roles
+/// and bindings, each retried until the cluster has a leader. One that exists is left as it is (a user may
 /// delete the StorageClass: a master's restart brings it back).
 async fn ensure_system_objects(
     registry: Registry,
@@ -280,6 +291,7 @@ async fn ensure_system_objects(
         .chain(classes)
         .chain(storage)
         .chain([("services", api), ("services", dns)])
+        .chain(authz::default_objects())
         .collect();
     for (resource, body) in objects {
         let name = body["metadata"]["name"].as_str().unwrap_or("");

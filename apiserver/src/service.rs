@@ -1,5 +1,6 @@
 //! The `Resources` gRPC service: protobuf in, [`Registry`] calls, protobuf out. No decisions
-//! here; errors become statuses carrying a Kubernetes `Status` (see `error.rs`).
+//! here; errors become statuses carrying a Kubernetes `Status` (see `error.rs`). Each call
+//! is authorized (`authz`), measured and audited in one place, [`Api::measured`].
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -10,9 +11,13 @@ use rudder_proto::authn::Caller;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::audit::{self, AuditLog, Audited};
+use crate::audit::{AuditLog, Audited};
+use crate::authz::grpc::{self, Asked, BodyHead};
+use crate::authz::rbac::Action;
+use crate::authz::{self, review, Authorizer};
 use crate::caller::on_behalf_of;
 use crate::delete::{DeleteOptions, Propagation};
+use crate::error::ApiError;
 use crate::kinds::KINDS;
 use crate::list::ListOptions;
 use crate::registry::{Binding, Eviction, Fence, Part, Registry, Target, WriteOptions};
@@ -30,11 +35,13 @@ pub fn service(
     max_request_bytes: usize,
     metrics: ApiMetrics,
     audit: Option<AuditLog>,
+    authorizer: Authorizer,
 ) -> ResourcesServer<Api> {
     ResourcesServer::new(Api {
         registry,
         metrics,
         audit,
+        authorizer,
     })
     .max_decoding_message_size(max_request_bytes)
     .max_encoding_message_size(MAX_RESPONSE_BYTES)
@@ -46,11 +53,14 @@ pub struct Api {
     metrics: ApiMetrics,
     /// Where requests are recorded, when the master keeps an audit log.
     audit: Option<AuditLog>,
+    authorizer: Authorizer,
 }
 
-/// Who asked for what, for the audit record.
+/// Who asked for what, for authorization and the audit record.
 struct Who {
-    log: AuditLog,
+    log: Option<AuditLog>,
+    /// What the request does, as the registry will do it.
+    action: Action,
     namespace: String,
     name: String,
     caller: Option<Caller>,
@@ -59,9 +69,17 @@ struct Who {
     received: jiff::Timestamp,
 }
 
-/// What a request names, for its audit record.
+/// What a request names, for its authorization and audit record.
 trait Named {
     fn names(&self) -> (&str, String);
+    /// A create's or an update's object.
+    fn body(&self) -> Option<&[u8]> {
+        None
+    }
+    /// A list's or a watch's field selector.
+    fn field_selector(&self) -> &str {
+        ""
+    }
 }
 
 macro_rules! named_by_fields {
@@ -75,16 +93,28 @@ macro_rules! named_by_fields {
 }
 named_by_fields!(
     pb::GetRequest,
-    pb::UpdateRequest,
     pb::PatchRequest,
     pb::DeleteRequest,
     pb::BindRequest,
     pb::EvictRequest
 );
 
-impl Named for pb::CreateRequest {
+impl Named for pb::UpdateRequest {
     fn names(&self) -> (&str, String) {
-        (&self.namespace, audit::name_in(&self.json))
+        (&self.namespace, self.name.clone())
+    }
+    fn body(&self) -> Option<&[u8]> {
+        Some(&self.json)
+    }
+}
+
+impl Named for pb::CreateRequest {
+    /// The name is the body's (read with the rest of its head).
+    fn names(&self) -> (&str, String) {
+        (&self.namespace, String::new())
+    }
+    fn body(&self) -> Option<&[u8]> {
+        Some(&self.json)
     }
 }
 
@@ -92,11 +122,17 @@ impl Named for pb::ListRequest {
     fn names(&self) -> (&str, String) {
         (&self.namespace, String::new())
     }
+    fn field_selector(&self) -> &str {
+        &self.field_selector
+    }
 }
 
 impl Named for pb::WatchRequest {
     fn names(&self) -> (&str, String) {
         (&self.namespace, String::new())
+    }
+    fn field_selector(&self) -> &str {
+        &self.field_selector
     }
 }
 
@@ -142,35 +178,57 @@ fn object(value: serde_json::Value) -> Response<pb::Object> {
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchEvent, Status>> + Send>>;
 
 impl Api {
-    /// Who asks for what in `request`, when the master keeps an audit log.
-    fn who<M: Named>(&self, request: &Request<M>) -> Option<Who> {
-        let log = self.audit.clone()?;
-        let (namespace, name) = request.get_ref().names();
+    /// Who asks for what in `request`, which takes `verb` on `resource` (as named) and
+    /// `subresource`.
+    fn who<M: Named>(
+        &self,
+        request: &Request<M>,
+        (verb, resource, subresource): (&'static str, &str, &str),
+    ) -> Who {
+        let log = self.audit.clone();
+        let message = request.get_ref();
+        let head = message.body().map(BodyHead::parse);
+        let (namespace, mut name) = message.names();
+        if let Some(head) = head.as_ref().filter(|_| name.is_empty()) {
+            name = head.metadata.name.clone();
+        }
+        let action = grpc::action(&Asked {
+            verb,
+            resource,
+            subresource,
+            namespace,
+            name: &name,
+            body: head.as_ref(),
+            field_selector: message.field_selector(),
+        });
         let method = request
             .extensions()
             .get::<tonic::GrpcMethod>()
             .map(|method| format!("/{}/{}", method.service(), method.method()))
             .unwrap_or_default();
-        Some(Who {
+        Who {
             log,
+            action,
             namespace: namespace.to_string(),
             name,
             caller: request.extensions().get::<Caller>().cloned(),
             method,
             received: jiff::Timestamp::now(),
-        })
+        }
     }
 
-    /// Answers with `answer`, timed and counted by Kubernetes verb, resource and code, and
-    /// recorded in the audit log as `who` says — also when the client goes away first.
+    /// Answers with `answer` if `who` may take the action, timed and counted by
+    /// Kubernetes verb, resource and code, and recorded in the audit log as `who` says —
+    /// also when the client goes away first.
     async fn measured<T>(
         &self,
         (verb, resource, subresource): (&'static str, &str, &str),
-        who: Option<Who>,
+        who: Who,
         answer: impl std::future::Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
-        let recording = who.and_then(|who| {
-            who.log.pending(&Audited {
+        let caller = who.caller.clone();
+        let recording = who.log.as_ref().and_then(|log| {
+            log.pending(&Audited {
                 verb,
                 resource,
                 subresource,
@@ -183,7 +241,14 @@ impl Api {
             })
         });
         let measuring = self.metrics.request(verb, resource, subresource);
-        let answer = answer.await;
+        let answer = match self
+            .authorizer
+            .authorize(caller.as_ref(), &who.action)
+            .await
+        {
+            Ok(()) => authz::acting_as(&self.authorizer, caller.as_ref(), answer).await,
+            Err(denied) => Err(denied.into()),
+        };
         let code = match &answer {
             Ok(_) if verb == "create" => 201,
             Ok(_) => 200,
@@ -208,7 +273,7 @@ impl Api {
             Part::Status => "status",
             Part::Finalize => "finalize",
         };
-        let who = self.who(&request);
+        let who = self.who(&request, ("update", &resource, subresource));
         self.measured(("update", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
@@ -269,7 +334,27 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        let who = self.who(&request);
+        let who = self.who(&request, ("create", &resource, subresource));
+        if review::is_review(&resource) {
+            let caller = who.caller.clone();
+            return self
+                .measured(("create", &resource, subresource), who, async move {
+                    let r = request.into_inner();
+                    let asked = serde_json::from_slice(&r.json).map_err(|error| {
+                        ApiError::bad_request(format!("the review is not JSON: {error}"))
+                    })?;
+                    let answered = review::review(
+                        &self.authorizer,
+                        caller.as_ref(),
+                        &r.resource,
+                        &r.namespace,
+                        asked,
+                    )
+                    .await?;
+                    Ok(object(answered))
+                })
+                .await;
+        }
         self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
@@ -292,7 +377,7 @@ impl Resources for Api {
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::Object>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        let who = self.who(&request);
+        let who = self.who(&request, ("get", &resource, subresource));
         self.measured(("get", &resource, subresource), who, async move {
             let r = request.into_inner();
             Ok(object(
@@ -310,7 +395,7 @@ impl Resources for Api {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        let who = self.who(&request);
+        let who = self.who(&request, ("list", &resource, subresource));
         self.measured(("list", &resource, subresource), who, async move {
             let r = request.into_inner();
             let listed = self
@@ -374,7 +459,7 @@ impl Resources for Api {
         } else {
             ""
         };
-        let who = self.who(&request);
+        let who = self.who(&request, ("patch", &resource, subresource));
         self.measured(("patch", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
@@ -406,7 +491,7 @@ impl Resources for Api {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        let who = self.who(&request);
+        let who = self.who(&request, ("delete", &resource, subresource));
         self.measured(("delete", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
@@ -442,7 +527,7 @@ impl Resources for Api {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let resource = request.get_ref().resource.clone();
         let subresource = "";
-        let who = self.who(&request);
+        let who = self.who(&request, ("watch", &resource, subresource));
         self.measured(("watch", &resource, subresource), who, async move {
             let r = request.into_inner();
             let options = WatchOptions {
@@ -477,7 +562,7 @@ impl Resources for Api {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let resource = "pods".to_owned();
         let subresource = "eviction";
-        let who = self.who(&request);
+        let who = self.who(&request, ("create", &resource, subresource));
         self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();
@@ -506,7 +591,7 @@ impl Resources for Api {
     ) -> Result<Response<pb::Object>, Status> {
         let resource = "pods".to_owned();
         let subresource = "binding";
-        let who = self.who(&request);
+        let who = self.who(&request, ("create", &resource, subresource));
         self.measured(("create", &resource, subresource), who, async move {
             let number = request_number(&request)?;
             let r = request.into_inner();

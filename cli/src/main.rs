@@ -109,6 +109,9 @@ enum Command {
     /// reencrypt.
     #[command(subcommand)]
     EncryptionKeys(commands::encryption_keys::EncryptionKeysCommand),
+    /// Ask the cluster's authorization: `rudder auth can-i VERB RESOURCE [--as USER]`.
+    #[command(subcommand)]
+    Auth(commands::auth::AuthCommand),
     /// Client configuration: `rudder config kubeconfig` for kubectl and client libraries.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -202,6 +205,7 @@ fn main() -> anyhow::Result<()> {
             Command::Cluster(command) => commands::cluster::run(command).await,
             Command::Snapshot(command) => commands::snapshot::run(command).await,
             Command::Top(command) => commands::top::run(command).await,
+            Command::Auth(command) => commands::auth::run(command).await,
         }
     });
     if let Err(error) = outcome {

@@ -4,11 +4,12 @@
 //! time in, text out.
 //!
 //! ```text
-//! object ──▶ table::row ──▶ pod / cells / network / volumes / workloads ──┐
+//! object ──▶ table::row ──▶ pod / cells / network / volumes / workloads / access ──┐
 //!              (fields: tolerant JSON reads; age: AGE)                     ├──▶ tabwriter
 //! object + events ──▶ describe ──▶ describe_pod / describe_kinds / yaml ───┘
 //! ```
 
+mod access;
 pub mod age;
 mod cells;
 pub mod describe;

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::fields::{age_at, is_cluster_scoped, name_of, one_line, text_or};
-use super::{cells, network, pod, tabwriter, volumes, workloads};
+use super::{access, cells, network, pod, tabwriter, volumes, workloads};
 
 /// How to print a table.
 #[derive(Debug, Clone, Copy, Default)]
@@ -279,6 +279,15 @@ const POD_DISRUPTION_BUDGET: &[Column] = &[
     col("ALLOWED DISRUPTIONS"),
     col("AGE"),
 ];
+const ROLE: &[Column] = &[col("NAME"), col("CREATED AT")];
+const BINDING: &[Column] = &[
+    col("NAME"),
+    col("ROLE"),
+    col("AGE"),
+    wide("USERS"),
+    wide("GROUPS"),
+    wide("SERVICEACCOUNTS"),
+];
 const OTHER: &[Column] = &[col("NAME"), col("AGE")];
 
 fn table_of(kind: &str) -> Table {
@@ -305,6 +314,8 @@ fn table_of(kind: &str) -> Table {
         "Job" => (JOB, workloads::job),
         "CronJob" => (CRON_JOB, workloads::cron_job),
         "PodDisruptionBudget" => (POD_DISRUPTION_BUDGET, workloads::pod_disruption_budget),
+        "Role" | "ClusterRole" => (ROLE, access::role),
+        "RoleBinding" | "ClusterRoleBinding" => (BINDING, access::binding),
         _ => (OTHER, other),
     };
     Table { columns, cells }

@@ -441,10 +441,43 @@ async fn a_known_bearer_token_names_its_user_and_any_other_is_refused() {
     let path = "/api/v1/namespaces/default/configmaps";
     let bearer = |token: &str| format!("Authorization: Bearer {token}\r\n");
 
+    // The token's user is known, and may do what RBAC grants its groups: nothing yet.
     let listed = https_get_with(&master.client, path, &ca, None, &bearer("s3cret-deployer"))
         .await
         .unwrap();
-    assert!(listed.starts_with("HTTP/1.1 200"), "{listed}");
+    assert!(listed.starts_with("HTTP/1.1 403"), "{listed}");
+    std::fs::write(
+        d.join("deployers.yaml"),
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+         metadata: { name: deployers-edit, namespace: default }\n\
+         roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit }\n\
+         subjects: [{ kind: Group, apiGroup: rbac.authorization.k8s.io, name: deployers }]\n",
+    )
+    .unwrap();
+    let mut apply = vec!["apply", "-f"];
+    let manifest = d.join("deployers.yaml").display().to_string();
+    apply.push(&manifest);
+    let admin = admin_flags(d, &master.client);
+    apply.extend(admin.iter().map(String::as_str));
+    let applied = rudder(d, &apply);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    rudder_tests::wait_for(
+        "the deployers may list",
+        Duration::from_secs(15),
+        async || {
+            let listed =
+                https_get_with(&master.client, path, &ca, None, &bearer("s3cret-deployer")).await?;
+            match listed.starts_with("HTTP/1.1 200") {
+                true => Ok(()),
+                false => Err(listed),
+            }
+        },
+    )
+    .await;
     let wrong = https_get_with(&master.client, path, &ca, None, &bearer("guessed"))
         .await
         .unwrap();

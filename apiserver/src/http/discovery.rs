@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 
+use crate::authz::review;
 use crate::kinds::{KindInfo, KINDS};
 
 /// The verbs every served kind takes.
@@ -54,7 +55,7 @@ pub fn core_versions() -> Value {
     })
 }
 
-/// The named groups, in the order of the kinds (`/apis`).
+/// The named groups, in the order of the kinds (`/apis`), then the access reviews'.
 fn groups() -> Vec<(&'static str, &'static str)> {
     let mut groups: Vec<(&str, &str)> = Vec::new();
     for info in KINDS.iter().filter(|info| !info.group.is_empty()) {
@@ -62,7 +63,30 @@ fn groups() -> Vec<(&'static str, &'static str)> {
             groups.push((info.group, info.version));
         }
     }
+    groups.push((review::REVIEW_GROUP, "v1"));
     groups
+}
+
+/// The access reviews (`crate::authz::review`): kinds that are only created.
+fn review_resources() -> Value {
+    let resources: Vec<Value> = review::REVIEWS
+        .iter()
+        .map(|(resource, kind)| {
+            json!({
+                "name": resource,
+                "singularName": kind.to_lowercase(),
+                "namespaced": *resource == "localsubjectaccessreviews",
+                "kind": kind,
+                "verbs": ["create"],
+            })
+        })
+        .collect();
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": format!("{}/v1", review::REVIEW_GROUP),
+        "resources": resources,
+    })
 }
 
 fn group(name: &str, version: &str) -> Value {
@@ -94,6 +118,9 @@ pub fn api_group(name: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`: the resources served there, if any.
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    if (group, version) == (review::REVIEW_GROUP, "v1") {
+        return Some(review_resources());
+    }
     let kinds: Vec<&KindInfo> = KINDS
         .iter()
         .filter(|info| info.group == group && info.version == version)

@@ -8,7 +8,8 @@
 //!  /openapi/v3[/<group version>]                       ─► openapi (built once)
 //!  /healthz, /livez, /readyz                          ─► health (a quorum read)
 //!  /metrics                                           ─► the process' Prometheus figures
-//!  /api/v1/..., /apis/G/V/...  ─ measure ─ guard ─ paths (pure) ─► verbs ─► Registry
+//!  every path ─ measure ─ authorize (crate::authz) ─┐
+//!  /api/v1/..., /apis/G/V/...  ─ guard ─ paths (pure) ─► verbs ─► Registry
 //!                                  options (pure) ┘  │ respond: JSON, Status, streamed
 //!                                                    │ lists, Tables (table, pure)
 //!                                                    └ watch: event lines; scale (pure);
@@ -16,8 +17,10 @@
 //!                                                      pod_port_forward (spdy_session.rs
 //!                                                      over spdy.rs):
 //!                                                      from the pod's node (crate::pod_node)
+//!  /apis/authorization.k8s.io/v1/...accessreviews ─► reviews (crate::authz::review)
 //! ```
 
+mod authorize;
 mod discovery;
 mod guard;
 mod measure;
@@ -29,6 +32,7 @@ mod pod_logs;
 mod pod_port_forward;
 mod protobuf;
 mod respond;
+mod reviews;
 mod scale;
 mod spdy;
 mod spdy_session;
@@ -45,6 +49,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 
 use crate::audit::AuditLog;
+use crate::authz::{self, Authorizer};
 use crate::error::ApiError;
 use crate::kinds::Warnings;
 use crate::list::ListOptions;
@@ -60,10 +65,12 @@ pub fn router(
     metrics: Metrics,
     api: ApiMetrics,
     audit: Option<AuditLog>,
+    authorizer: Authorizer,
 ) -> Router {
     let state = Http {
         registry,
         max_request_bytes,
+        authorizer: authorizer.clone(),
     };
     Router::new()
         .route("/api", get(|headers: HeaderMap| groups(headers, true)))
@@ -109,6 +116,10 @@ pub fn router(
         .fallback(resource)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
+            authorizer,
+            authorize::authorized,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             measure::Measuring {
                 metrics: api,
                 audit,
@@ -121,6 +132,7 @@ pub fn router(
 struct Http {
     registry: Registry,
     max_request_bytes: usize,
+    authorizer: Authorizer,
 }
 
 /// `/api` or `/apis`: the aggregated document when the client asks for it (kubectl does
@@ -171,8 +183,22 @@ async fn resource(State(http): State<Http>, request: Request) -> Response {
     if let Err(error) = guard::admit(&parts.headers) {
         return respond::error(&error);
     }
+    let review = authz::review::at_path(parts.uri.path());
     let path = match paths::parse(parts.uri.path()) {
         Some(Ok(path)) => path,
+        Some(Err(_)) if review.is_some() => {
+            let (resource, namespace) = review.unwrap_or_default();
+            let body = match axum::body::to_bytes(body, http.max_request_bytes).await {
+                Ok(body) => body,
+                Err(error) => {
+                    return respond::error(&ApiError::bad_request(format!(
+                        "reading the request body: {error}"
+                    )))
+                }
+            };
+            let at = (resource, namespace.as_str());
+            return reviews::answer(&http.authorizer, &parts, at, &body).await;
+        }
         Some(Err(error)) => return respond::error(&error),
         None => return respond::error(&paths::not_found()),
     };

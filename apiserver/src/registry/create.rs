@@ -59,6 +59,7 @@ impl Registry {
         fold_string_data(info, &mut object);
         let mut object =
             info.admit_with(object, None, options.field_validation, &options.warnings)?;
+        crate::authz::admit_write(info, &object, None)?;
         if info.kind == "Pod" {
             self.admit_priority(info, &mut object).await?;
         }

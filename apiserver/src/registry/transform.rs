@@ -327,7 +327,8 @@ pub(crate) fn candidate(
 
 /// What replaces `current` (as read, with its resourceVersion): `candidate` admitted as an
 /// update of it, with its generation counted; `None` when that changes nothing.
-/// Unknown fields are treated as `options` says.
+/// Unknown fields are treated as `options` says; an RBAC object may grant only what its
+/// requester holds (`authz::admit_write`).
 pub(crate) fn revise(
     info: &KindInfo,
     current: &Value,
@@ -343,7 +344,11 @@ pub(crate) fn revise(
         &options.warnings,
     )?;
     bump_generation(&mut next, &stored);
-    Ok((next != stored).then_some(next))
+    if next == stored {
+        return Ok(None);
+    }
+    crate::authz::admit_write(info, &next, Some(&stored))?;
+    Ok(Some(next))
 }
 
 /// A Service's allocated values that the client left out are kept, and those its new type

@@ -29,6 +29,7 @@ use k8s_openapi::api::core::v1::{
     Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -236,7 +237,17 @@ macro_rules! nothing_to_default {
     )*};
 }
 
-nothing_to_default!(ConfigMap, Event, ControllerRevision, Lease, ServiceAccount);
+nothing_to_default!(
+    ConfigMap,
+    Event,
+    ControllerRevision,
+    Lease,
+    ServiceAccount,
+    Role,
+    ClusterRole,
+    RoleBinding,
+    ClusterRoleBinding
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 pub use rudder_proto::objects::names::{
     cidr, config_map_key, dns1035_label, dns1123_label, dns1123_subdomain, env_var_name,
-    ip_address, label_value, port_name, qualified_name,
+    ip_address, label_value, path_segment_name, port_name, qualified_name,
 };
 
 use super::FieldError;

@@ -65,17 +65,17 @@ impl Plane {
         plane
     }
 
-    /// The namespaces come first and `kube-system/kube-dns` last (master.rs): once both are
-    /// there, every master's remaining creates find theirs already made.
+    /// The namespaces come first and the default RBAC objects last (master.rs): once both
+    /// are there, every master's remaining creates find theirs already made.
     async fn wait_for_system_objects(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let defaults = rudder_apiserver::authz::default_objects();
+        let (last_resource, last) = defaults.last().expect("default RBAC objects");
+        let last_name = last["metadata"]["name"].as_str().unwrap_or_default();
         loop {
             if let Ok(list) = list(&self.client, "namespaces", "", "", "").await {
-                let dns = self
-                    .client
-                    .get_object("services", "kube-system", "kube-dns")
-                    .await;
-                if list.items.len() >= 4 && dns.is_ok() {
+                let last = self.client.get_object(last_resource, "", last_name).await;
+                if list.items.len() >= 4 && last.is_ok() {
                     return;
                 }
             }

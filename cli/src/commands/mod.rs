@@ -1,5 +1,6 @@
 pub mod api_endpoint;
 pub mod apply;
+pub mod auth;
 pub mod bench;
 pub mod bench_cluster;
 pub mod bench_controllers;

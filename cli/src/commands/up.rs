@@ -404,8 +404,15 @@ fn start_nodes(
         let mut node_args = vec!["node".to_string()];
         node_args.extend(flags);
         node_args.extend(["--server".to_string(), endpoints.join(",")]);
-        let user = format!("system:node:{name}");
-        let credential = Credential::issue(cluster_ca, pki, &name, &user, "system:nodes")?;
+        // A node's credential names it, and the node rules let it touch only its own
+        // objects. The hollow nodes share one process and one credential, which can name
+        // none of them: it is the cluster's (they are a simulation, as Kubemark's).
+        let (user, group) = if name == "hollow" {
+            ("rudder:hollow-nodes".to_string(), "system:masters")
+        } else {
+            (format!("system:node:{name}"), "system:nodes")
+        };
+        let credential = Credential::issue(cluster_ca, pki, &name, &user, group)?;
         node_args.extend(credential.flags(pki));
         let log = args.data_dir.join(format!("{name}.log"));
         started.push(Process::spawn(binary, name, client, node_args, log, false)?);

@@ -122,6 +122,20 @@ pub fn dns1123_label(value: &str) -> Vec<String> {
     errs
 }
 
+/// Problems with `value` as one segment of a path (Kubernetes' `IsValidPathSegmentName`,
+/// the rule for RBAC objects' names, which hold colons: `system:node`).
+pub fn path_segment_name(value: &str) -> Vec<String> {
+    match value {
+        "." => vec!["may not be '.'".into()],
+        ".." => vec!["may not be '..'".into()],
+        _ => ["/", "%"]
+            .iter()
+            .filter(|bad| value.contains(*bad))
+            .map(|bad| format!("may not contain '{bad}'"))
+            .collect(),
+    }
+}
+
 /// Problems with `value` as an RFC 1123 subdomain (`my.name`): empty when valid.
 pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -12,6 +12,7 @@
 //! - `cluster`: Namespace, Node, Event, Lease;
 //! - `storage`: PersistentVolume and PersistentVolumeClaim; `storage_class`: StorageClass;
 //! - `scheduling`: PriorityClass;
+//! - `rbac`: Role, ClusterRole, RoleBinding, ClusterRoleBinding;
 //! - `service_account`: ServiceAccount (nothing beyond its metadata);
 //! - `disruption`: PodDisruptionBudget (and the status evictions and its controller write).
 //!
@@ -32,6 +33,7 @@ mod endpoints;
 mod pod;
 mod pod_spec;
 mod probes;
+mod rbac;
 mod resources;
 mod scheduling;
 mod service;

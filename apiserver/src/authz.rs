@@ -1,0 +1,464 @@
+//! Authorization: whether a caller may do what it asks, decided before the registry is
+//! asked, at both front ends (`service.rs` for gRPC, `http/authorize.rs` for HTTP), for
+//! every verb, watches and subresources alike.
+//!
+//! ```text
+//!  Caller (rudder_proto::authn) ─► User ─┬─ plaintext (loopback): trusted, as before security
+//!                                        ├─ group system:masters: everything
+//!                                        ├─ a node's credential: node rules (node.rs), then
+//!                                        └─ rbac::Policy::decide ◄─ policy_cache (watches the
+//!                                                                   four RBAC kinds)
+//! ```
+//!
+//! - [`rbac`]: Kubernetes' RBAC evaluation over the cluster's roles and bindings (pure).
+//! - [`escalation`]: a role or binding may grant only what its author holds (pure); the
+//!   registry asks [`admit_write`] while it admits an object.
+//! - [`node`]: what a node's credential may read and write (Kubernetes' Node authorizer
+//!   and NodeRestriction; pure), with the pods bound to the node read from the registry.
+//! - [`defaults`]: the roles and bindings every cluster starts with (pure).
+//! - [`grpc`]: the action a gRPC request takes, read as the registry will read it (pure;
+//!   HTTP's comes from its path).
+//! - `policy_cache`: the policy kept current from the registry's own watches.
+//! - [`review`]: the access reviews (`kubectl auth can-i`), answered from the same policy.
+
+pub mod defaults;
+pub mod escalation;
+pub mod grpc;
+pub mod node;
+mod policy_cache;
+pub mod rbac;
+pub mod review;
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use rudder_proto::authn::Caller;
+use serde_json::Value;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::kinds::KindInfo;
+use crate::registry::Registry;
+use policy_cache::PolicyCache;
+use rbac::{Action, Policy, ResourceAction, User, RBAC_GROUP};
+
+/// How long a request waits for the policy to be read at a master's start before it is
+/// answered "unavailable".
+const POLICY_LOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// Decides requests against the cluster's RBAC policy (cheap to clone: one shared cache).
+#[derive(Clone)]
+pub struct Authorizer {
+    cache: Arc<PolicyCache>,
+    /// Where the node rules read pods (set when the cache starts following).
+    registry: Arc<OnceLock<Registry>>,
+}
+
+impl Default for Authorizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Who a caller is, for authorization: `None` for a caller trusted with everything.
+pub fn user_of(caller: Option<&Caller>) -> Option<User> {
+    match caller {
+        // A plaintext connection (only a loopback master serves one) and in-process
+        // callers (no front door) are trusted, as before security.
+        None | Some(Caller::Plaintext) => None,
+        Some(Caller::Authenticated(subject)) => {
+            let mut groups = subject.groups.clone();
+            if !groups.iter().any(|group| group == defaults::AUTHENTICATED) {
+                groups.push(defaults::AUTHENTICATED.into());
+            }
+            Some(User {
+                name: subject.user.clone(),
+                groups,
+            })
+        }
+        Some(Caller::Anonymous) => Some(User {
+            name: "system:anonymous".into(),
+            groups: vec![defaults::UNAUTHENTICATED.into()],
+        }),
+    }
+}
+
+fn is_superuser(user: &User) -> bool {
+    user.groups.iter().any(|group| group == defaults::MASTERS)
+}
+
+impl Authorizer {
+    /// An authorizer whose policy is empty until [`Authorizer::follow`] loads it.
+    pub fn new() -> Self {
+        Self {
+            cache: Arc::new(PolicyCache::new()),
+            registry: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Keeps the policy current from `registry` until `stopped` (a master's task).
+    pub fn follow(
+        &self,
+        registry: Registry,
+        stopped: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let _ = self.registry.set(registry.clone());
+        self.cache.clone().follow(registry, stopped)
+    }
+
+    /// The policy as last read.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.cache.policy()
+    }
+
+    /// Whether `caller` may take `action`, and Kubernetes' reason. Waits (briefly) for
+    /// the policy's first load.
+    pub async fn decide(
+        &self,
+        caller: Option<&Caller>,
+        action: &Action,
+    ) -> Result<rbac::Decision, ApiError> {
+        let Some(user) = user_of(caller) else {
+            return Ok(rbac::Decision {
+                allowed: true,
+                reason: "a trusted connection".into(),
+            });
+        };
+        self.decide_for(&user, action).await
+    }
+
+    /// [`Authorizer::decide`] for a user already known.
+    pub async fn decide_for(
+        &self,
+        user: &User,
+        action: &Action,
+    ) -> Result<rbac::Decision, ApiError> {
+        if is_superuser(user) {
+            return Ok(rbac::Decision {
+                allowed: true,
+                reason: format!("{} may do anything", defaults::MASTERS),
+            });
+        }
+        if let Some(node) = node::node_of(user) {
+            if self.node_allows(node, action).await? {
+                return Ok(rbac::Decision {
+                    allowed: true,
+                    reason: format!("the node rules allow node {node:?}"),
+                });
+            }
+        }
+        self.loaded().await?;
+        Ok(self.policy().decide(user, action))
+    }
+
+    /// Whether the node rules let `node` take `action`, reading the pods they depend on.
+    async fn node_allows(&self, node: &str, action: &Action) -> Result<bool, ApiError> {
+        let registry = self.registry.get();
+        match (node::verdict(node, action), registry) {
+            (node::Verdict::Allow, _) => Ok(true),
+            (node::Verdict::NoOpinion, _) | (_, None) => Ok(false),
+            (node::Verdict::IfPodBound { namespace, name }, Some(registry)) => {
+                let target = crate::registry::Target {
+                    resource: "pods",
+                    namespace: &namespace,
+                    name: &name,
+                };
+                match registry.get(&target).await {
+                    Ok(pod) => Ok(pod["spec"]["nodeName"].as_str() == Some(node)),
+                    // Deleting what is not there: the registry says so.
+                    Err(ApiError::NotFound { .. }) => Ok(true),
+                    Err(error) => Err(error),
+                }
+            }
+            (
+                node::Verdict::IfUsedByPod {
+                    resource,
+                    namespace,
+                    name,
+                },
+                Some(registry),
+            ) => {
+                let bound_here = crate::list::ListOptions {
+                    namespace,
+                    field_selector: format!("spec.nodeName={node}"),
+                    ..crate::list::ListOptions::default()
+                };
+                let pods = registry.list("pods", &bound_here).await?;
+                Ok(pods.items.into_iter().any(|pod| {
+                    serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod)
+                        .is_ok_and(|pod| node::pod_uses(&pod, &resource, &name))
+                }))
+            }
+        }
+    }
+
+    async fn loaded(&self) -> Result<(), ApiError> {
+        match self.cache.loaded_within(POLICY_LOAD_WAIT).await {
+            true => Ok(()),
+            false => Err(ApiError::Timeout {
+                message: "this master has not read the cluster's RBAC policy yet (it needs a \
+                          store quorum): try again"
+                    .into(),
+                retry_after_seconds: 1,
+            }),
+        }
+    }
+
+    /// Refuses `action` with Kubernetes' Forbidden unless `caller` may take it.
+    pub async fn authorize(
+        &self,
+        caller: Option<&Caller>,
+        action: &Action,
+    ) -> Result<(), ApiError> {
+        let Some(user) = user_of(caller) else {
+            return Ok(());
+        };
+        let decision = self.decide_for(&user, action).await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(forbidden(&user, action, &decision.reason))
+    }
+}
+
+/// Kubernetes' Forbidden for `action`: `pods "web" is forbidden: User "jane" cannot delete
+/// resource "pods" in API group "" in the namespace "default"`.
+pub fn forbidden(user: &User, action: &Action, reason: &str) -> ApiError {
+    let reason = if reason.is_empty() {
+        String::new()
+    } else {
+        format!(": {reason}")
+    };
+    match action {
+        Action::Path { verb, path } => ApiError::Denied {
+            resource: String::new(),
+            group: String::new(),
+            name: String::new(),
+            message: format!("User {:?} cannot {verb} path {path:?}{reason}", user.name),
+        },
+        Action::Resource(action) => {
+            let resource = if action.subresource.is_empty() {
+                action.resource.clone()
+            } else {
+                format!("{}/{}", action.resource, action.subresource)
+            };
+            let scope = if action.namespace.is_empty() {
+                "at the cluster scope".to_string()
+            } else {
+                format!("in the namespace {:?}", action.namespace)
+            };
+            let qualified = if action.group.is_empty() {
+                action.resource.clone()
+            } else {
+                format!("{}.{}", action.resource, action.group)
+            };
+            ApiError::Denied {
+                resource: qualified,
+                group: action.group.clone(),
+                name: action.name.clone(),
+                message: format!(
+                    "User {:?} cannot {} resource {resource:?} in API group {:?} {scope}{reason}",
+                    user.name, action.verb, action.group
+                ),
+            }
+        }
+    }
+}
+
+tokio::task_local! {
+    static REQUESTER: Requester;
+}
+
+/// Who a write is made for, as the registry's RBAC admission needs to know.
+#[derive(Clone)]
+struct Requester {
+    user: User,
+    authorizer: Authorizer,
+}
+
+/// Runs `verb` as `caller`'s: what it writes is admitted as `caller`'s ([`admit_write`]).
+pub async fn acting_as<F: Future>(
+    authorizer: &Authorizer,
+    caller: Option<&Caller>,
+    verb: F,
+) -> F::Output {
+    match user_of(caller).filter(|user| !is_superuser(user)) {
+        Some(user) => {
+            let requester = Requester {
+                user,
+                authorizer: authorizer.clone(),
+            };
+            REQUESTER.scope(requester, verb).await
+        }
+        None => verb.await,
+    }
+}
+
+/// Admits `object` (replacing `old` if given) as the current requester's write: a node
+/// writes only its own Node and Lease and mirror pods bound to it ([`node::admit`]); an
+/// RBAC object may not grant more than its author holds ([`check_grant`]). Writes made for
+/// no requester (the master's own, trusted callers, `system:masters`) pass.
+pub fn admit_write(info: &KindInfo, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let Ok(requester) = REQUESTER.try_with(Requester::clone) else {
+        return Ok(());
+    };
+    if let Some(node) = node::node_of(&requester.user) {
+        node::admit(node, info.resource, object, old).map_err(|message| ApiError::Denied {
+            resource: info.qualified_resource(),
+            group: info.group.into(),
+            name: object["metadata"]["name"].as_str().unwrap_or("").into(),
+            message,
+        })?;
+    }
+    if info.group != RBAC_GROUP {
+        return Ok(());
+    }
+    check_grant(&requester, info, object, old)
+}
+
+/// Refuses an RBAC object that would grant the requester's more than it holds, unless it
+/// may `escalate` (roles) or `bind` (bindings).
+fn check_grant(
+    requester: &Requester,
+    info: &KindInfo,
+    object: &Value,
+    old: Option<&Value>,
+) -> Result<(), ApiError> {
+    let policy = requester.authorizer.policy();
+    let user = &requester.user;
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let namespace = object["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let special = |verb: &str, resource: &str, role: &str| {
+        let action = Action::Resource(ResourceAction {
+            verb: verb.into(),
+            group: RBAC_GROUP.into(),
+            resource: resource.into(),
+            namespace: namespace.clone(),
+            name: role.into(),
+            ..ResourceAction::default()
+        });
+        policy.decide(user, &action).allowed
+    };
+    let decode = |value: &Value| serde_json::from_value::<Grant>(value.clone()).ok();
+    let grant = decode(object)
+        .ok_or_else(|| ApiError::internal(format!("an admitted {} does not decode", info.kind)))?;
+    let unchanged = old
+        .and_then(decode)
+        .is_some_and(|old| old.same_rules(&grant));
+    let held = || policy.rules_of(user, &namespace);
+    let uncovered = match info.resource {
+        "roles" | "clusterroles" => {
+            if unchanged || special("escalate", info.resource, &name) {
+                return Ok(());
+            }
+            if grant.aggregation_rule.is_some() {
+                // Kubernetes: gathering other roles' rules is for those who hold them all.
+                let everything = defaults::cluster_roles()
+                    .into_iter()
+                    .find(|role| role.metadata.name.as_deref() == Some("cluster-admin"))
+                    .and_then(|role| role.rules)
+                    .unwrap_or_default();
+                escalation::uncovered(&held(), &everything)
+            } else {
+                escalation::uncovered(&held(), &grant.rules.clone().unwrap_or_default())
+            }
+        }
+        _ => {
+            let Some(role) = &grant.role_ref else {
+                return Ok(());
+            };
+            let role_resource = if role.kind == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            if special("bind", role_resource, &role.name) {
+                return Ok(());
+            }
+            let rules = policy
+                .role_rules(&namespace, role)
+                .map_err(|why| ApiError::Denied {
+                    resource: info.qualified_resource(),
+                    group: info.group.into(),
+                    name: name.clone(),
+                    message: format!("the role it binds cannot be checked: {why}"),
+                })?;
+            escalation::uncovered(&held(), &rules)
+        }
+    };
+    if uncovered.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = uncovered.iter().map(escalation::describe).collect();
+    Err(ApiError::Denied {
+        resource: info.qualified_resource(),
+        group: info.group.into(),
+        name,
+        message: format!(
+            "user {:?} (groups={:?}) is attempting to grant RBAC permissions not currently \
+             held:\n{}",
+            user.name,
+            user.groups,
+            shown.join("\n")
+        ),
+    })
+}
+
+/// What an RBAC object grants, whatever its kind (labels too: they choose the aggregated
+/// roles a ClusterRole joins).
+#[derive(serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+struct Grant {
+    #[serde(default)]
+    metadata: GrantMetadata,
+    rules: Option<Vec<k8s_openapi::api::rbac::v1::PolicyRule>>,
+    aggregation_rule: Option<k8s_openapi::api::rbac::v1::AggregationRule>,
+    role_ref: Option<k8s_openapi::api::rbac::v1::RoleRef>,
+    subjects: Option<Vec<k8s_openapi::api::rbac::v1::Subject>>,
+}
+
+#[derive(serde::Deserialize, PartialEq, Default)]
+struct GrantMetadata {
+    labels: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl Grant {
+    /// A role whose rules, aggregation and labels are unchanged needs no check (bindings
+    /// always do: they name subjects).
+    fn same_rules(&self, other: &Grant) -> bool {
+        self.role_ref.is_none()
+            && self.rules == other.rules
+            && self.aggregation_rule == other.aggregation_rule
+            && self.metadata == other.metadata
+    }
+}
+
+/// The default roles and bindings, as the store objects a master makes at start.
+pub fn default_objects() -> Vec<(&'static str, Value)> {
+    let roles = defaults::cluster_roles()
+        .into_iter()
+        .filter_map(|role: ClusterRole| {
+            let mut value = serde_json::to_value(role).ok()?;
+            value["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+            value["kind"] = "ClusterRole".into();
+            Some(("clusterroles", value))
+        });
+    let bindings =
+        defaults::cluster_role_bindings()
+            .into_iter()
+            .filter_map(|binding: ClusterRoleBinding| {
+                let mut value = serde_json::to_value(binding).ok()?;
+                value["apiVersion"] = "rbac.authorization.k8s.io/v1".into();
+                value["kind"] = "ClusterRoleBinding".into();
+                Some(("clusterrolebindings", value))
+            });
+    roles.chain(bindings).collect()
+}

@@ -1,0 +1,389 @@
+//! RBAC on a secured master, as operators and users meet it: a user with a certificate
+//! from the cluster CA and no binding may do nothing but ask; bound to `view` in a
+//! namespace, it lists and watches pods there and cannot create one — refused with
+//! Kubernetes' 403 message, by Rudder's CLI and by the real kubectl alike, and nothing is
+//! written. `auth can-i` answers the same, for oneself and (admin) for others; the store's
+//! own etcd API is refused to anyone but `system:masters`. A user who
+//! may write bindings cannot grant more than it holds, and a deleted binding takes its
+//! rights with it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rudder_tests::secure::{admin_flags, pki, rudder, start};
+use rudder_tests::wait_for;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// How long a change of bindings may take to reach the master's policy.
+const POLICY_CHANGE: Duration = Duration::from_secs(15);
+
+/// A certificate for `user` (in no group) and the flags that make the CLI use it.
+fn user_flags(dir: &Path, server: &str, user: &str) -> Vec<String> {
+    let (cert, key) = (
+        dir.join(format!("{user}.crt")),
+        dir.join(format!("{user}.key")),
+    );
+    let pki = dir.join("pki");
+    let issued = rudder(
+        dir,
+        &[
+            "ca",
+            "issue",
+            pki.to_str().unwrap(),
+            user,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let mut flags = admin_flags(dir, server);
+    flags[5] = cert.display().to_string();
+    flags[7] = key.display().to_string();
+    flags
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `rudder VERB... FLAGS...`.
+fn run(dir: &Path, flags: &[String], verb: &[&str]) -> Output {
+    let mut args: Vec<&str> = verb.to_vec();
+    args.extend(flags.iter().map(String::as_str));
+    rudder(dir, &args)
+}
+
+/// Applies `manifest` as the admin.
+fn apply_as(dir: &Path, flags: &[String], name: &str, manifest: &str) -> Output {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, manifest).unwrap();
+    run(dir, flags, &["apply", "-f", file.to_str().unwrap()])
+}
+
+fn succeeded(output: &Output) -> Result<String, String> {
+    if output.status.success() {
+        Ok(text(&output.stdout))
+    } else {
+        Err(format!("{}{}", text(&output.stdout), text(&output.stderr)))
+    }
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let cache = kubeconfig.with_extension("cache");
+    Command::new(KUBECTL)
+        .env("KUBECONFIG", kubeconfig)
+        .arg(format!("--cache-dir={}", cache.display()))
+        .arg("--request-timeout=20s")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn kubeconfig(dir: &Path, flags: &[String], name: &str) -> PathBuf {
+    let written = run(dir, flags, &["config", "kubeconfig"]);
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, &written.stdout).unwrap();
+    path
+}
+
+const VIEW_IN_TEAM: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: { name: team }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: jane-views, namespace: team }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view }
+subjects:
+- { kind: User, apiGroup: rbac.authorization.k8s.io, name: jane }
+";
+
+const POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata: { name: web, namespace: team }
+spec:
+  containers: [{ name: web, image: kubia }]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_bound_to_view_reads_and_is_refused_writes_by_the_cli_and_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let master = start(d, "m1", None, &[]);
+    let admin = admin_flags(d, &master.client);
+    let jane = user_flags(d, &master.client, "jane");
+
+    // Before any binding, jane may ask what she may do, and nothing more.
+    let asked = run(d, &jane, &["auth", "can-i", "list", "pods", "-n", "team"]);
+    assert_eq!(text(&asked.stdout).trim(), "no", "{}", text(&asked.stderr));
+    assert_eq!(asked.status.code(), Some(1));
+
+    succeeded(&apply_as(d, &admin, "view", VIEW_IN_TEAM)).unwrap();
+    wait_for("jane lists pods in team", POLICY_CHANGE, async || {
+        succeeded(&run(d, &jane, &["get", "pods", "-n", "team"]))
+    })
+    .await;
+    let other = run(d, &jane, &["get", "pods", "-n", "default"]);
+    let said = text(&other.stderr);
+    assert!(
+        said.contains(
+            r#"Error from server (Forbidden): pods is forbidden: User "jane" cannot list resource "pods" in API group "" in the namespace "default""#
+        ),
+        "{said}"
+    );
+
+    // A create is refused with Kubernetes' message, and nothing is written.
+    let created = apply_as(d, &jane, "pod", POD);
+    let said = text(&created.stderr);
+    assert!(!created.status.success());
+    assert!(
+        said.contains(r#"User "jane" cannot"#)
+            && said.contains(r#"resource "pods" in API group "" in the namespace "team""#),
+        "{said}"
+    );
+    let listed = succeeded(&run(
+        d,
+        &admin,
+        &["get", "pods", "-n", "team", "-o", "name"],
+    ))
+    .unwrap();
+    assert_eq!(listed.trim(), "", "the refused pod was not written");
+
+    // `auth can-i`, for herself and, asked by the admin, for her.
+    let yes = run(d, &jane, &["auth", "can-i", "watch", "pods", "-n", "team"]);
+    assert_eq!(
+        (text(&yes.stdout).trim(), yes.status.code()),
+        ("yes", Some(0))
+    );
+    let no = run(d, &jane, &["auth", "can-i", "get", "secrets", "-n", "team"]);
+    assert_eq!((text(&no.stdout).trim(), no.status.code()), ("no", Some(1)));
+    let for_jane = run(
+        d,
+        &admin,
+        &[
+            "auth", "can-i", "create", "pods", "-n", "team", "--as", "jane",
+        ],
+    );
+    assert_eq!(
+        text(&for_jane.stdout).trim(),
+        "no",
+        "{}",
+        text(&for_jane.stderr)
+    );
+    let for_jane = run(
+        d,
+        &admin,
+        &[
+            "auth", "can-i", "get", "pods/log", "-n", "team", "--as", "jane",
+        ],
+    );
+    assert_eq!(
+        text(&for_jane.stdout).trim(),
+        "yes",
+        "{}",
+        text(&for_jane.stderr)
+    );
+    // Asking for others is not for jane.
+    let prying = run(d, &jane, &["auth", "can-i", "get", "pods", "--as", "joe"]);
+    assert!(
+        text(&prying.stderr).contains("subjectaccessreviews"),
+        "{}",
+        text(&prying.stderr)
+    );
+
+    // The store's own API is the cluster's root's: jane's certificate cannot read a key.
+    if Path::new("/usr/bin/etcdctl").exists() {
+        let read = Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", master.client))
+            .args(["--command-timeout=5s", "--dial-timeout=2s"])
+            .arg(format!("--cacert={}", d.join("pki/ca.crt").display()))
+            .arg(format!("--cert={}", d.join("jane.crt").display()))
+            .arg(format!("--key={}", d.join("jane.key").display()))
+            .args(["get", "/registry/", "--prefix", "--keys-only"])
+            .output()
+            .unwrap();
+        assert!(!read.status.success(), "{}", text(&read.stdout));
+        assert!(
+            text(&read.stderr).contains("system:masters"),
+            "{}",
+            text(&read.stderr)
+        );
+        assert!(!text(&read.stdout).contains("/registry/"));
+    }
+
+    if !Path::new(KUBECTL).exists() {
+        return;
+    }
+    let config = kubeconfig(d, &jane, "jane");
+    let got = kubectl(&config, &["get", "pods", "-n", "team"]);
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let refused = kubectl(&config, &["create", "configmap", "settings", "-n", "team"]);
+    assert_eq!(
+        text(&refused.stderr).trim(),
+        r#"error: failed to create configmap: configmaps is forbidden: User "jane" cannot create resource "configmaps" in API group "" in the namespace "team""#
+    );
+    let refused = kubectl(&config, &["delete", "namespace", "team"]);
+    assert_eq!(
+        text(&refused.stderr).trim(),
+        r#"Error from server (Forbidden): namespaces "team" is forbidden: User "jane" cannot delete resource "namespaces" in API group "" in the namespace "team""#
+    );
+    let watching = kubectl(
+        &config,
+        &[
+            "get",
+            "secrets",
+            "-n",
+            "team",
+            "--watch",
+            "--request-timeout=2s",
+        ],
+    );
+    assert!(
+        text(&watching.stderr).contains("Forbidden"),
+        "{}",
+        text(&watching.stderr)
+    );
+    let can = kubectl(&config, &["auth", "can-i", "list", "pods", "-n", "team"]);
+    assert_eq!(
+        (text(&can.stdout).trim(), can.status.code()),
+        ("yes", Some(0)),
+        "{}",
+        text(&can.stderr)
+    );
+    let cannot = kubectl(&config, &["auth", "can-i", "create", "pods", "-n", "team"]);
+    assert_eq!(
+        (text(&cannot.stdout).trim(), cannot.status.code()),
+        ("no", Some(1)),
+        "{}",
+        text(&cannot.stderr)
+    );
+    drop(master);
+}
+
+const ADMIN_IN_TEAM: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: { name: team }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: lead-admins, namespace: team }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin }
+subjects:
+- { kind: User, apiGroup: rbac.authorization.k8s.io, name: lead }
+";
+
+fn binding(name: &str, role: &str, user: &str) -> String {
+    format!(
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: {name}, namespace: team }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role} }}
+subjects:
+- {{ kind: User, apiGroup: rbac.authorization.k8s.io, name: {user} }}
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_one_grants_more_than_it_holds_and_a_deleted_binding_takes_its_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let master = start(d, "m1", None, &[]);
+    let admin = admin_flags(d, &master.client);
+    let lead = user_flags(d, &master.client, "lead");
+    let dev = user_flags(d, &master.client, "dev");
+
+    succeeded(&apply_as(d, &admin, "admin", ADMIN_IN_TEAM)).unwrap();
+    // The namespace's admin may give `edit` in it (admin holds all of edit) ...
+    let edit = binding("dev-edits", "edit", "dev");
+    wait_for("the lead binds edit", POLICY_CHANGE, async || {
+        succeeded(&apply_as(d, &lead, "edit", &edit))
+    })
+    .await;
+    wait_for("dev creates configmaps", POLICY_CHANGE, async || {
+        succeeded(&run(
+            d,
+            &dev,
+            &["auth", "can-i", "create", "configmaps", "-n", "team"],
+        ))
+    })
+    .await;
+    // ... but not cluster-admin, which it does not hold: refused, naming what is missing.
+    let escalated = apply_as(
+        d,
+        &lead,
+        "escalate",
+        &binding("dev-owns-all", "cluster-admin", "dev"),
+    );
+    let said = text(&escalated.stderr);
+    assert!(!escalated.status.success());
+    assert!(
+        said.contains(
+            r#"rolebindings.rbac.authorization.k8s.io "dev-owns-all" is forbidden: user "lead""#
+        ) && said.contains("is attempting to grant RBAC permissions not currently held")
+            && said.contains(r#"{APIGroups:["*"], Resources:["*"], Verbs:["*"]}"#),
+        "{said}"
+    );
+    // Nor write a Role with more than it holds.
+    let role = "\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: nodes-too, namespace: team }
+rules:
+- { apiGroups: [''], resources: [nodes], verbs: [delete] }
+";
+    let refused = apply_as(d, &lead, "role", role);
+    assert!(
+        text(&refused.stderr).contains("not currently held"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let bindings = succeeded(&run(
+        d,
+        &admin,
+        &["get", "rolebindings", "-n", "team", "-o", "name"],
+    ))
+    .unwrap();
+    assert!(!bindings.contains("dev-owns-all"), "{bindings}");
+    let roles = succeeded(&run(
+        d,
+        &admin,
+        &["get", "roles", "-n", "team", "-o", "name"],
+    ))
+    .unwrap();
+    assert!(!roles.contains("nodes-too"), "{roles}");
+    // The admin (system:masters) may.
+    succeeded(&apply_as(d, &admin, "role", role)).unwrap();
+
+    // Deleting the binding takes dev's rights away.
+    succeeded(&run(
+        d,
+        &admin,
+        &["delete", "rolebinding", "dev-edits", "-n", "team"],
+    ))
+    .unwrap();
+    wait_for("dev loses edit", POLICY_CHANGE, async || {
+        let asked = run(
+            d,
+            &dev,
+            &["auth", "can-i", "create", "configmaps", "-n", "team"],
+        );
+        match text(&asked.stdout).trim() {
+            "no" => Ok(()),
+            other => Err(other.to_string()),
+        }
+    })
+    .await;
+    drop(master);
+}
