@@ -46,6 +46,8 @@ pub struct Security {
     pub audit: Option<AuditLog>,
     /// Bearer tokens callers without a certificate may present (`--token-auth-file`).
     pub tokens: Option<Arc<BearerTokens>>,
+    /// What the master presents to nodes' kubelet ports (a master's certificate).
+    pub kubelet_tls: Option<rudder_proto::tls::ClientTls>,
 }
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
@@ -82,6 +84,7 @@ impl Master {
             client_tls: None,
             audit: None,
             tokens: None,
+            kubelet_tls: None,
         };
         Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
@@ -95,6 +98,7 @@ impl Master {
             client_tls,
             audit,
             tokens,
+            kubelet_tls,
         }: Security,
         peer: TcpListener,
         client: TcpListener,
@@ -106,7 +110,8 @@ impl Master {
         let mut served = None;
         let authorizer = Authorizer::new();
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
-            let registry = Registry::with_service_ranges(store.clone(), keys, ranges);
+            let registry = Registry::with_service_ranges(store.clone(), keys, ranges)
+                .with_kubelet_tls(kubelet_tls);
             served = Some(registry.clone());
             ClientServices {
                 grpc: grpc

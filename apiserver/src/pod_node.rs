@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use rudder_proto::node::kubelet_client::KubeletClient;
-use rudder_proto::objects::kubelet::kubelet_endpoint;
+use rudder_proto::objects::kubelet::kubelet_address;
 use serde_json::Value;
 use tonic::transport::Channel;
 
@@ -89,13 +89,23 @@ pub async fn node_client(
             name: node,
         })
         .await?;
-    let endpoint = kubelet_endpoint(&node_object)
+    let address = kubelet_address(&node_object)
         .ok_or_else(|| ApiError::internal(format!("node {node} publishes no kubelet endpoint")))?;
-    let connect = KubeletClient::connect(endpoint.clone());
+    // With TLS, the node's certificate names the node, and this master presents its own.
+    let tls = registry.kubelet_tls();
+    let endpoint = rudder_proto::tls::endpoint(&address, tls)
+        .and_then(|endpoint| match tls {
+            Some(tls) => endpoint
+                .tls_config(tls.tonic_for(node))
+                .map_err(|error| format!("TLS for node {node}: {error}")),
+            None => Ok(endpoint),
+        })
+        .map_err(ApiError::internal)?;
+    let connect = KubeletClient::connect(endpoint);
     tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| ApiError::internal(format!("node {node} at {endpoint}: no answer")))?
-        .map_err(|error| ApiError::internal(format!("node {node} at {endpoint}: {error}")))
+        .map_err(|_| ApiError::internal(format!("node {node} at {address}: no answer")))?
+        .map_err(|error| ApiError::internal(format!("node {node} at {address}: {error}")))
 }
 
 /// Checks the container named against the pod's, as kube-apiserver does before it asks the

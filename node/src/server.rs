@@ -1,6 +1,7 @@
 //! The node's streaming endpoint (the kubelet port): logs, exec (on a terminal.rs terminal
 //! with `-t`) and port-forward reach a pod's containers here (through the API server), by
 //! the runtime that runs them; `GET /metrics` serves the node process' Prometheus figures.
+//! In a cluster with TLS only masters may call it (mTLS, with the node's certificate).
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
+use rudder_proto::masters_only::accepted_from_masters;
 use rudder_proto::metrics::{Metrics, CONTENT_TYPE};
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
 use rudder_proto::node::{
@@ -585,13 +587,15 @@ async fn tail_start(file: &mut tokio::fs::File, lines: u64) -> std::io::Result<u
     Ok(0)
 }
 
-/// Binds the endpoint (port 0: any free port) and serves it in the background. Returns the
-/// bound address.
+/// Binds the endpoint (port 0: any free port) and serves it in the background: over `tls`
+/// to masters only (`rudder_proto::masters_only`), or in plaintext for a cluster without
+/// TLS. Returns the bound address.
 pub async fn serve(
     runtime: Arc<dyn Runtime>,
     node: &str,
     address: SocketAddr,
     metrics: Metrics,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
@@ -610,13 +614,20 @@ pub async fn serve(
         .into_axum_router()
         .route("/metrics", scrape);
     tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        if let Err(error) = tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .accept_http1(true)
-            .add_routes(routes.into())
-            .serve_with_incoming(incoming)
-            .await
-        {
+            .add_routes(routes.into());
+        let served = match tls {
+            Some(tls) => {
+                let incoming = accepted_from_masters(listener, tls, "kubelet");
+                server.serve_with_incoming(incoming).await
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+                server.serve_with_incoming(incoming).await
+            }
+        };
+        if let Err(error) = served {
             tracing::warn!(%error, "the node endpoint stopped");
         }
     });

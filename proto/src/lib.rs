@@ -15,7 +15,8 @@
 //!   `GET /metrics`, with the process' own CPU, memory and file figures.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
 //! - [`tls`]: the cluster CA and its certificates, servers' TLS, who a client certificate
-//!   names.
+//!   names; [`masters_only`]: the accept loop of the ports only masters may call (peer,
+//!   kubelet).
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
 //!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
 //!   quantities ([`objects::quantity`]).
@@ -25,6 +26,7 @@
 
 pub mod authn;
 pub mod client;
+pub mod masters_only;
 pub mod metrics;
 pub mod objects;
 pub mod request_ids;

@@ -24,6 +24,13 @@ pub use crate::authn::{Caller, Subject};
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long the certificates it issues are valid: a year, as kubeadm's.
 pub const CERTIFICATE_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The user-name prefix of a node's credential (`system:node:NAME`).
+pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The group of every node's credential.
+pub const NODES_GROUP: &str = "system:nodes";
+/// The group of masters (and the cluster's administrators).
+pub const MASTERS_GROUP: &str = "system:masters";
+
 /// How far back a certificate is valid from, for clocks a little behind the issuer's.
 const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 
@@ -194,12 +201,27 @@ impl CertificateRequest {
         }
     }
 
+    /// A node's certificate: `system:node:NAME` in `system:nodes` as a client, and as the
+    /// server of its kubelet port, which masters dial by the node's name (a DNS name, as
+    /// node names are). Valid from now for [`CERTIFICATE_LIFETIME`].
+    pub fn node(name: &str) -> Self {
+        let now = SystemTime::now();
+        Self {
+            common_name: format!("{NODE_USER_PREFIX}{name}"),
+            organization: Some(NODES_GROUP.into()),
+            alternative_names: vec![name.to_string()],
+            usage: Usage::ServerAndClient,
+            not_before: now - CLOCK_SKEW,
+            not_after: now + CERTIFICATE_LIFETIME,
+        }
+    }
+
     /// A master's certificate: `name`, valid for `alternative_names`, from now for `lifetime`.
     pub fn master(name: &str, alternative_names: Vec<String>, lifetime: Duration) -> Self {
         let now = SystemTime::now();
         Self {
             common_name: name.to_string(),
-            organization: Some("system:masters".into()),
+            organization: Some(MASTERS_GROUP.into()),
             alternative_names,
             usage: Usage::ServerAndClient,
             not_before: now - CLOCK_SKEW,
@@ -292,10 +314,13 @@ pub fn server_config(
     serving(ca_pem, certificate, ClientCertificate::Optional)
 }
 
-/// Whether a server takes callers without a certificate.
+/// Whether a server takes callers without a certificate (and what it speaks).
 enum ClientCertificate {
     Optional,
+    /// Required, over h2 only.
     Required,
+    /// Required, over h2 or HTTP/1.1.
+    RequiredAnyProtocol,
 }
 
 fn serving(
@@ -312,6 +337,9 @@ fn serving(
             vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         ),
         ClientCertificate::Required => (verifier, vec![b"h2".to_vec()]),
+        ClientCertificate::RequiredAnyProtocol => {
+            (verifier, vec![b"h2".to_vec(), b"http/1.1".to_vec()])
+        }
     };
     let verifier = verifier
         .build()
@@ -333,6 +361,12 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// tonic's configuration for a channel to a server whose certificate names
+    /// `server_name` rather than the address dialed (a node's names the node).
+    pub fn tonic_for(&self, server_name: &str) -> tonic::transport::ClientTlsConfig {
+        self.tonic().domain_name(server_name)
+    }
+
     /// tonic's configuration for a channel; the master's certificate must name the host
     /// dialed (an address `rudder server` puts in its certificate).
     pub fn tonic(&self) -> tonic::transport::ClientTlsConfig {
@@ -434,16 +468,32 @@ pub fn peer_server_config(
     serving(ca_pem, certificate, ClientCertificate::Required)
 }
 
-/// Whether `der` is a master's certificate: one the CA issued for serving too (operators'
-/// and nodes' certificates are for clients only).
+/// A node's kubelet port's server TLS: the node's certificate, and a certificate from the
+/// CA required of every caller (the port keeps only masters'). Speaks h2 (the masters'
+/// gRPC) and HTTP/1.1 (a `/metrics` scrape with a master's certificate).
+pub fn kubelet_server_config(
+    ca_pem: &str,
+    certificate: &ServingCertificate,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    serving(ca_pem, certificate, ClientCertificate::RequiredAnyProtocol)
+}
+
+/// Whether `der` is a master's certificate: one the CA issued for serving too, in
+/// `system:masters` (operators' certificates are for clients only; nodes', which serve
+/// their kubelet port, are in `system:nodes`).
 pub fn is_master_certificate(der: &CertificateDer<'_>) -> bool {
     let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
         return false;
     };
-    matches!(
+    let serves = matches!(
         certificate.extended_key_usage(),
         Ok(Some(usage)) if usage.value.server_auth
-    )
+    );
+    let master = certificate
+        .subject()
+        .iter_organization()
+        .any(|o| o.as_str().ok() == Some(MASTERS_GROUP));
+    serves && master
 }
 
 fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
@@ -454,6 +504,12 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
             .map_err(|error| TlsError::Verifier(error.to_string()))?;
     }
     Ok(roots)
+}
+
+/// Who the first certificate of `pem` names (not verified: for a certificate of one's
+/// own).
+pub fn subject_of_pem(pem: &str) -> Option<Subject> {
+    subject_of(&CertificateDer::from_pem_slice(pem.as_bytes()).ok()?)
 }
 
 /// Who the client certificate `der` names (the handshake verified it), or `None` when it
@@ -524,6 +580,14 @@ mod tests {
             .unwrap();
         let master = CertificateDer::from_pem_slice(master.cert_pem.as_bytes()).unwrap();
         assert!(is_master_certificate(&master));
+        // A node's serves its kubelet port, and is not a master's.
+        let node = ca.issue(&CertificateRequest::node("n1")).unwrap();
+        let node = CertificateDer::from_pem_slice(node.cert_pem.as_bytes()).unwrap();
+        assert!(!is_master_certificate(&node));
+        assert_eq!(
+            subject_of(&node).map(|s| (s.user, s.groups)),
+            Some(("system:node:n1".into(), vec![NODES_GROUP.into()]))
+        );
 
         let other = ClusterCa::generate("another").unwrap();
         let stranger = other

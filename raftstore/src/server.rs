@@ -225,7 +225,11 @@ impl RunningMember {
                 .boxed(),
             Some(tls) => peer_server
                 .serve_with_incoming_shutdown(
-                    accepted_from_masters(peer_listener, tls.server.clone()),
+                    rudder_proto::masters_only::accepted_from_masters(
+                        peer_listener,
+                        tls.server.clone(),
+                        "peer",
+                    ),
                     until_stopped,
                 )
                 .boxed(),
@@ -441,61 +445,6 @@ fn accepted_without_nagle(
         stream.set_nodelay(true)?;
         Ok(stream)
     })
-}
-
-/// Handshakes a peer may take at once; one that does not finish in [`PEER_HANDSHAKE`]
-/// frees its place.
-const PEER_HANDSHAKES_AT_ONCE: usize = 64;
-const PEER_HANDSHAKE: Duration = Duration::from_secs(10);
-
-/// The peer port's connections over TLS, each from a master: a caller whose certificate
-/// the CA did not sign, or that is not a master's (an operator's, a node's), is dropped.
-fn accepted_from_masters(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-) -> impl futures::Stream<Item = std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>
-{
-    use futures::StreamExt;
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    accepted_without_nagle(listener)
-        .map(move |accepted| {
-            let acceptor = acceptor.clone();
-            async move {
-                let stream = match accepted {
-                    Ok(stream) => stream,
-                    Err(error) => {
-                        // Out of file descriptors and the like: not at full speed.
-                        tracing::warn!(%error, "accepting a peer connection");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        return None;
-                    }
-                };
-                let handshake = tokio::time::timeout(PEER_HANDSHAKE, acceptor.accept(stream));
-                let stream = match handshake.await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "a peer connection's TLS handshake failed");
-                        return None;
-                    }
-                    Err(_) => return None,
-                };
-                let from_master = stream
-                    .get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| chain.first())
-                    .is_some_and(rudder_proto::tls::is_master_certificate);
-                if !from_master {
-                    tracing::warn!(
-                        "a peer connection with a certificate that is not a master's: dropped"
-                    );
-                    return None;
-                }
-                Some(Ok(stream))
-            }
-        })
-        .buffer_unordered(PEER_HANDSHAKES_AT_ONCE)
-        .filter_map(std::future::ready)
 }
 
 /// openraft's heartbeat interval and lease (milliseconds), once they make sense together.

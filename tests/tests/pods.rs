@@ -2482,3 +2482,141 @@ async fn a_pod_that_stops_being_ready_gets_no_traffic_within_two_seconds_and_com
     exec(&pods[0], &["touch", "/tmp/ready"]).await;
     until_answered_by(vec![pods[0].clone()], Duration::from_secs(10)).await;
 }
+
+/// In a cluster with TLS, a node serves its kubelet port with its own certificate to
+/// masters only: `logs` and `exec` through a master reach the pod, while the node's port
+/// refuses a plaintext caller and an operator's certificate (even the cluster admin's:
+/// operators go through the masters, which authorize them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_them() {
+    use rudder_proto::tls::{ClientTls, Issued};
+    use rudder_tests::secure::{admin_flags, pki, rudder as rudder_in, start};
+
+    let scratch = NodeScratch::new("pods-tls");
+    import_kubia(scratch.dir.path());
+    let cluster_dir = tempfile::tempdir().unwrap();
+    let d = cluster_dir.path();
+    pki(d);
+    let master = start(d, "m1", None, &[]);
+    let (cert, key) = (d.join("pods-tls.crt"), d.join("pods-tls.key"));
+    let issued = rudder_in(
+        d,
+        &[
+            "ca",
+            "issue",
+            d.join("pki").to_str().unwrap(),
+            "system:node:pods-tls",
+            "--group",
+            "system:nodes",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        issued.status.success(),
+        "{}",
+        String::from_utf8_lossy(&issued.stderr)
+    );
+    let node_tls = vec![
+        "--certificate-authority".to_string(),
+        d.join("pki/ca.crt").display().to_string(),
+        "--client-certificate".to_string(),
+        cert.display().to_string(),
+        "--client-key".to_string(),
+        key.display().to_string(),
+    ];
+    let node = Node::start(
+        &scratch,
+        "pods-tls",
+        "10.244.71.0/24",
+        &master.client,
+        node_tls,
+    );
+    let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
+    let admin_tls = ClientTls {
+        ca_pem: read("pki/ca.crt"),
+        identity: Some(Issued {
+            cert_pem: read("admin.crt"),
+            key_pem: read("admin.key"),
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        }),
+    };
+    let client = ApiClient::with_tls(vec![master.client.clone()], Some(admin_tls.clone()));
+    create_pod(
+        &client,
+        pod(
+            "kubia",
+            "pods-tls",
+            json!({ "name": "kubia", "image": "luksa/kubia" }),
+            json!({}),
+        ),
+    )
+    .await;
+    until(
+        &client,
+        "kubia",
+        "kubia Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+
+    // Through the master, as the admin: logs and exec.
+    let admin = admin_flags(d, &master.client);
+    let with_admin = |verb: &[&str]| {
+        let mut args: Vec<&str> = vec![verb[0]];
+        args.extend(admin.iter().map(String::as_str));
+        args.extend(&verb[1..]);
+        rudder_in(d, &args)
+    };
+    let hostname = with_admin(&["exec", "kubia", "--", "hostname"]);
+    assert!(
+        hostname.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&hostname.stderr),
+        node.log()
+    );
+    assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), "kubia");
+    let logs = with_admin(&["logs", "kubia"]);
+    assert!(
+        logs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
+    // Straight to the node's port: neither plaintext nor the admin's certificate.
+    let node_object = client.get_object("nodes", "", "pods-tls").await.unwrap();
+    let address = rudder_proto::objects::kubelet::kubelet_address(&node_object).unwrap();
+    let stats = |tls: Option<ClientTls>| {
+        let address = address.clone();
+        async move {
+            let mut endpoint = rudder_proto::tls::endpoint(&address, tls.as_ref()).unwrap();
+            if let Some(tls) = &tls {
+                endpoint = endpoint.tls_config(tls.tonic_for("pods-tls")).unwrap();
+            }
+            let channel = endpoint
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .map_err(|error| error.to_string())?;
+            rudder_proto::node::kubelet_client::KubeletClient::new(channel)
+                .stats(rudder_proto::node::StatsRequest {
+                    node: "pods-tls".into(),
+                })
+                .await
+                .map(|_| ())
+                .map_err(|status| status.to_string())
+        }
+    };
+    assert!(stats(None).await.is_err(), "plaintext reached the node");
+    assert!(
+        stats(Some(admin_tls)).await.is_err(),
+        "an operator's certificate reached the node"
+    );
+    drop(node);
+    drop(master);
+}

@@ -87,6 +87,8 @@ pub struct Registry {
     service_ranges: Arc<ServiceRanges>,
     /// What Secrets are sealed with before they are written, and opened with when read.
     keys: SharedKeyring,
+    /// What this master dials nodes' kubelet ports with (none: plaintext, no TLS).
+    kubelet_tls: Option<Arc<rudder_proto::tls::ClientTls>>,
 }
 
 /// The object a request names.
@@ -189,7 +191,20 @@ impl Registry {
             checked_leases: Arc::default(),
             service_ranges: Arc::new(ranges),
             keys,
+            kubelet_tls: None,
         }
+    }
+
+    /// This registry, dialing nodes with `tls` (the master's own certificate; nodes take
+    /// only masters').
+    pub fn with_kubelet_tls(mut self, tls: Option<rudder_proto::tls::ClientTls>) -> Self {
+        self.kubelet_tls = tls.map(Arc::new);
+        self
+    }
+
+    /// What nodes are dialed with, if the cluster has TLS.
+    pub fn kubelet_tls(&self) -> Option<&rudder_proto::tls::ClientTls> {
+        self.kubelet_tls.as_deref()
     }
 
     /// The keyring Secrets are sealed and opened with.

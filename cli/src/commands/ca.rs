@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use rudder_apiserver::encryption::keyring_file;
-use rudder_proto::tls::{CertificateRequest, ClusterCa, Issued};
+use rudder_proto::tls::{self, CertificateRequest, ClusterCa, Issued};
 
 /// The files of a PKI directory.
 pub const CA_CERT: &str = "ca.crt";
@@ -55,7 +55,7 @@ pub fn run(command: CaCommand) -> anyhow::Result<()> {
             cert,
             key,
         } => {
-            let issued = load(&dir)?.issue(&CertificateRequest::client(&user, group.as_deref()))?;
+            let issued = load(&dir)?.issue(&request_for(&user, group.as_deref()))?;
             write_issued(&issued, &cert, &key)?;
             println!(
                 "certificate for {user}{} written to {} (key {})",
@@ -123,6 +123,16 @@ pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The certificate `user` in `group` gets: a node's (`system:node:NAME` in
+/// `system:nodes`) also serves the node's kubelet port, named for the node; anyone
+/// else's is a client's.
+pub fn request_for(user: &str, group: Option<&str>) -> CertificateRequest {
+    match (user.strip_prefix(tls::NODE_USER_PREFIX), group) {
+        (Some(node), Some(tls::NODES_GROUP)) if !node.is_empty() => CertificateRequest::node(node),
+        _ => CertificateRequest::client(user, group),
+    }
 }
 
 #[cfg(test)]

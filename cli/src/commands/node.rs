@@ -26,6 +26,7 @@ use rudder_node::runtime::Runtime;
 use rudder_node::status::NodeConfig;
 use rudder_proto::client::ApiClient;
 use rudder_proto::metrics::Metrics;
+use rudder_proto::tls::{ClientTls, ServingCertificate};
 
 use super::node_reset;
 use super::service_network::{NetworkFlags, ServiceNetwork};
@@ -140,6 +141,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     }
     let servers = servers(&args.target)?;
     let tls = crate::session::client_tls(&args.target)?;
+    let kubelet_tls = match (&tls, args.hollow) {
+        (Some(tls), false) => Some(kubelet_tls(tls, &name)?),
+        _ => None,
+    };
     let timers = KubeletTimers {
         lease_renew: Duration::from_millis(args.lease_renew_ms),
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
@@ -209,10 +214,15 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     .with_context(|| {
                         format!("--internal-ip {:?} is not an IP address", args.internal_ip)
                     })?;
-                let bound =
-                    rudder_node::server::serve(runtime.clone(), name, address, metrics.clone())
-                        .await
-                        .with_context(|| format!("binding the node endpoint {address}"))?;
+                let bound = rudder_node::server::serve(
+                    runtime.clone(),
+                    name,
+                    address,
+                    metrics.clone(),
+                    kubelet_tls.clone(),
+                )
+                .await
+                .with_context(|| format!("binding the node endpoint {address}"))?;
                 config.kubelet_port = i32::from(bound.port());
             }
             if let (Some(cidr), false, true) = (&config.pod_cidr, args.hollow, args.proxy) {
@@ -314,6 +324,32 @@ fn hollow_cidr(index: usize) -> String {
 }
 
 /// A node must be told its masters: it never guesses a default.
+/// The kubelet port's TLS: the node's own certificate (which must name it, and serve:
+/// `rudder ca issue` makes one for `system:node:NAME`), masters only as callers.
+fn kubelet_tls(tls: &ClientTls, node: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let issue_one = format!(
+        "issue one with `rudder ca issue PKI_DIR system:node:{node} --group system:nodes \
+         --cert FILE --key FILE` and give it as --client-certificate and --client-key"
+    );
+    let Some(identity) = &tls.identity else {
+        bail!("a node in a cluster with TLS needs its certificate: {issue_one}");
+    };
+    let names = rudder_proto::tls::subject_of_pem(&identity.cert_pem).map(|subject| subject.user);
+    let wanted = format!("{}{node}", rudder_proto::tls::NODE_USER_PREFIX);
+    if names.as_deref() != Some(wanted.as_str()) {
+        bail!(
+            "the node's certificate names {:?}, not {wanted:?}: {issue_one}",
+            names.unwrap_or_default()
+        );
+    }
+    let serving = ServingCertificate::new(identity)
+        .context("the node's certificate and key do not go together")?;
+    Ok(rudder_proto::tls::kubelet_server_config(
+        &tls.ca_pem,
+        &serving,
+    )?)
+}
+
 pub(crate) fn servers(target: &Target) -> anyhow::Result<Vec<String>> {
     configured_servers(target)?.with_context(|| {
         format!(

@@ -349,6 +349,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         client_tls: tls.as_ref().map(|tls| tls.config.clone()),
         audit,
         tokens,
+        // Nodes take only masters' certificates: the one this master dials its peers with.
+        kubelet_tls: config.peer_tls.as_ref().map(|peer| peer.client.clone()),
     };
     let mut master = Master::start(config, ranges, security)
         .await

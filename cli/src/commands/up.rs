@@ -17,7 +17,7 @@ use clap::Args;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use rudder_proto::tls::{CertificateRequest, ClusterCa, Issued};
+use rudder_proto::tls::{ClusterCa, Issued};
 
 use super::api_endpoint::ApiEndpoint;
 use super::ca;
@@ -469,7 +469,8 @@ struct Credential {
 }
 
 impl Credential {
-    /// A client certificate for `user` in `group`, written as `<pki>/<stem>.crt|.key`
+    /// A certificate for `user` in `group` (a node's serves its kubelet port too), written
+    /// as `<pki>/<stem>.crt|.key`
     /// (issued afresh at each start).
     fn issue(
         ca: &ClusterCa,
@@ -478,7 +479,7 @@ impl Credential {
         user: &str,
         group: &str,
     ) -> anyhow::Result<Self> {
-        let issued = ca.issue(&CertificateRequest::client(user, Some(group)))?;
+        let issued = ca.issue(&ca::request_for(user, Some(group)))?;
         let (cert, key) = (
             pki.join(format!("{stem}.crt")),
             pki.join(format!("{stem}.key")),

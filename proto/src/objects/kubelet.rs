@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-/// `http://<InternalIP>:<kubelet port>` of a Node object, if it publishes both.
-pub fn kubelet_endpoint(node: &Value) -> Option<String> {
+/// `<InternalIP>:<kubelet port>` of a Node object, if it publishes both.
+pub fn kubelet_address(node: &Value) -> Option<String> {
     let status = &node["status"];
     let port = status["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_i64()?;
     let address = status["addresses"]
@@ -13,7 +13,7 @@ pub fn kubelet_endpoint(node: &Value) -> Option<String> {
         .find(|a| a["type"] == "InternalIP")?["address"]
         .as_str()?
         .to_string();
-    Some(format!("http://{address}:{port}"))
+    Some(format!("{address}:{port}"))
 }
 
 #[cfg(test)]
@@ -26,10 +26,7 @@ mod tests {
             "addresses": [{ "type": "Hostname", "address": "n1" }, { "type": "InternalIP", "address": "127.0.0.1" }],
             "daemonEndpoints": { "kubeletEndpoint": { "Port": 41234 } },
         }});
-        assert_eq!(
-            kubelet_endpoint(&node).as_deref(),
-            Some("http://127.0.0.1:41234")
-        );
-        assert_eq!(kubelet_endpoint(&serde_json::json!({})), None);
+        assert_eq!(kubelet_address(&node).as_deref(), Some("127.0.0.1:41234"));
+        assert_eq!(kubelet_address(&serde_json::json!({})), None);
     }
 }
