@@ -2,9 +2,11 @@
 //! certificate (`rudder ca issue`), masters started with `--pki`, and the verbs with the
 //! admin's certificate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use rudder_proto::tls::{ClientTls, Issued};
 
 use crate::{lines_of, rudder_binary_beside_tests};
 
@@ -63,28 +65,48 @@ pub fn pki(dir: &Path) {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    issue(dir, "admin", Some("system:masters"), "admin");
+}
+
+/// `rudder ca issue` of a certificate for `user` (in `group`) from `dir/pki`, written as
+/// `dir/<stem>.crt` and `.key` (a node's, for `system:node:NAME` in `system:nodes`).
+pub fn issue(dir: &Path, user: &str, group: Option<&str>, stem: &str) -> (PathBuf, PathBuf) {
     let pki = dir.join("pki");
-    let (cert, key) = (dir.join("admin.crt"), dir.join("admin.key"));
-    let issued = rudder(
-        dir,
-        &[
-            "ca",
-            "issue",
-            pki.to_str().unwrap(),
-            "admin",
-            "--group",
-            "system:masters",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
+    let (cert, key) = (
+        dir.join(format!("{stem}.crt")),
+        dir.join(format!("{stem}.key")),
     );
+    let mut args = vec!["ca", "issue", pki.to_str().unwrap(), user];
+    if let Some(group) = group {
+        args.extend(["--group", group]);
+    }
+    args.extend([
+        "--cert",
+        cert.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let issued = rudder(dir, &args);
     assert!(
         issued.status.success(),
         "{}",
         String::from_utf8_lossy(&issued.stderr)
     );
+    (cert, key)
+}
+
+/// The TLS a client of the cluster in `dir` has with the certificate `dir/<stem>.crt`.
+pub fn client_tls(dir: &Path, stem: &str) -> ClientTls {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    ClientTls {
+        ca_pem: read("pki/ca.crt"),
+        identity: Some(Issued {
+            cert_pem: read(&format!("{stem}.crt")),
+            key_pem: read(&format!("{stem}.key")),
+            // A client's own certificate: the server judges it.
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        }),
+    }
 }
 
 /// `rudder ARGS` with no CLI config and no RUDDER_SERVER (only what the flags say).

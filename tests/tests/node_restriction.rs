@@ -8,23 +8,9 @@
 use std::time::Duration;
 
 use rudder_proto::client::ApiClient;
-use rudder_proto::tls::{ClientTls, Issued};
-use rudder_tests::secure::{admin_flags, pki, rudder, start};
+use rudder_tests::secure::{admin_flags, client_tls, issue, pki, start};
 use rudder_tests::{hollow_nodes_with, wait_for};
 use serde_json::{json, Value};
-
-fn tls(dir: &std::path::Path, cert: &str, key: &str) -> Option<ClientTls> {
-    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
-    Some(ClientTls {
-        ca_pem: read("pki/ca.crt"),
-        identity: Some(Issued {
-            cert_pem: read(cert),
-            key_pem: read(key),
-            // A client's own certificate: the server judges it.
-            not_after: std::time::SystemTime::UNIX_EPOCH,
-        }),
-    })
-}
 
 fn pod(name: &str, node: &str, secret: &str, mirror: bool) -> Value {
     let mut pod = json!({
@@ -58,31 +44,9 @@ async fn a_node_runs_its_own_pods_and_touches_nothing_else() {
     let d = dir.path();
     pki(d);
     let master = start(d, "m1", None, &[]);
-    let issued = rudder(
-        d,
-        &[
-            "ca",
-            "issue",
-            d.join("pki").to_str().unwrap(),
-            "system:node:n-0",
-            "--group",
-            "system:nodes",
-            "--cert",
-            d.join("n-0.crt").to_str().unwrap(),
-            "--key",
-            d.join("n-0.key").to_str().unwrap(),
-        ],
-    );
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
-    );
-    let admin = ApiClient::with_tls(
-        vec![master.client.clone()],
-        tls(d, "admin.crt", "admin.key"),
-    );
-    let node = ApiClient::with_tls(vec![master.client.clone()], tls(d, "n-0.crt", "n-0.key"));
+    issue(d, "system:node:n-0", Some("system:nodes"), "n-0");
+    let admin = ApiClient::with_tls(vec![master.client.clone()], Some(client_tls(d, "admin")));
+    let node = ApiClient::with_tls(vec![master.client.clone()], Some(client_tls(d, "n-0")));
 
     // A hollow node n-0 with the node's credential registers and runs a pod bound to it.
     let mut flags = admin_flags(d, &master.client);

@@ -2489,8 +2489,8 @@ async fn a_pod_that_stops_being_ready_gets_no_traffic_within_two_seconds_and_com
 /// operators go through the masters, which authorize them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_them() {
-    use rudder_proto::tls::{ClientTls, Issued};
-    use rudder_tests::secure::{admin_flags, pki, rudder as rudder_in, start};
+    use rudder_proto::tls::ClientTls;
+    use rudder_tests::secure::{admin_flags, client_tls, issue, pki, rudder as rudder_in, start};
 
     let scratch = NodeScratch::new("pods-tls");
     import_kubia(scratch.dir.path());
@@ -2498,27 +2498,7 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
     let d = cluster_dir.path();
     pki(d);
     let master = start(d, "m1", None, &[]);
-    let (cert, key) = (d.join("pods-tls.crt"), d.join("pods-tls.key"));
-    let issued = rudder_in(
-        d,
-        &[
-            "ca",
-            "issue",
-            d.join("pki").to_str().unwrap(),
-            "system:node:pods-tls",
-            "--group",
-            "system:nodes",
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        issued.status.success(),
-        "{}",
-        String::from_utf8_lossy(&issued.stderr)
-    );
+    let (cert, key) = issue(d, "system:node:pods-tls", Some("system:nodes"), "pods-tls");
     let node_tls = vec![
         "--certificate-authority".to_string(),
         d.join("pki/ca.crt").display().to_string(),
@@ -2534,15 +2514,7 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
         &master.client,
         node_tls,
     );
-    let read = |name: &str| std::fs::read_to_string(d.join(name)).unwrap();
-    let admin_tls = ClientTls {
-        ca_pem: read("pki/ca.crt"),
-        identity: Some(Issued {
-            cert_pem: read("admin.crt"),
-            key_pem: read("admin.key"),
-            not_after: std::time::SystemTime::UNIX_EPOCH,
-        }),
-    };
+    let admin_tls = client_tls(d, "admin");
     let client = ApiClient::with_tls(vec![master.client.clone()], Some(admin_tls.clone()));
     create_pod(
         &client,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rudder_tests::secure::{admin_flags, pki, rudder, start};
+use rudder_tests::secure::{admin_flags, issue, pki, rudder, start};
 use rudder_tests::wait_for;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -21,25 +21,7 @@ const POLICY_CHANGE: Duration = Duration::from_secs(15);
 
 /// A certificate for `user` (in no group) and the flags that make the CLI use it.
 fn user_flags(dir: &Path, server: &str, user: &str) -> Vec<String> {
-    let (cert, key) = (
-        dir.join(format!("{user}.crt")),
-        dir.join(format!("{user}.key")),
-    );
-    let pki = dir.join("pki");
-    let issued = rudder(
-        dir,
-        &[
-            "ca",
-            "issue",
-            pki.to_str().unwrap(),
-            user,
-            "--cert",
-            cert.to_str().unwrap(),
-            "--key",
-            key.to_str().unwrap(),
-        ],
-    );
-    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let (cert, key) = issue(dir, user, None, user);
     let mut flags = admin_flags(dir, server);
     flags[5] = cert.display().to_string();
     flags[7] = key.display().to_string();
