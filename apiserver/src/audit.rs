@@ -289,6 +289,7 @@ mod tests {
             user: "alice".into(),
             uid: "1001".into(),
             groups: vec!["developers".into()],
+            ..Subject::default()
         });
         let now = "2026-12-06T07:00:01Z".parse().unwrap();
         let record = event(&request("delete", Some(&alice)), "id-1", now);

@@ -41,6 +41,7 @@ use tokio::sync::watch;
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::registry::Registry;
+use crate::service_account_tokens;
 use policy_cache::PolicyCache;
 use rbac::{Action, Policy, ResourceAction, User, RBAC_GROUP};
 
@@ -194,6 +195,46 @@ impl Authorizer {
         }
     }
 
+    /// A ServiceAccount token is good while its account (and the pod it is bound to) is
+    /// the one it was issued for: deleting either revokes it, as in Kubernetes.
+    async fn still_bound(&self, binding: &service_account_tokens::Binding) -> Result<(), ApiError> {
+        let Some(registry) = self.registry.get() else {
+            return Ok(());
+        };
+        let gone = |what: String| ApiError::Unauthorized {
+            message: format!("the token's {what} no longer exists"),
+        };
+        let uid_of = |resource: &'static str, name: String| {
+            let namespace = binding.namespace.clone();
+            async move {
+                let target = crate::registry::Target {
+                    resource,
+                    namespace: &namespace,
+                    name: &name,
+                };
+                match registry.get(&target).await {
+                    Ok(object) => Ok(object["metadata"]["uid"].as_str().map(str::to_string)),
+                    Err(ApiError::NotFound { .. }) => Ok(None),
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        let account = format!("ServiceAccount {}/{}", binding.namespace, binding.account);
+        if uid_of("serviceaccounts", binding.account.clone())
+            .await?
+            .as_deref()
+            != Some(binding.account_uid.as_str())
+        {
+            return Err(gone(account));
+        }
+        if let Some((pod, uid)) = &binding.pod {
+            if uid_of("pods", pod.clone()).await?.as_deref() != Some(uid.as_str()) {
+                return Err(gone(format!("pod {}/{pod}", binding.namespace)));
+            }
+        }
+        Ok(())
+    }
+
     async fn loaded(&self) -> Result<(), ApiError> {
         match self.cache.loaded_within(POLICY_LOAD_WAIT).await {
             true => Ok(()),
@@ -206,12 +247,18 @@ impl Authorizer {
         }
     }
 
-    /// Refuses `action` with Kubernetes' Forbidden unless `caller` may take it.
+    /// Refuses `action` with Kubernetes' Forbidden unless `caller` may take it (and with
+    /// Unauthorized if `caller`'s ServiceAccount token is bound to what is gone).
     pub async fn authorize(
         &self,
         caller: Option<&Caller>,
         action: &Action,
     ) -> Result<(), ApiError> {
+        if let Some(Caller::Authenticated(subject)) = caller {
+            if let Some(binding) = service_account_tokens::bound_to(subject) {
+                self.still_bound(&binding).await?;
+            }
+        }
         let Some(user) = user_of(caller) else {
             return Ok(());
         };

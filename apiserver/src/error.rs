@@ -82,6 +82,10 @@ pub enum ApiError {
     /// that lost its lease).
     #[error("{message}")]
     Forbidden { message: String },
+    /// The caller's credential names no one any more (a ServiceAccount token whose account
+    /// or pod is gone): Kubernetes' 401.
+    #[error("Unauthorized: {message}")]
+    Unauthorized { message: String },
     /// The caller may not do this (authorization, or a grant beyond what it holds):
     /// `pods "web" is forbidden: User "jane" cannot delete resource "pods" ...`.
     #[error("{}forbidden: {message}", denied_object(.resource, .name))]
@@ -222,6 +226,7 @@ impl ApiError {
             Self::Conflict { .. } | Self::ApplyConflict { .. } => ("Conflict", 409),
             Self::Invalid { .. } => ("Invalid", 422),
             Self::BadRequest { .. } => ("BadRequest", 400),
+            Self::Unauthorized { .. } => ("Unauthorized", 401),
             Self::Forbidden { .. } | Self::NamespaceTerminating { .. } | Self::Denied { .. } => {
                 ("Forbidden", 403)
             }
@@ -375,6 +380,7 @@ impl From<ApiError> for tonic::Status {
                 Code::FailedPrecondition
             }
             ApiError::Denied { .. } => Code::PermissionDenied,
+            ApiError::Unauthorized { .. } => Code::Unauthenticated,
             ApiError::Expired { .. } => Code::OutOfRange,
             ApiError::TooLarge { .. } | ApiError::BodyTooLarge { .. } => Code::ResourceExhausted,
             ApiError::PatchNotApplicable { .. } => Code::InvalidArgument,

@@ -42,6 +42,9 @@
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`encryption`]: Secrets sealed (AES-256-GCM) before they enter the store and opened
 //!   when read, by the registry; the keyring and its file (`encryption/keyring_file.rs`).
+//! - [`service_account_tokens`]: ServiceAccount tokens (signed JWTs, Kubernetes' bound
+//!   form), issued by the `serviceaccounts/token` subresource (`registry/token_request.rs`)
+//!   and judged at the front door.
 //! - [`audit`]: the audit log (Kubernetes' audit Events, one JSON line per request), fed
 //!   by both front ends where they measure.
 //! - [`authz`]: who may do what — RBAC (Kubernetes' kinds, evaluation and default
@@ -69,6 +72,7 @@ pub mod registry;
 pub mod request_metrics;
 pub mod selectors;
 pub mod service;
+pub mod service_account_tokens;
 pub mod strategic_merge;
 #[cfg(feature = "test-support")]
 pub mod test_support;

@@ -30,7 +30,8 @@ use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Registry, Target, WriteOptions};
 use crate::request_metrics::ApiMetrics;
 use crate::service::service;
-use rudder_proto::authn::BearerTokens;
+use crate::service_account_tokens::TokenKey;
+use rudder_proto::authn::{Authenticate, Authenticators, BearerTokens};
 
 /// The namespaces every cluster has, created by the first master that can.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -48,6 +49,8 @@ pub struct Security {
     pub tokens: Option<Arc<BearerTokens>>,
     /// What the master presents to nodes' kubelet ports (a master's certificate).
     pub kubelet_tls: Option<rudder_proto::tls::ClientTls>,
+    /// What ServiceAccount tokens are signed and checked with (every master holds it).
+    pub token_key: Option<Arc<TokenKey>>,
 }
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
@@ -85,6 +88,7 @@ impl Master {
             audit: None,
             tokens: None,
             kubelet_tls: None,
+            token_key: None,
         };
         Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
@@ -99,6 +103,7 @@ impl Master {
             audit,
             tokens,
             kubelet_tls,
+            token_key,
         }: Security,
         peer: TcpListener,
         client: TcpListener,
@@ -111,7 +116,12 @@ impl Master {
         let authorizer = Authorizer::new();
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
             let registry = Registry::with_service_ranges(store.clone(), keys, ranges)
-                .with_kubelet_tls(kubelet_tls);
+                .with_kubelet_tls(kubelet_tls)
+                .with_token_key(token_key.clone());
+            // A bearer token is the token file's, else a ServiceAccount token.
+            let mut each: Vec<Arc<dyn Authenticate + Send + Sync>> = Vec::new();
+            each.extend(tokens.map(|tokens| tokens as Arc<dyn Authenticate + Send + Sync>));
+            each.extend(token_key.map(|key| key as Arc<dyn Authenticate + Send + Sync>));
             served = Some(registry.clone());
             ClientServices {
                 grpc: grpc
@@ -135,7 +145,7 @@ impl Master {
                     authorizer.clone(),
                 )),
                 tls: client_tls,
-                tokens,
+                tokens: Authenticators::new(each),
             }
         })
         .await?;

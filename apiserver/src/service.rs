@@ -92,6 +92,7 @@ macro_rules! named_by_fields {
     )*};
 }
 named_by_fields!(
+    pb::CreateTokenRequest,
     pb::GetRequest,
     pb::PatchRequest,
     pb::DeleteRequest,
@@ -581,6 +582,24 @@ impl Resources for Api {
                 json: object.to_string().into_bytes(),
                 deleted,
             }))
+        })
+        .await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::Object>, Status> {
+        let resource = "serviceaccounts".to_owned();
+        let subresource = "token";
+        let who = self.who(&request, ("create", &resource, subresource));
+        self.measured(("create", &resource, subresource), who, async move {
+            let r = request.into_inner();
+            let answered = self
+                .registry
+                .request_token(&r.namespace, &r.name, &r.json)
+                .await?;
+            Ok(object(answered))
         })
         .await
     }

@@ -220,3 +220,17 @@ fn main() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every command's flags are well formed and none is defined twice (the flags every
+    /// verb shares are global, so a subcommand must not define them again).
+    #[test]
+    fn the_commands_and_their_flags_are_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

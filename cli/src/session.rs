@@ -10,25 +10,36 @@ use rudder_proto::client::ApiClient;
 use rudder_proto::tls::{ClientTls, Issued};
 use serde::{Deserialize, Serialize};
 
-/// Where the API servers are.
+/// Where the API servers are, and who calls them (global: given before or after a
+/// subcommand, `rudder create token NAME --server ...`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct Target {
     /// API servers (master client addresses): host:port[,host:port...]. Default: the
     /// RUDDER_SERVER variable, else the config file `rudder up` writes.
-    #[arg(short = 's', long, env = "RUDDER_SERVER", value_delimiter = ',')]
+    #[arg(
+        short = 's',
+        long,
+        env = "RUDDER_SERVER",
+        value_delimiter = ',',
+        global = true
+    )]
     pub server: Vec<String>,
     /// The CLI config file (default: $RUDDER_CONFIG, else ~/.rudder/config).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// The cluster CA's certificate, to speak TLS to the masters (default: the CLI
     /// config's).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub certificate_authority: Option<PathBuf>,
     /// This client's certificate (and --client-key), signed by the cluster CA.
-    #[arg(long, requires = "client_key")]
+    #[arg(long, requires = "client_key", global = true)]
     pub client_certificate: Option<PathBuf>,
-    #[arg(long, requires = "client_certificate")]
+    #[arg(long, requires = "client_certificate", global = true)]
     pub client_key: Option<PathBuf>,
+    /// A bearer token to call with instead of a client certificate (a ServiceAccount's:
+    /// `rudder create token NAME`).
+    #[arg(long, env = "RUDDER_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
 }
 
 /// What `rudder up` writes and the CLI reads.
@@ -84,7 +95,7 @@ impl Session {
     pub async fn connect(target: &Target) -> anyhow::Result<Self> {
         let mut servers = servers(target)?;
         let tls = client_tls(target)?;
-        let client = ApiClient::with_tls(servers.clone(), tls.clone());
+        let client = api_client(target, servers.clone(), tls.clone())?;
         let discovered = client
             .call(|mut c| async move { c.discover(pb::DiscoverRequest {}).await })
             .await?;
@@ -96,7 +107,7 @@ impl Session {
             }
         }
         let client = if servers.len() > known {
-            ApiClient::with_tls(servers, tls)
+            api_client(target, servers, tls)?
         } else {
             client
         };
@@ -179,8 +190,33 @@ pub fn configured_servers(target: &Target) -> anyhow::Result<Option<Vec<String>>
 }
 
 /// TLS to the masters: the flags' files, else the CLI config's; `None`: plaintext.
+/// A client of `servers` over `tls`, with the target's bearer token if it has one.
+pub fn api_client(
+    target: &Target,
+    servers: Vec<String>,
+    tls: Option<ClientTls>,
+) -> anyhow::Result<ApiClient> {
+    let client = ApiClient::with_tls(servers, tls);
+    match &target.token {
+        Some(token) => client
+            .with_token(token)
+            .map_err(|why| anyhow::anyhow!("--token: {why}")),
+        None => Ok(client),
+    }
+}
+
 pub fn client_tls(target: &Target) -> anyhow::Result<Option<ClientTls>> {
-    let config = read_config(target)?.unwrap_or_default();
+    let mut config = read_config(target)?.unwrap_or_default();
+    if target.token.is_some() {
+        if target.client_certificate.is_some() {
+            bail!(
+                "give a client certificate or a token, not both (a master takes the certificate)"
+            );
+        }
+        // The token speaks for the caller: the config's certificate would be taken first.
+        config.client_certificate = None;
+        config.client_key = None;
+    }
     // Field by field: a flag wins over the config's file.
     let ca = target
         .certificate_authority

@@ -2,11 +2,15 @@
 //! connection (a master on loopback trusts every caller), a client certificate's subject
 //! (`tls.rs` reads it), a bearer token from the master's token file, or no one. Pure.
 //!
+//! A bearer token is judged by each of a master's [`Authenticate`]s in turn: its token
+//! file's, its ServiceAccount tokens' (signed, `rudder-apiserver`'s).
+//!
 //! The token file is kube-apiserver's `--token-auth-file` format: one
 //! `token,user,uid[,"group1,group2"]` per line. Tokens are kept as SHA-256 digests, so the
 //! table in memory holds none in clear.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -14,9 +18,35 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Subject {
     pub user: String,
-    /// The token file's uid (empty for a certificate).
+    /// The token file's uid, a ServiceAccount's (empty for a certificate).
     pub uid: String,
     pub groups: Vec<String>,
+    /// What else the credential says (Kubernetes' `extra`: the pod a ServiceAccount
+    /// token is bound to, the token's id).
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Who a bearer token names, if this authenticator knows it.
+pub trait Authenticate: Send + Sync {
+    fn authenticate(&self, token: &str) -> Option<Subject>;
+}
+
+/// A master's authenticators, asked in turn (its token file's, its ServiceAccount
+/// tokens').
+#[derive(Clone, Default)]
+pub struct Authenticators {
+    each: Vec<Arc<dyn Authenticate + Send + Sync + 'static>>,
+}
+
+impl Authenticators {
+    pub fn new(each: Vec<Arc<dyn Authenticate + Send + Sync + 'static>>) -> Self {
+        Self { each }
+    }
+
+    /// Who `token` names, by the first authenticator that knows it.
+    pub fn subject(&self, token: &str) -> Option<Subject> {
+        self.each.iter().find_map(|each| each.authenticate(token))
+    }
 }
 
 /// Who is calling (a request extension the front door sets).
@@ -81,6 +111,7 @@ impl BearerTokens {
                 user: user.clone(),
                 uid: uid.clone(),
                 groups,
+                ..Subject::default()
             };
             if by_digest.insert(digest(token), subject).is_some() {
                 return Err(error("the token is listed twice"));
@@ -100,6 +131,12 @@ impl BearerTokens {
 
     pub fn is_empty(&self) -> bool {
         self.by_digest.is_empty()
+    }
+}
+
+impl Authenticate for BearerTokens {
+    fn authenticate(&self, token: &str) -> Option<Subject> {
+        self.subject(token).cloned()
     }
 }
 
@@ -153,7 +190,8 @@ mod tests {
             Some(&Subject {
                 user: "alice".into(),
                 uid: "1001".into(),
-                groups: vec!["developers".into(), "viewers".into()]
+                groups: vec!["developers".into(), "viewers".into()],
+                ..Subject::default()
             })
         );
         assert_eq!(

@@ -4,13 +4,17 @@
 //! numbered ([`crate::request_ids`]), so one whose fate is unknown (the connection broke, the
 //! master stopped or timed out) is retried too: the store applies it once. [`Fenced`] sends
 //! the same writes under a leader's fence ([`ApiClient::fenced`]); [`ClientError`] (in
-//! `client/error.rs`) says why a call failed, as kubectl words it.
+//! `client/error.rs`) says why a call failed, as kubectl words it. A client with a bearer
+//! token ([`ApiClient::with_token`]) sends it with every call ([`Credentials`]).
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -24,8 +28,28 @@ mod fenced;
 pub use error::ClientError;
 pub use fenced::Fenced;
 
+/// A master's channel, each call carrying the client's credentials.
+pub type Connection = InterceptedService<Channel, Credentials>;
+
+/// What a client presents besides its certificate: a bearer token, on every call.
+#[derive(Clone, Default)]
+pub struct Credentials {
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// The `Resources` client on a master's channel, taking the largest answers (lists).
-fn resources(channel: Channel) -> ResourcesClient<Channel> {
+fn resources(channel: Connection) -> ResourcesClient<Connection> {
     ResourcesClient::new(channel)
         .max_decoding_message_size(MAX_RESPONSE_BYTES)
         .max_encoding_message_size(MAX_RESPONSE_BYTES)
@@ -52,6 +76,7 @@ pub struct ApiClient {
     tls: Option<ClientTls>,
     /// Set once a master answered in another protocol (TLS, asked in plaintext).
     other_protocol: std::sync::atomic::AtomicBool,
+    credentials: Credentials,
 }
 
 impl ApiClient {
@@ -70,7 +95,18 @@ impl ApiClient {
             request_ids: RequestIds::new(),
             tls,
             other_protocol: Default::default(),
+            credentials: Credentials::default(),
         }
+    }
+
+    /// This client, sending `token` as its bearer token on every call (a ServiceAccount's,
+    /// or one of a master's token file). Fails if the token cannot be a header's value.
+    pub fn with_token(mut self, token: &str) -> Result<Self, String> {
+        let value = format!("Bearer {}", token.trim())
+            .parse()
+            .map_err(|_| "the token holds characters a header cannot carry".to_string())?;
+        self.credentials.authorization = Some(value);
+        Ok(self)
     }
 
     /// The TLS this client speaks, for channels of its own (the etcd API's, say).
@@ -88,10 +124,11 @@ impl ApiClient {
         self.endpoints.get(index).map(String::as_str).unwrap_or("")
     }
 
-    fn channel(&self, index: usize) -> Result<Channel, String> {
+    fn channel(&self, index: usize) -> Result<Connection, String> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let credentials = self.credentials.clone();
         if let Some(channel) = &channels[index] {
-            return Ok(channel.clone());
+            return Ok(InterceptedService::new(channel.clone(), credentials));
         }
         let endpoint = tls::endpoint(&self.endpoints[index], self.tls.as_ref())?
             .connect_timeout(CONNECT_TIMEOUT)
@@ -100,7 +137,7 @@ impl ApiClient {
             .keep_alive_timeout(Duration::from_secs(5));
         let channel = endpoint.connect_lazy();
         channels[index] = Some(channel.clone());
-        Ok(channel)
+        Ok(InterceptedService::new(channel, credentials))
     }
 
     fn forget(&self, index: usize) {
@@ -111,7 +148,7 @@ impl ApiClient {
     /// Runs a unary call, trying each master once, starting with the current one.
     pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: Fn(ResourcesClient<Channel>) -> Fut,
+        F: Fn(ResourcesClient<Connection>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.attempt(|channel| call(resources(channel)), Some(CALL_TIMEOUT), None)
@@ -128,7 +165,7 @@ impl ApiClient {
     pub async fn write<M, T, F, Fut>(&self, message: M, call: F) -> Result<T, ClientError>
     where
         M: Clone,
-        F: Fn(ResourcesClient<Channel>, tonic::Request<M>) -> Fut,
+        F: Fn(ResourcesClient<Connection>, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let ticket = self.request_ids.begin();
@@ -146,7 +183,7 @@ impl ApiClient {
     /// Like [`ApiClient::call`], without a time limit (for watch streams).
     pub async fn open<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: Fn(ResourcesClient<Channel>) -> Fut,
+        F: Fn(ResourcesClient<Connection>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.attempt(|channel| call(resources(channel)), None, None)
@@ -157,7 +194,7 @@ impl ApiClient {
     /// service, which forwards each call to the pod's node): `call` gets a master's channel.
     pub async fn open_on<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.attempt(call, None, None).await
@@ -171,7 +208,7 @@ impl ApiClient {
         write: Option<&Ticket<'_>>,
     ) -> Result<T, ClientError>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let count = self.endpoints.len();
@@ -217,7 +254,7 @@ impl ApiClient {
         last: &mut String,
     ) -> Option<Result<T, ClientError>>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let count = self.endpoints.len();
@@ -342,6 +379,28 @@ impl ApiClient {
         object: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
         self.create_under(None, resource, namespace, object).await
+    }
+
+    /// A token for ServiceAccount `namespace/name`: `request` is a TokenRequest; the answer
+    /// holds the token in `status.token`.
+    pub async fn create_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = api::CreateTokenRequest {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            json: request.to_string().into_bytes(),
+        };
+        let answer = self
+            .call(|mut c| {
+                let request = request.clone();
+                async move { c.create_token(request).await }
+            })
+            .await?;
+        decode(&answer.json)
     }
 
     /// Replaces the object (`status`: only its status), compare-and-swap when `object`

@@ -506,6 +506,20 @@ fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A new ECDSA P-256 private key (PKCS#8 PEM): what signs ServiceAccount tokens.
+pub fn new_signing_key_pem() -> Result<String, TlsError> {
+    Ok(KeyPair::generate()?.serialize_pem())
+}
+
+/// The public key (SPKI PEM) of the private key `private_pem`.
+pub fn public_key_pem(private_pem: &str) -> Result<String, TlsError> {
+    let key = KeyPair::from_pem(private_pem).map_err(|error| TlsError::Pem {
+        what: "the signing key",
+        why: error.to_string(),
+    })?;
+    Ok(key.public_key_pem())
+}
+
 /// Who the first certificate of `pem` names (not verified: for a certificate of one's
 /// own).
 pub fn subject_of_pem(pem: &str) -> Option<Subject> {
@@ -534,6 +548,7 @@ pub fn subject_of(der: &CertificateDer<'_>) -> Option<Subject> {
         user,
         uid: String::new(),
         groups,
+        ..Subject::default()
     })
 }
 
@@ -553,7 +568,8 @@ mod tests {
             Some(Subject {
                 user: "alice".into(),
                 uid: String::new(),
-                groups: vec!["developers".into()]
+                groups: vec!["developers".into()],
+                ..Subject::default()
             })
         );
         // Verified by rustls' own WebPKI verifier against the CA, as a server does.

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 use tower::ServiceExt;
 
-use rudder_proto::authn::{bearer, BearerTokens, Caller};
+use rudder_proto::authn::{bearer, Authenticators, Caller};
 use rudder_proto::tls::subject_of;
 use std::sync::Arc;
 
@@ -36,8 +36,9 @@ pub struct ClientServices {
     /// TLS (none: plaintext, for loopback). A connection's [`Caller`] is a request
     /// extension; callers without a certificate are refused all but health checks.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Bearer tokens a TLS caller without a certificate may present instead.
-    pub tokens: Option<Arc<BearerTokens>>,
+    /// What judges the bearer token a TLS caller without a certificate may present
+    /// instead (a token file, ServiceAccount tokens), each in turn.
+    pub tokens: Authenticators,
 }
 
 /// How long a client has for its TLS handshake.
@@ -80,7 +81,7 @@ pub async fn serve(
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
     let tokens = services.tokens;
     let front = tower::service_fn(move |mut request: Request<Incoming>| {
-        if let Err(why) = with_token(&mut request, tokens.as_deref()) {
+        if let Err(why) = with_token(&mut request, &tokens) {
             return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
                 is_grpc(&request),
                 why,
@@ -309,10 +310,7 @@ fn may_use_the_store<B>(request: &Request<B>) -> bool {
 
 /// A caller without a certificate who presents a bearer token becomes the token's subject;
 /// an unknown token is refused (never taken as anonymous).
-fn with_token<B>(
-    request: &mut Request<B>,
-    tokens: Option<&BearerTokens>,
-) -> Result<(), &'static str> {
+fn with_token<B>(request: &mut Request<B>, tokens: &Authenticators) -> Result<(), &'static str> {
     if request.extensions().get::<Caller>() != Some(&Caller::Anonymous) {
         return Ok(());
     }
@@ -324,9 +322,10 @@ fn with_token<B>(
     else {
         return Ok(());
     };
-    match tokens.and_then(|tokens| tokens.subject(token)) {
+    let named = tokens.subject(token);
+    match named {
         Some(subject) => {
-            let caller = Caller::Authenticated(subject.clone());
+            let caller = Caller::Authenticated(subject);
             request.extensions_mut().insert(caller);
             Ok(())
         }

@@ -90,7 +90,7 @@ impl RunningMember {
                 grpc,
                 http: None,
                 tls: None,
-                tokens: None,
+                tokens: Default::default(),
             }
         })
         .await

@@ -133,3 +133,56 @@ pub fn admin_flags<'a>(dir: &'a Path, server: &'a str) -> Vec<String> {
         file("admin.key"),
     ]
 }
+
+/// Standard output or error as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `rudder VERB... FLAGS...` ([`rudder`]: only what the flags say).
+pub fn run(dir: &Path, flags: &[String], verb: &[&str]) -> std::process::Output {
+    let mut args: Vec<&str> = verb.to_vec();
+    args.extend(flags.iter().map(String::as_str));
+    rudder(dir, &args)
+}
+
+/// Applies `manifest` (written as `dir/<name>.yaml`) with `flags`' credentials.
+pub fn apply_as(dir: &Path, flags: &[String], name: &str, manifest: &str) -> std::process::Output {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, manifest).unwrap();
+    run(dir, flags, &["apply", "-f", file.to_str().unwrap()])
+}
+
+/// Its standard output if the command succeeded, else what it said.
+pub fn succeeded(output: &std::process::Output) -> Result<String, String> {
+    if output.status.success() {
+        Ok(text(&output.stdout))
+    } else {
+        Err(format!("{}{}", text(&output.stdout), text(&output.stderr)))
+    }
+}
+
+/// The real kubectl.
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// The real kubectl with `kubeconfig` (its cache beside it).
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> std::process::Output {
+    let cache = kubeconfig.with_extension("cache");
+    Command::new(KUBECTL)
+        .env("KUBECONFIG", kubeconfig)
+        .arg(format!("--cache-dir={}", cache.display()))
+        .arg("--request-timeout=20s")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The kubeconfig `rudder config kubeconfig` writes for `flags`' credentials, as
+/// `dir/<name>.kubeconfig`.
+pub fn kubeconfig(dir: &Path, flags: &[String], name: &str) -> PathBuf {
+    let written = run(dir, flags, &["config", "kubeconfig"]);
+    assert!(written.status.success(), "{}", text(&written.stderr));
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, &written.stdout).unwrap();
+    path
+}

@@ -7,14 +7,14 @@
 //! may write bindings cannot grant more than it holds, and a deleted binding takes its
 //! rights with it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
-use rudder_tests::secure::{admin_flags, issue, pki, rudder, start};
+use rudder_tests::secure::{
+    admin_flags, apply_as, issue, kubeconfig, kubectl, pki, run, start, succeeded, text, KUBECTL,
+};
 use rudder_tests::wait_for;
-
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// How long a change of bindings may take to reach the master's policy.
 const POLICY_CHANGE: Duration = Duration::from_secs(15);
@@ -26,51 +26,6 @@ fn user_flags(dir: &Path, server: &str, user: &str) -> Vec<String> {
     flags[5] = cert.display().to_string();
     flags[7] = key.display().to_string();
     flags
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// `rudder VERB... FLAGS...`.
-fn run(dir: &Path, flags: &[String], verb: &[&str]) -> Output {
-    let mut args: Vec<&str> = verb.to_vec();
-    args.extend(flags.iter().map(String::as_str));
-    rudder(dir, &args)
-}
-
-/// Applies `manifest` as the admin.
-fn apply_as(dir: &Path, flags: &[String], name: &str, manifest: &str) -> Output {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, manifest).unwrap();
-    run(dir, flags, &["apply", "-f", file.to_str().unwrap()])
-}
-
-fn succeeded(output: &Output) -> Result<String, String> {
-    if output.status.success() {
-        Ok(text(&output.stdout))
-    } else {
-        Err(format!("{}{}", text(&output.stdout), text(&output.stderr)))
-    }
-}
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
-    let cache = kubeconfig.with_extension("cache");
-    Command::new(KUBECTL)
-        .env("KUBECONFIG", kubeconfig)
-        .arg(format!("--cache-dir={}", cache.display()))
-        .arg("--request-timeout=20s")
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn kubeconfig(dir: &Path, flags: &[String], name: &str) -> PathBuf {
-    let written = run(dir, flags, &["config", "kubeconfig"]);
-    assert!(written.status.success(), "{}", text(&written.stderr));
-    let path = dir.join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, &written.stdout).unwrap();
-    path
 }
 
 const VIEW_IN_TEAM: &str = "\

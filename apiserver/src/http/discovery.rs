@@ -185,6 +185,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 subresource("eviction", "Eviction", "policy", &["create"]);
             }
             "Namespace" => subresource("finalize", "Namespace", "", &["update"]),
+            "ServiceAccount" => subresource(
+                "token",
+                "TokenRequest",
+                "authentication.k8s.io",
+                &["create"],
+            ),
             _ => {}
         }
     }

@@ -50,6 +50,7 @@ const QUANTITY: &str = "apimachinery.pkg.api.resource.Quantity";
 const RAW_EXTENSION: &str = "apimachinery.pkg.runtime.RawExtension";
 const VERBS: &str = "apimachinery.pkg.apis.meta.v1.Verbs";
 const EXTRA_VALUE: &str = "api.authorization.v1.ExtraValue";
+const AUTHENTICATION_EXTRA_VALUE: &str = "api.authentication.v1.ExtraValue";
 
 /// The object a protobuf body carries, as JSON with its `apiVersion` and `kind`.
 pub fn object_from_protobuf(body: &[u8]) -> Result<Value, ApiError> {
@@ -352,7 +353,7 @@ fn value_of(
                 .map_err(|error| bad(format!("{} holds no JSON: {error}", context()))),
         },
         // A list of strings in JSON (an APIResource's verbs, a user's extra values).
-        VERBS | EXTRA_VALUE => {
+        VERBS | EXTRA_VALUE | AUTHENTICATION_EXTRA_VALUE => {
             let mut verbs = Vec::new();
             for field in WireFields::new(bytes) {
                 if let (1, Wire::Bytes(verb)) = field? {

@@ -216,7 +216,16 @@ async fn dispatch(call: &Call<'_>) -> Result<Response, ApiError> {
         }
         (&Method::POST, false, "binding") if info.kind == "Pod" => bind(call).await,
         (&Method::POST, false, "eviction") if info.kind == "Pod" => evict(call).await,
-        (_, false, "" | "status" | "finalize" | "binding" | "eviction") => Err(not_allowed(call)),
+        (&Method::POST, false, "token") if info.kind == "ServiceAccount" => {
+            refuse_dry_run(call, "token", false)?;
+            let answer = registry
+                .request_token(&call.path.namespace, &call.path.name, &call.body)
+                .await?;
+            Ok(respond::json(StatusCode::CREATED, &answer))
+        }
+        (_, false, "" | "status" | "finalize" | "binding" | "eviction" | "token") => {
+            Err(not_allowed(call))
+        }
         _ => Err(super::paths::not_found()),
     }
 }

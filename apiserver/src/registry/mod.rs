@@ -34,6 +34,7 @@ mod fence;
 mod priority;
 mod service_allocations;
 mod storage_class;
+mod token_request;
 mod transform;
 mod update;
 
@@ -89,6 +90,8 @@ pub struct Registry {
     keys: SharedKeyring,
     /// What this master dials nodes' kubelet ports with (none: plaintext, no TLS).
     kubelet_tls: Option<Arc<rudder_proto::tls::ClientTls>>,
+    /// What ServiceAccount tokens are signed with (none: a cluster without TLS).
+    token_key: Option<Arc<crate::service_account_tokens::TokenKey>>,
 }
 
 /// The object a request names.
@@ -192,7 +195,21 @@ impl Registry {
             service_ranges: Arc::new(ranges),
             keys,
             kubelet_tls: None,
+            token_key: None,
         }
+    }
+
+    /// This registry, signing ServiceAccount tokens with `key`.
+    pub fn with_token_key(
+        mut self,
+        key: Option<Arc<crate::service_account_tokens::TokenKey>>,
+    ) -> Self {
+        self.token_key = key;
+        self
+    }
+
+    pub(crate) fn token_key(&self) -> Option<&crate::service_account_tokens::TokenKey> {
+        self.token_key.as_deref()
     }
 
     /// This registry, dialing nodes with `tls` (the master's own certificate; nodes take

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rudder_apiserver::Master;
 use rudder_proto::api as pb;
 use rudder_proto::api::resources_client::ResourcesClient;
-use rudder_proto::client::{ApiClient, ClientError};
+use rudder_proto::client::{ApiClient, ClientError, Connection};
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::{RaftOptions, ServerError};
 use rudder_raftstore::test_support::{Cluster, Kind, Options};
@@ -18,7 +18,6 @@ use rudder_raftstore::{MemberConfig, Store};
 use rudder_raftstore::{RunningMember, StoreOptions};
 use serde_json::Value;
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
 
 /// Masters in the members' places.
 pub struct Masters;
@@ -124,7 +123,7 @@ async fn object_call<M, F, Fut>(
 ) -> Result<Value, ClientError>
 where
     M: Clone,
-    F: Fn(ResourcesClient<Channel>, M) -> Fut,
+    F: Fn(ResourcesClient<Connection>, M) -> Fut,
     Fut: Future<Output = Result<tonic::Response<pb::Object>, tonic::Status>>,
 {
     let object = client.call(|c| send(c, request.clone())).await?;

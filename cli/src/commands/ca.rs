@@ -17,10 +17,12 @@ use rudder_proto::tls::{self, CertificateRequest, ClusterCa, Issued};
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
 pub const KEYRING: &str = "encryption.keys";
+pub const SERVICE_ACCOUNT_KEY: &str = "service-account.key";
 
 #[derive(Subcommand, Debug)]
 pub enum CaCommand {
-    /// Makes a PKI directory: a new CA and a new Secret-encryption keyring.
+    /// Makes a PKI directory: a new CA, a new Secret-encryption keyring and the key
+    /// ServiceAccount tokens are signed with.
     Init { dir: PathBuf },
     /// Signs a client certificate for USER (in GROUP: `system:masters` is the cluster's
     /// administrators) into CERT and KEY.
@@ -83,7 +85,44 @@ pub fn init(dir: &Path) -> anyhow::Result<ClusterCa> {
     if !dir.join(KEYRING).exists() {
         keyring_file::create(&dir.join(KEYRING))?;
     }
+    service_account_key(dir)?;
     Ok(ca)
+}
+
+/// The key ServiceAccount tokens are signed with, in the PKI directory `dir`: made with the
+/// CA, or (a directory made before there were tokens) at a master's first start — which
+/// every other master's copy of the directory then needs too.
+pub fn service_account_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(SERVICE_ACCOUNT_KEY);
+    if let Ok(pem) = std::fs::read_to_string(&path) {
+        return Ok(pem);
+    }
+    let pem = tls::new_signing_key_pem()?;
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(file) => file,
+        // Made by another process of this machine meanwhile: that one is the key.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            return std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()));
+        }
+        Err(error) => {
+            return Err(error).with_context(|| format!("creating {}", path.display()));
+        }
+    };
+    file.write_all(pem.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tracing::warn!(
+        path = %path.display(),
+        "made the key ServiceAccount tokens are signed with: copy it into every master's \
+         PKI directory"
+    );
+    Ok(pem)
 }
 
 /// The CA of the PKI directory `dir`.

@@ -1,4 +1,5 @@
-//! `create -f`, `create namespace`, `create deployment`.
+//! `create -f`, `create namespace`, `create deployment`, `create token` (a ServiceAccount's
+//! token, printed alone, as `kubectl create token` prints it).
 
 use std::path::PathBuf;
 
@@ -41,6 +42,24 @@ enum CreateWhat {
         #[arg(long)]
         port: Option<i64>,
     },
+    /// A token for a ServiceAccount (printed, nothing is stored).
+    Token {
+        /// The ServiceAccount.
+        name: String,
+        /// How long it lives (`10m`, `2h`; at least 10 minutes; default: an hour).
+        #[arg(long)]
+        duration: Option<String>,
+        /// Who may accept it (repeatable; default: the API).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Bind it to a pod (`Pod`): it dies with the pod.
+        #[arg(long, requires = "bound_object_name")]
+        bound_object_kind: Option<String>,
+        #[arg(long, requires = "bound_object_kind")]
+        bound_object_name: Option<String>,
+        #[arg(long, requires = "bound_object_kind")]
+        bound_object_uid: Option<String>,
+    },
 }
 
 pub async fn create_command(args: CreateArgs) -> anyhow::Result<()> {
@@ -75,8 +94,30 @@ pub async fn create_command(args: CreateArgs) -> anyhow::Result<()> {
                 }),
             )]
         }
+        Some(CreateWhat::Token {
+            name,
+            duration,
+            audiences,
+            bound_object_kind,
+            bound_object_name,
+            bound_object_uid,
+        }) => {
+            let bound = bound_object_kind
+                .as_deref()
+                .zip(bound_object_name.as_deref());
+            let request = token_request(duration.as_deref(), audiences, bound, bound_object_uid)?;
+            let answer = session
+                .client
+                .create_token(&namespace, name, &request)
+                .await?;
+            println!("{}", answer["status"]["token"].as_str().unwrap_or_default());
+            return Ok(());
+        }
         None if args.files.is_empty() => {
-            bail!("give -f FILE, or what to create: namespace NAME, deployment NAME --image IMAGE")
+            bail!(
+                "give -f FILE, or what to create: namespace NAME, deployment NAME --image \
+                 IMAGE, token SERVICEACCOUNT"
+            )
         }
         None => manifest::read_all(&args.files)?
             .into_iter()
@@ -118,6 +159,27 @@ pub async fn create_command(args: CreateArgs) -> anyhow::Result<()> {
         bail!("{failures} object(s) could not be created");
     }
     Ok(())
+}
+
+/// The TokenRequest `create token` sends (as `kubectl create token` builds it).
+fn token_request(
+    duration: Option<&str>,
+    audiences: &[String],
+    bound: Option<(&str, &str)>,
+    bound_uid: &Option<String>,
+) -> anyhow::Result<Value> {
+    let mut spec = json!({ "audiences": audiences });
+    if let Some(duration) = duration {
+        let duration = crate::durations::parse_flag_duration("--duration", duration, "s")?;
+        spec["expirationSeconds"] = json!(duration.as_secs());
+    }
+    if let Some((kind, name)) = bound {
+        spec["boundObjectRef"] = json!({ "apiVersion": "v1", "kind": kind, "name": name });
+        if let Some(uid) = bound_uid {
+            spec["boundObjectRef"]["uid"] = json!(uid);
+        }
+    }
+    Ok(json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec }))
 }
 
 /// kubectl names a container after its image: `luksa/kubia:v1` → `kubia`.

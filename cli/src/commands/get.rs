@@ -64,10 +64,10 @@ pub struct GetArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct Scope {
     /// Namespace (default: "default").
-    #[arg(short = 'n', long)]
+    #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
     /// Every namespace.
-    #[arg(short = 'A', long)]
+    #[arg(short = 'A', long, global = true)]
     pub all_namespaces: bool,
 }
 

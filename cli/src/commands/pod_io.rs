@@ -8,10 +8,10 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::Args;
 use futures::StreamExt;
+use rudder_proto::client::Connection;
 use rudder_proto::node::kubelet_client::KubeletClient;
 use rudder_proto::node::{exec_output, ExecInput, ExecRequest, LogsRequest};
 use tokio::sync::{mpsc, watch};
-use tonic::transport::Channel;
 
 use crate::session::{Session, Target};
 
@@ -61,7 +61,7 @@ pub struct ExecArgs {
 }
 
 /// The `Kubelet` service of a master, which forwards to the pod's node.
-fn kubelet(channel: Channel) -> KubeletClient<Channel> {
+fn kubelet(channel: Connection) -> KubeletClient<Connection> {
     KubeletClient::new(channel)
 }
 

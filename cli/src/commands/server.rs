@@ -11,6 +11,7 @@ use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::encryption::SharedKeyring;
+use rudder_apiserver::service_account_tokens::TokenKey;
 use rudder_apiserver::{Master, Security};
 use rudder_proto::authn::BearerTokens;
 use rudder_proto::client::ApiClient;
@@ -351,6 +352,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokens,
         // Nodes take only masters' certificates: the one this master dials its peers with.
         kubelet_tls: config.peer_tls.as_ref().map(|peer| peer.client.clone()),
+        token_key: match &args.pki {
+            Some(pki) => {
+                let pem = super::ca::service_account_key(pki)?;
+                let key = TokenKey::from_pem(&pem)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| {
+                        format!("the ServiceAccount token key in {}", pki.display())
+                    })?;
+                Some(Arc::new(key))
+            }
+            None => None,
+        },
     };
     let mut master = Master::start(config, ranges, security)
         .await

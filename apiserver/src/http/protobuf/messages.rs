@@ -935,6 +935,260 @@ pub static MESSAGES: &[Message] = &[
         ],
     },
     Message {
+        name: "api.authentication.v1.BoundObjectReference",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "kind",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "apiVersion",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "name",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 4,
+                json: "uid",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.ExtraValue",
+        fields: &[Field {
+            tag: 1,
+            json: "items",
+            kind: Kind::String,
+            repeated: true,
+            keep_empty: false,
+        }],
+    },
+    Message {
+        name: "api.authentication.v1.SelfSubjectReview",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                kind: Kind::Message("apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "status",
+                kind: Kind::Message("api.authentication.v1.SelfSubjectReviewStatus"),
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.SelfSubjectReviewStatus",
+        fields: &[Field {
+            tag: 1,
+            json: "userInfo",
+            kind: Kind::Message("api.authentication.v1.UserInfo"),
+            repeated: false,
+            keep_empty: false,
+        }],
+    },
+    Message {
+        name: "api.authentication.v1.TokenRequest",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                kind: Kind::Message("apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                kind: Kind::Message("api.authentication.v1.TokenRequestSpec"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                kind: Kind::Message("api.authentication.v1.TokenRequestStatus"),
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.TokenRequestSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "audiences",
+                kind: Kind::String,
+                repeated: true,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "boundObjectRef",
+                kind: Kind::Message("api.authentication.v1.BoundObjectReference"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 4,
+                json: "expirationSeconds",
+                kind: Kind::Int64,
+                repeated: false,
+                keep_empty: true,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.TokenRequestStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "token",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "expirationTimestamp",
+                kind: Kind::Message("apimachinery.pkg.apis.meta.v1.Time"),
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.TokenReview",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "metadata",
+                kind: Kind::Message("apimachinery.pkg.apis.meta.v1.ObjectMeta"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "spec",
+                kind: Kind::Message("api.authentication.v1.TokenReviewSpec"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "status",
+                kind: Kind::Message("api.authentication.v1.TokenReviewStatus"),
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.TokenReviewSpec",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "token",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "audiences",
+                kind: Kind::String,
+                repeated: true,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.TokenReviewStatus",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "authenticated",
+                kind: Kind::Bool,
+                repeated: false,
+                keep_empty: true,
+            },
+            Field {
+                tag: 2,
+                json: "user",
+                kind: Kind::Message("api.authentication.v1.UserInfo"),
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "error",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 4,
+                json: "audiences",
+                kind: Kind::String,
+                repeated: true,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
+        name: "api.authentication.v1.UserInfo",
+        fields: &[
+            Field {
+                tag: 1,
+                json: "username",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 2,
+                json: "uid",
+                kind: Kind::String,
+                repeated: false,
+                keep_empty: false,
+            },
+            Field {
+                tag: 3,
+                json: "groups",
+                kind: Kind::String,
+                repeated: true,
+                keep_empty: false,
+            },
+            Field {
+                tag: 4,
+                json: "extra",
+                kind: Kind::Map(&Kind::Message("api.authentication.v1.ExtraValue")),
+                repeated: false,
+                keep_empty: false,
+            },
+        ],
+    },
+    Message {
         name: "api.authorization.v1.ExtraValue",
         fields: &[Field {
             tag: 1,
