@@ -135,6 +135,7 @@ impl Master {
                     .add_service(KubeletServer::new(KubeletProxy::new(
                         registry.clone(),
                         authorizer.clone(),
+                        audit.clone(),
                     ))),
                 http: Some(crate::http::router(
                     registry,

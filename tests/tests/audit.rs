@@ -1,6 +1,7 @@
 //! The audit log (`--audit-log-path`): each write through either front end — the CLI's
 //! gRPC, kubectl's HTTP — is one Kubernetes audit Event naming the certificate's user and
-//! group, the verb, the object and the code; reads only with `--audit-log-reads`.
+//! group, the verb, the object and the code; reads only with `--audit-log-reads`; an exec
+//! through the masters' gRPC Kubelet service as well.
 
 use std::path::Path;
 use std::process::Command;
@@ -117,6 +118,21 @@ fn writes_are_recorded_with_who_made_them_and_reads_only_when_asked() {
         !records.iter().any(|r| r["verb"] == "get"),
         "reads are not recorded by default: {records:?}"
     );
+    // An exec through the gRPC Kubelet service is recorded too, with its answer (no such
+    // pod here), as HTTP's are.
+    let flags = admin_flags(d, &master.client);
+    let mut exec = vec!["exec"];
+    exec.extend(flags.iter().map(String::as_str));
+    exec.extend(["nosuch", "--", "true"]);
+    assert!(!rudder(d, &exec).status.success());
+    let records = records_until(d, |r| about(r, "create", "nosuch"));
+    let exec = records
+        .iter()
+        .find(|r| about(r, "create", "nosuch"))
+        .unwrap();
+    assert_eq!(exec["objectRef"]["subresource"], "exec", "{exec}");
+    assert_eq!(exec["requestURI"], "/rudder.node.Kubelet/Exec", "{exec}");
+    assert_eq!(exec["responseStatus"]["code"], 404, "{exec}");
     drop(master);
 
     // With --audit-log-reads, a get is recorded too.
