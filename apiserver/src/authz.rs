@@ -45,6 +45,9 @@ use crate::service_account_tokens;
 use policy_cache::PolicyCache;
 use rbac::{Action, Policy, ResourceAction, User, RBAC_GROUP};
 
+/// How long a token bound to an object being deleted stays good (Kubernetes': 60 s).
+const DELETION_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
 /// How long a request waits for the policy to be read at a master's start before it is
 /// answered "unavailable".
 const POLICY_LOAD_WAIT: Duration = Duration::from_secs(10);
@@ -173,6 +176,17 @@ impl Authorizer {
                     Err(error) => Err(error),
                 }
             }
+            (node::Verdict::IfAccountOfPod { namespace, account }, Some(registry)) => {
+                let pods = registry
+                    .list("pods", &bound_to_node(node, namespace))
+                    .await?;
+                Ok(pods.items.iter().any(|pod| {
+                    pod["spec"]["serviceAccountName"]
+                        .as_str()
+                        .unwrap_or("default")
+                        == account
+                }))
+            }
             (
                 node::Verdict::IfUsedByPod {
                     resource,
@@ -181,12 +195,9 @@ impl Authorizer {
                 },
                 Some(registry),
             ) => {
-                let bound_here = crate::list::ListOptions {
-                    namespace,
-                    field_selector: format!("spec.nodeName={node}"),
-                    ..crate::list::ListOptions::default()
-                };
-                let pods = registry.list("pods", &bound_here).await?;
+                let pods = registry
+                    .list("pods", &bound_to_node(node, namespace))
+                    .await?;
                 Ok(pods.items.into_iter().any(|pod| {
                     serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(pod)
                         .is_ok_and(|pod| node::pod_uses(&pod, &resource, &name))
@@ -199,12 +210,17 @@ impl Authorizer {
     /// the one it was issued for: deleting either revokes it, as in Kubernetes.
     async fn still_bound(&self, binding: &service_account_tokens::Binding) -> Result<(), ApiError> {
         let Some(registry) = self.registry.get() else {
-            return Ok(());
+            return Err(ApiError::Timeout {
+                message: "this master cannot check ServiceAccount tokens yet: try again".into(),
+                retry_after_seconds: 1,
+            });
         };
         let gone = |what: String| ApiError::Unauthorized {
             message: format!("the token's {what} no longer exists"),
         };
-        let uid_of = |resource: &'static str, name: String| {
+        // The object's uid, unless it is gone or has been being deleted for longer than
+        // Kubernetes' grace (a pod stuck terminating on a lost node keeps no token).
+        let live_uid = |resource: &'static str, name: String| {
             let namespace = binding.namespace.clone();
             async move {
                 let target = crate::registry::Target {
@@ -212,15 +228,23 @@ impl Authorizer {
                     namespace: &namespace,
                     name: &name,
                 };
-                match registry.get(&target).await {
-                    Ok(object) => Ok(object["metadata"]["uid"].as_str().map(str::to_string)),
-                    Err(ApiError::NotFound { .. }) => Ok(None),
-                    Err(error) => Err(error),
+                let object = match registry.get(&target).await {
+                    Ok(object) => object,
+                    Err(ApiError::NotFound { .. }) => return Ok(None),
+                    Err(error) => return Err(error),
+                };
+                let deleted_since = object["metadata"]["deletionTimestamp"]
+                    .as_str()
+                    .and_then(|time| time.parse::<jiff::Timestamp>().ok());
+                let now = jiff::Timestamp::now();
+                if deleted_since.is_some_and(|since| now.duration_since(since) > DELETION_GRACE) {
+                    return Ok(None);
                 }
+                Ok(object["metadata"]["uid"].as_str().map(str::to_string))
             }
         };
         let account = format!("ServiceAccount {}/{}", binding.namespace, binding.account);
-        if uid_of("serviceaccounts", binding.account.clone())
+        if live_uid("serviceaccounts", binding.account.clone())
             .await?
             .as_deref()
             != Some(binding.account_uid.as_str())
@@ -228,7 +252,7 @@ impl Authorizer {
             return Err(gone(account));
         }
         if let Some((pod, uid)) = &binding.pod {
-            if uid_of("pods", pod.clone()).await?.as_deref() != Some(uid.as_str()) {
+            if live_uid("pods", pod.clone()).await?.as_deref() != Some(uid.as_str()) {
                 return Err(gone(format!("pod {}/{pod}", binding.namespace)));
             }
         }
@@ -314,8 +338,25 @@ pub fn forbidden(user: &User, action: &Action, reason: &str) -> ApiError {
     }
 }
 
+/// A list of the pods in `namespace` bound to `node`.
+fn bound_to_node(node: &str, namespace: String) -> crate::list::ListOptions {
+    crate::list::ListOptions {
+        namespace,
+        field_selector: format!("spec.nodeName={node}"),
+        ..crate::list::ListOptions::default()
+    }
+}
+
 tokio::task_local! {
     static REQUESTER: Requester;
+}
+
+/// The node the current request is made by, if its caller is a node's credential.
+pub fn requesting_node() -> Option<String> {
+    REQUESTER
+        .try_with(|requester| node::node_of(&requester.user).map(str::to_string))
+        .ok()
+        .flatten()
 }
 
 /// Who a write is made for, as the registry's RBAC admission needs to know.

@@ -154,6 +154,14 @@ impl Master {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(authorizer.follow(registry.clone(), stopped.clone()));
+        if let Some(tls) = registry.kubelet_tls() {
+            let ca_pem = tls.ca_pem.clone();
+            tasks.spawn(crate::root_ca::publish(
+                registry.clone(),
+                ca_pem,
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(ensure_system_objects(registry.clone(), api_port, stopped));
         Ok(Self {
             member,

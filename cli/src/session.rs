@@ -196,13 +196,30 @@ pub fn api_client(
     servers: Vec<String>,
     tls: Option<ClientTls>,
 ) -> anyhow::Result<ApiClient> {
-    let client = ApiClient::with_tls(servers, tls);
-    match &target.token {
-        Some(token) => client
-            .with_token(token)
-            .map_err(|why| anyhow::anyhow!("--token: {why}")),
-        None => Ok(client),
+    let Some(token) = &target.token else {
+        return Ok(ApiClient::with_tls(servers, tls));
+    };
+    if tls.is_none() {
+        bail!(
+            "--token needs TLS to the masters: give --certificate-authority (a master without \
+             TLS trusts every caller and takes no token, and a token sent in plaintext is \
+             anyone's)"
+        );
     }
+    ApiClient::with_tls(servers, tls)
+        .with_token(token)
+        .map_err(|why| anyhow::anyhow!("--token: {why}"))
+}
+
+/// Refuses a token for a component that calls with a certificate (a node, a proxy).
+pub fn no_token(target: &Target, component: &str) -> anyhow::Result<()> {
+    if target.token.is_some() {
+        bail!(
+            "{component} calls the masters with its certificate (--client-certificate), not a \
+             token: unset RUDDER_TOKEN or drop --token"
+        );
+    }
+    Ok(())
 }
 
 pub fn client_tls(target: &Target) -> anyhow::Result<Option<ClientTls>> {

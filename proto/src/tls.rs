@@ -520,10 +520,42 @@ pub fn public_key_pem(private_pem: &str) -> Result<String, TlsError> {
     Ok(key.public_key_pem())
 }
 
-/// Who the first certificate of `pem` names (not verified: for a certificate of one's
-/// own).
-pub fn subject_of_pem(pem: &str) -> Option<Subject> {
-    subject_of(&CertificateDer::from_pem_slice(pem.as_bytes()).ok()?)
+/// What is wrong with `pem` as node `node`'s certificate (`None`: nothing): it must name
+/// `system:node:NODE` in `system:nodes`, serve, and be valid for the node's name, which
+/// masters dial it by.
+pub fn node_certificate_problem(pem: &str, node: &str) -> Option<String> {
+    let Ok(der) = CertificateDer::from_pem_slice(pem.as_bytes()) else {
+        return Some("it is not a PEM certificate".into());
+    };
+    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der.as_ref()) else {
+        return Some("it does not parse".into());
+    };
+    let subject = subject_of(&der).unwrap_or_default();
+    let wanted = format!("{NODE_USER_PREFIX}{node}");
+    if subject.user != wanted || !subject.groups.iter().any(|g| g == NODES_GROUP) {
+        return Some(format!(
+            "it names {:?} in {:?}, not {wanted:?} in {NODES_GROUP:?}",
+            subject.user, subject.groups
+        ));
+    }
+    let serves = matches!(
+        certificate.extended_key_usage(),
+        Ok(Some(usage)) if usage.value.server_auth
+    );
+    let names_node = certificate
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .is_some_and(|names| {
+            names.value.general_names.iter().any(|name| {
+                matches!(name, x509_parser::extensions::GeneralName::DNSName(dns) if *dns == node)
+            })
+        });
+    (!serves || !names_node).then(|| {
+        "it is a client's only (issued before nodes served TLS): it cannot serve the kubelet \
+         port"
+            .into()
+    })
 }
 
 /// Who the client certificate `der` names (the handshake verified it), or `None` when it
@@ -604,6 +636,19 @@ mod tests {
             subject_of(&node).map(|s| (s.user, s.groups)),
             Some(("system:node:n1".into(), vec![NODES_GROUP.into()]))
         );
+        let node_pem = ca.issue(&CertificateRequest::node("n1")).unwrap().cert_pem;
+        assert_eq!(node_certificate_problem(&node_pem, "n1"), None);
+        let other = node_certificate_problem(&node_pem, "n2").unwrap();
+        assert!(other.contains("system:node:n2"), "{other}");
+        let client_only = ca
+            .issue(&CertificateRequest::client(
+                "system:node:n1",
+                Some(NODES_GROUP),
+            ))
+            .unwrap()
+            .cert_pem;
+        let problem = node_certificate_problem(&client_only, "n1").unwrap();
+        assert!(problem.contains("client's only"), "{problem}");
 
         let other = ClusterCa::generate("another").unwrap();
         let stranger = other

@@ -2486,11 +2486,16 @@ async fn a_pod_that_stops_being_ready_gets_no_traffic_within_two_seconds_and_com
 /// In a cluster with TLS, a node serves its kubelet port with its own certificate to
 /// masters only: `logs` and `exec` through a master reach the pod, while the node's port
 /// refuses a plaintext caller and an operator's certificate (even the cluster admin's:
-/// operators go through the masters, which authorize them).
+/// operators go through the masters, which authorize them). The pod finds its
+/// ServiceAccount's token, the cluster CA and its namespace where Kubernetes puts them, and
+/// the token reads what the account's Role allows and nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_them() {
     use rudder_proto::tls::ClientTls;
-    use rudder_tests::secure::{admin_flags, client_tls, issue, pki, rudder as rudder_in, start};
+    use rudder_tests::secure::{
+        admin_flags, apply_as, client_tls, issue, pki, rudder as rudder_in, run, start, succeeded,
+        text,
+    };
 
     let scratch = NodeScratch::new("pods-tls");
     import_kubia(scratch.dir.path());
@@ -2516,13 +2521,32 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
     );
     let admin_tls = client_tls(d, "admin");
     let client = ApiClient::with_tls(vec![master.client.clone()], Some(admin_tls.clone()));
+    let robot = "\
+apiVersion: v1
+kind: ServiceAccount
+metadata: { name: robot, namespace: default }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: pod-reader, namespace: default }
+rules:
+- { apiGroups: [''], resources: [pods], verbs: [get, list] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: robot-reads, namespace: default }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader }
+subjects: [{ kind: ServiceAccount, name: robot }]
+";
+    let admin = admin_flags(d, &master.client);
+    succeeded(&apply_as(d, &admin, "robot", robot)).unwrap();
     create_pod(
         &client,
         pod(
             "kubia",
             "pods-tls",
             json!({ "name": "kubia", "image": "luksa/kubia" }),
-            json!({}),
+            json!({ "serviceAccountName": "robot" }),
         ),
     )
     .await;
@@ -2537,7 +2561,6 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
     .await;
 
     // Through the master, as the admin: logs and exec.
-    let admin = admin_flags(d, &master.client);
     let with_admin = |verb: &[&str]| {
         let mut args: Vec<&str> = vec![verb[0]];
         args.extend(admin.iter().map(String::as_str));
@@ -2557,6 +2580,36 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
         logs.status.success(),
         "{}",
         String::from_utf8_lossy(&logs.stderr)
+    );
+
+    // What the pod finds of its account, as Kubernetes mounts it.
+    let account_file = |file: &str| {
+        let path = format!("/var/run/secrets/kubernetes.io/serviceaccount/{file}");
+        let read = with_admin(&["exec", "kubia", "--", "cat", &path]);
+        assert!(read.status.success(), "{file}: {}", text(&read.stderr));
+        text(&read.stdout)
+    };
+    assert_eq!(account_file("namespace"), "default");
+    assert_eq!(
+        account_file("ca.crt"),
+        std::fs::read_to_string(d.join("pki/ca.crt")).unwrap()
+    );
+    let token = account_file("token");
+    let as_pod = vec![
+        "--server".to_string(),
+        master.client.clone(),
+        "--certificate-authority".to_string(),
+        d.join("pki/ca.crt").display().to_string(),
+        "--token".to_string(),
+        token,
+    ];
+    let listed = succeeded(&run(d, &as_pod, &["get", "pods", "-o", "name"])).unwrap();
+    assert_eq!(listed.trim(), "pod/kubia");
+    let secrets = run(d, &as_pod, &["get", "secrets"]);
+    assert!(
+        text(&secrets.stderr).contains(r#"User "system:serviceaccount:default:robot" cannot list"#),
+        "{}",
+        text(&secrets.stderr)
     );
 
     // Straight to the node's port: neither plaintext nor the admin's certificate.

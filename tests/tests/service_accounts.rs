@@ -102,6 +102,17 @@ async fn a_service_account_token_does_what_its_role_allows_and_dies_with_what_it
     let elsewhere = run(d, &robot, &["get", "pods", "-n", "default"]);
     assert!(!elsewhere.status.success());
 
+    // A token goes only over TLS.
+    let plaintext = run(
+        d,
+        &[],
+        &["get", "pods", "--server", &master.client, "--token", &token],
+    );
+    assert!(
+        text(&plaintext.stderr).contains("--token needs TLS"),
+        "{}",
+        text(&plaintext.stderr)
+    );
     // Too short a life is refused, naming the field.
     let short = run(
         d,

@@ -13,6 +13,7 @@
 //!   a kubelet sets (its host name, OS, architecture, topology);
 //! - read only the Secrets, ConfigMaps and PersistentVolumeClaims that pods bound to it
 //!   use ([`pod_uses`]);
+//! - ask for the token of a ServiceAccount its pods run as, bound to one of them;
 //! - record events.
 //!
 //! Anything else gets no opinion here, and RBAC decides (which grants nodes nothing
@@ -49,6 +50,12 @@ pub enum Verdict {
     IfPodBound {
         namespace: String,
         name: String,
+    },
+    /// Allowed if a pod bound to the node runs as this ServiceAccount (a token for it,
+    /// which the registry then binds to such a pod only).
+    IfAccountOfPod {
+        namespace: String,
+        account: String,
     },
     /// Allowed if a pod bound to the node uses this object of `resource`.
     IfUsedByPod {
@@ -98,6 +105,10 @@ pub fn verdict(node: &str, action: &Action) -> Verdict {
             pod_bound(namespace, name)
         }
         ("", "pods", "") if verb == "delete" => pod_bound(namespace, name),
+        ("", "serviceaccounts", "token") if verb == "create" => Verdict::IfAccountOfPod {
+            namespace: namespace.clone(),
+            account: name.clone(),
+        },
         ("" | "events.k8s.io", "events", "")
             if matches!(verb.as_str(), "create" | "update" | "patch") =>
         {

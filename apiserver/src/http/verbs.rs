@@ -348,7 +348,7 @@ fn refuse_dry_run(call: &Call<'_>, verb: &str, in_body: bool) -> Result<(), ApiE
     if in_body || options::dry_run(&call.query)? {
         return Err(ApiError::bad_field(
             "dryRun",
-            format!("a dry run of a pod's {verb} is not served yet; nothing was done"),
+            format!("a dry run of a {verb} is not served yet; nothing was done"),
         ));
     }
     Ok(())

@@ -57,6 +57,9 @@ impl Registry {
             object["metadata"]["managedFields"] = managed_fields;
         }
         fold_string_data(info, &mut object);
+        if info.kind == "Pod" {
+            self.admit_service_account(namespace, &mut object).await?;
+        }
         let mut object =
             info.admit_with(object, None, options.field_validation, &options.warnings)?;
         crate::authz::admit_write(info, &object, None)?;

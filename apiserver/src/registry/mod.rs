@@ -32,9 +32,10 @@ mod event_ttl;
 mod evict;
 mod fence;
 mod priority;
+pub(crate) mod service_account;
 mod service_allocations;
 mod storage_class;
-mod token_request;
+pub(crate) mod token_request;
 mod transform;
 mod update;
 

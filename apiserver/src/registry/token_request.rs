@@ -14,6 +14,16 @@ use crate::error::ApiError;
 use crate::service_account_tokens::{Grant, LONGEST, SHORTEST};
 use crate::validation::FieldError;
 
+/// What a kubelet asks for its pods' tokens (Kubernetes' marker for extending them).
+pub const KUBELET_ASKS: i64 = 3607;
+
+/// NodeRestriction: a node asks only for tokens bound to its own pods.
+fn node_may_not(node: &str, why: &str) -> ApiError {
+    ApiError::Forbidden {
+        message: format!("node {node:?} may not ask for a token {why}"),
+    }
+}
+
 fn invalid(name: &str, cause: FieldError) -> ApiError {
     ApiError::Invalid {
         kind: "TokenRequest.authentication.k8s.io".into(),
@@ -83,7 +93,17 @@ impl Registry {
             fields.remove("status");
         }
         let mut request: TokenRequest = serde_json::from_value(body).map_err(not_a_request)?;
-        let lifetime = lifetime(account, request.spec.expiration_seconds)?;
+        let mut lifetime = lifetime(account, request.spec.expiration_seconds)?;
+        if let Some(node) = crate::authz::requesting_node() {
+            if request.spec.bound_object_ref.is_none() {
+                return Err(node_may_not(&node, "not bound to a pod"));
+            }
+            // A kubelet's token lives a year, as kube-apiserver extends the 3607 s it asks
+            // for (its pods' clients need not reread it); it dies with its pod anyway.
+            if request.spec.expiration_seconds == Some(KUBELET_ASKS) {
+                lifetime = LONGEST;
+            }
+        }
         let service_account = self
             .get(&Target {
                 resource: "serviceaccounts",
@@ -99,6 +119,22 @@ impl Registry {
             None => None,
             Some(bound) if bound.kind.as_deref() == Some("Pod") => {
                 let name = bound.name.clone().unwrap_or_default();
+                if name.is_empty() {
+                    return Err(invalid(
+                        account,
+                        FieldError::required("spec.boundObjectRef.name", ""),
+                    ));
+                }
+                if !matches!(bound.api_version.as_deref(), None | Some("" | "v1")) {
+                    return Err(invalid(
+                        account,
+                        FieldError::not_supported(
+                            "spec.boundObjectRef.apiVersion",
+                            bound.api_version.as_deref().unwrap_or(""),
+                            &["v1"],
+                        ),
+                    ));
+                }
                 let pod = self
                     .get(&Target {
                         resource: "pods",
@@ -120,6 +156,11 @@ impl Registry {
                                  UID in record; the pod may have been recreated"
                             .into(),
                     });
+                }
+                if let Some(node) = crate::authz::requesting_node() {
+                    if pod["spec"]["nodeName"].as_str() != Some(node.as_str()) {
+                        return Err(node_may_not(&node, "bound to a pod on another node"));
+                    }
                 }
                 let runs_as = pod["spec"]["serviceAccountName"]
                     .as_str()
@@ -161,6 +202,13 @@ impl Registry {
         request.metadata.namespace = Some(namespace.to_string());
         request.metadata.creation_timestamp = Some(Time(now));
         request.spec.expiration_seconds = Some(lifetime.as_secs() as i64);
+        // What the token says, as Kubernetes echoes it: its audiences, its pod's uid.
+        if request.spec.audiences.is_empty() {
+            request.spec.audiences = vec![crate::service_account_tokens::ISSUER.to_string()];
+        }
+        if let (Some(bound), Some((_, uid))) = (&mut request.spec.bound_object_ref, &grant.pod) {
+            bound.uid = Some(uid.clone());
+        }
         request.status = Some(TokenRequestStatus {
             token,
             expiration_timestamp: Time(expires),

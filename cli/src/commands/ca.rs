@@ -36,6 +36,9 @@ pub enum CaCommand {
         #[arg(long)]
         key: PathBuf,
     },
+    /// Makes the key ServiceAccount tokens are signed with, in a PKI directory made before
+    /// there were tokens (copy it into every master's PKI directory).
+    ServiceAccountKey { dir: PathBuf },
 }
 
 pub fn run(command: CaCommand) -> anyhow::Result<()> {
@@ -48,6 +51,20 @@ pub fn run(command: CaCommand) -> anyhow::Result<()> {
                  operators certificates with `rudder ca issue`",
                 dir.display(),
                 dir.display()
+            );
+        }
+        CaCommand::ServiceAccountKey { dir } => {
+            let path = dir.join(SERVICE_ACCOUNT_KEY);
+            if path.exists() {
+                bail!(
+                    "{} exists already: every master must sign with the same key",
+                    path.display()
+                );
+            }
+            service_account_key(&dir)?;
+            println!(
+                "{} made (readable by you only): copy it into every master's PKI directory",
+                path.display()
             );
         }
         CaCommand::Issue {
@@ -89,9 +106,25 @@ pub fn init(dir: &Path) -> anyhow::Result<ClusterCa> {
     Ok(ca)
 }
 
-/// The key ServiceAccount tokens are signed with, in the PKI directory `dir`: made with the
-/// CA, or (a directory made before there were tokens) at a master's first start — which
-/// every other master's copy of the directory then needs too.
+/// The key ServiceAccount tokens are signed with, as a master reads it from its PKI
+/// directory `dir` (never made here: masters that each made their own would refuse each
+/// other's tokens).
+pub fn load_service_account_key(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join(SERVICE_ACCOUNT_KEY);
+    std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (a PKI directory made before ServiceAccount tokens has none: make one \
+             with `rudder ca service-account-key {}` and copy it into every master's PKI \
+             directory)",
+            path.display(),
+            dir.display()
+        )
+    })
+}
+
+/// The key ServiceAccount tokens are signed with, in the PKI directory `dir`, made if it
+/// has none (by `rudder ca init`, `rudder ca service-account-key`, and `rudder up` for the
+/// directory it keeps).
 pub fn service_account_key(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join(SERVICE_ACCOUNT_KEY);
     if let Ok(pem) = std::fs::read_to_string(&path) {
@@ -117,11 +150,6 @@ pub fn service_account_key(dir: &Path) -> anyhow::Result<String> {
     file.write_all(pem.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
-    tracing::warn!(
-        path = %path.display(),
-        "made the key ServiceAccount tokens are signed with: copy it into every master's \
-         PKI directory"
-    );
     Ok(pem)
 }
 

@@ -140,6 +140,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels.insert("rudder.dev/hollow".into(), "true".into());
     }
     let servers = servers(&args.target)?;
+    crate::session::no_token(&args.target, "rudder node")?;
     let tls = crate::session::client_tls(&args.target)?;
     let kubelet_tls = match (&tls, args.hollow) {
         (Some(tls), false) => Some(kubelet_tls(tls, &name)?),
@@ -334,13 +335,8 @@ fn kubelet_tls(tls: &ClientTls, node: &str) -> anyhow::Result<Arc<rustls::Server
     let Some(identity) = &tls.identity else {
         bail!("a node in a cluster with TLS needs its certificate: {issue_one}");
     };
-    let names = rudder_proto::tls::subject_of_pem(&identity.cert_pem).map(|subject| subject.user);
-    let wanted = format!("{}{node}", rudder_proto::tls::NODE_USER_PREFIX);
-    if names.as_deref() != Some(wanted.as_str()) {
-        bail!(
-            "the node's certificate names {:?}, not {wanted:?}: {issue_one}",
-            names.unwrap_or_default()
-        );
+    if let Some(problem) = rudder_proto::tls::node_certificate_problem(&identity.cert_pem, node) {
+        bail!("the node's certificate will not do: {problem}; {issue_one}");
     }
     let serving = ServingCertificate::new(identity)
         .context("the node's certificate and key do not go together")?;

@@ -44,6 +44,7 @@ pub struct ProxyArgs {
 /// CLI's tokio runtime.
 pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let servers = servers(&args.target)?;
+    crate::session::no_token(&args.target, "rudder proxy")?;
     let tls = crate::session::client_tls(&args.target)?;
     let internal_ip = args.internal_ip.parse().with_context(|| {
         format!(

@@ -354,7 +354,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubelet_tls: config.peer_tls.as_ref().map(|peer| peer.client.clone()),
         token_key: match &args.pki {
             Some(pki) => {
-                let pem = super::ca::service_account_key(pki)?;
+                let pem = super::ca::load_service_account_key(pki)?;
                 let key = TokenKey::from_pem(&pem)
                     .map_err(anyhow::Error::msg)
                     .with_context(|| {

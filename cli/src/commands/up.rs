@@ -131,6 +131,8 @@ fn spawn_rudder(
     let stdout = if piped { Stdio::piped() } else { Stdio::null() };
     Ok(Command::new(binary)
         .args(args)
+        // Its processes use the certificates it gives them, never a user's token.
+        .env_remove("RUDDER_TOKEN")
         .stdin(Stdio::null())
         .stdout(stdout)
         .stderr(log)
@@ -187,6 +189,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if !pki.join(ca::CA_CERT).exists() {
         ca::init(&pki)?;
     }
+    // A cluster `rudder up` made before ServiceAccount tokens: its masters share this
+    // directory, so the key made here is everyone's.
+    ca::service_account_key(&pki)?;
     let cluster_ca = ca::load(&pki)?;
     let admin = Credential::issue(
         &cluster_ca,

@@ -8,7 +8,8 @@
 //!  every status_update ─► get Node ─ node_status (pure)    ─► update-status (CAS)
 //!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
 //!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
-//!     start: configMaps and secrets read, claims Bound and their volumes' host paths
+//!     start: configMaps, secrets and projected volumes (a ServiceAccount's token, asked
+//!     for bound to the pod: volume_files.rs) read, claims Bound and their volumes' host paths
 //!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event;
 //!     claims not ready: tried again after 1 s, doubling to 30 s, on one retry timer)
 //!     reports that reach the API ─► pod start latency, container restarts (metrics.rs)
@@ -25,6 +26,7 @@ pub mod claims;
 pub mod metrics;
 pub mod static_pods;
 pub mod sync;
+mod volume_files;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -681,7 +683,7 @@ fn needs_volume_files(plan: &PodPlan) -> bool {
         .volumes
         .iter()
         .flatten()
-        .any(|v| v.config_map.is_some() || v.secret.is_some())
+        .any(|v| v.config_map.is_some() || v.secret.is_some() || v.projected.is_some())
 }
 
 /// Gets the pod's volumes ready: with `claims_on` (this node's name), its claims become
@@ -696,7 +698,7 @@ async fn prepare_volumes(
         claims::resolve(client, plan, node).await?;
     }
     if needs_volume_files(plan) {
-        plan.volume_files = volume_files(client, plan).await?;
+        plan.volume_files = volume_files::volume_files(client, plan).await?;
     }
     Ok(())
 }
@@ -712,64 +714,10 @@ fn unmounted_volumes(plan: &PodPlan) -> Vec<String> {
                 || v.ephemeral.is_some()
                 || v.config_map.is_some()
                 || v.secret.is_some()
+                || v.projected.is_some()
         })
         .map(|v| v.name.clone())
         .collect()
-}
-
-/// The files of the pod's configMap and secret volumes (keys, or `items` key → path).
-async fn volume_files(
-    client: &ApiClient,
-    plan: &PodPlan,
-) -> Result<BTreeMap<String, BTreeMap<String, Vec<u8>>>, KubeletError> {
-    use base64::Engine;
-    let decode = |text: &str| base64::engine::general_purpose::STANDARD.decode(text).ok();
-    let mut volumes = BTreeMap::new();
-    for volume in plan.spec.volumes.iter().flatten() {
-        let (resource, name, items, optional) = match (&volume.config_map, &volume.secret) {
-            (Some(cm), _) => ("configmaps", cm.name.clone(), cm.items.clone(), cm.optional),
-            (None, Some(secret)) => (
-                "secrets",
-                secret.secret_name.clone().unwrap_or_default(),
-                secret.items.clone(),
-                secret.optional,
-            ),
-            _ => continue,
-        };
-        let object = match client.get_object(resource, &plan.namespace, &name).await {
-            Ok(object) => object,
-            Err(error) if error.is_not_found() && optional == Some(true) => {
-                volumes.insert(volume.name.clone(), BTreeMap::new());
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (key, value) in object["data"].as_object().into_iter().flatten() {
-            let value = value.as_str().unwrap_or_default();
-            let bytes = if resource == "secrets" {
-                decode(value).unwrap_or_default()
-            } else {
-                value.as_bytes().to_vec()
-            };
-            data.insert(key.clone(), bytes);
-        }
-        for (key, value) in object["binaryData"].as_object().into_iter().flatten() {
-            data.insert(
-                key.clone(),
-                decode(value.as_str().unwrap_or_default()).unwrap_or_default(),
-            );
-        }
-        let files = match items {
-            Some(items) => items
-                .iter()
-                .filter_map(|item| Some((item.path.clone(), data.get(&item.key)?.clone())))
-                .collect(),
-            None => data,
-        };
-        volumes.insert(volume.name.clone(), files);
-    }
-    Ok(volumes)
 }
 
 /// A typed object from the API's JSON.

@@ -1,4 +1,4 @@
-//! A pod's volumes on the host: configMap and secret files written before anything runs, and
+//! A pod's volumes on the host: configMap, secret and projected files written before anything runs, and
 //! each container's volume mounts (plus the pod's `/etc` files) as host paths for its spec.
 
 use std::path::{Path, PathBuf};
@@ -17,8 +17,9 @@ pub enum VolumeError {
     #[error("hostPath {path} does not exist")]
     NoHostPath { path: String },
     #[error(
-        "volume {volume}: only emptyDir, hostPath, configMap, secret and persistentVolumeClaim \
-         (of hostPath or local volumes, which the kubelet resolves first) volumes run on this node"
+        "volume {volume}: only emptyDir, hostPath, configMap, secret, projected and \
+         persistentVolumeClaim (of hostPath or local volumes, which the kubelet resolves \
+         first) volumes run on this node"
     )]
     Unsupported { volume: String },
     #[error("volumeMount {mount}: bad subPath {sub_path:?}")]
@@ -42,7 +43,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Volum
     }
 }
 
-/// configMap and secret volumes as files under `<pod dir>/volumes/<volume>/`.
+/// configMap, secret and projected volumes as files under `<pod dir>/volumes/<volume>/`.
 pub fn write_volume_files(dir: &Path, plan: &PodPlan) -> Result<(), VolumeError> {
     for (volume, files) in &plan.volume_files {
         let root = dir.join("volumes").join(volume);
@@ -105,6 +106,7 @@ pub fn host_mounts(
         } else if volume.empty_dir.is_some()
             || volume.config_map.is_some()
             || volume.secret.is_some()
+            || volume.projected.is_some()
         {
             let path = dir.join("volumes").join(&volume.name);
             std::fs::create_dir_all(&path).map_err(io("creating", &path))?;
