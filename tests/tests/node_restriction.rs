@@ -47,6 +47,8 @@ async fn a_node_runs_its_own_pods_and_touches_nothing_else() {
     issue(d, "system:node:n-0", Some("system:nodes"), "n-0");
     let admin = ApiClient::with_tls(vec![master.client.clone()], Some(client_tls(d, "admin")));
     let node = ApiClient::with_tls(vec![master.client.clone()], Some(client_tls(d, "n-0")));
+    // A master just started makes the default namespace a moment later.
+    rudder_tests::wait_for_default_namespace(&admin).await;
 
     // A hollow node n-0 with the node's credential registers and runs a pod bound to it.
     let mut flags = admin_flags(d, &master.client);

@@ -2539,6 +2539,7 @@ roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader }
 subjects: [{ kind: ServiceAccount, name: robot }]
 ";
     let admin = admin_flags(d, &master.client);
+    wait_for_default_namespace(&client).await;
     succeeded(&apply_as(d, &admin, "robot", robot)).unwrap();
     create_pod(
         &client,

@@ -144,6 +144,27 @@ async fn only_clients_with_a_certificate_from_the_cluster_ca_get_in() {
         .unwrap();
     let first_served = served_certificate(&master.client, &ca).await;
     let first_expires = not_after(&first_served);
+    // Pods reach the API as the `kubernetes` Service: its address and names are the
+    // certificate's too.
+    let (_, served) = x509_parser::parse_x509_certificate(&first_served).unwrap();
+    let names: Vec<String> = served
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => dns.to_string(),
+            x509_parser::extensions::GeneralName::IPAddress(ip) => format!("{ip:?}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert!(
+        names.iter().any(|n| n == "kubernetes.default.svc")
+            && names.iter().any(|n| n == "[10, 96, 0, 1]"),
+        "{names:?}"
+    );
 
     // The CLI with a certificate works.
     let flags = admin_flags(d, &master.client);
@@ -459,6 +480,12 @@ async fn a_known_bearer_token_names_its_user_and_any_other_is_refused() {
     apply.push(&manifest);
     let admin = admin_flags(d, &master.client);
     apply.extend(admin.iter().map(String::as_str));
+    // A master just started makes the default namespace a moment later.
+    let admin_client = ApiClient::with_tls(
+        vec![master.client.clone()],
+        Some(rudder_tests::secure::client_tls(d, "admin")),
+    );
+    rudder_tests::wait_for_default_namespace(&admin_client).await;
     let applied = rudder(d, &apply);
     assert!(
         applied.status.success(),

@@ -310,7 +310,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let lifetime =
                 parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
             let listening = [args.listen_client, args.listen_peer];
-            let tls = ServerTls::start(pki, &args.name, listening, &args.tls_san, lifetime)?;
+            // Pods reach the API as the `kubernetes` Service (its address, its names), and
+            // check the certificate against the CA their token volume holds.
+            let mut names = args.tls_san.clone();
+            names.push(ranges.kubernetes_ip().to_string());
+            names.extend(
+                ["kubernetes", "kubernetes.default", "kubernetes.default.svc"].map(String::from),
+            );
+            names.push("kubernetes.default.svc.cluster.local".into());
+            let tls = ServerTls::start(pki, &args.name, listening, &names, lifetime)?;
             tls.renew_before_expiry();
             Some(tls)
         }
