@@ -406,6 +406,23 @@ pub fn admit_write(info: &KindInfo, object: &Value, old: Option<&Value>) -> Resu
     check_grant(&requester, info, object, old)
 }
 
+/// Admits the delete of `current` as the current requester's: a node deletes only pods
+/// bound to it (checked on the very object the delete compares against).
+pub fn admit_delete(info: &KindInfo, current: &Value) -> Result<(), ApiError> {
+    let Some(node) = requesting_node() else {
+        return Ok(());
+    };
+    if info.resource != "pods" || current["spec"]["nodeName"].as_str() == Some(node.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::Denied {
+        resource: info.qualified_resource(),
+        group: info.group.into(),
+        name: current["metadata"]["name"].as_str().unwrap_or("").into(),
+        message: format!("node {node:?} can only delete pods bound to it"),
+    })
+}
+
 /// Refuses an RBAC object that would grant the requester's more than it holds, unless it
 /// may `escalate` (roles) or `bind` (bindings).
 fn check_grant(

@@ -259,6 +259,9 @@ impl Registry {
             };
             let current = object::decode(&kv)?;
             check_preconditions(info, &current, options)?;
+            // NodeRestriction on the object the delete compares against (not an earlier
+            // read: a pod of the same name could have moved to another node since).
+            crate::authz::admit_delete(info, &current)?;
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
             compares.extend(self.fence_holds(fence, attempt > 0).await?);
             let decision = plan(

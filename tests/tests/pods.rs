@@ -2643,6 +2643,18 @@ subjects: [{ kind: ServiceAccount, name: robot }]
         stats(Some(admin_tls)).await.is_err(),
         "an operator's certificate reached the node"
     );
+    // The node confirms the deletion with its own credential (its pod, so it may).
+    let deleted = with_admin(&["delete", "pod", "kubia"]);
+    assert!(deleted.status.success(), "{}", text(&deleted.stderr));
+    wait_for(
+        "the node confirms kubia's deletion",
+        Duration::from_secs(30),
+        async || match client.get_object("pods", "default", "kubia").await {
+            Err(error) if error.is_not_found() => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
     drop(node);
     drop(master);
 }
