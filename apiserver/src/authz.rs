@@ -117,6 +117,16 @@ impl Authorizer {
         self.cache.policy()
     }
 
+    /// Waits until the policy is loaded.
+    pub async fn until_loaded(&self) {
+        self.cache.until_loaded().await
+    }
+
+    /// The policy's changes, to wait on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.cache.changes()
+    }
+
     /// Whether `caller` may take `action`, and Kubernetes' reason. Waits (briefly) for
     /// the policy's first load.
     pub async fn decide(

@@ -42,6 +42,8 @@
 //! - `test_support` (feature `test-support`): in-process masters for other crates' tests.
 //! - [`encryption`]: Secrets sealed (AES-256-GCM) before they enter the store and opened
 //!   when read, by the registry; the keyring and its file (`encryption/keyring_file.rs`).
+//! - [`role_aggregation`]: aggregated ClusterRoles' rules written back (what the
+//!   authorizer decides from), as Kubernetes' aggregation controller does.
 //! - [`root_ca`]: every namespace's `kube-root-ca.crt` (the CA pods' token volumes carry);
 //!   `registry/service_account.rs`: a new pod's account and its token's volume.
 //! - [`service_account_tokens`]: ServiceAccount tokens (signed JWTs, Kubernetes' bound
@@ -72,6 +74,7 @@ pub mod object;
 pub mod pod_node;
 pub mod registry;
 pub mod request_metrics;
+pub mod role_aggregation;
 pub mod root_ca;
 pub mod selectors;
 pub mod service;

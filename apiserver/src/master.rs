@@ -154,6 +154,11 @@ impl Master {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         tasks.spawn(authorizer.follow(registry.clone(), stopped.clone()));
+        tasks.spawn(crate::role_aggregation::write_back(
+            authorizer.clone(),
+            registry.clone(),
+            stopped.clone(),
+        ));
         if let Some(tls) = registry.kubelet_tls() {
             let ca_pem = tls.ca_pem.clone();
             tasks.spawn(crate::root_ca::publish(

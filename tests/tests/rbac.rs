@@ -77,6 +77,26 @@ async fn a_user_bound_to_view_reads_and_is_refused_writes_by_the_cli_and_kubectl
         "{said}"
     );
 
+    // `view` shows the rules it gathers, as Kubernetes' aggregation writes them.
+    wait_for("view shows its rules", POLICY_CHANGE, async || {
+        let shown = succeeded(&run(
+            d,
+            &admin,
+            &["get", "clusterrole", "view", "-o", "json"],
+        ))?;
+        let role: serde_json::Value = serde_json::from_str(&shown).map_err(|e| e.to_string())?;
+        let reads_pods = role["rules"].as_array().into_iter().flatten().any(|rule| {
+            rule["resources"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == "pods"))
+        });
+        match reads_pods {
+            true => Ok(()),
+            false => Err(shown),
+        }
+    })
+    .await;
+
     // A create is refused with Kubernetes' message, and nothing is written.
     let created = apply_as(d, &jane, "pod", POD);
     let said = text(&created.stderr);

@@ -60,6 +60,18 @@ impl PolicyCache {
         self.loaded.send_replace(true);
     }
 
+    /// Waits until the policy is loaded, then until it changes, each time `changed` is
+    /// awaited (false once the cache is gone).
+    pub async fn until_loaded(&self) {
+        let mut loaded = self.loaded.subscribe();
+        let _ = loaded.wait_for(|loaded| *loaded).await;
+    }
+
+    /// The policy's changes, to wait on.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Whether the policy is loaded, or becomes so within `limit`.
     pub async fn loaded_within(&self, limit: Duration) -> bool {
         let mut loaded = self.loaded.subscribe();

@@ -71,7 +71,9 @@ pub struct Decision {
 /// The cluster's RBAC objects, kept current by the policy cache.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
-    cluster_roles: HashMap<String, ClusterRole>,
+    /// By name, in order: an aggregated role gathers its rules in this order, the same
+    /// on every master.
+    cluster_roles: BTreeMap<String, ClusterRole>,
     /// By (namespace, name).
     roles: HashMap<(String, String), Role>,
     cluster_role_bindings: BTreeMap<String, ClusterRoleBinding>,
@@ -235,26 +237,30 @@ impl Policy {
         for name in self.cluster_roles.keys() {
             let mut seen = HashSet::new();
             let mut rules = Vec::new();
-            let mut pending = vec![name.as_str()];
-            while let Some(next) = pending.pop() {
+            let mut pending = std::collections::VecDeque::from([name.as_str()]);
+            while let Some(next) = pending.pop_front() {
                 if !seen.insert(next) {
                     continue;
                 }
                 let Some(role) = self.cluster_roles.get(next) else {
                     continue;
                 };
-                for rule in role.rules.iter().flatten() {
-                    if !rules.contains(rule) {
-                        rules.push(rule.clone());
-                    }
-                }
                 let Some(selectors) = selectors.get(next) else {
+                    // A plain role: its own rules.
+                    for rule in role.rules.iter().flatten() {
+                        if !rules.contains(rule) {
+                            rules.push(rule.clone());
+                        }
+                    }
                     continue;
                 };
+                // An aggregated role: its `rules` are what aggregation wrote there (as
+                // Kubernetes' controller does), so only the roles it selects count, in name
+                // order, breadth first.
                 for (other, role) in &self.cluster_roles {
                     let labels = role.metadata.labels.as_ref();
                     if other != next && selectors.iter().any(|s| s.matches_labels(labels)) {
-                        pending.push(other);
+                        pending.push_back(other);
                     }
                 }
             }
@@ -271,6 +277,20 @@ impl Policy {
     /// Whether a ClusterRoleBinding of this name exists.
     pub fn has_cluster_role_binding(&self, name: &str) -> bool {
         self.cluster_role_bindings.contains_key(name)
+    }
+
+    /// Each aggregated ClusterRole whose stored `rules` are not what it gathers: its name
+    /// and the rules to write (what Kubernetes' aggregation controller writes).
+    pub fn stale_aggregations(&self) -> Vec<(String, Vec<PolicyRule>)> {
+        self.cluster_roles
+            .iter()
+            .filter(|(_, role)| role.aggregation_rule.is_some())
+            .filter_map(|(name, role)| {
+                let gathered = self.effective.get(name)?;
+                (role.rules.as_deref().unwrap_or_default() != gathered.as_slice())
+                    .then(|| (name.clone(), gathered.clone()))
+            })
+            .collect()
     }
 
     /// A ClusterRole's effective rules, if it exists.

@@ -271,3 +271,52 @@ fn a_deleted_binding_no_longer_allows() {
     policy.remove(&granted);
     assert!(!policy.decide(&jane, &anything).allowed);
 }
+
+#[test]
+fn aggregated_roles_are_given_what_they_gather_and_lose_what_no_role_holds_any_more() {
+    let mut policy = policy_with(Vec::new());
+    let stale = policy.stale_aggregations();
+    let names: Vec<&str> = stale.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["admin", "edit", "view"]);
+    // Written back (as the master's writer does), nothing is stale, and decisions stand.
+    for (name, rules) in stale.clone() {
+        let mut role = defaults::cluster_roles()
+            .into_iter()
+            .find(|role| role.metadata.name.as_deref() == Some(name.as_str()))
+            .unwrap();
+        role.rules = Some(rules);
+        policy.upsert(RbacObject::ClusterRole(role));
+    }
+    assert!(policy.stale_aggregations().is_empty());
+    let view_rules = policy.cluster_role_rules("view").unwrap().to_vec();
+    assert_eq!(view_rules, stale[2].1);
+    // A rule left in an aggregated role's `rules` that no selected role holds is dropped
+    // (the field is aggregation's to write).
+    let mut view = defaults::cluster_roles()
+        .into_iter()
+        .find(|role| role.metadata.name.as_deref() == Some("view"))
+        .unwrap();
+    let mut rules = view_rules.clone();
+    rules.push(
+        serde_json::from_value(
+            json!({ "verbs": ["delete"], "apiGroups": [""], "resources": ["nodes"] }),
+        )
+        .unwrap(),
+    );
+    view.rules = Some(rules);
+    policy.upsert(RbacObject::ClusterRole(view));
+    let viewer = user("v", &["viewers"]);
+    policy.upsert(binding(
+        "clusterrolebindings",
+        "viewers",
+        "",
+        ("ClusterRole", "view"),
+        json!({ "kind": "Group", "apiGroup": RBAC_GROUP, "name": "viewers" }),
+    ));
+    assert!(
+        !policy
+            .decide(&viewer, &act("delete", "", "nodes", "", "n1"))
+            .allowed
+    );
+    assert_eq!(policy.stale_aggregations()[0].0, "view");
+}
