@@ -27,7 +27,7 @@ use crate::cluster_config::{self, ClusterConfig};
 use crate::encryption::{keyring_file, keys_of_this_process, SharedKeyring};
 use crate::error::ApiError;
 use crate::kubelet_proxy::KubeletProxy;
-use crate::registry::{Registry, Target, WriteOptions};
+use crate::registry::{Part, Registry, Target, WriteOptions};
 use crate::request_metrics::ApiMetrics;
 use crate::service::service;
 use crate::service_account_tokens::TokenKey;
@@ -349,5 +349,66 @@ async fn ensure_system_objects(
                 _ = stopped.changed() => return,
             }
         }
+    }
+    reconcile_default_rbac(&registry).await;
+}
+
+/// The default roles and bindings an older version wrote, given what this version's
+/// hold (`authz::defaults::reconcile_*`). A conflict is another master doing the same.
+async fn reconcile_default_rbac(registry: &Registry) {
+    use crate::authz::defaults::{self, reconcile_binding, reconcile_role};
+    for default in defaults::cluster_roles() {
+        let name = default.metadata.name.clone().unwrap_or_default();
+        reconcile_one(registry, "clusterroles", &name, |stored| {
+            reconcile_role(stored, &default)
+        })
+        .await;
+    }
+    for default in defaults::cluster_role_bindings() {
+        let name = default.metadata.name.clone().unwrap_or_default();
+        reconcile_one(registry, "clusterrolebindings", &name, |stored| {
+            reconcile_binding(stored, &default)
+        })
+        .await;
+    }
+}
+
+/// Reads `resource/name`, and writes what `reconcile` makes of it (compare-and-swap on
+/// what was read), if anything.
+async fn reconcile_one<T: serde::de::DeserializeOwned + serde::Serialize>(
+    registry: &Registry,
+    resource: &'static str,
+    name: &str,
+    reconcile: impl Fn(&T) -> Option<T>,
+) {
+    let target = Target {
+        resource,
+        namespace: "",
+        name,
+    };
+    let Ok(stored) = registry.get(&target).await else {
+        return;
+    };
+    let version = stored["metadata"]["resourceVersion"].clone();
+    let Some(next) = serde_json::from_value(stored)
+        .ok()
+        .and_then(|stored| reconcile(&stored))
+        .and_then(|next| serde_json::to_value(next).ok())
+    else {
+        return;
+    };
+    let mut next = next;
+    next["metadata"]["resourceVersion"] = version;
+    let written = registry
+        .replace(
+            &target,
+            next.to_string().as_bytes(),
+            Part::Object,
+            &WriteOptions::default(),
+        )
+        .await;
+    match written {
+        Ok(_) => tracing::info!(resource, name, "a default RBAC object given this version's"),
+        Err(error) => tracing::debug!(%error, resource, name, "reconciling a default RBAC object"),
     }
 }

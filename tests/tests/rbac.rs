@@ -344,3 +344,56 @@ rules:
     .await;
     drop(master);
 }
+
+/// A default role an older master wrote (here: one an operator trimmed) gets back what
+/// this version's holds when a master starts, unless it is marked to be kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_gives_the_default_roles_back_what_they_lack_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let master = start(d, "m1", None, &[]);
+    let admin = admin_flags(d, &master.client);
+    let read = |admin: &[String], name: &str| -> Result<serde_json::Value, String> {
+        let shown = succeeded(&run(d, admin, &["get", "clusterrole", name, "-o", "json"]))?;
+        serde_json::from_str(&shown).map_err(|e| e.to_string())
+    };
+    let trimmed = |name: &str, keep: bool| {
+        let mut role = read(&admin, name).unwrap();
+        role["rules"].as_array_mut().unwrap().truncate(1);
+        if keep {
+            role["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
+                "false".into();
+        }
+        let file = d.join(format!("{name}.json"));
+        std::fs::write(&file, role.to_string()).unwrap();
+        succeeded(&run(d, &admin, &["apply", "-f", file.to_str().unwrap()])).unwrap();
+    };
+    wait_for("the default roles", POLICY_CHANGE, async || {
+        read(&admin, "system:aggregate-to-edit").map(drop)
+    })
+    .await;
+    trimmed("system:aggregate-to-edit", false);
+    trimmed("system:aggregate-to-view", true);
+    drop(master);
+
+    let master = start(d, "m1", None, &[]);
+    let admin = admin_flags(d, &master.client);
+    wait_for("edit's rules come back", POLICY_CHANGE, async || {
+        let rules = read(&admin, "system:aggregate-to-edit")?["rules"]
+            .as_array()
+            .map_or(0, Vec::len);
+        match rules > 1 {
+            true => Ok(()),
+            false => Err(format!("{rules} rules")),
+        }
+    })
+    .await;
+    let kept = read(&admin, "system:aggregate-to-view").unwrap();
+    assert_eq!(
+        kept["rules"].as_array().unwrap().len(),
+        1,
+        "kept as trimmed"
+    );
+    drop(master);
+}

@@ -11,6 +11,10 @@
 //!   `system:public-info-viewer` (discovery, version, health), bound to every
 //!   authenticated user; `system:monitoring` (`/metrics`, health), bound to the
 //!   `system:monitoring` group.
+//!
+//! A master writes them at start if absent and otherwise adds what this version's hold and
+//! the stored ones lack ([`reconcile_role`], [`reconcile_binding`]), unless an operator set
+//! `rbac.authorization.kubernetes.io/autoupdate: "false"` on one, as Kubernetes does.
 
 use std::collections::BTreeMap;
 
@@ -408,4 +412,147 @@ pub fn all_in(policy: &Policy) -> bool {
             .iter()
             .filter_map(|binding| binding.metadata.name.as_deref())
             .all(|name| policy.has_cluster_role_binding(name))
+}
+
+/// The annotation by which an operator keeps a default role or binding as they changed it.
+pub const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
+
+fn autoupdates(metadata: &ObjectMeta) -> bool {
+    metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(AUTOUPDATE))
+        .is_none_or(|value| value != "false")
+}
+
+/// Adds the default's labels that `stored` lacks; whether any was.
+fn add_labels(stored: &mut ObjectMeta, default: &ObjectMeta) -> bool {
+    let labels = stored.labels.get_or_insert_with(BTreeMap::new);
+    let mut added = false;
+    for (key, value) in default.labels.iter().flatten() {
+        if labels.get(key) != Some(value) {
+            labels.insert(key.clone(), value.clone());
+            added = true;
+        }
+    }
+    added
+}
+
+/// What a default ClusterRole stored as `stored` becomes so that it holds what this
+/// version's `default` holds (Kubernetes' reconciliation at a master's start: missing
+/// rules, labels and aggregation selectors are added, nothing is taken away); `None` when
+/// nothing is missing, or its `autoupdate` annotation is `false`.
+pub fn reconcile_role(stored: &ClusterRole, default: &ClusterRole) -> Option<ClusterRole> {
+    if !autoupdates(&stored.metadata) {
+        return None;
+    }
+    let mut next = stored.clone();
+    let mut changed = add_labels(&mut next.metadata, &default.metadata);
+    match &default.aggregation_rule {
+        // Its rules are aggregation's: only its selectors are reconciled.
+        Some(rule) => {
+            let selectors = next
+                .aggregation_rule
+                .get_or_insert_with(Default::default)
+                .cluster_role_selectors
+                .get_or_insert_with(Vec::new);
+            for selector in rule.cluster_role_selectors.iter().flatten() {
+                if !selectors.contains(selector) {
+                    selectors.push(selector.clone());
+                    changed = true;
+                }
+            }
+        }
+        None => {
+            let rules = next.rules.get_or_insert_with(Vec::new);
+            for rule in default.rules.iter().flatten() {
+                if !rules.contains(rule) {
+                    rules.push(rule.clone());
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed.then_some(next)
+}
+
+/// What a default ClusterRoleBinding stored as `stored` becomes so that it names every
+/// subject the default names; `None` as for [`reconcile_role`] (a binding whose role was
+/// changed is left alone: the role a binding names cannot change).
+pub fn reconcile_binding(
+    stored: &ClusterRoleBinding,
+    default: &ClusterRoleBinding,
+) -> Option<ClusterRoleBinding> {
+    if !autoupdates(&stored.metadata) || stored.role_ref != default.role_ref {
+        return None;
+    }
+    let mut next = stored.clone();
+    let mut changed = add_labels(&mut next.metadata, &default.metadata);
+    let subjects = next.subjects.get_or_insert_with(Vec::new);
+    for subject in default.subjects.iter().flatten() {
+        if !subjects.contains(subject) {
+            subjects.push(subject.clone());
+            changed = true;
+        }
+    }
+    changed.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named<'a>(roles: &'a [ClusterRole], name: &str) -> &'a ClusterRole {
+        roles
+            .iter()
+            .find(|role| role.metadata.name.as_deref() == Some(name))
+            .unwrap()
+    }
+
+    #[test]
+    fn an_older_default_role_gets_what_this_version_adds_and_keeps_what_it_has() {
+        let roles = cluster_roles();
+        let current = named(&roles, "system:aggregate-to-view");
+        assert_eq!(reconcile_role(current, current), None, "nothing missing");
+        let mut older = current.clone();
+        older.rules.as_mut().unwrap().pop();
+        let extra = rule(&["get"], "example.com", &["widgets"]);
+        older.rules.as_mut().unwrap().push(extra.clone());
+        let reconciled = reconcile_role(&older, current).expect("a rule is missing");
+        let rules = reconciled.rules.unwrap();
+        assert!(rules.contains(&extra), "what the operator added stays");
+        assert!(current
+            .rules
+            .iter()
+            .flatten()
+            .all(|rule| rules.contains(rule)));
+        // Kept as the operator changed it.
+        let mut kept = older.clone();
+        kept.metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(AUTOUPDATE.into(), "false".into());
+        assert_eq!(reconcile_role(&kept, current), None);
+        // An aggregated role gets its selectors back, never rules.
+        let view = named(&roles, "view");
+        let mut bare = view.clone();
+        bare.aggregation_rule = None;
+        let reconciled = reconcile_role(&bare, view).unwrap();
+        assert_eq!(reconciled.aggregation_rule, view.aggregation_rule);
+        assert_eq!(reconciled.rules, view.rules);
+    }
+
+    #[test]
+    fn a_default_binding_gets_back_the_subjects_it_lost() {
+        let bindings = cluster_role_bindings();
+        let discovery = bindings
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some("system:discovery"))
+            .unwrap();
+        let mut emptied = discovery.clone();
+        emptied.subjects = Some(Vec::new());
+        let reconciled = reconcile_binding(&emptied, discovery).unwrap();
+        assert_eq!(reconciled.subjects, discovery.subjects);
+        assert_eq!(reconcile_binding(discovery, discovery), None);
+    }
 }
