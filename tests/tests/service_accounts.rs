@@ -22,17 +22,15 @@ fn token_flags(dir: &Path, server: &str, token: &str) -> Vec<String> {
     ]
 }
 
-/// A kubeconfig that calls `server` with `token`.
+/// The kubeconfig `rudder config kubeconfig --token` writes for `token`.
 fn token_kubeconfig(dir: &Path, server: &str, token: &str) -> PathBuf {
-    let path = dir.join("token.kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: \
-         https://{server}\n    certificate-authority: {}\nusers:\n- name: robot\n  user:\n    \
-         token: {token}\ncontexts:\n- name: robot\n  context: {{ cluster: c, user: robot }}\n\
-         current-context: robot\n",
-        dir.join("pki/ca.crt").display()
+    let written = run(
+        dir,
+        &token_flags(dir, server, token),
+        &["config", "kubeconfig"],
     );
-    std::fs::write(&path, config).unwrap();
+    let path = dir.join("token.kubeconfig");
+    std::fs::write(&path, succeeded(&written).unwrap()).unwrap();
     path
 }
 

@@ -1,7 +1,7 @@
 //! `rudder config kubeconfig`: a kubeconfig for the cluster the CLI talks to, so kubectl
 //! and every Kubernetes client reach it. A kubeconfig names one server: the cluster's
 //! endpoint when `rudder up` gave it one (it survives any one master's death), else the
-//! first master given.
+//! first master given. Its user is the CLI's certificate, or `--token`'s token.
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -57,8 +57,13 @@ fn server_url(target: &Target, tls: bool) -> anyhow::Result<String> {
 /// What a kubeconfig's user presents and its cluster trusts (PEM).
 pub struct KubeconfigCredentials {
     pub ca_pem: String,
-    pub cert_pem: String,
-    pub key_pem: String,
+    pub user: KubeconfigUser,
+}
+
+/// Who a kubeconfig's user is: a client certificate, or a bearer token (`--token`).
+pub enum KubeconfigUser {
+    Certificate { cert_pem: String, key_pem: String },
+    Token(String),
 }
 
 /// A kubeconfig with one cluster, user and context, all named `rudder` (pure): the cluster
@@ -68,10 +73,13 @@ pub fn kubeconfig(server_url: &str, credentials: Option<&KubeconfigCredentials>)
     let (cluster, user) = match credentials {
         Some(tls) => (
             json!({ "server": server_url, "certificate-authority-data": data(&tls.ca_pem) }),
-            json!({
-                "client-certificate-data": data(&tls.cert_pem),
-                "client-key-data": data(&tls.key_pem),
-            }),
+            match &tls.user {
+                KubeconfigUser::Certificate { cert_pem, key_pem } => json!({
+                    "client-certificate-data": data(cert_pem),
+                    "client-key-data": data(key_pem),
+                }),
+                KubeconfigUser::Token(token) => json!({ "token": token }),
+            },
         ),
         None => (json!({ "server": server_url }), json!({})),
     };
@@ -92,15 +100,20 @@ fn credentials(target: &Target) -> anyhow::Result<Option<KubeconfigCredentials>>
     let Some(tls) = client_tls(target)? else {
         return Ok(None);
     };
-    let Some(identity) = tls.identity else {
-        anyhow::bail!(
-            "a kubeconfig needs a client certificate: give --client-certificate and --client-key"
-        );
+    let user = match (&target.token, tls.identity) {
+        (Some(token), _) => KubeconfigUser::Token(token.clone()),
+        (None, Some(identity)) => KubeconfigUser::Certificate {
+            cert_pem: identity.cert_pem,
+            key_pem: identity.key_pem,
+        },
+        (None, None) => anyhow::bail!(
+            "a kubeconfig needs a client certificate (--client-certificate and --client-key) \
+             or a token (--token)"
+        ),
     };
     Ok(Some(KubeconfigCredentials {
         ca_pem: tls.ca_pem,
-        cert_pem: identity.cert_pem,
-        key_pem: identity.key_pem,
+        user,
     }))
 }
 
@@ -122,8 +135,10 @@ mod tests {
 
         let credentials = KubeconfigCredentials {
             ca_pem: "CA".into(),
-            cert_pem: "CERT".into(),
-            key_pem: "KEY".into(),
+            user: KubeconfigUser::Certificate {
+                cert_pem: "CERT".into(),
+                key_pem: "KEY".into(),
+            },
         };
         let text = kubeconfig("https://127.0.0.1:6443", Some(&credentials));
         let parsed: serde_json::Value = serde_yaml::from_str(&text).unwrap();
@@ -134,6 +149,17 @@ mod tests {
             "Q0VSVA=="
         );
         assert_eq!(parsed["users"][0]["user"]["client-key-data"], "S0VZ");
+
+        let robot = KubeconfigCredentials {
+            ca_pem: "CA".into(),
+            user: KubeconfigUser::Token("t0ken".into()),
+        };
+        let text = kubeconfig("https://127.0.0.1:6443", Some(&robot));
+        let parsed: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(
+            parsed["users"][0]["user"],
+            serde_json::json!({ "token": "t0ken" })
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ use rudder_proto::tls::{ClusterCa, Issued};
 use super::api_endpoint::ApiEndpoint;
 use super::ca;
 use super::config::kubeconfig;
-use super::config::KubeconfigCredentials;
+use super::config::{KubeconfigCredentials, KubeconfigUser};
 use crate::session::{config_path, write_config, CliConfig};
 
 /// How long a master may take to report ready (a first start opens RocksDB and elects).
@@ -270,8 +270,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let kubeconfig_path = args.data_dir.join("kubeconfig");
     let credentials = KubeconfigCredentials {
         ca_pem: cluster_ca.cert_pem().to_string(),
-        cert_pem: admin.issued.cert_pem.clone(),
-        key_pem: admin.issued.key_pem.clone(),
+        user: KubeconfigUser::Certificate {
+            cert_pem: admin.issued.cert_pem.clone(),
+            key_pem: admin.issued.key_pem.clone(),
+        },
     };
     ca::write_private(
         &kubeconfig_path,
