@@ -190,11 +190,11 @@ impl Authorizer {
                 let pods = registry
                     .list("pods", &bound_to_node(node, namespace))
                     .await?;
+                // Named exactly (admission names every pod's account), never a mirror
+                // pod's: a node's mirror pod runs as no account.
                 Ok(pods.items.iter().any(|pod| {
-                    pod["spec"]["serviceAccountName"]
-                        .as_str()
-                        .unwrap_or("default")
-                        == account
+                    pod["spec"]["serviceAccountName"].as_str() == Some(account.as_str())
+                        && !pod["metadata"]["annotations"][node::MIRROR_ANNOTATION].is_string()
                 }))
             }
             (

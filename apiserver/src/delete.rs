@@ -258,10 +258,11 @@ impl Registry {
                 });
             };
             let current = object::decode(&kv)?;
-            check_preconditions(info, &current, options)?;
             // NodeRestriction on the object the delete compares against (not an earlier
-            // read: a pod of the same name could have moved to another node since).
+            // read: a pod of the same name could have moved to another node since), before
+            // anything about it is told.
             crate::authz::admit_delete(info, &current)?;
+            check_preconditions(info, &current, options)?;
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
             compares.extend(self.fence_holds(fence, attempt > 0).await?);
             let decision = plan(

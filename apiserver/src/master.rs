@@ -353,6 +353,10 @@ async fn ensure_system_objects(
     reconcile_default_rbac(&registry).await;
 }
 
+/// How many times a default RBAC object is read and written before its reconciliation
+/// waits for the next start.
+const RECONCILE_ATTEMPTS: usize = 5;
+
 /// The default roles and bindings an older version wrote, given what this version's
 /// hold (`authz::defaults::reconcile_*`). A conflict is another master doing the same.
 async fn reconcile_default_rbac(registry: &Registry) {
@@ -374,7 +378,8 @@ async fn reconcile_default_rbac(registry: &Registry) {
 }
 
 /// Reads `resource/name`, and writes what `reconcile` makes of it (compare-and-swap on
-/// what was read), if anything.
+/// what was read), if anything; read again after a conflict (another master's write, the
+/// aggregation writer's), a few times.
 async fn reconcile_one<T: serde::de::DeserializeOwned + serde::Serialize>(
     registry: &Registry,
     resource: &'static str,
@@ -386,29 +391,35 @@ async fn reconcile_one<T: serde::de::DeserializeOwned + serde::Serialize>(
         namespace: "",
         name,
     };
-    let Ok(stored) = registry.get(&target).await else {
-        return;
-    };
-    let version = stored["metadata"]["resourceVersion"].clone();
-    let Some(next) = serde_json::from_value(stored)
-        .ok()
-        .and_then(|stored| reconcile(&stored))
-        .and_then(|next| serde_json::to_value(next).ok())
-    else {
-        return;
-    };
-    let mut next = next;
-    next["metadata"]["resourceVersion"] = version;
-    let written = registry
-        .replace(
-            &target,
-            next.to_string().as_bytes(),
-            Part::Object,
-            &WriteOptions::default(),
-        )
-        .await;
-    match written {
-        Ok(_) => tracing::info!(resource, name, "a default RBAC object given this version's"),
-        Err(error) => tracing::debug!(%error, resource, name, "reconciling a default RBAC object"),
+    for _ in 0..RECONCILE_ATTEMPTS {
+        let Ok(stored) = registry.get(&target).await else {
+            continue;
+        };
+        let version = stored["metadata"]["resourceVersion"].clone();
+        let Some(mut next) = serde_json::from_value(stored)
+            .ok()
+            .and_then(|stored| reconcile(&stored))
+            .and_then(|next| serde_json::to_value(next).ok())
+        else {
+            return;
+        };
+        next["metadata"]["resourceVersion"] = version;
+        let written = registry
+            .replace(
+                &target,
+                next.to_string().as_bytes(),
+                Part::Object,
+                &WriteOptions::default(),
+            )
+            .await;
+        match written {
+            Ok(_) => {
+                tracing::info!(resource, name, "a default RBAC object given this version's");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, resource, name, "reconciling a default RBAC object")
+            }
+        }
     }
 }

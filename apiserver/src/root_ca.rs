@@ -53,7 +53,7 @@ async fn follow(
 ) -> Result<(), ApiError> {
     let namespaces = registry.list("namespaces", &ListOptions::default()).await?;
     for namespace in &namespaces.items {
-        ensure(registry, namespace, ca_pem).await?;
+        ensure_or_say(registry, namespace, ca_pem).await;
     }
     let from = WatchOptions {
         resource_version: namespaces.revision.to_string(),
@@ -69,7 +69,7 @@ async fn follow(
         tokio::select! {
             event = namespace_events.recv() => match event {
                 Some(event) if matches!(event.kind, "ADDED" | "MODIFIED") => {
-                    ensure(registry, &event.object, ca_pem).await?;
+                    ensure_or_say(registry, &event.object, ca_pem).await;
                 }
                 Some(event) if event.kind == "ERROR" => return Ok(()),
                 Some(_) => {}
@@ -80,7 +80,7 @@ async fn follow(
                     let name = event.object["metadata"]["namespace"].as_str().unwrap_or("");
                     let target = Target { resource: "namespaces", namespace: "", name };
                     match registry.get(&target).await {
-                        Ok(namespace) => ensure(registry, &namespace, ca_pem).await?,
+                        Ok(namespace) => ensure_or_say(registry, &namespace, ca_pem).await,
                         Err(ApiError::NotFound { .. }) => {}
                         Err(error) => return Err(error),
                     }
@@ -91,6 +91,15 @@ async fn follow(
             },
             _ = stopped.changed() => return Ok(()),
         }
+    }
+}
+
+/// [`ensure`], a failure in one namespace said and left for its next event (a user's own
+/// `kube-root-ca.crt`, immutable and wrong, must not keep the CA from the others).
+async fn ensure_or_say(registry: &Registry, namespace: &Value, ca_pem: &str) {
+    if let Err(error) = ensure(registry, namespace, ca_pem).await {
+        let name = namespace["metadata"]["name"].as_str().unwrap_or("");
+        tracing::warn!(%error, namespace = name, "publishing the cluster CA");
     }
 }
 
@@ -110,9 +119,10 @@ async fn ensure(registry: &Registry, namespace: &Value, ca_pem: &str) -> Result<
     };
     let wanted = config_map(name, ca_pem);
     let written = match registry.get(&target).await {
-        Ok(found) if found["data"] == wanted["data"] => return Ok(()),
+        // Only its `ca.crt` is ours (a merge patch leaves other keys as they are).
+        Ok(found) if found["data"]["ca.crt"] == wanted["data"]["ca.crt"] => return Ok(()),
         Ok(_) => {
-            let patch = json!({ "data": wanted["data"] });
+            let patch = json!({ "data": { "ca.crt": ca_pem } });
             registry
                 .patch(
                     &target,

@@ -167,6 +167,10 @@ async fn a_node_runs_its_own_pods_and_touches_nothing_else() {
     node.create_object("pods", "default", &mirror)
         .await
         .expect("a mirror pod bound to itself");
+    // A mirror pod runs as no account: it gets the node no token (not `default`'s).
+    let request = json!({ "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": { "boundObjectRef": { "apiVersion": "v1", "kind": "Pod", "name": "static" } } });
+    refused(node.create_token("default", "default", &request).await);
     // And nothing it was refused was written.
     let theirs = admin.get_object("pods", "default", "theirs").await.unwrap();
     assert_ne!(theirs["status"]["phase"], "Failed");

@@ -425,12 +425,13 @@ fn autoupdates(metadata: &ObjectMeta) -> bool {
         .is_none_or(|value| value != "false")
 }
 
-/// Adds the default's labels that `stored` lacks; whether any was.
+/// Adds the default's labels that `stored` lacks (one an operator changed stays as they
+/// set it); whether any was.
 fn add_labels(stored: &mut ObjectMeta, default: &ObjectMeta) -> bool {
     let labels = stored.labels.get_or_insert_with(BTreeMap::new);
     let mut added = false;
     for (key, value) in default.labels.iter().flatten() {
-        if labels.get(key) != Some(value) {
+        if !labels.contains_key(key) {
             labels.insert(key.clone(), value.clone());
             added = true;
         }
@@ -540,6 +541,18 @@ mod tests {
         let reconciled = reconcile_role(&bare, view).unwrap();
         assert_eq!(reconciled.aggregation_rule, view.aggregation_rule);
         assert_eq!(reconciled.rules, view.rules);
+    }
+
+    #[test]
+    fn a_label_an_operator_changed_stays_as_they_set_it() {
+        let roles = cluster_roles();
+        let edit = named(&roles, "edit");
+        let mut relabelled = edit.clone();
+        relabelled.metadata.labels.as_mut().unwrap().insert(
+            "rbac.authorization.k8s.io/aggregate-to-admin".into(),
+            "false".into(),
+        );
+        assert_eq!(reconcile_role(&relabelled, edit), None);
     }
 
     #[test]

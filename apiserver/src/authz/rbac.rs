@@ -287,8 +287,11 @@ impl Policy {
             .filter(|(_, role)| role.aggregation_rule.is_some())
             .filter_map(|(name, role)| {
                 let gathered = self.effective.get(name)?;
-                (role.rules.as_deref().unwrap_or_default() != gathered.as_slice())
-                    .then(|| (name.clone(), gathered.clone()))
+                let stored = role.rules.as_deref().unwrap_or_default();
+                // As sets: masters that gather in another order do not rewrite each other.
+                let same = stored.len() == gathered.len()
+                    && gathered.iter().all(|rule| stored.contains(rule));
+                (!same).then(|| (name.clone(), gathered.clone()))
             })
             .collect()
     }

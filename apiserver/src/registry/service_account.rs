@@ -108,20 +108,23 @@ impl Registry {
             return Ok(());
         }
         let account = account_of(pod);
-        if pod["spec"]["automountServiceAccountToken"] == false {
-            return Ok(());
-        }
-        let target = Target {
-            resource: "serviceaccounts",
-            namespace,
-            name: &account,
-        };
-        let declines = match self.get(&target).await {
-            Ok(found) => found["automountServiceAccountToken"] == false,
-            // The account may come later (the ServiceAccount controller makes `default`);
-            // the kubelet's token request waits for it.
-            Err(ApiError::NotFound { .. }) => false,
-            Err(error) => return Err(error),
+        // The pod's own say wins; else its account's.
+        let declines = match pod["spec"]["automountServiceAccountToken"].as_bool() {
+            Some(mounts) => !mounts,
+            None => {
+                let target = Target {
+                    resource: "serviceaccounts",
+                    namespace,
+                    name: &account,
+                };
+                match self.get(&target).await {
+                    Ok(found) => found["automountServiceAccountToken"] == false,
+                    // The account may come later (the ServiceAccount controller makes
+                    // `default`); the kubelet's token request waits for it.
+                    Err(ApiError::NotFound { .. }) => false,
+                    Err(error) => return Err(error),
+                }
+            }
         };
         if !declines {
             let suffix = Alphanumeric

@@ -161,6 +161,15 @@ impl Registry {
                     if pod["spec"]["nodeName"].as_str() != Some(node.as_str()) {
                         return Err(node_may_not(&node, "bound to a pod on another node"));
                     }
+                    let mirror =
+                        &pod["metadata"]["annotations"][crate::authz::node::MIRROR_ANNOTATION];
+                    let named = pod["spec"]["serviceAccountName"].as_str();
+                    if mirror.is_string() || named != Some(account) {
+                        return Err(node_may_not(
+                            &node,
+                            "for an account its pod does not name (a mirror pod names none)",
+                        ));
+                    }
                 }
                 let runs_as = pod["spec"]["serviceAccountName"]
                     .as_str()
