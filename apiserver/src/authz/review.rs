@@ -72,6 +72,12 @@ pub async fn review(
         .iter()
         .find(|(name, _)| *name == resource)
         .ok_or_else(|| ApiError::bad_request(format!("{resource} is not a review")))?;
+    // Written into below: anything but an object is refused first.
+    if !review.is_object() {
+        return Err(ApiError::bad_request(format!(
+            "the body must be a {kind} object (apiVersion, kind, spec)"
+        )));
+    }
     let invalid = |cause: FieldError| ApiError::Invalid {
         kind: format!("{kind}.{REVIEW_GROUP}"),
         name: String::new(),
@@ -223,5 +229,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(error.to_string().contains("exactly one of"), "{error}");
+        let not_an_object = review(
+            &authorizer,
+            None,
+            "subjectaccessreviews",
+            "",
+            serde_json::json!([1]),
+        )
+        .await
+        .unwrap_err();
+        assert!(not_an_object
+            .to_string()
+            .contains("must be a SubjectAccessReview object"));
     }
 }
