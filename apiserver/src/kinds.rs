@@ -30,6 +30,18 @@ use crate::validation::names::{
 };
 use crate::validation::{ApplyDefaults, FieldError, Validate};
 
+/// The verbs every served kind takes (discovery lists them; a role may grant them all).
+pub const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
 /// One kind: how users name it and what the server knows about it.
 pub struct KindInfo {
     pub kind: &'static str,

@@ -5,19 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::authz::review;
-use crate::kinds::{KindInfo, KINDS};
-
-/// The verbs every served kind takes.
-const VERBS: [&str; 8] = [
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+use crate::kinds::{KindInfo, KINDS, VERBS};
 
 /// The Kubernetes version whose API the served kinds are (k8s-openapi's `v1_34`).
 pub const KUBERNETES_MINOR: &str = "34";
