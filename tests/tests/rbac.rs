@@ -20,6 +20,20 @@ use rudder_tests::wait_for;
 const POLICY_CHANGE: Duration = Duration::from_secs(15);
 
 /// A certificate for `user` (in no group) and the flags that make the CLI use it.
+/// Asks `rudder auth can-i QUESTION` with `flags`' credentials: it answers `expected`
+/// (`yes`, exit code 0; `no`, exit code 1).
+fn answers(dir: &Path, flags: &[String], question: &[&str], expected: &str) {
+    let verb: Vec<&str> = ["auth", "can-i"].iter().chain(question).copied().collect();
+    let asked = run(dir, flags, &verb);
+    let code = if expected == "yes" { 0 } else { 1 };
+    assert_eq!(
+        (text(&asked.stdout).trim(), asked.status.code()),
+        (expected, Some(code)),
+        "{question:?}: {}",
+        text(&asked.stderr)
+    );
+}
+
 fn user_flags(dir: &Path, server: &str, user: &str) -> Vec<String> {
     let (cert, key) = issue(dir, user, None, user);
     let mut flags = admin_flags(dir, server);
@@ -59,9 +73,7 @@ async fn a_user_bound_to_view_reads_and_is_refused_writes_by_the_cli_and_kubectl
     let jane = user_flags(d, &master.client, "jane");
 
     // Before any binding, jane may ask what she may do, and nothing more.
-    let asked = run(d, &jane, &["auth", "can-i", "list", "pods", "-n", "team"]);
-    assert_eq!(text(&asked.stdout).trim(), "no", "{}", text(&asked.stderr));
-    assert_eq!(asked.status.code(), Some(1));
+    answers(d, &jane, &["list", "pods", "-n", "team"], "no");
 
     succeeded(&apply_as(d, &admin, "view", VIEW_IN_TEAM)).unwrap();
     wait_for("jane lists pods in team", POLICY_CHANGE, async || {
@@ -115,38 +127,20 @@ async fn a_user_bound_to_view_reads_and_is_refused_writes_by_the_cli_and_kubectl
     assert_eq!(listed.trim(), "", "the refused pod was not written");
 
     // `auth can-i`, for herself and, asked by the admin, for her.
-    let yes = run(d, &jane, &["auth", "can-i", "watch", "pods", "-n", "team"]);
-    assert_eq!(
-        (text(&yes.stdout).trim(), yes.status.code()),
-        ("yes", Some(0))
-    );
-    let no = run(d, &jane, &["auth", "can-i", "get", "secrets", "-n", "team"]);
-    assert_eq!((text(&no.stdout).trim(), no.status.code()), ("no", Some(1)));
-    let for_jane = run(
+    answers(d, &jane, &["watch", "pods", "-n", "team"], "yes");
+    answers(d, &jane, &["get", "secrets", "-n", "team"], "no");
+    let as_jane = ["-n", "team", "--as", "jane"];
+    answers(
         d,
         &admin,
-        &[
-            "auth", "can-i", "create", "pods", "-n", "team", "--as", "jane",
-        ],
-    );
-    assert_eq!(
-        text(&for_jane.stdout).trim(),
+        &[&["create", "pods"], &as_jane[..]].concat(),
         "no",
-        "{}",
-        text(&for_jane.stderr)
     );
-    let for_jane = run(
+    answers(
         d,
         &admin,
-        &[
-            "auth", "can-i", "get", "pods/log", "-n", "team", "--as", "jane",
-        ],
-    );
-    assert_eq!(
-        text(&for_jane.stdout).trim(),
+        &[&["get", "pods/log"], &as_jane[..]].concat(),
         "yes",
-        "{}",
-        text(&for_jane.stderr)
     );
     // Asking for others is not for jane.
     let prying = run(d, &jane, &["auth", "can-i", "get", "pods", "--as", "joe"]);
