@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/rudder/raft.proto",
         "proto/rudder/api.proto",
         "proto/rudder/node.proto",
+        "proto/rudder/join.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

@@ -53,6 +53,8 @@
 //!   by both front ends where they measure.
 //! - [`authz`]: who may do what — RBAC (Kubernetes' kinds, evaluation and default
 //!   roles), asked by both front ends before the registry; grants checked on write.
+//! - [`join`]: joining with a join token — a node's certificate, a master's keys — on
+//!   every master's client port, before the joiner has a credential.
 //! - [`error`]: [`ApiError`], worded like Kubernetes, sent as gRPC status + `Status` JSON.
 
 pub mod allocation;
@@ -66,6 +68,7 @@ pub mod encryption;
 pub mod error;
 pub mod field_ownership;
 pub mod http;
+pub mod join;
 pub mod kinds;
 pub mod kubelet_proxy;
 pub mod list;

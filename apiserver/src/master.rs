@@ -26,6 +26,7 @@ use crate::authz::{self, Authorizer};
 use crate::cluster_config::{self, ClusterConfig};
 use crate::encryption::{keyring_file, keys_of_this_process, SharedKeyring};
 use crate::error::ApiError;
+use crate::join::{JoinAuthority, JoinService, JOIN_METHOD};
 use crate::kubelet_proxy::KubeletProxy;
 use crate::registry::{Part, Registry, Target, WriteOptions};
 use crate::request_metrics::ApiMetrics;
@@ -51,6 +52,9 @@ pub struct Security {
     pub kubelet_tls: Option<rudder_proto::tls::ClientTls>,
     /// What ServiceAccount tokens are signed and checked with (every master holds it).
     pub token_key: Option<Arc<TokenKey>>,
+    /// What joiners with a join token are given (none: joins are not served, as in a
+    /// cluster without TLS).
+    pub join: Option<JoinAuthority>,
 }
 
 /// A running master. Dropping it does not stop it: call [`Master::shutdown`].
@@ -89,6 +93,7 @@ impl Master {
             tokens: None,
             kubelet_tls: None,
             token_key: None,
+            join: None,
         };
         Self::start_with(config, ServiceRanges::default(), security, peer, client).await
     }
@@ -104,6 +109,7 @@ impl Master {
             tokens,
             kubelet_tls,
             token_key,
+            join,
         }: Security,
         peer: TcpListener,
         client: TcpListener,
@@ -112,6 +118,7 @@ impl Master {
         let metrics = config.metrics.clone();
         let api_metrics = ApiMetrics::registered(&metrics);
         let api_port = client.local_addr().map(|a| a.port()).unwrap_or(0);
+        let peer_address = peer.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let mut served = None;
         let authorizer = Authorizer::new();
         let member = RunningMember::start_serving(config, peer, client, |grpc, store| {
@@ -123,6 +130,18 @@ impl Master {
             each.extend(tokens.map(|tokens| tokens as Arc<dyn Authenticate + Send + Sync>));
             each.extend(token_key.map(|key| key as Arc<dyn Authenticate + Send + Sync>));
             served = Some(registry.clone());
+            let open_methods: &'static [&'static str] = match join {
+                Some(_) => &[JOIN_METHOD],
+                None => &[],
+            };
+            let grpc = match join {
+                Some(authority) => grpc.add_service(JoinService::server(
+                    registry.clone(),
+                    authority,
+                    peer_address,
+                )),
+                None => grpc,
+            };
             ClientServices {
                 grpc: grpc
                     .add_service(service(
@@ -147,6 +166,7 @@ impl Master {
                 )),
                 tls: client_tls,
                 tokens: Authenticators::new(each),
+                open_methods,
             }
         })
         .await?;

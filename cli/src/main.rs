@@ -35,7 +35,9 @@ enum Command {
     /// Run the scheduler on its own (every master also runs one, one active at a time).
     Scheduler(commands::scheduler::SchedulerArgs),
     /// Run this machine as a worker node that runs the pods bound to it, or
-    /// --hollow --count N simulated nodes.
+    /// --hollow --count N simulated nodes. Its credential is a certificate
+    /// (--client-certificate), or it joins once with a join token (--token, from `rudder
+    /// token create --role node`).
     Node(Box<commands::node::NodeArgs>),
     /// Run a node's service network on its own: the proxy's rules, cluster DNS and the API
     /// relay (for a node started with `rudder node --proxy false`).
@@ -109,6 +111,9 @@ enum Command {
     /// reencrypt.
     #[command(subcommand)]
     EncryptionKeys(commands::encryption_keys::EncryptionKeysCommand),
+    /// Join tokens for new masters and nodes: create, list, delete.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
     /// Ask the cluster's authorization: `rudder auth can-i VERB RESOURCE [--as USER]`.
     #[command(subcommand)]
     Auth(commands::auth::AuthCommand),
@@ -206,6 +211,7 @@ fn main() -> anyhow::Result<()> {
             Command::Snapshot(command) => commands::snapshot::run(command).await,
             Command::Top(command) => commands::top::run(command).await,
             Command::Auth(command) => commands::auth::run(command).await,
+            Command::Token(command) => commands::token::run(command).await,
         }
     });
     if let Err(error) = outcome {

@@ -6,6 +6,8 @@
 //! - [`api`]: the Rudder API (`Resources`): Kubernetes verbs over every kind, objects as
 //!   Kubernetes JSON.
 //! - [`node`]: the node's streaming endpoint (`Kubelet`: logs and exec).
+//! - [`join`]: joining a secured cluster with a join token; [`join_token`]: the tokens
+//!   themselves and the Secrets masters keep them in.
 //! - [`raft`]: the peer RPCs between store members; each payload is a bincode-encoded
 //!   openraft message, so this crate does not depend on openraft.
 //!
@@ -15,7 +17,8 @@
 //!   `GET /metrics`, with the process' own CPU, memory and file figures.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
 //! - [`tls`]: the cluster CA and its certificates, servers' TLS, who a client certificate
-//!   names; [`masters_only`]: the accept loop of the ports only masters may call (peer,
+//!   names; [`pinned_ca`]: the TLS a joiner speaks with only its token's CA fingerprint;
+//!   [`masters_only`]: the accept loop of the ports only masters may call (peer,
 //!   kubelet).
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
 //!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
@@ -26,9 +29,11 @@
 
 pub mod authn;
 pub mod client;
+pub mod join_token;
 pub mod masters_only;
 pub mod metrics;
 pub mod objects;
+pub mod pinned_ca;
 pub mod request_ids;
 pub mod tls;
 
@@ -51,6 +56,11 @@ pub mod raft {
 #[allow(clippy::all, clippy::pedantic)]
 pub mod api {
     tonic::include_proto!("rudder.api");
+}
+
+#[allow(clippy::all, clippy::pedantic)]
+pub mod join {
+    tonic::include_proto!("rudder.join");
 }
 
 #[allow(clippy::all, clippy::pedantic)]

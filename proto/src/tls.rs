@@ -138,22 +138,7 @@ impl ClusterCa {
 
     /// The certificate `request` asks for, with a key of its own, signed by this CA.
     pub fn issue(&self, request: &CertificateRequest) -> Result<Issued, TlsError> {
-        let mut params = CertificateParams::new(request.alternative_names.clone())?;
-        params.distinguished_name = named(&request.common_name, request.organization.as_deref());
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = match request.usage {
-            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::ServerAndClient => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
-        };
-        params.use_authority_key_identifier_extension = true;
-        params.not_before = request.not_before.into();
-        params.not_after = request.not_after.into();
+        let params = certificate_params(request)?;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
@@ -161,6 +146,19 @@ impl ClusterCa {
             key_pem: key.serialize_pem(),
             not_after: request.not_after,
         })
+    }
+
+    /// The certificate `request` asks for, for the key of `csr_pem` (a certificate signing
+    /// request, which must be signed by that key): only the key is taken from it; names,
+    /// usage and lifetime are `request`'s.
+    pub fn sign_request(
+        &self,
+        csr_pem: &str,
+        request: &CertificateRequest,
+    ) -> Result<String, TlsError> {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+        csr.params = certificate_params(request)?;
+        Ok(csr.signed_by(&self.issuer()?)?.pem())
     }
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>, TlsError> {
@@ -226,6 +224,49 @@ impl CertificateRequest {
             usage: Usage::ServerAndClient,
             not_before: now - CLOCK_SKEW,
             not_after: now + lifetime,
+        }
+    }
+}
+
+/// What a certificate for `request` says.
+fn certificate_params(request: &CertificateRequest) -> Result<CertificateParams, TlsError> {
+    let mut params = CertificateParams::new(request.alternative_names.clone())?;
+    params.distinguished_name = named(&request.common_name, request.organization.as_deref());
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = match request.usage {
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::ServerAndClient => vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ],
+    };
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = request.not_before.into();
+    params.not_after = request.not_after.into();
+    Ok(params)
+}
+
+/// A new key and a certificate signing request for it (what a joining node sends, keeping
+/// the key): (request PEM, key PEM). The names in it are `common_name`'s only; the CA
+/// decides what it signs.
+pub fn signing_request(common_name: &str) -> Result<(String, String), TlsError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = named(common_name, None);
+    let request = params.serialize_request(&key)?;
+    Ok((request.pem()?, key.serialize_pem()))
+}
+
+impl Issued {
+    /// This certificate followed by the CA's in the chain it is served with, so a client
+    /// that pins the CA by its fingerprint (a joiner) can find it.
+    pub fn chained_with(&self, ca_pem: &str) -> Issued {
+        Issued {
+            cert_pem: format!("{}\n{}", self.cert_pem.trim_end(), ca_pem),
+            ..self.clone()
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct ClientServices {
     /// What judges the bearer token a TLS caller without a certificate may present
     /// instead (a token file, ServiceAccount tokens), each in turn.
     pub tokens: Authenticators,
+    /// gRPC methods (paths) a caller without credentials may call besides health checks:
+    /// a master's `Join`, whose join token is the credential.
+    pub open_methods: &'static [&'static str],
 }
 
 /// How long a client has for its TLS handshake.
@@ -50,6 +53,17 @@ pub fn open_to_anyone(path: &str) -> bool {
     ["/healthz", "/livez", "/readyz", "/version"]
         .iter()
         .any(|open| path == *open || path.starts_with(&format!("{open}/")))
+}
+
+/// What a caller without credentials may call: health checks, and the gRPC methods a
+/// master opens ([`ClientServices::open_methods`]).
+#[derive(Clone, Copy)]
+struct OpenMethods(&'static [&'static str]);
+
+impl OpenMethods {
+    fn admit(&self, path: &str) -> bool {
+        open_to_anyone(path) || self.0.contains(&path)
+    }
 }
 
 /// Whether a request is gRPC: `application/grpc`, `application/grpc+proto`, ... (gRPC-Web's
@@ -80,6 +94,7 @@ pub async fn serve(
         .http
         .unwrap_or_else(|| axum::Router::new().fallback(not_served));
     let tokens = services.tokens;
+    let open_methods = OpenMethods(services.open_methods);
     let front = tower::service_fn(move |mut request: Request<Incoming>| {
         if let Err(why) = with_token(&mut request, &tokens) {
             return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
@@ -91,7 +106,7 @@ pub async fn serve(
             request.extensions().get::<Caller>(),
             Some(Caller::Plaintext | Caller::Authenticated(_))
         );
-        if !known && !open_to_anyone(request.uri().path()) {
+        if !known && !open_methods.admit(request.uri().path()) {
             return Either::Right(Either::Right(std::future::ready(Ok(unauthenticated(
                 is_grpc(&request),
                 NO_CREDENTIALS,

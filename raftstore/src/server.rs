@@ -91,6 +91,7 @@ impl RunningMember {
                 http: None,
                 tls: None,
                 tokens: Default::default(),
+                open_methods: &[],
             }
         })
         .await

@@ -28,32 +28,71 @@ impl Drop for Master {
 /// Master `name` with the PKI directory `dir/pki`, bootstrapping alone or joining `join`
 /// (a peer address), with `extra` flags; its log is `dir/<name>.log`.
 pub fn start(dir: &Path, name: &str, join: Option<&str>, extra: &[String]) -> Master {
+    let mut flags = vec!["--pki".to_string(), dir.join("pki").display().to_string()];
+    match join {
+        Some(peer) => flags.extend(["--join".to_string(), peer.to_string()]),
+        None => flags.extend([
+            "--initial-cluster".to_string(),
+            format!("{name}=127.0.0.1:0"),
+        ]),
+    };
+    flags.extend(extra.iter().cloned());
+    start_with(dir, name, &flags).unwrap_or_else(|log| panic!("{name} did not start: {log}"))
+}
+
+/// Master `name` in `dir/<name>` with `flags` only (on loopback port 0 unless they say
+/// where it listens); its log is
+/// `dir/<name>.log`, which is the error when it ends before it is ready.
+pub fn start_with(dir: &Path, name: &str, flags: &[String]) -> Result<Master, String> {
+    let log = dir.join(format!("{name}.log"));
     let mut command = Command::new(rudder_binary_beside_tests());
     command
         .args(["server", "--name", name, "--data-dir"])
-        .arg(dir.join(name))
-        .args(["--listen-client", "127.0.0.1:0"])
-        .args(["--listen-peer", "127.0.0.1:0", "--pki"])
-        .arg(dir.join("pki"))
-        .args(extra);
-    match join {
-        Some(peer) => command.args(["--join", peer]),
-        None => command.args(["--initial-cluster", &format!("{name}=127.0.0.1:0")]),
-    };
+        .arg(dir.join(name));
+    for (flag, port_zero) in [
+        ("--listen-client", "127.0.0.1:0"),
+        ("--listen-peer", "127.0.0.1:0"),
+    ] {
+        if !flags.iter().any(|given| given == flag) {
+            command.args([flag, port_zero]);
+        }
+    }
     let mut child = command
+        .args(flags)
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("rudder server starts");
-    let ready = lines_of(child.stdout.take().unwrap())
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the master says it is ready");
+    // The first line of a started master, or none when it ends (its output closes).
+    let first = lines_of(child.stdout.take().unwrap()).recv_timeout(Duration::from_secs(30));
+    let ready = first.ok().filter(|line| line.contains(" ready: "));
+    let Some(ready) = ready else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(std::fs::read_to_string(&log).unwrap_or_default());
+    };
     // "rudder server NAME ready: client ADDR peer ADDR id HEX"
     let words: Vec<&str> = ready.split_whitespace().collect();
-    Master {
+    Ok(Master {
         client: words[5].to_string(),
         peer: words[7].to_string(),
         child,
+    })
+}
+
+/// A join token for `role` (`rudder token create`) made with `flags`' credentials; tried
+/// again while the master has not made `kube-system`, where tokens are kept.
+pub fn join_token(dir: &Path, flags: &[String], role: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let made = run(dir, flags, &["token", "create", "--role", role]);
+        match succeeded(&made) {
+            Ok(token) => return token.trim().to_string(),
+            Err(said) if said.contains("not found") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(said) => panic!("rudder token create --role {role}: {said}"),
+        }
     }
 }
 

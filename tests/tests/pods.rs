@@ -2493,8 +2493,8 @@ async fn a_pod_that_stops_being_ready_gets_no_traffic_within_two_seconds_and_com
 async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_them() {
     use rudder_proto::tls::ClientTls;
     use rudder_tests::secure::{
-        admin_flags, apply_as, client_tls, issue, pki, rudder as rudder_in, run, start, succeeded,
-        text,
+        admin_flags, apply_as, client_tls, join_token, pki, rudder as rudder_in, run, start,
+        succeeded, text,
     };
 
     let scratch = NodeScratch::new("pods-tls");
@@ -2503,21 +2503,15 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
     let d = cluster_dir.path();
     pki(d);
     let master = start(d, "m1", None, &[]);
-    let (cert, key) = issue(d, "system:node:pods-tls", Some("system:nodes"), "pods-tls");
-    let node_tls = vec![
-        "--certificate-authority".to_string(),
-        d.join("pki/ca.crt").display().to_string(),
-        "--client-certificate".to_string(),
-        cert.display().to_string(),
-        "--client-key".to_string(),
-        key.display().to_string(),
-    ];
+    let admin = admin_flags(d, &master.client);
+    // The node joins as a user would: with a node token, which is then taken.
+    let token = join_token(d, &admin, "node");
     let node = Node::start(
         &scratch,
         "pods-tls",
         "10.244.71.0/24",
         &master.client,
-        node_tls,
+        vec!["--token".to_string(), token.clone()],
     );
     let admin_tls = client_tls(d, "admin");
     let client = ApiClient::with_tls(vec![master.client.clone()], Some(admin_tls.clone()));
@@ -2538,7 +2532,6 @@ metadata: { name: robot-reads, namespace: default }
 roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: pod-reader }
 subjects: [{ kind: ServiceAccount, name: robot }]
 ";
-    let admin = admin_flags(d, &master.client);
     wait_for_default_namespace(&client).await;
     succeeded(&apply_as(d, &admin, "robot", robot)).unwrap();
     create_pod(
@@ -2560,6 +2553,11 @@ subjects: [{ kind: ServiceAccount, name: robot }]
         running,
     )
     .await;
+
+    // The node's token was taken by its join.
+    let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
+    let id = token.split("::").nth(2).unwrap().split('.').next().unwrap();
+    assert!(!listed.contains(id), "{listed}");
 
     // Through the master, as the admin: logs and exec.
     let with_admin = |verb: &[&str]| {

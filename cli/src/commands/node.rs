@@ -75,8 +75,8 @@ pub struct NodeArgs {
     /// With --hollow: the memory each node reports, in MiB (default: this machine's).
     #[arg(long, requires = "hollow")]
     hollow_memory_mib: Option<u64>,
-    /// The node's state (pods, containers, network namespaces); default
-    /// /var/lib/rudder/node/NAME.
+    /// The node's state (pods, containers, network namespaces, and after a join with
+    /// --token its certificate); default /var/lib/rudder/node/NAME.
     #[arg(long)]
     root: Option<std::path::PathBuf>,
     /// The image store (as `rudder image import --root`).
@@ -140,8 +140,24 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels.insert("rudder.dev/hollow".into(), "true".into());
     }
     let servers = servers(&args.target)?;
-    crate::session::no_token(&args.target, "rudder node")?;
-    let tls = crate::session::client_tls(&args.target)?;
+    let tls = match &args.target.token {
+        // A node never calls with a bearer token: its --token is a join token.
+        Some(token) => {
+            if args.hollow {
+                bail!(
+                    "hollow nodes do not join with a token: give them a certificate \
+                     (--client-certificate) instead"
+                );
+            }
+            let root = node_root(&args, &name);
+            let joined = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(super::join::node_tls(&root, &servers, token, &name))?;
+            Some(joined)
+        }
+        None => crate::session::client_tls(&args.target)?,
+    };
     let kubelet_tls = match (&tls, args.hollow) {
         (Some(tls), false) => Some(kubelet_tls(tls, &name)?),
         _ => None,
@@ -274,10 +290,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 
 /// The real runtime, re-adopting the pods a previous `rudder node` left running.
 fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<LinuxRuntime> {
-    let root = args
-        .root
-        .clone()
-        .unwrap_or_else(|| std::path::Path::new("/var/lib/rudder/node").join(name));
+    let root = node_root(args, name);
     let network = NodeNetwork::new(
         name,
         pod_cidr,
@@ -317,6 +330,13 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
     };
     install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
+}
+
+/// The node's state directory: --root, else /var/lib/rudder/node/NAME.
+fn node_root(args: &NodeArgs, name: &str) -> std::path::PathBuf {
+    args.root
+        .clone()
+        .unwrap_or_else(|| std::path::Path::new("/var/lib/rudder/node").join(name))
 }
 
 /// Hollow node i's pod range: 10.<200 + i / 256>.<i % 256>.0/24.

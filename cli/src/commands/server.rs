@@ -11,6 +11,7 @@ use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::cluster_config::ClusterConfig;
 use rudder_apiserver::encryption::SharedKeyring;
+use rudder_apiserver::join::JoinAuthority;
 use rudder_apiserver::service_account_tokens::TokenKey;
 use rudder_apiserver::{Master, Security};
 use rudder_proto::authn::BearerTokens;
@@ -49,9 +50,16 @@ pub struct ServerArgs {
     /// from another cluster. Read only when bootstrapping.
     #[arg(long, default_value = "")]
     initial_cluster_token: String,
-    /// Join a running cluster through the peer address of any of its members.
+    /// Join a running cluster through any of its members: its peer address, or with --token
+    /// its client address (the token is presented there; the answer names the peer
+    /// address).
     #[arg(long, conflicts_with = "initial_cluster")]
     join: Option<String>,
+    /// A join token for a master (`rudder token create --role master`), presented once to
+    /// the master --join names: this master gets the cluster's CA, keyring and signing key
+    /// into DATA_DIR/pki, which later starts use (the token is then not needed).
+    #[arg(long, requires = "join", conflicts_with = "pki")]
+    token: Option<String>,
     /// The keyring Secrets are encrypted with before they enter the store, the same file on
     /// every master (`rudder encryption-keys new FILE`); changes to it are taken within
     /// seconds. Default: DATA_DIR/encryption.keys, made by the first master of a new
@@ -294,7 +302,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ranges,
         Some(args.controller_manager.cluster_cidr().to_owned()),
     );
-    if args.pki.is_none() {
+    // A token stands for --pki and --join: the keys it gets, the peer address it is told.
+    let (pki, join) = match &args.token {
+        Some(token) => {
+            let address = args.join.as_deref().unwrap_or_default();
+            let (pki, peer) =
+                super::join::master_pki(&args.data_dir, address, token, &args.name).await?;
+            (Some(pki), Some(peer))
+        }
+        None => (args.pki.clone(), args.join.clone()),
+    };
+    if pki.is_none() {
         // Before anything is made: a refused start leaves nothing behind.
         server_security::check_plaintext("client", args.listen_client, args.insecure)?;
         server_security::check_plaintext("peer", args.listen_peer, args.insecure)?;
@@ -302,10 +320,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (keys_path, keyring) = server_security::keyring(&SecurityFlags {
         data_dir: &args.data_dir,
         encryption_keys: args.encryption_keys.as_deref(),
-        pki: args.pki.as_deref(),
-        alone: args.join.is_none() && args.initial_cluster.len() <= 1,
+        pki: pki.as_deref(),
+        alone: join.is_none() && args.initial_cluster.len() <= 1,
     })?;
-    let tls = match &args.pki {
+    let tls = match &pki {
         Some(pki) => {
             let lifetime =
                 parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
@@ -332,6 +350,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let config = MemberConfig {
         peer_tls: tls.as_ref().map(ServerTls::peer).transpose()?,
+        join,
         ..config
     };
     let audit = match &args.audit_log_path {
@@ -353,6 +372,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => None,
     };
     let audit_log = audit.clone();
+    let signing_key_pem = pki
+        .as_deref()
+        .map(super::ca::load_service_account_key)
+        .transpose()?;
     let security = Security {
         keys: SharedKeyring::new(keyring),
         client_tls: tls.as_ref().map(|tls| tls.config.clone()),
@@ -360,17 +383,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokens,
         // Nodes take only masters' certificates: the one this master dials its peers with.
         kubelet_tls: config.peer_tls.as_ref().map(|peer| peer.client.clone()),
-        token_key: match &args.pki {
-            Some(pki) => {
-                let pem = super::ca::load_service_account_key(pki)?;
-                let key = TokenKey::from_pem(&pem)
+        token_key: match &signing_key_pem {
+            Some(pem) => {
+                let key = TokenKey::from_pem(pem)
                     .map_err(anyhow::Error::msg)
-                    .with_context(|| {
-                        format!("the ServiceAccount token key in {}", pki.display())
-                    })?;
+                    .context("the ServiceAccount token key of the PKI directory")?;
                 Some(Arc::new(key))
             }
             None => None,
+        },
+        join: match (&tls, signing_key_pem) {
+            (Some(tls), Some(pem)) => Some(JoinAuthority {
+                ca: tls.ca().clone(),
+                service_account_key_pem: pem,
+            }),
+            _ => None,
         },
     };
     let mut master = Master::start(config, ranges, security)

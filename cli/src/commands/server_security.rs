@@ -125,7 +125,8 @@ impl ServerTls {
                 request.alternative_names
             )
         })?;
-        let serving = ServingCertificate::new(&issued)?;
+        // The CA after it: a joiner pinning the CA by fingerprint finds it there.
+        let serving = ServingCertificate::new(&issued.chained_with(ca.cert_pem()))?;
         let config = tls::server_config(ca.cert_pem(), &serving)?;
         Ok(Self {
             ca,
@@ -134,6 +135,11 @@ impl ServerTls {
             lifetime,
             config,
         })
+    }
+
+    /// The cluster CA this master issues from.
+    pub fn ca(&self) -> &ClusterCa {
+        &self.ca
     }
 
     /// TLS between this master and the others: the certificate it serves (renewed) on
@@ -196,7 +202,7 @@ impl ServerTls {
                 let renewed = ca
                     .issue(&fresh)
                     .map_err(anyhow::Error::from)
-                    .and_then(|issued| Ok(serving.replace(&issued)?));
+                    .and_then(|issued| Ok(serving.replace(&issued.chained_with(ca.cert_pem()))?));
                 match renewed {
                     Ok(()) => {
                         tracing::info!(valid_for = ?lifetime, "this master's certificate was renewed");

@@ -1,0 +1,149 @@
+//! The `Join` gRPC service every master of a secured cluster serves on its client port: a
+//! new master or node, with no certificate yet, presents a join token (`rudder token
+//! create`). The token's Secret is read, checked ([`rudder_proto::join_token::admits`]) and
+//! deleted in one step that only one join can win, so each token is taken once. A node gets
+//! its certificate, signed for the key it keeps; a master gets what every master holds —
+//! the CA and its key, the Secret-encryption keyring, the ServiceAccount signing key — and
+//! the peer address it joins the store through. Any master answers, so joins work while one
+//! is down. Callers reach it without credentials (the front door lets this one method by):
+//! the token is the credential, and a refusal never says which check failed.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rudder_proto::join::join_server::{Join, JoinServer};
+use rudder_proto::join::{JoinRequest, JoinResponse};
+use rudder_proto::join_token::{admits, ca_fingerprint, JoinToken, Role, TOKEN_NAMESPACE};
+use rudder_proto::objects::names::dns1123_subdomain;
+use rudder_proto::tls::{CertificateRequest, ClusterCa};
+use tonic::{Request, Response, Status};
+
+use crate::delete::DeleteOptions;
+use crate::error::ApiError;
+use crate::registry::{Registry, Target};
+
+/// The gRPC path of the one method callers without credentials may call.
+pub const JOIN_METHOD: &str = "/rudder.join.Join/Join";
+
+/// What a master hands out to joiners: the CA (which signs nodes' certificates), and what a
+/// joining master needs besides (the keyring is the registry's, as it is now).
+#[derive(Clone)]
+pub struct JoinAuthority {
+    pub ca: ClusterCa,
+    pub service_account_key_pem: String,
+}
+
+pub struct JoinService {
+    registry: Registry,
+    authority: Arc<JoinAuthority>,
+    /// The peer address this master is reached at by other masters.
+    peer_address: String,
+}
+
+impl JoinService {
+    pub fn server(
+        registry: Registry,
+        authority: JoinAuthority,
+        peer_address: String,
+    ) -> JoinServer<Self> {
+        JoinServer::new(Self {
+            registry,
+            authority: Arc::new(authority),
+            peer_address,
+        })
+    }
+
+    /// Takes `token` for `role` if its Secret admits it: deleted with the uid and revision
+    /// read, so a second join racing this one finds it gone.
+    async fn take(&self, token: &JoinToken, role: Role, name: &str) -> Result<(), Status> {
+        let target = Target {
+            resource: "secrets",
+            namespace: TOKEN_NAMESPACE,
+            name: &token.secret_name(),
+        };
+        let refused = |why: &dyn std::fmt::Display| {
+            tracing::warn!(token = %token.id, role = role.as_str(), %name, %why, "a join was refused");
+            Status::unauthenticated(format!(
+                "the join token was not taken: it is unknown, used already, expired, or not \
+                 for joining as a {}. Make a new one with `rudder token create --role {}`",
+                role.as_str(),
+                role.as_str()
+            ))
+        };
+        let secret = match self.registry.get(&target).await {
+            Ok(secret) => secret,
+            Err(ApiError::NotFound { .. }) => {
+                return Err(refused(&rudder_proto::join_token::Refusal::Unknown))
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if let Err(refusal) = admits(&secret, token, role, SystemTime::now()) {
+            return Err(refused(&refusal));
+        }
+        let preconditions = DeleteOptions {
+            precondition_uid: secret["metadata"]["uid"].as_str().unwrap_or("").into(),
+            precondition_resource_version: secret["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("")
+                .into(),
+            ..DeleteOptions::default()
+        };
+        match self.registry.delete(&target, &preconditions, None).await {
+            Ok(_) => Ok(()),
+            Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Err(refused(
+                &"another join took it first (a token is taken once)",
+            )),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Join for JoinService {
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let request = request.into_inner();
+        let role: Role = request.role.parse().map_err(Status::invalid_argument)?;
+        let token: JoinToken = request.token.parse().map_err(Status::invalid_argument)?;
+        let ca_pem = self.authority.ca.cert_pem().to_string();
+        let ours = ca_fingerprint(&ca_pem).map_err(Status::internal)?;
+        if token.ca_fingerprint != ours {
+            return Err(Status::unauthenticated(
+                "the join token is for another cluster: its CA fingerprint is not this \
+                 cluster's",
+            ));
+        }
+        let name = request.name.as_str();
+        if let Some(problem) = dns1123_subdomain(name).first() {
+            return Err(Status::invalid_argument(format!(
+                "the name {name:?} to join as is not a DNS subdomain: {problem}"
+            )));
+        }
+        let mut answer = JoinResponse {
+            ca_pem,
+            ..JoinResponse::default()
+        };
+        match role {
+            Role::Node => {
+                // Signed before the token is taken: a request that will not do costs none.
+                answer.certificate_pem = self
+                    .authority
+                    .ca
+                    .sign_request(&request.csr_pem, &CertificateRequest::node(name))
+                    .map_err(|error| {
+                        Status::invalid_argument(format!(
+                            "the node's certificate signing request: {error}"
+                        ))
+                    })?;
+            }
+            Role::Master => {
+                answer.ca_key_pem = self.authority.ca.key_pem().to_string();
+                answer.keyring = self.registry.keys().current().to_text();
+                answer.service_account_key_pem = self.authority.service_account_key_pem.clone();
+                answer.peer_address = self.peer_address.clone();
+            }
+        }
+        self.take(&token, role, name).await?;
+        tracing::info!(token = %token.id, role = role.as_str(), %name, "joined with a token");
+        Ok(Response::new(answer))
+    }
+}

@@ -1,0 +1,206 @@
+//! The TLS a joiner speaks before it trusts anything: it knows only the fingerprint of the
+//! cluster CA (from its join token). A master serves its certificate followed by the CA's
+//! ([`crate::tls::Issued::chained_with`]); [`PinnedCa`] takes the chain only if the CA in
+//! it has that fingerprint and signed the master's certificate for the name dialed, and
+//! keeps the CA, which the joiner trusts from then on. A server that is not the cluster's
+//! fails the handshake: the token is never sent to it. No IO: the CLI dials.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+
+use crate::join_token::fingerprint_of;
+
+/// A server verifier pinned to the CA whose certificate has `fingerprint`.
+#[derive(Debug)]
+pub struct PinnedCa {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+    found: Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl PinnedCa {
+    pub fn new(fingerprint: [u8; 32]) -> Arc<Self> {
+        Arc::new(Self {
+            fingerprint,
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            found: Mutex::new(None),
+        })
+    }
+
+    /// A client configuration verifying servers so (no client certificate).
+    pub fn client_config(self: &Arc<Self>) -> Arc<rustls::ClientConfig> {
+        let config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("ring supports rustls' default protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(self.clone())
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+
+    /// The CA's certificate (PEM), once a handshake found it.
+    pub fn ca_pem(&self) -> Option<String> {
+        let found = self.found.lock().unwrap_or_else(|p| p.into_inner());
+        found.as_ref().map(|der| pem_of(der.as_ref()))
+    }
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let Some(ca) = intermediates
+            .iter()
+            .find(|certificate| fingerprint_of(certificate.as_ref()) == self.fingerprint)
+        else {
+            return Err(Error::General(
+                "the server does not present the CA the join token names: it is not a master \
+                 of that cluster (or an old one, serving no CA in its chain)"
+                    .into(),
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let verifier =
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+                .build()
+                .map_err(|error| Error::General(error.to_string()))?;
+        let verified =
+            verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A certificate's DER as PEM.
+fn pem_of(der: &[u8]) -> String {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::join_token::ca_fingerprint;
+    use crate::tls::{CertificateRequest, ClusterCa};
+    use rustls::pki_types::pem::PemObject;
+    use std::time::Duration;
+
+    fn chain(ca: &ClusterCa, name: &str, with_ca: bool) -> Vec<CertificateDer<'static>> {
+        let issued = ca
+            .issue(&CertificateRequest::master(
+                "m1",
+                vec![name.into()],
+                Duration::from_secs(3600),
+            ))
+            .unwrap();
+        let issued = if with_ca {
+            issued.chained_with(ca.cert_pem())
+        } else {
+            issued
+        };
+        CertificateDer::pem_slice_iter(issued.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn verify(pinned: &PinnedCa, chain: &[CertificateDer<'_>], name: &str) -> Result<(), Error> {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        pinned
+            .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
+            .map(|_| ())
+    }
+
+    #[test]
+    fn only_a_chain_through_the_pinned_ca_for_the_name_dialed_is_taken() {
+        let ca = ClusterCa::generate("cluster").unwrap();
+        let pinned = PinnedCa::new(ca_fingerprint(ca.cert_pem()).unwrap());
+        // No CA in the chain, another CA, another name: refused, nothing kept.
+        let refused = verify(&pinned, &chain(&ca, "127.0.0.1", false), "127.0.0.1");
+        assert!(refused
+            .unwrap_err()
+            .to_string()
+            .contains("join token names"));
+        let other = ClusterCa::generate("other").unwrap();
+        assert!(verify(&pinned, &chain(&other, "127.0.0.1", true), "127.0.0.1").is_err());
+        assert!(verify(&pinned, &chain(&ca, "m1.example", true), "127.0.0.1").is_err());
+        assert_eq!(pinned.ca_pem(), None);
+        // The cluster's: taken, and its CA kept as PEM.
+        verify(&pinned, &chain(&ca, "127.0.0.1", true), "127.0.0.1").unwrap();
+        assert_eq!(
+            ca_fingerprint(&pinned.ca_pem().unwrap()).unwrap(),
+            ca_fingerprint(ca.cert_pem()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_signed_request_keeps_the_requesters_key_and_the_cas_names() {
+        let ca = ClusterCa::generate("cluster").unwrap();
+        let (request, key) = crate::tls::signing_request("system:node:evil").unwrap();
+        let cert = ca
+            .sign_request(&request, &CertificateRequest::node("n1"))
+            .unwrap();
+        assert_eq!(crate::tls::node_certificate_problem(&cert, "n1"), None);
+        // The certificate goes with the requester's key.
+        crate::tls::ServingCertificate::new(&crate::tls::Issued {
+            cert_pem: cert,
+            key_pem: key,
+            not_after: std::time::SystemTime::UNIX_EPOCH,
+        })
+        .unwrap();
+        assert!(ca
+            .sign_request("not a request", &CertificateRequest::node("n1"))
+            .is_err());
+    }
+}

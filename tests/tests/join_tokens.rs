@@ -1,0 +1,142 @@
+//! Join tokens (`rudder token create`): a new master joins a secured cluster with only a
+//! master token and a master's client address — it gets the cluster's CA, keyring and
+//! signing key, joins the store, and restarts without the token. A token is taken once:
+//! used again it is refused, and of two masters racing with one token exactly one joins. A
+//! node token does not make a master, and a token naming another cluster's CA is never
+//! presented. (A node joining with a node token: `pods.rs`, whose node runs real pods with
+//! the certificate it got.)
+
+use std::path::Path;
+
+use rudder_tests::secure::{
+    admin_flags, apply_as, join_token, pki, run, start, start_with, succeeded, Master,
+};
+
+/// Master `name` joining through `master` (its client address) with `token`.
+fn join(dir: &Path, name: &str, master: &Master, token: &str) -> Result<Master, String> {
+    let flags = [
+        "--join".to_string(),
+        master.client.clone(),
+        "--token".to_string(),
+        token.to_string(),
+    ];
+    start_with(dir, name, &flags)
+}
+
+#[test]
+fn a_master_joins_with_a_master_token_which_is_then_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    pki(d);
+    let first = start(d, "m1", None, &[]);
+    let admin = admin_flags(d, &first.client);
+    let node_token = join_token(d, &admin, "node");
+    let master_token = join_token(d, &admin, "master");
+    let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(
+        listed.contains("master") && listed.contains("node"),
+        "{listed}"
+    );
+
+    // Not for a master; not this cluster's: refused, and nothing written.
+    let refused = join(d, "m2", &first, &node_token)
+        .err()
+        .expect("a node token makes no master");
+    assert!(refused.contains("not for joining as a master"), "{refused}");
+    let fingerprint = master_token.split("::").nth(1).unwrap();
+    let mut other = fingerprint.to_string();
+    other.replace_range(
+        0..1,
+        if fingerprint.starts_with('0') {
+            "1"
+        } else {
+            "0"
+        },
+    );
+    let elsewhere = master_token.replace(fingerprint, &other);
+    let refused = join(d, "m2", &first, &elsewhere).err().expect("another CA");
+    assert!(
+        refused.contains("does not present the CA the join token names"),
+        "{refused}"
+    );
+    assert!(!d.join("m2/pki").exists());
+
+    // The master token: m2 joins, gets the cluster's keys, serves what m1 wrote.
+    let second = join(d, "m2", &first, &master_token).unwrap();
+    let members = succeeded(&run(d, &admin, &["cluster", "members"])).unwrap();
+    assert!(members.contains("m2"), "{members}");
+    let on_second = admin_flags(d, &second.client);
+    let secret = "\
+apiVersion: v1
+kind: Secret
+metadata: { name: sealed, namespace: default }
+data: { k: dg== }
+";
+    succeeded(&apply_as(d, &on_second, "sealed", secret)).unwrap();
+    let read = succeeded(&run(d, &admin, &["get", "secret", "sealed", "-o", "json"])).unwrap();
+    let read: serde_json::Value = serde_json::from_str(&read).unwrap();
+    assert_eq!(
+        read["data"]["k"], "dg==",
+        "m1 opens what m2 sealed: one keyring"
+    );
+    for file in ["ca.crt", "ca.key", "encryption.keys", "service-account.key"] {
+        let mine = std::fs::read(d.join("m2/pki").join(file)).unwrap();
+        let cluster = std::fs::read(d.join("pki").join(file)).unwrap();
+        assert_eq!(mine, cluster, "{file}");
+    }
+
+    // Taken: refused to anyone after, while m2 restarts with the same command (its keys
+    // are its own now).
+    let refused = join(d, "m3", &first, &master_token).err().expect("taken");
+    assert!(refused.contains("was not taken"), "{refused}");
+    assert!(!d.join("m3/pki").exists());
+    let (client, peer) = (second.client.clone(), second.peer.clone());
+    drop(second);
+    let flags = [
+        "--listen-client",
+        &client,
+        "--listen-peer",
+        &peer,
+        "--join",
+        &first.client,
+        "--token",
+        &master_token,
+    ]
+    .map(String::from);
+    let again = start_with(d, "m2", &flags).unwrap();
+    let read = succeeded(&run(
+        d,
+        &admin_flags(d, &again.client),
+        &["get", "secret", "sealed", "-o", "name"],
+    ))
+    .unwrap();
+    assert_eq!(read.trim(), "secret/sealed");
+
+    // One token, two masters at once: exactly one joins.
+    let raced = join_token(d, &admin, "master");
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| join(d, "m3", &first, &raced));
+        let b = scope.spawn(|| join(d, "m4", &first, &raced));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        a.is_ok() != b.is_ok(),
+        "exactly one joins: m3 {:?}, m4 {:?}",
+        a.as_ref().map(|m| &m.client),
+        b.as_ref().map(|m| &m.client)
+    );
+    let loser = a.as_ref().err().or(b.as_ref().err()).unwrap();
+    assert!(loser.contains("was not taken"), "{loser}");
+    // The node token, never taken, is still there; the master tokens are gone; a token
+    // deleted is gone too.
+    let withdrawn = join_token(d, &admin, "master");
+    succeeded(&run(d, &admin, &["token", "delete", &withdrawn])).unwrap();
+    let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert!(
+        listed.contains("node") && !listed.contains("master"),
+        "{listed}"
+    );
+    drop((first, again, a, b));
+}
