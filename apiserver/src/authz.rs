@@ -395,8 +395,9 @@ pub async fn acting_as<F: Future>(
 }
 
 /// Admits `object` (replacing `old` if given) as the current requester's write: a node
-/// writes only its own Node and Lease and mirror pods bound to it ([`node::admit`]); an
-/// RBAC object may not grant more than its author holds ([`check_grant`]). Writes made for
+/// writes only its own Node and Lease and mirror pods bound to it ([`node::admit`]); a join
+/// token for masters is only `system:masters`' to make; an RBAC object may not grant more
+/// than its author holds ([`check_grant`]). Writes made for
 /// no requester (the master's own, trusted callers, `system:masters`) pass.
 pub fn admit_write(info: &KindInfo, object: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let Ok(requester) = REQUESTER.try_with(Requester::clone) else {
@@ -409,6 +410,23 @@ pub fn admit_write(info: &KindInfo, object: &Value, old: Option<&Value>) -> Resu
             name: object["metadata"]["name"].as_str().unwrap_or("").into(),
             message,
         })?;
+    }
+    if info.resource == "secrets"
+        && (rudder_proto::join_token::joins_masters(object)
+            || old.is_some_and(rudder_proto::join_token::joins_masters))
+    {
+        // A master token yields the CA's key: only those who hold it already may make one.
+        return Err(ApiError::Denied {
+            resource: info.qualified_resource(),
+            group: info.group.into(),
+            name: object["metadata"]["name"].as_str().unwrap_or("").into(),
+            message: format!(
+                "User {:?} may not make or change a join token for masters: only \
+                 system:masters may (`rudder token create --role master` with an admin's \
+                 credentials)",
+                requester.user.name
+            ),
+        });
     }
     if info.group != RBAC_GROUP {
         return Ok(());

@@ -1,8 +1,10 @@
 //! The `Join` gRPC service every master of a secured cluster serves on its client port: a
 //! new master or node, with no certificate yet, presents a join token (`rudder token
-//! create`). The token's Secret is read, checked ([`rudder_proto::join_token::admits`]) and
-//! deleted in one step that only one join can win, so each token is taken once. A node gets
-//! its certificate, signed for the key it keeps; a master gets what every master holds —
+//! create`). What the joiner sent is checked first (a node's certificate request and name:
+//! no address, no Node that exists), then the token's Secret is read, checked
+//! ([`rudder_proto::join_token::admits`]) and deleted in one step that only one join can
+//! win, so each token is taken once. A node gets its certificate, signed for the key it
+//! keeps; a master gets what every master holds —
 //! the CA and its key, the Secret-encryption keyring, the ServiceAccount signing key — and
 //! the peer address it joins the store through. Any master answers, so joins work while one
 //! is down. Callers reach it without credentials (the front door lets this one method by):
@@ -13,9 +15,10 @@ use std::time::SystemTime;
 
 use rudder_proto::join::join_server::{Join, JoinServer};
 use rudder_proto::join::{JoinRequest, JoinResponse};
-use rudder_proto::join_token::{admits, ca_fingerprint, JoinToken, Role, TOKEN_NAMESPACE};
+use rudder_proto::join_token::{admits, ca_fingerprint, JoinToken, Refusal, Role, TOKEN_NAMESPACE};
 use rudder_proto::objects::names::dns1123_subdomain;
-use rudder_proto::tls::{CertificateRequest, ClusterCa};
+use rudder_proto::tls::{check_signing_request, CertificateRequest, ClusterCa};
+use serde_json::Value;
 use tonic::{Request, Response, Status};
 
 use crate::delete::DeleteOptions;
@@ -41,61 +44,133 @@ pub struct JoinService {
 }
 
 impl JoinService {
+    pub fn new(registry: Registry, authority: JoinAuthority, peer_address: String) -> Self {
+        Self {
+            registry,
+            authority: Arc::new(authority),
+            peer_address,
+        }
+    }
+
+    /// The service, for a master's gRPC routes.
     pub fn server(
         registry: Registry,
         authority: JoinAuthority,
         peer_address: String,
     ) -> JoinServer<Self> {
-        JoinServer::new(Self {
-            registry,
-            authority: Arc::new(authority),
-            peer_address,
-        })
+        JoinServer::new(Self::new(registry, authority, peer_address))
     }
 
-    /// Takes `token` for `role` if its Secret admits it: deleted with the uid and revision
-    /// read, so a second join racing this one finds it gone.
-    async fn take(&self, token: &JoinToken, role: Role, name: &str) -> Result<(), Status> {
-        let target = Target {
-            resource: "secrets",
-            namespace: TOKEN_NAMESPACE,
-            name: &token.secret_name(),
-        };
-        let refused = |why: &dyn std::fmt::Display| {
-            tracing::warn!(token = %token.id, role = role.as_str(), %name, %why, "a join was refused");
-            Status::unauthenticated(format!(
-                "the join token was not taken: it is unknown, used already, expired, or not \
-                 for joining as a {}. Make a new one with `rudder token create --role {}`",
-                role.as_str(),
-                role.as_str()
-            ))
-        };
+    /// The Secret of `token` if it admits joining as `role` (an expired one is deleted).
+    async fn admitted(&self, token: &JoinToken, role: Role, name: &str) -> Result<Value, Status> {
+        let secret_name = token.secret_name();
+        let target = token_target(&secret_name);
         let secret = match self.registry.get(&target).await {
             Ok(secret) => secret,
             Err(ApiError::NotFound { .. }) => {
-                return Err(refused(&rudder_proto::join_token::Refusal::Unknown))
+                return Err(refused(token, role, name, &Refusal::Unknown))
             }
             Err(error) => return Err(error.into()),
         };
         if let Err(refusal) = admits(&secret, token, role, SystemTime::now()) {
-            return Err(refused(&refusal));
+            if refusal == Refusal::Expired {
+                // As Kubernetes' token cleaner would: nobody can use it any more.
+                let _ = self
+                    .registry
+                    .delete(&target, &preconditions(&secret), None)
+                    .await;
+            }
+            return Err(refused(token, role, name, &refusal));
         }
-        let preconditions = DeleteOptions {
-            precondition_uid: secret["metadata"]["uid"].as_str().unwrap_or("").into(),
-            precondition_resource_version: secret["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .into(),
-            ..DeleteOptions::default()
-        };
-        match self.registry.delete(&target, &preconditions, None).await {
-            Ok(_) => Ok(()),
+        Ok(secret)
+    }
+
+    /// Takes the token whose Secret is `secret`: deleted with the uid and revision read, so
+    /// a second join racing this one finds it gone.
+    async fn take(
+        &self,
+        token: &JoinToken,
+        role: Role,
+        name: &str,
+        secret: &Value,
+    ) -> Result<(), Status> {
+        let secret_name = token.secret_name();
+        let target = token_target(&secret_name);
+        match self
+            .registry
+            .delete(&target, &preconditions(secret), None)
+            .await
+        {
+            // Gone from the store: this join took it.
+            Ok((_, true)) => Ok(()),
+            // Kept (a finalizer came between the read and the delete): not taken.
+            Ok((_, false)) => Err(refused(token, role, name, &Refusal::Unknown)),
             Err(ApiError::NotFound { .. } | ApiError::Conflict { .. }) => Err(refused(
+                token,
+                role,
+                name,
                 &"another join took it first (a token is taken once)",
             )),
             Err(error) => Err(error.into()),
         }
     }
+
+    /// Refuses a name a node may not join as: an address or `localhost` (its certificate
+    /// would serve for a master's address), or a Node that exists (its credential would
+    /// be another's; delete the Node first to join a machine again under its name).
+    async fn check_node_name(&self, name: &str) -> Result<(), Status> {
+        if name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" {
+            return Err(Status::invalid_argument(format!(
+                "a node may not join as {name:?}: its certificate would name an address; give \
+                 the node a host name"
+            )));
+        }
+        let node = Target {
+            resource: "nodes",
+            namespace: "",
+            name,
+        };
+        match self.registry.get(&node).await {
+            Err(ApiError::NotFound { .. }) => Ok(()),
+            Ok(_) => Err(Status::already_exists(format!(
+                "node {name:?} exists: a join would make a second credential for it. Delete it \
+                 first (`rudder delete node {name}`) to join a machine again under that name"
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn token_target(secret_name: &str) -> Target<'_> {
+    Target {
+        resource: "secrets",
+        namespace: TOKEN_NAMESPACE,
+        name: secret_name,
+    }
+}
+
+/// A delete of `secret` as read: the same uid, the same revision.
+fn preconditions(secret: &Value) -> DeleteOptions {
+    DeleteOptions {
+        precondition_uid: secret["metadata"]["uid"].as_str().unwrap_or("").into(),
+        precondition_resource_version: secret["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .into(),
+        ..DeleteOptions::default()
+    }
+}
+
+/// The refusal a joiner sees (never which check failed: a guesser learns nothing), and the
+/// line the master logs (which).
+fn refused(token: &JoinToken, role: Role, name: &str, why: &dyn std::fmt::Display) -> Status {
+    tracing::info!(token = %token.id, role = role.as_str(), %name, %why, "a join was refused");
+    Status::unauthenticated(format!(
+        "the join token was not taken: it is unknown, used already, expired, or not for \
+         joining as a {}. Make a new one with `rudder token create --role {}`",
+        role.as_str(),
+        role.as_str()
+    ))
 }
 
 #[tonic::async_trait]
@@ -118,20 +193,30 @@ impl Join for JoinService {
                 "the name {name:?} to join as is not a DNS subdomain: {problem}"
             )));
         }
+        if role == Role::Node {
+            check_signing_request(&request.csr_pem).map_err(|error| {
+                Status::invalid_argument(format!("the node's certificate signing request: {error}"))
+            })?;
+        }
+        let secret = self.admitted(&token, role, name).await?;
+        if role == Role::Node {
+            self.check_node_name(name).await?;
+        }
+        self.take(&token, role, name, &secret).await?;
         let mut answer = JoinResponse {
             ca_pem,
             ..JoinResponse::default()
         };
         match role {
             Role::Node => {
-                // Signed before the token is taken: a request that will not do costs none.
                 answer.certificate_pem = self
                     .authority
                     .ca
                     .sign_request(&request.csr_pem, &CertificateRequest::node(name))
                     .map_err(|error| {
-                        Status::invalid_argument(format!(
-                            "the node's certificate signing request: {error}"
+                        Status::internal(format!(
+                            "signing the node's certificate after taking its token (make a new \
+                             token): {error}"
                         ))
                     })?;
             }
@@ -142,7 +227,6 @@ impl Join for JoinService {
                 answer.peer_address = self.peer_address.clone();
             }
         }
-        self.take(&token, role, name).await?;
         tracing::info!(token = %token.id, role = role.as_str(), %name, "joined with a token");
         Ok(Response::new(answer))
     }

@@ -37,7 +37,8 @@ pub struct Target {
     #[arg(long, requires = "client_certificate", global = true)]
     pub client_key: Option<PathBuf>,
     /// A bearer token to call with instead of a client certificate (a ServiceAccount's:
-    /// `rudder create token NAME`).
+    /// `rudder create token NAME`). For `rudder node`: a join token (`rudder token create
+    /// --role node`).
     #[arg(long, env = "RUDDER_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
 }

@@ -4,9 +4,10 @@
 //! it dials, before it trusts anything), then a credential in kubeadm's bootstrap-token
 //! shape (`[a-z0-9]{6}.[a-z0-9]{16}`). The cluster keeps each token as Kubernetes keeps a
 //! bootstrap token: a Secret `kube-system/bootstrap-token-<id>` of type
-//! `bootstrap.kubernetes.io/token` (sealed at rest like every Secret), saying what it may
-//! join as and until when. Pure: the masters' side is `rudder-apiserver`'s `join`, the
-//! joiner's the CLI's.
+//! `bootstrap.kubernetes.io/token`, saying what it may join as and until when — but only
+//! the SHA-256 of its secret (`token-secret-sha256`), never the secret: a master token
+//! yields the CA's key, so whoever may read Secrets there must not be able to use one.
+//! Pure: the masters' side is `rudder-apiserver`'s `join`, the joiner's the CLI's.
 
 use std::fmt;
 use std::str::FromStr;
@@ -185,7 +186,7 @@ pub fn token_secret(
     let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
     let mut data = json!({
         "token-id": encode(&token.id),
-        "token-secret": encode(&token.secret),
+        SECRET_DIGEST: encode(&hex(&Sha256::digest(token.secret.as_bytes()))),
         "expiration": encode(&expiration.to_string()),
         role.usage_key(): encode("true"),
     });
@@ -199,6 +200,17 @@ pub fn token_secret(
         "type": TOKEN_SECRET_TYPE,
         "data": data,
     }))
+}
+
+/// The key of a token's Secret holding the SHA-256 of its secret (hex).
+const SECRET_DIGEST: &str = "token-secret-sha256";
+
+/// Whether `object` is a token Secret for joining masters (in `data` or `stringData`):
+/// what only the cluster's administrators (`system:masters`) may make or change.
+pub fn joins_masters(object: &Value) -> bool {
+    let key = Role::Master.usage_key();
+    object["type"].as_str() == Some(TOKEN_SECRET_TYPE)
+        && (object["data"].get(key).is_some() || object["stringData"].get(key).is_some())
 }
 
 /// Why a token was not taken. A joiner is told only that it was not (never which of these),
@@ -273,7 +285,14 @@ pub fn admits(
     now: SystemTime,
 ) -> Result<(), Refusal> {
     let kept = kept_token(secret).ok_or(Refusal::Mismatch)?;
-    let secret_field = secret["data"]["token-secret"]
+    // Being deleted (a finalizer holds it): taken already, whatever its finalizers do.
+    let finalizers = secret["metadata"]["finalizers"].as_array();
+    if !secret["metadata"]["deletionTimestamp"].is_null()
+        || finalizers.is_some_and(|finalizers| !finalizers.is_empty())
+    {
+        return Err(Refusal::Unknown);
+    }
+    let digest = secret["data"][SECRET_DIGEST]
         .as_str()
         .and_then(|encoded| {
             base64::engine::general_purpose::STANDARD
@@ -281,9 +300,9 @@ pub fn admits(
                 .ok()
         })
         .ok_or(Refusal::Mismatch)?;
-    // Compared as digests, so the time taken tells nothing of the secret.
-    let same = Sha256::digest(&secret_field) == Sha256::digest(presented.secret.as_bytes());
-    if kept.id != presented.id || !same {
+    // Digests compared: the time taken tells nothing of the secret.
+    let presented_digest = hex(&Sha256::digest(presented.secret.as_bytes()));
+    if kept.id != presented.id || digest != presented_digest.as_bytes() {
         return Err(Refusal::Mismatch);
     }
     if let Some(expires) = kept.expires {
@@ -389,6 +408,18 @@ mod tests {
         assert_eq!(
             admits(&secret, &guessed, Role::Node, now),
             Err(Refusal::Mismatch)
+        );
+        // Only a digest is kept, never the secret.
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&token.secret);
+        assert!(!secret.to_string().contains(&encoded));
+        assert!(!joins_masters(&secret));
+        let master = token_secret(&token, Role::Master, expires, "").unwrap();
+        assert!(joins_masters(&master));
+        let mut held = secret.clone();
+        held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        assert_eq!(
+            admits(&held, &token, Role::Node, now),
+            Err(Refusal::Unknown)
         );
         let mut not_a_token = secret.clone();
         not_a_token["type"] = json!("Opaque");

@@ -1,8 +1,9 @@
 //! The TLS a joiner speaks before it trusts anything: it knows only the fingerprint of the
 //! cluster CA (from its join token). A master serves its certificate followed by the CA's
 //! ([`crate::tls::Issued::chained_with`]); [`PinnedCa`] takes the chain only if the CA in
-//! it has that fingerprint and signed the master's certificate for the name dialed, and
-//! keeps the CA, which the joiner trusts from then on. A server that is not the cluster's
+//! it has that fingerprint and signed a master's certificate (not a node's: the CA signs
+//! those too) for the name dialed, and keeps the CA. The joiner's call goes over that very
+//! connection. A server that is not the cluster's
 //! fails the handshake: the token is never sent to it. No IO: the CLI dials.
 
 use std::sync::{Arc, Mutex};
@@ -33,14 +34,16 @@ impl PinnedCa {
         })
     }
 
-    /// A client configuration verifying servers so (no client certificate).
+    /// A client configuration verifying servers so (no client certificate), speaking h2
+    /// (gRPC).
     pub fn client_config(self: &Arc<Self>) -> Arc<rustls::ClientConfig> {
-        let config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .expect("ring supports rustls' default protocol versions")
             .dangerous()
             .with_custom_certificate_verifier(self.clone())
             .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(config)
     }
 
@@ -78,6 +81,14 @@ impl ServerCertVerifier for PinnedCa {
                 .map_err(|error| Error::General(error.to_string()))?;
         let verified =
             verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        // The CA signs nodes' serving certificates too: only a master's will do.
+        if !crate::tls::is_master_certificate(end_entity) {
+            return Err(Error::General(
+                "the server's certificate is not a master's (a node's, or a client's): the \
+                 token goes to masters only"
+                    .into(),
+            ));
+        }
         *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
         Ok(verified)
     }
@@ -176,6 +187,18 @@ mod tests {
         assert!(verify(&pinned, &chain(&other, "127.0.0.1", true), "127.0.0.1").is_err());
         assert!(verify(&pinned, &chain(&ca, "m1.example", true), "127.0.0.1").is_err());
         assert_eq!(pinned.ca_pem(), None);
+        // A node's serving certificate from the same CA, for the name dialed: not a master.
+        let node = ca
+            .issue(&CertificateRequest::node("127.0.0.1"))
+            .unwrap()
+            .chained_with(ca.cert_pem());
+        let node: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(node.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let refused = verify(&pinned, &node, "127.0.0.1").unwrap_err();
+        assert!(refused.to_string().contains("not a master's"), "{refused}");
+        assert_eq!(pinned.ca_pem(), None);
         // The cluster's: taken, and its CA kept as PEM.
         verify(&pinned, &chain(&ca, "127.0.0.1", true), "127.0.0.1").unwrap();
         assert_eq!(
@@ -187,7 +210,10 @@ mod tests {
     #[test]
     fn a_signed_request_keeps_the_requesters_key_and_the_cas_names() {
         let ca = ClusterCa::generate("cluster").unwrap();
-        let (request, key) = crate::tls::signing_request("system:node:evil").unwrap();
+        let key = crate::tls::new_signing_key_pem().unwrap();
+        let request = crate::tls::signing_request(&key, "system:node:evil").unwrap();
+        crate::tls::check_signing_request(&request).unwrap();
+        assert!(crate::tls::check_signing_request("not a request").is_err());
         let cert = ca
             .sign_request(&request, &CertificateRequest::node("n1"))
             .unwrap();

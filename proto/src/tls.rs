@@ -249,15 +249,22 @@ fn certificate_params(request: &CertificateRequest) -> Result<CertificateParams,
     Ok(params)
 }
 
-/// A new key and a certificate signing request for it (what a joining node sends, keeping
-/// the key): (request PEM, key PEM). The names in it are `common_name`'s only; the CA
-/// decides what it signs.
-pub fn signing_request(common_name: &str) -> Result<(String, String), TlsError> {
-    let key = KeyPair::generate()?;
+/// A certificate signing request for the key `key_pem` (what a joining node sends, keeping
+/// the key). The names in it are `common_name`'s only; the CA decides what it signs.
+pub fn signing_request(key_pem: &str, common_name: &str) -> Result<String, TlsError> {
+    let key = KeyPair::from_pem(key_pem).map_err(|error| TlsError::Pem {
+        what: "the key",
+        why: error.to_string(),
+    })?;
     let mut params = CertificateParams::default();
     params.distinguished_name = named(common_name, None);
-    let request = params.serialize_request(&key)?;
-    Ok((request.pem()?, key.serialize_pem()))
+    Ok(params.serialize_request(&key)?.pem()?)
+}
+
+/// Checks that `csr_pem` is a certificate signing request signed by the key it names.
+pub fn check_signing_request(csr_pem: &str) -> Result<(), TlsError> {
+    rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    Ok(())
 }
 
 impl Issued {

@@ -1,6 +1,7 @@
 //! Join tokens (`rudder token create`): a new master joins a secured cluster with only a
 //! master token and a master's client address — it gets the cluster's CA, keyring and
-//! signing key, joins the store, and restarts without the token. A token is taken once:
+//! signing key, joins the store, and restarts without the token. Only system:masters may
+//! make a master token; none is kept in clear. A token is taken once:
 //! used again it is refused, and of two masters racing with one token exactly one joins. A
 //! node token does not make a master, and a token naming another cluster's CA is never
 //! presented. (A node joining with a node token: `pods.rs`, whose node runs real pods with
@@ -8,8 +9,10 @@
 
 use std::path::Path;
 
+use base64::Engine;
+
 use rudder_tests::secure::{
-    admin_flags, apply_as, join_token, pki, run, start, start_with, succeeded, Master,
+    admin_flags, apply_as, issue, join_token, pki, run, start, start_with, succeeded, text, Master,
 };
 
 /// Master `name` joining through `master` (its client address) with `token`.
@@ -34,6 +37,54 @@ fn a_master_joins_with_a_master_token_which_is_then_taken() {
     let master_token = join_token(d, &admin, "master");
     let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
     assert_eq!(listed.lines().count(), 3, "{listed}");
+    // What the cluster keeps names a digest of the secret, never the secret.
+    let (id, secret) = master_token
+        .rsplit("::")
+        .next()
+        .unwrap()
+        .split_once('.')
+        .unwrap();
+    let kept = succeeded(&run(
+        d,
+        &admin,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{id}"),
+            "-o",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(secret);
+    assert!(!kept.contains(secret) && !kept.contains(&encoded), "{kept}");
+    // A master token yields the CA's key: an `admin` of kube-system (who may create
+    // Secrets there, so node tokens) may not make one; only system:masters may.
+    issue(d, "jane", None, "jane");
+    let binding = "\
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: jane-admin, namespace: kube-system }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin }
+subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: jane }]
+";
+    succeeded(&apply_as(d, &admin, "jane-admin", binding)).unwrap();
+    let mut jane = admin.clone();
+    let at = |flag: &str| jane.iter().position(|f| f == flag).unwrap() + 1;
+    let (cert, key) = (at("--client-certificate"), at("--client-key"));
+    jane[cert] = d.join("jane.crt").display().to_string();
+    jane[key] = d.join("jane.key").display().to_string();
+    let denied = run(d, &jane, &["token", "create", "--role", "master"]);
+    assert!(
+        text(&denied.stderr).contains("only system:masters may"),
+        "{}",
+        text(&denied.stderr)
+    );
+    succeeded(&run(d, &jane, &["token", "create", "--role", "node"])).unwrap();
+    let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
+    assert_eq!(listed.lines().count(), 4, "{listed}");
     assert!(
         listed.contains("master") && listed.contains("node"),
         "{listed}"
@@ -43,7 +94,13 @@ fn a_master_joins_with_a_master_token_which_is_then_taken() {
     let refused = join(d, "m2", &first, &node_token)
         .err()
         .expect("a node token makes no master");
-    assert!(refused.contains("not for joining as a master"), "{refused}");
+    assert!(refused.contains("was not taken"), "{refused}");
+    // The joiner is not told why; the master's log says.
+    let log = std::fs::read_to_string(d.join("m1.log")).unwrap();
+    assert!(
+        log.contains("the token is not for joining as a master"),
+        "{log}"
+    );
     let fingerprint = master_token.split("::").nth(1).unwrap();
     let mut other = fingerprint.to_string();
     other.replace_range(
@@ -86,24 +143,14 @@ data: { k: dg== }
         assert_eq!(mine, cluster, "{file}");
     }
 
-    // Taken: refused to anyone after, while m2 restarts with the same command (its keys
-    // are its own now).
+    // Taken: refused to anyone after, while m2 restarts without it (its keys are its own
+    // now).
     let refused = join(d, "m3", &first, &master_token).err().expect("taken");
     assert!(refused.contains("was not taken"), "{refused}");
     assert!(!d.join("m3/pki").exists());
     let (client, peer) = (second.client.clone(), second.peer.clone());
     drop(second);
-    let flags = [
-        "--listen-client",
-        &client,
-        "--listen-peer",
-        &peer,
-        "--join",
-        &first.client,
-        "--token",
-        &master_token,
-    ]
-    .map(String::from);
+    let flags = ["--listen-client", &client, "--listen-peer", &peer].map(String::from);
     let again = start_with(d, "m2", &flags).unwrap();
     let read = succeeded(&run(
         d,
@@ -133,7 +180,7 @@ data: { k: dg== }
     let withdrawn = join_token(d, &admin, "master");
     succeeded(&run(d, &admin, &["token", "delete", &withdrawn])).unwrap();
     let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
-    assert_eq!(listed.lines().count(), 2, "{listed}");
+    assert_eq!(listed.lines().count(), 3, "{listed}");
     assert!(
         listed.contains("node") && !listed.contains("master"),
         "{listed}"

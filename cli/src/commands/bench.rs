@@ -7,7 +7,7 @@ use super::bench_cluster::{SpawnArgs, Store};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
-use rudder_chaos::bench::{api, api_http, failover, pod_startup, stats::Summary};
+use rudder_chaos::bench::{api, api_http, failover, pod_startup, sealing, stats::Summary};
 use rudder_chaos::cluster::ProcessCluster;
 use rudder_proto::tls::{CertificateRequest, ClientTls};
 
@@ -19,6 +19,9 @@ pub enum BenchCommand {
     Failover(FailoverArgs),
     /// Create, list and watch N pods through the API server.
     Api(ApiArgs),
+    /// What sealing Secrets costs: Secrets and ConfigMaps of the same size created and
+    /// listed through the API, alternating, on one cluster.
+    Secrets(SecretsArgs),
     /// Create→Running latency of N pods bound to one node (default: a spawned cluster with
     /// one hollow node, which measures the control path alone).
     PodStartup(PodStartupArgs),
@@ -34,6 +37,33 @@ pub enum BenchCommand {
     /// Network programming latency: an EndpointSlice change → the rule in a running node's
     /// nftables table (a running cluster with a node on this machine; root).
     Programming(super::bench_programming::ProgrammingArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SecretsArgs {
+    /// API servers of a running cluster: host:port,... (default: spawn 3 masters).
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<String>,
+    #[command(flatten)]
+    cluster: SpawnArgs,
+    /// Objects of each kind per round.
+    #[arg(long, default_value_t = 2_500)]
+    per_round: usize,
+    /// Rounds (ConfigMaps then Secrets in each).
+    #[arg(long, default_value_t = 4)]
+    rounds: usize,
+    /// Concurrent creating clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Bytes of data in each object.
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Namespace for the objects (created, and deleted afterwards).
+    #[arg(long, default_value = "bench-secrets")]
+    namespace: String,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -189,6 +219,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Kv(args) => run_kv(args).await,
         BenchCommand::Failover(args) => run_failover(args).await,
         BenchCommand::Api(args) => run_api(args).await,
+        BenchCommand::Secrets(args) => run_secrets(args).await,
         BenchCommand::PodStartup(args) => run_pod_startup(args).await,
         BenchCommand::Schedule(args) => super::bench_schedule::run(args).await,
         BenchCommand::Controllers(args) => super::bench_controllers::run(args).await,
@@ -372,6 +403,46 @@ async fn run_api_over_tls(args: &ApiArgs, load: &api::ApiLoad) -> anyhow::Result
     let report = api::run(Arc::new(grpc), load).await?;
     drop(cluster);
     Ok(report)
+}
+
+async fn run_secrets(args: SecretsArgs) -> anyhow::Result<()> {
+    let (_spawned, endpoints) = args.cluster.rudder_unless_given(&args.endpoints).await?;
+    println!(
+        "bench secrets: {} rounds of {} ConfigMaps then {} Secrets of {} bytes, {} clients, {} \
+         masters",
+        args.rounds,
+        args.per_round,
+        args.per_round,
+        args.size,
+        args.clients,
+        endpoints.len()
+    );
+    let load = sealing::SealingLoad {
+        per_round: args.per_round,
+        rounds: args.rounds,
+        clients: args.clients,
+        value_bytes: args.size,
+        namespace: args.namespace.clone(),
+        progress: true,
+    };
+    let client = Arc::new(rudder_proto::client::ApiClient::new(endpoints));
+    let report = sealing::run(&client, &load)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for summary in [
+        &report.create_config_maps,
+        &report.create_secrets,
+        &report.list_config_maps,
+        &report.list_secrets,
+    ] {
+        println!("{summary}");
+    }
+    println!(
+        "Secrets / ConfigMaps: creates/s {:.2}x, full list p50 {:.2}x (time)",
+        report.create_ratio(),
+        report.list_ratio()
+    );
+    write_json(&args.json, &report)
 }
 
 fn print_api_report(wire: &str, report: &api::ApiReport) {

@@ -140,24 +140,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels.insert("rudder.dev/hollow".into(), "true".into());
     }
     let servers = servers(&args.target)?;
-    let tls = match &args.target.token {
-        // A node never calls with a bearer token: its --token is a join token.
-        Some(token) => {
-            if args.hollow {
-                bail!(
-                    "hollow nodes do not join with a token: give them a certificate \
-                     (--client-certificate) instead"
-                );
-            }
-            let root = node_root(&args, &name);
-            let joined = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(super::join::node_tls(&root, &servers, token, &name))?;
-            Some(joined)
-        }
-        None => crate::session::client_tls(&args.target)?,
-    };
+    let tls = node_credential(&args, &name, &servers)?;
     let kubelet_tls = match (&tls, args.hollow) {
         (Some(tls), false) => Some(kubelet_tls(tls, &name)?),
         _ => None,
@@ -330,6 +313,48 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
     };
     install_tls_provider();
     LinuxRuntime::open(config, images).context("starting the container runtime")
+}
+
+/// How the node calls the masters: the certificate given (--client-certificate, or the
+/// CLI config's), else the one a join left in its state directory, else one it joins for
+/// with --token (a join token: a node never calls with a bearer token).
+fn node_credential(
+    args: &NodeArgs,
+    name: &str,
+    servers: &[String],
+) -> anyhow::Result<Option<ClientTls>> {
+    // A token that is not a join token is a bearer token, which no_token refuses.
+    let join_token = match args.target.token.as_deref() {
+        Some(token) => match super::join::parse(token, "rudder node --token") {
+            Ok(join_token) => Some(join_token),
+            Err(_) => {
+                crate::session::no_token(&args.target, "rudder node")?;
+                None
+            }
+        },
+        None => None,
+    };
+    if args.hollow || args.target.client_certificate.is_some() {
+        if join_token.is_some() {
+            bail!(
+                "--token joins one real node for a certificate of its own: hollow nodes, or a \
+                 node given --client-certificate, take no join token"
+            );
+        }
+        return crate::session::client_tls(&args.target);
+    }
+    let root = node_root(args, name);
+    if let Some(joined) = super::join::joined_node(&root)? {
+        return Ok(Some(joined));
+    }
+    let Some(join_token) = join_token else {
+        return crate::session::client_tls(&args.target);
+    };
+    let joined = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(super::join::node_tls(&root, servers, &join_token, name))?;
+    Ok(Some(joined))
 }
 
 /// The node's state directory: --root, else /var/lib/rudder/node/NAME.

@@ -57,7 +57,8 @@ pub struct ServerArgs {
     join: Option<String>,
     /// A join token for a master (`rudder token create --role master`), presented once to
     /// the master --join names: this master gets the cluster's CA, keyring and signing key
-    /// into DATA_DIR/pki, which later starts use (the token is then not needed).
+    /// into DATA_DIR/pki, which later starts use with or without --token (it is taken).
+    /// That keyring is a copy: rotate keys in it as in every master's.
     #[arg(long, requires = "join", conflicts_with = "pki")]
     token: Option<String>,
     /// The keyring Secrets are encrypted with before they enter the store, the same file on
@@ -302,15 +303,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &ranges,
         Some(args.controller_manager.cluster_cidr().to_owned()),
     );
-    // A token stands for --pki and --join: the keys it gets, the peer address it is told.
-    let (pki, join) = match &args.token {
-        Some(token) => {
+    // A token stands for --pki and --join: the keys it gets, the peer address it is told;
+    // once joined, the data directory keeps both, and the token is not needed again.
+    let joined_before = super::join::joined_master(&args.data_dir).filter(|_| args.pki.is_none());
+    let (pki, join) = match (joined_before, &args.token) {
+        (Some((pki, peer)), _) => (Some(pki), Some(peer)),
+        (None, Some(token)) => {
             let address = args.join.as_deref().unwrap_or_default();
             let (pki, peer) =
                 super::join::master_pki(&args.data_dir, address, token, &args.name).await?;
             (Some(pki), Some(peer))
         }
-        None => (args.pki.clone(), args.join.clone()),
+        (None, None) => (args.pki.clone(), args.join.clone()),
     };
     if pki.is_none() {
         // Before anything is made: a refused start leaves nothing behind.
