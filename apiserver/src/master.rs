@@ -173,21 +173,21 @@ impl Master {
         let registry = served.expect("start_serving mounts the API");
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        tasks.spawn(authorizer.follow(registry.clone(), stopped.clone()));
-        tasks.spawn(crate::role_aggregation::write_back(
+        let follow = authorizer.follow(registry.clone(), stopped.clone());
+        tasks.spawn(until_stopped(stopped.clone(), follow));
+        let write_back = crate::role_aggregation::write_back(
             authorizer.clone(),
             registry.clone(),
             stopped.clone(),
-        ));
+        );
+        tasks.spawn(until_stopped(stopped.clone(), write_back));
         if let Some(tls) = registry.kubelet_tls() {
             let ca_pem = tls.ca_pem.clone();
-            tasks.spawn(crate::root_ca::publish(
-                registry.clone(),
-                ca_pem,
-                stopped.clone(),
-            ));
+            let publish = crate::root_ca::publish(registry.clone(), ca_pem, stopped.clone());
+            tasks.spawn(until_stopped(stopped.clone(), publish));
         }
-        tasks.spawn(ensure_system_objects(registry.clone(), api_port, stopped));
+        let ensure = ensure_system_objects(registry.clone(), api_port, stopped.clone());
+        tasks.spawn(until_stopped(stopped, ensure));
         Ok(Self {
             member,
             registry,
@@ -201,15 +201,16 @@ impl Master {
     pub fn publish_cluster_config(&mut self, config: ClusterConfig) {
         let registry = self.registry.clone();
         let stopped = self.stop.subscribe();
-        self.tasks
-            .spawn(publish_cluster_config(registry, config, stopped));
+        let publish = publish_cluster_config(registry, config, stopped.clone());
+        self.tasks.spawn(until_stopped(stopped, publish));
     }
 
     /// Takes the keyring in `path` each time it changes (`keyring_file::follow`).
     pub fn follow_keyring(&mut self, path: std::path::PathBuf) {
         let keys = self.registry.keys().clone();
         let stopped = self.stop.subscribe();
-        self.tasks.spawn(keyring_file::follow(path, keys, stopped));
+        let follow = keyring_file::follow(path, keys, stopped.clone());
+        self.tasks.spawn(until_stopped(stopped, follow));
     }
 
     pub async fn shutdown(mut self) {
@@ -311,6 +312,19 @@ fn dns_service(registry: &Registry) -> Value {
 /// `default/kubernetes` and `kube-system/kube-dns` Services and the default RBAC roles
 /// and bindings, each retried until the cluster has a leader. One that exists is left as it is (a user may
 /// delete the StorageClass: a master's restart brings it back).
+/// `task`, abandoned as soon as the master stops: a store call it awaits may wait out a
+/// store without quorum (the other masters stopping too), which must not hold a stopping
+/// master up. Every write it abandons is whole or not made.
+async fn until_stopped(
+    mut stopped: watch::Receiver<bool>,
+    task: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        () = task => {}
+        _ = stopped.wait_for(|stop| *stop) => {}
+    }
+}
+
 async fn ensure_system_objects(
     registry: Registry,
     api_port: u16,
