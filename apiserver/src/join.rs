@@ -8,16 +8,20 @@
 //! the CA and its key, the Secret-encryption keyring, the ServiceAccount signing key — and
 //! the peer address it joins the store through. Any master answers, so joins work while one
 //! is down. Callers reach it without credentials (the front door lets this one method by):
-//! the token is the credential, and a refusal never says which check failed.
+//! the token is the credential, and a refusal never says which check failed. `Renew` is a
+//! node's, with the certificate it has: a new one for its name, before the old expires.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use rudder_proto::authn::{Caller, Subject};
 use rudder_proto::join::join_server::{Join, JoinServer};
-use rudder_proto::join::{JoinRequest, JoinResponse};
+use rudder_proto::join::{JoinRequest, JoinResponse, RenewRequest, RenewResponse};
 use rudder_proto::join_token::{admits, ca_fingerprint, JoinToken, Refusal, Role, TOKEN_NAMESPACE};
 use rudder_proto::objects::names::dns1123_subdomain;
-use rudder_proto::tls::{check_signing_request, CertificateRequest, ClusterCa};
+use rudder_proto::tls::{
+    check_signing_request, CertificateRequest, ClusterCa, NODES_GROUP, NODE_USER_PREFIX,
+};
 use serde_json::Value;
 use tonic::{Request, Response, Status};
 
@@ -34,6 +38,12 @@ pub const JOIN_METHOD: &str = "/rudder.join.Join/Join";
 pub struct JoinAuthority {
     pub ca: ClusterCa,
     pub service_account_key_pem: String,
+    /// How long the nodes' certificates it signs are valid (a node renews after two
+    /// thirds).
+    pub node_certificate_lifetime: std::time::Duration,
+    /// The names this master's certificate is valid for, which no node may take (its
+    /// certificate would serve for them).
+    pub master_names: Vec<String>,
 }
 
 pub struct JoinService {
@@ -115,14 +125,30 @@ impl JoinService {
         }
     }
 
-    /// Refuses a name a node may not join as: an address or `localhost` (its certificate
-    /// would serve for a master's address), or a Node that exists (its credential would
+    /// Refuses a name a node may not join as: an address, `localhost`, a master's name (the
+    /// `kubernetes` Service's, a member's, this master's certificate's: the node's
+    /// certificate would serve for it), or a Node that exists (its credential would
     /// be another's; delete the Node first to join a machine again under its name).
     async fn check_node_name(&self, name: &str) -> Result<(), Status> {
         if name.parse::<std::net::IpAddr>().is_ok() || name == "localhost" {
             return Err(Status::invalid_argument(format!(
                 "a node may not join as {name:?}: its certificate would name an address; give \
                  the node a host name"
+            )));
+        }
+        let members = self.registry.store().members();
+        let a_masters = name == "kubernetes"
+            || name.starts_with("kubernetes.default")
+            || self
+                .authority
+                .master_names
+                .iter()
+                .any(|taken| taken == name)
+            || members.iter().any(|member| member.member.name == name);
+        if a_masters {
+            return Err(Status::invalid_argument(format!(
+                "a node may not join as {name:?}: masters are known by that name, which its \
+                 certificate would then serve for; give the node a name of its own"
             )));
         }
         let node = Target {
@@ -212,7 +238,13 @@ impl Join for JoinService {
                 answer.certificate_pem = self
                     .authority
                     .ca
-                    .sign_request(&request.csr_pem, &CertificateRequest::node(name))
+                    .sign_request(
+                        &request.csr_pem,
+                        &CertificateRequest::node_for(
+                            name,
+                            self.authority.node_certificate_lifetime,
+                        ),
+                    )
                     .map_err(|error| {
                         Status::internal(format!(
                             "signing the node's certificate after taking its token (make a new \
@@ -230,4 +262,39 @@ impl Join for JoinService {
         tracing::info!(token = %token.id, role = role.as_str(), %name, "joined with a token");
         Ok(Response::new(answer))
     }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let node = match request.extensions().get::<Caller>() {
+            Some(Caller::Authenticated(subject)) => renewing_node(subject),
+            _ => None,
+        };
+        let Some(node) = node else {
+            return Err(Status::permission_denied(
+                "only a node renews a certificate here, its own, calling with the one it has",
+            ));
+        };
+        let certificate_pem = self
+            .authority
+            .ca
+            .sign_request(
+                &request.get_ref().csr_pem,
+                &CertificateRequest::node_for(&node, self.authority.node_certificate_lifetime),
+            )
+            .map_err(|error| {
+                Status::invalid_argument(format!("the certificate signing request: {error}"))
+            })?;
+        tracing::info!(%node, "renewed a node's certificate");
+        Ok(Response::new(RenewResponse { certificate_pem }))
+    }
+}
+
+/// The node a caller is, by its certificate: `system:node:NAME` in `system:nodes`.
+fn renewing_node(subject: &Subject) -> Option<String> {
+    let name = subject.user.strip_prefix(NODE_USER_PREFIX)?;
+    let in_nodes = subject.groups.iter().any(|group| group == NODES_GROUP);
+    // A bearer token's subject has a uid; a certificate's never does.
+    (in_nodes && subject.uid.is_empty() && !name.is_empty()).then(|| name.to_string())
 }

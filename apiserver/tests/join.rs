@@ -33,6 +33,8 @@ async fn scene() -> Scene {
     let authority = JoinAuthority {
         ca: ca.clone(),
         service_account_key_pem: tls::new_signing_key_pem().unwrap(),
+        node_certificate_lifetime: tls::CERTIFICATE_LIFETIME,
+        master_names: vec!["api.example".into()],
     };
     let service = JoinService::new(registry.clone(), authority, "127.0.0.1:2380".into());
     Scene {
@@ -68,7 +70,11 @@ impl Scene {
             namespace: TOKEN_NAMESPACE,
             name: &name,
         };
-        self.registry.get(&target).await.is_ok()
+        match self.registry.get(&target).await {
+            Ok(_) => true,
+            Err(rudder_apiserver::error::ApiError::NotFound { .. }) => false,
+            Err(error) => panic!("reading the token's Secret: {error}"),
+        }
     }
 
     async fn join(
@@ -108,7 +114,16 @@ async fn a_refused_join_costs_no_token_and_a_taken_one_is_gone() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
-    for address in ["127.0.0.1", "10.0.0.5", "localhost"] {
+    let member = scene.registry.store().members()[0].member.name.clone();
+    for address in [
+        "127.0.0.1",
+        "10.0.0.5",
+        "localhost",
+        "kubernetes",
+        "kubernetes.default.svc.cluster.local",
+        "api.example",
+        &member,
+    ] {
         let refused = scene
             .join(&token, Role::Node, address, &request_for(address))
             .await
@@ -212,5 +227,28 @@ async fn a_held_or_expired_token_is_not_taken_and_a_master_gets_the_keys() {
     assert_eq!(answer.keyring, keys_of_this_process().current().to_text());
     assert!(!answer.service_account_key_pem.is_empty());
     assert!(answer.certificate_pem.is_empty());
+    assert!(!scene.kept(&token).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_many_joins_at_once_with_one_token_exactly_one_gets_in() {
+    let scene = scene().await;
+    let token = scene
+        .token(
+            Role::Master,
+            SystemTime::now() + Duration::from_secs(3600),
+            |_| {},
+        )
+        .await;
+    let names: Vec<String> = (0..8).map(|i| format!("m{}", i + 10)).collect();
+    let joins = names
+        .iter()
+        .map(|name| scene.join(&token, Role::Master, name, ""));
+    let answers = futures::future::join_all(joins).await;
+    let joined = answers.iter().filter(|answer| answer.is_ok()).count();
+    assert_eq!(joined, 1, "{answers:?}");
+    for refused in answers.iter().filter_map(|answer| answer.as_ref().err()) {
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    }
     assert!(!scene.kept(&token).await);
 }

@@ -21,7 +21,7 @@ use tonic::{Code, Status};
 use crate::api;
 use crate::api::resources_client::ResourcesClient;
 use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
-use crate::tls::{self, ClientTls};
+use crate::tls::{self, ClientTls, Issued};
 
 mod error;
 mod fenced;
@@ -72,8 +72,9 @@ pub struct ApiClient {
     channels: Mutex<Vec<Option<Channel>>>,
     /// Numbers this client's writes.
     request_ids: RequestIds,
-    /// TLS to the masters (none: plaintext, which masters serve only on loopback).
-    tls: Option<ClientTls>,
+    /// TLS to the masters (none: plaintext, which masters serve only on loopback); its
+    /// identity is replaced when renewed ([`ApiClient::renew_identity`]).
+    tls: std::sync::RwLock<Option<ClientTls>>,
     /// Set once a master answered in another protocol (TLS, asked in plaintext).
     other_protocol: std::sync::atomic::AtomicBool,
     credentials: Credentials,
@@ -93,7 +94,7 @@ impl ApiClient {
             current: AtomicUsize::new(0),
             channels,
             request_ids: RequestIds::new(),
-            tls,
+            tls: std::sync::RwLock::new(tls),
             other_protocol: Default::default(),
             credentials: Credentials::default(),
         }
@@ -110,8 +111,19 @@ impl ApiClient {
     }
 
     /// The TLS this client speaks, for channels of its own (the etcd API's, say).
-    pub fn tls(&self) -> Option<&ClientTls> {
-        self.tls.as_ref()
+    pub fn tls(&self) -> Option<ClientTls> {
+        self.tls.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Presents `identity` (a renewed certificate) from the next connection on: every
+    /// channel is made again; calls and streams in flight keep their connection, which the
+    /// master checked when it was made.
+    pub fn renew_identity(&self, identity: Issued) {
+        if let Some(tls) = self.tls.write().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            tls.identity = Some(identity);
+        }
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        channels.iter_mut().for_each(|channel| *channel = None);
     }
 
     pub fn endpoints(&self) -> &[String] {
@@ -130,7 +142,7 @@ impl ApiClient {
         if let Some(channel) = &channels[index] {
             return Ok(InterceptedService::new(channel.clone(), credentials));
         }
-        let endpoint = tls::endpoint(&self.endpoints[index], self.tls.as_ref())?
+        let endpoint = tls::endpoint(&self.endpoints[index], self.tls().as_ref())?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
@@ -232,7 +244,7 @@ impl ApiClient {
         if write.is_some() {
             last.push_str("; the write may or may not have been applied: read before retrying");
         }
-        if self.tls.is_none() && self.other_protocol.load(Ordering::Relaxed) {
+        if self.tls().is_none() && self.other_protocol.load(Ordering::Relaxed) {
             last.push_str(
                 "; a master answered in another protocol: if the masters speak TLS, give \
                  --certificate-authority and a client certificate (or use the CLI config \

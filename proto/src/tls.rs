@@ -121,15 +121,10 @@ impl ClusterCa {
 
     /// When the CA expires: nothing it signs is valid after.
     pub fn not_after(&self) -> SystemTime {
-        let expires = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
-            .ok()
-            .and_then(|der| {
-                let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
-                let seconds = certificate.validity().not_after.timestamp();
-                Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
-            });
         // A CA that parsed when loaded always has one; else the lifetime it was made with.
-        expires.unwrap_or_else(|| SystemTime::now() + CA_LIFETIME)
+        validity(&self.cert_pem)
+            .map(|(_, until)| until)
+            .unwrap_or_else(|| SystemTime::now() + CA_LIFETIME)
     }
 
     pub fn key_pem(&self) -> &str {
@@ -203,6 +198,11 @@ impl CertificateRequest {
     /// server of its kubelet port, which masters dial by the node's name (a DNS name, as
     /// node names are). Valid from now for [`CERTIFICATE_LIFETIME`].
     pub fn node(name: &str) -> Self {
+        Self::node_for(name, CERTIFICATE_LIFETIME)
+    }
+
+    /// A node's certificate valid from now for `lifetime`.
+    pub fn node_for(name: &str, lifetime: Duration) -> Self {
         let now = SystemTime::now();
         Self {
             common_name: format!("{NODE_USER_PREFIX}{name}"),
@@ -210,7 +210,7 @@ impl CertificateRequest {
             alternative_names: vec![name.to_string()],
             usage: Usage::ServerAndClient,
             not_before: now - CLOCK_SKEW,
-            not_after: now + CERTIFICATE_LIFETIME,
+            not_after: now + lifetime,
         }
     }
 
@@ -259,6 +259,20 @@ pub fn signing_request(key_pem: &str, common_name: &str) -> Result<String, TlsEr
     let mut params = CertificateParams::default();
     params.distinguished_name = named(common_name, None);
     Ok(params.serialize_request(&key)?.pem()?)
+}
+
+/// When the first certificate in `pem` is valid: from, until.
+pub fn validity(pem: &str) -> Option<(SystemTime, SystemTime)> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let at = |seconds: i64| {
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+    };
+    let validity = certificate.validity();
+    Some((
+        at(validity.not_before.timestamp())?,
+        at(validity.not_after.timestamp())?,
+    ))
 }
 
 /// Checks that `csr_pem` is a certificate signing request signed by the key it names.

@@ -82,7 +82,28 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: jane }]
         "{}",
         text(&denied.stderr)
     );
-    succeeded(&run(d, &jane, &["token", "create", "--role", "node"])).unwrap();
+    let janes = succeeded(&run(d, &jane, &["token", "create", "--role", "node"])).unwrap();
+    // Nor turn her node token into one (an update, through stringData).
+    let id = janes
+        .trim()
+        .rsplit("::")
+        .next()
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap();
+    let widened = format!(
+        "apiVersion: v1\nkind: Secret\ntype: bootstrap.kubernetes.io/token\n\
+         metadata: {{ name: bootstrap-token-{id}, namespace: kube-system }}\n\
+         stringData: {{ usage-join-master: 'true' }}\n"
+    );
+    let denied = apply_as(d, &jane, "widened", &widened);
+    assert!(
+        text(&denied.stderr).contains("only system:masters may"),
+        "{}{}",
+        text(&denied.stdout),
+        text(&denied.stderr)
+    );
     let listed = succeeded(&run(d, &admin, &["token", "list"])).unwrap();
     assert_eq!(listed.lines().count(), 4, "{listed}");
     assert!(

@@ -2502,7 +2502,14 @@ async fn a_nodes_kubelet_port_takes_only_masters_and_logs_and_exec_go_through_th
     let cluster_dir = tempfile::tempdir().unwrap();
     let d = cluster_dir.path();
     pki(d);
-    let master = start(d, "m1", None, &[]);
+    // Certificates that live 12 s: the node renews its own (and the master its) while the
+    // test runs.
+    let master = start(
+        d,
+        "m1",
+        None,
+        &["--certificate-lifetime".into(), "12s".into()],
+    );
     let admin = admin_flags(d, &master.client);
     // The node joins as a user would: with a node token, which is then taken.
     let token = join_token(d, &admin, "node");
@@ -2641,6 +2648,38 @@ subjects: [{ kind: ServiceAccount, name: robot }]
         stats(Some(admin_tls)).await.is_err(),
         "an operator's certificate reached the node"
     );
+    // Past the life of the certificate the node joined with: it renewed it (a new file,
+    // a new certificate), and both its ports still work — the master reaches its kubelet
+    // port (exec), and it calls the master (it confirms the deletion below).
+    let identity = scratch.dir.path().join("state/pki/node.pem");
+    let joined_with = std::fs::read_to_string(&identity).unwrap();
+    let (_, expires) = rudder_proto::tls::validity(&joined_with).unwrap();
+    wait_for(
+        "the node renews its certificate",
+        Duration::from_secs(30),
+        async || match std::fs::read_to_string(&identity) {
+            Ok(now) if now != joined_with => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    // Until the first certificate has expired (nothing to poll: the clock is the condition).
+    if let Ok(left) = expires.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + Duration::from_secs(1)).await;
+    }
+    let hostname = with_admin(&["exec", "kubia", "--", "hostname"]);
+    assert!(
+        hostname.status.success(),
+        "after the renewal: {}{}",
+        text(&hostname.stderr),
+        node.log()
+    );
+    assert!(
+        node.log().contains("this node's certificate was renewed"),
+        "{}",
+        node.log()
+    );
+
     // The node confirms the deletion with its own credential (its pod, so it may).
     let deleted = with_admin(&["delete", "pod", "kubia"]);
     assert!(deleted.status.success(), "{}", text(&deleted.stderr));

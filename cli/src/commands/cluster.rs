@@ -59,17 +59,17 @@ pub async fn run(command: ClusterCommand) -> anyhow::Result<()> {
 async fn status(args: InfoArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let mut statuses: Vec<(String, Result<StatusResponse, String>)> = Vec::new();
+    let tls = session.client.tls();
     let scrapes = futures::future::join_all(
         session
             .masters
             .iter()
-            .map(|master| rudder_chaos::client::scrape_with(master, session.client.tls())),
+            .map(|master| rudder_chaos::client::scrape_with(master, tls.as_ref())),
     )
     .await;
     for master in &session.masters {
         let status = async {
-            let mut client =
-                rudder_chaos::client::maintenance_with(master, session.client.tls()).await?;
+            let mut client = rudder_chaos::client::maintenance_with(master, tls.as_ref()).await?;
             client
                 .status(StatusRequest {})
                 .await
@@ -145,7 +145,7 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
 async fn members(args: InfoArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let endpoint = session.client.current_endpoint();
-    let channel = rudder_chaos::client::channel_with(endpoint, session.client.tls())
+    let channel = rudder_chaos::client::channel_with(endpoint, session.client.tls().as_ref())
         .await
         .map_err(anyhow::Error::msg)?;
     let response = ClusterClient::new(channel)

@@ -7,26 +7,31 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
+use rudder_apiserver::encryption::Keyring;
+use rudder_proto::client::ApiClient;
 use rudder_proto::join::join_client::JoinClient;
-use rudder_proto::join::{JoinRequest, JoinResponse};
+use rudder_proto::join::{JoinRequest, JoinResponse, RenewRequest};
 use rudder_proto::join_token::{ca_fingerprint, JoinToken, Role};
 use rudder_proto::pinned_ca::PinnedCa;
-use rudder_proto::tls::{self, ClientTls, Issued};
+use rudder_proto::tls::{self, ClientTls, ClusterCa, Issued, ServingCertificate};
 use rustls::pki_types::ServerName;
 
 use crate::commands::ca;
+use crate::commands::server_security::{sleep_until, RENEWAL_RETRY};
 
 /// How long one master has to answer (the TLS handshake, then the join).
 const ANSWER_WITHIN: Duration = Duration::from_secs(15);
 /// The file of a joined master's PKI directory naming the peer address it joined through.
 const JOINED_THROUGH: &str = "joined-through";
-/// A joined node's files, in `ROOT/pki`: the certificate is written last, and says the
-/// node joined.
-const NODE_CERT: &str = "node.crt";
-const NODE_KEY: &str = "node.key";
+/// A joined node's files, in `ROOT/pki`: its certificate and key in one file (so a renewal
+/// replaces both at once), which says the node joined; and the key of a join not finished
+/// yet, used again by the next.
+const NODE_IDENTITY: &str = "node.pem";
+const PENDING_KEY: &str = "node.key";
 
 /// A master that joined with a token before: its PKI directory and the peer address it
 /// joined through.
@@ -54,20 +59,26 @@ pub async fn master_pki(
         );
     }
     let token = parse(token, "rudder server --token")?;
+    if data_dir.join("pki.joining").exists() {
+        tracing::warn!(
+            "DATA_DIR/pki.joining is left from a join that stopped after the token was taken: \
+             if this join is refused, make a new token"
+        );
+    }
     let request = JoinRequest {
         role: Role::Master.as_str().into(),
         name: name.into(),
         ..JoinRequest::default()
     };
-    let answer = ask(&[address.to_string()], &token, request)
-        .await
-        .map_err(|error| {
-            error.context(
-                "with --token, --join names a running master's client address (where the \
-                 token is presented), not its peer address",
-            )
-        })?;
+    let hint = "with --token, --join names a running master's client address (where the \
+                token is presented), not its peer address";
+    let answer = ask(&[address.to_string()], &token, request, hint).await?;
     let peer = peer_address(&answer.peer_address, address)?;
+    // What every master holds must be whole before it is kept: the CA's key signs for its
+    // certificate, the keyring reads.
+    ClusterCa::from_pem(answer.ca_pem.clone(), answer.ca_key_pem.clone())
+        .context("the CA the master answered")?;
+    Keyring::parse(&answer.keyring).context("the keyring the master answered")?;
     // Written beside, then renamed: a directory with `joined-through` is whole.
     let partial = data_dir.join("pki.joining");
     let _ = std::fs::remove_dir_all(&partial);
@@ -80,6 +91,7 @@ pub async fn master_pki(
         &answer.service_account_key_pem,
     )?;
     ca::write_private(&partial.join(JOINED_THROUGH), &peer)?;
+    sync_directory(&partial)?;
     std::fs::rename(&partial, &pki)
         .with_context(|| format!("moving {} to {}", partial.display(), pki.display()))?;
     sync_directory(data_dir)?;
@@ -96,21 +108,44 @@ pub async fn master_pki(
 /// A node that joined with a token before: its TLS, from `root/pki`.
 pub fn joined_node(root: &Path) -> anyhow::Result<Option<ClientTls>> {
     let pki = root.join("pki");
-    if !pki.join(NODE_CERT).exists() {
-        return Ok(None);
-    }
-    let read = |file: &str| {
-        let path = pki.join(file);
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+    let path = pki.join(NODE_IDENTITY);
+    let identity = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
     };
+    let ca_path = pki.join(ca::CA_CERT);
+    let ca_pem = std::fs::read_to_string(&ca_path)
+        .with_context(|| format!("reading {}", ca_path.display()))?;
+    let issued = split_identity(&identity)
+        .with_context(|| format!("{} holds no certificate and key", path.display()))?;
     Ok(Some(ClientTls {
-        ca_pem: read(ca::CA_CERT)?,
-        identity: Some(Issued {
-            cert_pem: read(NODE_CERT)?,
-            key_pem: read(NODE_KEY)?,
-            not_after: std::time::SystemTime::UNIX_EPOCH,
-        }),
+        ca_pem,
+        identity: Some(issued),
     }))
+}
+
+/// Why a joined node's credential will not do any more, if it will not: expired, or from
+/// another cluster than `token` (given again) names.
+pub fn stale(joined: &ClientTls, token: Option<&JoinToken>) -> Option<String> {
+    if let Some(token) = token {
+        if ca_fingerprint(&joined.ca_pem).ok() != Some(token.ca_fingerprint) {
+            return Some("it is another cluster's than the join token's".into());
+        }
+    }
+    let expires = joined
+        .identity
+        .as_ref()
+        .and_then(|issued| tls::validity(&issued.cert_pem))
+        .map(|(_, until)| until)?;
+    (expires <= SystemTime::now()).then(|| {
+        format!(
+            "it expired at {}",
+            jiff::Timestamp::try_from(expires)
+                .map(|at| at.to_string())
+                .unwrap_or_default()
+        )
+    })
 }
 
 /// A joining node's TLS, asked for with `token` at one of `servers`, for a key made here
@@ -124,12 +159,12 @@ pub async fn node_tls(
     let pki = root.join("pki");
     std::fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
     // A key left by a join that did not finish is used again.
-    let key_path = pki.join(NODE_KEY);
+    let key_path = pki.join(PENDING_KEY);
     let key_pem = match std::fs::read_to_string(&key_path) {
         Ok(pem) => pem,
         Err(_) => {
             let pem = tls::new_signing_key_pem()?;
-            write_whole(&pki, NODE_KEY, &pem)?;
+            write_whole(&pki, PENDING_KEY, &pem)?;
             pem
         }
     };
@@ -146,20 +181,116 @@ pub async fn node_tls(
         csr_pem,
         ..JoinRequest::default()
     };
-    let answer = ask(servers, token, request).await?;
+    let answer = ask(servers, token, request, "").await?;
+    let issued = Issued {
+        cert_pem: answer.certificate_pem,
+        key_pem,
+        not_after: std::time::SystemTime::UNIX_EPOCH,
+    };
     write_whole(&pki, ca::CA_CERT, &answer.ca_pem)?;
-    write_whole(&pki, NODE_CERT, &answer.certificate_pem)?;
+    write_whole(&pki, NODE_IDENTITY, &identity_text(&issued))?;
+    let _ = std::fs::remove_file(&key_path);
     println!(
         "rudder node {name}: joined with the token; its certificate is in {}",
         pki.display()
     );
     Ok(ClientTls {
         ca_pem: answer.ca_pem,
-        identity: Some(Issued {
-            cert_pem: answer.certificate_pem,
-            key_pem,
-            not_after: std::time::SystemTime::UNIX_EPOCH,
-        }),
+        identity: Some(issued),
+    })
+}
+
+/// Renews a joined node's certificate whenever two thirds of its life have passed (by the
+/// wall clock): a new key, a certificate for it from a master (`Renew`, called with the
+/// current one), written into `root/pki`, then presented by `client` and served by
+/// `serving` (the kubelet port) — no restart. A failure is logged and tried again soon; the
+/// old certificate serves until it expires. Runs until the process ends.
+pub async fn renew_node_certificate(
+    root: PathBuf,
+    client: Arc<ApiClient>,
+    serving: Option<ServingCertificate>,
+) {
+    let pki = root.join("pki");
+    loop {
+        let renew_at = client
+            .tls()
+            .and_then(|tls| tls.identity)
+            .and_then(|issued| tls::validity(&issued.cert_pem))
+            .map(|(from, until)| from + until.duration_since(from).unwrap_or_default() * 2 / 3)
+            .unwrap_or_else(|| SystemTime::now() + RENEWAL_RETRY);
+        sleep_until(renew_at).await;
+        match renew_once(&pki, &client, serving.as_ref()).await {
+            Ok(until) => tracing::info!(?until, "this node's certificate was renewed"),
+            Err(error) => {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "renewing this node's certificate failed: the old one serves until it \
+                     expires; trying again"
+                );
+                tokio::time::sleep(RENEWAL_RETRY).await;
+            }
+        }
+    }
+}
+
+/// One renewal; answers when the new certificate expires.
+async fn renew_once(
+    pki: &Path,
+    client: &ApiClient,
+    serving: Option<&ServingCertificate>,
+) -> anyhow::Result<SystemTime> {
+    let key_pem = tls::new_signing_key_pem()?;
+    let csr_pem = tls::signing_request(&key_pem, "renewal")?;
+    let asked = client.open_on(|channel| {
+        let csr_pem = csr_pem.clone();
+        async move {
+            JoinClient::new(channel)
+                .renew(RenewRequest { csr_pem })
+                .await
+        }
+    });
+    let answer = tokio::time::timeout(ANSWER_WITHIN, asked)
+        .await
+        .map_err(|_| anyhow::anyhow!("no master answered within {ANSWER_WITHIN:?}"))??;
+    let issued = Issued {
+        cert_pem: answer.certificate_pem,
+        key_pem,
+        not_after: SystemTime::UNIX_EPOCH,
+    };
+    let (_, until) = tls::validity(&issued.cert_pem).context("the renewed certificate")?;
+    write_whole(pki, NODE_IDENTITY, &identity_text(&issued))?;
+    if let Some(serving) = serving {
+        serving.replace(&issued)?;
+    }
+    client.renew_identity(issued);
+    Ok(until)
+}
+
+/// A certificate and its key as one file's text.
+fn identity_text(issued: &Issued) -> String {
+    format!("{}\n{}", issued.cert_pem.trim_end(), issued.key_pem)
+}
+
+/// The certificate blocks and the key block of an identity file.
+fn split_identity(text: &str) -> Option<Issued> {
+    let (mut cert_pem, mut key_pem) = (String::new(), String::new());
+    let mut into_key = false;
+    for line in text.lines() {
+        if line.starts_with("-----BEGIN ") {
+            into_key = !line.contains("CERTIFICATE");
+        }
+        let into = if into_key {
+            &mut key_pem
+        } else {
+            &mut cert_pem
+        };
+        into.push_str(line);
+        into.push('\n');
+    }
+    (cert_pem.contains("CERTIFICATE") && key_pem.contains("PRIVATE KEY")).then_some(Issued {
+        cert_pem,
+        key_pem,
+        not_after: SystemTime::UNIX_EPOCH,
     })
 }
 
@@ -191,6 +322,7 @@ async fn ask(
     addresses: &[String],
     token: &JoinToken,
     mut request: JoinRequest,
+    unreachable_hint: &str,
 ) -> anyhow::Result<JoinResponse> {
     request.token = token.to_string();
     let mut unreachable = Vec::new();
@@ -234,8 +366,13 @@ async fn ask(
             ),
         }
     }
+    let hint = if unreachable_hint.is_empty() {
+        String::new()
+    } else {
+        format!(" ({unreachable_hint})")
+    };
     bail!(
-        "no master could be asked to join: {}",
+        "no master could be asked to join: {}{hint}",
         unreachable.join("; ")
     )
 }
@@ -338,13 +475,19 @@ mod tests {
         let pki = dir.path().join("pki");
         std::fs::create_dir_all(&pki).unwrap();
         // A key alone is a join that did not finish.
-        write_whole(&pki, NODE_KEY, "key").unwrap();
+        write_whole(&pki, PENDING_KEY, "key").unwrap();
         assert!(joined_node(dir.path()).unwrap().is_none());
-        write_whole(&pki, ca::CA_CERT, "ca").unwrap();
-        write_whole(&pki, NODE_CERT, "cert").unwrap();
+        let ca = tls::ClusterCa::generate("test").unwrap();
+        let issued = ca.issue(&tls::CertificateRequest::node("n1")).unwrap();
+        write_whole(&pki, ca::CA_CERT, ca.cert_pem()).unwrap();
+        write_whole(&pki, NODE_IDENTITY, &identity_text(&issued)).unwrap();
         let joined = joined_node(dir.path()).unwrap().unwrap();
-        assert_eq!(joined.ca_pem, "ca");
-        assert!(!pki.join("node.crt.partial").exists());
+        assert_eq!(joined.ca_pem, ca.cert_pem());
+        let identity = joined.identity.unwrap();
+        assert_eq!(identity.cert_pem.trim(), issued.cert_pem.trim());
+        assert_eq!(identity.key_pem.trim(), issued.key_pem.trim());
+        ServingCertificate::new(&identity).expect("the key goes with the certificate");
+        assert!(!pki.join("node.pem.partial").exists());
         assert!(joined_master(dir.path()).is_none());
     }
 }

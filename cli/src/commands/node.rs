@@ -140,10 +140,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         labels.insert("rudder.dev/hollow".into(), "true".into());
     }
     let servers = servers(&args.target)?;
-    let tls = node_credential(&args, &name, &servers)?;
-    let kubelet_tls = match (&tls, args.hollow) {
-        (Some(tls), false) => Some(kubelet_tls(tls, &name)?),
-        _ => None,
+    let (tls, joined) = node_credential(&args, &name, &servers)?;
+    let (kubelet_tls, serving) = match (&tls, args.hollow) {
+        (Some(tls), false) => {
+            let (config, serving) = kubelet_tls(tls, &name)?;
+            (Some(config), Some(serving))
+        }
+        _ => (None, None),
     };
     let timers = KubeletTimers {
         lease_renew: Duration::from_millis(args.lease_renew_ms),
@@ -163,6 +166,16 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let mut args = args;
     system.block_on(async move {
         let client = Arc::new(ApiClient::with_tls(servers, tls));
+        if joined {
+            // A certificate from a join is the node's to renew (one given by flags is the
+            // operator's).
+            let root = node_root(&args, &name);
+            tokio::spawn(super::join::renew_node_certificate(
+                root,
+                client.clone(),
+                serving.clone(),
+            ));
+        }
         args.network.settle(&client).await?;
         let names: Vec<String> = if args.hollow {
             (0..args.count).map(|i| format!("{name}-{i}")).collect()
@@ -315,14 +328,16 @@ fn linux_runtime(args: &NodeArgs, name: &str, pod_cidr: &str) -> anyhow::Result<
     LinuxRuntime::open(config, images).context("starting the container runtime")
 }
 
-/// How the node calls the masters: the certificate given (--client-certificate, or the
-/// CLI config's), else the one a join left in its state directory, else one it joins for
-/// with --token (a join token: a node never calls with a bearer token).
+/// How the node calls the masters, and whether with a join's certificate (which it renews):
+/// the certificate --client-certificate gives; else the one a join left in its state
+/// directory (joined for again with --token when it expired or is another cluster's);
+/// else one it joins for with --token (a join token: a node never calls with a bearer
+/// token); else the CLI config's.
 fn node_credential(
     args: &NodeArgs,
     name: &str,
     servers: &[String],
-) -> anyhow::Result<Option<ClientTls>> {
+) -> anyhow::Result<(Option<ClientTls>, bool)> {
     // A token that is not a join token is a bearer token, which no_token refuses.
     let join_token = match args.target.token.as_deref() {
         Some(token) => match super::join::parse(token, "rudder node --token") {
@@ -341,20 +356,34 @@ fn node_credential(
                  node given --client-certificate, take no join token"
             );
         }
-        return crate::session::client_tls(&args.target);
+        return Ok((crate::session::client_tls(&args.target)?, false));
     }
     let root = node_root(args, name);
+    let pki = root.join("pki");
     if let Some(joined) = super::join::joined_node(&root)? {
-        return Ok(Some(joined));
+        match super::join::stale(&joined, join_token.as_ref()) {
+            None => return Ok((Some(joined), true)),
+            Some(why) if join_token.is_some() => println!(
+                "rudder node {name}: the certificate in {} will not do ({why}): joining again \
+                 with the token",
+                pki.display()
+            ),
+            Some(why) => bail!(
+                "the certificate in {} will not do: {why}. Join again: delete the Node \
+                 (`rudder delete node {name}`), then start with --token (`rudder token create \
+                 --role node`)",
+                pki.display()
+            ),
+        }
     }
     let Some(join_token) = join_token else {
-        return crate::session::client_tls(&args.target);
+        return Ok((crate::session::client_tls(&args.target)?, false));
     };
     let joined = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(super::join::node_tls(&root, servers, &join_token, name))?;
-    Ok(Some(joined))
+    Ok((Some(joined), true))
 }
 
 /// The node's state directory: --root, else /var/lib/rudder/node/NAME.
@@ -372,7 +401,10 @@ fn hollow_cidr(index: usize) -> String {
 /// A node must be told its masters: it never guesses a default.
 /// The kubelet port's TLS: the node's own certificate (which must name it, and serve:
 /// `rudder ca issue` makes one for `system:node:NAME`), masters only as callers.
-fn kubelet_tls(tls: &ClientTls, node: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+fn kubelet_tls(
+    tls: &ClientTls,
+    node: &str,
+) -> anyhow::Result<(Arc<rustls::ServerConfig>, ServingCertificate)> {
     let issue_one = format!(
         "issue one with `rudder ca issue PKI_DIR system:node:{node} --group system:nodes \
          --cert FILE --key FILE` and give it as --client-certificate and --client-key"
@@ -385,10 +417,8 @@ fn kubelet_tls(tls: &ClientTls, node: &str) -> anyhow::Result<Arc<rustls::Server
     }
     let serving = ServingCertificate::new(identity)
         .context("the node's certificate and key do not go together")?;
-    Ok(rudder_proto::tls::kubelet_server_config(
-        &tls.ca_pem,
-        &serving,
-    )?)
+    let config = rudder_proto::tls::kubelet_server_config(&tls.ca_pem, &serving)?;
+    Ok((config, serving))
 }
 
 pub(crate) fn servers(target: &Target) -> anyhow::Result<Vec<String>> {

@@ -77,7 +77,8 @@ pub struct ServerArgs {
     /// More names and addresses for this master's certificate (how clients reach it).
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
-    /// How long this master's certificate is valid; it is renewed after two thirds.
+    /// How long this master's certificate is valid, and those it signs for nodes that
+    /// join; each is renewed after two thirds.
     #[arg(long, default_value = "8760h", hide = true)]
     certificate_lifetime: String,
     /// Bearer tokens a client without a certificate may present (`Authorization: Bearer`,
@@ -307,7 +308,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // once joined, the data directory keeps both, and the token is not needed again.
     let joined_before = super::join::joined_master(&args.data_dir).filter(|_| args.pki.is_none());
     let (pki, join) = match (joined_before, &args.token) {
-        (Some((pki, peer)), _) => (Some(pki), Some(peer)),
+        // Where to join: what the flags say (--initial-cluster, a --join without --token),
+        // else where the join was made.
+        (Some((pki, peer)), token) => {
+            let join = match (&args.join, token) {
+                (Some(given), None) => Some(given.clone()),
+                _ if !args.initial_cluster.is_empty() => None,
+                _ => Some(peer),
+            };
+            (Some(pki), join)
+        }
         (None, Some(token)) => {
             let address = args.join.as_deref().unwrap_or_default();
             let (pki, peer) =
@@ -327,10 +337,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         pki: pki.as_deref(),
         alone: join.is_none() && args.initial_cluster.len() <= 1,
     })?;
+    let certificate_lifetime =
+        parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
     let tls = match &pki {
         Some(pki) => {
-            let lifetime =
-                parse_flag_duration("--certificate-lifetime", &args.certificate_lifetime, "h")?;
+            let lifetime = certificate_lifetime;
             let listening = [args.listen_client, args.listen_peer];
             // Pods reach the API as the `kubernetes` Service (its address, its names), and
             // check the certificate against the CA their token volume holds.
@@ -400,6 +411,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             (Some(tls), Some(pem)) => Some(JoinAuthority {
                 ca: tls.ca().clone(),
                 service_account_key_pem: pem,
+                node_certificate_lifetime: certificate_lifetime,
+                master_names: tls.names().to_vec(),
             }),
             _ => None,
         },

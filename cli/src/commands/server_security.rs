@@ -137,6 +137,11 @@ impl ServerTls {
         })
     }
 
+    /// The names and addresses this master's certificate is valid for.
+    pub fn names(&self) -> &[String] {
+        &self.request.alternative_names
+    }
+
     /// The cluster CA this master issues from.
     pub fn ca(&self) -> &ClusterCa {
         &self.ca
@@ -186,14 +191,7 @@ impl ServerTls {
         tokio::spawn(async move {
             let mut renew_at = SystemTime::now() + lifetime * 2 / 3;
             loop {
-                let wait = renew_at
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default()
-                    .min(RENEWAL_CHECK);
-                tokio::time::sleep(wait).await;
-                if SystemTime::now() < renew_at {
-                    continue;
-                }
+                sleep_until(renew_at).await;
                 let fresh = CertificateRequest::master(
                     &request.common_name,
                     request.alternative_names.clone(),
@@ -222,9 +220,20 @@ impl ServerTls {
     }
 }
 
-/// How often the renewal looks at the clock at most; how soon a failed one is tried again.
+/// How often a renewal looks at the clock at most; how soon a failed one is tried again.
 const RENEWAL_CHECK: Duration = Duration::from_secs(60);
-const RENEWAL_RETRY: Duration = Duration::from_secs(10);
+pub const RENEWAL_RETRY: Duration = Duration::from_secs(10);
+
+/// Sleeps until the wall clock reads `at`, looking at it every [`RENEWAL_CHECK`] at most
+/// (so a machine that slept through `at` wakes up to it within that).
+pub async fn sleep_until(at: SystemTime) {
+    while let Ok(left) = at.duration_since(SystemTime::now()) {
+        if left.is_zero() {
+            return;
+        }
+        tokio::time::sleep(left.min(RENEWAL_CHECK)).await;
+    }
+}
 
 /// What a master's certificate is valid for: loopback, its name, the addresses it listens
 /// on (client and peer, unless every address), and the operator's extra names.

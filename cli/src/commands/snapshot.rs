@@ -65,9 +65,10 @@ pub async fn run(command: SnapshotCommand) -> anyhow::Result<()> {
 async fn save(args: SaveArgs) -> anyhow::Result<()> {
     let session = Session::connect(&args.target).await?;
     let endpoint = session.client.current_endpoint().to_string();
-    let mut client = rudder_chaos::client::maintenance_with(&endpoint, session.client.tls())
-        .await
-        .map_err(anyhow::Error::msg)?;
+    let mut client =
+        rudder_chaos::client::maintenance_with(&endpoint, session.client.tls().as_ref())
+            .await
+            .map_err(anyhow::Error::msg)?;
     let mut stream = client
         .snapshot(SnapshotRequest {})
         .await
