@@ -93,19 +93,14 @@ pub async fn node_client(
         .ok_or_else(|| ApiError::internal(format!("node {node} publishes no kubelet endpoint")))?;
     // With TLS, the node's certificate names the node, and this master presents its own.
     let tls = registry.kubelet_tls();
-    let endpoint = rudder_proto::tls::endpoint(&address, tls)
-        .and_then(|endpoint| match tls {
-            Some(tls) => endpoint
-                .tls_config(tls.tonic_for(node))
-                .map_err(|error| format!("TLS for node {node}: {error}")),
-            None => Ok(endpoint),
-        })
-        .map_err(ApiError::internal)?;
-    let connect = KubeletClient::connect(endpoint);
-    tokio::time::timeout(CONNECT_TIMEOUT, connect)
+    let dial = rudder_proto::dial::Dial::node(&address, tls, node);
+    let endpoint = dial.endpoint().map_err(ApiError::internal)?;
+    let connect = dial.connect(endpoint);
+    let channel = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| ApiError::internal(format!("node {node} at {address}: no answer")))?
-        .map_err(|error| ApiError::internal(format!("node {node} at {address}: {error}")))
+        .map_err(|error| ApiError::internal(format!("node {node}: {error}")))?;
+    Ok(KubeletClient::new(channel))
 }
 
 /// Checks the container named against the pod's, as kube-apiserver does before it asks the

@@ -21,13 +21,13 @@ pub async fn channel(addr: &str) -> Result<Channel, tonic::transport::Error> {
 
 /// [`channel`], over TLS with `tls` when given (a master with `--pki`).
 pub async fn channel_with(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
-    rudder_proto::tls::endpoint(addr, tls)?
+    let dial = rudder_proto::dial::Dial::master(addr, tls);
+    let endpoint = dial
+        .endpoint()?
         .connect_timeout(Duration::from_millis(500))
         .timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .map_err(|error| format!("connecting to {addr}: {error}"))
+        .tcp_nodelay(true);
+    dial.connect(endpoint).await
 }
 
 /// A Maintenance client of `addr`, over TLS with `tls` when given.
@@ -70,7 +70,7 @@ pub async fn scrape(endpoint: &str) -> Result<String, String> {
 /// [`scrape`], over TLS with `tls` when given (a master with `--pki`).
 pub async fn scrape_with(endpoint: &str, tls: Option<&ClientTls>) -> Result<String, String> {
     let tls = tls
-        .map(|tls| tls.http1_config())
+        .map(rudder_proto::dial::http1_config)
         .transpose()
         .map_err(|error| error.to_string())?;
     let (status, text) = get(endpoint, "/metrics", tls, Duration::from_secs(5)).await?;

@@ -20,8 +20,9 @@ use tonic::{Code, Status};
 
 use crate::api;
 use crate::api::resources_client::ResourcesClient;
+use crate::dial::Dial;
 use crate::request_ids::{RequestIds, Ticket, REQUEST_ID_HEADER};
-use crate::tls::{self, ClientTls, Issued};
+use crate::tls::{ClientTls, Issued};
 
 mod error;
 mod fenced;
@@ -142,12 +143,15 @@ impl ApiClient {
         if let Some(channel) = &channels[index] {
             return Ok(InterceptedService::new(channel.clone(), credentials));
         }
-        let endpoint = tls::endpoint(&self.endpoints[index], self.tls().as_ref())?
+        let tls = self.tls();
+        let dial = Dial::master(&self.endpoints[index], tls.as_ref());
+        let endpoint = dial
+            .endpoint()?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = endpoint.connect_lazy();
+        let channel = dial.connect_lazy(endpoint)?;
         channels[index] = Some(channel.clone());
         Ok(InterceptedService::new(channel, credentials))
     }

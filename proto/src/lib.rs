@@ -17,7 +17,8 @@
 //!   `GET /metrics`, with the process' own CPU, memory and file figures.
 //! - [`request_ids`]: numbering writes so that a retried one is applied once.
 //! - [`tls`]: the cluster CA and its certificates, servers' TLS, who a client certificate
-//!   names; [`pinned_ca`]: the TLS a joiner speaks with only its token's CA fingerprint;
+//!   names; [`dial`]: channels to a master or a node that check the certificate is a
+//!   master's or that node's; [`pinned_ca`]: the TLS a joiner speaks with only its token's CA fingerprint;
 //!   [`masters_only`]: the accept loop of the ports only masters may call (peer,
 //!   kubelet).
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
@@ -29,6 +30,7 @@
 
 pub mod authn;
 pub mod client;
+pub mod dial;
 pub mod join_token;
 pub mod masters_only;
 pub mod metrics;

@@ -6,42 +6,39 @@
 //! connection. A server that is not the cluster's
 //! fails the handshake: the token is never sent to it. No IO: the CLI dials.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
-use crate::join_token::fingerprint_of;
+use crate::dial::{RoleVerifier, Server, Trust};
 
-/// A server verifier pinned to the CA whose certificate has `fingerprint`.
+/// A server verifier pinned to the CA whose certificate has a fingerprint, taking a
+/// master's certificate only.
 #[derive(Debug)]
 pub struct PinnedCa {
-    fingerprint: [u8; 32],
-    provider: Arc<CryptoProvider>,
-    found: Mutex<Option<CertificateDer<'static>>>,
+    verifier: Arc<RoleVerifier>,
 }
 
 impl PinnedCa {
     pub fn new(fingerprint: [u8; 32]) -> Arc<Self> {
-        Arc::new(Self {
+        let trust = Trust::Pinned {
             fingerprint,
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-            found: Mutex::new(None),
+            found: std::sync::Mutex::new(None),
+        };
+        Arc::new(Self {
+            verifier: Arc::new(RoleVerifier::new(trust, Server::Master)),
         })
     }
 
     /// A client configuration verifying servers so (no client certificate), speaking h2
     /// (gRPC).
-    pub fn client_config(self: &Arc<Self>) -> Arc<rustls::ClientConfig> {
-        let mut config = rustls::ClientConfig::builder_with_provider(self.provider.clone())
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("ring supports rustls' default protocol versions")
             .dangerous()
-            .with_custom_certificate_verifier(self.clone())
+            .with_custom_certificate_verifier(self.verifier.clone())
             .with_no_client_auth();
         config.alpn_protocols = vec![b"h2".to_vec()];
         Arc::new(config)
@@ -49,82 +46,7 @@ impl PinnedCa {
 
     /// The CA's certificate (PEM), once a handshake found it.
     pub fn ca_pem(&self) -> Option<String> {
-        let found = self.found.lock().unwrap_or_else(|p| p.into_inner());
-        found.as_ref().map(|der| pem_of(der.as_ref()))
-    }
-}
-
-impl ServerCertVerifier for PinnedCa {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let Some(ca) = intermediates
-            .iter()
-            .find(|certificate| fingerprint_of(certificate.as_ref()) == self.fingerprint)
-        else {
-            return Err(Error::General(
-                "the server does not present the CA the join token names: it is not a master \
-                 of that cluster (or an old one, serving no CA in its chain)"
-                    .into(),
-            ));
-        };
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.clone().into_owned())?;
-        let verifier =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|error| Error::General(error.to_string()))?;
-        let verified =
-            verifier.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
-        // The CA signs nodes' serving certificates too: only a master's will do.
-        if !crate::tls::is_master_certificate(end_entity) {
-            return Err(Error::General(
-                "the server's certificate is not a master's (a node's, or a client's): the \
-                 token goes to masters only"
-                    .into(),
-            ));
-        }
-        *self.found.lock().unwrap_or_else(|p| p.into_inner()) = Some(ca.clone().into_owned());
-        Ok(verified)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.verifier.found().map(|der| pem_of(der.as_ref()))
     }
 }
 
@@ -145,7 +67,10 @@ mod tests {
     use super::*;
     use crate::join_token::ca_fingerprint;
     use crate::tls::{CertificateRequest, ClusterCa};
+    use rustls::client::danger::ServerCertVerifier;
     use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::Error;
     use std::time::Duration;
 
     fn chain(ca: &ClusterCa, name: &str, with_ca: bool) -> Vec<CertificateDer<'static>> {
@@ -169,6 +94,7 @@ mod tests {
     fn verify(pinned: &PinnedCa, chain: &[CertificateDer<'_>], name: &str) -> Result<(), Error> {
         let name = ServerName::try_from(name.to_string()).unwrap();
         pinned
+            .verifier
             .verify_server_cert(&chain[0], &chain[1..], &name, &[], UnixTime::now())
             .map(|_| ())
     }

@@ -422,86 +422,11 @@ pub struct ClientTls {
     pub identity: Option<Issued>,
 }
 
-impl ClientTls {
-    /// tonic's configuration for a channel to a server whose certificate names
-    /// `server_name` rather than the address dialed (a node's names the node).
-    pub fn tonic_for(&self, server_name: &str) -> tonic::transport::ClientTlsConfig {
-        self.tonic().domain_name(server_name)
-    }
-
-    /// tonic's configuration for a channel; the master's certificate must name the host
-    /// dialed (an address `rudder server` puts in its certificate).
-    pub fn tonic(&self) -> tonic::transport::ClientTlsConfig {
-        let config = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(&self.ca_pem));
-        match &self.identity {
-            Some(issued) => config.identity(tonic::transport::Identity::from_pem(
-                &issued.cert_pem,
-                &issued.key_pem,
-            )),
-            None => config,
-        }
-    }
-}
-
 impl fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientTls")
             .field("identity", &self.identity.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-/// A rustls client trusting only the cluster CA, presenting no certificate (for health
-/// probes, which a master answers anyone), speaking HTTP/1.1.
-pub fn probe_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    ClientTls {
-        ca_pem: ca_pem.to_string(),
-        identity: None,
-    }
-    .http1_config()
-}
-
-impl ClientTls {
-    /// A rustls client for HTTP/1.1 requests (a `/metrics` scrape, a probe): trusting the
-    /// cluster CA, presenting this client's certificate if it has one.
-    pub fn http1_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots(&self.ca_pem)?);
-        let mut config = match &self.identity {
-            Some(issued) => {
-                let chain = certificates(&issued.cert_pem, "the client certificate")?;
-                let key =
-                    PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|error| {
-                        TlsError::Pem {
-                            what: "the client key",
-                            why: error.to_string(),
-                        }
-                    })?;
-                builder.with_client_auth_cert(chain, key)?
-            }
-            None => builder.with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
-    }
-}
-
-/// A gRPC endpoint for `address` (`host:port`): `https` with `tls`, else plain `http`.
-pub fn endpoint(
-    address: &str,
-    tls: Option<&ClientTls>,
-) -> Result<tonic::transport::Endpoint, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))
-        .map_err(|error| format!("bad address {address:?}: {error}"))?;
-    match tls {
-        Some(tls) => endpoint
-            .tls_config(tls.tonic())
-            .map_err(|error| format!("TLS for {address}: {error}")),
-        None => Ok(endpoint),
     }
 }
 
@@ -558,7 +483,7 @@ pub fn is_master_certificate(der: &CertificateDer<'_>) -> bool {
     serves && master
 }
 
-fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
+pub(crate) fn roots(ca_pem: &str) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     for ca in certificates(ca_pem, "the CA certificate")? {
         roots

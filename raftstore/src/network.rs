@@ -82,12 +82,14 @@ pub enum ForwardResponse {
 
 /// A channel to the peer at `addr`, over TLS with `tls` when the cluster speaks it.
 pub fn channel_to(addr: &str, tls: Option<&ClientTls>) -> Result<Channel, String> {
-    let endpoint = rudder_proto::tls::endpoint(addr, tls)?
+    let dial = rudder_proto::dial::Dial::master(addr, tls);
+    let endpoint = dial
+        .endpoint()?
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    Ok(endpoint.connect_lazy())
+    dial.connect_lazy(endpoint)
 }
 
 pub fn peer_client(addr: &str, tls: Option<&ClientTls>) -> Result<RaftPeerClient<Channel>, String> {

@@ -2624,16 +2624,13 @@ subjects: [{ kind: ServiceAccount, name: robot }]
     let stats = |tls: Option<ClientTls>| {
         let address = address.clone();
         async move {
-            let mut endpoint = rudder_proto::tls::endpoint(&address, tls.as_ref()).unwrap();
-            if let Some(tls) = &tls {
-                endpoint = endpoint.tls_config(tls.tonic_for("pods-tls")).unwrap();
-            }
-            let channel = endpoint
+            let dial = rudder_proto::dial::Dial::node(&address, tls.as_ref(), "pods-tls");
+            let endpoint = dial
+                .endpoint()
+                .unwrap()
                 .connect_timeout(Duration::from_secs(5))
-                .timeout(Duration::from_secs(5))
-                .connect()
-                .await
-                .map_err(|error| error.to_string())?;
+                .timeout(Duration::from_secs(5));
+            let channel = dial.connect(endpoint).await?;
             rudder_proto::node::kubelet_client::KubeletClient::new(channel)
                 .stats(rudder_proto::node::StatsRequest {
                     node: "pods-tls".into(),

@@ -92,12 +92,7 @@ async fn https_get_with(
 
 /// The certificate `address` serves (DER).
 async fn served_certificate(address: &str, ca: &ClusterCa) -> Vec<u8> {
-    let config = ClientTls {
-        ca_pem: ca.cert_pem().to_string(),
-        identity: None,
-    }
-    .http1_config()
-    .unwrap();
+    let config = rudder_proto::dial::probe_config(ca.cert_pem()).unwrap();
     let stream = tokio::net::TcpStream::connect(address).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let stream = tokio_rustls::TlsConnector::from(config)
@@ -514,11 +509,9 @@ async fn a_known_bearer_token_names_its_user_and_any_other_is_refused() {
     );
 
     // gRPC alike: the token in the call's metadata.
-    let channel = rudder_proto::tls::endpoint(&master.client, tls_as(&ca, None).as_ref())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let anonymous = tls_as(&ca, None);
+    let dial = rudder_proto::dial::Dial::master(&master.client, anonymous.as_ref());
+    let channel = dial.connect(dial.endpoint().unwrap()).await.unwrap();
     let with_token = |token: &'static str| {
         rudder_proto::api::resources_client::ResourcesClient::with_interceptor(
             channel.clone(),

@@ -387,17 +387,7 @@ async fn pinned_channel(
     let server_name = ServerName::try_from(host.clone())
         .with_context(|| format!("{host:?} is not a host name or address"))?;
     let config = PinnedCa::new(token.ca_fingerprint).client_config();
-    let dialed = address.to_string();
-    let connector = tower::service_fn(move |_: http::Uri| {
-        let (config, server_name, dialed) = (config.clone(), server_name.clone(), dialed.clone());
-        async move {
-            let stream = tokio::net::TcpStream::connect(&dialed).await?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(server_name, stream)
-                .await?;
-            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-        }
-    });
+    let connector = rudder_proto::dial::connector(address, server_name, config);
     // `http`: the connector speaks TLS itself; tonic must not add its own.
     tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .with_context(|| format!("{address:?} is not host:port"))?
@@ -405,16 +395,8 @@ async fn pinned_channel(
         .timeout(ANSWER_WITHIN)
         .connect_with_connector(connector)
         .await
-        .map_err(|error| {
-            // The handshake's own words (the verifier's refusal) are in the source chain.
-            let mut words = error.to_string();
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                words = format!("{words}: {cause}");
-                source = cause.source();
-            }
-            anyhow::anyhow!(words)
-        })
+        // The handshake's own words (the verifier's refusal) are in the source chain.
+        .map_err(|error| anyhow::anyhow!(rudder_proto::dial::causes(&error)))
 }
 
 /// The host of `host:port` (an IPv6 address without its brackets).

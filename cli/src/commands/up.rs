@@ -246,7 +246,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let api = match ApiEndpoint::start(
         SocketAddr::from((Ipv4Addr::LOCALHOST, args.api_port)),
         masters.iter().map(|m| m.client).collect(),
-        Some(rudder_proto::tls::probe_config(cluster_ca.cert_pem())?),
+        Some(rudder_proto::dial::probe_config(cluster_ca.cert_pem())?),
     )
     .await
     {
