@@ -307,11 +307,6 @@ fn dns_service(registry: &Registry) -> Value {
     })
 }
 
-/// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
-/// scheduling bootstrap does), the default StorageClass (as k3s ships `local-path`) and the
-/// `default/kubernetes` and `kube-system/kube-dns` Services and the default RBAC roles
-/// and bindings, each retried until the cluster has a leader. One that exists is left as it is (a user may
-/// delete the StorageClass: a master's restart brings it back).
 /// `task`, abandoned as soon as the master stops: a store call it awaits may wait out a
 /// store without quorum (the other masters stopping too), which must not hold a stopping
 /// master up. Every write it abandons is whole or not made.
@@ -325,6 +320,11 @@ async fn until_stopped(
     }
 }
 
+/// Creates the system namespaces, then the built-in PriorityClasses (as kube-apiserver's
+/// scheduling bootstrap does), the default StorageClass (as k3s ships `local-path`) and the
+/// `default/kubernetes` and `kube-system/kube-dns` Services and the default RBAC roles
+/// and bindings, each retried until the cluster has a leader. One that exists is left as it is (a user may
+/// delete the StorageClass: a master's restart brings it back).
 async fn ensure_system_objects(
     registry: Registry,
     api_port: u16,

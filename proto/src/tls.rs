@@ -275,6 +275,14 @@ pub fn validity(pem: &str) -> Option<(SystemTime, SystemTime)> {
     ))
 }
 
+/// When the first certificate in `pem` is due for renewal: two thirds into its life, counted
+/// from when it was issued (its `not_before` is backdated for clocks behind the issuer's).
+pub fn renewal_due(pem: &str) -> Option<SystemTime> {
+    let (from, until) = validity(pem)?;
+    let issued = (from + CLOCK_SKEW).min(until);
+    Some(issued + until.duration_since(issued).unwrap_or_default() * 2 / 3)
+}
+
 /// Checks that `csr_pem` is a certificate signing request signed by the key it names.
 pub fn check_signing_request(csr_pem: &str) -> Result<(), TlsError> {
     rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
@@ -677,5 +685,20 @@ mod tests {
             ServingCertificate::new(&mismatched),
             Err(TlsError::Key(_))
         ));
+    }
+
+    #[test]
+    fn a_short_certificate_is_due_two_thirds_into_its_life_from_its_issue() {
+        let ca = ClusterCa::generate("rudder-ca").unwrap();
+        let issued = ca
+            .issue(&CertificateRequest::node_for("n1", Duration::from_secs(12)))
+            .unwrap();
+        // Not backdated by the clock skew allowance: that would make it due at once.
+        let due = renewal_due(&issued.cert_pem).unwrap();
+        let from_now = due.duration_since(SystemTime::now()).unwrap();
+        assert!(
+            from_now > Duration::from_secs(6) && from_now <= Duration::from_secs(8),
+            "{from_now:?}"
+        );
     }
 }

@@ -23,7 +23,13 @@ async fn a_master_without_quorum_stops_within_five_seconds_of_sigterm() {
     let asked = Instant::now();
     cluster.members[0].terminate();
     loop {
-        if cluster.members[0].exited().is_some() {
+        if let Some(status) = cluster.members[0].exited() {
+            // An orderly stop, not the default action of a signal caught too late.
+            let log = cluster.members[0].log_since(0);
+            assert!(
+                status.success() && log.contains("terminated; stopping"),
+                "m1 ended with {status}: {log}"
+            );
             break;
         }
         assert!(

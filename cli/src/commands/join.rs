@@ -111,7 +111,18 @@ pub fn joined_node(root: &Path) -> anyhow::Result<Option<ClientTls>> {
     let path = pki.join(NODE_IDENTITY);
     let identity = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if pki.join("node.crt").exists() {
+                bail!(
+                    "{} holds a certificate as an earlier rudder kept it (node.crt and \
+                     node.key): join again — delete the Node, remove {}, and start with \
+                     --token",
+                    pki.display(),
+                    pki.display()
+                );
+            }
+            return Ok(None);
+        }
         Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
     };
     let ca_path = pki.join(ca::CA_CERT);
@@ -207,6 +218,7 @@ pub async fn node_tls(
 /// old certificate serves until it expires. Runs until the process ends.
 pub async fn renew_node_certificate(
     root: PathBuf,
+    name: String,
     client: Arc<ApiClient>,
     serving: Option<ServingCertificate>,
 ) {
@@ -215,12 +227,15 @@ pub async fn renew_node_certificate(
         let renew_at = client
             .tls()
             .and_then(|tls| tls.identity)
-            .and_then(|issued| tls::validity(&issued.cert_pem))
-            .map(|(from, until)| from + until.duration_since(from).unwrap_or_default() * 2 / 3)
+            .and_then(|issued| tls::renewal_due(&issued.cert_pem))
             .unwrap_or_else(|| SystemTime::now() + RENEWAL_RETRY);
         sleep_until(renew_at).await;
-        match renew_once(&pki, &client, serving.as_ref()).await {
-            Ok(until) => tracing::info!(?until, "this node's certificate was renewed"),
+        match renew_once(&pki, &name, &client, serving.as_ref()).await {
+            Ok(until) => {
+                tracing::info!(?until, "this node's certificate was renewed");
+                // Never back to back, whatever the certificate says of itself.
+                tokio::time::sleep(RENEWAL_GAP).await;
+            }
             Err(error) => {
                 tracing::error!(
                     error = format!("{error:#}"),
@@ -233,9 +248,13 @@ pub async fn renew_node_certificate(
     }
 }
 
+/// The least time between two renewals.
+const RENEWAL_GAP: Duration = Duration::from_secs(1);
+
 /// One renewal; answers when the new certificate expires.
 async fn renew_once(
     pki: &Path,
+    node: &str,
     client: &ApiClient,
     serving: Option<&ServingCertificate>,
 ) -> anyhow::Result<SystemTime> {
@@ -257,7 +276,12 @@ async fn renew_once(
         key_pem,
         not_after: SystemTime::UNIX_EPOCH,
     };
+    // Checked before it replaces the only copy: the node's, for the new key.
     let (_, until) = tls::validity(&issued.cert_pem).context("the renewed certificate")?;
+    if let Some(problem) = tls::node_certificate_problem(&issued.cert_pem, node) {
+        bail!("the renewed certificate will not do: {problem}");
+    }
+    ServingCertificate::new(&issued).context("the renewed certificate and its key")?;
     write_whole(pki, NODE_IDENTITY, &identity_text(&issued))?;
     if let Some(serving) = serving {
         serving.replace(&issued)?;

@@ -84,10 +84,30 @@ impl Running {
 
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn until_interrupted() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
-        _ = terminate.recv() => tracing::info!("terminated; stopping"),
-    }
+    Interrupts::catch()?.wait().await;
     Ok(())
+}
+
+/// Ctrl-C and SIGTERM, caught from [`Interrupts::catch`] on (before it, either ends the
+/// process at once): a process that says it is ready catches them first.
+pub struct Interrupts {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    pub fn catch() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    pub async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("interrupted; stopping"),
+            _ = self.terminate.recv() => tracing::info!("terminated; stopping"),
+        }
+    }
 }

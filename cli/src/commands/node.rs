@@ -172,6 +172,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             let root = node_root(&args, &name);
             tokio::spawn(super::join::renew_node_certificate(
                 root,
+                name.clone(),
                 client.clone(),
                 serving.clone(),
             ));
@@ -365,7 +366,8 @@ fn node_credential(
             None => return Ok((Some(joined), true)),
             Some(why) if join_token.is_some() => println!(
                 "rudder node {name}: the certificate in {} will not do ({why}): joining again \
-                 with the token",
+                 with the token (a master refuses while Node {name} exists: delete it first, \
+                 `rudder delete node {name}`)",
                 pki.display()
             ),
             Some(why) => bail!(

@@ -19,7 +19,7 @@ use rudder_proto::client::ApiClient;
 use rudder_proto::metrics::Metrics;
 
 use crate::commands::controller_manager::{self, ControllerManagerFlags};
-use crate::commands::leader_elected::{until_interrupted, ElectionFlags};
+use crate::commands::leader_elected::{ElectionFlags, Interrupts};
 use crate::commands::scheduler::{self, SchedulerFlags};
 use crate::commands::server_security::{self, SecurityFlags, ServerTls};
 use crate::durations::parse_flag_duration;
@@ -427,6 +427,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         })?;
     master.publish_cluster_config(cluster_config);
     master.follow_keyring(keys_path);
+    // Caught before the ready line: a stop asked for once it is out is an orderly one.
+    let interrupts = Interrupts::catch()?;
     // Machine-readable line for scripts and tests that start members on port 0.
     let member = &master.member;
     println!(
@@ -457,7 +459,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     };
     tokio::select! {
-        interrupted = until_interrupted() => interrupted?,
+        () = interrupts.wait() => {}
         reason = member.failed() => {
             tracing::error!(%reason, "member stopped after a fatal error");
             // Out at once, as a crash would be, with exit code 1: nothing more may reach a
