@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 use super::stats::{summarize, Summary};
 use super::BenchError;
 use crate::client::{channel, stream_channel};
+use rudder_proto::tls::ClientTls;
 
 #[derive(Debug, Clone)]
 pub struct KvLoad {
@@ -35,6 +36,9 @@ pub struct KvLoad {
     pub key_space: u64,
     pub sequential_keys: bool,
     pub progress: bool,
+    /// TLS to the members (with a certificate in `system:masters`, which the etcd API
+    /// takes); none: plaintext.
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,17 +74,51 @@ fn progress_bar(total: u64, enabled: bool, what: &str) -> ProgressBar {
     bar
 }
 
-async fn connect_all(load: &KvLoad) -> Result<Vec<Channel>, BenchError> {
+async fn connect_all(load: &KvLoad, streams: bool) -> Result<Vec<Channel>, BenchError> {
     let mut channels = Vec::new();
     for i in 0..load.connections.max(1) {
         let endpoint = &load.endpoints[i % load.endpoints.len()];
-        let connection = channel(endpoint).await.map_err(|e| BenchError::Connect {
-            endpoint: endpoint.clone(),
-            source: e,
-        })?;
-        channels.push(connection);
+        channels.push(connect(endpoint, load.tls.as_ref(), streams).await?);
     }
     Ok(channels)
+}
+
+/// One connection to `endpoint`, over TLS with `tls`; for `streams` (watches) no request
+/// time limit.
+async fn connect(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+    streams: bool,
+) -> Result<Channel, BenchError> {
+    let connected = match (tls, streams) {
+        (None, false) => channel(endpoint).await,
+        (None, true) => stream_channel(endpoint).await,
+        (Some(_), _) => {
+            let dial = rudder_proto::dial::Dial::master(endpoint, tls);
+            let mut configured = dial
+                .endpoint()
+                .map_err(|reason| BenchError::Dial {
+                    endpoint: endpoint.to_string(),
+                    reason,
+                })?
+                .connect_timeout(Duration::from_millis(500))
+                .tcp_nodelay(true);
+            if !streams {
+                configured = configured.timeout(Duration::from_secs(10));
+            }
+            return dial
+                .connect(configured)
+                .await
+                .map_err(|reason| BenchError::Dial {
+                    endpoint: endpoint.to_string(),
+                    reason,
+                });
+        }
+    };
+    connected.map_err(|source| BenchError::Connect {
+        endpoint: endpoint.to_string(),
+        source,
+    })
 }
 
 /// One unmeasured write per connection: connections are established, the cluster has settled
@@ -112,7 +150,7 @@ pub async fn run(load: &KvLoad, workload: Workload) -> Result<Summary, BenchErro
     if let Workload::Watch { watchers, rate } = workload {
         return watch(load, watchers, rate).await;
     }
-    let channels = connect_all(load).await?;
+    let channels = connect_all(load, false).await?;
     warm_up(&channels, load).await?;
     let name = match workload {
         Workload::Put => "put".to_string(),
@@ -237,18 +275,7 @@ async fn watch(load: &KvLoad, watchers: usize, rate: u64) -> Result<Summary, Ben
     let base = Instant::now();
     let watch_key = key(42, load.key_size);
     let mut streams = Vec::new();
-    let mut connections = Vec::new();
-    for i in 0..load.connections.max(1) {
-        let endpoint = &load.endpoints[i % load.endpoints.len()];
-        connections.push(
-            stream_channel(endpoint)
-                .await
-                .map_err(|e| BenchError::Connect {
-                    endpoint: endpoint.clone(),
-                    source: e,
-                })?,
-        );
-    }
+    let connections = connect_all(load, true).await?;
     let bar = progress_bar(load.total * watchers as u64, load.progress, "watch events");
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(watchers.max(1));
     for w in 0..watchers.max(1) {

@@ -18,6 +18,9 @@ pub enum BenchError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// Over TLS (a member with `--pki`): the handshake's or the connection's words.
+    #[error("connecting to {endpoint} over TLS: {reason}")]
+    Dial { endpoint: String, reason: String },
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("preparing the benchmark: {what} failed: {status}")]

@@ -172,6 +172,11 @@ pub struct KvArgs {
     /// Send every request to the leader only (default: spread over all members).
     #[arg(long)]
     target_leader: bool,
+    /// With --spawn rudder: run the load twice, on a plaintext cluster then on one secured
+    /// as `rudder up` secures one (`--pki`: TLS with client certificates on the client and
+    /// peer ports), and print TLS's ratio to plaintext: the cost of security.
+    #[arg(long)]
+    tls: bool,
     /// Also write the summary as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -490,16 +495,76 @@ async fn run_kv(args: KvArgs) -> anyhow::Result<()> {
         key_space: args.key_space,
         sequential_keys: args.sequential_keys,
         progress: true,
+        tls: None,
     };
     let summary: Summary = kv::run(&load, workload).await?;
     println!("{summary}");
-    write_json(&args.json, &summary)
+    if !args.tls {
+        return write_json(&args.json, &summary);
+    }
+    if !matches!(args.target.spawn, Some(Store::Rudder)) {
+        anyhow::bail!("--tls compares two spawned Rudder clusters: give --spawn rudder");
+    }
+    drop(spawned);
+    let secured = run_kv_over_tls(&args, load, workload).await?;
+    println!("over TLS: {secured}");
+    println!(
+        "TLS / plaintext: ops/s {:.2}x, p50 {:.2}x, p99 {:.2}x (time)",
+        secured.throughput / summary.throughput.max(f64::MIN_POSITIVE),
+        secured.p50_ms / summary.p50_ms.max(f64::MIN_POSITIVE),
+        secured.p99_ms / summary.p99_ms.max(f64::MIN_POSITIVE),
+    );
+    write_json(
+        &args.json,
+        &serde_json::json!({ "plaintext": summary, "tls": secured }),
+    )
+}
+
+/// The same load on a fresh cluster secured as `rudder up` secures one: a PKI directory,
+/// members with `--pki`, clients with an administrator's certificate (the etcd API takes
+/// only `system:masters`).
+async fn run_kv_over_tls(
+    args: &KvArgs,
+    load: KvLoad,
+    workload: Workload,
+) -> anyhow::Result<Summary> {
+    let pki = tempfile::tempdir().context("a scratch PKI directory")?;
+    let ca = super::ca::init(pki.path())?;
+    let admin = ca.issue(&CertificateRequest::client("bench", Some("system:masters")))?;
+    let mut flags = args.target.cluster.rudder_flags.clone();
+    flags.extend(["--pki".to_string(), pki.path().display().to_string()]);
+    let binary = std::env::current_exe().context("locating the rudder binary")?;
+    let members = args.target.cluster.members;
+    let cluster = ProcessCluster::start_rudder(&binary, members, &flags)?;
+    let tls = ClientTls {
+        ca_pem: ca.cert_pem().to_string(),
+        identity: Some(admin),
+    };
+    let mut endpoints = cluster.endpoints();
+    if args.target_leader {
+        endpoints = vec![leader_endpoint_over(&endpoints, Some(&tls)).await?];
+    }
+    let load = KvLoad {
+        endpoints,
+        tls: Some(tls),
+        ..load
+    };
+    let summary = kv::run(&load, workload).await?;
+    drop(cluster);
+    Ok(summary)
 }
 
 async fn leader_endpoint(endpoints: &[String]) -> anyhow::Result<String> {
+    leader_endpoint_over(endpoints, None).await
+}
+
+async fn leader_endpoint_over(
+    endpoints: &[String],
+    tls: Option<&ClientTls>,
+) -> anyhow::Result<String> {
     use rudder_proto::etcdserverpb::StatusRequest;
     for endpoint in endpoints {
-        let Ok(mut client) = rudder_chaos::client::maintenance(endpoint).await else {
+        let Ok(mut client) = rudder_chaos::client::maintenance_with(endpoint, tls).await else {
             continue;
         };
         let Ok(status) = client.status(StatusRequest {}).await else {
