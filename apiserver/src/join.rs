@@ -9,11 +9,15 @@
 //! the peer address it joins the store through. Any master answers, so joins work while one
 //! is down. Callers reach it without credentials (the front door lets this one method by):
 //! the token is the credential, and a refusal never says which check failed. `Renew` is a
-//! node's, with the certificate it has: a new one for its name, before the old expires.
+//! node's, with the certificate it has: a new one for its name, before the old expires —
+//! only for the certificate recorded as the one the node holds now (a master-written
+//! Secret, `kube-system/rudder-node-certificate-<node>`, moved on by each join and
+//! renewal), so a machine that left, or a name joined again, renews nothing.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use base64::Engine;
 use rudder_proto::authn::{Caller, Subject};
 use rudder_proto::join::join_server::{Join, JoinServer};
 use rudder_proto::join::{JoinRequest, JoinResponse, RenewRequest, RenewResponse};
@@ -22,12 +26,14 @@ use rudder_proto::objects::names::dns1123_subdomain;
 use rudder_proto::tls::{
     check_signing_request, CertificateRequest, ClusterCa, NODES_GROUP, NODE_USER_PREFIX,
 };
-use serde_json::Value;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
 use crate::delete::DeleteOptions;
 use crate::error::ApiError;
-use crate::registry::{Registry, Target};
+use crate::registry::{Registry, Target, WriteOptions};
 
 /// The gRPC path of the one method callers without credentials may call.
 pub const JOIN_METHOD: &str = "/rudder.join.Join/Join";
@@ -251,6 +257,9 @@ impl Join for JoinService {
                              token): {error}"
                         ))
                     })?;
+                // The certificate node `name` holds from now on: the only one it renews.
+                self.record_certificate(name, &answer.certificate_pem, None)
+                    .await?;
             }
             Role::Master => {
                 answer.ca_key_pem = self.authority.ca.key_pem().to_string();
@@ -267,15 +276,29 @@ impl Join for JoinService {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let node = match request.extensions().get::<Caller>() {
+        let caller = match request.extensions().get::<Caller>() {
             Some(Caller::Authenticated(subject)) => renewing_node(subject),
             _ => None,
         };
-        let Some(node) = node else {
+        let Some((node, presented)) = caller else {
             return Err(Status::permission_denied(
                 "only a node renews a certificate here, its own, calling with the one it has",
             ));
         };
+        // Only the certificate the node holds now (joined for, or last renewed to): not one
+        // of a machine that left, nor one from before the name joined again.
+        let record = match self.registry.get(&record_target(&record_name(&node))).await {
+            Ok(record) => Some(record),
+            Err(ApiError::NotFound { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        if record.as_ref().and_then(recorded_sha256).as_deref() != Some(presented.as_str()) {
+            tracing::warn!(%node, "a renewal with a certificate the node no longer holds was refused");
+            return Err(Status::permission_denied(format!(
+                "this certificate is not the one node {node} holds now (the name joined again, \
+                 or the node never joined with a token): join again with a token"
+            )));
+        }
         let certificate_pem = self
             .authority
             .ca
@@ -286,15 +309,101 @@ impl Join for JoinService {
             .map_err(|error| {
                 Status::invalid_argument(format!("the certificate signing request: {error}"))
             })?;
+        self.record_certificate(&node, &certificate_pem, record.as_ref())
+            .await?;
         tracing::info!(%node, "renewed a node's certificate");
         Ok(Response::new(RenewResponse { certificate_pem }))
     }
 }
 
-/// The node a caller is, by its certificate: `system:node:NAME` in `system:nodes`.
-fn renewing_node(subject: &Subject) -> Option<String> {
+impl JoinService {
+    /// Records `certificate_pem` as the one node `node` holds: replacing `read` (compared
+    /// by revision, so of two renewals racing one wins), or whatever is there (a join).
+    async fn record_certificate(
+        &self,
+        node: &str,
+        certificate_pem: &str,
+        read: Option<&Value>,
+    ) -> Result<(), Status> {
+        let der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
+            .map_err(|error| Status::internal(format!("the certificate just signed: {error}")))?;
+        let digest = Subject::default().presenting(der.as_ref());
+        let sha256 = digest.certificate_sha256().unwrap_or_default();
+        let name = record_name(node);
+        let target = record_target(&name);
+        let mut record = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": { "name": name, "namespace": TOKEN_NAMESPACE },
+            "type": RECORD_TYPE,
+            "stringData": { RECORD_KEY: sha256 },
+        });
+        let options = WriteOptions::default();
+        let written = match read {
+            Some(read) => {
+                record["metadata"]["resourceVersion"] = read["metadata"]["resourceVersion"].clone();
+                self.registry
+                    .update(&target, record.to_string().as_bytes(), &options)
+                    .await
+            }
+            None => match self
+                .registry
+                .create(
+                    "secrets",
+                    TOKEN_NAMESPACE,
+                    record.to_string().as_bytes(),
+                    &options,
+                )
+                .await
+            {
+                Err(ApiError::AlreadyExists { .. }) => {
+                    self.registry
+                        .update(&target, record.to_string().as_bytes(), &options)
+                        .await
+                }
+                other => other,
+            },
+        };
+        match written {
+            Ok(_) => Ok(()),
+            Err(ApiError::Conflict { .. }) => Err(Status::aborted(format!(
+                "node {node}'s certificate changed meanwhile (another renewal): try again"
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// The Secret recording the certificate node `node` holds (its SHA-256): written by masters
+/// only (a node writes no Secret).
+fn record_name(node: &str) -> String {
+    format!("rudder-node-certificate-{node}")
+}
+
+fn record_target(name: &str) -> Target<'_> {
+    Target {
+        resource: "secrets",
+        namespace: TOKEN_NAMESPACE,
+        name,
+    }
+}
+
+const RECORD_TYPE: &str = "rudder.dev/node-certificate";
+const RECORD_KEY: &str = "certificate-sha256";
+
+/// The SHA-256 a record holds.
+fn recorded_sha256(record: &Value) -> Option<String> {
+    let encoded = record["data"][RECORD_KEY].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The node a caller is, by the certificate it presented (`system:node:NAME` in
+/// `system:nodes`), and that certificate's SHA-256: never a token's subject.
+fn renewing_node(subject: &Subject) -> Option<(String, String)> {
     let name = subject.user.strip_prefix(NODE_USER_PREFIX)?;
     let in_nodes = subject.groups.iter().any(|group| group == NODES_GROUP);
-    // A bearer token's subject has a uid; a certificate's never does.
-    (in_nodes && subject.uid.is_empty() && !name.is_empty()).then(|| name.to_string())
+    let presented = subject.certificate_sha256()?;
+    (in_nodes && !name.is_empty()).then(|| (name.to_string(), presented.to_string()))
 }

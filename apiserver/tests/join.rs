@@ -252,3 +252,72 @@ async fn of_many_joins_at_once_with_one_token_exactly_one_gets_in() {
     }
     assert!(!scene.kept(&token).await);
 }
+
+/// A renewal as the holder of `certificate_pem` (what the front door makes of it).
+async fn renew(
+    scene: &Scene,
+    certificate_pem: &str,
+) -> Result<rudder_proto::join::RenewResponse, tonic::Status> {
+    use rustls::pki_types::pem::PemObject;
+    let der =
+        rustls::pki_types::CertificateDer::from_pem_slice(certificate_pem.as_bytes()).unwrap();
+    let subject = tls::subject_of(&der).unwrap().presenting(der.as_ref());
+    let mut request = Request::new(rudder_proto::join::RenewRequest {
+        csr_pem: request_for("n1"),
+    });
+    request
+        .extensions_mut()
+        .insert(rudder_proto::authn::Caller::Authenticated(subject));
+    scene
+        .service
+        .renew(request)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_renews_only_the_certificate_it_holds_now() {
+    let scene = scene().await;
+    let token = scene
+        .token(
+            Role::Node,
+            SystemTime::now() + Duration::from_secs(3600),
+            |_| {},
+        )
+        .await;
+    let joined = scene
+        .join(&token, Role::Node, "n1", &request_for("n1"))
+        .await
+        .unwrap();
+    let renewed = renew(&scene, &joined.certificate_pem).await.unwrap();
+    assert_eq!(
+        tls::node_certificate_problem(&renewed.certificate_pem, "n1"),
+        None
+    );
+    // The one it held before, and one the CA signed but the node never joined for: refused.
+    let old = renew(&scene, &joined.certificate_pem).await.unwrap_err();
+    assert_eq!(old.code(), Code::PermissionDenied, "{old:?}");
+    let issued = scene
+        .ca
+        .issue(&tls::CertificateRequest::node("n1"))
+        .unwrap();
+    let unknown = renew(&scene, &issued.cert_pem).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::PermissionDenied, "{unknown:?}");
+    // The one it holds now renews again.
+    renew(&scene, &renewed.certificate_pem).await.unwrap();
+    // No certificate at all (a token's caller): refused.
+    let mut by_token = Request::new(rudder_proto::join::RenewRequest {
+        csr_pem: request_for("n1"),
+    });
+    by_token
+        .extensions_mut()
+        .insert(rudder_proto::authn::Caller::Authenticated(
+            rudder_proto::authn::Subject {
+                user: "system:node:n1".into(),
+                groups: vec!["system:nodes".into()],
+                ..Default::default()
+            },
+        ));
+    let refused = scene.service.renew(by_token).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}

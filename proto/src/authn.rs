@@ -26,6 +26,31 @@ pub struct Subject {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// The key of [`Subject::extra`] that holds the SHA-256 (hex) of the client certificate a
+/// caller presented: set by the front door only, so it says the caller is a certificate's.
+pub const CERTIFICATE_SHA256: &str = "rudder.dev/certificate-sha256";
+
+impl Subject {
+    /// This subject, as the holder of the certificate `der` (its SHA-256 in `extra`).
+    pub fn presenting(mut self, der: &[u8]) -> Self {
+        let digest: String = Sha256::digest(der)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        self.extra
+            .insert(CERTIFICATE_SHA256.to_string(), vec![digest]);
+        self
+    }
+
+    /// The SHA-256 (hex) of the certificate this subject presented, if it presented one.
+    pub fn certificate_sha256(&self) -> Option<&str> {
+        self.extra
+            .get(CERTIFICATE_SHA256)
+            .and_then(|values| values.first())
+            .map(String::as_str)
+    }
+}
+
 /// Who a bearer token names, if this authenticator knows it.
 pub trait Authenticate: Send + Sync {
     fn authenticate(&self, token: &str) -> Option<Subject>;

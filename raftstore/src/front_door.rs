@@ -197,7 +197,7 @@ pub async fn serve(
                         .1
                         .peer_certificates()
                         .and_then(|chain| chain.first())
-                        .and_then(subject_of)
+                        .and_then(|der| Some(subject_of(der)?.presenting(der.as_ref())))
                         .map_or(Caller::Anonymous, Caller::Authenticated);
                     let connection = builder.serve_connection_with_upgrades(
                         TokioIo::new(SchemeStripping::new(stream)),
