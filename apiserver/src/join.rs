@@ -31,12 +31,16 @@ use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use tonic::{Request, Response, Status};
 
+use crate::audit::{AuditLog, Audited};
 use crate::delete::DeleteOptions;
 use crate::error::ApiError;
 use crate::registry::{Registry, Target, WriteOptions};
+use crate::request_metrics::http_code_of;
 
 /// The gRPC path of the one method callers without credentials may call.
 pub const JOIN_METHOD: &str = "/rudder.join.Join/Join";
+/// The gRPC path of a node's renewal.
+const RENEW_METHOD: &str = "/rudder.join.Join/Renew";
 
 /// What a master hands out to joiners: the CA (which signs nodes' certificates), and what a
 /// joining master needs besides (the keyring is the registry's, as it is now).
@@ -57,6 +61,8 @@ pub struct JoinService {
     authority: Arc<JoinAuthority>,
     /// The peer address this master is reached at by other masters.
     peer_address: String,
+    /// Where each join and renewal is recorded (none: nowhere).
+    audit: Option<AuditLog>,
 }
 
 impl JoinService {
@@ -65,7 +71,43 @@ impl JoinService {
             registry,
             authority: Arc::new(authority),
             peer_address,
+            audit: None,
         }
+    }
+
+    /// This service, recording every join and renewal in `audit` (who: the token, as
+    /// Kubernetes names a bootstrap token's user, `system:bootstrap:<id>`; or the node).
+    pub fn with_audit(mut self, audit: Option<AuditLog>) -> Self {
+        self.audit = audit;
+        self
+    }
+
+    /// Records one join or renewal of `name` by `caller`, answered with `answer`.
+    fn record<T>(
+        &self,
+        subresource: &str,
+        name: &str,
+        caller: &Caller,
+        uri: &str,
+        answer: &Result<T, Status>,
+    ) {
+        let Some(audit) = &self.audit else {
+            return;
+        };
+        audit.record(&Audited {
+            verb: "create",
+            resource: "joins",
+            subresource,
+            namespace: "",
+            name,
+            caller: Some(caller),
+            uri,
+            code: Some(match answer {
+                Ok(_) => 201,
+                Err(status) => http_code_of(status),
+            }),
+            received: jiff::Timestamp::now(),
+        });
     }
 
     /// The service, for a master's gRPC routes.
@@ -73,8 +115,9 @@ impl JoinService {
         registry: Registry,
         authority: JoinAuthority,
         peer_address: String,
+        audit: Option<AuditLog>,
     ) -> JoinServer<Self> {
-        JoinServer::new(Self::new(registry, authority, peer_address))
+        JoinServer::new(Self::new(registry, authority, peer_address).with_audit(audit))
     }
 
     /// The Secret of `token` if it admits joining as `role` (an expired one is deleted).
@@ -209,6 +252,45 @@ fn refused(token: &JoinToken, role: Role, name: &str, why: &dyn std::fmt::Displa
 impl Join for JoinService {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let request = request.into_inner();
+        // The caller is the token, named as Kubernetes names a bootstrap token's user.
+        let id = request
+            .token
+            .parse::<JoinToken>()
+            .map(|token| token.id)
+            .unwrap_or_else(|_| "unreadable".into());
+        let caller = Caller::Authenticated(Subject {
+            user: format!("system:bootstrap:{id}"),
+            groups: vec!["system:bootstrappers".into()],
+            ..Subject::default()
+        });
+        let name = request.name.clone();
+        let answer = self.join_with(request).await;
+        self.record("", &name, &caller, JOIN_METHOD, &answer);
+        answer.map(Response::new)
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anonymous);
+        let answer = self.renew_for(&caller, &request.get_ref().csr_pem).await;
+        let name = match &caller {
+            Caller::Authenticated(subject) => subject.user.as_str(),
+            _ => "",
+        };
+        let name = name.strip_prefix(NODE_USER_PREFIX).unwrap_or(name);
+        self.record("renew", name, &caller, RENEW_METHOD, &answer);
+        answer.map(Response::new)
+    }
+}
+
+impl JoinService {
+    async fn join_with(&self, request: JoinRequest) -> Result<JoinResponse, Status> {
         let role: Role = request.role.parse().map_err(Status::invalid_argument)?;
         let token: JoinToken = request.token.parse().map_err(Status::invalid_argument)?;
         let ca_pem = self.authority.ca.cert_pem().to_string();
@@ -269,15 +351,12 @@ impl Join for JoinService {
             }
         }
         tracing::info!(token = %token.id, role = role.as_str(), %name, "joined with a token");
-        Ok(Response::new(answer))
+        Ok(answer)
     }
 
-    async fn renew(
-        &self,
-        request: Request<RenewRequest>,
-    ) -> Result<Response<RenewResponse>, Status> {
-        let caller = match request.extensions().get::<Caller>() {
-            Some(Caller::Authenticated(subject)) => renewing_node(subject),
+    async fn renew_for(&self, caller: &Caller, csr_pem: &str) -> Result<RenewResponse, Status> {
+        let caller = match caller {
+            Caller::Authenticated(subject) => renewing_node(subject),
             _ => None,
         };
         let Some((node, presented)) = caller else {
@@ -303,7 +382,7 @@ impl Join for JoinService {
             .authority
             .ca
             .sign_request(
-                &request.get_ref().csr_pem,
+                csr_pem,
                 &CertificateRequest::node_for(&node, self.authority.node_certificate_lifetime),
             )
             .map_err(|error| {
@@ -312,11 +391,9 @@ impl Join for JoinService {
         self.record_certificate(&node, &certificate_pem, record.as_ref())
             .await?;
         tracing::info!(%node, "renewed a node's certificate");
-        Ok(Response::new(RenewResponse { certificate_pem }))
+        Ok(RenewResponse { certificate_pem })
     }
-}
 
-impl JoinService {
     /// Records `certificate_pem` as the one node `node` holds: replacing `read` (compared
     /// by revision, so of two renewals racing one wins), or whatever is there (a join).
     async fn record_certificate(

@@ -139,6 +139,7 @@ impl Master {
                     registry.clone(),
                     authority,
                     peer_address,
+                    audit.clone(),
                 )),
                 None => grpc,
             };

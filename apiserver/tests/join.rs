@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, SystemTime};
 
 use common::Plane;
+use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::encryption::keys_of_this_process;
 use rudder_apiserver::join::{JoinAuthority, JoinService};
 use rudder_apiserver::{Registry, Target, WriteOptions};
@@ -24,6 +25,8 @@ struct Scene {
     registry: Registry,
     service: JoinService,
     ca: ClusterCa,
+    audit: AuditLog,
+    audit_dir: tempfile::TempDir,
 }
 
 async fn scene() -> Scene {
@@ -36,12 +39,17 @@ async fn scene() -> Scene {
         node_certificate_lifetime: tls::CERTIFICATE_LIFETIME,
         master_names: vec!["api.example".into()],
     };
-    let service = JoinService::new(registry.clone(), authority, "127.0.0.1:2380".into());
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = AuditLog::open(&audit_dir.path().join("audit.log"), false).unwrap();
+    let service = JoinService::new(registry.clone(), authority, "127.0.0.1:2380".into())
+        .with_audit(Some(audit.clone()));
     Scene {
         _plane: plane,
         registry,
         service,
         ca,
+        audit,
+        audit_dir,
     }
 }
 
@@ -320,4 +328,27 @@ async fn a_node_renews_only_the_certificate_it_holds_now() {
         ));
     let refused = scene.service.renew(by_token).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+
+    // Each join and renewal is in the audit log: who (the token as Kubernetes names a
+    // bootstrap token's user, or the node), which node, the answer.
+    scene.audit.flush().await;
+    let log = std::fs::read_to_string(scene.audit_dir.path().join("audit.log")).unwrap();
+    let records: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let joined = &records[0];
+    assert_eq!(
+        joined["user"]["username"],
+        format!("system:bootstrap:{}", token.id)
+    );
+    assert_eq!(joined["objectRef"]["resource"], "joins");
+    assert_eq!(joined["objectRef"]["name"], "n1");
+    assert_eq!(joined["responseStatus"]["code"], 201);
+    let renewals: Vec<i64> = records[1..]
+        .iter()
+        .map(|record| record["responseStatus"]["code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(renewals, [201, 403, 403, 201, 403], "{log}");
+    assert_eq!(records[1]["user"]["username"], "system:node:n1");
 }
