@@ -118,6 +118,12 @@ impl Session {
             filter_deletes: create.filters.contains(&(FilterType::Nodelete as i32)),
             mark_caught_up: true,
         };
+        tracing::debug!(
+            id,
+            start_revision = request.start_revision,
+            revision = self.store.header().revision,
+            "etcd watch created"
+        );
         let watcher = match self.store.watch(request) {
             Ok(watcher) => watcher,
             Err(error) => return Some(refuse(format!("etcdserver: {error}"))),
@@ -249,6 +255,7 @@ async fn pump(
                 );
             }
             (WatchMessage::CaughtUp { revision }, _) => {
+                tracing::debug!(id, revision, "etcd watch caught up: history sent");
                 let last = history.take().and_then(|mut batch| batch.take());
                 // Every revision up to the mark was looked at, as etcd's header says.
                 let last = last.map(|batch| HistoryBatch {
