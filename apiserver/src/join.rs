@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
-use rudder_proto::authn::{Caller, Subject};
+use rudder_proto::authn::{certificate_sha256, Caller, Subject};
 use rudder_proto::join::join_server::{Join, JoinServer};
 use rudder_proto::join::{JoinRequest, JoinResponse, RenewRequest, RenewResponse};
 use rudder_proto::join_token::{admits, ca_fingerprint, JoinToken, Refusal, Role, TOKEN_NAMESPACE};
@@ -404,8 +404,7 @@ impl JoinService {
     ) -> Result<(), Status> {
         let der = CertificateDer::from_pem_slice(certificate_pem.as_bytes())
             .map_err(|error| Status::internal(format!("the certificate just signed: {error}")))?;
-        let digest = Subject::default().presenting(der.as_ref());
-        let sha256 = digest.certificate_sha256().unwrap_or_default();
+        let sha256 = certificate_sha256(der.as_ref());
         let name = record_name(node);
         let target = record_target(&name);
         let mut record = json!({

@@ -26,6 +26,14 @@ pub struct Subject {
     pub extra: BTreeMap<String, Vec<String>>,
 }
 
+/// The SHA-256 (hex) of a certificate's DER, as [`Subject::presenting`] records it.
+pub fn certificate_sha256(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The key of [`Subject::extra`] that holds the SHA-256 (hex) of the client certificate a
 /// caller presented: set by the front door only, so it says the caller is a certificate's.
 pub const CERTIFICATE_SHA256: &str = "rudder.dev/certificate-sha256";
@@ -33,12 +41,10 @@ pub const CERTIFICATE_SHA256: &str = "rudder.dev/certificate-sha256";
 impl Subject {
     /// This subject, as the holder of the certificate `der` (its SHA-256 in `extra`).
     pub fn presenting(mut self, der: &[u8]) -> Self {
-        let digest: String = Sha256::digest(der)
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        self.extra
-            .insert(CERTIFICATE_SHA256.to_string(), vec![digest]);
+        self.extra.insert(
+            CERTIFICATE_SHA256.to_string(),
+            vec![certificate_sha256(der)],
+        );
         self
     }
 

@@ -83,7 +83,7 @@ impl<'a> Dial<'a> {
         let config = client_config(tls, &self.server, b"h2")
             .map_err(|error| format!("TLS for {}: {error}", self.address))?;
         let name = match &self.server {
-            Server::Master => host_of(self.address),
+            Server::Master => host_of(self.address)?,
             Server::Node(node) => node.clone(),
         };
         let server_name = ServerName::try_from(name.clone())
@@ -326,14 +326,16 @@ fn is_nodes_certificate(der: &CertificateDer<'_>, node: &str) -> bool {
 }
 
 /// The host of `host:port` (an IPv6 address without its brackets).
-fn host_of(address: &str) -> String {
+pub fn host_of(address: &str) -> Result<String, String> {
     if let Ok(socket) = address.parse::<std::net::SocketAddr>() {
-        return socket.ip().to_string();
+        return Ok(socket.ip().to_string());
     }
-    address
-        .rsplit_once(':')
-        .map(|(host, _)| host.trim_matches(['[', ']']).to_string())
-        .unwrap_or_else(|| address.to_string())
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(host.to_string())
+        }
+        _ => Err(format!("{address:?} is not host:port")),
+    }
 }
 
 /// An error with its sources, so a refused handshake says why.
@@ -401,8 +403,9 @@ mod tests {
         assert!(verify(&to_n1, &master.cert_pem, "m1.example").is_err());
         let to_n2 = verifier(&ca, Server::Node("n2".into()));
         assert!(verify(&to_n2, &node.cert_pem, "n1").is_err());
-        assert_eq!(host_of("[::1]:2379"), "::1");
-        assert_eq!(host_of("m1.example:2379"), "m1.example");
+        assert_eq!(host_of("[::1]:2379").unwrap(), "::1");
+        assert_eq!(host_of("m1.example:2379").unwrap(), "m1.example");
+        assert!(host_of("no-port").is_err());
     }
 
     #[tokio::test]

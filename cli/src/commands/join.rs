@@ -423,17 +423,9 @@ async fn pinned_channel(
         .map_err(|error| anyhow::anyhow!(rudder_proto::dial::causes(&error)))
 }
 
-/// The host of `host:port` (an IPv6 address without its brackets).
+/// The host of `host:port`, as a joiner's error.
 fn host_of(address: &str) -> anyhow::Result<String> {
-    if let Ok(socket) = address.parse::<SocketAddr>() {
-        return Ok(socket.ip().to_string());
-    }
-    match address.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-            Ok(host.to_string())
-        }
-        _ => bail!("{address:?} is not host:port"),
-    }
+    rudder_proto::dial::host_of(address).map_err(anyhow::Error::msg)
 }
 
 /// Where a joining master reaches the answering one's peer port: the address it gave,
