@@ -6,6 +6,8 @@
 //! the same writes under a leader's fence ([`ApiClient::fenced`]); [`ClientError`] (in
 //! `client/error.rs`) says why a call failed, as kubectl words it. A client with a bearer
 //! token ([`ApiClient::with_token`]) sends it with every call ([`Credentials`]).
+//! Over 700 lines, kept whole: the failover loop, the channels it keeps (remade when a
+//! renewed certificate replaces the identity) and the verbs built on it are one idea.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

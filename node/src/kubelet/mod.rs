@@ -1,6 +1,8 @@
 //! The kubelet actor's node duties: register the Node, renew its Lease (the heartbeat the
 //! node lifecycle controller watches), and keep its status current. Each duty is a timer
-//! on the actor; each run is one async task through the API, never two at once.
+//! on the actor; each run is one async task through the API, never two at once. Over 700
+//! lines, kept whole: this is the actor and its handlers; what they decide is pure, in the
+//! files beside it (`sync.rs`, `claims.rs`, `volume_files.rs`, ...).
 //!
 //! ```text
 //!  started ─► register (create Node; exists → refresh its status) ─ retry every second
