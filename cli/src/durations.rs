@@ -15,14 +15,38 @@ pub fn parse_flag_duration(flag: &str, value: &str, bare_unit: &str) -> anyhow::
         .parse()
         .with_context(|| format!("{flag} {value:?} is not like 10m, 1h or 30s"))?;
     let unit = if unit.is_empty() { bare_unit } else { unit };
+    let seconds = |per: u64| {
+        number
+            .checked_mul(per)
+            .map(Duration::from_secs)
+            .with_context(|| format!("{flag} {value:?} is longer than any clock can count"))
+    };
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
+        "m" => seconds(60)?,
+        "h" => seconds(3600)?,
         "" => bail!("{flag} {value:?} needs a unit (ms, s, m or h)"),
         _ => bail!("{flag} {value:?}: unknown unit {unit:?} (use ms, s, m or h)"),
     };
     anyhow::ensure!(!duration.is_zero(), "{flag} must be more than zero");
     Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_duration_too_long_to_count_is_refused_not_a_panic() {
+        assert_eq!(
+            parse_flag_duration("--ttl", "2h", "h").unwrap(),
+            Duration::from_secs(7200)
+        );
+        let refused = parse_flag_duration("--ttl", "18446744073709551615h", "h").unwrap_err();
+        assert!(
+            refused.to_string().contains("longer than any clock"),
+            "{refused}"
+        );
+    }
 }

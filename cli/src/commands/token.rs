@@ -71,8 +71,11 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         );
     };
     let token = JoinToken::generate(&tls.ca_pem).map_err(anyhow::Error::msg)?;
-    let secret = token_secret(&token, role, SystemTime::now() + ttl, &args.description)
-        .map_err(anyhow::Error::msg)?;
+    let expires = SystemTime::now()
+        .checked_add(ttl)
+        .with_context(|| format!("--ttl {} reaches past what a clock can tell", args.ttl))?;
+    let secret =
+        token_secret(&token, role, expires, &args.description).map_err(anyhow::Error::msg)?;
     let session = Session::connect(&args.target).await?;
     session
         .client
