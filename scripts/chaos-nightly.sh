@@ -6,6 +6,7 @@
 #   scripts/chaos-nightly.sh --seeds 30 --budget 45m --duration 60s
 #   scripts/chaos-nightly.sh --masters 5 --first-seed 1000 --out /var/tmp/chaos-nightly
 #   scripts/chaos-nightly.sh --target etcd --faults kill,pause,partition   (the reference)
+#   scripts/chaos-nightly.sh --workload kv,pods --faults kill,pause,partition,disk,node-loss
 #
 # Partitions put each member in a network namespace of its own: run as root. A run takes
 # its duration plus start-up and checking (about 5 s more); a seed is started only if it can
@@ -19,6 +20,7 @@ duration=60s
 masters=3
 faults=kill,pause,partition,disk
 target=rudder
+workload=kv
 first_seed=$(date +%s)
 out=/var/tmp/chaos-nightly/$(date +%Y%m%d-%H%M%S)
 
@@ -32,7 +34,8 @@ while (($#)); do
     --target) target=$2; shift 2 ;;
     --first-seed) first_seed=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --workload) workload=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +77,8 @@ for ((n = 0; n < seeds; n++)); do
   dir="$out/seed-$seed"
   echo "==> seed $seed ($((n + 1))/$seeds, ${elapsed}s of ${budget_s}s used)"
   if "$rudder" chaos run --target "$target" --masters "$masters" --duration "$duration" \
-      --faults "$faults" --seed "$seed" --report-dir "$dir" > "$dir.log" 2>&1; then
+      --workload "$workload" --faults "$faults" --seed "$seed" --report-dir "$dir" \
+      > "$dir.log" 2>&1; then
     verdict=PASS passed=$((passed + 1))
   else
     verdict=FAIL failed=$((failed + 1))

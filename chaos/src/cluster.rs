@@ -20,29 +20,10 @@ use tempfile::TempDir;
 
 use crate::client::maintenance;
 use crate::disk;
-use crate::network::{MemberNetwork, PartitionError};
+use crate::network::MemberNetwork;
+use crate::nodes::NodeGroup;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error("starting {program:?}")]
-    Spawn {
-        program: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("member {name} did not start: {detail}")]
-    NotReady { name: String, detail: String },
-    #[error("creating a scratch directory")]
-    Scratch(#[source] std::io::Error),
-    #[error("no leader within {0:?}")]
-    NoLeader(Duration),
-    #[error(transparent)]
-    Partition(#[from] PartitionError),
-    #[error("writing a member's failpoints file")]
-    Failpoints(#[source] std::io::Error),
-    #[error("partition faults need the members in namespaces of their own (the run starts them so when --faults names partition)")]
-    NotPartitionable,
-}
+pub use crate::cluster_error::ClusterError;
 
 /// Which store the processes run.
 #[derive(Debug, Clone)]
@@ -73,6 +54,14 @@ impl MemberProcess {
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The `rudder` program it runs (`None`: an etcd member).
+    pub fn rudder_binary(&self) -> Option<&Path> {
+        match &self.flavor {
+            Flavor::Rudder { binary } => Some(binary),
+            Flavor::Etcd { .. } => None,
+        }
     }
 
     /// How the process ended if it ended by itself (a crash, an exit): `None` while it runs
@@ -398,6 +387,9 @@ fn free_port() -> Result<String, ClusterError> {
 pub struct ProcessCluster {
     pub dir: TempDir,
     pub members: Vec<MemberProcess>,
+    /// Worker nodes (hollow), when the run has pods ([`crate::nodes::start_groups`]),
+    /// killed with the members.
+    pub nodes: Vec<NodeGroup>,
     /// The members' namespaces and bridge, when they have their own network.
     network: Option<MemberNetwork>,
 }
@@ -406,6 +398,9 @@ impl Drop for ProcessCluster {
     /// With `RUDDER_KEEP_CLUSTER_DIR` set, the data directories and member logs are kept
     /// (and their path printed) for a post-mortem; otherwise they go with the cluster.
     fn drop(&mut self) {
+        for group in &mut self.nodes {
+            group.kill();
+        }
         for member in &mut self.members {
             member.kill();
         }
@@ -517,6 +512,7 @@ impl ProcessCluster {
         Ok(Self {
             dir,
             members,
+            nodes: Vec::new(),
             network,
         })
     }
@@ -600,6 +596,7 @@ impl ProcessCluster {
         let cluster = Self {
             dir,
             members,
+            nodes: Vec::new(),
             network,
         };
         match failed {

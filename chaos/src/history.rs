@@ -107,6 +107,49 @@ pub async fn changes(addr: &str, prefix: &str, through: i64) -> Result<Vec<Chang
     Ok(changes)
 }
 
+/// The objects the Kubernetes invariants judge ([`crate::check::kube`]).
+const OBJECT_PREFIXES: [&str; 5] = [
+    "/registry/pods/",
+    "/registry/replicasets/",
+    "/registry/deployments/",
+    "/registry/nodes/",
+    "/registry/leases/kube-system/",
+];
+
+/// Every change of the pods, ReplicaSets, Deployments, Nodes and the leader-elected
+/// components' Leases from revision 1, in
+/// revision order, as the member at `addr` has them: each kind through its newest object
+/// (read linearizably). Only deletions after that can be missing, which grow nothing the
+/// checks bound.
+pub async fn objects(addr: &str) -> Result<Vec<Change>, String> {
+    let mut all = Vec::new();
+    for prefix in OBJECT_PREFIXES {
+        let read = RangeRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: prefix_end(prefix),
+            keys_only: true,
+            ..Default::default()
+        };
+        let newest = kv(addr)
+            .await
+            .map_err(|e| format!("connecting to {addr}: {e}"))?
+            .range(read)
+            .await
+            .map_err(|e| format!("reading {prefix} on {addr}: {e}"))?
+            .into_inner()
+            .kvs
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .max();
+        if let Some(through) = newest {
+            all.extend(changes(addr, prefix, through).await?);
+        }
+    }
+    // Stable: a transaction's changes keep their order.
+    all.sort_by_key(|change| change.revision);
+    Ok(all)
+}
+
 /// A watch event as a [`Change`]: a put's value, or `None` for a deletion.
 pub fn change_of(event_type: i32, kv: rudder_proto::mvccpb::KeyValue) -> Change {
     let deleted = event_type == rudder_proto::mvccpb::event::EventType::Delete as i32;

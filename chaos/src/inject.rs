@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use rudder_proto::etcdserverpb::RangeRequest;
+
+use crate::client::kv;
 use crate::cluster::{ClusterError, MemberProcess, ProcessCluster};
 use crate::disk::{self, DiskEffect, DiskFault};
 use crate::partition::{self, Split};
@@ -45,12 +48,15 @@ pub struct Injected {
     /// first record's (recovery counts it once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub second: bool,
+    /// The lease the struck master's scheduler or controller manager held then, with its
+    /// holder and epoch (a fault aimed at it, [`Victim::Scheduler`] and the like).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
 }
 
-#[cfg(test)]
 impl Injected {
     /// A fault of `kind` on member `member` (leading or not) from `started_ms` to
-    /// `ended_ms`, nothing more: for tests of what reads the record.
+    /// `ended_ms`, nothing more.
     pub fn plain(
         kind: FaultKind,
         member: &str,
@@ -72,6 +78,7 @@ impl Injected {
             disk_effect: None,
             with: None,
             second: false,
+            lease: None,
         }
     }
 }
@@ -110,8 +117,19 @@ pub async fn inject(
         };
         tokio::time::sleep_until((start + earliest).into()).await;
         restart_crashed(cluster, start, done, &mut progress).await?;
+        if planned.kind == FaultKind::NodeLoss {
+            let label = format!("fault {}/{}", n + 1, schedule.len());
+            lose_node(cluster, planned, &label, start, done, &mut progress).await?;
+            continue;
+        }
         let leader = cluster.leader().await?;
-        let member = victim(cluster, planned.victim, leader);
+        let (member, lease) = match planned.victim {
+            Victim::Scheduler => lease_holder(cluster, SCHEDULER_LEASE, leader).await,
+            Victim::ControllerManager => {
+                lease_holder(cluster, CONTROLLER_MANAGER_LEASE, leader).await
+            }
+            named => (victim(cluster, named, leader), None),
+        };
         // Two at once: the second is never the first.
         let second = planned.also.map(|also| {
             let picked = victim(cluster, also, leader);
@@ -142,13 +160,22 @@ pub async fn inject(
                 false => cluster.members[*m].name.clone(),
             })
             .collect();
+        let aimed = match (planned.victim, &lease) {
+            (Victim::Scheduler, Some(_)) => ", whose scheduler leads",
+            (Victim::ControllerManager, Some(_)) => ", whose controller manager leads",
+            (Victim::Scheduler | Victim::ControllerManager, None) => {
+                ", as no master's component held the lease aimed at"
+            }
+            _ => "",
+        };
         progress(&format!(
-            "fault {}/{} at {:.1}s: {} {}{} for {:.1}s",
+            "fault {}/{} at {:.1}s: {} {}{}{} for {:.1}s",
             n + 1,
             schedule.len(),
             started.as_secs_f64(),
             planned.kind.name(),
             whom.join(" and "),
+            aimed,
             match (split, &sides, planned.disk) {
                 (Some(split), Some(sides), _) => format!(", {}: {sides}", split.name()),
                 (_, _, Some(disk)) if planned.kind == FaultKind::Disk => {
@@ -231,6 +258,7 @@ pub async fn inject(
                 }
                 off?;
             }
+            FaultKind::NodeLoss => unreachable!("node loss is carried out by lose_node, above"),
         }
         done.last_end = start.elapsed();
         for (k, m) in struck.iter().enumerate() {
@@ -252,6 +280,7 @@ pub async fn inject(
                 disk_effect: disk_effects[k].take(),
                 with: other.map(|(_, name)| name.clone()),
                 second: k > 0,
+                lease: lease.clone().filter(|_| k == 0),
             });
         }
     }
@@ -365,6 +394,21 @@ pub async fn restart_crashed(
             member.restart().await?;
         }
     }
+    for group in &mut cluster.nodes {
+        if let Some(status) = group.exited() {
+            let crash = Crash {
+                member: group.name.clone(),
+                found_ms: millis(start.elapsed()),
+                exit: status.to_string(),
+            };
+            progress(&format!(
+                "node process {} ended by itself ({}): restarting it",
+                crash.member, crash.exit
+            ));
+            done.crashes.push(crash);
+            group.restart()?;
+        }
+    }
     Ok(())
 }
 
@@ -381,7 +425,96 @@ fn victim(cluster: &ProcessCluster, victim: Victim, leader: usize) -> usize {
             }
         }
         Victim::Any { pick } => pick as usize % count,
+        // Resolved from their leases by `inject`; a second victim aimed so strikes the leader.
+        Victim::Scheduler | Victim::ControllerManager => leader,
     }
+}
+
+/// The leases the pods workload's fault aim at.
+const SCHEDULER_LEASE: &str = "/registry/leases/kube-system/rudder-scheduler";
+const CONTROLLER_MANAGER_LEASE: &str = "/registry/leases/kube-system/rudder-controller-manager";
+
+/// The master whose component holds the lease at `key` (its holder is the master's name,
+/// `_`, a per-process suffix), and the lease described; the Raft leader, and no lease,
+/// when no master holds it now.
+async fn lease_holder(
+    cluster: &ProcessCluster,
+    key: &str,
+    leader: usize,
+) -> (usize, Option<String>) {
+    let read = RangeRequest {
+        key: key.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let answered = tokio::time::timeout(Duration::from_secs(2), async {
+        let mut client = kv(&cluster.members[leader].client_addr).await.ok()?;
+        client.range(read).await.ok()
+    })
+    .await;
+    let lease: Option<serde_json::Value> = answered
+        .ok()
+        .flatten()
+        .and_then(|answer| answer.into_inner().kvs.into_iter().next())
+        .and_then(|kv| serde_json::from_slice(&kv.value).ok());
+    let Some(lease) = lease else {
+        return (leader, None);
+    };
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
+    let epoch = lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0);
+    let master = holder.rsplit_once('_').map_or(holder, |(name, _)| name);
+    match cluster.members.iter().position(|m| m.name == master) {
+        Some(index) => (
+            index,
+            Some(format!(
+                "{} held by {holder} at epoch {epoch}",
+                key.trim_start_matches("/registry/leases/")
+            )),
+        ),
+        None => (leader, None),
+    }
+}
+
+/// Node loss: kills one node process (its nodes and their pods) and restarts it after the
+/// hold, recorded under the process's name.
+async fn lose_node(
+    cluster: &mut ProcessCluster,
+    planned: &PlannedFault,
+    label: &str,
+    start: Instant,
+    done: &mut Injection,
+    progress: &mut impl FnMut(&str),
+) -> Result<(), ClusterError> {
+    let pick = match planned.victim {
+        Victim::Any { pick } | Victim::Follower { pick } => pick as usize,
+        _ => 0,
+    };
+    let groups = cluster.nodes.len();
+    let group = cluster
+        .nodes
+        .get_mut(pick % groups.max(1))
+        .ok_or(ClusterError::NoNodes)?;
+    progress(&format!(
+        "{label} at {:.1}s: node-loss {} (nodes {}) for {:.1}s",
+        start.elapsed().as_secs_f64(),
+        group.name,
+        group.node_names().join(", "),
+        planned.hold.as_secs_f64()
+    ));
+    group.kill();
+    let in_place = start.elapsed();
+    tokio::time::sleep(planned.hold).await;
+    group.restart()?;
+    done.last_end = start.elapsed();
+    let mut record = Injected::plain(
+        FaultKind::NodeLoss,
+        &group.name,
+        false,
+        millis(in_place),
+        millis(done.last_end),
+    );
+    record.victim = planned.victim;
+    done.faults.push(record);
+    Ok(())
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -1,9 +1,11 @@
 //! `rudder-chaos`: drives clusters under test and measures them.
 //!
-//! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's;
+//! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's
+//!   ([`cluster_error`]: what can go wrong);
 //!   [`network`]: the members each in a network namespace of their own, for
 //!   [`partition`]s (which links a partition's shape cuts; pure); [`disk`]: disk faults
-//!   as failpoints in Rudder's log store, and what they must do (pure).
+//!   as failpoints in Rudder's log store, and what they must do (pure); [`nodes`]: hollow
+//!   worker nodes beside Rudder's masters, a few per process, for node loss.
 //! - [`client`]: etcd v3 gRPC clients; everything here speaks only that API, so the same
 //!   code measures Rudder and etcd side by side.
 //! - [`bench`]: load generators (`rudder bench kv ...`), failover measurement, and the pure
@@ -29,10 +31,12 @@ pub mod bench;
 pub mod check;
 pub mod client;
 pub mod cluster;
+pub mod cluster_error;
 pub mod disk;
 pub mod history;
 pub mod inject;
 pub mod network;
+pub mod nodes;
 pub mod partition;
 pub mod recovery;
 pub mod report;

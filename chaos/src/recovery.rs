@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{Op, Operation};
 use crate::inject::Injected;
+use crate::schedule::FaultKind;
 
 /// The recovery of one group of faults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub struct Recovery {
 
 /// What a fault was, as recovery groups it.
 pub fn label(fault: &Injected) -> String {
+    if fault.kind == FaultKind::NodeLoss {
+        return "node-loss of a node process".into();
+    }
     let whom = match fault.was_leader {
         true => "the leader",
         false => "a follower",

@@ -7,11 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{self, Op, Operation};
-use crate::check::{once, watch};
+use crate::check::{kube, once, watch};
 use crate::disk::DiskEffect;
 use crate::inject::{Crash, Injected};
 use crate::recovery::{self, Recovery};
-use crate::schedule::{FaultKind, PlannedFault};
+use crate::schedule::{self, FaultKind, PlannedFault};
 
 /// What a run was pointed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,22 @@ pub struct Plan {
     pub keys: usize,
     /// Bugs planted in the members (failpoints), to show the checks find them.
     pub planted: Vec<String>,
+    /// The pods workload ran beside the KV one, on hollow nodes (Rudder only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pods: bool,
+}
+
+impl Plan {
+    /// The faults this plan's seed draws ([`schedule::for_run`]); with the pods workload,
+    /// some aimed at the masters whose scheduler or controller manager leads.
+    pub fn schedule(&self) -> Vec<PlannedFault> {
+        let length = std::time::Duration::from_millis(self.length_ms);
+        let mut faults = schedule::for_run(self.seed, length, &self.faults, self.masters);
+        if self.pods {
+            schedule::aim_at_components(&mut faults, self.seed);
+        }
+        faults
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +128,18 @@ pub struct Observed<'a> {
     /// The writes' violations against the store's record, with how many writes there
     /// were; or why it could not be checked.
     pub once: Result<(usize, Vec<once::Violation>), String>,
+    /// With the pods workload: the Kubernetes invariants over the store's record of the
+    /// objects, and what the workload asked; or why they could not be checked.
+    pub kubernetes: Option<Result<KubeOutcome, String>>,
+}
+
+/// What the pods workload asked, and the Kubernetes invariants' judgement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubeOutcome {
+    pub judged: kube::Judged,
+    /// Changes asked of the objects, and how many were done.
+    pub asked: usize,
+    pub done: usize,
 }
 
 impl Report {
@@ -119,7 +147,7 @@ impl Report {
     pub fn new(plan: Plan, schedule: Vec<PlannedFault>, observed: Observed<'_>) -> Self {
         let operations = count(observed.history);
         let answered_per_bucket = buckets(observed.history, observed.ended_ms);
-        let checks = vec![
+        let mut checks = vec![
             progress(&operations, &observed),
             faults(&plan, &schedule, &observed.injected),
             members(&observed),
@@ -127,6 +155,7 @@ impl Report {
             watches(&observed.watches),
             at_most_once(&observed.once),
         ];
+        checks.extend(observed.kubernetes.as_ref().map(kubernetes));
         let verdict = verdict(&checks);
         let recovered_ms =
             recovery::per_fault(&observed.injected, observed.history, observed.ended_ms);
@@ -385,6 +414,53 @@ fn violations<T: std::fmt::Debug>(found: &[T]) -> String {
         false => String::new(),
     };
     format!("{}{more}", shown.join("; "))
+}
+
+/// No pod bound twice, no node over its allocatable, ReplicaSets and Deployments within
+/// their bounds; and, so that a pass means something, pods were bound and changes done.
+fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return unchecked("kubernetes", why),
+    };
+    let kube::Evidence {
+        pods_created,
+        binds,
+        full_nodes,
+        growths_judged,
+        takeovers,
+    } = outcome.judged.evidence;
+    let violations = &outcome.judged.violations;
+    let idle = binds == 0 || outcome.done == 0;
+    let verdict = match (violations.is_empty(), idle) {
+        (false, _) => Verdict::Fail,
+        (true, true) => Verdict::Fail,
+        (true, false) => Verdict::Pass,
+    };
+    let mut detail = format!(
+        "{} of {} changes to ReplicaSets and Deployments done; {pods_created} pods created, \
+         {binds} bound, {full_nodes} nodes full at some point, {growths_judged} growths \
+         judged against their bounds; {takeovers} takeovers of the scheduler's or controller \
+         manager's lease",
+        outcome.done, outcome.asked
+    );
+    if idle {
+        detail.push_str("; nothing was bound or changed, so nothing was tested");
+    }
+    for violation in violations.iter().take(5) {
+        detail.push_str(&format!(
+            "; {} at revision {}: {}",
+            violation.invariant, violation.revision, violation.detail
+        ));
+    }
+    if violations.len() > 5 {
+        detail.push_str(&format!("; and {} more", violations.len() - 5));
+    }
+    Check {
+        name: "kubernetes".into(),
+        verdict,
+        detail,
+    }
 }
 
 fn unchecked(name: &str, why: &str) -> Check {

@@ -13,18 +13,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rudder_proto::client::ApiClient;
+
 use crate::check::watch::Change;
-use crate::check::{linear, once, watch};
+use crate::check::{kube, linear, once, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
 use crate::history;
 use crate::inject::{inject, restart_crashed, Injection};
-use crate::report::{Observed, Plan, Report, Target, Verdict, WatchOutcome};
-use crate::schedule::{self, FaultKind, QUIET};
+use crate::nodes::{self, NodeGroup, NODE_MONITOR_GRACE};
+use crate::report::{KubeOutcome, Observed, Plan, Report, Target, Verdict, WatchOutcome};
+use crate::schedule::{FaultKind, QUIET};
 use crate::workload::kv::KvWorkload;
+use crate::workload::pods::{Asked, Outcome, PodsWorkload};
 use crate::workload::watchers::{self, Finish};
 
 /// The workload's keys.
 const PREFIX: &str = "chaos/";
+/// The pods workload's hollow nodes: processes, and nodes in each (a node loss kills one
+/// process).
+const NODE_GROUPS: usize = 3;
+const NODES_PER_GROUP: u32 = 2;
 /// Watchers beside the workload.
 const WATCHERS: usize = 2;
 /// Both stores run with the same raft timing (Rudder's defaults), heartbeat and election
@@ -52,12 +60,29 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
         "about one write batch in a hundred applied twice (its retry lost the request ids)",
     ),
     (
+        "scheduler-forgets-placements",
+        "return",
+        "the scheduler does not count a pod it placed until the watch shows it bound, so a \
+         burst of pods over-fills nodes (needs --workload kv,pods)",
+    ),
+    (
         "fsync-errors-ignored",
         "return",
         "a failed fsync of the log reported as done: the member runs on, acknowledging \
          entries whose fsync failed (a disk fault that fails an fsync shows it)",
     ),
 ];
+
+/// The leader-elected components' timing with the pods workload: a lease, a renew
+/// deadline, a retry period.
+const LEADER_ELECTION: [&str; 3] = [
+    "--leader-elect-lease-duration=4s",
+    "--leader-elect-renew-deadline=3s",
+    "--leader-elect-retry-period=500ms",
+];
+
+/// The planted bugs that only the pods workload shows.
+pub const PLANTED_IN_PODS: &[&str] = &["scheduler-forgets-placements"];
 
 /// Where the runner finds the members' programs.
 #[derive(Debug, Clone)]
@@ -76,7 +101,7 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<Report, ClusterError> {
     let length = Duration::from_millis(plan.length_ms);
-    let schedule = schedule::for_run(plan.seed, length, &plan.faults, plan.masters);
+    let schedule = plan.schedule();
     progress(&format!(
         "seed {}: {} faults over {:.0}s",
         plan.seed,
@@ -95,6 +120,10 @@ pub async fn run(
         ));
     }
 
+    let pods = match plan.pods {
+        true => Some(start_pods(&mut cluster, plan.seed, &mut progress).await?),
+        false => None,
+    };
     let workload = KvWorkload {
         clients: plan.clients,
         keys: plan.keys,
@@ -107,6 +136,7 @@ pub async fn run(
         let (endpoints, stop) = (cluster.endpoints(), stop.clone());
         async move { workload.run_from(endpoints, stop, start).await }
     });
+    let changing = pods.map(|(pods, client)| tokio::spawn(pods.run(client, stop.clone(), start)));
     // Watching every change of the workload's keys from the first.
     let finish = Finish::default();
     let mut watching = tokio::spawn(watchers::run(
@@ -149,6 +179,10 @@ pub async fn run(
         }
     };
     let history = kv.operations;
+    let kubernetes = match changing {
+        Some(changing) => Some(judge_pods(&cluster, changing, &mut progress).await),
+        None => None,
+    };
 
     // The store's own record through the last write the members agree on; the watchers
     // must reach it too. A write the client gave up on may still land after that (the
@@ -210,12 +244,77 @@ pub async fn run(
             linearizability: &outcome,
             watches,
             once,
+            kubernetes,
         },
     );
     if report.verdict != Verdict::Pass {
         keep_logs(&cluster, logs_to, &mut progress);
     }
     Ok(report)
+}
+
+/// The pods workload's nodes, started and Ready, and its objects made: the workload and
+/// its client.
+async fn start_pods(
+    cluster: &mut ProcessCluster,
+    seed: u64,
+    progress: &mut impl FnMut(&str),
+) -> Result<(PodsWorkload, ApiClient), ClusterError> {
+    let binary = cluster
+        .members
+        .first()
+        .and_then(|member| member.rudder_binary())
+        .ok_or(ClusterError::NotRudder)?
+        .to_owned();
+    let masters = cluster.endpoints();
+    cluster.nodes = nodes::start_groups(
+        &binary,
+        cluster.dir.path(),
+        &masters,
+        NODE_GROUPS,
+        NODES_PER_GROUP,
+    )?;
+    let nodes: Vec<String> = cluster
+        .nodes
+        .iter()
+        .flat_map(NodeGroup::node_names)
+        .collect();
+    let client = ApiClient::new(cluster.endpoints());
+    let pods = PodsWorkload { seed };
+    pods.set_up(&client, &nodes, Duration::from_secs(60))
+        .await
+        .map_err(|detail| ClusterError::NotReady {
+            name: "the pods workload".into(),
+            detail,
+        })?;
+    progress(&format!(
+        "{} hollow nodes Ready in {NODE_GROUPS} processes; the pods workload's objects made",
+        nodes.len()
+    ));
+    Ok((pods, client))
+}
+
+/// The Kubernetes invariants over the store's record of the objects, with what the pods
+/// workload asked.
+async fn judge_pods(
+    cluster: &ProcessCluster,
+    changing: tokio::task::JoinHandle<Vec<Asked>>,
+    progress: &mut impl FnMut(&str),
+) -> Result<KubeOutcome, String> {
+    let asked = changing
+        .await
+        .map_err(|error| format!("the pods workload failed: {error}"))?;
+    let leader = cluster.leader().await.map_err(|e| e.to_string())?;
+    let record = history::objects(&cluster.members[leader].client_addr).await?;
+    progress(&format!(
+        "checking {} changes of pods, ReplicaSets, Deployments and Nodes",
+        record.len()
+    ));
+    Ok(KubeOutcome {
+        judged: kube::check(&record),
+        asked: asked.len(),
+        done: asked.iter().filter(|a| a.outcome == Outcome::Done).count(),
+    })
 }
 
 /// The changes at or before revision `through`.
@@ -270,6 +369,12 @@ async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, Clust
                 format!("--heartbeat-interval-ms={heartbeat_ms}"),
                 format!("--election-timeout-ms={election_ms}"),
             ];
+            if plan.pods {
+                flags.push(format!("--node-monitor-grace-period={NODE_MONITOR_GRACE}"));
+                // Leases short enough that a killed master's scheduler or controller
+                // manager is replaced within a run (Kubernetes' 15 s would outlast most).
+                flags.extend(LEADER_ELECTION.map(String::from));
+            }
             if !plan.planted.is_empty() {
                 flags.push(format!(
                     "--failpoints={}",

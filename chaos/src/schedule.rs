@@ -29,14 +29,18 @@ pub enum FaultKind {
     Partition,
     /// The member's disk fails it in a [`DiskFault`]'s way (failpoints: Rudder only).
     Disk,
+    /// A worker node process killed with its nodes and their pods (the pods workload's
+    /// hollow nodes), restarted after the hold.
+    NodeLoss,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [
+    pub const ALL: [FaultKind; 5] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Disk,
+        FaultKind::NodeLoss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Disk => "disk",
+            FaultKind::NodeLoss => "node-loss",
         }
     }
 
@@ -56,8 +61,7 @@ impl FaultKind {
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
                 format!(
-                    "unknown fault {name:?}: the faults are {} (delay and node-loss are \
-                     not built yet)",
+                    "unknown fault {name:?}: the faults are {} (delay is not built yet)",
                     known.join(", ")
                 )
             })
@@ -73,10 +77,14 @@ pub enum Victim {
     Follower {
         pick: u32,
     },
-    /// Any member: the `pick`th, counting round.
+    /// Any member: the `pick`th, counting round (for node loss: any node process).
     Any {
         pick: u32,
     },
+    /// The master whose scheduler holds the scheduler's lease (the pods workload).
+    Scheduler,
+    /// The master whose controller manager holds its lease (the pods workload).
+    ControllerManager,
 }
 
 /// One fault of the schedule.
@@ -128,7 +136,13 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
     }
     let mut at = QUIET;
     for turn in 0.. {
+        let kind = order[turn % order.len()];
         let hold = Duration::from_millis(rng.random_range(HOLD.0..=HOLD.1));
+        // A lost node stays away long enough to be noticed (its lease lapses).
+        let hold = match kind {
+            FaultKind::NodeLoss => hold * 4,
+            _ => hold,
+        };
         if at + hold + QUIET > length {
             break;
         }
@@ -137,7 +151,6 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             5..8 => Victim::Follower { pick: rng.random() },
             _ => Victim::Any { pick: rng.random() },
         };
-        let kind = order[turn % order.len()];
         // Drawn only for partitions, so that schedules without them stay as they were.
         let split = (kind == FaultKind::Partition)
             .then(|| Split::ALL[rng.random_range(0..Split::ALL.len())]);
@@ -168,6 +181,26 @@ pub fn for_run(
     pair_up(&mut faults, seed, members);
     faults
 }
+
+/// With the pods workload, about half the kills and pauses strike the master whose
+/// scheduler or controller manager leads instead of the one their victim named. Drawn
+/// from a generator of its own: the other runs' schedules stay as they were.
+pub fn aim_at_components(faults: &mut [PlannedFault], seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ AIMING);
+    for fault in faults.iter_mut() {
+        let aim = rng.random_range(0..4);
+        if matches!(fault.kind, FaultKind::Kill | FaultKind::Pause) {
+            match aim {
+                0 => fault.victim = Victim::Scheduler,
+                1 => fault.victim = Victim::ControllerManager,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Mixed into the seed for [`aim_at_components`]'s generator ("aim").
+const AIMING: u64 = 0x61_696d;
 
 /// With 5 members or more, two faults at once: about half the kills, pauses and disk
 /// faults strike a second member at the same time (a quorum still stands, two of five
@@ -319,5 +352,57 @@ mod tests {
             serde_json::from_str::<Vec<PlannedFault>>(&json).unwrap(),
             faults
         );
+    }
+}
+
+#[cfg(test)]
+mod aim_tests {
+    use super::*;
+
+    const WITH_NODES: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::NodeLoss];
+
+    #[test]
+    fn only_kills_and_pauses_are_aimed_and_both_components_are_aimed_at() {
+        let (mut scheduler, mut controller_manager) = (0, 0);
+        for seed in 0..40 {
+            let drawn = for_run(seed, Duration::from_secs(30), &WITH_NODES, 3);
+            let mut aimed = drawn.clone();
+            aim_at_components(&mut aimed, seed);
+            for (before, after) in drawn.iter().zip(&aimed) {
+                assert_eq!(
+                    (before.kind, before.at, before.hold),
+                    (after.kind, after.at, after.hold)
+                );
+                match after.victim {
+                    Victim::Scheduler => scheduler += 1,
+                    Victim::ControllerManager => controller_manager += 1,
+                    _ => {
+                        assert_eq!(before.victim, after.victim);
+                        continue;
+                    }
+                }
+                assert!(
+                    matches!(after.kind, FaultKind::Kill | FaultKind::Pause),
+                    "{after:?}"
+                );
+            }
+        }
+        assert!(
+            scheduler > 10 && controller_manager > 10,
+            "{scheduler} {controller_manager}"
+        );
+    }
+
+    #[test]
+    fn a_lost_node_stays_away_longer_and_still_ends_inside_the_run() {
+        for seed in 0..40 {
+            let length = Duration::from_secs(30);
+            for fault in draw(seed, length, &WITH_NODES) {
+                if fault.kind == FaultKind::NodeLoss {
+                    assert!(fault.hold >= Duration::from_millis(HOLD.0 * 4), "{fault:?}");
+                }
+                assert!(fault.ends() + QUIET <= length, "{fault:?}");
+            }
+        }
     }
 }

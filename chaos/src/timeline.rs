@@ -176,6 +176,7 @@ fn bar(fault: &Injected, y: f64, x: &impl Fn(u64) -> f64) -> String {
         FaultKind::Pause => "#e08a00",
         FaultKind::Partition => "#6a3fb5",
         FaultKind::Disk => "#1f6f8b",
+        FaultKind::NodeLoss => "#4d7c0f",
     };
     let sides = match &fault.sides {
         Some(sides) => format!(", {}", escape(sides)),
@@ -222,6 +223,7 @@ mod tests {
                 clients: 2,
                 keys: 1,
                 planted: vec!["stale-reads".into()],
+                pods: false,
             },
             schedule: vec![],
             injected: vec![

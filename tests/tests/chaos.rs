@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use rudder_chaos::disk::{DiskEffect, DiskFault};
 use rudder_chaos::partition::Split;
 use rudder_chaos::report::{Report, Verdict};
-use rudder_chaos::schedule::FaultKind;
+use rudder_chaos::schedule::{FaultKind, Victim};
 use rudder_tests::{browser, rudder_binary_beside_tests};
 
 fn chaos(args: &[&str]) -> Output {
@@ -364,6 +364,70 @@ fn a_planted_double_application_fails_the_at_most_once_check() {
     assert!(said.contains("FAIL     at-most-once"), "{said}");
 }
 
+/// The pods workload beside the KV one for 20 s with seed 21, whose schedule kills the
+/// leader, pauses the controller manager's master, loses a node process and kills the
+/// scheduler's master; `more` flags.
+fn pods_20s(dir: &Path, more: &[&str]) -> Output {
+    let pods = ["--workload", "kv,pods", "--faults", "kill,pause,node-loss"];
+    run_in(dir, "20s", "21", &[&pods[..], more].concat())
+}
+
+#[test]
+fn pods_keep_kubernetes_invariants_through_node_loss_and_a_scheduler_leader_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = pods_20s(dir.path(), &[]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("hollow nodes Ready"), "{said}");
+    let report = report_in(dir.path());
+    assert!(report.plan.pods);
+    let check = |name: &str| {
+        report
+            .checks
+            .iter()
+            .find(|check| check.name == name)
+            .unwrap_or_else(|| panic!("no {name} check: {said}"))
+            .clone()
+    };
+    let kubernetes = check("kubernetes");
+    assert_eq!(kubernetes.verdict, Verdict::Pass, "{said}");
+    // Non-vacuous: pods were bound, and a killed master's component was replaced.
+    assert!(!kubernetes.detail.contains(" 0 bound"), "{said}");
+    assert!(!kubernetes.detail.contains("; 0 takeovers"), "{said}");
+    // The faults struck what the schedule aimed at, each confirmed by its lease.
+    let aimed = |victim: Victim, kind: FaultKind| {
+        report
+            .injected
+            .iter()
+            .any(|fault| fault.victim == victim && fault.kind == kind && fault.lease.is_some())
+    };
+    assert!(aimed(Victim::Scheduler, FaultKind::Kill), "{said}");
+    assert!(aimed(Victim::ControllerManager, FaultKind::Pause), "{said}");
+    let lost = report
+        .injected
+        .iter()
+        .find(|fault| fault.kind == FaultKind::NodeLoss)
+        .expect("a node process lost");
+    assert!(lost.member.starts_with('n'), "{lost:?}");
+    assert!(
+        said.contains(&format!("node-loss {} (nodes ", lost.member)),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_planted_scheduler_that_forgets_its_placements_over_fills_a_node_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = pods_20s(dir.path(), &["--plant", "scheduler-forgets-placements"]);
+    let said = text(&run);
+    assert!(
+        !run.status.success(),
+        "a planted bug must fail the run: {said}"
+    );
+    assert!(said.contains("FAIL     kubernetes"), "{said}");
+    assert!(said.contains("is over its allocatable: pods"), "{said}");
+}
+
 #[test]
 fn etcd_as_the_reference_passes_the_same_checks() {
     if !Path::new("/usr/bin/etcd").exists() {
@@ -388,6 +452,32 @@ fn bad_options_are_refused_saying_what_there_is() {
     assert!(
         unknown_bug.contains("the bugs that can be planted are stale-reads, lost-watch-events"),
         "{unknown_bug}"
+    );
+    let no_nodes = text(&chaos(&["run", "--faults", "kill,node-loss"]));
+    assert!(
+        no_nodes.contains("node-loss kills worker nodes, which only the pods workload starts"),
+        "{no_nodes}"
+    );
+    let pods_on_etcd = text(&chaos(&[
+        "run",
+        "--workload",
+        "kv,pods",
+        "--target",
+        "etcd",
+    ]));
+    assert!(
+        pods_on_etcd.contains("the pods workload needs Rudder's masters"),
+        "{pods_on_etcd}"
+    );
+    let unseen = text(&chaos(&["run", "--plant", "scheduler-forgets-placements"]));
+    assert!(
+        unseen.contains("shows only with pods: add --workload kv,pods"),
+        "{unseen}"
+    );
+    let objects = text(&chaos(&["run", "--workload", "kv,objects"]));
+    assert!(
+        objects.contains("unknown workload \"objects\": the workloads are kv"),
+        "{objects}"
     );
     let too_few = text(&chaos(&["run", "--masters", "1"]));
     assert!(too_few.contains("a cluster of 3 to 7 members"), "{too_few}");

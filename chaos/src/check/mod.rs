@@ -5,7 +5,10 @@
 //! - [`once`]: writes of unique values against a watch of every change.
 //! - [`linear`]: linearizability of a key-value history, key by key, within a time budget.
 //! - [`watch`]: each watcher saw every change of its range once, in order, as made.
+//! - [`kube`]: Kubernetes invariants over the store's record of the objects (no pod bound
+//!   twice, no node over its allocatable, ReplicaSets and Deployments within their bounds).
 
+pub mod kube;
 pub mod linear;
 pub mod once;
 pub mod watch;

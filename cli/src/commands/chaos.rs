@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::report::{self, Plan, Report, Target, Verdict};
-use rudder_chaos::run::{run, Binaries, PLANTABLE};
+use rudder_chaos::run::{run, Binaries, PLANTABLE, PLANTED_IN_PODS};
 use rudder_chaos::schedule::FaultKind;
 
 use crate::durations::parse_flag_duration;
@@ -43,10 +43,14 @@ pub struct RunArgs {
     /// Faults to inject: kill, pause, partition (around the victim: isolated, in a
     /// minority, half of a bridge, or one-way; needs root: each member gets a network
     /// namespace), disk (the log's fsync or write fails, which must stop the member, or
-    /// its fsyncs are slow; Rudder only).
+    /// its fsyncs are slow; Rudder only), node-loss (a worker node process killed with its
+    /// nodes and pods; needs the pods workload).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
-    /// The workload: kv (puts, linearizable reads, compare-and-swaps via the etcd API).
+    /// The workloads: kv (puts, linearizable reads, compare-and-swaps via the etcd API;
+    /// always run), pods (ReplicaSets and Deployments scaled and rolled out on hollow nodes
+    /// with the controllers and scheduler at work, judged by Kubernetes' invariants; about
+    /// half the kills and pauses then strike the scheduler's or controller manager's master).
     #[arg(long, default_value = "kv")]
     workload: String,
     /// The cluster: Rudder's members, or Debian's etcd as a reference (kv workload).
@@ -58,7 +62,8 @@ pub struct RunArgs {
     keys: usize,
     /// Plant a bug in the members to see the checks find it: stale-reads (linearizable
     /// reads served from a replica without asking the leader), lost-watch-events (about one
-    /// revision in fifty left out of each watch).
+    /// revision in fifty left out of each watch), write-applied-twice, fsync-errors-ignored,
+    /// scheduler-forgets-placements (nodes over-filled; with the pods workload).
     #[arg(long, value_delimiter = ',')]
     plant: Vec<String>,
     #[command(flatten)]
@@ -155,12 +160,17 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static st
 }
 
 fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
-    if args.workload != "kv" {
-        bail!(
-            "unknown workload {:?}: the workload built so far is kv (objects and pods are not \
-             built yet)",
-            args.workload
-        );
+    let mut pods = false;
+    for name in args.workload.split(',').map(str::trim) {
+        match name {
+            "kv" => {}
+            "pods" => pods = true,
+            other => bail!(
+                "unknown workload {other:?}: the workloads are kv (always run) and pods \
+                 (ReplicaSets and Deployments on hollow nodes, beside kv); objects is not \
+                 built yet"
+            ),
+        }
     }
     if !(3..=7).contains(&args.masters) {
         bail!(
@@ -192,6 +202,19 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         TargetArg::Rudder => Target::Rudder,
         TargetArg::Etcd => Target::Etcd,
     };
+    if target == Target::Etcd && pods {
+        bail!("the pods workload needs Rudder's masters: leave pods out of --workload with --target etcd");
+    }
+    if faults.contains(&FaultKind::NodeLoss) && !pods {
+        bail!("node-loss kills worker nodes, which only the pods workload starts: add --workload kv,pods");
+    }
+    if let Some(bug) = args
+        .plant
+        .iter()
+        .find(|bug| PLANTED_IN_PODS.contains(&bug.as_str()) && !pods)
+    {
+        bail!("--plant {bug} shows only with pods: add --workload kv,pods");
+    }
     if target == Target::Etcd && !args.plant.is_empty() {
         bail!("--plant works on Rudder's members only");
     }
@@ -207,8 +230,20 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             .map(|since| since.as_nanos() as u64)
             .unwrap_or(1)
     });
-    let schedule = rudder_chaos::schedule::for_run(seed, length, &faults, args.masters);
-    if let Some(missing) = faults
+    let plan = Plan {
+        seed,
+        target,
+        masters: args.masters,
+        length_ms: length.as_millis() as u64,
+        faults,
+        clients: args.clients,
+        keys: args.keys,
+        planted: args.plant.clone(),
+        pods,
+    };
+    let schedule = plan.schedule();
+    if let Some(missing) = plan
+        .faults
         .iter()
         .find(|kind| !schedule.iter().any(|fault| fault.kind == **kind))
     {
@@ -218,16 +253,7 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             missing.name()
         );
     }
-    Ok(Plan {
-        seed,
-        target,
-        masters: args.masters,
-        length_ms: length.as_millis() as u64,
-        faults,
-        clients: args.clients,
-        keys: args.keys,
-        planted: args.plant.clone(),
-    })
+    Ok(plan)
 }
 
 /// The recovery table over `reports`, with how many runs and of what target it covers.

@@ -1,0 +1,455 @@
+//! Kubernetes invariants over the store's own record of the objects (every change of pods,
+//! ReplicaSets, Deployments and Nodes from revision 1, in revision order): the objects
+//! are replayed revision by revision and after each one these must hold —
+//!
+//! - **bound once**: a pod's `spec.nodeName`, once set, never changes (no pod bound twice,
+//!   or to two nodes);
+//! - **allocatable**: the pods bound to a node and not finished never ask for more CPU,
+//!   memory or pods than the node's `status.allocatable` (terminating pods still count, as
+//!   the scheduler counts them);
+//! - **ReplicaSet**: a ReplicaSet no Deployment owns never gains an active pod (owned, not
+//!   being deleted, not finished) beyond `spec.replicas`;
+//! - **Deployment**: a Deployment's active pods (those of every ReplicaSet it owns) never
+//!   grow beyond `spec.replicas + maxSurge` (0 for Recreate).
+//!
+//! A controller acts on the replicas it last saw, which may be the value before the latest
+//! change: both bounds allow the larger of the two (the workload changes one object's
+//! replicas at most every few seconds, far longer than a controller's view lags). A count
+//! above `replicas` because of a scale-down not yet carried out is no violation: only a
+//! count that *grows* past the bound is. Pure.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rudder_proto::objects::quantity::Quantity;
+use serde_json::Value;
+
+use super::watch::Change;
+
+/// One broken invariant, where it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub revision: i64,
+    pub detail: String,
+}
+
+/// What the record held: evidence that the checks had something to judge.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub pods_created: usize,
+    pub binds: usize,
+    /// Nodes that were, at some revision, full (every pod slot taken).
+    pub full_nodes: usize,
+    /// Times a ReplicaSet's or a Deployment's active pods grew, each judged.
+    pub growths_judged: usize,
+    /// Times the scheduler's or the controller manager's lease went to another holder.
+    pub takeovers: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Judged {
+    pub violations: Vec<Violation>,
+    pub evidence: Evidence,
+}
+
+/// Checks `changes` (any order within a revision; revisions ascending).
+pub fn check(changes: &[Change]) -> Judged {
+    let mut replay = Replay::default();
+    let mut at = 0;
+    while at < changes.len() {
+        let revision = changes[at].revision;
+        let end = changes[at..]
+            .iter()
+            .position(|c| c.revision != revision)
+            .map_or(changes.len(), |n| at + n);
+        replay.apply(&changes[at..end]);
+        at = end;
+    }
+    Judged {
+        violations: replay.violations,
+        evidence: Evidence {
+            full_nodes: replay.ever_full.len(),
+            ..replay.evidence
+        },
+    }
+}
+
+/// The leases whose holders act as the scheduler and the controller manager.
+const LEADER_LEASES: [&str; 2] = [
+    "/kube-system/rudder-scheduler",
+    "/kube-system/rudder-controller-manager",
+];
+
+/// What a node offers, in milli-CPUs, bytes and pods.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Resources {
+    cpu_millis: i128,
+    memory: i128,
+    pods: i128,
+}
+
+/// A ReplicaSet or a Deployment: its replicas now and before the latest change.
+#[derive(Debug, Clone, Default)]
+struct Owner {
+    name: String,
+    replicas: i64,
+    previous: Option<i64>,
+    /// A ReplicaSet's Deployment (by uid).
+    controller: Option<String>,
+    /// A Deployment's surge: `maxSurge` as written (an int or a percentage), 0 for Recreate.
+    surge: Value,
+}
+
+impl Owner {
+    fn from(object: &Value, earlier: Option<&Owner>) -> Self {
+        let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
+        let previous = match earlier {
+            Some(earlier) if earlier.replicas != replicas => Some(earlier.replicas),
+            Some(earlier) => earlier.previous,
+            None => None,
+        };
+        let strategy = &object["spec"]["strategy"];
+        let surge = match strategy["type"].as_str() {
+            Some("Recreate") => Value::from(0),
+            _ => match &strategy["rollingUpdate"]["maxSurge"] {
+                Value::Null => Value::from("25%"),
+                written => written.clone(),
+            },
+        };
+        Self {
+            name: format!("{}/{}", namespace(object), name(object)),
+            replicas,
+            previous,
+            controller: controller_uid(object).map(str::to_string),
+            surge,
+        }
+    }
+
+    /// The most it may have: the larger of its replicas now and before, plus `surge`.
+    fn bound(&self, with_surge: bool) -> i64 {
+        let replicas = self.replicas.max(self.previous.unwrap_or(0));
+        match with_surge {
+            true => replicas + resolve_surge(&self.surge, replicas),
+            false => replicas,
+        }
+    }
+}
+
+/// `maxSurge` against `replicas`: a count, or a percentage rounded up (as Kubernetes does).
+fn resolve_surge(surge: &Value, replicas: i64) -> i64 {
+    match surge {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(text) => match text.strip_suffix('%').map(str::parse::<i64>) {
+            Some(Ok(percent)) => (replicas * percent + 99) / 100,
+            _ => text.parse().unwrap_or(0),
+        },
+        _ => 0,
+    }
+}
+
+#[derive(Default)]
+struct Replay {
+    pods: HashMap<String, Value>,
+    nodes: HashMap<String, Resources>,
+    /// ReplicaSets and Deployments by uid, and their uids by store key.
+    owners: HashMap<String, Owner>,
+    owner_at: HashMap<String, String>,
+    /// Each bound pod's node, by pod uid, and the revision it was bound at.
+    bound: HashMap<String, (String, i64)>,
+    /// Nodes over their allocatable now (reported when they go over, not at every revision).
+    over: BTreeSet<String>,
+    ever_full: BTreeSet<String>,
+    /// The leader leases' holders, by key.
+    holders: HashMap<String, String>,
+    violations: Vec<Violation>,
+    evidence: Evidence,
+}
+
+impl Replay {
+    fn apply(&mut self, changes: &[Change]) {
+        let revision = changes[0].revision;
+        let mut touched_nodes = BTreeSet::new();
+        let mut grown = BTreeSet::new();
+        for change in changes {
+            let resource = change
+                .key
+                .strip_prefix("/registry/")
+                .map(|rest| rest.split('/').next().unwrap_or_default());
+            let value: Option<Value> = change
+                .value
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok());
+            match resource {
+                Some("pods") => {
+                    self.pod(revision, &change.key, value, &mut touched_nodes, &mut grown)
+                }
+                Some("replicasets" | "deployments") => self.owner(&change.key, value),
+                Some("leases") => self.lease(&change.key, value.as_ref()),
+                Some("nodes") => {
+                    if let Some(node) = &value {
+                        self.nodes.insert(name(node).into(), allocatable(node));
+                        touched_nodes.insert(name(node).to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for node in touched_nodes {
+            self.judge_node(revision, &node);
+        }
+        for owner in grown {
+            self.judge_owner(revision, &owner);
+        }
+    }
+
+    fn pod(
+        &mut self,
+        revision: i64,
+        key: &str,
+        value: Option<Value>,
+        touched_nodes: &mut BTreeSet<String>,
+        grown: &mut BTreeSet<String>,
+    ) {
+        let old = match &value {
+            Some(new) => self.pods.insert(key.into(), new.clone()),
+            None => self.pods.remove(key),
+        };
+        if let Some(old) = &old {
+            touched_nodes.extend(node_of(old).map(str::to_string));
+        }
+        let Some(new) = value else { return };
+        if old.is_none() {
+            self.evidence.pods_created += 1;
+        }
+        if let Some(node) = node_of(&new) {
+            touched_nodes.insert(node.into());
+            let uid = uid(&new).to_string();
+            match self.bound.get(&uid) {
+                None => {
+                    self.bound.insert(uid, (node.into(), revision));
+                    self.evidence.binds += 1;
+                }
+                Some((first, at)) if first != node => self.violations.push(Violation {
+                    invariant: "bound once",
+                    revision,
+                    detail: format!(
+                        "pod {key} (uid {uid}) was bound to {first} at revision {at}, then \
+                         to {node}"
+                    ),
+                }),
+                Some(_) => {}
+            }
+        } else if let Some((first, at)) = self.bound.get(uid(&new)) {
+            self.violations.push(Violation {
+                invariant: "bound once",
+                revision,
+                detail: format!("pod {key} was bound to {first} at revision {at}, then unbound"),
+            });
+        }
+        let before = old.as_ref().and_then(active_owner);
+        if let Some(owner) = active_owner(&new).filter(|now| before != Some(*now)) {
+            grown.insert(owner.to_string());
+        }
+    }
+
+    /// A leader-elected component's lease: a new holder is a takeover (the first is not).
+    fn lease(&mut self, key: &str, value: Option<&Value>) {
+        if !LEADER_LEASES.iter().any(|lease| key.ends_with(lease)) {
+            return;
+        }
+        let holder = value
+            .and_then(|lease| lease["spec"]["holderIdentity"].as_str())
+            .unwrap_or("");
+        if holder.is_empty() {
+            return;
+        }
+        match self.holders.insert(key.into(), holder.into()) {
+            Some(before) if before != holder => self.evidence.takeovers += 1,
+            _ => {}
+        }
+    }
+
+    fn owner(&mut self, key: &str, value: Option<Value>) {
+        let Some(object) = value else {
+            if let Some(uid) = self.owner_at.remove(key) {
+                self.owners.remove(&uid);
+            }
+            return;
+        };
+        let uid = uid(&object).to_string();
+        let owner = Owner::from(&object, self.owners.get(&uid));
+        self.owner_at.insert(key.into(), uid.clone());
+        self.owners.insert(uid, owner);
+    }
+
+    fn judge_node(&mut self, revision: i64, node: &str) {
+        let Some(offered) = self.nodes.get(node).copied() else {
+            return;
+        };
+        let mut used = Resources::default();
+        for pod in self.pods.values() {
+            if node_of(pod) == Some(node) && !is_finished(pod) {
+                let asked = requests(pod);
+                used.cpu_millis += asked.cpu_millis;
+                used.memory += asked.memory;
+                used.pods += 1;
+            }
+        }
+        if offered.pods > 0 && used.pods >= offered.pods {
+            self.ever_full.insert(node.into());
+        }
+        let over: Vec<String> = [
+            ("cpu (millis)", used.cpu_millis, offered.cpu_millis),
+            ("memory (bytes)", used.memory, offered.memory),
+            ("pods", used.pods, offered.pods),
+        ]
+        .into_iter()
+        .filter(|(_, used, offered)| used > offered)
+        .map(|(what, used, offered)| format!("{what} {used} of {offered}"))
+        .collect();
+        match over.is_empty() {
+            true => {
+                self.over.remove(node);
+            }
+            false if self.over.insert(node.into()) => self.violations.push(Violation {
+                invariant: "allocatable",
+                revision,
+                detail: format!("node {node} is over its allocatable: {}", over.join(", ")),
+            }),
+            false => {}
+        }
+    }
+
+    /// An owner's active pods grew: judged against its bound, and its Deployment's.
+    fn judge_owner(&mut self, revision: i64, owner_uid: &str) {
+        let Some(owner) = self.owners.get(owner_uid) else {
+            return;
+        };
+        let (judged_uid, invariant, with_surge) = match &owner.controller {
+            Some(deployment) if self.owners.contains_key(deployment) => {
+                (deployment.clone(), "Deployment", true)
+            }
+            _ => (owner_uid.to_string(), "ReplicaSet", false),
+        };
+        let judged = &self.owners[&judged_uid];
+        let active = self
+            .pods
+            .values()
+            .filter_map(active_owner)
+            .filter(|rs| {
+                *rs == judged_uid
+                    || self
+                        .owners
+                        .get(*rs)
+                        .is_some_and(|o| o.controller.as_deref() == Some(judged_uid.as_str()))
+            })
+            .count() as i64;
+        self.evidence.growths_judged += 1;
+        let bound = judged.bound(with_surge);
+        if active > bound {
+            let surge = match with_surge {
+                true => " (replicas, before or now, plus maxSurge)",
+                false => " (replicas, before or now)",
+            };
+            self.violations.push(Violation {
+                invariant,
+                revision,
+                detail: format!(
+                    "{invariant} {} has {active} active pods, more than {bound}{surge}; \
+                     replicas {}, before that {:?}",
+                    judged.name, judged.replicas, judged.previous
+                ),
+            });
+        }
+    }
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn namespace(object: &Value) -> &str {
+    object["metadata"]["namespace"].as_str().unwrap_or("")
+}
+
+fn uid(object: &Value) -> &str {
+    object["metadata"]["uid"].as_str().unwrap_or("")
+}
+
+fn node_of(pod: &Value) -> Option<&str> {
+    pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty())
+}
+
+fn is_finished(pod: &Value) -> bool {
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The uid of the object's controller (its ownerReference with `controller: true`).
+fn controller_uid(object: &Value) -> Option<&str> {
+    object["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true)?["uid"]
+        .as_str()
+}
+
+/// The controller of a pod that counts toward it: not being deleted, not finished.
+fn active_owner(pod: &Value) -> Option<&str> {
+    let deleting = !pod["metadata"]["deletionTimestamp"].is_null();
+    match deleting || is_finished(pod) {
+        true => None,
+        false => controller_uid(pod),
+    }
+}
+
+fn quantity(value: &Value) -> Option<Quantity> {
+    match value {
+        Value::String(text) => text.parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn allocatable(node: &Value) -> Resources {
+    let offered = &node["status"]["allocatable"];
+    Resources {
+        cpu_millis: quantity(&offered["cpu"]).map_or(0, Quantity::millis),
+        memory: quantity(&offered["memory"]).map_or(0, Quantity::units),
+        pods: quantity(&offered["pods"]).map_or(0, Quantity::units),
+    }
+}
+
+/// What a pod asks of its node, as the scheduler reckons it: the containers' requests
+/// summed, or the largest init container's if larger, plus the pod's overhead.
+fn requests(pod: &Value) -> Resources {
+    let of = |container: &Value| {
+        let asked = &container["resources"]["requests"];
+        (
+            quantity(&asked["cpu"]).map_or(0, Quantity::millis),
+            quantity(&asked["memory"]).map_or(0, Quantity::units),
+        )
+    };
+    let list = |field: &str| pod["spec"][field].as_array().cloned().unwrap_or_default();
+    let (mut cpu, mut memory) = list("containers")
+        .iter()
+        .map(of)
+        .fold((0, 0), |(c, m), (c2, m2)| (c + c2, m + m2));
+    for init in list("initContainers") {
+        let (c, m) = of(&init);
+        cpu = cpu.max(c);
+        memory = memory.max(m);
+    }
+    let overhead = &pod["spec"]["overhead"];
+    Resources {
+        cpu_millis: cpu + quantity(&overhead["cpu"]).map_or(0, Quantity::millis),
+        memory: memory + quantity(&overhead["memory"]).map_or(0, Quantity::units),
+        pods: 1,
+    }
+}
+
+#[cfg(test)]
+#[path = "kube_tests.rs"]
+mod tests;
