@@ -65,10 +65,20 @@ pub async fn settled(
 /// Every change under `prefix` from revision 1 through `through`, as the member at `addr`
 /// has them.
 pub async fn changes(addr: &str, prefix: &str, through: i64) -> Result<Vec<Change>, String> {
+    changes_in(addr, (prefix.as_bytes(), &prefix_end(prefix)), through).await
+}
+
+/// Every change in the key range `[from, end)` from revision 1 through `through` (which
+/// must be a revision in that range, or the watch waits for it).
+async fn changes_in(
+    addr: &str,
+    (from, end): (&[u8], &[u8]),
+    through: i64,
+) -> Result<Vec<Change>, String> {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     let create = WatchCreateRequest {
-        key: prefix.as_bytes().to_vec(),
-        range_end: prefix_end(prefix),
+        key: from.to_vec(),
+        range_end: end.to_vec(),
         start_revision: 1,
         ..Default::default()
     };
@@ -117,37 +127,31 @@ const OBJECT_PREFIXES: [&str; 5] = [
 ];
 
 /// Every change of the pods, ReplicaSets, Deployments, Nodes and the leader-elected
-/// components' Leases from revision 1, in
-/// revision order, as the member at `addr` has them: each kind through its newest object
-/// (read linearizably). Only deletions after that can be missing, which grow nothing the
-/// checks bound.
+/// components' Leases from revision 1 through the store's revision now (read
+/// linearizably), in revision order, as the member at `addr` has them. The whole keyspace
+/// is watched, since every revision is a change somewhere in it, and then filtered.
 pub async fn objects(addr: &str) -> Result<Vec<Change>, String> {
-    let mut all = Vec::new();
-    for prefix in OBJECT_PREFIXES {
-        let read = RangeRequest {
-            key: prefix.as_bytes().to_vec(),
-            range_end: prefix_end(prefix),
-            keys_only: true,
-            ..Default::default()
-        };
-        let newest = kv(addr)
-            .await
-            .map_err(|e| format!("connecting to {addr}: {e}"))?
-            .range(read)
-            .await
-            .map_err(|e| format!("reading {prefix} on {addr}: {e}"))?
-            .into_inner()
-            .kvs
-            .iter()
-            .map(|kv| kv.mod_revision)
-            .max();
-        if let Some(through) = newest {
-            all.extend(changes(addr, prefix, through).await?);
-        }
-    }
-    // Stable: a transaction's changes keep their order.
-    all.sort_by_key(|change| change.revision);
-    Ok(all)
+    let read = RangeRequest {
+        key: b"/registry/".to_vec(),
+        count_only: true,
+        ..Default::default()
+    };
+    let now = kv(addr)
+        .await
+        .map_err(|e| format!("connecting to {addr}: {e}"))?
+        .range(read)
+        .await
+        .map_err(|e| format!("reading the revision on {addr}: {e}"))?
+        .into_inner()
+        .header
+        .map_or(0, |header| header.revision);
+    // `[\0, \0)`: every key (etcd's "from the first key on").
+    let everything = changes_in(addr, (&[0], &[0]), now).await?;
+    Ok(everything
+        .into_iter()
+        .filter(|change| change.revision <= now)
+        .filter(|change| OBJECT_PREFIXES.iter().any(|p| change.key.starts_with(p)))
+        .collect())
 }
 
 /// A watch event as a [`Change`]: a put's value, or `None` for a deletion.

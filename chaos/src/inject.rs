@@ -280,7 +280,8 @@ pub async fn inject(
                 disk_effect: disk_effects[k].take(),
                 with: other.map(|(_, name)| name.clone()),
                 second: k > 0,
-                lease: lease.clone().filter(|_| k == 0),
+                // The lease was read for the member the victim named, wherever it sorts.
+                lease: lease.clone().filter(|_| *m == member),
             });
         }
     }

@@ -116,6 +116,9 @@ impl PlannedFault {
     }
 }
 
+/// What a node loss holds beyond twice a drawn hold.
+const NODE_LOSS_LEAST: Duration = Duration::from_secs(7);
+
 /// Before the first fault, and after the last one ends.
 pub const QUIET: Duration = Duration::from_secs(2);
 const HOLD: (u64, u64) = (500, 3_000);
@@ -138,9 +141,10 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
     for turn in 0.. {
         let kind = order[turn % order.len()];
         let hold = Duration::from_millis(rng.random_range(HOLD.0..=HOLD.1));
-        // A lost node stays away long enough to be noticed (its lease lapses).
+        // A lost node stays away long enough to be noticed: past the masters' grace
+        // period for its lease (6 s), by 2 to 7 s.
         let hold = match kind {
-            FaultKind::NodeLoss => hold * 4,
+            FaultKind::NodeLoss => hold * 2 + NODE_LOSS_LEAST,
             _ => hold,
         };
         if at + hold + QUIET > length {
@@ -213,7 +217,9 @@ pub fn pair_up(faults: &mut [PlannedFault], seed: u64, members: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ PAIRING);
     for fault in faults.iter_mut() {
         let second: u32 = rng.random();
-        if fault.kind != FaultKind::Partition && second.is_multiple_of(2) {
+        // A partition already takes two of five; a node loss strikes a node, not a master.
+        let single = matches!(fault.kind, FaultKind::Partition | FaultKind::NodeLoss);
+        if !single && second.is_multiple_of(2) {
             fault.also = Some(Victim::Any { pick: second / 2 });
         }
     }
@@ -399,7 +405,7 @@ mod aim_tests {
             let length = Duration::from_secs(30);
             for fault in draw(seed, length, &WITH_NODES) {
                 if fault.kind == FaultKind::NodeLoss {
-                    assert!(fault.hold >= Duration::from_millis(HOLD.0 * 4), "{fault:?}");
+                    assert!(fault.hold >= Duration::from_secs(8), "{fault:?}");
                 }
                 assert!(fault.ends() + QUIET <= length, "{fault:?}");
             }

@@ -7,16 +7,19 @@
 //! - **allocatable**: the pods bound to a node and not finished never ask for more CPU,
 //!   memory or pods than the node's `status.allocatable` (terminating pods still count, as
 //!   the scheduler counts them);
-//! - **ReplicaSet**: a ReplicaSet no Deployment owns never gains an active pod (owned, not
-//!   being deleted, not finished) beyond `spec.replicas`;
-//! - **Deployment**: a Deployment's active pods (those of every ReplicaSet it owns) never
-//!   grow beyond `spec.replicas + maxSurge` (0 for Recreate).
+//! - **ReplicaSet**: a new pod never takes a ReplicaSet's active pods (owned, not being
+//!   deleted, not finished) beyond its `spec.replicas`;
+//! - **Deployment**: the replicas a Deployment's ReplicaSets ask for together never grow
+//!   beyond its `spec.replicas + maxSurge` (0 for Recreate): the rolling update's promise.
+//!   Its pods may overlap that for a moment, as in Kubernetes (one ReplicaSet's new pod
+//!   created before another's old one is deleted), so they are not what is judged.
 //!
 //! A controller acts on the replicas it last saw, which may be the value before the latest
 //! change: both bounds allow the larger of the two (the workload changes one object's
 //! replicas at most every few seconds, far longer than a controller's view lags). A count
 //! above `replicas` because of a scale-down not yet carried out is no violation: only a
-//! count that *grows* past the bound is. Pure.
+//! count that *grows* past the bound is (an orphan adopted is no growth: Kubernetes too
+//! deletes the extra one after). Pure.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -101,7 +104,7 @@ struct Owner {
 }
 
 impl Owner {
-    fn from(object: &Value, earlier: Option<&Owner>) -> Self {
+    fn of(object: &Value, earlier: Option<&Owner>) -> Self {
         let replicas = object["spec"]["replicas"].as_i64().unwrap_or(1);
         let previous = match earlier {
             Some(earlier) if earlier.replicas != replicas => Some(earlier.replicas),
@@ -170,6 +173,7 @@ impl Replay {
         let revision = changes[0].revision;
         let mut touched_nodes = BTreeSet::new();
         let mut grown = BTreeSet::new();
+        let mut asked_more = BTreeSet::new();
         for change in changes {
             let resource = change
                 .key
@@ -183,7 +187,9 @@ impl Replay {
                 Some("pods") => {
                     self.pod(revision, &change.key, value, &mut touched_nodes, &mut grown)
                 }
-                Some("replicasets" | "deployments") => self.owner(&change.key, value),
+                Some("replicasets" | "deployments") => {
+                    self.owner(&change.key, value, &mut asked_more)
+                }
                 Some("leases") => self.lease(&change.key, value.as_ref()),
                 Some("nodes") => {
                     if let Some(node) = &value {
@@ -197,8 +203,11 @@ impl Replay {
         for node in touched_nodes {
             self.judge_node(revision, &node);
         }
-        for owner in grown {
-            self.judge_owner(revision, &owner);
+        for rs in grown {
+            self.judge_replica_set(revision, &rs);
+        }
+        for deployment in asked_more {
+            self.judge_deployment(revision, &deployment);
         }
     }
 
@@ -246,8 +255,9 @@ impl Replay {
                 detail: format!("pod {key} was bound to {first} at revision {at}, then unbound"),
             });
         }
-        let before = old.as_ref().and_then(active_owner);
-        if let Some(owner) = active_owner(&new).filter(|now| before != Some(*now)) {
+        // Only a new pod grows its owner: adopting an orphan may exceed replicas for a
+        // moment in Kubernetes too (the extra one is then deleted).
+        if let Some(owner) = active_owner(&new).filter(|_| old.is_none()) {
             grown.insert(owner.to_string());
         }
     }
@@ -269,7 +279,9 @@ impl Replay {
         }
     }
 
-    fn owner(&mut self, key: &str, value: Option<Value>) {
+    /// A ReplicaSet or a Deployment; a ReplicaSet of a Deployment asking for more pods
+    /// than before puts the Deployment in `asked_more`.
+    fn owner(&mut self, key: &str, value: Option<Value>, asked_more: &mut BTreeSet<String>) {
         let Some(object) = value else {
             if let Some(uid) = self.owner_at.remove(key) {
                 self.owners.remove(&uid);
@@ -277,7 +289,13 @@ impl Replay {
             return;
         };
         let uid = uid(&object).to_string();
-        let owner = Owner::from(&object, self.owners.get(&uid));
+        let earlier = self.owners.get(&uid);
+        let owner = Owner::of(&object, earlier);
+        if let Some(deployment) = &owner.controller {
+            if owner.replicas > earlier.map_or(0, |e| e.replicas) {
+                asked_more.insert(deployment.clone());
+            }
+        }
         self.owner_at.insert(key.into(), uid.clone());
         self.owners.insert(uid, owner);
     }
@@ -320,48 +338,68 @@ impl Replay {
         }
     }
 
-    /// An owner's active pods grew: judged against its bound, and its Deployment's.
-    fn judge_owner(&mut self, revision: i64, owner_uid: &str) {
-        let Some(owner) = self.owners.get(owner_uid) else {
+    /// A ReplicaSet's active pods grew: judged against its replicas.
+    fn judge_replica_set(&mut self, revision: i64, rs_uid: &str) {
+        let Some(rs) = self.owners.get(rs_uid) else {
             return;
         };
-        let (judged_uid, invariant, with_surge) = match &owner.controller {
-            Some(deployment) if self.owners.contains_key(deployment) => {
-                (deployment.clone(), "Deployment", true)
-            }
-            _ => (owner_uid.to_string(), "ReplicaSet", false),
-        };
-        let judged = &self.owners[&judged_uid];
         let active = self
             .pods
             .values()
-            .filter_map(active_owner)
-            .filter(|rs| {
-                *rs == judged_uid
-                    || self
-                        .owners
-                        .get(*rs)
-                        .is_some_and(|o| o.controller.as_deref() == Some(judged_uid.as_str()))
-            })
+            .filter(|pod| active_owner(pod) == Some(rs_uid))
             .count() as i64;
         self.evidence.growths_judged += 1;
-        let bound = judged.bound(with_surge);
+        let bound = rs.bound(false);
         if active > bound {
-            let surge = match with_surge {
-                true => " (replicas, before or now, plus maxSurge)",
-                false => " (replicas, before or now)",
-            };
             self.violations.push(Violation {
-                invariant,
+                invariant: "ReplicaSet",
                 revision,
                 detail: format!(
-                    "{invariant} {} has {active} active pods, more than {bound}{surge}; \
-                     replicas {}, before that {:?}",
-                    judged.name, judged.replicas, judged.previous
+                    "ReplicaSet {} has {active} active pods, more than {bound} (its replicas \
+                     now or before); replicas {}{}",
+                    rs.name,
+                    rs.replicas,
+                    before(rs.previous)
                 ),
             });
         }
     }
+
+    /// A Deployment's ReplicaSets asked for more: the replicas they ask for together are
+    /// judged against its replicas plus maxSurge (the promise a rolling update keeps; the
+    /// pods themselves may overlap for a moment while one ReplicaSet's pod is created
+    /// before another's is deleted).
+    fn judge_deployment(&mut self, revision: i64, deployment_uid: &str) {
+        let Some(deployment) = self.owners.get(deployment_uid) else {
+            return;
+        };
+        let asked: i64 = self
+            .owners
+            .values()
+            .filter(|rs| rs.controller.as_deref() == Some(deployment_uid))
+            .map(|rs| rs.replicas)
+            .sum();
+        self.evidence.growths_judged += 1;
+        let bound = deployment.bound(true);
+        if asked > bound {
+            self.violations.push(Violation {
+                invariant: "Deployment",
+                revision,
+                detail: format!(
+                    "Deployment {}'s ReplicaSets ask for {asked} pods, more than {bound} (its \
+                     replicas now or before, plus maxSurge); replicas {}{}",
+                    deployment.name,
+                    deployment.replicas,
+                    before(deployment.previous)
+                ),
+            });
+        }
+    }
+}
+
+/// ", before that N" when there was a value before.
+fn before(previous: Option<i64>) -> String {
+    previous.map_or(String::new(), |n| format!(", before that {n}"))
 }
 
 fn name(object: &Value) -> &str {

@@ -227,7 +227,7 @@ fn pods_being_deleted_do_not_count_and_the_previous_replicas_are_allowed() {
 }
 
 #[test]
-fn a_deployment_is_judged_over_all_its_replica_sets_with_its_surge() {
+fn a_deployment_is_judged_on_what_its_replica_sets_ask_for_with_its_surge() {
     let mut record = Record::default();
     record
         .deployment("web", 2, json!(1))
@@ -236,19 +236,52 @@ fn a_deployment_is_judged_over_all_its_replica_sets_with_its_surge() {
         .pod("o1", "web-old", None)
         .pod("o2", "web-old", None)
         .pod("n1", "web-new", None);
-    assert_eq!(record.check().violations, vec![], "2 + maxSurge 1 = 3 pods");
+    assert_eq!(record.check().violations, vec![], "2 + maxSurge 1 = 3");
+    // The old one scaled down, the new one up: its pod may come before the old one goes.
     record
+        .replica_set("web-old", 1, Some("web"))
         .replica_set("web-new", 2, Some("web"))
         .pod("n2", "web-new", None);
+    assert_eq!(
+        record.check().violations,
+        vec![],
+        "3 asked, 4 pods for a moment"
+    );
+    record.replica_set("web-new", 3, Some("web"));
     let judged = record.check();
     assert_eq!(invariants(&judged), vec!["Deployment"]);
     assert!(
         judged.violations[0]
             .detail
-            .contains("chaos/web has 4 active pods, more than 3"),
+            .contains("chaos/web's ReplicaSets ask for 4 pods, more than 3"),
         "{:?}",
         judged.violations
     );
+}
+
+#[test]
+fn a_deployments_replica_set_is_judged_against_its_own_replicas_too() {
+    let mut record = Record::default();
+    record
+        .deployment("web", 2, json!(1))
+        .replica_set("web-new", 2, Some("web"))
+        .pod("n1", "web-new", None)
+        .pod("n2", "web-new", None)
+        .pod("n3", "web-new", None);
+    assert_eq!(invariants(&record.check()), vec!["ReplicaSet"]);
+}
+
+#[test]
+fn an_adopted_orphan_is_no_growth() {
+    let mut record = Record::default();
+    let mut orphan = pod("o", "rs", None);
+    orphan["metadata"]["ownerReferences"] = json!([]);
+    record
+        .replica_set("rs", 1, None)
+        .pod("a", "rs", None)
+        .put("/registry/pods/chaos/o", orphan)
+        .pod("o", "rs", None);
+    assert_eq!(record.check().violations, vec![]);
 }
 
 #[test]
@@ -259,9 +292,9 @@ fn a_surge_in_percent_rounds_up_and_recreate_has_none() {
     assert_eq!(resolve_surge(&json!("0%"), 4), 0);
     let recreate = json!({"metadata": {"name": "d", "uid": "d"},
                           "spec": {"replicas": 3, "strategy": {"type": "Recreate"}}});
-    assert_eq!(Owner::from(&recreate, None).bound(true), 3);
+    assert_eq!(Owner::of(&recreate, None).bound(true), 3);
     let defaulted = json!({"metadata": {"name": "d", "uid": "d"}, "spec": {"replicas": 4}});
-    assert_eq!(Owner::from(&defaulted, None).bound(true), 5);
+    assert_eq!(Owner::of(&defaulted, None).bound(true), 5);
 }
 
 #[test]

@@ -46,7 +46,8 @@ pub struct Asked {
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Done,
-    /// Refused: it did not happen.
+    /// An error answer: most often it did not happen (an answer lost on its way back is an
+    /// error too).
     Refused(String),
     /// Unanswered in time: it may or may not have happened.
     Unknown(String),
@@ -152,10 +153,9 @@ impl PodsWorkload {
                 Ok(Err(error)) => Outcome::Refused(error.to_string()),
                 Err(_) => Outcome::Unknown(format!("no answer within {ATTEMPT_LIMIT:?}")),
             };
-            // Even a change whose outcome is unknown may have landed: the gap holds from it.
-            if !matches!(outcome, Outcome::Refused(_)) {
-                last_change[pick] = Some(Instant::now());
-            }
+            // Even a refused change may have landed (an answer lost on the way back looks
+            // like an error too): the gap holds from every attempt.
+            last_change[pick] = Some(Instant::now());
             asked.push(Asked {
                 object: format!("{resource}/{name}"),
                 change,
