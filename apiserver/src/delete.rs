@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::kinds::KindInfo;
 use crate::object;
 use crate::registry::{
-    holds_contents, object_ref, request_namespace, unchanged, Committed, Fence, Registry, Target,
-    Write,
+    holds_contents, landed, object_ref, request_namespace, unchanged, Committed, Fence, Registry,
+    Target, Write,
 };
 
 const MAX_ATTEMPTS: usize = 16;
@@ -275,20 +275,19 @@ impl Registry {
             match decision {
                 Plan::AlreadyMarked => return Ok((current, false)),
                 Plan::Mark(mut marked) => {
-                    if let Committed::At { revision, .. } = self
-                        .commit(&key, compares, Write::Put(object::encode(&marked)))
-                        .await?
-                    {
+                    let write = Write::Put(object::encode(&marked));
+                    let committed = self.commit(&key, compares, write).await?;
+                    if let Committed::At { revision, .. } = landed(fence, committed) {
                         object::set_resource_version(&mut marked, revision);
                         return Ok((marked, false));
                     }
                 }
                 Plan::Remove => {
                     let releases = self.releases(info, &current);
-                    if let Committed::At { revision, .. } = self
+                    let committed = self
                         .commit_with(&key, compares, Write::Delete, releases)
-                        .await?
-                    {
+                        .await?;
+                    if let Committed::At { revision, .. } = landed(fence, committed) {
                         let mut gone = current;
                         object::set_resource_version(&mut gone, revision);
                         return Ok((gone, true));

@@ -20,7 +20,7 @@ use tempfile::TempDir;
 
 use crate::client::maintenance;
 use crate::disk;
-use crate::network::MemberNetwork;
+use crate::network::{addresses, free_port, MemberNetwork};
 use crate::nodes::NodeGroup;
 
 pub use crate::cluster_error::ClusterError;
@@ -231,6 +231,13 @@ fn run_to_end(binary: &Path, member: &str, args: &[&str], path: &Path) -> Result
     })
 }
 
+/// The members' log filter: the caller's `RUST_LOG` or the usual, and the fenced writes.
+fn member_log_filter() -> String {
+    let usual = std::env::var("RUST_LOG")
+        .unwrap_or_else(|_| "info,openraft=warn,h2=warn,tower=warn".into());
+    format!("{usual},rudder::fenced=debug")
+}
+
 fn start_rudder(
     binary: &Path,
     name: &str,
@@ -245,6 +252,8 @@ fn start_rudder(
         .arg(data_dir)
         .arg("--failpoints-file")
         .arg(disk::failpoints_file(data_dir))
+        // The fenced writes it makes, for the Kubernetes checks (`check::kube`).
+        .env("RUST_LOG", member_log_filter())
         .args(["--listen-client", client, "--listen-peer", peer])
         .args(cluster_flags)
         .stdout(Stdio::piped());
@@ -358,32 +367,6 @@ async fn start_etcd(
     }
 }
 
-/// Each member's client and peer address: in its namespace, its own address and the usual
-/// ports; on loopback, what `loopback` gives.
-fn addresses(
-    network: Option<&MemberNetwork>,
-    size: usize,
-    mut loopback: impl FnMut() -> Result<(String, String), ClusterError>,
-) -> Result<Vec<(String, String)>, ClusterError> {
-    match network {
-        Some(network) => Ok(network
-            .places()
-            .iter()
-            .map(|place| (format!("{}:2379", place.ip), format!("{}:2380", place.ip)))
-            .collect()),
-        None => (0..size).map(|_| loopback()).collect(),
-    }
-}
-
-/// A free loopback port: bound, read, released (the member binds it right after).
-fn free_port() -> Result<String, ClusterError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(ClusterError::Scratch)?;
-    Ok(listener
-        .local_addr()
-        .map_err(ClusterError::Scratch)?
-        .to_string())
-}
-
 pub struct ProcessCluster {
     pub dir: TempDir,
     pub members: Vec<MemberProcess>,
@@ -463,7 +446,7 @@ impl ProcessCluster {
         network: Option<MemberNetwork>,
     ) -> Result<Self, ClusterError> {
         let addresses = addresses(network.as_ref(), size, || {
-            Ok(("127.0.0.1:0".into(), "127.0.0.1:0".into()))
+            Ok::<_, ClusterError>(("127.0.0.1:0".into(), "127.0.0.1:0".into()))
         })?;
         let netns = |n: usize| network.as_ref().map(|net| net.places()[n].netns.as_path());
         // The members' one keyring for Secrets, made as a user makes it.
@@ -545,7 +528,10 @@ impl ProcessCluster {
         network: Option<MemberNetwork>,
     ) -> Result<Self, ClusterError> {
         let dir = TempDir::new().map_err(ClusterError::Scratch)?;
-        let ports = addresses(network.as_ref(), size, || Ok((free_port()?, free_port()?)))?;
+        let ports = addresses(network.as_ref(), size, || {
+            let port = || free_port().map_err(ClusterError::Scratch);
+            Ok::<_, ClusterError>((port()?, port()?))
+        })?;
         let initial: Vec<String> = ports
             .iter()
             .enumerate()

@@ -14,7 +14,8 @@
 //! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
 //!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key;
 //!   [`check::watch`]: watches against the store's history); [`recovery`]: how soon writes
-//!   were answered again after each kind of fault (a figure, not a check).
+//!   were answered again after each kind of fault (a figure, not a check); [`durability`]:
+//!   the whole cluster killed at once and restarted, and its replicas' hashes compared.
 //!
 //! - [`workload`]: client loads that record every operation for the checkers
 //!   ([`workload::kv`]: puts, reads and swaps through the etcd API; [`workload::watchers`]:
@@ -33,6 +34,7 @@ pub mod client;
 pub mod cluster;
 pub mod cluster_error;
 pub mod disk;
+pub mod durability;
 pub mod history;
 pub mod inject;
 pub mod network;

@@ -333,6 +333,29 @@ pub fn dropped_packets(listing: &str) -> u64 {
         .sum()
 }
 
+/// Each member's client and peer address: in its namespace, its own address and the usual
+/// ports; on loopback, what `loopback` gives.
+pub(crate) fn addresses<E>(
+    network: Option<&MemberNetwork>,
+    size: usize,
+    mut loopback: impl FnMut() -> Result<(String, String), E>,
+) -> Result<Vec<(String, String)>, E> {
+    match network {
+        Some(network) => Ok(network
+            .places()
+            .iter()
+            .map(|place| (format!("{}:2379", place.ip), format!("{}:2380", place.ip)))
+            .collect()),
+        None => (0..size).map(|_| loopback()).collect(),
+    }
+}
+
+/// A free loopback port: bound, read, released (the member binds it right after).
+pub(crate) fn free_port() -> std::io::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

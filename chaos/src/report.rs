@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::linear::{self, Op, Operation};
 use crate::check::{kube, once, watch};
 use crate::disk::DiskEffect;
+use crate::durability::{self, MemberHash};
 use crate::inject::{Crash, Injected};
 use crate::recovery::{self, Recovery};
 use crate::schedule::{self, FaultKind, PlannedFault};
@@ -128,6 +129,9 @@ pub struct Observed<'a> {
     /// The writes' violations against the store's record, with how many writes there
     /// were; or why it could not be checked.
     pub once: Result<(usize, Vec<once::Violation>), String>,
+    /// Each member's hash of the keyspace at one revision, after every member was killed
+    /// at once and restarted; or why they could not be had.
+    pub replicas: Result<Vec<MemberHash>, String>,
     /// With the pods workload: the Kubernetes invariants over the store's record of the
     /// objects, and what the workload asked; or why they could not be checked.
     pub kubernetes: Option<Result<KubeOutcome, String>>,
@@ -154,6 +158,7 @@ impl Report {
             linearizable(observed.linearizability),
             watches(&observed.watches),
             at_most_once(&observed.once),
+            durable(&observed.replicas),
         ];
         checks.extend(observed.kubernetes.as_ref().map(kubernetes));
         let verdict = verdict(&checks);
@@ -416,6 +421,34 @@ fn violations<T: std::fmt::Debug>(found: &[T]) -> String {
     format!("{}{more}", shown.join("; "))
 }
 
+/// The whole cluster killed at once and restarted: the replicas hash alike at one revision
+/// (nothing acknowledged was lost to it: the at-most-once check read the record after it).
+fn durable(replicas: &Result<Vec<MemberHash>, String>) -> Check {
+    let hashes = match replicas {
+        Ok(hashes) => hashes,
+        Err(why) => return unchecked("durability", why),
+    };
+    let disagree = durability::agree(hashes);
+    let detail = match (disagree.is_empty(), hashes.first()) {
+        (true, Some(first)) => format!(
+            "every member killed at once and restarted; {} members hash the keyspace alike \
+             ({:08x}) at revision {}; acknowledged writes read back after it (at-most-once)",
+            hashes.len(),
+            first.hash,
+            first.revision
+        ),
+        _ => format!("the replicas differ: {}", disagree.join("; ")),
+    };
+    Check {
+        name: "durability".into(),
+        verdict: match disagree.is_empty() {
+            true => Verdict::Pass,
+            false => Verdict::Fail,
+        },
+        detail,
+    }
+}
+
 /// No pod bound twice, no node over its allocatable, ReplicaSets and Deployments within
 /// their bounds; and, so that a pass means something, pods were bound and changes done.
 fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
@@ -429,6 +462,7 @@ fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
         full_nodes,
         growths_judged,
         takeovers,
+        fenced_writes,
     } = outcome.judged.evidence;
     let violations = &outcome.judged.violations;
     let idle = binds == 0 || outcome.done == 0;
@@ -441,20 +475,28 @@ fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
         "{} of {} changes to ReplicaSets and Deployments done; {pods_created} pods created, \
          {binds} bound, {full_nodes} nodes full at some point, {growths_judged} growths \
          judged against their bounds; {takeovers} takeovers of the scheduler's or controller \
-         manager's lease",
+         manager's lease; {fenced_writes} fenced writes judged against their lease",
         outcome.done, outcome.asked
     );
     if idle {
         detail.push_str("; nothing was bound or changed, so nothing was tested");
     }
-    for violation in violations.iter().take(5) {
-        detail.push_str(&format!(
-            "; {} at revision {}: {}",
-            violation.invariant, violation.revision, violation.detail
-        ));
-    }
-    if violations.len() > 5 {
-        detail.push_str(&format!("; and {} more", violations.len() - 5));
+    // Each broken invariant: how often, and its first two (one kind must not hide another).
+    let mut broken: Vec<&str> = violations.iter().map(|v| v.invariant).collect();
+    broken.sort_unstable();
+    broken.dedup();
+    for invariant in broken {
+        let of_it: Vec<&kube::Violation> = violations
+            .iter()
+            .filter(|v| v.invariant == invariant)
+            .collect();
+        detail.push_str(&format!("; {invariant}: {} violations", of_it.len()));
+        for violation in of_it.iter().take(2) {
+            detail.push_str(&format!(
+                "; {invariant} at revision {}: {}",
+                violation.revision, violation.detail
+            ));
+        }
     }
     Check {
         name: "kubernetes".into(),

@@ -81,6 +81,11 @@ fn observed<'a>(
             ..Default::default()
         }),
         once: Ok((5, vec![])),
+        replicas: Ok(vec![crate::durability::MemberHash {
+            member: "m1".into(),
+            hash: 1,
+            revision: 9,
+        }]),
         kubernetes: None,
     }
 }

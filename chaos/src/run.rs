@@ -18,7 +18,6 @@ use rudder_proto::client::ApiClient;
 use crate::check::watch::Change;
 use crate::check::{kube, linear, once, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
-use crate::history;
 use crate::inject::{inject, restart_crashed, Injection};
 use crate::nodes::{self, NodeGroup, NODE_MONITOR_GRACE};
 use crate::report::{KubeOutcome, Observed, Plan, Report, Target, Verdict, WatchOutcome};
@@ -26,6 +25,7 @@ use crate::schedule::{FaultKind, QUIET};
 use crate::workload::kv::KvWorkload;
 use crate::workload::pods::{Asked, Outcome, PodsWorkload};
 use crate::workload::watchers::{self, Finish};
+use crate::{durability, history};
 
 /// The workload's keys.
 const PREFIX: &str = "chaos/";
@@ -41,33 +41,41 @@ const WATCHERS: usize = 2;
 /// election and sometimes not, and a killed leader is replaced only after 1 to 2 s.
 const RAFT_TIMING_MS: (u64, u64) = (30, 150);
 
-/// The bugs `--plant` may plant in Rudder's members: each a failpoint, its action, and
-/// what it breaks.
+/// The bugs `--plant` may plant in Rudder's members: each its name, the failpoints that
+/// make it (`NAME=ACTIONS;...`, as `rudder server --failpoints` takes them), and what it
+/// breaks.
 pub const PLANTABLE: &[(&str, &str, &str)] = &[
     (
         "stale-reads",
-        "return",
+        "stale-reads=return",
         "linearizable reads served from a replica without asking the leader",
     ),
     (
         "lost-watch-events",
-        "2%return",
+        "lost-watch-events=2%return",
         "about one revision in fifty left out of each watch",
     ),
     (
         "write-applied-twice",
-        "1%return",
+        "write-applied-twice=1%return",
         "about one write batch in a hundred applied twice (its retry lost the request ids)",
     ),
     (
-        "scheduler-forgets-placements",
-        "return",
-        "the scheduler does not count a pod it placed until the watch shows it bound, so a \
-         burst of pods over-fills nodes (needs --workload kv,pods)",
+        "scheduler-ignores-pod-limit",
+        "scheduler-ignores-pod-limit=return",
+        "the scheduler forgets a node's pod limit (its allocatable pods), so pods that \
+         wait for room are put on full nodes (needs --workload kv,pods)",
+    ),
+    (
+        "fence-ignored",
+        "fence-ignored=return;leader-steps-down-late=return(3000)",
+        "the API server lets fenced writes through without looking at the lease, and a \
+         deposed scheduler or controller manager goes on acting for 3 s: its writes land under \
+         an old epoch (needs --workload kv,pods)",
     ),
     (
         "fsync-errors-ignored",
-        "return",
+        "fsync-errors-ignored=return",
         "a failed fsync of the log reported as done: the member runs on, acknowledging \
          entries whose fsync failed (a disk fault that fails an fsync shows it)",
     ),
@@ -75,14 +83,15 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
 
 /// The leader-elected components' timing with the pods workload: a lease, a renew
 /// deadline, a retry period.
+/// A master paused for longer than about 2.25 s loses its components' leases.
 const LEADER_ELECTION: [&str; 3] = [
-    "--leader-elect-lease-duration=4s",
-    "--leader-elect-renew-deadline=3s",
-    "--leader-elect-retry-period=500ms",
+    "--leader-elect-lease-duration=2s",
+    "--leader-elect-renew-deadline=1500ms",
+    "--leader-elect-retry-period=250ms",
 ];
 
 /// The planted bugs that only the pods workload shows.
-pub const PLANTED_IN_PODS: &[&str] = &["scheduler-forgets-placements"];
+pub const PLANTED_IN_PODS: &[&str] = &["scheduler-ignores-pod-limit", "fence-ignored"];
 
 /// Where the runner finds the members' programs.
 #[derive(Debug, Clone)]
@@ -179,6 +188,13 @@ pub async fn run(
         }
     };
     let history = kv.operations;
+    // A power cut at the end: whatever was acknowledged must survive it (the at-most-once
+    // check below reads the record after it), and the replicas must converge.
+    progress("killing every member at once, then restarting each on its data");
+    let crashed = durability::crash_everyone(&mut cluster).await;
+    if let Err(error) = &crashed {
+        incidents.push(format!("the whole cluster could not be restarted: {error}"));
+    }
     let kubernetes = match changing {
         Some(changing) => Some(judge_pods(&cluster, changing, &mut progress).await),
         None => None,
@@ -212,6 +228,10 @@ pub async fn run(
     };
     let watchers = joined.map_err(|error| format!("the watchers failed: {error}"));
 
+    let replicas = match crashed {
+        Ok(()) => durability::hashes(&cluster, Duration::from_secs(30)).await,
+        Err(error) => Err(format!("the whole cluster could not be restarted: {error}")),
+    };
     progress(&format!("checking {} operations", history.len()));
     let checked = Instant::now();
     let outcome = linear::check(&history, check_budget);
@@ -244,6 +264,7 @@ pub async fn run(
             linearizability: &outcome,
             watches,
             once,
+            replicas,
             kubernetes,
         },
     );
@@ -306,12 +327,18 @@ async fn judge_pods(
         .map_err(|error| format!("the pods workload failed: {error}"))?;
     let leader = cluster.leader().await.map_err(|e| e.to_string())?;
     let record = history::objects(&cluster.members[leader].client_addr).await?;
+    // What each master logged of the fenced writes it made (logs span restarts).
+    let fenced: Vec<kube::FencedWrite> = cluster
+        .members
+        .iter()
+        .flat_map(|member| kube::fenced_writes(&member.log_since(0)))
+        .collect();
     progress(&format!(
         "checking {} changes of pods, ReplicaSets, Deployments and Nodes",
         record.len()
     ));
     Ok(KubeOutcome {
-        judged: kube::check(&record),
+        judged: kube::check(&record, &fenced),
         asked: asked.len(),
         done: asked.iter().filter(|a| a.outcome == Outcome::Done).count(),
     })
@@ -380,12 +407,13 @@ async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, Clust
                     "--failpoints={}",
                     plan.planted
                         .iter()
-                        .map(|failpoint| {
-                            let action = PLANTABLE
+                        .map(|bug| {
+                            PLANTABLE
                                 .iter()
-                                .find(|(name, _, _)| name == failpoint)
-                                .map_or("return", |(_, action, _)| action);
-                            format!("{failpoint}={action}")
+                                .find(|(name, _, _)| name == bug)
+                                .map_or(format!("{bug}=return"), |(_, failpoints, _)| {
+                                    failpoints.to_string()
+                                })
                         })
                         .collect::<Vec<_>>()
                         .join(";")

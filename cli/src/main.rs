@@ -142,6 +142,8 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: logs kept in files stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // The shim forks (libcontainer): it must run before any thread exists.
     let cli = match cli.command {

@@ -394,6 +394,15 @@ fn pods_keep_kubernetes_invariants_through_node_loss_and_a_scheduler_leader_kill
     // Non-vacuous: pods were bound, and a killed master's component was replaced.
     assert!(!kubernetes.detail.contains(" 0 bound"), "{said}");
     assert!(!kubernetes.detail.contains("; 0 takeovers"), "{said}");
+    assert!(!kubernetes.detail.contains("; 0 fenced writes"), "{said}");
+    let durability = check("durability");
+    assert_eq!(durability.verdict, Verdict::Pass, "{said}");
+    assert!(
+        durability
+            .detail
+            .contains("3 members hash the keyspace alike"),
+        "{said}"
+    );
     // The faults struck what the schedule aimed at, each confirmed by its lease.
     let aimed = |victim: Victim, kind: FaultKind| {
         report
@@ -416,9 +425,9 @@ fn pods_keep_kubernetes_invariants_through_node_loss_and_a_scheduler_leader_kill
 }
 
 #[test]
-fn a_planted_scheduler_that_forgets_its_placements_over_fills_a_node_and_fails() {
+fn a_planted_scheduler_that_forgets_the_pod_limit_over_fills_a_node_and_fails() {
     let dir = tempfile::tempdir().unwrap();
-    let run = pods_25s(dir.path(), &["--plant", "scheduler-forgets-placements"]);
+    let run = pods_25s(dir.path(), &["--plant", "scheduler-ignores-pod-limit"]);
     let said = text(&run);
     assert!(
         !run.status.success(),
@@ -426,6 +435,31 @@ fn a_planted_scheduler_that_forgets_its_placements_over_fills_a_node_and_fails()
     );
     assert!(said.contains("FAIL     kubernetes"), "{said}");
     assert!(said.contains("is over its allocatable: pods"), "{said}");
+}
+
+#[test]
+fn a_planted_fence_that_lets_a_deposed_leader_write_fails_the_run() {
+    // Seed 242 pauses the controller manager's master for 2.8 s at 2 s: its lease (2 s)
+    // goes to another master, and the planted late step-down keeps it acting after.
+    let dir = tempfile::tempdir().unwrap();
+    let pods = ["--workload", "kv,pods", "--faults", "kill,pause,node-loss"];
+    let run = run_in(
+        dir.path(),
+        "25s",
+        "242",
+        &[&pods[..], &["--plant", "fence-ignored"]].concat(),
+    );
+    let said = text(&run);
+    assert!(
+        !run.status.success(),
+        "a planted bug must fail the run: {said}"
+    );
+    assert!(said.contains("FAIL     kubernetes"), "{said}");
+    assert!(said.contains("fenced at revision"), "{said}");
+    assert!(
+        said.contains("landed while the lease was held by"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -469,7 +503,7 @@ fn bad_options_are_refused_saying_what_there_is() {
         pods_on_etcd.contains("the pods workload needs Rudder's masters"),
         "{pods_on_etcd}"
     );
-    let unseen = text(&chaos(&["run", "--plant", "scheduler-forgets-placements"]));
+    let unseen = text(&chaos(&["run", "--plant", "scheduler-ignores-pod-limit"]));
     assert!(
         unseen.contains("shows only with pods: add --workload kv,pods"),
         "{unseen}"

@@ -238,11 +238,7 @@ impl Scheduler {
             match decision {
                 Ok(placement) => {
                     self.next_start = placement.next_start;
-                    // A bug plantable by chaos runs (off unless planted): placements not
-                    // counted on their node until the watch shows them bound.
-                    if fail::eval("scheduler-forgets-placements", |_| ()).is_none() {
-                        self.snapshot.assume(&pod, &placement.node);
-                    }
+                    self.snapshot.assume(&pod, &placement.node);
                     self.assumed
                         .assume(key.clone(), uid_of(&pod), &placement.node);
                     self.bind(key, &pod, placement.node, ctx);

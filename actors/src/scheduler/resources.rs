@@ -142,7 +142,11 @@ impl Resources {
     /// takes one more pod only below its `pods`.
     pub fn shortfalls(&self, used: &Resources, allocatable: &Resources) -> Vec<Insufficient> {
         let mut lacking = Vec::new();
-        if used.pods.saturating_add(1) > allocatable.pods {
+        // A bug plantable by chaos runs (off unless planted; looked up only for a full node):
+        // the node's pod limit forgotten.
+        if used.pods.saturating_add(1) > allocatable.pods
+            && fail::eval("scheduler-ignores-pod-limit", |_| ()).is_none()
+        {
             lacking.push(Insufficient::Pods);
         }
         let short = |request: i64, used: i64, allocatable: i64| {

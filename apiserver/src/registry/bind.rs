@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::transform::set_condition;
 use super::{
-    contended, object_ref, unchanged, Committed, Fence, Registry, Resolved, Write, MAX_ATTEMPTS,
+    contended, landed, object_ref, unchanged, Committed, Fence, Registry, Resolved, Write,
+    MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
@@ -128,9 +129,8 @@ impl Registry {
             let mut compares = vec![unchanged(&key, kv.mod_revision)];
             compares.extend(self.fence_holds(fence, attempt > 0).await?);
             let body = object::encode(&pod);
-            if let Committed::At { revision, replayed } =
-                self.commit(&key, compares, Write::Put(body)).await?
-            {
+            let committed = self.commit(&key, compares, Write::Put(body)).await?;
+            if let Committed::At { revision, replayed } = landed(fence, committed) {
                 if replayed {
                     if let Some(written) = self.read_at(&key, revision).await? {
                         return Ok(written);

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use super::transform::{fold_string_data, namespace_for, prepare_for_create, Stamp};
 use super::{
-    absent, body, contended, object_ref, unchanged, Committed, Registry, Resolved, WriteOptions,
-    MAX_ATTEMPTS,
+    absent, body, contended, landed, object_ref, unchanged, Committed, Registry, Resolved,
+    WriteOptions, MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
 use crate::kinds::KindInfo;
@@ -98,10 +98,10 @@ impl Registry {
                 return Ok(object);
             }
             let write = self.put(info, body).await?;
-            match self
+            let committed = self
                 .commit_with(&key, compares, write, holding.writes)
-                .await?
-            {
+                .await?;
+            match landed(options.fence.as_ref(), committed) {
                 Committed::At {
                     revision,
                     replayed: false,

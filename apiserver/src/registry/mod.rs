@@ -59,6 +59,7 @@ use crate::watch::Hubs;
 
 pub use bind::Binding;
 pub use evict::Eviction;
+pub(crate) use fence::landed;
 pub use fence::Fence;
 pub(crate) use transform::{holds_contents, patched, request_namespace};
 pub use transform::{Part, PatchType};

@@ -11,8 +11,8 @@ use super::transform::{
     resource_version_of, revise, Part, PatchType,
 };
 use super::{
-    body, contended, stale, unchanged, Committed, Registry, Resolved, Target, Write, WriteOptions,
-    MAX_ATTEMPTS,
+    body, contended, landed, stale, unchanged, Committed, Registry, Resolved, Target, Write,
+    WriteOptions, MAX_ATTEMPTS,
 };
 use crate::error::ApiError;
 use crate::field_ownership;
@@ -194,7 +194,8 @@ impl Registry {
             let committed = self
                 .commit_with(&key, compares, write, holding.writes)
                 .await?;
-            if let Committed::At { revision, replayed } = committed {
+            if let Committed::At { revision, replayed } = landed(options.fence.as_ref(), committed)
+            {
                 if replayed && !completes_deletion {
                     // What the earlier attempt wrote, not what this one computed.
                     if let Some(written) = self.read_at(&key, revision).await? {

@@ -9,6 +9,9 @@
 //!   the scheduler counts them);
 //! - **ReplicaSet**: a new pod never takes a ReplicaSet's active pods (owned, not being
 //!   deleted, not finished) beyond its `spec.replicas`;
+//! - **fenced**: every write a scheduler or controller manager made under its lease (as its
+//!   master logged it, [`fenced_writes`]) landed while the lease was held by that holder
+//!   at that epoch: no write of a deposed leader (an old epoch) lands;
 //! - **Deployment**: the replicas a Deployment's ReplicaSets ask for together never grow
 //!   beyond its `spec.replicas + maxSurge` (0 for Recreate): the rolling update's promise.
 //!   Its pods may overlap that for a moment, as in Kubernetes (one ReplicaSet's new pod
@@ -47,6 +50,39 @@ pub struct Evidence {
     pub growths_judged: usize,
     /// Times the scheduler's or the controller manager's lease went to another holder.
     pub takeovers: usize,
+    /// Fenced writes judged against their lease.
+    pub fenced_writes: usize,
+}
+
+/// A write a leader-elected component made under its lease, as its master logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FencedWrite {
+    /// `namespace/name` of the lease.
+    pub lease: String,
+    pub holder: String,
+    pub epoch: i64,
+    pub revision: i64,
+}
+
+/// The fenced writes a master logged (`... fenced write landed lease=NS/NAME holder=H
+/// epoch=E revision=R`, target `rudder::fenced`). Pure.
+pub fn fenced_writes(log: &str) -> Vec<FencedWrite> {
+    log.lines()
+        .filter(|line| line.contains("fenced write landed"))
+        .filter_map(|line| {
+            let field = |name: &str| {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+                    .map(str::to_string)
+            };
+            Some(FencedWrite {
+                lease: field("lease")?,
+                holder: field("holder")?,
+                epoch: field("epoch")?.parse().ok()?,
+                revision: field("revision")?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -55,8 +91,9 @@ pub struct Judged {
     pub evidence: Evidence,
 }
 
-/// Checks `changes` (any order within a revision; revisions ascending).
-pub fn check(changes: &[Change]) -> Judged {
+/// Checks `changes` (any order within a revision; revisions ascending) and the `fenced`
+/// writes against the leases in them.
+pub fn check(changes: &[Change], fenced: &[FencedWrite]) -> Judged {
     let mut replay = Replay::default();
     let mut at = 0;
     while at < changes.len() {
@@ -67,6 +104,9 @@ pub fn check(changes: &[Change]) -> Judged {
             .map_or(changes.len(), |n| at + n);
         replay.apply(&changes[at..end]);
         at = end;
+    }
+    for write in fenced {
+        replay.judge_fenced(write);
     }
     Judged {
         violations: replay.violations,
@@ -164,6 +204,9 @@ struct Replay {
     ever_full: BTreeSet<String>,
     /// The leader leases' holders, by key.
     holders: HashMap<String, String>,
+    /// Every lease's holder and epoch from each revision it was written at, by
+    /// `namespace/name`.
+    leases: HashMap<String, Vec<(i64, String, i64)>>,
     violations: Vec<Violation>,
     evidence: Evidence,
 }
@@ -190,7 +233,7 @@ impl Replay {
                 Some("replicasets" | "deployments") => {
                     self.owner(&change.key, value, &mut asked_more)
                 }
-                Some("leases") => self.lease(&change.key, value.as_ref()),
+                Some("leases") => self.lease(revision, &change.key, value.as_ref()),
                 Some("nodes") => {
                     if let Some(node) = &value {
                         self.nodes.insert(name(node).into(), allocatable(node));
@@ -262,14 +305,24 @@ impl Replay {
         }
     }
 
-    /// A leader-elected component's lease: a new holder is a takeover (the first is not).
-    fn lease(&mut self, key: &str, value: Option<&Value>) {
-        if !LEADER_LEASES.iter().any(|lease| key.ends_with(lease)) {
-            return;
-        }
+    /// A lease: its holder and epoch from this revision on; for a leader-elected
+    /// component's, a new holder is a takeover (the first is not).
+    fn lease(&mut self, revision: i64, key: &str, value: Option<&Value>) {
         let holder = value
             .and_then(|lease| lease["spec"]["holderIdentity"].as_str())
             .unwrap_or("");
+        let epoch = value
+            .and_then(|lease| lease["spec"]["leaseTransitions"].as_i64())
+            .unwrap_or(0);
+        let name = key.trim_start_matches("/registry/leases/");
+        self.leases.entry(name.to_string()).or_default().push((
+            revision,
+            holder.to_string(),
+            epoch,
+        ));
+        if !LEADER_LEASES.iter().any(|lease| key.ends_with(lease)) {
+            return;
+        }
         if holder.is_empty() {
             return;
         }
@@ -335,6 +388,38 @@ impl Replay {
                 detail: format!("node {node} is over its allocatable: {}", over.join(", ")),
             }),
             false => {}
+        }
+    }
+
+    /// A fenced write must have landed while its lease was held as its fence said.
+    fn judge_fenced(&mut self, write: &FencedWrite) {
+        self.evidence.fenced_writes += 1;
+        let history = self
+            .leases
+            .get(&write.lease)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let then = history
+            .iter()
+            .rev()
+            .find(|(at, _, _)| *at <= write.revision);
+        let held =
+            then.is_some_and(|(_, holder, epoch)| *holder == write.holder && *epoch == write.epoch);
+        if !held {
+            let then = match then {
+                Some((at, holder, epoch)) => {
+                    format!("held by {holder:?} at epoch {epoch} since revision {at}")
+                }
+                None => "not there".into(),
+            };
+            self.violations.push(Violation {
+                invariant: "fenced",
+                revision: write.revision,
+                detail: format!(
+                    "a write under lease {} by {} at epoch {} landed while the lease was {then}",
+                    write.lease, write.holder, write.epoch
+                ),
+            });
         }
     }
 

@@ -7,6 +7,7 @@ use super::*;
 struct Record {
     changes: Vec<Change>,
     revision: i64,
+    fenced: Vec<FencedWrite>,
 }
 
 impl Record {
@@ -69,7 +70,7 @@ impl Record {
     }
 
     fn check(&self) -> Judged {
-        check(&self.changes)
+        check(&self.changes, &self.fenced)
     }
 }
 
@@ -108,6 +109,7 @@ fn a_clean_history_passes_with_its_evidence() {
             full_nodes: 1,
             growths_judged: 2,
             takeovers: 0,
+            fenced_writes: 0,
         }
     );
 }
@@ -339,4 +341,60 @@ fn keys_outside_the_judged_kinds_are_ignored() {
         .put("chaos/k1", json!("v"))
         .put("/registry/events/chaos/e", json!({}));
     assert_eq!(record.check(), Judged::default());
+}
+
+#[test]
+fn fenced_writes_are_read_from_a_masters_log() {
+    let log = "2026-12-06T14:36:53.7Z DEBUG rudder::fenced: fenced write landed \
+               lease=kube-system/rudder-scheduler holder=m1_ab-12 epoch=3 revision=1234\n\
+               2026-12-06T14:36:53.8Z  INFO rudder_raftstore::server: member started\n\
+               2026-12-06T14:36:53.9Z DEBUG rudder::fenced: fenced write landed lease=x/y\n";
+    assert_eq!(
+        fenced_writes(log),
+        vec![FencedWrite {
+            lease: "kube-system/rudder-scheduler".into(),
+            holder: "m1_ab-12".into(),
+            epoch: 3,
+            revision: 1234,
+        }]
+    );
+}
+
+#[test]
+fn a_write_under_an_old_epoch_or_another_holder_is_caught() {
+    let lease = |holder: &str, epoch: i64| json!({"spec": {"holderIdentity": holder, "leaseTransitions": epoch}});
+    let key = "/registry/leases/kube-system/rudder-controller-manager";
+    let write = |holder: &str, epoch: i64, revision: i64| FencedWrite {
+        lease: "kube-system/rudder-controller-manager".into(),
+        holder: holder.into(),
+        epoch,
+        revision,
+    };
+    let mut record = Record::default();
+    record
+        .put(key, lease("m1_a", 1))
+        .put("/registry/pods/chaos/x", json!({}))
+        .put(key, lease("m2_b", 2))
+        .put("/registry/pods/chaos/y", json!({}));
+    record.fenced = vec![
+        write("m1_a", 1, 2),
+        write("m2_b", 2, 4),
+        write("m2_b", 2, 3),
+    ];
+    let judged = record.check();
+    assert_eq!(judged.violations, vec![], "each held as its fence said");
+    assert_eq!(judged.evidence.fenced_writes, 3);
+    // The deposed holder's write after the takeover, and a write before any lease.
+    record.fenced = vec![write("m1_a", 1, 4), write("m1_a", 1, 0)];
+    let judged = record.check();
+    assert_eq!(invariants(&judged), vec!["fenced", "fenced"]);
+    assert!(
+        judged.violations[0].detail.contains(
+            "by m1_a at epoch 1 landed while the lease was held by \"m2_b\" at epoch 2 since \
+             revision 3"
+        ),
+        "{:?}",
+        judged.violations
+    );
+    assert!(judged.violations[1].detail.ends_with("not there"));
 }

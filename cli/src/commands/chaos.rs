@@ -63,7 +63,8 @@ pub struct RunArgs {
     /// Plant a bug in the members to see the checks find it: stale-reads (linearizable
     /// reads served from a replica without asking the leader), lost-watch-events (about one
     /// revision in fifty left out of each watch), write-applied-twice, fsync-errors-ignored,
-    /// scheduler-forgets-placements (nodes over-filled; with the pods workload).
+    /// scheduler-ignores-pod-limit (nodes over-filled) and fence-ignored (a deposed leader's
+    /// writes land) with the pods workload.
     #[arg(long, value_delimiter = ',')]
     plant: Vec<String>,
     #[command(flatten)]
