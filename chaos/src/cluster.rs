@@ -103,6 +103,11 @@ impl MemberProcess {
         }
     }
 
+    /// SIGKILL without waiting for the end ([`MemberProcess::kill`] reaps it).
+    pub fn sigkill(&self) {
+        self.signal(nix::sys::signal::Signal::SIGKILL);
+    }
+
     /// SIGTERM: the member stops gracefully (a leader hands over first); see
     /// [`MemberProcess::exited`] for when it is gone.
     pub fn terminate(&self) {
@@ -234,7 +239,7 @@ fn run_to_end(binary: &Path, member: &str, args: &[&str], path: &Path) -> Result
 /// The members' log filter: the caller's `RUST_LOG` or the usual, and the fenced writes.
 fn member_log_filter() -> String {
     let usual = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| "info,openraft=warn,h2=warn,tower=warn".into());
+        .unwrap_or_else(|_| "info,openraft=warn,h2=warn,tower=warn,hickory_server=warn".into());
     format!("{usual},rudder::fenced=debug")
 }
 

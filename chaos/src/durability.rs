@@ -1,5 +1,6 @@
-//! The end of a run: every member killed at the same moment and restarted on its data, as a
-//! power cut would leave them, before the store's record is read back, so the at-most-once
+//! The end of a run: every member killed at the same moment and restarted on its data (a
+//! whole-cluster crash; the machine's page cache survives it, so a lost fsync does not show
+//! here: the disk faults test that), before the store's record is read back, so the at-most-once
 //! check also proves that no acknowledged write was lost to the whole cluster's crash; then
 //! each member's hash of the keyspace at one revision, which must agree (the replicas
 //! converged). [`agree`] judges the hashes (pure); the rest is the shell.
@@ -21,9 +22,13 @@ pub struct MemberHash {
     pub revision: i64,
 }
 
-/// SIGKILLs every member, then restarts all of them together (etcd's members serve only
-/// once a quorum is back, so one at a time would never finish).
+/// SIGKILLs every member (all signalled before any is waited for), then restarts them.
+/// etcd's members serve only once a quorum is back, so theirs wait together; Rudder's print
+/// their ready line without one, and start one after another.
 pub async fn crash_everyone(cluster: &mut ProcessCluster) -> Result<(), ClusterError> {
+    for member in &cluster.members {
+        member.sigkill();
+    }
     for member in &mut cluster.members {
         member.kill();
     }

@@ -123,14 +123,15 @@ const OBJECT_PREFIXES: [&str; 5] = [
     "/registry/replicasets/",
     "/registry/deployments/",
     "/registry/nodes/",
-    "/registry/leases/kube-system/",
+    "/registry/leases/",
 ];
 
 /// Every change of the pods, ReplicaSets, Deployments, Nodes and the leader-elected
-/// components' Leases from revision 1 through the store's revision now (read
-/// linearizably), in revision order, as the member at `addr` has them. The whole keyspace
+/// components' Leases (every Lease: a fence may name any) from revision 1 through the
+/// store's revision now (read linearizably), in revision order, as the member at `addr`
+/// has them; and that revision. The whole keyspace
 /// is watched, since every revision is a change somewhere in it, and then filtered.
-pub async fn objects(addr: &str) -> Result<Vec<Change>, String> {
+pub async fn objects(addr: &str) -> Result<(i64, Vec<Change>), String> {
     let read = RangeRequest {
         key: b"/registry/".to_vec(),
         count_only: true,
@@ -147,11 +148,12 @@ pub async fn objects(addr: &str) -> Result<Vec<Change>, String> {
         .map_or(0, |header| header.revision);
     // `[\0, \0)`: every key (etcd's "from the first key on").
     let everything = changes_in(addr, (&[0], &[0]), now).await?;
-    Ok(everything
+    let objects = everything
         .into_iter()
         .filter(|change| change.revision <= now)
         .filter(|change| OBJECT_PREFIXES.iter().any(|p| change.key.starts_with(p)))
-        .collect())
+        .collect();
+    Ok((now, objects))
 }
 
 /// A watch event as a [`Change`]: a put's value, or `None` for a deletion.

@@ -188,15 +188,23 @@ pub async fn run(
         }
     };
     let history = kv.operations;
-    // A power cut at the end: whatever was acknowledged must survive it (the at-most-once
-    // check below reads the record after it), and the replicas must converge.
-    progress("killing every member at once, then restarting each on its data");
+    let asked = match changing {
+        Some(changing) => Some(
+            changing
+                .await
+                .map_err(|error| format!("the pods workload failed: {error}")),
+        ),
+        None => None,
+    };
+    // The whole cluster crashed at the end: whatever was acknowledged must survive it (the
+    // at-most-once check below reads the record after it), and the replicas must converge.
+    progress("killing every member at once, then restarting them on their data");
     let crashed = durability::crash_everyone(&mut cluster).await;
     if let Err(error) = &crashed {
         incidents.push(format!("the whole cluster could not be restarted: {error}"));
     }
-    let kubernetes = match changing {
-        Some(changing) => Some(judge_pods(&cluster, changing, &mut progress).await),
+    let kubernetes = match asked {
+        Some(asked) => Some(judge_pods(&cluster, asked, &mut progress).await),
         None => None,
     };
 
@@ -319,19 +327,19 @@ async fn start_pods(
 /// workload asked.
 async fn judge_pods(
     cluster: &ProcessCluster,
-    changing: tokio::task::JoinHandle<Vec<Asked>>,
+    asked: Result<Vec<Asked>, String>,
     progress: &mut impl FnMut(&str),
 ) -> Result<KubeOutcome, String> {
-    let asked = changing
-        .await
-        .map_err(|error| format!("the pods workload failed: {error}"))?;
+    let asked = asked?;
     let leader = cluster.leader().await.map_err(|e| e.to_string())?;
-    let record = history::objects(&cluster.members[leader].client_addr).await?;
-    // What each master logged of the fenced writes it made (logs span restarts).
+    let (through, record) = history::objects(&cluster.members[leader].client_addr).await?;
+    // What each master logged of the fenced writes it made (logs span restarts), through
+    // the record's end: the masters go on writing while it is read.
     let fenced: Vec<kube::FencedWrite> = cluster
         .members
         .iter()
         .flat_map(|member| kube::fenced_writes(&member.log_since(0)))
+        .filter(|write| write.revision <= through)
         .collect();
     progress(&format!(
         "checking {} changes of pods, ReplicaSets, Deployments and Nodes",

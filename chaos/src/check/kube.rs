@@ -67,7 +67,10 @@ pub struct FencedWrite {
 /// The fenced writes a master logged (`... fenced write landed lease=NS/NAME holder=H
 /// epoch=E revision=R`, target `rudder::fenced`). Pure.
 pub fn fenced_writes(log: &str) -> Vec<FencedWrite> {
-    log.lines()
+    // Whole lines only: the member may be writing the last one as it is read.
+    let whole = log.rsplit_once('\n').map_or("", |(lines, _)| lines);
+    whole
+        .lines()
         .filter(|line| line.contains("fenced write landed"))
         .filter_map(|line| {
             let field = |name: &str| {

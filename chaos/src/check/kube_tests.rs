@@ -398,3 +398,14 @@ fn a_write_under_an_old_epoch_or_another_holder_is_caught() {
     );
     assert!(judged.violations[1].detail.ends_with("not there"));
 }
+
+#[test]
+fn a_fenced_write_line_still_being_written_is_not_read() {
+    let whole =
+        "x DEBUG rudder::fenced: fenced write landed lease=a/b holder=h epoch=1 revision=1234\n";
+    let cut = format!(
+        "{whole}x DEBUG rudder::fenced: fenced write landed lease=a/b holder=h epoch=1 revision=12"
+    );
+    assert_eq!(fenced_writes(&cut).len(), 1);
+    assert_eq!(fenced_writes(&cut)[0].revision, 1234);
+}

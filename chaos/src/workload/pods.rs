@@ -19,9 +19,10 @@ pub const NAMESPACE: &str = "chaos";
 /// The workload's ReplicaSets (`rs-0` ...) and Deployments (`deploy-0` ...).
 const REPLICA_SETS: usize = 3;
 const DEPLOYMENTS: usize = 2;
-/// Replicas are drawn from 0 to this: with three groups of two four-pod nodes (24 places)
-/// the scheduler meets full nodes, and sometimes no room at all.
-const MOST_REPLICAS: i64 = 8;
+/// Replicas are drawn from 0 to this: five objects asking for 25 pods on average, on six
+/// four-pod nodes (24 places), so the scheduler meets full nodes and often no room at all
+/// (pods wait: the allocatable check is tested, not idle).
+const MOST_REPLICAS: i64 = 10;
 /// The least time between two changes of one object: the checks allow a controller to act
 /// on the replicas before the latest change, never on older ones.
 pub const CHANGE_GAP: Duration = Duration::from_secs(5);

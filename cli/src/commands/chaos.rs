@@ -101,7 +101,7 @@ enum TargetArg {
 pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     let (plan, common) = match command {
         ChaosCommand::Run(args) => (plan_of(&args)?, args.common),
-        ChaosCommand::Replay(args) => (read_report(&args.report)?.plan, args.common),
+        ChaosCommand::Replay(args) => (replayable(read_report(&args.report)?.plan)?, args.common),
         ChaosCommand::Recovery(args) => return print_recovery(&args.reports),
     };
     let check_budget = parse_flag_duration("--check-budget", &common.check_budget, "s")?;
@@ -191,12 +191,10 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         }
     }
     let length = parse_flag_duration("--duration", &args.duration, "s")?;
-    let plantable = |name: &str| PLANTABLE.iter().any(|(known, _, _)| *known == name);
-    if let Some(unknown) = args.plant.iter().find(|name| !plantable(name)) {
-        let known: Vec<&str> = PLANTABLE.iter().map(|(name, _, _)| *name).collect();
+    if let Some(unknown) = unplantable(&args.plant) {
         bail!(
             "--plant {unknown:?}: the bugs that can be planted are {}",
-            known.join(", ")
+            plantable()
         );
     }
     let target = match args.target {
@@ -298,6 +296,31 @@ fn print_recovery(reports: &[PathBuf]) -> anyhow::Result<()> {
     }
     print!("{}", rudder_printers::table::render(&rows));
     Ok(())
+}
+
+/// A report's plan, if this build can plant the bugs it planted (a bug since renamed or
+/// removed would run as a failpoint nothing checks, and the replay would pass unnoticed).
+fn replayable(plan: Plan) -> anyhow::Result<Plan> {
+    if let Some(unknown) = unplantable(&plan.planted) {
+        bail!(
+            "the report planted {unknown:?}, which this build cannot plant (it can plant {})",
+            plantable()
+        );
+    }
+    Ok(plan)
+}
+
+/// The first of `bugs` this build cannot plant.
+fn unplantable(bugs: &[String]) -> Option<&str> {
+    bugs.iter()
+        .map(String::as_str)
+        .find(|bug| !PLANTABLE.iter().any(|(known, _, _)| known == bug))
+}
+
+/// The bugs this build can plant, for messages.
+fn plantable() -> String {
+    let known: Vec<&str> = PLANTABLE.iter().map(|(name, _, _)| *name).collect();
+    known.join(", ")
 }
 
 fn read_report(path: &Path) -> anyhow::Result<Report> {
