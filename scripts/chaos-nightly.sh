@@ -51,8 +51,8 @@ seconds() {
 budget_s=$(seconds "$budget")
 run_s=$(($(seconds "$duration") + 5))
 
-if [[ ",$faults," == *",partition,"* ]] && [ "$(id -u)" -ne 0 ]; then
-  echo "partition faults need root (each member gets a network namespace): run as root, or leave partition out of --faults" >&2
+if [[ ",$faults," == *",partition,"* || ",$faults," == *",loss,"* ]] && [ "$(id -u)" -ne 0 ]; then
+  echo "partition and loss faults need root (each member gets a network namespace): run as root, or leave them out of --faults" >&2
   exit 2
 fi
 

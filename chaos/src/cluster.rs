@@ -607,6 +607,16 @@ impl ProcessCluster {
         Ok(network.cut(cuts)?)
     }
 
+    /// Makes the links `links` names lossy (`(from, to)`: `to` drops about `percent` of what
+    /// it receives from `from`), replacing any partition there was; [`Self::heal`] ends it.
+    pub fn lose(&self, links: &BTreeSet<(usize, usize)>, percent: u8) -> Result<(), ClusterError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ClusterError::NotPartitionable)?;
+        Ok(network.lose(links, percent)?)
+    }
+
     /// The members' own network, described (`None`: they run on loopback).
     pub fn network(&self) -> Option<String> {
         self.network.as_ref().map(MemberNetwork::describe)

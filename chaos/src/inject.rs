@@ -5,6 +5,7 @@
 //! fault that strikes two members at once is recorded once for each. A member that ends by
 //! itself (a crash) is recorded, with its exit, and restarted.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ use rudder_proto::etcdserverpb::RangeRequest;
 use crate::client::kv;
 use crate::cluster::{ClusterError, MemberProcess, ProcessCluster};
 use crate::disk::{self, DiskEffect, DiskFault};
+use crate::live::Live;
 use crate::partition::{self, Split};
 use crate::schedule::{FaultKind, PlannedFault, Victim, MIN_GAP};
 
@@ -48,6 +50,9 @@ pub struct Injected {
     /// first record's (recovery counts it once).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub second: bool,
+    /// The share of packets a loss fault dropped at random, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<u8>,
     /// The lease the struck master's scheduler or controller manager held then, with its
     /// holder and epoch (a fault aimed at it, [`Victim::Scheduler`] and the like).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +83,7 @@ impl Injected {
             disk_effect: None,
             with: None,
             second: false,
+            loss_percent: None,
             lease: None,
         }
     }
@@ -108,9 +114,11 @@ pub async fn inject(
     schedule: &[PlannedFault],
     start: Instant,
     done: &mut Injection,
+    live: &Live,
     mut progress: impl FnMut(&str),
 ) -> Result<(), ClusterError> {
     for (n, planned) in schedule.iter().enumerate() {
+        live.faults_done.store(n, Ordering::Relaxed);
         let earliest = match done.faults.is_empty() {
             true => planned.at,
             false => planned.at.max(done.last_end + MIN_GAP),
@@ -181,6 +189,10 @@ pub async fn inject(
                 (_, _, Some(disk)) if planned.kind == FaultKind::Disk => {
                     format!(", {}", disk.name())
                 }
+                _ if planned.kind == FaultKind::Loss => format!(
+                    ", {}% of the packets on its links dropped",
+                    planned.loss_percent.unwrap_or(LOSS_UNSAID)
+                ),
                 _ => String::new(),
             },
             planned.hold.as_secs_f64()
@@ -258,6 +270,14 @@ pub async fn inject(
                 }
                 off?;
             }
+            FaultKind::Loss => {
+                let percent = planned.loss_percent.unwrap_or(LOSS_UNSAID);
+                let links = partition::cuts(Split::Isolated, cluster.members.len(), member, leader);
+                cluster.lose(&links, percent)?;
+                in_place = start.elapsed();
+                tokio::time::sleep(planned.hold).await;
+                dropped_packets = Some(cluster.heal()?);
+            }
             FaultKind::NodeLoss => unreachable!("node loss is carried out by lose_node, above"),
         }
         done.last_end = start.elapsed();
@@ -280,11 +300,13 @@ pub async fn inject(
                 disk_effect: disk_effects[k].take(),
                 with: other.map(|(_, name)| name.clone()),
                 second: k > 0,
+                loss_percent: planned.loss_percent,
                 // The lease was read for the member the victim named, wherever it sorts.
                 lease: lease.clone().filter(|_| *m == member),
             });
         }
     }
+    live.faults_done.store(schedule.len(), Ordering::Relaxed);
     Ok(())
 }
 
@@ -430,6 +452,9 @@ fn victim(cluster: &ProcessCluster, victim: Victim, leader: usize) -> usize {
         Victim::Scheduler | Victim::ControllerManager => leader,
     }
 }
+
+/// A loss fault's share when its schedule (from before it had one) says none.
+const LOSS_UNSAID: u8 = 20;
 
 /// The leases the pods workload's fault aim at.
 const SCHEDULER_LEASE: &str = "/registry/leases/kube-system/rudder-scheduler";

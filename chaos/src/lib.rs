@@ -25,7 +25,8 @@
 //! The runner of DESIGN.md §8 (`rudder chaos run`):
 //! - [`schedule`]: the faults a seed draws (pure); [`inject`]: carrying them out on a
 //!   [`cluster::ProcessCluster`], each healed, recorded as it happened;
-//! - [`run`]: cluster, workload, faults, checks; [`report`]: what a run did and found, its
+//! - [`run`]: cluster, workload, faults, checks ([`live`]: its counts as it goes, for a
+//!   progress line); [`report`]: what a run did and found, its
 //!   verdict and its text (pure); [`timeline`]: the report as an HTML page (pure).
 
 pub mod bench;
@@ -37,6 +38,7 @@ pub mod disk;
 pub mod durability;
 pub mod history;
 pub mod inject;
+pub mod live;
 pub mod network;
 pub mod nodes;
 pub mod partition;

@@ -115,6 +115,24 @@ impl MemberNetwork {
     /// to)`: `to` hears nothing from `from`). Replaces whatever partition was there; one
     /// that cannot be made whole is healed, not left half-made.
     pub fn cut(&self, cuts: &BTreeSet<(usize, usize)>) -> Result<(), PartitionError> {
+        self.drop_on(cuts, None)
+    }
+
+    /// Like [`MemberNetwork::cut`], dropping only about `percent` of those packets, each
+    /// at random: lossy links.
+    pub fn lose(
+        &self,
+        links: &BTreeSet<(usize, usize)>,
+        percent: u8,
+    ) -> Result<(), PartitionError> {
+        self.drop_on(links, Some(percent))
+    }
+
+    fn drop_on(
+        &self,
+        cuts: &BTreeSet<(usize, usize)>,
+        loss: Option<u8>,
+    ) -> Result<(), PartitionError> {
         let made = self
             .places
             .iter()
@@ -125,7 +143,7 @@ impl MemberNetwork {
                     .filter(|(_, to)| *to == index)
                     .map(|(from, _)| self.places[*from].ip)
                     .collect();
-                let script = ruleset(&from);
+                let script = ruleset(&from, loss);
                 self.in_member(index, place, move || nft::apply(&script))
             });
         if made.is_err() {
@@ -146,7 +164,7 @@ impl MemberNetwork {
                     first_failure.get_or_insert(error);
                 }
             }
-            if let Err(error) = self.in_member(index, place, || nft::apply(&ruleset(&[]))) {
+            if let Err(error) = self.in_member(index, place, || nft::apply(&ruleset(&[], None))) {
                 first_failure.get_or_insert(error);
             }
         }
@@ -308,15 +326,19 @@ pub fn routed_ranges(routes: &str) -> Vec<Cidr> {
 }
 
 /// A member's table, replacing the one there: dropping (and counting) everything from
-/// `from`; with none, no table at all.
-pub fn ruleset(from: &[Ipv4Addr]) -> String {
+/// `from`, or with `loss` that percentage of it at random; with none, no table at all.
+pub fn ruleset(from: &[Ipv4Addr], loss: Option<u8>) -> String {
     // Declaring the table first makes deleting it safe when it is not there.
     let mut script = format!("table ip {TABLE}\ndelete table ip {TABLE}\n");
     if !from.is_empty() {
         let addresses: Vec<String> = from.iter().map(Ipv4Addr::to_string).collect();
+        let sample = match loss {
+            Some(percent) => format!("numgen random mod 100 < {percent} "),
+            None => String::new(),
+        };
         script.push_str(&format!(
             "table ip {TABLE} {{\n\tchain input {{\n\t\ttype filter hook input priority -10; \
-             policy accept;\n\t\tip saddr {{ {} }} counter drop\n\t}}\n}}\n",
+             policy accept;\n\t\tip saddr {{ {} }} {sample}counter drop\n\t}}\n}}\n",
             addresses.join(", ")
         ));
     }
@@ -362,7 +384,10 @@ mod tests {
 
     #[test]
     fn a_ruleset_drops_and_counts_what_comes_from_the_cut_members_only() {
-        let script = ruleset(&[Ipv4Addr::new(10, 249, 3, 11), Ipv4Addr::new(10, 249, 3, 12)]);
+        let script = ruleset(
+            &[Ipv4Addr::new(10, 249, 3, 11), Ipv4Addr::new(10, 249, 3, 12)],
+            None,
+        );
         assert!(script.starts_with("table ip rudder-chaos\ndelete table ip rudder-chaos\n"));
         assert!(
             script.contains("ip saddr { 10.249.3.11, 10.249.3.12 } counter drop"),
@@ -370,8 +395,13 @@ mod tests {
         );
         assert!(script.contains("hook input"), "{script}");
         assert_eq!(
-            ruleset(&[]),
+            ruleset(&[], None),
             "table ip rudder-chaos\ndelete table ip rudder-chaos\n"
+        );
+        let lossy = ruleset(&[Ipv4Addr::new(10, 249, 3, 11)], Some(25));
+        assert!(
+            lossy.contains("ip saddr { 10.249.3.11 } numgen random mod 100 < 25 counter drop"),
+            "{lossy}"
         );
     }
 

@@ -29,9 +29,11 @@ pub fn label(fault: &Injected) -> String {
         true => "the leader",
         false => "a follower",
     };
-    let shape = match (fault.split, fault.disk) {
-        (Some(split), _) => format!(" ({})", split.name()),
-        (_, Some(disk)) => format!(" ({})", disk.name()),
+    let shape = match (fault.split, fault.disk, fault.loss_percent) {
+        (Some(split), _, _) => format!(" ({})", split.name()),
+        (_, Some(disk), _) => format!(" ({})", disk.name()),
+        // Grouped by tens: 10-19%, 20-29%, ...
+        (_, _, Some(percent)) => format!(" ({}-{}%)", percent / 10 * 10, percent / 10 * 10 + 9),
         _ => String::new(),
     };
     // Of two struck at once, the leader's record comes first (inject.rs).

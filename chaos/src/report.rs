@@ -277,7 +277,8 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
         .filter(|fault| fault.dropped_packets == Some(0))
         .map(|fault| {
             format!(
-                "the partition at {:.1}s ({}) dropped no packet",
+                "the {} at {:.1}s ({}) dropped no packet",
+                fault.kind.name(),
                 fault.started_ms as f64 / 1000.0,
                 fault.sides.as_deref().unwrap_or(&fault.member)
             )
@@ -315,7 +316,9 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
     }
     let dropped: u64 = injected.iter().filter_map(|f| f.dropped_packets).sum();
     if injected.iter().any(|f| f.dropped_packets.is_some()) {
-        detail.push_str(&format!("; partitions dropped {dropped} packets"));
+        detail.push_str(&format!(
+            "; partitions and losses dropped {dropped} packets"
+        ));
     }
     if !missing.is_empty() {
         detail.push_str(&format!("; never injected: {}", missing.join(", ")));

@@ -58,6 +58,7 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
             }),
             with: None,
             second: false,
+            loss_percent: planned.loss_percent,
             lease: None,
         })
         .collect()
@@ -303,7 +304,7 @@ fn a_partition_that_dropped_no_packet_fails_the_faults_check() {
         observed(injected.clone(), &history, &outcome),
     );
     assert_eq!(cutting.verdict, Verdict::Pass, "{}", summary(&cutting));
-    assert!(summary(&cutting).contains("partitions dropped"));
+    assert!(summary(&cutting).contains("partitions and losses dropped"));
 
     let partition = injected
         .iter_mut()

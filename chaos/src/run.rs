@@ -19,6 +19,7 @@ use crate::check::watch::Change;
 use crate::check::{kube, linear, once, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
 use crate::inject::{inject, restart_crashed, Injection};
+use crate::live::Live;
 use crate::nodes::{self, NodeGroup, NODE_MONITOR_GRACE};
 use crate::report::{KubeOutcome, Observed, Plan, Report, Target, Verdict, WatchOutcome};
 use crate::schedule::{FaultKind, QUIET};
@@ -107,10 +108,12 @@ pub async fn run(
     binaries: &Binaries,
     check_budget: Duration,
     logs_to: &Path,
+    live: Arc<Live>,
     mut progress: impl FnMut(&str),
 ) -> Result<Report, ClusterError> {
     let length = Duration::from_millis(plan.length_ms);
     let schedule = plan.schedule();
+    live.faults_planned.store(schedule.len(), Ordering::Relaxed);
     progress(&format!(
         "seed {}: {} faults over {:.0}s",
         plan.seed,
@@ -130,7 +133,7 @@ pub async fn run(
     }
 
     let pods = match plan.pods {
-        true => Some(start_pods(&mut cluster, plan.seed, &mut progress).await?),
+        true => Some(start_pods(&mut cluster, plan.seed, &live, &mut progress).await?),
         false => None,
     };
     let workload = KvWorkload {
@@ -138,6 +141,7 @@ pub async fn run(
         keys: plan.keys,
         prefix: PREFIX.into(),
         seed: plan.seed,
+        live: live.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -162,6 +166,7 @@ pub async fn run(
         &schedule,
         start,
         &mut injection,
+        &live,
         &mut progress,
     )
     .await
@@ -287,6 +292,7 @@ pub async fn run(
 async fn start_pods(
     cluster: &mut ProcessCluster,
     seed: u64,
+    live: &Arc<Live>,
     progress: &mut impl FnMut(&str),
 ) -> Result<(PodsWorkload, ApiClient), ClusterError> {
     let binary = cluster
@@ -309,7 +315,10 @@ async fn start_pods(
         .flat_map(NodeGroup::node_names)
         .collect();
     let client = ApiClient::new(cluster.endpoints());
-    let pods = PodsWorkload { seed };
+    let pods = PodsWorkload {
+        seed,
+        live: live.clone(),
+    };
     pods.set_up(&client, &nodes, Duration::from_secs(60))
         .await
         .map_err(|detail| ClusterError::NotReady {
@@ -397,7 +406,8 @@ fn compare_watchers(
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
     let (heartbeat_ms, election_ms) = RAFT_TIMING_MS;
     // Partitions need each member in a network namespace of its own.
-    let apart = plan.faults.contains(&FaultKind::Partition);
+    let apart =
+        plan.faults.contains(&FaultKind::Partition) || plan.faults.contains(&FaultKind::Loss);
     match plan.target {
         Target::Rudder => {
             let mut flags = vec![

@@ -32,15 +32,19 @@ pub enum FaultKind {
     /// A worker node process killed with its nodes and their pods (the pods workload's
     /// hollow nodes), restarted after the hold.
     NodeLoss,
+    /// The victim's links to every other member lossy both ways (a share of packets
+    /// dropped at random; the members in namespaces of their own, as for partitions).
+    Loss,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 5] = [
+    pub const ALL: [FaultKind; 6] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Disk,
         FaultKind::NodeLoss,
+        FaultKind::Loss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +54,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::Disk => "disk",
             FaultKind::NodeLoss => "node-loss",
+            FaultKind::Loss => "loss",
         }
     }
 
@@ -105,6 +110,9 @@ pub struct PlannedFault {
     /// What a disk fault does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskFault>,
+    /// The share of packets a loss fault drops, in percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<u8>,
     /// A second member the same fault strikes at the same time ([`pair_up`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub also: Option<Victim>,
@@ -115,6 +123,10 @@ impl PlannedFault {
         self.at + self.hold
     }
 }
+
+/// The share of packets a loss fault drops, in percent: enough to slow Raft's traffic,
+/// not to cut it.
+const LOSS: (u8, u8) = (10, 40);
 
 /// What a node loss holds beyond twice a drawn hold.
 const NODE_LOSS_LEAST: Duration = Duration::from_secs(7);
@@ -160,6 +172,7 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             .then(|| Split::ALL[rng.random_range(0..Split::ALL.len())]);
         let disk = (kind == FaultKind::Disk)
             .then(|| DiskFault::ALL[rng.random_range(0..DiskFault::ALL.len())]);
+        let loss_percent = (kind == FaultKind::Loss).then(|| rng.random_range(LOSS.0..=LOSS.1));
         faults.push(PlannedFault {
             at,
             kind,
@@ -167,6 +180,7 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             hold,
             split,
             disk,
+            loss_percent,
             also: None,
         });
         at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
@@ -217,8 +231,11 @@ pub fn pair_up(faults: &mut [PlannedFault], seed: u64, members: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ PAIRING);
     for fault in faults.iter_mut() {
         let second: u32 = rng.random();
-        // A partition already takes two of five; a node loss strikes a node, not a master.
-        let single = matches!(fault.kind, FaultKind::Partition | FaultKind::NodeLoss);
+        // A partition already takes two of five, as may a loss; a node loss strikes a node.
+        let single = matches!(
+            fault.kind,
+            FaultKind::Partition | FaultKind::NodeLoss | FaultKind::Loss
+        );
         if !single && second.is_multiple_of(2) {
             fault.also = Some(Victim::Any { pick: second / 2 });
         }
@@ -294,6 +311,10 @@ mod tests {
             for fault in draw(seed, Duration::from_secs(30), &FaultKind::ALL) {
                 assert_eq!(fault.split.is_some(), fault.kind == FaultKind::Partition);
                 assert_eq!(fault.disk.is_some(), fault.kind == FaultKind::Disk);
+                assert_eq!(fault.loss_percent.is_some(), fault.kind == FaultKind::Loss);
+                assert!(fault
+                    .loss_percent
+                    .is_none_or(|p| (LOSS.0..=LOSS.1).contains(&p)));
                 splits.extend(fault.split);
                 disks.extend(fault.disk);
             }

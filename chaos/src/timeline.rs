@@ -177,6 +177,7 @@ fn bar(fault: &Injected, y: f64, x: &impl Fn(u64) -> f64) -> String {
         FaultKind::Partition => "#6a3fb5",
         FaultKind::Disk => "#1f6f8b",
         FaultKind::NodeLoss => "#4d7c0f",
+        FaultKind::Loss => "#0f766e",
     };
     let sides = match &fault.sides {
         Some(sides) => format!(", {}", escape(sides)),

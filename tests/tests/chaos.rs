@@ -182,6 +182,31 @@ fn partitions_of_every_shape_cut_packets_and_the_run_passes_with_its_recovery_me
 }
 
 #[test]
+fn lossy_links_drop_a_share_of_packets_and_the_run_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_in(dir.path(), "12s", "3", &["--faults", "loss,pause"]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(
+        said.contains("of the packets on its links dropped"),
+        "{said}"
+    );
+    let report = report_in(dir.path());
+    let losses: Vec<_> = report
+        .injected
+        .iter()
+        .filter(|fault| fault.kind == FaultKind::Loss)
+        .collect();
+    assert!(!losses.is_empty(), "{said}");
+    for loss in losses {
+        let percent = loss.loss_percent.expect("a loss says its share");
+        assert!((10..=40).contains(&percent), "{loss:?}");
+        assert!(loss.dropped_packets.unwrap_or(0) > 0, "{loss:?}");
+    }
+    assert_network_removed(&said);
+}
+
+#[test]
 fn etcd_as_the_reference_passes_under_the_same_partitions() {
     if !Path::new("/usr/bin/etcd").exists() {
         eprintln!("skipped: no /usr/bin/etcd (`scripts/dev.sh test` installs etcd-server)");

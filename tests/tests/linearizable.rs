@@ -24,6 +24,7 @@ async fn puts_reads_and_swaps_under_leader_kills_and_pauses_are_linearizable() {
         keys: KEYS,
         prefix: "lin/".into(),
         seed: 1,
+        live: Default::default(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn({

@@ -16,6 +16,7 @@ use rudder_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, T
 use crate::check::linear::{Op, Operation};
 use crate::check::once::Answer;
 use crate::client::kv;
+use crate::live::Live;
 
 type Kv = rudder_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>;
 type History = Arc<Mutex<Vec<Operation>>>;
@@ -39,6 +40,8 @@ pub struct KvWorkload {
     pub prefix: String,
     /// Each client's choices follow from this and its number.
     pub seed: u64,
+    /// Counts of operations answered and not, as they happen.
+    pub live: Arc<Live>,
 }
 
 impl KvWorkload {
@@ -242,6 +245,11 @@ async fn client(
                 completed,
                 op: heard.map_or(asked, |(op, _)| op),
             });
+        let counted = match completed {
+            Some(_) => &workload.live.answered,
+            None => &workload.live.unanswered,
+        };
+        counted.fetch_add(1, Ordering::Relaxed);
         if completed.is_none() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

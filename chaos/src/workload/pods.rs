@@ -14,6 +14,8 @@ use rudder_proto::client::ApiClient;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::live::Live;
+
 /// Where the workload's objects live.
 pub const NAMESPACE: &str = "chaos";
 /// The workload's ReplicaSets (`rs-0` ...) and Deployments (`deploy-0` ...).
@@ -57,6 +59,8 @@ pub enum Outcome {
 /// The workload, drawn from `seed`.
 pub struct PodsWorkload {
     pub seed: u64,
+    /// Counts the changes asked, as they are.
+    pub live: Arc<Live>,
 }
 
 impl PodsWorkload {
@@ -157,6 +161,7 @@ impl PodsWorkload {
             // Even a refused change may have landed (an answer lost on the way back looks
             // like an error too): the gap holds from every attempt.
             last_change[pick] = Some(Instant::now());
+            self.live.pod_changes.fetch_add(1, Ordering::Relaxed);
             asked.push(Asked {
                 object: format!("{resource}/{name}"),
                 change,

@@ -2,9 +2,11 @@
 //! workload and check the history (the runner is `rudder_chaos::run`). Exits 0 only on PASS.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
+use rudder_chaos::live::{Live, LiveLine};
 use rudder_chaos::report::{self, Plan, Report, Target, Verdict};
 use rudder_chaos::run::{run, Binaries, PLANTABLE, PLANTED_IN_PODS};
 use rudder_chaos::schedule::FaultKind;
@@ -43,8 +45,9 @@ pub struct RunArgs {
     /// Faults to inject: kill, pause, partition (around the victim: isolated, in a
     /// minority, half of a bridge, or one-way; needs root: each member gets a network
     /// namespace), disk (the log's fsync or write fails, which must stop the member, or
-    /// its fsyncs are slow; Rudder only), node-loss (a worker node process killed with its
-    /// nodes and pods; needs the pods workload).
+    /// its fsyncs are slow; Rudder only), loss (10-40% of the packets on the victim's links
+    /// dropped at random, both ways; needs root, as partition), node-loss (a worker node
+    /// process killed with its nodes and pods; needs the pods workload).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
     /// The workloads: kv (puts, linearizable reads, compare-and-swaps via the etcd API;
@@ -119,9 +122,17 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
     let stopped = stop_signal()?;
     // The seed first: a run cut short can still be replayed by hand.
     eprintln!("seed {}", plan.seed);
-    let running = run(&plan, &binaries, check_budget, &common.report_dir, |line| {
-        eprintln!("{line}")
-    });
+    let live = Arc::new(Live::default());
+    let length = std::time::Duration::from_millis(plan.length_ms);
+    let live_line = LiveLine::start(live.clone(), length);
+    let running = run(
+        &plan,
+        &binaries,
+        check_budget,
+        &common.report_dir,
+        live,
+        |line| live_line.println(line),
+    );
     // A signal ends the run with its members (the cluster stops them as it goes).
     let report = tokio::select! {
         biased;
@@ -132,6 +143,7 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
         ),
         report = running => report?,
     };
+    drop(live_line);
     let path = write_report(&common.report_dir, &report)?;
     print!("{}", report::summary(&report));
     println!("report: {}", path.display());
