@@ -6,6 +6,7 @@ use std::time::Duration;
 use rudder_proto::etcdserverpb::kv_client::KvClient;
 use rudder_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rudder_proto::etcdserverpb::watch_client::WatchClient;
+use rudder_proto::etcdserverpb::RangeRequest;
 use rudder_proto::tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
@@ -140,4 +141,30 @@ where
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     tokio::spawn(connection);
     sender.send_request(request).await
+}
+
+/// The revision a linearizable read on `addr` sees, retried until `limit` (a member just
+/// restarted may not serve yet).
+pub async fn revision_now(addr: &str, limit: Duration) -> Result<i64, String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let read = RangeRequest {
+            key: b"\0".to_vec(),
+            count_only: true,
+            ..Default::default()
+        };
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            kv(addr).await.ok()?.range(read).await.ok()
+        })
+        .await;
+        if let Ok(Some(answer)) = answered {
+            if let Some(header) = answer.into_inner().header {
+                return Ok(header.revision);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("{addr} did not answer a read within {limit:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use rudder_proto::etcdserverpb::{HashKvRequest, RangeRequest};
+use rudder_proto::etcdserverpb::HashKvRequest;
 use serde::{Deserialize, Serialize};
 
-use crate::client::{kv, maintenance};
+use crate::client::{maintenance, revision_now};
 use crate::cluster::{ClusterError, ProcessCluster};
 
 /// One member's hash of the keyspace at a revision.
@@ -43,10 +43,10 @@ pub async fn crash_everyone(cluster: &mut ProcessCluster) -> Result<(), ClusterE
 /// the leader's commit by a linearizable read; waits up to `limit` for each to answer.
 pub async fn hashes(cluster: &ProcessCluster, limit: Duration) -> Result<Vec<MemberHash>, String> {
     let leader = cluster.leader().await.map_err(|e| e.to_string())?;
-    let revision = current_revision(&cluster.members[leader].client_addr, limit).await?;
+    let revision = revision_now(&cluster.members[leader].client_addr, limit).await?;
     let mut hashes = Vec::new();
     for member in &cluster.members {
-        current_revision(&member.client_addr, limit).await?;
+        revision_now(&member.client_addr, limit).await?;
         let asked = HashKvRequest { revision };
         let answer = tokio::time::timeout(limit, async {
             maintenance(&member.client_addr)
@@ -67,32 +67,6 @@ pub async fn hashes(cluster: &ProcessCluster, limit: Duration) -> Result<Vec<Mem
         });
     }
     Ok(hashes)
-}
-
-/// The revision a linearizable read on `addr` sees, retried until `limit` (a member just
-/// restarted may not serve yet).
-async fn current_revision(addr: &str, limit: Duration) -> Result<i64, String> {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let read = RangeRequest {
-            key: b"\0".to_vec(),
-            count_only: true,
-            ..Default::default()
-        };
-        let answered = tokio::time::timeout(Duration::from_secs(2), async {
-            kv(addr).await.ok()?.range(read).await.ok()
-        })
-        .await;
-        if let Ok(Some(answer)) = answered {
-            if let Some(header) = answer.into_inner().header {
-                return Ok(header.revision);
-            }
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(format!("{addr} did not answer a read within {limit:?}"));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Whether the members' hashes agree: the disagreements, each naming the member and what

@@ -9,7 +9,7 @@ use rudder_proto::etcdserverpb::watch_request::RequestUnion;
 use rudder_proto::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
 
 use crate::check::watch::Change;
-use crate::client::{kv, watch};
+use crate::client::{kv, revision_now, watch};
 use crate::cluster::ProcessCluster;
 
 /// The end of the key range of every key starting with `prefix` (etcd's `--prefix`).
@@ -129,23 +129,10 @@ const OBJECT_PREFIXES: [&str; 5] = [
 /// Every change of the pods, ReplicaSets, Deployments, Nodes and the leader-elected
 /// components' Leases (every Lease: a fence may name any) from revision 1 through the
 /// store's revision now (read linearizably), in revision order, as the member at `addr`
-/// has them; and that revision. The whole keyspace
-/// is watched, since every revision is a change somewhere in it, and then filtered.
+/// has them; and that revision. The whole keyspace is watched, since every revision is a
+/// change somewhere in it, and then filtered.
 pub async fn objects(addr: &str) -> Result<(i64, Vec<Change>), String> {
-    let read = RangeRequest {
-        key: b"/registry/".to_vec(),
-        count_only: true,
-        ..Default::default()
-    };
-    let now = kv(addr)
-        .await
-        .map_err(|e| format!("connecting to {addr}: {e}"))?
-        .range(read)
-        .await
-        .map_err(|e| format!("reading the revision on {addr}: {e}"))?
-        .into_inner()
-        .header
-        .map_or(0, |header| header.revision);
+    let now = revision_now(addr, Duration::from_secs(20)).await?;
     // `[\0, \0)`: every key (etcd's "from the first key on").
     let everything = changes_in(addr, (&[0], &[0]), now).await?;
     let objects = everything
