@@ -15,6 +15,8 @@ pub enum ClusterError {
     },
     #[error("member {name} did not start: {detail}")]
     NotReady { name: String, detail: String },
+    #[error("the pods workload could not start: {0}")]
+    PodsWorkload(String),
     #[error("creating a scratch directory")]
     Scratch(#[source] std::io::Error),
     #[error("no leader within {0:?}")]

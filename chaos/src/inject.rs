@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use rudder_proto::etcdserverpb::RangeRequest;
 
+use crate::check::kube::{CONTROLLER_MANAGER_LEASE, SCHEDULER_LEASE};
 use crate::client::kv;
 use crate::cluster::{ClusterError, MemberProcess, ProcessCluster};
 use crate::disk::{self, DiskEffect, DiskFault};
@@ -456,13 +457,8 @@ fn victim(cluster: &ProcessCluster, victim: Victim, leader: usize) -> usize {
 /// A loss fault's share when its schedule (from before it had one) says none.
 const LOSS_UNSAID: u8 = 20;
 
-/// The leases the pods workload's fault aim at.
-const SCHEDULER_LEASE: &str = "/registry/leases/kube-system/rudder-scheduler";
-const CONTROLLER_MANAGER_LEASE: &str = "/registry/leases/kube-system/rudder-controller-manager";
-
-/// The master whose component holds the lease at `key` (its holder is the master's name,
-/// `_`, a per-process suffix), and the lease described; the Raft leader, and no lease,
-/// when no master holds it now.
+/// The master whose component holds the lease at `key`, and the lease described; the Raft
+/// leader, and no lease, when no master holds it now (or it could not be read).
 async fn lease_holder(
     cluster: &ProcessCluster,
     key: &str,
@@ -482,22 +478,28 @@ async fn lease_holder(
         .flatten()
         .and_then(|answer| answer.into_inner().kvs.into_iter().next())
         .and_then(|kv| serde_json::from_slice(&kv.value).ok());
-    let Some(lease) = lease else {
-        return (leader, None);
-    };
+    let held = lease.as_ref().map(|lease| held_by(lease, key));
+    match held.and_then(|(master, said)| {
+        let index = cluster.members.iter().position(|m| m.name == master)?;
+        Some((index, said))
+    }) {
+        Some((index, said)) => (index, Some(said)),
+        None => (leader, None),
+    }
+}
+
+/// The master a Lease object names as its holder (a holder identity is the master's name,
+/// `_`, a per-process suffix), and the lease at `key` described with its holder and epoch.
+/// Pure.
+fn held_by<'a>(lease: &'a serde_json::Value, key: &str) -> (&'a str, String) {
     let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
     let epoch = lease["spec"]["leaseTransitions"].as_i64().unwrap_or(0);
     let master = holder.rsplit_once('_').map_or(holder, |(name, _)| name);
-    match cluster.members.iter().position(|m| m.name == master) {
-        Some(index) => (
-            index,
-            Some(format!(
-                "{} held by {holder} at epoch {epoch}",
-                key.trim_start_matches("/registry/leases/")
-            )),
-        ),
-        None => (leader, None),
-    }
+    let said = format!(
+        "{} held by {holder} at epoch {epoch}",
+        key.trim_start_matches("/registry/leases/")
+    );
+    (master, said)
 }
 
 /// Node loss: kills one node process (its nodes and their pods) and restarts it after the
@@ -545,4 +547,28 @@ async fn lose_node(
 
 fn millis(duration: Duration) -> u64 {
     duration.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_lease_names_its_masters_by_the_holder_before_the_process_suffix() {
+        let lease = json!({"spec": {
+            "holderIdentity": "m2_74640679-5482-447c-9079-4417a15b83d0", "leaseTransitions": 3,
+        }});
+        let (master, said) = held_by(&lease, SCHEDULER_LEASE);
+        assert_eq!(master, "m2");
+        assert_eq!(
+            said,
+            "kube-system/rudder-scheduler held by m2_74640679-5482-447c-9079-4417a15b83d0 at \
+             epoch 3"
+        );
+        // Released (no holder): no master is named.
+        let released = json!({"spec": {"holderIdentity": "", "leaseTransitions": 3}});
+        assert_eq!(held_by(&released, SCHEDULER_LEASE).0, "");
+    }
 }

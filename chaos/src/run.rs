@@ -83,8 +83,8 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
 ];
 
 /// The leader-elected components' timing with the pods workload: a lease, a renew
-/// deadline, a retry period.
-/// A master paused for longer than about 2.25 s loses its components' leases.
+/// deadline, a retry period. A master paused for longer than about 2.25 s loses its
+/// components' leases.
 const LEADER_ELECTION: [&str; 3] = [
     "--leader-elect-lease-duration=2s",
     "--leader-elect-renew-deadline=1500ms",
@@ -321,10 +321,7 @@ async fn start_pods(
     };
     pods.set_up(&client, &nodes, Duration::from_secs(60))
         .await
-        .map_err(|detail| ClusterError::NotReady {
-            name: "the pods workload".into(),
-            detail,
-        })?;
+        .map_err(ClusterError::PodsWorkload)?;
     progress(&format!(
         "{} hollow nodes Ready in {NODE_GROUPS} processes; the pods workload's objects made",
         nodes.len()
@@ -351,7 +348,7 @@ async fn judge_pods(
         .filter(|write| write.revision <= through)
         .collect();
     progress(&format!(
-        "checking {} changes of pods, ReplicaSets, Deployments and Nodes",
+        "checking {} changes of pods, ReplicaSets, Deployments, Nodes and Leases",
         record.len()
     ));
     Ok(KubeOutcome {
@@ -405,7 +402,7 @@ fn compare_watchers(
 
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
     let (heartbeat_ms, election_ms) = RAFT_TIMING_MS;
-    // Partitions need each member in a network namespace of its own.
+    // Partitions and lossy links need each member in a network namespace of its own.
     let apart =
         plan.faults.contains(&FaultKind::Partition) || plan.faults.contains(&FaultKind::Loss);
     match plan.target {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 use rudder_proto::api::ListRequest;
 use rudder_proto::client::ApiClient;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::live::Live;
@@ -34,7 +33,7 @@ const PACE: Duration = Duration::from_millis(400);
 const ATTEMPT_LIMIT: Duration = Duration::from_secs(3);
 
 /// One change asked of the cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asked {
     /// `replicasets/rs-0`, `deployments/deploy-1`.
     pub object: String,
@@ -45,8 +44,7 @@ pub struct Asked {
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
     /// An error answer: most often it did not happen (an answer lost on its way back is an
