@@ -58,8 +58,8 @@ fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/rudder-target}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-echo "==> building rudder (release)"
-cargo build --release -q -p rudder-cli
+echo "==> building rudder (release, a chaos build: failpoints for --plant and disk faults)"
+cargo build --release -q -p rudder-cli --features chaos
 rudder="$CARGO_TARGET_DIR/release/rudder"
 
 mkdir -p "$out"

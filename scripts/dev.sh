@@ -79,12 +79,13 @@ case "${1:-}" in
     install_cargo_tools
     cargo fmt --all -- --check
     scripts/check-import-circles
-    cargo clippy --locked --workspace --all-targets -- -D warnings
+    cargo clippy --locked --workspace --all-targets --features rudder-cli/chaos -- -D warnings
     # The protobuf message table matches the k8s-pb and k8s-openapi Cargo.lock pins.
     scripts/gen-protobuf-messages --check
-    # End-to-end tests start the real binary: build it first.
-    cargo build --locked -p rudder-cli
-    cargo nextest run --locked --workspace --no-fail-fast
+    # End-to-end tests start the real binary: build it first, as a chaos build (with
+    # failpoints: the chaos runner's planted bugs and disk faults), as the tests are.
+    cargo build --locked -p rudder-cli --features chaos
+    cargo nextest run --locked --workspace --features rudder-cli/chaos --no-fail-fast
     ;;
   *)
     echo "usage: scripts/dev.sh up|test|build-release" >&2

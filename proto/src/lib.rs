@@ -21,6 +21,7 @@
 //!   master's or that node's; [`pinned_ca`]: the TLS a joiner speaks with only its token's CA fingerprint;
 //!   [`masters_only`]: the accept loop of the ports only masters may call (peer,
 //!   kubelet).
+//! - [`failpoints`]: fault injection, compiled in only with the `chaos` feature.
 //! - [`objects`]: pure helpers over Kubernetes objects for every side: label and field
 //!   selectors ([`objects::selector`]), name and label syntax ([`objects::names`]), resource
 //!   quantities ([`objects::quantity`]).
@@ -31,6 +32,7 @@
 pub mod authn;
 pub mod client;
 pub mod dial;
+pub mod failpoints;
 pub mod join_token;
 pub mod masters_only;
 pub mod metrics;

@@ -44,13 +44,16 @@ fn start_flusher(db: WeakDb, metrics: StoreMetrics) -> mpsc::Sender<LogFlushed<T
                 waiting.extend(receiver.try_iter());
                 let started = Instant::now();
                 // The fsync thread may block: a slow disk is a sleep here.
-                let slower = fail::eval("log-fsync-slow", |millis| {
+                let slower = rudder_proto::failpoints::eval("log-fsync-slow", |millis| {
                     millis.and_then(|m| m.parse::<u64>().ok()).unwrap_or(100)
                 });
                 if let Some(millis) = slower {
                     std::thread::sleep(std::time::Duration::from_millis(millis));
                 }
-                let result = match (fail::eval("log-fsync-fails", |_| ()), db.upgrade()) {
+                let result = match (
+                    rudder_proto::failpoints::eval("log-fsync-fails", |_| ()),
+                    db.upgrade(),
+                ) {
                     (Some(()), _) => Err(injected("log-fsync-fails", "the log's fsync failed")),
                     (None, Some(db)) => db.sync_wal().map_err(|error| error.to_string()),
                     (None, None) => Err("the store database is closed".to_string()),
@@ -58,7 +61,12 @@ fn start_flusher(db: WeakDb, metrics: StoreMetrics) -> mpsc::Sender<LogFlushed<T
                 // A planted bug for chaos runs: the error swallowed, the entries reported
                 // durable.
                 let result = match result {
-                    Err(_) if fail::eval("fsync-errors-ignored", |_| ()).is_some() => Ok(()),
+                    Err(_)
+                        if rudder_proto::failpoints::eval("fsync-errors-ignored", |_| ())
+                            .is_some() =>
+                    {
+                        Ok(())
+                    }
                     result => result,
                 };
                 observe(&metrics.log_fsync_duration, started.elapsed());
@@ -236,7 +244,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         // Written now (readable at once), flushed by the fsync thread: openraft learns the
         // entries are durable through the callback, and only then counts them as accepted.
-        if fail::eval("log-write-fails", |_| ()).is_some() {
+        if rudder_proto::failpoints::eval("log-write-fails", |_| ()).is_some() {
             let error =
                 std::io::Error::other(injected("log-write-fails", "writing the log failed"));
             callback.log_io_completed(Err(std::io::Error::other(error.to_string())));

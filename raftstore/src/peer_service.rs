@@ -94,7 +94,7 @@ impl RaftPeer for PeerService {
             self.admit(request, |_| Purpose::Raft)?;
         // Failpoint for tests and chaos runs: `return(ID)` cuts member ID (decimal) off
         // from every leader's AppendEntries, heartbeats included, as a one-way partition.
-        let cut_off = fail::eval("append-entries-lost", |member| {
+        let cut_off = rudder_proto::failpoints::eval("append-entries-lost", |member| {
             member.and_then(|member| member.parse::<NodeId>().ok())
         });
         if cut_off.flatten() == Some(self.identity.member()) {
@@ -108,7 +108,7 @@ impl RaftPeer for PeerService {
         // fsync, starved cores) answers `return(MILLIS)` late; heartbeats are not delayed.
         let delay = carries_entries
             .then(|| {
-                fail::eval("append-entries-slow", |millis| {
+                rudder_proto::failpoints::eval("append-entries-slow", |millis| {
                     millis.and_then(|millis| millis.parse::<u64>().ok())
                 })
             })
@@ -173,9 +173,11 @@ impl RaftPeer for PeerService {
             self.store.serve_forwarded(forwarded).await;
         // Failpoint for tests and chaos runs: the request was served, the reply is lost on
         // the way back (as when the connection breaks), so the sender cannot tell.
-        fail::fail_point!("forward-reply-lost", |_| Err(Status::unavailable(
-            "connection reset after the request was served (failpoint forward-reply-lost)"
-        )));
+        if rudder_proto::failpoints::eval("forward-reply-lost", |_| ()).is_some() {
+            return Err(Status::unavailable(
+                "connection reset after the request was served (failpoint forward-reply-lost)",
+            ));
+        }
         self.reply(envelope, &result)
     }
 }

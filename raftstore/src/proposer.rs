@@ -189,7 +189,7 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration, quorum_lost
     // A planted bug for the chaos runner (`rudder chaos run --plant write-applied-twice`):
     // the batch is proposed again with its request ids lost, as a retry that forgot them
     // would, so the state machine applies it twice.
-    let twice = fail::eval("write-applied-twice", |_| ())
+    let twice = rudder_proto::failpoints::eval("write-applied-twice", |_| ())
         .is_some()
         .then(|| requests.clone());
     let proposal = Proposal {
@@ -240,7 +240,7 @@ async fn commit(raft: &Raft, batch: Vec<Pending>, timeout: Duration, quorum_lost
         // Failpoint for tests: the entry was committed, but openraft answers as if this
         // member had lost leadership first — as it does for an entry it appended and
         // replicated before stepping down, which the next leader then commits.
-        Ok(_) if fail::eval("proposal-answer-lost", |_| ()).is_some() => {
+        Ok(_) if rudder_proto::failpoints::eval("proposal-answer-lost", |_| ()).is_some() => {
             for reply in replies {
                 let _ = reply.send(Err(Rejected::NotLeader(None)));
             }

@@ -144,7 +144,7 @@ pub fn cluster_token(token: &str, restoration: Option<&Restoration>) -> String {
 pub async fn settle(raft: Raft, db: Db, store: Store, mut stopped: watch::Receiver<bool>) {
     // Failpoint for tests: settling starts this many milliseconds late, so that members
     // asking to join meanwhile are refused (and retry) for certain.
-    let late = fail::eval("restore-settles-late", |millis| {
+    let late = rudder_proto::failpoints::eval("restore-settles-late", |millis| {
         millis.and_then(|millis| millis.parse::<u64>().ok())
     })
     .flatten();

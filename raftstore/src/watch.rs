@@ -175,7 +175,7 @@ impl WatchTask {
                                 // A planted bug for the chaos runner (`rudder chaos run
                                 // --plant lost-watch-events`): a live revision skipped as if
                                 // delivered (history read back later stays whole).
-                                let lost = fail::eval("lost-watch-events", |_| ()).is_some();
+                                let lost = rudder_proto::failpoints::eval("lost-watch-events", |_| ()).is_some();
                                 let events: &[Event] = if lost { &[] } else { events };
                                 if let Step::Stop = self.deliver(*revision, events).await {
                                     return;

@@ -59,9 +59,9 @@ async fn events_until(store: &Store, prefix: &str, from: Revision, end: &str) ->
 async fn write_once_through_failure(cluster: &Cluster, store: &Store, failpoint: &str) {
     let key = format!("once/{failpoint}");
     let from = cluster.store(0).revisions().0 + 1;
-    fail::cfg(failpoint, "1*return").unwrap();
+    rudder_proto::failpoints::configure(failpoint, "1*return").unwrap();
     let answered = store.put(put_request(&key, "unique")).await;
-    fail::remove(failpoint);
+    rudder_proto::failpoints::remove(failpoint);
     let (header, _) = answered.expect("the write is answered after its retry");
 
     let stored = get(store, &key).await;
@@ -123,9 +123,9 @@ async fn a_transaction_retried_after_its_first_application_answers_as_the_first_
         success: vec![RequestOp::Put(put_request("once/created", "v"))],
         failure: vec![],
     };
-    fail::cfg("forward-reply-lost", "1*return").unwrap();
+    rudder_proto::failpoints::configure("forward-reply-lost", "1*return").unwrap();
     let answered = cluster.store(follower).txn(create).await;
-    fail::remove("forward-reply-lost");
+    rudder_proto::failpoints::remove("forward-reply-lost");
     let (_, response) = answered.expect("the create is answered");
     assert!(
         response.succeeded,

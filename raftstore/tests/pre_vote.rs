@@ -32,7 +32,8 @@ async fn a_member_cut_off_from_a_healthy_leader_cannot_depose_it() {
     let term_before = cluster.store(leader).raft().metrics().borrow().current_term;
     let cut_off_id = cluster.member(cut_off).id;
 
-    fail::cfg("append-entries-lost", &format!("return({cut_off_id})")).unwrap();
+    rudder_proto::failpoints::configure("append-entries-lost", &format!("return({cut_off_id})"))
+        .unwrap();
     // Until the cut-off member asked three times and was refused each time.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while cluster.member(cut_off).elections().pre_votes_lost < 3 {
@@ -45,7 +46,7 @@ async fn a_member_cut_off_from_a_healthy_leader_cannot_depose_it() {
     }
     // The leader goes on committing with the other follower meanwhile.
     put(cluster.store(leader), "while-cut-off").await;
-    fail::remove("append-entries-lost");
+    rudder_proto::failpoints::remove("append-entries-lost");
 
     assert_eq!(cluster.member(cut_off).elections().by_timer, 0);
     assert_eq!(cluster.member(other).elections().by_timer, 0);

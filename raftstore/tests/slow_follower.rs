@@ -15,7 +15,7 @@ async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_elec
     let store = cluster.store(leader);
     let term_before = store.raft().metrics().borrow().current_term;
     let slow = raft_options().heartbeat_interval * 4;
-    fail::cfg(
+    rudder_proto::failpoints::configure(
         "append-entries-slow",
         &format!("return({})", slow.as_millis()),
     )
@@ -36,7 +36,7 @@ async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_elec
             .unwrap_or_else(|error| panic!("put {i}: {error}"));
         took.push(started.elapsed());
     }
-    fail::remove("append-entries-slow");
+    rudder_proto::failpoints::remove("append-entries-slow");
 
     // Heartbeats are not held behind a slow batch: the followers never lost the leader.
     let term_after = store.raft().metrics().borrow().current_term;

@@ -379,7 +379,7 @@ impl Campaign {
 /// slow clock). The end-to-end fence tests turn it on so that a deposed leader really writes
 /// after the takeover: every such write must be refused by the API's fence.
 async fn stepping_down_late() {
-    let late = fail::eval("leader-steps-down-late", |millis| {
+    let late = rudder_proto::failpoints::eval("leader-steps-down-late", |millis| {
         millis.and_then(|m| m.parse::<u64>().ok()).unwrap_or(0)
     });
     if let Some(millis) = late.filter(|m| *m > 0) {

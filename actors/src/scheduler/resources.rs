@@ -145,7 +145,7 @@ impl Resources {
         // A bug plantable by chaos runs (off unless planted; looked up only for a full node):
         // the node's pod limit forgotten.
         if used.pods.saturating_add(1) > allocatable.pods
-            && fail::eval("scheduler-ignores-pod-limit", |_| ()).is_none()
+            && rudder_proto::failpoints::eval("scheduler-ignores-pod-limit", |_| ()).is_none()
         {
             lacking.push(Insufficient::Pods);
         }

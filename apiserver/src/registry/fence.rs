@@ -99,7 +99,7 @@ impl Registry {
             return Ok(Vec::new());
         };
         // A bug plantable by chaos runs (off unless planted): fences waved through.
-        if fail::eval("fence-ignored", |_| ()).is_some() {
+        if rudder_proto::failpoints::eval("fence-ignored", |_| ()).is_some() {
             return Ok(Vec::new());
         }
         let leases = self.kind("leases")?;

@@ -214,7 +214,7 @@ fn turn_on_failpoints(list: &str) -> anyhow::Result<()> {
                  thread; use return(MS) where the failpoint waits"
             );
         }
-        fail::cfg(name.trim(), actions.trim())
+        rudder_proto::failpoints::configure(name.trim(), actions.trim())
             .map_err(|why| anyhow::anyhow!("--failpoints entry {entry:?}: {why}"))?;
         tracing::warn!(
             failpoint = name.trim(),
@@ -261,6 +261,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         turn_on_failpoints(failpoints)?;
     }
     if let Some(path) = &args.failpoints_file {
+        if !rudder_proto::failpoints::COMPILED_IN {
+            bail!(
+                "--failpoints-file: {}",
+                rudder_proto::failpoints::NOT_COMPILED_IN
+            );
+        }
         apply_failpoints_file_on_sigusr1(path.clone())?;
     }
     let metrics = Metrics::for_process();
@@ -504,12 +510,19 @@ mod tests {
         assert!(error.to_string().contains("is not NAME=ACTIONS"), "{error}");
         let error = turn_on_failpoints("x-test-blocking=sleep(100)").unwrap_err();
         assert!(error.to_string().contains("`sleep` would block"), "{error}");
-        turn_on_failpoints("x-test-returning=return(5)").unwrap();
-        assert_eq!(
-            fail::eval("x-test-returning", |value| value),
-            Some(Some("5".to_string()))
-        );
-        fail::remove("x-test-returning");
+        let turned_on = turn_on_failpoints("x-test-returning=return(5)");
+        let seen = rudder_proto::failpoints::eval("x-test-returning", |value| value);
+        rudder_proto::failpoints::remove("x-test-returning");
+        match rudder_proto::failpoints::COMPILED_IN {
+            true => {
+                turned_on.unwrap();
+                assert_eq!(seen, Some(Some("5".to_string())));
+            }
+            false => {
+                let error = turned_on.unwrap_err().to_string();
+                assert!(error.contains("--features chaos"), "{error}");
+            }
+        }
     }
 
     #[test]

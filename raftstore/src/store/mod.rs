@@ -374,7 +374,9 @@ impl Store {
     async fn read_barrier(&self) -> Result<(), StoreError> {
         // A planted bug for the chaos runner to find (`rudder chaos run --plant
         // stale-reads`): linearizable reads served from this replica as it stands.
-        fail::fail_point!("stale-reads", |_| Ok(()));
+        if rudder_proto::failpoints::eval("stale-reads", |_| ()).is_some() {
+            return Ok(());
+        }
         let index = self
             .on_leader(ForwardRequest::ReadIndex, || async {
                 self.local_read_index().await
