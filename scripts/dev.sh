@@ -12,7 +12,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # this machine's disk once; CI builds whole crates anyway.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
-APT_PACKAGES=(build-essential python3 curl libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo nftables conntrack kmod dnsperf chromium)
+APT_PACKAGES=(build-essential python3 curl libclang-dev libseccomp-dev pkg-config etcd-client etcd-server busybox-static iproute2 procps docker-registry skopeo nftables iptables conntrack kmod dnsperf chromium)
 
 install_system_packages() {
   local missing=()

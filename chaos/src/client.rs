@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use rudder_proto::etcdserverpb::kv_client::KvClient;
+use rudder_proto::etcdserverpb::lease_client::LeaseClient;
 use rudder_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rudder_proto::etcdserverpb::watch_client::WatchClient;
 use rudder_proto::etcdserverpb::RangeRequest;
@@ -50,6 +51,10 @@ pub async fn stream_channel(addr: &str) -> Result<Channel, tonic::transport::Err
 
 pub async fn kv(addr: &str) -> Result<KvClient<Channel>, tonic::transport::Error> {
     Ok(KvClient::new(channel(addr).await?))
+}
+
+pub async fn lease(addr: &str) -> Result<LeaseClient<Channel>, tonic::transport::Error> {
+    Ok(LeaseClient::new(channel(addr).await?))
 }
 
 pub async fn maintenance(

@@ -19,6 +19,7 @@ use rudder_proto::etcdserverpb::StatusRequest;
 use tempfile::TempDir;
 
 use crate::client::maintenance;
+use crate::delay::LinkDelay;
 use crate::disk;
 use crate::network::{addresses, free_port, MemberNetwork};
 use crate::nodes::NodeGroup;
@@ -615,6 +616,16 @@ impl ProcessCluster {
             .as_ref()
             .ok_or(ClusterError::NotPartitionable)?;
         Ok(network.lose(links, percent)?)
+    }
+
+    /// Holds every packet between member `member` and the others, both ways, for `delay`,
+    /// until the [`LinkDelay`] returned ends. Only for members started apart.
+    pub fn delay(&self, member: usize, delay: Duration) -> Result<LinkDelay, ClusterError> {
+        let network = self
+            .network
+            .as_ref()
+            .ok_or(ClusterError::NotPartitionable)?;
+        Ok(network.delay(member, delay)?)
     }
 
     /// The members' own network, described (`None`: they run on loopback).

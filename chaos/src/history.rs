@@ -5,8 +5,13 @@
 
 use std::time::{Duration, Instant};
 
+use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use rudder_proto::etcdserverpb::request_op::Request as TxnOp;
+use rudder_proto::etcdserverpb::response_op::Response as TxnAnswer;
 use rudder_proto::etcdserverpb::watch_request::RequestUnion;
-use rudder_proto::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest};
+use rudder_proto::etcdserverpb::{
+    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+};
 
 use crate::check::watch::Change;
 use crate::client::{kv, revision_now, watch};
@@ -22,6 +27,86 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// The value of the runner's own last write under a prefix ([`mark_end`]).
+pub const END_MARK: &str = "end-of-run";
+
+/// Writes the runner's own last write under `prefix` once the workload has stopped:
+/// `<prefix>~end` created (a compare on its creation makes a retry after no answer
+/// harmless: it reads what the first attempt wrote). Its value and revision. The workload
+/// deletes keys, and a deleted key leaves no revision for [`settled`] to read: this one
+/// stays, so where the writes ended is found. Tries each running member in turn for up to
+/// `limit`.
+pub async fn mark_end(
+    cluster: &ProcessCluster,
+    prefix: &str,
+    limit: Duration,
+) -> Result<(String, i64), String> {
+    let key = format!("{prefix}~end").into_bytes();
+    let created = Compare {
+        result: CompareResult::Equal.into(),
+        target: CompareTarget::Create.into(),
+        key: key.clone(),
+        range_end: Vec::new(),
+        target_union: Some(TargetUnion::CreateRevision(0)),
+    };
+    let create = TxnRequest {
+        compare: vec![created],
+        success: vec![RequestOp {
+            request: Some(TxnOp::RequestPut(PutRequest {
+                key: key.clone(),
+                value: END_MARK.into(),
+                ..Default::default()
+            })),
+        }],
+        failure: vec![RequestOp {
+            request: Some(TxnOp::RequestRange(RangeRequest {
+                key,
+                ..Default::default()
+            })),
+        }],
+    };
+    let deadline = Instant::now() + limit;
+    let mut last = String::from("no member running");
+    for member in cluster.endpoints().iter().cycle() {
+        if Instant::now() > deadline {
+            break;
+        }
+        let answered = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut client = kv(member).await.map_err(|e| e.to_string())?;
+            let answer = client
+                .txn(create.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(answer.into_inner())
+        });
+        match answered.await {
+            Ok(Ok(answer)) if answer.succeeded => {
+                let revision = answer.header.map_or(0, |header| header.revision);
+                return Ok((END_MARK.to_string(), revision));
+            }
+            Ok(Ok(answer)) => {
+                let written = answer
+                    .responses
+                    .into_iter()
+                    .find_map(|op| match op.response {
+                        Some(TxnAnswer::ResponseRange(range)) => range.kvs.into_iter().next(),
+                        _ => None,
+                    });
+                match written {
+                    Some(kv) => return Ok((END_MARK.to_string(), kv.mod_revision)),
+                    None => last = "the end mark was neither created nor there".into(),
+                }
+            }
+            Ok(Err(why)) => last = why,
+            Err(_) => last = format!("{member} did not answer in 2 s"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "writing the end mark under {prefix} within {limit:?}: {last}"
+    ))
 }
 
 /// The revision of the last write under `prefix`, once every running member reads the

@@ -17,6 +17,7 @@ use crate::client::kv;
 use crate::cluster::{ClusterError, MemberProcess, ProcessCluster};
 use crate::disk::{self, DiskEffect, DiskFault};
 use crate::live::Live;
+use crate::network::PartitionError;
 use crate::partition::{self, Split};
 use crate::schedule::{FaultKind, PlannedFault, Victim, MIN_GAP};
 
@@ -54,6 +55,12 @@ pub struct Injected {
     /// The share of packets a loss fault dropped at random, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<u8>,
+    /// How long a delay fault held each packet, and how many it held: none would mean it
+    /// slowed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delayed_packets: Option<u64>,
     /// The lease the struck master's scheduler or controller manager held then, with its
     /// holder and epoch (a fault aimed at it, [`Victim::Scheduler`] and the like).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,6 +92,8 @@ impl Injected {
             with: None,
             second: false,
             loss_percent: None,
+            delay_ms: None,
+            delayed_packets: None,
             lease: None,
         }
     }
@@ -194,11 +203,16 @@ pub async fn inject(
                     ", {}% of the packets on its links dropped",
                     planned.loss_percent.unwrap_or(LOSS_UNSAID)
                 ),
+                _ if planned.kind == FaultKind::Delay => format!(
+                    ", each packet on its links held {} ms",
+                    planned.delay_ms.unwrap_or(DELAY_UNSAID)
+                ),
                 _ => String::new(),
             },
             planned.hold.as_secs_f64()
         ));
         let mut dropped_packets = None;
+        let mut delayed_packets = None;
         let disk = (planned.kind == FaultKind::Disk)
             .then(|| planned.disk.unwrap_or(DiskFault::FsyncFails));
         let mut disk_effects: Vec<Option<DiskEffect>> = vec![None; struck.len()];
@@ -279,6 +293,13 @@ pub async fn inject(
                 tokio::time::sleep(planned.hold).await;
                 dropped_packets = Some(cluster.heal()?);
             }
+            FaultKind::Delay => {
+                let delay = Duration::from_millis(planned.delay_ms.unwrap_or(DELAY_UNSAID).into());
+                let delaying = cluster.delay(member, delay)?;
+                in_place = start.elapsed();
+                tokio::time::sleep(planned.hold).await;
+                delayed_packets = Some(delaying.end().map_err(PartitionError::from)?);
+            }
             FaultKind::NodeLoss => unreachable!("node loss is carried out by lose_node, above"),
         }
         done.last_end = start.elapsed();
@@ -302,6 +323,8 @@ pub async fn inject(
                 with: other.map(|(_, name)| name.clone()),
                 second: k > 0,
                 loss_percent: planned.loss_percent,
+                delay_ms: planned.delay_ms,
+                delayed_packets,
                 // The lease was read for the member the victim named, wherever it sorts.
                 lease: lease.clone().filter(|_| *m == member),
             });
@@ -456,6 +479,8 @@ fn victim(cluster: &ProcessCluster, victim: Victim, leader: usize) -> usize {
 
 /// A loss fault's share when its schedule (from before it had one) says none.
 const LOSS_UNSAID: u8 = 20;
+/// A delay fault's hold per packet when its schedule (written by hand) says none.
+const DELAY_UNSAID: u16 = 100;
 
 /// The master whose component holds the lease at `key`, and the lease described; the Raft
 /// leader, and no lease, when no master holds it now (or it could not be read).

@@ -3,7 +3,8 @@
 //! - [`cluster`]: start, kill (by PID), restart real member processes — Rudder's or etcd's
 //!   ([`cluster_error`]: what can go wrong);
 //!   [`network`]: the members each in a network namespace of their own, for
-//!   [`partition`]s (which links a partition's shape cuts; pure); [`disk`]: disk faults
+//!   [`partition`]s (which links a partition's shape cuts; pure) and [`delay`]s (packets
+//!   held on a member's links); [`disk`]: disk faults
 //!   as failpoints in Rudder's log store, and what they must do (pure); [`nodes`]: hollow
 //!   worker nodes beside Rudder's masters, a few per process, for node loss.
 //! - [`client`]: etcd v3 gRPC clients; everything here speaks only that API, so the same
@@ -13,12 +14,16 @@
 //!
 //! - [`check`]: pure checkers of recorded histories ([`check::once`]: nothing applied
 //!   twice, nothing acknowledged lost; [`check::linear`]: linearizability, key by key;
-//!   [`check::watch`]: watches against the store's history); [`recovery`]: how soon writes
+//!   [`check::watch`]: watches against the store's history; [`check::serializable`]:
+//!   serializable reads against it; [`check::kube`]: Kubernetes' invariants over the
+//!   objects' record); [`recovery`]: how soon writes
 //!   were answered again after each kind of fault (a figure, not a check); [`durability`]:
 //!   the whole cluster killed at once and restarted, and its replicas' hashes compared.
 //!
 //! - [`workload`]: client loads that record every operation for the checkers
-//!   ([`workload::kv`]: puts, reads and swaps through the etcd API; [`workload::watchers`]:
+//!   ([`workload::kv`]: puts, deletes, reads, swaps and leases through the etcd API;
+//!   [`workload::objects`]: ConfigMaps swapped through the Rudder API; [`workload::pods`]:
+//!   ReplicaSets and Deployments on hollow nodes; [`workload::watchers`]:
 //!   watches that resume across faults); [`history`]: the store's own record of the
 //!   changes, read back from the healed cluster.
 //!
@@ -34,6 +39,7 @@ pub mod check;
 pub mod client;
 pub mod cluster;
 pub mod cluster_error;
+pub mod delay;
 pub mod disk;
 pub mod durability;
 pub mod history;

@@ -20,6 +20,15 @@ pub struct Live {
 }
 
 impl Live {
+    /// One operation more, answered or not.
+    pub fn count(&self, answered: bool) {
+        let counter = match answered {
+            true => &self.answered,
+            false => &self.unanswered,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// One line of where the run is, e.g. `12.0s of 60s · 10,234 operations answered, 3
     /// not · faults 3 of 12 · 14 pod changes`.
     pub fn line(&self, elapsed: Duration, length: Duration) -> String {

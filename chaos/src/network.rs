@@ -1,4 +1,4 @@
-//! The members' own network, for partition faults: each member in a network namespace of
+//! The members' own network, for partition, loss and delay faults ([`crate::delay`]): each member in a network namespace of
 //! its own with `eth0` on a bridge this run creates (`10.249.K.0/24`, the runner at `.1`),
 //! and a partition as nftables rules in the members' namespaces that drop what a member
 //! receives from the members it is cut from, counting what they drop.
@@ -20,10 +20,13 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rudder_node::proxy::nft;
 use rudder_node::runtime::linux::machine_network::delete_links;
 use rudder_node::runtime::linux::network::{in_namespace, Cidr, NetworkError, NodeNetwork};
+
+use crate::delay::LinkDelay;
 
 /// Where slots, their locks and the members' namespaces live.
 const RUN_DIR: &str = "/run/rudder-chaos";
@@ -35,8 +38,8 @@ const MOST_MEMBERS: usize = 7;
 #[derive(Debug, thiserror::Error)]
 pub enum PartitionError {
     #[error(
-        "partition faults put each member in a network namespace of its own, which needs \
-         root: run `rudder chaos run` as root, or leave partition out of --faults"
+        "partition, loss and delay faults put each member in a network namespace of its \
+         own, which needs root: run `rudder chaos run` as root, or leave them out of --faults"
     )]
     NotRoot,
     #[error("every one of the 256 network slots under {RUN_DIR} is taken by another run")]
@@ -48,6 +51,8 @@ pub enum PartitionError {
     },
     #[error("setting up the members' network: {0}")]
     Network(#[from] NetworkError),
+    #[error("delaying packets: {0}")]
+    Delay(#[from] crate::delay::DelayError),
     #[error("member {member}: {source}")]
     Rules {
         member: String,
@@ -150,6 +155,16 @@ impl MemberNetwork {
             let _ = self.heal();
         }
         made
+    }
+
+    /// Holds every packet between member `victim` and the others, both ways, for `delay`,
+    /// until the [`LinkDelay`] returned ends.
+    pub fn delay(&self, victim: usize, delay: Duration) -> Result<LinkDelay, PartitionError> {
+        let peers: Vec<Ipv4Addr> = (self.places.iter().enumerate())
+            .filter(|(index, _)| *index != victim)
+            .map(|(_, place)| place.ip)
+            .collect();
+        Ok(LinkDelay::start(&self.places[victim].netns, &peers, delay)?)
     }
 
     /// Removes the partition from every member (also when one of them fails: the first

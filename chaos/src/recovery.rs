@@ -34,7 +34,11 @@ pub fn label(fault: &Injected) -> String {
         (_, Some(disk), _) => format!(" ({})", disk.name()),
         // Grouped by tens: 10-19%, 20-29%, ...
         (_, _, Some(percent)) => format!(" ({}-{}%)", percent / 10 * 10, percent / 10 * 10 + 9),
-        _ => String::new(),
+        // Grouped by hundreds: 0-99 ms, 100-199 ms, ...
+        _ => match fault.delay_ms {
+            Some(ms) => format!(" ({}-{} ms)", ms / 100 * 100, ms / 100 * 100 + 99),
+            None => String::new(),
+        },
     };
     // Of two struck at once, the leader's record comes first (inject.rs).
     let whom = match (&fault.with, fault.was_leader) {
@@ -65,7 +69,7 @@ pub fn per_fault(injected: &[Injected], history: &[Operation], until_ms: u64) ->
             let until = next_start(injected, fault).unwrap_or(until_ms) * 1_000_000;
             history
                 .iter()
-                .filter(|op| matches!(op.op, Op::Put { .. } | Op::Cas { .. }))
+                .filter(|op| matches!(op.op, Op::Put { .. } | Op::Cas { .. } | Op::Delete))
                 .filter(|op| op.invoked >= from)
                 .filter_map(|op| op.completed)
                 .filter(|completed| *completed <= until)

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::linear::{self, Op, Operation};
-use crate::check::{kube, once, watch};
+use crate::check::{kube, once, serializable, watch};
 use crate::disk::DiskEffect;
 use crate::durability::{self, MemberHash};
 use crate::inject::{Crash, Injected};
@@ -47,6 +47,9 @@ pub struct Plan {
     /// The pods workload ran beside the KV one, on hollow nodes (Rudder only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub pods: bool,
+    /// The objects workload ran beside the KV one: ConfigMaps through the Rudder API.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub objects: bool,
 }
 
 impl Plan {
@@ -129,12 +132,40 @@ pub struct Observed<'a> {
     /// The writes' violations against the store's record, with how many writes there
     /// were; or why it could not be checked.
     pub once: Result<(usize, Vec<once::Violation>), String>,
+    /// The serializable reads' violations against the store's record, with how many reads
+    /// there were; or why they could not be checked.
+    pub serializable: Result<(usize, Vec<serializable::Violation>), String>,
     /// Each member's hash of the keyspace at one revision, after every member was killed
     /// at once and restarted; or why they could not be had.
     pub replicas: Result<Vec<MemberHash>, String>,
+    /// With the objects workload: its history's linearizability; or why it could not be
+    /// checked.
+    pub objects: Option<Result<ObjectsOutcome, String>>,
     /// With the pods workload: the Kubernetes invariants over the store's record of the
     /// objects, and what the workload asked; or why they could not be checked.
     pub kubernetes: Option<Result<KubeOutcome, String>>,
+}
+
+/// What the objects workload did, and its linearizability.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectsOutcome {
+    pub operations: usize,
+    pub answered: usize,
+    pub swaps_won: usize,
+    pub linearizability: linear::Outcome,
+}
+
+impl ObjectsOutcome {
+    /// `history`'s counts, and its linearizability within `budget`.
+    pub fn judge(history: &[Operation], budget: std::time::Duration) -> Self {
+        let counted = count(history);
+        Self {
+            operations: counted.total,
+            answered: counted.answered,
+            swaps_won: counted.swaps_won,
+            linearizability: linear::check(history, budget),
+        }
+    }
 }
 
 /// What the pods workload asked, and the Kubernetes invariants' judgement.
@@ -155,11 +186,13 @@ impl Report {
             progress(&operations, &observed),
             faults(&plan, &schedule, &observed.injected),
             members(&observed),
-            linearizable(observed.linearizability),
+            linearizable("linearizability", observed.linearizability),
             watches(&observed.watches),
             at_most_once(&observed.once),
+            serializable_reads(&observed.serializable),
             durable(&observed.replicas),
         ];
+        checks.extend(observed.objects.as_ref().map(objects));
         checks.extend(observed.kubernetes.as_ref().map(kubernetes));
         let verdict = verdict(&checks);
         let recovered_ms =
@@ -271,17 +304,22 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
         .filter(|kind| !injected.iter().any(|fault| fault.kind == **kind))
         .map(|kind| kind.name())
         .collect();
-    // A partition that dropped nothing cut nothing: it happened on paper only.
+    // A partition that dropped nothing cut nothing, and a delay that held nothing slowed
+    // nothing: they happened on paper only.
     let empty_cuts: Vec<String> = injected
         .iter()
-        .filter(|fault| fault.dropped_packets == Some(0))
-        .map(|fault| {
-            format!(
-                "the {} at {:.1}s ({}) dropped no packet",
+        .filter_map(|fault| {
+            let did = match (fault.dropped_packets, fault.delayed_packets) {
+                (Some(0), _) => "dropped",
+                (_, Some(0)) => "delayed",
+                _ => return None,
+            };
+            Some(format!(
+                "the {} at {:.1}s ({}) {did} no packet",
                 fault.kind.name(),
                 fault.started_ms as f64 / 1000.0,
                 fault.sides.as_deref().unwrap_or(&fault.member)
-            )
+            ))
         })
         .collect();
     // A disk fault's member must have stopped (or slowed) as the fault says.
@@ -319,6 +357,10 @@ fn faults(plan: &Plan, schedule: &[PlannedFault], injected: &[Injected]) -> Chec
         detail.push_str(&format!(
             "; partitions and losses dropped {dropped} packets"
         ));
+    }
+    let delayed: u64 = injected.iter().filter_map(|f| f.delayed_packets).sum();
+    if injected.iter().any(|f| f.delayed_packets.is_some()) {
+        detail.push_str(&format!("; delays held {delayed} packets"));
     }
     if !missing.is_empty() {
         detail.push_str(&format!("; never injected: {}", missing.join(", ")));
@@ -370,7 +412,7 @@ fn members(observed: &Observed<'_>) -> Check {
     }
 }
 
-fn linearizable(outcome: &linear::Outcome) -> Check {
+fn linearizable(name: &str, outcome: &linear::Outcome) -> Check {
     let verdict = if !outcome.violations.is_empty() {
         Verdict::Fail
     } else if !outcome.undecided.is_empty() {
@@ -408,10 +450,32 @@ fn linearizable(outcome: &linear::Outcome) -> Check {
         ));
     }
     Check {
-        name: "linearizability".into(),
+        name: name.into(),
         verdict,
         detail,
     }
+}
+
+/// The objects workload's ConfigMaps: linearizable, and some operations answered.
+fn objects(outcome: &Result<ObjectsOutcome, String>) -> Check {
+    let name = "objects linearizability";
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return unchecked(name, why),
+    };
+    let mut check = linearizable(name, &outcome.linearizability);
+    check.detail = format!(
+        "{} operations on ConfigMaps through the Rudder API, {} answered ({} swaps won): {}",
+        outcome.operations, outcome.answered, outcome.swaps_won, check.detail
+    );
+    if outcome.answered == 0 {
+        check.verdict = Verdict::Fail;
+        check.detail = format!(
+            "no operation on the ConfigMaps was answered: {}",
+            check.detail
+        );
+    }
+    check
 }
 
 /// The first few violations, and how many there were.
@@ -580,10 +644,49 @@ fn at_most_once(outcome: &Result<(usize, Vec<once::Violation>), String>) -> Chec
     }
 }
 
+/// Each serializable read saw its key as the record has it at the revision it names.
+fn serializable_reads(outcome: &Result<(usize, Vec<serializable::Violation>), String>) -> Check {
+    let name = "serializable reads";
+    let (reads, found) = match outcome {
+        Ok(outcome) => outcome,
+        Err(why) => return unchecked(name, why),
+    };
+    let (verdict, detail) = match (found.first(), reads) {
+        (None, 0) => (
+            Verdict::Unknown,
+            "no serializable read was answered".to_string(),
+        ),
+        (None, _) => (
+            Verdict::Pass,
+            format!("{reads} reads, each saw its key as the store had it at the revision it named"),
+        ),
+        (Some(first), _) => {
+            let read = &first.read;
+            let detail = format!(
+                "{} of {reads} reads saw what the store never had at their revision; first: \
+                 client {} read {:?} at revision {} and saw {:?}, where the store had {:?}",
+                found.len(),
+                read.client,
+                read.key,
+                read.revision,
+                read.seen,
+                first.recorded
+            );
+            (Verdict::Fail, detail)
+        }
+    };
+    Check {
+        name: name.into(),
+        verdict,
+        detail,
+    }
+}
+
 fn describe(op: &Op) -> String {
     match op {
         Op::Put { value } => format!("put {value:?}"),
         Op::Delete => "delete".into(),
+        Op::Revoke { attached } => format!("revoke the lease {attached:?} was put with"),
         Op::Get { seen } => format!("get (saw {seen:?})"),
         Op::Cas {
             expected,
@@ -616,14 +719,14 @@ pub fn summary(report: &Report) -> String {
     );
     for check in &report.checks {
         text.push_str(&format!(
-            "{:<8} {:<16} {}\n",
+            "{:<8} {:<23} {}\n",
             format!("{:?}", check.verdict).to_uppercase(),
             check.name,
             check.detail
         ));
     }
     for line in recovery::lines(&report.recovery) {
-        text.push_str(&format!("{:<8} {:<16} {line}\n", "", "recovery"));
+        text.push_str(&format!("{:<8} {:<23} {line}\n", "", "recovery"));
     }
     text.push_str(&format!(
         "{}\n",

@@ -15,6 +15,7 @@ fn plan() -> Plan {
         keys: 1,
         planted: vec![],
         pods: false,
+        objects: false,
     }
 }
 
@@ -59,6 +60,8 @@ fn injected_for(schedule: &[PlannedFault]) -> Vec<Injected> {
             with: None,
             second: false,
             loss_percent: planned.loss_percent,
+            delay_ms: planned.delay_ms,
+            delayed_packets: planned.delay_ms.map(|_| 30),
             lease: None,
         })
         .collect()
@@ -82,6 +85,8 @@ fn observed<'a>(
             ..Default::default()
         }),
         once: Ok((5, vec![])),
+        serializable: Ok((3, vec![])),
+        objects: None,
         replicas: Ok(vec![crate::durability::MemberHash {
             member: "m1".into(),
             hash: 1,
@@ -317,6 +322,74 @@ fn a_partition_that_dropped_no_packet_fails_the_faults_check() {
     let text = summary(&vacuous);
     assert!(text.contains("FAIL     faults"), "{text}");
     assert!(text.contains("(m1 | m2 m3) dropped no packet"), "{text}");
+}
+
+#[test]
+fn a_delay_that_held_no_packet_fails_the_faults_check() {
+    let mut plan = plan();
+    plan.faults = vec![FaultKind::Delay, FaultKind::Pause];
+    let schedule = draw(7, Duration::from_secs(20), &plan.faults);
+    let mut injected = injected_for(&schedule);
+    let history = spread(&history(Some("a")), &injected);
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let holding = observed(injected.clone(), &history, &outcome);
+    let report = Report::new(plan.clone(), schedule.clone(), holding);
+    assert_eq!(report.verdict, Verdict::Pass, "{}", summary(&report));
+    assert!(
+        summary(&report).contains("delays held"),
+        "{}",
+        summary(&report)
+    );
+
+    let delay = injected
+        .iter_mut()
+        .find(|fault| fault.kind == FaultKind::Delay)
+        .expect("a 20 s schedule of delays and pauses has a delay");
+    delay.delayed_packets = Some(0);
+    let vacuous = Report::new(plan, schedule, observed(injected, &history, &outcome));
+    assert_eq!(vacuous.verdict, Verdict::Fail);
+    let text = summary(&vacuous);
+    assert!(text.contains("FAIL     faults"), "{text}");
+    assert!(text.contains("delayed no packet"), "{text}");
+}
+
+#[test]
+fn a_serializable_read_off_the_record_or_none_at_all_does_not_pass() {
+    let schedule = draw(7, Duration::from_secs(20), &plan().faults);
+    let injected = injected_for(&schedule);
+    let history = spread(&history(Some("a")), &injected);
+    let outcome = linear::check(&history, Duration::from_secs(5));
+    let read = crate::check::serializable::SerializableRead {
+        client: 4,
+        key: "k".into(),
+        revision: 12,
+        seen: Some(("b".into(), 9)),
+    };
+    let mut off = observed(injected.clone(), &history, &outcome);
+    off.serializable = Ok((
+        40,
+        vec![crate::check::serializable::Violation {
+            read,
+            recorded: Some(("a".into(), 11)),
+        }],
+    ));
+    let report = Report::new(plan(), schedule.clone(), off);
+    assert_eq!(report.verdict, Verdict::Fail);
+    let text = summary(&report);
+    assert!(text.contains("FAIL     serializable reads"), "{text}");
+    assert!(
+        text.contains("client 4 read \"k\" at revision 12"),
+        "{text}"
+    );
+
+    let mut none = observed(injected, &history, &outcome);
+    none.serializable = Ok((0, vec![]));
+    let report = Report::new(plan(), schedule, none);
+    assert_eq!(
+        report.verdict,
+        Verdict::Unknown,
+        "nothing read, nothing checked"
+    );
 }
 
 #[test]

@@ -16,14 +16,17 @@ use std::time::{Duration, Instant};
 use rudder_proto::client::ApiClient;
 
 use crate::check::watch::Change;
-use crate::check::{kube, linear, once, watch};
+use crate::check::{kube, linear, once, serializable, watch};
 use crate::cluster::{ClusterError, ProcessCluster};
 use crate::inject::{inject, restart_crashed, Injection};
 use crate::live::Live;
 use crate::nodes::{self, NodeGroup, NODE_MONITOR_GRACE};
-use crate::report::{KubeOutcome, Observed, Plan, Report, Target, Verdict, WatchOutcome};
+use crate::report::{
+    KubeOutcome, ObjectsOutcome, Observed, Plan, Report, Target, Verdict, WatchOutcome,
+};
 use crate::schedule::{FaultKind, QUIET};
 use crate::workload::kv::KvWorkload;
+use crate::workload::objects::ObjectsWorkload;
 use crate::workload::pods::{Asked, Outcome, PodsWorkload};
 use crate::workload::watchers::{self, Finish};
 use crate::{durability, history};
@@ -36,6 +39,9 @@ const NODE_GROUPS: usize = 3;
 const NODES_PER_GROUP: u32 = 2;
 /// Watchers beside the workload.
 const WATCHERS: usize = 2;
+/// The objects workload's clients, and the ConfigMaps they share.
+const OBJECT_CLIENTS: u32 = 4;
+const CONFIG_MAPS: usize = 3;
 /// Both stores run with the same raft timing (Rudder's defaults), heartbeat and election
 /// timeout in milliseconds, so that the checks, `progress` above all, compare like with
 /// like: with etcd's own (100 ms, 1 s) a 1 s pause of its leader sometimes ends in an
@@ -75,6 +81,13 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
          an old epoch (needs --workload kv,pods)",
     ),
     (
+        "update-ignores-resource-version",
+        "update-ignores-resource-version=return",
+        "the API server replaces an object without comparing the resourceVersion the update \
+         carries: a compare-and-swap from a value since replaced wins (needs --workload \
+         kv,objects)",
+    ),
+    (
         "fsync-errors-ignored",
         "fsync-errors-ignored=return",
         "a failed fsync of the log reported as done: the member runs on, acknowledging \
@@ -93,6 +106,8 @@ const LEADER_ELECTION: [&str; 3] = [
 
 /// The planted bugs that only the pods workload shows.
 pub const PLANTED_IN_PODS: &[&str] = &["scheduler-ignores-pod-limit", "fence-ignored"];
+/// The planted bugs that only the objects workload shows.
+pub const PLANTED_IN_OBJECTS: &[&str] = &["update-ignores-resource-version"];
 
 /// Where the runner finds the members' programs.
 #[derive(Debug, Clone)]
@@ -150,6 +165,16 @@ pub async fn run(
         async move { workload.run_from(endpoints, stop, start).await }
     });
     let changing = pods.map(|(pods, client)| tokio::spawn(pods.run(client, stop.clone(), start)));
+    let objects = plan.objects.then(|| {
+        let workload = ObjectsWorkload {
+            clients: OBJECT_CLIENTS,
+            config_maps: CONFIG_MAPS,
+            seed: plan.seed,
+            live: live.clone(),
+        };
+        let (endpoints, stop) = (cluster.endpoints(), stop.clone());
+        tokio::spawn(async move { workload.run(endpoints, stop, start).await })
+    });
     // Watching every change of the workload's keys from the first.
     let finish = Finish::default();
     let mut watching = tokio::spawn(watchers::run(
@@ -184,7 +209,7 @@ pub async fn run(
     }
     stop.store(true, Ordering::Relaxed);
     let ended_ms = start.elapsed().as_millis() as u64;
-    let (kv, workload_failed) = match running.await {
+    let (mut kv, workload_failed) = match running.await {
         Ok(kv) => (kv, None),
         Err(error) => {
             let why = format!("the workload failed: {error}");
@@ -208,6 +233,13 @@ pub async fn run(
     if let Err(error) = &crashed {
         incidents.push(format!("the whole cluster could not be restarted: {error}"));
     }
+    let objects = match objects {
+        Some(running) => Some(match running.await {
+            Ok(history) => Ok(ObjectsOutcome::judge(&history, check_budget)),
+            Err(error) => Err(format!("the objects workload failed: {error}")),
+        }),
+        None => None,
+    };
     let kubernetes = match asked {
         Some(asked) => Some(judge_pods(&cluster, asked, &mut progress).await),
         None => None,
@@ -217,7 +249,18 @@ pub async fn run(
     // must reach it too. A write the client gave up on may still land after that (the
     // member it asked retries for its own timeout): everything past it is left out of the
     // comparison, on both sides.
-    let settled = history::settled(&cluster, PREFIX, Duration::from_secs(30)).await;
+    let marked = history::mark_end(&cluster, PREFIX, Duration::from_secs(30)).await;
+    if let Ok((value, revision)) = &marked {
+        // The runner's own write, acknowledged: checked at most once like the clients'.
+        let answer = once::Answer::Applied {
+            revision: *revision,
+        };
+        kv.writes.insert(value.clone(), answer);
+    }
+    let settled = match marked {
+        Ok(_) => history::settled(&cluster, PREFIX, Duration::from_secs(30)).await,
+        Err(why) => Err(why),
+    };
     let reference = match settled {
         Ok(through) => {
             finish.through.store(through.max(1), Ordering::Relaxed);
@@ -253,6 +296,13 @@ pub async fn run(
         (_, Err(why)) => Err(why),
         (Ok((through, changes)), Ok(watchers)) => Ok(compare_watchers(*through, changes, watchers)),
     };
+    let serializable = match (&reference, &workload_failed) {
+        (_, Some(why)) | (Err(why), None) => Err(why.clone()),
+        (Ok((_, changes)), None) => Ok((
+            kv.serializable.len(),
+            serializable::check(&kv.serializable, changes),
+        )),
+    };
     let once = match (reference, workload_failed) {
         (_, Some(why)) => Err(why),
         (Err(why), None) => Err(why),
@@ -277,6 +327,8 @@ pub async fn run(
             linearizability: &outcome,
             watches,
             once,
+            serializable,
+            objects,
             replicas,
             kubernetes,
         },
@@ -403,8 +455,9 @@ fn compare_watchers(
 async fn start(plan: &Plan, binaries: &Binaries) -> Result<ProcessCluster, ClusterError> {
     let (heartbeat_ms, election_ms) = RAFT_TIMING_MS;
     // Partitions and lossy links need each member in a network namespace of its own.
-    let apart =
-        plan.faults.contains(&FaultKind::Partition) || plan.faults.contains(&FaultKind::Loss);
+    let apart = [FaultKind::Partition, FaultKind::Loss, FaultKind::Delay]
+        .iter()
+        .any(|kind| plan.faults.contains(kind));
     match plan.target {
         Target::Rudder => {
             let mut flags = vec![

@@ -35,16 +35,20 @@ pub enum FaultKind {
     /// The victim's links to every other member lossy both ways (a share of packets
     /// dropped at random; the members in namespaces of their own, as for partitions).
     Loss,
+    /// The victim's links to every other member slow both ways: each packet held for a
+    /// drawn delay (the members in namespaces of their own, as for partitions).
+    Delay,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 6] = [
+    pub const ALL: [FaultKind; 7] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
         FaultKind::Disk,
         FaultKind::NodeLoss,
         FaultKind::Loss,
+        FaultKind::Delay,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,6 +59,7 @@ impl FaultKind {
             FaultKind::Disk => "disk",
             FaultKind::NodeLoss => "node-loss",
             FaultKind::Loss => "loss",
+            FaultKind::Delay => "delay",
         }
     }
 
@@ -66,7 +71,7 @@ impl FaultKind {
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|kind| kind.name()).collect();
                 format!(
-                    "unknown fault {name:?}: the faults are {} (delay is not built yet)",
+                    "unknown fault {name:?}: the faults are {}",
                     known.join(", ")
                 )
             })
@@ -113,6 +118,9 @@ pub struct PlannedFault {
     /// The share of packets a loss fault drops, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_percent: Option<u8>,
+    /// How long a delay fault holds each packet, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u16>,
     /// A second member the same fault strikes at the same time ([`pair_up`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub also: Option<Victim>,
@@ -127,6 +135,11 @@ impl PlannedFault {
 /// The share of packets a loss fault drops, in percent: enough to slow Raft's traffic,
 /// not to cut it.
 const LOSS: (u8, u8) = (10, 40);
+
+/// How long a delay fault holds each packet, in milliseconds (each way: a round trip over
+/// the victim's links takes twice it more): from a third of the election timeout to twice
+/// it, so that some delays depose a leader and some do not.
+const DELAY_MS: (u16, u16) = (50, 300);
 
 /// What a node loss holds beyond twice a drawn hold.
 const NODE_LOSS_LEAST: Duration = Duration::from_secs(7);
@@ -173,6 +186,8 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
         let disk = (kind == FaultKind::Disk)
             .then(|| DiskFault::ALL[rng.random_range(0..DiskFault::ALL.len())]);
         let loss_percent = (kind == FaultKind::Loss).then(|| rng.random_range(LOSS.0..=LOSS.1));
+        let delay_ms =
+            (kind == FaultKind::Delay).then(|| rng.random_range(DELAY_MS.0..=DELAY_MS.1));
         faults.push(PlannedFault {
             at,
             kind,
@@ -181,6 +196,7 @@ pub fn draw(seed: u64, length: Duration, kinds: &[FaultKind]) -> Vec<PlannedFaul
             split,
             disk,
             loss_percent,
+            delay_ms,
             also: None,
         });
         at += hold + Duration::from_millis(rng.random_range(GAP.0..=GAP.1));
@@ -231,10 +247,11 @@ pub fn pair_up(faults: &mut [PlannedFault], seed: u64, members: usize) {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ PAIRING);
     for fault in faults.iter_mut() {
         let second: u32 = rng.random();
-        // A partition already takes two of five, as may a loss; a node loss strikes a node.
+        // A partition already takes two of five, as may a loss or a delay; a node loss
+        // strikes a node.
         let single = matches!(
             fault.kind,
-            FaultKind::Partition | FaultKind::NodeLoss | FaultKind::Loss
+            FaultKind::Partition | FaultKind::NodeLoss | FaultKind::Loss | FaultKind::Delay
         );
         if !single && second.is_multiple_of(2) {
             fault.also = Some(Victim::Any { pick: second / 2 });
@@ -315,6 +332,10 @@ mod tests {
                 assert!(fault
                     .loss_percent
                     .is_none_or(|p| (LOSS.0..=LOSS.1).contains(&p)));
+                assert_eq!(fault.delay_ms.is_some(), fault.kind == FaultKind::Delay);
+                assert!(fault
+                    .delay_ms
+                    .is_none_or(|ms| (DELAY_MS.0..=DELAY_MS.1).contains(&ms)));
                 splits.extend(fault.split);
                 disks.extend(fault.disk);
             }
@@ -364,9 +385,10 @@ mod tests {
         assert_eq!(FaultKind::parse("kill"), Ok(FaultKind::Kill));
         assert_eq!(FaultKind::parse("partition"), Ok(FaultKind::Partition));
         assert_eq!(FaultKind::parse("disk"), Ok(FaultKind::Disk));
-        let error = FaultKind::parse("delay").unwrap_err();
+        assert_eq!(FaultKind::parse("delay"), Ok(FaultKind::Delay));
+        let error = FaultKind::parse("jitter").unwrap_err();
         assert!(
-            error.contains("the faults are kill, pause, partition, disk"),
+            error.contains("the faults are kill, pause, partition, disk, node-loss, loss, delay"),
             "{error}"
         );
     }

@@ -76,7 +76,10 @@ pub fn html(report: &Report) -> String {
                 fault.disk.map_or("disk", |disk| disk.name()),
                 effect.describe()
             )),
-            _ => String::new(),
+            _ => match (fault.delay_ms, fault.delayed_packets) {
+                (Some(ms), Some(held)) => format!("{held} packets held {ms} ms each"),
+                _ => String::new(),
+            },
         };
         let _ = writeln!(
             page,
@@ -178,6 +181,7 @@ fn bar(fault: &Injected, y: f64, x: &impl Fn(u64) -> f64) -> String {
         FaultKind::Disk => "#1f6f8b",
         FaultKind::NodeLoss => "#4d7c0f",
         FaultKind::Loss => "#0f766e",
+        FaultKind::Delay => "#a16207",
     };
     let sides = match &fault.sides {
         Some(sides) => format!(", {}", escape(sides)),
@@ -225,6 +229,7 @@ mod tests {
                 keys: 1,
                 planted: vec!["stale-reads".into()],
                 pods: false,
+                objects: false,
             },
             schedule: vec![],
             injected: vec![

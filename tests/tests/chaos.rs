@@ -4,11 +4,15 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use rudder_chaos::delay::LinkDelay;
 use rudder_chaos::disk::{DiskEffect, DiskFault};
+use rudder_chaos::network::{MemberNetwork, Place};
 use rudder_chaos::partition::Split;
 use rudder_chaos::report::{Report, Verdict};
 use rudder_chaos::schedule::{FaultKind, Victim};
+use rudder_node::runtime::linux::network::in_namespace;
 use rudder_tests::{browser, rudder_binary_beside_tests};
 
 fn chaos(args: &[&str]) -> Output {
@@ -55,7 +59,7 @@ fn text(output: &Output) -> String {
 fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first");
-    let run = run_10s(&first, &[]);
+    let run = run_10s(&first, &["--workload", "kv,objects"]);
     let said = text(&run);
     assert!(run.status.success(), "{said}");
     assert!(
@@ -68,7 +72,14 @@ fn a_run_under_kills_and_pauses_passes_and_its_replay_runs_the_same_schedule() {
     assert!(page.contains("<svg") && page.contains("PASS"), "{page}");
     assert_timeline_renders(&first.join("report.html"), dir.path());
     assert!(report.operations.answered > 100, "{:?}", report.operations);
-    for name in ["linearizability", "watches", "at-most-once"] {
+    let names = [
+        "linearizability",
+        "watches",
+        "at-most-once",
+        "serializable reads",
+        "objects linearizability",
+    ];
+    for name in names {
         assert!(
             report
                 .checks
@@ -202,6 +213,66 @@ fn lossy_links_drop_a_share_of_packets_and_the_run_passes() {
         let percent = loss.loss_percent.expect("a loss says its share");
         assert!((10..=40).contains(&percent), "{loss:?}");
         assert!(loss.dropped_packets.unwrap_or(0) > 0, "{loss:?}");
+    }
+    assert_network_removed(&said);
+}
+
+/// How long a TCP connect from the member at `from` to a listener of the member at `to`
+/// takes (one round trip: SYN, SYN-ACK).
+fn connect_time(from: &Place, listener: &std::net::TcpListener) -> Duration {
+    let to = listener.local_addr().unwrap();
+    in_namespace(&from.netns, move || {
+        let began = Instant::now();
+        std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).expect("connects");
+        Ok(began.elapsed())
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_delay_holds_each_packet_on_the_victims_links_for_its_time() {
+    let network = MemberNetwork::create(2).expect("the members' network (as root)");
+    let (victim, other) = (&network.places()[0], &network.places()[1]);
+    let ip = victim.ip;
+    let listener = in_namespace(&victim.netns, move || {
+        Ok(std::net::TcpListener::bind((ip, 0)).expect("a listener"))
+    })
+    .unwrap();
+    let before = connect_time(other, &listener);
+    assert!(before < Duration::from_millis(50), "{before:?} undelayed");
+    let delaying = LinkDelay::start(&victim.netns, &[other.ip], Duration::from_millis(150))
+        .expect("the delay in place");
+    let delayed = connect_time(other, &listener);
+    let held = delaying.end().expect("the delay ends");
+    // The SYN held on the way in, the SYN-ACK on the way out.
+    assert!(delayed >= Duration::from_millis(300), "{delayed:?} delayed");
+    assert!(delayed < Duration::from_secs(2), "{delayed:?} delayed");
+    assert!(held >= 2, "{held} packets held");
+    let after = connect_time(other, &listener);
+    assert!(
+        after < Duration::from_millis(50),
+        "{after:?} after the delay ended"
+    );
+}
+
+#[test]
+fn slow_links_hold_every_packet_and_the_run_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_in(dir.path(), "12s", "3", &["--faults", "delay,pause"]);
+    let said = text(&run);
+    assert!(run.status.success(), "{said}");
+    assert!(said.contains("each packet on its links held"), "{said}");
+    let report = report_in(dir.path());
+    let delays: Vec<_> = report
+        .injected
+        .iter()
+        .filter(|fault| fault.kind == FaultKind::Delay)
+        .collect();
+    assert!(!delays.is_empty(), "{said}");
+    for delay in delays {
+        let ms = delay.delay_ms.expect("a delay says how long");
+        assert!((50..=300).contains(&ms), "{delay:?}");
+        assert!(delay.delayed_packets.unwrap_or(0) > 0, "{delay:?}");
     }
     assert_network_removed(&said);
 }
@@ -389,6 +460,30 @@ fn a_planted_double_application_fails_the_at_most_once_check() {
     assert!(said.contains("FAIL     at-most-once"), "{said}");
 }
 
+#[test]
+fn a_planted_update_that_skips_its_compare_fails_the_objects_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_10s(
+        dir.path(),
+        &[
+            "--workload",
+            "kv,objects",
+            "--plant",
+            "update-ignores-resource-version",
+        ],
+    );
+    let said = text(&run);
+    assert!(
+        !run.status.success(),
+        "a planted bug must fail the run: {said}"
+    );
+    assert!(said.contains("FAIL     objects linearizability"), "{said}");
+    assert!(
+        said.contains("PASS     linearizability"),
+        "the KV history is not the one hurt: {said}"
+    );
+}
+
 /// The pods workload beside the KV one for 25 s with seed 145, whose schedule pauses the
 /// controller manager's master, kills the scheduler's master and loses a node process for
 /// 12 s; `more` flags.
@@ -501,10 +596,12 @@ fn etcd_as_the_reference_passes_the_same_checks() {
 
 #[test]
 fn bad_options_are_refused_saying_what_there_is() {
-    let unknown_fault = text(&chaos(&["run", "--faults", "kill,delay"]));
+    let unknown_fault = text(&chaos(&["run", "--faults", "kill,jitter"]));
     assert!(
-        unknown_fault
-            .contains("unknown fault \"delay\": the faults are kill, pause, partition, disk"),
+        unknown_fault.contains(
+            "unknown fault \"jitter\": the faults are kill, pause, partition, disk, \
+             node-loss, loss, delay"
+        ),
         "{unknown_fault}"
     );
     let unknown_bug = text(&chaos(&["run", "--plant", "lost-writes"]));
@@ -525,7 +622,7 @@ fn bad_options_are_refused_saying_what_there_is() {
         "etcd",
     ]));
     assert!(
-        pods_on_etcd.contains("the pods workload needs Rudder's masters"),
+        pods_on_etcd.contains("the objects and pods workloads need Rudder's masters"),
         "{pods_on_etcd}"
     );
     let unseen = text(&chaos(&["run", "--plant", "scheduler-ignores-pod-limit"]));
@@ -533,10 +630,19 @@ fn bad_options_are_refused_saying_what_there_is() {
         unseen.contains("shows only with pods: add --workload kv,pods"),
         "{unseen}"
     );
-    let objects = text(&chaos(&["run", "--workload", "kv,objects"]));
+    let unseen = text(&chaos(&[
+        "run",
+        "--plant",
+        "update-ignores-resource-version",
+    ]));
     assert!(
-        objects.contains("unknown workload \"objects\": the workloads are kv"),
-        "{objects}"
+        unseen.contains("shows only with objects: add --workload kv,objects"),
+        "{unseen}"
+    );
+    let unknown = text(&chaos(&["run", "--workload", "kv,secrets"]));
+    assert!(
+        unknown.contains("unknown workload \"secrets\": the workloads are kv"),
+        "{unknown}"
     );
     let too_few = text(&chaos(&["run", "--masters", "1"]));
     assert!(too_few.contains("a cluster of 3 to 7 members"), "{too_few}");

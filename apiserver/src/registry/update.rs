@@ -150,7 +150,12 @@ impl Registry {
                 }
                 return Err(at.not_found());
             };
-            if let Some(wanted) = wanted {
+            // A planted bug for the chaos runner (`rudder chaos run --plant
+            // update-ignores-resource-version`): the caller's resourceVersion not compared.
+            let ignored = || {
+                rudder_proto::failpoints::eval("update-ignores-resource-version", |_| ()).is_some()
+            };
+            if let Some(wanted) = wanted.filter(|_| !ignored()) {
                 if wanted != kv.mod_revision {
                     if let Some(done) = self.as_earlier_attempt_left(&key).await? {
                         return Ok(done);

@@ -20,6 +20,12 @@ pub enum Op {
         value: String,
     },
     Delete,
+    /// A lease revoked whose one key was put with `attached` (each lease is used for one
+    /// put of a unique value): the key goes if it still holds that value, and stays if a
+    /// later write replaced it (which detaches it from the lease).
+    Revoke {
+        attached: String,
+    },
     /// A read that saw `seen` (`None`: the key was absent).
     Get {
         seen: Option<String>,
@@ -128,6 +134,10 @@ fn step(value: &Option<String>, op: &Op, known: bool) -> Option<Option<String>> 
     match op {
         Op::Put { value: new } => Some(Some(new.clone())),
         Op::Delete => Some(None),
+        Op::Revoke { attached } => match value {
+            Some(held) if held == attached => Some(None),
+            _ => Some(value.clone()),
+        },
         Op::Get { seen } => (!known || seen == value).then(|| value.clone()),
         Op::Cas {
             expected,

@@ -148,6 +148,47 @@ fn out_of_time_is_undecided_never_passed() {
     assert!(!outcome.passed());
 }
 
+#[test]
+fn a_revoked_lease_takes_its_key_only_while_the_key_holds_what_the_lease_put() {
+    let revoke = |attached: &str| Op::Revoke {
+        attached: attached.into(),
+    };
+    // Put under the lease, revoked: the key is gone.
+    let gone = [
+        op(1, 0, Some(1), put("a")),
+        op(1, 2, Some(3), revoke("a")),
+        op(2, 4, Some(5), get(None)),
+    ];
+    assert!(check(&gone, BUDGET).passed());
+    let kept = [
+        gone[0].clone(),
+        gone[1].clone(),
+        op(2, 4, Some(5), get(Some("a"))),
+    ];
+    assert!(
+        !check(&kept, BUDGET).passed(),
+        "a revoked lease's key read back"
+    );
+    // Replaced after the lease's put: the replacement stays.
+    let replaced = [
+        op(1, 0, Some(1), put("a")),
+        op(2, 2, Some(3), put("b")),
+        op(1, 4, Some(5), revoke("a")),
+        op(2, 6, Some(7), get(Some("b"))),
+    ];
+    assert!(check(&replaced, BUDGET).passed());
+    let lost = [
+        replaced[0].clone(),
+        replaced[1].clone(),
+        replaced[2].clone(),
+        op(2, 6, Some(7), get(None)),
+    ];
+    assert!(
+        !check(&lost, BUDGET).passed(),
+        "a revoke took a key its lease no longer held"
+    );
+}
+
 /// Histories made by a real register under concurrency, each operation taking effect at a
 /// random instant inside its interval (some answers lost): always linearizable, however
 /// the intervals overlap.
@@ -162,11 +203,14 @@ fn histories_of_a_real_register_are_linearizable() {
             let effect = invoked + rng.random_range(0..50);
             let completed = effect + rng.random_range(0..50);
             let heard = rng.random_bool(0.9).then_some(completed);
-            let kind = rng.random_range(0..4);
+            let kind = rng.random_range(0..5);
             let op = match kind {
                 0 => put(&format!("v{i}")),
                 1 => Op::Delete,
                 2 => get(None),
+                3 => Op::Revoke {
+                    attached: format!("v{}", rng.random_range(0..30)),
+                },
                 _ => cas(
                     Some(&format!("v{}", rng.random_range(0..30))),
                     &format!("c{i}"),
@@ -205,6 +249,12 @@ fn histories_of_a_real_register_are_linearizable() {
                 Op::Delete => {
                     value = None;
                     Op::Delete
+                }
+                Op::Revoke { attached } => {
+                    if value.as_ref() == Some(&attached) {
+                        value = None;
+                    }
+                    Op::Revoke { attached }
                 }
             };
             history.push(op(client, invoked, completed, done));
@@ -262,10 +312,13 @@ fn the_search_agrees_with_trying_every_order_on_small_random_histories() {
                     .random_bool(0.85)
                     .then(|| invoked + rng.random_range(0..10));
                 let pick = |rng: &mut rand::rngs::StdRng| values[rng.random_range(0..3)];
-                let asked = match rng.random_range(0..4) {
+                let asked = match rng.random_range(0..5) {
                     0 => put(pick(&mut rng).unwrap_or("a")),
                     1 => Op::Delete,
                     2 => get(pick(&mut rng)),
+                    3 => Op::Revoke {
+                        attached: pick(&mut rng).unwrap_or("a").to_string(),
+                    },
                     _ => cas(
                         pick(&mut rng),
                         pick(&mut rng).unwrap_or("b"),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::live::{Live, LiveLine};
 use rudder_chaos::report::{self, Plan, Report, Target, Verdict};
-use rudder_chaos::run::{run, Binaries, PLANTABLE, PLANTED_IN_PODS};
+use rudder_chaos::run::{run, Binaries, PLANTABLE, PLANTED_IN_OBJECTS, PLANTED_IN_PODS};
 use rudder_chaos::schedule::FaultKind;
 
 use crate::durations::parse_flag_duration;
@@ -46,12 +46,14 @@ pub struct RunArgs {
     /// minority, half of a bridge, or one-way; needs root: each member gets a network
     /// namespace), disk (the log's fsync or write fails, which must stop the member, or
     /// its fsyncs are slow; Rudder only), loss (10-40% of the packets on the victim's links
-    /// dropped at random, both ways; needs root, as partition), node-loss (a worker node
+    /// dropped at random, both ways; needs root, as partition), delay (every packet on the
+    /// victim's links held 50-300 ms, both ways; needs root), node-loss (a worker node
     /// process killed with its nodes and pods; needs the pods workload).
     #[arg(long, value_delimiter = ',', default_value = "kill,pause")]
     faults: Vec<String>,
-    /// The workloads: kv (puts, linearizable reads, compare-and-swaps via the etcd API;
-    /// always run), pods (ReplicaSets and Deployments scaled and rolled out on hollow nodes
+    /// The workloads: kv (puts, deletes, linearizable and serializable reads,
+    /// compare-and-swaps, leases via the etcd API; always run), objects (ConfigMaps read,
+    /// created, updated with their resourceVersion and deleted via the Rudder API), pods (ReplicaSets and Deployments scaled and rolled out on hollow nodes
     /// with the controllers and scheduler at work, judged by Kubernetes' invariants; about
     /// half the kills and pauses then strike the scheduler's or controller manager's master).
     #[arg(long, default_value = "kv")]
@@ -67,7 +69,8 @@ pub struct RunArgs {
     /// reads served from a replica without asking the leader), lost-watch-events (about one
     /// revision in fifty left out of each watch), write-applied-twice, fsync-errors-ignored,
     /// scheduler-ignores-pod-limit (nodes over-filled) and fence-ignored (a deposed leader's
-    /// writes land) with the pods workload.
+    /// writes land) with the pods workload, update-ignores-resource-version (an update's
+    /// compare skipped) with the objects workload.
     #[arg(long, value_delimiter = ',')]
     plant: Vec<String>,
     #[command(flatten)]
@@ -107,6 +110,9 @@ pub async fn run_command(command: ChaosCommand) -> anyhow::Result<()> {
         ChaosCommand::Replay(args) => (replayable(read_report(&args.report)?.plan)?, args.common),
         ChaosCommand::Recovery(args) => return print_recovery(&args.reports),
     };
+    if let Some(needs) = needs_failpoints(&plan, rudder_proto::failpoints::COMPILED_IN) {
+        bail!("{needs}; {}", rudder_proto::failpoints::NOT_COMPILED_IN);
+    }
     let check_budget = parse_flag_duration("--check-budget", &common.check_budget, "s")?;
     let binaries = Binaries {
         rudder: std::env::current_exe().context("locating the rudder binary")?,
@@ -173,15 +179,16 @@ fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = &'static st
 }
 
 fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
-    let mut pods = false;
+    let (mut pods, mut objects) = (false, false);
     for name in args.workload.split(',').map(str::trim) {
         match name {
             "kv" => {}
             "pods" => pods = true,
+            "objects" => objects = true,
             other => bail!(
-                "unknown workload {other:?}: the workloads are kv (always run) and pods \
-                 (ReplicaSets and Deployments on hollow nodes, beside kv); objects is not \
-                 built yet"
+                "unknown workload {other:?}: the workloads are kv (always run), objects \
+                 (ConfigMaps through the Rudder API) and pods (ReplicaSets and Deployments \
+                 on hollow nodes)"
             ),
         }
     }
@@ -213,8 +220,8 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         TargetArg::Rudder => Target::Rudder,
         TargetArg::Etcd => Target::Etcd,
     };
-    if target == Target::Etcd && pods {
-        bail!("the pods workload needs Rudder's masters: leave pods out of --workload with --target etcd");
+    if target == Target::Etcd && (pods || objects) {
+        bail!("the objects and pods workloads need Rudder's masters: leave them out of --workload with --target etcd");
     }
     if faults.contains(&FaultKind::NodeLoss) && !pods {
         bail!("node-loss kills worker nodes, which only the pods workload starts: add --workload kv,pods");
@@ -225,6 +232,13 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         .find(|bug| PLANTED_IN_PODS.contains(&bug.as_str()) && !pods)
     {
         bail!("--plant {bug} shows only with pods: add --workload kv,pods");
+    }
+    if let Some(bug) = args
+        .plant
+        .iter()
+        .find(|bug| PLANTED_IN_OBJECTS.contains(&bug.as_str()) && !objects)
+    {
+        bail!("--plant {bug} shows only with objects: add --workload kv,objects");
     }
     if target == Target::Etcd && !args.plant.is_empty() {
         bail!("--plant works on Rudder's members only");
@@ -251,6 +265,7 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
         keys: args.keys,
         planted: args.plant.clone(),
         pods,
+        objects,
     };
     let schedule = plan.schedule();
     if let Some(missing) = plan
@@ -322,6 +337,20 @@ fn replayable(plan: Plan) -> anyhow::Result<Plan> {
     Ok(plan)
 }
 
+/// What of `plan` needs failpoints in the members, if the build (`chaos_build`: with the
+/// `chaos` feature) has none: a planted bug, or disk faults.
+fn needs_failpoints(plan: &Plan, chaos_build: bool) -> Option<String> {
+    if chaos_build {
+        return None;
+    }
+    if let Some(bug) = plan.planted.first() {
+        return Some(format!("--plant {bug} switches on a failpoint"));
+    }
+    plan.faults
+        .contains(&FaultKind::Disk)
+        .then(|| "disk faults are failpoints in the log store".to_string())
+}
+
 /// The first of `bugs` this build cannot plant.
 fn unplantable(bugs: &[String]) -> Option<&str> {
     bugs.iter()
@@ -359,4 +388,38 @@ fn write_report(dir: &Path, report: &Report) -> anyhow::Result<PathBuf> {
     std::fs::write(&page, rudder_chaos::timeline::html(report))
         .with_context(|| format!("writing {}", page.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(faults: Vec<FaultKind>, planted: &[&str]) -> Plan {
+        Plan {
+            seed: 1,
+            target: Target::Rudder,
+            masters: 3,
+            length_ms: 20_000,
+            faults,
+            clients: 6,
+            keys: 3,
+            planted: planted.iter().map(|bug| bug.to_string()).collect(),
+            pods: false,
+            objects: false,
+        }
+    }
+
+    #[test]
+    fn a_build_without_failpoints_refuses_plants_and_disk_faults_and_runs_the_rest() {
+        let planted = plan(vec![FaultKind::Kill], &["stale-reads"]);
+        let said = needs_failpoints(&planted, false).unwrap();
+        assert!(said.contains("--plant stale-reads"), "{said}");
+        let disk = plan(vec![FaultKind::Kill, FaultKind::Disk], &[]);
+        let said = needs_failpoints(&disk, false).unwrap();
+        assert!(said.contains("disk faults"), "{said}");
+        let plain = plan(vec![FaultKind::Kill, FaultKind::Pause], &[]);
+        assert_eq!(needs_failpoints(&plain, false), None);
+        assert_eq!(needs_failpoints(&planted, true), None);
+        assert_eq!(needs_failpoints(&disk, true), None);
+    }
 }
