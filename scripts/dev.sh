@@ -80,6 +80,9 @@ case "${1:-}" in
     cargo fmt --all -- --check
     scripts/check-import-circles
     cargo clippy --locked --workspace --all-targets --features rudder-cli/chaos -- -D warnings
+    # The build users run has no failpoints: lint it, and test that it refuses them.
+    cargo clippy --locked -p rudder-cli -- -D warnings
+    cargo nextest run --locked -p rudder-proto -E 'test(failpoint)'
     # The protobuf message table matches the k8s-pb and k8s-openapi Cargo.lock pins.
     scripts/gen-protobuf-messages --check
     # End-to-end tests start the real binary: build it first, as a chaos build (with

@@ -255,9 +255,15 @@ fn start_rudder(
     let mut command = Command::new(binary);
     command
         .args(["server", "--name", name, "--data-dir"])
-        .arg(data_dir)
-        .arg("--failpoints-file")
-        .arg(disk::failpoints_file(data_dir))
+        .arg(data_dir);
+    // Disk faults' failpoints, where this build has them: the members are the same build
+    // (`rudder chaos run` starts itself), and one without failpoints refuses the flag.
+    if rudder_proto::failpoints::COMPILED_IN {
+        command
+            .arg("--failpoints-file")
+            .arg(disk::failpoints_file(data_dir));
+    }
+    command
         // The fenced writes it makes, for the Kubernetes checks (`check::kube`).
         .env("RUST_LOG", member_log_filter())
         .args(["--listen-client", client, "--listen-peer", peer])

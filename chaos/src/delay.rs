@@ -8,7 +8,9 @@
 //! the xtables NFQUEUE target, which `iptables-legacy` writes rules for. The rules say
 //! `--queue-bypass`: should the runner's thread be gone, packets pass undelayed rather
 //! than stop. Packets are held in order and all for the same time, so none overtakes
-//! another. [`rules`] is pure.
+//! another; at the end the held ones go first, then the rules, so that what is sent after
+//! the fault does not overtake them by much (the few packets queued in between pass at
+//! once). [`rules`] is pure.
 
 use std::collections::VecDeque;
 use std::net::Ipv4Addr;
@@ -47,10 +49,11 @@ pub enum DelayError {
     Gone,
 }
 
-/// A delay in place on one member's links; [`LinkDelay::end`] ends it.
+/// A delay in place on one member's links; [`LinkDelay::end`] ends it (and so does
+/// dropping it, for a run cut short).
 pub struct LinkDelay {
     stop: Arc<AtomicBool>,
-    worker: JoinHandle<Result<u64, DelayError>>,
+    worker: Option<JoinHandle<Result<u64, DelayError>>>,
 }
 
 impl LinkDelay {
@@ -64,7 +67,10 @@ impl LinkDelay {
             move || delay_in(netns, peers, delay, stop, ready)
         });
         match in_place.recv() {
-            Ok(Ok(())) => Ok(Self { stop, worker }),
+            Ok(Ok(())) => Ok(Self {
+                stop,
+                worker: Some(worker),
+            }),
             Ok(Err(error)) => Err(error),
             // The thread ended before it said: its own error says why.
             Err(_) => Err(worker.join().map_or(DelayError::Gone, |ended| {
@@ -75,9 +81,19 @@ impl LinkDelay {
 
     /// Removes the rules and lets every held packet through; how many packets were
     /// delayed.
-    pub fn end(self) -> Result<u64, DelayError> {
+    pub fn end(mut self) -> Result<u64, DelayError> {
         self.stop.store(true, Ordering::Relaxed);
-        self.worker.join().unwrap_or(Err(DelayError::Gone))
+        let worker = self.worker.take().ok_or(DelayError::Gone)?;
+        worker.join().unwrap_or(Err(DelayError::Gone))
+    }
+}
+
+impl Drop for LinkDelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
+        }
     }
 }
 
@@ -98,11 +114,12 @@ pub fn rules(peers: &[Ipv4Addr], queue: u16) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The arguments that remove them (the member's namespace holds no other such rules).
-fn flush() -> Vec<Vec<String>> {
-    ["INPUT", "OUTPUT"]
-        .map(|chain| vec!["-w".to_string(), "-F".into(), chain.into()])
-        .to_vec()
+/// Removes them (the member's namespace holds no other iptables rules), from both chains
+/// even when one fails; the first failure.
+fn remove_rules() -> Result<(), DelayError> {
+    let flushed =
+        ["INPUT", "OUTPUT"].map(|chain| iptables(&["-w".into(), "-F".into(), chain.into()]));
+    flushed.into_iter().collect()
 }
 
 fn iptables(args: &[String]) -> Result<(), DelayError> {
@@ -140,7 +157,7 @@ fn delay_in(
             .iter()
             .try_for_each(|rule| iptables(rule));
         if let Err(error) = placed {
-            let _ = flush().iter().try_for_each(|rule| iptables(rule));
+            let _ = remove_rules();
             return Ok(Err(error));
         }
         let _ = ready.send(Ok(()));
@@ -167,51 +184,92 @@ fn open_queue() -> Result<nfq::Queue, DelayError> {
     Ok(queue)
 }
 
-/// Holds each packet `delay`, in order, until `stop`; then removes the rules and lets the
-/// rest through. How many packets it held.
+/// Holds each packet `delay`, in order, until `stop` (or an error); then lets every held
+/// packet through, removes the rules, and lets through what was queued meanwhile. How many
+/// packets it held.
 fn hold_and_release(
     mut queue: nfq::Queue,
     delay: Duration,
     stop: &AtomicBool,
 ) -> Result<u64, DelayError> {
-    let failed = |action| move |source| DelayError::Queue { action, source };
     let mut held: VecDeque<(Instant, nfq::Message)> = VecDeque::new();
     let mut delayed = 0;
-    loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        if stopping {
-            flush().iter().try_for_each(|rule| iptables(rule))?;
-        }
-        loop {
-            match queue.recv() {
-                Ok(packet) => {
-                    held.push_back((Instant::now() + delay, packet));
-                    delayed += 1;
-                }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(error) => {
-                    let _ = flush().iter().try_for_each(|rule| iptables(rule));
-                    return Err(failed("receiving")(error));
-                }
-            }
-        }
+    let holding = hold(&mut queue, &mut held, &mut delayed, delay, stop);
+    // Whatever ended the holding, nothing held is kept: a packet left in the queue when
+    // its socket closes is dropped by the kernel.
+    let released = release(&mut queue, held.drain(..).map(|(_, packet)| packet));
+    let flushed = remove_rules();
+    let mut late = VecDeque::new();
+    let drained = receive(&mut queue, &mut late, Duration::ZERO)
+        .and_then(|_| release(&mut queue, late.drain(..).map(|(_, packet)| packet)));
+    holding.and(released).and(flushed).and(drained)?;
+    Ok(delayed)
+}
+
+/// Holds each packet `delay` and lets it through in order, until `stop`.
+fn hold(
+    queue: &mut nfq::Queue,
+    held: &mut VecDeque<(Instant, nfq::Message)>,
+    delayed: &mut u64,
+    delay: Duration,
+    stop: &AtomicBool,
+) -> Result<(), DelayError> {
+    while !stop.load(Ordering::Relaxed) {
+        *delayed += receive(queue, held, delay)?;
         let now = Instant::now();
-        while held.front().is_some_and(|(due, _)| stopping || *due <= now) {
-            if let Some((_, mut packet)) = held.pop_front() {
-                packet.set_verdict(nfq::Verdict::Accept);
-                queue
-                    .verdict(packet)
-                    .map_err(failed("letting a packet through"))?;
-            }
-        }
-        if stopping {
-            return Ok(delayed);
+        while held.front().is_some_and(|(due, _)| *due <= now) {
+            let due = held.pop_front().map(|(_, packet)| packet);
+            release(queue, due)?;
         }
         let next = held
             .front()
             .map_or(TICK, |(due, _)| due.saturating_duration_since(now));
         std::thread::sleep(next.min(TICK));
     }
+    Ok(())
+}
+
+/// Takes every packet the kernel has queued so far onto `held`, each due `delay` from now;
+/// how many.
+fn receive(
+    queue: &mut nfq::Queue,
+    held: &mut VecDeque<(Instant, nfq::Message)>,
+    delay: Duration,
+) -> Result<u64, DelayError> {
+    let mut received = 0;
+    loop {
+        match queue.recv() {
+            Ok(packet) => {
+                held.push_back((Instant::now() + delay, packet));
+                received += 1;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(received),
+            Err(source) => {
+                return Err(DelayError::Queue {
+                    action: "receiving",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Lets `packets` through, in order; past a failure, tries the rest and says the first.
+fn release(
+    queue: &mut nfq::Queue,
+    packets: impl IntoIterator<Item = nfq::Message>,
+) -> Result<(), DelayError> {
+    let mut first_failure = None;
+    for mut packet in packets {
+        packet.set_verdict(nfq::Verdict::Accept);
+        if let Err(source) = queue.verdict(packet) {
+            first_failure.get_or_insert(DelayError::Queue {
+                action: "letting a packet through",
+                source,
+            });
+        }
+    }
+    first_failure.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

@@ -408,9 +408,11 @@ async fn client(
                             Err(_) => None,
                         };
                         let answered = heard.is_some();
-                        // Revoked later, answered or not: a put nobody heard back from may
-                        // have landed.
-                        held = Some(Leased {
+                        // Revoked later only if the put was answered: the register model
+                        // cannot say that a put under a revoked lease is refused, so a put
+                        // nobody heard back from must not meet its lease's revoke (its
+                        // lease outlives the run instead).
+                        held = answered.then(|| Leased {
                             id: lease_id,
                             key: key.clone(),
                             value,

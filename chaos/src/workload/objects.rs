@@ -9,10 +9,14 @@
 //! |---|---|
 //! | get | a read (NotFound: absent) |
 //! | create | a swap from absent (AlreadyExists: not swapped) |
-//! | update with the resourceVersion read | a swap from the value read (Conflict, NotFound: not swapped) |
+//! | update with the resourceVersion read | a swap from the value read (Conflict for a changed resourceVersion, NotFound: not swapped) |
 //! | delete | a deletion (NotFound too: it was absent) |
 //!
-//! Any other error, or no answer within [`ATTEMPT_LIMIT`], leaves the outcome unknown.
+//! A refusal counts only when it is about the ConfigMap itself (the `Status`'s details name
+//! `configmaps`: a namespace not there yet is a NotFound about `namespaces`), and a Conflict
+//! only when it says the resourceVersion no longer matches (not that the object kept
+//! changing while the server retried). Any other error, or no answer within
+//! [`ATTEMPT_LIMIT`], leaves the outcome unknown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,7 +145,7 @@ async fn get(api: &ApiClient, name: &str) -> Option<Option<(String, String)>> {
         .ok()?;
     match answer {
         Ok(object) => Some(Some(value_and_version(&object)?)),
-        Err(error) if error.is_not_found() => Some(None),
+        Err(error) if error.is_not_found() && about_config_maps(&error) => Some(None),
         Err(_) => None,
     }
 }
@@ -167,33 +171,59 @@ async fn swap(
         "metadata": {"name": name, "namespace": NAMESPACE},
         "data": {DATA_KEY: new},
     });
-    let answer = match expected {
+    let (answer, call) = match expected {
         None => {
             let create = api.create_object("configmaps", NAMESPACE, &object);
-            tokio::time::timeout(ATTEMPT_LIMIT, create).await.ok()?
+            let answer = tokio::time::timeout(ATTEMPT_LIMIT, create).await.ok()?;
+            (answer, Call::Create)
         }
         Some((_, version)) => {
             object["metadata"]["resourceVersion"] = json!(version);
             let update = api.update_object("configmaps", NAMESPACE, name, &object, false);
-            tokio::time::timeout(ATTEMPT_LIMIT, update).await.ok()?
+            let answer = tokio::time::timeout(ATTEMPT_LIMIT, update).await.ok()?;
+            (answer, Call::Update)
         }
     };
-    swapped(answer.map(|_| ()))
+    swapped(call, answer.map(|_| ()))
+}
+
+/// Which write a swap was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Call {
+    Create,
+    Update,
 }
 
 /// A swap's answer as the register sees it: done, refused by its compare, or unknown.
-fn swapped(answer: Result<(), ClientError>) -> Option<bool> {
+fn swapped(call: Call, answer: Result<(), ClientError>) -> Option<bool> {
     match answer {
         Ok(()) => Some(true),
-        Err(error) if refused_by_compare(&error) => Some(false),
+        Err(error) if refused_by_compare(call, &error) => Some(false),
         Err(_) => None,
     }
 }
 
-/// The refusals that mean the compare failed: the object exists (create), changed or is
-/// gone (update).
-fn refused_by_compare(error: &ClientError) -> bool {
-    matches!(error.reason(), "AlreadyExists" | "Conflict" | "NotFound")
+/// The refusals that mean the compare failed: the ConfigMap exists (create), its
+/// resourceVersion changed or it is gone (update).
+fn refused_by_compare(call: Call, error: &ClientError) -> bool {
+    let ClientError::Api { message, .. } = error else {
+        return false;
+    };
+    let compare_failed = match (call, error.reason()) {
+        (Call::Create, "AlreadyExists") | (Call::Update, "NotFound") => true,
+        (Call::Update, "Conflict") => message.contains("the object has been modified"),
+        _ => false,
+    };
+    compare_failed && about_config_maps(error)
+}
+
+/// Whether a refusal's `Status` is about a ConfigMap (not, say, its namespace).
+fn about_config_maps(error: &ClientError) -> bool {
+    let ClientError::Api { status, .. } = error else {
+        return false;
+    };
+    serde_json::from_str::<Value>(status)
+        .is_ok_and(|status| status["details"]["kind"] == "configmaps")
 }
 
 /// Deletes `name`: whether the answer says it is gone (deleted now, or absent already).
@@ -206,7 +236,7 @@ async fn delete(api: &ApiClient, name: &str) -> bool {
     };
     match tokio::time::timeout(ATTEMPT_LIMIT, api.delete_object(request)).await {
         Ok(Ok(_)) => true,
-        Ok(Err(error)) => error.is_not_found(),
+        Ok(Err(error)) => error.is_not_found() && about_config_maps(&error),
         Err(_) => false,
     }
 }
@@ -215,29 +245,68 @@ async fn delete(api: &ApiClient, name: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn refused(reason: &str) -> ClientError {
+    /// A refusal for `reason`, saying `message`, about an object of `kind`.
+    fn refused(reason: &str, message: &str, kind: &str) -> ClientError {
+        let status = json!({"kind": "Status", "details": {"name": "chaos-cm-0", "kind": kind}});
         ClientError::Api {
             code: tonic::Code::Aborted,
             reason: reason.into(),
-            message: String::new(),
-            status: String::new(),
+            message: message.into(),
+            status: status.to_string(),
         }
     }
 
     #[test]
     fn only_a_failed_compare_counts_as_not_swapped_and_every_other_error_is_unknown() {
-        assert_eq!(swapped(Ok(())), Some(true));
-        for compare in ["AlreadyExists", "Conflict", "NotFound"] {
-            assert_eq!(swapped(Err(refused(compare))), Some(false), "{compare}");
+        let modified = "Operation cannot be fulfilled on configmaps \"chaos-cm-0\": the object \
+                        has been modified; please apply your changes to the latest version";
+        let retried = "the object changed 5 times while this write was retried";
+        let cases = [
+            (
+                Call::Create,
+                refused("AlreadyExists", "", "configmaps"),
+                Some(false),
+            ),
+            (
+                Call::Update,
+                refused("Conflict", modified, "configmaps"),
+                Some(false),
+            ),
+            (
+                Call::Update,
+                refused("NotFound", "", "configmaps"),
+                Some(false),
+            ),
+            // The namespace not there yet: about another object, the ConfigMap is absent
+            // and untouched; unknown, never "not swapped".
+            (Call::Create, refused("NotFound", "", "namespaces"), None),
+            (Call::Update, refused("NotFound", "", "namespaces"), None),
+            (
+                Call::Update,
+                refused("Conflict", retried, "configmaps"),
+                None,
+            ),
+            (
+                Call::Create,
+                refused("Conflict", modified, "configmaps"),
+                None,
+            ),
+            (Call::Update, refused("Timeout", "", "configmaps"), None),
+            (Call::Update, refused("InternalError", "", ""), None),
+        ];
+        for (call, error, expected) in cases {
+            assert_eq!(
+                swapped(call, Err(error.clone())),
+                expected,
+                "{call:?} {error:?}"
+            );
         }
-        for unknown in ["Timeout", "InternalError", "ServiceUnavailable", ""] {
-            assert_eq!(swapped(Err(refused(unknown))), None, "{unknown}");
-        }
+        assert_eq!(swapped(Call::Update, Ok(())), Some(true));
         let unreachable = ClientError::Unreachable {
             endpoints: "a".into(),
             last: "b".into(),
         };
-        assert_eq!(swapped(Err(unreachable)), None);
+        assert_eq!(swapped(Call::Create, Err(unreachable)), None);
     }
 
     #[test]
