@@ -23,7 +23,7 @@
 //! - [`workload`]: client loads that record every operation for the checkers
 //!   ([`workload::kv`]: puts, deletes, reads, swaps and leases through the etcd API;
 //!   [`workload::objects`]: ConfigMaps swapped through the Rudder API; [`workload::pods`]:
-//!   ReplicaSets and Deployments on hollow nodes; [`workload::watchers`]:
+//!   ReplicaSets, Deployments and a StatefulSet on hollow nodes; [`workload::watchers`]:
 //!   watches that resume across faults); [`history`]: the store's own record of the
 //!   changes, read back from the healed cluster.
 //!

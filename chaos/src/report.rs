@@ -523,7 +523,7 @@ fn durable(replicas: &Result<Vec<MemberHash>, String>) -> Check {
 }
 
 /// No pod bound twice, no node over its allocatable, ReplicaSets and Deployments within
-/// their bounds; and, so that a pass means something, pods were bound and changes done.
+/// their bounds, one pod per StatefulSet ordinal; and, so that a pass means something, pods were bound and changes done.
 fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
     let outcome = match outcome {
         Ok(outcome) => outcome,
@@ -536,6 +536,7 @@ fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
         growths_judged,
         takeovers,
         fenced_writes,
+        ordinals_judged,
     } = outcome.judged.evidence;
     let violations = &outcome.judged.violations;
     let idle = binds == 0 || outcome.done == 0;
@@ -548,9 +549,10 @@ fn kubernetes(outcome: &Result<KubeOutcome, String>) -> Check {
         (true, false, false) => Verdict::Pass,
     };
     let mut detail = format!(
-        "{} of {} changes to ReplicaSets and Deployments done; {pods_created} pods created, \
-         {binds} bound, {full_nodes} nodes full at some point, {growths_judged} growths \
-         judged against their bounds; {takeovers} takeovers of the scheduler's or controller \
+        "{} of {} changes to ReplicaSets, Deployments and StatefulSets done; {pods_created} \
+         pods created, {binds} bound, {full_nodes} nodes full at some point, {growths_judged} \
+         growths judged against their bounds, {ordinals_judged} StatefulSet pods judged for \
+         their ordinal; {takeovers} takeovers of the scheduler's or controller \
          manager's lease; {fenced_writes} fenced writes judged against their lease",
         outcome.done, outcome.asked
     );

@@ -515,6 +515,10 @@ fn pods_keep_kubernetes_invariants_through_node_loss_and_a_scheduler_leader_kill
     assert!(!kubernetes.detail.contains(" 0 bound"), "{said}");
     assert!(!kubernetes.detail.contains("; 0 takeovers"), "{said}");
     assert!(!kubernetes.detail.contains("; 0 fenced writes"), "{said}");
+    assert!(
+        !kubernetes.detail.contains(" 0 StatefulSet pods judged"),
+        "{said}"
+    );
     let durability = check("durability");
     assert_eq!(durability.verdict, Verdict::Pass, "{said}");
     assert!(

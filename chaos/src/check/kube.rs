@@ -12,6 +12,9 @@
 //! - **fenced**: every write a scheduler or controller manager made under its lease (as its
 //!   master logged it, [`fenced_writes`]) landed while the lease was held by that holder
 //!   at that epoch: no write of a deposed leader (an old epoch) lands;
+//! - **StatefulSet**: no two pods of a StatefulSet hold the same ordinal at once (its
+//!   `apps.kubernetes.io/pod-index` label, or the number its name ends in), terminating
+//!   pods included: a replacement waits until its predecessor is gone;
 //! - **Deployment**: the replicas a Deployment's ReplicaSets ask for together never grow
 //!   beyond its `spec.replicas + maxSurge` (0 for Recreate): the rolling update's promise.
 //!   Its pods may overlap that for a moment, as in Kubernetes (one ReplicaSet's new pod
@@ -52,6 +55,8 @@ pub struct Evidence {
     pub takeovers: usize,
     /// Fenced writes judged against their lease.
     pub fenced_writes: usize,
+    /// Pods of StatefulSets created, each judged for its ordinal.
+    pub ordinals_judged: usize,
 }
 
 /// A write a leader-elected component made under its lease, as its master logged it.
@@ -307,6 +312,30 @@ impl Replay {
         if let Some(owner) = active_owner(&new).filter(|_| old.is_none()) {
             grown.insert(owner.to_string());
         }
+        if old.is_none() {
+            self.judge_ordinal(revision, key, &new);
+        }
+    }
+
+    /// A new pod of a StatefulSet must be the only one holding its ordinal.
+    fn judge_ordinal(&mut self, revision: i64, key: &str, pod: &Value) {
+        let Some((set, ordinal)) = stateful_ordinal(pod) else {
+            return;
+        };
+        self.evidence.ordinals_judged += 1;
+        let twin = self.pods.iter().find(|(other_key, other)| {
+            *other_key != key && stateful_ordinal(other) == Some((set, ordinal))
+        });
+        if let Some((twin, _)) = twin {
+            self.violations.push(Violation {
+                invariant: "StatefulSet",
+                revision,
+                detail: format!(
+                    "pod {key} holds ordinal {ordinal} of StatefulSet {set}, which pod {twin} \
+                     still holds"
+                ),
+            });
+        }
     }
 
     /// A lease: its holder and epoch from this revision on; for a leader-elected
@@ -518,6 +547,20 @@ fn controller_uid(object: &Value) -> Option<&str> {
         .iter()
         .find(|r| r["controller"] == true)?["uid"]
         .as_str()
+}
+
+/// A StatefulSet's pod: its set (the controller's uid) and ordinal, from its pod-index
+/// label or else the number its name ends in.
+fn stateful_ordinal(pod: &Value) -> Option<(&str, i64)> {
+    let controller = pod["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"] == true && r["kind"] == "StatefulSet")?;
+    let labelled = pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"]
+        .as_str()
+        .and_then(|index| index.parse().ok());
+    let named = || name(pod).rsplit_once('-')?.1.parse().ok();
+    Some((controller["uid"].as_str()?, labelled.or_else(named)?))
 }
 
 /// The controller of a pod that counts toward it: not being deleted, not finished.

@@ -110,6 +110,7 @@ fn a_clean_history_passes_with_its_evidence() {
             growths_judged: 2,
             takeovers: 0,
             fenced_writes: 0,
+            ordinals_judged: 0,
         }
     );
 }
@@ -408,4 +409,60 @@ fn a_fenced_write_line_still_being_written_is_not_read() {
     );
     assert_eq!(fenced_writes(&cut).len(), 1);
     assert_eq!(fenced_writes(&cut)[0].revision, 1234);
+}
+
+/// A pod of StatefulSet `set` named `name`, labelled with `index` when given.
+fn stateful_pod(name: &str, set: &str, index: Option<&str>) -> Value {
+    let labels = match index {
+        Some(index) => json!({"apps.kubernetes.io/pod-index": index}),
+        None => json!({}),
+    };
+    json!({
+        "metadata": {"name": name, "namespace": "chaos", "uid": format!("uid-{name}"),
+                     "labels": labels,
+                     "ownerReferences": [{"kind": "StatefulSet", "name": set, "uid": set,
+                                          "controller": true}]},
+        "spec": {"containers": [{"name": "app"}]},
+    })
+}
+
+#[test]
+fn two_pods_of_a_stateful_set_never_hold_one_ordinal() {
+    let mut record = Record::default();
+    record
+        .put(
+            "/registry/pods/chaos/db-0",
+            stateful_pod("db-0", "db", Some("0")),
+        )
+        .put(
+            "/registry/pods/chaos/db-1",
+            stateful_pod("db-1", "db", None),
+        )
+        .delete("/registry/pods/chaos/db-0")
+        // The replacement, once its predecessor is gone; another set's ordinal 1.
+        .put(
+            "/registry/pods/chaos/db-0",
+            stateful_pod("db-0", "db", Some("0")),
+        )
+        .put(
+            "/registry/pods/chaos/web-1",
+            stateful_pod("web-1", "web", Some("1")),
+        );
+    let clean = record.check();
+    assert_eq!(invariants(&clean), Vec::<&str>::new(), "{clean:?}");
+    assert_eq!(clean.evidence.ordinals_judged, 4);
+
+    // A pod named for one ordinal but labelled with a taken one.
+    record.put(
+        "/registry/pods/chaos/db-7",
+        stateful_pod("db-7", "db", Some("1")),
+    );
+    let judged = record.check();
+    assert_eq!(invariants(&judged), ["StatefulSet"], "{judged:?}");
+    assert!(
+        judged.violations[0]
+            .detail
+            .contains("ordinal 1 of StatefulSet db"),
+        "{judged:?}"
+    );
 }

@@ -8,7 +8,8 @@
 //!   revision the answer names.
 //! - [`watch`]: each watcher saw every change of its range once, in order, as made.
 //! - [`kube`]: Kubernetes invariants over the store's record of the objects (no pod bound
-//!   twice, no node over its allocatable, ReplicaSets and Deployments within their bounds).
+//!   twice, no node over its allocatable, ReplicaSets and Deployments within their bounds,
+//!   one pod per StatefulSet ordinal).
 
 pub mod kube;
 pub mod linear;

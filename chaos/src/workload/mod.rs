@@ -5,8 +5,9 @@
 //!   leases through the etcd API, and what each write's client was told.
 //! - [`objects`]: ConfigMaps read, created, updated (compare-and-swap on the
 //!   resourceVersion) and deleted through the Rudder API.
-//! - [`pods`]: ReplicaSets and Deployments scaled and rolled out through the Rudder API,
-//!   on hollow nodes, for the controllers and the scheduler to carry out.
+//! - [`pods`]: ReplicaSets, Deployments and a StatefulSet scaled (the Deployments rolled
+//!   out) through the Rudder API, on hollow nodes, for the controllers and the scheduler
+//!   to carry out.
 //! - [`watchers`]: watches beside a workload, resumed on another member when a stream
 //!   breaks.
 

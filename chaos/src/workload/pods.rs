@@ -1,5 +1,5 @@
-//! The pods workload: ReplicaSets and Deployments on the hollow nodes, scaled (and the
-//! Deployments rolled out anew) at random through the Rudder API while the faults strike,
+//! The pods workload: ReplicaSets, Deployments and a StatefulSet on the hollow nodes,
+//! scaled (and the Deployments rolled out anew) at random through the Rudder API while the faults strike,
 //! so that the controllers and the scheduler work through them. Each change asked for is
 //! recorded with its outcome; what the cluster made of them is read back from the store
 //! afterwards and judged by [`crate::check::kube`].
@@ -20,6 +20,8 @@ pub const NAMESPACE: &str = "chaos";
 /// The workload's ReplicaSets (`rs-0` ...) and Deployments (`deploy-0` ...).
 const REPLICA_SETS: usize = 3;
 const DEPLOYMENTS: usize = 2;
+/// The workload's StatefulSet (`sts-0`), its pods made and removed in parallel.
+const STATEFUL_SET: &str = "sts-0";
 /// Replicas are drawn from 0 to this: five objects asking for 25 pods on average, on six
 /// four-pod nodes (24 places), so the scheduler meets full nodes and often no room at all
 /// (pods wait: the allocatable check is tested, not idle).
@@ -80,6 +82,7 @@ impl PodsWorkload {
         for i in 0..DEPLOYMENTS {
             wanted.push(("deployments", NAMESPACE, deployment(&format!("deploy-{i}"))));
         }
+        wanted.push(("statefulsets", NAMESPACE, stateful_set(STATEFUL_SET)));
         for (resource, namespace, object) in wanted {
             loop {
                 match client.create_object(resource, namespace, &object).await {
@@ -115,6 +118,7 @@ impl PodsWorkload {
         let objects: Vec<(&str, String)> = (0..REPLICA_SETS)
             .map(|i| ("replicasets", format!("rs-{i}")))
             .chain((0..DEPLOYMENTS).map(|i| ("deployments", format!("deploy-{i}"))))
+            .chain([("statefulsets", STATEFUL_SET.to_string())])
             .collect();
         let mut last_change = vec![None::<Instant>; objects.len()];
         let mut rollouts = 0;
@@ -175,7 +179,7 @@ impl PodsWorkload {
 /// Mixed into the seed for the workload's generator ("pods").
 const PODS: u64 = 0x706f_6473;
 
-/// The pod template both kinds run: a hollow container asking for a little CPU and memory,
+/// The pod template every kind runs: a hollow container asking for a little CPU and memory,
 /// gone at once when deleted.
 fn template(app: &str) -> Value {
     json!({
@@ -207,6 +211,23 @@ fn deployment(name: &str) -> Value {
             "replicas": 2,
             "selector": {"matchLabels": {"app": name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}},
+            "template": template(name),
+        },
+    })
+}
+
+/// A StatefulSet whose pods are made and removed all at once (`Parallel`: hollow pods need
+/// not be Ready for the next ordinal), so that scaling under faults makes and deletes
+/// ordinals often.
+fn stateful_set(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "replicas": 2,
+            "serviceName": name,
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": name}},
             "template": template(name),
         },
     })

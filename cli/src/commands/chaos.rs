@@ -53,9 +53,11 @@ pub struct RunArgs {
     faults: Vec<String>,
     /// The workloads: kv (puts, deletes, linearizable and serializable reads,
     /// compare-and-swaps, leases via the etcd API; always run), objects (ConfigMaps read,
-    /// created, updated with their resourceVersion and deleted via the Rudder API), pods (ReplicaSets and Deployments scaled and rolled out on hollow nodes
-    /// with the controllers and scheduler at work, judged by Kubernetes' invariants; about
-    /// half the kills and pauses then strike the scheduler's or controller manager's master).
+    /// created, updated with their resourceVersion and deleted via the Rudder API), pods
+    /// (ReplicaSets, Deployments and a StatefulSet scaled, the Deployments rolled out, on
+    /// hollow nodes with the controllers and scheduler at work, judged by Kubernetes'
+    /// invariants; about half the kills and pauses then strike the scheduler's or
+    /// controller manager's master).
     #[arg(long, default_value = "kv")]
     workload: String,
     /// The cluster: Rudder's members, or Debian's etcd as a reference (kv workload).
@@ -187,8 +189,8 @@ fn plan_of(args: &RunArgs) -> anyhow::Result<Plan> {
             "objects" => objects = true,
             other => bail!(
                 "unknown workload {other:?}: the workloads are kv (always run), objects \
-                 (ConfigMaps through the Rudder API) and pods (ReplicaSets and Deployments \
-                 on hollow nodes)"
+                 (ConfigMaps through the Rudder API) and pods (ReplicaSets, Deployments and \
+                 a StatefulSet on hollow nodes)"
             ),
         }
     }
