@@ -244,6 +244,24 @@ fn member_log_filter() -> String {
     format!("{usual},rudder::fenced=debug")
 }
 
+/// Whether the `rudder` at `binary` is a chaos build (it says so in `--version`); asked
+/// once per binary.
+fn has_failpoints(binary: &Path) -> bool {
+    static ASKED: std::sync::Mutex<Vec<(PathBuf, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut asked = ASKED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, has)) = asked.iter().find(|(path, _)| path == binary) {
+        return *has;
+    }
+    let has = Command::new(binary)
+        .arg("--version")
+        .output()
+        .is_ok_and(|said| {
+            String::from_utf8_lossy(&said.stdout).contains(rudder_proto::failpoints::IN_VERSION)
+        });
+    asked.push((binary.to_path_buf(), has));
+    has
+}
+
 fn start_rudder(
     binary: &Path,
     name: &str,
@@ -256,9 +274,8 @@ fn start_rudder(
     command
         .args(["server", "--name", name, "--data-dir"])
         .arg(data_dir);
-    // Disk faults' failpoints, where this build has them: the members are the same build
-    // (`rudder chaos run` starts itself), and one without failpoints refuses the flag.
-    if rudder_proto::failpoints::COMPILED_IN {
+    // Disk faults' failpoints, where the binary has them (a build without refuses the flag).
+    if has_failpoints(binary) {
         command
             .arg("--failpoints-file")
             .arg(disk::failpoints_file(data_dir));

@@ -30,6 +30,8 @@ const QUEUE: u16 = 7;
 const QUEUE_MOST: u32 = 65_536;
 /// How often the runner looks for packets whose delay is up, at most.
 const TICK: Duration = Duration::from_millis(1);
+/// How many answers one read of the queue takes at most, errors included.
+const FAILURES_READ_PAST: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DelayError {
@@ -149,7 +151,7 @@ fn delay_in(
     ready: mpsc::Sender<Result<(), DelayError>>,
 ) -> Result<u64, DelayError> {
     let ran = in_namespace(&netns, move || {
-        let queue = match open_queue() {
+        let mut queue = match open_queue() {
             Ok(queue) => queue,
             Err(error) => return Ok(Err(error)),
         };
@@ -157,7 +159,11 @@ fn delay_in(
             .iter()
             .try_for_each(|rule| iptables(rule));
         if let Err(error) = placed {
+            // What the rules put in meanwhile queued goes through, not down with the queue.
             let _ = remove_rules();
+            let mut queued = VecDeque::new();
+            let _ = receive(&mut queue, &mut queued, Duration::ZERO);
+            let _ = release(&mut queue, queued.drain(..).map(|(_, packet)| packet));
             return Ok(Err(error));
         }
         let _ = ready.send(Ok(()));
@@ -200,9 +206,13 @@ fn hold_and_release(
     let released = release(&mut queue, held.drain(..).map(|(_, packet)| packet));
     let flushed = remove_rules();
     let mut late = VecDeque::new();
-    let drained = receive(&mut queue, &mut late, Duration::ZERO)
-        .and_then(|_| release(&mut queue, late.drain(..).map(|(_, packet)| packet)));
-    holding.and(released).and(flushed).and(drained)?;
+    let received = receive(&mut queue, &mut late, Duration::ZERO);
+    let drained = release(&mut queue, late.drain(..).map(|(_, packet)| packet));
+    holding
+        .and(released)
+        .and(flushed)
+        .and(received)
+        .and(drained)?;
     Ok(delayed)
 }
 
@@ -230,28 +240,33 @@ fn hold(
 }
 
 /// Takes every packet the kernel has queued so far onto `held`, each due `delay` from now;
-/// how many.
+/// how many. An error the socket reports (a late answer to a verdict the kernel could not
+/// apply, say) does not stop the reading: the packets behind it are taken too, and the
+/// first error is returned with them in `held`.
 fn receive(
     queue: &mut nfq::Queue,
     held: &mut VecDeque<(Instant, nfq::Message)>,
     delay: Duration,
 ) -> Result<u64, DelayError> {
     let mut received = 0;
-    loop {
+    let mut first_failure = None;
+    // Bounded, so that a socket that only ever errs cannot hold the thread.
+    for _ in 0..FAILURES_READ_PAST {
         match queue.recv() {
             Ok(packet) => {
                 held.push_back((Instant::now() + delay, packet));
                 received += 1;
             }
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(received),
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
             Err(source) => {
-                return Err(DelayError::Queue {
+                first_failure.get_or_insert(DelayError::Queue {
                     action: "receiving",
                     source,
-                })
+                });
             }
         }
     }
+    first_failure.map_or(Ok(received), Err)
 }
 
 /// Lets `packets` through, in order; past a failure, tries the rest and says the first.

@@ -18,12 +18,23 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "rudder",
-    version,
+    version = version(),
     about = "Rudder: a Kubernetes-style orchestrator with an embedded Raft store"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// This build's version; a chaos build says it has failpoints.
+fn version() -> &'static str {
+    match rudder_proto::failpoints::COMPILED_IN {
+        true => concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (chaos build: failpoints compiled in)"
+        ),
+        false => env!("CARGO_PKG_VERSION"),
+    }
 }
 
 #[derive(Subcommand)]
@@ -234,6 +245,13 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    /// A chaos build says so in its version, in the words programs that start it look for.
+    #[test]
+    fn the_version_says_whether_the_build_has_failpoints() {
+        let says = version().contains(rudder_proto::failpoints::IN_VERSION);
+        assert_eq!(says, rudder_proto::failpoints::COMPILED_IN, "{}", version());
+    }
 
     /// Every command's flags are well formed and none is defined twice (the flags every
     /// verb shares are global, so a subcommand must not define them again).

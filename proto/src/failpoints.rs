@@ -6,6 +6,10 @@
 /// Whether this build has failpoints.
 pub const COMPILED_IN: bool = cfg!(feature = "chaos");
 
+/// What `rudder --version` adds in a build with failpoints, for a program that starts a
+/// `rudder` binary to tell which build it is.
+pub const IN_VERSION: &str = "chaos build: failpoints compiled in";
+
 /// What a build without failpoints says when asked to turn one on.
 pub const NOT_COMPILED_IN: &str =
     "this build has no failpoints: build it with `cargo build -p rudder-cli --features chaos`";
