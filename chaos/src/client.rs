@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rudder_proto::etcdserverpb::kv_client::KvClient;
 use rudder_proto::etcdserverpb::lease_client::LeaseClient;
 use rudder_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use rudder_proto::etcdserverpb::watch_client::WatchClient;
-use rudder_proto::etcdserverpb::RangeRequest;
+use rudder_proto::etcdserverpb::{Compare, RangeRequest};
 use rudder_proto::tls::ClientTls;
 use tonic::transport::{Channel, Endpoint};
 
@@ -47,6 +48,17 @@ pub async fn stream_channel(addr: &str) -> Result<Channel, tonic::transport::Err
         .tcp_nodelay(true)
         .connect()
         .await
+}
+
+/// A transaction's compare that holds while `key` does not exist (its create revision is 0).
+pub fn absent(key: &[u8]) -> Compare {
+    Compare {
+        result: CompareResult::Equal.into(),
+        target: CompareTarget::Create.into(),
+        key: key.to_vec(),
+        range_end: Vec::new(),
+        target_union: Some(TargetUnion::CreateRevision(0)),
+    }
 }
 
 pub async fn kv(addr: &str) -> Result<KvClient<Channel>, tonic::transport::Error> {

@@ -5,16 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use rudder_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use rudder_proto::etcdserverpb::request_op::Request as TxnOp;
 use rudder_proto::etcdserverpb::response_op::Response as TxnAnswer;
 use rudder_proto::etcdserverpb::watch_request::RequestUnion;
 use rudder_proto::etcdserverpb::{
-    Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 
 use crate::check::watch::Change;
-use crate::client::{kv, revision_now, watch};
+use crate::client::{absent, kv, revision_now, watch};
 use crate::cluster::ProcessCluster;
 
 /// The end of the key range of every key starting with `prefix` (etcd's `--prefix`).
@@ -44,15 +43,8 @@ pub async fn mark_end(
     limit: Duration,
 ) -> Result<(String, i64), String> {
     let key = format!("{prefix}~end").into_bytes();
-    let created = Compare {
-        result: CompareResult::Equal.into(),
-        target: CompareTarget::Create.into(),
-        key: key.clone(),
-        range_end: Vec::new(),
-        target_union: Some(TargetUnion::CreateRevision(0)),
-    };
     let create = TxnRequest {
-        compare: vec![created],
+        compare: vec![absent(&key)],
         success: vec![RequestOp {
             request: Some(TxnOp::RequestPut(PutRequest {
                 key: key.clone(),

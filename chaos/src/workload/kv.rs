@@ -22,7 +22,7 @@ use rudder_proto::etcdserverpb::{
 use crate::check::linear::{Op, Operation};
 use crate::check::once::Answer;
 use crate::check::serializable::SerializableRead;
-use crate::client::{kv, lease};
+use crate::client::{absent, kv, lease};
 use crate::live::Live;
 
 type Kv = rudder_proto::etcdserverpb::kv_client::KvClient<tonic::transport::Channel>;
@@ -173,13 +173,7 @@ async fn attempt(client: &mut Kv, key: &str, asked: &Op, lease: i64) -> Option<(
                         range_end: Vec::new(),
                         target_union: Some(TargetUnion::Value(value.clone().into_bytes())),
                     },
-                    None => Compare {
-                        result: CompareResult::Equal.into(),
-                        target: CompareTarget::Create.into(),
-                        key: key.into(),
-                        range_end: Vec::new(),
-                        target_union: Some(TargetUnion::CreateRevision(0)),
-                    },
+                    None => absent(key.as_bytes()),
                 };
                 let request = TxnRequest {
                     compare: vec![compare],
