@@ -8,6 +8,10 @@
 //! for crash tests) and restarted on the same data directory, addresses and namespace;
 //! dropping the cluster kills every process it started, also when a test fails, and then
 //! removes its network.
+//!
+//! One file though long: a member and the cluster share how a member is started (the
+//! first start, every restart, Rudder's and etcd's), and its errors are already apart
+//! ([`crate::cluster_error`]).
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
