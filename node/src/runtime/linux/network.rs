@@ -14,10 +14,14 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::packet_route::link::{
+    BridgePortState, InfoBridgePort, InfoPortData, LinkAttribute, LinkInfo, LinkMessage, State,
+};
 use rtnetlink::packet_route::route::RouteType;
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -53,6 +57,14 @@ pub enum NetworkError {
          Service whose endpoint is on its own node"
     )]
     BridgeNetfilter(String),
+    #[error(
+        "{interface} is still not {condition} {LINK_READY_WITHIN:?} after it was made: the \
+         kernel's link watcher has not got to it (is the machine overloaded? see `dmesg`)"
+    )]
+    NotReady {
+        interface: String,
+        condition: &'static str,
+    },
 }
 
 fn io_failed(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetworkError {
@@ -206,6 +218,66 @@ pub(super) async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc_enodev() => Ok(None),
         Err(e) => Err(netlink_failed(format!("looking up {name}"))(e)),
     }
+}
+
+/// How long a new link may take to carry packets before making a pod's network fails.
+const LINK_READY_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits until the link at `index` is `condition` as `ready` judges its attributes.
+///
+/// A link just set up drops what it is given until the kernel's link watcher, which runs
+/// asynchronously (up to a second late when the machine is busy), activates it: a bridge
+/// port stays disabled and a device keeps its no-op queue. A pod's first packets would be
+/// lost, and its first connection would wait out a retransmission.
+async fn wait_for_link(
+    handle: &Handle,
+    index: u32,
+    what: &str,
+    condition: &'static str,
+    ready: fn(&[LinkAttribute]) -> bool,
+) -> Result<(), NetworkError> {
+    let began = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let mut links = handle.link().get().match_index(index).execute();
+        let link: Option<LinkMessage> = links
+            .try_next()
+            .await
+            .map_err(netlink_failed(format!("looking up {what}")))?;
+        let link = link.ok_or_else(|| vanished("waiting for the link", what))?;
+        if ready(&link.attributes) {
+            return Ok(());
+        }
+        if began.elapsed() >= LINK_READY_WITHIN {
+            return Err(NetworkError::NotReady {
+                interface: what.to_string(),
+                condition,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether the link's operational state is up (its queue is active).
+fn operationally_up(attributes: &[LinkAttribute]) -> bool {
+    attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::OperState(State::Up)))
+}
+
+/// Whether the link is a bridge port that forwards.
+fn forwarding_port(attributes: &[LinkAttribute]) -> bool {
+    let infos = attributes.iter().filter_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => Some(infos),
+        _ => None,
+    });
+    infos.flatten().any(|info| match info {
+        LinkInfo::PortData(InfoPortData::BridgePort(port)) => port
+            .iter()
+            .any(|p| matches!(p, InfoBridgePort::State(BridgePortState::Forwarding))),
+        _ => false,
+    })
 }
 
 /// Adds `route` for `range`, or replaces the one there (`to`: where it leads, for errors).
@@ -501,6 +573,7 @@ impl NodeNetwork {
                     .await
                     .map_err(netlink_failed(format!("giving eth0 {ip}")))?;
                 set_up(&handle, eth, "eth0").await?;
+                wait_for_link(&handle, eth, "eth0", "up", operationally_up).await?;
                 if closed {
                     // The bridge's range only (eth0's own route): nothing else is reachable.
                     return Ok(());
@@ -515,6 +588,18 @@ impl NodeNetwork {
                     .await
                     .map_err(netlink_failed("adding the default route"))
             })
+        })?;
+        with_netlink(async |handle| {
+            let host = link_index(&handle, &host_end)
+                .await?
+                .ok_or_else(|| vanished("waiting for the link", &host_end))?;
+            wait_for_link(&handle, host, &host_end, "forwarding", forwarding_port).await?;
+            // The bridge is up once it has a forwarding port; until then what the machine
+            // sends to its pods is dropped.
+            let bridge_index = link_index(&handle, &bridge)
+                .await?
+                .ok_or_else(|| vanished("waiting for the link", &bridge))?;
+            wait_for_link(&handle, bridge_index, &bridge, "up", operationally_up).await
         })?;
         Ok(netns)
     }
