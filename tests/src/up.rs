@@ -115,10 +115,14 @@ pub async fn stop(up: Up) {
     } = up;
     let pid = child.id().expect("running") as i32;
     kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("rudder up stops within 30 s")
-        .unwrap();
+    let Ok(status) = tokio::time::timeout(Duration::from_secs(30), child.wait()).await else {
+        child.kill().await.unwrap();
+        panic!(
+            "rudder up did not stop within 30 s of SIGINT; it said:\n{}",
+            stderr.await.unwrap()
+        );
+    };
+    let status = status.unwrap();
     assert!(status.success(), "rudder up exited with {status}");
     for master in &pids {
         // Signal 0 only checks for existence.

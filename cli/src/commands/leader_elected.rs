@@ -104,7 +104,8 @@ impl Interrupts {
         })
     }
 
-    pub async fn wait(mut self) {
+    /// The next Ctrl-C or SIGTERM; one that came while nobody waited is not lost.
+    pub async fn wait(&mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => tracing::info!("interrupted; stopping"),
             _ = self.terminate.recv() => tracing::info!("terminated; stopping"),

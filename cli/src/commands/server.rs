@@ -434,7 +434,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     master.publish_cluster_config(cluster_config);
     master.follow_keyring(keys_path);
     // Caught before the ready line: a stop asked for once it is out is an orderly one.
-    let interrupts = Interrupts::catch()?;
+    let mut interrupts = Interrupts::catch()?;
     // Machine-readable line for scripts and tests that start members on port 0.
     let member = &master.member;
     println!(

@@ -23,6 +23,7 @@ use super::api_endpoint::ApiEndpoint;
 use super::ca;
 use super::config::kubeconfig;
 use super::config::{KubeconfigCredentials, KubeconfigUser};
+use super::leader_elected::Interrupts;
 use crate::session::{config_path, write_config, CliConfig};
 
 /// How long a master may take to report ready (a first start opens RocksDB and elects).
@@ -317,12 +318,13 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .unwrap_or(kubeconfig_path.clone())
             .display()
     );
+    // Caught for the rest of the run, between the waits below too: a stop asked for while
+    // a master is being restarted is not lost.
+    let mut interrupts = Interrupts::catch()?;
     println!("press Ctrl-C to stop");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let exited = tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            () = interrupts.wait() => break,
             exited = wait_for_any_exit(&mut masters) => exited,
         };
         let process = &mut masters[exited.index];
@@ -339,8 +341,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             process.log
         );
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = terminate.recv() => break,
+            () = interrupts.wait() => break,
             _ = tokio::time::sleep(delay) => {}
         }
         match process.respawn(&binary) {
@@ -529,7 +530,8 @@ async fn wait_for_any_exit(processes: &mut [Process]) -> Exited {
     futures::future::select_all(waits).await.0
 }
 
-/// SIGTERM to every master, then SIGKILL to any that has not stopped in time.
+/// SIGTERM to every master, then SIGKILL to any that has not stopped in time (one
+/// deadline for all: they stop side by side).
 async fn stop(masters: Vec<Process>) {
     for master in &masters {
         if let Some(pid) = master.child.id().and_then(|pid| i32::try_from(pid).ok()) {
@@ -539,15 +541,17 @@ async fn stop(masters: Vec<Process>) {
             );
         }
     }
-    for mut master in masters {
-        match tokio::time::timeout(STOP_TIMEOUT, master.child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!("master {} did not stop in time; killing it", master.name);
-                let _ = master.child.kill().await;
-            }
+    let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+    let stopping = masters.into_iter().map(|mut master| async move {
+        if tokio::time::timeout_at(deadline, master.child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("master {} did not stop in time; killing it", master.name);
+            let _ = master.child.kill().await;
         }
-    }
+    });
+    futures::future::join_all(stopping).await;
 }
 
 #[cfg(test)]
