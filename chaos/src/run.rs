@@ -81,6 +81,13 @@ pub const PLANTABLE: &[(&str, &str, &str)] = &[
          an old epoch (needs --workload kv,pods)",
     ),
     (
+        "double-bind",
+        "bind-ignores-assigned=return;scheduler-binds-again=10%return",
+        "the API server binds a pod that is already bound, and the scheduler binds about \
+         one pod in ten a second time, to another node: the pod moves (needs --workload \
+         kv,pods)",
+    ),
+    (
         "update-ignores-resource-version",
         "update-ignores-resource-version=return",
         "the API server replaces an object without comparing the resourceVersion the update \
@@ -105,7 +112,11 @@ const LEADER_ELECTION: [&str; 3] = [
 ];
 
 /// The planted bugs that only the pods workload shows.
-pub const PLANTED_IN_PODS: &[&str] = &["scheduler-ignores-pod-limit", "fence-ignored"];
+pub const PLANTED_IN_PODS: &[&str] = &[
+    "scheduler-ignores-pod-limit",
+    "fence-ignored",
+    "double-bind",
+];
 /// The planted bugs that only the objects workload shows.
 pub const PLANTED_IN_OBJECTS: &[&str] = &["update-ignores-resource-version"];
 

@@ -562,6 +562,19 @@ fn a_planted_scheduler_that_forgets_the_pod_limit_over_fills_a_node_and_fails() 
 }
 
 #[test]
+fn a_planted_double_bind_moves_a_pod_between_nodes_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = pods_25s(dir.path(), &["--plant", "double-bind"]);
+    let said = text(&run);
+    assert!(
+        !run.status.success(),
+        "a planted bug must fail the run: {said}"
+    );
+    assert!(said.contains("FAIL     kubernetes"), "{said}");
+    assert!(said.contains("bound once"), "{said}");
+}
+
+#[test]
 fn a_planted_fence_that_lets_a_deposed_leader_write_fails_the_run() {
     // Seed 242 pauses the controller manager's master for 2.8 s at 2 s: its lease (2 s)
     // goes to another master, and the planted late step-down keeps it acting after.

@@ -328,6 +328,7 @@ impl Scheduler {
                 if same_pod {
                     self.queue.done(&key);
                 }
+                self.bind_again_if_planted(&key, &uid, &node, ctx);
             }
             Err(failure) => {
                 // Not placed after all: its requests no longer count on the node (unless the
@@ -352,6 +353,37 @@ impl Scheduler {
             }
         }
         self.want_pass(ctx);
+    }
+
+    /// Planted (`scheduler-binds-again`, a chaos build only): the pod just bound is bound
+    /// again to another node, as a scheduler that misread the answer and tried elsewhere
+    /// would. The API server's refusal to bind a bound pod keeps it harmless; `--plant
+    /// double-bind` turns that refusal off too.
+    fn bind_again_if_planted(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        node: &str,
+        ctx: &mut Context<Self>,
+    ) {
+        if rudder_proto::failpoints::eval("scheduler-binds-again", |_| ()).is_none() {
+            return;
+        }
+        let nodes = self.snapshot.nodes().iter().map(|info| info.name());
+        let Some(other) = nodes.into_iter().find(|name| *name != node) else {
+            return;
+        };
+        let (client, fence) = (self.client.clone(), self.fence.clone());
+        let (namespace, name) = (key.namespace.clone(), key.name.clone());
+        let (other, uid) = (other.to_string(), uid.to_string());
+        let again = async move {
+            let answer = client
+                .fenced(&fence)
+                .bind(&namespace, &name, &other, &uid)
+                .await;
+            tracing::warn!(pod = %name, node = %other, ?answer, "planted: bound again");
+        };
+        ctx.spawn(again.into_actor(self));
     }
 
     /// Logs a failed bind and, unless nothing is wrong, says why in a `FailedScheduling`

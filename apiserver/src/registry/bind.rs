@@ -91,6 +91,12 @@ fn check_node(binding: &Binding<'_>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Planted (`bind-ignores-assigned`, a chaos build only): a pod bound to one node is bound
+/// to another when asked, as if the check for an assigned pod were missing.
+fn rebind_planted() -> bool {
+    rudder_proto::failpoints::eval("bind-ignores-assigned", |_| ()).is_some()
+}
+
 impl Registry {
     /// Assigns a pod to a node: only an unassigned pod that is not being deleted.
     pub async fn bind(
@@ -111,8 +117,14 @@ impl Registry {
             let Some(kv) = self.read(&key).await? else {
                 return Err(at.not_found());
             };
-            let mut pod = match assign(pods, &object::decode(&kv)?, binding, now)? {
+            let current = object::decode(&kv)?;
+            let mut pod = match assign(pods, &current, binding, now)? {
                 Assignment::Bound(pod) => pod,
+                Assignment::AlreadyOn(node) if node != binding.node && rebind_planted() => {
+                    let mut moved = current;
+                    moved["spec"]["nodeName"] = Value::from(binding.node);
+                    moved
+                }
                 Assignment::AlreadyOn(node) => {
                     if let Some(done) = self.as_earlier_attempt_left(&key).await? {
                         return Ok(done);

@@ -70,8 +70,9 @@ pub struct RunArgs {
     /// Plant a bug in the members to see the checks find it: stale-reads (linearizable
     /// reads served from a replica without asking the leader), lost-watch-events (about one
     /// revision in fifty left out of each watch), write-applied-twice, fsync-errors-ignored,
-    /// scheduler-ignores-pod-limit (nodes over-filled) and fence-ignored (a deposed leader's
-    /// writes land) with the pods workload, update-ignores-resource-version (an update's
+    /// scheduler-ignores-pod-limit (nodes over-filled), fence-ignored (a deposed leader's
+    /// writes land) and double-bind (a bound pod bound again elsewhere) with the pods
+    /// workload, update-ignores-resource-version (an update's
     /// compare skipped) with the objects workload.
     #[arg(long, value_delimiter = ',')]
     plant: Vec<String>,
