@@ -359,6 +359,12 @@ impl From<StoreError> for ApiError {
             unknown @ StoreError::Kv(
                 KvError::OutcomeForgotten { .. } | KvError::RequestIdReused { .. },
             ) => Self::Indeterminate { source: unknown },
+            StoreError::Kv(KvError::NoSpace) => Self::internal(
+                "etcdserver: mvcc: database space exceeded (the store is past its space quota, \
+                 --quota-backend-bytes: an operator must compact and defragment it, then disarm \
+                 the NOSPACE alarm)"
+                    .to_string(),
+            ),
             StoreError::Kv(other) => Self::internal(other.to_string()),
             other => Self::Unavailable { source: other },
         }

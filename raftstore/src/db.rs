@@ -142,6 +142,32 @@ impl Db {
     /// The database's size: the table files and memtables of every column family (the Raft
     /// log's included).
     pub fn size_bytes(&self) -> u64 {
+        self.families_size(&FAMILIES)
+    }
+
+    /// What etcd's space quota counts, its keyspace: the families of the replicated state,
+    /// not the Raft log and the stored snapshot (etcd counts its WAL and snapshots out too).
+    pub fn keyspace_size_bytes(&self) -> u64 {
+        self.families_size(&[CF_RAFT, CF_MVCC, CF_LEASES, CF_SM, CF_SESSIONS])
+    }
+
+    /// Rewrites every family's table files whole, dropping what deletes and compaction
+    /// left behind: etcd's defragment, giving the space compaction freed back to the file
+    /// system. Blocks while it works (seconds for gigabytes).
+    pub fn defragment(&self) {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for family in FAMILIES {
+            self.inner.compact_range_cf_opt(
+                self.cf(family),
+                None::<&[u8]>,
+                None::<&[u8]>,
+                &options,
+            );
+        }
+    }
+
+    fn families_size(&self, families: &[&'static str]) -> u64 {
         let property = |cf, name| {
             self.inner
                 .property_int_value_cf(cf, name)
@@ -149,7 +175,7 @@ impl Db {
                 .flatten()
                 .unwrap_or(0)
         };
-        FAMILIES
+        families
             .iter()
             .map(|family| {
                 let cf = self.cf(family);

@@ -45,6 +45,10 @@ pub enum KvError {
     OutcomeForgotten { client: u64, seq: u64 },
     #[error("request {seq} (part {part}) of client {client:x} was applied before as a different write: a client reused a request id; this write was not applied, and the earlier one may or may not have been")]
     RequestIdReused { client: u64, seq: u64, part: u32 },
+    /// etcd's words exactly: clients match on them. While a NOSPACE alarm stands
+    /// ([`crate::alarms`]), and when a write would take the keyspace past its quota.
+    #[error("mvcc: database space exceeded")]
+    NoSpace,
 }
 
 /// Renders a key for an error message: as text when it is UTF-8, else escaped.

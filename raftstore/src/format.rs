@@ -3,11 +3,13 @@
 //! | version | written by | what it holds |
 //! |---|---|---|
 //! | 1 | releases before exactly-once writes (no `format` key) | log entries carry bare commands |
-//! | 2 | this release | log entries carry tagged requests and the leader's time; snapshots and the `sessions` column family carry the request table |
+//! | 2 | releases before alarms | log entries carry tagged requests and the leader's time; snapshots and the `sessions` column family carry the request table |
+//! | 3 | this release | snapshots carry the standing alarms ([`crate::alarms`]) |
 //!
 //! A member opens version 1 by rewriting its log entries and its last snapshot in the new
-//! form (in one synced batch, so a crash midway leaves version 1 intact), and refuses a
-//! version it does not know with the version found and the one it needs.
+//! form, and version 2 by rewriting its last snapshot (each in one synced batch, so a
+//! crash midway leaves the old version intact), and refuses a version it does not know
+//! with the version found and the one it needs.
 
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,7 @@ use crate::state_machine::{SnapshotImage, StoredSnapshot};
 use crate::types::{Entry, Proposal, Request};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 
 const FORMAT_KEY: &str = "format";
 
@@ -52,10 +54,14 @@ pub fn open(db: &Db) -> Result<u32, FormatError> {
     match found {
         CURRENT if recorded.is_some() => Ok(CURRENT),
         CURRENT => record(db, WriteBatch::default(), found).map(|()| found),
-        1 => {
-            let batch = v1::migrate(db)?;
+        1 | 2 => {
+            let batch = if found == 1 {
+                v1::migrate(db)?
+            } else {
+                v2::migrate(db)?
+            };
             record(db, batch, found)?;
-            tracing::info!(from = 1, to = CURRENT, "migrated the data directory");
+            tracing::info!(from = found, to = CURRENT, "migrated the data directory");
             Ok(found)
         }
         found => Err(FormatError::Newer { found }),
@@ -69,11 +75,96 @@ fn record(db: &Db, mut batch: WriteBatch, from: u32) -> Result<(), FormatError> 
     db.write_synced(batch).map_err(failed("writing"))
 }
 
+/// The errors of migrating from version `from`, by what was being done.
+fn failed(from: u32, what: &'static str) -> impl FnOnce(DbError) -> FormatError {
+    move |source| FormatError::Migrate { from, what, source }
+}
+
+fn undecodable(from: u32, what: &'static str) -> impl FnOnce(codec::DecodeError) -> FormatError {
+    move |source| failed(from, what)(DbError::Decode { what, source })
+}
+
+fn unencodable(from: u32, what: &'static str) -> impl FnOnce(codec::EncodeError) -> FormatError {
+    move |source| failed(from, what)(DbError::Encode { what, source })
+}
+
+/// Rewrites the stored snapshot, if there is one, through `convert` (its image as version
+/// `from` encoded it, to the current one), into `batch`.
+fn migrate_snapshot<Old: serde::de::DeserializeOwned>(
+    db: &Db,
+    batch: &mut WriteBatch,
+    from: u32,
+    convert: impl FnOnce(Old) -> SnapshotImage,
+) -> Result<(), FormatError> {
+    let stored: Option<StoredSnapshot> = db
+        .get(CF_SNAPSHOT, "current")
+        .map_err(failed(from, "reading the snapshot"))?;
+    if let Some(mut stored) = stored {
+        let old: Old = codec::decode(&stored.data).map_err(undecodable(from, "snapshot"))?;
+        stored.data = codec::encode(&convert(old)).map_err(unencodable(from, "snapshot"))?;
+        db.put_in(batch, CF_SNAPSHOT, "current", &stored)
+            .map_err(failed(from, "writing the snapshot"))?;
+    }
+    Ok(())
+}
+
+/// Format 2 and its migration: its snapshots' keyspace held no alarms.
+mod v2 {
+    use super::*;
+    use crate::kv::Lease;
+    use crate::mvcc::{Rev, Version};
+    use crate::types::NodeId;
+    use std::collections::BTreeSet;
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct MvccImage {
+        pub revision: i64,
+        pub compact_revision: i64,
+        pub versions: Vec<(Rev, Version)>,
+        pub leases: Vec<Lease>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct SnapshotImage {
+        pub mvcc: MvccImage,
+        pub members_ever: BTreeSet<NodeId>,
+        pub cluster_id: u64,
+        pub sessions: Sessions,
+    }
+
+    /// A version 1 or 2 keyspace in the current form: no alarm stood before alarms.
+    pub fn mvcc(old: MvccImage) -> crate::mvcc::MvccImage {
+        crate::mvcc::MvccImage {
+            revision: old.revision,
+            compact_revision: old.compact_revision,
+            versions: old.versions,
+            leases: old.leases,
+            alarms: Vec::new(),
+        }
+    }
+
+    pub fn image(old: SnapshotImage) -> super::SnapshotImage {
+        super::SnapshotImage {
+            mvcc: mvcc(old.mvcc),
+            members_ever: old.members_ever,
+            cluster_id: old.cluster_id,
+            sessions: old.sessions,
+        }
+    }
+
+    /// The batch that rewrites the stored snapshot.
+    pub fn migrate(db: &Db) -> Result<WriteBatch, FormatError> {
+        let mut batch = WriteBatch::default();
+        migrate_snapshot(db, &mut batch, 2, image)?;
+        Ok(batch)
+    }
+}
+
 /// Format 1 and its migration.
 mod v1 {
+    use super::v2::MvccImage;
     use super::*;
     use crate::kv::Command;
-    use crate::mvcc::MvccImage;
     use crate::types::{Applied, Member, NodeId};
     use std::collections::BTreeSet;
     use std::io::Cursor;
@@ -128,7 +219,7 @@ mod v1 {
 
     pub fn image(old: SnapshotImage) -> super::SnapshotImage {
         super::SnapshotImage {
-            mvcc: old.mvcc,
+            mvcc: super::v2::mvcc(old.mvcc),
             members_ever: old.members_ever,
             cluster_id: old.cluster_id,
             sessions: Sessions::new(),
@@ -137,27 +228,6 @@ mod v1 {
 
     /// The batch that rewrites every log entry and the stored snapshot.
     pub fn migrate(db: &Db) -> Result<WriteBatch, FormatError> {
-        let failed = |what| {
-            move |source| FormatError::Migrate {
-                from: 1,
-                what,
-                source,
-            }
-        };
-        let decode = |what| {
-            move |source| FormatError::Migrate {
-                from: 1,
-                what,
-                source: DbError::Decode { what, source },
-            }
-        };
-        let encode = |what| {
-            move |source| FormatError::Migrate {
-                from: 1,
-                what,
-                source: DbError::Encode { what, source },
-            }
-        };
         let mut batch = WriteBatch::default();
         let logs = db.cf(CF_LOGS);
         for item in db.raw().iterator_cf(logs, IteratorMode::Start) {
@@ -166,21 +236,13 @@ mod v1 {
                     what: "logs",
                     source,
                 })
-                .map_err(failed("reading the log"))?;
+                .map_err(failed(1, "reading the log"))?;
             let old: openraft::Entry<TypeConfig> =
-                codec::decode(&value).map_err(decode("log entry"))?;
-            let new = codec::encode(&entry(old)).map_err(encode("log entry"))?;
+                codec::decode(&value).map_err(undecodable(1, "log entry"))?;
+            let new = codec::encode(&entry(old)).map_err(unencodable(1, "log entry"))?;
             batch.put_cf(logs, key, new);
         }
-        let stored: Option<StoredSnapshot> = db
-            .get(CF_SNAPSHOT, "current")
-            .map_err(failed("reading the snapshot"))?;
-        if let Some(mut stored) = stored {
-            let old: SnapshotImage = codec::decode(&stored.data).map_err(decode("snapshot"))?;
-            stored.data = codec::encode(&image(old)).map_err(encode("snapshot"))?;
-            db.put_in(&mut batch, CF_SNAPSHOT, "current", &stored)
-                .map_err(failed("writing the snapshot"))?;
-        }
+        migrate_snapshot(db, &mut batch, 1, image)?;
         Ok(batch)
     }
 }
@@ -197,6 +259,19 @@ mod tests {
             value: b"v".to_vec(),
             ..Default::default()
         })
+    }
+
+    /// A stored snapshot holding `image` (in whatever form an old release encoded it).
+    fn put_snapshot(db: &Db, batch: &mut WriteBatch, image: &impl Serialize) {
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta {
+                last_log_id: None,
+                last_membership: Default::default(),
+                snapshot_id: "s".into(),
+            },
+            data: codec::encode(image).unwrap(),
+        };
+        db.put_in(batch, CF_SNAPSHOT, "current", &stored).unwrap();
     }
 
     #[test]
@@ -222,16 +297,7 @@ mod tests {
             members_ever: [7].into(),
             cluster_id: 42,
         };
-        let stored = StoredSnapshot {
-            meta: SnapshotMeta {
-                last_log_id: None,
-                last_membership: Default::default(),
-                snapshot_id: "s".into(),
-            },
-            data: codec::encode(&old_image).unwrap(),
-        };
-        db.put_in(&mut batch, CF_SNAPSHOT, "current", &stored)
-            .unwrap();
+        put_snapshot(&db, &mut batch, &old_image);
         db.write_synced(batch).unwrap();
 
         assert_eq!(open(&db).unwrap(), 1);
@@ -272,6 +338,43 @@ mod tests {
             "{refused}"
         );
         assert!(refused.contains(&format!("1 to {CURRENT}")), "{refused}");
+    }
+
+    #[test]
+    fn a_version_2_directory_gets_its_snapshot_with_no_alarm_standing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
+        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &2u32).unwrap();
+        let old_image = v2::SnapshotImage {
+            mvcc: v2::MvccImage {
+                revision: 9,
+                compact_revision: 4,
+                versions: Vec::new(),
+                leases: vec![crate::kv::Lease { id: 5, ttl: 60 }],
+            },
+            members_ever: [7].into(),
+            cluster_id: 42,
+            sessions: Sessions::new(),
+        };
+        put_snapshot(&db, &mut batch, &old_image);
+        db.write_synced(batch).unwrap();
+
+        assert_eq!(open(&db).unwrap(), 2);
+        let stored: StoredSnapshot = db.get(CF_SNAPSHOT, "current").unwrap().unwrap();
+        let image: SnapshotImage = codec::decode(&stored.data).unwrap();
+        assert_eq!(
+            (
+                image.cluster_id,
+                image.mvcc.revision,
+                image.mvcc.compact_revision
+            ),
+            (42, 9, 4)
+        );
+        assert_eq!(image.mvcc.leases.len(), 1);
+        assert!(image.mvcc.alarms.is_empty());
+        assert_eq!(open(&db).unwrap(), CURRENT, "migrated once");
     }
 
     #[test]

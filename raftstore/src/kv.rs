@@ -245,15 +245,41 @@ pub struct KeyspaceHash {
     pub compact_revision: Revision,
 }
 
+/// What an alarm says (etcd's `AlarmType`; Rudder raises only NOSPACE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum AlarmKind {
+    /// The member's keyspace outgrew its space quota (`--quota-backend-bytes`).
+    NoSpace,
+}
+
+/// One member's alarm (etcd's `AlarmMember`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Alarm {
+    pub member: u64,
+    pub kind: AlarmKind,
+}
+
 /// A request that changes the replicated state: it goes through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     Put(PutRequest),
     DeleteRange(DeleteRangeRequest),
     Txn(TxnRequest),
-    Compact { revision: Revision },
-    LeaseGrant { id: LeaseId, ttl: i64 },
-    LeaseRevoke { id: LeaseId },
+    Compact {
+        revision: Revision,
+    },
+    LeaseGrant {
+        id: LeaseId,
+        ttl: i64,
+    },
+    LeaseRevoke {
+        id: LeaseId,
+    },
+    /// Raises (`raise`) or disarms an alarm.
+    Alarm {
+        alarm: Alarm,
+        raise: bool,
+    },
 }
 
 /// What a committed command returned.
@@ -263,6 +289,11 @@ pub enum CommandResult {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compacted,
-    LeaseGranted { id: LeaseId, ttl: i64 },
+    LeaseGranted {
+        id: LeaseId,
+        ttl: i64,
+    },
     LeaseRevoked,
+    /// The alarm raised or disarmed; none if it already stood, or did not.
+    Alarmed(Option<Alarm>),
 }

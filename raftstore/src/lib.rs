@@ -20,7 +20,8 @@
 //! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft;
 //!   [`format`]: the data directory's format version and migrations.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
-//! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure).
+//! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure);
+//!   [`alarms`]: etcd's alarms, NOSPACE past the space quota refusing what adds data (pure).
 //! - [`network`]: peer RPCs and request forwarding (calling), with [`append_sender`]
 //!   letting a batch of entries outlive openraft's timeout; [`peer_service`]: the peer
 //!   port (serving); [`identity`]: the cluster and member ids every peer message carries,
@@ -43,6 +44,7 @@
 // openraft's `StorageError` (returned by every storage call) is large by its design.
 #![allow(clippy::result_large_err)]
 
+pub mod alarms;
 pub mod append_sender;
 pub mod authority_scheme;
 pub mod bbolt;

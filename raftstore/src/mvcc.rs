@@ -17,6 +17,7 @@ use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alarms::Alarms;
 use crate::error::{show_key, KvError};
 use crate::kv::*;
 
@@ -61,6 +62,8 @@ pub struct Effects {
     pub leases_revoked: Vec<LeaseId>,
     /// Set when the command compacted the history.
     pub compacted_to: Option<Revision>,
+    /// Set when an alarm was raised or disarmed: every alarm standing now.
+    pub alarms: Option<Vec<Alarm>>,
 }
 
 /// Everything the keyspace holds, for Raft snapshots and for `snapshot save`.
@@ -70,6 +73,7 @@ pub struct MvccImage {
     pub compact_revision: Revision,
     pub versions: Vec<(Rev, Version)>,
     pub leases: Vec<Lease>,
+    pub alarms: Vec<Alarm>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +92,8 @@ pub struct Mvcc {
     versions: BTreeMap<Rev, Version>,
     index: BTreeMap<Vec<u8>, Vec<Rev>>,
     leases: BTreeMap<LeaseId, LeaseState>,
+    /// Not etcd's MVCC, but replicated beside it as its leases are ([`crate::alarms`]).
+    alarms: Alarms,
 }
 
 impl Mvcc {
@@ -100,6 +106,7 @@ impl Mvcc {
         let mut mvcc = Self {
             revision: image.revision,
             compact_revision: image.compact_revision,
+            alarms: Alarms::new(image.alarms),
             ..Self::default()
         };
         for lease in image.leases {
@@ -146,7 +153,13 @@ impl Mvcc {
                 .map(|(rev, v)| (*rev, v.clone()))
                 .collect(),
             leases: self.leases().collect(),
+            alarms: self.alarms.list(),
         }
+    }
+
+    /// The alarms standing.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.alarms.list()
     }
 
     pub fn revision(&self) -> Revision {
@@ -288,6 +301,9 @@ impl Mvcc {
     /// Applies one committed command. On error nothing changed and no revision was used.
     pub fn apply(&mut self, command: &Command) -> (Result<CommandResult, KvError>, Effects) {
         let mut effects = Effects::default();
+        if self.alarms.refuse(command) {
+            return (Err(KvError::NoSpace), effects);
+        }
         let result = match command {
             Command::Put(put) => self.check_put(put).map(|()| {
                 let rev = self.revision + 1;
@@ -306,6 +322,13 @@ impl Mvcc {
             Command::Compact { revision } => self.compact(*revision, &mut effects),
             Command::LeaseGrant { id, ttl } => self.grant(*id, *ttl, &mut effects),
             Command::LeaseRevoke { id } => self.revoke(*id, &mut effects),
+            Command::Alarm { alarm, raise } => {
+                let changed = self.alarms.set(*alarm, *raise);
+                if changed {
+                    effects.alarms = Some(self.alarms.list());
+                }
+                Ok(CommandResult::Alarmed(changed.then_some(*alarm)))
+            }
         };
         if result.is_err() {
             return (result, Effects::default());

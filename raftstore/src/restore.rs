@@ -251,6 +251,7 @@ mod tests {
                 },
             )],
             leases: vec![Lease { id: 9, ttl: 30 }],
+            alarms: Vec::new(),
         };
         snapshot_file::encode(&image, 7).unwrap()
     }

@@ -183,15 +183,13 @@ impl RunningMember {
             peers.clone(),
             ElectionTimer::new(config.raft.election_timeout),
         );
-        let size_db = db.clone();
-        let db_size = Box::new(move || size_db.size_bytes());
         let store = Store::new(
             id,
             raft.clone(),
             keyspace,
             config.store.clone(),
             peers,
-            db_size,
+            db.clone(),
             metrics.clone(),
         );
         // Before anything serves: no member is added until a restored keyspace is settled.

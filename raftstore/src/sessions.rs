@@ -371,6 +371,10 @@ fn shape_of_command(command: &Command, hash: &mut Fnv) {
             hash.tag(9);
             hash.bytes(&id.to_be_bytes());
         }
+        Command::Alarm { alarm, raise } => {
+            hash.tag(if *raise { 10 } else { 11 });
+            hash.bytes(&alarm.member.to_be_bytes());
+        }
     }
 }
 

@@ -24,6 +24,9 @@ use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
 use crate::types::*;
 
+/// Where the standing alarms are kept (in the state machine's family; absent: none).
+const ALARMS_KEY: &str = "alarms";
+
 /// The payload of a Raft snapshot: the whole replicated state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SnapshotImage {
@@ -106,11 +109,13 @@ impl StateMachine {
                 source,
             })?);
         }
+        let alarms = db.get(CF_SM, ALARMS_KEY)?.unwrap_or_default();
         let mvcc = Mvcc::restore(MvccImage {
             revision: mvcc_state.0,
             compact_revision: mvcc_state.1,
             versions,
             leases,
+            alarms,
         });
         let sessions = session_store::load(&db)?;
         let keyspace = Arc::new(Keyspace::new(Replicated {
@@ -160,6 +165,9 @@ impl StateMachine {
         for id in &effects.leases_revoked {
             batch.delete_cf(leases, id.to_be_bytes());
         }
+        if let Some(alarms) = &effects.alarms {
+            self.db.put_in(batch, CF_SM, ALARMS_KEY, alarms)?;
+        }
         Ok(())
     }
 
@@ -178,6 +186,7 @@ impl StateMachine {
         let effects = Effects {
             events: Vec::new(),
             leases_granted: mvcc.leases.clone(),
+            alarms: Some(mvcc.alarms.clone()),
             ..Effects::default()
         };
         self.persist_effects(batch, &effects)?;

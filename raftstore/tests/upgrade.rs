@@ -1,10 +1,11 @@
-//! A data directory written by the release before exactly-once writes (format 1, no format
-//! key: bare commands in the log, a snapshot without the request table) opens, migrated.
+//! Data directories written by earlier releases open, migrated: format 1 (before
+//! exactly-once writes: no format key, bare commands in the log, a snapshot without the
+//! request table) and format 2 (before alarms: a snapshot whose keyspace has none).
 //!
-//! `fixtures/format-1/m1` was written by that release's `rudder server` (one member,
+//! `fixtures/format-N/m1` was written by that release's `rudder server` (one member,
 //! `--snapshot-count 20 --snapshot-catchup-entries 5 --auto-compaction-mode off`):
 //! `fixture/k1..k30` = `v<i>`, then k1..k5 = `w<i>`, k30 deleted, `fixture/leased` on a
-//! 10-hour lease, compacted at revision 10.
+//! 10-hour lease, compacted at revision 10 (all with etcdctl 3.4).
 
 use std::path::Path;
 use std::time::Duration;
@@ -67,9 +68,21 @@ async fn value(member: &RunningMember, key: &str) -> Option<Vec<u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_data_directory_of_the_previous_format_opens_with_its_data() {
+async fn a_data_directory_of_format_1_opens_with_its_data() {
+    opens_with_its_data("format-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_directory_of_format_2_opens_with_its_data() {
+    opens_with_its_data("format-2").await;
+}
+
+async fn opens_with_its_data(format: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-1/m1");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format)
+        .join("m1");
     let data_dir = dir.path().join("m1");
     copy_dir(&fixture, &data_dir);
 

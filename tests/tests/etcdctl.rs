@@ -304,3 +304,125 @@ async fn etcdctl_takes_endpoints_written_as_http_urls() {
         .expect("curl runs");
     assert_eq!(String::from_utf8_lossy(&answer.stdout), "404");
 }
+
+/// A value of `len` bytes that does not compress (printable, from a fixed LCG).
+fn incompressible(len: usize) -> String {
+    let mut state = 1u64;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'!' + ((state >> 33) % 90) as u8)
+        })
+        .collect()
+}
+
+/// Each member's `endpoint status` as JSON.
+fn statuses(ctl: &Ctl) -> Vec<serde_json::Value> {
+    let text = ctl.run(&["endpoint", "status", "--cluster", "-w", "json"]);
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+/// etcd's space quota: a put that would take the keyspace past `--quota-backend-bytes` is
+/// refused with etcd's error, and the NOSPACE alarm it raises makes every member refuse
+/// what adds data, small writes too, until space is freed (delete, compact, defrag on
+/// every member) and the alarm disarmed; etcdctl's alarm, status and defrag commands see
+/// it all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_space_quota_the_cluster_refuses_writes_until_freed_and_disarmed() {
+    const QUOTA: u64 = 16_000_000;
+    const VALUE: usize = 256 * 1024;
+    // A long election timeout: a debug build takes long to encode big entries, and a
+    // leader that hears from no quorum for twice the timeout gives up its writes.
+    let flags = [
+        "--quota-backend-bytes".to_string(),
+        QUOTA.to_string(),
+        "--election-timeout-ms".to_string(),
+        "1000".to_string(),
+    ];
+    let cluster = ProcessCluster::start_rudder(&rudder_binary_beside_tests(), 3, &flags)
+        .expect("three members");
+    let ctl = Ctl {
+        endpoints: cluster.endpoints().join(","),
+    };
+    let value = incompressible(VALUE);
+    let mut accepted = 0;
+    let refusal = loop {
+        assert!(accepted < 160, "40 MB accepted under a 16 MB quota");
+        let mut put = ctl
+            .command(&["put", &format!("big{accepted}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        put.stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        let output = put.wait_with_output().unwrap();
+        if !output.status.success() {
+            break String::from_utf8_lossy(&output.stderr).into_owned();
+        }
+        accepted += 1;
+    };
+    assert!(
+        refusal.contains("Error: etcdserver: mvcc: database space exceeded"),
+        "{refusal}"
+    );
+    let accepted_bytes = accepted * VALUE;
+    assert!(
+        (8_000_000..=16_000_000).contains(&accepted_bytes),
+        "{accepted_bytes} bytes accepted before the quota"
+    );
+
+    let alarms = ctl.run(&["alarm", "list"]);
+    assert_eq!(alarms.lines().count(), 1, "{alarms}");
+    assert!(
+        alarms.starts_with("memberID:") && alarms.contains("alarm:NOSPACE"),
+        "{alarms}"
+    );
+    for member in &cluster.members {
+        let one = Ctl {
+            endpoints: member.client_addr.clone(),
+        };
+        let refused = one.fails(&["put", "small", "x"]);
+        assert!(refused.contains("database space exceeded"), "{refused}");
+    }
+    for status in statuses(&ctl) {
+        let errors = status["Status"]["errors"].to_string();
+        assert!(errors.contains("alarm:NOSPACE"), "{status}");
+    }
+    // Reads and deletes still work: they are how space is freed.
+    assert_eq!(
+        ctl.run(&["get", "big0", "--print-value-only"]).len(),
+        VALUE + 1
+    );
+    assert_eq!(
+        ctl.run(&["del", "big", "--prefix"]),
+        format!("{accepted}\n")
+    );
+    let revision = ctl.revision("big0");
+    ctl.run(&["compact", &revision.to_string()]);
+    let defragmented = ctl.run(&["defrag", "--cluster"]);
+    assert_eq!(
+        defragmented
+            .matches("Finished defragmenting etcd member")
+            .count(),
+        3,
+        "{defragmented}"
+    );
+    for status in statuses(&ctl) {
+        let in_use = status["Status"]["dbSizeInUse"].as_u64().unwrap();
+        assert!(
+            in_use < QUOTA / 4,
+            "{in_use} bytes in use after defrag: {status}"
+        );
+    }
+    let disarmed = ctl.run(&["alarm", "disarm"]);
+    assert_eq!(disarmed, alarms, "disarm names what it disarmed");
+    assert_eq!(ctl.run(&["alarm", "list"]), "");
+    assert_eq!(ctl.run(&["put", "small", "x"]), "OK\n");
+}

@@ -157,7 +157,10 @@ async fn a_rudder_snapshot_reads_in_etcdctl_and_restores_a_new_cluster_that_grow
     // The masters write on their own (leader leases renewed, system objects): the file
     // holds the revision of the save, which may be past the one read before it.
     let saved = status["revision"].as_i64().expect("a revision");
-    assert!(saved >= revision, "{status} saved after revision {revision}");
+    assert!(
+        saved >= revision,
+        "{status} saved after revision {revision}"
+    );
     let revision = saved;
     assert!(status["totalKey"].as_i64() > Some(3), "{status}");
     let ours = json(&rudder(&[

@@ -25,6 +25,7 @@ use crate::commands::server_security::{self, SecurityFlags, ServerTls};
 use crate::durations::parse_flag_duration;
 use rudder_raftstore::compaction::Retention;
 use rudder_raftstore::server::RaftOptions;
+use rudder_raftstore::store::DEFAULT_QUOTA_BYTES;
 use rudder_raftstore::validate::Limits;
 use rudder_raftstore::{MemberConfig, StoreOptions};
 
@@ -127,6 +128,12 @@ pub struct ServerArgs {
     /// Most concurrent streams per client connection.
     #[arg(long, default_value_t = 4096)]
     max_concurrent_streams: u32,
+    /// The space quota of this member's keyspace, as etcd's: a write that would take it
+    /// past this raises the NOSPACE alarm, and then the cluster takes no write that adds
+    /// data until space is freed (compact, defragment) and the alarm disarmed (`etcdctl
+    /// alarm disarm`). 0: etcd's default, 2 GiB; negative: no quota.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    quota_backend_bytes: i64,
     /// How long a request waits for a leader before failing, milliseconds.
     #[arg(long, default_value_t = 7000)]
     request_timeout_ms: u64,
@@ -295,6 +302,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             request_timeout: Duration::from_millis(args.request_timeout_ms),
             watch_progress_interval: Duration::from_millis(args.watch_progress_interval_ms),
             quorum_lost_after: 2 * Duration::from_millis(args.election_timeout_ms),
+            quota_bytes: match args.quota_backend_bytes {
+                0 => Some(DEFAULT_QUOTA_BYTES),
+                negative if negative < 0 => None,
+                bytes => Some(bytes as u64),
+            },
         },
         auto_compaction: retention(args.auto_compaction_mode, &args.auto_compaction_retention)?,
         metrics: metrics.clone(),

@@ -271,6 +271,38 @@ pub fn addr_of_url(url: &str) -> Result<String, Status> {
     Ok(addr.to_owned())
 }
 
+/// An alarm type of a request: `None` for NONE (any), an error for one Rudder never raises.
+pub fn alarm_kind(alarm: i32) -> Result<Option<AlarmKind>, Status> {
+    match pb::AlarmType::try_from(alarm) {
+        Ok(pb::AlarmType::None) => Ok(None),
+        Ok(pb::AlarmType::Nospace) => Ok(Some(AlarmKind::NoSpace)),
+        Ok(pb::AlarmType::Corrupt) => Err(Status::invalid_argument(
+            "etcdserver: Rudder raises no CORRUPT alarm (HashKV compares the replicas)",
+        )),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "etcdserver: unknown alarm type {alarm}: NONE, NOSPACE or CORRUPT"
+        ))),
+    }
+}
+
+pub fn alarm_member(alarm: &Alarm) -> pb::AlarmMember {
+    let kind = match alarm.kind {
+        AlarmKind::NoSpace => pb::AlarmType::Nospace,
+    };
+    pb::AlarmMember {
+        member_id: alarm.member,
+        alarm: kind as i32,
+    }
+}
+
+/// How etcd's `Status` lists a standing alarm among its errors.
+pub fn alarm_error(alarm: &Alarm) -> String {
+    let kind = match alarm.kind {
+        AlarmKind::NoSpace => "NOSPACE",
+    };
+    format!("memberID:{} alarm:{kind} ", alarm.member)
+}
+
 /// Maps a store error to the gRPC status etcd would send, with etcd's message prefix.
 pub fn status(error: StoreError) -> Status {
     let message = format!("etcdserver: {error}");
@@ -285,6 +317,7 @@ pub fn status(error: StoreError) -> Status {
             KvError::LeaseExists { .. } => Status::failed_precondition(message),
             KvError::OutcomeForgotten { .. } => Status::unavailable(message),
             KvError::RequestIdReused { .. } => Status::failed_precondition(message),
+            KvError::NoSpace => Status::resource_exhausted(message),
             _ => Status::invalid_argument(message),
         },
         StoreError::NoLeader

@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::kv::Alarm;
 use crate::store::Store;
 use crate::types::Member;
 use crate::validate::Limits;
@@ -323,12 +324,43 @@ impl Cluster for EtcdApi {
 impl Maintenance for EtcdApi {
     async fn alarm(
         &self,
-        _request: Request<pb::AlarmRequest>,
+        request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
-        // Rudder raises no alarms (no space quota yet): the list is truthfully empty.
+        use pb::alarm_request::AlarmAction;
+        let request = request.into_inner();
+        let action = AlarmAction::try_from(request.action).map_err(|_| {
+            Status::invalid_argument(format!(
+                "etcdserver: unknown alarm action {}: GET, ACTIVATE or DEACTIVATE",
+                request.action
+            ))
+        })?;
+        let kind = convert::alarm_kind(request.alarm)?;
+        let (header, alarms) = match (action, kind) {
+            (AlarmAction::Get, kind) => {
+                let (header, alarms) = self.store.alarms().await.map_err(status)?;
+                let wanted = |alarm: &Alarm| kind.is_none_or(|kind| alarm.kind == kind);
+                (header, alarms.into_iter().filter(wanted).collect())
+            }
+            // etcd disarms nothing for a request that names no alarm.
+            (AlarmAction::Deactivate, None) => (self.store.header(), Vec::new()),
+            (AlarmAction::Activate, None) => {
+                return Err(Status::invalid_argument(
+                    "etcdserver: an alarm to raise needs its type (NOSPACE)",
+                ))
+            }
+            (action, Some(kind)) => {
+                let alarm = Alarm {
+                    member: request.member_id,
+                    kind,
+                };
+                let raise = action == AlarmAction::Activate;
+                let (header, changed) = self.store.set_alarm(alarm, raise).await.map_err(status)?;
+                (header, changed.into_iter().collect())
+            }
+        };
         Ok(Response::new(pb::AlarmResponse {
-            header: convert::header(self.store.header()),
-            alarms: Vec::new(),
+            header: convert::header(header),
+            alarms: alarms.iter().map(convert::alarm_member).collect(),
         }))
     }
 
@@ -345,11 +377,11 @@ impl Maintenance for EtcdApi {
             raft_index: s.raft_index,
             raft_term: s.header.raft_term,
             raft_applied_index: s.raft_applied_index,
-            errors: Vec::new(),
-            db_size_in_use: s.db_size as i64,
+            errors: s.alarms.iter().map(convert::alarm_error).collect(),
+            db_size_in_use: s.db_size_in_use as i64,
             is_learner: s.is_learner,
             storage_version: concat!("rudder-", env!("CARGO_PKG_VERSION")).into(),
-            db_size_quota: 0,
+            db_size_quota: self.store.quota_bytes().unwrap_or(0) as i64,
             downgrade_info: None,
         }))
     }
@@ -358,9 +390,10 @@ impl Maintenance for EtcdApi {
         &self,
         _request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
-        Err(Status::unimplemented(
-            "etcdserver: defragment is not supported by Rudder (RocksDB compacts by itself)",
-        ))
+        let header = self.store.defragment().await.map_err(status)?;
+        Ok(Response::new(pb::DefragmentResponse {
+            header: convert::header(header),
+        }))
     }
 
     async fn hash(

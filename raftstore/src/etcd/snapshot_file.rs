@@ -233,6 +233,8 @@ pub fn decode(file: &[u8], skip_hash_check: bool) -> Result<MvccImage, SnapshotF
         compact_revision,
         versions,
         leases,
+        // A cluster made from a snapshot starts with no alarm standing.
+        alarms: Vec::new(),
     })
 }
 
@@ -280,6 +282,7 @@ mod tests {
                 deleted,
             ],
             leases: vec![Lease { id: 7, ttl: 60 }],
+            alarms: Vec::new(),
         }
     }
 

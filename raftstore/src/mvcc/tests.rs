@@ -427,3 +427,51 @@ fn lease_ttl_must_be_positive_and_ids_unique() {
         Err(KvError::LeaseNotFound { id: 2 })
     );
 }
+
+#[test]
+fn a_standing_no_space_alarm_refuses_puts_and_grants_and_travels_in_the_image() {
+    let mut mvcc = Mvcc::new();
+    apply_ok(&mut mvcc, put("a", "1"));
+    let alarm = Alarm {
+        member: 7,
+        kind: AlarmKind::NoSpace,
+    };
+    let raise = Command::Alarm { alarm, raise: true };
+    let (result, effects) = apply_ok(&mut mvcc, raise.clone());
+    assert_eq!(result, CommandResult::Alarmed(Some(alarm)));
+    assert_eq!(effects.alarms, Some(vec![alarm]), "the shell persists them");
+    let (again, effects) = apply_ok(&mut mvcc, raise);
+    assert_eq!(again, CommandResult::Alarmed(None), "already standing");
+    assert_eq!(effects.alarms, None, "nothing new to persist");
+    assert_eq!(mvcc.revision(), 1, "alarms take no revision");
+
+    for adding in [put("b", "2"), Command::LeaseGrant { id: 3, ttl: 10 }] {
+        let (result, effects) = mvcc.apply(&adding);
+        assert_eq!(result, Err(KvError::NoSpace), "{adding:?}");
+        assert_eq!(effects, Effects::default());
+    }
+    assert_eq!(mvcc.revision(), 1, "refused writes take no revision");
+    apply_ok(&mut mvcc, delete(KeyRange::single("a")));
+    assert_eq!(
+        mvcc.revision(),
+        2,
+        "a delete frees space, so it goes through"
+    );
+
+    // A replica that installs a snapshot refuses the same writes.
+    let mut restored = Mvcc::restore(mvcc.image());
+    assert_eq!(restored.alarms(), vec![alarm]);
+    assert_eq!(restored.apply(&put("b", "2")).0, Err(KvError::NoSpace));
+
+    let (disarmed, effects) = apply_ok(
+        &mut mvcc,
+        Command::Alarm {
+            alarm,
+            raise: false,
+        },
+    );
+    assert_eq!(disarmed, CommandResult::Alarmed(Some(alarm)));
+    assert_eq!(effects.alarms, Some(Vec::new()));
+    apply_ok(&mut mvcc, put("b", "2"));
+    assert_eq!(mvcc.revision(), 3);
+}

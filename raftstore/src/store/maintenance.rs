@@ -1,9 +1,13 @@
 //! What a member's maintenance asks of [`Store`], from the local replica: its revisions,
 //! its status (etcd's `Status`), the keyspace's hash (`HashKV`), and the whole replicated
-//! state for `snapshot save` (after a read barrier).
+//! state for `snapshot save` (after a read barrier); alarms and the space quota
+//! ([`crate::alarms`]), and defragmenting.
 
 use super::{Header, MemberStatus, Store, StoreError};
-use crate::kv::{KeyspaceHash, Revision};
+use crate::alarms::adds_data;
+use crate::error::KvError;
+use crate::kv::{Alarm, AlarmKind, Command, CommandResult, KeyspaceHash, Revision};
+use crate::validate::command_size;
 
 impl Store {
     /// The current and the compacted revision of this replica.
@@ -42,9 +46,80 @@ impl Store {
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or(0),
             is_learner,
-            db_size: (self.inner.db_size)(),
+            db_size: self.inner.db.size_bytes(),
+            db_size_in_use: self.inner.db.keyspace_size_bytes(),
             version_count: state.mvcc.version_count(),
+            alarms: state.mvcc.alarms(),
         }
+    }
+
+    /// The alarms standing in the cluster, after a read barrier (etcd's `alarm list`).
+    pub async fn alarms(&self) -> Result<(Header, Vec<Alarm>), StoreError> {
+        self.read_barrier().await?;
+        let alarms = self.inner.keyspace.read().mvcc.alarms();
+        Ok((self.header(), alarms))
+    }
+
+    /// Raises `alarm`, or (`raise` false) disarms it, through the log; the alarm, if that
+    /// changed anything.
+    pub async fn set_alarm(
+        &self,
+        alarm: Alarm,
+        raise: bool,
+    ) -> Result<(Header, Option<Alarm>), StoreError> {
+        match self.propose(Command::Alarm { alarm, raise }).await? {
+            (header, CommandResult::Alarmed(changed)) => Ok((header, changed)),
+            (_, other) => unreachable!("an alarm answered with {other:?}"),
+        }
+    }
+
+    /// Rewrites this member's database whole (etcd's `defrag`, which is per member too):
+    /// the space that compaction freed goes back to the file system.
+    pub async fn defragment(&self) -> Result<Header, StoreError> {
+        let db = self.inner.db.clone();
+        let started = std::time::Instant::now();
+        let before = db.size_bytes();
+        tokio::task::spawn_blocking(move || db.defragment())
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        let after = self.inner.db.size_bytes();
+        tracing::info!(before, after, took = ?started.elapsed(), "defragmented");
+        Ok(self.header())
+    }
+
+    /// Refuses a write that adds data when it would take this member's keyspace past the
+    /// space quota, raising the NOSPACE alarm for it first (etcd's quota check, made before
+    /// anything reaches the log; the alarm then makes every replica refuse such writes).
+    pub(super) async fn check_quota(&self, command: &Command) -> Result<(), StoreError> {
+        let Some(quota) = self.inner.options.quota_bytes else {
+            return Ok(());
+        };
+        if !adds_data(command) {
+            return Ok(());
+        }
+        let size = self.inner.db.keyspace_size_bytes();
+        if size.saturating_add(command_size(command) as u64) < quota {
+            return Ok(());
+        }
+        let alarm = Alarm {
+            member: self.inner.id,
+            kind: AlarmKind::NoSpace,
+        };
+        let standing = self.inner.keyspace.read().mvcc.alarms().contains(&alarm);
+        if !standing {
+            tracing::warn!(
+                size,
+                quota,
+                "the keyspace is past its space quota (--quota-backend-bytes): NOSPACE \
+                 raised, writes that add data are refused until space is freed (compact, \
+                 then defragment every member) and the alarm disarmed (etcdctl alarm disarm)"
+            );
+            // Boxed: raising goes through `propose`, which called this.
+            if let Err(error) = Box::pin(self.set_alarm(alarm, true)).await {
+                tracing::warn!(%error, "raising the NOSPACE alarm");
+            }
+        }
+        Err(StoreError::Kv(KvError::NoSpace))
     }
 
     /// The whole replicated state, for `snapshot save` backups.

@@ -25,6 +25,7 @@ use rudder_proto::metrics::observe;
 use rudder_proto::request_ids::{RequestIds, RETRY_HORIZON};
 
 use crate::codec;
+use crate::db::Db;
 use crate::error::KvError;
 use crate::keyspace::Keyspace;
 use crate::kv::*;
@@ -71,7 +72,11 @@ pub struct MemberStatus {
     pub raft_applied_index: u64,
     pub is_learner: bool,
     pub db_size: u64,
+    /// What the space quota counts ([`crate::db::Db::keyspace_size_bytes`]).
+    pub db_size_in_use: u64,
     pub version_count: usize,
+    /// The alarms standing in the cluster, as this replica knows them.
+    pub alarms: Vec<Alarm>,
 }
 
 /// Tunables of the client-facing side of a member.
@@ -86,7 +91,14 @@ pub struct StoreOptions {
     /// with [`StoreError::QuorumLost`] (see `crate::proposer`). `rudder server` sets it to
     /// twice the election timeout (the default: twice the default one).
     pub quorum_lost_after: Duration,
+    /// The space quota, etcd's `--quota-backend-bytes`: a write that would take this
+    /// member's keyspace past it raises the NOSPACE alarm ([`crate::alarms`]). None: no
+    /// quota.
+    pub quota_bytes: Option<u64>,
 }
+
+/// etcd's default space quota, 2 GiB.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 << 30;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -95,6 +107,7 @@ impl Default for StoreOptions {
             request_timeout: Duration::from_secs(7),
             watch_progress_interval: Duration::from_secs(600),
             quorum_lost_after: Duration::from_millis(300),
+            quota_bytes: Some(DEFAULT_QUOTA_BYTES),
         }
     }
 }
@@ -130,7 +143,7 @@ struct Inner {
     /// the change it decides must not interleave with another change (a member's address
     /// update that waited out a removal would otherwise put the removed member back).
     membership_lock: tokio::sync::Mutex<()>,
-    db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+    db: Db,
     metrics: StoreMetrics,
     /// A restored member's keyspace is not in its Raft log until its first snapshot: no
     /// member may be added (it would replay the log without it) until then.
@@ -164,7 +177,7 @@ impl Store {
         keyspace: Arc<Keyspace>,
         options: StoreOptions,
         peers: PeerClients,
-        db_size: Box<dyn Fn() -> u64 + Send + Sync>,
+        db: Db,
         metrics: StoreMetrics,
     ) -> Self {
         let inner = Inner {
@@ -182,7 +195,7 @@ impl Store {
             peers,
             request_ids: RequestIds::new(),
             membership_lock: tokio::sync::Mutex::new(()),
-            db_size,
+            db,
             metrics,
             restoring: std::sync::atomic::AtomicBool::new(false),
         };
@@ -220,6 +233,11 @@ impl Store {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.options.limits
+    }
+
+    /// The space quota, if there is one.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        self.inner.options.quota_bytes
     }
 
     pub fn header(&self) -> Header {
@@ -307,6 +325,7 @@ impl Store {
         tag: Option<RequestTag>,
     ) -> Result<(Header, CommandResult, bool), StoreError> {
         check_command(&command, self.limits())?;
+        self.check_quota(&command).await?;
         let started = Instant::now();
         let written = match tag {
             Some(tag) => self.write(command, tag).await,
