@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::kv::{Alarm, AlarmKind, Command, RequestOp, TxnRequest};
+use crate::kv::{Alarm, AlarmKind, Command, PutRequest, RequestOp, TxnRequest};
 
 /// The alarms standing in the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,8 +45,44 @@ impl Alarms {
     }
 }
 
+/// What `command` costs against the quota, as etcd counts it: a put its key and value and
+/// 256 bytes of overhead, a lease grant 64 bytes, a transaction the puts of its costlier
+/// branch (nested ones too); what frees space, nothing.
+pub fn cost(command: &Command) -> u64 {
+    match command {
+        Command::Put(put) => put_cost(put),
+        Command::LeaseGrant { .. } => LEASE_COST,
+        Command::Txn(txn) => txn_cost(txn),
+        Command::DeleteRange(_)
+        | Command::Compact { .. }
+        | Command::LeaseRevoke { .. }
+        | Command::Alarm { .. } => 0,
+    }
+}
+
+/// etcd's `kvOverhead` and `leaseOverhead`.
+const PUT_OVERHEAD: u64 = 256;
+const LEASE_COST: u64 = 64;
+
+fn put_cost(put: &PutRequest) -> u64 {
+    PUT_OVERHEAD + (put.key.len() + put.value.len()) as u64
+}
+
+fn txn_cost(txn: &TxnRequest) -> u64 {
+    let branch = |ops: &[RequestOp]| -> u64 {
+        ops.iter()
+            .map(|op| match op {
+                RequestOp::Put(put) => put_cost(put),
+                RequestOp::Txn(inner) => txn_cost(inner),
+                RequestOp::Range(_) | RequestOp::DeleteRange(_) => 0,
+            })
+            .sum()
+    };
+    branch(&txn.success).max(branch(&txn.failure))
+}
+
 /// Whether `command` adds data, what etcd's quota charges for: a put, a transaction with a
-/// put in either branch (nested ones too), a lease grant.
+/// put in either branch (nested ones too, which etcd lets through), a lease grant.
 pub fn adds_data(command: &Command) -> bool {
     match command {
         Command::Put(_) | Command::LeaseGrant { .. } => true,
@@ -134,5 +170,18 @@ mod tests {
         assert!(!alarms.set(NO_SPACE, false), "disarmed once");
         assert!(!alarms.refuse(&grant));
         assert_eq!(alarms.list(), Vec::new());
+    }
+
+    #[test]
+    fn a_write_costs_what_etcd_charges_it() {
+        assert_eq!(cost(&Command::Put(put_request())), 256 + 1);
+        assert_eq!(cost(&Command::LeaseGrant { id: 1, ttl: 5 }), 64);
+        let costlier_failure = txn(
+            vec![put()],
+            vec![put(), RequestOp::Txn(txn(vec![put()], vec![]))],
+        );
+        assert_eq!(cost(&Command::Txn(costlier_failure)), 2 * 257);
+        assert_eq!(cost(&Command::Txn(txn(vec![delete()], vec![]))), 0);
+        assert_eq!(cost(&Command::Compact { revision: 1 }), 0);
     }
 }

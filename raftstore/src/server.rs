@@ -246,6 +246,7 @@ impl RunningMember {
             stopped.clone(),
         ));
         tasks.spawn(expire_leases(store.clone(), stopped.clone()));
+        tasks.spawn(watch_space(store.clone(), stopped.clone()));
         tasks.spawn(auto_compact(
             store.clone(),
             config.auto_compaction,
@@ -598,6 +599,18 @@ async fn ask(
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(last) => return Err(error(last)),
+        }
+    }
+}
+
+/// This member's space, measured ten times a second for the quota ([`Store::watch_space`]).
+async fn watch_space(store: Store, mut stopped: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => store.watch_space().await,
+            _ = stopped.changed() => return,
         }
     }
 }

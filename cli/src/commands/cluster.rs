@@ -139,6 +139,21 @@ async fn status(args: InfoArgs) -> anyhow::Result<()> {
         }
     }
     print!("{}", render(&rows));
+    // Every member reports the cluster's alarms: each once.
+    let mut alarms: Vec<&str> = statuses
+        .iter()
+        .filter_map(|(_, status)| status.as_ref().ok())
+        .flat_map(|status| status.errors.iter().map(|error| error.trim()))
+        .filter(|error| error.contains("alarm:"))
+        .collect();
+    alarms.sort_unstable();
+    alarms.dedup();
+    for alarm in alarms {
+        println!(
+            "{alarm}: the store refuses writes that add data; free space (`etcdctl \
+             compact`, then `etcdctl defrag --cluster`) and disarm it (`etcdctl alarm disarm`)"
+        );
+    }
     Ok(())
 }
 

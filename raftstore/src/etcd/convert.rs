@@ -271,14 +271,21 @@ pub fn addr_of_url(url: &str) -> Result<String, Status> {
     Ok(addr.to_owned())
 }
 
-/// An alarm type of a request: `None` for NONE (any), an error for one Rudder never raises.
-pub fn alarm_kind(alarm: i32) -> Result<Option<AlarmKind>, Status> {
+/// The alarm type an Alarm request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmAsked {
+    /// NONE: in a GET, every alarm.
+    Any,
+    Kind(AlarmKind),
+    /// CORRUPT, which Rudder never raises (HashKV compares the replicas instead).
+    NeverRaised,
+}
+
+pub fn alarm_asked(alarm: i32) -> Result<AlarmAsked, Status> {
     match pb::AlarmType::try_from(alarm) {
-        Ok(pb::AlarmType::None) => Ok(None),
-        Ok(pb::AlarmType::Nospace) => Ok(Some(AlarmKind::NoSpace)),
-        Ok(pb::AlarmType::Corrupt) => Err(Status::invalid_argument(
-            "etcdserver: Rudder raises no CORRUPT alarm (HashKV compares the replicas)",
-        )),
+        Ok(pb::AlarmType::None) => Ok(AlarmAsked::Any),
+        Ok(pb::AlarmType::Nospace) => Ok(AlarmAsked::Kind(AlarmKind::NoSpace)),
+        Ok(pb::AlarmType::Corrupt) => Ok(AlarmAsked::NeverRaised),
         Err(_) => Err(Status::invalid_argument(format!(
             "etcdserver: unknown alarm type {alarm}: NONE, NOSPACE or CORRUPT"
         ))),

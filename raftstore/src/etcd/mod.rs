@@ -24,7 +24,7 @@ use crate::kv::Alarm;
 use crate::store::Store;
 use crate::types::Member;
 use crate::validate::Limits;
-use convert::status;
+use convert::{status, AlarmAsked};
 
 /// The version this API is compatible with, reported by `Status`.
 pub const ETCD_API_VERSION: &str = "3.5.0";
@@ -334,21 +334,27 @@ impl Maintenance for EtcdApi {
                 request.action
             ))
         })?;
-        let kind = convert::alarm_kind(request.alarm)?;
-        let (header, alarms) = match (action, kind) {
-            (AlarmAction::Get, kind) => {
+        let asked = convert::alarm_asked(request.alarm)?;
+        let (header, alarms) = match (action, asked) {
+            (AlarmAction::Get, asked) => {
                 let (header, alarms) = self.store.alarms().await.map_err(status)?;
-                let wanted = |alarm: &Alarm| kind.is_none_or(|kind| alarm.kind == kind);
+                let wanted = |alarm: &Alarm| match asked {
+                    AlarmAsked::Any => true,
+                    AlarmAsked::Kind(kind) => alarm.kind == kind,
+                    AlarmAsked::NeverRaised => false,
+                };
                 (header, alarms.into_iter().filter(wanted).collect())
             }
-            // etcd disarms nothing for a request that names no alarm.
-            (AlarmAction::Deactivate, None) => (self.store.header(), Vec::new()),
-            (AlarmAction::Activate, None) => {
+            // As etcd: disarming what does not stand disarms nothing.
+            (AlarmAction::Deactivate, AlarmAsked::Any | AlarmAsked::NeverRaised) => {
+                (self.store.header(), Vec::new())
+            }
+            (AlarmAction::Activate, AlarmAsked::Any | AlarmAsked::NeverRaised) => {
                 return Err(Status::invalid_argument(
-                    "etcdserver: an alarm to raise needs its type (NOSPACE)",
+                    "etcdserver: Rudder raises only NOSPACE alarms: name it to raise one",
                 ))
             }
-            (action, Some(kind)) => {
+            (action, AlarmAsked::Kind(kind)) => {
                 let alarm = Alarm {
                     member: request.member_id,
                     kind,

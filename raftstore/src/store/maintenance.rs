@@ -4,10 +4,12 @@
 //! ([`crate::alarms`]), and defragmenting.
 
 use super::{Header, MemberStatus, Store, StoreError};
-use crate::alarms::adds_data;
+use std::sync::atomic::Ordering;
+
+use crate::alarms::cost;
 use crate::error::KvError;
 use crate::kv::{Alarm, AlarmKind, Command, CommandResult, KeyspaceHash, Revision};
-use crate::validate::command_size;
+use crate::sessions::RequestTag;
 
 impl Store {
     /// The current and the compacted revision of this replica.
@@ -28,6 +30,8 @@ impl Store {
 
     pub fn status(&self) -> MemberStatus {
         let metrics = self.inner.raft.metrics().borrow().clone();
+        // Before the keyspace's lock: RocksDB takes its own to answer.
+        let (db_size, db_size_in_use) = (self.inner.db.size_bytes(), self.measure_space());
         let state = self.inner.keyspace.read();
         let is_learner = !metrics
             .membership_config
@@ -46,8 +50,8 @@ impl Store {
             raft_index: metrics.last_log_index.unwrap_or(0),
             raft_applied_index: metrics.last_applied.map(|id| id.index).unwrap_or(0),
             is_learner,
-            db_size: self.inner.db.size_bytes(),
-            db_size_in_use: self.inner.db.keyspace_size_bytes(),
+            db_size,
+            db_size_in_use,
             version_count: state.mvcc.version_count(),
             alarms: state.mvcc.alarms(),
         }
@@ -87,39 +91,80 @@ impl Store {
         Ok(self.header())
     }
 
+    /// Measures this member's keyspace (what the quota counts) for the quota check.
+    fn measure_space(&self) -> u64 {
+        let size = self.inner.db.keyspace_size_bytes();
+        self.inner.keyspace_bytes.store(size, Ordering::Relaxed);
+        size
+    }
+
+    /// Measures the keyspace and, past the quota, raises this member's NOSPACE alarm: run
+    /// every tenth of a second, so that a member no client writes to (its writes all come
+    /// through the log) is held to its quota too.
+    pub async fn watch_space(&self) {
+        let size = self.measure_space();
+        if self
+            .inner
+            .options
+            .quota_bytes
+            .is_some_and(|quota| size >= quota)
+        {
+            self.raise_no_space(size).await;
+        }
+    }
+
     /// Refuses a write that adds data when it would take this member's keyspace past the
     /// space quota, raising the NOSPACE alarm for it first (etcd's quota check, made before
-    /// anything reaches the log; the alarm then makes every replica refuse such writes).
-    pub(super) async fn check_quota(&self, command: &Command) -> Result<(), StoreError> {
+    /// anything reaches the log; the alarm then makes every replica refuse such writes). A
+    /// retry of a write this replica knows was applied is let through, to be answered as
+    /// it was the first time.
+    pub(super) async fn check_quota(
+        &self,
+        command: &Command,
+        tag: Option<RequestTag>,
+    ) -> Result<(), StoreError> {
         let Some(quota) = self.inner.options.quota_bytes else {
             return Ok(());
         };
-        if !adds_data(command) {
+        let cost = cost(command);
+        let size = self.inner.keyspace_bytes.load(Ordering::Relaxed);
+        if cost == 0 || size.saturating_add(cost) < quota {
             return Ok(());
         }
-        let size = self.inner.db.keyspace_size_bytes();
-        if size.saturating_add(command_size(command) as u64) < quota {
-            return Ok(());
+        if let Some(RequestTag { id, .. }) = tag {
+            let state = self.inner.keyspace.read();
+            let applied = state.sessions.outcomes_of(id.client, id.seq);
+            if applied.iter().any(|(part, _)| *part == id.part) {
+                return Ok(());
+            }
         }
+        self.raise_no_space(size).await;
+        Err(StoreError::Kv(KvError::NoSpace))
+    }
+
+    /// Raises this member's NOSPACE alarm unless it stands or is being raised.
+    async fn raise_no_space(&self, size: u64) {
         let alarm = Alarm {
             member: self.inner.id,
             kind: AlarmKind::NoSpace,
         };
-        let standing = self.inner.keyspace.read().mvcc.alarms().contains(&alarm);
-        if !standing {
-            tracing::warn!(
-                size,
-                quota,
-                "the keyspace is past its space quota (--quota-backend-bytes): NOSPACE \
-                 raised, writes that add data are refused until space is freed (compact, \
-                 then defragment every member) and the alarm disarmed (etcdctl alarm disarm)"
-            );
-            // Boxed: raising goes through `propose`, which called this.
-            if let Err(error) = Box::pin(self.set_alarm(alarm, true)).await {
-                tracing::warn!(%error, "raising the NOSPACE alarm");
-            }
+        if self.inner.keyspace.read().mvcc.alarms().contains(&alarm)
+            || self.inner.raising_no_space.swap(true, Ordering::SeqCst)
+        {
+            return;
         }
-        Err(StoreError::Kv(KvError::NoSpace))
+        tracing::warn!(
+            size,
+            quota = self.inner.options.quota_bytes,
+            "the keyspace is past its space quota (--quota-backend-bytes): NOSPACE raised, \
+             writes that add data are refused until space is freed (compact, then defragment \
+             every member) and the alarm disarmed (etcdctl alarm disarm)"
+        );
+        // Boxed: raising goes through `propose`, which may have called this.
+        if let Err(error) = Box::pin(self.set_alarm(alarm, true)).await {
+            tracing::warn!(%error, "raising the NOSPACE alarm");
+        }
+        self.inner.raising_no_space.store(false, Ordering::SeqCst);
     }
 
     /// The whole replicated state, for `snapshot save` backups.

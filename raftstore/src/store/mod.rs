@@ -148,6 +148,10 @@ struct Inner {
     /// A restored member's keyspace is not in its Raft log until its first snapshot: no
     /// member may be added (it would replay the log without it) until then.
     restoring: std::sync::atomic::AtomicBool,
+    /// The keyspace's size as last measured ([`Store::watch_space`]), for the quota check.
+    keyspace_bytes: std::sync::atomic::AtomicU64,
+    /// Set while this member's NOSPACE alarm is being raised: one proposal at a time.
+    raising_no_space: std::sync::atomic::AtomicBool,
 }
 
 /// What to do after one attempt at a leader-only call.
@@ -180,6 +184,7 @@ impl Store {
         db: Db,
         metrics: StoreMetrics,
     ) -> Self {
+        let keyspace_bytes = db.keyspace_size_bytes();
         let inner = Inner {
             id,
             proposer: Proposer::start(
@@ -198,6 +203,8 @@ impl Store {
             db,
             metrics,
             restoring: std::sync::atomic::AtomicBool::new(false),
+            keyspace_bytes: std::sync::atomic::AtomicU64::new(keyspace_bytes),
+            raising_no_space: std::sync::atomic::AtomicBool::new(false),
         };
         Self {
             inner: Arc::new(inner),
@@ -325,7 +332,7 @@ impl Store {
         tag: Option<RequestTag>,
     ) -> Result<(Header, CommandResult, bool), StoreError> {
         check_command(&command, self.limits())?;
-        self.check_quota(&command).await?;
+        self.check_quota(&command, tag).await?;
         let started = Instant::now();
         let written = match tag {
             Some(tag) => self.write(command, tag).await,
