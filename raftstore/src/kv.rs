@@ -14,10 +14,12 @@ pub type LeaseId = i64;
 /// One version of one key, as etcd's `mvccpb.KeyValue`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyValue {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub create_revision: Revision,
     pub mod_revision: Revision,
     pub version: i64,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: LeaseId,
 }
@@ -40,7 +42,9 @@ pub struct Event {
 /// empty = the single key; `"\0"` = every key `>= key`; otherwise `[key, range_end)`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct KeyRange {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub range_end: Vec<u8>,
 }
 
@@ -142,7 +146,9 @@ pub struct RangeResponse {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PutRequest {
+    #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub lease: LeaseId,
     pub prev_kv: bool,
@@ -180,7 +186,7 @@ pub enum CompareTarget {
     Version(i64),
     Create(Revision),
     Mod(Revision),
-    Value(Vec<u8>),
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
     Lease(LeaseId),
 }
 

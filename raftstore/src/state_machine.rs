@@ -50,6 +50,7 @@ pub enum SeedError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
     pub(crate) meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     pub(crate) data: Vec<u8>,
 }
 
