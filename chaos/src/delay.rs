@@ -203,11 +203,10 @@ fn hold_and_release(
     let holding = hold(&mut queue, &mut held, &mut delayed, delay, stop);
     // Whatever ended the holding, nothing held is kept: a packet left in the queue when
     // its socket closes is dropped by the kernel.
-    let released = release(&mut queue, held.drain(..).map(|(_, packet)| packet));
+    let released = release_all(&mut queue, &mut held);
     let flushed = remove_rules();
-    let mut late = VecDeque::new();
-    let received = receive(&mut queue, &mut late, Duration::ZERO);
-    let drained = release(&mut queue, late.drain(..).map(|(_, packet)| packet));
+    let received = receive(&mut queue, &mut held, Duration::ZERO);
+    let drained = release_all(&mut queue, &mut held);
     holding
         .and(released)
         .and(flushed)
@@ -267,6 +266,14 @@ fn receive(
         }
     }
     first_failure.map_or(Ok(received), Err)
+}
+
+/// Lets everything in `held` through now, in order.
+fn release_all(
+    queue: &mut nfq::Queue,
+    held: &mut VecDeque<(Instant, nfq::Message)>,
+) -> Result<(), DelayError> {
+    release(queue, held.drain(..).map(|(_, packet)| packet))
 }
 
 /// Lets `packets` through, in order; past a failure, tries the rest and says the first.

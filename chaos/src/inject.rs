@@ -537,9 +537,11 @@ async fn lose_node(
     done: &mut Injection,
     progress: &mut impl FnMut(&str),
 ) -> Result<(), ClusterError> {
+    // A node has no leader: a fault drawn for "the leader" takes the group its start time
+    // picks (as fixed by the schedule as a drawn pick), not always the first.
     let pick = match planned.victim {
         Victim::Any { pick } | Victim::Follower { pick } => pick as usize,
-        _ => 0,
+        _ => planned.at.as_millis() as usize,
     };
     let groups = cluster.nodes.len();
     let group = cluster
