@@ -478,8 +478,11 @@ impl ProcessCluster {
         extra_flags: &[String],
         network: Option<MemberNetwork>,
     ) -> Result<Self, ClusterError> {
+        // Ports of their own, below the ephemeral range: a member restarted on them finds
+        // them free (see `free_port`).
         let addresses = addresses(network.as_ref(), size, || {
-            Ok::<_, ClusterError>(("127.0.0.1:0".into(), "127.0.0.1:0".into()))
+            let port = || free_port().map_err(ClusterError::Scratch);
+            Ok::<_, ClusterError>((port()?, port()?))
         })?;
         let netns = |n: usize| network.as_ref().map(|net| net.places()[n].netns.as_path());
         // The members' one keyring for Secrets, made as a user makes it.

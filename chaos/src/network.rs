@@ -387,10 +387,31 @@ pub(crate) fn addresses<E>(
     }
 }
 
-/// A free loopback port: bound, read, released (the member binds it right after).
+/// Where members' loopback ports come from: below the kernel's ephemeral range (32768 up,
+/// Linux's default), so that a member restarted on its ports does not find one taken by an
+/// outgoing connection or another process's bind to port 0 meanwhile; and clear of the
+/// ranges `rudder up`'s tests take (10000-12700 and 10000 and 20000 above).
+const MEMBER_PORTS: std::ops::Range<u16> = 23_000..30_000;
+
+/// A free loopback port for a member: one of [`MEMBER_PORTS`] that binds now, released
+/// (the member binds it right after), tried from a place that depends on this process and
+/// on earlier picks, so that parallel runs rarely try the same ones.
 pub(crate) fn free_port() -> std::io::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static PICKS: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(MEMBER_PORTS.end - MEMBER_PORTS.start);
+    for _ in 0..span {
+        let pick = PICKS.fetch_add(1, Ordering::Relaxed);
+        let offset = (std::process::id().wrapping_mul(7919) + pick.wrapping_mul(131)) % span;
+        let port = MEMBER_PORTS.start + offset as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return Ok(listener.local_addr()?.to_string());
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free loopback port in {MEMBER_PORTS:?}"),
+    ))
 }
 
 #[cfg(test)]
