@@ -76,13 +76,24 @@ subjects: [{ apiGroup: rbac.authorization.k8s.io, kind: User, name: jane }]
     let (cert, key) = (at("--client-certificate"), at("--client-key"));
     jane[cert] = d.join("jane.crt").display().to_string();
     jane[key] = d.join("jane.key").display().to_string();
+    // The binding takes effect once the masters' RBAC caches have it (the watch that
+    // feeds them may lag a loaded machine): a node token made, she is an admin there.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let janes = loop {
+        match succeeded(&run(d, &jane, &["token", "create", "--role", "node"])) {
+            Ok(token) => break token,
+            Err(refused) if std::time::Instant::now() < deadline => {
+                eprintln!("jane's binding not in effect yet: {refused}");
+            }
+            Err(refused) => panic!("jane's binding never took effect: {refused}"),
+        }
+    };
     let denied = run(d, &jane, &["token", "create", "--role", "master"]);
     assert!(
         text(&denied.stderr).contains("only system:masters may"),
         "{}",
         text(&denied.stderr)
     );
-    let janes = succeeded(&run(d, &jane, &["token", "create", "--role", "node"])).unwrap();
     // Nor turn her node token into one (an update, through stringData).
     let id = janes
         .trim()

@@ -195,11 +195,12 @@ async fn a_rudder_snapshot_reads_in_etcdctl_and_restores_a_new_cluster_that_grow
     assert!(etcd_dir.join("member/snap/db").exists());
 
     // A new Rudder cluster of three from it: the first restored, two joining later. Its
-    // settling starts 2 s late, so the joiners are refused until its keyspace is in a Raft
-    // snapshot, and get it from there.
+    // settling starts 5 s late (the rest of its start-up runs meanwhile, longer on a loaded
+    // machine, and the first joiner must come inside the window), so the joiners are
+    // refused until its keyspace is in a Raft snapshot, and get it from there.
     let late = [
         "--failpoints".to_string(),
-        "restore-settles-late=return(2000)".to_string(),
+        "restore-settles-late=return(5000)".to_string(),
     ];
     let restored =
         ProcessCluster::start_rudder_restored(&rudder_binary_beside_tests(), 3, &file, &late)
