@@ -91,6 +91,11 @@ impl Store {
         Ok(self.header())
     }
 
+    /// The space quota, if there is one.
+    pub fn quota_bytes(&self) -> Option<u64> {
+        self.inner.options.quota_bytes
+    }
+
     /// Measures this member's keyspace (what the quota counts) for the quota check.
     fn measure_space(&self) -> u64 {
         let size = self.inner.db.keyspace_size_bytes();

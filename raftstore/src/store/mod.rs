@@ -242,11 +242,6 @@ impl Store {
         &self.inner.options.limits
     }
 
-    /// The space quota, if there is one.
-    pub fn quota_bytes(&self) -> Option<u64> {
-        self.inner.options.quota_bytes
-    }
-
     pub fn header(&self) -> Header {
         let revision = self.inner.keyspace.read().mvcc.revision();
         self.header_at(revision)
