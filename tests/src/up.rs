@@ -117,10 +117,17 @@ pub async fn stop(up: Up) {
     kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
     let Ok(status) = tokio::time::timeout(Duration::from_secs(30), child.wait()).await else {
         child.kill().await.unwrap();
-        panic!(
-            "rudder up did not stop within 30 s of SIGINT; it said:\n{}",
-            stderr.await.unwrap()
-        );
+        let said = stderr.await.unwrap();
+        // Killed, it stops none of its masters: this test does, the first ones and those it
+        // restarted ("m2 restarted (pid N)").
+        let restarted = said
+            .split("restarted (pid ")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next()?.parse::<i32>().ok());
+        for master in pids.iter().copied().chain(restarted) {
+            let _ = kill(Pid::from_raw(master), Signal::SIGKILL);
+        }
+        panic!("rudder up did not stop within 30 s of SIGINT; it said:\n{said}");
     };
     let status = status.unwrap();
     assert!(status.success(), "rudder up exited with {status}");
