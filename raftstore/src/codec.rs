@@ -17,6 +17,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     bincode::serde::decode_from_slice(bytes, config()).map(|(value, _)| value)
 }
 
+/// Encodes `value` into `out` as it goes (for values too big to hold encoded in memory).
+pub fn encode_into<T: Serialize>(
+    value: &T,
+    out: &mut impl std::io::Write,
+) -> Result<usize, EncodeError> {
+    bincode::serde::encode_into_std_write(value, out, config())
+}
+
+/// Decodes a `T` from the start of `bytes`; returns it and how many bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
+    bincode::serde::decode_from_slice(bytes, config())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,15 +7,15 @@
 //! | `mvcc` | [`Rev`](crate::mvcc::Rev) (12 bytes BE) | one key version |
 //! | `leases` | lease id (i64 BE) | lease |
 //! | `sm` | `applied`, `membership`, `revision`, `compact`, `members_ever`, `cluster_id` | state-machine metadata |
-//! | `snapshot` | `current` | the last built or installed snapshot |
+//! | `snapshot` | (empty since format 4) | the last snapshot is a file beside the database: [`crate::snapshot_file`] |
 //! | `sessions` | `c`; `s`+client; `o`+client+seq+batch | the request table ([`crate::session_store`]) |
 //!
 //! `raft`/`format` holds the data directory's format version (see [`crate::format`]).
 //!
 //! Sharing one WAL means a synced write also makes every earlier write durable. That is what
 //! lets the state machine write without its own fsync: the log entries it applies were synced
-//! before they were committed, and anything that lets the log be purged (a snapshot) is
-//! written synced, which carries every earlier state-machine write to disk with it.
+//! before they were committed, and anything that lets the log be purged (a snapshot) first
+//! syncs the WAL, which carries every earlier state-machine write to disk with it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -137,6 +137,11 @@ impl Db {
 
     pub fn raw(&self) -> &DB {
         &self.inner
+    }
+
+    /// The database's directory.
+    pub fn path(&self) -> &Path {
+        self.inner.path()
     }
 
     /// The database's size: the table files and memtables of every column family (the Raft

@@ -4,12 +4,15 @@
 //! |---|---|---|
 //! | 1 | releases before exactly-once writes (no `format` key) | log entries carry bare commands |
 //! | 2 | releases before alarms | log entries carry tagged requests and the leader's time; snapshots and the `sessions` column family carry the request table |
-//! | 3 | this release | snapshots carry the standing alarms ([`crate::alarms`]) |
+//! | 3 | releases before snapshot files | snapshots carry the standing alarms ([`crate::alarms`]) |
+//! | 4 | this release | the last snapshot is a file beside the database ([`crate::snapshot_file`]), no longer in its `snapshot` family |
 //!
-//! A member opens version 1 by rewriting its log entries and its last snapshot in the new
-//! form, and version 2 by rewriting its last snapshot (each in one synced batch, so a
-//! crash midway leaves the old version intact), and refuses a version it does not know
-//! with the version found and the one it needs.
+//! A member opens version 1 by rewriting its log entries and its last snapshot in version
+//! 3's form, and version 2 by rewriting its last snapshot (each in one synced batch, so a
+//! crash midway leaves the old version intact); then version 3 by writing its snapshot to
+//! the file and deleting it from the database (a crash before the deletion writes the file
+//! again). It refuses a version it does not know with the version found and the one it
+//! needs.
 
 use rocksdb::{IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
@@ -17,11 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::db::{Db, DbError, CF_LOGS, CF_RAFT, CF_SNAPSHOT};
 use crate::sessions::Sessions;
+use crate::snapshot_file::{SnapshotFile, SnapshotFileError};
 use crate::state_machine::{SnapshotImage, StoredSnapshot};
 use crate::types::{Entry, Proposal, Request};
 
 /// The format this release writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 
 const FORMAT_KEY: &str = "format";
 
@@ -38,6 +42,8 @@ pub enum FormatError {
         #[source]
         source: DbError,
     },
+    #[error("migrating the data directory from format version 3 to {CURRENT} (moving the snapshot to its file); the database is unchanged")]
+    MoveSnapshot(#[source] SnapshotFileError),
 }
 
 /// Makes `db` hold the current format: records it in a new directory, migrates an older one,
@@ -53,14 +59,17 @@ pub fn open(db: &Db) -> Result<u32, FormatError> {
     };
     match found {
         CURRENT if recorded.is_some() => Ok(CURRENT),
-        CURRENT => record(db, WriteBatch::default(), found).map(|()| found),
-        1 | 2 => {
-            let batch = if found == 1 {
-                v1::migrate(db)?
-            } else {
-                v2::migrate(db)?
-            };
-            record(db, batch, found)?;
+        CURRENT => record(db, WriteBatch::default(), found, CURRENT).map(|()| found),
+        1..=3 => {
+            if found < 3 {
+                let batch = if found == 1 {
+                    v1::migrate(db)?
+                } else {
+                    v2::migrate(db)?
+                };
+                record(db, batch, found, 3)?;
+            }
+            record(db, v3::migrate(db)?, 3, CURRENT)?;
             tracing::info!(from = found, to = CURRENT, "migrated the data directory");
             Ok(found)
         }
@@ -68,9 +77,10 @@ pub fn open(db: &Db) -> Result<u32, FormatError> {
     }
 }
 
-fn record(db: &Db, mut batch: WriteBatch, from: u32) -> Result<(), FormatError> {
+/// Writes `batch` with `version` recorded, synced.
+fn record(db: &Db, mut batch: WriteBatch, from: u32, version: u32) -> Result<(), FormatError> {
     let failed = |what| move |source| FormatError::Migrate { from, what, source };
-    db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &CURRENT)
+    db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &version)
         .map_err(failed("recording the version"))?;
     db.write_synced(batch).map_err(failed("writing"))
 }
@@ -106,6 +116,27 @@ fn migrate_snapshot<Old: serde::de::DeserializeOwned>(
             .map_err(failed(from, "writing the snapshot"))?;
     }
     Ok(())
+}
+
+/// Format 3 and its migration: the last snapshot was kept in the database.
+mod v3 {
+    use super::*;
+
+    /// Writes the stored snapshot, if there is one, to its file; returns the batch that
+    /// deletes it from the database.
+    pub fn migrate(db: &Db) -> Result<WriteBatch, FormatError> {
+        let mut batch = WriteBatch::default();
+        let stored: Option<StoredSnapshot> = db
+            .get(CF_SNAPSHOT, "current")
+            .map_err(failed(3, "reading the snapshot"))?;
+        if let Some(stored) = stored {
+            SnapshotFile::beside(db.path())
+                .write_data(&stored.meta, &stored.data)
+                .map_err(FormatError::MoveSnapshot)?;
+            batch.delete_cf(db.cf(CF_SNAPSHOT), "current");
+        }
+        Ok(batch)
+    }
 }
 
 /// Format 2 and its migration: its snapshots' keyspace held no alarms.
@@ -274,10 +305,57 @@ mod tests {
         db.put_in(batch, CF_SNAPSHOT, "current", &stored).unwrap();
     }
 
+    /// The migrated snapshot: in its file, no longer in the database.
+    fn snapshot_in_its_file(db: &Db) -> SnapshotImage {
+        let in_db: Option<StoredSnapshot> = db.get(CF_SNAPSHOT, "current").unwrap();
+        assert!(in_db.is_none(), "the snapshot left the database");
+        let (meta, data) = SnapshotFile::beside(db.path()).read().unwrap().unwrap();
+        assert_eq!(meta.snapshot_id, "s");
+        codec::decode(&data).unwrap()
+    }
+
+    #[test]
+    fn a_version_3_directory_gets_its_snapshot_moved_to_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
+        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &3u32).unwrap();
+        let image = SnapshotImage {
+            mvcc: crate::mvcc::MvccImage {
+                revision: 9,
+                ..Default::default()
+            },
+            members_ever: [7].into(),
+            cluster_id: 42,
+            sessions: Sessions::new(),
+        };
+        put_snapshot(&db, &mut batch, &image);
+        db.write_synced(batch).unwrap();
+
+        assert_eq!(open(&db).unwrap(), 3);
+        let moved = snapshot_in_its_file(&db);
+        assert_eq!((moved.cluster_id, moved.mvcc.revision), (42, 9));
+        assert_eq!(open(&db).unwrap(), CURRENT, "migrated once");
+    }
+
+    #[test]
+    fn a_version_3_directory_without_a_snapshot_is_recorded_as_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
+        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &3u32).unwrap();
+        db.write_synced(batch).unwrap();
+        assert_eq!(open(&db).unwrap(), 3);
+        assert!(SnapshotFile::beside(db.path()).read().unwrap().is_none());
+        assert_eq!(db.get::<u32>(CF_RAFT, FORMAT_KEY).unwrap(), Some(CURRENT));
+    }
+
     #[test]
     fn a_version_1_directory_is_migrated_and_a_newer_one_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
         // What a version 1 member left: its id, a log entry, a snapshot.
         let mut batch = WriteBatch::default();
         db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
@@ -323,8 +401,7 @@ mod tests {
                 }
             ]
         );
-        let stored: StoredSnapshot = db.get(CF_SNAPSHOT, "current").unwrap().unwrap();
-        let image: SnapshotImage = codec::decode(&stored.data).unwrap();
+        let image = snapshot_in_its_file(&db);
         assert_eq!((image.cluster_id, image.sessions), (42, Sessions::new()));
         assert_eq!(open(&db).unwrap(), CURRENT, "migrated once");
 
@@ -343,7 +420,7 @@ mod tests {
     #[test]
     fn a_version_2_directory_gets_its_snapshot_with_no_alarm_standing() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
         let mut batch = WriteBatch::default();
         db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
         db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &2u32).unwrap();
@@ -362,8 +439,7 @@ mod tests {
         db.write_synced(batch).unwrap();
 
         assert_eq!(open(&db).unwrap(), 2);
-        let stored: StoredSnapshot = db.get(CF_SNAPSHOT, "current").unwrap().unwrap();
-        let image: SnapshotImage = codec::decode(&stored.data).unwrap();
+        let image = snapshot_in_its_file(&db);
         assert_eq!(
             (
                 image.cluster_id,
@@ -380,7 +456,7 @@ mod tests {
     #[test]
     fn a_new_directory_records_the_current_version() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
         assert_eq!(open(&db).unwrap(), CURRENT);
         assert_eq!(db.get::<u32>(CF_RAFT, FORMAT_KEY).unwrap(), Some(CURRENT));
     }

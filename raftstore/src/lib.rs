@@ -17,8 +17,9 @@
 //!   (every write carries a request tag; a retry is answered with the first outcome);
 //!   [`session_store`]: that table in RocksDB.
 //! - [`validate`]: request limits and shape checks before anything reaches the log.
-//! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft;
-//!   [`format`]: the data directory's format version and migrations.
+//! - [`log_store`], [`state_machine`], [`db`]: the RocksDB storage behind openraft, and
+//!   [`snapshot_file`]: the last Raft snapshot, a file beside the database; [`format`]: the
+//!   data directory's format version and migrations.
 //! - [`watch`], [`keyspace`]: gap-free watches over the applied state.
 //! - [`lease`]: the leader's lease clock (pure); [`compaction`]: automatic compaction (pure);
 //!   [`alarms`]: etcd's alarms, NOSPACE past the space quota refusing what adds data (pure).
@@ -72,6 +73,7 @@ pub mod restore;
 pub mod server;
 pub mod session_store;
 pub mod sessions;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod store;
 #[cfg(feature = "test-support")]

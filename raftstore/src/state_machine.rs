@@ -1,6 +1,7 @@
 //! The Raft state machine (openraft's `RaftStateMachine`): applies committed entries to the
-//! MVCC keyspace, persists each applied batch together with the applied log id in one synced
-//! RocksDB `WriteBatch`, publishes the revisions to watchers, and builds/installs snapshots.
+//! MVCC keyspace, persists each applied batch together with the applied log id in one
+//! RocksDB `WriteBatch`, publishes the revisions to watchers, and builds/installs snapshots
+//! (kept in a file beside the database: [`crate::snapshot_file`]).
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
@@ -14,7 +15,7 @@ use rudder_proto::metrics::observe;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_RAFT, CF_SM, CF_SNAPSHOT, RESTORED};
+use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_RAFT, CF_SM, RESTORED};
 use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::kv::Command;
@@ -22,6 +23,7 @@ use crate::metrics::StoreMetrics;
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
+use crate::snapshot_file::SnapshotFile;
 use crate::types::*;
 
 /// Where the standing alarms are kept (in the state machine's family; absent: none).
@@ -47,6 +49,7 @@ pub enum SeedError {
     Db(#[from] DbError),
 }
 
+/// A snapshot as format 3 kept it, in the database (now [`SnapshotFile`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredSnapshot {
     pub(crate) meta: SnapshotMeta,
@@ -57,6 +60,7 @@ pub(crate) struct StoredSnapshot {
 #[derive(Debug, Clone)]
 pub struct StateMachine {
     db: Db,
+    snapshot: SnapshotFile,
     keyspace: Arc<Keyspace>,
     /// Where each client's records were last pruned (see [`session_store::Pruned`]).
     pruned: session_store::Pruned,
@@ -126,6 +130,7 @@ impl StateMachine {
         }));
         Ok((
             Self {
+                snapshot: SnapshotFile::beside(db.path()),
                 db,
                 keyspace: keyspace.clone(),
                 pruned: session_store::Pruned::default(),
@@ -222,18 +227,6 @@ impl StateMachine {
         self.persist_meta(&mut batch, &state)?;
         self.db.write_synced(batch)?;
         Ok(())
-    }
-
-    fn current_snapshot(&self) -> Result<Option<StoredSnapshot>, DbError> {
-        self.db.get(CF_SNAPSHOT, "current")
-    }
-
-    fn save_snapshot(
-        &self,
-        snapshot: &StoredSnapshot,
-        batch: &mut WriteBatch,
-    ) -> Result<(), DbError> {
-        self.db.put_in(batch, CF_SNAPSHOT, "current", snapshot)
     }
 }
 
@@ -356,25 +349,22 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             sessions: image.sessions,
         };
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        self.save_snapshot(&stored, &mut batch)
-            .map_err(|e| snapshot_error(Some(meta), e))?;
         self.db.write_synced(batch).map_err(sm_error)?;
         self.keyspace.publish(FeedItem::Reset);
         tracing::info!(snapshot = %meta.snapshot_id, revision = state.mvcc.revision(), "installed snapshot");
-        Ok(())
+        drop(state);
+        // After the state: a crash between the two leaves a snapshot older than the state,
+        // as after any build.
+        self.snapshot
+            .write_data(meta, &data)
+            .map_err(|e| snapshot_error(Some(meta), e))
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let stored = self
-            .current_snapshot()
-            .map_err(|e| snapshot_error(None, e))?;
-        Ok(stored.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
+        let stored = self.snapshot.read().map_err(|e| snapshot_error(None, e))?;
+        Ok(stored.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         }))
     }
 }
@@ -405,20 +395,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             (image, meta)
         };
-        let data = codec::encode(&image).map_err(|e| snapshot_error(Some(&meta), e))?;
-        let stored = StoredSnapshot {
-            meta: meta.clone(),
-            data,
-        };
-        let mut batch = WriteBatch::default();
-        self.save_snapshot(&stored, &mut batch)
-            .map_err(|e| snapshot_error(Some(&meta), e))?;
+        // The log up to the snapshot may be purged once this returns: the state machine's
+        // own writes, unsynced (see `db`), must be on disk first.
         self.db
-            .write_synced(batch)
+            .sync_wal()
             .map_err(|e| snapshot_error(Some(&meta), e))?;
+        self.snapshot
+            .write_image(&meta, &image)
+            .map_err(|e| snapshot_error(Some(&meta), e))?;
+        // openraft keeps only the meta of a snapshot it had built (its state-machine worker,
+        // `build_snapshot`); a follower that needs the data gets it from the file, through
+        // `get_current_snapshot`.
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
+            snapshot: Box::new(Cursor::new(Vec::new())),
         })
     }
 }
@@ -457,7 +447,7 @@ mod tests {
     #[tokio::test]
     async fn the_request_table_reads_back_from_disk_as_it_was_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(dir.path()).unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
         let (mut machine, keyspace) =
             StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
         let later = 1_000 + SESSION_TTL_MS + 20_000;

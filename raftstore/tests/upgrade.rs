@@ -1,6 +1,7 @@
 //! Data directories written by earlier releases open, migrated: format 1 (before
 //! exactly-once writes: no format key, bare commands in the log, a snapshot without the
-//! request table) and format 2 (before alarms: a snapshot whose keyspace has none).
+//! request table), format 2 (before alarms: a snapshot whose keyspace has none) and format
+//! 3 (before snapshot files: the last snapshot in the database).
 //!
 //! `fixtures/format-N/m1` was written by that release's `rudder server` (one member,
 //! `--snapshot-count 20 --snapshot-catchup-entries 5 --auto-compaction-mode off`):
@@ -77,7 +78,18 @@ async fn a_data_directory_of_format_2_opens_with_its_data() {
     opens_with_its_data("format-2").await;
 }
 
-async fn opens_with_its_data(format: &str) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_data_directory_of_format_3_opens_with_its_data_and_its_snapshot_in_a_file() {
+    let data_dir = opens_with_its_data("format-3").await;
+    let snapshot = data_dir.path().join("m1/db.snapshot");
+    assert!(
+        snapshot.is_file(),
+        "the snapshot moved out of the database: {snapshot:?}"
+    );
+}
+
+/// Returns the directory holding the migrated `m1`.
+async fn opens_with_its_data(format: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -142,4 +154,5 @@ async fn opens_with_its_data(format: &str) {
         Some(&b"w2"[..])
     );
     member.shutdown().await;
+    dir
 }
