@@ -36,6 +36,9 @@ pub const CF_SM: &str = "sm";
 pub const CF_SNAPSHOT: &str = "snapshot";
 pub const CF_SESSIONS: &str = "sessions";
 
+/// What the memtables of all families may hold together before the largest is flushed.
+pub const MEMTABLE_BUDGET_BYTES: usize = 48 << 20;
+
 /// The key (Raft family) marking a restored member: the SHA-256 of its file, in hex (see
 /// `crate::restore`).
 pub const RESTORED: &str = "restored";
@@ -107,6 +110,10 @@ impl Db {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // One memtable budget for all the families (each would otherwise fill two of 64 MiB
+        // before flushing): a master held 126 MB of memtables at 10,000 pods (heaptrack,
+        // BENCHMARKS.md "The controllers"). Past the budget the largest memtable is flushed.
+        options.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
         let families = FAMILIES
             .iter()
             .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
