@@ -55,7 +55,9 @@ use crate::controllers::statefulset::actor::{self as statefulset, StatefulSetCon
 use crate::controllers::volume::actor::{self as volume, VolumeController};
 use crate::controllers::Stop;
 use crate::events::Recorder;
-use crate::informer::{by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query};
+use crate::informer::{
+    by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers,
+};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
 
@@ -78,6 +80,9 @@ pub struct ManagerConfig {
     pub pod_gc: PodGcSettings,
     /// Where the controllers' queues and syncs are measured.
     pub metrics: ControllerMetrics,
+    /// The informers this process's components share (a master's scheduler follows the
+    /// same pods and nodes).
+    pub informers: SharedInformers,
 }
 
 impl ManagerConfig {
@@ -94,6 +99,7 @@ impl ManagerConfig {
             }),
             pod_gc: PodGcSettings::default(),
             metrics: ControllerMetrics::default(),
+            informers: SharedInformers::default(),
         }
     }
 }
@@ -123,6 +129,10 @@ struct Running {
     controllers: Vec<Recipient<Stop>>,
     /// Every informer started, to be stopped after the controllers.
     informers: Vec<Box<dyn Fn()>>,
+    /// Where the informers of whole kinds come from, and this term's holds on them (let go
+    /// after the controllers stop; an informer stops when nobody holds it).
+    shared: SharedInformers,
+    held: Vec<Box<dyn std::any::Any>>,
     metrics: ControllerMetrics,
 }
 
@@ -131,6 +141,8 @@ impl Running {
         let mut running = Self {
             controllers: Vec::new(),
             informers: Vec::new(),
+            shared: config.informers.clone(),
+            held: Vec::new(),
             metrics: config.metrics.clone(),
         };
         let pods = running.inform::<Pod>(&client, vec![by_owner_uid()]);
@@ -323,13 +335,17 @@ impl Running {
         running
     }
 
-    /// Starts an informer over every object of kind `K`; returns its cache.
+    /// The cache of every object of kind `K`, from the process's shared informers (started
+    /// if no other component follows `K`).
     fn inform<K: ApiObject>(
         &mut self,
         client: &Arc<ApiClient>,
         indexes: Vec<Index<K>>,
     ) -> Cache<K> {
-        self.start_informer(client, Query::all::<K>(), indexes)
+        let shared = self.shared.all::<K>(client, indexes);
+        let cache = shared.cache().clone();
+        self.held.push(Box::new(shared));
+        cache
     }
 
     /// Starts a metadata-only informer over every object of kind `K`; returns its cache.
@@ -392,7 +408,8 @@ impl Running {
 }
 
 impl Term for Running {
-    /// Stops every controller, then the informers feeding them.
+    /// Stops every controller, then the informers feeding them (a shared one once nobody
+    /// else holds it).
     fn stop(self) {
         for controller in &self.controllers {
             controller.do_send(Stop);
@@ -400,5 +417,6 @@ impl Term for Running {
         for stop in &self.informers {
             stop();
         }
+        drop(self.held);
     }
 }

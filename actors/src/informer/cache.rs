@@ -121,6 +121,12 @@ impl<K: ApiObject> Cache<K> {
         self.read().selected(namespace, selector)
     }
 
+    /// Keeps `indexes` too (those not kept already), filed with every object cached: for a
+    /// cache shared by components that each need their own.
+    pub fn add_indexes(&self, indexes: Vec<Index<K>>) {
+        self.write().add_indexes(indexes);
+    }
+
     /// The objects under `value` in the index `name` (e.g. [`super::index::OWNER_UID`]).
     pub fn indexed(&self, name: &str, value: &str) -> Result<Vec<Arc<K>>, NoSuchIndex> {
         self.read().indexed(name, value)

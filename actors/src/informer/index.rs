@@ -88,6 +88,31 @@ impl<K> Indexes<K> {
         }
     }
 
+    /// Whether an index of this name is kept.
+    pub fn has(&self, name: &str) -> bool {
+        self.indexes.iter().any(|(index, _)| index.name == name)
+    }
+
+    /// Keeps `index` too (unless one of its name is kept already), filing `objects` in it.
+    pub fn add<'a>(
+        &mut self,
+        index: Index<K>,
+        objects: impl Iterator<Item = (&'a ObjectKey, &'a K)>,
+    ) where
+        K: 'a,
+    {
+        if self.has(index.name) {
+            return;
+        }
+        let mut entries = Entries::new();
+        for (key, object) in objects {
+            for value in (index.values)(object) {
+                entries.entry(value).or_default().insert(key.clone());
+            }
+        }
+        self.indexes.push((index, entries));
+    }
+
     /// The keys filed under `value` in the index `name`; `None` if there is no such index.
     pub fn lookup(&self, name: &str, value: &str) -> Option<Vec<&ObjectKey>> {
         let (_, entries) = self.indexes.iter().find(|(index, _)| index.name == name)?;

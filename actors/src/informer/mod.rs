@@ -14,6 +14,8 @@
 //! - `cache.rs`: the shared store and its subscribers.
 //! - `reflector.rs`: list, watch, resume and relist for a [`Query`], with `backoff.rs`'s
 //!   bounded delays.
+//! - `shared.rs`: [`SharedInformers`], one informer per kind for the components of a
+//!   process (a master's controller manager and scheduler share their pods).
 //! - `key.rs`: [`ObjectKey`]; `object.rs`: [`ApiObject`], the kinds an informer can follow;
 //!   `meta.rs`: [`MetaOnly`], any kind followed for its metadata only.
 //!
@@ -28,6 +30,7 @@ mod key;
 mod meta;
 mod object;
 mod reflector;
+mod shared;
 mod store;
 
 use std::sync::Arc;
@@ -42,6 +45,7 @@ pub use key::ObjectKey;
 pub use meta::MetaOnly;
 pub use object::ApiObject;
 pub use reflector::Query;
+pub use shared::{SharedCache, SharedInformers};
 pub use store::{revision_of, NoSuchIndex, Store};
 
 /// A running informer: its reflector fills [`Informer::cache`] until [`Informer::stop`] is

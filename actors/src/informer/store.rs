@@ -168,6 +168,14 @@ impl<K: ApiObject> Store<K> {
         selected
     }
 
+    /// Keeps `indexes` too (those not kept already), filing every object held in them.
+    pub fn add_indexes(&mut self, indexes: Vec<Index<K>>) {
+        for index in indexes {
+            let objects = self.objects.iter().map(|(key, object)| (key, &**object));
+            self.indexes.add(index, objects);
+        }
+    }
+
     /// The objects filed under `value` in the index `name`, by key.
     pub fn indexed(&self, name: &str, value: &str) -> Result<Vec<Arc<K>>, NoSuchIndex> {
         let keys = self

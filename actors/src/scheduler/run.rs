@@ -2,7 +2,8 @@
 //! while it leads, runs the pod, node and namespace informers (and the claim, volume and
 //! storage class ones VolumeBinding reads) and the [`Scheduler`] actor with the
 //! lease's fence on every bind; when it stops leading it stops them before campaigning
-//! again. [`spawn_in_system`] runs it in an actix `System` on a thread of its own.
+//! again. The informers come from [`SchedulerConfig::informers`]: in a master, the ones the
+//! controller manager follows too. [`spawn_in_system`] runs it in an actix `System` on a thread of its own.
 
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use super::decide::Options;
 use super::metrics::SchedulerMetrics;
 use crate::controllers::Stop;
 use crate::events::Recorder;
-use crate::informer::{Informer, Query};
+use crate::informer::{SharedCache, SharedInformers};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 
 /// The scheduler's Lease in `kube-system`.
@@ -39,6 +40,9 @@ pub struct SchedulerConfig {
     pub percentage_of_nodes_to_score: Option<u32>,
     /// Where decisions, binds and the queue are measured.
     pub metrics: SchedulerMetrics,
+    /// The informers this process's components share (a master's controller manager
+    /// follows the same pods and nodes).
+    pub informers: SharedInformers,
 }
 
 impl SchedulerConfig {
@@ -49,6 +53,7 @@ impl SchedulerConfig {
             binds_in_flight: 64,
             percentage_of_nodes_to_score: None,
             metrics: SchedulerMetrics::default(),
+            informers: SharedInformers::default(),
         }
     }
 }
@@ -72,39 +77,44 @@ pub fn spawn_in_system(
     })
 }
 
-/// The informers and the actor of one term of leadership.
+/// The caches and the actor of one term of leadership.
 struct Running {
-    pods: Informer<Pod>,
-    nodes: Informer<Node>,
-    namespaces: Informer<Namespace>,
-    claims: Informer<PersistentVolumeClaim>,
-    volumes: Informer<PersistentVolume>,
-    classes: Informer<StorageClass>,
-    budgets: Informer<PodDisruptionBudget>,
+    /// The term's holds on the shared informers (each stops when nobody holds it).
+    caches: Held,
     scheduler: Addr<Scheduler>,
+}
+
+/// What the scheduler follows, shared with the other components of the process.
+struct Held {
+    pods: SharedCache<Pod>,
+    nodes: SharedCache<Node>,
+    namespaces: SharedCache<Namespace>,
+    claims: SharedCache<PersistentVolumeClaim>,
+    volumes: SharedCache<PersistentVolume>,
+    classes: SharedCache<StorageClass>,
+    budgets: SharedCache<PodDisruptionBudget>,
 }
 
 impl Running {
     fn start(client: Arc<ApiClient>, fence: Fence, config: &SchedulerConfig) -> Self {
-        let pods = Informer::start(client.clone(), Query::all::<Pod>(), vec![]);
-        let nodes = Informer::start(client.clone(), Query::all::<Node>(), vec![]);
-        let namespaces = Informer::start(client.clone(), Query::all::<Namespace>(), vec![]);
-        let claims = Informer::start(
-            client.clone(),
-            Query::all::<PersistentVolumeClaim>(),
-            vec![],
-        );
-        let volumes = Informer::start(client.clone(), Query::all::<PersistentVolume>(), vec![]);
-        let classes = Informer::start(client.clone(), Query::all::<StorageClass>(), vec![]);
-        let budgets = Informer::start(client.clone(), Query::all::<PodDisruptionBudget>(), vec![]);
+        let shared = &config.informers;
+        let held = Held {
+            pods: shared.all(&client, vec![]),
+            nodes: shared.all(&client, vec![]),
+            namespaces: shared.all(&client, vec![]),
+            claims: shared.all(&client, vec![]),
+            volumes: shared.all(&client, vec![]),
+            classes: shared.all(&client, vec![]),
+            budgets: shared.all(&client, vec![]),
+        };
         let caches = Caches {
-            pods: pods.cache().clone(),
-            nodes: nodes.cache().clone(),
-            namespaces: namespaces.cache().clone(),
-            claims: claims.cache().clone(),
-            volumes: volumes.cache().clone(),
-            classes: classes.cache().clone(),
-            budgets: budgets.cache().clone(),
+            pods: held.pods.cache().clone(),
+            nodes: held.nodes.cache().clone(),
+            namespaces: held.namespaces.cache().clone(),
+            claims: held.claims.cache().clone(),
+            volumes: held.volumes.cache().clone(),
+            classes: held.classes.cache().clone(),
+            budgets: held.budgets.cache().clone(),
         };
         let recorder = Recorder::new(client.clone(), COMPONENT, &config.name);
         let settings = Settings {
@@ -117,27 +127,16 @@ impl Running {
         };
         let scheduler = Scheduler::new(client, fence, recorder, caches, settings).start();
         Self {
-            pods,
-            nodes,
-            namespaces,
-            claims,
-            volumes,
-            classes,
-            budgets,
+            caches: held,
             scheduler,
         }
     }
 }
 
 impl Term for Running {
+    /// Stops the actor, then lets go of the caches.
     fn stop(self) {
         self.scheduler.do_send(Stop);
-        self.pods.stop();
-        self.nodes.stop();
-        self.namespaces.stop();
-        self.claims.stop();
-        self.volumes.stop();
-        self.classes.stop();
-        self.budgets.stop();
+        drop(self.caches);
     }
 }

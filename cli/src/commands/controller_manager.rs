@@ -11,6 +11,7 @@ use rudder_actors::controllers::nodeipam::actor::Ranges;
 use rudder_actors::controllers::nodeipam::allocate::{Cidr, DEFAULT_NODE_MASK};
 use rudder_actors::controllers::nodelifecycle::health::Grace;
 use rudder_actors::controllers::podgc::reconcile::DEFAULT_TERMINATED_POD_GC_THRESHOLD;
+use rudder_actors::informer::SharedInformers;
 use rudder_actors::manager::{spawn_in_system, ManagerConfig, DEFAULT_CLUSTER_CIDR};
 use rudder_actors::selection::Selection;
 use rudder_proto::client::ApiClient;
@@ -131,12 +132,14 @@ pub fn start_embedded(
     name: &str,
     client: ApiClient,
     metrics: &Metrics,
+    informers: &SharedInformers,
 ) -> anyhow::Result<Option<Running>> {
     let mut config = flags.config(name, election)?;
     if config.controllers.is_empty() {
         return Ok(None);
     }
     config.metrics = ControllerMetrics::registered(metrics);
+    config.informers = informers.clone();
     start(client, config).map(Some)
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use clap::Args;
+use rudder_actors::informer::SharedInformers;
 use rudder_actors::scheduler::metrics::SchedulerMetrics;
 use rudder_actors::scheduler::run::{spawn_in_system, SchedulerConfig, LEASE_NAME};
 use rudder_proto::client::ApiClient;
@@ -52,9 +53,11 @@ pub fn start_embedded(
     name: &str,
     client: ApiClient,
     metrics: &Metrics,
+    informers: &SharedInformers,
 ) -> anyhow::Result<Running> {
     let config = SchedulerConfig {
         metrics: SchedulerMetrics::registered(metrics),
+        informers: informers.clone(),
         ..flags.config(name, election)?
     };
     start(client, config)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use rudder_actors::informer::SharedInformers;
 use rudder_apiserver::allocation::{self, ServiceRanges};
 use rudder_apiserver::audit::AuditLog;
 use rudder_apiserver::cluster_config::ClusterConfig;
@@ -458,12 +459,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let tls = tls.as_ref().map(|tls| tls.client(user)).transpose()?;
         Ok(ApiClient::with_tls(vec![endpoint.clone()], tls))
     };
+    // The controller manager and the scheduler follow the same pods and nodes: once.
+    let informers = SharedInformers::default();
     let controllers = controller_manager::start_embedded(
         &args.controller_manager,
         &args.election,
         &args.name,
         client_of("system:kube-controller-manager")?,
         &metrics,
+        &informers,
     )?;
     let scheduler = if args.scheduler {
         Some(scheduler::start_embedded(
@@ -472,6 +476,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             &args.name,
             client_of("system:kube-scheduler")?,
             &metrics,
+            &informers,
         )?)
     } else {
         None
