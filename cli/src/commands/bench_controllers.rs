@@ -570,6 +570,7 @@ impl Bench<'_> {
         for (master, pid) in &self.masters {
             read.push((master.clone(), read_memory(*pid)?));
         }
+        let leaders = self.leaders().await;
         self.row(
             format!("replicaset create → {pods_wanted} Running"),
             seconds(running),
@@ -581,14 +582,45 @@ impl Bench<'_> {
                 Some(idle) => format!(", {} before any workload", mib(idle.rss_kib)),
                 None => String::new(),
             };
+            let leads: Vec<&str> = leaders
+                .iter()
+                .filter(|(_, holder)| holder == &master)
+                .map(|(what, _)| *what)
+                .collect();
+            let leads = match leads.is_empty() {
+                true => String::new(),
+                false => format!("; leads the {}", leads.join(" and the ")),
+            };
             self.row(
                 format!("master {master} RSS, {pods_wanted} pods"),
                 mib(memory.rss_kib),
                 rss_goal(pods_wanted, memory.rss_kib),
-                format!("peak {}{idle}", mib(memory.peak_kib)),
+                format!("peak {}{idle}{leads}", mib(memory.peak_kib)),
             );
         }
         Ok(())
+    }
+
+    /// Which master holds the controller manager's and the scheduler's leases (holder
+    /// identities are `<master name>_<uuid>`); a lease that cannot be read is left out.
+    async fn leaders(&self) -> Vec<(&'static str, String)> {
+        let leases = [
+            ("controllers", "rudder-controller-manager"),
+            ("scheduler", "rudder-scheduler"),
+        ];
+        let mut leaders = Vec::new();
+        for (what, lease) in leases {
+            let Ok(object) = self.client.get_object("leases", "kube-system", lease).await else {
+                continue;
+            };
+            let holder = object["spec"]["holderIdentity"]
+                .as_str()
+                .unwrap_or_default();
+            if let Some((master, _)) = holder.rsplit_once('_') {
+                leaders.push((what, master.to_owned()));
+            }
+        }
+        leaders
     }
 
     /// With --server: deletes the run's namespace and waits (up to --timeout) for it to go.
