@@ -25,6 +25,11 @@ pub fn encode_into<T: Serialize>(
     bincode::serde::encode_into_std_write(value, out, config())
 }
 
+/// Decodes a `T` from the start of `input`, reading no further than it needs.
+pub fn decode_from<T: DeserializeOwned>(input: &mut impl std::io::Read) -> Result<T, DecodeError> {
+    bincode::serde::decode_from_std_read(input, config())
+}
+
 /// Decodes a `T` from the start of `bytes`; returns it and how many bytes it took.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
     bincode::serde::decode_from_slice(bytes, config())

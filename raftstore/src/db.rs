@@ -88,6 +88,8 @@ pub enum DbError {
         #[source]
         source: codec::EncodeError,
     },
+    #[error(transparent)]
+    SnapshotFile(#[from] crate::snapshot_file::SnapshotFileError),
 }
 
 impl From<DbError> for openraft::StorageIOError<u64> {

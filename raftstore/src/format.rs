@@ -42,7 +42,7 @@ pub enum FormatError {
         #[source]
         source: DbError,
     },
-    #[error("migrating the data directory from format version 3 to {CURRENT} (moving the snapshot to its file); the database is unchanged")]
+    #[error("migrating the data directory from format version 3 to {CURRENT} (moving the snapshot to its file); it stays at format 3")]
     MoveSnapshot(#[source] SnapshotFileError),
 }
 

@@ -12,7 +12,7 @@
 //! read only when one needs it, and at start.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -122,8 +122,42 @@ impl SnapshotFile {
         Ok(Some((meta, bytes)))
     }
 
+    /// Deletes the snapshot (there is none to keep).
+    pub fn remove(&self) -> Result<(), SnapshotFileError> {
+        match std::fs::remove_file(&self.path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                Err(SnapshotFileError::Write {
+                    path: self.path.clone(),
+                    source: error,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The snapshot's meta only (its data is not read), if one was ever written.
+    pub fn read_meta(&self) -> Result<Option<SnapshotMeta>, SnapshotFileError> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SnapshotFileError::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        codec::decode_from(&mut BufReader::new(file))
+            .map(Some)
+            .map_err(|source| SnapshotFileError::Decode {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
     /// Writes the meta and then `body` to a temporary file, syncs it, renames it over the
     /// snapshot and syncs the directory; does nothing if the snapshot written last is as new.
+    /// A write that fails removes its temporary file (it may be as big as the keyspace).
     fn replace(
         &self,
         meta: &SnapshotMeta,
@@ -137,31 +171,48 @@ impl SnapshotFile {
             return Ok(());
         }
         let temporary = self.path.with_extension("snapshot.tmp");
+        let replaced = self.write_then_rename(&temporary, meta, body);
+        if replaced.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        } else {
+            *written = meta.last_log_id;
+        }
+        replaced
+    }
+
+    fn write_then_rename(
+        &self,
+        temporary: &Path,
+        meta: &SnapshotMeta,
+        body: impl FnOnce(&mut BufWriter<File>, &Path) -> Result<(), SnapshotFileError>,
+    ) -> Result<(), SnapshotFileError> {
         let failed = |source| SnapshotFileError::Write {
-            path: temporary.clone(),
+            path: temporary.to_owned(),
             source,
         };
-        let mut out = BufWriter::with_capacity(1 << 20, File::create(&temporary).map_err(failed)?);
+        let mut out = BufWriter::with_capacity(1 << 20, File::create(temporary).map_err(failed)?);
         codec::encode_into(meta, &mut out).map_err(|source| SnapshotFileError::Encode {
-            path: temporary.clone(),
+            path: temporary.to_owned(),
             source,
         })?;
-        body(&mut out, &temporary)?;
+        body(&mut out, temporary)?;
         let file = out
             .into_inner()
             .map_err(|error| failed(error.into_error()))?;
         file.sync_all().map_err(failed)?;
         drop(file);
-        std::fs::rename(&temporary, &self.path).map_err(failed)?;
-        let directory = self.path.parent().unwrap_or(Path::new("."));
+        std::fs::rename(temporary, &self.path).map_err(failed)?;
+        // `db.snapshot` alone has the parent "", which is the working directory.
+        let directory = match self.path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
         File::open(directory)
             .and_then(|directory| directory.sync_all())
             .map_err(|source| SnapshotFileError::Write {
                 path: directory.to_owned(),
                 source,
-            })?;
-        *written = meta.last_log_id;
-        Ok(())
+            })
     }
 }
 
@@ -223,6 +274,42 @@ mod tests {
             file.read().unwrap().unwrap().0,
             meta(20),
             "a build older than the snapshot installed meanwhile does not replace it"
+        );
+    }
+
+    #[test]
+    fn the_meta_reads_without_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::beside(&dir.path().join("db"));
+        assert!(file.read_meta().unwrap().is_none());
+        file.write_image(&meta(10), &image(42)).unwrap();
+        assert_eq!(file.read_meta().unwrap(), Some(meta(10)));
+    }
+
+    #[test]
+    fn a_failed_write_keeps_the_last_snapshot_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = SnapshotFile::beside(&dir.path().join("db"));
+        file.write_image(&meta(10), &image(42)).unwrap();
+        let failed = file.replace(&meta(20), |out, path| {
+            out.write_all(b"half an image").unwrap();
+            Err(SnapshotFileError::Write {
+                path: path.to_owned(),
+                source: std::io::Error::other("disk full"),
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(file.read_meta().unwrap(), Some(meta(10)));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("db.snapshot")]);
+        file.write_image(&meta(20), &image(50)).unwrap();
+        assert_eq!(
+            file.read_meta().unwrap(),
+            Some(meta(20)),
+            "a failure is not remembered as written"
         );
     }
 

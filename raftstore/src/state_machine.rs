@@ -23,7 +23,7 @@ use crate::metrics::StoreMetrics;
 use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
-use crate::snapshot_file::SnapshotFile;
+use crate::snapshot_file::{SnapshotFile, SnapshotFileError};
 use crate::types::*;
 
 /// Where the standing alarms are kept (in the state machine's family; absent: none).
@@ -128,16 +128,70 @@ impl StateMachine {
             meta,
             sessions,
         }));
-        Ok((
-            Self {
-                snapshot: SnapshotFile::beside(db.path()),
-                db,
-                keyspace: keyspace.clone(),
-                pruned: session_store::Pruned::default(),
-                metrics,
-            },
-            keyspace,
-        ))
+        let machine = Self {
+            snapshot: SnapshotFile::beside(db.path()),
+            db,
+            keyspace: keyspace.clone(),
+            pruned: session_store::Pruned::default(),
+            metrics,
+        };
+        machine.fit_snapshot_to_state()?;
+        Ok((machine, keyspace))
+    }
+
+    /// openraft needs the snapshot to cover the purged log and not to run ahead of what is
+    /// applied. A file that does not (a crash between an install's state and its file left
+    /// it older than the purge; a database wiped without its file left it ahead; a damaged
+    /// file) is rebuilt from the state just opened, or removed if nothing was applied.
+    fn fit_snapshot_to_state(&self) -> Result<(), DbError> {
+        let found = match self.snapshot.read_meta() {
+            Ok(None) => return Ok(()), // openraft builds one if the log was purged
+            Ok(Some(meta)) => Some(meta.last_log_id),
+            Err(SnapshotFileError::Decode { .. }) => None,
+            Err(error) => return Err(error.into()),
+        };
+        let purged: Option<LogId> = self.db.get(CF_RAFT, "purged")?;
+        let applied = self.keyspace.read().meta.applied;
+        if found.is_some_and(|at| at >= purged && at <= applied) {
+            return Ok(());
+        }
+        tracing::warn!(
+            snapshot = ?found, ?purged, ?applied,
+            path = ?self.snapshot.path(),
+            "the snapshot file does not fit the state opened: writing it again from the state"
+        );
+        if applied.is_none() {
+            return self.snapshot.remove().map_err(DbError::from);
+        }
+        let (image, meta) = self.image_now();
+        self.db.sync_wal()?;
+        Ok(self.snapshot.write_image(&meta, &image)?)
+    }
+
+    /// The whole replicated state as a snapshot's image, and its meta.
+    fn image_now(&self) -> (SnapshotImage, SnapshotMeta) {
+        let state = self.keyspace.read();
+        let image = SnapshotImage {
+            mvcc: state.mvcc.image(),
+            members_ever: state.meta.members_ever.clone(),
+            cluster_id: state.meta.cluster_id,
+            sessions: state.sessions.clone(),
+        };
+        let snapshot_id = match state.meta.applied {
+            Some(applied) => format!(
+                "{}-{}-{}",
+                applied.leader_id,
+                applied.index,
+                state.mvcc.revision()
+            ),
+            None => format!("empty-{}", state.mvcc.revision()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: state.meta.applied,
+            last_membership: state.meta.membership.clone(),
+            snapshot_id,
+        };
+        (image, meta)
     }
 
     fn persist_effects(&self, batch: &mut WriteBatch, effects: &Effects) -> Result<(), DbError> {
@@ -353,8 +407,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.keyspace.publish(FeedItem::Reset);
         tracing::info!(snapshot = %meta.snapshot_id, revision = state.mvcc.revision(), "installed snapshot");
         drop(state);
-        // After the state: a crash between the two leaves a snapshot older than the state,
-        // as after any build.
+        // After the state, which openraft may already have purged the log up to: a crash
+        // before the file is written is mended at the next start (`fit_snapshot_to_state`).
         self.snapshot
             .write_data(meta, &data)
             .map_err(|e| snapshot_error(Some(meta), e))
@@ -371,30 +425,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (image, meta) = {
-            let state = self.keyspace.read();
-            let image = SnapshotImage {
-                mvcc: state.mvcc.image(),
-                members_ever: state.meta.members_ever.clone(),
-                cluster_id: state.meta.cluster_id,
-                sessions: state.sessions.clone(),
-            };
-            let snapshot_id = match state.meta.applied {
-                Some(applied) => format!(
-                    "{}-{}-{}",
-                    applied.leader_id,
-                    applied.index,
-                    state.mvcc.revision()
-                ),
-                None => format!("empty-{}", state.mvcc.revision()),
-            };
-            let meta = SnapshotMeta {
-                last_log_id: state.meta.applied,
-                last_membership: state.meta.membership.clone(),
-                snapshot_id,
-            };
-            (image, meta)
-        };
+        let (image, meta) = self.image_now();
         // The log up to the snapshot may be purged once this returns: the state machine's
         // own writes, unsynced (see `db`), must be on disk first.
         self.db
@@ -486,5 +517,61 @@ mod tests {
         drop((machine, keyspace));
         let (_, reopened) = StateMachine::open(db, StoreMetrics::default()).unwrap();
         assert_eq!(reopened.read().sessions, tables[2]);
+    }
+
+    fn log_id(index: u64) -> LogId {
+        openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// What the snapshot file says it covers.
+    fn file_covers(db: &Db) -> Option<Option<LogId>> {
+        let meta = SnapshotFile::beside(db.path()).read_meta().unwrap();
+        meta.map(|meta| meta.last_log_id)
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_file_that_does_not_fit_the_state_is_written_again_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let (mut machine, _) = StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        machine
+            .apply(vec![entry(1, 1_000, vec![request(1, 1, 1)])])
+            .await
+            .unwrap();
+        machine.build_snapshot().await.unwrap();
+        assert_eq!(file_covers(&db), Some(Some(log_id(1))));
+        machine
+            .apply(vec![entry(2, 2_000, vec![request(1, 2, 2)])])
+            .await
+            .unwrap();
+        drop(machine);
+
+        // Fits: the purge is at or behind the file, the file at or behind the state.
+        StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(file_covers(&db), Some(Some(log_id(1))), "left alone");
+
+        // An install's state and purge landed, its file did not: older than the purge.
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "purged", &log_id(2))
+            .unwrap();
+        db.write_synced(batch).unwrap();
+        StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(
+            file_covers(&db),
+            Some(Some(log_id(2))),
+            "written again at the state"
+        );
+
+        // A damaged file is written again too.
+        std::fs::write(SnapshotFile::beside(db.path()).path(), [0xff; 5]).unwrap();
+        StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(file_covers(&db), Some(Some(log_id(2))));
+
+        // The database wiped, its old file kept: ahead of an empty state, so removed.
+        drop(db);
+        std::fs::remove_dir_all(dir.path().join("db")).unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(file_covers(&db), None);
     }
 }

@@ -13,7 +13,7 @@ struct RocksBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for RocksBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
         let dir = TempDir::new().expect("a temporary directory");
-        let db = Db::open(dir.path()).expect("opening a fresh database");
+        let db = Db::open(&dir.path().join("db")).expect("opening a fresh database");
         let (state_machine, _keyspace) = StateMachine::open(db.clone(), StoreMetrics::default())
             .expect("loading an empty state");
         Ok((

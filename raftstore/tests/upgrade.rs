@@ -12,7 +12,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use rudder_raftstore::compaction::Retention;
+use rudder_raftstore::db::{Db, CF_SNAPSHOT};
 use rudder_raftstore::kv::*;
+use rudder_raftstore::snapshot_file::SnapshotFile;
 use rudder_raftstore::test_support::{raft_options, store_options};
 use rudder_raftstore::{KvError, MemberConfig, RunningMember, StoreError};
 
@@ -80,24 +82,47 @@ async fn a_data_directory_of_format_2_opens_with_its_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_data_directory_of_format_3_opens_with_its_data_and_its_snapshot_in_a_file() {
-    let data_dir = opens_with_its_data("format-3").await;
-    let snapshot = data_dir.path().join("m1/db.snapshot");
-    assert!(
-        snapshot.is_file(),
-        "the snapshot moved out of the database: {snapshot:?}"
-    );
+    let dir = copy_fixture("format-3");
+    let db_path = dir.path().join("m1/db");
+    {
+        // The migration alone, before a member could build a snapshot of its own.
+        let db = Db::open(&db_path).unwrap();
+        let in_db = db.raw().get_cf(db.cf(CF_SNAPSHOT), "current").unwrap();
+        assert!(in_db.is_some(), "the fixture's snapshot is in its database");
+        assert_eq!(rudder_raftstore::format::open(&db).unwrap(), 3);
+        let in_db = db.raw().get_cf(db.cf(CF_SNAPSHOT), "current").unwrap();
+        assert!(in_db.is_none(), "the snapshot left the database");
+        let moved = SnapshotFile::beside(&db_path).read_meta().unwrap();
+        assert!(
+            moved
+                .as_ref()
+                .is_some_and(|meta| meta.last_log_id.is_some()),
+            "the snapshot is in its file: {moved:?}"
+        );
+    }
+    check_data(&dir.path().join("m1")).await;
 }
 
-/// Returns the directory holding the migrated `m1`.
-async fn opens_with_its_data(format: &str) -> tempfile::TempDir {
+/// A copy of `fixtures/<format>`, its member in `m1`.
+fn copy_fixture(format: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(format)
         .join("m1");
-    let data_dir = dir.path().join("m1");
-    copy_dir(&fixture, &data_dir);
+    copy_dir(&fixture, &dir.path().join("m1"));
+    dir
+}
 
+async fn opens_with_its_data(format: &str) {
+    let dir = copy_fixture(format);
+    check_data(&dir.path().join("m1")).await;
+}
+
+/// Starts the member of `data_dir` and reads the fixture's data, writes, and starts it
+/// again.
+async fn check_data(data_dir: &Path) {
+    let data_dir = data_dir.to_owned();
     let member = start(&data_dir).await;
     assert_eq!(
         value(&member, "fixture/k1").await.as_deref(),
@@ -154,5 +179,4 @@ async fn opens_with_its_data(format: &str) -> tempfile::TempDir {
         Some(&b"w2"[..])
     );
     member.shutdown().await;
-    dir
 }
