@@ -121,8 +121,8 @@ impl<K: ApiObject> Cache<K> {
         self.read().selected(namespace, selector)
     }
 
-    /// Keeps `indexes` too (those not kept already), filed with every object cached: for a
-    /// cache shared by components that each need their own.
+    /// Keeps `indexes` too (those not kept already, known by name), filed with every object
+    /// cached: for a cache shared by components that each need their own.
     pub fn add_indexes(&self, indexes: Vec<Index<K>>) {
         self.write().add_indexes(indexes);
     }

@@ -13,10 +13,11 @@
 //!
 //! A handle ([`SharedCache`]) is held for a term of leadership: while any component leads,
 //! the informer runs; when none does, it stops and its cache is freed. The informer lists and
-//! watches with the client of the component that asked first, on that component's tokio
-//! runtime: components sharing a kind must each be allowed to read all of it (the scheduler
-//! and the controller manager are, by the default roles), and in a master every component's
-//! runtime lives as long as the master.
+//! watches with the client of the component that asked first: components sharing a kind must
+//! each be allowed to read all of it (the scheduler and the controller manager are, by the
+//! default roles). It runs on the registry's runtime ([`SharedInformers::on`]: a master's
+//! own), so it outlives any one component's thread; a registry without one runs it on the
+//! runtime of whoever asked first, and one found stopped is started again.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ use super::{ApiObject, Cache, Index, Informer, Query};
 pub struct SharedInformers {
     /// Per kind, a `Weak<Running<K>>`: alive while some [`SharedCache`] holds it.
     running: Arc<Mutex<HashMap<TypeId, Box<dyn Any + Send>>>>,
+    /// Where the informers run; `None`: on the runtime of the component that asks first.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for SharedInformers {
@@ -75,6 +78,15 @@ impl<K: ApiObject> SharedCache<K> {
 }
 
 impl SharedInformers {
+    /// A registry whose informers run on `runtime` (one that lives as long as every
+    /// component using the registry), whichever component asks.
+    pub fn on(runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            running: Arc::default(),
+            runtime: Some(runtime),
+        }
+    }
+
     /// The cache of every object of kind `K`, keeping `indexes` (added to the shared cache
     /// if another component started it without them); starts its informer through `client`
     /// if no component holds one.
@@ -87,11 +99,13 @@ impl SharedInformers {
         let held = running
             .get(&TypeId::of::<K>())
             .and_then(|held| held.downcast_ref::<Weak<Running<K>>>())
-            .and_then(Weak::upgrade);
+            .and_then(Weak::upgrade)
+            .filter(|held| !held.informer.is_stopped());
         if let Some(held) = held {
             held.informer.cache().add_indexes(indexes);
             return SharedCache { running: held };
         }
+        let _on_runtime = self.runtime.as_ref().map(|runtime| runtime.enter());
         let started = Arc::new(Running {
             informer: Informer::start(client.clone(), Query::all::<K>(), indexes),
         });
@@ -129,6 +143,28 @@ mod tests {
         let controllers = informers.all::<Pod>(&client(), vec![by_owner_uid()]);
         assert!(Arc::ptr_eq(&scheduler.running, &controllers.running));
         assert!(scheduler.cache().indexed(OWNER_UID, "u").is_ok());
+    }
+
+    #[test]
+    fn an_informer_on_the_registry_s_runtime_outlives_the_thread_that_asked_for_it() {
+        let master = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let informers = SharedInformers::on(master.handle().clone());
+        let asker = informers.clone();
+        let held = std::thread::spawn(move || {
+            let component = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            component.block_on(async { asker.all::<Pod>(&client(), vec![]) })
+        })
+        .join()
+        .unwrap();
+        // The asking component's runtime is gone; a reflector spawned there would be too.
+        assert!(!held.running.informer.is_stopped());
     }
 
     #[tokio::test]

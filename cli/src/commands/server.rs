@@ -459,8 +459,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let tls = tls.as_ref().map(|tls| tls.client(user)).transpose()?;
         Ok(ApiClient::with_tls(vec![endpoint.clone()], tls))
     };
-    // The controller manager and the scheduler follow the same pods and nodes: once.
-    let informers = SharedInformers::default();
+    // The controller manager and the scheduler follow the same pods and nodes: once, on
+    // the master's runtime (each runs on a thread of its own).
+    let informers = SharedInformers::on(tokio::runtime::Handle::current());
     let controllers = controller_manager::start_embedded(
         &args.controller_manager,
         &args.election,
