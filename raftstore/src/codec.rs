@@ -25,14 +25,20 @@ pub fn encode_into<T: Serialize>(
     bincode::serde::encode_into_std_write(value, out, config())
 }
 
-/// Decodes a `T` from the start of `input`, reading no further than it needs.
+/// The most a header read from the start of a file may take: a damaged length in it must
+/// fail to decode, not allocate gigabytes.
+const HEADER_LIMIT: usize = 64 << 20;
+
+/// Decodes a header `T` (at most 64 MiB) from the start of `input`, reading no further than
+/// it needs.
 pub fn decode_from<T: DeserializeOwned>(input: &mut impl std::io::Read) -> Result<T, DecodeError> {
-    bincode::serde::decode_from_std_read(input, config())
+    bincode::serde::decode_from_std_read(input, config().with_limit::<HEADER_LIMIT>())
 }
 
-/// Decodes a `T` from the start of `bytes`; returns it and how many bytes it took.
+/// Decodes a header `T` (at most 64 MiB) from the start of `bytes`; returns it and how many
+/// bytes it took.
 pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
-    bincode::serde::decode_from_slice(bytes, config())
+    bincode::serde::decode_from_slice(bytes, config().with_limit::<HEADER_LIMIT>())
 }
 
 #[cfg(test)]

@@ -155,6 +155,17 @@ impl StateMachine {
         if found.is_some_and(|at| at >= purged && at <= applied) {
             return Ok(());
         }
+        if applied < purged {
+            // openraft 0.9 queues the purge of an install without waiting for the install:
+            // a crash between the two loses the entries in between, and no snapshot written
+            // from this state can cover the purge. Say so; rewriting would not mend it.
+            tracing::error!(
+                snapshot = ?found, ?purged, ?applied,
+                "the log is purged past the applied state (a crash during a snapshot install): \
+                 this member is missing entries; remove it and add it again as a new member"
+            );
+            return Ok(());
+        }
         tracing::warn!(
             snapshot = ?found, ?purged, ?applied,
             path = ?self.snapshot.path(),
@@ -564,6 +575,15 @@ mod tests {
 
         // A damaged file is written again too.
         std::fs::write(SnapshotFile::beside(db.path()).path(), [0xff; 5]).unwrap();
+        StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(file_covers(&db), Some(Some(log_id(2))));
+
+        // Purged past the state (a crash inside an install): no file can mend that; the
+        // file is left as it is, and the member says it is missing entries.
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "purged", &log_id(9))
+            .unwrap();
+        db.write_synced(batch).unwrap();
         StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
         assert_eq!(file_covers(&db), Some(Some(log_id(2))));
 

@@ -16,8 +16,10 @@
 //! watches with the client of the component that asked first: components sharing a kind must
 //! each be allowed to read all of it (the scheduler and the controller manager are, by the
 //! default roles). It runs on the registry's runtime ([`SharedInformers::on`]: a master's
-//! own), so it outlives any one component's thread; a registry without one runs it on the
-//! runtime of whoever asked first, and one found stopped is started again.
+//! own), so its task outlives any one component's thread (the client's connection is still
+//! the asking component's, whose thread in a master lives as long as the master). A registry
+//! without a runtime runs it on the runtime of whoever asked first; one found stopped is
+//! started again for the next asker (earlier holders keep the stopped one's cache).
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
