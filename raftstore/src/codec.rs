@@ -35,12 +35,6 @@ pub fn decode_from<T: DeserializeOwned>(input: &mut impl std::io::Read) -> Resul
     bincode::serde::decode_from_std_read(input, config().with_limit::<HEADER_LIMIT>())
 }
 
-/// Decodes a header `T` (at most 64 MiB) from the start of `bytes`; returns it and how many
-/// bytes it took.
-pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), DecodeError> {
-    bincode::serde::decode_from_slice(bytes, config().with_limit::<HEADER_LIMIT>())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

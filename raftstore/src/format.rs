@@ -305,6 +305,15 @@ mod tests {
         db.put_in(batch, CF_SNAPSHOT, "current", &stored).unwrap();
     }
 
+    /// What a member of `version` recorded first thing: its id and the version.
+    fn member_of_format(db: &Db, version: u32) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
+        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &version)
+            .unwrap();
+        batch
+    }
+
     /// The migrated snapshot: in its file, no longer in the database.
     fn snapshot_in_its_file(db: &Db) -> SnapshotImage {
         let in_db: Option<StoredSnapshot> = db.get(CF_SNAPSHOT, "current").unwrap();
@@ -318,9 +327,7 @@ mod tests {
     fn a_version_3_directory_gets_its_snapshot_moved_to_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let mut batch = WriteBatch::default();
-        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
-        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &3u32).unwrap();
+        let mut batch = member_of_format(&db, 3);
         let image = SnapshotImage {
             mvcc: crate::mvcc::MvccImage {
                 revision: 9,
@@ -343,10 +350,7 @@ mod tests {
     fn a_version_3_directory_without_a_snapshot_is_recorded_as_current() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let mut batch = WriteBatch::default();
-        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
-        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &3u32).unwrap();
-        db.write_synced(batch).unwrap();
+        db.write_synced(member_of_format(&db, 3)).unwrap();
         assert_eq!(open(&db).unwrap(), 3);
         assert!(SnapshotFile::beside(db.path()).read().unwrap().is_none());
         assert_eq!(db.get::<u32>(CF_RAFT, FORMAT_KEY).unwrap(), Some(CURRENT));
@@ -421,9 +425,7 @@ mod tests {
     fn a_version_2_directory_gets_its_snapshot_with_no_alarm_standing() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("db")).unwrap();
-        let mut batch = WriteBatch::default();
-        db.put_in(&mut batch, CF_RAFT, "member_id", &7u64).unwrap();
-        db.put_in(&mut batch, CF_RAFT, FORMAT_KEY, &2u32).unwrap();
+        let mut batch = member_of_format(&db, 2);
         let old_image = v2::SnapshotImage {
             mvcc: v2::MvccImage {
                 revision: 9,

@@ -12,7 +12,7 @@
 //! read only when one needs it, and at start.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -103,23 +103,45 @@ impl SnapshotFile {
 
     /// The snapshot's meta and data, if one was ever written.
     pub fn read(&self) -> Result<Option<(SnapshotMeta, Vec<u8>)>, SnapshotFileError> {
-        let mut bytes = match std::fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SnapshotFileError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
+        let Some(mut file) = self.open()? else {
+            return Ok(None);
         };
-        let (meta, read) =
-            codec::decode_prefix(&bytes).map_err(|source| SnapshotFileError::Decode {
+        let meta = self.meta_from(&mut file)?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data)
+            .map_err(|source| SnapshotFileError::Read {
                 path: self.path.clone(),
                 source,
             })?;
-        bytes.drain(..read);
-        Ok(Some((meta, bytes)))
+        Ok(Some((meta, data)))
+    }
+
+    /// The snapshot's meta only (its data is not read), if one was ever written.
+    pub fn read_meta(&self) -> Result<Option<SnapshotMeta>, SnapshotFileError> {
+        let Some(mut file) = self.open()? else {
+            return Ok(None);
+        };
+        self.meta_from(&mut file).map(Some)
+    }
+
+    /// The file, buffered; `None` if there is none.
+    fn open(&self) -> Result<Option<BufReader<File>>, SnapshotFileError> {
+        match File::open(&self.path) {
+            Ok(file) => Ok(Some(BufReader::new(file))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SnapshotFileError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Decodes the meta at the start of the file, leaving `file` at the data.
+    fn meta_from(&self, file: &mut BufReader<File>) -> Result<SnapshotMeta, SnapshotFileError> {
+        codec::decode_from(file).map_err(|source| SnapshotFileError::Decode {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Deletes the snapshot (there is none to keep).
@@ -133,26 +155,6 @@ impl SnapshotFile {
             }
             _ => Ok(()),
         }
-    }
-
-    /// The snapshot's meta only (its data is not read), if one was ever written.
-    pub fn read_meta(&self) -> Result<Option<SnapshotMeta>, SnapshotFileError> {
-        let file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(SnapshotFileError::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        codec::decode_from(&mut BufReader::new(file))
-            .map(Some)
-            .map_err(|source| SnapshotFileError::Decode {
-                path: self.path.clone(),
-                source,
-            })
     }
 
     /// Writes the meta and then `body` to a temporary file, syncs it, renames it over the
@@ -234,6 +236,13 @@ mod tests {
         (revision, vec![7; 3000], "members 1, 2, 3".into())
     }
 
+    /// The names in `dir`: the snapshot only, no temporary file beside it.
+    fn files_in(dir: &Path) -> Vec<String> {
+        let entries = std::fs::read_dir(dir).unwrap();
+        let names = entries.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned());
+        names.collect()
+    }
+
     #[test]
     fn a_written_image_reads_back_as_the_data_a_follower_decodes() {
         let dir = tempfile::tempdir().unwrap();
@@ -263,11 +272,7 @@ mod tests {
         let (read_meta, read_data) = file.read().unwrap().unwrap();
         assert_eq!(read_meta, meta(20));
         assert_eq!(read_data, data);
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("db.snapshot")]);
+        assert_eq!(files_in(dir.path()), ["db.snapshot"]);
 
         file.write_image(&meta(15), &image(45)).unwrap();
         assert_eq!(
@@ -300,11 +305,7 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(file.read_meta().unwrap(), Some(meta(10)));
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("db.snapshot")]);
+        assert_eq!(files_in(dir.path()), ["db.snapshot"]);
         file.write_image(&meta(20), &image(50)).unwrap();
         assert_eq!(
             file.read_meta().unwrap(),
