@@ -83,6 +83,38 @@ fn snapshot_error(
     }
 }
 
+/// What a member does at start with its snapshot file ([`snapshot_fit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SnapshotFit {
+    /// It covers the purged log and is not ahead of the state: kept.
+    Fits,
+    /// Behind the purge, ahead of the state, or damaged: written again from the state.
+    WriteAgain,
+    /// Ahead of a state with nothing applied (a database wiped without its file): removed.
+    Remove,
+    /// The log is purged past the applied state: no snapshot of this state can cover it.
+    LogPurgedPastState,
+}
+
+/// openraft needs the snapshot to cover the purged log and not to run ahead of what is
+/// applied. `covers` is the file's last log id (`None`: the file is damaged). Pure.
+///
+/// `LogPurgedPastState`: openraft 0.9 queues the purge of an install without waiting for the
+/// install, so a crash between the two loses the entries in between; rewriting the file
+/// would not mend it, so the member only says so.
+fn snapshot_fit(
+    covers: Option<Option<LogId>>,
+    purged: Option<LogId>,
+    applied: Option<LogId>,
+) -> SnapshotFit {
+    match covers {
+        Some(at) if at >= purged && at <= applied => SnapshotFit::Fits,
+        _ if applied < purged => SnapshotFit::LogPurgedPastState,
+        _ if applied.is_none() => SnapshotFit::Remove,
+        _ => SnapshotFit::WriteAgain,
+    }
+}
+
 impl StateMachine {
     /// Loads the applied state from the database.
     pub fn open(db: Db, metrics: StoreMetrics) -> Result<(Self, Arc<Keyspace>), DbError> {
@@ -152,31 +184,36 @@ impl StateMachine {
         };
         let purged: Option<LogId> = self.db.get(CF_RAFT, "purged")?;
         let applied = self.keyspace.read().meta.applied;
-        if found.is_some_and(|at| at >= purged && at <= applied) {
-            return Ok(());
-        }
-        if applied < purged {
-            // openraft 0.9 queues the purge of an install without waiting for the install:
-            // a crash between the two loses the entries in between, and no snapshot written
-            // from this state can cover the purge. Say so; rewriting would not mend it.
-            tracing::error!(
+        let unfit = || {
+            tracing::warn!(
                 snapshot = ?found, ?purged, ?applied,
-                "the log is purged past the applied state (a crash during a snapshot install): \
-                 this member is missing entries; remove it and add it again as a new member"
+                path = ?self.snapshot.path(),
+                "the snapshot file does not fit the state opened: replacing it (written again \
+                 from the state, or removed if nothing was applied)"
             );
-            return Ok(());
+        };
+        match snapshot_fit(found, purged, applied) {
+            SnapshotFit::Fits => Ok(()),
+            SnapshotFit::LogPurgedPastState => {
+                tracing::error!(
+                    snapshot = ?found, ?purged, ?applied,
+                    "the log is purged past the applied state (a crash during a snapshot \
+                     install): this member is missing entries; remove it and add it again as \
+                     a new member"
+                );
+                Ok(())
+            }
+            SnapshotFit::Remove => {
+                unfit();
+                Ok(self.snapshot.remove()?)
+            }
+            SnapshotFit::WriteAgain => {
+                unfit();
+                let (image, meta) = self.image_now();
+                self.db.sync_wal()?;
+                Ok(self.snapshot.write_image(&meta, &image)?)
+            }
         }
-        tracing::warn!(
-            snapshot = ?found, ?purged, ?applied,
-            path = ?self.snapshot.path(),
-            "the snapshot file does not fit the state opened: writing it again from the state"
-        );
-        if applied.is_none() {
-            return self.snapshot.remove().map_err(DbError::from);
-        }
-        let (image, meta) = self.image_now();
-        self.db.sync_wal()?;
-        Ok(self.snapshot.write_image(&meta, &image)?)
     }
 
     /// The whole replicated state as a snapshot's image, and its meta.
@@ -538,6 +575,32 @@ mod tests {
     fn file_covers(db: &Db) -> Option<Option<LogId>> {
         let meta = SnapshotFile::beside(db.path()).read_meta().unwrap();
         meta.map(|meta| meta.last_log_id)
+    }
+
+    #[test]
+    fn a_snapshot_fits_when_it_covers_the_purged_log_and_is_not_ahead_of_the_state() {
+        use SnapshotFit::*;
+        let at = |index| Some(log_id(index));
+        // (file covers, purged, applied) → what happens
+        let table = [
+            (Some(at(5)), at(5), at(9), Fits),
+            (Some(at(9)), at(5), at(9), Fits),
+            (Some(at(5)), None, at(9), Fits),
+            (Some(at(4)), at(5), at(9), WriteAgain),
+            (Some(at(10)), at(5), at(9), WriteAgain),
+            (None, at(5), at(9), WriteAgain),
+            (Some(at(3)), None, None, Remove),
+            (None, None, None, Remove),
+            (Some(at(4)), at(9), at(5), LogPurgedPastState),
+            (Some(at(9)), at(9), at(5), LogPurgedPastState),
+        ];
+        for (covers, purged, applied, expected) in table {
+            assert_eq!(
+                snapshot_fit(covers, purged, applied),
+                expected,
+                "file {covers:?}, purged {purged:?}, applied {applied:?}"
+            );
+        }
     }
 
     #[tokio::test]
