@@ -64,9 +64,19 @@ impl<K: ApiObject> Cache<K> {
     /// An empty cache keeping these indexes (namespaces need none: see
     /// [`Cache::in_namespace`]).
     pub fn new(indexes: Vec<Index<K>>) -> Self {
+        Self::of(Store::new(indexes))
+    }
+
+    /// An empty cache that trims each object with `trim` before keeping it and telling its
+    /// subscribers ([`super::trim`]).
+    pub fn trimmed(indexes: Vec<Index<K>>, trim: fn(&mut K)) -> Self {
+        Self::of(Store::new(indexes).trimmed_by(trim))
+    }
+
+    fn of(store: Store<K>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                store: RwLock::new(Store::new(indexes)),
+                store: RwLock::new(store),
                 subscribers: Mutex::new(Vec::new()),
             }),
         }

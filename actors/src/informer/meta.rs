@@ -7,7 +7,8 @@ use std::marker::PhantomData;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 
-/// An object of kind `K`, decoded for its `metadata` only (everything else is skipped).
+/// An object of kind `K`, decoded for its `metadata` only (everything else is skipped, and
+/// so are its managed fields).
 pub struct MetaOnly<K> {
     pub metadata: ObjectMeta,
     kind: PhantomData<fn() -> K>,
@@ -64,7 +65,14 @@ impl<'de, K> Deserialize<'de> for MetaOnly<K> {
             #[serde(default)]
             metadata: ObjectMeta,
         }
-        Partial::deserialize(deserializer).map(|partial| Self::new(partial.metadata))
+        let mut metadata = Partial::deserialize(deserializer)?.metadata;
+        // Nothing that follows metadata alone reads who manages which field; and the
+        // references are kept without the room decoding left in their list.
+        metadata.managed_fields = None;
+        if let Some(owners) = metadata.owner_references.as_mut() {
+            owners.shrink_to_fit();
+        }
+        Ok(Self::new(metadata))
     }
 }
 
@@ -80,6 +88,7 @@ mod tests {
         let pod: MetaOnly<Pod> = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": { "name": "web-1", "namespace": "default", "uid": "u1",
+                          "managedFields": [{ "manager": "kubectl", "operation": "Apply" }],
                           "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet",
                                                 "name": "web", "uid": "rs1" }] },
             "spec": { "containers": [{ "name": "c", "image": "kubia" }] },
@@ -87,6 +96,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(pod.metadata.name.as_deref(), Some("web-1"));
+        assert_eq!(pod.metadata.managed_fields, None);
         assert_eq!(
             pod.metadata.owner_references.as_ref().unwrap()[0].uid,
             "rs1"

@@ -2,7 +2,8 @@
 //! every object of that kind, as client-go's shared informer factory. A master runs the
 //! controller manager and the scheduler; each followed every pod on its own, and a typed pod
 //! costs about 12 KB in memory, so at 10,000 pods the second copy was 125 MB of the leading
-//! master's heap (heaptrack, BENCHMARKS.md "The controllers").
+//! master's heap (heaptrack, BENCHMARKS.md "The controllers"). Shared pods are trimmed of
+//! what only the kubelet reads (`trim.rs`), a third of each.
 //!
 //! ```text
 //!  controller manager term ─┐                      ┌─► Cache<Pod> (one, with the indexes
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use rudder_proto::client::ApiClient;
 
+use super::trim::trim_for;
 use super::{ApiObject, Cache, Index, Informer, Query};
 
 /// The informers of one process, by kind. Clones share them.
@@ -108,8 +110,12 @@ impl SharedInformers {
             return SharedCache { running: held };
         }
         let _on_runtime = self.runtime.as_ref().map(|runtime| runtime.enter());
+        let cache = match trim_for::<K>() {
+            Some(trim) => Cache::trimmed(indexes, trim),
+            None => Cache::new(indexes),
+        };
         let started = Arc::new(Running {
-            informer: Informer::start(client.clone(), Query::all::<K>(), indexes),
+            informer: Informer::start_on(cache, client.clone(), Query::all::<K>()),
         });
         running.insert(TypeId::of::<K>(), Box::new(Arc::downgrade(&started)));
         SharedCache { running: started }
@@ -124,7 +130,7 @@ impl SharedInformers {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 
     use super::*;
     use crate::informer::{by_owner_uid, OWNER_UID};
@@ -145,6 +151,29 @@ mod tests {
         let controllers = informers.all::<Pod>(&client(), vec![by_owner_uid()]);
         assert!(Arc::ptr_eq(&scheduler.running, &controllers.running));
         assert!(scheduler.cache().indexed(OWNER_UID, "u").is_ok());
+    }
+
+    #[tokio::test]
+    async fn shared_pods_are_trimmed_and_other_kinds_kept_whole() {
+        let informers = SharedInformers::default();
+        let pods = informers.all::<Pod>(&client(), vec![]);
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("web-1".into());
+        pod.spec = Some(
+            serde_json::from_value(serde_json::json!({
+            "containers": [{ "name": "app", "command": ["serve"] }] }))
+            .unwrap(),
+        );
+        pods.cache().replace(vec![pod], 1);
+        let kept = pods.cache().list();
+        assert_eq!(kept[0].spec.as_ref().unwrap().containers[0].command, None);
+
+        let maps = informers.all::<ConfigMap>(&client(), vec![]);
+        let mut map = ConfigMap::default();
+        map.metadata.name = Some("settings".into());
+        map.data = Some([("mode".to_string(), "prod".to_string())].into());
+        maps.cache().replace(vec![map.clone()], 1);
+        assert_eq!(*maps.cache().list()[0], map);
     }
 
     #[test]
