@@ -30,6 +30,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_proto::api::{DeleteRequest, ListRequest};
 use rudder_proto::client::ApiClient;
+use rudder_proto::etcdserverpb::StatusRequest;
 use serde_json::{json, Value};
 
 use self::figures::{
@@ -106,10 +107,16 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
         args.nodes
     );
     let (cluster, endpoints) = args.cluster.rudder_unless_given(&args.server).await?;
-    let masters: Vec<(String, u32)> = cluster
+    let masters: Vec<Spawned> = cluster
         .iter()
         .flat_map(|cluster| &cluster.members)
-        .filter_map(|member| Some((member.name.clone(), member.pid()?)))
+        .filter_map(|member| {
+            Some(Spawned {
+                name: member.name.clone(),
+                pid: member.pid()?,
+                endpoint: member.client_addr.clone(),
+            })
+        })
         .collect();
     println!(
         "bench controllers: {} hollow nodes (maxPods {max_pods}), {}",
@@ -181,12 +188,20 @@ fn workload(kind: &str, name: &str, namespace: &str, replicas: usize) -> Value {
     })
 }
 
+/// A master this run started.
+struct Spawned {
+    name: String,
+    pid: u32,
+    /// Its client address (`host:port`).
+    endpoint: String,
+}
+
 struct Bench<'a> {
     client: Arc<ApiClient>,
     args: &'a ControllersArgs,
     timeout: Duration,
-    /// The spawned masters' names and PIDs (none with --server).
-    masters: Vec<(String, u32)>,
+    /// The spawned masters (none with --server).
+    masters: Vec<Spawned>,
     /// Their memory once the nodes were up, before any workload.
     idle: HashMap<String, Memory>,
     rows: Vec<Row>,
@@ -196,8 +211,9 @@ impl Bench<'_> {
     async fn measure(&mut self, hollow: &mut HollowNodes) -> anyhow::Result<()> {
         self.create_namespace().await?;
         hollow.await_ready(&self.client, self.timeout).await?;
-        for (name, pid) in &self.masters {
-            self.idle.insert(name.clone(), read_memory(*pid)?);
+        for master in &self.masters {
+            self.idle
+                .insert(master.name.clone(), read_memory(master.pid)?);
         }
         let warm = Instant::now();
         let deadline = Deadline::after(self.timeout);
@@ -567,10 +583,16 @@ impl Bench<'_> {
         )
         .await?;
         let mut read = Vec::new();
-        for (master, pid) in &self.masters {
-            read.push((master.clone(), read_memory(*pid)?));
+        for master in &self.masters {
+            read.push((master.name.clone(), read_memory(master.pid)?));
         }
-        let leaders = self.leaders().await;
+        let mut leaders: Vec<_> = self
+            .raft_leader()
+            .await
+            .map(|name| ("Raft log", name))
+            .into_iter()
+            .collect();
+        leaders.extend(self.leaders().await);
         self.row(
             format!("replicaset create → {pods_wanted} Running"),
             seconds(running),
@@ -587,9 +609,10 @@ impl Bench<'_> {
                 .filter(|(_, holder)| holder == &master)
                 .map(|(what, _)| *what)
                 .collect();
-            let leads = match leads.is_empty() {
-                true => String::new(),
-                false => format!("; leads the {}", leads.join(" and the ")),
+            let leads = match leads.split_last() {
+                None => String::new(),
+                Some((last, [])) => format!("; leads the {last}"),
+                Some((last, rest)) => format!("; leads the {} and the {last}", rest.join(", the ")),
             };
             self.row(
                 format!("master {master} RSS, {pods_wanted} pods"),
@@ -621,6 +644,26 @@ impl Bench<'_> {
             }
         }
         leaders
+    }
+
+    /// Which spawned master leads Raft (it takes every write and keeps the followers'
+    /// replication buffers), by the members' own status; `None` if none says so.
+    async fn raft_leader(&self) -> Option<String> {
+        for master in &self.masters {
+            let Ok(mut client) =
+                rudder_chaos::client::maintenance_with(&master.endpoint, None).await
+            else {
+                continue;
+            };
+            let Ok(status) = client.status(StatusRequest {}).await else {
+                continue;
+            };
+            let status = status.into_inner();
+            if status.header.is_some_and(|h| h.member_id == status.leader) {
+                return Some(master.name.clone());
+            }
+        }
+        None
     }
 
     /// With --server: deletes the run's namespace and waits (up to --timeout) for it to go.
