@@ -112,7 +112,9 @@ mod tests {
     fn kv(key: &str, revision: Revision, name: &str) -> KeyValue {
         KeyValue {
             key: key.as_bytes().to_vec(),
-            value: serde_json::to_vec(&json!({ "metadata": { "name": name } })).unwrap(),
+            value: serde_json::to_vec(&json!({ "metadata": { "name": name } }))
+                .unwrap()
+                .into(),
             mod_revision: revision,
             ..Default::default()
         }
@@ -158,7 +160,7 @@ mod tests {
         let decoded = Decoded::new(crate::encryption::keys_of_this_process());
         let broken = KeyValue {
             key: b"/pods/x".to_vec(),
-            value: b"{".to_vec(),
+            value: b"{".to_vec().into(),
             mod_revision: 3,
             ..Default::default()
         };

@@ -351,7 +351,7 @@ pub fn open_in_place(keys: &Keyring, kv: &mut KeyValue) -> Result<bool, ApiError
             String::from_utf8_lossy(&kv.key)
         ))
     })?;
-    kv.value = opened.plain;
+    kv.value = opened.plain.into();
     Ok(opened.stale)
 }
 

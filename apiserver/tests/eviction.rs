@@ -491,7 +491,7 @@ fn written_at(key: &[u8], revision: i64) -> Compare {
 fn put(key: &[u8], object: &Value) -> RequestOp {
     RequestOp::Put(PutRequest {
         key: key.to_vec(),
-        value: object::encode(object),
+        value: object::encode(object).into(),
         ..Default::default()
     })
 }

@@ -46,7 +46,13 @@ async fn stored(store: &Store, name: &str) -> Vec<u8> {
         })
         .await
         .unwrap();
-    response.kvs.into_iter().next().expect("stored").value
+    response
+        .kvs
+        .into_iter()
+        .next()
+        .expect("stored")
+        .value
+        .into()
 }
 
 fn holds_the_canary(bytes: &[u8]) -> bool {
@@ -213,7 +219,7 @@ async fn old_keys_and_secrets_in_clear_are_rewritten_by_an_update_that_changes_n
     store
         .put(PutRequest {
             key: b"/registry/secrets/default/old".to_vec(),
-            value: before.to_string().into_bytes(),
+            value: before.to_string().into_bytes().into(),
             ..Default::default()
         })
         .await

@@ -40,8 +40,8 @@ mod tests {
     use super::*;
     use crate::kv::{Compare, CompareResult, CompareTarget, KeyRange, KeyValue, PutRequest};
 
-    /// `KeyValue` as it was declared before its byte fields were `serde_bytes`: each byte
-    /// a sequence element.
+    /// `KeyValue` as it was declared before its byte fields were `serde_bytes` (and its
+    /// value `Bytes`): each byte a sequence element.
     #[derive(Serialize)]
     struct PlainKeyValue {
         key: Vec<u8>,
@@ -78,7 +78,7 @@ mod tests {
             create_revision: 3,
             mod_revision: 9,
             version: 2,
-            value: kv.value.clone(),
+            value: kv.value.clone().into(),
             lease: 7,
         };
         let bytes = encode(&kv).unwrap();
@@ -91,7 +91,7 @@ mod tests {
         );
         let put = PutRequest {
             key: b"k".to_vec(),
-            value: b"v".to_vec(),
+            value: b"v".to_vec().into(),
             ..Default::default()
         };
         let compare = Compare {

@@ -287,7 +287,7 @@ mod tests {
     fn put(key: &str) -> Command {
         Command::Put(PutRequest {
             key: key.into(),
-            value: b"v".to_vec(),
+            value: b"v".to_vec().into(),
             ..Default::default()
         })
     }

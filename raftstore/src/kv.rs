@@ -3,6 +3,7 @@
 //! These travel through the Raft log (bincode) and through the in-process client API.
 //! The etcd wire types live in `rudder-proto`; `crate::etcd::convert` maps between the two.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A global store revision: grows by one per committed write transaction.
@@ -19,8 +20,9 @@ pub struct KeyValue {
     pub create_revision: Revision,
     pub mod_revision: Revision,
     pub version: i64,
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
+    /// Shared, not copied, by the versions, events and watch feeds that hold it (encoded as
+    /// the byte string it was when it was a `Vec<u8>`).
+    pub value: Bytes,
     pub lease: LeaseId,
 }
 
@@ -148,8 +150,7 @@ pub struct RangeResponse {
 pub struct PutRequest {
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub value: Vec<u8>,
+    pub value: Bytes,
     pub lease: LeaseId,
     pub prev_kv: bool,
     pub ignore_value: bool,

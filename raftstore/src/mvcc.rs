@@ -700,7 +700,7 @@ impl Mvcc {
             hasher.update(&rev.to_bytes());
             hasher.update(&[matches!(version.kind, EventKind::Put) as u8]);
             let kv = &version.kv;
-            for field in [&kv.key, &kv.value] {
+            for field in [&kv.key[..], &kv.value[..]] {
                 hasher.update(&(field.len() as u64).to_be_bytes());
                 hasher.update(field);
             }
@@ -761,7 +761,7 @@ fn compare_kv(cmp: &Compare, kv: &KeyValue) -> bool {
         CompareTarget::Version(v) => kv.version.cmp(v),
         CompareTarget::Create(r) => kv.create_revision.cmp(r),
         CompareTarget::Mod(r) => kv.mod_revision.cmp(r),
-        CompareTarget::Value(v) => kv.value.as_slice().cmp(v.as_slice()),
+        CompareTarget::Value(v) => kv.value[..].cmp(v.as_slice()),
         CompareTarget::Lease(l) => kv.lease.cmp(l),
     };
     match cmp.result {

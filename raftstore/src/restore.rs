@@ -237,7 +237,7 @@ mod tests {
             create_revision: 2,
             mod_revision: 2,
             version: 1,
-            value: b"v".to_vec(),
+            value: b"v".to_vec().into(),
             lease: 0,
         };
         let image = MvccImage {

@@ -588,7 +588,7 @@ mod tests {
         let put = |key: &str, value: &str| {
             shape(&Command::Put(PutRequest {
                 key: key.into(),
-                value: value.into(),
+                value: value.as_bytes().to_vec().into(),
                 ..Default::default()
             }))
         };
@@ -649,7 +649,7 @@ mod tests {
         let put = Request {
             command: Command::Put(PutRequest {
                 key: b"k".to_vec(),
-                value: b"unique".to_vec(),
+                value: b"unique".to_vec().into(),
                 ..Default::default()
             }),
             tag: Some(tag(7, 1, 1)),

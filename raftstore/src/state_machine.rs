@@ -502,7 +502,7 @@ mod tests {
         Request {
             command: Command::Put(PutRequest {
                 key: format!("k{client}").into_bytes(),
-                value: format!("{seq}").into_bytes(),
+                value: format!("{seq}").into_bytes().into(),
                 ..Default::default()
             }),
             tag: Some(RequestTag {

@@ -167,7 +167,7 @@ mod tests {
         let put = |key: &[u8], value: Vec<u8>| {
             Command::Put(PutRequest {
                 key: key.to_vec(),
-                value,
+                value: value.into(),
                 ..Default::default()
             })
         };

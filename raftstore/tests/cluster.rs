@@ -15,7 +15,7 @@ use rudder_raftstore::{KvError, Member, StoreError};
 async fn put(store: &Store, key: &str, value: &str) -> Revision {
     let req = PutRequest {
         key: key.into(),
-        value: value.into(),
+        value: value.as_bytes().to_vec().into(),
         ..Default::default()
     };
     store.put(req).await.expect("put succeeds").0.revision
@@ -62,7 +62,7 @@ async fn a_write_on_a_follower_is_read_linearizably_on_another() {
     let read = get(cluster.store(followers[1]), "greeting")
         .await
         .expect("the key is visible");
-    assert_eq!(read.value, b"hello");
+    assert_eq!(read.value, &b"hello"[..]);
     assert_eq!(read.mod_revision, revision);
     let (header, _) = cluster
         .store(leader)
@@ -188,7 +188,7 @@ async fn a_transactions_events_arrive_together() {
     let write = |key: &str| {
         RequestOp::Put(PutRequest {
             key: key.into(),
-            value: b"new".to_vec(),
+            value: b"new".to_vec().into(),
             ..Default::default()
         })
     };
@@ -207,7 +207,7 @@ async fn a_transactions_events_arrive_together() {
             assert_eq!(revision, header.revision);
             let keys: Vec<_> = events.iter().map(|e| e.kv.key.clone()).collect();
             assert_eq!(keys, [b"t/a".to_vec(), b"t/b".to_vec(), b"t/c".to_vec()]);
-            assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"old");
+            assert_eq!(events[1].prev_kv.as_ref().unwrap().value, &b"old"[..]);
         }
         other => panic!("expected the txn's events, got {other:?}"),
     }
@@ -279,7 +279,7 @@ async fn lease_keys_vanish_after_the_ttl() {
     let (_, lease) = store.lease_grant(0, 1).await.unwrap();
     let req = PutRequest {
         key: b"l/key".to_vec(),
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         lease: lease.id,
         ..Default::default()
     };
@@ -316,7 +316,7 @@ async fn a_kept_alive_lease_survives_a_leader_change() {
     let (_, lease) = keeper.lease_grant(0, 4).await.unwrap();
     let req = PutRequest {
         key: b"kept".to_vec(),
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         lease: lease.id,
         ..Default::default()
     };
@@ -411,7 +411,7 @@ async fn a_member_kept_down_rejoins_through_a_snapshot() {
     assert_eq!(hash, expected);
     assert_eq!(
         get(cluster.store(lagging), "s/49").await.unwrap().value,
-        b"399"
+        &b"399"[..]
     );
     cluster.shutdown().await;
 }
@@ -484,7 +484,7 @@ async fn bad_input_gets_a_precise_error_and_changes_nothing() {
     let put_req = |key: &str, value: Vec<u8>, lease: LeaseId| {
         Command::Put(PutRequest {
             key: key.into(),
-            value,
+            value: value.into(),
             lease,
             ..Default::default()
         })
@@ -659,7 +659,7 @@ async fn a_disk_write_failure_stops_the_member_and_the_others_go_on() {
             .await
             .unwrap()
             .value,
-        b"2"
+        &b"2"[..]
     );
     cluster.shutdown().await;
 }
@@ -670,7 +670,7 @@ async fn a_restarted_cluster_resumes_from_its_data() {
     let (_, lease) = cluster.store(0).lease_grant(0, 3600).await.unwrap();
     let req = PutRequest {
         key: b"durable".to_vec(),
-        value: b"yes".to_vec(),
+        value: b"yes".to_vec().into(),
         lease: lease.id,
         ..Default::default()
     };
@@ -689,7 +689,7 @@ async fn a_restarted_cluster_resumes_from_its_data() {
         .await
         .expect("the key survived a full restart");
     assert_eq!(
-        (kv.value.as_slice(), kv.mod_revision, kv.lease),
+        (kv.value.as_ref(), kv.mod_revision, kv.lease),
         (&b"yes"[..], header.revision, lease.id)
     );
     get(cluster.store(1), "durable").await;
@@ -748,7 +748,7 @@ async fn a_fourth_member_joins_another_is_removed_and_its_id_is_never_reused() {
     // The new member serves reads of what was written before it joined.
     assert_eq!(
         get(cluster.store(fourth), "before").await.unwrap().value,
-        b"join"
+        &b"join"[..]
     );
 
     let leader = cluster.leader().await;
@@ -931,7 +931,7 @@ async fn a_stopping_leader_hands_over_and_nobody_waits_out_an_election_timeout()
             for i in 0.. {
                 let request = PutRequest {
                     key: format!("handover/during/{i}").into(),
-                    value: b"w".to_vec(),
+                    value: b"w".to_vec().into(),
                     ..Default::default()
                 };
                 if store.put(request).await.is_ok() {
@@ -969,6 +969,6 @@ async fn a_stopping_leader_hands_over_and_nobody_waits_out_an_election_timeout()
     assert_eq!(new_term, term + 1);
     put(cluster.store(next), "handover/after", "2").await;
     let before = get(cluster.store(next), "handover/before").await;
-    assert_eq!(before.map(|kv| kv.value), Some(b"1".to_vec()));
+    assert_eq!(before.map(|kv| kv.value), Some(b"1".to_vec().into()));
     cluster.shutdown().await;
 }

@@ -15,7 +15,7 @@ use rudder_raftstore::{codec, Member, NodeId};
 async fn put(cluster: &Cluster, i: usize, key: &str) {
     let request = PutRequest {
         key: key.into(),
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         ..Default::default()
     };
     cluster.store(i).put(request).await.expect("put succeeds");

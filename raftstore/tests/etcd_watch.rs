@@ -16,7 +16,7 @@ use tonic::Streaming;
 async fn put(store: &Store, key: &str, value: Vec<u8>) -> Revision {
     let request = PutRequest {
         key: key.into(),
-        value,
+        value: value.into(),
         ..Default::default()
     };
     store.put(request).await.expect("put succeeds").0.revision
@@ -89,7 +89,7 @@ async fn history_comes_in_batches_of_a_thousand_revisions_and_a_revision_is_neve
     let write = |key: &str| {
         RequestOp::Put(PutRequest {
             key: key.into(),
-            value: b"t".to_vec(),
+            value: b"t".to_vec().into(),
             ..Default::default()
         })
     };

@@ -14,7 +14,7 @@ static FAILPOINTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn put_request(key: &str, value: &str) -> PutRequest {
     PutRequest {
         key: key.into(),
-        value: value.into(),
+        value: value.as_bytes().to_vec().into(),
         ..Default::default()
     }
 }

@@ -13,7 +13,7 @@ use rudder_raftstore::Store;
 async fn put(store: &Store, key: &str) {
     let put = store.put(PutRequest {
         key: key.into(),
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         ..Default::default()
     });
     tokio::time::timeout(Duration::from_secs(5), put)

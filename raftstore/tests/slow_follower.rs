@@ -26,7 +26,7 @@ async fn followers_four_heartbeats_slow_still_commit_every_write_without_an_elec
         let started = Instant::now();
         let put = store.put(PutRequest {
             key: format!("slow/{i}").into(),
-            value: b"v".to_vec(),
+            value: b"v".to_vec().into(),
             ..Default::default()
         });
         // Before the fix no batch was ever answered in time: every put timed out.

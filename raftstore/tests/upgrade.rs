@@ -59,7 +59,9 @@ async fn value(member: &RunningMember, key: &str) -> Option<Vec<u8>> {
             ..Default::default()
         };
         match member.store.range(request).await {
-            Ok((_, response)) => return response.kvs.into_iter().next().map(|kv| kv.value),
+            Ok((_, response)) => {
+                return response.kvs.into_iter().next().map(|kv| kv.value.to_vec())
+            }
             Err(StoreError::NoLeader | StoreError::Timeout { .. })
                 if tokio::time::Instant::now() < deadline =>
             {
@@ -160,7 +162,7 @@ async fn check_data(data_dir: &Path) {
         .store
         .put(PutRequest {
             key: b"fixture/after".to_vec(),
-            value: b"new".to_vec(),
+            value: b"new".to_vec().into(),
             ..Default::default()
         })
         .await

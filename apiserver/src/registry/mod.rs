@@ -454,12 +454,12 @@ impl Write {
         Ok(match self {
             Self::Put(value) => RequestOp::Put(PutRequest {
                 key: key.to_vec(),
-                value: seal(value)?,
+                value: seal(value)?.into(),
                 ..Default::default()
             }),
             Self::PutLeased { value, lease } => RequestOp::Put(PutRequest {
                 key: key.to_vec(),
-                value: seal(value)?,
+                value: seal(value)?.into(),
                 lease,
                 ..Default::default()
             }),

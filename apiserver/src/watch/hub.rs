@@ -532,7 +532,7 @@ mod tests {
         store
             .put(PutRequest {
                 key,
-                value,
+                value: value.into(),
                 ..Default::default()
             })
             .await

@@ -26,7 +26,7 @@ pub fn kv(kv: KeyValue) -> mvccpb::KeyValue {
         create_revision: kv.create_revision,
         mod_revision: kv.mod_revision,
         version: kv.version,
-        value: kv.value,
+        value: kv.value.into(),
         lease: kv.lease,
     }
 }
@@ -106,7 +106,7 @@ pub fn range_response(h: Header, r: RangeResponse) -> pb::RangeResponse {
 pub fn put_request(r: pb::PutRequest) -> PutRequest {
     PutRequest {
         key: r.key,
-        value: r.value,
+        value: r.value.into(),
         lease: r.lease,
         prev_kv: r.prev_kv,
         ignore_value: r.ignore_value,

@@ -111,7 +111,7 @@ pub fn encode(image: &MvccImage, applied_index: u64) -> Result<Vec<u8>, BboltErr
                 create_revision: kv.create_revision,
                 mod_revision: kv.mod_revision,
                 version: kv.version,
-                value: kv.value.clone(),
+                value: kv.value.to_vec(),
                 lease: kv.lease,
             };
             (revision_key(*rev, version.kind), record.encode_to_vec())
@@ -202,7 +202,7 @@ pub fn decode(file: &[u8], skip_hash_check: bool) -> Result<MvccImage, SnapshotF
                 record.mod_revision
             },
             version: record.version,
-            value: record.value,
+            value: record.value.into(),
             lease: record.lease,
         };
         versions.push((rev, Version { kind, kv }));
@@ -252,7 +252,7 @@ mod tests {
                     create_revision: 2,
                     mod_revision: main,
                     version: 1,
-                    value: value.into(),
+                    value: value.as_bytes().to_vec().into(),
                     lease,
                 },
             },

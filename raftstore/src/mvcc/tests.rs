@@ -3,7 +3,7 @@ use super::*;
 fn put(key: &str, value: &str) -> Command {
     Command::Put(PutRequest {
         key: key.into(),
-        value: value.into(),
+        value: value.as_bytes().to_vec().into(),
         ..Default::default()
     })
 }
@@ -11,7 +11,7 @@ fn put(key: &str, value: &str) -> Command {
 fn put_leased(key: &str, lease: LeaseId) -> Command {
     Command::Put(PutRequest {
         key: key.into(),
-        value: b"v".to_vec(),
+        value: b"v".to_vec().into(),
         lease,
         ..Default::default()
     })
@@ -47,7 +47,7 @@ fn each_write_takes_the_next_revision_and_counts_versions() {
     assert_eq!(mvcc.revision(), 3);
     let a = get(&mvcc, "a", 0).unwrap().unwrap();
     assert_eq!((a.create_revision, a.mod_revision, a.version), (1, 2, 2));
-    assert_eq!(a.value, b"2");
+    assert_eq!(a.value, &b"2"[..]);
 }
 
 #[test]
@@ -56,8 +56,8 @@ fn reads_at_a_past_revision_see_the_past() {
     apply_ok(&mut mvcc, put("a", "1"));
     apply_ok(&mut mvcc, put("a", "2"));
     apply_ok(&mut mvcc, delete(KeyRange::single("a")));
-    assert_eq!(get(&mvcc, "a", 1).unwrap().unwrap().value, b"1");
-    assert_eq!(get(&mvcc, "a", 2).unwrap().unwrap().value, b"2");
+    assert_eq!(get(&mvcc, "a", 1).unwrap().unwrap().value, &b"1"[..]);
+    assert_eq!(get(&mvcc, "a", 2).unwrap().unwrap().value, &b"2"[..]);
     assert_eq!(get(&mvcc, "a", 3).unwrap(), None);
     assert_eq!(
         get(&mvcc, "a", 4),
@@ -184,7 +184,7 @@ fn a_transaction_is_one_revision_and_reads_its_own_writes() {
         success: vec![
             RequestOp::Put(PutRequest {
                 key: b"b".to_vec(),
-                value: b"2".to_vec(),
+                value: b"2".to_vec().into(),
                 ..Default::default()
             }),
             RequestOp::Range(RangeRequest {
@@ -206,7 +206,7 @@ fn a_transaction_is_one_revision_and_reads_its_own_writes() {
     let ResponseOp::Range(read) = &response.responses[1] else {
         panic!("not a range")
     };
-    assert_eq!(read.kvs[0].value, b"2");
+    assert_eq!(read.kvs[0].value, &b"2"[..]);
     assert_eq!(mvcc.revision(), 2);
     assert_eq!(effects.events.len(), 2);
     assert!(effects.events.iter().all(|e| e.kv.mod_revision == 2));
@@ -311,7 +311,7 @@ fn compaction_keeps_what_later_reads_need() {
         effects.removed,
         [Rev { main: 1, sub: 0 }, Rev { main: 3, sub: 0 }]
     );
-    assert_eq!(get(&mvcc, "a", 4).unwrap().unwrap().value, b"2");
+    assert_eq!(get(&mvcc, "a", 4).unwrap().unwrap().value, &b"2"[..]);
     assert_eq!(
         get(&mvcc, "a", 3),
         Err(KvError::Compacted {
@@ -363,9 +363,9 @@ fn history_events_carry_the_previous_version() {
     apply_ok(&mut mvcc, delete(KeyRange::single("a")));
     let events = mvcc.events_in(2, Revision::MAX, &KeyRange::single("a"), true);
     assert_eq!(events.len(), 2);
-    assert_eq!(events[0].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(events[0].prev_kv.as_ref().unwrap().value, &b"1"[..]);
     assert_eq!(events[1].kind, EventKind::Delete);
-    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"2");
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, &b"2"[..]);
 }
 
 #[test]
@@ -474,4 +474,17 @@ fn a_standing_no_space_alarm_refuses_puts_and_grants_and_travels_in_the_image() 
     assert_eq!(effects.alarms, Some(Vec::new()));
     apply_ok(&mut mvcc, put("b", "2"));
     assert_eq!(mvcc.revision(), 3);
+}
+
+#[test]
+fn a_value_is_shared_by_its_version_its_event_and_the_next_write_s_previous_value() {
+    let mut mvcc = Mvcc::new();
+    let (_, first) = apply_ok(&mut mvcc, put("a", "1"));
+    let (_, second) = apply_ok(&mut mvcc, put("a", "2"));
+    let stored = get(&mvcc, "a", 1).unwrap().unwrap();
+    // One buffer, whoever holds it: the keyspace's version, the event published for
+    // watchers, and the previous value the next write's event carries.
+    assert_eq!(first.events[0].kv.value.as_ptr(), stored.value.as_ptr());
+    let previous = second.events[0].prev_kv.as_ref().unwrap();
+    assert_eq!(previous.value.as_ptr(), stored.value.as_ptr());
 }
