@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use actix::Actor;
+use actix::{Actor, Addr};
 use rudder_apiserver::test_support::{eventually, start};
 use rudder_node::kubelet::{Kubelet, KubeletTimers};
 use rudder_node::machine::Machine;
@@ -20,30 +20,34 @@ async fn phase(client: &ApiClient, name: &str) -> Option<String> {
     pod["status"]["phase"].as_str().map(str::to_string)
 }
 
-#[actix::test]
-async fn a_hollow_kubelet_runs_the_pods_bound_to_it_and_confirms_their_deletion() {
-    let (cluster, client) = start(1).await;
-    let client = Arc::new(client);
-    let cidr = "10.244.7.0/24";
+/// A kubelet of node `hollow-<n>` (pods in `10.244.<n>.0/24`) on the fake runtime.
+fn hollow_kubelet(client: &Arc<ApiClient>, n: u8, timers: KubeletTimers) -> Addr<Kubelet> {
+    let cidr = format!("10.244.{n}.0/24");
     let config = NodeConfig {
-        name: "hollow-7".into(),
+        name: format!("hollow-{n}"),
         internal_ip: "127.0.0.1".into(),
-        pod_cidr: Some(cidr.into()),
+        pod_cidr: Some(cidr.clone()),
         max_pods: 110,
         labels: BTreeMap::new(),
         kubelet_port: 10250,
         runtime_version: "fake://hollow".into(),
     };
-    let runtime = Arc::new(FakeRuntime::new(cidr));
-    let timers = KubeletTimers::default();
-    let kubelet = Kubelet::new(
+    let runtime = Arc::new(FakeRuntime::new(&cidr));
+    Kubelet::new(
         client.clone(),
         config,
         Machine::read(),
         timers,
         Some(runtime),
-    );
-    let _kubelet = kubelet.start();
+    )
+    .start()
+}
+
+#[actix::test]
+async fn a_hollow_kubelet_runs_the_pods_bound_to_it_and_confirms_their_deletion() {
+    let (cluster, client) = start(1).await;
+    let client = Arc::new(client);
+    let _kubelet = hollow_kubelet(&client, 7, KubeletTimers::default());
     for (name, node) in [("here", "hollow-7"), ("elsewhere", "other")] {
         let pod = json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -75,6 +79,52 @@ async fn a_hollow_kubelet_runs_the_pods_bound_to_it_and_confirms_their_deletion(
             .get_object("pods", "default", "here")
             .await
             .is_err_and(|error| error.is_not_found())
+    })
+    .await;
+    cluster.shutdown().await;
+}
+
+/// A kubelet sends a few status reports at a time; those that wait are sent as earlier ones
+/// end, not at the next periodic sync (set out of this test's reach).
+#[actix::test]
+async fn forty_pods_started_together_all_report_running_without_waiting_for_a_resync() {
+    let (cluster, client) = start(1).await;
+    let client = Arc::new(client);
+    let timers = KubeletTimers {
+        resync: std::time::Duration::from_secs(3600),
+        ..KubeletTimers::default()
+    };
+    let _kubelet = hollow_kubelet(&client, 8, timers);
+    let names: Vec<String> = (0..40).map(|n| format!("burst-{n}")).collect();
+    futures::future::join_all(names.iter().map(|name| {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"nodeName": "hollow-8", "containers": [{"name": "c", "image": "busybox"}]}
+        });
+        let client = client.clone();
+        async move { client.create_object("pods", "default", &pod).await }
+    }))
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .expect("create pods");
+    eventually("every pod reports Running", || async {
+        let listed = client
+            .list(pb::ListRequest {
+                resource: "pods".into(),
+                namespace: "default".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list pods");
+        let running = listed
+            .items
+            .iter()
+            .filter_map(|item| serde_json::from_slice::<serde_json::Value>(item).ok())
+            .filter(|pod| pod["status"]["phase"] == "Running")
+            .count();
+        running == names.len()
     })
     .await;
     cluster.shutdown().await;

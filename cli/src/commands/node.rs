@@ -152,6 +152,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         lease_renew: Duration::from_millis(args.lease_renew_ms),
         lease_duration: Duration::from_secs(args.lease_duration_seconds),
         status_update: Duration::from_millis(args.status_update_ms),
+        ..KubeletTimers::default()
     };
     let mut machine = Machine::read();
     if let Some(cpus) = args.hollow_cpus {

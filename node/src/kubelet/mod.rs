@@ -57,6 +57,8 @@ pub struct KubeletTimers {
     pub lease_duration: Duration,
     /// NodeStatus updates: 10 s.
     pub status_update: Duration,
+    /// Pods synced even when nothing was heard (retries failed operations): 5 s.
+    pub resync: Duration,
 }
 
 impl Default for KubeletTimers {
@@ -65,6 +67,7 @@ impl Default for KubeletTimers {
             lease_renew: Duration::from_secs(10),
             lease_duration: Duration::from_secs(40),
             status_update: Duration::from_secs(10),
+            resync: Duration::from_secs(5),
         }
     }
 }
@@ -82,9 +85,6 @@ pub enum KubeletError {
     #[error(transparent)]
     Claim(#[from] claims::ClaimError),
 }
-
-/// How often pods are synced even when nothing was heard (retries failed operations).
-const RESYNC: Duration = Duration::from_secs(5);
 
 /// How soon a pod whose claims were not ready (not bound yet) is tried again the first
 /// time; the wait doubles with each failure up to [`CLAIMS_RETRY_MAX`]. Other volume
@@ -117,6 +117,13 @@ struct MountProblem {
 /// How long a sync waits for more changes to arrive with the first.
 const SYNC_COALESCE: Duration = Duration::from_millis(10);
 
+/// Status reports a kubelet has in flight at once; the others wait for the sync that the
+/// end of one asks for. Kubernetes' status manager sends one at a time. Sending every
+/// pod's report together, a node whose hundred pods started at once made the master
+/// serving it hold a hundred patches decoded at the same time, and a hundred nodes did it
+/// together (87 MB of a master's 326 MB heap peak at 10,000 pods, heaptrack).
+const REPORTS_IN_FLIGHT: usize = 4;
+
 pub struct Kubelet {
     client: Arc<ApiClient>,
     config: NodeConfig,
@@ -132,6 +139,10 @@ pub struct Kubelet {
     /// Pods with an API call in flight (a report, a deletion confirmation, reading the
     /// configMaps and secrets a start needs).
     in_flight: BTreeSet<String>,
+    /// Status reports in flight (at most [`REPORTS_IN_FLIGHT`]).
+    reports_in_flight: usize,
+    /// A report waited for one in flight to end: that end asks for a sync.
+    reports_waiting: bool,
     /// uid → the status this kubelet last reported ([`sync::fingerprint`]).
     reported: BTreeMap<String, serde_json::Value>,
     /// The static pod manifest directory, if any.
@@ -181,6 +192,8 @@ impl Kubelet {
             runtime,
             pods: BTreeMap::new(),
             in_flight: BTreeSet::new(),
+            reports_in_flight: 0,
+            reports_waiting: false,
             reported: BTreeMap::new(),
             manifests: None,
             static_pods: BTreeMap::new(),
@@ -464,6 +477,10 @@ impl Kubelet {
     }
 
     fn report(&mut self, ctx: &mut Context<Self>, uid: &str) {
+        if self.reports_in_flight >= REPORTS_IN_FLIGHT {
+            self.reports_waiting = true;
+            return;
+        }
         // A static pod's status goes to its mirror (same namespace and name).
         let pod = self.pods.get(uid).or_else(|| self.static_pods.get(uid));
         let (Some(runtime), Some(pod)) = (self.runtime.clone(), pod) else {
@@ -485,6 +502,7 @@ impl Kubelet {
         if !self.in_flight.insert(uid.to_string()) {
             return;
         }
+        self.reports_in_flight += 1;
         let shown = pod.clone();
         let client = self.client.clone();
         let uid = uid.to_string();
@@ -495,6 +513,7 @@ impl Kubelet {
         };
         ctx.spawn(task.into_actor(self).map(move |outcome, kubelet, ctx| {
             kubelet.in_flight.remove(&uid);
+            kubelet.reports_in_flight -= 1;
             match outcome {
                 Ok(_) => {
                     kubelet.metrics.reported(&shown, &running);
@@ -504,6 +523,9 @@ impl Kubelet {
                     kubelet.request_sync(ctx);
                 }
                 Err(error) => tracing::warn!(%uid, %error, "reporting pod status"),
+            }
+            if std::mem::take(&mut kubelet.reports_waiting) {
+                kubelet.request_sync(ctx);
             }
         }));
     }
@@ -626,7 +648,7 @@ impl Actor for Kubelet {
                 &self.config.name,
             ));
             self.refresh_static_pods();
-            ctx.run_interval(RESYNC, |kubelet, ctx| {
+            ctx.run_interval(self.timers.resync, |kubelet, ctx| {
                 kubelet.refresh_static_pods();
                 kubelet.sync_pods(ctx)
             });
