@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::alarms::Alarms;
@@ -293,7 +294,8 @@ impl Mvcc {
         if req.count_only {
             kvs.clear();
         } else if req.keys_only {
-            kvs.iter_mut().for_each(|kv| kv.value.clear());
+            // A new empty value, not a cleared one: that would keep the shared buffer.
+            kvs.iter_mut().for_each(|kv| kv.value = Bytes::new());
         }
         RangeResponse { kvs, more, count }
     }

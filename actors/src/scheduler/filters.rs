@@ -15,6 +15,8 @@
 //!
 //! VolumeBinding is `volumes.rs`; the other volume filters of the default profile
 //! (VolumeRestrictions, NodeVolumeLimits, VolumeZone) and DynamicResources are not here.
+//! Pods come from the master's shared cache, trimmed (`informer/trim.rs`): of volumes only
+//! claims are kept, and no container mounts. A filter that needs more must keep it there.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
