@@ -370,9 +370,19 @@ async fn ensure_system_objects(
                 .await
             {
                 Ok(_) | Err(ApiError::AlreadyExists { .. }) => break,
-                // Another Service holds the address (a cluster made with other ranges).
+                // A Service's address is checked before its name, so one made already (by
+                // another master, or at an earlier start) answers Invalid, as Kubernetes
+                // does; else another Service holds the address (a cluster made with other
+                // ranges).
                 Err(error @ ApiError::Invalid { .. }) => {
-                    tracing::warn!(%error, resource, name, "a system object was refused");
+                    let target = Target {
+                        resource,
+                        namespace: body["metadata"]["namespace"].as_str().unwrap_or(""),
+                        name,
+                    };
+                    if registry.get(&target).await.is_err() {
+                        tracing::warn!(%error, resource, name, "a system object was refused");
+                    }
                     break;
                 }
                 Err(error) => {
