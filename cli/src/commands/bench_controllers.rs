@@ -17,10 +17,13 @@
 //!
 //! Every wait follows a watch (node registration excepted) and fails past `--timeout` for its
 //! phase; every process the run starts is ended by its PID, also when a phase fails.
+//! `figures.rs` renders the table, `follow.rs` the watches, `hollow.rs` the hollow nodes,
+//! `leaders.rs` which master leads what (named in each memory row).
 
 mod figures;
 mod follow;
 mod hollow;
+mod leaders;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,7 +33,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use rudder_proto::api::{DeleteRequest, ListRequest};
 use rudder_proto::client::ApiClient;
-use rudder_proto::etcdserverpb::StatusRequest;
 use serde_json::{json, Value};
 
 use self::figures::{
@@ -39,6 +41,7 @@ use self::figures::{
 };
 use self::follow::{follow_until, Deadline, Follow, Wait};
 use self::hollow::HollowNodes;
+use self::leaders::{leaders, leads_phrase};
 use super::bench_cluster::SpawnArgs;
 use crate::durations::parse_flag_duration;
 
@@ -586,13 +589,12 @@ impl Bench<'_> {
         for master in &self.masters {
             read.push((master.name.clone(), read_memory(master.pid)?));
         }
-        let mut leaders: Vec<_> = self
-            .raft_leader()
-            .await
-            .map(|name| ("Raft log", name))
-            .into_iter()
+        let endpoints: Vec<(String, String)> = self
+            .masters
+            .iter()
+            .map(|m| (m.name.clone(), m.endpoint.clone()))
             .collect();
-        leaders.extend(self.leaders().await);
+        let leaders = leaders(&self.client, &endpoints).await;
         self.row(
             format!("replicaset create → {pods_wanted} Running"),
             seconds(running),
@@ -604,16 +606,7 @@ impl Bench<'_> {
                 Some(idle) => format!(", {} before any workload", mib(idle.rss_kib)),
                 None => String::new(),
             };
-            let leads: Vec<&str> = leaders
-                .iter()
-                .filter(|(_, holder)| holder == &master)
-                .map(|(what, _)| *what)
-                .collect();
-            let leads = match leads.split_last() {
-                None => String::new(),
-                Some((last, [])) => format!("; leads the {last}"),
-                Some((last, rest)) => format!("; leads the {} and the {last}", rest.join(", the ")),
-            };
+            let leads = leads_phrase(&master, &leaders);
             self.row(
                 format!("master {master} RSS, {pods_wanted} pods"),
                 mib(memory.rss_kib),
@@ -622,48 +615,6 @@ impl Bench<'_> {
             );
         }
         Ok(())
-    }
-
-    /// Which master holds the controller manager's and the scheduler's leases (holder
-    /// identities are `<master name>_<uuid>`); a lease that cannot be read is left out.
-    async fn leaders(&self) -> Vec<(&'static str, String)> {
-        let leases = [
-            ("controllers", "rudder-controller-manager"),
-            ("scheduler", "rudder-scheduler"),
-        ];
-        let mut leaders = Vec::new();
-        for (what, lease) in leases {
-            let Ok(object) = self.client.get_object("leases", "kube-system", lease).await else {
-                continue;
-            };
-            let holder = object["spec"]["holderIdentity"]
-                .as_str()
-                .unwrap_or_default();
-            if let Some((master, _)) = holder.rsplit_once('_') {
-                leaders.push((what, master.to_owned()));
-            }
-        }
-        leaders
-    }
-
-    /// Which spawned master leads Raft (it takes every write and keeps the followers'
-    /// replication buffers), by the members' own status; `None` if none says so.
-    async fn raft_leader(&self) -> Option<String> {
-        for master in &self.masters {
-            let Ok(mut client) =
-                rudder_chaos::client::maintenance_with(&master.endpoint, None).await
-            else {
-                continue;
-            };
-            let Ok(status) = client.status(StatusRequest {}).await else {
-                continue;
-            };
-            let status = status.into_inner();
-            if status.header.is_some_and(|h| h.member_id == status.leader) {
-                return Some(master.name.clone());
-            }
-        }
-        None
     }
 
     /// With --server: deletes the run's namespace and waits (up to --timeout) for it to go.
