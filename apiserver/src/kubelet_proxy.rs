@@ -1,6 +1,6 @@
 //! The `Kubelet` gRPC service on every master: each call goes on to the pod's node, as
 //! kube-apiserver proxies logs and exec, so a client reaches pods through the masters alone
-//! (`rudder logs`, `rudder exec`), and what guards the masters' port guards these too: each
+//! (`rudder logs`, `rudder exec`, `rudder attach`), and what guards the masters' port guards these too: each
 //! call is authorized and audited as the HTTP API's are. The node's stream is handed back
 //! as it comes; a client that hangs up ends it on the node.
 
@@ -94,10 +94,78 @@ impl KubeletProxy {
     }
 }
 
+/// The two calls that take a container's stdin and give its output.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExecOrAttach {
+    Exec,
+    Attach,
+}
+
+impl KubeletProxy {
+    /// An exec or an attach, authorized as `create pods/exec` or `pods/attach`: the
+    /// container checked, then the request and the client's inputs after it (its stdin and
+    /// terminal sizes) go on to the pod's node.
+    async fn exec_or_attach(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+        call: ExecOrAttach,
+    ) -> Result<Response<Streaming<ExecOutput>>, Status> {
+        let (subresource, method, what) = match call {
+            ExecOrAttach::Exec => (
+                "exec",
+                "/rudder.node.Kubelet/Exec",
+                "an exec starts with its request (the command and where to run it)",
+            ),
+            ExecOrAttach::Attach => (
+                "attach",
+                "/rudder.node.Kubelet/Attach",
+                "an attach starts with its request (the pod and the container)",
+            ),
+        };
+        let caller = request.extensions().get::<Caller>().cloned();
+        let mut inputs = request.into_inner();
+        let Some(mut start) = inputs.message().await?.and_then(ExecInput::into_start) else {
+            return Err(Status::invalid_argument(what));
+        };
+        let (namespace, pod) = (start.namespace.clone(), start.pod.clone());
+        let asked = Asked {
+            verb: "create",
+            resource: "pods",
+            subresource,
+            namespace: &namespace,
+            name: &pod,
+            method,
+        };
+        self.proxied(caller, asked, async {
+            let PodNode {
+                mut client,
+                container,
+                node,
+            } = pod_node(
+                &self.registry,
+                &start.namespace,
+                &start.pod,
+                &start.container,
+            )
+            .await?;
+            start.container = container;
+            let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);
+            let outbound = futures::stream::once(async { ExecInput::start(start) }).chain(rest);
+            let answer = match call {
+                ExecOrAttach::Exec => client.exec(outbound).await,
+                ExecOrAttach::Attach => client.attach(outbound).await,
+            };
+            answer.map_err(|status| from_node(&node, status).into())
+        })
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl Kubelet for KubeletProxy {
     type LogsStream = Streaming<Chunk>;
     type ExecStream = Streaming<ExecOutput>;
+    type AttachStream = Streaming<ExecOutput>;
     type PortForwardStream = Streaming<PortForwardOutput>;
 
     async fn stats(
@@ -163,42 +231,14 @@ impl Kubelet for KubeletProxy {
         &self,
         request: Request<Streaming<ExecInput>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
-        let caller = request.extensions().get::<Caller>().cloned();
-        let mut inputs = request.into_inner();
-        let Some(mut start) = inputs.message().await?.and_then(ExecInput::into_start) else {
-            return Err(Status::invalid_argument(
-                "an exec starts with its request (the command and where to run it)",
-            ));
-        };
-        let (namespace, pod) = (start.namespace.clone(), start.pod.clone());
-        let asked = Asked {
-            verb: "create",
-            resource: "pods",
-            subresource: "exec",
-            namespace: &namespace,
-            name: &pod,
-            method: "/rudder.node.Kubelet/Exec",
-        };
-        self.proxied(caller, asked, async {
-            let PodNode {
-                mut client,
-                container,
-                node,
-            } = pod_node(
-                &self.registry,
-                &start.namespace,
-                &start.pod,
-                &start.container,
-            )
-            .await?;
-            start.container = container;
-            // The rest of the client's inputs (its stdin) follow the request to the node.
-            let rest = tokio_stream::StreamExt::map_while(inputs, Result::ok);
-            let outbound = futures::stream::once(async { ExecInput::start(start) }).chain(rest);
-            let answer = client.exec(outbound).await;
-            answer.map_err(|status| from_node(&node, status).into())
-        })
-        .await
+        self.exec_or_attach(request, ExecOrAttach::Exec).await
+    }
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        self.exec_or_attach(request, ExecOrAttach::Attach).await
     }
 
     async fn port_forward(

@@ -86,6 +86,8 @@ enum Command {
     Logs(commands::pod_io::LogsArgs),
     /// Run a command in a container: rudder exec POD [-c C] -- CMD ...
     Exec(commands::pod_io::ExecArgs),
+    /// Join a running container's own process: rudder attach POD [-c C] [-i]
+    Attach(commands::pod_io::AttachArgs),
     /// Set the replica count of an rc, rs, deployment or statefulset.
     Scale(commands::scale::ScaleArgs),
     /// Manage a deployment's rollout: status, history, undo, pause, resume, restart.
@@ -210,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             Command::Rollout(command) => commands::rollout::rollout(command).await,
             Command::Logs(args) => commands::pod_io::logs(args).await,
             Command::Exec(args) => commands::pod_io::exec(args).await,
+            Command::Attach(args) => commands::pod_io::attach(args).await,
             Command::Delete(args) => commands::delete::delete(args).await,
             Command::Label(args) => {
                 commands::label::edit_metadata(args, MetadataField::Labels).await

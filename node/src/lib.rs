@@ -12,9 +12,11 @@
 //! - [`runtime`]: the `Runtime` trait; [`runtime::linux`] runs real containers (libcontainer
 //!   through `rudder shim`, pod networks, probes, restarts); [`runtime::fake`] for hollow nodes;
 //!   [`runtime::lifecycle`] the pure restart/phase/probe rules.
-//! - [`server`]: the node's streaming endpoint (logs, exec, port-forward) on the kubelet
-//!   port; [`terminal`]: the pseudo-terminal of `exec -t`; [`log_format`]: containers'
-//!   log files (CRI format), written by the shim and read back here.
+//! - [`server`]: the node's streaming endpoint (logs, exec, attach, port-forward) on the
+//!   kubelet port; [`terminal`]: the pseudo-terminals of `exec -t` and `tty: true`
+//!   containers; [`attach_wire`]: the frames between the endpoint and a container's shim
+//!   for attach (pure); [`log_format`]: containers' log files (CRI format), written by the
+//!   shim and read back here.
 //! - [`usage`]: what the machine and its containers use (pure parsing of /proc and cgroup
 //!   files), served by the endpoint's `Stats` for `rudder top`.
 //! - [`service_view`]: the Services and EndpointSlices a node follows once, for the proxy
@@ -26,6 +28,7 @@
 //!   layer unpacking.
 
 pub mod api_relay;
+pub mod attach_wire;
 pub mod dns;
 pub mod image;
 pub mod kubelet;

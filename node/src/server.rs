@@ -1,7 +1,7 @@
 //! The node's streaming endpoint (the kubelet port): logs, exec (on a terminal.rs terminal
-//! with `-t`) and port-forward reach a pod's containers here (through the API server), by
-//! the runtime that runs them; `GET /metrics` serves the node process' Prometheus figures.
-//! In a cluster with TLS only masters may call it (mTLS, with the node's certificate).
+//! with `-t`), attach (to the container's shim, attach_wire.rs) and port-forward reach a
+//! pod's containers here (through the API server), by the runtime that runs them;
+//! `GET /metrics` serves the node process' Prometheus figures. In a cluster with TLS only masters may call it (mTLS, with the node's certificate).
 
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::attach_wire::{self, Frame};
 use crate::log_format;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::terminal::Terminal;
@@ -50,6 +51,7 @@ type Streamed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 impl Kubelet for NodeEndpoint {
     type LogsStream = Streamed<Chunk>;
     type ExecStream = Streamed<ExecOutput>;
+    type AttachStream = Streamed<ExecOutput>;
     type PortForwardStream = Streamed<PortForwardOutput>;
 
     async fn stats(
@@ -272,6 +274,57 @@ impl Kubelet for NodeEndpoint {
             };
             send_exit_code(finished, &tx).await;
             drop(held_inputs);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<ExecInput>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inputs = request.into_inner();
+        let Some(request) = inputs.message().await?.and_then(ExecInput::into_start) else {
+            return Err(Status::invalid_argument(
+                "an attach starts with its request (the pod and the container)",
+            ));
+        };
+        if !request.command.is_empty() {
+            return Err(Status::invalid_argument(
+                "an attach joins the container's own process and runs no command; exec runs one",
+            ));
+        }
+        let runtime = self.runtime.clone();
+        let (namespace, pod, container) = (
+            request.namespace.clone(),
+            request.pod.clone(),
+            request.container.clone(),
+        );
+        let connected =
+            tokio::task::spawn_blocking(move || runtime.attach(&namespace, &pod, &container))
+                .await
+                .map_err(|e| Status::internal(format!("attaching: {e}")))?
+                .map_err(status)?;
+        let failed = |e: std::io::Error| Status::internal(format!("attaching: {e}"));
+        connected.set_nonblocking(true).map_err(failed)?;
+        let (reader, mut writer) = tokio::net::UnixStream::from_std(connected)
+            .map_err(failed)?
+            .into_split();
+        let hello = Frame::Hello {
+            stdin: request.stdin,
+        };
+        writer.write_all(&hello.encode()).await.map_err(failed)?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            // The socket stays whole until the output ends: a client whose input ended
+            // (stdin closed) still gets the container's output.
+            let feeding = async {
+                feed_attach(inputs, &mut writer).await;
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                () = pump_attach(reader, tx) => {}
+                () = feeding => {}
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -544,6 +597,77 @@ async fn feed_stdin(mut inputs: Streaming<ExecInput>, mut stdin: tokio::process:
             }
             Some(exec_input::Input::CloseStdin(_)) => return,
             Some(exec_input::Input::Start(_) | exec_input::Input::Resize(_)) | None => {}
+        }
+    }
+}
+
+/// Passes the container's output from its shim's attach point to the client, until the
+/// container ends (the shim closes the socket) or the client hangs up.
+async fn pump_attach(
+    mut reader: tokio::net::unix::OwnedReadHalf,
+    tx: mpsc::Sender<Result<ExecOutput, Status>>,
+) {
+    let mut decoder = attach_wire::Decoder::default();
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = tokio::select! {
+            read = reader.read(&mut buffer) => read,
+            () = tx.closed() => return,
+        };
+        let n = match read {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(error) => {
+                let _ = tx
+                    .send(Err(Status::internal(format!("attaching: {error}"))))
+                    .await;
+                return;
+            }
+        };
+        decoder.push(&buffer[..n]);
+        loop {
+            let output = match decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(Frame::Stdout(data))) => exec_output::Output::Stdout(data),
+                Ok(Some(Frame::Stderr(data))) => exec_output::Output::Stderr(data),
+                Ok(Some(_)) => continue,
+                Err(error) => {
+                    let _ = tx
+                        .send(Err(Status::internal(format!("attaching: {error}"))))
+                        .await;
+                    return;
+                }
+            };
+            let output = ExecOutput {
+                output: Some(output),
+            };
+            if tx.send(Ok(output)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Passes the client's stdin, its end and its terminal's sizes to the shim's attach point,
+/// until the client's stream ends. (The shim ignores the stdin of a client that did not
+/// say it has one, and the sizes of a container without a terminal.)
+async fn feed_attach(
+    mut inputs: Streaming<ExecInput>,
+    writer: &mut tokio::net::unix::OwnedWriteHalf,
+) {
+    let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
+    while let Ok(Some(input)) = inputs.message().await {
+        let frame = match input.input {
+            Some(exec_input::Input::Stdin(data)) => Frame::Stdin(data),
+            Some(exec_input::Input::CloseStdin(_)) => Frame::CloseStdin,
+            Some(exec_input::Input::Resize(size)) => Frame::Resize {
+                width: clamp(size.width),
+                height: clamp(size.height),
+            },
+            Some(exec_input::Input::Start(_)) | None => continue,
+        };
+        if writer.write_all(&frame.encode()).await.is_err() {
+            return;
         }
     }
 }

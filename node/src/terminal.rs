@@ -1,4 +1,5 @@
-//! A pseudo-terminal for `exec -t`: the command gets the terminal's side as its stdin,
+//! A pseudo-terminal for `exec -t` (and, through [`open_pty`], the shim's for a container
+//! made with `tty: true`): the command gets the terminal's side as its stdin,
 //! stdout and stderr (the shim makes it the command's controlling terminal, so ^C and
 //! SIGWINCH reach it); the node reads and writes the other side, and sizes it as the
 //! client's terminal changes.
@@ -36,22 +37,13 @@ impl Terminal {
     /// close-on-exec: no other process the node starts meanwhile (a container's shim, a
     /// probe) may keep a side open, or the terminal would never end or never hang up.
     pub fn open(width: u16, height: u16) -> io::Result<(Terminal, OwnedFd)> {
-        use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
-        let no_tty = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
-        let master = posix_openpt(no_tty)?;
-        grantpt(&master)?;
-        unlockpt(&master)?;
-        let name = ptsname_r(&master)?;
-        let command_side = nix::fcntl::open(name.as_str(), no_tty, nix::sys::stat::Mode::empty())?;
-        let master = OwnedFd::from(master);
+        let (master, command_side) = open_pty(width, height)?;
         let flags = OFlag::from_bits_truncate(fcntl(&master, FcntlArg::F_GETFL)?);
         fcntl(&master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
         // SAFETY: the OwnedFd owns the descriptor for as long as the AsyncFd holds it, and
         // always names that one.
         let master = unsafe { AsyncFd::register(master) }?;
-        let terminal = Terminal { master };
-        terminal.resize(u32::from(width), u32::from(height))?;
-        Ok((terminal, command_side))
+        Ok((Terminal { master }, command_side))
     }
 
     /// Reads what the command wrote; 0 once every holder of the command's side closed it
@@ -88,12 +80,34 @@ impl Terminal {
     /// beyond a terminal's 16 bits are clamped.
     pub fn resize(&self, width: u32, height: u32) -> io::Result<()> {
         let clamp = |n: u32| u16::try_from(n).unwrap_or(u16::MAX);
-        let size = winsize(clamp(width), clamp(height));
-        // SAFETY: the descriptor is the open master of a terminal and `size` lives across
-        // the call.
-        unsafe { set_window_size(self.master.get_ref().as_raw_fd(), &size) }?;
-        Ok(())
+        set_size(self.master.get_ref(), clamp(width), clamp(height))
     }
+}
+
+/// A new pseudo-terminal sized `width` × `height`: (the node's side, the command's side),
+/// both close-on-exec, blocking. [`Terminal::open`] for async use; the shim, which polls by
+/// hand, uses this directly.
+pub fn open_pty(width: u16, height: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let no_tty = OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let master = posix_openpt(no_tty)?;
+    grantpt(&master)?;
+    unlockpt(&master)?;
+    let name = ptsname_r(&master)?;
+    let command_side = nix::fcntl::open(name.as_str(), no_tty, nix::sys::stat::Mode::empty())?;
+    let master = OwnedFd::from(master);
+    set_size(&master, width, height)?;
+    Ok((master, command_side))
+}
+
+/// Sizes the terminal whose node side is `master` (its foreground process group gets
+/// SIGWINCH).
+pub fn set_size(master: &impl AsRawFd, width: u16, height: u16) -> io::Result<()> {
+    let size = winsize(width, height);
+    // SAFETY: the descriptor is the open master of a terminal and `size` lives across the
+    // call.
+    unsafe { set_window_size(master.as_raw_fd(), &size) }?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -288,6 +288,32 @@ async fn rudder(servers: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `rudder ARGS` (as [`rudder`]) with `input` as its standard input, which then ends: its
+/// stdout, once it succeeded.
+async fn rudder_typed_at(servers: &str, args: &[&str], input: &[u8]) -> String {
+    let mut typed_at = Command::new(rudder_binary_beside_tests())
+        .arg(args[0])
+        .args(["--server", servers])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = typed_at.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, input)
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = typed_at.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "rudder {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `rudder node --name NAME` against `servers`, with the scratch's directories, fast
 /// heartbeats and its log in `node.log`; killed when dropped.
 fn spawn_node(scratch: &NodeScratch, name: &str, servers: &str) -> Child {
@@ -504,27 +530,39 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     let (ok, _, err) = rudder(servers, &["exec", "kubia", "--", "sh", "-c", "exit 7"]).await;
     assert!(!ok);
     assert!(err.contains("exit code 7"), "{err}");
-    let mut counting = Command::new(rudder_binary_beside_tests())
-        .args([
-            "exec", "--server", servers, "-i", "kubia", "--", "busybox", "wc", "-l",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = counting.stdin.take().unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut input, b"a\nb\nc\n")
-        .await
-        .unwrap();
-    drop(input);
-    let counted = counting.wait_with_output().await.unwrap();
-    assert!(
-        counted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&counted.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&counted.stdout).trim(), "3");
+    let counted = rudder_typed_at(
+        servers,
+        &["exec", "-i", "kubia", "--", "busybox", "wc", "-l"],
+        b"a\nb\nc\n",
+    )
+    .await;
+    assert_eq!(counted.trim(), "3");
+
+    // A container made with stdin, to attach to across the kubelet's restart below (its
+    // shim keeps the attach point); one made without has nothing to type at, and says so.
+    create_pod(
+        client,
+        pod(
+            "typist",
+            "pods-a",
+            json!({ "name": "typist", "image": "luksa/kubia", "stdin": true, "stdinOnce": true,
+                    "command": ["sh", "-c", "read line; echo \"got $line\""] }),
+            json!({ "restartPolicy": "Never" }),
+        ),
+    )
+    .await;
+    until(
+        client,
+        "typist",
+        "typist Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    let (ok, _, err) = rudder(servers, &["attach", "-i", "kubia"]).await;
+    assert!(!ok);
+    assert!(err.contains("was not made with stdin: true"), "{err}");
 
     // The kubelet dies and comes back: the container keeps running, untouched.
     let container_id = container(&up)["containerID"].clone();
@@ -547,6 +585,8 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     .await;
     assert_eq!(container(&after)["containerID"], container_id);
     assert_eq!(container(&after)["restartCount"], 0);
+    let answered = rudder_typed_at(servers, &["attach", "-i", "typist"], b"hi\n").await;
+    assert_eq!(answered, "got hi\n");
     assert!(http_get(&ip, 8080, "/cgi-bin/index.cgi")
         .unwrap()
         .contains("You've hit kubia"));
@@ -720,24 +760,28 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     );
     assert_eq!(echoed.stdout.len(), 32 * 1024 * 1024);
 
-    // -it: a shell on a terminal the size of kubectl's own (script gives kubectl one, 132
-    // by 43), typed at once its prompt shows; its exit code is kubectl's.
+    // kubectl on a terminal `cols` wide and `rows` high (script gives it one), with `args`.
+    let kubectl_on_a_terminal = |cols: u16, rows: u16, args: &str| {
+        std::process::Command::new("script")
+            .args([
+                "-qec",
+                &format!(
+                    "stty cols {cols} rows {rows}; KUBECONFIG={} {KUBECTL} --cache-dir={} {args}",
+                    kubeconfig.display(),
+                    dir.join("kube-cache").display()
+                ),
+                "/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // -it: a shell on a terminal the size of kubectl's own (132 by 43), typed at once its
+    // prompt shows; its exit code is kubectl's.
     let typed = "busybox stty size; exit 3\n";
-    let mut terminal = std::process::Command::new("script")
-        .args([
-            "-qec",
-            &format!(
-            "stty cols 132 rows 43; KUBECONFIG={} {KUBECTL} --cache-dir={} exec -it kubia -- sh",
-            kubeconfig.display(),
-            dir.join("kube-cache").display()
-        ),
-            "/dev/null",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut terminal = kubectl_on_a_terminal(132, 43, "exec -it kubia -- sh");
     let mut keys = terminal.stdin.take().unwrap();
     let screen = rudder_tests::chunks_of(terminal.stdout.take().unwrap());
     let prompt =
@@ -751,18 +795,7 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     assert!(shown.contains("43 132\r\n"), "{shown:?}");
     drop(keys);
     // A one-shot command on a terminal sees kubectl's size at once (the node waits for it).
-    let one_shot = std::process::Command::new("script")
-        .args(["-qec", &format!(
-            "stty cols 100 rows 30; KUBECONFIG={} {KUBECTL} --cache-dir={} exec -it kubia -- busybox stty size",
-            kubeconfig.display(),
-            dir.join("kube-cache").display()
-        ), "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut one_shot = one_shot;
+    let mut one_shot = kubectl_on_a_terminal(100, 30, "exec -it kubia -- busybox stty size");
     let shown = rudder_tests::collect_until(
         &rudder_tests::chunks_of(one_shot.stdout.take().unwrap()),
         Duration::from_secs(20),
@@ -770,6 +803,56 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     );
     rudder_tests::wait_within(&mut one_shot, Duration::from_secs(10));
     assert!(shown.contains("30 100"), "{shown:?}");
+
+    // attach: `kubectl run -i` makes a pod with stdin (once), waits for it to run (placed
+    // by the scheduler), attaches and types at it; the end of kubectl's input is the
+    // container's, and `--rm` deletes the pod once it ended.
+    let mut run = kubectl(&[
+        "run",
+        "typed-at",
+        "-i",
+        "--rm",
+        "--restart=Never",
+        "--image=luksa/kubia",
+        "--image-pull-policy=Never",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "read first; echo \"got $first\"; cat; echo ended",
+    ])
+    .stdin(Stdio::piped())
+    .spawn()
+    .unwrap();
+    std::io::Write::write_all(&mut run.stdin.take().unwrap(), b"one\ntwo\n").unwrap();
+    let said = run.wait_with_output().unwrap();
+    let shown = String::from_utf8_lossy(&said.stdout);
+    assert!(
+        said.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&said.stderr)
+    );
+    assert!(shown.contains("got one\ntwo\nended\n"), "{shown:?}");
+    // -it: a shell on a terminal the size of kubectl's, its exit code kubectl's.
+    let mut terminal = kubectl_on_a_terminal(
+        120,
+        40,
+        "run shell -it --rm --restart=Never --image=luksa/kubia --image-pull-policy=Never \
+         --command -- sh",
+    );
+    let mut keys = terminal.stdin.take().unwrap();
+    let screen = rudder_tests::chunks_of(terminal.stdout.take().unwrap());
+    // The shell's first prompt came before the attach: kubectl says to press enter.
+    let hint = rudder_tests::collect_until(&screen, Duration::from_secs(30), |seen| {
+        seen.contains("pressing enter")
+    });
+    assert!(hint.contains("pressing enter"), "kubectl said {hint:?}");
+    std::io::Write::write_all(&mut keys, b"busybox stty size; exit 3\n").unwrap();
+    let shown = hint + &rudder_tests::collect_until(&screen, Duration::from_secs(30), |_| false);
+    let status = rudder_tests::wait_within(&mut terminal, Duration::from_secs(10));
+    assert!(shown.contains("40 120\r\n"), "{shown:?}");
+    assert_eq!(status.and_then(|s| s.code()), Some(3), "{shown:?}");
+    drop(keys);
 
     // port-forward (SPDY in a WebSocket, through the API server to the node, which connects
     // inside the pod): each local connection reaches the pod's 8080.

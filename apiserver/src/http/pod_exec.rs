@@ -11,9 +11,9 @@
 //! channel 1, and the client's terminal size on channel 4 (`{"Width":W,"Height":H}`) as
 //! the client's changes.
 //!
-//! An attach follows the container's output from now on, on channel 1. Not yet: an
-//! attach's stdin or terminal; a request for either is refused before anything runs,
-//! saying so.
+//! An attach is relayed the same way. With stdin or a terminal it joins the container's
+//! own process on its node (`kubectl run -i -t`); without, it follows the container's
+//! output from now on, on channel 1.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
@@ -53,16 +53,22 @@ pub struct ExecOptions {
     pub tty: bool,
 }
 
+/// The last value of query parameter `name`.
+fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Whether query parameter `name` is on (`true` or `1`).
+fn on(pairs: &[(String, String)], name: &str) -> bool {
+    matches!(last(pairs, name), Some("true" | "1"))
+}
+
 /// Reads an exec request's query, its `command` repeated once per argument.
 pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError> {
-    let value = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let on = |name: &str| matches!(value(name), Some("true" | "1"));
     let command: Vec<String> = pairs
         .iter()
         .filter(|(key, _)| key == "command")
@@ -76,10 +82,18 @@ pub fn exec_options(pairs: &[(String, String)]) -> Result<ExecOptions, ApiError>
     }
     Ok(ExecOptions {
         command,
-        container: value("container").unwrap_or_default().to_owned(),
-        stdin: on("stdin"),
-        tty: on("tty"),
+        ..attach_options(pairs)
     })
+}
+
+/// Reads an attach request's query: an exec's without a command.
+pub fn attach_options(pairs: &[(String, String)]) -> ExecOptions {
+    ExecOptions {
+        command: Vec::new(),
+        container: last(pairs, "container").unwrap_or_default().to_owned(),
+        stdin: on(pairs, "stdin"),
+        tty: on(pairs, "tty"),
+    }
 }
 
 /// The `Status` that ends an exec on the error channel: success, or the exit code.
@@ -176,65 +190,75 @@ pub async fn exec(
     }))
 }
 
-/// Which container an attach follows (pure): its output only; the node keeps no container's
-/// standard input open, so stdin (`-i`) and a TTY (`-t`) are refused, saying so.
-pub fn attach_container(pairs: &[(String, String)]) -> Result<String, ApiError> {
-    let on = |name: &str| {
-        pairs
-            .iter()
-            .any(|(key, value)| key == name && matches!(value.as_str(), "true" | "1"))
-    };
-    if on("stdin") || on("tty") {
-        return Err(ApiError::bad_request(
-            "attach to a container's input (-i, -t) is not served: the node keeps no \
-             container's standard input open; attach without -i and -t follows its output, \
-             and exec -i runs a command with your input",
-        ));
-    }
-    Ok(pairs
-        .iter()
-        .rev()
-        .find(|(key, _)| key == "container")
-        .map(|(_, value)| value.clone())
-        .unwrap_or_default())
-}
-
-/// `pods/NAME/attach`: the container's output from now on (its log, followed), relayed as
-/// an exec's stdout until the container stops or the client hangs up.
+/// `pods/NAME/attach`. With `stdin` or `tty` (`kubectl attach -i -t`, `kubectl run -i -t`)
+/// the client joins the container's own process through its shim's attach point (the
+/// container must have been made with `stdin: true` or `tty: true`): its output from now
+/// on, the client's input typed at it, its terminal sized by the client's. Without either,
+/// the container's output from now on (its log, followed). Either way as an exec's
+/// output, until the container stops or the client hangs up; no exit code is sent (kubectl
+/// reads it from the pod).
 pub async fn attach(
     registry: &Registry,
     mut parts: Parts,
     namespace: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let container = attach_container(&query_pairs(&parts)?)?;
+    let options = attach_options(&query_pairs(&parts)?);
     let upgrade = websocket(&mut parts, "attach").await?;
     let PodNode {
         mut client,
         container,
         node,
-    } = pod_node(registry, namespace, name, &container).await?;
-    let chunks = client
-        .logs(LogsRequest {
-            namespace: namespace.to_owned(),
-            pod: name.to_owned(),
-            container,
-            follow: true,
-            tail_lines: Some(0),
-            ..LogsRequest::default()
-        })
+    } = pod_node(registry, namespace, name, &options.container).await?;
+    let stopped = registry.stopped();
+    if !(options.stdin || options.tty) {
+        let chunks = client
+            .logs(LogsRequest {
+                namespace: namespace.to_owned(),
+                pod: name.to_owned(),
+                container,
+                follow: true,
+                tail_lines: Some(0),
+                ..LogsRequest::default()
+            })
+            .await
+            .map_err(|status| from_node(&node, status))?
+            .into_inner();
+        let output = chunks.map(|chunk| {
+            chunk.map(|chunk| ExecOutput {
+                output: Some(exec_output::Output::Stdout(chunk.data)),
+            })
+        });
+        return Ok(upgrade.on_upgrade(move |socket| async move {
+            tokio::select! {
+                () = relay(socket, output, None, node) => {}
+                () = stopped => {}
+            }
+        }));
+    }
+    let start = ExecInput::start(ExecRequest {
+        namespace: namespace.to_owned(),
+        pod: name.to_owned(),
+        container,
+        command: Vec::new(),
+        stdin: options.stdin,
+        tty: options.tty,
+    });
+    let (input, inputs) = mpsc::channel(16);
+    let input = ClientInput {
+        sender: input,
+        stdin_open: options.stdin,
+        tty: options.tty,
+    };
+    let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
+    let output = client
+        .attach(outbound)
         .await
         .map_err(|status| from_node(&node, status))?
         .into_inner();
-    let output = chunks.map(|chunk| {
-        chunk.map(|chunk| ExecOutput {
-            output: Some(exec_output::Output::Stdout(chunk.data)),
-        })
-    });
-    let stopped = registry.stopped();
     Ok(upgrade.on_upgrade(move |socket| async move {
         tokio::select! {
-            () = relay(socket, output, None, node) => {}
+            () = relay(socket, output, Some(input), node) => {}
             () = stopped => {}
         }
     }))
@@ -406,14 +430,21 @@ mod tests {
     }
 
     #[test]
-    fn an_attach_follows_one_container_s_output_and_refuses_input() {
-        assert_eq!(attach_container(&pairs(&[("stdout", "true")])).unwrap(), "");
-        let named = pairs(&[("container", "app"), ("stderr", "true")]);
-        assert_eq!(attach_container(&named).unwrap(), "app");
-        for refused in ["stdin", "tty"] {
-            let error = attach_container(&pairs(&[(refused, "true")])).unwrap_err();
-            assert!(error.to_string().contains("exec -i"), "{error}");
-        }
+    fn an_attach_names_its_container_and_whether_it_types_and_on_a_terminal() {
+        let output_only = attach_options(&pairs(&[("stdout", "true")]));
+        assert_eq!(
+            output_only,
+            ExecOptions {
+                command: Vec::new(),
+                container: String::new(),
+                stdin: false,
+                tty: false
+            }
+        );
+        let named = pairs(&[("container", "app"), ("stdin", "true"), ("tty", "1")]);
+        let interactive = attach_options(&named);
+        assert_eq!(interactive.container, "app");
+        assert!(interactive.stdin && interactive.tty);
     }
 
     #[test]

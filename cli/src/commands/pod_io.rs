@@ -1,4 +1,4 @@
-//! `rudder logs` and `rudder exec`: through the masters' `Kubelet` service, which finds the
+//! `rudder logs`, `rudder exec` and `rudder attach`: through the masters' `Kubelet` service, which finds the
 //! pod's node and streams from it (as kubectl goes through kube-apiserver): the CLI needs
 //! to reach the masters only, and fails over between them like every other verb.
 
@@ -42,22 +42,45 @@ pub struct LogsArgs {
     target: Target,
 }
 
+/// `rudder attach`'s arguments, and `rudder exec`'s before its command: which container,
+/// and whether this terminal's input goes to it.
 #[derive(Args, Debug)]
-pub struct ExecArgs {
+pub struct AttachArgs {
     pod: String,
     /// The container (default: the pod's first).
     #[arg(short = 'c', long)]
     container: Option<String>,
     #[arg(short = 'n', long)]
     namespace: Option<String>,
-    /// Pass this terminal's standard input to the command (until it ends).
+    /// Pass this terminal's standard input to the container (until it ends). An attach
+    /// needs a container made with `stdin: true`.
     #[arg(short = 'i', long)]
     stdin: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    on: AttachArgs,
     /// The command and its arguments, after `--`.
     #[arg(last = true, required = true)]
     command: Vec<String>,
-    #[command(flatten)]
-    target: Target,
+}
+
+impl AttachArgs {
+    fn request(self, command: Vec<String>) -> (Target, ExecRequest) {
+        let request = ExecRequest {
+            namespace: self.namespace.unwrap_or_else(|| "default".into()),
+            pod: self.pod,
+            container: self.container.unwrap_or_default(),
+            command,
+            stdin: self.stdin,
+            tty: false,
+        };
+        (self.target, request)
+    }
 }
 
 /// The `Kubelet` service of a master, which forwards to the pod's node.
@@ -150,27 +173,52 @@ pub async fn logs(args: LogsArgs) -> anyhow::Result<()> {
 
 /// Runs the command; exits with its exit code, as kubectl does.
 pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
-    let session = Session::connect(&args.target).await?;
-    let namespace = args.namespace.unwrap_or_else(|| "default".into());
-    let request = ExecRequest {
-        namespace,
-        pod: args.pod,
-        container: args.container.unwrap_or_default(),
-        command: args.command,
-        stdin: args.stdin,
-        tty: false,
-    };
+    let (target, request) = args.on.request(args.command);
+    let code = relay(&target, request, Verb::Exec).await?;
+    match code {
+        Some(0) => Ok(()),
+        Some(code) => {
+            eprintln!("command terminated with exit code {code}");
+            std::process::exit(code);
+        }
+        None => bail!("the node ended the exec without an exit code"),
+    }
+}
+
+/// Shows the container's output from now on and, with `-i`, types this terminal's input at
+/// it, until the container ends or the input does and the container with it.
+pub async fn attach(args: AttachArgs) -> anyhow::Result<()> {
+    let (target, request) = args.request(Vec::new());
+    relay(&target, request, Verb::Attach).await?;
+    Ok(())
+}
+
+#[derive(Clone, Copy)]
+enum Verb {
+    Exec,
+    Attach,
+}
+
+/// Starts `request` on a master (failing over between them), passes this terminal's input
+/// to it with `stdin`, and writes its output here: the exit code, if the node sent one.
+async fn relay(target: &Target, request: ExecRequest, verb: Verb) -> anyhow::Result<Option<i32>> {
+    let session = Session::connect(target).await?;
     let (opened, gate) = watch::channel(false);
-    let stdin = args.stdin.then(|| read_stdin(gate));
+    let stdin = request.stdin.then(|| read_stdin(gate));
     let mut stream = session
         .client
         .open_on(|channel| {
             let start = ExecInput::start(request.clone());
             let inputs = futures::stream::once(async { start }).chain(stdin_inputs(stdin.clone()));
-            async move { kubelet(channel).exec(inputs).await }
+            async move {
+                match verb {
+                    Verb::Exec => kubelet(channel).exec(inputs).await,
+                    Verb::Attach => kubelet(channel).attach(inputs).await,
+                }
+            }
         })
         .await?;
-    // The command runs: only this attempt's inputs are left to take the terminal's.
+    // Started: only this attempt's inputs are left to take the terminal's.
     let _ = opened.send(true);
     let mut code = None;
     while let Some(output) = stream.message().await.map_err(broken)? {
@@ -184,12 +232,5 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<()> {
             None => {}
         }
     }
-    match code {
-        Some(0) => Ok(()),
-        Some(code) => {
-            eprintln!("command terminated with exit code {code}");
-            std::process::exit(code);
-        }
-        None => bail!("the node ended the exec without an exit code"),
-    }
+    Ok(code)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use rudder_node::runtime::linux::shim::{self, ShimArgs};
+use rudder_node::runtime::linux::shim_attach::AttachModes;
 
 #[derive(Subcommand, Debug)]
 pub enum ShimCommand {
@@ -28,6 +29,15 @@ pub struct CreateArgs {
     exit_file: PathBuf,
     #[arg(long)]
     cgroups_path: String,
+    /// Keep the container's standard input open for attaching clients.
+    #[arg(long)]
+    stdin: bool,
+    /// Its input ends when the first attached client with stdin goes.
+    #[arg(long)]
+    stdin_once: bool,
+    /// Run it on a terminal.
+    #[arg(long)]
+    tty: bool,
 }
 
 #[derive(Args, Debug)]
@@ -54,6 +64,11 @@ pub fn run(command: ShimCommand) -> ! {
             log: args.log,
             exit_file: args.exit_file,
             cgroups_path: args.cgroups_path,
+            modes: AttachModes {
+                stdin: args.stdin,
+                stdin_once: args.stdin_once,
+                tty: args.tty,
+            },
         }),
         ShimCommand::Exec(args) => {
             match shim::exec(&args.state_root, &args.id, args.command, args.tty) {

@@ -133,6 +133,12 @@ pub enum RuntimeError {
     NoSuchContainer { pod: String, container: String },
     #[error("container {container:?} in pod {pod:?} is not running")]
     NotRunning { pod: String, container: String },
+    #[error(
+        "container {container:?} in pod {pod:?} was not made with stdin: true or tty: true, so \
+         nothing can be typed at it (kubectl run -i -t makes one); attach without -i and -t \
+         follows its output"
+    )]
+    NotAttachable { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPreviousAttempt { pod: String, container: String },
     /// A port-forward's connection inside the pod failed (nothing listens there, or the
@@ -186,6 +192,16 @@ pub trait Runtime: Send + Sync + 'static {
         _terminal: bool,
     ) -> Result<std::process::Command, RuntimeError> {
         Err(RuntimeError::Unsupported("exec"))
+    }
+    /// A connection to the attach point of a running container made with `stdin: true` or
+    /// `tty: true` (linux/shim_attach.rs), for `attach -i -t`.
+    fn attach(
+        &self,
+        _namespace: &str,
+        _pod: &str,
+        _container: &str,
+    ) -> Result<std::os::unix::net::UnixStream, RuntimeError> {
+        Err(RuntimeError::Unsupported("attach"))
     }
     /// What the machine and the pods' running containers use now (`rudder top`).
     fn usage(&self) -> Result<crate::usage::MachineUsage, RuntimeError> {

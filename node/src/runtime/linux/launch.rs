@@ -10,6 +10,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::record::{ContainerRecord, PodRecord};
 use super::shared::LinuxConfig;
 use super::shim::{self, ShimArgs, ShimError};
+use super::shim_attach::AttachModes;
 use super::spec::{self, ImageDefaults, Placement, SpecError};
 use super::volumes::{host_mounts, VolumeError};
 use crate::image::store::{ImageError, ImageStore};
@@ -125,6 +126,11 @@ pub fn launch(
         log,
         exit_file: bundle.join("exit.json"),
         cgroups_path,
+        modes: AttachModes {
+            stdin: container.stdin == Some(true),
+            stdin_once: container.stdin_once == Some(true),
+            tty: container.tty == Some(true),
+        },
     };
     Ok(shim::spawn(&config.shim_binary, &args)?)
 }

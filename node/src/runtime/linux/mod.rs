@@ -7,7 +7,8 @@
 //!     loop every 100 ms (or when woken):
 //!        init containers one by one, then the containers:
 //!          image_policy.rs: store or pull ─► launch.rs: overlayfs rootfs, config.json
-//!            (spec.rs, volumes.rs' mounts) ─► rudder shim (shim.rs)
+//!            (spec.rs, volumes.rs' mounts) ─► rudder shim (shim.rs; with stdin or a
+//!            terminal, its attach point: shim_attach.rs)
 //!          exit file seen ─► restart.rs: restart by policy, after crash-loop backoff
 //!        probes: probe_schedule.rs says which are due and what results mean, probe.rs runs
 //!        record saved when changed; status published; kubelet notified
@@ -37,6 +38,7 @@ mod restart;
 mod sandbox;
 mod shared;
 pub mod shim;
+pub mod shim_attach;
 pub mod spec;
 mod usage;
 mod volumes;
@@ -236,6 +238,33 @@ impl Runtime for LinuxRuntime {
             argv,
             terminal,
         ))
+    }
+
+    fn attach(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<std::os::unix::net::UnixStream, RuntimeError> {
+        let (uid, c) = self.find(namespace, pod, container)?;
+        if !matches!(c.state, ContainerState::Running { .. }) {
+            return Err(RuntimeError::NotRunning {
+                pod: pod.into(),
+                container: c.name,
+            });
+        }
+        let id = c.id.trim_start_matches("rudder://");
+        let bundle = launch::attempt_dir(&pod_dir(&self.shared.config.root, &uid), id);
+        shim_attach::connect(&bundle).map_err(|error| match error.kind() {
+            // Its shim keeps no attach point.
+            std::io::ErrorKind::NotFound => RuntimeError::NotAttachable {
+                pod: pod.into(),
+                container: c.name,
+            },
+            _ => RuntimeError::Connect {
+                source: Box::new(error),
+            },
+        })
     }
 
     fn connect_to_pod(

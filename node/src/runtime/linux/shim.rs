@@ -31,6 +31,9 @@ use nix::unistd::{fork, setsid, ForkResult, Pid};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use super::shim_attach::{self, AttachModes, AttachPoint, Streams};
+use crate::log_format::Source;
+
 /// What the shim needs to run one container.
 #[derive(Debug, Clone)]
 pub struct ShimArgs {
@@ -44,12 +47,15 @@ pub struct ShimArgs {
     pub exit_file: PathBuf,
     /// The container's cgroup path (for the OOM check).
     pub cgroups_path: String,
+    /// Its standard input and terminal (`stdin`, `stdinOnce`, `tty`): with either, the shim
+    /// keeps an attach point (shim_attach.rs).
+    pub modes: AttachModes,
 }
 
 impl ShimArgs {
     /// As command-line arguments after `rudder shim create`.
     pub fn to_args(&self) -> Vec<String> {
-        vec![
+        let mut args = vec![
             "--state-root".into(),
             self.state_root.display().to_string(),
             "--id".into(),
@@ -62,7 +68,22 @@ impl ShimArgs {
             self.exit_file.display().to_string(),
             "--cgroups-path".into(),
             self.cgroups_path.clone(),
-        ]
+        ];
+        let AttachModes {
+            stdin,
+            stdin_once,
+            tty,
+        } = self.modes;
+        for (on, flag) in [
+            (stdin, "--stdin"),
+            (stdin_once, "--stdin-once"),
+            (tty, "--tty"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        args
     }
 }
 
@@ -216,25 +237,20 @@ pub fn create(args: ShimArgs) -> ! {
     std::process::exit(0)
 }
 
-/// The read ends of the container's stdout and stderr pipes, and its log.
+/// What the shim reads and keeps of a started container: the read ends of its output (its
+/// stdout and stderr pipes, or its terminal), its log, and its attach point if it has one.
 struct Outputs {
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    streams: Vec<(OwnedFd, Source)>,
     log: File,
+    attach: Option<AttachPoint>,
 }
 
-/// Creates and starts the container, its stdout and stderr piped to the shim: its pid, and
-/// the pipes' read ends.
+/// Creates and starts the container, its output piped (or on a terminal) to the shim: its
+/// pid, and what the shim reads and keeps.
 fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
     let open = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ShimError::Open { path, source }
-    };
-    let piped = |name: &str| {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| ShimError::Open {
-            path: PathBuf::from(format!("a pipe for {name}")),
-            source: errno.into(),
-        })
     };
     // Opened first: a log that cannot be written fails the start, before anything runs.
     let log = OpenOptions::new()
@@ -242,16 +258,23 @@ fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
         .append(true)
         .open(&args.log)
         .map_err(open(&args.log))?;
-    let (stdout, stdout_writer) = piped("stdout")?;
-    let (stderr, stderr_writer) = piped("stderr")?;
-    let stdin = File::open("/dev/null").map_err(open(Path::new("/dev/null")))?;
+    let Streams {
+        container_stdin,
+        container_stdout,
+        container_stderr,
+        outputs,
+        input,
+        terminal,
+    } = shim_attach::streams(args.modes).map_err(open(Path::new("the container's stdio")))?;
     let mut container = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(&args.state_root)
         .map_err(container_error("state root"))?
-        .with_executor(DefaultExecutor {})
-        .with_stdin(OwnedFd::from(stdin))
-        .with_stdout(stdout_writer)
-        .with_stderr(stderr_writer)
+        .with_executor(InitExecutor {
+            terminal: args.modes.tty,
+        })
+        .with_stdin(container_stdin)
+        .with_stdout(container_stdout)
+        .with_stderr(container_stderr)
         .validate_id()
         .map_err(container_error(format!("container id {:?}", args.id)))?
         .as_init(&args.bundle)
@@ -263,16 +286,24 @@ fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
         .start()
         .map_err(container_error("starting the container"))?;
     let pid = container.pid().map(|pid| pid.as_raw());
-    // The builder's copies of the write ends go with it: the container holds the only ones,
-    // so the shim reads the pipes' end when the container is gone.
+    // The builder's copies of the container's ends go with it: the container holds the only
+    // ones, so the shim reads the end of its output when the container is gone.
     drop(container);
     let pid = pid.ok_or(ShimError::NoProcess)?;
+    // Listening before the start is reported: once the kubelet sees the container running,
+    // an attach finds its socket.
+    let attach = if args.modes.stdin || args.modes.tty {
+        let listening = AttachPoint::listen(&args.bundle, input, terminal, args.modes.stdin_once);
+        Some(listening.map_err(open(&args.bundle.join(shim_attach::SOCKET)))?)
+    } else {
+        None
+    };
     Ok((
         pid,
         Outputs {
-            stdout,
-            stderr,
+            streams: outputs,
             log,
+            attach,
         },
     ))
 }
@@ -287,23 +318,25 @@ const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// piece (a prompt shows in `logs -f` and `attach`). A log that cannot be written loses
 /// output, never blocks the container.
 fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
-    use crate::log_format::{encode, Source, Splitter};
+    use crate::log_format::{encode, Splitter};
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     use std::os::fd::AsFd;
 
     let Outputs {
-        stdout,
-        stderr,
+        streams,
         mut log,
+        mut attach,
     } = outputs;
-    let mut streams = [
-        (Some(stdout), Source::Stdout, Splitter::default()),
-        (Some(stderr), Source::Stderr, Splitter::default()),
-    ];
+    let mut streams: Vec<(Option<OwnedFd>, Source, Splitter)> = streams
+        .into_iter()
+        .map(|(fd, source)| (Some(fd), source, Splitter::default()))
+        .collect();
     let mut ended: Option<((i32, Option<i32>), std::time::Instant)> = None;
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let open: Vec<usize> = (0..2).filter(|i| streams[*i].0.is_some()).collect();
+        let open: Vec<usize> = (0..streams.len())
+            .filter(|i| streams[*i].0.is_some())
+            .collect();
         let drained = ended.is_some_and(|(_, at)| at.elapsed() >= DRAIN_AFTER_EXIT);
         if open.is_empty() || drained {
             break;
@@ -315,14 +348,29 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
                 PollFd::new(fd.as_fd(), PollFlags::POLLIN)
             })
             .collect();
+        if let Some(attach) = &attach {
+            fds.extend(
+                attach
+                    .interests()
+                    .into_iter()
+                    .map(|(fd, flags)| PollFd::new(fd, flags)),
+            );
+        }
         let polled = poll(&mut fds, PollTimeout::from(200u16));
-        let ready: Vec<usize> = fds
+        let revents: Vec<PollFlags> = fds
             .iter()
-            .zip(&open)
-            .filter(|(fd, _)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(_, i)| *i)
+            .map(|fd| fd.revents().unwrap_or(PollFlags::empty()))
             .collect();
         drop(fds);
+        let ready: Vec<usize> = revents
+            .iter()
+            .zip(&open)
+            .filter(|(revents, _)| !revents.is_empty())
+            .map(|(_, i)| *i)
+            .collect();
+        if let Some(attach) = &mut attach {
+            attach.handle(&revents[open.len()..]);
+        }
         // One write per round: lines are never interleaved or cut by another's write.
         let mut lines = Vec::new();
         let now = jiff::Timestamp::now();
@@ -341,7 +389,13 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
                     *fd = None;
                     splitter.finish().into_iter().collect()
                 }
-                Ok(n) => splitter.push(&buffer[..n]),
+                Ok(n) => {
+                    // Attached clients get the output as it comes, not as lines.
+                    if let Some(attach) = &mut attach {
+                        attach.broadcast(*source, &buffer[..n]);
+                    }
+                    splitter.push(&buffer[..n])
+                }
                 Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => Vec::new(),
                 Err(_) => {
                     *fd = None;
@@ -361,6 +415,8 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
             }
         }
     }
+    // Attached clients see their streams end now.
+    drop(attach);
     let mut lines = Vec::new();
     for (_, source, splitter) in &mut streams {
         if let Some(piece) = splitter.finish() {
@@ -472,6 +528,35 @@ pub fn exec(
 
 nix::ioctl_write_int_bad!(set_controlling_terminal, nix::libc::TIOCSCTTY);
 
+/// Makes standard input (a terminal) the controlling terminal of the session libcontainer
+/// started for the process, so ^C and SIGWINCH reach its foreground job.
+fn take_terminal() -> Result<(), ExecutorError> {
+    // SAFETY: an ioctl on standard input with an integer argument.
+    unsafe { set_controlling_terminal(0, 0) }
+        .map_err(|e| ExecutorError::Execution(format!("making stdin the terminal: {e}").into()))?;
+    Ok(())
+}
+
+/// Runs a container's process as libcontainer's default does, on its terminal when it has
+/// one (`tty: true`).
+#[derive(Clone)]
+struct InitExecutor {
+    terminal: bool,
+}
+
+impl Executor for InitExecutor {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if self.terminal {
+            take_terminal()?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        DefaultExecutor {}.validate(spec)
+    }
+}
+
 /// Runs an exec's command as libcontainer's default does, after two things: the command
 /// dies with the `rudder shim exec` that started it (its parent, which the kubelet kills
 /// when the client hangs up), and with `terminal`, its stdin (a terminal) becomes the
@@ -494,9 +579,7 @@ impl Executor for ExecExecutor {
             std::process::exit(137);
         }
         if self.terminal {
-            // SAFETY: an ioctl on standard input with an integer argument.
-            unsafe { set_controlling_terminal(0, 0) }
-                .map_err(|e| failed("making stdin the terminal", e))?;
+            take_terminal()?;
         }
         DefaultExecutor {}.exec(spec)
     }
@@ -543,6 +626,7 @@ pub fn alive(pid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::attach_wire::{Decoder, Frame};
     use crate::log_format::{parse, Source};
 
     /// Runs `script` in sh with its output piped to [`relay_output`] (as a container's is)
@@ -566,9 +650,9 @@ mod tests {
             .unwrap();
         // (`spawn` took the write ends: the pipes end when sh does.)
         let outputs = Outputs {
-            stdout,
-            stderr,
+            streams: vec![(stdout, Source::Stdout), (stderr, Source::Stderr)],
             log,
+            attach: None,
         };
         relay_output(child.id() as i32, outputs)
     }
@@ -640,5 +724,176 @@ mod tests {
         assert_eq!(relay.join().unwrap(), (0, None));
         let log = std::fs::read_to_string(&path).unwrap();
         assert_eq!(pieces(&log), [(Source::Stdout, false, "name? ".to_owned())]);
+    }
+
+    /// Runs `script` in sh on the streams a container in `modes` gets, relayed with an
+    /// attach point in `dir` (as the shim runs a container): the relay's thread.
+    fn relay_attached(
+        dir: &Path,
+        modes: AttachModes,
+        script: &str,
+    ) -> std::thread::JoinHandle<(i32, Option<i32>)> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("0.log"))
+            .unwrap();
+        let Streams {
+            container_stdin,
+            container_stdout,
+            container_stderr,
+            outputs,
+            input,
+            terminal,
+        } = shim_attach::streams(modes).unwrap();
+        // relay_output reaps it by its pid, as the shim reaps a container. (The Command,
+        // a temporary, takes the container's ends with it.)
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(container_stdin)
+            .stdout(container_stdout)
+            .stderr(container_stderr)
+            .spawn()
+            .unwrap();
+        let attach = AttachPoint::listen(dir, input, terminal, modes.stdin_once).unwrap();
+        let outputs = Outputs {
+            streams: outputs,
+            log,
+            attach: Some(attach),
+        };
+        let pid = child.id() as i32;
+        std::thread::spawn(move || relay_output(pid, outputs))
+    }
+
+    fn attach_client(dir: &Path, stdin: bool) -> std::os::unix::net::UnixStream {
+        let mut stream = shim_attach::connect(dir).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(&Frame::Hello { stdin }.encode()).unwrap();
+        stream
+    }
+
+    fn send(stream: &mut std::os::unix::net::UnixStream, frame: Frame) {
+        stream.write_all(&frame.encode()).unwrap();
+    }
+
+    /// The output a client is sent (stdout and stderr as they come, as text) until the
+    /// shim closes the socket, or `enough` says so; a read that times out fails the test.
+    fn output_until(
+        stream: &mut std::os::unix::net::UnixStream,
+        enough: impl Fn(&str) -> bool,
+    ) -> String {
+        use std::io::Read;
+        let mut decoder = Decoder::default();
+        let mut seen = String::new();
+        let mut buffer = [0u8; 4096];
+        while !enough(&seen) {
+            let n = stream
+                .read(&mut buffer)
+                .unwrap_or_else(|e| panic!("reading the attach socket: {e}; seen {seen:?}"));
+            if n == 0 {
+                break;
+            }
+            decoder.push(&buffer[..n]);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                match frame {
+                    Frame::Stdout(data) | Frame::Stderr(data) => {
+                        seen.push_str(&String::from_utf8_lossy(&data))
+                    }
+                    other => panic!("the shim sent {other:?}"),
+                }
+            }
+        }
+        seen
+    }
+
+    const STDIN_KEPT: AttachModes = AttachModes {
+        stdin: true,
+        stdin_once: false,
+        tty: false,
+    };
+
+    #[test]
+    fn typed_input_reaches_the_container_and_its_output_every_attached_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay_attached(
+            dir.path(),
+            STDIN_KEPT,
+            "read first; echo \"got $first\"; read second; echo \"then $second\" >&2",
+        );
+        // The watcher first: accepted no later than the typist, so it sees every answer.
+        let mut watcher = attach_client(dir.path(), false);
+        let mut typist = attach_client(dir.path(), true);
+        send(&mut typist, Frame::Stdin(b"one\n".to_vec()));
+        for client in [&mut typist, &mut watcher] {
+            let seen = output_until(client, |seen| seen.contains('\n'));
+            assert_eq!(seen, "got one\n");
+        }
+        // A client that did not ask for stdin types at nothing; without stdinOnce the
+        // input outlives the typist who goes, and the next one's reaches the container.
+        send(&mut watcher, Frame::Stdin(b"ignored\n".to_vec()));
+        drop(typist);
+        let mut next = attach_client(dir.path(), true);
+        send(&mut next, Frame::Stdin(b"two\n".to_vec()));
+        assert_eq!(output_until(&mut next, |_| false), "then two\n");
+        assert_eq!(output_until(&mut watcher, |_| false), "then two\n");
+        assert_eq!(relay.join().unwrap(), (0, None));
+        // Gone with the container.
+        assert!(!dir.path().join(shim_attach::SOCKET).exists());
+        let log = std::fs::read_to_string(dir.path().join("0.log")).unwrap();
+        assert_eq!(
+            pieces(&log),
+            [
+                (Source::Stdout, true, "got one".to_owned()),
+                (Source::Stderr, true, "then two".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn with_stdin_once_the_first_typist_s_departure_ends_the_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let once = AttachModes {
+            stdin_once: true,
+            ..STDIN_KEPT
+        };
+        let relay = relay_attached(dir.path(), once, "cat; echo ended");
+        let mut watcher = attach_client(dir.path(), false);
+        let mut typist = attach_client(dir.path(), true);
+        send(&mut typist, Frame::Stdin(b"a\n".to_vec()));
+        assert_eq!(
+            output_until(&mut watcher, |seen| seen.contains('\n')),
+            "a\n"
+        );
+        // What was typed before the going is still read; then cat reads the end.
+        send(&mut typist, Frame::Stdin(b"b\n".to_vec()));
+        drop(typist);
+        assert_eq!(output_until(&mut watcher, |_| false), "b\nended\n");
+        assert_eq!(relay.join().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn on_a_terminal_the_client_sizes_it_and_types_at_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let terminal = AttachModes {
+            tty: true,
+            ..STDIN_KEPT
+        };
+        let relay = relay_attached(dir.path(), terminal, "read x; stty size; echo \"x=$x\"");
+        let mut client = attach_client(dir.path(), true);
+        send(
+            &mut client,
+            Frame::Resize {
+                width: 132,
+                height: 43,
+            },
+        );
+        send(&mut client, Frame::Stdin(b"go\n".to_vec()));
+        let seen = output_until(&mut client, |_| false);
+        // The terminal echoes what is typed and ends lines with CR LF; all of it is stdout.
+        assert_eq!(seen, "go\r\n43 132\r\nx=go\r\n");
+        assert_eq!(relay.join().unwrap(), (0, None));
     }
 }

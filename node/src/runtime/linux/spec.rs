@@ -80,7 +80,8 @@ pub fn argv(container: &Container, image: &ImageDefaults) -> Vec<String> {
     }
 }
 
-/// `NAME=value` pairs: the image's, then the container's (which win).
+/// `NAME=value` pairs: the image's, then `TERM` on a terminal, then the container's (which
+/// win).
 pub fn environment(
     container: &Container,
     image: &ImageDefaults,
@@ -92,6 +93,12 @@ pub fn environment(
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // A terminal's type, as containerd sets it for a `tty: true` container: over the
+    // image's, under the container's own.
+    if container.tty == Some(true) {
+        env.retain(|(k, _)| k != "TERM");
+        env.push(("TERM".into(), "xterm".into()));
+    }
     for var in container.env.iter().flatten() {
         let value = match (&var.value, &var.value_from) {
             (_, Some(from)) => {
@@ -448,6 +455,13 @@ mod tests {
         let fields = [("metadata.name", "kubia-1".to_string())];
         let env = environment(&c, &image(), &fields).unwrap();
         assert_eq!(env, ["PATH=/bin", "MODE=pod", "POD=kubia-1"]);
+        let on_a_terminal = container(json!({ "tty": true }));
+        let env = environment(&on_a_terminal, &image(), &fields).unwrap();
+        assert_eq!(env, ["PATH=/bin", "MODE=image", "TERM=xterm"]);
+        let own_term =
+            container(json!({ "tty": true, "env": [{ "name": "TERM", "value": "vt100" }] }));
+        let env = environment(&own_term, &image(), &fields).unwrap();
+        assert_eq!(env, ["PATH=/bin", "MODE=image", "TERM=vt100"]);
         let c = container(json!({ "env": [
             { "name": "X", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } },
         ]}));

@@ -1,0 +1,341 @@
+//! A container's attach point, kept by its shim for a container made with `stdin: true` or
+//! `tty: true` (`kubectl run -i -t`, `kubectl attach -i -t`): a Unix socket in the attempt's
+//! bundle (`attach.sock`) that the node's endpoint connects to, speaking attach_wire.rs.
+//!
+//! - Every attached client gets the container's output from when it attached (the shim's
+//!   poll loop hands each piece to [`AttachPoint::broadcast`] as it logs it). A client that
+//!   takes none of it for [`CLIENT_WRITE_TIMEOUT`] is cut off: it must not stop the
+//!   container, whose output then waits on the shim.
+//! - A client that said `Hello { stdin: true }` types at the container's standard input.
+//!   What the container has not read yet waits here, up to [`MAX_PENDING`] bytes; past that
+//!   the shim stops reading its clients until the container takes some.
+//! - With `stdinOnce`, the input ends (the container reads its end) when the first client
+//!   with stdin closes it or goes; then it stays closed until the container restarts, as in
+//!   Kubernetes. On a terminal the input is only dropped: a terminal has no end of input of
+//!   its own (^D is the user's to type), as with containerd.
+//! - On a terminal, a client's `Resize` sizes it.
+//!
+//! The socket's path goes through `/proc/self/fd/N/` (the bundle opened as a directory), so
+//! a deep bundle never meets the 108-byte limit of a socket address.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::PollFlags;
+
+use crate::attach_wire::{Decoder, Frame};
+use crate::log_format::Source;
+
+/// The socket's name in the bundle.
+pub const SOCKET: &str = "attach.sock";
+
+/// How long a client may leave the container's output unread before it is cut off.
+pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Input typed but not yet read by the container, at most.
+pub const MAX_PENDING: usize = 256 * 1024;
+
+/// How the container's standard input and terminal were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachModes {
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+struct Client {
+    stream: UnixStream,
+    decoder: Decoder,
+    /// Said `Hello { stdin: true }`: its input is the container's.
+    stdin: bool,
+}
+
+pub struct AttachPoint {
+    listener: UnixListener,
+    socket: PathBuf,
+    clients: Vec<Client>,
+    /// Where the container's standard input is written (non-blocking); `None` without
+    /// stdin, or once it ended.
+    input: Option<OwnedFd>,
+    pending: Vec<u8>,
+    /// The input ends once `pending` is written (a stdin client closed it).
+    closing: bool,
+    stdin_once: bool,
+    /// The node's side of the container's terminal (to size it).
+    terminal: Option<OwnedFd>,
+}
+
+/// Runs `with` on the `/proc/self/fd/N/<name>` path of `name` in `dir`.
+fn through_dir<T>(
+    dir: &Path,
+    name: &str,
+    with: impl FnOnce(&Path) -> io::Result<T>,
+) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let handle = nix::fcntl::open(
+        dir,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", handle.as_raw_fd()));
+    with(&path)
+}
+
+/// Connects to the attach point of the attempt whose bundle is `bundle` (the node's side).
+pub fn connect(bundle: &Path) -> io::Result<UnixStream> {
+    through_dir(bundle, SOCKET, |path| UnixStream::connect(path))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+impl AttachPoint {
+    /// Listens in `bundle`. `input` is where the container's stdin is written (its pipe's
+    /// write end, or the terminal's node side), `terminal` the terminal's node side.
+    pub fn listen(
+        bundle: &Path,
+        input: Option<OwnedFd>,
+        terminal: Option<OwnedFd>,
+        stdin_once: bool,
+    ) -> io::Result<AttachPoint> {
+        let socket = bundle.join(SOCKET);
+        let _ = std::fs::remove_file(&socket);
+        let listener = through_dir(bundle, SOCKET, |path| UnixListener::bind(path))?;
+        listener.set_nonblocking(true)?;
+        if let Some(input) = &input {
+            set_nonblocking(input)?;
+        }
+        Ok(AttachPoint {
+            listener,
+            socket,
+            clients: Vec::new(),
+            input,
+            pending: Vec::new(),
+            closing: false,
+            stdin_once,
+            terminal,
+        })
+    }
+
+    /// What to poll, in the order [`AttachPoint::handle`] takes the results.
+    pub fn interests(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        let mut interests = vec![(self.listener.as_fd(), PollFlags::POLLIN)];
+        if let Some(input) = self.input.as_ref().filter(|_| !self.pending.is_empty()) {
+            interests.push((input.as_fd(), PollFlags::POLLOUT));
+        }
+        let reading = if self.pending.len() < MAX_PENDING {
+            PollFlags::POLLIN
+        } else {
+            // Still told of a hang-up.
+            PollFlags::empty()
+        };
+        for client in &self.clients {
+            interests.push((client.stream.as_fd(), reading));
+        }
+        interests
+    }
+
+    /// Acts on what the poll said of [`AttachPoint::interests`] (same order).
+    pub fn handle(&mut self, revents: &[PollFlags]) {
+        let ready = |i: usize| revents.get(i).is_some_and(|r| !r.is_empty());
+        let mut at = 0;
+        if ready(at) {
+            self.accept();
+        }
+        at += 1;
+        if self.input.is_some() && !self.pending.is_empty() {
+            if ready(at) {
+                self.write_input();
+            }
+            at += 1;
+        }
+        let readable: Vec<bool> = (0..self.clients.len()).map(|i| ready(at + i)).collect();
+        // Backwards: a client removed does not move those still to visit.
+        for (index, readable) in readable.into_iter().enumerate().rev() {
+            if readable {
+                self.read_client(index);
+            }
+        }
+    }
+
+    /// Hands a piece of the container's output to every client.
+    pub fn broadcast(&mut self, source: Source, data: &[u8]) {
+        if self.clients.is_empty() || data.is_empty() {
+            return;
+        }
+        let frame = match source {
+            Source::Stdout => Frame::Stdout(data.to_vec()),
+            Source::Stderr => Frame::Stderr(data.to_vec()),
+        }
+        .encode();
+        for index in (0..self.clients.len()).rev() {
+            if self.clients[index].stream.write_all(&frame).is_err() {
+                self.drop_client(index);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    let usable = stream
+                        .set_nonblocking(false)
+                        .and_then(|()| stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT)));
+                    if usable.is_ok() {
+                        self.clients.push(Client {
+                            stream,
+                            decoder: Decoder::default(),
+                            stdin: false,
+                        });
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn write_input(&mut self) {
+        let Some(input) = &self.input else { return };
+        match nix::unistd::write(input, &self.pending) {
+            Ok(written) => {
+                self.pending.drain(..written);
+                if self.pending.is_empty() && self.closing {
+                    self.input = None;
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            // The container closed its input: what was typed has nowhere to go.
+            Err(_) => {
+                self.input = None;
+                self.pending.clear();
+            }
+        }
+    }
+
+    /// Reads what a client sent (it is readable, or hung up).
+    fn read_client(&mut self, index: usize) {
+        let mut buffer = [0u8; 16 * 1024];
+        let read = self.clients[index].stream.read(&mut buffer);
+        let n = match read {
+            Ok(0) => return self.drop_client(index),
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return,
+            Err(_) => return self.drop_client(index),
+        };
+        self.clients[index].decoder.push(&buffer[..n]);
+        loop {
+            let frame = match self.clients[index].decoder.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return,
+                Err(error) => {
+                    eprintln!("attach: {error}; cutting the client off");
+                    return self.drop_client(index);
+                }
+            };
+            let client = &mut self.clients[index];
+            match frame {
+                Frame::Hello { stdin } => client.stdin = stdin,
+                Frame::Stdin(data) if client.stdin && self.input.is_some() && !self.closing => {
+                    self.pending.extend_from_slice(&data);
+                }
+                Frame::CloseStdin if client.stdin => {
+                    client.stdin = false;
+                    self.stdin_ended();
+                }
+                Frame::Resize { width, height } => {
+                    if let Some(terminal) = &self.terminal {
+                        let _ = crate::terminal::set_size(terminal, width, height);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn drop_client(&mut self, index: usize) {
+        let client = self.clients.remove(index);
+        if client.stdin {
+            self.stdin_ended();
+        }
+    }
+
+    /// A client with stdin closed it or went: with `stdinOnce`, the input ends once what it
+    /// typed is written.
+    fn stdin_ended(&mut self) {
+        if !self.stdin_once || self.input.is_none() {
+            return;
+        }
+        self.closing = true;
+        if self.pending.is_empty() {
+            self.input = None;
+        }
+    }
+}
+
+impl Drop for AttachPoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+/// The container's standard streams for its attach modes: what the container gets as stdin,
+/// stdout and stderr, and what the shim keeps: the output streams it reads and logs, and
+/// the attach point's input and terminal.
+pub struct Streams {
+    pub container_stdin: OwnedFd,
+    pub container_stdout: OwnedFd,
+    pub container_stderr: OwnedFd,
+    pub outputs: Vec<(OwnedFd, Source)>,
+    pub input: Option<OwnedFd>,
+    pub terminal: Option<OwnedFd>,
+}
+
+/// Makes the pipes (or the terminal) for a container started in `modes`.
+pub fn streams(modes: AttachModes) -> io::Result<Streams> {
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from);
+    if modes.tty {
+        let (master, command_side) = crate::terminal::open_pty(
+            crate::terminal::DEFAULT_SIZE.0,
+            crate::terminal::DEFAULT_SIZE.1,
+        )?;
+        let input = if modes.stdin {
+            Some(master.try_clone()?)
+        } else {
+            None
+        };
+        return Ok(Streams {
+            container_stdin: command_side.try_clone()?,
+            container_stdout: command_side.try_clone()?,
+            container_stderr: command_side,
+            terminal: Some(master.try_clone()?),
+            outputs: vec![(master, Source::Stdout)],
+            input,
+        });
+    }
+    let (stdout, container_stdout) = pipe()?;
+    let (stderr, container_stderr) = pipe()?;
+    let (container_stdin, input) = if modes.stdin {
+        let (read, write) = pipe()?;
+        (read, Some(write))
+    } else {
+        (OwnedFd::from(File::open("/dev/null")?), None)
+    };
+    Ok(Streams {
+        container_stdin,
+        container_stdout,
+        container_stderr,
+        outputs: vec![(stdout, Source::Stdout), (stderr, Source::Stderr)],
+        input,
+        terminal: None,
+    })
+}
