@@ -1,8 +1,8 @@
 //! The real kubectl (`/usr/bin/kubectl`, 1.32 here) against a 3-master `rudder up`, through
 //! the kubeconfig `rudder up` writes and the endpoint it names: discovery, tables, apply
 //! (twice: `unchanged`), scale, rollout status, label/annotate/patch of all three types,
-//! edit, watch, raw paths, explain, errors, and a deletion with --cascade. The endpoint
-//! survives a master's death. Skipped, saying so, where no kubectl is installed.
+//! edit, watch, raw paths, explain (from /openapi/v3 and v2), errors, and a deletion with
+//! --cascade. The endpoint survives a master's death. Skipped, saying so, where no kubectl is installed.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -480,6 +480,20 @@ async fn kubectl_drives_a_three_master_rudder_up() {
     let explained = kubectl.run(&["explain", "pod.spec.containers"]);
     assert!(explained.contains("FIELDS:"), "{explained}");
     assert!(explained.contains("image"), "{explained}");
+    // The same from /openapi/v2 (protobuf, as client-go reads it): its kind found by its
+    // group-version-kind, a field's description and its element's fields.
+    let explained = kubectl.run(&[
+        "explain",
+        "deployment.spec.template.spec.containers.ports",
+        "--output=plaintext-openapiv2",
+    ]);
+    for expected in [
+        "KIND:     Deployment",
+        "VERSION:  apps/v1",
+        "containerPort\t<integer> -required-",
+    ] {
+        assert!(explained.contains(expected), "{expected:?} in {explained}");
+    }
 
     // Errors read as kube-apiserver's.
     let missing = kubectl.fails(&["get", "pod", "nope", "-n", "shop"]);

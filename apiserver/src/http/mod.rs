@@ -5,6 +5,7 @@
 //! ```text
 //!  /api, /apis (aggregated or legacy), /apis/G, /api/v1, /apis/G/V, /version
 //!                                                     ─► discovery (pure documents)
+//!  /openapi/v2                                         ─► openapi_v2 (JSON or protobuf)
 //!  /openapi/v3[/<group version>]                       ─► openapi (built once)
 //!  /healthz, /livez, /readyz                          ─► health (a quorum read)
 //!  /metrics                                           ─► the process' Prometheus figures
@@ -25,6 +26,7 @@ mod discovery;
 mod guard;
 mod measure;
 mod openapi;
+mod openapi_v2;
 mod options;
 mod paths;
 mod pod_exec;
@@ -90,6 +92,23 @@ pub fn router(
             }),
         )
         .route("/version", get(|| document(Some(discovery::version()))))
+        .route(
+            "/openapi/v2",
+            get(|headers: HeaderMap| async move {
+                let accept = headers
+                    .get(http::header::ACCEPT)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("");
+                let document = &*openapi_v2::DOCUMENT;
+                if openapi_v2::wants_protobuf(accept) {
+                    let body = Body::from(document.protobuf.clone());
+                    respond::with_body(StatusCode::OK, openapi_v2::PROTOBUF, body)
+                } else {
+                    let body = Body::from(document.json.clone());
+                    respond::with_body(StatusCode::OK, respond::JSON, body)
+                }
+            }),
+        )
         .route("/openapi/v3", get(|| document(Some(openapi::index()))))
         .route(
             "/openapi/v3/{*path}",

@@ -65,6 +65,25 @@ pub fn index() -> Value {
     json!({ "paths": paths })
 }
 
+/// Every group version's definitions in one map (for `/openapi/v2`, openapi_v2.rs). A
+/// definition several group versions share (ObjectMeta) is the same in each.
+pub fn all_definitions() -> Map<String, Value> {
+    let mut all = Map::new();
+    for path in DOCUMENTS.keys() {
+        let (group, version) = match path.split('/').collect::<Vec<_>>()[..] {
+            ["api", version] => ("", version),
+            ["apis", group, version] => (group, version),
+            _ => continue,
+        };
+        if let Value::Object(schemas) = document(group, version)["components"]["schemas"].take() {
+            for (name, schema) in schemas {
+                all.entry(name).or_insert(schema);
+            }
+        }
+    }
+    all
+}
+
 /// `/openapi/v3/<path>`, if served.
 pub fn document_at(path: &str) -> Option<Arc<Document>> {
     DOCUMENTS.get(path.trim_matches('/')).cloned()
