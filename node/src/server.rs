@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rudder_proto::masters_only::accepted_from_masters;
 use rudder_proto::metrics::{Metrics, CONTENT_TYPE};
 use rudder_proto::node::kubelet_server::{Kubelet, KubeletServer};
@@ -302,8 +302,33 @@ impl Kubelet for NodeEndpoint {
         let connected =
             tokio::task::spawn_blocking(move || runtime.attach(&namespace, &pod, &container))
                 .await
-                .map_err(|e| Status::internal(format!("attaching: {e}")))?
-                .map_err(status)?;
+                .map_err(|e| Status::internal(format!("attaching: {e}")))?;
+        let connected = match connected {
+            Ok(connected) => connected,
+            // Made without stdin and tty: its output from now on, and what the client types
+            // goes nowhere (as containerd attaches to such a container).
+            Err(RuntimeError::NotAttachable { .. }) => {
+                let log = LogsRequest {
+                    namespace: request.namespace,
+                    pod: request.pod,
+                    container: request.container,
+                    follow: true,
+                    tail_lines: Some(0),
+                    ..LogsRequest::default()
+                };
+                let chunks = self.logs(Request::new(log)).await?.into_inner();
+                // The client's inputs are held (not read) while the output flows: dropping
+                // them could reset the call.
+                let output = chunks.map(move |chunk| {
+                    let _held = &inputs;
+                    chunk.map(|chunk| ExecOutput {
+                        output: Some(exec_output::Output::Stdout(chunk.data)),
+                    })
+                });
+                return Ok(Response::new(Box::pin(output)));
+            }
+            Err(error) => return Err(status(error)),
+        };
         let failed = |e: std::io::Error| Status::internal(format!("attaching: {e}"));
         connected.set_nonblocking(true).map_err(failed)?;
         let (reader, mut writer) = tokio::net::UnixStream::from_std(connected)

@@ -560,9 +560,33 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
         running,
     )
     .await;
-    let (ok, _, err) = rudder(servers, &["attach", "-i", "kubia"]).await;
-    assert!(!ok);
-    assert!(err.contains("was not made with stdin: true"), "{err}");
+    // Attached to a container made without stdin: its output from now on.
+    let mut following = std::process::Command::new(rudder_binary_beside_tests())
+        .args(["attach", "--server", servers, "kubia"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = rudder_tests::lines_of(following.stdout.take().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        // Each request logs a line; the first may come before the attach.
+        http_get(&ip, 8080, "/cgi-bin/index.cgi").unwrap();
+        if let Ok(line) = followed.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = following.kill();
+            let said = following.wait_with_output().unwrap();
+            panic!(
+                "rudder attach showed nothing: {}",
+                String::from_utf8_lossy(&said.stderr)
+            );
+        }
+    };
+    assert!(line.contains("Received request from"), "{line:?}");
+    following.kill().unwrap();
+    following.wait().unwrap();
 
     // The kubelet dies and comes back: the container keeps running, untouched.
     let container_id = container(&up)["containerID"].clone();
@@ -843,14 +867,25 @@ fn kubectl_reaches_the_pod_through_the_api(servers: &str, dir: &Path, ip: &str) 
     let mut keys = terminal.stdin.take().unwrap();
     let screen = rudder_tests::chunks_of(terminal.stdout.take().unwrap());
     // The shell's first prompt came before the attach: kubectl says to press enter.
-    let hint = rudder_tests::collect_until(&screen, Duration::from_secs(30), |seen| {
+    let mut shown = rudder_tests::collect_until(&screen, Duration::from_secs(30), |seen| {
         seen.contains("pressing enter")
     });
-    assert!(hint.contains("pressing enter"), "kubectl said {hint:?}");
-    std::io::Write::write_all(&mut keys, b"busybox stty size; exit 3\n").unwrap();
-    let shown = hint + &rudder_tests::collect_until(&screen, Duration::from_secs(30), |_| false);
-    let status = rudder_tests::wait_within(&mut terminal, Duration::from_secs(10));
+    assert!(shown.contains("pressing enter"), "kubectl said {shown:?}");
+    // kubectl sizes the terminal beside the typing (and a size off by one first, to make
+    // the shell redraw): ask until the size is kubectl's.
+    for _ in 0..10 {
+        std::io::Write::write_all(&mut keys, b"busybox stty size\n").unwrap();
+        shown += &rudder_tests::collect_until(&screen, Duration::from_secs(3), |seen| {
+            seen.contains("40 120\r\n")
+        });
+        if shown.contains("40 120\r\n") {
+            break;
+        }
+    }
     assert!(shown.contains("40 120\r\n"), "{shown:?}");
+    std::io::Write::write_all(&mut keys, b"exit 3\n").unwrap();
+    shown += &rudder_tests::collect_until(&screen, Duration::from_secs(30), |_| false);
+    let status = rudder_tests::wait_within(&mut terminal, Duration::from_secs(10));
     assert_eq!(status.and_then(|s| s.code()), Some(3), "{shown:?}");
     drop(keys);
 

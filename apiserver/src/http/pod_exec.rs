@@ -11,9 +11,8 @@
 //! channel 1, and the client's terminal size on channel 4 (`{"Width":W,"Height":H}`) as
 //! the client's changes.
 //!
-//! An attach is relayed the same way. With stdin or a terminal it joins the container's
-//! own process on its node (`kubectl run -i -t`); without, it follows the container's
-//! output from now on, on channel 1.
+//! An attach is relayed the same way: it joins the container's own process on its node
+//! (`kubectl run -i -t`).
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::FromRequestParts;
@@ -21,7 +20,7 @@ use axum::response::Response;
 use bytes::{BufMut, BytesMut};
 use futures::{SinkExt, Stream, StreamExt};
 use http::request::Parts;
-use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest, LogsRequest};
+use rudder_proto::node::{exec_output, ExecInput, ExecOutput, ExecRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -190,13 +189,11 @@ pub async fn exec(
     }))
 }
 
-/// `pods/NAME/attach`. With `stdin` or `tty` (`kubectl attach -i -t`, `kubectl run -i -t`)
-/// the client joins the container's own process through its shim's attach point (the
-/// container must have been made with `stdin: true` or `tty: true`): its output from now
-/// on, the client's input typed at it, its terminal sized by the client's. Without either,
-/// the container's output from now on (its log, followed). Either way as an exec's
-/// output, until the container stops or the client hangs up; no exit code is sent (kubectl
-/// reads it from the pod).
+/// `pods/NAME/attach`: the client joins the container's own process on its node: its output
+/// from now on and, for a container made with `stdin: true` or `tty: true`, the client's
+/// input typed at it and its terminal sized by the client's (`kubectl run -i -t`). Relayed
+/// as an exec's output until the container stops or the client hangs up; no exit code is
+/// sent (kubectl reads it from the pod).
 pub async fn attach(
     registry: &Registry,
     mut parts: Parts,
@@ -210,32 +207,6 @@ pub async fn attach(
         container,
         node,
     } = pod_node(registry, namespace, name, &options.container).await?;
-    let stopped = registry.stopped();
-    if !(options.stdin || options.tty) {
-        let chunks = client
-            .logs(LogsRequest {
-                namespace: namespace.to_owned(),
-                pod: name.to_owned(),
-                container,
-                follow: true,
-                tail_lines: Some(0),
-                ..LogsRequest::default()
-            })
-            .await
-            .map_err(|status| from_node(&node, status))?
-            .into_inner();
-        let output = chunks.map(|chunk| {
-            chunk.map(|chunk| ExecOutput {
-                output: Some(exec_output::Output::Stdout(chunk.data)),
-            })
-        });
-        return Ok(upgrade.on_upgrade(move |socket| async move {
-            tokio::select! {
-                () = relay(socket, output, None, node) => {}
-                () = stopped => {}
-            }
-        }));
-    }
     let start = ExecInput::start(ExecRequest {
         namespace: namespace.to_owned(),
         pod: name.to_owned(),
@@ -245,20 +216,21 @@ pub async fn attach(
         tty: options.tty,
     });
     let (input, inputs) = mpsc::channel(16);
-    let input = ClientInput {
+    let input = (options.stdin || options.tty).then_some(ClientInput {
         sender: input,
         stdin_open: options.stdin,
         tty: options.tty,
-    };
+    });
     let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
     let output = client
         .attach(outbound)
         .await
         .map_err(|status| from_node(&node, status))?
         .into_inner();
+    let stopped = registry.stopped();
     Ok(upgrade.on_upgrade(move |socket| async move {
         tokio::select! {
-            () = relay(socket, output, Some(input), node) => {}
+            () = relay(socket, output, input, node) => {}
             () = stopped => {}
         }
     }))

@@ -133,11 +133,9 @@ pub enum RuntimeError {
     NoSuchContainer { pod: String, container: String },
     #[error("container {container:?} in pod {pod:?} is not running")]
     NotRunning { pod: String, container: String },
-    #[error(
-        "container {container:?} in pod {pod:?} was not made with stdin: true or tty: true, so \
-         nothing can be typed at it (kubectl run -i -t makes one); attach without -i and -t \
-         follows its output"
-    )]
+    /// Made without stdin and tty: its shim keeps no attach point (an attach follows its
+    /// output instead).
+    #[error("container {container:?} in pod {pod:?} was made without stdin and tty")]
     NotAttachable { pod: String, container: String },
     #[error("previous terminated container {container:?} in pod {pod:?} not found")]
     NoPreviousAttempt { pod: String, container: String },
@@ -194,7 +192,8 @@ pub trait Runtime: Send + Sync + 'static {
         Err(RuntimeError::Unsupported("exec"))
     }
     /// A connection to the attach point of a running container made with `stdin: true` or
-    /// `tty: true` (linux/shim_attach.rs), for `attach -i -t`.
+    /// `tty: true` (linux/shim_attach.rs), for `attach -i -t`; `NotAttachable` for one made
+    /// without.
     fn attach(
         &self,
         _namespace: &str,

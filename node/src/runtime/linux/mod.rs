@@ -261,6 +261,14 @@ impl Runtime for LinuxRuntime {
                 pod: pod.into(),
                 container: c.name,
             },
+            std::io::ErrorKind::ConnectionRefused => RuntimeError::Connect {
+                source: format!(
+                    "the attach point of container {:?} in pod {pod:?} does not answer (its \
+                     shim is gone?)",
+                    c.name
+                )
+                .into(),
+            },
             _ => RuntimeError::Connect {
                 source: Box::new(error),
             },

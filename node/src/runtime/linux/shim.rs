@@ -338,7 +338,10 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
             .filter(|i| streams[*i].0.is_some())
             .collect();
         let drained = ended.is_some_and(|(_, at)| at.elapsed() >= DRAIN_AFTER_EXIT);
-        if open.is_empty() || drained {
+        // A container that closed its output may still read its input: its attach point
+        // stays until it exits.
+        let outputs_ended = open.is_empty() && (attach.is_none() || ended.is_some());
+        if outputs_ended || drained {
             break;
         }
         let mut fds: Vec<PollFd> = open
@@ -348,7 +351,7 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
                 PollFd::new(fd.as_fd(), PollFlags::POLLIN)
             })
             .collect();
-        if let Some(attach) = &attach {
+        if let Some(attach) = &mut attach {
             fds.extend(
                 attach
                     .interests()
@@ -895,5 +898,77 @@ mod tests {
         // The terminal echoes what is typed and ends lines with CR LF; all of it is stdout.
         assert_eq!(seen, "go\r\n43 132\r\nx=go\r\n");
         assert_eq!(relay.join().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn a_terminal_s_input_outlives_its_first_typist_even_with_stdin_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let resumable = AttachModes {
+            stdin: true,
+            stdin_once: true,
+            tty: true,
+        };
+        let relay = relay_attached(
+            dir.path(),
+            resumable,
+            "read a; echo \"a=$a\"; read b; echo \"b=$b\"",
+        );
+        let mut first = attach_client(dir.path(), true);
+        send(&mut first, Frame::Stdin(b"one\n".to_vec()));
+        let seen = output_until(&mut first, |seen| seen.contains("a=one"));
+        assert!(seen.contains("a=one"), "{seen:?}");
+        drop(first);
+        // `kubectl attach -i -t` again: the session resumes.
+        let mut second = attach_client(dir.path(), true);
+        send(&mut second, Frame::Stdin(b"two\n".to_vec()));
+        let seen = output_until(&mut second, |_| false);
+        assert!(seen.contains("b=two"), "{seen:?}");
+        assert_eq!(relay.join().unwrap(), (0, None));
+    }
+
+    #[test]
+    fn a_client_that_reads_nothing_is_cut_off_without_holding_up_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than a client may fall behind by.
+        let size = 3 * shim_attach::MAX_OUTGOING;
+        let relay = relay_attached(
+            dir.path(),
+            STDIN_KEPT,
+            &format!("read go; head -c {size} /dev/zero | tr '\\0' x; echo; echo done"),
+        );
+        let idle = attach_client(dir.path(), false);
+        let mut reader = attach_client(dir.path(), false);
+        let mut typist = attach_client(dir.path(), true);
+        let reading = std::thread::spawn(move || output_until(&mut reader, |_| false));
+        send(&mut typist, Frame::Stdin(b"go\n".to_vec()));
+        let seen = reading.join().unwrap();
+        assert_eq!(seen.len(), size + "\ndone\n".len());
+        assert!(seen.ends_with("x\ndone\n"));
+        assert_eq!(relay.join().unwrap(), (0, None));
+        // The idle client got at most what it was allowed to fall behind by, then its end.
+        let mut idle = idle;
+        let taken = output_until(&mut idle, |_| false);
+        assert!(taken.len() <= shim_attach::MAX_OUTGOING, "{}", taken.len());
+        drop(typist);
+    }
+
+    #[test]
+    fn a_container_that_closed_its_output_can_still_be_typed_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = dir.path().join("typed");
+        let relay = relay_attached(
+            dir.path(),
+            STDIN_KEPT,
+            &format!(
+                "exec >/dev/null 2>&1; read line; echo \"$line\" > {}",
+                written.display()
+            ),
+        );
+        let mut typist = attach_client(dir.path(), true);
+        send(&mut typist, Frame::Stdin(b"kept\n".to_vec()));
+        // The container's end closes the socket.
+        assert_eq!(output_until(&mut typist, |_| false), "");
+        assert_eq!(relay.join().unwrap(), (0, None));
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), "kept\n");
     }
 }

@@ -3,16 +3,18 @@
 //! bundle (`attach.sock`) that the node's endpoint connects to, speaking attach_wire.rs.
 //!
 //! - Every attached client gets the container's output from when it attached (the shim's
-//!   poll loop hands each piece to [`AttachPoint::broadcast`] as it logs it). A client that
-//!   takes none of it for [`CLIENT_WRITE_TIMEOUT`] is cut off: it must not stop the
-//!   container, whose output then waits on the shim.
+//!   poll loop hands each piece to [`AttachPoint::broadcast`] as it logs it). The shim never
+//!   waits on a client: what a client has not taken yet is queued for it, and a client that
+//!   falls [`MAX_OUTGOING`] bytes behind, or takes nothing for [`CLIENT_STALL`], is cut off
+//!   (a client must not slow the container, its log or the other clients).
 //! - A client that said `Hello { stdin: true }` types at the container's standard input.
 //!   What the container has not read yet waits here, up to [`MAX_PENDING`] bytes; past that
 //!   the shim stops reading its clients until the container takes some.
 //! - With `stdinOnce`, the input ends (the container reads its end) when the first client
 //!   with stdin closes it or goes; then it stays closed until the container restarts, as in
-//!   Kubernetes. On a terminal the input is only dropped: a terminal has no end of input of
-//!   its own (^D is the user's to type), as with containerd.
+//!   Kubernetes. Not on a terminal: a terminal has no end of input of its own (^D is the
+//!   user's to type), so its input stays for the next client (`kubectl attach -i -t` resumes
+//!   a session), as containerd does.
 //! - On a terminal, a client's `Resize` sizes it.
 //!
 //! The socket's path goes through `/proc/self/fd/N/` (the bundle opened as a directory), so
@@ -23,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::PollFlags;
@@ -34,11 +36,21 @@ use crate::log_format::Source;
 /// The socket's name in the bundle.
 pub const SOCKET: &str = "attach.sock";
 
-/// How long a client may leave the container's output unread before it is cut off.
-pub const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take nothing of the container's output queued for it.
+pub const CLIENT_STALL: Duration = Duration::from_secs(10);
+
+/// How far behind the container's output a client may fall.
+pub const MAX_OUTGOING: usize = 1 << 20;
 
 /// Input typed but not yet read by the container, at most.
 pub const MAX_PENDING: usize = 256 * 1024;
+
+/// Clients at once; more wait to be accepted.
+pub const MAX_CLIENTS: usize = 64;
+
+/// How long accepting pauses after it failed (out of descriptors): the listener stays
+/// readable, and polling it again at once would spin.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
 /// How the container's standard input and terminal were made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +61,15 @@ pub struct AttachModes {
 }
 
 struct Client {
+    /// Non-blocking.
     stream: UnixStream,
     decoder: Decoder,
     /// Said `Hello { stdin: true }`: its input is the container's.
     stdin: bool,
+    /// Output not yet taken.
+    outgoing: Vec<u8>,
+    /// Since when it has taken nothing of `outgoing`.
+    stalled_since: Option<Instant>,
 }
 
 pub struct AttachPoint {
@@ -68,6 +85,17 @@ pub struct AttachPoint {
     stdin_once: bool,
     /// The node's side of the container's terminal (to size it).
     terminal: Option<OwnedFd>,
+    accept_paused_until: Option<Instant>,
+    polled: Polled,
+}
+
+/// What the last [`AttachPoint::interests`] asked to poll, for [`AttachPoint::handle`] to
+/// read the results by.
+#[derive(Debug, Clone, Copy, Default)]
+struct Polled {
+    listener: bool,
+    input: bool,
+    clients: usize,
 }
 
 /// Runs `with` on the `/proc/self/fd/N/<name>` path of `name` in `dir`.
@@ -122,46 +150,75 @@ impl AttachPoint {
             closing: false,
             stdin_once,
             terminal,
+            accept_paused_until: None,
+            polled: Polled::default(),
         })
     }
 
+    fn accepting(&self) -> bool {
+        self.clients.len() < MAX_CLIENTS
+            && self
+                .accept_paused_until
+                .is_none_or(|until| Instant::now() >= until)
+    }
+
     /// What to poll, in the order [`AttachPoint::handle`] takes the results.
-    pub fn interests(&self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
-        let mut interests = vec![(self.listener.as_fd(), PollFlags::POLLIN)];
-        if let Some(input) = self.input.as_ref().filter(|_| !self.pending.is_empty()) {
+    pub fn interests(&mut self) -> Vec<(BorrowedFd<'_>, PollFlags)> {
+        self.polled = Polled {
+            listener: self.accepting(),
+            input: self.input.is_some() && !self.pending.is_empty(),
+            clients: self.clients.len(),
+        };
+        let mut interests = Vec::new();
+        if self.polled.listener {
+            interests.push((self.listener.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(input) = self.input.as_ref().filter(|_| self.polled.input) {
             interests.push((input.as_fd(), PollFlags::POLLOUT));
         }
-        let reading = if self.pending.len() < MAX_PENDING {
-            PollFlags::POLLIN
-        } else {
-            // Still told of a hang-up.
-            PollFlags::empty()
-        };
         for client in &self.clients {
-            interests.push((client.stream.as_fd(), reading));
+            let mut flags = PollFlags::empty();
+            if self.pending.len() < MAX_PENDING {
+                flags |= PollFlags::POLLIN;
+            }
+            if !client.outgoing.is_empty() {
+                flags |= PollFlags::POLLOUT;
+            }
+            // Even with no flags, a hang-up is reported.
+            interests.push((client.stream.as_fd(), flags));
         }
         interests
     }
 
-    /// Acts on what the poll said of [`AttachPoint::interests`] (same order).
+    /// Acts on what the poll said of [`AttachPoint::interests`] (in its order).
     pub fn handle(&mut self, revents: &[PollFlags]) {
-        let ready = |i: usize| revents.get(i).is_some_and(|r| !r.is_empty());
-        let mut at = 0;
-        if ready(at) {
+        let polled = self.polled;
+        let mut revents = revents.iter().copied();
+        if polled.listener && revents.next().is_some_and(|r| !r.is_empty()) {
             self.accept();
         }
-        at += 1;
-        if self.input.is_some() && !self.pending.is_empty() {
-            if ready(at) {
-                self.write_input();
-            }
-            at += 1;
+        if polled.input && revents.next().is_some_and(|r| !r.is_empty()) {
+            self.write_input();
         }
-        let readable: Vec<bool> = (0..self.clients.len()).map(|i| ready(at + i)).collect();
+        // The clients polled, first in the list: those accepted just now come after them.
+        let results: Vec<PollFlags> = revents.take(polled.clients).collect();
+        let hung_up = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
         // Backwards: a client removed does not move those still to visit.
-        for (index, readable) in readable.into_iter().enumerate().rev() {
-            if readable {
+        for index in (0..results.len()).rev() {
+            if results[index].contains(PollFlags::POLLOUT) && !self.flush(index) {
+                continue;
+            }
+            if results[index].intersects(hung_up) {
                 self.read_client(index);
+            }
+        }
+        for index in (0..self.clients.len()).rev() {
+            let stalled = self.clients[index]
+                .stalled_since
+                .is_some_and(|since| since.elapsed() >= CLIENT_STALL);
+            if stalled {
+                eprintln!("attach: a client took no output for {CLIENT_STALL:?}; cutting it off");
+                self.drop_client(index);
             }
         }
     }
@@ -177,29 +234,65 @@ impl AttachPoint {
         }
         .encode();
         for index in (0..self.clients.len()).rev() {
-            if self.clients[index].stream.write_all(&frame).is_err() {
+            let client = &mut self.clients[index];
+            if client.outgoing.len() + frame.len() > MAX_OUTGOING {
+                eprintln!("attach: a client fell {MAX_OUTGOING} bytes behind; cutting it off");
                 self.drop_client(index);
+                continue;
             }
+            client.outgoing.extend_from_slice(&frame);
+            self.flush(index);
         }
     }
 
+    /// Writes what the client can take now of its queued output. False if the client is
+    /// gone (dropped).
+    fn flush(&mut self, index: usize) -> bool {
+        let client = &mut self.clients[index];
+        while !client.outgoing.is_empty() {
+            match client.stream.write(&client.outgoing) {
+                Ok(0) => break,
+                Ok(written) => {
+                    client.outgoing.drain(..written);
+                    client.stalled_since = None;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.drop_client(index);
+                    return false;
+                }
+            }
+        }
+        if client.outgoing.is_empty() {
+            client.stalled_since = None;
+        } else if client.stalled_since.is_none() {
+            client.stalled_since = Some(Instant::now());
+        }
+        true
+    }
+
     fn accept(&mut self) {
-        loop {
+        while self.clients.len() < MAX_CLIENTS {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    let usable = stream
-                        .set_nonblocking(false)
-                        .and_then(|()| stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT)));
-                    if usable.is_ok() {
+                    if stream.set_nonblocking(true).is_ok() {
                         self.clients.push(Client {
                             stream,
                             decoder: Decoder::default(),
                             stdin: false,
+                            outgoing: Vec::new(),
+                            stalled_since: None,
                         });
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+                Err(error) => {
+                    eprintln!("attach: accepting a client: {error}; pausing");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
             }
         }
     }
@@ -229,7 +322,14 @@ impl AttachPoint {
         let n = match read {
             Ok(0) => return self.drop_client(index),
             Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                return
+            }
             Err(_) => return self.drop_client(index),
         };
         self.clients[index].decoder.push(&buffer[..n]);
@@ -270,9 +370,9 @@ impl AttachPoint {
     }
 
     /// A client with stdin closed it or went: with `stdinOnce`, the input ends once what it
-    /// typed is written.
+    /// typed is written (not a terminal's: it stays for the next client).
     fn stdin_ended(&mut self) {
-        if !self.stdin_once || self.input.is_none() {
+        if !self.stdin_once || self.input.is_none() || self.terminal.is_some() {
             return;
         }
         self.closing = true;

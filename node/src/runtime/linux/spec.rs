@@ -80,8 +80,8 @@ pub fn argv(container: &Container, image: &ImageDefaults) -> Vec<String> {
     }
 }
 
-/// `NAME=value` pairs: the image's, then `TERM` on a terminal, then the container's (which
-/// win).
+/// `NAME=value` pairs: the image's, then `TERM` on a terminal if the image has none, then
+/// the container's (which win).
 pub fn environment(
     container: &Container,
     image: &ImageDefaults,
@@ -93,10 +93,9 @@ pub fn environment(
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    // A terminal's type, as containerd sets it for a `tty: true` container: over the
-    // image's, under the container's own.
-    if container.tty == Some(true) {
-        env.retain(|(k, _)| k != "TERM");
+    // A terminal's type, as containerd sets it for a `tty: true` container: unless the
+    // image or the container says its own.
+    if container.tty == Some(true) && !env.iter().any(|(k, _)| k == "TERM") {
         env.push(("TERM".into(), "xterm".into()));
     }
     for var in container.env.iter().flatten() {
@@ -462,6 +461,12 @@ mod tests {
             container(json!({ "tty": true, "env": [{ "name": "TERM", "value": "vt100" }] }));
         let env = environment(&own_term, &image(), &fields).unwrap();
         assert_eq!(env, ["PATH=/bin", "MODE=image", "TERM=vt100"]);
+        let image_term = ImageDefaults {
+            env: vec!["TERM=linux".into()],
+            ..image()
+        };
+        let env = environment(&on_a_terminal, &image_term, &fields).unwrap();
+        assert_eq!(env[1..], ["TERM=linux"]);
         let c = container(json!({ "env": [
             { "name": "X", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } },
         ]}));
