@@ -1,6 +1,6 @@
 //! How the HTTP API answers: objects as JSON, failures as a `Status` with Kubernetes' code,
-//! lists streamed item by item (a 10,000-pod list is never encoded whole beside its
-//! objects), and Tables for clients that ask (see `table.rs`).
+//! lists streamed 64 KiB of items at a time (a 10,000-pod list is never encoded whole
+//! beside its objects), and Tables for clients that ask (see `table.rs`).
 
 use axum::body::Body;
 use axum::response::Response;
@@ -80,7 +80,7 @@ fn list_metadata(listed: &ListResult) -> Value {
     metadata
 }
 
-/// A list: `<Kind>List` JSON streamed an item at a time, or a Table.
+/// A list: `<Kind>List` JSON streamed in chunks of items, or a Table.
 pub fn list(listed: ListResult, shape: Shape) -> Response {
     let metadata = list_metadata(&listed);
     if let Shape::Table(include) = shape {
@@ -96,19 +96,10 @@ pub fn list(listed: ListResult, shape: Shape) -> Response {
         r#"{{"kind":"{}List","apiVersion":"{}","metadata":{},"items":["#,
         listed.info.kind, listed.info.api_version, metadata
     );
-    let items = listed.items.into_iter().enumerate().map(|(index, item)| {
-        let mut chunk = if index == 0 {
-            Vec::new()
-        } else {
-            b",".to_vec()
-        };
-        // Writing a `Value` into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut chunk, &item);
-        Ok::<_, std::convert::Infallible>(Bytes::from(chunk))
-    });
-    let chunks = std::iter::once(Ok(Bytes::from(head)))
-        .chain(items)
-        .chain(std::iter::once(Ok(Bytes::from_static(b"]}"))));
+    let chunks = std::iter::once(Bytes::from(head))
+        .chain(item_chunks(listed.items))
+        .chain(std::iter::once(Bytes::from_static(b"]}")))
+        .map(Ok::<_, std::convert::Infallible>);
     with_body(
         StatusCode::OK,
         JSON,
@@ -116,6 +107,62 @@ pub fn list(listed: ListResult, shape: Shape) -> Response {
     )
 }
 
+/// How much of a list's items one chunk of the response carries, at least (but the last):
+/// a chunk an item made a 10,000-pod list 10,000 writes.
+const LIST_CHUNK: usize = 64 * 1024;
+
+/// The items as the comma-separated inside of a JSON array, encoded a chunk at a time as
+/// the response is written (pure).
+fn item_chunks(items: Vec<Value>) -> impl Iterator<Item = Bytes> {
+    let mut items = items.into_iter();
+    let mut first = true;
+    std::iter::from_fn(move || {
+        let mut chunk = Vec::new();
+        while chunk.len() < LIST_CHUNK {
+            let Some(item) = items.next() else { break };
+            if !std::mem::take(&mut first) {
+                chunk.push(b',');
+            }
+            // Writing a `Value` into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut chunk, &item);
+        }
+        (!chunk.is_empty()).then(|| Bytes::from(chunk))
+    })
+}
+
 pub fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(items: Vec<Value>) -> (Vec<usize>, Value) {
+        let chunks: Vec<Bytes> = item_chunks(items).collect();
+        let sizes = chunks.iter().map(Bytes::len).collect();
+        let mut array = b"[".to_vec();
+        chunks
+            .iter()
+            .for_each(|chunk| array.extend_from_slice(chunk));
+        array.push(b']');
+        (sizes, serde_json::from_slice(&array).unwrap())
+    }
+
+    #[test]
+    fn list_items_go_out_in_chunks_that_join_into_the_array() {
+        assert_eq!(joined(Vec::new()), (Vec::new(), json!([])));
+        let few: Vec<Value> = (0..3).map(|n| json!({ "n": n })).collect();
+        let (sizes, array) = joined(few.clone());
+        assert_eq!((sizes.len(), array), (1, Value::Array(few)));
+        let many: Vec<Value> = (0..5_000)
+            .map(|n| json!({ "n": n, "pad": "x".repeat(100) }))
+            .collect();
+        let (sizes, array) = joined(many.clone());
+        assert_eq!(array, Value::Array(many));
+        let (last, full) = sizes.split_last().unwrap();
+        assert!(full.len() >= 5, "{sizes:?}");
+        assert!(full.iter().all(|size| *size >= LIST_CHUNK), "{sizes:?}");
+        assert!(*last > 0);
+    }
 }
