@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::attach_wire::{self, Frame};
 use crate::log_format;
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{ContainerState, Runtime, RuntimeError};
 use crate::terminal::Terminal;
 
 /// Longer than any line of the CRI format (a piece and its header).
@@ -308,6 +308,12 @@ impl Kubelet for NodeEndpoint {
             // Made without stdin and tty: its output from now on, and what the client types
             // goes nowhere (as containerd attaches to such a container).
             Err(RuntimeError::NotAttachable { .. }) => {
+                let ended = container_ended(
+                    self.runtime.clone(),
+                    request.namespace.clone(),
+                    request.pod.clone(),
+                    request.container.clone(),
+                );
                 let log = LogsRequest {
                     namespace: request.namespace,
                     pod: request.pod,
@@ -317,10 +323,18 @@ impl Kubelet for NodeEndpoint {
                     ..LogsRequest::default()
                 };
                 let chunks = self.logs(Request::new(log)).await?.into_inner();
-                // The client's inputs are held (not read) while the output flows: dropping
-                // them could reset the call.
-                let output = chunks.map(move |chunk| {
-                    let _held = &inputs;
+                // What the client types goes nowhere; read, so its sender never waits.
+                tokio::spawn(async move {
+                    let mut inputs = inputs;
+                    while let Ok(Some(_)) = inputs.message().await {}
+                });
+                // The follower reads to the log's end within two of its polls after the
+                // container ended; then the attach ends, as the container did.
+                let ended = async move {
+                    ended.await;
+                    tokio::time::sleep(2 * FOLLOW_POLL).await;
+                };
+                let output = chunks.take_until(Box::pin(ended)).map(|chunk| {
                     chunk.map(|chunk| ExecOutput {
                         output: Some(exec_output::Output::Stdout(chunk.data)),
                     })
@@ -622,6 +636,38 @@ async fn feed_stdin(mut inputs: Streaming<ExecInput>, mut stdin: tokio::process:
             }
             Some(exec_input::Input::CloseStdin(_)) => return,
             Some(exec_input::Input::Start(_) | exec_input::Input::Resize(_)) | None => {}
+        }
+    }
+}
+
+/// Resolves once the container (empty: the pod's first) is no longer running the attempt
+/// it runs now, checked every [`FOLLOW_POLL`]; at once if it runs none.
+async fn container_ended(
+    runtime: Arc<dyn Runtime>,
+    namespace: String,
+    pod: String,
+    container: String,
+) {
+    let running = |runtime: &dyn Runtime| {
+        let found = runtime
+            .pods()
+            .into_iter()
+            .find(|p| p.namespace == namespace && p.name == pod)?;
+        found
+            .containers
+            .into_iter()
+            .chain(found.init_containers)
+            .find(|c| container.is_empty() || c.name == container)
+            .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+            .map(|c| c.id)
+    };
+    let Some(attempt) = running(&*runtime) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        if running(&*runtime).as_ref() != Some(&attempt) {
+            return;
         }
     }
 }

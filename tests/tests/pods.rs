@@ -587,6 +587,41 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     assert!(line.contains("Received request from"), "{line:?}");
     following.kill().unwrap();
     following.wait().unwrap();
+    // ... and the attach ends when such a container does.
+    create_pod(
+        client,
+        pod(
+            "ticker",
+            "pods-a",
+            json!({ "name": "ticker", "image": "luksa/kubia",
+                    "command": ["sh", "-c", "for i in $(seq 25); do echo tick; sleep 0.2; done"] }),
+            json!({ "restartPolicy": "Never" }),
+        ),
+    )
+    .await;
+    until(
+        client,
+        "ticker",
+        "ticker Running",
+        Duration::from_secs(30),
+        &node,
+        running,
+    )
+    .await;
+    let mut ticks = std::process::Command::new(rudder_binary_beside_tests())
+        .args(["attach", "--server", servers, "ticker"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ticked = rudder_tests::collect_until(
+        &rudder_tests::chunks_of(ticks.stdout.take().unwrap()),
+        Duration::from_secs(30),
+        |_| false,
+    );
+    let ended = rudder_tests::wait_within(&mut ticks, Duration::from_secs(10));
+    assert!(ended.is_some_and(|status| status.success()), "{ended:?}");
+    assert!(ticked.starts_with("tick\n"), "{ticked:?}");
 
     // The kubelet dies and comes back: the container keeps running, untouched.
     let container_id = container(&up)["containerID"].clone();

@@ -66,9 +66,42 @@ pub fn index() -> Value {
 }
 
 /// Every group version's definitions in one map (for `/openapi/v2`, openapi_v2.rs). A
-/// definition several group versions share (ObjectMeta) is the same in each.
+/// definition several group versions share is merged: each document marks only its own
+/// kinds (PersistentVolumeClaim in apps/v1, for StatefulSets' claim templates, has no
+/// group-version-kind), so the union keeps every marker.
 pub fn all_definitions() -> Map<String, Value> {
     let mut all = Map::new();
+    for schemas in definitions_by_group_version() {
+        for (name, schema) in schemas {
+            match all.get_mut(&name) {
+                Some(kept) => merge_missing(kept, schema),
+                None => {
+                    all.insert(name, schema);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// Adds to `kept` what `other` has and it lacks, object keys at any depth (pure).
+fn merge_missing(kept: &mut Value, other: Value) {
+    let (Value::Object(kept), Value::Object(other)) = (kept, other) else {
+        return;
+    };
+    for (key, value) in other {
+        match kept.get_mut(&key) {
+            Some(existing) => merge_missing(existing, value),
+            None => {
+                kept.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Each served group version's definitions.
+fn definitions_by_group_version() -> Vec<Map<String, Value>> {
+    let mut documents = Vec::new();
     for path in DOCUMENTS.keys() {
         let (group, version) = match path.split('/').collect::<Vec<_>>()[..] {
             ["api", version] => ("", version),
@@ -76,12 +109,10 @@ pub fn all_definitions() -> Map<String, Value> {
             _ => continue,
         };
         if let Value::Object(schemas) = document(group, version)["components"]["schemas"].take() {
-            for (name, schema) in schemas {
-                all.entry(name).or_insert(schema);
-            }
+            documents.push(schemas);
         }
     }
-    all
+    documents
 }
 
 /// `/openapi/v3/<path>`, if served.
@@ -431,6 +462,29 @@ mod tests {
             .any(|p| p["name"] == "fieldValidation" && p["in"] == "query"));
         assert!(
             patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object()
+        );
+    }
+
+    #[test]
+    fn merged_definitions_keep_what_every_group_version_says() {
+        fn within(part: &Value, whole: &Value) -> bool {
+            match (part, whole) {
+                (Value::Object(part), Value::Object(whole)) => part
+                    .iter()
+                    .all(|(key, value)| whole.get(key).is_some_and(|w| within(value, w))),
+                _ => part == whole,
+            }
+        }
+        let all = all_definitions();
+        for schemas in definitions_by_group_version() {
+            for (name, schema) in schemas {
+                assert!(within(&schema, &all[&name]), "{name} lost something");
+            }
+        }
+        let claim = &all["io.k8s.api.core.v1.PersistentVolumeClaim"];
+        assert_eq!(
+            claim["x-kubernetes-group-version-kind"][0]["kind"],
+            "PersistentVolumeClaim"
         );
     }
 }

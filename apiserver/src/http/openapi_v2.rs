@@ -5,8 +5,9 @@
 //!
 //! The definitions are openapi.rs' (k8s-openapi's schemas with the kinds' group-version-kind
 //! and patch markers), rewritten for Swagger 2.0: references into `#/definitions/`, a
-//! reference with a description (`allOf` of one) as a plain reference, IntOrString as
-//! Kubernetes writes it in v2 (`string`, format `int-or-string`). Clients read kinds from
+//! reference with a description (`allOf` of one) as a plain reference, IntOrString and
+//! Quantity as Kubernetes writes them in v2 (`string`, the first with format
+//! `int-or-string`). Clients read kinds from
 //! the definitions; `paths` is left empty (the v3 documents describe the operations).
 //!
 //! The protobuf messages are the few of gnostic's `openapi_v2` (OpenAPIv2.proto) a document
@@ -41,18 +42,37 @@ pub static DOCUMENT: LazyLock<DocumentV2> = LazyLock::new(|| {
     }
 });
 
-/// Whether an `Accept` header asks for the protobuf form (pure).
+/// Whether an `Accept` header asks for the protobuf form (pure); `q=0` refuses it.
 pub fn wants_protobuf(accept: &str) -> bool {
     accept.split(',').any(|item| {
-        let media = item.split(';').next().unwrap_or("").trim();
-        media.eq_ignore_ascii_case(PROTOBUF_ASKED) || media.eq_ignore_ascii_case(PROTOBUF)
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|parameter| {
+            let parameter = parameter.trim();
+            parameter
+                .strip_prefix("q=")
+                .and_then(|q| q.parse::<f64>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused
+            && (media.eq_ignore_ascii_case(PROTOBUF_ASKED) || media.eq_ignore_ascii_case(PROTOBUF))
     })
 }
+
+/// The definition Kubernetes' v2 document marks with format `int-or-string` (Quantity,
+/// which k8s-openapi marks int-or-string too, is a plain string there).
+const INT_OR_STRING: &str = "io.k8s.apimachinery.pkg.util.intstr.IntOrString";
 
 fn document() -> Value {
     let definitions: Map<String, Value> = openapi::all_definitions()
         .into_iter()
-        .map(|(name, schema)| (name, to_v2(schema)))
+        .map(|(name, schema)| {
+            let mut schema = to_v2(schema);
+            if name == INT_OR_STRING {
+                schema["format"] = json!("int-or-string");
+            }
+            (name, schema)
+        })
         .collect();
     json!({
         "swagger": "2.0",
@@ -71,7 +91,6 @@ fn to_v2(schema: Value) -> Value {
         map.remove("oneOf");
         map.remove("anyOf");
         map.insert("type".into(), json!("string"));
-        map.insert("format".into(), json!("int-or-string"));
     }
     // `allOf` of one reference: v3's way to give a reference its own description.
     if let Some(Value::Array(all_of)) = map.get("allOf") {
@@ -439,10 +458,10 @@ mod tests {
             "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
         );
         assert!(metadata.get("allOf").is_none() && metadata.get("description").is_some());
-        assert_eq!(
-            definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"],
-            "int-or-string"
-        );
+        assert_eq!(definitions[INT_OR_STRING]["format"], "int-or-string");
+        let quantity = &definitions["io.k8s.apimachinery.pkg.api.resource.Quantity"];
+        assert_eq!(quantity["type"], "string");
+        assert!(quantity.get("format").is_none(), "{quantity}");
     }
 
     #[test]
@@ -509,6 +528,9 @@ mod tests {
             "application/json;q=0.9,{PROTOBUF_ASKED};q=1"
         )));
         assert!(!wants_protobuf("application/json"));
+        assert!(!wants_protobuf(&format!(
+            "{PROTOBUF};q=0, application/json"
+        )));
         assert!(!wants_protobuf("*/*"));
     }
 }

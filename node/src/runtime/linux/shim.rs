@@ -308,6 +308,9 @@ fn start(args: &ShimArgs) -> Result<(i32, Outputs), ShimError> {
     ))
 }
 
+/// How long attached clients still get the output queued for them once the container ended.
+const FLUSH_ATTACHED: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long the shim still reads the pipes once the container's process has exited (a
 /// process it left behind may hold them open).
 const DRAIN_AFTER_EXIT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -418,8 +421,10 @@ fn relay_output(pid: i32, outputs: Outputs) -> (i32, Option<i32>) {
             }
         }
     }
-    // Attached clients see their streams end now.
-    drop(attach);
+    // Attached clients get what is queued for them, then see their streams end.
+    if let Some(attach) = attach {
+        attach.finish(FLUSH_ATTACHED);
+    }
     let mut lines = Vec::new();
     for (_, source, splitter) in &mut streams {
         if let Some(piece) = splitter.finish() {

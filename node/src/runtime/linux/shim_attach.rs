@@ -362,6 +362,39 @@ impl AttachPoint {
         }
     }
 
+    /// The container ended: every client gets what is queued for it (for at most
+    /// `within`, then the rest is dropped), then its socket closes as the point is dropped.
+    pub fn finish(mut self, within: Duration) {
+        use nix::poll::{poll, PollFd, PollTimeout};
+        let deadline = Instant::now() + within;
+        loop {
+            self.clients.retain(|client| !client.outgoing.is_empty());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.clients.is_empty() || left.is_zero() {
+                return;
+            }
+            let mut fds: Vec<PollFd> = self
+                .clients
+                .iter()
+                .map(|client| PollFd::new(client.stream.as_fd(), PollFlags::POLLOUT))
+                .collect();
+            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            let ready: Vec<bool> = match poll(&mut fds, wait) {
+                Ok(_) => fds
+                    .iter()
+                    .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
+                    .collect(),
+                Err(_) => vec![false; fds.len()],
+            };
+            drop(fds);
+            for index in (0..ready.len()).rev() {
+                if ready[index] {
+                    self.flush(index);
+                }
+            }
+        }
+    }
+
     fn drop_client(&mut self, index: usize) {
         let client = self.clients.remove(index);
         if client.stdin {
