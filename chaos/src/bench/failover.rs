@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use rudder_proto::etcdserverpb::{PutRequest, StatusRequest};
 use serde::Serialize;
 
+use super::stats::min_median_max;
 use super::BenchError;
 use crate::client::{kv, maintenance};
 use crate::cluster::ProcessCluster;
@@ -89,7 +90,7 @@ async fn new_leader_seen(endpoints: Vec<String>, old: u64) -> Option<Duration> {
 }
 
 /// Waits until a restarted member has applied what the leader had committed.
-async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result<(), BenchError> {
+pub(super) async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result<(), BenchError> {
     let leader = cluster.leader().await?;
     let status = |addr: String| async move {
         let mut client = maintenance(&addr).await.ok()?;
@@ -207,12 +208,11 @@ pub async fn measure(
         cluster.members[leader].restart().await?;
         caught_up(cluster, leader).await?;
     }
-    let mut sorted = runs_ms.clone();
-    sorted.sort_by(f64::total_cmp);
+    let (min_ms, median_ms, max_ms) = min_median_max(&runs_ms);
     Ok(FailoverReport {
-        min_ms: sorted.first().copied().unwrap_or(0.0),
-        median_ms: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
-        max_ms: sorted.last().copied().unwrap_or(0.0),
+        min_ms,
+        median_ms,
+        max_ms,
         runs_ms,
     })
 }

@@ -5,6 +5,7 @@ pub mod api_http;
 pub mod failover;
 pub mod kv;
 pub mod pod_startup;
+pub mod restart;
 pub mod sealing;
 pub mod stats;
 

@@ -7,7 +7,7 @@ use super::bench_cluster::{SpawnArgs, Store};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rudder_chaos::bench::kv::{self, KvLoad, Workload};
-use rudder_chaos::bench::{api, api_http, failover, pod_startup, sealing, stats::Summary};
+use rudder_chaos::bench::{api, api_http, failover, pod_startup, restart, sealing, stats::Summary};
 use rudder_chaos::cluster::ProcessCluster;
 use rudder_proto::tls::{CertificateRequest, ClientTls};
 
@@ -17,6 +17,9 @@ pub enum BenchCommand {
     Kv(KvArgs),
     /// kill -9 the leader of a fresh local cluster and time the first write after, N times.
     Failover(FailoverArgs),
+    /// Load a fresh local cluster with many clients' puts, then kill -9 a follower and time
+    /// until it serves a linearizable read again, N times.
+    Restart(RestartArgs),
     /// Create, list and watch N pods through the API server.
     Api(ApiArgs),
     /// What sealing Secrets costs: Secrets and ConfigMaps of the same size created and
@@ -211,6 +214,32 @@ pub struct FailoverArgs {
     json: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    #[arg(long, value_enum, default_value = "rudder")]
+    store: Store,
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Puts made before the restarts.
+    #[arg(long, default_value_t = 200_000)]
+    writes: u64,
+    /// Clients making them (each a session the store keeps records of).
+    #[arg(long, default_value_t = 1_000)]
+    clients: usize,
+    #[arg(long, default_value_t = 100)]
+    conns: usize,
+    #[arg(long, default_value_t = 256)]
+    val_size: usize,
+    /// Keys drawn from this many.
+    #[arg(long, default_value_t = 100_000)]
+    key_space: u64,
+    #[command(flatten)]
+    cluster: SpawnArgs,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn write_json(path: &Option<PathBuf>, value: &impl serde::Serialize) -> anyhow::Result<()> {
     if let Some(path) = path {
         let text = serde_json::to_string_pretty(value)?;
@@ -223,6 +252,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Kv(args) => run_kv(args).await,
         BenchCommand::Failover(args) => run_failover(args).await,
+        BenchCommand::Restart(args) => run_restart(args).await,
         BenchCommand::Api(args) => run_api(args).await,
         BenchCommand::Secrets(args) => run_secrets(args).await,
         BenchCommand::PodStartup(args) => run_pod_startup(args).await,
@@ -576,6 +606,37 @@ async fn leader_endpoint_over(
         }
     }
     anyhow::bail!("none of {endpoints:?} says it is the leader: is the cluster up?")
+}
+
+async fn run_restart(args: RestartArgs) -> anyhow::Result<()> {
+    let mut cluster = args.cluster.spawn(args.store).await?;
+    let load = KvLoad {
+        endpoints: cluster.endpoints(),
+        clients: args.clients,
+        connections: args.conns,
+        total: args.writes,
+        key_size: 8,
+        value_size: args.val_size,
+        key_space: args.key_space,
+        sequential_keys: false,
+        progress: true,
+        tls: None,
+    };
+    let report = restart::measure(&mut cluster, &load, args.runs).await?;
+    println!("load: {}", report.load);
+    println!(
+        "restart after {} puts from {} clients ({:?}, {} members, {} runs): serving again after \
+         min {:.0} ms, median {:.0} ms, max {:.0} ms",
+        args.writes,
+        args.clients,
+        args.store,
+        args.cluster.members,
+        args.runs,
+        report.min_ms,
+        report.median_ms,
+        report.max_ms
+    );
+    write_json(&args.json, &report)
 }
 
 async fn run_failover(args: FailoverArgs) -> anyhow::Result<()> {
