@@ -6,7 +6,8 @@
 //!  endpoint ── Hello{stdin} ─► shim     (first, once)
 //!           ── Stdin / CloseStdin / Resize ─►
 //!           ◄─ Stdout / Stderr ──               (the container's output from now on)
-//!           ◄─ (the socket closes) ──           (the container ended)
+//!           ◄─ Ended, then the socket closes    (the container ended; a close without
+//!                                                Ended: the shim cut this client off)
 //! ```
 
 /// The largest frame either side accepts: a peer sending more is cut off.
@@ -31,6 +32,8 @@ pub enum Frame {
     },
     Stdout(Vec<u8>),
     Stderr(Vec<u8>),
+    /// The container ended, and this client got all its output.
+    Ended,
 }
 
 const HELLO: u8 = 0;
@@ -39,6 +42,7 @@ const CLOSE_STDIN: u8 = 2;
 const RESIZE: u8 = 3;
 const STDOUT: u8 = 4;
 const STDERR: u8 = 5;
+const ENDED: u8 = 6;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
@@ -64,6 +68,7 @@ impl Frame {
             }
             Frame::Stdout(data) => (STDOUT, data),
             Frame::Stderr(data) => (STDERR, data),
+            Frame::Ended => (ENDED, &[]),
         };
         let mut frame = header(kind, payload.len());
         frame.extend_from_slice(payload);
@@ -84,6 +89,7 @@ impl Frame {
             },
             STDIN => Frame::Stdin(payload.to_vec()),
             CLOSE_STDIN if payload.is_empty() => Frame::CloseStdin,
+            ENDED if payload.is_empty() => Frame::Ended,
             RESIZE => match payload {
                 [w0, w1, h0, h1] => Frame::Resize {
                     width: u16::from_be_bytes([*w0, *w1]),
@@ -93,7 +99,7 @@ impl Frame {
             },
             STDOUT => Frame::Stdout(payload.to_vec()),
             STDERR => Frame::Stderr(payload.to_vec()),
-            CLOSE_STDIN => return Err(bad_length()),
+            CLOSE_STDIN | ENDED => return Err(bad_length()),
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -153,6 +159,7 @@ mod tests {
             },
             Frame::Stdout(vec![0, 255, 10]),
             Frame::Stderr(b"oops".to_vec()),
+            Frame::Ended,
         ]
     }
 

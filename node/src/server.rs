@@ -673,7 +673,8 @@ async fn container_ended(
 }
 
 /// Passes the container's output from its shim's attach point to the client, until the
-/// container ends (the shim closes the socket) or the client hangs up.
+/// container ends (the shim says `Ended`) or the client hangs up. A socket that closes
+/// without `Ended` ends the stream with an error saying the attach was cut off.
 async fn pump_attach(
     mut reader: tokio::net::unix::OwnedReadHalf,
     tx: mpsc::Sender<Result<ExecOutput, Status>>,
@@ -686,7 +687,16 @@ async fn pump_attach(
             () = tx.closed() => return,
         };
         let n = match read {
-            Ok(0) => return,
+            Ok(0) => {
+                // Closed without `Ended`: the shim cut this client off (or died).
+                let cut_off = Status::aborted(
+                    "the attach was cut off: it fell over 1 MiB behind the container's output \
+                     (or took none of it for 10 s), or the container's shim is gone; attach \
+                     again to follow it from now on",
+                );
+                let _ = tx.send(Err(cut_off)).await;
+                return;
+            }
             Ok(n) => n,
             Err(error) => {
                 let _ = tx
@@ -701,6 +711,8 @@ async fn pump_attach(
                 Ok(None) => break,
                 Ok(Some(Frame::Stdout(data))) => exec_output::Output::Stdout(data),
                 Ok(Some(Frame::Stderr(data))) => exec_output::Output::Stderr(data),
+                // The container ended and everything it wrote came.
+                Ok(Some(Frame::Ended)) => return,
                 Ok(Some(_)) => continue,
                 Err(error) => {
                     let _ = tx

@@ -810,12 +810,16 @@ mod tests {
                     Frame::Stdout(data) | Frame::Stderr(data) => {
                         seen.push_str(&String::from_utf8_lossy(&data))
                     }
+                    Frame::Ended => seen.push_str(ENDED),
                     other => panic!("the shim sent {other:?}"),
                 }
             }
         }
         seen
     }
+
+    /// How [`output_until`] shows the shim's `Ended`.
+    const ENDED: &str = "<ended>";
 
     const STDIN_KEPT: AttachModes = AttachModes {
         stdin: true,
@@ -845,8 +849,8 @@ mod tests {
         drop(typist);
         let mut next = attach_client(dir.path(), true);
         send(&mut next, Frame::Stdin(b"two\n".to_vec()));
-        assert_eq!(output_until(&mut next, |_| false), "then two\n");
-        assert_eq!(output_until(&mut watcher, |_| false), "then two\n");
+        assert_eq!(output_until(&mut next, |_| false), "then two\n<ended>");
+        assert_eq!(output_until(&mut watcher, |_| false), "then two\n<ended>");
         assert_eq!(relay.join().unwrap(), (0, None));
         // Gone with the container.
         assert!(!dir.path().join(shim_attach::SOCKET).exists());
@@ -878,7 +882,7 @@ mod tests {
         // What was typed before the going is still read; then cat reads the end.
         send(&mut typist, Frame::Stdin(b"b\n".to_vec()));
         drop(typist);
-        assert_eq!(output_until(&mut watcher, |_| false), "b\nended\n");
+        assert_eq!(output_until(&mut watcher, |_| false), "b\nended\n<ended>");
         assert_eq!(relay.join().unwrap(), (0, None));
     }
 
@@ -901,7 +905,7 @@ mod tests {
         send(&mut client, Frame::Stdin(b"go\n".to_vec()));
         let seen = output_until(&mut client, |_| false);
         // The terminal echoes what is typed and ends lines with CR LF; all of it is stdout.
-        assert_eq!(seen, "go\r\n43 132\r\nx=go\r\n");
+        assert_eq!(seen, "go\r\n43 132\r\nx=go\r\n<ended>");
         assert_eq!(relay.join().unwrap(), (0, None));
     }
 
@@ -947,13 +951,15 @@ mod tests {
         let reading = std::thread::spawn(move || output_until(&mut reader, |_| false));
         send(&mut typist, Frame::Stdin(b"go\n".to_vec()));
         let seen = reading.join().unwrap();
-        assert_eq!(seen.len(), size + "\ndone\n".len());
-        assert!(seen.ends_with("x\ndone\n"));
+        assert_eq!(seen.len(), size + "\ndone\n<ended>".len());
+        assert!(seen.ends_with("x\ndone\n<ended>"));
         assert_eq!(relay.join().unwrap(), (0, None));
-        // The idle client got at most what it was allowed to fall behind by, then its end.
+        // The idle client got at most what it was allowed to fall behind by, then its
+        // socket closed without `Ended`: it knows it was cut off.
         let mut idle = idle;
         let taken = output_until(&mut idle, |_| false);
         assert!(taken.len() <= shim_attach::MAX_OUTGOING, "{}", taken.len());
+        assert!(!taken.ends_with(ENDED));
         drop(typist);
     }
 
@@ -972,7 +978,7 @@ mod tests {
         let mut typist = attach_client(dir.path(), true);
         send(&mut typist, Frame::Stdin(b"kept\n".to_vec()));
         // The container's end closes the socket.
-        assert_eq!(output_until(&mut typist, |_| false), "");
+        assert_eq!(output_until(&mut typist, |_| false), ENDED);
         assert_eq!(relay.join().unwrap(), (0, None));
         assert_eq!(std::fs::read_to_string(&written).unwrap(), "kept\n");
     }

@@ -6,7 +6,9 @@
 //!   poll loop hands each piece to [`AttachPoint::broadcast`] as it logs it). The shim never
 //!   waits on a client: what a client has not taken yet is queued for it, and a client that
 //!   falls [`MAX_OUTGOING`] bytes behind, or takes nothing for [`CLIENT_STALL`], is cut off
-//!   (a client must not slow the container, its log or the other clients).
+//!   (a client must not slow the container, its log or the other clients). When the
+//!   container ends, each client gets what is queued for it and `Ended`: a client whose
+//!   socket closes without it knows it was cut off.
 //! - A client that said `Hello { stdin: true }` types at the container's standard input.
 //!   What the container has not read yet waits here, up to [`MAX_PENDING`] bytes; past that
 //!   the shim stops reading its clients until the container takes some.
@@ -362,11 +364,17 @@ impl AttachPoint {
         }
     }
 
-    /// The container ended: every client gets what is queued for it (for at most
-    /// `within`, then the rest is dropped), then its socket closes as the point is dropped.
+    /// The container ended: every client gets what is queued for it and [`Frame::Ended`]
+    /// (for at most `within`, then the rest is dropped), then its socket closes as the
+    /// point is dropped.
     pub fn finish(mut self, within: Duration) {
         use nix::poll::{poll, PollFd, PollTimeout};
         let deadline = Instant::now() + within;
+        let ended = Frame::Ended.encode();
+        for index in (0..self.clients.len()).rev() {
+            self.clients[index].outgoing.extend_from_slice(&ended);
+            self.flush(index);
+        }
         loop {
             self.clients.retain(|client| !client.outgoing.is_empty());
             let left = deadline.saturating_duration_since(Instant::now());
