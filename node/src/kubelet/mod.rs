@@ -9,7 +9,8 @@
 //!  every lease_renew   ─► get Lease ─ renewed_lease (pure) ─► create / update (CAS)
 //!  every status_update ─► get Node ─ node_status (pure)    ─► update-status (CAS)
 //!  with a runtime: informer (pods with spec.nodeName = this node) ─► desired pods
-//!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report / confirm
+//!     desired + runtime.pods() ─ sync (pure, sync.rs) ─► start / stop / report (first
+//!     come first served, report_queue.rs) / confirm
 //!     start: configMaps, secrets and projected volumes (a ServiceAccount's token, asked
 //!     for bound to the pod: volume_files.rs) read, claims Bound and their volumes' host paths
 //!     (claims.rs; not on hollow nodes) ─► runtime; else the pod waits (FailedMount event;
@@ -26,6 +27,7 @@
 
 pub mod claims;
 pub mod metrics;
+mod report_queue;
 pub mod static_pods;
 pub mod sync;
 mod volume_files;
@@ -46,6 +48,7 @@ use crate::machine::Machine;
 use crate::runtime::{PodPlan, Runtime};
 use crate::status::{node_object, node_status, renewed_lease, NodeConfig, NODE_LEASE_NAMESPACE};
 use metrics::KubeletMetrics;
+use report_queue::ReportQueue;
 use sync::{desired, keeping_conditions, running_status, PodOp};
 
 /// The kubelet's timers (Kubernetes' defaults).
@@ -117,8 +120,9 @@ struct MountProblem {
 /// How long a sync waits for more changes to arrive with the first.
 const SYNC_COALESCE: Duration = Duration::from_millis(10);
 
-/// Status reports a kubelet has in flight at once; the others wait for the sync that a
-/// report's success asks for (after a failure, for the resync). Kubernetes' status manager sends one at a time. Sending every
+/// Status reports a kubelet has in flight at once; the others wait in a queue
+/// (report_queue.rs) for the sync that a report's success asks for (after a failure, for
+/// the resync). Kubernetes' status manager sends one at a time. Sending every
 /// pod's report together, a node whose hundred pods started at once made the master
 /// serving it hold a hundred patches decoded at the same time, and a hundred nodes did it
 /// together (87 MB of a master's 326 MB heap peak at 10,000 pods, heaptrack).
@@ -141,6 +145,8 @@ pub struct Kubelet {
     in_flight: BTreeSet<String>,
     /// Status reports in flight (at most [`REPORTS_IN_FLIGHT`]).
     reports_in_flight: usize,
+    /// Pods whose status waits to be reported, first come first served.
+    waiting_reports: ReportQueue,
     /// uid → the status this kubelet last reported ([`sync::fingerprint`]).
     reported: BTreeMap<String, serde_json::Value>,
     /// The static pod manifest directory, if any.
@@ -191,6 +197,7 @@ impl Kubelet {
             pods: BTreeMap::new(),
             in_flight: BTreeSet::new(),
             reports_in_flight: 0,
+            waiting_reports: ReportQueue::default(),
             reported: BTreeMap::new(),
             manifests: None,
             static_pods: BTreeMap::new(),
@@ -327,7 +334,7 @@ impl Kubelet {
         for op in ops {
             match op {
                 PodOp::Start(plan) => self.start_pod(ctx, runtime.clone(), *plan),
-                PodOp::Report { uid } => self.report(ctx, &uid),
+                PodOp::Report { uid } => self.waiting_reports.push(&uid),
                 PodOp::Stop { uid, grace } => {
                     if let Err(error) = runtime.stop(&uid, grace) {
                         tracing::warn!(%uid, %error, "stopping pod");
@@ -340,7 +347,18 @@ impl Kubelet {
                 } => self.confirm_deletion(ctx, namespace, name, uid),
             }
         }
+        self.send_reports(ctx);
         self.arm_claims_retry(ctx);
+    }
+
+    /// Reports the waiting pods' statuses, longest waiting first, while there is room.
+    fn send_reports(&mut self, ctx: &mut Context<Self>) {
+        while self.reports_in_flight < REPORTS_IN_FLIGHT {
+            let Some(uid) = self.waiting_reports.pop() else {
+                return;
+            };
+            self.report(ctx, &uid);
+        }
     }
 
     /// Sets the one retry timer for the earliest pod due to try its claims again (a sync
