@@ -131,6 +131,11 @@ pub fn from_node(node: &str, status: tonic::Status) -> ApiError {
         tonic::Code::NotFound | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
             ApiError::bad_request(status.message().to_owned())
         }
+        // The node ended a stream it had begun, saying why (an attach cut off): its words,
+        // not an internal error.
+        tonic::Code::Aborted => ApiError::Unsupported {
+            message: format!("node {node}: {}", status.message()),
+        },
         _ => ApiError::internal(format!("node {node}: {}", status.message())),
     }
 }
@@ -152,5 +157,16 @@ mod tests {
             error.to_string(),
             "a container name must be specified for pod p, choose one of: [a b]"
         );
+    }
+
+    #[test]
+    fn a_node_s_refusal_is_a_bad_request_and_its_cut_off_stream_its_own_words() {
+        let refused = from_node("n1", tonic::Status::failed_precondition("not running"));
+        assert_eq!(refused.status_object()["code"], 400);
+        let cut = from_node("n1", tonic::Status::aborted("the attach was cut off"));
+        assert_eq!(cut.to_string(), "node n1: the attach was cut off");
+        assert_eq!(cut.status_object()["code"], 500);
+        let broken = from_node("n1", tonic::Status::unavailable("gone"));
+        assert!(broken.to_string().starts_with("internal error"), "{broken}");
     }
 }

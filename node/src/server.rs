@@ -691,8 +691,9 @@ async fn pump_attach(
                 // Closed without `Ended`: the shim cut this client off (or died).
                 let cut_off = Status::aborted(
                     "the attach was cut off: it fell over 1 MiB behind the container's output \
-                     (or took none of it for 10 s), or the container's shim is gone; attach \
-                     again to follow it from now on",
+                     (or took none of it for 10 s), the container ended before its last output \
+                     reached you, or the container's shim is gone; attach again to follow it \
+                     from now on",
                 );
                 let _ = tx.send(Err(cut_off)).await;
                 return;

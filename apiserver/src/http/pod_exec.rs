@@ -314,7 +314,7 @@ async fn relay(
                 Ok(Some(ExecOutput { output: None })) => {}
                 Ok(None) => break None,
                 Err(status) => {
-                    let failure = ApiError::internal(format!("node {node}: {}", status.message()));
+                    let failure = from_node(&node, status);
                     let _ = sink
                         .send(framed(ERROR, failure.status_object().to_string().as_bytes()))
                         .await;

@@ -103,7 +103,7 @@ pub(super) async fn caught_up(cluster: &ProcessCluster, member: usize) -> Result
     let target = status(cluster.members[leader].client_addr.clone())
         .await
         .map(|s| s.raft_index)
-        .unwrap_or(0);
+        .ok_or(BenchError::Stalled("the leader did not say its log index"))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Some(s) = status(cluster.members[member].client_addr.clone()).await {

@@ -5,8 +5,11 @@
 //! tombstones replayed from the WAL); this keeps such a regression visible.
 //!
 //! The figure runs from the kill until a linearizable read through the restarted member
-//! succeeds. A different follower each run, caught up again before the next (the leader is
-//! not killed: that would time an election, `bench failover`'s figure).
+//! succeeds. A different follower each run, caught up before it is killed (never the
+//! leader: that would time an election, `bench failover`'s figure; a run in which
+//! leadership moved anyway says so). The figure includes what the harness waits for before
+//! reading (Rudder's ready line; etcd's first Status answer, polled every 100 ms, which
+//! can add up to 100 ms to etcd's figure).
 
 use std::time::{Duration, Instant};
 
@@ -87,18 +90,38 @@ pub async fn measure(
     let load = kv::run(load, Workload::Put).await?;
     let (mut runs_ms, mut data_bytes) = (Vec::new(), Vec::new());
     for run in 1..=runs {
-        let leader = cluster.leader().await?;
-        let member = (leader + run) % cluster.members.len();
-        caught_up(cluster, member).await?;
+        // A follower (a different one each run), caught up; leadership may move meanwhile,
+        // so it is asked again just before the kill.
+        let (leader, member) = loop {
+            let leader = cluster.leader().await?;
+            let followers: Vec<usize> = (0..cluster.members.len())
+                .filter(|i| *i != leader)
+                .collect();
+            let Some(member) = followers.get((run - 1) % followers.len().max(1)).copied() else {
+                return Err(BenchError::Stalled(
+                    "a one-member cluster has no follower to kill",
+                ));
+            };
+            caught_up(cluster, member).await?;
+            if cluster.leader().await? == leader {
+                break (leader, member);
+            }
+        };
         let killed = &mut cluster.members[member];
         killed.kill();
         data_bytes.push(size_of(&killed.data_dir));
         let since = Instant::now();
         killed.restart().await?;
         let took = serves(&killed.client_addr, since).await?;
+        let name = killed.name.clone();
+        // Killing a follower must not have cost an election: such a run would time one.
+        let moved = match cluster.leader().await? == leader {
+            true => "",
+            false => " (leadership moved meanwhile: this run also timed an election)",
+        };
         eprintln!(
-            "run {run}/{runs}: killed {} ({} MB on disk), serving again after {:.0} ms",
-            killed.name,
+            "run {run}/{runs}: killed follower {name} ({} MB on disk), serving again after \
+             {:.0} ms{moved}",
             data_bytes.last().copied().unwrap_or(0) / 1_000_000,
             took.as_secs_f64() * 1000.0
         );

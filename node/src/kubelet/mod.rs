@@ -322,6 +322,7 @@ impl Kubelet {
         self.mount_problems
             .retain(|uid, _| desired.contains_key(uid));
         self.metrics.retain(|uid| desired.contains_key(uid));
+        self.waiting_reports.retain(|uid| desired.contains_key(uid));
         if self.manifests.is_some() {
             self.sync_mirrors(ctx);
         }

@@ -19,6 +19,12 @@ impl ReportQueue {
         }
     }
 
+    /// Keeps only the waiting pods `keep` says (the others went).
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.order.retain(|uid| keep(uid));
+        self.queued.retain(|uid| keep(uid));
+    }
+
     /// The pod that has waited longest.
     pub fn pop(&mut self) -> Option<String> {
         let uid = self.order.pop_front()?;
@@ -42,5 +48,12 @@ mod tests {
         queue.push("zz");
         let rest: Vec<String> = std::iter::from_fn(|| queue.pop()).collect();
         assert_eq!(rest, ["aa", "mm", "zz"]);
+        for uid in ["aa", "gone", "mm"] {
+            queue.push(uid);
+        }
+        queue.retain(|uid| uid != "gone");
+        queue.push("gone");
+        let rest: Vec<String> = std::iter::from_fn(|| queue.pop()).collect();
+        assert_eq!(rest, ["aa", "mm", "gone"]);
     }
 }

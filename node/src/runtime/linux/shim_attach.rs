@@ -47,6 +47,9 @@ pub const MAX_OUTGOING: usize = 1 << 20;
 /// Input typed but not yet read by the container, at most.
 pub const MAX_PENDING: usize = 256 * 1024;
 
+/// The longest [`AttachPoint::finish`] gives clients to take their last output.
+const FINISH_AT_MOST: Duration = Duration::from_secs(10);
+
 /// Clients at once; more wait to be accepted.
 pub const MAX_CLIENTS: usize = 64;
 
@@ -365,20 +368,31 @@ impl AttachPoint {
     }
 
     /// The container ended: every client gets what is queued for it and [`Frame::Ended`]
-    /// (for at most `within`, then the rest is dropped), then its socket closes as the
-    /// point is dropped.
+    /// (while it takes some at least every `within`), then its socket closes as the point
+    /// is dropped.
     pub fn finish(mut self, within: Duration) {
         use nix::poll::{poll, PollFd, PollTimeout};
-        let deadline = Instant::now() + within;
+        // No one new: a connect from now on finds no socket (and follows the log, which
+        // ends as the container did); those already waiting are taken and told the end.
+        let _ = std::fs::remove_file(&self.socket);
+        self.accept();
         let ended = Frame::Ended.encode();
         for index in (0..self.clients.len()).rev() {
             self.clients[index].outgoing.extend_from_slice(&ended);
             self.flush(index);
         }
+        // A client that keeps taking its output gets it all, up to `within` of no progress
+        // and [`FINISH_AT_MOST`] in all: the kubelet learns of the end only after this.
+        let started = Instant::now();
         loop {
             self.clients.retain(|client| !client.outgoing.is_empty());
-            let left = deadline.saturating_duration_since(Instant::now());
-            if self.clients.is_empty() || left.is_zero() {
+            let stalled = self.clients.iter().all(|client| {
+                client
+                    .stalled_since
+                    .is_some_and(|since| since.elapsed() >= within)
+            });
+            let left = FINISH_AT_MOST.saturating_sub(started.elapsed()).min(within);
+            if self.clients.is_empty() || stalled || left.is_zero() {
                 return;
             }
             let mut fds: Vec<PollFd> = self
