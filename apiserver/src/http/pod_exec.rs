@@ -146,12 +146,52 @@ async fn websocket(parts: &mut Parts, verb: &str) -> Result<WebSocketUpgrade, Ap
 /// Starts the command on the pod's node, then upgrades the connection and relays.
 pub async fn exec(
     registry: &Registry,
-    mut parts: Parts,
+    parts: Parts,
     namespace: &str,
     name: &str,
 ) -> Result<Response, ApiError> {
     let options = exec_options(&query_pairs(&parts)?)?;
-    let upgrade = websocket(&mut parts, "exec").await?;
+    on_node(registry, parts, namespace, name, options, Call::Exec).await
+}
+
+/// `pods/NAME/attach`: the client joins the container's own process on its node: its output
+/// from now on and, for a container made with `stdin: true` or `tty: true`, the client's
+/// input typed at it and its terminal sized by the client's (`kubectl run -i -t`). Relayed
+/// as an exec's output until the container stops or the client hangs up; no exit code is
+/// sent (kubectl reads it from the pod).
+pub async fn attach(
+    registry: &Registry,
+    parts: Parts,
+    namespace: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let options = attach_options(&query_pairs(&parts)?);
+    on_node(registry, parts, namespace, name, options, Call::Attach).await
+}
+
+/// The node's two calls that take a client's input and give a container's output.
+#[derive(Clone, Copy)]
+enum Call {
+    Exec,
+    /// No command: the container's own process.
+    Attach,
+}
+
+/// An exec or an attach started on the pod's node; then the connection is upgraded and
+/// relayed.
+async fn on_node(
+    registry: &Registry,
+    mut parts: Parts,
+    namespace: &str,
+    name: &str,
+    options: ExecOptions,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let verb = match call {
+        Call::Exec => "exec",
+        Call::Attach => "attach",
+    };
+    let upgrade = websocket(&mut parts, verb).await?;
     let PodNode {
         mut client,
         container,
@@ -174,61 +214,16 @@ pub async fn exec(
         tty: options.tty,
     });
     let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
-    let output = client
-        .exec(outbound)
-        .await
+    let started = match call {
+        Call::Exec => client.exec(outbound).await,
+        Call::Attach => client.attach(outbound).await,
+    };
+    let output = started
         .map_err(|status| from_node(&node, status))?
         .into_inner();
     let stopped = registry.stopped();
     Ok(upgrade.on_upgrade(move |socket| async move {
         // A master that stops ends the relay (the node's command ends with its stream).
-        tokio::select! {
-            () = relay(socket, output, input, node) => {}
-            () = stopped => {}
-        }
-    }))
-}
-
-/// `pods/NAME/attach`: the client joins the container's own process on its node: its output
-/// from now on and, for a container made with `stdin: true` or `tty: true`, the client's
-/// input typed at it and its terminal sized by the client's (`kubectl run -i -t`). Relayed
-/// as an exec's output until the container stops or the client hangs up; no exit code is
-/// sent (kubectl reads it from the pod).
-pub async fn attach(
-    registry: &Registry,
-    mut parts: Parts,
-    namespace: &str,
-    name: &str,
-) -> Result<Response, ApiError> {
-    let options = attach_options(&query_pairs(&parts)?);
-    let upgrade = websocket(&mut parts, "attach").await?;
-    let PodNode {
-        mut client,
-        container,
-        node,
-    } = pod_node(registry, namespace, name, &options.container).await?;
-    let start = ExecInput::start(ExecRequest {
-        namespace: namespace.to_owned(),
-        pod: name.to_owned(),
-        container,
-        command: Vec::new(),
-        stdin: options.stdin,
-        tty: options.tty,
-    });
-    let (input, inputs) = mpsc::channel(16);
-    let input = (options.stdin || options.tty).then_some(ClientInput {
-        sender: input,
-        stdin_open: options.stdin,
-        tty: options.tty,
-    });
-    let outbound = futures::stream::once(async { start }).chain(ReceiverStream::new(inputs));
-    let output = client
-        .attach(outbound)
-        .await
-        .map_err(|status| from_node(&node, status))?
-        .into_inner();
-    let stopped = registry.stopped();
-    Ok(upgrade.on_upgrade(move |socket| async move {
         tokio::select! {
             () = relay(socket, output, input, node) => {}
             () = stopped => {}
