@@ -314,6 +314,26 @@ async fn rudder_typed_at(servers: &str, args: &[&str], input: &[u8]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Creates a pod of `container` (named as it is) on pods-a that runs once, and waits for it
+/// to run.
+async fn run_once(client: &ApiClient, node: &Node, container: Value) {
+    let name = container["name"].as_str().unwrap().to_string();
+    let once = json!({ "restartPolicy": "Never" });
+    create_pod(client, pod(&name, "pods-a", container, once)).await;
+    let what = format!("{name} Running");
+    until(client, &name, &what, Duration::from_secs(30), node, running).await;
+}
+
+/// `rudder attach POD` with its output piped (the caller ends it).
+fn rudder_attach(servers: &str, pod: &str) -> std::process::Child {
+    std::process::Command::new(rudder_binary_beside_tests())
+        .args(["attach", "--server", servers, pod])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `rudder node --name NAME` against `servers`, with the scratch's directories, fast
 /// heartbeats and its log in `node.log`; killed when dropped.
 fn spawn_node(scratch: &NodeScratch, name: &str, servers: &str) -> Child {
@@ -539,34 +559,16 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     assert_eq!(counted.trim(), "3");
 
     // A container made with stdin, to attach to across the kubelet's restart below (its
-    // shim keeps the attach point); one made without has nothing to type at, and says so.
-    create_pod(
+    // shim keeps the attach point).
+    run_once(
         client,
-        pod(
-            "typist",
-            "pods-a",
-            json!({ "name": "typist", "image": "luksa/kubia", "stdin": true, "stdinOnce": true,
-                    "command": ["sh", "-c", "read line; echo \"got $line\""] }),
-            json!({ "restartPolicy": "Never" }),
-        ),
-    )
-    .await;
-    until(
-        client,
-        "typist",
-        "typist Running",
-        Duration::from_secs(30),
         &node,
-        running,
+        json!({ "name": "typist", "image": "luksa/kubia", "stdin": true, "stdinOnce": true,
+                "command": ["sh", "-c", "read line; echo \"got $line\""] }),
     )
     .await;
     // Attached to a container made without stdin: its output from now on.
-    let mut following = std::process::Command::new(rudder_binary_beside_tests())
-        .args(["attach", "--server", servers, "kubia"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut following = rudder_attach(servers, "kubia");
     let followed = rudder_tests::lines_of(following.stdout.take().unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let line = loop {
@@ -588,32 +590,14 @@ async fn the_kubia_pod_answers_on_its_ip_gives_logs_and_exec_survives_a_kubelet_
     following.kill().unwrap();
     following.wait().unwrap();
     // ... and the attach ends when such a container does.
-    create_pod(
+    run_once(
         client,
-        pod(
-            "ticker",
-            "pods-a",
-            json!({ "name": "ticker", "image": "luksa/kubia",
-                    "command": ["sh", "-c", "for i in $(seq 25); do echo tick; sleep 0.2; done"] }),
-            json!({ "restartPolicy": "Never" }),
-        ),
-    )
-    .await;
-    until(
-        client,
-        "ticker",
-        "ticker Running",
-        Duration::from_secs(30),
         &node,
-        running,
+        json!({ "name": "ticker", "image": "luksa/kubia",
+                "command": ["sh", "-c", "for i in $(seq 25); do echo tick; sleep 0.2; done"] }),
     )
     .await;
-    let mut ticks = std::process::Command::new(rudder_binary_beside_tests())
-        .args(["attach", "--server", servers, "ticker"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut ticks = rudder_attach(servers, "ticker");
     let ticked = rudder_tests::collect_until(
         &rudder_tests::chunks_of(ticks.stdout.take().unwrap()),
         Duration::from_secs(30),
