@@ -7,8 +7,9 @@
 //!     loop every 100 ms (or when woken):
 //!        init containers one by one, then the containers:
 //!          image_policy.rs: store or pull ─► launch.rs: overlayfs rootfs, config.json
-//!            (spec.rs, volumes.rs' mounts) ─► rudder shim (shim.rs; with stdin or a
-//!            terminal, its attach point: shim_attach.rs)
+//!            (spec.rs, volumes.rs' mounts) ─► rudder shim (shim.rs; its loop while the
+//!            container runs: shim_relay.rs; with stdin or a terminal, its attach point:
+//!            shim_attach.rs)
 //!          exit file seen ─► restart.rs: restart by policy, after crash-loop backoff
 //!        probes: probe_schedule.rs says which are due and what results mean, probe.rs runs
 //!        record saved when changed; status published; kubelet notified
@@ -39,6 +40,7 @@ mod sandbox;
 mod shared;
 pub mod shim;
 pub mod shim_attach;
+mod shim_relay;
 pub mod spec;
 mod usage;
 mod volumes;
