@@ -49,6 +49,14 @@ pub enum KvError {
     /// ([`crate::alarms`]), and when a write would take the keyspace past its quota.
     #[error("mvcc: database space exceeded")]
     NoSpace,
+    /// A value of the past (an overwritten version's, see `crate::mvcc::History`) that this
+    /// member's database could not give back.
+    #[error("the value written at revision {revision} (change {sub}) could not be read from this member's database: {reason}")]
+    HistoryUnreadable {
+        revision: Revision,
+        sub: u32,
+        reason: String,
+    },
 }
 
 /// Renders a key for an error message: as text when it is UTF-8, else escaped.

@@ -4,6 +4,10 @@
 //! The state machine publishes while it still holds the write lock, and a watcher subscribes
 //! while holding the read lock; so every revision is either in the history a watcher read or
 //! in its feed — never both, never neither.
+//!
+//! Readers of the past read overwritten values from [`Keyspace::history`] while they hold the
+//! read lock: the state machine persists every version before it releases the write lock, and
+//! compaction removes versions from the database under the same lock.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -12,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::kv::{Event, Revision};
-use crate::mvcc::Mvcc;
+use crate::mvcc::{History, Mvcc};
 use crate::sessions::Sessions;
 use crate::types::{LogId, NodeId, StoredMembership};
 
@@ -51,19 +55,33 @@ pub enum FeedItem {
     Reset,
 }
 
-#[derive(Debug)]
 pub struct Keyspace {
     state: RwLock<Replicated>,
     feed: broadcast::Sender<Arc<FeedItem>>,
+    history: Box<dyn History + Send + Sync>,
+}
+
+impl std::fmt::Debug for Keyspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keyspace")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Keyspace {
-    pub fn new(state: Replicated) -> Self {
+    pub fn new(state: Replicated, history: Box<dyn History + Send + Sync>) -> Self {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         Self {
             state: RwLock::new(state),
             feed,
+            history,
         }
+    }
+
+    /// Where the values of overwritten versions are read back (with a read guard held).
+    pub fn history(&self) -> &dyn History {
+        &*self.history
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, Replicated> {

@@ -8,11 +8,18 @@
 //! write transaction, `sub` = its position inside it), like etcd's backend; `index` maps each key
 //! to its versions in revision order. A delete writes a tombstone version.
 //!
+//! Values: each key's newest version keeps its value in memory. An overwritten version's value
+//! is forgotten once the shell says every version written so far is persisted
+//! ([`Mvcc::forget_overwritten_values`]), and is read back from the [`History`] when a read
+//! reaches into the past — as etcd keeps only its index in memory and reads values from its
+//! backend. Writes only ever read newest versions, so applying needs no history, except a
+//! transaction's range at a past revision, which is read before anything is written.
+//!
 //! Longer than our 700-line mark on purpose: it is one idea (apply a command to the keyspace),
 //! and its reads, writes, compares and compaction share the same index invariants, which are
 //! easiest to check when they sit together with their tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
@@ -22,35 +29,10 @@ use crate::alarms::Alarms;
 use crate::error::{show_key, KvError};
 use crate::kv::*;
 
-/// Position of one version: the transaction's revision and the change's index inside it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Rev {
-    pub main: Revision,
-    pub sub: u32,
-}
+mod version;
 
-impl Rev {
-    /// Big-endian bytes, so RocksDB's byte order is revision order.
-    pub fn to_bytes(self) -> [u8; 12] {
-        let mut out = [0u8; 12];
-        out[..8].copy_from_slice(&self.main.to_be_bytes());
-        out[8..].copy_from_slice(&self.sub.to_be_bytes());
-        out
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let main = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
-        let sub = u32::from_be_bytes(bytes.get(8..12)?.try_into().ok()?);
-        Some(Self { main, sub })
-    }
-}
-
-/// One stored version: a put, or a tombstone left by a delete.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Version {
-    pub kind: EventKind,
-    pub kv: KeyValue,
-}
+use version::Kept;
+pub use version::{History, NoHistory, Rev, Version};
 
 /// What applying one command changed; the shell persists and publishes it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,8 +72,11 @@ pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 pub struct Mvcc {
     revision: Revision,
     compact_revision: Revision,
-    versions: BTreeMap<Rev, Version>,
+    versions: BTreeMap<Rev, Kept>,
     index: BTreeMap<Vec<u8>, Vec<Rev>>,
+    /// Versions overwritten since the values were last forgotten (their value is held until
+    /// the shell says they are persisted).
+    overwritten: Vec<Rev>,
     leases: BTreeMap<LeaseId, LeaseState>,
     /// Not etcd's MVCC, but replicated beside it as its leases are ([`crate::alarms`]).
     alarms: Alarms,
@@ -102,7 +87,8 @@ impl Mvcc {
         Self::default()
     }
 
-    /// Rebuilds the keyspace from what was persisted (or shipped in a snapshot).
+    /// Rebuilds the keyspace from what was persisted (or shipped in a snapshot). Every value
+    /// is held until [`Self::forget_overwritten_values`].
     pub fn restore(image: MvccImage) -> Self {
         let mut mvcc = Self {
             revision: image.revision,
@@ -124,15 +110,17 @@ impl Mvcc {
                 .entry(version.kv.key.clone())
                 .or_default()
                 .push(rev);
-            mvcc.versions.insert(rev, version);
+            mvcc.versions.insert(rev, Kept::new(version));
         }
         for revs in mvcc.index.values_mut() {
             revs.sort_unstable();
+            mvcc.overwritten
+                .extend(revs.iter().take(revs.len().saturating_sub(1)));
         }
         let live: Vec<(Vec<u8>, LeaseId)> = mvcc
             .index
             .keys()
-            .filter_map(|key| mvcc.latest(key, mvcc.revision))
+            .filter_map(|key| mvcc.live(key))
             .filter(|kv| kv.lease != 0)
             .map(|kv| (kv.key.clone(), kv.lease))
             .collect();
@@ -144,18 +132,46 @@ impl Mvcc {
         mvcc
     }
 
-    pub fn image(&self) -> MvccImage {
-        MvccImage {
+    /// Everything the keyspace holds, values read back from `history` where forgotten.
+    pub fn image(&self, history: &dyn History) -> Result<MvccImage, KvError> {
+        let versions = self
+            .versions
+            .iter()
+            .map(|(rev, kept)| {
+                let kv = kept.read(*rev, history)?;
+                Ok((
+                    *rev,
+                    Version {
+                        kind: kept.kind,
+                        kv,
+                    },
+                ))
+            })
+            .collect::<Result<_, KvError>>()?;
+        Ok(MvccImage {
             revision: self.revision,
             compact_revision: self.compact_revision,
-            versions: self
-                .versions
-                .iter()
-                .map(|(rev, v)| (*rev, v.clone()))
-                .collect(),
+            versions,
             leases: self.leases().collect(),
             alarms: self.alarms.list(),
+        })
+    }
+
+    /// Drops the values of the versions overwritten so far: call once every version written
+    /// so far is persisted where the [`History`] reads. A key's newest version keeps its
+    /// value; a tombstone has none.
+    pub fn forget_overwritten_values(&mut self) {
+        for rev in self.overwritten.drain(..) {
+            if let Some(kept) = self.versions.get_mut(&rev).filter(|kept| kept.is_put()) {
+                kept.kv.value = Bytes::new();
+                kept.forgotten = true;
+            }
         }
+    }
+
+    /// How many versions keep their value only in the history.
+    pub fn forgotten_values(&self) -> usize {
+        self.versions.values().filter(|kept| kept.forgotten).count()
     }
 
     /// The alarms standing.
@@ -202,11 +218,19 @@ impl Mvcc {
     }
 
     /// The newest version of `key` at or before `at`, if it is live (not deleted).
-    fn latest(&self, key: &[u8], at: Revision) -> Option<&KeyValue> {
+    fn latest(&self, key: &[u8], at: Revision) -> Option<(Rev, &Kept)> {
         let revs = self.index.get(key)?;
         let position = revs.partition_point(|rev| rev.main <= at);
-        let version = self.versions.get(revs.get(position.checked_sub(1)?)?)?;
-        (version.kind == EventKind::Put).then_some(&version.kv)
+        let rev = *revs.get(position.checked_sub(1)?)?;
+        let kept = self.versions.get(&rev)?;
+        kept.is_put().then_some((rev, kept))
+    }
+
+    /// The key's newest version, if it is live: what writes and compares read.
+    fn live(&self, key: &[u8]) -> Option<&KeyValue> {
+        let rev = self.index.get(key)?.last()?;
+        let kept = self.versions.get(rev)?;
+        kept.is_put().then(|| kept.held())
     }
 
     /// Keys of the index inside `range`, in key order.
@@ -230,9 +254,10 @@ impl Mvcc {
         )
     }
 
-    fn live_in(&self, range: &KeyRange, at: Revision) -> Vec<KeyValue> {
+    /// The live keys in `range` now, newest versions (what writes and compares read).
+    fn live_in(&self, range: &KeyRange) -> Vec<KeyValue> {
         self.keys_in(range)
-            .filter_map(|key| self.latest(key, at))
+            .filter_map(|key| self.live(key))
             .cloned()
             .collect()
     }
@@ -257,51 +282,89 @@ impl Mvcc {
         Ok(())
     }
 
-    /// Range read at `req.revision` (0 = now).
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, KvError> {
+    /// Range read at `req.revision` (0 = now); values of the past read from `history`.
+    pub fn range(
+        &self,
+        req: &RangeRequest,
+        history: &dyn History,
+    ) -> Result<RangeResponse, KvError> {
         self.check_readable(req.revision)?;
         let at = if req.revision == 0 {
             self.revision
         } else {
             req.revision
         };
-        Ok(self.range_at(req, at))
+        self.range_at(req, at, history)
     }
 
-    fn range_at(&self, req: &RangeRequest, at: Revision) -> RangeResponse {
+    /// Reads a value from the history only for what it answers with: not for a count or
+    /// keys-only read, nor for what the limit cuts (unless it sorts by value).
+    fn range_at(
+        &self,
+        req: &RangeRequest,
+        at: Revision,
+        history: &dyn History,
+    ) -> Result<RangeResponse, KvError> {
         let in_bounds = |value: Revision, min: Revision, max: Revision| {
             (min == 0 || value >= min) && (max == 0 || value <= max)
         };
-        let mut kvs: Vec<KeyValue> = self
-            .live_in(&req.range, at)
-            .into_iter()
-            .filter(|kv| in_bounds(kv.mod_revision, req.min_mod_revision, req.max_mod_revision))
-            .filter(|kv| {
-                in_bounds(
-                    kv.create_revision,
-                    req.min_create_revision,
-                    req.max_create_revision,
-                )
+        let found: Vec<(Rev, &Kept)> = self
+            .keys_in(&req.range)
+            .filter_map(|key| self.latest(key, at))
+            .filter(|(_, kept)| {
+                let kv = &kept.kv;
+                in_bounds(kv.mod_revision, req.min_mod_revision, req.max_mod_revision)
+                    && in_bounds(
+                        kv.create_revision,
+                        req.min_create_revision,
+                        req.max_create_revision,
+                    )
             })
             .collect();
-        let count = kvs.len() as i64;
-        sort_kvs(&mut kvs, req.sort_order, req.sort_target);
-        let limit = usize::try_from(req.limit).unwrap_or(0);
-        let more = limit > 0 && kvs.len() > limit;
-        if more {
-            kvs.truncate(limit);
-        }
+        let count = found.len() as i64;
         if req.count_only {
-            kvs.clear();
-        } else if req.keys_only {
-            // A new empty value, not a cleared one: that would keep the shared buffer.
-            kvs.iter_mut().for_each(|kv| kv.value = Bytes::new());
+            return Ok(RangeResponse {
+                kvs: Vec::new(),
+                more: false,
+                count,
+            });
         }
-        RangeResponse { kvs, more, count }
+        let limit = usize::try_from(req.limit).unwrap_or(0);
+        let more = limit > 0 && found.len() > limit;
+        let (order, target) = (req.sort_order, req.sort_target);
+        let kvs = if target == SortTarget::Value {
+            let mut kvs = found
+                .iter()
+                .map(|(rev, kept)| kept.read(*rev, history))
+                .collect::<Result<Vec<_>, _>>()?;
+            sort_by_target(&mut kvs, order, target, |kv| kv);
+            kvs.truncate(if more { limit } else { kvs.len() });
+            kvs
+        } else {
+            // Sorted and cut on what is held; only the answer's values are read back.
+            let mut found = found;
+            sort_by_target(&mut found, order, target, |(_, kept)| &kept.kv);
+            found.truncate(if more { limit } else { found.len() });
+            let value = |(rev, kept): &(Rev, &Kept)| match req.keys_only {
+                // A new empty value, not a cleared one: that would keep the shared buffer.
+                true => Ok(KeyValue {
+                    value: Bytes::new(),
+                    ..kept.kv.clone()
+                }),
+                false => kept.read(*rev, history),
+            };
+            found.iter().map(value).collect::<Result<_, _>>()?
+        };
+        Ok(RangeResponse { kvs, more, count })
     }
 
     /// Applies one committed command. On error nothing changed and no revision was used.
-    pub fn apply(&mut self, command: &Command) -> (Result<CommandResult, KvError>, Effects) {
+    /// `history` answers a transaction's ranges at a past revision.
+    pub fn apply(
+        &mut self,
+        command: &Command,
+        history: &dyn History,
+    ) -> (Result<CommandResult, KvError>, Effects) {
         let mut effects = Effects::default();
         if self.alarms.refuse(command) {
             return (Err(KvError::NoSpace), effects);
@@ -320,7 +383,7 @@ impl Mvcc {
                     &mut effects,
                 )))
             }
-            Command::Txn(txn) => self.txn(txn, &mut effects).map(CommandResult::Txn),
+            Command::Txn(txn) => self.txn(txn, history, &mut effects).map(CommandResult::Txn),
             Command::Compact { revision } => self.compact(*revision, &mut effects),
             Command::LeaseGrant { id, ttl } => self.grant(*id, *ttl, &mut effects),
             Command::LeaseRevoke { id } => self.revoke(*id, &mut effects),
@@ -349,7 +412,7 @@ impl Mvcc {
     }
 
     fn exec_put(&mut self, put: &PutRequest, rev: Revision, effects: &mut Effects) -> PutResponse {
-        let prev = self.latest(&put.key, rev).cloned();
+        let prev = self.live(&put.key).cloned();
         let value = match (&prev, put.ignore_value) {
             (Some(prev), true) => prev.value.clone(),
             _ => put.value.clone(),
@@ -394,7 +457,7 @@ impl Mvcc {
         rev: Revision,
         effects: &mut Effects,
     ) -> DeleteRangeResponse {
-        let doomed = self.live_in(&delete.range, rev);
+        let doomed = self.live_in(&delete.range);
         for prev in &doomed {
             if let Some(state) = self.leases.get_mut(&prev.lease) {
                 state.keys.remove(&prev.key);
@@ -427,13 +490,15 @@ impl Mvcc {
         effects: &mut Effects,
     ) {
         let at = self.next_rev(rev, effects);
-        self.index.entry(kv.key.clone()).or_default().push(at);
+        let revs = self.index.entry(kv.key.clone()).or_default();
+        self.overwritten.extend(revs.last());
+        revs.push(at);
         self.versions.insert(
             at,
-            Version {
+            Kept::new(Version {
                 kind,
                 kv: kv.clone(),
-            },
+            }),
         );
         effects.events.push(Event { kind, kv, prev_kv });
     }
@@ -443,8 +508,7 @@ impl Mvcc {
         if !put.ignore_lease && put.lease != 0 && !self.leases.contains_key(&put.lease) {
             return Err(KvError::LeaseNotFound { id: put.lease });
         }
-        if (put.ignore_value || put.ignore_lease) && self.latest(&put.key, self.revision).is_none()
-        {
+        if (put.ignore_value || put.ignore_lease) && self.live(&put.key).is_none() {
             return Err(KvError::KeyNotFound {
                 key: show_key(&put.key),
             });
@@ -452,7 +516,12 @@ impl Mvcc {
         Ok(())
     }
 
-    fn txn(&mut self, txn: &TxnRequest, effects: &mut Effects) -> Result<TxnResponse, KvError> {
+    fn txn(
+        &mut self,
+        txn: &TxnRequest,
+        history: &dyn History,
+        effects: &mut Effects,
+    ) -> Result<TxnResponse, KvError> {
         // Like etcd: every compare on the chosen path is evaluated against the state before
         // the transaction, and the whole path is checked before anything is written.
         let mut path = Vec::new();
@@ -460,7 +529,11 @@ impl Mvcc {
         let mut writes = TxnWrites::default();
         self.check_path(txn, &path, &mut 0, &mut writes)?;
         let rev = self.revision + 1;
-        Ok(self.exec_txn(txn, &path, &mut 0, rev, effects))
+        // Reads of the past come first: a value the history cannot give back fails the
+        // transaction before it wrote anything.
+        let mut past = VecDeque::new();
+        self.read_past(txn, &path, &mut 0, history, &mut past)?;
+        Ok(self.exec_txn(txn, &path, &mut 0, rev, &mut past, effects))
     }
 
     fn choose_path(&self, txn: &TxnRequest, path: &mut Vec<bool>) {
@@ -485,13 +558,7 @@ impl Mvcc {
         at: &mut usize,
         writes: &mut TxnWrites,
     ) -> Result<(), KvError> {
-        let succeeded = path[*at];
-        *at += 1;
-        for op in if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        } {
+        for op in on_path(txn, path, at).1 {
             match op {
                 RequestOp::Range(range) => self.check_readable(range.revision)?,
                 RequestOp::Put(put) => {
@@ -505,39 +572,56 @@ impl Mvcc {
         Ok(())
     }
 
+    /// The answers of the ranges at a past revision on the chosen path, in path order.
+    fn read_past(
+        &self,
+        txn: &TxnRequest,
+        path: &[bool],
+        at: &mut usize,
+        history: &dyn History,
+        past: &mut VecDeque<RangeResponse>,
+    ) -> Result<(), KvError> {
+        for op in on_path(txn, path, at).1 {
+            match op {
+                RequestOp::Range(range) if range.revision != 0 => {
+                    past.push_back(self.range_at(range, range.revision, history)?);
+                }
+                RequestOp::Txn(inner) => self.read_past(inner, path, at, history, past)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn exec_txn(
         &mut self,
         txn: &TxnRequest,
         path: &[bool],
         at: &mut usize,
         rev: Revision,
+        past: &mut VecDeque<RangeResponse>,
         effects: &mut Effects,
     ) -> TxnResponse {
-        let succeeded = path[*at];
-        *at += 1;
-        let ops = if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
+        let (succeeded, ops) = on_path(txn, path, at);
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
-                RequestOp::Range(range) => {
-                    // Reads inside a transaction see its earlier writes, as in etcd.
-                    let read_at = if range.revision == 0 {
-                        rev
-                    } else {
-                        range.revision
-                    };
-                    ResponseOp::Range(self.range_at(range, read_at))
-                }
+                RequestOp::Range(range) if range.revision != 0 => ResponseOp::Range(
+                    past.pop_front()
+                        .expect("read_past answered every range at a past revision"),
+                ),
+                // Reads inside a transaction see its earlier writes, as in etcd: the newest
+                // versions, whose values are held.
+                RequestOp::Range(range) => ResponseOp::Range(
+                    self.range_at(range, rev, &NoHistory)
+                        .expect("the newest versions' values are held"),
+                ),
                 RequestOp::Put(put) => ResponseOp::Put(self.exec_put(put, rev, effects)),
                 RequestOp::DeleteRange(del) => {
                     ResponseOp::DeleteRange(self.exec_delete(del, rev, effects))
                 }
                 RequestOp::Txn(inner) => {
-                    ResponseOp::Txn(self.exec_txn(inner, path, at, rev, effects))
+                    ResponseOp::Txn(self.exec_txn(inner, path, at, rev, past, effects))
                 }
             });
         }
@@ -548,7 +632,7 @@ impl Mvcc {
     }
 
     fn compare_holds(&self, cmp: &Compare) -> bool {
-        let kvs = self.live_in(&cmp.range, self.revision);
+        let kvs = self.live_in(&cmp.range);
         if kvs.is_empty() {
             // A missing key compares as zero values; a value compare on it fails (etcd).
             return !matches!(cmp.target, CompareTarget::Value(_))
@@ -653,7 +737,8 @@ impl Mvcc {
         to: Revision,
         range: &KeyRange,
         with_prev: bool,
-    ) -> Vec<Event> {
+        history: &dyn History,
+    ) -> Result<Vec<Event>, KvError> {
         let start = Rev {
             main: from.max(1),
             sub: 0,
@@ -663,45 +748,58 @@ impl Mvcc {
             sub: u32::MAX,
         };
         if start > end {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         self.versions
             .range(start..=end)
-            .filter(|(_, version)| range.contains(&version.kv.key))
-            .map(|(rev, version)| Event {
-                kind: version.kind,
-                kv: version.kv.clone(),
-                prev_kv: if with_prev {
-                    self.previous(&version.kv.key, *rev)
-                } else {
-                    None
-                },
+            .filter(|(_, kept)| range.contains(&kept.kv.key))
+            .map(|(rev, kept)| {
+                Ok(Event {
+                    kind: kept.kind,
+                    kv: kept.read(*rev, history)?,
+                    prev_kv: match with_prev {
+                        true => self.previous(&kept.kv.key, *rev, history)?,
+                        false => None,
+                    },
+                })
             })
             .collect()
     }
 
-    fn previous(&self, key: &[u8], before: Rev) -> Option<KeyValue> {
-        let revs = self.index.get(key)?;
+    fn previous(
+        &self,
+        key: &[u8],
+        before: Rev,
+        history: &dyn History,
+    ) -> Result<Option<KeyValue>, KvError> {
+        let Some(revs) = self.index.get(key) else {
+            return Ok(None);
+        };
         let position = revs.partition_point(|rev| *rev < before);
-        let version = self.versions.get(revs.get(position.checked_sub(1)?)?)?;
-        (version.kind == EventKind::Put).then(|| version.kv.clone())
+        let Some(rev) = position.checked_sub(1).map(|p| revs[p]) else {
+            return Ok(None);
+        };
+        match self.versions.get(&rev) {
+            Some(kept) if kept.is_put() => kept.read(rev, history).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// A CRC-32 over every retained version up to `at` (0 = now), like etcd's HashKV: equal
     /// on replicas that applied the same history and compacted at the same revision.
-    pub fn hash(&self, at: Revision) -> Result<KeyspaceHash, KvError> {
+    pub fn hash(&self, at: Revision, history: &dyn History) -> Result<KeyspaceHash, KvError> {
         self.check_readable(at)?;
         let at = if at == 0 { self.revision } else { at };
         let mut hasher = crc32fast::Hasher::new();
-        for (rev, version) in self.versions.range(
+        for (rev, kept) in self.versions.range(
             ..=Rev {
                 main: at,
                 sub: u32::MAX,
             },
         ) {
             hasher.update(&rev.to_bytes());
-            hasher.update(&[matches!(version.kind, EventKind::Put) as u8]);
-            let kv = &version.kv;
+            hasher.update(&[kept.is_put() as u8]);
+            let kv = &kept.read(*rev, history)?;
             for field in [&kv.key[..], &kv.value[..]] {
                 hasher.update(&(field.len() as u64).to_be_bytes());
                 hasher.update(field);
@@ -716,6 +814,19 @@ impl Mvcc {
             compact_revision: self.compact_revision,
         })
     }
+}
+
+/// Whether the transaction at `path[*at]` succeeded, and the operations that takes it to;
+/// moves `at` past it.
+fn on_path<'a>(txn: &'a TxnRequest, path: &[bool], at: &mut usize) -> (bool, &'a [RequestOp]) {
+    let succeeded = path[*at];
+    *at += 1;
+    let ops = if succeeded {
+        &txn.success
+    } else {
+        &txn.failure
+    };
+    (succeeded, ops)
 }
 
 /// Keys written so far on a transaction's path: etcd refuses a key written twice, or a put
@@ -774,14 +885,21 @@ fn compare_kv(cmp: &Compare, kv: &KeyValue) -> bool {
     }
 }
 
-fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+/// Sorts `items` (each read as a key-value by `kv`) as etcd sorts a range's answer.
+fn sort_by_target<T>(
+    items: &mut [T],
+    order: SortOrder,
+    target: SortTarget,
+    kv: impl Fn(&T) -> &KeyValue,
+) {
     // etcd: no order on a non-key target means ascending; keys are already ascending.
     let order = match (order, target) {
         (SortOrder::None, SortTarget::Key) => return,
         (SortOrder::None, _) => SortOrder::Ascend,
         (order, _) => order,
     };
-    kvs.sort_by(|a, b| {
+    items.sort_by(|a, b| {
+        let (a, b) = (kv(a), kv(b));
         let ordering = match target {
             SortTarget::Key => a.key.cmp(&b.key),
             SortTarget::Version => a.version.cmp(&b.version),
@@ -792,7 +910,7 @@ fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
         ordering.then_with(|| a.key.cmp(&b.key))
     });
     if order == SortOrder::Descend {
-        kvs.reverse();
+        items.reverse();
     }
 }
 

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
 use crate::kv::{Command, DeleteRangeRequest, KeyRange, PutRequest, RequestOp, TxnRequest};
-use crate::mvcc::{Effects, Mvcc};
+use crate::mvcc::{Effects, History, Mvcc};
 use crate::types::{Outcome, Request};
 pub use crate::types::{RequestId, RequestTag};
 
@@ -289,12 +289,13 @@ impl Sessions {
 /// Returns its outcome and the effects to persist (none for a repeat or a forgotten one).
 pub fn apply_request(
     mvcc: &mut Mvcc,
+    history: &dyn History,
     sessions: &mut Sessions,
     request: &Request,
     writes: &mut Vec<SessionWrite>,
 ) -> (Outcome, Effects) {
     let fresh = |mvcc: &mut Mvcc| {
-        let (result, effects) = mvcc.apply(&request.command);
+        let (result, effects) = mvcc.apply(&request.command, history);
         let outcome = Outcome {
             revision: mvcc.revision(),
             result,
@@ -643,6 +644,7 @@ mod tests {
     #[test]
     fn a_put_applied_twice_makes_one_revision_and_one_event() {
         use crate::kv::{Command, PutRequest};
+        use crate::mvcc::NoHistory;
         let mut mvcc = Mvcc::new();
         let mut table = Sessions::new();
         let mut writes = Vec::new();
@@ -654,9 +656,9 @@ mod tests {
             }),
             tag: Some(tag(7, 1, 1)),
         };
-        let (first, effects) = apply_request(&mut mvcc, &mut table, &put, &mut writes);
+        let (first, effects) = apply_request(&mut mvcc, &NoHistory, &mut table, &put, &mut writes);
         assert_eq!(effects.events.len(), 1);
-        let (again, effects) = apply_request(&mut mvcc, &mut table, &put, &mut writes);
+        let (again, effects) = apply_request(&mut mvcc, &NoHistory, &mut table, &put, &mut writes);
         assert!(
             effects.events.is_empty(),
             "a repeat publishes no watch event"
@@ -666,7 +668,7 @@ mod tests {
         assert!(again.replayed && !first.replayed);
         // Without a tag (the leader's own lease duty) the command simply applies.
         let untagged = Request { tag: None, ..put };
-        apply_request(&mut mvcc, &mut table, &untagged, &mut writes);
+        apply_request(&mut mvcc, &NoHistory, &mut table, &untagged, &mut writes);
         assert_eq!(mvcc.revision(), 2);
     }
 

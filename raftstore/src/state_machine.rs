@@ -8,6 +8,8 @@ use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
 use rocksdb::{IteratorMode, WriteBatch};
@@ -15,12 +17,13 @@ use rudder_proto::metrics::observe;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::db::{Db, DbError, CF_LEASES, CF_MVCC, CF_RAFT, CF_SM, RESTORED};
+use crate::db::{Db, DbError, WeakDb, CF_LEASES, CF_MVCC, CF_RAFT, CF_SM, RESTORED};
+use crate::error::KvError;
 use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::kv::Command;
 use crate::metrics::StoreMetrics;
-use crate::mvcc::{Effects, Mvcc, MvccImage, Rev, Version};
+use crate::mvcc::{Effects, History, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
 use crate::snapshot_file::{SnapshotFile, SnapshotFileError};
@@ -47,6 +50,31 @@ pub enum SeedError {
     NotEmpty,
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// The values of overwritten versions, read back from the database's `mvcc` family (where
+/// [`StateMachine::persist_effects`] wrote every version). It does not keep the database open.
+struct PersistedHistory(WeakDb);
+
+impl History for PersistedHistory {
+    fn value(&self, rev: Rev) -> Result<Bytes, KvError> {
+        let unreadable = |reason: String| KvError::HistoryUnreadable {
+            revision: rev.main,
+            sub: rev.sub,
+            reason,
+        };
+        let db = self
+            .0
+            .upgrade()
+            .ok_or_else(|| unreadable("the member stopped".into()))?;
+        let stored = db
+            .raw()
+            .get_pinned_cf(db.cf(CF_MVCC), rev.to_bytes())
+            .map_err(|e| unreadable(e.to_string()))?
+            .ok_or_else(|| unreadable("it is not in the database".into()))?;
+        let version: Version = codec::decode(&stored).map_err(|e| unreadable(e.to_string()))?;
+        Ok(version.kv.value)
+    }
 }
 
 /// A snapshot as format 3 kept it, in the database (now [`SnapshotFile`]).
@@ -147,19 +175,24 @@ impl StateMachine {
             })?);
         }
         let alarms = db.get(CF_SM, ALARMS_KEY)?.unwrap_or_default();
-        let mvcc = Mvcc::restore(MvccImage {
+        let mut mvcc = Mvcc::restore(MvccImage {
             revision: mvcc_state.0,
             compact_revision: mvcc_state.1,
             versions,
             leases,
             alarms,
         });
+        // Every version was just read from the database.
+        mvcc.forget_overwritten_values();
         let sessions = session_store::load(&db)?;
-        let keyspace = Arc::new(Keyspace::new(Replicated {
-            mvcc,
-            meta,
-            sessions,
-        }));
+        let keyspace = Arc::new(Keyspace::new(
+            Replicated {
+                mvcc,
+                meta,
+                sessions,
+            },
+            Box::new(PersistedHistory(db.downgrade())),
+        ));
         let machine = Self {
             snapshot: SnapshotFile::beside(db.path()),
             db,
@@ -209,7 +242,7 @@ impl StateMachine {
             }
             SnapshotFit::WriteAgain => {
                 unfit();
-                let (image, meta) = self.image_now();
+                let (image, meta) = self.image_now().map_err(DbError::History)?;
                 self.db.sync_wal()?;
                 Ok(self.snapshot.write_image(&meta, &image)?)
             }
@@ -217,10 +250,10 @@ impl StateMachine {
     }
 
     /// The whole replicated state as a snapshot's image, and its meta.
-    fn image_now(&self) -> (SnapshotImage, SnapshotMeta) {
+    fn image_now(&self) -> Result<(SnapshotImage, SnapshotMeta), KvError> {
         let state = self.keyspace.read();
         let image = SnapshotImage {
-            mvcc: state.mvcc.image(),
+            mvcc: state.mvcc.image(self.keyspace.history())?,
             members_ever: state.meta.members_ever.clone(),
             cluster_id: state.meta.cluster_id,
             sessions: state.sessions.clone(),
@@ -239,7 +272,7 @@ impl StateMachine {
             last_membership: state.meta.membership.clone(),
             snapshot_id,
         };
-        (image, meta)
+        Ok((image, meta))
     }
 
     fn persist_effects(&self, batch: &mut WriteBatch, effects: &Effects) -> Result<(), DbError> {
@@ -328,6 +361,7 @@ impl StateMachine {
         state.mvcc = Mvcc::restore(mvcc);
         self.persist_meta(&mut batch, &state)?;
         self.db.write_synced(batch)?;
+        state.mvcc.forget_overwritten_values();
         Ok(())
     }
 }
@@ -360,8 +394,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     sessions.tick(proposal.at_ms, &mut session_writes);
                     let mut outcomes = Vec::with_capacity(proposal.requests.len());
                     for request in &proposal.requests {
-                        let (outcome, effects) =
-                            apply_request(mvcc, sessions, request, &mut session_writes);
+                        let (outcome, effects) = apply_request(
+                            mvcc,
+                            self.keyspace.history(),
+                            sessions,
+                            request,
+                            &mut session_writes,
+                        );
                         if matches!(request.command, Command::Compact { .. })
                             && outcome.result.is_ok()
                             && !outcome.replayed
@@ -406,6 +445,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         // Unsynced on purpose: see `db` (the applied entries are already durable in the log).
         self.db.write_unsynced(batch).map_err(sm_error)?;
+        state.mvcc.forget_overwritten_values();
         for item in published {
             self.keyspace.publish(item);
         }
@@ -452,6 +492,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         self.persist_meta(&mut batch, &state).map_err(sm_error)?;
         self.db.write_synced(batch).map_err(sm_error)?;
+        state.mvcc.forget_overwritten_values();
         self.keyspace.publish(FeedItem::Reset);
         tracing::info!(snapshot = %meta.snapshot_id, revision = state.mvcc.revision(), "installed snapshot");
         drop(state);
@@ -473,7 +514,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (image, meta) = self.image_now();
+        let (image, meta) = self.image_now().map_err(|e| snapshot_error(None, e))?;
         // The log up to the snapshot may be purged once this returns: the state machine's
         // own writes, unsynced (see `db`), must be on disk first.
         self.db
@@ -565,6 +606,81 @@ mod tests {
         drop((machine, keyspace));
         let (_, reopened) = StateMachine::open(db, StoreMetrics::default()).unwrap();
         assert_eq!(reopened.read().sessions, tables[2]);
+    }
+
+    #[tokio::test]
+    async fn overwritten_values_are_read_back_from_the_database_until_compacted() {
+        use crate::kv::{KeyRange, RangeRequest};
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let (mut machine, keyspace) =
+            StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        // k1 written three times in one batch: revisions 1, 2 and 3.
+        let writes = (1..=3).map(|seq| request(1, seq, 1)).collect();
+        machine.apply(vec![entry(1, 1_000, writes)]).await.unwrap();
+        let value_at = |keyspace: &Keyspace, revision| {
+            let req = RangeRequest {
+                range: KeyRange::single("k1"),
+                revision,
+                ..Default::default()
+            };
+            let state = keyspace.read();
+            let found = state.mvcc.range(&req, keyspace.history());
+            found.map(|r| String::from_utf8(r.kvs[0].value.to_vec()).unwrap())
+        };
+        assert_eq!(keyspace.read().mvcc.forgotten_values(), 2);
+        assert_eq!(value_at(&keyspace, 1).unwrap(), "1");
+        assert_eq!(value_at(&keyspace, 0).unwrap(), "3");
+        let history = keyspace
+            .read()
+            .mvcc
+            .events_in(1, 3, &KeyRange::single("k1"), true, keyspace.history())
+            .unwrap();
+        let values = |events: &[crate::kv::Event]| -> Vec<(String, Option<String>)> {
+            let text = |value: &Bytes| String::from_utf8(value.to_vec()).unwrap();
+            let prev = |e: &crate::kv::Event| e.prev_kv.as_ref().map(|kv| text(&kv.value));
+            events
+                .iter()
+                .map(|e| (text(&e.kv.value), prev(e)))
+                .collect()
+        };
+        assert_eq!(
+            values(&history),
+            [
+                ("1".into(), None),
+                ("2".into(), Some("1".into())),
+                ("3".into(), Some("2".into()))
+            ]
+        );
+        let (image, _) = machine.image_now().unwrap();
+        let imaged: Vec<_> = image
+            .mvcc
+            .versions
+            .iter()
+            .map(|(_, v)| &v.kv.value)
+            .collect();
+        assert_eq!(imaged, ["1", "2", "3"], "a snapshot carries every value");
+        drop((machine, keyspace));
+
+        let (mut machine, keyspace) =
+            StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(keyspace.read().mvcc.forgotten_values(), 2, "at start too");
+        assert_eq!(value_at(&keyspace, 2).unwrap(), "2");
+        let compact = Request {
+            command: Command::Compact { revision: 3 },
+            tag: None,
+        };
+        machine
+            .apply(vec![entry(2, 2_000, vec![compact])])
+            .await
+            .unwrap();
+        assert_eq!(keyspace.read().mvcc.forgotten_values(), 0);
+        let gone = PersistedHistory(db.downgrade()).value(Rev { main: 1, sub: 0 });
+        assert!(
+            matches!(&gone, Err(KvError::HistoryUnreadable { revision: 1, reason, .. })
+                if reason.contains("not in the database")),
+            "{gone:?}"
+        );
     }
 
     fn log_id(index: u64) -> LogId {

@@ -139,6 +139,8 @@ struct WatchTask {
 
 enum History {
     Compacted(Revision),
+    /// The keyspace could not read a value of the past back from the database.
+    Unreadable(crate::error::KvError),
     Chunk {
         events: Vec<Event>,
         feed: Option<broadcast::Receiver<Arc<FeedItem>>>,
@@ -213,6 +215,11 @@ impl WatchTask {
                         .await;
                     return None;
                 }
+                History::Unreadable(error) => {
+                    // The watch ends, as a broken stream does: its client watches again.
+                    tracing::error!(%error, "a watch could not read its history; it ends");
+                    return None;
+                }
                 History::Chunk { events, feed, upto } => (events, feed, upto),
             };
             for chunk in events.chunk_by(|a, b| a.kv.mod_revision == b.kv.mod_revision) {
@@ -245,10 +252,16 @@ impl WatchTask {
         } else {
             self.next + CATCH_UP_CHUNK - 1
         };
-        let events =
-            state
-                .mvcc
-                .events_in(self.next, upto, &self.request.range, self.request.prev_kv);
+        let events = match state.mvcc.events_in(
+            self.next,
+            upto,
+            &self.request.range,
+            self.request.prev_kv,
+            self.keyspace.history(),
+        ) {
+            Ok(events) => events,
+            Err(error) => return History::Unreadable(error),
+        };
         let feed = last_chunk.then(|| self.keyspace.subscribe());
         History::Chunk { events, feed, upto }
     }

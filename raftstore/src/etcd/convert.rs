@@ -325,6 +325,7 @@ pub fn status(error: StoreError) -> Status {
             KvError::OutcomeForgotten { .. } => Status::unavailable(message),
             KvError::RequestIdReused { .. } => Status::failed_precondition(message),
             KvError::NoSpace => Status::resource_exhausted(message),
+            KvError::HistoryUnreadable { .. } => Status::internal(message),
             _ => Status::invalid_argument(message),
         },
         StoreError::NoLeader

@@ -24,7 +24,8 @@ impl Store {
     }
 
     pub fn hash_kv(&self, revision: Revision) -> Result<(Header, KeyspaceHash), StoreError> {
-        let hash = self.inner.keyspace.read().mvcc.hash(revision)?;
+        let keyspace = &self.inner.keyspace;
+        let hash = keyspace.read().mvcc.hash(revision, keyspace.history())?;
         Ok((self.header(), hash))
     }
 
@@ -177,7 +178,7 @@ impl Store {
         self.read_barrier().await?;
         let state = self.inner.keyspace.read();
         let image = crate::state_machine::SnapshotImage {
-            mvcc: state.mvcc.image(),
+            mvcc: state.mvcc.image(self.inner.keyspace.history())?,
             members_ever: state.meta.members_ever.clone(),
             cluster_id: state.meta.cluster_id,
             sessions: state.sessions.clone(),

@@ -266,7 +266,7 @@ impl Store {
             self.read_barrier().await?;
         }
         let state = self.inner.keyspace.read();
-        let response = state.mvcc.range(&req)?;
+        let response = state.mvcc.range(&req, self.inner.keyspace.history())?;
         let revision = state.mvcc.revision();
         drop(state);
         Ok((self.header_at(revision), response))
