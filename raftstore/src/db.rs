@@ -90,8 +90,6 @@ pub enum DbError {
     },
     #[error(transparent)]
     SnapshotFile(#[from] crate::snapshot_file::SnapshotFileError),
-    #[error("reading the keyspace's history from the store database")]
-    History(#[source] crate::error::KvError),
 }
 
 impl From<DbError> for openraft::StorageIOError<u64> {

@@ -29,8 +29,10 @@ use crate::alarms::Alarms;
 use crate::error::{show_key, KvError};
 use crate::kv::*;
 
+mod image;
 mod version;
 
+pub use image::Frozen;
 use version::Kept;
 pub use version::{History, NoHistory, Rev, Version};
 
@@ -155,6 +157,23 @@ impl Mvcc {
             leases: self.leases().collect(),
             alarms: self.alarms.list(),
         })
+    }
+
+    /// The keyspace as it is now, for an image serialized after the lock is released
+    /// ([`Frozen::streamed`]): the values it holds are shared, the forgotten ones read back
+    /// then.
+    pub fn freeze(&self) -> Frozen {
+        Frozen {
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+            versions: self
+                .versions
+                .iter()
+                .map(|(rev, kept)| (*rev, kept.clone()))
+                .collect(),
+            leases: self.leases().collect(),
+            alarms: self.alarms.list(),
+        }
     }
 
     /// Drops the values of the versions overwritten so far: call once every version written

@@ -23,7 +23,7 @@ use crate::identity::cluster_id_of;
 use crate::keyspace::{FeedItem, Keyspace, Replicated, SmMeta};
 use crate::kv::Command;
 use crate::metrics::StoreMetrics;
-use crate::mvcc::{Effects, History, Mvcc, MvccImage, Rev, Version};
+use crate::mvcc::{Effects, Frozen, History, Mvcc, MvccImage, Rev, Version};
 use crate::session_store;
 use crate::sessions::{apply_request, Sessions};
 use crate::snapshot_file::{SnapshotFile, SnapshotFileError};
@@ -58,22 +58,71 @@ struct PersistedHistory(WeakDb);
 
 impl History for PersistedHistory {
     fn value(&self, rev: Rev) -> Result<Bytes, KvError> {
-        let unreadable = |reason: String| KvError::HistoryUnreadable {
-            revision: rev.main,
-            sub: rev.sub,
-            reason,
+        let Some(db) = self.0.upgrade() else {
+            return Err(unreadable(rev, "the member stopped".into()));
         };
-        let db = self
-            .0
-            .upgrade()
-            .ok_or_else(|| unreadable("the member stopped".into()))?;
-        let stored = db
-            .raw()
-            .get_pinned_cf(db.cf(CF_MVCC), rev.to_bytes())
-            .map_err(|e| unreadable(e.to_string()))?
-            .ok_or_else(|| unreadable("it is not in the database".into()))?;
-        let version: Version = codec::decode(&stored).map_err(|e| unreadable(e.to_string()))?;
-        Ok(version.kv.value)
+        let stored = db.raw().get_pinned_cf(db.cf(CF_MVCC), rev.to_bytes());
+        stored_value(rev, stored)
+    }
+}
+
+/// The same, from a database snapshot: the keyspace as it was at one moment.
+struct SnapshotHistory<'a> {
+    at: &'a rocksdb::Snapshot<'a>,
+    db: &'a Db,
+}
+
+impl History for SnapshotHistory<'_> {
+    fn value(&self, rev: Rev) -> Result<Bytes, KvError> {
+        let stored = self.at.get_pinned_cf(self.db.cf(CF_MVCC), rev.to_bytes());
+        stored_value(rev, stored)
+    }
+}
+
+/// The value of the version read from the `mvcc` family under `rev`.
+fn stored_value(
+    rev: Rev,
+    stored: Result<Option<rocksdb::DBPinnableSlice<'_>>, rocksdb::Error>,
+) -> Result<Bytes, KvError> {
+    let stored = stored
+        .map_err(|e| unreadable(rev, e.to_string()))?
+        .ok_or_else(|| unreadable(rev, "it is not in the database".into()))?;
+    let version: Version = codec::decode(&stored).map_err(|e| unreadable(rev, e.to_string()))?;
+    Ok(version.kv.value)
+}
+
+fn unreadable(rev: Rev, reason: String) -> KvError {
+    KvError::HistoryUnreadable {
+        revision: rev.main,
+        sub: rev.sub,
+        reason,
+    }
+}
+
+/// The replicated state taken under the read lock for a snapshot (see
+/// [`StateMachine::write_state_as_snapshot`]).
+struct FrozenState {
+    mvcc: Frozen,
+    members_ever: BTreeSet<NodeId>,
+    cluster_id: u64,
+    sessions: Sessions,
+}
+
+/// The meta of a snapshot of `state`.
+fn snapshot_meta(state: &Replicated) -> SnapshotMeta {
+    let snapshot_id = match state.meta.applied {
+        Some(applied) => format!(
+            "{}-{}-{}",
+            applied.leader_id,
+            applied.index,
+            state.mvcc.revision()
+        ),
+        None => format!("empty-{}", state.mvcc.revision()),
+    };
+    SnapshotMeta {
+        last_log_id: state.meta.applied,
+        last_membership: state.meta.membership.clone(),
+        snapshot_id,
     }
 }
 
@@ -242,37 +291,49 @@ impl StateMachine {
             }
             SnapshotFit::WriteAgain => {
                 unfit();
-                let (image, meta) = self.image_now().map_err(DbError::History)?;
-                self.db.sync_wal()?;
-                Ok(self.snapshot.write_image(&meta, &image)?)
+                self.write_state_as_snapshot().map(|_| ())
             }
         }
     }
 
-    /// The whole replicated state as a snapshot's image, and its meta.
-    fn image_now(&self) -> Result<(SnapshotImage, SnapshotMeta), KvError> {
-        let state = self.keyspace.read();
-        let image = SnapshotImage {
-            mvcc: state.mvcc.image(self.keyspace.history())?,
-            members_ever: state.meta.members_ever.clone(),
-            cluster_id: state.meta.cluster_id,
-            sessions: state.sessions.clone(),
+    /// Writes the replicated state to the snapshot file, and returns the snapshot's meta.
+    /// The state is frozen under the read lock, beside a database snapshot of the same
+    /// moment, and serialized after the lock is released, each forgotten value read back
+    /// from that database snapshot as it is written.
+    fn write_state_as_snapshot(&self) -> Result<SnapshotMeta, DbError> {
+        let (frozen, meta, at) = {
+            let state = self.keyspace.read();
+            let frozen = FrozenState {
+                mvcc: state.mvcc.freeze(),
+                members_ever: state.meta.members_ever.clone(),
+                cluster_id: state.meta.cluster_id,
+                sessions: state.sessions.clone(),
+            };
+            (frozen, snapshot_meta(&state), self.db.raw().snapshot())
         };
-        let snapshot_id = match state.meta.applied {
-            Some(applied) => format!(
-                "{}-{}-{}",
-                applied.leader_id,
-                applied.index,
-                state.mvcc.revision()
-            ),
-            None => format!("empty-{}", state.mvcc.revision()),
+        let history = SnapshotHistory {
+            at: &at,
+            db: &self.db,
         };
-        let meta = SnapshotMeta {
-            last_log_id: state.meta.applied,
-            last_membership: state.meta.membership.clone(),
-            snapshot_id,
+        // Same fields in the same order as `SnapshotImage`: the same bytes.
+        #[derive(Serialize)]
+        struct Image<'a, M: Serialize> {
+            mvcc: M,
+            members_ever: &'a BTreeSet<NodeId>,
+            cluster_id: u64,
+            sessions: &'a Sessions,
+        }
+        let image = Image {
+            mvcc: frozen.mvcc.streamed(&history),
+            members_ever: &frozen.members_ever,
+            cluster_id: frozen.cluster_id,
+            sessions: &frozen.sessions,
         };
-        Ok((image, meta))
+        // The log up to the snapshot may be purged once it is written: the state machine's
+        // own writes, unsynced (see `db`), must be on disk first.
+        self.db.sync_wal()?;
+        self.snapshot.write_image(&meta, &image)?;
+        Ok(meta)
     }
 
     fn persist_effects(&self, batch: &mut WriteBatch, effects: &Effects) -> Result<(), DbError> {
@@ -514,15 +575,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let (image, meta) = self.image_now().map_err(|e| snapshot_error(None, e))?;
-        // The log up to the snapshot may be purged once this returns: the state machine's
-        // own writes, unsynced (see `db`), must be on disk first.
-        self.db
-            .sync_wal()
-            .map_err(|e| snapshot_error(Some(&meta), e))?;
-        self.snapshot
-            .write_image(&meta, &image)
-            .map_err(|e| snapshot_error(Some(&meta), e))?;
+        let meta = self
+            .write_state_as_snapshot()
+            .map_err(|e| snapshot_error(None, e))?;
         // openraft keeps only the meta of a snapshot it had built (its state-machine worker,
         // `build_snapshot`); a follower that needs the data gets it from the file, through
         // `get_current_snapshot`.
@@ -652,7 +707,9 @@ mod tests {
                 ("3".into(), Some("2".into()))
             ]
         );
-        let (image, _) = machine.image_now().unwrap();
+        machine.build_snapshot().await.unwrap();
+        let (_, data) = SnapshotFile::beside(db.path()).read().unwrap().unwrap();
+        let image: SnapshotImage = codec::decode(&data).unwrap();
         let imaged: Vec<_> = image
             .mvcc
             .versions

@@ -745,3 +745,31 @@ fn a_restored_keyspace_holds_its_values_until_told_they_are_persisted() {
     assert_eq!(restored.forgotten_values(), 2);
     assert_eq!(restored.hash(0, &one.disk), one.hash(0));
 }
+
+#[test]
+fn a_frozen_keyspace_streams_the_bytes_of_its_image_reading_back_what_it_forgot() {
+    let mut mvcc = Replica::default();
+    apply_ok(&mut mvcc, Command::LeaseGrant { id: 3, ttl: 5 });
+    apply_ok(&mut mvcc, put_leased("a", 3));
+    for value in ["1", "2", "3"] {
+        apply_ok(&mut mvcc, put("b", value));
+    }
+    apply_ok(&mut mvcc, delete(KeyRange::single("a")));
+    let frozen = mvcc.freeze();
+    // Written after it was frozen: not in what it streams.
+    apply_ok(&mut mvcc, put("c", "later"));
+    let before = mvcc.disk.reads.get();
+    let streamed = crate::codec::encode(&frozen.streamed(&mvcc.disk)).unwrap();
+    assert_eq!(
+        mvcc.disk.reads.get() - before,
+        3,
+        "the values of a@1, b@2 and b@3"
+    );
+    let mut expected = mvcc.image();
+    expected.revision -= 1;
+    expected.versions.pop();
+    assert_eq!(streamed, crate::codec::encode(&expected).unwrap());
+    // A value the history cannot give back fails the encoding, naming it.
+    let failed = crate::codec::encode(&frozen.streamed(&NoHistory)).unwrap_err();
+    assert!(failed.to_string().contains("revision 1 "), "{failed}");
+}
