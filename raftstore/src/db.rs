@@ -37,7 +37,7 @@ pub const CF_SNAPSHOT: &str = "snapshot";
 pub const CF_SESSIONS: &str = "sessions";
 
 /// What the memtables of all families may hold together before the largest is flushed.
-pub const MEMTABLE_BUDGET_BYTES: usize = 48 << 20;
+pub const MEMTABLE_BUDGET_BYTES: usize = 24 << 20;
 
 /// The key (Raft family) marking a restored member: the SHA-256 of its file, in hex (see
 /// `crate::restore`).
@@ -115,6 +115,9 @@ impl Db {
         // One memtable budget for all the families (each would otherwise fill two of 64 MiB
         // before flushing): a master held 126 MB of memtables at 10,000 pods (heaptrack,
         // BENCHMARKS.md "The controllers"). Past the budget the largest memtable is flushed.
+        // 24 MiB since 2026-12-07: 1,000-client puts ran as fast as with 48 (14.6-14.7k
+        // against 13.8-15.6k ops/s), and a master not leading the controllers held about
+        // 10 MiB less at 10,000 pods (BENCHMARKS.md, "old values read from RocksDB").
         options.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
         let families = FAMILIES
             .iter()
