@@ -117,7 +117,7 @@ impl Db {
         // BENCHMARKS.md "The controllers"). Past the budget the largest memtable is flushed.
         // 24 MiB since 2026-12-07: 1,000-client puts ran as fast as with 48 (14.6-14.7k
         // against 13.8-15.6k ops/s), and a master not leading the controllers held about
-        // 10 MiB less at 10,000 pods (BENCHMARKS.md, "old values read from RocksDB").
+        // 10 MiB less at 10,000 pods (BENCHMARKS.md, "old values read back from RocksDB").
         options.set_db_write_buffer_size(MEMTABLE_BUDGET_BYTES);
         let families = FAMILIES
             .iter()

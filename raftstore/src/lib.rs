@@ -12,8 +12,9 @@
 //! ```
 //!
 //! - [`kv`]: the request/response types (etcd's model in plain Rust).
-//! - [`mvcc`]: the pure keyspace: revisions, versions, txn, compaction, leases, hash; an
-//!   overwritten version's value is read back from the database (`mvcc::History`).
+//! - [`mvcc`]: the keyspace, pure but for the history it is given: revisions, versions, txn,
+//!   compaction, leases, hash; an overwritten version's value is read back from the
+//!   database (`mvcc::History`).
 //! - [`sessions`]: exactly-once writes: the pure table of recently applied client requests
 //!   (every write carries a request tag; a retry is answered with the first outcome);
 //!   [`session_store`]: that table in RocksDB.

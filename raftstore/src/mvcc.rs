@@ -2,7 +2,10 @@
 //!
 //! Every replica applies the same committed [`Command`]s in the same order and so reaches the
 //! same state. Applying returns the response plus the [`Effects`] the shell must persist
-//! (in one RocksDB batch with the applied log id) and publish to watchers. No I/O, no clock.
+//! (in one RocksDB batch with the applied log id) and publish to watchers. No I/O of its
+//! own, no clock: what it reads of the past comes through the [`History`] the shell gives it,
+//! and the shell stops the member when that fails inside a write (a replica must not answer
+//! differently from the others).
 //!
 //! Layout: every version of every key is kept under its [`Rev`] (`main` = the revision of the
 //! write transaction, `sub` = its position inside it), like etcd's backend; `index` maps each key
@@ -358,6 +361,10 @@ impl Mvcc {
                 .collect::<Result<Vec<_>, _>>()?;
             sort_by_target(&mut kvs, order, target, |kv| kv);
             kvs.truncate(if more { limit } else { kvs.len() });
+            if req.keys_only {
+                // A new empty value, not a cleared one: that would keep the shared buffer.
+                kvs.iter_mut().for_each(|kv| kv.value = Bytes::new());
+            }
             kvs
         } else {
             // Sorted and cut on what is held; only the answer's values are read back.
@@ -378,7 +385,8 @@ impl Mvcc {
     }
 
     /// Applies one committed command. On error nothing changed and no revision was used.
-    /// `history` answers a transaction's ranges at a past revision.
+    /// `history` answers a transaction's ranges at a past revision; if it fails, the error
+    /// is [`KvError::HistoryUnreadable`], which the shell must treat as fatal.
     pub fn apply(
         &mut self,
         command: &Command,

@@ -462,6 +462,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             request,
                             &mut session_writes,
                         );
+                        // A value of the past this member's database could not give back
+                        // (a transaction's range at a revision): the others read theirs, so
+                        // answering with this error would make this replica differ. The
+                        // member stops, as etcd does on a backend it cannot read; nothing of
+                        // the batch is written, and a restart applies it again.
+                        if let Err(error @ KvError::HistoryUnreadable { .. }) = &outcome.result {
+                            return Err(sm_error(error.clone()));
+                        }
                         if matches!(request.command, Command::Compact { .. })
                             && outcome.result.is_ok()
                             && !outcome.replayed
@@ -723,12 +731,51 @@ mod tests {
             StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
         assert_eq!(keyspace.read().mvcc.forgotten_values(), 2, "at start too");
         assert_eq!(value_at(&keyspace, 2).unwrap(), "2");
+
+        // A value the database lost: a transaction reading it stops the member (its error
+        // would be this replica's alone), and nothing of the batch is applied or written.
+        let lost = Rev { main: 2, sub: 0 };
+        db.raw().delete_cf(db.cf(CF_MVCC), lost.to_bytes()).unwrap();
+        let read_the_past = Request {
+            command: Command::Txn(crate::kv::TxnRequest {
+                success: vec![
+                    crate::kv::RequestOp::Put(PutRequest {
+                        key: b"k2".to_vec(),
+                        ..Default::default()
+                    }),
+                    crate::kv::RequestOp::Range(RangeRequest {
+                        range: KeyRange::single("k1"),
+                        revision: 2,
+                        ..Default::default()
+                    }),
+                ],
+                ..Default::default()
+            }),
+            tag: None,
+        };
+        let stopped = machine
+            .apply(vec![entry(2, 2_000, vec![read_the_past])])
+            .await;
+        let said = format!("{:?}", stopped.unwrap_err());
+        assert!(
+            said.contains("revision 2 (change 0) could not be read"),
+            "the apply fails with the read's error: {said}"
+        );
+        assert_eq!(keyspace.read().mvcc.revision(), 3);
+        drop((machine, keyspace));
+        let (mut machine, keyspace) =
+            StateMachine::open(db.clone(), StoreMetrics::default()).unwrap();
+        assert_eq!(
+            keyspace.read().meta.applied,
+            Some(log_id(1)),
+            "nothing was written"
+        );
         let compact = Request {
             command: Command::Compact { revision: 3 },
             tag: None,
         };
         machine
-            .apply(vec![entry(2, 2_000, vec![compact])])
+            .apply(vec![entry(2, 3_000, vec![compact])])
             .await
             .unwrap();
         assert_eq!(keyspace.read().mvcc.forgotten_values(), 0);

@@ -6,7 +6,8 @@
 //!   live: feed ── revision batches ──► filter ──► client    │
 //!           └─ lagged or snapshot reset ──► catch up again ─┘
 //! ```
-//! A start revision that compaction removed ends the watch with [`WatchMessage::Compacted`].
+//! A start revision that compaction removed ends the watch with [`WatchMessage::Compacted`];
+//! history the database cannot give back, with [`WatchMessage::Failed`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub enum WatchMessage {
     CaughtUp { revision: Revision },
     /// The start revision was compacted; the watch has ended.
     Compacted { compact_revision: Revision },
+    /// This member could not read the watch's history back from its database (the
+    /// reason says what failed); the watch has ended.
+    Failed { reason: String },
 }
 
 /// The client side of one watch. Dropping it cancels the watch.
@@ -63,7 +67,8 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// The next message; `None` once the watch ended (compacted, or the member stopped).
+    /// The next message; `None` once the watch ended (compacted, failed, or the member
+    /// stopped).
     pub async fn next(&mut self) -> Option<WatchMessage> {
         self.messages.recv().await
     }
@@ -216,8 +221,9 @@ impl WatchTask {
                     return None;
                 }
                 History::Unreadable(error) => {
-                    // The watch ends, as a broken stream does: its client watches again.
                     tracing::error!(%error, "a watch could not read its history; it ends");
+                    let reason = error.to_string();
+                    let _ = self.send(WatchMessage::Failed { reason }).await;
                     return None;
                 }
                 History::Chunk { events, feed, upto } => (events, feed, upto),

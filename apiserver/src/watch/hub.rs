@@ -409,6 +409,9 @@ impl Hub {
                 // The hub fell so far behind that its history was compacted: it ends, and
                 // each feed watches the store from where it is (and learns of it there).
                 WatchMessage::Compacted { .. } => return,
+                // The member could not read the hub's history: it ends, and each feed
+                // watches the store from where it is.
+                WatchMessage::Failed { .. } => return,
             }
             if self.idle_too_long() {
                 // Nobody watches this kind here any more: stop decoding its writes. The

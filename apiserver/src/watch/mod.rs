@@ -285,7 +285,7 @@ impl Source {
                     Some(WatchMessage::Compacted { compact_revision }) => {
                         Next::Compacted(compact_revision)
                     }
-                    None => Next::Ended,
+                    Some(WatchMessage::Failed { .. }) | None => Next::Ended,
                 };
             },
         }

@@ -309,6 +309,14 @@ fn to_response(id: i64, store: &Store, message: WatchMessage) -> Option<pb::Watc
             cancel_reason: "etcdserver: mvcc: required revision has been compacted".into(),
             ..Default::default()
         },
+        // etcd cancels a watch it cannot serve, saying why.
+        WatchMessage::Failed { reason } => pb::WatchResponse {
+            header: convert::header(store.header()),
+            watch_id: id,
+            canceled: true,
+            cancel_reason: format!("etcdserver: {reason}"),
+            ..Default::default()
+        },
         WatchMessage::CaughtUp { .. } => return None,
     };
     Some(response)

@@ -683,6 +683,21 @@ fn a_read_of_the_past_reads_back_only_the_values_it_answers_with() {
         req.sort_order = SortOrder::Descend;
     });
     assert_eq!((by_value.kvs.len(), reads), (2, 4));
+    // Keys only, still sorted by value; a count answers no kvs, so nothing more.
+    let (keys_by_value, _) = read(&|req| {
+        req.limit = 2;
+        req.keys_only = true;
+        req.sort_target = SortTarget::Value;
+    });
+    assert!(keys_by_value.kvs.iter().all(|kv| kv.value.is_empty()));
+    let (counted, _) = read(&|req| {
+        req.limit = 2;
+        req.count_only = true;
+    });
+    assert_eq!(
+        (counted.count, counted.kvs.len(), counted.more),
+        (4, 0, false)
+    );
 }
 
 #[test]
