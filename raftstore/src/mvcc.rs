@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use crate::alarms::Alarms;
 use crate::error::{show_key, KvError};
@@ -35,7 +34,7 @@ use crate::kv::*;
 mod image;
 mod version;
 
-pub use image::Frozen;
+pub use image::{Frozen, MvccImage};
 use version::Kept;
 pub use version::{History, NoHistory, Rev, Version};
 
@@ -52,16 +51,6 @@ pub struct Effects {
     pub compacted_to: Option<Revision>,
     /// Set when an alarm was raised or disarmed: every alarm standing now.
     pub alarms: Option<Vec<Alarm>>,
-}
-
-/// Everything the keyspace holds, for Raft snapshots and for `snapshot save`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MvccImage {
-    pub revision: Revision,
-    pub compact_revision: Revision,
-    pub versions: Vec<(Rev, Version)>,
-    pub leases: Vec<Lease>,
-    pub alarms: Vec<Alarm>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -137,34 +126,10 @@ impl Mvcc {
         mvcc
     }
 
-    /// Everything the keyspace holds, values read back from `history` where forgotten.
-    pub fn image(&self, history: &dyn History) -> Result<MvccImage, KvError> {
-        let versions = self
-            .versions
-            .iter()
-            .map(|(rev, kept)| {
-                let kv = kept.read(*rev, history)?;
-                Ok((
-                    *rev,
-                    Version {
-                        kind: kept.kind,
-                        kv,
-                    },
-                ))
-            })
-            .collect::<Result<_, KvError>>()?;
-        Ok(MvccImage {
-            revision: self.revision,
-            compact_revision: self.compact_revision,
-            versions,
-            leases: self.leases().collect(),
-            alarms: self.alarms.list(),
-        })
-    }
-
-    /// The keyspace as it is now, for an image serialized after the lock is released
-    /// ([`Frozen::streamed`]): the values it holds are shared, the forgotten ones read back
-    /// then.
+    /// The keyspace as it is now, to read after the lock is released: an image
+    /// ([`Frozen::streamed`], [`Frozen::image`]) or its hash. The values it holds are
+    /// shared; the forgotten ones are read back then, from a database snapshot taken under
+    /// the same lock.
     pub fn freeze(&self) -> Frozen {
         Frozen {
             revision: self.revision,
@@ -810,36 +775,6 @@ impl Mvcc {
             Some(kept) if kept.is_put() => kept.read(rev, history).map(Some),
             _ => Ok(None),
         }
-    }
-
-    /// A CRC-32 over every retained version up to `at` (0 = now), like etcd's HashKV: equal
-    /// on replicas that applied the same history and compacted at the same revision.
-    pub fn hash(&self, at: Revision, history: &dyn History) -> Result<KeyspaceHash, KvError> {
-        self.check_readable(at)?;
-        let at = if at == 0 { self.revision } else { at };
-        let mut hasher = crc32fast::Hasher::new();
-        for (rev, kept) in self.versions.range(
-            ..=Rev {
-                main: at,
-                sub: u32::MAX,
-            },
-        ) {
-            hasher.update(&rev.to_bytes());
-            hasher.update(&[kept.is_put() as u8]);
-            let kv = &kept.read(*rev, history)?;
-            for field in [&kv.key[..], &kv.value[..]] {
-                hasher.update(&(field.len() as u64).to_be_bytes());
-                hasher.update(field);
-            }
-            for number in [kv.create_revision, kv.version, kv.lease] {
-                hasher.update(&number.to_be_bytes());
-            }
-        }
-        Ok(KeyspaceHash {
-            hash: hasher.finalize(),
-            revision: at,
-            compact_revision: self.compact_revision,
-        })
     }
 }
 

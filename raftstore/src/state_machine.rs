@@ -67,9 +67,9 @@ impl History for PersistedHistory {
 }
 
 /// The same, from a database snapshot: the keyspace as it was at one moment.
-struct SnapshotHistory<'a> {
-    at: &'a rocksdb::Snapshot<'a>,
-    db: &'a Db,
+pub(crate) struct SnapshotHistory<'a> {
+    pub(crate) at: &'a rocksdb::Snapshot<'a>,
+    pub(crate) db: &'a Db,
 }
 
 impl History for SnapshotHistory<'_> {

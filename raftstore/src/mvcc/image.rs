@@ -1,13 +1,25 @@
-//! A snapshot's image of the keyspace, taken under the lock in a moment ([`Frozen`]: each
-//! version, with the values the keyspace holds shared, not copied) and serialized after it
-//! as [`MvccImage`](super::MvccImage) is, reading each forgotten value back as it goes: a
-//! snapshot of 10,000 pods no longer holds every value of their history at once.
+//! The keyspace's image ([`MvccImage`]), and the keyspace taken under the lock in a moment
+//! ([`Frozen`]: each version, with the values the keyspace holds shared, not copied) to be
+//! read after it: serialized as its image is, each forgotten value read back as it goes (a
+//! snapshot of 10,000 pods no longer holds every value of their history at once), or
+//! hashed.
 
 use serde::ser::{Error as _, SerializeSeq, SerializeStruct};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::version::{History, Kept, Rev, Version};
-use crate::kv::{Alarm, Lease, Revision};
+use crate::error::KvError;
+use crate::kv::{Alarm, KeyspaceHash, Lease, Revision};
+
+/// Everything the keyspace holds, for Raft snapshots and for `snapshot save`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MvccImage {
+    pub revision: Revision,
+    pub compact_revision: Revision,
+    pub versions: Vec<(Rev, Version)>,
+    pub leases: Vec<Lease>,
+    pub alarms: Vec<Alarm>,
+}
 
 /// The keyspace at one revision, its forgotten values still in the history.
 #[derive(Debug, Clone)]
@@ -30,9 +42,54 @@ impl Frozen {
         }
     }
 
-    /// How many versions it holds.
-    pub fn version_count(&self) -> usize {
-        self.versions.len()
+    /// Everything it holds as an image, forgotten values read back from `history`.
+    pub fn image(&self, history: &dyn History) -> Result<MvccImage, KvError> {
+        let versions = self
+            .versions
+            .iter()
+            .map(|(rev, kept)| {
+                let kv = kept.read(*rev, history)?;
+                Ok((
+                    *rev,
+                    Version {
+                        kind: kept.kind,
+                        kv,
+                    },
+                ))
+            })
+            .collect::<Result<_, KvError>>()?;
+        Ok(MvccImage {
+            revision: self.revision,
+            compact_revision: self.compact_revision,
+            versions,
+            leases: self.leases.clone(),
+            alarms: self.alarms.clone(),
+        })
+    }
+
+    /// A CRC-32 over every retained version up to `at` (0 = its revision), like etcd's
+    /// HashKV: equal on replicas that applied the same history and compacted at the same
+    /// revision. `at` must be readable (`Mvcc::check_readable`, under the same lock).
+    pub fn hash(&self, at: Revision, history: &dyn History) -> Result<KeyspaceHash, KvError> {
+        let at = if at == 0 { self.revision } else { at };
+        let mut hasher = crc32fast::Hasher::new();
+        for (rev, kept) in self.versions.iter().take_while(|(rev, _)| rev.main <= at) {
+            hasher.update(&rev.to_bytes());
+            hasher.update(&[kept.is_put() as u8]);
+            let kv = &kept.read(*rev, history)?;
+            for field in [&kv.key[..], &kv.value[..]] {
+                hasher.update(&(field.len() as u64).to_be_bytes());
+                hasher.update(field);
+            }
+            for number in [kv.create_revision, kv.version, kv.lease] {
+                hasher.update(&number.to_be_bytes());
+            }
+        }
+        Ok(KeyspaceHash {
+            hash: hasher.finalize(),
+            revision: at,
+            compact_revision: self.compact_revision,
+        })
     }
 }
 

@@ -88,11 +88,13 @@ impl Replica {
     }
 
     fn hash(&self, at: Revision) -> Result<KeyspaceHash, KvError> {
-        self.mvcc.hash(at, &self.disk)
+        self.mvcc.check_readable(at)?;
+        self.mvcc.freeze().hash(at, &self.disk)
     }
 
     fn image(&self) -> MvccImage {
         self.mvcc
+            .freeze()
             .image(&self.disk)
             .expect("the disk holds every version")
     }
@@ -758,7 +760,7 @@ fn a_restored_keyspace_holds_its_values_until_told_they_are_persisted() {
     assert_eq!(restored.forgotten_values(), 0);
     restored.forget_overwritten_values();
     assert_eq!(restored.forgotten_values(), 2);
-    assert_eq!(restored.hash(0, &one.disk), one.hash(0));
+    assert_eq!(restored.freeze().hash(0, &one.disk), one.hash(0));
 }
 
 #[test]

@@ -8,8 +8,11 @@ use std::sync::atomic::Ordering;
 
 use crate::alarms::cost;
 use crate::error::KvError;
+use crate::keyspace::Replicated;
 use crate::kv::{Alarm, AlarmKind, Command, CommandResult, KeyspaceHash, Revision};
+use crate::mvcc::Frozen;
 use crate::sessions::RequestTag;
+use crate::state_machine::SnapshotHistory;
 
 impl Store {
     /// The current and the compacted revision of this replica.
@@ -23,10 +26,24 @@ impl Store {
         self.inner.keyspace.read().mvcc.indexed_keys()
     }
 
+    /// Reads the values it hashes after the keyspace's lock is released (see
+    /// [`Self::frozen`]): a hash of every retained version does not hold up writes.
     pub fn hash_kv(&self, revision: Revision) -> Result<(Header, KeyspaceHash), StoreError> {
-        let keyspace = &self.inner.keyspace;
-        let hash = keyspace.read().mvcc.hash(revision, keyspace.history())?;
+        let (frozen, at) = self.frozen(|state| state.mvcc.check_readable(revision))?;
+        let db = &self.inner.db;
+        let hash = frozen.hash(revision, &SnapshotHistory { at: &at, db })?;
         Ok((self.header(), hash))
+    }
+
+    /// The keyspace frozen under its read lock (after `check` passed there), beside a
+    /// database snapshot of the same moment to read its forgotten values from.
+    fn frozen(
+        &self,
+        check: impl FnOnce(&Replicated) -> Result<(), KvError>,
+    ) -> Result<(Frozen, rocksdb::Snapshot<'_>), KvError> {
+        let state = self.inner.keyspace.read();
+        check(&state)?;
+        Ok((state.mvcc.freeze(), self.inner.db.raw().snapshot()))
     }
 
     pub fn status(&self) -> MemberStatus {
@@ -176,12 +193,23 @@ impl Store {
     /// The whole replicated state, for `snapshot save` backups.
     pub async fn backup(&self) -> Result<crate::state_machine::SnapshotImage, StoreError> {
         self.read_barrier().await?;
-        let state = self.inner.keyspace.read();
+        let mut rest = None;
+        let (frozen, at) = self.frozen(|state| {
+            let meta = &state.meta;
+            rest = Some((
+                meta.members_ever.clone(),
+                meta.cluster_id,
+                state.sessions.clone(),
+            ));
+            Ok(())
+        })?;
+        let (members_ever, cluster_id, sessions) = rest.expect("read with the keyspace");
+        let db = &self.inner.db;
         let image = crate::state_machine::SnapshotImage {
-            mvcc: state.mvcc.image(self.inner.keyspace.history())?,
-            members_ever: state.meta.members_ever.clone(),
-            cluster_id: state.meta.cluster_id,
-            sessions: state.sessions.clone(),
+            mvcc: frozen.image(&SnapshotHistory { at: &at, db })?,
+            members_ever,
+            cluster_id,
+            sessions,
         };
         Ok(image)
     }
