@@ -327,8 +327,7 @@ impl Mvcc {
             sort_by_target(&mut kvs, order, target, |kv| kv);
             kvs.truncate(if more { limit } else { kvs.len() });
             if req.keys_only {
-                // A new empty value, not a cleared one: that would keep the shared buffer.
-                kvs.iter_mut().for_each(|kv| kv.value = Bytes::new());
+                kvs = kvs.iter().map(without_value).collect();
             }
             kvs
         } else {
@@ -337,11 +336,7 @@ impl Mvcc {
             sort_by_target(&mut found, order, target, |(_, kept)| &kept.kv);
             found.truncate(if more { limit } else { found.len() });
             let value = |(rev, kept): &(Rev, &Kept)| match req.keys_only {
-                // A new empty value, not a cleared one: that would keep the shared buffer.
-                true => Ok(KeyValue {
-                    value: Bytes::new(),
-                    ..kept.kv.clone()
-                }),
+                true => Ok(without_value(&kept.kv)),
                 false => kept.read(*rev, history),
             };
             found.iter().map(value).collect::<Result<_, _>>()?
@@ -775,6 +770,15 @@ impl Mvcc {
             Some(kept) if kept.is_put() => kept.read(rev, history).map(Some),
             _ => Ok(None),
         }
+    }
+}
+
+/// `kv` for a keys-only answer: with a new empty value, not a cleared one (that would keep
+/// the shared buffer).
+fn without_value(kv: &KeyValue) -> KeyValue {
+    KeyValue {
+        value: Bytes::new(),
+        ..kv.clone()
     }
 }
 
