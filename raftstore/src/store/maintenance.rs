@@ -8,11 +8,9 @@ use std::sync::atomic::Ordering;
 
 use crate::alarms::cost;
 use crate::error::KvError;
-use crate::keyspace::Replicated;
 use crate::kv::{Alarm, AlarmKind, Command, CommandResult, KeyspaceHash, Revision};
-use crate::mvcc::Frozen;
 use crate::sessions::RequestTag;
-use crate::state_machine::SnapshotHistory;
+use crate::state_machine::{FrozenState, SnapshotHistory};
 
 impl Store {
     /// The current and the compacted revision of this replica.
@@ -26,24 +24,17 @@ impl Store {
         self.inner.keyspace.read().mvcc.indexed_keys()
     }
 
-    /// Reads the values it hashes after the keyspace's lock is released (see
-    /// [`Self::frozen`]): a hash of every retained version does not hold up writes.
+    /// Reads the values it hashes after the keyspace's lock is released, from a database
+    /// snapshot taken under it: a hash of every retained version does not hold up writes.
     pub fn hash_kv(&self, revision: Revision) -> Result<(Header, KeyspaceHash), StoreError> {
-        let (frozen, at) = self.frozen(|state| state.mvcc.check_readable(revision))?;
         let db = &self.inner.db;
+        let (frozen, at) = {
+            let state = self.inner.keyspace.read();
+            state.mvcc.check_readable(revision)?;
+            (state.mvcc.freeze(), db.raw().snapshot())
+        };
         let hash = frozen.hash(revision, &SnapshotHistory { at: &at, db })?;
         Ok((self.header(), hash))
-    }
-
-    /// The keyspace frozen under its read lock (after `check` passed there), beside a
-    /// database snapshot of the same moment to read its forgotten values from.
-    fn frozen(
-        &self,
-        check: impl FnOnce(&Replicated) -> Result<(), KvError>,
-    ) -> Result<(Frozen, rocksdb::Snapshot<'_>), KvError> {
-        let state = self.inner.keyspace.read();
-        check(&state)?;
-        Ok((state.mvcc.freeze(), self.inner.db.raw().snapshot()))
     }
 
     pub fn status(&self) -> MemberStatus {
@@ -193,24 +184,9 @@ impl Store {
     /// The whole replicated state, for `snapshot save` backups.
     pub async fn backup(&self) -> Result<crate::state_machine::SnapshotImage, StoreError> {
         self.read_barrier().await?;
-        let mut rest = None;
-        let (frozen, at) = self.frozen(|state| {
-            let meta = &state.meta;
-            rest = Some((
-                meta.members_ever.clone(),
-                meta.cluster_id,
-                state.sessions.clone(),
-            ));
-            Ok(())
-        })?;
-        let (members_ever, cluster_id, sessions) = rest.expect("read with the keyspace");
         let db = &self.inner.db;
-        let image = crate::state_machine::SnapshotImage {
-            mvcc: frozen.image(&SnapshotHistory { at: &at, db })?,
-            members_ever,
-            cluster_id,
-            sessions,
-        };
+        let (frozen, at) = FrozenState::take(&self.inner.keyspace, db);
+        let image = frozen.image(&SnapshotHistory { at: &at, db })?;
         Ok(image)
     }
 }
