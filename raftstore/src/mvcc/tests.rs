@@ -1,3 +1,7 @@
+//! The keyspace's cases, each run on a [`Replica`] that persists and forgets as the state
+//! machine does. Over 700 lines because it is one table of etcd behaviours over one state;
+//! the shared harness is at the top.
+
 use std::cell::Cell;
 
 use super::*;
