@@ -66,15 +66,30 @@ impl History for PersistedHistory {
     }
 }
 
-/// The same, from a database snapshot: the keyspace as it was at one moment.
+/// The same, from a database snapshot: the keyspace as it was at one moment. It reads every
+/// overwritten value once (a Raft snapshot, a HashKV, a backup), so what it reads does not
+/// fill the block cache: a master kept 26 MB of blocks a Raft snapshot had read until
+/// later reads pushed them out (heaptrack at 10,000 pods, BENCHMARKS.md).
 pub(crate) struct SnapshotHistory<'a> {
-    pub(crate) at: &'a rocksdb::Snapshot<'a>,
-    pub(crate) db: &'a Db,
+    db: &'a Db,
+    read: rocksdb::ReadOptions,
+}
+
+impl<'a> SnapshotHistory<'a> {
+    pub(crate) fn new(at: &'a rocksdb::Snapshot<'a>, db: &'a Db) -> Self {
+        let mut read = rocksdb::ReadOptions::default();
+        read.set_snapshot(at);
+        read.fill_cache(false);
+        Self { db, read }
+    }
 }
 
 impl History for SnapshotHistory<'_> {
     fn value(&self, rev: Rev) -> Result<Bytes, KvError> {
-        let stored = self.at.get_pinned_cf(self.db.cf(CF_MVCC), rev.to_bytes());
+        let stored =
+            self.db
+                .raw()
+                .get_pinned_cf_opt(self.db.cf(CF_MVCC), rev.to_bytes(), &self.read);
         stored_value(rev, stored)
     }
 }
@@ -329,10 +344,7 @@ impl StateMachine {
     /// from that database snapshot as it is written.
     fn write_state_as_snapshot(&self) -> Result<SnapshotMeta, DbError> {
         let (frozen, at) = FrozenState::take(&self.keyspace, &self.db);
-        let history = SnapshotHistory {
-            at: &at,
-            db: &self.db,
-        };
+        let history = SnapshotHistory::new(&at, &self.db);
         // Same fields in the same order as `SnapshotImage`: the same bytes.
         #[derive(Serialize)]
         struct Image<'a, M: Serialize> {

@@ -281,3 +281,49 @@ async fn a_snapshot_file_that_does_not_fit_the_state_is_written_again_at_start()
     open(&db);
     assert_eq!(file_covers(&db), None);
 }
+
+#[tokio::test]
+async fn a_snapshot_reads_the_history_past_the_block_cache_and_a_range_through_it() {
+    use crate::kv::{KeyRange, RangeRequest};
+    let (_dir, db) = fresh_db();
+    let (mut machine, keyspace) = open(&db);
+    // 64 versions of one key, 4 KB each, in table files: the overwritten ones are read
+    // back from the database.
+    let big = |seq: u64| {
+        let mut put = request(1, seq, 1);
+        if let Command::Put(put) = &mut put.command {
+            put.value = vec![b'a' + (seq % 26) as u8; 4096].into();
+        }
+        put
+    };
+    let writes = (1..=64).map(big).collect();
+    machine.apply(vec![entry(1, 1_000, writes)]).await.unwrap();
+    db.raw().flush_cf(db.cf(CF_MVCC)).unwrap();
+    let cached_at_start = db.block_cache_bytes();
+
+    machine.build_snapshot().await.unwrap();
+    let (_, data) = SnapshotFile::beside(db.path()).read().unwrap().unwrap();
+    let image: SnapshotImage = codec::decode(&data).unwrap();
+    assert_eq!(image.mvcc.versions.len(), 64, "every version was read");
+    assert_eq!(
+        db.block_cache_bytes(),
+        cached_at_start,
+        "what a snapshot reads once is not cached"
+    );
+
+    let req = RangeRequest {
+        range: KeyRange::single("k1"),
+        revision: 3,
+        ..Default::default()
+    };
+    let found = keyspace
+        .read()
+        .mvcc
+        .range(&req, keyspace.history())
+        .unwrap();
+    assert_eq!(found.kvs[0].value[..], [b'd'; 4096][..]);
+    assert!(
+        db.block_cache_bytes() > cached_at_start,
+        "a read of the past is cached"
+    );
+}

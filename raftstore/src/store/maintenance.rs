@@ -33,7 +33,7 @@ impl Store {
             state.mvcc.check_readable(revision)?;
             (state.mvcc.freeze(), db.raw().snapshot())
         };
-        let hash = frozen.hash(revision, &SnapshotHistory { at: &at, db })?;
+        let hash = frozen.hash(revision, &SnapshotHistory::new(&at, db))?;
         Ok((self.header(), hash))
     }
 
@@ -186,7 +186,7 @@ impl Store {
         self.read_barrier().await?;
         let db = &self.inner.db;
         let (frozen, at) = FrozenState::take(&self.inner.keyspace, db);
-        let image = frozen.image(&SnapshotHistory { at: &at, db })?;
+        let image = frozen.image(&SnapshotHistory::new(&at, db))?;
         Ok(image)
     }
 }
