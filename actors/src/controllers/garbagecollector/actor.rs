@@ -17,7 +17,7 @@ use serde_json::json;
 use super::decide::{self, Action, OwnerState};
 use super::graph::{resource_of, Graph, Node};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
-use crate::informer::{ApiObject, Cache, Event, MetaOnly};
+use crate::informer::{ApiObject, Cache, Event};
 use crate::queue::WorkQueue;
 
 /// Subscribes the collector to one kind's metadata cache.
@@ -30,11 +30,11 @@ pub struct GraphSources {
 }
 
 impl GraphSources {
-    /// Adds the metadata cache of kind `K`.
-    pub fn add<K>(&mut self, cache: Cache<MetaOnly<K>>)
-    where
-        MetaOnly<K>: ApiObject,
-    {
+    /// Adds a cache of kind `K`: a metadata-only one ([`MetaOnly`]), or a whole-object one
+    /// other components share (the graph reads only its objects' metadata).
+    ///
+    /// [`MetaOnly`]: crate::informer::MetaOnly
+    pub fn add<K: ApiObject>(&mut self, cache: Cache<K>) {
         self.subscribe
             .push(Arc::new(move |caches| caches.watch(&cache)));
     }
