@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 use openraft::AnyError;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, IteratorMode, Options,
+    WriteBatch, WriteOptions, DB,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,7 +45,9 @@ pub const MEMTABLE_BUDGET_BYTES: usize = 24 << 20;
 /// The one block cache of all the families. Without it each family's table factory makes its
 /// own of 32 MiB, and the mvcc family's filled with what a Raft snapshot read (26 MB of a
 /// leading master's heap at 10,000 pods). The reads it serves are of past revisions and of
-/// Raft entries already flushed: a lagging follower's or a watch's catch-up.
+/// Raft entries already flushed: a lagging follower's or a watch's catch-up. Reads of a whole
+/// family or of the whole history (loading at start, a Raft snapshot, HashKV, a backup) pass
+/// it by ([`Db::scan_whole`], `state_machine::SnapshotHistory`).
 pub const BLOCK_CACHE_BYTES: usize = 8 << 20;
 
 /// The key (Raft family) marking a restored member: the SHA-256 of its file, in hex (see
@@ -229,6 +231,15 @@ impl Db {
         self.inner
             .cf_handle(name)
             .expect("column family created at open")
+    }
+
+    /// Every entry of `family` in key order, for a read of the whole family at once (loading
+    /// it at start, rewriting it): what it reads does not fill the block cache.
+    pub fn scan_whole(&self, family: &'static str) -> rocksdb::DBIterator<'_> {
+        let mut read = rocksdb::ReadOptions::default();
+        read.fill_cache(false);
+        self.inner
+            .iterator_cf_opt(self.cf(family), read, IteratorMode::Start)
     }
 
     pub fn get<T: DeserializeOwned>(

@@ -14,7 +14,7 @@
 //! again). It refuses a version it does not know with the version found and the one it
 //! needs.
 
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
@@ -261,7 +261,7 @@ mod v1 {
     pub fn migrate(db: &Db) -> Result<WriteBatch, FormatError> {
         let mut batch = WriteBatch::default();
         let logs = db.cf(CF_LOGS);
-        for item in db.raw().iterator_cf(logs, IteratorMode::Start) {
+        for item in db.scan_whole(CF_LOGS) {
             let (key, value) = item
                 .map_err(|source| DbError::Read {
                     what: "logs",

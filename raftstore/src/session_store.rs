@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::Serialize;
 
 use crate::codec;
@@ -206,10 +206,7 @@ pub fn load(db: &Db) -> Result<Sessions, DbError> {
     };
     let mut clock_ms = 0;
     let mut sessions: BTreeMap<u64, Session> = BTreeMap::new();
-    for item in db
-        .raw()
-        .iterator_cf(db.cf(CF_SESSIONS), IteratorMode::Start)
-    {
+    for item in db.scan_whole(CF_SESSIONS) {
         let (key, value) = item.map_err(read)?;
         let client = || {
             key.get(1..9)

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Cursor;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use bytes::Bytes;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
-use rocksdb::{IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use rudder_proto::metrics::observe;
 use serde::{Deserialize, Serialize};
 
@@ -72,7 +73,9 @@ impl History for PersistedHistory {
 /// later reads pushed them out (heaptrack at 10,000 pods, BENCHMARKS.md).
 pub(crate) struct SnapshotHistory<'a> {
     db: &'a Db,
+    /// Points at the snapshot, which must outlive it: hence the borrow beside it.
     read: rocksdb::ReadOptions,
+    at: PhantomData<&'a rocksdb::Snapshot<'a>>,
 }
 
 impl<'a> SnapshotHistory<'a> {
@@ -80,7 +83,11 @@ impl<'a> SnapshotHistory<'a> {
         let mut read = rocksdb::ReadOptions::default();
         read.set_snapshot(at);
         read.fill_cache(false);
-        Self { db, read }
+        Self {
+            db,
+            read,
+            at: PhantomData,
+        }
     }
 }
 
@@ -240,7 +247,7 @@ impl StateMachine {
         let meta: SmMeta = db.get(CF_SM, "meta")?.unwrap_or_default();
         let mvcc_state: (i64, i64) = db.get(CF_SM, "revisions")?.unwrap_or_default();
         let mut versions = Vec::new();
-        for item in db.raw().iterator_cf(db.cf(CF_MVCC), IteratorMode::Start) {
+        for item in db.scan_whole(CF_MVCC) {
             let (key, value) = item.map_err(|source| DbError::Read {
                 what: "mvcc",
                 source,
@@ -255,7 +262,7 @@ impl StateMachine {
             versions.push((rev, version));
         }
         let mut leases = Vec::new();
-        for item in db.raw().iterator_cf(db.cf(CF_LEASES), IteratorMode::Start) {
+        for item in db.scan_whole(CF_LEASES) {
             let (_, value) = item.map_err(|source| DbError::Read {
                 what: "leases",
                 source,

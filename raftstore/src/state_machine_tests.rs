@@ -305,15 +305,19 @@ async fn a_snapshot_reads_the_history_past_the_block_cache_and_a_range_through_i
     let (_, data) = SnapshotFile::beside(db.path()).read().unwrap().unwrap();
     let image: SnapshotImage = codec::decode(&data).unwrap();
     assert_eq!(image.mvcc.versions.len(), 64, "every version was read");
-    assert_eq!(
-        db.block_cache_bytes(),
-        cached_at_start,
-        "what a snapshot reads once is not cached"
+    // At most a block is cached as the table file is first opened (seen in some runs: 4 KB);
+    // the 63 values read back from it (252 KB) are not.
+    let read_back = 63 * 4096;
+    let cached = db.block_cache_bytes() - cached_at_start;
+    assert!(
+        cached < read_back / 16,
+        "what a snapshot reads once is not cached: {cached} bytes were"
     );
+    let cached_after_snapshot = db.block_cache_bytes();
 
     let req = RangeRequest {
         range: KeyRange::single("k1"),
-        revision: 3,
+        revision: 40,
         ..Default::default()
     };
     let found = keyspace
@@ -321,9 +325,9 @@ async fn a_snapshot_reads_the_history_past_the_block_cache_and_a_range_through_i
         .mvcc
         .range(&req, keyspace.history())
         .unwrap();
-    assert_eq!(found.kvs[0].value[..], [b'd'; 4096][..]);
+    assert_eq!(found.kvs[0].value[..], [b'o'; 4096][..]);
     assert!(
-        db.block_cache_bytes() > cached_at_start,
+        db.block_cache_bytes() >= cached_after_snapshot + 4096,
         "a read of the past is cached"
     );
 }
