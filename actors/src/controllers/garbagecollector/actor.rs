@@ -1,5 +1,5 @@
-//! The garbage collector's shell: metadata-only informers over every kind feed one
-//! ownership graph; an event wakes the objects it may concern (the dependents of an object
+//! The garbage collector's shell: informers over every kind (metadata-only, but for pods,
+//! whose shared whole-object cache it reads) feed one ownership graph; an event wakes the objects it may concern (the dependents of an object
 //! gone, an owner a dependent released or stopped blocking, an object naming an owner not
 //! observed); a worker decides for one object (decide.rs) and writes under the leader's
 //! fence. An owner missing from the graph is looked up in the API before anything is
@@ -20,7 +20,7 @@ use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::informer::{ApiObject, Cache, Event};
 use crate::queue::WorkQueue;
 
-/// Subscribes the collector to one kind's metadata cache.
+/// Subscribes the collector to one kind's cache.
 type Subscribe = Arc<dyn Fn(&mut Subscriptions<'_, GarbageCollector>) + Send + Sync>;
 
 /// The caches the graph is built from, one per kind.
