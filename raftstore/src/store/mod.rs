@@ -695,3 +695,7 @@ fn unexpected(response: ForwardResponse) -> StoreError {
         detail: format!("{response:?}"),
     }
 }
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod history_tests;
