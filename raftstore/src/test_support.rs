@@ -11,8 +11,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use rudder_proto::etcdserverpb as pb;
+use rudder_proto::etcdserverpb::watch_client::WatchClient;
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::compaction::Retention;
 use crate::server::{RaftOptions, ServerError};
@@ -44,6 +47,34 @@ pub async fn listen() -> TcpListener {
     TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding loopback port 0")
+}
+
+/// A watch over the etcd API on `endpoint` (`host:port`), made by `create`; the sender keeps
+/// the request stream, and so the watch, open.
+pub async fn etcd_watch(
+    endpoint: &str,
+    create: pb::WatchCreateRequest,
+) -> (
+    tokio::sync::mpsc::Sender<pb::WatchRequest>,
+    tonic::Streaming<pb::WatchResponse>,
+) {
+    let mut client = WatchClient::connect(format!("http://{endpoint}"))
+        .await
+        .expect("the client port answers");
+    let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+    let union = pb::watch_request::RequestUnion::CreateRequest(create);
+    requests
+        .send(pb::WatchRequest {
+            request_union: Some(union),
+        })
+        .await
+        .expect("the request stream is open");
+    let responses = client
+        .watch(ReceiverStream::new(outgoing))
+        .await
+        .expect("the watch starts")
+        .into_inner();
+    (requests, responses)
 }
 
 /// What runs in each member's place: a store member alone ([`Bare`]), or a store member

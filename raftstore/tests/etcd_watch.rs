@@ -5,12 +5,10 @@
 use std::time::Duration;
 
 use rudder_proto::etcdserverpb as pb;
-use rudder_proto::etcdserverpb::watch_client::WatchClient;
 use rudder_raftstore::kv::{PutRequest, RequestOp, Revision, TxnRequest};
-use rudder_raftstore::test_support::Cluster;
+use rudder_raftstore::test_support::{etcd_watch, Cluster};
 use rudder_raftstore::Store;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
 async fn put(store: &Store, key: &str, value: Vec<u8>) -> Revision {
@@ -29,10 +27,6 @@ async fn watch(
     prefix: &str,
     start: Revision,
 ) -> (mpsc::Sender<pb::WatchRequest>, Streaming<pb::WatchResponse>) {
-    let mut client = WatchClient::connect(format!("http://{endpoint}"))
-        .await
-        .expect("the client port answers");
-    let (requests, outgoing) = mpsc::channel(1);
     let mut range_end = prefix.as_bytes().to_vec();
     *range_end.last_mut().unwrap() += 1;
     let create = pb::WatchCreateRequest {
@@ -41,19 +35,7 @@ async fn watch(
         start_revision: start,
         ..Default::default()
     };
-    let union = pb::watch_request::RequestUnion::CreateRequest(create);
-    requests
-        .send(pb::WatchRequest {
-            request_union: Some(union),
-        })
-        .await
-        .unwrap();
-    let responses = client
-        .watch(ReceiverStream::new(outgoing))
-        .await
-        .expect("the watch starts")
-        .into_inner();
-    (requests, responses)
+    etcd_watch(endpoint, create).await
 }
 
 async fn next(responses: &mut Streaming<pb::WatchResponse>) -> pb::WatchResponse {
