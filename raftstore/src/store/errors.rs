@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::KvError;
+use crate::network::ForwardResponse;
 use crate::types::NodeId;
 
 /// Why a store call failed.
@@ -39,4 +40,13 @@ pub enum StoreError {
          others?); a write may or may not have been applied: try another member"
     )]
     QuorumLost { millis: u64 },
+}
+
+impl StoreError {
+    /// The leader answered a forwarded request with an answer of another kind.
+    pub(crate) fn unexpected(response: ForwardResponse) -> Self {
+        Self::UnexpectedReply {
+            detail: format!("{response:?}"),
+        }
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{unexpected, Attempt, Header, LeaderAnswer, Store, StoreError};
+use super::{Attempt, Header, LeaderAnswer, Store, StoreError};
 use crate::error::KvError;
 use crate::kv::{Command, CommandResult, Lease, LeaseId, LeaseTimeToLive};
 use crate::network::{ForwardRequest, ForwardResponse};
@@ -42,7 +42,7 @@ impl Store {
             LeaderAnswer::Local(ttl) | LeaderAnswer::Remote(ForwardResponse::KeepAlive { ttl }) => {
                 Ok((self.header(), ttl))
             }
-            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+            LeaderAnswer::Remote(other) => Err(StoreError::unexpected(other)),
         }
     }
 
@@ -63,7 +63,7 @@ impl Store {
             LeaderAnswer::Local(ttl) | LeaderAnswer::Remote(ForwardResponse::TimeToLive(ttl)) => {
                 Ok((self.header(), ttl))
             }
-            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+            LeaderAnswer::Remote(other) => Err(StoreError::unexpected(other)),
         }
     }
 

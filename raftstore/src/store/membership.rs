@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 
-use super::{unexpected, Attempt, LeaderAnswer, MemberInfo, Store, StoreError};
+use super::{Attempt, LeaderAnswer, MemberInfo, Store, StoreError};
 use crate::network::{ForwardRequest, ForwardResponse};
 use crate::types::{Member, NodeId, Peer};
 
@@ -187,7 +187,7 @@ impl Store {
         let retried = attempts.load(std::sync::atomic::Ordering::Relaxed) > 1;
         match answer {
             Ok(LeaderAnswer::Local(()) | LeaderAnswer::Remote(ForwardResponse::Done)) => Ok(()),
-            Ok(LeaderAnswer::Remote(other)) => Err(unexpected(other)),
+            Ok(LeaderAnswer::Remote(other)) => Err(StoreError::unexpected(other)),
             // An earlier attempt may have done it: "not a learner" after a promote, "not
             // found" after a remove, is then the goal reached.
             Err(error) if retried && goal_reached(&error) => Ok(()),

@@ -374,7 +374,7 @@ impl Store {
         .and_then(|response| match response {
             LeaderAnswer::Local(outcome)
             | LeaderAnswer::Remote(ForwardResponse::Written(outcome)) => Ok(outcome),
-            LeaderAnswer::Remote(other) => Err(unexpected(other)),
+            LeaderAnswer::Remote(other) => Err(StoreError::unexpected(other)),
         })
     }
 
@@ -406,7 +406,7 @@ impl Store {
         let index = match index {
             LeaderAnswer::Local(index)
             | LeaderAnswer::Remote(ForwardResponse::ReadIndex(index)) => index,
-            LeaderAnswer::Remote(other) => return Err(unexpected(other)),
+            LeaderAnswer::Remote(other) => return Err(StoreError::unexpected(other)),
         };
         self.wait_applied(index).await
     }
@@ -688,12 +688,6 @@ impl Store {
 enum LeaderAnswer<T> {
     Local(T),
     Remote(ForwardResponse),
-}
-
-fn unexpected(response: ForwardResponse) -> StoreError {
-    StoreError::UnexpectedReply {
-        detail: format!("{response:?}"),
-    }
 }
 
 #[cfg(test)]
