@@ -138,8 +138,8 @@ enum Command {
 /// mimalloc rather than glibc's malloc: a master allocates and frees many small objects on
 /// many threads (decoded JSON, store entries), where glibc spent a third of the leading
 /// master's CPU and its per-thread arenas held memory long after use. Built not to ask the
-/// kernel for transparent huge pages (the workspace's `Cargo.toml` says why). (The `system-allocator`
-/// feature keeps glibc's, for heap profilers that hook malloc.)
+/// kernel for transparent huge pages (the workspace's `Cargo.toml` says why). (The
+/// `system-allocator` feature keeps glibc's, for heap profilers that hook malloc.)
 #[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,9 +1,10 @@
 //! The garbage collector's shell: informers over every kind (metadata-only, but for pods,
-//! whose shared whole-object cache it reads) feed one ownership graph; an event wakes the objects it may concern (the dependents of an object
-//! gone, an owner a dependent released or stopped blocking, an object naming an owner not
-//! observed); a worker decides for one object (decide.rs) and writes under the leader's
-//! fence. An owner missing from the graph is looked up in the API before anything is
-//! deleted for its absence, so a cache that lags (or a kind listed later) deletes nothing.
+//! whose shared whole-object cache it reads) feed one ownership graph; an event wakes the
+//! objects it may concern (the dependents of an object gone, an owner a dependent released
+//! or stopped blocking, an object naming an owner not observed); a worker decides for one
+//! object (decide.rs) and writes under the leader's fence. An owner missing from the graph
+//! is looked up in the API before anything is deleted for its absence, so a cache that lags
+//! (or a kind listed later) deletes nothing.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
