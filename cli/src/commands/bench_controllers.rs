@@ -8,7 +8,7 @@
 //! - Deployment: `--replicas` pods, then an image change → the rollout complete (updated =
 //!   available = replicas, at the generation the change made);
 //! - memory: each spawned master's RSS once a ReplicaSet of `--rss-pods` runs and its
-//!   controller counts every pod ready.
+//!   controller counts every pod ready, and again after `--rss-idle` with nothing to do.
 //!
 //! ```text
 //! masters ─► hollow nodes Ready ─► warm-up (1 pod) ─► replicaset ─► deployment ─► memory
@@ -69,6 +69,10 @@ pub struct ControllersArgs {
     /// Skip the masters' memory with --rss-pods pods.
     #[arg(long)]
     skip_rss: bool,
+    /// How long the masters idle, the pods still running, before their memory is read a
+    /// second time (30s, 2m; 0s reads it once).
+    #[arg(long, default_value = "30s")]
+    rss_idle: String,
     /// The longest one phase may take (30s, 10m, 1h); a phase past it ends the run.
     #[arg(long, default_value = "10m")]
     timeout: String,
@@ -99,6 +103,7 @@ impl ControllersArgs {
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let timeout = parse_flag_duration("--timeout", &args.timeout, "s")?;
+    let rss_idle = parse_flag_duration("--rss-idle", &args.rss_idle, "s")?;
     anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
     let spawns = args.server.is_empty();
     let most = args.most_pods(spawns && !args.skip_rss);
@@ -135,6 +140,7 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
         client: Arc::new(ApiClient::new(endpoints)),
         args: &args,
         timeout,
+        rss_idle,
         masters,
         idle: HashMap::new(),
         rows: Vec::new(),
@@ -203,6 +209,8 @@ struct Bench<'a> {
     client: Arc<ApiClient>,
     args: &'a ControllersArgs,
     timeout: Duration,
+    /// How long the masters idle before their memory is read again (`--rss-idle`).
+    rss_idle: Duration,
     /// The spawned masters (none with --server).
     masters: Vec<Spawned>,
     /// Their memory once the nodes were up, before any workload.
@@ -589,6 +597,19 @@ impl Bench<'_> {
         for master in &self.masters {
             read.push((master.name.clone(), read_memory(master.pid)?));
         }
+        // The first reading comes at the end of a burst of writes; the second shows what the
+        // masters keep of it when the pods run on and nothing changes.
+        let mut after_idle = HashMap::new();
+        if !self.rss_idle.is_zero() {
+            eprintln!(
+                "memory read; the masters idle {} before it is read again",
+                seconds(self.rss_idle)
+            );
+            tokio::time::sleep(self.rss_idle).await;
+            for master in &self.masters {
+                after_idle.insert(master.name.clone(), read_memory(master.pid)?);
+            }
+        }
         let endpoints: Vec<(String, String)> = self
             .masters
             .iter()
@@ -606,12 +627,20 @@ impl Bench<'_> {
                 Some(idle) => format!(", {} before any workload", mib(idle.rss_kib)),
                 None => String::new(),
             };
+            let later = match after_idle.get(&master) {
+                Some(later) => format!(
+                    ", {} after {} idle",
+                    mib(later.rss_kib),
+                    seconds(self.rss_idle)
+                ),
+                None => String::new(),
+            };
             let leads = leads_phrase(&master, &leaders);
             self.row(
                 format!("master {master} RSS, {pods_wanted} pods"),
                 mib(memory.rss_kib),
                 rss_goal(pods_wanted, memory.rss_kib),
-                format!("peak {}{idle}{leads}", mib(memory.peak_kib)),
+                format!("peak {}{later}{idle}{leads}", mib(memory.peak_kib)),
             );
         }
         Ok(())
