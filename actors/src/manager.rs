@@ -58,7 +58,9 @@ use crate::events::Recorder;
 use crate::informer::{
     by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers,
 };
-use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
+use crate::leader::{
+    nothing_on_idle, spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term,
+};
 use crate::selection::Selection;
 
 /// The pod network of the whole cluster unless `--cluster-cidr` says otherwise.
@@ -83,6 +85,9 @@ pub struct ManagerConfig {
     /// The informers this process's components share (a master's scheduler follows the
     /// same pods and nodes).
     pub informers: SharedInformers,
+    /// What its thread runs each time it has nothing to do (the binary's allocator gives
+    /// memory back there).
+    pub on_idle: OnIdle,
 }
 
 impl ManagerConfig {
@@ -100,6 +105,7 @@ impl ManagerConfig {
             pod_gc: PodGcSettings::default(),
             metrics: ControllerMetrics::default(),
             informers: SharedInformers::default(),
+            on_idle: nothing_on_idle,
         }
     }
 }
@@ -116,6 +122,7 @@ pub fn spawn_in_system(
         election: config.election.clone(),
         what: "controller-manager",
         leading: config.metrics.leading.clone(),
+        on_idle: config.on_idle,
     };
     let starter = client.clone();
     spawn_while_leading(client, campaign, shutdown, move |fence| {

@@ -7,6 +7,7 @@
 //! - `session.rs`: which masters, discovery, kind names; `manifest.rs`: reading -f files.
 //! - kubectl's tables, AGE and `describe` are `rudder-printers` (shared with the HTTP API).
 
+mod allocator;
 mod commands;
 mod durations;
 mod manifest;
@@ -135,15 +136,6 @@ enum Command {
     Config(commands::config::ConfigCommand),
 }
 
-/// mimalloc rather than glibc's malloc: a master allocates and frees many small objects on
-/// many threads (decoded JSON, store entries), where glibc spent a third of the leading
-/// master's CPU and its per-thread arenas held memory long after use. Built not to ask the
-/// kernel for transparent huge pages (the workspace's `Cargo.toml` says why). (The
-/// `system-allocator` feature keeps glibc's, for heap profilers that hook malloc.)
-#[cfg(not(feature = "system-allocator"))]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // A shim's stderr is a container's exec output or its own log: only real errors there.
@@ -186,6 +178,7 @@ fn main() -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(allocator::give_back_when_idle)
         .build()?;
     let outcome = runtime.block_on(async {
         use commands::label::MetadataField;

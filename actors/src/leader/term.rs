@@ -29,7 +29,16 @@ pub struct Campaign {
     pub what: &'static str,
     /// Set to 1 while a term runs here, 0 otherwise (a metric).
     pub leading: Gauge,
+    /// Run by the campaign's thread each time it has nothing to do (see [`OnIdle`]).
+    pub on_idle: OnIdle,
 }
+
+/// What a component's thread runs each time it runs out of work (tokio's `on_thread_park`).
+/// The binary gives its allocator's free memory back there; a library does nothing.
+pub type OnIdle = fn();
+
+/// The [`OnIdle`] that does nothing.
+pub fn nothing_on_idle() {}
 
 /// What runs during one term of leadership.
 pub trait Term {
@@ -38,7 +47,8 @@ pub trait Term {
 }
 
 /// Starts an actix system on a thread of its own and runs [`while_leading`] there; returns
-/// the thread (it ends when `shutdown` turns true).
+/// the thread (it ends when `shutdown` turns true). The thread runs `campaign.on_idle` when
+/// it parks.
 pub fn spawn_while_leading<T, S>(
     client: Arc<ApiClient>,
     campaign: Campaign,
@@ -52,7 +62,15 @@ where
     std::thread::Builder::new()
         .name(campaign.what.into())
         .spawn(move || {
-            actix::System::new().block_on(while_leading(client, campaign, shutdown, start))
+            let on_idle = campaign.on_idle;
+            let system = actix::System::with_tokio_rt(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .on_thread_park(on_idle)
+                    .build()
+                    .expect("a current-thread runtime (what actix::System::new builds)")
+            });
+            system.block_on(while_leading(client, campaign, shutdown, start))
         })
 }
 
@@ -70,6 +88,7 @@ pub async fn while_leading<T: Term>(
         election,
         what,
         leading,
+        on_idle: _,
     } = campaign;
     let identity = unique_identity(&name);
     tracing::info!(%identity, lease = %election.lease_name, "{what} campaigning");

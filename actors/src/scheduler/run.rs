@@ -21,7 +21,9 @@ use super::metrics::SchedulerMetrics;
 use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{SharedCache, SharedInformers};
-use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
+use crate::leader::{
+    nothing_on_idle, spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term,
+};
 
 /// The scheduler's Lease in `kube-system`.
 pub const LEASE_NAME: &str = "rudder-scheduler";
@@ -43,6 +45,9 @@ pub struct SchedulerConfig {
     /// The informers this process's components share (a master's controller manager
     /// follows the same pods and nodes).
     pub informers: SharedInformers,
+    /// What its thread runs each time it has nothing to do (the binary's allocator gives
+    /// memory back there).
+    pub on_idle: OnIdle,
 }
 
 impl SchedulerConfig {
@@ -54,6 +59,7 @@ impl SchedulerConfig {
             percentage_of_nodes_to_score: None,
             metrics: SchedulerMetrics::default(),
             informers: SharedInformers::default(),
+            on_idle: nothing_on_idle,
         }
     }
 }
@@ -70,6 +76,7 @@ pub fn spawn_in_system(
         election: config.election.clone(),
         what: "scheduler",
         leading: config.metrics.leading.clone(),
+        on_idle: config.on_idle,
     };
     let starter = client.clone();
     spawn_while_leading(client, campaign, shutdown, move |fence| {

@@ -112,6 +112,7 @@ impl ControllerManagerFlags {
             node_lifecycle,
             pod_ranges,
             pod_gc,
+            on_idle: crate::allocator::give_back_when_idle,
             ..defaults
         })
     }

@@ -33,6 +33,7 @@ impl SchedulerFlags {
             binds_in_flight: self.binds_in_flight.max(1),
             percentage_of_nodes_to_score: Some(self.percentage_of_nodes_to_score)
                 .filter(|p| *p > 0),
+            on_idle: crate::allocator::give_back_when_idle,
             ..SchedulerConfig::new(name)
         })
     }
