@@ -5,8 +5,19 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 /// A duration flag's value: `500ms`, `30s`, `10m`, `1h`; a bare number is in `bare_unit`
-/// (empty: a bare number is refused).
+/// (empty: a bare number is refused). Zero is refused.
 pub fn parse_flag_duration(flag: &str, value: &str, bare_unit: &str) -> anyhow::Result<Duration> {
+    let duration = parse_flag_duration_or_zero(flag, value, bare_unit)?;
+    anyhow::ensure!(!duration.is_zero(), "{flag} must be more than zero");
+    Ok(duration)
+}
+
+/// As [`parse_flag_duration`], for a flag whose zero turns something off (`0s`).
+pub fn parse_flag_duration_or_zero(
+    flag: &str,
+    value: &str,
+    bare_unit: &str,
+) -> anyhow::Result<Duration> {
     let split = value
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(value.len());
@@ -29,7 +40,6 @@ pub fn parse_flag_duration(flag: &str, value: &str, bare_unit: &str) -> anyhow::
         "" => bail!("{flag} {value:?} needs a unit (ms, s, m or h)"),
         _ => bail!("{flag} {value:?}: unknown unit {unit:?} (use ms, s, m or h)"),
     };
-    anyhow::ensure!(!duration.is_zero(), "{flag} must be more than zero");
     Ok(duration)
 }
 
@@ -47,6 +57,20 @@ mod tests {
         assert!(
             refused.to_string().contains("longer than any clock"),
             "{refused}"
+        );
+    }
+
+    #[test]
+    fn zero_is_refused_unless_the_flag_turns_something_off_with_it() {
+        let refused = parse_flag_duration("--timeout", "0s", "s").unwrap_err();
+        assert_eq!(refused.to_string(), "--timeout must be more than zero");
+        assert_eq!(
+            parse_flag_duration_or_zero("--rss-idle", "0s", "s").unwrap(),
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse_flag_duration_or_zero("--rss-idle", "0", "s").unwrap(),
+            Duration::ZERO
         );
     }
 }

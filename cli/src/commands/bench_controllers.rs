@@ -12,7 +12,8 @@
 //!
 //! ```text
 //! masters ─► hollow nodes Ready ─► warm-up (1 pod) ─► replicaset ─► deployment ─► memory
-//!   (each phase followed by a watch, bounded by --timeout) ─► summary table
+//!   (each phase followed by a watch, bounded by --timeout)   (read, idle --rss-idle, read)
+//!   ─► summary table
 //! ```
 //!
 //! Every wait follows a watch (node registration excepted) and fails past `--timeout` for its
@@ -43,7 +44,7 @@ use self::follow::{follow_until, Deadline, Follow, Wait};
 use self::hollow::HollowNodes;
 use self::leaders::{leaders, leads_phrase};
 use super::bench_cluster::SpawnArgs;
-use crate::durations::parse_flag_duration;
+use crate::durations::{parse_flag_duration, parse_flag_duration_or_zero};
 
 #[derive(Args, Debug)]
 pub struct ControllersArgs {
@@ -103,7 +104,7 @@ impl ControllersArgs {
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
     let timeout = parse_flag_duration("--timeout", &args.timeout, "s")?;
-    let rss_idle = parse_flag_duration("--rss-idle", &args.rss_idle, "s")?;
+    let rss_idle = parse_flag_duration_or_zero("--rss-idle", &args.rss_idle, "s")?;
     anyhow::ensure!(args.nodes > 0, "--nodes must be at least 1");
     let spawns = args.server.is_empty();
     let most = args.most_pods(spawns && !args.skip_rss);
@@ -597,25 +598,26 @@ impl Bench<'_> {
         for master in &self.masters {
             read.push((master.name.clone(), read_memory(master.pid)?));
         }
-        // The first reading comes at the end of a burst of writes; the second shows what the
-        // masters keep of it when the pods run on and nothing changes.
-        let mut after_idle = HashMap::new();
-        if !self.rss_idle.is_zero() {
-            eprintln!(
-                "memory read; the masters idle {} before it is read again",
-                seconds(self.rss_idle)
-            );
-            tokio::time::sleep(self.rss_idle).await;
-            for master in &self.masters {
-                after_idle.insert(master.name.clone(), read_memory(master.pid)?);
-            }
-        }
         let endpoints: Vec<(String, String)> = self
             .masters
             .iter()
             .map(|m| (m.name.clone(), m.endpoint.clone()))
             .collect();
         let leaders = leaders(&self.client, &endpoints).await;
+        // The first reading comes at the end of a burst of writes; the second shows what the
+        // masters keep of it when the pods run on and nothing changes. A master gone by then
+        // says so in its row; the first readings still count.
+        let mut after_idle = HashMap::new();
+        if !self.rss_idle.is_zero() {
+            eprintln!(
+                "memory read; the masters idle {} before it is read again",
+                self.args.rss_idle
+            );
+            tokio::time::sleep(self.rss_idle).await;
+            for master in &self.masters {
+                after_idle.insert(master.name.clone(), read_memory(master.pid));
+            }
+        }
         self.row(
             format!("replicaset create → {pods_wanted} Running"),
             seconds(running),
@@ -628,11 +630,10 @@ impl Bench<'_> {
                 None => String::new(),
             };
             let later = match after_idle.get(&master) {
-                Some(later) => format!(
-                    ", {} after {} idle",
-                    mib(later.rss_kib),
-                    seconds(self.rss_idle)
-                ),
+                Some(Ok(later)) => {
+                    format!(", {} after {} idle", mib(later.rss_kib), self.args.rss_idle)
+                }
+                Some(Err(error)) => format!(", not read again ({error:#})"),
                 None => String::new(),
             };
             let leads = leads_phrase(&master, &leaders);
