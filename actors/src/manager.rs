@@ -58,9 +58,7 @@ use crate::events::Recorder;
 use crate::informer::{
     by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers,
 };
-use crate::leader::{
-    nothing_on_idle, spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term,
-};
+use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term};
 use crate::selection::Selection;
 
 /// The pod network of the whole cluster unless `--cluster-cidr` says otherwise.
@@ -105,7 +103,7 @@ impl ManagerConfig {
             pod_gc: PodGcSettings::default(),
             metrics: ControllerMetrics::default(),
             informers: SharedInformers::default(),
-            on_idle: nothing_on_idle,
+            on_idle: || {},
         }
     }
 }
@@ -122,10 +120,9 @@ pub fn spawn_in_system(
         election: config.election.clone(),
         what: "controller-manager",
         leading: config.metrics.leading.clone(),
-        on_idle: config.on_idle,
     };
     let starter = client.clone();
-    spawn_while_leading(client, campaign, shutdown, move |fence| {
+    spawn_while_leading(client, campaign, config.on_idle, shutdown, move |fence| {
         Running::start(starter.clone(), fence, &config)
     })
 }

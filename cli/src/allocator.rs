@@ -1,13 +1,17 @@
 //! The process's memory allocator: mimalloc rather than glibc's malloc, and what an idle
-//! thread gives back ([`give_back_when_idle`]).
+//! thread gives back ([`give_back_when_idle`], run as each runtime thread parks: the tokio
+//! runtime in `main`, the actix systems of [`actix_system`] and the controller manager's
+//! and scheduler's threads).
 //!
-//! mimalloc returns a page to the system (purges it) a second after its last block is freed,
-//! but only when its thread next goes to mimalloc for a page, and a thread's pages that
-//! became free through other threads' frees stay its own until it next allocates. A master
-//! that goes quiet after a burst of writes kept both: the master leading the controllers
-//! and the scheduler stayed at 326 MiB 30 s after `rudder bench controllers`' 10,000 pods
-//! ran, and falls to 309-322 MiB when each thread collects as it parks (BENCHMARKS.md).
-//! Collecting at once (`MIMALLOC_PURGE_DELAY=0`) gave back more but cost 6-9% more CPU.
+//! mimalloc gives an empty page back to the system (purges it) once it has been empty a
+//! second, but the purge runs only when some thread frees, abandons or collects a page, and
+//! a thread's pages emptied by other threads' frees stay with it until it next allocates or
+//! collects. So a thread that frees a burst and idles while no other thread frees a page
+//! keeps all of it (the test below). In a master other threads free pages all the time, so
+//! the gain is smaller: the master leading the controllers and the scheduler held 318-326
+//! MiB 30 s after `rudder bench controllers`' 10,000 pods ran, and 309-322 MiB with each
+//! thread collecting as it parks (BENCHMARKS.md). Purging at once
+//! (`MIMALLOC_PURGE_DELAY=0`) gave back more but cost 6-9% more CPU.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -30,9 +34,11 @@ thread_local! {
 }
 
 /// Run by a runtime's thread each time it parks (tokio's `on_thread_park`): at most once a
-/// [`COLLECT_EVERY`] per thread, mimalloc frees the thread's empty pages and purges those
-/// empty for longer than its purge delay. Not forced: a page emptied within the delay, likely
-/// to be used again, stays. With glibc's allocator, nothing.
+/// [`COLLECT_EVERY`] per thread, mimalloc takes back the pages the thread's blocks left
+/// empty (the few it keeps for reuse go after 16 such collects) and purges every page,
+/// process-wide, empty for longer than its purge delay (1 s). Not forced, so a page emptied
+/// within the delay stays for now: it goes at a later park, and a master's threads wake many
+/// times a second (Raft heartbeats, leases). With glibc's allocator, nothing.
 pub fn give_back_when_idle() {
     if cfg!(feature = "system-allocator") {
         return;
@@ -50,6 +56,18 @@ pub fn give_back_when_idle() {
         // calling thread (and the process's arenas), as mimalloc does on any allocation.
         unsafe { libmimalloc_sys::mi_collect(false) };
     }
+}
+
+/// An actix system (for `rudder node` and `rudder proxy`) whose thread gives memory back as
+/// it parks; otherwise what `actix::System::new` builds.
+pub fn actix_system() -> actix::SystemRunner {
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(give_back_when_idle)
+            .build()
+            .expect("a current-thread runtime (what actix::System::new builds)")
+    })
 }
 
 /// Whether a thread that last collected at `last` collects at `now`.
@@ -73,7 +91,9 @@ mod tests {
     }
 
     /// The thread that frees a burst's memory gives it back once it idles past mimalloc's
-    /// purge delay (1 s): without the collect, the process keeps it.
+    /// purge delay (1 s): without the collect, the process keeps it (checked: 265 MB still
+    /// resident after 20 s). Needs a process of its own, as nextest runs each test: under
+    /// `cargo test` other tests' frees purge too, and their memory counts in `RssAnon`.
     #[cfg(not(feature = "system-allocator"))]
     #[test]
     fn an_idle_thread_gives_a_burst_back() {

@@ -5,6 +5,7 @@
 //!
 //! - `commands/<verb>.rs`: each verb (clap arguments + the calls it makes).
 //! - `session.rs`: which masters, discovery, kind names; `manifest.rs`: reading -f files.
+//! - `allocator.rs`: mimalloc, and the runtimes' threads giving memory back as they idle.
 //! - kubectl's tables, AGE and `describe` are `rudder-printers` (shared with the HTTP API).
 
 mod allocator;

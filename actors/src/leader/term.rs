@@ -29,16 +29,11 @@ pub struct Campaign {
     pub what: &'static str,
     /// Set to 1 while a term runs here, 0 otherwise (a metric).
     pub leading: Gauge,
-    /// Run by the campaign's thread each time it has nothing to do (see [`OnIdle`]).
-    pub on_idle: OnIdle,
 }
 
-/// What a component's thread runs each time it runs out of work (tokio's `on_thread_park`).
-/// The binary gives its allocator's free memory back there; a library does nothing.
+/// What a component's thread runs each time it runs out of work (tokio's `on_thread_park`):
+/// the binary gives its allocator's free memory back there.
 pub type OnIdle = fn();
-
-/// The [`OnIdle`] that does nothing.
-pub fn nothing_on_idle() {}
 
 /// What runs during one term of leadership.
 pub trait Term {
@@ -47,11 +42,12 @@ pub trait Term {
 }
 
 /// Starts an actix system on a thread of its own and runs [`while_leading`] there; returns
-/// the thread (it ends when `shutdown` turns true). The thread runs `campaign.on_idle` when
-/// it parks.
+/// the thread (it ends when `shutdown` turns true). The thread runs `on_idle` each time it
+/// parks.
 pub fn spawn_while_leading<T, S>(
     client: Arc<ApiClient>,
     campaign: Campaign,
+    on_idle: OnIdle,
     shutdown: watch::Receiver<bool>,
     start: S,
 ) -> std::io::Result<JoinHandle<Result<(), ConfigError>>>
@@ -62,7 +58,6 @@ where
     std::thread::Builder::new()
         .name(campaign.what.into())
         .spawn(move || {
-            let on_idle = campaign.on_idle;
             let system = actix::System::with_tokio_rt(move || {
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -88,7 +83,6 @@ pub async fn while_leading<T: Term>(
         election,
         what,
         leading,
-        on_idle: _,
     } = campaign;
     let identity = unique_identity(&name);
     tracing::info!(%identity, lease = %election.lease_name, "{what} campaigning");

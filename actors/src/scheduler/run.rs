@@ -21,9 +21,7 @@ use super::metrics::SchedulerMetrics;
 use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{SharedCache, SharedInformers};
-use crate::leader::{
-    nothing_on_idle, spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term,
-};
+use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term};
 
 /// The scheduler's Lease in `kube-system`.
 pub const LEASE_NAME: &str = "rudder-scheduler";
@@ -59,7 +57,7 @@ impl SchedulerConfig {
             percentage_of_nodes_to_score: None,
             metrics: SchedulerMetrics::default(),
             informers: SharedInformers::default(),
-            on_idle: nothing_on_idle,
+            on_idle: || {},
         }
     }
 }
@@ -76,10 +74,9 @@ pub fn spawn_in_system(
         election: config.election.clone(),
         what: "scheduler",
         leading: config.metrics.leading.clone(),
-        on_idle: config.on_idle,
     };
     let starter = client.clone();
-    spawn_while_leading(client, campaign, shutdown, move |fence| {
+    spawn_while_leading(client, campaign, config.on_idle, shutdown, move |fence| {
         Running::start(starter.clone(), fence, &config)
     })
 }

@@ -163,7 +163,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             format!("--hollow-memory-mib {mib} is more bytes than a node can report")
         })?;
     }
-    let system = actix::System::new();
+    let system = crate::allocator::actix_system();
     let mut args = args;
     system.block_on(async move {
         let client = Arc::new(ApiClient::with_tls(servers, tls));

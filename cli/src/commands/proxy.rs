@@ -53,7 +53,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<()> {
         )
     })?;
     let mut args = args;
-    actix::System::new().block_on(async move {
+    crate::allocator::actix_system().block_on(async move {
         let client = Arc::new(ApiClient::with_tls(servers, tls));
         args.network.settle(&client).await?;
         let pod_cidr = match args.pod_cidr.clone() {
