@@ -55,9 +55,7 @@ use crate::controllers::statefulset::actor::{self as statefulset, StatefulSetCon
 use crate::controllers::volume::actor::{self as volume, VolumeController};
 use crate::controllers::Stop;
 use crate::events::Recorder;
-use crate::informer::{
-    by_owner_uid, ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers,
-};
+use crate::informer::{ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term};
 use crate::selection::Selection;
 
@@ -149,7 +147,9 @@ impl Running {
             held: Vec::new(),
             metrics: config.metrics.clone(),
         };
-        let pods = running.inform::<Pod>(&client, vec![by_owner_uid()]);
+        // No index: every controller finds its pods by namespace and selector, then checks
+        // the controller reference (an index per pod would be memory nobody reads).
+        let pods = running.inform::<Pod>(&client, vec![]);
         let replica_sets = running.inform::<ReplicaSet>(&client, vec![]);
         let controllers = running.inform::<ReplicationController>(&client, vec![]);
         let deployments = running.inform::<Deployment>(&client, vec![]);
