@@ -33,6 +33,7 @@
 //! - [`manager`]: the controller manager: leader election, then informers and controllers
 //!   under the lease's fence, all stopped when leadership ends; [`selection`]: which
 //!   controllers run (`--controllers`).
+//! - [`system`]: the actix system each component's thread runs, with a hook for when it idles.
 
 pub mod controllers;
 pub mod events;
@@ -46,3 +47,4 @@ pub mod queue;
 pub mod scheduler;
 pub mod scheduling;
 pub mod selection;
+pub mod system;

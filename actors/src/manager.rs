@@ -56,8 +56,9 @@ use crate::controllers::volume::actor::{self as volume, VolumeController};
 use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers};
-use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term};
+use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
 use crate::selection::Selection;
+use crate::system::OnIdle;
 
 /// The pod network of the whole cluster unless `--cluster-cidr` says otherwise.
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.244.0.0/16";

@@ -59,15 +59,9 @@ pub fn give_back_when_idle() {
 }
 
 /// An actix system (for `rudder node` and `rudder proxy`) whose thread gives memory back as
-/// it parks; otherwise what `actix::System::new` builds.
+/// it parks.
 pub fn actix_system() -> actix::SystemRunner {
-    actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_park(give_back_when_idle)
-            .build()
-            .expect("a current-thread runtime (what actix::System::new builds)")
-    })
+    rudder_actors::system::with_idle(give_back_when_idle)
 }
 
 /// Whether a thread that last collected at `last` collects at `now`.

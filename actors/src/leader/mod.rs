@@ -29,4 +29,4 @@ pub use decide::{decide, Decision};
 pub use elector::{Elector, Leadership};
 pub use identity::unique_identity;
 pub use rudder_proto::api::Fence;
-pub use term::{spawn_while_leading, while_leading, Campaign, OnIdle, Term};
+pub use term::{spawn_while_leading, while_leading, Campaign, Term};

@@ -18,6 +18,7 @@ use rudder_proto::client::ApiClient;
 use tokio::sync::watch;
 
 use super::{unique_identity, ConfigError, ElectionConfig, Elector, Leadership};
+use crate::system::{self, OnIdle};
 
 /// Who campaigns and for which Lease.
 #[derive(Debug, Clone)]
@@ -30,10 +31,6 @@ pub struct Campaign {
     /// Set to 1 while a term runs here, 0 otherwise (a metric).
     pub leading: Gauge,
 }
-
-/// What a component's thread runs each time it runs out of work (tokio's `on_thread_park`):
-/// the binary gives its allocator's free memory back there.
-pub type OnIdle = fn();
 
 /// What runs during one term of leadership.
 pub trait Term {
@@ -58,14 +55,7 @@ where
     std::thread::Builder::new()
         .name(campaign.what.into())
         .spawn(move || {
-            let system = actix::System::with_tokio_rt(move || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .on_thread_park(on_idle)
-                    .build()
-                    .expect("a current-thread runtime (what actix::System::new builds)")
-            });
-            system.block_on(while_leading(client, campaign, shutdown, start))
+            system::with_idle(on_idle).block_on(while_leading(client, campaign, shutdown, start))
         })
 }
 

@@ -21,7 +21,8 @@ use super::metrics::SchedulerMetrics;
 use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{SharedCache, SharedInformers};
-use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, OnIdle, Term};
+use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
+use crate::system::OnIdle;
 
 /// The scheduler's Lease in `kube-system`.
 pub const LEASE_NAME: &str = "rudder-scheduler";
