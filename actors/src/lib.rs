@@ -21,7 +21,8 @@
 //! - [`expectations`]: what a controller asked for and has not seen yet, so a lagging cache
 //!   never makes it create or delete twice.
 //! - [`intstr`]: int-or-percent bounds (`maxSurge: 25%`) scaled against a total.
-//! - [`pods`]: what controllers ask of a pod (active, ready, available, controller).
+//! - [`pods`]: what controllers ask of a pod (active, ready, available, controller), and
+//!   [`pods::cached`], the pod they ask it of: what the shared cache keeps of one.
 //! - [`scheduling`]: where a pod may run (taints and tolerations, node selector and required
 //!   node affinity) and which volume a claim may use, shared by the DaemonSet, node
 //!   lifecycle and PersistentVolume controllers and the scheduler.

@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim,
     ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -57,6 +57,7 @@ use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{ApiObject, Cache, Index, Informer, MetaOnly, Query, SharedInformers};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
+use crate::pods::cached::Pod;
 use crate::selection::Selection;
 use crate::system::OnIdle;
 

@@ -1,11 +1,20 @@
 //! What controllers ask of a pod (Kubernetes' `podutil`): is it still active, ready,
 //! available after `minReadySeconds`, owned by whom. Pure; times come from the caller.
+//! [`cached`]: the pod type those questions are asked of, as the shared cache keeps it.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+pub mod cached;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use rudder_proto::objects::disruption::has_ready_condition;
 
-/// Kubernetes' `IsPodReady`: the one readiness check, shared with the API server's eviction.
-pub use rudder_proto::objects::disruption::is_pod_ready as is_ready;
+use self::cached::{ContainerStatus, Pod};
+
+/// Kubernetes' `IsPodReady`: its Ready condition is True (the API server's eviction asks
+/// the same question, of the same conditions).
+pub fn is_ready(pod: &Pod) -> bool {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref());
+    has_ready_condition(conditions.unwrap_or_default())
+}
 
 /// Not finished (phase Succeeded or Failed) and not being deleted: a pod that counts toward
 /// a controller's replicas.
@@ -113,7 +122,7 @@ pub fn controller_of(
 
 #[cfg(test)]
 pub(crate) mod fixtures {
-    use k8s_openapi::api::core::v1::Pod;
+    use super::cached::Pod;
 
     /// A pod from JSON, for tests.
     pub fn pod(json: serde_json::Value) -> Pod {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use rudder_proto::api::DeleteRequest;
 use rudder_proto::client::{ClientError, Fenced};
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::replicaset::reconcile::slow_start_batches;
 use crate::events::{EventType, Recorder};
 use crate::expectations::Expectations;
+use crate::pods::cached::Pod;
 
 /// Creates that stopped at an error.
 #[derive(Debug)]

@@ -67,12 +67,6 @@ impl<K: ApiObject> Cache<K> {
         Self::of(Store::new(indexes))
     }
 
-    /// An empty cache that trims each object with `trim` before keeping it and telling its
-    /// subscribers ([`super::trim`]).
-    pub fn trimmed(indexes: Vec<Index<K>>, trim: fn(&mut K)) -> Self {
-        Self::of(Store::new(indexes).trimmed_by(trim))
-    }
-
     fn of(store: Store<K>) -> Self {
         Self {
             shared: Arc::new(Shared {

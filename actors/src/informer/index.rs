@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::Metadata;
 
 use super::key::ObjectKey;
+use crate::pods::cached::Pod;
 
 /// A named way to find objects: `values` says under which values an object is found.
 pub struct Index<K> {

@@ -78,10 +78,10 @@ impl<'de, K> Deserialize<'de> for MetaOnly<K> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::Resource;
 
     use super::*;
+    use crate::pods::cached::Pod;
 
     #[test]
     fn only_the_metadata_is_kept_and_the_kind_is_the_objects() {

@@ -15,8 +15,8 @@
 //! - `reflector.rs`: list, watch, resume and relist for a [`Query`], with `backoff.rs`'s
 //!   bounded delays.
 //! - `shared.rs`: [`SharedInformers`], one informer per kind for the components of a
-//!   process (a master's controller manager and scheduler share their pods), whose caches
-//!   keep pods without what only the kubelet reads (`trim.rs`, pure).
+//!   process (a master's controller manager and scheduler share their pods, as
+//!   [`crate::pods::cached::Pod`]: what they read of one).
 //! - `key.rs`: [`ObjectKey`]; `object.rs`: [`ApiObject`], the kinds an informer can follow;
 //!   `meta.rs`: [`MetaOnly`], any kind followed for its metadata only.
 //!
@@ -33,7 +33,6 @@ mod object;
 mod reflector;
 mod shared;
 mod store;
-mod trim;
 
 use std::sync::Arc;
 
@@ -49,7 +48,6 @@ pub use object::ApiObject;
 pub use reflector::Query;
 pub use shared::{SharedCache, SharedInformers};
 pub use store::{revision_of, NoSuchIndex, Store};
-pub use trim::{trim_for, trim_pod};
 
 /// A running informer: its reflector fills [`Informer::cache`] until [`Informer::stop`] is
 /// called or the last clone of the informer is dropped (the cache may outlive it, frozen).

@@ -2,8 +2,8 @@
 //! every object of that kind, as client-go's shared informer factory. A master runs the
 //! controller manager and the scheduler; each followed every pod on its own, so at 10,000
 //! pods the second copy was 125 MB of the leading master's heap (heaptrack, BENCHMARKS.md).
-//! Shared pods are also trimmed of what only the kubelet reads (`trim.rs`): 8 KB a pod
-//! instead of 18.
+//! The pods they share are [`crate::pods::cached::Pod`]s: what the controllers and the
+//! scheduler read of a pod: 3.4 KB where k8s-openapi's takes 17.5.
 //!
 //! ```text
 //!  controller manager term ─┐                      ┌─► Cache<Pod> (one, with the indexes
@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, Weak};
 
 use rudder_proto::client::ApiClient;
 
-use super::trim::trim_for;
 use super::{ApiObject, Cache, Index, Informer, Query};
 
 /// The informers of one process, by kind. Clones share them.
@@ -110,10 +109,7 @@ impl SharedInformers {
             return SharedCache { running: held };
         }
         let _on_runtime = self.runtime.as_ref().map(|runtime| runtime.enter());
-        let cache = match trim_for::<K>() {
-            Some(trim) => Cache::trimmed(indexes, trim),
-            None => Cache::new(indexes),
-        };
+        let cache = Cache::new(indexes);
         let started = Arc::new(Running {
             informer: Informer::start_on(cache, client.clone(), Query::all::<K>()),
         });
@@ -130,10 +126,9 @@ impl SharedInformers {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-
     use super::*;
     use crate::informer::{by_owner_uid, OWNER_UID};
+    use crate::pods::cached::Pod;
 
     /// A client of no server: the informers keep trying, which is all these tests need.
     fn client() -> Arc<ApiClient> {
@@ -151,29 +146,6 @@ mod tests {
         let controllers = informers.all::<Pod>(&client(), vec![by_owner_uid()]);
         assert!(Arc::ptr_eq(&scheduler.running, &controllers.running));
         assert!(scheduler.cache().indexed(OWNER_UID, "u").is_ok());
-    }
-
-    #[tokio::test]
-    async fn shared_pods_are_trimmed_and_other_kinds_kept_whole() {
-        let informers = SharedInformers::default();
-        let pods = informers.all::<Pod>(&client(), vec![]);
-        let mut pod = Pod::default();
-        pod.metadata.name = Some("web-1".into());
-        pod.spec = Some(
-            serde_json::from_value(serde_json::json!({
-            "containers": [{ "name": "app", "command": ["serve"] }] }))
-            .unwrap(),
-        );
-        pods.cache().replace(vec![pod], 1);
-        let kept = pods.cache().list();
-        assert_eq!(kept[0].spec.as_ref().unwrap().containers[0].command, None);
-
-        let maps = informers.all::<ConfigMap>(&client(), vec![]);
-        let mut map = ConfigMap::default();
-        map.metadata.name = Some("settings".into());
-        map.data = Some([("mode".to_string(), "prod".to_string())].into());
-        maps.cache().replace(vec![map.clone()], 1);
-        assert_eq!(*maps.cache().list()[0], map);
     }
 
     #[test]

@@ -31,8 +31,6 @@ pub struct Store<K> {
     synced: bool,
     /// The server said the revision is compacted: only a list can go on.
     expired: bool,
-    /// What is dropped of each object before it is kept (and told to subscribers).
-    trim: Option<fn(&mut K)>,
 }
 
 /// An object's resourceVersion as a number (`None` if missing or not a number).
@@ -48,21 +46,7 @@ impl<K: ApiObject> Store<K> {
             revision: None,
             synced: false,
             expired: false,
-            trim: None,
         }
-    }
-
-    /// Trims each object with `trim` before keeping it ([`super::trim`]).
-    pub fn trimmed_by(mut self, trim: fn(&mut K)) -> Self {
-        self.trim = Some(trim);
-        self
-    }
-
-    fn kept(&self, mut object: K) -> Arc<K> {
-        if let Some(trim) = self.trim {
-            trim(&mut object);
-        }
-        Arc::new(object)
     }
 
     /// Replaces the contents with a list taken at `revision`. Returns what changed: an object
@@ -71,7 +55,7 @@ impl<K: ApiObject> Store<K> {
     pub fn replace(&mut self, items: Vec<K>, revision: u64) -> Vec<Event<K>> {
         let mut listed: BTreeMap<ObjectKey, Arc<K>> = items
             .into_iter()
-            .map(|item| (ObjectKey::of(item.metadata()), self.kept(item)))
+            .map(|item| (ObjectKey::of(item.metadata()), Arc::new(item)))
             .collect();
         let mut events = Vec::new();
         let gone: Vec<ObjectKey> = self
@@ -112,14 +96,14 @@ impl<K: ApiObject> Store<K> {
             Change::Applied(object) => {
                 self.advance(revision_of(object.metadata()));
                 let key = ObjectKey::of(object.metadata());
-                let object = self.kept(object);
+                let object = Arc::new(object);
                 self.upsert(key, object)
             }
             Change::Deleted(object) => {
                 self.advance(revision_of(object.metadata()));
                 let key = ObjectKey::of(object.metadata());
                 match self.remove(&key) {
-                    Some(_) => vec![Event::Deleted(self.kept(object))],
+                    Some(_) => vec![Event::Deleted(Arc::new(object))],
                     None => Vec::new(),
                 }
             }

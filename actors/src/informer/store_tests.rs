@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::objects::selector::LabelSelector;
 use serde_json::json;
 
 use super::*;
 use crate::informer::index::{by_owner_uid, pods_by_node, NODE_NAME, OWNER_UID};
+use crate::pods::cached::Pod;
 
 /// A pod `namespace/name` with uid `name-uid`, at `revision`, with these labels, on `node`
 /// (empty: unbound), owned by `owners` (uids).
@@ -300,32 +300,4 @@ fn selector_queries_look_in_one_namespace_and_follow_label_changes() {
     );
     assert_eq!(store.in_namespace("b").len(), 1);
     assert_eq!(store.len(), 5);
-}
-
-/// A trim for these tests: the pod forgets its labels.
-fn without_labels(pod: &mut Pod) {
-    pod.metadata.labels = None;
-}
-
-#[test]
-fn a_trimmed_store_keeps_and_tells_only_trimmed_objects() {
-    let labelled = |key: &str, revision| pod(key, revision, &[("app", "web")], "", &[]);
-    let mut store = Store::new(Vec::new()).trimmed_by(without_labels);
-    let mut events = store.replace(vec![labelled("a/x", 2)], 2);
-    events.extend(store.apply(Change::Applied(labelled("a/y", 3))));
-    events.extend(store.apply(Change::Applied(labelled("a/y", 4))));
-    events.extend(store.apply(Change::Deleted(labelled("a/x", 5))));
-    let told: Vec<&Pod> = events
-        .iter()
-        .flat_map(|event| match event {
-            Event::Added(pod) | Event::Deleted(pod) => vec![&**pod],
-            Event::Updated { old, new } => vec![&**old, &**new],
-            Event::Synced => vec![],
-        })
-        .collect();
-    assert_eq!(told.len(), 5);
-    assert!(told.iter().all(|pod| pod.metadata.labels.is_none()));
-    let kept = store.list();
-    assert_eq!(kept.len(), 1);
-    assert_eq!(kept[0].metadata.labels, None);
 }

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+    Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -57,6 +57,7 @@ use crate::controllers::runtime::SyncGate;
 use crate::controllers::Stop;
 use crate::events::{object_reference, EventType, Recorder};
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 
 /// Pods placed in one pass before the actor looks at its mailbox again.
 pub const PASS_BUDGET: usize = 128;

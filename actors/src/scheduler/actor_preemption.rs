@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::DeleteRequest;
 use serde_json::json;
 
@@ -16,6 +15,7 @@ use super::super::preemption::{self, preempt_with, Preemption};
 use super::{uid_of, Scheduler};
 use crate::events::{object_reference, EventType};
 use crate::informer::ObjectKey;
+use crate::pods::cached::Pod;
 
 impl Scheduler {
     /// Preempts for `pod`, which `unschedulable` says fits nowhere, if evicting pods of lower

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::super::claims::pre_bind;
@@ -17,6 +17,7 @@ use super::{
     VOLUME_BIND_TIMEOUT,
 };
 use crate::informer::{Event, ObjectKey};
+use crate::pods::cached::Pod;
 
 impl Scheduler {
     /// VolumeBinding's Reserve: what the pod's claims need on `node`, assumed in the

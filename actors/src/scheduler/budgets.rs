@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rudder_proto::objects::selector::LabelSelector;
+
+use crate::pods::cached::Pod;
 
 /// For `pods` evicted together in the order given, whether each breaks a budget of `budgets`.
 pub fn breaking(budgets: &[Arc<PodDisruptionBudget>], pods: &[Arc<Pod>]) -> Vec<bool> {

@@ -3,11 +3,12 @@
 //! change where it fits, which bind refusals are moot, and the conditions that say a pod is
 //! unschedulable.
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Node, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::client::ClientError;
 
 use super::decide::{is_gated, is_ours};
+use crate::pods::cached::Pod;
 
 /// Whether a node's update may let a parked pod fit: its labels, taints, unschedulable flag,
 /// allocatable, images or conditions changed (not its heartbeat times).

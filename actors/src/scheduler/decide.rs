@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::filters::{run_filters_with_nominated, NodeNames, PreFilter};
@@ -30,6 +29,7 @@ use super::unfit::{
     AFFINITY_TERMS_CONFLICT, NODE_AFFINITY_PLUGIN, NOT_PINNED, VOLUME_BINDING_PLUGIN,
 };
 use crate::pods;
+use crate::pods::cached::Pod;
 
 /// The scheduler name pods get by default; an empty `schedulerName` means it too.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";

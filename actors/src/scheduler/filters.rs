@@ -15,13 +15,14 @@
 //!
 //! VolumeBinding is `volumes.rs`; the other volume filters of the default profile
 //! (VolumeRestrictions, NodeVolumeLimits, VolumeZone) and DynamicResources are not here.
-//! Pods come from the master's shared cache, trimmed (`informer/trim.rs`): of volumes only
-//! claims are kept, and no container mounts. A filter that needs more must keep it there.
+//! Pods come from the master's shared cache as [`crate::pods::cached::Pod`]s: of volumes
+//! only claims are kept, and no container mounts. A filter that needs more of a pod adds
+//! it to `pods/cached.rs` first.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::interpod::AffinityFilter;
@@ -31,6 +32,7 @@ use super::spread::SpreadFilter;
 use super::terms::{has_required_node_affinity, PodTerms};
 use super::unfit::Unfit;
 use super::volumes::PodVolumes;
+use crate::pods::cached::{Pod, PodSpec};
 use crate::scheduling::node_affinity::{matches_required, NODE_NAME_FIELD};
 use crate::scheduling::taints::{
     first_untolerated, is_tolerated, taint, NO_EXECUTE, NO_SCHEDULE, UNSCHEDULABLE,
@@ -181,7 +183,13 @@ pub fn taint_toleration(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfi
 
 /// NodeAffinity: `nodeSelector` and required node affinity.
 pub fn node_affinity(pre: &PreFilter<'_>, node: &NodeInfo) -> Result<(), Unfit> {
-    if pre.checks_node_affinity && !matches_required(pre.spec, node.node()) {
+    if pre.checks_node_affinity
+        && !matches_required(
+            pre.spec.node_selector.as_ref(),
+            pre.spec.affinity.as_deref(),
+            node.node(),
+        )
+    {
         return Err(Unfit::NodeAffinity);
     }
     Ok(())

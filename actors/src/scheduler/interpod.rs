@@ -18,12 +18,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::scores::MAX_NODE_SCORE;
 use super::snapshot::{NodeInfo, Snapshot};
 use super::terms::{AffinityTerm, PodTerms};
 use super::unfit::Unfit;
+use crate::pods::cached::Pod;
 
 /// kube-scheduler's default `hardPodAffinityWeight`.
 pub const HARD_POD_AFFINITY_WEIGHT: i64 = 1;

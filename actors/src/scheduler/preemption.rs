@@ -41,7 +41,6 @@ use std::cmp::{Ordering, Reverse};
 use std::fmt;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use rudder_proto::objects::priority::PREEMPT_NEVER;
 
@@ -54,6 +53,7 @@ use super::unfit::{
     INTER_POD_AFFINITY_PLUGIN, NODE_PORTS_PLUGIN, NODE_RESOURCES_FIT_PLUGIN,
     POD_TOPOLOGY_SPREAD_PLUGIN,
 };
+use crate::pods::cached::Pod;
 
 /// `minCandidateNodesPercentage`: the dry run stops once it has candidates on this share of
 /// the nodes where preemption may help...

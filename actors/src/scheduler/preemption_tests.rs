@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::pods::cached::Pod;
 use crate::scheduler::decide::place;
 use crate::scheduler::testing::{bound, pending, sized, snapshot_of, with_node_spec, with_spec};
 

@@ -17,9 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Node, PodSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use rudder_proto::objects::quantity::Quantity;
+
+use crate::pods::cached::{Container, PodSpec};
 
 pub const CPU: &str = "cpu";
 pub const MEMORY: &str = "memory";

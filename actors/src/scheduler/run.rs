@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use rudder_proto::api::Fence;
@@ -22,6 +22,7 @@ use crate::controllers::Stop;
 use crate::events::Recorder;
 use crate::informer::{SharedCache, SharedInformers};
 use crate::leader::{spawn_while_leading, Campaign, ConfigError, ElectionConfig, Term};
+use crate::pods::cached::Pod;
 use crate::system::OnIdle;
 
 /// The scheduler's Lease in `kube-system`.

@@ -13,10 +13,11 @@
 //! | NodeResourcesBalancedAllocation | 1 − spread of cpu and memory fractions  | already      | 1 |
 //! | ImageLocality                   | sizes of the pod's images on the node   | already      | 1 |
 
-use k8s_openapi::api::core::v1::{NodeSelector, PodSpec, Toleration};
+use k8s_openapi::api::core::v1::{NodeSelector, Toleration};
 
 use super::resources::Resources;
 use super::snapshot::{NodeInfo, Snapshot};
+use crate::pods::cached::PodSpec;
 use crate::scheduling::node_affinity::selector_matches;
 use crate::scheduling::taints::{is_tolerated, PREFER_NO_SCHEDULE};
 

@@ -27,12 +27,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Taint};
+use k8s_openapi::api::core::v1::{Node, Taint};
 
 use super::resources::{self, Resources};
 use super::terms::PodTerms;
 use super::volumes::Storage;
 use crate::pods;
+use crate::pods::cached::{Pod, PodSpec};
 
 /// The address of every interface: a host port on it collides with that port on any address.
 pub const BIND_ALL: &str = "0.0.0.0";

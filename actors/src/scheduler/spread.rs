@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use rudder_proto::objects::selector::LabelSelector;
 
@@ -28,6 +28,7 @@ use super::scores::MAX_NODE_SCORE;
 use super::snapshot::{spec_of, NodeInfo, Snapshot};
 use super::terms::{has_required_node_affinity, requirement, with_requirements};
 use super::unfit::Unfit;
+use crate::pods::cached::{Pod, PodSpec};
 use crate::scheduling::node_affinity::matches_required;
 use crate::scheduling::taints::{first_untolerated, NO_EXECUTE, NO_SCHEDULE};
 
@@ -356,7 +357,11 @@ fn has_all_keys(node: &NodeInfo, constraints: &[Constraint]) -> bool {
 fn includes(c: &Constraint, spec: &PodSpec, node: &NodeInfo) -> bool {
     if c.honor_node_affinity
         && has_required_node_affinity(spec)
-        && !matches_required(spec, node.node())
+        && !matches_required(
+            spec.node_selector.as_ref(),
+            spec.affinity.as_deref(),
+            node.node(),
+        )
     {
         return false;
     }

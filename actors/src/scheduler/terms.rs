@@ -10,9 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec, WeightedPodAffinityTerm};
+use k8s_openapi::api::core::v1::{PodAffinityTerm, WeightedPodAffinityTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as metav1;
 use rudder_proto::objects::selector::LabelSelector;
+
+use crate::pods::cached::{Pod, PodSpec};
 
 /// One parsed `PodAffinityTerm`.
 #[derive(Debug, Clone, PartialEq, Eq)]

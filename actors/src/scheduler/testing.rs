@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use serde_json::{json, Value};
 
 use super::snapshot::Snapshot;
+use crate::pods::cached::Pod;
 
 /// A node from JSON.
 pub fn node(json: Value) -> Arc<Node> {

@@ -36,7 +36,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use rudder_proto::objects::storage::{
@@ -47,6 +47,7 @@ use rudder_proto::objects::storage::{
 use super::unfit::{Unfit, VOLUME_BIND_CONFLICT};
 use crate::controllers::volume::provisioner;
 use crate::informer::ObjectKey;
+use crate::pods::cached::Pod;
 use crate::scheduling::volumes::{
     claim_ref, find_match, fits_node, is_bound_to, requested, volume_bound,
 };

@@ -16,23 +16,27 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    Affinity, Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
 };
+
+use crate::pods::cached::PodSpec;
 
 /// The only field `matchFields` may name.
 pub const NODE_NAME_FIELD: &str = "metadata.name";
 
-/// Whether the pod's `nodeSelector` and required node affinity both admit `node`.
-pub fn matches_required(spec: &PodSpec, node: &Node) -> bool {
+/// Whether a pod's `nodeSelector` and required node affinity both admit `node` (asked of a
+/// pod's spec, or of a template's: give `spec.node_selector.as_ref()` and the affinity).
+pub fn matches_required(
+    node_selector: Option<&BTreeMap<String, String>>,
+    affinity: Option<&Affinity>,
+    node: &Node,
+) -> bool {
     let labels = node.metadata.labels.clone().unwrap_or_default();
-    let selector_fits = spec
-        .node_selector
-        .iter()
+    let selector_fits = node_selector
+        .into_iter()
         .flatten()
         .all(|(k, v)| labels.get(k) == Some(v));
-    let required = spec
-        .affinity
-        .as_ref()
+    let required = affinity
         .and_then(|a| a.node_affinity.as_ref())
         .and_then(|a| {
             a.required_during_scheduling_ignored_during_execution
@@ -173,6 +177,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn admits(spec: &PodSpec, node: &Node) -> bool {
+        matches_required(spec.node_selector.as_ref(), spec.affinity.as_deref(), node)
+    }
+
     fn node(name: &str, labels: serde_json::Value) -> Node {
         serde_json::from_value(json!({ "metadata": { "name": name, "labels": labels } }))
             .expect("a test node decodes")
@@ -202,7 +210,7 @@ mod tests {
         ];
         for (selector, expected) in table {
             let s = spec(json!({ "containers": [], "nodeSelector": selector }));
-            assert_eq!(matches_required(&s, &n), expected, "{selector}");
+            assert_eq!(admits(&s, &n), expected, "{selector}");
         }
     }
 
@@ -233,11 +241,7 @@ mod tests {
             (expr("disk", "Like", &["ssd"]), false),
         ];
         for (term, expected) in table {
-            assert_eq!(
-                matches_required(&requiring(json!([term])), &n),
-                expected,
-                "{term}"
-            );
+            assert_eq!(admits(&requiring(json!([term])), &n), expected, "{term}");
         }
     }
 
@@ -247,20 +251,17 @@ mod tests {
         let both = json!({ "matchExpressions": [
             { "key": "disk", "operator": "In", "values": ["ssd"] },
             { "key": "zone", "operator": "In", "values": ["b"] } ] });
-        assert!(!matches_required(&requiring(json!([both.clone()])), &n));
+        assert!(!admits(&requiring(json!([both.clone()])), &n));
         let either = json!([both, expr("zone", "In", &["a"])]);
-        assert!(matches_required(&requiring(either), &n));
+        assert!(admits(&requiring(either), &n));
+        assert!(!admits(&requiring(json!([])), &n), "no terms: no node");
         assert!(
-            !matches_required(&requiring(json!([])), &n),
-            "no terms: no node"
-        );
-        assert!(
-            !matches_required(&requiring(json!([{}])), &n),
+            !admits(&requiring(json!([{}])), &n),
             "an empty term: no node"
         );
         let invalid_then_valid = json!([expr("disk", "In", &[]), expr("disk", "Exists", &[])]);
         assert!(
-            matches_required(&requiring(invalid_then_valid), &n),
+            admits(&requiring(invalid_then_valid), &n),
             "an invalid term is skipped, the others still count"
         );
     }
@@ -269,42 +270,42 @@ mod tests {
     fn match_fields_name_the_node() {
         let n = node("n1", json!({}));
         let field = |op: &str, values: &[&str]| json!([{ "matchFields": [{ "key": "metadata.name", "operator": op, "values": values }] }]);
-        assert!(matches_required(&requiring(field("In", &["n1"])), &n));
-        assert!(!matches_required(&requiring(field("In", &["n2"])), &n));
-        assert!(matches_required(&requiring(field("NotIn", &["n2"])), &n));
+        assert!(admits(&requiring(field("In", &["n1"])), &n));
+        assert!(!admits(&requiring(field("In", &["n2"])), &n));
+        assert!(admits(&requiring(field("NotIn", &["n2"])), &n));
         assert!(
-            !matches_required(&requiring(field("In", &["n1", "n2"])), &n),
+            !admits(&requiring(field("In", &["n1", "n2"])), &n),
             "one value"
         );
-        assert!(!matches_required(&requiring(field("Exists", &[])), &n));
+        assert!(!admits(&requiring(field("Exists", &[])), &n));
         let other_field = json!([{ "matchFields": [
             { "key": "metadata.uid", "operator": "In", "values": ["n1"] } ] }]);
-        assert!(!matches_required(&requiring(other_field), &n));
+        assert!(!admits(&requiring(other_field), &n));
     }
 
     #[test]
     fn node_selector_and_affinity_must_both_hold() {
         let n = node("n1", json!({ "disk": "ssd" }));
         let mut s = requiring(json!([expr("disk", "Exists", &[])]));
-        assert!(matches_required(&s, &n));
+        assert!(admits(&s, &n));
         s.node_selector = Some([("disk".to_string(), "hdd".to_string())].into());
-        assert!(!matches_required(&s, &n));
+        assert!(!admits(&s, &n));
     }
 
     #[test]
     fn the_target_node_is_the_binding_or_the_pinning_affinity() {
         let mut pinned = spec(json!({ "containers": [] }));
         assert_eq!(target_node(&pinned), None);
-        pinned.affinity = Some(k8s_openapi::api::core::v1::Affinity {
+        pinned.affinity = Some(Box::new(k8s_openapi::api::core::v1::Affinity {
             node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity {
                 required_during_scheduling_ignored_during_execution: Some(pinned_to("n7")),
                 preferred_during_scheduling_ignored_during_execution: None,
             }),
             ..Default::default()
-        });
+        }));
         assert_eq!(target_node(&pinned), Some("n7"));
-        assert!(matches_required(&pinned, &node("n7", json!({}))));
-        assert!(!matches_required(&pinned, &node("n8", json!({}))));
+        assert!(admits(&pinned, &node("n7", json!({}))));
+        assert!(!admits(&pinned, &node("n8", json!({}))));
         pinned.node_name = Some("n9".into());
         assert_eq!(target_node(&pinned), Some("n9"), "the binding wins");
     }

@@ -149,7 +149,7 @@ pub(crate) fn guard<'a, B: Borrow<PodDisruptionBudget>>(
 ) -> Guard<'a, B> {
     let mut guarding = budgets
         .iter()
-        .filter(|pdb| guards_eviction(Borrow::<PodDisruptionBudget>::borrow(*pdb), pod));
+        .filter(|pdb| guards_eviction(Borrow::<PodDisruptionBudget>::borrow(*pdb), &pod.metadata));
     match (guarding.next(), guarding.next()) {
         (None, _) => Guard::Unguarded,
         (Some(one), None) => Guard::One(one),

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
+use rudder_actors::pods::cached::Pod;
 use rudder_actors::scheduler::decide::place;
 use rudder_actors::scheduler::snapshot::Snapshot;
 use rudder_chaos::bench::stats::summarize;

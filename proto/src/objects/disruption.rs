@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Pod, PodCondition};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
 
 use super::selector::LabelSelector;
 
@@ -45,13 +45,19 @@ pub const DISRUPTION_TARGET: &str = "DisruptionTarget";
 pub const EVICTION_BY_EVICTION_API: &str = "EvictionByEvictionAPI";
 pub const EVICTION_API_MESSAGE: &str = "Eviction API: evicting";
 
-/// Kubernetes' `podutil.IsPodReady`: the pod's (first) Ready condition is True. The one
-/// readiness check of the API server's eviction and of every controller.
+/// Kubernetes' `podutil.IsPodReady`: the pod's (first) Ready condition is True. The
+/// readiness check of the API server's eviction.
 pub fn is_pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|conditions| conditions.iter().find(|c| c.type_ == "Ready"))
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref());
+    has_ready_condition(conditions.unwrap_or_default())
+}
+
+/// The first Ready condition of `conditions` is True: the one readiness check of the API
+/// server's eviction and of every controller (whose pods are not k8s-openapi's).
+pub fn has_ready_condition(conditions: &[PodCondition]) -> bool {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
         .is_some_and(|ready| ready.status == "True")
 }
 
@@ -85,29 +91,29 @@ fn selector(pdb: &PodDisruptionBudget) -> Option<LabelSelector> {
     LabelSelector::from_optional_api(selector).ok()
 }
 
-fn same_namespace(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
+fn same_namespace(pdb: &PodDisruptionBudget, meta: &ObjectMeta) -> bool {
     pdb.metadata.namespace.as_deref().unwrap_or_default()
-        == pod.metadata.namespace.as_deref().unwrap_or_default()
+        == meta.namespace.as_deref().unwrap_or_default()
 }
 
-fn labels(pod: &Pod) -> &BTreeMap<String, String> {
+fn labels(meta: &ObjectMeta) -> &BTreeMap<String, String> {
     static NONE: BTreeMap<String, String> = BTreeMap::new();
-    pod.metadata.labels.as_ref().unwrap_or(&NONE)
+    meta.labels.as_ref().unwrap_or(&NONE)
 }
 
-/// Whether the disruption controller counts `pod` under `pdb` (the PDB lister's
-/// `GetPodPodDisruptionBudgets`): same namespace, and the selector matches — an empty
-/// selector matches every pod of the namespace.
-pub fn counts(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
-    same_namespace(pdb, pod) && selector(pdb).is_some_and(|s| s.matches(labels(pod)))
+/// Whether the disruption controller counts the pod of metadata `meta` under `pdb` (the PDB
+/// lister's `GetPodPodDisruptionBudgets`): same namespace, and the selector matches — an
+/// empty selector matches every pod of the namespace.
+pub fn counts(pdb: &PodDisruptionBudget, meta: &ObjectMeta) -> bool {
+    same_namespace(pdb, meta) && selector(pdb).is_some_and(|s| s.matches(labels(meta)))
 }
 
-/// Whether evicting `pod` must ask `pdb` (the eviction subresource's
+/// Whether evicting the pod of metadata `meta` must ask `pdb` (the eviction subresource's
 /// `getPodDisruptionBudgets`): as [`counts`], except that a budget with an empty selector
 /// guards nothing ("it should match nothing, not everything").
-pub fn guards_eviction(pdb: &PodDisruptionBudget, pod: &Pod) -> bool {
-    same_namespace(pdb, pod)
-        && selector(pdb).is_some_and(|s| !s.is_everything() && s.matches(labels(pod)))
+pub fn guards_eviction(pdb: &PodDisruptionBudget, meta: &ObjectMeta) -> bool {
+    same_namespace(pdb, meta)
+        && selector(pdb).is_some_and(|s| !s.is_everything() && s.matches(labels(meta)))
 }
 
 /// Sets the condition of `type_` in `conditions` as apimachinery's `SetStatusCondition`
@@ -217,16 +223,19 @@ mod tests {
     fn an_empty_selector_counts_every_pod_but_guards_no_eviction() {
         let everything = pdb(json!({}));
         let web = pod("default", json!({ "app": "web" }));
-        assert!(counts(&everything, &web));
-        assert!(!guards_eviction(&everything, &web));
+        assert!(counts(&everything, &web.metadata));
+        assert!(!guards_eviction(&everything, &web.metadata));
         let nothing = pdb(serde_json::Value::Null);
-        assert!(!counts(&nothing, &web) && !guards_eviction(&nothing, &web));
+        assert!(!counts(&nothing, &web.metadata) && !guards_eviction(&nothing, &web.metadata));
         let apps = pdb(json!({ "matchLabels": { "app": "web" } }));
-        assert!(counts(&apps, &web) && guards_eviction(&apps, &web));
-        assert!(!counts(&apps, &pod("other", json!({ "app": "web" }))));
+        assert!(counts(&apps, &web.metadata) && guards_eviction(&apps, &web.metadata));
+        assert!(!counts(
+            &apps,
+            &pod("other", json!({ "app": "web" })).metadata
+        ));
         assert!(!guards_eviction(
             &apps,
-            &pod("default", json!({ "app": "db" }))
+            &pod("default", json!({ "app": "db" })).metadata
         ));
     }
 

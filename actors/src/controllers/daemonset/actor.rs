@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
@@ -25,6 +25,7 @@ use crate::controllers::writes;
 use crate::events::{object_reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 #[derive(Clone)]

@@ -20,11 +20,12 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 
 use super::placement::REVISION_HASH_LABEL;
+use crate::pods::cached::Pod;
 
 /// Revisions kept besides the current one unless the DaemonSet says otherwise.
 pub const DEFAULT_REVISION_HISTORY_LIMIT: i32 = 10;

@@ -63,7 +63,11 @@ pub fn fit(daemon_spec: &PodSpec, node: &Node) -> Fit {
     if !template_node.is_empty() && template_node != name {
         return NOWHERE;
     }
-    if !matches_required(daemon_spec, node) {
+    if !matches_required(
+        daemon_spec.node_selector.as_ref(),
+        daemon_spec.affinity.as_ref(),
+        node,
+    ) {
         return NOWHERE;
     }
     let taints = node

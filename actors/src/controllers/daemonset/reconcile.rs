@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{self, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use rudder_proto::objects::selector::LabelSelector;
 
@@ -34,6 +34,7 @@ use super::history::{plan_revisions, RevisionPlan};
 use super::placement::{add_daemon_tolerations, daemon_template, fit, pin_to_node, Fit};
 use super::rollout::{is_updated, surplus_while_surging, Bounds, Rollout};
 use crate::intstr::{scaled_value, NotAPercentage};
+use crate::pods::cached::Pod;
 use crate::pods::{
     available_in, controller_of, is_assigned, is_available, is_ready, is_terminal, phase,
 };
@@ -57,7 +58,7 @@ pub struct Observed<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPod {
     pub node: String,
-    pub pod: Pod,
+    pub pod: v1::Pod,
 }
 
 /// What the controller does for one DaemonSet.
@@ -212,7 +213,7 @@ struct Daemon<'a> {
     hash: &'a str,
     owner: OwnerReference,
     /// The template's spec with the daemon tolerations: what eligibility is judged on.
-    spec: PodSpec,
+    spec: v1::PodSpec,
     min_ready_seconds: i32,
     rolling: bool,
     surge: bool,
@@ -360,7 +361,7 @@ impl<'a> Daemon<'a> {
         let meta = template.metadata.unwrap_or_default();
         let mut spec = template.spec.unwrap_or_default();
         pin_to_node(&mut spec, node);
-        let pod = Pod {
+        let pod = v1::Pod {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{name}-")),
                 namespace: self.ds.metadata.namespace.clone(),

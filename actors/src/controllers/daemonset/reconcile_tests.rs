@@ -193,13 +193,14 @@ fn pods_on_nodes_that_stopped_fitting_go_and_unbound_ones_for_vanished_nodes_too
         .node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
     let mut unbound = current("unbound", "gone");
     unbound.spec.as_mut().unwrap().node_name = None;
-    unbound.spec.as_mut().unwrap().affinity = Some(k8s_openapi::api::core::v1::Affinity {
-        node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity {
-            required_during_scheduling_ignored_during_execution: Some(pinned_to("gone")),
-            preferred_during_scheduling_ignored_during_execution: None,
-        }),
-        ..Default::default()
-    });
+    unbound.spec.as_mut().unwrap().affinity =
+        Some(Box::new(k8s_openapi::api::core::v1::Affinity {
+            node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(pinned_to("gone")),
+                preferred_during_scheduling_ignored_during_execution: None,
+            }),
+            ..Default::default()
+        }));
     let bound_elsewhere = current("bound", "also-gone");
     let pods = arcs(vec![current("stale", "n1"), unbound, bound_elsewhere]);
     let plan = run(&picky, &[node("n1")], &pods);

@@ -19,11 +19,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::DaemonSetUpdateStrategy;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::placement::REVISION_HASH_LABEL;
 use crate::intstr::{scaled_value, NotAPercentage};
+use crate::pods::cached::Pod;
 use crate::pods::{is_available, is_ready};
 
 /// How far an update may go at once, in nodes.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use rudder_proto::objects::selector::LabelSelector;
@@ -26,6 +25,7 @@ use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
 use crate::events::{object_reference, EventType, Recorder};
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 #[derive(Clone)]

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rudder_proto::objects::selector::LabelSelector;
 
@@ -28,6 +27,7 @@ use super::sets::{
     annotation, history_to_delete, new_set, revision_of, size_of, split, status, Owned,
     DESIRED_REPLICAS, MAX_REPLICAS, REVISION, REVISION_HISTORY,
 };
+use crate::pods::cached::Pod;
 use crate::pods::controller_of;
 
 /// A change to an existing ReplicaSet: its new size and the annotations to set.

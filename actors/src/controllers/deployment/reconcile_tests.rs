@@ -288,7 +288,7 @@ fn recreate_empties_the_old_set_and_waits_for_its_pods_before_the_new_one() {
     let mut gone = (*set_of(&v1, 0, 0, 1, "2024-01-01T00:00:00Z")).clone();
     gone.metadata.uid = Some("old-set".into());
     let gone = Arc::new(gone);
-    let terminating: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+    let terminating: crate::pods::cached::Pod = serde_json::from_value(serde_json::json!({
         "metadata": { "name": "old-pod", "deletionTimestamp": "2024-01-01T00:59:00Z",
                       "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "ReplicaSet",
                                             "name": "x", "uid": "old-set", "controller": true }] },

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
@@ -28,6 +28,7 @@ use super::reconcile::{reconcile, Workloads};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::events::Recorder;
 use crate::informer::{ApiObject, Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 /// What the controller reads.
@@ -171,7 +172,7 @@ impl Watches<Pod> for DisruptionController {
         for pod in event.states() {
             let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
             for budget in self.caches.budgets.in_namespace(namespace) {
-                if counts(&budget, pod) {
+                if counts(&budget, &pod.metadata) {
                     self.queue.add(ObjectKey::of(&budget.metadata));
                 }
             }

@@ -17,19 +17,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{ObjectReference, ReplicationController};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use rudder_proto::objects::disruption::{
-    conditions_up_to_date, counts, is_pod_ready, set_condition, update_disruption_allowed,
-    DELETION_TIMEOUT, DISRUPTION_ALLOWED, SYNC_FAILED,
+    conditions_up_to_date, counts, set_condition, update_disruption_allowed, DELETION_TIMEOUT,
+    DISRUPTION_ALLOWED, SYNC_FAILED,
 };
 use rudder_proto::objects::selector::LabelSelector;
 
 use crate::events::{object_reference, EventType};
 use crate::intstr::scaled_value;
-use crate::pods::controller_of;
+use crate::pods::cached::Pod;
+use crate::pods::{controller_of, is_ready};
 
 /// The workloads of the budget's namespace whose replicas may be what it counts against
 /// (the controller's `finders`: ReplicationControllers, Deployments through their
@@ -284,7 +285,7 @@ fn healthy(pods: &[&Pod], awaited: &BTreeMap<String, Time>, now: jiff::Timestamp
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             awaited.get(name).is_none_or(|at| plus_timeout(at) <= now)
         })
-        .filter(|pod| is_pod_ready(pod))
+        .filter(|pod| is_ready(pod))
         .count();
     i32::try_from(count).unwrap_or(i32::MAX)
 }
@@ -323,7 +324,7 @@ pub fn reconcile(
     let counted: Vec<&Pod> = pods
         .iter()
         .map(|pod| &**pod)
-        .filter(|pod| counts(pdb, pod))
+        .filter(|pod| counts(pdb, &pod.metadata))
         .collect();
     let budget = object_reference(pdb);
     let mut plan = Plan::default();

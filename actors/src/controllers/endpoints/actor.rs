@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
@@ -33,6 +33,7 @@ use super::reconcile::{
 };
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 /// What the controller reads.

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
@@ -21,6 +20,7 @@ use crate::controllers::writes;
 use crate::events::{object_reference, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 #[derive(Clone)]

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-
 use super::tracking::ended;
+use crate::pods::cached::Pod;
 use crate::pods::{init_restarts, restarts};
 
 /// The wait before replacing the first failed pod; it doubles with every failure since the

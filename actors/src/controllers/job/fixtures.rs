@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use serde_json::json;
 
 use super::template::{COMPLETION_INDEX, TRACKING_FINALIZER};
+use crate::pods::cached::Pod;
 use crate::pods::fixtures::pod;
 
 pub const T0: &str = "2024-01-01T00:00:00Z";

@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::backoff::{failure_backoff, past_backoff_limit_on_failure};
 use super::template::{completion_index, is_tracked, new_pod};
 use super::tracking::{len_of, to_i32, Tally};
 use crate::controllers::replicaset::rank::deletion_order;
+use crate::pods::cached::Pod;
 use crate::pods::{controller_of, is_active, is_ready};
 
 /// `spec.backoffLimit` when unset.
@@ -52,7 +53,7 @@ pub enum InvalidJob {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPod {
     pub index: Option<u32>,
-    pub pod: Pod,
+    pub pod: v1::Pod,
 }
 
 /// What the controller does for one Job.

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+use k8s_openapi::api::core::v1::{self, EnvVar, EnvVarSource, ObjectFieldSelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::pods::cached::Pod;
 
 /// The label (and legacy `controller-uid`) carrying the Job's uid.
 pub const CONTROLLER_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
@@ -46,7 +48,7 @@ pub fn job_labels(job: &Job) -> BTreeMap<String, String> {
 
 /// A new pod from the Job's template; `index` for an Indexed Job. Named by the API from
 /// `<job>-` (`<job>-<index>-` when indexed).
-pub fn new_pod(job: &Job, index: Option<u32>) -> Pod {
+pub fn new_pod(job: &Job, index: Option<u32>) -> v1::Pod {
     let job_name = job.metadata.name.clone().unwrap_or_default();
     let spec = job.spec.clone().unwrap_or_default();
     let template = spec.template.metadata.unwrap_or_default();
@@ -72,7 +74,7 @@ pub fn new_pod(job: &Job, index: Option<u32>) -> Pod {
             }
         }
     }
-    Pod {
+    v1::Pod {
         metadata: ObjectMeta {
             generate_name: Some(generate_name),
             namespace: job.metadata.namespace.clone(),
@@ -148,16 +150,16 @@ mod tests {
             assert_eq!(labels.get(key).map(String::as_str), Some(value), "{key}");
         }
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-"));
-        assert!(is_tracked(&pod));
+        assert!(is_tracked(&Pod::from(&pod)));
         assert_eq!(pod.metadata.owner_references.unwrap()[0].kind, "Job");
-        assert_eq!(completion_index(&new_pod(&job(), None)), None);
+        assert_eq!(completion_index(&Pod::from(new_pod(&job(), None))), None);
     }
 
     #[test]
     fn indexed_pods_carry_their_index_hostname_and_env() {
         let pod = new_pod(&job(), Some(3));
         assert_eq!(pod.metadata.generate_name.as_deref(), Some("pi-3-"));
-        assert_eq!(completion_index(&pod), Some(3));
+        assert_eq!(completion_index(&Pod::from(&pod)), Some(3));
         assert_eq!(
             pod.metadata
                 .labels

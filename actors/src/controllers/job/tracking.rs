@@ -16,10 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::{JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::Pod;
 
 use super::indexes;
 use super::template::{completion_index, is_tracked};
+use crate::pods::cached::Pod;
 use crate::pods::phase;
 
 /// The ends of the Job's pods, each counted once.

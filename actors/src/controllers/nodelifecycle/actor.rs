@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
@@ -28,6 +28,7 @@ use super::reconcile::{reconcile, Observed, Plan, Settings};
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::controllers::writes;
 use crate::informer::{Cache, Event};
+use crate::pods::cached::Pod;
 use crate::pods::is_assigned;
 use crate::queue::WorkQueue;
 

@@ -13,8 +13,9 @@
 //! same schedule as the old one. A taint without `timeAdded` counts from `now` (it is then
 //! re-examined each pass; this controller always sets `timeAdded` on its own taints).
 
-use k8s_openapi::api::core::v1::{Pod, Taint};
+use k8s_openapi::api::core::v1::Taint;
 
+use crate::pods::cached::Pod;
 use crate::scheduling::taints::{matching_tolerations, NO_EXECUTE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +74,7 @@ mod tests {
 
     fn pod(tolerations: Vec<k8s_openapi::api::core::v1::Toleration>) -> Pod {
         Pod {
-            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+            spec: Some(crate::pods::cached::PodSpec {
                 tolerations: Some(tolerations),
                 ..Default::default()
             }),

@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
 
 use super::disruption::{zone_of, Disruption, Mode, RateSettings};
 use super::eviction::{decide, Eviction};
 use super::health::{
     assess, is_managed, no_schedule_taints, Grace, Readiness, NODE_LEASE_NAMESPACE,
 };
+use crate::pods::cached::Pod;
 use crate::scheduling::taints::{is_same_taint, taint, NO_EXECUTE, NO_SCHEDULE};
 
 /// The controller's flags.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError, Fenced};
 use serde_json::json;
@@ -29,6 +29,7 @@ use super::reconcile::{
 use crate::controllers::nodelifecycle::actor::Cluster;
 use crate::controllers::runtime::{Controller, Subscriptions, Watches};
 use crate::informer::{Cache, Event};
+use crate::pods::cached::Pod;
 use crate::pods::is_terminal;
 use crate::queue::WorkQueue;
 

@@ -23,9 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Node, PodCondition};
 use rudder_proto::objects::disruption::update_pod_condition;
 
+use crate::pods::cached::Pod;
 use crate::pods::{is_terminal, phase};
 
 /// `--terminated-pod-gc-threshold`'s default, as kube-controller-manager's.

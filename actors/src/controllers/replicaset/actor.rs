@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{ObjectReference, ReplicationController};
 use rudder_proto::api::Fence;
 use rudder_proto::client::{ApiClient, ClientError};
 use serde_json::json;
@@ -28,6 +28,7 @@ use crate::controllers::writes;
 use crate::events::Recorder;
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 /// Which kind a key names: both kinds share the controller.

@@ -8,8 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-
+use crate::pods::cached::Pod;
 use crate::pods::{is_assigned, phase, ready_since, restarts};
 
 /// `pods` in the order they should be deleted, most expendable first.

@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::api::core::v1::{self, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector as ApiSelector, ObjectMeta, OwnerReference,
 };
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::rank::deletion_order;
+use crate::pods::cached::Pod;
 use crate::pods::{available_in, controller_of, is_active, is_available, ready_since};
 
 /// At most this many pods are created or deleted in one sync (Kubernetes' `burstReplicas`).
@@ -126,9 +127,9 @@ impl ReplicatedSet {
     }
 
     /// A new pod from the template (named by the API from `<name>-`).
-    pub fn new_pod(&self) -> Pod {
+    pub fn new_pod(&self) -> v1::Pod {
         let template = self.template.metadata.clone().unwrap_or_default();
-        Pod {
+        v1::Pod {
             metadata: ObjectMeta {
                 generate_name: Some(format!("{}-", self.name)),
                 namespace: Some(self.namespace.clone()),

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use rudder_proto::api::{DeleteRequest, Fence};
 use rudder_proto::client::{ApiClient, ClientError, Fenced};
 use serde_json::json;
@@ -30,6 +30,7 @@ use crate::controllers::writes;
 use crate::events::{object_reference, EventType, Recorder};
 use crate::expectations::Expectations;
 use crate::informer::{Cache, Event, ObjectKey};
+use crate::pods::cached::Pod;
 use crate::queue::WorkQueue;
 
 #[derive(Clone)]

@@ -18,10 +18,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 use super::identity::Identity;
+use crate::pods::cached::Pod;
 
 /// The claims of the set's namespace by name.
 pub type ClaimIndex<'a> = BTreeMap<&'a str, &'a Arc<PersistentVolumeClaim>>;

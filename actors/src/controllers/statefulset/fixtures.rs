@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use serde_json::json;
 
 use super::identity::{Identity, POD_INDEX_LABEL, POD_NAME_LABEL, REVISION_HASH_LABEL};
 use super::reconcile::{reconcile, Action, DeleteReason, NewPod, Plan};
+use crate::pods::cached::Pod;
 use crate::pods::fixtures::ready_pod;
 
 pub const UID: &str = "sts-uid";

@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
+    self, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodTemplateSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use crate::pods::cached::Pod;
 
 pub use crate::controllers::daemonset::placement::REVISION_HASH_LABEL;
 
@@ -191,7 +193,7 @@ impl Identity {
     /// The pod of `ordinal` from `template` (the set's template at `revision`): named,
     /// labelled, with hostname and subdomain, controlled by the set, and mounting its claims.
     /// A template volume named like a claim template gives way to the claim, as in Kubernetes.
-    pub fn new_pod(&self, template: &PodTemplateSpec, revision: &str, ordinal: i64) -> Pod {
+    pub fn new_pod(&self, template: &PodTemplateSpec, revision: &str, ordinal: i64) -> v1::Pod {
         let meta = template.metadata.clone().unwrap_or_default();
         let name = self.pod_name(ordinal);
         let mut labels = meta.labels.unwrap_or_default();
@@ -201,16 +203,16 @@ impl Identity {
         let mut spec = template.spec.clone().unwrap_or_default();
         spec.hostname = Some(name.clone());
         spec.subdomain = Some(self.service_name.clone()).filter(|s| !s.is_empty());
-        let mut volumes: Vec<Volume> = self
+        let mut volumes: Vec<v1::Volume> = self
             .claim_templates
             .iter()
-            .map(|t| Volume {
+            .map(|t| v1::Volume {
                 name: t.metadata.name.clone().unwrap_or_default(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
                     claim_name: self.claim_name(t, ordinal),
                     read_only: None,
                 }),
-                ..Volume::default()
+                ..v1::Volume::default()
             })
             .collect();
         let claimed: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
@@ -222,7 +224,7 @@ impl Identity {
                 .filter(|v| !claimed.contains(&v.name)),
         );
         spec.volumes = Some(volumes).filter(|v| !v.is_empty());
-        Pod {
+        v1::Pod {
             metadata: ObjectMeta {
                 name: Some(name),
                 namespace: Some(self.namespace.clone()),

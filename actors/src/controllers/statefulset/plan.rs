@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSetStatus};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{self, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::pods::cached::Pod;
 
 /// A pod to create, with those of its claims that do not exist yet (created first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPod {
     pub ordinal: i64,
-    pub pod: Pod,
+    pub pod: v1::Pod,
     pub claims: Vec<PersistentVolumeClaim>,
 }
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{
     ControllerRevision, StatefulSet, StatefulSetSpec, StatefulSetStatus,
 };
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use rudder_proto::objects::selector::LabelSelector;
 
 use super::claims::{missing_claims, owners_to_set, Blocked, ClaimIndex};
@@ -42,6 +42,7 @@ use super::history::{expired, plan_revisions, RevisionPlan, DEFAULT_REVISION_HIS
 use super::identity::{revision_of, Identity};
 pub use super::plan::{Action, DeleteReason, NewPod, Plan, Wait};
 use super::update::{Rollout, Step, Strategy};
+use crate::pods::cached::Pod;
 use crate::pods::{available_in, controller_of, is_available, is_ready, is_terminal, phase};
 
 /// `pods`, `claims`, `revisions`: those of the set's namespace, from the caches.

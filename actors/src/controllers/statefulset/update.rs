@@ -18,9 +18,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSetSpec;
-use k8s_openapi::api::core::v1::Pod;
 
 use super::identity::revision_of;
+use crate::pods::cached::Pod;
 
 /// `spec.updateStrategy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
