@@ -9,8 +9,8 @@ use rudder_proto::objects::disruption::has_ready_condition;
 
 use self::cached::{ContainerStatus, Pod};
 
-/// Kubernetes' `IsPodReady`: its Ready condition is True (the API server's eviction asks
-/// the same question, of the same conditions).
+/// Kubernetes' `IsPodReady`: its (first) Ready condition is True (the API server's eviction
+/// asks the same question, of the same conditions).
 pub fn is_ready(pod: &Pod) -> bool {
     let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref());
     has_ready_condition(conditions.unwrap_or_default())
